@@ -1,0 +1,129 @@
+//! The catalog: machine files read from disk, compiled, and kept by name and by virtual number.
+//!
+//! This is the one place that reads machine files; the compiler itself never touches the disk.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::machine::{self, Diagnostic, Machine, Severity, Source};
+
+/// Most machine files one catalog loads: a node serving thousands of menus wants a database.
+pub const FILES_MAX: usize = 10_000;
+
+/// The compiled machines of a set of files, and every diagnostic found while loading them.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    machines: BTreeMap<String, Arc<Machine>>,
+    by_number: BTreeMap<String, String>,
+    /// Every diagnostic, errors and warnings, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The files read.
+    pub files: Vec<PathBuf>,
+}
+
+impl Catalog {
+    /// Loads every `.toml` and `.json` file among `paths` (files, or folders read one level deep).
+    pub fn load(paths: &[PathBuf]) -> Catalog {
+        let mut catalog = Catalog::default();
+        let mut files = Vec::new();
+        for path in paths {
+            match list(path) {
+                Ok(found) => files.extend(found),
+                Err(e) => catalog.diagnostics.push(file_error(path, format!("cannot read: {e}"))),
+            }
+        }
+        if files.len() > FILES_MAX {
+            catalog.diagnostics.push(file_error(
+                &paths[0],
+                format!("{} machine files; the limit is {FILES_MAX}", files.len()),
+            ));
+            return catalog;
+        }
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => catalog.add(Source::new(file.display().to_string(), text)),
+                Err(e) => catalog.diagnostics.push(file_error(&file, format!("cannot read: {e}"))),
+            }
+            catalog.files.push(file);
+        }
+        catalog
+    }
+
+    /// Compiles one source into the catalog; names and numbers must be unique across machines.
+    pub fn add(&mut self, source: Source) {
+        let compiled = machine::compile(&source);
+        self.diagnostics.extend(compiled.diagnostics);
+        let Some(m) = compiled.machine else { return };
+        if self.machines.contains_key(m.name()) {
+            self.diagnostics.push(file_error(
+                Path::new(&source.file),
+                format!("a machine named `{}` is already loaded from another file", m.name()),
+            ));
+            return;
+        }
+        for number in m.numbers() {
+            if let Some(other) = self.by_number.get(number) {
+                self.diagnostics.push(file_error(
+                    Path::new(&source.file),
+                    format!("number {number} is already answered by machine `{other}`"),
+                ));
+                return;
+            }
+        }
+        for number in m.numbers() {
+            self.by_number.insert(number.clone(), m.name().to_string());
+        }
+        self.machines.insert(m.name().to_string(), Arc::new(m));
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Machine>> {
+        self.machines.get(name)
+    }
+
+    /// The machine that answers `number`.
+    pub fn by_number(&self, number: &str) -> Option<&Arc<Machine>> {
+        self.by_number.get(number).and_then(|name| self.machines.get(name))
+    }
+
+    pub fn machines(&self) -> impl Iterator<Item = &Arc<Machine>> {
+        self.machines.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.machines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.machines.is_empty()
+    }
+}
+
+fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        std::fs::metadata(path)?;
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("toml" | "json")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn file_error(path: &Path, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Error,
+        file: path.display().to_string(),
+        position: None,
+        node: None,
+        field: None,
+        message,
+        hint: None,
+    }
+}

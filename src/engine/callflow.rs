@@ -1,0 +1,316 @@
+//! The engine's output alphabet: 8x8 callflow actions as plain Rust values, and 8x8's own rules for them.
+//!
+//! The same `validate` runs in the compiler (on every reply a machine can produce) and on every reply
+//! the engine renders, so a callflow 8x8 would reject never reaches the wire. The JSON encoding lives in
+//! `webhook::wire`; nothing here knows JSON.
+
+use std::fmt;
+
+/// 8x8: "Maximum voice message length is 3000 characters" (say `text`, sayAndCapture `promptMessage`).
+pub const TEXT_CHARS_MAX: usize = 3000;
+/// 8x8: `repetition` accepts 1, 2 or 3.
+pub const REPETITION_MAX: u8 = 3;
+/// 8x8: `speed` ranges from 0.5 to 2.0; held in hundredths.
+pub const SPEED_HUNDREDTHS_MIN: u16 = 50;
+pub const SPEED_HUNDREDTHS_MAX: u16 = 200;
+/// 8x8: `maxDigits` "must be provided and > 0 and < 26".
+pub const DIGITS_MAX: u8 = 25;
+/// 8x8: "the maximum allowed makeCall actions in a callflow is 2" (no conferencing).
+pub const MAKE_CALLS_MAX: usize = 2;
+/// phonetree's bound on 8x8's `noOfTries`: a caller replayed the same prompt ten times has left.
+pub const NO_OF_TRIES_MAX: u8 = 10;
+/// phonetree's bound on capture timeouts: 8x8 gives none; ten minutes of silence is not a caller.
+pub const TIMEOUT_MS_MAX: u32 = 600_000;
+/// phonetree's bound on a phone number's digits (E.164 allows 15; a few more for national prefixes).
+pub const NUMBER_DIGITS_MAX: usize = 20;
+
+/// Speech speed in hundredths (100 = 1.0); integral so that states and actions compare exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Speed(pub u16);
+
+impl Speed {
+    /// The value 8x8 documents, e.g. `1.0` or `0.75`.
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / 100.0
+    }
+}
+
+/// One 8x8 callflow action. `T` is the text type: `String` on the wire, a template in a compiled machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<T = String> {
+    Say(Say<T>),
+    SayAndCapture(SayAndCapture<T>),
+    PlayFile(PlayFile<T>),
+    MakeCall(MakeCall<T>),
+    Hangup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Say<T = String> {
+    pub text: T,
+    pub voice_profile: String,
+    pub repetition: Option<u8>,
+    pub speed: Option<Speed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SayAndCapture<T = String> {
+    pub prompt_message: T,
+    pub voice_profile: String,
+    pub repetition: Option<u8>,
+    pub speed: Option<Speed>,
+    pub min_digits: Option<u8>,
+    pub max_digits: Option<u8>,
+    pub digit_timeout_ms: Option<u32>,
+    pub overall_timeout_ms: Option<u32>,
+    pub complete_on_hash: Option<bool>,
+    pub no_of_tries: Option<u8>,
+    pub success_message: Option<T>,
+    pub failure_message: Option<T>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayFile<T = String> {
+    pub file_url: T,
+    pub repetition: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MakeCall<T = String> {
+    pub source: T,
+    pub destination: T,
+    pub call_recording: Option<bool>,
+}
+
+impl<T> Action<T> {
+    /// The action's name as 8x8 spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Say(_) => "say",
+            Action::SayAndCapture(_) => "sayAndCapture",
+            Action::PlayFile(_) => "playFile",
+            Action::MakeCall(_) => "makeCall",
+            Action::Hangup => "hangup",
+        }
+    }
+}
+
+/// One reply: the actions 8x8 runs in order, and the id 8x8 echoes back in the next webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callflow {
+    pub client_action_id: Option<String>,
+    pub actions: Vec<Action>,
+}
+
+impl Callflow {
+    pub fn hangup() -> Self {
+        Callflow { client_action_id: None, actions: vec![Action::Hangup] }
+    }
+
+    /// True when the callflow ends the call (its last action is a hangup).
+    pub fn hangs_up(&self) -> bool {
+        matches!(self.actions.last(), Some(Action::Hangup))
+    }
+}
+
+/// One broken 8x8 rule: which action, which parameter, 8x8's status code, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Index of the action in the callflow (`$.callflow[i]`).
+    pub action: usize,
+    /// The 8x8 parameter name, e.g. `maxDigits`.
+    pub param: &'static str,
+    /// The status code 8x8 answers with for this mistake (voice-status-codes), e.g. -1003.
+    pub status_code: i32,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "$.callflow[{}].params.{}: {} (8x8 status {})",
+            self.action, self.param, self.message, self.status_code
+        )
+    }
+}
+
+/// Where a callflow is sent: a webhook reply, or the opening request of an outbound call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    WebhookReply,
+    /// Send Callflow API: must open with `makeCall` (8x8 -1013).
+    OutboundRequest,
+}
+
+/// Checks a callflow against every rule 8x8 enforces when it receives one. Empty means valid.
+pub fn validate(flow: &Callflow, usage: Use) -> Vec<Violation> {
+    let mut v = Vec::new();
+    let mut push = |action: usize, param: &'static str, status_code: i32, message: String| {
+        v.push(Violation { action, param, status_code, message })
+    };
+    if flow.actions.is_empty() {
+        push(0, "action", -1009, "a callflow needs at least one action".into());
+    }
+    if usage == Use::OutboundRequest && !matches!(flow.actions.first(), Some(Action::MakeCall(_))) {
+        push(0, "action", -1013, "an outbound callflow must start with makeCall".into());
+    }
+    let make_calls = flow.actions.iter().filter(|a| matches!(a, Action::MakeCall(_))).count();
+    if make_calls > MAKE_CALLS_MAX {
+        push(
+            0,
+            "action",
+            -1010,
+            format!("{make_calls} makeCall actions in one callflow; 8x8 allows {MAKE_CALLS_MAX}"),
+        );
+    }
+    let last = flow.actions.len().saturating_sub(1);
+    for (i, action) in flow.actions.iter().enumerate() {
+        match action {
+            Action::Hangup if i != last => {
+                push(i, "action", -1012, "hangup must be the last action of a callflow".into())
+            }
+            Action::Hangup => {}
+            Action::Say(s) => {
+                check_text(i, "text", &s.text, &mut push);
+                check_speech(i, &s.voice_profile, s.repetition, s.speed, &mut push);
+            }
+            Action::SayAndCapture(c) => {
+                check_text(i, "promptMessage", &c.prompt_message, &mut push);
+                check_speech(i, &c.voice_profile, c.repetition, c.speed, &mut push);
+                check_capture(i, c, &mut push);
+            }
+            Action::PlayFile(p) => {
+                if let Err(why) = check_file_url(&p.file_url) {
+                    push(i, "fileUrl", -1009, why);
+                }
+                check_repetition(i, p.repetition, &mut push);
+            }
+            Action::MakeCall(m) => {
+                for (param, number) in [("source", &m.source), ("destination", &m.destination)] {
+                    if let Err(why) = check_number(number) {
+                        push(i, param, -1017, why);
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+type Push<'a> = dyn FnMut(usize, &'static str, i32, String) + 'a;
+
+fn check_text(i: usize, param: &'static str, text: &str, push: &mut Push<'_>) {
+    let chars = text.chars().count();
+    if text.trim().is_empty() {
+        push(i, param, -1009, "text is empty".into());
+    } else if chars > TEXT_CHARS_MAX {
+        push(i, param, -1009, format!("text is {chars} characters; 8x8 allows {TEXT_CHARS_MAX}"));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        push(i, param, -1016, "text contains control characters".into());
+    }
+}
+
+fn check_speech(i: usize, voice: &str, repetition: Option<u8>, speed: Option<Speed>, push: &mut Push<'_>) {
+    if voice.trim().is_empty() {
+        push(i, "voiceProfile", -1002, "voiceProfile is required".into());
+    }
+    check_repetition(i, repetition, push);
+    if let Some(Speed(s)) = speed
+        && !(SPEED_HUNDREDTHS_MIN..=SPEED_HUNDREDTHS_MAX).contains(&s)
+    {
+        push(i, "speed", -1009, format!("speed {} is outside 0.5..2.0", Speed(s).as_f64()));
+    }
+}
+
+fn check_repetition(i: usize, repetition: Option<u8>, push: &mut Push<'_>) {
+    if let Some(r) = repetition
+        && !(1..=REPETITION_MAX).contains(&r)
+    {
+        push(i, "repetition", -1009, format!("repetition {r} is outside 1..{REPETITION_MAX}"));
+    }
+}
+
+fn check_capture(i: usize, c: &SayAndCapture, push: &mut Push<'_>) {
+    if let Some(min) = c.min_digits {
+        if c.max_digits.is_none() {
+            push(i, "maxDigits", -1003, "maxDigits is required when minDigits is set".into());
+        }
+        if min == 0 {
+            push(i, "minDigits", -1009, "minDigits must be at least 1".into());
+        }
+    }
+    if let Some(max) = c.max_digits {
+        if !(1..=DIGITS_MAX).contains(&max) {
+            push(i, "maxDigits", -1009, format!("maxDigits {max} is outside 1..{DIGITS_MAX}"));
+        }
+        if let Some(min) = c.min_digits
+            && min > max
+        {
+            push(i, "minDigits", -1009, format!("minDigits {min} is above maxDigits {max}"));
+        }
+    }
+    if c.complete_on_hash == Some(false) && c.max_digits.is_none() {
+        push(i, "maxDigits", -1008, "maxDigits is required when completeOnHash is false".into());
+    }
+    if let Some(d) = c.digit_timeout_ms {
+        match c.overall_timeout_ms {
+            None => {
+                push(i, "overallTimeout", -1005, "overallTimeout is required when digitTimeout is set".into())
+            }
+            Some(o) if o < d => push(
+                i,
+                "overallTimeout",
+                -1006,
+                format!("overallTimeout {o} ms is smaller than digitTimeout {d} ms"),
+            ),
+            Some(_) => {}
+        }
+    }
+    for (param, t) in [("digitTimeout", c.digit_timeout_ms), ("overallTimeout", c.overall_timeout_ms)] {
+        if let Some(t) = t
+            && !(1..=TIMEOUT_MS_MAX).contains(&t)
+        {
+            push(i, param, -1009, format!("{param} {t} ms is outside 1..{TIMEOUT_MS_MAX} ms"));
+        }
+    }
+    if let Some(n) = c.no_of_tries
+        && !(1..=NO_OF_TRIES_MAX).contains(&n)
+    {
+        push(i, "noOfTries", -1009, format!("noOfTries {n} is outside 1..{NO_OF_TRIES_MAX}"));
+    }
+    for (param, m) in [("successMessage", &c.success_message), ("failureMessage", &c.failure_message)] {
+        if let Some(m) = m {
+            check_text(i, param, m, push);
+        }
+    }
+}
+
+/// 8x8 downloads `fileUrl` itself: it must be an absolute http(s) URL with a host.
+pub fn check_file_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("file URL `{url}` is not http(s)"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("file URL `{url}` has no host"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("file URL `{url}` contains white space"));
+    }
+    Ok(())
+}
+
+/// A phone number as 8x8 takes it: an optional `+`, then digits only (E.164 or national form).
+pub fn check_number(number: &str) -> Result<(), String> {
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{number}` is not a phone number (expected digits, optionally after +)"));
+    }
+    if digits.len() > NUMBER_DIGITS_MAX {
+        return Err(format!("`{number}` has more than {NUMBER_DIGITS_MAX} digits"));
+    }
+    Ok(())
+}

@@ -1,0 +1,378 @@
+//! The pure step engine: `step(machine, state, event, now) -> (state, reply)`.
+//!
+//! No I/O, no clock, no randomness: the same machine, state, event and `now` always give the same
+//! step, which is what makes calls replayable offline, duplicate webhooks answerable byte for byte,
+//! and every path of a machine explorable by `check`. The shells (server, simulator) feed events in
+//! and carry replies out; anything the engine needs from the world arrives as an event.
+
+pub mod callflow;
+mod state;
+
+use std::fmt;
+
+use crate::machine::{Edge, Machine, NodeId, NodeKind, Template};
+use callflow::{Action, Callflow, MakeCall, PlayFile, Say, SayAndCapture, Use};
+pub use state::{CallInfo, CallState, Direction, Outcome, Phase};
+
+/// Most actions in one reply. 8x8 sets none; a caller should not sit through more than this many
+/// announcements before being asked something, and it bounds a reply's size.
+pub const CHAIN_ACTIONS_MAX: usize = 16;
+/// Most nodes kept in a call's path (most recent last): enough to explain how a call got somewhere,
+/// small enough to keep a stored call under 256 bytes.
+pub const PATH_LEN_MAX: usize = 16;
+/// Longest keypress kept from one capture: 8x8 captures at most 25 digits plus `#`.
+pub const KEYPRESS_CHARS_MAX: usize = 32;
+
+/// The input alphabet: what can happen to a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The call reached phonetree: an inbound `CALL_RECEIVED`, or the start of an outbound call.
+    CallStarted,
+    /// The caller pressed keys (as 8x8 reports them, possibly ending in `#`).
+    Digits(String),
+    /// The prompt finished and nothing was pressed (8x8 sent `dtmf: null`), or an action completed.
+    NoInput,
+    /// 8x8's session summary arrived: the call is over, whatever state it was in.
+    SessionEnded { status: String },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::CallStarted => f.write_str("call started"),
+            Event::Digits(d) => write!(f, "digits {d}"),
+            Event::NoInput => f.write_str("no input"),
+            Event::SessionEnded { status } => write!(f, "session ended ({status})"),
+        }
+    }
+}
+
+/// One step's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub state: CallState,
+    /// The callflow to answer the webhook with; `None` for a session summary.
+    pub reply: Option<Callflow>,
+    /// The nodes the step entered, in order; one per action of the reply when it enters any.
+    pub entered: Vec<NodeId>,
+    /// The edges the step followed, in order (coverage and logs).
+    pub edges: Vec<(NodeId, Edge, NodeId)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error("call state is for machine `{state}` but machine `{machine}` was given")]
+    MachineMismatch { state: String, machine: String },
+    #[error("call state names node #{0}, which machine `{1}` does not have")]
+    UnknownNode(u32, String),
+    #[error("a `{0}` event arrived before the call started")]
+    NotStarted(String),
+    #[error("node `{node}`: the call has no variable `{var}`")]
+    UnresolvedVariable { node: String, var: String },
+    #[error("node `{node}`: {problem}")]
+    Chain { node: String, problem: String },
+    #[error("node `{node}`: 8x8 would reject the reply: {violation}")]
+    RejectedReply { node: String, violation: String },
+}
+
+/// The id phonetree puts on every reply that waits: `pt.MACHINE.NODE.SEQ.VERSION`.
+/// 8x8 echoes it in the next webhook, so a call can be located without stored state and a webhook
+/// answering an older prompt is told apart from one answering the current prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientActionId {
+    pub machine: String,
+    pub node: String,
+    pub seq: u32,
+    /// The machine version's short hex form.
+    pub version: String,
+}
+
+impl ClientActionId {
+    pub fn parse(s: &str) -> Option<ClientActionId> {
+        let mut parts = s.split('.');
+        if parts.next()? != "pt" {
+            return None;
+        }
+        let (machine, node, seq, version) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || machine.is_empty() || node.is_empty() {
+            return None;
+        }
+        Some(ClientActionId {
+            machine: machine.to_string(),
+            node: node.to_string(),
+            seq: seq.parse().ok()?,
+            version: version.to_string(),
+        })
+    }
+
+    /// An id for checking a machine's replies against 8x8's rules.
+    pub(crate) fn sample(m: &Machine, node: &str) -> ClientActionId {
+        ClientActionId { machine: m.name.clone(), node: node.to_string(), seq: 1, version: m.version.short() }
+    }
+}
+
+impl fmt::Display for ClientActionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pt.{}.{}.{}.{}", self.machine, self.node, self.seq, self.version)
+    }
+}
+
+/// Applies one event to a call.
+pub fn step(m: &Machine, s: &CallState, event: &Event, now_ms: u64) -> Result<Step, StepError> {
+    if s.machine != m.name || s.version != m.version {
+        return Err(StepError::MachineMismatch { state: s.machine.clone(), machine: m.name.clone() });
+    }
+    if m.node(s.node).is_none() {
+        return Err(StepError::UnknownNode(s.node.index() as u32, m.name.clone()));
+    }
+    let mut st = s.clone();
+    st.updated_ms = now_ms;
+    let mut edges = Vec::new();
+    let reply = match (&s.phase, event) {
+        (_, Event::SessionEnded { status }) => {
+            if st.phase != Phase::Ended {
+                st.outcome = Some(match &st.phase {
+                    Phase::Bridged => transferred(m, &st)?,
+                    _ => Outcome::CallerLeft { status: status.clone() },
+                });
+                st.phase = Phase::Ended;
+            }
+            st.closed = true;
+            None
+        }
+        // The call is over for phonetree; whatever 8x8 asks now, the answer is to hang up.
+        (Phase::Ended, _) => Some(Callflow::hangup()),
+        (Phase::New, Event::CallStarted) => Some(enter(m, &mut st, m.start, &mut edges)?),
+        (Phase::New, e) => return Err(StepError::NotStarted(e.to_string())),
+        // A second start for a call already under way: say the current prompt again, unchanged.
+        (Phase::AwaitingInput | Phase::Bridged, Event::CallStarted) => Some(current_reply(m, &st)?),
+        (Phase::AwaitingInput, Event::Digits(d)) => {
+            let keys = normalise_keys(d);
+            st.keypress = Some(keys.chars().take(KEYPRESS_CHARS_MAX).collect());
+            match m.target(st.node, &Edge::Key(keys.clone())).filter(|_| !keys.is_empty()) {
+                Some(to) => {
+                    edges.push((st.node, Edge::Key(keys), to));
+                    Some(enter(m, &mut st, to, &mut edges)?)
+                }
+                None => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges)?),
+            }
+        }
+        (Phase::AwaitingInput, Event::NoInput) => Some(retry_or(m, &mut st, Edge::NoInput, &mut edges)?),
+        // Any webhook at a transfer means its bridged leg ended.
+        (Phase::Bridged, Event::Digits(_) | Event::NoInput) => {
+            match m.target(st.node, &Edge::AfterTransfer) {
+                Some(to) => {
+                    edges.push((st.node, Edge::AfterTransfer, to));
+                    Some(enter(m, &mut st, to, &mut edges)?)
+                }
+                None => {
+                    st.outcome = Some(transferred(m, &st)?);
+                    st.phase = Phase::Ended;
+                    Some(Callflow::hangup())
+                }
+            }
+        }
+    };
+    if let Some(r) = &reply
+        && let Some(v) = callflow::validate(r, Use::WebhookReply).first()
+    {
+        let node = m.node(st.node).map_or_else(String::new, |n| n.name.clone());
+        return Err(StepError::RejectedReply { node, violation: v.to_string() });
+    }
+    let entered = entered_nodes(&s.phase, event, &edges, m.start);
+    Ok(Step { state: st, reply, entered, edges })
+}
+
+/// The nodes a step entered: the start when the call started, then every edge target.
+fn entered_nodes(
+    before: &Phase,
+    event: &Event,
+    edges: &[(NodeId, Edge, NodeId)],
+    start: NodeId,
+) -> Vec<NodeId> {
+    let started = (*before == Phase::New && *event == Event::CallStarted).then_some(start);
+    started.into_iter().chain(edges.iter().map(|e| e.2)).collect()
+}
+
+/// The reply that waits at the call's current node, as it was sent (same id): for a repeated start.
+pub fn current_reply(m: &Machine, st: &CallState) -> Result<Callflow, StepError> {
+    let node =
+        m.node(st.node).ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
+    let action = match &node.kind {
+        NodeKind::Menu(menu) if st.tries > 0 => render_capture(m, st, &menu.capture, Some(&menu.reprompt))?,
+        _ => render(m, st, st.node)?,
+    };
+    Ok(Callflow { client_action_id: Some(client_action_id(m, st).to_string()), actions: vec![action] })
+}
+
+/// The id of the reply the call is waiting on.
+pub fn client_action_id(m: &Machine, st: &CallState) -> ClientActionId {
+    ClientActionId {
+        machine: m.name.clone(),
+        node: m.node(st.node).map_or_else(String::new, |n| n.name.clone()),
+        seq: st.seq,
+        version: m.version.short(),
+    }
+}
+
+fn transferred(m: &Machine, st: &CallState) -> Result<Outcome, StepError> {
+    let destination = match m.node(st.node).map(|n| &n.kind) {
+        Some(NodeKind::Transfer(t)) => render_text(m, st, &t.destination)?,
+        _ => String::new(),
+    };
+    Ok(Outcome::Transferred { destination })
+}
+
+/// A failed try at the current menu: prompt again while tries are left, else follow `edge`.
+fn retry_or(
+    m: &Machine,
+    st: &mut CallState,
+    edge: Edge,
+    edges: &mut Vec<(NodeId, Edge, NodeId)>,
+) -> Result<Callflow, StepError> {
+    let tries = match m.node(st.node).map(|n| &n.kind) {
+        Some(NodeKind::Menu(menu)) => menu.tries,
+        _ => 1,
+    };
+    st.tries = st.tries.saturating_add(1);
+    if st.tries < tries {
+        st.seq = st.seq.wrapping_add(1);
+        return current_reply(m, st);
+    }
+    let to = m.target(st.node, &edge).ok_or_else(|| StepError::Chain {
+        node: m.node(st.node).map_or_else(String::new, |n| n.name.clone()),
+        problem: format!("no `{edge}` branch"),
+    })?;
+    edges.push((st.node, edge, to));
+    enter(m, st, to, edges)
+}
+
+/// Enters `to` and every node after it that needs no input; returns the reply for the whole chain.
+fn enter(
+    m: &Machine,
+    st: &mut CallState,
+    to: NodeId,
+    edges: &mut Vec<(NodeId, Edge, NodeId)>,
+) -> Result<Callflow, StepError> {
+    let nodes = chain(m, to).map_err(|e| StepError::Chain {
+        node: m.node(to).map_or_else(String::new, |n| n.name.clone()),
+        problem: match e {
+            ChainError::Loop => "say/play nodes loop without waiting".into(),
+            ChainError::TooLong(n) => format!("{n} actions exceed the limit of {CHAIN_ACTIONS_MAX}"),
+        },
+    })?;
+    let mut actions = Vec::with_capacity(nodes.len());
+    for (i, &id) in nodes.iter().enumerate() {
+        if i > 0 {
+            edges.push((nodes[i - 1], Edge::Next, id));
+        }
+        st.node = id;
+        st.tries = 0;
+        st.path.push(id);
+        if st.path.len() > PATH_LEN_MAX {
+            st.path.remove(0);
+        }
+        actions.push(render(m, st, id)?);
+    }
+    let last = m.node(st.node).map(|n| &n.kind);
+    let client_action_id = match last {
+        Some(NodeKind::Menu(_)) => {
+            st.phase = Phase::AwaitingInput;
+            st.seq = st.seq.wrapping_add(1);
+            Some(client_action_id(m, st).to_string())
+        }
+        Some(NodeKind::Transfer(_)) => {
+            st.phase = Phase::Bridged;
+            st.seq = st.seq.wrapping_add(1);
+            Some(client_action_id(m, st).to_string())
+        }
+        _ => {
+            st.phase = Phase::Ended;
+            st.outcome = Some(Outcome::HungUp);
+            None
+        }
+    };
+    Ok(Callflow { client_action_id, actions })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainError {
+    /// say/play nodes lead back to themselves without a node that waits.
+    Loop,
+    /// More actions than fit in one callflow.
+    TooLong(usize),
+}
+
+/// The nodes entered from `id` on: those that need no input, up to the first that waits or ends.
+pub fn chain(m: &Machine, id: NodeId) -> Result<Vec<NodeId>, ChainError> {
+    let mut nodes = vec![id];
+    let mut at = id;
+    while let Some(next) = m.node(at).filter(|n| !n.kind.waits()).and_then(|_| m.target(at, &Edge::Next)) {
+        if nodes.contains(&next) {
+            return Err(ChainError::Loop);
+        }
+        nodes.push(next);
+        if nodes.len() > CHAIN_ACTIONS_MAX {
+            return Err(ChainError::TooLong(nodes.len()));
+        }
+        at = next;
+    }
+    Ok(nodes)
+}
+
+/// Keys as a branch is written: no white space, no completing `#`.
+fn normalise_keys(d: &str) -> String {
+    d.trim().trim_end_matches('#').to_string()
+}
+
+fn render(m: &Machine, st: &CallState, id: NodeId) -> Result<Action, StepError> {
+    let node = m.node(id).ok_or_else(|| StepError::UnknownNode(id.index() as u32, m.name.clone()))?;
+    Ok(match &node.kind {
+        NodeKind::Menu(menu) => render_capture(m, st, &menu.capture, None)?,
+        NodeKind::Say(s) => Action::Say(Say {
+            text: render_text(m, st, &s.text)?,
+            voice_profile: s.voice_profile.clone(),
+            repetition: s.repetition,
+            speed: s.speed,
+        }),
+        NodeKind::Play(p) => Action::PlayFile(PlayFile {
+            file_url: render_text(m, st, &p.file_url)?,
+            repetition: p.repetition,
+        }),
+        NodeKind::Transfer(t) => Action::MakeCall(MakeCall {
+            source: render_text(m, st, &t.source)?,
+            destination: render_text(m, st, &t.destination)?,
+            call_recording: t.call_recording,
+        }),
+        NodeKind::Hangup => Action::Hangup,
+    })
+}
+
+fn render_capture(
+    m: &Machine,
+    st: &CallState,
+    c: &SayAndCapture<Template>,
+    prompt: Option<&Template>,
+) -> Result<Action, StepError> {
+    let opt = |t: &Option<Template>| t.as_ref().map(|t| render_text(m, st, t)).transpose();
+    Ok(Action::SayAndCapture(SayAndCapture {
+        prompt_message: render_text(m, st, prompt.unwrap_or(&c.prompt_message))?,
+        voice_profile: c.voice_profile.clone(),
+        repetition: c.repetition,
+        speed: c.speed,
+        min_digits: c.min_digits,
+        max_digits: c.max_digits,
+        digit_timeout_ms: c.digit_timeout_ms,
+        overall_timeout_ms: c.overall_timeout_ms,
+        complete_on_hash: c.complete_on_hash,
+        no_of_tries: c.no_of_tries,
+        success_message: opt(&c.success_message)?,
+        failure_message: opt(&c.failure_message)?,
+    }))
+}
+
+fn render_text(m: &Machine, st: &CallState, t: &Template) -> Result<String, StepError> {
+    let node_name = m.node(st.node).map_or("", |n| n.name.as_str());
+    t.render(|var| st.var(var).or((var == "node").then_some(node_name)))
+        .map_err(|var| StepError::UnresolvedVariable { node: node_name.to_string(), var })
+}

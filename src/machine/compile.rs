@@ -1,0 +1,857 @@
+//! The compiler: `Definition` → `Machine`, collecting every problem of a file in one run.
+//!
+//! Stages: parse (shape), names and fields per node kind, settings and templates, the graph and its
+//! targets, each node's 8x8 action checked with `callflow::validate`, every callflow a webhook can be
+//! answered with (chains of nodes that need no input), and the graph rules: all nodes reachable from
+//! the start, an end reachable from every node, digit keys the caller can actually type.
+//! A machine with any error is not built: a machine 8x8 would reject never loads.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use petgraph::Direction;
+use petgraph::graph::DiGraph;
+use petgraph::visit::EdgeRef;
+
+use super::definition::{Defaults, Definition, Kind, NodeDef};
+use super::diagnostic::{Diagnostic, Position, Severity, closest};
+use super::source::{self, Source, SpanIndex};
+use super::template::{self, Template};
+use super::{Edge, Machine, Menu, Node, NodeId, NodeKind, Version};
+use crate::engine::callflow::{
+    self, Action, Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed, Use, Violation,
+};
+use crate::engine::{CHAIN_ACTIONS_MAX, ChainError, ClientActionId, chain};
+
+/// Most nodes in one machine: a generated 10,000-node tree compiles in milliseconds; far beyond
+/// that a menu tree is no longer something a caller can navigate.
+pub const NODES_MAX: usize = 50_000;
+/// Longest machine or node name: names travel in every `clientActionId`.
+pub const NAME_CHARS_MAX: usize = 48;
+/// Most phonetree tries at one menu: three is usual, nine is already unkind.
+pub const TRIES_MAX: u8 = 9;
+/// Most branches of one menu: 12 keys on a phone, and multi-digit codes for extensions.
+pub const BRANCHES_MAX: usize = 1000;
+/// What a caller hears when phonetree fails and the machine sets no `fallback`.
+pub const DEFAULT_FALLBACK: &str =
+    "We are sorry, we cannot take your call right now. Please call again later.";
+/// The voice of the fallback when the machine has no default voice profile.
+const FALLBACK_VOICE: &str = "en-US-BenjaminRUS";
+
+/// The fields each node kind takes, besides `kind`.
+pub const FIELDS_BY_KIND: &[(Kind, &[&str])] = &[
+    (
+        Kind::Menu,
+        &[
+            "prompt",
+            "reprompt",
+            "tries",
+            "branches",
+            "invalid",
+            "no_input",
+            "voice_profile",
+            "speed",
+            "repetition",
+            "min_digits",
+            "max_digits",
+            "digit_timeout_ms",
+            "overall_timeout_ms",
+            "complete_on_hash",
+            "no_of_tries",
+            "success_message",
+            "failure_message",
+        ],
+    ),
+    (Kind::Say, &["text", "next", "voice_profile", "speed", "repetition"]),
+    (Kind::Play, &["file_url", "repetition", "next"]),
+    (Kind::Transfer, &["destination", "source", "call_recording", "after"]),
+    (Kind::Hangup, &[]),
+];
+
+/// The result of a compile: the machine when there is no error, and every diagnostic.
+#[derive(Debug)]
+pub struct Compiled {
+    pub machine: Option<Machine>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiled {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+}
+
+/// Compiles one machine source.
+pub fn compile(source: &Source) -> Compiled {
+    let (def, index) = match source::parse(source) {
+        Ok(parsed) => parsed,
+        Err(d) => return Compiled { machine: None, diagnostics: vec![*d] },
+    };
+    let mut c = Compiler { source, index: &index, def: &def, diags: Vec::new() };
+    let machine = c.run();
+    let mut diagnostics = c.diags;
+    diagnostics.sort_by_key(|d| (d.position, d.severity));
+    let machine = machine.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
+    Compiled { machine, diagnostics }
+}
+
+struct Compiler<'a> {
+    source: &'a Source,
+    index: &'a SpanIndex,
+    def: &'a Definition,
+    diags: Vec<Diagnostic>,
+}
+
+/// Where a diagnostic points: a node's field, or a machine-level field.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Machine(&'a str),
+    Node(&'a str, &'a str),
+    NodeKey(&'a str),
+}
+
+impl<'a> Compiler<'a> {
+    fn report(&mut self, severity: Severity, at: At<'_>, message: String, hint: Option<String>) {
+        let (node, field, offset) = match at {
+            At::Machine(field) => {
+                let path: Vec<&str> = field.split('.').collect();
+                (None, Some(field.to_string()), self.index.value(&path))
+            }
+            At::Node(node, field) => {
+                let mut path = vec!["nodes", node];
+                path.extend(field.split('.'));
+                // A field the node does not set was inherited: point at `[defaults]`.
+                let offset = self
+                    .index
+                    .get(&path)
+                    .map(|(_, v)| v)
+                    .or_else(|| self.index.get(&["defaults", field]).map(|(_, v)| v))
+                    .or_else(|| self.index.key(&path));
+                (Some(node.to_string()), Some(field.to_string()), offset)
+            }
+            At::NodeKey(node) => (Some(node.to_string()), None, self.index.key(&["nodes", node])),
+        };
+        self.diags.push(Diagnostic {
+            severity,
+            file: self.source.file.clone(),
+            position: offset.map(|o| Position::of_offset(&self.source.text, o)),
+            node,
+            field,
+            message,
+            hint,
+        });
+    }
+
+    fn error(&mut self, at: At<'_>, message: String, hint: Option<String>) {
+        self.report(Severity::Error, at, message, hint);
+    }
+
+    fn run(&mut self) -> Option<Machine> {
+        let def = self.def;
+        self.check_name(At::Machine("name"), &def.name, "machine");
+        for (i, number) in def.numbers.iter().enumerate() {
+            if let Err(why) = callflow::check_number(number) {
+                self.error(At::Machine(&format!("numbers.{i}")), why, None);
+            }
+        }
+        let settings = self.settings();
+        if def.nodes.is_empty() {
+            self.error(
+                At::Machine("nodes"),
+                "the machine has no nodes".into(),
+                Some("add at least a `[nodes.NAME]` table with `kind = \"hangup\"`".into()),
+            );
+            return None;
+        }
+        if def.nodes.len() > NODES_MAX {
+            self.error(
+                At::Machine("nodes"),
+                format!("{} nodes; the limit is {NODES_MAX}", def.nodes.len()),
+                None,
+            );
+            return None;
+        }
+
+        // Nodes first, so that every target can be resolved.
+        let mut graph: DiGraph<Node, Edge, u32> = DiGraph::with_capacity(def.nodes.len(), 0);
+        let mut by_name = HashMap::with_capacity(def.nodes.len());
+        let mut ok = true;
+        for (name, node) in &def.nodes {
+            self.check_name(At::NodeKey(name), name, "node");
+            self.check_fields(name, node);
+            let kind = self.node_kind(name, node, &settings);
+            ok &= kind.is_some();
+            let kind = kind.unwrap_or(NodeKind::Hangup);
+            by_name.insert(name.clone(), graph.add_node(Node { name: name.clone(), kind }));
+        }
+        let start = match by_name.get(&def.start) {
+            Some(&s) => Some(s),
+            None => {
+                let hint = closest(&def.start, def.nodes.keys().map(String::as_str))
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .or_else(|| Some("`start` must name one of the `[nodes.*]` tables".into()));
+                self.error(At::Machine("start"), format!("start node `{}` does not exist", def.start), hint);
+                None
+            }
+        };
+        for (name, node) in &def.nodes {
+            ok &= self.edges(name, node, &by_name, &mut graph);
+        }
+        let fallback = self.fallback();
+        let (start, true) = (start?, ok) else { return None };
+
+        let machine = Machine {
+            name: def.name.clone(),
+            version: Version::of_text(&self.source.text),
+            description: def.description.clone(),
+            numbers: def.numbers.clone(),
+            graph,
+            by_name,
+            start,
+            fallback,
+        };
+        let chains_ok = self.check_chains(&machine);
+        if chains_ok {
+            self.check_reachability(&machine);
+        }
+        Some(machine)
+    }
+
+    fn check_name(&mut self, at: At<'_>, name: &str, what: &str) {
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && name.chars().count() <= NAME_CHARS_MAX;
+        if !valid {
+            self.error(
+                at,
+                format!("`{name}` is not a valid {what} name"),
+                Some(format!(
+                    "use letters, digits, `_` and `-`, starting with a letter, at most {NAME_CHARS_MAX} characters"
+                )),
+            );
+        }
+    }
+
+    /// Settings become literal text in templates; their names must not shadow call variables.
+    fn settings(&mut self) -> BTreeMap<String, String> {
+        let mut ok = BTreeMap::new();
+        for (name, value) in &self.def.settings {
+            let at = format!("settings.{name}");
+            if !template::is_var_name(name) {
+                self.error(
+                    At::Machine(&at),
+                    format!("`{name}` is not a valid setting name"),
+                    Some("use letters, digits and `_`, starting with a letter".into()),
+                );
+            } else if template::BUILTINS.iter().any(|(b, _)| b == name) {
+                self.error(
+                    At::Machine(&at),
+                    format!("setting `{name}` shadows the call variable of the same name"),
+                    Some("rename the setting".into()),
+                );
+            } else {
+                ok.insert(name.clone(), value.clone());
+            }
+        }
+        ok
+    }
+
+    fn check_fields(&mut self, name: &str, node: &NodeDef) {
+        let allowed = FIELDS_BY_KIND.iter().find(|(k, _)| *k == node.kind).map_or(&[][..], |f| f.1);
+        for field in present_fields(node) {
+            if !allowed.contains(&field) {
+                let takes = FIELDS_BY_KIND
+                    .iter()
+                    .filter(|(_, f)| f.contains(&field))
+                    .map(|(k, _)| format!("`{}`", kind_name(*k)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.error(
+                    At::Node(name, field),
+                    format!("field `{field}` does not apply to a `{}` node", kind_name(node.kind)),
+                    Some(format!("`{field}` belongs to {takes} nodes; remove it or change `kind`")),
+                );
+            }
+        }
+    }
+
+    fn required<'d>(&mut self, name: &str, field: &str, value: &'d Option<String>) -> Option<&'d str> {
+        if value.is_none() {
+            self.error(
+                At::NodeKey(name),
+                format!("a `{}` node needs `{field}`", kind_name(self.def.nodes[name].kind)),
+                None,
+            );
+        }
+        value.as_deref()
+    }
+
+    /// Parses a template field and inlines settings; unknown variables are errors.
+    fn template(
+        &mut self,
+        name: &str,
+        field: &str,
+        text: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> Option<Template> {
+        let parsed = match Template::parse(text) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(At::Node(name, field), e.to_string(), None);
+                return None;
+            }
+        };
+        let inlined = parsed.inline(|v| settings.get(v).cloned());
+        let mut ok = true;
+        for var in inlined.vars() {
+            if !template::BUILTINS.iter().any(|(b, _)| *b == var) {
+                let known = settings.keys().map(String::as_str).chain(template::BUILTINS.iter().map(|b| b.0));
+                let hint = closest(var, known).map_or_else(
+                    || {
+                        "define it under `[settings]` or use a call variable (caller, called, ...)"
+                            .to_string()
+                    },
+                    |c| format!("did you mean `{c}`?"),
+                );
+                self.error(At::Node(name, field), format!("unknown variable `{{{var}}}`"), Some(hint));
+                ok = false;
+            }
+        }
+        ok.then_some(inlined)
+    }
+
+    fn node_kind(
+        &mut self,
+        name: &str,
+        n: &NodeDef,
+        settings: &BTreeMap<String, String>,
+    ) -> Option<NodeKind> {
+        let d = &self.def.defaults;
+        match n.kind {
+            Kind::Menu => {
+                let prompt = self.required(name, "prompt", &n.prompt);
+                self.required(name, "invalid", &n.invalid);
+                if n.branches.as_ref().is_none_or(|b| b.is_empty()) {
+                    self.error(
+                        At::NodeKey(name),
+                        "a `menu` node needs at least one entry in `branches`".into(),
+                        Some("e.g. `branches = { 1 = \"sales\", 2 = \"support\" }`".into()),
+                    );
+                }
+                let prompt = self.template(name, "prompt", prompt?, settings);
+                let reprompt = match &n.reprompt {
+                    Some(r) => self.template(name, "reprompt", r, settings),
+                    None => prompt.clone(),
+                };
+                let success = self.opt_template(
+                    name,
+                    "success_message",
+                    n.success_message.as_ref().or(d.success_message.as_ref()),
+                    settings,
+                );
+                let failure = self.opt_template(
+                    name,
+                    "failure_message",
+                    n.failure_message.as_ref().or(d.failure_message.as_ref()),
+                    settings,
+                );
+                let speech = self.speech(name, n.voice_profile.as_ref(), n.speed, n.repetition);
+                let capture = SayAndCapture {
+                    prompt_message: prompt?,
+                    voice_profile: speech.0?,
+                    repetition: speech.1,
+                    speed: speech.2,
+                    min_digits: self.int(name, "min_digits", n.min_digits.or(d.min_digits)),
+                    max_digits: self.int(name, "max_digits", n.max_digits.or(d.max_digits)),
+                    digit_timeout_ms: self.int(
+                        name,
+                        "digit_timeout_ms",
+                        n.digit_timeout_ms.or(d.digit_timeout_ms),
+                    ),
+                    overall_timeout_ms: self.int(
+                        name,
+                        "overall_timeout_ms",
+                        n.overall_timeout_ms.or(d.overall_timeout_ms),
+                    ),
+                    complete_on_hash: n.complete_on_hash.or(d.complete_on_hash),
+                    no_of_tries: self.int(name, "no_of_tries", n.no_of_tries.or(d.no_of_tries)),
+                    success_message: success?,
+                    failure_message: failure?,
+                };
+                let tries = self.int(name, "tries", n.tries.or(d.tries)).unwrap_or(1);
+                if !(1..=TRIES_MAX).contains(&tries) {
+                    self.error(
+                        At::Node(name, "tries"),
+                        format!("tries {tries} is outside 1..{TRIES_MAX}"),
+                        None,
+                    );
+                }
+                self.check_action(name, &Action::SayAndCapture(capture.clone()));
+                Some(NodeKind::Menu(Menu { capture, reprompt: reprompt?, tries }))
+            }
+            Kind::Say => {
+                self.required(name, "next", &n.next);
+                let text = self.required(name, "text", &n.text);
+                let text = self.template(name, "text", text?, settings);
+                let speech = self.speech(name, n.voice_profile.as_ref(), n.speed, n.repetition);
+                let say =
+                    Say { text: text?, voice_profile: speech.0?, repetition: speech.1, speed: speech.2 };
+                self.check_action(name, &Action::Say(say.clone()));
+                Some(NodeKind::Say(say))
+            }
+            Kind::Play => {
+                self.required(name, "next", &n.next);
+                let url = self.required(name, "file_url", &n.file_url);
+                let play = PlayFile {
+                    file_url: self.template(name, "file_url", url?, settings)?,
+                    repetition: self.int(name, "repetition", n.repetition),
+                };
+                self.check_action(name, &Action::PlayFile(play.clone()));
+                if let Some(url) = play.file_url.as_literal() {
+                    let path = url.split(['?', '#']).next().unwrap_or("").to_ascii_lowercase();
+                    if !(path.ends_with(".wav") || path.ends_with(".mp3")) {
+                        self.report(
+                            Severity::Warning,
+                            At::Node(name, "file_url"),
+                            format!("`{url}` does not end in .wav or .mp3, the formats 8x8 plays"),
+                            None,
+                        );
+                    }
+                }
+                Some(NodeKind::Play(play))
+            }
+            Kind::Transfer => {
+                let destination = self.required(name, "destination", &n.destination);
+                let destination = self.template(name, "destination", destination?, settings);
+                let source = self.template(
+                    name,
+                    "source",
+                    n.source.as_deref().unwrap_or("{virtual_number}"),
+                    settings,
+                );
+                let call =
+                    MakeCall { source: source?, destination: destination?, call_recording: n.call_recording };
+                self.check_action(name, &Action::MakeCall(call.clone()));
+                Some(NodeKind::Transfer(call))
+            }
+            Kind::Hangup => Some(NodeKind::Hangup),
+        }
+    }
+
+    fn opt_template(
+        &mut self,
+        name: &str,
+        field: &str,
+        text: Option<&String>,
+        settings: &BTreeMap<String, String>,
+    ) -> Option<Option<Template>> {
+        match text {
+            None => Some(None),
+            Some(t) => self.template(name, field, t, settings).map(Some),
+        }
+    }
+
+    /// The voice profile (required, from the node or `[defaults]`), repetition and speed.
+    fn speech(
+        &mut self,
+        name: &str,
+        voice: Option<&String>,
+        speed: Option<f64>,
+        repetition: Option<i64>,
+    ) -> (Option<String>, Option<u8>, Option<Speed>) {
+        let d: &Defaults = &self.def.defaults;
+        let voice = voice.or(d.voice_profile.as_ref()).cloned();
+        if voice.is_none() {
+            self.error(
+                At::NodeKey(name),
+                "no voice profile: 8x8 needs `voiceProfile` to speak".into(),
+                Some(
+                    "set `voice_profile` under `[defaults]` or on the node, e.g. \"en-US-BenjaminRUS\""
+                        .into(),
+                ),
+            );
+        }
+        let repetition = self.int(name, "repetition", repetition.or(d.repetition));
+        let speed = speed.or(d.speed).and_then(|s| {
+            let hundredths = (s * 100.0).round();
+            if (hundredths - s * 100.0).abs() > 1e-6 || !(0.0..=f64::from(u16::MAX)).contains(&hundredths) {
+                self.error(
+                    At::Node(name, "speed"),
+                    format!("speed {s} is not a number with at most two decimals between 0.5 and 2.0"),
+                    None,
+                );
+                None
+            } else {
+                Some(Speed(hundredths as u16))
+            }
+        });
+        (voice, repetition, speed)
+    }
+
+    /// An integer field narrowed to its Rust type; out-of-range values are errors, not wraps.
+    fn int<T: TryFrom<i64>>(&mut self, name: &str, field: &str, value: Option<i64>) -> Option<T> {
+        let v = value?;
+        match T::try_from(v) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                self.error(At::Node(name, field), format!("{field} {v} is out of range"), None);
+                None
+            }
+        }
+    }
+
+    /// Runs 8x8's rules on a node's action, with sample values for call variables.
+    fn check_action(&mut self, name: &str, action: &Action<Template>) {
+        let flow = Callflow { client_action_id: None, actions: vec![sample(action)] };
+        for v in callflow::validate(&flow, Use::WebhookReply) {
+            self.violation(name, &v);
+        }
+    }
+
+    fn violation(&mut self, name: &str, v: &Violation) {
+        let field = field_of_param(v.param);
+        self.error(
+            At::Node(name, field),
+            format!("{} (8x8 would answer status {})", v.message, v.status_code),
+            None,
+        );
+    }
+
+    fn edges(
+        &mut self,
+        name: &str,
+        n: &NodeDef,
+        by_name: &HashMap<String, NodeId>,
+        graph: &mut DiGraph<Node, Edge, u32>,
+    ) -> bool {
+        let from = by_name[name];
+        let mut targets: Vec<(String, Edge, &String)> = Vec::new();
+        match n.kind {
+            Kind::Menu => {
+                if let Some(branches) = &n.branches {
+                    if branches.len() > BRANCHES_MAX {
+                        self.error(
+                            At::Node(name, "branches"),
+                            format!("{} branches; the limit is {BRANCHES_MAX}", branches.len()),
+                            None,
+                        );
+                    }
+                    let mut seen: HashMap<String, &str> = HashMap::new();
+                    for (key, target) in branches {
+                        let field = format!("branches.{key}");
+                        if let Some(norm) = self.check_key(name, &field, key, n) {
+                            if let Some(other) = seen.insert(norm.clone(), key) {
+                                self.error(
+                                    At::Node(name, &field),
+                                    format!("key `{key}` is the same input as key `{other}`"),
+                                    Some("8x8 reports both as the same digits; keep one".into()),
+                                );
+                            }
+                            targets.push((field, Edge::Key(norm), target));
+                        }
+                    }
+                }
+                if let Some(t) = &n.invalid {
+                    targets.push(("invalid".into(), Edge::Invalid, t));
+                }
+                if let Some(t) = n.no_input.as_ref().or(n.invalid.as_ref()) {
+                    let field = if n.no_input.is_some() { "no_input" } else { "invalid" };
+                    targets.push((field.into(), Edge::NoInput, t));
+                }
+            }
+            Kind::Say | Kind::Play => {
+                if let Some(t) = &n.next {
+                    targets.push(("next".into(), Edge::Next, t));
+                }
+            }
+            Kind::Transfer => {
+                if let Some(t) = &n.after {
+                    targets.push(("after".into(), Edge::AfterTransfer, t));
+                }
+            }
+            Kind::Hangup => {}
+        }
+        let mut ok = true;
+        for (field, edge, target) in targets {
+            match by_name.get(target.as_str()) {
+                Some(&to) => {
+                    graph.add_edge(from, to, edge);
+                }
+                None => {
+                    ok = false;
+                    let hint = closest(target, by_name.keys().map(String::as_str)).map_or_else(
+                        || "targets must name a `[nodes.*]` table".to_string(),
+                        |c| format!("did you mean `{c}`?"),
+                    );
+                    self.error(At::Node(name, &field), format!("unknown target node `{target}`"), Some(hint));
+                }
+            }
+        }
+        ok
+    }
+
+    /// Checks that a branch key can be typed at this menu; returns it normalised.
+    fn check_key(&mut self, name: &str, field: &str, key: &str, n: &NodeDef) -> Option<String> {
+        let d = &self.def.defaults;
+        if key.contains('#') {
+            self.error(
+                At::Node(name, field),
+                format!("key `{key}` contains `#`, the key that completes input"),
+                Some("8x8 ends capture on `#`; use digits and `*` only".into()),
+            );
+            return None;
+        }
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_digit() || c == '*') {
+            self.error(
+                At::Node(name, field),
+                format!("key `{key}` cannot be typed on a phone keypad"),
+                Some("keys are digits 0-9 and `*`".into()),
+            );
+            return None;
+        }
+        let len = key.len() as i64;
+        let min = n.min_digits.or(d.min_digits).unwrap_or(1);
+        let max = n.max_digits.or(d.max_digits).unwrap_or(i64::from(callflow::DIGITS_MAX));
+        if len < min || len > max {
+            self.error(
+                At::Node(name, field),
+                format!("key `{key}` has {len} digits but the menu captures {min} to {max}"),
+                Some("change the key or the menu's `min_digits` / `max_digits`".into()),
+            );
+            return None;
+        }
+        Some(key.to_string())
+    }
+
+    fn fallback(&mut self) -> Callflow {
+        let text = self.def.fallback.clone().unwrap_or_else(|| DEFAULT_FALLBACK.to_string());
+        let say = Say {
+            text,
+            voice_profile: self.def.defaults.voice_profile.clone().unwrap_or_else(|| FALLBACK_VOICE.into()),
+            repetition: None,
+            speed: None,
+        };
+        let flow = Callflow { client_action_id: None, actions: vec![Action::Say(say), Action::Hangup] };
+        for v in callflow::validate(&flow, Use::WebhookReply) {
+            self.error(At::Machine("fallback"), v.message, None);
+        }
+        flow
+    }
+
+    /// Every callflow phonetree can send: the chain from each node a webhook can lead to, and the
+    /// opening request of an outbound call. Returns false when a chain never waits (a loop).
+    fn check_chains(&mut self, m: &Machine) -> bool {
+        let mut ok = true;
+        let entries: Vec<NodeId> = m.graph.node_indices().collect();
+        for id in entries {
+            let name = m.graph[id].name.clone();
+            match chain(m, id) {
+                Err(ChainError::Loop) => {
+                    ok = false;
+                    self.error(
+                        At::NodeKey(&name),
+                        "say/play nodes from here loop back without waiting for the caller".into(),
+                        Some("break the loop with a `menu`, `transfer` or `hangup`".into()),
+                    );
+                }
+                Err(ChainError::TooLong(n)) => {
+                    ok = false;
+                    self.error(
+                        At::NodeKey(&name),
+                        format!("entering this node sends {n} actions in one callflow; the limit is {CHAIN_ACTIONS_MAX}"),
+                        Some("split the chain of say/play nodes with a menu".into()),
+                    );
+                }
+                Ok(nodes) => {
+                    let mut flow = Callflow {
+                        client_action_id: Some(ClientActionId::sample(m, &name).to_string()),
+                        actions: nodes.iter().map(|&n| sample(&action_of(m, n))).collect(),
+                    };
+                    for v in callflow::validate(&flow, Use::WebhookReply) {
+                        self.violation(&name, &v);
+                    }
+                    if id == m.start {
+                        let call = MakeCall {
+                            source: "+15550000001".into(),
+                            destination: "+15550000002".into(),
+                            call_recording: None,
+                        };
+                        flow.actions.insert(0, Action::MakeCall(call));
+                        for v in callflow::validate(&flow, Use::OutboundRequest) {
+                            self.error(
+                                At::Machine("start"),
+                                format!("the outbound call's first callflow is invalid: {v}"),
+                                None,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        ok
+    }
+
+    /// Every node is reachable from the start, and from every node the call can end.
+    fn check_reachability(&mut self, m: &Machine) {
+        let reachable = bfs(m, [m.start], Direction::Outgoing);
+        let ends = m.graph.node_indices().filter(|&id| is_end(m, id));
+        let can_end = bfs(m, ends, Direction::Incoming);
+        for id in m.graph.node_indices() {
+            let name = m.graph[id].name.clone();
+            if !reachable.contains(&id) {
+                self.error(
+                    At::NodeKey(&name),
+                    format!("node is unreachable from the start node `{}`", m.graph[m.start].name),
+                    Some("link to it from another node, or remove it".into()),
+                );
+            } else if !can_end.contains(&id) {
+                self.error(
+                    At::NodeKey(&name),
+                    "trap: no hangup or transfer can be reached from this node, so the call can never end"
+                        .into(),
+                    Some(
+                        "give one of its branches (or `invalid`) a way to a `hangup` or `transfer` node"
+                            .into(),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The action a node sends, with its templates.
+fn action_of(m: &Machine, id: NodeId) -> Action<Template> {
+    match &m.graph[id].kind {
+        NodeKind::Say(s) => Action::Say(s.clone()),
+        NodeKind::Play(p) => Action::PlayFile(p.clone()),
+        NodeKind::Menu(menu) => Action::SayAndCapture(menu.capture.clone()),
+        NodeKind::Transfer(t) => Action::MakeCall(t.clone()),
+        NodeKind::Hangup => Action::Hangup,
+    }
+}
+
+/// A node where the call can end: a hangup, or a transfer with nothing after it.
+pub(crate) fn is_end(m: &Machine, id: NodeId) -> bool {
+    match m.graph[id].kind {
+        NodeKind::Hangup => true,
+        NodeKind::Transfer(_) => m.target(id, &Edge::AfterTransfer).is_none(),
+        _ => false,
+    }
+}
+
+fn bfs(m: &Machine, from: impl IntoIterator<Item = NodeId>, dir: Direction) -> HashSet<NodeId> {
+    let mut seen: HashSet<NodeId> = from.into_iter().collect();
+    let mut queue: VecDeque<NodeId> = seen.iter().copied().collect();
+    while let Some(id) = queue.pop_front() {
+        for e in m.graph.edges_directed(id, dir) {
+            let other = if dir == Direction::Outgoing { e.target() } else { e.source() };
+            if seen.insert(other) {
+                queue.push_back(other);
+            }
+        }
+    }
+    seen
+}
+
+/// A template with each call variable replaced by a plausible value, for checking 8x8's rules.
+fn sample_text(t: &Template) -> String {
+    t.render(|v| Some(if matches!(v, "caller" | "called" | "virtual_number") { "+15550000000" } else { "0" }))
+        .unwrap_or_default()
+}
+
+fn sample(action: &Action<Template>) -> Action {
+    let opt = |t: &Option<Template>| t.as_ref().map(sample_text);
+    match action {
+        Action::Say(s) => Action::Say(Say {
+            text: sample_text(&s.text),
+            voice_profile: s.voice_profile.clone(),
+            repetition: s.repetition,
+            speed: s.speed,
+        }),
+        Action::SayAndCapture(c) => Action::SayAndCapture(SayAndCapture {
+            prompt_message: sample_text(&c.prompt_message),
+            voice_profile: c.voice_profile.clone(),
+            repetition: c.repetition,
+            speed: c.speed,
+            min_digits: c.min_digits,
+            max_digits: c.max_digits,
+            digit_timeout_ms: c.digit_timeout_ms,
+            overall_timeout_ms: c.overall_timeout_ms,
+            complete_on_hash: c.complete_on_hash,
+            no_of_tries: c.no_of_tries,
+            success_message: opt(&c.success_message),
+            failure_message: opt(&c.failure_message),
+        }),
+        Action::PlayFile(p) => {
+            Action::PlayFile(PlayFile { file_url: sample_text(&p.file_url), repetition: p.repetition })
+        }
+        Action::MakeCall(m) => Action::MakeCall(MakeCall {
+            source: sample_text(&m.source),
+            destination: sample_text(&m.destination),
+            call_recording: m.call_recording,
+        }),
+        Action::Hangup => Action::Hangup,
+    }
+}
+
+/// The machine-file field an 8x8 parameter comes from.
+fn field_of_param(param: &str) -> &'static str {
+    match param {
+        "text" => "text",
+        "promptMessage" => "prompt",
+        "voiceProfile" => "voice_profile",
+        "repetition" => "repetition",
+        "speed" => "speed",
+        "minDigits" => "min_digits",
+        "maxDigits" => "max_digits",
+        "digitTimeout" => "digit_timeout_ms",
+        "overallTimeout" => "overall_timeout_ms",
+        "noOfTries" => "no_of_tries",
+        "successMessage" => "success_message",
+        "failureMessage" => "failure_message",
+        "fileUrl" => "file_url",
+        "source" => "source",
+        "destination" => "destination",
+        _ => "kind",
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Menu => "menu",
+        Kind::Say => "say",
+        Kind::Play => "play",
+        Kind::Transfer => "transfer",
+        Kind::Hangup => "hangup",
+    }
+}
+
+/// The optional fields a node sets.
+fn present_fields(n: &NodeDef) -> Vec<&'static str> {
+    let set = [
+        ("prompt", n.prompt.is_some()),
+        ("reprompt", n.reprompt.is_some()),
+        ("tries", n.tries.is_some()),
+        ("branches", n.branches.is_some()),
+        ("invalid", n.invalid.is_some()),
+        ("no_input", n.no_input.is_some()),
+        ("text", n.text.is_some()),
+        ("file_url", n.file_url.is_some()),
+        ("next", n.next.is_some()),
+        ("destination", n.destination.is_some()),
+        ("source", n.source.is_some()),
+        ("call_recording", n.call_recording.is_some()),
+        ("after", n.after.is_some()),
+        ("voice_profile", n.voice_profile.is_some()),
+        ("speed", n.speed.is_some()),
+        ("repetition", n.repetition.is_some()),
+        ("min_digits", n.min_digits.is_some()),
+        ("max_digits", n.max_digits.is_some()),
+        ("digit_timeout_ms", n.digit_timeout_ms.is_some()),
+        ("overall_timeout_ms", n.overall_timeout_ms.is_some()),
+        ("complete_on_hash", n.complete_on_hash.is_some()),
+        ("no_of_tries", n.no_of_tries.is_some()),
+        ("success_message", n.success_message.is_some()),
+        ("failure_message", n.failure_message.is_some()),
+    ];
+    set.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect()
+}

@@ -1,0 +1,117 @@
+//! The serde mirror of a machine file (TOML or JSON): field for field what the author wrote, nothing else.
+//!
+//! Shape only: serde checks types and rejects unknown fields (with the file position), while every
+//! semantic rule — which fields a node kind takes, targets, 8x8 limits — lives in `compile`, which
+//! reports all problems of a file in one run. A node is one flat table whose `kind` says which of
+//! its fields apply; that keeps serde's positions exact for every field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One machine file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Definition {
+    /// The machine's name: it appears in every `clientActionId` the machine issues.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The node a call starts at.
+    pub start: String,
+    /// Virtual numbers this machine answers (inbound: the called number; outbound: the caller ID).
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    /// What the caller hears when phonetree itself fails (store fault, broken state); then hangup.
+    #[serde(default)]
+    pub fallback: Option<String>,
+    /// Named constants usable in any template as `{name}` (phone numbers, URLs, ...).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// Machine-wide defaults; every node may override each of them.
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub nodes: BTreeMap<String, NodeDef>,
+}
+
+/// The `[defaults]` table: the speech and capture settings every node inherits.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub voice_profile: Option<String>,
+    pub speed: Option<f64>,
+    pub repetition: Option<i64>,
+    pub min_digits: Option<i64>,
+    pub max_digits: Option<i64>,
+    pub digit_timeout_ms: Option<i64>,
+    pub overall_timeout_ms: Option<i64>,
+    pub complete_on_hash: Option<bool>,
+    pub no_of_tries: Option<i64>,
+    pub success_message: Option<String>,
+    pub failure_message: Option<String>,
+    /// phonetree's own attempts at a menu before it takes the invalid / no-input branch.
+    pub tries: Option<i64>,
+}
+
+/// The node kinds; each takes the fields listed in `compile::FIELDS_BY_KIND`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// 8x8 `sayAndCapture`: a prompt, then branches on the keys pressed.
+    Menu,
+    /// 8x8 `say`, then `next`.
+    Say,
+    /// 8x8 `playFile`, then `next`.
+    Play,
+    /// 8x8 `makeCall` bridging the caller to `destination`, then `after` (or the end of the call).
+    Transfer,
+    /// 8x8 `hangup`.
+    Hangup,
+}
+
+/// One `[nodes.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDef {
+    pub kind: Kind,
+
+    // menu
+    pub prompt: Option<String>,
+    /// Played instead of `prompt` when the caller gets another try.
+    pub reprompt: Option<String>,
+    pub tries: Option<i64>,
+    /// Keys the caller may press, each mapped to the node it leads to.
+    pub branches: Option<BTreeMap<String, String>>,
+    /// Where the call goes when the keys match no branch and no try is left.
+    pub invalid: Option<String>,
+    /// Where the call goes when nothing was pressed and no try is left (default: `invalid`).
+    pub no_input: Option<String>,
+
+    // say / play
+    pub text: Option<String>,
+    pub file_url: Option<String>,
+    pub next: Option<String>,
+
+    // transfer
+    /// The number the caller is bridged to.
+    pub destination: Option<String>,
+    /// The caller ID shown to the destination (default: the call's virtual number).
+    pub source: Option<String>,
+    pub call_recording: Option<bool>,
+    /// Where the call continues when the bridged leg ends (default: the call ends).
+    pub after: Option<String>,
+
+    // speech and capture overrides (see `Defaults`)
+    pub voice_profile: Option<String>,
+    pub speed: Option<f64>,
+    pub repetition: Option<i64>,
+    pub min_digits: Option<i64>,
+    pub max_digits: Option<i64>,
+    pub digit_timeout_ms: Option<i64>,
+    pub overall_timeout_ms: Option<i64>,
+    pub complete_on_hash: Option<bool>,
+    pub no_of_tries: Option<i64>,
+    pub success_message: Option<String>,
+    pub failure_message: Option<String>,
+}

@@ -1,0 +1,206 @@
+//! Machines: the file format (`definition`, `source`), the compiler (`compile`) and the compiled,
+//! immutable `Machine` every call runs on — a petgraph graph whose nodes are IVR nodes and whose
+//! edges are the labelled transitions between them.
+//!
+//! A `Machine` is identified by its name and its version, the SHA-256 of its source text, so two
+//! calls that started on different revisions of a file can each be resumed on their own.
+
+pub mod compile;
+pub mod definition;
+pub mod diagnostic;
+pub mod source;
+pub mod template;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+
+use crate::engine::callflow::{Callflow, MakeCall, PlayFile, Say, SayAndCapture};
+pub use compile::{Compiled, compile};
+pub use diagnostic::{Diagnostic, Severity};
+pub use source::{Format, Source};
+pub use template::Template;
+
+/// A node's index in its machine's graph; stable for one version of a machine.
+pub type NodeId = NodeIndex<u32>;
+
+/// The content hash of a machine's source text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version(pub [u8; 32]);
+
+impl Version {
+    pub fn of_text(text: &str) -> Version {
+        use sha2::Digest;
+        Version(sha2::Sha256::digest(text.as_bytes()).into())
+    }
+
+    /// The first 12 hex digits: what logs, clientActionIds and transcripts show.
+    pub fn short(&self) -> String {
+        self.0[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Version({})", self.short())
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.short())
+    }
+}
+
+/// A transition's label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Edge {
+    /// The caller pressed these keys (normalised: no trailing `#`).
+    Key(String),
+    /// The keys matched no branch and the node's tries are used up.
+    Invalid,
+    /// Nothing was pressed (8x8 sent `dtmf: null`) and the node's tries are used up.
+    NoInput,
+    /// A say or play node finished.
+    Next,
+    /// The bridged leg of a transfer ended.
+    AfterTransfer,
+}
+
+impl fmt::Display for Edge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Edge::Key(k) => write!(f, "key {k}"),
+            Edge::Invalid => f.write_str("invalid"),
+            Edge::NoInput => f.write_str("no input"),
+            Edge::Next => f.write_str("next"),
+            Edge::AfterTransfer => f.write_str("after transfer"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub kind: NodeKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    Menu(Menu),
+    Say(Say<Template>),
+    Play(PlayFile<Template>),
+    Transfer(MakeCall<Template>),
+    Hangup,
+}
+
+impl NodeKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeKind::Menu(_) => "menu",
+            NodeKind::Say(_) => "say",
+            NodeKind::Play(_) => "play",
+            NodeKind::Transfer(_) => "transfer",
+            NodeKind::Hangup => "hangup",
+        }
+    }
+
+    /// Nodes that wait for 8x8's next webhook once their action is sent.
+    pub fn waits(&self) -> bool {
+        matches!(self, NodeKind::Menu(_) | NodeKind::Transfer(_))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Menu {
+    /// The first prompt, with every capture setting resolved.
+    pub capture: SayAndCapture<Template>,
+    /// The prompt of every further try (the first prompt when the machine gives none).
+    pub reprompt: Template,
+    /// phonetree's attempts at this menu, at least 1.
+    pub tries: u8,
+}
+
+/// A compiled machine: immutable, shared by every call on it.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub(crate) name: String,
+    pub(crate) version: Version,
+    pub(crate) description: Option<String>,
+    pub(crate) numbers: Vec<String>,
+    pub(crate) graph: DiGraph<Node, Edge, u32>,
+    pub(crate) by_name: HashMap<String, NodeId>,
+    pub(crate) start: NodeId,
+    pub(crate) fallback: Callflow,
+}
+
+impl Machine {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// The virtual numbers this machine answers.
+    pub fn numbers(&self) -> &[String] {
+        &self.numbers
+    }
+
+    pub fn start(&self) -> NodeId {
+        self.start
+    }
+
+    /// What the caller hears when phonetree cannot go on with the call: an apology, then hangup.
+    pub fn fallback(&self) -> &Callflow {
+        &self.fallback
+    }
+
+    pub fn graph(&self) -> &DiGraph<Node, Edge, u32> {
+        &self.graph
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.graph.node_weight(id)
+    }
+
+    pub fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The target of the edge from `id` labelled `edge`.
+    pub fn target(&self, id: NodeId, edge: &Edge) -> Option<NodeId> {
+        self.graph.edges_directed(id, Direction::Outgoing).find(|e| e.weight() == edge).map(|e| e.target())
+    }
+
+    /// The labelled edges leaving `id`, in a stable order (keys sorted, then the other labels).
+    pub fn edges(&self, id: NodeId) -> Vec<(Edge, NodeId)> {
+        let mut edges: Vec<(Edge, NodeId)> = self
+            .graph
+            .edges_directed(id, Direction::Outgoing)
+            .map(|e| (e.weight().clone(), e.target()))
+            .collect();
+        edges.sort();
+        edges
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.graph.node_count()
+    }
+
+    pub fn edge_count(&self) -> usize {
+        self.graph.edge_count()
+    }
+}

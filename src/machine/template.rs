@@ -1,0 +1,185 @@
+//! Text templates: `{name}` inserts a variable, `{{` and `}}` are literal braces.
+//!
+//! Settings are inlined when a machine compiles, so a compiled template holds only the variables
+//! that exist at call time (caller, called number, ...). Rendering never yields an unresolved
+//! placeholder: a variable the call does not have is an error, never an empty string.
+
+use std::fmt;
+
+/// Longest variable name accepted; names are identifiers, not prose.
+pub const VAR_NAME_CHARS_MAX: usize = 64;
+
+/// Variables every call has, set by the engine.
+pub const BUILTINS: &[(&str, &str)] = &[
+    ("caller", "the person on the phone: who called in, or who phonetree called"),
+    ("virtual_number", "the machine's own number on this call"),
+    ("session_id", "8x8's session id"),
+    ("keypress", "the keys the caller pressed last"),
+    ("node", "the node the call is at"),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Lit(String),
+    Var(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed `{{` at character {0}")]
+    Unclosed(usize),
+    #[error("stray `}}` at character {0} (write `}}}}` for a literal brace)")]
+    StrayClose(usize),
+    #[error("`{{{0}}}` is not a variable name (letters, digits and `_`, starting with a letter)")]
+    BadName(String),
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Template, TemplateError> {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut chars = text.char_indices().peekable();
+        while let Some((at, c)) = chars.next() {
+            match c {
+                '{' if chars.peek().map(|p| p.1) == Some('{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek().map(|p| p.1) == Some('}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '}' => return Err(TemplateError::StrayClose(at)),
+                '{' => {
+                    let rest = &text[at + 1..];
+                    let end = rest.find('}').ok_or(TemplateError::Unclosed(at))?;
+                    let name = &rest[..end];
+                    if !is_var_name(name) {
+                        return Err(TemplateError::BadName(name.to_string()));
+                    }
+                    if !lit.is_empty() {
+                        parts.push(Part::Lit(std::mem::take(&mut lit)));
+                    }
+                    parts.push(Part::Var(name.to_string()));
+                    // Skip the name and the closing brace.
+                    for _ in 0..name.chars().count() + 1 {
+                        chars.next();
+                    }
+                }
+                c => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(Template { parts })
+    }
+
+    /// A template with no variables.
+    pub fn literal(text: &str) -> Template {
+        Template { parts: vec![Part::Lit(text.to_string())] }
+    }
+
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// The variable names the template uses.
+    pub fn vars(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v.as_str()),
+            Part::Lit(_) => None,
+        })
+    }
+
+    /// Replaces the variables `resolve` knows by literal text; the others stay.
+    pub fn inline(&self, resolve: impl Fn(&str) -> Option<String>) -> Template {
+        let mut parts: Vec<Part> = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            let part = match part {
+                Part::Var(v) => resolve(v).map_or_else(|| part.clone(), Part::Lit),
+                Part::Lit(_) => part.clone(),
+            };
+            match (parts.last_mut(), part) {
+                (Some(Part::Lit(prev)), Part::Lit(next)) => prev.push_str(&next),
+                (_, part) => parts.push(part),
+            }
+        }
+        Template { parts }
+    }
+
+    /// The text, when the template has no variables left.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Lit(s)] => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Renders the template; the first variable `lookup` does not know is the error.
+    pub fn render<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Var(v) => out.push_str(lookup(v).ok_or_else(|| v.clone())?),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Template {
+    /// The template as it would be written in a machine file.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => f.write_str(&s.replace('{', "{{").replace('}', "}}"))?,
+                Part::Var(v) => write!(f, "{{{v}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn is_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= VAR_NAME_CHARS_MAX
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vars_and_escapes() {
+        let t = Template::parse("call {caller} {{now}} at {agent}").unwrap();
+        assert_eq!(t.vars().collect::<Vec<_>>(), ["caller", "agent"]);
+        let got = t.render(|v| Some(if v == "caller" { "+1" } else { "+2" })).unwrap();
+        assert_eq!(got, "call +1 {now} at +2");
+        assert_eq!(t.to_string(), "call {caller} {{now}} at {agent}");
+    }
+
+    #[test]
+    fn rejects_broken_templates() {
+        assert_eq!(Template::parse("a {b"), Err(TemplateError::Unclosed(2)));
+        assert_eq!(Template::parse("a } b"), Err(TemplateError::StrayClose(2)));
+        assert_eq!(Template::parse("{1x}"), Err(TemplateError::BadName("1x".into())));
+    }
+
+    #[test]
+    fn inline_merges_literals_and_unknown_vars_fail_render() {
+        let t = Template::parse("to {agent} from {caller}").unwrap();
+        let t = t.inline(|v| (v == "agent").then(|| "+65".to_string()));
+        assert_eq!(t.parts()[0], Part::Lit("to +65 from ".into()));
+        assert_eq!(t.render(|_| None), Err("caller".to_string()));
+    }
+}
