@@ -314,3 +314,91 @@ pub fn check_number(number: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn say(text: &str) -> Action {
+        Action::Say(Say {
+            text: text.into(),
+            voice_profile: "en-US-BenjaminRUS".into(),
+            repetition: None,
+            speed: None,
+        })
+    }
+
+    fn dial() -> Action {
+        Action::MakeCall(MakeCall {
+            source: "+6500000001".into(),
+            destination: "+6500000002".into(),
+            call_recording: None,
+        })
+    }
+
+    fn codes(actions: Vec<Action>, usage: Use) -> Vec<i32> {
+        validate(&Callflow { client_action_id: None, actions }, usage).iter().map(|v| v.status_code).collect()
+    }
+
+    #[test]
+    fn structural_rules_carry_8x8_status_codes() {
+        assert_eq!(codes(vec![say("hi"), Action::Hangup], Use::WebhookReply), Vec::<i32>::new());
+        assert_eq!(codes(vec![Action::Hangup, say("hi")], Use::WebhookReply), [-1012]);
+        assert_eq!(codes(vec![dial(), dial(), dial()], Use::WebhookReply), [-1010]);
+        assert_eq!(codes(vec![dial(), dial()], Use::OutboundRequest), Vec::<i32>::new());
+        assert_eq!(codes(vec![say("hi")], Use::OutboundRequest), [-1013]);
+        assert_eq!(codes(vec![], Use::WebhookReply), [-1009]);
+    }
+
+    #[test]
+    fn parameter_rules() {
+        let capture = |f: &dyn Fn(&mut SayAndCapture)| {
+            let mut c = SayAndCapture {
+                prompt_message: "Press 1".into(),
+                voice_profile: "en-US-BenjaminRUS".into(),
+                repetition: None,
+                speed: None,
+                min_digits: None,
+                max_digits: None,
+                digit_timeout_ms: None,
+                overall_timeout_ms: None,
+                complete_on_hash: None,
+                no_of_tries: None,
+                success_message: None,
+                failure_message: None,
+            };
+            f(&mut c);
+            codes(vec![Action::SayAndCapture(c)], Use::WebhookReply)
+        };
+        assert_eq!(capture(&|_| {}), Vec::<i32>::new());
+        assert_eq!(capture(&|c| c.min_digits = Some(2)), [-1003]);
+        assert_eq!(capture(&|c| c.digit_timeout_ms = Some(5000)), [-1005]);
+        assert_eq!(
+            capture(&|c| (c.digit_timeout_ms, c.overall_timeout_ms) = (Some(5000), Some(4000))),
+            [-1006]
+        );
+        assert_eq!(
+            capture(&|c| (c.digit_timeout_ms, c.overall_timeout_ms) = (Some(5000), Some(5000))),
+            Vec::<i32>::new()
+        );
+        assert_eq!(capture(&|c| c.complete_on_hash = Some(false)), [-1008]);
+        assert_eq!(capture(&|c| c.voice_profile.clear()), [-1002]);
+        assert_eq!(capture(&|c| c.prompt_message = "x".repeat(TEXT_CHARS_MAX + 1)), [-1009]);
+        assert_eq!(capture(&|c| c.prompt_message = "x".repeat(TEXT_CHARS_MAX)), Vec::<i32>::new());
+        assert_eq!(capture(&|c| c.speed = Some(Speed(49))), [-1009]);
+        assert_eq!(capture(&|c| c.speed = Some(Speed(200))), Vec::<i32>::new());
+    }
+
+    #[test]
+    fn file_urls_and_numbers() {
+        assert!(check_file_url("https://example.com/a.mp3").is_ok());
+        assert!(check_file_url("http://example.com:8080/a.wav?x=1").is_ok());
+        assert!(check_file_url("ftp://example.com/a.mp3").is_err());
+        assert!(check_file_url("https:///a.mp3").is_err());
+        assert!(check_file_url("https://exa mple.com/a.mp3").is_err());
+        assert!(check_number("+6568888888").is_ok());
+        assert!(check_number("6561115777").is_ok());
+        assert!(check_number("+65 6888").is_err());
+        assert!(check_number("+").is_err());
+    }
+}

@@ -183,6 +183,27 @@ pub fn step(m: &Machine, s: &CallState, event: &Event, now_ms: u64) -> Result<St
     Ok(Step { state: st, reply, entered, edges })
 }
 
+/// Starts an outbound call from `call.source` (a virtual number) to `call.destination`: the
+/// state, and the callflow for 8x8's Send Callflow API — `makeCall`, then the start node's chain.
+/// 8x8 takes `clientActionId` only in webhook replies, so the opening callflow carries none; the
+/// first webhook of the call (without one) is the callee's answer to the start node.
+pub fn start_outbound(m: &Machine, call: CallInfo, now_ms: u64) -> Result<Step, StepError> {
+    let dial =
+        MakeCall { source: call.source.clone(), destination: call.destination.clone(), call_recording: None };
+    let mut step = step(m, &CallState::new(m, call, now_ms), &Event::CallStarted, now_ms)?;
+    if let Some(flow) = &mut step.reply {
+        flow.client_action_id = None;
+        flow.actions.insert(0, Action::MakeCall(dial));
+        if let Some(v) = callflow::validate(flow, Use::OutboundRequest).first() {
+            return Err(StepError::RejectedReply {
+                node: m.node(m.start).map_or_else(String::new, |n| n.name.clone()),
+                violation: v.to_string(),
+            });
+        }
+    }
+    Ok(step)
+}
+
 /// The nodes a step entered: the start when the call started, then every edge target.
 fn entered_nodes(
     before: &Phase,

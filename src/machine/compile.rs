@@ -89,7 +89,10 @@ pub fn compile(source: &Source) -> Compiled {
     let mut c = Compiler { source, index: &index, def: &def, diags: Vec::new() };
     let machine = c.run();
     let mut diagnostics = c.diags;
-    diagnostics.sort_by_key(|d| (d.position, d.severity));
+    diagnostics
+        .sort_by(|a, b| (a.position, a.severity, &a.message).cmp(&(b.position, b.severity, &b.message)));
+    // A bad default is inherited by many nodes but reported once, at `[defaults]`.
+    diagnostics.dedup();
     let machine = machine.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
     Compiled { machine, diagnostics }
 }
@@ -119,14 +122,14 @@ impl<'a> Compiler<'a> {
             At::Node(node, field) => {
                 let mut path = vec!["nodes", node];
                 path.extend(field.split('.'));
-                // A field the node does not set was inherited: point at `[defaults]`.
-                let offset = self
-                    .index
-                    .get(&path)
-                    .map(|(_, v)| v)
-                    .or_else(|| self.index.get(&["defaults", field]).map(|(_, v)| v))
-                    .or_else(|| self.index.key(&path));
-                (Some(node.to_string()), Some(field.to_string()), offset)
+                match self.index.get(&path) {
+                    Some((_, v)) => (Some(node.to_string()), Some(field.to_string()), Some(v)),
+                    // Not set on the node: inherited from `[defaults]`, which is where to fix it.
+                    None => match self.index.get(&["defaults", field]) {
+                        Some((_, v)) => (None, Some(format!("defaults.{field}")), Some(v)),
+                        None => (Some(node.to_string()), Some(field.to_string()), self.index.key(&path)),
+                    },
+                }
             }
             At::NodeKey(node) => (Some(node.to_string()), None, self.index.key(&["nodes", node])),
         };
@@ -473,12 +476,11 @@ impl<'a> Compiler<'a> {
         let repetition = self.int(name, "repetition", repetition.or(d.repetition));
         let speed = speed.or(d.speed).and_then(|s| {
             let hundredths = (s * 100.0).round();
-            if (hundredths - s * 100.0).abs() > 1e-6 || !(0.0..=f64::from(u16::MAX)).contains(&hundredths) {
-                self.error(
-                    At::Node(name, "speed"),
-                    format!("speed {s} is not a number with at most two decimals between 0.5 and 2.0"),
-                    None,
-                );
+            if (hundredths - s * 100.0).abs() > 1e-6 {
+                self.error(At::Node(name, "speed"), format!("speed {s} has more than two decimals"), None);
+                None
+            } else if !(0.0..=f64::from(u16::MAX)).contains(&hundredths) {
+                self.error(At::Node(name, "speed"), format!("speed {s} is outside 0.5..2.0"), None);
                 None
             } else {
                 Some(Speed(hundredths as u16))
@@ -535,20 +537,13 @@ impl<'a> Compiler<'a> {
                             None,
                         );
                     }
-                    let mut seen: HashMap<String, &str> = HashMap::new();
                     for (key, target) in branches {
                         let field = format!("branches.{key}");
-                        if let Some(norm) = self.check_key(name, &field, key, n) {
-                            if let Some(other) = seen.insert(norm.clone(), key) {
-                                self.error(
-                                    At::Node(name, &field),
-                                    format!("key `{key}` is the same input as key `{other}`"),
-                                    Some("8x8 reports both as the same digits; keep one".into()),
-                                );
-                            }
-                            targets.push((field, Edge::Key(norm), target));
+                        if self.check_key(name, &field, key, n) {
+                            targets.push((field, Edge::Key(key.clone()), target));
                         }
                     }
+                    self.check_prefixes(name, branches, n);
                 }
                 if let Some(t) = &n.invalid {
                     targets.push(("invalid".into(), Edge::Invalid, t));
@@ -589,8 +584,26 @@ impl<'a> Compiler<'a> {
         ok
     }
 
-    /// Checks that a branch key can be typed at this menu; returns it normalised.
-    fn check_key(&mut self, name: &str, field: &str, key: &str, n: &NodeDef) -> Option<String> {
+    /// A key that is the start of another only works if the caller finishes it with `#` or waits.
+    fn check_prefixes(&mut self, name: &str, branches: &BTreeMap<String, String>, n: &NodeDef) {
+        let on_hash = n.complete_on_hash.or(self.def.defaults.complete_on_hash) != Some(false);
+        // Sorted keys: a key's extensions follow it directly.
+        let keys: Vec<&String> = branches.keys().collect();
+        for (i, short) in keys.iter().enumerate() {
+            if let Some(long) = keys[i + 1..].iter().find(|k| k.starts_with(short.as_str())) {
+                let finish = if on_hash { "press # or wait" } else { "wait" };
+                self.report(
+                    Severity::Warning,
+                    At::Node(name, &format!("branches.{short}")),
+                    format!("key `{short}` is the start of key `{long}`: callers who mean `{short}` must {finish} for the digit timeout"),
+                    Some("give the keys of one menu the same length".into()),
+                );
+            }
+        }
+    }
+
+    /// Checks that a branch key can be typed at this menu.
+    fn check_key(&mut self, name: &str, field: &str, key: &str, n: &NodeDef) -> bool {
         let d = &self.def.defaults;
         if key.contains('#') {
             self.error(
@@ -598,7 +611,7 @@ impl<'a> Compiler<'a> {
                 format!("key `{key}` contains `#`, the key that completes input"),
                 Some("8x8 ends capture on `#`; use digits and `*` only".into()),
             );
-            return None;
+            return false;
         }
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_digit() || c == '*') {
             self.error(
@@ -606,20 +619,25 @@ impl<'a> Compiler<'a> {
                 format!("key `{key}` cannot be typed on a phone keypad"),
                 Some("keys are digits 0-9 and `*`".into()),
             );
-            return None;
+            return false;
         }
         let len = key.len() as i64;
         let min = n.min_digits.or(d.min_digits).unwrap_or(1);
         let max = n.max_digits.or(d.max_digits).unwrap_or(i64::from(callflow::DIGITS_MAX));
-        if len < min || len > max {
+        // min above max is reported on its own; every key would fail it.
+        if (len < min || len > max) && min <= max {
             self.error(
                 At::Node(name, field),
-                format!("key `{key}` has {len} digits but the menu captures {min} to {max}"),
+                format!(
+                    "key `{key}` has {len} digit{} but the menu captures {}",
+                    if len == 1 { "" } else { "s" },
+                    if min == max { format!("exactly {min}") } else { format!("{min} to {max}") }
+                ),
                 Some("change the key or the menu's `min_digits` / `max_digits`".into()),
             );
-            return None;
+            return false;
         }
-        Some(key.to_string())
+        true
     }
 
     fn fallback(&mut self) -> Callflow {
@@ -666,8 +684,11 @@ impl<'a> Compiler<'a> {
                         client_action_id: Some(ClientActionId::sample(m, &name).to_string()),
                         actions: nodes.iter().map(|&n| sample(&action_of(m, n))).collect(),
                     };
-                    for v in callflow::validate(&flow, Use::WebhookReply) {
-                        self.violation(&name, &v);
+                    // Each action's own parameters were checked with its node; here, the callflow's shape.
+                    for v in
+                        callflow::validate(&flow, Use::WebhookReply).iter().filter(|v| v.param == "action")
+                    {
+                        self.violation(&name, v);
                     }
                     if id == m.start {
                         let call = MakeCall {
@@ -676,7 +697,10 @@ impl<'a> Compiler<'a> {
                             call_recording: None,
                         };
                         flow.actions.insert(0, Action::MakeCall(call));
-                        for v in callflow::validate(&flow, Use::OutboundRequest) {
+                        for v in callflow::validate(&flow, Use::OutboundRequest)
+                            .iter()
+                            .filter(|v| v.param == "action")
+                        {
                             self.error(
                                 At::Machine("start"),
                                 format!("the outbound call's first callflow is invalid: {v}"),

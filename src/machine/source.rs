@@ -118,12 +118,24 @@ pub fn parse(source: &Source) -> Result<(Definition, SpanIndex), Box<Diagnostic>
         Format::Json => {
             let definition: Definition = serde_json::from_str(&source.text).map_err(|e| {
                 let offset = offset_of_line_col(&source.text, e.line(), e.column());
-                fail(Some(offset), lowercase_first(&e.to_string()), None)
+                // serde_json appends "at line L column C"; the position is ours to print.
+                let message = e.to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message);
+                fail(Some(offset), lowercase_first(message), None)
             })?;
             let mut index = SpanIndex::default();
-            let mut scanner = JsonScanner { text: source.text.as_bytes(), at: 0, index: &mut index };
+            let mut scanner =
+                JsonScanner { text: source.text.as_bytes(), at: 0, index: &mut index, duplicate: None };
             // The text parsed above, so the scanner cannot fail; its result only adds positions.
             let _ = scanner.value(&mut Vec::new(), 0);
+            // serde_json keeps the last of two equal keys; a machine file must not say two things.
+            if let Some((path, offset)) = scanner.duplicate {
+                return Err(fail(
+                    Some(offset),
+                    format!("duplicate key `{}`", path.join(".")),
+                    Some("each key may appear once per object".into()),
+                ));
+            }
             Ok((definition, index))
         }
     }
@@ -163,6 +175,8 @@ struct JsonScanner<'a> {
     text: &'a [u8],
     at: usize,
     index: &'a mut SpanIndex,
+    /// The first key found twice in one object, and its second position.
+    duplicate: Option<(Vec<String>, usize)>,
 }
 
 impl JsonScanner<'_> {
@@ -180,6 +194,7 @@ impl JsonScanner<'_> {
         match *self.text.get(self.at)? {
             b'{' => {
                 self.at += 1;
+                let mut keys = std::collections::HashSet::new();
                 loop {
                     self.skip_ws();
                     match *self.text.get(self.at)? {
@@ -194,6 +209,11 @@ impl JsonScanner<'_> {
                             self.skip_ws();
                             self.at += 1; // the colon
                             self.skip_ws();
+                            if !keys.insert(key.clone()) && self.duplicate.is_none() {
+                                let mut at = path.clone();
+                                at.push(key.clone());
+                                self.duplicate = Some((at, key_at));
+                            }
                             path.push(key);
                             self.index.insert(path, key_at, self.at);
                             self.value(path, depth + 1)?;

@@ -1,0 +1,133 @@
+//! The `phonetree` binary as a user runs it: exit codes, diagnostics and transcripts.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn phonetree(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_phonetree")).args(args).current_dir(common::repo()).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_accepts_the_bundled_machines() {
+    let out = phonetree(&["check", "machines/"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let last = stdout(&out).lines().last().unwrap().to_string();
+    assert!(last.starts_with("checked "), "{last}");
+    assert!(last.ends_with("; 0 error(s), 0 warning(s)"), "{last}");
+}
+
+#[test]
+fn check_prints_each_rule_case_exactly_and_fails() {
+    let dir = common::repo().join("tests/data/diagnostics");
+    for case in
+        ["unknown_target.toml", "trap.toml", "bad_toml.toml", "json_duplicate_key.json", "prefix_keys.toml"]
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .args(["check", case])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let expected = std::fs::read_to_string(dir.join(case).with_extension("txt")).unwrap();
+        assert_eq!(stdout(&out), expected, "{case}");
+        let warnings_only = case == "prefix_keys.toml";
+        assert_eq!(out.status.code(), Some(if warnings_only { 0 } else { 1 }), "{case}");
+    }
+}
+
+#[test]
+fn check_reports_every_file_of_a_folder_at_once() {
+    let out = phonetree(&["check", "tests/data/diagnostics", "machines"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for case in ["unknown_target.toml:16:18: error", "trap.toml:24:8: error", "json_syntax.json:4:3: error"] {
+        assert!(text.contains(case), "missing {case}");
+    }
+}
+
+#[test]
+fn check_of_a_missing_path_is_an_error() {
+    let out = phonetree(&["check", "no/such/dir"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with("no/such/dir: error: cannot read: "), "{}", stdout(&out));
+}
+
+#[test]
+fn simulate_book_a_table_for_tomorrow() {
+    let out = phonetree(&["simulate", "machines/abc_restaurant.toml", "1", "1", "2"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 3],
+        "[booked_tomorrow] hears: \"We have booked your table for tomorrow, thank you.\""
+    );
+    assert_eq!(lines[lines.len() - 2], "[goodbye] hangup");
+    assert_eq!(lines[lines.len() - 1], "call ended: hangup");
+}
+
+#[test]
+fn simulate_connect_ends_in_a_transfer() {
+    let out = phonetree(&["simulate", "machines/abc_restaurant.toml", "2", "1"]);
+    let text = stdout(&out);
+    assert!(text.contains("[post_call] transfer: bridged to +6531589338 (caller ID +6568888888)"), "{text}");
+    assert!(text.ends_with("call transferred at node `post_call`: the caller is bridged\n"), "{text}");
+}
+
+#[test]
+fn simulate_invalid_input() {
+    let out = phonetree(&["simulate", "abc_restaurant", "9"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "[invalid] hears: \"Invalid input, please call again.\"\n[goodbye] hangup\ncall ended: hangup\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn simulate_json_prints_one_callflow_per_line() {
+    let out = phonetree(&["simulate", "machines/tech_support.toml", "--json", "3", "2"]);
+    let docs: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(docs.len(), 3);
+    assert_eq!(docs[2]["callflow"][0]["action"], "makeCall");
+}
+
+#[test]
+fn simulate_reads_inputs_from_stdin() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["simulate", "machines/abc_restaurant.toml"])
+        .current_dir(common::repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"1\n2\n1\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        stdout(&out).contains("[kept] hears: \"Keeping your current reservation, thank you.\""),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn simulate_rejects_inputs_that_are_not_keys() {
+    let out = phonetree(&["simulate", "machines/abc_restaurant.toml", "1", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`x` is not a keypress"));
+}
+
+#[test]
+fn simulate_of_a_broken_machine_prints_its_diagnostics() {
+    let out = phonetree(&["simulate", "tests/data/diagnostics/trap.toml", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trap: no hangup or transfer can be reached"));
+}
