@@ -14,7 +14,8 @@ pub const FILES_MAX: usize = 10_000;
 /// The compiled machines of a set of files, and every diagnostic found while loading them.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    machines: BTreeMap<String, Arc<Machine>>,
+    machines: BTreeMap<String, (Arc<Machine>, Source)>,
+    /// Virtual number (digits only) → machine name.
     by_number: BTreeMap<String, String>,
     /// Every diagnostic, errors and warnings, in file order.
     pub diagnostics: Vec<Diagnostic>,
@@ -63,7 +64,7 @@ impl Catalog {
             return;
         }
         for number in m.numbers() {
-            if let Some(other) = self.by_number.get(number) {
+            if let Some(other) = self.by_number.get(digits(number)) {
                 self.diagnostics.push(file_error(
                     Path::new(&source.file),
                     format!("number {number} is already answered by machine `{other}`"),
@@ -72,9 +73,9 @@ impl Catalog {
             }
         }
         for number in m.numbers() {
-            self.by_number.insert(number.clone(), m.name().to_string());
+            self.by_number.insert(digits(number).to_string(), m.name().to_string());
         }
-        self.machines.insert(m.name().to_string(), Arc::new(m));
+        self.machines.insert(m.name().to_string(), (Arc::new(m), source));
     }
 
     pub fn has_errors(&self) -> bool {
@@ -82,16 +83,21 @@ impl Catalog {
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Machine>> {
-        self.machines.get(name)
+        self.machines.get(name).map(|(m, _)| m)
     }
 
-    /// The machine that answers `number`.
+    /// The source a loaded machine was compiled from.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.machines.get(name).map(|(_, s)| s)
+    }
+
+    /// The machine that answers `number` (`+6568888888` and `6568888888` are the same number).
     pub fn by_number(&self, number: &str) -> Option<&Arc<Machine>> {
-        self.by_number.get(number).and_then(|name| self.machines.get(name))
+        self.by_number.get(digits(number)).and_then(|name| self.get(name))
     }
 
     pub fn machines(&self) -> impl Iterator<Item = &Arc<Machine>> {
-        self.machines.values()
+        self.machines.values().map(|(m, _)| m)
     }
 
     pub fn len(&self) -> usize {
@@ -101,6 +107,11 @@ impl Catalog {
     pub fn is_empty(&self) -> bool {
         self.machines.is_empty()
     }
+}
+
+/// A number without its leading `+`.
+fn digits(number: &str) -> &str {
+    number.trim().trim_start_matches('+')
 }
 
 fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {

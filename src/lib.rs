@@ -16,5 +16,7 @@
 pub mod catalog;
 pub mod engine;
 pub mod machine;
+pub mod server;
 pub mod simulate;
+pub mod store;
 pub mod webhook;

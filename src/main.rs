@@ -4,12 +4,18 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
 
 use phonetree::catalog::Catalog;
 use phonetree::engine::Event;
 use phonetree::machine::{self, Machine, Source};
+use phonetree::server::{self, App, Config};
 use phonetree::simulate::{self, Simulation};
+use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
 use phonetree::webhook::wire;
 
 #[derive(Parser)]
@@ -46,6 +52,78 @@ enum Command {
         #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
         machines: PathBuf,
     },
+    /// Run the durable webhook node: answer 8x8's CALL_ACTION and SESSION_SUMMARY webhooks.
+    Serve {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Address to listen on (port 0 picks a free port; the address is printed on stdout).
+        #[arg(long, env = "PHONETREE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Close sessions that get no webhook and no summary for this many seconds.
+        #[arg(long, env = "PHONETREE_SESSION_TTL_SECS", default_value_t = 6 * 3600)]
+        session_ttl_secs: u64,
+        /// Delete closed sessions (and their reply journal) this many seconds after they close.
+        #[arg(long, env = "PHONETREE_RETENTION_SECS", default_value_t = 24 * 3600)]
+        retention_secs: u64,
+    },
+    /// Place an outbound call through 8x8's Send Callflow API, running MACHINE when the callee answers.
+    Call {
+        /// The machine to run.
+        #[arg(long)]
+        machine: String,
+        /// The number to call.
+        #[arg(long)]
+        to: String,
+        /// The caller ID (default: the machine's first number).
+        #[arg(long)]
+        from: Option<String>,
+        /// A running `phonetree serve` to place the call through (its store is locked while it runs).
+        #[arg(long, env = "PHONETREE_SERVER")]
+        server: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// Where a node keeps its machines and data, and how it reaches 8x8.
+#[derive(Args)]
+struct NodeArgs {
+    /// Folder of machine files.
+    #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
+    machines: PathBuf,
+    /// Folder of the embedded store.
+    #[arg(long, env = "PHONETREE_DATA", default_value = "./data")]
+    data: PathBuf,
+    /// The machine for calls on a number no machine declares.
+    #[arg(long, env = "PHONETREE_DEFAULT_MACHINE")]
+    default_machine: Option<String>,
+    /// 8x8 Voice API base URL.
+    #[arg(long, env = "PHONETREE_8X8_BASE_URL", default_value = DEFAULT_BASE_URL)]
+    api_base_url: String,
+    /// 8x8 sub-account id.
+    #[arg(long, env = "PHONETREE_8X8_SUBACCOUNT")]
+    api_subaccount: Option<String>,
+    /// 8x8 API key (Bearer).
+    #[arg(long, env = "PHONETREE_8X8_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+impl NodeArgs {
+    fn config(self, listen: SocketAddr, session_ttl: Duration, retention: Duration) -> Config {
+        Config {
+            machines: self.machines,
+            data: self.data,
+            listen,
+            default_machine: self.default_machine,
+            session_ttl,
+            retention,
+            api: ApiConfig {
+                base_url: self.api_base_url,
+                sub_account: self.api_subaccount,
+                api_key: self.api_key,
+            },
+        }
+    }
 }
 
 /// A command's failure: the message, and the exit code it maps to.
@@ -66,6 +144,18 @@ fn main() -> ExitCode {
         Command::Check { paths } => check(&paths),
         Command::Simulate { machine, inputs, json, from, to, machines } => {
             simulate(&machine, &inputs, json, &from, to.as_deref(), &machines)
+        }
+        Command::Serve { node, listen, session_ttl_secs, retention_secs } => {
+            let config = node.config(
+                listen,
+                Duration::from_secs(session_ttl_secs),
+                Duration::from_secs(retention_secs),
+            );
+            serve(config)
+        }
+        Command::Call { machine, to, from, server, node } => {
+            let config = node.config(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO, Duration::ZERO);
+            call(config, &machine, &to, from.as_deref(), server.as_deref())
         }
     };
     match result {
@@ -185,5 +275,101 @@ fn simulate(
     if !json {
         emit(&[sim.status()], &[]);
     }
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PHONETREE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(format!("cannot start the async runtime: {e}")))
+}
+
+fn serve(config: Config) -> Result<(), Failure> {
+    init_tracing();
+    let listen = config.listen;
+    let app = Arc::new(App::open(config).map_err(|e| Failure::new(e.to_string()))?);
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Failure::new(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| Failure::new(e.to_string()))?;
+        println!("listening on {addr}");
+        let _ = std::io::stdout().flush();
+        server::run(listener, app, shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+fn call(
+    config: Config,
+    machine: &str,
+    to: &str,
+    from: Option<&str>,
+    via: Option<&str>,
+) -> Result<(), Failure> {
+    init_tracing();
+    let rt = runtime()?;
+    let session = match via {
+        Some(server) => rt.block_on(async {
+            let url = format!("{}/calls", server.trim_end_matches('/'));
+            let body = serde_json::json!({"machine": machine, "to": to, "from": from});
+            let response = reqwest::Client::new()
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| Failure::new(format!("cannot reach {url}: {e}")))?;
+            let status = response.status();
+            let v: serde_json::Value =
+                response.json().await.map_err(|e| Failure::new(format!("{url}: {e}")))?;
+            match v["sessionId"].as_str() {
+                Some(id) if status.is_success() => Ok(id.to_string()),
+                _ => Err(Failure::new(
+                    v["error"]["message"].as_str().unwrap_or("the server refused the call").to_string(),
+                )),
+            }
+        })?,
+        None => {
+            let data = config.data.display().to_string();
+            let app = App::open(config).map_err(|e| {
+                Failure::new(format!("{e} (if `phonetree serve` is running on {data}, pass --server URL)"))
+            })?;
+            rt.block_on(server::place_call(&app, machine, to, from))
+                .map_err(|e| Failure::new(e.to_string()))?
+        }
+    };
+    println!("{session}");
     Ok(())
 }

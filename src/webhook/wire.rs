@@ -3,10 +3,10 @@
 //! Parameters the machine leaves unset are left out (8x8 applies its own default), keys come in the
 //! order of 8x8's examples, and a whole speed is written as an integer (`"speed": 1`), as 8x8 does.
 
-use serde::Serialize;
 use serde::ser::Serializer;
+use serde::{Deserialize, Serialize};
 
-use crate::engine::callflow::{Action, Callflow, Speed};
+use crate::engine::callflow::{Action, Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -134,4 +134,125 @@ pub fn encode(flow: &Callflow) -> Vec<u8> {
 /// The callflow as a JSON value (tests and `simulate --json`).
 pub fn to_value(flow: &Callflow) -> serde_json::Value {
     serde_json::from_slice(&encode(flow)).unwrap_or_default()
+}
+
+/// The callflow JSON shapes, owned, for reading callflows back (tests, fuzzing, the `call` stand-in).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InEnvelope {
+    client_action_id: Option<String>,
+    callflow: Vec<InAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "action", content = "params", rename_all = "camelCase", deny_unknown_fields)]
+enum InAction {
+    Say(InSay),
+    SayAndCapture(InCapture),
+    PlayFile(InPlay),
+    MakeCall(InMakeCall),
+    Hangup,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InSay {
+    text: String,
+    voice_profile: String,
+    repetition: Option<u8>,
+    speed: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InCapture {
+    prompt_message: String,
+    voice_profile: String,
+    repetition: Option<u8>,
+    speed: Option<f64>,
+    min_digits: Option<u8>,
+    max_digits: Option<u8>,
+    digit_timeout: Option<u32>,
+    overall_timeout: Option<u32>,
+    complete_on_hash: Option<bool>,
+    no_of_tries: Option<u8>,
+    success_message: Option<String>,
+    failure_message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InPlay {
+    file_url: String,
+    repetition: Option<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InMakeCall {
+    source: String,
+    destination: String,
+    call_recording: Option<bool>,
+}
+
+fn speed_in(s: Option<f64>) -> Option<Speed> {
+    s.map(|s| Speed((s * 100.0).round().clamp(0.0, f64::from(u16::MAX)) as u16))
+}
+
+/// Reads a callflow back from 8x8 JSON; unknown actions or parameters are errors.
+pub fn decode(body: &[u8]) -> Result<Callflow, String> {
+    let env: InEnvelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let actions = env
+        .callflow
+        .into_iter()
+        .map(|a| match a {
+            InAction::Say(s) => Action::Say(Say {
+                text: s.text,
+                voice_profile: s.voice_profile,
+                repetition: s.repetition,
+                speed: speed_in(s.speed),
+            }),
+            InAction::SayAndCapture(c) => Action::SayAndCapture(SayAndCapture {
+                prompt_message: c.prompt_message,
+                voice_profile: c.voice_profile,
+                repetition: c.repetition,
+                speed: speed_in(c.speed),
+                min_digits: c.min_digits,
+                max_digits: c.max_digits,
+                digit_timeout_ms: c.digit_timeout,
+                overall_timeout_ms: c.overall_timeout,
+                complete_on_hash: c.complete_on_hash,
+                no_of_tries: c.no_of_tries,
+                success_message: c.success_message,
+                failure_message: c.failure_message,
+            }),
+            InAction::PlayFile(p) => {
+                Action::PlayFile(PlayFile { file_url: p.file_url, repetition: p.repetition })
+            }
+            InAction::MakeCall(m) => Action::MakeCall(MakeCall {
+                source: m.source,
+                destination: m.destination,
+                call_recording: m.call_recording,
+            }),
+            InAction::Hangup => Action::Hangup,
+        })
+        .collect();
+    Ok(Callflow { client_action_id: env.client_action_id, actions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_then_decode_is_identity_for_the_seed_replies() {
+        for file in
+            ["advanced/initial.json", "advanced/post_call.json", "simple/initial.json", "simple/hangup.json"]
+        {
+            let path = format!("{}/tests/data/seeds/{file}", env!("CARGO_MANIFEST_DIR"));
+            let flow = decode(&std::fs::read(&path).unwrap()).unwrap();
+            let again = decode(&encode(&flow)).unwrap();
+            assert_eq!(flow, again, "{file}");
+        }
+    }
 }

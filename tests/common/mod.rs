@@ -82,3 +82,202 @@ pub fn golden(path: &str) -> Value {
 pub fn json(flow: &Callflow) -> Value {
     wire::to_value(flow)
 }
+
+/// A real `phonetree serve` child process on a loopback port, with its own data dir.
+pub struct Node {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub data: PathBuf,
+    pub machines: PathBuf,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Node {
+    /// Starts a node on `machines` (a folder) with its store in `data`.
+    pub fn start(data: &std::path::Path, machines: &std::path::Path) -> Node {
+        Node::start_with(data, machines, &[])
+    }
+
+    pub fn start_with(data: &std::path::Path, machines: &std::path::Path, env: &[(&str, &str)]) -> Node {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let log = data.with_extension("log");
+        Node::spawn(data.to_path_buf(), machines.to_path_buf(), log, env)
+    }
+
+    fn spawn(data: PathBuf, machines: PathBuf, log: PathBuf, env: Vec<(String, String)>) -> Node {
+        use std::io::BufRead;
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data")
+            .arg(&data)
+            .arg("--machines")
+            .arg(&machines)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PHONETREE_LOG", "debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| {
+            panic!("server did not start: {line:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+        });
+        Node { addr: addr.to_string(), child, data, machines, log, env }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+
+    /// The same node again (same data dir, machines and settings) after it stopped.
+    pub fn restart(&mut self) {
+        // The old child has exited and was waited for: dropping it signals nothing.
+        *self = Node::spawn(self.data.clone(), self.machines.clone(), self.log.clone(), self.env.clone());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer: status, the `x-phonetree-answer` header, body.
+pub struct Answer {
+    pub status: u16,
+    pub how: String,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The reply as a callflow, checked against every 8x8 rule.
+    pub fn callflow(&self) -> Callflow {
+        assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
+        let flow = wire::decode(&self.body).unwrap();
+        let violations =
+            phonetree::engine::callflow::validate(&flow, phonetree::engine::callflow::Use::WebhookReply);
+        assert!(
+            violations.is_empty(),
+            "8x8 would reject {}: {violations:?}",
+            String::from_utf8_lossy(&self.body)
+        );
+        flow
+    }
+
+    pub fn client_action_id(&self) -> Option<String> {
+        self.callflow().client_action_id
+    }
+}
+
+pub async fn post(url: &str, body: impl Into<Vec<u8>>) -> Answer {
+    let r = reqwest::Client::new().post(url).body(body.into()).send().await.unwrap();
+    let status = r.status().as_u16();
+    let how =
+        r.headers().get("x-phonetree-answer").map(|h| h.to_str().unwrap().to_string()).unwrap_or_default();
+    Answer { status, how, body: r.bytes().await.unwrap().to_vec() }
+}
+
+/// A CALL_ACTION webhook as 8x8 documents it.
+pub struct Vca<'a> {
+    pub session: &'a str,
+    pub event: &'a str,
+    pub dtmf: Option<&'a str>,
+    pub client_action_id: Option<&'a str>,
+    pub status: &'a str,
+    pub direction: &'a str,
+    pub source: &'a str,
+    pub destination: &'a str,
+    /// `payload.eventData.dtmf` (the VCA guide) instead of `payload.dtmf` (the IVR guides).
+    pub event_data: bool,
+}
+
+impl<'a> Vca<'a> {
+    /// The answer of an outbound abc_restaurant call to its current prompt.
+    pub fn abc(
+        session: &'a str,
+        event: &'a str,
+        dtmf: Option<&'a str>,
+        client_action_id: Option<&'a str>,
+    ) -> Vca<'a> {
+        Vca {
+            session,
+            event,
+            dtmf,
+            client_action_id,
+            status: "DTMF_RECEIVED",
+            direction: "OUTBOUND",
+            source: "+6568888888",
+            destination: "+6598888888",
+            event_data: false,
+        }
+    }
+
+    pub fn body(&self) -> String {
+        let mut payload = serde_json::json!({
+            "eventId": self.event, "callId": "627e25f1-133a-11ef-b08c-e33c09483244", "sessionId": self.session,
+            "subAccountId": "account_x", "callStatus": self.status, "callDirection": self.direction,
+            "callType": "PSTN", "source": self.source, "destination": self.destination,
+            "sourceFormat": "MSISDN", "destinationFormat": "MSISDN", "sourceCountryCode": "SG",
+            "destinationCountryCode": "SG", "callDuration": 0, "sipCode": 200,
+            "timestamp": "2024-05-16T04:12:11.217Z"
+        });
+        if self.event_data {
+            payload["eventData"] = serde_json::json!({"dtmf": self.dtmf});
+        } else {
+            payload["dtmf"] = serde_json::json!(self.dtmf);
+        }
+        if let Some(id) = self.client_action_id {
+            payload["clientActionId"] = serde_json::json!(id);
+        }
+        serde_json::json!({"namespace": "VOICE", "eventType": "CALL_ACTION", "description": "Action request of a call", "payload": payload}).to_string()
+    }
+}
+
+/// A SESSION_SUMMARY webhook.
+pub fn vss(session: &str, status: &str) -> String {
+    serde_json::json!({
+        "namespace": "VOICE", "eventType": "SESSION_SUMMARY", "description": "Summary of a completed call session", "version": 5,
+        "payload": {
+            "sessionId": session, "subAccountId": "8x8_test", "sessionStatus": status,
+            "startTime": "2026-01-13T08:31:51Z", "endTime": "2026-01-13T08:32:08Z", "lastAction": "HANGUP", "callCount": 1,
+            "details": {"callA": {"callId": "4eec57d4", "callDirection": "INBOUND", "callType": "PSTN",
+                "source": "+6591178965", "destination": "+6568332048", "callStatus": "COMPLETED", "callDuration": 16}}
+        }
+    })
+    .to_string()
+}
+
+/// A temporary folder holding copies of the bundled machines.
+pub fn machines_dir(tmp: &std::path::Path) -> PathBuf {
+    let dir = tmp.join("machines");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["abc_restaurant.toml", "tech_support.toml"] {
+        std::fs::copy(repo().join("machines").join(name), dir.join(name)).unwrap();
+    }
+    dir
+}

@@ -1,0 +1,240 @@
+//! The persistence loop of a webhook: load → step → commit (state and reply in one transaction) →
+//! fsync → reply, retried a bounded number of times when another request changed the session.
+//!
+//! Decisions made here, not in the engine, because they need the store: duplicate deliveries
+//! (answered from the reply journal), stale webhooks (answered with the current prompt, not
+//! applied), calls with no stored state (started, or resumed from their `clientActionId`).
+
+use std::sync::Arc;
+
+use tracing::{debug, error, info, warn};
+
+use super::App;
+use crate::engine::callflow::Callflow;
+use crate::engine::{self, CallInfo, CallState, ClientActionId, Direction, Event, Phase, StepError};
+use crate::machine::{Machine, NodeKind};
+use crate::server::registry::RegistryError;
+use crate::store::{Conflict, Loaded, StoreError};
+use crate::webhook::inbound::{CallAction, SessionSummary};
+use crate::webhook::wire;
+
+/// Attempts at committing one webhook when concurrent requests for the same session keep winning;
+/// 8x8 sends one webhook per prompt, so more than a few conflicts means something is looping.
+pub const COMMIT_ATTEMPTS_MAX: usize = 8;
+
+/// What went wrong inside phonetree; the caller still gets the machine's fallback callflow.
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("engine: {0}")]
+    Engine(#[from] StepError),
+    #[error("no machine answers this call (source {from}, destination {to}) and there is no default machine")]
+    NoMachine { from: String, to: String },
+    #[error("clientActionId names node `{node}`, which machine `{machine}` does not have")]
+    UnknownNode { machine: String, node: String },
+    #[error("session kept changing under {COMMIT_ATTEMPTS_MAX} attempts")]
+    Contention,
+}
+
+/// How a webhook was answered (for logs and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// The event moved the call on; its state is durable.
+    Applied,
+    /// The event was answered before: the same bytes again.
+    Duplicate,
+    /// The webhook answers an older prompt: the current prompt again, nothing applied.
+    Stale,
+}
+
+/// What to do with a webhook, decided from the stored session.
+enum Plan {
+    Apply { machine: Arc<Machine>, state: Box<CallState>, event: Event },
+    Answer(Vec<u8>),
+}
+
+/// Answers a CALL_ACTION webhook. Never fails: internal faults answer with the fallback callflow.
+pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answered>) {
+    match apply(app, ca).await {
+        Ok((body, how)) => (body, Some(how)),
+        Err(fault) => {
+            error!(error = %fault, "internal fault; the caller hears the fallback");
+            (wire::encode(&fallback_for(app, ca)), None)
+        }
+    }
+}
+
+async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault> {
+    for _ in 0..COMMIT_ATTEMPTS_MAX {
+        if let Some(body) = app.store.reply(&ca.session_id, &ca.event_id)? {
+            debug!("duplicate delivery: replaying the reply given before");
+            return Ok((body, Answered::Duplicate));
+        }
+        let loaded = app.store.load(&ca.session_id)?;
+        let now = super::now_ms();
+        let (machine, state, event) = match plan(app, ca, loaded.as_ref(), now)? {
+            Plan::Apply { machine, state, event } => (machine, state, event),
+            Plan::Answer(body) => return Ok((body, Answered::Stale)),
+        };
+        let step = engine::step(&machine, &state, &event, now)?;
+        let reply = step.reply.clone().unwrap_or_else(Callflow::hangup);
+        let body = wire::encode(&reply);
+        match app.store.commit(&ca.session_id, loaded.as_ref(), &step.state, &ca.event_id, &body, now)? {
+            Ok(()) => {
+                app.store.durable().await?;
+                let name = |id| machine.node(id).map_or("?", |n| n.name.as_str());
+                info!(
+                    machine = machine.name(),
+                    event = %event,
+                    from = name(state.node),
+                    to = name(step.state.node),
+                    edges = ?step.edges.iter().map(|(_, e, _)| e.to_string()).collect::<Vec<_>>(),
+                    "transition"
+                );
+                return Ok((body, Answered::Applied));
+            }
+            Err(Conflict::Duplicate(body)) => return Ok((body, Answered::Duplicate)),
+            Err(Conflict::Changed) => debug!("session changed under us; again"),
+        }
+    }
+    Err(Fault::Contention)
+}
+
+fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result<Plan, Fault> {
+    let id = ca.client_action_id.as_deref().and_then(ClientActionId::parse);
+    if let Some(loaded) = loaded {
+        let st = &loaded.state;
+        let machine = app.registry.version(&app.store, &st.machine, st.version)?;
+        // A webhook that answers another prompt than the one the call waits on is not applied.
+        let waiting = matches!(st.phase, Phase::AwaitingInput | Phase::Bridged);
+        if let Some(id) = &id
+            && waiting
+            && id.machine == st.machine
+            && id.seq != st.seq
+        {
+            warn!(got = %ca.client_action_id.as_deref().unwrap_or(""), want_seq = st.seq, "stale webhook: repeating the current prompt");
+            return Ok(Plan::Answer(wire::encode(&engine::current_reply(&machine, st)?)));
+        }
+        return Ok(Plan::Apply { machine, state: Box::new(st.clone()), event: ca.event() });
+    }
+    let call = CallInfo {
+        session_id: ca.session_id.clone(),
+        direction: ca.direction.unwrap_or(if ca.is_call_received() {
+            Direction::Inbound
+        } else {
+            Direction::Outbound
+        }),
+        source: ca.source.clone(),
+        destination: ca.destination.clone(),
+    };
+    // No stored state, but 8x8 echoes one of our ids: resume the call at that node.
+    if let Some(id) = id
+        && !ca.is_call_received()
+        && let Some(machine) = app.registry.by_short(&app.store, &id.machine, &id.version)?
+    {
+        let node = machine
+            .node_id(&id.node)
+            .ok_or_else(|| Fault::UnknownNode { machine: id.machine.clone(), node: id.node.clone() })?;
+        let mut state = CallState::new(&machine, call, now);
+        state.node = node;
+        state.seq = id.seq;
+        state.path.push(node);
+        state.phase = match machine.node(node).map(|n| &n.kind) {
+            Some(NodeKind::Menu(_)) => Phase::AwaitingInput,
+            Some(NodeKind::Transfer(_)) => Phase::Bridged,
+            _ => Phase::Ended,
+        };
+        warn!(machine = machine.name(), node = %id.node, "no stored state: resuming from the clientActionId");
+        return Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event() });
+    }
+    let machine = app
+        .registry
+        .bind(ca.direction, &ca.source, &ca.destination)
+        .ok_or_else(|| Fault::NoMachine { from: ca.source.clone(), to: ca.destination.clone() })?;
+    let fresh = CallState::new(&machine, call, now);
+    if ca.is_call_received() {
+        return Ok(Plan::Apply { machine, state: Box::new(fresh), event: Event::CallStarted });
+    }
+    // The first webhook of a call placed elsewhere (8x8's Send Callflow played the start node):
+    // it is the answer to the start node.
+    let started = engine::step(&machine, &fresh, &Event::CallStarted, now)?.state;
+    Ok(Plan::Apply { machine, state: Box::new(started), event: ca.event() })
+}
+
+/// The fallback of the machine the call is (or would be) on, else phonetree's default.
+fn fallback_for(app: &App, ca: &CallAction) -> Callflow {
+    let machine = match app.store.load(&ca.session_id) {
+        Ok(Some(l)) => app.registry.current(&l.state.machine).cloned(),
+        _ => None,
+    }
+    .or_else(|| app.registry.bind(ca.direction, &ca.source, &ca.destination));
+    machine.map(|m| m.fallback().clone()).unwrap_or_else(super::default_fallback)
+}
+
+/// Records a session summary and closes the session it ends.
+pub async fn session_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
+    app.store.put_summary(&s.session_id, &super::summary_record(s))?;
+    let event = Event::SessionEnded { status: s.status.clone() };
+    for _ in 0..COMMIT_ATTEMPTS_MAX {
+        let Some(loaded) = app.store.load(&s.session_id)? else {
+            info!(status = %s.status, "summary for a session phonetree never saw; stored");
+            app.store.durable().await?;
+            return Ok(());
+        };
+        if loaded.state.closed {
+            app.store.durable().await?;
+            return Ok(());
+        }
+        let machine = app.registry.version(&app.store, &loaded.state.machine, loaded.state.version)?;
+        let step = engine::step(&machine, &loaded.state, &event, super::now_ms())?;
+        if app.store.put_session(&s.session_id, Some(&loaded), &step.state)?.is_ok() {
+            app.store.durable().await?;
+            info!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");
+            return Ok(());
+        }
+    }
+    Err(Fault::Contention)
+}
+
+/// Closes sessions silent for longer than the TTL and deletes closed ones past their retention.
+/// A session that cannot be processed is logged and left for the next sweep. Returns (closed, deleted).
+pub async fn sweep(app: &App, now: u64) -> Result<(usize, usize), Fault> {
+    let ttl = app.config.session_ttl.as_millis() as u64;
+    let retention = app.config.retention.as_millis() as u64;
+    let (mut closed, mut deleted) = (0, 0);
+    for item in app.store.sessions() {
+        let (id, loaded) = match item {
+            Ok(pair) => pair,
+            Err(e) => {
+                warn!(error = %e, "unreadable session left as it is");
+                continue;
+            }
+        };
+        let idle = now.saturating_sub(loaded.state.updated_ms);
+        let done: Result<(), Fault> = if loaded.state.closed && idle > retention {
+            app.store.remove_session(&id).map(|()| deleted += 1).map_err(Fault::from)
+        } else if !loaded.state.closed && idle > ttl {
+            expire(app, &id, &loaded, now).map(|expired| closed += usize::from(expired))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = done {
+            warn!(session = %id, error = %e, "session not swept");
+        }
+    }
+    app.store.durable().await?;
+    Ok((closed, deleted))
+}
+
+fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, Fault> {
+    let machine = app.registry.version(&app.store, &loaded.state.machine, loaded.state.version)?;
+    let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: "EXPIRED".into() }, now)?;
+    let stored = app.store.put_session(id, Some(loaded), &step.state)?.is_ok();
+    if stored {
+        info!(session = %id, "no summary within the TTL: session closed");
+    }
+    Ok(stored)
+}

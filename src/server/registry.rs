@@ -1,0 +1,140 @@
+//! The machines a server runs: the current ones (from `machines/`) and every older version a live
+//! call is pinned to, compiled on demand from the source kept in the store under its hash.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::catalog::Catalog;
+use crate::engine::Direction;
+use crate::machine::{self, Machine, Source, Version};
+use crate::store::record::{FORMAT, MachineRecord};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("machine `{name}` version {version} is neither loaded nor stored")]
+    UnknownVersion { name: String, version: String },
+    #[error("stored machine `{name}` version {version} no longer compiles: {first}")]
+    Broken { name: String, version: String, first: String },
+}
+
+pub struct Registry {
+    catalog: Catalog,
+    default_machine: Option<String>,
+    versions: RwLock<HashMap<Version, Arc<Machine>>>,
+}
+
+impl Registry {
+    /// Takes the loaded machines and keeps each one's source in the store under its version.
+    pub fn new(
+        catalog: Catalog,
+        default_machine: Option<String>,
+        store: &Store,
+    ) -> Result<Registry, StoreError> {
+        let mut versions = HashMap::new();
+        for m in catalog.machines() {
+            if let Some(source) = catalog.source(m.name()) {
+                let record = MachineRecord {
+                    v: FORMAT,
+                    name: m.name().to_string(),
+                    file: source.file.clone(),
+                    text: source.text.clone(),
+                };
+                store.put_machine(m.version(), &record)?;
+            }
+            versions.insert(m.version(), m.clone());
+        }
+        Ok(Registry { catalog, default_machine, versions: RwLock::new(versions) })
+    }
+
+    pub fn current(&self, name: &str) -> Option<&Arc<Machine>> {
+        self.catalog.get(name)
+    }
+
+    pub fn machines(&self) -> impl Iterator<Item = &Arc<Machine>> {
+        self.catalog.machines()
+    }
+
+    pub fn len(&self) -> usize {
+        self.catalog.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.catalog.is_empty()
+    }
+
+    /// The exact version a call is pinned to.
+    pub fn version(
+        &self,
+        store: &Store,
+        name: &str,
+        version: Version,
+    ) -> Result<Arc<Machine>, RegistryError> {
+        if let Some(m) = self.versions.read().unwrap_or_else(|e| e.into_inner()).get(&version) {
+            return Ok(m.clone());
+        }
+        let record = store.machine(version)?.ok_or_else(|| RegistryError::UnknownVersion {
+            name: name.to_string(),
+            version: version.short(),
+        })?;
+        let compiled = machine::compile(&Source::new(record.file, record.text));
+        let first = compiled.errors().next().map(|d| d.to_string()).unwrap_or_default();
+        let m = compiled.machine.map(Arc::new).ok_or_else(|| RegistryError::Broken {
+            name: name.to_string(),
+            version: version.short(),
+            first,
+        })?;
+        self.versions.write().unwrap_or_else(|e| e.into_inner()).insert(version, m.clone());
+        Ok(m)
+    }
+
+    /// The version named by a `clientActionId` (machine name and short version), or the current
+    /// version of that machine when the named one is gone.
+    pub fn by_short(
+        &self,
+        store: &Store,
+        name: &str,
+        short: &str,
+    ) -> Result<Option<Arc<Machine>>, RegistryError> {
+        let known = self
+            .versions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|m| m.name() == name && m.version().short() == short)
+            .cloned();
+        if let Some(m) = known {
+            return Ok(Some(m));
+        }
+        if let Some(v) = store.machine_versions()?.into_iter().find(|v| v.short() == short)
+            && let Ok(m) = self.version(store, name, v)
+            && m.name() == name
+        {
+            return Ok(Some(m));
+        }
+        Ok(self.current(name).cloned())
+    }
+
+    /// The machine a new call runs: the one whose number the call is on (inbound: the number dialled;
+    /// outbound: the caller ID), else the default machine, else the only machine loaded.
+    pub fn bind(
+        &self,
+        direction: Option<Direction>,
+        source: &str,
+        destination: &str,
+    ) -> Option<Arc<Machine>> {
+        let numbers: &[&str] = match direction {
+            Some(Direction::Inbound) => &[destination],
+            Some(Direction::Outbound) => &[source],
+            None => &[destination, source],
+        };
+        numbers
+            .iter()
+            .find_map(|n| self.catalog.by_number(n))
+            .or_else(|| self.default_machine.as_deref().and_then(|d| self.catalog.get(d)))
+            .or_else(|| if self.catalog.len() == 1 { self.catalog.machines().next() } else { None })
+            .cloned()
+    }
+}

@@ -1,0 +1,174 @@
+//! The HTTP side: warp filters for the webhooks, health, and outbound calls; every error a JSON body.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::json;
+use tracing::{Instrument, debug, info_span};
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use super::inbound;
+use super::outbound::OutboundError;
+use crate::server::{self, App, calls};
+
+/// Largest webhook body: 8x8's are 1 to 3 KiB; a summary of many legs stays far below this.
+pub const BODY_BYTES_MAX: u64 = 64 * 1024;
+
+/// All routes, with every rejection turned into a JSON error.
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let with_app = warp::any().map(move || app.clone());
+    let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
+    let vca = warp::path!("webhooks" / "vca").and(warp::post()).and(with_app.clone()).and(body).then(vca);
+    let vss = warp::path!("webhooks" / "vss").and(warp::post()).and(with_app.clone()).and(body).then(vss);
+    let calls = warp::path!("calls").and(warp::post()).and(with_app.clone()).and(body).then(place_call);
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| json_reply(StatusCode::OK, &json!({"status": "alive"})));
+    let readyz = warp::path!("readyz").and(warp::get()).and(with_app).map(readyz);
+    vca.or(vss).or(calls).or(healthz).or(readyz).recover(rejection)
+}
+
+fn json_reply(status: StatusCode, value: &serde_json::Value) -> warp::reply::Response {
+    raw_json(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn raw_json(status: StatusCode, body: Vec<u8>) -> warp::reply::Response {
+    let mut r = warp::http::Response::new(warp::hyper::body::Bytes::from(body)).into_response();
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(warp::http::header::CONTENT_TYPE, warp::http::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
+    json_reply(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+async fn vca(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Response {
+    let ca = match inbound::call_action(&body) {
+        Ok(ca) => ca,
+        Err(bad) => {
+            debug!(code = bad.code, message = %bad.message, "rejected CALL_ACTION webhook");
+            return error(StatusCode::BAD_REQUEST, bad.code, &bad.message);
+        }
+    };
+    let span = info_span!("vca", session = %ca.session_id, event_id = %ca.event_id, client_action_id = ca.client_action_id.as_deref().unwrap_or(""));
+    let (reply, answered) = calls::call_action(&app, &ca).instrument(span).await;
+    let mut r = raw_json(StatusCode::OK, reply);
+    if let Some(how) = answered {
+        let how = match how {
+            calls::Answered::Applied => "applied",
+            calls::Answered::Duplicate => "duplicate",
+            calls::Answered::Stale => "stale",
+        };
+        r.headers_mut().insert("x-phonetree-answer", warp::http::HeaderValue::from_static(how));
+    } else {
+        r.headers_mut().insert("x-phonetree-answer", warp::http::HeaderValue::from_static("fallback"));
+    }
+    r
+}
+
+async fn vss(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Response {
+    let summary = match inbound::session_summary(&body) {
+        Ok(s) => s,
+        Err(bad) => {
+            debug!(code = bad.code, message = %bad.message, "rejected SESSION_SUMMARY webhook");
+            return error(StatusCode::BAD_REQUEST, bad.code, &bad.message);
+        }
+    };
+    let span = info_span!("vss", session = %summary.session_id, status = %summary.status);
+    match calls::session_summary(&app, &summary).instrument(span).await {
+        Ok(()) => json_reply(StatusCode::OK, &json!({"status": "recorded"})),
+        Err(fault) => {
+            tracing::error!(error = %fault, session = %summary.session_id, "cannot record the session summary");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the summary could not be stored; send it again",
+            )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceCall {
+    machine: String,
+    to: String,
+    from: Option<String>,
+}
+
+async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Response {
+    let req: PlaceCall = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                &format!("expected {{\"machine\", \"to\", \"from\"?}}: {e}"),
+            );
+        }
+    };
+    match server::place_call(&app, &req.machine, &req.to, req.from.as_deref()).await {
+        Ok(session) => {
+            json_reply(StatusCode::CREATED, &json!({"sessionId": session, "machine": req.machine}))
+        }
+        Err(e) => {
+            let (status, code) = match &e {
+                OutboundError::UnknownMachine(_) => (StatusCode::NOT_FOUND, "unknown_machine"),
+                OutboundError::NoCallerId => (StatusCode::BAD_REQUEST, "no_caller_id"),
+                OutboundError::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
+                OutboundError::NotCreated { .. } => (StatusCode::BAD_GATEWAY, "not_created"),
+                OutboundError::Http { .. } | OutboundError::Transport(_) => {
+                    (StatusCode::BAD_GATEWAY, "upstream")
+                }
+                OutboundError::Engine(_) | OutboundError::Store(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+                }
+            };
+            let mut body = json!({"error": {"code": code, "message": e.to_string()}});
+            if let OutboundError::NotCreated { code, message } = &e {
+                body["error"]["statusCode"] = json!(code);
+                body["error"]["statusMessage"] = json!(message);
+            }
+            json_reply(status, &body)
+        }
+    }
+}
+
+fn readyz(app: Arc<App>) -> warp::reply::Response {
+    match app.store.probe(server::now_ms()) {
+        Ok(()) if !app.registry.is_empty() => json_reply(
+            StatusCode::OK,
+            &json!({"status": "ready", "machines": app.registry.len(), "sessions": app.store.session_count()}),
+        ),
+        Ok(()) => error(StatusCode::SERVICE_UNAVAILABLE, "no_machines", "no machine is loaded"),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &e.to_string()),
+    }
+}
+
+async fn rejection(r: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let (status, code, message) = if r.is_not_found() {
+        (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route; webhooks go to POST /webhooks/vca and /webhooks/vss".to_string(),
+        )
+    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over {BODY_BYTES_MAX} bytes"),
+        )
+    } else if r.find::<warp::reject::LengthRequired>().is_some() {
+        (StatusCode::LENGTH_REQUIRED, "length_required", "send a Content-Length header".to_string())
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "webhooks are POSTed".to_string())
+    } else {
+        (StatusCode::BAD_REQUEST, "bad_request", format!("{r:?}"))
+    };
+    debug!(%status, code, "rejected request");
+    Ok(error(status, code, &message))
+}

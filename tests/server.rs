@@ -1,0 +1,349 @@
+//! The durable webhook node, for real: `phonetree serve` as a child process on a loopback port with
+//! its own sled data dir, driven over HTTP through the seeds' calls, restarts, kills, duplicates,
+//! concurrent deliveries, summaries, bad input and the outbound `call` command.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn node(t: &tempfile::TempDir) -> Node {
+    Node::start(&t.path().join("data"), &machines_dir(t.path()))
+}
+
+fn vca_url(n: &Node) -> String {
+    n.url("/webhooks/vca")
+}
+
+#[tokio::test]
+async fn advanced_seed_call_over_http() {
+    let t = tmp();
+    let n = node(&t);
+    // The opening Send Callflow played the main menu; 8x8's first webhook has no clientActionId.
+    let a = post(&vca_url(&n), Vca::abc("s-adv", "e1", Some("1"), None).body()).await;
+    assert_eq!(comparable(a.json()), comparable(golden("seeds/advanced/reservations.json")));
+    let id1 = a.client_action_id().unwrap();
+    assert!(id1.starts_with("pt.abc_restaurant.reservations."), "{id1}");
+    let b = post(&vca_url(&n), Vca::abc("s-adv", "e2", Some("1"), Some(&id1)).body()).await;
+    assert_eq!(comparable(b.json()), comparable(golden("seeds/advanced/book_table.json")));
+    let id2 = b.client_action_id().unwrap();
+    let c = post(&vca_url(&n), Vca::abc("s-adv", "e3", Some("2"), Some(&id2)).body()).await;
+    assert_eq!(comparable(c.json()), comparable(golden("seeds/advanced/booked_tomorrow.json")));
+    assert_eq!(c.how, "applied");
+    let s = post(&n.url("/webhooks/vss"), vss("s-adv", "COMPLETED")).await;
+    assert_eq!((s.status, s.json()), (200, json!({"status": "recorded"})));
+}
+
+#[tokio::test]
+async fn both_dtmf_shapes_and_null_dtmf_are_accepted() {
+    let t = tmp();
+    let n = node(&t);
+    let mut v = Vca::abc("s-shape", "e1", Some("2"), None);
+    v.event_data = true;
+    let a = post(&vca_url(&n), v.body()).await;
+    assert_eq!(comparable(a.json()), comparable(golden("seeds/advanced/connect_call_menu.json")));
+    let id = a.client_action_id().unwrap();
+    // dtmf: null — the caller pressed nothing.
+    let b = post(&vca_url(&n), Vca::abc("s-shape", "e2", None, Some(&id)).body()).await;
+    assert_eq!(comparable(b.json()), comparable(golden("seeds/advanced/invalid.json")));
+}
+
+#[tokio::test]
+async fn inbound_simple_seed_call_with_call_received() {
+    let t = tmp();
+    let n = node(&t);
+    let mut start = Vca::abc("s-in", "e0", None, None);
+    (start.status, start.direction, start.source, start.destination) =
+        ("CALL_RECEIVED", "INBOUND", "+6512345678", "6561115777");
+    let a = post(&vca_url(&n), start.body()).await;
+    let flow = a.json();
+    assert_eq!(
+        flow["callflow"][0],
+        golden("seeds/simple/initial.json")["callflow"][1]
+            .as_object()
+            .map(|o| {
+                let mut o = o.clone();
+                o["params"].as_object_mut().unwrap().remove("successMessage");
+                serde_json::Value::Object(o)
+            })
+            .unwrap()
+    );
+    let id = a.client_action_id().unwrap();
+    let mut again = Vca::abc("s-in", "e1", Some("7"), Some(&id));
+    (again.direction, again.source, again.destination) = ("INBOUND", "+6512345678", "6561115777");
+    let b = post(&vca_url(&n), again.body()).await;
+    assert_eq!(comparable(b.json()), comparable(golden("seeds/simple/repeat.json")));
+    let id = b.client_action_id().unwrap();
+    let mut two = Vca::abc("s-in", "e2", Some("2"), Some(&id));
+    (two.direction, two.source, two.destination) = ("INBOUND", "+6512345678", "6561115777");
+    let c = post(&vca_url(&n), two.body()).await;
+    // Inbound: the caller (+6512345678) is shown to the agent, as in the tutorial.
+    assert_eq!(
+        c.json()["callflow"][0],
+        json!({"action": "makeCall", "params": {"source": "+6512345678", "destination": "6561115777"}})
+    );
+}
+
+#[tokio::test]
+async fn duplicate_delivery_replays_the_same_bytes_and_does_not_advance() {
+    let t = tmp();
+    let n = node(&t);
+    let first = post(&vca_url(&n), Vca::abc("s-dup", "e1", Some("1"), None).body()).await;
+    let again = post(&vca_url(&n), Vca::abc("s-dup", "e1", Some("1"), None).body()).await;
+    assert_eq!(first.body, again.body);
+    assert_eq!((first.how.as_str(), again.how.as_str()), ("applied", "duplicate"));
+    // Still at reservations: 1 books a table.
+    let id = first.client_action_id().unwrap();
+    let next = post(&vca_url(&n), Vca::abc("s-dup", "e2", Some("1"), Some(&id)).body()).await;
+    assert_eq!(comparable(next.json()), comparable(golden("seeds/advanced/book_table.json")));
+}
+
+#[tokio::test]
+async fn a_stale_webhook_gets_the_current_prompt_and_is_not_applied() {
+    let t = tmp();
+    let n = node(&t);
+    let a = post(&vca_url(&n), Vca::abc("s-stale", "e1", Some("1"), None).body()).await;
+    let old = a.client_action_id().unwrap();
+    let b = post(&vca_url(&n), Vca::abc("s-stale", "e2", Some("1"), Some(&old)).body()).await;
+    // A different event answering the reservations prompt again: not applied.
+    let stale = post(&vca_url(&n), Vca::abc("s-stale", "e3", Some("2"), Some(&old)).body()).await;
+    assert_eq!(stale.how, "stale");
+    assert_eq!(stale.body, b.body, "the current prompt (book_table), unchanged");
+    assert!(n.log().contains("stale webhook"));
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_never_both_apply() {
+    let t = tmp();
+    let n = node(&t);
+    for round in 0..20 {
+        let session = format!("s-race-{round}");
+        let a = post(&vca_url(&n), Vca::abc(&session, "e1", Some("1"), None).body()).await;
+        let id = a.client_action_id().unwrap();
+        // Two different answers to the same prompt at once, and a duplicate of one of them.
+        let url = vca_url(&n);
+        let (x, y, z) = tokio::join!(
+            post(&url, Vca::abc(&session, "e2", Some("1"), Some(&id)).body()),
+            post(&url, Vca::abc(&session, "e3", Some("2"), Some(&id)).body()),
+            post(&url, Vca::abc(&session, "e2", Some("1"), Some(&id)).body()),
+        );
+        let applied = [&x, &y, &z].iter().filter(|r| r.how == "applied").count();
+        assert_eq!(applied, 1, "round {round}: {} {} {}", x.how, y.how, z.how);
+        assert_eq!(x.body, z.body, "round {round}: a duplicate gets the same bytes");
+        // The loser was answered with the winner's prompt.
+        assert_eq!(x.body, y.body, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn restart_mid_call_resumes_at_the_same_node_with_the_same_tries() {
+    let t = tmp();
+    let mut n = node(&t);
+    let mut start = Vca::abc("s-restart", "e0", None, None);
+    (start.status, start.direction, start.source, start.destination) =
+        ("CALL_RECEIVED", "INBOUND", "+6512345678", "6561115777");
+    let a = post(&vca_url(&n), start.body()).await;
+    let id = a.client_action_id().unwrap();
+    let answer = Vca { status: "DTMF_RECEIVED", ..start };
+    let b = post(
+        &vca_url(&n),
+        Vca { event: "e1", dtmf: Some("7"), client_action_id: Some(&id), ..answer }.body(),
+    )
+    .await;
+    assert_eq!(comparable(b.json()), comparable(golden("seeds/simple/repeat.json")));
+    let id = b.client_action_id().unwrap();
+    assert!(n.terminate().success(), "SIGTERM exits 0");
+    n.restart();
+    // Second wrong key: one try left, the menu repeats.
+    let c = post(
+        &vca_url(&n),
+        Vca { event: "e2", dtmf: Some("8"), client_action_id: Some(&id), ..answer }.body(),
+    )
+    .await;
+    assert_eq!(comparable(c.json()), comparable(golden("seeds/simple/repeat.json")));
+    let id = c.client_action_id().unwrap();
+    n.kill();
+    n.restart();
+    // Third wrong key: tries are used up (they survived both restarts).
+    let d = post(
+        &vca_url(&n),
+        Vca { event: "e3", dtmf: Some("9"), client_action_id: Some(&id), ..answer }.body(),
+    )
+    .await;
+    let flow = d.json();
+    assert_eq!(
+        flow["callflow"][0]["params"]["text"],
+        "Sorry, we still could not understand your response. Goodbye."
+    );
+    // And the events from before the kill are still journaled.
+    let replay = post(
+        &vca_url(&n),
+        Vca { event: "e2", dtmf: Some("8"), client_action_id: Some(&id), ..answer }.body(),
+    )
+    .await;
+    assert_eq!((replay.how.as_str(), replay.body), ("duplicate", c.body));
+}
+
+#[tokio::test]
+async fn kill_9_during_a_stream_of_webhooks_loses_no_acknowledged_transition() {
+    let t = tmp();
+    let mut n = node(&t);
+    let sessions: Vec<String> = (0..16).map(|i| format!("s-kill-{i}")).collect();
+    let mut acked = Vec::new();
+    for s in &sessions {
+        let a = post(&vca_url(&n), Vca::abc(s, "e1", Some("1"), None).body()).await;
+        acked.push((s.clone(), a.client_action_id().unwrap(), a.body));
+    }
+    n.kill();
+    n.restart();
+    for (s, id, body) in &acked {
+        // Every acknowledged transition is there: a duplicate of e1 replays it...
+        let replay = post(&vca_url(&n), Vca::abc(s, "e1", Some("1"), None).body()).await;
+        assert_eq!(&replay.body, body);
+        // ... and the call goes on from reservations.
+        let next = post(&vca_url(&n), Vca::abc(s, "e2", Some("2"), Some(id)).body()).await;
+        assert_eq!(comparable(next.json()), comparable(golden("seeds/advanced/reschedule_table.json")));
+    }
+}
+
+#[tokio::test]
+async fn a_summary_closes_the_call_and_a_later_call_action_hangs_up() {
+    let t = tmp();
+    let n = node(&t);
+    let a = post(&vca_url(&n), Vca::abc("s-vss", "e1", Some("1"), None).body()).await;
+    let id = a.client_action_id().unwrap();
+    assert_eq!(post(&n.url("/webhooks/vss"), vss("s-vss", "COMPLETED")).await.status, 200);
+    assert_eq!(post(&n.url("/webhooks/vss"), vss("s-vss", "COMPLETED")).await.status, 200, "idempotent");
+    let late = post(&vca_url(&n), Vca::abc("s-vss", "e2", Some("1"), Some(&id)).body()).await;
+    assert_eq!(late.json(), json!({"callflow": [{"action": "hangup"}]}));
+    // A summary for a session never seen is stored too.
+    assert_eq!(post(&n.url("/webhooks/vss"), vss("s-never-seen", "NO_ANSWER")).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_call_with_no_stored_state_resumes_from_its_client_action_id() {
+    let t = tmp();
+    let mut n = node(&t);
+    let a = post(&vca_url(&n), Vca::abc("s-wiped", "e1", Some("1"), None).body()).await;
+    let id = a.client_action_id().unwrap();
+    n.kill();
+    std::fs::remove_dir_all(&n.data).unwrap();
+    n.restart();
+    let b = post(&vca_url(&n), Vca::abc("s-wiped", "e2", Some("2"), Some(&id)).body()).await;
+    assert_eq!(comparable(b.json()), comparable(golden("seeds/advanced/reschedule_table.json")));
+    assert!(n.log().contains("resuming from the clientActionId"));
+}
+
+#[tokio::test]
+async fn a_call_stays_on_the_machine_version_it_started_on() {
+    let t = tmp();
+    let mut n = node(&t);
+    let a = post(&vca_url(&n), Vca::abc("s-pinned", "e1", Some("1"), None).body()).await;
+    let id = a.client_action_id().unwrap();
+    n.terminate();
+    let file = n.machines.join("abc_restaurant.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("Reserving a Table,", "Reserving a table (new wording),");
+    std::fs::write(&file, text).unwrap();
+    n.restart();
+    let old = post(&vca_url(&n), Vca::abc("s-pinned", "e2", Some("1"), Some(&id)).body()).await;
+    assert_eq!(
+        comparable(old.json()),
+        comparable(golden("seeds/advanced/book_table.json")),
+        "the old version"
+    );
+    let new = post(&vca_url(&n), Vca::abc("s-new", "e1", Some("1"), None).body()).await;
+    let id = new.client_action_id().unwrap();
+    let new = post(&vca_url(&n), Vca::abc("s-new", "e2", Some("1"), Some(&id)).body()).await;
+    assert!(
+        new.json()["callflow"][0]["params"]["promptMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("Reserving a table (new wording),")
+    );
+}
+
+#[tokio::test]
+async fn bad_webhooks_get_a_json_4xx_and_store_nothing() {
+    let t = tmp();
+    let n = node(&t);
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (b"{not json".to_vec(), 400, "malformed_json"),
+        (json!({"eventType": "SESSION_SUMMARY", "payload": {"sessionId": "x"}}).to_string().into(), 400, "wrong_event_type"),
+        (json!({"eventType": "CALL_ACTION", "payload": {"eventId": "e"}}).to_string().into(), 400, "missing_field"),
+        (json!({"eventType": "CALL_ACTION", "payload": {"sessionId": "s"}}).to_string().into(), 400, "missing_field"),
+        (json!({"eventType": "CALL_ACTION", "payload": {"sessionId": "s", "eventId": "e", "dtmf": {"x": 1}}}).to_string().into(), 400, "invalid_field"),
+        (json!({"eventType": "CALL_ACTION", "payload": []}).to_string().into(), 400, "invalid_field"),
+        (vec![b'a'; 70_000], 413, "payload_too_large"),
+    ];
+    for (body, status, code) in cases {
+        let r = post(&vca_url(&n), body).await;
+        assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap()), (status, code));
+        assert!(r.json()["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let r =
+        post(&n.url("/webhooks/vss"), json!({"eventType": "CALL_ACTION", "payload": {}}).to_string()).await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap()), (400, "wrong_event_type"));
+    let r = post(&n.url("/nowhere"), "{}").await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap()), (404, "not_found"));
+    let ready: serde_json::Value = reqwest::get(n.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["sessions"], 0, "nothing was stored");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let t = tmp();
+    let n = node(&t);
+    let h = reqwest::get(n.url("/healthz")).await.unwrap();
+    assert_eq!(h.status(), 200);
+    let r: serde_json::Value = reqwest::get(n.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!((r["status"].as_str(), r["machines"].as_u64()), (Some("ready"), Some(2)));
+}
+
+#[tokio::test]
+async fn a_store_fault_answers_with_the_machine_fallback() {
+    let t = tmp();
+    let mut n = node(&t);
+    let a = post(&vca_url(&n), Vca::abc("s-corrupt", "e1", Some("1"), None).body()).await;
+    let id = a.client_action_id().unwrap();
+    n.terminate();
+    {
+        let db = sled::open(&n.data).unwrap();
+        db.open_tree("sessions").unwrap().insert("s-corrupt", &b"\xc1 not messagepack"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    n.restart();
+    let r = post(&vca_url(&n), Vca::abc("s-corrupt", "e2", Some("1"), Some(&id)).body()).await;
+    assert_eq!((r.status, r.how.as_str()), (200, "fallback"));
+    let flow = r.json();
+    assert_eq!(
+        flow["callflow"][0]["params"]["text"],
+        "We are sorry, we cannot take your call right now. Please call again later."
+    );
+    assert_eq!(flow["callflow"][1]["action"], "hangup");
+    r.callflow();
+    assert!(n.log().contains("internal fault"));
+}
+
+#[test]
+fn serve_refuses_to_start_with_an_invalid_machine() {
+    let t = tmp();
+    let dir = machines_dir(t.path());
+    std::fs::copy(repo().join("tests/data/diagnostics/trap.toml"), dir.join("trap.toml")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--machines"])
+        .arg(&dir)
+        .arg("--data")
+        .arg(t.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("trap.toml:24:8: error: node `loop`: trap"), "{err}");
+    assert!(err.contains("the server does not start with an invalid machine"), "{err}");
+}
