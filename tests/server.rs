@@ -222,6 +222,54 @@ async fn a_summary_closes_the_call_and_a_later_call_action_hangs_up() {
     assert_eq!(late.json(), json!({"callflow": [{"action": "hangup"}]}));
     // A summary for a session never seen is stored too.
     assert_eq!(post(&n.url("/webhooks/vss"), vss("s-never-seen", "NO_ANSWER")).await.status, 200);
+
+    let mut n = n;
+    assert!(n.terminate().success());
+    let store = phonetree::store::Store::open(&n.data).unwrap();
+    let closed = store.load("s-vss").unwrap().unwrap().state;
+    assert!(closed.closed, "{closed:?}");
+    let summary = store.summary("s-vss").unwrap().unwrap();
+    assert_eq!((summary.status.as_str(), summary.last_action.as_deref()), ("COMPLETED", Some("HANGUP")));
+    assert_eq!(summary.call_count, Some(1));
+    let leg = &summary.legs[0];
+    assert_eq!(
+        (leg.name.as_str(), leg.status.as_deref(), leg.duration_s),
+        ("callA", Some("COMPLETED"), Some(16))
+    );
+    assert_eq!(store.summary("s-never-seen").unwrap().unwrap().status, "NO_ANSWER");
+    assert!(store.load("s-never-seen").unwrap().is_none(), "a summary alone starts no session");
+}
+
+/// Polls `/readyz` until `sessions` equals `want` (bounded: the sweeper runs twice per TTL).
+async fn wait_for_sessions(n: &Node, want: u64) {
+    for _ in 0..100 {
+        let ready: serde_json::Value = reqwest::get(n.url("/readyz")).await.unwrap().json().await.unwrap();
+        if ready["sessions"] == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("sessions never reached {want}\n{}", n.log());
+}
+
+#[tokio::test]
+async fn a_session_without_a_summary_is_closed_after_the_ttl_and_deleted_after_retention() {
+    let t = tmp();
+    let env = [("PHONETREE_SESSION_TTL_SECS", "1"), ("PHONETREE_RETENTION_SECS", "3")];
+    let n = Node::start_with(&t.path().join("data"), &machines_dir(t.path()), &env);
+    let a = post(&vca_url(&n), Vca::abc("s-ttl", "e1", Some("1"), None).body()).await;
+    let id = a.client_action_id().unwrap();
+    wait_for_sessions(&n, 1).await;
+    for _ in 0..100 {
+        if n.log().contains("no summary within the TTL: session closed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let late = post(&vca_url(&n), Vca::abc("s-ttl", "e2", Some("1"), Some(&id)).body()).await;
+    assert_eq!(late.json(), json!({"callflow": [{"action": "hangup"}]}), "{}", n.log());
+    // Past its retention the closed session and its reply journal are deleted.
+    wait_for_sessions(&n, 0).await;
 }
 
 #[tokio::test]

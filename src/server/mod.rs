@@ -26,8 +26,10 @@ use registry::Registry;
 /// How long in-flight webhooks get to finish after SIGINT/SIGTERM: 8x8 waits a few seconds for a
 /// reply, so longer would only delay the restart.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How often idle sessions are looked for.
+/// How often idle sessions are looked for, at most; short TTLs are swept twice per TTL.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest sweep period, so a TTL of zero cannot turn the sweeper into a busy loop.
+pub const SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -122,7 +124,8 @@ pub async fn run(
 }
 
 async fn sweep_forever(app: Arc<App>) {
-    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    let shortest = app.config.session_ttl.min(app.config.retention) / 2;
+    let mut tick = tokio::time::interval(shortest.clamp(SWEEP_INTERVAL_MIN, SWEEP_INTERVAL));
     loop {
         tick.tick().await;
         match calls::sweep(&app, now_ms()).await {
