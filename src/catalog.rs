@@ -1,4 +1,5 @@
-//! The catalog: machine files read from disk, compiled, and kept by name and by virtual number.
+//! The catalog: machine files read from disk, compiled, proven (`explore`), and kept by name and
+//! by virtual number. A machine with any error or violated proof is not kept.
 //!
 //! This is the one place that reads machine files; the compiler itself never touches the disk.
 
@@ -6,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::explore::{self, Report};
 use crate::machine::{self, Diagnostic, Machine, Severity, Source};
 
 /// Most machine files one catalog loads: a node serving thousands of menus wants a database.
@@ -21,6 +23,8 @@ pub struct Catalog {
     pub diagnostics: Vec<Diagnostic>,
     /// The files read.
     pub files: Vec<PathBuf>,
+    /// The proof of every machine that compiled, with the file it came from.
+    pub reports: Vec<(String, Report)>,
 }
 
 impl Catalog {
@@ -56,6 +60,13 @@ impl Catalog {
         let compiled = machine::compile(&source);
         self.diagnostics.extend(compiled.diagnostics);
         let Some(m) = compiled.machine else { return };
+        let report = explore::explore(&m);
+        let proven = report.proven();
+        self.diagnostics.extend(report.violations.iter().map(|v| violation(&source, v)));
+        self.reports.push((source.file.clone(), report));
+        if !proven {
+            return;
+        }
         if self.machines.contains_key(m.name()) {
             self.diagnostics.push(file_error(
                 Path::new(&source.file),
@@ -125,6 +136,30 @@ fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// A violated proof as a diagnostic at the node, with the inputs that replay it.
+fn violation(source: &Source, v: &explore::Violation) -> Diagnostic {
+    let replay = format!("a caller gets there with `{}`", explore::replay(&source.file, &v.inputs));
+    let fix = match v.kind {
+        "trap" => Some("give one of its branches (or `invalid`) a way to a `hangup` or `transfer` node"),
+        "too_long" => {
+            Some("shorten the menu tree, or give deep menus a branch that ends the call or goes to an agent")
+        }
+        _ => None,
+    };
+    Diagnostic {
+        severity: Severity::Error,
+        file: source.file.clone(),
+        position: machine::compile::locate_node(source, &v.node),
+        node: (!v.node.is_empty()).then(|| v.node.clone()),
+        field: None,
+        message: v.message.clone(),
+        hint: Some(match fix {
+            Some(fix) => format!("{fix}; {replay}"),
+            None => replay,
+        }),
+    }
 }
 
 fn file_error(path: &Path, message: String) -> Diagnostic {

@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod engine;
+pub mod explore;
 pub mod machine;
 pub mod server;
 pub mod simulate;

@@ -27,11 +27,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compile machine files (or folders of them) and report every problem.
+    /// Compile machine files (or folders of them), prove every path of each, report every problem.
     Check {
         /// Machine files (.toml, .json) or folders holding them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// Play a call offline: each INPUT is what the caller presses at the next prompt.
     Simulate {
@@ -141,7 +144,7 @@ impl Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { paths } => check(&paths),
+        Command::Check { paths, json } => check(&paths, json),
         Command::Simulate { machine, inputs, json, from, to, machines } => {
             simulate(&machine, &inputs, json, &from, to.as_deref(), &machines)
         }
@@ -169,20 +172,57 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(paths: &[PathBuf]) -> Result<(), Failure> {
+fn check(paths: &[PathBuf], json: bool) -> Result<(), Failure> {
     let catalog = Catalog::load(paths);
-    for d in &catalog.diagnostics {
-        println!("{d}");
-    }
     let errors = catalog.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = catalog.diagnostics.len() - errors;
-    let (nodes, edges) =
-        catalog.machines().fold((0, 0), |(n, e), m| (n + m.node_count(), e + m.edge_count()));
-    println!(
-        "checked {} file(s): {} machine(s) valid, {nodes} nodes, {edges} edges; {errors} error(s), {warnings} warning(s)",
-        catalog.files.len(),
-        catalog.len(),
-    );
+    let reports = || catalog.reports.iter().map(|(_, r)| r);
+    let sum = |f: fn(&phonetree::explore::Report) -> u64| reports().map(f).sum::<u64>();
+    let (nodes, edges) = (sum(|r| r.nodes as u64), sum(|r| r.edges as u64));
+    let (covered, paths_explored) = (sum(|r| r.edges_covered as u64), sum(|r| r.paths));
+    let bounded = if reports().all(|r| r.paths_complete) { "" } else { "at least " };
+    if json {
+        let machines: Vec<serde_json::Value> = catalog
+            .reports
+            .iter()
+            .map(|(file, r)| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["file"] = file.as_str().into();
+                v["replay_longest"] = phonetree::explore::replay(file, &r.longest).into();
+                v
+            })
+            .collect();
+        let report = serde_json::json!({
+            "files": catalog.files.len(), "machines_valid": catalog.len(), "nodes": nodes, "edges": edges,
+            "edges_covered": covered, "paths": paths_explored, "errors": errors, "warnings": warnings,
+            "machines": machines, "diagnostics": catalog.diagnostics,
+        });
+        println!("{report:#}");
+    } else {
+        for d in &catalog.diagnostics {
+            println!("{d}");
+        }
+        for (file, r) in catalog.reports.iter().filter(|(_, r)| r.proven()) {
+            println!(
+                "{file}: proven `{}` ({}): {} states, {} transitions, {}/{} edges covered, {}{} paths, longest {} answers: {}",
+                r.machine,
+                r.version,
+                r.states,
+                r.transitions,
+                r.edges_covered,
+                r.edges,
+                if r.paths_complete { "" } else { "at least " },
+                r.paths,
+                r.longest.len(),
+                phonetree::explore::replay(file, &r.longest),
+            );
+        }
+        println!(
+            "checked {} file(s): {} machine(s) valid and proven, {nodes} nodes, {edges} edges, {covered}/{edges} edges covered, {bounded}{paths_explored} paths explored; {errors} error(s), {warnings} warning(s)",
+            catalog.files.len(),
+            catalog.len(),
+        );
+    }
     if errors > 0 { Err(Failure { message: String::new(), code: 1 }) } else { Ok(()) }
 }
 
@@ -204,11 +244,22 @@ fn load_one(machine: &str, machines: &Path) -> Result<Machine, Failure> {
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
-    let compiled = machine::compile(&Source::new(path.display().to_string(), text));
-    for d in &compiled.diagnostics {
+    let source = Source::new(path.display().to_string(), text);
+    // Compiled and proven as `check` does; a machine that compiles but fails its proof still
+    // plays, so that a counterexample can be replayed.
+    let mut catalog = Catalog::default();
+    catalog.add(source.clone());
+    for d in &catalog.diagnostics {
         eprintln!("{d}");
     }
-    compiled.machine.ok_or_else(|| Failure::new(format!("{} does not compile", path.display())))
+    let unproven = catalog.is_empty();
+    let m = machine::compile(&source)
+        .machine
+        .ok_or_else(|| Failure::new(format!("{} does not compile", path.display())))?;
+    if unproven {
+        eprintln!("note: {} fails its proof (above); playing it anyway", path.display());
+    }
+    Ok(m)
 }
 
 fn simulate(

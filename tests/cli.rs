@@ -127,7 +127,30 @@ fn simulate_rejects_inputs_that_are_not_keys() {
 
 #[test]
 fn simulate_of_a_broken_machine_prints_its_diagnostics() {
-    let out = phonetree(&["simulate", "tests/data/diagnostics/trap.toml", "1"]);
+    let out = phonetree(&["simulate", "tests/data/diagnostics/unknown_target.toml", "1"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("trap: no hangup or transfer can be reached"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown_target.toml:16:18: error"), "{stderr}");
+}
+
+#[test]
+fn check_rejects_a_trap_with_a_counterexample_that_simulate_replays() {
+    let dir = common::repo().join("tests/data/diagnostics");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_phonetree")).args(args).current_dir(&dir).output().unwrap()
+    };
+    let out = run(&["check", "trap.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let replay = text.split('`').find(|s| s.starts_with("phonetree simulate ")).expect("a replay command");
+    assert_eq!(replay, "phonetree simulate trap.toml 2");
+    // Replaying it (and pressing on) shows the call stuck at `loop`, whatever the caller does.
+    let mut args: Vec<&str> = replay.split(' ').skip(1).collect();
+    args.extend(["1", "5", "-", "#", "1"]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0));
+    let transcript = stdout(&out);
+    assert!(transcript.ends_with("no more input: the call waits at menu `loop`\n"), "{transcript}");
+    assert_eq!(transcript.matches("[loop] hears").count(), 6, "{transcript}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fails its proof"));
 }

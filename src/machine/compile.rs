@@ -80,6 +80,13 @@ impl Compiled {
     }
 }
 
+/// Where node `node` is declared in `source` (its `[nodes.NAME]` key), for problems found after
+/// compiling, such as `explore`'s.
+pub fn locate_node(source: &Source, node: &str) -> Option<Position> {
+    let (_, index) = source::parse(source).ok()?;
+    index.key(&["nodes", node]).map(|o| Position::of_offset(&source.text, o))
+}
+
 /// Compiles one machine source.
 pub fn compile(source: &Source) -> Compiled {
     let (def, index) = match source::parse(source) {
@@ -714,28 +721,17 @@ impl<'a> Compiler<'a> {
         ok
     }
 
-    /// Every node is reachable from the start, and from every node the call can end.
+    /// Every node is reachable from the start. (Whether every call can end is proven by
+    /// `explore`, which walks the engine itself and gives a counterexample.)
     fn check_reachability(&mut self, m: &Machine) {
         let reachable = bfs(m, [m.start], Direction::Outgoing);
-        let ends = m.graph.node_indices().filter(|&id| is_end(m, id));
-        let can_end = bfs(m, ends, Direction::Incoming);
         for id in m.graph.node_indices() {
-            let name = m.graph[id].name.clone();
             if !reachable.contains(&id) {
+                let name = m.graph[id].name.clone();
                 self.error(
                     At::NodeKey(&name),
                     format!("node is unreachable from the start node `{}`", m.graph[m.start].name),
                     Some("link to it from another node, or remove it".into()),
-                );
-            } else if !can_end.contains(&id) {
-                self.error(
-                    At::NodeKey(&name),
-                    "trap: no hangup or transfer can be reached from this node, so the call can never end"
-                        .into(),
-                    Some(
-                        "give one of its branches (or `invalid`) a way to a `hangup` or `transfer` node"
-                            .into(),
-                    ),
                 );
             }
         }
@@ -750,15 +746,6 @@ fn action_of(m: &Machine, id: NodeId) -> Action<Template> {
         NodeKind::Menu(menu) => Action::SayAndCapture(menu.capture.clone()),
         NodeKind::Transfer(t) => Action::MakeCall(t.clone()),
         NodeKind::Hangup => Action::Hangup,
-    }
-}
-
-/// A node where the call can end: a hangup, or a transfer with nothing after it.
-pub(crate) fn is_end(m: &Machine, id: NodeId) -> bool {
-    match m.graph[id].kind {
-        NodeKind::Hangup => true,
-        NodeKind::Transfer(_) => m.target(id, &Edge::AfterTransfer).is_none(),
-        _ => false,
     }
 }
 

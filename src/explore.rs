@@ -1,0 +1,442 @@
+//! Offline proof of a machine: every input class at every reachable state, played through the pure
+//! engine, with the properties a call relies on checked at each step.
+//!
+//! A call's control state is (node, phase, tries); everything else in `CallState` (sequence
+//! numbers, path, keypress, clock) changes what is said, not where the call can go. So the
+//! reachable control states are finite (at most nodes × tries × phases) and `explore` visits all
+//! of them, running `engine::step` on each input class: each branch key (with and without `#`), a
+//! key no branch takes, keypad junk, `#` alone, no input, and the session summary. That proves, for
+//! every caller: every reply is a valid 8x8 callflow, tries stay under their limit, every node is
+//! reachable and every edge is taken, and from every state some input leads to an end (no trap).
+//! Then the simple paths through those states (no state twice) are walked to count them and find
+//! the longest, which must stay within `DEPTH_MAX` answers.
+//!
+//! Every violation comes with the inputs that reach it, replayable with `phonetree simulate`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::Serialize;
+
+use crate::engine::callflow::{self, Use};
+use crate::engine::{self, CallInfo, CallState, Direction, Event, Phase};
+use crate::machine::{Edge, Machine, NodeId, NodeKind};
+
+/// Most answers a caller may give on one path (without repeating a state) before the call ends.
+/// A menu tree deeper than this is a design error: no caller listens through 64 prompts.
+pub const DEPTH_MAX: usize = 64;
+/// Most simple paths counted per machine. Beyond it the count and the longest path are lower
+/// bounds (the report says so); every state and transition is still visited, so the per-step
+/// properties stay proven.
+pub const PATHS_MAX: u64 = 1_000_000;
+/// The keys 8x8 can capture at most (25 digits): the junk input class.
+const JUNK: &str = "1234567890123456789012345";
+
+/// What `explore` found for one machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub machine: String,
+    pub version: String,
+    pub nodes: usize,
+    pub edges: usize,
+    pub edges_covered: usize,
+    /// Reachable control states (node, phase, tries).
+    pub states: usize,
+    /// Steps run: every input class at every state.
+    pub transitions: usize,
+    /// Simple paths from the start to an end or back to a state already on the path.
+    pub paths: u64,
+    /// False when `PATHS_MAX` stopped the count.
+    pub paths_complete: bool,
+    /// The inputs of the longest simple path.
+    pub longest: Vec<String>,
+    pub violations: Vec<Violation>,
+}
+
+/// A property that does not hold, and how to see it happen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// `trap`, `too_long`, `invalid_reply`, `tries`, `engine`, `unreachable`, `uncovered_edge`.
+    pub kind: &'static str,
+    pub node: String,
+    pub message: String,
+    /// What the caller presses, from the start of the call (`-`: nothing).
+    pub inputs: Vec<String>,
+}
+
+impl Report {
+    pub fn proven(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// The command that plays `inputs` on `machine` (a file, or a name in `machines/`).
+pub fn replay(machine: &str, inputs: &[String]) -> String {
+    let mut cmd = format!("phonetree simulate {machine}");
+    for i in inputs {
+        cmd.push(' ');
+        cmd.push_str(i);
+    }
+    cmd
+}
+
+/// A call's control state: where it is, what it waits for, tries used.
+type Key = (NodeId, u8, u8);
+
+fn key(s: &CallState) -> Key {
+    let phase = match s.phase {
+        Phase::New => 0,
+        Phase::AwaitingInput => 1,
+        Phase::Bridged => 2,
+        Phase::Ended => 3,
+    };
+    (s.node, phase, if s.closed { u8::MAX } else { s.tries })
+}
+
+struct Visited {
+    state: CallState,
+    /// The state it was first reached from, and the input.
+    parent: Option<(usize, String)>,
+    /// Caller transitions (no summaries): input → state, one per distinct target.
+    next: Vec<(String, usize)>,
+}
+
+/// Explores `m` completely. Pure: no I/O, a fixed clock.
+pub fn explore(m: &Machine) -> Report {
+    let mut r = Report {
+        machine: m.name().to_string(),
+        version: m.version().short(),
+        nodes: m.node_count(),
+        edges: m.edge_count(),
+        edges_covered: 0,
+        states: 0,
+        transitions: 0,
+        paths: 0,
+        paths_complete: true,
+        longest: Vec::new(),
+        violations: Vec::new(),
+    };
+    let number = m.numbers().first().cloned().unwrap_or_else(|| "+15550000000".into());
+    let call = |direction| CallInfo {
+        session_id: "explore".into(),
+        direction,
+        source: if direction == Direction::Inbound { "+15550000001".into() } else { number.clone() },
+        destination: if direction == Direction::Inbound { number.clone() } else { "+15550000001".into() },
+    };
+    let start_name = m.node(m.start()).map_or_else(String::new, |n| n.name.clone());
+    match engine::start_outbound(m, call(Direction::Outbound), 0) {
+        Ok(step) => {
+            for v in step.reply.iter().flat_map(|f| callflow::validate(f, Use::OutboundRequest)) {
+                r.violations.push(violation(
+                    "invalid_reply",
+                    &start_name,
+                    format!("outbound opening: {v}"),
+                    &[],
+                ));
+            }
+        }
+        Err(e) => r.violations.push(violation("engine", &start_name, format!("outbound opening: {e}"), &[])),
+    }
+    let first = match engine::step(m, &CallState::new(m, call(Direction::Inbound), 0), &Event::CallStarted, 0)
+    {
+        Ok(step) => step,
+        Err(e) => {
+            r.violations.push(violation("engine", &start_name, e.to_string(), &[]));
+            return r;
+        }
+    };
+    let mut entered: HashSet<NodeId> = first.entered.iter().copied().collect();
+    let mut covered: HashSet<(NodeId, Edge)> = first.edges.iter().map(|(f, e, _)| (*f, e.clone())).collect();
+
+    // Every reachable control state, breadth first, so each one's parent path is a shortest one.
+    let mut visited = vec![Visited { state: first.state, parent: None, next: Vec::new() }];
+    let mut index: HashMap<Key, usize> = HashMap::from([(key(&visited[0].state), 0)]);
+    let mut queue = VecDeque::from([0usize]);
+    let mut reported: HashSet<(&'static str, NodeId)> = HashSet::new();
+    while let Some(at) = queue.pop_front() {
+        let state = visited[at].state.clone();
+        if state.closed {
+            continue;
+        }
+        for event in inputs(m, &state) {
+            r.transitions += 1;
+            let token = token(&event);
+            let path = || {
+                let mut p = inputs_to(&visited, at);
+                p.push(token.clone());
+                p
+            };
+            let node = m.node(state.node).map_or_else(String::new, |n| n.name.clone());
+            let step = match engine::step(m, &state, &event, 0) {
+                Ok(step) => step,
+                Err(e) => {
+                    if reported.insert(("engine", state.node)) {
+                        r.violations.push(violation("engine", &node, e.to_string(), &path()));
+                    }
+                    continue;
+                }
+            };
+            if let Some(message) = broken_invariant(m, &state, &event, &step) {
+                if reported.insert(("invariant", state.node)) {
+                    r.violations.push(violation(message.0, &node, message.1, &path()));
+                }
+                continue;
+            }
+            entered.extend(step.entered.iter().copied());
+            covered.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
+            let k = key(&step.state);
+            let to = *index.entry(k).or_insert_with(|| {
+                visited.push(Visited {
+                    state: step.state.clone(),
+                    parent: Some((at, token.clone())),
+                    next: vec![],
+                });
+                queue.push_back(visited.len() - 1);
+                visited.len() - 1
+            });
+            let is_summary = matches!(event, Event::SessionEnded { .. });
+            if !is_summary && !visited[at].next.iter().any(|(_, t)| *t == to) {
+                visited[at].next.push((token, to));
+            }
+        }
+    }
+    r.states = visited.len();
+    r.edges_covered = covered.len();
+
+    for id in m.graph().node_indices() {
+        if !entered.contains(&id) {
+            let name = &m.graph()[id].name;
+            r.violations.push(violation("unreachable", name, "no input reaches this node".into(), &[]));
+        }
+    }
+    for e in m.graph().edge_indices() {
+        let Some((from, _)) = m.graph().edge_endpoints(e) else { continue };
+        let label = &m.graph()[e];
+        if !covered.contains(&(from, label.clone())) && entered.contains(&from) {
+            let name = &m.graph()[from].name;
+            r.violations.push(violation(
+                "uncovered_edge",
+                name,
+                format!("no input takes the `{label}` edge"),
+                &[],
+            ));
+        }
+    }
+    traps(m, &visited, &mut r);
+    paths(m, &visited, &mut r);
+    r
+}
+
+fn violation(kind: &'static str, node: &str, message: String, inputs: &[String]) -> Violation {
+    Violation { kind, node: node.to_string(), message, inputs: inputs.to_vec() }
+}
+
+/// A property a step must keep, broken: (kind, message).
+fn broken_invariant(
+    m: &Machine,
+    before: &CallState,
+    event: &Event,
+    step: &engine::Step,
+) -> Option<(&'static str, String)> {
+    let after = &step.state;
+    match (&step.reply, event) {
+        (None, Event::SessionEnded { .. }) => {}
+        (None, _) => return Some(("invalid_reply", format!("`{event}` got no reply"))),
+        (Some(flow), _) => {
+            if let Some(v) = callflow::validate(flow, Use::WebhookReply).first() {
+                return Some(("invalid_reply", format!("8x8 would reject the reply: {v}")));
+            }
+            let waits = matches!(after.phase, Phase::AwaitingInput | Phase::Bridged);
+            if waits != flow.client_action_id.is_some() {
+                return Some(("invalid_reply", "a reply that waits must carry a clientActionId".into()));
+            }
+        }
+    }
+    if let Some(NodeKind::Menu(menu)) = m.node(after.node).map(|n| &n.kind)
+        && after.phase == Phase::AwaitingInput
+        && after.tries >= menu.tries
+    {
+        return Some(("tries", format!("{} tries used of {}", after.tries, menu.tries)));
+    }
+    if after.node != before.node && after.tries != 0 {
+        return Some(("tries", "tries carried over to another node".into()));
+    }
+    if after.path.len() > engine::PATH_LEN_MAX {
+        return Some(("engine", format!("path of {} nodes kept", after.path.len())));
+    }
+    if after.phase == Phase::Ended && after.outcome.is_none() {
+        return Some(("engine", "the call ended without an outcome".into()));
+    }
+    None
+}
+
+/// The input classes of a state.
+fn inputs(m: &Machine, s: &CallState) -> Vec<Event> {
+    let summary = Event::SessionEnded { status: "COMPLETED".into() };
+    match s.phase {
+        Phase::AwaitingInput => {
+            let mut events: Vec<Event> = Vec::new();
+            for (edge, _) in m.edges(s.node) {
+                if let Edge::Key(k) = edge {
+                    events.push(Event::Digits(k.clone()));
+                    events.push(Event::Digits(format!("{k}#")));
+                }
+            }
+            events.push(Event::Digits(invalid_key(m, s.node)));
+            events.push(Event::Digits(JUNK.into()));
+            events.push(Event::Digits("#".into()));
+            events.push(Event::NoInput);
+            events.push(summary);
+            events
+        }
+        Phase::Bridged => vec![Event::NoInput, Event::Digits("1".into()), summary],
+        // The call is over for phonetree: any further webhook is answered with a hangup.
+        Phase::Ended => vec![Event::NoInput, summary],
+        Phase::New => vec![Event::CallStarted],
+    }
+}
+
+/// A key a caller can type at `node` that no branch takes (`#` alone when every key is taken).
+pub fn invalid_key(m: &Machine, node: NodeId) -> String {
+    let keys: HashSet<String> = m
+        .edges(node)
+        .into_iter()
+        .filter_map(|(e, _)| if let Edge::Key(k) = e { Some(k) } else { None })
+        .collect();
+    let (min, max) = match m.node(node).map(|n| &n.kind) {
+        Some(NodeKind::Menu(menu)) => {
+            (menu.capture.min_digits.unwrap_or(1), menu.capture.max_digits.unwrap_or(1))
+        }
+        _ => (1, 1),
+    };
+    let pad = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '*'];
+    for len in min.max(1)..=max.clamp(1, 2) {
+        for a in pad {
+            let candidate: String = std::iter::repeat_n(a, len as usize).collect();
+            if !keys.contains(&candidate) {
+                return candidate;
+            }
+        }
+    }
+    "#".into()
+}
+
+/// What a caller presses to take `edge` out of `node` (every try, for invalid and no input).
+pub fn inputs_for(m: &Machine, node: NodeId, edge: &Edge) -> Vec<String> {
+    let tries = match m.node(node).map(|n| &n.kind) {
+        Some(NodeKind::Menu(menu)) => usize::from(menu.tries.max(1)),
+        _ => 1,
+    };
+    match edge {
+        Edge::Key(k) => vec![k.clone()],
+        Edge::Invalid => vec![invalid_key(m, node); tries],
+        Edge::NoInput => vec!["-".to_string(); tries],
+        Edge::Next => vec![],
+        Edge::AfterTransfer => vec!["-".to_string()],
+    }
+}
+
+fn token(e: &Event) -> String {
+    match e {
+        Event::Digits(d) => d.clone(),
+        Event::NoInput => "-".into(),
+        Event::CallStarted => "(start)".into(),
+        Event::SessionEnded { .. } => "(summary)".into(),
+    }
+}
+
+fn inputs_to(visited: &[Visited], mut at: usize) -> Vec<String> {
+    let mut inputs = Vec::new();
+    while let Some((parent, input)) = &visited[at].parent {
+        inputs.push(input.clone());
+        at = *parent;
+    }
+    inputs.reverse();
+    inputs
+}
+
+/// States from which no caller input leads to an end: the call could go on forever.
+fn traps(m: &Machine, visited: &[Visited], r: &mut Report) {
+    let mut incoming: Vec<Vec<usize>> = vec![Vec::new(); visited.len()];
+    for (i, v) in visited.iter().enumerate() {
+        for (_, to) in &v.next {
+            incoming[*to].push(i);
+        }
+    }
+    let mut can_end: Vec<bool> = visited.iter().map(|v| v.state.phase == Phase::Ended).collect();
+    let mut queue: VecDeque<usize> = (0..visited.len()).filter(|&i| can_end[i]).collect();
+    while let Some(i) = queue.pop_front() {
+        for &p in &incoming[i] {
+            if !can_end[p] {
+                can_end[p] = true;
+                queue.push_back(p);
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, v) in visited.iter().enumerate() {
+        if !can_end[i] && !v.state.closed && seen.insert(v.state.node) {
+            let node = m.node(v.state.node).map_or_else(String::new, |n| n.name.clone());
+            r.violations.push(violation(
+                "trap",
+                &node,
+                "trap: from here no input leads to a hangup or transfer; the call can never end".into(),
+                &inputs_to(visited, i),
+            ));
+        }
+    }
+}
+
+/// Counts the simple paths from the start and finds the longest (depth first, without recursion).
+fn paths(m: &Machine, visited: &[Visited], r: &mut Report) {
+    let mut on_path = vec![false; visited.len()];
+    // (state, next successor to try); the inputs of the path so far in `inputs`.
+    let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
+    let mut inputs: Vec<String> = Vec::new();
+    on_path[0] = true;
+    let mut too_long = false;
+    while let Some(&mut (at, ref mut next)) = stack.last_mut() {
+        let successors = &visited[at].next;
+        let open = successors.iter().skip(*next).position(|(_, to)| !on_path[*to]);
+        let is_leaf = *next == 0 && successors.iter().all(|(_, to)| on_path[*to]);
+        if is_leaf {
+            r.paths += 1;
+            if inputs.len() > r.longest.len() {
+                r.longest = inputs.clone();
+            }
+            if r.paths >= PATHS_MAX {
+                r.paths_complete = false;
+                break;
+            }
+        }
+        match open {
+            Some(offset) if inputs.len() < DEPTH_MAX => {
+                let i = *next + offset;
+                *next = i + 1;
+                let (input, to) = &successors[i];
+                on_path[*to] = true;
+                inputs.push(input.clone());
+                stack.push((*to, 0));
+            }
+            Some(_) => {
+                if !too_long {
+                    too_long = true;
+                    let node = m.node(visited[at].state.node).map_or("", |n| n.name.as_str());
+                    r.violations.push(violation(
+                        "too_long",
+                        node,
+                        format!("a caller can answer {DEPTH_MAX} prompts without the call ending"),
+                        &inputs,
+                    ));
+                }
+                on_path[at] = false;
+                stack.pop();
+                inputs.pop();
+            }
+            None => {
+                on_path[at] = false;
+                stack.pop();
+                inputs.pop();
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! `explore`, the offline proof behind `phonetree check`: every bundled machine is proven with full
+//! edge coverage, and machines with a trap or a path too long are rejected with inputs that replay.
+
+mod common;
+
+use phonetree::explore::{self, DEPTH_MAX};
+use phonetree::simulate;
+
+/// Every machine file in `machines/`: adding a machine adds it to these tests.
+fn bundled_files() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(common::repo().join("machines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("toml" | "json")))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    files
+}
+
+/// Plays `inputs` through the simulator; the final call state.
+fn replay(m: &phonetree::machine::Machine, inputs: &[String]) -> phonetree::engine::CallState {
+    let events: Vec<_> = inputs.iter().map(|i| simulate::parse_input(i).unwrap()).collect();
+    let mut sim = simulate::Simulation::new(m, "+15550000001", "+15550000000");
+    sim.apply(&phonetree::engine::Event::CallStarted).unwrap();
+    for e in &events {
+        sim.apply(e).unwrap();
+    }
+    sim.state().clone()
+}
+
+#[test]
+fn every_bundled_machine_is_proven_with_every_edge_covered() {
+    for file in bundled_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let m = common::compile_text(&file.display().to_string(), &text);
+        let r = explore::explore(&m);
+        assert!(r.proven(), "{}: {:#?}", file.display(), r.violations);
+        assert_eq!(r.edges_covered, r.edges, "{}", file.display());
+        assert!(r.paths_complete && r.paths > 0);
+        // The longest path is a real call: replayed, it ends.
+        assert!(replay(&m, &r.longest).ended(), "{}: {:?}", file.display(), r.longest);
+    }
+}
+
+#[test]
+fn a_trap_is_found_with_the_inputs_that_reach_it() {
+    let path = common::repo().join("tests/data/diagnostics/trap.toml");
+    let m = common::compile_text("trap.toml", &std::fs::read_to_string(path).unwrap());
+    let r = explore::explore(&m);
+    let traps: Vec<_> = r.violations.iter().filter(|v| v.kind == "trap").collect();
+    assert_eq!(traps.len(), 1, "{:#?}", r.violations);
+    assert_eq!((traps[0].node.as_str(), traps[0].inputs.clone()), ("loop", vec!["2".to_string()]));
+    let at = replay(&m, &traps[0].inputs);
+    assert_eq!(m.node(at.node).unwrap().name, "loop");
+}
+
+/// A chain of `depth` menus: 1 goes deeper, anything else hangs up; the last one hangs up on 1.
+fn deep_machine(depth: usize) -> String {
+    let mut text = String::from(
+        "name = \"deep\"\nstart = \"m0\"\n[defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\nmin_digits = 1\nmax_digits = 1\ndigit_timeout_ms = 5000\noverall_timeout_ms = 10000\n[nodes.bye]\nkind = \"hangup\"\n",
+    );
+    for i in 0..depth {
+        let next = if i + 1 == depth { "bye".to_string() } else { format!("m{}", i + 1) };
+        text.push_str(&format!(
+            "[nodes.m{i}]\nkind = \"menu\"\nprompt = \"Level {i}: press 1 to go on.\"\nbranches = {{ 1 = \"{next}\" }}\ninvalid = \"bye\"\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_path_longer_than_depth_max_is_rejected_with_a_replayable_counterexample() {
+    let ok = common::compile_text("deep.toml", &deep_machine(DEPTH_MAX - 1));
+    let r = explore::explore(&ok);
+    assert!(r.proven(), "{:#?}", r.violations);
+
+    let m = common::compile_text("deep.toml", &deep_machine(DEPTH_MAX + 6));
+    let r = explore::explore(&m);
+    let v = r.violations.iter().find(|v| v.kind == "too_long").expect("a too_long violation");
+    assert_eq!(v.inputs.len(), DEPTH_MAX);
+    // After DEPTH_MAX answers the caller is still in the menus.
+    let at = replay(&m, &v.inputs);
+    assert!(!at.ended());
+    assert_eq!(explore::replay("deep.toml", &v.inputs[..2]), "phonetree simulate deep.toml 1 1");
+}
+
+#[test]
+fn exploration_is_deterministic() {
+    let m = common::bundled("abc_restaurant");
+    let (a, b) = (explore::explore(&m), explore::explore(&m));
+    assert_eq!(
+        (a.states, a.transitions, a.paths, a.longest.clone()),
+        (b.states, b.transitions, b.paths, b.longest.clone())
+    );
+}
