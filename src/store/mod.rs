@@ -62,6 +62,8 @@ pub struct Store {
     summaries: sled::Tree,
     machines: sled::Tree,
     flushes: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    /// The fsync thread; joined on drop so the directory's lock is free when `drop` returns.
+    flusher: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Store {
@@ -69,8 +71,8 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new().path(dir).open()?;
         let (flushes, mut waiting) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(FLUSH_QUEUE_MAX);
-        let flusher = db.clone();
-        std::thread::Builder::new()
+        let syncing = db.clone();
+        let flusher = std::thread::Builder::new()
             .name("phonetree-fsync".into())
             .spawn(move || {
                 // Group commit: take every request queued so far, fsync once, answer them all. A
@@ -80,7 +82,7 @@ impl Store {
                     while let Ok(next) = waiting.try_recv() {
                         batch.push(next);
                     }
-                    let result = flusher.flush().map(|_| ()).map_err(|e| e.to_string());
+                    let result = syncing.flush().map(|_| ()).map_err(|e| e.to_string());
                     for w in batch {
                         let _ = w.send(result.clone());
                     }
@@ -94,6 +96,7 @@ impl Store {
             machines: db.open_tree("machines")?,
             db,
             flushes,
+            flusher: Some(flusher),
         })
     }
 
@@ -121,7 +124,7 @@ impl Store {
         body: &[u8],
         now_ms: u64,
     ) -> Result<Result<(), Conflict>, StoreError> {
-        let record = encode("session", &SessionRecord::from_state(state))?;
+        let record = encode_session(state)?;
         let reply =
             encode("reply", &ReplyRecord { v: FORMAT, at: now_ms, body: record::Blob(body.to_vec()) })?;
         let key = reply_key(session, event_id);
@@ -155,7 +158,7 @@ impl Store {
         expected: Option<&Loaded>,
         state: &CallState,
     ) -> Result<Result<(), Conflict>, StoreError> {
-        let record = encode("session", &SessionRecord::from_state(state))?;
+        let record = encode_session(state)?;
         let swapped =
             self.sessions.compare_and_swap(session, expected.map(|l| l.raw.clone()), Some(record))?;
         Ok(swapped.map_err(|_| Conflict::Changed))
@@ -257,6 +260,18 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// Stops the fsync thread (closing its queue ends its loop) and waits for it, so that the
+    /// store can be opened again at once, by this process or the next.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.flushes, closed));
+        if let Some(thread) = self.flusher.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn reply_key(session: &str, event_id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(session.len() + event_id.len() + 1);
     key.extend_from_slice(session.as_bytes());
@@ -291,6 +306,11 @@ fn check_format(what: &'static str, key: &str, v: u8) -> Result<(), StoreError> 
             detail: format!("format {v}, this phonetree reads {FORMAT}"),
         })
     }
+}
+
+/// Encodes engine state as the stored session record (MessagePack, with its format version).
+pub fn encode_session(state: &CallState) -> Result<Vec<u8>, StoreError> {
+    encode("session", &SessionRecord::from_state(state))
 }
 
 /// Decodes a stored session record into engine state.

@@ -1,0 +1,224 @@
+//! The crash-kill loop: the real `phonetree serve` binary takes webhooks from many concurrent calls
+//! while it is killed with SIGKILL at random moments and restarted on the same data dir. Callers
+//! retry a webhook that got no answer with the same `eventId`, as 8x8 does. Checked:
+//! - every answer is the one the pure engine gives for the call's inputs so far: no acknowledged
+//!   transition is lost and no call moves backwards (a lost state would answer a later webhook as
+//!   stale, with an older prompt);
+//! - every acknowledged `eventId`, delivered again at the end, gets the identical bytes;
+//! - the store opens cleanly after every kill (the node starts) and at the end every session
+//!   decodes, at the state the engine says.
+//!
+//! Bounded: `KILLS` kills, `CALLERS` concurrent callers. The seed is printed; set
+//! `PHONETREE_CRASH_SEED` to replay one.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use common::*;
+use phonetree::engine::callflow::Callflow;
+use phonetree::engine::{self, CallInfo, CallState, Direction, Event, Phase};
+use phonetree::machine::Machine;
+use phonetree::webhook::wire;
+
+const KILLS: usize = 6;
+const CALLERS: usize = 16;
+/// Most answers one call gives before it hangs up on its own.
+const INPUTS_PER_CALL_MAX: usize = 6;
+/// Attempts at delivering one webhook while the node is down (each 20 ms apart): a restart takes
+/// well under a second.
+const DELIVERY_ATTEMPTS_MAX: usize = 500;
+
+/// xorshift64*: a reproducible stream from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One acknowledged webhook: where it went, what was sent, what came back.
+struct Acked {
+    url_path: &'static str,
+    body: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+/// POSTs until the node answers (it may be down, or die mid-request).
+async fn deliver(client: &reqwest::Client, addr: &RwLock<String>, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    for _ in 0..DELIVERY_ATTEMPTS_MAX {
+        let url = format!("http://{}{path}", addr.read().unwrap());
+        if let Ok(r) = client.post(&url).body(body.to_vec()).send().await {
+            let status = r.status().as_u16();
+            if let Ok(bytes) = r.bytes().await {
+                return (status, bytes.to_vec());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the node did not come back");
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
+}
+
+fn expected(m: &Machine, state: &CallState, event: &Event) -> (CallState, Vec<u8>) {
+    let step = engine::step(m, state, event, 0).unwrap();
+    let reply = step.reply.unwrap_or_else(Callflow::hangup);
+    (step.state, wire::encode(&reply))
+}
+
+/// One caller: calls after calls until told to stop; every answer checked against the engine.
+async fn caller(
+    who: usize,
+    seed: u64,
+    m: Arc<Machine>,
+    addr: Arc<RwLock<String>>,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<Acked>>>,
+    finals: Arc<Mutex<HashMap<String, CallState>>>,
+) {
+    let mut rng = Rng(seed ^ (who as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let client = http_client();
+    let mut call_no = 0;
+    let mut event_no = 0;
+    while !stop.load(Ordering::SeqCst) {
+        call_no += 1;
+        let session = format!("c{who}-{call_no}");
+        let info = CallInfo {
+            session_id: session.clone(),
+            direction: Direction::Inbound,
+            source: "+6591178965".into(),
+            destination: "+6568888888".into(),
+        };
+        let mut state = CallState::new(&m, info, 0);
+        let mut event = Event::CallStarted;
+        for _ in 0..=INPUTS_PER_CALL_MAX {
+            event_no += 1;
+            let event_id = format!("{session}-e{event_no}");
+            let id = (state.phase != Phase::New).then(|| engine::client_action_id(&m, &state).to_string());
+            let dtmf = match &event {
+                Event::Digits(d) => Some(d.clone()),
+                _ => None,
+            };
+            let v = Vca {
+                session: &session,
+                event: &event_id,
+                dtmf: dtmf.as_deref(),
+                client_action_id: id.as_deref(),
+                status: if event == Event::CallStarted { "CALL_RECEIVED" } else { "DTMF_RECEIVED" },
+                direction: "INBOUND",
+                source: "+6591178965",
+                destination: "+6568888888",
+                event_data: false,
+            };
+            let body = v.body().into_bytes();
+            let (want_state, want) = expected(&m, &state, &event);
+            let (status, got) = deliver(&client, &addr, "/webhooks/vca", &body).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{session}: {event} answered out of line (a lost or replayed-wrong transition), seed {seed}"
+            );
+            acked.lock().unwrap().push(Acked { url_path: "/webhooks/vca", body, reply: got });
+            state = want_state;
+            if state.ended() {
+                break;
+            }
+            event = match rng.below(6) {
+                0 => Event::NoInput,
+                k => Event::Digits(["1", "2", "3", "9", "12"][k as usize - 1].into()),
+            };
+        }
+        // Most calls end with 8x8's summary; some are left open (as if it never came).
+        if rng.below(4) > 0 {
+            let (status, _) =
+                deliver(&client, &addr, "/webhooks/vss", vss(&session, "COMPLETED").as_bytes()).await;
+            assert_eq!(status, 200);
+            state = expected(&m, &state, &Event::SessionEnded { status: "COMPLETED".into() }).0;
+        }
+        finals.lock().unwrap().insert(session, state);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
+    let seed = std::env::var("PHONETREE_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    println!("crash loop seed {seed} (PHONETREE_CRASH_SEED={seed} replays it)");
+    let t = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&t.path().join("data"), &machines_dir(t.path()));
+    let m = Arc::new(bundled("abc_restaurant"));
+    let addr = Arc::new(RwLock::new(node.addr.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let finals = Arc::new(Mutex::new(HashMap::new()));
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|who| {
+            tokio::spawn(caller(
+                who,
+                seed,
+                m.clone(),
+                addr.clone(),
+                stop.clone(),
+                acked.clone(),
+                finals.clone(),
+            ))
+        })
+        .collect();
+
+    let mut rng = Rng(seed);
+    for kill in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(100 + rng.below(400))).await;
+        let before = acked.lock().unwrap().len();
+        node.kill();
+        node.restart(); // panics unless the store opens and the node listens again
+        *addr.write().unwrap() = node.addr.clone();
+        println!("kill {kill}: after {before} acknowledged webhooks");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    for c in callers {
+        c.await.unwrap();
+    }
+
+    // Every acknowledged eventId, delivered again: the identical bytes.
+    let client = http_client();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    assert!(acked.len() > 100, "only {} webhooks acknowledged", acked.len());
+    for a in &acked {
+        let (status, again) = deliver(&client, &addr, a.url_path, &a.body).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            again,
+            a.reply,
+            "a replayed eventId got other bytes: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+    }
+
+    // The store after a clean stop: every call where the engine says it is.
+    assert!(node.terminate().success());
+    let store = phonetree::store::Store::open(&node.data).unwrap();
+    let finals = finals.lock().unwrap();
+    for (session, want) in finals.iter() {
+        let mut got = store.load(session).unwrap().unwrap_or_else(|| panic!("{session} lost")).state;
+        (got.started_ms, got.updated_ms) = (0, 0);
+        assert_eq!(&got, want, "{session}");
+    }
+    println!("{} webhooks acknowledged over {} calls and {KILLS} kills", acked.len(), finals.len());
+}

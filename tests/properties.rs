@@ -1,0 +1,471 @@
+//! Property tests over every machine in `machines/` (adding a machine adds it here):
+//! - random event sequences against the pure engine: never an error or a panic, every reply valid,
+//!   the call state's invariants hold after every step, every state survives the store's encoding;
+//! - a model test of the durable node: webhooks, duplicate deliveries, concurrent deliveries,
+//!   summaries and restarts applied to the real persistence loop on a real sled store, and to an
+//!   in-memory model driven by the pure engine; they must agree after every operation.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use phonetree::engine::callflow::{Use, validate};
+use phonetree::engine::{self, CallInfo, CallState, ClientActionId, Direction, Event, Phase};
+use phonetree::machine::{Edge, Machine, NodeKind};
+use phonetree::server::calls::{self, Answered};
+use phonetree::server::{App, Config};
+use phonetree::webhook::{inbound, wire};
+use proptest::prelude::*;
+
+fn bundled_machines() -> Vec<Machine> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(common::repo().join("machines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("toml" | "json")))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| common::compile_text(&f.display().to_string(), &std::fs::read_to_string(f).unwrap()))
+        .collect()
+}
+
+/// Every branch key of a machine.
+fn keys(m: &Machine) -> Vec<String> {
+    let mut keys: Vec<String> = m
+        .graph()
+        .edge_weights()
+        .filter_map(|e| if let Edge::Key(k) = e { Some(k.clone()) } else { None })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// What can happen to a call: a branch key (index into the machine's keys), keypad junk (possibly
+/// with `#`), `#` alone, no input, a repeated start, a summary.
+#[derive(Debug, Clone)]
+enum Input {
+    Key(usize, bool),
+    Junk(String),
+    Hash,
+    Nothing,
+    Start,
+    Summary,
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        6 => (0..64usize, any::<bool>()).prop_map(|(i, hash)| Input::Key(i, hash)),
+        2 => "[0-9*#]{1,40}".prop_map(Input::Junk),
+        1 => Just(Input::Hash),
+        2 => Just(Input::Nothing),
+        1 => Just(Input::Start),
+        1 => Just(Input::Summary),
+    ]
+}
+
+fn event(m: &Machine, i: &Input) -> Event {
+    let keys = keys(m);
+    match i {
+        Input::Key(k, hash) => {
+            let key = &keys[k % keys.len()];
+            Event::Digits(if *hash { format!("{key}#") } else { key.clone() })
+        }
+        Input::Junk(j) => Event::Digits(j.clone()),
+        Input::Hash => Event::Digits("#".into()),
+        Input::Nothing => Event::NoInput,
+        Input::Start => Event::CallStarted,
+        Input::Summary => Event::SessionEnded { status: "COMPLETED".into() },
+    }
+}
+
+/// The invariants of a call state after a step from `before`.
+fn check_step(m: &Machine, before: &CallState, event: &Event, step: &engine::Step) -> Result<(), String> {
+    let after = &step.state;
+    match &step.reply {
+        Some(flow) => {
+            let v = validate(flow, Use::WebhookReply);
+            if !v.is_empty() {
+                return Err(format!("invalid reply {v:?}"));
+            }
+            let waiting = matches!(after.phase, Phase::AwaitingInput | Phase::Bridged);
+            match (&flow.client_action_id, waiting) {
+                (Some(id), true) => {
+                    let id = ClientActionId::parse(id).ok_or("unparsable clientActionId")?;
+                    let node = &m.node(after.node).unwrap().name;
+                    if (&id.node, id.seq) != (node, after.seq) {
+                        return Err(format!(
+                            "clientActionId {id} does not name the state {node}/{}",
+                            after.seq
+                        ));
+                    }
+                }
+                (None, false) => {}
+                (id, waiting) => return Err(format!("clientActionId {id:?} while waiting={waiting}")),
+            }
+        }
+        None if matches!(event, Event::SessionEnded { .. }) => {}
+        None => return Err("no reply".into()),
+    }
+    if let Some(NodeKind::Menu(menu)) = m.node(after.node).map(|n| &n.kind)
+        && after.phase == Phase::AwaitingInput
+        && after.tries >= menu.tries
+    {
+        return Err(format!("tries {} at a menu of {}", after.tries, menu.tries));
+    }
+    if after.seq < before.seq {
+        return Err("seq went backwards".into());
+    }
+    if (before.phase == Phase::Ended && after.phase != Phase::Ended) || (before.closed && !after.closed) {
+        return Err("an ended call came back".into());
+    }
+    if after.phase == Phase::Ended && after.outcome.is_none() {
+        return Err("ended without an outcome".into());
+    }
+    if after.path.len() > engine::PATH_LEN_MAX
+        || after.keypress.as_ref().is_some_and(|k| k.len() > engine::KEYPRESS_CHARS_MAX)
+    {
+        return Err("unbounded state".into());
+    }
+    let stored = phonetree::store::encode_session(after).map_err(|e| e.to_string())?;
+    if stored.len() > 256 {
+        return Err(format!("stored state of {} bytes", stored.len()));
+    }
+    let decoded =
+        phonetree::store::decode_session(&after.call.session_id, &stored).map_err(|e| e.to_string())?;
+    if decoded != *after {
+        return Err("the stored state decodes differently".into());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_calls_keep_every_invariant(inputs in prop::collection::vec(input(), 0..60), inbound in any::<bool>()) {
+        for m in bundled_machines() {
+            let number = m.numbers().first().cloned().unwrap_or_default();
+            let (direction, source, destination) = if inbound {
+                (Direction::Inbound, "+6591178965".to_string(), number)
+            } else {
+                (Direction::Outbound, number, "+6591178965".to_string())
+            };
+            let call = CallInfo { session_id: "6f1c2a7e-5d0b-4c1e-9a43-0e2b8f6d1c55".into(), direction, source, destination };
+            let mut state = CallState::new(&m, call, 0);
+            for (i, input) in std::iter::once(&Input::Start).chain(&inputs).enumerate() {
+                let e = event(&m, input);
+                let step = engine::step(&m, &state, &e, i as u64);
+                let step = step.map_err(|err| TestCaseError::fail(format!("{}: step {i} ({e}): {err}", m.name())))?;
+                check_step(&m, &state, &e, &step)
+                    .map_err(|err| TestCaseError::fail(format!("{}: step {i} ({e}): {err}", m.name())))?;
+                state = step.state;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The durable node against its model.
+
+const SESSIONS: usize = 3;
+const NUMBER: &str = "+6568888888";
+const CALLER: &str = "+6591178965";
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// The caller answers the current prompt of a session (or, first, dials in).
+    Webhook(usize, Input),
+    /// A webhook answering the prompt before the current one.
+    Stale(usize, Input),
+    /// A webhook delivered before, delivered again.
+    Duplicate(usize),
+    /// Two different webhooks answering the same prompt, at once.
+    Concurrent(usize, Input, Input),
+    Summary(usize),
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let s = 0..SESSIONS;
+    prop_oneof![
+        8 => (s.clone(), input()).prop_map(|(s, i)| Op::Webhook(s, i)),
+        1 => (s.clone(), input()).prop_map(|(s, i)| Op::Stale(s, i)),
+        2 => any::<usize>().prop_map(Op::Duplicate),
+        2 => (s.clone(), input(), input()).prop_map(|(s, a, b)| Op::Concurrent(s, a, b)),
+        1 => s.prop_map(Op::Summary),
+        1 => Just(Op::Restart),
+    ]
+}
+
+/// The model: the node's rules, restated over the pure engine and two maps.
+#[derive(Clone)]
+struct Model {
+    m: Arc<Machine>,
+    states: HashMap<String, CallState>,
+    journal: HashMap<(String, String), Vec<u8>>,
+}
+
+impl Model {
+    fn call_action(&mut self, ca: &inbound::CallAction) -> (Vec<u8>, Answered) {
+        if let Some(body) = self.journal.get(&(ca.session_id.clone(), ca.event_id.clone())) {
+            return (body.clone(), Answered::Duplicate);
+        }
+        let id = ca.client_action_id.as_deref().and_then(ClientActionId::parse);
+        let (state, event) = match self.states.get(&ca.session_id) {
+            Some(st) => {
+                let waiting = matches!(st.phase, Phase::AwaitingInput | Phase::Bridged);
+                if let Some(id) = id
+                    && waiting
+                    && id.seq != st.seq
+                {
+                    return (wire::encode(&engine::current_reply(&self.m, st).unwrap()), Answered::Stale);
+                }
+                (st.clone(), ca.event())
+            }
+            None => {
+                let call = CallInfo {
+                    session_id: ca.session_id.clone(),
+                    direction: Direction::Inbound,
+                    source: ca.source.clone(),
+                    destination: ca.destination.clone(),
+                };
+                let fresh = CallState::new(&self.m, call, 0);
+                if ca.is_call_received() {
+                    (fresh, Event::CallStarted)
+                } else {
+                    (engine::step(&self.m, &fresh, &Event::CallStarted, 0).unwrap().state, ca.event())
+                }
+            }
+        };
+        let step = engine::step(&self.m, &state, &event, 0).unwrap();
+        let body = wire::encode(&step.reply.unwrap_or_else(phonetree::engine::callflow::Callflow::hangup));
+        self.states.insert(ca.session_id.clone(), step.state);
+        self.journal.insert((ca.session_id.clone(), ca.event_id.clone()), body.clone());
+        (body, Answered::Applied)
+    }
+
+    fn summary(&mut self, session: &str) {
+        if let Some(st) = self.states.get(session).filter(|s| !s.closed) {
+            let ended = Event::SessionEnded { status: "COMPLETED".into() };
+            let step = engine::step(&self.m, st, &ended, 0).unwrap();
+            self.states.insert(session.to_string(), step.state);
+        }
+    }
+
+    /// The prompt a session waits on, as 8x8 would echo it.
+    fn client_action_id(&self, session: &str) -> Option<String> {
+        let st = self.states.get(session)?;
+        matches!(st.phase, Phase::AwaitingInput | Phase::Bridged)
+            .then(|| engine::client_action_id(&self.m, st).to_string())
+    }
+}
+
+/// A state without its clock readings, for comparing the node's with the model's.
+fn timeless(mut s: CallState) -> CallState {
+    s.started_ms = 0;
+    s.updated_ms = 0;
+    s
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    app: Option<App>,
+    model: Model,
+    /// Every webhook sent: (session, body).
+    sent: Vec<(String, Vec<u8>)>,
+    /// Per session, every clientActionId it was given.
+    ids: HashMap<String, Vec<String>>,
+    next_event: usize,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let machines = common::machines_dir(dir.path());
+        let app = open(dir.path(), &machines);
+        let m = app.registry.current("abc_restaurant").unwrap().clone();
+        Harness {
+            dir,
+            app: Some(app),
+            model: Model { m, states: HashMap::new(), journal: HashMap::new() },
+            sent: Vec::new(),
+            ids: HashMap::new(),
+            next_event: 0,
+        }
+    }
+
+    fn app(&self) -> &App {
+        self.app.as_ref().unwrap()
+    }
+
+    /// A CALL_ACTION body for `session` carrying `input` and `client_action_id`.
+    fn webhook(&mut self, session: &str, input: &Input, client_action_id: Option<String>) -> Vec<u8> {
+        self.next_event += 1;
+        let event = format!("e{}", self.next_event);
+        let e = event_for(&self.model.m, input);
+        let (status, dtmf) = match &e {
+            Event::CallStarted => ("CALL_RECEIVED", None),
+            Event::Digits(d) => ("DTMF_RECEIVED", Some(d.clone())),
+            _ => ("DTMF_RECEIVED", None),
+        };
+        let v = common::Vca {
+            session,
+            event: &event,
+            dtmf: dtmf.as_deref(),
+            client_action_id: if status == "CALL_RECEIVED" { None } else { client_action_id.as_deref() },
+            status,
+            direction: "INBOUND",
+            source: CALLER,
+            destination: NUMBER,
+            event_data: self.next_event.is_multiple_of(2),
+        };
+        v.body().into_bytes()
+    }
+
+    async fn send(&mut self, session: &str, body: Vec<u8>) -> Result<(), TestCaseError> {
+        let ca = inbound::call_action(&body).unwrap();
+        let (got, how) = calls::call_action(self.app(), &ca).await;
+        let (want, want_how) = self.model.call_action(&ca);
+        prop_assert_eq!(Some(want_how), how, "how {} was answered", String::from_utf8_lossy(&body));
+        prop_assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+        self.record(session, body, &got);
+        Ok(())
+    }
+
+    fn record(&mut self, session: &str, body: Vec<u8>, reply: &[u8]) {
+        if let Some(id) = wire::decode(reply).unwrap().client_action_id {
+            self.ids.entry(session.to_string()).or_default().push(id);
+        }
+        self.sent.push((session.to_string(), body));
+    }
+
+    async fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        match op {
+            Op::Webhook(s, input) => {
+                let session = format!("s{s}");
+                let id = self.model.client_action_id(&session);
+                let body = self.webhook(&session, input, id);
+                self.send(&session, body).await?;
+            }
+            Op::Stale(s, input) => {
+                let session = format!("s{s}");
+                let ids = self.ids.get(&session).cloned().unwrap_or_default();
+                let old = ids.len().checked_sub(2).map(|i| ids[i].clone());
+                let body =
+                    self.webhook(&session, input, old.or_else(|| self.model.client_action_id(&session)));
+                self.send(&session, body).await?;
+            }
+            Op::Duplicate(i) => {
+                if !self.sent.is_empty() {
+                    let (session, body) = self.sent[i % self.sent.len()].clone();
+                    self.send(&session, body).await?;
+                }
+            }
+            Op::Concurrent(s, a, b) => {
+                let session = format!("s{s}");
+                let id = self.model.client_action_id(&session);
+                let (body_a, body_b) = (self.webhook(&session, a, id.clone()), self.webhook(&session, b, id));
+                let (ca_a, ca_b) =
+                    (inbound::call_action(&body_a).unwrap(), inbound::call_action(&body_b).unwrap());
+                let app = self.app();
+                let (got_a, got_b) =
+                    tokio::join!(calls::call_action(app, &ca_a), calls::call_action(app, &ca_b));
+                // Either order may have won; the model must explain the answers in one of them.
+                let mut explained = None;
+                for (first, second) in
+                    [((&ca_a, &got_a), (&ca_b, &got_b)), ((&ca_b, &got_b), (&ca_a, &got_a))]
+                {
+                    let mut model = self.model.clone();
+                    let one = model.call_action(first.0);
+                    let two = model.call_action(second.0);
+                    if (Some(one.1), &one.0) == (first.1.1, &first.1.0)
+                        && (Some(two.1), &two.0) == (second.1.1, &second.1.0)
+                    {
+                        explained = Some(model);
+                        break;
+                    }
+                }
+                let model = explained.ok_or_else(|| {
+                    TestCaseError::fail(format!(
+                        "no order explains concurrent answers {:?} {} / {:?} {}",
+                        got_a.1,
+                        String::from_utf8_lossy(&got_a.0),
+                        got_b.1,
+                        String::from_utf8_lossy(&got_b.0)
+                    ))
+                })?;
+                let applied = [got_a.1, got_b.1].iter().filter(|h| **h == Some(Answered::Applied)).count();
+                prop_assert!(applied >= 1, "one of two concurrent webhooks applies");
+                self.model = model;
+                self.record(&session, body_a, &got_a.0);
+                self.record(&session, body_b, &got_b.0);
+            }
+            Op::Summary(s) => {
+                let session = format!("s{s}");
+                let summary =
+                    inbound::session_summary(common::vss(&session, "COMPLETED").as_bytes()).unwrap();
+                calls::session_summary(self.app(), &summary)
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                self.model.summary(&session);
+            }
+            Op::Restart => {
+                drop(self.app.take());
+                self.app = Some(open(self.dir.path(), &self.dir.path().join("machines")));
+            }
+        }
+        // After every operation the node's store and the model agree on every session.
+        for s in 0..SESSIONS {
+            let session = format!("s{s}");
+            let stored = self.app().store.load(&session).unwrap().map(|l| timeless(l.state));
+            let modelled = self.model.states.get(&session).cloned().map(timeless);
+            prop_assert_eq!(stored, modelled, "session {} after {:?}", session, op);
+        }
+        Ok(())
+    }
+}
+
+fn event_for(m: &Machine, input: &Input) -> Event {
+    match event(m, input) {
+        // A summary is its own operation; as a webhook input it is no input.
+        Event::SessionEnded { .. } => Event::NoInput,
+        e => e,
+    }
+}
+
+fn open(dir: &std::path::Path, machines: &std::path::Path) -> App {
+    App::open(Config {
+        machines: machines.to_path_buf(),
+        data: dir.join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        default_machine: None,
+        session_ttl: std::time::Duration::from_secs(3600),
+        retention: std::time::Duration::from_secs(3600),
+        api: Default::default(),
+    })
+    .unwrap()
+}
+
+fn run_model(ops: &[Op]) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut h = Harness::new();
+        for op in ops {
+            h.apply(op).await?;
+        }
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_durable_node_agrees_with_its_model(ops in prop::collection::vec(op(), 1..40)) {
+        run_model(&ops)?;
+    }
+}
