@@ -22,6 +22,9 @@ use record::{FORMAT, MachineRecord, ReplyRecord, SessionRecord, SummaryRecord};
 
 /// Requests waiting for the next fsync at most; more wait their turn to enqueue (back-pressure).
 pub const FLUSH_QUEUE_MAX: usize = 4096;
+/// Deepest nesting a stored record may have: records nest four levels at most. rmp-serde's own
+/// limit (1,024) lets a corrupt record overflow a 2 MiB thread stack (found by fuzzing).
+pub const RECORD_DEPTH_MAX: usize = 16;
 /// Longest session or event id accepted: 8x8's are UUIDs (36 characters).
 pub const ID_BYTES_MAX: usize = 128;
 
@@ -289,7 +292,9 @@ fn decode<T: serde::de::DeserializeOwned>(
     key: &str,
     raw: &[u8],
 ) -> Result<T, StoreError> {
-    rmp_serde::from_slice(raw).map_err(|e| StoreError::Decode {
+    let mut de = rmp_serde::Deserializer::from_read_ref(raw);
+    de.set_max_depth(RECORD_DEPTH_MAX);
+    T::deserialize(&mut de).map_err(|e| StoreError::Decode {
         what,
         key: key.to_string(),
         detail: e.to_string(),
@@ -328,4 +333,20 @@ fn decode_reply(key: &[u8], raw: &[u8]) -> Result<Vec<u8>, StoreError> {
     let r: ReplyRecord = decode("reply", &name, raw)?;
     check_format("reply", &name, r.v)?;
     Ok(r.body.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (fuzz `stored_state`): a record with an unknown field holding 1,000 nested
+    /// one-element arrays overflowed a test thread's stack under rmp-serde's default depth limit.
+    #[test]
+    fn deeply_nested_garbage_is_a_decode_error_not_a_stack_overflow() {
+        let mut raw = vec![0x81u8, 0xa2, b'z', b'z'];
+        raw.extend(std::iter::repeat_n(0x91u8, 1_000));
+        raw.push(0xc0);
+        let e = decode_session("s", &raw).unwrap_err();
+        assert!(e.to_string().contains("depth limit exceeded"), "{e}");
+    }
 }
