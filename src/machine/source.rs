@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
+
 use super::definition::Definition;
 use super::diagnostic::{Diagnostic, Position, Severity};
 
@@ -47,18 +49,32 @@ impl Source {
 /// Field path (`["nodes", "main_menu", "branches", "1"]`) → byte offsets of its key and its value.
 #[derive(Debug, Default, Clone)]
 pub struct SpanIndex {
-    spans: HashMap<Vec<String>, (usize, usize)>,
+    /// Keyed by the path's parts joined with `SEP` (one allocation per entry, not one per part).
+    spans: HashMap<String, (usize, usize)>,
+}
+
+/// Joins path parts in `SpanIndex` keys: the ASCII unit separator, which no machine file key holds.
+const SEP: char = '\u{1f}';
+
+fn joined<S: AsRef<str>>(path: &[S]) -> String {
+    let mut key = String::with_capacity(path.iter().map(|p| p.as_ref().len() + 1).sum());
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        key.push_str(part.as_ref());
+    }
+    key
 }
 
 impl SpanIndex {
     fn insert(&mut self, path: &[String], key: usize, value: usize) {
-        self.spans.insert(path.to_vec(), (key, value));
+        self.spans.insert(joined(path), (key, value));
     }
 
     /// Offsets of the key and value at exactly `path`.
     pub fn get(&self, path: &[&str]) -> Option<(usize, usize)> {
-        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        self.spans.get(&path).copied()
+        self.spans.get(&joined(path)).copied()
     }
 
     /// Offset of the key at `path`, or of its nearest ancestor that has one.
@@ -75,12 +91,12 @@ impl SpanIndex {
     }
 
     fn lookup(&self, path: &[&str]) -> Option<(usize, usize)> {
-        let mut path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        let mut key = joined(path);
         loop {
-            if let Some(&span) = self.spans.get(&path) {
+            if let Some(&span) = self.spans.get(&key) {
                 return Some(span);
             }
-            path.pop()?;
+            key.truncate(key.rfind(SEP)?);
         }
     }
 }
@@ -107,12 +123,14 @@ pub fn parse(source: &Source) -> Result<(Definition, SpanIndex), Box<Diagnostic>
     }
     match source.format {
         Format::Toml => {
-            let definition: Definition = toml::from_str(&source.text)
-                .map_err(|e| fail(e.span().map(|s| s.start), toml_message(e.message()), None))?;
+            // Parsed once: the spanned table gives the positions, then the definition.
+            let toml_error =
+                |e: toml::de::Error| fail(e.span().map(|s| s.start), toml_message(e.message()), None);
+            let table = toml::de::DeTable::parse(&source.text).map_err(toml_error)?;
             let mut index = SpanIndex::default();
-            if let Ok(table) = toml::de::DeTable::parse(&source.text) {
-                index_toml(table.get_ref(), &mut Vec::new(), &mut index);
-            }
+            index_toml(table.get_ref(), &mut Vec::new(), &mut index);
+            let definition =
+                Definition::deserialize(toml::de::Deserializer::from(table)).map_err(toml_error)?;
             Ok((definition, index))
         }
         Format::Json => {
