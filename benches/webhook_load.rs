@@ -7,7 +7,8 @@
 //!
 //! Settings (environment): `PHONETREE_LOAD_CONNS` (concurrent calls, default 32),
 //! `PHONETREE_LOAD_SECS` (seconds per run, default 10), `PHONETREE_LOAD_PREFILL` (sessions already
-//! stored before each run, default `0,1000,100000,1000000`).
+//! stored before each run, default `0,1000,100000,1000000`), `PHONETREE_LOAD_NO_FSYNC=1` (also run
+//! once without fsync, to show what durability costs).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,7 +102,7 @@ async fn one_call(client: &reqwest::Client, base: &str, id: u64, totals: &Totals
     totals.calls.fetch_add(1, Ordering::Relaxed);
 }
 
-fn run(conns: usize, secs: u64, prefilled: usize) {
+fn run(conns: usize, secs: u64, prefilled: usize, durable: bool) {
     let dir = tempfile::tempdir().unwrap();
     let machines = dir.path().join("machines");
     std::fs::create_dir_all(&machines).unwrap();
@@ -123,7 +124,8 @@ fn run(conns: usize, secs: u64, prefilled: usize) {
         .arg(&data)
         .arg("--machines")
         .arg(&machines)
-        .env("PHONETREE_LOG", "warn")
+        .env("PHONETREE_LOG", "error")
+        .env("PHONETREE_UNSAFE_NO_FSYNC", if durable { "false" } else { "true" })
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -185,20 +187,20 @@ fn run(conns: usize, secs: u64, prefilled: usize) {
         totals.errors.load(Ordering::Relaxed),
     );
     println!(
-        "durable, {conns} conns, {prefilled} sessions pre-filled ({prefill_secs:.1}s to fill): {:.0} calls/s, {:.0} webhooks/s, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms, {errors} errors, {calls} calls in {elapsed:.1}s",
+        "{}, {conns} conns, {prefilled} sessions pre-filled ({prefill_secs:.1}s to fill): {:.0} calls/s, {:.0} webhooks/s, latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms, {errors} errors, {calls} calls in {elapsed:.1}s",
+        if durable { "durable" } else { "NOT durable (no fsync)" },
         calls as f64 / elapsed,
         webhooks as f64 / elapsed,
         ms(pct(0.50)),
         ms(pct(0.99)),
         ms(sorted.last().copied().unwrap_or(0)),
     );
-    let first = rss_samples.first().copied().unwrap_or(0);
-    let last = rss_samples.last().copied().unwrap_or(0);
+    let every_10s: Vec<String> =
+        rss_samples.iter().step_by(10).map(|kib| format!("{}", kib / 1024)).collect();
     println!(
-        "  server memory: peak RSS {} MiB; RSS after 1 s {} MiB, at the end {} MiB; stored state {record} bytes per live call",
+        "  server memory: peak RSS {} MiB; RSS every 10 s (MiB): {}; stored state {record} bytes per live call",
         peak / 1024,
-        first / 1024,
-        last / 1024
+        every_10s.join(" "),
     );
 }
 
@@ -216,6 +218,10 @@ fn main() {
         .collect();
     println!("webhook_load: {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
     for n in prefills {
-        run(conns, secs, n);
+        run(conns, secs, n, true);
+    }
+    // For comparison only: the same load with replies sent before their fsync.
+    if std::env::var("PHONETREE_LOAD_NO_FSYNC").is_ok_and(|v| v == "1") {
+        run(conns, secs, 0, false);
     }
 }

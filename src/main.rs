@@ -68,6 +68,9 @@ enum Command {
         /// Delete closed sessions (and their reply journal) this many seconds after they close.
         #[arg(long, env = "PHONETREE_RETENTION_SECS", default_value_t = 24 * 3600)]
         retention_secs: u64,
+        /// Benchmarks only: answer before the state is fsync'd (a crash loses acknowledged calls).
+        #[arg(long, env = "PHONETREE_UNSAFE_NO_FSYNC", hide = true)]
+        unsafe_no_fsync: bool,
     },
     /// Place an outbound call through 8x8's Send Callflow API, running MACHINE when the callee answers.
     Call {
@@ -125,6 +128,7 @@ impl NodeArgs {
                 sub_account: self.api_subaccount,
                 api_key: self.api_key,
             },
+            unsafe_no_fsync: false,
         }
     }
 }
@@ -148,12 +152,13 @@ fn main() -> ExitCode {
         Command::Simulate { machine, inputs, json, from, to, machines } => {
             simulate(&machine, &inputs, json, &from, to.as_deref(), &machines)
         }
-        Command::Serve { node, listen, session_ttl_secs, retention_secs } => {
-            let config = node.config(
+        Command::Serve { node, listen, session_ttl_secs, retention_secs, unsafe_no_fsync } => {
+            let mut config = node.config(
                 listen,
                 Duration::from_secs(session_ttl_secs),
                 Duration::from_secs(retention_secs),
             );
+            config.unsafe_no_fsync = unsafe_no_fsync;
             serve(config)
         }
         Command::Call { machine, to, from, server, node } => {

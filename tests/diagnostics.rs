@@ -10,14 +10,7 @@ use phonetree::machine::{self, Source};
 use proptest::prelude::*;
 
 fn cases() -> Vec<std::path::PathBuf> {
-    let dir = common::repo().join("tests/data/diagnostics");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("toml" | "json")))
-        .collect();
-    files.sort();
-    files
+    common::machine_files("tests/data/diagnostics")
 }
 
 fn file_name(p: &Path) -> String {

@@ -6,18 +6,6 @@ mod common;
 use phonetree::explore::{self, DEPTH_MAX};
 use phonetree::simulate;
 
-/// Every machine file in `machines/`: adding a machine adds it to these tests.
-fn bundled_files() -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(common::repo().join("machines"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("toml" | "json")))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    files
-}
-
 /// Plays `inputs` through the simulator; the final call state.
 fn replay(m: &phonetree::machine::Machine, inputs: &[String]) -> phonetree::engine::CallState {
     let events: Vec<_> = inputs.iter().map(|i| simulate::parse_input(i).unwrap()).collect();
@@ -31,7 +19,7 @@ fn replay(m: &phonetree::machine::Machine, inputs: &[String]) -> phonetree::engi
 
 #[test]
 fn every_bundled_machine_is_proven_with_every_edge_covered() {
-    for file in bundled_files() {
+    for file in common::machine_files("machines") {
         let text = std::fs::read_to_string(&file).unwrap();
         let m = common::compile_text(&file.display().to_string(), &text);
         let r = explore::explore(&m);

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use phonetree::engine::callflow::{Use, validate};
@@ -18,19 +17,6 @@ use phonetree::server::calls::{self, Answered};
 use phonetree::server::{App, Config};
 use phonetree::webhook::{inbound, wire};
 use proptest::prelude::*;
-
-fn bundled_machines() -> Vec<Machine> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(common::repo().join("machines"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("toml" | "json")))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| common::compile_text(&f.display().to_string(), &std::fs::read_to_string(f).unwrap()))
-        .collect()
-}
 
 /// Every branch key of a machine.
 fn keys(m: &Machine) -> Vec<String> {
@@ -147,7 +133,7 @@ proptest! {
 
     #[test]
     fn random_calls_keep_every_invariant(inputs in prop::collection::vec(input(), 0..60), inbound in any::<bool>()) {
-        for m in bundled_machines() {
+        for m in common::bundled_machines() {
             let number = m.numbers().first().cloned().unwrap_or_default();
             let (direction, source, destination) = if inbound {
                 (Direction::Inbound, "+6591178965".to_string(), number)
@@ -446,6 +432,7 @@ fn open(dir: &std::path::Path, machines: &std::path::Path) -> App {
         session_ttl: std::time::Duration::from_secs(3600),
         retention: std::time::Duration::from_secs(3600),
         api: Default::default(),
+        unsafe_no_fsync: false,
     })
     .unwrap()
 }

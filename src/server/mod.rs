@@ -42,6 +42,8 @@ pub struct Config {
     /// A closed session (and its reply journal) is deleted this long after its last change.
     pub retention: Duration,
     pub api: ApiConfig,
+    /// Reply before the fsync (benchmarks only: a crash may lose acknowledged transitions).
+    pub unsafe_no_fsync: bool,
 }
 
 /// Everything a request needs, shared by all of them.
@@ -86,7 +88,11 @@ impl App {
             return Err(ServeError::UnknownDefault(d.clone()));
         }
         let store_error = |source| ServeError::Store { dir: config.data.display().to_string(), source };
-        let store = Store::open(&config.data).map_err(store_error)?;
+        let mut store = Store::open(&config.data).map_err(store_error)?;
+        if config.unsafe_no_fsync {
+            warn!("--unsafe-no-fsync: replies are sent before their state is on disk; a crash loses them");
+            store = store.without_fsync();
+        }
         let registry = Registry::new(catalog, config.default_machine.clone(), &store).map_err(store_error)?;
         store.durable_blocking().map_err(store_error)?;
         Ok(App { config, registry, store, http: reqwest::Client::new() })

@@ -13,6 +13,25 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The machine files (`.toml`, `.json`) in `dir` under the repository, sorted.
+pub fn machine_files(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("toml" | "json")))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every machine in `machines/`, compiled: adding a machine adds it to the tests that use this.
+pub fn bundled_machines() -> Vec<Machine> {
+    machine_files("machines")
+        .iter()
+        .map(|f| compile_text(&f.display().to_string(), &std::fs::read_to_string(f).unwrap()))
+        .collect()
+}
+
 /// A bundled machine, compiled (panics with the diagnostics if it does not compile).
 pub fn bundled(name: &str) -> Machine {
     let path = repo().join("machines").join(format!("{name}.toml"));
