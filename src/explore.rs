@@ -69,12 +69,20 @@ impl Report {
     }
 }
 
-/// The command that plays `inputs` on `machine` (a file, or a name in `machines/`).
+/// The command that plays `inputs` on `machine` (a file, or a name in `machines/`), quoted for a
+/// POSIX shell where it must be (`*` would glob, a leading `#` would start a comment).
 pub fn replay(machine: &str, inputs: &[String]) -> String {
-    let mut cmd = format!("phonetree simulate {machine}");
+    let quote = |word: &str| {
+        if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./+".contains(c)) {
+            word.to_string()
+        } else {
+            format!("'{}'", word.replace('\'', r"'\''"))
+        }
+    };
+    let mut cmd = format!("phonetree simulate {}", quote(machine));
     for i in inputs {
         cmd.push(' ');
-        cmd.push_str(i);
+        cmd.push_str(&quote(i));
     }
     cmd
 }
@@ -251,11 +259,16 @@ fn broken_invariant(
             }
         }
     }
-    if let Some(NodeKind::Menu(menu)) = m.node(after.node).map(|n| &n.kind)
+    let limit = match m.node(after.node).map(|n| &n.kind) {
+        Some(NodeKind::Menu(menu)) => Some(menu.tries),
+        Some(NodeKind::Input(input)) => Some(input.prompt.tries),
+        _ => None,
+    };
+    if let Some(limit) = limit
         && after.phase == Phase::AwaitingInput
-        && after.tries >= menu.tries
+        && after.tries >= limit
     {
-        return Some(("tries", format!("{} tries used of {}", after.tries, menu.tries)));
+        return Some(("tries", format!("{} tries used of {limit}", after.tries)));
     }
     if after.node != before.node && after.tries != 0 {
         return Some(("tries", "tries carried over to another node".into()));
@@ -275,6 +288,10 @@ fn inputs(m: &Machine, s: &CallState) -> Vec<Event> {
     match s.phase {
         Phase::AwaitingInput => {
             let mut events: Vec<Event> = Vec::new();
+            if let Some(NodeKind::Input(input)) = m.node(s.node).map(|n| &n.kind) {
+                events.push(Event::Digits(input.example.clone()));
+                events.push(Event::Digits(format!("{}#", input.example)));
+            }
             for (edge, _) in m.edges(s.node) {
                 if let Edge::Key(k) = edge {
                     events.push(Event::Digits(k.clone()));
@@ -297,6 +314,10 @@ fn inputs(m: &Machine, s: &CallState) -> Vec<Event> {
 
 /// A key a caller can type at `node` that no branch takes (`#` alone when every key is taken).
 pub fn invalid_key(m: &Machine, node: NodeId) -> String {
+    if let Some(NodeKind::Input(input)) = m.node(node).map(|n| &n.kind) {
+        let candidates = ["*", "0", "1", "00", "#"];
+        return candidates.iter().find(|c| input.accept(c).is_none()).unwrap_or(&"#").to_string();
+    }
     let keys: HashSet<String> = m
         .edges(node)
         .into_iter()
@@ -318,21 +339,6 @@ pub fn invalid_key(m: &Machine, node: NodeId) -> String {
         }
     }
     "#".into()
-}
-
-/// What a caller presses to take `edge` out of `node` (every try, for invalid and no input).
-pub fn inputs_for(m: &Machine, node: NodeId, edge: &Edge) -> Vec<String> {
-    let tries = match m.node(node).map(|n| &n.kind) {
-        Some(NodeKind::Menu(menu)) => usize::from(menu.tries.max(1)),
-        _ => 1,
-    };
-    match edge {
-        Edge::Key(k) => vec![k.clone()],
-        Edge::Invalid => vec![invalid_key(m, node); tries],
-        Edge::NoInput => vec!["-".to_string(); tries],
-        Edge::Next => vec![],
-        Edge::AfterTransfer => vec!["-".to_string()],
-    }
 }
 
 fn token(e: &Event) -> String {

@@ -169,3 +169,53 @@ fn steps_are_deterministic() {
         assert_eq!(engine::step(&m, &st, &event, 7), engine::step(&m, &st, &event, 7));
     }
 }
+
+/// The text of the first action of a callflow (a say, or a capture's prompt).
+fn first_text(flow: &phonetree::engine::callflow::Callflow) -> String {
+    let v = json(flow);
+    let p = &v["callflow"][0]["params"];
+    p["text"].as_str().or(p["promptMessage"].as_str()).unwrap_or_default().to_string()
+}
+
+#[test]
+fn an_input_node_stores_the_keys_and_later_prompts_speak_them() {
+    let m = bundled("callback_request");
+    let (flows, state) = play_outbound(&m, outbound("+6568880001", "+6591178965"), &["91234567#", "1"]);
+    assert_eq!(state.vars.get("callback").map(String::as_str), Some("91234567"));
+    assert_eq!(
+        first_text(&flows[1]),
+        "You keyed in 9 1 2 3 4 5 6 7. To confirm, press 1. To key it in again, press 2."
+    );
+    assert_eq!(
+        first_text(&flows[2]),
+        "Thank you. We will call you back on 9 1 2 3 4 5 6 7 within one business day."
+    );
+    assert!(state.ended());
+    // Keying it in again replaces the value.
+    let (_, state) =
+        play_outbound(&m, outbound("+6568880001", "+6591178965"), &["91234567", "2", "6598765432"]);
+    assert_eq!(state.vars["callback"], "6598765432");
+}
+
+#[test]
+fn an_input_node_rejects_keys_outside_its_bounds_and_pattern_then_gives_up() {
+    let m = bundled("callback_request");
+    // Too short, then letters-free junk with `*`: two tries (the machine's default), then `sorry`.
+    let (flows, state) = play_outbound(&m, outbound("+6568880001", "+6591178965"), &["1234", "12*45678"]);
+    assert!(first_text(&flows[1]).starts_with("Sorry, that did not look like a phone number."));
+    assert_eq!(first_text(&flows[2]), "Sorry, we could not take your number. Please call again later.");
+    assert!(state.vars.is_empty(), "{:?}", state.vars);
+    assert!(state.ended());
+    // 16 digits is over max_digits.
+    let (_, state) = play_outbound(&m, outbound("+6568880001", "+6591178965"), &["1234567890123456"]);
+    assert_eq!((state.tries, state.phase), (1, Phase::AwaitingInput));
+}
+
+#[test]
+fn variables_survive_the_store_encoding() {
+    let m = bundled("callback_request");
+    let (_, state) = play_outbound(&m, outbound("+6568880001", "+6591178965"), &["91234567"]);
+    let raw = phonetree::store::encode_session(&state).unwrap();
+    assert!(raw.len() < 256, "{} bytes", raw.len());
+    assert_eq!(phonetree::store::decode_session("s-1", &raw).unwrap(), state);
+}

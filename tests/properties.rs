@@ -18,12 +18,16 @@ use phonetree::server::{App, Config};
 use phonetree::webhook::{inbound, wire};
 use proptest::prelude::*;
 
-/// Every branch key of a machine.
+/// Every branch key of a machine, and every `input` node's example.
 fn keys(m: &Machine) -> Vec<String> {
     let mut keys: Vec<String> = m
         .graph()
         .edge_weights()
         .filter_map(|e| if let Edge::Key(k) = e { Some(k.clone()) } else { None })
+        .chain(m.graph().node_weights().filter_map(|n| match &n.kind {
+            NodeKind::Input(input) => Some(input.example.clone()),
+            _ => None,
+        }))
         .collect();
     keys.sort();
     keys.dedup();
@@ -96,11 +100,16 @@ fn check_step(m: &Machine, before: &CallState, event: &Event, step: &engine::Ste
         None if matches!(event, Event::SessionEnded { .. }) => {}
         None => return Err("no reply".into()),
     }
-    if let Some(NodeKind::Menu(menu)) = m.node(after.node).map(|n| &n.kind)
+    let limit = match m.node(after.node).map(|n| &n.kind) {
+        Some(NodeKind::Menu(menu)) => Some(menu.tries),
+        Some(NodeKind::Input(input)) => Some(input.prompt.tries),
+        _ => None,
+    };
+    if let Some(limit) = limit
         && after.phase == Phase::AwaitingInput
-        && after.tries >= menu.tries
+        && after.tries >= limit
     {
-        return Err(format!("tries {} at a menu of {}", after.tries, menu.tries));
+        return Err(format!("tries {} at a node of {limit}", after.tries));
     }
     if after.seq < before.seq {
         return Err("seq went backwards".into());

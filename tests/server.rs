@@ -350,7 +350,7 @@ async fn health_and_readiness() {
     let h = reqwest::get(n.url("/healthz")).await.unwrap();
     assert_eq!(h.status(), 200);
     let r: serde_json::Value = reqwest::get(n.url("/readyz")).await.unwrap().json().await.unwrap();
-    assert_eq!((r["status"].as_str(), r["machines"].as_u64()), (Some("ready"), Some(2)));
+    assert_eq!((r["status"].as_str(), r["machines"].as_u64()), (Some("ready"), Some(3)));
 }
 
 #[tokio::test]
@@ -394,4 +394,33 @@ fn serve_refuses_to_start_with_an_invalid_machine() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("trap.toml:24:8: error: node `loop`: trap"), "{err}");
     assert!(err.contains("the server does not start with an invalid machine"), "{err}");
+}
+
+#[tokio::test]
+async fn call_variables_survive_a_kill_9() {
+    let t = tmp();
+    let mut n = node(&t);
+    let mut v = Vca::abc("s-var", "e1", None, None);
+    (v.status, v.direction, v.source, v.destination) =
+        ("CALL_RECEIVED", "INBOUND", "+6591178965", "+6568880001");
+    let a = post(&vca_url(&n), v.body()).await;
+    let id = a.client_action_id().unwrap();
+    assert!(id.starts_with("pt.callback_request.ask_number."), "{id}");
+    (v.status, v.event, v.dtmf, v.client_action_id) =
+        ("DTMF_RECEIVED", "e2", Some("91234567#"), Some(id.as_str()));
+    let b = post(&vca_url(&n), v.body()).await;
+    assert_eq!(
+        b.json()["callflow"][0]["params"]["promptMessage"],
+        "You keyed in 9 1 2 3 4 5 6 7. To confirm, press 1. To key it in again, press 2."
+    );
+    let id2 = b.client_action_id().unwrap();
+    n.kill();
+    n.restart();
+    (v.event, v.dtmf, v.client_action_id) = ("e3", Some("1"), Some(id2.as_str()));
+    let c = post(&vca_url(&n), v.body()).await;
+    assert_eq!(c.how, "applied");
+    assert_eq!(
+        c.json()["callflow"][0]["params"]["text"],
+        "Thank you. We will call you back on 9 1 2 3 4 5 6 7 within one business day."
+    );
 }

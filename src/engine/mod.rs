@@ -146,6 +146,23 @@ pub fn step(m: &Machine, s: &CallState, event: &Event, now_ms: u64) -> Result<St
         (Phase::New, e) => return Err(StepError::NotStarted(e.to_string())),
         // A second start for a call already under way: say the current prompt again, unchanged.
         (Phase::AwaitingInput | Phase::Bridged, Event::CallStarted) => Some(current_reply(m, &st)?),
+        (Phase::AwaitingInput, Event::Digits(d))
+            if matches!(m.node(st.node).map(|n| &n.kind), Some(NodeKind::Input(_))) =>
+        {
+            st.keypress = Some(normalise_keys(d).chars().take(KEYPRESS_CHARS_MAX).collect());
+            let accepted = match m.node(st.node).map(|n| &n.kind) {
+                Some(NodeKind::Input(input)) => input.accept(d).map(|v| (input.variable.clone(), v)),
+                _ => None,
+            };
+            match (accepted, m.target(st.node, &Edge::Next)) {
+                (Some((var, value)), Some(to)) => {
+                    st.vars.insert(var, value.chars().take(KEYPRESS_CHARS_MAX).collect());
+                    edges.push((st.node, Edge::Next, to));
+                    Some(enter(m, &mut st, to, &mut edges)?)
+                }
+                _ => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges)?),
+            }
+        }
         (Phase::AwaitingInput, Event::Digits(d)) => {
             let keys = normalise_keys(d);
             st.keypress = Some(keys.chars().take(KEYPRESS_CHARS_MAX).collect());
@@ -221,6 +238,9 @@ pub fn current_reply(m: &Machine, st: &CallState) -> Result<Callflow, StepError>
         m.node(st.node).ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
     let action = match &node.kind {
         NodeKind::Menu(menu) if st.tries > 0 => render_capture(m, st, &menu.capture, Some(&menu.reprompt))?,
+        NodeKind::Input(input) if st.tries > 0 => {
+            render_capture(m, st, &input.prompt.capture, Some(&input.prompt.reprompt))?
+        }
         _ => render(m, st, st.node)?,
     };
     Ok(Callflow { client_action_id: Some(client_action_id(m, st).to_string()), actions: vec![action] })
@@ -253,6 +273,7 @@ fn retry_or(
 ) -> Result<Callflow, StepError> {
     let tries = match m.node(st.node).map(|n| &n.kind) {
         Some(NodeKind::Menu(menu)) => menu.tries,
+        Some(NodeKind::Input(input)) => input.prompt.tries,
         _ => 1,
     };
     st.tries = st.tries.saturating_add(1);
@@ -297,7 +318,7 @@ fn enter(
     }
     let last = m.node(st.node).map(|n| &n.kind);
     let client_action_id = match last {
-        Some(NodeKind::Menu(_)) => {
+        Some(NodeKind::Menu(_) | NodeKind::Input(_)) => {
             st.phase = Phase::AwaitingInput;
             st.seq = st.seq.wrapping_add(1);
             Some(client_action_id(m, st).to_string())
@@ -350,6 +371,7 @@ fn render(m: &Machine, st: &CallState, id: NodeId) -> Result<Action, StepError> 
     let node = m.node(id).ok_or_else(|| StepError::UnknownNode(id.index() as u32, m.name.clone()))?;
     Ok(match &node.kind {
         NodeKind::Menu(menu) => render_capture(m, st, &menu.capture, None)?,
+        NodeKind::Input(input) => render_capture(m, st, &input.prompt.capture, None)?,
         NodeKind::Say(s) => Action::Say(Say {
             text: render_text(m, st, &s.text)?,
             voice_profile: s.voice_profile.clone(),

@@ -1,5 +1,7 @@
 //! Call state: everything the engine knows about one call between two webhooks.
 
+use std::collections::BTreeMap;
+
 use crate::machine::{Machine, NodeId, Version};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +82,9 @@ pub struct CallState {
     pub path: Vec<NodeId>,
     /// The keys the caller pressed last.
     pub keypress: Option<String>,
+    /// Call variables set by `input` nodes (name → the keys accepted, at most
+    /// `KEYPRESS_CHARS_MAX` each; a machine declares its names, so their number is bounded).
+    pub vars: BTreeMap<String, String>,
     pub outcome: Option<Outcome>,
     /// 8x8's session summary arrived: no more webhooks are expected for this call.
     pub closed: bool,
@@ -99,6 +104,7 @@ impl CallState {
             seq: 0,
             path: Vec::new(),
             keypress: None,
+            vars: BTreeMap::new(),
             outcome: None,
             closed: false,
             started_ms: now_ms,
@@ -117,7 +123,7 @@ impl CallState {
             "virtual_number" => Some(self.call.virtual_number()),
             "session_id" => Some(&self.call.session_id),
             "keypress" => Some(self.keypress.as_deref().unwrap_or("")),
-            _ => None,
+            _ => self.vars.get(name).map(String::as_str),
         }
     }
 }

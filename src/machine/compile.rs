@@ -6,7 +6,7 @@
 //! the start, an end reachable from every node, digit keys the caller can actually type.
 //! A machine with any error is not built: a machine 8x8 would reject never loads.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use petgraph::Direction;
 use petgraph::graph::DiGraph;
@@ -16,7 +16,7 @@ use super::definition::{Defaults, Definition, Kind, NodeDef};
 use super::diagnostic::{Diagnostic, Position, Severity, closest};
 use super::source::{self, Source, SpanIndex};
 use super::template::{self, Template};
-use super::{Edge, Machine, Menu, Node, NodeId, NodeKind, Version};
+use super::{Edge, Input, Machine, Menu, Node, NodeId, NodeKind, Version};
 use crate::engine::callflow::{
     self, Action, Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed, Use, Violation,
 };
@@ -46,6 +46,31 @@ pub const FIELDS_BY_KIND: &[(Kind, &[&str])] = &[
             "reprompt",
             "tries",
             "branches",
+            "invalid",
+            "no_input",
+            "voice_profile",
+            "speed",
+            "repetition",
+            "min_digits",
+            "max_digits",
+            "digit_timeout_ms",
+            "overall_timeout_ms",
+            "complete_on_hash",
+            "no_of_tries",
+            "success_message",
+            "failure_message",
+        ],
+    ),
+    (
+        Kind::Input,
+        &[
+            "prompt",
+            "reprompt",
+            "tries",
+            "variable",
+            "pattern",
+            "example",
+            "next",
             "invalid",
             "no_input",
             "voice_profile",
@@ -93,7 +118,9 @@ pub fn compile(source: &Source) -> Compiled {
         Ok(parsed) => parsed,
         Err(d) => return Compiled { machine: None, diagnostics: vec![*d] },
     };
-    let mut c = Compiler { source, index: &index, def: &def, diags: Vec::new() };
+    let declared =
+        def.nodes.values().filter(|n| n.kind == Kind::Input).filter_map(|n| n.variable.clone()).collect();
+    let mut c = Compiler { source, index: &index, def: &def, diags: Vec::new(), declared };
     let machine = c.run();
     let mut diagnostics = c.diags;
     diagnostics
@@ -109,6 +136,8 @@ struct Compiler<'a> {
     index: &'a SpanIndex,
     def: &'a Definition,
     diags: Vec<Diagnostic>,
+    /// Call variables the machine's `input` nodes set.
+    declared: BTreeSet<String>,
 }
 
 /// Where a diagnostic points: a node's field, or a machine-level field.
@@ -222,6 +251,7 @@ impl<'a> Compiler<'a> {
         let chains_ok = self.check_chains(&machine);
         if chains_ok {
             self.check_reachability(&machine);
+            self.check_assigned(&machine);
         }
         Some(machine)
     }
@@ -313,11 +343,15 @@ impl<'a> Compiler<'a> {
         let inlined = parsed.inline(|v| settings.get(v).cloned());
         let mut ok = true;
         for var in inlined.vars() {
-            if !template::BUILTINS.iter().any(|(b, _)| *b == var) {
-                let known = settings.keys().map(String::as_str).chain(template::BUILTINS.iter().map(|b| b.0));
+            if !template::BUILTINS.iter().any(|(b, _)| *b == var) && !self.declared.contains(var) {
+                let known = settings
+                    .keys()
+                    .map(String::as_str)
+                    .chain(template::BUILTINS.iter().map(|b| b.0))
+                    .chain(self.declared.iter().map(String::as_str));
                 let hint = closest(var, known).map_or_else(
                     || {
-                        "define it under `[settings]` or use a call variable (caller, called, ...)"
+                        "define it under `[settings]`, set it with an `input` node, or use a call variable (caller, keypress, ...)"
                             .to_string()
                     },
                     |c| format!("did you mean `{c}`?"),
@@ -335,10 +369,8 @@ impl<'a> Compiler<'a> {
         n: &NodeDef,
         settings: &BTreeMap<String, String>,
     ) -> Option<NodeKind> {
-        let d = &self.def.defaults;
         match n.kind {
             Kind::Menu => {
-                let prompt = self.required(name, "prompt", &n.prompt);
                 self.required(name, "invalid", &n.invalid);
                 if n.branches.as_ref().is_none_or(|b| b.is_empty()) {
                     self.error(
@@ -347,56 +379,64 @@ impl<'a> Compiler<'a> {
                         Some("e.g. `branches = { 1 = \"sales\", 2 = \"support\" }`".into()),
                     );
                 }
-                let prompt = self.template(name, "prompt", prompt?, settings);
-                let reprompt = match &n.reprompt {
-                    Some(r) => self.template(name, "reprompt", r, settings),
-                    None => prompt.clone(),
-                };
-                let success = self.opt_template(
-                    name,
-                    "success_message",
-                    n.success_message.as_ref().or(d.success_message.as_ref()),
-                    settings,
-                );
-                let failure = self.opt_template(
-                    name,
-                    "failure_message",
-                    n.failure_message.as_ref().or(d.failure_message.as_ref()),
-                    settings,
-                );
-                let speech = self.speech(name, n.voice_profile.as_ref(), n.speed, n.repetition);
-                let capture = SayAndCapture {
-                    prompt_message: prompt?,
-                    voice_profile: speech.0?,
-                    repetition: speech.1,
-                    speed: speech.2,
-                    min_digits: self.int(name, "min_digits", n.min_digits.or(d.min_digits)),
-                    max_digits: self.int(name, "max_digits", n.max_digits.or(d.max_digits)),
-                    digit_timeout_ms: self.int(
-                        name,
-                        "digit_timeout_ms",
-                        n.digit_timeout_ms.or(d.digit_timeout_ms),
-                    ),
-                    overall_timeout_ms: self.int(
-                        name,
-                        "overall_timeout_ms",
-                        n.overall_timeout_ms.or(d.overall_timeout_ms),
-                    ),
-                    complete_on_hash: n.complete_on_hash.or(d.complete_on_hash),
-                    no_of_tries: self.int(name, "no_of_tries", n.no_of_tries.or(d.no_of_tries)),
-                    success_message: success?,
-                    failure_message: failure?,
-                };
-                let tries = self.int(name, "tries", n.tries.or(d.tries)).unwrap_or(1);
-                if !(1..=TRIES_MAX).contains(&tries) {
+                self.prompt(name, n, settings).map(NodeKind::Menu)
+            }
+            Kind::Input => {
+                self.required(name, "invalid", &n.invalid);
+                self.required(name, "next", &n.next);
+                let variable = self.required(name, "variable", &n.variable).map(str::to_string);
+                if let Some(v) = &variable
+                    && (!template::is_var_name(v)
+                        || template::BUILTINS.iter().any(|(b, _)| b == v)
+                        || settings.contains_key(v))
+                {
                     self.error(
-                        At::Node(name, "tries"),
-                        format!("tries {tries} is outside 1..{TRIES_MAX}"),
-                        None,
+                        At::Node(name, "variable"),
+                        format!("`{v}` cannot name a call variable: it is not a name, or a setting or built-in has it"),
+                        Some("use letters, digits and `_`, starting with a letter, and a name of its own".into()),
                     );
                 }
-                self.check_action(name, &Action::SayAndCapture(capture.clone()));
-                Some(NodeKind::Menu(Menu { capture, reprompt: reprompt?, tries }))
+                let pattern = match &n.pattern {
+                    None => Some(None),
+                    Some(p) => match regex::Regex::new(&format!("^(?:{p})$")) {
+                        Ok(re) => Some(Some(re)),
+                        Err(e) => {
+                            let last = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                            let first = last.strip_prefix("error: ").unwrap_or(&last).to_string();
+                            self.error(
+                                At::Node(name, "pattern"),
+                                format!("not a regular expression: {first}"),
+                                None,
+                            );
+                            None
+                        }
+                    },
+                };
+                let prompt = self.prompt(name, n, settings);
+                let (prompt, variable, pattern) = (prompt?, variable?, pattern?);
+                let min = usize::from(prompt.capture.min_digits.unwrap_or(1).max(1));
+                let example = match (&n.example, &pattern) {
+                    (Some(e), _) => e.clone(),
+                    (None, None) => "1".repeat(min),
+                    (None, Some(_)) => {
+                        self.error(
+                            At::Node(name, "pattern"),
+                            "a node with a `pattern` needs an `example` the pattern accepts".into(),
+                            Some("`check` plays the example to prove the node's way on".into()),
+                        );
+                        return None;
+                    }
+                };
+                let input = Input { prompt, variable, pattern, example };
+                if input.accept(&input.example).is_none() {
+                    self.error(
+                        At::Node(name, if n.example.is_some() { "example" } else { "min_digits" }),
+                        format!("the example `{}` is not accepted: keypad keys only, within min/max digits, matching the pattern", input.example),
+                        None,
+                    );
+                    return None;
+                }
+                Some(NodeKind::Input(input))
             }
             Kind::Say => {
                 self.required(name, "next", &n.next);
@@ -445,6 +485,54 @@ impl<'a> Compiler<'a> {
             }
             Kind::Hangup => Some(NodeKind::Hangup),
         }
+    }
+
+    /// A capturing prompt (menu or input): the prompt, re-prompt, capture settings and tries.
+    fn prompt(&mut self, name: &str, n: &NodeDef, settings: &BTreeMap<String, String>) -> Option<Menu> {
+        let d = &self.def.defaults;
+        let prompt = self.required(name, "prompt", &n.prompt);
+        let prompt = self.template(name, "prompt", prompt?, settings);
+        let reprompt = match &n.reprompt {
+            Some(r) => self.template(name, "reprompt", r, settings),
+            None => prompt.clone(),
+        };
+        let success = self.opt_template(
+            name,
+            "success_message",
+            n.success_message.as_ref().or(d.success_message.as_ref()),
+            settings,
+        );
+        let failure = self.opt_template(
+            name,
+            "failure_message",
+            n.failure_message.as_ref().or(d.failure_message.as_ref()),
+            settings,
+        );
+        let speech = self.speech(name, n.voice_profile.as_ref(), n.speed, n.repetition);
+        let capture = SayAndCapture {
+            prompt_message: prompt?,
+            voice_profile: speech.0?,
+            repetition: speech.1,
+            speed: speech.2,
+            min_digits: self.int(name, "min_digits", n.min_digits.or(d.min_digits)),
+            max_digits: self.int(name, "max_digits", n.max_digits.or(d.max_digits)),
+            digit_timeout_ms: self.int(name, "digit_timeout_ms", n.digit_timeout_ms.or(d.digit_timeout_ms)),
+            overall_timeout_ms: self.int(
+                name,
+                "overall_timeout_ms",
+                n.overall_timeout_ms.or(d.overall_timeout_ms),
+            ),
+            complete_on_hash: n.complete_on_hash.or(d.complete_on_hash),
+            no_of_tries: self.int(name, "no_of_tries", n.no_of_tries.or(d.no_of_tries)),
+            success_message: success?,
+            failure_message: failure?,
+        };
+        let tries = self.int(name, "tries", n.tries.or(d.tries)).unwrap_or(1);
+        if !(1..=TRIES_MAX).contains(&tries) {
+            self.error(At::Node(name, "tries"), format!("tries {tries} is outside 1..{TRIES_MAX}"), None);
+        }
+        self.check_action(name, &Action::SayAndCapture(capture.clone()));
+        Some(Menu { capture, reprompt: reprompt?, tries })
     }
 
     fn opt_template(
@@ -551,6 +639,18 @@ impl<'a> Compiler<'a> {
                         }
                     }
                     self.check_prefixes(name, branches, n);
+                }
+                if let Some(t) = &n.invalid {
+                    targets.push(("invalid".into(), Edge::Invalid, t));
+                }
+                if let Some(t) = n.no_input.as_ref().or(n.invalid.as_ref()) {
+                    let field = if n.no_input.is_some() { "no_input" } else { "invalid" };
+                    targets.push((field.into(), Edge::NoInput, t));
+                }
+            }
+            Kind::Input => {
+                if let Some(t) = &n.next {
+                    targets.push(("next".into(), Edge::Next, t));
                 }
                 if let Some(t) = &n.invalid {
                     targets.push(("invalid".into(), Edge::Invalid, t));
@@ -738,12 +838,86 @@ impl<'a> Compiler<'a> {
     }
 }
 
+impl Compiler<'_> {
+    /// Every variable a node's templates use is set on every path to it: the sets of variables
+    /// certainly set on entering each node, to a fixed point (an `input` sets its variable on its
+    /// `next` edge only).
+    fn check_assigned(&mut self, m: &Machine) {
+        if self.declared.is_empty() {
+            return;
+        }
+        let mut set_on_entry: HashMap<NodeId, BTreeSet<String>> = HashMap::from([(m.start, BTreeSet::new())]);
+        let mut queue = VecDeque::from([m.start]);
+        while let Some(id) = queue.pop_front() {
+            let here = set_on_entry[&id].clone();
+            for e in m.graph.edges_directed(id, Direction::Outgoing) {
+                let mut out = here.clone();
+                if let (NodeKind::Input(input), Edge::Next) = (&m.graph[id].kind, e.weight()) {
+                    out.insert(input.variable.clone());
+                }
+                let changed = match set_on_entry.get_mut(&e.target()) {
+                    None => {
+                        set_on_entry.insert(e.target(), out);
+                        true
+                    }
+                    Some(there) => {
+                        let meet: BTreeSet<String> = there.intersection(&out).cloned().collect();
+                        let shrunk = meet.len() < there.len();
+                        *there = meet;
+                        shrunk
+                    }
+                };
+                if changed {
+                    queue.push_back(e.target());
+                }
+            }
+        }
+        for id in m.graph.node_indices() {
+            let Some(set) = set_on_entry.get(&id) else { continue };
+            let name = m.graph[id].name.clone();
+            for (field, t) in templates_of(&m.graph[id].kind) {
+                let unset: Vec<String> = t
+                    .vars()
+                    .filter(|v| self.declared.contains(*v) && !set.contains(*v))
+                    .map(str::to_string)
+                    .collect();
+                for var in unset {
+                    self.error(
+                        At::Node(&name, field),
+                        format!("call variable `{var}` may be unset here: not every way to this node passes an `input` that sets it"),
+                        Some("reach this node only after the `input` node's `next`, or use another variable".into()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The templates a node renders, by field.
+fn templates_of(kind: &NodeKind) -> Vec<(&'static str, &Template)> {
+    fn capture(m: &Menu) -> Vec<(&'static str, &Template)> {
+        let mut t = vec![("prompt", &m.capture.prompt_message), ("reprompt", &m.reprompt)];
+        t.extend(m.capture.success_message.iter().map(|s| ("success_message", s)));
+        t.extend(m.capture.failure_message.iter().map(|s| ("failure_message", s)));
+        t
+    }
+    match kind {
+        NodeKind::Menu(menu) => capture(menu),
+        NodeKind::Input(input) => capture(&input.prompt),
+        NodeKind::Say(s) => vec![("text", &s.text)],
+        NodeKind::Play(p) => vec![("file_url", &p.file_url)],
+        NodeKind::Transfer(t) => vec![("destination", &t.destination), ("source", &t.source)],
+        NodeKind::Hangup => vec![],
+    }
+}
+
 /// The action a node sends, with its templates.
 fn action_of(m: &Machine, id: NodeId) -> Action<Template> {
     match &m.graph[id].kind {
         NodeKind::Say(s) => Action::Say(s.clone()),
         NodeKind::Play(p) => Action::PlayFile(p.clone()),
         NodeKind::Menu(menu) => Action::SayAndCapture(menu.capture.clone()),
+        NodeKind::Input(input) => Action::SayAndCapture(input.prompt.capture.clone()),
         NodeKind::Transfer(t) => Action::MakeCall(t.clone()),
         NodeKind::Hangup => Action::Hangup,
     }
@@ -829,6 +1003,7 @@ fn field_of_param(param: &str) -> &'static str {
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Menu => "menu",
+        Kind::Input => "input",
         Kind::Say => "say",
         Kind::Play => "play",
         Kind::Transfer => "transfer",
@@ -845,6 +1020,9 @@ fn present_fields(n: &NodeDef) -> Vec<&'static str> {
         ("branches", n.branches.is_some()),
         ("invalid", n.invalid.is_some()),
         ("no_input", n.no_input.is_some()),
+        ("variable", n.variable.is_some()),
+        ("pattern", n.pattern.is_some()),
+        ("example", n.example.is_some()),
         ("text", n.text.is_some()),
         ("file_url", n.file_url.is_some()),
         ("next", n.next.is_some()),

@@ -60,6 +60,8 @@ pub struct Defaults {
 pub enum Kind {
     /// 8x8 `sayAndCapture`: a prompt, then branches on the keys pressed.
     Menu,
+    /// 8x8 `sayAndCapture` of several keys into a call variable (an order number, a PIN), then `next`.
+    Input,
     /// 8x8 `say`, then `next`.
     Say,
     /// 8x8 `playFile`, then `next`.
@@ -87,6 +89,14 @@ pub struct NodeDef {
     pub invalid: Option<String>,
     /// Where the call goes when nothing was pressed and no try is left (default: `invalid`).
     pub no_input: Option<String>,
+
+    // input
+    /// The call variable the keys are stored in, for later templates (`{order}`, `{say:$order}`).
+    pub variable: Option<String>,
+    /// A regular expression the whole input must match (e.g. `[0-9]{6}`); else it is invalid.
+    pub pattern: Option<String>,
+    /// An input the node accepts: documents the format, and `check` plays it.
+    pub example: Option<String>,
 
     // say / play
     pub text: Option<String>,

@@ -95,6 +95,7 @@ pub struct Node {
 #[derive(Debug, Clone)]
 pub enum NodeKind {
     Menu(Menu),
+    Input(Input),
     Say(Say<Template>),
     Play(PlayFile<Template>),
     Transfer(MakeCall<Template>),
@@ -105,6 +106,7 @@ impl NodeKind {
     pub fn name(&self) -> &'static str {
         match self {
             NodeKind::Menu(_) => "menu",
+            NodeKind::Input(_) => "input",
             NodeKind::Say(_) => "say",
             NodeKind::Play(_) => "play",
             NodeKind::Transfer(_) => "transfer",
@@ -114,7 +116,7 @@ impl NodeKind {
 
     /// Nodes that wait for 8x8's next webhook once their action is sent.
     pub fn waits(&self) -> bool {
-        matches!(self, NodeKind::Menu(_) | NodeKind::Transfer(_))
+        matches!(self, NodeKind::Menu(_) | NodeKind::Input(_) | NodeKind::Transfer(_))
     }
 }
 
@@ -126,6 +128,34 @@ pub struct Menu {
     pub reprompt: Template,
     /// phonetree's attempts at this menu, at least 1.
     pub tries: u8,
+}
+
+/// A node that captures several keys into a call variable.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The prompt and capture settings, as for a menu.
+    pub prompt: Menu,
+    /// The call variable the accepted keys are stored in.
+    pub variable: String,
+    /// The whole input must match (anchored); `None`: any keys within the digit bounds.
+    pub pattern: Option<regex::Regex>,
+    /// An input this node accepts.
+    pub example: String,
+}
+
+impl Input {
+    /// The keys as stored when they are acceptable here: no completing `#`, within the capture's
+    /// digit bounds, matching the pattern.
+    pub fn accept(&self, keys: &str) -> Option<String> {
+        let keys = keys.trim().trim_end_matches('#');
+        let c = &self.prompt.capture;
+        let len = keys.chars().count();
+        let (min, max) =
+            (usize::from(c.min_digits.unwrap_or(1)), usize::from(c.max_digits.unwrap_or(u8::MAX)));
+        let keypad = keys.chars().all(|k| k.is_ascii_digit() || k == '*');
+        let fits = self.pattern.as_ref().is_none_or(|p| p.is_match(keys));
+        (keypad && (min.max(1)..=max).contains(&len) && fits).then(|| keys.to_string())
+    }
 }
 
 /// A compiled machine: immutable, shared by every call on it.

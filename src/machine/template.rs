@@ -1,4 +1,5 @@
-//! Text templates: `{name}` inserts a variable, `{{` and `}}` are literal braces.
+//! Text templates: `{name}` inserts a variable, `{say:$name}` speaks it key by key (an order
+//! number is read "1 2 3 4", not "one thousand two hundred..."), `{{` and `}}` are literal braces.
 //!
 //! Settings are inlined when a machine compiles, so a compiled template holds only the variables
 //! that exist at call time (caller, called number, ...). Rendering never yields an unresolved
@@ -22,6 +23,18 @@ pub const BUILTINS: &[(&str, &str)] = &[
 pub enum Part {
     Lit(String),
     Var(String),
+    /// `{say:$name}`: the value spoken key by key.
+    Say(String),
+}
+
+/// A value as `{say:$name}` speaks it: keypad keys one by one, anything else as it is.
+pub fn spoken(value: &str) -> String {
+    if !value.is_empty() && value.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#') {
+        let keys: Vec<String> = value.chars().map(|c| c.to_string()).collect();
+        keys.join(" ")
+    } else {
+        value.to_string()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,16 +71,20 @@ impl Template {
                 '{' => {
                     let rest = &text[at + 1..];
                     let end = rest.find('}').ok_or(TemplateError::Unclosed(at))?;
-                    let name = &rest[..end];
+                    let inner = &rest[..end];
+                    let (part, name) = match inner.strip_prefix("say:$") {
+                        Some(name) => (Part::Say(name.to_string()), name),
+                        None => (Part::Var(inner.to_string()), inner),
+                    };
                     if !is_var_name(name) {
-                        return Err(TemplateError::BadName(name.to_string()));
+                        return Err(TemplateError::BadName(inner.to_string()));
                     }
                     if !lit.is_empty() {
                         parts.push(Part::Lit(std::mem::take(&mut lit)));
                     }
-                    parts.push(Part::Var(name.to_string()));
-                    // Skip the name and the closing brace.
-                    for _ in 0..name.chars().count() + 1 {
+                    parts.push(part);
+                    // Skip the placeholder and the closing brace.
+                    for _ in 0..inner.chars().count() + 1 {
                         chars.next();
                     }
                 }
@@ -92,7 +109,7 @@ impl Template {
     /// The variable names the template uses.
     pub fn vars(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Var(v) => Some(v.as_str()),
+            Part::Var(v) | Part::Say(v) => Some(v.as_str()),
             Part::Lit(_) => None,
         })
     }
@@ -103,6 +120,7 @@ impl Template {
         for part in &self.parts {
             let part = match part {
                 Part::Var(v) => resolve(v).map_or_else(|| part.clone(), Part::Lit),
+                Part::Say(v) => resolve(v).map_or_else(|| part.clone(), |value| Part::Lit(spoken(&value))),
                 Part::Lit(_) => part.clone(),
             };
             match (parts.last_mut(), part) {
@@ -129,6 +147,7 @@ impl Template {
             match part {
                 Part::Lit(s) => out.push_str(s),
                 Part::Var(v) => out.push_str(lookup(v).ok_or_else(|| v.clone())?),
+                Part::Say(v) => out.push_str(&spoken(lookup(v).ok_or_else(|| v.clone())?)),
             }
         }
         Ok(out)
@@ -142,6 +161,7 @@ impl fmt::Display for Template {
             match part {
                 Part::Lit(s) => f.write_str(&s.replace('{', "{{").replace('}', "}}"))?,
                 Part::Var(v) => write!(f, "{{{v}}}")?,
+                Part::Say(v) => write!(f, "{{say:${v}}}")?,
             }
         }
         Ok(())
@@ -166,6 +186,17 @@ mod tests {
         let got = t.render(|v| Some(if v == "caller" { "+1" } else { "+2" })).unwrap();
         assert_eq!(got, "call +1 {now} at +2");
         assert_eq!(t.to_string(), "call {caller} {{now}} at {agent}");
+    }
+
+    #[test]
+    fn say_speaks_keys_one_by_one() {
+        let t = Template::parse("Order {say:$order}, ETA {eta}.").unwrap();
+        assert_eq!(t.vars().collect::<Vec<_>>(), ["order", "eta"]);
+        let got = t.render(|v| Some(if v == "order" { "40213" } else { "today" })).unwrap();
+        assert_eq!(got, "Order 4 0 2 1 3, ETA today.");
+        assert_eq!(t.to_string(), "Order {say:$order}, ETA {eta}.");
+        assert_eq!(spoken("tomorrow"), "tomorrow");
+        assert_eq!(Template::parse("{say:order}"), Err(TemplateError::BadName("say:order".into())));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::CallState;
 use crate::machine::Version;
-use record::{FORMAT, MachineRecord, ReplyRecord, SessionRecord, SummaryRecord};
+use record::{FORMAT, FORMAT_OLDEST, MachineRecord, ReplyRecord, SessionRecord, SummaryRecord};
 
 /// Requests waiting for the next fsync at most; more wait their turn to enqueue (back-pressure).
 pub const FLUSH_QUEUE_MAX: usize = 4096;
@@ -318,13 +318,13 @@ fn decode<T: serde::de::DeserializeOwned>(
 }
 
 fn check_format(what: &'static str, key: &str, v: u8) -> Result<(), StoreError> {
-    if v == FORMAT {
+    if (FORMAT_OLDEST..=FORMAT).contains(&v) {
         Ok(())
     } else {
         Err(StoreError::Decode {
             what,
             key: key.to_string(),
-            detail: format!("format {v}, this phonetree reads {FORMAT}"),
+            detail: format!("format {v}, this phonetree reads {FORMAT_OLDEST} to {FORMAT}"),
         })
     }
 }
@@ -354,6 +354,56 @@ fn decode_reply(key: &[u8], raw: &[u8]) -> Result<Vec<u8>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A session stored by a phonetree of format 1 (no call variables) still loads.
+    #[test]
+    fn a_format_1_session_record_still_decodes() {
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            v: u8,
+            m: &'a str,
+            h: record::Hash,
+            #[serde(rename = "in")]
+            inbound: bool,
+            src: &'a str,
+            dst: &'a str,
+            n: u32,
+            ph: u8,
+            t: u8,
+            q: u32,
+            p: Vec<u32>,
+            k: Option<&'a str>,
+            o: Option<()>,
+            c: bool,
+            t0: u64,
+            t1: u64,
+        }
+        let old = V1 {
+            v: 1,
+            m: "abc_restaurant",
+            h: record::Hash([7; 32]),
+            inbound: true,
+            src: "+6591178965",
+            dst: "+6568888888",
+            n: 3,
+            ph: 1,
+            t: 1,
+            q: 2,
+            p: vec![0, 3],
+            k: Some("9"),
+            o: None,
+            c: false,
+            t0: 1,
+            t1: 2,
+        };
+        let raw = rmp_serde::to_vec_named(&old).unwrap();
+        let state = decode_session("s-old", &raw).unwrap();
+        assert_eq!((state.node.index(), state.tries, state.seq), (3, 1, 2));
+        assert!(state.vars.is_empty());
+        let future = rmp_serde::to_vec_named(&V1 { v: 9, ..old }).unwrap();
+        let e = decode_session("s-new", &future).unwrap_err().to_string();
+        assert!(e.contains("session record format 9"), "{e}");
+    }
 
     /// Regression (fuzz `stored_state`): a record with an unknown field holding 1,000 nested
     /// one-element arrays overflowed a test thread's stack under rmp-serde's default depth limit.

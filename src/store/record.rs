@@ -4,13 +4,18 @@
 //! to and from `SessionRecord` explicitly, so a change to the engine cannot change the disk format
 //! by accident. Field names are short because every live call stores one session record.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::engine::{CallInfo, CallState, Direction, Outcome, Phase};
 use crate::machine::{NodeId, Version};
 
-/// The current format of every record; a record of another format is refused, not guessed at.
-pub const FORMAT: u8 = 1;
+/// The format records are written in. Format 2 added call variables to sessions; records of
+/// formats `FORMAT_OLDEST..=FORMAT` are read (what format 1 lacks has a default), any other is
+/// refused, not guessed at.
+pub const FORMAT: u8 = 2;
+pub const FORMAT_OLDEST: u8 = 1;
 
 /// A machine version: 32 bytes as a MessagePack `bin`, not an array of 32 integers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +107,9 @@ pub struct SessionRecord {
     pub q: u32,
     pub p: Vec<u32>,
     pub k: Option<String>,
+    /// Call variables (format 2; a format 1 record has none).
+    #[serde(default)]
+    pub vs: BTreeMap<String, String>,
     pub o: Option<OutcomeRecord>,
     pub c: bool,
     pub t0: u64,
@@ -138,6 +146,7 @@ impl SessionRecord {
             q: s.seq,
             p: s.path.iter().map(|n| n.index() as u32).collect(),
             k: s.keypress.clone(),
+            vs: s.vars.clone(),
             o: s.outcome.as_ref().map(|o| match o {
                 Outcome::HungUp => OutcomeRecord::HungUp,
                 Outcome::Transferred { destination } => OutcomeRecord::Transferred(destination.clone()),
@@ -151,8 +160,11 @@ impl SessionRecord {
 
     /// The engine's state, or why the record cannot be one.
     pub fn to_state(&self, session_id: &str) -> Result<CallState, String> {
-        if self.v != FORMAT {
-            return Err(format!("session record format {} (this phonetree reads {FORMAT})", self.v));
+        if !(FORMAT_OLDEST..=FORMAT).contains(&self.v) {
+            return Err(format!(
+                "session record format {} (this phonetree reads {FORMAT_OLDEST} to {FORMAT})",
+                self.v
+            ));
         }
         let phase = match self.ph {
             0 => Phase::New,
@@ -176,6 +188,7 @@ impl SessionRecord {
             seq: self.q,
             path: self.p.iter().map(|&n| NodeId::new(n as usize)).collect(),
             keypress: self.k.clone(),
+            vars: self.vs.clone(),
             outcome: self.o.as_ref().map(|o| match o {
                 OutcomeRecord::HungUp => Outcome::HungUp,
                 OutcomeRecord::Transferred(d) => Outcome::Transferred { destination: d.clone() },
