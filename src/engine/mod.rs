@@ -104,11 +104,6 @@ impl ClientActionId {
             version: version.to_string(),
         })
     }
-
-    /// An id for checking a machine's replies against 8x8's rules.
-    pub(crate) fn sample(m: &Machine, node: &str) -> ClientActionId {
-        ClientActionId { machine: m.name.clone(), node: node.to_string(), seq: 1, version: m.version.short() }
-    }
 }
 
 impl fmt::Display for ClientActionId {

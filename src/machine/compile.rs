@@ -6,6 +6,7 @@
 //! the start, an end reachable from every node, digit keys the caller can actually type.
 //! A machine with any error is not built: a machine 8x8 would reject never loads.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use petgraph::Direction;
@@ -108,19 +109,18 @@ impl Compiled {
 /// Where node `node` is declared in `source` (its `[nodes.NAME]` key), for problems found after
 /// compiling, such as `explore`'s.
 pub fn locate_node(source: &Source, node: &str) -> Option<Position> {
-    let (_, index) = source::parse(source).ok()?;
-    index.key(&["nodes", node]).map(|o| Position::of_offset(&source.text, o))
+    source::index(source).key(&["nodes", node]).map(|o| Position::of_offset(&source.text, o))
 }
 
 /// Compiles one machine source.
 pub fn compile(source: &Source) -> Compiled {
-    let (def, index) = match source::parse(source) {
+    let def = match source::parse(source) {
         Ok(parsed) => parsed,
         Err(d) => return Compiled { machine: None, diagnostics: vec![*d] },
     };
     let declared =
         def.nodes.values().filter(|n| n.kind == Kind::Input).filter_map(|n| n.variable.clone()).collect();
-    let mut c = Compiler { source, index: &index, def: &def, diags: Vec::new(), declared };
+    let mut c = Compiler { source, index: OnceCell::new(), def: &def, diags: Vec::new(), declared };
     let machine = c.run();
     let mut diagnostics = c.diags;
     diagnostics
@@ -133,7 +133,8 @@ pub fn compile(source: &Source) -> Compiled {
 
 struct Compiler<'a> {
     source: &'a Source,
-    index: &'a SpanIndex,
+    /// Positions, found when the first diagnostic needs one (a valid file never needs them).
+    index: OnceCell<SpanIndex>,
     def: &'a Definition,
     diags: Vec<Diagnostic>,
     /// Call variables the machine's `input` nodes set.
@@ -149,25 +150,29 @@ enum At<'a> {
 }
 
 impl<'a> Compiler<'a> {
+    fn index(&self) -> &SpanIndex {
+        self.index.get_or_init(|| source::index(self.source))
+    }
+
     fn report(&mut self, severity: Severity, at: At<'_>, message: String, hint: Option<String>) {
         let (node, field, offset) = match at {
             At::Machine(field) => {
                 let path: Vec<&str> = field.split('.').collect();
-                (None, Some(field.to_string()), self.index.value(&path))
+                (None, Some(field.to_string()), self.index().value(&path))
             }
             At::Node(node, field) => {
                 let mut path = vec!["nodes", node];
                 path.extend(field.split('.'));
-                match self.index.get(&path) {
+                match self.index().get(&path) {
                     Some((_, v)) => (Some(node.to_string()), Some(field.to_string()), Some(v)),
                     // Not set on the node: inherited from `[defaults]`, which is where to fix it.
-                    None => match self.index.get(&["defaults", field]) {
+                    None => match self.index().get(&["defaults", field]) {
                         Some((_, v)) => (None, Some(format!("defaults.{field}")), Some(v)),
-                        None => (Some(node.to_string()), Some(field.to_string()), self.index.key(&path)),
+                        None => (Some(node.to_string()), Some(field.to_string()), self.index().key(&path)),
                     },
                 }
             }
-            At::NodeKey(node) => (Some(node.to_string()), None, self.index.key(&["nodes", node])),
+            At::NodeKey(node) => (Some(node.to_string()), None, self.index().key(&["nodes", node])),
         };
         self.diags.push(Diagnostic {
             severity,
@@ -767,6 +772,7 @@ impl<'a> Compiler<'a> {
     fn check_chains(&mut self, m: &Machine) -> bool {
         let mut ok = true;
         let entries: Vec<NodeId> = m.graph.node_indices().collect();
+        let version = m.version.short();
         for id in entries {
             let name = m.graph[id].name.clone();
             match chain(m, id) {
@@ -788,7 +794,15 @@ impl<'a> Compiler<'a> {
                 }
                 Ok(nodes) => {
                     let mut flow = Callflow {
-                        client_action_id: Some(ClientActionId::sample(m, &name).to_string()),
+                        client_action_id: Some(
+                            ClientActionId {
+                                machine: m.name.clone(),
+                                node: name.clone(),
+                                seq: 1,
+                                version: version.clone(),
+                            }
+                            .to_string(),
+                        ),
                         actions: nodes.iter().map(|&n| sample(&action_of(m, n))).collect(),
                     };
                     // Each action's own parameters were checked with its node; here, the callflow's shape.

@@ -101,8 +101,9 @@ impl SpanIndex {
     }
 }
 
-/// Parses a source into its definition and span index, or the one diagnostic that stops it.
-pub fn parse(source: &Source) -> Result<(Definition, SpanIndex), Box<Diagnostic>> {
+/// Parses a source into its definition, or the one diagnostic that stops it. The positions of a
+/// file that parses are only needed when a diagnostic is: `index` finds them then.
+pub fn parse(source: &Source) -> Result<Definition, Box<Diagnostic>> {
     let fail = |offset: Option<usize>, message: String, hint: Option<String>| {
         Box::new(Diagnostic {
             severity: Severity::Error,
@@ -123,15 +124,10 @@ pub fn parse(source: &Source) -> Result<(Definition, SpanIndex), Box<Diagnostic>
     }
     match source.format {
         Format::Toml => {
-            // Parsed once: the spanned table gives the positions, then the definition.
             let toml_error =
                 |e: toml::de::Error| fail(e.span().map(|s| s.start), toml_message(e.message()), None);
             let table = toml::de::DeTable::parse(&source.text).map_err(toml_error)?;
-            let mut index = SpanIndex::default();
-            index_toml(table.get_ref(), &mut Vec::new(), &mut index);
-            let definition =
-                Definition::deserialize(toml::de::Deserializer::from(table)).map_err(toml_error)?;
-            Ok((definition, index))
+            Definition::deserialize(toml::de::Deserializer::from(table)).map_err(toml_error)
         }
         Format::Json => {
             let definition: Definition = serde_json::from_str(&source.text).map_err(|e| {
@@ -154,9 +150,27 @@ pub fn parse(source: &Source) -> Result<(Definition, SpanIndex), Box<Diagnostic>
                     Some("each key may appear once per object".into()),
                 ));
             }
-            Ok((definition, index))
+            Ok(definition)
         }
     }
+}
+
+/// The positions of every key and value of a source (empty where it does not parse).
+pub fn index(source: &Source) -> SpanIndex {
+    let mut index = SpanIndex::default();
+    match source.format {
+        Format::Toml => {
+            if let Ok(table) = toml::de::DeTable::parse(&source.text) {
+                index_toml(table.get_ref(), &mut Vec::new(), &mut index);
+            }
+        }
+        Format::Json => {
+            let mut scanner =
+                JsonScanner { text: source.text.as_bytes(), at: 0, index: &mut index, duplicate: None };
+            let _ = scanner.value(&mut Vec::new(), 0);
+        }
+    }
+    index
 }
 
 /// toml's messages end in a newline and sometimes start upper case; ours are one lowercase line.
@@ -295,7 +309,7 @@ mod tests {
 
     #[test]
     fn toml_paths_resolve_to_positions() {
-        let (_, index) = parse(&Source::new("m.toml", TOML)).unwrap();
+        let index = index(&Source::new("m.toml", TOML));
         let at = index.value(&["nodes", "a", "kind"]).unwrap();
         assert_eq!(Position::of_offset(TOML, at), Position { line: 5, col: 8 });
         let at = index.key(&["nodes", "a", "missing"]).unwrap();
@@ -305,7 +319,8 @@ mod tests {
     #[test]
     fn json_paths_resolve_to_positions() {
         let json = "{\"name\": \"m\", \"start\": \"a\",\n \"nodes\": {\"a\": {\"kind\": \"hangup\"}}}";
-        let (def, index) = parse(&Source::new("m.json", json)).unwrap();
+        let (def, index) =
+            (parse(&Source::new("m.json", json)).unwrap(), index(&Source::new("m.json", json)));
         assert_eq!(def.start, "a");
         let at = index.value(&["nodes", "a", "kind"]).unwrap();
         assert_eq!(Position::of_offset(json, at), Position { line: 2, col: 26 });
