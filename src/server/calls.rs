@@ -86,6 +86,11 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
             Ok(()) => {
                 app.store.durable().await?;
                 let name = |id| machine.node(id).map_or("?", |n| n.name.as_str());
+                let span = tracing::Span::current();
+                span.record("machine", machine.name());
+                span.record("node", name(state.node));
+                span.record("event", tracing::field::display(&event));
+                span.record("transition", format!("{} -> {}", name(state.node), name(step.state.node)));
                 info!(
                     machine = machine.name(),
                     event = %event,

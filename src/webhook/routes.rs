@@ -54,7 +54,17 @@ async fn vca(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Resp
             return error(StatusCode::BAD_REQUEST, bad.code, &bad.message);
         }
     };
-    let span = info_span!("vca", session = %ca.session_id, event_id = %ca.event_id, client_action_id = ca.client_action_id.as_deref().unwrap_or(""));
+    // `machine`, `node`, `event` and `transition` are filled in once the call is located.
+    let span = info_span!(
+        "vca",
+        session = %ca.session_id,
+        event_id = %ca.event_id,
+        client_action_id = ca.client_action_id.as_deref().unwrap_or(""),
+        machine = tracing::field::Empty,
+        node = tracing::field::Empty,
+        event = tracing::field::Empty,
+        transition = tracing::field::Empty,
+    );
     let (reply, answered) = calls::call_action(&app, &ca).instrument(span).await;
     let mut r = raw_json(StatusCode::OK, reply);
     if let Some(how) = answered {
