@@ -18,8 +18,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use serde::Serialize;
 
 use crate::engine::callflow::{self, Use};
-use crate::engine::{self, CallInfo, CallState, Direction, Event, Phase};
-use crate::machine::{Edge, Machine, NodeId, NodeKind};
+use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
+use crate::machine::{Edge, Machine, NodeId, NodeKind, Script};
 
 /// Most answers a caller may give on one path (without repeating a state) before the call ends.
 /// A menu tree deeper than this is a design error: no caller listens through 64 prompts.
@@ -102,10 +102,10 @@ fn key(s: &CallState) -> Key {
 
 struct Visited {
     state: CallState,
-    /// The state it was first reached from, and the input.
-    parent: Option<(usize, String)>,
-    /// Caller transitions (no summaries): input → state, one per distinct target.
-    next: Vec<(String, usize)>,
+    /// The state it was first reached from, and the inputs (keys, then any script answers).
+    parent: Option<(usize, Vec<String>)>,
+    /// Caller transitions (no summaries): inputs → state, one per distinct target.
+    next: Vec<(Vec<String>, usize)>,
 }
 
 /// Explores `m` completely. Pure: no I/O, a fixed clock.
@@ -142,21 +142,17 @@ pub fn explore(m: &Machine) -> Report {
                 ));
             }
         }
+        // A script before the first prompt needs its API to place an outbound call: not an error
+        // of the machine (inbound calls run it), and `phonetree call` says so.
+        Err(engine::StepError::NeedsAnswer(_)) => {}
         Err(e) => r.violations.push(violation("engine", &start_name, format!("outbound opening: {e}"), &[])),
     }
-    let first = match engine::step(m, &CallState::new(m, call(Direction::Inbound), 0), &Event::CallStarted, 0)
-    {
-        Ok(step) => step,
-        Err(e) => {
-            r.violations.push(violation("engine", &start_name, e.to_string(), &[]));
-            return r;
-        }
-    };
-    let mut entered: HashSet<NodeId> = first.entered.iter().copied().collect();
-    let mut covered: HashSet<(NodeId, Edge)> = first.edges.iter().map(|(f, e, _)| (*f, e.clone())).collect();
-
-    // Every reachable control state, breadth first, so each one's parent path is a shortest one.
-    let mut visited = vec![Visited { state: first.state, parent: None, next: Vec::new() }];
+    // Every reachable control state, breadth first from the call's start, so each one's parent
+    // path is a shortest one.
+    let root = CallState::new(m, call(Direction::Inbound), 0);
+    let mut entered: HashSet<NodeId> = HashSet::new();
+    let mut covered: HashSet<(NodeId, Edge)> = HashSet::new();
+    let mut visited = vec![Visited { state: root, parent: None, next: Vec::new() }];
     let mut index: HashMap<Key, usize> = HashMap::from([(key(&visited[0].state), 0)]);
     let mut queue = VecDeque::from([0usize]);
     let mut reported: HashSet<(&'static str, NodeId)> = HashSet::new();
@@ -166,44 +162,47 @@ pub fn explore(m: &Machine) -> Report {
             continue;
         }
         for event in inputs(m, &state) {
-            r.transitions += 1;
-            let token = token(&event);
-            let path = || {
-                let mut p = inputs_to(&visited, at);
-                p.push(token.clone());
-                p
-            };
-            let node = m.node(state.node).map_or_else(String::new, |n| n.name.clone());
-            let step = match engine::step(m, &state, &event, 0) {
-                Ok(step) => step,
-                Err(e) => {
-                    if reported.insert(("engine", state.node)) {
-                        r.violations.push(violation("engine", &node, e.to_string(), &path()));
+            for (answered, result) in steps(m, &state, &event) {
+                r.transitions += 1;
+                let mut tokens = token(&event);
+                tokens.extend(answered);
+                let path = || {
+                    let mut p = inputs_to(&visited, at);
+                    p.extend(tokens.iter().cloned());
+                    p
+                };
+                let node = m.node(state.node).map_or_else(String::new, |n| n.name.clone());
+                let step = match result {
+                    Ok(step) => step,
+                    Err(e) => {
+                        if reported.insert(("engine", state.node)) {
+                            r.violations.push(violation("engine", &node, e.to_string(), &path()));
+                        }
+                        continue;
+                    }
+                };
+                if let Some(message) = broken_invariant(m, &state, &event, &step) {
+                    if reported.insert(("invariant", state.node)) {
+                        r.violations.push(violation(message.0, &node, message.1, &path()));
                     }
                     continue;
                 }
-            };
-            if let Some(message) = broken_invariant(m, &state, &event, &step) {
-                if reported.insert(("invariant", state.node)) {
-                    r.violations.push(violation(message.0, &node, message.1, &path()));
-                }
-                continue;
-            }
-            entered.extend(step.entered.iter().copied());
-            covered.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
-            let k = key(&step.state);
-            let to = *index.entry(k).or_insert_with(|| {
-                visited.push(Visited {
-                    state: step.state.clone(),
-                    parent: Some((at, token.clone())),
-                    next: vec![],
+                entered.extend(step.entered.iter().copied());
+                covered.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
+                let k = key(&step.state);
+                let to = *index.entry(k).or_insert_with(|| {
+                    visited.push(Visited {
+                        state: step.state.clone(),
+                        parent: Some((at, tokens.clone())),
+                        next: vec![],
+                    });
+                    queue.push_back(visited.len() - 1);
+                    visited.len() - 1
                 });
-                queue.push_back(visited.len() - 1);
-                visited.len() - 1
-            });
-            let is_summary = matches!(event, Event::SessionEnded { .. });
-            if !is_summary && !visited[at].next.iter().any(|(_, t)| *t == to) {
-                visited[at].next.push((token, to));
+                let is_summary = matches!(event, Event::SessionEnded { .. });
+                if !is_summary && !visited[at].next.iter().any(|(_, t)| *t == to) {
+                    visited[at].next.push((tokens, to));
+                }
             }
         }
     }
@@ -288,9 +287,16 @@ fn inputs(m: &Machine, s: &CallState) -> Vec<Event> {
     match s.phase {
         Phase::AwaitingInput => {
             let mut events: Vec<Event> = Vec::new();
-            if let Some(NodeKind::Input(input)) = m.node(s.node).map(|n| &n.kind) {
-                events.push(Event::Digits(input.example.clone()));
-                events.push(Event::Digits(format!("{}#", input.example)));
+            match m.node(s.node).map(|n| &n.kind) {
+                Some(NodeKind::Input(input)) => {
+                    events.push(Event::Digits(input.example.clone()));
+                    events.push(Event::Digits(format!("{}#", input.example)));
+                }
+                Some(NodeKind::Script(Script { capture: Some(c), .. })) => {
+                    let keys = "1".repeat(usize::from(c.capture.min_digits.unwrap_or(1).max(1)));
+                    events.push(Event::Digits(format!("{keys}#")));
+                }
+                _ => {}
             }
             for (edge, _) in m.edges(s.node) {
                 if let Edge::Key(k) = edge {
@@ -341,23 +347,107 @@ pub fn invalid_key(m: &Machine, node: NodeId) -> String {
     "#".into()
 }
 
-fn token(e: &Event) -> String {
+/// The replay tokens of an event: what `simulate` takes (nothing for the start of the call).
+fn token(e: &Event) -> Vec<String> {
     match e {
-        Event::Digits(d) => d.clone(),
-        Event::NoInput => "-".into(),
-        Event::CallStarted => "(start)".into(),
-        Event::SessionEnded { .. } => "(summary)".into(),
+        Event::Digits(d) => vec![d.clone()],
+        Event::NoInput => vec!["-".into()],
+        Event::CallStarted => vec![],
+        Event::SessionEnded { .. } => vec!["(summary)".into()],
     }
 }
 
+/// A step under every answer class of every script it passes: (answer tokens, result).
+fn steps(
+    m: &Machine,
+    state: &CallState,
+    event: &Event,
+) -> Vec<(Vec<String>, Result<engine::Step, engine::StepError>)> {
+    let mut out = Vec::new();
+    let mut pending: Vec<(Vec<Answer>, Vec<String>)> = vec![(Vec::new(), Vec::new())];
+    while let Some((answers, tokens)) = pending.pop() {
+        match engine::step_with(m, state, event, 0, &answers) {
+            Ok(Stepped::Done(step)) => out.push((tokens, Ok(*step))),
+            Ok(Stepped::Needs(request)) => {
+                for (token, answer) in answer_classes(m, &request.node) {
+                    let mut a = answers.clone();
+                    a.push(answer);
+                    let mut t = tokens.clone();
+                    t.push(token);
+                    pending.push((a, t));
+                }
+            }
+            Err(e) => out.push((tokens, Err(e))),
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// A value no branch names, for the `default` class.
+const OTHER_VALUE: &str = "phonetree-other";
+
+/// One answer per way a script can go: each branch value (`@VALUE`), another value or any success
+/// (`@*`), and no answer (`@!`, a timeout).
+fn answer_classes(m: &Machine, node: &str) -> Vec<(String, Answer)> {
+    let Some(id) = m.node_id(node) else { return Vec::new() };
+    let Some(NodeKind::Script(script)) = m.node(id).map(|n| &n.kind) else { return Vec::new() };
+    let mut classes = Vec::new();
+    for (edge, _) in m.edges(id) {
+        match edge {
+            Edge::Response(v) => classes.push((format!("@{v}"), synthetic_answer(script, Some(&v)))),
+            Edge::Default => classes.push(("@*".into(), synthetic_answer(script, Some(OTHER_VALUE)))),
+            _ => {}
+        }
+    }
+    classes.push(("@!".into(), Answer::Failed { reason: "timeout (explored)".into() }));
+    classes
+}
+
+/// The answer a replay token stands for at `script`: `@VALUE` (the response key is VALUE),
+/// `@*` (a value no branch names), `@!` (no answer). Stored fields get the value `1`.
+pub fn answer_for_token(script: &Script, token: &str) -> Option<Answer> {
+    match token.strip_prefix('@')? {
+        "!" => Some(Answer::Failed { reason: "timeout (simulated)".into() }),
+        "*" => Some(synthetic_answer(script, Some(OTHER_VALUE))),
+        value => Some(synthetic_answer(script, Some(value))),
+    }
+}
+
+/// A 200 answer whose JSON has the response key set to `value` and every stored field set.
+fn synthetic_answer(script: &Script, value: Option<&str>) -> Answer {
+    fn set(root: &mut serde_json::Value, path: &[String], value: serde_json::Value) {
+        let mut at = root;
+        for (i, part) in path.iter().enumerate() {
+            if !at.is_object() {
+                *at = serde_json::json!({});
+            }
+            let map = at.as_object_mut().expect("made an object above");
+            if i + 1 == path.len() {
+                map.insert(part.clone(), value);
+                return;
+            }
+            at = map.entry(part.clone()).or_insert_with(|| serde_json::json!({}));
+        }
+    }
+    let mut body = serde_json::json!({});
+    for (_, path) in &script.store {
+        set(&mut body, path, serde_json::json!("1"));
+    }
+    if let (Some(path), Some(v)) = (&script.response_key, value) {
+        set(&mut body, path, serde_json::json!(v));
+    }
+    Answer::Http { status: 200, body: serde_json::to_vec(&body).unwrap_or_default() }
+}
+
 fn inputs_to(visited: &[Visited], mut at: usize) -> Vec<String> {
-    let mut inputs = Vec::new();
-    while let Some((parent, input)) = &visited[at].parent {
-        inputs.push(input.clone());
+    let mut steps = Vec::new();
+    while let Some((parent, tokens)) = &visited[at].parent {
+        steps.push(tokens.clone());
         at = *parent;
     }
-    inputs.reverse();
-    inputs
+    steps.reverse();
+    steps.concat()
 }
 
 /// States from which no caller input leads to an end: the call could go on forever.
@@ -398,6 +488,8 @@ fn paths(m: &Machine, visited: &[Visited], r: &mut Report) {
     // (state, next successor to try); the inputs of the path so far in `inputs`.
     let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
     let mut inputs: Vec<String> = Vec::new();
+    // How many tokens each step on the path added (answers to scripts ride with their keys).
+    let mut lengths: Vec<usize> = Vec::new();
     on_path[0] = true;
     let mut too_long = false;
     while let Some(&mut (at, ref mut next)) = stack.last_mut() {
@@ -415,12 +507,14 @@ fn paths(m: &Machine, visited: &[Visited], r: &mut Report) {
             }
         }
         match open {
-            Some(offset) if inputs.len() < DEPTH_MAX => {
+            // The first step is the call's start, not an answer.
+            Some(offset) if lengths.len() <= DEPTH_MAX => {
                 let i = *next + offset;
                 *next = i + 1;
-                let (input, to) = &successors[i];
+                let (tokens, to) = &successors[i];
                 on_path[*to] = true;
-                inputs.push(input.clone());
+                lengths.push(tokens.len());
+                inputs.extend(tokens.iter().cloned());
                 stack.push((*to, 0));
             }
             Some(_) => {
@@ -436,12 +530,12 @@ fn paths(m: &Machine, visited: &[Visited], r: &mut Report) {
                 }
                 on_path[at] = false;
                 stack.pop();
-                inputs.pop();
+                inputs.truncate(inputs.len() - lengths.pop().unwrap_or(0));
             }
             None => {
                 on_path[at] = false;
                 stack.pop();
-                inputs.pop();
+                inputs.truncate(inputs.len() - lengths.pop().unwrap_or(0));
             }
         }
     }

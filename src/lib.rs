@@ -20,6 +20,7 @@
 pub mod catalog;
 pub mod engine;
 pub mod explore;
+pub mod fetch;
 pub mod machine;
 pub mod server;
 pub mod simulate;

@@ -54,6 +54,13 @@ enum Command {
         /// Where machine names are looked up.
         #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
         machines: PathBuf,
+        /// Canned API answers for script nodes: a JSON file `{"NODE": [{"status": 200, "body": ...},
+        /// {"failed": "timeout"}, ...]}`, used in order (the last one again when they run out).
+        #[arg(long)]
+        answers: Option<PathBuf>,
+        /// Call the script nodes' real APIs.
+        #[arg(long)]
+        live: bool,
     },
     /// Run the durable webhook node: answer 8x8's CALL_ACTION and SESSION_SUMMARY webhooks.
     Serve {
@@ -149,8 +156,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { paths, json } => check(&paths, json),
-        Command::Simulate { machine, inputs, json, from, to, machines } => {
-            simulate(&machine, &inputs, json, &from, to.as_deref(), &machines)
+        Command::Simulate { machine, inputs, json, from, to, machines, answers, live } => {
+            Answerer::new(answers.as_deref(), live)
+                .and_then(|a| simulate(&machine, &inputs, json, &from, to.as_deref(), &machines, a))
         }
         Command::Serve { node, listen, session_ttl_secs, retention_secs, unsafe_no_fsync } => {
             let mut config = node.config(
@@ -267,6 +275,71 @@ fn load_one(machine: &str, machines: &Path) -> Result<Machine, Failure> {
     Ok(m)
 }
 
+/// Where `simulate` gets script answers the inputs do not give: canned answers, or the live API.
+struct Answerer {
+    canned: std::collections::HashMap<String, (Vec<phonetree::engine::Answer>, usize)>,
+    live: Option<(tokio::runtime::Runtime, reqwest::Client)>,
+}
+
+impl Answerer {
+    fn new(file: Option<&Path>, live: bool) -> Result<Answerer, Failure> {
+        let mut canned = std::collections::HashMap::new();
+        if let Some(file) = file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Failure::new(format!("cannot read {}: {e}", file.display())))?;
+            let v: std::collections::BTreeMap<String, Vec<serde_json::Value>> = serde_json::from_str(&text)
+                .map_err(|e| {
+                Failure::new(format!("{}: expected {{\"NODE\": [answers]}}: {e}", file.display()))
+            })?;
+            for (node, list) in v {
+                let answers = list
+                    .iter()
+                    .map(|a| {
+                        canned_answer(a)
+                            .map_err(|e| Failure::new(format!("{}: node `{node}`: {e}", file.display())))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                canned.insert(node, (answers, 0));
+            }
+        }
+        let live = if live { Some((runtime()?, reqwest::Client::new())) } else { None };
+        Ok(Answerer { canned, live })
+    }
+
+    fn answer(&mut self, r: &phonetree::engine::Request) -> Result<phonetree::engine::Answer, String> {
+        if let Some((list, next)) = self.canned.get_mut(&r.node)
+            && let Some(a) = list.get((*next).min(list.len().saturating_sub(1)))
+        {
+            *next += 1;
+            return Ok(a.clone());
+        }
+        match &self.live {
+            Some((rt, client)) => Ok(rt.block_on(phonetree::fetch::perform(client, r))),
+            None => Err(simulate::needs_answer(r)),
+        }
+    }
+}
+
+/// `{"status": 200, "body": <JSON, or a string sent as it is>}` or `{"failed": "reason"}`.
+fn canned_answer(v: &serde_json::Value) -> Result<phonetree::engine::Answer, String> {
+    if let Some(reason) = v.get("failed") {
+        return Ok(phonetree::engine::Answer::Failed {
+            reason: reason.as_str().unwrap_or("failed").to_string(),
+        });
+    }
+    let status =
+        v.get("status").and_then(serde_json::Value::as_u64).ok_or("an answer needs `status` or `failed`")?;
+    let body = match v.get("body") {
+        None => Vec::new(),
+        Some(serde_json::Value::String(s)) => s.clone().into_bytes(),
+        Some(json) => serde_json::to_vec(json).unwrap_or_default(),
+    };
+    Ok(phonetree::engine::Answer::Http {
+        status: u16::try_from(status).map_err(|_| "status out of range")?,
+        body,
+    })
+}
+
 fn simulate(
     machine: &str,
     inputs: &[String],
@@ -274,6 +347,7 @@ fn simulate(
     from: &str,
     to: Option<&str>,
     machines: &Path,
+    mut answerer: Answerer,
 ) -> Result<(), Failure> {
     let m = load_one(machine, machines)?;
     let number = to
@@ -295,20 +369,22 @@ fn simulate(
         }
     };
     if !inputs.is_empty() {
-        let events = inputs
+        let inputs = inputs
             .iter()
-            .map(|i| simulate::parse_input(i))
-            .collect::<Result<Vec<Event>, String>>()
+            .map(|i| simulate::parse_input_or_answer(i))
+            .collect::<Result<Vec<simulate::Input>, String>>()
             .map_err(Failure::new)?;
         let (lines, flows) =
-            simulate::run(&m, from, &number, &events).map_err(|e| Failure::new(e.to_string()))?;
+            simulate::run(&m, from, &number, &inputs, &mut |r| answerer.answer(r)).map_err(Failure::new)?;
         emit(&lines, &flows);
         return Ok(());
     }
     // No inputs: read them from stdin, one per line, answering each as it comes.
     let interactive = std::io::stdin().is_terminal();
     let mut sim = Simulation::new(&m, from, &number);
-    let step = sim.apply(&Event::CallStarted).map_err(|e| Failure::new(e.to_string()))?;
+    let (step, notes) =
+        sim.apply_with(&Event::CallStarted, &mut |r| answerer.answer(r)).map_err(Failure::new)?;
+    emit(&notes, &[]);
     emit(&sim.describe(&step), step.reply.as_slice());
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
@@ -325,7 +401,8 @@ fn simulate(
             }
             Err(why) => return Err(Failure::new(why)),
         };
-        let step = sim.apply(&event).map_err(|e| Failure::new(e.to_string()))?;
+        let (step, notes) = sim.apply_with(&event, &mut |r| answerer.answer(r)).map_err(Failure::new)?;
+        emit(&notes, &[]);
         emit(&sim.describe(&step), step.reply.as_slice());
     }
     if !json {

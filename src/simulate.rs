@@ -4,11 +4,33 @@
 //! person can read, or (`--json`) the exact callflows the server would answer with.
 
 use crate::engine::callflow::{Action, Callflow};
-use crate::engine::{self, CallInfo, CallState, Direction, Event, Outcome, Phase, Step, StepError};
-use crate::machine::Machine;
+use crate::engine::{
+    self, Answer, CallInfo, CallState, Direction, Event, Outcome, Phase, Request, Step, Stepped,
+};
+use crate::machine::{Machine, NodeKind};
 
 /// Most inputs one simulation takes: far beyond any path a caller would press through.
 pub const INPUTS_MAX: usize = 10_000;
+
+/// One input of a simulated call: what the caller does, or how the next script's API answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Event(Event),
+    /// `@VALUE`, `@*` or `@!`: the answer of the next script request (see `explore::answer_for_token`).
+    Answer(String),
+}
+
+/// Answers a script's request when the inputs give no `@` answer (canned answers, the live API).
+pub type Answerer<'a> = dyn FnMut(&Request) -> Result<Answer, String> + 'a;
+
+/// Parses a simulate input: keys, `-` for nothing, or an `@` answer for the next script.
+pub fn parse_input_or_answer(s: &str) -> Result<Input, String> {
+    let s = s.trim();
+    if s.starts_with('@') && s.len() > 1 {
+        return Ok(Input::Answer(s.to_string()));
+    }
+    parse_input(s).map(Input::Event)
+}
 
 /// What the caller does at a prompt: press keys, or nothing (`-`).
 pub fn parse_input(s: &str) -> Result<Event, String> {
@@ -48,12 +70,42 @@ impl<'m> Simulation<'m> {
         &self.state
     }
 
-    /// Applies an event; one simulated second passes per event.
-    pub fn apply(&mut self, event: &Event) -> Result<Step, StepError> {
+    /// Applies an event; one simulated second passes per event. A script on the way is an error.
+    pub fn apply(&mut self, event: &Event) -> Result<Step, String> {
+        self.apply_with(event, &mut |r: &Request| Err(needs_answer(r))).map(|(step, _)| step)
+    }
+
+    /// Applies an event, asking `answer` for each script request on the way; also returns a line
+    /// per request and its answer.
+    pub fn apply_with(
+        &mut self,
+        event: &Event,
+        answer: &mut Answerer<'_>,
+    ) -> Result<(Step, Vec<String>), String> {
         self.clock_ms += 1000;
-        let step = engine::step(self.machine, &self.state, event, self.clock_ms)?;
-        self.state = step.state.clone();
-        Ok(step)
+        let mut answers = Vec::new();
+        let mut notes = Vec::new();
+        loop {
+            match engine::step_with(self.machine, &self.state, event, self.clock_ms, &answers)
+                .map_err(|e| e.to_string())?
+            {
+                Stepped::Done(step) => {
+                    self.state = step.state.clone();
+                    return Ok((*step, notes));
+                }
+                Stepped::Needs(request) => {
+                    let got = answer(&request)?;
+                    notes.push(format!(
+                        "[{}] asks {} {} -> {}",
+                        request.node,
+                        request.method,
+                        request.url,
+                        describe_answer(&got)
+                    ));
+                    answers.push(got);
+                }
+            }
+        }
     }
 
     /// The transcript lines for one step: what the caller hears, node by node.
@@ -85,6 +137,23 @@ impl<'m> Simulation<'m> {
     }
 }
 
+/// The message for a script request nothing answers.
+pub fn needs_answer(r: &Request) -> String {
+    format!(
+        "node `{}` asks {} {}: give its answer after the keys (`@VALUE` for a response value, `@*` for another value, `@!` for no answer), or pass --answers FILE or --live",
+        r.node, r.method, r.url
+    )
+}
+
+fn describe_answer(a: &Answer) -> String {
+    match a {
+        Answer::Http { status, body } => {
+            format!("HTTP {status} {}", String::from_utf8_lossy(body).chars().take(120).collect::<String>())
+        }
+        Answer::Failed { reason } => format!("no answer ({reason})"),
+    }
+}
+
 /// One action as the caller experiences it.
 pub fn describe(action: &Action) -> String {
     match action {
@@ -106,37 +175,62 @@ pub fn describe(action: &Action) -> String {
     }
 }
 
-/// A whole call at once: the transcript lines and the callflows, or the first engine error.
+/// A whole call at once: the transcript lines and the callflows, or the first error. `@` inputs
+/// answer the next script request; other requests go to `fallback`.
 pub fn run(
     machine: &Machine,
     caller: &str,
     number: &str,
-    inputs: &[Event],
-) -> Result<(Vec<String>, Vec<Callflow>), StepError> {
+    inputs: &[Input],
+    fallback: &mut Answerer<'_>,
+) -> Result<(Vec<String>, Vec<Callflow>), String> {
     let mut sim = Simulation::new(machine, caller, number);
     let mut lines =
         vec![format!("call to {} (version {}) from {caller} on {number}", machine.name(), machine.version())];
     let mut flows = Vec::new();
-    let first = sim.apply(&Event::CallStarted)?;
-    lines.extend(sim.describe(&first));
-    flows.extend(first.reply);
+    let mut inputs = inputs.iter().take(INPUTS_MAX).peekable();
     let mut ignored = 0;
-    for input in inputs.iter().take(INPUTS_MAX) {
-        if sim.state().ended() {
-            ignored += 1;
-            continue;
+    let mut event = Some(Event::CallStarted);
+    while let Some(e) = event.take() {
+        // The `@` answers that follow the keys answer the scripts this step reaches.
+        let mut queued: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        while let Some(Input::Answer(token)) = inputs.peek() {
+            queued.push_back(token.clone());
+            inputs.next();
         }
-        lines.push(match input {
-            Event::Digits(d) => format!("caller presses {d}"),
-            _ => "caller presses nothing".into(),
-        });
-        let step = sim.apply(input)?;
+        let (step, notes) = sim.apply_with(&e, &mut |r: &Request| match queued.pop_front() {
+            Some(token) => token_answer(machine, r, &token),
+            None => fallback(r),
+        })?;
+        lines.extend(notes);
         lines.extend(sim.describe(&step));
         flows.extend(step.reply);
+        for input in inputs.by_ref() {
+            match input {
+                Input::Event(next) if !sim.state().ended() => {
+                    lines.push(match next {
+                        Event::Digits(d) => format!("caller presses {d}"),
+                        _ => "caller presses nothing".into(),
+                    });
+                    event = Some(next.clone());
+                    break;
+                }
+                _ => ignored += 1,
+            }
+        }
     }
     lines.push(sim.status());
     if ignored > 0 {
         lines.push(format!("note: {ignored} input(s) after the end of the call were not used"));
     }
     Ok((lines, flows))
+}
+
+/// The answer an `@` token stands for at the script that asks.
+fn token_answer(m: &Machine, r: &Request, token: &str) -> Result<Answer, String> {
+    let script = match m.node_id(&r.node).and_then(|id| m.node(id)).map(|n| &n.kind) {
+        Some(NodeKind::Script(s)) => s,
+        _ => return Err(format!("`{token}` answers no script")),
+    };
+    crate::explore::answer_for_token(script, token).ok_or_else(|| format!("`{token}` is not an answer"))
 }

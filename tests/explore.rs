@@ -6,13 +6,27 @@ mod common;
 use phonetree::explore::{self, DEPTH_MAX};
 use phonetree::simulate;
 
-/// Plays `inputs` through the simulator; the final call state.
+/// Plays `inputs` (keys, `-`, and `@` answers for the scripts a step reaches) through the
+/// simulator; the final call state.
 fn replay(m: &phonetree::machine::Machine, inputs: &[String]) -> phonetree::engine::CallState {
-    let events: Vec<_> = inputs.iter().map(|i| simulate::parse_input(i).unwrap()).collect();
     let mut sim = simulate::Simulation::new(m, "+15550000001", "+15550000000");
-    sim.apply(&phonetree::engine::Event::CallStarted).unwrap();
-    for e in &events {
-        sim.apply(e).unwrap();
+    let mut inputs = inputs.iter().peekable();
+    let mut event = Some(phonetree::engine::Event::CallStarted);
+    while let Some(e) = event.take() {
+        let mut tokens = Vec::new();
+        while let Some(t) = inputs.next_if(|t| t.starts_with('@')) {
+            tokens.push(t.clone());
+        }
+        let mut tokens = tokens.into_iter();
+        sim.apply_with(&e, &mut |r| {
+            let script = match &m.node(m.node_id(&r.node).unwrap()).unwrap().kind {
+                phonetree::machine::NodeKind::Script(s) => s,
+                _ => unreachable!("only scripts ask"),
+            };
+            Ok(explore::answer_for_token(script, &tokens.next().expect("an answer token")).unwrap())
+        })
+        .unwrap();
+        event = inputs.next().map(|i| simulate::parse_input(i).unwrap());
     }
     sim.state().clone()
 }

@@ -72,6 +72,26 @@ fn event(m: &Machine, i: &Input) -> Event {
     }
 }
 
+/// Answers a script's API may give.
+const ANSWERS: &[(u16, &str)] = &[
+    (200, r#"{"data": {"code": 1, "eta": "on Friday"}}"#),
+    (200, r#"{"data": {"code": "2", "eta": "today"}}"#),
+    (200, r#"{"data": {"code": 3, "eta": ""}}"#),
+    (200, r#"{"data": {"code": 42, "eta": "never"}}"#),
+    (200, r#"{"data": {"eta": "no code"}}"#),
+    (200, r#"{"data": {"code": 1}}"#),
+    (200, "<html>not json</html>"),
+    (500, r#"{"error": "down"}"#),
+    (0, "connection refused"),
+];
+
+fn answer(i: usize) -> engine::Answer {
+    match ANSWERS[i] {
+        (0, reason) => engine::Answer::Failed { reason: reason.into() },
+        (status, body) => engine::Answer::Http { status, body: body.as_bytes().to_vec() },
+    }
+}
+
 /// The invariants of a call state after a step from `before`.
 fn check_step(m: &Machine, before: &CallState, event: &Event, step: &engine::Step) -> Result<(), String> {
     let after = &step.state;
@@ -141,7 +161,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_calls_keep_every_invariant(inputs in prop::collection::vec(input(), 0..60), inbound in any::<bool>()) {
+    fn random_calls_keep_every_invariant(
+        inputs in prop::collection::vec(input(), 0..60),
+        inbound in any::<bool>(),
+        answers in prop::collection::vec(0..ANSWERS.len(), 1..80),
+    ) {
+        let mut answers = answers.iter().cycle();
         for m in common::bundled_machines() {
             let number = m.numbers().first().cloned().unwrap_or_default();
             let (direction, source, destination) = if inbound {
@@ -153,7 +178,16 @@ proptest! {
             let mut state = CallState::new(&m, call, 0);
             for (i, input) in std::iter::once(&Input::Start).chain(&inputs).enumerate() {
                 let e = event(&m, input);
-                let step = engine::step(&m, &state, &e, i as u64);
+                // Script requests get answers of every kind: branch values, other values, missing
+                // keys, not JSON, errors, no answer.
+                let mut given = Vec::new();
+                let step = loop {
+                    match engine::step_with(&m, &state, &e, i as u64, &given) {
+                        Ok(engine::Stepped::Done(step)) => break Ok(*step),
+                        Ok(engine::Stepped::Needs(_)) => given.push(answer(*answers.next().unwrap())),
+                        Err(err) => break Err(err),
+                    }
+                };
                 let step = step.map_err(|err| TestCaseError::fail(format!("{}: step {i} ({e}): {err}", m.name())))?;
                 check_step(&m, &state, &e, &step)
                     .map_err(|err| TestCaseError::fail(format!("{}: step {i} ({e}): {err}", m.name())))?;

@@ -6,12 +6,14 @@
 //! and carry replies out; anything the engine needs from the world arrives as an event.
 
 pub mod callflow;
+pub mod script;
 mod state;
 
 use std::fmt;
 
-use crate::machine::{Edge, Machine, NodeId, NodeKind, Template};
+use crate::machine::{Edge, Machine, NodeId, NodeKind, Script, Template};
 use callflow::{Action, Callflow, MakeCall, PlayFile, Say, SayAndCapture, Use};
+pub use script::{Answer, Request};
 pub use state::{CallInfo, CallState, Direction, Outcome, Phase};
 
 /// Most actions in one reply. 8x8 sets none; a caller should not sit through more than this many
@@ -22,6 +24,9 @@ pub const CHAIN_ACTIONS_MAX: usize = 16;
 pub const PATH_LEN_MAX: usize = 16;
 /// Longest keypress kept from one capture: 8x8 captures at most 25 digits plus `#`.
 pub const KEYPRESS_CHARS_MAX: usize = 32;
+/// Most HTTP requests one step makes: 8x8 waits for the reply while they run, so a chain of
+/// scripts longer than this is a machine that keeps the caller in silence.
+pub const SCRIPTS_PER_STEP_MAX: usize = 4;
 
 /// The input alphabet: what can happen to a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +78,24 @@ pub enum StepError {
     Chain { node: String, problem: String },
     #[error("node `{node}`: 8x8 would reject the reply: {violation}")]
     RejectedReply { node: String, violation: String },
+    /// The step reached a script node and needs the answer to this request (see `step_with`).
+    #[error("node `{}`: needs the answer to {} {}", .0.node, .0.method, .0.url)]
+    NeedsAnswer(Box<Request>),
+}
+
+/// A step that ran to its end, or stopped at a script for the answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stepped {
+    Done(Box<Step>),
+    /// Perform the request, then call `step_with` again with the same arguments and the answer
+    /// appended to `answers`: the step replays to the same point and goes on.
+    Needs(Request),
+}
+
+/// The answers a step has been given, and how many it has used.
+struct Answers<'a> {
+    given: &'a [Answer],
+    used: usize,
 }
 
 /// The id phonetree puts on every reply that waits: `pt.MACHINE.NODE.SEQ.VERSION`.
@@ -112,8 +135,39 @@ impl fmt::Display for ClientActionId {
     }
 }
 
-/// Applies one event to a call.
+/// Applies one event to a call whose machine has no script on the way (a request it would need
+/// is the error `NeedsAnswer`).
 pub fn step(m: &Machine, s: &CallState, event: &Event, now_ms: u64) -> Result<Step, StepError> {
+    match step_with(m, s, event, now_ms, &[])? {
+        Stepped::Done(step) => Ok(*step),
+        Stepped::Needs(request) => Err(StepError::NeedsAnswer(Box::new(request))),
+    }
+}
+
+/// Applies one event to a call, with the answers to the requests of the script nodes it passes,
+/// in order. Pure: the driver performs each request the step stops at and calls again.
+pub fn step_with(
+    m: &Machine,
+    s: &CallState,
+    event: &Event,
+    now_ms: u64,
+    answers: &[Answer],
+) -> Result<Stepped, StepError> {
+    let mut answers = Answers { given: answers, used: 0 };
+    match step_inner(m, s, event, now_ms, &mut answers) {
+        Ok(step) => Ok(Stepped::Done(Box::new(step))),
+        Err(StepError::NeedsAnswer(request)) => Ok(Stepped::Needs(*request)),
+        Err(e) => Err(e),
+    }
+}
+
+fn step_inner(
+    m: &Machine,
+    s: &CallState,
+    event: &Event,
+    now_ms: u64,
+    answers: &mut Answers<'_>,
+) -> Result<Step, StepError> {
     if s.machine != m.name || s.version != m.version {
         return Err(StepError::MachineMismatch { state: s.machine.clone(), machine: m.name.clone() });
     }
@@ -137,7 +191,7 @@ pub fn step(m: &Machine, s: &CallState, event: &Event, now_ms: u64) -> Result<St
         }
         // The call is over for phonetree; whatever 8x8 asks now, the answer is to hang up.
         (Phase::Ended, _) => Some(Callflow::hangup()),
-        (Phase::New, Event::CallStarted) => Some(enter(m, &mut st, m.start, &mut edges)?),
+        (Phase::New, Event::CallStarted) => Some(enter(m, &mut st, m.start, &mut edges, answers)?),
         (Phase::New, e) => return Err(StepError::NotStarted(e.to_string())),
         // A second start for a call already under way: say the current prompt again, unchanged.
         (Phase::AwaitingInput | Phase::Bridged, Event::CallStarted) => Some(current_reply(m, &st)?),
@@ -153,10 +207,17 @@ pub fn step(m: &Machine, s: &CallState, event: &Event, now_ms: u64) -> Result<St
                 (Some((var, value)), Some(to)) => {
                     st.vars.insert(var, value.chars().take(KEYPRESS_CHARS_MAX).collect());
                     edges.push((st.node, Edge::Next, to));
-                    Some(enter(m, &mut st, to, &mut edges)?)
+                    Some(enter(m, &mut st, to, &mut edges, answers)?)
                 }
-                _ => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges)?),
+                _ => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, answers)?),
             }
+        }
+        (Phase::AwaitingInput, Event::Digits(d))
+            if matches!(m.node(st.node).map(|n| &n.kind), Some(NodeKind::Script(_))) =>
+        {
+            st.keypress = Some(normalise_keys(d).chars().take(KEYPRESS_CHARS_MAX).collect());
+            let to = ask(m, &mut st, &mut edges, answers)?;
+            Some(enter(m, &mut st, to, &mut edges, answers)?)
         }
         (Phase::AwaitingInput, Event::Digits(d)) => {
             let keys = normalise_keys(d);
@@ -164,18 +225,20 @@ pub fn step(m: &Machine, s: &CallState, event: &Event, now_ms: u64) -> Result<St
             match m.target(st.node, &Edge::Key(keys.clone())).filter(|_| !keys.is_empty()) {
                 Some(to) => {
                     edges.push((st.node, Edge::Key(keys), to));
-                    Some(enter(m, &mut st, to, &mut edges)?)
+                    Some(enter(m, &mut st, to, &mut edges, answers)?)
                 }
-                None => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges)?),
+                None => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, answers)?),
             }
         }
-        (Phase::AwaitingInput, Event::NoInput) => Some(retry_or(m, &mut st, Edge::NoInput, &mut edges)?),
+        (Phase::AwaitingInput, Event::NoInput) => {
+            Some(retry_or(m, &mut st, Edge::NoInput, &mut edges, answers)?)
+        }
         // Any webhook at a transfer means its bridged leg ended.
         (Phase::Bridged, Event::Digits(_) | Event::NoInput) => {
             match m.target(st.node, &Edge::AfterTransfer) {
                 Some(to) => {
                     edges.push((st.node, Edge::AfterTransfer, to));
-                    Some(enter(m, &mut st, to, &mut edges)?)
+                    Some(enter(m, &mut st, to, &mut edges, answers)?)
                 }
                 None => {
                     st.outcome = Some(transferred(m, &st)?);
@@ -236,6 +299,9 @@ pub fn current_reply(m: &Machine, st: &CallState) -> Result<Callflow, StepError>
         NodeKind::Input(input) if st.tries > 0 => {
             render_capture(m, st, &input.prompt.capture, Some(&input.prompt.reprompt))?
         }
+        NodeKind::Script(Script { capture: Some(c), .. }) if st.tries > 0 => {
+            render_capture(m, st, &c.capture, Some(&c.reprompt))?
+        }
         _ => render(m, st, st.node)?,
     };
     Ok(Callflow { client_action_id: Some(client_action_id(m, st).to_string()), actions: vec![action] })
@@ -265,10 +331,12 @@ fn retry_or(
     st: &mut CallState,
     edge: Edge,
     edges: &mut Vec<(NodeId, Edge, NodeId)>,
+    answers: &mut Answers<'_>,
 ) -> Result<Callflow, StepError> {
     let tries = match m.node(st.node).map(|n| &n.kind) {
         Some(NodeKind::Menu(menu)) => menu.tries,
         Some(NodeKind::Input(input)) => input.prompt.tries,
+        Some(NodeKind::Script(Script { capture: Some(c), .. })) => c.tries,
         _ => 1,
     };
     st.tries = st.tries.saturating_add(1);
@@ -281,39 +349,118 @@ fn retry_or(
         problem: format!("no `{edge}` branch"),
     })?;
     edges.push((st.node, edge, to));
-    enter(m, st, to, edges)
+    enter(m, st, to, edges, answers)
 }
 
-/// Enters `to` and every node after it that needs no input; returns the reply for the whole chain.
+/// A script node's request: resolved, answered (or the step stops for the answer), routed. Sets
+/// the variables the answer gives and returns the node the call goes to.
+fn ask(
+    m: &Machine,
+    st: &mut CallState,
+    edges: &mut Vec<(NodeId, Edge, NodeId)>,
+    answers: &mut Answers<'_>,
+) -> Result<NodeId, StepError> {
+    let node =
+        m.node(st.node).ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
+    let NodeKind::Script(s) = &node.kind else {
+        return Err(StepError::Chain { node: node.name.clone(), problem: "not a script node".into() });
+    };
+    if answers.used >= SCRIPTS_PER_STEP_MAX {
+        return Err(StepError::Chain {
+            node: node.name.clone(),
+            problem: format!("more than {SCRIPTS_PER_STEP_MAX} requests in one step"),
+        });
+    }
+    let Some(answer) = answers.given.get(answers.used) else {
+        let request = script::request(&node.name, &s.request, s.cache_minutes, |t, encoding| {
+            t.render_with(
+                |var| st.var(var).or((var == "node").then_some(node.name.as_str())),
+                |v| match encoding {
+                    script::Encoding::Url => script::encode(v),
+                    script::Encoding::Plain => v.to_string(),
+                },
+            )
+        })
+        .map_err(|var| StepError::UnresolvedVariable { node: node.name.clone(), var })?;
+        return Err(StepError::NeedsAnswer(Box::new(request)));
+    };
+    answers.used += 1;
+    let branches: Vec<String> = m
+        .edges(st.node)
+        .into_iter()
+        .filter_map(|(e, _)| if let Edge::Response(v) = e { Some(v) } else { None })
+        .collect();
+    let routed = script::route(s, answer, &branches);
+    for (var, value) in routed.vars {
+        st.vars.insert(var, value);
+    }
+    let (edge, to) = match m.target(st.node, &routed.edge) {
+        Some(to) => (routed.edge, to),
+        None => (
+            Edge::Failure,
+            m.target(st.node, &Edge::Failure).ok_or_else(|| StepError::Chain {
+                node: node.name.clone(),
+                problem: "no `failure` branch".into(),
+            })?,
+        ),
+    };
+    edges.push((st.node, edge, to));
+    Ok(to)
+}
+
+/// Enters `to` and every node after it that needs no input, through script nodes (each answered
+/// in turn); returns the reply for the whole chain.
 fn enter(
     m: &Machine,
     st: &mut CallState,
     to: NodeId,
     edges: &mut Vec<(NodeId, Edge, NodeId)>,
+    answers: &mut Answers<'_>,
 ) -> Result<Callflow, StepError> {
-    let nodes = chain(m, to).map_err(|e| StepError::Chain {
-        node: m.node(to).map_or_else(String::new, |n| n.name.clone()),
-        problem: match e {
-            ChainError::Loop => "say/play nodes loop without waiting".into(),
-            ChainError::TooLong(n) => format!("{n} actions exceed the limit of {CHAIN_ACTIONS_MAX}"),
-        },
-    })?;
-    let mut actions = Vec::with_capacity(nodes.len());
-    for (i, &id) in nodes.iter().enumerate() {
-        if i > 0 {
-            edges.push((nodes[i - 1], Edge::Next, id));
+    let mut actions = Vec::new();
+    let mut to = to;
+    loop {
+        let nodes = chain(m, to).map_err(|e| StepError::Chain {
+            node: m.node(to).map_or_else(String::new, |n| n.name.clone()),
+            problem: match e {
+                ChainError::Loop => "say/play nodes loop without waiting".into(),
+                ChainError::TooLong(n) => format!("{n} actions exceed the limit of {CHAIN_ACTIONS_MAX}"),
+            },
+        })?;
+        for (i, &id) in nodes.iter().enumerate() {
+            if i > 0 {
+                edges.push((nodes[i - 1], Edge::Next, id));
+            }
+            st.node = id;
+            st.tries = 0;
+            st.path.push(id);
+            if st.path.len() > PATH_LEN_MAX {
+                st.path.remove(0);
+            }
+            match m.node(id).map(|n| &n.kind) {
+                // A script that asks nothing says its prompt (if any) and is answered below.
+                Some(NodeKind::Script(Script { capture: None, say, .. })) => {
+                    if let Some(say) = say {
+                        actions.push(Action::Say(render_say(m, st, say)?));
+                    }
+                }
+                _ => actions.push(render(m, st, id)?),
+            }
         }
-        st.node = id;
-        st.tries = 0;
-        st.path.push(id);
-        if st.path.len() > PATH_LEN_MAX {
-            st.path.remove(0);
+        if actions.len() > CHAIN_ACTIONS_MAX {
+            return Err(StepError::Chain {
+                node: m.node(st.node).map_or_else(String::new, |n| n.name.clone()),
+                problem: format!("{} actions exceed the limit of {CHAIN_ACTIONS_MAX}", actions.len()),
+            });
         }
-        actions.push(render(m, st, id)?);
+        match m.node(st.node).map(|n| &n.kind) {
+            Some(NodeKind::Script(Script { capture: None, .. })) => to = ask(m, st, edges, answers)?,
+            _ => break,
+        }
     }
     let last = m.node(st.node).map(|n| &n.kind);
     let client_action_id = match last {
-        Some(NodeKind::Menu(_) | NodeKind::Input(_)) => {
+        Some(NodeKind::Menu(_) | NodeKind::Input(_) | NodeKind::Script(Script { capture: Some(_), .. })) => {
             st.phase = Phase::AwaitingInput;
             st.seq = st.seq.wrapping_add(1);
             Some(client_action_id(m, st).to_string())
@@ -367,12 +514,15 @@ fn render(m: &Machine, st: &CallState, id: NodeId) -> Result<Action, StepError> 
     Ok(match &node.kind {
         NodeKind::Menu(menu) => render_capture(m, st, &menu.capture, None)?,
         NodeKind::Input(input) => render_capture(m, st, &input.prompt.capture, None)?,
-        NodeKind::Say(s) => Action::Say(Say {
-            text: render_text(m, st, &s.text)?,
-            voice_profile: s.voice_profile.clone(),
-            repetition: s.repetition,
-            speed: s.speed,
-        }),
+        NodeKind::Say(s) => Action::Say(render_say(m, st, s)?),
+        NodeKind::Script(Script { capture: Some(c), .. }) => render_capture(m, st, &c.capture, None)?,
+        NodeKind::Script(Script { say: Some(s), .. }) => Action::Say(render_say(m, st, s)?),
+        NodeKind::Script(_) => {
+            return Err(StepError::Chain {
+                node: node.name.clone(),
+                problem: "a script says nothing here".into(),
+            });
+        }
         NodeKind::Play(p) => Action::PlayFile(PlayFile {
             file_url: render_text(m, st, &p.file_url)?,
             repetition: p.repetition,
@@ -383,6 +533,15 @@ fn render(m: &Machine, st: &CallState, id: NodeId) -> Result<Action, StepError> 
             call_recording: t.call_recording,
         }),
         NodeKind::Hangup => Action::Hangup,
+    })
+}
+
+fn render_say(m: &Machine, st: &CallState, s: &Say<Template>) -> Result<Say, StepError> {
+    Ok(Say {
+        text: render_text(m, st, &s.text)?,
+        voice_profile: s.voice_profile.clone(),
+        repetition: s.repetition,
+        speed: s.speed,
     })
 }
 

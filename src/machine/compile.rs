@@ -17,7 +17,7 @@ use super::definition::{Defaults, Definition, Kind, NodeDef};
 use super::diagnostic::{Diagnostic, Position, Severity, closest};
 use super::source::{self, Source, SpanIndex};
 use super::template::{self, Template};
-use super::{Edge, Input, Machine, Menu, Node, NodeId, NodeKind, Version};
+use super::{Edge, Input, Machine, Menu, Node, NodeId, NodeKind, RequestTemplate, Script, Version};
 use crate::engine::callflow::{
     self, Action, Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed, Use, Violation,
 };
@@ -32,6 +32,13 @@ pub const NAME_CHARS_MAX: usize = 48;
 pub const TRIES_MAX: u8 = 9;
 /// Most branches of one menu: 12 keys on a phone, and multi-digit codes for extensions.
 pub const BRANCHES_MAX: usize = 1000;
+/// Longest a script waits for its API: 8x8 waits for phonetree's reply meanwhile, and a caller in
+/// silence for longer hangs up.
+pub const SCRIPT_TIMEOUT_MAX_MS: i64 = 10_000;
+/// A script's timeout when the machine sets none.
+pub const SCRIPT_TIMEOUT_DEFAULT_MS: i64 = 3_000;
+/// The widget's default wait for each key.
+pub const DIGIT_GAP_DEFAULT_MS: i64 = 4_000;
 /// What a caller hears when phonetree fails and the machine sets no `fallback`.
 pub const DEFAULT_FALLBACK: &str =
     "We are sorry, we cannot take your call right now. Please call again later.";
@@ -87,6 +94,33 @@ pub const FIELDS_BY_KIND: &[(Kind, &[&str])] = &[
             "failure_message",
         ],
     ),
+    (
+        Kind::Script,
+        &[
+            "prompt",
+            "reprompt",
+            "allow_keypress",
+            "min_digits",
+            "max_digits",
+            "digit_gap_ms",
+            "repeat",
+            "url",
+            "body",
+            "raw_json",
+            "headers",
+            "timeout_ms",
+            "response_key",
+            "branches",
+            "default",
+            "failure",
+            "no_input",
+            "store",
+            "cache_minutes",
+            "voice_profile",
+            "speed",
+            "repetition",
+        ],
+    ),
     (Kind::Say, &["text", "next", "voice_profile", "speed", "repetition"]),
     (Kind::Play, &["file_url", "repetition", "next"]),
     (Kind::Transfer, &["destination", "source", "call_recording", "after"]),
@@ -118,8 +152,15 @@ pub fn compile(source: &Source) -> Compiled {
         Ok(parsed) => parsed,
         Err(d) => return Compiled { machine: None, diagnostics: vec![*d] },
     };
-    let declared =
-        def.nodes.values().filter(|n| n.kind == Kind::Input).filter_map(|n| n.variable.clone()).collect();
+    let declared = def
+        .nodes
+        .values()
+        .flat_map(|n| match n.kind {
+            Kind::Input => n.variable.iter().cloned().collect::<Vec<_>>(),
+            Kind::Script => n.store.iter().flat_map(|s| s.keys().cloned()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
     let mut c = Compiler { source, index: OnceCell::new(), def: &def, diags: Vec::new(), declared };
     let machine = c.run();
     let mut diagnostics = c.diags;
@@ -443,6 +484,7 @@ impl<'a> Compiler<'a> {
                 }
                 Some(NodeKind::Input(input))
             }
+            Kind::Script => self.script(name, n, settings).map(NodeKind::Script),
             Kind::Say => {
                 self.required(name, "next", &n.next);
                 let text = self.required(name, "text", &n.text);
@@ -490,6 +532,157 @@ impl<'a> Compiler<'a> {
             }
             Kind::Hangup => Some(NodeKind::Hangup),
         }
+    }
+
+    /// A script node (the Script widget): its prompt or capture, its request, how it routes.
+    fn script(&mut self, name: &str, n: &NodeDef, settings: &BTreeMap<String, String>) -> Option<Script> {
+        self.required(name, "failure", &n.failure);
+        let url = self.required(name, "url", &n.url).and_then(|u| self.template(name, "url", u, settings));
+        if let Some(u) = &url {
+            let head = match u.parts().first() {
+                Some(template::Part::Lit(l)) => l.to_ascii_lowercase(),
+                _ => String::new(),
+            };
+            if !(head.starts_with("http://") || head.starts_with("https://")) {
+                self.error(At::Node(name, "url"), "the url must start with http:// or https://".into(), None);
+            }
+        }
+        let pairs = |c: &mut Self, field: &str, text: &Option<String>| -> Option<Vec<(String, Template)>> {
+            let mut out = Vec::new();
+            for pair in text.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~%".contains(&b)) {
+                    c.error(
+                        At::Node(name, field),
+                        format!("`{k}` is not a field name"),
+                        Some("write `name=value&name=value`".into()),
+                    );
+                    return None;
+                }
+                out.push((k.to_string(), c.template(name, field, v, settings)?));
+            }
+            Some(out)
+        };
+        let body = match &n.body {
+            None => Some(None),
+            Some(_) => pairs(self, "body", &n.body).map(Some),
+        };
+        let headers = pairs(self, "headers", &n.headers);
+        let timeout_ms = n.timeout_ms.unwrap_or(SCRIPT_TIMEOUT_DEFAULT_MS);
+        if !(100..=SCRIPT_TIMEOUT_MAX_MS).contains(&timeout_ms) {
+            self.error(
+                At::Node(name, "timeout_ms"),
+                format!("timeout_ms {timeout_ms} is outside 100..{SCRIPT_TIMEOUT_MAX_MS}"),
+                Some("8x8 waits for the reply while the API answers".into()),
+            );
+        }
+        let path = |p: &str| p.split('.').map(str::to_string).collect::<Vec<_>>();
+        let bad_path = |p: &str| p.is_empty() || p.split('.').any(str::is_empty);
+        let response_key = n.response_key.as_deref().map(path);
+        if n.response_key.as_deref().is_some_and(bad_path) {
+            self.error(
+                At::Node(name, "response_key"),
+                "a key path is names joined by dots, like `data.code`".into(),
+                None,
+            );
+        }
+        if n.response_key.is_some() && n.branches.as_ref().is_none_or(|b| b.is_empty()) && n.default.is_none()
+        {
+            self.error(
+                At::NodeKey(name),
+                "a script that routes on `response_key` needs `branches` or a `default`".into(),
+                None,
+            );
+        }
+        if n.response_key.is_none() && n.branches.is_some() {
+            self.error(
+                At::Node(name, "branches"),
+                "`branches` need a `response_key` to pick one".into(),
+                None,
+            );
+        }
+        let mut store = Vec::new();
+        for (var, p) in n.store.iter().flatten() {
+            if !template::is_var_name(var)
+                || template::BUILTINS.iter().any(|(b, _)| b == var)
+                || settings.contains_key(var)
+            {
+                self.error(
+                    At::Node(name, &format!("store.{var}")),
+                    format!("`{var}` cannot name a call variable"),
+                    None,
+                );
+            } else if bad_path(p) {
+                self.error(
+                    At::Node(name, &format!("store.{var}")),
+                    "a key path is names joined by dots, like `data.eta`".into(),
+                    None,
+                );
+            } else {
+                store.push((var.clone(), path(p)));
+            }
+        }
+        let cache_minutes = match n.cache_minutes {
+            None => Some(None),
+            Some(c @ 1..=999) => Some(Some(c as u16)),
+            Some(c) => {
+                self.error(
+                    At::Node(name, "cache_minutes"),
+                    format!("cache_minutes {c} is outside 1..999"),
+                    None,
+                );
+                None
+            }
+        };
+        let (say, capture) = if n.allow_keypress == Some(true) {
+            self.required(name, "no_input", &n.no_input);
+            self.required(name, "prompt", &n.prompt);
+            let gap = n.digit_gap_ms.unwrap_or(DIGIT_GAP_DEFAULT_MS);
+            let repeat = n.repeat.unwrap_or(0);
+            if !(0..i64::from(TRIES_MAX)).contains(&repeat) {
+                self.error(
+                    At::Node(name, "repeat"),
+                    format!("repeat {repeat} is outside 0..{}", TRIES_MAX - 1),
+                    None,
+                );
+            }
+            let mut menu = self.prompt(name, n, settings)?;
+            let max = i64::from(menu.capture.max_digits.unwrap_or(1));
+            menu.capture.digit_timeout_ms = u32::try_from(gap).ok();
+            menu.capture.overall_timeout_ms = u32::try_from(gap * max).ok();
+            menu.tries = (repeat + 1).clamp(1, i64::from(TRIES_MAX)) as u8;
+            self.check_action(name, &Action::SayAndCapture(menu.capture.clone()));
+            (None, Some(menu))
+        } else {
+            for field in ["no_input", "digit_gap_ms", "repeat", "reprompt", "min_digits", "max_digits"] {
+                if present_fields(n).contains(&field) {
+                    self.error(
+                        At::Node(name, field),
+                        format!("`{field}` needs `allow_keypress = true`"),
+                        None,
+                    );
+                }
+            }
+            let say = match &n.prompt {
+                None => None,
+                Some(p) => {
+                    let text = self.template(name, "prompt", p, settings)?;
+                    let speech = self.speech(name, n.voice_profile.as_ref(), n.speed, n.repetition);
+                    let say = Say { text, voice_profile: speech.0?, repetition: speech.1, speed: speech.2 };
+                    self.check_action(name, &Action::Say(say.clone()));
+                    Some(say)
+                }
+            };
+            (say, None)
+        };
+        let request = RequestTemplate {
+            url: url?,
+            body: body?,
+            raw_json: n.raw_json.unwrap_or(false),
+            headers: headers?,
+            timeout_ms: timeout_ms.clamp(100, SCRIPT_TIMEOUT_MAX_MS) as u32,
+        };
+        Some(Script { say, capture, request, response_key, store, cache_minutes: cache_minutes? })
     }
 
     /// A capturing prompt (menu or input): the prompt, re-prompt, capture settings and tries.
@@ -665,6 +858,20 @@ impl<'a> Compiler<'a> {
                     targets.push((field.into(), Edge::NoInput, t));
                 }
             }
+            Kind::Script => {
+                for (value, target) in n.branches.iter().flatten() {
+                    targets.push((format!("branches.{value}"), Edge::Response(value.clone()), target));
+                }
+                if let Some(t) = &n.default {
+                    targets.push(("default".into(), Edge::Default, t));
+                }
+                if let Some(t) = &n.failure {
+                    targets.push(("failure".into(), Edge::Failure, t));
+                }
+                if let (Some(true), Some(t)) = (n.allow_keypress, &n.no_input) {
+                    targets.push(("no_input".into(), Edge::NoInput, t));
+                }
+            }
             Kind::Say | Kind::Play => {
                 if let Some(t) = &n.next {
                     targets.push(("next".into(), Edge::Next, t));
@@ -803,7 +1010,7 @@ impl<'a> Compiler<'a> {
                             }
                             .to_string(),
                         ),
-                        actions: nodes.iter().map(|&n| sample(&action_of(m, n))).collect(),
+                        actions: nodes.iter().filter_map(|&n| action_of(m, n)).map(|a| sample(&a)).collect(),
                     };
                     // Each action's own parameters were checked with its node; here, the callflow's shape.
                     for v in
@@ -866,8 +1073,14 @@ impl Compiler<'_> {
             let here = set_on_entry[&id].clone();
             for e in m.graph.edges_directed(id, Direction::Outgoing) {
                 let mut out = here.clone();
-                if let (NodeKind::Input(input), Edge::Next) = (&m.graph[id].kind, e.weight()) {
-                    out.insert(input.variable.clone());
+                match (&m.graph[id].kind, e.weight()) {
+                    (NodeKind::Input(input), Edge::Next) => {
+                        out.insert(input.variable.clone());
+                    }
+                    (NodeKind::Script(script), Edge::Response(_) | Edge::Default) => {
+                        out.extend(script.store.iter().map(|(v, _)| v.clone()));
+                    }
+                    _ => {}
                 }
                 let changed = match set_on_entry.get_mut(&e.target()) {
                     None => {
@@ -921,20 +1134,33 @@ fn templates_of(kind: &NodeKind) -> Vec<(&'static str, &Template)> {
         NodeKind::Say(s) => vec![("text", &s.text)],
         NodeKind::Play(p) => vec![("file_url", &p.file_url)],
         NodeKind::Transfer(t) => vec![("destination", &t.destination), ("source", &t.source)],
+        NodeKind::Script(s) => {
+            let mut t = s.capture.as_ref().map(capture).unwrap_or_default();
+            t.extend(s.say.iter().map(|say| ("prompt", &say.text)));
+            t.push(("url", &s.request.url));
+            t.extend(s.request.body.iter().flatten().map(|(_, v)| ("body", v)));
+            t.extend(s.request.headers.iter().map(|(_, v)| ("headers", v)));
+            t
+        }
         NodeKind::Hangup => vec![],
     }
 }
 
 /// The action a node sends, with its templates.
-fn action_of(m: &Machine, id: NodeId) -> Action<Template> {
-    match &m.graph[id].kind {
+fn action_of(m: &Machine, id: NodeId) -> Option<Action<Template>> {
+    Some(match &m.graph[id].kind {
         NodeKind::Say(s) => Action::Say(s.clone()),
         NodeKind::Play(p) => Action::PlayFile(p.clone()),
         NodeKind::Menu(menu) => Action::SayAndCapture(menu.capture.clone()),
         NodeKind::Input(input) => Action::SayAndCapture(input.prompt.capture.clone()),
         NodeKind::Transfer(t) => Action::MakeCall(t.clone()),
+        NodeKind::Script(s) => match (&s.capture, &s.say) {
+            (Some(c), _) => Action::SayAndCapture(c.capture.clone()),
+            (None, Some(say)) => Action::Say(say.clone()),
+            (None, None) => return None,
+        },
         NodeKind::Hangup => Action::Hangup,
-    }
+    })
 }
 
 fn bfs(m: &Machine, from: impl IntoIterator<Item = NodeId>, dir: Direction) -> HashSet<NodeId> {
@@ -1018,6 +1244,7 @@ fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Menu => "menu",
         Kind::Input => "input",
+        Kind::Script => "script",
         Kind::Say => "say",
         Kind::Play => "play",
         Kind::Transfer => "transfer",
@@ -1037,6 +1264,19 @@ fn present_fields(n: &NodeDef) -> Vec<&'static str> {
         ("variable", n.variable.is_some()),
         ("pattern", n.pattern.is_some()),
         ("example", n.example.is_some()),
+        ("url", n.url.is_some()),
+        ("body", n.body.is_some()),
+        ("raw_json", n.raw_json.is_some()),
+        ("headers", n.headers.is_some()),
+        ("timeout_ms", n.timeout_ms.is_some()),
+        ("response_key", n.response_key.is_some()),
+        ("default", n.default.is_some()),
+        ("failure", n.failure.is_some()),
+        ("store", n.store.is_some()),
+        ("cache_minutes", n.cache_minutes.is_some()),
+        ("allow_keypress", n.allow_keypress.is_some()),
+        ("digit_gap_ms", n.digit_gap_ms.is_some()),
+        ("repeat", n.repeat.is_some()),
         ("text", n.text.is_some()),
         ("file_url", n.file_url.is_some()),
         ("next", n.next.is_some()),

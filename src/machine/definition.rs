@@ -62,6 +62,8 @@ pub enum Kind {
     Menu,
     /// 8x8 `sayAndCapture` of several keys into a call variable (an order number, a PIN), then `next`.
     Input,
+    /// An HTTP request to the business's API, routed on its answer (the "Script widget").
+    Script,
     /// 8x8 `say`, then `next`.
     Say,
     /// 8x8 `playFile`, then `next`.
@@ -97,6 +99,33 @@ pub struct NodeDef {
     pub pattern: Option<String>,
     /// An input the node accepts: documents the format, and `check` plays it.
     pub example: Option<String>,
+
+    // script
+    /// The API to call (a template: `{caller}`, `{keypress}`, call variables).
+    pub url: Option<String>,
+    /// POST body as query-string pairs (`caller={caller}&order={order}`); absent: a GET.
+    pub body: Option<String>,
+    /// Send the body as a JSON object instead of a form (the widget's "raw HTTP POST").
+    pub raw_json: Option<bool>,
+    /// Request headers as query-string pairs (`Authorization=Basic%20...&X-Source=ivr`).
+    pub headers: Option<String>,
+    pub timeout_ms: Option<i64>,
+    /// Dotted path in the JSON answer whose value selects a branch (`data.code`).
+    pub response_key: Option<String>,
+    /// Where the call goes when the value matches no branch.
+    pub default: Option<String>,
+    /// Where the call goes when the API gives no usable answer.
+    pub failure: Option<String>,
+    /// Call variables set from the answer: name → dotted path (`{ eta = "data.eta" }`).
+    pub store: Option<BTreeMap<String, String>>,
+    /// Minutes identical requests are answered from the cache (1 to 999).
+    pub cache_minutes: Option<i64>,
+    /// Ask the caller for keys before the request (`{keypress}`).
+    pub allow_keypress: Option<bool>,
+    /// Seconds to wait for each key, in ms (default 4000).
+    pub digit_gap_ms: Option<i64>,
+    /// Times the prompt is repeated when the caller presses nothing (0 to 8).
+    pub repeat: Option<i64>,
 
     // say / play
     pub text: Option<String>,

@@ -72,6 +72,12 @@ pub enum Edge {
     Next,
     /// The bridged leg of a transfer ended.
     AfterTransfer,
+    /// A script's answer selected this branch value.
+    Response(String),
+    /// A script's answer matched no branch (or the script routes on no key).
+    Default,
+    /// A script got no usable answer: timeout, transport error, non-2xx, not JSON, a key missing.
+    Failure,
 }
 
 impl fmt::Display for Edge {
@@ -82,6 +88,9 @@ impl fmt::Display for Edge {
             Edge::NoInput => f.write_str("no input"),
             Edge::Next => f.write_str("next"),
             Edge::AfterTransfer => f.write_str("after transfer"),
+            Edge::Response(v) => write!(f, "response {v}"),
+            Edge::Default => f.write_str("default"),
+            Edge::Failure => f.write_str("failure"),
         }
     }
 }
@@ -99,6 +108,7 @@ pub enum NodeKind {
     Say(Say<Template>),
     Play(PlayFile<Template>),
     Transfer(MakeCall<Template>),
+    Script(Script),
     Hangup,
 }
 
@@ -110,13 +120,18 @@ impl NodeKind {
             NodeKind::Say(_) => "say",
             NodeKind::Play(_) => "play",
             NodeKind::Transfer(_) => "transfer",
+            NodeKind::Script(_) => "script",
             NodeKind::Hangup => "hangup",
         }
     }
 
     /// Nodes that wait for 8x8's next webhook once their action is sent.
     pub fn waits(&self) -> bool {
-        matches!(self, NodeKind::Menu(_) | NodeKind::Input(_) | NodeKind::Transfer(_))
+        match self {
+            NodeKind::Menu(_) | NodeKind::Input(_) | NodeKind::Transfer(_) => true,
+            NodeKind::Script(script) => script.capture.is_some(),
+            NodeKind::Say(_) | NodeKind::Play(_) | NodeKind::Hangup => false,
+        }
     }
 }
 
@@ -128,6 +143,34 @@ pub struct Menu {
     pub reprompt: Template,
     /// phonetree's attempts at this menu, at least 1.
     pub tries: u8,
+}
+
+/// A node that calls an HTTP API and routes on its answer (the IVR builders' "Script widget").
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Said before the request when the caller is not asked for keys.
+    pub say: Option<Say<Template>>,
+    /// With `allow_keypress`: the capture prompt; its tries are the prompt's repeats.
+    pub capture: Option<Menu>,
+    pub request: RequestTemplate,
+    /// Dotted path in the JSON answer whose value picks the branch.
+    pub response_key: Option<Vec<String>>,
+    /// Call variables set from the answer: (name, dotted path).
+    pub store: Vec<(String, Vec<String>)>,
+    /// Identical requests within this many minutes are answered from the cache.
+    pub cache_minutes: Option<u16>,
+}
+
+/// An HTTP request with templates, resolved when the call reaches the script.
+#[derive(Debug, Clone)]
+pub struct RequestTemplate {
+    pub url: Template,
+    /// POST body fields, in order; `None`: the request is a GET.
+    pub body: Option<Vec<(String, Template)>>,
+    /// Send the body as a JSON object of strings instead of a form.
+    pub raw_json: bool,
+    pub headers: Vec<(String, Template)>,
+    pub timeout_ms: u32,
 }
 
 /// A node that captures several keys into a call variable.

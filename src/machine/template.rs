@@ -142,12 +142,21 @@ impl Template {
 
     /// Renders the template; the first variable `lookup` does not know is the error.
     pub fn render<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> Result<String, String> {
+        self.render_with(lookup, str::to_string)
+    }
+
+    /// Renders the template with every variable's text passed through `encode` (for a URL, say).
+    pub fn render_with<'a>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+        encode: impl Fn(&str) -> String,
+    ) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Lit(s) => out.push_str(s),
-                Part::Var(v) => out.push_str(lookup(v).ok_or_else(|| v.clone())?),
-                Part::Say(v) => out.push_str(&spoken(lookup(v).ok_or_else(|| v.clone())?)),
+                Part::Var(v) => out.push_str(&encode(lookup(v).ok_or_else(|| v.clone())?)),
+                Part::Say(v) => out.push_str(&encode(&spoken(lookup(v).ok_or_else(|| v.clone())?))),
             }
         }
         Ok(out)

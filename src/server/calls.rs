@@ -11,7 +11,9 @@ use tracing::{debug, error, info, warn};
 
 use super::App;
 use crate::engine::callflow::Callflow;
-use crate::engine::{self, CallInfo, CallState, ClientActionId, Direction, Event, Phase, StepError};
+use crate::engine::{
+    self, Answer, CallInfo, CallState, ClientActionId, Direction, Event, Phase, StepError, Stepped,
+};
 use crate::machine::{Machine, NodeKind};
 use crate::server::registry::RegistryError;
 use crate::store::{Conflict, Loaded, StoreError};
@@ -79,7 +81,7 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
             Plan::Apply { machine, state, event } => (machine, state, event),
             Plan::Answer(body) => return Ok((body, Answered::Stale)),
         };
-        let step = engine::step(&machine, &state, &event, now)?;
+        let step = run_step(app, ca, &machine, &state, &event, now).await?;
         let reply = step.reply.clone().unwrap_or_else(Callflow::hangup);
         let body = wire::encode(&reply);
         match app.store.commit(&ca.session_id, loaded.as_ref(), &step.state, &ca.event_id, &body, now)? {
@@ -106,6 +108,56 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
         }
     }
     Err(Fault::Contention)
+}
+
+/// Steps the engine, performing the requests of the script nodes it reaches. Each answer is
+/// journaled (and fsync'd) before the engine applies it, so a retried webhook, after a crash or
+/// a lost reply, reuses the answers its first delivery got instead of asking the API again. An
+/// answer comes from the cache when the script caches and an identical request was answered
+/// within its `cache_minutes`.
+async fn run_step(
+    app: &App,
+    ca: &CallAction,
+    machine: &Machine,
+    state: &CallState,
+    event: &Event,
+    now: u64,
+) -> Result<engine::Step, Fault> {
+    let mut answers = app.store.answers(&ca.session_id, &ca.event_id)?;
+    if !answers.is_empty() {
+        info!(answers = answers.len(), "reusing the script answers journaled for this webhook");
+    }
+    loop {
+        match engine::step_with(machine, state, event, now, &answers)? {
+            Stepped::Done(step) => return Ok(*step),
+            Stepped::Needs(request) => {
+                let answer = match app.store.cached(&request, now)? {
+                    Some(cached) => {
+                        info!(node = %request.node, url = %request.url, "script answered from the cache");
+                        cached
+                    }
+                    None => {
+                        let answer = crate::fetch::perform(&app.http, &request).await;
+                        match &answer {
+                            Answer::Http { status, .. } if (200..300).contains(status) => {
+                                app.store.put_cached(&request, &answer, now)?;
+                            }
+                            Answer::Http { status, .. } => {
+                                warn!(node = %request.node, url = %request.url, status, "script API answered an error");
+                            }
+                            Answer::Failed { reason } => {
+                                warn!(node = %request.node, url = %request.url, %reason, "script API did not answer");
+                            }
+                        }
+                        answer
+                    }
+                };
+                answers.push(answer);
+                app.store.put_answers(&ca.session_id, &ca.event_id, &answers)?;
+                app.store.durable().await?;
+            }
+        }
+    }
 }
 
 fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result<Plan, Fault> {
@@ -148,7 +200,8 @@ fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result
         state.seq = id.seq;
         state.path.push(node);
         state.phase = match machine.node(node).map(|n| &n.kind) {
-            Some(NodeKind::Menu(_)) => Phase::AwaitingInput,
+            Some(NodeKind::Menu(_) | NodeKind::Input(_)) => Phase::AwaitingInput,
+            Some(NodeKind::Script(s)) if s.capture.is_some() => Phase::AwaitingInput,
             Some(NodeKind::Transfer(_)) => Phase::Bridged,
             _ => Phase::Ended,
         };
@@ -229,6 +282,11 @@ pub async fn sweep(app: &App, now: u64) -> Result<(usize, usize), Fault> {
         if let Err(e) = done {
             warn!(session = %id, error = %e, "session not swept");
         }
+    }
+    match app.store.expire_cache(now) {
+        Ok(0) => {}
+        Ok(n) => debug!(expired = n, "script answers dropped from the cache"),
+        Err(e) => warn!(error = %e, "cache not swept"),
     }
     app.store.durable().await?;
     Ok((closed, deleted))

@@ -17,8 +17,12 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::CallState;
+use crate::engine::{Answer, Request};
 use crate::machine::Version;
-use record::{FORMAT, FORMAT_OLDEST, MachineRecord, ReplyRecord, SessionRecord, SummaryRecord};
+use record::{
+    AnswerRecord, AnswersRecord, CacheRecord, FORMAT, FORMAT_OLDEST, MachineRecord, ReplyRecord,
+    SessionRecord, SummaryRecord,
+};
 
 /// Requests waiting for the next fsync at most; more wait their turn to enqueue (back-pressure).
 pub const FLUSH_QUEUE_MAX: usize = 4096;
@@ -67,6 +71,8 @@ pub struct Store {
     replies: sled::Tree,
     summaries: sled::Tree,
     machines: sled::Tree,
+    answers: sled::Tree,
+    cache: sled::Tree,
     flushes: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
     /// The fsync thread; joined on drop so the directory's lock is free when `drop` returns.
     flusher: Option<std::thread::JoinHandle<()>>,
@@ -102,6 +108,8 @@ impl Store {
             replies: db.open_tree("replies")?,
             summaries: db.open_tree("summaries")?,
             machines: db.open_tree("machines")?,
+            answers: db.open_tree("answers")?,
+            cache: db.open_tree("cache")?,
             db,
             flushes,
             flusher: Some(flusher),
@@ -254,9 +262,62 @@ impl Store {
         for key in self.replies.scan_prefix(&prefix).keys() {
             self.replies.remove(key?)?;
         }
+        for key in self.answers.scan_prefix(&prefix).keys() {
+            self.answers.remove(key?)?;
+        }
         self.summaries.remove(session)?;
         self.sessions.remove(session)?;
         Ok(())
+    }
+
+    /// The script answers journaled for one webhook (empty when none were).
+    pub fn answers(&self, session: &str, event_id: &str) -> Result<Vec<Answer>, StoreError> {
+        let key = reply_key(session, event_id);
+        let Some(raw) = self.answers.get(&key)? else { return Ok(Vec::new()) };
+        let name = String::from_utf8_lossy(&key).replace('\0', "/");
+        let r: AnswersRecord = decode("answers", &name, &raw)?;
+        check_format("answers", &name, r.v)?;
+        Ok(r.answers.iter().map(AnswerRecord::to_answer).collect())
+    }
+
+    /// Journals the script answers of one webhook (all so far, in order); `durable` makes it stick.
+    pub fn put_answers(&self, session: &str, event_id: &str, answers: &[Answer]) -> Result<(), StoreError> {
+        let record =
+            AnswersRecord { v: FORMAT, answers: answers.iter().map(AnswerRecord::from_answer).collect() };
+        self.answers.insert(reply_key(session, event_id), encode("answers", &record)?)?;
+        Ok(())
+    }
+
+    /// A cached answer to `request` still valid at `now_ms`.
+    pub fn cached(&self, request: &Request, now_ms: u64) -> Result<Option<Answer>, StoreError> {
+        let key = cache_key(request);
+        let Some(raw) = self.cache.get(key)? else { return Ok(None) };
+        let r: CacheRecord = decode("cache", &request.url, &raw)?;
+        check_format("cache", &request.url, r.v)?;
+        Ok((r.until > now_ms).then(|| r.answer.to_answer()))
+    }
+
+    /// Caches `answer` to `request` for the request's `cache_minutes` (nothing when it has none).
+    pub fn put_cached(&self, request: &Request, answer: &Answer, now_ms: u64) -> Result<(), StoreError> {
+        let Some(minutes) = request.cache_minutes else { return Ok(()) };
+        let until = now_ms + u64::from(minutes) * 60_000;
+        let record = CacheRecord { v: FORMAT, until, answer: AnswerRecord::from_answer(answer) };
+        self.cache.insert(cache_key(request), encode("cache", &record)?)?;
+        Ok(())
+    }
+
+    /// Deletes cached answers past their time; returns how many.
+    pub fn expire_cache(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for item in self.cache.iter() {
+            let (key, raw) = item?;
+            let stale = decode::<CacheRecord>("cache", "entry", &raw).map_or(true, |r| r.until <= now_ms);
+            if stale {
+                self.cache.remove(key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     pub fn session_count(&self) -> usize {
@@ -289,6 +350,12 @@ impl Drop for Store {
             let _ = thread.join();
         }
     }
+}
+
+/// The cache's key for a request: the SHA-256 of everything it sends.
+fn cache_key(request: &Request) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(request.cache_key()).into()
 }
 
 fn reply_key(session: &str, event_id: &str) -> Vec<u8> {

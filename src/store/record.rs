@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::engine::{CallInfo, CallState, Direction, Outcome, Phase};
+use crate::engine::{Answer, CallInfo, CallState, Direction, Outcome, Phase};
 use crate::machine::{NodeId, Version};
 
 /// The format records are written in. Format 2 added call variables to sessions; records of
@@ -243,4 +243,45 @@ pub struct MachineRecord {
     pub name: String,
     pub file: String,
     pub text: String,
+}
+
+/// The answers the script requests of one webhook got, in order: journaled before they are
+/// applied, so a retried webhook reuses them instead of asking the API again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswersRecord {
+    pub v: u8,
+    pub answers: Vec<AnswerRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AnswerRecord {
+    #[serde(rename = "h")]
+    Http(u16, Blob),
+    #[serde(rename = "f")]
+    Failed(String),
+}
+
+impl AnswerRecord {
+    pub fn from_answer(a: &Answer) -> AnswerRecord {
+        match a {
+            Answer::Http { status, body } => AnswerRecord::Http(*status, Blob(body.clone())),
+            Answer::Failed { reason } => AnswerRecord::Failed(reason.clone()),
+        }
+    }
+
+    pub fn to_answer(&self) -> Answer {
+        match self {
+            AnswerRecord::Http(status, body) => Answer::Http { status: *status, body: body.0.clone() },
+            AnswerRecord::Failed(reason) => Answer::Failed { reason: reason.clone() },
+        }
+    }
+}
+
+/// A cached API answer (the script's `cache_minutes`), keyed by the hash of the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    pub v: u8,
+    /// When it stops being used (ms since the epoch).
+    pub until: u64,
+    pub answer: AnswerRecord,
 }
