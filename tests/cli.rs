@@ -154,3 +154,46 @@ fn check_rejects_a_trap_with_a_counterexample_that_simulate_replays() {
     assert_eq!(transcript.matches("[loop] hears").count(), 6, "{transcript}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("fails its proof"));
 }
+
+#[test]
+fn simulate_answers_script_requests_from_inputs_a_file_or_says_what_it_needs() {
+    let run = |args: &[&str]| phonetree(args);
+    let inline = run(&["simulate", "machines/order_status.toml", "123456#", "@1", "2"]);
+    assert_eq!(inline.status.code(), Some(0), "{}", String::from_utf8_lossy(&inline.stderr));
+    let text = stdout(&inline);
+    assert!(
+        text.contains(
+            "[lookup] asks GET http://127.0.0.1:8090/orders/123456?caller=%2B15550000001 -> HTTP 200"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("[in_transit] hears: \"Your order 1 2 3 4 5 6 is on its way and will arrive 1.\""),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let answers = dir.path().join("answers.json");
+    std::fs::write(
+        &answers,
+        r#"{"lookup": [{"status": 200, "body": {"data": {"code": 1, "eta": "on Monday"}}}, {"failed": "timeout"}]}"#,
+    )
+    .unwrap();
+    let canned = run(&[
+        "simulate",
+        "machines/order_status.toml",
+        "--answers",
+        answers.to_str().unwrap(),
+        "123456#",
+        "1",
+        "654321#",
+    ]);
+    let text = stdout(&canned);
+    assert!(text.contains("will arrive on Monday."), "{text}");
+    assert!(text.contains("-> no answer (timeout)"), "{text}");
+    assert!(text.ends_with("call transferred at node `agent`: the caller is bridged\n"), "{text}");
+
+    let missing = run(&["simulate", "machines/order_status.toml", "123456#"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("node `lookup` asks GET"));
+}

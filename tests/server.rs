@@ -350,7 +350,7 @@ async fn health_and_readiness() {
     let h = reqwest::get(n.url("/healthz")).await.unwrap();
     assert_eq!(h.status(), 200);
     let r: serde_json::Value = reqwest::get(n.url("/readyz")).await.unwrap().json().await.unwrap();
-    assert_eq!((r["status"].as_str(), r["machines"].as_u64()), (Some("ready"), Some(3)));
+    assert_eq!((r["status"].as_str(), r["machines"].as_u64()), (Some("ready"), Some(4)));
 }
 
 #[tokio::test]

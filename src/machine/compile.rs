@@ -554,7 +554,11 @@ impl<'a> Compiler<'a> {
                 if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~%".contains(&b)) {
                     c.error(
                         At::Node(name, field),
-                        format!("`{k}` is not a field name"),
+                        if k.is_empty() {
+                            "a field has no name".into()
+                        } else {
+                            format!("`{k}` is not a field name")
+                        },
                         Some("write `name=value&name=value`".into()),
                     );
                     return None;

@@ -295,7 +295,7 @@ pub fn vss(session: &str, status: &str) -> String {
 pub fn machines_dir(tmp: &std::path::Path) -> PathBuf {
     let dir = tmp.join("machines");
     std::fs::create_dir_all(&dir).unwrap();
-    for name in ["abc_restaurant.toml", "tech_support.toml", "callback_request.toml"] {
+    for name in ["abc_restaurant.toml", "tech_support.toml", "callback_request.toml", "order_status.toml"] {
         std::fs::copy(repo().join("machines").join(name), dir.join(name)).unwrap();
     }
     dir

@@ -1,0 +1,355 @@
+//! Script nodes for real: `machines/order_status.toml` through the real `phonetree serve` against
+//! a loopback HTTP server standing in for the shop's API — answers for every branch, a slow answer
+//! (the timeout branch), errors, broken bodies, the cache, duplicate deliveries, and a crash while
+//! the API is answering.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use tokio::sync::Notify;
+use warp::Filter;
+
+/// Per order number, the (caller, Accept header) of each request.
+type Seen = Arc<Mutex<HashMap<String, Vec<(String, String)>>>>;
+
+/// The shop's API: `GET /orders/ID?caller=...`, answering by order number.
+struct Api {
+    base: String,
+    /// Requests per order number, with the caller and Accept header each carried.
+    seen: Seen,
+    /// Order `888888` waits for this before answering.
+    release: Arc<Notify>,
+}
+
+impl Api {
+    async fn start() -> Api {
+        let seen: Seen = Arc::default();
+        let release = Arc::new(Notify::new());
+        let (log, gate) = (seen.clone(), release.clone());
+        let route = warp::path!("orders" / String)
+            .and(warp::query::<HashMap<String, String>>())
+            .and(warp::header::optional::<String>("accept"))
+            .then(move |order: String, query: HashMap<String, String>, accept: Option<String>| {
+                let (log, gate) = (log.clone(), gate.clone());
+                async move {
+                    let caller = query.get("caller").cloned().unwrap_or_default();
+                    log.lock()
+                        .unwrap()
+                        .entry(order.clone())
+                        .or_default()
+                        .push((caller, accept.unwrap_or_default()));
+                    let ok =
+                        |v: Value| warp::http::Response::builder().status(200).body(v.to_string()).unwrap();
+                    match order.as_str() {
+                        "111111" => ok(serde_json::json!({"data": {"code": 1, "eta": "on Friday"}})),
+                        "222222" => ok(serde_json::json!({"data": {"code": 2, "eta": "-"}})),
+                        "333333" => ok(serde_json::json!({"data": {"code": 3, "eta": "-"}})),
+                        "444444" => {
+                            tokio::time::sleep(Duration::from_secs(4)).await;
+                            ok(serde_json::json!({"data": {"code": 1, "eta": "too late"}}))
+                        }
+                        "555555" => warp::http::Response::builder().status(500).body("{}".into()).unwrap(),
+                        "666666" => {
+                            warp::http::Response::builder().status(200).body("<html>".into()).unwrap()
+                        }
+                        "777777" => ok(serde_json::json!({"data": {"code": 1}})),
+                        "888888" => {
+                            gate.notified().await;
+                            ok(serde_json::json!({"data": {"code": 2, "eta": "-"}}))
+                        }
+                        _ => ok(serde_json::json!({"data": {"code": 9, "eta": "-"}})),
+                    }
+                }
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        Api { base, seen, release }
+    }
+
+    fn count(&self, order: &str) -> usize {
+        self.seen.lock().unwrap().get(order).map_or(0, Vec::len)
+    }
+}
+
+/// A node whose `order_status` machine calls `api`.
+fn node(t: &tempfile::TempDir, api: &Api) -> Node {
+    let dir = machines_dir(t.path());
+    let text = std::fs::read_to_string(repo().join("machines/order_status.toml")).unwrap();
+    std::fs::write(dir.join("order_status.toml"), text.replace("http://127.0.0.1:8090", &api.base)).unwrap();
+    Node::start(&t.path().join("data"), &dir)
+}
+
+/// A call to the order line: `CALL_RECEIVED`, then the keys; returns each reply.
+struct Call<'a> {
+    n: &'a Node,
+    session: String,
+    id: Option<String>,
+    events: usize,
+}
+
+impl<'a> Call<'a> {
+    async fn start(n: &'a Node, session: &str) -> (Call<'a>, Answer) {
+        let mut c = Call { n, session: session.into(), id: None, events: 0 };
+        let a = c.send("CALL_RECEIVED", None).await;
+        (c, a)
+    }
+
+    fn body(&mut self, status: &str, dtmf: Option<&str>) -> String {
+        self.events += 1;
+        let event = format!("{}-e{}", self.session, self.events);
+        let v = Vca {
+            session: &self.session,
+            event: &event,
+            dtmf,
+            client_action_id: self.id.as_deref(),
+            status,
+            direction: "INBOUND",
+            source: "+6591178965",
+            destination: "+6568880002",
+            event_data: false,
+        };
+        v.body()
+    }
+
+    async fn send(&mut self, status: &str, dtmf: Option<&str>) -> Answer {
+        let body = self.body(status, dtmf);
+        self.deliver(body).await
+    }
+
+    async fn deliver(&mut self, body: String) -> Answer {
+        let a = post(&self.n.url("/webhooks/vca"), body).await;
+        self.id = a.callflow().client_action_id;
+        a
+    }
+
+    async fn press(&mut self, keys: &str) -> Answer {
+        self.send("DTMF_RECEIVED", Some(keys)).await
+    }
+}
+
+/// The texts a reply says, in order (say texts and capture prompts), and its last action.
+fn said(a: &Answer) -> (Vec<String>, String) {
+    let v = a.json();
+    let actions = v["callflow"].as_array().unwrap();
+    let texts = actions
+        .iter()
+        .filter_map(|x| x["params"]["text"].as_str().or(x["params"]["promptMessage"].as_str()))
+        .map(String::from)
+        .collect();
+    (texts, actions.last().unwrap()["action"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_in_transit_is_looked_up_and_its_eta_spoken() {
+    let api = Api::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &api);
+    let (mut call, first) = Call::start(&n, "s-transit").await;
+    assert_eq!(
+        said(&first).0,
+        ["Welcome to the order status line.", "Please key in your six digit order number, then press hash."]
+    );
+    let a = call.press("111111#").await;
+    assert_eq!(a.how, "applied");
+    assert_eq!(
+        said(&a),
+        (
+            vec![
+                "One moment while we look up order 1 1 1 1 1 1.".to_string(),
+                "Your order 1 1 1 1 1 1 is on its way and will arrive on Friday.".into(),
+                "To check another order, press 1. To speak to an agent, press 2.".into(),
+            ],
+            "sayAndCapture".into()
+        )
+    );
+    // The request carried the caller (URL-encoded) and the configured header.
+    assert_eq!(
+        api.seen.lock().unwrap()["111111"],
+        [("+6591178965".to_string(), "application/json".to_string())]
+    );
+    // Another order on the same call: delivered, then unknown.
+    call.press("1").await;
+    assert_eq!(said(&call.press("222222#").await).0[1], "Your order 2 2 2 2 2 2 has been delivered.");
+    call.press("1").await;
+    assert_eq!(said(&call.press("333333").await).0[1], "We could not find order 3 3 3 3 3 3.");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_failing_or_broken_api_takes_the_failure_branch_to_an_agent() {
+    let api = Api::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &api);
+    // 444444: slower than the node's 2 s timeout; 555555: HTTP 500; 666666: not JSON;
+    // 777777: no `data.eta`; 999999: a code no branch names (the machine's default is the agent).
+    for (i, order) in ["444444", "555555", "666666", "777777", "999999"].iter().enumerate() {
+        let (mut call, _) = Call::start(&n, &format!("s-fail-{i}")).await;
+        let started = std::time::Instant::now();
+        let a = call.press(&format!("{order}#")).await;
+        assert_eq!(a.status, 200, "{order}: never a 5xx");
+        let (texts, last) = said(&a);
+        assert_eq!(
+            texts.last().map(String::as_str),
+            Some("Our order system is not answering right now. Let me connect you to an agent."),
+            "{order}"
+        );
+        assert_eq!(last, "makeCall", "{order}");
+        assert_eq!(a.json()["callflow"][2]["params"]["destination"], "+6531589338");
+        if *order == "444444" {
+            assert!(started.elapsed() < Duration::from_millis(3900), "the timeout cut the wait short");
+        }
+        assert_eq!(api.count(order), 1, "{order}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_requests_within_the_cache_time_ask_the_api_once() {
+    let api = Api::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &api);
+    let (mut a, _) = Call::start(&n, "s-cache-a").await;
+    let first = a.press("111111#").await;
+    let (mut b, _) = Call::start(&n, "s-cache-b").await;
+    let second = b.press("111111#").await;
+    assert_eq!(said(&first), said(&second));
+    assert_eq!(api.count("111111"), 1, "the second call was answered from the cache");
+    assert!(n.log().contains("script answered from the cache"));
+    // A failed answer is not cached: both calls ask.
+    let (mut c, _) = Call::start(&n, "s-cache-c").await;
+    c.press("555555#").await;
+    let (mut d, _) = Call::start(&n, "s-cache-d").await;
+    d.press("555555#").await;
+    assert_eq!(api.count("555555"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_delivery_replays_the_reply_without_asking_the_api_again() {
+    let api = Api::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &api);
+    let (mut call, _) = Call::start(&n, "s-dup").await;
+    let body = call.body("DTMF_RECEIVED", Some("333333#"));
+    let a = call.deliver(body.clone()).await;
+    let again = post(&n.url("/webhooks/vca"), body).await;
+    assert_eq!((a.how.as_str(), again.how.as_str()), ("applied", "duplicate"));
+    assert_eq!(a.body, again.body);
+    assert_eq!(api.count("333333"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_while_the_api_answers_repeats_the_request_on_the_retried_webhook() {
+    let api = Api::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let mut n = node(&t, &api);
+    let (mut call, _) = Call::start(&n, "s-crash").await;
+    let body = call.body("DTMF_RECEIVED", Some("888888#"));
+    // The node asks the API, which holds its answer; the node dies meanwhile (no answer journaled).
+    let url = n.url("/webhooks/vca");
+    let in_flight = tokio::spawn({
+        let body = body.clone();
+        async move { reqwest::Client::new().post(url).body(body).send().await.is_err() }
+    });
+    for _ in 0..100 {
+        if api.count("888888") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(api.count("888888"), 1);
+    n.kill();
+    assert!(in_flight.await.unwrap(), "the first delivery got no reply");
+    api.release.notify_one(); // the held answer goes nowhere: its connection died with the node
+    n.restart();
+    // 8x8 delivers the webhook again: the node asks again, and the call goes on.
+    let retry = tokio::spawn({
+        let url = n.url("/webhooks/vca");
+        async move { post(&url, body).await }
+    });
+    for _ in 0..100 {
+        if api.count("888888") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    api.release.notify_one();
+    let a = retry.await.unwrap();
+    assert_eq!(a.how, "applied");
+    assert_eq!(said(&a).0[1], "Your order 8 8 8 8 8 8 has been delivered.");
+    assert_eq!(api.count("888888"), 2, "the request was repeated once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_webhook_reuses_the_answer_journaled_before_a_crash() {
+    use phonetree::server::{App, Config, calls};
+    use phonetree::webhook::inbound;
+    let t = tempfile::tempdir().unwrap();
+    let dir = machines_dir(t.path());
+    // An API nobody listens on: asking it would take the failure branch.
+    let text = std::fs::read_to_string(repo().join("machines/order_status.toml")).unwrap();
+    std::fs::write(
+        dir.join("order_status.toml"),
+        text.replace("http://127.0.0.1:8090", "http://127.0.0.1:9"),
+    )
+    .unwrap();
+    let app = App::open(Config {
+        machines: dir,
+        data: t.path().join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        default_machine: None,
+        session_ttl: Duration::from_secs(3600),
+        retention: Duration::from_secs(3600),
+        api: Default::default(),
+        unsafe_no_fsync: false,
+    })
+    .unwrap();
+    let vca = |event: &str, status: &str, dtmf: Option<&str>| {
+        let v = Vca {
+            session: "s-journal",
+            event,
+            dtmf,
+            client_action_id: None,
+            status,
+            direction: "INBOUND",
+            source: "+6591178965",
+            destination: "+6568880002",
+            event_data: false,
+        };
+        inbound::call_action(v.body().as_bytes()).unwrap()
+    };
+    calls::call_action(&app, &vca("e1", "CALL_RECEIVED", None)).await;
+    // What the first delivery of e2 got from the API before the node died, reply unsent.
+    let journaled = phonetree::engine::Answer::Http {
+        status: 200,
+        body: br#"{"data": {"code": 2, "eta": "-"}}"#.to_vec(),
+    };
+    app.store.put_answers("s-journal", "e2", &[journaled]).unwrap();
+    let (body, how) = calls::call_action(&app, &vca("e2", "DTMF_RECEIVED", Some("222222#"))).await;
+    assert_eq!(how, Some(calls::Answered::Applied));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["callflow"][1]["params"]["text"], "Your order 2 2 2 2 2 2 has been delivered.");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulate_live_calls_the_real_api() {
+    let api = Api::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("order_status.toml");
+    let text = std::fs::read_to_string(repo().join("machines/order_status.toml")).unwrap();
+    std::fs::write(&file, text.replace("http://127.0.0.1:8090", &api.base)).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .args(["simulate", "--live", file.to_str().unwrap(), "111111#"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("will arrive on Friday."), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(api.count("111111"), 1);
+}
