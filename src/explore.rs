@@ -405,7 +405,8 @@ fn answer_classes(m: &Machine, node: &str) -> Vec<(String, Answer)> {
 }
 
 /// The answer a replay token stands for at `script`: `@VALUE` (the response key is VALUE),
-/// `@*` (a value no branch names), `@!` (no answer). Stored fields get the value `1`.
+/// `@*` (a value no branch names), `@!` (no answer). Stored fields get the value `1` (a URL for
+/// the ones `{play:$name}` plays).
 pub fn answer_for_token(script: &Script, token: &str) -> Option<Answer> {
     match token.strip_prefix('@')? {
         "!" => Some(Answer::Failed { reason: "timeout (simulated)".into() }),
@@ -431,8 +432,10 @@ fn synthetic_answer(script: &Script, value: Option<&str>) -> Answer {
         }
     }
     let mut body = serde_json::json!({});
-    for (_, path) in &script.store {
-        set(&mut body, path, serde_json::json!("1"));
+    for (var, path) in &script.store {
+        // A played value must be a URL; any other stored value is a short text.
+        let value = if script.played.contains(var) { "https://example.com/explore.mp3" } else { "1" };
+        set(&mut body, path, serde_json::json!(value));
     }
     if let (Some(path), Some(v)) = (&script.response_key, value) {
         set(&mut body, path, serde_json::json!(v));

@@ -112,7 +112,7 @@ impl<'m> Simulation<'m> {
     pub fn describe(&self, step: &Step) -> Vec<String> {
         let Some(flow) = &step.reply else { return vec![] };
         let label = |i: usize| {
-            let id = step.entered.get(i).copied().unwrap_or(step.state.node);
+            let id = step.actors.get(i).copied().unwrap_or(step.state.node);
             self.machine.node(id).map_or_else(String::new, |n| format!("[{}] ", n.name))
         };
         flow.actions.iter().enumerate().map(|(i, a)| format!("{}{}", label(i), describe(a))).collect()

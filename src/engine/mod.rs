@@ -58,8 +58,10 @@ pub struct Step {
     pub state: CallState,
     /// The callflow to answer the webhook with; `None` for a session summary.
     pub reply: Option<Callflow>,
-    /// The nodes the step entered, in order; one per action of the reply when it enters any.
+    /// The nodes the step entered, in order.
     pub entered: Vec<NodeId>,
+    /// The node each action of the reply comes from (the call's node for a repeated prompt).
+    pub actors: Vec<NodeId>,
     /// The edges the step followed, in order (coverage and logs).
     pub edges: Vec<(NodeId, Edge, NodeId)>,
 }
@@ -92,10 +94,12 @@ pub enum Stepped {
     Needs(Request),
 }
 
-/// The answers a step has been given, and how many it has used.
-struct Answers<'a> {
+/// What a step carries along its walk: the answers it was given and how many it used, and the
+/// node each action of the reply comes from.
+struct Walk<'a> {
     given: &'a [Answer],
     used: usize,
+    actors: Vec<NodeId>,
 }
 
 /// The id phonetree puts on every reply that waits: `pt.MACHINE.NODE.SEQ.VERSION`.
@@ -153,8 +157,8 @@ pub fn step_with(
     now_ms: u64,
     answers: &[Answer],
 ) -> Result<Stepped, StepError> {
-    let mut answers = Answers { given: answers, used: 0 };
-    match step_inner(m, s, event, now_ms, &mut answers) {
+    let mut walk = Walk { given: answers, used: 0, actors: Vec::new() };
+    match step_inner(m, s, event, now_ms, &mut walk) {
         Ok(step) => Ok(Stepped::Done(Box::new(step))),
         Err(StepError::NeedsAnswer(request)) => Ok(Stepped::Needs(*request)),
         Err(e) => Err(e),
@@ -166,7 +170,7 @@ fn step_inner(
     s: &CallState,
     event: &Event,
     now_ms: u64,
-    answers: &mut Answers<'_>,
+    walk: &mut Walk<'_>,
 ) -> Result<Step, StepError> {
     if s.machine != m.name || s.version != m.version {
         return Err(StepError::MachineMismatch { state: s.machine.clone(), machine: m.name.clone() });
@@ -191,7 +195,7 @@ fn step_inner(
         }
         // The call is over for phonetree; whatever 8x8 asks now, the answer is to hang up.
         (Phase::Ended, _) => Some(Callflow::hangup()),
-        (Phase::New, Event::CallStarted) => Some(enter(m, &mut st, m.start, &mut edges, answers)?),
+        (Phase::New, Event::CallStarted) => Some(enter(m, &mut st, m.start, &mut edges, walk)?),
         (Phase::New, e) => return Err(StepError::NotStarted(e.to_string())),
         // A second start for a call already under way: say the current prompt again, unchanged.
         (Phase::AwaitingInput | Phase::Bridged, Event::CallStarted) => Some(current_reply(m, &st)?),
@@ -207,17 +211,17 @@ fn step_inner(
                 (Some((var, value)), Some(to)) => {
                     st.vars.insert(var, value.chars().take(KEYPRESS_CHARS_MAX).collect());
                     edges.push((st.node, Edge::Next, to));
-                    Some(enter(m, &mut st, to, &mut edges, answers)?)
+                    Some(enter(m, &mut st, to, &mut edges, walk)?)
                 }
-                _ => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, answers)?),
+                _ => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, walk)?),
             }
         }
         (Phase::AwaitingInput, Event::Digits(d))
             if matches!(m.node(st.node).map(|n| &n.kind), Some(NodeKind::Script(_))) =>
         {
             st.keypress = Some(normalise_keys(d).chars().take(KEYPRESS_CHARS_MAX).collect());
-            let to = ask(m, &mut st, &mut edges, answers)?;
-            Some(enter(m, &mut st, to, &mut edges, answers)?)
+            let to = ask(m, &mut st, &mut edges, walk)?;
+            Some(enter(m, &mut st, to, &mut edges, walk)?)
         }
         (Phase::AwaitingInput, Event::Digits(d)) => {
             let keys = normalise_keys(d);
@@ -225,20 +229,20 @@ fn step_inner(
             match m.target(st.node, &Edge::Key(keys.clone())).filter(|_| !keys.is_empty()) {
                 Some(to) => {
                     edges.push((st.node, Edge::Key(keys), to));
-                    Some(enter(m, &mut st, to, &mut edges, answers)?)
+                    Some(enter(m, &mut st, to, &mut edges, walk)?)
                 }
-                None => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, answers)?),
+                None => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, walk)?),
             }
         }
         (Phase::AwaitingInput, Event::NoInput) => {
-            Some(retry_or(m, &mut st, Edge::NoInput, &mut edges, answers)?)
+            Some(retry_or(m, &mut st, Edge::NoInput, &mut edges, walk)?)
         }
         // Any webhook at a transfer means its bridged leg ended.
         (Phase::Bridged, Event::Digits(_) | Event::NoInput) => {
             match m.target(st.node, &Edge::AfterTransfer) {
                 Some(to) => {
                     edges.push((st.node, Edge::AfterTransfer, to));
-                    Some(enter(m, &mut st, to, &mut edges, answers)?)
+                    Some(enter(m, &mut st, to, &mut edges, walk)?)
                 }
                 None => {
                     st.outcome = Some(transferred(m, &st)?);
@@ -255,7 +259,10 @@ fn step_inner(
         return Err(StepError::RejectedReply { node, violation: v.to_string() });
     }
     let entered = entered_nodes(&s.phase, event, &edges, m.start);
-    Ok(Step { state: st, reply, entered, edges })
+    let mut actors = std::mem::take(&mut walk.actors);
+    let actions = reply.as_ref().map_or(0, |r| r.actions.len());
+    actors.resize(actions, st.node);
+    Ok(Step { state: st, reply, entered, edges, actors })
 }
 
 /// Starts an outbound call from `call.source` (a virtual number) to `call.destination`: the
@@ -331,7 +338,7 @@ fn retry_or(
     st: &mut CallState,
     edge: Edge,
     edges: &mut Vec<(NodeId, Edge, NodeId)>,
-    answers: &mut Answers<'_>,
+    walk: &mut Walk<'_>,
 ) -> Result<Callflow, StepError> {
     let tries = match m.node(st.node).map(|n| &n.kind) {
         Some(NodeKind::Menu(menu)) => menu.tries,
@@ -349,7 +356,7 @@ fn retry_or(
         problem: format!("no `{edge}` branch"),
     })?;
     edges.push((st.node, edge, to));
-    enter(m, st, to, edges, answers)
+    enter(m, st, to, edges, walk)
 }
 
 /// A script node's request: resolved, answered (or the step stops for the answer), routed. Sets
@@ -358,20 +365,20 @@ fn ask(
     m: &Machine,
     st: &mut CallState,
     edges: &mut Vec<(NodeId, Edge, NodeId)>,
-    answers: &mut Answers<'_>,
+    walk: &mut Walk<'_>,
 ) -> Result<NodeId, StepError> {
     let node =
         m.node(st.node).ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
     let NodeKind::Script(s) = &node.kind else {
         return Err(StepError::Chain { node: node.name.clone(), problem: "not a script node".into() });
     };
-    if answers.used >= SCRIPTS_PER_STEP_MAX {
+    if walk.used >= SCRIPTS_PER_STEP_MAX {
         return Err(StepError::Chain {
             node: node.name.clone(),
             problem: format!("more than {SCRIPTS_PER_STEP_MAX} requests in one step"),
         });
     }
-    let Some(answer) = answers.given.get(answers.used) else {
+    let Some(answer) = walk.given.get(walk.used) else {
         let request = script::request(&node.name, &s.request, s.cache_minutes, |t, encoding| {
             t.render_with(
                 |var| st.var(var).or((var == "node").then_some(node.name.as_str())),
@@ -384,7 +391,7 @@ fn ask(
         .map_err(|var| StepError::UnresolvedVariable { node: node.name.clone(), var })?;
         return Err(StepError::NeedsAnswer(Box::new(request)));
     };
-    answers.used += 1;
+    walk.used += 1;
     let branches: Vec<String> = m
         .edges(st.node)
         .into_iter()
@@ -415,7 +422,7 @@ fn enter(
     st: &mut CallState,
     to: NodeId,
     edges: &mut Vec<(NodeId, Edge, NodeId)>,
-    answers: &mut Answers<'_>,
+    walk: &mut Walk<'_>,
 ) -> Result<Callflow, StepError> {
     let mut actions = Vec::new();
     let mut to = to;
@@ -437,15 +444,18 @@ fn enter(
             if st.path.len() > PATH_LEN_MAX {
                 st.path.remove(0);
             }
+            let before = actions.len();
             match m.node(id).map(|n| &n.kind) {
                 // A script that asks nothing says its prompt (if any) and is answered below.
                 Some(NodeKind::Script(Script { capture: None, say, .. })) => {
                     if let Some(say) = say {
-                        actions.push(Action::Say(render_say(m, st, say)?));
+                        actions.extend(say_actions(m, st, say)?);
                     }
                 }
+                Some(NodeKind::Say(say)) => actions.extend(say_actions(m, st, say)?),
                 _ => actions.push(render(m, st, id)?),
             }
+            walk.actors.extend(std::iter::repeat_n(id, actions.len() - before));
         }
         if actions.len() > CHAIN_ACTIONS_MAX {
             return Err(StepError::Chain {
@@ -454,7 +464,7 @@ fn enter(
             });
         }
         match m.node(st.node).map(|n| &n.kind) {
-            Some(NodeKind::Script(Script { capture: None, .. })) => to = ask(m, st, edges, answers)?,
+            Some(NodeKind::Script(Script { capture: None, .. })) => to = ask(m, st, edges, walk)?,
             _ => break,
         }
     }
@@ -534,6 +544,32 @@ fn render(m: &Machine, st: &CallState, id: NodeId) -> Result<Action, StepError> 
         }),
         NodeKind::Hangup => Action::Hangup,
     })
+}
+
+/// A say's actions: one `say`, or with `{play:$name}` in its text, says and `playFile`s in turn.
+fn say_actions(m: &Machine, st: &CallState, s: &Say<Template>) -> Result<Vec<Action>, StepError> {
+    if s.text.played().next().is_none() {
+        return Ok(vec![Action::Say(render_say(m, st, s)?)]);
+    }
+    let node_name = m.node(st.node).map_or("", |n| n.name.as_str());
+    let segments = s
+        .text
+        .segments(|var| st.var(var).or((var == "node").then_some(node_name)))
+        .map_err(|var| StepError::UnresolvedVariable { node: node_name.to_string(), var })?;
+    Ok(segments
+        .into_iter()
+        .map(|segment| match segment {
+            crate::machine::template::Segment::Text(text) => Action::Say(Say {
+                text,
+                voice_profile: s.voice_profile.clone(),
+                repetition: s.repetition,
+                speed: s.speed,
+            }),
+            crate::machine::template::Segment::Play(url) => {
+                Action::PlayFile(PlayFile { file_url: url, repetition: None })
+            }
+        })
+        .collect())
 }
 
 fn render_say(m: &Machine, st: &CallState, s: &Say<Template>) -> Result<Say, StepError> {

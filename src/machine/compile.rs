@@ -294,6 +294,8 @@ impl<'a> Compiler<'a> {
             start,
             fallback,
         };
+        let mut machine = machine;
+        self.check_play(&mut machine);
         let chains_ok = self.check_chains(&machine);
         if chains_ok {
             self.check_reachability(&machine);
@@ -686,7 +688,15 @@ impl<'a> Compiler<'a> {
             headers: headers?,
             timeout_ms: timeout_ms.clamp(100, SCRIPT_TIMEOUT_MAX_MS) as u32,
         };
-        Some(Script { say, capture, request, response_key, store, cache_minutes: cache_minutes? })
+        Some(Script {
+            say,
+            capture,
+            request,
+            response_key,
+            store,
+            cache_minutes: cache_minutes?,
+            played: Vec::new(),
+        })
     }
 
     /// A capturing prompt (menu or input): the prompt, re-prompt, capture settings and tries.
@@ -1003,6 +1013,13 @@ impl<'a> Compiler<'a> {
                         Some("split the chain of say/play nodes with a menu".into()),
                     );
                 }
+                // A chain that reaches a script goes on with whatever the answer picks: the whole
+                // reply is only known then, and `explore` checks each one.
+                Ok(nodes)
+                    if matches!(
+                        nodes.last().map(|&n| &m.graph[n].kind),
+                        Some(NodeKind::Script(Script { capture: None, .. }))
+                    ) => {}
                 Ok(nodes) => {
                     let mut flow = Callflow {
                         client_action_id: Some(
@@ -1119,6 +1136,47 @@ impl Compiler<'_> {
                         Some("reach this node only after the `input` node's `next`, or use another variable".into()),
                     );
                 }
+            }
+        }
+    }
+}
+
+impl Compiler<'_> {
+    /// `{play:$name}` plays a file 8x8 fetches: only in a say node's text or a script's spoken
+    /// prompt, and only a variable a script stores from its answer (whose value is then checked
+    /// to be an http(s) URL when the answer comes).
+    fn check_play(&mut self, m: &mut Machine) {
+        let stored: BTreeSet<String> = m
+            .graph
+            .node_weights()
+            .filter_map(|n| if let NodeKind::Script(s) = &n.kind { Some(s) } else { None })
+            .flat_map(|s| s.store.iter().map(|(v, _)| v.clone()))
+            .collect();
+        let mut played = BTreeSet::new();
+        for id in m.graph.node_indices() {
+            let node = &m.graph[id];
+            let name = node.name.clone();
+            let mut problems = Vec::new();
+            for (field, t) in templates_of(&node.kind) {
+                let spoken_text = matches!((&node.kind, field), (NodeKind::Say(_), "text"))
+                    || matches!((&node.kind, field), (NodeKind::Script(s), "prompt") if s.capture.is_none());
+                for var in t.played() {
+                    if !spoken_text {
+                        problems.push((field, format!("`{{play:${var}}}` only works in a say node's `text` or a script's spoken `prompt`"), None));
+                    } else if !stored.contains(var) {
+                        problems.push((field, format!("`{{play:${var}}}` plays a URL a script stores from its answer; `{var}` is not one"), Some("store it with a script's `store`, or use a `play` node".to_string())));
+                    } else {
+                        played.insert(var.to_string());
+                    }
+                }
+            }
+            for (field, message, hint) in problems {
+                self.error(At::Node(&name, field), message, hint);
+            }
+        }
+        for node in m.graph.node_weights_mut() {
+            if let NodeKind::Script(s) = &mut node.kind {
+                s.played = s.store.iter().map(|(v, _)| v.clone()).filter(|v| played.contains(v)).collect();
             }
         }
     }

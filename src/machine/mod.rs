@@ -159,6 +159,8 @@ pub struct Script {
     pub store: Vec<(String, Vec<String>)>,
     /// Identical requests within this many minutes are answered from the cache.
     pub cache_minutes: Option<u16>,
+    /// The stored variables some `{play:$name}` plays: their values must be http(s) URLs.
+    pub played: Vec<String>,
 }
 
 /// An HTTP request with templates, resolved when the call reaches the script.

@@ -25,6 +25,15 @@ pub enum Part {
     Var(String),
     /// `{say:$name}`: the value spoken key by key.
     Say(String),
+    /// `{play:$name}`: the audio file at the URL the value holds, played where it stands.
+    Play(String),
+}
+
+/// A rendered piece of text with `{play:$name}` in it: text to say, or a file to play.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Text(String),
+    Play(String),
 }
 
 /// A value as `{say:$name}` speaks it: keypad keys one by one, anything else as it is.
@@ -72,9 +81,12 @@ impl Template {
                     let rest = &text[at + 1..];
                     let end = rest.find('}').ok_or(TemplateError::Unclosed(at))?;
                     let inner = &rest[..end];
-                    let (part, name) = match inner.strip_prefix("say:$") {
-                        Some(name) => (Part::Say(name.to_string()), name),
-                        None => (Part::Var(inner.to_string()), inner),
+                    let (part, name) = if let Some(name) = inner.strip_prefix("say:$") {
+                        (Part::Say(name.to_string()), name)
+                    } else if let Some(name) = inner.strip_prefix("play:$") {
+                        (Part::Play(name.to_string()), name)
+                    } else {
+                        (Part::Var(inner.to_string()), inner)
                     };
                     if !is_var_name(name) {
                         return Err(TemplateError::BadName(inner.to_string()));
@@ -109,7 +121,7 @@ impl Template {
     /// The variable names the template uses.
     pub fn vars(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Var(v) | Part::Say(v) => Some(v.as_str()),
+            Part::Var(v) | Part::Say(v) | Part::Play(v) => Some(v.as_str()),
             Part::Lit(_) => None,
         })
     }
@@ -121,7 +133,7 @@ impl Template {
             let part = match part {
                 Part::Var(v) => resolve(v).map_or_else(|| part.clone(), Part::Lit),
                 Part::Say(v) => resolve(v).map_or_else(|| part.clone(), |value| Part::Lit(spoken(&value))),
-                Part::Lit(_) => part.clone(),
+                Part::Lit(_) | Part::Play(_) => part.clone(),
             };
             match (parts.last_mut(), part) {
                 (Some(Part::Lit(prev)), Part::Lit(next)) => prev.push_str(&next),
@@ -157,7 +169,39 @@ impl Template {
                 Part::Lit(s) => out.push_str(s),
                 Part::Var(v) => out.push_str(&encode(lookup(v).ok_or_else(|| v.clone())?)),
                 Part::Say(v) => out.push_str(&encode(&spoken(lookup(v).ok_or_else(|| v.clone())?))),
+                // Text-only renderings say the URL; `segments` plays it.
+                Part::Play(v) => out.push_str(&encode(lookup(v).ok_or_else(|| v.clone())?)),
             }
+        }
+        Ok(out)
+    }
+
+    /// The variables `{play:$name}` plays.
+    pub fn played(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| if let Part::Play(v) = p { Some(v.as_str()) } else { None })
+    }
+
+    /// Renders text with `{play:$name}` in it as pieces to say and files to play, in order
+    /// (empty text between them left out).
+    pub fn segments<'a>(&self, lookup: impl Fn(&str) -> Option<&'a str>) -> Result<Vec<Segment>, String> {
+        let mut out = Vec::new();
+        let mut text = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => text.push_str(s),
+                Part::Var(v) => text.push_str(lookup(v).ok_or_else(|| v.clone())?),
+                Part::Say(v) => text.push_str(&spoken(lookup(v).ok_or_else(|| v.clone())?)),
+                Part::Play(v) => {
+                    if !text.trim().is_empty() {
+                        out.push(Segment::Text(std::mem::take(&mut text)));
+                    }
+                    text.clear();
+                    out.push(Segment::Play(lookup(v).ok_or_else(|| v.clone())?.to_string()));
+                }
+            }
+        }
+        if !text.trim().is_empty() {
+            out.push(Segment::Text(text));
         }
         Ok(out)
     }
@@ -171,6 +215,7 @@ impl fmt::Display for Template {
                 Part::Lit(s) => f.write_str(&s.replace('{', "{{").replace('}', "}}"))?,
                 Part::Var(v) => write!(f, "{{{v}}}")?,
                 Part::Say(v) => write!(f, "{{say:${v}}}")?,
+                Part::Play(v) => write!(f, "{{play:${v}}}")?,
             }
         }
         Ok(())
@@ -206,6 +251,22 @@ mod tests {
         assert_eq!(t.to_string(), "Order {say:$order}, ETA {eta}.");
         assert_eq!(spoken("tomorrow"), "tomorrow");
         assert_eq!(Template::parse("{say:order}"), Err(TemplateError::BadName("say:order".into())));
+    }
+
+    #[test]
+    fn play_splits_text_around_files() {
+        let t = Template::parse("Your message: {play:$clip} Press 1 to hear it again.").unwrap();
+        assert_eq!(t.played().collect::<Vec<_>>(), ["clip"]);
+        let got = t.segments(|_| Some("https://x.test/m.mp3")).unwrap();
+        assert_eq!(
+            got,
+            [
+                Segment::Text("Your message: ".into()),
+                Segment::Play("https://x.test/m.mp3".into()),
+                Segment::Text(" Press 1 to hear it again.".into())
+            ]
+        );
+        assert_eq!(t.to_string(), "Your message: {play:$clip} Press 1 to hear it again.");
     }
 
     #[test]
