@@ -219,3 +219,126 @@ fn variables_survive_the_store_encoding() {
     assert!(raw.len() < 256, "{} bytes", raw.len());
     assert_eq!(phonetree::store::decode_session("s-1", &raw).unwrap(), state);
 }
+
+fn script_machine(file: &str) -> phonetree::machine::Machine {
+    let path = repo().join("tests/data/scripts").join(file);
+    compile_text(&path.display().to_string(), &std::fs::read_to_string(&path).unwrap())
+}
+
+fn needs(
+    m: &phonetree::machine::Machine,
+    s: &CallState,
+    e: &Event,
+    answers: &[engine::Answer],
+) -> engine::Request {
+    match engine::step_with(m, s, e, 1, answers).unwrap() {
+        engine::Stepped::Needs(r) => r,
+        engine::Stepped::Done(step) => panic!("no request: {:?}", step.reply),
+    }
+}
+
+fn done(
+    m: &phonetree::machine::Machine,
+    s: &CallState,
+    e: &Event,
+    answers: &[engine::Answer],
+) -> engine::Step {
+    match engine::step_with(m, s, e, 1, answers).unwrap() {
+        engine::Stepped::Done(step) => *step,
+        engine::Stepped::Needs(r) => panic!("needs {r:?}"),
+    }
+}
+
+#[test]
+fn a_keypress_script_prompts_with_the_digit_gap_repeats_then_takes_no_input() {
+    let m = script_machine("extension.toml");
+    let start = CallState::new(&m, inbound("+6591178965", "+6568880003"), 0);
+    let first = done(&m, &start, &Event::CallStarted, &[]);
+    let v = json(first.reply.as_ref().unwrap());
+    let p = &v["callflow"][0]["params"];
+    assert_eq!(v["callflow"][0]["action"], "sayAndCapture");
+    // The widget's "gap between each digit" is 8x8's digitTimeout; the whole wait is gap × length.
+    assert_eq!((p["minDigits"].as_u64(), p["maxDigits"].as_u64()), (Some(3), Some(4)));
+    assert_eq!((p["digitTimeout"].as_u64(), p["overallTimeout"].as_u64()), (Some(5000), Some(20000)));
+    // `repeat = 1`: one more prompt on no input, then the no-input branch.
+    let again = done(&m, &first.state, &Event::NoInput, &[]);
+    assert_eq!(
+        json(again.reply.as_ref().unwrap())["callflow"][0]["params"]["promptMessage"],
+        "We did not get that. Please key in a three or four digit extension."
+    );
+    let gone = done(&m, &again.state, &Event::NoInput, &[]);
+    assert_eq!(json(gone.reply.as_ref().unwrap())["callflow"][0]["action"], "hangup");
+    assert!(gone.state.ended());
+}
+
+#[test]
+fn a_script_request_carries_the_keypress_a_form_body_and_headers_and_routes_on_the_answer() {
+    let m = script_machine("extension.toml");
+    let start = CallState::new(&m, inbound("+6591178965", "+6568880003"), 0);
+    let waiting = done(&m, &start, &Event::CallStarted, &[]).state;
+    let keys = Event::Digits("204#".into());
+    let r = needs(&m, &waiting, &keys, &[]);
+    assert_eq!(
+        (r.method.to_string(), r.url.as_str()),
+        ("POST".into(), "https://pbx.example.com/extensions/204")
+    );
+    let (ctype, body) = r.body.clone().unwrap();
+    assert_eq!(ctype, "application/x-www-form-urlencoded");
+    assert_eq!(String::from_utf8(body).unwrap(), "caller=%2B6591178965&extension=204&note=from%20ivr");
+    assert_eq!(
+        r.headers,
+        [("Authorization".into(), "Bearer s3cret".into()), ("X-Source".into(), "phonetree".into())]
+    );
+    assert_eq!(r.timeout_ms, 1500);
+    // The answer names the number to ring: a stored variable in the transfer's destination.
+    let ok = engine::Answer::Http {
+        status: 200,
+        body: br#"{"status": "free", "number": "+6560001234"}"#.to_vec(),
+    };
+    let step = done(&m, &waiting, &keys, &[ok]);
+    let v = json(step.reply.as_ref().unwrap());
+    assert_eq!(
+        (v["callflow"][0]["action"].as_str(), v["callflow"][0]["params"]["destination"].as_str()),
+        (Some("makeCall"), Some("+6560001234"))
+    );
+    assert_eq!(step.state.vars["target"], "+6560001234");
+    // A branch value: busy, with the keypress spoken back.
+    let busy = engine::Answer::Http { status: 200, body: br#"{"status": "busy", "number": ""}"#.to_vec() };
+    let step = done(&m, &waiting, &keys, &[busy]);
+    assert_eq!(
+        json(step.reply.as_ref().unwrap())["callflow"][0]["params"]["text"],
+        "Extension 2 0 4 is busy. Goodbye."
+    );
+    // No answer: the failure branch.
+    let down = engine::Answer::Failed { reason: "timeout".into() };
+    let step = done(&m, &waiting, &keys, &[down]);
+    assert_eq!(
+        json(step.reply.as_ref().unwrap())["callflow"][0]["params"]["text"],
+        "Sorry, we cannot reach that extension now."
+    );
+}
+
+#[test]
+fn a_raw_json_script_posts_a_json_object_and_plays_the_url_it_gets() {
+    let m = script_machine("greeting.toml");
+    let start = CallState::new(&m, inbound("+6591178965", "+6500000000"), 0);
+    let r = needs(&m, &start, &Event::CallStarted, &[]);
+    let (ctype, body) = r.body.clone().unwrap();
+    assert_eq!(ctype, "application/json");
+    let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent, serde_json::json!({"caller": "+6591178965", "lang": "en"}));
+    let clip = engine::Answer::Http {
+        status: 200,
+        body: br#"{"audio": {"url": "https://cdn.example.com/a.mp3"}}"#.to_vec(),
+    };
+    let v = json(done(&m, &start, &Event::CallStarted, &[clip]).reply.as_ref().unwrap());
+    let actions: Vec<&str> =
+        v["callflow"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["say", "playFile", "say", "hangup"]);
+    assert_eq!(v["callflow"][1]["params"]["fileUrl"], "https://cdn.example.com/a.mp3");
+    // A value that is not a URL is never played: the failure branch.
+    let bad =
+        engine::Answer::Http { status: 200, body: br#"{"audio": {"url": "javascript:alert(1)"}}"#.to_vec() };
+    let v = json(done(&m, &start, &Event::CallStarted, &[bad]).reply.as_ref().unwrap());
+    assert_eq!(v["callflow"][0]["params"]["text"], "Good morning. Goodbye.");
+}

@@ -1170,6 +1170,8 @@ impl Compiler<'_> {
                     }
                 }
             }
+            // A re-prompt that is the prompt holds the same template: one report.
+            problems.dedup_by(|a, b| a.1 == b.1);
             for (field, message, hint) in problems {
                 self.error(At::Node(&name, field), message, hint);
             }

@@ -45,6 +45,10 @@ pub fn compile_text(file: &str, text: &str) -> Machine {
     compiled.machine.unwrap_or_else(|| panic!("{file} does not compile:\n{}", errors.join("\n")))
 }
 
+pub fn inbound(source: &str, destination: &str) -> CallInfo {
+    CallInfo { direction: Direction::Inbound, ..outbound(source, destination) }
+}
+
 pub fn outbound(source: &str, destination: &str) -> CallInfo {
     CallInfo {
         session_id: "s-1".into(),
