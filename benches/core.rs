@@ -46,6 +46,7 @@ fn call(m: &Machine) -> CallState {
         direction: Direction::Inbound,
         source: "+6591178965".into(),
         destination: "+6568888888".into(),
+        call_id: None,
     };
     CallState::new(m, info, 0)
 }

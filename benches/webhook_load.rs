@@ -61,6 +61,7 @@ fn prefill(data: &std::path::Path, n: usize) -> usize {
             direction: Direction::Inbound,
             source: "+6591178965".into(),
             destination: "+6568888888".into(),
+            call_id: None,
         };
         let st = engine::step(&m, &CallState::new(&m, info, now), &Event::CallStarted, now).unwrap().state;
         if n > 0 {

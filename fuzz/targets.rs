@@ -51,6 +51,7 @@ pub fn webhook(data: &[u8]) {
         direction: ca.direction.unwrap_or(Direction::Inbound),
         source: ca.source.clone(),
         destination: ca.destination.clone(),
+        call_id: ca.call_id.clone(),
     };
     let started = engine::step(m, &CallState::new(m, call, 0), &Event::CallStarted, 0).expect("a call starts");
     let step = engine::step(m, &started.state, &ca.event(), 1).expect("any webhook event steps a waiting call");

@@ -129,6 +129,7 @@ pub fn explore(m: &Machine) -> Report {
         direction,
         source: if direction == Direction::Inbound { "+15550000001".into() } else { number.clone() },
         destination: if direction == Direction::Inbound { number.clone() } else { "+15550000001".into() },
+        call_id: Some("explore-call".into()),
     };
     let start_name = m.node(m.start()).map_or_else(String::new, |n| n.name.clone());
     match engine::start_outbound(m, call(Direction::Outbound), 0) {

@@ -62,6 +62,7 @@ impl<'m> Simulation<'m> {
             direction: Direction::Inbound,
             source: caller.into(),
             destination: number.into(),
+            call_id: Some("simulated-call".into()),
         };
         Simulation { machine, state: CallState::new(machine, call, 0), clock_ms: 0 }
     }

@@ -102,6 +102,7 @@ async fn caller(
             direction: Direction::Inbound,
             source: "+6591178965".into(),
             destination: "+6568888888".into(),
+            call_id: Some("627e25f1-133a-11ef-b08c-e33c09483244".into()),
         };
         let mut state = CallState::new(&m, info, 0);
         let mut event = Event::CallStarted;

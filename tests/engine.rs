@@ -342,3 +342,30 @@ fn a_raw_json_script_posts_a_json_object_and_plays_the_url_it_gets() {
     let v = json(done(&m, &start, &Event::CallStarted, &[bad]).reply.as_ref().unwrap());
     assert_eq!(v["callflow"][0]["params"]["text"], "Good morning. Goodbye.");
 }
+
+#[test]
+fn built_in_variables_render_including_the_call_id() {
+    let m = compile_text(
+        "ids.toml",
+        r#"
+name = "ids"
+start = "hello"
+numbers = ["+6500000000"]
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+[nodes.hello]
+kind = "say"
+text = "Call {call_id} in session {session_id} from {caller} to {virtual_number} at {node}."
+next = "bye"
+[nodes.bye]
+kind = "hangup"
+"#,
+    );
+    let mut call = inbound("+6591178965", "+6500000000");
+    call.call_id = Some("c-42".into());
+    let step = engine::step(&m, &CallState::new(&m, call, 0), &Event::CallStarted, 0).unwrap();
+    assert_eq!(
+        json(step.reply.as_ref().unwrap())["callflow"][0]["params"]["text"],
+        "Call c-42 in session s-1 from +6591178965 to +6500000000 at hello."
+    );
+}

@@ -174,7 +174,7 @@ proptest! {
             } else {
                 (Direction::Outbound, number, "+6591178965".to_string())
             };
-            let call = CallInfo { session_id: "6f1c2a7e-5d0b-4c1e-9a43-0e2b8f6d1c55".into(), direction, source, destination };
+            let call = CallInfo { session_id: "6f1c2a7e-5d0b-4c1e-9a43-0e2b8f6d1c55".into(), direction, source, destination, call_id: None };
             let mut state = CallState::new(&m, call, 0);
             for (i, input) in std::iter::once(&Input::Start).chain(&inputs).enumerate() {
                 let e = event(&m, input);
@@ -261,6 +261,7 @@ impl Model {
                     direction: Direction::Inbound,
                     source: ca.source.clone(),
                     destination: ca.destination.clone(),
+                    call_id: ca.call_id.clone(),
                 };
                 let fresh = CallState::new(&self.m, call, 0);
                 if ca.is_call_received() {

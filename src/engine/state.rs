@@ -21,6 +21,8 @@ pub struct CallInfo {
     pub source: String,
     /// The called party as 8x8 reports it (`destination`).
     pub destination: String,
+    /// 8x8's id of the call leg (`callId`), once a webhook has told it.
+    pub call_id: Option<String>,
 }
 
 impl CallInfo {
@@ -122,6 +124,7 @@ impl CallState {
             "caller" => Some(self.call.caller()),
             "virtual_number" => Some(self.call.virtual_number()),
             "session_id" => Some(&self.call.session_id),
+            "call_id" => self.call.call_id.as_deref(),
             "keypress" => Some(self.keypress.as_deref().unwrap_or("")),
             _ => self.vars.get(name).map(String::as_str),
         }

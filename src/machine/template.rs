@@ -15,6 +15,7 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ("caller", "the person on the phone: who called in, or who phonetree called"),
     ("virtual_number", "the machine's own number on this call"),
     ("session_id", "8x8's session id"),
+    ("call_id", "8x8's id of the call leg"),
     ("keypress", "the keys the caller pressed last"),
     ("node", "the node the call is at"),
 ];

@@ -175,7 +175,12 @@ fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result
             warn!(got = %ca.client_action_id.as_deref().unwrap_or(""), want_seq = st.seq, "stale webhook: repeating the current prompt");
             return Ok(Plan::Answer(wire::encode(&engine::current_reply(&machine, st)?)));
         }
-        return Ok(Plan::Apply { machine, state: Box::new(st.clone()), event: ca.event() });
+        let mut state = st.clone();
+        // A call phonetree placed learns its call id from 8x8's first webhook.
+        if state.call.call_id.is_none() {
+            state.call.call_id.clone_from(&ca.call_id);
+        }
+        return Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event() });
     }
     let call = CallInfo {
         session_id: ca.session_id.clone(),
@@ -186,6 +191,7 @@ fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result
         }),
         source: ca.source.clone(),
         destination: ca.destination.clone(),
+        call_id: ca.call_id.clone(),
     };
     // No stored state, but 8x8 echoes one of our ids: resume the call at that node.
     if let Some(id) = id

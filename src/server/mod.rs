@@ -159,6 +159,7 @@ pub async fn place_call(
         direction: Direction::Outbound,
         source: from,
         destination: to.to_string(),
+        call_id: None,
     };
     let step = engine::start_outbound(m, call, now_ms()).map_err(|e| OutboundError::Engine(e.to_string()))?;
     let flow = step.reply.ok_or_else(|| OutboundError::Engine("the start node sends nothing".into()))?;

@@ -29,6 +29,9 @@ pub const FLUSH_QUEUE_MAX: usize = 4096;
 /// sled's page cache: live calls are a few hundred bytes each, so this holds the hot set of a
 /// busy node; sled's default (1 GiB) would let the process grow with the store.
 pub const CACHE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// How long opening waits for the store's lock; another running phonetree keeps it, and is
+/// refused after this.
+pub const LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 /// Deepest nesting a stored record may have: records nest four levels at most. rmp-serde's own
 /// limit (1,024) lets a corrupt record overflow a 2 MiB thread stack (found by fuzzing).
 pub const RECORD_DEPTH_MAX: usize = 16;
@@ -83,7 +86,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir` and starts its fsync thread.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES_MAX).open()?;
+        let db = open_waiting_for_lock(dir)?;
         let (flushes, mut waiting) = mpsc::channel::<oneshot::Sender<Result<(), String>>>(FLUSH_QUEUE_MAX);
         let syncing = db.clone();
         let flusher = std::thread::Builder::new()
@@ -348,6 +351,23 @@ impl Drop for Store {
         drop(std::mem::replace(&mut self.flushes, closed));
         if let Some(thread) = self.flusher.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Opens sled, waiting up to `LOCK_WAIT_MAX` for the directory's lock: sled releases it when its
+/// I/O threads finish, shortly after the last handle of a store closed in this process drops.
+fn open_waiting_for_lock(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT_MAX;
+    loop {
+        match sled::Config::new().path(dir).cache_capacity(CACHE_BYTES_MAX).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
         }
     }
 }

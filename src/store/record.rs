@@ -110,6 +110,9 @@ pub struct SessionRecord {
     /// Call variables (format 2; a format 1 record has none).
     #[serde(default)]
     pub vs: BTreeMap<String, String>,
+    /// 8x8's call id (format 2).
+    #[serde(default)]
+    pub ci: Option<String>,
     pub o: Option<OutcomeRecord>,
     pub c: bool,
     pub t0: u64,
@@ -147,6 +150,7 @@ impl SessionRecord {
             p: s.path.iter().map(|n| n.index() as u32).collect(),
             k: s.keypress.clone(),
             vs: s.vars.clone(),
+            ci: s.call.call_id.clone(),
             o: s.outcome.as_ref().map(|o| match o {
                 Outcome::HungUp => OutcomeRecord::HungUp,
                 Outcome::Transferred { destination } => OutcomeRecord::Transferred(destination.clone()),
@@ -181,6 +185,7 @@ impl SessionRecord {
                 direction: if self.inbound { Direction::Inbound } else { Direction::Outbound },
                 source: self.src.clone(),
                 destination: self.dst.clone(),
+                call_id: self.ci.clone(),
             },
             node: NodeId::new(self.n as usize),
             phase,

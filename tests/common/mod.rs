@@ -55,6 +55,7 @@ pub fn outbound(source: &str, destination: &str) -> CallInfo {
         direction: Direction::Outbound,
         source: source.into(),
         destination: destination.into(),
+        call_id: None,
     }
 }
 
