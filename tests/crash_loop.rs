@@ -8,6 +8,9 @@
 //! - the store opens cleanly after every kill (the node starts) and at the end every session
 //!   decodes, at the state the engine says.
 //!
+//! Half of the callers use the order line (`order_status`), whose script node asks a loopback
+//! API mid-call: its answers are journaled before they are applied, so they survive the kills too.
+//!
 //! Bounded: `KILLS` kills, `CALLERS` concurrent callers. The seed is printed; set
 //! `PHONETREE_CRASH_SEED` to replay one.
 
@@ -23,6 +26,7 @@ use phonetree::engine::callflow::Callflow;
 use phonetree::engine::{self, CallInfo, CallState, Direction, Event, Phase};
 use phonetree::machine::Machine;
 use phonetree::webhook::wire;
+use warp::Filter;
 
 const KILLS: usize = 6;
 const CALLERS: usize = 16;
@@ -74,17 +78,40 @@ fn http_client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
 }
 
+/// What the loopback order API answers for an order number: its first digit is the status code.
+fn order_json(order: &str) -> String {
+    let code = order.chars().next().and_then(|c| c.to_digit(10)).unwrap_or(0);
+    format!(r#"{{"data": {{"code": {code}, "eta": "on day {}"}}}}"#, order.len())
+}
+
+/// The reply and state the engine gives, with the API's answers for any script on the way.
 fn expected(m: &Machine, state: &CallState, event: &Event) -> (CallState, Vec<u8>) {
-    let step = engine::step(m, state, event, 0).unwrap();
+    let mut answers = Vec::new();
+    let step = loop {
+        match engine::step_with(m, state, event, 0, &answers).unwrap() {
+            engine::Stepped::Done(step) => break *step,
+            engine::Stepped::Needs(r) => {
+                let order = r.url.split('?').next().unwrap().rsplit('/').next().unwrap().to_string();
+                answers.push(engine::Answer::Http { status: 200, body: order_json(&order).into_bytes() });
+            }
+        }
+    };
     let reply = step.reply.unwrap_or_else(Callflow::hangup);
     (step.state, wire::encode(&reply))
+}
+
+/// A phone line under test: the machine, the number callers dial, the keys they press.
+struct Line {
+    m: Machine,
+    number: &'static str,
+    keys: &'static [&'static str],
 }
 
 /// One caller: calls after calls until told to stop; every answer checked against the engine.
 async fn caller(
     who: usize,
     seed: u64,
-    m: Arc<Machine>,
+    line: Arc<Line>,
     addr: Arc<RwLock<String>>,
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<Acked>>>,
@@ -92,6 +119,7 @@ async fn caller(
 ) {
     let mut rng = Rng(seed ^ (who as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let client = http_client();
+    let m = &line.m;
     let mut call_no = 0;
     let mut event_no = 0;
     while !stop.load(Ordering::SeqCst) {
@@ -101,15 +129,15 @@ async fn caller(
             session_id: session.clone(),
             direction: Direction::Inbound,
             source: "+6591178965".into(),
-            destination: "+6568888888".into(),
+            destination: line.number.into(),
             call_id: Some("627e25f1-133a-11ef-b08c-e33c09483244".into()),
         };
-        let mut state = CallState::new(&m, info, 0);
+        let mut state = CallState::new(m, info, 0);
         let mut event = Event::CallStarted;
         for _ in 0..=INPUTS_PER_CALL_MAX {
             event_no += 1;
             let event_id = format!("{session}-e{event_no}");
-            let id = (state.phase != Phase::New).then(|| engine::client_action_id(&m, &state).to_string());
+            let id = (state.phase != Phase::New).then(|| engine::client_action_id(m, &state).to_string());
             let dtmf = match &event {
                 Event::Digits(d) => Some(d.clone()),
                 _ => None,
@@ -122,11 +150,11 @@ async fn caller(
                 status: if event == Event::CallStarted { "CALL_RECEIVED" } else { "DTMF_RECEIVED" },
                 direction: "INBOUND",
                 source: "+6591178965",
-                destination: "+6568888888",
+                destination: line.number,
                 event_data: false,
             };
             let body = v.body().into_bytes();
-            let (want_state, want) = expected(&m, &state, &event);
+            let (want_state, want) = expected(m, &state, &event);
             let (status, got) = deliver(&client, &addr, "/webhooks/vca", &body).await;
             assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
             assert_eq!(
@@ -139,9 +167,13 @@ async fn caller(
             if state.ended() {
                 break;
             }
-            event = match rng.below(6) {
+            event = match rng.below(line.keys.len() as u64 + 1) {
                 0 => Event::NoInput,
-                k => Event::Digits(["1", "2", "3", "9", "12"][k as usize - 1].into()),
+                // A fresh order number (status 1 to 3), so most lookups reach the API, not the cache.
+                k if line.keys[k as usize - 1] == "ORDER#" => {
+                    Event::Digits(format!("{}{:05}#", 1 + rng.below(3), rng.below(100_000)))
+                }
+                k => Event::Digits(line.keys[k as usize - 1].into()),
             };
         }
         // Most calls end with 8x8's summary; some are left open (as if it never came).
@@ -149,7 +181,7 @@ async fn caller(
             let (status, _) =
                 deliver(&client, &addr, "/webhooks/vss", vss(&session, "COMPLETED").as_bytes()).await;
             assert_eq!(status, 200);
-            state = expected(&m, &state, &Event::SessionEnded { status: "COMPLETED".into() }).0;
+            state = expected(m, &state, &Event::SessionEnded { status: "COMPLETED".into() }).0;
         }
         finals.lock().unwrap().insert(session, state);
     }
@@ -162,8 +194,32 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     });
     println!("crash loop seed {seed} (PHONETREE_CRASH_SEED={seed} replays it)");
     let t = tempfile::tempdir().unwrap();
-    let mut node = Node::start(&t.path().join("data"), &machines_dir(t.path()));
-    let m = Arc::new(bundled("abc_restaurant"));
+    // The order line's API, on loopback: answers by order number.
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let api = warp::path!("orders" / String).map(move |order: String| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        order_json(&order)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(api).incoming(listener).run());
+    let dir = machines_dir(t.path());
+    let order_file = dir.join("order_status.toml");
+    let order_text =
+        std::fs::read_to_string(&order_file).unwrap().replace("http://127.0.0.1:8090", &api_base);
+    std::fs::write(&order_file, &order_text).unwrap();
+    let mut node = Node::start(&t.path().join("data"), &dir);
+    let abc = Arc::new(Line {
+        m: bundled("abc_restaurant"),
+        number: "+6568888888",
+        keys: &["1", "2", "3", "9", "12"],
+    });
+    let orders = Arc::new(Line {
+        m: compile_text("order_status.toml", &order_text),
+        number: "+6568880002",
+        keys: &["ORDER#", "ORDER#", "111111", "12#", "1", "2"],
+    });
     let addr = Arc::new(RwLock::new(node.addr.clone()));
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -173,7 +229,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
             tokio::spawn(caller(
                 who,
                 seed,
-                m.clone(),
+                if who % 2 == 1 { orders.clone() } else { abc.clone() },
                 addr.clone(),
                 stop.clone(),
                 acked.clone(),
@@ -221,5 +277,11 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
         (got.started_ms, got.updated_ms) = (0, 0);
         assert_eq!(&got, want, "{session}");
     }
-    println!("{} webhooks acknowledged over {} calls and {KILLS} kills", acked.len(), finals.len());
+    assert!(asked.load(Ordering::SeqCst) > 0, "the order line's script never asked its API");
+    println!(
+        "{} webhooks acknowledged over {} calls and {KILLS} kills; the order API was asked {} times",
+        acked.len(),
+        finals.len(),
+        asked.load(Ordering::SeqCst)
+    );
 }
