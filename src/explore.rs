@@ -259,12 +259,7 @@ fn broken_invariant(
             }
         }
     }
-    let limit = match m.node(after.node).map(|n| &n.kind) {
-        Some(NodeKind::Menu(menu)) => Some(menu.tries),
-        Some(NodeKind::Input(input)) => Some(input.prompt.tries),
-        _ => None,
-    };
-    if let Some(limit) = limit
+    if let Some(limit) = m.node(after.node).and_then(|n| n.kind.capture()).map(|c| c.tries)
         && after.phase == Phase::AwaitingInput
         && after.tries >= limit
     {
@@ -320,7 +315,7 @@ fn inputs(m: &Machine, s: &CallState) -> Vec<Event> {
 }
 
 /// A key a caller can type at `node` that no branch takes (`#` alone when every key is taken).
-pub fn invalid_key(m: &Machine, node: NodeId) -> String {
+fn invalid_key(m: &Machine, node: NodeId) -> String {
     if let Some(NodeKind::Input(input)) = m.node(node).map(|n| &n.kind) {
         let candidates = ["*", "0", "1", "00", "#"];
         return candidates.iter().find(|c| input.accept(c).is_none()).unwrap_or(&"#").to_string();

@@ -20,9 +20,8 @@ pub async fn perform(client: &reqwest::Client, request: &Request) -> Answer {
     }
     let timeout = Duration::from_millis(u64::from(request.timeout_ms));
     let exchange = async {
-        let response = builder.send().await.map_err(|e| e.to_string())?;
+        let mut response = builder.send().await.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
-        let mut response = response;
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
             if body.len() + chunk.len() > ANSWER_BYTES_MAX {

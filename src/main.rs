@@ -157,7 +157,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { paths, json } => check(&paths, json),
         Command::Simulate { machine, inputs, json, from, to, machines, answers, live } => {
-            Answerer::new(answers.as_deref(), live)
+            ScriptAnswers::new(answers.as_deref(), live)
                 .and_then(|a| simulate(&machine, &inputs, json, &from, to.as_deref(), &machines, a))
         }
         Command::Serve { node, listen, session_ttl_secs, retention_secs, unsafe_no_fsync } => {
@@ -276,13 +276,13 @@ fn load_one(machine: &str, machines: &Path) -> Result<Machine, Failure> {
 }
 
 /// Where `simulate` gets script answers the inputs do not give: canned answers, or the live API.
-struct Answerer {
+struct ScriptAnswers {
     canned: std::collections::HashMap<String, (Vec<phonetree::engine::Answer>, usize)>,
     live: Option<(tokio::runtime::Runtime, reqwest::Client)>,
 }
 
-impl Answerer {
-    fn new(file: Option<&Path>, live: bool) -> Result<Answerer, Failure> {
+impl ScriptAnswers {
+    fn new(file: Option<&Path>, live: bool) -> Result<ScriptAnswers, Failure> {
         let mut canned = std::collections::HashMap::new();
         if let Some(file) = file {
             let text = std::fs::read_to_string(file)
@@ -303,7 +303,7 @@ impl Answerer {
             }
         }
         let live = if live { Some((runtime()?, reqwest::Client::new())) } else { None };
-        Ok(Answerer { canned, live })
+        Ok(ScriptAnswers { canned, live })
     }
 
     fn answer(&mut self, r: &phonetree::engine::Request) -> Result<phonetree::engine::Answer, String> {
@@ -347,7 +347,7 @@ fn simulate(
     from: &str,
     to: Option<&str>,
     machines: &Path,
-    mut answerer: Answerer,
+    mut answerer: ScriptAnswers,
 ) -> Result<(), Failure> {
     let m = load_one(machine, machines)?;
     let number = to

@@ -71,13 +71,8 @@ impl<'m> Simulation<'m> {
         &self.state
     }
 
-    /// Applies an event; one simulated second passes per event. A script on the way is an error.
-    pub fn apply(&mut self, event: &Event) -> Result<Step, String> {
-        self.apply_with(event, &mut |r: &Request| Err(needs_answer(r))).map(|(step, _)| step)
-    }
-
-    /// Applies an event, asking `answer` for each script request on the way; also returns a line
-    /// per request and its answer.
+    /// Applies an event (one simulated second passes per event), asking `answer` for each script
+    /// request on the way; also returns a line per request and its answer.
     pub fn apply_with(
         &mut self,
         event: &Event,
@@ -91,6 +86,11 @@ impl<'m> Simulation<'m> {
                 .map_err(|e| e.to_string())?
             {
                 Stepped::Done(step) => {
+                    notes.extend(
+                        step.script_failures
+                            .iter()
+                            .map(|(node, why)| format!("[{node}] failure branch: {why}")),
+                    );
                     self.state = step.state.clone();
                     return Ok((*step, notes));
                 }

@@ -120,12 +120,7 @@ fn check_step(m: &Machine, before: &CallState, event: &Event, step: &engine::Ste
         None if matches!(event, Event::SessionEnded { .. }) => {}
         None => return Err("no reply".into()),
     }
-    let limit = match m.node(after.node).map(|n| &n.kind) {
-        Some(NodeKind::Menu(menu)) => Some(menu.tries),
-        Some(NodeKind::Input(input)) => Some(input.prompt.tries),
-        _ => None,
-    };
-    if let Some(limit) = limit
+    if let Some(limit) = m.node(after.node).and_then(|n| n.kind.capture()).map(|c| c.tries)
         && after.phase == Phase::AwaitingInput
         && after.tries >= limit
     {

@@ -205,6 +205,7 @@ async fn a_slow_failing_or_broken_api_takes_the_failure_branch_to_an_agent() {
         }
         assert_eq!(api.count(order), 1, "{order}");
     }
+    assert!(n.log().contains("script took its failure branch"), "the reason is logged");
 }
 
 #[tokio::test(flavor = "multi_thread")]

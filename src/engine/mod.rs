@@ -62,6 +62,8 @@ pub struct Step {
     pub entered: Vec<NodeId>,
     /// The node each action of the reply comes from (the call's node for a repeated prompt).
     pub actors: Vec<NodeId>,
+    /// Scripts whose answer took the failure branch, with why (for logs): (node, reason).
+    pub script_failures: Vec<(String, String)>,
     /// The edges the step followed, in order (coverage and logs).
     pub edges: Vec<(NodeId, Edge, NodeId)>,
 }
@@ -100,6 +102,7 @@ struct Walk<'a> {
     given: &'a [Answer],
     used: usize,
     actors: Vec<NodeId>,
+    failures: Vec<(String, String)>,
 }
 
 /// The id phonetree puts on every reply that waits: `pt.MACHINE.NODE.SEQ.VERSION`.
@@ -157,7 +160,7 @@ pub fn step_with(
     now_ms: u64,
     answers: &[Answer],
 ) -> Result<Stepped, StepError> {
-    let mut walk = Walk { given: answers, used: 0, actors: Vec::new() };
+    let mut walk = Walk { given: answers, used: 0, actors: Vec::new(), failures: Vec::new() };
     match step_inner(m, s, event, now_ms, &mut walk) {
         Ok(step) => Ok(Stepped::Done(Box::new(step))),
         Err(StepError::NeedsAnswer(request)) => Ok(Stepped::Needs(*request)),
@@ -262,7 +265,8 @@ fn step_inner(
     let mut actors = std::mem::take(&mut walk.actors);
     let actions = reply.as_ref().map_or(0, |r| r.actions.len());
     actors.resize(actions, st.node);
-    Ok(Step { state: st, reply, entered, edges, actors })
+    let script_failures = std::mem::take(&mut walk.failures);
+    Ok(Step { state: st, reply, entered, edges, actors, script_failures })
 }
 
 /// Starts an outbound call from `call.source` (a virtual number) to `call.destination`: the
@@ -301,14 +305,8 @@ fn entered_nodes(
 pub fn current_reply(m: &Machine, st: &CallState) -> Result<Callflow, StepError> {
     let node =
         m.node(st.node).ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
-    let action = match &node.kind {
-        NodeKind::Menu(menu) if st.tries > 0 => render_capture(m, st, &menu.capture, Some(&menu.reprompt))?,
-        NodeKind::Input(input) if st.tries > 0 => {
-            render_capture(m, st, &input.prompt.capture, Some(&input.prompt.reprompt))?
-        }
-        NodeKind::Script(Script { capture: Some(c), .. }) if st.tries > 0 => {
-            render_capture(m, st, &c.capture, Some(&c.reprompt))?
-        }
+    let action = match node.kind.capture() {
+        Some(c) if st.tries > 0 => render_capture(m, st, &c.capture, Some(&c.reprompt))?,
         _ => render(m, st, st.node)?,
     };
     Ok(Callflow { client_action_id: Some(client_action_id(m, st).to_string()), actions: vec![action] })
@@ -340,12 +338,7 @@ fn retry_or(
     edges: &mut Vec<(NodeId, Edge, NodeId)>,
     walk: &mut Walk<'_>,
 ) -> Result<Callflow, StepError> {
-    let tries = match m.node(st.node).map(|n| &n.kind) {
-        Some(NodeKind::Menu(menu)) => menu.tries,
-        Some(NodeKind::Input(input)) => input.prompt.tries,
-        Some(NodeKind::Script(Script { capture: Some(c), .. })) => c.tries,
-        _ => 1,
-    };
+    let tries = m.node(st.node).and_then(|n| n.kind.capture()).map_or(1, |c| c.tries);
     st.tries = st.tries.saturating_add(1);
     if st.tries < tries {
         st.seq = st.seq.wrapping_add(1);
@@ -398,6 +391,9 @@ fn ask(
         .filter_map(|(e, _)| if let Edge::Response(v) = e { Some(v) } else { None })
         .collect();
     let routed = script::route(s, answer, &branches);
+    if let Some(why) = routed.failure {
+        walk.failures.push((node.name.clone(), why));
+    }
     for (var, value) in routed.vars {
         st.vars.insert(var, value);
     }
@@ -521,16 +517,18 @@ fn normalise_keys(d: &str) -> String {
 
 fn render(m: &Machine, st: &CallState, id: NodeId) -> Result<Action, StepError> {
     let node = m.node(id).ok_or_else(|| StepError::UnknownNode(id.index() as u32, m.name.clone()))?;
+    if let Some(c) = node.kind.capture() {
+        return render_capture(m, st, &c.capture, None);
+    }
     Ok(match &node.kind {
-        NodeKind::Menu(menu) => render_capture(m, st, &menu.capture, None)?,
-        NodeKind::Input(input) => render_capture(m, st, &input.prompt.capture, None)?,
         NodeKind::Say(s) => Action::Say(render_say(m, st, s)?),
-        NodeKind::Script(Script { capture: Some(c), .. }) => render_capture(m, st, &c.capture, None)?,
         NodeKind::Script(Script { say: Some(s), .. }) => Action::Say(render_say(m, st, s)?),
-        NodeKind::Script(_) => {
+        // Capturing nodes were rendered above; a script that asks nothing and says nothing has
+        // no action of its own (its reply is what its answer leads to).
+        NodeKind::Script(_) | NodeKind::Menu(_) | NodeKind::Input(_) => {
             return Err(StepError::Chain {
                 node: node.name.clone(),
-                problem: "a script says nothing here".into(),
+                problem: "the node has no action to send".into(),
             });
         }
         NodeKind::Play(p) => Action::PlayFile(PlayFile {

@@ -45,87 +45,57 @@ pub const DEFAULT_FALLBACK: &str =
 /// The voice of the fallback when the machine has no default voice profile.
 const FALLBACK_VOICE: &str = "en-US-BenjaminRUS";
 
-/// The fields each node kind takes, besides `kind`.
-pub const FIELDS_BY_KIND: &[(Kind, &[&str])] = &[
+/// The speech fields of every node that says something.
+const SPEECH_FIELDS: &[&str] = &["voice_profile", "speed", "repetition"];
+/// 8x8's capture fields, for the nodes that ask with `sayAndCapture` and their own retries.
+const CAPTURE_FIELDS: &[&str] = &[
+    "min_digits",
+    "max_digits",
+    "digit_timeout_ms",
+    "overall_timeout_ms",
+    "complete_on_hash",
+    "no_of_tries",
+    "success_message",
+    "failure_message",
+];
+
+/// The fields each node kind takes, besides `kind`, in groups.
+pub const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     (
         Kind::Menu,
-        &[
-            "prompt",
-            "reprompt",
-            "tries",
-            "branches",
-            "invalid",
-            "no_input",
-            "voice_profile",
-            "speed",
-            "repetition",
-            "min_digits",
-            "max_digits",
-            "digit_timeout_ms",
-            "overall_timeout_ms",
-            "complete_on_hash",
-            "no_of_tries",
-            "success_message",
-            "failure_message",
-        ],
+        &[&["prompt", "reprompt", "tries", "branches", "invalid", "no_input"], SPEECH_FIELDS, CAPTURE_FIELDS],
     ),
     (
         Kind::Input,
         &[
-            "prompt",
-            "reprompt",
-            "tries",
-            "variable",
-            "pattern",
-            "example",
-            "next",
-            "invalid",
-            "no_input",
-            "voice_profile",
-            "speed",
-            "repetition",
-            "min_digits",
-            "max_digits",
-            "digit_timeout_ms",
-            "overall_timeout_ms",
-            "complete_on_hash",
-            "no_of_tries",
-            "success_message",
-            "failure_message",
+            &["prompt", "reprompt", "tries", "variable", "pattern", "example", "next", "invalid", "no_input"],
+            SPEECH_FIELDS,
+            CAPTURE_FIELDS,
         ],
     ),
     (
         Kind::Script,
         &[
-            "prompt",
-            "reprompt",
-            "allow_keypress",
-            "min_digits",
-            "max_digits",
-            "digit_gap_ms",
-            "repeat",
-            "url",
-            "body",
-            "raw_json",
-            "headers",
-            "timeout_ms",
-            "response_key",
-            "branches",
-            "default",
-            "failure",
-            "no_input",
-            "store",
-            "cache_minutes",
-            "voice_profile",
-            "speed",
-            "repetition",
+            &["prompt", "reprompt", "allow_keypress", "min_digits", "max_digits", "digit_gap_ms", "repeat"],
+            &["url", "body", "raw_json", "headers", "timeout_ms", "cache_minutes"],
+            &["response_key", "branches", "default", "failure", "no_input", "store"],
+            SPEECH_FIELDS,
         ],
     ),
-    (Kind::Say, &["text", "next", "voice_profile", "speed", "repetition"]),
-    (Kind::Play, &["file_url", "repetition", "next"]),
-    (Kind::Transfer, &["destination", "source", "call_recording", "after"]),
+    (Kind::Say, &[&["text", "next"], SPEECH_FIELDS]),
+    (Kind::Play, &[&["file_url", "repetition", "next"]]),
+    (Kind::Transfer, &[&["destination", "source", "call_recording", "after"]]),
     (Kind::Hangup, &[]),
 ];
+
+/// Whether a node of `kind` takes `field`.
+fn takes(kind: Kind, field: &str) -> bool {
+    FIELDS_BY_KIND
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .flat_map(|(_, groups)| groups.iter())
+        .any(|g| g.contains(&field))
+}
 
 /// The result of a compile: the machine when there is no error, and every diagnostic.
 #[derive(Debug)]
@@ -344,19 +314,18 @@ impl<'a> Compiler<'a> {
     }
 
     fn check_fields(&mut self, name: &str, node: &NodeDef) {
-        let allowed = FIELDS_BY_KIND.iter().find(|(k, _)| *k == node.kind).map_or(&[][..], |f| f.1);
         for field in present_fields(node) {
-            if !allowed.contains(&field) {
-                let takes = FIELDS_BY_KIND
+            if !takes(node.kind, field) {
+                let owners = FIELDS_BY_KIND
                     .iter()
-                    .filter(|(_, f)| f.contains(&field))
+                    .filter(|(k, _)| takes(*k, field))
                     .map(|(k, _)| format!("`{}`", kind_name(*k)))
                     .collect::<Vec<_>>()
                     .join(", ");
                 self.error(
                     At::Node(name, field),
                     format!("field `{field}` does not apply to a `{}` node", kind_name(node.kind)),
-                    Some(format!("`{field}` belongs to {takes} nodes; remove it or change `kind`")),
+                    Some(format!("`{field}` belongs to {owners} nodes; remove it or change `kind`")),
                 );
             }
         }

@@ -125,13 +125,20 @@ impl NodeKind {
         }
     }
 
+    /// The capturing prompt of a node that asks the caller for keys (menu, input, a script with
+    /// `allow_keypress`): its capture settings, re-prompt and tries.
+    pub fn capture(&self) -> Option<&Menu> {
+        match self {
+            NodeKind::Menu(menu) => Some(menu),
+            NodeKind::Input(input) => Some(&input.prompt),
+            NodeKind::Script(script) => script.capture.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Nodes that wait for 8x8's next webhook once their action is sent.
     pub fn waits(&self) -> bool {
-        match self {
-            NodeKind::Menu(_) | NodeKind::Input(_) | NodeKind::Transfer(_) => true,
-            NodeKind::Script(script) => script.capture.is_some(),
-            NodeKind::Say(_) | NodeKind::Play(_) | NodeKind::Hangup => false,
-        }
+        self.capture().is_some() || matches!(self, NodeKind::Transfer(_))
     }
 }
 

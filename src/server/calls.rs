@@ -123,14 +123,30 @@ async fn run_step(
     event: &Event,
     now: u64,
 ) -> Result<engine::Step, Fault> {
-    let mut answers = app.store.answers(&ca.session_id, &ca.event_id)?;
-    if !answers.is_empty() {
-        info!(answers = answers.len(), "reusing the script answers journaled for this webhook");
-    }
+    let mut answers = Vec::new();
+    // The journal is read at the first request only: most steps reach no script.
+    let mut journal_read = false;
     loop {
         match engine::step_with(machine, state, event, now, &answers)? {
-            Stepped::Done(step) => return Ok(*step),
+            Stepped::Done(step) => {
+                for (node, why) in &step.script_failures {
+                    warn!(%node, reason = %why, "script took its failure branch");
+                }
+                return Ok(*step);
+            }
             Stepped::Needs(request) => {
+                if !journal_read {
+                    journal_read = true;
+                    let journaled = app.store.answers(&ca.session_id, &ca.event_id)?;
+                    if !journaled.is_empty() {
+                        info!(
+                            answers = journaled.len(),
+                            "reusing the script answers journaled for this webhook"
+                        );
+                        answers = journaled;
+                        continue;
+                    }
+                }
                 let answer = match app.store.cached(&request, now)? {
                     Some(cached) => {
                         info!(node = %request.node, url = %request.url, "script answered from the cache");
@@ -138,16 +154,9 @@ async fn run_step(
                     }
                     None => {
                         let answer = crate::fetch::perform(&app.http, &request).await;
-                        match &answer {
-                            Answer::Http { status, .. } if (200..300).contains(status) => {
-                                app.store.put_cached(&request, &answer, now)?;
-                            }
-                            Answer::Http { status, .. } => {
-                                warn!(node = %request.node, url = %request.url, status, "script API answered an error");
-                            }
-                            Answer::Failed { reason } => {
-                                warn!(node = %request.node, url = %request.url, %reason, "script API did not answer");
-                            }
+                        // Only answers the script can use are cached; failures are asked again.
+                        if matches!(&answer, Answer::Http { status, .. } if (200..300).contains(status)) {
+                            app.store.put_cached(&request, &answer, now)?;
                         }
                         answer
                     }
@@ -206,8 +215,7 @@ fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result
         state.seq = id.seq;
         state.path.push(node);
         state.phase = match machine.node(node).map(|n| &n.kind) {
-            Some(NodeKind::Menu(_) | NodeKind::Input(_)) => Phase::AwaitingInput,
-            Some(NodeKind::Script(s)) if s.capture.is_some() => Phase::AwaitingInput,
+            Some(kind) if kind.capture().is_some() => Phase::AwaitingInput,
             Some(NodeKind::Transfer(_)) => Phase::Bridged,
             _ => Phase::Ended,
         };
