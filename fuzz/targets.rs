@@ -5,8 +5,9 @@
 
 use std::sync::OnceLock;
 
-use phonetree::engine::callflow::{Use, validate};
-use phonetree::engine::{self, CallInfo, CallState, ClientActionId, Direction, Event};
+use phonetree::callflow::{Use, validate};
+use phonetree::callflow::ClientActionId;
+use phonetree::engine::{self, CallInfo, CallState, Direction, Event};
 use phonetree::machine::{self, Machine, Source};
 use phonetree::webhook::{inbound, wire};
 
@@ -29,7 +30,7 @@ pub fn compile_machine(data: &[u8]) {
         }
         if let Some(m) = compiled.machine {
             assert!(compiled.diagnostics.iter().all(|d| !d.is_error()));
-            let _ = phonetree::explore::explore(&m);
+            let _ = phonetree::proof::explore::explore(&m);
         }
     }
 }

@@ -17,12 +17,11 @@
 //! webhook → `webhook::inbound` → `engine::Event` → `engine::step` → state committed and fsync'd
 //! by `store` → `Callflow` → `webhook::wire` JSON → 200.
 
-pub mod catalog;
+pub mod callflow;
 pub mod engine;
-pub mod explore;
-pub mod fetch;
+pub mod http;
 pub mod machine;
-pub mod server;
-pub mod simulate;
+pub mod node;
+pub mod proof;
 pub mod store;
 pub mod webhook;

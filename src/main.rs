@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use phonetree::catalog::Catalog;
 use phonetree::engine::Event;
 use phonetree::machine::{self, Machine, Source};
-use phonetree::server::{self, App, Config};
-use phonetree::simulate::{self, Simulation};
+use phonetree::node::catalog::Catalog;
+use phonetree::node::{self, App, Config};
+use phonetree::proof::simulate::{self, Simulation};
 use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
 use phonetree::webhook::wire;
 
@@ -190,7 +190,7 @@ fn check(paths: &[PathBuf], json: bool) -> Result<(), Failure> {
     let errors = catalog.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = catalog.diagnostics.len() - errors;
     let reports = || catalog.reports.iter().map(|(_, r)| r);
-    let sum = |f: fn(&phonetree::explore::Report) -> u64| reports().map(f).sum::<u64>();
+    let sum = |f: fn(&phonetree::proof::explore::Report) -> u64| reports().map(f).sum::<u64>();
     let (nodes, edges) = (sum(|r| r.nodes as u64), sum(|r| r.edges as u64));
     let (covered, paths_explored) = (sum(|r| r.edges_covered as u64), sum(|r| r.paths));
     let bounded = if reports().all(|r| r.paths_complete) { "" } else { "at least " };
@@ -201,7 +201,7 @@ fn check(paths: &[PathBuf], json: bool) -> Result<(), Failure> {
             .map(|(file, r)| {
                 let mut v = serde_json::to_value(r).unwrap_or_default();
                 v["file"] = file.as_str().into();
-                v["replay_longest"] = phonetree::explore::replay(file, &r.longest).into();
+                v["replay_longest"] = phonetree::proof::explore::replay(file, &r.longest).into();
                 v
             })
             .collect();
@@ -227,7 +227,7 @@ fn check(paths: &[PathBuf], json: bool) -> Result<(), Failure> {
                 if r.paths_complete { "" } else { "at least " },
                 r.paths,
                 r.longest.len(),
-                phonetree::explore::replay(file, &r.longest),
+                phonetree::proof::explore::replay(file, &r.longest),
             );
         }
         println!(
@@ -314,7 +314,7 @@ impl ScriptAnswers {
             return Ok(a.clone());
         }
         match &self.live {
-            Some((rt, client)) => Ok(rt.block_on(phonetree::fetch::perform(client, r))),
+            Some((rt, client)) => Ok(rt.block_on(phonetree::node::fetch::perform(client, r))),
             None => Err(simulate::needs_answer(r)),
         }
     }
@@ -356,7 +356,7 @@ fn simulate(
         .unwrap_or_else(|| "+15550000000".into());
     let out = std::io::stdout();
     let mut out = out.lock();
-    let mut emit = |lines: &[String], flows: &[phonetree::engine::callflow::Callflow]| {
+    let mut emit = |lines: &[String], flows: &[phonetree::callflow::Callflow]| {
         if json {
             for f in flows {
                 let _ = out.write_all(&wire::encode(f));
@@ -439,7 +439,7 @@ fn serve(config: Config) -> Result<(), Failure> {
         let addr = listener.local_addr().map_err(|e| Failure::new(e.to_string()))?;
         println!("listening on {addr}");
         let _ = std::io::stdout().flush();
-        server::run(listener, app, shutdown_signal()).await;
+        phonetree::http::run(listener, app, shutdown_signal()).await;
         Ok(())
     })
 }
@@ -499,8 +499,7 @@ fn call(
             let app = App::open(config).map_err(|e| {
                 Failure::new(format!("{e} (if `phonetree serve` is running on {data}, pass --server URL)"))
             })?;
-            rt.block_on(server::place_call(&app, machine, to, from))
-                .map_err(|e| Failure::new(e.to_string()))?
+            rt.block_on(node::place_call(&app, machine, to, from)).map_err(|e| Failure::new(e.to_string()))?
         }
     };
     println!("{session}");

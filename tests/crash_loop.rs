@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use common::*;
-use phonetree::engine::callflow::Callflow;
+use phonetree::callflow::Callflow;
 use phonetree::engine::{self, CallInfo, CallState, Direction, Event, Phase};
 use phonetree::machine::Machine;
 use phonetree::webhook::wire;

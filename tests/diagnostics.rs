@@ -5,8 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use phonetree::catalog::Catalog;
 use phonetree::machine::{self, Source};
+use phonetree::node::catalog::Catalog;
 use proptest::prelude::*;
 
 fn cases() -> Vec<std::path::PathBuf> {

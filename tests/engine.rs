@@ -171,7 +171,7 @@ fn steps_are_deterministic() {
 }
 
 /// The text of the first action of a callflow (a say, or a capture's prompt).
-fn first_text(flow: &phonetree::engine::callflow::Callflow) -> String {
+fn first_text(flow: &phonetree::callflow::Callflow) -> String {
     let v = json(flow);
     let p = &v["callflow"][0]["params"];
     p["text"].as_str().or(p["promptMessage"].as_str()).unwrap_or_default().to_string()

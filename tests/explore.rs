@@ -3,8 +3,8 @@
 
 mod common;
 
-use phonetree::explore::{self, DEPTH_MAX};
-use phonetree::simulate;
+use phonetree::proof::explore::{self, DEPTH_MAX};
+use phonetree::proof::simulate;
 
 /// Plays `inputs` (keys, `-`, and `@` answers for the scripts a step reaches) through the
 /// simulator; the final call state.

@@ -10,11 +10,12 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use phonetree::engine::callflow::{Use, validate};
-use phonetree::engine::{self, CallInfo, CallState, ClientActionId, Direction, Event, Phase};
+use phonetree::callflow::ClientActionId;
+use phonetree::callflow::{Use, validate};
+use phonetree::engine::{self, CallInfo, CallState, Direction, Event, Phase};
 use phonetree::machine::{Edge, Machine, NodeKind};
-use phonetree::server::calls::{self, Answered};
-use phonetree::server::{App, Config};
+use phonetree::node::calls::{self, Answered};
+use phonetree::node::{App, Config};
 use phonetree::webhook::{inbound, wire};
 use proptest::prelude::*;
 
@@ -267,7 +268,7 @@ impl Model {
             }
         };
         let step = engine::step(&self.m, &state, &event, 0).unwrap();
-        let body = wire::encode(&step.reply.unwrap_or_else(phonetree::engine::callflow::Callflow::hangup));
+        let body = wire::encode(&step.reply.unwrap_or_else(phonetree::callflow::Callflow::hangup));
         self.states.insert(ca.session_id.clone(), step.state);
         self.journal.insert((ca.session_id.clone(), ca.event_id.clone()), body.clone());
         (body, Answered::Applied)

@@ -286,7 +286,7 @@ async fn a_crash_while_the_api_answers_repeats_the_request_on_the_retried_webhoo
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retried_webhook_reuses_the_answer_journaled_before_a_crash() {
-    use phonetree::server::{App, Config, calls};
+    use phonetree::node::{App, Config, calls};
     use phonetree::webhook::inbound;
     let t = tempfile::tempdir().unwrap();
     let dir = machines_dir(t.path());

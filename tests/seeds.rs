@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use phonetree::engine::ClientActionId;
-use phonetree::engine::callflow::Callflow;
+use phonetree::callflow::Callflow;
+use phonetree::callflow::ClientActionId;
 use phonetree::machine::{Machine, NodeKind};
 
 /// Plays `inputs` on an outbound call and compares the last callflow with the golden file.

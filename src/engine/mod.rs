@@ -5,20 +5,20 @@
 //! and every path of a machine explorable by `check`. The shells (server, simulator) feed events in
 //! and carry replies out; anything the engine needs from the world arrives as an event.
 
-pub mod callflow;
 pub mod script;
 mod state;
 
 use std::fmt;
 
-use crate::machine::{Edge, Machine, NodeId, NodeKind, Script, Template};
-use callflow::{Action, Callflow, MakeCall, PlayFile, Say, SayAndCapture, Use};
+use crate::callflow::{
+    self, Action, Callflow, ClientActionId, MakeCall, PlayFile, Say, SayAndCapture, Use, Violation,
+};
+use crate::machine::{
+    CHAIN_ACTIONS_MAX, ChainError, Edge, Machine, NodeId, NodeKind, Script, Template, chain,
+};
 pub use script::{Answer, Request};
 pub use state::{CallInfo, CallState, Direction, Outcome, Phase};
 
-/// Most actions in one reply. 8x8 sets none; a caller should not sit through more than this many
-/// announcements before being asked something, and it bounds a reply's size.
-pub const CHAIN_ACTIONS_MAX: usize = 16;
 /// Most nodes kept in a call's path (most recent last): enough to explain how a call got somewhere,
 /// small enough to keep a stored call under 256 bytes.
 pub const PATH_LEN_MAX: usize = 16;
@@ -78,10 +78,18 @@ pub enum StepError {
     NotStarted(String),
     #[error("node `{node}`: the call has no variable `{var}`")]
     UnresolvedVariable { node: String, var: String },
-    #[error("node `{node}`: {problem}")]
-    Chain { node: String, problem: String },
+    #[error("node `{node}`: {source}")]
+    Chain { node: String, source: ChainError },
+    #[error("node `{node}`: no `{edge}` branch")]
+    NoBranch { node: String, edge: Edge },
+    #[error("node `{node}`: more than {SCRIPTS_PER_STEP_MAX} requests in one step")]
+    TooManyRequests { node: String },
+    #[error("node `{node}`: not a script node")]
+    NotAScript { node: String },
+    #[error("node `{node}`: the node has no action to send")]
+    NoAction { node: String },
     #[error("node `{node}`: 8x8 would reject the reply: {violation}")]
-    RejectedReply { node: String, violation: String },
+    RejectedReply { node: String, violation: Violation },
     /// The step reached a script node and needs the answer to this request (see `step_with`).
     #[error("node `{}`: needs the answer to {} {}", .0.node, .0.method, .0.url)]
     NeedsAnswer(Box<Request>),
@@ -103,43 +111,6 @@ struct Walk<'a> {
     used: usize,
     actors: Vec<NodeId>,
     failures: Vec<(String, String)>,
-}
-
-/// The id phonetree puts on every reply that waits: `pt.MACHINE.NODE.SEQ.VERSION`.
-/// 8x8 echoes it in the next webhook, so a call can be located without stored state and a webhook
-/// answering an older prompt is told apart from one answering the current prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientActionId {
-    pub machine: String,
-    pub node: String,
-    pub seq: u32,
-    /// The machine version's short hex form.
-    pub version: String,
-}
-
-impl ClientActionId {
-    pub fn parse(s: &str) -> Option<ClientActionId> {
-        let mut parts = s.split('.');
-        if parts.next()? != "pt" {
-            return None;
-        }
-        let (machine, node, seq, version) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || machine.is_empty() || node.is_empty() {
-            return None;
-        }
-        Some(ClientActionId {
-            machine: machine.to_string(),
-            node: node.to_string(),
-            seq: seq.parse().ok()?,
-            version: version.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for ClientActionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pt.{}.{}.{}.{}", self.machine, self.node, self.seq, self.version)
-    }
 }
 
 /// Applies one event to a call whose machine has no script on the way (a request it would need
@@ -259,7 +230,7 @@ fn step_inner(
         && let Some(v) = callflow::validate(r, Use::WebhookReply).first()
     {
         let node = m.node(st.node).map_or_else(String::new, |n| n.name.clone());
-        return Err(StepError::RejectedReply { node, violation: v.to_string() });
+        return Err(StepError::RejectedReply { node, violation: v.clone() });
     }
     let entered = entered_nodes(&s.phase, event, &edges, m.start);
     let mut actors = std::mem::take(&mut walk.actors);
@@ -283,7 +254,7 @@ pub fn start_outbound(m: &Machine, call: CallInfo, now_ms: u64) -> Result<Step, 
         if let Some(v) = callflow::validate(flow, Use::OutboundRequest).first() {
             return Err(StepError::RejectedReply {
                 node: m.node(m.start).map_or_else(String::new, |n| n.name.clone()),
-                violation: v.to_string(),
+                violation: v.clone(),
             });
         }
     }
@@ -344,9 +315,9 @@ fn retry_or(
         st.seq = st.seq.wrapping_add(1);
         return current_reply(m, st);
     }
-    let to = m.target(st.node, &edge).ok_or_else(|| StepError::Chain {
+    let to = m.target(st.node, &edge).ok_or_else(|| StepError::NoBranch {
         node: m.node(st.node).map_or_else(String::new, |n| n.name.clone()),
-        problem: format!("no `{edge}` branch"),
+        edge: edge.clone(),
     })?;
     edges.push((st.node, edge, to));
     enter(m, st, to, edges, walk)
@@ -363,13 +334,10 @@ fn ask(
     let node =
         m.node(st.node).ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
     let NodeKind::Script(s) = &node.kind else {
-        return Err(StepError::Chain { node: node.name.clone(), problem: "not a script node".into() });
+        return Err(StepError::NotAScript { node: node.name.clone() });
     };
     if walk.used >= SCRIPTS_PER_STEP_MAX {
-        return Err(StepError::Chain {
-            node: node.name.clone(),
-            problem: format!("more than {SCRIPTS_PER_STEP_MAX} requests in one step"),
-        });
+        return Err(StepError::TooManyRequests { node: node.name.clone() });
     }
     let Some(answer) = walk.given.get(walk.used) else {
         let request = script::request(&node.name, &s.request, s.cache_minutes, |t, encoding| {
@@ -401,10 +369,8 @@ fn ask(
         Some(to) => (routed.edge, to),
         None => (
             Edge::Failure,
-            m.target(st.node, &Edge::Failure).ok_or_else(|| StepError::Chain {
-                node: node.name.clone(),
-                problem: "no `failure` branch".into(),
-            })?,
+            m.target(st.node, &Edge::Failure)
+                .ok_or_else(|| StepError::NoBranch { node: node.name.clone(), edge: Edge::Failure })?,
         ),
     };
     edges.push((st.node, edge, to));
@@ -423,12 +389,9 @@ fn enter(
     let mut actions = Vec::new();
     let mut to = to;
     loop {
-        let nodes = chain(m, to).map_err(|e| StepError::Chain {
+        let nodes = chain(m, to).map_err(|source| StepError::Chain {
             node: m.node(to).map_or_else(String::new, |n| n.name.clone()),
-            problem: match e {
-                ChainError::Loop => "say/play nodes loop without waiting".into(),
-                ChainError::TooLong(n) => format!("{n} actions exceed the limit of {CHAIN_ACTIONS_MAX}"),
-            },
+            source,
         })?;
         for (i, &id) in nodes.iter().enumerate() {
             if i > 0 {
@@ -456,7 +419,7 @@ fn enter(
         if actions.len() > CHAIN_ACTIONS_MAX {
             return Err(StepError::Chain {
                 node: m.node(st.node).map_or_else(String::new, |n| n.name.clone()),
-                problem: format!("{} actions exceed the limit of {CHAIN_ACTIONS_MAX}", actions.len()),
+                source: ChainError::TooLong(actions.len()),
             });
         }
         match m.node(st.node).map(|n| &n.kind) {
@@ -485,31 +448,6 @@ fn enter(
     Ok(Callflow { client_action_id, actions })
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChainError {
-    /// say/play nodes lead back to themselves without a node that waits.
-    Loop,
-    /// More actions than fit in one callflow.
-    TooLong(usize),
-}
-
-/// The nodes entered from `id` on: those that need no input, up to the first that waits or ends.
-pub fn chain(m: &Machine, id: NodeId) -> Result<Vec<NodeId>, ChainError> {
-    let mut nodes = vec![id];
-    let mut at = id;
-    while let Some(next) = m.node(at).filter(|n| !n.kind.waits()).and_then(|_| m.target(at, &Edge::Next)) {
-        if nodes.contains(&next) {
-            return Err(ChainError::Loop);
-        }
-        nodes.push(next);
-        if nodes.len() > CHAIN_ACTIONS_MAX {
-            return Err(ChainError::TooLong(nodes.len()));
-        }
-        at = next;
-    }
-    Ok(nodes)
-}
-
 /// Keys as a branch is written: no white space, no completing `#`.
 fn normalise_keys(d: &str) -> String {
     d.trim().trim_end_matches('#').to_string()
@@ -526,10 +464,7 @@ fn render(m: &Machine, st: &CallState, id: NodeId) -> Result<Action, StepError> 
         // Capturing nodes were rendered above; a script that asks nothing and says nothing has
         // no action of its own (its reply is what its answer leads to).
         NodeKind::Script(_) | NodeKind::Menu(_) | NodeKind::Input(_) => {
-            return Err(StepError::Chain {
-                node: node.name.clone(),
-                problem: "the node has no action to send".into(),
-            });
+            return Err(StepError::NoAction { node: node.name.clone() });
         }
         NodeKind::Play(p) => Action::PlayFile(PlayFile {
             file_url: render_text(m, st, &p.file_url)?,

@@ -158,7 +158,7 @@ pub fn route(s: &Script, answer: &Answer, branches: &[String]) -> Routed {
     let mut vars = Vec::with_capacity(s.store.len());
     for (var, path) in &s.store {
         match scalar(&json, path) {
-            Some(v) if s.played.contains(var) && crate::engine::callflow::check_file_url(&v).is_err() => {
+            Some(v) if s.played.contains(var) && crate::callflow::check_file_url(&v).is_err() => {
                 return fail(format!("`{}` is played but is not an http(s) URL", path.join(".")));
             }
             Some(v) => vars.push((var.clone(), v)),

@@ -17,11 +17,12 @@ use super::definition::{Defaults, Definition, Kind, NodeDef};
 use super::diagnostic::{Diagnostic, Position, Severity, closest};
 use super::source::{self, Source, SpanIndex};
 use super::template::{self, Template};
+use super::{CHAIN_ACTIONS_MAX, ChainError, chain};
 use super::{Edge, Input, Machine, Menu, Node, NodeId, NodeKind, RequestTemplate, Script, Version};
-use crate::engine::callflow::{
+use crate::callflow::ClientActionId;
+use crate::callflow::{
     self, Action, Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed, Use, Violation,
 };
-use crate::engine::{CHAIN_ACTIONS_MAX, ChainError, ClientActionId, chain};
 
 /// Most nodes in one machine: a generated 10,000-node tree compiles in milliseconds; far beyond
 /// that a menu tree is no longer something a caller can navigate.

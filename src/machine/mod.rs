@@ -18,7 +18,7 @@ use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-use crate::engine::callflow::{Callflow, MakeCall, PlayFile, Say, SayAndCapture};
+use crate::callflow::{Callflow, MakeCall, PlayFile, Say, SayAndCapture};
 pub use compile::{Compiled, compile};
 pub use diagnostic::{Diagnostic, Severity};
 pub use source::{Format, Source};
@@ -285,4 +285,36 @@ impl Machine {
     pub fn edge_count(&self) -> usize {
         self.graph.edge_count()
     }
+}
+
+/// Most actions in one reply. 8x8 sets none; a caller should not sit through more than this many
+/// announcements before being asked something, and it bounds a reply's size.
+pub const CHAIN_ACTIONS_MAX: usize = 16;
+
+/// Why the nodes entered from one node cannot make one reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// say/play nodes lead back to themselves without a node that waits.
+    #[error("say/play nodes loop without waiting")]
+    Loop,
+    /// More actions than fit in one callflow.
+    #[error("{0} actions exceed the limit of {CHAIN_ACTIONS_MAX}")]
+    TooLong(usize),
+}
+
+/// The nodes entered from `id` on: those that need no input, up to the first that waits or ends.
+pub fn chain(m: &Machine, id: NodeId) -> Result<Vec<NodeId>, ChainError> {
+    let mut nodes = vec![id];
+    let mut at = id;
+    while let Some(next) = m.node(at).filter(|n| !n.kind.waits()).and_then(|_| m.target(at, &Edge::Next)) {
+        if nodes.contains(&next) {
+            return Err(ChainError::Loop);
+        }
+        nodes.push(next);
+        if nodes.len() > CHAIN_ACTIONS_MAX {
+            return Err(ChainError::TooLong(nodes.len()));
+        }
+        at = next;
+    }
+    Ok(nodes)
 }

@@ -35,8 +35,6 @@ pub const LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2)
 /// Deepest nesting a stored record may have: records nest four levels at most. rmp-serde's own
 /// limit (1,024) lets a corrupt record overflow a 2 MiB thread stack (found by fuzzing).
 pub const RECORD_DEPTH_MAX: usize = 16;
-/// Longest session or event id accepted: 8x8's are UUIDs (36 characters).
-pub const ID_BYTES_MAX: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -6,8 +6,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::callflow::ID_BYTES_MAX;
 use crate::engine::{Direction, Event};
-use crate::store::ID_BYTES_MAX;
 
 /// A webhook that cannot be used, with the JSON error code and message the client gets (4xx).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,5 +3,4 @@
 
 pub mod inbound;
 pub mod outbound;
-pub mod routes;
 pub mod wire;

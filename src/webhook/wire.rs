@@ -6,7 +6,7 @@
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::callflow::{Action, Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed};
+use crate::callflow::{Action, Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use phonetree::engine::callflow::Callflow;
+use phonetree::callflow::Callflow;
 use phonetree::engine::{self, CallInfo, CallState, Direction, Event};
 use phonetree::machine::{self, Machine, Source};
 use phonetree::webhook::wire;
@@ -203,8 +203,7 @@ impl Answer {
     pub fn callflow(&self) -> Callflow {
         assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
         let flow = wire::decode(&self.body).unwrap();
-        let violations =
-            phonetree::engine::callflow::validate(&flow, phonetree::engine::callflow::Use::WebhookReply);
+        let violations = phonetree::callflow::validate(&flow, phonetree::callflow::Use::WebhookReply);
         assert!(
             violations.is_empty(),
             "8x8 would reject {}: {violations:?}",

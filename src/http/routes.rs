@@ -9,9 +9,9 @@ use tracing::{Instrument, debug, info_span};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::inbound;
-use super::outbound::OutboundError;
-use crate::server::{self, App, calls};
+use crate::node::{self, App, calls};
+use crate::webhook::inbound;
+use crate::webhook::outbound::OutboundError;
 
 /// Largest webhook body: 8x8's are 1 to 3 KiB; a summary of many legs stays far below this.
 pub const BODY_BYTES_MAX: u64 = 64 * 1024;
@@ -121,7 +121,7 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
             );
         }
     };
-    match server::place_call(&app, &req.machine, &req.to, req.from.as_deref()).await {
+    match node::place_call(&app, &req.machine, &req.to, req.from.as_deref()).await {
         Ok(session) => {
             json_reply(StatusCode::CREATED, &json!({"sessionId": session, "machine": req.machine}))
         }
@@ -149,7 +149,7 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
 }
 
 fn readyz(app: Arc<App>) -> warp::reply::Response {
-    match app.store.probe(server::now_ms()) {
+    match app.store.probe(node::now_ms()) {
         Ok(()) if !app.registry.is_empty() => json_reply(
             StatusCode::OK,
             &json!({"status": "ready", "machines": app.registry.len(), "sessions": app.store.session_count()}),

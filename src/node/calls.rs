@@ -10,12 +10,10 @@ use std::sync::Arc;
 use tracing::{debug, error, info, warn};
 
 use super::App;
-use crate::engine::callflow::Callflow;
-use crate::engine::{
-    self, Answer, CallInfo, CallState, ClientActionId, Direction, Event, Phase, StepError, Stepped,
-};
+use crate::callflow::{Callflow, ClientActionId};
+use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
 use crate::machine::{Machine, NodeKind};
-use crate::server::registry::RegistryError;
+use crate::node::registry::RegistryError;
 use crate::store::{Conflict, Loaded, StoreError};
 use crate::webhook::inbound::{CallAction, SessionSummary};
 use crate::webhook::wire;
@@ -153,7 +151,7 @@ async fn run_step(
                         cached
                     }
                     None => {
-                        let answer = crate::fetch::perform(&app.http, &request).await;
+                        let answer = crate::node::fetch::perform(&app.http, &request).await;
                         // Only answers the script can use are cached; failures are asked again.
                         if matches!(&answer, Answer::Http { status, .. } if (200..300).contains(status)) {
                             app.store.put_cached(&request, &answer, now)?;

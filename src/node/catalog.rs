@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::explore::{self, Report};
 use crate::machine::{self, Diagnostic, Machine, Severity, Source};
+use crate::proof::explore::{self, Report};
 
 /// Most machine files one catalog loads: a node serving thousands of menus wants a database.
 pub const FILES_MAX: usize = 10_000;

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::catalog::Catalog;
 use crate::engine::Direction;
 use crate::machine::{self, Machine, Source, Version};
+use crate::node::catalog::Catalog;
 use crate::store::record::{FORMAT, MachineRecord};
 use crate::store::{Store, StoreError};
 

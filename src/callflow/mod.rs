@@ -1,10 +1,15 @@
-//! The engine's output alphabet: 8x8 callflow actions as plain Rust values, and 8x8's own rules for them.
+//! 8x8's callflow model, the bottom layer: actions as plain Rust values, 8x8's own rules and limits
+//! for them, and the `clientActionId` phonetree puts on every reply that waits.
 //!
 //! The same `validate` runs in the compiler (on every reply a machine can produce) and on every reply
 //! the engine renders, so a callflow 8x8 would reject never reaches the wire. The JSON encoding lives in
 //! `webhook::wire`; nothing here knows JSON.
 
+mod action_id;
+
 use std::fmt;
+
+pub use action_id::ClientActionId;
 
 /// 8x8: "Maximum voice message length is 3000 characters" (say `text`, sayAndCapture `promptMessage`).
 pub const TEXT_CHARS_MAX: usize = 3000;
@@ -21,6 +26,8 @@ pub const MAKE_CALLS_MAX: usize = 2;
 pub const NO_OF_TRIES_MAX: u8 = 10;
 /// phonetree's bound on capture timeouts: 8x8 gives none; ten minutes of silence is not a caller.
 pub const TIMEOUT_MS_MAX: u32 = 600_000;
+/// Longest session or event id accepted: 8x8's are UUIDs (36 characters).
+pub const ID_BYTES_MAX: usize = 128;
 /// phonetree's bound on a phone number's digits (E.164 allows 15; a few more for national prefixes).
 pub const NUMBER_DIGITS_MAX: usize = 20;
 

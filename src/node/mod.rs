@@ -4,6 +4,8 @@
 //! side, `store` the disk. Nothing here decides where a call goes.
 
 pub mod calls;
+pub mod catalog;
+pub mod fetch;
 pub mod registry;
 
 use std::net::SocketAddr;
@@ -13,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{info, warn};
 
-use crate::engine::callflow::{Action, Callflow, Say};
+use crate::callflow::{Action, Callflow, Say};
 use crate::engine::{self, CallInfo, Direction};
 use crate::machine::compile::DEFAULT_FALLBACK;
 use crate::store::record::{FORMAT, LegRecord, SummaryRecord};
@@ -71,7 +73,7 @@ pub enum ServeError {
 impl App {
     /// Loads and checks every machine, opens the store. Diagnostics go to stderr.
     pub fn open(config: Config) -> Result<App, ServeError> {
-        let catalog = crate::catalog::Catalog::load(std::slice::from_ref(&config.machines));
+        let catalog = crate::node::catalog::Catalog::load(std::slice::from_ref(&config.machines));
         for d in &catalog.diagnostics {
             eprintln!("{d}");
         }
@@ -99,37 +101,8 @@ impl App {
     }
 }
 
-/// Serves until `shutdown` resolves, then gives in-flight requests `SHUTDOWN_GRACE` and flushes.
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let addr = listener.local_addr().ok();
-    info!(?addr, machines = app.registry.len(), "phonetree serving");
-    let sweeper = tokio::spawn(sweep_forever(app.clone()));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = warp::serve(crate::webhook::routes::routes(app.clone()))
-        .incoming(listener)
-        .graceful(async move {
-            let _ = stop_rx.await;
-        })
-        .run();
-    let server = tokio::spawn(server);
-    shutdown.await;
-    info!("shutting down: finishing in-flight webhooks");
-    let _ = stop_tx.send(());
-    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
-        warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
-    }
-    sweeper.abort();
-    match app.store.durable().await {
-        Ok(()) => info!("store flushed; bye"),
-        Err(e) => warn!(error = %e, "final flush failed"),
-    }
-}
-
-async fn sweep_forever(app: Arc<App>) {
+/// Closes idle sessions and deletes old ones, every `SWEEP_INTERVAL` at most, until dropped.
+pub async fn sweep_forever(app: Arc<App>) {
     let shortest = app.config.session_ttl.min(app.config.retention) / 2;
     let mut tick = tokio::time::interval(shortest.clamp(SWEEP_INTERVAL_MIN, SWEEP_INTERVAL));
     loop {

@@ -3,7 +3,7 @@
 //! The same `step` the server runs, with a counter for a clock; what it prints is a transcript a
 //! person can read, or (`--json`) the exact callflows the server would answer with.
 
-use crate::engine::callflow::{Action, Callflow};
+use crate::callflow::{Action, Callflow};
 use crate::engine::{
     self, Answer, CallInfo, CallState, Direction, Event, Outcome, Phase, Request, Step, Stepped,
 };
@@ -160,8 +160,7 @@ pub fn describe(action: &Action) -> String {
     match action {
         Action::Say(s) => format!("hears: \"{}\"", s.text),
         Action::SayAndCapture(c) => {
-            let (min, max) =
-                (c.min_digits.unwrap_or(1), c.max_digits.unwrap_or(crate::engine::callflow::DIGITS_MAX));
+            let (min, max) = (c.min_digits.unwrap_or(1), c.max_digits.unwrap_or(crate::callflow::DIGITS_MAX));
             let digits = if min == max {
                 format!("{min} digit{}", if min == 1 { "" } else { "s" })
             } else {
@@ -233,5 +232,6 @@ fn token_answer(m: &Machine, r: &Request, token: &str) -> Result<Answer, String>
         Some(NodeKind::Script(s)) => s,
         _ => return Err(format!("`{token}` answers no script")),
     };
-    crate::explore::answer_for_token(script, token).ok_or_else(|| format!("`{token}` is not an answer"))
+    crate::proof::explore::answer_for_token(script, token)
+        .ok_or_else(|| format!("`{token}` is not an answer"))
 }

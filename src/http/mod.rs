@@ -1,0 +1,39 @@
+//! The HTTP shell: warp routes over the node, every error a JSON body, and `run`.
+
+pub mod routes;
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::node::{App, SHUTDOWN_GRACE, sweep_forever};
+
+/// Serves until `shutdown` resolves, then gives in-flight requests `SHUTDOWN_GRACE` and flushes.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let addr = listener.local_addr().ok();
+    info!(?addr, machines = app.registry.len(), "phonetree serving");
+    let sweeper = tokio::spawn(sweep_forever(app.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = warp::serve(routes::routes(app.clone()))
+        .incoming(listener)
+        .graceful(async move {
+            let _ = stop_rx.await;
+        })
+        .run();
+    let server = tokio::spawn(server);
+    shutdown.await;
+    info!("shutting down: finishing in-flight webhooks");
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
+    }
+    sweeper.abort();
+    match app.store.durable().await {
+        Ok(()) => info!("store flushed; bye"),
+        Err(e) => warn!(error = %e, "final flush failed"),
+    }
+}
