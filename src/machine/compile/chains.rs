@@ -1,0 +1,172 @@
+//! Callflows: each node's 8x8 action checked with `callflow::validate`, and every callflow a
+//! webhook can be answered with — the chain of nodes entered without input from each node, and the
+//! opening request of an outbound call.
+
+use super::super::template::Template;
+use super::super::{CHAIN_ACTIONS_MAX, ChainError, Machine, NodeId, NodeKind, Script, chain};
+use super::{At, Compiler};
+use crate::callflow::{
+    self, Action, Callflow, ClientActionId, MakeCall, PlayFile, Say, SayAndCapture, Use, Violation,
+};
+
+impl Compiler<'_> {
+    /// Runs 8x8's rules on a node's action, with sample values for call variables.
+    pub(super) fn check_action(&mut self, name: &str, action: &Action<Template>) {
+        let flow = Callflow { client_action_id: None, actions: vec![sample(action)] };
+        for v in callflow::validate(&flow, Use::WebhookReply) {
+            self.violation(name, &v);
+        }
+    }
+
+    fn violation(&mut self, name: &str, v: &Violation) {
+        let field = field_of_param(v.param);
+        self.error(
+            At::Node(name, field),
+            format!("{} (8x8 would answer status {})", v.message, v.status_code),
+            None,
+        );
+    }
+
+    /// Every callflow phonetree can send: the chain from each node a webhook can lead to, and the
+    /// opening request of an outbound call. Returns false when a chain never waits (a loop).
+    pub(super) fn check_chains(&mut self, m: &Machine) -> bool {
+        let mut ok = true;
+        let version = m.version.short();
+        for id in m.graph.node_indices() {
+            let name = m.graph[id].name.clone();
+            match chain(m, id) {
+                Err(ChainError::Loop) => {
+                    ok = false;
+                    self.error(
+                        At::NodeKey(&name),
+                        "say/play nodes from here loop back without waiting for the caller".into(),
+                        Some("break the loop with a `menu`, `transfer` or `hangup`".into()),
+                    );
+                }
+                Err(ChainError::TooLong(n)) => {
+                    ok = false;
+                    self.error(
+                        At::NodeKey(&name),
+                        format!("entering this node sends {n} actions in one callflow; the limit is {CHAIN_ACTIONS_MAX}"),
+                        Some("split the chain of say/play nodes with a menu".into()),
+                    );
+                }
+                Ok(nodes) => self.check_reply(m, id, &nodes, &version),
+            }
+        }
+        ok
+    }
+
+    /// The reply made of a chain's actions is a valid callflow, and so is the opening request of an
+    /// outbound call when the chain is the start's.
+    fn check_reply(&mut self, m: &Machine, id: NodeId, nodes: &[NodeId], version: &str) {
+        // A chain that reaches a script goes on with whatever the answer picks: the whole reply is
+        // only known then, and `explore` checks each one.
+        let last = nodes.last().map(|&n| &m.graph[n].kind);
+        if matches!(last, Some(NodeKind::Script(Script { capture: None, .. }))) {
+            return;
+        }
+        let name = &m.graph[id].name;
+        let action_id =
+            ClientActionId { machine: m.name.clone(), node: name.clone(), seq: 1, version: version.into() };
+        let mut flow = Callflow {
+            client_action_id: Some(action_id.to_string()),
+            actions: nodes.iter().filter_map(|&n| action_of(m, n)).map(|a| sample(&a)).collect(),
+        };
+        // Each action's own parameters were checked with its node; here, the callflow's shape.
+        for v in callflow::validate(&flow, Use::WebhookReply).iter().filter(|v| v.param == "action") {
+            self.violation(name, v);
+        }
+        if id == m.start {
+            let call = MakeCall {
+                source: "+15550000001".into(),
+                destination: "+15550000002".into(),
+                call_recording: None,
+            };
+            flow.actions.insert(0, Action::MakeCall(call));
+            for v in callflow::validate(&flow, Use::OutboundRequest).iter().filter(|v| v.param == "action") {
+                let message = format!("the outbound call's first callflow is invalid: {v}");
+                self.error(At::Machine("start"), message, None);
+            }
+        }
+    }
+}
+
+pub(super) fn action_of(m: &Machine, id: NodeId) -> Option<Action<Template>> {
+    Some(match &m.graph[id].kind {
+        NodeKind::Say(s) => Action::Say(s.clone()),
+        NodeKind::Play(p) => Action::PlayFile(p.clone()),
+        NodeKind::Menu(menu) => Action::SayAndCapture(menu.capture.clone()),
+        NodeKind::Input(input) => Action::SayAndCapture(input.prompt.capture.clone()),
+        NodeKind::Transfer(t) => Action::MakeCall(t.clone()),
+        NodeKind::Script(s) => match (&s.capture, &s.say) {
+            (Some(c), _) => Action::SayAndCapture(c.capture.clone()),
+            (None, Some(say)) => Action::Say(say.clone()),
+            (None, None) => return None,
+        },
+        NodeKind::Hangup => Action::Hangup,
+    })
+}
+
+/// A template with each call variable replaced by a plausible value, for checking 8x8's rules.
+fn sample_text(t: &Template) -> String {
+    t.render(|v| Some(if matches!(v, "caller" | "called" | "virtual_number") { "+15550000000" } else { "0" }))
+        .unwrap_or_default()
+}
+
+fn sample(action: &Action<Template>) -> Action {
+    let opt = |t: &Option<Template>| t.as_ref().map(sample_text);
+    match action {
+        Action::Say(s) => Action::Say(Say {
+            text: sample_text(&s.text),
+            voice_profile: s.voice_profile.clone(),
+            repetition: s.repetition,
+            speed: s.speed,
+        }),
+        Action::SayAndCapture(c) => Action::SayAndCapture(SayAndCapture {
+            prompt_message: sample_text(&c.prompt_message),
+            voice_profile: c.voice_profile.clone(),
+            repetition: c.repetition,
+            speed: c.speed,
+            min_digits: c.min_digits,
+            max_digits: c.max_digits,
+            digit_timeout_ms: c.digit_timeout_ms,
+            overall_timeout_ms: c.overall_timeout_ms,
+            complete_on_hash: c.complete_on_hash,
+            no_of_tries: c.no_of_tries,
+            success_message: opt(&c.success_message),
+            failure_message: opt(&c.failure_message),
+        }),
+        Action::PlayFile(p) => {
+            Action::PlayFile(PlayFile { file_url: sample_text(&p.file_url), repetition: p.repetition })
+        }
+        Action::MakeCall(m) => Action::MakeCall(MakeCall {
+            source: sample_text(&m.source),
+            destination: sample_text(&m.destination),
+            call_recording: m.call_recording,
+        }),
+        Action::Hangup => Action::Hangup,
+    }
+}
+
+/// The machine-file field an 8x8 parameter comes from.
+fn field_of_param(param: &str) -> &'static str {
+    match param {
+        "text" => "text",
+        "promptMessage" => "prompt",
+        "voiceProfile" => "voice_profile",
+        "repetition" => "repetition",
+        "speed" => "speed",
+        "minDigits" => "min_digits",
+        "maxDigits" => "max_digits",
+        "digitTimeout" => "digit_timeout_ms",
+        "overallTimeout" => "overall_timeout_ms",
+        "noOfTries" => "no_of_tries",
+        "successMessage" => "success_message",
+        "failureMessage" => "failure_message",
+        "fileUrl" => "file_url",
+        "source" => "source",
+        "destination" => "destination",
+        _ => "kind",
+    }
+}

@@ -1,0 +1,167 @@
+//! Edges: each node's targets resolved to graph edges (unknown targets get a "did you mean"), and
+//! the branch keys of menus checked to be typeable at that menu.
+
+use std::collections::{BTreeMap, HashMap};
+
+use petgraph::graph::DiGraph;
+
+use super::super::definition::{Kind, NodeDef};
+use super::super::{Edge, Node, NodeId};
+use super::{At, Compiler};
+use crate::callflow;
+use crate::machine::diagnostic::{Severity, closest};
+
+/// Most branches of one menu: 12 keys on a phone, and multi-digit codes for extensions.
+const BRANCHES_MAX: usize = 1000;
+
+/// A target named by a node: the field naming it, the edge's label, the target's name.
+type Target<'d> = (String, Edge, &'d String);
+
+impl Compiler<'_> {
+    /// Adds the edges of node `name`; false when a target does not exist.
+    pub(super) fn edges(
+        &mut self,
+        name: &str,
+        by_name: &HashMap<String, NodeId>,
+        graph: &mut DiGraph<Node, Edge, u32>,
+    ) -> bool {
+        let def = self.def;
+        let n = &def.nodes[name];
+        let from = by_name[name];
+        let mut ok = true;
+        for (field, edge, target) in self.targets(name, n) {
+            match by_name.get(target.as_str()) {
+                Some(&to) => {
+                    graph.add_edge(from, to, edge);
+                }
+                None => {
+                    ok = false;
+                    let hint = closest(target, by_name.keys().map(String::as_str)).map_or_else(
+                        || "targets must name a `[nodes.*]` table".to_string(),
+                        |c| format!("did you mean `{c}`?"),
+                    );
+                    self.error(At::Node(name, &field), format!("unknown target node `{target}`"), Some(hint));
+                }
+            }
+        }
+        ok
+    }
+
+    /// The targets a node names, by kind (a menu's keys that cannot be typed are left out).
+    fn targets<'d>(&mut self, name: &str, n: &'d NodeDef) -> Vec<Target<'d>> {
+        // Keys and branch values first: the order edges were always added in.
+        let mut targets: Vec<Target<'d>> = match n.kind {
+            Kind::Menu => self.key_targets(name, n),
+            Kind::Script => n
+                .branches
+                .iter()
+                .flatten()
+                .map(|(value, t)| (format!("branches.{value}"), Edge::Response(value.clone()), t))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut push = |field: &str, edge: Edge, target: Option<&'d String>| {
+            if let Some(t) = target {
+                targets.push((field.to_string(), edge, t));
+            }
+        };
+        let no_input_field = if n.no_input.is_some() { "no_input" } else { "invalid" };
+        match n.kind {
+            Kind::Menu | Kind::Input => {
+                push("next", Edge::Next, n.next.as_ref().filter(|_| n.kind == Kind::Input));
+                push("invalid", Edge::Invalid, n.invalid.as_ref());
+                push(no_input_field, Edge::NoInput, n.no_input.as_ref().or(n.invalid.as_ref()));
+            }
+            Kind::Script => {
+                push("default", Edge::Default, n.default.as_ref());
+                push("failure", Edge::Failure, n.failure.as_ref());
+                push(
+                    "no_input",
+                    Edge::NoInput,
+                    n.no_input.as_ref().filter(|_| n.allow_keypress == Some(true)),
+                );
+            }
+            Kind::Say | Kind::Play => push("next", Edge::Next, n.next.as_ref()),
+            Kind::Transfer => push("after", Edge::AfterTransfer, n.after.as_ref()),
+            Kind::Hangup => {}
+        }
+        targets
+    }
+
+    /// A menu's branches whose keys can be typed there.
+    fn key_targets<'d>(&mut self, name: &str, n: &'d NodeDef) -> Vec<Target<'d>> {
+        let Some(branches) = &n.branches else { return Vec::new() };
+        if branches.len() > BRANCHES_MAX {
+            self.error(
+                At::Node(name, "branches"),
+                format!("{} branches; the limit is {BRANCHES_MAX}", branches.len()),
+                None,
+            );
+        }
+        let mut targets = Vec::new();
+        for (key, target) in branches {
+            let field = format!("branches.{key}");
+            if self.check_key(name, &field, key, n) {
+                targets.push((field, Edge::Key(key.clone()), target));
+            }
+        }
+        self.check_prefixes(name, branches, n);
+        targets
+    }
+
+    /// A key that is the start of another only works if the caller finishes it with `#` or waits.
+    fn check_prefixes(&mut self, name: &str, branches: &BTreeMap<String, String>, n: &NodeDef) {
+        let on_hash = n.complete_on_hash.or(self.def.defaults.complete_on_hash) != Some(false);
+        // Sorted keys: a key's extensions follow it directly.
+        let keys: Vec<&String> = branches.keys().collect();
+        for (i, short) in keys.iter().enumerate() {
+            if let Some(long) = keys[i + 1..].iter().find(|k| k.starts_with(short.as_str())) {
+                let finish = if on_hash { "press # or wait" } else { "wait" };
+                self.report(
+                    Severity::Warning,
+                    At::Node(name, &format!("branches.{short}")),
+                    format!("key `{short}` is the start of key `{long}`: callers who mean `{short}` must {finish} for the digit timeout"),
+                    Some("give the keys of one menu the same length".into()),
+                );
+            }
+        }
+    }
+
+    /// Checks that a branch key can be typed at this menu.
+    fn check_key(&mut self, name: &str, field: &str, key: &str, n: &NodeDef) -> bool {
+        let d = &self.def.defaults;
+        if key.contains('#') {
+            self.error(
+                At::Node(name, field),
+                format!("key `{key}` contains `#`, the key that completes input"),
+                Some("8x8 ends capture on `#`; use digits and `*` only".into()),
+            );
+            return false;
+        }
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_digit() || c == '*') {
+            self.error(
+                At::Node(name, field),
+                format!("key `{key}` cannot be typed on a phone keypad"),
+                Some("keys are digits 0-9 and `*`".into()),
+            );
+            return false;
+        }
+        let len = key.len() as i64;
+        let min = n.min_digits.or(d.min_digits).unwrap_or(1);
+        let max = n.max_digits.or(d.max_digits).unwrap_or(i64::from(callflow::DIGITS_MAX));
+        // min above max is reported on its own; every key would fail it.
+        if (len < min || len > max) && min <= max {
+            self.error(
+                At::Node(name, field),
+                format!(
+                    "key `{key}` has {len} digit{} but the menu captures {}",
+                    if len == 1 { "" } else { "s" },
+                    if min == max { format!("exactly {min}") } else { format!("{min} to {max}") }
+                ),
+                Some("change the key or the menu's `min_digits` / `max_digits`".into()),
+            );
+            return false;
+        }
+        true
+    }
+}

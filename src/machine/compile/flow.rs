@@ -1,0 +1,179 @@
+//! Flow over the graph: every node reachable from the start, every call variable a template uses
+//! set on every way to it (definite assignment), and `{play:$var}` only where 8x8 can play it.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+use petgraph::Direction;
+use petgraph::visit::EdgeRef;
+
+use super::super::template::Template;
+use super::super::{Edge, Machine, Menu, NodeId, NodeKind};
+use super::{At, Compiler};
+
+/// The call variables certainly set on entering each node reached from the start.
+type SetOnEntry = HashMap<NodeId, BTreeSet<String>>;
+
+impl Compiler<'_> {
+    /// Every node is reachable from the start. (Whether every call can end is proven by
+    /// `explore`, which walks the engine itself and gives a counterexample.)
+    pub(super) fn check_reachability(&mut self, m: &Machine) {
+        let reachable = bfs(m, m.start);
+        for id in m.graph.node_indices() {
+            if !reachable.contains(&id) {
+                let name = m.graph[id].name.clone();
+                self.error(
+                    At::NodeKey(&name),
+                    format!("node is unreachable from the start node `{}`", m.graph[m.start].name),
+                    Some("link to it from another node, or remove it".into()),
+                );
+            }
+        }
+    }
+
+    /// Every variable a node's templates use is set on every path to it.
+    pub(super) fn check_assigned(&mut self, m: &Machine) {
+        if self.declared.is_empty() {
+            return;
+        }
+        let set_on_entry = set_on_entry(m);
+        for id in m.graph.node_indices() {
+            let Some(set) = set_on_entry.get(&id) else { continue };
+            let name = m.graph[id].name.clone();
+            for (field, t) in templates_of(&m.graph[id].kind) {
+                let unset: Vec<String> = t
+                    .vars()
+                    .filter(|v| self.declared.contains(*v) && !set.contains(*v))
+                    .map(str::to_string)
+                    .collect();
+                for var in unset {
+                    self.error(
+                        At::Node(&name, field),
+                        format!("call variable `{var}` may be unset here: not every way to this node passes an `input` that sets it"),
+                        Some("reach this node only after the `input` node's `next`, or use another variable".into()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The sets of variables certainly set on entering each node, to a fixed point: an `input` sets
+/// its variable on its `next` edge only, a script its stored variables on the edges of an answer.
+fn set_on_entry(m: &Machine) -> SetOnEntry {
+    let mut set_on_entry: SetOnEntry = HashMap::from([(m.start, BTreeSet::new())]);
+    let mut queue = VecDeque::from([m.start]);
+    while let Some(id) = queue.pop_front() {
+        let here = set_on_entry[&id].clone();
+        for e in m.graph.edges_directed(id, Direction::Outgoing) {
+            let mut out = here.clone();
+            match (&m.graph[id].kind, e.weight()) {
+                (NodeKind::Input(input), Edge::Next) => {
+                    out.insert(input.variable.clone());
+                }
+                (NodeKind::Script(script), Edge::Response(_) | Edge::Default) => {
+                    out.extend(script.store.iter().map(|(v, _)| v.clone()));
+                }
+                _ => {}
+            }
+            let changed = match set_on_entry.get_mut(&e.target()) {
+                None => {
+                    set_on_entry.insert(e.target(), out);
+                    true
+                }
+                Some(there) => {
+                    let meet: BTreeSet<String> = there.intersection(&out).cloned().collect();
+                    let shrunk = meet.len() < there.len();
+                    *there = meet;
+                    shrunk
+                }
+            };
+            if changed {
+                queue.push_back(e.target());
+            }
+        }
+    }
+    set_on_entry
+}
+
+impl Compiler<'_> {
+    /// `{play:$name}` plays a file 8x8 fetches: only in a say node's text or a script's spoken
+    /// prompt, and only a variable a script stores from its answer (whose value is then checked
+    /// to be an http(s) URL when the answer comes).
+    pub(super) fn check_play(&mut self, m: &mut Machine) {
+        let stored: BTreeSet<String> = m
+            .graph
+            .node_weights()
+            .filter_map(|n| if let NodeKind::Script(s) = &n.kind { Some(s) } else { None })
+            .flat_map(|s| s.store.iter().map(|(v, _)| v.clone()))
+            .collect();
+        let mut played = BTreeSet::new();
+        for id in m.graph.node_indices() {
+            let node = &m.graph[id];
+            let name = node.name.clone();
+            let mut problems = Vec::new();
+            for (field, t) in templates_of(&node.kind) {
+                let spoken_text = matches!((&node.kind, field), (NodeKind::Say(_), "text"))
+                    || matches!((&node.kind, field), (NodeKind::Script(s), "prompt") if s.capture.is_none());
+                for var in t.played() {
+                    if !spoken_text {
+                        problems.push((field, format!("`{{play:${var}}}` only works in a say node's `text` or a script's spoken `prompt`"), None));
+                    } else if !stored.contains(var) {
+                        problems.push((field, format!("`{{play:${var}}}` plays a URL a script stores from its answer; `{var}` is not one"), Some("store it with a script's `store`, or use a `play` node".to_string())));
+                    } else {
+                        played.insert(var.to_string());
+                    }
+                }
+            }
+            // A re-prompt that is the prompt holds the same template: one report.
+            problems.dedup_by(|a, b| a.1 == b.1);
+            for (field, message, hint) in problems {
+                self.error(At::Node(&name, field), message, hint);
+            }
+        }
+        for node in m.graph.node_weights_mut() {
+            if let NodeKind::Script(s) = &mut node.kind {
+                s.played = s.store.iter().map(|(v, _)| v.clone()).filter(|v| played.contains(v)).collect();
+            }
+        }
+    }
+}
+
+/// The templates a node renders, by field.
+fn templates_of(kind: &NodeKind) -> Vec<(&'static str, &Template)> {
+    fn capture(m: &Menu) -> Vec<(&'static str, &Template)> {
+        let mut t = vec![("prompt", &m.capture.prompt_message), ("reprompt", &m.reprompt)];
+        t.extend(m.capture.success_message.iter().map(|s| ("success_message", s)));
+        t.extend(m.capture.failure_message.iter().map(|s| ("failure_message", s)));
+        t
+    }
+    match kind {
+        NodeKind::Menu(menu) => capture(menu),
+        NodeKind::Input(input) => capture(&input.prompt),
+        NodeKind::Say(s) => vec![("text", &s.text)],
+        NodeKind::Play(p) => vec![("file_url", &p.file_url)],
+        NodeKind::Transfer(t) => vec![("destination", &t.destination), ("source", &t.source)],
+        NodeKind::Script(s) => {
+            let mut t = s.capture.as_ref().map(capture).unwrap_or_default();
+            t.extend(s.say.iter().map(|say| ("prompt", &say.text)));
+            t.push(("url", &s.request.url));
+            t.extend(s.request.body.iter().flatten().map(|(_, v)| ("body", v)));
+            t.extend(s.request.headers.iter().map(|(_, v)| ("headers", v)));
+            t
+        }
+        NodeKind::Hangup => vec![],
+    }
+}
+
+/// The nodes reachable from `from`.
+fn bfs(m: &Machine, from: NodeId) -> HashSet<NodeId> {
+    let mut seen = HashSet::from([from]);
+    let mut queue = VecDeque::from([from]);
+    while let Some(id) = queue.pop_front() {
+        for other in m.graph.neighbors_directed(id, Direction::Outgoing) {
+            if seen.insert(other) {
+                queue.push_back(other);
+            }
+        }
+    }
+    seen
+}

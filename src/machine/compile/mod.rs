@@ -1,0 +1,292 @@
+//! The compiler's driver: `compile()` runs every pass over a `Definition` and collects every problem
+//! of a file in one run, through `Compiler::report`.
+//!
+//! Passes, one module each: `fields` (which fields a node kind takes), `nodes` (menu, input, say,
+//! play, transfer, hangup), `scripts` (the Script widget), `edges` (targets and keys), `chains`
+//! (each node's 8x8 action and every callflow a webhook can be answered with) and `flow`
+//! (reachability, definite assignment of call variables, `{play:$var}`).
+//! A machine with any error is not built: a machine 8x8 would reject never loads.
+
+mod chains;
+mod edges;
+mod fields;
+mod flow;
+mod nodes;
+mod scripts;
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use petgraph::graph::DiGraph;
+
+use super::definition::{Definition, Kind};
+use super::diagnostic::{Diagnostic, Position, Severity, closest};
+use super::source::{self, Source, SpanIndex};
+use super::template;
+use super::{Edge, Machine, Node, NodeId, NodeKind, Version};
+use crate::callflow::{self, Action, Callflow, Say, Use};
+
+/// Most nodes in one machine: a generated 10,000-node tree compiles in milliseconds; far beyond
+/// that a menu tree is no longer something a caller can navigate.
+pub const NODES_MAX: usize = 50_000;
+/// Longest machine or node name: names travel in every `clientActionId`.
+pub const NAME_CHARS_MAX: usize = 48;
+/// What a caller hears when phonetree fails and the machine sets no `fallback`.
+pub const DEFAULT_FALLBACK: &str =
+    "We are sorry, we cannot take your call right now. Please call again later.";
+/// The voice of the fallback when the machine has no default voice profile.
+const FALLBACK_VOICE: &str = "en-US-BenjaminRUS";
+
+/// The result of a compile: the machine when there is no error, and every diagnostic.
+#[derive(Debug)]
+pub struct Compiled {
+    pub machine: Option<Machine>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiled {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+}
+
+/// Where node `node` is declared in `source` (its `[nodes.NAME]` key), for problems found after
+/// compiling, such as `explore`'s.
+pub fn locate_node(source: &Source, node: &str) -> Option<Position> {
+    source::index(source).key(&["nodes", node]).map(|o| Position::of_offset(&source.text, o))
+}
+
+/// Compiles one machine source.
+pub fn compile(source: &Source) -> Compiled {
+    let def = match source::parse(source) {
+        Ok(parsed) => parsed,
+        Err(d) => return Compiled { machine: None, diagnostics: vec![*d] },
+    };
+    let declared = def
+        .nodes
+        .values()
+        .flat_map(|n| match n.kind {
+            Kind::Input => n.variable.iter().cloned().collect::<Vec<_>>(),
+            Kind::Script => n.store.iter().flat_map(|s| s.keys().cloned()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut c = Compiler { source, index: OnceCell::new(), def: &def, diags: Vec::new(), declared };
+    let machine = c.run();
+    let mut diagnostics = c.diags;
+    diagnostics
+        .sort_by(|a, b| (a.position, a.severity, &a.message).cmp(&(b.position, b.severity, &b.message)));
+    // A bad default is inherited by many nodes but reported once, at `[defaults]`.
+    diagnostics.dedup();
+    let machine = machine.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
+    Compiled { machine, diagnostics }
+}
+
+/// The state of one compile: the definition, the diagnostics so far, and what every pass shares.
+struct Compiler<'a> {
+    source: &'a Source,
+    /// Positions, found when the first diagnostic needs one (a valid file never needs them).
+    index: OnceCell<SpanIndex>,
+    def: &'a Definition,
+    diags: Vec<Diagnostic>,
+    /// Call variables the machine's `input` and `script` nodes set.
+    declared: BTreeSet<String>,
+}
+
+/// Where a diagnostic points: a node's field, or a machine-level field.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Machine(&'a str),
+    Node(&'a str, &'a str),
+    NodeKey(&'a str),
+}
+
+impl Compiler<'_> {
+    fn index(&self) -> &SpanIndex {
+        self.index.get_or_init(|| source::index(self.source))
+    }
+
+    fn report(&mut self, severity: Severity, at: At<'_>, message: String, hint: Option<String>) {
+        let (node, field, offset) = self.locate(at);
+        self.diags.push(Diagnostic {
+            severity,
+            file: self.source.file.clone(),
+            position: offset.map(|o| Position::of_offset(&self.source.text, o)),
+            node,
+            field,
+            message,
+            hint,
+        });
+    }
+
+    /// The node, field and byte offset a diagnostic at `at` shows.
+    fn locate(&self, at: At<'_>) -> (Option<String>, Option<String>, Option<usize>) {
+        match at {
+            At::Machine(field) => {
+                let path: Vec<&str> = field.split('.').collect();
+                (None, Some(field.to_string()), self.index().value(&path))
+            }
+            At::Node(node, field) => {
+                let mut path = vec!["nodes", node];
+                path.extend(field.split('.'));
+                match self.index().get(&path) {
+                    Some((_, v)) => (Some(node.to_string()), Some(field.to_string()), Some(v)),
+                    // Not set on the node: inherited from `[defaults]`, which is where to fix it.
+                    None => match self.index().get(&["defaults", field]) {
+                        Some((_, v)) => (None, Some(format!("defaults.{field}")), Some(v)),
+                        None => (Some(node.to_string()), Some(field.to_string()), self.index().key(&path)),
+                    },
+                }
+            }
+            At::NodeKey(node) => (Some(node.to_string()), None, self.index().key(&["nodes", node])),
+        }
+    }
+
+    fn error(&mut self, at: At<'_>, message: String, hint: Option<String>) {
+        self.report(Severity::Error, at, message, hint);
+    }
+
+    fn run(&mut self) -> Option<Machine> {
+        let settings = self.machine_fields();
+        if !self.node_count_ok() {
+            return None;
+        }
+        let (mut graph, by_name, mut ok) = self.nodes(&settings);
+        let start = self.start(&by_name);
+        for name in self.def.nodes.keys() {
+            ok &= self.edges(name, &by_name, &mut graph);
+        }
+        let fallback = self.fallback();
+        let (start, true) = (start?, ok) else { return None };
+        let def = self.def;
+        let mut machine = Machine {
+            name: def.name.clone(),
+            version: Version::of_text(&self.source.text),
+            description: def.description.clone(),
+            numbers: def.numbers.clone(),
+            graph,
+            by_name,
+            start,
+            fallback,
+        };
+        self.check_play(&mut machine);
+        if self.check_chains(&machine) {
+            self.check_reachability(&machine);
+            self.check_assigned(&machine);
+        }
+        Some(machine)
+    }
+
+    /// The machine's name and numbers, and its settings (those that are valid).
+    fn machine_fields(&mut self) -> BTreeMap<String, String> {
+        let def = self.def;
+        self.check_name(At::Machine("name"), &def.name, "machine");
+        for (i, number) in def.numbers.iter().enumerate() {
+            if let Err(why) = callflow::check_number(number) {
+                self.error(At::Machine(&format!("numbers.{i}")), why, None);
+            }
+        }
+        self.settings()
+    }
+
+    fn node_count_ok(&mut self) -> bool {
+        let count = self.def.nodes.len();
+        if count == 0 {
+            self.error(
+                At::Machine("nodes"),
+                "the machine has no nodes".into(),
+                Some("add at least a `[nodes.NAME]` table with `kind = \"hangup\"`".into()),
+            );
+        } else if count > NODES_MAX {
+            self.error(At::Machine("nodes"), format!("{count} nodes; the limit is {NODES_MAX}"), None);
+        }
+        (1..=NODES_MAX).contains(&count)
+    }
+
+    /// Every node in the graph (a node that does not compile holds a placeholder), so that every
+    /// target can be resolved; false when some node did not compile.
+    fn nodes(
+        &mut self,
+        settings: &BTreeMap<String, String>,
+    ) -> (DiGraph<Node, Edge, u32>, HashMap<String, NodeId>, bool) {
+        let def = self.def;
+        let mut graph: DiGraph<Node, Edge, u32> = DiGraph::with_capacity(def.nodes.len(), 0);
+        let mut by_name = HashMap::with_capacity(def.nodes.len());
+        let mut ok = true;
+        for (name, node) in &def.nodes {
+            self.check_name(At::NodeKey(name), name, "node");
+            self.check_fields(name, node);
+            let kind = self.node_kind(name, node, settings);
+            ok &= kind.is_some();
+            let kind = kind.unwrap_or(NodeKind::Hangup);
+            by_name.insert(name.clone(), graph.add_node(Node { name: name.clone(), kind }));
+        }
+        (graph, by_name, ok)
+    }
+
+    fn start(&mut self, by_name: &HashMap<String, NodeId>) -> Option<NodeId> {
+        let def = self.def;
+        let start = by_name.get(&def.start).copied();
+        if start.is_none() {
+            let hint = closest(&def.start, def.nodes.keys().map(String::as_str))
+                .map(|c| format!("did you mean `{c}`?"))
+                .or_else(|| Some("`start` must name one of the `[nodes.*]` tables".into()));
+            self.error(At::Machine("start"), format!("start node `{}` does not exist", def.start), hint);
+        }
+        start
+    }
+
+    fn check_name(&mut self, at: At<'_>, name: &str, what: &str) {
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && name.chars().count() <= NAME_CHARS_MAX;
+        if !valid {
+            self.error(
+                at,
+                format!("`{name}` is not a valid {what} name"),
+                Some(format!(
+                    "use letters, digits, `_` and `-`, starting with a letter, at most {NAME_CHARS_MAX} characters"
+                )),
+            );
+        }
+    }
+
+    /// Settings become literal text in templates; their names must not shadow call variables.
+    fn settings(&mut self) -> BTreeMap<String, String> {
+        let mut ok = BTreeMap::new();
+        for (name, value) in &self.def.settings {
+            let at = format!("settings.{name}");
+            if !template::is_var_name(name) {
+                self.error(
+                    At::Machine(&at),
+                    format!("`{name}` is not a valid setting name"),
+                    Some("use letters, digits and `_`, starting with a letter".into()),
+                );
+            } else if template::BUILTINS.iter().any(|(b, _)| b == name) {
+                self.error(
+                    At::Machine(&at),
+                    format!("setting `{name}` shadows the call variable of the same name"),
+                    Some("rename the setting".into()),
+                );
+            } else {
+                ok.insert(name.clone(), value.clone());
+            }
+        }
+        ok
+    }
+
+    fn fallback(&mut self) -> Callflow {
+        let text = self.def.fallback.clone().unwrap_or_else(|| DEFAULT_FALLBACK.to_string());
+        let say = Say {
+            text,
+            voice_profile: self.def.defaults.voice_profile.clone().unwrap_or_else(|| FALLBACK_VOICE.into()),
+            repetition: None,
+            speed: None,
+        };
+        let flow = Callflow { client_action_id: None, actions: vec![Action::Say(say), Action::Hangup] };
+        for v in callflow::validate(&flow, Use::WebhookReply) {
+            self.error(At::Machine("fallback"), v.message, None);
+        }
+        flow
+    }
+}

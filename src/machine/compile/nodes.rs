@@ -1,0 +1,318 @@
+//! Node kinds: a menu, input, say, play, transfer or hangup node's definition → its `NodeKind`,
+//! with the capturing prompt (`Menu`) and speech settings they share, and their templates.
+
+use std::collections::BTreeMap;
+
+use super::super::definition::{Kind, NodeDef};
+use super::super::template::{self, Template};
+use super::super::{Input, Menu, NodeKind};
+use super::fields::kind_name;
+use super::{At, Compiler};
+use crate::callflow::{Action, MakeCall, PlayFile, Say, SayAndCapture, Speed};
+use crate::machine::diagnostic::{Severity, closest};
+
+/// Most phonetree tries at one menu: three is usual, nine is already unkind.
+pub(super) const TRIES_MAX: u8 = 9;
+
+/// The settings every template may use, by name.
+pub(super) type Settings = BTreeMap<String, String>;
+
+impl Compiler<'_> {
+    pub(super) fn node_kind(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<NodeKind> {
+        match n.kind {
+            Kind::Menu => self.menu(name, n, settings).map(NodeKind::Menu),
+            Kind::Input => self.input(name, n, settings).map(NodeKind::Input),
+            Kind::Script => self.script(name, n, settings).map(NodeKind::Script),
+            Kind::Say => self.say(name, n, settings).map(NodeKind::Say),
+            Kind::Play => self.play(name, n, settings).map(NodeKind::Play),
+            Kind::Transfer => self.transfer(name, n, settings).map(NodeKind::Transfer),
+            Kind::Hangup => Some(NodeKind::Hangup),
+        }
+    }
+
+    fn menu(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Menu> {
+        self.required(name, n.kind, "invalid", &n.invalid);
+        if n.branches.as_ref().is_none_or(|b| b.is_empty()) {
+            self.error(
+                At::NodeKey(name),
+                "a `menu` node needs at least one entry in `branches`".into(),
+                Some("e.g. `branches = { 1 = \"sales\", 2 = \"support\" }`".into()),
+            );
+        }
+        self.prompt(name, n, settings)
+    }
+
+    fn input(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Input> {
+        self.required(name, n.kind, "invalid", &n.invalid);
+        self.required(name, n.kind, "next", &n.next);
+        let variable = self.variable(name, n, settings);
+        let pattern = self.pattern(name, n);
+        let prompt = self.prompt(name, n, settings);
+        let (prompt, variable, pattern) = (prompt?, variable?, pattern?);
+        let min = usize::from(prompt.capture.min_digits.unwrap_or(1).max(1));
+        let example = match (&n.example, &pattern) {
+            (Some(e), _) => e.clone(),
+            (None, None) => "1".repeat(min),
+            (None, Some(_)) => {
+                self.error(
+                    At::Node(name, "pattern"),
+                    "a node with a `pattern` needs an `example` the pattern accepts".into(),
+                    Some("`check` plays the example to prove the node's way on".into()),
+                );
+                return None;
+            }
+        };
+        let input = Input { prompt, variable, pattern, example };
+        if input.accept(&input.example).is_none() {
+            self.error(
+                At::Node(name, if n.example.is_some() { "example" } else { "min_digits" }),
+                format!("the example `{}` is not accepted: keypad keys only, within min/max digits, matching the pattern", input.example),
+                None,
+            );
+            return None;
+        }
+        Some(input)
+    }
+
+    /// The call variable an input node sets: a name of its own.
+    fn variable(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<String> {
+        let variable = self.required(name, n.kind, "variable", &n.variable)?;
+        if !self.is_own_var_name(variable, settings) {
+            self.error(
+                At::Node(name, "variable"),
+                format!("`{variable}` cannot name a call variable: it is not a name, or a setting or built-in has it"),
+                Some("use letters, digits and `_`, starting with a letter, and a name of its own".into()),
+            );
+        }
+        Some(variable.to_string())
+    }
+
+    /// Whether `var` can name a call variable: a name no setting or built-in has.
+    pub(super) fn is_own_var_name(&self, var: &str, settings: &Settings) -> bool {
+        template::is_var_name(var)
+            && !template::BUILTINS.iter().any(|(b, _)| *b == var)
+            && !settings.contains_key(var)
+    }
+
+    /// An input node's pattern, anchored: `Some(None)` when it has none, `None` when it is broken.
+    fn pattern(&mut self, name: &str, n: &NodeDef) -> Option<Option<regex::Regex>> {
+        let Some(p) = &n.pattern else { return Some(None) };
+        match regex::Regex::new(&format!("^(?:{p})$")) {
+            Ok(re) => Some(Some(re)),
+            Err(e) => {
+                let last = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                let first = last.strip_prefix("error: ").unwrap_or(&last).to_string();
+                self.error(At::Node(name, "pattern"), format!("not a regular expression: {first}"), None);
+                None
+            }
+        }
+    }
+
+    fn say(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Say<Template>> {
+        self.required(name, n.kind, "next", &n.next);
+        let text = self.required(name, n.kind, "text", &n.text);
+        let text = self.template(name, "text", text?, settings);
+        let speech = self.speech(name, n);
+        let say = Say { text: text?, voice_profile: speech.0?, repetition: speech.1, speed: speech.2 };
+        self.check_action(name, &Action::Say(say.clone()));
+        Some(say)
+    }
+
+    fn play(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<PlayFile<Template>> {
+        self.required(name, n.kind, "next", &n.next);
+        let url = self.required(name, n.kind, "file_url", &n.file_url);
+        let play = PlayFile {
+            file_url: self.template(name, "file_url", url?, settings)?,
+            repetition: self.int(name, "repetition", n.repetition),
+        };
+        self.check_action(name, &Action::PlayFile(play.clone()));
+        if let Some(url) = play.file_url.as_literal() {
+            let path = url.split(['?', '#']).next().unwrap_or("").to_ascii_lowercase();
+            if !(path.ends_with(".wav") || path.ends_with(".mp3")) {
+                self.report(
+                    Severity::Warning,
+                    At::Node(name, "file_url"),
+                    format!("`{url}` does not end in .wav or .mp3, the formats 8x8 plays"),
+                    None,
+                );
+            }
+        }
+        Some(play)
+    }
+
+    fn transfer(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<MakeCall<Template>> {
+        let destination = self.required(name, n.kind, "destination", &n.destination);
+        let destination = self.template(name, "destination", destination?, settings);
+        let source = n.source.as_deref().unwrap_or("{virtual_number}");
+        let source = self.template(name, "source", source, settings);
+        let call = MakeCall { source: source?, destination: destination?, call_recording: n.call_recording };
+        self.check_action(name, &Action::MakeCall(call.clone()));
+        Some(call)
+    }
+
+    /// A field the node's kind requires: reported when absent.
+    pub(super) fn required<'d>(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        field: &str,
+        value: &'d Option<String>,
+    ) -> Option<&'d str> {
+        if value.is_none() {
+            self.error(At::NodeKey(name), format!("a `{}` node needs `{field}`", kind_name(kind)), None);
+        }
+        value.as_deref()
+    }
+
+    /// Parses a template field and inlines settings; unknown variables are errors.
+    pub(super) fn template(
+        &mut self,
+        name: &str,
+        field: &str,
+        text: &str,
+        settings: &Settings,
+    ) -> Option<Template> {
+        let parsed = match Template::parse(text) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(At::Node(name, field), e.to_string(), None);
+                return None;
+            }
+        };
+        let inlined = parsed.inline(|v| settings.get(v).cloned());
+        let mut ok = true;
+        for var in inlined.vars() {
+            if !template::BUILTINS.iter().any(|(b, _)| *b == var) && !self.declared.contains(var) {
+                self.unknown_variable(name, field, var, settings);
+                ok = false;
+            }
+        }
+        ok.then_some(inlined)
+    }
+
+    fn unknown_variable(&mut self, name: &str, field: &str, var: &str, settings: &Settings) {
+        let known = settings
+            .keys()
+            .map(String::as_str)
+            .chain(template::BUILTINS.iter().map(|b| b.0))
+            .chain(self.declared.iter().map(String::as_str));
+        let hint = closest(var, known).map_or_else(
+            || {
+                "define it under `[settings]`, set it with an `input` node, or use a call variable (caller, keypress, ...)"
+                    .to_string()
+            },
+            |c| format!("did you mean `{c}`?"),
+        );
+        self.error(At::Node(name, field), format!("unknown variable `{{{var}}}`"), Some(hint));
+    }
+
+    /// A capturing prompt (menu or input): the prompt, re-prompt, capture settings and tries.
+    pub(super) fn prompt(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Menu> {
+        let prompt = self.required(name, n.kind, "prompt", &n.prompt);
+        let prompt = self.template(name, "prompt", prompt?, settings);
+        let reprompt = match &n.reprompt {
+            Some(r) => self.template(name, "reprompt", r, settings),
+            None => prompt.clone(),
+        };
+        let capture = self.capture(name, n, prompt, settings)?;
+        let d = &self.def.defaults;
+        let tries = self.int(name, "tries", n.tries.or(d.tries)).unwrap_or(1);
+        if !(1..=TRIES_MAX).contains(&tries) {
+            self.error(At::Node(name, "tries"), format!("tries {tries} is outside 1..{TRIES_MAX}"), None);
+        }
+        self.check_action(name, &Action::SayAndCapture(capture.clone()));
+        Some(Menu { capture, reprompt: reprompt?, tries })
+    }
+
+    /// The `sayAndCapture` of a prompt: the node's capture settings, else `[defaults]`.
+    fn capture(
+        &mut self,
+        name: &str,
+        n: &NodeDef,
+        prompt: Option<Template>,
+        settings: &Settings,
+    ) -> Option<SayAndCapture<Template>> {
+        let d = &self.def.defaults;
+        let success = n.success_message.as_ref().or(d.success_message.as_ref());
+        let failure = n.failure_message.as_ref().or(d.failure_message.as_ref());
+        let success = self.opt_template(name, "success_message", success, settings);
+        let failure = self.opt_template(name, "failure_message", failure, settings);
+        let speech = self.speech(name, n);
+        let d = &self.def.defaults;
+        Some(SayAndCapture {
+            prompt_message: prompt?,
+            voice_profile: speech.0?,
+            repetition: speech.1,
+            speed: speech.2,
+            min_digits: self.int(name, "min_digits", n.min_digits.or(d.min_digits)),
+            max_digits: self.int(name, "max_digits", n.max_digits.or(d.max_digits)),
+            digit_timeout_ms: self.int(name, "digit_timeout_ms", n.digit_timeout_ms.or(d.digit_timeout_ms)),
+            overall_timeout_ms: self.int(
+                name,
+                "overall_timeout_ms",
+                n.overall_timeout_ms.or(d.overall_timeout_ms),
+            ),
+            complete_on_hash: n.complete_on_hash.or(d.complete_on_hash),
+            no_of_tries: self.int(name, "no_of_tries", n.no_of_tries.or(d.no_of_tries)),
+            success_message: success?,
+            failure_message: failure?,
+        })
+    }
+
+    fn opt_template(
+        &mut self,
+        name: &str,
+        field: &str,
+        text: Option<&String>,
+        settings: &Settings,
+    ) -> Option<Option<Template>> {
+        match text {
+            None => Some(None),
+            Some(t) => self.template(name, field, t, settings).map(Some),
+        }
+    }
+
+    /// The voice profile (required, from the node or `[defaults]`), repetition and speed.
+    pub(super) fn speech(&mut self, name: &str, n: &NodeDef) -> (Option<String>, Option<u8>, Option<Speed>) {
+        let d = &self.def.defaults;
+        let voice = n.voice_profile.as_ref().or(d.voice_profile.as_ref()).cloned();
+        if voice.is_none() {
+            self.error(
+                At::NodeKey(name),
+                "no voice profile: 8x8 needs `voiceProfile` to speak".into(),
+                Some(
+                    "set `voice_profile` under `[defaults]` or on the node, e.g. \"en-US-BenjaminRUS\""
+                        .into(),
+                ),
+            );
+        }
+        let repetition = self.int(name, "repetition", n.repetition.or(d.repetition));
+        let speed = n.speed.or(d.speed).and_then(|s| self.speed(name, s));
+        (voice, repetition, speed)
+    }
+
+    fn speed(&mut self, name: &str, s: f64) -> Option<Speed> {
+        let hundredths = (s * 100.0).round();
+        if (hundredths - s * 100.0).abs() > 1e-6 {
+            self.error(At::Node(name, "speed"), format!("speed {s} has more than two decimals"), None);
+            None
+        } else if !(0.0..=f64::from(u16::MAX)).contains(&hundredths) {
+            self.error(At::Node(name, "speed"), format!("speed {s} is outside 0.5..2.0"), None);
+            None
+        } else {
+            Some(Speed(hundredths as u16))
+        }
+    }
+
+    /// An integer field narrowed to its Rust type; out-of-range values are errors, not wraps.
+    pub(super) fn int<T: TryFrom<i64>>(&mut self, name: &str, field: &str, value: Option<i64>) -> Option<T> {
+        let v = value?;
+        match T::try_from(v) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                self.error(At::Node(name, field), format!("{field} {v} is out of range"), None);
+                None
+            }
+        }
+    }
+}
