@@ -1,23 +1,24 @@
 //! The serde mirror of a machine file (TOML or JSON): field for field what the author wrote, nothing else.
 //!
-//! Shape only: serde checks types and rejects unknown fields (with the file position), while every
-//! semantic rule — which fields a node kind takes, targets, 8x8 limits — lives in `compile`, which
-//! reports all problems of a file in one run. A node is one flat table whose `kind` says which of
-//! its fields apply; that keeps serde's positions exact for every field.
+//! Shape only: serde checks each field's type, while unknown fields, the `kind` and every semantic
+//! rule — which fields a node kind takes, targets, 8x8 limits — are the compiler's (`compile`), which
+//! reads each table leniently and reports every problem of a file in one run. A node is one flat
+//! table whose `kind` says which of its fields apply; that keeps positions exact for every field.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// One machine file.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// One machine file. `name` and `start` are required: the compiler reports them missing.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Definition {
     /// The machine's name: it appears in every `clientActionId` the machine issues.
+    #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
     /// The node a call starts at.
+    #[serde(default)]
     pub start: String,
     /// Virtual numbers this machine answers (inbound: the called number; outbound: the caller ID).
     #[serde(default)]
@@ -28,16 +29,16 @@ pub struct Definition {
     /// Named constants usable in any template as `{name}` (phone numbers, URLs, ...).
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
-    /// Machine-wide defaults; every node may override each of them.
-    #[serde(default)]
+    /// Machine-wide defaults; every node may override each of them. Read apart, leniently.
+    #[serde(skip)]
     pub defaults: Defaults,
-    #[serde(default)]
+    /// Read node by node, each leniently (see `compile::shape`).
+    #[serde(skip)]
     pub nodes: BTreeMap<String, NodeDef>,
 }
 
 /// The `[defaults]` table: the speech and capture settings every node inherits.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Defaults {
     pub voice_profile: Option<String>,
     pub speed: Option<f64>,
@@ -54,8 +55,8 @@ pub struct Defaults {
     pub tries: Option<i64>,
 }
 
-/// The node kinds; each takes the fields listed in `compile::FIELDS_BY_KIND`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// The node kinds; each takes the fields listed in `compile::fields::FIELDS_BY_KIND`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// 8x8 `sayAndCapture`: a prompt, then branches on the keys pressed.
@@ -75,10 +76,18 @@ pub enum Kind {
 }
 
 /// One `[nodes.NAME]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct NodeDef {
-    pub kind: Kind,
+    /// Read before the other fields; `None` when it is missing or no kind (already reported).
+    #[serde(skip)]
+    pub kind: Option<Kind>,
+    /// The fields the table sets, as its keys say.
+    #[serde(skip)]
+    pub fields: FieldSet,
+    /// Some field or the kind did not parse (already reported): the node is only a name and its
+    /// targets.
+    #[serde(skip)]
+    pub broken: bool,
 
     // menu
     pub prompt: Option<String>,
@@ -153,4 +162,27 @@ pub struct NodeDef {
     pub no_of_tries: Option<i64>,
     pub success_message: Option<String>,
     pub failure_message: Option<String>,
+}
+
+/// A set of `NodeDef` fields, by their index in serde's field list (`FieldSet::NAMES`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FieldSet(u64);
+
+impl FieldSet {
+    pub fn insert(&mut self, index: usize) {
+        self.0 |= 1 << index;
+    }
+
+    pub fn has(self, index: usize) -> bool {
+        self.0 & (1 << index) != 0
+    }
+
+    pub fn union(self, other: FieldSet) -> FieldSet {
+        FieldSet(self.0 | other.0)
+    }
+
+    /// The indexes in the set, in order.
+    pub fn indexes(self) -> impl Iterator<Item = usize> {
+        (0..64).filter(move |&i| self.has(i))
+    }
 }

@@ -304,9 +304,15 @@ pub enum ChainError {
 
 /// The nodes entered from `id` on: those that need no input, up to the first that waits or ends.
 pub fn chain(m: &Machine, id: NodeId) -> Result<Vec<NodeId>, ChainError> {
+    chain_until(m, id, |_| false)
+}
+
+/// `chain`, ending early at a node `stop` picks (for the compiler: a node that did not compile).
+fn chain_until(m: &Machine, id: NodeId, stop: impl Fn(NodeId) -> bool) -> Result<Vec<NodeId>, ChainError> {
     let mut nodes = vec![id];
     let mut at = id;
-    while let Some(next) = m.node(at).filter(|n| !n.kind.waits()).and_then(|_| m.target(at, &Edge::Next)) {
+    let goes_on = |at: NodeId| m.node(at).is_some_and(|n| !n.kind.waits()) && !stop(at);
+    while let Some(next) = Some(at).filter(|&at| goes_on(at)).and_then(|at| m.target(at, &Edge::Next)) {
         if nodes.contains(&next) {
             return Err(ChainError::Loop);
         }

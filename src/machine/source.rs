@@ -1,15 +1,16 @@
-//! Machine source text → `Definition`, plus an index from field paths to file positions.
+//! Machine source text → a syntax tree (TOML or JSON), plus an index from field paths to positions.
 //!
-//! TOML is the authoring format and JSON the generated one; both yield the same `Definition`.
-//! Syntax and shape errors come back as one diagnostic with its position; the span index lets the
-//! compiler point every later diagnostic at the line and column of the field it is about.
+//! TOML is the authoring format and JSON the generated one; both give a tree that the compiler's
+//! shape pass reads into the same `Definition`. A syntax error stops a file; the span index lets the
+//! compiler point every other diagnostic at the line and column of the field it is about.
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use toml::Spanned;
+use toml::de::DeValue;
 
-use super::definition::Definition;
-use super::diagnostic::{Diagnostic, Position, Severity};
+#[cfg(test)]
+use super::diagnostic::Position;
 
 /// Largest machine file accepted: a generated 10,000-node machine is about 2 MiB of TOML.
 pub const SOURCE_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -101,58 +102,65 @@ impl SpanIndex {
     }
 }
 
-/// Parses a source into its definition, or the one diagnostic that stops it. The positions of a
-/// file that parses are only needed when a diagnostic is: `index` finds them then.
-pub fn parse(source: &Source) -> Result<Definition, Box<Diagnostic>> {
-    let fail = |offset: Option<usize>, message: String, hint: Option<String>| {
-        Box::new(Diagnostic {
-            severity: Severity::Error,
-            file: source.file.clone(),
-            position: offset.map(|o| Position::of_offset(&source.text, o)),
-            node: None,
-            field: None,
-            message,
-            hint,
-        })
-    };
-    if source.text.len() > SOURCE_BYTES_MAX {
-        return Err(fail(
-            None,
-            format!("file is {} bytes; the limit is {SOURCE_BYTES_MAX}", source.text.len()),
-            Some("split the machine into smaller ones".into()),
-        ));
-    }
-    match source.format {
-        Format::Toml => {
-            let toml_error =
-                |e: toml::de::Error| fail(e.span().map(|s| s.start), toml_message(e.message()), None);
-            let table = toml::de::DeTable::parse(&source.text).map_err(toml_error)?;
-            Definition::deserialize(toml::de::Deserializer::from(table)).map_err(toml_error)
-        }
-        Format::Json => {
-            let definition: Definition = serde_json::from_str(&source.text).map_err(|e| {
-                let offset = offset_of_line_col(&source.text, e.line(), e.column());
-                // serde_json appends "at line L column C"; the position is ours to print.
-                let message = e.to_string();
-                let message = message.split(" at line ").next().unwrap_or(&message);
-                fail(Some(offset), lowercase_first(message), None)
-            })?;
-            let mut index = SpanIndex::default();
-            let mut scanner =
-                JsonScanner { text: source.text.as_bytes(), at: 0, index: &mut index, duplicate: None };
-            // The text parsed above, so the scanner cannot fail; its result only adds positions.
-            let _ = scanner.value(&mut Vec::new(), 0);
-            // serde_json keeps the last of two equal keys; a machine file must not say two things.
-            if let Some((path, offset)) = scanner.duplicate {
-                return Err(fail(
-                    Some(offset),
-                    format!("duplicate key `{}`", path.join(".")),
-                    Some("each key may appear once per object".into()),
-                ));
-            }
-            Ok(definition)
+/// Why a file's text is not a machine file at all: nothing in it can be checked further.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyntaxError {
+    #[error("file is {0} bytes; the limit is {SOURCE_BYTES_MAX}")]
+    TooLarge(usize),
+    /// TOML or JSON syntax, at a byte offset when the parser gives one.
+    #[error("{message}")]
+    Syntax { offset: Option<usize>, message: String },
+    #[error("a machine file is a table of fields")]
+    NotATable,
+}
+
+impl SyntaxError {
+    /// The byte offset the error points at.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            SyntaxError::Syntax { offset, .. } => *offset,
+            SyntaxError::TooLarge(_) => None,
+            SyntaxError::NotATable => Some(0),
         }
     }
+}
+
+fn within_limit(text: &str) -> Result<(), SyntaxError> {
+    if text.len() > SOURCE_BYTES_MAX { Err(SyntaxError::TooLarge(text.len())) } else { Ok(()) }
+}
+
+/// A TOML machine file's syntax tree, with the byte span of every key and value.
+pub fn toml_tree(text: &str) -> Result<Spanned<DeValue<'_>>, SyntaxError> {
+    within_limit(text)?;
+    let table = toml::de::DeTable::parse(text).map_err(|e| SyntaxError::Syntax {
+        offset: e.span().map(|s| s.start),
+        message: toml_message(e.message()),
+    })?;
+    let span = table.span();
+    Ok(Spanned::new(span, DeValue::Table(table.into_inner())))
+}
+
+/// A JSON machine file's value tree.
+pub fn json_tree(text: &str) -> Result<serde_json::Value, SyntaxError> {
+    within_limit(text)?;
+    serde_json::from_str(text).map_err(|e| {
+        // serde_json ends its message with the position, which is ours to print.
+        let message = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        SyntaxError::Syntax {
+            offset: Some(offset_of_line_col(text, e.line(), e.column())),
+            message: lowercase_first(message.strip_suffix(&suffix).unwrap_or(&message)),
+        }
+    })
+}
+
+/// The first key a JSON text repeats in one object (serde_json keeps the last of the two, but a
+/// machine file must not say two things): its path and the offset of its second occurrence.
+pub fn json_duplicate(text: &str) -> Option<(Vec<String>, usize)> {
+    let mut index = SpanIndex::default();
+    let mut scanner = JsonScanner { text: text.as_bytes(), at: 0, index: &mut index, duplicate: None };
+    let _ = scanner.value(&mut Vec::new(), 0);
+    scanner.duplicate
 }
 
 /// The positions of every key and value of a source (empty where it does not parse).
@@ -174,7 +182,7 @@ pub fn index(source: &Source) -> SpanIndex {
 }
 
 /// toml's messages end in a newline and sometimes start upper case; ours are one lowercase line.
-fn toml_message(message: &str) -> String {
+pub(super) fn toml_message(message: &str) -> String {
     lowercase_first(message.trim().lines().next().unwrap_or("invalid TOML"))
 }
 
@@ -319,21 +327,20 @@ mod tests {
     #[test]
     fn json_paths_resolve_to_positions() {
         let json = "{\"name\": \"m\", \"start\": \"a\",\n \"nodes\": {\"a\": {\"kind\": \"hangup\"}}}";
-        let (def, index) =
-            (parse(&Source::new("m.json", json)).unwrap(), index(&Source::new("m.json", json)));
-        assert_eq!(def.start, "a");
+        let index = index(&Source::new("m.json", json));
         let at = index.value(&["nodes", "a", "kind"]).unwrap();
         assert_eq!(Position::of_offset(json, at), Position { line: 2, col: 26 });
     }
 
     #[test]
     fn syntax_errors_carry_positions() {
-        let err = parse(&Source::new("m.toml", "name = \"m\"\nstart = \n")).unwrap_err();
-        assert_eq!(err.position.map(|p| p.line), Some(2));
-        let err = parse(&Source::new("m.json", "{\"name\": \"m\",\n \"start\": }")).unwrap_err();
-        assert_eq!(err.position.map(|p| p.line), Some(2));
-        let err = parse(&Source::new("m.toml", "name = \"m\"\nstart = \"a\"\nstrat = 1\n")).unwrap_err();
-        assert_eq!(err.position, Some(Position { line: 3, col: 1 }));
-        assert!(err.message.contains("unknown field `strat`"), "{}", err.message);
+        let text = "name = \"m\"\nstart = \n";
+        let err = toml_tree(text).unwrap_err();
+        assert_eq!(err.offset().map(|o| Position::of_offset(text, o).line), Some(2));
+        let text = "{\"name\": \"m\",\n \"start\": }";
+        let err = json_tree(text).unwrap_err();
+        assert_eq!(err.offset().map(|o| Position::of_offset(text, o).line), Some(2));
+        assert_eq!(err.to_string(), "expected value");
+        assert_eq!(json_duplicate("{\"a\": 1, \"a\": 2}"), Some((vec!["a".to_string()], 9)));
     }
 }

@@ -3,7 +3,7 @@
 //! opening request of an outbound call.
 
 use super::super::template::Template;
-use super::super::{CHAIN_ACTIONS_MAX, ChainError, Machine, NodeId, NodeKind, Script, chain};
+use super::super::{CHAIN_ACTIONS_MAX, ChainError, Machine, NodeId, NodeKind, Script, chain_until};
 use super::{At, Compiler};
 use crate::callflow::{
     self, Action, Callflow, ClientActionId, MakeCall, PlayFile, Say, SayAndCapture, Use, Violation,
@@ -28,15 +28,14 @@ impl Compiler<'_> {
     }
 
     /// Every callflow phonetree can send: the chain from each node a webhook can lead to, and the
-    /// opening request of an outbound call. Returns false when a chain never waits (a loop).
-    pub(super) fn check_chains(&mut self, m: &Machine) -> bool {
-        let mut ok = true;
+    /// opening request of an outbound call (when the start exists). A chain that reaches a node
+    /// that did not compile ends there, unchecked: what it sends is not known.
+    pub(super) fn check_chains(&mut self, m: &Machine, failed: &[bool], has_start: bool) {
         let version = m.version.short();
         for id in m.graph.node_indices() {
             let name = m.graph[id].name.clone();
-            match chain(m, id) {
+            match chain_until(m, id, |n| failed[n.index()]) {
                 Err(ChainError::Loop) => {
-                    ok = false;
                     self.error(
                         At::NodeKey(&name),
                         "say/play nodes from here loop back without waiting for the caller".into(),
@@ -44,22 +43,21 @@ impl Compiler<'_> {
                     );
                 }
                 Err(ChainError::TooLong(n)) => {
-                    ok = false;
                     self.error(
                         At::NodeKey(&name),
                         format!("entering this node sends {n} actions in one callflow; the limit is {CHAIN_ACTIONS_MAX}"),
                         Some("split the chain of say/play nodes with a menu".into()),
                     );
                 }
-                Ok(nodes) => self.check_reply(m, id, &nodes, &version),
+                Ok(nodes) if nodes.iter().any(|n| failed[n.index()]) => {}
+                Ok(nodes) => self.check_reply(m, (id, has_start && id == m.start), &nodes, &version),
             }
         }
-        ok
     }
 
     /// The reply made of a chain's actions is a valid callflow, and so is the opening request of an
     /// outbound call when the chain is the start's.
-    fn check_reply(&mut self, m: &Machine, id: NodeId, nodes: &[NodeId], version: &str) {
+    fn check_reply(&mut self, m: &Machine, (id, start): (NodeId, bool), nodes: &[NodeId], version: &str) {
         // A chain that reaches a script goes on with whatever the answer picks: the whole reply is
         // only known then, and `explore` checks each one.
         let last = nodes.last().map(|&n| &m.graph[n].kind);
@@ -77,7 +75,7 @@ impl Compiler<'_> {
         for v in callflow::validate(&flow, Use::WebhookReply).iter().filter(|v| v.param == "action") {
             self.violation(name, v);
         }
-        if id == m.start {
+        if start {
             let call = MakeCall {
                 source: "+15550000001".into(),
                 destination: "+15550000002".into(),

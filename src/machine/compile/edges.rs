@@ -18,24 +18,22 @@ const BRANCHES_MAX: usize = 1000;
 type Target<'d> = (String, Edge, &'d String);
 
 impl Compiler<'_> {
-    /// Adds the edges of node `name`; false when a target does not exist.
+    /// Adds the edges of node `name`; a target that does not exist is reported instead.
     pub(super) fn edges(
         &mut self,
         name: &str,
         by_name: &HashMap<String, NodeId>,
         graph: &mut DiGraph<Node, Edge, u32>,
-    ) -> bool {
+    ) {
         let def = self.def;
         let n = &def.nodes[name];
         let from = by_name[name];
-        let mut ok = true;
         for (field, edge, target) in self.targets(name, n) {
             match by_name.get(target.as_str()) {
                 Some(&to) => {
                     graph.add_edge(from, to, edge);
                 }
                 None => {
-                    ok = false;
                     let hint = closest(target, by_name.keys().map(String::as_str)).map_or_else(
                         || "targets must name a `[nodes.*]` table".to_string(),
                         |c| format!("did you mean `{c}`?"),
@@ -44,15 +42,14 @@ impl Compiler<'_> {
                 }
             }
         }
-        ok
     }
 
     /// The targets a node names, by kind (a menu's keys that cannot be typed are left out).
     fn targets<'d>(&mut self, name: &str, n: &'d NodeDef) -> Vec<Target<'d>> {
         // Keys and branch values first: the order edges were always added in.
         let mut targets: Vec<Target<'d>> = match n.kind {
-            Kind::Menu => self.key_targets(name, n),
-            Kind::Script => n
+            Some(Kind::Menu) => self.key_targets(name, n),
+            Some(Kind::Script) | None => n
                 .branches
                 .iter()
                 .flatten()
@@ -66,24 +63,31 @@ impl Compiler<'_> {
             }
         };
         let no_input_field = if n.no_input.is_some() { "no_input" } else { "invalid" };
+        let keypress = n.allow_keypress == Some(true);
         match n.kind {
-            Kind::Menu | Kind::Input => {
-                push("next", Edge::Next, n.next.as_ref().filter(|_| n.kind == Kind::Input));
+            Some(Kind::Menu | Kind::Input) => {
+                push("next", Edge::Next, n.next.as_ref().filter(|_| n.kind == Some(Kind::Input)));
                 push("invalid", Edge::Invalid, n.invalid.as_ref());
                 push(no_input_field, Edge::NoInput, n.no_input.as_ref().or(n.invalid.as_ref()));
             }
-            Kind::Script => {
+            Some(Kind::Script) => {
                 push("default", Edge::Default, n.default.as_ref());
                 push("failure", Edge::Failure, n.failure.as_ref());
-                push(
-                    "no_input",
-                    Edge::NoInput,
-                    n.no_input.as_ref().filter(|_| n.allow_keypress == Some(true)),
-                );
+                push("no_input", Edge::NoInput, n.no_input.as_ref().filter(|_| keypress));
             }
-            Kind::Say | Kind::Play => push("next", Edge::Next, n.next.as_ref()),
-            Kind::Transfer => push("after", Edge::AfterTransfer, n.after.as_ref()),
-            Kind::Hangup => {}
+            Some(Kind::Say | Kind::Play) => push("next", Edge::Next, n.next.as_ref()),
+            Some(Kind::Transfer) => push("after", Edge::AfterTransfer, n.after.as_ref()),
+            Some(Kind::Hangup) => {}
+            // A node of no known kind: whatever it names, so that no node it leads to looks
+            // unreachable.
+            None => {
+                push("next", Edge::Next, n.next.as_ref());
+                push("invalid", Edge::Invalid, n.invalid.as_ref());
+                push("no_input", Edge::NoInput, n.no_input.as_ref());
+                push("default", Edge::Default, n.default.as_ref());
+                push("failure", Edge::Failure, n.failure.as_ref());
+                push("after", Edge::AfterTransfer, n.after.as_ref());
+            }
         }
         targets
     }

@@ -1,6 +1,14 @@
-//! Which fields each node kind takes, and the check that a node sets no field of another kind.
+//! Which fields each node kind takes (`FIELDS_BY_KIND`), the fields a node table may have at all
+//! (serde's own list for `NodeDef`, so that it cannot drift from the struct), and the checks that a
+//! node sets no field of another kind and no field that does not exist.
 
-use super::super::definition::{Kind, NodeDef};
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+
+use super::super::definition::{Defaults, Definition, FieldSet, Kind, NodeDef};
+use super::super::diagnostic::closest;
 use super::{At, Compiler};
 
 /// The speech fields of every node that says something.
@@ -17,7 +25,8 @@ const CAPTURE_FIELDS: &[&str] = &[
     "failure_message",
 ];
 
-/// The fields each node kind takes, besides `kind`, in groups.
+/// The fields each node kind takes, besides `kind`, in groups: the rule, checked against `NodeDef`
+/// by a test.
 pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     (
         Kind::Menu,
@@ -46,90 +55,183 @@ pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     (Kind::Hangup, &[]),
 ];
 
-/// Whether a node of `kind` takes `field`.
-pub(super) fn takes(kind: Kind, field: &str) -> bool {
-    FIELDS_BY_KIND
-        .iter()
-        .filter(|(k, _)| *k == kind)
-        .flat_map(|(_, groups)| groups.iter())
-        .any(|g| g.contains(&field))
+/// The names serde reads for `T`: a struct's fields or an enum's variants, in declaration order
+/// (caught from the derived `Deserialize`, which names them when it asks for a struct or enum).
+fn names_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    let mut names: &'static [&'static str] = &[];
+    let _ = T::deserialize(Names(&mut names));
+    names
+}
+
+/// A deserializer that only notes the names a `Deserialize` impl asks for.
+struct Names<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> de::Deserializer<'de> for Names<'_> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("names only"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(de::Error::custom("names only"))
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        variants: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = variants;
+        Err(de::Error::custom("names only"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map identifier ignored_any
+    }
+}
+
+/// The fields of a node table besides `kind`: `NodeDef`'s, as serde reads them.
+pub(super) fn node_fields() -> &'static [&'static str] {
+    static FIELDS: OnceLock<&'static [&'static str]> = OnceLock::new();
+    FIELDS.get_or_init(names_of::<NodeDef>)
+}
+
+/// The machine-level fields serde reads with `Definition` (`defaults` and `nodes` are read apart).
+pub(super) fn machine_fields() -> &'static [&'static str] {
+    static FIELDS: OnceLock<&'static [&'static str]> = OnceLock::new();
+    FIELDS.get_or_init(names_of::<Definition>)
+}
+
+/// The fields of `[defaults]`.
+pub(super) fn default_fields() -> &'static [&'static str] {
+    static FIELDS: OnceLock<&'static [&'static str]> = OnceLock::new();
+    FIELDS.get_or_init(names_of::<Defaults>)
+}
+
+/// The kinds' names, in `Kind`'s order.
+pub(super) fn kind_names() -> &'static [&'static str] {
+    static KINDS: OnceLock<&'static [&'static str]> = OnceLock::new();
+    KINDS.get_or_init(names_of::<Kind>)
+}
+
+/// The kind a node's `kind` names, as serde reads it.
+pub(super) fn kind_of(name: &str) -> Option<Kind> {
+    use serde::de::IntoDeserializer;
+    let name: de::value::StrDeserializer<'_, de::value::Error> = name.into_deserializer();
+    Kind::deserialize(name).ok()
+}
+
+pub(super) fn kind_name(kind: Kind) -> &'static str {
+    kind_names()[kind as usize]
+}
+
+/// The index of a node field in `node_fields()`.
+pub(super) fn field_index(field: &str) -> Option<usize> {
+    node_fields().iter().position(|f| *f == field)
+}
+
+/// The fields a node of `kind` takes, as a set.
+pub(super) fn taken_by(kind: Kind) -> FieldSet {
+    static SETS: OnceLock<Vec<FieldSet>> = OnceLock::new();
+    let sets = SETS.get_or_init(|| {
+        let mut sets = vec![FieldSet::default(); kind_names().len()];
+        for (k, groups) in FIELDS_BY_KIND {
+            for field in groups.iter().flat_map(|g| g.iter()) {
+                sets[*k as usize].insert(field_index(field).expect("FIELDS_BY_KIND names NodeDef's fields"));
+            }
+        }
+        sets
+    });
+    sets[kind as usize]
+}
+
+/// A hint for an unknown field of a node of `kind` (any kind when it is not known).
+pub(super) fn unknown_field_hint(field: &str, kind: Option<Kind>) -> String {
+    let taken: Vec<&str> = match kind {
+        Some(k) => taken_by(k).indexes().map(|i| node_fields()[i]).collect(),
+        None => node_fields().to_vec(),
+    };
+    let near =
+        closest(field, taken.iter().copied()).or_else(|| closest(field, node_fields().iter().copied()));
+    match (near, kind) {
+        (Some(near), _) => format!("did you mean `{near}`?"),
+        (None, Some(k)) if taken.is_empty() => format!("a `{}` node takes no field but `kind`", kind_name(k)),
+        (None, Some(k)) => format!("a `{}` node takes {}", kind_name(k), quoted(&taken)),
+        (None, None) => "see the node fields in the README's \"The machine format\"".into(),
+    }
+}
+
+/// A hint for an unknown machine-level field, among `known`.
+pub(super) fn unknown_key_hint(key: &str, known: &[&str]) -> String {
+    match closest(key, known.iter().copied()) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => format!("the fields here are {}", quoted(known)),
+    }
+}
+
+/// `a`, `b`, `c`
+pub(super) fn quoted(names: &[&str]) -> String {
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 impl Compiler<'_> {
+    /// Fields of another kind set on a node: each is an error naming the kinds it belongs to.
     pub(super) fn check_fields(&mut self, name: &str, node: &NodeDef) {
-        for field in present_fields(node) {
-            if !takes(node.kind, field) {
-                let owners = FIELDS_BY_KIND
-                    .iter()
-                    .filter(|(k, _)| takes(*k, field))
-                    .map(|(k, _)| format!("`{}`", kind_name(*k)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                self.error(
-                    At::Node(name, field),
-                    format!("field `{field}` does not apply to a `{}` node", kind_name(node.kind)),
-                    Some(format!("`{field}` belongs to {owners} nodes; remove it or change `kind`")),
-                );
-            }
+        let Some(kind) = node.kind else { return };
+        let taken = taken_by(kind);
+        for i in node.fields.indexes().filter(|&i| !taken.has(i)) {
+            let field = node_fields()[i];
+            let owners: Vec<&str> = FIELDS_BY_KIND
+                .iter()
+                .filter(|(k, _)| taken_by(*k).has(i))
+                .map(|(k, _)| kind_name(*k))
+                .collect();
+            let owners = quoted(&owners);
+            self.error(
+                At::Node(name, field),
+                format!("field `{field}` does not apply to a `{}` node", kind_name(kind)),
+                Some(format!("`{field}` belongs to {owners} nodes; remove it or change `kind`")),
+            );
         }
     }
 }
 
-pub(super) fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Menu => "menu",
-        Kind::Input => "input",
-        Kind::Script => "script",
-        Kind::Say => "say",
-        Kind::Play => "play",
-        Kind::Transfer => "transfer",
-        Kind::Hangup => "hangup",
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The optional fields a node sets.
-pub(super) fn present_fields(n: &NodeDef) -> Vec<&'static str> {
-    let set = [
-        ("prompt", n.prompt.is_some()),
-        ("reprompt", n.reprompt.is_some()),
-        ("tries", n.tries.is_some()),
-        ("branches", n.branches.is_some()),
-        ("invalid", n.invalid.is_some()),
-        ("no_input", n.no_input.is_some()),
-        ("variable", n.variable.is_some()),
-        ("pattern", n.pattern.is_some()),
-        ("example", n.example.is_some()),
-        ("url", n.url.is_some()),
-        ("body", n.body.is_some()),
-        ("raw_json", n.raw_json.is_some()),
-        ("headers", n.headers.is_some()),
-        ("timeout_ms", n.timeout_ms.is_some()),
-        ("response_key", n.response_key.is_some()),
-        ("default", n.default.is_some()),
-        ("failure", n.failure.is_some()),
-        ("store", n.store.is_some()),
-        ("cache_minutes", n.cache_minutes.is_some()),
-        ("allow_keypress", n.allow_keypress.is_some()),
-        ("digit_gap_ms", n.digit_gap_ms.is_some()),
-        ("repeat", n.repeat.is_some()),
-        ("text", n.text.is_some()),
-        ("file_url", n.file_url.is_some()),
-        ("next", n.next.is_some()),
-        ("destination", n.destination.is_some()),
-        ("source", n.source.is_some()),
-        ("call_recording", n.call_recording.is_some()),
-        ("after", n.after.is_some()),
-        ("voice_profile", n.voice_profile.is_some()),
-        ("speed", n.speed.is_some()),
-        ("repetition", n.repetition.is_some()),
-        ("min_digits", n.min_digits.is_some()),
-        ("max_digits", n.max_digits.is_some()),
-        ("digit_timeout_ms", n.digit_timeout_ms.is_some()),
-        ("overall_timeout_ms", n.overall_timeout_ms.is_some()),
-        ("complete_on_hash", n.complete_on_hash.is_some()),
-        ("no_of_tries", n.no_of_tries.is_some()),
-        ("success_message", n.success_message.is_some()),
-        ("failure_message", n.failure_message.is_some()),
-    ];
-    set.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect()
+    #[test]
+    fn every_field_of_a_kind_is_a_node_field_and_every_node_field_has_a_kind() {
+        let all = FIELDS_BY_KIND.iter().fold(FieldSet::default(), |set, (k, _)| set.union(taken_by(*k)));
+        assert_eq!(all.indexes().count(), node_fields().len(), "a NodeDef field no kind takes");
+        assert!(node_fields().len() <= 64, "FieldSet holds 64 fields");
+        assert_eq!(FIELDS_BY_KIND.len(), kind_names().len());
+        for (i, (k, _)) in FIELDS_BY_KIND.iter().enumerate() {
+            assert_eq!(*k as usize, i, "FIELDS_BY_KIND is in Kind's order");
+        }
+    }
+
+    #[test]
+    fn names_come_from_serde() {
+        assert_eq!(kind_names(), ["menu", "input", "script", "say", "play", "transfer", "hangup"]);
+        assert!(machine_fields().contains(&"start") && !machine_fields().contains(&"nodes"));
+        assert!(default_fields().contains(&"tries"));
+        assert_eq!(field_index("prompt"), Some(0));
+    }
+
+    #[test]
+    fn unknown_fields_get_the_nearest_field_of_their_kind() {
+        assert_eq!(unknown_field_hint("txet", Some(Kind::Say)), "did you mean `text`?");
+        assert_eq!(unknown_field_hint("promt", Some(Kind::Menu)), "did you mean `prompt`?");
+        assert!(unknown_field_hint("zzzzzz", Some(Kind::Say)).starts_with("a `say` node takes `text`"));
+    }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
+use super::super::definition::Kind;
 use super::super::template::Template;
 use super::super::{Edge, Machine, Menu, NodeId, NodeKind};
 use super::{At, Compiler};
@@ -31,11 +32,11 @@ impl Compiler<'_> {
     }
 
     /// Every variable a node's templates use is set on every path to it.
-    pub(super) fn check_assigned(&mut self, m: &Machine) {
+    pub(super) fn check_assigned(&mut self, m: &Machine, failed: &[bool]) {
         if self.declared.is_empty() {
             return;
         }
-        let set_on_entry = set_on_entry(m);
+        let set_on_entry = set_on_entry(m, failed, &self.declared);
         for id in m.graph.node_indices() {
             let Some(set) = set_on_entry.get(&id) else { continue };
             let name = m.graph[id].name.clone();
@@ -59,13 +60,14 @@ impl Compiler<'_> {
 
 /// The sets of variables certainly set on entering each node, to a fixed point: an `input` sets
 /// its variable on its `next` edge only, a script its stored variables on the edges of an answer.
-fn set_on_entry(m: &Machine) -> SetOnEntry {
+/// A node that did not compile is taken to set every variable: nothing after it is blamed on it.
+fn set_on_entry(m: &Machine, failed: &[bool], declared: &BTreeSet<String>) -> SetOnEntry {
     let mut set_on_entry: SetOnEntry = HashMap::from([(m.start, BTreeSet::new())]);
     let mut queue = VecDeque::from([m.start]);
     while let Some(id) = queue.pop_front() {
         let here = set_on_entry[&id].clone();
         for e in m.graph.edges_directed(id, Direction::Outgoing) {
-            let mut out = here.clone();
+            let mut out = if failed[id.index()] { declared.clone() } else { here.clone() };
             match (&m.graph[id].kind, e.weight()) {
                 (NodeKind::Input(input), Edge::Next) => {
                     out.insert(input.variable.clone());
@@ -100,11 +102,10 @@ impl Compiler<'_> {
     /// prompt, and only a variable a script stores from its answer (whose value is then checked
     /// to be an http(s) URL when the answer comes).
     pub(super) fn check_play(&mut self, m: &mut Machine) {
-        let stored: BTreeSet<String> = m
-            .graph
-            .node_weights()
-            .filter_map(|n| if let NodeKind::Script(s) = &n.kind { Some(s) } else { None })
-            .flat_map(|s| s.store.iter().map(|(v, _)| v.clone()))
+        // From the definitions: a script that did not compile still stores what it names.
+        let stored: BTreeSet<String> = (self.def.nodes.values())
+            .filter(|n| matches!(n.kind, Some(Kind::Script) | None))
+            .flat_map(|n| n.store.iter().flatten().map(|(v, _)| v.clone()))
             .collect();
         let mut played = BTreeSet::new();
         for id in m.graph.node_indices() {

@@ -13,6 +13,7 @@ mod fields;
 mod flow;
 mod nodes;
 mod scripts;
+mod shape;
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -21,10 +22,12 @@ use petgraph::graph::DiGraph;
 
 use super::definition::{Definition, Kind};
 use super::diagnostic::{Diagnostic, Position, Severity, closest};
+use super::source::SyntaxError;
 use super::source::{self, Source, SpanIndex};
 use super::template;
 use super::{Edge, Machine, Node, NodeId, NodeKind, Version};
 use crate::callflow::{self, Action, Callflow, Say, Use};
+use shape::{Point, Shaped};
 
 /// Most nodes in one machine: a generated 10,000-node tree compiles in milliseconds; far beyond
 /// that a menu tree is no longer something a caller can navigate.
@@ -58,20 +61,15 @@ pub fn locate_node(source: &Source, node: &str) -> Option<Position> {
 
 /// Compiles one machine source.
 pub fn compile(source: &Source) -> Compiled {
-    let def = match source::parse(source) {
-        Ok(parsed) => parsed,
-        Err(d) => return Compiled { machine: None, diagnostics: vec![*d] },
+    let (def, shaped) = match shape::read(source) {
+        Ok(read) => read,
+        Err(e) => return Compiled { machine: None, diagnostics: vec![syntax_diagnostic(source, &e)] },
     };
-    let declared = def
-        .nodes
-        .values()
-        .flat_map(|n| match n.kind {
-            Kind::Input => n.variable.iter().cloned().collect::<Vec<_>>(),
-            Kind::Script => n.store.iter().flat_map(|s| s.keys().cloned()).collect(),
-            _ => Vec::new(),
-        })
-        .collect();
+    let declared = declared(&def);
     let mut c = Compiler { source, index: OnceCell::new(), def: &def, diags: Vec::new(), declared };
+    for problem in shaped {
+        c.shape_problem(problem);
+    }
     let machine = c.run();
     let mut diagnostics = c.diags;
     diagnostics
@@ -80,6 +78,41 @@ pub fn compile(source: &Source) -> Compiled {
     diagnostics.dedup();
     let machine = machine.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
     Compiled { machine, diagnostics }
+}
+
+/// The one diagnostic of a file that is not a machine file at all.
+fn syntax_diagnostic(source: &Source, e: &SyntaxError) -> Diagnostic {
+    let hint = match e {
+        SyntaxError::TooLarge(_) => Some("split the machine into smaller ones".into()),
+        SyntaxError::NotATable => {
+            Some("a machine file holds `name`, `start` and `[nodes.NAME]` tables".into())
+        }
+        SyntaxError::Syntax { .. } => None,
+    };
+    Diagnostic {
+        severity: Severity::Error,
+        file: source.file.clone(),
+        position: e.offset().map(|o| Position::of_offset(&source.text, o)),
+        node: None,
+        field: None,
+        message: e.to_string(),
+        hint,
+    }
+}
+
+/// The call variables the machine's nodes set: an input's `variable`, a script's `store` (both,
+/// for a node whose kind is not known).
+fn declared(def: &Definition) -> BTreeSet<String> {
+    let mut declared = BTreeSet::new();
+    for n in def.nodes.values() {
+        if matches!(n.kind, Some(Kind::Input) | None) {
+            declared.extend(n.variable.iter().cloned());
+        }
+        if matches!(n.kind, Some(Kind::Script) | None) {
+            declared.extend(n.store.iter().flat_map(|s| s.keys().cloned()));
+        }
+    }
+    declared
 }
 
 /// The state of one compile: the definition, the diagnostics so far, and what every pass shares.
@@ -92,6 +125,9 @@ struct Compiler<'a> {
     /// Call variables the machine's `input` and `script` nodes set.
     declared: BTreeSet<String>,
 }
+
+/// The nodes that did not compile, by `NodeId` index: placeholders in the graph.
+type Failed = Vec<bool>;
 
 /// Where a diagnostic points: a node's field, or a machine-level field.
 #[derive(Clone, Copy)]
@@ -108,6 +144,16 @@ impl Compiler<'_> {
 
     fn report(&mut self, severity: Severity, at: At<'_>, message: String, hint: Option<String>) {
         let (node, field, offset) = self.locate(at);
+        self.push(severity, (node, field, offset), message, hint);
+    }
+
+    fn push(
+        &mut self,
+        severity: Severity,
+        (node, field, offset): (Option<String>, Option<String>, Option<usize>),
+        message: String,
+        hint: Option<String>,
+    ) {
         self.diags.push(Diagnostic {
             severity,
             file: self.source.file.clone(),
@@ -117,6 +163,23 @@ impl Compiler<'_> {
             message,
             hint,
         });
+    }
+
+    /// A problem of the shape pass, at its path.
+    fn shape_problem(&mut self, problem: Shaped) {
+        let path: Vec<&str> = problem.path.iter().map(String::as_str).collect();
+        let offset = match problem.point {
+            Point::Offset(o) => Some(o),
+            Point::Key => self.index().key(&path),
+            Point::Value => self.index().value(&path),
+        };
+        let (node, field) = match path.as_slice() {
+            ["nodes", node, rest @ ..] => {
+                (Some(node.to_string()), (!rest.is_empty()).then(|| rest.join(".")))
+            }
+            _ => (None, (!path.is_empty()).then(|| path.join("."))),
+        };
+        self.push(Severity::Error, (node, field, offset), problem.error.to_string(), problem.hint);
     }
 
     /// The node, field and byte offset a diagnostic at `at` shows.
@@ -146,18 +209,19 @@ impl Compiler<'_> {
         self.report(Severity::Error, at, message, hint);
     }
 
+    /// Every pass after the shape: nodes that did not compile stay in the graph as placeholders
+    /// with their targets, so that the graph passes check every other node in the same run.
     fn run(&mut self) -> Option<Machine> {
         let settings = self.machine_fields();
         if !self.node_count_ok() {
             return None;
         }
-        let (mut graph, by_name, mut ok) = self.nodes(&settings);
+        let (mut graph, by_name, failed) = self.nodes(&settings);
         let start = self.start(&by_name);
         for name in self.def.nodes.keys() {
-            ok &= self.edges(name, &by_name, &mut graph);
+            self.edges(name, &by_name, &mut graph);
         }
         let fallback = self.fallback();
-        let (start, true) = (start?, ok) else { return None };
         let def = self.def;
         let mut machine = Machine {
             name: def.name.clone(),
@@ -166,13 +230,14 @@ impl Compiler<'_> {
             numbers: def.numbers.clone(),
             graph,
             by_name,
-            start,
+            start: start.unwrap_or_default(),
             fallback,
         };
         self.check_play(&mut machine);
-        if self.check_chains(&machine) {
+        self.check_chains(&machine, &failed, start.is_some());
+        if start.is_some() {
             self.check_reachability(&machine);
-            self.check_assigned(&machine);
+            self.check_assigned(&machine, &failed);
         }
         Some(machine)
     }
@@ -203,25 +268,29 @@ impl Compiler<'_> {
         (1..=NODES_MAX).contains(&count)
     }
 
-    /// Every node in the graph (a node that does not compile holds a placeholder), so that every
-    /// target can be resolved; false when some node did not compile.
+    /// Every node in the graph, so that every target can be resolved: a node that does not compile
+    /// (or did not parse) holds a placeholder, and is marked in the returned `failed`.
     fn nodes(
         &mut self,
         settings: &BTreeMap<String, String>,
-    ) -> (DiGraph<Node, Edge, u32>, HashMap<String, NodeId>, bool) {
+    ) -> (DiGraph<Node, Edge, u32>, HashMap<String, NodeId>, Failed) {
         let def = self.def;
         let mut graph: DiGraph<Node, Edge, u32> = DiGraph::with_capacity(def.nodes.len(), 0);
         let mut by_name = HashMap::with_capacity(def.nodes.len());
-        let mut ok = true;
+        let mut failed = Vec::with_capacity(def.nodes.len());
         for (name, node) in &def.nodes {
             self.check_name(At::NodeKey(name), name, "node");
-            self.check_fields(name, node);
-            let kind = self.node_kind(name, node, settings);
-            ok &= kind.is_some();
+            let kind = if node.broken {
+                None
+            } else {
+                self.check_fields(name, node);
+                self.node_kind(name, node, settings)
+            };
+            failed.push(kind.is_none());
             let kind = kind.unwrap_or(NodeKind::Hangup);
             by_name.insert(name.clone(), graph.add_node(Node { name: name.clone(), kind }));
         }
-        (graph, by_name, ok)
+        (graph, by_name, failed)
     }
 
     fn start(&mut self, by_name: &HashMap<String, NodeId>) -> Option<NodeId> {

@@ -19,7 +19,7 @@ pub(super) type Settings = BTreeMap<String, String>;
 
 impl Compiler<'_> {
     pub(super) fn node_kind(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<NodeKind> {
-        match n.kind {
+        match n.kind? {
             Kind::Menu => self.menu(name, n, settings).map(NodeKind::Menu),
             Kind::Input => self.input(name, n, settings).map(NodeKind::Input),
             Kind::Script => self.script(name, n, settings).map(NodeKind::Script),
@@ -31,7 +31,7 @@ impl Compiler<'_> {
     }
 
     fn menu(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Menu> {
-        self.required(name, n.kind, "invalid", &n.invalid);
+        self.required(name, n, "invalid", &n.invalid);
         if n.branches.as_ref().is_none_or(|b| b.is_empty()) {
             self.error(
                 At::NodeKey(name),
@@ -43,8 +43,8 @@ impl Compiler<'_> {
     }
 
     fn input(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Input> {
-        self.required(name, n.kind, "invalid", &n.invalid);
-        self.required(name, n.kind, "next", &n.next);
+        self.required(name, n, "invalid", &n.invalid);
+        self.required(name, n, "next", &n.next);
         let variable = self.variable(name, n, settings);
         let pattern = self.pattern(name, n);
         let prompt = self.prompt(name, n, settings);
@@ -76,7 +76,7 @@ impl Compiler<'_> {
 
     /// The call variable an input node sets: a name of its own.
     fn variable(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<String> {
-        let variable = self.required(name, n.kind, "variable", &n.variable)?;
+        let variable = self.required(name, n, "variable", &n.variable)?;
         if !self.is_own_var_name(variable, settings) {
             self.error(
                 At::Node(name, "variable"),
@@ -109,8 +109,8 @@ impl Compiler<'_> {
     }
 
     fn say(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Say<Template>> {
-        self.required(name, n.kind, "next", &n.next);
-        let text = self.required(name, n.kind, "text", &n.text);
+        self.required(name, n, "next", &n.next);
+        let text = self.required(name, n, "text", &n.text);
         let text = self.template(name, "text", text?, settings);
         let speech = self.speech(name, n);
         let say = Say { text: text?, voice_profile: speech.0?, repetition: speech.1, speed: speech.2 };
@@ -119,8 +119,8 @@ impl Compiler<'_> {
     }
 
     fn play(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<PlayFile<Template>> {
-        self.required(name, n.kind, "next", &n.next);
-        let url = self.required(name, n.kind, "file_url", &n.file_url);
+        self.required(name, n, "next", &n.next);
+        let url = self.required(name, n, "file_url", &n.file_url);
         let play = PlayFile {
             file_url: self.template(name, "file_url", url?, settings)?,
             repetition: self.int(name, "repetition", n.repetition),
@@ -141,7 +141,7 @@ impl Compiler<'_> {
     }
 
     fn transfer(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<MakeCall<Template>> {
-        let destination = self.required(name, n.kind, "destination", &n.destination);
+        let destination = self.required(name, n, "destination", &n.destination);
         let destination = self.template(name, "destination", destination?, settings);
         let source = n.source.as_deref().unwrap_or("{virtual_number}");
         let source = self.template(name, "source", source, settings);
@@ -154,12 +154,13 @@ impl Compiler<'_> {
     pub(super) fn required<'d>(
         &mut self,
         name: &str,
-        kind: Kind,
+        n: &NodeDef,
         field: &str,
         value: &'d Option<String>,
     ) -> Option<&'d str> {
         if value.is_none() {
-            self.error(At::NodeKey(name), format!("a `{}` node needs `{field}`", kind_name(kind)), None);
+            let kind = n.kind.map_or("", kind_name);
+            self.error(At::NodeKey(name), format!("a `{kind}` node needs `{field}`"), None);
         }
         value.as_deref()
     }
@@ -208,7 +209,7 @@ impl Compiler<'_> {
 
     /// A capturing prompt (menu or input): the prompt, re-prompt, capture settings and tries.
     pub(super) fn prompt(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Menu> {
-        let prompt = self.required(name, n.kind, "prompt", &n.prompt);
+        let prompt = self.required(name, n, "prompt", &n.prompt);
         let prompt = self.template(name, "prompt", prompt?, settings);
         let reprompt = match &n.reprompt {
             Some(r) => self.template(name, "reprompt", r, settings),

@@ -4,6 +4,7 @@
 use super::super::definition::NodeDef;
 use super::super::template::{self, Template};
 use super::super::{Menu, RequestTemplate, Script};
+use super::fields::field_index;
 use super::nodes::{Settings, TRIES_MAX};
 use super::{At, Compiler};
 use crate::callflow::{Action, Say};
@@ -32,7 +33,7 @@ fn bad_key_path(p: &str) -> bool {
 impl Compiler<'_> {
     /// A script node: its prompt or capture, its request, how it routes.
     pub(super) fn script(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Script> {
-        self.required(name, n.kind, "failure", &n.failure);
+        self.required(name, n, "failure", &n.failure);
         let request = self.request(name, n, settings);
         let response_key = self.routing(name, n);
         let store = self.store(name, n, settings);
@@ -55,8 +56,7 @@ impl Compiler<'_> {
 
     /// The request: an http(s) url, a form or JSON body, headers and a timeout.
     fn request(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<RequestTemplate> {
-        let url =
-            self.required(name, n.kind, "url", &n.url).and_then(|u| self.template(name, "url", u, settings));
+        let url = self.required(name, n, "url", &n.url).and_then(|u| self.template(name, "url", u, settings));
         if let Some(u) = &url {
             let head = match u.parts().first() {
                 Some(template::Part::Lit(l)) => l.to_ascii_lowercase(),
@@ -174,8 +174,8 @@ impl Compiler<'_> {
 
     /// With `allow_keypress`: the capture prompt, its wait per key and its repeats.
     fn keypress(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Menu> {
-        self.required(name, n.kind, "no_input", &n.no_input);
-        self.required(name, n.kind, "prompt", &n.prompt);
+        self.required(name, n, "no_input", &n.no_input);
+        self.required(name, n, "prompt", &n.prompt);
         let gap = n.digit_gap_ms.unwrap_or(DIGIT_GAP_DEFAULT_MS);
         let repeat = n.repeat.unwrap_or(0);
         if !(0..i64::from(TRIES_MAX)).contains(&repeat) {
@@ -197,7 +197,7 @@ impl Compiler<'_> {
     /// Without `allow_keypress`: the prompt said before the request, if any.
     fn spoken(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Option<Say<Template>>> {
         for field in KEYPRESS_FIELDS {
-            if super::fields::present_fields(n).contains(&field) {
+            if field_index(field).is_some_and(|i| n.fields.has(i)) {
                 self.error(At::Node(name, field), format!("`{field}` needs `allow_keypress = true`"), None);
             }
         }
