@@ -23,7 +23,7 @@ impl Compiler<'_> {
         self.error(
             At::Node(name, field),
             format!("{} (8x8 would answer status {})", v.message, v.status_code),
-            None,
+            hint_of(v).map(str::to_string),
         );
     }
 
@@ -145,6 +145,35 @@ fn sample(action: &Action<Template>) -> Action {
         }),
         Action::Hangup => Action::Hangup,
     }
+}
+
+/// How to fix what 8x8 would reject, by its status code and parameter.
+fn hint_of(v: &Violation) -> Option<&'static str> {
+    Some(match (v.status_code, v.param) {
+        (-1002, _) => "set `voice_profile` under `[defaults]` or on the node, e.g. \"en-US-BenjaminRUS\"",
+        (-1003, _) => "set `max_digits` too, at least `min_digits` and at most 25",
+        (-1005, _) => {
+            "set `overall_timeout_ms` too: the whole wait for the keys, at least `digit_timeout_ms`"
+        }
+        (-1006, _) => {
+            "`overall_timeout_ms` is the whole wait for the keys and `digit_timeout_ms` the wait for each: raise `overall_timeout_ms` to at least `digit_timeout_ms`"
+        }
+        (-1008, _) => "set `max_digits`, or leave `complete_on_hash` true so that `#` ends the input",
+        (-1010, _) => "at most 2 transfers in one callflow: put a menu between them",
+        (-1012, _) => "a hangup ends the call: nothing can follow it in a callflow",
+        (-1016, _) => "remove control characters from the text",
+        (-1017, _) => "write phone numbers as digits, optionally after +",
+        (_, "text" | "promptMessage" | "successMessage" | "failureMessage") => {
+            "8x8 says texts of 1 to 3000 characters"
+        }
+        (_, "speed") => super::nodes::SPEED_HINT,
+        (_, "repetition") => "8x8 says a prompt 1 to 3 times",
+        (_, "minDigits" | "maxDigits") => "8x8 captures 1 to 25 digits, `min_digits` at most `max_digits`",
+        (_, "digitTimeout" | "overallTimeout") => "8x8 waits 1 to 600000 ms (10 minutes)",
+        (_, "noOfTries") => "8x8 replays a capture 1 to 10 times",
+        (_, "fileUrl") => "8x8 fetches the file itself: give an http:// or https:// URL",
+        _ => return None,
+    })
 }
 
 /// The machine-file field an 8x8 parameter comes from.

@@ -12,6 +12,7 @@ mod edges;
 mod fields;
 mod flow;
 mod nodes;
+mod numbers;
 mod scripts;
 mod shape;
 

@@ -14,6 +14,9 @@ use crate::machine::diagnostic::{Severity, closest};
 /// Most phonetree tries at one menu: three is usual, nine is already unkind.
 pub(super) const TRIES_MAX: u8 = 9;
 
+/// How to choose a speed: 8x8's words for its range and steps.
+pub(super) const SPEED_HINT: &str = "8x8 speaks at 0.5 to 2.0 times the normal speed, in steps of 0.01";
+
 /// The settings every template may use, by name.
 pub(super) type Settings = BTreeMap<String, String>;
 
@@ -217,10 +220,8 @@ impl Compiler<'_> {
         };
         let capture = self.capture(name, n, prompt, settings)?;
         let d = &self.def.defaults;
-        let tries = self.int(name, "tries", n.tries.or(d.tries)).unwrap_or(1);
-        if !(1..=TRIES_MAX).contains(&tries) {
-            self.error(At::Node(name, "tries"), format!("tries {tries} is outside 1..{TRIES_MAX}"), None);
-        }
+        let tries = self.bounded(name, "tries", n.tries.or(d.tries), 1);
+        let tries = tries.and_then(|t| u8::try_from(t).ok()).unwrap_or(1);
         self.check_action(name, &Action::SayAndCapture(capture.clone()));
         Some(Menu { capture, reprompt: reprompt?, tries })
     }
@@ -292,28 +293,19 @@ impl Compiler<'_> {
         (voice, repetition, speed)
     }
 
+    /// The speed in hundredths, as 8x8 takes it (any f64 from the file, NaN and infinities too).
     fn speed(&mut self, name: &str, s: f64) -> Option<Speed> {
         let hundredths = (s * 100.0).round();
         if (hundredths - s * 100.0).abs() > 1e-6 {
-            self.error(At::Node(name, "speed"), format!("speed {s} has more than two decimals"), None);
+            let hint = Some(SPEED_HINT.into());
+            self.error(At::Node(name, "speed"), format!("speed {s} has more than two decimals"), hint);
             None
         } else if !(0.0..=f64::from(u16::MAX)).contains(&hundredths) {
-            self.error(At::Node(name, "speed"), format!("speed {s} is outside 0.5..2.0"), None);
+            let hint = Some(SPEED_HINT.into());
+            self.error(At::Node(name, "speed"), format!("speed {s} is outside 0.5..2.0"), hint);
             None
         } else {
             Some(Speed(hundredths as u16))
-        }
-    }
-
-    /// An integer field narrowed to its Rust type; out-of-range values are errors, not wraps.
-    pub(super) fn int<T: TryFrom<i64>>(&mut self, name: &str, field: &str, value: Option<i64>) -> Option<T> {
-        let v = value?;
-        match T::try_from(v) {
-            Ok(t) => Some(t),
-            Err(_) => {
-                self.error(At::Node(name, field), format!("{field} {v} is out of range"), None);
-                None
-            }
         }
     }
 }

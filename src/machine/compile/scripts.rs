@@ -5,7 +5,7 @@ use super::super::definition::NodeDef;
 use super::super::template::{self, Template};
 use super::super::{Menu, RequestTemplate, Script};
 use super::fields::field_index;
-use super::nodes::{Settings, TRIES_MAX};
+use super::nodes::Settings;
 use super::{At, Compiler};
 use crate::callflow::{Action, Say};
 
@@ -15,7 +15,7 @@ pub(super) const SCRIPT_TIMEOUT_MAX_MS: i64 = 10_000;
 /// A script's timeout when the machine sets none.
 const SCRIPT_TIMEOUT_DEFAULT_MS: i64 = 3_000;
 /// The widget's default wait for each key.
-const DIGIT_GAP_DEFAULT_MS: i64 = 4_000;
+pub(super) const DIGIT_GAP_DEFAULT_MS: i64 = 4_000;
 
 /// A script's field that needs `allow_keypress = true`.
 const KEYPRESS_FIELDS: [&str; 6] =
@@ -71,20 +71,13 @@ impl Compiler<'_> {
             Some(text) => self.pairs(name, "body", text, settings).map(Some),
         };
         let headers = self.pairs(name, "headers", n.headers.as_deref().unwrap_or(""), settings);
-        let timeout_ms = n.timeout_ms.unwrap_or(SCRIPT_TIMEOUT_DEFAULT_MS);
-        if !(100..=SCRIPT_TIMEOUT_MAX_MS).contains(&timeout_ms) {
-            self.error(
-                At::Node(name, "timeout_ms"),
-                format!("timeout_ms {timeout_ms} is outside 100..{SCRIPT_TIMEOUT_MAX_MS}"),
-                Some("8x8 waits for the reply while the API answers".into()),
-            );
-        }
+        let timeout_ms = self.bounded(name, "timeout_ms", n.timeout_ms, SCRIPT_TIMEOUT_DEFAULT_MS);
         Some(RequestTemplate {
             url: url?,
             body: body?,
             raw_json: n.raw_json.unwrap_or(false),
             headers: headers?,
-            timeout_ms: timeout_ms.clamp(100, SCRIPT_TIMEOUT_MAX_MS) as u32,
+            timeout_ms: u32::try_from(timeout_ms?).ok()?,
         })
     }
 
@@ -163,12 +156,7 @@ impl Compiler<'_> {
     fn cache_minutes(&mut self, name: &str, n: &NodeDef) -> Option<Option<u16>> {
         match n.cache_minutes {
             None => Some(None),
-            Some(c @ 1..=999) => Some(Some(c as u16)),
-            Some(c) => {
-                let message = format!("cache_minutes {c} is outside 1..999");
-                self.error(At::Node(name, "cache_minutes"), message, None);
-                None
-            }
+            Some(c) => self.bounded(name, "cache_minutes", Some(c), c).map(|c| u16::try_from(c).ok()),
         }
     }
 
@@ -176,20 +164,12 @@ impl Compiler<'_> {
     fn keypress(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Menu> {
         self.required(name, n, "no_input", &n.no_input);
         self.required(name, n, "prompt", &n.prompt);
-        let gap = n.digit_gap_ms.unwrap_or(DIGIT_GAP_DEFAULT_MS);
-        let repeat = n.repeat.unwrap_or(0);
-        if !(0..i64::from(TRIES_MAX)).contains(&repeat) {
-            self.error(
-                At::Node(name, "repeat"),
-                format!("repeat {repeat} is outside 0..{}", TRIES_MAX - 1),
-                None,
-            );
-        }
+        let repeat = self.bounded(name, "repeat", n.repeat, 0);
         let mut menu = self.prompt(name, n, settings)?;
-        let max = i64::from(menu.capture.max_digits.unwrap_or(1));
-        menu.capture.digit_timeout_ms = u32::try_from(gap).ok();
-        menu.capture.overall_timeout_ms = u32::try_from(gap * max).ok();
-        menu.tries = (repeat + 1).clamp(1, i64::from(TRIES_MAX)) as u8;
+        let (gap, overall) = self.keypress_waits(name, n, menu.capture.max_digits.unwrap_or(1))?;
+        menu.capture.digit_timeout_ms = Some(gap);
+        menu.capture.overall_timeout_ms = Some(overall);
+        menu.tries = u8::try_from(repeat? + 1).ok()?;
         self.check_action(name, &Action::SayAndCapture(menu.capture.clone()));
         Some(menu)
     }
