@@ -87,3 +87,131 @@ proptest! {
         }
     }
 }
+
+/// A valid machine with a node of every kind, as (table, [(key, TOML value)]), to set fields on.
+fn every_kind() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
+    let s = |v: &str| format!("\"{v}\"");
+    vec![
+        ("", vec![("name", s("ints")), ("start", s("menu"))]),
+        (
+            "defaults",
+            vec![
+                ("voice_profile", s("en-US-BenjaminRUS")),
+                ("min_digits", "1".into()),
+                ("max_digits", "1".into()),
+                ("digit_timeout_ms", "5000".into()),
+                ("overall_timeout_ms", "10000".into()),
+            ],
+        ),
+        (
+            "nodes.menu",
+            vec![
+                ("kind", s("menu")),
+                ("prompt", s("Press 1 to 4.")),
+                ("invalid", s("bye")),
+                ("branches", "{ 1 = \"ask\", 2 = \"lookup\", 3 = \"news\", 4 = \"agent\" }".into()),
+            ],
+        ),
+        (
+            "nodes.ask",
+            vec![
+                ("kind", s("input")),
+                ("prompt", s("Your PIN.")),
+                ("variable", s("pin")),
+                ("next", s("bye")),
+                ("invalid", s("bye")),
+            ],
+        ),
+        (
+            "nodes.lookup",
+            vec![
+                ("kind", s("script")),
+                ("allow_keypress", "true".into()),
+                ("prompt", s("Key in.")),
+                ("max_digits", "4".into()),
+                ("url", s("https://example.com/{keypress}")),
+                ("failure", s("bye")),
+                ("no_input", s("bye")),
+            ],
+        ),
+        ("nodes.news", vec![("kind", s("say")), ("text", s("News.")), ("next", s("jingle"))]),
+        (
+            "nodes.jingle",
+            vec![("kind", s("play")), ("file_url", s("https://example.com/a.mp3")), ("next", s("bye"))],
+        ),
+        ("nodes.agent", vec![("kind", s("transfer")), ("destination", s("+6531589338"))]),
+        ("nodes.bye", vec![("kind", s("hangup"))]),
+    ]
+}
+
+fn render(tables: &[(&str, Vec<(&str, String)>)]) -> String {
+    let mut text = String::new();
+    for (table, fields) in tables {
+        if !table.is_empty() {
+            text.push_str(&format!("\n[{table}]\n"));
+        }
+        for (k, v) in fields {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+    text
+}
+
+/// Every numeric field of a machine file (`speed` is a float, which takes integers too).
+const INT_FIELDS: &[&str] = &[
+    "tries",
+    "repetition",
+    "min_digits",
+    "max_digits",
+    "digit_timeout_ms",
+    "overall_timeout_ms",
+    "no_of_tries",
+    "timeout_ms",
+    "cache_minutes",
+    "digit_gap_ms",
+    "repeat",
+    "speed",
+];
+
+#[test]
+fn the_machine_of_every_kind_is_valid() {
+    let compiled = machine::compile(&Source::new("ints.toml", render(&every_kind())));
+    assert!(compiled.errors().next().is_none(), "{:?}", compiled.diagnostics);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any integer in any integer field of any node (or of `[defaults]`), as TOML or JSON: never a
+    /// panic (the tests run with overflow checks), and a value beyond every field's bounds is an
+    /// error at that field, with its position.
+    #[test]
+    fn extreme_integers_are_diagnosed_never_panic(
+        table in 1usize..9,
+        field in prop::sample::select(INT_FIELDS),
+        value in prop_oneof![
+            prop::sample::select(vec![i64::MIN, i64::MIN + 1, -1, 0, 1, 1 << 40, i64::from(u32::MAX) + 1,
+                i64::from(u32::MAX), i64::from(u16::MAX) + 1, i64::from(u8::MAX) + 1, i64::MAX]),
+            any::<i64>(),
+        ],
+        json in any::<bool>(),
+    ) {
+        let mut tables = every_kind();
+        tables[table].1.retain(|(k, _)| k != &field);
+        tables[table].1.push((field, value.to_string()));
+        let mut text = render(&tables);
+        let name = if json { "ints.json" } else { "ints.toml" };
+        if json {
+            let v: toml::Value = toml::from_str(&text).unwrap();
+            text = serde_json::to_string_pretty(&v).unwrap();
+        }
+        let compiled = machine::compile(&Source::new(name, text));
+        prop_assert_eq!(compiled.machine.is_some(), compiled.errors().count() == 0);
+        if !(0..=600_000).contains(&value) {
+            let at_field = compiled
+                .errors()
+                .find(|d| d.field.as_deref().is_some_and(|f| f.ends_with(field)) && d.position.is_some());
+            prop_assert!(at_field.is_some(), "{} = {} in table {}: {:?}", field, value, table, compiled.diagnostics);
+        }
+    }
+}
