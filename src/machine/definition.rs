@@ -32,9 +32,10 @@ pub struct Definition {
     /// Machine-wide defaults; every node may override each of them. Read apart, leniently.
     #[serde(skip)]
     pub defaults: Defaults,
-    /// Read node by node, each leniently (see `compile::shape`).
+    /// The `[nodes.NAME]` tables, sorted by name (names are unique: a file cannot repeat a key),
+    /// read one by one, each leniently (see `compile::shape`).
     #[serde(skip)]
-    pub nodes: BTreeMap<String, NodeDef>,
+    pub nodes: Vec<(String, NodeDef)>,
 }
 
 /// The `[defaults]` table: the speech and capture settings every node inherits.

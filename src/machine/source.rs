@@ -232,64 +232,70 @@ impl JsonScanner<'_> {
         }
         self.skip_ws();
         match *self.text.get(self.at)? {
-            b'{' => {
-                self.at += 1;
-                let mut keys = std::collections::HashSet::new();
-                loop {
-                    self.skip_ws();
-                    match *self.text.get(self.at)? {
-                        b'}' => {
-                            self.at += 1;
-                            return Some(());
-                        }
-                        b',' => self.at += 1,
-                        b'"' => {
-                            let key_at = self.at;
-                            let key = self.string()?;
-                            self.skip_ws();
-                            self.at += 1; // the colon
-                            self.skip_ws();
-                            if !keys.insert(key.clone()) && self.duplicate.is_none() {
-                                let mut at = path.clone();
-                                at.push(key.clone());
-                                self.duplicate = Some((at, key_at));
-                            }
-                            path.push(key);
-                            self.index.insert(path, key_at, self.at);
-                            self.value(path, depth + 1)?;
-                            path.pop();
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' => {
-                self.at += 1;
-                let mut i = 0;
-                loop {
-                    self.skip_ws();
-                    match *self.text.get(self.at)? {
-                        b']' => {
-                            self.at += 1;
-                            return Some(());
-                        }
-                        b',' => self.at += 1,
-                        _ => {
-                            path.push(i.to_string());
-                            self.index.insert(path, self.at, self.at);
-                            self.value(path, depth + 1)?;
-                            path.pop();
-                            i += 1;
-                        }
-                    }
-                }
-            }
+            b'{' => self.object(path, depth),
+            b'[' => self.array(path, depth),
             b'"' => self.string().map(|_| ()),
             _ => {
                 while self.at < self.text.len() && !b",]} \t\r\n".contains(&self.text[self.at]) {
                     self.at += 1;
                 }
                 Some(())
+            }
+        }
+    }
+
+    /// An object from its opening brace: each key's position, and the first key it repeats.
+    fn object(&mut self, path: &mut Vec<String>, depth: usize) -> Option<()> {
+        self.at += 1;
+        let mut keys = std::collections::HashSet::new();
+        loop {
+            self.skip_ws();
+            match *self.text.get(self.at)? {
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                b',' => self.at += 1,
+                b'"' => {
+                    let key_at = self.at;
+                    let key = self.string()?;
+                    self.skip_ws();
+                    self.at += 1; // the colon
+                    self.skip_ws();
+                    if !keys.insert(key.clone()) && self.duplicate.is_none() {
+                        let mut at = path.clone();
+                        at.push(key.clone());
+                        self.duplicate = Some((at, key_at));
+                    }
+                    path.push(key);
+                    self.index.insert(path, key_at, self.at);
+                    self.value(path, depth + 1)?;
+                    path.pop();
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array from its opening bracket: each element's position under its index.
+    fn array(&mut self, path: &mut Vec<String>, depth: usize) -> Option<()> {
+        self.at += 1;
+        let mut i = 0;
+        loop {
+            self.skip_ws();
+            match *self.text.get(self.at)? {
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                b',' => self.at += 1,
+                _ => {
+                    path.push(i.to_string());
+                    self.index.insert(path, self.at, self.at);
+                    self.value(path, depth + 1)?;
+                    path.pop();
+                    i += 1;
+                }
             }
         }
     }

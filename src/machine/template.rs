@@ -64,6 +64,11 @@ pub enum TemplateError {
 
 impl Template {
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
+        // Most texts hold no placeholder: one literal, copied at once.
+        if !text.contains(['{', '}']) {
+            let parts = if text.is_empty() { Vec::new() } else { vec![Part::Lit(text.to_string())] };
+            return Ok(Template { parts });
+        }
         let mut parts = Vec::new();
         let mut lit = String::new();
         let mut chars = text.char_indices().peekable();

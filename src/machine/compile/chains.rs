@@ -11,7 +11,7 @@ use crate::callflow::{
 
 impl Compiler<'_> {
     /// Runs 8x8's rules on a node's action, with sample values for call variables.
-    pub(super) fn check_action(&mut self, name: &str, action: &Action<Template>) {
+    pub(super) fn check_action(&mut self, name: &str, action: ActionOf<'_>) {
         let flow = Callflow { client_action_id: None, actions: vec![sample(action)] };
         for v in callflow::validate(&flow, Use::WebhookReply) {
             self.violation(name, &v);
@@ -33,23 +33,26 @@ impl Compiler<'_> {
     pub(super) fn check_chains(&mut self, m: &Machine, failed: &[bool], has_start: bool) {
         let version = m.version.short();
         for id in m.graph.node_indices() {
-            let name = m.graph[id].name.clone();
+            let name = &m.graph[id].name;
             match chain_until(m, id, |n| failed[n.index()]) {
                 Err(ChainError::Loop) => {
                     self.error(
-                        At::NodeKey(&name),
+                        At::NodeKey(name),
                         "say/play nodes from here loop back without waiting for the caller".into(),
                         Some("break the loop with a `menu`, `transfer` or `hangup`".into()),
                     );
                 }
                 Err(ChainError::TooLong(n)) => {
                     self.error(
-                        At::NodeKey(&name),
+                        At::NodeKey(name),
                         format!("entering this node sends {n} actions in one callflow; the limit is {CHAIN_ACTIONS_MAX}"),
                         Some("split the chain of say/play nodes with a menu".into()),
                     );
                 }
                 Ok(nodes) if nodes.iter().any(|n| failed[n.index()]) => {}
+                // One action makes a callflow of the right shape; its parameters were checked with
+                // its node. (The start's is also an outbound call's opening request.)
+                Ok(nodes) if nodes.len() == 1 && !(has_start && id == m.start) => {}
                 Ok(nodes) => self.check_reply(m, (id, has_start && id == m.start), &nodes, &version),
             }
         }
@@ -69,7 +72,7 @@ impl Compiler<'_> {
             ClientActionId { machine: m.name.clone(), node: name.clone(), seq: 1, version: version.into() };
         let mut flow = Callflow {
             client_action_id: Some(action_id.to_string()),
-            actions: nodes.iter().filter_map(|&n| action_of(m, n)).map(|a| sample(&a)).collect(),
+            actions: nodes.iter().filter_map(|&n| action_of(m, n)).map(sample).collect(),
         };
         // Each action's own parameters were checked with its node; here, the callflow's shape.
         for v in callflow::validate(&flow, Use::WebhookReply).iter().filter(|v| v.param == "action") {
@@ -90,19 +93,30 @@ impl Compiler<'_> {
     }
 }
 
-pub(super) fn action_of(m: &Machine, id: NodeId) -> Option<Action<Template>> {
+/// A node's action, borrowed from it: what `sample` turns into a callflow action to check.
+#[derive(Clone, Copy)]
+pub(super) enum ActionOf<'a> {
+    Say(&'a Say<Template>),
+    Capture(&'a SayAndCapture<Template>),
+    Play(&'a PlayFile<Template>),
+    Call(&'a MakeCall<Template>),
+    Hangup,
+}
+
+/// The action a node sends, with its templates (a script that says nothing sends none).
+fn action_of(m: &Machine, id: NodeId) -> Option<ActionOf<'_>> {
     Some(match &m.graph[id].kind {
-        NodeKind::Say(s) => Action::Say(s.clone()),
-        NodeKind::Play(p) => Action::PlayFile(p.clone()),
-        NodeKind::Menu(menu) => Action::SayAndCapture(menu.capture.clone()),
-        NodeKind::Input(input) => Action::SayAndCapture(input.prompt.capture.clone()),
-        NodeKind::Transfer(t) => Action::MakeCall(t.clone()),
+        NodeKind::Say(s) => ActionOf::Say(s),
+        NodeKind::Play(p) => ActionOf::Play(p),
+        NodeKind::Menu(menu) => ActionOf::Capture(&menu.capture),
+        NodeKind::Input(input) => ActionOf::Capture(&input.prompt.capture),
+        NodeKind::Transfer(t) => ActionOf::Call(t),
         NodeKind::Script(s) => match (&s.capture, &s.say) {
-            (Some(c), _) => Action::SayAndCapture(c.capture.clone()),
-            (None, Some(say)) => Action::Say(say.clone()),
+            (Some(c), _) => ActionOf::Capture(&c.capture),
+            (None, Some(say)) => ActionOf::Say(say),
             (None, None) => return None,
         },
-        NodeKind::Hangup => Action::Hangup,
+        NodeKind::Hangup => ActionOf::Hangup,
     })
 }
 
@@ -112,16 +126,17 @@ fn sample_text(t: &Template) -> String {
         .unwrap_or_default()
 }
 
-fn sample(action: &Action<Template>) -> Action {
+/// The action as 8x8 would get it, with sample values for call variables.
+fn sample(action: ActionOf<'_>) -> Action {
     let opt = |t: &Option<Template>| t.as_ref().map(sample_text);
     match action {
-        Action::Say(s) => Action::Say(Say {
+        ActionOf::Say(s) => Action::Say(Say {
             text: sample_text(&s.text),
             voice_profile: s.voice_profile.clone(),
             repetition: s.repetition,
             speed: s.speed,
         }),
-        Action::SayAndCapture(c) => Action::SayAndCapture(SayAndCapture {
+        ActionOf::Capture(c) => Action::SayAndCapture(SayAndCapture {
             prompt_message: sample_text(&c.prompt_message),
             voice_profile: c.voice_profile.clone(),
             repetition: c.repetition,
@@ -135,15 +150,15 @@ fn sample(action: &Action<Template>) -> Action {
             success_message: opt(&c.success_message),
             failure_message: opt(&c.failure_message),
         }),
-        Action::PlayFile(p) => {
+        ActionOf::Play(p) => {
             Action::PlayFile(PlayFile { file_url: sample_text(&p.file_url), repetition: p.repetition })
         }
-        Action::MakeCall(m) => Action::MakeCall(MakeCall {
+        ActionOf::Call(m) => Action::MakeCall(MakeCall {
             source: sample_text(&m.source),
             destination: sample_text(&m.destination),
             call_recording: m.call_recording,
         }),
-        Action::Hangup => Action::Hangup,
+        ActionOf::Hangup => Action::Hangup,
     }
 }
 

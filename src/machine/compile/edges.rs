@@ -15,19 +15,34 @@ use crate::machine::diagnostic::{Severity, closest};
 const BRANCHES_MAX: usize = 1000;
 
 /// A target named by a node: the field naming it, the edge's label, the target's name.
-type Target<'d> = (String, Edge, &'d String);
+type Target<'d> = (Field<'d>, Edge, &'d String);
+
+/// The field that names a target: its name is only formatted for a diagnostic.
+#[derive(Clone, Copy)]
+enum Field<'d> {
+    Named(&'static str),
+    /// `branches.KEY`
+    Branch(&'d str),
+}
+
+impl Field<'_> {
+    fn path(self) -> String {
+        match self {
+            Field::Named(f) => f.to_string(),
+            Field::Branch(key) => format!("branches.{key}"),
+        }
+    }
+}
 
 impl Compiler<'_> {
-    /// Adds the edges of node `name`; a target that does not exist is reported instead.
+    /// Adds the edges of node `from` (`name`, defined by `n`); a target that does not exist is
+    /// reported instead.
     pub(super) fn edges(
         &mut self,
-        name: &str,
+        (from, name, n): (NodeId, &str, &NodeDef),
         by_name: &HashMap<String, NodeId>,
         graph: &mut DiGraph<Node, Edge, u32>,
     ) {
-        let def = self.def;
-        let n = &def.nodes[name];
-        let from = by_name[name];
         for (field, edge, target) in self.targets(name, n) {
             match by_name.get(target.as_str()) {
                 Some(&to) => {
@@ -38,7 +53,8 @@ impl Compiler<'_> {
                         || "targets must name a `[nodes.*]` table".to_string(),
                         |c| format!("did you mean `{c}`?"),
                     );
-                    self.error(At::Node(name, &field), format!("unknown target node `{target}`"), Some(hint));
+                    let message = format!("unknown target node `{target}`");
+                    self.error(At::Node(name, &field.path()), message, Some(hint));
                 }
             }
         }
@@ -53,13 +69,13 @@ impl Compiler<'_> {
                 .branches
                 .iter()
                 .flatten()
-                .map(|(value, t)| (format!("branches.{value}"), Edge::Response(value.clone()), t))
+                .map(|(value, t)| (Field::Branch(value), Edge::Response(value.clone()), t))
                 .collect(),
             _ => Vec::new(),
         };
-        let mut push = |field: &str, edge: Edge, target: Option<&'d String>| {
+        let mut push = |field: &'static str, edge: Edge, target: Option<&'d String>| {
             if let Some(t) = target {
-                targets.push((field.to_string(), edge, t));
+                targets.push((Field::Named(field), edge, t));
             }
         };
         let no_input_field = if n.no_input.is_some() { "no_input" } else { "invalid" };
@@ -104,9 +120,8 @@ impl Compiler<'_> {
         }
         let mut targets = Vec::new();
         for (key, target) in branches {
-            let field = format!("branches.{key}");
-            if self.check_key(name, &field, key, n) {
-                targets.push((field, Edge::Key(key.clone()), target));
+            if self.check_key(name, key, n) {
+                targets.push((Field::Branch(key), Edge::Key(key.clone()), target));
             }
         }
         self.check_prefixes(name, branches, n);
@@ -132,11 +147,11 @@ impl Compiler<'_> {
     }
 
     /// Checks that a branch key can be typed at this menu.
-    fn check_key(&mut self, name: &str, field: &str, key: &str, n: &NodeDef) -> bool {
+    fn check_key(&mut self, name: &str, key: &str, n: &NodeDef) -> bool {
         let d = &self.def.defaults;
         if key.contains('#') {
             self.error(
-                At::Node(name, field),
+                At::Node(name, &Field::Branch(key).path()),
                 format!("key `{key}` contains `#`, the key that completes input"),
                 Some("8x8 ends capture on `#`; use digits and `*` only".into()),
             );
@@ -144,7 +159,7 @@ impl Compiler<'_> {
         }
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_digit() || c == '*') {
             self.error(
-                At::Node(name, field),
+                At::Node(name, &Field::Branch(key).path()),
                 format!("key `{key}` cannot be typed on a phone keypad"),
                 Some("keys are digits 0-9 and `*`".into()),
             );
@@ -156,7 +171,7 @@ impl Compiler<'_> {
         // min above max is reported on its own; every key would fail it.
         if (len < min || len > max) && min <= max {
             self.error(
-                At::Node(name, field),
+                At::Node(name, &Field::Branch(key).path()),
                 format!(
                     "key `{key}` has {len} digit{} but the menu captures {}",
                     if len == 1 { "" } else { "s" },

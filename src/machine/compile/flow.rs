@@ -1,7 +1,7 @@
 //! Flow over the graph: every node reachable from the start, every call variable a template uses
 //! set on every way to it (definite assignment), and `{play:$var}` only where 8x8 can play it.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use petgraph::Direction;
 use petgraph::visit::EdgeRef;
@@ -20,7 +20,7 @@ impl Compiler<'_> {
     pub(super) fn check_reachability(&mut self, m: &Machine) {
         let reachable = bfs(m, m.start);
         for id in m.graph.node_indices() {
-            if !reachable.contains(&id) {
+            if !reachable[id.index()] {
                 let name = m.graph[id].name.clone();
                 self.error(
                     At::NodeKey(&name),
@@ -103,16 +103,20 @@ impl Compiler<'_> {
     /// to be an http(s) URL when the answer comes).
     pub(super) fn check_play(&mut self, m: &mut Machine) {
         // From the definitions: a script that did not compile still stores what it names.
-        let stored: BTreeSet<String> = (self.def.nodes.values())
+        let stored: BTreeSet<String> = (self.def.nodes.iter().map(|(_, n)| n))
             .filter(|n| matches!(n.kind, Some(Kind::Script) | None))
             .flat_map(|n| n.store.iter().flatten().map(|(v, _)| v.clone()))
             .collect();
         let mut played = BTreeSet::new();
         for id in m.graph.node_indices() {
             let node = &m.graph[id];
+            let templates = templates_of(&node.kind);
+            if templates.iter().all(|(_, t)| t.played().next().is_none()) {
+                continue;
+            }
             let name = node.name.clone();
             let mut problems = Vec::new();
-            for (field, t) in templates_of(&node.kind) {
+            for (field, t) in templates {
                 let spoken_text = matches!((&node.kind, field), (NodeKind::Say(_), "text"))
                     || matches!((&node.kind, field), (NodeKind::Script(s), "prompt") if s.capture.is_none());
                 for var in t.played() {
@@ -165,13 +169,14 @@ fn templates_of(kind: &NodeKind) -> Vec<(&'static str, &Template)> {
     }
 }
 
-/// The nodes reachable from `from`.
-fn bfs(m: &Machine, from: NodeId) -> HashSet<NodeId> {
-    let mut seen = HashSet::from([from]);
+/// The nodes reachable from `from`, by `NodeId` index.
+fn bfs(m: &Machine, from: NodeId) -> Vec<bool> {
+    let mut seen = vec![false; m.graph.node_count()];
+    seen[from.index()] = true;
     let mut queue = VecDeque::from([from]);
     while let Some(id) = queue.pop_front() {
         for other in m.graph.neighbors_directed(id, Direction::Outgoing) {
-            if seen.insert(other) {
+            if !std::mem::replace(&mut seen[other.index()], true) {
                 queue.push_back(other);
             }
         }

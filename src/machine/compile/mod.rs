@@ -105,7 +105,7 @@ fn syntax_diagnostic(source: &Source, e: &SyntaxError) -> Diagnostic {
 /// for a node whose kind is not known).
 fn declared(def: &Definition) -> BTreeSet<String> {
     let mut declared = BTreeSet::new();
-    for n in def.nodes.values() {
+    for (_, n) in &def.nodes {
         if matches!(n.kind, Some(Kind::Input) | None) {
             declared.extend(n.variable.iter().cloned());
         }
@@ -219,8 +219,9 @@ impl Compiler<'_> {
         }
         let (mut graph, by_name, failed) = self.nodes(&settings);
         let start = self.start(&by_name);
-        for name in self.def.nodes.keys() {
-            self.edges(name, &by_name, &mut graph);
+        // Nodes were added in the definition's order: the i-th node is `NodeId` i.
+        for (i, (name, n)) in self.def.nodes.iter().enumerate() {
+            self.edges((NodeId::new(i), name, n), &by_name, &mut graph);
         }
         let fallback = self.fallback();
         let def = self.def;
@@ -298,7 +299,7 @@ impl Compiler<'_> {
         let def = self.def;
         let start = by_name.get(&def.start).copied();
         if start.is_none() {
-            let hint = closest(&def.start, def.nodes.keys().map(String::as_str))
+            let hint = closest(&def.start, def.nodes.iter().map(|(n, _)| n.as_str()))
                 .map(|c| format!("did you mean `{c}`?"))
                 .or_else(|| Some("`start` must name one of the `[nodes.*]` tables".into()));
             self.error(At::Machine("start"), format!("start node `{}` does not exist", def.start), hint);

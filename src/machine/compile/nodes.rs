@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use super::super::definition::{Kind, NodeDef};
 use super::super::template::{self, Template};
 use super::super::{Input, Menu, NodeKind};
+use super::chains::ActionOf;
 use super::fields::kind_name;
 use super::{At, Compiler};
-use crate::callflow::{Action, MakeCall, PlayFile, Say, SayAndCapture, Speed};
+use crate::callflow::{MakeCall, PlayFile, Say, SayAndCapture, Speed};
 use crate::machine::diagnostic::{Severity, closest};
 
 /// Most phonetree tries at one menu: three is usual, nine is already unkind.
@@ -100,15 +101,19 @@ impl Compiler<'_> {
     /// An input node's pattern, anchored: `Some(None)` when it has none, `None` when it is broken.
     fn pattern(&mut self, name: &str, n: &NodeDef) -> Option<Option<regex::Regex>> {
         let Some(p) = &n.pattern else { return Some(None) };
-        match regex::Regex::new(&format!("^(?:{p})$")) {
-            Ok(re) => Some(Some(re)),
-            Err(e) => {
-                let last = e.to_string().lines().last().unwrap_or("").trim().to_string();
-                let first = last.strip_prefix("error: ").unwrap_or(&last).to_string();
-                self.error(At::Node(name, "pattern"), format!("not a regular expression: {first}"), None);
-                None
-            }
-        }
+        let anchored = format!("^(?:{p})$");
+        let why = match regex_syntax::Parser::new().parse(&anchored) {
+            Err(regex_syntax::Error::Parse(e)) => e.kind().to_string(),
+            Err(regex_syntax::Error::Translate(e)) => e.kind().to_string(),
+            Err(e) => e.to_string(),
+            Ok(_) => match regex::Regex::new(&anchored) {
+                Ok(re) => return Some(Some(re)),
+                Err(regex::Error::CompiledTooBig(limit)) => format!("it compiles to more than {limit} bytes"),
+                Err(e) => e.to_string(),
+            },
+        };
+        self.error(At::Node(name, "pattern"), format!("not a regular expression: {why}"), None);
+        None
     }
 
     fn say(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Say<Template>> {
@@ -117,7 +122,7 @@ impl Compiler<'_> {
         let text = self.template(name, "text", text?, settings);
         let speech = self.speech(name, n);
         let say = Say { text: text?, voice_profile: speech.0?, repetition: speech.1, speed: speech.2 };
-        self.check_action(name, &Action::Say(say.clone()));
+        self.check_action(name, ActionOf::Say(&say));
         Some(say)
     }
 
@@ -128,7 +133,7 @@ impl Compiler<'_> {
             file_url: self.template(name, "file_url", url?, settings)?,
             repetition: self.int(name, "repetition", n.repetition),
         };
-        self.check_action(name, &Action::PlayFile(play.clone()));
+        self.check_action(name, ActionOf::Play(&play));
         if let Some(url) = play.file_url.as_literal() {
             let path = url.split(['?', '#']).next().unwrap_or("").to_ascii_lowercase();
             if !(path.ends_with(".wav") || path.ends_with(".mp3")) {
@@ -149,7 +154,7 @@ impl Compiler<'_> {
         let source = n.source.as_deref().unwrap_or("{virtual_number}");
         let source = self.template(name, "source", source, settings);
         let call = MakeCall { source: source?, destination: destination?, call_recording: n.call_recording };
-        self.check_action(name, &Action::MakeCall(call.clone()));
+        self.check_action(name, ActionOf::Call(&call));
         Some(call)
     }
 
@@ -183,7 +188,8 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        let inlined = parsed.inline(|v| settings.get(v).cloned());
+        let inlined =
+            if parsed.vars().next().is_none() { parsed } else { parsed.inline(|v| settings.get(v).cloned()) };
         let mut ok = true;
         for var in inlined.vars() {
             if !template::BUILTINS.iter().any(|(b, _)| *b == var) && !self.declared.contains(var) {
@@ -222,7 +228,7 @@ impl Compiler<'_> {
         let d = &self.def.defaults;
         let tries = self.bounded(name, "tries", n.tries.or(d.tries), 1);
         let tries = tries.and_then(|t| u8::try_from(t).ok()).unwrap_or(1);
-        self.check_action(name, &Action::SayAndCapture(capture.clone()));
+        self.check_action(name, ActionOf::Capture(&capture));
         Some(Menu { capture, reprompt: reprompt?, tries })
     }
 

@@ -4,10 +4,11 @@
 use super::super::definition::NodeDef;
 use super::super::template::{self, Template};
 use super::super::{Menu, RequestTemplate, Script};
+use super::chains::ActionOf;
 use super::fields::field_index;
 use super::nodes::Settings;
 use super::{At, Compiler};
-use crate::callflow::{Action, Say};
+use crate::callflow::Say;
 
 /// Longest a script waits for its API: 8x8 waits for phonetree's reply meanwhile, and a caller in
 /// silence for longer hangs up.
@@ -170,7 +171,7 @@ impl Compiler<'_> {
         menu.capture.digit_timeout_ms = Some(gap);
         menu.capture.overall_timeout_ms = Some(overall);
         menu.tries = u8::try_from(repeat? + 1).ok()?;
-        self.check_action(name, &Action::SayAndCapture(menu.capture.clone()));
+        self.check_action(name, ActionOf::Capture(&menu.capture));
         Some(menu)
     }
 
@@ -185,7 +186,7 @@ impl Compiler<'_> {
         let text = self.template(name, "prompt", p, settings)?;
         let speech = self.speech(name, n);
         let say = Say { text, voice_profile: speech.0?, repetition: speech.1, speed: speech.2 };
-        self.check_action(name, &Action::Say(say.clone()));
+        self.check_action(name, ActionOf::Say(&say));
         Some(Some(say))
     }
 }

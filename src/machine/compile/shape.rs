@@ -6,7 +6,6 @@
 //! the file parsed again and each field of that table tried alone, to report each bad one.
 
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use toml::Spanned;
@@ -237,7 +236,7 @@ impl<'t, V: Tree> Reader<'t, V> {
         unknown.is_empty()
     }
 
-    fn nodes(&mut self, nodes: V) -> BTreeMap<String, NodeDef> {
+    fn nodes(&mut self, nodes: V) -> Vec<(String, NodeDef)> {
         if nodes.keys().is_none() {
             self.problem(
                 &["nodes"],
@@ -245,16 +244,17 @@ impl<'t, V: Tree> Reader<'t, V> {
                 ShapeError::NotATable,
                 Some("write each node as `[nodes.NAME]`".into()),
             );
-            return BTreeMap::new();
+            return Vec::new();
         }
-        nodes
-            .entries()
-            .into_iter()
-            .map(|(name, value)| {
-                let node = self.node(&name, value);
-                (name, node)
-            })
-            .collect()
+        let entries = nodes.entries();
+        let mut out = Vec::with_capacity(entries.len());
+        for (name, value) in entries {
+            let node = self.node(&name, value);
+            out.push((name, node));
+        }
+        // Both formats' tables are sorted maps already; sorting again only guards that order.
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// One node: its kind, the fields its table sets, and the values of those that parse.
@@ -291,16 +291,16 @@ impl<'t, V: Tree> Reader<'t, V> {
 
     /// A node's kind: `None` (reported) when it is missing or names no kind.
     fn kind(&mut self, name: &str, kind: Option<Option<&str>>) -> Option<Kind> {
+        if let Some(kind) = kind.flatten().and_then(fields::kind_of) {
+            return Some(kind);
+        }
         let list = format!("a node's kind is one of {}", quoted(kind_names()));
         let (path, point, error, hint) = match kind {
-            Some(Some(k)) => match fields::kind_of(k) {
-                Some(kind) => return Some(kind),
-                None => {
-                    let near = closest(k, kind_names().iter().copied());
-                    let hint = near.map_or(list.clone(), |c| format!("did you mean `{c}`? {list}"));
-                    (vec!["nodes", name, "kind"], Point::Value, ShapeError::UnknownKind(k.to_string()), hint)
-                }
-            },
+            Some(Some(k)) => {
+                let near = closest(k, kind_names().iter().copied());
+                let hint = near.map_or(list.clone(), |c| format!("did you mean `{c}`? {list}"));
+                (vec!["nodes", name, "kind"], Point::Value, ShapeError::UnknownKind(k.to_string()), hint)
+            }
             Some(None) => (vec!["nodes", name, "kind"], Point::Value, ShapeError::KindNotText, list),
             None => (
                 vec!["nodes", name],
