@@ -5,8 +5,8 @@
 
 use std::sync::OnceLock;
 
-use phonetree::callflow::{Use, validate};
 use phonetree::callflow::ClientActionId;
+use phonetree::callflow::{Use, validate};
 use phonetree::engine::{self, CallInfo, CallState, Direction, Event};
 use phonetree::machine::{self, Machine, Source};
 use phonetree::webhook::{inbound, wire};
@@ -16,13 +16,28 @@ fn abc() -> &'static Machine {
     static ABC: OnceLock<Machine> = OnceLock::new();
     ABC.get_or_init(|| {
         let text = include_str!("../machines/abc_restaurant.toml");
-        machine::compile(&Source::new("abc_restaurant.toml", text)).machine.expect("the bundled machine compiles")
+        machine::compile(&Source::new("abc_restaurant.toml", text))
+            .machine
+            .expect("the bundled machine compiles")
     })
 }
 
-/// Machine definition bytes → compile, as TOML and as JSON → prove whatever compiles.
+/// Machine definition bytes → compile, as TOML and as JSON → prove whatever compiles; and the
+/// same text with one of its integers replaced by an extreme one (the input's last byte picks
+/// which integer, its first byte which value), so that every numeric field meets i64::MIN, -1, u32::MAX + 1,
+/// i64::MAX, ... however rarely the fuzzer would type them. Built with debug assertions (see
+/// README.md), an overflow anywhere panics.
 pub fn compile_machine(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
+    compile_text(text);
+    if let (Some(&which), Some(&value)) = (data.last(), data.first())
+        && let Some(spliced) = with_extreme_integer(text, which, value)
+    {
+        compile_text(&spliced);
+    }
+}
+
+fn compile_text(text: &str) {
     for file in ["fuzz.toml", "fuzz.json"] {
         let compiled = machine::compile(&Source::new(file, text));
         for d in &compiled.diagnostics {
@@ -33,6 +48,45 @@ pub fn compile_machine(data: &[u8]) {
             let _ = phonetree::proof::explore::explore(&m);
         }
     }
+}
+
+/// Integers at the edges of every type a machine file's numbers meet.
+const EXTREME_INTEGERS: [&str; 12] = [
+    "-9223372036854775808",
+    "-9223372036854775807",
+    "-4294967296",
+    "-1",
+    "0",
+    "256",
+    "65536",
+    "600001",
+    "4294967295",
+    "4294967296",
+    "1099511627776",
+    "9223372036854775807",
+];
+
+/// `text` with one run of digits (the `which`-th, counting round) replaced by an extreme integer
+/// (the `value`-th, counting round).
+fn with_extreme_integer(text: &str, which: u8, value: u8) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            runs.push(start..i);
+        } else {
+            i += 1;
+        }
+    }
+    let run = runs.get(usize::from(which) % runs.len().max(1))?.clone();
+    let value = EXTREME_INTEGERS[usize::from(value) % EXTREME_INTEGERS.len()];
+    let start = if run.start > 0 && bytes[run.start - 1] == b'-' { run.start - 1 } else { run.start };
+    Some(format!("{}{value}{}", &text[..start], &text[run.end..]))
 }
 
 /// Webhook body bytes → parse (CALL_ACTION, SESSION_SUMMARY, a callflow) → step the engine.
@@ -54,8 +108,10 @@ pub fn webhook(data: &[u8]) {
         destination: ca.destination.clone(),
         call_id: ca.call_id.clone(),
     };
-    let started = engine::step(m, &CallState::new(m, call, 0), &Event::CallStarted, 0).expect("a call starts");
-    let step = engine::step(m, &started.state, &ca.event(), 1).expect("any webhook event steps a waiting call");
+    let started =
+        engine::step(m, &CallState::new(m, call, 0), &Event::CallStarted, 0).expect("a call starts");
+    let step =
+        engine::step(m, &started.state, &ca.event(), 1).expect("any webhook event steps a waiting call");
     let reply = step.reply.expect("a webhook is answered");
     assert!(validate(&reply, Use::WebhookReply).is_empty(), "every reply passes 8x8's rules");
 }
