@@ -5,10 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use phonetree::node::{self, App, Config, ServeError};
-use phonetree::webhook::outbound::OutboundError;
+use phonetree::webhook::outbound::{API_TIMEOUT, OutboundError};
 use tokio::runtime::Runtime;
 
 use super::{NoRuntime, NodeArgs, runtime};
+
+/// How long `--server` may take: the node's own wait on 8x8 (`API_TIMEOUT`), and some.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(API_TIMEOUT.as_secs() + 20);
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,11 +40,11 @@ pub enum Error {
     /// 8x8 refused the call (`NOT_CREATED`, with its status code and message), or could not be asked.
     #[error(transparent)]
     Place(#[from] OutboundError),
-    #[error("cannot reach {url}: {source}")]
+    #[error("cannot reach {url}: {}", chain(source))]
     Unreachable { url: String, source: reqwest::Error },
-    #[error("{url}: {source}")]
-    BadReply { url: String, source: reqwest::Error },
-    /// The server's `{"error": {"message"}}`.
+    #[error("{url} did not answer within {} s", SERVER_TIMEOUT.as_secs())]
+    Timeout { url: String },
+    /// The server's `{"error": {"message"}}`, or what it answered instead.
     #[error("{message}")]
     Refused { message: String },
 }
@@ -68,20 +71,40 @@ fn place(rt: &Runtime, config: Config, machine: &str, to: &str, from: Option<&st
 /// Asks a running node to place the call: `POST {server}/calls`.
 async fn through_server(server: &str, machine: &str, to: &str, from: Option<&str>) -> Result<String, Error> {
     let url = format!("{}/calls", server.trim_end_matches('/'));
-    let body = serde_json::json!({"machine": machine, "to": to, "from": from});
+    let failed = |source: reqwest::Error| {
+        if source.is_timeout() {
+            Error::Timeout { url: url.clone() }
+        } else {
+            Error::Unreachable { url: url.clone(), source }
+        }
+    };
     let response = reqwest::Client::new()
         .post(&url)
-        .json(&body)
+        .timeout(SERVER_TIMEOUT)
+        .json(&serde_json::json!({"machine": machine, "to": to, "from": from}))
         .send()
         .await
-        .map_err(|source| Error::Unreachable { url: url.clone(), source })?;
+        .map_err(failed)?;
     let status = response.status();
-    let v: serde_json::Value =
-        response.json().await.map_err(|source| Error::BadReply { url: url.clone(), source })?;
-    match v["sessionId"].as_str() {
-        Some(id) if status.is_success() => Ok(id.to_string()),
-        _ => Err(Error::Refused {
-            message: v["error"]["message"].as_str().unwrap_or("the server refused the call").to_string(),
-        }),
+    let body = response.bytes().await.map_err(failed)?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match (status.is_success(), v["sessionId"].as_str(), v["error"]["message"].as_str()) {
+        (true, Some(session), _) => Ok(session.to_string()),
+        (_, _, Some(message)) => Err(Error::Refused { message: message.to_string() }),
+        _ => {
+            let body: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            Err(Error::Refused { message: format!("{url} answered HTTP {status}: {}", body.trim()) })
+        }
     }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message leaves out why it failed).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
 }
