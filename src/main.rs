@@ -359,7 +359,7 @@ fn simulate(
     let mut emit = |lines: &[String], flows: &[phonetree::callflow::Callflow]| {
         if json {
             for f in flows {
-                let _ = out.write_all(&wire::encode(f));
+                let _ = out.write_all(&wire::encode(f).unwrap_or_default());
                 let _ = out.write_all(b"\n");
             }
         } else {
@@ -431,8 +431,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn serve(config: Config) -> Result<(), Failure> {
     init_tracing();
     let listen = config.listen;
-    let app = Arc::new(App::open(config).map_err(|e| Failure::new(e.to_string()))?);
     runtime()?.block_on(async move {
+        let app = Arc::new(App::open(config).await.map_err(|e| Failure::new(e.to_string()))?);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| Failure::new(format!("cannot listen on {listen}: {e}")))?;
@@ -496,7 +496,7 @@ fn call(
         })?,
         None => {
             let data = config.data.display().to_string();
-            let app = App::open(config).map_err(|e| {
+            let app = rt.block_on(App::open(config)).map_err(|e| {
                 Failure::new(format!("{e} (if `phonetree serve` is running on {data}, pass --server URL)"))
             })?;
             rt.block_on(node::place_call(&app, machine, to, from)).map_err(|e| Failure::new(e.to_string()))?

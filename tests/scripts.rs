@@ -307,6 +307,7 @@ async fn a_retried_webhook_reuses_the_answer_journaled_before_a_crash() {
         api: Default::default(),
         unsafe_no_fsync: false,
     })
+    .await
     .unwrap();
     let vca = |event: &str, status: &str, dtmf: Option<&str>| {
         let v = Vca {
@@ -328,7 +329,7 @@ async fn a_retried_webhook_reuses_the_answer_journaled_before_a_crash() {
         status: 200,
         body: br#"{"data": {"code": 2, "eta": "-"}}"#.to_vec(),
     };
-    app.store.put_answers("s-journal", "e2", &[journaled]).unwrap();
+    app.store.put_answers("s-journal", "e2", &[journaled]).await.unwrap();
     let (body, how) = calls::call_action(&app, &vca("e2", "DTMF_RECEIVED", Some("222222#"))).await;
     assert_eq!(how, Some(calls::Answered::Applied));
     let v: Value = serde_json::from_slice(&body).unwrap();
