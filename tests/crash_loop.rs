@@ -284,7 +284,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     // The store after a clean stop: every call where the engine says it is.
     assert!(node.terminate().success());
     let store = phonetree::store::SledStore::open(&node.data).unwrap();
-    let finals = finals.lock().unwrap();
+    let finals = std::mem::take(&mut *finals.lock().unwrap());
     for (session, want) in finals.iter() {
         let got = phonetree::store::Store::load(&store, session, None).await.unwrap().session;
         let mut got = got.unwrap_or_else(|| panic!("{session} lost")).state;
