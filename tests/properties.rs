@@ -2,20 +2,24 @@
 //! - random event sequences against the pure engine: never an error or a panic, every reply valid,
 //!   the call state's invariants hold after every step, every state survives the store's encoding;
 //! - a model test of the durable node: webhooks, duplicate deliveries, concurrent deliveries,
-//!   summaries and restarts applied to the real persistence loop on a real sled store, and to an
-//!   in-memory model driven by the pure engine; they must agree after every operation.
+//!   summaries and restarts applied to the real persistence loop on every store backend
+//!   (`common::backends`), and to an in-memory model driven by the pure engine; they must agree
+//!   after every operation.
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use common::backends::{Backend, backends};
 use phonetree::callflow::ClientActionId;
 use phonetree::callflow::{Use, validate};
 use phonetree::engine::{self, CallInfo, CallState, Direction, Event, Phase};
 use phonetree::machine::{Edge, Machine, NodeKind};
 use phonetree::node::calls::{self, Answered};
+use phonetree::node::catalog::Catalog;
 use phonetree::node::{App, Config};
+use phonetree::store::{EVENT_IDS_KEPT, REPLIES_KEPT};
 use phonetree::webhook::{inbound, wire};
 use proptest::prelude::*;
 
@@ -226,18 +230,52 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// What a session's journal holds: the latest replies with their bytes, older event ids alone.
+#[derive(Clone, Default)]
+struct Journal {
+    replies: VecDeque<(String, Vec<u8>)>,
+    older: VecDeque<String>,
+}
+
+impl Journal {
+    fn add(&mut self, event: &str, body: &[u8]) {
+        self.replies.push_back((event.to_string(), body.to_vec()));
+        if self.replies.len() > REPLIES_KEPT {
+            let (old, _) = self.replies.pop_front().unwrap();
+            self.older.push_back(old);
+        }
+        if self.older.len() > EVENT_IDS_KEPT {
+            self.older.pop_front();
+        }
+    }
+}
+
 /// The model: the node's rules, restated over the pure engine and two maps.
 #[derive(Clone)]
 struct Model {
     m: Arc<Machine>,
     states: HashMap<String, CallState>,
-    journal: HashMap<(String, String), Vec<u8>>,
+    journals: HashMap<String, Journal>,
 }
 
 impl Model {
+    /// The current prompt again (a hangup once the call is over).
+    fn repeat(&self, st: &CallState) -> Vec<u8> {
+        let flow = if matches!(st.phase, Phase::AwaitingInput | Phase::Bridged) {
+            engine::current_reply(&self.m, st).unwrap()
+        } else {
+            phonetree::callflow::Callflow::hangup()
+        };
+        wire::encode(&flow).unwrap()
+    }
+
     fn call_action(&mut self, ca: &inbound::CallAction) -> (Vec<u8>, Answered) {
-        if let Some(body) = self.journal.get(&(ca.session_id.clone(), ca.event_id.clone())) {
+        let journal = self.journals.get(&ca.session_id).cloned().unwrap_or_default();
+        if let Some((_, body)) = journal.replies.iter().find(|(e, _)| *e == ca.event_id) {
             return (body.clone(), Answered::Duplicate);
+        }
+        if journal.older.contains(&ca.event_id) {
+            return (self.repeat(&self.states[&ca.session_id]), Answered::Stale);
         }
         let id = ca.client_action_id.as_deref().and_then(ClientActionId::parse);
         let (state, event) = match self.states.get(&ca.session_id) {
@@ -247,7 +285,7 @@ impl Model {
                     && waiting
                     && id.seq != st.seq
                 {
-                    return (wire::encode(&engine::current_reply(&self.m, st).unwrap()), Answered::Stale);
+                    return (self.repeat(st), Answered::Stale);
                 }
                 (st.clone(), ca.event())
             }
@@ -268,9 +306,9 @@ impl Model {
             }
         };
         let step = engine::step(&self.m, &state, &event, 0).unwrap();
-        let body = wire::encode(&step.reply.unwrap_or_else(phonetree::callflow::Callflow::hangup));
+        let body = wire::encode(&step.reply.unwrap_or_else(phonetree::callflow::Callflow::hangup)).unwrap();
         self.states.insert(ca.session_id.clone(), step.state);
-        self.journal.insert((ca.session_id.clone(), ca.event_id.clone()), body.clone());
+        self.journals.entry(ca.session_id.clone()).or_default().add(&ca.event_id, &body);
         (body, Answered::Applied)
     }
 
@@ -298,6 +336,7 @@ fn timeless(mut s: CallState) -> CallState {
 }
 
 struct Harness {
+    backend: Backend,
     dir: tempfile::TempDir,
     app: Option<App>,
     model: Model,
@@ -309,15 +348,16 @@ struct Harness {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    async fn new(backend: Backend) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let machines = common::machines_dir(dir.path());
-        let app = open(dir.path(), &machines);
+        common::machines_dir(dir.path());
+        let app = open(dir.path(), backend).await;
         let m = app.registry.current("abc_restaurant").unwrap().clone();
         Harness {
+            backend,
             dir,
             app: Some(app),
-            model: Model { m, states: HashMap::new(), journal: HashMap::new() },
+            model: Model { m, states: HashMap::new(), journals: HashMap::new() },
             sent: Vec::new(),
             ids: HashMap::new(),
             next_event: 0,
@@ -441,13 +481,14 @@ impl Harness {
             }
             Op::Restart => {
                 drop(self.app.take());
-                self.app = Some(open(self.dir.path(), &self.dir.path().join("machines")));
+                self.app = Some(open(self.dir.path(), self.backend).await);
             }
         }
         // After every operation the node's store and the model agree on every session.
         for s in 0..SESSIONS {
             let session = format!("s{s}");
-            let stored = self.app().store.load(&session).unwrap().map(|l| timeless(l.state));
+            let stored =
+                self.app().store.load(&session, None).await.unwrap().session.map(|l| timeless(l.state));
             let modelled = self.model.states.get(&session).cloned().map(timeless);
             prop_assert_eq!(stored, modelled, "session {} after {:?}", session, op);
         }
@@ -463,9 +504,9 @@ fn event_for(m: &Machine, input: &Input) -> Event {
     }
 }
 
-fn open(dir: &std::path::Path, machines: &std::path::Path) -> App {
-    App::open(Config {
-        machines: machines.to_path_buf(),
+async fn open(dir: &std::path::Path, backend: Backend) -> App {
+    let config = Config {
+        machines: dir.join("machines"),
         data: dir.join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
         default_machine: None,
@@ -473,16 +514,19 @@ fn open(dir: &std::path::Path, machines: &std::path::Path) -> App {
         retention: std::time::Duration::from_secs(3600),
         api: Default::default(),
         unsafe_no_fsync: false,
-    })
-    .unwrap()
+    };
+    let catalog = Catalog::load(std::slice::from_ref(&config.machines));
+    App::with_store(config, catalog, (backend.open)(dir)).await.unwrap()
 }
 
 fn run_model(ops: &[Op]) -> Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
-        let mut h = Harness::new();
-        for op in ops {
-            h.apply(op).await?;
+        for backend in backends() {
+            let mut h = Harness::new(backend).await;
+            for op in ops {
+                h.apply(op).await.map_err(|e| TestCaseError::fail(format!("{}: {e}", backend.name)))?;
+            }
         }
         Ok(())
     })

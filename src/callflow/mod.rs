@@ -6,10 +6,12 @@
 //! `webhook::wire`; nothing here knows JSON.
 
 mod action_id;
+mod summary;
 
 use std::fmt;
 
 pub use action_id::ClientActionId;
+pub use summary::{Leg, SessionSummary};
 
 /// 8x8: "Maximum voice message length is 3000 characters" (say `text`, sayAndCapture `promptMessage`).
 pub const TEXT_CHARS_MAX: usize = 3000;

@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<(), Error> {
 /// The node's entry points as `call` uses them: open the app (and its store), place the call.
 fn place(rt: &Runtime, config: Config, machine: &str, to: &str, from: Option<&str>) -> Result<String, Error> {
     let data = config.data.display().to_string();
-    let app = App::open(config).map_err(|source| Error::Open { source, data })?;
+    let app = rt.block_on(App::open(config)).map_err(|source| Error::Open { source, data })?;
     Ok(rt.block_on(node::place_call(&app, machine, to, from))?)
 }
 

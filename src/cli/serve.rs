@@ -51,8 +51,8 @@ pub fn run(args: Args) -> Result<(), Error> {
 /// The node's entry points as the server uses them: open the app, bind, serve until a signal.
 fn serve(config: Config) -> Result<(), Error> {
     let listen = config.listen;
-    let app = Arc::new(App::open(config)?);
     runtime()?.block_on(async move {
+        let app = Arc::new(App::open(config).await?);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| Error::Listen { addr: listen, source })?;

@@ -124,7 +124,7 @@ impl Out {
     fn emit(&mut self, lines: &[String], flows: &[Callflow]) {
         if self.json {
             for f in flows {
-                let _ = self.stdout.write_all(&wire::encode(f));
+                let _ = self.stdout.write_all(&wire::encode(f).unwrap_or_default());
                 let _ = self.stdout.write_all(b"\n");
             }
         } else {
