@@ -115,11 +115,6 @@ impl Callflow {
     pub fn hangup() -> Self {
         Callflow { client_action_id: None, actions: vec![Action::Hangup] }
     }
-
-    /// True when the callflow ends the call (its last action is a hangup).
-    pub fn hangs_up(&self) -> bool {
-        matches!(self.actions.last(), Some(Action::Hangup))
-    }
 }
 
 /// One broken 8x8 rule: which action, which parameter, 8x8's status code, and what is wrong.

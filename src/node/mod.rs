@@ -100,7 +100,7 @@ impl App {
 }
 
 /// Loads and proves every machine of `config.machines`; any error refuses them all.
-pub fn load_machines(config: &Config) -> Result<Catalog, ServeError> {
+fn load_machines(config: &Config) -> Result<Catalog, ServeError> {
     let catalog = Catalog::load(std::slice::from_ref(&config.machines));
     for d in &catalog.diagnostics {
         eprintln!("{d}");
