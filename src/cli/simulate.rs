@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use phonetree::callflow::Callflow;
 use phonetree::engine::{Answer, Event, Request};
-use phonetree::machine::{self, Diagnostic, Machine, Severity, Source};
+use phonetree::machine::{self, Machine, Source};
 use phonetree::node::fetch;
-use phonetree::proof::explore::{self, Violation};
+use phonetree::proof::explore;
 use phonetree::proof::simulate::{self, Canned, Simulation, Turn};
 use phonetree::webhook::wire;
 
@@ -180,37 +180,12 @@ fn load(name: &str, machines: &Path) -> Result<Machine, Error> {
     let m = compiled.machine.ok_or(Error::DoesNotCompile(path))?;
     let report = explore::explore(&m);
     for v in &report.violations {
-        eprintln!("{}", violation(&source, v));
+        eprintln!("{}", v.diagnostic(&source));
     }
     if !report.proven() {
         eprintln!("note: {} fails its proof (above); playing it anyway", source.file);
     }
     Ok(m)
-}
-
-/// A violated proof as `check` prints it.
-// A copy of `node::catalog`'s (private) rendering, until it is public.
-fn violation(source: &Source, v: &Violation) -> Diagnostic {
-    let replay = format!("a caller gets there with `{}`", explore::replay(&source.file, &v.inputs));
-    let fix = match v.kind {
-        "trap" => Some("give one of its branches (or `invalid`) a way to a `hangup` or `transfer` node"),
-        "too_long" => {
-            Some("shorten the menu tree, or give deep menus a branch that ends the call or goes to an agent")
-        }
-        _ => None,
-    };
-    Diagnostic {
-        severity: Severity::Error,
-        file: source.file.clone(),
-        position: machine::compile::locate_node(source, &v.node),
-        node: (!v.node.is_empty()).then(|| v.node.clone()),
-        field: None,
-        message: v.message.clone(),
-        hint: Some(match fix {
-            Some(fix) => format!("{fix}; {replay}"),
-            None => replay,
-        }),
-    }
 }
 
 /// MACHINE as a file, else `DIR/MACHINE.toml` or `DIR/MACHINE.json`.
