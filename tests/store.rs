@@ -45,7 +45,7 @@ where
 {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let store = (backend.open)(dir.path());
+        let store = (backend.open)(dir.path()).await;
         case(backend, store, dir).await;
     }
 }
@@ -158,7 +158,7 @@ async fn committed_writes_survive_reopening_the_store() {
         );
         store.put_answers("s1", "e2", &[Answer::Failed { reason: "timeout".into() }]).await.unwrap();
         drop(store);
-        let store = (b.open)(dir.path());
+        let store = (b.open)(dir.path()).await;
         let got = store.load("s1", Some("e1")).await.unwrap();
         assert_eq!(got.session.unwrap().state, s0, "{}", b.name);
         assert_eq!(got.replied, Some(Journaled::Reply(b"r1".to_vec())));
