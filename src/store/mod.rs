@@ -5,7 +5,8 @@
 //! `postgres://…`). The promises every backend keeps, checked by one conformance suite
 //! (`tests/store.rs`):
 //! - `commit` writes a session's state and the reply to one event at once, only if the session is
-//!   still at the revision it was loaded at, and returns once both are durable;
+//!   still at the revision it was loaded at and the event has no reply yet, and returns once both
+//!   are durable;
 //! - the reply to an event is kept (at least a session's latest `REPLIES_KEPT` replies with their
 //!   bytes), so a duplicate delivery is answered with the same bytes; an older event is known as
 //!   `Journaled::Forgotten` (sled: for `EVENT_IDS_KEPT` more events; postgres: until the session
@@ -143,7 +144,8 @@ pub struct Page {
 pub trait Store: Send + Sync {
     /// The session, and what its journal knows of `event_id`.
     fn load<'a>(&'a self, session: &'a str, event_id: Option<&'a str>) -> StoreFuture<'a, Lookup>;
-    /// Writes a state (and a reply) if the session is still at `expected`; durable on `Done`.
+    /// Writes a state (and a reply) if the session is still at `expected` and the reply's event
+    /// has none yet (else `Changed`: reload, and find the reply); durable on `Done`.
     fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed>;
 
     /// The script answers journaled for one webhook, in order (empty when none were).
