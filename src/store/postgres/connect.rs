@@ -17,9 +17,9 @@ use super::super::{Durability, StoreError};
 /// backend process) times the number of nodes, and bring PostgreSQL's default limit of 100
 /// connections within reach of six nodes.
 pub const POOL_SIZE_MAX: usize = 16;
-/// How long a request waits for a free connection (or for a new one to be made) before it fails:
-/// 8x8 waits a few seconds for a webhook's reply, and a webhook that cannot reach the store is
-/// better answered with the fallback in time than late.
+/// How long a request waits for a free connection before it fails: 8x8 waits a few seconds for a
+/// webhook's reply, and a webhook that cannot reach the store is better answered with the fallback
+/// in time than late. (Making a new connection may take `CONNECT_TIMEOUT`.)
 pub const POOL_WAIT_MAX: Duration = Duration::from_secs(2);
 /// How long opening a connection may take (TCP, TLS and authentication), unless the URL's
 /// `connect_timeout` says otherwise.
@@ -91,7 +91,7 @@ impl PgUrl {
         Pool::builder(manager)
             .max_size(POOL_SIZE_MAX)
             .wait_timeout(Some(POOL_WAIT_MAX))
-            .create_timeout(Some(POOL_WAIT_MAX.max(CONNECT_TIMEOUT)))
+            .create_timeout(Some(CONNECT_TIMEOUT))
             .recycle_timeout(Some(POOL_WAIT_MAX))
             .runtime(Runtime::Tokio1)
             .build()
