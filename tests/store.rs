@@ -45,7 +45,7 @@ where
 {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let store = (backend.open)(dir.path());
+        let store = (backend.open)(dir.path()).await;
         case(backend, store, dir).await;
     }
 }
@@ -158,7 +158,7 @@ async fn committed_writes_survive_reopening_the_store() {
         );
         store.put_answers("s1", "e2", &[Answer::Failed { reason: "timeout".into() }]).await.unwrap();
         drop(store);
-        let store = (b.open)(dir.path());
+        let store = (b.open)(dir.path()).await;
         let got = store.load("s1", Some("e1")).await.unwrap();
         assert_eq!(got.session.unwrap().state, s0, "{}", b.name);
         assert_eq!(got.replied, Some(Journaled::Reply(b"r1".to_vec())));
@@ -315,6 +315,62 @@ async fn scans_page_through_every_session_in_order_and_removal_takes_everything(
         assert_eq!(store.session_count().await.unwrap(), 9, "removing twice is harmless");
         store.probe(5).await.unwrap();
         store.flush().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_event_is_answered_once_from_any_revision() {
+    each(|b, store, _| async move {
+        let s0 = waiting("s1");
+        assert_eq!(store.commit(commit("s1", None, &s0, None)).await.unwrap(), Committed::Done);
+        let rev = store.load("s1", None).await.unwrap().session.unwrap().rev;
+        let s1 = pressed(&s0);
+        // One event delivered several times at once, every delivery loaded at the same revision.
+        let tries = (0..4).map(|i| {
+            let (store, rev, s1) = (store.clone(), rev.clone(), s1.clone());
+            tokio::spawn(async move {
+                let body = format!("r{i}");
+                store.commit(commit("s1", Some(&rev), &s1, Some(("e1", body.as_bytes())))).await.unwrap()
+            })
+        });
+        let mut done = 0;
+        for t in tries.collect::<Vec<_>>() {
+            done += usize::from(t.await.unwrap() == Committed::Done);
+        }
+        assert_eq!(done, 1, "{}", b.name);
+        let now = store.load("s1", Some("e1")).await.unwrap();
+        let Some(Journaled::Reply(body)) = now.replied else { panic!("{}: e1 has no reply", b.name) };
+        // The same event again, from the revision after its answer: refused, nothing written.
+        let l = now.session.unwrap();
+        let mut s2 = s1.clone();
+        s2.updated_ms += 1;
+        let again = store.commit(commit("s1", Some(&l.rev), &s2, Some(("e1", b"other")))).await.unwrap();
+        assert_eq!(again, Committed::Changed, "{}: e1 was answered already", b.name);
+        let after = store.load("s1", Some("e1")).await.unwrap();
+        assert_eq!(after.session.unwrap().state, s1, "{}", b.name);
+        assert_eq!(after.replied, Some(Journaled::Reply(body)), "{}", b.name);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_revision_from_before_a_removal_does_not_apply_to_the_session_made_again() {
+    each(|b, store, _| async move {
+        let s0 = waiting("s1");
+        assert_eq!(
+            store.commit(commit("s1", None, &s0, Some(("e1", b"r1")))).await.unwrap(),
+            Committed::Done
+        );
+        let old = store.load("s1", None).await.unwrap().session.unwrap().rev;
+        store.remove_session("s1").await.unwrap();
+        assert_eq!(
+            store.commit(commit("s1", None, &s0, Some(("e2", b"r2")))).await.unwrap(),
+            Committed::Done
+        );
+        let stale = store.commit(commit("s1", Some(&old), &pressed(&s0), None)).await.unwrap();
+        assert_eq!(stale, Committed::Changed, "{}", b.name);
+        assert_eq!(store.load("s1", None).await.unwrap().session.unwrap().state, s0, "{}", b.name);
     })
     .await;
 }

@@ -1,25 +1,35 @@
 //! The store: what a node keeps of its calls, behind the one narrow `Store` trait the node uses.
 //!
-//! A backend (today `sled`) owns its records and their encoding; nothing outside `src/store/`
-//! sees either. The promises every backend keeps, checked by one conformance suite
+//! A backend (`sled`, embedded; `postgres`, shared by every node) owns its records and their
+//! encoding; nothing outside `src/store/` sees either. `open` picks one by URL (`sled:PATH`,
+//! `postgres://…`). The promises every backend keeps, checked by one conformance suite
 //! (`tests/store.rs`):
 //! - `commit` writes a session's state and the reply to one event at once, only if the session is
-//!   still at the revision it was loaded at, and returns once both are durable;
-//! - the reply to an event is kept (a bounded journal of a session's latest replies), so a
-//!   duplicate delivery is answered with the same bytes; an event older than the journal is known
-//!   as `Journaled::Forgotten`, never applied again;
+//!   still at the revision it was loaded at and the event has no reply yet, and returns once both
+//!   are durable;
+//! - the reply to an event is kept (at least a session's latest `REPLIES_KEPT` replies with their
+//!   bytes), so a duplicate delivery is answered with the same bytes; an older event is known as
+//!   `Journaled::Forgotten` (sled: for `EVENT_IDS_KEPT` more events; postgres: until the session
+//!   is removed), never applied again;
 //! - every record carries a format version; a record of an unknown format is an error, not a guess.
 
+mod postgres;
 mod record;
 mod sled;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, CallState, Request};
 use crate::machine::Version;
 
+pub use self::postgres::{
+    APPLICATION_NAME, CACHE_EXPIRE_BATCH, CONNECT_TIMEOUT, MIGRATIONS, POOL_SIZE_MAX, POOL_WAIT_MAX, PgStore,
+    PgUrl, SCHEMA_VERSION, SESSION_COUNT_REFRESH,
+};
 pub use self::sled::{CACHE_BYTES_MAX, Durability, FLUSH_QUEUE_MAX, LOCK_WAIT_MAX, SledStore};
 pub use record::{EVENT_IDS_KEPT, RECORD_DEPTH_MAX, REPLIES_KEPT, decode_session, encode_session};
 
@@ -44,10 +54,21 @@ pub enum StoreError {
     FlusherGone,
     #[error("store: cannot migrate {dir} from format {from}: {detail}")]
     Migrate { dir: String, from: u8, detail: String },
+    #[error("store: postgres: cannot {doing}: {detail}")]
+    Postgres { doing: String, detail: String },
+    /// A store URL that cannot be used; `url` is shown with its password redacted.
+    #[error("store: bad store url `{url}`: {detail}")]
+    Url { url: String, detail: String },
+    #[error(
+        "store: postgres: the database's schema is version {found}, newer than this phonetree's \
+         ({known}): run a phonetree at least as new as the one that migrated it"
+    )]
+    SchemaTooNew { found: u32, known: u32 },
 }
 
 /// Where a session was when it was loaded; `commit` applies only if it is still there. Opaque:
-/// each backend decides what it holds (sled: the record's bytes).
+/// each backend decides what it holds (sled: the record's bytes; postgres: the row's revision
+/// number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision(Vec<u8>);
 
@@ -123,7 +144,8 @@ pub struct Page {
 pub trait Store: Send + Sync {
     /// The session, and what its journal knows of `event_id`.
     fn load<'a>(&'a self, session: &'a str, event_id: Option<&'a str>) -> StoreFuture<'a, Lookup>;
-    /// Writes a state (and a reply) if the session is still at `expected`; durable on `Done`.
+    /// Writes a state (and a reply) if the session is still at `expected` and the reply's event
+    /// has none yet (else `Changed`: reload, and find the reply); durable on `Done`.
     fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed>;
 
     /// The script answers journaled for one webhook, in order (empty when none were).
@@ -169,4 +191,97 @@ pub trait Store: Send + Sync {
     fn probe(&self, now_ms: u64) -> StoreFuture<'_, ()>;
     /// Returns once every write made before the call is durable.
     fn flush(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Where a store lives: `sled:PATH` (a folder of this node's) or `postgres://…` /
+/// `postgresql://…` (a database every node shares). `Display` and `Debug` never show a password.
+#[derive(Debug, Clone)]
+pub enum StoreUrl {
+    Sled(PathBuf),
+    Postgres(Box<PgUrl>),
+}
+
+impl StoreUrl {
+    pub fn parse(url: &str) -> Result<StoreUrl, StoreError> {
+        if let Some(path) = url.strip_prefix("sled:") {
+            if path.is_empty() {
+                return Err(StoreError::Url { url: url.into(), detail: "`sled:` needs a folder".into() });
+            }
+            return Ok(StoreUrl::Sled(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return PgUrl::parse(url).map(|u| StoreUrl::Postgres(Box::new(u)));
+        }
+        let scheme = url.split_once(':').map_or("none", |(s, _)| s);
+        Err(StoreError::Url {
+            url: postgres::redact(url),
+            detail: format!("unknown scheme `{scheme}`: use `sled:PATH`, `postgres://…` or `postgresql://…`"),
+        })
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sled(dir) => write!(f, "sled:{}", dir.display()),
+            StoreUrl::Postgres(url) => url.fmt(f),
+        }
+    }
+}
+
+/// Opens the store at `url` (see `StoreUrl`), migrating an older format or schema.
+/// `Durability::NoFsync` acknowledges writes before they are on disk (postgres: with
+/// `synchronous_commit=off`); only for measuring what durability costs.
+pub async fn open(url: &str, durability: Durability) -> Result<Arc<dyn Store>, StoreError> {
+    match StoreUrl::parse(url)? {
+        StoreUrl::Sled(dir) => Ok(Arc::new(SledStore::open_with(&dir, durability)?)),
+        StoreUrl::Postgres(url) => Ok(Arc::new(PgStore::open(&url, durability).await?)),
+    }
+}
+
+/// Brings the store at `url` up to this phonetree's format and returns its version: a postgres
+/// database's schema version (`SCHEMA_VERSION`), or a sled folder's record format (`sled` migrates
+/// as it opens). What a `phonetree migrate` runs before nodes of a new version start.
+pub async fn migrate(url: &str) -> Result<u32, StoreError> {
+    match StoreUrl::parse(url)? {
+        StoreUrl::Sled(dir) => {
+            drop(SledStore::open(&dir)?);
+            Ok(u32::from(record::FORMAT))
+        }
+        StoreUrl::Postgres(url) => postgres::migrate(&url).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_name_their_backend() {
+        assert!(
+            matches!(StoreUrl::parse("sled:/var/lib/phonetree"), Ok(StoreUrl::Sled(p)) if p == std::path::Path::new("/var/lib/phonetree"))
+        );
+        assert!(matches!(StoreUrl::parse("postgresql://u@db/x"), Ok(StoreUrl::Postgres(_))));
+        let e = StoreUrl::parse("mysql://u:s3cret@db/x").unwrap_err().to_string();
+        assert!(e.contains("unknown scheme `mysql`") && !e.contains("s3cret"), "{e}");
+        assert!(StoreUrl::parse("/var/lib/phonetree").unwrap_err().to_string().contains("unknown scheme"));
+        assert!(StoreUrl::parse("sled:").is_err());
+        let url = StoreUrl::parse("postgres://u:s3cret@db/x").unwrap();
+        assert!(!format!("{url} {url:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn open_and_migrate_by_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sled:{}", dir.path().join("data").display());
+        assert_eq!(migrate(&url).await.unwrap(), u32::from(record::FORMAT));
+        let store = open(&url, Durability::Fsync).await.unwrap();
+        assert_eq!(store.session_count().await.unwrap(), 0);
+        // Nothing listens on port 1: the error says what failed, and never the password.
+        let Err(e) = open("postgres://u:s3cret@127.0.0.1:1/x", Durability::Fsync).await else {
+            panic!("opened a database on port 1")
+        };
+        let e = e.to_string();
+        assert!(e.contains("postgres") && !e.contains("s3cret"), "{e}");
+    }
 }

@@ -126,6 +126,10 @@ impl SledStore {
             (record.j, record.jo) = (old.j, old.jo);
         }
         if let Some((event_id, body)) = c.reply {
+            if record.replied(event_id).is_some() {
+                // Answered already (by a request that loaded the session after that answer).
+                return Ok(Committed::Changed);
+            }
             record.journal(event_id, body);
         }
         let new = encode("session", &record)?;
