@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{call, check, serve, simulate};
+use cli::{call, check, migrate, serve, simulate};
 
 #[derive(Parser)]
 #[command(name = "phonetree", version, about = "IVR state machines for the 8x8 Voice Callflows API")]
@@ -27,6 +27,8 @@ enum Command {
     Serve(serve::Args),
     /// Place an outbound call through 8x8's Send Callflow API, running MACHINE when the callee answers.
     Call(call::Args),
+    /// Bring a store (`--store`) up to this phonetree's schema, then exit.
+    Migrate(migrate::Args),
 }
 
 /// A command's failure.
@@ -35,6 +37,7 @@ enum Failure {
     Simulate(simulate::Error),
     Serve(serve::Error),
     Call(call::Error),
+    Migrate(migrate::Error),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,10 @@ fn main() -> ExitCode {
         Command::Call(args) => {
             init_tracing();
             call::run(args).map_err(Failure::Call)
+        }
+        Command::Migrate(args) => {
+            init_tracing();
+            migrate::run(&args).map_err(Failure::Migrate)
         }
     };
     match result {
@@ -65,6 +72,7 @@ fn exit(failure: Failure) -> ExitCode {
         Failure::Simulate(e) => (1, Some(e.to_string())),
         Failure::Serve(e) => (1, Some(e.to_string())),
         Failure::Call(e) => (1, Some(e.to_string())),
+        Failure::Migrate(e) => (1, Some(e.to_string())),
     };
     if let Some(message) = message {
         eprintln!("phonetree: {message}");

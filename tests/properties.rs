@@ -559,7 +559,7 @@ fn event_for(m: &Machine, input: &Input) -> Event {
 async fn open(dir: &std::path::Path, backend: Backend) -> App {
     let config = Config {
         machines: dir.join("machines"),
-        data: dir.join("data"),
+        store: format!("sled:{}", dir.join("data").display()),
         listen: "127.0.0.1:0".parse().unwrap(),
         default_machine: None,
         session_ttl: std::time::Duration::from_secs(3600),

@@ -300,7 +300,7 @@ async fn a_retried_webhook_reuses_the_answer_journaled_before_a_crash() {
     .unwrap();
     let app = App::open(Config {
         machines: dir,
-        data: t.path().join("data"),
+        store: format!("sled:{}", t.path().join("data").display()),
         listen: "127.0.0.1:0".parse().unwrap(),
         default_machine: None,
         session_ttl: Duration::from_secs(3600),

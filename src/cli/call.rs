@@ -35,8 +35,8 @@ pub struct Args {
 pub enum Error {
     #[error(transparent)]
     Runtime(#[from] NoRuntime),
-    #[error("{source} (if `phonetree serve` is running on {data}, pass --server URL)")]
-    Open { source: ServeError, data: String },
+    #[error("{source} (if `phonetree serve` is running on {store}, pass --server URL)")]
+    Open { source: ServeError, store: String },
     /// 8x8 refused the call (`NOT_CREATED`, with its status code and message), or could not be asked.
     #[error(transparent)]
     Place(#[from] OutboundError),
@@ -63,8 +63,8 @@ pub fn run(args: Args) -> Result<(), Error> {
 
 /// The node's entry points as `call` uses them: open the app (and its store), place the call.
 fn place(rt: &Runtime, config: Config, machine: &str, to: &str, from: Option<&str>) -> Result<String, Error> {
-    let data = config.data.display().to_string();
-    let app = rt.block_on(App::open(config)).map_err(|source| Error::Open { source, data })?;
+    let store = node::store_name(&config.store);
+    let app = rt.block_on(App::open(config)).map_err(|source| Error::Open { source, store })?;
     Ok(rt.block_on(node::place_call(&app, machine, to, from))?)
 }
 

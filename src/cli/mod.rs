@@ -4,6 +4,7 @@
 
 pub mod call;
 pub mod check;
+pub mod migrate;
 pub mod serve;
 pub mod simulate;
 
@@ -20,9 +21,13 @@ struct NodeArgs {
     /// Folder of machine files.
     #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
     machines: PathBuf,
-    /// Folder of the embedded store.
+    /// Folder of the embedded store (`--store sled:DIR` says the same).
     #[arg(long, env = "PHONETREE_DATA", default_value = "./data")]
     data: PathBuf,
+    /// Where calls are kept: `sled:DIR` (the default, with --data) or
+    /// `postgres://user@host:port/db` (`?sslmode=require` for TLS) to share calls between nodes.
+    #[arg(long, env = "PHONETREE_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// The machine for calls on a number no machine declares.
     #[arg(long, env = "PHONETREE_DEFAULT_MACHINE")]
     default_machine: Option<String>,
@@ -42,7 +47,7 @@ impl NodeArgs {
     fn config(self, listen: SocketAddr, session_ttl: Duration, retention: Duration) -> Config {
         Config {
             machines: self.machines,
-            data: self.data,
+            store: self.store.unwrap_or_else(|| format!("sled:{}", self.data.display())),
             listen,
             default_machine: self.default_machine,
             session_ttl,

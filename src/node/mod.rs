@@ -22,7 +22,7 @@ use tracing::warn;
 
 use crate::callflow::{Action, Callflow, Say};
 use crate::machine::compile::DEFAULT_FALLBACK;
-use crate::store::{Durability, SledStore, Store, StoreError};
+use crate::store::{self, Durability, Store, StoreError, StoreUrl};
 use crate::webhook::outbound::ApiConfig;
 use catalog::Catalog;
 use registry::Registry;
@@ -36,7 +36,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub machines: PathBuf,
-    pub data: PathBuf,
+    /// Where calls are kept: `sled:FOLDER` or `postgres://...` (see `store::open`).
+    pub store: String,
     pub listen: SocketAddr,
     pub default_machine: Option<String>,
     /// A session with no webhook for this long and no summary is closed.
@@ -64,26 +65,27 @@ pub enum ServeError {
     NoMachines(String),
     #[error("--default-machine `{0}` is not loaded")]
     UnknownDefault(String),
-    #[error("cannot open the store in {dir}: {source}")]
-    Store { dir: String, source: StoreError },
+    #[error("cannot open the store {store}: {source}")]
+    Store { store: String, source: StoreError },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 impl App {
-    /// Loads and checks every machine, opens the sled store in `config.data`. Diagnostics go to
+    /// Loads and checks every machine, opens the store at `config.store`. Diagnostics go to
     /// stderr.
     pub async fn open(config: Config) -> Result<App, ServeError> {
         let catalog = load_machines(&config)?;
         let durability = if config.unsafe_no_fsync {
-            warn!("--unsafe-no-fsync: replies are sent before their state is on disk; a crash loses them");
+            warn!("--unsafe-no-fsync: replies are sent before their state is durable; a crash loses them");
             Durability::NoFsync
         } else {
             Durability::Fsync
         };
-        let store = SledStore::open_with(&config.data, durability)
-            .map_err(|source| ServeError::Store { dir: config.data.display().to_string(), source })?;
-        App::with_store(config, catalog, Arc::new(store)).await
+        let store = store::open(&config.store, durability)
+            .await
+            .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
+        App::with_store(config, catalog, store).await
     }
 
     /// The node over any store, with the machines of `catalog` kept in it.
@@ -94,7 +96,7 @@ impl App {
     ) -> Result<App, ServeError> {
         let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref())
             .await
-            .map_err(|source| ServeError::Store { dir: config.data.display().to_string(), source })?;
+            .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
         Ok(App { config, registry, store, http: reqwest::Client::new() })
     }
 }
@@ -118,6 +120,11 @@ fn load_machines(config: &Config) -> Result<Catalog, ServeError> {
         return Err(ServeError::UnknownDefault(d.clone()));
     }
     Ok(catalog)
+}
+
+/// A store URL as it may be shown: without its password.
+pub fn store_name(url: &str) -> String {
+    StoreUrl::parse(url).map_or_else(|_| "(an unreadable store URL)".to_string(), |u| u.to_string())
 }
 
 /// Milliseconds since the epoch: the `now` every step of the node is given.
