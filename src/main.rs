@@ -83,7 +83,7 @@ fn exit(failure: Failure) -> ExitCode {
 /// Logs to stderr, filtered by `PHONETREE_LOG` (default `info`): `serve` and `call` only.
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PHONETREE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
