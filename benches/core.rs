@@ -95,7 +95,9 @@ fn benches(c: &mut Criterion) {
     });
 
     let reply = engine::current_reply(&m, &started).unwrap();
-    c.bench_function("reply serialisation (8x8 JSON)", |b| b.iter(|| wire::encode(black_box(&reply))));
+    c.bench_function("reply serialisation (8x8 JSON)", |b| {
+        b.iter(|| wire::encode(black_box(&reply)).unwrap())
+    });
 }
 
 criterion_group!(core, benches);

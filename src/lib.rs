@@ -1,21 +1,29 @@
 //! phonetree: an IVR engine for the 8x8 Voice Callflows API.
 //!
 //! # Layout
-//! - `machine`: machine files (TOML/JSON) → `Definition` → compiled `Machine` on a petgraph graph,
-//!   with every problem reported as a `Diagnostic` (file:line:col, node, field, hint).
-//! - `engine`: the pure core — `step(machine, state, event, now) -> (state, reply)` and the 8x8
-//!   callflow model with 8x8's own rules. No I/O, no clock.
-//! - `webhook`: 8x8's JSON in and out; the only module that knows the wire format.
-//! - `explore`: the offline proof of a machine — every state and input class through the engine.
-//! - `catalog`: reads machine files from disk, compiles and proves them, keeps them by name.
-//! - `simulate`: plays a call offline and writes a transcript.
-//! - `store`: per-call state in sled as versioned MessagePack records, fsync'd by group commit.
-//! - `server`: the durable webhook node (registry of machine versions, the persistence loop).
+//! Each layer uses only the layers above it in this list; nothing points back up.
+//! - `callflow`: the bottom layer, 8x8's model — callflow actions and 8x8's rules and limits for
+//!   them, the `clientActionId` phonetree puts on every reply, the session summary. No JSON.
+//! - `machine`: machine files (TOML/JSON) → compiled `Machine` on a petgraph graph, with every
+//!   problem reported as a `Diagnostic` (file:line:col, node, field, hint).
+//! - `engine`: the pure core — `step(machine, state, event, now) -> (state, reply)`, call state,
+//!   script requests as effects. No I/O, no clock.
+//! - `proof`: the offline proof of a machine (`explore`: every state and input class through the
+//!   engine) and offline calls (`simulate`), sharing one replay-token syntax.
+//! - `store`: the `Store` trait the node keeps calls in, and its backends (`sled`); the only
+//!   module that knows sled or MessagePack.
+//! - `webhook`: 8x8's JSON in and out (VCA/VSS bodies, callflow replies, the Send Callflow API);
+//!   the only module that knows 8x8's JSON.
+//! - `node`: the durable webhook node — the persistence loop of a webhook, sweeps, outbound calls,
+//!   the machine registry and catalog, script fetches.
+//! - `http`: warp routes over the node, every error a JSON body, and `run`.
+//!
+//! The CLI (`src/main.rs`) sits on top of all of them.
 //!
 //! # Data path
-//! machine file → `machine::compile` → `Machine` → `explore` (proof);
-//! webhook → `webhook::inbound` → `engine::Event` → `engine::step` → state committed and fsync'd
-//! by `store` → `Callflow` → `webhook::wire` JSON → 200.
+//! machine file → `machine::compile` → `Machine` → `proof::explore` (proof);
+//! webhook → `webhook::inbound` → `engine::Event` → `store.load` → `engine::step` →
+//! `store.commit` (state and reply, durable) → `webhook::wire` JSON → 200.
 
 pub mod callflow;
 pub mod engine;

@@ -197,3 +197,58 @@ fn simulate_answers_script_requests_from_inputs_a_file_or_says_what_it_needs() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("node `lookup` asks GET"));
 }
+
+/// A one-shot HTTP server answering any request with `status` and `body`; its base URL.
+fn answering_once(status: &'static str, content_type: &'static str, body: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        reader.by_ref().take(length).read_to_end(&mut Vec::new()).unwrap();
+        let answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        reader.into_inner().write_all(answer.as_bytes()).unwrap();
+    });
+    url
+}
+
+#[test]
+fn call_through_a_server_shows_what_the_server_answered() {
+    let call = |url: &str| phonetree(&["call", "--machine", "nope", "--to", "+6591178965", "--server", url]);
+    let refused = call(&answering_once(
+        "404 Not Found",
+        "application/json",
+        r#"{"error": {"code": "unknown_machine", "message": "no machine named `nope` is loaded"}}"#,
+    ));
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&refused.stderr), "phonetree: no machine named `nope` is loaded\n");
+
+    let url = answering_once("502 Bad Gateway", "text/html", "<html>proxy error</html>\n");
+    let not_json = call(&url);
+    assert_eq!(not_json.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&not_json.stderr),
+        format!("phonetree: {url}/calls answered HTTP 502 Bad Gateway: <html>proxy error</html>\n")
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let unreachable = call(&format!("http://{closed}"));
+    assert_eq!(unreachable.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(stderr.starts_with(&format!("phonetree: cannot reach http://{closed}/calls: ")), "{stderr}");
+}

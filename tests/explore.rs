@@ -50,7 +50,8 @@ fn a_trap_is_found_with_the_inputs_that_reach_it() {
     let path = common::repo().join("tests/data/diagnostics/trap.toml");
     let m = common::compile_text("trap.toml", &std::fs::read_to_string(path).unwrap());
     let r = explore::explore(&m);
-    let traps: Vec<_> = r.violations.iter().filter(|v| v.kind == "trap").collect();
+    let traps: Vec<_> =
+        r.violations.iter().filter(|v| v.kind == phonetree::proof::explore::Kind::Trap).collect();
     assert_eq!(traps.len(), 1, "{:#?}", r.violations);
     assert_eq!((traps[0].node.as_str(), traps[0].inputs.clone()), ("loop", vec!["2".to_string()]));
     let at = replay(&m, &traps[0].inputs);
@@ -79,7 +80,11 @@ fn a_path_longer_than_depth_max_is_rejected_with_a_replayable_counterexample() {
 
     let m = common::compile_text("deep.toml", &deep_machine(DEPTH_MAX + 6));
     let r = explore::explore(&m);
-    let v = r.violations.iter().find(|v| v.kind == "too_long").expect("a too_long violation");
+    let v = r
+        .violations
+        .iter()
+        .find(|v| v.kind == phonetree::proof::explore::Kind::TooLong)
+        .expect("a too_long violation");
     assert_eq!(v.inputs.len(), DEPTH_MAX);
     // After DEPTH_MAX answers the caller is still in the menus.
     let at = replay(&m, &v.inputs);

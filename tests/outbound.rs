@@ -152,8 +152,8 @@ async fn not_created_is_reported_with_8x8s_code_and_nothing_is_stored() {
         "stderr: {stderr}"
     );
     assert_eq!(api.received().len(), 1);
-    let store = phonetree::store::Store::open(&t.path().join("data")).unwrap();
-    assert_eq!(store.session_count(), 0);
+    let store = phonetree::store::SledStore::open(&t.path().join("data")).unwrap();
+    assert_eq!(phonetree::store::Store::session_count(&store).await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -189,7 +189,6 @@ async fn a_slow_failing_or_broken_api_takes_the_failure_branch_to_an_agent() {
     // 777777: no `data.eta`; 999999: a code no branch names (the machine's default is the agent).
     for (i, order) in ["444444", "555555", "666666", "777777", "999999"].iter().enumerate() {
         let (mut call, _) = Call::start(&n, &format!("s-fail-{i}")).await;
-        let started = std::time::Instant::now();
         let a = call.press(&format!("{order}#")).await;
         assert_eq!(a.status, 200, "{order}: never a 5xx");
         let (texts, last) = said(&a);
@@ -201,7 +200,9 @@ async fn a_slow_failing_or_broken_api_takes_the_failure_branch_to_an_agent() {
         assert_eq!(last, "makeCall", "{order}");
         assert_eq!(a.json()["callflow"][2]["params"]["destination"], "+6531589338");
         if *order == "444444" {
-            assert!(started.elapsed() < Duration::from_millis(3900), "the timeout cut the wait short");
+            // The API would answer (with a delivered order) after 4 s: the failure branch and the
+            // logged reason show that the node's timeout cut the wait short.
+            assert!(n.log().contains("no answer within 2000 ms"), "{}", n.log());
         }
         assert_eq!(api.count(order), 1, "{order}");
     }
@@ -299,7 +300,7 @@ async fn a_retried_webhook_reuses_the_answer_journaled_before_a_crash() {
     .unwrap();
     let app = App::open(Config {
         machines: dir,
-        data: t.path().join("data"),
+        store: format!("sled:{}", t.path().join("data").display()),
         listen: "127.0.0.1:0".parse().unwrap(),
         default_machine: None,
         session_ttl: Duration::from_secs(3600),
@@ -307,6 +308,7 @@ async fn a_retried_webhook_reuses_the_answer_journaled_before_a_crash() {
         api: Default::default(),
         unsafe_no_fsync: false,
     })
+    .await
     .unwrap();
     let vca = |event: &str, status: &str, dtmf: Option<&str>| {
         let v = Vca {
@@ -328,7 +330,7 @@ async fn a_retried_webhook_reuses_the_answer_journaled_before_a_crash() {
         status: 200,
         body: br#"{"data": {"code": 2, "eta": "-"}}"#.to_vec(),
     };
-    app.store.put_answers("s-journal", "e2", &[journaled]).unwrap();
+    app.store.put_answers("s-journal", "e2", &[journaled]).await.unwrap();
     let (body, how) = calls::call_action(&app, &vca("e2", "DTMF_RECEIVED", Some("222222#"))).await;
     assert_eq!(how, Some(calls::Answered::Applied));
     let v: Value = serde_json::from_slice(&body).unwrap();

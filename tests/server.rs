@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use phonetree::store::{Commit, Committed, Store};
 use serde_json::json;
 
 fn tmp() -> tempfile::TempDir {
@@ -225,10 +226,10 @@ async fn a_summary_closes_the_call_and_a_later_call_action_hangs_up() {
 
     let mut n = n;
     assert!(n.terminate().success());
-    let store = phonetree::store::Store::open(&n.data).unwrap();
-    let closed = store.load("s-vss").unwrap().unwrap().state;
+    let store = phonetree::store::SledStore::open(&n.data).unwrap();
+    let closed = store.load("s-vss", None).await.unwrap().session.unwrap().state;
     assert!(closed.closed, "{closed:?}");
-    let summary = store.summary("s-vss").unwrap().unwrap();
+    let summary = store.summary("s-vss").await.unwrap().unwrap().summary;
     assert_eq!((summary.status.as_str(), summary.last_action.as_deref()), ("COMPLETED", Some("HANGUP")));
     assert_eq!(summary.call_count, Some(1));
     let leg = &summary.legs[0];
@@ -236,8 +237,11 @@ async fn a_summary_closes_the_call_and_a_later_call_action_hangs_up() {
         (leg.name.as_str(), leg.status.as_deref(), leg.duration_s),
         ("callA", Some("COMPLETED"), Some(16))
     );
-    assert_eq!(store.summary("s-never-seen").unwrap().unwrap().status, "NO_ANSWER");
-    assert!(store.load("s-never-seen").unwrap().is_none(), "a summary alone starts no session");
+    assert_eq!(store.summary("s-never-seen").await.unwrap().unwrap().summary.status, "NO_ANSWER");
+    assert!(
+        store.load("s-never-seen", None).await.unwrap().session.is_none(),
+        "a summary alone starts no session"
+    );
 }
 
 /// Polls `/readyz` until `sessions` equals `want` (bounded: the sweeper runs twice per TTL).
@@ -361,9 +365,14 @@ async fn a_store_fault_answers_with_the_machine_fallback() {
     let id = a.client_action_id().unwrap();
     n.terminate();
     {
-        let db = sled::open(&n.data).unwrap();
-        db.open_tree("sessions").unwrap().insert("s-corrupt", &b"\xc1 not messagepack"[..]).unwrap();
-        db.flush().unwrap();
+        // The call's state names a machine version this node neither loaded nor stored: a fault
+        // made through the store's own interface, as a lost or foreign record would be.
+        let store = phonetree::store::SledStore::open(&n.data).unwrap();
+        let loaded = store.load("s-corrupt", None).await.unwrap().session.unwrap();
+        let mut state = loaded.state.clone();
+        state.version = phonetree::machine::Version([0xee; 32]);
+        let commit = Commit { session: "s-corrupt", expected: Some(&loaded.rev), state: &state, reply: None };
+        assert_eq!(store.commit(commit).await.unwrap(), Committed::Done);
     }
     n.restart();
     let r = post(&vca_url(&n), Vca::abc("s-corrupt", "e2", Some("1"), Some(&id)).body()).await;
@@ -376,6 +385,7 @@ async fn a_store_fault_answers_with_the_machine_fallback() {
     assert_eq!(flow["callflow"][1]["action"], "hangup");
     r.callflow();
     assert!(n.log().contains("internal fault"));
+    assert!(n.log().contains("is neither loaded nor stored"), "{}", n.log());
 }
 
 #[test]

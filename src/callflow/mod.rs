@@ -6,10 +6,12 @@
 //! `webhook::wire`; nothing here knows JSON.
 
 mod action_id;
+mod summary;
 
 use std::fmt;
 
 pub use action_id::ClientActionId;
+pub use summary::{Leg, SessionSummary};
 
 /// 8x8: "Maximum voice message length is 3000 characters" (say `text`, sayAndCapture `promptMessage`).
 pub const TEXT_CHARS_MAX: usize = 3000;
@@ -112,11 +114,6 @@ pub struct Callflow {
 impl Callflow {
     pub fn hangup() -> Self {
         Callflow { client_action_id: None, actions: vec![Action::Hangup] }
-    }
-
-    /// True when the callflow ends the call (its last action is a hangup).
-    pub fn hangs_up(&self) -> bool {
-        matches!(self.actions.last(), Some(Action::Hangup))
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! No I/O, no clock, no randomness: the same machine, state, event and `now` always give the same
 //! step, which is what makes calls replayable offline, duplicate webhooks answerable byte for byte,
-//! and every path of a machine explorable by `check`. The shells (server, simulator) feed events in
+//! and every path of a machine explorable by `check`. The shells (node, simulator) feed events in
 //! and carry replies out; anything the engine needs from the world arrives as an event.
 
 pub mod script;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::node::{App, SHUTDOWN_GRACE, sweep_forever};
+use crate::node::sweep::sweep_forever;
+use crate::node::{App, SHUTDOWN_GRACE};
 
 /// Serves until `shutdown` resolves, then gives in-flight requests `SHUTDOWN_GRACE` and flushes.
 pub async fn run(
@@ -32,7 +33,7 @@ pub async fn run(
         warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
     }
     sweeper.abort();
-    match app.store.durable().await {
+    match app.store.flush().await {
         Ok(()) => info!("store flushed; bye"),
         Err(e) => warn!(error = %e, "final flush failed"),
     }

@@ -26,12 +26,13 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| json_reply(StatusCode::OK, &json!({"status": "alive"})));
-    let readyz = warp::path!("readyz").and(warp::get()).and(with_app).map(readyz);
+    let readyz = warp::path!("readyz").and(warp::get()).and(with_app).then(readyz);
     vca.or(vss).or(calls).or(healthz).or(readyz).recover(rejection)
 }
 
 fn json_reply(status: StatusCode, value: &serde_json::Value) -> warp::reply::Response {
-    raw_json(status, serde_json::to_vec(value).unwrap_or_default())
+    // A `Value`'s `Display` is its JSON and cannot fail.
+    raw_json(status, value.to_string().into_bytes())
 }
 
 fn raw_json(status: StatusCode, body: Vec<u8>) -> warp::reply::Response {
@@ -134,9 +135,10 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
                 OutboundError::Http { .. } | OutboundError::Transport(_) => {
                     (StatusCode::BAD_GATEWAY, "upstream")
                 }
-                OutboundError::Engine(_) | OutboundError::Store(_) => {
-                    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-                }
+                OutboundError::Engine(_)
+                | OutboundError::NothingToSend
+                | OutboundError::Encode(_)
+                | OutboundError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             };
             let mut body = json!({"error": {"code": code, "message": e.to_string()}});
             if let OutboundError::NotCreated { code, message } = &e {
@@ -148,13 +150,17 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
     }
 }
 
-fn readyz(app: Arc<App>) -> warp::reply::Response {
-    match app.store.probe(node::now_ms()) {
-        Ok(()) if !app.registry.is_empty() => json_reply(
+async fn readyz(app: Arc<App>) -> warp::reply::Response {
+    let probe = match app.store.probe(node::now_ms()).await {
+        Ok(()) => app.store.session_count().await,
+        Err(e) => Err(e),
+    };
+    match probe {
+        Ok(sessions) if !app.registry.is_empty() => json_reply(
             StatusCode::OK,
-            &json!({"status": "ready", "machines": app.registry.len(), "sessions": app.store.session_count()}),
+            &json!({"status": "ready", "machines": app.registry.len(), "sessions": sessions}),
         ),
-        Ok(()) => error(StatusCode::SERVICE_UNAVAILABLE, "no_machines", "no machine is loaded"),
+        Ok(_) => error(StatusCode::SERVICE_UNAVAILABLE, "no_machines", "no machine is loaded"),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &e.to_string()),
     }
 }

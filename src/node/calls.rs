@@ -1,5 +1,5 @@
-//! The persistence loop of a webhook: load → step → commit (state and reply in one transaction) →
-//! fsync → reply, retried a bounded number of times when another request changed the session.
+//! The persistence loop of a webhook: load → step → commit (state and reply at once, durable) →
+//! reply, retried a bounded number of times when another request changed the session.
 //!
 //! Decisions made here, not in the engine, because they need the store: duplicate deliveries
 //! (answered from the reply journal), stale webhooks (answered with the current prompt, not
@@ -10,17 +10,21 @@ use std::sync::Arc;
 use tracing::{debug, error, info, warn};
 
 use super::App;
-use crate::callflow::{Callflow, ClientActionId};
+use crate::callflow::{Callflow, ClientActionId, SessionSummary};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
 use crate::machine::{Machine, NodeKind};
 use crate::node::registry::RegistryError;
-use crate::store::{Conflict, Loaded, StoreError};
-use crate::webhook::inbound::{CallAction, SessionSummary};
-use crate::webhook::wire;
+use crate::store::{Commit, Committed, Journaled, Loaded, StoreError};
+use crate::webhook::inbound::CallAction;
+use crate::webhook::wire::{self, EncodeError};
 
 /// Attempts at committing one webhook when concurrent requests for the same session keep winning;
 /// 8x8 sends one webhook per prompt, so more than a few conflicts means something is looping.
 pub const COMMIT_ATTEMPTS_MAX: usize = 8;
+
+/// The reply when even the fallback cannot be encoded (it always can: it is plain text): hang up
+/// rather than answer 200 with an empty body.
+const LAST_RESORT: &[u8] = br#"{"callflow":[{"action":"hangup"}]}"#;
 
 /// What went wrong inside phonetree; the caller still gets the machine's fallback callflow.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,8 @@ pub enum Fault {
     Registry(#[from] RegistryError),
     #[error("engine: {0}")]
     Engine(#[from] StepError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     #[error("no machine answers this call (source {from}, destination {to}) and there is no default machine")]
     NoMachine { from: String, to: String },
     #[error("clientActionId names node `{node}`, which machine `{machine}` does not have")]
@@ -46,14 +52,15 @@ pub enum Answered {
     Applied,
     /// The event was answered before: the same bytes again.
     Duplicate,
-    /// The webhook answers an older prompt: the current prompt again, nothing applied.
+    /// The webhook answers an older prompt, or repeats an event older than the reply journal:
+    /// the current prompt again, nothing applied.
     Stale,
 }
 
 /// What to do with a webhook, decided from the stored session.
 enum Plan {
     Apply { machine: Arc<Machine>, state: Box<CallState>, event: Event },
-    Answer(Vec<u8>),
+    Answer(Vec<u8>, Answered),
 }
 
 /// Answers a CALL_ACTION webhook. Never fails: internal faults answer with the fallback callflow.
@@ -62,55 +69,84 @@ pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answere
         Ok((body, how)) => (body, Some(how)),
         Err(fault) => {
             error!(error = %fault, "internal fault; the caller hears the fallback");
-            (wire::encode(&fallback_for(app, ca)), None)
+            let fallback = fallback_for(app, ca).await;
+            (wire::encode(&fallback).unwrap_or_else(|_| LAST_RESORT.to_vec()), None)
         }
     }
 }
 
 async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault> {
     for _ in 0..COMMIT_ATTEMPTS_MAX {
-        if let Some(body) = app.store.reply(&ca.session_id, &ca.event_id)? {
-            debug!("duplicate delivery: replaying the reply given before");
-            return Ok((body, Answered::Duplicate));
-        }
-        let loaded = app.store.load(&ca.session_id)?;
+        let lookup = app.store.load(&ca.session_id, Some(&ca.event_id)).await?;
+        let loaded = lookup.session;
         let now = super::now_ms();
-        let (machine, state, event) = match plan(app, ca, loaded.as_ref(), now)? {
-            Plan::Apply { machine, state, event } => (machine, state, event),
-            Plan::Answer(body) => return Ok((body, Answered::Stale)),
+        let (machine, state, event) = match lookup.replied {
+            Some(Journaled::Reply(body)) => {
+                debug!("duplicate delivery: replaying the reply given before");
+                return Ok((body, Answered::Duplicate));
+            }
+            Some(Journaled::Forgotten) => {
+                let st = loaded.as_ref().map(|l| &l.state);
+                warn!("a very late duplicate: repeating the current prompt");
+                return Ok((repeat_current(app, st).await?, Answered::Stale));
+            }
+            None => match plan(app, ca, loaded.as_ref(), now).await? {
+                Plan::Apply { machine, state, event } => (machine, state, event),
+                Plan::Answer(body, how) => return Ok((body, how)),
+            },
         };
         let step = run_step(app, ca, &machine, &state, &event, now).await?;
-        let reply = step.reply.clone().unwrap_or_else(Callflow::hangup);
-        let body = wire::encode(&reply);
-        match app.store.commit(&ca.session_id, loaded.as_ref(), &step.state, &ca.event_id, &body, now)? {
-            Ok(()) => {
-                app.store.durable().await?;
-                let name = |id| machine.node(id).map_or("?", |n| n.name.as_str());
-                let span = tracing::Span::current();
-                span.record("machine", machine.name());
-                span.record("node", name(state.node));
-                span.record("event", tracing::field::display(&event));
-                span.record("transition", format!("{} -> {}", name(state.node), name(step.state.node)));
-                info!(
-                    machine = machine.name(),
-                    event = %event,
-                    from = name(state.node),
-                    to = name(step.state.node),
-                    edges = ?step.edges.iter().map(|(_, e, _)| e.to_string()).collect::<Vec<_>>(),
-                    "transition"
-                );
+        let body = wire::encode(step.reply.as_ref().unwrap_or(&Callflow::hangup()))?;
+        let commit = Commit {
+            session: &ca.session_id,
+            expected: loaded.as_ref().map(|l| &l.rev),
+            state: &step.state,
+            reply: Some((&ca.event_id, &body)),
+        };
+        match app.store.commit(commit).await? {
+            Committed::Done => {
+                log_transition(&machine, &state, &event, &step);
                 return Ok((body, Answered::Applied));
             }
-            Err(Conflict::Duplicate(body)) => return Ok((body, Answered::Duplicate)),
-            Err(Conflict::Changed) => debug!("session changed under us; again"),
+            Committed::Changed => debug!("session changed under us; again"),
         }
     }
     Err(Fault::Contention)
 }
 
+/// Logs a durable transition once, and fills in the webhook span's fields.
+fn log_transition(machine: &Machine, before: &CallState, event: &Event, step: &engine::Step) {
+    let name = |id| machine.node(id).map_or("?", |n| n.name.as_str());
+    let span = tracing::Span::current();
+    span.record("machine", machine.name());
+    span.record("node", name(before.node));
+    span.record("event", tracing::field::display(event));
+    span.record("transition", format!("{} -> {}", name(before.node), name(step.state.node)));
+    info!(
+        machine = machine.name(),
+        event = %event,
+        from = name(before.node),
+        to = name(step.state.node),
+        edges = ?step.edges.iter().map(|(_, e, _)| e.to_string()).collect::<Vec<_>>(),
+        "transition"
+    );
+}
+
+/// The prompt a call waits on, again (or a hangup for a call that is over).
+async fn repeat_current(app: &App, state: Option<&CallState>) -> Result<Vec<u8>, Fault> {
+    let flow = match state {
+        Some(st) if matches!(st.phase, Phase::AwaitingInput | Phase::Bridged) => {
+            let machine = app.registry.version(app.store.as_ref(), &st.machine, st.version).await?;
+            engine::current_reply(&machine, st)?
+        }
+        _ => Callflow::hangup(),
+    };
+    Ok(wire::encode(&flow)?)
+}
+
 /// Steps the engine, performing the requests of the script nodes it reaches. Each answer is
-/// journaled (and fsync'd) before the engine applies it, so a retried webhook, after a crash or
-/// a lost reply, reuses the answers its first delivery got instead of asking the API again. An
+/// journaled (durably) before the engine applies it, so a retried webhook, after a crash or a
+/// lost reply, reuses the answers its first delivery got instead of asking the API again. An
 /// answer comes from the cache when the script caches and an identical request was answered
 /// within its `cache_minutes`.
 async fn run_step(
@@ -125,53 +161,47 @@ async fn run_step(
     // The journal is read at the first request only: most steps reach no script.
     let mut journal_read = false;
     loop {
-        match engine::step_with(machine, state, event, now, &answers)? {
+        let request = match engine::step_with(machine, state, event, now, &answers)? {
             Stepped::Done(step) => {
                 for (node, why) in &step.script_failures {
                     warn!(%node, reason = %why, "script took its failure branch");
                 }
                 return Ok(*step);
             }
-            Stepped::Needs(request) => {
-                if !journal_read {
-                    journal_read = true;
-                    let journaled = app.store.answers(&ca.session_id, &ca.event_id)?;
-                    if !journaled.is_empty() {
-                        info!(
-                            answers = journaled.len(),
-                            "reusing the script answers journaled for this webhook"
-                        );
-                        answers = journaled;
-                        continue;
-                    }
-                }
-                let answer = match app.store.cached(&request, now)? {
-                    Some(cached) => {
-                        info!(node = %request.node, url = %request.url, "script answered from the cache");
-                        cached
-                    }
-                    None => {
-                        let answer = crate::node::fetch::perform(&app.http, &request).await;
-                        // Only answers the script can use are cached; failures are asked again.
-                        if matches!(&answer, Answer::Http { status, .. } if (200..300).contains(status)) {
-                            app.store.put_cached(&request, &answer, now)?;
-                        }
-                        answer
-                    }
-                };
-                answers.push(answer);
-                app.store.put_answers(&ca.session_id, &ca.event_id, &answers)?;
-                app.store.durable().await?;
+            Stepped::Needs(request) => request,
+        };
+        if !journal_read {
+            journal_read = true;
+            let journaled = app.store.answers(&ca.session_id, &ca.event_id).await?;
+            if !journaled.is_empty() {
+                info!(answers = journaled.len(), "reusing the script answers journaled for this webhook");
+                answers = journaled;
+                continue;
             }
         }
+        let answer = match app.store.cached(&request, now).await? {
+            Some(cached) => {
+                info!(node = %request.node, url = %request.url, "script answered from the cache");
+                cached
+            }
+            None => {
+                let answer = super::fetch::perform(&app.http, &request).await;
+                // Only answers the script can use are cached; failures are asked again.
+                if matches!(&answer, Answer::Http { status, .. } if (200..300).contains(status)) {
+                    app.store.put_cached(&request, &answer, now).await?;
+                }
+                answer
+            }
+        };
+        answers.push(answer);
+        app.store.put_answers(&ca.session_id, &ca.event_id, &answers).await?;
     }
 }
 
-fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result<Plan, Fault> {
+async fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result<Plan, Fault> {
     let id = ca.client_action_id.as_deref().and_then(ClientActionId::parse);
     if let Some(loaded) = loaded {
         let st = &loaded.state;
-        let machine = app.registry.version(&app.store, &st.machine, st.version)?;
         // A webhook that answers another prompt than the one the call waits on is not applied.
         let waiting = matches!(st.phase, Phase::AwaitingInput | Phase::Bridged);
         if let Some(id) = &id
@@ -180,8 +210,9 @@ fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result
             && id.seq != st.seq
         {
             warn!(got = %ca.client_action_id.as_deref().unwrap_or(""), want_seq = st.seq, "stale webhook: repeating the current prompt");
-            return Ok(Plan::Answer(wire::encode(&engine::current_reply(&machine, st)?)));
+            return Ok(Plan::Answer(repeat_current(app, Some(st)).await?, Answered::Stale));
         }
+        let machine = app.registry.version(app.store.as_ref(), &st.machine, st.version).await?;
         let mut state = st.clone();
         // A call phonetree placed learns its call id from 8x8's first webhook.
         if state.call.call_id.is_none() {
@@ -203,22 +234,9 @@ fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result
     // No stored state, but 8x8 echoes one of our ids: resume the call at that node.
     if let Some(id) = id
         && !ca.is_call_received()
-        && let Some(machine) = app.registry.by_short(&app.store, &id.machine, &id.version)?
+        && let Some(machine) = app.registry.by_short(app.store.as_ref(), &id.machine, &id.version).await?
     {
-        let node = machine
-            .node_id(&id.node)
-            .ok_or_else(|| Fault::UnknownNode { machine: id.machine.clone(), node: id.node.clone() })?;
-        let mut state = CallState::new(&machine, call, now);
-        state.node = node;
-        state.seq = id.seq;
-        state.path.push(node);
-        state.phase = match machine.node(node).map(|n| &n.kind) {
-            Some(kind) if kind.capture().is_some() => Phase::AwaitingInput,
-            Some(NodeKind::Transfer(_)) => Phase::Bridged,
-            _ => Phase::Ended,
-        };
-        warn!(machine = machine.name(), node = %id.node, "no stored state: resuming from the clientActionId");
-        return Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event() });
+        return resume(machine, call, &id, ca, now);
     }
     let machine = app
         .registry
@@ -234,82 +252,63 @@ fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result
     Ok(Plan::Apply { machine, state: Box::new(started), event: ca.event() })
 }
 
+/// A call with no stored state, at the node its `clientActionId` names.
+fn resume(
+    machine: Arc<Machine>,
+    call: CallInfo,
+    id: &ClientActionId,
+    ca: &CallAction,
+    now: u64,
+) -> Result<Plan, Fault> {
+    let node = machine
+        .node_id(&id.node)
+        .ok_or_else(|| Fault::UnknownNode { machine: id.machine.clone(), node: id.node.clone() })?;
+    let mut state = CallState::new(&machine, call, now);
+    state.node = node;
+    state.seq = id.seq;
+    state.path.push(node);
+    state.phase = match machine.node(node).map(|n| &n.kind) {
+        Some(kind) if kind.capture().is_some() => Phase::AwaitingInput,
+        Some(NodeKind::Transfer(_)) => Phase::Bridged,
+        _ => Phase::Ended,
+    };
+    warn!(machine = machine.name(), node = %id.node, "no stored state: resuming from the clientActionId");
+    Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event() })
+}
+
 /// The fallback of the machine the call is (or would be) on, else phonetree's default.
-fn fallback_for(app: &App, ca: &CallAction) -> Callflow {
-    let machine = match app.store.load(&ca.session_id) {
-        Ok(Some(l)) => app.registry.current(&l.state.machine).cloned(),
-        _ => None,
-    }
-    .or_else(|| app.registry.bind(ca.direction, &ca.source, &ca.destination));
-    machine.map(|m| m.fallback().clone()).unwrap_or_else(super::default_fallback)
+async fn fallback_for(app: &App, ca: &CallAction) -> Callflow {
+    let stored = match app.store.load(&ca.session_id, None).await {
+        Ok(l) => l.session.and_then(|l| app.registry.current(&l.state.machine).cloned()),
+        Err(_) => None,
+    };
+    stored
+        .or_else(|| app.registry.bind(ca.direction, &ca.source, &ca.destination))
+        .map(|m| m.fallback().clone())
+        .unwrap_or_else(super::default_fallback)
 }
 
 /// Records a session summary and closes the session it ends.
 pub async fn session_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
-    app.store.put_summary(&s.session_id, &super::summary_record(s))?;
+    app.store.put_summary(s, super::now_ms()).await?;
     let event = Event::SessionEnded { status: s.status.clone() };
     for _ in 0..COMMIT_ATTEMPTS_MAX {
-        let Some(loaded) = app.store.load(&s.session_id)? else {
+        let Some(loaded) = app.store.load(&s.session_id, None).await?.session else {
             info!(status = %s.status, "summary for a session phonetree never saw; stored");
-            app.store.durable().await?;
             return Ok(());
         };
         if loaded.state.closed {
-            app.store.durable().await?;
             return Ok(());
         }
-        let machine = app.registry.version(&app.store, &loaded.state.machine, loaded.state.version)?;
+        let machine =
+            app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
         let step = engine::step(&machine, &loaded.state, &event, super::now_ms())?;
-        if app.store.put_session(&s.session_id, Some(&loaded), &step.state)?.is_ok() {
-            app.store.durable().await?;
+        let commit =
+            Commit { session: &s.session_id, expected: Some(&loaded.rev), state: &step.state, reply: None };
+        if app.store.commit(commit).await? == Committed::Done {
             info!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");
             return Ok(());
         }
     }
     Err(Fault::Contention)
-}
-
-/// Closes sessions silent for longer than the TTL and deletes closed ones past their retention.
-/// A session that cannot be processed is logged and left for the next sweep. Returns (closed, deleted).
-pub async fn sweep(app: &App, now: u64) -> Result<(usize, usize), Fault> {
-    let ttl = app.config.session_ttl.as_millis() as u64;
-    let retention = app.config.retention.as_millis() as u64;
-    let (mut closed, mut deleted) = (0, 0);
-    for item in app.store.sessions() {
-        let (id, loaded) = match item {
-            Ok(pair) => pair,
-            Err(e) => {
-                warn!(error = %e, "unreadable session left as it is");
-                continue;
-            }
-        };
-        let idle = now.saturating_sub(loaded.state.updated_ms);
-        let done: Result<(), Fault> = if loaded.state.closed && idle > retention {
-            app.store.remove_session(&id).map(|()| deleted += 1).map_err(Fault::from)
-        } else if !loaded.state.closed && idle > ttl {
-            expire(app, &id, &loaded, now).map(|expired| closed += usize::from(expired))
-        } else {
-            Ok(())
-        };
-        if let Err(e) = done {
-            warn!(session = %id, error = %e, "session not swept");
-        }
-    }
-    match app.store.expire_cache(now) {
-        Ok(0) => {}
-        Ok(n) => debug!(expired = n, "script answers dropped from the cache"),
-        Err(e) => warn!(error = %e, "cache not swept"),
-    }
-    app.store.durable().await?;
-    Ok((closed, deleted))
-}
-
-fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, Fault> {
-    let machine = app.registry.version(&app.store, &loaded.state.machine, loaded.state.version)?;
-    let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: "EXPIRED".into() }, now)?;
-    let stored = app.store.put_session(id, Some(loaded), &step.state)?.is_ok();
-    if stored {
-        info!(session = %id, "no summary within the TTL: session closed");
-    }
-    Ok(stored)
 }

@@ -62,7 +62,7 @@ impl Catalog {
         let Some(m) = compiled.machine else { return };
         let report = explore::explore(&m);
         let proven = report.proven();
-        self.diagnostics.extend(report.violations.iter().map(|v| violation(&source, v)));
+        self.diagnostics.extend(report.violations.iter().map(|v| v.diagnostic(&source)));
         self.reports.push((source.file.clone(), report));
         if !proven {
             return;
@@ -136,30 +136,6 @@ fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     Ok(files)
-}
-
-/// A violated proof as a diagnostic at the node, with the inputs that replay it.
-fn violation(source: &Source, v: &explore::Violation) -> Diagnostic {
-    let replay = format!("a caller gets there with `{}`", explore::replay(&source.file, &v.inputs));
-    let fix = match v.kind {
-        "trap" => Some("give one of its branches (or `invalid`) a way to a `hangup` or `transfer` node"),
-        "too_long" => {
-            Some("shorten the menu tree, or give deep menus a branch that ends the call or goes to an agent")
-        }
-        _ => None,
-    };
-    Diagnostic {
-        severity: Severity::Error,
-        file: source.file.clone(),
-        position: machine::compile::locate_node(source, &v.node),
-        node: (!v.node.is_empty()).then(|| v.node.clone()),
-        field: None,
-        message: v.message.clone(),
-        hint: Some(match fix {
-            Some(fix) => format!("{fix}; {replay}"),
-            None => replay,
-        }),
-    }
 }
 
 fn file_error(path: &Path, message: String) -> Diagnostic {

@@ -7,8 +7,7 @@ use std::sync::{Arc, RwLock};
 use crate::engine::Direction;
 use crate::machine::{self, Machine, Source, Version};
 use crate::node::catalog::Catalog;
-use crate::store::record::{FORMAT, MachineRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoredMachine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -28,21 +27,20 @@ pub struct Registry {
 
 impl Registry {
     /// Takes the loaded machines and keeps each one's source in the store under its version.
-    pub fn new(
+    pub async fn new(
         catalog: Catalog,
         default_machine: Option<String>,
-        store: &Store,
+        store: &dyn Store,
     ) -> Result<Registry, StoreError> {
         let mut versions = HashMap::new();
         for m in catalog.machines() {
             if let Some(source) = catalog.source(m.name()) {
-                let record = MachineRecord {
-                    v: FORMAT,
+                let stored = StoredMachine {
                     name: m.name().to_string(),
                     file: source.file.clone(),
                     text: source.text.clone(),
                 };
-                store.put_machine(m.version(), &record)?;
+                store.put_machine(m.version(), &stored).await?;
             }
             versions.insert(m.version(), m.clone());
         }
@@ -66,19 +64,29 @@ impl Registry {
     }
 
     /// The exact version a call is pinned to.
-    pub fn version(
+    pub async fn version(
         &self,
-        store: &Store,
+        store: &dyn Store,
         name: &str,
         version: Version,
     ) -> Result<Arc<Machine>, RegistryError> {
         if let Some(m) = self.versions.read().unwrap_or_else(|e| e.into_inner()).get(&version) {
             return Ok(m.clone());
         }
-        let record = store.machine(version)?.ok_or_else(|| RegistryError::UnknownVersion {
+        let record = store.machine(version).await?.ok_or_else(|| RegistryError::UnknownVersion {
             name: name.to_string(),
             version: version.short(),
         })?;
+        self.compile_stored(name, version, record)
+    }
+
+    /// Compiles a version kept in the store and keeps it for the next call on it.
+    fn compile_stored(
+        &self,
+        name: &str,
+        version: Version,
+        record: StoredMachine,
+    ) -> Result<Arc<Machine>, RegistryError> {
         let compiled = machine::compile(&Source::new(record.file, record.text));
         let first = compiled.errors().next().map(|d| d.to_string()).unwrap_or_default();
         let m = compiled.machine.map(Arc::new).ok_or_else(|| RegistryError::Broken {
@@ -92,9 +100,9 @@ impl Registry {
 
     /// The version named by a `clientActionId` (machine name and short version), or the current
     /// version of that machine when the named one is gone.
-    pub fn by_short(
+    pub async fn by_short(
         &self,
-        store: &Store,
+        store: &dyn Store,
         name: &str,
         short: &str,
     ) -> Result<Option<Arc<Machine>>, RegistryError> {
@@ -108,9 +116,8 @@ impl Registry {
         if let Some(m) = known {
             return Ok(Some(m));
         }
-        if let Some(v) = store.machine_versions()?.into_iter().find(|v| v.short() == short)
-            && let Ok(m) = self.version(store, name, v)
-            && m.name() == name
+        if let Some((version, record)) = store.machine_by_short(name, short).await?
+            && let Ok(m) = self.compile_stored(name, version, record)
         {
             return Ok(Some(m));
         }

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::callflow::{self, Use};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
-use crate::machine::{Edge, Machine, NodeId, NodeKind, Script};
+use crate::machine::{Diagnostic, Edge, Machine, NodeId, NodeKind, Script, Severity, Source};
 
 /// Most answers a caller may give on one path (without repeating a state) before the call ends.
 /// A menu tree deeper than this is a design error: no caller listens through 64 prompts.
@@ -52,11 +52,30 @@ pub struct Report {
     pub violations: Vec<Violation>,
 }
 
+/// Which property does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// From this node no input leads to an end: the call can never end.
+    Trap,
+    /// A caller can answer `DEPTH_MAX` prompts without the call ending.
+    TooLong,
+    /// A reply 8x8 would reject, or one that waits without a clientActionId.
+    InvalidReply,
+    /// A node's tries were exceeded, or carried over to another node.
+    Tries,
+    /// The engine failed, or broke one of its own invariants.
+    Engine,
+    /// No input reaches the node.
+    Unreachable,
+    /// No input takes the edge.
+    UncoveredEdge,
+}
+
 /// A property that does not hold, and how to see it happen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Violation {
-    /// `trap`, `too_long`, `invalid_reply`, `tries`, `engine`, `unreachable`, `uncovered_edge`.
-    pub kind: &'static str,
+    pub kind: Kind,
     pub node: String,
     pub message: String,
     /// What the caller presses, from the start of the call (`-`: nothing).
@@ -136,7 +155,7 @@ pub fn explore(m: &Machine) -> Report {
         Ok(step) => {
             for v in step.reply.iter().flat_map(|f| callflow::validate(f, Use::OutboundRequest)) {
                 r.violations.push(violation(
-                    "invalid_reply",
+                    Kind::InvalidReply,
                     &start_name,
                     format!("outbound opening: {v}"),
                     &[],
@@ -146,7 +165,9 @@ pub fn explore(m: &Machine) -> Report {
         // A script before the first prompt needs its API to place an outbound call: not an error
         // of the machine (inbound calls run it), and `phonetree call` says so.
         Err(engine::StepError::NeedsAnswer(_)) => {}
-        Err(e) => r.violations.push(violation("engine", &start_name, format!("outbound opening: {e}"), &[])),
+        Err(e) => {
+            r.violations.push(violation(Kind::Engine, &start_name, format!("outbound opening: {e}"), &[]))
+        }
     }
     // Every reachable control state, breadth first from the call's start, so each one's parent
     // path is a shortest one.
@@ -156,7 +177,8 @@ pub fn explore(m: &Machine) -> Report {
     let mut visited = vec![Visited { state: root, parent: None, next: Vec::new() }];
     let mut index: HashMap<Key, usize> = HashMap::from([(key(&visited[0].state), 0)]);
     let mut queue = VecDeque::from([0usize]);
-    let mut reported: HashSet<(&'static str, NodeId)> = HashSet::new();
+    // One report per node for a failing engine, and one for broken invariants.
+    let (mut failed, mut broken): (HashSet<NodeId>, HashSet<NodeId>) = Default::default();
     while let Some(at) = queue.pop_front() {
         let state = visited[at].state.clone();
         if state.closed {
@@ -176,14 +198,14 @@ pub fn explore(m: &Machine) -> Report {
                 let step = match result {
                     Ok(step) => step,
                     Err(e) => {
-                        if reported.insert(("engine", state.node)) {
-                            r.violations.push(violation("engine", &node, e.to_string(), &path()));
+                        if failed.insert(state.node) {
+                            r.violations.push(violation(Kind::Engine, &node, e.to_string(), &path()));
                         }
                         continue;
                     }
                 };
                 if let Some(message) = broken_invariant(m, &state, &event, &step) {
-                    if reported.insert(("invariant", state.node)) {
+                    if broken.insert(state.node) {
                         r.violations.push(violation(message.0, &node, message.1, &path()));
                     }
                     continue;
@@ -213,7 +235,7 @@ pub fn explore(m: &Machine) -> Report {
     for id in m.graph().node_indices() {
         if !entered.contains(&id) {
             let name = &m.graph()[id].name;
-            r.violations.push(violation("unreachable", name, "no input reaches this node".into(), &[]));
+            r.violations.push(violation(Kind::Unreachable, name, "no input reaches this node".into(), &[]));
         }
     }
     for e in m.graph().edge_indices() {
@@ -222,7 +244,7 @@ pub fn explore(m: &Machine) -> Report {
         if !covered.contains(&(from, label.clone())) && entered.contains(&from) {
             let name = &m.graph()[from].name;
             r.violations.push(violation(
-                "uncovered_edge",
+                Kind::UncoveredEdge,
                 name,
                 format!("no input takes the `{label}` edge"),
                 &[],
@@ -234,8 +256,36 @@ pub fn explore(m: &Machine) -> Report {
     r
 }
 
-fn violation(kind: &'static str, node: &str, message: String, inputs: &[String]) -> Violation {
+fn violation(kind: Kind, node: &str, message: String, inputs: &[String]) -> Violation {
     Violation { kind, node: node.to_string(), message, inputs: inputs.to_vec() }
+}
+
+impl Violation {
+    /// The violation as a diagnostic at its node in `source`, with the inputs that replay it.
+    pub fn diagnostic(&self, source: &Source) -> Diagnostic {
+        let replay = format!("a caller gets there with `{}`", replay(&source.file, &self.inputs));
+        let fix = match self.kind {
+            Kind::Trap => {
+                Some("give one of its branches (or `invalid`) a way to a `hangup` or `transfer` node")
+            }
+            Kind::TooLong => Some(
+                "shorten the menu tree, or give deep menus a branch that ends the call or goes to an agent",
+            ),
+            _ => None,
+        };
+        Diagnostic {
+            severity: Severity::Error,
+            file: source.file.clone(),
+            position: crate::machine::compile::locate_node(source, &self.node),
+            node: (!self.node.is_empty()).then(|| self.node.clone()),
+            field: None,
+            message: self.message.clone(),
+            hint: Some(match fix {
+                Some(fix) => format!("{fix}; {replay}"),
+                None => replay,
+            }),
+        }
+    }
 }
 
 /// A property a step must keep, broken: (kind, message).
@@ -244,18 +294,18 @@ fn broken_invariant(
     before: &CallState,
     event: &Event,
     step: &engine::Step,
-) -> Option<(&'static str, String)> {
+) -> Option<(Kind, String)> {
     let after = &step.state;
     match (&step.reply, event) {
         (None, Event::SessionEnded { .. }) => {}
-        (None, _) => return Some(("invalid_reply", format!("`{event}` got no reply"))),
+        (None, _) => return Some((Kind::InvalidReply, format!("`{event}` got no reply"))),
         (Some(flow), _) => {
             if let Some(v) = callflow::validate(flow, Use::WebhookReply).first() {
-                return Some(("invalid_reply", format!("8x8 would reject the reply: {v}")));
+                return Some((Kind::InvalidReply, format!("8x8 would reject the reply: {v}")));
             }
             let waits = matches!(after.phase, Phase::AwaitingInput | Phase::Bridged);
             if waits != flow.client_action_id.is_some() {
-                return Some(("invalid_reply", "a reply that waits must carry a clientActionId".into()));
+                return Some((Kind::InvalidReply, "a reply that waits must carry a clientActionId".into()));
             }
         }
     }
@@ -263,16 +313,16 @@ fn broken_invariant(
         && after.phase == Phase::AwaitingInput
         && after.tries >= limit
     {
-        return Some(("tries", format!("{} tries used of {limit}", after.tries)));
+        return Some((Kind::Tries, format!("{} tries used of {limit}", after.tries)));
     }
     if after.node != before.node && after.tries != 0 {
-        return Some(("tries", "tries carried over to another node".into()));
+        return Some((Kind::Tries, "tries carried over to another node".into()));
     }
     if after.path.len() > engine::PATH_LEN_MAX {
-        return Some(("engine", format!("path of {} nodes kept", after.path.len())));
+        return Some((Kind::Engine, format!("path of {} nodes kept", after.path.len())));
     }
     if after.phase == Phase::Ended && after.outcome.is_none() {
-        return Some(("engine", "the call ended without an outcome".into()));
+        return Some((Kind::Engine, "the call ended without an outcome".into()));
     }
     None
 }
@@ -472,7 +522,7 @@ fn traps(m: &Machine, visited: &[Visited], r: &mut Report) {
         if !can_end[i] && !v.state.closed && seen.insert(v.state.node) {
             let node = m.node(v.state.node).map_or_else(String::new, |n| n.name.clone());
             r.violations.push(violation(
-                "trap",
+                Kind::Trap,
                 &node,
                 "trap: from here no input leads to a hangup or transfer; the call can never end".into(),
                 &inputs_to(visited, i),
@@ -521,7 +571,7 @@ fn paths(m: &Machine, visited: &[Visited], r: &mut Report) {
                     too_long = true;
                     let node = m.node(visited[at].state.node).map_or("", |n| n.name.as_str());
                     r.violations.push(violation(
-                        "too_long",
+                        Kind::TooLong,
                         node,
                         format!("a caller can answer {DEPTH_MAX} prompts without the call ending"),
                         &inputs,

@@ -1,7 +1,10 @@
 //! The offline simulator: plays a call through the pure engine and describes what the caller hears.
 //!
 //! The same `step` the server runs, with a counter for a clock; what it prints is a transcript a
-//! person can read, or (`--json`) the exact callflows the server would answer with.
+//! person can read, or (`--json`) the exact callflows the server would answer with. Pure: the
+//! command line reads the inputs and the `--answers` file, and prints.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::callflow::{Action, Callflow};
 use crate::engine::{
@@ -45,6 +48,15 @@ pub fn parse_input(s: &str) -> Result<Event, String> {
         return Err(format!("`{s}` is longer than {} keys", engine::KEYPRESS_CHARS_MAX));
     }
     Ok(Event::Digits(s.to_string()))
+}
+
+/// What one event of a simulated call produced.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    /// A line per script request and its answer, then what the caller hears.
+    pub lines: Vec<String>,
+    /// The callflow the server would answer with.
+    pub reply: Option<Callflow>,
 }
 
 /// One simulated call.
@@ -107,6 +119,14 @@ impl<'m> Simulation<'m> {
                 }
             }
         }
+    }
+
+    /// Applies an event as `apply_with` does and describes it: what the caller hears, after a line
+    /// per script request.
+    pub fn play(&mut self, event: &Event, answer: &mut Answerer<'_>) -> Result<Turn, String> {
+        let (step, mut lines) = self.apply_with(event, answer)?;
+        lines.extend(self.describe(&step));
+        Ok(Turn { lines, reply: step.reply })
     }
 
     /// The transcript lines for one step: what the caller hears, node by node.
@@ -193,18 +213,17 @@ pub fn run(
     let mut event = Some(Event::CallStarted);
     while let Some(e) = event.take() {
         // The `@` answers that follow the keys answer the scripts this step reaches.
-        let mut queued: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        let mut queued: VecDeque<String> = VecDeque::new();
         while let Some(Input::Answer(token)) = inputs.peek() {
             queued.push_back(token.clone());
             inputs.next();
         }
-        let (step, notes) = sim.apply_with(&e, &mut |r: &Request| match queued.pop_front() {
+        let turn = sim.play(&e, &mut |r: &Request| match queued.pop_front() {
             Some(token) => token_answer(machine, r, &token),
             None => fallback(r),
         })?;
-        lines.extend(notes);
-        lines.extend(sim.describe(&step));
-        flows.extend(step.reply);
+        lines.extend(turn.lines);
+        flows.extend(turn.reply);
         for input in inputs.by_ref() {
             match input {
                 Input::Event(next) if !sim.state().ended() => {
@@ -234,4 +253,81 @@ fn token_answer(m: &Machine, r: &Request, token: &str) -> Result<Answer, String>
     };
     crate::proof::explore::answer_for_token(script, token)
         .ok_or_else(|| format!("`{token}` is not an answer"))
+}
+
+/// Canned answers for script requests (`--answers FILE`): each node's answers in order, its last
+/// one again when they run out.
+#[derive(Debug, Default)]
+pub struct Canned {
+    by_node: HashMap<String, (Vec<Answer>, usize)>,
+}
+
+impl Canned {
+    /// Parses `{"NODE": [{"status": 200, "body": {...}}, {"failed": "timeout"}, ...]}`.
+    pub fn parse(text: &str) -> Result<Canned, String> {
+        let nodes: BTreeMap<String, Vec<serde_json::Value>> =
+            serde_json::from_str(text).map_err(|e| format!("expected {{\"NODE\": [answers]}}: {e}"))?;
+        let mut by_node = HashMap::new();
+        for (node, list) in nodes {
+            let answers = list
+                .iter()
+                .map(canned_answer)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("node `{node}`: {e}"))?;
+            by_node.insert(node, (answers, 0));
+        }
+        Ok(Canned { by_node })
+    }
+
+    /// The next answer for a request of script node `node`, if any is canned for it.
+    pub fn next(&mut self, node: &str) -> Option<Answer> {
+        let (list, next) = self.by_node.get_mut(node)?;
+        let answer = list.get((*next).min(list.len().saturating_sub(1)))?.clone();
+        *next += 1;
+        Some(answer)
+    }
+}
+
+/// One canned answer: `{"status": 200, "body": <JSON, or a string sent as it is>}` or
+/// `{"failed": "reason"}`.
+pub fn canned_answer(v: &serde_json::Value) -> Result<Answer, String> {
+    if let Some(reason) = v.get("failed") {
+        return Ok(Answer::Failed { reason: reason.as_str().unwrap_or("failed").to_string() });
+    }
+    let status =
+        v.get("status").and_then(serde_json::Value::as_u64).ok_or("an answer needs `status` or `failed`")?;
+    let body = match v.get("body") {
+        None => Vec::new(),
+        Some(serde_json::Value::String(s)) => s.clone().into_bytes(),
+        Some(json) => serde_json::to_vec(json).unwrap_or_default(),
+    };
+    Ok(Answer::Http { status: u16::try_from(status).map_err(|_| "status out of range")?, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canned_answers_come_in_order_then_the_last_again() {
+        let mut c =
+            Canned::parse(r#"{"a": [{"status": 200, "body": {"x": 1}}, {"failed": "timeout"}], "b": []}"#)
+                .unwrap();
+        assert_eq!(c.next("a"), Some(Answer::Http { status: 200, body: br#"{"x":1}"#.to_vec() }));
+        let timeout = Some(Answer::Failed { reason: "timeout".into() });
+        assert_eq!((c.next("a"), c.next("a")), (timeout.clone(), timeout));
+        assert_eq!((c.next("b"), c.next("c")), (None, None));
+    }
+
+    #[test]
+    fn canned_answers_say_what_is_wrong() {
+        let bad = |text| Canned::parse(text).unwrap_err();
+        assert!(bad("[1]").starts_with(r#"expected {"NODE": [answers]}: "#));
+        assert_eq!(bad(r#"{"n": [{"nope": 1}]}"#), "node `n`: an answer needs `status` or `failed`");
+        assert_eq!(bad(r#"{"n": [{"status": 70000}]}"#), "node `n`: status out of range");
+        assert_eq!(
+            canned_answer(&serde_json::json!({"status": 204, "body": "raw"})).unwrap(),
+            Answer::Http { status: 204, body: b"raw".to_vec() }
+        );
+    }
 }

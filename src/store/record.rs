@@ -2,20 +2,33 @@
 //!
 //! These types are the only ones that derive the on-disk encoding; the engine's `CallState` converts
 //! to and from `SessionRecord` explicitly, so a change to the engine cannot change the disk format
-//! by accident. Field names are short because every live call stores one session record.
+//! by accident. Field names are short because every live call stores one session record, rewritten
+//! at every webhook.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::StoreError;
+use crate::callflow::{Leg, SessionSummary};
 use crate::engine::{Answer, CallInfo, CallState, Direction, Outcome, Phase};
 use crate::machine::{NodeId, Version};
 
-/// The format records are written in. Format 2 added call variables to sessions; records of
-/// formats `FORMAT_OLDEST..=FORMAT` are read (what format 1 lacks has a default), any other is
-/// refused, not guessed at.
-pub const FORMAT: u8 = 2;
+/// The format records are written in. Format 2 added call variables to sessions; format 3 moved a
+/// session's latest replies into its record (format 2 kept every reply in a tree of its own, which
+/// the sled store migrates on open). Records of formats `FORMAT_OLDEST..=FORMAT` are read (what an
+/// older format lacks has a default), any other is refused, not guessed at.
+pub const FORMAT: u8 = 3;
 pub const FORMAT_OLDEST: u8 = 1;
+/// Replies a session record keeps with their bytes: a duplicate delivery is a retry of a webhook
+/// 8x8 got no answer to, so it is the latest one (or, reordered, the one before).
+pub const REPLIES_KEPT: usize = 2;
+/// Older events a session record still recognises (by a 64-bit hash of the id), so that a very
+/// late duplicate is never applied a second time: longer than any menu path a caller walks.
+pub const EVENT_IDS_KEPT: usize = 32;
+/// Deepest nesting a stored record may have: records nest four levels at most. rmp-serde's own
+/// limit (1,024) lets a corrupt record overflow a 2 MiB thread stack (found by fuzzing).
+pub const RECORD_DEPTH_MAX: usize = 16;
 
 /// A machine version: 32 bytes as a MessagePack `bin`, not an array of 32 integers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +130,19 @@ pub struct SessionRecord {
     pub c: bool,
     pub t0: u64,
     pub t1: u64,
+    /// The latest replies, oldest first, at most `REPLIES_KEPT` (format 3).
+    #[serde(default)]
+    pub j: Vec<ReplyEntry>,
+    /// Hashes of older event ids, oldest first, at most `EVENT_IDS_KEPT` (format 3).
+    #[serde(default)]
+    pub jo: Vec<u64>,
+}
+
+/// One journaled reply: the event it answered and the bytes sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyEntry {
+    pub e: String,
+    pub b: Blob,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +185,28 @@ impl SessionRecord {
             c: s.closed,
             t0: s.started_ms,
             t1: s.updated_ms,
+            j: Vec::new(),
+            jo: Vec::new(),
+        }
+    }
+
+    /// What the journal knows of `event_id`.
+    pub fn replied(&self, event_id: &str) -> Option<super::Journaled> {
+        if let Some(r) = self.j.iter().find(|r| r.e == event_id) {
+            return Some(super::Journaled::Reply(r.b.0.clone()));
+        }
+        self.jo.contains(&event_hash(event_id)).then_some(super::Journaled::Forgotten)
+    }
+
+    /// Adds the reply to `event_id`, keeping the journal within its bounds.
+    pub fn journal(&mut self, event_id: &str, body: &[u8]) {
+        self.j.push(ReplyEntry { e: event_id.to_string(), b: Blob(body.to_vec()) });
+        while self.j.len() > REPLIES_KEPT {
+            let old = self.j.remove(0);
+            self.jo.push(event_hash(&old.e));
+        }
+        if self.jo.len() > EVENT_IDS_KEPT {
+            self.jo.drain(..self.jo.len() - EVENT_IDS_KEPT);
         }
     }
 
@@ -206,7 +254,8 @@ impl SessionRecord {
     }
 }
 
-/// The reply given to one webhook delivery, kept so that a duplicate gets the same bytes.
+/// The reply given to one webhook delivery, in the `replies` tree of a format 2 store (read only
+/// to migrate it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplyRecord {
     pub v: u8,
@@ -289,4 +338,235 @@ pub struct CacheRecord {
     /// When it stops being used (ms since the epoch).
     pub until: u64,
     pub answer: AnswerRecord,
+}
+
+impl SummaryRecord {
+    pub fn from_summary(s: &SessionSummary, received_ms: u64) -> SummaryRecord {
+        SummaryRecord {
+            v: FORMAT,
+            received_ms,
+            status: s.status.clone(),
+            last_action: s.last_action.clone(),
+            call_count: s.call_count,
+            start_time: s.start_time.clone(),
+            end_time: s.end_time.clone(),
+            legs: s
+                .legs
+                .iter()
+                .map(|l| LegRecord {
+                    name: l.name.clone(),
+                    call_id: l.call_id.clone(),
+                    direction: l.direction.clone(),
+                    source: l.source.clone(),
+                    destination: l.destination.clone(),
+                    status: l.status.clone(),
+                    duration_s: l.duration_s,
+                })
+                .collect(),
+            error_code: s.error_code,
+            error_message: s.error_message.clone(),
+        }
+    }
+
+    pub fn to_stored(&self, session_id: &str) -> super::StoredSummary {
+        super::StoredSummary {
+            received_ms: self.received_ms,
+            summary: SessionSummary {
+                session_id: session_id.to_string(),
+                status: self.status.clone(),
+                last_action: self.last_action.clone(),
+                call_count: self.call_count,
+                start_time: self.start_time.clone(),
+                end_time: self.end_time.clone(),
+                legs: self
+                    .legs
+                    .iter()
+                    .map(|l| Leg {
+                        name: l.name.clone(),
+                        call_id: l.call_id.clone(),
+                        direction: l.direction.clone(),
+                        source: l.source.clone(),
+                        destination: l.destination.clone(),
+                        status: l.status.clone(),
+                        duration_s: l.duration_s,
+                    })
+                    .collect(),
+                error_code: self.error_code,
+                error_message: self.error_message.clone(),
+            },
+        }
+    }
+}
+
+/// The 64-bit hash an old event id is remembered by: the first 8 bytes of its SHA-256 (stable
+/// across builds, unlike `std`'s hasher).
+fn event_hash(event_id: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(event_id.as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+}
+
+pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec_named(value).map_err(|e| StoreError::Encode { what, detail: e.to_string() })
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    key: &str,
+    raw: &[u8],
+) -> Result<T, StoreError> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(raw);
+    de.set_max_depth(RECORD_DEPTH_MAX);
+    T::deserialize(&mut de).map_err(|e| StoreError::Decode {
+        what,
+        key: key.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Refuses a record of a format this phonetree does not read.
+pub fn check_format(what: &'static str, key: &str, v: u8) -> Result<(), StoreError> {
+    if (FORMAT_OLDEST..=FORMAT).contains(&v) {
+        Ok(())
+    } else {
+        Err(StoreError::Decode {
+            what,
+            key: key.to_string(),
+            detail: format!("format {v}, this phonetree reads {FORMAT_OLDEST} to {FORMAT}"),
+        })
+    }
+}
+
+/// Decodes a stored session record.
+pub fn decode_record(session: &str, raw: &[u8]) -> Result<SessionRecord, StoreError> {
+    let record: SessionRecord = decode("session", session, raw)?;
+    check_format("session", session, record.v)?;
+    Ok(record)
+}
+
+/// Encodes engine state as a stored session record with an empty journal (MessagePack, with its
+/// format version): the state part of what every live call stores.
+pub fn encode_session(state: &CallState) -> Result<Vec<u8>, StoreError> {
+    encode("session", &SessionRecord::from_state(state))
+}
+
+/// Decodes a stored session record (of any format this phonetree reads) into engine state.
+pub fn decode_session(session: &str, raw: &[u8]) -> Result<CallState, StoreError> {
+    let record = decode_record(session, raw)?;
+    record.to_state(session).map_err(|detail| StoreError::Decode {
+        what: "session",
+        key: session.to_string(),
+        detail,
+    })
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session stored by a phonetree of format 1 (no call variables) still loads.
+    #[test]
+    fn a_format_1_session_record_still_decodes() {
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            v: u8,
+            m: &'a str,
+            h: Hash,
+            #[serde(rename = "in")]
+            inbound: bool,
+            src: &'a str,
+            dst: &'a str,
+            n: u32,
+            ph: u8,
+            t: u8,
+            q: u32,
+            p: Vec<u32>,
+            k: Option<&'a str>,
+            o: Option<()>,
+            c: bool,
+            t0: u64,
+            t1: u64,
+        }
+        let old = V1 {
+            v: 1,
+            m: "abc_restaurant",
+            h: Hash([7; 32]),
+            inbound: true,
+            src: "+6591178965",
+            dst: "+6568888888",
+            n: 3,
+            ph: 1,
+            t: 1,
+            q: 2,
+            p: vec![0, 3],
+            k: Some("9"),
+            o: None,
+            c: false,
+            t0: 1,
+            t1: 2,
+        };
+        let raw = rmp_serde::to_vec_named(&old).unwrap();
+        let state = decode_session("s-old", &raw).unwrap();
+        assert_eq!((state.node.index(), state.tries, state.seq), (3, 1, 2));
+        assert!(state.vars.is_empty());
+        let future = rmp_serde::to_vec_named(&V1 { v: 9, ..old }).unwrap();
+        let e = decode_session("s-new", &future).unwrap_err().to_string();
+        assert!(e.contains("format 9"), "{e}");
+    }
+
+    /// Regression (fuzz `stored_state`): a record with an unknown field holding 1,000 nested
+    /// one-element arrays overflowed a test thread's stack under rmp-serde's default depth limit.
+    #[test]
+    fn deeply_nested_garbage_is_a_decode_error_not_a_stack_overflow() {
+        let mut raw = vec![0x81u8, 0xa2, b'z', b'z'];
+        raw.extend(std::iter::repeat_n(0x91u8, 1_000));
+        raw.push(0xc0);
+        let e = decode_session("s", &raw).unwrap_err();
+        assert!(e.to_string().contains("depth limit exceeded"), "{e}");
+    }
+
+    fn state() -> CallState {
+        let old = SessionRecord {
+            v: FORMAT,
+            m: "m".into(),
+            h: Hash([1; 32]),
+            inbound: true,
+            src: "+6591178965".into(),
+            dst: "+6568888888".into(),
+            n: 0,
+            ph: 1,
+            t: 0,
+            q: 1,
+            p: vec![0],
+            k: None,
+            vs: BTreeMap::new(),
+            ci: None,
+            o: None,
+            c: false,
+            t0: 0,
+            t1: 0,
+            j: Vec::new(),
+            jo: Vec::new(),
+        };
+        old.to_state("s").unwrap()
+    }
+
+    /// The journal keeps the latest replies' bytes and recognises older events by hash, within
+    /// its bounds however long the call.
+    #[test]
+    fn the_reply_journal_is_bounded_and_forgets_bytes_not_events() {
+        let mut r = SessionRecord::from_state(&state());
+        for i in 0..100 {
+            r.journal(&format!("e{i}"), format!("reply {i}").as_bytes());
+        }
+        assert_eq!(r.j.len(), REPLIES_KEPT);
+        assert_eq!(r.jo.len(), EVENT_IDS_KEPT);
+        assert_eq!(r.replied("e99"), Some(super::super::Journaled::Reply(b"reply 99".to_vec())));
+        assert_eq!(r.replied("e98"), Some(super::super::Journaled::Reply(b"reply 98".to_vec())));
+        assert_eq!(r.replied("e97"), Some(super::super::Journaled::Forgotten));
+        assert_eq!(r.replied("e66"), Some(super::super::Journaled::Forgotten));
+        assert_eq!(r.replied("e65"), None, "older than the journal remembers");
+        assert_eq!(r.replied("e100"), None);
+        let raw = encode("session", &r).unwrap();
+        assert_eq!(decode_record("s", &raw).unwrap(), r);
+    }
 }

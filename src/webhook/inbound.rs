@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::callflow::ID_BYTES_MAX;
+use crate::callflow::{Leg, SessionSummary};
 use crate::engine::{Direction, Event};
 
 /// A webhook that cannot be used, with the JSON error code and message the client gets (4xx).
@@ -52,32 +53,6 @@ impl CallAction {
             _ => Event::NoInput,
         }
     }
-}
-
-/// One SESSION_SUMMARY webhook.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionSummary {
-    pub session_id: String,
-    pub status: String,
-    pub last_action: Option<String>,
-    pub call_count: Option<u32>,
-    pub start_time: Option<String>,
-    pub end_time: Option<String>,
-    pub legs: Vec<Leg>,
-    pub error_code: Option<i64>,
-    pub error_message: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leg {
-    /// The key in `details` (`callA`, `callB`, ...).
-    pub name: String,
-    pub call_id: Option<String>,
-    pub direction: Option<String>,
-    pub source: Option<String>,
-    pub destination: Option<String>,
-    pub status: Option<String>,
-    pub duration_s: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,5 @@
-//! The 8x8 side: webhook bodies in (`inbound`), callflow JSON out (`wire`), the Send Callflow API
-//! (`outbound`), and the HTTP routes (`routes`). Only this module knows 8x8's JSON.
+//! 8x8's JSON: webhook bodies in (`inbound`), callflow JSON out (`wire`), and the Send Callflow
+//! API (`outbound`). Only this module knows 8x8's JSON; the HTTP routes that carry it are `http`'s.
 
 pub mod inbound;
 pub mod outbound;

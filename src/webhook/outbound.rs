@@ -17,7 +17,7 @@ pub struct ApiConfig {
     pub api_key: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum OutboundError {
     #[error("no machine named `{0}` is loaded")]
     UnknownMachine(String),
@@ -26,7 +26,11 @@ pub enum OutboundError {
     #[error("the 8x8 API is not configured: set {0}")]
     NotConfigured(&'static str),
     #[error("engine: {0}")]
-    Engine(String),
+    Engine(#[from] crate::engine::StepError),
+    #[error("the start node sends nothing to open the call with")]
+    NothingToSend,
+    #[error(transparent)]
+    Encode(#[from] super::wire::EncodeError),
     #[error("8x8 did not create the call: status {code}: {message}")]
     NotCreated { code: i64, message: String },
     #[error("8x8 answered HTTP {status}: {body}")]

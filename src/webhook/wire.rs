@@ -121,19 +121,27 @@ fn wire(action: &Action) -> Wire<'_> {
     }
 }
 
+/// A callflow that could not be written as JSON. Plain structs of strings and integers always
+/// can be; this exists so that the impossible is an error, never a 200 with an empty body.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode the callflow as JSON: {0}")]
+pub struct EncodeError(#[from] serde_json::Error);
+
 /// The callflow as the JSON body 8x8 expects.
-pub fn encode(flow: &Callflow) -> Vec<u8> {
-    let envelope = Envelope {
-        client_action_id: flow.client_action_id.as_deref(),
-        callflow: flow.actions.iter().map(wire).collect(),
-    };
-    // Serialising plain structs of strings and integers into memory cannot fail.
-    serde_json::to_vec(&envelope).unwrap_or_default()
+pub fn encode(flow: &Callflow) -> Result<Vec<u8>, EncodeError> {
+    Ok(serde_json::to_vec(&envelope(flow))?)
 }
 
 /// The callflow as a JSON value (tests and `simulate --json`).
-pub fn to_value(flow: &Callflow) -> serde_json::Value {
-    serde_json::from_slice(&encode(flow)).unwrap_or_default()
+pub fn to_value(flow: &Callflow) -> Result<serde_json::Value, EncodeError> {
+    Ok(serde_json::to_value(envelope(flow))?)
+}
+
+fn envelope(flow: &Callflow) -> Envelope<'_> {
+    Envelope {
+        client_action_id: flow.client_action_id.as_deref(),
+        callflow: flow.actions.iter().map(wire).collect(),
+    }
 }
 
 /// The callflow JSON shapes, owned, for reading callflows back (tests, fuzzing, the `call` stand-in).
@@ -251,7 +259,7 @@ mod tests {
         {
             let path = format!("{}/tests/data/seeds/{file}", env!("CARGO_MANIFEST_DIR"));
             let flow = decode(&std::fs::read(&path).unwrap()).unwrap();
-            let again = decode(&encode(&flow)).unwrap();
+            let again = decode(&encode(&flow).unwrap()).unwrap();
             assert_eq!(flow, again, "{file}");
         }
     }

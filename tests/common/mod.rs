@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod backends;
+
 use phonetree::callflow::Callflow;
 use phonetree::engine::{self, CallInfo, CallState, Direction, Event};
 use phonetree::machine::{self, Machine, Source};
@@ -104,7 +106,7 @@ pub fn golden(path: &str) -> Value {
 }
 
 pub fn json(flow: &Callflow) -> Value {
-    wire::to_value(flow)
+    wire::to_value(flow).unwrap()
 }
 
 /// A real `phonetree serve` child process on a loopback port, with its own data dir.

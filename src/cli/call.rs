@@ -1,0 +1,110 @@
+//! `phonetree call`: places one outbound call, with the node's own store, or through a running
+//! node's `POST /calls` (`--server`); prints the session id 8x8 gives it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use phonetree::node::{self, App, Config, ServeError};
+use phonetree::webhook::outbound::{API_TIMEOUT, OutboundError};
+use tokio::runtime::Runtime;
+
+use super::{NoRuntime, NodeArgs, runtime};
+
+/// How long `--server` may take: the node's own wait on 8x8 (`API_TIMEOUT`), and some.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(API_TIMEOUT.as_secs() + 20);
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The machine to run.
+    #[arg(long)]
+    machine: String,
+    /// The number to call.
+    #[arg(long)]
+    to: String,
+    /// The caller ID (default: the machine's first number).
+    #[arg(long)]
+    from: Option<String>,
+    /// A running `phonetree serve` to place the call through (its store is locked while it runs).
+    #[arg(long, env = "PHONETREE_SERVER")]
+    server: Option<String>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] NoRuntime),
+    #[error("{source} (if `phonetree serve` is running on {store}, pass --server URL)")]
+    Open { source: ServeError, store: String },
+    /// 8x8 refused the call (`NOT_CREATED`, with its status code and message), or could not be asked.
+    #[error(transparent)]
+    Place(#[from] OutboundError),
+    #[error("cannot reach {url}: {}", chain(source))]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{url} did not answer within {} s", SERVER_TIMEOUT.as_secs())]
+    Timeout { url: String },
+    /// The server's `{"error": {"message"}}`, or what it answered instead.
+    #[error("{message}")]
+    Refused { message: String },
+}
+
+pub fn run(args: Args) -> Result<(), Error> {
+    let Args { machine, to, from, server, node } = args;
+    let config = node.config(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO, Duration::ZERO);
+    let rt = runtime()?;
+    let session = match server {
+        Some(server) => rt.block_on(through_server(&server, &machine, &to, from.as_deref()))?,
+        None => place(&rt, config, &machine, &to, from.as_deref())?,
+    };
+    println!("{session}");
+    Ok(())
+}
+
+/// The node's entry points as `call` uses them: open the app (and its store), place the call.
+fn place(rt: &Runtime, config: Config, machine: &str, to: &str, from: Option<&str>) -> Result<String, Error> {
+    let store = node::store_name(&config.store);
+    let app = rt.block_on(App::open(config)).map_err(|source| Error::Open { source, store })?;
+    Ok(rt.block_on(node::place_call(&app, machine, to, from))?)
+}
+
+/// Asks a running node to place the call: `POST {server}/calls`.
+async fn through_server(server: &str, machine: &str, to: &str, from: Option<&str>) -> Result<String, Error> {
+    let url = format!("{}/calls", server.trim_end_matches('/'));
+    let failed = |source: reqwest::Error| {
+        if source.is_timeout() {
+            Error::Timeout { url: url.clone() }
+        } else {
+            Error::Unreachable { url: url.clone(), source }
+        }
+    };
+    let response = reqwest::Client::new()
+        .post(&url)
+        .timeout(SERVER_TIMEOUT)
+        .json(&serde_json::json!({"machine": machine, "to": to, "from": from}))
+        .send()
+        .await
+        .map_err(failed)?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(failed)?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match (status.is_success(), v["sessionId"].as_str(), v["error"]["message"].as_str()) {
+        (true, Some(session), _) => Ok(session.to_string()),
+        (_, _, Some(message)) => Err(Error::Refused { message: message.to_string() }),
+        _ => {
+            let body: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            Err(Error::Refused { message: format!("{url} answered HTTP {status}: {}", body.trim()) })
+        }
+    }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message leaves out why it failed).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}

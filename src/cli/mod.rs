@@ -1,0 +1,72 @@
+//! The commands of the `phonetree` binary, one module each: their flags, their typed failures, and
+//! the I/O around the library (files, stdin, stdout, the async runtime). `main.rs` picks one and
+//! turns its failure into an exit code; nothing in the library sees this module.
+
+pub mod call;
+pub mod check;
+pub mod migrate;
+pub mod serve;
+pub mod simulate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use phonetree::node::Config;
+use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
+
+/// Where a node keeps its machines and data, and how it reaches 8x8 (`serve` and `call`).
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// Folder of machine files.
+    #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
+    machines: PathBuf,
+    /// Folder of the embedded store (`--store sled:DIR` says the same).
+    #[arg(long, env = "PHONETREE_DATA", default_value = "./data")]
+    data: PathBuf,
+    /// Where calls are kept: `sled:DIR` (the default, with --data) or
+    /// `postgres://user@host:port/db` (`?sslmode=require` for TLS) to share calls between nodes.
+    #[arg(long, env = "PHONETREE_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// The machine for calls on a number no machine declares.
+    #[arg(long, env = "PHONETREE_DEFAULT_MACHINE")]
+    default_machine: Option<String>,
+    /// 8x8 Voice API base URL.
+    #[arg(long, env = "PHONETREE_8X8_BASE_URL", default_value = DEFAULT_BASE_URL)]
+    api_base_url: String,
+    /// 8x8 sub-account id.
+    #[arg(long, env = "PHONETREE_8X8_SUBACCOUNT")]
+    api_subaccount: Option<String>,
+    /// 8x8 API key (Bearer).
+    #[arg(long, env = "PHONETREE_8X8_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+impl NodeArgs {
+    /// The node's configuration: the one place the CLI builds a `node::Config`.
+    fn config(self, listen: SocketAddr, session_ttl: Duration, retention: Duration) -> Config {
+        Config {
+            machines: self.machines,
+            store: self.store.unwrap_or_else(|| format!("sled:{}", self.data.display())),
+            listen,
+            default_machine: self.default_machine,
+            session_ttl,
+            retention,
+            api: ApiConfig {
+                base_url: self.api_base_url,
+                sub_account: self.api_subaccount,
+                api_key: self.api_key,
+            },
+            unsafe_no_fsync: false,
+        }
+    }
+}
+
+/// The async runtime would not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the async runtime: {0}")]
+pub struct NoRuntime(#[from] std::io::Error);
+
+fn runtime() -> Result<tokio::runtime::Runtime, NoRuntime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,0 +1,86 @@
+//! `phonetree serve`: opens the node (machines and store) and answers webhooks on `--listen` until
+//! SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phonetree::node::{App, Config, ServeError};
+
+use super::{NoRuntime, NodeArgs, runtime};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Address to listen on (port 0 picks a free port; the address is printed on stdout).
+    #[arg(long, env = "PHONETREE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Close sessions that get no webhook and no summary for this many seconds.
+    #[arg(long, env = "PHONETREE_SESSION_TTL_SECS", default_value_t = 6 * 3600)]
+    session_ttl_secs: u64,
+    /// Delete closed sessions (and their reply journal) this many seconds after they close.
+    #[arg(long, env = "PHONETREE_RETENTION_SECS", default_value_t = 24 * 3600)]
+    retention_secs: u64,
+    /// Benchmarks only: answer before the state is fsync'd (a crash loses acknowledged calls).
+    #[arg(long, env = "PHONETREE_UNSAFE_NO_FSYNC", hide = true)]
+    unsafe_no_fsync: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Invalid machines (their diagnostics are on stderr already), no machines, a locked store.
+    #[error(transparent)]
+    Open(#[from] ServeError),
+    #[error(transparent)]
+    Runtime(#[from] NoRuntime),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Address(std::io::Error),
+}
+
+pub fn run(args: Args) -> Result<(), Error> {
+    let ttl = Duration::from_secs(args.session_ttl_secs);
+    let mut config = args.node.config(args.listen, ttl, Duration::from_secs(args.retention_secs));
+    config.unsafe_no_fsync = args.unsafe_no_fsync;
+    serve(config)
+}
+
+/// The node's entry points as the server uses them: open the app, bind, serve until a signal.
+fn serve(config: Config) -> Result<(), Error> {
+    let listen = config.listen;
+    runtime()?.block_on(async move {
+        let app = Arc::new(App::open(config).await?);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| Error::Listen { addr: listen, source })?;
+        let addr = listener.local_addr().map_err(Error::Address)?;
+        println!("listening on {addr}");
+        let _ = std::io::stdout().flush();
+        phonetree::http::run(listener, app, shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

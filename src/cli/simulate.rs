@@ -1,0 +1,206 @@
+//! `phonetree simulate`: finds and loads one machine, reads the caller's inputs (arguments or
+//! stdin) and the `--answers` file, asks the real API with `--live`, and prints the transcript or
+//! the callflows. Playing the call is `proof::simulate`'s.
+
+use std::io::{self, BufRead, IsTerminal, StdoutLock, Write};
+use std::path::{Path, PathBuf};
+
+use phonetree::callflow::Callflow;
+use phonetree::engine::{Answer, Event, Request};
+use phonetree::machine::{self, Machine, Source};
+use phonetree::node::fetch;
+use phonetree::proof::explore;
+use phonetree::proof::simulate::{self, Canned, Simulation, Turn};
+use phonetree::webhook::wire;
+
+use super::{NoRuntime, runtime};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A machine file, or the name of a machine in --machines.
+    machine: String,
+    /// Keys pressed at each prompt (`1`, `12#`), or `-` for no input. None: read from stdin.
+    inputs: Vec<String>,
+    /// Print each callflow the server would answer with, one JSON document per line.
+    #[arg(long)]
+    json: bool,
+    /// The caller's number.
+    #[arg(long, default_value = "+15550000001")]
+    from: String,
+    /// The number called (default: the machine's first number).
+    #[arg(long)]
+    to: Option<String>,
+    /// Where machine names are looked up.
+    #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
+    machines: PathBuf,
+    /// Canned API answers for script nodes: a JSON file `{"NODE": [{"status": 200, "body": ...},
+    /// {"failed": "timeout"}, ...]}`, used in order (the last one again when they run out).
+    #[arg(long)]
+    answers: Option<PathBuf>,
+    /// Call the script nodes' real APIs.
+    #[arg(long)]
+    live: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no machine file `{name}` (nor {}/{name}.toml)", dir.display())]
+    NoMachine { name: String, dir: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    /// Its diagnostics are on stderr already.
+    #[error("{} does not compile", .0.display())]
+    DoesNotCompile(PathBuf),
+    #[error("{}: {why}", file.display())]
+    Answers { file: PathBuf, why: String },
+    #[error(transparent)]
+    Runtime(#[from] NoRuntime),
+    /// An input that is not one, an engine error, or a script request nothing answers.
+    #[error("{0}")]
+    Play(String),
+}
+
+pub fn run(args: Args) -> Result<(), Error> {
+    let mut scripts = Scripts::new(args.answers.as_deref(), args.live)?;
+    let m = load(&args.machine, &args.machines)?;
+    let number = args.to.or_else(|| m.numbers().first().cloned()).unwrap_or_else(|| "+15550000000".into());
+    let mut answer = |r: &Request| scripts.answer(r);
+    let mut out = Out { json: args.json, stdout: io::stdout().lock() };
+    if args.inputs.is_empty() {
+        return from_stdin(&m, &args.from, &number, &mut answer, &mut out);
+    }
+    let inputs = args
+        .inputs
+        .iter()
+        .map(|i| simulate::parse_input_or_answer(i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Error::Play)?;
+    let (lines, flows) = simulate::run(&m, &args.from, &number, &inputs, &mut answer).map_err(Error::Play)?;
+    out.emit(&lines, &flows);
+    Ok(())
+}
+
+/// Plays the inputs read from stdin, one a line, each as it comes (prompting on a terminal, where a
+/// line that is not an input is said and skipped).
+fn from_stdin(
+    m: &Machine,
+    from: &str,
+    number: &str,
+    answer: &mut simulate::Answerer<'_>,
+    out: &mut Out,
+) -> Result<(), Error> {
+    let interactive = io::stdin().is_terminal();
+    let mut sim = Simulation::new(m, from, number);
+    out.turn(sim.play(&Event::CallStarted, answer).map_err(Error::Play)?);
+    let mut lines = io::stdin().lock().lines();
+    while !sim.state().ended() {
+        if interactive {
+            eprint!("keys (or - for none)> ");
+        }
+        let Some(Ok(line)) = lines.next() else { break };
+        let event = match simulate::parse_input(&line) {
+            Ok(e) => e,
+            Err(why) if interactive => {
+                eprintln!("{why}");
+                continue;
+            }
+            Err(why) => return Err(Error::Play(why)),
+        };
+        out.turn(sim.play(&event, answer).map_err(Error::Play)?);
+    }
+    if !out.json {
+        out.emit(&[sim.status()], &[]);
+    }
+    Ok(())
+}
+
+/// Stdout: the transcript lines, or (`--json`) the callflows, one a line.
+struct Out {
+    json: bool,
+    stdout: StdoutLock<'static>,
+}
+
+impl Out {
+    fn emit(&mut self, lines: &[String], flows: &[Callflow]) {
+        if self.json {
+            for f in flows {
+                let _ = self.stdout.write_all(&wire::encode(f).unwrap_or_default());
+                let _ = self.stdout.write_all(b"\n");
+            }
+        } else {
+            for l in lines {
+                let _ = writeln!(self.stdout, "{l}");
+            }
+        }
+    }
+
+    fn turn(&mut self, turn: Turn) {
+        self.emit(&turn.lines, turn.reply.as_slice());
+    }
+}
+
+/// Where script requests go when the inputs give no `@` answer: `--answers`, then `--live`.
+struct Scripts {
+    canned: Canned,
+    live: Option<(tokio::runtime::Runtime, reqwest::Client)>,
+}
+
+impl Scripts {
+    fn new(file: Option<&Path>, live: bool) -> Result<Scripts, Error> {
+        let canned = match file {
+            Some(file) => {
+                Canned::parse(&read(file)?).map_err(|why| Error::Answers { file: file.to_path_buf(), why })?
+            }
+            None => Canned::default(),
+        };
+        let live = if live { Some((runtime()?, reqwest::Client::new())) } else { None };
+        Ok(Scripts { canned, live })
+    }
+
+    fn answer(&mut self, r: &Request) -> Result<Answer, String> {
+        if let Some(a) = self.canned.next(&r.node) {
+            return Ok(a);
+        }
+        match &self.live {
+            Some((rt, client)) => Ok(rt.block_on(fetch::perform(client, r))),
+            None => Err(simulate::needs_answer(r)),
+        }
+    }
+}
+
+/// Compiles the machine once and proves it as `check` does, its diagnostics on stderr; a machine
+/// that compiles but fails its proof still plays, so that a counterexample can be replayed.
+fn load(name: &str, machines: &Path) -> Result<Machine, Error> {
+    let path = find(name, machines)?;
+    let source = Source::new(path.display().to_string(), read(&path)?);
+    let compiled = machine::compile(&source);
+    for d in &compiled.diagnostics {
+        eprintln!("{d}");
+    }
+    let m = compiled.machine.ok_or(Error::DoesNotCompile(path))?;
+    let report = explore::explore(&m);
+    for v in &report.violations {
+        eprintln!("{}", v.diagnostic(&source));
+    }
+    if !report.proven() {
+        eprintln!("note: {} fails its proof (above); playing it anyway", source.file);
+    }
+    Ok(m)
+}
+
+/// MACHINE as a file, else `DIR/MACHINE.toml` or `DIR/MACHINE.json`.
+fn find(name: &str, machines: &Path) -> Result<PathBuf, Error> {
+    let path = PathBuf::from(name);
+    if path.is_file() {
+        return Ok(path);
+    }
+    ["toml", "json"]
+        .iter()
+        .map(|ext| machines.join(format!("{name}.{ext}")))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::NoMachine { name: name.into(), dir: machines.into() })
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })
+}

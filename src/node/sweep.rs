@@ -1,0 +1,99 @@
+//! The sweeps: sessions silent past the TTL are closed, closed sessions past their retention are
+//! deleted, cached script answers past their time are dropped. Each walks the store in bounded
+//! pages and yields between them, so a store of millions of sessions never holds a worker thread
+//! (or the webhooks queued behind it) for long.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use super::calls::Fault;
+use super::{App, now_ms};
+use crate::engine::{self, Event};
+use crate::store::{Commit, Committed, Loaded};
+
+/// How often idle sessions are looked for, at most; short TTLs are swept twice per TTL.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest sweep period, so a TTL of zero cannot turn the sweeper into a busy loop.
+pub const SWEEP_INTERVAL_MIN: Duration = Duration::from_millis(100);
+/// Sessions looked at per page of a sweep: about a millisecond of work between two yields to the
+/// webhooks.
+pub const SWEEP_PAGE: usize = 256;
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub closed: usize,
+    pub deleted: usize,
+}
+
+/// Sweeps every `SWEEP_INTERVAL` at most (twice per TTL or retention when shorter), until dropped.
+pub async fn sweep_forever(app: Arc<App>) {
+    let shortest = app.config.session_ttl.min(app.config.retention) / 2;
+    let mut tick = tokio::time::interval(shortest.clamp(SWEEP_INTERVAL_MIN, SWEEP_INTERVAL));
+    loop {
+        tick.tick().await;
+        match sweep(&app, now_ms()).await {
+            Ok(Swept { closed: 0, deleted: 0 }) => {}
+            Ok(Swept { closed, deleted }) => info!(closed, deleted, "sessions swept"),
+            Err(e) => warn!(error = %e, "sweep failed"),
+        }
+    }
+}
+
+/// Closes sessions silent for longer than the TTL and deletes closed ones past their retention.
+/// A session that cannot be processed is logged and left for the next sweep.
+pub async fn sweep(app: &App, now: u64) -> Result<Swept, Fault> {
+    let ttl = u64::try_from(app.config.session_ttl.as_millis()).unwrap_or(u64::MAX);
+    let retention = u64::try_from(app.config.retention.as_millis()).unwrap_or(u64::MAX);
+    let mut swept = Swept::default();
+    let mut after: Option<String> = None;
+    loop {
+        let page = app.store.scan(after.as_deref(), SWEEP_PAGE).await?;
+        for (id, loaded) in &page.sessions {
+            let loaded = match loaded {
+                Ok(l) => l,
+                Err(e) => {
+                    warn!(session = %id, error = %e, "unreadable session left as it is");
+                    continue;
+                }
+            };
+            let idle = now.saturating_sub(loaded.state.updated_ms);
+            let done = if loaded.state.closed && idle > retention {
+                app.store.remove_session(id).await.map(|()| swept.deleted += 1).map_err(Fault::from)
+            } else if !loaded.state.closed && idle > ttl {
+                expire(app, id, loaded, now).await.map(|expired| swept.closed += usize::from(expired))
+            } else {
+                Ok(())
+            };
+            if let Err(e) = done {
+                warn!(session = %id, error = %e, "session not swept");
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+        tokio::task::yield_now().await;
+    }
+    match app.store.expire_cache(now).await {
+        Ok(0) => {}
+        Ok(n) => debug!(expired = n, "script answers dropped from the cache"),
+        Err(e) => warn!(error = %e, "cache not swept"),
+    }
+    Ok(swept)
+}
+
+/// Closes one silent session (as if its summary said `EXPIRED`); false when it changed meanwhile.
+async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, Fault> {
+    let machine =
+        app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
+    let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: "EXPIRED".into() }, now)?;
+    let commit = Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None };
+    let stored = app.store.commit(commit).await? == Committed::Done;
+    if stored {
+        info!(session = %id, "no summary within the TTL: session closed");
+    }
+    Ok(stored)
+}

@@ -1,0 +1,663 @@
+//! The PostgreSQL backend: a node's calls in tables shared by every node, so that any node can
+//! answer any webhook.
+//!
+//! Tables (see `schema`): `phonetree_sessions` (session id → revision, reply count, the versioned
+//! MessagePack session record with an empty journal), `phonetree_replies` (every reply given,
+//! keyed by session and event id), `phonetree_answers`, `phonetree_cache`, `phonetree_summaries`,
+//! `phonetree_machines` (the same records as sled's) and `phonetree_meta` (the readiness probe).
+//!
+//! A commit is one transaction: the compare-and-swap of the session row on its revision, then the
+//! reply's row, whose key refuses a second answer to one event; it returns `Done` once the
+//! database has committed (`synchronous_commit` is the database's). A revision is the row's `rev`
+//! number; a new row starts at a random 62-bit number, so that a revision loaded before a session
+//! was removed does not match the session made again under its id (the compare-and-swap's ABA).
+//!
+//! Every statement is prepared once per connection (deadpool's statement cache), and every write
+//! is a short transaction: no advisory lock, no long-held row lock.
+
+mod connect;
+mod schema;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Client, Pool};
+use tokio_postgres::error::SqlState;
+
+use super::record::{
+    AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, REPLIES_KEPT, SummaryRecord,
+    check_format, decode, decode_session, encode, encode_session,
+};
+use super::{
+    Commit, Committed, Durability, Journaled, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Store,
+    StoreError, StoreFuture, StoredMachine, StoredSummary,
+};
+use crate::callflow::SessionSummary;
+use crate::engine::{Answer, Request};
+use crate::machine::Version;
+
+pub use connect::{APPLICATION_NAME, CONNECT_TIMEOUT, POOL_SIZE_MAX, POOL_WAIT_MAX, PgUrl, redact};
+pub use schema::{MIGRATIONS, SCHEMA_VERSION};
+
+/// How stale `session_count` may be: it is this node's own count, kept by its writes, recounted
+/// (one `COUNT(*)`, in the background) when older than this. A full count per readiness check
+/// would scan the table every few seconds on every node.
+pub const SESSION_COUNT_REFRESH: Duration = Duration::from_secs(30);
+/// Most cache entries one statement of `expire_cache` deletes: each batch is a short transaction,
+/// however many entries expired at once.
+pub const CACHE_EXPIRE_BATCH: i64 = 1000;
+
+/// A PostgreSQL (or wire-compatible) database.
+pub struct PgStore {
+    pool: Pool,
+    count: Arc<Count>,
+    url: PgUrl,
+}
+
+/// The session count: `base + own`, where `own` moves with this node's creations and removals
+/// and `base` is set by each recount.
+struct Count {
+    base: AtomicI64,
+    own: AtomicI64,
+    /// Ms since `epoch` of the last recount.
+    counted_ms: AtomicI64,
+    epoch: Instant,
+    counting: AtomicBool,
+}
+
+impl Count {
+    fn estimate(&self) -> u64 {
+        u64::try_from(self.base.load(Ordering::Relaxed) + self.own.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    fn elapsed_ms(&self) -> i64 {
+        i64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Counts the sessions; writes this node makes meanwhile may or may not be in the count.
+    async fn recount(&self, pool: &Pool) -> Result<(), StoreError> {
+        let own = self.own.load(Ordering::Relaxed);
+        let client = client(pool).await?;
+        let n: i64 = client
+            .query_one("SELECT COUNT(*) FROM phonetree_sessions", &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(failed("count the sessions".into()))?;
+        self.base.store(n - own, Ordering::Relaxed);
+        self.counted_ms.store(self.elapsed_ms(), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to date (refusing one newer than this phonetree knows), and
+    /// counts the sessions.
+    pub async fn open(url: &PgUrl, durability: Durability) -> Result<PgStore, StoreError> {
+        let pool = url.pool(durability)?;
+        schema::migrate(&pool).await?;
+        let count = Arc::new(Count {
+            base: AtomicI64::new(0),
+            own: AtomicI64::new(0),
+            counted_ms: AtomicI64::new(0),
+            epoch: Instant::now(),
+            counting: AtomicBool::new(false),
+        });
+        count.recount(&pool).await?;
+        tracing::info!(url = %url, sessions = count.estimate(), "postgres store open");
+        Ok(PgStore { pool, count, url: url.clone() })
+    }
+
+    /// The URL this store was opened with, its password redacted.
+    pub fn url(&self) -> &PgUrl {
+        &self.url
+    }
+
+    async fn client(&self) -> Result<Client, StoreError> {
+        client(&self.pool).await
+    }
+
+    async fn lookup(&self, session: &str, event_id: Option<&str>) -> Result<Lookup, StoreError> {
+        let client = self.client().await?;
+        let fail = || failed(format!("load session `{session}`"));
+        let row = match event_id {
+            None => {
+                let st = client
+                    .prepare_cached("SELECT rev, state FROM phonetree_sessions WHERE id = $1")
+                    .await
+                    .map_err(fail())?;
+                client.query_opt(&st, &[&session]).await.map_err(fail())?
+            }
+            Some(event_id) => {
+                let st = client
+                    .prepare_cached(
+                        "SELECT s.rev, s.state, s.replies, r.n, r.body FROM phonetree_sessions s \
+                         LEFT JOIN phonetree_replies r ON r.session = s.id AND r.event_id = $2 \
+                         WHERE s.id = $1",
+                    )
+                    .await
+                    .map_err(fail())?;
+                client.query_opt(&st, &[&session, &event_id]).await.map_err(fail())?
+            }
+        };
+        let Some(row) = row else { return Ok(Lookup::default()) };
+        let loaded = loaded(session, &row)?;
+        let replied = if event_id.is_some() {
+            let replies: i64 = row.try_get(2).map_err(fail())?;
+            let n: Option<i64> = row.try_get(3).map_err(fail())?;
+            let body: Option<Vec<u8>> = row.try_get(4).map_err(fail())?;
+            match (n, body) {
+                // The latest replies answer a duplicate with their bytes, as sled's journal does;
+                // an older event is known, and answered with the current prompt.
+                (Some(n), Some(body)) if replies - n < REPLIES_KEPT as i64 => Some(Journaled::Reply(body)),
+                (Some(_), _) => Some(Journaled::Forgotten),
+                (None, _) => None,
+            }
+        } else {
+            None
+        };
+        Ok(Lookup { session: Some(loaded), replied })
+    }
+
+    async fn swap(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
+        let state = encode_session(c.state)?;
+        let updated_ms = ms(c.state.updated_ms);
+        let replied = i64::from(c.reply.is_some());
+        let mut client = self.client().await?;
+        let fail = || failed(format!("commit session `{}`", c.session));
+        let tx = client.transaction().await.map_err(fail())?;
+        let row = match c.expected {
+            Some(rev) => {
+                let rev = rev_number(c.session, rev)?;
+                let st = tx
+                    .prepare_cached(
+                        "UPDATE phonetree_sessions \
+                         SET rev = rev + 1, replies = replies + $3, state = $4, updated_ms = $5, closed = $6 \
+                         WHERE id = $1 AND rev = $2 RETURNING replies",
+                    )
+                    .await
+                    .map_err(fail())?;
+                tx.query_opt(&st, &[&c.session, &rev, &replied, &state, &updated_ms, &c.state.closed]).await
+            }
+            None => {
+                let st = tx
+                    .prepare_cached(
+                        "INSERT INTO phonetree_sessions (id, rev, replies, state, updated_ms, closed) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING replies",
+                    )
+                    .await
+                    .map_err(fail())?;
+                let rev = first_rev();
+                tx.query_opt(&st, &[&c.session, &rev, &replied, &state, &updated_ms, &c.state.closed]).await
+            }
+        };
+        let replies: i64 = match row {
+            Ok(Some(row)) => row.try_get(0).map_err(fail())?,
+            // Another request changed (or made) the session since it was loaded.
+            Ok(None) => return Ok(Committed::Changed),
+            Err(e) if lost(&e) => return Ok(Committed::Changed),
+            Err(e) => return Err(fail()(e)),
+        };
+        if let Some((event_id, body)) = c.reply {
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO phonetree_replies (session, event_id, n, body) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .await
+                .map_err(fail())?;
+            match tx.execute(&st, &[&c.session, &event_id, &replies, &body]).await {
+                Ok(1) => {}
+                // The event was answered already: dropping `tx` rolls the session's row back.
+                Ok(_) => return Ok(Committed::Changed),
+                Err(e) if lost(&e) => return Ok(Committed::Changed),
+                Err(e) => return Err(fail()(e)),
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => {}
+            Err(e) if lost(&e) => return Ok(Committed::Changed),
+            Err(e) => return Err(fail()(e)),
+        }
+        if c.expected.is_none() {
+            self.count.own.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Committed::Done)
+    }
+
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        let limit = limit.clamp(1, SCAN_PAGE_MAX);
+        let client = self.client().await?;
+        let fail = || failed("scan the sessions".into());
+        let rows = match after {
+            Some(after) => {
+                let st = client
+                    .prepare_cached(
+                        "SELECT id, rev, state FROM phonetree_sessions WHERE id > $1 ORDER BY id LIMIT $2",
+                    )
+                    .await
+                    .map_err(fail())?;
+                client.query(&st, &[&after, &(limit as i64)]).await.map_err(fail())?
+            }
+            None => {
+                let st = client
+                    .prepare_cached("SELECT id, rev, state FROM phonetree_sessions ORDER BY id LIMIT $1")
+                    .await
+                    .map_err(fail())?;
+                client.query(&st, &[&(limit as i64)]).await.map_err(fail())?
+            }
+        };
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get(0).map_err(fail())?;
+            let rest = (row.try_get::<_, i64>(1), row.try_get::<_, Vec<u8>>(2));
+            let loaded = match rest {
+                (Ok(rev), Ok(raw)) => {
+                    decode_session(&id, &raw).map(|state| Loaded { state, rev: revision(rev) })
+                }
+                (Err(e), _) | (_, Err(e)) => Err(fail()(e)),
+            };
+            sessions.push((id, loaded));
+        }
+        let next = (sessions.len() == limit).then(|| sessions.last().map(|(id, _)| id.clone())).flatten();
+        Ok(Page { sessions, next })
+    }
+
+    async fn remove(&self, session: &str) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let fail = || failed(format!("remove session `{session}`"));
+        let tx = client.transaction().await.map_err(fail())?;
+        for sql in [
+            "DELETE FROM phonetree_replies WHERE session = $1",
+            "DELETE FROM phonetree_answers WHERE session = $1",
+            "DELETE FROM phonetree_summaries WHERE session = $1",
+        ] {
+            let st = tx.prepare_cached(sql).await.map_err(fail())?;
+            tx.execute(&st, &[&session]).await.map_err(fail())?;
+        }
+        let st = tx.prepare_cached("DELETE FROM phonetree_sessions WHERE id = $1").await.map_err(fail())?;
+        let removed = tx.execute(&st, &[&session]).await.map_err(fail())?;
+        tx.commit().await.map_err(fail())?;
+        if removed > 0 {
+            self.count.own.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn by_short(
+        &self,
+        name: &str,
+        short: &str,
+    ) -> Result<Option<(Version, StoredMachine)>, StoreError> {
+        let Some(head) = hex_bytes(short) else { return Ok(None) };
+        let client = self.client().await?;
+        let fail = || failed(format!("read machine `{name}` {short}"));
+        let rows = if short.len() == Version([0; 32]).short().len() {
+            let st = client
+                .prepare_cached(
+                    "SELECT version, record FROM phonetree_machines WHERE name = $1 AND short = $2",
+                )
+                .await
+                .map_err(fail())?;
+            client.query(&st, &[&name, &short.to_ascii_lowercase()]).await.map_err(fail())?
+        } else {
+            // Another length than `Version::short`'s: match it as a prefix of the version.
+            let st = client
+                .prepare_cached(
+                    "SELECT version, record FROM phonetree_machines \
+                     WHERE name = $1 AND substring(version FROM 1 FOR $3) = $2",
+                )
+                .await
+                .map_err(fail())?;
+            client.query(&st, &[&name, &head, &(head.len() as i32)]).await.map_err(fail())?
+        };
+        for row in rows {
+            let version: Vec<u8> = row.try_get(0).map_err(fail())?;
+            let Ok(version) = <[u8; 32]>::try_from(version).map(Version) else { continue };
+            let raw: Vec<u8> = row.try_get(1).map_err(fail())?;
+            let m: MachineRecord = decode("machine", short, &raw)?;
+            check_format("machine", short, m.v)?;
+            return Ok(Some((version, StoredMachine { name: m.name, file: m.file, text: m.text })));
+        }
+        Ok(None)
+    }
+
+    async fn expire(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let fail = || failed("expire the script cache".into());
+        let st = client
+            .prepare_cached(
+                "DELETE FROM phonetree_cache WHERE key IN \
+                 (SELECT key FROM phonetree_cache WHERE until_ms <= $1 LIMIT $2)",
+            )
+            .await
+            .map_err(fail())?;
+        let mut removed = 0;
+        loop {
+            let n = client.execute(&st, &[&ms(now_ms), &CACHE_EXPIRE_BATCH]).await.map_err(fail())?;
+            removed += n as usize;
+            if n < CACHE_EXPIRE_BATCH as u64 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// Runs one prepared statement that returns at most one row.
+    async fn one(
+        &self,
+        doing: impl Fn() -> String,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        let st = client.prepare_cached(sql).await.map_err(failed(doing()))?;
+        client.query_opt(&st, params).await.map_err(failed(doing()))
+    }
+
+    /// Runs one prepared statement that writes.
+    async fn write(
+        &self,
+        doing: impl Fn() -> String,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let st = client.prepare_cached(sql).await.map_err(failed(doing()))?;
+        client.execute(&st, params).await.map_err(failed(doing()))
+    }
+}
+
+impl Store for PgStore {
+    fn load<'a>(&'a self, session: &'a str, event_id: Option<&'a str>) -> StoreFuture<'a, Lookup> {
+        Box::pin(self.lookup(session, event_id))
+    }
+
+    fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed> {
+        Box::pin(async move { self.swap(&commit).await })
+    }
+
+    fn answers<'a>(&'a self, session: &'a str, event_id: &'a str) -> StoreFuture<'a, Vec<Answer>> {
+        Box::pin(async move {
+            let name = format!("{session}/{event_id}");
+            let row = self
+                .one(
+                    || format!("read the script answers of `{name}`"),
+                    "SELECT record FROM phonetree_answers WHERE session = $1 AND event_id = $2",
+                    &[&session, &event_id],
+                )
+                .await?;
+            let Some(row) = row else { return Ok(Vec::new()) };
+            let raw: Vec<u8> =
+                row.try_get(0).map_err(failed(format!("read the script answers of `{name}`")))?;
+            let r: AnswersRecord = decode("answers", &name, &raw)?;
+            check_format("answers", &name, r.v)?;
+            Ok(r.answers.iter().map(AnswerRecord::to_answer).collect())
+        })
+    }
+
+    fn put_answers<'a>(
+        &'a self,
+        session: &'a str,
+        event_id: &'a str,
+        answers: &'a [Answer],
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let record =
+                AnswersRecord { v: FORMAT, answers: answers.iter().map(AnswerRecord::from_answer).collect() };
+            let raw = encode("answers", &record)?;
+            self.write(
+                || format!("journal the script answers of `{session}/{event_id}`"),
+                "INSERT INTO phonetree_answers (session, event_id, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (session, event_id) DO UPDATE SET record = EXCLUDED.record",
+                &[&session, &event_id, &raw],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn cached<'a>(&'a self, request: &'a Request, now_ms: u64) -> StoreFuture<'a, Option<Answer>> {
+        Box::pin(async move {
+            let row = self
+                .one(
+                    || format!("read the cached answer of `{}`", request.url),
+                    "SELECT record FROM phonetree_cache WHERE key = $1 AND until_ms > $2",
+                    &[&cache_key(request).as_slice(), &ms(now_ms)],
+                )
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let raw: Vec<u8> =
+                row.try_get(0).map_err(failed(format!("read the cached answer of `{}`", request.url)))?;
+            let r: CacheRecord = decode("cache", &request.url, &raw)?;
+            check_format("cache", &request.url, r.v)?;
+            Ok((r.until > now_ms).then(|| r.answer.to_answer()))
+        })
+    }
+
+    fn put_cached<'a>(
+        &'a self,
+        request: &'a Request,
+        answer: &'a Answer,
+        now_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(minutes) = request.cache_minutes else { return Ok(()) };
+            let until = now_ms.saturating_add(u64::from(minutes).saturating_mul(60_000));
+            let record = CacheRecord { v: FORMAT, until, answer: AnswerRecord::from_answer(answer) };
+            let raw = encode("cache", &record)?;
+            self.write(
+                || format!("cache the answer of `{}`", request.url),
+                "INSERT INTO phonetree_cache (key, until_ms, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET until_ms = EXCLUDED.until_ms, record = EXCLUDED.record",
+                &[&cache_key(request).as_slice(), &ms(until), &raw],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn put_summary<'a>(&'a self, summary: &'a SessionSummary, received_ms: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let raw = encode("summary", &SummaryRecord::from_summary(summary, received_ms))?;
+            self.write(
+                || format!("keep the summary of session `{}`", summary.session_id),
+                "INSERT INTO phonetree_summaries (session, record) VALUES ($1, $2) \
+                 ON CONFLICT (session) DO UPDATE SET record = EXCLUDED.record",
+                &[&summary.session_id, &raw],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn summary<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Option<StoredSummary>> {
+        Box::pin(async move {
+            let doing = || format!("read the summary of session `{session}`");
+            let row = self
+                .one(doing, "SELECT record FROM phonetree_summaries WHERE session = $1", &[&session])
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let raw: Vec<u8> = row.try_get(0).map_err(failed(doing()))?;
+            let s: SummaryRecord = decode("summary", session, &raw)?;
+            check_format("summary", session, s.v)?;
+            Ok(Some(s.to_stored(session)))
+        })
+    }
+
+    fn put_machine<'a>(&'a self, version: Version, machine: &'a StoredMachine) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let record = MachineRecord {
+                v: FORMAT,
+                name: machine.name.clone(),
+                file: machine.file.clone(),
+                text: machine.text.clone(),
+            };
+            let raw = encode("machine", &record)?;
+            // A version is the hash of its text: a row once written never changes.
+            self.write(
+                || format!("keep machine `{}` {}", machine.name, version.short()),
+                "INSERT INTO phonetree_machines (version, short, name, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (version) DO NOTHING",
+                &[&version.0.as_slice(), &version.short(), &machine.name, &raw],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn machine(&self, version: Version) -> StoreFuture<'_, Option<StoredMachine>> {
+        Box::pin(async move {
+            let doing = || format!("read machine {}", version.short());
+            let row = self
+                .one(
+                    doing,
+                    "SELECT record FROM phonetree_machines WHERE version = $1",
+                    &[&version.0.as_slice()],
+                )
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let raw: Vec<u8> = row.try_get(0).map_err(failed(doing()))?;
+            let m: MachineRecord = decode("machine", &version.short(), &raw)?;
+            check_format("machine", &version.short(), m.v)?;
+            Ok(Some(StoredMachine { name: m.name, file: m.file, text: m.text }))
+        })
+    }
+
+    fn machine_by_short<'a>(
+        &'a self,
+        name: &'a str,
+        short: &'a str,
+    ) -> StoreFuture<'a, Option<(Version, StoredMachine)>> {
+        Box::pin(self.by_short(name, short))
+    }
+
+    fn scan<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, Page> {
+        Box::pin(self.page(after, limit))
+    }
+
+    fn remove_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(self.remove(session))
+    }
+
+    fn expire_cache(&self, now_ms: u64) -> StoreFuture<'_, usize> {
+        Box::pin(self.expire(now_ms))
+    }
+
+    fn session_count(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let count = &self.count;
+            let stale = count.elapsed_ms() - count.counted_ms.load(Ordering::Relaxed)
+                >= SESSION_COUNT_REFRESH.as_millis() as i64;
+            if stale && !count.counting.swap(true, Ordering::AcqRel) {
+                let (count, pool) = (self.count.clone(), self.pool.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = count.recount(&pool).await {
+                        tracing::warn!(error = %e, "the session count stays as it was");
+                    }
+                    count.counting.store(false, Ordering::Release);
+                });
+            }
+            Ok(count.estimate())
+        })
+    }
+
+    fn probe(&self, now_ms: u64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let value = now_ms.to_be_bytes();
+            let row = self
+                .one(
+                    || "write the readiness probe".into(),
+                    "INSERT INTO phonetree_meta (key, value) VALUES ('probe', $1) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value RETURNING value",
+                    &[&value.as_slice()],
+                )
+                .await?;
+            let back: Option<Vec<u8>> = row.and_then(|r| r.try_get(0).ok());
+            if back.as_deref() == Some(value.as_slice()) {
+                Ok(())
+            } else {
+                Err(StoreError::Postgres {
+                    doing: "write the readiness probe".into(),
+                    detail: "the probe did not read back".into(),
+                })
+            }
+        })
+    }
+
+    /// Every write is committed before it returns: nothing is left to flush.
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Connects (through `url`'s pool), migrates, and returns the schema version: what a
+/// `phonetree migrate` runs before nodes of a new version start.
+pub async fn migrate(url: &PgUrl) -> Result<u32, StoreError> {
+    let pool = url.pool(Durability::Fsync)?;
+    schema::migrate(&pool).await
+}
+
+async fn client(pool: &Pool) -> Result<Client, StoreError> {
+    pool.get().await.map_err(|e| StoreError::Postgres {
+        doing: "get a connection".into(),
+        detail: connect::pool_detail(&e),
+    })
+}
+
+/// An error of the database while doing `doing` (lowercase, no value of the URL in it).
+fn failed(doing: String) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::Postgres { doing, detail: connect::detail(&e) }
+}
+
+/// The transaction lost to a concurrent one and wrote nothing (a serialization failure or a
+/// deadlock, as CockroachDB and SERIALIZABLE PostgreSQL report): to the caller, the session
+/// changed.
+fn lost(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+fn loaded(session: &str, row: &tokio_postgres::Row) -> Result<Loaded, StoreError> {
+    let fail = || failed(format!("load session `{session}`"));
+    let rev: i64 = row.try_get(0).map_err(fail())?;
+    let raw: Vec<u8> = row.try_get(1).map_err(fail())?;
+    Ok(Loaded { state: decode_session(session, &raw)?, rev: revision(rev) })
+}
+
+fn revision(rev: i64) -> Revision {
+    Revision(rev.to_be_bytes().to_vec())
+}
+
+fn rev_number(session: &str, rev: &Revision) -> Result<i64, StoreError> {
+    <[u8; 8]>::try_from(rev.0.as_slice()).map(i64::from_be_bytes).map_err(|_| StoreError::Decode {
+        what: "revision",
+        key: session.to_string(),
+        detail: format!("{} bytes, not a postgres revision (8)", rev.0.len()),
+    })
+}
+
+/// A new row's revision: random below 2^62 (std's randomly keyed hasher, fresh keys per call), so
+/// that counting up from it never overflows and two lives of one session id share no revision.
+fn first_rev() -> i64 {
+    use std::hash::BuildHasher;
+    (std::collections::hash_map::RandomState::new().hash_one(0u8) >> 2) as i64
+}
+
+/// Milliseconds (or any u64) as a BIGINT, saturating.
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The cache's key for a request: the SHA-256 of everything it sends (as sled's).
+fn cache_key(request: &Request) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(request.cache_key()).into()
+}
+
+/// `Version::short`'s hex digits back to bytes; `None` when they are not an even run of hex.
+fn hex_bytes(short: &str) -> Option<Vec<u8>> {
+    if short.is_empty() || !short.len().is_multiple_of(2) || short.len() > 64 {
+        return None;
+    }
+    (0..short.len()).step_by(2).map(|i| u8::from_str_radix(short.get(i..i + 2)?, 16).ok()).collect()
+}

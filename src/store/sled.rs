@@ -1,0 +1,543 @@
+//! The embedded backend: sled trees of versioned MessagePack records, fsync'd by group commit.
+//!
+//! Trees: `sessions` (session id → `SessionRecord`: the state and its reply journal, written with
+//! one `compare_and_swap` per webhook), `summaries` (session id → `SummaryRecord`), `machines`
+//! (version → `MachineRecord`), `answers` (session id, NUL, event id → the script answers of one
+//! webhook), `cache` (request hash → `CacheRecord`) and `meta` (the readiness probe). A write is
+//! durable once the fsync thread has flushed after it: every request waiting meanwhile shares
+//! that one fsync (group commit), and sled's own periodic flusher is off.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
+
+use super::record::{
+    AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
+    SummaryRecord, check_format, decode, decode_record, encode,
+};
+use super::{
+    Commit, Committed, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Store, StoreError, StoreFuture,
+    StoredMachine, StoredSummary,
+};
+use crate::callflow::SessionSummary;
+use crate::engine::{Answer, Request};
+use crate::machine::Version;
+
+/// Requests waiting for the next fsync at most; more wait their turn to enqueue (back-pressure).
+pub const FLUSH_QUEUE_MAX: usize = 4096;
+/// sled's page cache: a live call is a few hundred bytes to a KiB with its journal, so this holds
+/// the hot set of a busy node; sled's default (1 GiB) would let the process grow with the store.
+pub const CACHE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// How long opening waits for the store's lock; another running phonetree keeps it, and is
+/// refused after this.
+pub const LOCK_WAIT_MAX: Duration = Duration::from_secs(2);
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+/// A sled folder.
+pub struct SledStore {
+    db: sled::Db,
+    sessions: sled::Tree,
+    summaries: sled::Tree,
+    machines: sled::Tree,
+    answers: sled::Tree,
+    cache: sled::Tree,
+    meta: sled::Tree,
+    /// Live sessions: counted once at open, then kept by the writes that add and remove them
+    /// (sled's `len` walks the whole tree).
+    live: AtomicU64,
+    /// The group-commit queue; `None` without fsync.
+    flushes: Option<mpsc::Sender<Waiter>>,
+    /// The fsync thread; joined on drop so the folder's lock is free when `drop` returns.
+    flusher: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Whether a write waits for its fsync before it counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Every acknowledged write is on disk (the default).
+    Fsync,
+    /// Writes are acknowledged before the fsync: a crash may lose them. Only for measuring what
+    /// durability costs.
+    NoFsync,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`, migrating a store of an older format.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        SledStore::open_with(dir, Durability::Fsync)
+    }
+
+    pub fn open_with(dir: &Path, durability: Durability) -> Result<SledStore, StoreError> {
+        let db = open_waiting_for_lock(dir, durability)?;
+        let sessions = db.open_tree("sessions")?;
+        migrate_replies(&db, &sessions, dir)?;
+        let (flushes, flusher) = match durability {
+            Durability::Fsync => {
+                let (tx, thread) = start_flusher(db.clone())?;
+                (Some(tx), Some(thread))
+            }
+            Durability::NoFsync => (None, None),
+        };
+        Ok(SledStore {
+            live: AtomicU64::new(sessions.len() as u64),
+            sessions,
+            summaries: db.open_tree("summaries")?,
+            machines: db.open_tree("machines")?,
+            answers: db.open_tree("answers")?,
+            cache: db.open_tree("cache")?,
+            meta: db.open_tree("meta")?,
+            db,
+            flushes,
+            flusher,
+        })
+    }
+
+    /// Returns once every write made before the call is on disk.
+    async fn durable(&self) -> Result<(), StoreError> {
+        let Some(flushes) = &self.flushes else { return Ok(()) };
+        let (tx, rx) = oneshot::channel();
+        flushes.send(tx).await.map_err(|_| StoreError::FlusherGone)?;
+        rx.await.map_err(|_| StoreError::FlusherGone)?.map_err(StoreError::Flush)
+    }
+
+    fn lookup(&self, session: &str, event_id: Option<&str>) -> Result<Lookup, StoreError> {
+        let Some(raw) = self.sessions.get(session)? else { return Ok(Lookup::default()) };
+        let record = decode_record(session, &raw)?;
+        let replied = event_id.and_then(|e| record.replied(e));
+        let state = record.to_state(session).map_err(|detail| StoreError::Decode {
+            what: "session",
+            key: session.to_string(),
+            detail,
+        })?;
+        Ok(Lookup { session: Some(Loaded { state, rev: Revision(raw.to_vec()) }), replied })
+    }
+
+    /// The compare-and-swap of one commit; the caller waits for durability.
+    fn swap(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
+        let mut record = SessionRecord::from_state(c.state);
+        if let Some(Revision(old)) = c.expected {
+            // The journal goes on from the record as loaded (the swap fails if it changed since).
+            let old = decode_record(c.session, old)?;
+            (record.j, record.jo) = (old.j, old.jo);
+        }
+        if let Some((event_id, body)) = c.reply {
+            if record.replied(event_id).is_some() {
+                // Answered already (by a request that loaded the session after that answer).
+                return Ok(Committed::Changed);
+            }
+            record.journal(event_id, body);
+        }
+        let new = encode("session", &record)?;
+        let expected = c.expected.map(|r| r.0.as_slice());
+        match self.sessions.compare_and_swap(c.session, expected, Some(new))? {
+            Ok(()) => {
+                if expected.is_none() {
+                    self.live.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Committed::Done)
+            }
+            Err(_) => Ok(Committed::Changed),
+        }
+    }
+
+    fn page(&self, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        let limit = limit.clamp(1, SCAN_PAGE_MAX);
+        let start = match after {
+            Some(a) => Bound::Excluded(sled::IVec::from(a.as_bytes())),
+            None => Bound::Unbounded,
+        };
+        let mut sessions = Vec::with_capacity(limit);
+        for item in self.sessions.range::<sled::IVec, _>((start, Bound::Unbounded)).take(limit) {
+            let (key, raw) = item?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            let loaded = decode_record(&id, &raw).and_then(|r| {
+                r.to_state(&id)
+                    .map(|state| Loaded { state, rev: Revision(raw.to_vec()) })
+                    .map_err(|detail| StoreError::Decode { what: "session", key: id.clone(), detail })
+            });
+            sessions.push((id, loaded));
+        }
+        let next = (sessions.len() == limit).then(|| sessions.last().map(|(id, _)| id.clone())).flatten();
+        Ok(Page { sessions, next })
+    }
+
+    fn remove(&self, session: &str) -> Result<(), StoreError> {
+        for key in self.answers.scan_prefix(prefix(session)).keys() {
+            self.answers.remove(key?)?;
+        }
+        self.summaries.remove(session)?;
+        if self.sessions.remove(session)?.is_some() {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn by_short(&self, name: &str, short: &str) -> Result<Option<(Version, StoredMachine)>, StoreError> {
+        let Some(head) = hex_bytes(short) else { return Ok(None) };
+        for item in self.machines.scan_prefix(head) {
+            let (key, raw) = item?;
+            let Ok(version) = <[u8; 32]>::try_from(key.as_ref()).map(Version) else { continue };
+            let m: MachineRecord = decode("machine", short, &raw)?;
+            check_format("machine", short, m.v)?;
+            if m.name == name {
+                return Ok(Some((version, StoredMachine { name: m.name, file: m.file, text: m.text })));
+            }
+        }
+        Ok(None)
+    }
+
+    fn expire(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for item in self.cache.iter() {
+            let (key, raw) = item?;
+            let stale = decode::<CacheRecord>("cache", "entry", &raw).map_or(true, |r| r.until <= now_ms);
+            if stale {
+                self.cache.remove(key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl Store for SledStore {
+    fn load<'a>(&'a self, session: &'a str, event_id: Option<&'a str>) -> StoreFuture<'a, Lookup> {
+        Box::pin(async move { self.lookup(session, event_id) })
+    }
+
+    fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed> {
+        Box::pin(async move {
+            let done = self.swap(&commit)?;
+            if done == Committed::Done {
+                self.durable().await?;
+            }
+            Ok(done)
+        })
+    }
+
+    fn answers<'a>(&'a self, session: &'a str, event_id: &'a str) -> StoreFuture<'a, Vec<Answer>> {
+        Box::pin(async move {
+            let key = event_key(session, event_id);
+            let Some(raw) = self.answers.get(&key)? else { return Ok(Vec::new()) };
+            let name = format!("{session}/{event_id}");
+            let r: AnswersRecord = decode("answers", &name, &raw)?;
+            check_format("answers", &name, r.v)?;
+            Ok(r.answers.iter().map(AnswerRecord::to_answer).collect())
+        })
+    }
+
+    fn put_answers<'a>(
+        &'a self,
+        session: &'a str,
+        event_id: &'a str,
+        answers: &'a [Answer],
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let record =
+                AnswersRecord { v: FORMAT, answers: answers.iter().map(AnswerRecord::from_answer).collect() };
+            self.answers.insert(event_key(session, event_id), encode("answers", &record)?)?;
+            self.durable().await
+        })
+    }
+
+    fn cached<'a>(&'a self, request: &'a Request, now_ms: u64) -> StoreFuture<'a, Option<Answer>> {
+        Box::pin(async move {
+            let Some(raw) = self.cache.get(cache_key(request))? else { return Ok(None) };
+            let r: CacheRecord = decode("cache", &request.url, &raw)?;
+            check_format("cache", &request.url, r.v)?;
+            Ok((r.until > now_ms).then(|| r.answer.to_answer()))
+        })
+    }
+
+    fn put_cached<'a>(
+        &'a self,
+        request: &'a Request,
+        answer: &'a Answer,
+        now_ms: u64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(minutes) = request.cache_minutes else { return Ok(()) };
+            let until = now_ms.saturating_add(u64::from(minutes).saturating_mul(60_000));
+            let record = CacheRecord { v: FORMAT, until, answer: AnswerRecord::from_answer(answer) };
+            self.cache.insert(cache_key(request), encode("cache", &record)?)?;
+            Ok(())
+        })
+    }
+
+    fn put_summary<'a>(&'a self, summary: &'a SessionSummary, received_ms: u64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let record = SummaryRecord::from_summary(summary, received_ms);
+            self.summaries.insert(summary.session_id.as_bytes(), encode("summary", &record)?)?;
+            self.durable().await
+        })
+    }
+
+    fn summary<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Option<StoredSummary>> {
+        Box::pin(async move {
+            let Some(raw) = self.summaries.get(session)? else { return Ok(None) };
+            let s: SummaryRecord = decode("summary", session, &raw)?;
+            check_format("summary", session, s.v)?;
+            Ok(Some(s.to_stored(session)))
+        })
+    }
+
+    fn put_machine<'a>(&'a self, version: Version, machine: &'a StoredMachine) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let record = MachineRecord {
+                v: FORMAT,
+                name: machine.name.clone(),
+                file: machine.file.clone(),
+                text: machine.text.clone(),
+            };
+            self.machines.insert(version.0, encode("machine", &record)?)?;
+            self.durable().await
+        })
+    }
+
+    fn machine(&self, version: Version) -> StoreFuture<'_, Option<StoredMachine>> {
+        Box::pin(async move {
+            let Some(raw) = self.machines.get(version.0)? else { return Ok(None) };
+            let m: MachineRecord = decode("machine", &version.short(), &raw)?;
+            check_format("machine", &version.short(), m.v)?;
+            Ok(Some(StoredMachine { name: m.name, file: m.file, text: m.text }))
+        })
+    }
+
+    fn machine_by_short<'a>(
+        &'a self,
+        name: &'a str,
+        short: &'a str,
+    ) -> StoreFuture<'a, Option<(Version, StoredMachine)>> {
+        Box::pin(async move { self.by_short(name, short) })
+    }
+
+    fn scan<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, Page> {
+        Box::pin(async move { self.page(after, limit) })
+    }
+
+    fn remove_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move { self.remove(session) })
+    }
+
+    fn expire_cache(&self, now_ms: u64) -> StoreFuture<'_, usize> {
+        Box::pin(async move { self.expire(now_ms) })
+    }
+
+    fn session_count(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move { Ok(self.live.load(Ordering::Relaxed)) })
+    }
+
+    fn probe(&self, now_ms: u64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.meta.insert("probe", &now_ms.to_be_bytes())?;
+            match self.meta.get("probe")? {
+                Some(v) if v.as_ref() == now_ms.to_be_bytes() => Ok(()),
+                _ => Err(StoreError::Flush("the probe key did not read back".into())),
+            }
+        })
+    }
+
+    fn flush(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.db.flush_async().await?;
+            Ok(())
+        })
+    }
+}
+
+impl Drop for SledStore {
+    /// Stops the fsync thread (closing its queue ends its loop) and waits for it, then flushes,
+    /// so that the store can be opened again at once, by this process or the next.
+    fn drop(&mut self) {
+        drop(self.flushes.take());
+        if let Some(thread) = self.flusher.take() {
+            let _ = thread.join();
+        }
+        let _ = self.db.flush();
+    }
+}
+
+/// The group-commit thread: takes every request queued so far, fsyncs once, answers them all. A
+/// request is queued after its write, so the fsync that follows covers it.
+fn start_flusher(db: sled::Db) -> Result<(mpsc::Sender<Waiter>, std::thread::JoinHandle<()>), StoreError> {
+    let (tx, mut waiting) = mpsc::channel::<Waiter>(FLUSH_QUEUE_MAX);
+    let thread = std::thread::Builder::new()
+        .name("phonetree-fsync".into())
+        .spawn(move || {
+            let mut batch = Vec::new();
+            while let Some(first) = waiting.blocking_recv() {
+                batch.push(first);
+                while let Ok(next) = waiting.try_recv() {
+                    batch.push(next);
+                }
+                let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                for w in batch.drain(..) {
+                    let _ = w.send(result.clone());
+                }
+            }
+        })
+        .map_err(|e| StoreError::Flush(format!("cannot start the fsync thread: {e}")))?;
+    Ok((tx, thread))
+}
+
+/// Opens sled, waiting up to `LOCK_WAIT_MAX` for the folder's lock: sled releases it when its
+/// I/O threads finish, shortly after the last handle of a store closed in this process drops.
+fn open_waiting_for_lock(dir: &Path, durability: Durability) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT_MAX;
+    let mut config = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES_MAX);
+    if durability == Durability::Fsync {
+        // The group-commit thread flushes whenever a write waits; a second, periodic flusher
+        // would only add fsyncs and context switches.
+        config = config.flush_every_ms(None);
+    }
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// A format 2 store kept every reply in a `replies` tree; format 3 keeps the latest in the session
+/// record. Moves each session's replies into its record (in the order they were given), then
+/// drops the tree. Runs once, at the first open by a phonetree of format 3.
+fn migrate_replies(db: &sled::Db, sessions: &sled::Tree, dir: &Path) -> Result<(), StoreError> {
+    if !db.tree_names().iter().any(|n| n.as_ref() == b"replies") {
+        return Ok(());
+    }
+    let fail = |detail: String| StoreError::Migrate { dir: dir.display().to_string(), from: 2, detail };
+    let replies = db.open_tree("replies")?;
+    let mut migrated = 0usize;
+    for item in sessions.iter() {
+        let (key, raw) = item?;
+        let id = String::from_utf8_lossy(&key).into_owned();
+        let mut record = decode_record(&id, &raw).map_err(|e| fail(e.to_string()))?;
+        let mut given = Vec::new();
+        for r in replies.scan_prefix(prefix(&id)) {
+            let (k, v) = r?;
+            let event = String::from_utf8_lossy(&k[id.len() + 1..]).into_owned();
+            let reply: ReplyRecord = decode("reply", &event, &v).map_err(|e| fail(e.to_string()))?;
+            given.push((reply.at, event, reply.body.0));
+        }
+        given.sort();
+        for (_, event, body) in &given {
+            record.journal(event, body);
+        }
+        record.v = FORMAT;
+        sessions.insert(key, encode("session", &record)?)?;
+        migrated += 1;
+    }
+    db.flush()?;
+    db.drop_tree("replies")?;
+    db.flush()?;
+    info!(dir = %dir.display(), sessions = migrated, "store migrated from format 2 to {FORMAT}: replies moved into session records");
+    Ok(())
+}
+
+/// The key prefix of everything kept per session in the `answers` tree.
+fn prefix(session: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(session.len() + 1);
+    p.extend_from_slice(session.as_bytes());
+    p.push(0);
+    p
+}
+
+fn event_key(session: &str, event_id: &str) -> Vec<u8> {
+    let mut key = prefix(session);
+    key.extend_from_slice(event_id.as_bytes());
+    key
+}
+
+/// The cache's key for a request: the SHA-256 of everything it sends.
+fn cache_key(request: &Request) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(request.cache_key()).into()
+}
+
+/// `Version::short`'s hex digits back to bytes; `None` when they are not an even run of hex.
+fn hex_bytes(short: &str) -> Option<Vec<u8>> {
+    if short.is_empty() || !short.len().is_multiple_of(2) || short.len() > 64 {
+        return None;
+    }
+    (0..short.len()).step_by(2).map(|i| u8::from_str_radix(short.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record;
+    use super::*;
+    use crate::engine::{CallInfo, CallState, Direction, Phase};
+
+    fn state(session: &str) -> CallState {
+        let r = record::SessionRecord::from_state(&CallState {
+            machine: "m".into(),
+            version: Version([3; 32]),
+            call: CallInfo {
+                session_id: session.into(),
+                direction: Direction::Inbound,
+                source: "+6591178965".into(),
+                destination: "+6568888888".into(),
+                call_id: None,
+            },
+            node: crate::machine::NodeId::new(1),
+            phase: Phase::AwaitingInput,
+            tries: 0,
+            seq: 1,
+            path: vec![crate::machine::NodeId::new(1)],
+            keypress: None,
+            vars: Default::default(),
+            outcome: None,
+            closed: false,
+            started_ms: 1,
+            updated_ms: 2,
+        });
+        r.to_state(session).unwrap()
+    }
+
+    /// A store written by a phonetree of format 2 (replies in a tree of their own) opens: every
+    /// session keeps its state, its latest replies answer duplicates, older events are known.
+    #[tokio::test]
+    async fn a_format_2_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let sessions = db.open_tree("sessions").unwrap();
+            let replies = db.open_tree("replies").unwrap();
+            let mut v2 = record::SessionRecord::from_state(&state("s1"));
+            v2.v = 2;
+            sessions.insert("s1", encode("session", &v2).unwrap()).unwrap();
+            for (at, event) in [(3u64, "e3"), (1, "e1"), (2, "e2")] {
+                let reply =
+                    ReplyRecord { v: 2, at, body: record::Blob(format!("reply {event}").into_bytes()) };
+                replies.insert(event_key("s1", event), encode("reply", &reply).unwrap()).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let got = store.load("s1", Some("e3")).await.unwrap();
+        assert_eq!(got.session.unwrap().state, state("s1"));
+        assert_eq!(got.replied, Some(super::super::Journaled::Reply(b"reply e3".to_vec())));
+        let e1 = store.load("s1", Some("e1")).await.unwrap().replied;
+        assert_eq!(e1, Some(super::super::Journaled::Forgotten), "older than REPLIES_KEPT = 2");
+        assert!(!store.db.tree_names().iter().any(|n| n.as_ref() == b"replies"));
+        assert_eq!(store.session_count().await.unwrap(), 1);
+    }
+
+    #[test]
+    fn short_versions_decode_to_their_bytes() {
+        assert_eq!(hex_bytes("0a0bff"), Some(vec![10, 11, 255]));
+        assert_eq!(hex_bytes("0a0"), None);
+        assert_eq!(hex_bytes("zz"), None);
+        assert_eq!(hex_bytes(""), None);
+    }
+}

@@ -1,0 +1,376 @@
+//! The store conformance suite: every promise of the `Store` trait, run against every backend in
+//! `common::backends` (a new backend is added there and must pass all of these unchanged).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::backends::{Backend, backends};
+use phonetree::callflow::{Leg, SessionSummary};
+use phonetree::engine::script::Method;
+use phonetree::engine::{Answer, CallState, Event, Request};
+use phonetree::machine::Version;
+use phonetree::store::{
+    Commit, Committed, Journaled, REPLIES_KEPT, Revision, Store, StoredMachine, StoredSummary,
+};
+
+/// A call waiting at abc_restaurant's main menu, under `session`.
+fn waiting(session: &str) -> CallState {
+    let m = common::bundled("abc_restaurant");
+    let mut call = common::inbound("+6591178965", "+6568888888");
+    call.session_id = session.into();
+    phonetree::engine::step(&m, &CallState::new(&m, call, 1), &Event::CallStarted, 1).unwrap().state
+}
+
+/// The same call one key later.
+fn pressed(state: &CallState) -> CallState {
+    let m = common::bundled("abc_restaurant");
+    phonetree::engine::step(&m, state, &Event::Digits("1".into()), 2).unwrap().state
+}
+
+fn commit<'a>(
+    session: &'a str,
+    expected: Option<&'a Revision>,
+    state: &'a CallState,
+    reply: Option<(&'a str, &'a [u8])>,
+) -> Commit<'a> {
+    Commit { session, expected, state, reply }
+}
+
+/// Runs `case` on a fresh store of every backend, in a folder of its own.
+async fn each<F, Fut>(case: F)
+where
+    F: Fn(Backend, Arc<dyn Store>, tempfile::TempDir) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = (backend.open)(dir.path()).await;
+        case(backend, store, dir).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_session_loads_as_nothing() {
+    each(|_, store, _| async move {
+        let got = store.load("nobody", Some("e1")).await.unwrap();
+        assert!(got.session.is_none() && got.replied.is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn commit_applies_only_at_the_revision_it_was_loaded_at() {
+    each(|b, store, _| async move {
+        let s0 = waiting("s1");
+        assert_eq!(
+            store.commit(commit("s1", None, &s0, Some(("e1", b"r1")))).await.unwrap(),
+            Committed::Done
+        );
+        let again = store.commit(commit("s1", None, &s0, Some(("e1x", b"x")))).await.unwrap();
+        assert_eq!(again, Committed::Changed, "{}: a second create of one session", b.name);
+        let first = store.load("s1", None).await.unwrap().session.unwrap();
+        assert_eq!(first.state, s0);
+        let s1 = pressed(&s0);
+        assert_eq!(
+            store.commit(commit("s1", Some(&first.rev), &s1, Some(("e2", b"r2")))).await.unwrap(),
+            Committed::Done
+        );
+        // The revision loaded before that commit is stale now.
+        let stale = store.commit(commit("s1", Some(&first.rev), &s0, Some(("e3", b"r3")))).await.unwrap();
+        assert_eq!(stale, Committed::Changed, "{}", b.name);
+        let now = store.load("s1", Some("e3")).await.unwrap();
+        assert_eq!(now.session.unwrap().state, s1, "{}: the loser wrote nothing", b.name);
+        assert_eq!(now.replied, None, "{}: nor its reply", b.name);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_commits_from_one_revision_apply_once() {
+    each(|b, store, _| async move {
+        let s0 = waiting("s1");
+        assert_eq!(store.commit(commit("s1", None, &s0, None)).await.unwrap(), Committed::Done);
+        let rev = store.load("s1", None).await.unwrap().session.unwrap().rev;
+        let s1 = pressed(&s0);
+        let tries = (0..8).map(|i| {
+            let (store, rev, s1) = (store.clone(), rev.clone(), s1.clone());
+            tokio::spawn(async move {
+                let event = format!("e{i}");
+                store.commit(commit("s1", Some(&rev), &s1, Some((&event, b"r")))).await.unwrap()
+            })
+        });
+        let mut done = 0;
+        for t in tries.collect::<Vec<_>>() {
+            done += usize::from(t.await.unwrap() == Committed::Done);
+        }
+        assert_eq!(done, 1, "{}", b.name);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_reply_journal_answers_duplicates_and_remembers_older_events() {
+    each(|b, store, _| async move {
+        let mut state = waiting("s1");
+        let mut rev = None;
+        for i in 0..(REPLIES_KEPT + 3) {
+            let (event, body) = (format!("e{i}"), format!("reply {i}"));
+            assert_eq!(
+                store
+                    .commit(commit("s1", rev.as_ref(), &state, Some((&event, body.as_bytes()))))
+                    .await
+                    .unwrap(),
+                Committed::Done
+            );
+            rev = store.load("s1", None).await.unwrap().session.map(|l| l.rev);
+            state.updated_ms += 1;
+        }
+        let last = REPLIES_KEPT + 2;
+        let replied = |e: String| {
+            let store = store.clone();
+            async move { store.load("s1", Some(&e)).await.unwrap().replied }
+        };
+        assert_eq!(
+            replied(format!("e{last}")).await,
+            Some(Journaled::Reply(format!("reply {last}").into_bytes()))
+        );
+        assert_eq!(replied("e0".into()).await, Some(Journaled::Forgotten), "{}", b.name);
+        assert_eq!(replied("e-new".into()).await, None, "{}", b.name);
+        // A write without a reply (a summary, an expiry) keeps the journal.
+        let l = store.load("s1", None).await.unwrap().session.unwrap();
+        assert_eq!(store.commit(commit("s1", Some(&l.rev), &l.state, None)).await.unwrap(), Committed::Done);
+        assert_eq!(
+            replied(format!("e{last}")).await,
+            Some(Journaled::Reply(format!("reply {last}").into_bytes()))
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn committed_writes_survive_reopening_the_store() {
+    each(|b, store, dir| async move {
+        let s0 = waiting("s1");
+        assert_eq!(
+            store.commit(commit("s1", None, &s0, Some(("e1", b"r1")))).await.unwrap(),
+            Committed::Done
+        );
+        store.put_answers("s1", "e2", &[Answer::Failed { reason: "timeout".into() }]).await.unwrap();
+        drop(store);
+        let store = (b.open)(dir.path()).await;
+        let got = store.load("s1", Some("e1")).await.unwrap();
+        assert_eq!(got.session.unwrap().state, s0, "{}", b.name);
+        assert_eq!(got.replied, Some(Journaled::Reply(b"r1".to_vec())));
+        assert_eq!(store.answers("s1", "e2").await.unwrap(), [Answer::Failed { reason: "timeout".into() }]);
+        assert_eq!(store.session_count().await.unwrap(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn script_answers_are_journaled_per_webhook() {
+    each(|b, store, _| async move {
+        let answers = [
+            Answer::Http { status: 200, body: br#"{"ok": true}"#.to_vec() },
+            Answer::Failed { reason: "no answer within 2000 ms".into() },
+        ];
+        assert!(store.answers("s1", "e1").await.unwrap().is_empty());
+        store.put_answers("s1", "e1", &answers[..1]).await.unwrap();
+        store.put_answers("s1", "e1", &answers).await.unwrap();
+        assert_eq!(store.answers("s1", "e1").await.unwrap(), answers, "{}", b.name);
+        assert!(store.answers("s1", "e2").await.unwrap().is_empty());
+        assert!(store.answers("s10", "e1").await.unwrap().is_empty(), "{}: no prefix confusion", b.name);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cached_answers_last_their_minutes_then_expire() {
+    each(|b, store, _| async move {
+        let request = Request {
+            node: "lookup".into(),
+            method: Method::Get,
+            url: "http://127.0.0.1:9/orders/1".into(),
+            headers: vec![],
+            body: None,
+            timeout_ms: 2000,
+            cache_minutes: Some(2),
+        };
+        let answer = Answer::Http { status: 200, body: b"{}".to_vec() };
+        store.put_cached(&request, &answer, 1_000).await.unwrap();
+        assert_eq!(
+            store.cached(&request, 1_000 + 119_999).await.unwrap(),
+            Some(answer.clone()),
+            "{}",
+            b.name
+        );
+        assert_eq!(store.cached(&request, 1_000 + 120_000).await.unwrap(), None, "{}", b.name);
+        let other = Request { url: "http://127.0.0.1:9/orders/2".into(), ..request.clone() };
+        assert_eq!(store.cached(&other, 1_000).await.unwrap(), None);
+        let uncached = Request { cache_minutes: None, ..other };
+        store.put_cached(&uncached, &answer, 1_000).await.unwrap();
+        assert_eq!(store.cached(&uncached, 1_000).await.unwrap(), None, "no cache_minutes, no cache");
+        assert_eq!(store.expire_cache(1_000 + 120_000).await.unwrap(), 1, "{}", b.name);
+        assert_eq!(store.expire_cache(1_000 + 120_000).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn summaries_and_machines_round_trip() {
+    each(|b, store, _| async move {
+        let summary = SessionSummary {
+            session_id: "s1".into(),
+            status: "COMPLETED".into(),
+            last_action: Some("HANGUP".into()),
+            call_count: Some(1),
+            start_time: None,
+            end_time: None,
+            legs: vec![Leg {
+                name: "callA".into(),
+                call_id: Some("c".into()),
+                direction: None,
+                source: None,
+                destination: None,
+                status: Some("COMPLETED".into()),
+                duration_s: Some(16),
+            }],
+            error_code: Some(-1002),
+            error_message: Some("Speech profile invalid".into()),
+        };
+        store.put_summary(&summary, 77).await.unwrap();
+        assert_eq!(
+            store.summary("s1").await.unwrap(),
+            Some(StoredSummary { received_ms: 77, summary }),
+            "{}",
+            b.name
+        );
+        assert_eq!(store.summary("s2").await.unwrap(), None);
+
+        let text = std::fs::read_to_string(common::repo().join("machines/abc_restaurant.toml")).unwrap();
+        let version = Version::of_text(&text);
+        let m = StoredMachine { name: "abc_restaurant".into(), file: "abc_restaurant.toml".into(), text };
+        store.put_machine(version, &m).await.unwrap();
+        store.put_machine(version, &m).await.unwrap();
+        assert_eq!(store.machine(version).await.unwrap(), Some(m.clone()), "{}", b.name);
+        assert_eq!(store.machine(Version([9; 32])).await.unwrap(), None);
+        let by_short = store.machine_by_short("abc_restaurant", &version.short()).await.unwrap();
+        assert_eq!(by_short, Some((version, m)), "{}", b.name);
+        assert_eq!(
+            store.machine_by_short("other", &version.short()).await.unwrap(),
+            None,
+            "names must match"
+        );
+        assert_eq!(store.machine_by_short("abc_restaurant", "zz").await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn scans_page_through_every_session_in_order_and_removal_takes_everything() {
+    each(|b, store, _| async move {
+        let mut ids: Vec<String> = (0..10).map(|i| format!("s{i:02}")).collect();
+        ids.reverse();
+        for id in &ids {
+            assert_eq!(store.commit(commit(id, None, &waiting(id), None)).await.unwrap(), Committed::Done);
+        }
+        ids.sort();
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..10 {
+            let page = store.scan(after.as_deref(), 3).await.unwrap();
+            assert!(page.sessions.len() <= 3);
+            for (id, loaded) in page.sessions {
+                assert_eq!(loaded.unwrap().state, waiting(&id));
+                seen.push(id);
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids, "{}", b.name);
+        assert_eq!(store.session_count().await.unwrap(), 10);
+
+        let summary = SessionSummary {
+            session_id: "s03".into(),
+            status: "COMPLETED".into(),
+            last_action: None,
+            call_count: None,
+            start_time: None,
+            end_time: None,
+            legs: vec![],
+            error_code: None,
+            error_message: None,
+        };
+        store.put_summary(&summary, 1).await.unwrap();
+        store.put_answers("s03", "e1", &[Answer::Failed { reason: "x".into() }]).await.unwrap();
+        store.remove_session("s03").await.unwrap();
+        assert!(store.load("s03", None).await.unwrap().session.is_none(), "{}", b.name);
+        assert!(store.summary("s03").await.unwrap().is_none());
+        assert!(store.answers("s03", "e1").await.unwrap().is_empty());
+        assert_eq!(store.session_count().await.unwrap(), 9);
+        store.remove_session("s03").await.unwrap();
+        assert_eq!(store.session_count().await.unwrap(), 9, "removing twice is harmless");
+        store.probe(5).await.unwrap();
+        store.flush().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_event_is_answered_once_from_any_revision() {
+    each(|b, store, _| async move {
+        let s0 = waiting("s1");
+        assert_eq!(store.commit(commit("s1", None, &s0, None)).await.unwrap(), Committed::Done);
+        let rev = store.load("s1", None).await.unwrap().session.unwrap().rev;
+        let s1 = pressed(&s0);
+        // One event delivered several times at once, every delivery loaded at the same revision.
+        let tries = (0..4).map(|i| {
+            let (store, rev, s1) = (store.clone(), rev.clone(), s1.clone());
+            tokio::spawn(async move {
+                let body = format!("r{i}");
+                store.commit(commit("s1", Some(&rev), &s1, Some(("e1", body.as_bytes())))).await.unwrap()
+            })
+        });
+        let mut done = 0;
+        for t in tries.collect::<Vec<_>>() {
+            done += usize::from(t.await.unwrap() == Committed::Done);
+        }
+        assert_eq!(done, 1, "{}", b.name);
+        let now = store.load("s1", Some("e1")).await.unwrap();
+        let Some(Journaled::Reply(body)) = now.replied else { panic!("{}: e1 has no reply", b.name) };
+        // The same event again, from the revision after its answer: refused, nothing written.
+        let l = now.session.unwrap();
+        let mut s2 = s1.clone();
+        s2.updated_ms += 1;
+        let again = store.commit(commit("s1", Some(&l.rev), &s2, Some(("e1", b"other")))).await.unwrap();
+        assert_eq!(again, Committed::Changed, "{}: e1 was answered already", b.name);
+        let after = store.load("s1", Some("e1")).await.unwrap();
+        assert_eq!(after.session.unwrap().state, s1, "{}", b.name);
+        assert_eq!(after.replied, Some(Journaled::Reply(body)), "{}", b.name);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_revision_from_before_a_removal_does_not_apply_to_the_session_made_again() {
+    each(|b, store, _| async move {
+        let s0 = waiting("s1");
+        assert_eq!(
+            store.commit(commit("s1", None, &s0, Some(("e1", b"r1")))).await.unwrap(),
+            Committed::Done
+        );
+        let old = store.load("s1", None).await.unwrap().session.unwrap().rev;
+        store.remove_session("s1").await.unwrap();
+        assert_eq!(
+            store.commit(commit("s1", None, &s0, Some(("e2", b"r2")))).await.unwrap(),
+            Committed::Done
+        );
+        let stale = store.commit(commit("s1", Some(&old), &pressed(&s0), None)).await.unwrap();
+        assert_eq!(stale, Committed::Changed, "{}", b.name);
+        assert_eq!(store.load("s1", None).await.unwrap().session.unwrap().state, s0, "{}", b.name);
+    })
+    .await;
+}
