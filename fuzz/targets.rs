@@ -94,7 +94,10 @@ pub fn webhook(data: &[u8]) {
     let _ = inbound::session_summary(data);
     if let Ok(flow) = wire::decode(data) {
         let _ = validate(&flow, Use::WebhookReply);
-        assert!(wire::decode(&wire::encode(&flow).expect("a callflow encodes")).is_ok(), "an encoded callflow decodes");
+        assert!(
+            wire::decode(&wire::encode(&flow).expect("a callflow encodes")).is_ok(),
+            "an encoded callflow decodes"
+        );
     }
     let Ok(ca) = inbound::call_action(data) else { return };
     if let Some(id) = ca.client_action_id.as_deref().and_then(ClientActionId::parse) {
