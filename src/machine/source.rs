@@ -49,7 +49,7 @@ impl Source {
 
 /// Field path (`["nodes", "main_menu", "branches", "1"]`) → byte offsets of its key and its value.
 #[derive(Debug, Default, Clone)]
-pub struct SpanIndex {
+pub(super) struct SpanIndex {
     /// Keyed by the path's parts joined with `SEP` (one allocation per entry, not one per part).
     spans: HashMap<String, (usize, usize)>,
 }
@@ -104,7 +104,7 @@ impl SpanIndex {
 
 /// Why a file's text is not a machine file at all: nothing in it can be checked further.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SyntaxError {
+pub(super) enum SyntaxError {
     #[error("file is {0} bytes; the limit is {SOURCE_BYTES_MAX}")]
     TooLarge(usize),
     /// TOML or JSON syntax, at a byte offset when the parser gives one.
@@ -130,7 +130,7 @@ fn within_limit(text: &str) -> Result<(), SyntaxError> {
 }
 
 /// A TOML machine file's syntax tree, with the byte span of every key and value.
-pub fn toml_tree(text: &str) -> Result<Spanned<DeValue<'_>>, SyntaxError> {
+pub(super) fn toml_tree(text: &str) -> Result<Spanned<DeValue<'_>>, SyntaxError> {
     within_limit(text)?;
     let table = toml::de::DeTable::parse(text).map_err(|e| SyntaxError::Syntax {
         offset: e.span().map(|s| s.start),
@@ -141,7 +141,7 @@ pub fn toml_tree(text: &str) -> Result<Spanned<DeValue<'_>>, SyntaxError> {
 }
 
 /// A JSON machine file's value tree.
-pub fn json_tree(text: &str) -> Result<serde_json::Value, SyntaxError> {
+pub(super) fn json_tree(text: &str) -> Result<serde_json::Value, SyntaxError> {
     within_limit(text)?;
     serde_json::from_str(text).map_err(|e| {
         // serde_json ends its message with the position, which is ours to print.
@@ -156,7 +156,7 @@ pub fn json_tree(text: &str) -> Result<serde_json::Value, SyntaxError> {
 
 /// The first key a JSON text repeats in one object (serde_json keeps the last of the two, but a
 /// machine file must not say two things): its path and the offset of its second occurrence.
-pub fn json_duplicate(text: &str) -> Option<(Vec<String>, usize)> {
+pub(super) fn json_duplicate(text: &str) -> Option<(Vec<String>, usize)> {
     let mut index = SpanIndex::default();
     let mut scanner = JsonScanner { text: text.as_bytes(), at: 0, index: &mut index, duplicate: None };
     let _ = scanner.value(&mut Vec::new(), 0);
@@ -164,7 +164,7 @@ pub fn json_duplicate(text: &str) -> Option<(Vec<String>, usize)> {
 }
 
 /// The positions of every key and value of a source (empty where it does not parse).
-pub fn index(source: &Source) -> SpanIndex {
+pub(super) fn index(source: &Source) -> SpanIndex {
     let mut index = SpanIndex::default();
     match source.format {
         Format::Toml => {

@@ -34,7 +34,7 @@ use shape::{Point, Shaped};
 /// that a menu tree is no longer something a caller can navigate.
 pub const NODES_MAX: usize = 50_000;
 /// Longest machine or node name: names travel in every `clientActionId`.
-pub const NAME_CHARS_MAX: usize = 48;
+pub(super) const NAME_CHARS_MAX: usize = 48;
 /// What a caller hears when phonetree fails and the machine sets no `fallback`.
 pub const DEFAULT_FALLBACK: &str =
     "We are sorry, we cannot take your call right now. Please call again later.";
