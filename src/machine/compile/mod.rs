@@ -1,10 +1,13 @@
-//! The compiler's driver: `compile()` runs every pass over a `Definition` and collects every problem
-//! of a file in one run, through `Compiler::report`.
+//! The compiler's driver: `compile()` runs every pass over a machine file and collects every
+//! problem of every pass in one run, through `Compiler::report`.
 //!
-//! Passes, one module each: `fields` (which fields a node kind takes), `nodes` (menu, input, say,
-//! play, transfer, hangup), `scripts` (the Script widget), `edges` (targets and keys), `chains`
-//! (each node's 8x8 action and every callflow a webhook can be answered with) and `flow`
-//! (reachability, definite assignment of call variables, `{play:$var}`).
+//! Passes, one module each: `shape` (the file's tables read leniently into a `Definition`),
+//! `fields` (which fields a node kind takes), `nodes` (menu, input, say, play, transfer, hangup),
+//! `scripts` (the Script widget), `numbers` (every integer within its field's bounds), `edges`
+//! (targets and keys), `chains` (each node's 8x8 action and every callflow a webhook can be answered
+//! with) and `flow` (reachability, definite assignment of call variables, `{play:$var}`). A node
+//! that does not parse or compile stays in the graph as a placeholder with its targets, so that the
+//! graph passes still check every other node.
 //! A machine with any error is not built: a machine 8x8 would reject never loads.
 
 mod chains;
