@@ -65,6 +65,13 @@ pub const MIGRATIONS: &[&str] = &[
         value BYTEA NOT NULL
     );
     ",
+    // 2: events a session remembers only by hash.
+    "
+    -- The hashes (`record::event_hash`, 8 bytes each, oldest first) of events older than the
+    -- session's replies that a store copied from does not know by id (sled remembers older events
+    -- by hash only): `load` answers them as forgotten. NULL for a session made here.
+    ALTER TABLE phonetree_sessions ADD COLUMN IF NOT EXISTS forgotten BYTEA;
+    ",
 ];
 
 /// The schema version this phonetree writes and reads.
