@@ -698,3 +698,25 @@ async fn a_database_outage_answers_the_fallback_and_the_node_recovers_by_itself(
     );
     drop(node);
 }
+
+/// Nodes starting at the same moment on a database phonetree never used: every one migrates (or
+/// finds the schema migrated) and starts. At the store level, as `serve` and `migrate` open it, on
+/// several fresh schemas: a node creating the schema's first table as another commits it got
+/// `type "phonetree_schema" already exists` (42710) and did not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_on_a_new_database_all_start() {
+    const ROUNDS: usize = 20;
+    const NODES: usize = 8;
+    for _ in 0..ROUNDS {
+        let t = tempfile::tempdir().unwrap();
+        let Some(url) = postgres_url_for(t.path()).await else { return };
+        let mut opening = JoinSet::new();
+        for _ in 0..NODES {
+            let url = url.clone();
+            opening.spawn(async move { phonetree::store::migrate(&url).await });
+        }
+        for opened in join_all(opening).await {
+            opened.unwrap_or_else(|e| panic!("a node starting with others: {e}"));
+        }
+    }
+}
