@@ -27,8 +27,8 @@ use crate::engine::{Answer, CallState, Request};
 use crate::machine::Version;
 
 pub use self::postgres::{
-    APPLICATION_NAME, CACHE_EXPIRE_BATCH, CONNECT_TIMEOUT, MIGRATIONS, POOL_SIZE_MAX, POOL_WAIT_MAX, PgStore,
-    PgUrl, SCHEMA_VERSION, SESSION_COUNT_REFRESH,
+    APPLICATION_NAME, CACHE_EXPIRE_BATCH, CONNECT_TIMEOUT, MIGRATIONS, OPERATION_TIMEOUT, POOL_SIZE_MAX,
+    POOL_WAIT_MAX, PgStore, PgUrl, SCHEMA_VERSION, SESSION_COUNT_REFRESH,
 };
 pub use self::sled::{CACHE_BYTES_MAX, Durability, FLUSH_QUEUE_MAX, LOCK_WAIT_MAX, SledStore};
 pub use record::{EVENT_IDS_KEPT, RECORD_DEPTH_MAX, REPLIES_KEPT, decode_session, encode_session};
