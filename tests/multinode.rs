@@ -9,8 +9,10 @@
 //! - a node restarted on a new machine version: calls finish on the version they started on,
 //!   whichever node answers (one that never loaded it compiles it from the source in the
 //!   database), new calls get the new version;
-//! - the database cut off (a proxy between node and database): webhooks get the machine's fallback,
-//!   `/readyz` says 503; the database back: the node recovers without a restart.
+//! - the database cut off, or hanging (a proxy between node and database): webhooks get the
+//!   machine's fallback in bounded time, `/readyz` says 503; the database back: the node recovers
+//!   without a restart;
+//! - nodes starting together on a new database all migrate it and start.
 //!
 //! Every test runs on the real PostgreSQL of `common::backends` (a schema of its own) and is
 //! skipped, with one line on stderr, where none is reachable (a failure with
