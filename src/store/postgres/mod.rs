@@ -45,6 +45,12 @@ pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 /// (one `COUNT(*)`, in the background) when older than this. A full count per readiness check
 /// would scan the table every few seconds on every node.
 pub const SESSION_COUNT_REFRESH: Duration = Duration::from_secs(30);
+/// How long one operation of the store (a load, a commit, a probe, ...) waits for the database,
+/// a free connection included, before it fails: a database that stops answering (a hung server, a
+/// network that drops packets) would otherwise hold every webhook forever, and the caller would
+/// hear silence instead of the fallback. 8x8 waits a few seconds for a webhook's reply; a
+/// webhook's operations take milliseconds on a healthy database.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most cache entries one statement of `expire_cache` deletes: each batch is a short transaction,
 /// however many entries expired at once.
 pub const CACHE_EXPIRE_BATCH: i64 = 1000;
@@ -592,15 +598,15 @@ impl PgStore {
 
 impl Store for PgStore {
     fn load<'a>(&'a self, session: &'a str, event_id: Option<&'a str>) -> StoreFuture<'a, Lookup> {
-        Box::pin(self.lookup(session, event_id))
+        timed("load a session", self.lookup(session, event_id))
     }
 
     fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed> {
-        Box::pin(async move { self.swap(&commit).await })
+        timed("commit a session", async move { self.swap(&commit).await })
     }
 
     fn answers<'a>(&'a self, session: &'a str, event_id: &'a str) -> StoreFuture<'a, Vec<Answer>> {
-        Box::pin(async move {
+        timed("read the script answers", async move {
             let name = format!("{session}/{event_id}");
             let row = self
                 .one(
@@ -624,7 +630,7 @@ impl Store for PgStore {
         event_id: &'a str,
         answers: &'a [Answer],
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        timed("journal the script answers", async move {
             let record =
                 AnswersRecord { v: FORMAT, answers: answers.iter().map(AnswerRecord::from_answer).collect() };
             let raw = encode("answers", &record)?;
@@ -640,7 +646,7 @@ impl Store for PgStore {
     }
 
     fn cached<'a>(&'a self, request: &'a Request, now_ms: u64) -> StoreFuture<'a, Option<Answer>> {
-        Box::pin(async move {
+        timed("read a cached answer", async move {
             let row = self
                 .one(
                     || format!("read the cached answer of `{}`", request.url),
@@ -663,7 +669,7 @@ impl Store for PgStore {
         answer: &'a Answer,
         now_ms: u64,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        timed("cache an answer", async move {
             let Some(minutes) = request.cache_minutes else { return Ok(()) };
             let until = now_ms.saturating_add(u64::from(minutes).saturating_mul(60_000));
             let record = CacheRecord { v: FORMAT, until, answer: AnswerRecord::from_answer(answer) };
@@ -680,7 +686,7 @@ impl Store for PgStore {
     }
 
     fn put_summary<'a>(&'a self, summary: &'a SessionSummary, received_ms: u64) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        timed("keep a session summary", async move {
             let raw = encode("summary", &SummaryRecord::from_summary(summary, received_ms))?;
             self.write(
                 || format!("keep the summary of session `{}`", summary.session_id),
@@ -694,7 +700,7 @@ impl Store for PgStore {
     }
 
     fn summary<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Option<StoredSummary>> {
-        Box::pin(async move {
+        timed("read a session summary", async move {
             let doing = || format!("read the summary of session `{session}`");
             let row = self
                 .one(doing, "SELECT record FROM phonetree_summaries WHERE session = $1", &[&session])
@@ -706,7 +712,7 @@ impl Store for PgStore {
     }
 
     fn put_machine<'a>(&'a self, version: Version, machine: &'a StoredMachine) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        timed("keep a machine", async move {
             let record = MachineRecord {
                 v: FORMAT,
                 name: machine.name.clone(),
@@ -727,7 +733,7 @@ impl Store for PgStore {
     }
 
     fn machine(&self, version: Version) -> StoreFuture<'_, Option<StoredMachine>> {
-        Box::pin(async move {
+        timed("read a machine", async move {
             let doing = || format!("read machine {}", version.short());
             let row = self
                 .one(
@@ -749,19 +755,19 @@ impl Store for PgStore {
         name: &'a str,
         short: &'a str,
     ) -> StoreFuture<'a, Option<(Version, StoredMachine)>> {
-        Box::pin(self.by_short(name, short))
+        timed("read a machine", self.by_short(name, short))
     }
 
     fn scan<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, Page> {
-        Box::pin(self.page(after, limit))
+        timed("scan the sessions", self.page(after, limit))
     }
 
     fn remove_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(self.remove(session))
+        timed("remove a session", self.remove(session))
     }
 
     fn expire_cache(&self, now_ms: u64) -> StoreFuture<'_, usize> {
-        Box::pin(self.expire(now_ms))
+        timed("expire the script cache", self.expire(now_ms))
     }
 
     fn export<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, ExportPage> {
@@ -788,7 +794,7 @@ impl Store for PgStore {
             if stale && !count.counting.swap(true, Ordering::AcqRel) {
                 let (count, pool) = (self.count.clone(), self.pool.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = count.recount(&pool).await {
+                    if let Err(e) = timed("count the sessions", count.recount(&pool)).await {
                         tracing::warn!(error = %e, "the session count stays as it was");
                     }
                     count.counting.store(false, Ordering::Release);
@@ -799,7 +805,7 @@ impl Store for PgStore {
     }
 
     fn probe(&self, now_ms: u64) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
+        timed("write the readiness probe", async move {
             let value = now_ms.to_be_bytes();
             let row = self
                 .one(
@@ -852,6 +858,21 @@ fn failed(doing: String) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
 fn lost(e: &tokio_postgres::Error) -> bool {
     e.code()
         .is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// One operation of the store, failed once it has waited `OPERATION_TIMEOUT` for the database.
+fn timed<'a, T: 'a>(
+    doing: &'static str,
+    op: impl Future<Output = Result<T, StoreError>> + Send + 'a,
+) -> StoreFuture<'a, T> {
+    Box::pin(async move {
+        tokio::time::timeout(OPERATION_TIMEOUT, op).await.unwrap_or_else(|_| {
+            Err(StoreError::Postgres {
+                doing: doing.into(),
+                detail: format!("no answer from the database within {} ms", OPERATION_TIMEOUT.as_millis()),
+            })
+        })
+    })
 }
 
 fn loaded(session: &str, row: &tokio_postgres::Row) -> Result<Loaded, StoreError> {

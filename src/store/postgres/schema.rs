@@ -135,11 +135,18 @@ pub async fn migrate(pool: &Pool) -> Result<u32, StoreError> {
 }
 
 /// A concurrent `CREATE TABLE IF NOT EXISTS` lost the race: the catalog's unique index
-/// (23505), "already exists" (42P07), or a serialization failure (40001, CockroachDB).
+/// (23505), "already exists" (42P07), the table's row type already made by the other (42710:
+/// `type "phonetree_schema" already exists`, seen with nodes starting together), or a
+/// serialization failure (40001, CockroachDB).
 fn is_race(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     e.code().is_some_and(|c| {
-        [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::T_R_SERIALIZATION_FAILURE]
-            .contains(c)
+        [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::DUPLICATE_TABLE,
+            SqlState::DUPLICATE_OBJECT,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+        ]
+        .contains(c)
     })
 }
