@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{call, check, migrate, serve, simulate};
+use cli::{call, check, migrate, serve, simulate, store};
 
 #[derive(Parser)]
 #[command(name = "phonetree", version, about = "IVR state machines for the 8x8 Voice Callflows API")]
@@ -29,6 +29,9 @@ enum Command {
     Call(call::Args),
     /// Bring a store (`--store`) up to this phonetree's schema, then exit.
     Migrate(migrate::Args),
+    /// Work on a whole store: `copy` moves every call to another store (sled to PostgreSQL).
+    #[command(subcommand)]
+    Store(store::Command),
 }
 
 /// A command's failure.
@@ -38,6 +41,7 @@ enum Failure {
     Serve(serve::Error),
     Call(call::Error),
     Migrate(migrate::Error),
+    Store(store::Error),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,10 @@ fn main() -> ExitCode {
             init_tracing();
             migrate::run(&args).map_err(Failure::Migrate)
         }
+        Command::Store(command) => {
+            init_tracing();
+            store::run(command).map_err(Failure::Store)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,6 +81,9 @@ fn exit(failure: Failure) -> ExitCode {
         Failure::Serve(e) => (1, Some(e.to_string())),
         Failure::Call(e) => (1, Some(e.to_string())),
         Failure::Migrate(e) => (1, Some(e.to_string())),
+        // Like clap's usage errors: the command as given cannot work.
+        Failure::Store(e @ store::Error::SameStore(_)) => (2, Some(e.to_string())),
+        Failure::Store(e) => (1, Some(e.to_string())),
     };
     if let Some(message) = message {
         eprintln!("phonetree: {message}");

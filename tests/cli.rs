@@ -252,3 +252,87 @@ fn call_through_a_server_shows_what_the_server_answered() {
     let stderr = String::from_utf8_lossy(&unreachable.stderr);
     assert!(stderr.starts_with(&format!("phonetree: cannot reach http://{closed}/calls: ")), "{stderr}");
 }
+
+/// `url` with a password in it (where it has none): the database at hand trusts loopback, so
+/// the password is never asked for, only carried, and must never be shown.
+fn with_password(url: &str, password: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    match rest.split_once('@') {
+        Some((user, host)) if !user.contains(':') => format!("{scheme}://{user}:{password}@{host}"),
+        _ => url.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_live_calls_to_a_store_whose_node_goes_on_with_them() {
+    use common::{Node, Vca, post, vss};
+    let t = tempfile::tempdir().unwrap();
+    let machines = common::machines_dir(t.path());
+    let source = t.path().join("a");
+    let mut node = Node::start(&source, &machines);
+    let vca = node.url("/webhooks/vca");
+    let first = post(&vca, Vca::abc("s-copy", "e1", Some("1"), None).body()).await;
+    let id = first.client_action_id().unwrap();
+    let last = post(&vca, Vca::abc("s-copy", "e2", Some("1"), Some(&id)).body()).await;
+    let id = last.client_action_id().unwrap();
+    assert_eq!((first.how.as_str(), last.how.as_str()), ("applied", "applied"));
+    let ended = post(&vca, Vca::abc("s-ended", "x1", Some("9"), None).body()).await;
+    assert_eq!(ended.status, 200);
+    assert_eq!(post(&node.url("/webhooks/vss"), vss("s-ended", "COMPLETED")).await.status, 200);
+    assert_eq!(post(&node.url("/webhooks/vss"), vss("s-unknown", "FAILED")).await.status, 200);
+    assert!(node.terminate().success());
+    // The machine is edited before the node on the target starts: the copied call goes on with
+    // the version it began on, kept in the store and copied with it.
+    let file = machines.join("abc_restaurant.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("booked your table for tomorrow", "reserved a table tomorrow"))
+        .unwrap();
+
+    let from = format!("sled:{}", source.display());
+    let same =
+        phonetree(&["store", "copy", "--from", &from, "--to", &format!("sled:{}/../a", source.display())]);
+    assert_eq!(same.status.code(), Some(2), "{}", String::from_utf8_lossy(&same.stderr));
+    assert!(String::from_utf8_lossy(&same.stderr).contains("--from and --to are one store"));
+
+    let mut targets = vec![(format!("sled:{}", t.path().join("b").display()), None)];
+    // The schema lives as long as its folder (see `common::backends`).
+    let pg = t.path().join("pg");
+    std::fs::create_dir_all(&pg).unwrap();
+    if let Some(url) = common::backends::postgres_url_for(&pg).await {
+        targets.push((with_password(&url, "s3cret"), Some(url)));
+    }
+    for (to, env) in targets {
+        let out = phonetree(&["store", "copy", "--from", &from, "--to", &to]);
+        let (text, stderr) = (stdout(&out), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert_eq!(out.status.code(), Some(0), "{to}: {stderr}");
+        assert!(text.contains("machine versions: 4\n"), "{text}");
+        assert!(text.contains("sessions: 2 (replies kept: 3, older events known: 0"), "{text}");
+        assert!(text.contains("summaries: 1)\nsummaries of sessions not stored: 1\n"), "{text}");
+        assert!(!format!("{text}{stderr}").contains("s3cret"), "{text}{stderr}");
+
+        let data = t.path().join(format!("target-{}", to.split(':').next().unwrap()));
+        let mut node = match &env {
+            None => Node::start(std::path::Path::new(to.strip_prefix("sled:").unwrap()), &machines),
+            Some(url) => Node::start_with(&data, &machines, &[("PHONETREE_STORE", url)]),
+        };
+        let vca = node.url("/webhooks/vca");
+        let again = post(&vca, Vca::abc("s-copy", "e2", Some("1"), Some(&id)).body()).await;
+        assert_eq!((again.how.as_str(), &again.body), ("duplicate", &last.body), "{to}");
+        let before = post(&vca, Vca::abc("s-copy", "e1", Some("1"), None).body()).await;
+        assert_eq!((before.how.as_str(), &before.body), ("duplicate", &first.body), "{to}");
+        let on = post(&vca, Vca::abc("s-copy", "e3", Some("2"), Some(&id)).body()).await;
+        assert_eq!(on.how, "applied", "{to}");
+        assert_eq!(
+            common::comparable(on.json()),
+            common::comparable(common::golden("seeds/advanced/booked_tomorrow.json")),
+            "{to}: the call goes on with the machine it began on"
+        );
+        assert!(node.terminate().success());
+
+        let twice = phonetree(&["store", "copy", "--from", &from, "--to", &to]);
+        assert_eq!(twice.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&twice.stderr);
+        assert!(stderr.contains("the target holds 2 session(s) already"), "{stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
+}

@@ -11,7 +11,8 @@ use phonetree::engine::script::Method;
 use phonetree::engine::{Answer, CallState, Event, Request};
 use phonetree::machine::Version;
 use phonetree::store::{
-    Commit, Committed, Journaled, REPLIES_KEPT, Revision, Store, StoredMachine, StoredSummary,
+    Commit, Committed, CopyError, Exported, Journaled, REPLIES_KEPT, Revision, SCAN_PAGE_MAX, Store,
+    StoredMachine, StoredSummary,
 };
 
 /// A call waiting at abc_restaurant's main menu, under `session`.
@@ -373,4 +374,168 @@ async fn a_revision_from_before_a_removal_does_not_apply_to_the_session_made_aga
         assert_eq!(store.load("s1", None).await.unwrap().session.unwrap().state, s0, "{}", b.name);
     })
     .await;
+}
+
+fn summary_of(session: &str, status: &str) -> SessionSummary {
+    SessionSummary {
+        session_id: session.into(),
+        status: status.into(),
+        last_action: Some("HANGUP".into()),
+        call_count: Some(1),
+        start_time: Some("2026-01-13T08:31:51Z".into()),
+        end_time: None,
+        legs: vec![],
+        error_code: None,
+        error_message: None,
+    }
+}
+
+/// Events of the populated store's sessions, each with its reply (in the order given).
+const LIVE_EVENTS: usize = REPLIES_KEPT + 3;
+
+/// Fills `store` as a node would: two machine versions, a call mid-way with more replies than
+/// the journal keeps bytes of and script answers, a call on the older machine version, an ended
+/// call with its summary, and a summary of a call the store never saw.
+async fn populate(store: &dyn Store) -> (Vec<(Version, StoredMachine)>, Vec<String>) {
+    let text = std::fs::read_to_string(common::repo().join("machines/abc_restaurant.toml")).unwrap();
+    let older = format!("{text}\n# an earlier edit\n");
+    let mut machines = Vec::new();
+    for text in [text, older] {
+        let m = StoredMachine { name: "abc_restaurant".into(), file: "abc_restaurant.toml".into(), text };
+        store.put_machine(Version::of_text(&m.text), &m).await.unwrap();
+        machines.push((Version::of_text(&m.text), m));
+    }
+    machines.sort_by_key(|(v, _)| v.0);
+
+    let mut state = waiting("s-live");
+    let mut rev = None;
+    for i in 0..LIVE_EVENTS {
+        let (event, body) = (format!("e{i}"), format!("reply {i}"));
+        let done =
+            store.commit(commit("s-live", rev.as_ref(), &state, Some((&event, body.as_bytes())))).await;
+        assert_eq!(done.unwrap(), Committed::Done);
+        rev = store.load("s-live", None).await.unwrap().session.map(|l| l.rev);
+        state = pressed(&state);
+    }
+    let answers =
+        [Answer::Http { status: 200, body: b"{}".to_vec() }, Answer::Failed { reason: "timeout".into() }];
+    store.put_answers("s-live", "e3", &answers).await.unwrap();
+    store.put_answers("s-live", "e4", &answers[1..]).await.unwrap();
+
+    let mut on_older = waiting("s-older");
+    on_older.version =
+        Version::of_text(&machines.iter().find(|(_, m)| m.text.ends_with("edit\n")).unwrap().1.text);
+    assert_eq!(
+        store.commit(commit("s-older", None, &on_older, Some(("o1", b"older 1")))).await.unwrap(),
+        Committed::Done
+    );
+
+    let m = common::bundled("abc_restaurant");
+    let s0 = waiting("s-ended");
+    assert_eq!(
+        store.commit(commit("s-ended", None, &s0, Some(("x1", b"ended 1")))).await.unwrap(),
+        Committed::Done
+    );
+    let l = store.load("s-ended", None).await.unwrap().session.unwrap();
+    let ended = phonetree::engine::step(&m, &s0, &Event::SessionEnded { status: "COMPLETED".into() }, 9)
+        .unwrap()
+        .state;
+    assert!(ended.closed);
+    assert_eq!(store.commit(commit("s-ended", Some(&l.rev), &ended, None)).await.unwrap(), Committed::Done);
+    store.put_summary(&summary_of("s-ended", "COMPLETED"), 10).await.unwrap();
+    store.put_summary(&summary_of("s-lone", "FAILED"), 11).await.unwrap();
+
+    let events = (0..LIVE_EVENTS).map(|i| format!("e{i}")).chain(["o1", "x1", "e-new"].map(String::from));
+    (machines, events.collect())
+}
+
+/// Every export of `store`, page by page.
+async fn export_all(store: &dyn Store, limit: usize) -> Vec<Exported> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.export(after.as_deref(), limit).await.unwrap();
+        assert!(page.sessions.len() <= limit);
+        all.extend(page.sessions.into_iter().map(|(_, e)| e.unwrap()));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_copy_into_any_backend_answers_as_the_source_did() {
+    for source in backends() {
+        for target in backends() {
+            let name = format!("{} -> {}", source.name, target.name);
+            let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let from = (source.open)(d1.path()).await;
+            let to = (target.open)(d2.path()).await;
+            let (machines, events) = populate(from.as_ref()).await;
+            let exported = export_all(from.as_ref(), SCAN_PAGE_MAX).await;
+            assert_eq!(exported, export_all(from.as_ref(), 1).await, "{name}: pages of one, the same");
+            let ids: Vec<&str> = exported.iter().map(|e| e.session.as_str()).collect();
+            assert_eq!(ids, ["s-ended", "s-live", "s-older"], "{name}: every session with a state");
+
+            let copied = phonetree::store::copy(from.as_ref(), &to).await.unwrap();
+            assert_eq!(
+                (copied.machines, copied.sessions, copied.answers, copied.summaries, copied.lone_summaries),
+                (2, 3, 2, 1, 1),
+                "{name}"
+            );
+
+            let mut got = to.machines().await.unwrap();
+            got.sort_by_key(|(v, _)| v.0);
+            assert_eq!(got, machines, "{name}");
+            assert_eq!(to.session_count().await.unwrap(), 3, "{name}");
+            for session in ids.iter().copied().chain(["s-lone"]) {
+                for event in &events {
+                    let (a, b) = (
+                        from.load(session, Some(event)).await.unwrap(),
+                        to.load(session, Some(event)).await.unwrap(),
+                    );
+                    assert_eq!(a.replied, b.replied, "{name}: {session} {event}");
+                    assert_eq!(a.session.map(|l| l.state), b.session.as_ref().map(|l| l.state.clone()));
+                    if let Some(l) = b.session {
+                        let m = to.machine(l.state.version).await.unwrap();
+                        assert!(m.is_some(), "{name}: {session}'s machine version is there");
+                    }
+                    assert_eq!(
+                        from.answers(session, event).await.unwrap(),
+                        to.answers(session, event).await.unwrap()
+                    );
+                }
+                assert_eq!(
+                    from.summary(session).await.unwrap(),
+                    to.summary(session).await.unwrap(),
+                    "{name}"
+                );
+            }
+            // What the duplicates of s-live get: the latest replies' bytes; older events are known.
+            let last = LIVE_EVENTS - 1;
+            let replied = to.load("s-live", Some(&format!("e{last}"))).await.unwrap().replied;
+            assert_eq!(replied, Some(Journaled::Reply(format!("reply {last}").into_bytes())), "{name}");
+            assert_eq!(to.load("s-live", Some("e0")).await.unwrap().replied, Some(Journaled::Forgotten));
+            assert_eq!(to.summary("s-lone").await.unwrap().map(|s| s.received_ms), Some(11), "{name}");
+
+            // The copied call goes on in the target, and an event answered before stays answered.
+            let l = to.load("s-live", None).await.unwrap().session.unwrap();
+            let next = pressed(&l.state);
+            let again =
+                to.commit(commit("s-live", Some(&l.rev), &next, Some((&format!("e{last}"), b"x")))).await;
+            assert_eq!(again.unwrap(), Committed::Changed, "{name}: e{last} was answered already");
+            let on = to.commit(commit("s-live", Some(&l.rev), &next, Some(("e-new", b"new")))).await;
+            assert_eq!(on.unwrap(), Committed::Done, "{name}");
+            assert_eq!(
+                to.load("s-live", Some("e-new")).await.unwrap().replied,
+                Some(Journaled::Reply(b"new".to_vec()))
+            );
+
+            // Nothing is overwritten: a session there already, or a target with sessions.
+            assert_eq!(to.import(&exported[0]).await.unwrap(), Committed::Changed, "{name}");
+            let refused = phonetree::store::copy(from.as_ref(), &to).await;
+            assert!(matches!(refused, Err(CopyError::TargetNotEmpty(3))), "{name}: {refused:?}");
+        }
+    }
 }

@@ -7,6 +7,7 @@ pub mod check;
 pub mod migrate;
 pub mod serve;
 pub mod simulate;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

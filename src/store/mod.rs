@@ -11,8 +11,11 @@
 //!   bytes), so a duplicate delivery is answered with the same bytes; an older event is known as
 //!   `Journaled::Forgotten` (sled: for `EVENT_IDS_KEPT` more events; postgres: until the session
 //!   is removed), never applied again;
-//! - every record carries a format version; a record of an unknown format is an error, not a guess.
+//! - every record carries a format version; a record of an unknown format is an error, not a guess;
+//! - a session `export`ed from one backend and `import`ed into another answers `load` there as it
+//!   did here (`copy` moves a whole store so, for `phonetree store copy`).
 
+mod copy;
 mod postgres;
 mod record;
 mod sled;
@@ -26,9 +29,10 @@ use crate::callflow::SessionSummary;
 use crate::engine::{Answer, CallState, Request};
 use crate::machine::Version;
 
+pub use self::copy::{COPY_PAGE, Copied, CopyError, IMPORTS_IN_FLIGHT, copy};
 pub use self::postgres::{
-    APPLICATION_NAME, CACHE_EXPIRE_BATCH, CONNECT_TIMEOUT, MIGRATIONS, POOL_SIZE_MAX, POOL_WAIT_MAX, PgStore,
-    PgUrl, SCHEMA_VERSION, SESSION_COUNT_REFRESH,
+    APPLICATION_NAME, CACHE_EXPIRE_BATCH, CONNECT_TIMEOUT, MIGRATIONS, OPERATION_TIMEOUT, POOL_SIZE_MAX,
+    POOL_WAIT_MAX, PgStore, PgUrl, SCHEMA_VERSION, SESSION_COUNT_REFRESH,
 };
 pub use self::sled::{CACHE_BYTES_MAX, Durability, FLUSH_QUEUE_MAX, LOCK_WAIT_MAX, SledStore};
 pub use record::{EVENT_IDS_KEPT, RECORD_DEPTH_MAX, REPLIES_KEPT, decode_session, encode_session};
@@ -139,6 +143,46 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// One event of a session's reply journal, as `export` reads it and `import` writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalEntry {
+    /// An event answered with these bytes, which a duplicate delivery gets again.
+    Replied { event_id: String, body: Vec<u8> },
+    /// An event applied whose reply is no longer given again (`Journaled::Forgotten`).
+    Forgotten { event_id: String },
+    /// The same, for an event remembered only by a 64-bit hash of its id (sled forgets the ids of
+    /// older events); a backend that keeps ids keeps these hashes beside them.
+    ForgottenHash(u64),
+}
+
+/// Everything a store keeps of one session: what a copy to another store needs so that the
+/// session answers there as it did here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    pub session: String,
+    pub state: CallState,
+    /// The reply journal, oldest first: the replies a duplicate still gets (the latest
+    /// `REPLIES_KEPT`, or all the backend serves), then nothing but the older events it knows.
+    pub journal: Vec<JournalEntry>,
+    /// The script answers journaled per webhook, by event id.
+    pub answers: Vec<(String, Vec<Answer>)>,
+    pub summary: Option<StoredSummary>,
+}
+
+/// One page of exported sessions, in id order: each, or why it cannot be read.
+pub struct ExportPage {
+    pub sessions: Vec<(String, Result<Exported, StoreError>)>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<String>,
+}
+
+/// One page of summaries of sessions that have no state, in session id order.
+pub struct SummaryPage {
+    pub summaries: Vec<StoredSummary>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<String>,
+}
+
 /// Everything a node keeps. Methods that write return once the write is durable, except the
 /// script cache (`put_cached`), which may be lost in a crash and asked again.
 pub trait Store: Send + Sync {
@@ -185,6 +229,19 @@ pub trait Store: Send + Sync {
     /// per distinct request within its `cache_minutes`, so a walk of it is short.)
     fn expire_cache(&self, now_ms: u64) -> StoreFuture<'_, usize>;
 
+    /// At most `limit` (≤ `SCAN_PAGE_MAX`) sessions whose ids come after `after`, in id order,
+    /// each with everything kept for it (`store::copy`; a node never calls it).
+    fn export<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, ExportPage>;
+    /// Writes an exported session with everything kept for it, all at once, so that it answers
+    /// `load` as it did where it was exported; `Changed` (nothing written) when the session
+    /// exists. Durable on `Done`.
+    fn import<'a>(&'a self, session: &'a Exported) -> StoreFuture<'a, Committed>;
+    /// Every stored machine version (one per edit of a machine file: a short list).
+    fn machines(&self) -> StoreFuture<'_, Vec<(Version, StoredMachine)>>;
+    /// At most `limit` (≤ `SCAN_PAGE_MAX`) summaries of sessions that have no state (a summary of
+    /// a call this store never saw), whose session ids come after `after`, in id order.
+    fn lone_summaries<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, SummaryPage>;
+
     /// How many sessions are stored (for readiness and logs; may be approximate).
     fn session_count(&self) -> StoreFuture<'_, u64>;
     /// Writes and reads back a probe: the store is writable.
@@ -217,6 +274,22 @@ impl StoreUrl {
             url: postgres::redact(url),
             detail: format!("unknown scheme `{scheme}`: use `sled:PATH`, `postgres://…` or `postgresql://…`"),
         })
+    }
+}
+
+impl StoreUrl {
+    /// Whether two URLs name one store: the same sled folder (as the file system resolves it), or
+    /// the same database and connection options (a `search_path` picks the tables) on the same
+    /// hosts and ports, whoever connects.
+    pub fn same_store(&self, other: &StoreUrl) -> bool {
+        match (self, other) {
+            (StoreUrl::Sled(a), StoreUrl::Sled(b)) => {
+                let resolved = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                a == b || resolved(a) == resolved(b)
+            }
+            (StoreUrl::Postgres(a), StoreUrl::Postgres(b)) => a.same_database(b),
+            _ => false,
+        }
     }
 }
 
@@ -268,6 +341,19 @@ mod tests {
         assert!(StoreUrl::parse("sled:").is_err());
         let url = StoreUrl::parse("postgres://u:s3cret@db/x").unwrap();
         assert!(!format!("{url} {url:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn one_store_is_recognised_under_two_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = |u: String| StoreUrl::parse(&u).unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let same = url(format!("sled:{}", a.display()));
+        assert!(same.same_store(&url(format!("sled:{}", dir.path().join("b/../a").display()))));
+        assert!(!same.same_store(&url(format!("sled:{}", b.display()))));
+        assert!(!same.same_store(&url("postgres://u@db/x".into())));
     }
 
     #[tokio::test]

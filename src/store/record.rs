@@ -210,6 +210,33 @@ impl SessionRecord {
         }
     }
 
+    /// The journal as exported: events known by hash only, then the latest replies, oldest first.
+    pub fn journal_entries(&self) -> Vec<super::JournalEntry> {
+        let hashed = self.jo.iter().map(|&h| super::JournalEntry::ForgottenHash(h));
+        let replied = self
+            .j
+            .iter()
+            .map(|r| super::JournalEntry::Replied { event_id: r.e.clone(), body: r.b.0.clone() });
+        hashed.chain(replied).collect()
+    }
+
+    /// Replaces the journal with an exported one (oldest first), within this record's bounds:
+    /// the latest `REPLIES_KEPT` replies keep their bytes, older events are remembered by hash.
+    pub fn restore_journal(&mut self, entries: &[super::JournalEntry]) {
+        use super::JournalEntry;
+        (self.j, self.jo) = (Vec::new(), Vec::new());
+        for entry in entries {
+            match entry {
+                JournalEntry::Replied { event_id, body } => self.journal(event_id, body),
+                JournalEntry::Forgotten { event_id } => self.jo.push(event_hash(event_id)),
+                JournalEntry::ForgottenHash(h) => self.jo.push(*h),
+            }
+        }
+        if self.jo.len() > EVENT_IDS_KEPT {
+            self.jo.drain(..self.jo.len() - EVENT_IDS_KEPT);
+        }
+    }
+
     /// The engine's state, or why the record cannot be one.
     pub fn to_state(&self, session_id: &str) -> Result<CallState, String> {
         if !(FORMAT_OLDEST..=FORMAT).contains(&self.v) {
@@ -400,10 +427,20 @@ impl SummaryRecord {
 
 /// The 64-bit hash an old event id is remembered by: the first 8 bytes of its SHA-256 (stable
 /// across builds, unlike `std`'s hasher).
-fn event_hash(event_id: &str) -> u64 {
+pub fn event_hash(event_id: &str) -> u64 {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(event_id.as_bytes());
     u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+}
+
+/// Event hashes as a postgres column keeps them: 8 bytes each, big-endian, oldest first.
+pub fn pack_hashes(hashes: &[u64]) -> Vec<u8> {
+    hashes.iter().flat_map(|h| h.to_be_bytes()).collect()
+}
+
+/// `pack_hashes` undone; a trailing part shorter than 8 bytes is ignored.
+pub fn unpack_hashes(raw: &[u8]) -> Vec<u64> {
+    raw.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default())).collect()
 }
 
 pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
@@ -462,6 +499,33 @@ pub fn decode_session(session: &str, raw: &[u8]) -> Result<CallState, StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An exported journal restores to the same journal, and a longer one to this record's
+    /// bounds: the latest replies with their bytes, the older events by hash.
+    #[test]
+    fn an_exported_journal_restores_within_the_bounds() {
+        use super::super::{JournalEntry, Journaled};
+        let mut r = SessionRecord::from_state(&state());
+        for i in 0..40 {
+            r.journal(&format!("e{i}"), format!("reply {i}").as_bytes());
+        }
+        let mut back = SessionRecord::from_state(&state());
+        back.restore_journal(&r.journal_entries());
+        assert_eq!(back, r);
+        let long: Vec<JournalEntry> = (0..50)
+            .map(|i| match i {
+                0..45 => JournalEntry::Forgotten { event_id: format!("e{i}") },
+                _ => JournalEntry::Replied { event_id: format!("e{i}"), body: vec![i as u8] },
+            })
+            .collect();
+        back.restore_journal(&long);
+        assert_eq!((back.j.len(), back.jo.len()), (REPLIES_KEPT, EVENT_IDS_KEPT));
+        assert_eq!(back.replied("e49"), Some(Journaled::Reply(vec![49])));
+        assert_eq!(back.replied("e47"), Some(Journaled::Forgotten));
+        assert_eq!(back.replied("e16"), Some(Journaled::Forgotten));
+        assert_eq!(back.replied("e15"), None, "older than the record remembers");
+        assert_eq!(unpack_hashes(&pack_hashes(&back.jo)), back.jo);
+    }
 
     /// A session stored by a phonetree of format 1 (no call variables) still loads.
     #[test]

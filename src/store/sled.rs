@@ -20,8 +20,8 @@ use super::record::{
     SummaryRecord, check_format, decode, decode_record, encode,
 };
 use super::{
-    Commit, Committed, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Store, StoreError, StoreFuture,
-    StoredMachine, StoredSummary,
+    Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Store,
+    StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
@@ -147,12 +147,8 @@ impl SledStore {
 
     fn page(&self, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
         let limit = limit.clamp(1, SCAN_PAGE_MAX);
-        let start = match after {
-            Some(a) => Bound::Excluded(sled::IVec::from(a.as_bytes())),
-            None => Bound::Unbounded,
-        };
         let mut sessions = Vec::with_capacity(limit);
-        for item in self.sessions.range::<sled::IVec, _>((start, Bound::Unbounded)).take(limit) {
+        for item in self.sessions.range::<sled::IVec, _>((after_bound(after), Bound::Unbounded)).take(limit) {
             let (key, raw) = item?;
             let id = String::from_utf8_lossy(&key).into_owned();
             let loaded = decode_record(&id, &raw).and_then(|r| {
@@ -164,6 +160,124 @@ impl SledStore {
         }
         let next = (sessions.len() == limit).then(|| sessions.last().map(|(id, _)| id.clone())).flatten();
         Ok(Page { sessions, next })
+    }
+
+    fn export_page(&self, after: Option<&str>, limit: usize) -> Result<ExportPage, StoreError> {
+        let limit = limit.clamp(1, SCAN_PAGE_MAX);
+        let mut sessions = Vec::with_capacity(limit);
+        for item in self.sessions.range::<sled::IVec, _>((after_bound(after), Bound::Unbounded)).take(limit) {
+            let (key, raw) = item?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            let exported = self.export_one(&id, &raw);
+            sessions.push((id, exported));
+        }
+        let next = (sessions.len() == limit).then(|| sessions.last().map(|(id, _)| id.clone())).flatten();
+        Ok(ExportPage { sessions, next })
+    }
+
+    fn export_one(&self, id: &str, raw: &[u8]) -> Result<Exported, StoreError> {
+        let record = decode_record(id, raw)?;
+        let state = record.to_state(id).map_err(|detail| StoreError::Decode {
+            what: "session",
+            key: id.to_string(),
+            detail,
+        })?;
+        let mut answers = Vec::new();
+        let head = prefix(id);
+        for item in self.answers.scan_prefix(&head) {
+            let (key, raw) = item?;
+            let event_id = String::from_utf8_lossy(&key[head.len()..]).into_owned();
+            answers.push((event_id.clone(), self.decode_answers(id, &event_id, &raw)?));
+        }
+        let summary = match self.summaries.get(id)? {
+            Some(raw) => Some(decode_summary(id, &raw)?),
+            None => None,
+        };
+        Ok(Exported { session: id.to_string(), state, journal: record.journal_entries(), answers, summary })
+    }
+
+    /// Writes the session's record, answers and summary in one transaction, if it does not exist.
+    fn import_one(&self, e: &Exported) -> Result<Committed, StoreError> {
+        use sled::Transactional;
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let mut record = SessionRecord::from_state(&e.state);
+        record.restore_journal(&e.journal);
+        let raw = encode("session", &record)?;
+        let mut answers = Vec::with_capacity(e.answers.len());
+        for (event_id, given) in &e.answers {
+            let r =
+                AnswersRecord { v: FORMAT, answers: given.iter().map(AnswerRecord::from_answer).collect() };
+            answers.push((event_key(&e.session, event_id), encode("answers", &r)?));
+        }
+        let summary = match &e.summary {
+            Some(s) => Some(encode("summary", &SummaryRecord::from_summary(&s.summary, s.received_ms))?),
+            None => None,
+        };
+        let written = (&self.sessions, &self.answers, &self.summaries).transaction(|(st, at, mt)| {
+            if st.get(e.session.as_bytes())?.is_some() {
+                return Err(ConflictableTransactionError::Abort(()));
+            }
+            st.insert(e.session.as_bytes(), raw.as_slice())?;
+            for (key, value) in &answers {
+                at.insert(key.as_slice(), value.as_slice())?;
+            }
+            if let Some(summary) = &summary {
+                mt.insert(e.session.as_bytes(), summary.as_slice())?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => {
+                self.live.fetch_add(1, Ordering::Relaxed);
+                Ok(Committed::Done)
+            }
+            Err(TransactionError::Abort(())) => Ok(Committed::Changed),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    fn every_machine(&self) -> Result<Vec<(Version, StoredMachine)>, StoreError> {
+        let mut all = Vec::new();
+        for item in self.machines.iter() {
+            let (key, raw) = item?;
+            let version =
+                <[u8; 32]>::try_from(key.as_ref()).map(Version).map_err(|_| StoreError::Decode {
+                    what: "machine version",
+                    key: format!("{key:?}"),
+                    detail: format!("{} bytes, not 32", key.len()),
+                })?;
+            let m: MachineRecord = decode("machine", &version.short(), &raw)?;
+            check_format("machine", &version.short(), m.v)?;
+            all.push((version, StoredMachine { name: m.name, file: m.file, text: m.text }));
+        }
+        Ok(all)
+    }
+
+    fn lone(&self, after: Option<&str>, limit: usize) -> Result<SummaryPage, StoreError> {
+        let limit = limit.clamp(1, SCAN_PAGE_MAX);
+        let mut summaries = Vec::with_capacity(limit);
+        let mut last = None;
+        for item in self.summaries.range::<sled::IVec, _>((after_bound(after), Bound::Unbounded)) {
+            let (key, raw) = item?;
+            if self.sessions.contains_key(&key)? {
+                continue;
+            }
+            let id = String::from_utf8_lossy(&key).into_owned();
+            summaries.push(decode_summary(&id, &raw)?);
+            last = Some(id);
+            if summaries.len() == limit {
+                break;
+            }
+        }
+        let next = if summaries.len() == limit { last } else { None };
+        Ok(SummaryPage { summaries, next })
+    }
+
+    fn decode_answers(&self, session: &str, event_id: &str, raw: &[u8]) -> Result<Vec<Answer>, StoreError> {
+        let name = format!("{session}/{event_id}");
+        let r: AnswersRecord = decode("answers", &name, raw)?;
+        check_format("answers", &name, r.v)?;
+        Ok(r.answers.iter().map(AnswerRecord::to_answer).collect())
     }
 
     fn remove(&self, session: &str) -> Result<(), StoreError> {
@@ -224,10 +338,7 @@ impl Store for SledStore {
         Box::pin(async move {
             let key = event_key(session, event_id);
             let Some(raw) = self.answers.get(&key)? else { return Ok(Vec::new()) };
-            let name = format!("{session}/{event_id}");
-            let r: AnswersRecord = decode("answers", &name, &raw)?;
-            check_format("answers", &name, r.v)?;
-            Ok(r.answers.iter().map(AnswerRecord::to_answer).collect())
+            self.decode_answers(session, event_id, &raw)
         })
     }
 
@@ -280,9 +391,7 @@ impl Store for SledStore {
     fn summary<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Option<StoredSummary>> {
         Box::pin(async move {
             let Some(raw) = self.summaries.get(session)? else { return Ok(None) };
-            let s: SummaryRecord = decode("summary", session, &raw)?;
-            check_format("summary", session, s.v)?;
-            Ok(Some(s.to_stored(session)))
+            decode_summary(session, &raw).map(Some)
         })
     }
 
@@ -326,6 +435,28 @@ impl Store for SledStore {
 
     fn expire_cache(&self, now_ms: u64) -> StoreFuture<'_, usize> {
         Box::pin(async move { self.expire(now_ms) })
+    }
+
+    fn export<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, ExportPage> {
+        Box::pin(async move { self.export_page(after, limit) })
+    }
+
+    fn import<'a>(&'a self, session: &'a Exported) -> StoreFuture<'a, Committed> {
+        Box::pin(async move {
+            let done = self.import_one(session)?;
+            if done == Committed::Done {
+                self.durable().await?;
+            }
+            Ok(done)
+        })
+    }
+
+    fn machines(&self) -> StoreFuture<'_, Vec<(Version, StoredMachine)>> {
+        Box::pin(async move { self.every_machine() })
+    }
+
+    fn lone_summaries<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, SummaryPage> {
+        Box::pin(async move { self.lone(after, limit) })
     }
 
     fn session_count(&self) -> StoreFuture<'_, u64> {
@@ -442,6 +573,20 @@ fn migrate_replies(db: &sled::Db, sessions: &sled::Tree, dir: &Path) -> Result<(
     db.flush()?;
     info!(dir = %dir.display(), sessions = migrated, "store migrated from format 2 to {FORMAT}: replies moved into session records");
     Ok(())
+}
+
+/// Where a walk of a tree starts: after `after`, or at its first key.
+fn after_bound(after: Option<&str>) -> Bound<sled::IVec> {
+    match after {
+        Some(a) => Bound::Excluded(sled::IVec::from(a.as_bytes())),
+        None => Bound::Unbounded,
+    }
+}
+
+fn decode_summary(session: &str, raw: &[u8]) -> Result<StoredSummary, StoreError> {
+    let s: SummaryRecord = decode("summary", session, raw)?;
+    check_format("summary", session, s.v)?;
+    Ok(s.to_stored(session))
 }
 
 /// The key prefix of everything kept per session in the `answers` tree.

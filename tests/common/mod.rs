@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod backends;
+pub mod proxy;
 
 use phonetree::callflow::Callflow;
 use phonetree::engine::{self, CallInfo, CallState, Direction, Event};
@@ -131,6 +132,12 @@ impl Node {
         Node::spawn(data.to_path_buf(), machines.to_path_buf(), log, env)
     }
 
+    /// Starts a node whose calls are kept at the store URL `store` (`--store`, e.g. a postgres
+    /// database several nodes share); `dir` names its log (`dir.log`) and holds nothing else.
+    pub fn start_on(dir: &std::path::Path, machines: &std::path::Path, store: &str) -> Node {
+        Node::start_with(dir, machines, &[("PHONETREE_STORE", store)])
+    }
+
     fn spawn(data: PathBuf, machines: PathBuf, log: PathBuf, env: Vec<(String, String)>) -> Node {
         use std::io::BufRead;
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
@@ -225,6 +232,27 @@ pub async fn post(url: &str, body: impl Into<Vec<u8>>) -> Answer {
     let how =
         r.headers().get("x-phonetree-answer").map(|h| h.to_str().unwrap().to_string()).unwrap_or_default();
     Answer { status, how, body: r.bytes().await.unwrap().to_vec() }
+}
+
+/// An HTTP client whose every request gives up after `timeout`: a node that hangs fails the test
+/// instead of stalling it.
+pub fn client_within(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder().timeout(timeout).build().unwrap()
+}
+
+/// `post` on a shared client, returning the transport's error (refused, reset, timed out) instead
+/// of panicking on it.
+pub async fn try_post(
+    client: &reqwest::Client,
+    url: &str,
+    body: impl Into<Vec<u8>>,
+) -> Result<Answer, String> {
+    let r = client.post(url).body(body.into()).send().await.map_err(|e| format!("POST {url}: {e:?}"))?;
+    let status = r.status().as_u16();
+    let how =
+        r.headers().get("x-phonetree-answer").map(|h| h.to_str().unwrap().to_string()).unwrap_or_default();
+    let body = r.bytes().await.map_err(|e| format!("POST {url}: reading the body: {e:?}"))?;
+    Ok(Answer { status, how, body: body.to_vec() })
 }
 
 /// A CALL_ACTION webhook as 8x8 documents it.

@@ -24,6 +24,8 @@ pub const POOL_WAIT_MAX: Duration = Duration::from_secs(2);
 /// How long opening a connection may take (TCP, TLS and authentication), unless the URL's
 /// `connect_timeout` says otherwise.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// PostgreSQL's port, where a URL names none.
+const DEFAULT_PORT: u16 = 5432;
 /// The name the store's connections show in `pg_stat_activity`, unless the URL names one.
 pub const APPLICATION_NAME: &str = "phonetree";
 
@@ -63,6 +65,20 @@ impl PgUrl {
             config.application_name(APPLICATION_NAME);
         }
         Ok(PgUrl { config, shown })
+    }
+
+    /// Whether `other` reaches the same tables: the same hosts, ports, database and options.
+    pub fn same_database(&self, other: &PgUrl) -> bool {
+        let (a, b) = (&self.config, &other.config);
+        let ports = |c: &tokio_postgres::Config| match c.get_ports() {
+            [] => vec![DEFAULT_PORT],
+            some => some.to_vec(),
+        };
+        a.get_hosts() == b.get_hosts()
+            && ports(a) == ports(b)
+            && a.get_dbname().unwrap_or(a.get_user().unwrap_or_default())
+                == b.get_dbname().unwrap_or(b.get_user().unwrap_or_default())
+            && a.get_options() == b.get_options()
     }
 
     /// The URL as it may be shown: its password replaced by `***`.
@@ -227,6 +243,18 @@ mod tests {
         assert!(!e.contains("s3cret") && e.contains("port"), "{e}");
         let e = PgUrl::parse("postgres://u:s3cret@db/x?sslmode=sometimes").unwrap_err().to_string();
         assert!(!e.contains("s3cret") && e.contains("sslmode"), "{e}");
+    }
+
+    #[test]
+    fn one_database_is_recognised_whoever_connects() {
+        let url = |u: &str| PgUrl::parse(u).unwrap();
+        assert!(url("postgres://a:x@db/calls").same_database(&url("postgresql://b:y@db:5432/calls")));
+        assert!(!url("postgres://a@db/calls").same_database(&url("postgres://a@db/other")));
+        assert!(!url("postgres://a@db/calls").same_database(&url("postgres://a@db2/calls")));
+        assert!(!url("postgres://a@db/calls").same_database(&url("postgres://a@db:6543/calls")));
+        let schema = "postgres://a@db/calls?options=-c%20search_path%3Dother";
+        assert!(!url("postgres://a@db/calls").same_database(&url(schema)));
+        assert!(url(schema).same_database(&url(schema)));
     }
 
     #[test]

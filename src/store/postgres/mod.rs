@@ -2,7 +2,8 @@
 //! answer any webhook.
 //!
 //! Tables (see `schema`): `phonetree_sessions` (session id → revision, reply count, the versioned
-//! MessagePack session record with an empty journal), `phonetree_replies` (every reply given,
+//! MessagePack session record with an empty journal, and the hashes of older events a session
+//! copied from sled knows by hash only), `phonetree_replies` (every reply given,
 //! keyed by session and event id), `phonetree_answers`, `phonetree_cache`, `phonetree_summaries`,
 //! `phonetree_machines` (the same records as sled's) and `phonetree_meta` (the readiness probe).
 //!
@@ -27,11 +28,11 @@ use tokio_postgres::error::SqlState;
 
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, REPLIES_KEPT, SummaryRecord,
-    check_format, decode, decode_session, encode, encode_session,
+    check_format, decode, decode_session, encode, encode_session, event_hash, pack_hashes, unpack_hashes,
 };
 use super::{
-    Commit, Committed, Durability, Journaled, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Store,
-    StoreError, StoreFuture, StoredMachine, StoredSummary,
+    Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled, Loaded, Lookup, Page,
+    Revision, SCAN_PAGE_MAX, Store, StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
@@ -44,6 +45,12 @@ pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 /// (one `COUNT(*)`, in the background) when older than this. A full count per readiness check
 /// would scan the table every few seconds on every node.
 pub const SESSION_COUNT_REFRESH: Duration = Duration::from_secs(30);
+/// How long one operation of the store (a load, a commit, a probe, ...) waits for the database,
+/// a free connection included, before it fails: a database that stops answering (a hung server, a
+/// network that drops packets) would otherwise hold every webhook forever, and the caller would
+/// hear silence instead of the fallback. 8x8 waits a few seconds for a webhook's reply; a
+/// webhook's operations take milliseconds on a healthy database.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most cache entries one statement of `expire_cache` deletes: each batch is a short transaction,
 /// however many entries expired at once.
 pub const CACHE_EXPIRE_BATCH: i64 = 1000;
@@ -131,7 +138,7 @@ impl PgStore {
             Some(event_id) => {
                 let st = client
                     .prepare_cached(
-                        "SELECT s.rev, s.state, s.replies, r.n, r.body FROM phonetree_sessions s \
+                        "SELECT s.rev, s.state, s.replies, r.n, r.body, s.forgotten FROM phonetree_sessions s \
                          LEFT JOIN phonetree_replies r ON r.session = s.id AND r.event_id = $2 \
                          WHERE s.id = $1",
                     )
@@ -142,15 +149,20 @@ impl PgStore {
         };
         let Some(row) = row else { return Ok(Lookup::default()) };
         let loaded = loaded(session, &row)?;
-        let replied = if event_id.is_some() {
+        let replied = if let Some(event_id) = event_id {
             let replies: i64 = row.try_get(2).map_err(fail())?;
             let n: Option<i64> = row.try_get(3).map_err(fail())?;
             let body: Option<Vec<u8>> = row.try_get(4).map_err(fail())?;
+            let forgotten: Option<Vec<u8>> = row.try_get(5).map_err(fail())?;
             match (n, body) {
                 // The latest replies answer a duplicate with their bytes, as sled's journal does;
                 // an older event is known, and answered with the current prompt.
                 (Some(n), Some(body)) if replies - n < REPLIES_KEPT as i64 => Some(Journaled::Reply(body)),
                 (Some(_), _) => Some(Journaled::Forgotten),
+                // An older event of a session copied from a store that knew it by hash only.
+                (None, _) if forgotten.is_some_and(|f| unpack_hashes(&f).contains(&event_hash(event_id))) => {
+                    Some(Journaled::Forgotten)
+                }
                 (None, _) => None,
             }
         } else {
@@ -263,6 +275,223 @@ impl PgStore {
         Ok(Page { sessions, next })
     }
 
+    /// One page of sessions with everything kept for them, read in one snapshot: the sessions,
+    /// then the replies and the script answers of the ids the page spans.
+    async fn export_page(&self, after: Option<&str>, limit: usize) -> Result<ExportPage, StoreError> {
+        let limit = limit.clamp(1, SCAN_PAGE_MAX);
+        let mut client = self.client().await?;
+        let fail = || failed("export the sessions".into());
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(fail())?;
+        let st = tx
+            .prepare_cached(
+                "SELECT s.id, s.state, s.forgotten, m.record FROM phonetree_sessions s \
+                 LEFT JOIN phonetree_summaries m ON m.session = s.id \
+                 WHERE $1::TEXT IS NULL OR s.id > $1 ORDER BY s.id LIMIT $2",
+            )
+            .await
+            .map_err(fail())?;
+        let rows = tx.query(&st, &[&after, &(limit as i64)]).await.map_err(fail())?;
+        let mut sessions: Vec<(String, Result<Exported, StoreError>)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get(0).map_err(fail())?;
+            let exported = exported_row(&id, row);
+            sessions.push((id, exported));
+        }
+        let Some(last) = sessions.last().map(|(id, _)| id.clone()) else {
+            return Ok(ExportPage { sessions, next: None });
+        };
+        // By id, not by search: the database's collation orders ids, not Rust's byte order.
+        let index: std::collections::HashMap<String, usize> =
+            sessions.iter().enumerate().map(|(i, (id, _))| (id.clone(), i)).collect();
+        let index = |id: &str| index.get(id).copied();
+        // Every reply in id order; the bytes only of those a duplicate still gets.
+        let st = tx
+            .prepare_cached(
+                "SELECT r.session, r.event_id, CASE WHEN s.replies - r.n < $3 THEN r.body END \
+                 FROM phonetree_replies r JOIN phonetree_sessions s ON s.id = r.session \
+                 WHERE ($1::TEXT IS NULL OR r.session > $1) AND r.session <= $2 ORDER BY r.session, r.n",
+            )
+            .await
+            .map_err(fail())?;
+        for row in tx.query(&st, &[&after, &last, &(REPLIES_KEPT as i64)]).await.map_err(fail())? {
+            let (id, event_id): (String, String) =
+                (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+            let body: Option<Vec<u8>> = row.try_get(2).map_err(fail())?;
+            let Some(i) = index(&id) else { continue };
+            if let (_, Ok(e)) = &mut sessions[i] {
+                e.journal.push(match body {
+                    Some(body) => JournalEntry::Replied { event_id, body },
+                    None => JournalEntry::Forgotten { event_id },
+                });
+            }
+        }
+        let st = tx
+            .prepare_cached(
+                "SELECT session, event_id, record FROM phonetree_answers \
+                 WHERE ($1::TEXT IS NULL OR session > $1) AND session <= $2 ORDER BY session, event_id",
+            )
+            .await
+            .map_err(fail())?;
+        for row in tx.query(&st, &[&after, &last]).await.map_err(fail())? {
+            let (id, event_id): (String, String) =
+                (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+            let raw: Vec<u8> = row.try_get(2).map_err(fail())?;
+            // Answers journaled for a session that has no state (yet) are not exported.
+            let Some(i) = index(&id) else { continue };
+            let name = format!("{id}/{event_id}");
+            let answers = decode::<AnswersRecord>("answers", &name, &raw)
+                .and_then(|r| check_format("answers", &name, r.v).map(|()| r));
+            match (&mut sessions[i].1, answers) {
+                (Ok(e), Ok(r)) => {
+                    e.answers.push((event_id, r.answers.iter().map(AnswerRecord::to_answer).collect()))
+                }
+                (slot @ Ok(_), Err(err)) => *slot = Err(err),
+                (Err(_), _) => {}
+            }
+        }
+        tx.commit().await.map_err(fail())?;
+        let next = (sessions.len() == limit).then_some(last);
+        Ok(ExportPage { sessions, next })
+    }
+
+    /// One transaction: the session's row (unless it exists), its replies, answers and summary.
+    async fn import_one(&self, e: &Exported) -> Result<Committed, StoreError> {
+        let state = encode_session(&e.state)?;
+        let mut replied = Vec::new();
+        let mut forgotten = Vec::new();
+        for entry in &e.journal {
+            match entry {
+                JournalEntry::Replied { event_id, body } => {
+                    replied.push((event_id.as_str(), body.as_slice()))
+                }
+                JournalEntry::Forgotten { event_id } => forgotten.push(event_hash(event_id)),
+                JournalEntry::ForgottenHash(h) => forgotten.push(*h),
+            }
+        }
+        let forgotten = (!forgotten.is_empty()).then(|| pack_hashes(&forgotten));
+        let mut answers = Vec::with_capacity(e.answers.len());
+        for (event_id, given) in &e.answers {
+            let r =
+                AnswersRecord { v: FORMAT, answers: given.iter().map(AnswerRecord::from_answer).collect() };
+            answers.push((event_id.as_str(), encode("answers", &r)?));
+        }
+        let summary = match &e.summary {
+            Some(s) => Some(encode("summary", &SummaryRecord::from_summary(&s.summary, s.received_ms))?),
+            None => None,
+        };
+        let mut client = self.client().await?;
+        let fail = || failed(format!("import session `{}`", e.session));
+        let tx = client.transaction().await.map_err(fail())?;
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO phonetree_sessions (id, rev, replies, state, updated_ms, closed, forgotten) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(fail())?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &e.session,
+            &first_rev(),
+            &(replied.len() as i64),
+            &state,
+            &ms(e.state.updated_ms),
+            &e.state.closed,
+            &forgotten,
+        ];
+        if tx.execute(&st, &params).await.map_err(fail())? == 0 {
+            return Ok(Committed::Changed);
+        }
+        // Numbered as `commit` numbers them: the latest reply is number `replies`.
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO phonetree_replies (session, event_id, n, body) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (session, event_id) DO UPDATE SET n = EXCLUDED.n, body = EXCLUDED.body",
+            )
+            .await
+            .map_err(fail())?;
+        for (n, (event_id, body)) in (1i64..).zip(&replied) {
+            tx.execute(&st, &[&e.session, event_id, &n, body]).await.map_err(fail())?;
+        }
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO phonetree_answers (session, event_id, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (session, event_id) DO UPDATE SET record = EXCLUDED.record",
+            )
+            .await
+            .map_err(fail())?;
+        for (event_id, raw) in &answers {
+            tx.execute(&st, &[&e.session, event_id, raw]).await.map_err(fail())?;
+        }
+        if let Some(raw) = &summary {
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO phonetree_summaries (session, record) VALUES ($1, $2) \
+                     ON CONFLICT (session) DO UPDATE SET record = EXCLUDED.record",
+                )
+                .await
+                .map_err(fail())?;
+            tx.execute(&st, &[&e.session, raw]).await.map_err(fail())?;
+        }
+        tx.commit().await.map_err(fail())?;
+        self.count.own.fetch_add(1, Ordering::Relaxed);
+        Ok(Committed::Done)
+    }
+
+    async fn every_machine(&self) -> Result<Vec<(Version, StoredMachine)>, StoreError> {
+        let client = self.client().await?;
+        let fail = || failed("list the machines".into());
+        let st = client
+            .prepare_cached("SELECT version, record FROM phonetree_machines ORDER BY version")
+            .await
+            .map_err(fail())?;
+        let mut all = Vec::new();
+        for row in client.query(&st, &[]).await.map_err(fail())? {
+            let version: Vec<u8> = row.try_get(0).map_err(fail())?;
+            let version =
+                <[u8; 32]>::try_from(version.as_slice()).map(Version).map_err(|_| StoreError::Decode {
+                    what: "machine version",
+                    key: format!("{version:?}"),
+                    detail: format!("{} bytes, not 32", version.len()),
+                })?;
+            let raw: Vec<u8> = row.try_get(1).map_err(fail())?;
+            let m: MachineRecord = decode("machine", &version.short(), &raw)?;
+            check_format("machine", &version.short(), m.v)?;
+            all.push((version, StoredMachine { name: m.name, file: m.file, text: m.text }));
+        }
+        Ok(all)
+    }
+
+    async fn lone(&self, after: Option<&str>, limit: usize) -> Result<SummaryPage, StoreError> {
+        let limit = limit.clamp(1, SCAN_PAGE_MAX);
+        let client = self.client().await?;
+        let fail = || failed("list the summaries of sessions not stored".into());
+        let st = client
+            .prepare_cached(
+                "SELECT m.session, m.record FROM phonetree_summaries m \
+                 WHERE ($1::TEXT IS NULL OR m.session > $1) \
+                 AND NOT EXISTS (SELECT 1 FROM phonetree_sessions s WHERE s.id = m.session) \
+                 ORDER BY m.session LIMIT $2",
+            )
+            .await
+            .map_err(fail())?;
+        let mut summaries = Vec::new();
+        let mut last = None;
+        for row in client.query(&st, &[&after, &(limit as i64)]).await.map_err(fail())? {
+            let id: String = row.try_get(0).map_err(fail())?;
+            let raw: Vec<u8> = row.try_get(1).map_err(fail())?;
+            summaries.push(decode_summary(&id, &raw)?);
+            last = Some(id);
+        }
+        let next = if summaries.len() == limit { last } else { None };
+        Ok(SummaryPage { summaries, next })
+    }
+
     async fn remove(&self, session: &str) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let fail = || failed(format!("remove session `{session}`"));
@@ -369,15 +598,15 @@ impl PgStore {
 
 impl Store for PgStore {
     fn load<'a>(&'a self, session: &'a str, event_id: Option<&'a str>) -> StoreFuture<'a, Lookup> {
-        Box::pin(self.lookup(session, event_id))
+        timed("load a session", self.lookup(session, event_id))
     }
 
     fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed> {
-        Box::pin(async move { self.swap(&commit).await })
+        timed("commit a session", async move { self.swap(&commit).await })
     }
 
     fn answers<'a>(&'a self, session: &'a str, event_id: &'a str) -> StoreFuture<'a, Vec<Answer>> {
-        Box::pin(async move {
+        timed("read the script answers", async move {
             let name = format!("{session}/{event_id}");
             let row = self
                 .one(
@@ -401,7 +630,7 @@ impl Store for PgStore {
         event_id: &'a str,
         answers: &'a [Answer],
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        timed("journal the script answers", async move {
             let record =
                 AnswersRecord { v: FORMAT, answers: answers.iter().map(AnswerRecord::from_answer).collect() };
             let raw = encode("answers", &record)?;
@@ -417,7 +646,7 @@ impl Store for PgStore {
     }
 
     fn cached<'a>(&'a self, request: &'a Request, now_ms: u64) -> StoreFuture<'a, Option<Answer>> {
-        Box::pin(async move {
+        timed("read a cached answer", async move {
             let row = self
                 .one(
                     || format!("read the cached answer of `{}`", request.url),
@@ -440,7 +669,7 @@ impl Store for PgStore {
         answer: &'a Answer,
         now_ms: u64,
     ) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        timed("cache an answer", async move {
             let Some(minutes) = request.cache_minutes else { return Ok(()) };
             let until = now_ms.saturating_add(u64::from(minutes).saturating_mul(60_000));
             let record = CacheRecord { v: FORMAT, until, answer: AnswerRecord::from_answer(answer) };
@@ -457,7 +686,7 @@ impl Store for PgStore {
     }
 
     fn put_summary<'a>(&'a self, summary: &'a SessionSummary, received_ms: u64) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        timed("keep a session summary", async move {
             let raw = encode("summary", &SummaryRecord::from_summary(summary, received_ms))?;
             self.write(
                 || format!("keep the summary of session `{}`", summary.session_id),
@@ -471,21 +700,19 @@ impl Store for PgStore {
     }
 
     fn summary<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Option<StoredSummary>> {
-        Box::pin(async move {
+        timed("read a session summary", async move {
             let doing = || format!("read the summary of session `{session}`");
             let row = self
                 .one(doing, "SELECT record FROM phonetree_summaries WHERE session = $1", &[&session])
                 .await?;
             let Some(row) = row else { return Ok(None) };
             let raw: Vec<u8> = row.try_get(0).map_err(failed(doing()))?;
-            let s: SummaryRecord = decode("summary", session, &raw)?;
-            check_format("summary", session, s.v)?;
-            Ok(Some(s.to_stored(session)))
+            decode_summary(session, &raw).map(Some)
         })
     }
 
     fn put_machine<'a>(&'a self, version: Version, machine: &'a StoredMachine) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
+        timed("keep a machine", async move {
             let record = MachineRecord {
                 v: FORMAT,
                 name: machine.name.clone(),
@@ -506,7 +733,7 @@ impl Store for PgStore {
     }
 
     fn machine(&self, version: Version) -> StoreFuture<'_, Option<StoredMachine>> {
-        Box::pin(async move {
+        timed("read a machine", async move {
             let doing = || format!("read machine {}", version.short());
             let row = self
                 .one(
@@ -528,19 +755,35 @@ impl Store for PgStore {
         name: &'a str,
         short: &'a str,
     ) -> StoreFuture<'a, Option<(Version, StoredMachine)>> {
-        Box::pin(self.by_short(name, short))
+        timed("read a machine", self.by_short(name, short))
     }
 
     fn scan<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, Page> {
-        Box::pin(self.page(after, limit))
+        timed("scan the sessions", self.page(after, limit))
     }
 
     fn remove_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(self.remove(session))
+        timed("remove a session", self.remove(session))
     }
 
     fn expire_cache(&self, now_ms: u64) -> StoreFuture<'_, usize> {
-        Box::pin(self.expire(now_ms))
+        timed("expire the script cache", self.expire(now_ms))
+    }
+
+    fn export<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, ExportPage> {
+        Box::pin(self.export_page(after, limit))
+    }
+
+    fn import<'a>(&'a self, session: &'a Exported) -> StoreFuture<'a, Committed> {
+        Box::pin(self.import_one(session))
+    }
+
+    fn machines(&self) -> StoreFuture<'_, Vec<(Version, StoredMachine)>> {
+        Box::pin(self.every_machine())
+    }
+
+    fn lone_summaries<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, SummaryPage> {
+        Box::pin(self.lone(after, limit))
     }
 
     fn session_count(&self) -> StoreFuture<'_, u64> {
@@ -551,7 +794,7 @@ impl Store for PgStore {
             if stale && !count.counting.swap(true, Ordering::AcqRel) {
                 let (count, pool) = (self.count.clone(), self.pool.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = count.recount(&pool).await {
+                    if let Err(e) = timed("count the sessions", count.recount(&pool)).await {
                         tracing::warn!(error = %e, "the session count stays as it was");
                     }
                     count.counting.store(false, Ordering::Release);
@@ -562,7 +805,7 @@ impl Store for PgStore {
     }
 
     fn probe(&self, now_ms: u64) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
+        timed("write the readiness probe", async move {
             let value = now_ms.to_be_bytes();
             let row = self
                 .one(
@@ -617,11 +860,51 @@ fn lost(e: &tokio_postgres::Error) -> bool {
         .is_some_and(|c| *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED)
 }
 
+/// One operation of the store, failed once it has waited `OPERATION_TIMEOUT` for the database.
+fn timed<'a, T: 'a>(
+    doing: &'static str,
+    op: impl Future<Output = Result<T, StoreError>> + Send + 'a,
+) -> StoreFuture<'a, T> {
+    Box::pin(async move {
+        tokio::time::timeout(OPERATION_TIMEOUT, op).await.unwrap_or_else(|_| {
+            Err(StoreError::Postgres {
+                doing: doing.into(),
+                detail: format!("no answer from the database within {} ms", OPERATION_TIMEOUT.as_millis()),
+            })
+        })
+    })
+}
+
 fn loaded(session: &str, row: &tokio_postgres::Row) -> Result<Loaded, StoreError> {
     let fail = || failed(format!("load session `{session}`"));
     let rev: i64 = row.try_get(0).map_err(fail())?;
     let raw: Vec<u8> = row.try_get(1).map_err(fail())?;
     Ok(Loaded { state: decode_session(session, &raw)?, rev: revision(rev) })
+}
+
+/// A session row of an export (id, state, forgotten, summary), its journal and answers still
+/// to come.
+fn exported_row(id: &str, row: &tokio_postgres::Row) -> Result<Exported, StoreError> {
+    let fail = || failed(format!("export session `{id}`"));
+    let raw: Vec<u8> = row.try_get(1).map_err(fail())?;
+    let forgotten: Option<Vec<u8>> = row.try_get(2).map_err(fail())?;
+    let summary: Option<Vec<u8>> = row.try_get(3).map_err(fail())?;
+    Ok(Exported {
+        session: id.to_string(),
+        state: decode_session(id, &raw)?,
+        journal: unpack_hashes(forgotten.as_deref().unwrap_or_default())
+            .into_iter()
+            .map(JournalEntry::ForgottenHash)
+            .collect(),
+        answers: Vec::new(),
+        summary: summary.map(|raw| decode_summary(id, &raw)).transpose()?,
+    })
+}
+
+fn decode_summary(session: &str, raw: &[u8]) -> Result<StoredSummary, StoreError> {
+    let s: SummaryRecord = decode("summary", session, raw)?;
+    check_format("summary", session, s.v)?;
+    Ok(s.to_stored(session))
 }
 
 fn revision(rev: i64) -> Revision {

@@ -65,6 +65,13 @@ pub const MIGRATIONS: &[&str] = &[
         value BYTEA NOT NULL
     );
     ",
+    // 2: events a session remembers only by hash.
+    "
+    -- The hashes (`record::event_hash`, 8 bytes each, oldest first) of events older than the
+    -- session's replies that a store copied from does not know by id (sled remembers older events
+    -- by hash only): `load` answers them as forgotten. NULL for a session made here.
+    ALTER TABLE phonetree_sessions ADD COLUMN IF NOT EXISTS forgotten BYTEA;
+    ",
 ];
 
 /// The schema version this phonetree writes and reads.
@@ -128,11 +135,18 @@ pub async fn migrate(pool: &Pool) -> Result<u32, StoreError> {
 }
 
 /// A concurrent `CREATE TABLE IF NOT EXISTS` lost the race: the catalog's unique index
-/// (23505), "already exists" (42P07), or a serialization failure (40001, CockroachDB).
+/// (23505), "already exists" (42P07), the table's row type already made by the other (42710:
+/// `type "phonetree_schema" already exists`, seen with nodes starting together), or a
+/// serialization failure (40001, CockroachDB).
 fn is_race(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     e.code().is_some_and(|c| {
-        [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_TABLE, SqlState::T_R_SERIALIZATION_FAILURE]
-            .contains(c)
+        [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::DUPLICATE_TABLE,
+            SqlState::DUPLICATE_OBJECT,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+        ]
+        .contains(c)
     })
 }
