@@ -69,7 +69,9 @@ pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answere
         Ok((body, how)) => (body, Some(how)),
         Err(fault) => {
             error!(error = %fault, "internal fault; the caller hears the fallback");
-            let fallback = fallback_for(app, ca).await;
+            // A store that just failed is not asked again which machine the call is on.
+            let ask_store = !matches!(fault, Fault::Store(_));
+            let fallback = fallback_for(app, ca, ask_store).await;
             (wire::encode(&fallback).unwrap_or_else(|_| LAST_RESORT.to_vec()), None)
         }
     }
@@ -277,10 +279,13 @@ fn resume(
 }
 
 /// The fallback of the machine the call is (or would be) on, else phonetree's default.
-async fn fallback_for(app: &App, ca: &CallAction) -> Callflow {
-    let stored = match app.store.load(&ca.session_id, None).await {
-        Ok(l) => l.session.and_then(|l| app.registry.current(&l.state.machine).cloned()),
-        Err(_) => None,
+async fn fallback_for(app: &App, ca: &CallAction, ask_store: bool) -> Callflow {
+    let stored = match ask_store {
+        true => match app.store.load(&ca.session_id, None).await {
+            Ok(l) => l.session.and_then(|l| app.registry.current(&l.state.machine).cloned()),
+            Err(_) => None,
+        },
+        false => None,
     };
     stored
         .or_else(|| app.registry.bind(ca.direction, &ca.source, &ca.destination))
