@@ -15,8 +15,12 @@
 //! `phonetree` cargo builds for this bench, `target/release/phonetree`), `PHONETREE_BASELINE_BIN`,
 //! `PHONETREE_WRK_SECS` (per run, default 10), `PHONETREE_WRK_CONNS` (default 32),
 //! `PHONETREE_WRK_THREADS` (wrk threads of the new-call and ceiling runs, default 2),
-//! `PHONETREE_WRK_CEILING=0` (skip the /healthz runs); data dirs go under `TMPDIR` (default /tmp),
-//! which must be a real disk for the durable runs to mean anything.
+//! `PHONETREE_WRK_ROUNDS` (durable and no-fsync alternate this many times, the table shows
+//! medians; default 1), `PHONETREE_WRK_CEILING=0` (skip the /healthz runs); data dirs go under
+//! `TMPDIR` (default /tmp), which must be a real disk for the durable runs to mean anything.
+//!
+//! Each run also reports the CPU seconds of the node, of wrk and of everything else on the
+//! machine; the table is marked not comparable when other processes took over 5% of the CPU.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -33,6 +37,9 @@ const CLOCK_TICKS: f64 = 100.0;
 /// A request slower than this counts as a wrk timeout (wrk's default, 2 s, would hide stalls).
 const WRK_TIMEOUT: &str = "10s";
 const READY_WITHIN: Duration = Duration::from_secs(30);
+/// Above this share of the machine's CPU used by other processes during a run, the table says the
+/// figures are not comparable.
+const OTHERS_SHARE_MAX: f64 = 0.05;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -42,6 +49,8 @@ struct Settings {
     secs: u64,
     conns: usize,
     threads: usize,
+    /// Durable and no-fsync runs alternate this many times; the table shows their medians.
+    rounds: usize,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -179,6 +188,14 @@ fn cpu_secs(who: &str) -> (f64, f64) {
     (at(14) + at(15), at(16) + at(17))
 }
 
+/// CPU seconds the whole machine spent in user and system mode, from /proc/stat.
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().find(|l| l.starts_with("cpu ")).unwrap_or("");
+    // cpu user nice system idle iowait irq softirq steal ...
+    cpu.split_whitespace().skip(1).take(3).map(|v| v.parse().unwrap_or(0.0)).sum::<f64>() / CLOCK_TICKS
+}
+
 /// One wrk run against one node.
 struct Run {
     rps: f64,
@@ -189,13 +206,19 @@ struct Run {
     errors: u64,
     server_cpu: f64,
     wrk_cpu: f64,
+    /// User and system CPU of everything else on the machine during the run (other processes:
+    /// a run sharing the cores with, say, a compiler is not comparable).
+    others_cpu: f64,
+    /// `others_cpu` as a share of the machine's CPU over the run (the largest of a median's runs).
+    others_share: f64,
     secs: f64,
     errors_logged: usize,
 }
 
 fn run_wrk(node: &Node, workload: Workload, s: &Settings) -> Result<Run, String> {
     let pid = node.child.id().to_string();
-    let (server_before, wrk_before) = (cpu_secs(&pid).0, cpu_secs("self").1);
+    let (server_before, wrk_before, busy_before) =
+        (cpu_secs(&pid).0, cpu_secs("self").1, machine_busy_secs());
     let out = Command::new("wrk")
         .arg(format!("-t{}", workload.threads(s)))
         .arg(format!("-c{}", s.conns))
@@ -206,6 +229,7 @@ fn run_wrk(node: &Node, workload: Workload, s: &Settings) -> Result<Run, String>
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
     let (server_cpu, wrk_cpu) = (cpu_secs(&pid).0 - server_before, cpu_secs("self").1 - wrk_before);
+    let others_cpu = (machine_busy_secs() - busy_before - server_cpu - wrk_cpu).max(0.0);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().find_map(|l| l.strip_prefix("wrk_result ")).ok_or_else(|| {
         format!(
@@ -230,6 +254,10 @@ fn run_wrk(node: &Node, workload: Workload, s: &Settings) -> Result<Run, String>
         errors,
         server_cpu,
         wrk_cpu,
+        others_cpu,
+        others_share: others_cpu
+            / (std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+                * (get("duration_us") / 1e6).max(0.1)),
         secs: get("duration_us") / 1e6,
         errors_logged: node.errors_logged(),
     })
@@ -241,7 +269,7 @@ fn measure(bin: &Path, label: &str, workload: Workload, durable: bool, s: &Setti
     let run = run_wrk(&node, workload, s)?;
     drop(node);
     println!(
-        "{:<12} {:<8} {:<8} wrk -t{} -c{}: {:>7} req/s  p50 {:.2} ms  p99 {:.2} ms  max {:.1} ms  {} errors  CPU over {:.1} s: node {:.1} s, wrk {:.1} s{}",
+        "{:<12} {:<8} {:<8} wrk -t{} -c{}: {:>7} req/s  p50 {:.2} ms  p99 {:.2} ms  max {:.1} ms  {} errors  CPU over {:.1} s: node {:.1} s, wrk {:.1} s, others {:.1} s{}",
         workload.name(),
         label,
         if durable { "durable" } else { "no-fsync" },
@@ -255,6 +283,7 @@ fn measure(bin: &Path, label: &str, workload: Workload, durable: bool, s: &Setti
         run.secs,
         run.server_cpu,
         run.wrk_cpu,
+        run.others_cpu,
         if run.errors_logged > 0 {
             format!("  ({} errors in the node's log)", run.errors_logged)
         } else {
@@ -276,17 +305,29 @@ fn thousands(x: f64) -> String {
     out
 }
 
-/// `durable` and `no-fsync` runs of one binary on one workload.
+/// `durable` and `no-fsync` runs of one binary on one workload (medians over the rounds).
 struct Pair {
     durable: Run,
     no_fsync: Run,
 }
 
 fn pair(bin: &Path, label: &str, workload: Workload, s: &Settings) -> Result<Pair, String> {
-    Ok(Pair {
-        durable: measure(bin, label, workload, true, s)?,
-        no_fsync: measure(bin, label, workload, false, s)?,
-    })
+    let (mut durable, mut no_fsync) = (Vec::new(), Vec::new());
+    for _ in 0..s.rounds {
+        durable.push(measure(bin, label, workload, true, s)?);
+        no_fsync.push(measure(bin, label, workload, false, s)?);
+    }
+    Ok(Pair { durable: median(durable), no_fsync: median(no_fsync) })
+}
+
+/// The run of median req/s, with the errors of all the runs and the largest share of others' CPU.
+fn median(mut runs: Vec<Run>) -> Run {
+    let errors = runs.iter().map(|r| r.errors).sum();
+    let others_share = runs.iter().map(|r| r.others_share).fold(0.0, f64::max);
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mut m = runs.swap_remove(runs.len() / 2);
+    (m.errors, m.others_share) = (errors, others_share);
+    m
 }
 
 /// The filesystem type holding `path`, from /proc/self/mountinfo (longest mount point prefix).
@@ -350,6 +391,7 @@ fn bench(wrk: &str) -> Result<(), String> {
         secs: env_or("PHONETREE_WRK_SECS", 10u64).max(1),
         conns: env_or("PHONETREE_WRK_CONNS", 32usize).max(1),
         threads: env_or("PHONETREE_WRK_THREADS", 2usize).max(1),
+        rounds: env_or("PHONETREE_WRK_ROUNDS", 1usize).max(1),
     };
     let this = binary("PHONETREE_BIN", Some(env!("CARGO_BIN_EXE_phonetree")))?.expect("a default");
     let baseline = binary("PHONETREE_BASELINE_BIN", None)?;
@@ -357,10 +399,11 @@ fn bench(wrk: &str) -> Result<(), String> {
     let mut head = String::new();
     let _ = writeln!(
         head,
-        "wrk_load: {} cores, {wrk}, {} s per run, {} connections; data dirs in {} ({})",
+        "wrk_load: {} cores, {wrk}, {} s per run, {} connections, {}; data dirs in {} ({})",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         s.secs,
         s.conns,
+        if s.rounds == 1 { "1 round".to_string() } else { format!("medians of {} rounds", s.rounds) },
         tmp.display(),
         fs_type(&tmp),
     );
@@ -435,6 +478,23 @@ fn bench(wrk: &str) -> Result<(), String> {
                 r.errors
             );
         }
+    }
+    // A run is comparable only if the node and wrk had the machine to themselves.
+    let runs = rows
+        .iter()
+        .flat_map(|(_, m, t)| [Some(m), t.as_ref()])
+        .flatten()
+        .flat_map(|p| [&p.durable, &p.no_fsync])
+        .chain(ceiling.iter().map(|(_, r)| r));
+    let busiest = runs.map(|r| r.others_share).fold(0.0, f64::max);
+    if busiest > OTHERS_SHARE_MAX {
+        let _ = writeln!(
+            md,
+            "\n**Not comparable**: other processes used up to {:.0}% of the machine's CPU during a run \
+             (more than {:.0}%); rerun on a quiet machine.",
+            busiest * 100.0,
+            OTHERS_SHARE_MAX * 100.0
+        );
     }
     print!("{md}");
     // target/release/phonetree -> target/
