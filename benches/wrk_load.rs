@@ -1,0 +1,506 @@
+//! The webhook path under wrk: the real `phonetree serve` binary as a child process on loopback,
+//! each run with a fresh data dir, loaded by `wrk` with the Lua scripts in `benches/wrk/`.
+//!
+//! Two workloads through `abc_restaurant`, each run durable (every reply after its fsync) and
+//! with `--unsafe-no-fsync` back to back, so their ratio is comparable from run to run:
+//! - new call (`new_call.lua`): every request a CALL_ACTION of a brand-new session pressing 1;
+//! - whole call (`whole_call.lua`): each connection plays whole calls in sequence (start, 1, 1,
+//!   summary), one connection per wrk thread (the script follows its thread's one call).
+//!
+//! With `PHONETREE_BASELINE_BIN` set, the same four runs against that binary too, for the ratio
+//! this ÷ baseline. Then GET /healthz with both wrk shapes: the ceiling of wrk and the HTTP stack
+//! on this machine. Prints one markdown table and writes it to `target/wrk_load.md`.
+//!
+//! Uses only the binary (no library API). Settings (environment): `PHONETREE_BIN` (default: the
+//! `phonetree` cargo builds for this bench, `target/release/phonetree`), `PHONETREE_BASELINE_BIN`,
+//! `PHONETREE_WRK_SECS` (per run, default 10), `PHONETREE_WRK_CONNS` (default 32),
+//! `PHONETREE_WRK_THREADS` (wrk threads of the new-call and ceiling runs, default 2),
+//! `PHONETREE_WRK_ROUNDS` (durable and no-fsync alternate this many times, the table shows
+//! medians; default 1), `PHONETREE_WRK_CEILING=0` (skip the /healthz runs); data dirs go under
+//! `TMPDIR` (default /tmp), which must be a real disk for the durable runs to mean anything.
+//!
+//! Each run also reports the CPU seconds of the node, of wrk and of everything else on the
+//! machine; the table is marked not comparable when other processes took over 5% of the CPU.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MACHINES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/machines");
+const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk");
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on.
+const CLOCK_TICKS: f64 = 100.0;
+/// A request slower than this counts as a wrk timeout (wrk's default, 2 s, would hide stalls).
+const WRK_TIMEOUT: &str = "10s";
+const READY_WITHIN: Duration = Duration::from_secs(30);
+/// Above this share of the machine's CPU used by other processes during a run, the table says the
+/// figures are not comparable.
+const OTHERS_SHARE_MAX: f64 = 0.05;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Settings {
+    secs: u64,
+    conns: usize,
+    threads: usize,
+    /// Durable and no-fsync runs alternate this many times; the table shows their medians.
+    rounds: usize,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Workload {
+    NewCall,
+    WholeCall,
+    Healthz,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::NewCall => "new call",
+            Workload::WholeCall => "whole call",
+            Workload::Healthz => "GET /healthz",
+        }
+    }
+
+    fn script(self) -> String {
+        let file = match self {
+            Workload::NewCall => "new_call.lua",
+            Workload::WholeCall => "whole_call.lua",
+            Workload::Healthz => "healthz.lua",
+        };
+        format!("{SCRIPTS}/{file}")
+    }
+
+    /// wrk threads: whole calls need one connection per thread (wrk gives a script no connection).
+    fn threads(self, s: &Settings) -> usize {
+        match self {
+            Workload::WholeCall => s.conns,
+            _ => s.threads.min(s.conns),
+        }
+    }
+}
+
+/// A `phonetree serve` child on a free loopback port with its own data dir; killed, and the dir
+/// deleted, on drop.
+struct Node {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(bin: &Path, durable: bool) -> Result<Node, String> {
+        let dir = tempfile::Builder::new().prefix("phonetree-wrk-").tempdir().map_err(|e| e.to_string())?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let log = dir.path().join("serve.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .arg("--machines")
+            .arg(MACHINES)
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"));
+        if !durable {
+            cmd.arg("--unsafe-no-fsync");
+        }
+        let child = cmd
+            .env_remove("PHONETREE_UNSAFE_NO_FSYNC")
+            .env("PHONETREE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let mut node = Node { child, port, log, _dir: dir };
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if http_status(port, "/readyz") == Some(200) {
+                return Ok(node);
+            }
+            if let Ok(Some(status)) = node.child.try_wait() {
+                return Err(format!(
+                    "{} serve exited ({status}) before ready:\n{}",
+                    bin.display(),
+                    node.log_text()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} serve not ready within {READY_WITHIN:?}:\n{}",
+                    bin.display(),
+                    node.log_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Lines the node logged at error, leaving out the connections wrk cuts when it stops.
+    fn errors_logged(&self) -> usize {
+        self.log_text().lines().filter(|l| l.contains("ERROR") && !l.contains("IncompleteMessage")).count()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The status of a GET on loopback, None when there is no answer.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU seconds from `/proc/<who>/stat`: (its own user + system, its waited-for children's).
+fn cpu_secs(who: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{who}/stat")).unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // Fields are numbered from 1 and the remainder starts at field 3 (state).
+    let at = |field: usize| fields.get(field - 3).copied().unwrap_or(0.0) / CLOCK_TICKS;
+    (at(14) + at(15), at(16) + at(17))
+}
+
+/// CPU seconds the whole machine spent in user and system mode, from /proc/stat.
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu = stat.lines().find(|l| l.starts_with("cpu ")).unwrap_or("");
+    // cpu user nice system idle iowait irq softirq steal ...
+    cpu.split_whitespace().skip(1).take(3).map(|v| v.parse().unwrap_or(0.0)).sum::<f64>() / CLOCK_TICKS
+}
+
+/// One wrk run against one node.
+struct Run {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// Non-200 answers, 200s with another body than expected, socket errors, timeouts.
+    errors: u64,
+    server_cpu: f64,
+    wrk_cpu: f64,
+    /// User and system CPU of everything else on the machine during the run (other processes:
+    /// a run sharing the cores with, say, a compiler is not comparable).
+    others_cpu: f64,
+    /// `others_cpu` as a share of the machine's CPU over the run (the largest of a median's runs).
+    others_share: f64,
+    secs: f64,
+    errors_logged: usize,
+}
+
+fn run_wrk(node: &Node, workload: Workload, s: &Settings) -> Result<Run, String> {
+    let pid = node.child.id().to_string();
+    let (server_before, wrk_before, busy_before) =
+        (cpu_secs(&pid).0, cpu_secs("self").1, machine_busy_secs());
+    let out = Command::new("wrk")
+        .arg(format!("-t{}", workload.threads(s)))
+        .arg(format!("-c{}", s.conns))
+        .arg(format!("-d{}s", s.secs))
+        .args(["--timeout", WRK_TIMEOUT, "-s", &workload.script()])
+        .arg(format!("http://127.0.0.1:{}/", node.port))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let (server_cpu, wrk_cpu) = (cpu_secs(&pid).0 - server_before, cpu_secs("self").1 - wrk_before);
+    let others_cpu = (machine_busy_secs() - busy_before - server_cpu - wrk_cpu).max(0.0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("wrk_result ")).ok_or_else(|| {
+        format!(
+            "wrk printed no wrk_result line ({}):\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let v: HashMap<&str, f64> = line
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k, v.parse().unwrap_or(0.0)))
+        .collect();
+    let get = |k: &str| v.get(k).copied().unwrap_or(0.0);
+    let errors =
+        ["non200", "unexpected", "connect", "read", "write", "timeout"].iter().map(|k| get(k) as u64).sum();
+    Ok(Run {
+        rps: get("rps"),
+        p50_ms: get("p50_us") / 1000.0,
+        p99_ms: get("p99_us") / 1000.0,
+        max_ms: get("max_us") / 1000.0,
+        errors,
+        server_cpu,
+        wrk_cpu,
+        others_cpu,
+        others_share: others_cpu
+            / (std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+                * (get("duration_us") / 1e6).max(0.1)),
+        secs: get("duration_us") / 1e6,
+        errors_logged: node.errors_logged(),
+    })
+}
+
+/// Starts a node, loads it, prints the run's line.
+fn measure(bin: &Path, label: &str, workload: Workload, durable: bool, s: &Settings) -> Result<Run, String> {
+    let node = Node::start(bin, durable)?;
+    let run = run_wrk(&node, workload, s)?;
+    drop(node);
+    println!(
+        "{:<12} {:<8} {:<8} wrk -t{} -c{}: {:>7} req/s  p50 {:.2} ms  p99 {:.2} ms  max {:.1} ms  {} errors  CPU over {:.1} s: node {:.1} s, wrk {:.1} s, others {:.1} s{}",
+        workload.name(),
+        label,
+        if durable { "durable" } else { "no-fsync" },
+        workload.threads(s),
+        s.conns,
+        thousands(run.rps),
+        run.p50_ms,
+        run.p99_ms,
+        run.max_ms,
+        run.errors,
+        run.secs,
+        run.server_cpu,
+        run.wrk_cpu,
+        run.others_cpu,
+        if run.errors_logged > 0 {
+            format!("  ({} errors in the node's log)", run.errors_logged)
+        } else {
+            String::new()
+        },
+    );
+    Ok(run)
+}
+
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `durable` and `no-fsync` runs of one binary on one workload (medians over the rounds).
+struct Pair {
+    durable: Run,
+    no_fsync: Run,
+}
+
+fn pair(bin: &Path, label: &str, workload: Workload, s: &Settings) -> Result<Pair, String> {
+    let (mut durable, mut no_fsync) = (Vec::new(), Vec::new());
+    for _ in 0..s.rounds {
+        durable.push(measure(bin, label, workload, true, s)?);
+        no_fsync.push(measure(bin, label, workload, false, s)?);
+    }
+    Ok(Pair { durable: median(durable), no_fsync: median(no_fsync) })
+}
+
+/// The run of median req/s, with the errors of all the runs and the largest share of others' CPU.
+fn median(mut runs: Vec<Run>) -> Run {
+    let errors = runs.iter().map(|r| r.errors).sum();
+    let others_share = runs.iter().map(|r| r.others_share).fold(0.0, f64::max);
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    let mut m = runs.swap_remove(runs.len() / 2);
+    (m.errors, m.others_share) = (errors, others_share);
+    m
+}
+
+/// The filesystem type holding `path`, from /proc/self/mountinfo (longest mount point prefix).
+fn fs_type(path: &Path) -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mount = left.split_whitespace().nth(4)?;
+            let kind = right.split_whitespace().next()?;
+            path.starts_with(mount).then(|| (mount.len(), kind.to_string()))
+        })
+        .max()
+        .map_or_else(|| "unknown".into(), |(_, t)| t)
+}
+
+fn binary(var: &str, default: Option<&str>) -> Result<Option<PathBuf>, String> {
+    let Some(path) = std::env::var_os(var).map(PathBuf::from).or_else(|| default.map(PathBuf::from)) else {
+        return Ok(None);
+    };
+    if !path.is_file() {
+        return Err(format!(
+            "no phonetree binary at {} ({var}): build it with `cargo build --release --bin phonetree`, or point {var} at one",
+            path.display()
+        ));
+    }
+    Ok(Some(path))
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing: run only under bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let wrk = match Command::new("wrk").arg("--version").output() {
+        Ok(out) => {
+            let text =
+                String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+            text.lines()
+                .next()
+                .unwrap_or("wrk")
+                .split(" Copyright")
+                .next()
+                .unwrap_or("wrk")
+                .trim()
+                .to_string()
+        }
+        Err(_) => {
+            println!("skipped: wrk is not installed (apt-get install wrk)");
+            return;
+        }
+    };
+    if let Err(e) = bench(&wrk) {
+        eprintln!("wrk_load: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn bench(wrk: &str) -> Result<(), String> {
+    let s = Settings {
+        secs: env_or("PHONETREE_WRK_SECS", 10u64).max(1),
+        conns: env_or("PHONETREE_WRK_CONNS", 32usize).max(1),
+        threads: env_or("PHONETREE_WRK_THREADS", 2usize).max(1),
+        rounds: env_or("PHONETREE_WRK_ROUNDS", 1usize).max(1),
+    };
+    let this = binary("PHONETREE_BIN", Some(env!("CARGO_BIN_EXE_phonetree")))?.expect("a default");
+    let baseline = binary("PHONETREE_BASELINE_BIN", None)?;
+    let tmp = std::env::temp_dir();
+    let mut head = String::new();
+    let _ = writeln!(
+        head,
+        "wrk_load: {} cores, {wrk}, {} s per run, {} connections, {}; data dirs in {} ({})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        s.secs,
+        s.conns,
+        if s.rounds == 1 { "1 round".to_string() } else { format!("medians of {} rounds", s.rounds) },
+        tmp.display(),
+        fs_type(&tmp),
+    );
+    let _ = writeln!(head, "this: {}", this.display());
+    if let Some(b) = &baseline {
+        let _ = writeln!(head, "baseline: {}", b.display());
+    }
+    print!("{head}");
+
+    let mut rows = Vec::new();
+    for workload in [Workload::NewCall, Workload::WholeCall] {
+        let mine = pair(&this, "this", workload, &s)?;
+        let theirs = match &baseline {
+            Some(b) => Some(pair(b, "baseline", workload, &s)?),
+            None => None,
+        };
+        rows.push((workload, mine, theirs));
+    }
+    let mut ceiling = Vec::new();
+    if env_or("PHONETREE_WRK_CEILING", 1u8) != 0 {
+        let mut shapes = vec![Workload::NewCall.threads(&s), Workload::WholeCall.threads(&s)];
+        shapes.dedup();
+        for threads in shapes {
+            let shape = Settings { threads, ..s };
+            ceiling.push((threads, measure(&this, "this", Workload::Healthz, true, &shape)?));
+        }
+    }
+
+    let mut md = String::new();
+    md.push('\n');
+    md.push_str(&head);
+    md.push('\n');
+    md.push_str("| workload | binary | durable req/s | durable p99 | no-fsync req/s | no-fsync p99 | durable ÷ no-fsync | this ÷ baseline (durable) | errors |\n");
+    md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (workload, mine, theirs) in &rows {
+        let shape = format!("{} (wrk -t{} -c{})", workload.name(), workload.threads(&s), s.conns);
+        let vs = theirs.as_ref().map_or("—".into(), |t| format!("{:.2}", mine.durable.rps / t.durable.rps));
+        let mut row = |label: &str, p: &Pair, vs: &str| {
+            let _ = writeln!(
+                md,
+                "| {shape} | {label} | {} | {:.1} ms | {} | {:.1} ms | {:.2} | {vs} | {} |",
+                thousands(p.durable.rps),
+                p.durable.p99_ms,
+                thousands(p.no_fsync.rps),
+                p.no_fsync.p99_ms,
+                p.durable.rps / p.no_fsync.rps,
+                p.durable.errors + p.no_fsync.errors,
+            );
+        };
+        row("this", mine, &vs);
+        if let Some(t) = theirs {
+            row("baseline", t, "1.00");
+        }
+    }
+    if !ceiling.is_empty() {
+        md.push_str(
+            "\nCeiling of wrk and the HTTP stack (GET /healthz: no store, no engine), this binary:\n\n",
+        );
+        md.push_str(
+            "| wrk | req/s | p99 | CPU: node / wrk (s) | errors |\n| --- | --- | --- | --- | --- |\n",
+        );
+        for (threads, r) in &ceiling {
+            let _ = writeln!(
+                md,
+                "| -t{threads} -c{} | {} | {:.1} ms | {:.1} / {:.1} over {:.1} s | {} |",
+                s.conns,
+                thousands(r.rps),
+                r.p99_ms,
+                r.server_cpu,
+                r.wrk_cpu,
+                r.secs,
+                r.errors
+            );
+        }
+    }
+    // A run is comparable only if the node and wrk had the machine to themselves.
+    let runs = rows
+        .iter()
+        .flat_map(|(_, m, t)| [Some(m), t.as_ref()])
+        .flatten()
+        .flat_map(|p| [&p.durable, &p.no_fsync])
+        .chain(ceiling.iter().map(|(_, r)| r));
+    let busiest = runs.map(|r| r.others_share).fold(0.0, f64::max);
+    if busiest > OTHERS_SHARE_MAX {
+        let _ = writeln!(
+            md,
+            "\n**Not comparable**: other processes used up to {:.0}% of the machine's CPU during a run \
+             (more than {:.0}%); rerun on a quiet machine.",
+            busiest * 100.0,
+            OTHERS_SHARE_MAX * 100.0
+        );
+    }
+    print!("{md}");
+    // target/release/phonetree -> target/
+    let target = Path::new(env!("CARGO_BIN_EXE_phonetree")).ancestors().nth(2).unwrap_or(Path::new("target"));
+    let out = target.join("wrk_load.md");
+    std::fs::write(&out, md.trim_start()).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    println!("\nwritten to {}", out.display());
+    Ok(())
+}
