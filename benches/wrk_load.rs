@@ -19,6 +19,9 @@
 //! medians; default 1), `PHONETREE_WRK_CEILING=0` (skip the /healthz runs); data dirs go under
 //! `TMPDIR` (default /tmp), which must be a real disk for the durable runs to mean anything.
 //!
+//! With `PHONETREE_WRK_POSTGRES=postgres://...` set, each workload also runs durable on
+//! PostgreSQL, one node and two nodes on one database, in the same run.
+//!
 //! Each run also reports the CPU seconds of the node, of wrk and of everything else on the
 //! machine; the table is marked not comparable when other processes took over 5% of the CPU.
 
@@ -98,6 +101,11 @@ struct Node {
 
 impl Node {
     fn start(bin: &Path, durable: bool) -> Result<Node, String> {
+        Node::start_on(bin, durable, None)
+    }
+
+    /// A node on `store` (a `--store` URL) instead of a data dir of its own.
+    fn start_on(bin: &Path, durable: bool, store: Option<&str>) -> Result<Node, String> {
         let dir = tempfile::Builder::new().prefix("phonetree-wrk-").tempdir().map_err(|e| e.to_string())?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -105,12 +113,12 @@ impl Node {
             .port();
         let log = dir.path().join("serve.log");
         let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg("--machines")
-            .arg(MACHINES)
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .arg("--listen")
+        cmd.arg("serve").arg("--machines").arg(MACHINES);
+        match store {
+            Some(url) => cmd.arg("--store").arg(url),
+            None => cmd.arg("--data").arg(dir.path().join("data")),
+        };
+        cmd.arg("--listen")
             .arg(format!("127.0.0.1:{port}"));
         if !durable {
             cmd.arg("--unsafe-no-fsync");
@@ -216,51 +224,81 @@ struct Run {
 }
 
 fn run_wrk(node: &Node, workload: Workload, s: &Settings) -> Result<Run, String> {
-    let pid = node.child.id().to_string();
-    let (server_before, wrk_before, busy_before) =
-        (cpu_secs(&pid).0, cpu_secs("self").1, machine_busy_secs());
-    let out = Command::new("wrk")
-        .arg(format!("-t{}", workload.threads(s)))
-        .arg(format!("-c{}", s.conns))
-        .arg(format!("-d{}s", s.secs))
-        .args(["--timeout", WRK_TIMEOUT, "-s", &workload.script()])
-        .arg(format!("http://127.0.0.1:{}/", node.port))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run wrk: {e}"))?;
-    let (server_cpu, wrk_cpu) = (cpu_secs(&pid).0 - server_before, cpu_secs("self").1 - wrk_before);
+    run_wrk_on(&[node], workload, s)
+}
+
+/// One wrk per node, at once, the connections (and wrk threads) shared out between them: req/s
+/// add up, latencies are the worst node's (p50 too, to stay on the safe side).
+fn run_wrk_on(nodes: &[&Node], workload: Workload, s: &Settings) -> Result<Run, String> {
+    let n = nodes.len().max(1);
+    let conns = (s.conns / n).max(1);
+    let shape = Settings { conns, threads: (s.threads / n).max(1), ..*s };
+    let pids: Vec<String> = nodes.iter().map(|node| node.child.id().to_string()).collect();
+    let server_cpu_now = || pids.iter().map(|p| cpu_secs(p).0).sum::<f64>();
+    let (server_before, wrk_before, busy_before) = (server_cpu_now(), cpu_secs("self").1, machine_busy_secs());
+    let children = nodes
+        .iter()
+        .map(|node| {
+            Command::new("wrk")
+                .arg(format!("-t{}", workload.threads(&shape)))
+                .arg(format!("-c{conns}"))
+                .arg(format!("-d{}s", s.secs))
+                .args(["--timeout", WRK_TIMEOUT, "-s", &workload.script()])
+                .arg(format!("http://127.0.0.1:{}/", node.port))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot run wrk: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outs = children
+        .into_iter()
+        .map(|c| c.wait_with_output().map_err(|e| format!("wrk: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (server_cpu, wrk_cpu) = (server_cpu_now() - server_before, cpu_secs("self").1 - wrk_before);
     let others_cpu = (machine_busy_secs() - busy_before - server_cpu - wrk_cpu).max(0.0);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("wrk_result ")).ok_or_else(|| {
-        format!(
-            "wrk printed no wrk_result line ({}):\n{stdout}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    let v: HashMap<&str, f64> = line
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k, v.parse().unwrap_or(0.0)))
-        .collect();
-    let get = |k: &str| v.get(k).copied().unwrap_or(0.0);
-    let errors =
-        ["non200", "unexpected", "connect", "read", "write", "timeout"].iter().map(|k| get(k) as u64).sum();
-    Ok(Run {
-        rps: get("rps"),
-        p50_ms: get("p50_us") / 1000.0,
-        p99_ms: get("p99_us") / 1000.0,
-        max_ms: get("max_us") / 1000.0,
-        errors,
+    let mut run = Run {
+        rps: 0.0,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        max_ms: 0.0,
+        errors: 0,
         server_cpu,
         wrk_cpu,
         others_cpu,
-        others_share: others_cpu
-            / (std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
-                * (get("duration_us") / 1e6).max(0.1)),
-        secs: get("duration_us") / 1e6,
-        errors_logged: node.errors_logged(),
-    })
+        others_share: 0.0,
+        secs: 0.0,
+        errors_logged: nodes.iter().map(|node| node.errors_logged()).sum(),
+    };
+    for out in &outs {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().find_map(|l| l.strip_prefix("wrk_result ")).ok_or_else(|| {
+            format!(
+                "wrk printed no wrk_result line ({}):\n{stdout}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        let v: HashMap<&str, f64> = line
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k, v.parse().unwrap_or(0.0)))
+            .collect();
+        let get = |k: &str| v.get(k).copied().unwrap_or(0.0);
+        run.rps += get("rps");
+        run.p50_ms = run.p50_ms.max(get("p50_us") / 1000.0);
+        run.p99_ms = run.p99_ms.max(get("p99_us") / 1000.0);
+        run.max_ms = run.max_ms.max(get("max_us") / 1000.0);
+        run.errors += ["non200", "unexpected", "connect", "read", "write", "timeout"]
+            .iter()
+            .map(|k| get(k) as u64)
+            .sum::<u64>();
+        run.secs = run.secs.max(get("duration_us") / 1e6);
+    }
+    run.others_share =
+        others_cpu / (std::thread::available_parallelism().map_or(1, |n| n.get()) as f64 * run.secs.max(0.1));
+    Ok(run)
 }
 
 /// Starts a node, loads it, prints the run's line.
@@ -344,6 +382,49 @@ fn fs_type(path: &Path) -> String {
         .map_or_else(|| "unknown".into(), |(_, t)| t)
 }
 
+/// Each workload on PostgreSQL: one node, then two nodes on one database, each run in a schema
+/// of its own (made before, dropped after).
+fn postgres_runs(bin: &Path, url: &str, s: &Settings) -> Result<Vec<(Workload, usize, Run)>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let sql = |statement: String| {
+        rt.block_on(async {
+            let (client, connection) =
+                tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| format!("postgres: {e}"))?;
+            let task = tokio::spawn(connection);
+            client.batch_execute(&statement).await.map_err(|e| format!("postgres: {e}"))?;
+            drop(client);
+            let _ = task.await;
+            Ok::<(), String>(())
+        })
+    };
+    let mut out = Vec::new();
+    for workload in [Workload::NewCall, Workload::WholeCall] {
+        for nodes in [1usize, 2] {
+            let schema = format!("phonetree_wrk_{}_{nodes}_{}", workload.threads(s), std::process::id());
+            sql(format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))?;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let store = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+            let run = (|| {
+                let started = (0..nodes).map(|_| Node::start_on(bin, true, Some(&store))).collect::<Result<Vec<_>, _>>()?;
+                let run = run_wrk_on(&started.iter().collect::<Vec<_>>(), workload, s)?;
+                println!(
+                    "{:<12} postgres {nodes} node(s): {:>7} req/s  p50 {:.2} ms  p99 {:.2} ms  max {:.1} ms  {} errors",
+                    workload.name(),
+                    thousands(run.rps),
+                    run.p50_ms,
+                    run.p99_ms,
+                    run.max_ms,
+                    run.errors
+                );
+                Ok::<Run, String>(run)
+            })();
+            sql(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+            out.push((workload, nodes, run?));
+        }
+    }
+    Ok(out)
+}
+
 fn binary(var: &str, default: Option<&str>) -> Result<Option<PathBuf>, String> {
     let Some(path) = std::env::var_os(var).map(PathBuf::from).or_else(|| default.map(PathBuf::from)) else {
         return Ok(None);
@@ -422,6 +503,13 @@ fn bench(wrk: &str) -> Result<(), String> {
         };
         rows.push((workload, mine, theirs));
     }
+    let postgres = match std::env::var("PHONETREE_WRK_POSTGRES") {
+        Ok(url) => postgres_runs(&this, &url, &s)?,
+        Err(_) => {
+            println!("postgres runs skipped: set PHONETREE_WRK_POSTGRES=postgres://... to run them");
+            Vec::new()
+        }
+    };
     let mut ceiling = Vec::new();
     if env_or("PHONETREE_WRK_CEILING", 1u8) != 0 {
         let mut shapes = vec![Workload::NewCall.threads(&s), Workload::WholeCall.threads(&s)];
@@ -458,6 +546,23 @@ fn bench(wrk: &str) -> Result<(), String> {
             row("baseline", t, "1.00");
         }
     }
+    if !postgres.is_empty() {
+        md.push_str("\nThe same load on PostgreSQL (`--store postgres://...`, durable: a reply after its commit), one node and two nodes on one database (one wrk per node, the connections shared out); `÷ sled` is against this binary's durable sled run above:\n\n");
+        md.push_str("| workload | nodes | req/s | p50 | p99 | ÷ sled durable | errors |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+        for (workload, nodes, r) in &postgres {
+            let sled = rows.iter().find(|(w, _, _)| w == workload).map_or(f64::NAN, |(_, m, _)| m.durable.rps);
+            let _ = writeln!(
+                md,
+                "| {} | {nodes} | {} | {:.1} ms | {:.1} ms | {:.2} | {} |",
+                workload.name(),
+                thousands(r.rps),
+                r.p50_ms,
+                r.p99_ms,
+                r.rps / sled,
+                r.errors
+            );
+        }
+    }
     if !ceiling.is_empty() {
         md.push_str(
             "\nCeiling of wrk and the HTTP stack (GET /healthz: no store, no engine), this binary:\n\n",
@@ -485,6 +590,7 @@ fn bench(wrk: &str) -> Result<(), String> {
         .flat_map(|(_, m, t)| [Some(m), t.as_ref()])
         .flatten()
         .flat_map(|p| [&p.durable, &p.no_fsync])
+        .chain(postgres.iter().map(|(_, _, r)| r))
         .chain(ceiling.iter().map(|(_, r)| r));
     let busiest = runs.map(|r| r.others_share).fold(0.0, f64::max);
     if busiest > OTHERS_SHARE_MAX {
