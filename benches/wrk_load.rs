@@ -118,8 +118,7 @@ impl Node {
             Some(url) => cmd.arg("--store").arg(url),
             None => cmd.arg("--data").arg(dir.path().join("data")),
         };
-        cmd.arg("--listen")
-            .arg(format!("127.0.0.1:{port}"));
+        cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
         if !durable {
             cmd.arg("--unsafe-no-fsync");
         }
@@ -235,11 +234,14 @@ fn run_wrk_on(nodes: &[&Node], workload: Workload, s: &Settings) -> Result<Run, 
     let shape = Settings { conns, threads: (s.threads / n).max(1), ..*s };
     let pids: Vec<String> = nodes.iter().map(|node| node.child.id().to_string()).collect();
     let server_cpu_now = || pids.iter().map(|p| cpu_secs(p).0).sum::<f64>();
-    let (server_before, wrk_before, busy_before) = (server_cpu_now(), cpu_secs("self").1, machine_busy_secs());
+    let (server_before, wrk_before, busy_before) =
+        (server_cpu_now(), cpu_secs("self").1, machine_busy_secs());
     let children = nodes
         .iter()
-        .map(|node| {
+        .enumerate()
+        .map(|(i, node)| {
             Command::new("wrk")
+                .env("PHONETREE_WRK_PROCESS", i.to_string())
                 .arg(format!("-t{}", workload.threads(&shape)))
                 .arg(format!("-c{conns}"))
                 .arg(format!("-d{}s", s.secs))
@@ -388,8 +390,9 @@ fn postgres_runs(bin: &Path, url: &str, s: &Settings) -> Result<Vec<(Workload, u
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let sql = |statement: String| {
         rt.block_on(async {
-            let (client, connection) =
-                tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| format!("postgres: {e}"))?;
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("postgres: {e}"))?;
             let task = tokio::spawn(connection);
             client.batch_execute(&statement).await.map_err(|e| format!("postgres: {e}"))?;
             drop(client);
@@ -405,7 +408,9 @@ fn postgres_runs(bin: &Path, url: &str, s: &Settings) -> Result<Vec<(Workload, u
             let sep = if url.contains('?') { '&' } else { '?' };
             let store = format!("{url}{sep}options=-c%20search_path%3D{schema}");
             let run = (|| {
-                let started = (0..nodes).map(|_| Node::start_on(bin, true, Some(&store))).collect::<Result<Vec<_>, _>>()?;
+                let started = (0..nodes)
+                    .map(|_| Node::start_on(bin, true, Some(&store)))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let run = run_wrk_on(&started.iter().collect::<Vec<_>>(), workload, s)?;
                 println!(
                     "{:<12} postgres {nodes} node(s): {:>7} req/s  p50 {:.2} ms  p99 {:.2} ms  max {:.1} ms  {} errors",
@@ -550,7 +555,8 @@ fn bench(wrk: &str) -> Result<(), String> {
         md.push_str("\nThe same load on PostgreSQL (`--store postgres://...`, durable: a reply after its commit), one node and two nodes on one database (one wrk per node, the connections shared out); `÷ sled` is against this binary's durable sled run above:\n\n");
         md.push_str("| workload | nodes | req/s | p50 | p99 | ÷ sled durable | errors |\n| --- | --- | --- | --- | --- | --- | --- |\n");
         for (workload, nodes, r) in &postgres {
-            let sled = rows.iter().find(|(w, _, _)| w == workload).map_or(f64::NAN, |(_, m, _)| m.durable.rps);
+            let sled =
+                rows.iter().find(|(w, _, _)| w == workload).map_or(f64::NAN, |(_, m, _)| m.durable.rps);
             let _ = writeln!(
                 md,
                 "| {} | {nodes} | {} | {:.1} ms | {:.1} ms | {:.2} | {} |",

@@ -33,9 +33,14 @@ end
 
 json_headers = { ["Content-Type"] = "application/json" }
 
--- A UUID-shaped session id, unique per thread and counter (36 characters, as 8x8's are).
+-- Which of several wrk processes loading at once this is (the bench sets it), so that their
+-- session ids never meet.
+local process = tonumber(os.getenv("PHONETREE_WRK_PROCESS") or "0") or 0
+
+-- A UUID-shaped session id, unique per wrk process, thread and counter (36 characters, as 8x8's
+-- are).
 function session_id(thread, n)
-  return string.format("%08x-0000-4000-8000-%012x", thread, n)
+  return string.format("%08x-%04x-4000-8000-%012x", thread, process, n)
 end
 
 function done(summary, latency, requests)
