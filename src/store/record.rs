@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::StoreError;
 use crate::callflow::{Leg, SessionSummary};
-use crate::engine::{Answer, CallInfo, CallState, Direction, Outcome, Phase};
+use crate::engine::{Answer, CallInfo, CallState, Direction, Outcome, Phase, Request};
 use crate::machine::{NodeId, Version};
 
 /// The format records are written in. Format 2 added call variables to sessions; format 3 moved a
@@ -423,6 +423,27 @@ impl SummaryRecord {
             },
         }
     }
+}
+
+impl CacheRecord {
+    /// The record that caches `answer` to `request` from `now_ms` for the request's
+    /// `cache_minutes`; `None` when the script caches nothing.
+    pub fn of(request: &Request, answer: &Answer, now_ms: u64) -> Option<CacheRecord> {
+        let minutes = request.cache_minutes?;
+        let until = now_ms.saturating_add(u64::from(minutes).saturating_mul(60_000));
+        Some(CacheRecord { v: FORMAT, until, answer: AnswerRecord::from_answer(answer) })
+    }
+
+    /// The cached answer, while it is still valid at `now_ms`.
+    pub fn answer_at(&self, now_ms: u64) -> Option<Answer> {
+        (self.until > now_ms).then(|| self.answer.to_answer())
+    }
+}
+
+/// The cache's key for a request: the SHA-256 of everything it sends.
+pub fn cache_key(request: &Request) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(request.cache_key()).into()
 }
 
 /// The 64-bit hash an old event id is remembered by: the first 8 bytes of its SHA-256 (stable

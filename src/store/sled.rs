@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
-    SummaryRecord, check_format, decode, decode_record, encode,
+    SummaryRecord, cache_key, check_format, decode, decode_record, encode,
 };
 use super::{
     Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Store,
@@ -361,7 +361,7 @@ impl Store for SledStore {
             let Some(raw) = self.cache.get(cache_key(request))? else { return Ok(None) };
             let r: CacheRecord = decode("cache", &request.url, &raw)?;
             check_format("cache", &request.url, r.v)?;
-            Ok((r.until > now_ms).then(|| r.answer.to_answer()))
+            Ok(r.answer_at(now_ms))
         })
     }
 
@@ -372,9 +372,7 @@ impl Store for SledStore {
         now_ms: u64,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let Some(minutes) = request.cache_minutes else { return Ok(()) };
-            let until = now_ms.saturating_add(u64::from(minutes).saturating_mul(60_000));
-            let record = CacheRecord { v: FORMAT, until, answer: AnswerRecord::from_answer(answer) };
+            let Some(record) = CacheRecord::of(request, answer, now_ms) else { return Ok(()) };
             self.cache.insert(cache_key(request), encode("cache", &record)?)?;
             Ok(())
         })
@@ -601,12 +599,6 @@ fn event_key(session: &str, event_id: &str) -> Vec<u8> {
     let mut key = prefix(session);
     key.extend_from_slice(event_id.as_bytes());
     key
-}
-
-/// The cache's key for a request: the SHA-256 of everything it sends.
-fn cache_key(request: &Request) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(request.cache_key()).into()
 }
 
 /// `Version::short`'s hex digits back to bytes; `None` when they are not an even run of hex.

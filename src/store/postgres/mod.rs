@@ -27,7 +27,7 @@ use deadpool_postgres::{Client, Pool};
 use tokio_postgres::error::SqlState;
 
 use super::record::{
-    AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, REPLIES_KEPT, SummaryRecord,
+    AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, REPLIES_KEPT, SummaryRecord, cache_key,
     check_format, decode, decode_session, encode, encode_session, event_hash, pack_hashes, unpack_hashes,
 };
 use super::{
@@ -659,7 +659,7 @@ impl Store for PgStore {
                 row.try_get(0).map_err(failed(format!("read the cached answer of `{}`", request.url)))?;
             let r: CacheRecord = decode("cache", &request.url, &raw)?;
             check_format("cache", &request.url, r.v)?;
-            Ok((r.until > now_ms).then(|| r.answer.to_answer()))
+            Ok(r.answer_at(now_ms))
         })
     }
 
@@ -670,15 +670,13 @@ impl Store for PgStore {
         now_ms: u64,
     ) -> StoreFuture<'a, ()> {
         timed("cache an answer", async move {
-            let Some(minutes) = request.cache_minutes else { return Ok(()) };
-            let until = now_ms.saturating_add(u64::from(minutes).saturating_mul(60_000));
-            let record = CacheRecord { v: FORMAT, until, answer: AnswerRecord::from_answer(answer) };
+            let Some(record) = CacheRecord::of(request, answer, now_ms) else { return Ok(()) };
             let raw = encode("cache", &record)?;
             self.write(
                 || format!("cache the answer of `{}`", request.url),
                 "INSERT INTO phonetree_cache (key, until_ms, record) VALUES ($1, $2, $3) \
                  ON CONFLICT (key) DO UPDATE SET until_ms = EXCLUDED.until_ms, record = EXCLUDED.record",
-                &[&cache_key(request).as_slice(), &ms(until), &raw],
+                &[&cache_key(request).as_slice(), &ms(record.until), &raw],
             )
             .await?;
             Ok(())
@@ -929,12 +927,6 @@ fn first_rev() -> i64 {
 /// Milliseconds (or any u64) as a BIGINT, saturating.
 fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// The cache's key for a request: the SHA-256 of everything it sends (as sled's).
-fn cache_key(request: &Request) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(request.cache_key()).into()
 }
 
 /// `Version::short`'s hex digits back to bytes; `None` when they are not an even run of hex.
