@@ -1,5 +1,5 @@
 //! `phonetree serve`: opens the node (machines and store) and answers webhooks on `--listen` until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM (SIGHUP is logged and ignored).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -64,21 +64,27 @@ fn serve(config: Config) -> Result<(), Error> {
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves on SIGINT or SIGTERM. SIGHUP, which an operator sends to reload and whose default
+/// action would end the process mid-call, is caught and logged: reloading is not built yet.
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hangup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+        else {
+            let _ = interrupt.await;
+            return;
         };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+        tokio::pin!(interrupt);
+        loop {
+            tokio::select! {
+                _ = &mut interrupt => return,
+                _ = term.recv() => return,
+                _ = hangup.recv() => {
+                    tracing::warn!("SIGHUP ignored: machines are not reloaded yet; restart the node to load edited machines");
+                }
+            }
         }
     }
     #[cfg(not(unix))]
