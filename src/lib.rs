@@ -10,8 +10,8 @@
 //!   script requests as effects. No I/O, no clock.
 //! - `proof`: the offline proof of a machine (`explore`: every state and input class through the
 //!   engine) and offline calls (`simulate`), sharing one replay-token syntax.
-//! - `store`: the `Store` trait the node keeps calls in, and its backends (`sled`); the only
-//!   module that knows sled or MessagePack.
+//! - `store`: the `Store` trait the node keeps calls in, and its backends (`sled`, `postgres`);
+//!   the only module that knows sled, PostgreSQL or MessagePack.
 //! - `webhook`: 8x8's JSON in and out (VCA/VSS bodies, callflow replies, the Send Callflow API);
 //!   the only module that knows 8x8's JSON.
 //! - `node`: the durable webhook node — the persistence loop of a webhook, sweeps, outbound calls,
