@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
+use phonetree::http::auth::{self, AuthConfigError, WebhookAuth};
 use phonetree::node::{App, Config, ServeError};
 
 use super::{NoRuntime, NodeArgs, runtime};
@@ -26,6 +29,21 @@ pub struct Args {
     /// Benchmarks only: answer before the state is fsync'd (a crash loses acknowledged calls).
     #[arg(long, env = "PHONETREE_UNSAFE_NO_FSYNC", hide = true)]
     unsafe_no_fsync: bool,
+    /// A secret webhooks must carry (in the `--webhook-auth-header` header, the `httpAuthHeader`
+    /// 8x8 sends, or as an HS256 JWT in the URL's `?token=`), at least 16 bytes.
+    #[arg(long, env = "PHONETREE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Files of webhook secrets, one per line (several secrets, or files, let a secret be rotated
+    /// without downtime).
+    #[arg(long, env = "PHONETREE_WEBHOOK_SECRET_FILES", value_delimiter = ',')]
+    webhook_secret_file: Vec<PathBuf>,
+    /// The header the webhook secret comes in.
+    #[arg(long, env = "PHONETREE_WEBHOOK_AUTH_HEADER", default_value = auth::DEFAULT_HEADER)]
+    webhook_auth_header: String,
+    /// Serve webhooks without a secret on an address other than loopback (anyone who reaches the
+    /// port can then drive calls).
+    #[arg(long)]
+    allow_unauthenticated: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,17 +57,46 @@ pub enum Error {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Address(std::io::Error),
+    #[error("cannot read the webhook secret file {file}: {source}")]
+    SecretFile { file: String, source: std::io::Error },
+    #[error("webhook authentication: {0}")]
+    Auth(#[from] AuthConfigError),
+    #[error(
+        "no webhook secret, and {0} is not a loopback address: anyone who reaches it could drive calls; \
+         give --webhook-secret (or --webhook-secret-file), or --allow-unauthenticated behind a proxy that checks"
+    )]
+    Unauthenticated(SocketAddr),
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
+    let auth = webhook_auth(&args)?;
+    if auth.is_open() {
+        if !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+            return Err(Error::Unauthenticated(args.listen));
+        }
+        tracing::warn!(
+            "NO WEBHOOK SECRET: every request to /webhooks/* is trusted; set --webhook-secret before 8x8 can reach this node"
+        );
+    }
     let ttl = Duration::from_secs(args.session_ttl_secs);
     let mut config = args.node.config(args.listen, ttl, Duration::from_secs(args.retention_secs));
     config.unsafe_no_fsync = args.unsafe_no_fsync;
-    serve(config)
+    serve(config, auth)
+}
+
+/// The secrets from `--webhook-secret` and every `--webhook-secret-file` (one per line).
+fn webhook_auth(args: &Args) -> Result<WebhookAuth, Error> {
+    let mut secrets: Vec<String> = args.webhook_secret.iter().cloned().collect();
+    for file in &args.webhook_secret_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| Error::SecretFile { file: file.display().to_string(), source })?;
+        secrets.extend(text.lines().map(str::to_string));
+    }
+    Ok(WebhookAuth::new(&args.webhook_auth_header, secrets)?)
 }
 
 /// The node's entry points as the server uses them: open the app, bind, serve until a signal.
-fn serve(config: Config) -> Result<(), Error> {
+fn serve(config: Config, auth: WebhookAuth) -> Result<(), Error> {
     let listen = config.listen;
     runtime()?.block_on(async move {
         let app = Arc::new(App::open(config).await?);
@@ -59,7 +106,7 @@ fn serve(config: Config) -> Result<(), Error> {
         let addr = listener.local_addr().map_err(Error::Address)?;
         println!("listening on {addr}");
         let _ = std::io::stdout().flush();
-        phonetree::http::run(listener, app, shutdown_signal()).await;
+        phonetree::http::run(listener, app, auth, shutdown_signal()).await;
         Ok(())
     })
 }

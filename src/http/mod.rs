@@ -1,5 +1,7 @@
-//! The HTTP shell: warp routes over the node, every error a JSON body, and `run`.
+//! The HTTP shell: warp routes over the node, webhook authentication, every error a JSON body,
+//! and `run`.
 
+pub mod auth;
 pub mod routes;
 
 use std::sync::Arc;
@@ -8,18 +10,20 @@ use tracing::{info, warn};
 
 use crate::node::sweep::sweep_forever;
 use crate::node::{App, SHUTDOWN_GRACE};
+use auth::WebhookAuth;
 
 /// Serves until `shutdown` resolves, then gives in-flight requests `SHUTDOWN_GRACE` and flushes.
 pub async fn run(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
+    auth: WebhookAuth,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let addr = listener.local_addr().ok();
     info!(?addr, machines = app.registry.len(), "phonetree serving");
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = warp::serve(routes::routes(app.clone()))
+    let server = warp::serve(routes::routes(app.clone(), Arc::new(auth)))
         .incoming(listener)
         .graceful(async move {
             let _ = stop_rx.await;

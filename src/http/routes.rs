@@ -9,6 +9,7 @@ use tracing::{Instrument, debug, info_span};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use super::auth::{Denied, WebhookAuth};
 use crate::node::{self, App, calls};
 use crate::webhook::inbound;
 use crate::webhook::outbound::OutboundError;
@@ -16,12 +17,42 @@ use crate::webhook::outbound::OutboundError;
 /// Largest webhook body: 8x8's are 1 to 3 KiB; a summary of many legs stays far below this.
 pub const BODY_BYTES_MAX: u64 = 64 * 1024;
 
-/// All routes, with every rejection turned into a JSON error.
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+/// A webhook without valid credentials (answered 401, nothing stored).
+#[derive(Debug)]
+struct Unauthorized(Denied);
+
+impl warp::reject::Reject for Unauthorized {}
+
+/// Passes a request whose credentials `auth` accepts; rejects it with `Unauthorized` otherwise.
+fn authorized(auth: Arc<WebhookAuth>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::header::headers_cloned()
+        .and(query)
+        .and_then(move |headers: warp::http::HeaderMap, query: String| {
+            let auth = auth.clone();
+            async move {
+                let now_secs = node::now_ms() / 1000;
+                match auth.check(&headers, Some(query.as_str()), now_secs) {
+                    Ok(()) => Ok(()),
+                    Err(denied) => Err(warp::reject::custom(Unauthorized(denied))),
+                }
+            }
+        })
+        .untuple_one()
+}
+
+/// All routes, with every rejection turned into a JSON error. Webhooks must carry credentials
+/// `auth` accepts.
+pub fn routes(
+    app: Arc<App>,
+    auth: Arc<WebhookAuth>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_app = warp::any().map(move || app.clone());
     let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
-    let vca = warp::path!("webhooks" / "vca").and(warp::post()).and(with_app.clone()).and(body).then(vca);
-    let vss = warp::path!("webhooks" / "vss").and(warp::post()).and(with_app.clone()).and(body).then(vss);
+    let webhook =
+        |name| warp::path("webhooks").and(warp::path(name)).and(warp::path::end()).and(warp::post());
+    let vca = webhook("vca").and(authorized(auth.clone())).and(with_app.clone()).and(body).then(vca);
+    let vss = webhook("vss").and(authorized(auth)).and(with_app.clone()).and(body).then(vss);
     let calls = warp::path!("calls").and(warp::post()).and(with_app.clone()).and(body).then(place_call);
     let healthz = warp::path!("healthz")
         .and(warp::get())
@@ -166,7 +197,10 @@ async fn readyz(app: Arc<App>) -> warp::reply::Response {
 }
 
 async fn rejection(r: Rejection) -> Result<warp::reply::Response, Infallible> {
-    let (status, code, message) = if r.is_not_found() {
+    let (status, code, message) = if let Some(Unauthorized(denied)) = r.find() {
+        debug!(reason = %denied, "webhook refused: no valid credentials");
+        (StatusCode::UNAUTHORIZED, "unauthorized", denied.to_string())
+    } else if r.is_not_found() {
         (
             StatusCode::NOT_FOUND,
             "not_found",

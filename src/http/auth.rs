@@ -1,0 +1,237 @@
+//! Who may post webhooks: a shared secret, sent by 8x8 in a header (the `httpAuthHeader` of its
+//! Webhooks API) or as an HS256 JWT in the URL's `token` query parameter (as the Kore.ai seed
+//! protects its webhook URL). Secrets are compared in constant time and never shown.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{KeyInit, Mac};
+use subtle::ConstantTimeEq;
+use warp::http::HeaderMap;
+use warp::http::header::HeaderName;
+
+/// The header 8x8 sends the webhook's `httpAuthHeader` in, unless `--webhook-auth-header` names
+/// another (8x8's docs do not name it).
+pub const DEFAULT_HEADER: &str = "authorization";
+/// How far a JWT's `exp` and `nbf` may be off: clocks of two machines drift by seconds.
+pub const JWT_LEEWAY_SECS: u64 = 30;
+/// Longest JWT read: a token that routes a webhook carries a few claims.
+pub const JWT_BYTES_MAX: usize = 4096;
+/// Shortest secret accepted: anything shorter can be guessed.
+pub const SECRET_BYTES_MIN: usize = 16;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// A webhook secret; its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The secrets webhooks must carry one of (several, so one can be rotated without downtime); none:
+/// every webhook is accepted.
+#[derive(Debug, Clone)]
+pub struct WebhookAuth {
+    header: HeaderName,
+    secrets: Vec<Secret>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthConfigError {
+    #[error("`{0}` is not an HTTP header name")]
+    Header(String),
+    #[error("a webhook secret is {0} bytes; use at least {SECRET_BYTES_MIN} (e.g. `openssl rand -hex 32`)")]
+    TooShort(usize),
+}
+
+/// Why a webhook was refused (the client is told only that it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("no credentials: send the webhook secret in the `{0}` header or a JWT in `?token=`")]
+    Missing(&'static str),
+    #[error("the credentials do not match any webhook secret")]
+    Wrong,
+    #[error("the token is not an HS256 JWT signed with a webhook secret")]
+    BadToken,
+    #[error("the token has expired, or is not valid yet")]
+    Expired,
+}
+
+impl WebhookAuth {
+    /// Accepts every webhook.
+    pub fn open() -> WebhookAuth {
+        WebhookAuth { header: HeaderName::from_static(DEFAULT_HEADER), secrets: Vec::new() }
+    }
+
+    pub fn new(header: &str, secrets: Vec<String>) -> Result<WebhookAuth, AuthConfigError> {
+        let header = HeaderName::from_bytes(header.trim().to_ascii_lowercase().as_bytes())
+            .map_err(|_| AuthConfigError::Header(header.to_string()))?;
+        let secrets = secrets
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                if s.len() < SECRET_BYTES_MIN {
+                    Err(AuthConfigError::TooShort(s.len()))
+                } else {
+                    Ok(Secret(s.into_bytes()))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(WebhookAuth { header, secrets })
+    }
+
+    /// True when no secret is configured.
+    pub fn is_open(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// Checks one request's credentials at `now_secs` (seconds since the epoch).
+    pub fn check(&self, headers: &HeaderMap, query: Option<&str>, now_secs: u64) -> Result<(), Denied> {
+        if self.is_open() {
+            return Ok(());
+        }
+        if let Some(value) = headers.get(&self.header) {
+            let value = value.as_bytes();
+            let value = value.strip_prefix(b"Bearer ").unwrap_or(value);
+            return match self.secrets.iter().any(|s| bool::from(s.0.ct_eq(value))) {
+                true => Ok(()),
+                false => Err(Denied::Wrong),
+            };
+        }
+        let token = query
+            .into_iter()
+            .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
+            .find_map(|(k, v)| (k == "token").then(|| v.into_owned()));
+        match token {
+            Some(token) => self.check_jwt(&token, now_secs),
+            None => Err(Denied::Missing(DEFAULT_HEADER)),
+        }
+    }
+
+    /// An HS256 JWT signed with one of the secrets, within its `exp` (required) and `nbf`.
+    fn check_jwt(&self, token: &str, now_secs: u64) -> Result<(), Denied> {
+        if token.len() > JWT_BYTES_MAX {
+            return Err(Denied::BadToken);
+        }
+        let mut parts = token.split('.');
+        let (Some(head), Some(body), Some(sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Denied::BadToken);
+        };
+        let json = |part: &str| {
+            let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| Denied::BadToken)?;
+            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|_| Denied::BadToken)
+        };
+        if json(head)?.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+            return Err(Denied::BadToken);
+        }
+        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| Denied::BadToken)?;
+        let signed = &token[..head.len() + 1 + body.len()];
+        let valid = self.secrets.iter().any(|s| {
+            HmacSha256::new_from_slice(&s.0)
+                .map(|mut mac| {
+                    mac.update(signed.as_bytes());
+                    mac.verify_slice(&sig).is_ok()
+                })
+                .unwrap_or(false)
+        });
+        if !valid {
+            return Err(Denied::BadToken);
+        }
+        let claims = json(body)?;
+        let exp = claims.get("exp").and_then(serde_json::Value::as_u64).ok_or(Denied::BadToken)?;
+        let nbf = claims.get("nbf").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let fresh = now_secs <= exp.saturating_add(JWT_LEEWAY_SECS)
+            && now_secs.saturating_add(JWT_LEEWAY_SECS) >= nbf;
+        fresh.then_some(()).ok_or(Denied::Expired)
+    }
+}
+
+/// An HS256 JWT with `claims`, signed with `secret` (for `phonetree` users who put the token in
+/// the webhook URL, and for tests).
+pub fn sign_jwt(secret: &str, claims: &serde_json::Value) -> String {
+    let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signed = format!("{head}.{body}");
+    let sig = HmacSha256::new_from_slice(secret.as_bytes()).map(|mut mac| {
+        mac.update(signed.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    });
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef-webhook";
+
+    fn auth() -> WebhookAuth {
+        WebhookAuth::new("Authorization", vec![SECRET.into(), "another-secret-for-rotation".into()]).unwrap()
+    }
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn the_header_must_carry_one_of_the_secrets() {
+        let a = auth();
+        assert_eq!(a.check(&headers(SECRET), None, 0), Ok(()));
+        assert_eq!(a.check(&headers(&format!("Bearer {SECRET}")), None, 0), Ok(()));
+        assert_eq!(a.check(&headers("another-secret-for-rotation"), None, 0), Ok(()));
+        assert_eq!(a.check(&headers("0123456789abcdef-webhooK"), None, 0), Err(Denied::Wrong));
+        assert_eq!(a.check(&headers(""), None, 0), Err(Denied::Wrong));
+        assert_eq!(a.check(&HeaderMap::new(), None, 0), Err(Denied::Missing(DEFAULT_HEADER)));
+        assert_eq!(WebhookAuth::open().check(&HeaderMap::new(), None, 0), Ok(()));
+    }
+
+    #[test]
+    fn a_jwt_in_the_token_parameter_is_checked_for_signature_algorithm_and_time() {
+        let a = auth();
+        let now = 1_800_000_000;
+        let good = sign_jwt(SECRET, &serde_json::json!({"exp": now + 60}));
+        assert_eq!(a.check(&HeaderMap::new(), Some(&format!("token={good}")), now), Ok(()));
+        assert_eq!(
+            a.check(&HeaderMap::new(), Some(&format!("a=1&token={good}")), now + 60 + JWT_LEEWAY_SECS),
+            Ok(())
+        );
+        assert_eq!(
+            a.check(&HeaderMap::new(), Some(&format!("token={good}")), now + 61 + JWT_LEEWAY_SECS),
+            Err(Denied::Expired)
+        );
+        let foreign = sign_jwt("a-secret-nobody-configured", &serde_json::json!({"exp": now + 60}));
+        assert_eq!(a.check(&HeaderMap::new(), Some(&format!("token={foreign}")), now), Err(Denied::BadToken));
+        let no_exp = sign_jwt(SECRET, &serde_json::json!({"sub": "8x8"}));
+        assert_eq!(a.check(&HeaderMap::new(), Some(&format!("token={no_exp}")), now), Err(Denied::BadToken));
+        let later = sign_jwt(SECRET, &serde_json::json!({"exp": now + 600, "nbf": now + 300}));
+        assert_eq!(a.check(&HeaderMap::new(), Some(&format!("token={later}")), now), Err(Denied::Expired));
+        // `alg: none` with the signature stripped.
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{}}}"#, now + 60))
+        );
+        assert_eq!(a.check(&HeaderMap::new(), Some(&format!("token={none}")), now), Err(Denied::BadToken));
+        assert_eq!(a.check(&HeaderMap::new(), Some("token=not.a.jwt"), now), Err(Denied::BadToken));
+    }
+
+    #[test]
+    fn secrets_are_never_shown_and_short_ones_refused() {
+        assert!(!format!("{:?}", auth()).contains(SECRET));
+        assert_eq!(
+            WebhookAuth::new("Authorization", vec!["short".into()]).unwrap_err(),
+            AuthConfigError::TooShort(5)
+        );
+        assert!(WebhookAuth::new("bad header", vec![]).is_err());
+    }
+}
