@@ -276,6 +276,26 @@ async fn a_session_without_a_summary_is_closed_after_the_ttl_and_deleted_after_r
     wait_for_sessions(&n, 0).await;
 }
 
+/// A summary of a call the node never saw (anyone who reaches the port can post one) is kept no
+/// longer than a closed call.
+#[tokio::test]
+async fn a_summary_of_an_unknown_call_is_deleted_after_the_retention() {
+    let t = tmp();
+    let env = [("PHONETREE_SESSION_TTL_SECS", "1"), ("PHONETREE_RETENTION_SECS", "1")];
+    let mut n = Node::start_with(&t.path().join("data"), &machines_dir(t.path()), &env);
+    assert_eq!(post(&n.url("/webhooks/vss"), vss("s-stranger", "COMPLETED")).await.status, 200);
+    for _ in 0..100 {
+        if n.log().contains("lone_summaries_deleted=1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(n.log().contains("lone_summaries_deleted=1"), "{}", n.log());
+    assert!(n.terminate().success());
+    let store = phonetree::store::SledStore::open(&n.data).unwrap();
+    assert!(store.summary("s-stranger").await.unwrap().is_none(), "the summary is gone");
+}
+
 #[tokio::test]
 async fn a_call_with_no_stored_state_resumes_from_its_client_action_id() {
     let t = tmp();

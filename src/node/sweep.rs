@@ -1,7 +1,7 @@
 //! The sweeps: sessions silent past the TTL are closed, closed sessions past their retention are
-//! deleted, cached script answers past their time are dropped. Each walks the store in bounded
-//! pages and yields between them, so a store of millions of sessions never holds a worker thread
-//! (or the webhooks queued behind it) for long.
+//! deleted, so are summaries of calls never seen, and cached script answers past their time are
+//! dropped. Each walks the store in bounded pages and yields between them, so a store of
+//! millions of sessions never holds a worker thread (or the webhooks queued behind it) for long.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,9 @@ pub const SWEEP_PAGE: usize = 256;
 pub struct Swept {
     pub closed: usize,
     pub deleted: usize,
+    /// Summaries of calls this node never saw, deleted past the retention (anyone who reaches the
+    /// port could post them, so they are kept no longer than a closed call).
+    pub lone_deleted: usize,
 }
 
 /// Sweeps every `SWEEP_INTERVAL` at most (twice per TTL or retention when shorter), until dropped.
@@ -35,8 +38,10 @@ pub async fn sweep_forever(app: Arc<App>) {
     loop {
         tick.tick().await;
         match sweep(&app, now_ms()).await {
-            Ok(Swept { closed: 0, deleted: 0 }) => {}
-            Ok(Swept { closed, deleted }) => info!(closed, deleted, "sessions swept"),
+            Ok(Swept { closed: 0, deleted: 0, lone_deleted: 0 }) => {}
+            Ok(Swept { closed, deleted, lone_deleted }) => {
+                info!(closed, deleted, lone_summaries_deleted = lone_deleted, "sessions swept")
+            }
             Err(e) => warn!(error = %e, "sweep failed"),
         }
     }
@@ -77,12 +82,36 @@ pub async fn sweep(app: &App, now: u64) -> Result<Swept, Fault> {
         }
         tokio::task::yield_now().await;
     }
+    swept.lone_deleted = sweep_lone_summaries(app, now, retention).await?;
     match app.store.expire_cache(now).await {
         Ok(0) => {}
         Ok(n) => debug!(expired = n, "script answers dropped from the cache"),
         Err(e) => warn!(error = %e, "cache not swept"),
     }
     Ok(swept)
+}
+
+/// Deletes the summaries of sessions that have no state once they are past the retention.
+async fn sweep_lone_summaries(app: &App, now: u64, retention: u64) -> Result<usize, Fault> {
+    let mut deleted = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = app.store.lone_summaries(after.as_deref(), SWEEP_PAGE).await?;
+        for s in &page.summaries {
+            if now.saturating_sub(s.received_ms) > retention {
+                // `remove_session` deletes whatever is kept under the id: here, the summary alone.
+                match app.store.remove_session(&s.summary.session_id).await {
+                    Ok(()) => deleted += 1,
+                    Err(e) => warn!(session = %s.summary.session_id, error = %e, "summary not swept"),
+                }
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(deleted),
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Closes one silent session (as if its summary said `EXPIRED`); false when it changed meanwhile.
