@@ -280,12 +280,11 @@ fn resume(
 
 /// The fallback of the machine the call is (or would be) on, else phonetree's default.
 async fn fallback_for(app: &App, ca: &CallAction, ask_store: bool) -> Callflow {
-    let stored = match ask_store {
-        true => match app.store.load(&ca.session_id, None).await {
-            Ok(l) => l.session.and_then(|l| app.registry.current(&l.state.machine).cloned()),
-            Err(_) => None,
-        },
-        false => None,
+    let stored = if ask_store {
+        let loaded = app.store.load(&ca.session_id, None).await.ok().and_then(|l| l.session);
+        loaded.and_then(|l| app.registry.current(&l.state.machine).cloned())
+    } else {
+        None
     };
     stored
         .or_else(|| app.registry.bind(ca.direction, &ca.source, &ca.destination))
