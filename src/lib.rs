@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! Each layer uses only the layers above it in this list; nothing points back up.
+//! - `secret`: a leaf beside them all: secrets that never show in logs, `Debug` or errors.
 //! - `callflow`: the bottom layer, 8x8's model — callflow actions and 8x8's rules and limits for
 //!   them, the `clientActionId` phonetree puts on every reply, the session summary. No JSON.
 //! - `machine`: machine files (TOML/JSON) → compiled `Machine` on a petgraph graph, with every
@@ -31,5 +32,6 @@ pub mod http;
 pub mod machine;
 pub mod node;
 pub mod proof;
+pub mod secret;
 pub mod store;
 pub mod webhook;

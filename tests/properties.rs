@@ -561,11 +561,9 @@ async fn open(dir: &std::path::Path, backend: Backend) -> App {
         machines: dir.join("machines"),
         store: format!("sled:{}", dir.join("data").display()),
         listen: "127.0.0.1:0".parse().unwrap(),
-        default_machine: None,
         session_ttl: std::time::Duration::from_secs(3600),
         retention: std::time::Duration::from_secs(3600),
-        api: Default::default(),
-        unsafe_no_fsync: false,
+        ..Config::default()
     };
     let catalog = Catalog::load(std::slice::from_ref(&config.machines));
     App::with_store(config, catalog, (backend.open)(dir).await).await.unwrap()

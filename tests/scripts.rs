@@ -302,11 +302,9 @@ async fn a_retried_webhook_reuses_the_answer_journaled_before_a_crash() {
         machines: dir,
         store: format!("sled:{}", t.path().join("data").display()),
         listen: "127.0.0.1:0".parse().unwrap(),
-        default_machine: None,
         session_ttl: Duration::from_secs(3600),
         retention: Duration::from_secs(3600),
-        api: Default::default(),
-        unsafe_no_fsync: false,
+        ..Config::default()
     })
     .await
     .unwrap();

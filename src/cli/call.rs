@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use phonetree::node::{self, App, Config, ServeError};
+use phonetree::secret::SecretFileError;
 use phonetree::webhook::outbound::{API_TIMEOUT, OutboundError};
 use tokio::runtime::Runtime;
 
@@ -35,6 +36,8 @@ pub struct Args {
 pub enum Error {
     #[error(transparent)]
     Runtime(#[from] NoRuntime),
+    #[error(transparent)]
+    Secret(#[from] SecretFileError),
     #[error("{source} (if `phonetree serve` is running on {store}, pass --server URL)")]
     Open { source: ServeError, store: String },
     /// 8x8 refused the call (`NOT_CREATED`, with its status code and message), or could not be asked.
@@ -51,7 +54,7 @@ pub enum Error {
 
 pub fn run(args: Args) -> Result<(), Error> {
     let Args { machine, to, from, server, node } = args;
-    let config = node.config(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO, Duration::ZERO);
+    let config = node.config(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO, Duration::ZERO)?;
     let rt = runtime()?;
     let session = match server {
         Some(server) => rt.block_on(through_server(&server, &machine, &to, from.as_deref()))?,

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use phonetree::node::Config;
+use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
 
 /// Where a node keeps its machines and data, and how it reaches 8x8 (`serve` and `call`).
@@ -38,28 +39,37 @@ struct NodeArgs {
     /// 8x8 sub-account id.
     #[arg(long, env = "PHONETREE_8X8_SUBACCOUNT")]
     api_subaccount: Option<String>,
-    /// 8x8 API key (Bearer).
+    /// 8x8 API key (Bearer). Prefer --api-key-file: a flag shows in `ps`.
     #[arg(long, env = "PHONETREE_8X8_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// A file whose first line is the 8x8 API key.
+    #[arg(long, env = "PHONETREE_8X8_API_KEY_FILE", conflicts_with = "api_key")]
+    api_key_file: Option<PathBuf>,
 }
 
 impl NodeArgs {
     /// The node's configuration: the one place the CLI builds a `node::Config`.
-    fn config(self, listen: SocketAddr, session_ttl: Duration, retention: Duration) -> Config {
-        Config {
+    fn config(
+        self,
+        listen: SocketAddr,
+        session_ttl: Duration,
+        retention: Duration,
+    ) -> Result<Config, SecretFileError> {
+        let api_key = match (&self.api_key, &self.api_key_file) {
+            (_, Some(file)) => Some(Secret::from_file(file)?),
+            (Some(key), None) => Some(Secret::new(key)),
+            (None, None) => None,
+        };
+        Ok(Config {
             machines: self.machines,
             store: self.store.unwrap_or_else(|| format!("sled:{}", self.data.display())),
             listen,
             default_machine: self.default_machine,
             session_ttl,
             retention,
-            api: ApiConfig {
-                base_url: self.api_base_url,
-                sub_account: self.api_subaccount,
-                api_key: self.api_key,
-            },
+            api: ApiConfig { base_url: self.api_base_url, sub_account: self.api_subaccount, api_key },
             unsafe_no_fsync: false,
-        }
+        })
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use phonetree::http::auth::{self, AuthConfigError, WebhookAuth};
 use phonetree::node::{App, Config, ServeError};
+use phonetree::secret::{Secret, SecretFileError};
 
 use super::{NoRuntime, NodeArgs, runtime};
 
@@ -57,8 +58,8 @@ pub enum Error {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Address(std::io::Error),
-    #[error("cannot read the webhook secret file {file}: {source}")]
-    SecretFile { file: String, source: std::io::Error },
+    #[error(transparent)]
+    SecretFile(#[from] SecretFileError),
     #[error("webhook authentication: {0}")]
     Auth(#[from] AuthConfigError),
     #[error(
@@ -79,18 +80,16 @@ pub fn run(args: Args) -> Result<(), Error> {
         );
     }
     let ttl = Duration::from_secs(args.session_ttl_secs);
-    let mut config = args.node.config(args.listen, ttl, Duration::from_secs(args.retention_secs));
+    let mut config = args.node.config(args.listen, ttl, Duration::from_secs(args.retention_secs))?;
     config.unsafe_no_fsync = args.unsafe_no_fsync;
     serve(config, auth)
 }
 
 /// The secrets from `--webhook-secret` and every `--webhook-secret-file` (one per line).
 fn webhook_auth(args: &Args) -> Result<WebhookAuth, Error> {
-    let mut secrets: Vec<String> = args.webhook_secret.iter().cloned().collect();
+    let mut secrets: Vec<Secret> = args.webhook_secret.iter().map(|s| Secret::new(s)).collect();
     for file in &args.webhook_secret_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| Error::SecretFile { file: file.display().to_string(), source })?;
-        secrets.extend(text.lines().map(str::to_string));
+        secrets.extend(Secret::lines_of(file)?);
     }
     Ok(WebhookAuth::new(&args.webhook_auth_header, secrets)?)
 }

@@ -2,14 +2,14 @@
 //! Webhooks API) or as an HS256 JWT in the URL's `token` query parameter (as the Kore.ai seed
 //! protects its webhook URL). Secrets are compared in constant time and never shown.
 
-use std::fmt;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{KeyInit, Mac};
 use subtle::ConstantTimeEq;
 use warp::http::HeaderMap;
 use warp::http::header::HeaderName;
+
+use crate::secret::Secret;
 
 /// The header 8x8 sends the webhook's `httpAuthHeader` in, unless `--webhook-auth-header` names
 /// another (8x8's docs do not name it).
@@ -22,16 +22,6 @@ pub const JWT_BYTES_MAX: usize = 4096;
 pub const SECRET_BYTES_MIN: usize = 16;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
-
-/// A webhook secret; its `Debug` never shows it.
-#[derive(Clone)]
-pub struct Secret(Vec<u8>);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// The secrets webhooks must carry one of (several, so one can be rotated without downtime); none:
 /// every webhook is accepted.
@@ -68,20 +58,13 @@ impl WebhookAuth {
         WebhookAuth { header: HeaderName::from_static(DEFAULT_HEADER), secrets: Vec::new() }
     }
 
-    pub fn new(header: &str, secrets: Vec<String>) -> Result<WebhookAuth, AuthConfigError> {
+    pub fn new(header: &str, secrets: Vec<Secret>) -> Result<WebhookAuth, AuthConfigError> {
         let header = HeaderName::from_bytes(header.trim().to_ascii_lowercase().as_bytes())
             .map_err(|_| AuthConfigError::Header(header.to_string()))?;
         let secrets = secrets
             .into_iter()
-            .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                if s.len() < SECRET_BYTES_MIN {
-                    Err(AuthConfigError::TooShort(s.len()))
-                } else {
-                    Ok(Secret(s.into_bytes()))
-                }
-            })
+            .map(|s| if s.len() < SECRET_BYTES_MIN { Err(AuthConfigError::TooShort(s.len())) } else { Ok(s) })
             .collect::<Result<_, _>>()?;
         Ok(WebhookAuth { header, secrets })
     }
@@ -99,7 +82,7 @@ impl WebhookAuth {
         if let Some(value) = headers.get(&self.header) {
             let value = value.as_bytes();
             let value = value.strip_prefix(b"Bearer ").unwrap_or(value);
-            return match self.secrets.iter().any(|s| bool::from(s.0.ct_eq(value))) {
+            return match self.secrets.iter().any(|s| bool::from(s.expose().as_bytes().ct_eq(value))) {
                 true => Ok(()),
                 false => Err(Denied::Wrong),
             };
@@ -135,7 +118,7 @@ impl WebhookAuth {
         let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| Denied::BadToken)?;
         let signed = &token[..head.len() + 1 + body.len()];
         let valid = self.secrets.iter().any(|s| {
-            HmacSha256::new_from_slice(&s.0)
+            HmacSha256::new_from_slice(s.expose().as_bytes())
                 .map(|mut mac| {
                     mac.update(signed.as_bytes());
                     mac.verify_slice(&sig).is_ok()
@@ -174,7 +157,11 @@ mod tests {
     const SECRET: &str = "0123456789abcdef-webhook";
 
     fn auth() -> WebhookAuth {
-        WebhookAuth::new("Authorization", vec![SECRET.into(), "another-secret-for-rotation".into()]).unwrap()
+        WebhookAuth::new(
+            "Authorization",
+            vec![Secret::new(SECRET), Secret::new("another-secret-for-rotation")],
+        )
+        .unwrap()
     }
 
     fn headers(value: &str) -> HeaderMap {
@@ -229,7 +216,7 @@ mod tests {
     fn secrets_are_never_shown_and_short_ones_refused() {
         assert!(!format!("{:?}", auth()).contains(SECRET));
         assert_eq!(
-            WebhookAuth::new("Authorization", vec!["short".into()]).unwrap_err(),
+            WebhookAuth::new("Authorization", vec![Secret::new("short")]).unwrap_err(),
             AuthConfigError::TooShort(5)
         );
         assert!(WebhookAuth::new("bad header", vec![]).is_err());

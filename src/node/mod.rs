@@ -49,6 +49,23 @@ pub struct Config {
     pub unsafe_no_fsync: bool,
 }
 
+impl Default for Config {
+    /// `serve`'s defaults: `machines/`, sled in `./data`, loopback port 8080, 6 h TTL, 24 h
+    /// retention, no 8x8 API.
+    fn default() -> Config {
+        Config {
+            machines: PathBuf::from("machines"),
+            store: "sled:./data".to_string(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            default_machine: None,
+            session_ttl: Duration::from_secs(6 * 3600),
+            retention: Duration::from_secs(24 * 3600),
+            api: ApiConfig::default(),
+            unsafe_no_fsync: false,
+        }
+    }
+}
+
 /// Everything a request needs, shared by all of them.
 pub struct App {
     pub config: Config,

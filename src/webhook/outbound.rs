@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::secret::Secret;
+
 /// How long phonetree waits for 8x8 to accept a callflow.
 pub const API_TIMEOUT: Duration = Duration::from_secs(10);
 /// 8x8's public API.
@@ -14,7 +16,7 @@ pub struct ApiConfig {
     /// Scheme and host, e.g. `https://voice.8x8.com` (tests point it at a local stand-in).
     pub base_url: String,
     pub sub_account: Option<String>,
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +59,7 @@ pub async fn send_callflow(
     callflow: &[u8],
 ) -> Result<String, OutboundError> {
     let sub = api.sub_account.as_deref().ok_or(OutboundError::NotConfigured("PHONETREE_8X8_SUBACCOUNT"))?;
-    let key = api.api_key.as_deref().ok_or(OutboundError::NotConfigured("PHONETREE_8X8_API_KEY"))?;
+    let key = api.api_key.as_ref().ok_or(OutboundError::NotConfigured("PHONETREE_8X8_API_KEY"))?.expose();
     let url = format!("{}/api/v1/subaccounts/{sub}/callflows", api.base_url.trim_end_matches('/'));
     let response = http
         .post(&url)
