@@ -352,6 +352,11 @@ async fn bad_webhooks_get_a_json_4xx_and_store_nothing() {
         (json!({"eventType": "CALL_ACTION", "payload": {"sessionId": "s", "eventId": "e", "dtmf": {"x": 1}}}).to_string().into(), 400, "invalid_field"),
         (json!({"eventType": "CALL_ACTION", "payload": []}).to_string().into(), 400, "invalid_field"),
         (vec![b'a'; 70_000], 413, "payload_too_large"),
+        // Two `dtmf`s (the second deep inside `payload`) would be read one way by us and
+        // perhaps another by whoever logged the body.
+        (br#"{"eventType":"CALL_ACTION","payload":{"sessionId":"s","eventId":"e","dtmf":"1","dtmf":"9"}}"#.to_vec(), 400, "duplicate_key"),
+        (br#"{"eventType":"CALL_ACTION","eventType":"CALL_ACTION","payload":{"sessionId":"s","eventId":"e"}}"#.to_vec(), 400, "duplicate_key"),
+        (br#"{"eventType":"CALL_ACTION","payload":{"sessionId":"s","eventId":"e","eventData":{"dtmf":"1","dtmf":"2"}}}"#.to_vec(), 400, "duplicate_key"),
     ];
     for (body, status, code) in cases {
         let r = post(&vca_url(&n), body).await;
@@ -361,6 +366,22 @@ async fn bad_webhooks_get_a_json_4xx_and_store_nothing() {
     let r =
         post(&n.url("/webhooks/vss"), json!({"eventType": "CALL_ACTION", "payload": {}}).to_string()).await;
     assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap()), (400, "wrong_event_type"));
+    let legs: serde_json::Map<String, serde_json::Value> =
+        (0..17).map(|i| (format!("leg{i}"), json!({"callStatus": "COMPLETED"}))).collect();
+    let r = post(
+        &n.url("/webhooks/vss"),
+        json!({"eventType": "SESSION_SUMMARY", "payload": {"sessionId": "s-many", "details": legs}})
+            .to_string(),
+    )
+    .await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap()), (400, "too_many_legs"));
+    let r = post(
+        &n.url("/webhooks/vss"),
+        json!({"eventType": "SESSION_SUMMARY", "payload": {"sessionId": "s-long", "lastAction": "x".repeat(300)}})
+            .to_string(),
+    )
+    .await;
+    assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap()), (400, "field_too_long"));
     let r = post(&n.url("/nowhere"), "{}").await;
     assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap()), (404, "not_found"));
     let ready: serde_json::Value = reqwest::get(n.url("/readyz")).await.unwrap().json().await.unwrap();

@@ -3,12 +3,22 @@
 //! a number or a string, null or absent; unknown fields), strict where a call could go wrong
 //! (no session id, no event id, the wrong event type).
 
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::callflow::ID_BYTES_MAX;
 use crate::callflow::{Leg, SessionSummary};
 use crate::engine::{Direction, Event};
+
+/// Most legs a session summary may list: a call has its caller's leg and at most a few
+/// transfers; more is not a summary 8x8 sends, and would grow the store.
+pub const LEGS_MAX: usize = 16;
+/// Longest text field of a session summary kept (statuses, numbers, times, ids, error messages
+/// are far shorter), so a stored summary stays small.
+pub const SUMMARY_TEXT_BYTES_MAX: usize = 256;
 
 /// A webhook that cannot be used, with the JSON error code and message the client gets (4xx).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,9 +72,79 @@ struct Envelope {
     payload: Option<Value>,
 }
 
+/// A JSON value read with every object's keys checked for duplicates: JSON leaves their meaning
+/// open (serde_json keeps the last), and two `dtmf`s must not be read two ways.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Strict::deserialize(d).map(|s| s.0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 fn envelope(body: &[u8]) -> Result<(String, serde_json::Map<String, Value>), BadWebhook> {
-    let env: Envelope = serde_json::from_slice(body)
-        .map_err(|e| bad("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    let Strict(value) = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        // Every value is accepted but a repeated key, the one data error `Strict` raises.
+        serde_json::error::Category::Data => bad("duplicate_key", format!("the body repeats a key: {e}")),
+        _ => bad("malformed_json", format!("the body is not valid JSON: {e}")),
+    })?;
+    let env: Envelope = serde_json::from_value(value)
+        .map_err(|e| bad("malformed_json", format!("the body is not a webhook: {e}")))?;
     let event_type = env.event_type.ok_or_else(|| bad("missing_field", "missing `eventType`"))?;
     match env.payload {
         Some(Value::Object(map)) => Ok((event_type, map)),
@@ -147,15 +227,22 @@ pub fn session_summary(body: &[u8]) -> Result<SessionSummary, BadWebhook> {
     }
     let mut legs = Vec::new();
     if let Some(Value::Object(details)) = p.get("details") {
+        if details.len() > LEGS_MAX {
+            return Err(bad(
+                "too_many_legs",
+                format!("`payload.details` lists {} legs; at most {LEGS_MAX} are kept", details.len()),
+            ));
+        }
         for (name, leg) in details {
             let Value::Object(leg) = leg else { continue };
+            let field = |key: &str| short(leg, key, &format!("details.{name}.{key}"));
             legs.push(Leg {
-                name: name.clone(),
-                call_id: text(leg, "callId")?,
-                direction: text(leg, "callDirection")?,
-                source: text(leg, "source")?,
-                destination: text(leg, "destination")?,
-                status: text(leg, "callStatus")?,
+                name: bounded(name.clone(), "details")?,
+                call_id: field("callId")?,
+                direction: field("callDirection")?,
+                source: field("source")?,
+                destination: field("destination")?,
+                status: field("callStatus")?,
                 duration_s: leg.get("callDuration").and_then(Value::as_u64),
             });
         }
@@ -163,13 +250,46 @@ pub fn session_summary(body: &[u8]) -> Result<SessionSummary, BadWebhook> {
     let error = p.get("errorDetails").and_then(Value::as_object);
     Ok(SessionSummary {
         session_id: id(&p, "sessionId")?,
-        status: text(&p, "sessionStatus")?.unwrap_or_else(|| "UNKNOWN".into()),
-        last_action: text(&p, "lastAction")?,
+        status: short(&p, "sessionStatus", "sessionStatus")?.unwrap_or_else(|| "UNKNOWN".into()),
+        last_action: short(&p, "lastAction", "lastAction")?,
         call_count: p.get("callCount").and_then(Value::as_u64).and_then(|c| u32::try_from(c).ok()),
-        start_time: text(&p, "startTime")?,
-        end_time: text(&p, "endTime")?,
+        start_time: short(&p, "startTime", "startTime")?,
+        end_time: short(&p, "endTime", "endTime")?,
         legs,
         error_code: error.and_then(|e| e.get("errorCode")).and_then(Value::as_i64),
-        error_message: error.map(|e| text(e, "errorMsg")).transpose()?.flatten(),
+        error_message: error.map(|e| short(e, "errorMsg", "errorDetails.errorMsg")).transpose()?.flatten(),
     })
+}
+
+/// A summary's text field, at most `SUMMARY_TEXT_BYTES_MAX` bytes; `path` names it in the error.
+fn short(p: &serde_json::Map<String, Value>, key: &str, path: &str) -> Result<Option<String>, BadWebhook> {
+    text(p, key)?.map(|v| bounded(v, path)).transpose()
+}
+
+fn bounded(v: String, path: &str) -> Result<String, BadWebhook> {
+    if v.len() > SUMMARY_TEXT_BYTES_MAX {
+        return Err(bad(
+            "field_too_long",
+            format!("`payload.{path}` is {} bytes; at most {SUMMARY_TEXT_BYTES_MAX} are kept", v.len()),
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_keys_are_refused_at_any_depth_and_the_rest_is_read_as_before() {
+        let dup =
+            br#"{"eventType":"CALL_ACTION","payload":{"sessionId":"s","eventId":"e","x":{"a":1,"a":2}}}"#;
+        assert_eq!(call_action(dup).unwrap_err().code, "duplicate_key");
+        let ok = br#"{"eventType":"CALL_ACTION","payload":{"sessionId":"s","eventId":"e","dtmf":12,
+            "x":[{"a":1},{"a":2}],"y":-3,"z":1.5,"n":null,"b":true,"eventData":{"dtmf":"3"}}}"#;
+        let ca = call_action(ok).unwrap();
+        assert_eq!((ca.session_id.as_str(), ca.dtmf.as_deref()), ("s", Some("3")));
+        assert_eq!(call_action(b"[1,").unwrap_err().code, "malformed_json");
+        assert_eq!(call_action(b"[1]").unwrap_err().code, "malformed_json");
+    }
 }
