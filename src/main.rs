@@ -78,6 +78,8 @@ fn exit(failure: Failure) -> ExitCode {
         // The report on stdout already lists every problem.
         Failure::Check(check::Error::Invalid { .. }) => (1, None),
         Failure::Simulate(e) => (1, Some(e.to_string())),
+        // EX_IOERR: the store failed while serving; a restart reopens it.
+        Failure::Serve(e @ serve::Error::StoreFailed(_)) => (74, Some(e.to_string())),
         Failure::Serve(e) => (1, Some(e.to_string())),
         Failure::Call(e) => (1, Some(e.to_string())),
         Failure::Migrate(e) => (1, Some(e.to_string())),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
+use phonetree::http::StoreFailed;
 use phonetree::http::auth::{self, AuthConfigError, WebhookAuth};
 use phonetree::node::{App, Config, ServeError};
 use phonetree::secret::{Secret, SecretFileError};
@@ -54,6 +55,9 @@ pub enum Error {
     Open(#[from] ServeError),
     #[error(transparent)]
     Runtime(#[from] NoRuntime),
+    /// The store failed for good while serving: the exit code asks the supervisor for a restart.
+    #[error(transparent)]
+    StoreFailed(#[from] StoreFailed),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
@@ -105,7 +109,7 @@ fn serve(config: Config, auth: WebhookAuth) -> Result<(), Error> {
         let addr = listener.local_addr().map_err(Error::Address)?;
         println!("listening on {addr}");
         let _ = std::io::stdout().flush();
-        phonetree::http::run(listener, app, auth, shutdown_signal()).await;
+        phonetree::http::run(listener, app, auth, shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -12,13 +12,19 @@ use crate::node::sweep::sweep_forever;
 use crate::node::{App, SHUTDOWN_GRACE};
 use auth::WebhookAuth;
 
-/// Serves until `shutdown` resolves, then gives in-flight requests `SHUTDOWN_GRACE` and flushes.
+/// The store failed for good while serving (see `App::note_store_error`); the node stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the store failed and cannot recover without a restart: {0}")]
+pub struct StoreFailed(pub String);
+
+/// Serves until `shutdown` resolves or the store fails for good, then gives in-flight requests
+/// `SHUTDOWN_GRACE` and flushes.
 pub async fn run(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
     auth: WebhookAuth,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> Result<(), StoreFailed> {
     let addr = listener.local_addr().ok();
     info!(?addr, machines = app.registry.len(), "phonetree serving");
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
@@ -30,15 +36,22 @@ pub async fn run(
         })
         .run();
     let server = tokio::spawn(server);
-    shutdown.await;
+    let failed = tokio::select! {
+        () = shutdown => None,
+        why = app.store_failed() => Some(why),
+    };
     info!("shutting down: finishing in-flight webhooks");
     let _ = stop_tx.send(());
     if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
         warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time");
     }
     sweeper.abort();
+    if let Some(why) = failed {
+        return Err(StoreFailed(why));
+    }
     match app.store.flush().await {
         Ok(()) => info!("store flushed; bye"),
         Err(e) => warn!(error = %e, "final flush failed"),
     }
+    Ok(())
 }

@@ -54,9 +54,7 @@ pub fn routes(
     let vca = webhook("vca").and(authorized(auth.clone())).and(with_app.clone()).and(body).then(vca);
     let vss = webhook("vss").and(authorized(auth)).and(with_app.clone()).and(body).then(vss);
     let calls = warp::path!("calls").and(warp::post()).and(with_app.clone()).and(body).then(place_call);
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| json_reply(StatusCode::OK, &json!({"status": "alive"})));
+    let healthz = warp::path!("healthz").and(warp::get()).and(with_app.clone()).map(healthz);
     let readyz = warp::path!("readyz").and(warp::get()).and(with_app).then(readyz);
     vca.or(vss).or(calls).or(healthz).or(readyz).recover(rejection)
 }
@@ -181,11 +179,26 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
     }
 }
 
+/// Alive, unless the store failed for good (the node is then stopping, for its supervisor to
+/// restart it).
+fn healthz(app: Arc<App>) -> warp::reply::Response {
+    match app.failure() {
+        None => json_reply(StatusCode::OK, &json!({"status": "alive"})),
+        Some(why) => json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "failed", "error": {"code": "store_failed", "message": why}}),
+        ),
+    }
+}
+
 async fn readyz(app: Arc<App>) -> warp::reply::Response {
     let probe = match app.store.probe(node::now_ms()).await {
         Ok(()) => app.store.session_count().await,
         Err(e) => Err(e),
     };
+    if let Err(e) = &probe {
+        app.note_store_error(e);
+    }
     match probe {
         Ok(sessions) if !app.registry.is_empty() => json_reply(
             StatusCode::OK,

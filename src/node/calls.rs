@@ -68,7 +68,13 @@ pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answere
     match apply(app, ca).await {
         Ok((body, how)) => (body, Some(how)),
         Err(fault) => {
-            error!(error = %fault, "internal fault; the caller hears the fallback");
+            let failed = matches!(&fault, Fault::Store(e) if app.note_store_error(e));
+            if failed {
+                // Logged once, when the store failed; the node is stopping.
+                debug!(error = %fault, "the store has failed; the caller hears the fallback");
+            } else {
+                error!(error = %fault, "internal fault; the caller hears the fallback");
+            }
             // A store that just failed is not asked again which machine the call is on.
             let ask_store = !matches!(fault, Fault::Store(_));
             let fallback = fallback_for(app, ca, ask_store).await;
@@ -294,6 +300,14 @@ async fn fallback_for(app: &App, ca: &CallAction, ask_store: bool) -> Callflow {
 
 /// Records a session summary and closes the session it ends.
 pub async fn session_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
+    let done = record_summary(app, s).await;
+    if let Err(Fault::Store(e)) = &done {
+        app.note_store_error(e);
+    }
+    done
+}
+
+async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
     app.store.put_summary(s, super::now_ms()).await?;
     let event = Event::SessionEnded { status: s.status.clone() };
     for _ in 0..COMMIT_ATTEMPTS_MAX {

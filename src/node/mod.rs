@@ -15,9 +15,10 @@ pub mod sweep;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::callflow::{Action, Callflow, Say};
@@ -72,6 +73,9 @@ pub struct App {
     pub registry: Registry,
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
+    /// Set once the store failed for good (see `StoreError::is_permanent`).
+    failure: OnceLock<String>,
+    failed: Notify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +118,41 @@ impl App {
         let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref())
             .await
             .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
-        Ok(App { config, registry, store, http: reqwest::Client::new() })
+        Ok(App {
+            config,
+            registry,
+            store,
+            http: reqwest::Client::new(),
+            failure: OnceLock::new(),
+            failed: Notify::new(),
+        })
+    }
+
+    /// Notes a store error: a permanent one (see `StoreError::is_permanent`) marks the node
+    /// failed, once, and wakes `store_failed`; the node then stops so its supervisor restarts it
+    /// on a reopened store. Returns true when the node has failed.
+    pub fn note_store_error(&self, e: &StoreError) -> bool {
+        if e.is_permanent() && self.failure.set(e.to_string()).is_ok() {
+            tracing::error!(error = %e, "the store cannot recover from this error: stopping, so that a restart reopens it");
+            self.failed.notify_waiters();
+        }
+        self.failure.get().is_some()
+    }
+
+    /// Why the store failed for good, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    /// Resolves (with the error) once the store has failed for good.
+    pub async fn store_failed(&self) -> String {
+        loop {
+            let woken = self.failed.notified();
+            if let Some(why) = self.failure() {
+                return why.to_string();
+            }
+            woken.await;
+        }
     }
 }
 

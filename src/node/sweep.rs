@@ -42,6 +42,7 @@ pub async fn sweep_forever(app: Arc<App>) {
             Ok(Swept { closed, deleted, lone_deleted }) => {
                 info!(closed, deleted, lone_summaries_deleted = lone_deleted, "sessions swept")
             }
+            Err(Fault::Store(e)) if app.note_store_error(&e) => {}
             Err(e) => warn!(error = %e, "sweep failed"),
         }
     }

@@ -70,6 +70,21 @@ pub enum StoreError {
     SchemaTooNew { found: u32, known: u32 },
 }
 
+impl StoreError {
+    /// True when every later operation will fail too, whatever is fixed outside: sled keeps the
+    /// first I/O error (a full disk, a failed fsync) and refuses all work after it, so only
+    /// reopening the store helps. A PostgreSQL error never is: the pool reconnects.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sled(
+                ::sled::Error::Io(_) | ::sled::Error::Corruption { .. } | ::sled::Error::ReportableBug(_)
+            ) | StoreError::Flush(_)
+                | StoreError::FlusherGone
+        )
+    }
+}
+
 /// Where a session was when it was loaded; `commit` applies only if it is still there. Opaque:
 /// each backend decides what it holds (sled: the record's bytes; postgres: the row's revision
 /// number).

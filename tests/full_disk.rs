@@ -1,0 +1,140 @@
+//! A full disk under a real `phonetree serve`: the node answers with the fallback, stops by itself
+//! with exit code 74 (so its supervisor restarts it; sled refuses all work after an I/O error),
+//! logs the failure once, and a restart after the space is freed resumes every acknowledged call.
+//!
+//! The store sits on a small tmpfs the test mounts, which needs root. Without it the test prints
+//! one `skipped: full disk: ...` line; `PHONETREE_REQUIRE_TMPFS=1` (set by `.ci/run`) makes that a
+//! failure.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Size of the filesystem the store lives on: room for the store, then filled up by the test.
+const TMPFS_SIZE: &str = "16m";
+/// How long the node may take to stop after its store failed; only a hang would take longer.
+const STOP_WAIT_MAX: Duration = Duration::from_secs(60);
+/// Webhooks sent into the full disk before the store must have noticed (sled fills the last
+/// partly written page first).
+const WEBHOOKS_MAX: usize = 5000;
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={TMPFS_SIZE}"), "tmpfs"])
+            .arg(dir)
+            .output();
+        let why = match mounted {
+            Ok(out) if out.status.success() => return Some(Tmpfs(dir.to_path_buf())),
+            Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            Err(e) => e.to_string(),
+        };
+        if std::env::var("PHONETREE_REQUIRE_TMPFS").as_deref() == Ok("1") {
+            panic!("full disk: cannot mount a tmpfs: {why} (PHONETREE_REQUIRE_TMPFS=1)");
+        }
+        let _ = writeln!(std::io::stderr(), "skipped: full disk: cannot mount a tmpfs (needs root): {why}");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Writes zeros to `file` until the filesystem is full.
+fn fill(file: &Path) {
+    let mut f = std::fs::File::create(file).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        match f.write(&block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(28), "expected ENOSPC, got {e}");
+                break;
+            }
+        }
+    }
+    let _ = f.sync_all();
+}
+
+#[tokio::test]
+async fn a_full_disk_stops_the_node_and_a_restart_after_freeing_it_resumes_every_acknowledged_call() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let Some(_tmpfs) = Tmpfs::mount(&data) else { return };
+    let machines = machines_dir(t.path());
+    let mut n = Node::start(&data, &machines);
+    let vca = n.url("/webhooks/vca");
+    let client = client_within(Duration::from_secs(30));
+
+    // A call acknowledged before the disk fills.
+    let before = post(&vca, Vca::abc("s-before", "e1", Some("1"), None).body()).await;
+    assert_eq!(before.how, "applied");
+    let id = before.client_action_id().unwrap();
+
+    let filler = data.join("filler");
+    fill(&filler);
+
+    // New calls until the store fails; each answer is a callflow, acknowledged or the fallback.
+    let mut acknowledged = Vec::new();
+    let mut fallbacks = 0;
+    for i in 0..WEBHOOKS_MAX {
+        let session = format!("s-full-{i}");
+        let body = Vca::abc(&session, "e1", Some("1"), None).body();
+        let Ok(r) = try_post(&client, &vca, body.clone()).await else { break };
+        r.callflow();
+        if r.how == "fallback" {
+            fallbacks += 1;
+            break;
+        }
+        assert_eq!(r.how, "applied");
+        acknowledged.push((session, body, r.body));
+    }
+    assert_eq!(fallbacks, 1, "the full disk was noticed within {WEBHOOKS_MAX} webhooks");
+    // Those that still fit were acknowledged: they must survive.
+    let health = client.get(n.url("/healthz")).send().await;
+    if let Ok(h) = health {
+        // The node may already be gone; if it answers, it says it failed.
+        let status = h.status().as_u16();
+        let body: serde_json::Value = h.json().await.unwrap_or_default();
+        assert_eq!((status, &body["status"]), (503, &serde_json::json!("failed")), "{body}");
+    }
+
+    let started = Instant::now();
+    let code = loop {
+        if let Some(status) = n.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(started.elapsed() < STOP_WAIT_MAX, "the node did not stop after its store failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(74), "EX_IOERR asks the supervisor for a restart\n{}", n.log());
+    let log = n.log();
+    assert_eq!(log.matches("the store cannot recover").count(), 1, "logged once:\n{log}");
+    let ours = log.lines().filter(|l| l.contains(" ERROR ") && l.contains("phonetree::")).count();
+    assert_eq!(ours, 1, "one ERROR line, not one per webhook:\n{log}");
+
+    // Space freed: the restarted node resumes every acknowledged call where it was.
+    std::fs::remove_file(&filler).unwrap();
+    n.restart();
+    let vca = n.url("/webhooks/vca");
+    let next = post(&vca, Vca::abc("s-before", "e2", Some("1"), Some(&id)).body()).await;
+    assert_eq!(next.how, "applied", "{}", String::from_utf8_lossy(&next.body));
+    for (session, body, reply) in &acknowledged {
+        let again = post(&vca, body.clone()).await;
+        assert_eq!((again.how.as_str(), &again.body), ("duplicate", reply), "{session} was acknowledged");
+    }
+    let fresh = post(&vca, Vca::abc("s-after", "e1", Some("1"), None).body()).await;
+    assert_eq!(fresh.how, "applied");
+}
