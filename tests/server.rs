@@ -498,3 +498,27 @@ async fn call_variables_survive_a_kill_9() {
         "Thank you. We will call you back on 9 1 2 3 4 5 6 7 within one business day."
     );
 }
+
+/// A fault anyone can repeat (a call to a number no machine answers) is logged a few times per
+/// window, not once per webhook: the log must not become the disk-filler.
+#[tokio::test]
+async fn a_repeated_fault_is_logged_a_few_times_not_once_per_webhook() {
+    let t = tmp();
+    let n = node(&t);
+    for i in 0..60 {
+        let session = format!("s-nobody-{i}");
+        let v = Vca {
+            source: "+15550000000",
+            destination: "+15550000001",
+            direction: "INBOUND",
+            ..Vca::abc(&session, "e1", Some("1"), None)
+        };
+        let r = post(&vca_url(&n), v.body()).await;
+        assert_eq!((r.status, r.how.as_str()), (200, "fallback"));
+    }
+    let lines = n.log().matches("internal fault").count();
+    assert!(
+        (1..=phonetree::node::throttle::LINES_PER_WINDOW as usize).contains(&lines),
+        "{lines} fault lines for 60 webhooks"
+    );
+}

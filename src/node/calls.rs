@@ -14,6 +14,7 @@ use crate::callflow::{Callflow, ClientActionId, SessionSummary};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
 use crate::machine::{Machine, NodeKind};
 use crate::node::registry::RegistryError;
+use crate::node::throttle::{Throttle, Verdict};
 use crate::store::{Commit, Committed, Journaled, Loaded, StoreError};
 use crate::webhook::inbound::CallAction;
 use crate::webhook::wire::{self, EncodeError};
@@ -25,6 +26,9 @@ pub const COMMIT_ATTEMPTS_MAX: usize = 8;
 /// The reply when even the fallback cannot be encoded (it always can: it is plain text): hang up
 /// rather than answer 200 with an empty body.
 const LAST_RESORT: &[u8] = br#"{"callflow":[{"action":"hangup"}]}"#;
+
+/// Fault lines: a caller (or anyone who reaches the port) can repeat a fault with every webhook.
+static FAULT_LOG: Throttle = Throttle::new();
 
 /// What went wrong inside phonetree; the caller still gets the machine's fallback callflow.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +76,8 @@ pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answere
             if failed {
                 // Logged once, when the store failed; the node is stopping.
                 debug!(error = %fault, "the store has failed; the caller hears the fallback");
-            } else {
-                error!(error = %fault, "internal fault; the caller hears the fallback");
+            } else if let Verdict::Log { suppressed } = FAULT_LOG.check(super::now_ms()) {
+                error!(error = %fault, suppressed, "internal fault; the caller hears the fallback");
             }
             // A store that just failed is not asked again which machine the call is on.
             let ask_store = !matches!(fault, Fault::Store(_));

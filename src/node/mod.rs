@@ -3,8 +3,8 @@
 //! A thin shell around the engine and the store: `calls` holds the persistence loop of a webhook,
 //! `sweep` the TTL and retention sweeps, `outbound` the calls phonetree places, `registry` the
 //! machine versions calls run on, `catalog` the machine files, `fetch` the HTTP requests of script
-//! nodes. Nothing here decides where a call goes (the engine does), and nothing here knows how a
-//! store keeps its records.
+//! nodes, `throttle` the rate limits of log lines outsiders can repeat. Nothing here decides where
+//! a call goes (the engine does), and nothing here knows how a store keeps its records.
 
 pub mod calls;
 pub mod catalog;
@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod outbound;
 pub mod registry;
 pub mod sweep;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
