@@ -159,9 +159,9 @@ impl App {
                 .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            warn!(id = %shown, reason = %why, refused_total = refused, "clientActionId refused: treated as none");
+            warn!(id = ?shown, reason = %why, refused_total = refused, "clientActionId refused: treated as none");
         } else {
-            tracing::debug!(id = %shown, reason = %why, refused_total = refused, "clientActionId refused: treated as none");
+            tracing::debug!(id = ?shown, reason = %why, refused_total = refused, "clientActionId refused: treated as none");
         }
     }
 }
