@@ -308,6 +308,7 @@ async fn store_copy_moves_live_calls_to_a_store_whose_node_goes_on_with_them() {
         assert!(text.contains("machine versions: 4\n"), "{text}");
         assert!(text.contains("sessions: 2 (replies kept: 3, older events known: 0"), "{text}");
         assert!(text.contains("summaries: 1)\nsummaries of sessions not stored: 1\n"), "{text}");
+        assert!(text.contains("action key: copied\n"), "{text}");
         assert!(!format!("{text}{stderr}").contains("s3cret"), "{text}{stderr}");
 
         let data = t.path().join(format!("target-{}", to.split(':').next().unwrap()));
@@ -327,6 +328,8 @@ async fn store_copy_moves_live_calls_to_a_store_whose_node_goes_on_with_them() {
             common::comparable(common::golden("seeds/advanced/booked_tomorrow.json")),
             "{to}: the call goes on with the machine it began on"
         );
+        // The source node's ids verify on the target: the key was copied with the calls.
+        assert!(!node.log().contains("clientActionId refused"), "{to}: {}", node.log());
         assert!(node.terminate().success());
 
         let twice = phonetree(&["store", "copy", "--from", &from, "--to", &to]);

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use common::*;
-use phonetree::callflow::Callflow;
+use phonetree::callflow::{ActionKey, Callflow};
 use phonetree::engine::{self, CallInfo, CallState, Direction, Event, Phase};
 use phonetree::machine::Machine;
 use phonetree::webhook::wire;
@@ -86,7 +86,7 @@ fn order_json(order: &str) -> String {
 }
 
 /// The reply and state the engine gives, with the API's answers for any script on the way.
-fn expected(m: &Machine, state: &CallState, event: &Event) -> (CallState, Vec<u8>) {
+fn expected(key: &ActionKey, m: &Machine, state: &CallState, event: &Event) -> (CallState, Vec<u8>) {
     let mut answers = Vec::new();
     let step = loop {
         match engine::step_with(m, state, event, 0, &answers).unwrap() {
@@ -97,7 +97,7 @@ fn expected(m: &Machine, state: &CallState, event: &Event) -> (CallState, Vec<u8
             }
         }
     };
-    let reply = step.reply.unwrap_or_else(Callflow::hangup);
+    let reply = signed(key, &state.call.session_id, step.reply.unwrap_or_else(Callflow::hangup));
     (step.state, wire::encode(&reply).unwrap())
 }
 
@@ -106,6 +106,8 @@ struct Line {
     m: Machine,
     number: &'static str,
     keys: &'static [&'static str],
+    /// What the node signs ids with: its store's key, made before it first starts.
+    key: ActionKey,
 }
 
 /// One caller: calls after calls until told to stop; every answer checked against the engine.
@@ -138,7 +140,7 @@ async fn caller(
         for _ in 0..=INPUTS_PER_CALL_MAX {
             event_no += 1;
             let event_id = format!("{session}-e{event_no}");
-            let id = (state.phase != Phase::New).then(|| engine::client_action_id(m, &state).to_string());
+            let id = (state.phase != Phase::New).then(|| signed_id(&line.key, m, &state));
             let dtmf = match &event {
                 Event::Digits(d) => Some(d.clone()),
                 _ => None,
@@ -155,7 +157,7 @@ async fn caller(
                 event_data: false,
             };
             let body = v.body().into_bytes();
-            let (want_state, want) = expected(m, &state, &event);
+            let (want_state, want) = expected(&line.key, m, &state, &event);
             let (status, got) = deliver(&client, &addr, "/webhooks/vca", &body).await;
             assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
             assert_eq!(
@@ -187,7 +189,7 @@ async fn caller(
             let (status, _) =
                 deliver(&client, &addr, "/webhooks/vss", vss(&session, "COMPLETED").as_bytes()).await;
             assert_eq!(status, 200);
-            state = expected(m, &state, &Event::SessionEnded { status: "COMPLETED".into() }).0;
+            state = expected(&line.key, m, &state, &Event::SessionEnded { status: "COMPLETED".into() }).0;
         }
         finals.lock().unwrap().insert(session, state);
     }
@@ -215,16 +217,20 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     let order_text =
         std::fs::read_to_string(&order_file).unwrap().replace("http://127.0.0.1:8090", &api_base);
     std::fs::write(&order_file, &order_text).unwrap();
+    // The node takes the key the store keeps; a restarted node finds the same one there.
+    let key = store_action_key(&t.path().join("data")).await;
     let mut node = Node::start(&t.path().join("data"), &dir);
     let abc = Arc::new(Line {
         m: bundled("abc_restaurant"),
         number: "+6568888888",
         keys: &["1", "2", "3", "9", "12"],
+        key: key.clone(),
     });
     let orders = Arc::new(Line {
         m: compile_text("order_status.toml", &order_text),
         number: "+6568880002",
         keys: &["ORDER#", "ORDER#", "111111", "12#", "1", "2"],
+        key,
     });
     let addr = Arc::new(RwLock::new(node.addr.clone()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -283,6 +289,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
 
     // The store after a clean stop: every call where the engine says it is.
     assert!(node.terminate().success());
+    assert!(!node.log().contains("clientActionId refused"), "every id verified across the restarts");
     let store = phonetree::store::SledStore::open(&node.data).unwrap();
     let finals = std::mem::take(&mut *finals.lock().unwrap());
     for (session, want) in finals.iter() {

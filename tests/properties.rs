@@ -266,7 +266,7 @@ impl Model {
         } else {
             phonetree::callflow::Callflow::hangup()
         };
-        wire::encode(&flow).unwrap()
+        wire::encode(&common::signed(&common::action_key(), &st.call.session_id, flow)).unwrap()
     }
 
     fn call_action(&mut self, ca: &inbound::CallAction) -> (Vec<u8>, Answered) {
@@ -306,7 +306,8 @@ impl Model {
             }
         };
         let step = engine::step(&self.m, &state, &event, 0).unwrap();
-        let body = wire::encode(&step.reply.unwrap_or_else(phonetree::callflow::Callflow::hangup)).unwrap();
+        let reply = step.reply.unwrap_or_else(phonetree::callflow::Callflow::hangup);
+        let body = wire::encode(&common::signed(&common::action_key(), &ca.session_id, reply)).unwrap();
         self.states.insert(ca.session_id.clone(), step.state);
         self.journals.entry(ca.session_id.clone()).or_default().add(&ca.event_id, &body);
         (body, Answered::Applied)
@@ -339,7 +340,7 @@ impl Model {
     fn client_action_id(&self, session: &str) -> Option<String> {
         let st = self.states.get(session)?;
         matches!(st.phase, Phase::AwaitingInput | Phase::Bridged)
-            .then(|| engine::client_action_id(&self.m, st).to_string())
+            .then(|| common::signed_id(&common::action_key(), &self.m, st))
     }
 }
 
@@ -563,6 +564,7 @@ async fn open(dir: &std::path::Path, backend: Backend) -> App {
         listen: "127.0.0.1:0".parse().unwrap(),
         session_ttl: std::time::Duration::from_secs(3600),
         retention: std::time::Duration::from_secs(3600),
+        action_key: Some(phonetree::secret::Secret::new(common::ACTION_KEY)),
         ..Config::default()
     };
     let catalog = Catalog::load(std::slice::from_ref(&config.machines));

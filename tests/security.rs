@@ -120,3 +120,247 @@ fn without_a_secret_serve_refuses_a_public_address_and_warns_on_loopback() {
     let n = Node::start(&t.path().join("open"), &machines);
     assert!(n.log().contains("NO WEBHOOK SECRET"), "{}", n.log());
 }
+
+// ---- Signed clientActionIds (issue 12, item 3) ----
+
+/// abc_restaurant's number, and callback_request's.
+const ABC: &str = "+6568888888";
+const CALLBACK: &str = "+6568880001";
+
+/// A CALL_ACTION of an inbound call to `to`: the caller pressed `dtmf` at the prompt `id` names.
+fn inbound<'a>(session: &'a str, event: &'a str, to: &'a str, dtmf: &'a str, id: Option<&'a str>) -> Vca<'a> {
+    Vca {
+        session,
+        event,
+        dtmf: Some(dtmf),
+        client_action_id: id,
+        status: "DTMF_RECEIVED",
+        direction: "INBOUND",
+        source: "+6591178965",
+        destination: to,
+        event_data: false,
+    }
+}
+
+/// Stops `n`, deletes `sessions` from its store (the store lost them), and starts it again.
+async fn lose(n: &mut Node, sessions: &[&str]) {
+    assert!(n.terminate().success());
+    {
+        let store = phonetree::store::SledStore::open(&n.data).unwrap();
+        for s in sessions {
+            phonetree::store::Store::remove_session(&store, s).await.unwrap();
+        }
+    }
+    n.restart();
+}
+
+/// The reply's JSON without its id, and the id.
+fn split(a: &Answer) -> (serde_json::Value, String) {
+    (comparable(a.json()), a.client_action_id().unwrap_or_default())
+}
+
+/// Ids nobody signed, or signed for another call, on sessions with no stored state: the call
+/// starts at its start node (the webhook answers the start, as a call with no id does), never at
+/// the node the id names; every one is counted and logged. A genuine id, after the store lost its
+/// session, resumes at its node: the key is the store's, and survives the restart.
+#[tokio::test]
+async fn forged_tampered_and_foreign_ids_start_the_call_over_and_genuine_ones_resume() {
+    let t = tempfile::tempdir().unwrap();
+    let mut n = Node::start(&t.path().join("data"), &machines_dir(t.path()));
+    let vca = n.url("/webhooks/vca");
+    // Genuine ids at the reservations menu, one per session.
+    let mut genuine = Vec::new();
+    for s in ["s-a", "s-b", "s-c", "s-d", "s-e"] {
+        let a = post(&vca, inbound(s, "e1", ABC, "1", None).body()).await;
+        let id = a.client_action_id().unwrap();
+        assert!(id.starts_with("pt.abc_restaurant.reservations."), "{id}");
+        genuine.push(id);
+    }
+    let version = phonetree::callflow::ClientActionId::parse(&genuine[0]).unwrap().version;
+    let mac = genuine[0].rsplit('.').next().unwrap().to_string();
+    // What a call with no id gets when the caller presses 2 (main_menu's answer).
+    let fresh = split(&post(&vca, inbound("s-control", "e1", ABC, "2", None).body()).await);
+    // What the reservations menu answers to 2.
+    let resumed_want = comparable(golden("seeds/advanced/reschedule_table.json"));
+    assert_ne!(fresh.0, resumed_want);
+    lose(&mut n, &["s-a", "s-b", "s-c", "s-d", "s-e", "s-control"]).await;
+    let vca = n.url("/webhooks/vca");
+
+    let flip = |c: char| if c == 'A' { "B" } else { "A" };
+    let forged = [
+        // No MAC (what phonetree issued before ids were signed, or a hand-made one).
+        ("s-f1", format!("pt.abc_restaurant.reservations.2.{version}")),
+        // A MAC made up.
+        ("s-f2", format!("pt.abc_restaurant.reservations.2.{version}.{}", "A".repeat(16))),
+        // s-a's id with one character of its MAC changed.
+        (
+            "s-a",
+            format!("{}{}", &genuine[0][..genuine[0].len() - 1], flip(genuine[0].chars().last().unwrap())),
+        ),
+        // s-b's id with its node changed, its MAC kept.
+        ("s-b", genuine[1].replace(".reservations.", ".connect_call.")),
+        // s-c's id with its seq changed, its MAC kept.
+        ("s-c", {
+            let id = phonetree::callflow::ClientActionId::parse(&genuine[2]).unwrap();
+            format!("pt.abc_restaurant.reservations.{}.{version}.{mac}", id.seq + 1)
+        }),
+        // s-d's genuine id, on another session.
+        ("s-f3", genuine[3].clone()),
+    ];
+    for (session, id) in &forged {
+        let a = post(&vca, inbound(session, "e9", ABC, "2", Some(id)).body()).await;
+        assert_eq!(a.how, "applied", "{id}");
+        assert_eq!(split(&a).0, fresh.0, "{id}: the call starts at main_menu");
+        assert!(!split(&a).1.contains(".reservations."), "{id}");
+    }
+    assert!(n.log().contains("clientActionId refused"), "{}", n.log());
+    assert!(n.log().contains("clientActionId carries no MAC"), "{}", n.log());
+    assert!(n.log().contains("clientActionId's MAC does not match"), "{}", n.log());
+
+    // s-e's genuine id resumes at reservations, with the store's key, after the restart.
+    let a = post(&vca, inbound("s-e", "e9", ABC, "2", Some(&genuine[4])).body()).await;
+    assert_eq!(a.how, "applied");
+    assert_eq!(split(&a).0, resumed_want, "the genuine id resumes at reservations");
+    assert!(n.log().contains("resuming from the clientActionId"));
+}
+
+/// An id issued on a call to callback_request's number, echoed on a webhook to abc_restaurant's
+/// number (the session's state lost): abc_restaurant answers, from its start; callback_request
+/// does not run there. On its own number, the same kind of id resumes.
+#[tokio::test]
+async fn an_id_naming_another_machine_does_not_run_it_on_a_number_bound_to_this_one() {
+    let t = tempfile::tempdir().unwrap();
+    let mut n = Node::start(&t.path().join("data"), &machines_dir(t.path()));
+    let vca = n.url("/webhooks/vca");
+    let mut ids = Vec::new();
+    for s in ["s-moved", "s-stays"] {
+        let mut v = inbound(s, "e1", CALLBACK, "", None);
+        (v.status, v.dtmf) = ("CALL_RECEIVED", None);
+        let a = post(&vca, v.body()).await;
+        let id = a.client_action_id().unwrap();
+        assert!(id.starts_with("pt.callback_request.ask_number."), "{id}");
+        ids.push(id);
+    }
+    let fresh = split(&post(&vca, inbound("s-control", "e1", ABC, "91234567#", None).body()).await);
+    lose(&mut n, &["s-moved", "s-stays", "s-control"]).await;
+    let vca = n.url("/webhooks/vca");
+
+    let a = post(&vca, inbound("s-moved", "e2", ABC, "91234567#", Some(&ids[0])).body()).await;
+    assert_eq!(a.how, "applied");
+    let (json, id) = split(&a);
+    assert_eq!(json, fresh.0, "abc_restaurant answers from its start");
+    assert!(!id.starts_with("pt.callback_request."), "{id}");
+    assert!(n.log().contains("the call's number is bound to `abc_restaurant`"), "{}", n.log());
+
+    let b = post(&vca, inbound("s-stays", "e2", CALLBACK, "91234567#", Some(&ids[1])).body()).await;
+    assert_eq!(
+        b.json()["callflow"][0]["params"]["promptMessage"],
+        "You keyed in 9 1 2 3 4 5 6 7. To confirm, press 1. To key it in again, press 2."
+    );
+}
+
+/// Ids signed with the operator's key (`--action-key`, as every node of a store gives it) for a
+/// version neither loaded nor stored, or for another machine than the number's: not resumable.
+/// An id issued on an outbound call (its MAC says so) resumes on its machine whatever the number:
+/// the node named that machine when it placed the call.
+#[tokio::test]
+async fn ids_resume_only_on_the_exact_version_and_outbound_ids_keep_their_machine() {
+    use phonetree::callflow::{ClientActionId, Issued};
+    let t = tempfile::tempdir().unwrap();
+    let n = Node::start_with(
+        &t.path().join("data"),
+        &machines_dir(t.path()),
+        &[("PHONETREE_ACTION_KEY", ACTION_KEY)],
+    );
+    let vca = n.url("/webhooks/vca");
+    let key = action_key();
+    let abc = bundled("abc_restaurant");
+    let id = |session: &str, version: String, issued| {
+        let id =
+            ClientActionId { machine: "abc_restaurant".into(), node: "reservations".into(), seq: 2, version };
+        id.signed(&key, session, issued)
+    };
+    let fresh = split(&post(&vca, inbound("s-control", "e1", ABC, "2", None).body()).await);
+    let resumed_want = comparable(golden("seeds/advanced/reschedule_table.json"));
+
+    // The current version resumes; a version the node never had does not (no fallback to the
+    // current one).
+    let a = post(
+        &vca,
+        inbound("s-now", "e1", ABC, "2", Some(&id("s-now", abc.version().short(), Issued::Answered))).body(),
+    )
+    .await;
+    assert_eq!(split(&a).0, resumed_want);
+    let a = post(
+        &vca,
+        inbound("s-gone", "e1", ABC, "2", Some(&id("s-gone", "0123456789ab".into(), Issued::Answered)))
+            .body(),
+    )
+    .await;
+    assert_eq!(split(&a).0, fresh.0);
+    assert!(n.log().contains("version 0123456789ab is neither loaded nor stored"), "{}", n.log());
+
+    // On order_status's number: an id of an inbound abc_restaurant call is refused; one issued on
+    // an outbound abc_restaurant call resumes it.
+    let orders = "+6568880002";
+    let v = abc.version().short();
+    let a =
+        post(&vca, inbound("s-in", "e1", orders, "2", Some(&id("s-in", v.clone(), Issued::Answered))).body())
+            .await;
+    assert_ne!(split(&a).0, resumed_want);
+    assert!(!split(&a).1.starts_with("pt.abc_restaurant."), "{}", String::from_utf8_lossy(&a.body));
+    assert!(n.log().contains("the call's number is bound to `order_status`"), "{}", n.log());
+    let a =
+        post(&vca, inbound("s-out", "e1", orders, "2", Some(&id("s-out", v, Issued::Placed))).body()).await;
+    assert_eq!(split(&a).0, resumed_want);
+}
+
+/// A call with stored state: a tampered or unsigned id is not honoured either (it neither moves
+/// the call to the node it names nor marks the webhook stale); the webhook applies to the call
+/// where the store has it, as one without an id does.
+#[tokio::test]
+async fn with_stored_state_a_tampered_id_is_treated_as_none() {
+    let t = tempfile::tempdir().unwrap();
+    let n = Node::start(&t.path().join("data"), &machines_dir(t.path()));
+    let vca = n.url("/webhooks/vca");
+    let resumed_want = comparable(golden("seeds/advanced/reschedule_table.json"));
+    let tampers: [fn(&str) -> String; 3] = [
+        // Another node, the MAC kept.
+        |id| id.replace(".reservations.", ".connect_call."),
+        // Unsigned (as phonetree issued ids before they were signed).
+        |id| id.rsplit_once('.').unwrap().0.to_string(),
+        // One character of the MAC changed.
+        |id| {
+            let last = if id.ends_with('A') { 'B' } else { 'A' };
+            format!("{}{last}", &id[..id.len() - 1])
+        },
+    ];
+    for (i, tamper) in tampers.into_iter().enumerate() {
+        let s = format!("s-stored-{i}");
+        let a = post(&vca, inbound(&s, "e1", ABC, "1", None).body()).await;
+        let id = a.client_action_id().unwrap();
+        let bad = tamper(&id);
+        assert_ne!(bad, id);
+        let b = post(&vca, inbound(&s, "e2", ABC, "2", Some(&bad)).body()).await;
+        assert_eq!(b.how, "applied", "{bad}");
+        assert_eq!(split(&b).0, resumed_want, "{bad}: the call goes on from reservations");
+    }
+    assert!(n.log().contains("clientActionId refused"));
+}
+
+#[test]
+fn a_short_action_key_is_refused_and_never_shown() {
+    let t = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--machines"])
+        .arg(machines_dir(t.path()))
+        .arg("--data")
+        .arg(t.path().join("data"))
+        .env("PHONETREE_ACTION_KEY", "tiny-key")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the action key is 8 characters; use at least 16"), "{err}");
+    assert!(!err.contains("tiny-key"), "{err}");
+}

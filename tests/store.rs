@@ -11,8 +11,8 @@ use phonetree::engine::script::Method;
 use phonetree::engine::{Answer, CallState, Event, Request};
 use phonetree::machine::Version;
 use phonetree::store::{
-    Commit, Committed, CopyError, Exported, Journaled, REPLIES_KEPT, Revision, SCAN_PAGE_MAX, Store,
-    StoredMachine, StoredSummary,
+    Commit, Committed, CopyError, Exported, Journaled, KeyCopied, REPLIES_KEPT, Revision, SCAN_PAGE_MAX,
+    Store, StoredMachine, StoredSummary,
 };
 
 /// A call waiting at abc_restaurant's main menu, under `session`.
@@ -147,6 +147,40 @@ async fn the_reply_journal_answers_duplicates_and_remembers_older_events() {
         );
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_action_key_is_made_once_and_every_node_of_the_store_gets_it() {
+    each(|b, store, dir| async move {
+        assert_eq!(store.action_key(None).await.unwrap(), None, "{}: no key yet", b.name);
+        // Nodes starting at once each bring a fresh key: one is kept, and all of them get it.
+        let tries = (1..=8u8).map(|i| {
+            let store = store.clone();
+            async move { store.action_key(Some([i; 32])).await.unwrap() }
+        });
+        let got: Vec<_> = futures_join_all(tries).await;
+        let kept = got[0].unwrap();
+        assert!(got.iter().all(|k| *k == Some(kept)), "{}: {got:?}", b.name);
+        assert_eq!(store.action_key(Some([99; 32])).await.unwrap(), Some(kept), "{}", b.name);
+        drop(store);
+        let store = (b.open)(dir.path()).await;
+        assert_eq!(store.action_key(None).await.unwrap(), Some(kept), "{}: durable", b.name);
+    })
+    .await;
+}
+
+/// Runs futures concurrently (on this runtime's threads) and gives their outputs in order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }
 
 #[tokio::test]
@@ -473,6 +507,7 @@ async fn a_copy_into_any_backend_answers_as_the_source_did() {
             let from = (source.open)(d1.path()).await;
             let to = (target.open)(d2.path()).await;
             let (machines, events) = populate(from.as_ref()).await;
+            let key = from.action_key(Some([7; 32])).await.unwrap();
             let exported = export_all(from.as_ref(), SCAN_PAGE_MAX).await;
             assert_eq!(exported, export_all(from.as_ref(), 1).await, "{name}: pages of one, the same");
             let ids: Vec<&str> = exported.iter().map(|e| e.session.as_str()).collect();
@@ -484,6 +519,8 @@ async fn a_copy_into_any_backend_answers_as_the_source_did() {
                 (2, 3, 2, 1, 1),
                 "{name}"
             );
+            assert_eq!(copied.action_key, KeyCopied::Copied, "{name}");
+            assert_eq!(to.action_key(Some([8; 32])).await.unwrap(), key, "{name}: ids still resume there");
 
             let mut got = to.machines().await.unwrap();
             got.sort_by_key(|(v, _)| v.0);

@@ -1,6 +1,43 @@
-//! The id phonetree puts on every reply that waits, which 8x8 echoes in the next webhook.
+//! The id phonetree puts on every reply that waits, which 8x8 echoes in the next webhook, and its
+//! MAC.
+//!
+//! The engine stays pure and keyless: it issues the unsigned id (`pt.MACHINE.NODE.SEQ.VERSION`).
+//! The node signs every reply it sends with `sign` (the key passed in as data) just before the
+//! reply is encoded, and checks an echoed id with `verify` before it lets the id decide anything.
+//! A signed id is `pt.MACHINE.NODE.SEQ.VERSION.MAC`: the MAC is HMAC-SHA256 over what the id says
+//! and the session it was issued on, truncated to `ACTION_MAC_BYTES` and written in base64url,
+//! so an id is valid on its own session only, and nobody without the key can make one.
 
 use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{KeyInit, Mac};
+use sha2::Digest;
+use subtle::ConstantTimeEq;
+
+use super::{Callflow, ID_BYTES_MAX};
+use crate::secret::Secret;
+
+/// Bytes of the MAC an id carries: 96 bits, far beyond what guessing over a phone line reaches,
+/// and short enough (16 base64url characters) to keep an id within `ID_BYTES_MAX`.
+pub const ACTION_MAC_BYTES: usize = 12;
+/// Characters of the MAC in an id (base64url without padding).
+const ACTION_MAC_CHARS: usize = ACTION_MAC_BYTES.div_ceil(3) * 4 - (3 - ACTION_MAC_BYTES % 3) % 3;
+/// Characters of a version's short form (`Version::short`).
+const VERSION_CHARS: usize = 12;
+/// Digits of the longest `seq` (a `u32`).
+const SEQ_DIGITS_MAX: usize = 10;
+/// Longest machine name plus node name: what a signed id leaves for the names within
+/// `ID_BYTES_MAX` (`pt.` and five dots, the longest seq, the version, the MAC).
+pub const ACTION_ID_NAMES_CHARS_MAX: usize =
+    ID_BYTES_MAX - "pt.".len() - 4 - SEQ_DIGITS_MAX - VERSION_CHARS - ACTION_MAC_CHARS;
+/// Shortest `--action-key` accepted: anything shorter can be guessed.
+pub const ACTION_KEY_CHARS_MIN: usize = 16;
+/// What the MAC input starts with, so that no other HMAC phonetree computes is ever a valid one.
+const MAC_DOMAIN: &[u8] = b"phonetree clientActionId v1";
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// The id phonetree puts on every reply that waits: `pt.MACHINE.NODE.SEQ.VERSION`.
 /// 8x8 echoes it in the next webhook, so a call can be located without stored state and a webhook
@@ -14,27 +51,229 @@ pub struct ClientActionId {
     pub version: String,
 }
 
+/// The key ids are signed with: 32 bytes, never shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ActionKey([u8; 32]);
+
+impl ActionKey {
+    /// A key of 32 random bytes (generated once per store and kept there).
+    pub fn new(bytes: [u8; 32]) -> ActionKey {
+        ActionKey(bytes)
+    }
+
+    /// The key an operator gave (`--action-key`): the SHA-256 of its text, so any text of at least
+    /// `ACTION_KEY_CHARS_MIN` characters makes a full-length key.
+    pub fn from_secret(secret: &Secret) -> Result<ActionKey, ActionKeyTooShort> {
+        if secret.len() < ACTION_KEY_CHARS_MIN {
+            return Err(ActionKeyTooShort(secret.len()));
+        }
+        Ok(ActionKey(sha2::Sha256::digest(secret.expose().as_bytes()).into()))
+    }
+
+    fn mac(&self, session: &str, issued: Issued, unsigned: &str) -> [u8; ACTION_MAC_BYTES] {
+        // HMAC takes keys of any length; a 32-byte key is always accepted.
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("hmac takes any key length");
+        for part in [MAC_DOMAIN, session.as_bytes(), &[issued as u8], unsigned.as_bytes()] {
+            mac.update(part);
+            mac.update(&[0]);
+        }
+        let full = mac.finalize().into_bytes();
+        let mut out = [0; ACTION_MAC_BYTES];
+        out.copy_from_slice(&full[..ACTION_MAC_BYTES]);
+        out
+    }
+}
+
+impl fmt::Debug for ActionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ActionKey(***)")
+    }
+}
+
+/// An `--action-key` too short to be a key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "the action key is {0} characters; use at least {ACTION_KEY_CHARS_MIN} (e.g. `openssl rand -hex 32`)"
+)]
+pub struct ActionKeyTooShort(pub usize);
+
+/// Who picked the machine of the call an id was issued on; the MAC covers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Issued {
+    /// The number the call is on (`Registry::bind`): a resumed call must be on that number's
+    /// machine still.
+    Answered = b'a',
+    /// An outbound call (placed by this node, which named the machine): the id's machine is the
+    /// call's, whatever the number.
+    Placed = b'p',
+}
+
+/// Why an echoed id is not honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("clientActionId is not one of phonetree's")]
+    Malformed,
+    #[error("clientActionId carries no MAC (issued before ids were signed, or forged)")]
+    Unsigned,
+    #[error("clientActionId's MAC does not match (tampered, forged, another session, or another key)")]
+    BadMac,
+}
+
 impl ClientActionId {
+    /// What an id says, signed or not; the MAC (if any) is not checked: `verify` does that.
     pub fn parse(s: &str) -> Option<ClientActionId> {
+        Self::split(s).map(|(id, _)| id)
+    }
+
+    /// The id and its MAC part (`None` for an unsigned id).
+    fn split(s: &str) -> Option<(ClientActionId, Option<&str>)> {
         let mut parts = s.split('.');
         if parts.next()? != "pt" {
             return None;
         }
         let (machine, node, seq, version) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let mac = parts.next();
         if parts.next().is_some() || machine.is_empty() || node.is_empty() {
             return None;
         }
-        Some(ClientActionId {
+        let id = ClientActionId {
             machine: machine.to_string(),
             node: node.to_string(),
             seq: seq.parse().ok()?,
             version: version.to_string(),
-        })
+        };
+        Some((id, mac))
+    }
+
+    /// The signed id for a reply on `session`.
+    pub fn signed(&self, key: &ActionKey, session: &str, issued: Issued) -> String {
+        let unsigned = self.to_string();
+        let mac = URL_SAFE_NO_PAD.encode(key.mac(session, issued, &unsigned));
+        format!("{unsigned}.{mac}")
+    }
+
+    /// The id `s` says, if its MAC is `key`'s for `session`, and who picked its machine.
+    pub fn verify(s: &str, key: &ActionKey, session: &str) -> Result<(ClientActionId, Issued), Refused> {
+        if s.len() > ID_BYTES_MAX {
+            return Err(Refused::Malformed);
+        }
+        let (id, mac) = Self::split(s).ok_or(Refused::Malformed)?;
+        let mac = mac.ok_or(Refused::Unsigned)?;
+        let got = URL_SAFE_NO_PAD.decode(mac).map_err(|_| Refused::BadMac)?;
+        // The id as phonetree would have written it: a seq of `007` is not the seq `7` signed.
+        let unsigned = id.to_string();
+        if got.len() != ACTION_MAC_BYTES || !s.starts_with(&unsigned) {
+            return Err(Refused::BadMac);
+        }
+        for issued in [Issued::Answered, Issued::Placed] {
+            if bool::from(key.mac(session, issued, &unsigned).ct_eq(&got)) {
+                return Ok((id, issued));
+            }
+        }
+        Err(Refused::BadMac)
+    }
+}
+
+/// Signs the id a reply carries (the engine's unsigned one) for `session`; a reply without one is
+/// left as it is.
+pub fn sign(flow: &mut Callflow, key: &ActionKey, session: &str, issued: Issued) {
+    if let Some(id) = flow.client_action_id.as_deref().and_then(ClientActionId::parse) {
+        flow.client_action_id = Some(id.signed(key, session, issued));
     }
 }
 
 impl fmt::Display for ClientActionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "pt.{}.{}.{}.{}", self.machine, self.node, self.seq, self.version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> ActionKey {
+        ActionKey::new([b; 32])
+    }
+
+    fn id() -> ClientActionId {
+        ClientActionId {
+            machine: "bank".into(),
+            node: "account".into(),
+            seq: 3,
+            version: "0123456789ab".into(),
+        }
+    }
+
+    #[test]
+    fn a_signed_id_verifies_on_its_session_with_its_key_only() {
+        let s = id().signed(&key(1), "s-1", Issued::Answered);
+        assert!(s.starts_with("pt.bank.account.3.0123456789ab."), "{s}");
+        assert_eq!(s.len(), "pt.bank.account.3.0123456789ab.".len() + ACTION_MAC_CHARS);
+        assert_eq!(ClientActionId::verify(&s, &key(1), "s-1"), Ok((id(), Issued::Answered)));
+        assert_eq!(ClientActionId::parse(&s), Some(id()));
+        assert_eq!(ClientActionId::verify(&s, &key(2), "s-1"), Err(Refused::BadMac));
+        assert_eq!(ClientActionId::verify(&s, &key(1), "s-2"), Err(Refused::BadMac));
+        let placed = id().signed(&key(1), "s-1", Issued::Placed);
+        assert_ne!(placed, s);
+        assert_eq!(ClientActionId::verify(&placed, &key(1), "s-1"), Ok((id(), Issued::Placed)));
+    }
+
+    #[test]
+    fn tampered_unsigned_and_foreign_ids_are_refused() {
+        let k = key(7);
+        let s = id().signed(&k, "s", Issued::Answered);
+        let mac = s.rsplit('.').next().unwrap();
+        for forged in [
+            s.replace(".3.", ".4."),
+            s.replace(".3.", ".03."),
+            s.replace("account", "transfer"),
+            s.replace("bank", "shop"),
+            s.replace("0123456789ab", "0123456789ac"),
+            format!(
+                "pt.bank.account.3.0123456789ab.{}",
+                mac.replace(&mac[..1], if &mac[..1] == "A" { "B" } else { "A" })
+            ),
+            format!("{s}A"),
+            s[..s.len() - 1].to_string(),
+            format!("pt.bank.account.3.0123456789ab.{}", "A".repeat(ACTION_MAC_CHARS)),
+        ] {
+            assert_eq!(ClientActionId::verify(&forged, &k, "s"), Err(Refused::BadMac), "{forged}");
+        }
+        assert_eq!(ClientActionId::verify(&id().to_string(), &k, "s"), Err(Refused::Unsigned));
+        assert_eq!(ClientActionId::verify("pt.bank", &k, "s"), Err(Refused::Malformed));
+        assert_eq!(ClientActionId::verify(&"x".repeat(ID_BYTES_MAX + 1), &k, "s"), Err(Refused::Malformed));
+        assert_eq!(ClientActionId::verify(&format!("{s}.x"), &k, "s"), Err(Refused::Malformed));
+    }
+
+    #[test]
+    fn the_longest_names_fit_in_an_id() {
+        let long = ClientActionId {
+            machine: "m".repeat(ACTION_ID_NAMES_CHARS_MAX / 2),
+            node: "n".repeat(ACTION_ID_NAMES_CHARS_MAX - ACTION_ID_NAMES_CHARS_MAX / 2),
+            seq: u32::MAX,
+            version: "0".repeat(VERSION_CHARS),
+        };
+        assert_eq!(long.signed(&key(0), "s", Issued::Answered).len(), ID_BYTES_MAX);
+    }
+
+    #[test]
+    fn operator_keys_are_long_enough_and_never_shown() {
+        assert_eq!(ActionKey::from_secret(&Secret::new("short")), Err(ActionKeyTooShort(5)));
+        let k = ActionKey::from_secret(&Secret::new("0123456789abcdef0123")).unwrap();
+        assert_eq!(format!("{k:?}"), "ActionKey(***)");
+        assert_eq!(k, ActionKey::from_secret(&Secret::new("0123456789abcdef0123\n")).unwrap());
+    }
+
+    #[test]
+    fn signing_a_reply_replaces_its_id() {
+        let mut flow = Callflow { client_action_id: Some(id().to_string()), actions: vec![] };
+        sign(&mut flow, &key(3), "s", Issued::Answered);
+        let signed = flow.client_action_id.clone().unwrap();
+        assert_eq!(ClientActionId::verify(&signed, &key(3), "s"), Ok((id(), Issued::Answered)));
+        let mut none = Callflow::hangup();
+        sign(&mut none, &key(3), "s", Issued::Answered);
+        assert_eq!(none.client_action_id, None);
     }
 }

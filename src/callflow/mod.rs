@@ -10,7 +10,10 @@ mod summary;
 
 use std::fmt;
 
-pub use action_id::ClientActionId;
+pub use action_id::{
+    ACTION_ID_NAMES_CHARS_MAX, ACTION_KEY_CHARS_MIN, ACTION_MAC_BYTES, ActionKey, ActionKeyTooShort,
+    ClientActionId, Issued, Refused, sign,
+};
 pub use summary::{Leg, SessionSummary};
 
 /// 8x8: "Maximum voice message length is 3000 characters" (say `text`, sayAndCapture `promptMessage`).

@@ -45,6 +45,14 @@ struct NodeArgs {
     /// A file whose first line is the 8x8 API key.
     #[arg(long, env = "PHONETREE_8X8_API_KEY_FILE", conflicts_with = "api_key")]
     api_key_file: Option<PathBuf>,
+    /// The key every clientActionId is signed with (at least 16 characters; every node of a store
+    /// must have the same). Default: a random key made once and kept in the store. Prefer
+    /// --action-key-file: a flag shows in `ps`.
+    #[arg(long, env = "PHONETREE_ACTION_KEY", hide_env_values = true)]
+    action_key: Option<String>,
+    /// A file whose first line is the action key.
+    #[arg(long, env = "PHONETREE_ACTION_KEY_FILE", conflicts_with = "action_key")]
+    action_key_file: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -55,11 +63,13 @@ impl NodeArgs {
         session_ttl: Duration,
         retention: Duration,
     ) -> Result<Config, SecretFileError> {
-        let api_key = match (&self.api_key, &self.api_key_file) {
-            (_, Some(file)) => Some(Secret::from_file(file)?),
-            (Some(key), None) => Some(Secret::new(key)),
-            (None, None) => None,
+        let secret = |flag: &Option<String>, file: &Option<PathBuf>| match (flag, file) {
+            (_, Some(file)) => Secret::from_file(file).map(Some),
+            (Some(key), None) => Ok(Some(Secret::new(key))),
+            (None, None) => Ok(None),
         };
+        let api_key = secret(&self.api_key, &self.api_key_file)?;
+        let action_key = secret(&self.action_key, &self.action_key_file)?;
         Ok(Config {
             machines: self.machines,
             store: self.store.unwrap_or_else(|| format!("sled:{}", self.data.display())),
@@ -69,6 +79,7 @@ impl NodeArgs {
             retention,
             api: ApiConfig { base_url: self.api_base_url, sub_account: self.api_subaccount, api_key },
             unsafe_no_fsync: false,
+            action_key,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! keep safe on disk (a store holds callers' numbers), nothing to run twice, and memory stays
 //! bounded by the copy's pages (`store::COPY_PAGE`) however large the store.
 
-use phonetree::store::{self, Copied, CopyError, Durability, StoreError, StoreUrl};
+use phonetree::store::{self, Copied, CopyError, Durability, KeyCopied, StoreError, StoreUrl};
 
 use super::{NoRuntime, runtime};
 
@@ -91,12 +91,20 @@ fn copy(args: &CopyArgs) -> Result<(), Error> {
 }
 
 fn report(from: &StoreUrl, to: &StoreUrl, c: &Copied) -> String {
+    let key = match c.action_key {
+        KeyCopied::Copied => "copied",
+        KeyCopied::NoneInSource => "none in the source",
+        KeyCopied::TargetKeepsItsOwn => {
+            "NOT copied: the target keeps its own (ids the source issued will not resume there)"
+        }
+    };
     format!(
         "copied {from} to {to}\n\
          machine versions: {}\n\
          sessions: {} (replies kept: {}, older events known: {}, webhooks with script answers: {}, \
          summaries: {})\n\
-         summaries of sessions not stored: {}\n",
+         summaries of sessions not stored: {}\n\
+         action key: {key}\n",
         c.machines, c.sessions, c.replies, c.forgotten, c.answers, c.summaries, c.lone_summaries
     )
 }

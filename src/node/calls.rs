@@ -4,13 +4,22 @@
 //! Decisions made here, not in the engine, because they need the store: duplicate deliveries
 //! (answered from the reply journal), stale webhooks (answered with the current prompt, not
 //! applied), calls with no stored state (started, or resumed from their `clientActionId`).
+//!
+//! `clientActionId`s: the engine issues them unsigned; every reply leaves through `encode_reply`,
+//! which signs its id with the node's key for the session it answers (`callflow::sign`). An
+//! echoed id is used only once `ClientActionId::verify` accepts it for the webhook's session; any
+//! other (tampered, forged, unsigned, another session's or another key's) is treated as no id,
+//! counted in `App::refused_ids` and logged. With stored state a valid id only tells a stale
+//! webhook (its seq); without, it resumes the call, but only on the exact machine version it
+//! names, and only on the machine bound to the call's number unless it was issued on an outbound
+//! call.
 
 use std::sync::Arc;
 
 use tracing::{debug, error, info, warn};
 
 use super::App;
-use crate::callflow::{Callflow, ClientActionId, SessionSummary};
+use crate::callflow::{self, Callflow, ClientActionId, Issued, SessionSummary};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
 use crate::machine::{Machine, NodeKind};
 use crate::node::registry::RegistryError;
@@ -100,7 +109,7 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
             Some(Journaled::Forgotten) => {
                 let st = loaded.as_ref().map(|l| &l.state);
                 warn!("a very late duplicate: repeating the current prompt");
-                return Ok((repeat_current(app, st).await?, Answered::Stale));
+                return Ok((repeat_current(app, &ca.session_id, st).await?, Answered::Stale));
             }
             None => match plan(app, ca, loaded.as_ref(), now).await? {
                 Plan::Apply { machine, state, event } => (machine, state, event),
@@ -108,7 +117,8 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
             },
         };
         let step = run_step(app, ca, &machine, &state, &event, now).await?;
-        let body = wire::encode(step.reply.as_ref().unwrap_or(&Callflow::hangup()))?;
+        let reply = step.reply.clone().unwrap_or_else(Callflow::hangup);
+        let body = encode_reply(app, reply, &ca.session_id, &step.state)?;
         let commit = Commit {
             session: &ca.session_id,
             expected: loaded.as_ref().map(|l| &l.rev),
@@ -145,15 +155,70 @@ fn log_transition(machine: &Machine, before: &CallState, event: &Event, step: &e
 }
 
 /// The prompt a call waits on, again (or a hangup for a call that is over).
-async fn repeat_current(app: &App, state: Option<&CallState>) -> Result<Vec<u8>, Fault> {
-    let flow = match state {
+async fn repeat_current(app: &App, session: &str, state: Option<&CallState>) -> Result<Vec<u8>, Fault> {
+    match state {
         Some(st) if matches!(st.phase, Phase::AwaitingInput | Phase::Bridged) => {
             let machine = app.registry.version(app.store.as_ref(), &st.machine, st.version).await?;
-            engine::current_reply(&machine, st)?
+            encode_reply(app, engine::current_reply(&machine, st)?, session, st)
         }
-        _ => Callflow::hangup(),
-    };
+        _ => Ok(wire::encode(&Callflow::hangup())?),
+    }
+}
+
+/// The bytes of a reply to a webhook of `session`, its `clientActionId` signed: every reply that
+/// carries an id leaves through here. An id issued on an outbound call says so (in its MAC), so
+/// that it resumes whatever the number's machine is.
+fn encode_reply(app: &App, mut flow: Callflow, session: &str, state: &CallState) -> Result<Vec<u8>, Fault> {
+    let issued = if state.call.direction == Direction::Outbound { Issued::Placed } else { Issued::Answered };
+    callflow::sign(&mut flow, &app.action_key, session, issued);
     Ok(wire::encode(&flow)?)
+}
+
+/// The echoed id, if it is one this node signed for the webhook's session; any other is refused
+/// (counted, logged) and treated as none.
+fn verified(app: &App, ca: &CallAction) -> Option<(ClientActionId, Issued)> {
+    let raw = ca.client_action_id.as_deref()?;
+    match ClientActionId::verify(raw, &app.action_key, &ca.session_id) {
+        Ok(id) => Some(id),
+        Err(why) => {
+            app.refuse_id(raw, &why);
+            None
+        }
+    }
+}
+
+/// The machine (exact version) and id a call with no stored state resumes at: the id must be valid
+/// for this session, name a version loaded or stored, and (unless issued on an outbound call)
+/// name the machine the call's number is bound to. `None`: the call is not resumable.
+async fn resumable(
+    app: &App,
+    ca: &CallAction,
+    id: ClientActionId,
+    issued: Issued,
+) -> Result<Option<(Arc<Machine>, ClientActionId)>, Fault> {
+    let raw = ca.client_action_id.as_deref().unwrap_or("");
+    let Some(machine) = app.registry.by_short(app.store.as_ref(), &id.machine, &id.version).await? else {
+        app.refuse_id(
+            raw,
+            &format_args!("machine `{}` version {} is neither loaded nor stored", id.machine, id.version),
+        );
+        return Ok(None);
+    };
+    if issued == Issued::Answered {
+        let bound = app.registry.bind(ca.direction, &ca.source, &ca.destination);
+        if bound.as_ref().map(|m| m.name()) != Some(machine.name()) {
+            let bound = bound.as_ref().map_or("none", |m| m.name());
+            app.refuse_id(
+                raw,
+                &format_args!(
+                    "it names machine `{}`, but the call's number is bound to `{bound}`",
+                    id.machine
+                ),
+            );
+            return Ok(None);
+        }
+    }
+    Ok(Some((machine, id)))
 }
 
 /// Steps the engine, performing the requests of the script nodes it reaches. Each answer is
@@ -211,18 +276,19 @@ async fn run_step(
 }
 
 async fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result<Plan, Fault> {
-    let id = ca.client_action_id.as_deref().and_then(ClientActionId::parse);
+    // A call received has no id to check; any other webhook's id is checked once, here.
+    let id = if ca.is_call_received() { None } else { verified(app, ca) };
     if let Some(loaded) = loaded {
         let st = &loaded.state;
         // A webhook that answers another prompt than the one the call waits on is not applied.
         let waiting = matches!(st.phase, Phase::AwaitingInput | Phase::Bridged);
-        if let Some(id) = &id
+        if let Some((id, _)) = &id
             && waiting
             && id.machine == st.machine
             && id.seq != st.seq
         {
             warn!(got = %ca.client_action_id.as_deref().unwrap_or(""), want_seq = st.seq, "stale webhook: repeating the current prompt");
-            return Ok(Plan::Answer(repeat_current(app, Some(st)).await?, Answered::Stale));
+            return Ok(Plan::Answer(repeat_current(app, &ca.session_id, Some(st)).await?, Answered::Stale));
         }
         let machine = app.registry.version(app.store.as_ref(), &st.machine, st.version).await?;
         let mut state = st.clone();
@@ -244,9 +310,8 @@ async fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> 
         call_id: ca.call_id.clone(),
     };
     // No stored state, but 8x8 echoes one of our ids: resume the call at that node.
-    if let Some(id) = id
-        && !ca.is_call_received()
-        && let Some(machine) = app.registry.by_short(app.store.as_ref(), &id.machine, &id.version).await?
+    if let Some((id, issued)) = id
+        && let Some((machine, id)) = resumable(app, ca, id, issued).await?
     {
         return resume(machine, call, &id, ca, now);
     }

@@ -16,14 +16,16 @@ pub mod throttle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::callflow::{Action, Callflow, Say};
+use crate::callflow::{Action, ActionKey, ActionKeyTooShort, Callflow, Say};
 use crate::machine::compile::DEFAULT_FALLBACK;
+use crate::secret::Secret;
 use crate::store::{self, Durability, Store, StoreError, StoreUrl};
 use crate::webhook::outbound::ApiConfig;
 use catalog::Catalog;
@@ -49,6 +51,9 @@ pub struct Config {
     pub api: ApiConfig,
     /// Reply before the fsync (benchmarks only: a crash may lose acknowledged transitions).
     pub unsafe_no_fsync: bool,
+    /// The key `clientActionId`s are signed with (`--action-key`); `None`: the store's, made by
+    /// the first node that opened it and shared by all its nodes.
+    pub action_key: Option<Secret>,
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             retention: Duration::from_secs(24 * 3600),
             api: ApiConfig::default(),
             unsafe_no_fsync: false,
+            action_key: None,
         }
     }
 }
@@ -77,6 +83,14 @@ pub struct App {
     /// Set once the store failed for good (see `StoreError::is_permanent`).
     failure: OnceLock<String>,
     failed: Notify,
+    /// What every `clientActionId` this node issues is signed with, and every echoed one checked
+    /// against.
+    pub action_key: ActionKey,
+    /// `clientActionId`s refused (tampered, forged, unsigned, of another session or machine) since
+    /// the node started: for metrics.
+    pub refused_ids: AtomicU64,
+    /// When (seconds since the epoch) a refused id was last logged at warn: at most one a second.
+    refusal_warned_s: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +103,12 @@ pub enum ServeError {
     UnknownDefault(String),
     #[error("cannot open the store {store}: {source}")]
     Store { store: String, source: StoreError },
+    #[error(transparent)]
+    ActionKey(#[from] ActionKeyTooShort),
+    #[error(
+        "cannot make an action key: the system's random source failed ({0}); give one with --action-key-file"
+    )]
+    Random(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -119,13 +139,17 @@ impl App {
         let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref())
             .await
             .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
+        let action_key = action_key(&config, store.as_ref()).await?;
         Ok(App {
             config,
             registry,
             store,
             http: reqwest::Client::new(),
+            action_key,
             failure: OnceLock::new(),
             failed: Notify::new(),
+            refused_ids: AtomicU64::new(0),
+            refusal_warned_s: AtomicU64::new(0),
         })
     }
 
@@ -155,6 +179,40 @@ impl App {
             woken.await;
         }
     }
+
+    /// Counts a `clientActionId` that is not honoured, and logs it at warn at most once a second
+    /// (anyone who reaches the port can send them); the rest at debug.
+    pub fn refuse_id(&self, id: &str, why: &dyn std::fmt::Display) {
+        let refused = self.refused_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let now_s = now_ms() / 1000;
+        let last = self.refusal_warned_s.load(Ordering::Relaxed);
+        let shown: String = id.chars().take(crate::callflow::ID_BYTES_MAX).collect();
+        if now_s > last
+            && self
+                .refusal_warned_s
+                .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!(id = ?shown, reason = %why, refused_total = refused, "clientActionId refused: treated as none");
+        } else {
+            tracing::debug!(id = ?shown, reason = %why, refused_total = refused, "clientActionId refused: treated as none");
+        }
+    }
+}
+
+/// The node's action key: the operator's (`--action-key`), else the store's (made now, from the
+/// system's random source, if this is the store's first node).
+async fn action_key(config: &Config, store: &dyn Store) -> Result<ActionKey, ServeError> {
+    if let Some(secret) = &config.action_key {
+        return Ok(ActionKey::from_secret(secret)?);
+    }
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh).map_err(|e| ServeError::Random(e.to_string()))?;
+    let kept = store
+        .action_key(Some(fresh))
+        .await
+        .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
+    Ok(ActionKey::new(kept.unwrap_or(fresh)))
 }
 
 /// Loads and proves every machine of `config.machines`; any error refuses them all.

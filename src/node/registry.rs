@@ -98,8 +98,9 @@ impl Registry {
         Ok(m)
     }
 
-    /// The version named by a `clientActionId` (machine name and short version), or the current
-    /// version of that machine when the named one is gone.
+    /// The exact version named by a `clientActionId` (machine name and short version), loaded or
+    /// stored; `None` when it is neither (never another version: an id is valid for the version
+    /// it was issued on only).
     pub async fn by_short(
         &self,
         store: &dyn Store,
@@ -121,7 +122,7 @@ impl Registry {
         {
             return Ok(Some(m));
         }
-        Ok(self.current(name).cloned())
+        Ok(None)
     }
 
     /// The machine a new call runs: the one whose number the call is on (inbound: the number dialled;

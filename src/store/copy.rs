@@ -1,7 +1,8 @@
 //! Copying one store into another (`phonetree store copy`): the upgrade path from a sled folder
 //! to PostgreSQL, through the `Store` trait only, so any backend copies into any other.
 //!
-//! What is copied: every machine version (first, so every copied call finds the version it runs
+//! What is copied: the key `clientActionId`s are signed with (so the copied calls can still be
+//! resumed from the ids 8x8 echoes), every machine version (first, so every copied call finds the version it runs
 //! on), every session with its state, reply journal, script answers and summary (each written at
 //! once by `Store::import`), and the summaries of sessions the source no longer has. The script
 //! cache is not copied: it is only a cache. Memory stays bounded however large the store: the
@@ -39,6 +40,20 @@ pub struct Copied {
     pub summaries: usize,
     /// Summaries of sessions the source no longer has.
     pub lone_summaries: usize,
+    pub action_key: KeyCopied,
+}
+
+/// What became of the source's action key (the key `clientActionId`s are signed with).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeyCopied {
+    /// The target signs and checks ids with the source's key.
+    Copied,
+    /// The source has none (no node ran on it since ids were signed): nothing to copy.
+    #[default]
+    NoneInSource,
+    /// The target had a key of its own already (a node ran on it), which it keeps: ids the source
+    /// issued are not resumable there (calls with stored state do not need them).
+    TargetKeepsItsOwn,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +83,10 @@ pub async fn copy(from: &dyn Store, to: &Arc<dyn Store>) -> Result<Copied, CopyE
         return Err(CopyError::TargetNotEmpty(there));
     }
     let mut copied = Copied::default();
+    if let Some(key) = from.action_key(None).await.map_err(CopyError::Source)? {
+        let kept = to.action_key(Some(key)).await.map_err(CopyError::Target)?;
+        copied.action_key = if kept == Some(key) { KeyCopied::Copied } else { KeyCopied::TargetKeepsItsOwn };
+    }
     for (version, machine) in from.machines().await.map_err(CopyError::Source)? {
         to.put_machine(version, &machine).await.map_err(CopyError::Target)?;
         copied.machines += 1;

@@ -29,7 +29,7 @@ use crate::callflow::SessionSummary;
 use crate::engine::{Answer, CallState, Request};
 use crate::machine::Version;
 
-pub use self::copy::{COPY_PAGE, Copied, CopyError, IMPORTS_IN_FLIGHT, copy};
+pub use self::copy::{COPY_PAGE, Copied, CopyError, IMPORTS_IN_FLIGHT, KeyCopied, copy};
 pub use self::postgres::{
     APPLICATION_NAME, CACHE_EXPIRE_BATCH, CONNECT_TIMEOUT, MIGRATIONS, OPERATION_TIMEOUT, POOL_SIZE_MAX,
     POOL_WAIT_MAX, PgStore, PgUrl, SCHEMA_VERSION, SESSION_COUNT_REFRESH,
@@ -256,6 +256,11 @@ pub trait Store: Send + Sync {
     /// At most `limit` (≤ `SCAN_PAGE_MAX`) summaries of sessions that have no state (a summary of
     /// a call this store never saw), whose session ids come after `after`, in id order.
     fn lone_summaries<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, SummaryPage>;
+
+    /// The key `clientActionId`s are signed with, shared by every node of the store: the one kept,
+    /// else `fresh` (a random key the caller made), kept now, durably. Atomic: nodes starting at
+    /// once all get the key the first of them kept. `fresh: None` only reads (`None`: no key yet).
+    fn action_key(&self, fresh: Option<[u8; 32]>) -> StoreFuture<'_, Option<[u8; 32]>>;
 
     /// How many sessions are stored (for readiness and logs; may be approximate).
     fn session_count(&self) -> StoreFuture<'_, u64>;

@@ -326,6 +326,28 @@ pub struct MachineRecord {
     pub text: String,
 }
 
+/// The key every node of a store signs `clientActionId`s with, made once by the first node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionKeyRecord {
+    pub v: u8,
+    pub key: Blob,
+}
+
+/// The key of an `ActionKeyRecord`, checked: 32 bytes, in a format this phonetree reads.
+pub fn decode_action_key(raw: &[u8]) -> Result<[u8; 32], StoreError> {
+    let r: ActionKeyRecord = decode("action key", "action_key", raw)?;
+    check_format("action key", "action_key", r.v)?;
+    <[u8; 32]>::try_from(r.key.0.as_slice()).map_err(|_| StoreError::Decode {
+        what: "action key",
+        key: "action_key".into(),
+        detail: format!("{} bytes, not 32", r.key.0.len()),
+    })
+}
+
+pub fn encode_action_key(key: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
+    encode("action key", &ActionKeyRecord { v: FORMAT, key: Blob(key.to_vec()) })
+}
+
 /// The answers the script requests of one webhook got, in order: journaled before they are
 /// applied, so a retried webhook reuses them instead of asking the API again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

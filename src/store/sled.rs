@@ -3,7 +3,8 @@
 //! Trees: `sessions` (session id → `SessionRecord`: the state and its reply journal, written with
 //! one `compare_and_swap` per webhook), `summaries` (session id → `SummaryRecord`), `machines`
 //! (version → `MachineRecord`), `answers` (session id, NUL, event id → the script answers of one
-//! webhook), `cache` (request hash → `CacheRecord`) and `meta` (the readiness probe). A write is
+//! webhook), `cache` (request hash → `CacheRecord`) and `meta` (the readiness probe, and the
+//! `ActionKeyRecord` every `clientActionId` is signed with). A write is
 //! durable once the fsync thread has flushed after it: every request waiting meanwhile shares
 //! that one fsync (group commit), and sled's own periodic flusher is off.
 
@@ -17,7 +18,8 @@ use tracing::info;
 
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
-    SummaryRecord, cache_key, check_format, decode, decode_record, encode,
+    SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_record, encode,
+    encode_action_key,
 };
 use super::{
     Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Store,
@@ -27,6 +29,8 @@ use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
 use crate::machine::Version;
 
+/// The `meta` key of the store's `ActionKeyRecord`.
+const ACTION_KEY: &str = "action_key";
 /// Requests waiting for the next fsync at most; more wait their turn to enqueue (back-pressure).
 pub const FLUSH_QUEUE_MAX: usize = 4096;
 /// sled's page cache: a live call is a few hundred bytes to a KiB with its journal, so this holds
@@ -455,6 +459,20 @@ impl Store for SledStore {
 
     fn lone_summaries<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, SummaryPage> {
         Box::pin(async move { self.lone(after, limit) })
+    }
+
+    fn action_key(&self, fresh: Option<[u8; 32]>) -> StoreFuture<'_, Option<[u8; 32]>> {
+        Box::pin(async move {
+            if let Some(fresh) = fresh {
+                let record = encode_action_key(&fresh)?;
+                // Only the first writer's key is kept; everyone reads it back.
+                let swapped = self.meta.compare_and_swap(ACTION_KEY, None as Option<&[u8]>, Some(record))?;
+                if swapped.is_ok() {
+                    self.durable().await?;
+                }
+            }
+            self.meta.get(ACTION_KEY)?.map(|raw| decode_action_key(&raw)).transpose()
+        })
     }
 
     fn session_count(&self) -> StoreFuture<'_, u64> {

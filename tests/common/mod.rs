@@ -12,6 +12,34 @@ use phonetree::machine::{self, Machine, Source};
 use phonetree::webhook::wire;
 use serde_json::Value;
 
+/// The `--action-key` of test nodes that are given one (`PHONETREE_ACTION_KEY`).
+pub const ACTION_KEY: &str = "test-action-key-0123456789abcdef";
+
+/// The key a node with `--action-key ACTION_KEY` signs with.
+pub fn action_key() -> phonetree::callflow::ActionKey {
+    phonetree::callflow::ActionKey::from_secret(&phonetree::secret::Secret::new(ACTION_KEY)).unwrap()
+}
+
+/// Makes the action key of the sled store at `data` (as the first node on it would) and returns
+/// it: the key every node on that store signs with.
+pub async fn store_action_key(data: &std::path::Path) -> phonetree::callflow::ActionKey {
+    let store = phonetree::store::SledStore::open(data).unwrap();
+    let key = phonetree::store::Store::action_key(&store, Some([0x5a; 32])).await.unwrap().unwrap();
+    phonetree::callflow::ActionKey::new(key)
+}
+
+/// A reply of the engine as a node signing with `key` sends it on `session` (an inbound call).
+pub fn signed(key: &phonetree::callflow::ActionKey, session: &str, mut flow: Callflow) -> Callflow {
+    phonetree::callflow::sign(&mut flow, key, session, phonetree::callflow::Issued::Answered);
+    flow
+}
+
+/// The id a node signing with `key` puts on the reply `state` waits on (an inbound call).
+pub fn signed_id(key: &phonetree::callflow::ActionKey, m: &Machine, state: &CallState) -> String {
+    let session = &state.call.session_id;
+    engine::client_action_id(m, state).signed(key, session, phonetree::callflow::Issued::Answered)
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

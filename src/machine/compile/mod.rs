@@ -30,7 +30,7 @@ use super::source::SyntaxError;
 use super::source::{self, Source, SpanIndex};
 use super::template;
 use super::{Edge, Machine, Node, NodeId, NodeKind, Version};
-use crate::callflow::{self, Action, Callflow, Say, Use};
+use crate::callflow::{self, ACTION_ID_NAMES_CHARS_MAX, Action, Callflow, Say, Use};
 use shape::{Point, Shaped};
 
 /// Most nodes in one machine: a generated 10,000-node tree compiles in milliseconds; far beyond
@@ -285,6 +285,17 @@ impl Compiler<'_> {
         let mut failed = Vec::with_capacity(def.nodes.len());
         for (name, node) in &def.nodes {
             self.check_name(At::NodeKey(name), name, "node");
+            // Both names travel in every signed `clientActionId`, which 8x8 bounds.
+            if def.name.len() + name.len() > ACTION_ID_NAMES_CHARS_MAX {
+                self.error(
+                    At::NodeKey(name),
+                    format!("machine name `{}` and node name `{name}` are too long together", def.name),
+                    Some(format!(
+                        "keep the two names within {ACTION_ID_NAMES_CHARS_MAX} characters together: \
+                         they travel in every clientActionId"
+                    )),
+                );
+            }
             let kind = if node.broken {
                 None
             } else {

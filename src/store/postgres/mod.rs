@@ -5,7 +5,8 @@
 //! MessagePack session record with an empty journal, and the hashes of older events a session
 //! copied from sled knows by hash only), `phonetree_replies` (every reply given,
 //! keyed by session and event id), `phonetree_answers`, `phonetree_cache`, `phonetree_summaries`,
-//! `phonetree_machines` (the same records as sled's) and `phonetree_meta` (the readiness probe).
+//! `phonetree_machines` (the same records as sled's) and `phonetree_meta` (the readiness probe, and
+//! under `action_key` the `ActionKeyRecord` every `clientActionId` is signed with).
 //!
 //! A commit is one transaction: the compare-and-swap of the session row on its revision, then the
 //! reply's row, whose key refuses a second answer to one event; it returns `Done` once the
@@ -28,7 +29,8 @@ use tokio_postgres::error::SqlState;
 
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, REPLIES_KEPT, SummaryRecord, cache_key,
-    check_format, decode, decode_session, encode, encode_session, event_hash, pack_hashes, unpack_hashes,
+    check_format, decode, decode_action_key, decode_session, encode, encode_action_key, encode_session,
+    event_hash, pack_hashes, unpack_hashes,
 };
 use super::{
     Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled, Loaded, Lookup, Page,
@@ -799,6 +801,28 @@ impl Store for PgStore {
                 });
             }
             Ok(count.estimate())
+        })
+    }
+
+    fn action_key(&self, fresh: Option<[u8; 32]>) -> StoreFuture<'_, Option<[u8; 32]>> {
+        timed("read the action key", async move {
+            let doing = || "keep the action key".to_string();
+            if let Some(fresh) = fresh {
+                // The first node's key stays; the read below (a statement of its own, so it sees
+                // a key another node committed meanwhile) gives everyone that one.
+                self.write(
+                    doing,
+                    "INSERT INTO phonetree_meta (key, value) VALUES ('action_key', $1) \
+                     ON CONFLICT (key) DO NOTHING",
+                    &[&encode_action_key(&fresh)?],
+                )
+                .await?;
+            }
+            let row =
+                self.one(doing, "SELECT value FROM phonetree_meta WHERE key = 'action_key'", &[]).await?;
+            let Some(row) = row else { return Ok(None) };
+            let raw: Vec<u8> = row.try_get(0).map_err(failed(doing()))?;
+            decode_action_key(&raw).map(Some)
         })
     }
 
