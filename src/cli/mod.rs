@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use phonetree::node::Config;
+use phonetree::node::guard::{CallPolicy, RATE_OVERALL_DEFAULT, RATE_PER_DESTINATION_DEFAULT};
 use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
 
@@ -45,6 +46,17 @@ struct NodeArgs {
     /// A file whose first line is the 8x8 API key.
     #[arg(long, env = "PHONETREE_8X8_API_KEY_FILE", conflicts_with = "api_key")]
     api_key_file: Option<PathBuf>,
+    /// Destination prefixes outbound calls may go to, e.g. `+1,+44` (`+` for every number).
+    /// None by default: no call is placed until this is set. Emergency, premium-rate and
+    /// international-network ranges are refused whatever it says.
+    #[arg(long, env = "PHONETREE_CALL_ALLOW_PREFIX", value_delimiter = ',')]
+    call_allow_prefix: Vec<String>,
+    /// Outbound calls per minute to one destination.
+    #[arg(long, env = "PHONETREE_CALL_RATE_PER_DESTINATION", default_value_t = RATE_PER_DESTINATION_DEFAULT)]
+    call_rate_per_destination: u32,
+    /// Outbound calls per minute, all destinations together.
+    #[arg(long, env = "PHONETREE_CALL_RATE_OVERALL", default_value_t = RATE_OVERALL_DEFAULT)]
+    call_rate_overall: u32,
 }
 
 impl NodeArgs {
@@ -68,6 +80,11 @@ impl NodeArgs {
             session_ttl,
             retention,
             api: ApiConfig { base_url: self.api_base_url, sub_account: self.api_subaccount, api_key },
+            calls: CallPolicy {
+                allow_prefixes: self.call_allow_prefix,
+                per_destination: self.call_rate_per_destination,
+                overall: self.call_rate_overall,
+            },
             unsafe_no_fsync: false,
         })
     }

@@ -10,7 +10,8 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::auth::{Denied, WebhookAuth};
-use crate::node::{self, App, calls};
+use crate::node::guard::Refused;
+use crate::node::{self, App, PlaceError, calls};
 use crate::webhook::inbound;
 use crate::webhook::outbound::OutboundError;
 
@@ -157,7 +158,8 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
         Ok(session) => {
             json_reply(StatusCode::CREATED, &json!({"sessionId": session, "machine": req.machine}))
         }
-        Err(e) => {
+        Err(PlaceError::Refused(refused)) => refused_call(&refused),
+        Err(PlaceError::Outbound(e)) => {
             let (status, code) = match &e {
                 OutboundError::UnknownMachine(_) => (StatusCode::NOT_FOUND, "unknown_machine"),
                 OutboundError::NoCallerId => (StatusCode::BAD_REQUEST, "no_caller_id"),
@@ -179,6 +181,25 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
             json_reply(status, &body)
         }
     }
+}
+
+/// A call the outbound guard refused: 400 for a number that is not E.164, 403 for one the node may
+/// not call (or a foreign caller ID), 429 with `Retry-After` over a rate limit.
+fn refused_call(refused: &Refused) -> warp::reply::Response {
+    let (status, code) = match refused {
+        Refused::NotE164(_) => (StatusCode::BAD_REQUEST, "invalid_number"),
+        Refused::NothingAllowed | Refused::NotAllowed(_) => {
+            (StatusCode::FORBIDDEN, "destination_not_allowed")
+        }
+        Refused::Barred { .. } => (StatusCode::FORBIDDEN, "destination_barred"),
+        Refused::ForeignCallerId { .. } => (StatusCode::FORBIDDEN, "caller_id_not_allowed"),
+        Refused::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+    };
+    let mut r = error(status, code, &refused.to_string());
+    if let Refused::RateLimited { retry_after, .. } = refused {
+        r.headers_mut().insert(warp::http::header::RETRY_AFTER, retry_after.as_secs().into());
+    }
+    r
 }
 
 async fn readyz(app: Arc<App>) -> warp::reply::Response {

@@ -1,7 +1,8 @@
 //! The durable webhook node: configuration, the shared `App`, and the loops that keep calls.
 //!
 //! A thin shell around the engine and the store: `calls` holds the persistence loop of a webhook,
-//! `sweep` the TTL and retention sweeps, `outbound` the calls phonetree places, `registry` the
+//! `sweep` the TTL and retention sweeps, `outbound` the calls phonetree places (`guard` the ones it
+//! refuses), `registry` the
 //! machine versions calls run on, `catalog` the machine files, `fetch` the HTTP requests of script
 //! nodes. Nothing here decides where a call goes (the engine does), and nothing here knows how a
 //! store keeps its records.
@@ -9,6 +10,7 @@
 pub mod calls;
 pub mod catalog;
 pub mod fetch;
+pub mod guard;
 pub mod outbound;
 pub mod registry;
 pub mod sweep;
@@ -25,9 +27,10 @@ use crate::machine::compile::DEFAULT_FALLBACK;
 use crate::store::{self, Durability, Store, StoreError, StoreUrl};
 use crate::webhook::outbound::ApiConfig;
 use catalog::Catalog;
+use guard::{CallPolicy, Limiter};
 use registry::Registry;
 
-pub use outbound::place_call;
+pub use outbound::{PlaceError, place_call};
 
 /// How long in-flight webhooks get to finish after SIGINT/SIGTERM: 8x8 waits a few seconds for a
 /// reply, so longer would only delay the restart.
@@ -45,13 +48,15 @@ pub struct Config {
     /// A closed session (and its reply journal) is deleted this long after its last change.
     pub retention: Duration,
     pub api: ApiConfig,
+    /// Which outbound calls the node may place, and how fast.
+    pub calls: CallPolicy,
     /// Reply before the fsync (benchmarks only: a crash may lose acknowledged transitions).
     pub unsafe_no_fsync: bool,
 }
 
 impl Default for Config {
     /// `serve`'s defaults: `machines/`, sled in `./data`, loopback port 8080, 6 h TTL, 24 h
-    /// retention, no 8x8 API.
+    /// retention, no 8x8 API, no outbound destination allowed.
     fn default() -> Config {
         Config {
             machines: PathBuf::from("machines"),
@@ -61,6 +66,7 @@ impl Default for Config {
             session_ttl: Duration::from_secs(6 * 3600),
             retention: Duration::from_secs(24 * 3600),
             api: ApiConfig::default(),
+            calls: CallPolicy::default(),
             unsafe_no_fsync: false,
         }
     }
@@ -72,6 +78,8 @@ pub struct App {
     pub registry: Registry,
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
+    /// The rate limits of outbound calls (`config.calls`).
+    pub limiter: std::sync::Mutex<Limiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +94,8 @@ pub enum ServeError {
     Store { store: String, source: StoreError },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    CallPolicy(#[from] guard::PolicyError),
 }
 
 impl App {
@@ -107,14 +117,16 @@ impl App {
 
     /// The node over any store, with the machines of `catalog` kept in it.
     pub async fn with_store(
-        config: Config,
+        mut config: Config,
         catalog: Catalog,
         store: Arc<dyn Store>,
     ) -> Result<App, ServeError> {
+        config.calls = config.calls.checked()?;
+        let limiter = std::sync::Mutex::new(Limiter::new(&config.calls));
         let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref())
             .await
             .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
-        Ok(App { config, registry, store, http: reqwest::Client::new() })
+        Ok(App { config, registry, store, http: reqwest::Client::new(), limiter })
     }
 }
 
