@@ -18,6 +18,20 @@ use crate::webhook::outbound::OutboundError;
 /// Largest webhook body: 8x8's are 1 to 3 KiB; a summary of many legs stays far below this.
 pub const BODY_BYTES_MAX: u64 = 64 * 1024;
 
+/// The node's OpenAPI 3 document: every route below, its bodies, answers and auth schemes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every path the node serves and the one method it takes there: a path's other methods answer
+/// 405 with `Allow`. The OpenAPI document lists exactly these (a test holds them together).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/webhooks/vca", "POST"),
+    ("/webhooks/vss", "POST"),
+    ("/calls", "POST"),
+    ("/healthz", "GET"),
+    ("/readyz", "GET"),
+    ("/openapi.json", "GET"),
+];
+
 /// A webhook without valid credentials (answered 401, nothing stored).
 #[derive(Debug)]
 struct Unauthorized(Denied);
@@ -59,7 +73,32 @@ pub fn routes(
         .and(warp::get())
         .map(|| json_reply(StatusCode::OK, &json!({"status": "alive"})));
     let readyz = warp::path!("readyz").and(warp::get()).and(with_app).then(readyz);
-    vca.or(vss).or(calls).or(healthz).or(readyz).recover(rejection)
+    vca.or(vss).or(calls).or(healthz).or(readyz).or(openapi()).or(other_method()).recover(rejection)
+}
+
+/// `GET /openapi.json`: the node's OpenAPI document.
+pub fn openapi() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("openapi.json").and(warp::get()).map(|| raw_json(StatusCode::OK, OPENAPI.as_bytes().to_vec()))
+}
+
+/// A known path asked with a method it does not take: 405 with `Allow` (RFC 9110).
+fn other_method() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path::full().and(warp::method()).and_then(
+        |path: warp::path::FullPath, method: warp::http::Method| async move {
+            let Some((_, allow)) = ROUTES.iter().find(|(p, m)| *p == path.as_str() && *m != method.as_str())
+            else {
+                // The route's own filter rejected the request for another reason: that one is answered.
+                return Err(warp::reject::not_found());
+            };
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!("{} takes {allow}", path.as_str()),
+            );
+            r.headers_mut().insert(warp::http::header::ALLOW, warp::http::HeaderValue::from_static(allow));
+            Ok(r)
+        },
+    )
 }
 
 fn json_reply(status: StatusCode, value: &serde_json::Value) -> warp::reply::Response {
