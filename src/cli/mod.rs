@@ -8,6 +8,7 @@ pub mod migrate;
 pub mod serve;
 pub mod simulate;
 pub mod store;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +18,35 @@ use phonetree::node::Config;
 use phonetree::node::guard::{CallPolicy, RATE_OVERALL_DEFAULT, RATE_PER_DESTINATION_DEFAULT};
 use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
+
+/// How phonetree reaches 8x8's API (`serve`, `call`, `webhooks`).
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// 8x8 Voice API base URL.
+    #[arg(long, env = "PHONETREE_8X8_BASE_URL", default_value = DEFAULT_BASE_URL)]
+    api_base_url: String,
+    /// 8x8 sub-account id.
+    #[arg(long, env = "PHONETREE_8X8_SUBACCOUNT")]
+    api_subaccount: Option<String>,
+    /// 8x8 API key (Bearer). Prefer --api-key-file: a flag shows in `ps`.
+    #[arg(long, env = "PHONETREE_8X8_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// A file whose first line is the 8x8 API key.
+    #[arg(long, env = "PHONETREE_8X8_API_KEY_FILE", conflicts_with = "api_key")]
+    api_key_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// The API's settings, the key read from its file if one is given.
+    fn config(self) -> Result<ApiConfig, SecretFileError> {
+        let api_key = match (&self.api_key, &self.api_key_file) {
+            (_, Some(file)) => Some(Secret::from_file(file)?),
+            (Some(key), None) => Some(Secret::new(key)),
+            (None, None) => None,
+        };
+        Ok(ApiConfig { base_url: self.api_base_url, sub_account: self.api_subaccount, api_key })
+    }
+}
 
 /// Where a node keeps its machines and data, and how it reaches 8x8 (`serve` and `call`).
 #[derive(clap::Args)]
@@ -34,18 +64,8 @@ struct NodeArgs {
     /// The machine for calls on a number no machine declares.
     #[arg(long, env = "PHONETREE_DEFAULT_MACHINE")]
     default_machine: Option<String>,
-    /// 8x8 Voice API base URL.
-    #[arg(long, env = "PHONETREE_8X8_BASE_URL", default_value = DEFAULT_BASE_URL)]
-    api_base_url: String,
-    /// 8x8 sub-account id.
-    #[arg(long, env = "PHONETREE_8X8_SUBACCOUNT")]
-    api_subaccount: Option<String>,
-    /// 8x8 API key (Bearer). Prefer --api-key-file: a flag shows in `ps`.
-    #[arg(long, env = "PHONETREE_8X8_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
-    /// A file whose first line is the 8x8 API key.
-    #[arg(long, env = "PHONETREE_8X8_API_KEY_FILE", conflicts_with = "api_key")]
-    api_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
     /// Destination prefixes outbound calls may go to, e.g. `+1,+44` (`+` for every number).
     /// None by default: no call is placed until this is set. Emergency, premium-rate and
     /// international-network ranges are refused whatever it says.
@@ -67,11 +87,6 @@ impl NodeArgs {
         session_ttl: Duration,
         retention: Duration,
     ) -> Result<Config, SecretFileError> {
-        let api_key = match (&self.api_key, &self.api_key_file) {
-            (_, Some(file)) => Some(Secret::from_file(file)?),
-            (Some(key), None) => Some(Secret::new(key)),
-            (None, None) => None,
-        };
         Ok(Config {
             machines: self.machines,
             store: self.store.unwrap_or_else(|| format!("sled:{}", self.data.display())),
@@ -79,7 +94,7 @@ impl NodeArgs {
             default_machine: self.default_machine,
             session_ttl,
             retention,
-            api: ApiConfig { base_url: self.api_base_url, sub_account: self.api_subaccount, api_key },
+            api: self.api.config()?,
             calls: CallPolicy {
                 allow_prefixes: self.call_allow_prefix,
                 per_destination: self.call_rate_per_destination,
