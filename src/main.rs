@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{call, check, migrate, serve, simulate, store};
+use cli::{call, check, migrate, serve, simulate, store, webhooks};
 
 #[derive(Parser)]
 #[command(name = "phonetree", version, about = "IVR state machines for the 8x8 Voice Callflows API")]
@@ -32,6 +32,9 @@ enum Command {
     /// Work on a whole store: `copy` moves every call to another store (sled to PostgreSQL).
     #[command(subcommand)]
     Store(store::Command),
+    /// Point the 8x8 sub-account's VCA and VSS webhooks at a node (`register`), `list` or `delete` them.
+    #[command(subcommand)]
+    Webhooks(webhooks::Command),
 }
 
 /// A command's failure.
@@ -42,6 +45,7 @@ enum Failure {
     Call(call::Error),
     Migrate(migrate::Error),
     Store(store::Error),
+    Webhooks(webhooks::Error),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
             init_tracing();
             store::run(command).map_err(Failure::Store)
         }
+        Command::Webhooks(command) => webhooks::run(command).map_err(Failure::Webhooks),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +91,7 @@ fn exit(failure: Failure) -> ExitCode {
         // Like clap's usage errors: the command as given cannot work.
         Failure::Store(e @ store::Error::SameStore(_)) => (2, Some(e.to_string())),
         Failure::Store(e) => (1, Some(e.to_string())),
+        Failure::Webhooks(e) => (1, Some(e.to_string())),
     };
     if let Some(message) = message {
         eprintln!("phonetree: {message}");

@@ -70,7 +70,24 @@ impl StandIn {
             ("PHONETREE_8X8_BASE_URL", self.base.clone()),
             ("PHONETREE_8X8_SUBACCOUNT", "acct_x".into()),
             ("PHONETREE_8X8_API_KEY", "key-123".into()),
+            ("PHONETREE_CALL_ALLOW_PREFIX", "+65".into()),
         ]
+    }
+
+    /// `env()` with `PHONETREE_CALL_ALLOW_PREFIX` set to `prefixes` (empty: left out).
+    fn env_allowing(&self, prefixes: &str) -> Vec<(&'static str, String)> {
+        let mut env = self.env();
+        env.retain(|(k, _)| *k != "PHONETREE_CALL_ALLOW_PREFIX");
+        if !prefixes.is_empty() {
+            env.push(("PHONETREE_CALL_ALLOW_PREFIX", prefixes.into()));
+        }
+        env
+    }
+
+    /// A node over `t`'s bundled machines that reaches this stand-in, with `env` added.
+    fn node(&self, t: &tempfile::TempDir, env: Vec<(&'static str, String)>) -> Node {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Node::start_with(&t.path().join("data"), &machines_dir(t.path()), &env)
     }
 }
 
@@ -159,7 +176,8 @@ async fn not_created_is_reported_with_8x8s_code_and_nothing_is_stored() {
 #[tokio::test(flavor = "multi_thread")]
 async fn call_without_api_settings_names_the_missing_setting() {
     let t = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = phonetree(call_args(&t, "tech_support", "+6591178965"), vec![]).await;
+    let env = vec![("PHONETREE_CALL_ALLOW_PREFIX", "+65".to_string())];
+    let (code, _, stderr) = phonetree(call_args(&t, "tech_support", "+6591178965"), env).await;
     assert_eq!(code, 1);
     assert!(stderr.contains("PHONETREE_8X8_SUBACCOUNT"), "stderr: {stderr}");
 }
@@ -172,18 +190,24 @@ async fn post_calls_places_the_call_through_the_server() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let n = Node::start_with(&t.path().join("data"), &machines_dir(t.path()), &env);
 
-    let r = post(&n.url("/calls"), json!({"machine": "tech_support", "to": "6512345678"}).to_string()).await;
+    let r = post(&n.url("/calls"), json!({"machine": "tech_support", "to": "+6512345678"}).to_string()).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json(), json!({"sessionId": "8x8-session-2", "machine": "tech_support"}));
     let sent = &api.received()[0];
-    assert_eq!(comparable(sent.body.clone()), comparable(golden("seeds/simple/initial.json")));
+    // The tutorial's seed, with the destination in E.164 as the guard requires it.
+    let mut seed = golden("seeds/simple/initial.json");
+    seed["callflow"][0]["params"]["destination"] = json!("+6512345678");
+    assert_eq!(comparable(sent.body.clone()), comparable(seed));
 
     // The callee presses 2 at the start prompt: the call continues on tech_support.
     let mut v = Vca::abc("8x8-session-2", "e1", Some("2"), None);
-    (v.source, v.destination) = ("6561115777", "6512345678");
+    (v.source, v.destination) = ("6561115777", "+6512345678");
     let a = post(&n.url("/webhooks/vca"), v.body()).await;
     assert_eq!(a.how, "applied");
-    assert_eq!(comparable(a.json()), comparable(golden("seeds/simple/connect.json")));
+    // The agent is shown the customer's number, as it was called.
+    let mut connect = golden("seeds/simple/connect.json");
+    connect["callflow"][0]["params"]["source"] = json!("+6512345678");
+    assert_eq!(comparable(a.json()), comparable(connect));
 
     // The CLI through the running server.
     let (code, stdout, stderr) = phonetree(
@@ -225,4 +249,95 @@ async fn post_calls_reports_not_created_as_a_bad_gateway_with_8x8s_status() {
     assert_eq!(e["statusMessage"], "Speech profile or language parameter invalid");
     let ready = reqwest::get(n.url("/readyz")).await.unwrap().json::<Value>().await.unwrap();
     assert_eq!(ready["sessions"], 0);
+}
+
+/// POSTs a call; (status, error code, error message, Retry-After).
+async fn refusal(n: &Node, body: Value) -> (u16, String, String, Option<String>) {
+    let r = reqwest::Client::new().post(n.url("/calls")).body(body.to_string()).send().await.unwrap();
+    let status = r.status().as_u16();
+    let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await.unwrap();
+    let text = |k: &str| v["error"][k].as_str().unwrap_or_default().to_string();
+    (status, text("code"), text("message"), retry)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_destination_is_allowed_until_prefixes_are_configured() {
+    let api = StandIn::start(200, created("never")).await;
+    let t = tempfile::tempdir().unwrap();
+    let n = api.node(&t, api.env_allowing(""));
+    let (status, code, message, _) =
+        refusal(&n, json!({"machine": "abc_restaurant", "to": "+6598888888"})).await;
+    assert_eq!((status, code.as_str()), (403, "destination_not_allowed"));
+    assert!(message.contains("--call-allow-prefix"), "{message}");
+
+    // `phonetree call` runs the same guard.
+    let t2 = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) =
+        phonetree(call_args(&t2, "abc_restaurant", "+6598888888"), api.env_allowing("")).await;
+    assert_eq!((code, stdout.as_str()), (1, ""));
+    assert!(stderr.contains("--call-allow-prefix"), "{stderr}");
+    assert_eq!(api.received().len(), 0, "a refused call reached 8x8");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_calls_never_reach_8x8() {
+    let api = StandIn::start(200, created("8x8-session-3")).await;
+    let t = tempfile::tempdir().unwrap();
+    let n = api.node(&t, api.env_allowing("+"));
+    let call = |to: &str| json!({"machine": "abc_restaurant", "to": to});
+
+    // Not E.164: 400 naming the field, never a 500.
+    for to in ["911", "112", "+999", "6598888888", "+0598888888", "+65 9888 8888", ""] {
+        let (status, code, message, _) = refusal(&n, call(to)).await;
+        assert_eq!((status, code.as_str()), (400, "invalid_number"), "{to:?}: {message}");
+        assert!(message.contains("`to`"), "{message}");
+    }
+    let bad_from = json!({"machine": "abc_restaurant", "to": "+6598888888", "from": "anything"});
+    let (status, code, message, _) = refusal(&n, bad_from).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_number"));
+    assert!(message.contains("`from`"), "{message}");
+
+    // Emergency, premium and international-network ranges, although `+` allows every prefix.
+    for to in
+        ["+19005551234", "+19765551234", "+449012345678", "+88112345678", "+88312345678", "+97912345678"]
+    {
+        let (status, code, message, _) = refusal(&n, call(to)).await;
+        assert_eq!((status, code.as_str()), (403, "destination_barred"), "{to}: {message}");
+    }
+
+    // A caller ID that is not the machine's.
+    let foreign = json!({"machine": "abc_restaurant", "to": "+6598888888", "from": "+6561115777"});
+    let (status, code, message, _) = refusal(&n, foreign).await;
+    assert_eq!((status, code.as_str()), (403, "caller_id_not_allowed"), "{message}");
+    assert_eq!(api.received().len(), 0, "a refused call reached 8x8: {:?}", api.received());
+
+    // The machine's own number (written with or without the `+`) is fine; a second call to the
+    // same destination within the minute is over the limit.
+    let own = json!({"machine": "abc_restaurant", "to": "+6598888888", "from": "+6568888888"});
+    let r = post(&n.url("/calls"), own.to_string()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let (status, code, message, retry) = refusal(&n, call("+6598888888")).await;
+    assert_eq!((status, code.as_str()), (429, "rate_limited"), "{message}");
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+    assert_eq!(api.received().len(), 1, "only the allowed call reached 8x8");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overall_rate_limit_holds_across_destinations() {
+    let api = StandIn::start(200, created("8x8-session-4")).await;
+    let t = tempfile::tempdir().unwrap();
+    let mut env = api.env();
+    env.push(("PHONETREE_CALL_RATE_OVERALL", "2".into()));
+    let n = api.node(&t, env);
+    for to in ["+6590000001", "+6590000002"] {
+        let r = post(&n.url("/calls"), json!({"machine": "abc_restaurant", "to": to}).to_string()).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let (status, code, _, retry) =
+        refusal(&n, json!({"machine": "abc_restaurant", "to": "+6590000003"})).await;
+    assert_eq!((status, code.as_str(), retry.is_some()), (429, "rate_limited", true));
+    assert_eq!(api.received().len(), 2);
 }

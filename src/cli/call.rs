@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use phonetree::node::{self, App, Config, ServeError};
+use phonetree::node::{self, App, Config, PlaceError, ServeError};
 use phonetree::secret::SecretFileError;
-use phonetree::webhook::outbound::{API_TIMEOUT, OutboundError};
+use phonetree::webhook::outbound::API_TIMEOUT;
 use tokio::runtime::Runtime;
 
 use super::{NoRuntime, NodeArgs, runtime};
@@ -19,10 +19,10 @@ pub struct Args {
     /// The machine to run.
     #[arg(long)]
     machine: String,
-    /// The number to call.
+    /// The number to call, E.164 (`+6598888888`), in a prefix --call-allow-prefix allows.
     #[arg(long)]
     to: String,
-    /// The caller ID (default: the machine's first number).
+    /// The caller ID, one of the machine's numbers (default: its first).
     #[arg(long)]
     from: Option<String>,
     /// A running `phonetree serve` to place the call through (its store is locked while it runs).
@@ -40,9 +40,10 @@ pub enum Error {
     Secret(#[from] SecretFileError),
     #[error("{source} (if `phonetree serve` is running on {store}, pass --server URL)")]
     Open { source: ServeError, store: String },
-    /// 8x8 refused the call (`NOT_CREATED`, with its status code and message), or could not be asked.
+    /// The guard refused the call (nothing sent to 8x8), 8x8 refused it (`NOT_CREATED`, with its
+    /// status code and message), or it could not be asked.
     #[error(transparent)]
-    Place(#[from] OutboundError),
+    Place(#[from] PlaceError),
     #[error("cannot reach {url}: {}", chain(source))]
     Unreachable { url: String, source: reqwest::Error },
     #[error("{url} did not answer within {} s", SERVER_TIMEOUT.as_secs())]

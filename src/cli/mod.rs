@@ -8,14 +8,45 @@ pub mod migrate;
 pub mod serve;
 pub mod simulate;
 pub mod store;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use phonetree::node::Config;
+use phonetree::node::guard::{CallPolicy, RATE_OVERALL_DEFAULT, RATE_PER_DESTINATION_DEFAULT};
 use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
+
+/// How phonetree reaches 8x8's API (`serve`, `call`, `webhooks`).
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// 8x8 Voice API base URL.
+    #[arg(long, env = "PHONETREE_8X8_BASE_URL", default_value = DEFAULT_BASE_URL)]
+    api_base_url: String,
+    /// 8x8 sub-account id.
+    #[arg(long, env = "PHONETREE_8X8_SUBACCOUNT")]
+    api_subaccount: Option<String>,
+    /// 8x8 API key (Bearer). Prefer --api-key-file: a flag shows in `ps`.
+    #[arg(long, env = "PHONETREE_8X8_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// A file whose first line is the 8x8 API key.
+    #[arg(long, env = "PHONETREE_8X8_API_KEY_FILE", conflicts_with = "api_key")]
+    api_key_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// The API's settings, the key read from its file if one is given.
+    fn config(self) -> Result<ApiConfig, SecretFileError> {
+        let api_key = match (&self.api_key, &self.api_key_file) {
+            (_, Some(file)) => Some(Secret::from_file(file)?),
+            (Some(key), None) => Some(Secret::new(key)),
+            (None, None) => None,
+        };
+        Ok(ApiConfig { base_url: self.api_base_url, sub_account: self.api_subaccount, api_key })
+    }
+}
 
 /// Where a node keeps its machines and data, and how it reaches 8x8 (`serve` and `call`).
 #[derive(clap::Args)]
@@ -33,18 +64,19 @@ struct NodeArgs {
     /// The machine for calls on a number no machine declares.
     #[arg(long, env = "PHONETREE_DEFAULT_MACHINE")]
     default_machine: Option<String>,
-    /// 8x8 Voice API base URL.
-    #[arg(long, env = "PHONETREE_8X8_BASE_URL", default_value = DEFAULT_BASE_URL)]
-    api_base_url: String,
-    /// 8x8 sub-account id.
-    #[arg(long, env = "PHONETREE_8X8_SUBACCOUNT")]
-    api_subaccount: Option<String>,
-    /// 8x8 API key (Bearer). Prefer --api-key-file: a flag shows in `ps`.
-    #[arg(long, env = "PHONETREE_8X8_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
-    /// A file whose first line is the 8x8 API key.
-    #[arg(long, env = "PHONETREE_8X8_API_KEY_FILE", conflicts_with = "api_key")]
-    api_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Destination prefixes outbound calls may go to, e.g. `+1,+44` (`+` for every number).
+    /// None by default: no call is placed until this is set. Emergency, premium-rate and
+    /// international-network ranges are refused whatever it says.
+    #[arg(long, env = "PHONETREE_CALL_ALLOW_PREFIX", value_delimiter = ',')]
+    call_allow_prefix: Vec<String>,
+    /// Outbound calls per minute to one destination.
+    #[arg(long, env = "PHONETREE_CALL_RATE_PER_DESTINATION", default_value_t = RATE_PER_DESTINATION_DEFAULT)]
+    call_rate_per_destination: u32,
+    /// Outbound calls per minute, all destinations together.
+    #[arg(long, env = "PHONETREE_CALL_RATE_OVERALL", default_value_t = RATE_OVERALL_DEFAULT)]
+    call_rate_overall: u32,
     /// The key every clientActionId is signed with (at least 16 characters; every node of a store
     /// must have the same). Default: a random key made once and kept in the store. Prefer
     /// --action-key-file: a flag shows in `ps`.
@@ -63,13 +95,11 @@ impl NodeArgs {
         session_ttl: Duration,
         retention: Duration,
     ) -> Result<Config, SecretFileError> {
-        let secret = |flag: &Option<String>, file: &Option<PathBuf>| match (flag, file) {
-            (_, Some(file)) => Secret::from_file(file).map(Some),
-            (Some(key), None) => Ok(Some(Secret::new(key))),
-            (None, None) => Ok(None),
+        let action_key = match (&self.action_key, &self.action_key_file) {
+            (_, Some(file)) => Some(Secret::from_file(file)?),
+            (Some(key), None) => Some(Secret::new(key)),
+            (None, None) => None,
         };
-        let api_key = secret(&self.api_key, &self.api_key_file)?;
-        let action_key = secret(&self.action_key, &self.action_key_file)?;
         Ok(Config {
             machines: self.machines,
             store: self.store.unwrap_or_else(|| format!("sled:{}", self.data.display())),
@@ -77,7 +107,12 @@ impl NodeArgs {
             default_machine: self.default_machine,
             session_ttl,
             retention,
-            api: ApiConfig { base_url: self.api_base_url, sub_account: self.api_subaccount, api_key },
+            api: self.api.config()?,
+            calls: CallPolicy {
+                allow_prefixes: self.call_allow_prefix,
+                per_destination: self.call_rate_per_destination,
+                overall: self.call_rate_overall,
+            },
             unsafe_no_fsync: false,
             action_key,
         })

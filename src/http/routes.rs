@@ -10,12 +10,27 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::auth::{Denied, WebhookAuth};
-use crate::node::{self, App, calls};
+use crate::node::guard::Refused;
+use crate::node::{self, App, PlaceError, calls};
 use crate::webhook::inbound;
 use crate::webhook::outbound::OutboundError;
 
 /// Largest webhook body: 8x8's are 1 to 3 KiB; a summary of many legs stays far below this.
 pub const BODY_BYTES_MAX: u64 = 64 * 1024;
+
+/// The node's OpenAPI 3 document: every route below, its bodies, answers and auth schemes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every path the node serves and the one method it takes there: a path's other methods answer
+/// 405 with `Allow`. The OpenAPI document lists exactly these (a test holds them together).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/webhooks/vca", "POST"),
+    ("/webhooks/vss", "POST"),
+    ("/calls", "POST"),
+    ("/healthz", "GET"),
+    ("/readyz", "GET"),
+    ("/openapi.json", "GET"),
+];
 
 /// A webhook without valid credentials (answered 401, nothing stored).
 #[derive(Debug)]
@@ -56,7 +71,32 @@ pub fn routes(
     let calls = warp::path!("calls").and(warp::post()).and(with_app.clone()).and(body).then(place_call);
     let healthz = warp::path!("healthz").and(warp::get()).and(with_app.clone()).map(healthz);
     let readyz = warp::path!("readyz").and(warp::get()).and(with_app).then(readyz);
-    vca.or(vss).or(calls).or(healthz).or(readyz).recover(rejection)
+    vca.or(vss).or(calls).or(healthz).or(readyz).or(openapi()).or(other_method()).recover(rejection)
+}
+
+/// `GET /openapi.json`: the node's OpenAPI document.
+pub fn openapi() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path!("openapi.json").and(warp::get()).map(|| raw_json(StatusCode::OK, OPENAPI.as_bytes().to_vec()))
+}
+
+/// A known path asked with a method it does not take: 405 with `Allow` (RFC 9110).
+fn other_method() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    warp::path::full().and(warp::method()).and_then(
+        |path: warp::path::FullPath, method: warp::http::Method| async move {
+            let Some((_, allow)) = ROUTES.iter().find(|(p, m)| *p == path.as_str() && *m != method.as_str())
+            else {
+                // The route's own filter rejected the request for another reason: that one is answered.
+                return Err(warp::reject::not_found());
+            };
+            let mut r = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                &format!("{} takes {allow}", path.as_str()),
+            );
+            r.headers_mut().insert(warp::http::header::ALLOW, warp::http::HeaderValue::from_static(allow));
+            Ok(r)
+        },
+    )
 }
 
 fn json_reply(status: StatusCode, value: &serde_json::Value) -> warp::reply::Response {
@@ -155,7 +195,8 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
         Ok(session) => {
             json_reply(StatusCode::CREATED, &json!({"sessionId": session, "machine": req.machine}))
         }
-        Err(e) => {
+        Err(PlaceError::Refused(refused)) => refused_call(&refused),
+        Err(PlaceError::Outbound(e)) => {
             let (status, code) = match &e {
                 OutboundError::UnknownMachine(_) => (StatusCode::NOT_FOUND, "unknown_machine"),
                 OutboundError::NoCallerId => (StatusCode::BAD_REQUEST, "no_caller_id"),
@@ -189,6 +230,25 @@ fn healthz(app: Arc<App>) -> warp::reply::Response {
             &json!({"status": "failed", "error": {"code": "store_failed", "message": why}}),
         ),
     }
+}
+
+/// A call the outbound guard refused: 400 for a number that is not E.164, 403 for one the node may
+/// not call (or a foreign caller ID), 429 with `Retry-After` over a rate limit.
+fn refused_call(refused: &Refused) -> warp::reply::Response {
+    let (status, code) = match refused {
+        Refused::NotE164(_) => (StatusCode::BAD_REQUEST, "invalid_number"),
+        Refused::NothingAllowed | Refused::NotAllowed(_) => {
+            (StatusCode::FORBIDDEN, "destination_not_allowed")
+        }
+        Refused::Barred { .. } => (StatusCode::FORBIDDEN, "destination_barred"),
+        Refused::ForeignCallerId { .. } => (StatusCode::FORBIDDEN, "caller_id_not_allowed"),
+        Refused::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+    };
+    let mut r = error(status, code, &refused.to_string());
+    if let Refused::RateLimited { retry_after, .. } = refused {
+        r.headers_mut().insert(warp::http::header::RETRY_AFTER, retry_after.as_secs().into());
+    }
+    r
 }
 
 async fn readyz(app: Arc<App>) -> warp::reply::Response {

@@ -1,7 +1,8 @@
 //! The durable webhook node: configuration, the shared `App`, and the loops that keep calls.
 //!
 //! A thin shell around the engine and the store: `calls` holds the persistence loop of a webhook,
-//! `sweep` the TTL and retention sweeps, `outbound` the calls phonetree places, `registry` the
+//! `sweep` the TTL and retention sweeps, `outbound` the calls phonetree places (`guard` the ones it
+//! refuses), `registry` the
 //! machine versions calls run on, `catalog` the machine files, `fetch` the HTTP requests of script
 //! nodes, `throttle` the rate limits of log lines outsiders can repeat. Nothing here decides where
 //! a call goes (the engine does), and nothing here knows how a store keeps its records.
@@ -9,6 +10,7 @@
 pub mod calls;
 pub mod catalog;
 pub mod fetch;
+pub mod guard;
 pub mod outbound;
 pub mod registry;
 pub mod sweep;
@@ -29,9 +31,10 @@ use crate::secret::Secret;
 use crate::store::{self, Durability, Store, StoreError, StoreUrl};
 use crate::webhook::outbound::ApiConfig;
 use catalog::Catalog;
+use guard::{CallPolicy, Limiter};
 use registry::Registry;
 
-pub use outbound::place_call;
+pub use outbound::{PlaceError, place_call};
 
 /// How long in-flight webhooks get to finish after SIGINT/SIGTERM: 8x8 waits a few seconds for a
 /// reply, so longer would only delay the restart.
@@ -49,6 +52,8 @@ pub struct Config {
     /// A closed session (and its reply journal) is deleted this long after its last change.
     pub retention: Duration,
     pub api: ApiConfig,
+    /// Which outbound calls the node may place, and how fast.
+    pub calls: CallPolicy,
     /// Reply before the fsync (benchmarks only: a crash may lose acknowledged transitions).
     pub unsafe_no_fsync: bool,
     /// The key `clientActionId`s are signed with (`--action-key`); `None`: the store's, made by
@@ -58,7 +63,7 @@ pub struct Config {
 
 impl Default for Config {
     /// `serve`'s defaults: `machines/`, sled in `./data`, loopback port 8080, 6 h TTL, 24 h
-    /// retention, no 8x8 API.
+    /// retention, no 8x8 API, no outbound destination allowed.
     fn default() -> Config {
         Config {
             machines: PathBuf::from("machines"),
@@ -68,6 +73,7 @@ impl Default for Config {
             session_ttl: Duration::from_secs(6 * 3600),
             retention: Duration::from_secs(24 * 3600),
             api: ApiConfig::default(),
+            calls: CallPolicy::default(),
             unsafe_no_fsync: false,
             action_key: None,
         }
@@ -91,6 +97,8 @@ pub struct App {
     pub refused_ids: AtomicU64,
     /// When (seconds since the epoch) a refused id was last logged at warn: at most one a second.
     refusal_warned_s: AtomicU64,
+    /// The rate limits of outbound calls (`config.calls`).
+    pub limiter: std::sync::Mutex<Limiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +119,8 @@ pub enum ServeError {
     Random(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    CallPolicy(#[from] guard::PolicyError),
 }
 
 impl App {
@@ -132,10 +142,12 @@ impl App {
 
     /// The node over any store, with the machines of `catalog` kept in it.
     pub async fn with_store(
-        config: Config,
+        mut config: Config,
         catalog: Catalog,
         store: Arc<dyn Store>,
     ) -> Result<App, ServeError> {
+        config.calls = config.calls.checked()?;
+        let limiter = std::sync::Mutex::new(Limiter::new(&config.calls));
         let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref())
             .await
             .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
@@ -145,6 +157,7 @@ impl App {
             registry,
             store,
             http: reqwest::Client::new(),
+            limiter,
             action_key,
             failure: OnceLock::new(),
             failed: Notify::new(),

@@ -165,10 +165,11 @@ fn text(p: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>,
 
 fn id(p: &serde_json::Map<String, Value>, key: &str) -> Result<String, BadWebhook> {
     let v = text(p, key)?.ok_or_else(|| bad("missing_field", format!("missing `payload.{key}`")))?;
-    if v.is_empty() || v.len() > ID_BYTES_MAX || v.contains('\0') {
+    // 8x8's ids are UUIDs; printable ASCII is what the node's OpenAPI document promises.
+    if v.is_empty() || v.len() > ID_BYTES_MAX || !v.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad(
             "invalid_field",
-            format!("`payload.{key}` must be 1 to {ID_BYTES_MAX} bytes without NUL"),
+            format!("`payload.{key}` must be 1 to {ID_BYTES_MAX} printable ASCII characters"),
         ));
     }
     Ok(v)

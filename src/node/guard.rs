@@ -1,0 +1,396 @@
+//! The outbound guard: which calls phonetree may place, checked before 8x8 is asked. Numbers are
+//! E.164, destinations are in the operator's allow-list and never in an emergency or premium
+//! range, the caller ID is one of the machine's own numbers, and calls are rate-limited per
+//! destination and overall. Pure functions over a `CallPolicy`, and one `Limiter` the node keeps.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The fewest digits after `+` phonetree calls: shorter numbers are short codes (emergency
+/// services, carrier services), never a callee.
+pub const E164_DIGITS_MIN: usize = 8;
+/// ITU-T E.164: a number has at most 15 digits, country code included.
+pub const E164_DIGITS_MAX: usize = 15;
+
+/// Calls per destination per minute unless `--call-rate-per-destination` says otherwise: an IVR
+/// calls a callee back once, not in a loop (the attacker's probe placed 100 calls in 0.58 s).
+pub const RATE_PER_DESTINATION_DEFAULT: u32 = 1;
+/// Calls per minute, all destinations together, unless `--call-rate-overall` says otherwise: a
+/// campaign's pace, far below what a stolen key could run up in a minute.
+pub const RATE_OVERALL_DEFAULT: u32 = 10;
+/// The most calls per minute a flag may allow (per destination or overall): a limit above it is
+/// no limit, and keeps the arithmetic far from overflow.
+pub const RATE_MAX: u32 = 10_000;
+/// The window the rates are per.
+pub const RATE_PERIOD: Duration = Duration::from_secs(60);
+/// Destinations whose limit is remembered at once before the ones already refilled are dropped:
+/// bounds the memory an attacker can make the node spend with fresh numbers.
+pub const DESTINATIONS_TRACKED_MAX: usize = 10_000;
+
+/// Ranges phonetree never calls, whatever `--call-allow-prefix` allows: emergency services written
+/// as E.164 numbers, and premium-rate, shared-cost and international-network ranges (toll fraud:
+/// calls to them earn their owner money, billed to the operator's 8x8 account). Sources: ITU-T
+/// E.164 assigned country codes (+808 shared cost, +881 global mobile satellite, +882/+883
+/// international networks, +979 premium rate), NANPA (NPA 900 and 976 pay-per-call, N11 codes
+/// are not area codes), Ofcom's UK numbering plan (09 premium, 087 revenue sharing, 070 personal
+/// numbers), and the national plans of the other entries. Reasonable, not exhaustive: the
+/// allow-list is the first line of defence.
+pub const BARRED_PREFIXES: &[(&str, &str)] = &[
+    ("+1900", "a North American premium-rate (900) number"),
+    ("+1976", "a North American pay-per-call (976) number"),
+    ("+1911", "North American emergency (911)"),
+    ("+449", "a UK premium-rate (09) number"),
+    ("+4487", "a UK revenue-sharing (087) number"),
+    ("+4470", "a UK personal (070) number"),
+    ("+44999", "UK emergency (999)"),
+    ("+44112", "UK emergency (112)"),
+    ("+61190", "an Australian premium-rate (190) number"),
+    ("+61000", "Australian emergency (000)"),
+    ("+49900", "a German premium-rate (0900) number"),
+    ("+3389", "a French premium-rate (089) number"),
+    ("+3989", "an Italian premium-rate (89) number"),
+    ("+34803", "a Spanish premium-rate (803) number"),
+    ("+34806", "a Spanish premium-rate (806) number"),
+    ("+34807", "a Spanish premium-rate (807) number"),
+    ("+34905", "a Spanish mass-calling (905) number"),
+    ("+86110", "Chinese emergency (110)"),
+    ("+86119", "Chinese emergency (119)"),
+    ("+81110", "Japanese emergency (110)"),
+    ("+81119", "Japanese emergency (119)"),
+    ("+808", "an international shared-cost (+808) number"),
+    ("+870", "an Inmarsat satellite (+870) number"),
+    ("+881", "a global mobile satellite system (+881) number"),
+    ("+882", "an international network (+882) number"),
+    ("+883", "an international network (+883) number"),
+    ("+979", "an international premium-rate (+979) number"),
+];
+
+/// Which calls the node may place and how fast: from `--call-allow-prefix`,
+/// `--call-rate-per-destination` and `--call-rate-overall`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallPolicy {
+    /// Destination prefixes calls may go to (`+` allows every number not barred); empty: none.
+    pub allow_prefixes: Vec<String>,
+    /// Calls per destination per `RATE_PERIOD`.
+    pub per_destination: u32,
+    /// Calls per `RATE_PERIOD`, all destinations together.
+    pub overall: u32,
+}
+
+impl Default for CallPolicy {
+    /// No destination allowed until configured; the default rates.
+    fn default() -> CallPolicy {
+        CallPolicy {
+            allow_prefixes: Vec::new(),
+            per_destination: RATE_PER_DESTINATION_DEFAULT,
+            overall: RATE_OVERALL_DEFAULT,
+        }
+    }
+}
+
+/// A `CallPolicy` the node cannot run with.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error(
+        "--call-allow-prefix `{0}` is not a prefix of E.164 numbers: give `+` then up to 15 digits, e.g. +1,+44"
+    )]
+    Prefix(String),
+    #[error("--call-rate-{which} {value} is out of range: give 1 to {RATE_MAX} calls per minute")]
+    Rate { which: &'static str, value: u32 },
+}
+
+impl CallPolicy {
+    /// Checks every prefix and rate; prefixes lose their spaces (`+44 20` is `+4420`).
+    pub fn checked(mut self) -> Result<CallPolicy, PolicyError> {
+        for p in &mut self.allow_prefixes {
+            let compact: String = p.chars().filter(|c| !c.is_whitespace()).collect();
+            let digits = compact.strip_prefix('+').ok_or_else(|| PolicyError::Prefix(p.clone()))?;
+            if digits.len() > E164_DIGITS_MAX || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(PolicyError::Prefix(p.clone()));
+            }
+            *p = compact;
+        }
+        for (which, value) in [("per-destination", self.per_destination), ("overall", self.overall)] {
+            if !(1..=RATE_MAX).contains(&value) {
+                return Err(PolicyError::Rate { which, value });
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Why the guard refused a call. Nothing was sent to 8x8.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("`{0}` is not an E.164 number: give `+` then 8 to 15 digits, the first not 0, e.g. +6598888888")]
+    NotE164(&'static str),
+    #[error(
+        "no destination is allowed yet: start the node with --call-allow-prefix (or PHONETREE_CALL_ALLOW_PREFIX) listing the prefixes it may call, e.g. +65,+44"
+    )]
+    NothingAllowed,
+    #[error("`to` {0} is not in a prefix --call-allow-prefix allows")]
+    NotAllowed(String),
+    #[error("`to` {to} is {why}: phonetree never calls it, whatever --call-allow-prefix says")]
+    Barred { to: String, why: &'static str },
+    #[error(
+        "`from` {from} is not a number of machine `{machine}`: give one of its numbers, or leave `from` out"
+    )]
+    ForeignCallerId { from: String, machine: String },
+    #[error("too many calls {scope}: try again in {} s", retry_after.as_secs())]
+    RateLimited { scope: &'static str, retry_after: Duration },
+}
+
+/// Whether `number` is E.164 as phonetree calls it: `+`, then 8 to 15 digits, the first not 0.
+pub fn is_e164(number: &str) -> bool {
+    let Some(digits) = number.strip_prefix('+') else { return false };
+    (E164_DIGITS_MIN..=E164_DIGITS_MAX).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// Checks a destination: E.164, not barred, in an allowed prefix.
+pub fn check_destination(policy: &CallPolicy, to: &str) -> Result<(), Refused> {
+    if !is_e164(to) {
+        return Err(Refused::NotE164("to"));
+    }
+    if let Some((_, why)) = BARRED_PREFIXES.iter().find(|(prefix, _)| to.starts_with(prefix)) {
+        return Err(Refused::Barred { to: to.to_string(), why });
+    }
+    if policy.allow_prefixes.is_empty() {
+        return Err(Refused::NothingAllowed);
+    }
+    if !policy.allow_prefixes.iter().any(|p| to.starts_with(p.as_str())) {
+        return Err(Refused::NotAllowed(to.to_string()));
+    }
+    Ok(())
+}
+
+/// The caller ID of a call on `machine` with `numbers`: `from` when it is E.164 and one of them
+/// (machine files may leave out the `+`; the number is sent as the machine declares it), else
+/// the machine's first number; `Ok(None)` when the machine has none and `from` is not given.
+pub fn caller_id(machine: &str, numbers: &[String], from: Option<&str>) -> Result<Option<String>, Refused> {
+    let Some(from) = from else { return Ok(numbers.first().cloned()) };
+    if !is_e164(from) {
+        return Err(Refused::NotE164("from"));
+    }
+    let digits = &from[1..];
+    numbers
+        .iter()
+        .find(|n| n.strip_prefix('+').unwrap_or(n) == digits)
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| Refused::ForeignCallerId { from: from.to_string(), machine: machine.to_string() })
+}
+
+/// A token bucket kept as its "theoretical arrival time" (GCRA): the bucket is full once `now`
+/// reaches `tat`; each call moves `tat` one interval later; a call is refused while `tat` is more
+/// than `burst - 1` intervals ahead of `now`.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    /// Milliseconds one token takes to come back.
+    interval_ms: u64,
+    /// How far ahead of `now` the bucket may run before it is empty: `(burst - 1)` intervals.
+    tolerance_ms: u64,
+}
+
+impl Rate {
+    /// `per_period` calls per `RATE_PERIOD`, all of them at once if none were made for a while.
+    fn new(per_period: u32) -> Rate {
+        let period = u64::try_from(RATE_PERIOD.as_millis()).unwrap_or(u64::MAX);
+        let per_period = u64::from(per_period.max(1));
+        let interval_ms = period.checked_div(per_period).unwrap_or(period).max(1);
+        Rate { interval_ms, tolerance_ms: interval_ms.saturating_mul(per_period.saturating_sub(1)) }
+    }
+
+    /// `Ok(new tat)` if a call at `now` fits, else how long until one does.
+    fn admit(self, tat: u64, now: u64) -> Result<u64, Duration> {
+        let tat = tat.max(now);
+        let ahead = tat.saturating_sub(now);
+        if ahead > self.tolerance_ms {
+            return Err(Duration::from_millis(ahead.saturating_sub(self.tolerance_ms)));
+        }
+        Ok(tat.saturating_add(self.interval_ms))
+    }
+}
+
+/// The rate limits of the node's calls: one bucket overall, one per destination.
+#[derive(Debug)]
+pub struct Limiter {
+    overall: Rate,
+    per_destination: Rate,
+    overall_tat: u64,
+    destinations: HashMap<String, u64>,
+}
+
+impl Limiter {
+    pub fn new(policy: &CallPolicy) -> Limiter {
+        Limiter {
+            overall: Rate::new(policy.overall),
+            per_destination: Rate::new(policy.per_destination),
+            overall_tat: 0,
+            destinations: HashMap::new(),
+        }
+    }
+
+    /// Takes a token from both buckets for a call to `to` at `now_ms`, or from neither and says
+    /// how long to wait (rounded up to whole seconds, at least one).
+    pub fn admit(&mut self, to: &str, now_ms: u64) -> Result<(), Refused> {
+        let refused = |scope, wait: Duration| {
+            let secs = wait.as_millis().div_ceil(1000).max(1);
+            let retry_after = Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX));
+            Refused::RateLimited { scope, retry_after }
+        };
+        let dest_tat = self.destinations.get(to).copied().unwrap_or(0);
+        let dest_next =
+            self.per_destination.admit(dest_tat, now_ms).map_err(|w| refused("to this destination", w))?;
+        let overall_next = self.overall.admit(self.overall_tat, now_ms).map_err(|w| refused("overall", w))?;
+        if self.destinations.len() >= DESTINATIONS_TRACKED_MAX && !self.destinations.contains_key(to) {
+            // A full bucket is the same as none: drop those.
+            self.destinations.retain(|_, tat| *tat > now_ms);
+        }
+        self.overall_tat = overall_next;
+        self.destinations.insert(to.to_string(), dest_next);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(prefixes: &[&str]) -> CallPolicy {
+        CallPolicy {
+            allow_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            ..CallPolicy::default()
+        }
+        .checked()
+        .unwrap()
+    }
+
+    #[test]
+    fn e164_is_a_plus_then_8_to_15_digits_not_starting_with_0() {
+        for ok in ["+6598888888", "+12025550123", "+123456789012345", "+12345678"] {
+            assert!(is_e164(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "+",
+            "911",
+            "112",
+            "+911",
+            "6598888888",
+            "+0598888888",
+            "+1234567",
+            "+1234567890123456",
+            "+65 9888 8888",
+            "+65-98888888",
+            "++6598888888",
+            "+６598888888",
+            "+6598888888\n",
+        ] {
+            assert!(!is_e164(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nothing_is_allowed_until_prefixes_are_configured() {
+        assert_eq!(check_destination(&CallPolicy::default(), "+6598888888"), Err(Refused::NothingAllowed));
+        assert_eq!(check_destination(&policy(&["+65"]), "+6598888888"), Ok(()));
+        assert_eq!(
+            check_destination(&policy(&["+1", "+44"]), "+6598888888"),
+            Err(Refused::NotAllowed("+6598888888".into()))
+        );
+        assert_eq!(check_destination(&policy(&["+44 20"]), "+442071234567"), Ok(()));
+    }
+
+    #[test]
+    fn barred_ranges_are_refused_even_when_every_prefix_is_allowed() {
+        let all = policy(&["+"]);
+        for to in [
+            "+19005551234",
+            "+19765551234",
+            "+449012345678",
+            "+88112345678",
+            "+88212345678",
+            "+88312345678",
+            "+97912345678",
+            "+80812345678",
+            "+870773112345",
+        ] {
+            assert!(matches!(check_destination(&all, to), Err(Refused::Barred { .. })), "{to}");
+        }
+        for to in ["911", "112", "999", "000", "110", "119", "+999", "+112"] {
+            assert_eq!(check_destination(&all, to), Err(Refused::NotE164("to")), "{to}");
+        }
+        assert_eq!(check_destination(&all, "+12025550123"), Ok(()));
+    }
+
+    #[test]
+    fn every_barred_prefix_is_a_valid_prefix() {
+        for (prefix, _) in BARRED_PREFIXES {
+            assert!(policy(&[prefix]).allow_prefixes == [prefix.to_string()], "{prefix}");
+        }
+    }
+
+    #[test]
+    fn bad_policies_are_refused_with_the_flag_named() {
+        let bad = |p: CallPolicy| p.checked().unwrap_err().to_string();
+        let prefixes = |p: &str| CallPolicy { allow_prefixes: vec![p.into()], ..CallPolicy::default() };
+        assert!(bad(prefixes("65")).contains("--call-allow-prefix `65`"));
+        assert!(bad(prefixes("+6a")).contains("--call-allow-prefix"));
+        assert!(bad(CallPolicy { overall: 0, ..CallPolicy::default() }).contains("--call-rate-overall 0"));
+        assert!(
+            bad(CallPolicy { per_destination: RATE_MAX + 1, ..CallPolicy::default() })
+                .contains("--call-rate-per-destination")
+        );
+    }
+
+    #[test]
+    fn caller_id_is_one_of_the_machines_numbers() {
+        let numbers = ["6561115777".to_string(), "+6568888888".to_string()];
+        assert_eq!(caller_id("m", &numbers, None), Ok(Some("6561115777".into())));
+        assert_eq!(caller_id("m", &numbers, Some("+6561115777")), Ok(Some("6561115777".into())));
+        assert_eq!(caller_id("m", &numbers, Some("+6568888888")), Ok(Some("+6568888888".into())));
+        assert_eq!(caller_id("m", &numbers, Some("6568888888")), Err(Refused::NotE164("from")));
+        assert_eq!(
+            caller_id("m", &numbers, Some("+6599999999")),
+            Err(Refused::ForeignCallerId { from: "+6599999999".into(), machine: "m".into() })
+        );
+        assert_eq!(caller_id("m", &[], None), Ok(None));
+    }
+
+    #[test]
+    fn one_call_per_destination_per_minute_and_the_overall_rate() {
+        let mut l = Limiter::new(&CallPolicy { overall: 3, ..CallPolicy::default() });
+        let t0 = 1_000_000;
+        assert_eq!(l.admit("+6511111111", t0), Ok(()));
+        let Err(Refused::RateLimited { scope, retry_after }) = l.admit("+6511111111", t0 + 1_000) else {
+            panic!("a second call to the same number within the minute")
+        };
+        assert_eq!((scope, retry_after), ("to this destination", Duration::from_secs(59)));
+        assert_eq!(l.admit("+6522222222", t0), Ok(()));
+        assert_eq!(l.admit("+6533333333", t0), Ok(()));
+        // The overall bucket (3 a minute) is empty; a refused call takes no token.
+        let Err(Refused::RateLimited { scope, retry_after }) = l.admit("+6544444444", t0) else {
+            panic!("a fourth call in the same instant")
+        };
+        assert_eq!((scope, retry_after), ("overall", Duration::from_secs(20)));
+        assert_eq!(l.admit("+6544444444", t0 + 20_000), Ok(()));
+        assert_eq!(l.admit("+6511111111", t0 + 60_000), Ok(()));
+    }
+
+    #[test]
+    fn destinations_tracked_stay_bounded() {
+        let mut l = Limiter::new(&CallPolicy {
+            overall: RATE_MAX,
+            per_destination: RATE_MAX,
+            ..CallPolicy::default()
+        });
+        let mut now = 0u64;
+        for i in 0..(DESTINATIONS_TRACKED_MAX + 10) {
+            now += 60_000;
+            l.admit(&format!("+65{i:08}"), now).unwrap();
+        }
+        assert!(l.destinations.len() <= DESTINATIONS_TRACKED_MAX);
+    }
+}
