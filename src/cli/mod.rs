@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use phonetree::machine::hosts::AllowedHost;
 use phonetree::node::Config;
 use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
@@ -45,6 +46,11 @@ struct NodeArgs {
     /// A file whose first line is the 8x8 API key.
     #[arg(long, env = "PHONETREE_8X8_API_KEY_FILE", conflicts_with = "api_key")]
     api_key_file: Option<PathBuf>,
+    /// Hosts every machine's scripts may call, `HOST` or `HOST:PORT`, comma-separated: trusted at
+    /// any address (loopback, private) but cloud metadata. With a list here or in a machine's
+    /// `allow_hosts`, scripts call only the hosts listed.
+    #[arg(long, env = "PHONETREE_SCRIPT_ALLOW", value_delimiter = ',', num_args = 1.., value_parser = AllowedHost::parse)]
+    script_allow: Vec<AllowedHost>,
 }
 
 impl NodeArgs {
@@ -69,6 +75,7 @@ impl NodeArgs {
             retention,
             api: ApiConfig { base_url: self.api_base_url, sub_account: self.api_subaccount, api_key },
             unsafe_no_fsync: false,
+            script_allow: self.script_allow,
         })
     }
 }

@@ -22,6 +22,7 @@ use tracing::warn;
 
 use crate::callflow::{Action, Callflow, Say};
 use crate::machine::compile::DEFAULT_FALLBACK;
+use crate::machine::hosts::AllowedHost;
 use crate::store::{self, Durability, Store, StoreError, StoreUrl};
 use crate::webhook::outbound::ApiConfig;
 use catalog::Catalog;
@@ -47,6 +48,9 @@ pub struct Config {
     pub api: ApiConfig,
     /// Reply before the fsync (benchmarks only: a crash may lose acknowledged transitions).
     pub unsafe_no_fsync: bool,
+    /// Hosts every machine's scripts may call, at any address but cloud metadata
+    /// (`--script-allow`; see `fetch`).
+    pub script_allow: Vec<AllowedHost>,
 }
 
 impl Default for Config {
@@ -62,6 +66,7 @@ impl Default for Config {
             retention: Duration::from_secs(24 * 3600),
             api: ApiConfig::default(),
             unsafe_no_fsync: false,
+            script_allow: Vec::new(),
         }
     }
 }
@@ -71,7 +76,10 @@ pub struct App {
     pub config: Config,
     pub registry: Registry,
     pub store: Arc<dyn Store>,
+    /// For the 8x8 API.
     pub http: reqwest::Client,
+    /// For script nodes: only the hosts and addresses they may reach.
+    pub scripts: fetch::Scripts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +122,8 @@ impl App {
         let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref())
             .await
             .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
-        Ok(App { config, registry, store, http: reqwest::Client::new() })
+        let scripts = fetch::Scripts::new(&config.script_allow);
+        Ok(App { config, registry, store, http: reqwest::Client::new(), scripts })
     }
 }
 
