@@ -122,7 +122,7 @@ impl reqwest::dns::Resolve for Resolver {
                 }
             }
             match (usable.is_empty(), refused) {
-                (true, Some((addr, range))) => Err(Box::new(Refused::Resolved { host, addr, range }).into()),
+                (true, Some((addr, range))) => Err(Refused::Resolved { host, addr, range }.into()),
                 _ => Ok(Box::new(usable.into_iter()) as reqwest::dns::Addrs),
             }
         })
