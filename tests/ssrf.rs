@@ -118,6 +118,11 @@ async fn call(n: &Node, session: &str) -> Vec<String> {
         .collect()
 }
 
+/// The node's `/readyz`, with its script counters.
+async fn ready(n: &Node) -> serde_json::Value {
+    client_within(Duration::from_secs(30)).get(n.url("/readyz")).send().await.unwrap().json().await.unwrap()
+}
+
 fn check(dir: &std::path::Path) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_phonetree")).arg("check").arg(dir).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -170,6 +175,7 @@ async fn a_listed_name_resolving_to_loopback_is_refused_unless_the_node_allows_i
     assert!(api.seen().is_empty(), "no request reached the API: {:?}", api.seen());
     let log = n.log();
     assert!(log.contains("script request refused") && log.contains("a loopback address"), "{log}");
+    assert_eq!(ready(&n).await["scripts_refused"], 1);
     drop(n);
 
     // The operator lists the name: its loopback address is called.
@@ -266,4 +272,9 @@ async fn chained_slow_scripts_are_cut_short_by_the_webhook_deadline() {
     assert_eq!(api.seen(), ["/slow/1"]);
     let log = n.log();
     assert_eq!(log.matches("the webhook's script deadline is spent").count(), 3, "{log}");
+    let ready = ready(&n).await;
+    assert_eq!(
+        (ready["scripts_out_of_time"].as_u64(), ready["scripts_refused"].as_u64()),
+        (Some(3), Some(0))
+    );
 }

@@ -204,9 +204,7 @@ async fn run_step(
             None => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let answer = if left < SCRIPT_BUDGET_MIN {
-                    let spent = SCRIPTS_DEADLINE.as_secs();
-                    warn!(node = %request.node, "the webhook's script deadline is spent: no request");
-                    Answer::Failed { reason: format!("the webhook's {spent} s for scripts are spent") }
+                    app.scripts.spent(&request, SCRIPTS_DEADLINE)
                 } else {
                     let timeout = Duration::from_millis(u64::from(request.timeout_ms)).min(left);
                     app.scripts.perform(machine, &request, timeout).await

@@ -135,18 +135,38 @@ pub struct Scripts {
     node_allow: Arc<[AllowedHost]>,
     clients: Mutex<HashMap<Version, reqwest::Client>>,
     refused: AtomicU64,
+    out_of_time: AtomicU64,
 }
 
 impl Scripts {
     /// Scripts that may also reach the hosts `node_allow` lists (`--script-allow`).
     pub fn new(node_allow: &[AllowedHost]) -> Scripts {
-        Scripts { node_allow: node_allow.into(), clients: Mutex::default(), refused: AtomicU64::new(0) }
+        Scripts {
+            node_allow: node_allow.into(),
+            clients: Mutex::default(),
+            refused: AtomicU64::new(0),
+            out_of_time: AtomicU64::new(0),
+        }
     }
 
     /// Requests refused since the node started (a host not listed, a refused address or
     /// redirect, an answer too large).
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Scripts that took their failure branch without a request since the node started, their
+    /// webhook's deadline spent.
+    pub fn out_of_time(&self) -> u64 {
+        self.out_of_time.load(Ordering::Relaxed)
+    }
+
+    /// The answer of a script whose webhook has spent its `deadline` for scripts: no request, a
+    /// failure (logged and counted).
+    pub fn spent(&self, request: &Request, deadline: Duration) -> Answer {
+        let total = self.out_of_time.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        warn!(node = %request.node, out_of_time_total = total, "the webhook's script deadline is spent: no request");
+        Answer::Failed { reason: format!("the webhook's {} s for scripts are spent", deadline.as_secs()) }
     }
 
     fn policy(&self, machine: &Machine) -> Policy {
