@@ -278,3 +278,15 @@ async fn chained_slow_scripts_are_cut_short_by_the_webhook_deadline() {
         (Some(3), Some(0))
     );
 }
+
+#[test]
+fn the_node_refuses_to_allow_the_metadata_service_or_a_url_as_a_host() {
+    for entry in ["169.254.169.254", "[fd00:ec2::254]:80", "http://api.example.com"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--script-allow", entry])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("--script-allow"), "{entry}: {err}");
+    }
+}

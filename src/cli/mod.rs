@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use phonetree::machine::hosts::AllowedHost;
+use phonetree::machine::hosts::{self, AllowedHost};
 use phonetree::node::Config;
 use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
@@ -49,7 +49,7 @@ struct NodeArgs {
     /// Hosts every machine's scripts may call, `HOST` or `HOST:PORT`, comma-separated: trusted at
     /// any address (loopback, private) but cloud metadata. With a list here or in a machine's
     /// `allow_hosts`, scripts call only the hosts listed.
-    #[arg(long, env = "PHONETREE_SCRIPT_ALLOW", value_delimiter = ',', num_args = 1.., value_parser = AllowedHost::parse)]
+    #[arg(long, env = "PHONETREE_SCRIPT_ALLOW", value_delimiter = ',', value_parser = script_host)]
     script_allow: Vec<AllowedHost>,
 }
 
@@ -77,6 +77,17 @@ impl NodeArgs {
             unsafe_no_fsync: false,
             script_allow: self.script_allow,
         })
+    }
+}
+
+/// A `--script-allow` entry: `HOST` or `HOST:PORT`, never a cloud metadata address.
+fn script_host(entry: &str) -> Result<AllowedHost, String> {
+    let host = AllowedHost::parse(entry)?;
+    match host.ip().and_then(hosts::refused_range) {
+        Some(range) if !range.may_be_listed() => {
+            Err(format!("`{host}` is {range}, which scripts never call"))
+        }
+        _ => Ok(host),
     }
 }
 
