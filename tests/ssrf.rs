@@ -107,7 +107,7 @@ async fn call(n: &Node, session: &str) -> Vec<String> {
         destination: NUMBER,
         event_data: false,
     };
-    // A hang detector only: the deadline test's reply comes after about 6 s.
+    // A hang detector only: the deadline test's reply comes after about 5 s.
     let a =
         try_post(&client_within(Duration::from_secs(60)), &n.url("/webhooks/vca"), v.body()).await.unwrap();
     a.json()["callflow"]

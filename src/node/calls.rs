@@ -25,12 +25,13 @@ use crate::webhook::wire::{self, EncodeError};
 /// 8x8 sends one webhook per prompt, so more than a few conflicts means something is looping.
 pub const COMMIT_ATTEMPTS_MAX: usize = 8;
 
-/// How long the script requests of one webhook may take together. 8x8's documents name no timeout
-/// for a webhook's reply, and a caller hears silence meanwhile; a webhook in flight at SIGTERM must
-/// still commit and reply within `SHUTDOWN_GRACE` (10 s). Six seconds leaves four of the grace for
-/// the commit and the reply, and is more than the few seconds 8x8 is known to wait; past it the
-/// remaining scripts take their failure branch without a request.
-pub const SCRIPTS_DEADLINE: Duration = Duration::from_secs(6);
+/// How long the script requests of one webhook may take together; past it the remaining scripts
+/// take their failure branch without a request. 8x8's reference documents name no timeout for a
+/// webhook's reply (`SHUTDOWN_GRACE` assumes it waits a few seconds), and webhook
+/// senders commonly give up after 5 to 10 s, while the caller hears silence: 5 s stays under the
+/// shortest common limit, and leaves half of `SHUTDOWN_GRACE` (10 s) for a webhook in flight at
+/// SIGTERM to commit and reply.
+pub const SCRIPTS_DEADLINE: Duration = Duration::from_secs(5);
 const _: () = assert!(SCRIPTS_DEADLINE.as_secs() < super::SHUTDOWN_GRACE.as_secs());
 /// Least time left worth a request (the shortest `timeout_ms` a script may set): with less, the
 /// script takes its failure branch at once.
