@@ -306,3 +306,40 @@ fn shown_host(url: &url::Url) -> String {
         None => host.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(machine: &[&str], node: &[&str]) -> Policy {
+        let parse = |l: &[&str]| l.iter().map(|h| AllowedHost::parse(h).unwrap()).collect::<Vec<_>>();
+        Policy { machine: parse(machine).into(), node: parse(node).into() }
+    }
+
+    fn check(p: &Policy, url: &str) -> Result<(), String> {
+        p.check(&url::Url::parse(url).unwrap()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hosts_and_addresses_a_request_may_reach() {
+        let open = policy(&[], &[]);
+        assert!(check(&open, "https://api.example.com/x").is_ok(), "no list: any name (public only)");
+        assert!(check(&open, "http://93.184.216.34/x").is_ok());
+        assert!(check(&open, "http://127.0.0.1:8090/x").unwrap_err().contains("loopback"));
+        assert!(check(&open, "http://2130706433/x").unwrap_err().contains("loopback"), "decimal IPv4");
+        assert!(check(&open, "http://[::ffff:10.0.0.1]/x").unwrap_err().contains("private"));
+        assert!(check(&open, "ftp://api.example.com/x").unwrap_err().contains("http(s)"));
+
+        let listed = policy(&["api.example.com", "127.0.0.1:8090", "169.254.169.254"], &[]);
+        assert!(check(&listed, "https://api.example.com:8443/x").is_ok());
+        assert!(check(&listed, "https://other.example.com/x").unwrap_err().contains("neither"));
+        assert!(check(&listed, "http://127.0.0.1:8090/x").is_ok(), "a listed IP address");
+        assert!(check(&listed, "http://127.0.0.1:8091/x").unwrap_err().contains("neither"));
+        assert!(check(&listed, "http://169.254.169.254/x").unwrap_err().contains("never"));
+
+        let node = policy(&["localhost:9000"], &["localhost:8090", "10.0.0.7"]);
+        assert!(check(&node, "http://localhost:8090/x").is_ok());
+        assert!(check(&node, "http://10.0.0.7:1234/x").is_ok());
+        assert!(check(&node, "http://localhost:9000/x").unwrap_err().contains("other ports only"));
+    }
+}
