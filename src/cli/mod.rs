@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use phonetree::machine::hosts::{self, AllowedHost};
 use phonetree::node::Config;
 use phonetree::node::guard::{CallPolicy, RATE_OVERALL_DEFAULT, RATE_PER_DESTINATION_DEFAULT};
 use phonetree::secret::{Secret, SecretFileError};
@@ -85,6 +86,11 @@ struct NodeArgs {
     /// A file whose first line is the action key.
     #[arg(long, env = "PHONETREE_ACTION_KEY_FILE", conflicts_with = "action_key")]
     action_key_file: Option<PathBuf>,
+    /// Hosts every machine's scripts may call, `HOST` or `HOST:PORT`, comma-separated: trusted at
+    /// any address (loopback, private) but cloud metadata. With a list here or in a machine's
+    /// `allow_hosts`, scripts call only the hosts listed.
+    #[arg(long, env = "PHONETREE_SCRIPT_ALLOW", value_delimiter = ',', value_parser = script_host)]
+    script_allow: Vec<AllowedHost>,
 }
 
 impl NodeArgs {
@@ -115,7 +121,19 @@ impl NodeArgs {
             },
             unsafe_no_fsync: false,
             action_key,
+            script_allow: self.script_allow,
         })
+    }
+}
+
+/// A `--script-allow` entry: `HOST` or `HOST:PORT`, never a cloud metadata address.
+fn script_host(entry: &str) -> Result<AllowedHost, String> {
+    let host = AllowedHost::parse(entry)?;
+    match host.ip().and_then(hosts::refused_range) {
+        Some(range) if !range.may_be_listed() => {
+            Err(format!("`{host}` is {range}, which scripts never call"))
+        }
+        _ => Ok(host),
     }
 }
 

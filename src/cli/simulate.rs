@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<(), Error> {
     let mut scripts = Scripts::new(args.answers.as_deref(), args.live)?;
     let m = load(&args.machine, &args.machines)?;
     let number = args.to.or_else(|| m.numbers().first().cloned()).unwrap_or_else(|| "+15550000000".into());
-    let mut answer = |r: &Request| scripts.answer(r);
+    let mut answer = |r: &Request| scripts.answer(&m, r);
     let mut out = Out { json: args.json, stdout: io::stdout().lock() };
     if args.inputs.is_empty() {
         return from_stdin(&m, &args.from, &number, &mut answer, &mut out);
@@ -142,7 +142,8 @@ impl Out {
 /// Where script requests go when the inputs give no `@` answer: `--answers`, then `--live`.
 struct Scripts {
     canned: Canned,
-    live: Option<(tokio::runtime::Runtime, reqwest::Client)>,
+    /// `--live`: the node's script client, with the machine's `allow_hosts` and no `--script-allow`.
+    live: Option<(tokio::runtime::Runtime, fetch::Scripts)>,
 }
 
 impl Scripts {
@@ -153,16 +154,19 @@ impl Scripts {
             }
             None => Canned::default(),
         };
-        let live = if live { Some((runtime()?, reqwest::Client::new())) } else { None };
+        let live = if live { Some((runtime()?, fetch::Scripts::new(&[]))) } else { None };
         Ok(Scripts { canned, live })
     }
 
-    fn answer(&mut self, r: &Request) -> Result<Answer, String> {
+    fn answer(&mut self, m: &Machine, r: &Request) -> Result<Answer, String> {
         if let Some(a) = self.canned.next(&r.node) {
             return Ok(a);
         }
         match &self.live {
-            Some((rt, client)) => Ok(rt.block_on(fetch::perform(client, r))),
+            Some((rt, scripts)) => {
+                let timeout = std::time::Duration::from_millis(u64::from(r.timeout_ms));
+                Ok(rt.block_on(scripts.perform(m, r, timeout)))
+            }
             None => Err(simulate::needs_answer(r)),
         }
     }

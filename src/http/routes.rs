@@ -262,7 +262,13 @@ async fn readyz(app: Arc<App>) -> warp::reply::Response {
     match probe {
         Ok(sessions) if !app.registry.is_empty() => json_reply(
             StatusCode::OK,
-            &json!({"status": "ready", "machines": app.registry.len(), "sessions": sessions}),
+            &json!({
+                "status": "ready",
+                "machines": app.registry.len(),
+                "sessions": sessions,
+                "scripts_refused": app.scripts.refused(),
+                "scripts_out_of_time": app.scripts.out_of_time(),
+            }),
         ),
         Ok(_) => error(StatusCode::SERVICE_UNAVAILABLE, "no_machines", "no machine is loaded"),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &e.to_string()),

@@ -26,6 +26,10 @@ pub struct Definition {
     /// What the caller hears when phonetree itself fails (store fault, broken state); then hangup.
     #[serde(default)]
     pub fallback: Option<String>,
+    /// The hosts script nodes may call, `HOST` or `HOST:PORT` (see `hosts`): when set, a script URL
+    /// to any other host is an error; a loopback or private IP address needs listing here.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
     /// Named constants usable in any template as `{name}` (phone numbers, URLs, ...).
     #[serde(default)]
     pub settings: BTreeMap<String, String>,

@@ -8,6 +8,7 @@
 pub mod compile;
 pub mod definition;
 pub mod diagnostic;
+pub mod hosts;
 pub mod source;
 pub mod template;
 
@@ -221,6 +222,8 @@ pub struct Machine {
     pub(crate) by_name: HashMap<String, NodeId>,
     pub(crate) start: NodeId,
     pub(crate) fallback: Callflow,
+    /// The hosts its scripts may call (empty: any host at a public address).
+    pub(crate) allow_hosts: Vec<hosts::AllowedHost>,
 }
 
 impl Machine {
@@ -248,6 +251,11 @@ impl Machine {
     /// What the caller hears when phonetree cannot go on with the call: an apology, then hangup.
     pub fn fallback(&self) -> &Callflow {
         &self.fallback
+    }
+
+    /// The hosts its scripts may call (`allow_hosts`); empty when the machine lists none.
+    pub fn allow_hosts(&self) -> &[hosts::AllowedHost] {
+        &self.allow_hosts
     }
 
     pub fn graph(&self) -> &DiGraph<Node, Edge, u32> {

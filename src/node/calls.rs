@@ -15,10 +15,13 @@
 //! call.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tracing::{debug, error, info, warn};
 
-use super::App;
+use super::{App, fetch};
 use crate::callflow::{self, Callflow, ClientActionId, Issued, SessionSummary};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
 use crate::machine::{Machine, NodeKind};
@@ -31,6 +34,18 @@ use crate::webhook::wire::{self, EncodeError};
 /// Attempts at committing one webhook when concurrent requests for the same session keep winning;
 /// 8x8 sends one webhook per prompt, so more than a few conflicts means something is looping.
 pub const COMMIT_ATTEMPTS_MAX: usize = 8;
+
+/// How long the script requests of one webhook may take together; past it the remaining scripts
+/// take their failure branch without a request. 8x8's reference documents name no timeout for a
+/// webhook's reply (`SHUTDOWN_GRACE` assumes it waits a few seconds), and webhook
+/// senders commonly give up after 5 to 10 s, while the caller hears silence: 5 s stays under the
+/// shortest common limit, and leaves half of `SHUTDOWN_GRACE` (10 s) for a webhook in flight at
+/// SIGTERM to commit and reply.
+pub const SCRIPTS_DEADLINE: Duration = Duration::from_secs(5);
+const _: () = assert!(SCRIPTS_DEADLINE.as_secs() < super::SHUTDOWN_GRACE.as_secs());
+/// Least time left worth a request (the shortest `timeout_ms` a script may set): with less, the
+/// script takes its failure branch at once.
+const SCRIPT_BUDGET_MIN: Duration = Duration::from_millis(100);
 
 /// The reply when even the fallback cannot be encoded (it always can: it is plain text): hang up
 /// rather than answer 200 with an empty body.
@@ -97,6 +112,7 @@ pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answere
 }
 
 async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault> {
+    let deadline = Instant::now().checked_add(SCRIPTS_DEADLINE).unwrap_or_else(Instant::now);
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let lookup = app.store.load(&ca.session_id, Some(&ca.event_id)).await?;
         let loaded = lookup.session;
@@ -116,7 +132,7 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
                 Plan::Answer(body, how) => return Ok((body, how)),
             },
         };
-        let step = run_step(app, ca, &machine, &state, &event, now).await?;
+        let step = run_step(app, ca, (&machine, &state, &event), now, deadline).await?;
         let reply = step.reply.clone().unwrap_or_else(Callflow::hangup);
         let body = encode_reply(app, reply, &ca.session_id, &step.state)?;
         let commit = Commit {
@@ -225,14 +241,14 @@ async fn resumable(
 /// journaled (durably) before the engine applies it, so a retried webhook, after a crash or a
 /// lost reply, reuses the answers its first delivery got instead of asking the API again. An
 /// answer comes from the cache when the script caches and an identical request was answered
-/// within its `cache_minutes`.
+/// within its `cache_minutes`. The requests share the webhook's `deadline` (`SCRIPTS_DEADLINE`):
+/// each waits at most what is left of it, and once it is spent the scripts fail without a request.
 async fn run_step(
     app: &App,
     ca: &CallAction,
-    machine: &Machine,
-    state: &CallState,
-    event: &Event,
+    (machine, state, event): (&Machine, &CallState, &Event),
     now: u64,
+    deadline: Instant,
 ) -> Result<engine::Step, Fault> {
     let mut answers = Vec::new();
     // The journal is read at the first request only: most steps reach no script.
@@ -258,11 +274,17 @@ async fn run_step(
         }
         let answer = match app.store.cached(&request, now).await? {
             Some(cached) => {
-                info!(node = %request.node, url = %request.url, "script answered from the cache");
+                info!(node = %request.node, url = %fetch::shown(&request.url), "script answered from the cache");
                 cached
             }
             None => {
-                let answer = super::fetch::perform(&app.http, &request).await;
+                let left = deadline.saturating_duration_since(Instant::now());
+                let answer = if left < SCRIPT_BUDGET_MIN {
+                    app.scripts.spent(&request, SCRIPTS_DEADLINE)
+                } else {
+                    let timeout = Duration::from_millis(u64::from(request.timeout_ms)).min(left);
+                    app.scripts.perform(machine, &request, timeout).await
+                };
                 // Only answers the script can use are cached; failures are asked again.
                 if matches!(&answer, Answer::Http { status, .. } if (200..300).contains(status)) {
                     app.store.put_cached(&request, &answer, now).await?;

@@ -1,39 +1,345 @@
-//! Performs the HTTP requests script nodes ask for (the engine's effect), with a real client:
-//! the timeout the node names, the answer read up to a bound, every failure an `Answer::Failed`.
+//! Performs the HTTP requests script nodes ask for (the engine's effect), with a real client, and
+//! keeps them off the node's own network (SSRF): every failure, refusals included, is an
+//! `Answer::Failed` the script routes on.
+//!
+//! What a request may reach:
+//! - the host (and port) must be listed, by the machine's `allow_hosts` or the node's
+//!   `--script-allow`, when either lists anything; with neither, any host;
+//! - every address is checked after DNS resolution, by the client's own resolver, so the
+//!   connection goes to the address that was checked (DNS rebinding gains nothing): loopback,
+//!   private, link-local, CGNAT, multicast, documentation and reserved addresses are refused
+//!   unless the node lists the host name (`--script-allow`), or the URL's host is that IP address
+//!   and the machine or the node lists it; cloud metadata addresses are refused always;
+//! - every redirect hop is checked the same way;
+//! - the answer is read up to `ANSWER_BYTES_MAX`, and no further.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tracing::warn;
 
 use crate::engine::script::{ANSWER_BYTES_MAX, Method};
 use crate::engine::{Answer, Request};
+use crate::machine::hosts::{self, AllowedHost, Range};
+use crate::machine::{Machine, Version};
 
-/// Performs `request`; never fails, a failure is an answer the script routes on.
-pub async fn perform(client: &reqwest::Client, request: &Request) -> Answer {
-    let mut builder = match request.method {
-        Method::Get => client.get(&request.url),
-        Method::Post => client.post(&request.url),
-    };
-    for (name, value) in &request.headers {
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    if let Some((content_type, body)) = &request.body {
-        builder = builder.header(reqwest::header::CONTENT_TYPE, content_type.as_str()).body(body.clone());
-    }
-    let timeout = Duration::from_millis(u64::from(request.timeout_ms));
-    let exchange = async {
-        let mut response = builder.send().await.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-            if body.len() + chunk.len() > ANSWER_BYTES_MAX {
-                return Err(format!("answer over {ANSWER_BYTES_MAX} bytes"));
-            }
-            body.extend_from_slice(&chunk);
+/// Most redirects a script request follows: an API that moved answers after one or two.
+const REDIRECTS_MAX: usize = 5;
+/// Most machine versions with a client of their own kept at once (each holds its connection
+/// pool); past it the cache starts again empty. Far more than a node serves.
+const CLIENTS_MAX: usize = 256;
+
+/// Why a script request was refused before it reached a host.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refused {
+    #[error("`{0}` is not an http(s) url")]
+    Scheme(String),
+    #[error("the url has no host")]
+    NoHost,
+    #[error(
+        "host `{0}` is in neither the machine's allow_hosts nor the node's --script-allow; list it in one of them"
+    )]
+    NotListed(String),
+    #[error("`{host}` is {range}; list it in --script-allow (or the IP address in allow_hosts) to call it")]
+    Address { host: String, range: Range },
+    #[error("`{host}` is {range}, which scripts never call")]
+    Never { host: String, range: Range },
+    #[error("--script-allow lists `{0}` on other ports only")]
+    Port(String),
+    #[error("`{host}` resolves to {addr}, {range}; list the host in --script-allow to call it")]
+    Resolved { host: String, addr: IpAddr, range: Range },
+    #[error("redirect to `{host}` refused: {why}")]
+    Redirect { host: String, why: Box<Refused> },
+    #[error("more than {REDIRECTS_MAX} redirects")]
+    Redirects,
+    #[error("answer over {ANSWER_BYTES_MAX} bytes")]
+    TooLarge,
+}
+
+/// What one machine's scripts may reach: its `allow_hosts` and the node's `--script-allow`.
+#[derive(Debug, Clone)]
+struct Policy {
+    machine: Arc<[AllowedHost]>,
+    node: Arc<[AllowedHost]>,
+}
+
+impl Policy {
+    /// Whether a request (or a redirect) to `url` may be sent; the addresses of a host name are
+    /// checked by `Resolver` when it is resolved.
+    fn check(&self, url: &url::Url) -> Result<(), Refused> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Refused::Scheme(url.scheme().to_string()));
         }
-        Ok::<_, String>(Answer::Http { status, body })
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(reason)) => Answer::Failed { reason },
-        Err(_) => Answer::Failed { reason: format!("no answer within {} ms", request.timeout_ms) },
+        let host = url.host().ok_or(Refused::NoHost)?;
+        let text = hosts::host_text(&host);
+        let port = url.port_or_known_default().unwrap_or(80);
+        let by_machine = self.machine.iter().any(|h| h.allows(&text, port));
+        let by_node = self.node.iter().any(|h| h.allows(&text, port));
+        let lists = !self.machine.is_empty() || !self.node.is_empty();
+        if lists && !by_machine && !by_node {
+            return Err(Refused::NotListed(shown_host(url)));
+        }
+        let ip = match host {
+            url::Host::Ipv4(ip) => IpAddr::V4(ip),
+            url::Host::Ipv6(ip) => IpAddr::V6(ip),
+            url::Host::Domain(_) => {
+                // The resolver trusts a name the node lists on any port: the port is checked here.
+                if !by_node && self.node.iter().any(|h| h.names(&text)) {
+                    return Err(Refused::Port(shown_host(url)));
+                }
+                return Ok(());
+            }
+        };
+        match hosts::refused_range(ip) {
+            Some(range) if !range.may_be_listed() => Err(Refused::Never { host: text, range }),
+            Some(range) if !by_machine && !by_node => Err(Refused::Address { host: text, range }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The client's DNS resolver: only public addresses, but for the names the node lists (any
+/// address but cloud metadata). The connection is made to the addresses it returns.
+struct Resolver {
+    trusted: Arc<[AllowedHost]>,
+}
+
+impl reqwest::dns::Resolve for Resolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        let trusted = self.trusted.iter().any(|h| h.names(&host));
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut usable = Vec::with_capacity(found.len());
+            let mut refused = None;
+            for addr in found {
+                match hosts::refused_range(addr.ip()) {
+                    Some(range) if !trusted || !range.may_be_listed() => refused = Some((addr.ip(), range)),
+                    _ => usable.push(addr),
+                }
+            }
+            match (usable.is_empty(), refused) {
+                (true, Some((addr, range))) => Err(Refused::Resolved { host, addr, range }.into()),
+                _ => Ok(Box::new(usable.into_iter()) as reqwest::dns::Addrs),
+            }
+        })
+    }
+}
+
+/// The node's script client: a `reqwest::Client` per machine version (its redirect policy knows
+/// the machine's `allow_hosts`), and a count of refused requests.
+pub struct Scripts {
+    node_allow: Arc<[AllowedHost]>,
+    clients: Mutex<HashMap<Version, reqwest::Client>>,
+    refused: AtomicU64,
+    out_of_time: AtomicU64,
+}
+
+impl Scripts {
+    /// Scripts that may also reach the hosts `node_allow` lists (`--script-allow`).
+    pub fn new(node_allow: &[AllowedHost]) -> Scripts {
+        Scripts {
+            node_allow: node_allow.into(),
+            clients: Mutex::default(),
+            refused: AtomicU64::new(0),
+            out_of_time: AtomicU64::new(0),
+        }
+    }
+
+    /// Requests refused since the node started (a host not listed, a refused address or
+    /// redirect, an answer too large).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Scripts that took their failure branch without a request since the node started, their
+    /// webhook's deadline spent.
+    pub fn out_of_time(&self) -> u64 {
+        self.out_of_time.load(Ordering::Relaxed)
+    }
+
+    /// The answer of a script whose webhook has spent its `deadline` for scripts: no request, a
+    /// failure (logged and counted).
+    pub fn spent(&self, request: &Request, deadline: Duration) -> Answer {
+        let total = self.out_of_time.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        warn!(node = %request.node, out_of_time_total = total, "the webhook's script deadline is spent: no request");
+        Answer::Failed { reason: format!("the webhook's {} s for scripts are spent", deadline.as_secs()) }
+    }
+
+    fn policy(&self, machine: &Machine) -> Policy {
+        Policy { machine: machine.allow_hosts().into(), node: self.node_allow.clone() }
+    }
+
+    fn client(&self, machine: &Machine) -> Result<reqwest::Client, String> {
+        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(&machine.version()) {
+            return Ok(c.clone());
+        }
+        let policy = self.policy(machine);
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > REDIRECTS_MAX {
+                return attempt.error(Refused::Redirects);
+            }
+            match policy.check(attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(why) => {
+                    let host = shown_host(attempt.url());
+                    attempt.error(Refused::Redirect { host, why: Box::new(why) })
+                }
+            }
+        });
+        let client = reqwest::Client::builder()
+            // A proxy would resolve names itself, past the resolver's checks.
+            .no_proxy()
+            .dns_resolver(Arc::new(Resolver { trusted: self.node_allow.clone() }))
+            .redirect(redirects)
+            .build()
+            .map_err(|e| format!("cannot build the script client: {}", e.without_url()))?;
+        if clients.len() >= CLIENTS_MAX {
+            clients.clear();
+        }
+        clients.insert(machine.version(), client.clone());
+        Ok(client)
+    }
+
+    /// Performs `request` of a script of `machine`, waiting at most `timeout`; never fails, a
+    /// failure is an answer the script routes on. A refusal is logged (without the URL's query,
+    /// which may carry the caller's data) and counted.
+    pub async fn perform(&self, machine: &Machine, request: &Request, timeout: Duration) -> Answer {
+        let refuse = |why: Refused| {
+            let total = self.refused.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+            warn!(node = %request.node, url = %shown(&request.url), reason = %why, refused_total = total, "script request refused");
+            Answer::Failed { reason: format!("refused: {why}") }
+        };
+        let url = match url::Url::parse(&request.url) {
+            Ok(u) => u,
+            Err(e) => return Answer::Failed { reason: format!("not a url: {e}") },
+        };
+        if let Err(why) = self.policy(machine).check(&url) {
+            return refuse(why);
+        }
+        let client = match self.client(machine) {
+            Ok(c) => c,
+            Err(reason) => return Answer::Failed { reason },
+        };
+        let mut builder = match request.method {
+            Method::Get => client.get(url),
+            Method::Post => client.post(url),
+        };
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if let Some((content_type, body)) = &request.body {
+            builder = builder.header(reqwest::header::CONTENT_TYPE, content_type.as_str()).body(body.clone());
+        }
+        let exchange = async {
+            let mut response = builder.send().await?;
+            let status = response.status().as_u16();
+            if response.content_length().is_some_and(|n| n > ANSWER_BYTES_MAX as u64) {
+                return Ok(Err(Refused::TooLarge));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                if body.len().saturating_add(chunk.len()) > ANSWER_BYTES_MAX {
+                    return Ok(Err(Refused::TooLarge));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>(Ok(Answer::Http { status, body }))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(Ok(answer))) => answer,
+            Ok(Ok(Err(why))) => refuse(why),
+            Ok(Err(e)) => match refusal(&e) {
+                Some(why) => refuse(why),
+                None => Answer::Failed { reason: transport(&e) },
+            },
+            Err(_) => Answer::Failed { reason: format!("no answer within {} ms", timeout.as_millis()) },
+        }
+    }
+}
+
+/// The refusal behind a client error (the resolver's or the redirect policy's), if any.
+fn refusal(e: &reqwest::Error) -> Option<Refused> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(r) = err.downcast_ref::<Refused>() {
+            return Some(r.clone());
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// A transport failure's reason, without the URL (its query may carry the caller's data).
+fn transport(e: &reqwest::Error) -> String {
+    let mut reason = String::from(if e.is_connect() { "cannot connect" } else { "request failed" });
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        reason.push_str(": ");
+        reason.push_str(&err.to_string());
+        source = err.source();
+    }
+    reason
+}
+
+/// A URL as logs show it: scheme, host, port and path, without the query.
+pub fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(not a url)".to_string(),
+    }
+}
+
+/// A URL's `host:port`.
+fn shown_host(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port_or_known_default() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(machine: &[&str], node: &[&str]) -> Policy {
+        let parse = |l: &[&str]| l.iter().map(|h| AllowedHost::parse(h).unwrap()).collect::<Vec<_>>();
+        Policy { machine: parse(machine).into(), node: parse(node).into() }
+    }
+
+    fn check(p: &Policy, url: &str) -> Result<(), String> {
+        p.check(&url::Url::parse(url).unwrap()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hosts_and_addresses_a_request_may_reach() {
+        let open = policy(&[], &[]);
+        assert!(check(&open, "https://api.example.com/x").is_ok(), "no list: any name (public only)");
+        assert!(check(&open, "http://93.184.216.34/x").is_ok());
+        assert!(check(&open, "http://127.0.0.1:8090/x").unwrap_err().contains("loopback"));
+        assert!(check(&open, "http://2130706433/x").unwrap_err().contains("loopback"), "decimal IPv4");
+        assert!(check(&open, "http://[::ffff:10.0.0.1]/x").unwrap_err().contains("private"));
+        assert!(check(&open, "ftp://api.example.com/x").unwrap_err().contains("http(s)"));
+
+        let listed = policy(&["api.example.com", "127.0.0.1:8090", "169.254.169.254"], &[]);
+        assert!(check(&listed, "https://api.example.com:8443/x").is_ok());
+        assert!(check(&listed, "https://other.example.com/x").unwrap_err().contains("neither"));
+        assert!(check(&listed, "http://127.0.0.1:8090/x").is_ok(), "a listed IP address");
+        assert!(check(&listed, "http://127.0.0.1:8091/x").unwrap_err().contains("neither"));
+        assert!(check(&listed, "http://169.254.169.254/x").unwrap_err().contains("never"));
+
+        let node = policy(&["localhost:9000"], &["localhost:8090", "10.0.0.7"]);
+        assert!(check(&node, "http://localhost:8090/x").is_ok());
+        assert!(check(&node, "http://10.0.0.7:1234/x").is_ok());
+        assert!(check(&node, "http://localhost:9000/x").unwrap_err().contains("other ports only"));
     }
 }

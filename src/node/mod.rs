@@ -27,6 +27,7 @@ use tracing::warn;
 
 use crate::callflow::{Action, ActionKey, ActionKeyTooShort, Callflow, Say};
 use crate::machine::compile::DEFAULT_FALLBACK;
+use crate::machine::hosts::AllowedHost;
 use crate::secret::Secret;
 use crate::store::{self, Durability, Store, StoreError, StoreUrl};
 use crate::webhook::outbound::ApiConfig;
@@ -59,6 +60,9 @@ pub struct Config {
     /// The key `clientActionId`s are signed with (`--action-key`); `None`: the store's, made by
     /// the first node that opened it and shared by all its nodes.
     pub action_key: Option<Secret>,
+    /// Hosts every machine's scripts may call, at any address but cloud metadata
+    /// (`--script-allow`; see `fetch`).
+    pub script_allow: Vec<AllowedHost>,
 }
 
 impl Default for Config {
@@ -76,6 +80,7 @@ impl Default for Config {
             calls: CallPolicy::default(),
             unsafe_no_fsync: false,
             action_key: None,
+            script_allow: Vec::new(),
         }
     }
 }
@@ -85,6 +90,7 @@ pub struct App {
     pub config: Config,
     pub registry: Registry,
     pub store: Arc<dyn Store>,
+    /// For the 8x8 API.
     pub http: reqwest::Client,
     /// Set once the store failed for good (see `StoreError::is_permanent`).
     failure: OnceLock<String>,
@@ -99,6 +105,8 @@ pub struct App {
     refusal_warned_s: AtomicU64,
     /// The rate limits of outbound calls (`config.calls`).
     pub limiter: std::sync::Mutex<Limiter>,
+    /// For script nodes: only the hosts and addresses they may reach.
+    pub scripts: fetch::Scripts,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +159,7 @@ impl App {
         let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref())
             .await
             .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
+        let scripts = fetch::Scripts::new(&config.script_allow);
         let action_key = action_key(&config, store.as_ref()).await?;
         Ok(App {
             config,
@@ -158,6 +167,7 @@ impl App {
             store,
             http: reqwest::Client::new(),
             limiter,
+            scripts,
             action_key,
             failure: OnceLock::new(),
             failed: Notify::new(),

@@ -26,6 +26,7 @@ use petgraph::graph::DiGraph;
 
 use super::definition::{Definition, Kind};
 use super::diagnostic::{Diagnostic, Position, Severity, closest};
+use super::hosts::{self, ALLOW_HOSTS_MAX, AllowedHost};
 use super::source::SyntaxError;
 use super::source::{self, Source, SpanIndex};
 use super::template;
@@ -70,7 +71,14 @@ pub fn compile(source: &Source) -> Compiled {
         Err(e) => return Compiled { machine: None, diagnostics: vec![syntax_diagnostic(source, &e)] },
     };
     let declared = declared(&def);
-    let mut c = Compiler { source, index: OnceCell::new(), def: &def, diags: Vec::new(), declared };
+    let mut c = Compiler {
+        source,
+        index: OnceCell::new(),
+        def: &def,
+        diags: Vec::new(),
+        declared,
+        allow_hosts: Vec::new(),
+    };
     for problem in shaped {
         c.shape_problem(problem);
     }
@@ -128,6 +136,8 @@ struct Compiler<'a> {
     diags: Vec<Diagnostic>,
     /// Call variables the machine's `input` and `script` nodes set.
     declared: BTreeSet<String>,
+    /// The machine's `allow_hosts` (those that are valid).
+    allow_hosts: Vec<AllowedHost>,
 }
 
 /// The nodes that did not compile, by `NodeId` index: placeholders in the graph.
@@ -237,6 +247,7 @@ impl Compiler<'_> {
             by_name,
             start: start.unwrap_or_default(),
             fallback,
+            allow_hosts: self.allow_hosts.clone(),
         };
         self.check_play(&mut machine);
         self.check_chains(&machine, &failed, start.is_some());
@@ -256,7 +267,39 @@ impl Compiler<'_> {
                 self.error(At::Machine(&format!("numbers.{i}")), why, None);
             }
         }
+        self.allow_hosts();
         self.settings()
+    }
+
+    /// `allow_hosts`: each `HOST` or `HOST:PORT`, none a cloud metadata address.
+    fn allow_hosts(&mut self) {
+        let def = self.def;
+        if def.allow_hosts.len() > ALLOW_HOSTS_MAX {
+            self.error(
+                At::Machine("allow_hosts"),
+                format!("{} hosts; the limit is {ALLOW_HOSTS_MAX}", def.allow_hosts.len()),
+                None,
+            );
+            return;
+        }
+        for (i, entry) in def.allow_hosts.iter().enumerate() {
+            let at = format!("allow_hosts.{i}");
+            match AllowedHost::parse(entry) {
+                Err(why) => self.error(
+                    At::Machine(&at),
+                    why,
+                    Some("write `\"api.example.com\"` or `\"127.0.0.1:8090\"`".into()),
+                ),
+                Ok(host) => match host.ip().and_then(hosts::refused_range) {
+                    Some(range) if !range.may_be_listed() => self.error(
+                        At::Machine(&at),
+                        format!("`{host}` is {range}: scripts never call it"),
+                        Some("instance metadata holds the node's cloud credentials".into()),
+                    ),
+                    _ => self.allow_hosts.push(host),
+                },
+            }
+        }
     }
 
     fn node_count_ok(&mut self) -> bool {

@@ -9,6 +9,8 @@ use super::fields::field_index;
 use super::nodes::Settings;
 use super::{At, Compiler};
 use crate::callflow::Say;
+use crate::machine::diagnostic::closest;
+use crate::machine::hosts;
 
 /// Longest a script waits for its API: 8x8 waits for phonetree's reply meanwhile, and a caller in
 /// silence for longer hangs up.
@@ -59,13 +61,7 @@ impl Compiler<'_> {
     fn request(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<RequestTemplate> {
         let url = self.required(name, n, "url", &n.url).and_then(|u| self.template(name, "url", u, settings));
         if let Some(u) = &url {
-            let head = match u.parts().first() {
-                Some(template::Part::Lit(l)) => l.to_ascii_lowercase(),
-                _ => String::new(),
-            };
-            if !(head.starts_with("http://") || head.starts_with("https://")) {
-                self.error(At::Node(name, "url"), "the url must start with http:// or https://".into(), None);
-            }
+            self.url_host(name, u);
         }
         let body = match &n.body {
             None => Some(None),
@@ -80,6 +76,91 @@ impl Compiler<'_> {
             headers: headers?,
             timeout_ms: u32::try_from(timeout_ms?).ok()?,
         })
+    }
+
+    /// A script url's scheme and host (and port) are written in the machine, so that no caller's
+    /// keys can pick what the node calls: `http` or `https`, a host that is not a loopback, private
+    /// or other special address unless `allow_hosts` lists it, never a cloud metadata address, and
+    /// one of `allow_hosts` when the machine lists any.
+    fn url_host(&mut self, name: &str, url: &Template) {
+        let at = At::Node(name, "url");
+        let head = match url.parts().first() {
+            Some(template::Part::Lit(l)) => l.as_str(),
+            Some(_) => return self.host_from_variable(name),
+            None => "",
+        };
+        let scheme = head.to_ascii_lowercase();
+        let Some(scheme_len) =
+            ["http://", "https://"].iter().find(|s| scheme.starts_with(*s)).map(|s| s.len())
+        else {
+            let hint = Some("write `https://api.example.com/path?name={variable}`".into());
+            return self.error(at, "the url must start with http:// or https://".into(), hint);
+        };
+        let authority_end = match head[scheme_len..].find(['/', '?', '#']) {
+            Some(end) => scheme_len + end,
+            None if url.parts().len() == 1 => head.len(),
+            None => return self.host_from_variable(name),
+        };
+        let parsed = match url::Url::parse(&head[..authority_end]) {
+            Ok(u) => u,
+            Err(e) => return self.error(at, format!("the url's host is not valid: {e}"), None),
+        };
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            let hint = Some("send credentials in `headers` (`Authorization=...`)".into());
+            return self.error(at, "the url carries credentials (`user@host`)".into(), hint);
+        }
+        let Some(host) = parsed.host() else {
+            return self.error(at, "the url has no host".into(), None);
+        };
+        let text = hosts::host_text(&host);
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        let listed = self.allow_hosts.iter().any(|h| h.allows(&text, port));
+        let range = match host {
+            url::Host::Ipv4(ip) => hosts::refused_range(ip.into()),
+            url::Host::Ipv6(ip) => hosts::refused_range(ip.into()),
+            url::Host::Domain(d) => hosts::is_loopback_name(d).then_some(hosts::Range::Loopback),
+        };
+        let entry = match host {
+            url::Host::Ipv6(_) => format!("[{text}]:{port}"),
+            _ => format!("{text}:{port}"),
+        };
+        match range {
+            Some(range) if !range.may_be_listed() => self.error(
+                at,
+                format!("`{text}` is {range}: scripts never call it"),
+                Some(
+                    "instance metadata holds the node's cloud credentials; call your API's own address"
+                        .into(),
+                ),
+            ),
+            Some(range) if !listed => self.error(
+                at,
+                format!("`{text}` is {range}: scripts call it only when `allow_hosts` lists it"),
+                Some(format!(
+                    "add `allow_hosts = [\"{entry}\"]` at the top of the machine if it must be called"
+                )),
+            ),
+            _ if !self.allow_hosts.is_empty() && !listed => {
+                let names = self.allow_hosts.iter().map(|h| h.host());
+                let hint = closest(&text, names).map_or_else(
+                    || format!("add `\"{entry}\"` to `allow_hosts`"),
+                    |c| format!("did you mean `{c}`? else add `\"{entry}\"` to `allow_hosts`"),
+                );
+                self.error(at, format!("`{entry}` is not in the machine's `allow_hosts`"), Some(hint));
+            }
+            _ => {}
+        }
+    }
+
+    fn host_from_variable(&mut self, name: &str) {
+        self.error(
+            At::Node(name, "url"),
+            "the url's scheme and host must be written in the machine, not taken from a variable".into(),
+            Some(
+                "write `https://api.example.com/...`: a variable may fill the path, query or body (a `[settings]` value is written in the machine)"
+                    .into(),
+            ),
+        );
     }
 
     /// Query-string pairs (`name=value&name=value`) whose values are templates.

@@ -1,0 +1,264 @@
+//! Which hosts a script may call: `allow_hosts` entries (`HOST` or `HOST:PORT`) and the address
+//! ranges no script reaches unless a host is listed (loopback, private, link-local, ...), shared by
+//! the compiler (literal URLs) and the node (every address DNS gives, every redirect).
+//!
+//! Pure: no DNS here. A name is only compared as text; the node checks the addresses it resolves to.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Most `allow_hosts` entries in one machine: a machine calls a handful of APIs.
+pub const ALLOW_HOSTS_MAX: usize = 64;
+
+/// One `allow_hosts` (or `--script-allow`) entry: a host name or IP address, and a port or any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    /// Lowercase name, or the IP address as text (IPv6 without brackets).
+    host: String,
+    /// `None`: any port.
+    port: Option<u16>,
+}
+
+impl AllowedHost {
+    /// Parses `HOST` or `HOST:PORT` (`[::1]:8090` for IPv6); no scheme, path or credentials.
+    pub fn parse(entry: &str) -> Result<AllowedHost, String> {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return Err("an empty host".into());
+        }
+        if entry.contains("://") || entry.contains(['/', '@', '?', '#']) {
+            return Err(format!("`{entry}` is not a host: write `HOST` or `HOST:PORT`, no scheme or path"));
+        }
+        let url = url::Url::parse(&format!("http://{entry}/"))
+            .map_err(|e| format!("`{entry}` is not a host: {e}"))?;
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(format!("`{entry}` is not a host")),
+        };
+        // `url` drops the scheme's default port: `host:80` is written with its port, so keep it.
+        let port = match url.port() {
+            Some(p) => Some(p),
+            None if entry.ends_with(":80") => Some(80),
+            None => None,
+        };
+        Ok(AllowedHost { host, port })
+    }
+
+    /// Whether this entry allows `host` (as `host_text` gives it) on `port`.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        self.host == host && self.port.is_none_or(|p| p == port)
+    }
+
+    /// Whether this entry names `host`, on whatever port.
+    pub fn names(&self, host: &str) -> bool {
+        self.host == host
+    }
+
+    /// The host as entries compare it.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The address, when the entry is an IP address.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+impl fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ip(), self.port) {
+            (Some(IpAddr::V6(ip)), Some(p)) => write!(f, "[{ip}]:{p}"),
+            (_, Some(p)) => write!(f, "{}:{p}", self.host),
+            (_, None) => f.write_str(&self.host),
+        }
+    }
+}
+
+/// A URL's host as `AllowedHost` compares it: lowercase name, or the IP address (IPv6 without
+/// brackets).
+pub fn host_text(host: &url::Host<&str>) -> String {
+    match host {
+        url::Host::Domain(d) => d.to_ascii_lowercase(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    }
+}
+
+/// An address range scripts do not reach unless the host is listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// Cloud instance metadata (credentials): never reached, listed or not.
+    Metadata,
+    Loopback,
+    /// RFC 1918, IPv6 unique local (and the old site-local).
+    Private,
+    LinkLocal,
+    /// RFC 6598 carrier-grade NAT.
+    SharedCgnat,
+    Unspecified,
+    Multicast,
+    Broadcast,
+    Documentation,
+    /// Benchmarking, IETF protocol assignments, "this network", future use.
+    Reserved,
+}
+
+impl Range {
+    /// Whether a listed host may still be called at an address of this range.
+    pub fn may_be_listed(self) -> bool {
+        self != Range::Metadata
+    }
+}
+
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Range::Metadata => "a cloud metadata address",
+            Range::Loopback => "a loopback address",
+            Range::Private => "a private address",
+            Range::LinkLocal => "a link-local address",
+            Range::SharedCgnat => "a carrier-grade NAT address",
+            Range::Unspecified => "the unspecified address",
+            Range::Multicast => "a multicast address",
+            Range::Broadcast => "the broadcast address",
+            Range::Documentation => "a documentation address",
+            Range::Reserved => "a reserved address",
+        })
+    }
+}
+
+/// Cloud metadata services (AWS, GCP, Azure, OCI: 169.254.169.254; AWS ECS: 169.254.170.2;
+/// Alibaba: 100.100.100.200).
+const METADATA_V4: [Ipv4Addr; 3] =
+    [Ipv4Addr::new(169, 254, 169, 254), Ipv4Addr::new(169, 254, 170, 2), Ipv4Addr::new(100, 100, 100, 200)];
+/// AWS's IPv6 metadata service, fd00:ec2::254.
+const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+
+/// The range `ip` is in, if scripts must not reach it by default; `None` for a public address.
+pub fn refused_range(ip: IpAddr) -> Option<Range> {
+    match ip {
+        IpAddr::V4(v4) => range_v4(v4),
+        IpAddr::V6(v6) => range_v6(v6),
+    }
+}
+
+fn range_v4(ip: Ipv4Addr) -> Option<Range> {
+    let [a, b, c, _] = ip.octets();
+    let range = if METADATA_V4.contains(&ip) {
+        Range::Metadata
+    } else if ip.is_loopback() {
+        Range::Loopback
+    } else if ip.is_private() {
+        Range::Private
+    } else if ip.is_link_local() {
+        Range::LinkLocal
+    } else if a == 100 && (64..128).contains(&b) {
+        Range::SharedCgnat
+    } else if ip.is_unspecified() {
+        Range::Unspecified
+    } else if ip.is_multicast() {
+        Range::Multicast
+    } else if ip.is_broadcast() {
+        Range::Broadcast
+    } else if ip.is_documentation() {
+        Range::Documentation
+    } else if a == 0 || a >= 240 || (a == 192 && b == 0 && c == 0) || (a == 198 && (18..20).contains(&b)) {
+        Range::Reserved
+    } else {
+        return None;
+    };
+    Some(range)
+}
+
+fn range_v6(ip: Ipv6Addr) -> Option<Range> {
+    let s = ip.segments();
+    // IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) reach the IPv4 address they embed.
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return range_v4(v4);
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        let [a, b] = s[6].to_be_bytes();
+        let [c, d] = s[7].to_be_bytes();
+        return range_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    let range = if ip == METADATA_V6 {
+        Range::Metadata
+    } else if ip.is_loopback() {
+        Range::Loopback
+    } else if ip.is_unspecified() {
+        Range::Unspecified
+    } else if s[0] & 0xfe00 == 0xfc00 || s[0] & 0xffc0 == 0xfec0 {
+        Range::Private
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Range::LinkLocal
+    } else if ip.is_multicast() {
+        Range::Multicast
+    } else if s[0] == 0x2001 && s[1] == 0x0db8 {
+        Range::Documentation
+    } else if s[..6] == [0, 0, 0, 0, 0, 0] {
+        // IPv4-compatible (deprecated): never a public API.
+        Range::Reserved
+    } else {
+        return None;
+    };
+    Some(range)
+}
+
+/// Whether a host name means this machine whatever DNS says (`localhost`, `*.localhost`).
+pub fn is_loopback_name(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    host == "localhost" || host.ends_with(".localhost")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(ip: &str) -> Option<Range> {
+        refused_range(ip.parse().unwrap())
+    }
+
+    #[test]
+    fn ranges_scripts_do_not_reach() {
+        assert_eq!(range("169.254.169.254"), Some(Range::Metadata));
+        assert_eq!(range("fd00:ec2::254"), Some(Range::Metadata));
+        assert_eq!(range("::ffff:169.254.169.254"), Some(Range::Metadata));
+        assert_eq!(range("127.0.0.1"), Some(Range::Loopback));
+        assert_eq!(range("::1"), Some(Range::Loopback));
+        assert_eq!(range("10.1.2.3"), Some(Range::Private));
+        assert_eq!(range("172.16.0.1"), Some(Range::Private));
+        assert_eq!(range("192.168.1.1"), Some(Range::Private));
+        assert_eq!(range("fd12::1"), Some(Range::Private));
+        assert_eq!(range("169.254.1.1"), Some(Range::LinkLocal));
+        assert_eq!(range("fe80::1"), Some(Range::LinkLocal));
+        assert_eq!(range("100.64.0.1"), Some(Range::SharedCgnat));
+        assert_eq!(range("0.0.0.0"), Some(Range::Unspecified));
+        assert_eq!(range("::"), Some(Range::Unspecified));
+        assert_eq!(range("224.0.0.1"), Some(Range::Multicast));
+        assert_eq!(range("203.0.113.9"), Some(Range::Documentation));
+        assert_eq!(range("2001:db8::1"), Some(Range::Documentation));
+        assert_eq!(range("64:ff9b::7f00:1"), Some(Range::Loopback));
+        assert_eq!(range("93.184.216.34"), None);
+        assert_eq!(range("2606:4700::1111"), None);
+        assert_eq!(range("172.32.0.1"), None);
+    }
+
+    #[test]
+    fn entries_with_and_without_ports() {
+        let any = AllowedHost::parse("API.example.com").unwrap();
+        assert!(any.allows("api.example.com", 443) && any.allows("api.example.com", 8443));
+        let one = AllowedHost::parse("127.0.0.1:8090").unwrap();
+        assert!(one.allows("127.0.0.1", 8090) && !one.allows("127.0.0.1", 8091));
+        assert!(AllowedHost::parse("example.com:80").unwrap().allows("example.com", 80));
+        assert!(!AllowedHost::parse("example.com:80").unwrap().allows("example.com", 81));
+        let v6 = AllowedHost::parse("[::1]:8090").unwrap();
+        assert!(v6.allows("::1", 8090));
+        assert_eq!(v6.to_string(), "[::1]:8090");
+        for bad in ["", "http://x.com", "x.com/path", "user@x.com", "x.com:99999", "[::1"] {
+            assert!(AllowedHost::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! What script nodes may reach (SSRF), for real: `phonetree check` refusing URLs to cloud
+//! metadata, private addresses and hosts taken from variables; a real `phonetree serve` refusing a
+//! listed name that resolves to loopback (and serving it once `--script-allow` lists it), a
+//! redirect off the listed hosts, an over-size answer (announced or streamed); and the per-webhook
+//! deadline cutting four chained slow scripts short. Loopback HTTP servers stand in for the APIs.
+
+mod common;
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warp::Filter;
+
+/// The number every test machine answers.
+const NUMBER: &str = "+6568880099";
+
+/// A stand-in API: `/ok` answers, `/hop` redirects to `/ok` on `redirect_to`, `/hop-same` to its
+/// own `/ok`, `/big` answers one byte over the limit, `/slow/N` does not answer for a minute.
+struct Api {
+    port: u16,
+    /// The paths asked, in order.
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Api {
+    async fn start(redirect_to: Option<String>) -> Api {
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        let route = warp::path::full().then(move |path: warp::path::FullPath| {
+            let (log, redirect_to) = (log.clone(), redirect_to.clone());
+            async move {
+                let path = path.as_str().to_string();
+                log.lock().unwrap().push(path.clone());
+                let reply = warp::http::Response::builder();
+                match path.as_str() {
+                    "/ok" => reply.status(200).body(r#"{"status":"ok"}"#.to_string()),
+                    "/hop" => reply
+                        .status(302)
+                        .header("location", format!("{}/ok", redirect_to.unwrap_or_default()))
+                        .body(String::new()),
+                    "/hop-same" => reply.status(302).header("location", "/ok").body(String::new()),
+                    "/big" => reply.status(200).body("x".repeat(64 * 1024 + 1)),
+                    _ if path.starts_with("/slow/") => {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        reply.status(200).body("{}".to_string())
+                    }
+                    _ => reply.status(404).body(String::new()),
+                }
+                .unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        Api { port, seen }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A machine whose call starts at the chain of script nodes `urls` (each failing over to the
+/// next): "Served." when one answers 2xx, "Failed." when the last fails.
+fn machine(name: &str, allow_hosts: &str, urls: &[String]) -> String {
+    let mut text = format!(
+        "name = \"{name}\"\nstart = \"s0\"\nnumbers = [\"{NUMBER}\"]\nallow_hosts = {allow_hosts}\n\n\
+         [defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\n\n\
+         [nodes.served]\nkind = \"say\"\ntext = \"Served.\"\nnext = \"bye\"\n\n\
+         [nodes.failed]\nkind = \"say\"\ntext = \"Failed.\"\nnext = \"bye\"\n\n\
+         [nodes.bye]\nkind = \"hangup\"\n"
+    );
+    for (i, url) in urls.iter().enumerate() {
+        let failure = if i + 1 == urls.len() { "failed".to_string() } else { format!("s{}", i + 1) };
+        text.push_str(&format!(
+            "\n[nodes.s{i}]\nkind = \"script\"\nurl = \"{url}\"\ntimeout_ms = 10000\nfailure = \"{failure}\"\ndefault = \"served\"\n"
+        ));
+    }
+    text
+}
+
+/// A node serving `machine_text` alone, with `env` (e.g. `PHONETREE_SCRIPT_ALLOW`).
+fn node(t: &tempfile::TempDir, machine_text: &str, env: &[(&str, &str)]) -> Node {
+    let dir = t.path().join("machines");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("m.toml"), machine_text).unwrap();
+    Node::start_with(&t.path().join("data"), &dir, env)
+}
+
+/// What the node answers a new call with: the texts it says.
+async fn call(n: &Node, session: &str) -> Vec<String> {
+    let v = Vca {
+        session,
+        event: &format!("{session}-e1"),
+        dtmf: None,
+        client_action_id: None,
+        status: "CALL_RECEIVED",
+        direction: "INBOUND",
+        source: "+6591178965",
+        destination: NUMBER,
+        event_data: false,
+    };
+    // A hang detector only: the deadline test's reply comes after about 5 s.
+    let a =
+        try_post(&client_within(Duration::from_secs(60)), &n.url("/webhooks/vca"), v.body()).await.unwrap();
+    a.json()["callflow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["params"]["text"].as_str().map(String::from))
+        .collect()
+}
+
+/// The node's `/readyz`, with its script counters.
+async fn ready(n: &Node) -> serde_json::Value {
+    client_within(Duration::from_secs(30)).get(n.url("/readyz")).send().await.unwrap().json().await.unwrap()
+}
+
+fn check(dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree")).arg("check").arg(dir).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_refuses_metadata_private_and_variable_hosts() {
+    let cases = [
+        ("metadata", "[]", "http://169.254.169.254/latest/meta-data/", "is a cloud metadata address"),
+        ("metadata6", "[]", "http://[fd00:ec2::254]/latest", "is a cloud metadata address"),
+        ("private", "[]", "http://10.0.0.5/orders", "is a private address"),
+        ("loopback", "[]", "http://127.0.0.1:8090/orders", "is a loopback address"),
+        ("named_loopback", "[]", "http://localhost:8090/orders", "is a loopback address"),
+        ("variable", "[]", "http://{keypress}.example.com/x", "must be written in the machine"),
+        ("variable_port", "[]", "http://api.example.com:{keypress}/x", "must be written in the machine"),
+        ("unlisted", "[\"api.example.com\"]", "https://other.example.com/x", "is not in the machine's"),
+        // Listing does not open the metadata service.
+        ("listed_metadata", "[\"169.254.169.254\"]", "http://169.254.169.254/x", "scripts never call it"),
+    ];
+    for (name, allow, url, message) in cases {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("m.toml"), machine(name, allow, &[url.to_string()])).unwrap();
+        let (ok, out) = check(t.path());
+        assert!(!ok, "{name}: {out}");
+        assert!(out.contains(message) && out.contains("field `url`"), "{name}: {out}");
+    }
+    // Listed, a loopback address is allowed; a variable may fill the path and query.
+    for (allow, url) in [
+        ("[\"127.0.0.1:8090\"]", "http://127.0.0.1:8090/orders/{keypress}?caller={caller}"),
+        ("[]", "https://api.example.com/orders/{keypress}"),
+        ("[\"api.example.com\"]", "https://api.example.com?caller={caller}"),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("m.toml"), machine("fine", allow, &[url.to_string()])).unwrap();
+        let (ok, out) = check(t.path());
+        assert!(ok, "{url}: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listed_name_resolving_to_loopback_is_refused_unless_the_node_allows_it() {
+    let api = Api::start(None).await;
+    let entry = format!("localhost:{}", api.port);
+    let text = machine("named", &format!("[\"{entry}\"]"), &[format!("http://{entry}/ok")]);
+
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &text, &[]);
+    assert_eq!(call(&n, "s-refused").await, ["Failed."]);
+    assert!(api.seen().is_empty(), "no request reached the API: {:?}", api.seen());
+    let log = n.log();
+    assert!(log.contains("script request refused") && log.contains("a loopback address"), "{log}");
+    assert_eq!(ready(&n).await["scripts_refused"], 1);
+    drop(n);
+
+    // The operator lists the name: its loopback address is called.
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &text, &[("PHONETREE_SCRIPT_ALLOW", &entry)]);
+    assert_eq!(call(&n, "s-allowed").await, ["Served."]);
+    assert_eq!(api.seen(), ["/ok"]);
+
+    // The same name on another port than the node lists is refused.
+    let other = format!("localhost:{}", api.port.wrapping_add(1).max(1));
+    let text = machine("port", &format!("[\"{other}\"]"), &[format!("http://{other}/ok")]);
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &text, &[("PHONETREE_SCRIPT_ALLOW", &entry)]);
+    assert_eq!(call(&n, "s-port").await, ["Failed."]);
+    assert!(n.log().contains("on other ports only"), "{}", n.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_off_the_listed_hosts_is_refused() {
+    let target = Api::start(None).await;
+    let api = Api::start(Some(target.base())).await;
+    let allow = format!("[\"127.0.0.1:{}\"]", api.port);
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &machine("hops", &allow, &[format!("{}/hop", api.base())]), &[]);
+    assert_eq!(call(&n, "s-hop").await, ["Failed."]);
+    assert_eq!(api.seen(), ["/hop"]);
+    assert!(target.seen().is_empty(), "the redirect was not followed: {:?}", target.seen());
+    assert!(n.log().contains("redirect to"), "{}", n.log());
+    drop(n);
+
+    // A redirect within the listed host is followed.
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &machine("hops", &allow, &[format!("{}/hop-same", api.base())]), &[]);
+    assert_eq!(call(&n, "s-same").await, ["Served."]);
+    assert_eq!(api.seen(), ["/hop", "/hop-same", "/ok"]);
+}
+
+/// A server answering every request with an endless chunked body (bounded: it stops after 64 MiB
+/// or when the reader goes away).
+async fn streamer() -> (u16, Arc<Mutex<usize>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(Mutex::new(0));
+    let count = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            *count.lock().unwrap() += 1;
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let head =
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+                for _ in 0..4096 {
+                    if sock.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, requests)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_over_size_answer_is_refused() {
+    let api = Api::start(None).await;
+    let (stream_port, streamed) = streamer().await;
+    let allow = "[\"127.0.0.1\"]".to_string();
+    let urls = [format!("{}/big", api.base()), format!("http://127.0.0.1:{stream_port}/stream")];
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &machine("big", &allow, &urls), &[]);
+    assert_eq!(call(&n, "s-big").await, ["Failed."]);
+    assert_eq!(api.seen(), ["/big"]);
+    assert_eq!(*streamed.lock().unwrap(), 1);
+    let log = n.log();
+    // Both failed on their size, not on a timeout.
+    assert_eq!(log.matches("reason=answer over 65536 bytes").count(), 2, "{log}");
+    assert!(!log.contains("no answer within"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chained_slow_scripts_are_cut_short_by_the_webhook_deadline() {
+    let api = Api::start(None).await;
+    let urls: Vec<String> = (1..=4).map(|i| format!("{}/slow/{i}", api.base())).collect();
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &machine("slow", "[\"127.0.0.1\"]", &urls), &[]);
+    // Each script may wait 10 s, four of them 40 s: the webhook's deadline answers first, with
+    // every failure branch taken and only the first script's request sent.
+    assert_eq!(call(&n, "s-slow").await, ["Failed."]);
+    assert_eq!(api.seen(), ["/slow/1"]);
+    let log = n.log();
+    assert_eq!(log.matches("the webhook's script deadline is spent").count(), 3, "{log}");
+    let ready = ready(&n).await;
+    assert_eq!(
+        (ready["scripts_out_of_time"].as_u64(), ready["scripts_refused"].as_u64()),
+        (Some(3), Some(0))
+    );
+}
+
+#[test]
+fn the_node_refuses_to_allow_the_metadata_service_or_a_url_as_a_host() {
+    for entry in ["169.254.169.254", "[fd00:ec2::254]:80", "http://api.example.com"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--script-allow", entry])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("--script-allow"), "{entry}: {err}");
+    }
+}
