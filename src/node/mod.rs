@@ -34,6 +34,7 @@ use crate::webhook::outbound::ApiConfig;
 use catalog::Catalog;
 use guard::{CallPolicy, Limiter};
 use registry::Registry;
+use throttle::{Throttle, Verdict};
 
 pub use outbound::{PlaceError, place_call};
 
@@ -101,8 +102,8 @@ pub struct App {
     /// `clientActionId`s refused (tampered, forged, unsigned, of another session or machine) since
     /// the node started: for metrics.
     pub refused_ids: AtomicU64,
-    /// When (seconds since the epoch) a refused id was last logged at warn: at most one a second.
-    refusal_warned_s: AtomicU64,
+    /// Warnings about refused ids: anyone who reaches the port can send them.
+    refusal_log: Throttle,
     /// The rate limits of outbound calls (`config.calls`).
     pub limiter: std::sync::Mutex<Limiter>,
     /// For script nodes: only the hosts and addresses they may reach.
@@ -172,7 +173,7 @@ impl App {
             failure: OnceLock::new(),
             failed: Notify::new(),
             refused_ids: AtomicU64::new(0),
-            refusal_warned_s: AtomicU64::new(0),
+            refusal_log: Throttle::new(),
         })
     }
 
@@ -203,22 +204,18 @@ impl App {
         }
     }
 
-    /// Counts a `clientActionId` that is not honoured, and logs it at warn at most once a second
-    /// (anyone who reaches the port can send them); the rest at debug.
+    /// Counts a `clientActionId` that is not honoured, and logs it at warn (rate-limited: anyone
+    /// who reaches the port can send them; the rest at debug).
     pub fn refuse_id(&self, id: &str, why: &dyn std::fmt::Display) {
         let refused = self.refused_ids.fetch_add(1, Ordering::Relaxed) + 1;
-        let now_s = now_ms() / 1000;
-        let last = self.refusal_warned_s.load(Ordering::Relaxed);
         let shown: String = id.chars().take(crate::callflow::ID_BYTES_MAX).collect();
-        if now_s > last
-            && self
-                .refusal_warned_s
-                .compare_exchange(last, now_s, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            warn!(id = ?shown, reason = %why, refused_total = refused, "clientActionId refused: treated as none");
-        } else {
-            tracing::debug!(id = ?shown, reason = %why, refused_total = refused, "clientActionId refused: treated as none");
+        match self.refusal_log.check(now_ms()) {
+            Verdict::Log { suppressed } => {
+                warn!(id = ?shown, reason = %why, refused_total = refused, suppressed, "clientActionId refused: treated as none");
+            }
+            Verdict::Drop => {
+                tracing::debug!(id = ?shown, reason = %why, refused_total = refused, "clientActionId refused: treated as none");
+            }
         }
     }
 }
