@@ -44,9 +44,9 @@ async fn call(
     (status, how, body)
 }
 
+/// The sessions stored, as of a store probe after this call.
 async fn sessions(n: &Node) -> u64 {
-    let ready: serde_json::Value = reqwest::get(n.url("/readyz")).await.unwrap().json().await.unwrap();
-    ready["sessions"].as_u64().unwrap()
+    n.ready_now().await["sessions"].as_u64().unwrap()
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! The HTTP side: warp filters for the webhooks, health, and outbound calls; every error a JSON body.
+//! The routes: the public listener's (webhooks, health) and the admin listener's (outbound calls,
+//! and every operator route to come) as warp filters; every error a JSON body.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::auth::{Denied, WebhookAuth};
+use super::health::Health;
 use crate::node::{self, App, calls};
 use crate::webhook::inbound;
 use crate::webhook::outbound::OutboundError;
@@ -41,11 +43,12 @@ fn authorized(auth: Arc<WebhookAuth>) -> impl Filter<Extract = (), Error = Rejec
         .untuple_one()
 }
 
-/// All routes, with every rejection turned into a JSON error. Webhooks must carry credentials
-/// `auth` accepts.
-pub fn routes(
+/// The public listener's routes (webhooks, health), with every rejection turned into a JSON
+/// error. Webhooks must carry credentials `auth` accepts; `/readyz` reads `health`, never the store.
+pub fn public(
     app: Arc<App>,
     auth: Arc<WebhookAuth>,
+    health: Arc<Health>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_app = warp::any().map(move || app.clone());
     let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
@@ -53,12 +56,24 @@ pub fn routes(
         |name| warp::path("webhooks").and(warp::path(name)).and(warp::path::end()).and(warp::post());
     let vca = webhook("vca").and(authorized(auth.clone())).and(with_app.clone()).and(body).then(vca);
     let vss = webhook("vss").and(authorized(auth)).and(with_app.clone()).and(body).then(vss);
-    let calls = warp::path!("calls").and(warp::post()).and(with_app.clone()).and(body).then(place_call);
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| json_reply(StatusCode::OK, &json!({"status": "alive"})));
-    let readyz = warp::path!("readyz").and(warp::get()).and(with_app).then(readyz);
-    vca.or(vss).or(calls).or(healthz).or(readyz).recover(rejection)
+    let readyz =
+        warp::path!("readyz").and(warp::get()).and(with_app).map(move |app: Arc<App>| readyz(&app, &health));
+    vca.or(vss).or(healthz).or(readyz).recover(rejection)
+}
+
+/// The admin listener's routes, with every rejection turned into a JSON error (the listener
+/// checks the admin token before these). Every operator route goes here, never on the public
+/// listener: `POST /calls` places calls billed to the operator.
+pub fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let with_app = warp::any().map(move || app.clone());
+    let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
+    let calls = warp::path!("calls").and(warp::post()).and(with_app).and(body).then(place_call);
+    // Admin routes to come (metrics, reload, call history, console, `GET /openapi.json`): `.or()`
+    // them here.
+    calls.recover(rejection)
 }
 
 fn json_reply(status: StatusCode, value: &serde_json::Value) -> warp::reply::Response {
@@ -74,7 +89,7 @@ fn raw_json(status: StatusCode, body: Vec<u8>) -> warp::reply::Response {
     r
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
     json_reply(status, &json!({"error": {"code": code, "message": message}}))
 }
 
@@ -181,18 +196,24 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
     }
 }
 
-async fn readyz(app: Arc<App>) -> warp::reply::Response {
-    let probe = match app.store.probe(node::now_ms()).await {
-        Ok(()) => app.store.session_count().await,
-        Err(e) => Err(e),
-    };
-    match probe {
+/// The cached health: `checkedAt` says when the store was last probed (ms since the epoch).
+fn readyz(app: &App, health: &Health) -> warp::reply::Response {
+    let snapshot = health.snapshot(node::now_ms());
+    match snapshot.sessions {
         Ok(sessions) if !app.registry.is_empty() => json_reply(
             StatusCode::OK,
-            &json!({"status": "ready", "machines": app.registry.len(), "sessions": sessions}),
+            &json!({
+                "status": "ready",
+                "machines": app.registry.len(),
+                "sessions": sessions,
+                "checkedAt": snapshot.checked_at_ms,
+            }),
         ),
         Ok(_) => error(StatusCode::SERVICE_UNAVAILABLE, "no_machines", "no machine is loaded"),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &e.to_string()),
+        Err(e) => json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": {"code": "store_unavailable", "message": e}, "checkedAt": snapshot.checked_at_ms}),
+        ),
     }
 }
 
@@ -204,7 +225,9 @@ async fn rejection(r: Rejection) -> Result<warp::reply::Response, Infallible> {
         (
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such route; webhooks go to POST /webhooks/vca and /webhooks/vss".to_string(),
+            "no such route; webhooks go to POST /webhooks/vca and /webhooks/vss, operator routes \
+             (POST /calls) to the admin listener"
+                .to_string(),
         )
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
         (
@@ -216,6 +239,9 @@ async fn rejection(r: Rejection) -> Result<warp::reply::Response, Infallible> {
         (StatusCode::LENGTH_REQUIRED, "length_required", "send a Content-Length header".to_string())
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "webhooks are POSTed".to_string())
+    } else if format!("{r:?}").contains("body read timed out") {
+        // `conn::Timed`'s deadline, as warp reports it (a body read error).
+        (StatusCode::REQUEST_TIMEOUT, "body_timeout", "the body was not sent in time".to_string())
     } else {
         (StatusCode::BAD_REQUEST, "bad_request", format!("{r:?}"))
     };
