@@ -324,3 +324,23 @@ async fn readyz_reads_a_cached_probe_and_never_the_store_itself() {
     assert_eq!(a.status, 200);
     assert_eq!(n.ready_now().await["sessions"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_node_in_bounded_time_beside_slow_connections() {
+    let t = tempfile::tempdir().unwrap();
+    let mut n = node_with(&t, &[]);
+    let slow: Vec<_> =
+        (0..50).map(|_| tokio::spawn(slow_client(n.addr.clone(), Duration::from_millis(200)))).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    let status = tokio::time::timeout(HANG, tokio::task::spawn_blocking(move || (n.terminate(), n)))
+        .await
+        .expect("the node exits (SHUTDOWN_GRACE bounds the wait for connections)")
+        .unwrap();
+    println!("SIGTERM beside 50 slow connections: exited after {:?}", start.elapsed());
+    assert!(status.0.success(), "{}", status.1.log());
+    assert!(status.1.log().contains("store flushed"), "{}", status.1.log());
+    for h in slow {
+        h.abort();
+    }
+}

@@ -10,6 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, warn};
@@ -27,7 +28,8 @@ use warp::hyper::body::Bytes;
 use super::allow::AllowList;
 use super::auth::AdminAuth;
 use super::limits::{
-    ACCEPT_BACKOFF, HEADER_BYTES_MAX, HEADERS_MAX, Limits, READ_BUFFER_BYTES, RETRY_AFTER_SECS, RateLimited,
+    ACCEPT_BACKOFF, HEADER_BYTES_MAX, HEADERS_MAX, Limits, READ_BUFFER_BYTES, REFUSE_LINGER, REFUSING_MAX,
+    RETRY_AFTER_SECS, RateLimited,
 };
 use super::routes::error;
 use crate::node;
@@ -52,8 +54,8 @@ pub(crate) enum Gate {
     Admin { auth: AdminAuth },
 }
 
-/// Serves `listener` until `stop` turns true, then waits for its open connections to finish (the
-/// caller bounds that wait).
+/// Serves `listener` until `stop` turns true, then closes the connections that are not answering
+/// a request and waits for the others to finish theirs (the caller bounds that wait).
 pub(crate) async fn serve(
     listener: TcpListener,
     handler: Handler,
@@ -61,8 +63,9 @@ pub(crate) async fn serve(
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let open = Arc::new(Semaphore::new(limits.max_connections));
+    // Counted in `u32` permits (what `acquire_many` takes); more would exhaust descriptors anyway.
+    let cap = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let open = Arc::new(Semaphore::new(cap as usize));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -72,6 +75,8 @@ pub(crate) async fn serve(
         .max_headers(HEADERS_MAX)
         .keep_alive(true)
         .writev(false);
+    let builder = Arc::new(builder);
+    let refusing = Arc::new(Semaphore::new(REFUSING_MAX));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -92,24 +97,49 @@ pub(crate) async fn serve(
             if let Some(skipped) = OVER_CAP.allow(node::now_ms()) {
                 warn!(max = limits.max_connections, skipped, "connection refused: too many open connections");
             }
-            // One non-blocking write into an empty send buffer, then close: never waits on the client.
-            let _ = stream.try_write(&over_cap_response());
+            match refusing.clone().try_acquire_owned() {
+                Ok(refuser) => {
+                    tokio::spawn(refuse(stream, refuser));
+                }
+                // Too many being refused already: closed at once.
+                Err(_) => drop(stream),
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(Rewrite { inner: stream, out: Vec::new(), at: 0 });
-        let (gate, handler) = (gate.clone(), handler.clone());
-        let body_timeout = limits.body_read_timeout;
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let (gate, handler) = (gate.clone(), handler.clone());
-            async move {
-                let req = req.map(|body| Timed::new(body, body_timeout));
-                Ok::<_, Infallible>(gate.pass(peer, req, handler).await)
-            }
-        });
-        let conn = graceful.watch(builder.serve_connection(io, service));
+        let active = Arc::new(AtomicUsize::new(0));
+        let service = {
+            let (gate, handler, active) = (gate.clone(), handler.clone(), active.clone());
+            let body_timeout = limits.body_read_timeout;
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (gate, handler) = (gate.clone(), handler.clone());
+                let busy = Busy::new(active.clone());
+                async move {
+                    let req = req.map(|body| Timed::new(body, body_timeout));
+                    let response = gate.pass(peer, req, handler).await;
+                    drop(busy);
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
+        let (builder, mut stop) = (builder.clone(), stop.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let mut conn = std::pin::pin!(builder.serve_connection(io, service));
+            let ended = tokio::select! {
+                ended = conn.as_mut() => Some(ended),
+                _ = stop.wait_for(|stop| *stop) => None,
+            };
+            let ended = match ended {
+                Some(ended) => ended,
+                // Stopping, and no request is being answered (idle, or a head still coming): close now.
+                None if active.load(Ordering::Acquire) == 0 => Ok(()),
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 // A client that went away, timed out or sent garbage: its own business.
                 debug!(%peer, error = %e, "connection ended with an error");
             }
@@ -117,7 +147,24 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Every connection's permit back: all have ended (the caller bounds this wait).
+    let _ = open.acquire_many(cap).await;
+}
+
+/// Counts a request as being answered on its connection while it lives.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(active: Arc<AtomicUsize>) -> Busy {
+        active.fetch_add(1, Ordering::AcqRel);
+        Busy(active)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Gate {
@@ -167,6 +214,19 @@ fn is_connection_error(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
     )
+}
+
+/// Answers a connection over the cap 503 and closes it: the answer in one non-blocking write, then
+/// the write side shut and the request read (and dropped) for at most `REFUSE_LINGER`, so the
+/// close does not reset the connection before the client has read the answer.
+async fn refuse(mut stream: TcpStream, _refuser: tokio::sync::OwnedSemaphorePermit) {
+    let _ = stream.try_write(&over_cap_response());
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(REFUSE_LINGER, drain).await;
 }
 
 fn over_cap_response() -> Vec<u8> {

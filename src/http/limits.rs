@@ -12,10 +12,22 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client has to send a request's whole body once its headers are in: webhook bodies
 /// are 1 to 3 KiB (`routes::BODY_BYTES_MAX` at most), which any live client sends at once.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Open connections per listener: well below the usual 1024 descriptors per process left after
-/// the store's files, so `accept` never fails for lack of descriptors and webhooks keep being
+/// Open connections on the public listener: with `ADMIN_MAX_CONNECTIONS`, `MAX_IN_FLIGHT` outgoing
+/// requests of script nodes and `DESCRIPTORS_SPARE`, within the usual soft limit of 1024
+/// descriptors per process, so `accept` never fails for lack of descriptors and webhooks keep being
 /// answered; over it, a new connection is answered 503 and closed.
-pub const MAX_CONNECTIONS: usize = 768;
+pub const MAX_CONNECTIONS: usize = 512;
+/// How long a connection over the cap is kept after its 503, reading what the client still sends,
+/// so closing it does not reset it before the client reads the 503.
+pub const REFUSE_LINGER: Duration = Duration::from_secs(1);
+/// Connections over the cap being answered 503 at once; beyond it they are closed without an
+/// answer (each holds a descriptor for up to `REFUSE_LINGER`).
+pub const REFUSING_MAX: usize = 32;
+/// Open connections on the admin listener: a few operators and scrapers.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Descriptors the process needs besides connections: the store's files or database pool, the
+/// standard streams, the listeners, the 8x8 API client.
+pub const DESCRIPTORS_SPARE: usize = 128;
 /// Webhooks being answered at once: each holds a store transaction (and maybe a script's HTTP
 /// request); over it a webhook gets 503 with `Retry-After` at once instead of queueing until 8x8
 /// gives up on it.
@@ -54,6 +66,24 @@ impl Default for Limits {
             max_in_flight: MAX_IN_FLIGHT,
         }
     }
+}
+
+impl Limits {
+    /// Descriptors the node may need at once with these limits.
+    pub fn descriptors_needed(&self) -> usize {
+        self.max_connections
+            .saturating_add(ADMIN_MAX_CONNECTIONS)
+            .saturating_add(self.max_in_flight)
+            .saturating_add(REFUSING_MAX)
+            .saturating_add(DESCRIPTORS_SPARE)
+    }
+}
+
+/// The process's soft limit on open files, where the system tells it (`/proc/self/limits`).
+pub fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// Lets one event of a kind through per `LOG_EVERY`, counting the others.
@@ -98,5 +128,12 @@ mod tests {
         assert_eq!(r.allow(5_000), None);
         assert_eq!(r.allow(11_000), Some(2));
         assert_eq!(r.allow(11_001), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_open_file_limit_is_read_and_the_defaults_fit_the_usual_1024() {
+        assert!(open_files_limit().is_some_and(|n| n > 0));
+        assert!(Limits::default().descriptors_needed() <= 1024);
     }
 }

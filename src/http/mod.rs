@@ -71,15 +71,34 @@ pub async fn run(
     let prober = tokio::spawn(health.clone().refresh_forever(app.clone()));
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
     let Settings { webhook_auth, admin_auth, allow, limits } = settings;
+    if let Some(open_files) = limits::open_files_limit()
+        && open_files < limits.descriptors_needed()
+    {
+        warn!(
+            open_files,
+            needed = limits.descriptors_needed(),
+            "the open-file limit is below what --max-connections and --max-in-flight may use: raise \
+             `ulimit -n` (LimitNOFILE=) or lower them, or accepts may fail under load"
+        );
+    }
+    let admin_limits = Limits { max_connections: limits::ADMIN_MAX_CONNECTIONS, ..limits };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let public_gate =
-        Arc::new(Gate::Public { allow, in_flight: Arc::new(Semaphore::new(limits.max_in_flight)) });
+    let public_gate = Arc::new(Gate::Public {
+        allow,
+        in_flight: Arc::new(Semaphore::new(limits.max_in_flight.min(Semaphore::MAX_PERMITS))),
+    });
     let public_routes = handler!(routes::public(app.clone(), Arc::new(webhook_auth), health));
     let admin_routes = handler!(routes::admin(app.clone()));
     let servers = tokio::spawn(async move {
         tokio::join!(
             conn::serve(public, public_routes, public_gate, limits, stop_rx.clone()),
-            conn::serve(admin, admin_routes, Arc::new(Gate::Admin { auth: admin_auth }), limits, stop_rx),
+            conn::serve(
+                admin,
+                admin_routes,
+                Arc::new(Gate::Admin { auth: admin_auth }),
+                admin_limits,
+                stop_rx
+            ),
         )
     });
     shutdown.await;
