@@ -260,3 +260,22 @@ async fn the_allow_list_refuses_other_sources_and_forwarding_is_believed_only_fr
     assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden_source")), "{body}");
     assert!(direct.log().contains("source not in --allow-from"), "refusals are logged at debug");
 }
+
+#[tokio::test]
+async fn no_spelling_of_a_webhook_path_slips_past_the_allow_list() {
+    let t = tempfile::tempdir().unwrap();
+    let n =
+        Node::start_with(&t.path().join("data"), &machines_dir(t.path()), &[("PHONETREE_ALLOW_FROM", "8x8")]);
+    for path in
+        ["/webhooks/vca", "//webhooks/vca", "/webhooks//vca", "/webhooks/vca/", "/WEBHOOKS/vca", "/nowhere"]
+    {
+        let (status, body) =
+            send(&n.url(path), &[], Vca::abc("s-spelling", "e1", Some("1"), None).body()).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("forbidden_source")),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(sessions(&n).await, 0);
+}

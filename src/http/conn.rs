@@ -48,7 +48,9 @@ static BUSY: RateLimited = RateLimited::new();
 
 /// What a listener checks before its routes.
 pub(crate) enum Gate {
-    /// Webhooks only from allowed sources, and at most `in_flight` permits' worth at once.
+    /// Requests other than the health checks (webhooks) only from allowed sources, and at most
+    /// `in_flight` permits' worth at once; health checks always (a load balancer's probes come from
+    /// its own addresses).
     Public { allow: AllowList, in_flight: Arc<Semaphore> },
     /// Every request carries the admin token (if one is configured).
     Admin { auth: AdminAuth },
@@ -170,7 +172,8 @@ impl Drop for Busy {
 impl Gate {
     async fn pass(&self, peer: SocketAddr, req: Routed, handler: Handler) -> warp::reply::Response {
         match self {
-            Gate::Public { allow, in_flight } if req.uri().path().starts_with("/webhooks/") => {
+            // Everything but the health checks, so no spelling of a webhook's path slips past.
+            Gate::Public { allow, in_flight } if !matches!(req.uri().path(), "/healthz" | "/readyz") => {
                 let client = allow.client(peer.ip(), req.headers());
                 if !allow.permits(client) {
                     if let Some(skipped) = REFUSED_SOURCE.allow(node::now_ms()) {
