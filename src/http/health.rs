@@ -19,20 +19,20 @@ pub const STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// The last probe: when it ran (ms since the epoch) and the session count, or why it failed.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub checked_at_ms: u64,
-    pub sessions: Result<u64, String>,
+pub(crate) struct Snapshot {
+    pub(crate) checked_at_ms: u64,
+    pub(crate) sessions: Result<u64, String>,
 }
 
 /// The cached readiness of one node.
 #[derive(Debug)]
-pub struct Health {
+pub(crate) struct Health {
     last: Mutex<Snapshot>,
 }
 
 impl Health {
     /// Probes once, so the first `/readyz` already has an answer.
-    pub async fn start(app: &App) -> Arc<Health> {
+    pub(crate) async fn start(app: &App) -> Arc<Health> {
         let health = Arc::new(Health {
             last: Mutex::new(Snapshot { checked_at_ms: 0, sessions: Err("not probed yet".into()) }),
         });
@@ -41,7 +41,7 @@ impl Health {
     }
 
     /// The last result (never touches the store); a stale one reads as a failure.
-    pub fn snapshot(&self, now_ms: u64) -> Snapshot {
+    pub(crate) fn snapshot(&self, now_ms: u64) -> Snapshot {
         let last = self.last.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
         let stale = u64::try_from(STALE_AFTER.as_millis()).unwrap_or(u64::MAX);
         if last.sessions.is_ok() && now_ms.saturating_sub(last.checked_at_ms) > stale {
@@ -74,7 +74,7 @@ impl Health {
     }
 
     /// Probes every `HEALTH_INTERVAL` until aborted.
-    pub async fn refresh_forever(self: Arc<Health>, app: Arc<App>) {
+    pub(crate) async fn refresh_forever(self: Arc<Health>, app: Arc<App>) {
         let mut tick = tokio::time::interval(HEALTH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;

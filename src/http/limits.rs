@@ -80,7 +80,7 @@ impl Limits {
 }
 
 /// The process's soft limit on open files, where the system tells it (`/proc/self/limits`).
-pub fn open_files_limit() -> Option<usize> {
+pub(crate) fn open_files_limit() -> Option<usize> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()

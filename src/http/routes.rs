@@ -45,7 +45,7 @@ fn authorized(auth: Arc<WebhookAuth>) -> impl Filter<Extract = (), Error = Rejec
 
 /// The public listener's routes (webhooks, health), with every rejection turned into a JSON
 /// error. Webhooks must carry credentials `auth` accepts; `/readyz` reads `health`, never the store.
-pub fn public(
+pub(crate) fn public(
     app: Arc<App>,
     auth: Arc<WebhookAuth>,
     health: Arc<Health>,
@@ -67,7 +67,7 @@ pub fn public(
 /// The admin listener's routes, with every rejection turned into a JSON error (the listener
 /// checks the admin token before these). Every operator route goes here, never on the public
 /// listener: `POST /calls` places calls billed to the operator.
-pub fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_app = warp::any().map(move || app.clone());
     let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
     let calls = warp::path!("calls").and(warp::post()).and(with_app).and(body).then(place_call);
