@@ -136,21 +136,19 @@ pub fn run(args: Args) -> Result<(), Error> {
         return Err(Error::AdminUnauthenticated(args.admin_listen));
     }
     let allow = AllowList::new(&args.allow_from, &args.trusted_proxy)?;
-    let positive =
-        |value: u64, flag: &'static str| if value == 0 { Err(Error::Zero(flag)) } else { Ok(value) };
+    let secs = |value: u64, flag: &'static str| match value {
+        0 => Err(Error::Zero(flag)),
+        n => Ok(Duration::from_secs(n)),
+    };
+    let count = |value: usize, flag: &'static str| match value {
+        0 => Err(Error::Zero(flag)),
+        n => Ok(n),
+    };
     let limits = Limits {
-        header_read_timeout: Duration::from_secs(positive(
-            args.header_read_timeout_secs,
-            "header-read-timeout-secs",
-        )?),
-        body_read_timeout: Duration::from_secs(positive(
-            args.body_read_timeout_secs,
-            "body-read-timeout-secs",
-        )?),
-        max_connections: usize::try_from(positive(args.max_connections as u64, "max-connections")?)
-            .unwrap_or(usize::MAX),
-        max_in_flight: usize::try_from(positive(args.max_in_flight as u64, "max-in-flight")?)
-            .unwrap_or(usize::MAX),
+        header_read_timeout: secs(args.header_read_timeout_secs, "header-read-timeout-secs")?,
+        body_read_timeout: secs(args.body_read_timeout_secs, "body-read-timeout-secs")?,
+        max_connections: count(args.max_connections, "max-connections")?,
+        max_in_flight: count(args.max_in_flight, "max-in-flight")?,
     };
     let ttl = Duration::from_secs(args.session_ttl_secs);
     let mut config = args.node.config(args.listen, ttl, Duration::from_secs(args.retention_secs))?;

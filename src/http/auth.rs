@@ -52,6 +52,13 @@ pub enum Denied {
     Expired,
 }
 
+impl Default for WebhookAuth {
+    /// Accepts every webhook.
+    fn default() -> WebhookAuth {
+        WebhookAuth::open()
+    }
+}
+
 impl WebhookAuth {
     /// Accepts every webhook.
     pub fn open() -> WebhookAuth {

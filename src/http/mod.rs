@@ -32,12 +32,6 @@ pub struct Settings {
     pub limits: Limits,
 }
 
-impl Default for WebhookAuth {
-    fn default() -> WebhookAuth {
-        WebhookAuth::open()
-    }
-}
-
 /// A warp filter as a `conn::Handler`.
 macro_rules! handler {
     ($filter:expr) => {{
