@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -118,8 +118,17 @@ pub(crate) async fn serve(
                 let (gate, handler) = (gate.clone(), handler.clone());
                 let busy = Busy::new(active.clone());
                 async move {
-                    let req = req.map(|body| Timed::new(body, body_timeout));
-                    let response = gate.pass(peer, req, handler).await;
+                    let late = Arc::new(AtomicBool::new(false));
+                    let req = req.map(|body| Timed::new(body, body_timeout, late.clone()));
+                    let mut response = gate.pass(peer, req, handler).await;
+                    if late.load(Ordering::Acquire) {
+                        // However the routes reported the failed read, the client was too slow.
+                        response = error(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "body_timeout",
+                            &format!("the body was not sent within {} s", body_timeout.as_secs()),
+                        );
+                    }
                     drop(busy);
                     Ok::<_, Infallible>(response)
                 }
@@ -246,21 +255,22 @@ fn over_cap_response() -> Vec<u8> {
     .into_bytes()
 }
 
-/// The body read deadline has passed (warp reports it as a body read error; the routes answer 408).
+/// The body read deadline has passed (the request is answered 408).
 #[derive(Debug, thiserror::Error)]
 #[error("body read timed out after {0:?}")]
 pub(crate) struct BodyTimeout(Duration);
 
-/// A request body that fails once its deadline passes.
+/// A request body that fails once its deadline passes, and says so in `late`.
 pub(crate) struct Timed<B> {
     inner: B,
     deadline: Pin<Box<tokio::time::Sleep>>,
     limit: Duration,
+    late: Arc<AtomicBool>,
 }
 
 impl<B> Timed<B> {
-    fn new(inner: B, limit: Duration) -> Timed<B> {
-        Timed { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit }
+    fn new(inner: B, limit: Duration, late: Arc<AtomicBool>) -> Timed<B> {
+        Timed { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit, late }
     }
 }
 
@@ -280,7 +290,10 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit))))),
+                Poll::Ready(()) => {
+                    this.late.store(true, Ordering::Release);
+                    Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit)))))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }

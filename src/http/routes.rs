@@ -239,9 +239,6 @@ async fn rejection(r: Rejection) -> Result<warp::reply::Response, Infallible> {
         (StatusCode::LENGTH_REQUIRED, "length_required", "send a Content-Length header".to_string())
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "webhooks are POSTed".to_string())
-    } else if format!("{r:?}").contains("BodyTimeout(") {
-        // `conn::Timed`'s deadline, as warp reports it (a body read error).
-        (StatusCode::REQUEST_TIMEOUT, "body_timeout", "the body was not sent in time".to_string())
     } else {
         (StatusCode::BAD_REQUEST, "bad_request", format!("{r:?}"))
     };
