@@ -60,16 +60,17 @@ pub struct Args {
     /// A file whose first line is the admin token.
     #[arg(long, env = "PHONETREE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     admin_token_file: Option<PathBuf>,
-    /// Accept webhooks only from these sources: addresses, CIDRs, or `8x8` (8x8's published
-    /// webhook addresses). Health checks stay open to all.
+    /// Accept webhooks (every public request but /healthz and /readyz) only from these sources:
+    /// addresses, CIDRs, or `8x8` (8x8's published webhook addresses); others get 403.
     #[arg(long, env = "PHONETREE_ALLOW_FROM", value_delimiter = ',', num_args = 1..)]
     allow_from: Vec<String>,
     /// Proxies (addresses, CIDRs) whose `Forwarded` / `X-Forwarded-For` names the client for
     /// --allow-from; from anyone else these headers are ignored.
     #[arg(long, env = "PHONETREE_TRUSTED_PROXY", value_delimiter = ',', num_args = 1..)]
     trusted_proxy: Vec<String>,
-    /// Most open connections per listener; over it a new connection is answered 503 and closed.
-    /// Keep it below the process's open-file limit (`ulimit -n`).
+    /// Most open connections on the public listener (the admin listener keeps at most 64); over it
+    /// a new connection is answered 503 and closed. Keep it, with --max-in-flight, well below the
+    /// process's open-file limit (`ulimit -n`): serve warns at start when it is not.
     #[arg(long, env = "PHONETREE_MAX_CONNECTIONS", default_value_t = limits::MAX_CONNECTIONS)]
     max_connections: usize,
     /// Most webhooks answered at once; over it a webhook is answered 503 with `Retry-After`.
