@@ -123,7 +123,7 @@ fn run(conns: usize, secs: u64, prefilled: usize, durable: bool) {
     let prefill_secs = t.elapsed().as_secs_f64();
 
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .arg("--data")
         .arg(&data)
         .arg("--machines")

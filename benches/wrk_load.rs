@@ -118,7 +118,7 @@ impl Node {
             Some(url) => cmd.arg("--store").arg(url),
             None => cmd.arg("--data").arg(dir.path().join("data")),
         };
-        cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        cmd.arg("--listen").arg(format!("127.0.0.1:{port}")).arg("--admin-listen").arg("127.0.0.1:0");
         if !durable {
             cmd.arg("--unsafe-no-fsync");
         }

@@ -712,7 +712,20 @@ async fn outage_and_recovery(outage: Outage) {
         Outage::Cut => proxy.cut().await,
         Outage::Stall => proxy.stall().await,
     }
-    let during = tokio::spawn(ready(client.clone(), readyz.clone()));
+    // `/readyz` reads the health the node probes every few seconds: it turns 503 within a probe.
+    let during = tokio::spawn({
+        let (client, readyz) = (client.clone(), readyz.clone());
+        async move {
+            let start = Instant::now();
+            loop {
+                let status = ready(client.clone(), readyz.clone()).await;
+                if status == 503 || start.elapsed() > WAIT_MAX {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
     wait_until("fallbacks during the outage", || count(&fallbacks, DOWN) >= FALLBACKS).await;
     assert_eq!(during.await.unwrap(), 503, "/readyz during the outage");
     if outage == Outage::Stall {

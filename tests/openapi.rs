@@ -7,8 +7,13 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use phonetree::http::routes::{OPENAPI, ROUTES};
+use phonetree::http::routes::{ADMIN_ROUTES, OPENAPI, PUBLIC_ROUTES};
 use serde_json::Value;
+
+/// Every route of both listeners, with its method.
+fn routes() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    PUBLIC_ROUTES.iter().chain(ADMIN_ROUTES)
+}
 
 fn document() -> Value {
     serde_json::from_str(OPENAPI).expect("src/http/openapi.json is JSON")
@@ -29,15 +34,14 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
 fn the_document_is_openapi_3_and_lists_exactly_the_served_routes() {
     let doc = document();
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "openapi: {}", doc["openapi"]);
-    let served: BTreeSet<(String, String)> =
-        ROUTES.iter().map(|(p, m)| (p.to_string(), m.to_string())).collect();
+    let served: BTreeSet<(String, String)> = routes().map(|(p, m)| (p.to_string(), m.to_string())).collect();
     assert_eq!(operations(&doc), served);
 }
 
 #[test]
 fn every_route_in_the_source_is_in_the_route_table() {
     // Each `warp::path!("…")` and `webhook("…")` in routes.rs is a route: a new one must be in
-    // ROUTES, hence in the document.
+    // PUBLIC_ROUTES or ADMIN_ROUTES, hence in the document.
     let source = std::fs::read_to_string(repo().join("src/http/routes.rs")).unwrap();
     let mut found = BTreeSet::new();
     for (marker, prefix) in [("warp::path!(\"", "/"), ("webhook(\"", "/webhooks/")] {
@@ -46,7 +50,7 @@ fn every_route_in_the_source_is_in_the_route_table() {
             found.insert(format!("{prefix}{name}"));
         }
     }
-    let table: BTreeSet<String> = ROUTES.iter().map(|(p, _)| p.to_string()).collect();
+    let table: BTreeSet<String> = routes().map(|(p, _)| p.to_string()).collect();
     assert!(found.len() >= 6, "routes found in the source: {found:?}");
     assert_eq!(found, table);
 }
@@ -90,19 +94,27 @@ async fn the_server_serves_the_document_and_every_route_in_it() {
     let t = tempfile::tempdir().unwrap();
     let n = Node::start(&t.path().join("data"), &machines_dir(t.path()));
     let client = reqwest::Client::new();
-    let served = client.get(n.url("/openapi.json")).send().await.unwrap();
+    let served = client.get(n.admin_url("/openapi.json")).send().await.unwrap();
     assert_eq!(served.status(), 200);
     assert_eq!(served.headers()["content-type"], "application/json");
     assert_eq!(served.json::<Value>().await.unwrap(), document());
 
     for (path, method) in operations(&document()) {
+        // Each route on its own listener only.
+        let (url, elsewhere) = if ADMIN_ROUTES.iter().any(|(p, _)| *p == path) {
+            (n.admin_url(&path), n.url(&path))
+        } else {
+            (n.url(&path), n.admin_url(&path))
+        };
+        let r = client.request(reqwest::Method::GET, &elsewhere).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path} is not served on the other listener");
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let r = client.request(m, n.url(&path)).body("{}").send().await.unwrap();
+        let r = client.request(m, &url).body("{}").send().await.unwrap();
         let status = r.status().as_u16();
         assert!(status != 404 && status != 405, "{method} {path}: {status}");
         // Another method: 405 naming the one the route takes.
         let other = if method == "GET" { reqwest::Method::DELETE } else { reqwest::Method::GET };
-        let r = client.request(other, n.url(&path)).send().await.unwrap();
+        let r = client.request(other, &url).send().await.unwrap();
         assert_eq!(r.status(), 405, "{path}");
         assert_eq!(r.headers()["allow"], method.as_str(), "{path}");
     }

@@ -190,7 +190,8 @@ async fn post_calls_places_the_call_through_the_server() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let n = Node::start_with(&t.path().join("data"), &machines_dir(t.path()), &env);
 
-    let r = post(&n.url("/calls"), json!({"machine": "tech_support", "to": "+6512345678"}).to_string()).await;
+    let r = post(&n.admin_url("/calls"), json!({"machine": "tech_support", "to": "+6512345678"}).to_string())
+        .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json(), json!({"sessionId": "8x8-session-2", "machine": "tech_support"}));
     let sent = &api.received()[0];
@@ -218,7 +219,7 @@ async fn post_calls_places_the_call_through_the_server() {
             "--to".into(),
             "+6500000000".into(),
             "--server".into(),
-            n.url(""),
+            n.admin_url(""),
         ],
         vec![],
     )
@@ -226,10 +227,11 @@ async fn post_calls_places_the_call_through_the_server() {
     assert_eq!((code, stdout.as_str()), (0, "8x8-session-2\n"), "{stderr}");
     assert_eq!(api.received().len(), 2);
 
-    let unknown = post(&n.url("/calls"), json!({"machine": "nope", "to": "+6591178965"}).to_string()).await;
+    let unknown =
+        post(&n.admin_url("/calls"), json!({"machine": "nope", "to": "+6591178965"}).to_string()).await;
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json()["error"]["code"], "unknown_machine");
-    let malformed = post(&n.url("/calls"), "{\"machine\": 1}").await;
+    let malformed = post(&n.admin_url("/calls"), "{\"machine\": 1}").await;
     assert_eq!(malformed.status, 400);
     assert_eq!(malformed.json()["error"]["code"], "malformed_json");
 }
@@ -242,18 +244,18 @@ async fn post_calls_reports_not_created_as_a_bad_gateway_with_8x8s_status() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let n = Node::start_with(&t.path().join("data"), &machines_dir(t.path()), &env);
     let r =
-        post(&n.url("/calls"), json!({"machine": "abc_restaurant", "to": "+6598888888"}).to_string()).await;
+        post(&n.admin_url("/calls"), json!({"machine": "abc_restaurant", "to": "+6598888888"}).to_string())
+            .await;
     assert_eq!(r.status, 502);
     let e = &r.json()["error"];
     assert_eq!((e["code"].as_str(), e["statusCode"].as_i64()), (Some("not_created"), Some(-1002)));
     assert_eq!(e["statusMessage"], "Speech profile or language parameter invalid");
-    let ready = reqwest::get(n.url("/readyz")).await.unwrap().json::<Value>().await.unwrap();
-    assert_eq!(ready["sessions"], 0);
+    assert_eq!(n.ready_now().await["sessions"], 0);
 }
 
 /// POSTs a call; (status, error code, error message, Retry-After).
 async fn refusal(n: &Node, body: Value) -> (u16, String, String, Option<String>) {
-    let r = reqwest::Client::new().post(n.url("/calls")).body(body.to_string()).send().await.unwrap();
+    let r = reqwest::Client::new().post(n.admin_url("/calls")).body(body.to_string()).send().await.unwrap();
     let status = r.status().as_u16();
     let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
     assert_eq!(r.headers()["content-type"], "application/json");
@@ -316,7 +318,7 @@ async fn refused_calls_never_reach_8x8() {
     // The machine's own number (written with or without the `+`) is fine; a second call to the
     // same destination within the minute is over the limit.
     let own = json!({"machine": "abc_restaurant", "to": "+6598888888", "from": "+6568888888"});
-    let r = post(&n.url("/calls"), own.to_string()).await;
+    let r = post(&n.admin_url("/calls"), own.to_string()).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let (status, code, message, retry) = refusal(&n, call("+6598888888")).await;
     assert_eq!((status, code.as_str()), (429, "rate_limited"), "{message}");
@@ -333,7 +335,8 @@ async fn the_overall_rate_limit_holds_across_destinations() {
     env.push(("PHONETREE_CALL_RATE_OVERALL", "2".into()));
     let n = api.node(&t, env);
     for to in ["+6590000001", "+6590000002"] {
-        let r = post(&n.url("/calls"), json!({"machine": "abc_restaurant", "to": to}).to_string()).await;
+        let r =
+            post(&n.admin_url("/calls"), json!({"machine": "abc_restaurant", "to": to}).to_string()).await;
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     }
     let (status, code, _, retry) =

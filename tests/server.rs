@@ -244,9 +244,10 @@ async fn a_summary_closes_the_call_and_a_later_call_action_hangs_up() {
     );
 }
 
-/// Polls `/readyz` until `sessions` equals `want` (bounded: the sweeper runs twice per TTL).
+/// Polls `/readyz` until `sessions` equals `want` (bounded: the sweeper runs twice per TTL, and
+/// `/readyz` is refreshed every `health::HEALTH_INTERVAL`).
 async fn wait_for_sessions(n: &Node, want: u64) {
-    for _ in 0..100 {
+    for _ in 0..200 {
         let ready: serde_json::Value = reqwest::get(n.url("/readyz")).await.unwrap().json().await.unwrap();
         if ready["sessions"] == want {
             return;
@@ -389,8 +390,7 @@ async fn bad_webhooks_get_a_json_4xx_and_store_nothing() {
     assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap()), (400, "field_too_long"));
     let r = post(&n.url("/nowhere"), "{}").await;
     assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap()), (404, "not_found"));
-    let ready: serde_json::Value = reqwest::get(n.url("/readyz")).await.unwrap().json().await.unwrap();
-    assert_eq!(ready["sessions"], 0, "nothing was stored");
+    assert_eq!(n.ready_now().await["sessions"], 0, "nothing was stored");
 }
 
 /// SIGHUP (what an operator sends to reload) must not end the node mid-call.

@@ -1,11 +1,13 @@
 //! `phonetree call`: places one outbound call, with the node's own store, or through a running
-//! node's `POST /calls` (`--server`); prints the session id 8x8 gives it.
+//! node's admin listener, `POST /calls` (`--server`, `--admin-token`); prints the session id 8x8
+//! gives it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use phonetree::node::{self, App, Config, PlaceError, ServeError};
-use phonetree::secret::SecretFileError;
+use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::API_TIMEOUT;
 use tokio::runtime::Runtime;
 
@@ -25,9 +27,17 @@ pub struct Args {
     /// The caller ID, one of the machine's numbers (default: its first).
     #[arg(long)]
     from: Option<String>,
-    /// A running `phonetree serve` to place the call through (its store is locked while it runs).
+    /// The admin listener of a running `phonetree serve` to place the call through (its store is
+    /// locked while it runs), e.g. `http://127.0.0.1:9090`.
     #[arg(long, env = "PHONETREE_SERVER")]
     server: Option<String>,
+    /// The node's admin token, sent as `Authorization: Bearer` with --server. Prefer
+    /// --admin-token-file: a flag shows in `ps`.
+    #[arg(long, env = "PHONETREE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// A file whose first line is the node's admin token.
+    #[arg(long, env = "PHONETREE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -38,7 +48,9 @@ pub enum Error {
     Runtime(#[from] NoRuntime),
     #[error(transparent)]
     Secret(#[from] SecretFileError),
-    #[error("{source} (if `phonetree serve` is running on {store}, pass --server URL)")]
+    #[error(
+        "{source} (if `phonetree serve` is running on {store}, pass --server with its admin listener URL)"
+    )]
     Open { source: ServeError, store: String },
     /// The guard refused the call (nothing sent to 8x8), 8x8 refused it (`NOT_CREATED`, with its
     /// status code and message), or it could not be asked.
@@ -54,11 +66,18 @@ pub enum Error {
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
-    let Args { machine, to, from, server, node } = args;
+    let Args { machine, to, from, server, admin_token, admin_token_file, node } = args;
+    let token = match (admin_token, admin_token_file) {
+        (_, Some(file)) => Some(Secret::from_file(&file)?),
+        (Some(token), None) => Some(Secret::new(&token)),
+        (None, None) => None,
+    };
     let config = node.config(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO, Duration::ZERO)?;
     let rt = runtime()?;
     let session = match server {
-        Some(server) => rt.block_on(through_server(&server, &machine, &to, from.as_deref()))?,
+        Some(server) => {
+            rt.block_on(through_server(&server, token.as_ref(), &machine, &to, from.as_deref()))?
+        }
         None => place(&rt, config, &machine, &to, from.as_deref())?,
     };
     println!("{session}");
@@ -72,8 +91,15 @@ fn place(rt: &Runtime, config: Config, machine: &str, to: &str, from: Option<&st
     Ok(rt.block_on(node::place_call(&app, machine, to, from))?)
 }
 
-/// Asks a running node to place the call: `POST {server}/calls`.
-async fn through_server(server: &str, machine: &str, to: &str, from: Option<&str>) -> Result<String, Error> {
+/// Asks a running node's admin listener to place the call: `POST {server}/calls`, with the admin
+/// token if there is one.
+async fn through_server(
+    server: &str,
+    token: Option<&Secret>,
+    machine: &str,
+    to: &str,
+    from: Option<&str>,
+) -> Result<String, Error> {
     let url = format!("{}/calls", server.trim_end_matches('/'));
     let failed = |source: reqwest::Error| {
         if source.is_timeout() {
@@ -82,9 +108,11 @@ async fn through_server(server: &str, machine: &str, to: &str, from: Option<&str
             Error::Unreachable { url: url.clone(), source }
         }
     };
-    let response = reqwest::Client::new()
-        .post(&url)
-        .timeout(SERVER_TIMEOUT)
+    let mut request = reqwest::Client::new().post(&url).timeout(SERVER_TIMEOUT);
+    if let Some(token) = token {
+        request = request.bearer_auth(token.expose());
+    }
+    let response = request
         .json(&serde_json::json!({"machine": machine, "to": to, "from": from}))
         .send()
         .await

@@ -1,5 +1,5 @@
-//! `phonetree serve`: opens the node (machines and store) and answers webhooks on `--listen` until
-//! SIGINT or SIGTERM (SIGHUP is logged and ignored).
+//! `phonetree serve`: opens the node (machines and store), answers webhooks on `--listen` and
+//! operator routes on `--admin-listen` until SIGINT or SIGTERM (SIGHUP is logged and ignored).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use phonetree::http::StoreFailed;
-use phonetree::http::auth::{self, AuthConfigError, WebhookAuth};
+use phonetree::http::allow::{AllowError, AllowList};
+use phonetree::http::auth::{self, AdminAuth, AuthConfigError, WebhookAuth};
+use phonetree::http::limits::{self, Limits};
+use phonetree::http::{Settings, StoreFailed};
 use phonetree::node::{App, Config, ServeError};
 use phonetree::secret::{Secret, SecretFileError};
 
@@ -46,6 +48,40 @@ pub struct Args {
     /// port can then drive calls).
     #[arg(long)]
     allow_unauthenticated: bool,
+    /// Address of the admin listener (`POST /calls` and every operator route); port 0 picks a free
+    /// port (printed on stdout as `admin listening on ADDR`). Other than loopback, it requires
+    /// --admin-token or --admin-token-file.
+    #[arg(long, env = "PHONETREE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+    /// The token admin requests must carry (`Authorization: Bearer TOKEN`), at least 16 bytes.
+    /// Prefer --admin-token-file: a flag shows in `ps`.
+    #[arg(long, env = "PHONETREE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// A file whose first line is the admin token.
+    #[arg(long, env = "PHONETREE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
+    /// Accept webhooks (every public request but /healthz and /readyz) only from these sources:
+    /// addresses, CIDRs, or `8x8` (8x8's published webhook addresses); others get 403.
+    #[arg(long, env = "PHONETREE_ALLOW_FROM", value_delimiter = ',', num_args = 1..)]
+    allow_from: Vec<String>,
+    /// Proxies (addresses, CIDRs) whose `Forwarded` / `X-Forwarded-For` names the client for
+    /// --allow-from; from anyone else these headers are ignored.
+    #[arg(long, env = "PHONETREE_TRUSTED_PROXY", value_delimiter = ',', num_args = 1..)]
+    trusted_proxy: Vec<String>,
+    /// Most open connections on the public listener (the admin listener keeps at most 64); over it
+    /// a new connection is answered 503 and closed. Keep it, with --max-in-flight, well below the
+    /// process's open-file limit (`ulimit -n`): serve warns at start when it is not.
+    #[arg(long, env = "PHONETREE_MAX_CONNECTIONS", default_value_t = limits::MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Most webhooks answered at once; over it a webhook is answered 503 with `Retry-After`.
+    #[arg(long, env = "PHONETREE_MAX_IN_FLIGHT", default_value_t = limits::MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// Seconds a client has to send a request's headers, and a kept-alive connection may idle.
+    #[arg(long, env = "PHONETREE_HEADER_READ_TIMEOUT_SECS", default_value_t = limits::HEADER_READ_TIMEOUT.as_secs())]
+    header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's body once its headers are in.
+    #[arg(long, env = "PHONETREE_BODY_READ_TIMEOUT_SECS", default_value_t = limits::BODY_READ_TIMEOUT.as_secs())]
+    body_read_timeout_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +107,17 @@ pub enum Error {
          give --webhook-secret (or --webhook-secret-file), or --allow-unauthenticated behind a proxy that checks"
     )]
     Unauthenticated(SocketAddr),
+    #[error("admin token: {0}")]
+    AdminAuth(AuthConfigError),
+    #[error(
+        "no admin token, and the admin listener {0} is not a loopback address: anyone who reaches it could \
+         place calls billed to you; give --admin-token-file (or --admin-token), or --admin-listen 127.0.0.1:9090"
+    )]
+    AdminUnauthenticated(SocketAddr),
+    #[error(transparent)]
+    Allow(#[from] AllowError),
+    #[error("--{0} must be at least 1")]
+    Zero(&'static str),
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
@@ -83,10 +130,34 @@ pub fn run(args: Args) -> Result<(), Error> {
             "NO WEBHOOK SECRET: every request to /webhooks/* is trusted; set --webhook-secret before 8x8 can reach this node"
         );
     }
+    let admin_token = match (&args.admin_token, &args.admin_token_file) {
+        (_, Some(file)) => Some(Secret::from_file(file)?),
+        (Some(token), None) => Some(Secret::new(token)),
+        (None, None) => None,
+    };
+    let admin_auth = AdminAuth::new(admin_token).map_err(Error::AdminAuth)?;
+    if admin_auth.is_open() && !args.admin_listen.ip().is_loopback() {
+        return Err(Error::AdminUnauthenticated(args.admin_listen));
+    }
+    let allow = AllowList::new(&args.allow_from, &args.trusted_proxy)?;
+    let secs = |value: u64, flag: &'static str| match value {
+        0 => Err(Error::Zero(flag)),
+        n => Ok(Duration::from_secs(n)),
+    };
+    let count = |value: usize, flag: &'static str| match value {
+        0 => Err(Error::Zero(flag)),
+        n => Ok(n),
+    };
+    let limits = Limits {
+        header_read_timeout: secs(args.header_read_timeout_secs, "header-read-timeout-secs")?,
+        body_read_timeout: secs(args.body_read_timeout_secs, "body-read-timeout-secs")?,
+        max_connections: count(args.max_connections, "max-connections")?,
+        max_in_flight: count(args.max_in_flight, "max-in-flight")?,
+    };
     let ttl = Duration::from_secs(args.session_ttl_secs);
     let mut config = args.node.config(args.listen, ttl, Duration::from_secs(args.retention_secs))?;
     config.unsafe_no_fsync = args.unsafe_no_fsync;
-    serve(config, auth)
+    serve(config, args.admin_listen, Settings { webhook_auth: auth, admin_auth, allow, limits })
 }
 
 /// The secrets from `--webhook-secret` and every `--webhook-secret-file` (one per line).
@@ -99,17 +170,20 @@ fn webhook_auth(args: &Args) -> Result<WebhookAuth, Error> {
 }
 
 /// The node's entry points as the server uses them: open the app, bind, serve until a signal.
-fn serve(config: Config, auth: WebhookAuth) -> Result<(), Error> {
+fn serve(config: Config, admin_listen: SocketAddr, settings: Settings) -> Result<(), Error> {
     let listen = config.listen;
     runtime()?.block_on(async move {
         let app = Arc::new(App::open(config).await?);
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| Error::Listen { addr: listen, source })?;
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })
+        };
+        let (listener, admin) = (bind(listen).await?, bind(admin_listen).await?);
         let addr = listener.local_addr().map_err(Error::Address)?;
-        println!("listening on {addr}");
+        let admin_addr = admin.local_addr().map_err(Error::Address)?;
+        // One write, so a reader that stops after the first line has both in its buffer already.
+        print!("listening on {addr}\nadmin listening on {admin_addr}\n");
         let _ = std::io::stdout().flush();
-        phonetree::http::run(listener, app, auth, shutdown_signal()).await?;
+        phonetree::http::run(listener, admin, app, settings, shutdown_signal()).await?;
         Ok(())
     })
 }

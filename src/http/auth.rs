@@ -52,6 +52,13 @@ pub enum Denied {
     Expired,
 }
 
+impl Default for WebhookAuth {
+    /// Accepts every webhook.
+    fn default() -> WebhookAuth {
+        WebhookAuth::open()
+    }
+}
+
 impl WebhookAuth {
     /// Accepts every webhook.
     pub fn open() -> WebhookAuth {
@@ -137,6 +144,48 @@ impl WebhookAuth {
     }
 }
 
+/// Who may use the admin listener: with a token, requests carrying `Authorization: Bearer TOKEN`;
+/// without one, everyone who reaches it (`serve` allows that on loopback only).
+#[derive(Debug, Clone, Default)]
+pub struct AdminAuth {
+    token: Option<Secret>,
+}
+
+/// Why an admin request was refused (the client is told only that it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdminDenied {
+    #[error("no admin token: send `Authorization: Bearer TOKEN` (the --admin-token of the node)")]
+    Missing,
+    #[error("the admin token does not match")]
+    Wrong,
+}
+
+impl AdminAuth {
+    /// `token` (an empty one counts as none), at least `SECRET_BYTES_MIN` bytes.
+    pub fn new(token: Option<Secret>) -> Result<AdminAuth, AuthConfigError> {
+        match token.filter(|t| !t.is_empty()) {
+            Some(t) if t.len() < SECRET_BYTES_MIN => Err(AuthConfigError::TooShort(t.len())),
+            token => Ok(AdminAuth { token }),
+        }
+    }
+
+    /// True when no token is configured.
+    pub fn is_open(&self) -> bool {
+        self.token.is_none()
+    }
+
+    /// Checks one admin request's `Authorization` header.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), AdminDenied> {
+        let Some(token) = &self.token else { return Ok(()) };
+        let value = headers.get("authorization").ok_or(AdminDenied::Missing)?.as_bytes();
+        let value = value.strip_prefix(b"Bearer ").ok_or(AdminDenied::Missing)?;
+        match bool::from(token.expose().as_bytes().ct_eq(value)) {
+            true => Ok(()),
+            false => Err(AdminDenied::Wrong),
+        }
+    }
+}
+
 /// An HS256 JWT with `claims`, signed with `secret` (for `phonetree` users who put the token in
 /// the webhook URL, and for tests).
 pub fn sign_jwt(secret: &str, claims: &serde_json::Value) -> String {
@@ -210,6 +259,18 @@ mod tests {
         );
         assert_eq!(a.check(&HeaderMap::new(), Some(&format!("token={none}")), now), Err(Denied::BadToken));
         assert_eq!(a.check(&HeaderMap::new(), Some("token=not.a.jwt"), now), Err(Denied::BadToken));
+    }
+
+    #[test]
+    fn the_admin_token_is_a_bearer_token() {
+        let a = AdminAuth::new(Some(Secret::new(SECRET))).unwrap();
+        assert_eq!(a.check(&headers(&format!("Bearer {SECRET}"))), Ok(()));
+        assert_eq!(a.check(&headers(SECRET)), Err(AdminDenied::Missing));
+        assert_eq!(a.check(&headers("Bearer another-secret-for-rotation")), Err(AdminDenied::Wrong));
+        assert_eq!(a.check(&HeaderMap::new()), Err(AdminDenied::Missing));
+        assert_eq!(AdminAuth::new(None).unwrap().check(&HeaderMap::new()), Ok(()));
+        assert!(AdminAuth::new(Some(Secret::new("short"))).is_err());
+        assert!(!format!("{a:?}").contains(SECRET));
     }
 
     #[test]

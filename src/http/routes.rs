@@ -1,4 +1,5 @@
-//! The HTTP side: warp filters for the webhooks, health, and outbound calls; every error a JSON body.
+//! The routes: the public listener's (webhooks, health) and the admin listener's (outbound calls,
+//! and every operator route to come) as warp filters; every error a JSON body.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::auth::{Denied, WebhookAuth};
+use super::health::Health;
 use crate::node::guard::Refused;
 use crate::node::{self, App, PlaceError, calls};
 use crate::webhook::inbound;
@@ -21,16 +23,14 @@ pub const BODY_BYTES_MAX: u64 = 64 * 1024;
 /// The node's OpenAPI 3 document: every route below, its bodies, answers and auth schemes.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every path the node serves and the one method it takes there: a path's other methods answer
-/// 405 with `Allow`. The OpenAPI document lists exactly these (a test holds them together).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("/webhooks/vca", "POST"),
-    ("/webhooks/vss", "POST"),
-    ("/calls", "POST"),
-    ("/healthz", "GET"),
-    ("/readyz", "GET"),
-    ("/openapi.json", "GET"),
-];
+/// Every path the public listener serves and the one method it takes there: a path's other
+/// methods answer 405 with `Allow`. The OpenAPI document lists exactly these and `ADMIN_ROUTES`
+/// (a test holds them together).
+pub const PUBLIC_ROUTES: &[(&str, &str)] =
+    &[("/webhooks/vca", "POST"), ("/webhooks/vss", "POST"), ("/healthz", "GET"), ("/readyz", "GET")];
+
+/// Every path the admin listener serves, and its method.
+pub const ADMIN_ROUTES: &[(&str, &str)] = &[("/calls", "POST"), ("/openapi.json", "GET")];
 
 /// A webhook without valid credentials (answered 401, nothing stored).
 #[derive(Debug)]
@@ -56,11 +56,12 @@ fn authorized(auth: Arc<WebhookAuth>) -> impl Filter<Extract = (), Error = Rejec
         .untuple_one()
 }
 
-/// All routes, with every rejection turned into a JSON error. Webhooks must carry credentials
-/// `auth` accepts.
-pub fn routes(
+/// The public listener's routes (webhooks, health), with every rejection turned into a JSON
+/// error. Webhooks must carry credentials `auth` accepts; `/readyz` reads `health`, never the store.
+pub(crate) fn public(
     app: Arc<App>,
     auth: Arc<WebhookAuth>,
+    health: Arc<Health>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_app = warp::any().map(move || app.clone());
     let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
@@ -68,22 +69,36 @@ pub fn routes(
         |name| warp::path("webhooks").and(warp::path(name)).and(warp::path::end()).and(warp::post());
     let vca = webhook("vca").and(authorized(auth.clone())).and(with_app.clone()).and(body).then(vca);
     let vss = webhook("vss").and(authorized(auth)).and(with_app.clone()).and(body).then(vss);
-    let calls = warp::path!("calls").and(warp::post()).and(with_app.clone()).and(body).then(place_call);
     let healthz = warp::path!("healthz").and(warp::get()).and(with_app.clone()).map(healthz);
-    let readyz = warp::path!("readyz").and(warp::get()).and(with_app).then(readyz);
-    vca.or(vss).or(calls).or(healthz).or(readyz).or(openapi()).or(other_method()).recover(rejection)
+    let readyz =
+        warp::path!("readyz").and(warp::get()).and(with_app).map(move |app: Arc<App>| readyz(&app, &health));
+    vca.or(vss).or(healthz).or(readyz).or(other_method(PUBLIC_ROUTES)).recover(rejection)
+}
+
+/// The admin listener's routes, with every rejection turned into a JSON error (the listener
+/// checks the admin token before these). Every operator route goes here, never on the public
+/// listener: `POST /calls` places calls billed to the operator.
+pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let with_app = warp::any().map(move || app.clone());
+    let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
+    let calls = warp::path!("calls").and(warp::post()).and(with_app).and(body).then(place_call);
+    // Admin routes to come (metrics, reload, call history, console): `.or()` them here, and list
+    // them in `ADMIN_ROUTES` and the OpenAPI document.
+    calls.or(openapi()).or(other_method(ADMIN_ROUTES)).recover(rejection)
 }
 
 /// `GET /openapi.json`: the node's OpenAPI document.
-pub fn openapi() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+fn openapi() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("openapi.json").and(warp::get()).map(|| raw_json(StatusCode::OK, OPENAPI.as_bytes().to_vec()))
 }
 
-/// A known path asked with a method it does not take: 405 with `Allow` (RFC 9110).
-fn other_method() -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+/// A known path of `routes` asked with a method it does not take: 405 with `Allow` (RFC 9110).
+fn other_method(
+    routes: &'static [(&'static str, &'static str)],
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path::full().and(warp::method()).and_then(
-        |path: warp::path::FullPath, method: warp::http::Method| async move {
-            let Some((_, allow)) = ROUTES.iter().find(|(p, m)| *p == path.as_str() && *m != method.as_str())
+        move |path: warp::path::FullPath, method: warp::http::Method| async move {
+            let Some((_, allow)) = routes.iter().find(|(p, m)| *p == path.as_str() && *m != method.as_str())
             else {
                 // The route's own filter rejected the request for another reason: that one is answered.
                 return Err(warp::reject::not_found());
@@ -112,7 +127,7 @@ fn raw_json(status: StatusCode, body: Vec<u8>) -> warp::reply::Response {
     r
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
     json_reply(status, &json!({"error": {"code": code, "message": message}}))
 }
 
@@ -251,15 +266,10 @@ fn refused_call(refused: &Refused) -> warp::reply::Response {
     r
 }
 
-async fn readyz(app: Arc<App>) -> warp::reply::Response {
-    let probe = match app.store.probe(node::now_ms()).await {
-        Ok(()) => app.store.session_count().await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = &probe {
-        app.note_store_error(e);
-    }
-    match probe {
+/// The cached health: `checkedAt` says when the store was last probed (ms since the epoch).
+fn readyz(app: &App, health: &Health) -> warp::reply::Response {
+    let snapshot = health.snapshot(node::now_ms());
+    match snapshot.sessions {
         Ok(sessions) if !app.registry.is_empty() => json_reply(
             StatusCode::OK,
             &json!({
@@ -268,10 +278,14 @@ async fn readyz(app: Arc<App>) -> warp::reply::Response {
                 "sessions": sessions,
                 "scripts_refused": app.scripts.refused(),
                 "scripts_out_of_time": app.scripts.out_of_time(),
+                "checkedAt": snapshot.checked_at_ms,
             }),
         ),
         Ok(_) => error(StatusCode::SERVICE_UNAVAILABLE, "no_machines", "no machine is loaded"),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", &e.to_string()),
+        Err(e) => json_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": {"code": "store_unavailable", "message": e}, "checkedAt": snapshot.checked_at_ms}),
+        ),
     }
 }
 
@@ -283,7 +297,9 @@ async fn rejection(r: Rejection) -> Result<warp::reply::Response, Infallible> {
         (
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such route; webhooks go to POST /webhooks/vca and /webhooks/vss".to_string(),
+            "no such route; webhooks go to POST /webhooks/vca and /webhooks/vss, operator routes \
+             (POST /calls) to the admin listener"
+                .to_string(),
         )
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
         (

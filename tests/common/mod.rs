@@ -142,6 +142,8 @@ pub fn json(flow: &Callflow) -> Value {
 pub struct Node {
     pub child: std::process::Child,
     pub addr: String,
+    /// The admin listener (`POST /calls`, operator routes).
+    pub admin: String,
     pub data: PathBuf,
     pub machines: PathBuf,
     log: PathBuf,
@@ -170,7 +172,7 @@ impl Node {
         use std::io::BufRead;
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .arg("--data")
             .arg(&data)
             .arg("--machines")
@@ -181,16 +183,39 @@ impl Node {
             .stderr(log_file)
             .spawn()
             .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        stdout.read_line(&mut line).unwrap();
         let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| {
             panic!("server did not start: {line:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default())
         });
-        Node { addr: addr.to_string(), child, data, machines, log, env }
+        let mut admin = String::new();
+        stdout.read_line(&mut admin).unwrap();
+        let admin = admin.trim().strip_prefix("admin listening on ").unwrap_or_else(|| panic!("{admin:?}"));
+        Node { addr: addr.to_string(), admin: admin.to_string(), child, data, machines, log, env }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// `/readyz` as of a store probe that ran after this call: its cached `sessions` (and the rest)
+    /// count everything stored before. Waits at most a few probe intervals.
+    pub async fn ready_now(&self) -> Value {
+        let asked = phonetree::node::now_ms();
+        for _ in 0..200 {
+            let r: Value = reqwest::get(self.url("/readyz")).await.unwrap().json().await.unwrap();
+            if r["checkedAt"].as_u64().is_some_and(|at| at > asked) {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("/readyz was not refreshed within 10 s")
     }
 
     /// SIGKILL: no flush, no goodbye.
