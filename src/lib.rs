@@ -17,7 +17,8 @@
 //!   the only module that knows 8x8's JSON.
 //! - `node`: the durable webhook node — the persistence loop of a webhook, sweeps, outbound calls,
 //!   the machine registry and catalog, script fetches.
-//! - `http`: warp routes over the node, every error a JSON body, and `run`.
+//! - `http`: the two listeners (public: webhooks and health; admin: operator routes) served on
+//!   hyper with their limits, warp routes over the node, every error a JSON body, and `run`.
 //!
 //! The CLI (`src/main.rs`) sits on top of all of them.
 //!
