@@ -207,6 +207,30 @@ async fn a_slow_failing_or_broken_api_takes_the_failure_branch_to_an_agent() {
         assert_eq!(api.count(order), 1, "{order}");
     }
     assert!(n.log().contains("script took its failure branch"), "the reason is logged");
+    // /metrics: each request by its result, timed, and the exits they took from the node.
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    let samples = metrics::parse(&text);
+    let lookup = [("machine", "order_status"), ("node", "lookup")];
+    assert_eq!(
+        metrics::values(&samples, "phonetree_script_requests_total", &lookup, &["result"]),
+        metrics::expected(&[
+            (&["timeout"], 1.0),
+            (&["error_status"], 1.0),
+            (&["bad_body"], 1.0),
+            (&["ok"], 2.0),
+        ]),
+        "{text}"
+    );
+    assert_eq!(
+        metrics::values(&samples, "phonetree_script_request_duration_seconds_count", &lookup, &[]),
+        metrics::expected(&[(&[], 5.0)]),
+        "{text}"
+    );
+    assert_eq!(
+        metrics::values(&samples, "phonetree_node_exits_total", &lookup, &["exit"]),
+        metrics::expected(&[(&["failure"], 4.0), (&["default"], 1.0)]),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,6 +251,17 @@ async fn identical_requests_within_the_cache_time_ask_the_api_once() {
     let (mut d, _) = Call::start(&n, "s-cache-d").await;
     d.press("555555#").await;
     assert_eq!(api.count("555555"), 2);
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    assert_eq!(
+        metrics::values(
+            &metrics::parse(&text),
+            "phonetree_script_requests_total",
+            &[("machine", "order_status"), ("node", "lookup")],
+            &["result"]
+        ),
+        metrics::expected(&[(&["ok"], 1.0), (&["cache_hit"], 1.0), (&["error_status"], 2.0)]),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
