@@ -47,6 +47,13 @@ async fn metrics_count_what_the_calls_did() {
         let s = post(&n.url("/webhooks/vss"), vss(session, "COMPLETED")).await;
         assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
     }
+    // Summaries carrying 8x8 error codes: a documented one is its own label, any other `other`.
+    for (session, code) in [("m2", -2005), ("m4", 4242)] {
+        let mut body: serde_json::Value = serde_json::from_str(&vss(session, "FAILED")).unwrap();
+        body["payload"]["errorDetails"] = serde_json::json!({"errorCode": code, "errorMsg": "x"});
+        let s = post(&n.url("/webhooks/vss"), body.to_string()).await;
+        assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+    }
     // A body that is not JSON: 400, counted by its reason.
     let bad = post(&n.url("/webhooks/vca"), "{not json").await;
     assert_eq!(bad.status, 400);
@@ -109,16 +116,18 @@ async fn metrics_count_what_the_calls_did() {
             (&["vca", "applied", ""], 8.0),
             (&["vca", "duplicate", ""], 1.0),
             (&["vca", "rejected", &reason], 1.0),
-            (&["vss", "recorded", ""], 3.0),
+            (&["vss", "recorded", ""], 5.0),
         ]),
         "{text}"
     );
     // Every webhook that reached the routes is timed, the rejected one too.
     let timed = values(&samples, "phonetree_webhook_duration_seconds_count", &[], &["endpoint"]);
-    assert_eq!(timed, expected(&[(&["vca"], 10.0), (&["vss"], 3.0)]), "{text}");
+    assert_eq!(timed, expected(&[(&["vca"], 10.0), (&["vss"], 5.0)]), "{text}");
     let commits = values(&samples, "phonetree_store_commit_duration_seconds_count", &[], &["store"]);
-    // 8 applied webhooks and 3 summaries closing their sessions.
-    assert_eq!(commits, expected(&[(&["sled"], 11.0)]), "{text}");
+    // 8 applied webhooks and 5 summaries closing their sessions.
+    assert_eq!(commits, expected(&[(&["sled"], 13.0)]), "{text}");
+    let errors = values(&samples, "phonetree_8x8_errors_total", &[], &["code"]);
+    assert_eq!(errors, expected(&[(&["-2005"], 1.0), (&["other"], 1.0)]), "{text}");
     // The health probe's session count, refreshed every 2 s: present, whatever its last value.
     assert!(samples.keys().any(|(name, _)| name == "phonetree_sessions"), "{text}");
     let loaded = values(&samples, "phonetree_machine_loaded", &abc, &[]);
