@@ -276,7 +276,7 @@ fn refusal(e: &reqwest::Error) -> Option<Refused> {
 
 /// The metrics result of an answer `Scripts::perform` gave: `ok` (2xx, a JSON body), `bad_body`
 /// (2xx, not JSON), `error_status` (any other status), `refused`, `timeout`, `error` (transport).
-pub fn result(answer: &Answer) -> &'static str {
+pub(super) fn result(answer: &Answer) -> &'static str {
     match answer {
         Answer::Http { status, body } if (200..300).contains(status) => {
             if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() { "ok" } else { "bad_body" }

@@ -16,39 +16,39 @@ use crate::machine::{Edge, Machine, NodeId};
 use crate::store;
 
 /// Webhooks answered, by `endpoint` (`vca`, `vss`), `outcome` and, for rejected ones, `reason`.
-pub const WEBHOOKS: &str = "phonetree_webhooks_total";
+const WEBHOOKS: &str = "phonetree_webhooks_total";
 /// Time from a webhook's head to its answer, by `endpoint`.
-pub const WEBHOOK_SECONDS: &str = "phonetree_webhook_duration_seconds";
+const WEBHOOK_SECONDS: &str = "phonetree_webhook_duration_seconds";
 /// Commits retried because another request changed the session first (`Committed::Changed`).
-pub const COMMIT_RETRIES: &str = "phonetree_commit_retries_total";
+const COMMIT_RETRIES: &str = "phonetree_commit_retries_total";
 /// Times calls entered a node, by `machine` and `node`.
-pub const NODE_ENTRIES: &str = "phonetree_node_entries_total";
+const NODE_ENTRIES: &str = "phonetree_node_entries_total";
 /// Exits taken from a node, by `machine`, `node` and `exit` (`key_<keys>`, `invalid` and
 /// `no_input` once the tries are used up, `next`, `after_transfer`, `response_<value>`,
 /// `default`, `failure`).
-pub const NODE_EXITS: &str = "phonetree_node_exits_total";
+const NODE_EXITS: &str = "phonetree_node_exits_total";
 /// Prompts repeated at a node because of a failed try (`reason`: `invalid`, `no_input`).
-pub const NODE_RETRIES: &str = "phonetree_node_retries_total";
+const NODE_RETRIES: &str = "phonetree_node_retries_total";
 /// Calls that ended at a node, by `machine`, `node` and `how` (`hangup`, `transfer`,
 /// `caller_hung_up`, `expired`).
-pub const CALLS_ENDED: &str = "phonetree_calls_ended_total";
+const CALLS_ENDED: &str = "phonetree_calls_ended_total";
 /// Script requests by `machine`, `node` and `result` (`ok`, `bad_body`, `error_status`,
 /// `timeout`, `error`, `refused`, `out_of_time`, `cache_hit`).
-pub const SCRIPT_REQUESTS: &str = "phonetree_script_requests_total";
+const SCRIPT_REQUESTS: &str = "phonetree_script_requests_total";
 /// Time of script requests sent (not cache hits), by `machine` and `node`.
-pub const SCRIPT_SECONDS: &str = "phonetree_script_request_duration_seconds";
+const SCRIPT_SECONDS: &str = "phonetree_script_request_duration_seconds";
 /// Sessions in the store, as of the last health probe.
-pub const SESSIONS: &str = "phonetree_sessions";
+const SESSIONS: &str = "phonetree_sessions";
 /// 1 for each machine version loaded, by `machine` and `version`.
-pub const MACHINE_LOADED: &str = "phonetree_machine_loaded";
+const MACHINE_LOADED: &str = "phonetree_machine_loaded";
 /// Session summaries carrying an 8x8 error code, by `code` (8x8's documented codes, else `other`).
-pub const ERRORS_8X8: &str = "phonetree_8x8_errors_total";
+const ERRORS_8X8: &str = "phonetree_8x8_errors_total";
 /// `clientActionId`s refused (`App::refused_ids`).
-pub const REFUSED_IDS: &str = "phonetree_client_action_ids_refused_total";
+const REFUSED_IDS: &str = "phonetree_client_action_ids_refused_total";
 /// Script requests refused by the host and address policy (`Scripts::refused`).
-pub const SCRIPTS_REFUSED: &str = "phonetree_scripts_refused_total";
+const SCRIPTS_REFUSED: &str = "phonetree_scripts_refused_total";
 /// Scripts that failed without a request, the webhook's time being spent (`Scripts::out_of_time`).
-pub const SCRIPTS_OUT_OF_TIME: &str = "phonetree_scripts_out_of_time_total";
+const SCRIPTS_OUT_OF_TIME: &str = "phonetree_scripts_out_of_time_total";
 
 /// The error codes 8x8 documents for session summaries (Voice Error Codes): the only ones kept as
 /// a label value.
@@ -110,7 +110,7 @@ pub fn webhook_latency(endpoint: &'static str, took: Duration) {
 }
 
 /// Counts a commit retried after `Committed::Changed`.
-pub fn commit_retried() {
+pub(super) fn commit_retried() {
     counter!(COMMIT_RETRIES).increment(1);
 }
 
@@ -142,7 +142,7 @@ fn exit(edge: &Edge) -> String {
 
 /// Records a durable step of `machine` from `before` on `event`: the nodes it entered, the exits
 /// it took, a repeated prompt, and where and how the call ended if it did.
-pub fn step(app: &App, machine: &Machine, before: &CallState, event: &Event, step: &engine::Step) {
+pub(super) fn step(app: &App, machine: &Machine, before: &CallState, event: &Event, step: &engine::Step) {
     for &id in &step.entered {
         let (m, n) = labels(app, machine, id);
         counter!(NODE_ENTRIES, "machine" => m, "node" => n).increment(1);
@@ -160,7 +160,7 @@ pub fn step(app: &App, machine: &Machine, before: &CallState, event: &Event, ste
 }
 
 /// Records the end of a call, if `after` ended it (`expired`: the TTL sweep closed it).
-pub fn ended(app: &App, machine: &Machine, before: &CallState, after: &CallState, expired: bool) {
+pub(super) fn ended(app: &App, machine: &Machine, before: &CallState, after: &CallState, expired: bool) {
     if before.outcome.is_some() {
         return;
     }
@@ -177,7 +177,7 @@ pub fn ended(app: &App, machine: &Machine, before: &CallState, after: &CallState
 
 /// Counts a script request of `machine`'s node `node` (by name) with `result`, and its time when
 /// one was sent.
-pub fn script(app: &App, machine: &Machine, node: &str, result: &'static str, took: Option<Duration>) {
+pub(super) fn script(app: &App, machine: &Machine, node: &str, result: &'static str, took: Option<Duration>) {
     let (m, n) = match (app.registry.current(machine.name()), machine.node_id(node)) {
         (Some(loaded), Some(_)) if loaded.node_id(node).is_some() => {
             (machine.name().to_string(), node.to_string())
@@ -192,7 +192,7 @@ pub fn script(app: &App, machine: &Machine, node: &str, result: &'static str, to
 }
 
 /// Counts an 8x8 error code of a session summary.
-pub fn error_8x8(code: i64) {
+pub(super) fn error_8x8(code: i64) {
     let label = DOCUMENTED_8X8_ERRORS.iter().find(|(c, _)| *c == code).map_or(OTHER, |(_, l)| l);
     counter!(ERRORS_8X8, "code" => label).increment(1);
 }

@@ -36,8 +36,9 @@ pub use self::postgres::{
     APPLICATION_NAME, CACHE_EXPIRE_BATCH, CONNECT_TIMEOUT, MIGRATIONS, OPERATION_TIMEOUT, POOL_SIZE_MAX,
     POOL_WAIT_MAX, PgStore, PgUrl, SCHEMA_VERSION, SESSION_COUNT_REFRESH,
 };
-pub use self::sled::{BATCH_WRITES, DURABILITY_WAIT_SECONDS, FSYNC_SECONDS};
+pub use self::sled::BATCH_WRITES;
 pub use self::sled::{CACHE_BYTES_MAX, Durability, FLUSH_QUEUE_MAX, LOCK_WAIT_MAX, SledStore};
+use self::sled::{DURABILITY_WAIT_SECONDS, FSYNC_SECONDS};
 pub use record::{EVENT_IDS_KEPT, RECORD_DEPTH_MAX, REPLIES_KEPT, decode_session, encode_session};
 
 /// Most sessions one `scan` returns: sweeps walk the store in pages this size, so no call holds
@@ -350,7 +351,7 @@ pub async fn migrate(url: &str) -> Result<u32, StoreError> {
 
 /// Time of a `commit` (the swap and, with fsync, its durability), by `store` (`sled`,
 /// `postgres`).
-pub const COMMIT_SECONDS: &str = "phonetree_store_commit_duration_seconds";
+const COMMIT_SECONDS: &str = "phonetree_store_commit_duration_seconds";
 
 /// Registers the help text of the store's metrics (the recorder must be installed first).
 pub fn describe_metrics() {

@@ -33,9 +33,9 @@ use crate::machine::Version;
 /// The `meta` key of the store's `ActionKeyRecord`.
 const ACTION_KEY: &str = "action_key";
 /// How long a write waited for the group fsync that made it durable (histogram).
-pub const DURABILITY_WAIT_SECONDS: &str = "phonetree_store_durability_wait_seconds";
+pub(super) const DURABILITY_WAIT_SECONDS: &str = "phonetree_store_durability_wait_seconds";
 /// How long one group fsync took (histogram).
-pub const FSYNC_SECONDS: &str = "phonetree_store_fsync_duration_seconds";
+pub(super) const FSYNC_SECONDS: &str = "phonetree_store_fsync_duration_seconds";
 /// How many writes one group fsync made durable (histogram).
 pub const BATCH_WRITES: &str = "phonetree_store_group_commit_writes";
 

@@ -607,7 +607,7 @@ impl Store for PgStore {
         timed("commit a session", async move {
             let started = std::time::Instant::now();
             let done = self.swap(&commit).await;
-            metrics::histogram!(crate::store::COMMIT_SECONDS, "store" => "postgres")
+            metrics::histogram!(super::COMMIT_SECONDS, "store" => "postgres")
                 .record(started.elapsed().as_secs_f64());
             done
         })
