@@ -389,3 +389,35 @@ async fn simulate_live_calls_the_real_api() {
     assert!(text.contains("will arrive on Friday."), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(api.count("111111"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_tries_at_an_input_are_counted_as_retries_then_as_the_exit_taken() {
+    let api = Api::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &api);
+    // Two tries at `ask_order`: a short number is asked again, then nothing ends the tries.
+    let (mut call, _) = Call::start(&n, "s-tries").await;
+    assert_eq!(call.press("12#").await.how, "applied");
+    assert_eq!(call.send("DTMF_RECEIVED", None).await.how, "applied");
+    let (mut other, _) = Call::start(&n, "s-tries-2").await;
+    assert_eq!(other.send("DTMF_RECEIVED", None).await.how, "applied");
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    let samples = metrics::parse(&text);
+    let ask = [("machine", "order_status"), ("node", "ask_order")];
+    assert_eq!(
+        metrics::values(&samples, "phonetree_node_retries_total", &ask, &["reason"]),
+        metrics::expected(&[(&["invalid"], 1.0), (&["no_input"], 1.0)]),
+        "{text}"
+    );
+    assert_eq!(
+        metrics::values(&samples, "phonetree_node_exits_total", &ask, &["exit"]),
+        metrics::expected(&[(&["no_input"], 1.0)]),
+        "{text}"
+    );
+    assert_eq!(
+        metrics::values(&samples, "phonetree_node_entries_total", &[("machine", "order_status")], &["node"])
+            .get(&vec!["ask_order".to_string()]),
+        Some(&2.0),
+        "{text}"
+    );
+}
