@@ -209,6 +209,20 @@ async fn post_calls_places_the_call_through_the_server() {
     let mut connect = golden("seeds/simple/connect.json");
     connect["callflow"][0]["params"]["source"] = json!("+6512345678");
     assert_eq!(comparable(a.json()), comparable(connect));
+    // /metrics: the placed call entered the start node when it was placed, then the agent.
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    let samples = metrics::parse(&text);
+    let tech = [("machine", "tech_support")];
+    assert_eq!(
+        metrics::values(&samples, "phonetree_node_entries_total", &tech, &["node"]),
+        metrics::expected(&[(&["menu"], 1.0), (&["agent"], 1.0)]),
+        "{text}"
+    );
+    assert_eq!(
+        metrics::values(&samples, "phonetree_node_exits_total", &tech, &["node", "exit"]),
+        metrics::expected(&[(&["menu", "key_2"], 1.0)]),
+        "{text}"
+    );
 
     // The CLI through the running server.
     let (code, stdout, stderr) = phonetree(

@@ -207,6 +207,30 @@ async fn a_slow_failing_or_broken_api_takes_the_failure_branch_to_an_agent() {
         assert_eq!(api.count(order), 1, "{order}");
     }
     assert!(n.log().contains("script took its failure branch"), "the reason is logged");
+    // /metrics: each request by its result, timed, and the exits they took from the node.
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    let samples = metrics::parse(&text);
+    let lookup = [("machine", "order_status"), ("node", "lookup")];
+    assert_eq!(
+        metrics::values(&samples, "phonetree_script_requests_total", &lookup, &["result"]),
+        metrics::expected(&[
+            (&["timeout"], 1.0),
+            (&["error_status"], 1.0),
+            (&["bad_body"], 1.0),
+            (&["ok"], 2.0),
+        ]),
+        "{text}"
+    );
+    assert_eq!(
+        metrics::values(&samples, "phonetree_script_request_duration_seconds_count", &lookup, &[]),
+        metrics::expected(&[(&[], 5.0)]),
+        "{text}"
+    );
+    assert_eq!(
+        metrics::values(&samples, "phonetree_node_exits_total", &lookup, &["exit"]),
+        metrics::expected(&[(&["failure"], 4.0), (&["default"], 1.0)]),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -227,6 +251,17 @@ async fn identical_requests_within_the_cache_time_ask_the_api_once() {
     let (mut d, _) = Call::start(&n, "s-cache-d").await;
     d.press("555555#").await;
     assert_eq!(api.count("555555"), 2);
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    assert_eq!(
+        metrics::values(
+            &metrics::parse(&text),
+            "phonetree_script_requests_total",
+            &[("machine", "order_status"), ("node", "lookup")],
+            &["result"]
+        ),
+        metrics::expected(&[(&["ok"], 1.0), (&["cache_hit"], 1.0), (&["error_status"], 2.0)]),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -353,4 +388,36 @@ async fn simulate_live_calls_the_real_api() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("will arrive on Friday."), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(api.count("111111"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_tries_at_an_input_are_counted_as_retries_then_as_the_exit_taken() {
+    let api = Api::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &api);
+    // Two tries at `ask_order`: a short number is asked again, then nothing ends the tries.
+    let (mut call, _) = Call::start(&n, "s-tries").await;
+    assert_eq!(call.press("12#").await.how, "applied");
+    assert_eq!(call.send("DTMF_RECEIVED", None).await.how, "applied");
+    let (mut other, _) = Call::start(&n, "s-tries-2").await;
+    assert_eq!(other.send("DTMF_RECEIVED", None).await.how, "applied");
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    let samples = metrics::parse(&text);
+    let ask = [("machine", "order_status"), ("node", "ask_order")];
+    assert_eq!(
+        metrics::values(&samples, "phonetree_node_retries_total", &ask, &["reason"]),
+        metrics::expected(&[(&["invalid"], 1.0), (&["no_input"], 1.0)]),
+        "{text}"
+    );
+    assert_eq!(
+        metrics::values(&samples, "phonetree_node_exits_total", &ask, &["exit"]),
+        metrics::expected(&[(&["no_input"], 1.0)]),
+        "{text}"
+    );
+    assert_eq!(
+        metrics::values(&samples, "phonetree_node_entries_total", &[("machine", "order_status")], &["node"])
+            .get(&vec!["ask_order".to_string()]),
+        Some(&2.0),
+        "{text}"
+    );
 }

@@ -32,7 +32,7 @@ use super::limits::{
     RETRY_AFTER_SECS, RateLimited,
 };
 use super::routes::error;
-use crate::node;
+use crate::node::{self, metrics};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A request as the routes get it: its body under the read deadline.
@@ -183,8 +183,16 @@ impl Gate {
         match self {
             // Everything but the health checks, so no spelling of a webhook's path slips past.
             Gate::Public { allow, in_flight } if !matches!(req.uri().path(), "/healthz" | "/readyz") => {
+                let endpoint = match req.uri().path() {
+                    "/webhooks/vca" => Some("vca"),
+                    "/webhooks/vss" => Some("vss"),
+                    _ => None,
+                };
                 let client = allow.client(peer.ip(), req.headers());
                 if !allow.permits(client) {
+                    if let Some(endpoint) = endpoint {
+                        metrics::webhook(endpoint, "forbidden_source");
+                    }
                     if let Some(skipped) = REFUSED_SOURCE.allow(node::now_ms()) {
                         debug!(%peer, ?client, skipped, "webhook refused: source not in --allow-from");
                     }
@@ -195,6 +203,9 @@ impl Gate {
                     );
                 }
                 let Ok(_permit) = in_flight.try_acquire() else {
+                    if let Some(endpoint) = endpoint {
+                        metrics::webhook(endpoint, "overloaded");
+                    }
                     if let Some(skipped) = BUSY.allow(node::now_ms()) {
                         warn!(skipped, "webhook answered 503: too many in flight");
                     }
@@ -206,7 +217,12 @@ impl Gate {
                     r.headers_mut().insert("retry-after", HeaderValue::from(RETRY_AFTER_SECS));
                     return r;
                 };
-                handler(req).await
+                let started = std::time::Instant::now();
+                let response = handler(req).await;
+                if let Some(endpoint) = endpoint {
+                    metrics::webhook_latency(endpoint, started.elapsed());
+                }
+                response
             }
             Gate::Public { .. } => handler(req).await,
             Gate::Admin { auth } => match auth.check(req.headers()) {

@@ -59,7 +59,10 @@ impl Health {
             app.store.session_count().await
         };
         let sessions = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-            Ok(Ok(n)) => Ok(n),
+            Ok(Ok(n)) => {
+                node::metrics::sessions(n);
+                Ok(n)
+            }
             Ok(Err(e)) => {
                 // A store that failed for good stops the node (see `App::note_store_error`).
                 app.note_store_error(&e);

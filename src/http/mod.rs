@@ -7,6 +7,7 @@ pub mod auth;
 mod conn;
 pub mod health;
 pub mod limits;
+mod metrics;
 pub mod routes;
 
 use std::sync::Arc;
@@ -66,6 +67,9 @@ pub async fn run(
     let addr = public.local_addr().ok();
     let admin_addr = admin.local_addr().ok();
     info!(?addr, ?admin_addr, machines = app.registry.len(), "phonetree serving");
+    // Installed before the first request, so that every webhook is counted.
+    let _ = metrics::handle();
+    let upkeep = tokio::spawn(metrics::upkeep_forever());
     let health = Health::start(&app).await;
     let prober = tokio::spawn(health.clone().refresh_forever(app.clone()));
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
@@ -111,6 +115,7 @@ pub async fn run(
     }
     prober.abort();
     sweeper.abort();
+    upkeep.abort();
     if let Some(why) = failed {
         return Err(StoreFailed(why));
     }

@@ -13,7 +13,7 @@ use warp::{Filter, Rejection, Reply};
 use super::auth::{Denied, WebhookAuth};
 use super::health::Health;
 use crate::node::guard::Refused;
-use crate::node::{self, App, PlaceError, calls};
+use crate::node::{self, App, PlaceError, calls, metrics};
 use crate::webhook::inbound;
 use crate::webhook::outbound::OutboundError;
 
@@ -30,7 +30,8 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] =
     &[("/webhooks/vca", "POST"), ("/webhooks/vss", "POST"), ("/healthz", "GET"), ("/readyz", "GET")];
 
 /// Every path the admin listener serves, and its method.
-pub const ADMIN_ROUTES: &[(&str, &str)] = &[("/calls", "POST"), ("/openapi.json", "GET")];
+pub const ADMIN_ROUTES: &[(&str, &str)] =
+    &[("/calls", "POST"), ("/openapi.json", "GET"), ("/metrics", "GET")];
 
 /// A webhook without valid credentials (answered 401, nothing stored).
 #[derive(Debug)]
@@ -38,8 +39,12 @@ struct Unauthorized(Denied);
 
 impl warp::reject::Reject for Unauthorized {}
 
-/// Passes a request whose credentials `auth` accepts; rejects it with `Unauthorized` otherwise.
-fn authorized(auth: Arc<WebhookAuth>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+/// Passes a request whose credentials `auth` accepts; rejects it with `Unauthorized` otherwise
+/// (counted for `endpoint`).
+fn authorized(
+    auth: Arc<WebhookAuth>,
+    endpoint: &'static str,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::header::headers_cloned()
         .and(query)
@@ -49,7 +54,10 @@ fn authorized(auth: Arc<WebhookAuth>) -> impl Filter<Extract = (), Error = Rejec
                 let now_secs = node::now_ms() / 1000;
                 match auth.check(&headers, Some(query.as_str()), now_secs) {
                     Ok(()) => Ok(()),
-                    Err(denied) => Err(warp::reject::custom(Unauthorized(denied))),
+                    Err(denied) => {
+                        metrics::webhook(endpoint, "unauthorized");
+                        Err(warp::reject::custom(Unauthorized(denied)))
+                    }
                 }
             }
         })
@@ -64,11 +72,24 @@ pub(crate) fn public(
     health: Arc<Health>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_app = warp::any().map(move || app.clone());
-    let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
+    // A body too large or without a length is counted as a rejected webhook of its endpoint.
+    let body = |endpoint: &'static str| {
+        warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes()).or_else(
+            move |r: Rejection| async move {
+                if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+                    metrics::webhook_rejected(endpoint, "payload_too_large");
+                } else if r.find::<warp::reject::LengthRequired>().is_some() {
+                    metrics::webhook_rejected(endpoint, "length_required");
+                }
+                Err::<(warp::hyper::body::Bytes,), _>(r)
+            },
+        )
+    };
     let webhook =
         |name| warp::path("webhooks").and(warp::path(name)).and(warp::path::end()).and(warp::post());
-    let vca = webhook("vca").and(authorized(auth.clone())).and(with_app.clone()).and(body).then(vca);
-    let vss = webhook("vss").and(authorized(auth)).and(with_app.clone()).and(body).then(vss);
+    let vca =
+        webhook("vca").and(authorized(auth.clone(), "vca")).and(with_app.clone()).and(body("vca")).then(vca);
+    let vss = webhook("vss").and(authorized(auth, "vss")).and(with_app.clone()).and(body("vss")).then(vss);
     let healthz = warp::path!("healthz").and(warp::get()).and(with_app.clone()).map(healthz);
     let readyz =
         warp::path!("readyz").and(warp::get()).and(with_app).map(move |app: Arc<App>| readyz(&app, &health));
@@ -81,10 +102,14 @@ pub(crate) fn public(
 pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_app = warp::any().map(move || app.clone());
     let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
-    let calls = warp::path!("calls").and(warp::post()).and(with_app).and(body).then(place_call);
-    // Admin routes to come (metrics, reload, call history, console): `.or()` them here, and list
-    // them in `ADMIN_ROUTES` and the OpenAPI document.
-    calls.or(openapi()).or(other_method(ADMIN_ROUTES)).recover(rejection)
+    let calls = warp::path!("calls").and(warp::post()).and(with_app.clone()).and(body).then(place_call);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_app)
+        .map(|app: Arc<App>| super::metrics::render(&app));
+    // Admin routes to come (reload, call history, console): `.or()` them here, and list them in
+    // `ADMIN_ROUTES` and the OpenAPI document.
+    calls.or(openapi()).or(metrics).or(other_method(ADMIN_ROUTES)).recover(rejection)
 }
 
 /// `GET /openapi.json`: the node's OpenAPI document.
@@ -135,6 +160,7 @@ async fn vca(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Resp
     let ca = match inbound::call_action(&body) {
         Ok(ca) => ca,
         Err(bad) => {
+            metrics::webhook_rejected("vca", bad.code);
             debug!(code = bad.code, message = %bad.message, "rejected CALL_ACTION webhook");
             return error(StatusCode::BAD_REQUEST, bad.code, &bad.message);
         }
@@ -152,16 +178,14 @@ async fn vca(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Resp
     );
     let (reply, answered) = calls::call_action(&app, &ca).instrument(span).await;
     let mut r = raw_json(StatusCode::OK, reply);
-    if let Some(how) = answered {
-        let how = match how {
-            calls::Answered::Applied => "applied",
-            calls::Answered::Duplicate => "duplicate",
-            calls::Answered::Stale => "stale",
-        };
-        r.headers_mut().insert("x-phonetree-answer", warp::http::HeaderValue::from_static(how));
-    } else {
-        r.headers_mut().insert("x-phonetree-answer", warp::http::HeaderValue::from_static("fallback"));
-    }
+    let how = match answered {
+        Some(calls::Answered::Applied) => "applied",
+        Some(calls::Answered::Duplicate) => "duplicate",
+        Some(calls::Answered::Stale) => "stale",
+        None => "fallback",
+    };
+    metrics::webhook("vca", how);
+    r.headers_mut().insert("x-phonetree-answer", warp::http::HeaderValue::from_static(how));
     r
 }
 
@@ -169,14 +193,19 @@ async fn vss(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Resp
     let summary = match inbound::session_summary(&body) {
         Ok(s) => s,
         Err(bad) => {
+            metrics::webhook_rejected("vss", bad.code);
             debug!(code = bad.code, message = %bad.message, "rejected SESSION_SUMMARY webhook");
             return error(StatusCode::BAD_REQUEST, bad.code, &bad.message);
         }
     };
     let span = info_span!("vss", session = %summary.session_id, status = %summary.status);
     match calls::session_summary(&app, &summary).instrument(span).await {
-        Ok(()) => json_reply(StatusCode::OK, &json!({"status": "recorded"})),
+        Ok(()) => {
+            metrics::webhook("vss", "recorded");
+            json_reply(StatusCode::OK, &json!({"status": "recorded"}))
+        }
         Err(fault) => {
+            metrics::webhook("vss", "store_unavailable");
             tracing::error!(error = %fault, session = %summary.session_id, "cannot record the session summary");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use tracing::{debug, error, info, warn};
 
-use super::{App, fetch};
+use super::{App, fetch, metrics};
 use crate::callflow::{self, Callflow, ClientActionId, Issued, SessionSummary};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
 use crate::machine::{Machine, NodeKind};
@@ -87,7 +87,14 @@ pub enum Answered {
 
 /// What to do with a webhook, decided from the stored session.
 enum Plan {
-    Apply { machine: Arc<Machine>, state: Box<CallState>, event: Event },
+    /// `opened`: the step that started a call placed elsewhere, whose first webhook this is (for
+    /// metrics: the nodes it entered).
+    Apply {
+        machine: Arc<Machine>,
+        state: Box<CallState>,
+        event: Event,
+        opened: Option<Box<engine::Step>>,
+    },
     Answer(Vec<u8>, Answered),
 }
 
@@ -117,7 +124,7 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
         let lookup = app.store.load(&ca.session_id, Some(&ca.event_id)).await?;
         let loaded = lookup.session;
         let now = super::now_ms();
-        let (machine, state, event) = match lookup.replied {
+        let (machine, state, event, opened) = match lookup.replied {
             Some(Journaled::Reply(body)) => {
                 debug!("duplicate delivery: replaying the reply given before");
                 return Ok((body, Answered::Duplicate));
@@ -128,7 +135,7 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
                 return Ok((repeat_current(app, &ca.session_id, st).await?, Answered::Stale));
             }
             None => match plan(app, ca, loaded.as_ref(), now).await? {
-                Plan::Apply { machine, state, event } => (machine, state, event),
+                Plan::Apply { machine, state, event, opened } => (machine, state, event, opened),
                 Plan::Answer(body, how) => return Ok((body, how)),
             },
         };
@@ -144,9 +151,16 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
         match app.store.commit(commit).await? {
             Committed::Done => {
                 log_transition(&machine, &state, &event, &step);
+                if let Some(opened) = &opened {
+                    metrics::step(app, &machine, &opened.state, &Event::CallStarted, opened);
+                }
+                metrics::step(app, &machine, &state, &event, &step);
                 return Ok((body, Answered::Applied));
             }
-            Committed::Changed => debug!("session changed under us; again"),
+            Committed::Changed => {
+                metrics::commit_retried();
+                debug!("session changed under us; again");
+            }
         }
     }
     Err(Fault::Contention)
@@ -275,15 +289,21 @@ async fn run_step(
         let answer = match app.store.cached(&request, now).await? {
             Some(cached) => {
                 info!(node = %request.node, url = %fetch::shown(&request.url), "script answered from the cache");
+                metrics::script(app, machine, &request.node, "cache_hit", None);
                 cached
             }
             None => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let answer = if left < SCRIPT_BUDGET_MIN {
+                    metrics::script(app, machine, &request.node, "out_of_time", None);
                     app.scripts.spent(&request, SCRIPTS_DEADLINE)
                 } else {
                     let timeout = Duration::from_millis(u64::from(request.timeout_ms)).min(left);
-                    app.scripts.perform(machine, &request, timeout).await
+                    let sent = Instant::now();
+                    let answer = app.scripts.perform(machine, &request, timeout).await;
+                    let result = fetch::result(&answer);
+                    metrics::script(app, machine, &request.node, result, Some(sent.elapsed()));
+                    answer
                 };
                 // Only answers the script can use are cached; failures are asked again.
                 if matches!(&answer, Answer::Http { status, .. } if (200..300).contains(status)) {
@@ -318,7 +338,7 @@ async fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> 
         if state.call.call_id.is_none() {
             state.call.call_id.clone_from(&ca.call_id);
         }
-        return Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event() });
+        return Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event(), opened: None });
     }
     let call = CallInfo {
         session_id: ca.session_id.clone(),
@@ -343,12 +363,13 @@ async fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> 
         .ok_or_else(|| Fault::NoMachine { from: ca.source.clone(), to: ca.destination.clone() })?;
     let fresh = CallState::new(&machine, call, now);
     if ca.is_call_received() {
-        return Ok(Plan::Apply { machine, state: Box::new(fresh), event: Event::CallStarted });
+        return Ok(Plan::Apply { machine, state: Box::new(fresh), event: Event::CallStarted, opened: None });
     }
     // The first webhook of a call placed elsewhere (8x8's Send Callflow played the start node):
     // it is the answer to the start node.
-    let started = engine::step(&machine, &fresh, &Event::CallStarted, now)?.state;
-    Ok(Plan::Apply { machine, state: Box::new(started), event: ca.event() })
+    let opened = engine::step(&machine, &fresh, &Event::CallStarted, now)?;
+    let started = Box::new(opened.state.clone());
+    Ok(Plan::Apply { machine, state: started, event: ca.event(), opened: Some(Box::new(opened)) })
 }
 
 /// A call with no stored state, at the node its `clientActionId` names.
@@ -372,7 +393,7 @@ fn resume(
         _ => Phase::Ended,
     };
     warn!(machine = machine.name(), node = %id.node, "no stored state: resuming from the clientActionId");
-    Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event() })
+    Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event(), opened: None })
 }
 
 /// The fallback of the machine the call is (or would be) on, else phonetree's default.
@@ -400,6 +421,9 @@ pub async fn session_summary(app: &App, s: &SessionSummary) -> Result<(), Fault>
 
 async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
     app.store.put_summary(s, super::now_ms()).await?;
+    if let Some(code) = s.error_code {
+        metrics::error_8x8(code);
+    }
     let event = Event::SessionEnded { status: s.status.clone() };
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let Some(loaded) = app.store.load(&s.session_id, None).await?.session else {
@@ -416,8 +440,10 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
             Commit { session: &s.session_id, expected: Some(&loaded.rev), state: &step.state, reply: None };
         if app.store.commit(commit).await? == Committed::Done {
             info!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");
+            metrics::ended(app, &machine, &loaded.state, &step.state, false);
             return Ok(());
         }
+        metrics::commit_retried();
     }
     Err(Fault::Contention)
 }

@@ -212,7 +212,7 @@ impl Scripts {
         let refuse = |why: Refused| {
             let total = self.refused.fetch_add(1, Ordering::Relaxed).saturating_add(1);
             warn!(node = %request.node, url = %shown(&request.url), reason = %why, refused_total = total, "script request refused");
-            Answer::Failed { reason: format!("refused: {why}") }
+            Answer::Failed { reason: format!("{REFUSED_PREFIX}{why}") }
         };
         let url = match url::Url::parse(&request.url) {
             Ok(u) => u,
@@ -257,7 +257,7 @@ impl Scripts {
                 Some(why) => refuse(why),
                 None => Answer::Failed { reason: transport(&e) },
             },
-            Err(_) => Answer::Failed { reason: format!("no answer within {} ms", timeout.as_millis()) },
+            Err(_) => Answer::Failed { reason: format!("{TIMEOUT_PREFIX}{} ms", timeout.as_millis()) },
         }
     }
 }
@@ -273,6 +273,25 @@ fn refusal(e: &reqwest::Error) -> Option<Refused> {
     }
     None
 }
+
+/// The metrics result of an answer `Scripts::perform` gave: `ok` (2xx, a JSON body), `bad_body`
+/// (2xx, not JSON), `error_status` (any other status), `refused`, `timeout`, `error` (transport).
+pub(super) fn result(answer: &Answer) -> &'static str {
+    match answer {
+        Answer::Http { status, body } if (200..300).contains(status) => {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() { "ok" } else { "bad_body" }
+        }
+        Answer::Http { .. } => "error_status",
+        Answer::Failed { reason } if reason.starts_with(REFUSED_PREFIX) => "refused",
+        Answer::Failed { reason } if reason.starts_with(TIMEOUT_PREFIX) => "timeout",
+        Answer::Failed { .. } => "error",
+    }
+}
+
+/// How the reason of a refused request starts.
+const REFUSED_PREFIX: &str = "refused: ";
+/// How the reason of a request that timed out starts.
+const TIMEOUT_PREFIX: &str = "no answer within ";
 
 /// A transport failure's reason, without the URL (its query may carry the caller's data).
 fn transport(e: &reqwest::Error) -> String {

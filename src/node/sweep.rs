@@ -123,6 +123,7 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
     let commit = Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None };
     let stored = app.store.commit(commit).await? == Committed::Done;
     if stored {
+        super::metrics::ended(app, &machine, &loaded.state, &step.state, true);
         info!(session = %id, "no summary within the TTL: session closed");
     }
     Ok(stored)

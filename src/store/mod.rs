@@ -25,6 +25,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use metrics::{Unit, describe_histogram};
+
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, CallState, Request};
 use crate::machine::Version;
@@ -34,7 +36,9 @@ pub use self::postgres::{
     APPLICATION_NAME, CACHE_EXPIRE_BATCH, CONNECT_TIMEOUT, MIGRATIONS, OPERATION_TIMEOUT, POOL_SIZE_MAX,
     POOL_WAIT_MAX, PgStore, PgUrl, SCHEMA_VERSION, SESSION_COUNT_REFRESH,
 };
+pub use self::sled::BATCH_WRITES;
 pub use self::sled::{CACHE_BYTES_MAX, Durability, FLUSH_QUEUE_MAX, LOCK_WAIT_MAX, SledStore};
+use self::sled::{DURABILITY_WAIT_SECONDS, FSYNC_SECONDS};
 pub use record::{EVENT_IDS_KEPT, RECORD_DEPTH_MAX, REPLIES_KEPT, decode_session, encode_session};
 
 /// Most sessions one `scan` returns: sweeps walk the store in pages this size, so no call holds
@@ -343,6 +347,22 @@ pub async fn migrate(url: &str) -> Result<u32, StoreError> {
         }
         StoreUrl::Postgres(url) => postgres::migrate(&url).await,
     }
+}
+
+/// Time of a `commit` (the swap and, with fsync, its durability), by `store` (`sled`,
+/// `postgres`).
+const COMMIT_SECONDS: &str = "phonetree_store_commit_duration_seconds";
+
+/// Registers the help text of the store's metrics (the recorder must be installed first).
+pub fn describe_metrics() {
+    describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Time of a commit, its durability included.");
+    describe_histogram!(
+        DURABILITY_WAIT_SECONDS,
+        Unit::Seconds,
+        "sled: time a write waits for its group fsync."
+    );
+    describe_histogram!(FSYNC_SECONDS, Unit::Seconds, "sled: time of one group fsync.");
+    describe_histogram!(BATCH_WRITES, Unit::Count, "sled: writes made durable by one group fsync.");
 }
 
 #[cfg(test)]

@@ -11,8 +11,9 @@
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use metrics::histogram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
@@ -31,6 +32,13 @@ use crate::machine::Version;
 
 /// The `meta` key of the store's `ActionKeyRecord`.
 const ACTION_KEY: &str = "action_key";
+/// How long a write waited for the group fsync that made it durable (histogram).
+pub(super) const DURABILITY_WAIT_SECONDS: &str = "phonetree_store_durability_wait_seconds";
+/// How long one group fsync took (histogram).
+pub(super) const FSYNC_SECONDS: &str = "phonetree_store_fsync_duration_seconds";
+/// How many writes one group fsync made durable (histogram).
+pub const BATCH_WRITES: &str = "phonetree_store_group_commit_writes";
+
 /// Requests waiting for the next fsync at most; more wait their turn to enqueue (back-pressure).
 pub const FLUSH_QUEUE_MAX: usize = 4096;
 /// sled's page cache: a live call is a few hundred bytes to a KiB with its journal, so this holds
@@ -104,9 +112,12 @@ impl SledStore {
     /// Returns once every write made before the call is on disk.
     async fn durable(&self) -> Result<(), StoreError> {
         let Some(flushes) = &self.flushes else { return Ok(()) };
+        let waited = Instant::now();
         let (tx, rx) = oneshot::channel();
         flushes.send(tx).await.map_err(|_| StoreError::FlusherGone)?;
-        rx.await.map_err(|_| StoreError::FlusherGone)?.map_err(StoreError::Flush)
+        let flushed = rx.await.map_err(|_| StoreError::FlusherGone)?.map_err(StoreError::Flush);
+        histogram!(DURABILITY_WAIT_SECONDS).record(waited.elapsed().as_secs_f64());
+        flushed
     }
 
     fn lookup(&self, session: &str, event_id: Option<&str>) -> Result<Lookup, StoreError> {
@@ -330,10 +341,12 @@ impl Store for SledStore {
 
     fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed> {
         Box::pin(async move {
+            let started = Instant::now();
             let done = self.swap(&commit)?;
             if done == Committed::Done {
                 self.durable().await?;
             }
+            histogram!(super::COMMIT_SECONDS, "store" => "sled").record(started.elapsed().as_secs_f64());
             Ok(done)
         })
     }
@@ -522,7 +535,10 @@ fn start_flusher(db: sled::Db) -> Result<(mpsc::Sender<Waiter>, std::thread::Joi
                 while let Ok(next) = waiting.try_recv() {
                     batch.push(next);
                 }
+                let started = Instant::now();
                 let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                histogram!(FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
+                histogram!(BATCH_WRITES).record(batch.len() as f64);
                 for w in batch.drain(..) {
                     let _ = w.send(result.clone());
                 }

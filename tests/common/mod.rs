@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod backends;
+pub mod metrics;
 pub mod proxy;
 
 use phonetree::callflow::Callflow;

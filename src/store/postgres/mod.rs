@@ -604,7 +604,13 @@ impl Store for PgStore {
     }
 
     fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed> {
-        timed("commit a session", async move { self.swap(&commit).await })
+        timed("commit a session", async move {
+            let started = std::time::Instant::now();
+            let done = self.swap(&commit).await;
+            metrics::histogram!(super::COMMIT_SECONDS, "store" => "postgres")
+                .record(started.elapsed().as_secs_f64());
+            done
+        })
     }
 
     fn answers<'a>(&'a self, session: &'a str, event_id: &'a str) -> StoreFuture<'a, Vec<Answer>> {
