@@ -25,7 +25,7 @@ use super::{App, fetch};
 use crate::callflow::{self, Callflow, ClientActionId, Issued, SessionSummary};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
 use crate::machine::{Machine, NodeKind};
-use crate::node::registry::RegistryError;
+use crate::node::registry::{MachineSet, RegistryError};
 use crate::node::throttle::{Throttle, Verdict};
 use crate::store::{Commit, Committed, Journaled, Loaded, StoreError};
 use crate::webhook::inbound::CallAction;
@@ -93,7 +93,9 @@ enum Plan {
 
 /// Answers a CALL_ACTION webhook. Never fails: internal faults answer with the fallback callflow.
 pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answered>) {
-    match apply(app, ca).await {
+    // One set of machines for the whole webhook, whatever reload happens meanwhile.
+    let current = app.registry.snapshot();
+    match apply(app, &current, ca).await {
         Ok((body, how)) => (body, Some(how)),
         Err(fault) => {
             let failed = matches!(&fault, Fault::Store(e) if app.note_store_error(e));
@@ -105,13 +107,13 @@ pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answere
             }
             // A store that just failed is not asked again which machine the call is on.
             let ask_store = !matches!(fault, Fault::Store(_));
-            let fallback = fallback_for(app, ca, ask_store).await;
+            let fallback = fallback_for(app, &current, ca, ask_store).await;
             (wire::encode(&fallback).unwrap_or_else(|_| LAST_RESORT.to_vec()), None)
         }
     }
 }
 
-async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault> {
+async fn apply(app: &App, current: &MachineSet, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault> {
     let deadline = Instant::now().checked_add(SCRIPTS_DEADLINE).unwrap_or_else(Instant::now);
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let lookup = app.store.load(&ca.session_id, Some(&ca.event_id)).await?;
@@ -127,7 +129,7 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
                 warn!("a very late duplicate: repeating the current prompt");
                 return Ok((repeat_current(app, &ca.session_id, st).await?, Answered::Stale));
             }
-            None => match plan(app, ca, loaded.as_ref(), now).await? {
+            None => match plan(app, current, ca, loaded.as_ref(), now).await? {
                 Plan::Apply { machine, state, event } => (machine, state, event),
                 Plan::Answer(body, how) => return Ok((body, how)),
             },
@@ -208,6 +210,7 @@ fn verified(app: &App, ca: &CallAction) -> Option<(ClientActionId, Issued)> {
 /// name the machine the call's number is bound to. `None`: the call is not resumable.
 async fn resumable(
     app: &App,
+    current: &MachineSet,
     ca: &CallAction,
     id: ClientActionId,
     issued: Issued,
@@ -221,7 +224,7 @@ async fn resumable(
         return Ok(None);
     };
     if issued == Issued::Answered {
-        let bound = app.registry.bind(ca.direction, &ca.source, &ca.destination);
+        let bound = current.bind(ca.direction, &ca.source, &ca.destination);
         if bound.as_ref().map(|m| m.name()) != Some(machine.name()) {
             let bound = bound.as_ref().map_or("none", |m| m.name());
             app.refuse_id(
@@ -297,7 +300,13 @@ async fn run_step(
     }
 }
 
-async fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result<Plan, Fault> {
+async fn plan(
+    app: &App,
+    current: &MachineSet,
+    ca: &CallAction,
+    loaded: Option<&Loaded>,
+    now: u64,
+) -> Result<Plan, Fault> {
     // A call received has no id to check; any other webhook's id is checked once, here.
     let id = if ca.is_call_received() { None } else { verified(app, ca) };
     if let Some(loaded) = loaded {
@@ -333,12 +342,11 @@ async fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> 
     };
     // No stored state, but 8x8 echoes one of our ids: resume the call at that node.
     if let Some((id, issued)) = id
-        && let Some((machine, id)) = resumable(app, ca, id, issued).await?
+        && let Some((machine, id)) = resumable(app, current, ca, id, issued).await?
     {
         return resume(machine, call, &id, ca, now);
     }
-    let machine = app
-        .registry
+    let machine = current
         .bind(ca.direction, &ca.source, &ca.destination)
         .ok_or_else(|| Fault::NoMachine { from: ca.source.clone(), to: ca.destination.clone() })?;
     let fresh = CallState::new(&machine, call, now);
@@ -376,15 +384,15 @@ fn resume(
 }
 
 /// The fallback of the machine the call is (or would be) on, else phonetree's default.
-async fn fallback_for(app: &App, ca: &CallAction, ask_store: bool) -> Callflow {
+async fn fallback_for(app: &App, current: &MachineSet, ca: &CallAction, ask_store: bool) -> Callflow {
     let stored = if ask_store {
         let loaded = app.store.load(&ca.session_id, None).await.ok().and_then(|l| l.session);
-        loaded.and_then(|l| app.registry.current(&l.state.machine).cloned())
+        loaded.and_then(|l| current.get(&l.state.machine).cloned())
     } else {
         None
     };
     stored
-        .or_else(|| app.registry.bind(ca.direction, &ca.source, &ca.destination))
+        .or_else(|| current.bind(ca.direction, &ca.source, &ca.destination))
         .map(|m| m.fallback().clone())
         .unwrap_or_else(super::default_fallback)
 }

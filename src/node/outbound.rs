@@ -43,7 +43,7 @@ pub async fn place_call(
         destination: to.to_string(),
         call_id: None,
     };
-    let step = engine::start_outbound(m, call, now_ms()).map_err(OutboundError::Engine)?;
+    let step = engine::start_outbound(&m, call, now_ms()).map_err(OutboundError::Engine)?;
     let flow = step.reply.ok_or(OutboundError::NothingToSend)?;
     let body = wire::encode(&flow).map_err(OutboundError::Encode)?;
     let session = outbound::send_callflow(&app.http, &app.config.api, &body).await?;
