@@ -352,3 +352,21 @@ async fn json_logs_are_one_object_a_line_with_the_span_fields() {
     assert_eq!(transition["machine"], "abc_restaurant", "{transition}");
     assert!(transition["level"].is_string() && transition["timestamp"].is_string(), "{transition}");
 }
+
+#[tokio::test]
+async fn watch_reloads_once_the_files_stop_changing() {
+    let t = tmp();
+    let n = Node::start_with(&t.path().join("data"), &machines_dir(t.path()), &[("PHONETREE_WATCH", "true")]);
+    let before = abc_version(&machines(&n).await);
+    reword_abc(&n);
+    let m = after_reloads(&n, "loaded", 1).await;
+    assert_eq!(m["lastReload"]["trigger"], "watch", "{m}");
+    assert_ne!(abc_version(&m), before);
+    let a = post(&n.url("/webhooks/vca"), Vca::abc("s-watch", "e1", Some("1"), None).body()).await;
+    assert!(said(&a).contains(NEW_MENU));
+    // A broken edit is refused like any reload; the running set stays.
+    std::fs::write(n.machines.join("zz_broken.toml"), "name = \"zz\"\nstart = [\n").unwrap();
+    let m = after_reloads(&n, "failed", 1).await;
+    assert_eq!(abc_version(&m), abc_version(&machines(&n).await));
+    assert_eq!(m["machines"].as_array().unwrap().len(), 4);
+}

@@ -365,7 +365,7 @@ async fn rejection(r: Rejection) -> Result<warp::reply::Response, Infallible> {
             StatusCode::NOT_FOUND,
             "not_found",
             "no such route; webhooks go to POST /webhooks/vca and /webhooks/vss, operator routes \
-             (POST /calls) to the admin listener"
+             (POST /calls, /admin/reload, /admin/machines) to the admin listener"
                 .to_string(),
         )
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
