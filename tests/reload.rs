@@ -45,14 +45,14 @@ async fn machines(n: &Node) -> Value {
 
 /// `GET /admin/machines` once the node has done `count` reloads of the kind `result` (bounded).
 async fn after_reloads(n: &Node, result: &str, count: u64) -> Value {
-    for _ in 0..500 {
+    for _ in 0..1500 {
         let m = machines(n).await;
         if m["reloads"][result].as_u64() == Some(count) {
             return m;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("no {count} {result} reload(s) within 10 s: {}\n{}", machines(n).await, n.log())
+    panic!("no {count} {result} reload(s) within 30 s: {}\n{}", machines(n).await, n.log())
 }
 
 fn abc_version(m: &Value) -> String {

@@ -13,7 +13,7 @@ use phonetree::http::allow::{AllowError, AllowList};
 use phonetree::http::auth::{self, AdminAuth, AuthConfigError, WebhookAuth};
 use phonetree::http::limits::{self, Limits};
 use phonetree::http::{Settings, StoreFailed};
-use phonetree::node::reload::Trigger;
+use phonetree::node::reload::{Fingerprint, Trigger};
 use phonetree::node::{App, Config, ServeError};
 use phonetree::secret::{Secret, SecretFileError};
 
@@ -182,12 +182,14 @@ fn webhook_auth(args: &Args) -> Result<WebhookAuth, Error> {
 fn serve(config: Config, admin_listen: SocketAddr, settings: Settings, watch: bool) -> Result<(), Error> {
     let listen = config.listen;
     runtime()?.block_on(async move {
+        // Taken before the machines are read: an edit made while they load is reloaded.
+        let seen = watch.then(|| Fingerprint::of(&config.machines));
         let app = Arc::new(App::open(config).await?);
         // Caught before the node says it listens: from then on SIGHUP never ends it.
         reload_on_hangup(app.clone())?;
-        if watch {
+        if let Some(seen) = seen {
             let app = app.clone();
-            tokio::spawn(async move { app.watch_forever().await });
+            tokio::spawn(async move { app.watch_forever(seen).await });
         }
         let bind = |addr: SocketAddr| async move {
             tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })

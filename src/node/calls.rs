@@ -383,11 +383,14 @@ fn resume(
     Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event() })
 }
 
-/// The fallback of the machine the call is (or would be) on, else phonetree's default.
+/// The fallback of the machine version the call is (or would be) on, else phonetree's default.
 async fn fallback_for(app: &App, current: &MachineSet, ca: &CallAction, ask_store: bool) -> Callflow {
     let stored = if ask_store {
-        let loaded = app.store.load(&ca.session_id, None).await.ok().and_then(|l| l.session);
-        loaded.and_then(|l| current.get(&l.state.machine).cloned())
+        // The version the call is pinned to: a reload may have changed or removed its machine.
+        match app.store.load(&ca.session_id, None).await.ok().and_then(|l| l.session) {
+            Some(l) => app.registry.version(app.store.as_ref(), &l.state.machine, l.state.version).await.ok(),
+            None => None,
+        }
     } else {
         None
     };

@@ -140,16 +140,16 @@ impl App {
         }
     }
 
-    /// `--watch`: reloads whenever the machine files of the folder change (a file written,
-    /// added, removed), once they have stayed the same for one `WATCH_INTERVAL` (an editor's
-    /// several writes make one reload). Polls: no file-event dependency.
-    pub async fn watch_forever(&self) {
+    /// `--watch`: reloads whenever the machine files of the folder change from `seen` (taken
+    /// with `Fingerprint::of` before the machines were loaded, so that no edit is missed): a file
+    /// written, added, removed; once they have stayed the same for one `WATCH_INTERVAL` (an
+    /// editor's several writes make one reload). Polls: no file-event dependency.
+    pub async fn watch_forever(&self, mut seen: Fingerprint) {
         let folder = self.config.machines.clone();
         let look = move || {
             let folder = folder.clone();
-            async move { tokio::task::spawn_blocking(move || fingerprint(&folder)).await.unwrap_or_default() }
+            async move { tokio::task::spawn_blocking(move || Fingerprint::of(&folder)).await.unwrap_or_default() }
         };
-        let mut seen = look().await;
         loop {
             tokio::time::sleep(WATCH_INTERVAL).await;
             let now = look().await;
@@ -172,17 +172,25 @@ impl App {
     }
 }
 
-/// The name, length and modification time of every entry of `folder` (or of the file itself).
-fn fingerprint(folder: &Path) -> BTreeMap<String, (u64, Option<SystemTime>)> {
-    let entries: Vec<std::path::PathBuf> = match std::fs::read_dir(folder) {
-        Ok(dir) => dir.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(_) => vec![folder.to_path_buf()],
-    };
-    entries
-        .into_iter()
-        .filter_map(|p| {
-            let meta = std::fs::metadata(&p).ok()?;
-            Some((p.display().to_string(), (meta.len(), meta.modified().ok())))
-        })
-        .collect()
+/// What `--watch` compares: the name, length and modification time of every entry of the
+/// machines folder (or of the file itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprint(BTreeMap<String, (u64, Option<SystemTime>)>);
+
+impl Fingerprint {
+    pub fn of(folder: &Path) -> Fingerprint {
+        let entries: Vec<std::path::PathBuf> = match std::fs::read_dir(folder) {
+            Ok(dir) => dir.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(_) => vec![folder.to_path_buf()],
+        };
+        Fingerprint(
+            entries
+                .into_iter()
+                .filter_map(|p| {
+                    let meta = std::fs::metadata(&p).ok()?;
+                    Some((p.display().to_string(), (meta.len(), meta.modified().ok())))
+                })
+                .collect(),
+        )
+    }
 }
