@@ -78,6 +78,8 @@ fn said(a: &Answer) -> String {
 #[derive(Default)]
 struct Tally {
     answers: AtomicU64,
+    /// Calls that got their first answer.
+    started: AtomicU64,
     bad: std::sync::Mutex<Vec<String>>,
 }
 
@@ -110,6 +112,9 @@ async fn caller(
             Err(e) => return tally.fail(format!("{session}: {e}")),
         };
         tally.answers.fetch_add(1, Ordering::Relaxed);
+        if event == 1 {
+            tally.started.fetch_add(1, Ordering::Relaxed);
+        }
         if a.status != 200 || a.how != "applied" {
             return tally.fail(format!(
                 "{session} {ev}: {} {:?} {}",
@@ -127,8 +132,13 @@ async fn caller(
     }
 }
 
+/// Until every caller has started its call and they got `at_least` answers in all (or one failed).
 async fn wait_answers(tally: &Tally, at_least: u64) {
-    while tally.answers.load(Ordering::Relaxed) < at_least && tally.bad.lock().unwrap().is_empty() {
+    let waiting = || {
+        tally.answers.load(Ordering::Relaxed) < at_least
+            || tally.started.load(Ordering::Relaxed) < CALLERS as u64
+    };
+    while waiting() && tally.bad.lock().unwrap().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
