@@ -15,6 +15,16 @@ use cli::{call, check, migrate, serve, simulate, store, webhooks};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines (on stderr) as text, or as one JSON object per line with the fields of the
+    /// spans they are in (`session`, `machine`, ...).
+    #[arg(long, global = true, env = "PHONETREE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -49,7 +59,9 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    let init_tracing = || init_tracing(cli.log_format);
+    let result = match cli.command {
         Command::Check(args) => check::run(&args).map_err(Failure::Check),
         Command::Simulate(args) => simulate::run(args).map_err(Failure::Simulate),
         Command::Serve(args) => {
@@ -99,13 +111,18 @@ fn exit(failure: Failure) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Logs to stderr, filtered by `PHONETREE_LOG` (default `info`): `serve` and `call` only.
-fn init_tracing() {
+/// Logs to stderr, filtered by `PHONETREE_LOG` (default `info`), as `format` says: the commands
+/// that run a node or talk to a store only.
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PHONETREE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // Each line: the event's fields at the top level, `span` (the innermost span's fields)
+        // and `spans` (every enclosing span's, outermost first).
+        LogFormat::Json => {
+            logs.json().flatten_event(true).with_current_span(true).with_span_list(true).init()
+        }
+    }
 }

@@ -46,8 +46,11 @@ fn every_route_in_the_source_is_in_the_route_table() {
     let mut found = BTreeSet::new();
     for (marker, prefix) in [("warp::path!(\"", "/"), ("webhook(\"", "/webhooks/")] {
         for piece in source.split(marker).skip(1) {
-            let name = piece.split('"').next().unwrap();
-            found.insert(format!("{prefix}{name}"));
+            // `warp::path!("admin" / "reload")` is `/admin/reload`.
+            let args = piece.split(')').next().unwrap();
+            let name: Vec<&str> = args.split('"').step_by(2).map(str::trim).collect();
+            let name = name.iter().copied().filter(|s| !s.is_empty() && *s != "/").collect::<Vec<_>>();
+            found.insert(format!("{prefix}{}", name.join("/")));
         }
     }
     let table: BTreeSet<String> = routes().map(|(p, _)| p.to_string()).collect();

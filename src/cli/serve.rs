@@ -1,5 +1,6 @@
 //! `phonetree serve`: opens the node (machines and store), answers webhooks on `--listen` and
-//! operator routes on `--admin-listen` until SIGINT or SIGTERM (SIGHUP is logged and ignored).
+//! operator routes on `--admin-listen` until SIGINT or SIGTERM; SIGHUP (and `--watch`) reloads
+//! the machines folder.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use phonetree::http::allow::{AllowError, AllowList};
 use phonetree::http::auth::{self, AdminAuth, AuthConfigError, WebhookAuth};
 use phonetree::http::limits::{self, Limits};
 use phonetree::http::{Settings, StoreFailed};
+use phonetree::node::reload::{Fingerprint, Trigger};
 use phonetree::node::{App, Config, ServeError};
 use phonetree::secret::{Secret, SecretFileError};
 
@@ -82,6 +84,10 @@ pub struct Args {
     /// Seconds a client has to send a request's body once its headers are in.
     #[arg(long, env = "PHONETREE_BODY_READ_TIMEOUT_SECS", default_value_t = limits::BODY_READ_TIMEOUT.as_secs())]
     body_read_timeout_secs: u64,
+    /// Reload the machines folder when its files change (checked every second; reloaded once they
+    /// stay unchanged for a second), as SIGHUP and `POST /admin/reload` do.
+    #[arg(long, env = "PHONETREE_WATCH")]
+    watch: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +124,8 @@ pub enum Error {
     Allow(#[from] AllowError),
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
+    #[error("cannot catch SIGHUP (which reloads the machines): {0}")]
+    Signal(std::io::Error),
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
@@ -157,7 +165,8 @@ pub fn run(args: Args) -> Result<(), Error> {
     let ttl = Duration::from_secs(args.session_ttl_secs);
     let mut config = args.node.config(args.listen, ttl, Duration::from_secs(args.retention_secs))?;
     config.unsafe_no_fsync = args.unsafe_no_fsync;
-    serve(config, args.admin_listen, Settings { webhook_auth: auth, admin_auth, allow, limits })
+    let settings = Settings { webhook_auth: auth, admin_auth, allow, limits };
+    serve(config, args.admin_listen, settings, args.watch)
 }
 
 /// The secrets from `--webhook-secret` and every `--webhook-secret-file` (one per line).
@@ -170,10 +179,18 @@ fn webhook_auth(args: &Args) -> Result<WebhookAuth, Error> {
 }
 
 /// The node's entry points as the server uses them: open the app, bind, serve until a signal.
-fn serve(config: Config, admin_listen: SocketAddr, settings: Settings) -> Result<(), Error> {
+fn serve(config: Config, admin_listen: SocketAddr, settings: Settings, watch: bool) -> Result<(), Error> {
     let listen = config.listen;
     runtime()?.block_on(async move {
+        // Taken before the machines are read: an edit made while they load is reloaded.
+        let seen = watch.then(|| Fingerprint::of(&config.machines));
         let app = Arc::new(App::open(config).await?);
+        // Caught before the node says it listens: from then on SIGHUP never ends it.
+        reload_on_hangup(app.clone())?;
+        if let Some(seen) = seen {
+            let app = app.clone();
+            tokio::spawn(async move { app.watch_forever(seen).await });
+        }
         let bind = |addr: SocketAddr| async move {
             tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })
         };
@@ -188,27 +205,37 @@ fn serve(config: Config, admin_listen: SocketAddr, settings: Settings) -> Result
     })
 }
 
-/// Resolves on SIGINT or SIGTERM. SIGHUP, which an operator sends to reload and whose default
-/// action would end the process mid-call, is caught and logged: reloading is not built yet.
+/// Reloads the machines on every SIGHUP (whose default action would end the process mid-call).
+fn reload_on_hangup(app: Arc<App>) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the machines");
+                app.reload(Trigger::Signal).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = app;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut hangup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-        else {
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
             let _ = interrupt.await;
             return;
         };
-        tokio::pin!(interrupt);
-        loop {
-            tokio::select! {
-                _ = &mut interrupt => return,
-                _ = term.recv() => return,
-                _ = hangup.recv() => {
-                    tracing::warn!("SIGHUP ignored: machines are not reloaded yet; restart the node to load edited machines");
-                }
-            }
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]

@@ -191,7 +191,7 @@ impl Gate {
                 let client = allow.client(peer.ip(), req.headers());
                 if !allow.permits(client) {
                     if let Some(endpoint) = endpoint {
-                        metrics::webhook(endpoint, "forbidden_source");
+                        metrics::webhook_answered(endpoint, "forbidden_source");
                     }
                     if let Some(skipped) = REFUSED_SOURCE.allow(node::now_ms()) {
                         debug!(%peer, ?client, skipped, "webhook refused: source not in --allow-from");
@@ -204,7 +204,7 @@ impl Gate {
                 }
                 let Ok(_permit) = in_flight.try_acquire() else {
                     if let Some(endpoint) = endpoint {
-                        metrics::webhook(endpoint, "overloaded");
+                        metrics::webhook_answered(endpoint, "overloaded");
                     }
                     if let Some(skipped) = BUSY.allow(node::now_ms()) {
                         warn!(skipped, "webhook answered 503: too many in flight");

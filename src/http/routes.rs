@@ -13,6 +13,7 @@ use warp::{Filter, Rejection, Reply};
 use super::auth::{Denied, WebhookAuth};
 use super::health::Health;
 use crate::node::guard::Refused;
+use crate::node::reload::{Outcome, Reload, Trigger};
 use crate::node::{self, App, PlaceError, calls, metrics};
 use crate::webhook::inbound;
 use crate::webhook::outbound::OutboundError;
@@ -30,8 +31,13 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] =
     &[("/webhooks/vca", "POST"), ("/webhooks/vss", "POST"), ("/healthz", "GET"), ("/readyz", "GET")];
 
 /// Every path the admin listener serves, and its method.
-pub const ADMIN_ROUTES: &[(&str, &str)] =
-    &[("/calls", "POST"), ("/openapi.json", "GET"), ("/metrics", "GET")];
+pub const ADMIN_ROUTES: &[(&str, &str)] = &[
+    ("/calls", "POST"),
+    ("/openapi.json", "GET"),
+    ("/metrics", "GET"),
+    ("/admin/reload", "POST"),
+    ("/admin/machines", "GET"),
+];
 
 /// A webhook without valid credentials (answered 401, nothing stored).
 #[derive(Debug)]
@@ -55,7 +61,7 @@ fn authorized(
                 match auth.check(&headers, Some(query.as_str()), now_secs) {
                     Ok(()) => Ok(()),
                     Err(denied) => {
-                        metrics::webhook(endpoint, "unauthorized");
+                        metrics::webhook_answered(endpoint, "unauthorized");
                         Err(warp::reject::custom(Unauthorized(denied)))
                     }
                 }
@@ -103,13 +109,15 @@ pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error
     let with_app = warp::any().map(move || app.clone());
     let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
     let calls = warp::path!("calls").and(warp::post()).and(with_app.clone()).and(body).then(place_call);
+    let reload = warp::path!("admin" / "reload").and(warp::post()).and(with_app.clone()).then(reload);
+    let machines = warp::path!("admin" / "machines").and(warp::get()).and(with_app.clone()).map(machines);
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_app)
         .map(|app: Arc<App>| super::metrics::render(&app));
-    // Admin routes to come (reload, call history, console): `.or()` them here, and list them in
+    // Admin routes to come (call history, console): `.or()` them here, and list them in
     // `ADMIN_ROUTES` and the OpenAPI document.
-    calls.or(openapi()).or(metrics).or(other_method(ADMIN_ROUTES)).recover(rejection)
+    calls.or(reload).or(machines).or(metrics).or(openapi()).or(other_method(ADMIN_ROUTES)).recover(rejection)
 }
 
 /// `GET /openapi.json`: the node's OpenAPI document.
@@ -184,7 +192,7 @@ async fn vca(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Resp
         Some(calls::Answered::Stale) => "stale",
         None => "fallback",
     };
-    metrics::webhook("vca", how);
+    metrics::webhook_answered("vca", how);
     r.headers_mut().insert("x-phonetree-answer", warp::http::HeaderValue::from_static(how));
     r
 }
@@ -201,11 +209,11 @@ async fn vss(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Resp
     let span = info_span!("vss", session = %summary.session_id, status = %summary.status);
     match calls::session_summary(&app, &summary).instrument(span).await {
         Ok(()) => {
-            metrics::webhook("vss", "recorded");
+            metrics::webhook_answered("vss", "recorded");
             json_reply(StatusCode::OK, &json!({"status": "recorded"}))
         }
         Err(fault) => {
-            metrics::webhook("vss", "store_unavailable");
+            metrics::webhook_answered("vss", "store_unavailable");
             tracing::error!(error = %fault, session = %summary.session_id, "cannot record the session summary");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -262,6 +270,69 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
             json_reply(status, &body)
         }
     }
+}
+
+/// `POST /admin/reload`: reloads the machines folder; 200 with the machines now current, or 422
+/// with why the running ones stay (and every diagnostic).
+async fn reload(app: Arc<App>) -> warp::reply::Response {
+    let done = app.reload(Trigger::Admin).await;
+    let status = match done.outcome {
+        Outcome::Loaded { .. } => StatusCode::OK,
+        Outcome::Failed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    json_reply(status, &reload_json(&done))
+}
+
+fn reload_json(done: &Reload) -> serde_json::Value {
+    let trigger = match done.trigger {
+        Trigger::Signal => "signal",
+        Trigger::Admin => "admin",
+        Trigger::Watch => "watch",
+    };
+    match &done.outcome {
+        Outcome::Loaded { machines } => json!({
+            "result": "loaded",
+            "trigger": trigger,
+            "at": done.at_ms,
+            "machines": machines
+                .iter()
+                .map(|(name, version)| json!({"name": name, "version": version}))
+                .collect::<Vec<_>>(),
+        }),
+        Outcome::Failed { reason, diagnostics } => json!({
+            "result": "failed",
+            "trigger": trigger,
+            "at": done.at_ms,
+            "reason": reason,
+            "diagnostics": diagnostics,
+        }),
+    }
+}
+
+/// `GET /admin/machines`: the machines new calls get, and the last reload's result (null before
+/// the first).
+fn machines(app: Arc<App>) -> warp::reply::Response {
+    let current = app.registry.snapshot();
+    let machines: Vec<serde_json::Value> = current
+        .machines()
+        .map(|m| {
+            json!({
+                "name": m.name(),
+                "version": m.version().hex(),
+                "numbers": m.numbers(),
+                "loadedAt": current.loaded_at(m.version()),
+            })
+        })
+        .collect();
+    let counts = app.reload_counts();
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "machines": machines,
+            "lastReload": app.last_reload().as_ref().map(reload_json),
+            "reloads": {"loaded": counts.loaded, "failed": counts.failed},
+        }),
+    )
 }
 
 /// Alive, unless the store failed for good (the node is then stopping, for its supervisor to
@@ -327,7 +398,7 @@ async fn rejection(r: Rejection) -> Result<warp::reply::Response, Infallible> {
             StatusCode::NOT_FOUND,
             "not_found",
             "no such route; webhooks go to POST /webhooks/vca and /webhooks/vss, operator routes \
-             (POST /calls) to the admin listener"
+             (POST /calls, /admin/reload, /admin/machines) to the admin listener"
                 .to_string(),
         )
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {

@@ -25,7 +25,7 @@ use super::{App, fetch, metrics};
 use crate::callflow::{self, Callflow, ClientActionId, Issued, SessionSummary};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
 use crate::machine::{Machine, NodeKind};
-use crate::node::registry::RegistryError;
+use crate::node::registry::{MachineSet, RegistryError};
 use crate::node::throttle::{Throttle, Verdict};
 use crate::store::{Commit, Committed, Journaled, Loaded, StoreError};
 use crate::webhook::inbound::CallAction;
@@ -100,7 +100,9 @@ enum Plan {
 
 /// Answers a CALL_ACTION webhook. Never fails: internal faults answer with the fallback callflow.
 pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answered>) {
-    match apply(app, ca).await {
+    // One set of machines for the whole webhook, whatever reload happens meanwhile.
+    let current = app.registry.snapshot();
+    match apply(app, &current, ca).await {
         Ok((body, how)) => (body, Some(how)),
         Err(fault) => {
             let failed = matches!(&fault, Fault::Store(e) if app.note_store_error(e));
@@ -112,13 +114,13 @@ pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answere
             }
             // A store that just failed is not asked again which machine the call is on.
             let ask_store = !matches!(fault, Fault::Store(_));
-            let fallback = fallback_for(app, ca, ask_store).await;
+            let fallback = fallback_for(app, &current, ca, ask_store).await;
             (wire::encode(&fallback).unwrap_or_else(|_| LAST_RESORT.to_vec()), None)
         }
     }
 }
 
-async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault> {
+async fn apply(app: &App, current: &MachineSet, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault> {
     let deadline = Instant::now().checked_add(SCRIPTS_DEADLINE).unwrap_or_else(Instant::now);
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let lookup = app.store.load(&ca.session_id, Some(&ca.event_id)).await?;
@@ -134,7 +136,7 @@ async fn apply(app: &App, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault>
                 warn!("a very late duplicate: repeating the current prompt");
                 return Ok((repeat_current(app, &ca.session_id, st).await?, Answered::Stale));
             }
-            None => match plan(app, ca, loaded.as_ref(), now).await? {
+            None => match plan(app, current, ca, loaded.as_ref(), now).await? {
                 Plan::Apply { machine, state, event, opened } => (machine, state, event, opened),
                 Plan::Answer(body, how) => return Ok((body, how)),
             },
@@ -222,6 +224,7 @@ fn verified(app: &App, ca: &CallAction) -> Option<(ClientActionId, Issued)> {
 /// name the machine the call's number is bound to. `None`: the call is not resumable.
 async fn resumable(
     app: &App,
+    current: &MachineSet,
     ca: &CallAction,
     id: ClientActionId,
     issued: Issued,
@@ -235,7 +238,7 @@ async fn resumable(
         return Ok(None);
     };
     if issued == Issued::Answered {
-        let bound = app.registry.bind(ca.direction, &ca.source, &ca.destination);
+        let bound = current.bind(ca.direction, &ca.source, &ca.destination);
         if bound.as_ref().map(|m| m.name()) != Some(machine.name()) {
             let bound = bound.as_ref().map_or("none", |m| m.name());
             app.refuse_id(
@@ -317,7 +320,13 @@ async fn run_step(
     }
 }
 
-async fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> Result<Plan, Fault> {
+async fn plan(
+    app: &App,
+    current: &MachineSet,
+    ca: &CallAction,
+    loaded: Option<&Loaded>,
+    now: u64,
+) -> Result<Plan, Fault> {
     // A call received has no id to check; any other webhook's id is checked once, here.
     let id = if ca.is_call_received() { None } else { verified(app, ca) };
     if let Some(loaded) = loaded {
@@ -353,12 +362,11 @@ async fn plan(app: &App, ca: &CallAction, loaded: Option<&Loaded>, now: u64) -> 
     };
     // No stored state, but 8x8 echoes one of our ids: resume the call at that node.
     if let Some((id, issued)) = id
-        && let Some((machine, id)) = resumable(app, ca, id, issued).await?
+        && let Some((machine, id)) = resumable(app, current, ca, id, issued).await?
     {
         return resume(machine, call, &id, ca, now);
     }
-    let machine = app
-        .registry
+    let machine = current
         .bind(ca.direction, &ca.source, &ca.destination)
         .ok_or_else(|| Fault::NoMachine { from: ca.source.clone(), to: ca.destination.clone() })?;
     let fresh = CallState::new(&machine, call, now);
@@ -396,16 +404,19 @@ fn resume(
     Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event(), opened: None })
 }
 
-/// The fallback of the machine the call is (or would be) on, else phonetree's default.
-async fn fallback_for(app: &App, ca: &CallAction, ask_store: bool) -> Callflow {
+/// The fallback of the machine version the call is (or would be) on, else phonetree's default.
+async fn fallback_for(app: &App, current: &MachineSet, ca: &CallAction, ask_store: bool) -> Callflow {
     let stored = if ask_store {
-        let loaded = app.store.load(&ca.session_id, None).await.ok().and_then(|l| l.session);
-        loaded.and_then(|l| app.registry.current(&l.state.machine).cloned())
+        // The version the call is pinned to: a reload may have changed or removed its machine.
+        match app.store.load(&ca.session_id, None).await.ok().and_then(|l| l.session) {
+            Some(l) => app.registry.version(app.store.as_ref(), &l.state.machine, l.state.version).await.ok(),
+            None => None,
+        }
     } else {
         None
     };
     stored
-        .or_else(|| app.registry.bind(ca.direction, &ca.source, &ca.destination))
+        .or_else(|| current.bind(ca.direction, &ca.source, &ca.destination))
         .map(|m| m.fallback().clone())
         .unwrap_or_else(super::default_fallback)
 }

@@ -45,6 +45,8 @@ const MACHINE_LOADED: &str = "phonetree_machine_loaded";
 const ERRORS_8X8: &str = "phonetree_8x8_errors_total";
 /// `clientActionId`s refused (`App::refused_ids`).
 const REFUSED_IDS: &str = "phonetree_client_action_ids_refused_total";
+/// Machine reloads by `result` (`loaded`, `failed`; `App::reload_counts`).
+const RELOADS: &str = "phonetree_reloads_total";
 /// Script requests refused by the host and address policy (`Scripts::refused`).
 const SCRIPTS_REFUSED: &str = "phonetree_scripts_refused_total";
 /// Scripts that failed without a request, the webhook's time being spent (`Scripts::out_of_time`).
@@ -76,6 +78,11 @@ pub fn describe() {
     describe_histogram!(WEBHOOK_SECONDS, Unit::Seconds, "Time from a webhook's head to its answer.");
     describe_counter!(COMMIT_RETRIES, Unit::Count, "Commits retried because the session changed first.");
     describe_counter!(NODE_ENTRIES, Unit::Count, "Times calls entered a node.");
+    describe_counter!(
+        RELOADS,
+        Unit::Count,
+        "Machine reloads (SIGHUP, POST /admin/reload, --watch), by result."
+    );
     describe_counter!(NODE_EXITS, Unit::Count, "Exits taken from a node.");
     describe_counter!(NODE_RETRIES, Unit::Count, "Prompts repeated at a node after a failed try.");
     describe_counter!(CALLS_ENDED, Unit::Count, "Calls that ended at a node, and how.");
@@ -95,7 +102,7 @@ pub fn describe() {
 }
 
 /// Counts a webhook answered with `outcome` (a name of this module's lists).
-pub fn webhook(endpoint: &'static str, outcome: &'static str) {
+pub fn webhook_answered(endpoint: &'static str, outcome: &'static str) {
     counter!(WEBHOOKS, "endpoint" => endpoint, "outcome" => outcome).increment(1);
 }
 
@@ -199,10 +206,24 @@ pub(super) fn error_8x8(code: i64) {
 
 /// Sets the gauges and counters read from the node's state: called before each render.
 pub fn refresh(app: &App) {
-    for machine in app.registry.machines() {
-        gauge!(MACHINE_LOADED, "machine" => machine.name().to_string(), "version" => machine.version().short())
-            .set(1.0);
+    // The exporter cannot drop a series: a version a reload replaced is set to 0.
+    static SHOWN: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let current: Vec<(String, String)> =
+        app.registry.snapshot().machines().map(|m| (m.name().to_string(), m.version().short())).collect();
+    let mut shown = SHOWN.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, version) in shown.iter().filter(|v| !current.contains(v)) {
+        gauge!(MACHINE_LOADED, "machine" => name.clone(), "version" => version.clone()).set(0.0);
     }
+    for (name, version) in &current {
+        gauge!(MACHINE_LOADED, "machine" => name.clone(), "version" => version.clone()).set(1.0);
+        if !shown.contains(&(name.clone(), version.clone())) {
+            shown.push((name.clone(), version.clone()));
+        }
+    }
+    drop(shown);
+    let reloads = app.reload_counts();
+    counter!(RELOADS, "result" => "loaded").absolute(reloads.loaded);
+    counter!(RELOADS, "result" => "failed").absolute(reloads.failed);
     counter!(REFUSED_IDS).absolute(app.refused_ids.load(std::sync::atomic::Ordering::Relaxed));
     counter!(SCRIPTS_REFUSED).absolute(app.scripts.refused());
     counter!(SCRIPTS_OUT_OF_TIME).absolute(app.scripts.out_of_time());

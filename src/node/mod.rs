@@ -3,7 +3,8 @@
 //! A thin shell around the engine and the store: `calls` holds the persistence loop of a webhook,
 //! `sweep` the TTL and retention sweeps, `outbound` the calls phonetree places (`guard` the ones it
 //! refuses), `registry` the
-//! machine versions calls run on, `catalog` the machine files, `fetch` the HTTP requests of script
+//! machine versions calls run on, `catalog` the machine files, `reload` replacing them while
+//! serving, `fetch` the HTTP requests of script
 //! nodes, `throttle` the rate limits of log lines outsiders can repeat. Nothing here decides where
 //! a call goes (the engine does), and nothing here knows how a store keeps its records.
 
@@ -14,6 +15,7 @@ pub mod guard;
 pub mod metrics;
 pub mod outbound;
 pub mod registry;
+pub mod reload;
 pub mod sweep;
 pub mod throttle;
 
@@ -109,6 +111,8 @@ pub struct App {
     pub limiter: std::sync::Mutex<Limiter>,
     /// For script nodes: only the hosts and addresses they may reach.
     pub scripts: fetch::Scripts,
+    /// Reloads of the machines folder: their counts and the last one's result.
+    reloads: reload::Reloads,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +121,7 @@ pub enum ServeError {
     InvalidMachines(usize),
     #[error("no machines in {0}")]
     NoMachines(String),
-    #[error("--default-machine `{0}` is not loaded")]
+    #[error("--default-machine `{0}` is not among the machines loaded")]
     UnknownDefault(String),
     #[error("cannot open the store {store}: {source}")]
     Store { store: String, source: StoreError },
@@ -158,7 +162,7 @@ impl App {
     ) -> Result<App, ServeError> {
         config.calls = config.calls.checked()?;
         let limiter = std::sync::Mutex::new(Limiter::new(&config.calls));
-        let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref())
+        let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref(), now_ms())
             .await
             .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
         let scripts = fetch::Scripts::new(&config.script_allow);
@@ -175,6 +179,7 @@ impl App {
             failed: Notify::new(),
             refused_ids: AtomicU64::new(0),
             refusal_log: Throttle::new(),
+            reloads: reload::Reloads::default(),
         })
     }
 
@@ -242,6 +247,13 @@ fn load_machines(config: &Config) -> Result<Catalog, ServeError> {
     for d in &catalog.diagnostics {
         eprintln!("{d}");
     }
+    check_catalog(&catalog, config)?;
+    Ok(catalog)
+}
+
+/// Whether `catalog` may be served (at start or by a reload): no error, at least one machine,
+/// and the `--default-machine` among them.
+fn check_catalog(catalog: &Catalog, config: &Config) -> Result<(), ServeError> {
     let errors = catalog.diagnostics.iter().filter(|d| d.is_error()).count();
     if errors > 0 {
         return Err(ServeError::InvalidMachines(errors));
@@ -254,7 +266,7 @@ fn load_machines(config: &Config) -> Result<Catalog, ServeError> {
     {
         return Err(ServeError::UnknownDefault(d.clone()));
     }
-    Ok(catalog)
+    Ok(())
 }
 
 /// A store URL as it may be shown: without its password.

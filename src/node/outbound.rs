@@ -43,14 +43,14 @@ pub async fn place_call(
         destination: to.to_string(),
         call_id: None,
     };
-    let mut step = engine::start_outbound(m, call, now_ms()).map_err(OutboundError::Engine)?;
+    let mut step = engine::start_outbound(&m, call, now_ms()).map_err(OutboundError::Engine)?;
     let flow = step.reply.take().ok_or(OutboundError::NothingToSend)?;
     let body = wire::encode(&flow).map_err(OutboundError::Encode)?;
     let session = outbound::send_callflow(&app.http, &app.config.api, &body).await?;
     let mut state = step.state.clone();
     state.call.session_id = session.clone();
     store_new(app, &session, &state).await.map_err(|e| OutboundError::Store(e.to_string()))?;
-    super::metrics::step(app, m, &step.state, &engine::Event::CallStarted, &step);
+    super::metrics::step(app, &m, &step.state, &engine::Event::CallStarted, &step);
     info!(machine, session = %session, "outbound call created");
     Ok(session)
 }

@@ -1,5 +1,6 @@
-//! The machines a server runs: the current ones (from `machines/`) and every older version a live
-//! call is pinned to, compiled on demand from the source kept in the store under its hash.
+//! The machines a server runs: the current set (from `machines/`, replaced whole by a reload) and
+//! every older version a live call is pinned to, compiled on demand from the source kept in the
+//! store under its hash.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -20,9 +21,20 @@ pub enum RegistryError {
 }
 
 pub struct Registry {
+    /// The machines new calls bind to: replaced whole by a reload, never edited in place.
+    current: RwLock<Arc<MachineSet>>,
+    /// Every version this node has run or loaded, current or not: calls stay pinned to theirs.
+    versions: RwLock<HashMap<Version, Arc<Machine>>>,
+}
+
+/// One set of machines, loaded at once: what a webhook binds a new call with. A webhook takes one
+/// (`Registry::snapshot`) and keeps it, whatever reload happens meanwhile.
+pub struct MachineSet {
     catalog: Catalog,
     default_machine: Option<String>,
-    versions: RwLock<HashMap<Version, Arc<Machine>>>,
+    /// When each version became current (ms since the epoch): a reload keeps an unchanged
+    /// machine's time.
+    since: HashMap<Version, u64>,
 }
 
 impl Registry {
@@ -31,36 +43,60 @@ impl Registry {
         catalog: Catalog,
         default_machine: Option<String>,
         store: &dyn Store,
+        now_ms: u64,
     ) -> Result<Registry, StoreError> {
-        let mut versions = HashMap::new();
-        for m in catalog.machines() {
-            if let Some(source) = catalog.source(m.name()) {
-                let stored = StoredMachine {
-                    name: m.name().to_string(),
-                    file: source.file.clone(),
-                    text: source.text.clone(),
-                };
-                store.put_machine(m.version(), &stored).await?;
-            }
-            versions.insert(m.version(), m.clone());
+        keep_sources(&catalog, store).await?;
+        let versions = catalog.machines().map(|m| (m.version(), m.clone())).collect();
+        let since = catalog.machines().map(|m| (m.version(), now_ms)).collect();
+        let current = MachineSet { catalog, default_machine, since };
+        Ok(Registry { current: RwLock::new(Arc::new(current)), versions: RwLock::new(versions) })
+    }
+
+    /// Makes `catalog` the current set, at once, once every machine of it is kept in the store (so
+    /// that calls on the new versions survive a restart and reach other nodes). Calls already
+    /// running stay on their versions; webhooks in flight finish on the set they took.
+    pub async fn replace(&self, catalog: Catalog, store: &dyn Store, now_ms: u64) -> Result<(), StoreError> {
+        keep_sources(&catalog, store).await?;
+        let old = self.snapshot();
+        let since = catalog
+            .machines()
+            .map(|m| (m.version(), old.since.get(&m.version()).copied().unwrap_or(now_ms)))
+            .collect();
+        {
+            let mut versions = self.versions.write().unwrap_or_else(|e| e.into_inner());
+            versions.extend(catalog.machines().map(|m| (m.version(), m.clone())));
         }
-        Ok(Registry { catalog, default_machine, versions: RwLock::new(versions) })
+        let loaded = MachineSet { catalog, default_machine: old.default_machine.clone(), since };
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
+        Ok(())
     }
 
-    pub fn current(&self, name: &str) -> Option<&Arc<Machine>> {
-        self.catalog.get(name)
+    /// The current set of machines, as it is now.
+    pub fn snapshot(&self) -> Arc<MachineSet> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn machines(&self) -> impl Iterator<Item = &Arc<Machine>> {
-        self.catalog.machines()
+    /// The current version of machine `name`.
+    pub fn current(&self, name: &str) -> Option<Arc<Machine>> {
+        self.snapshot().get(name).cloned()
     }
 
     pub fn len(&self) -> usize {
-        self.catalog.len()
+        self.snapshot().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.catalog.is_empty()
+        self.snapshot().is_empty()
+    }
+
+    /// `MachineSet::bind` on the current set.
+    pub fn bind(
+        &self,
+        direction: Option<Direction>,
+        source: &str,
+        destination: &str,
+    ) -> Option<Arc<Machine>> {
+        self.snapshot().bind(direction, source, destination)
     }
 
     /// The exact version a call is pinned to.
@@ -124,6 +160,29 @@ impl Registry {
         }
         Ok(None)
     }
+}
+
+impl MachineSet {
+    pub fn get(&self, name: &str) -> Option<&Arc<Machine>> {
+        self.catalog.get(name)
+    }
+
+    pub fn machines(&self) -> impl Iterator<Item = &Arc<Machine>> {
+        self.catalog.machines()
+    }
+
+    pub fn len(&self) -> usize {
+        self.catalog.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.catalog.is_empty()
+    }
+
+    /// When `version` became current, in ms since the epoch.
+    pub fn loaded_at(&self, version: Version) -> Option<u64> {
+        self.since.get(&version).copied()
+    }
 
     /// The machine a new call runs: the one whose number the call is on (inbound: the number dialled;
     /// outbound: the caller ID), else the default machine, else the only machine loaded.
@@ -145,4 +204,19 @@ impl Registry {
             .or_else(|| if self.catalog.len() == 1 { self.catalog.machines().next() } else { None })
             .cloned()
     }
+}
+
+/// Keeps the source of every machine of `catalog` in the store, under its version.
+async fn keep_sources(catalog: &Catalog, store: &dyn Store) -> Result<(), StoreError> {
+    for m in catalog.machines() {
+        if let Some(source) = catalog.source(m.name()) {
+            let stored = StoredMachine {
+                name: m.name().to_string(),
+                file: source.file.clone(),
+                text: source.text.clone(),
+            };
+            store.put_machine(m.version(), &stored).await?;
+        }
+    }
+    Ok(())
 }
