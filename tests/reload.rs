@@ -388,3 +388,36 @@ async fn watch_reloads_once_the_files_stop_changing() {
     assert_eq!(abc_version(&m), abc_version(&machines(&n).await));
     assert_eq!(m["machines"].as_array().unwrap().len(), 4);
 }
+
+/// `/metrics` after reloads: the replaced version of a machine reads 0 and the new one 1 (the
+/// exporter cannot drop a series), and reloads are counted by result.
+#[tokio::test]
+async fn metrics_show_the_versions_loaded_and_the_reloads() {
+    let t = tmp();
+    let n = Node::start(&t.path().join("data"), &machines_dir(t.path()));
+    // The metric's label is the short version (12 hex digits) of the full one /admin/machines gives.
+    let short = |v: String| v[..12].to_string();
+    let old = short(abc_version(&machines(&n).await));
+    let loaded = |samples: &std::collections::BTreeMap<metrics::Series, f64>| {
+        metrics::values(samples, "phonetree_machine_loaded", &[("machine", "abc_restaurant")], &["version"])
+    };
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    assert_eq!(loaded(&metrics::parse(&text)), metrics::expected(&[(&[old.as_str()], 1.0)]));
+
+    reword_abc(&n);
+    let r = reqwest::Client::new().post(n.admin_url("/admin/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    std::fs::write(abc_file(&n), "name = \"abc_restaurant\"\nstart = ").unwrap();
+    let r = reqwest::Client::new().post(n.admin_url("/admin/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let new = short(abc_version(&machines(&n).await));
+    assert_ne!(new, old);
+
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    let samples = metrics::parse(&text);
+    assert_eq!(loaded(&samples), metrics::expected(&[(&[old.as_str()], 0.0), (&[new.as_str()], 1.0)]));
+    assert_eq!(
+        metrics::values(&samples, "phonetree_reloads_total", &[], &["result"]),
+        metrics::expected(&[(&["loaded"], 1.0), (&["failed"], 1.0)])
+    );
+}
