@@ -11,6 +11,7 @@ pub mod calls;
 pub mod catalog;
 pub mod fetch;
 pub mod guard;
+pub mod history;
 pub mod outbound;
 pub mod registry;
 pub mod sweep;
