@@ -235,6 +235,8 @@ pub struct Call {
     pub outcome: String,
     /// The node the call is (or ended) at.
     pub node: String,
+    /// (Absent from a listed call.)
+    #[serde(default)]
     pub entries: Vec<Entry>,
     /// Entries past `ENTRIES_MAX` were not kept.
     #[serde(default)]
@@ -434,7 +436,10 @@ fn first_difference(recorded: &Entry, replayed: &Entry) -> Option<(String, Strin
     for k in 0..recorded.requests.len().max(replayed.requests.len()) {
         let (was, is) = (recorded.requests.get(k), replayed.requests.get(k));
         let same = match (was, is) {
-            (Some(a), Some(b)) => (&a.node, &a.method, &a.url) == (&b.node, &b.method, &b.url),
+            // Hosts differ between deployments (a machine's `api` setting): the path is compared.
+            (Some(a), Some(b)) => {
+                (&a.node, &a.method, url_path(&a.url)) == (&b.node, &b.method, url_path(&b.url))
+            }
             _ => false,
         };
         if !same {
@@ -456,6 +461,12 @@ fn first_difference(recorded: &Entry, replayed: &Entry) -> Option<(String, Strin
         return Some((format!("entered `{}`", recorded.entered), format!("entered `{}`", replayed.entered)));
     }
     None
+}
+
+/// A URL's path: what follows `scheme://host[:port]`.
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.find('/').map_or("/", |i| &rest[i..])
 }
 
 fn without_query(url: &str) -> String {
@@ -485,6 +496,8 @@ mod tests {
     #[test]
     fn queries_are_cut_from_urls_and_bodies_to_their_bound() {
         assert_eq!(without_query("https://api.example/orders?id=1#x"), "https://api.example/orders");
+        assert_eq!(url_path("http://127.0.0.1:8090/orders/1"), "/orders/1");
+        assert_eq!(url_path("http://127.0.0.1:8090"), "/");
         let (body, cut) = cut_bytes("é".repeat(BODY_BYTES_MAX).as_bytes(), BODY_BYTES_MAX);
         assert!(cut && body.len() <= BODY_BYTES_MAX);
     }
