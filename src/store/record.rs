@@ -799,4 +799,41 @@ mod tests {
         let raw = encode("session", &r).unwrap();
         assert_eq!(decode_record("s", &raw).unwrap(), r);
     }
+
+    /// A transcript keeps a session record bounded: `ENTRIES_MAX` entries of `ENTRY_BYTES_MAX`
+    /// texts at most, whatever the call does.
+    #[test]
+    fn a_session_record_with_a_full_transcript_stays_bounded() {
+        use crate::proof::history::{ENTRY_BYTES_MAX, TEXT_CHARS_MAX};
+        let bare = encode_session(&state()).unwrap().len();
+        let typical = Entry {
+            at_ms: 1_795_658_652_321,
+            event: Happened::Keys { keys: "111111#".into() },
+            left: "ask_order".into(),
+            entered: "more".into(),
+            said: vec![Said {
+                node: "in_transit".into(),
+                action: "say".into(),
+                text: "Your order 1 1 1 1 1 1 is on its way and will arrive on Friday.".into(),
+            }],
+            requests: vec![],
+        };
+        let mut r = SessionRecord::from_state(&state());
+        r.append(&typical);
+        let one = encode("session", &r).unwrap().len() - bare;
+        let mut worst = typical.clone();
+        worst.said =
+            vec![Said { node: "n".repeat(64), action: "say".into(), text: "x".repeat(TEXT_CHARS_MAX) }; 16];
+        worst.bound();
+        for _ in 0..ENTRIES_MAX + 10 {
+            r.append(&worst);
+        }
+        assert_eq!(r.tr.len(), ENTRIES_MAX);
+        let full = encode("session", &r).unwrap().len();
+        eprintln!(
+            "session record: {bare} B bare, +{one} B per typical entry, {full} B with a full transcript"
+        );
+        // Per entry: the texts, plus a little MessagePack framing per field.
+        assert!(full <= bare + ENTRIES_MAX * (ENTRY_BYTES_MAX + 256), "{full}");
+    }
 }
