@@ -282,3 +282,20 @@ async fn record_the_bundled_calls() {
         std::fs::write(out.join(format!("{machine}.json")), json).unwrap();
     }
 }
+
+#[test]
+fn an_outbound_call_replays_from_the_start_node_it_was_placed_at() {
+    use phonetree::engine;
+    use phonetree::proof::history::{self, Call, Entry};
+    let m = bundled("abc_restaurant");
+    let mut state = engine::start_outbound(&m, outbound("+6568888888", "+6598888888"), 0).unwrap().state;
+    let mut entries = Vec::new();
+    for (i, input) in ["1", "-", "2"].iter().enumerate() {
+        let e = event(input);
+        let step = engine::step(&m, &state, &e, (i as u64 + 1) * 1000).unwrap();
+        entries.push(Entry::of(&m, &state, &e, &step, &[]));
+        state = step.state;
+    }
+    let call = Call::of(&state, "", entries, None);
+    assert_eq!(history::replay(&m, &call), None);
+}

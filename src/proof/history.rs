@@ -387,6 +387,23 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
         call_id: None,
     };
     let mut state = CallState::new(m, info, call.started_ms);
+    // A call placed (outbound) began with the start node's prompts sent through 8x8's API, not
+    // in answer to a webhook: its first entry answers them.
+    if call.entries.first().is_some_and(|e| e.event != Happened::CallStarted) {
+        match engine::step(m, &state, &Event::CallStarted, call.started_ms) {
+            Ok(step) => state = step.state,
+            Err(e) => {
+                let event = call.entries.first().map_or(Happened::NoInput, |e| e.event.clone());
+                return Some(Difference {
+                    entry: 0,
+                    event: describe(&event),
+                    node: String::new(),
+                    recorded: "a call placed at the start node".into(),
+                    replayed: format!("error: {e}"),
+                });
+            }
+        }
+    }
     for (i, recorded) in call.entries.iter().enumerate() {
         let event = recorded.event.event();
         let node = if state.phase == Phase::New {
