@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{call, check, migrate, serve, simulate, store, webhooks};
+use cli::{call, calls, check, migrate, replay, serve, simulate, store, webhooks};
 
 #[derive(Parser)]
 #[command(name = "phonetree", version, about = "IVR state machines for the 8x8 Voice Callflows API")]
@@ -37,6 +37,11 @@ enum Command {
     Serve(serve::Args),
     /// Place an outbound call through 8x8's Send Callflow API, running MACHINE when the callee answers.
     Call(call::Args),
+    /// Read the call history: `list` calls, `show` one's transcript, `export` it as JSON.
+    #[command(subcommand)]
+    Calls(calls::Command),
+    /// Play recorded calls (`calls export`) through a machine file offline: "same", or where they differ.
+    Replay(replay::Args),
     /// Bring a store (`--store`) up to this phonetree's schema, then exit.
     Migrate(migrate::Args),
     /// Work on a whole store: `copy` moves every call to another store (sled to PostgreSQL).
@@ -53,6 +58,8 @@ enum Failure {
     Simulate(simulate::Error),
     Serve(serve::Error),
     Call(call::Error),
+    Calls(calls::Error),
+    Replay(replay::Error),
     Migrate(migrate::Error),
     Store(store::Error),
     Webhooks(webhooks::Error),
@@ -72,6 +79,8 @@ fn main() -> ExitCode {
             init_tracing();
             call::run(args).map_err(Failure::Call)
         }
+        Command::Calls(command) => calls::run(command).map_err(Failure::Calls),
+        Command::Replay(args) => replay::run(&args).map_err(Failure::Replay),
         Command::Migrate(args) => {
             init_tracing();
             migrate::run(&args).map_err(Failure::Migrate)
@@ -99,6 +108,10 @@ fn exit(failure: Failure) -> ExitCode {
         Failure::Serve(e @ serve::Error::StoreFailed(_)) => (74, Some(e.to_string())),
         Failure::Serve(e) => (1, Some(e.to_string())),
         Failure::Call(e) => (1, Some(e.to_string())),
+        Failure::Calls(e) => (1, Some(e.to_string())),
+        // The lines on stdout say which calls differ and where.
+        Failure::Replay(e @ replay::Error::Differs { .. }) => (1, Some(e.to_string())),
+        Failure::Replay(e) => (1, Some(e.to_string())),
         Failure::Migrate(e) => (1, Some(e.to_string())),
         // Like clap's usage errors: the command as given cannot work.
         Failure::Store(e @ store::Error::SameStore(_)) => (2, Some(e.to_string())),

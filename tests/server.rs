@@ -441,7 +441,13 @@ async fn a_store_fault_answers_with_the_machine_fallback() {
         let loaded = store.load("s-corrupt", None).await.unwrap().session.unwrap();
         let mut state = loaded.state.clone();
         state.version = phonetree::machine::Version([0xee; 32]);
-        let commit = Commit { session: "s-corrupt", expected: Some(&loaded.rev), state: &state, reply: None };
+        let commit = Commit {
+            session: "s-corrupt",
+            expected: Some(&loaded.rev),
+            state: &state,
+            reply: None,
+            entry: None,
+        };
         assert_eq!(store.commit(commit).await.unwrap(), Committed::Done);
     }
     n.restart();

@@ -10,6 +10,7 @@ use phonetree::callflow::{Leg, SessionSummary};
 use phonetree::engine::script::Method;
 use phonetree::engine::{Answer, CallState, Event, Request};
 use phonetree::machine::Version;
+use phonetree::proof::history::{Asked, ENTRIES_MAX, Entry, Happened, Said};
 use phonetree::store::{
     Commit, Committed, CopyError, Exported, Journaled, KeyCopied, REPLIES_KEPT, Revision, SCAN_PAGE_MAX,
     Store, StoredMachine, StoredSummary,
@@ -35,7 +36,27 @@ fn commit<'a>(
     state: &'a CallState,
     reply: Option<(&'a str, &'a [u8])>,
 ) -> Commit<'a> {
-    Commit { session, expected, state, reply }
+    Commit { session, expected, state, reply, entry: None }
+}
+
+/// A transcript entry numbered `i`.
+fn entry(i: u64) -> Entry {
+    Entry {
+        at_ms: i,
+        event: Happened::Keys { keys: i.to_string() },
+        left: "main_menu".into(),
+        entered: "orders".into(),
+        said: vec![Said { node: "orders".into(), action: "say".into(), text: format!("said {i}") }],
+        requests: vec![Asked {
+            node: "lookup".into(),
+            method: "GET".into(),
+            url: "http://127.0.0.1:1/orders".into(),
+            status: Some(200),
+            failure: None,
+            body: "{\"status\":\"shipped\"}".into(),
+            cut: false,
+        }],
+    }
 }
 
 /// Runs `case` on a fresh store of every backend, in a folder of its own.
@@ -199,6 +220,43 @@ async fn committed_writes_survive_reopening_the_store() {
         assert_eq!(got.replied, Some(Journaled::Reply(b"r1".to_vec())));
         assert_eq!(store.answers("s1", "e2").await.unwrap(), [Answer::Failed { reason: "timeout".into() }]);
         assert_eq!(store.session_count().await.unwrap(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_commit_appends_its_transcript_entry_bounded_durable_and_removed_with_its_session() {
+    each(|b, store, dir| async move {
+        assert!(store.transcript("s1").await.unwrap().is_empty());
+        let mut state = waiting("s1");
+        let mut rev = None;
+        let entries: Vec<Entry> = (0..ENTRIES_MAX as u64 + 3).map(entry).collect();
+        for (i, e) in entries.iter().enumerate() {
+            let event = format!("e{i}");
+            let c = Commit { entry: Some(e), ..commit("s1", rev.as_ref(), &state, Some((&event, b"r"))) };
+            assert_eq!(store.commit(c).await.unwrap(), Committed::Done, "{}", b.name);
+            if i == 1 {
+                // A commit that does not apply leaves no entry.
+                let stale =
+                    Commit { entry: Some(e), ..commit("s1", rev.as_ref(), &state, Some(("x", b"x"))) };
+                assert_eq!(store.commit(stale).await.unwrap(), Committed::Changed);
+            }
+            rev = store.load("s1", None).await.unwrap().session.map(|l| l.rev);
+            state.updated_ms += 1;
+        }
+        // A commit without an entry (an expiry) keeps the transcript as it is.
+        assert_eq!(store.commit(commit("s1", rev.as_ref(), &state, None)).await.unwrap(), Committed::Done);
+        drop(store);
+        let store = (b.open)(dir.path()).await;
+        let got = store.transcript("s1").await.unwrap();
+        assert_eq!(
+            got,
+            entries[..ENTRIES_MAX],
+            "{}: the first ENTRIES_MAX, in order, after a reopen",
+            b.name
+        );
+        store.remove_session("s1").await.unwrap();
+        assert!(store.transcript("s1").await.unwrap().is_empty(), "{}: removed with its session", b.name);
     })
     .await;
 }
@@ -445,8 +503,12 @@ async fn populate(store: &dyn Store) -> (Vec<(Version, StoredMachine)>, Vec<Stri
     let mut rev = None;
     for i in 0..LIVE_EVENTS {
         let (event, body) = (format!("e{i}"), format!("reply {i}"));
-        let done =
-            store.commit(commit("s-live", rev.as_ref(), &state, Some((&event, body.as_bytes())))).await;
+        let e = entry(i as u64);
+        let c = Commit {
+            entry: Some(&e),
+            ..commit("s-live", rev.as_ref(), &state, Some((&event, body.as_bytes())))
+        };
+        let done = store.commit(c).await;
         assert_eq!(done.unwrap(), Committed::Done);
         rev = store.load("s-live", None).await.unwrap().session.map(|l| l.rev);
         state = pressed(&state);
@@ -548,7 +610,13 @@ async fn a_copy_into_any_backend_answers_as_the_source_did() {
                     to.summary(session).await.unwrap(),
                     "{name}"
                 );
+                assert_eq!(
+                    from.transcript(session).await.unwrap(),
+                    to.transcript(session).await.unwrap(),
+                    "{name}: {session}'s transcript"
+                );
             }
+            assert_eq!(to.transcript("s-live").await.unwrap().len(), LIVE_EVENTS, "{name}");
             // What the duplicates of s-live get: the latest replies' bytes; older events are known.
             let last = LIVE_EVENTS - 1;
             let replied = to.load("s-live", Some(&format!("e{last}"))).await.unwrap().replied;

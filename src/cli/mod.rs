@@ -3,8 +3,10 @@
 //! turns its failure into an exit code; nothing in the library sees this module.
 
 pub mod call;
+pub mod calls;
 pub mod check;
 pub mod migrate;
+pub mod replay;
 pub mod serve;
 pub mod simulate;
 pub mod store;

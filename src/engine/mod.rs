@@ -64,6 +64,9 @@ pub struct Step {
     pub actors: Vec<NodeId>,
     /// Scripts whose answer took the failure branch, with why (for logs): (node, reason).
     pub script_failures: Vec<(String, String)>,
+    /// The requests of the script nodes the step passed, in order, each answered by the answer
+    /// of the same rank (history and replay).
+    pub requests: Vec<Request>,
     /// The edges the step followed, in order (coverage and logs).
     pub edges: Vec<(NodeId, Edge, NodeId)>,
 }
@@ -111,6 +114,7 @@ struct Walk<'a> {
     used: usize,
     actors: Vec<NodeId>,
     failures: Vec<(String, String)>,
+    requests: Vec<Request>,
 }
 
 /// Applies one event to a call whose machine has no script on the way (a request it would need
@@ -131,7 +135,8 @@ pub fn step_with(
     now_ms: u64,
     answers: &[Answer],
 ) -> Result<Stepped, StepError> {
-    let mut walk = Walk { given: answers, used: 0, actors: Vec::new(), failures: Vec::new() };
+    let mut walk =
+        Walk { given: answers, used: 0, actors: Vec::new(), failures: Vec::new(), requests: Vec::new() };
     match step_inner(m, s, event, now_ms, &mut walk) {
         Ok(step) => Ok(Stepped::Done(Box::new(step))),
         Err(StepError::NeedsAnswer(request)) => Ok(Stepped::Needs(*request)),
@@ -237,7 +242,8 @@ fn step_inner(
     let actions = reply.as_ref().map_or(0, |r| r.actions.len());
     actors.resize(actions, st.node);
     let script_failures = std::mem::take(&mut walk.failures);
-    Ok(Step { state: st, reply, entered, edges, actors, script_failures })
+    let requests = std::mem::take(&mut walk.requests);
+    Ok(Step { state: st, reply, entered, edges, actors, script_failures, requests })
 }
 
 /// Starts an outbound call from `call.source` (a virtual number) to `call.destination`: the
@@ -339,20 +345,21 @@ fn ask(
     if walk.used >= SCRIPTS_PER_STEP_MAX {
         return Err(StepError::TooManyRequests { node: node.name.clone() });
     }
+    let request = script::request(&node.name, &s.request, s.cache_minutes, |t, encoding| {
+        t.render_with(
+            |var| st.var(var).or((var == "node").then_some(node.name.as_str())),
+            |v| match encoding {
+                script::Encoding::Url => script::encode(v),
+                script::Encoding::Plain => v.to_string(),
+            },
+        )
+    })
+    .map_err(|var| StepError::UnresolvedVariable { node: node.name.clone(), var })?;
     let Some(answer) = walk.given.get(walk.used) else {
-        let request = script::request(&node.name, &s.request, s.cache_minutes, |t, encoding| {
-            t.render_with(
-                |var| st.var(var).or((var == "node").then_some(node.name.as_str())),
-                |v| match encoding {
-                    script::Encoding::Url => script::encode(v),
-                    script::Encoding::Plain => v.to_string(),
-                },
-            )
-        })
-        .map_err(|var| StepError::UnresolvedVariable { node: node.name.clone(), var })?;
         return Err(StepError::NeedsAnswer(Box::new(request)));
     };
     walk.used += 1;
+    walk.requests.push(request);
     let branches: Vec<String> = m
         .edges(st.node)
         .into_iter()

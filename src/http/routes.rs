@@ -1,6 +1,7 @@
 //! The routes: the public listener's (webhooks, health) and the admin listener's (outbound calls,
 //! and every operator route to come) as warp filters; every error a JSON body.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use super::auth::{Denied, WebhookAuth};
 use super::health::Health;
 use crate::node::guard::Refused;
 use crate::node::reload::{Outcome, Reload, Trigger};
-use crate::node::{self, App, PlaceError, calls, metrics};
+use crate::node::{self, App, PlaceError, calls, history, metrics};
 use crate::webhook::inbound;
 use crate::webhook::outbound::OutboundError;
 
@@ -31,8 +32,11 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] =
     &[("/webhooks/vca", "POST"), ("/webhooks/vss", "POST"), ("/healthz", "GET"), ("/readyz", "GET")];
 
 /// Every path the admin listener serves, and its method.
+/// A path takes one method per entry; a `{name}` segment stands for any one segment.
 pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("/calls", "POST"),
+    ("/calls", "GET"),
+    ("/calls/{session}", "GET"),
     ("/openapi.json", "GET"),
     ("/metrics", "GET"),
     ("/admin/reload", "POST"),
@@ -113,11 +117,92 @@ pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error
     let machines = warp::path!("admin" / "machines").and(warp::get()).and(with_app.clone()).map(machines);
     let metrics = warp::path!("metrics")
         .and(warp::get())
-        .and(with_app)
+        .and(with_app.clone())
         .map(|app: Arc<App>| super::metrics::render(&app));
-    // Admin routes to come (call history, console): `.or()` them here, and list them in
-    // `ADMIN_ROUTES` and the OpenAPI document.
-    calls.or(reload).or(machines).or(metrics).or(openapi()).or(other_method(ADMIN_ROUTES)).recover(rejection)
+    let list = warp::path!("calls")
+        .and(warp::get())
+        .and(with_app.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .then(list_calls);
+    let show = warp::path!("calls" / String).and(warp::get()).and(with_app).then(show_call);
+    // Admin routes to come (the console): `.or()` them here, and list them in `ADMIN_ROUTES` and
+    // the OpenAPI document.
+    calls
+        .or(list)
+        .or(show)
+        .or(reload)
+        .or(machines)
+        .or(metrics)
+        .or(openapi())
+        .or(other_method(ADMIN_ROUTES))
+        .recover(rejection)
+}
+
+/// `GET /calls?machine=&since=&outcome=&limit=&after=`: a page of calls, without transcripts.
+async fn list_calls(app: Arc<App>, query: HashMap<String, String>) -> warp::reply::Response {
+    let bad = |message: String| error(StatusCode::BAD_REQUEST, "invalid_query", &message);
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        query
+            .get(name)
+            .map(|v| v.parse::<u64>().map_err(|_| format!("`{name}` must be a whole number, not `{v}`")))
+            .transpose()
+    };
+    let (since_ms, limit) = match (number("since"), number("limit")) {
+        (Ok(since), Ok(limit)) => (since, limit),
+        (Err(why), _) | (_, Err(why)) => return bad(why),
+    };
+    let filter = history::Filter {
+        machine: query.get("machine").cloned(),
+        since_ms,
+        outcome: query.get("outcome").cloned(),
+        limit: match limit {
+            Some(0) => return bad("`limit` must be at least 1".into()),
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => 0,
+        },
+        after: query.get("after").cloned(),
+    };
+    if let Err(e) = filter.check() {
+        return bad(e.to_string());
+    }
+    match history::list(&app, &filter).await {
+        Ok(listed) => {
+            let calls: Vec<serde_json::Value> = listed
+                .calls
+                .iter()
+                .map(|c| {
+                    let mut v = serde_json::to_value(c).unwrap_or_default();
+                    if let Some(m) = v.as_object_mut() {
+                        m.remove("entries");
+                        m.remove("summary");
+                        m.remove("cut");
+                    }
+                    v
+                })
+                .collect();
+            json_reply(StatusCode::OK, &json!({"calls": calls, "next": listed.next}))
+        }
+        Err(fault) => store_unavailable(&fault),
+    }
+}
+
+/// `GET /calls/{session}`: one call with its transcript and summary.
+async fn show_call(session: String, app: Arc<App>) -> warp::reply::Response {
+    match history::show(&app, &session).await {
+        Ok(Some(call)) => match serde_json::to_vec(&call) {
+            Ok(body) => raw_json(StatusCode::OK, body),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
+        },
+        Ok(None) => {
+            error(StatusCode::NOT_FOUND, "unknown_session", &format!("no call `{session}` is stored"))
+        }
+        Err(fault) => store_unavailable(&fault),
+    }
+}
+
+fn store_unavailable(fault: &calls::Fault) -> warp::reply::Response {
+    tracing::error!(error = %fault, "cannot read the call history");
+    error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store could not be read; ask again")
 }
 
 /// `GET /openapi.json`: the node's OpenAPI document.
@@ -131,20 +216,36 @@ fn other_method(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path::full().and(warp::method()).and_then(
         move |path: warp::path::FullPath, method: warp::http::Method| async move {
-            let Some((_, allow)) = routes.iter().find(|(p, m)| *p == path.as_str() && *m != method.as_str())
-            else {
+            let methods: Vec<&str> =
+                routes.iter().filter(|(p, _)| matches_route(p, path.as_str())).map(|(_, m)| *m).collect();
+            if methods.is_empty() || methods.contains(&method.as_str()) {
                 // The route's own filter rejected the request for another reason: that one is answered.
                 return Err(warp::reject::not_found());
-            };
+            }
+            let allow = methods.join(", ");
             let mut r = error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 &format!("{} takes {allow}", path.as_str()),
             );
-            r.headers_mut().insert(warp::http::header::ALLOW, warp::http::HeaderValue::from_static(allow));
+            if let Ok(value) = warp::http::HeaderValue::from_str(&allow) {
+                r.headers_mut().insert(warp::http::header::ALLOW, value);
+            }
             Ok(r)
         },
     )
+}
+
+/// Whether `path` is the route `pattern` (a `{name}` segment stands for any one segment).
+fn matches_route(pattern: &str, path: &str) -> bool {
+    let (mut p, mut q) = (pattern.split('/'), path.split('/'));
+    loop {
+        match (p.next(), q.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if a == b || (a.starts_with('{') && a.ends_with('}') && !b.is_empty()) => {}
+            _ => return false,
+        }
+    }
 }
 
 fn json_reply(status: StatusCode, value: &serde_json::Value) -> warp::reply::Response {

@@ -27,6 +27,7 @@ use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, 
 use crate::machine::{Machine, NodeKind};
 use crate::node::registry::{MachineSet, RegistryError};
 use crate::node::throttle::{Throttle, Verdict};
+use crate::proof::history;
 use crate::store::{Commit, Committed, Journaled, Loaded, StoreError};
 use crate::webhook::inbound::CallAction;
 use crate::webhook::wire::{self, EncodeError};
@@ -141,14 +142,16 @@ async fn apply(app: &App, current: &MachineSet, ca: &CallAction) -> Result<(Vec<
                 Plan::Answer(body, how) => return Ok((body, how)),
             },
         };
-        let step = run_step(app, ca, (&machine, &state, &event), now, deadline).await?;
+        let (step, answers) = run_step(app, ca, (&machine, &state, &event), now, deadline).await?;
         let reply = step.reply.clone().unwrap_or_else(Callflow::hangup);
         let body = encode_reply(app, reply, &ca.session_id, &step.state)?;
+        let entry = history::Entry::of(&machine, &state, &event, &step, &answers);
         let commit = Commit {
             session: &ca.session_id,
             expected: loaded.as_ref().map(|l| &l.rev),
             state: &step.state,
             reply: Some((&ca.event_id, &body)),
+            entry: Some(&entry),
         };
         match app.store.commit(commit).await? {
             Committed::Done => {
@@ -266,7 +269,7 @@ async fn run_step(
     (machine, state, event): (&Machine, &CallState, &Event),
     now: u64,
     deadline: Instant,
-) -> Result<engine::Step, Fault> {
+) -> Result<(engine::Step, Vec<Answer>), Fault> {
     let mut answers = Vec::new();
     // The journal is read at the first request only: most steps reach no script.
     let mut journal_read = false;
@@ -276,7 +279,7 @@ async fn run_step(
                 for (node, why) in &step.script_failures {
                     warn!(%node, reason = %why, "script took its failure branch");
                 }
-                return Ok(*step);
+                return Ok((*step, answers));
             }
             Stepped::Needs(request) => request,
         };
@@ -447,8 +450,14 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
         let machine =
             app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
         let step = engine::step(&machine, &loaded.state, &event, super::now_ms())?;
-        let commit =
-            Commit { session: &s.session_id, expected: Some(&loaded.rev), state: &step.state, reply: None };
+        let entry = history::Entry::of(&machine, &loaded.state, &event, &step, &[]);
+        let commit = Commit {
+            session: &s.session_id,
+            expected: Some(&loaded.rev),
+            state: &step.state,
+            reply: None,
+            entry: Some(&entry),
+        };
         if app.store.commit(commit).await? == Committed::Done {
             info!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");
             metrics::ended(app, &machine, &loaded.state, &step.state, false);

@@ -12,6 +12,7 @@ pub mod calls;
 pub mod catalog;
 pub mod fetch;
 pub mod guard;
+pub mod history;
 pub mod metrics;
 pub mod outbound;
 pub mod registry;

@@ -64,7 +64,8 @@ async fn store_new(app: &App, session: &str, state: &CallState) -> Result<(), Fa
         if old.is_some() {
             warn!(session, "8x8 reused a stored session id; the new call replaces it");
         }
-        let commit = Commit { session, expected: old.as_ref().map(|l| &l.rev), state, reply: None };
+        let commit =
+            Commit { session, expected: old.as_ref().map(|l| &l.rev), state, reply: None, entry: None };
         if app.store.commit(commit).await? == Committed::Done {
             return Ok(());
         }

@@ -2,4 +2,5 @@
 //! `simulate` plays one call and writes its transcript; both speak the same replay tokens.
 
 pub mod explore;
+pub mod history;
 pub mod simulate;

@@ -30,6 +30,7 @@ use metrics::{Unit, describe_histogram};
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, CallState, Request};
 use crate::machine::Version;
+use crate::proof::history::Entry;
 
 pub use self::copy::{COPY_PAGE, Copied, CopyError, IMPORTS_IN_FLIGHT, KeyCopied, copy};
 pub use self::postgres::{
@@ -128,6 +129,9 @@ pub struct Commit<'a> {
     pub state: &'a CallState,
     /// (event id, reply bytes).
     pub reply: Option<(&'a str, &'a [u8])>,
+    /// The transcript entry of the event applied, appended in the same write (dropped once the
+    /// session's transcript holds `history::ENTRIES_MAX`).
+    pub entry: Option<&'a Entry>,
 }
 
 /// How a commit ended; `Changed` is an expected outcome, not an error: reload and decide again.
@@ -186,6 +190,8 @@ pub struct Exported {
     /// The script answers journaled per webhook, by event id.
     pub answers: Vec<(String, Vec<Answer>)>,
     pub summary: Option<StoredSummary>,
+    /// The call's transcript, oldest first.
+    pub transcript: Vec<Entry>,
 }
 
 /// One page of exported sessions, in id order: each, or why it cannot be read.
@@ -242,7 +248,9 @@ pub trait Store: Send + Sync {
 
     /// At most `limit` (≤ `SCAN_PAGE_MAX`) sessions whose ids come after `after`, in id order.
     fn scan<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, Page>;
-    /// Deletes a session with everything kept for it (journal, answers, summary).
+    /// The transcript of a session, oldest first (empty for a session the store does not have).
+    fn transcript<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Vec<Entry>>;
+    /// Deletes a session with everything kept for it (journal, answers, summary, transcript).
     fn remove_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, ()>;
     /// Deletes the cached answers past their time; returns how many. (The cache holds one entry
     /// per distinct request within its `cache_minutes`, so a walk of it is short.)

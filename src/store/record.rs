@@ -13,6 +13,7 @@ use super::StoreError;
 use crate::callflow::{Leg, SessionSummary};
 use crate::engine::{Answer, CallInfo, CallState, Direction, Outcome, Phase, Request};
 use crate::machine::{NodeId, Version};
+use crate::proof::history::{Asked, ENTRIES_MAX, Entry, Happened, Said};
 
 /// The format records are written in. Format 2 added call variables to sessions; format 3 moved a
 /// session's latest replies into its record (format 2 kept every reply in a tree of its own, which
@@ -136,6 +137,126 @@ pub struct SessionRecord {
     /// Hashes of older event ids, oldest first, at most `EVENT_IDS_KEPT` (format 3).
     #[serde(default)]
     pub jo: Vec<u64>,
+    /// The call's transcript, oldest first, at most `history::ENTRIES_MAX` entries (sled keeps
+    /// it here, so that a webhook stays one write; postgres keeps it in a table of its own). A
+    /// record written before history has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tr: Vec<EntryRecord>,
+}
+
+/// The format of transcript entries (`EntryRecord`), versioned on their own.
+pub const ENTRY_FORMAT: u8 = 1;
+
+/// One transcript entry (`history::Entry`) as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryRecord {
+    pub v: u8,
+    /// When (ms since the epoch).
+    pub t: u64,
+    /// Event: 0 call started, 1 keys, 2 no input, 3 session ended; `x` its keys or status.
+    pub e: u8,
+    pub x: String,
+    /// Node left, node entered.
+    pub l: String,
+    pub n: String,
+    /// What was said: (node, action, text).
+    pub s: Vec<(String, String, String)>,
+    /// Script requests: (node, method, URL, status, failure, body, cut).
+    pub r: Vec<AskedRecord>,
+}
+
+/// A script request in a transcript entry: (node, method, URL, status, failure, body, cut).
+pub type AskedRecord = (String, String, String, Option<u16>, Option<String>, String, bool);
+
+impl EntryRecord {
+    pub fn from_entry(e: &Entry) -> EntryRecord {
+        let (code, x) = match &e.event {
+            Happened::CallStarted => (0, String::new()),
+            Happened::Keys { keys } => (1, keys.clone()),
+            Happened::NoInput => (2, String::new()),
+            Happened::SessionEnded { status } => (3, status.clone()),
+        };
+        EntryRecord {
+            v: ENTRY_FORMAT,
+            t: e.at_ms,
+            e: code,
+            x,
+            l: e.left.clone(),
+            n: e.entered.clone(),
+            s: e.said.iter().map(|s| (s.node.clone(), s.action.clone(), s.text.clone())).collect(),
+            r: e.requests
+                .iter()
+                .map(|a| {
+                    let (node, method, url) = (a.node.clone(), a.method.clone(), a.url.clone());
+                    (node, method, url, a.status, a.failure.clone(), a.body.clone(), a.cut)
+                })
+                .collect(),
+        }
+    }
+
+    /// The entry, or why the record cannot be one.
+    pub fn to_entry(&self, session: &str) -> Result<Entry, StoreError> {
+        let refuse =
+            |detail: String| StoreError::Decode { what: "transcript", key: session.to_string(), detail };
+        if self.v != ENTRY_FORMAT {
+            return Err(refuse(format!("entry format {} (this phonetree reads {ENTRY_FORMAT})", self.v)));
+        }
+        let event = match self.e {
+            0 => Happened::CallStarted,
+            1 => Happened::Keys { keys: self.x.clone() },
+            2 => Happened::NoInput,
+            3 => Happened::SessionEnded { status: self.x.clone() },
+            other => return Err(refuse(format!("unknown event {other}"))),
+        };
+        Ok(Entry {
+            at_ms: self.t,
+            event,
+            left: self.l.clone(),
+            entered: self.n.clone(),
+            said: self
+                .s
+                .iter()
+                .map(|(node, action, text)| Said {
+                    node: node.clone(),
+                    action: action.clone(),
+                    text: text.clone(),
+                })
+                .collect(),
+            requests: self
+                .r
+                .iter()
+                .map(|(node, method, url, status, failure, body, cut)| Asked {
+                    node: node.clone(),
+                    method: method.clone(),
+                    url: url.clone(),
+                    status: *status,
+                    failure: failure.clone(),
+                    body: body.clone(),
+                    cut: *cut,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Decodes a stored transcript entry.
+pub fn decode_entry(session: &str, raw: &[u8]) -> Result<Entry, StoreError> {
+    let r: EntryRecord = decode("transcript", session, raw)?;
+    r.to_entry(session)
+}
+
+impl SessionRecord {
+    /// Appends a transcript entry, unless the transcript holds `ENTRIES_MAX` already.
+    pub fn append(&mut self, entry: &Entry) {
+        if self.tr.len() < ENTRIES_MAX {
+            self.tr.push(EntryRecord::from_entry(entry));
+        }
+    }
+
+    /// The transcript.
+    pub fn transcript(&self, session: &str) -> Result<Vec<Entry>, StoreError> {
+        self.tr.iter().map(|r| r.to_entry(session)).collect()
+    }
 }
 
 /// One journaled reply: the event it answered and the bytes sent.
@@ -187,6 +308,7 @@ impl SessionRecord {
             t1: s.updated_ms,
             j: Vec::new(),
             jo: Vec::new(),
+            tr: Vec::new(),
         }
     }
 
@@ -653,6 +775,7 @@ mod tests {
             t1: 0,
             j: Vec::new(),
             jo: Vec::new(),
+            tr: Vec::new(),
         };
         old.to_state("s").unwrap()
     }
@@ -675,5 +798,42 @@ mod tests {
         assert_eq!(r.replied("e100"), None);
         let raw = encode("session", &r).unwrap();
         assert_eq!(decode_record("s", &raw).unwrap(), r);
+    }
+
+    /// A transcript keeps a session record bounded: `ENTRIES_MAX` entries of `ENTRY_BYTES_MAX`
+    /// texts at most, whatever the call does.
+    #[test]
+    fn a_session_record_with_a_full_transcript_stays_bounded() {
+        use crate::proof::history::{ENTRY_BYTES_MAX, TEXT_CHARS_MAX};
+        let bare = encode_session(&state()).unwrap().len();
+        let typical = Entry {
+            at_ms: 1_795_658_652_321,
+            event: Happened::Keys { keys: "111111#".into() },
+            left: "ask_order".into(),
+            entered: "more".into(),
+            said: vec![Said {
+                node: "in_transit".into(),
+                action: "say".into(),
+                text: "Your order 1 1 1 1 1 1 is on its way and will arrive on Friday.".into(),
+            }],
+            requests: vec![],
+        };
+        let mut r = SessionRecord::from_state(&state());
+        r.append(&typical);
+        let one = encode("session", &r).unwrap().len() - bare;
+        let mut worst = typical.clone();
+        worst.said =
+            vec![Said { node: "n".repeat(64), action: "say".into(), text: "x".repeat(TEXT_CHARS_MAX) }; 16];
+        worst.bound();
+        for _ in 0..ENTRIES_MAX + 10 {
+            r.append(&worst);
+        }
+        assert_eq!(r.tr.len(), ENTRIES_MAX);
+        let full = encode("session", &r).unwrap().len();
+        eprintln!(
+            "session record: {bare} B bare, +{one} B per typical entry, {full} B with a full transcript"
+        );
+        // Per entry: the texts, plus a little MessagePack framing per field.
+        assert!(full <= bare + ENTRIES_MAX * (ENTRY_BYTES_MAX + 256), "{full}");
     }
 }

@@ -17,6 +17,8 @@ use metrics::histogram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
+use crate::proof::history::Entry;
+
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
     SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_record, encode,
@@ -138,7 +140,7 @@ impl SledStore {
         if let Some(Revision(old)) = c.expected {
             // The journal goes on from the record as loaded (the swap fails if it changed since).
             let old = decode_record(c.session, old)?;
-            (record.j, record.jo) = (old.j, old.jo);
+            (record.j, record.jo, record.tr) = (old.j, old.jo, old.tr);
         }
         if let Some((event_id, body)) = c.reply {
             if record.replied(event_id).is_some() {
@@ -146,6 +148,9 @@ impl SledStore {
                 return Ok(Committed::Changed);
             }
             record.journal(event_id, body);
+        }
+        if let Some(entry) = c.entry {
+            record.append(entry);
         }
         let new = encode("session", &record)?;
         let expected = c.expected.map(|r| r.0.as_slice());
@@ -208,7 +213,15 @@ impl SledStore {
             Some(raw) => Some(decode_summary(id, &raw)?),
             None => None,
         };
-        Ok(Exported { session: id.to_string(), state, journal: record.journal_entries(), answers, summary })
+        let transcript = record.transcript(id)?;
+        Ok(Exported {
+            session: id.to_string(),
+            state,
+            journal: record.journal_entries(),
+            answers,
+            summary,
+            transcript,
+        })
     }
 
     /// Writes the session's record, answers and summary in one transaction, if it does not exist.
@@ -217,6 +230,7 @@ impl SledStore {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         let mut record = SessionRecord::from_state(&e.state);
         record.restore_journal(&e.journal);
+        e.transcript.iter().for_each(|entry| record.append(entry));
         let raw = encode("session", &record)?;
         let mut answers = Vec::with_capacity(e.answers.len());
         for (event_id, given) in &e.answers {
@@ -442,6 +456,13 @@ impl Store for SledStore {
 
     fn scan<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, Page> {
         Box::pin(async move { self.page(after, limit) })
+    }
+
+    fn transcript<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Vec<Entry>> {
+        Box::pin(async move {
+            let Some(raw) = self.sessions.get(session)? else { return Ok(Vec::new()) };
+            decode_record(session, &raw)?.transcript(session)
+        })
     }
 
     fn remove_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, ()> {

@@ -28,9 +28,9 @@ use deadpool_postgres::{Client, Pool};
 use tokio_postgres::error::SqlState;
 
 use super::record::{
-    AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, REPLIES_KEPT, SummaryRecord, cache_key,
-    check_format, decode, decode_action_key, decode_session, encode, encode_action_key, encode_session,
-    event_hash, pack_hashes, unpack_hashes,
+    AnswerRecord, AnswersRecord, CacheRecord, EntryRecord, FORMAT, MachineRecord, REPLIES_KEPT,
+    SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_entry, decode_session, encode,
+    encode_action_key, encode_session, event_hash, pack_hashes, unpack_hashes,
 };
 use super::{
     Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled, Loaded, Lookup, Page,
@@ -39,6 +39,7 @@ use super::{
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
 use crate::machine::Version;
+use crate::proof::history::{ENTRIES_MAX, Entry};
 
 pub use connect::{APPLICATION_NAME, CONNECT_TIMEOUT, POOL_SIZE_MAX, POOL_WAIT_MAX, PgUrl, redact};
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
@@ -228,6 +229,23 @@ impl PgStore {
                 Err(e) => return Err(fail()(e)),
             }
         }
+        if let Some(entry) = c.entry {
+            let raw = encode("transcript", &EntryRecord::from_entry(entry))?;
+            // Numbered after the latest; none once the transcript holds `ENTRIES_MAX`.
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO phonetree_transcripts (session, n, record) \
+                     SELECT $1, COALESCE(MAX(n), 0) + 1, $2 FROM phonetree_transcripts WHERE session = $1 \
+                     HAVING COUNT(*) < $3",
+                )
+                .await
+                .map_err(fail())?;
+            match tx.execute(&st, &[&c.session, &raw, &(ENTRIES_MAX as i64)]).await {
+                Ok(_) => {}
+                Err(e) if lost(&e) => return Ok(Committed::Changed),
+                Err(e) => return Err(fail()(e)),
+            }
+        }
         match tx.commit().await {
             Ok(()) => {}
             Err(e) if lost(&e) => return Ok(Committed::Changed),
@@ -357,6 +375,23 @@ impl PgStore {
                 (Err(_), _) => {}
             }
         }
+        let st = tx
+            .prepare_cached(
+                "SELECT session, record FROM phonetree_transcripts \
+                 WHERE ($1::TEXT IS NULL OR session > $1) AND session <= $2 ORDER BY session, n",
+            )
+            .await
+            .map_err(fail())?;
+        for row in tx.query(&st, &[&after, &last]).await.map_err(fail())? {
+            let id: String = row.try_get(0).map_err(fail())?;
+            let raw: Vec<u8> = row.try_get(1).map_err(fail())?;
+            let Some(i) = index(&id) else { continue };
+            match (&mut sessions[i].1, decode_entry(&id, &raw)) {
+                (Ok(e), Ok(entry)) => e.transcript.push(entry),
+                (slot @ Ok(_), Err(err)) => *slot = Err(err),
+                (Err(_), _) => {}
+            }
+        }
         tx.commit().await.map_err(fail())?;
         let next = (sessions.len() == limit).then_some(last);
         Ok(ExportPage { sessions, next })
@@ -430,6 +465,17 @@ impl PgStore {
         for (event_id, raw) in &answers {
             tx.execute(&st, &[&e.session, event_id, raw]).await.map_err(fail())?;
         }
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO phonetree_transcripts (session, n, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (session, n) DO UPDATE SET record = EXCLUDED.record",
+            )
+            .await
+            .map_err(fail())?;
+        for (n, entry) in (1i64..).zip(e.transcript.iter().take(ENTRIES_MAX)) {
+            let raw = encode("transcript", &EntryRecord::from_entry(entry))?;
+            tx.execute(&st, &[&e.session, &n, &raw]).await.map_err(fail())?;
+        }
         if let Some(raw) = &summary {
             let st = tx
                 .prepare_cached(
@@ -502,6 +548,7 @@ impl PgStore {
             "DELETE FROM phonetree_replies WHERE session = $1",
             "DELETE FROM phonetree_answers WHERE session = $1",
             "DELETE FROM phonetree_summaries WHERE session = $1",
+            "DELETE FROM phonetree_transcripts WHERE session = $1",
         ] {
             let st = tx.prepare_cached(sql).await.map_err(fail())?;
             tx.execute(&st, &[&session]).await.map_err(fail())?;
@@ -768,6 +815,24 @@ impl Store for PgStore {
         timed("scan the sessions", self.page(after, limit))
     }
 
+    fn transcript<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Vec<Entry>> {
+        timed("read a transcript", async move {
+            let client = self.client().await?;
+            let fail = || failed(format!("read the transcript of `{session}`"));
+            let st = client
+                .prepare_cached("SELECT record FROM phonetree_transcripts WHERE session = $1 ORDER BY n")
+                .await
+                .map_err(fail())?;
+            let rows = client.query(&st, &[&session]).await.map_err(fail())?;
+            let mut entries = Vec::with_capacity(rows.len());
+            for row in rows {
+                let raw: Vec<u8> = row.try_get(0).map_err(fail())?;
+                entries.push(decode_entry(session, &raw)?);
+            }
+            Ok(entries)
+        })
+    }
+
     fn remove_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, ()> {
         timed("remove a session", self.remove(session))
     }
@@ -926,6 +991,7 @@ fn exported_row(id: &str, row: &tokio_postgres::Row) -> Result<Exported, StoreEr
             .collect(),
         answers: Vec::new(),
         summary: summary.map(|raw| decode_summary(id, &raw)).transpose()?,
+        transcript: Vec::new(),
     })
 }
 

@@ -72,6 +72,17 @@ pub const MIGRATIONS: &[&str] = &[
     -- by hash only): `load` answers them as forgotten. NULL for a session made here.
     ALTER TABLE phonetree_sessions ADD COLUMN IF NOT EXISTS forgotten BYTEA;
     ",
+    // 3: call history.
+    "
+    -- Each session's transcript (`record::EntryRecord`, versioned), numbered from 1, at most
+    -- `history::ENTRIES_MAX` per session; written in the transaction that commits the event.
+    CREATE TABLE IF NOT EXISTS phonetree_transcripts (
+        session TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        record BYTEA NOT NULL,
+        PRIMARY KEY (session, n)
+    );
+    ",
 ];
 
 /// The schema version this phonetree writes and reads.

@@ -1,0 +1,250 @@
+//! `phonetree calls list|show|export`: reads the call history of a running node through its admin
+//! listener (`--server`, `GET /calls`, `GET /calls/{session}`), or of a stopped node's store.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use phonetree::node::history::{self, Filter};
+use phonetree::node::{self, App, ServeError};
+use phonetree::proof::history::Call;
+use phonetree::secret::{Secret, SecretFileError};
+
+use super::{NoRuntime, NodeArgs, runtime};
+
+/// How long `--server` may take to answer.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// List stored calls (a page: --limit, then --after the `next` printed last).
+    List {
+        #[command(flatten)]
+        filter: ListArgs,
+        #[command(flatten)]
+        from: FromArgs,
+    },
+    /// Print a call's transcript: every event, what the caller heard, script requests and answers.
+    Show {
+        session: String,
+        #[command(flatten)]
+        from: FromArgs,
+    },
+    /// Write a call as JSON (for `phonetree replay`): `phonetree calls export SESSION > call.json`.
+    Export {
+        session: String,
+        #[command(flatten)]
+        from: FromArgs,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Only calls on this machine.
+    #[arg(long)]
+    machine: Option<String>,
+    /// Only calls started at or after this time (ms since the Unix epoch).
+    #[arg(long)]
+    since: Option<u64>,
+    /// Only calls with this outcome: inProgress, hungUp, transferred, callerLeft.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// At most this many calls (1 to 100).
+    #[arg(long, default_value_t = history::LIST_LIMIT_DEFAULT)]
+    limit: usize,
+    /// Go on after this session id (the `next` a list printed).
+    #[arg(long)]
+    after: Option<String>,
+}
+
+/// Where the calls are read: a running node's admin listener, else the store of a stopped node.
+#[derive(clap::Args)]
+pub struct FromArgs {
+    /// The admin listener of a running `phonetree serve` (its sled store is locked while it runs),
+    /// e.g. `http://127.0.0.1:9090`.
+    #[arg(long, env = "PHONETREE_SERVER")]
+    server: Option<String>,
+    /// The node's admin token, sent as `Authorization: Bearer` with --server. Prefer
+    /// --admin-token-file: a flag shows in `ps`.
+    #[arg(long, env = "PHONETREE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// A file whose first line is the node's admin token.
+    #[arg(long, env = "PHONETREE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] NoRuntime),
+    #[error(transparent)]
+    Secret(#[from] SecretFileError),
+    #[error(
+        "{source} (if `phonetree serve` is running on {store}, pass --server with its admin listener URL)"
+    )]
+    Open { source: ServeError, store: String },
+    #[error("{0}")]
+    Filter(#[from] history::FilterError),
+    #[error("cannot read the calls: {0}")]
+    Store(#[from] node::calls::Fault),
+    #[error("cannot reach {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    /// The server's `{"error": {"message"}}`, or what it answered instead.
+    #[error("{0}")]
+    Refused(String),
+    #[error("no call `{0}` is stored")]
+    Unknown(String),
+    #[error("cannot write: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// Where calls come from.
+enum Source {
+    Server { url: String, token: Option<Secret> },
+    Store(Box<App>),
+}
+
+pub fn run(command: Command) -> Result<(), Error> {
+    let rt = runtime()?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::List { filter, from } => {
+            let filter = Filter {
+                machine: filter.machine,
+                since_ms: filter.since,
+                outcome: filter.outcome,
+                limit: filter.limit,
+                after: filter.after,
+            };
+            filter.check()?;
+            let source = rt.block_on(open(from))?;
+            let (calls, next) = rt.block_on(list(&source, &filter))?;
+            for c in &calls {
+                writeln!(
+                    out,
+                    "{}  {}  {}  {}  at `{}`  started {}",
+                    c.session, c.machine, c.source, c.outcome, c.node, c.started_ms
+                )?;
+            }
+            if let Some(next) = next {
+                writeln!(out, "next: {next}")?;
+            }
+        }
+        Command::Show { session, from } => {
+            let source = rt.block_on(open(from))?;
+            let call = rt.block_on(show(&source, &session))?;
+            for line in call.lines() {
+                writeln!(out, "{line}")?;
+            }
+        }
+        Command::Export { session, from } => {
+            let source = rt.block_on(open(from))?;
+            let call = rt.block_on(show(&source, &session))?;
+            let json = serde_json::to_string_pretty(&call).map_err(std::io::Error::other)?;
+            writeln!(out, "{json}")?;
+        }
+    }
+    Ok(())
+}
+
+async fn open(from: FromArgs) -> Result<Source, Error> {
+    let FromArgs { server, admin_token, admin_token_file, node } = from;
+    if let Some(url) = server {
+        let token = match (admin_token, admin_token_file) {
+            (_, Some(file)) => Some(Secret::from_file(&file)?),
+            (Some(token), None) => Some(Secret::new(&token)),
+            (None, None) => None,
+        };
+        return Ok(Source::Server { url: url.trim_end_matches('/').to_string(), token });
+    }
+    let config = node.config(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO, Duration::ZERO)?;
+    let store = node::store_name(&config.store);
+    let app = App::open(config).await.map_err(|source| Error::Open { source, store })?;
+    Ok(Source::Store(Box::new(app)))
+}
+
+async fn list(source: &Source, filter: &Filter) -> Result<(Vec<Call>, Option<String>), Error> {
+    match source {
+        Source::Store(app) => {
+            let listed = history::list(app, filter).await?;
+            Ok((listed.calls, listed.next))
+        }
+        Source::Server { url, token } => {
+            let mut target = url::Url::parse(&format!("{url}/calls"))
+                .map_err(|e| Error::Unreachable { url: url.clone(), detail: e.to_string() })?;
+            {
+                let mut q = target.query_pairs_mut();
+                let pairs = [
+                    ("machine", filter.machine.clone()),
+                    ("since", filter.since_ms.map(|t| t.to_string())),
+                    ("outcome", filter.outcome.clone()),
+                    ("limit", Some(filter.limit.to_string())),
+                    ("after", filter.after.clone()),
+                ];
+                for (name, value) in pairs {
+                    if let Some(value) = value {
+                        q.append_pair(name, &value);
+                    }
+                }
+            }
+            let v = get(target.as_str(), token.as_ref())
+                .await?
+                .ok_or_else(|| Error::Refused(format!("{target}: 404")))?;
+            let calls = serde_json::from_value(v["calls"].clone())
+                .map_err(|e| Error::Refused(format!("{target} answered an unexpected list: {e}")))?;
+            Ok((calls, v["next"].as_str().map(String::from)))
+        }
+    }
+}
+
+async fn show(source: &Source, session: &str) -> Result<Call, Error> {
+    let call = match source {
+        Source::Store(app) => history::show(app, session).await?,
+        Source::Server { url, token } => {
+            let mut target = url::Url::parse(&format!("{url}/calls/"))
+                .map_err(|e| Error::Unreachable { url: url.clone(), detail: e.to_string() })?;
+            target
+                .path_segments_mut()
+                .map_err(|()| Error::Refused(format!("{url} cannot be a base")))?
+                .pop_if_empty()
+                .push(session);
+            match get(target.as_str(), token.as_ref()).await? {
+                Some(v) => Some(
+                    serde_json::from_value(v)
+                        .map_err(|e| Error::Refused(format!("{target} answered an unexpected call: {e}")))?,
+                ),
+                None => None,
+            }
+        }
+    };
+    call.ok_or_else(|| Error::Unknown(session.to_string()))
+}
+
+/// `GET url` as JSON; `None` on a 404.
+async fn get(url: &str, token: Option<&Secret>) -> Result<Option<serde_json::Value>, Error> {
+    let failed = |e: reqwest::Error| Error::Unreachable { url: url.to_string(), detail: e.to_string() };
+    let mut request = reqwest::Client::new().get(url).timeout(SERVER_TIMEOUT);
+    if let Some(token) = token {
+        request = request.bearer_auth(token.expose());
+    }
+    let response = request.send().await.map_err(failed)?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(failed)?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if status.is_success() {
+        return Ok(Some(v));
+    }
+    if status == reqwest::StatusCode::NOT_FOUND && v["error"]["code"] == "unknown_session" {
+        return Ok(None);
+    }
+    match v["error"]["message"].as_str() {
+        Some(message) => Err(Error::Refused(format!("{url}: {message}"))),
+        None => {
+            let body: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            Err(Error::Refused(format!("{url} answered HTTP {status}: {}", body.trim())))
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! Call history and replay: the transcript of a call, one entry per event applied (built from the
+//! engine's step, so the node and an offline replay build it alike), and `replay`, which plays a
+//! recorded call's inputs through another machine version and finds where the transcripts part.
+//!
+//! Pure: the node builds entries and the store keeps them; the command line reads exported calls.
+
+use serde::{Deserialize, Serialize};
+
+use crate::callflow::Action;
+use crate::engine::{
+    self, Answer, CallInfo, CallState, Direction, Event, Outcome, Phase, SCRIPTS_PER_STEP_MAX, Step, Stepped,
+};
+use crate::machine::Machine;
+
+/// Most entries a call's transcript keeps (the first ones: what a replay needs is the start).
+/// A caller walking a menu makes a webhook every few seconds; 64 covers minutes of menus.
+pub const ENTRIES_MAX: usize = 64;
+/// Most bytes the texts of one entry take (what was said, URLs, answer bodies); past it the
+/// answer bodies, then the texts, are cut.
+pub const ENTRY_BYTES_MAX: usize = 4096;
+/// Longest text kept of one prompt.
+pub const TEXT_CHARS_MAX: usize = 400;
+/// Most bytes of a script answer's body kept (enough for the small JSON answers scripts route on).
+pub const BODY_BYTES_MAX: usize = 768;
+/// Most calls one replay reads.
+pub const REPLAY_CALLS_MAX: usize = 10_000;
+
+/// What happened to the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Happened {
+    CallStarted,
+    Keys { keys: String },
+    NoInput,
+    SessionEnded { status: String },
+}
+
+impl Happened {
+    pub fn of(event: &Event) -> Happened {
+        match event {
+            Event::CallStarted => Happened::CallStarted,
+            Event::Digits(keys) => Happened::Keys { keys: keys.clone() },
+            Event::NoInput => Happened::NoInput,
+            Event::SessionEnded { status } => Happened::SessionEnded { status: status.clone() },
+        }
+    }
+
+    pub fn event(&self) -> Event {
+        match self {
+            Happened::CallStarted => Event::CallStarted,
+            Happened::Keys { keys } => Event::Digits(keys.clone()),
+            Happened::NoInput => Event::NoInput,
+            Happened::SessionEnded { status } => Event::SessionEnded { status: status.clone() },
+        }
+    }
+}
+
+/// One action of a reply as the caller met it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Said {
+    /// The node the action comes from.
+    pub node: String,
+    /// `say`, `sayAndCapture`, `playFile`, `makeCall` or `hangup`.
+    pub action: String,
+    /// The text said, the file played or the number dialled (empty for a hangup).
+    pub text: String,
+}
+
+/// One script request and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Asked {
+    pub node: String,
+    pub method: String,
+    /// The URL without its query.
+    pub url: String,
+    /// The answer's HTTP status; `None` when there was no answer.
+    pub status: Option<u16>,
+    /// Why there was no answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// The answer's body (as text, at most `BODY_BYTES_MAX` bytes).
+    #[serde(default)]
+    pub body: String,
+    /// The body was cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
+}
+
+impl Asked {
+    /// The answer as the engine is fed it again.
+    pub fn answer(&self) -> Answer {
+        match self.status {
+            Some(status) => Answer::Http { status, body: self.body.clone().into_bytes() },
+            None => Answer::Failed { reason: self.failure.clone().unwrap_or_default() },
+        }
+    }
+}
+
+/// One event applied to a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// When it was applied (ms since the Unix epoch).
+    pub at_ms: u64,
+    pub event: Happened,
+    /// The node the call left (empty when the call had not started).
+    pub left: String,
+    /// The node the call is at after it.
+    pub entered: String,
+    /// What the reply made the caller hear, in order.
+    #[serde(default)]
+    pub said: Vec<Said>,
+    /// The script requests made on the way, in order.
+    #[serde(default)]
+    pub requests: Vec<Asked>,
+}
+
+impl Entry {
+    /// The entry for a step: `before` the state the event was applied to, `answers` those the
+    /// step was given (one per request, in order).
+    pub fn of(m: &Machine, before: &CallState, event: &Event, step: &Step, answers: &[Answer]) -> Entry {
+        let name = |id| m.node(id).map_or_else(String::new, |n| n.name.clone());
+        let said = step.reply.as_ref().map_or_else(Vec::new, |flow| {
+            flow.actions
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let node = name(step.actors.get(i).copied().unwrap_or(step.state.node));
+                    let (action, text) = match a {
+                        Action::Say(s) => ("say", s.text.clone()),
+                        Action::SayAndCapture(c) => ("sayAndCapture", c.prompt_message.clone()),
+                        Action::PlayFile(p) => ("playFile", p.file_url.clone()),
+                        Action::MakeCall(c) => ("makeCall", c.destination.clone()),
+                        Action::Hangup => ("hangup", String::new()),
+                    };
+                    Said { node, action: action.into(), text: cut_chars(&text, TEXT_CHARS_MAX) }
+                })
+                .collect()
+        });
+        let requests = step
+            .requests
+            .iter()
+            .zip(answers)
+            .map(|(r, a)| {
+                let (status, failure, body) = match a {
+                    Answer::Http { status, body } => (Some(*status), None, body.as_slice()),
+                    Answer::Failed { reason } => (None, Some(cut_chars(reason, TEXT_CHARS_MAX)), &[][..]),
+                };
+                let (body, cut) = cut_bytes(body, BODY_BYTES_MAX);
+                Asked {
+                    node: r.node.clone(),
+                    method: r.method.to_string(),
+                    url: without_query(&r.url),
+                    status,
+                    failure,
+                    body,
+                    cut,
+                }
+            })
+            .collect();
+        let left = if before.phase == Phase::New { String::new() } else { name(before.node) };
+        let mut entry = Entry {
+            at_ms: step.state.updated_ms,
+            event: Happened::of(event),
+            left,
+            entered: name(step.state.node),
+            said,
+            requests,
+        };
+        entry.bound();
+        entry
+    }
+
+    /// Bytes the entry's texts take.
+    pub fn text_bytes(&self) -> usize {
+        let said: usize = self.said.iter().map(|s| s.node.len() + s.action.len() + s.text.len()).sum();
+        let asked: usize = self
+            .requests
+            .iter()
+            .map(|a| a.node.len() + a.url.len() + a.body.len() + a.failure.as_ref().map_or(0, String::len))
+            .sum();
+        let event = match &self.event {
+            Happened::Keys { keys: s } | Happened::SessionEnded { status: s } => s.len(),
+            _ => 0,
+        };
+        said + asked + event + self.left.len() + self.entered.len()
+    }
+
+    /// Keeps the entry within `ENTRY_BYTES_MAX`: answer bodies go first, then the texts.
+    pub fn bound(&mut self) {
+        while self.text_bytes() > ENTRY_BYTES_MAX {
+            if let Some(a) = self.requests.iter_mut().rev().find(|a| !a.body.is_empty()) {
+                a.body.clear();
+                a.cut = true;
+            } else if let Some(s) = self.said.iter_mut().rev().find(|s| !s.text.is_empty()) {
+                s.text.clear();
+            } else {
+                self.requests.iter_mut().for_each(|a| a.url.clear());
+                self.left = cut_chars(&self.left, 64);
+                self.entered = cut_chars(&self.entered, 64);
+                break;
+            }
+        }
+    }
+}
+
+/// A call's summary as history shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ended {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// One call as history shows it (and as `phonetree calls export` writes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Call {
+    pub session: String,
+    pub machine: String,
+    /// The machine version the call began on (`Version::short`).
+    pub version: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    pub source: String,
+    pub destination: String,
+    pub started_ms: u64,
+    pub updated_ms: u64,
+    /// `inProgress`, `hungUp`, `transferred` or `callerLeft`.
+    pub outcome: String,
+    /// The node the call is (or ended) at.
+    pub node: String,
+    /// (Absent from a listed call.)
+    #[serde(default)]
+    pub entries: Vec<Entry>,
+    /// Entries past `ENTRIES_MAX` were not kept.
+    #[serde(default)]
+    pub cut: bool,
+    /// 8x8's session summary, once it arrived.
+    #[serde(default)]
+    pub summary: Option<Ended>,
+}
+
+/// The outcome names `Call::outcome` uses (and `GET /calls?outcome=` filters on).
+pub const OUTCOMES: &[&str] = &["inProgress", "hungUp", "transferred", "callerLeft"];
+
+/// The name of a call's outcome.
+pub fn outcome(state: &CallState) -> &'static str {
+    match (&state.phase, &state.outcome) {
+        (Phase::Ended, Some(Outcome::Transferred { .. })) => "transferred",
+        (Phase::Ended, Some(Outcome::CallerLeft { .. })) => "callerLeft",
+        (Phase::Ended, _) => "hungUp",
+        _ => "inProgress",
+    }
+}
+
+impl Call {
+    /// A stored call: its state, node name, transcript and summary.
+    pub fn of(state: &CallState, node: &str, entries: Vec<Entry>, summary: Option<Ended>) -> Call {
+        Call {
+            session: state.call.session_id.clone(),
+            machine: state.machine.clone(),
+            version: state.version.short(),
+            direction: match state.call.direction {
+                Direction::Inbound => "inbound".into(),
+                Direction::Outbound => "outbound".into(),
+            },
+            source: state.call.source.clone(),
+            destination: state.call.destination.clone(),
+            started_ms: state.started_ms,
+            updated_ms: state.updated_ms,
+            outcome: outcome(state).into(),
+            node: node.into(),
+            cut: entries.len() >= ENTRIES_MAX,
+            entries,
+            summary,
+        }
+    }
+
+    /// The transcript, a line per thing that happened.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![
+            format!("session {} on machine `{}` version {}", self.session, self.machine, self.version),
+            format!("{} call from {} to {}", self.direction, self.source, self.destination),
+        ];
+        for e in &self.entries {
+            let at = e.at_ms.saturating_sub(self.started_ms);
+            let from = if e.left.is_empty() { String::new() } else { format!(" at `{}`", e.left) };
+            out.push(format!(
+                "+{}.{:03}s {}{from} -> `{}`",
+                at / 1000,
+                at % 1000,
+                describe(&e.event),
+                e.entered
+            ));
+            for a in &e.requests {
+                let answer = match (a.status, &a.failure) {
+                    (Some(status), _) => format!("HTTP {status} {}{}", a.body, if a.cut { "…" } else { "" }),
+                    (None, why) => format!("no answer ({})", why.as_deref().unwrap_or("")),
+                };
+                out.push(format!("    [{}] asks {} {} -> {answer}", a.node, a.method, a.url));
+            }
+            for s in &e.said {
+                out.push(format!("    [{}] {}", s.node, said_line(s)));
+            }
+        }
+        if self.cut {
+            out.push(format!("(entries past the first {ENTRIES_MAX} were not kept)"));
+        }
+        let ended = match &self.summary {
+            Some(s) => {
+                let error = match (&s.error_code, &s.error_message) {
+                    (None, None) => String::new(),
+                    (code, message) => format!(
+                        ", 8x8 error {}{}",
+                        code.map_or_else(String::new, |c| c.to_string()),
+                        message.as_deref().map_or_else(String::new, |m| format!(" {m}"))
+                    ),
+                };
+                format!("summary: {}{error}", s.status)
+            }
+            None => "summary: none yet".into(),
+        };
+        out.push(format!("outcome: {} at `{}`; {ended}", self.outcome, self.node));
+        out
+    }
+}
+
+fn describe(h: &Happened) -> String {
+    match h {
+        Happened::CallStarted => "call started".into(),
+        Happened::Keys { keys } => format!("keys {keys}"),
+        Happened::NoInput => "no input".into(),
+        Happened::SessionEnded { status } => format!("session ended ({status})"),
+    }
+}
+
+fn said_line(s: &Said) -> String {
+    match s.action.as_str() {
+        "say" => format!("says \"{}\"", s.text),
+        "sayAndCapture" => format!("asks \"{}\"", s.text),
+        "playFile" => format!("plays {}", s.text),
+        "makeCall" => format!("transfers to {}", s.text),
+        other => other.to_string(),
+    }
+}
+
+/// Where a replay's transcript first parts from the recorded one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// The entry (from 0).
+    pub entry: usize,
+    /// The event and the node it arrived at.
+    pub event: String,
+    pub node: String,
+    pub recorded: String,
+    pub replayed: String,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = if self.node.is_empty() { String::new() } else { format!(" at node `{}`", self.node) };
+        write!(
+            f,
+            "differs at entry {} ({}{at}): recorded {}; replayed {}",
+            self.entry + 1,
+            self.event,
+            self.recorded,
+            self.replayed
+        )
+    }
+}
+
+/// Plays a recorded call's inputs (events, script answers, times) through `m`; `None` when every
+/// entry comes out the same.
+pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
+    let info = CallInfo {
+        session_id: call.session.clone(),
+        direction: if call.direction == "outbound" { Direction::Outbound } else { Direction::Inbound },
+        source: call.source.clone(),
+        destination: call.destination.clone(),
+        call_id: None,
+    };
+    let mut state = CallState::new(m, info, call.started_ms);
+    // A call placed (outbound) began with the start node's prompts sent through 8x8's API, not
+    // in answer to a webhook: its first entry answers them.
+    if call.entries.first().is_some_and(|e| e.event != Happened::CallStarted) {
+        match engine::step(m, &state, &Event::CallStarted, call.started_ms) {
+            Ok(step) => state = step.state,
+            Err(e) => {
+                let event = call.entries.first().map_or(Happened::NoInput, |e| e.event.clone());
+                return Some(Difference {
+                    entry: 0,
+                    event: describe(&event),
+                    node: String::new(),
+                    recorded: "a call placed at the start node".into(),
+                    replayed: format!("error: {e}"),
+                });
+            }
+        }
+    }
+    for (i, recorded) in call.entries.iter().enumerate() {
+        let event = recorded.event.event();
+        let node = if state.phase == Phase::New {
+            String::new()
+        } else {
+            m.node(state.node).map_or_else(String::new, |n| n.name.clone())
+        };
+        let differs = |recorded: String, replayed: String| Difference {
+            entry: i,
+            event: describe(&recorded_event(call, i)),
+            node: node.clone(),
+            recorded,
+            replayed,
+        };
+        let mut answers: Vec<Answer> = recorded.requests.iter().map(Asked::answer).collect();
+        let step = loop {
+            match engine::step_with(m, &state, &event, recorded.at_ms, &answers) {
+                Ok(Stepped::Done(step)) => break *step,
+                Ok(Stepped::Needs(_)) if answers.len() <= SCRIPTS_PER_STEP_MAX => {
+                    answers.push(Answer::Failed { reason: "not in the recording".into() });
+                }
+                Ok(Stepped::Needs(r)) => {
+                    return Some(differs("a step".into(), format!("too many requests at `{}`", r.node)));
+                }
+                Err(e) => {
+                    return Some(differs(format!("entered `{}`", recorded.entered), format!("error: {e}")));
+                }
+            }
+        };
+        let got = Entry::of(m, &state, &event, &step, &answers);
+        if let Some((was, is)) = first_difference(recorded, &got) {
+            return Some(differs(was, is));
+        }
+        state = step.state;
+    }
+    None
+}
+
+fn recorded_event(call: &Call, i: usize) -> Happened {
+    call.entries.get(i).map_or(Happened::NoInput, |e| e.event.clone())
+}
+
+/// What differs first between two entries of one event: the requests made, what was said, the
+/// node entered.
+fn first_difference(recorded: &Entry, replayed: &Entry) -> Option<(String, String)> {
+    let req = |a: &Asked| format!("{} {} (node `{}`)", a.method, a.url, a.node);
+    for k in 0..recorded.requests.len().max(replayed.requests.len()) {
+        let (was, is) = (recorded.requests.get(k), replayed.requests.get(k));
+        let same = match (was, is) {
+            // Hosts differ between deployments (a machine's `api` setting): the path is compared.
+            (Some(a), Some(b)) => {
+                (&a.node, &a.method, url_path(&a.url)) == (&b.node, &b.method, url_path(&b.url))
+            }
+            _ => false,
+        };
+        if !same {
+            let show =
+                |a: Option<&Asked>| a.map_or_else(|| "no request".into(), |a| format!("request {}", req(a)));
+            return Some((show(was), show(is)));
+        }
+    }
+    if recorded.said != replayed.said {
+        let k = (0..recorded.said.len().max(replayed.said.len()))
+            .find(|&k| recorded.said.get(k) != replayed.said.get(k))
+            .unwrap_or(0);
+        let show = |s: Option<&Said>| {
+            s.map_or_else(|| "nothing more said".into(), |s| format!("[{}] {}", s.node, said_line(s)))
+        };
+        return Some((show(recorded.said.get(k)), show(replayed.said.get(k))));
+    }
+    if recorded.entered != replayed.entered {
+        return Some((format!("entered `{}`", recorded.entered), format!("entered `{}`", replayed.entered)));
+    }
+    None
+}
+
+/// A URL's path: what follows `scheme://host[:port]`.
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.find('/').map_or("/", |i| &rest[i..])
+}
+
+fn without_query(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or("").to_string()
+}
+
+fn cut_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+fn cut_bytes(body: &[u8], max: usize) -> (String, bool) {
+    let text = String::from_utf8_lossy(body);
+    if text.len() <= max {
+        return (text.into_owned(), false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (text[..end].to_string(), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_cut_from_urls_and_bodies_to_their_bound() {
+        assert_eq!(without_query("https://api.example/orders?id=1#x"), "https://api.example/orders");
+        assert_eq!(url_path("http://127.0.0.1:8090/orders/1"), "/orders/1");
+        assert_eq!(url_path("http://127.0.0.1:8090"), "/");
+        let (body, cut) = cut_bytes("é".repeat(BODY_BYTES_MAX).as_bytes(), BODY_BYTES_MAX);
+        assert!(cut && body.len() <= BODY_BYTES_MAX);
+    }
+
+    #[test]
+    fn an_entry_is_kept_within_its_bytes() {
+        let asked = Asked {
+            node: "n".into(),
+            method: "GET".into(),
+            url: "u".into(),
+            status: Some(200),
+            failure: None,
+            body: "x".repeat(BODY_BYTES_MAX),
+            cut: false,
+        };
+        let said = Said { node: "n".into(), action: "say".into(), text: "y".repeat(TEXT_CHARS_MAX) };
+        let mut e = Entry {
+            at_ms: 0,
+            event: Happened::NoInput,
+            left: "a".into(),
+            entered: "b".into(),
+            said: vec![said; 16],
+            requests: vec![asked; SCRIPTS_PER_STEP_MAX],
+        };
+        e.bound();
+        assert!(e.text_bytes() <= ENTRY_BYTES_MAX, "{}", e.text_bytes());
+    }
+}
