@@ -80,7 +80,7 @@ fn machine(name: &str, allow_hosts: &str, urls: &[String]) -> String {
     for (i, url) in urls.iter().enumerate() {
         let failure = if i + 1 == urls.len() { "failed".to_string() } else { format!("s{}", i + 1) };
         text.push_str(&format!(
-            "\n[nodes.s{i}]\nkind = \"script\"\nurl = \"{url}\"\ntimeout_ms = 10000\nfailure = \"{failure}\"\ndefault = \"served\"\n"
+            "\n[nodes.s{i}]\nkind = \"script\"\nurl = \"{url}\"\ntimeout_ms = 5000\nfailure = \"{failure}\"\ndefault = \"served\"\n"
         ));
     }
     text
@@ -266,7 +266,7 @@ async fn chained_slow_scripts_are_cut_short_by_the_webhook_deadline() {
     let urls: Vec<String> = (1..=4).map(|i| format!("{}/slow/{i}", api.base())).collect();
     let t = tempfile::tempdir().unwrap();
     let n = node(&t, &machine("slow", "[\"127.0.0.1\"]", &urls), &[]);
-    // Each script may wait 10 s, four of them 40 s: the webhook's deadline answers first, with
+    // Each script may wait 5 s, four of them 20 s: the webhook's deadline answers first, with
     // every failure branch taken and only the first script's request sent.
     assert_eq!(call(&n, "s-slow").await, ["Failed."]);
     assert_eq!(api.seen(), ["/slow/1"]);

@@ -24,6 +24,7 @@ use tracing::{debug, error, info, warn};
 use super::{App, fetch, metrics};
 use crate::callflow::{self, Callflow, ClientActionId, Issued, SessionSummary};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
+use crate::machine::compile::SCRIPT_TIMEOUT_MAX_MS;
 use crate::machine::{Machine, NodeKind};
 use crate::node::registry::{MachineSet, RegistryError};
 use crate::node::throttle::{Throttle, Verdict};
@@ -44,6 +45,8 @@ pub const COMMIT_ATTEMPTS_MAX: usize = 8;
 /// SIGTERM to commit and reply.
 pub const SCRIPTS_DEADLINE: Duration = Duration::from_secs(5);
 const _: () = assert!(SCRIPTS_DEADLINE.as_secs() < super::SHUTDOWN_GRACE.as_secs());
+// A script's own `timeout_ms` fits in the deadline: the compiler refuses longer ones.
+const _: () = assert!(SCRIPT_TIMEOUT_MAX_MS as u128 <= SCRIPTS_DEADLINE.as_millis());
 /// Least time left worth a request (the shortest `timeout_ms` a script may set): with less, the
 /// script takes its failure branch at once.
 const SCRIPT_BUDGET_MIN: Duration = Duration::from_millis(100);

@@ -17,6 +17,8 @@ mod flow;
 mod nodes;
 mod numbers;
 mod scripts;
+
+pub use scripts::SCRIPT_TIMEOUT_MAX_MS;
 mod shape;
 
 use std::cell::OnceCell;

@@ -13,8 +13,9 @@ use crate::machine::diagnostic::closest;
 use crate::machine::hosts;
 
 /// Longest a script waits for its API: 8x8 waits for phonetree's reply meanwhile, and a caller in
-/// silence for longer hangs up.
-pub(super) const SCRIPT_TIMEOUT_MAX_MS: i64 = 10_000;
+/// silence for longer hangs up. The node gives all the scripts of one webhook this long together
+/// (`node::calls::SCRIPTS_DEADLINE`), so a longer `timeout_ms` could never be waited for.
+pub const SCRIPT_TIMEOUT_MAX_MS: i64 = 5_000;
 /// A script's timeout when the machine sets none.
 const SCRIPT_TIMEOUT_DEFAULT_MS: i64 = 3_000;
 /// The widget's default wait for each key.
