@@ -99,6 +99,14 @@ struct Node {
     _dir: tempfile::TempDir,
 }
 
+/// Whether `bin serve` takes `flag` (its `--help` names it).
+fn takes_flag(bin: &Path, flag: &str) -> bool {
+    Command::new(bin)
+        .args(["serve", "--help"])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
+}
+
 impl Node {
     fn start(bin: &Path, durable: bool) -> Result<Node, String> {
         Node::start_on(bin, durable, None)
@@ -118,7 +126,11 @@ impl Node {
             Some(url) => cmd.arg("--store").arg(url),
             None => cmd.arg("--data").arg(dir.path().join("data")),
         };
-        cmd.arg("--listen").arg(format!("127.0.0.1:{port}")).arg("--admin-listen").arg("127.0.0.1:0");
+        cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        // A baseline from before the admin listener does not know the flag (nor bind 9090).
+        if takes_flag(bin, "--admin-listen") {
+            cmd.arg("--admin-listen").arg("127.0.0.1:0");
+        }
         if !durable {
             cmd.arg("--unsafe-no-fsync");
         }
