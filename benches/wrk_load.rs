@@ -33,7 +33,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MACHINES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/machines");
+/// The one machine every workload calls: the node loads it alone, so a baseline that predates
+/// a newer machine field (say `allow_hosts`) loads the same machine as the binary under test.
+const MACHINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/machines/abc_restaurant.toml");
 const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk");
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on.
 const CLOCK_TICKS: f64 = 100.0;
@@ -121,7 +123,11 @@ impl Node {
             .port();
         let log = dir.path().join("serve.log");
         let mut cmd = Command::new(bin);
-        cmd.arg("serve").arg("--machines").arg(MACHINES);
+        let machines = dir.path().join("machines");
+        std::fs::create_dir_all(&machines)
+            .and_then(|()| std::fs::copy(MACHINE, machines.join("abc_restaurant.toml")))
+            .map_err(|e| format!("cannot copy {MACHINE}: {e}"))?;
+        cmd.arg("serve").arg("--machines").arg(&machines);
         match store {
             Some(url) => cmd.arg("--store").arg(url),
             None => cmd.arg("--data").arg(dir.path().join("data")),
