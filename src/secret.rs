@@ -23,6 +23,16 @@ impl Secret {
         Ok(Secret::new(line))
     }
 
+    /// The secret of a pair of options, text or file (the file's first line wins); `None` when
+    /// neither is given.
+    pub fn from_either(text: Option<&str>, file: Option<&Path>) -> Result<Option<Secret>, SecretFileError> {
+        match (text, file) {
+            (_, Some(file)) => Secret::from_file(file).map(Some),
+            (Some(text), None) => Ok(Some(Secret::new(text))),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// Every non-empty line of `file` (a file of several secrets, for rotation).
     pub fn lines_of(file: &Path) -> Result<Vec<Secret>, SecretFileError> {
         let text = std::fs::read_to_string(file)

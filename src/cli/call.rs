@@ -3,7 +3,6 @@
 //! gives it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use phonetree::node::{self, App, Config, PlaceError, ServeError};
@@ -11,7 +10,7 @@ use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::API_TIMEOUT;
 use tokio::runtime::Runtime;
 
-use super::{NoRuntime, NodeArgs, runtime};
+use super::{NoRuntime, NodeArgs, ServerArgs, runtime};
 
 /// How long `--server` may take: the node's own wait on 8x8 (`API_TIMEOUT`), and some.
 const SERVER_TIMEOUT: Duration = Duration::from_secs(API_TIMEOUT.as_secs() + 20);
@@ -27,17 +26,9 @@ pub struct Args {
     /// The caller ID, one of the machine's numbers (default: its first).
     #[arg(long)]
     from: Option<String>,
-    /// The admin listener of a running `phonetree serve` to place the call through (its store is
-    /// locked while it runs), e.g. `http://127.0.0.1:9090`.
-    #[arg(long, env = "PHONETREE_SERVER")]
-    server: Option<String>,
-    /// The node's admin token, sent as `Authorization: Bearer` with --server. Prefer
-    /// --admin-token-file: a flag shows in `ps`.
-    #[arg(long, env = "PHONETREE_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
-    /// A file whose first line is the node's admin token.
-    #[arg(long, env = "PHONETREE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
-    admin_token_file: Option<PathBuf>,
+    /// A running node to place the call through.
+    #[command(flatten)]
+    server: ServerArgs,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -66,16 +57,11 @@ pub enum Error {
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
-    let Args { machine, to, from, server, admin_token, admin_token_file, node } = args;
-    let token = match (admin_token, admin_token_file) {
-        (_, Some(file)) => Some(Secret::from_file(&file)?),
-        (Some(token), None) => Some(Secret::new(&token)),
-        (None, None) => None,
-    };
+    let Args { machine, to, from, server, node } = args;
     let config = node.config(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO, Duration::ZERO)?;
     let rt = runtime()?;
-    let session = match server {
-        Some(server) => {
+    let session = match server.server()? {
+        Some((server, token)) => {
             rt.block_on(through_server(&server, token.as_ref(), &machine, &to, from.as_deref()))?
         }
         None => place(&rt, config, &machine, &to, from.as_deref())?,

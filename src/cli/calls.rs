@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use phonetree::node::history::{self, Filter};
@@ -11,7 +10,7 @@ use phonetree::node::{self, App, ServeError};
 use phonetree::proof::history::Call;
 use phonetree::secret::{Secret, SecretFileError};
 
-use super::{NoRuntime, NodeArgs, runtime};
+use super::{NoRuntime, NodeArgs, ServerArgs, runtime};
 
 /// How long `--server` may take to answer.
 const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,17 +60,8 @@ pub struct ListArgs {
 /// Where the calls are read: a running node's admin listener, else the store of a stopped node.
 #[derive(clap::Args)]
 pub struct FromArgs {
-    /// The admin listener of a running `phonetree serve` (its sled store is locked while it runs),
-    /// e.g. `http://127.0.0.1:9090`.
-    #[arg(long, env = "PHONETREE_SERVER")]
-    server: Option<String>,
-    /// The node's admin token, sent as `Authorization: Bearer` with --server. Prefer
-    /// --admin-token-file: a flag shows in `ps`.
-    #[arg(long, env = "PHONETREE_ADMIN_TOKEN", hide_env_values = true)]
-    admin_token: Option<String>,
-    /// A file whose first line is the node's admin token.
-    #[arg(long, env = "PHONETREE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
-    admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -151,14 +141,9 @@ pub fn run(command: Command) -> Result<(), Error> {
 }
 
 async fn open(from: FromArgs) -> Result<Source, Error> {
-    let FromArgs { server, admin_token, admin_token_file, node } = from;
-    if let Some(url) = server {
-        let token = match (admin_token, admin_token_file) {
-            (_, Some(file)) => Some(Secret::from_file(&file)?),
-            (Some(token), None) => Some(Secret::new(&token)),
-            (None, None) => None,
-        };
-        return Ok(Source::Server { url: url.trim_end_matches('/').to_string(), token });
+    let FromArgs { server, node } = from;
+    if let Some((url, token)) = server.server()? {
+        return Ok(Source::Server { url, token });
     }
     let config = node.config(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO, Duration::ZERO)?;
     let store = node::store_name(&config.store);

@@ -42,11 +42,7 @@ struct ApiArgs {
 impl ApiArgs {
     /// The API's settings, the key read from its file if one is given.
     fn config(self) -> Result<ApiConfig, SecretFileError> {
-        let api_key = match (&self.api_key, &self.api_key_file) {
-            (_, Some(file)) => Some(Secret::from_file(file)?),
-            (Some(key), None) => Some(Secret::new(key)),
-            (None, None) => None,
-        };
+        let api_key = Secret::from_either(self.api_key.as_deref(), self.api_key_file.as_deref())?;
         Ok(ApiConfig { base_url: self.api_base_url, sub_account: self.api_subaccount, api_key })
     }
 }
@@ -103,11 +99,7 @@ impl NodeArgs {
         session_ttl: Duration,
         retention: Duration,
     ) -> Result<Config, SecretFileError> {
-        let action_key = match (&self.action_key, &self.action_key_file) {
-            (_, Some(file)) => Some(Secret::from_file(file)?),
-            (Some(key), None) => Some(Secret::new(key)),
-            (None, None) => None,
-        };
+        let action_key = Secret::from_either(self.action_key.as_deref(), self.action_key_file.as_deref())?;
         Ok(Config {
             machines: self.machines,
             store: self.store.unwrap_or_else(|| format!("sled:{}", self.data.display())),
@@ -136,6 +128,31 @@ fn script_host(entry: &str) -> Result<AllowedHost, String> {
             Err(format!("`{host}` is {range}, which scripts never call"))
         }
         _ => Ok(host),
+    }
+}
+
+/// A running node's admin listener to ask instead of opening its store (`call`, `calls`).
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The admin listener of a running `phonetree serve` (its sled store is locked while it runs),
+    /// e.g. `http://127.0.0.1:9090`.
+    #[arg(long, env = "PHONETREE_SERVER")]
+    server: Option<String>,
+    /// The node's admin token, sent as `Authorization: Bearer` with --server. Prefer
+    /// --admin-token-file: a flag shows in `ps`.
+    #[arg(long, env = "PHONETREE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// A file whose first line is the node's admin token.
+    #[arg(long, env = "PHONETREE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The admin listener's URL (without a trailing `/`) and token, when `--server` is given.
+    fn server(self) -> Result<Option<(String, Option<Secret>)>, SecretFileError> {
+        let Some(url) = self.server else { return Ok(None) };
+        let token = Secret::from_either(self.admin_token.as_deref(), self.admin_token_file.as_deref())?;
+        Ok(Some((url.trim_end_matches('/').to_string(), token)))
     }
 }
 

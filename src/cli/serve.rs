@@ -138,11 +138,7 @@ pub fn run(args: Args) -> Result<(), Error> {
             "NO WEBHOOK SECRET: every request to /webhooks/* is trusted; set --webhook-secret before 8x8 can reach this node"
         );
     }
-    let admin_token = match (&args.admin_token, &args.admin_token_file) {
-        (_, Some(file)) => Some(Secret::from_file(file)?),
-        (Some(token), None) => Some(Secret::new(token)),
-        (None, None) => None,
-    };
+    let admin_token = Secret::from_either(args.admin_token.as_deref(), args.admin_token_file.as_deref())?;
     let admin_auth = AdminAuth::new(admin_token).map_err(Error::AdminAuth)?;
     if admin_auth.is_open() && !args.admin_listen.ip().is_loopback() {
         return Err(Error::AdminUnauthenticated(args.admin_listen));
