@@ -7,6 +7,7 @@ pub mod calls;
 pub mod check;
 pub mod migrate;
 pub mod replay;
+pub mod schema;
 pub mod serve;
 pub mod simulate;
 pub mod store;

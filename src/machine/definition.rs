@@ -7,14 +7,16 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// One machine file. `name` and `start` are required: the compiler reports them missing.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 pub struct Definition {
     /// The machine's name: it appears in every `clientActionId` the machine issues.
     #[serde(default)]
     pub name: String,
+    /// What the machine is for (shown by `check`, the console and the admin API).
     #[serde(default)]
     pub description: Option<String>,
     /// The node a call starts at.
@@ -43,25 +45,36 @@ pub struct Definition {
 }
 
 /// The `[defaults]` table: the speech and capture settings every node inherits.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 pub struct Defaults {
+    /// 8x8 `voiceProfile`: the text-to-speech voice (`en-US-BenjaminRUS`).
     pub voice_profile: Option<String>,
+    /// 8x8 `speed`: speech rate, 0.5 to 2.0.
     pub speed: Option<f64>,
+    /// 8x8 `repetition`: times a message is played, 1 to 10.
     pub repetition: Option<i64>,
+    /// 8x8 `minDigits`: fewest keys a capture accepts (1 to 25).
     pub min_digits: Option<i64>,
+    /// 8x8 `maxDigits`: most keys a capture accepts (1 to 25).
     pub max_digits: Option<i64>,
+    /// 8x8 `digitTimeout`: ms to wait for each further key.
     pub digit_timeout_ms: Option<i64>,
+    /// 8x8 `overallTimeout`: ms to wait for the whole capture.
     pub overall_timeout_ms: Option<i64>,
+    /// 8x8 `completeOnHash`: `#` ends the capture.
     pub complete_on_hash: Option<bool>,
+    /// 8x8 `noOfTries`: 8x8's own attempts at a capture, 1 to 10.
     pub no_of_tries: Option<i64>,
+    /// 8x8 `successMessage`: said after a capture 8x8 accepts.
     pub success_message: Option<String>,
+    /// 8x8 `failureMessage`: said when a capture 8x8 rejects is retried.
     pub failure_message: Option<String>,
     /// phonetree's own attempts at a menu before it takes the invalid / no-input branch.
     pub tries: Option<i64>,
 }
 
 /// The node kinds; each takes the fields listed in `compile::fields::FIELDS_BY_KIND`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// 8x8 `sayAndCapture`: a prompt, then branches on the keys pressed.
@@ -81,7 +94,7 @@ pub enum Kind {
 }
 
 /// One `[nodes.NAME]` table.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 pub struct NodeDef {
     /// Read before the other fields; `None` when it is missing or no kind (already reported).
     #[serde(skip)]
@@ -95,9 +108,11 @@ pub struct NodeDef {
     pub broken: bool,
 
     // menu
+    /// What the caller hears before pressing keys (a template: `{caller}`, `{say:$order}`, ...).
     pub prompt: Option<String>,
     /// Played instead of `prompt` when the caller gets another try.
     pub reprompt: Option<String>,
+    /// phonetree's attempts at the node before it takes `invalid` / `no_input` (1 to 9).
     pub tries: Option<i64>,
     /// Keys the caller may press, each mapped to the node it leads to.
     pub branches: Option<BTreeMap<String, String>>,
@@ -142,8 +157,11 @@ pub struct NodeDef {
     pub repeat: Option<i64>,
 
     // say / play
+    /// What a say node says (a template).
     pub text: Option<String>,
+    /// The audio a play node plays: an http(s) URL (a template).
     pub file_url: Option<String>,
+    /// The node the call goes to next.
     pub next: Option<String>,
 
     // transfer
@@ -151,21 +169,33 @@ pub struct NodeDef {
     pub destination: Option<String>,
     /// The caller ID shown to the destination (default: the call's virtual number).
     pub source: Option<String>,
+    /// 8x8 `callRecording`: record the bridged call.
     pub call_recording: Option<bool>,
     /// Where the call continues when the bridged leg ends (default: the call ends).
     pub after: Option<String>,
 
     // speech and capture overrides (see `Defaults`)
+    /// 8x8 `voiceProfile`: the text-to-speech voice (`en-US-BenjaminRUS`).
     pub voice_profile: Option<String>,
+    /// 8x8 `speed`: speech rate, 0.5 to 2.0.
     pub speed: Option<f64>,
+    /// 8x8 `repetition`: times a message is played, 1 to 10.
     pub repetition: Option<i64>,
+    /// 8x8 `minDigits`: fewest keys a capture accepts (1 to 25).
     pub min_digits: Option<i64>,
+    /// 8x8 `maxDigits`: most keys a capture accepts (1 to 25).
     pub max_digits: Option<i64>,
+    /// 8x8 `digitTimeout`: ms to wait for each further key.
     pub digit_timeout_ms: Option<i64>,
+    /// 8x8 `overallTimeout`: ms to wait for the whole capture.
     pub overall_timeout_ms: Option<i64>,
+    /// 8x8 `completeOnHash`: `#` ends the capture.
     pub complete_on_hash: Option<bool>,
+    /// 8x8 `noOfTries`: 8x8's own attempts at a capture, 1 to 10.
     pub no_of_tries: Option<i64>,
+    /// 8x8 `successMessage`: said after a capture 8x8 accepts.
     pub success_message: Option<String>,
+    /// 8x8 `failureMessage`: said when a capture 8x8 rejects is retried.
     pub failure_message: Option<String>,
 }
 

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod definition;
 pub mod diagnostic;
 pub mod hosts;
+pub mod schema;
 pub mod source;
 pub mod template;
 

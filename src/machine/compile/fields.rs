@@ -154,6 +154,13 @@ pub(super) fn taken_by(kind: Kind) -> FieldSet {
     sets[kind as usize]
 }
 
+/// Each kind's name and the fields it takes besides `kind`, in `NodeDef`'s order (the JSON
+/// Schema's rule, the same as `check_fields`').
+pub(crate) fn kinds_and_fields() -> Vec<(&'static str, Vec<&'static str>)> {
+    let fields = |kind| taken_by(kind).indexes().map(|i| node_fields()[i]).collect();
+    FIELDS_BY_KIND.iter().map(|(kind, _)| (kind_name(*kind), fields(*kind))).collect()
+}
+
 /// A hint for an unknown field of a node of `kind` (any kind when it is not known).
 pub(super) fn unknown_field_hint(field: &str, kind: Option<Kind>) -> String {
     let taken: Vec<&str> = match kind {

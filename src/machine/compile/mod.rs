@@ -18,6 +18,7 @@ mod nodes;
 mod numbers;
 mod scripts;
 
+pub(crate) use fields::kinds_and_fields;
 pub use scripts::SCRIPT_TIMEOUT_MAX_MS;
 mod shape;
 
