@@ -77,8 +77,9 @@ fn a_typo_is_refused_with_the_schemas_message() {
     machine["nodes"]["menu"]["kind"] = json!("menuu");
     machine["nodes"]["menu"]["tries"] = json!("three");
     machine["timezones"] = json!("UTC");
+    machine["defaults"]["max_digits"] = json!(26);
     let found = errors(&validator, &machine).join("\n");
-    for word in ["menuu", "three", "timezones"] {
+    for word in ["menuu", "three", "timezones", "26"] {
         assert!(found.contains(word), "{word}: {found}");
     }
 }

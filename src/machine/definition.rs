@@ -49,13 +49,13 @@ pub struct Definition {
 pub struct Defaults {
     /// 8x8 `voiceProfile`: the text-to-speech voice (`en-US-BenjaminRUS`).
     pub voice_profile: Option<String>,
-    /// 8x8 `speed`: speech rate, 0.5 to 2.0.
+    /// 8x8 `speed`: speech rate (0.5 to 2.0).
     pub speed: Option<f64>,
-    /// 8x8 `repetition`: times a message is played, 1 to 10.
+    /// 8x8 `repetition`: times a message is played.
     pub repetition: Option<i64>,
-    /// 8x8 `minDigits`: fewest keys a capture accepts (1 to 25).
+    /// 8x8 `minDigits`: fewest keys a capture accepts.
     pub min_digits: Option<i64>,
-    /// 8x8 `maxDigits`: most keys a capture accepts (1 to 25).
+    /// 8x8 `maxDigits`: most keys a capture accepts.
     pub max_digits: Option<i64>,
     /// 8x8 `digitTimeout`: ms to wait for each further key.
     pub digit_timeout_ms: Option<i64>,
@@ -63,7 +63,7 @@ pub struct Defaults {
     pub overall_timeout_ms: Option<i64>,
     /// 8x8 `completeOnHash`: `#` ends the capture.
     pub complete_on_hash: Option<bool>,
-    /// 8x8 `noOfTries`: 8x8's own attempts at a capture, 1 to 10.
+    /// 8x8 `noOfTries`: 8x8's own attempts at a capture.
     pub no_of_tries: Option<i64>,
     /// 8x8 `successMessage`: said after a capture 8x8 accepts.
     pub success_message: Option<String>,
@@ -112,7 +112,7 @@ pub struct NodeDef {
     pub prompt: Option<String>,
     /// Played instead of `prompt` when the caller gets another try.
     pub reprompt: Option<String>,
-    /// phonetree's attempts at the node before it takes `invalid` / `no_input` (1 to 9).
+    /// phonetree's attempts at the node before it takes `invalid` / `no_input`.
     pub tries: Option<i64>,
     /// Keys the caller may press, each mapped to the node it leads to.
     pub branches: Option<BTreeMap<String, String>>,
@@ -177,13 +177,13 @@ pub struct NodeDef {
     // speech and capture overrides (see `Defaults`)
     /// 8x8 `voiceProfile`: the text-to-speech voice (`en-US-BenjaminRUS`).
     pub voice_profile: Option<String>,
-    /// 8x8 `speed`: speech rate, 0.5 to 2.0.
+    /// 8x8 `speed`: speech rate (0.5 to 2.0).
     pub speed: Option<f64>,
-    /// 8x8 `repetition`: times a message is played, 1 to 10.
+    /// 8x8 `repetition`: times a message is played.
     pub repetition: Option<i64>,
-    /// 8x8 `minDigits`: fewest keys a capture accepts (1 to 25).
+    /// 8x8 `minDigits`: fewest keys a capture accepts.
     pub min_digits: Option<i64>,
-    /// 8x8 `maxDigits`: most keys a capture accepts (1 to 25).
+    /// 8x8 `maxDigits`: most keys a capture accepts.
     pub max_digits: Option<i64>,
     /// 8x8 `digitTimeout`: ms to wait for each further key.
     pub digit_timeout_ms: Option<i64>,
@@ -191,7 +191,7 @@ pub struct NodeDef {
     pub overall_timeout_ms: Option<i64>,
     /// 8x8 `completeOnHash`: `#` ends the capture.
     pub complete_on_hash: Option<bool>,
-    /// 8x8 `noOfTries`: 8x8's own attempts at a capture, 1 to 10.
+    /// 8x8 `noOfTries`: 8x8's own attempts at a capture.
     pub no_of_tries: Option<i64>,
     /// 8x8 `successMessage`: said after a capture 8x8 accepts.
     pub success_message: Option<String>,

@@ -9,7 +9,7 @@
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
-use super::compile::kinds_and_fields;
+use super::compile::{integer_bounds, kinds_and_fields};
 use super::definition::{Defaults, Definition, Kind, NodeDef};
 
 /// The schema of a machine file (TOML or JSON: both read the same tree).
@@ -43,6 +43,19 @@ pub fn machine_schema() -> Value {
         }
         if let Some(Value::Object(defaults)) = defs.get_mut("Defaults") {
             defaults.insert("additionalProperties".into(), false.into());
+        }
+        for table in ["NodeDef", "Defaults"] {
+            let Some(Value::Object(table)) = defs.get_mut(table) else { continue };
+            let props = properties(table);
+            for (field, min, max, hint) in integer_bounds() {
+                if let Some(Value::Object(field)) = props.get_mut(field) {
+                    field.insert("minimum".into(), min.into());
+                    field.insert("maximum".into(), max.into());
+                    let text = field.get("description").and_then(Value::as_str).unwrap_or_default();
+                    let text = format!("{text} {min} to {max}: {hint}.").trim_start().to_string();
+                    field.insert("description".into(), text.into());
+                }
+            }
         }
     }
     if let Value::Object(root) = &mut root {

@@ -19,6 +19,7 @@ mod numbers;
 mod scripts;
 
 pub(crate) use fields::kinds_and_fields;
+pub(crate) use numbers::integer_bounds;
 pub use scripts::SCRIPT_TIMEOUT_MAX_MS;
 mod shape;
 

@@ -42,6 +42,11 @@ const BOUNDS: &[Bounds] = &[
     bounds("repeat", 0, TRIES_MAX as i64 - 1, "the prompt is repeated 0 to 8 times when nothing is keyed"),
 ];
 
+/// Each integer field's name and bounds, for the JSON Schema: (field, min, max, how to choose).
+pub(crate) fn integer_bounds() -> impl Iterator<Item = (&'static str, i64, i64, &'static str)> {
+    BOUNDS.iter().map(|b| (b.field, b.min, b.max, b.hint))
+}
+
 fn bounds_of(field: &str) -> &'static Bounds {
     BOUNDS.iter().find(|b| b.field == field).expect("every integer field has bounds")
 }
