@@ -30,6 +30,10 @@ pub struct Definition {
     /// to any other host is an error; a loopback or private IP address needs listing here.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
+    /// The IANA time zone (`Asia/Singapore`) route rules on `days`, `hours` and `dates` read the
+    /// clock in; required when a rule uses time.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Named constants usable in any template as `{name}` (phone numbers, URLs, ...).
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -78,6 +82,10 @@ pub enum Kind {
     Transfer,
     /// 8x8 `hangup`.
     Hangup,
+    /// No action: the first of its `rules` whose conditions all hold picks the next node, else `else`.
+    Route,
+    /// No action: sets call variables (`values`) and counters (`add`), then `next`.
+    Set,
 }
 
 /// One `[nodes.NAME]` table.
@@ -155,6 +163,19 @@ pub struct NodeDef {
     /// Where the call continues when the bridged leg ends (default: the call ends).
     pub after: Option<String>,
 
+    // route
+    /// Ordered rules: the first whose conditions all hold gives the next node.
+    pub rules: Option<Vec<RuleDef>>,
+    /// Where a route goes when no rule holds.
+    #[serde(rename = "else")]
+    pub otherwise: Option<String>,
+
+    // set
+    /// Call variables set to templates (`{ lang = "es" }`).
+    pub values: Option<BTreeMap<String, String>>,
+    /// Integer counters, each added to (`{ pin_attempts = 1 }`; an unset counter counts as 0).
+    pub add: Option<BTreeMap<String, i64>>,
+
     // speech and capture overrides (see `Defaults`)
     pub voice_profile: Option<String>,
     pub speed: Option<f64>,
@@ -167,6 +188,29 @@ pub struct NodeDef {
     pub no_of_tries: Option<i64>,
     pub success_message: Option<String>,
     pub failure_message: Option<String>,
+}
+
+/// One rule of a `route` node: its conditions (all must hold) and the node it leads to. A rule's
+/// fields are closed: a misspelt condition would otherwise silently hold.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    /// Weekdays, `mon-fri`, `sat,sun`, `fri-mon` (wrapping).
+    pub days: Option<String>,
+    /// A local time window, `09:00-18:00`; `22:00-06:00` crosses midnight.
+    pub hours: Option<String>,
+    /// ISO dates, `2026-12-25`.
+    pub dates: Option<Vec<String>>,
+    /// The call variable the value tests read.
+    pub var: Option<String>,
+    pub equals: Option<String>,
+    pub one_of: Option<Vec<String>>,
+    /// A regular expression the whole value must match.
+    pub matches: Option<String>,
+    pub prefix: Option<String>,
+    pub at_least: Option<i64>,
+    pub at_most: Option<i64>,
+    pub next: Option<String>,
 }
 
 /// A set of `NodeDef` fields, by their index in serde's field list (`FieldSet::NAMES`).
