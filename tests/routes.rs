@@ -178,3 +178,37 @@ async fn three_wrong_pins_reach_the_agent_and_a_right_one_the_balance_in_the_cho
     assert_eq!(last, "hangup");
     assert_eq!(bank.pins.lock().unwrap().len(), 5);
 }
+
+#[test]
+fn a_counter_stops_at_its_bound_instead_of_overflowing() {
+    let text = r#"
+name = "counter"
+start = "up"
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[nodes.up]
+kind = "set"
+add = { n = 999999999 }
+next = "again"
+
+[nodes.again]
+kind = "set"
+add = { n = 999999999 }
+next = "tell"
+
+[nodes.tell]
+kind = "say"
+text = "Count {n}."
+next = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+    let m = compile_text("counter.toml", text);
+    let (flows, state) = play_outbound(&m, outbound("+15550001", "+6598888888"), &[]);
+    assert_eq!(state.vars["n"], "999999999");
+    let said = json(&flows[0]);
+    assert!(said.to_string().contains("Count 999999999."), "{said}");
+}
