@@ -212,3 +212,60 @@ kind = "hangup"
     let said = json(&flows[0]);
     assert!(said.to_string().contains("Count 999999999."), "{said}");
 }
+
+#[test]
+fn a_counter_no_route_bounds_stops_the_exploration_and_says_so() {
+    let path = repo().join("tests/data/routes/unbounded_counter.toml");
+    let m = compile_text("unbounded_counter.toml", &std::fs::read_to_string(path).unwrap());
+    let r = phonetree::proof::explore::explore(&m);
+    let kinds: Vec<_> = r.violations.iter().map(|v| v.kind).collect();
+    assert!(kinds.contains(&phonetree::proof::explore::Kind::Unbounded), "{:#?}", r.violations);
+    assert!(
+        !kinds.contains(&phonetree::proof::explore::Kind::Trap),
+        "no trap is judged on a cut exploration"
+    );
+    assert!(r.states <= phonetree::proof::explore::STATES_MAX + 64);
+}
+
+#[test]
+fn explore_covers_a_rule_on_an_input_value_and_one_on_the_caller() {
+    let text = r#"
+name = "by_value"
+start = "who"
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[nodes.who]
+kind = "route"
+rules = [{ var = "caller", prefix = "+65", next = "ask" }]
+else = "bye"
+
+[nodes.ask]
+kind = "input"
+prompt = "Your code."
+variable = "code"
+min_digits = 1
+max_digits = 4
+digit_timeout_ms = 5000
+overall_timeout_ms = 10000
+next = "pick"
+invalid = "bye"
+
+[nodes.pick]
+kind = "route"
+rules = [{ var = "code", equals = "42", next = "agent" }, { var = "code", one_of = ["7", "8"], next = "bye" }]
+else = "bye"
+
+[nodes.agent]
+kind = "transfer"
+destination = "+6531589338"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+    let m = compile_text("by_value.toml", text);
+    let r = phonetree::proof::explore::explore(&m);
+    assert!(r.proven(), "{:#?}", r.violations);
+    assert_eq!(r.edges_covered, r.edges);
+}

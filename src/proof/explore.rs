@@ -11,6 +11,15 @@
 //! Then the simple paths through those states (no state twice) are walked to count them and find
 //! the longest, which must stay within `DEPTH_MAX` answers.
 //!
+//! Route nodes decide on the clock and on call variables, so for a machine with routes the control
+//! state also holds the call's clock class and the values of the variables its rules test. A call
+//! starts at each clock class — instants around every window edge and named date of the routes, one
+//! per distinct set of time rules that hold (at most `CLOCKS_MAX`), fixed for the whole call — and
+//! from each caller a rule on `caller` names; inputs also try each value a rule tests an input's
+//! variable for. A counter only positive `add`s write and only integer tests read is capped one
+//! above its largest threshold (every test agrees beyond it); past `STATES_MAX` states `explore`
+//! stops and reports it.
+//!
 //! Every violation comes with the inputs that reach it, replayable with `phonetree simulate`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -71,6 +80,8 @@ pub enum Kind {
     Unreachable,
     /// No input takes the edge.
     UncoveredEdge,
+    /// A variable a route tests takes more values than `STATES_MAX` states hold: not all explored.
+    Unbounded,
 }
 
 /// A property that does not hold, and how to see it happen.
@@ -133,7 +144,7 @@ fn routed_value(value: Option<&str>, cap: Option<i64>) -> Option<String> {
 
 /// Most control states explored. Counters and the variables route rules test multiply the states;
 /// beyond this many, `explore` stops and says so (a counter a route never bounds).
-pub const STATES_MAX: usize = 200_000;
+pub const STATES_MAX: usize = 50_000;
 /// Most clock classes a call is explored at (one per combination of route time rules that hold).
 pub const CLOCKS_MAX: usize = 64;
 
@@ -332,6 +343,8 @@ pub fn explore(m: &Machine) -> Report {
         }
     }
     let roots = visited.len();
+    // Stopped at `STATES_MAX`: the states past the frontier are unknown, so traps are not judged.
+    let mut truncated = false;
     let mut entered: HashSet<NodeId> = HashSet::new();
     let mut covered: HashSet<(NodeId, Edge)> = HashSet::new();
     let mut queue: VecDeque<usize> = (0..roots).collect();
@@ -343,9 +356,10 @@ pub fn explore(m: &Machine) -> Report {
             continue;
         }
         if visited.len() >= STATES_MAX {
+            truncated = true;
             let node = m.node(state.node).map_or_else(String::new, |n| n.name.clone());
             r.violations.push(violation(
-                Kind::TooLong,
+                Kind::Unbounded,
                 &node,
                 format!("more than {STATES_MAX} call states: a variable a route tests takes unboundedly many values"),
                 &inputs_to(&visited, at),
@@ -412,15 +426,25 @@ pub fn explore(m: &Machine) -> Report {
         let label = &m.graph()[e];
         if !covered.contains(&(from, label.clone())) && entered.contains(&from) {
             let name = &m.graph()[from].name;
+            let why = match label {
+                Edge::Rule(..) | Edge::Else => {
+                    " (explored: clocks around every window and date of the routes, the values the rules \
+                     name for an input or the caller, the values `set` and `add` give; a script's \
+                     stored value is explored as `1` only)"
+                }
+                _ => "",
+            };
             r.violations.push(violation(
                 Kind::UncoveredEdge,
                 name,
-                format!("no input takes the `{label}` edge"),
+                format!("no input takes the `{label}` edge{why}"),
                 &[],
             ));
         }
     }
-    traps(m, &visited, &mut r);
+    if !truncated {
+        traps(m, &visited, &mut r);
+    }
     for root in 0..roots {
         paths(m, &visited, root, &mut r);
     }
@@ -441,6 +465,9 @@ impl Violation {
             }
             Kind::TooLong => Some(
                 "shorten the menu tree, or give deep menus a branch that ends the call or goes to an agent",
+            ),
+            Kind::Unbounded => Some(
+                "bound the counter: test it with `at_least` / `at_most` in a route that ends the call, and only `add` to it",
             ),
             _ => None,
         };
