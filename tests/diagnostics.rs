@@ -109,7 +109,10 @@ fn every_kind() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
                 ("kind", s("menu")),
                 ("prompt", s("Press 1 to 4.")),
                 ("invalid", s("bye")),
-                ("branches", "{ 1 = \"ask\", 2 = \"lookup\", 3 = \"news\", 4 = \"agent\" }".into()),
+                (
+                    "branches",
+                    "{ 1 = \"ask\", 2 = \"lookup\", 3 = \"news\", 4 = \"agent\", 5 = \"hours\" }".into(),
+                ),
             ],
         ),
         (
@@ -141,6 +144,23 @@ fn every_kind() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
         ),
         ("nodes.agent", vec![("kind", s("transfer")), ("destination", s("+6531589338"))]),
         ("nodes.bye", vec![("kind", s("hangup"))]),
+        (
+            "nodes.hours",
+            vec![
+                ("kind", s("route")),
+                ("rules", "[{ var = \"pin\", equals = \"1234\", next = \"count\" }]".into()),
+                ("else", s("bye")),
+            ],
+        ),
+        (
+            "nodes.count",
+            vec![
+                ("kind", s("set")),
+                ("values", "{ last = \"{caller}\" }".into()),
+                ("add", "{ n = 1 }".into()),
+                ("next", s("bye")),
+            ],
+        ),
     ]
 }
 

@@ -9,8 +9,14 @@ use phonetree::proof::simulate;
 /// Plays `inputs` (keys, `-`, and `@` answers for the scripts a step reaches) through the
 /// simulator; the final call state.
 fn replay(m: &phonetree::machine::Machine, inputs: &[String]) -> phonetree::engine::CallState {
-    let mut sim = simulate::Simulation::new(m, "+15550000001", "+15550000000");
-    let mut inputs = inputs.iter().peekable();
+    // A machine with route rules replays at a clock (`--at=TIME`) and from a caller (`--from=N`).
+    let option = |name: &str| inputs.iter().find_map(|i| i.strip_prefix(name));
+    let caller = option("--from=").unwrap_or("+15550000001");
+    let mut sim = simulate::Simulation::new(m, caller, "+15550000000");
+    if let Some(at) = option("--at=") {
+        sim = sim.at(simulate::parse_at(at).unwrap());
+    }
+    let mut inputs = inputs.iter().filter(|i| !i.starts_with("--")).peekable();
     let mut event = Some(phonetree::engine::Event::CallStarted);
     while let Some(e) = event.take() {
         let mut tokens = Vec::new();

@@ -40,6 +40,10 @@ pub struct Args {
     /// Call the script nodes' real APIs.
     #[arg(long)]
     live: bool,
+    /// Fix the call's clock at this RFC 3339 time (`2026-11-23T10:00:00+08:00`) for route rules
+    /// on time. Without it the clock starts at 1970-01-01T00:00:00Z and a second passes per input.
+    #[arg(long)]
+    at: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,13 +65,14 @@ pub enum Error {
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
+    let at_ms = args.at.as_deref().map(simulate::parse_at).transpose().map_err(Error::Play)?;
     let mut scripts = Scripts::new(args.answers.as_deref(), args.live)?;
     let m = load(&args.machine, &args.machines)?;
     let number = args.to.or_else(|| m.numbers().first().cloned()).unwrap_or_else(|| "+15550000000".into());
     let mut answer = |r: &Request| scripts.answer(&m, r);
     let mut out = Out { json: args.json, stdout: io::stdout().lock() };
     if args.inputs.is_empty() {
-        return from_stdin(&m, &args.from, &number, &mut answer, &mut out);
+        return from_stdin(&m, (&args.from, &number, at_ms), &mut answer, &mut out);
     }
     let inputs = args
         .inputs
@@ -75,7 +80,8 @@ pub fn run(args: Args) -> Result<(), Error> {
         .map(|i| simulate::parse_input_or_answer(i))
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::Play)?;
-    let (lines, flows) = simulate::run(&m, &args.from, &number, &inputs, &mut answer).map_err(Error::Play)?;
+    let (lines, flows) =
+        simulate::run(&m, &args.from, &number, &inputs, at_ms, &mut answer).map_err(Error::Play)?;
     out.emit(&lines, &flows);
     Ok(())
 }
@@ -84,13 +90,15 @@ pub fn run(args: Args) -> Result<(), Error> {
 /// line that is not an input is said and skipped).
 fn from_stdin(
     m: &Machine,
-    from: &str,
-    number: &str,
+    (from, number, at_ms): (&str, &str, Option<u64>),
     answer: &mut simulate::Answerer<'_>,
     out: &mut Out,
 ) -> Result<(), Error> {
     let interactive = io::stdin().is_terminal();
     let mut sim = Simulation::new(m, from, number);
+    if let Some(at) = at_ms {
+        sim = sim.at(at);
+    }
     out.turn(sim.play(&Event::CallStarted, answer).map_err(Error::Play)?);
     let mut lines = io::stdin().lock().lines();
     while !sim.state().ended() {

@@ -13,6 +13,7 @@ use std::fmt;
 use crate::callflow::{
     self, Action, Callflow, ClientActionId, MakeCall, PlayFile, Say, SayAndCapture, Use, Violation,
 };
+use crate::machine::route::{self, COUNTER_MAX, Route, SetVars};
 use crate::machine::{
     CHAIN_ACTIONS_MAX, ChainError, Edge, Machine, NodeId, NodeKind, Script, Template, chain,
 };
@@ -27,6 +28,9 @@ pub const KEYPRESS_CHARS_MAX: usize = 32;
 /// Most HTTP requests one step makes: 8x8 waits for the reply while they run, so a chain of
 /// scripts longer than this is a machine that keeps the caller in silence.
 pub const SCRIPTS_PER_STEP_MAX: usize = 4;
+/// Most route nodes one step passes: the compiler rejects route/set loops without a waiting node,
+/// so this only bounds a step on a machine that was never compiled (and keeps it from spinning).
+pub const ROUTES_PER_STEP_MAX: usize = 64;
 
 /// The input alphabet: what can happen to a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +119,10 @@ struct Walk<'a> {
     actors: Vec<NodeId>,
     failures: Vec<(String, String)>,
     requests: Vec<Request>,
+    /// The step's clock: route rules on time read it.
+    now_ms: u64,
+    /// Route nodes passed so far.
+    routes: usize,
 }
 
 /// Applies one event to a call whose machine has no script on the way (a request it would need
@@ -135,8 +143,15 @@ pub fn step_with(
     now_ms: u64,
     answers: &[Answer],
 ) -> Result<Stepped, StepError> {
-    let mut walk =
-        Walk { given: answers, used: 0, actors: Vec::new(), failures: Vec::new(), requests: Vec::new() };
+    let mut walk = Walk {
+        given: answers,
+        used: 0,
+        actors: Vec::new(),
+        failures: Vec::new(),
+        requests: Vec::new(),
+        now_ms,
+        routes: 0,
+    };
     match step_inner(m, s, event, now_ms, &mut walk) {
         Ok(step) => Ok(Stepped::Done(Box::new(step))),
         Err(StepError::NeedsAnswer(request)) => Ok(Stepped::Needs(*request)),
@@ -384,6 +399,50 @@ fn ask(
     Ok(to)
 }
 
+/// A route node's decision: the first rule that holds for the step's clock and the call's
+/// variables, else `else`. Returns the node the call goes to.
+fn decide(
+    m: &Machine,
+    st: &CallState,
+    route: &Route,
+    edges: &mut Vec<(NodeId, Edge, NodeId)>,
+    walk: &mut Walk<'_>,
+) -> Result<NodeId, StepError> {
+    let name = || m.node(st.node).map_or_else(String::new, |n| n.name.clone());
+    walk.routes += 1;
+    if walk.routes > ROUTES_PER_STEP_MAX {
+        return Err(StepError::Chain { node: name(), source: ChainError::RouteLoop });
+    }
+    let edge = match route.pick(m.timezone(), walk.now_ms, |v| st.var(v)) {
+        Some(i) => Edge::Rule(i, route.rules[i].label.clone()),
+        None => Edge::Else,
+    };
+    let to =
+        m.target(st.node, &edge).ok_or_else(|| StepError::NoBranch { node: name(), edge: edge.clone() })?;
+    edges.push((st.node, edge, to));
+    Ok(to)
+}
+
+/// A set node: its values rendered against the call as it enters, then its counters added to
+/// (unset or not an integer counts as 0; the sum stops at `COUNTER_MAX`). Every value is kept
+/// within `KEYPRESS_CHARS_MAX`, the bound of every call variable.
+fn assign(m: &Machine, st: &mut CallState, set: &SetVars) -> Result<(), StepError> {
+    let rendered: Vec<(String, String)> = set
+        .values
+        .iter()
+        .map(|(var, t)| Ok((var.clone(), render_text(m, st, t)?)))
+        .collect::<Result<_, StepError>>()?;
+    for (var, value) in rendered {
+        st.vars.insert(var, value.chars().take(KEYPRESS_CHARS_MAX).collect());
+    }
+    for (var, n) in &set.add {
+        let now = route::integer(st.var(var)).unwrap_or(0);
+        let sum = now.checked_add(*n).unwrap_or(if *n > 0 { COUNTER_MAX } else { -COUNTER_MAX });
+        st.vars.insert(var.clone(), sum.clamp(-COUNTER_MAX, COUNTER_MAX).to_string());
+    }
+    Ok(())
+}
+
 /// Enters `to` and every node after it that needs no input, through script nodes (each answered
 /// in turn); returns the reply for the whole chain.
 fn enter(
@@ -419,6 +478,8 @@ fn enter(
                     }
                 }
                 Some(NodeKind::Say(say)) => actions.extend(say_actions(m, st, say)?),
+                Some(NodeKind::Set(set)) => assign(m, st, set)?,
+                Some(NodeKind::Route(_)) => {}
                 _ => actions.push(render(m, st, id)?),
             }
             walk.actors.extend(std::iter::repeat_n(id, actions.len() - before));
@@ -431,6 +492,7 @@ fn enter(
         }
         match m.node(st.node).map(|n| &n.kind) {
             Some(NodeKind::Script(Script { capture: None, .. })) => to = ask(m, st, edges, walk)?,
+            Some(NodeKind::Route(route)) => to = decide(m, st, route, edges, walk)?,
             _ => break,
         }
     }
@@ -470,7 +532,11 @@ fn render(m: &Machine, st: &CallState, id: NodeId) -> Result<Action, StepError> 
         NodeKind::Script(Script { say: Some(s), .. }) => Action::Say(render_say(m, st, s)?),
         // Capturing nodes were rendered above; a script that asks nothing and says nothing has
         // no action of its own (its reply is what its answer leads to).
-        NodeKind::Script(_) | NodeKind::Menu(_) | NodeKind::Input(_) => {
+        NodeKind::Script(_)
+        | NodeKind::Menu(_)
+        | NodeKind::Input(_)
+        | NodeKind::Route(_)
+        | NodeKind::Set(_) => {
             return Err(StepError::NoAction { node: node.name.clone() });
         }
         NodeKind::Play(p) => Action::PlayFile(PlayFile {

@@ -32,6 +32,10 @@ pub struct Definition {
     /// to any other host is an error; a loopback or private IP address needs listing here.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
+    /// The IANA time zone (`Asia/Singapore`) route rules on `days`, `hours` and `dates` read the
+    /// clock in; required when a rule uses time.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Named constants usable in any template as `{name}` (phone numbers, URLs, ...).
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -91,6 +95,10 @@ pub enum Kind {
     Transfer,
     /// 8x8 `hangup`.
     Hangup,
+    /// No action: the first of its `rules` whose conditions all hold picks the next node, else `else`.
+    Route,
+    /// No action: sets call variables (`values`) and counters (`add`), then `next`.
+    Set,
 }
 
 /// One `[nodes.NAME]` table.
@@ -174,6 +182,19 @@ pub struct NodeDef {
     /// Where the call continues when the bridged leg ends (default: the call ends).
     pub after: Option<String>,
 
+    // route
+    /// Ordered rules: the first whose conditions all hold gives the next node.
+    pub rules: Option<Vec<RuleDef>>,
+    /// Where a route goes when no rule holds.
+    #[serde(rename = "else")]
+    pub otherwise: Option<String>,
+
+    // set
+    /// Call variables set to templates (`{ lang = "es" }`).
+    pub values: Option<BTreeMap<String, String>>,
+    /// Integer counters, each added to (`{ pin_attempts = 1 }`; an unset counter counts as 0).
+    pub add: Option<BTreeMap<String, i64>>,
+
     // speech and capture overrides (see `Defaults`)
     /// 8x8 `voiceProfile`: the text-to-speech voice (`en-US-BenjaminRUS`).
     pub voice_profile: Option<String>,
@@ -197,6 +218,35 @@ pub struct NodeDef {
     pub success_message: Option<String>,
     /// 8x8 `failureMessage`: said when a capture 8x8 rejects is retried.
     pub failure_message: Option<String>,
+}
+
+/// One rule of a `route` node: its conditions (all must hold) and the node it leads to. A rule's
+/// fields are closed: a misspelt condition would otherwise silently hold.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    /// Weekdays, `mon-fri`, `sat,sun`, `fri-mon` (wrapping).
+    pub days: Option<String>,
+    /// A local time window, `09:00-18:00`; `22:00-06:00` crosses midnight.
+    pub hours: Option<String>,
+    /// ISO dates, `2026-12-25`.
+    pub dates: Option<Vec<String>>,
+    /// The call variable the value tests read.
+    pub var: Option<String>,
+    /// The variable's value is exactly this.
+    pub equals: Option<String>,
+    /// The variable's value is one of these.
+    pub one_of: Option<Vec<String>>,
+    /// A regular expression the whole value must match.
+    pub matches: Option<String>,
+    /// The variable's value starts with this (`+65`).
+    pub prefix: Option<String>,
+    /// The variable is an integer at least this (an unset variable counts as 0).
+    pub at_least: Option<i64>,
+    /// The variable is an integer at most this (an unset variable counts as 0).
+    pub at_most: Option<i64>,
+    /// The node the call goes to when every condition of the rule holds.
+    pub next: Option<String>,
 }
 
 /// A set of `NodeDef` fields, by their index in serde's field list (`FieldSet::NAMES`).

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod definition;
 pub mod diagnostic;
 pub mod hosts;
+pub mod route;
 pub mod schema;
 pub mod source;
 pub mod template;
@@ -80,6 +81,10 @@ pub enum Edge {
     Default,
     /// A script got no usable answer: timeout, transport error, non-2xx, not JSON, a key missing.
     Failure,
+    /// A route's rule fired: its index (from 0) and what it says (`mon-fri 09:00-18:00`).
+    Rule(usize, String),
+    /// No rule of a route fired.
+    Else,
 }
 
 impl fmt::Display for Edge {
@@ -93,6 +98,8 @@ impl fmt::Display for Edge {
             Edge::Response(v) => write!(f, "response {v}"),
             Edge::Default => f.write_str("default"),
             Edge::Failure => f.write_str("failure"),
+            Edge::Rule(i, label) => write!(f, "rule {} ({label})", i.saturating_add(1)),
+            Edge::Else => f.write_str("else"),
         }
     }
 }
@@ -112,6 +119,8 @@ pub enum NodeKind {
     Transfer(MakeCall<Template>),
     Script(Script),
     Hangup,
+    Route(route::Route),
+    Set(route::SetVars),
 }
 
 impl NodeKind {
@@ -124,6 +133,8 @@ impl NodeKind {
             NodeKind::Transfer(_) => "transfer",
             NodeKind::Script(_) => "script",
             NodeKind::Hangup => "hangup",
+            NodeKind::Route(_) => "route",
+            NodeKind::Set(_) => "set",
         }
     }
 
@@ -225,6 +236,8 @@ pub struct Machine {
     pub(crate) fallback: Callflow,
     /// The hosts its scripts may call (empty: any host at a public address).
     pub(crate) allow_hosts: Vec<hosts::AllowedHost>,
+    /// The zone route rules read the clock in (`timezone`), when the machine names one.
+    pub(crate) timezone: Option<jiff::tz::TimeZone>,
 }
 
 impl Machine {
@@ -257,6 +270,11 @@ impl Machine {
     /// The hosts its scripts may call (`allow_hosts`); empty when the machine lists none.
     pub fn allow_hosts(&self) -> &[hosts::AllowedHost] {
         &self.allow_hosts
+    }
+
+    /// The zone route rules read the clock in, when the machine names one.
+    pub fn timezone(&self) -> Option<&jiff::tz::TimeZone> {
+        self.timezone.as_ref()
     }
 
     pub fn graph(&self) -> &DiGraph<Node, Edge, u32> {
@@ -306,6 +324,9 @@ pub enum ChainError {
     /// say/play nodes lead back to themselves without a node that waits.
     #[error("say/play nodes loop without waiting")]
     Loop,
+    /// route/set nodes lead back to themselves without a node that waits.
+    #[error("route/set nodes loop without waiting")]
+    RouteLoop,
     /// More actions than fit in one callflow.
     #[error("{0} actions exceed the limit of {CHAIN_ACTIONS_MAX}")]
     TooLong(usize),

@@ -203,10 +203,28 @@ fn index_toml(table: &toml::de::DeTable<'_>, path: &mut Vec<String>, index: &mut
     for (key, value) in table.iter() {
         path.push(key.get_ref().to_string());
         index.insert(path, key.span().start, value.span().start);
-        if let toml::de::DeValue::Table(inner) = value.get_ref() {
-            index_toml(inner, path, index);
-        }
+        index_toml_value(value, path, index);
         path.pop();
+    }
+}
+
+/// The positions inside one value: a table's keys, an array's elements under their index.
+fn index_toml_value(
+    value: &toml::Spanned<toml::de::DeValue<'_>>,
+    path: &mut Vec<String>,
+    index: &mut SpanIndex,
+) {
+    match value.get_ref() {
+        toml::de::DeValue::Table(inner) => index_toml(inner, path, index),
+        toml::de::DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                index.insert(path, item.span().start, item.span().start);
+                index_toml_value(item, path, index);
+                path.pop();
+            }
+        }
+        _ => {}
     }
 }
 

@@ -144,6 +144,8 @@ fn exit(edge: &Edge) -> String {
         Edge::AfterTransfer => "after_transfer".into(),
         Edge::Default => "default".into(),
         Edge::Failure => "failure".into(),
+        Edge::Rule(i, _) => format!("rule_{}", i.saturating_add(1)),
+        Edge::Else => "else".into(),
     }
 }
 

@@ -11,6 +11,15 @@
 //! Then the simple paths through those states (no state twice) are walked to count them and find
 //! the longest, which must stay within `DEPTH_MAX` answers.
 //!
+//! Route nodes decide on the clock and on call variables, so for a machine with routes the control
+//! state also holds the call's clock class and the values of the variables its rules test. A call
+//! starts at each clock class — instants around every window edge and named date of the routes, one
+//! per distinct set of time rules that hold (at most `CLOCKS_MAX`), fixed for the whole call — and
+//! from each caller a rule on `caller` names; inputs also try each value a rule tests an input's
+//! variable for. A counter only positive `add`s write and only integer tests read is capped one
+//! above its largest threshold (every test agrees beyond it); past `STATES_MAX` states `explore`
+//! stops and reports it.
+//!
 //! Every violation comes with the inputs that reach it, replayable with `phonetree simulate`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -19,6 +28,7 @@ use serde::Serialize;
 
 use crate::callflow::{self, Use};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
+use crate::machine::route::{self, VarTest};
 use crate::machine::{Diagnostic, Edge, Machine, NodeId, NodeKind, Script, Severity, Source};
 
 /// Most answers a caller may give on one path (without repeating a state) before the call ends.
@@ -70,6 +80,8 @@ pub enum Kind {
     Unreachable,
     /// No input takes the edge.
     UncoveredEdge,
+    /// A variable a route tests takes more values than `STATES_MAX` states hold: not all explored.
+    Unbounded,
 }
 
 /// A property that does not hold, and how to see it happen.
@@ -106,23 +118,162 @@ pub fn replay(machine: &str, inputs: &[String]) -> String {
     cmd
 }
 
-/// A call's control state: where it is, what it waits for, tries used.
-type Key = (NodeId, u8, u8);
+/// A call's control state: where it is, what it waits for, tries used — and, for a machine with
+/// routes, the call's clock class and the values of the variables its rules test.
+type Key = (NodeId, u8, u8, u64, Vec<Option<String>>);
 
-fn key(s: &CallState) -> Key {
+fn key(s: &CallState, routed: &Routed) -> Key {
     let phase = match s.phase {
         Phase::New => 0,
         Phase::AwaitingInput => 1,
         Phase::Bridged => 2,
         Phase::Ended => 3,
     };
-    (s.node, phase, if s.closed { u8::MAX } else { s.tries })
+    let values = routed.vars.iter().map(|(name, cap)| routed_value(s.var(name), *cap)).collect();
+    (s.node, phase, if s.closed { u8::MAX } else { s.tries }, s.started_ms, values)
+}
+
+/// A tested variable's value as the key holds it: a counter above `cap` is `cap` (every test on
+/// it gives the same answer there, and it only grows).
+fn routed_value(value: Option<&str>, cap: Option<i64>) -> Option<String> {
+    match (value.and_then(|v| v.parse::<i64>().ok()), cap) {
+        (Some(v), Some(cap)) if v > cap => Some(cap.to_string()),
+        _ => value.map(str::to_string),
+    }
+}
+
+/// Most control states explored. Counters and the variables route rules test multiply the states;
+/// beyond this many, `explore` stops and says so (a counter a route never bounds).
+pub const STATES_MAX: usize = 50_000;
+/// Most clock classes a call is explored at (one per combination of route time rules that hold).
+pub const CLOCKS_MAX: usize = 64;
+
+/// What route rules read: the variables they test (with the cap of a counter that only grows,
+/// above which every test on it agrees), the clock classes and the callers to explore.
+struct Routed {
+    vars: Vec<(String, Option<i64>)>,
+    /// (now in ms, its RFC 3339 text) for each clock class; one class at 0 without time rules.
+    clocks: Vec<(u64, Option<String>)>,
+    callers: Vec<String>,
+}
+
+fn routed(m: &Machine) -> Routed {
+    let routes: Vec<&route::Route> = m
+        .graph()
+        .node_weights()
+        .filter_map(|n| if let NodeKind::Route(r) = &n.kind { Some(r) } else { None })
+        .collect();
+    let rules = || routes.iter().flat_map(|r| r.rules.iter());
+    let mut vars: Vec<(String, Option<i64>)> = Vec::new();
+    let mut callers = vec!["+15550000001".to_string()];
+    for (name, tests) in rules().filter_map(|r| r.var.as_ref()) {
+        if name == "caller" {
+            callers.extend(tests.iter().flat_map(sample_values));
+        }
+        if !vars.iter().any(|(v, _)| v == name) {
+            vars.push((name.clone(), counter_cap(m, name, rules().filter_map(|r| r.var.as_ref()))));
+        }
+    }
+    callers.dedup();
+    Routed { vars, clocks: clocks(m, &routes), callers }
+}
+
+/// Values that make a test hold (for inputs and callers to try).
+fn sample_values(t: &VarTest) -> Vec<String> {
+    match t {
+        VarTest::Equals(v) => vec![v.clone()],
+        VarTest::OneOf(set) => set.clone(),
+        VarTest::Prefix(p) => vec![format!("{p}1234567")],
+        VarTest::AtLeast(n) | VarTest::AtMost(n) => vec![n.to_string()],
+        VarTest::Matches(_) => vec![],
+    }
+}
+
+/// The cap of a variable only positive `add`s write and only integer tests read: its largest
+/// threshold plus one. `None` when its values must be kept as they are.
+fn counter_cap<'r>(
+    m: &Machine,
+    name: &str,
+    tested: impl Iterator<Item = &'r (String, Vec<VarTest>)>,
+) -> Option<i64> {
+    let mut adds = m.graph().node_weights().filter_map(|n| match &n.kind {
+        NodeKind::Set(set) => Some(set),
+        _ => None,
+    });
+    let counted = adds.any(|s| s.add.iter().any(|(v, _)| v == name));
+    let growing = m.graph().node_weights().all(|n| match &n.kind {
+        NodeKind::Set(set) => set.add.iter().all(|(v, k)| v != name || *k > 0),
+        _ => true,
+    });
+    if !counted || !growing {
+        return None;
+    }
+    let mut cap = 0i64;
+    for (_, tests) in tested.filter(|(v, _)| v == name) {
+        for t in tests {
+            let n = match t {
+                VarTest::AtLeast(n) | VarTest::AtMost(n) => *n,
+                VarTest::Equals(v) => v.parse().ok()?,
+                VarTest::OneOf(set) => set.iter().map(|v| v.parse::<i64>().ok()).max().flatten()?,
+                VarTest::Matches(_) | VarTest::Prefix(_) => return None,
+            };
+            cap = cap.max(n);
+        }
+    }
+    cap.checked_add(1)
+}
+
+/// The clock classes: instants around every time window and date the routes name, one per
+/// distinct set of time rules that hold (so each rule is tried where it holds and where not).
+fn clocks(m: &Machine, routes: &[&route::Route]) -> Vec<(u64, Option<String>)> {
+    let timed: Vec<&route::Rule> =
+        routes.iter().flat_map(|r| r.rules.iter()).filter(|r| r.uses_time()).collect();
+    let Some(tz) = m.timezone().filter(|_| !timed.is_empty()) else { return vec![(0, None)] };
+    let mut minutes: Vec<u16> = vec![0, 12 * 60];
+    for h in timed.iter().filter_map(|r| r.hours) {
+        let day = route::DAY_MINUTES;
+        minutes.extend([h.from, (h.from + day - 1) % day, h.to % day, (h.to + day - 1) % day]);
+    }
+    minutes.sort_unstable();
+    minutes.dedup();
+    // A week of ordinary days (Monday 2026-01-05 on), and each named date and the day after it.
+    let mut days: Vec<jiff::civil::Date> =
+        (0..7).filter_map(|i| jiff::civil::Date::new(2026, 1, 5 + i).ok()).collect();
+    for dates in timed.iter().filter_map(|r| r.dates.as_ref()) {
+        for d in dates {
+            days.push(*d);
+            days.extend(d.tomorrow().ok());
+        }
+    }
+    let mut seen: Vec<Vec<bool>> = Vec::new();
+    let mut out = Vec::new();
+    for day in days {
+        for &minute in &minutes {
+            let Ok(time) = jiff::civil::Time::new((minute / 60) as i8, (minute % 60) as i8, 0, 0) else {
+                continue;
+            };
+            let Ok(ts) = tz.to_ambiguous_timestamp(day.to_datetime(time)).compatible() else { continue };
+            let Ok(ms) = u64::try_from(ts.as_millisecond()) else { continue };
+            let Some(local) = route::local_time(tz, ms) else { continue };
+            let signature: Vec<bool> = timed.iter().map(|r| r.time_holds(local)).collect();
+            if !seen.contains(&signature) && out.len() < CLOCKS_MAX {
+                seen.push(signature);
+                out.push((
+                    ms,
+                    Some(ts.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()),
+                ));
+            }
+        }
+    }
+    out
 }
 
 struct Visited {
     state: CallState,
     /// The state it was first reached from, and the inputs (keys, then any script answers).
     parent: Option<(usize, Vec<String>)>,
+    /// A start state's clock, as `simulate` takes it (`--at=TIME`), for a machine with time rules.
+    clock: Option<String>,
     /// Caller transitions (no summaries): inputs → state, one per distinct target.
     next: Vec<(Vec<String>, usize)>,
 }
@@ -171,12 +322,32 @@ pub fn explore(m: &Machine) -> Report {
     }
     // Every reachable control state, breadth first from the call's start, so each one's parent
     // path is a shortest one.
-    let root = CallState::new(m, call(Direction::Inbound), 0);
+    // One start per clock class and caller the route rules tell apart.
+    let routed = routed(m);
+    let mut visited = Vec::new();
+    let mut index: HashMap<Key, usize> = HashMap::new();
+    for (now, text) in &routed.clocks {
+        for caller in &routed.callers {
+            let mut info = call(Direction::Inbound);
+            info.source = caller.clone();
+            let state = CallState::new(m, info, *now);
+            let mut clock = text.as_ref().map(|t| format!("--at={t}"));
+            if caller != "+15550000001" {
+                let from = format!("--from={caller}");
+                clock = Some(clock.map_or(from.clone(), |c| format!("{c} {from}")));
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(key(&state, &routed)) {
+                e.insert(visited.len());
+                visited.push(Visited { state, parent: None, clock, next: Vec::new() });
+            }
+        }
+    }
+    let roots = visited.len();
+    // Stopped at `STATES_MAX`: the states past the frontier are unknown, so traps are not judged.
+    let mut truncated = false;
     let mut entered: HashSet<NodeId> = HashSet::new();
     let mut covered: HashSet<(NodeId, Edge)> = HashSet::new();
-    let mut visited = vec![Visited { state: root, parent: None, next: Vec::new() }];
-    let mut index: HashMap<Key, usize> = HashMap::from([(key(&visited[0].state), 0)]);
-    let mut queue = VecDeque::from([0usize]);
+    let mut queue: VecDeque<usize> = (0..roots).collect();
     // One report per node for a failing engine, and one for broken invariants.
     let (mut failed, mut broken): (HashSet<NodeId>, HashSet<NodeId>) = Default::default();
     while let Some(at) = queue.pop_front() {
@@ -184,7 +355,18 @@ pub fn explore(m: &Machine) -> Report {
         if state.closed {
             continue;
         }
-        for event in inputs(m, &state) {
+        if visited.len() >= STATES_MAX {
+            truncated = true;
+            let node = m.node(state.node).map_or_else(String::new, |n| n.name.clone());
+            r.violations.push(violation(
+                Kind::Unbounded,
+                &node,
+                format!("more than {STATES_MAX} call states: a variable a route tests takes unboundedly many values"),
+                &inputs_to(&visited, at),
+            ));
+            break;
+        }
+        for event in inputs(m, &state, &routed) {
             for (answered, result) in steps(m, &state, &event) {
                 r.transitions += 1;
                 let mut tokens = token(&event);
@@ -212,11 +394,12 @@ pub fn explore(m: &Machine) -> Report {
                 }
                 entered.extend(step.entered.iter().copied());
                 covered.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
-                let k = key(&step.state);
+                let k = key(&step.state, &routed);
                 let to = *index.entry(k).or_insert_with(|| {
                     visited.push(Visited {
                         state: step.state.clone(),
                         parent: Some((at, tokens.clone())),
+                        clock: None,
                         next: vec![],
                     });
                     queue.push_back(visited.len() - 1);
@@ -243,16 +426,28 @@ pub fn explore(m: &Machine) -> Report {
         let label = &m.graph()[e];
         if !covered.contains(&(from, label.clone())) && entered.contains(&from) {
             let name = &m.graph()[from].name;
+            let why = match label {
+                Edge::Rule(..) | Edge::Else => {
+                    " (explored: clocks around every window and date of the routes, the values the rules \
+                     name for an input or the caller, the values `set` and `add` give; a script's \
+                     stored value is explored as `1` only)"
+                }
+                _ => "",
+            };
             r.violations.push(violation(
                 Kind::UncoveredEdge,
                 name,
-                format!("no input takes the `{label}` edge"),
+                format!("no input takes the `{label}` edge{why}"),
                 &[],
             ));
         }
     }
-    traps(m, &visited, &mut r);
-    paths(m, &visited, &mut r);
+    if !truncated {
+        traps(m, &visited, &mut r);
+    }
+    for root in 0..roots {
+        paths(m, &visited, root, &mut r);
+    }
     r
 }
 
@@ -270,6 +465,9 @@ impl Violation {
             }
             Kind::TooLong => Some(
                 "shorten the menu tree, or give deep menus a branch that ends the call or goes to an agent",
+            ),
+            Kind::Unbounded => Some(
+                "bound the counter: test it with `at_least` / `at_most` in a route that ends the call, and only `add` to it",
             ),
             _ => None,
         };
@@ -328,7 +526,7 @@ fn broken_invariant(
 }
 
 /// The input classes of a state.
-fn inputs(m: &Machine, s: &CallState) -> Vec<Event> {
+fn inputs(m: &Machine, s: &CallState, routed: &Routed) -> Vec<Event> {
     let summary = Event::SessionEnded { status: "COMPLETED".into() };
     match s.phase {
         Phase::AwaitingInput => {
@@ -337,6 +535,14 @@ fn inputs(m: &Machine, s: &CallState) -> Vec<Event> {
                 Some(NodeKind::Input(input)) => {
                     events.push(Event::Digits(input.example.clone()));
                     events.push(Event::Digits(format!("{}#", input.example)));
+                    // Each value a route rule tests this variable for, that the input accepts.
+                    if routed.vars.iter().any(|(v, _)| *v == input.variable) {
+                        for value in route_values(m, &input.variable) {
+                            if value != input.example && input.accept(&value).is_some() {
+                                events.push(Event::Digits(value));
+                            }
+                        }
+                    }
                 }
                 Some(NodeKind::Script(Script { capture: Some(c), .. })) => {
                     let keys = "1".repeat(usize::from(c.capture.min_digits.unwrap_or(1).max(1)));
@@ -362,6 +568,21 @@ fn inputs(m: &Machine, s: &CallState) -> Vec<Event> {
         Phase::Ended => vec![Event::NoInput, summary],
         Phase::New => vec![Event::CallStarted],
     }
+}
+
+/// The values route rules test variable `var` for.
+fn route_values(m: &Machine, var: &str) -> Vec<String> {
+    let mut values: Vec<String> = m
+        .graph()
+        .node_weights()
+        .filter_map(|n| if let NodeKind::Route(r) = &n.kind { Some(r) } else { None })
+        .flat_map(|r| r.rules.iter())
+        .filter_map(|r| r.var.as_ref().filter(|(v, _)| v == var))
+        .flat_map(|(_, tests)| tests.iter().flat_map(sample_values))
+        .collect();
+    values.sort();
+    values.dedup();
+    values
 }
 
 /// A key a caller can type at `node` that no branch takes (`#` alone when every key is taken).
@@ -412,7 +633,8 @@ fn steps(
     let mut out = Vec::new();
     let mut pending: Vec<(Vec<Answer>, Vec<String>)> = vec![(Vec::new(), Vec::new())];
     while let Some((answers, tokens)) = pending.pop() {
-        match engine::step_with(m, state, event, 0, &answers) {
+        // The call's clock is fixed at its start (its clock class) for every step.
+        match engine::step_with(m, state, event, state.started_ms, &answers) {
             Ok(Stepped::Done(step)) => out.push((tokens, Ok(*step))),
             Ok(Stepped::Needs(request)) => {
                 for (token, answer) in answer_classes(m, &request.node) {
@@ -495,6 +717,9 @@ fn inputs_to(visited: &[Visited], mut at: usize) -> Vec<String> {
         steps.push(tokens.clone());
         at = *parent;
     }
+    if let Some(clock) = &visited[at].clock {
+        steps.push(clock.split(' ').map(str::to_string).collect());
+    }
     steps.reverse();
     steps.concat()
 }
@@ -532,14 +757,15 @@ fn traps(m: &Machine, visited: &[Visited], r: &mut Report) {
 }
 
 /// Counts the simple paths from the start and finds the longest (depth first, without recursion).
-fn paths(m: &Machine, visited: &[Visited], r: &mut Report) {
+fn paths(m: &Machine, visited: &[Visited], root: usize, r: &mut Report) {
     let mut on_path = vec![false; visited.len()];
     // (state, next successor to try); the inputs of the path so far in `inputs`.
-    let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
-    let mut inputs: Vec<String> = Vec::new();
+    let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+    // A start's clock and caller, as `simulate` takes them.
+    let mut inputs: Vec<String> = inputs_to(visited, root);
     // How many tokens each step on the path added (answers to scripts ride with their keys).
     let mut lengths: Vec<usize> = Vec::new();
-    on_path[0] = true;
+    on_path[root] = true;
     let mut too_long = false;
     while let Some(&mut (at, ref mut next)) = stack.last_mut() {
         let successors = &visited[at].next;

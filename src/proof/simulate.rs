@@ -10,7 +10,7 @@ use crate::callflow::{Action, Callflow};
 use crate::engine::{
     self, Answer, CallInfo, CallState, Direction, Event, Outcome, Phase, Request, Step, Stepped,
 };
-use crate::machine::{Machine, NodeKind};
+use crate::machine::{Edge, Machine, NodeId, NodeKind};
 
 /// Most inputs one simulation takes: far beyond any path a caller would press through.
 pub const INPUTS_MAX: usize = 10_000;
@@ -64,6 +64,9 @@ pub struct Simulation<'m> {
     machine: &'m Machine,
     state: CallState,
     clock_ms: u64,
+    /// The fixed clock of `--at`; without it, the clock starts at the Unix epoch and one
+    /// simulated second passes per event.
+    at_ms: Option<u64>,
 }
 
 impl<'m> Simulation<'m> {
@@ -76,7 +79,15 @@ impl<'m> Simulation<'m> {
             destination: number.into(),
             call_id: Some("simulated-call".into()),
         };
-        Simulation { machine, state: CallState::new(machine, call, 0), clock_ms: 0 }
+        Simulation { machine, state: CallState::new(machine, call, 0), clock_ms: 0, at_ms: None }
+    }
+
+    /// The same call with its clock fixed at `at_ms` for every step (`simulate --at`).
+    pub fn at(mut self, at_ms: u64) -> Simulation<'m> {
+        self.state.started_ms = at_ms;
+        self.state.updated_ms = at_ms;
+        self.at_ms = Some(at_ms);
+        self
     }
 
     pub fn state(&self) -> &CallState {
@@ -90,7 +101,7 @@ impl<'m> Simulation<'m> {
         event: &Event,
         answer: &mut Answerer<'_>,
     ) -> Result<(Step, Vec<String>), String> {
-        self.clock_ms += 1000;
+        self.clock_ms = self.at_ms.unwrap_or(self.clock_ms + 1000);
         let mut answers = Vec::new();
         let mut notes = Vec::new();
         loop {
@@ -125,6 +136,13 @@ impl<'m> Simulation<'m> {
     /// per script request.
     pub fn play(&mut self, event: &Event, answer: &mut Answerer<'_>) -> Result<Turn, String> {
         let (step, mut lines) = self.apply_with(event, answer)?;
+        let name = |id: NodeId| self.machine.node(id).map_or("", |n| n.name.as_str());
+        lines.extend(
+            step.edges
+                .iter()
+                .filter(|(_, e, _)| matches!(e, Edge::Rule(..) | Edge::Else))
+                .map(|(from, edge, to)| format!("[{}] {edge} -> {}", name(*from), name(*to))),
+        );
         lines.extend(self.describe(&step));
         Ok(Turn { lines, reply: step.reply })
     }
@@ -195,6 +213,14 @@ pub fn describe(action: &Action) -> String {
     }
 }
 
+/// An RFC 3339 time (`2026-11-23T10:00:00+08:00`) as milliseconds since the Unix epoch.
+pub fn parse_at(text: &str) -> Result<u64, String> {
+    let at: jiff::Timestamp = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not an RFC 3339 time ({e}); e.g. 2026-11-23T10:00:00+08:00"))?;
+    u64::try_from(at.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
+}
+
 /// A whole call at once: the transcript lines and the callflows, or the first error. `@` inputs
 /// answer the next script request; other requests go to `fallback`.
 pub fn run(
@@ -202,9 +228,13 @@ pub fn run(
     caller: &str,
     number: &str,
     inputs: &[Input],
+    at_ms: Option<u64>,
     fallback: &mut Answerer<'_>,
 ) -> Result<(Vec<String>, Vec<Callflow>), String> {
     let mut sim = Simulation::new(machine, caller, number);
+    if let Some(at) = at_ms {
+        sim = sim.at(at);
+    }
     let mut lines =
         vec![format!("call to {} (version {}) from {caller} on {number}", machine.name(), machine.version())];
     let mut flows = Vec::new();

@@ -35,7 +35,7 @@ impl Compiler<'_> {
         for id in m.graph.node_indices() {
             let name = &m.graph[id].name;
             match chain_until(m, id, |n| failed[n.index()]) {
-                Err(ChainError::Loop) => {
+                Err(ChainError::Loop | ChainError::RouteLoop) => {
                     self.error(
                         At::NodeKey(name),
                         "say/play nodes from here loop back without waiting for the caller".into(),
@@ -49,12 +49,48 @@ impl Compiler<'_> {
                         Some("split the chain of say/play nodes with a menu".into()),
                     );
                 }
-                Ok(nodes) if nodes.iter().any(|n| failed[n.index()]) => {}
-                // One action makes a callflow of the right shape; its parameters were checked with
-                // its node. (The start's is also an outbound call's opening request.)
-                Ok(nodes) if nodes.len() == 1 && !(has_start && id == m.start) => {}
-                Ok(nodes) => self.check_reply(m, (id, has_start && id == m.start), &nodes, &version),
+                Ok(nodes) => match replies(m, nodes, failed) {
+                    Err(ChainError::RouteLoop) => self.error(
+                        At::NodeKey(name),
+                        "route/set nodes from here can loop back without waiting for the caller".into(),
+                        Some("break the loop with a `menu`, `input`, `transfer` or `hangup`".into()),
+                    ),
+                    Err(ChainError::TooLong(n)) => self.error(
+                        At::NodeKey(name),
+                        format!("entering this node can send {n} actions in one callflow; the limit is {CHAIN_ACTIONS_MAX}"),
+                        Some("split the chain of say/play nodes with a menu".into()),
+                    ),
+                    Err(ChainError::Loop) => {}
+                    Ok(replies) if replies.len() > REPLIES_MAX => self.error(
+                        At::NodeKey(name),
+                        format!("the routes from here make more than {REPLIES_MAX} different replies"),
+                        Some("put a node that waits (a menu) between chains of routes".into()),
+                    ),
+                    Ok(replies) => {
+                        for nodes in replies {
+                            self.check_chain(m, (id, has_start && id == m.start), &nodes, failed, &version);
+                        }
+                    }
+                },
             }
+        }
+    }
+
+    /// One reply a chain can make: checked unless it reaches a node that did not compile.
+    fn check_chain(
+        &mut self,
+        m: &Machine,
+        at: (NodeId, bool),
+        nodes: &[NodeId],
+        failed: &[bool],
+        version: &str,
+    ) {
+        match nodes {
+            _ if nodes.iter().any(|n| failed[n.index()]) => {}
+            // One action makes a callflow of the right shape; its parameters were checked with
+            // its node. (The start's is also an outbound call's opening request.)
+            [_] if !at.1 => {}
+            _ => self.check_reply(m, at, nodes, version),
         }
     }
 
@@ -117,7 +153,46 @@ fn action_of(m: &Machine, id: NodeId) -> Option<ActionOf<'_>> {
             (None, None) => return None,
         },
         NodeKind::Hangup => ActionOf::Hangup,
+        NodeKind::Route(_) | NodeKind::Set(_) => return None,
     })
+}
+
+/// Most replies the routes of one chain are enumerated into: each is checked, and a chain that
+/// branches further than this is a machine no one can reason about.
+const REPLIES_MAX: usize = 1024;
+
+/// Every reply a chain can make: through each rule (and the `else`) of a route it ends at, the
+/// chain from there, and so on; a chain that comes back to one of its own nodes without waiting
+/// is `RouteLoop`. A chain ending at a node that did not compile ends there.
+fn replies(m: &Machine, nodes: Vec<NodeId>, failed: &[bool]) -> Result<Vec<Vec<NodeId>>, ChainError> {
+    let mut done = Vec::new();
+    let mut pending = vec![nodes];
+    while let Some(nodes) = pending.pop() {
+        let last = nodes.last().copied();
+        let Some(last) =
+            last.filter(|l| !failed[l.index()] && matches!(m.graph[*l].kind, NodeKind::Route(_)))
+        else {
+            done.push(nodes);
+            if done.len() > REPLIES_MAX {
+                break;
+            }
+            continue;
+        };
+        for to in m.graph.neighbors_directed(last, petgraph::Direction::Outgoing) {
+            let more = chain_until(m, to, |n| failed[n.index()])?;
+            if more.iter().any(|n| nodes.contains(n)) {
+                return Err(ChainError::RouteLoop);
+            }
+            let mut longer = nodes.clone();
+            longer.extend(more);
+            let actions = longer.iter().filter(|&&n| action_of(m, n).is_some()).count();
+            if actions > CHAIN_ACTIONS_MAX {
+                return Err(ChainError::TooLong(actions));
+            }
+            pending.push(longer);
+        }
+    }
+    Ok(done)
 }
 
 /// A template with each call variable replaced by a plausible value, for checking 8x8's rules.

@@ -23,6 +23,8 @@ enum Field<'d> {
     Named(&'static str),
     /// `branches.KEY`
     Branch(&'d str),
+    /// `rules.N.next`
+    Rule(usize),
 }
 
 impl Field<'_> {
@@ -30,6 +32,7 @@ impl Field<'_> {
         match self {
             Field::Named(f) => f.to_string(),
             Field::Branch(key) => format!("branches.{key}"),
+            Field::Rule(i) => format!("rules.{i}.next"),
         }
     }
 }
@@ -73,6 +76,12 @@ impl Compiler<'_> {
                 .collect(),
             _ => Vec::new(),
         };
+        if matches!(n.kind, Some(Kind::Route) | None) {
+            let rules = n.rules.iter().flatten().enumerate();
+            targets.extend(rules.filter_map(|(i, r)| {
+                r.next.as_ref().map(|t| (Field::Rule(i), Edge::Rule(i, super::routes::rule_label(r)), t))
+            }));
+        }
         let mut push = |field: &'static str, edge: Edge, target: Option<&'d String>| {
             if let Some(t) = target {
                 targets.push((Field::Named(field), edge, t));
@@ -91,7 +100,8 @@ impl Compiler<'_> {
                 push("failure", Edge::Failure, n.failure.as_ref());
                 push("no_input", Edge::NoInput, n.no_input.as_ref().filter(|_| keypress));
             }
-            Some(Kind::Say | Kind::Play) => push("next", Edge::Next, n.next.as_ref()),
+            Some(Kind::Say | Kind::Play | Kind::Set) => push("next", Edge::Next, n.next.as_ref()),
+            Some(Kind::Route) => push("else", Edge::Else, n.otherwise.as_ref()),
             Some(Kind::Transfer) => push("after", Edge::AfterTransfer, n.after.as_ref()),
             Some(Kind::Hangup) => {}
             // A node of no known kind: whatever it names, so that no node it leads to looks
@@ -103,6 +113,7 @@ impl Compiler<'_> {
                 push("default", Edge::Default, n.default.as_ref());
                 push("failure", Edge::Failure, n.failure.as_ref());
                 push("after", Edge::AfterTransfer, n.after.as_ref());
+                push("else", Edge::Else, n.otherwise.as_ref());
             }
         }
         targets

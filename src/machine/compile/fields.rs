@@ -53,6 +53,8 @@ pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     (Kind::Play, &[&["file_url", "repetition", "next"]]),
     (Kind::Transfer, &[&["destination", "source", "call_recording", "after"]]),
     (Kind::Hangup, &[]),
+    (Kind::Route, &[&["rules", "else"]]),
+    (Kind::Set, &[&["values", "add", "next"]]),
 ];
 
 /// The names serde reads for `T`: a struct's fields or an enum's variants, in declaration order
@@ -229,7 +231,10 @@ mod tests {
 
     #[test]
     fn names_come_from_serde() {
-        assert_eq!(kind_names(), ["menu", "input", "script", "say", "play", "transfer", "hangup"]);
+        assert_eq!(
+            kind_names(),
+            ["menu", "input", "script", "say", "play", "transfer", "hangup", "route", "set"]
+        );
         assert!(machine_fields().contains(&"start") && !machine_fields().contains(&"nodes"));
         assert!(default_fields().contains(&"tries"));
         assert_eq!(field_index("prompt"), Some(0));

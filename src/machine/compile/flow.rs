@@ -59,7 +59,8 @@ impl Compiler<'_> {
 }
 
 /// The sets of variables certainly set on entering each node, to a fixed point: an `input` sets
-/// its variable on its `next` edge only, a script its stored variables on the edges of an answer.
+/// its variable on its `next` edge only, a script its stored variables on the edges of an answer,
+/// a set its values and counters on its `next`.
 /// A node that did not compile is taken to set every variable: nothing after it is blamed on it.
 fn set_on_entry(m: &Machine, failed: &[bool], declared: &BTreeSet<String>) -> SetOnEntry {
     let mut set_on_entry: SetOnEntry = HashMap::from([(m.start, BTreeSet::new())]);
@@ -74,6 +75,10 @@ fn set_on_entry(m: &Machine, failed: &[bool], declared: &BTreeSet<String>) -> Se
                 }
                 (NodeKind::Script(script), Edge::Response(_) | Edge::Default) => {
                     out.extend(script.store.iter().map(|(v, _)| v.clone()));
+                }
+                (NodeKind::Set(set), Edge::Next) => {
+                    out.extend(set.values.iter().map(|(v, _)| v.clone()));
+                    out.extend(set.add.iter().map(|(v, _)| v.clone()));
                 }
                 _ => {}
             }
@@ -165,7 +170,8 @@ fn templates_of(kind: &NodeKind) -> Vec<(&'static str, &Template)> {
             t.extend(s.request.headers.iter().map(|(_, v)| ("headers", v)));
             t
         }
-        NodeKind::Hangup => vec![],
+        NodeKind::Set(set) => set.values.iter().map(|(_, t)| ("values", t)).collect(),
+        NodeKind::Hangup | NodeKind::Route(_) => vec![],
     }
 }
 

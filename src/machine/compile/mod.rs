@@ -16,6 +16,7 @@ mod fields;
 mod flow;
 mod nodes;
 mod numbers;
+mod routes;
 mod scripts;
 
 pub(crate) use fields::kinds_and_fields;
@@ -82,6 +83,7 @@ pub fn compile(source: &Source) -> Compiled {
         diags: Vec::new(),
         declared,
         allow_hosts: Vec::new(),
+        timezone: None,
     };
     for problem in shaped {
         c.shape_problem(problem);
@@ -116,8 +118,8 @@ fn syntax_diagnostic(source: &Source, e: &SyntaxError) -> Diagnostic {
     }
 }
 
-/// The call variables the machine's nodes set: an input's `variable`, a script's `store` (both,
-/// for a node whose kind is not known).
+/// The call variables the machine's nodes set: an input's `variable`, a script's `store`, a set's
+/// `values` and `add` (all, for a node whose kind is not known).
 fn declared(def: &Definition) -> BTreeSet<String> {
     let mut declared = BTreeSet::new();
     for (_, n) in &def.nodes {
@@ -126,6 +128,10 @@ fn declared(def: &Definition) -> BTreeSet<String> {
         }
         if matches!(n.kind, Some(Kind::Script) | None) {
             declared.extend(n.store.iter().flat_map(|s| s.keys().cloned()));
+        }
+        if matches!(n.kind, Some(Kind::Set) | None) {
+            declared.extend(n.values.iter().flat_map(|v| v.keys().cloned()));
+            declared.extend(n.add.iter().flat_map(|a| a.keys().cloned()));
         }
     }
     declared
@@ -142,6 +148,8 @@ struct Compiler<'a> {
     declared: BTreeSet<String>,
     /// The machine's `allow_hosts` (those that are valid).
     allow_hosts: Vec<AllowedHost>,
+    /// The machine's `timezone`, when it names one that exists.
+    timezone: Option<jiff::tz::TimeZone>,
 }
 
 /// The nodes that did not compile, by `NodeId` index: placeholders in the graph.
@@ -252,6 +260,7 @@ impl Compiler<'_> {
             start: start.unwrap_or_default(),
             fallback,
             allow_hosts: self.allow_hosts.clone(),
+            timezone: self.timezone.clone(),
         };
         self.check_play(&mut machine);
         self.check_chains(&machine, &failed, start.is_some());
@@ -272,6 +281,7 @@ impl Compiler<'_> {
             }
         }
         self.allow_hosts();
+        self.timezone = self.timezone();
         self.settings()
     }
 

@@ -21,6 +21,21 @@ pub(super) const SPEED_HINT: &str = "8x8 speaks at 0.5 to 2.0 times the normal s
 /// The settings every template may use, by name.
 pub(super) type Settings = BTreeMap<String, String>;
 
+/// A regular expression the whole text must match, or why it is not one.
+pub(super) fn anchored_regex(p: &str) -> Result<regex::Regex, String> {
+    let anchored = format!("^(?:{p})$");
+    Err(match regex_syntax::Parser::new().parse(&anchored) {
+        Err(regex_syntax::Error::Parse(e)) => e.kind().to_string(),
+        Err(regex_syntax::Error::Translate(e)) => e.kind().to_string(),
+        Err(e) => e.to_string(),
+        Ok(_) => match regex::Regex::new(&anchored) {
+            Ok(re) => return Ok(re),
+            Err(regex::Error::CompiledTooBig(limit)) => format!("it compiles to more than {limit} bytes"),
+            Err(e) => e.to_string(),
+        },
+    })
+}
+
 impl Compiler<'_> {
     pub(super) fn node_kind(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<NodeKind> {
         match n.kind? {
@@ -31,6 +46,8 @@ impl Compiler<'_> {
             Kind::Play => self.play(name, n, settings).map(NodeKind::Play),
             Kind::Transfer => self.transfer(name, n, settings).map(NodeKind::Transfer),
             Kind::Hangup => Some(NodeKind::Hangup),
+            Kind::Route => self.route(name, n).map(NodeKind::Route),
+            Kind::Set => self.set(name, n, settings).map(NodeKind::Set),
         }
     }
 
@@ -101,19 +118,13 @@ impl Compiler<'_> {
     /// An input node's pattern, anchored: `Some(None)` when it has none, `None` when it is broken.
     fn pattern(&mut self, name: &str, n: &NodeDef) -> Option<Option<regex::Regex>> {
         let Some(p) = &n.pattern else { return Some(None) };
-        let anchored = format!("^(?:{p})$");
-        let why = match regex_syntax::Parser::new().parse(&anchored) {
-            Err(regex_syntax::Error::Parse(e)) => e.kind().to_string(),
-            Err(regex_syntax::Error::Translate(e)) => e.kind().to_string(),
-            Err(e) => e.to_string(),
-            Ok(_) => match regex::Regex::new(&anchored) {
-                Ok(re) => return Some(Some(re)),
-                Err(regex::Error::CompiledTooBig(limit)) => format!("it compiles to more than {limit} bytes"),
-                Err(e) => e.to_string(),
-            },
-        };
-        self.error(At::Node(name, "pattern"), format!("not a regular expression: {why}"), None);
-        None
+        match anchored_regex(p) {
+            Ok(re) => Some(Some(re)),
+            Err(why) => {
+                self.error(At::Node(name, "pattern"), format!("not a regular expression: {why}"), None);
+                None
+            }
+        }
     }
 
     fn say(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Say<Template>> {
@@ -200,7 +211,7 @@ impl Compiler<'_> {
         ok.then_some(inlined)
     }
 
-    fn unknown_variable(&mut self, name: &str, field: &str, var: &str, settings: &Settings) {
+    pub(super) fn unknown_variable(&mut self, name: &str, field: &str, var: &str, settings: &Settings) {
         let known = settings
             .keys()
             .map(String::as_str)
