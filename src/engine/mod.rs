@@ -64,6 +64,8 @@ pub struct Step {
     pub actors: Vec<NodeId>,
     /// Scripts whose answer took the failure branch, with why (for logs): (node, reason).
     pub script_failures: Vec<(String, String)>,
+    /// Stored values the step's script answers cut to their `max_chars` (for logs).
+    pub cuts: Vec<script::Cut>,
     /// The requests of the script nodes the step passed, in order, each answered by the answer
     /// of the same rank (history and replay).
     pub requests: Vec<Request>,
@@ -114,6 +116,7 @@ struct Walk<'a> {
     used: usize,
     actors: Vec<NodeId>,
     failures: Vec<(String, String)>,
+    cuts: Vec<script::Cut>,
     requests: Vec<Request>,
 }
 
@@ -135,8 +138,14 @@ pub fn step_with(
     now_ms: u64,
     answers: &[Answer],
 ) -> Result<Stepped, StepError> {
-    let mut walk =
-        Walk { given: answers, used: 0, actors: Vec::new(), failures: Vec::new(), requests: Vec::new() };
+    let mut walk = Walk {
+        given: answers,
+        used: 0,
+        actors: Vec::new(),
+        failures: Vec::new(),
+        cuts: Vec::new(),
+        requests: Vec::new(),
+    };
     match step_inner(m, s, event, now_ms, &mut walk) {
         Ok(step) => Ok(Stepped::Done(Box::new(step))),
         Err(StepError::NeedsAnswer(request)) => Ok(Stepped::Needs(*request)),
@@ -242,8 +251,9 @@ fn step_inner(
     let actions = reply.as_ref().map_or(0, |r| r.actions.len());
     actors.resize(actions, st.node);
     let script_failures = std::mem::take(&mut walk.failures);
+    let cuts = std::mem::take(&mut walk.cuts);
     let requests = std::mem::take(&mut walk.requests);
-    Ok(Step { state: st, reply, entered, edges, actors, script_failures, requests })
+    Ok(Step { state: st, reply, entered, edges, actors, script_failures, cuts, requests })
 }
 
 /// Starts an outbound call from `call.source` (a virtual number) to `call.destination`: the
@@ -365,12 +375,17 @@ fn ask(
         .into_iter()
         .filter_map(|(e, _)| if let Edge::Response(v) = e { Some(v) } else { None })
         .collect();
-    let routed = script::route(s, answer, &branches);
+    let routed = script::route(&node.name, s, answer, &branches);
     if let Some(why) = routed.failure {
         walk.failures.push((node.name.clone(), why));
     }
+    walk.cuts.extend(routed.cuts);
     for (var, value) in routed.vars {
         st.vars.insert(var, value);
+    }
+    // An answer without the key: no value from an earlier answer is spoken as this one's.
+    for var in routed.unset {
+        st.vars.remove(&var);
     }
     let (edge, to) = match m.target(st.node, &routed.edge) {
         Some(to) => (routed.edge, to),

@@ -130,8 +130,9 @@ pub struct NodeDef {
     pub default: Option<String>,
     /// Where the call goes when the API gives no usable answer.
     pub failure: Option<String>,
-    /// Call variables set from the answer: name → dotted path (`{ eta = "data.eta" }`).
-    pub store: Option<BTreeMap<String, String>>,
+    /// Call variables set from the answer: name → dotted path (`{ eta = "data.eta" }`), or name →
+    /// `{ path, default, max_chars }`.
+    pub store: Option<BTreeMap<String, StoreDef>>,
     /// Minutes identical requests are answered from the cache (1 to 999).
     pub cache_minutes: Option<i64>,
     /// Ask the caller for keys before the request (`{keypress}`).
@@ -167,6 +168,49 @@ pub struct NodeDef {
     pub no_of_tries: Option<i64>,
     pub success_message: Option<String>,
     pub failure_message: Option<String>,
+}
+
+/// One stored call variable of a script: a dotted path, or a table with the path and its settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreDef {
+    pub path: Option<String>,
+    /// The value when the answer has no such key (absent: the variable is left unset).
+    pub default: Option<String>,
+    /// Most characters kept of the value (default `engine::script::ANSWER_VALUE_CHARS_MAX`).
+    pub max_chars: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for StoreDef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StoreDef, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = StoreDef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key path (\"data.eta\") or a table { path, default, max_chars }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StoreDef, E> {
+                Ok(StoreDef { path: Some(v.to_string()), ..StoreDef::default() })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StoreDef, A::Error> {
+                let mut out = StoreDef::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "path" => out.path = Some(map.next_value()?),
+                        "default" => out.default = Some(map.next_value()?),
+                        "max_chars" => out.max_chars = Some(map.next_value()?),
+                        other => {
+                            return Err(serde::de::Error::unknown_field(
+                                other,
+                                &["path", "default", "max_chars"],
+                            ));
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// A set of `NodeDef` fields, by their index in serde's field list (`FieldSet::NAMES`).

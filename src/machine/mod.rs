@@ -163,12 +163,24 @@ pub struct Script {
     pub request: RequestTemplate,
     /// Dotted path in the JSON answer whose value picks the branch.
     pub response_key: Option<Vec<String>>,
-    /// Call variables set from the answer: (name, dotted path).
-    pub store: Vec<(String, Vec<String>)>,
+    /// Call variables set from the answer.
+    pub store: Vec<Stored>,
     /// Identical requests within this many minutes are answered from the cache.
     pub cache_minutes: Option<u16>,
     /// The stored variables some `{play:$name}` plays: their values must be http(s) URLs.
     pub played: Vec<String>,
+}
+
+/// A call variable a script sets from its answer.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub var: String,
+    /// Dotted path of the value in the JSON answer.
+    pub path: Vec<String>,
+    /// The value when the answer has no such key; `None`: the variable is left unset.
+    pub default: Option<String>,
+    /// Most characters kept of the value (cut at a word boundary where there is one).
+    pub max_chars: usize,
 }
 
 /// An HTTP request with templates, resolved when the call reaches the script.

@@ -19,7 +19,7 @@ pub const INPUTS_MAX: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     Event(Event),
-    /// `@VALUE`, `@*` or `@!`: the answer of the next script request (see `explore::answer_for_token`).
+    /// `@VALUE`, `@*`, `@!`, `@?VALUE` or `@?*`: the answer of the next script request (see `explore::answer_for_token`).
     Answer(String),
 }
 
@@ -103,6 +103,9 @@ impl<'m> Simulation<'m> {
                             .iter()
                             .map(|(node, why)| format!("[{node}] failure branch: {why}")),
                     );
+                    notes.extend(step.cuts.iter().map(|c| {
+                        format!("[{}] `{}` cut from {} to {} characters", c.node, c.var, c.chars, c.kept)
+                    }));
                     self.state = step.state.clone();
                     return Ok((*step, notes));
                 }
@@ -161,7 +164,7 @@ impl<'m> Simulation<'m> {
 /// The message for a script request nothing answers.
 pub fn needs_answer(r: &Request) -> String {
     format!(
-        "node `{}` asks {} {}: give its answer after the keys (`@VALUE` for a response value, `@*` for another value, `@!` for no answer), or pass --answers FILE or --live",
+        "node `{}` asks {} {}: give its answer after the keys (`@VALUE` for a response value, `@*` for another value, `@!` for no answer, `@?VALUE` for an answer without the stored keys), or pass --answers FILE or --live",
         r.node, r.method, r.url
     )
 }
