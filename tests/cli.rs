@@ -80,6 +80,36 @@ fn simulate_connect_ends_in_a_transfer() {
 }
 
 #[test]
+fn simulate_outbound_prints_the_opening_makecall_and_first_prompt_and_plays_on() {
+    let out = phonetree(&["simulate", "abc_restaurant", "--outbound", "--to", "+6598888888", "1", "1", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("outbound call from abc_restaurant (version "), "{text}");
+    assert!(lines[0].ends_with(") on +6568888888 to +6598888888"), "{text}");
+    assert_eq!(lines[1], "makeCall: dials +6598888888 (caller ID +6568888888)");
+    assert!(lines[2].starts_with("[main_menu] hears: \"Welcome to ABC Restaurant,"), "{text}");
+    assert_eq!(
+        lines[lines.len() - 3],
+        "[booked_tomorrow] hears: \"We have booked your table for tomorrow, thank you.\""
+    );
+    assert_eq!(lines[lines.len() - 1], "call ended: hangup");
+    // --json: the opening is the tutorial's initial Send Callflow request, then the replies.
+    let out = phonetree(&["simulate", "abc_restaurant", "--outbound", "--to", "+6598888888", "--json", "1"]);
+    let docs: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(
+        common::comparable(docs[0].clone()),
+        common::comparable(common::golden("seeds/advanced/initial.json"))
+    );
+    assert_eq!(
+        common::comparable(docs[1].clone())["callflow"],
+        common::comparable(common::golden("seeds/advanced/reservations.json"))["callflow"]
+    );
+}
+
+#[test]
 fn simulate_invalid_input() {
     let out = phonetree(&["simulate", "abc_restaurant", "9"]);
     let text = stdout(&out);

@@ -267,6 +267,7 @@ pub fn start_outbound(m: &Machine, call: CallInfo, now_ms: u64) -> Result<Step, 
     if let Some(flow) = &mut step.reply {
         flow.client_action_id = None;
         flow.actions.insert(0, Action::MakeCall(dial));
+        step.actors.insert(0, m.start);
         if let Some(v) = callflow::validate(flow, Use::OutboundRequest).first() {
             return Err(StepError::RejectedReply {
                 node: m.node(m.start).map_or_else(String::new, |n| n.name.clone()),
