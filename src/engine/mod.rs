@@ -173,10 +173,14 @@ fn step_inner(
         (_, Event::SessionEnded { status }) => {
             if st.phase != Phase::Ended {
                 st.outcome = Some(match &st.phase {
-                    Phase::Bridged => transferred(m, &st)?,
+                    Phase::Bridged => transferred(m, &st, Some(status.clone()))?,
                     _ => Outcome::CallerLeft { status: status.clone() },
                 });
                 st.phase = Phase::Ended;
+            }
+            // A transfer that ended before its summary (a webhook came first) takes its status now.
+            if let Some(Outcome::Transferred { status: at_end @ None, .. }) = &mut st.outcome {
+                *at_end = Some(status.clone());
             }
             st.closed = true;
             None
@@ -225,19 +229,12 @@ fn step_inner(
         (Phase::AwaitingInput, Event::NoInput) => {
             Some(retry_or(m, &mut st, Edge::NoInput, &mut edges, walk)?)
         }
-        // Any webhook at a transfer means its bridged leg ended.
+        // 8x8 documents no webhook after a bridge (the session ends with its summary); one that
+        // comes anyway ends the call, whose summary then gives the transfer's status.
         (Phase::Bridged, Event::Digits(_) | Event::NoInput) => {
-            match m.target(st.node, &Edge::AfterTransfer) {
-                Some(to) => {
-                    edges.push((st.node, Edge::AfterTransfer, to));
-                    Some(enter(m, &mut st, to, &mut edges, walk)?)
-                }
-                None => {
-                    st.outcome = Some(transferred(m, &st)?);
-                    st.phase = Phase::Ended;
-                    Some(Callflow::hangup())
-                }
-            }
+            st.outcome = Some(transferred(m, &st, None)?);
+            st.phase = Phase::Ended;
+            Some(Callflow::hangup())
         }
     };
     if let Some(r) = &reply
@@ -310,12 +307,12 @@ pub fn client_action_id(m: &Machine, st: &CallState) -> ClientActionId {
     }
 }
 
-fn transferred(m: &Machine, st: &CallState) -> Result<Outcome, StepError> {
+fn transferred(m: &Machine, st: &CallState, status: Option<String>) -> Result<Outcome, StepError> {
     let destination = match m.node(st.node).map(|n| &n.kind) {
         Some(NodeKind::Transfer(t)) => render_text(m, st, &t.destination)?,
         _ => String::new(),
     };
-    Ok(Outcome::Transferred { destination })
+    Ok(Outcome::Transferred { destination, status })
 }
 
 /// A failed try at the current menu: prompt again while tries are left, else follow `edge`.

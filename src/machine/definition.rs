@@ -74,7 +74,7 @@ pub enum Kind {
     Say,
     /// 8x8 `playFile`, then `next`.
     Play,
-    /// 8x8 `makeCall` bridging the caller to `destination`, then `after` (or the end of the call).
+    /// 8x8 `makeCall` bridging the caller to `destination`; the call ends with the bridge.
     Transfer,
     /// 8x8 `hangup`.
     Hangup,
@@ -153,7 +153,7 @@ pub struct NodeDef {
     /// The caller ID shown to the destination (default: the call's virtual number).
     pub source: Option<String>,
     pub call_recording: Option<bool>,
-    /// Where the call continues when the bridged leg ends (default: the call ends).
+    /// Refused (a diagnostic): 8x8 sends no webhook after a bridge, so the call ends with it.
     pub after: Option<String>,
 
     // speech and capture overrides (see `Defaults`)

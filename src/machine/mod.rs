@@ -71,8 +71,6 @@ pub enum Edge {
     NoInput,
     /// A say or play node finished.
     Next,
-    /// The bridged leg of a transfer ended.
-    AfterTransfer,
     /// A script's answer selected this branch value.
     Response(String),
     /// A script's answer matched no branch (or the script routes on no key).
@@ -88,7 +86,6 @@ impl fmt::Display for Edge {
             Edge::Invalid => f.write_str("invalid"),
             Edge::NoInput => f.write_str("no input"),
             Edge::Next => f.write_str("next"),
-            Edge::AfterTransfer => f.write_str("after transfer"),
             Edge::Response(v) => write!(f, "response {v}"),
             Edge::Default => f.write_str("default"),
             Edge::Failure => f.write_str("failure"),

@@ -184,8 +184,9 @@ impl<'m> Simulation<'m> {
         let node = self.machine.node(self.state.node).map_or("", |n| n.name.as_str());
         match (&self.state.phase, &self.state.outcome) {
             (Phase::Ended, Some(Outcome::HungUp)) => "call ended: hangup".into(),
-            (Phase::Ended, Some(Outcome::Transferred { destination })) => {
-                format!("call ended: transferred to {destination}")
+            (Phase::Ended, Some(Outcome::Transferred { destination, status })) => {
+                let status = status.as_ref().map_or_else(String::new, |s| format!(" ({s})"));
+                format!("call ended: transferred to {destination}{status}")
             }
             (Phase::Ended, Some(Outcome::CallerLeft { status })) => {
                 format!("call ended: the caller left ({status})")
