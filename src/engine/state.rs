@@ -88,7 +88,8 @@ pub struct CallState {
     /// The keys the caller pressed last.
     pub keypress: Option<String>,
     /// Call variables set by `input` nodes (name → the keys accepted, at most
-    /// `KEYPRESS_CHARS_MAX` each; a machine declares its names, so their number is bounded).
+    /// `KEYPRESS_CHARS_MAX` each) and by scripts' `store` (at most their `max_chars`, itself at
+    /// most `STORED_CHARS_MAX` of `compile/scripts.rs`); a machine declares its names, so their number is bounded.
     pub vars: BTreeMap<String, String>,
     pub outcome: Option<Outcome>,
     /// 8x8's session summary arrived: no more webhooks are expected for this call.

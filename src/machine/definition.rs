@@ -176,7 +176,7 @@ pub struct StoreDef {
     pub path: Option<String>,
     /// The value when the answer has no such key (absent: the variable is left unset).
     pub default: Option<String>,
-    /// Most characters kept of the value (default `engine::script::ANSWER_VALUE_CHARS_MAX`).
+    /// Most characters kept of the value (default 64, at most 512: `compile/scripts.rs`).
     pub max_chars: Option<i64>,
 }
 

@@ -75,7 +75,8 @@ pub enum Edge {
     Response(String),
     /// A script's answer matched no branch (or the script routes on no key).
     Default,
-    /// A script got no usable answer: timeout, transport error, non-2xx, not JSON, a key missing.
+    /// A script got no usable answer: timeout, transport error, non-2xx, not JSON, no response
+    /// key (a stored key missing never takes it).
     Failure,
 }
 

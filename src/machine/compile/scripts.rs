@@ -19,9 +19,9 @@ pub const SCRIPT_TIMEOUT_MAX_MS: i64 = 5_000;
 /// Most characters a script keeps of one stored value: the value is kept in the call's state,
 /// written with every step of the call and in its stored record (see `engine::CallState`), so a
 /// few spoken sentences fit and a document does not.
-pub const STORED_CHARS_MAX: i64 = 512;
+const STORED_CHARS_MAX: i64 = 512;
 /// Characters kept of a stored value when its `max_chars` is not given.
-pub const STORED_CHARS_DEFAULT: i64 = 64;
+const STORED_CHARS_DEFAULT: i64 = 64;
 /// A script's timeout when the machine sets none.
 const SCRIPT_TIMEOUT_DEFAULT_MS: i64 = 3_000;
 /// The widget's default wait for each key.
