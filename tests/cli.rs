@@ -80,6 +80,36 @@ fn simulate_connect_ends_in_a_transfer() {
 }
 
 #[test]
+fn simulate_outbound_prints_the_opening_makecall_and_first_prompt_and_plays_on() {
+    let out = phonetree(&["simulate", "abc_restaurant", "--outbound", "--to", "+6598888888", "1", "1", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("outbound call from abc_restaurant (version "), "{text}");
+    assert!(lines[0].ends_with(") on +6568888888 to +6598888888"), "{text}");
+    assert_eq!(lines[1], "makeCall: dials +6598888888 (caller ID +6568888888)");
+    assert!(lines[2].starts_with("[main_menu] hears: \"Welcome to ABC Restaurant,"), "{text}");
+    assert_eq!(
+        lines[lines.len() - 3],
+        "[booked_tomorrow] hears: \"We have booked your table for tomorrow, thank you.\""
+    );
+    assert_eq!(lines[lines.len() - 1], "call ended: hangup");
+    // --json: the opening is the tutorial's initial Send Callflow request, then the replies.
+    let out = phonetree(&["simulate", "abc_restaurant", "--outbound", "--to", "+6598888888", "--json", "1"]);
+    let docs: Vec<serde_json::Value> =
+        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(
+        common::comparable(docs[0].clone()),
+        common::comparable(common::golden("seeds/advanced/initial.json"))
+    );
+    assert_eq!(
+        common::comparable(docs[1].clone())["callflow"],
+        common::comparable(common::golden("seeds/advanced/reservations.json"))["callflow"]
+    );
+}
+
+#[test]
 fn simulate_invalid_input() {
     let out = phonetree(&["simulate", "abc_restaurant", "9"]);
     let text = stdout(&out);
@@ -156,6 +186,27 @@ fn check_rejects_a_trap_with_a_counterexample_that_simulate_replays() {
 }
 
 #[test]
+fn check_rejects_speaking_a_stored_variable_an_answer_may_leave_unset_and_simulate_replays_it() {
+    let dir = common::repo().join("tests/data/diagnostics");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_phonetree")).args(args).current_dir(&dir).output().unwrap()
+    };
+    let out = run(&["check", "script_unset_stored.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let replay = text.split('`').find(|s| s.starts_with("phonetree simulate ")).expect("a replay command");
+    assert_eq!(replay, "phonetree simulate script_unset_stored.toml '@?true' 1");
+    // The answer `{"ok": true}` without `balance` takes the `good` branch; `tell` cannot say it.
+    let out = run(&["simulate", "script_unset_stored.toml", "@?true", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.ends_with("phonetree: node `tell`: the call has no variable `balance`\n"), "{stderr}");
+    // With the key, the same inputs are heard through.
+    let out = run(&["simulate", "script_unset_stored.toml", "@true", "1"]);
+    assert!(stdout(&out).contains("[tell] hears: \"Your balance is 1.\""), "{}", stdout(&out));
+}
+
+#[test]
 fn simulate_answers_script_requests_from_inputs_a_file_or_says_what_it_needs() {
     let run = |args: &[&str]| phonetree(args);
     let inline = run(&["simulate", "machines/order_status.toml", "123456#", "@1", "2"]);
@@ -171,6 +222,9 @@ fn simulate_answers_script_requests_from_inputs_a_file_or_says_what_it_needs() {
         text.contains("[in_transit] hears: \"Your order 1 2 3 4 5 6 is on its way and will arrive 1.\""),
         "{text}"
     );
+    // `@?1`: the same answer without `data.eta`, which takes its default.
+    let text = stdout(&run(&["simulate", "machines/order_status.toml", "123456#", "@?1", "2"]));
+    assert!(text.contains("is on its way and will arrive soon.\""), "{text}");
 
     let dir = tempfile::tempdir().unwrap();
     let answers = dir.path().join("answers.json");

@@ -42,12 +42,6 @@ no_input = "bye"
 kind = "transfer"
 destination = "{agent}"
 call_recording = true
-after = "survey"
-
-[nodes.survey]
-kind = "say"
-text = "Thanks for talking to us."
-next = "bye"
 
 [nodes.sorry]
 kind = "say"
@@ -113,16 +107,24 @@ fn a_valid_key_resets_tries() {
 }
 
 #[test]
-fn after_the_bridge_ends_the_call_continues() {
+fn a_transfer_ends_with_the_bridge_and_keeps_the_summary_status() {
     let (m, st) = started();
     let bridged = engine::step(&m, &st, &Event::Digits("1".into()), 1).unwrap().state;
-    let after = engine::step(&m, &bridged, &Event::NoInput, 2).unwrap();
-    assert_eq!(after.edges[0].1, Edge::AfterTransfer);
-    assert_eq!(
-        json(after.reply.as_ref().unwrap())["callflow"][0]["params"]["text"],
-        "Thanks for talking to us."
-    );
-    assert!(after.state.ended());
+    // The bridge ends the session: its summary says how the transfer went.
+    let busy = engine::step(&m, &bridged, &Event::SessionEnded { status: "BUSY".into() }, 2).unwrap();
+    assert!(busy.reply.is_none() && busy.state.closed && busy.edges.is_empty());
+    let transferred = |status: Option<&str>| Outcome::Transferred {
+        destination: "+6511111111".into(),
+        status: status.map(String::from),
+    };
+    assert_eq!(busy.state.outcome, Some(transferred(Some("BUSY"))));
+    // A webhook at the transfer (8x8 documents none) ends the call; the summary then gives the status.
+    let ended = engine::step(&m, &bridged, &Event::NoInput, 2).unwrap();
+    assert_eq!(json(ended.reply.as_ref().unwrap())["callflow"], serde_json::json!([{"action": "hangup"}]));
+    assert_eq!((ended.state.ended(), ended.state.outcome.clone()), (true, Some(transferred(None))));
+    let summary = Event::SessionEnded { status: "NO_ANSWER".into() };
+    let closed = engine::step(&m, &ended.state, &summary, 3).unwrap();
+    assert_eq!(closed.state.outcome, Some(transferred(Some("NO_ANSWER"))));
 }
 
 #[test]
@@ -142,7 +144,10 @@ fn a_summary_during_a_bridge_records_the_transfer() {
     let (m, st) = started();
     let bridged = engine::step(&m, &st, &Event::Digits("1".into()), 1).unwrap().state;
     let closed = engine::step(&m, &bridged, &Event::SessionEnded { status: "COMPLETED".into() }, 2).unwrap();
-    assert_eq!(closed.state.outcome, Some(Outcome::Transferred { destination: "+6511111111".into() }));
+    assert_eq!(
+        closed.state.outcome,
+        Some(Outcome::Transferred { destination: "+6511111111".into(), status: Some("COMPLETED".into()) })
+    );
 }
 
 #[test]

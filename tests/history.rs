@@ -41,6 +41,11 @@ fn machines(t: &Path, api: &str) -> PathBuf {
 
 /// One inbound call: `CALL_RECEIVED`, the inputs (`-` for none), then 8x8's summary.
 async fn call(n: &Node, session: &str, to: &str, inputs: &[&str]) {
+    call_ending(n, session, to, inputs, "COMPLETED").await;
+}
+
+/// One inbound call as `call`, whose summary says `status`.
+async fn call_ending(n: &Node, session: &str, to: &str, inputs: &[&str], status: &str) {
     let mut id: Option<String> = None;
     for (i, input) in std::iter::once(&"").chain(inputs).enumerate() {
         let event = format!("{session}-e{i}");
@@ -59,7 +64,7 @@ async fn call(n: &Node, session: &str, to: &str, inputs: &[&str]) {
         assert_eq!(a.how, "applied", "{session} {input}: {}", n.log());
         id = a.client_action_id();
     }
-    let a = post(&n.url("/webhooks/vss"), vss(session, "COMPLETED")).await;
+    let a = post(&n.url("/webhooks/vss"), vss(session, status)).await;
     assert_eq!(a.status, 200);
 }
 
@@ -173,6 +178,58 @@ async fn a_finished_call_shows_exports_replays_and_survives_a_restart() {
         n.machines.to_str().unwrap(),
     ]);
     assert!(text(&direct).contains("[lookup] asks GET"), "{}", text(&direct));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transfers_summary_status_is_stored_with_the_call_shown_and_counted_per_node() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let n = Node::start_with(&data, &machines_dir(t.path()), &[("PHONETREE_ADMIN_TOKEN", TOKEN)]);
+    // abc_restaurant: 2 then 1 bridges the caller to the representative at `post_call`.
+    call_ending(&n, "s-busy", "+6568888888", &["2", "1"], "BUSY").await;
+    call_ending(&n, "s-busy-2", "+6568888888", &["2", "1"], "BUSY").await;
+    call_ending(&n, "s-talked", "+6568888888", &["2", "1"], "COMPLETED").await;
+    call_ending(&n, "s-odd", "+6568888888", &["2", "1"], "SOMETHING_NEW").await;
+    // A call that left before any transfer has no transfer status.
+    call_ending(&n, "s-left", "+6568888888", &[], "COMPLETED").await;
+
+    let client = reqwest::Client::new();
+    let get = |session: &'static str| {
+        let r = client.get(n.admin_url(&format!("/calls/{session}"))).bearer_auth(TOKEN).send();
+        async move { r.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let busy = get("s-busy").await;
+    assert_eq!(
+        (&busy["outcome"], &busy["transferStatus"], &busy["node"]),
+        (&"transferred".into(), &"BUSY".into(), &"post_call".into()),
+        "{busy}"
+    );
+    // An undocumented status is kept as 8x8 wrote it.
+    assert_eq!(get("s-odd").await["transferStatus"], "SOMETHING_NEW");
+    let left = get("s-left").await;
+    assert_eq!((&left["outcome"], left.get("transferStatus")), (&"callerLeft".into(), None), "{left}");
+
+    // The transcript and the list say it too.
+    let server = n.admin_url("");
+    let from = ["--server", server.as_str(), "--admin-token", TOKEN];
+    let shown = text(&phonetree(&[&["calls", "show", "s-busy"][..], &from].concat()));
+    assert!(shown.contains("outcome: transferred (BUSY) at `post_call`; summary: BUSY"), "{shown}");
+    let listed = text(&phonetree(&[&["calls", "list", "--outcome", "transferred"][..], &from].concat()));
+    assert!(
+        listed.lines().any(|l| l.starts_with("s-talked  abc_restaurant")
+            && l.contains("transferred (COMPLETED)  at `post_call`")),
+        "{listed}"
+    );
+
+    // /metrics counts them per transfer node and status (an undocumented status as `other`).
+    let (_, _, text) = metrics::scrape(&n, Some(TOKEN)).await;
+    let samples = metrics::parse(&text);
+    let node = [("machine", "abc_restaurant"), ("node", "post_call")];
+    assert_eq!(
+        metrics::values(&samples, "phonetree_transfer_outcomes_total", &node, &["status"]),
+        metrics::expected(&[(&["BUSY"], 2.0), (&["COMPLETED"], 1.0), (&["other"], 1.0)]),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

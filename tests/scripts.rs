@@ -186,8 +186,8 @@ async fn a_slow_failing_or_broken_api_takes_the_failure_branch_to_an_agent() {
     let t = tempfile::tempdir().unwrap();
     let n = node(&t, &api);
     // 444444: slower than the node's 2 s timeout; 555555: HTTP 500; 666666: not JSON;
-    // 777777: no `data.eta`; 999999: a code no branch names (the machine's default is the agent).
-    for (i, order) in ["444444", "555555", "666666", "777777", "999999"].iter().enumerate() {
+    // 999999: a code no branch names (the machine's default is the agent).
+    for (i, order) in ["444444", "555555", "666666", "999999"].iter().enumerate() {
         let (mut call, _) = Call::start(&n, &format!("s-fail-{i}")).await;
         let a = call.press(&format!("{order}#")).await;
         assert_eq!(a.status, 200, "{order}: never a 5xx");
@@ -217,20 +217,120 @@ async fn a_slow_failing_or_broken_api_takes_the_failure_branch_to_an_agent() {
             (&["timeout"], 1.0),
             (&["error_status"], 1.0),
             (&["bad_body"], 1.0),
-            (&["ok"], 2.0),
+            (&["ok"], 1.0),
         ]),
         "{text}"
     );
     assert_eq!(
         metrics::values(&samples, "phonetree_script_request_duration_seconds_count", &lookup, &[]),
-        metrics::expected(&[(&[], 5.0)]),
+        metrics::expected(&[(&[], 4.0)]),
         "{text}"
     );
     assert_eq!(
         metrics::values(&samples, "phonetree_node_exits_total", &lookup, &["exit"]),
-        metrics::expected(&[(&["failure"], 4.0), (&["default"], 1.0)]),
+        metrics::expected(&[(&["failure"], 3.0), (&["default"], 1.0)]),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_without_a_stored_key_takes_its_branch_with_the_default() {
+    let api = Api::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &api);
+    // 777777 answers code 1 without `data.eta`: the in-transit branch, with the stored default.
+    let (mut call, _) = Call::start(&n, "s-no-eta").await;
+    let a = call.press("777777#").await;
+    assert_eq!(said(&a).0[1], "Your order 7 7 7 7 7 7 is on its way and will arrive soon.");
+    assert!(!n.log().contains("script took its failure branch"), "{}", n.log());
+}
+
+/// The issue's account line: `ok` picks the branch, `balance` is only stored (and spoken).
+const BALANCE: &str = r#"
+name = "balance"
+start = "lookup"
+numbers = ["+6568880077"]
+allow_hosts = ["127.0.0.1"]
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[nodes.lookup]
+kind = "script"
+url = "API/balance?caller={caller}"
+response_key = "ok"
+branches = { true = "good", false = "bad" }
+failure = "down"
+store = { balance = { path = "balance", default = "not known", max_chars = 40 } }
+
+[nodes.good]
+kind = "say"
+text = "Your balance is {balance}."
+next = "bye"
+
+[nodes.bad]
+kind = "say"
+text = "Your account is closed."
+next = "bye"
+
+[nodes.down]
+kind = "say"
+text = "The system is down."
+next = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_key_missing_from_the_answer_never_reroutes_and_a_long_value_is_cut_and_logged() {
+    let route = warp::path!("balance").and(warp::query::<HashMap<String, String>>()).map(
+        |q: HashMap<String, String>| {
+            let body = match q.get("caller").map(String::as_str) {
+                Some("+6590000001") => serde_json::json!({"ok": false}),
+                _ => serde_json::json!({
+                    "ok": true,
+                    "balance": "one hundred and twenty dollars and fifty cents as of this morning"
+                }),
+            };
+            warp::reply::json(&body)
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    let t = tempfile::tempdir().unwrap();
+    let dir = machines_dir(t.path());
+    std::fs::write(dir.join("balance.toml"), BALANCE.replace("API", &base)).unwrap();
+    let n = Node::start(&t.path().join("data"), &dir);
+    let url = n.url("/webhooks/vca");
+    let start = |session: &'static str, caller: &'static str| {
+        let v = Vca {
+            session,
+            event: "e1",
+            dtmf: None,
+            client_action_id: None,
+            status: "CALL_RECEIVED",
+            direction: "INBOUND",
+            source: caller,
+            destination: "+6568880077",
+            event_data: false,
+        };
+        post(&url, v.body())
+    };
+    // `{"ok": false}` has no `balance`: the `bad` branch, as `ok` says, not the failure branch.
+    let a = start("s-closed", "+6590000001").await;
+    assert_eq!(said(&a), (vec!["Your account is closed.".to_string()], "hangup".to_string()));
+    // A value over its 40 characters is cut after the last whole word, and the cut is logged by
+    // its lengths (never its text).
+    let a = start("s-open", "+6590000002").await;
+    assert_eq!(said(&a).0, ["Your balance is one hundred and twenty dollars and fifty."]);
+    let log = n.log();
+    let line = log.lines().find(|l| l.contains("stored value cut to its max_chars")).expect(&log);
+    for part in ["balance", "lookup", "chars=65", "kept=40"] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!line.contains("hundred"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,7 @@ pub use action_id::{
     ACTION_ID_NAMES_CHARS_MAX, ACTION_KEY_CHARS_MIN, ACTION_MAC_BYTES, ActionKey, ActionKeyTooShort,
     ClientActionId, Issued, Refused, sign,
 };
-pub use summary::{Leg, SessionSummary};
+pub use summary::{Leg, SESSION_STATUSES, SessionSummary};
 
 /// 8x8: "Maximum voice message length is 3000 characters" (say `text`, sayAndCapture `promptMessage`).
 pub const TEXT_CHARS_MAX: usize = 3000;

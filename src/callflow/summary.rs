@@ -1,5 +1,9 @@
 //! 8x8's session summary: how a call ended, as the Voice Session Summary webhook reports it.
 
+/// The session statuses 8x8 documents (`sessionStatus`, Session Summary for IVR); a summary with
+/// another keeps it as text.
+pub const SESSION_STATUSES: [&str; 6] = ["COMPLETED", "BUSY", "NO_ANSWER", "FAILED", "CANCELED", "ERROR"];
+
 /// One SESSION_SUMMARY webhook (`payload`), with what phonetree keeps of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionSummary {

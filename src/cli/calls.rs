@@ -113,9 +113,10 @@ pub fn run(command: Command) -> Result<(), Error> {
             let source = rt.block_on(open(from))?;
             let (calls, next) = rt.block_on(list(&source, &filter))?;
             for c in &calls {
+                let transfer = c.transfer_status.as_ref().map_or_else(String::new, |s| format!(" ({s})"));
                 writeln!(
                     out,
-                    "{}  {}  {}  {}  at `{}`  started {}",
+                    "{}  {}  {}  {}{transfer}  at `{}`  started {}",
                     c.session, c.machine, c.source, c.outcome, c.node, c.started_ms
                 )?;
             }

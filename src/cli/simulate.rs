@@ -15,6 +15,10 @@ use phonetree::webhook::wire;
 
 use super::{NoRuntime, runtime};
 
+/// The person's number when none is given: the caller of an inbound call, the callee of an
+/// outbound one.
+const PERSON: &str = "+15550000001";
+
 #[derive(clap::Args)]
 pub struct Args {
     /// A machine file, or the name of a machine in --machines.
@@ -24,12 +28,16 @@ pub struct Args {
     /// Print each callflow the server would answer with, one JSON document per line.
     #[arg(long)]
     json: bool,
-    /// The caller's number.
-    #[arg(long, default_value = "+15550000001")]
-    from: String,
-    /// The number called (default: the machine's first number).
+    /// The caller's number (with --outbound: the caller ID, default the machine's first number).
+    #[arg(long)]
+    from: Option<String>,
+    /// The number called (default: the machine's first number; with --outbound: the callee).
     #[arg(long)]
     to: Option<String>,
+    /// phonetree places the call: print the opening (the Send Callflow request's makeCall and
+    /// first prompt), then play the callee's inputs.
+    #[arg(long)]
+    outbound: bool,
     /// Where machine names are looked up.
     #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
     machines: PathBuf,
@@ -68,11 +76,17 @@ pub fn run(args: Args) -> Result<(), Error> {
     let at_ms = args.at.as_deref().map(simulate::parse_at).transpose().map_err(Error::Play)?;
     let mut scripts = Scripts::new(args.answers.as_deref(), args.live)?;
     let m = load(&args.machine, &args.machines)?;
-    let number = args.to.or_else(|| m.numbers().first().cloned()).unwrap_or_else(|| "+15550000000".into());
+    let number = m.numbers().first().cloned().unwrap_or_else(|| "+15550000000".into());
+    let (from, to) = if args.outbound {
+        (args.from.unwrap_or(number), args.to.unwrap_or_else(|| PERSON.into()))
+    } else {
+        (args.from.unwrap_or_else(|| PERSON.into()), args.to.unwrap_or(number))
+    };
+    let parties = simulate::Parties { from: &from, to: &to, outbound: args.outbound };
     let mut answer = |r: &Request| scripts.answer(&m, r);
     let mut out = Out { json: args.json, stdout: io::stdout().lock() };
     if args.inputs.is_empty() {
-        return from_stdin(&m, (&args.from, &number, at_ms), &mut answer, &mut out);
+        return from_stdin(&m, parties, at_ms, &mut answer, &mut out);
     }
     let inputs = args
         .inputs
@@ -80,8 +94,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         .map(|i| simulate::parse_input_or_answer(i))
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::Play)?;
-    let (lines, flows) =
-        simulate::run(&m, &args.from, &number, &inputs, at_ms, &mut answer).map_err(Error::Play)?;
+    let (lines, flows) = simulate::run(&m, parties, &inputs, at_ms, &mut answer).map_err(Error::Play)?;
     out.emit(&lines, &flows);
     Ok(())
 }
@@ -90,16 +103,24 @@ pub fn run(args: Args) -> Result<(), Error> {
 /// line that is not an input is said and skipped).
 fn from_stdin(
     m: &Machine,
-    (from, number, at_ms): (&str, &str, Option<u64>),
+    parties: simulate::Parties<'_>,
+    at_ms: Option<u64>,
     answer: &mut simulate::Answerer<'_>,
     out: &mut Out,
 ) -> Result<(), Error> {
     let interactive = io::stdin().is_terminal();
-    let mut sim = Simulation::new(m, from, number);
-    if let Some(at) = at_ms {
-        sim = sim.at(at);
-    }
-    out.turn(sim.play(&Event::CallStarted, answer).map_err(Error::Play)?);
+    let mut sim = if parties.outbound {
+        let (sim, opening) = Simulation::outbound(m, parties.from, parties.to, at_ms).map_err(Error::Play)?;
+        out.turn(opening);
+        sim
+    } else {
+        let mut sim = Simulation::new(m, parties.from, parties.to);
+        if let Some(at) = at_ms {
+            sim = sim.at(at);
+        }
+        out.turn(sim.play(&Event::CallStarted, answer).map_err(Error::Play)?);
+        sim
+    };
     let mut lines = io::stdin().lock().lines();
     while !sim.state().ended() {
         if interactive {

@@ -68,6 +68,8 @@ pub struct Step {
     pub actors: Vec<NodeId>,
     /// Scripts whose answer took the failure branch, with why (for logs): (node, reason).
     pub script_failures: Vec<(String, String)>,
+    /// Stored values the step's script answers cut to their `max_chars` (for logs).
+    pub cuts: Vec<script::Cut>,
     /// The requests of the script nodes the step passed, in order, each answered by the answer
     /// of the same rank (history and replay).
     pub requests: Vec<Request>,
@@ -118,6 +120,7 @@ struct Walk<'a> {
     used: usize,
     actors: Vec<NodeId>,
     failures: Vec<(String, String)>,
+    cuts: Vec<script::Cut>,
     requests: Vec<Request>,
     /// The step's clock: route rules on time read it.
     now_ms: u64,
@@ -148,6 +151,7 @@ pub fn step_with(
         used: 0,
         actors: Vec::new(),
         failures: Vec::new(),
+        cuts: Vec::new(),
         requests: Vec::new(),
         now_ms,
         routes: 0,
@@ -179,10 +183,14 @@ fn step_inner(
         (_, Event::SessionEnded { status }) => {
             if st.phase != Phase::Ended {
                 st.outcome = Some(match &st.phase {
-                    Phase::Bridged => transferred(m, &st)?,
+                    Phase::Bridged => transferred(m, &st, Some(status.clone()))?,
                     _ => Outcome::CallerLeft { status: status.clone() },
                 });
                 st.phase = Phase::Ended;
+            }
+            // A transfer that ended before its summary (a webhook came first) takes its status now.
+            if let Some(Outcome::Transferred { status: at_end @ None, .. }) = &mut st.outcome {
+                *at_end = Some(status.clone());
             }
             st.closed = true;
             None
@@ -231,19 +239,12 @@ fn step_inner(
         (Phase::AwaitingInput, Event::NoInput) => {
             Some(retry_or(m, &mut st, Edge::NoInput, &mut edges, walk)?)
         }
-        // Any webhook at a transfer means its bridged leg ended.
+        // 8x8 documents no webhook after a bridge (the session ends with its summary); one that
+        // comes anyway ends the call, whose summary then gives the transfer's status.
         (Phase::Bridged, Event::Digits(_) | Event::NoInput) => {
-            match m.target(st.node, &Edge::AfterTransfer) {
-                Some(to) => {
-                    edges.push((st.node, Edge::AfterTransfer, to));
-                    Some(enter(m, &mut st, to, &mut edges, walk)?)
-                }
-                None => {
-                    st.outcome = Some(transferred(m, &st)?);
-                    st.phase = Phase::Ended;
-                    Some(Callflow::hangup())
-                }
-            }
+            st.outcome = Some(transferred(m, &st, None)?);
+            st.phase = Phase::Ended;
+            Some(Callflow::hangup())
         }
     };
     if let Some(r) = &reply
@@ -257,8 +258,9 @@ fn step_inner(
     let actions = reply.as_ref().map_or(0, |r| r.actions.len());
     actors.resize(actions, st.node);
     let script_failures = std::mem::take(&mut walk.failures);
+    let cuts = std::mem::take(&mut walk.cuts);
     let requests = std::mem::take(&mut walk.requests);
-    Ok(Step { state: st, reply, entered, edges, actors, script_failures, requests })
+    Ok(Step { state: st, reply, entered, edges, actors, script_failures, cuts, requests })
 }
 
 /// Starts an outbound call from `call.source` (a virtual number) to `call.destination`: the
@@ -272,6 +274,7 @@ pub fn start_outbound(m: &Machine, call: CallInfo, now_ms: u64) -> Result<Step, 
     if let Some(flow) = &mut step.reply {
         flow.client_action_id = None;
         flow.actions.insert(0, Action::MakeCall(dial));
+        step.actors.insert(0, m.start);
         if let Some(v) = callflow::validate(flow, Use::OutboundRequest).first() {
             return Err(StepError::RejectedReply {
                 node: m.node(m.start).map_or_else(String::new, |n| n.name.clone()),
@@ -314,12 +317,12 @@ pub fn client_action_id(m: &Machine, st: &CallState) -> ClientActionId {
     }
 }
 
-fn transferred(m: &Machine, st: &CallState) -> Result<Outcome, StepError> {
+fn transferred(m: &Machine, st: &CallState, status: Option<String>) -> Result<Outcome, StepError> {
     let destination = match m.node(st.node).map(|n| &n.kind) {
         Some(NodeKind::Transfer(t)) => render_text(m, st, &t.destination)?,
         _ => String::new(),
     };
-    Ok(Outcome::Transferred { destination })
+    Ok(Outcome::Transferred { destination, status })
 }
 
 /// A failed try at the current menu: prompt again while tries are left, else follow `edge`.
@@ -380,12 +383,17 @@ fn ask(
         .into_iter()
         .filter_map(|(e, _)| if let Edge::Response(v) = e { Some(v) } else { None })
         .collect();
-    let routed = script::route(s, answer, &branches);
+    let routed = script::route(&node.name, s, answer, &branches);
     if let Some(why) = routed.failure {
         walk.failures.push((node.name.clone(), why));
     }
+    walk.cuts.extend(routed.cuts);
     for (var, value) in routed.vars {
         st.vars.insert(var, value);
+    }
+    // An answer without the key: no value from an earlier answer is spoken as this one's.
+    for var in routed.unset {
+        st.vars.remove(&var);
     }
     let (edge, to) = match m.target(st.node, &routed.edge) {
         Some(to) => (routed.edge, to),

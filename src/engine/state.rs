@@ -50,7 +50,8 @@ pub enum Phase {
     New,
     /// A menu prompt was sent; the next webhook carries the caller's keys (or none).
     AwaitingInput,
-    /// A transfer's makeCall was sent; the next webhook means the bridged leg ended.
+    /// A transfer's makeCall was sent; the call ends with the bridge (8x8's session summary says
+    /// how it went).
     Bridged,
     /// phonetree sent its last action (hangup), or the session summary arrived.
     Ended,
@@ -61,8 +62,10 @@ pub enum Phase {
 pub enum Outcome {
     /// phonetree hung up (a hangup node).
     HungUp,
-    /// The caller was bridged to `destination` and the call ended there.
-    Transferred { destination: String },
+    /// The caller was bridged to `destination` and the call ended there; `status` is the session
+    /// summary's (`COMPLETED`, `BUSY`, `NO_ANSWER`, `FAILED`, `CANCELED`, any other as 8x8 wrote
+    /// it), once it arrived.
+    Transferred { destination: String, status: Option<String> },
     /// The session ended (8x8's summary) while phonetree was still waiting on the caller.
     CallerLeft { status: String },
 }
@@ -85,7 +88,8 @@ pub struct CallState {
     /// The keys the caller pressed last.
     pub keypress: Option<String>,
     /// Call variables set by `input` nodes (name → the keys accepted, at most
-    /// `KEYPRESS_CHARS_MAX` each; a machine declares its names, so their number is bounded).
+    /// `KEYPRESS_CHARS_MAX` each) and by scripts' `store` (at most their `max_chars`, itself at
+    /// most `STORED_CHARS_MAX` of `compile/scripts.rs`); a machine declares its names, so their number is bounded.
     pub vars: BTreeMap<String, String>,
     pub outcome: Option<Outcome>,
     /// 8x8's session summary arrived: no more webhooks are expected for this call.

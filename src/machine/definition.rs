@@ -91,7 +91,7 @@ pub enum Kind {
     Say,
     /// 8x8 `playFile`, then `next`.
     Play,
-    /// 8x8 `makeCall` bridging the caller to `destination`, then `after` (or the end of the call).
+    /// 8x8 `makeCall` bridging the caller to `destination`; the call ends with the bridge.
     Transfer,
     /// 8x8 `hangup`.
     Hangup,
@@ -153,8 +153,9 @@ pub struct NodeDef {
     pub default: Option<String>,
     /// Where the call goes when the API gives no usable answer.
     pub failure: Option<String>,
-    /// Call variables set from the answer: name → dotted path (`{ eta = "data.eta" }`).
-    pub store: Option<BTreeMap<String, String>>,
+    /// Call variables set from the answer: name → dotted path (`{ eta = "data.eta" }`), or name →
+    /// `{ path, default, max_chars }`.
+    pub store: Option<BTreeMap<String, StoreDef>>,
     /// Minutes identical requests are answered from the cache (1 to 999).
     pub cache_minutes: Option<i64>,
     /// Ask the caller for keys before the request (`{keypress}`).
@@ -179,7 +180,7 @@ pub struct NodeDef {
     pub source: Option<String>,
     /// 8x8 `callRecording`: record the bridged call.
     pub call_recording: Option<bool>,
-    /// Where the call continues when the bridged leg ends (default: the call ends).
+    /// Refused (a diagnostic): 8x8 sends no webhook after a bridge, so the call ends with it.
     pub after: Option<String>,
 
     // route
@@ -247,6 +248,75 @@ pub struct RuleDef {
     pub at_most: Option<i64>,
     /// The node the call goes to when every condition of the rule holds.
     pub next: Option<String>,
+}
+
+/// One stored call variable of a script: a dotted path, or a table with the path and its settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreDef {
+    pub path: Option<String>,
+    /// The value when the answer has no such key (absent: the variable is left unset).
+    pub default: Option<String>,
+    /// Most characters kept of the value (default 64, at most 512: `compile/scripts.rs`).
+    pub max_chars: Option<i64>,
+}
+
+/// A stored variable is a dotted path, or a table of the path and its settings.
+impl JsonSchema for StoreDef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StoreDef".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A call variable set from the answer: a dotted path in it (`data.eta`), or a table with the path and its settings.",
+            "anyOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "path": { "type": "string", "description": "The dotted path in the JSON answer." },
+                        "default": { "type": "string", "description": "The value when the answer has no such key (absent: the variable is left unset)." },
+                        "max_chars": { "type": "integer", "minimum": 1, "description": "Most characters kept of the value (default 64); a longer one is cut after the last whole word." }
+                    },
+                    "required": ["path"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for StoreDef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StoreDef, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = StoreDef;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key path (\"data.eta\") or a table { path, default, max_chars }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StoreDef, E> {
+                Ok(StoreDef { path: Some(v.to_string()), ..StoreDef::default() })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StoreDef, A::Error> {
+                let mut out = StoreDef::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "path" => out.path = Some(map.next_value()?),
+                        "default" => out.default = Some(map.next_value()?),
+                        "max_chars" => out.max_chars = Some(map.next_value()?),
+                        other => {
+                            return Err(serde::de::Error::unknown_field(
+                                other,
+                                &["path", "default", "max_chars"],
+                            ));
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// A set of `NodeDef` fields, by their index in serde's field list (`FieldSet::NAMES`).

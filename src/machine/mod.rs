@@ -73,13 +73,12 @@ pub enum Edge {
     NoInput,
     /// A say or play node finished.
     Next,
-    /// The bridged leg of a transfer ended.
-    AfterTransfer,
     /// A script's answer selected this branch value.
     Response(String),
     /// A script's answer matched no branch (or the script routes on no key).
     Default,
-    /// A script got no usable answer: timeout, transport error, non-2xx, not JSON, a key missing.
+    /// A script got no usable answer: timeout, transport error, non-2xx, not JSON, no response
+    /// key (a stored key missing never takes it).
     Failure,
     /// A route's rule fired: its index (from 0) and what it says (`mon-fri 09:00-18:00`).
     Rule(usize, String),
@@ -94,7 +93,6 @@ impl fmt::Display for Edge {
             Edge::Invalid => f.write_str("invalid"),
             Edge::NoInput => f.write_str("no input"),
             Edge::Next => f.write_str("next"),
-            Edge::AfterTransfer => f.write_str("after transfer"),
             Edge::Response(v) => write!(f, "response {v}"),
             Edge::Default => f.write_str("default"),
             Edge::Failure => f.write_str("failure"),
@@ -175,12 +173,24 @@ pub struct Script {
     pub request: RequestTemplate,
     /// Dotted path in the JSON answer whose value picks the branch.
     pub response_key: Option<Vec<String>>,
-    /// Call variables set from the answer: (name, dotted path).
-    pub store: Vec<(String, Vec<String>)>,
+    /// Call variables set from the answer.
+    pub store: Vec<Stored>,
     /// Identical requests within this many minutes are answered from the cache.
     pub cache_minutes: Option<u16>,
     /// The stored variables some `{play:$name}` plays: their values must be http(s) URLs.
     pub played: Vec<String>,
+}
+
+/// A call variable a script sets from its answer.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub var: String,
+    /// Dotted path of the value in the JSON answer.
+    pub path: Vec<String>,
+    /// The value when the answer has no such key; `None`: the variable is left unset.
+    pub default: Option<String>,
+    /// Most characters kept of the value (cut at a word boundary where there is one).
+    pub max_chars: usize,
 }
 
 /// An HTTP request with templates, resolved when the call reaches the script.

@@ -282,6 +282,16 @@ async fn run_step(
                 for (node, why) in &step.script_failures {
                     warn!(%node, reason = %why, "script took its failure branch");
                 }
+                for c in &step.cuts {
+                    warn!(
+                        machine = %machine.name(),
+                        node = %c.node,
+                        variable = %c.var,
+                        chars = c.chars,
+                        kept = c.kept,
+                        "stored value cut to its max_chars"
+                    );
+                }
                 return Ok((*step, answers));
             }
             Stepped::Needs(request) => request,

@@ -11,6 +11,8 @@ use std::time::Duration;
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 use super::App;
+use super::sweep::EXPIRED;
+use crate::callflow::SESSION_STATUSES;
 use crate::engine::{self, CallState, Event, Outcome};
 use crate::machine::{Edge, Machine, NodeId};
 use crate::store;
@@ -24,7 +26,7 @@ const COMMIT_RETRIES: &str = "phonetree_commit_retries_total";
 /// Times calls entered a node, by `machine` and `node`.
 const NODE_ENTRIES: &str = "phonetree_node_entries_total";
 /// Exits taken from a node, by `machine`, `node` and `exit` (`key_<keys>`, `invalid` and
-/// `no_input` once the tries are used up, `next`, `after_transfer`, `response_<value>`,
+/// `no_input` once the tries are used up, `next`, `response_<value>`,
 /// `default`, `failure`).
 const NODE_EXITS: &str = "phonetree_node_exits_total";
 /// Prompts repeated at a node because of a failed try (`reason`: `invalid`, `no_input`).
@@ -32,6 +34,9 @@ const NODE_RETRIES: &str = "phonetree_node_retries_total";
 /// Calls that ended at a node, by `machine`, `node` and `how` (`hangup`, `transfer`,
 /// `caller_hung_up`, `expired`).
 const CALLS_ENDED: &str = "phonetree_calls_ended_total";
+/// Transfers that ended, by `machine`, `node` and `status` (the session summary's, one of
+/// `callflow::summary::SESSION_STATUSES` or `EXPIRED`, else `other`).
+const TRANSFER_OUTCOMES: &str = "phonetree_transfer_outcomes_total";
 /// Script requests by `machine`, `node` and `result` (`ok`, `bad_body`, `error_status`,
 /// `timeout`, `error`, `refused`, `out_of_time`, `cache_hit`).
 const SCRIPT_REQUESTS: &str = "phonetree_script_requests_total";
@@ -86,6 +91,11 @@ pub fn describe() {
     describe_counter!(NODE_EXITS, Unit::Count, "Exits taken from a node.");
     describe_counter!(NODE_RETRIES, Unit::Count, "Prompts repeated at a node after a failed try.");
     describe_counter!(CALLS_ENDED, Unit::Count, "Calls that ended at a node, and how.");
+    describe_counter!(
+        TRANSFER_OUTCOMES,
+        Unit::Count,
+        "Transfers that ended, by node and the session summary's status."
+    );
     describe_counter!(SCRIPT_REQUESTS, Unit::Count, "Script requests by result.");
     describe_histogram!(SCRIPT_SECONDS, Unit::Seconds, "Time of the script requests sent.");
     describe_gauge!(SESSIONS, Unit::Count, "Sessions in the store, as of the last health probe.");
@@ -141,7 +151,6 @@ fn exit(edge: &Edge) -> String {
         Edge::Invalid => "invalid".into(),
         Edge::NoInput => "no_input".into(),
         Edge::Next => "next".into(),
-        Edge::AfterTransfer => "after_transfer".into(),
         Edge::Default => "default".into(),
         Edge::Failure => "failure".into(),
         Edge::Rule(i, _) => format!("rule_{}", i.saturating_add(1)),
@@ -170,6 +179,16 @@ pub(super) fn step(app: &App, machine: &Machine, before: &CallState, event: &Eve
 
 /// Records the end of a call, if `after` ended it (`expired`: the TTL sweep closed it).
 pub(super) fn ended(app: &App, machine: &Machine, before: &CallState, after: &CallState, expired: bool) {
+    // A transfer is counted when its status arrives (which may be after the call ended).
+    let status = |s: &CallState| match &s.outcome {
+        Some(Outcome::Transferred { status, .. }) => status.clone(),
+        _ => None,
+    };
+    if let (None, Some(status)) = (status(before), status(after)) {
+        let label = SESSION_STATUSES.iter().chain(&[EXPIRED]).find(|s| **s == status).map_or(OTHER, |s| s);
+        let (m, n) = labels(app, machine, after.node);
+        counter!(TRANSFER_OUTCOMES, "machine" => m, "node" => n, "status" => label).increment(1);
+    }
     if before.outcome.is_some() {
         return;
     }

@@ -115,11 +115,14 @@ async fn sweep_lone_summaries(app: &App, now: u64, retention: u64) -> Result<usi
     }
 }
 
+/// The status a silent session is closed with, as if its summary said it.
+pub(super) const EXPIRED: &str = "EXPIRED";
+
 /// Closes one silent session (as if its summary said `EXPIRED`); false when it changed meanwhile.
 async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, Fault> {
     let machine =
         app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
-    let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: "EXPIRED".into() }, now)?;
+    let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: EXPIRED.into() }, now)?;
     let commit =
         Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None, entry: None };
     let stored = app.store.commit(commit).await? == Committed::Done;

@@ -82,6 +82,8 @@ pub enum Kind {
     UncoveredEdge,
     /// A variable a route tests takes more values than `STATES_MAX` states hold: not all explored.
     Unbounded,
+    /// A node uses a call variable that a script's answer without the stored key left unset.
+    UnsetVariable,
 }
 
 /// A property that does not hold, and how to see it happen.
@@ -118,11 +120,12 @@ pub fn replay(machine: &str, inputs: &[String]) -> String {
     cmd
 }
 
-/// A call's control state: where it is, what it waits for, tries used — and, for a machine with
-/// routes, the call's clock class and the values of the variables its rules test.
-type Key = (NodeId, u8, u8, u64, Vec<Option<String>>);
+/// A call's control state: where it is, what it waits for, tries used; for a machine with routes,
+/// the call's clock class and the values of the variables its rules test; and which of the stored
+/// variables an answer may leave unset (`may_miss`) are set.
+type Key = (NodeId, u8, u8, u64, Vec<Option<String>>, Vec<bool>);
 
-fn key(s: &CallState, routed: &Routed) -> Key {
+fn key(s: &CallState, routed: &Routed, may_miss: &[String]) -> Key {
     let phase = match s.phase {
         Phase::New => 0,
         Phase::AwaitingInput => 1,
@@ -130,7 +133,8 @@ fn key(s: &CallState, routed: &Routed) -> Key {
         Phase::Ended => 3,
     };
     let values = routed.vars.iter().map(|(name, cap)| routed_value(s.var(name), *cap)).collect();
-    (s.node, phase, if s.closed { u8::MAX } else { s.tries }, s.started_ms, values)
+    let set = may_miss.iter().map(|v| s.vars.contains_key(v)).collect();
+    (s.node, phase, if s.closed { u8::MAX } else { s.tries }, s.started_ms, values, set)
 }
 
 /// A tested variable's value as the key holds it: a counter above `cap` is `cap` (every test on
@@ -268,6 +272,17 @@ fn clocks(m: &Machine, routes: &[&route::Route]) -> Vec<(u64, Option<String>)> {
     out
 }
 
+/// The stored variables some script may leave unset (a stored key without a `default`).
+fn may_miss(m: &Machine) -> Vec<String> {
+    let mut vars: Vec<String> = (m.graph().node_weights())
+        .filter_map(|n| if let NodeKind::Script(s) = &n.kind { Some(s) } else { None })
+        .flat_map(|s| s.store.iter().filter(|s| s.default.is_none()).map(|s| s.var.clone()))
+        .collect();
+    vars.sort();
+    vars.dedup();
+    vars
+}
+
 struct Visited {
     state: CallState,
     /// The state it was first reached from, and the inputs (keys, then any script answers).
@@ -324,6 +339,7 @@ pub fn explore(m: &Machine) -> Report {
     // path is a shortest one.
     // One start per clock class and caller the route rules tell apart.
     let routed = routed(m);
+    let may_miss = may_miss(m);
     let mut visited = Vec::new();
     let mut index: HashMap<Key, usize> = HashMap::new();
     for (now, text) in &routed.clocks {
@@ -336,7 +352,8 @@ pub fn explore(m: &Machine) -> Report {
                 let from = format!("--from={caller}");
                 clock = Some(clock.map_or(from.clone(), |c| format!("{c} {from}")));
             }
-            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(key(&state, &routed)) {
+            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(key(&state, &routed, &may_miss))
+            {
                 e.insert(visited.len());
                 visited.push(Visited { state, parent: None, clock, next: Vec::new() });
             }
@@ -350,6 +367,8 @@ pub fn explore(m: &Machine) -> Report {
     let mut queue: VecDeque<usize> = (0..roots).collect();
     // One report per node for a failing engine, and one for broken invariants.
     let (mut failed, mut broken): (HashSet<NodeId>, HashSet<NodeId>) = Default::default();
+    // One report per node and variable it cannot render.
+    let mut unset: HashSet<(String, String)> = HashSet::new();
     while let Some(at) = queue.pop_front() {
         let state = visited[at].state.clone();
         if state.closed {
@@ -379,6 +398,15 @@ pub fn explore(m: &Machine) -> Report {
                 let node = m.node(state.node).map_or_else(String::new, |n| n.name.clone());
                 let step = match result {
                     Ok(step) => step,
+                    Err(engine::StepError::UnresolvedVariable { node: speaker, var }) => {
+                        if unset.insert((speaker.clone(), var.clone())) {
+                            let message = format!(
+                                "call variable `{var}` may be unset here: a script's answer without its stored key leaves it unset"
+                            );
+                            r.violations.push(violation(Kind::UnsetVariable, &speaker, message, &path()));
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         if failed.insert(state.node) {
                             r.violations.push(violation(Kind::Engine, &node, e.to_string(), &path()));
@@ -394,7 +422,7 @@ pub fn explore(m: &Machine) -> Report {
                 }
                 entered.extend(step.entered.iter().copied());
                 covered.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
-                let k = key(&step.state, &routed);
+                let k = key(&step.state, &routed, &may_miss);
                 let to = *index.entry(k).or_insert_with(|| {
                     visited.push(Visited {
                         state: step.state.clone(),
@@ -468,6 +496,9 @@ impl Violation {
             ),
             Kind::Unbounded => Some(
                 "bound the counter: test it with `at_least` / `at_most` in a route that ends the call, and only `add` to it",
+            ),
+            Kind::UnsetVariable => Some(
+                "give its `store` entry a `default` (`NAME = { path = \"...\", default = \"...\" }`), or do not say it where an answer may lack it",
             ),
             _ => None,
         };
@@ -656,16 +687,26 @@ fn steps(
 const OTHER_VALUE: &str = "phonetree-other";
 
 /// One answer per way a script can go: each branch value (`@VALUE`), another value or any success
-/// (`@*`), and no answer (`@!`, a timeout).
+/// (`@*`), and no answer (`@!`, a timeout). A script with a stored key that has no `default` also
+/// gets each of those values in an answer without its stored keys (`@?VALUE`, `@?*`): the stored
+/// key missing, which leaves the variable unset.
 fn answer_classes(m: &Machine, node: &str) -> Vec<(String, Answer)> {
     let Some(id) = m.node_id(node) else { return Vec::new() };
     let Some(NodeKind::Script(script)) = m.node(id).map(|n| &n.kind) else { return Vec::new() };
+    let may_miss = script.store.iter().any(|s| s.default.is_none());
     let mut classes = Vec::new();
-    for (edge, _) in m.edges(id) {
-        match edge {
-            Edge::Response(v) => classes.push((format!("@{v}"), synthetic_answer(script, Some(&v)))),
-            Edge::Default => classes.push(("@*".into(), synthetic_answer(script, Some(OTHER_VALUE)))),
-            _ => {}
+    for missing in [false, true].into_iter().filter(|&m| !m || may_miss) {
+        let mark = if missing { "?" } else { "" };
+        for (edge, _) in m.edges(id) {
+            match edge {
+                Edge::Response(v) => {
+                    classes.push((format!("@{mark}{v}"), synthetic_answer(script, Some(&v), missing)))
+                }
+                Edge::Default => {
+                    classes.push((format!("@{mark}*"), synthetic_answer(script, Some(OTHER_VALUE), missing)))
+                }
+                _ => {}
+            }
         }
     }
     classes.push(("@!".into(), Answer::Failed { reason: "timeout (explored)".into() }));
@@ -673,18 +714,25 @@ fn answer_classes(m: &Machine, node: &str) -> Vec<(String, Answer)> {
 }
 
 /// The answer a replay token stands for at `script`: `@VALUE` (the response key is VALUE),
-/// `@*` (a value no branch names), `@!` (no answer). Stored fields get the value `1` (a URL for
-/// the ones `{play:$name}` plays).
+/// `@*` (a value no branch names), `@!` (no answer); `@?VALUE` and `@?*` are the same answers
+/// without the stored keys. Stored fields get the value `1` (a URL for the ones `{play:$name}`
+/// plays).
 pub fn answer_for_token(script: &Script, token: &str) -> Option<Answer> {
-    match token.strip_prefix('@')? {
-        "!" => Some(Answer::Failed { reason: "timeout (simulated)".into() }),
-        "*" => Some(synthetic_answer(script, Some(OTHER_VALUE))),
-        value => Some(synthetic_answer(script, Some(value))),
+    let token = token.strip_prefix('@')?;
+    let (missing, token) = match token.strip_prefix('?') {
+        Some(rest) if !rest.is_empty() => (true, rest),
+        _ => (false, token),
+    };
+    match token {
+        "!" if !missing => Some(Answer::Failed { reason: "timeout (simulated)".into() }),
+        "*" => Some(synthetic_answer(script, Some(OTHER_VALUE), missing)),
+        value => Some(synthetic_answer(script, Some(value), missing)),
     }
 }
 
-/// A 200 answer whose JSON has the response key set to `value` and every stored field set.
-fn synthetic_answer(script: &Script, value: Option<&str>) -> Answer {
+/// A 200 answer whose JSON has the response key set to `value` and every stored field set (none
+/// when `missing`).
+fn synthetic_answer(script: &Script, value: Option<&str>, missing: bool) -> Answer {
     fn set(root: &mut serde_json::Value, path: &[String], value: serde_json::Value) {
         let mut at = root;
         for (i, part) in path.iter().enumerate() {
@@ -700,10 +748,10 @@ fn synthetic_answer(script: &Script, value: Option<&str>) -> Answer {
         }
     }
     let mut body = serde_json::json!({});
-    for (var, path) in &script.store {
+    for stored in script.store.iter().filter(|_| !missing) {
         // A played value must be a URL; any other stored value is a short text.
-        let value = if script.played.contains(var) { "https://example.com/explore.mp3" } else { "1" };
-        set(&mut body, path, serde_json::json!(value));
+        let value = if script.played.contains(&stored.var) { "https://example.com/explore.mp3" } else { "1" };
+        set(&mut body, &stored.path, serde_json::json!(value));
     }
     if let (Some(path), Some(v)) = (&script.response_key, value) {
         set(&mut body, path, serde_json::json!(v));

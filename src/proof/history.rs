@@ -233,6 +233,9 @@ pub struct Call {
     pub updated_ms: u64,
     /// `inProgress`, `hungUp`, `transferred` or `callerLeft`.
     pub outcome: String,
+    /// A transfer's end as its session summary reports it (`COMPLETED`, `BUSY`, `NO_ANSWER`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_status: Option<String>,
     /// The node the call is (or ended) at.
     pub node: String,
     /// (Absent from a listed call.)
@@ -275,6 +278,10 @@ impl Call {
             started_ms: state.started_ms,
             updated_ms: state.updated_ms,
             outcome: outcome(state).into(),
+            transfer_status: match &state.outcome {
+                Some(Outcome::Transferred { status, .. }) => status.clone(),
+                _ => None,
+            },
             node: node.into(),
             cut: entries.len() >= ENTRIES_MAX,
             entries,
@@ -326,7 +333,8 @@ impl Call {
             }
             None => "summary: none yet".into(),
         };
-        out.push(format!("outcome: {} at `{}`; {ended}", self.outcome, self.node));
+        let transfer = self.transfer_status.as_ref().map_or_else(String::new, |s| format!(" ({s})"));
+        out.push(format!("outcome: {}{transfer} at `{}`; {ended}", self.outcome, self.node));
         out
     }
 }

@@ -19,7 +19,7 @@ pub const INPUTS_MAX: usize = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     Event(Event),
-    /// `@VALUE`, `@*` or `@!`: the answer of the next script request (see `explore::answer_for_token`).
+    /// `@VALUE`, `@*`, `@!`, `@?VALUE` or `@?*`: the answer of the next script request (see `explore::answer_for_token`).
     Answer(String),
 }
 
@@ -90,6 +90,44 @@ impl<'m> Simulation<'m> {
         self
     }
 
+    /// A new outbound call from the machine's `number` to `callee`, and its opening: the callflow
+    /// for 8x8's Send Callflow API (`makeCall`, then the start node's chain), made by
+    /// `engine::start_outbound` as the node's `place_call` makes it.
+    pub fn outbound(
+        machine: &'m Machine,
+        number: &str,
+        callee: &str,
+        at_ms: Option<u64>,
+    ) -> Result<(Simulation<'m>, Turn), String> {
+        let call = CallInfo {
+            session_id: "simulated-session".into(),
+            direction: Direction::Outbound,
+            source: number.into(),
+            destination: callee.into(),
+            call_id: None,
+        };
+        let step = engine::start_outbound(machine, call, at_ms.unwrap_or(0)).map_err(|e| match e {
+            engine::StepError::NeedsAnswer(r) => format!(
+                "node `{}` asks {} {} before the first prompt: an outbound call's opening cannot wait for an API answer (the node does not place it either)",
+                r.node, r.method, r.url
+            ),
+            e => e.to_string(),
+        })?;
+        let sim = Simulation { machine, state: step.state.clone(), clock_ms: 0, at_ms };
+        let mut lines = Vec::new();
+        let actions = step.reply.as_ref().map_or(&[][..], |f| f.actions.as_slice());
+        for (i, action) in actions.iter().enumerate() {
+            let node = step.actors.get(i).and_then(|&id| machine.node(id)).map_or("", |n| n.name.as_str());
+            lines.push(match action {
+                Action::MakeCall(dial) if i == 0 => {
+                    format!("makeCall: dials {} (caller ID {})", dial.destination, dial.source)
+                }
+                a => format!("[{node}] {}", describe(a)),
+            });
+        }
+        Ok((sim, Turn { lines, reply: step.reply }))
+    }
+
     pub fn state(&self) -> &CallState {
         &self.state
     }
@@ -114,6 +152,9 @@ impl<'m> Simulation<'m> {
                             .iter()
                             .map(|(node, why)| format!("[{node}] failure branch: {why}")),
                     );
+                    notes.extend(step.cuts.iter().map(|c| {
+                        format!("[{}] `{}` cut from {} to {} characters", c.node, c.var, c.chars, c.kept)
+                    }));
                     self.state = step.state.clone();
                     return Ok((*step, notes));
                 }
@@ -162,8 +203,9 @@ impl<'m> Simulation<'m> {
         let node = self.machine.node(self.state.node).map_or("", |n| n.name.as_str());
         match (&self.state.phase, &self.state.outcome) {
             (Phase::Ended, Some(Outcome::HungUp)) => "call ended: hangup".into(),
-            (Phase::Ended, Some(Outcome::Transferred { destination })) => {
-                format!("call ended: transferred to {destination}")
+            (Phase::Ended, Some(Outcome::Transferred { destination, status })) => {
+                let status = status.as_ref().map_or_else(String::new, |s| format!(" ({s})"));
+                format!("call ended: transferred to {destination}{status}")
             }
             (Phase::Ended, Some(Outcome::CallerLeft { status })) => {
                 format!("call ended: the caller left ({status})")
@@ -179,7 +221,7 @@ impl<'m> Simulation<'m> {
 /// The message for a script request nothing answers.
 pub fn needs_answer(r: &Request) -> String {
     format!(
-        "node `{}` asks {} {}: give its answer after the keys (`@VALUE` for a response value, `@*` for another value, `@!` for no answer), or pass --answers FILE or --live",
+        "node `{}` asks {} {}: give its answer after the keys (`@VALUE` for a response value, `@*` for another value, `@!` for no answer, `@?VALUE` for an answer without the stored keys), or pass --answers FILE or --live",
         r.node, r.method, r.url
     )
 }
@@ -221,39 +263,62 @@ pub fn parse_at(text: &str) -> Result<u64, String> {
     u64::try_from(at.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
 }
 
+/// Who calls whom in a simulated call.
+#[derive(Debug, Clone, Copy)]
+pub struct Parties<'a> {
+    /// Inbound: the caller. Outbound: the machine's number (the caller ID).
+    pub from: &'a str,
+    /// Inbound: the machine's number. Outbound: the callee.
+    pub to: &'a str,
+    /// phonetree places the call (the opening is the Send Callflow request).
+    pub outbound: bool,
+}
+
 /// A whole call at once: the transcript lines and the callflows, or the first error. `@` inputs
 /// answer the next script request; other requests go to `fallback`.
 pub fn run(
     machine: &Machine,
-    caller: &str,
-    number: &str,
+    parties: Parties<'_>,
     inputs: &[Input],
     at_ms: Option<u64>,
     fallback: &mut Answerer<'_>,
 ) -> Result<(Vec<String>, Vec<Callflow>), String> {
-    let mut sim = Simulation::new(machine, caller, number);
-    if let Some(at) = at_ms {
-        sim = sim.at(at);
-    }
-    let mut lines =
-        vec![format!("call to {} (version {}) from {caller} on {number}", machine.name(), machine.version())];
-    let mut flows = Vec::new();
+    let (from, to) = (parties.from, parties.to);
     let mut inputs = inputs.iter().take(INPUTS_MAX).peekable();
-    let mut ignored = 0;
-    let mut event = Some(Event::CallStarted);
-    while let Some(e) = event.take() {
-        // The `@` answers that follow the keys answer the scripts this step reaches.
-        let mut queued: VecDeque<String> = VecDeque::new();
-        while let Some(Input::Answer(token)) = inputs.peek() {
-            queued.push_back(token.clone());
-            inputs.next();
+    let (mut sim, mut lines, mut flows, mut event) = if parties.outbound {
+        let (sim, opening) = Simulation::outbound(machine, from, to, at_ms)?;
+        let head = format!(
+            "outbound call from {} (version {}) on {from} to {to}",
+            machine.name(),
+            machine.version()
+        );
+        let mut lines = vec![head];
+        lines.extend(opening.lines);
+        (sim, lines, opening.reply.into_iter().collect(), None)
+    } else {
+        let head = format!("call to {} (version {}) from {from} on {to}", machine.name(), machine.version());
+        let mut sim = Simulation::new(machine, from, to);
+        if let Some(at) = at_ms {
+            sim = sim.at(at);
         }
-        let turn = sim.play(&e, &mut |r: &Request| match queued.pop_front() {
-            Some(token) => token_answer(machine, r, &token),
-            None => fallback(r),
-        })?;
-        lines.extend(turn.lines);
-        flows.extend(turn.reply);
+        (sim, vec![head], Vec::new(), Some(Event::CallStarted))
+    };
+    let mut ignored = 0;
+    loop {
+        if let Some(e) = event.take() {
+            // The `@` answers that follow the keys answer the scripts this step reaches.
+            let mut queued: VecDeque<String> = VecDeque::new();
+            while let Some(Input::Answer(token)) = inputs.peek() {
+                queued.push_back(token.clone());
+                inputs.next();
+            }
+            let turn = sim.play(&e, &mut |r: &Request| match queued.pop_front() {
+                Some(token) => token_answer(machine, r, &token),
+                None => fallback(r),
+            })?;
+            lines.extend(turn.lines);
+            flows.extend(turn.reply);
+        }
         for input in inputs.by_ref() {
             match input {
                 Input::Event(next) if !sim.state().ended() => {
@@ -266,6 +331,9 @@ pub fn run(
                 }
                 _ => ignored += 1,
             }
+        }
+        if event.is_none() {
+            break;
         }
     }
     lines.push(sim.status());

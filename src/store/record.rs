@@ -18,8 +18,9 @@ use crate::proof::history::{Asked, ENTRIES_MAX, Entry, Happened, Said};
 /// The format records are written in. Format 2 added call variables to sessions; format 3 moved a
 /// session's latest replies into its record (format 2 kept every reply in a tree of its own, which
 /// the sled store migrates on open). Records of formats `FORMAT_OLDEST..=FORMAT` are read (what an
-/// older format lacks has a default), any other is refused, not guessed at.
-pub const FORMAT: u8 = 3;
+/// older format lacks has a default), any other is refused, not guessed at. Format 4 keeps a
+/// transfer's session summary status with its outcome.
+pub const FORMAT: u8 = 4;
 pub const FORMAT_OLDEST: u8 = 1;
 /// Replies a session record keeps with their bytes: a duplicate delivery is a retry of a webhook
 /// 8x8 got no answer to, so it is the latest one (or, reordered, the one before).
@@ -270,8 +271,12 @@ pub struct ReplyEntry {
 pub enum OutcomeRecord {
     #[serde(rename = "h")]
     HungUp,
+    /// A transfer without its summary's status (all a format 3 record keeps).
     #[serde(rename = "t")]
     Transferred(String),
+    /// A transfer and its summary's status (format 4).
+    #[serde(rename = "ts")]
+    TransferredWith(String, String),
     #[serde(rename = "l")]
     CallerLeft(String),
 }
@@ -300,7 +305,12 @@ impl SessionRecord {
             ci: s.call.call_id.clone(),
             o: s.outcome.as_ref().map(|o| match o {
                 Outcome::HungUp => OutcomeRecord::HungUp,
-                Outcome::Transferred { destination } => OutcomeRecord::Transferred(destination.clone()),
+                Outcome::Transferred { destination, status: None } => {
+                    OutcomeRecord::Transferred(destination.clone())
+                }
+                Outcome::Transferred { destination, status: Some(status) } => {
+                    OutcomeRecord::TransferredWith(destination.clone(), status.clone())
+                }
                 Outcome::CallerLeft { status } => OutcomeRecord::CallerLeft(status.clone()),
             }),
             c: s.closed,
@@ -393,7 +403,12 @@ impl SessionRecord {
             vars: self.vs.clone(),
             outcome: self.o.as_ref().map(|o| match o {
                 OutcomeRecord::HungUp => Outcome::HungUp,
-                OutcomeRecord::Transferred(d) => Outcome::Transferred { destination: d.clone() },
+                OutcomeRecord::Transferred(d) => {
+                    Outcome::Transferred { destination: d.clone(), status: None }
+                }
+                OutcomeRecord::TransferredWith(d, s) => {
+                    Outcome::Transferred { destination: d.clone(), status: Some(s.clone()) }
+                }
                 OutcomeRecord::CallerLeft(s) => Outcome::CallerLeft { status: s.clone() },
             }),
             closed: self.c,
@@ -740,6 +755,32 @@ mod tests {
         let future = rmp_serde::to_vec_named(&V1 { v: 9, ..old }).unwrap();
         let e = decode_session("s-new", &future).unwrap_err().to_string();
         assert!(e.contains("format 9"), "{e}");
+    }
+
+    /// A transferred call stored by a phonetree of format 3 (no summary status) still loads, and
+    /// a format 4 record keeps the status.
+    #[test]
+    fn a_format_3_transferred_session_still_decodes_and_format_4_keeps_the_status() {
+        let mut old = SessionRecord::from_state(&state());
+        old.v = 3;
+        old.ph = 3;
+        old.o = Some(OutcomeRecord::Transferred("+6531589338".into()));
+        let raw = encode("session", &old).unwrap();
+        let state3 = decode_session("s-3", &raw).unwrap();
+        let transferred = |status: Option<&str>| Outcome::Transferred {
+            destination: "+6531589338".into(),
+            status: status.map(String::from),
+        };
+        assert_eq!(state3.outcome, Some(transferred(None)));
+        let mut busy = state3.clone();
+        busy.outcome = Some(transferred(Some("BUSY")));
+        let record = SessionRecord::from_state(&busy);
+        assert_eq!(
+            (record.v, &record.o),
+            (4, &Some(OutcomeRecord::TransferredWith("+6531589338".into(), "BUSY".into())))
+        );
+        let raw = encode("session", &record).unwrap();
+        assert_eq!(decode_session("s-4", &raw).unwrap().outcome, Some(transferred(Some("BUSY"))));
     }
 
     /// Regression (fuzz `stored_state`): a record with an unknown field holding 1,000 nested

@@ -102,7 +102,13 @@ impl Compiler<'_> {
             }
             Some(Kind::Say | Kind::Play | Kind::Set) => push("next", Edge::Next, n.next.as_ref()),
             Some(Kind::Route) => push("else", Edge::Else, n.otherwise.as_ref()),
-            Some(Kind::Transfer) => push("after", Edge::AfterTransfer, n.after.as_ref()),
+            // 8x8's docs show a bridge ending the session (its summary), never a webhook after it.
+            Some(Kind::Transfer) if n.after.is_some() => self.error(
+                At::Node(name, "after"),
+                "`after` is never taken: 8x8 sends no webhook when a bridged call ends, only the session summary".into(),
+                Some("remove `after`: the call ends when the bridge ends; the summary's status (COMPLETED, BUSY, NO_ANSWER, ...) is stored with the call and counted per transfer node".into()),
+            ),
+            Some(Kind::Transfer) => {}
             Some(Kind::Hangup) => {}
             // A node of no known kind: whatever it names, so that no node it leads to looks
             // unreachable.
@@ -112,7 +118,6 @@ impl Compiler<'_> {
                 push("no_input", Edge::NoInput, n.no_input.as_ref());
                 push("default", Edge::Default, n.default.as_ref());
                 push("failure", Edge::Failure, n.failure.as_ref());
-                push("after", Edge::AfterTransfer, n.after.as_ref());
                 push("else", Edge::Else, n.otherwise.as_ref());
             }
         }

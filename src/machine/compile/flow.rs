@@ -60,7 +60,9 @@ impl Compiler<'_> {
 
 /// The sets of variables certainly set on entering each node, to a fixed point: an `input` sets
 /// its variable on its `next` edge only, a script its stored variables on the edges of an answer,
-/// a set its values and counters on its `next`.
+/// a set its values and counters on its `next`. (An answer without a stored key leaves its
+/// variable unset, unless it has a `default`: that is `explore`'s "stored key missing" answer
+/// class, reported with the answers that reach it.)
 /// A node that did not compile is taken to set every variable: nothing after it is blamed on it.
 fn set_on_entry(m: &Machine, failed: &[bool], declared: &BTreeSet<String>) -> SetOnEntry {
     let mut set_on_entry: SetOnEntry = HashMap::from([(m.start, BTreeSet::new())]);
@@ -74,7 +76,7 @@ fn set_on_entry(m: &Machine, failed: &[bool], declared: &BTreeSet<String>) -> Se
                     out.insert(input.variable.clone());
                 }
                 (NodeKind::Script(script), Edge::Response(_) | Edge::Default) => {
-                    out.extend(script.store.iter().map(|(v, _)| v.clone()));
+                    out.extend(script.store.iter().map(|s| s.var.clone()));
                 }
                 (NodeKind::Set(set), Edge::Next) => {
                     out.extend(set.values.iter().map(|(v, _)| v.clone()));
@@ -142,7 +144,7 @@ impl Compiler<'_> {
         }
         for node in m.graph.node_weights_mut() {
             if let NodeKind::Script(s) = &mut node.kind {
-                s.played = s.store.iter().map(|(v, _)| v.clone()).filter(|v| played.contains(v)).collect();
+                s.played = s.store.iter().map(|s| s.var.clone()).filter(|v| played.contains(v)).collect();
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use super::super::definition::NodeDef;
 use super::super::template::{self, Template};
-use super::super::{Menu, RequestTemplate, Script};
+use super::super::{Menu, RequestTemplate, Script, Stored};
 use super::chains::ActionOf;
 use super::fields::field_index;
 use super::nodes::Settings;
@@ -16,6 +16,12 @@ use crate::machine::hosts;
 /// silence for longer hangs up. The node gives all the scripts of one webhook this long together
 /// (`node::calls::SCRIPTS_DEADLINE`), so a longer `timeout_ms` could never be waited for.
 pub const SCRIPT_TIMEOUT_MAX_MS: i64 = 5_000;
+/// Most characters a script keeps of one stored value: the value is kept in the call's state,
+/// written with every step of the call and in its stored record (see `engine::CallState`), so a
+/// few spoken sentences fit and a document does not.
+const STORED_CHARS_MAX: i64 = 512;
+/// Characters kept of a stored value when its `max_chars` is not given.
+const STORED_CHARS_DEFAULT: i64 = 64;
 /// A script's timeout when the machine sets none.
 const SCRIPT_TIMEOUT_DEFAULT_MS: i64 = 3_000;
 /// The widget's default wait for each key.
@@ -216,22 +222,57 @@ impl Compiler<'_> {
         n.response_key.as_deref().map(key_path)
     }
 
-    /// The call variables set from the answer, each with its key path.
-    fn store(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Vec<(String, Vec<String>)> {
+    /// The call variables set from the answer, each with its key path, default and length bound.
+    fn store(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Vec<Stored> {
         let mut store = Vec::new();
-        for (var, p) in n.store.iter().flatten() {
+        for (var, def) in n.store.iter().flatten() {
             let at = format!("store.{var}");
             if !self.is_own_var_name(var, settings) {
                 self.error(At::Node(name, &at), format!("`{var}` cannot name a call variable"), None);
-            } else if bad_key_path(p) {
+                continue;
+            }
+            let Some(p) = &def.path else {
+                let hint = Some(format!("write `{var} = {{ path = \"data.{var}\" }}`"));
+                self.error(At::Node(name, &at), format!("`{at}` has no `path`"), hint);
+                continue;
+            };
+            if bad_key_path(p) {
+                // The plain form's position is the path's own.
+                let at =
+                    if def.default.is_none() && def.max_chars.is_none() { at } else { format!("{at}.path") };
                 self.error(
                     At::Node(name, &at),
                     "a key path is names joined by dots, like `data.eta`".into(),
                     None,
                 );
-            } else {
-                store.push((var.clone(), key_path(p)));
+                continue;
             }
+            let max = def.max_chars.unwrap_or(STORED_CHARS_DEFAULT);
+            if !(1..=STORED_CHARS_MAX).contains(&max) {
+                self.error(
+                    At::Node(name, &format!("{at}.max_chars")),
+                    format!("max_chars {max} is outside 1..{STORED_CHARS_MAX}"),
+                    Some("a stored value is kept with the call on every step: store a short text".into()),
+                );
+                continue;
+            }
+            let max_chars = usize::try_from(max).unwrap_or(1);
+            if let Some(d) = &def.default
+                && d.chars().count() > max_chars
+            {
+                self.error(
+                    At::Node(name, &format!("{at}.default")),
+                    format!("the default is longer than max_chars ({max_chars})"),
+                    Some("shorten the default, or raise `max_chars`".into()),
+                );
+                continue;
+            }
+            store.push(Stored {
+                var: var.clone(),
+                path: key_path(p),
+                default: def.default.clone(),
+                max_chars,
+            });
         }
         store
     }
