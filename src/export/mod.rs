@@ -4,11 +4,15 @@
 //! Every format is read from the compiled `Machine` (its graph, nodes and labelled edges), never
 //! from the source text, so an export shows what calls run. Pure: each function returns text.
 
+mod dot;
 mod json;
 mod mermaid;
+mod vxml;
 
+pub use dot::dot;
 pub use json::json;
 pub use mermaid::{mermaid, mermaid_id};
+pub use vxml::vxml;
 
 use crate::machine::{Machine, NodeId, NodeKind};
 
