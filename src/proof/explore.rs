@@ -129,6 +129,12 @@ struct Visited {
 
 /// Explores `m` completely. Pure: no I/O, a fixed clock.
 pub fn explore(m: &Machine) -> Report {
+    explore_paths(m, &mut |_| {})
+}
+
+/// `explore`, handing the inputs of each simple path it counts to `path`, so another player of
+/// the machine (the VoiceXML export's test interpreter) can replay every one.
+pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     let mut r = Report {
         machine: m.name().to_string(),
         version: m.version().short(),
@@ -252,7 +258,7 @@ pub fn explore(m: &Machine) -> Report {
         }
     }
     traps(m, &visited, &mut r);
-    paths(m, &visited, &mut r);
+    paths(m, &visited, &mut r, path);
     r
 }
 
@@ -531,8 +537,9 @@ fn traps(m: &Machine, visited: &[Visited], r: &mut Report) {
     }
 }
 
-/// Counts the simple paths from the start and finds the longest (depth first, without recursion).
-fn paths(m: &Machine, visited: &[Visited], r: &mut Report) {
+/// Counts the simple paths from the start and finds the longest (depth first, without recursion);
+/// hands each one's inputs to `path`.
+fn paths(m: &Machine, visited: &[Visited], r: &mut Report, path: &mut dyn FnMut(&[String])) {
     let mut on_path = vec![false; visited.len()];
     // (state, next successor to try); the inputs of the path so far in `inputs`.
     let mut stack: Vec<(usize, usize)> = vec![(0, 0)];
@@ -546,6 +553,7 @@ fn paths(m: &Machine, visited: &[Visited], r: &mut Report) {
         let open = successors.iter().skip(*next).position(|(_, to)| !on_path[*to]);
         let is_leaf = *next == 0 && successors.iter().all(|(_, to)| on_path[*to]);
         if is_leaf {
+            path(&inputs);
             r.paths += 1;
             if inputs.len() > r.longest.len() {
                 r.longest = inputs.clone();

@@ -1,0 +1,248 @@
+//! `phonetree export`, each format checked by a real consumer: DOT rendered by Graphviz's `dot`,
+//! VoiceXML checked by `xmllint` and played by the test interpreter of the exported subset
+//! (`common/vxml.rs`) on every path `check` explores, with the transcript `simulate` gives for the
+//! same inputs; JSON parsed back and compared with the graph.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::vxml::{self, Heard};
+use common::*;
+use phonetree::callflow::{Action, Callflow};
+use phonetree::engine::Answer;
+use phonetree::export;
+use phonetree::machine::{Machine, NodeKind};
+use phonetree::proof::{explore, simulate};
+
+const CALLER: &str = "+15550000001";
+
+/// Whether `tool` runs; when it does not, one "skipped" line, or a failure when `require` is set
+/// to 1.
+fn tool(tool: &str, version_flag: &str, require: &str) -> bool {
+    let found = Command::new(tool).arg(version_flag).output().is_ok_and(|o| o.status.success());
+    if !found {
+        let required = std::env::var(require).is_ok_and(|v| v == "1");
+        assert!(!required, "{require}=1 but {tool} is not on PATH");
+        println!("skipped: {tool}: not installed");
+    }
+    found
+}
+
+/// Runs `program args` with `input` on stdin: (success, stdout, stderr).
+fn pipe(program: &str, args: &[&str], input: &[u8]) -> (bool, String, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `phonetree export FILE --format FORMAT`, the real binary: its stdout (it must succeed).
+fn export_cli(file: &std::path::Path, format: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["export", &file.display().to_string(), "--format", format])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "export {format} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn dot_of_every_bundled_machine_renders_with_graphviz_and_shows_every_node() {
+    if !tool("dot", "-V", "PHONETREE_REQUIRE_GRAPHVIZ") {
+        return;
+    }
+    for file in machine_files("machines") {
+        let m = compile_text(&file.display().to_string(), &std::fs::read_to_string(&file).unwrap());
+        let (ok, svg, err) = pipe("dot", &["-Tsvg"], export_cli(&file, "dot").as_bytes());
+        assert!(ok, "dot -Tsvg failed on {}: {err}", file.display());
+        assert!(svg.contains("<svg"), "{svg}");
+        // Graphviz titles each node's group with the node's id, and each edge's with `from->to`.
+        for node in m.graph().node_weights() {
+            assert!(
+                svg.contains(&format!("<title>{}</title>", node.name)),
+                "{} missing in {}",
+                node.name,
+                file.display()
+            );
+        }
+        assert_eq!(svg.matches("class=\"edge\"").count(), m.edge_count(), "{}", file.display());
+    }
+}
+
+#[test]
+fn vxml_of_every_bundled_machine_is_well_formed() {
+    if !tool("xmllint", "--version", "PHONETREE_REQUIRE_XMLLINT") {
+        return;
+    }
+    for file in machine_files("machines") {
+        let (ok, _, err) = pipe("xmllint", &["--noout", "-"], export_cli(&file, "vxml").as_bytes());
+        assert!(ok, "xmllint refused the VoiceXML of {}: {err}", file.display());
+    }
+}
+
+#[test]
+fn xmllint_refuses_a_document_that_is_not_well_formed() {
+    if !tool("xmllint", "--version", "PHONETREE_REQUIRE_XMLLINT") {
+        return;
+    }
+    // The check above can fail: an unescaped `&` (what a prompt would give without escaping).
+    let (ok, _, _) = pipe("xmllint", &["--noout", "-"], b"<vxml><prompt>Fish & chips</prompt></vxml>");
+    assert!(!ok);
+}
+
+/// What the caller hears from simulate's callflows, as the interpreter writes it.
+fn heard(flows: &[Callflow]) -> Vec<Heard> {
+    flows
+        .iter()
+        .flat_map(|f| &f.actions)
+        .map(|a| match a {
+            Action::Say(s) => Heard::Say(s.text.clone()),
+            Action::SayAndCapture(c) => Heard::Ask(c.prompt_message.clone()),
+            Action::PlayFile(p) => Heard::Play(p.file_url.clone()),
+            Action::MakeCall(m) => Heard::Transfer(m.destination.clone()),
+            Action::Hangup => Heard::Hangup,
+        })
+        .collect()
+}
+
+/// The answer an `@` token stands for at the script whose form is `form`, as JSON (`None`: a
+/// fetch that fails: no answer, not 2xx, not JSON).
+fn fetched(m: &Machine, form: &str, token: &str) -> Option<serde_json::Value> {
+    let script =
+        m.graph().node_weights().find(|n| export::mermaid_id(&n.name) == form).and_then(|n| {
+            match &n.kind {
+                NodeKind::Script(s) => Some(s),
+                _ => None,
+            }
+        })?;
+    match explore::answer_for_token(script, token)? {
+        Answer::Http { status: 200..=299, body } => serde_json::from_slice(&body).ok(),
+        _ => None,
+    }
+}
+
+/// Plays every path `explore` counts on `m` through `simulate` and through the VoiceXML
+/// interpreter; returns how many paths were played.
+fn play_every_path(m: &Machine) -> usize {
+    let doc = vxml::parse(&export::vxml(m)).unwrap_or_else(|e| panic!("{}: {e}", m.name()));
+    let number = m.numbers().first().cloned().unwrap_or_else(|| "+15550000000".into());
+    let session = vxml::Session {
+        caller: CALLER.into(),
+        number: number.clone(),
+        session_id: "simulated-session".into(),
+        call_id: "simulated-call".into(),
+    };
+    let mut played = 0;
+    let report = explore::explore_paths(m, &mut |tokens| {
+        let inputs: Vec<simulate::Input> =
+            tokens.iter().map(|t| simulate::parse_input_or_answer(t).unwrap()).collect();
+        let mut unanswered = |r: &phonetree::engine::Request| Err(simulate::needs_answer(r));
+        let (_, flows) = simulate::run(m, CALLER, &number, &inputs, &mut unanswered)
+            .unwrap_or_else(|e| panic!("{}: simulate {tokens:?}: {e}", m.name()));
+        let voice = vxml::play(&doc, &session, tokens, &mut |form, token, _url| fetched(m, form, token))
+            .unwrap_or_else(|e| panic!("{}: vxml {tokens:?}: {e}", m.name()));
+        assert_eq!(voice, heard(&flows), "{}: the VoiceXML differs from simulate on {tokens:?}", m.name());
+        played += 1;
+    });
+    assert!(report.proven() && report.paths_complete, "{}: {:?}", m.name(), report.violations);
+    assert_eq!(played as u64, report.paths);
+    played
+}
+
+#[test]
+fn vxml_plays_what_simulate_says_on_every_explored_path_of_every_bundled_machine() {
+    for m in bundled_machines() {
+        let played = play_every_path(&m);
+        println!("{}: {played} paths played alike", m.name());
+        assert!(played > 1, "{}: {played} path(s)", m.name());
+    }
+}
+
+#[test]
+fn the_interpreter_catches_a_document_that_says_something_else() {
+    let m = bundled("abc_restaurant");
+    let doc = export::vxml(&m).replace("Our restaurant hours", "Our hours");
+    let doc = vxml::parse(&doc).unwrap();
+    let session = vxml::Session {
+        caller: CALLER.into(),
+        number: "+6568888888".into(),
+        session_id: "s".into(),
+        call_id: "c".into(),
+    };
+    let inputs = ["3".to_string()];
+    let voice = vxml::play(&doc, &session, &inputs, &mut |_, _, _| None).unwrap();
+    let simulated = simulate::run(
+        &m,
+        CALLER,
+        "+6568888888",
+        &[simulate::parse_input_or_answer("3").unwrap()],
+        &mut |r| Err(simulate::needs_answer(r)),
+    )
+    .unwrap();
+    assert_ne!(voice, heard(&simulated.1));
+    assert_eq!(voice.last(), Some(&Heard::Hangup));
+}
+
+#[test]
+fn json_parses_back_with_the_graphs_nodes_and_edges() {
+    for file in machine_files("machines") {
+        let m = compile_text(&file.display().to_string(), &std::fs::read_to_string(&file).unwrap());
+        let doc: serde_json::Value = serde_json::from_str(&export_cli(&file, "json")).unwrap();
+        assert_eq!(doc["format"], 1);
+        assert_eq!(doc["machine"], m.name());
+        assert_eq!(doc["nodes"].as_array().unwrap().len(), m.node_count(), "{}", file.display());
+        assert_eq!(doc["edges"].as_array().unwrap().len(), m.edge_count(), "{}", file.display());
+        let starts = doc["nodes"].as_array().unwrap().iter().filter(|n| n["start"] == true).count();
+        assert_eq!(starts, 1);
+        assert!(doc["nodes"].as_array().unwrap().iter().any(|n| n["end"] == true));
+    }
+}
+
+#[test]
+fn mermaid_of_every_bundled_machine_declares_each_node_once() {
+    for file in machine_files("machines") {
+        let m = compile_text(&file.display().to_string(), &std::fs::read_to_string(&file).unwrap());
+        let chart = export_cli(&file, "mermaid");
+        assert!(chart.starts_with("flowchart TD\n"));
+        for node in m.graph().node_weights() {
+            let id = export::mermaid_id(&node.name);
+            let declared = chart
+                .lines()
+                .filter(|l| {
+                    l.trim_start().starts_with(&format!("{id}["))
+                        || l.trim_start().starts_with(&format!("{id}(["))
+                })
+                .count();
+            assert_eq!(declared, 1, "{id} in {}", file.display());
+        }
+    }
+}
+
+#[test]
+fn export_of_a_machine_that_does_not_compile_prints_its_diagnostics() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("broken.toml");
+    std::fs::write(&file, "name = \"broken\"\nstart = \"nowhere\"\n\n[nodes.a]\nkind = \"hangup\"\n")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["export", &file.display().to_string(), "--format", "dot"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("start node `nowhere` does not exist"), "{err}");
+    assert!(err.contains("does not compile"), "{err}");
+}
