@@ -68,10 +68,11 @@ fn dot_of_every_bundled_machine_renders_with_graphviz_and_shows_every_node() {
         let (ok, svg, err) = pipe("dot", &["-Tsvg"], export_cli(&file, "dot").as_bytes());
         assert!(ok, "dot -Tsvg failed on {}: {err}", file.display());
         assert!(svg.contains("<svg"), "{svg}");
-        // Graphviz titles each node's group with the node's id, and each edge's with `from->to`.
+        // Graphviz titles each node's group with the node's id (`-` as `&#45;`), and each edge's
+        // with `from->to`.
         for node in m.graph().node_weights() {
             assert!(
-                svg.contains(&format!("<title>{}</title>", node.name)),
+                svg.contains(&format!("<title>{}</title>", node.name.replace('-', "&#45;"))),
                 "{} missing in {}",
                 node.name,
                 file.display()
@@ -319,6 +320,114 @@ fn json_parses_back_with_the_graphs_nodes_and_edges() {
         assert_eq!(starts, 1);
         assert!(doc["nodes"].as_array().unwrap().iter().any(|n| n["end"] == true));
     }
+}
+
+/// Names and prompts that need escaping in every format: a Mermaid keyword and arrow letters as
+/// node names, `-` in a name, quotes, `#`, brackets, `<`, `&`, backticks and a backslash in text.
+const AWKWARD: &str = r#"
+name = "awkward"
+start = "o1"
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+max_digits = 1
+tries = 1
+
+[nodes.o1]
+kind = "menu"
+prompt = "Say \"hi\" #1 <b> & `x` [a]{{b}}(c)|d|; end \\n"
+branches = { 1 = "end", 2 = "x-ray" }
+invalid = "end"
+no_input = "end"
+
+[nodes.x-ray]
+kind = "say"
+text = "x"
+next = "end"
+
+[nodes.end]
+kind = "hangup"
+"#;
+
+#[test]
+fn mermaid_itself_parses_every_chart_with_each_node_and_edge() {
+    // A folder whose node_modules hold `mermaid` and `jsdom` (.ci/run installs them).
+    let required = std::env::var("PHONETREE_REQUIRE_MERMAID").is_ok_and(|v| v == "1");
+    let dir = std::env::var("PHONETREE_MERMAID_DIR").ok().filter(|d| {
+        std::path::Path::new(d).join("node_modules/mermaid").is_dir()
+            && tool("node", "--version", "PHONETREE_REQUIRE_MERMAID")
+    });
+    let Some(dir) = dir else {
+        assert!(
+            !required,
+            "PHONETREE_REQUIRE_MERMAID=1 but PHONETREE_MERMAID_DIR holds no node_modules/mermaid"
+        );
+        println!("skipped: mermaid: PHONETREE_MERMAID_DIR names no folder with node_modules/mermaid");
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let mut machines = bundled_machines();
+    machines.push(compile_text("awkward.toml", AWKWARD));
+    let mut charts = Vec::new();
+    for m in &machines {
+        let file = t.path().join(format!("{}.mmd", m.name()));
+        std::fs::write(&file, export::mermaid(m)).unwrap();
+        charts.push(file.display().to_string());
+    }
+    let script = repo().join("tests/data/mermaid/parse.mjs");
+    let out = Command::new("node").arg(&script).args(&charts).env("MERMAID_DIR", &dir).output().unwrap();
+    assert!(out.status.success(), "mermaid refused a chart: {}", String::from_utf8_lossy(&out.stderr));
+    let parsed: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(parsed.len(), machines.len());
+    for (m, chart) in machines.iter().zip(&parsed) {
+        let mut ids: Vec<String> = m.graph().node_weights().map(|n| export::mermaid_id(&n.name)).collect();
+        ids.sort();
+        let mut seen: Vec<String> =
+            chart["nodes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        seen.sort();
+        assert_eq!(seen, ids, "{}", m.name());
+        let mut edges: Vec<(String, String, String)> = m
+            .graph()
+            .edge_indices()
+            .map(|e| {
+                let (a, b) = m.graph().edge_endpoints(e).unwrap();
+                let name = |id: phonetree::machine::NodeId| export::mermaid_id(&m.graph()[id].name);
+                (name(a), name(b), m.graph()[e].to_string())
+            })
+            .collect();
+        edges.sort();
+        let mut drawn: Vec<(String, String, String)> = chart["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (e[0].as_str().unwrap().into(), e[1].as_str().unwrap().into(), e[2].as_str().unwrap().into())
+            })
+            .collect();
+        drawn.sort();
+        assert_eq!(drawn, edges, "{}", m.name());
+    }
+}
+
+#[test]
+fn graphviz_draws_awkward_names_and_prompts() {
+    if !tool("dot", "-V", "PHONETREE_REQUIRE_GRAPHVIZ") {
+        return;
+    }
+    let m = compile_text("awkward.toml", AWKWARD);
+    let (ok, svg, err) = pipe("dot", &["-Tsvg"], export::dot(&m).as_bytes());
+    assert!(ok, "{err}");
+    // Graphviz writes `-` in titles as `&#45;`.
+    for title in ["o1", "x&#45;ray", "end", "o1&#45;&gt;x&#45;ray"] {
+        assert!(svg.contains(&format!("<title>{title}</title>")), "{title}: {svg}");
+    }
+    // The prompt as written in the file (braces doubled), XML-escaped by Graphviz; the backslash
+    // before `n` stays a backslash, not a line break.
+    assert!(
+        svg.contains("menu: Say &quot;hi&quot; #1 &lt;b&gt; &amp; `x` [a]{{b}}(c)|d|; end \\n</text>"),
+        "{svg}"
+    );
 }
 
 #[test]
