@@ -167,6 +167,20 @@ fn field(m: &Machine, id: NodeId, menu: &Menu, grammar: &str, filled: &str) -> S
     out
 }
 
+/// The value that picks an edge among its node's branches, tested one by one in `<filled>` or
+/// after `<data>`: a menu's keys, a script's response values. The other edges are taken by a
+/// handler (`Invalid`: `<nomatch>`, `NoInput`: `<noinput>`, `Failure`: `error.badfetch`) or a
+/// `<goto>` of their own. Every label is matched here, so a new one is a compile error until the
+/// export handles it.
+fn branch_value(edge: &Edge) -> Option<&str> {
+    match edge {
+        Edge::Key(v) | Edge::Response(v) => Some(v),
+        Edge::Invalid | Edge::NoInput | Edge::Next | Edge::AfterTransfer | Edge::Default | Edge::Failure => {
+            None
+        }
+    }
+}
+
 /// A DTMF item for keys: one token per key.
 fn keys_item(keys: &str) -> String {
     let tokens: Vec<String> = keys.chars().map(|k| k.to_string()).collect();
@@ -225,7 +239,7 @@ fn ask(m: &Machine, id: NodeId, s: &Script) -> String {
         Some(p) => {
             let _ = write!(out, "<if cond=\"{} == undefined\">{failure}", path(p));
             for (edge, _) in m.edges(id) {
-                if let Edge::Response(v) = &edge {
+                if let Some(v) = branch_value(&edge) {
                     let _ = write!(
                         out,
                         "<elseif cond=\"{} == {}\"/>{}",
@@ -254,11 +268,8 @@ fn form(m: &Machine, id: NodeId) -> String {
         ),
         NodeKind::Hangup => "<block><disconnect/></block>".into(),
         NodeKind::Menu(menu) => {
-            let keys: Vec<String> = m
-                .edges(id)
-                .into_iter()
-                .filter_map(|(e, _)| if let Edge::Key(k) = e { Some(k) } else { None })
-                .collect();
+            let keys: Vec<String> =
+                m.edges(id).iter().filter_map(|(e, _)| branch_value(e)).map(str::to_string).collect();
             let grammar =
                 format!("<one-of>{}</one-of>", keys.iter().map(|k| keys_item(k)).collect::<String>());
             let mut filled = String::new();
