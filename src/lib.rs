@@ -11,6 +11,8 @@
 //!   script requests as effects. No I/O, no clock.
 //! - `proof`: the offline proof of a machine (`explore`: every state and input class through the
 //!   engine) and offline calls (`simulate`), sharing one replay-token syntax.
+//! - `export`: a compiled machine's graph as Graphviz DOT, Mermaid, VoiceXML 2.1 and JSON; reads
+//!   only `machine` (pure text out).
 //! - `store`: the `Store` trait the node keeps calls in, and its backends (`sled`, `postgres`);
 //!   the only module that knows sled, PostgreSQL or MessagePack.
 //! - `webhook`: 8x8's JSON in and out (VCA/VSS bodies, callflow replies, the Send Callflow API);
@@ -29,6 +31,7 @@
 
 pub mod callflow;
 pub mod engine;
+pub mod export;
 pub mod http;
 pub mod machine;
 pub mod node;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{call, calls, check, migrate, replay, schema, serve, simulate, store, webhooks};
+use cli::{call, calls, check, export, migrate, replay, schema, serve, simulate, store, webhooks};
 
 #[derive(Parser)]
 #[command(name = "phonetree", version, about = "IVR state machines for the 8x8 Voice Callflows API")]
@@ -33,6 +33,8 @@ enum Command {
     Check(check::Args),
     /// Play a call offline: each INPUT is what the caller presses at the next prompt.
     Simulate(simulate::Args),
+    /// Print a machine's compiled graph as Graphviz DOT, Mermaid, VoiceXML 2.1 or JSON.
+    Export(export::Args),
     /// Run the durable webhook node: answer 8x8's CALL_ACTION and SESSION_SUMMARY webhooks.
     Serve(serve::Args),
     /// Place an outbound call through 8x8's Send Callflow API, running MACHINE when the callee answers.
@@ -58,6 +60,7 @@ enum Command {
 enum Failure {
     Check(check::Error),
     Simulate(simulate::Error),
+    Export(export::Error),
     Serve(serve::Error),
     Call(call::Error),
     Calls(calls::Error),
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(&args).map_err(Failure::Check),
         Command::Simulate(args) => simulate::run(args).map_err(Failure::Simulate),
+        Command::Export(args) => export::run(&args).map_err(Failure::Export),
         Command::Serve(args) => {
             init_tracing();
             serve::run(args).map_err(Failure::Serve)
@@ -108,6 +112,7 @@ fn exit(failure: Failure) -> ExitCode {
         // The report on stdout already lists every problem.
         Failure::Check(check::Error::Invalid { .. }) => (1, None),
         Failure::Simulate(e) => (1, Some(e.to_string())),
+        Failure::Export(e) => (1, Some(e.to_string())),
         // EX_IOERR: the store failed while serving; a restart reopens it.
         Failure::Serve(e @ serve::Error::StoreFailed(_)) => (74, Some(e.to_string())),
         Failure::Serve(e) => (1, Some(e.to_string())),

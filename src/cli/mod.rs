@@ -5,6 +5,7 @@
 pub mod call;
 pub mod calls;
 pub mod check;
+pub mod export;
 pub mod migrate;
 pub mod replay;
 pub mod schema;

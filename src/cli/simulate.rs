@@ -203,7 +203,7 @@ impl Scripts {
 
 /// Compiles the machine once and proves it as `check` does, its diagnostics on stderr; a machine
 /// that compiles but fails its proof still plays, so that a counterexample can be replayed.
-fn load(name: &str, machines: &Path) -> Result<Machine, Error> {
+pub(super) fn load(name: &str, machines: &Path) -> Result<Machine, Error> {
     let path = find(name, machines)?;
     let source = Source::new(path.display().to_string(), read(&path)?);
     let compiled = machine::compile(&source);

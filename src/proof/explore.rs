@@ -295,6 +295,12 @@ struct Visited {
 
 /// Explores `m` completely. Pure: no I/O, a fixed clock.
 pub fn explore(m: &Machine) -> Report {
+    explore_paths(m, &mut |_| {})
+}
+
+/// `explore`, handing the inputs of each simple path it counts to `path`, so another player of
+/// the machine (the VoiceXML export's test interpreter) can replay every one.
+pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     let mut r = Report {
         machine: m.name().to_string(),
         version: m.version().short(),
@@ -474,7 +480,7 @@ pub fn explore(m: &Machine) -> Report {
         traps(m, &visited, &mut r);
     }
     for root in 0..roots {
-        paths(m, &visited, root, &mut r);
+        paths(m, &visited, root, &mut r, path);
     }
     r
 }
@@ -804,8 +810,9 @@ fn traps(m: &Machine, visited: &[Visited], r: &mut Report) {
     }
 }
 
-/// Counts the simple paths from the start and finds the longest (depth first, without recursion).
-fn paths(m: &Machine, visited: &[Visited], root: usize, r: &mut Report) {
+/// Counts the simple paths from a start and finds the longest (depth first, without recursion);
+/// hands each one's inputs to `path`.
+fn paths(m: &Machine, visited: &[Visited], root: usize, r: &mut Report, path: &mut dyn FnMut(&[String])) {
     let mut on_path = vec![false; visited.len()];
     // (state, next successor to try); the inputs of the path so far in `inputs`.
     let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
@@ -820,6 +827,7 @@ fn paths(m: &Machine, visited: &[Visited], root: usize, r: &mut Report) {
         let open = successors.iter().skip(*next).position(|(_, to)| !on_path[*to]);
         let is_leaf = *next == 0 && successors.iter().all(|(_, to)| on_path[*to]);
         if is_leaf {
+            path(&inputs);
             r.paths += 1;
             if inputs.len() > r.longest.len() {
                 r.longest = inputs.clone();

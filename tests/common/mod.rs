@@ -6,6 +6,7 @@ use std::path::PathBuf;
 pub mod backends;
 pub mod metrics;
 pub mod proxy;
+pub mod vxml;
 
 use phonetree::callflow::Callflow;
 use phonetree::engine::{self, CallInfo, CallState, Direction, Event};

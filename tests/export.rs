@@ -1,0 +1,489 @@
+//! `phonetree export`, each format checked by a real consumer: DOT rendered by Graphviz's `dot`,
+//! VoiceXML checked by `xmllint` and played by the test interpreter of the exported subset
+//! (`common/vxml.rs`) on every path `check` explores, with the transcript `simulate` gives for the
+//! same inputs; JSON parsed back and compared with the graph.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::vxml::{self, Heard};
+use common::*;
+use phonetree::callflow::{Action, Callflow};
+use phonetree::engine::Answer;
+use phonetree::export;
+use phonetree::machine::{Machine, NodeKind};
+use phonetree::proof::{explore, simulate};
+
+const CALLER: &str = "+15550000001";
+
+/// Whether `tool` runs; when it does not, one "skipped" line, or a failure when `require` is set
+/// to 1.
+fn tool(tool: &str, version_flag: &str, require: &str) -> bool {
+    let found = Command::new(tool).arg(version_flag).output().is_ok_and(|o| o.status.success());
+    if !found {
+        let required = std::env::var(require).is_ok_and(|v| v == "1");
+        assert!(!required, "{require}=1 but {tool} is not on PATH");
+        println!("skipped: {tool}: not installed");
+    }
+    found
+}
+
+/// Runs `program args` with `input` on stdin: (success, stdout, stderr).
+fn pipe(program: &str, args: &[&str], input: &[u8]) -> (bool, String, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `phonetree export FILE --format FORMAT`, the real binary: its stdout (it must succeed).
+fn export_cli(file: &std::path::Path, format: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["export", &file.display().to_string(), "--format", format])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "export {format} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn dot_of_every_bundled_machine_renders_with_graphviz_and_shows_every_node() {
+    if !tool("dot", "-V", "PHONETREE_REQUIRE_GRAPHVIZ") {
+        return;
+    }
+    for file in machine_files("machines") {
+        let m = compile_text(&file.display().to_string(), &std::fs::read_to_string(&file).unwrap());
+        let (ok, svg, err) = pipe("dot", &["-Tsvg"], export_cli(&file, "dot").as_bytes());
+        assert!(ok, "dot -Tsvg failed on {}: {err}", file.display());
+        assert!(svg.contains("<svg"), "{svg}");
+        // Graphviz titles each node's group with the node's id (`-` as `&#45;`), and each edge's
+        // with `from->to`.
+        for node in m.graph().node_weights() {
+            assert!(
+                svg.contains(&format!("<title>{}</title>", node.name.replace('-', "&#45;"))),
+                "{} missing in {}",
+                node.name,
+                file.display()
+            );
+        }
+        assert_eq!(svg.matches("class=\"edge\"").count(), m.edge_count(), "{}", file.display());
+    }
+}
+
+#[test]
+fn vxml_of_every_bundled_machine_is_well_formed() {
+    if !tool("xmllint", "--version", "PHONETREE_REQUIRE_XMLLINT") {
+        return;
+    }
+    for file in machine_files("machines").into_iter().filter(|f| vxml_exports(f)) {
+        let (ok, _, err) = pipe("xmllint", &["--noout", "-"], export_cli(&file, "vxml").as_bytes());
+        assert!(ok, "xmllint refused the VoiceXML of {}: {err}", file.display());
+    }
+}
+
+/// Whether the VoiceXML export takes the machine in `file`: not yet one with route or set nodes.
+fn vxml_exports(file: &std::path::Path) -> bool {
+    let m = compile_text(&file.display().to_string(), &std::fs::read_to_string(file).unwrap());
+    export::vxml(&m).is_ok()
+}
+
+/// A machine with route or set nodes is refused by name, with exit 1, not exported wrongly.
+#[test]
+fn vxml_refuses_a_machine_with_route_and_set_nodes_by_name() {
+    let file = common::repo().join("machines/bank_balance.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["export", &file.display().to_string(), "--format", "vxml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no VoiceXML export yet") && err.contains("node `"), "{err}");
+    // The other formats take it.
+    assert!(export_cli(&file, "dot").contains("bank_balance"));
+}
+
+#[test]
+fn xmllint_refuses_a_document_that_is_not_well_formed() {
+    if !tool("xmllint", "--version", "PHONETREE_REQUIRE_XMLLINT") {
+        return;
+    }
+    // The check above can fail: an unescaped `&` (what a prompt would give without escaping).
+    let (ok, _, _) = pipe("xmllint", &["--noout", "-"], b"<vxml><prompt>Fish & chips</prompt></vxml>");
+    assert!(!ok);
+}
+
+/// What the caller hears from simulate's callflows, as the interpreter writes it.
+fn heard(flows: &[Callflow]) -> Vec<Heard> {
+    flows
+        .iter()
+        .flat_map(|f| &f.actions)
+        .map(|a| match a {
+            Action::Say(s) => Heard::Say(s.text.clone()),
+            Action::SayAndCapture(c) => Heard::Ask(c.prompt_message.clone()),
+            Action::PlayFile(p) => Heard::Play(p.file_url.clone()),
+            Action::MakeCall(m) => Heard::Transfer(m.destination.clone()),
+            Action::Hangup => Heard::Hangup,
+        })
+        .collect()
+}
+
+/// The answer an `@` token stands for at the script whose form is `form`, as JSON (`None`: a
+/// fetch that fails: no answer, not 2xx, not JSON).
+fn fetched(m: &Machine, form: &str, token: &str) -> Option<serde_json::Value> {
+    let script =
+        m.graph().node_weights().find(|n| export::mermaid_id(&n.name) == form).and_then(|n| {
+            match &n.kind {
+                NodeKind::Script(s) => Some(s),
+                _ => None,
+            }
+        })?;
+    match explore::answer_for_token(script, token)? {
+        Answer::Http { status: 200..=299, body } => serde_json::from_slice(&body).ok(),
+        _ => None,
+    }
+}
+
+/// Plays `tokens` on `m` through `simulate` and through the VoiceXML interpreter and asserts
+/// both say the same.
+fn play_alike(m: &Machine, doc: &vxml::Element, tokens: &[String]) {
+    let number = m.numbers().first().cloned().unwrap_or_else(|| "+15550000000".into());
+    let session = vxml::Session {
+        caller: CALLER.into(),
+        number: number.clone(),
+        session_id: "simulated-session".into(),
+        call_id: "simulated-call".into(),
+    };
+    let inputs: Vec<simulate::Input> =
+        tokens.iter().map(|t| simulate::parse_input_or_answer(t).unwrap()).collect();
+    let mut unanswered = |r: &phonetree::engine::Request| Err(simulate::needs_answer(r));
+    let parties = simulate::Parties { from: CALLER, to: &number, outbound: false };
+    let (_, flows) = simulate::run(m, parties, &inputs, None, &mut unanswered)
+        .unwrap_or_else(|e| panic!("{}: simulate {tokens:?}: {e}", m.name()));
+    let voice = vxml::play(doc, &session, tokens, &mut |form, token, _url| fetched(m, form, token))
+        .unwrap_or_else(|e| panic!("{}: vxml {tokens:?}: {e}", m.name()));
+    assert_eq!(voice, heard(&flows), "{}: the VoiceXML differs from simulate on {tokens:?}", m.name());
+}
+
+fn document(m: &Machine) -> vxml::Element {
+    let text = export::vxml(m).unwrap_or_else(|e| panic!("{}: {e}", m.name()));
+    vxml::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", m.name()))
+}
+
+/// Plays every path `explore` counts on `m` alike; returns how many there were.
+fn play_every_path(m: &Machine) -> usize {
+    let doc = document(m);
+    let mut played = 0;
+    let report = explore::explore_paths(m, &mut |tokens| {
+        play_alike(m, &doc, tokens);
+        played += 1;
+    });
+    assert!(report.proven() && report.paths_complete, "{}: {:?}", m.name(), report.violations);
+    assert_eq!(played as u64, report.paths);
+    played
+}
+
+#[test]
+fn vxml_plays_what_simulate_says_on_every_explored_path_of_every_bundled_machine() {
+    for m in bundled_machines().into_iter().filter(|m| export::vxml(m).is_ok()) {
+        let played = play_every_path(&m);
+        println!("{}: {played} paths played alike", m.name());
+        assert!(played > 1, "{}: {played} path(s)", m.name());
+    }
+}
+
+/// What the bundled machines leave out: a play node, a bridged transfer, an input
+/// without a pattern, a menu of two-key branches, `{node}` and `{keypress}` in prompts.
+const FEATURES: &str = r#"
+name = "features"
+start = "welcome"
+numbers = ["+6500000000"]
+
+[settings]
+agent = "+6511111111"
+
+[defaults]
+voice_profile = "en-GB-Emma"
+max_digits = 2
+tries = 2
+
+[nodes.welcome]
+kind = "say"
+text = "Hello {caller}, this is {node}."
+next = "jingle"
+
+[nodes.jingle]
+kind = "play"
+file_url = "https://example.com/jingle.mp3"
+next = "menu"
+
+[nodes.menu]
+kind = "menu"
+prompt = "Press 1 for an agent, 22 for your account, or nothing to leave."
+reprompt = "You pressed {keypress}. Once more: press 1 for an agent."
+branches = { 1 = "agent", 22 = "account" }
+invalid = "sorry"
+no_input = "bye"
+
+[nodes.account]
+kind = "input"
+prompt = "Key in your account number & press hash."
+variable = "account"
+min_digits = 2
+max_digits = 4
+example = "1234"
+next = "read_back"
+invalid = "sorry"
+no_input = "sorry"
+
+[nodes.read_back]
+kind = "say"
+text = "Account {say:$account} <noted>."
+next = "agent"
+
+[nodes.agent]
+kind = "transfer"
+destination = "{agent}"
+
+[nodes.sorry]
+kind = "say"
+text = "Sorry."
+next = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
+#[test]
+fn vxml_plays_what_simulate_says_on_the_script_machines_and_the_other_node_kinds() {
+    let mut machines: Vec<Machine> = machine_files("tests/data/scripts")
+        .iter()
+        .map(|f| compile_text(&f.display().to_string(), &std::fs::read_to_string(f).unwrap()))
+        .collect();
+    machines.push(compile_text("features.toml", FEATURES));
+    machines.retain(|m| export::vxml(m).is_ok());
+    assert!(machines.len() >= 2, "{}", machines.len());
+    for m in &machines {
+        let played = play_every_path(m);
+        println!("{}: {played} paths played alike", m.name());
+    }
+    // Paths explore merges (two answers that end the call alike are one path to it): each
+    // script answer class, each try.
+    let more: &[(&str, &[&[&str]])] = &[
+        ("greeting", &[&["@*"], &["@!"], &["@nothing"]]),
+        (
+            "extension",
+            &[&["204#", "@busy"], &["204#", "@*"], &["204#", "@!"], &["-", "-"], &["-", "204", "@busy"]],
+        ),
+        (
+            "features",
+            &[&["5", "-"], &["5", "1", "-"], &["22", "1", "1", "1"], &["22", "98765#", "12#"], &["-", "-"]],
+        ),
+    ];
+    for (name, paths) in more {
+        // extension routes on the stored number: not exported as VoiceXML yet.
+        let Some(m) = machines.iter().find(|m| m.name() == *name) else { continue };
+        let doc = document(m);
+        for tokens in paths.iter() {
+            let tokens: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+            play_alike(m, &doc, &tokens);
+        }
+    }
+}
+
+#[test]
+fn the_interpreter_catches_a_document_that_says_something_else() {
+    let m = bundled("abc_restaurant");
+    let doc = export::vxml(&m).unwrap().replace("Our restaurant hours", "Our hours");
+    let doc = vxml::parse(&doc).unwrap();
+    let session = vxml::Session {
+        caller: CALLER.into(),
+        number: "+6568888888".into(),
+        session_id: "s".into(),
+        call_id: "c".into(),
+    };
+    let inputs = ["3".to_string()];
+    let voice = vxml::play(&doc, &session, &inputs, &mut |_, _, _| None).unwrap();
+    let simulated = simulate::run(
+        &m,
+        simulate::Parties { from: CALLER, to: "+6568888888", outbound: false },
+        &[simulate::parse_input_or_answer("3").unwrap()],
+        None,
+        &mut |r| Err(simulate::needs_answer(r)),
+    )
+    .unwrap();
+    assert_ne!(voice, heard(&simulated.1));
+    assert_eq!(voice.last(), Some(&Heard::Hangup));
+}
+
+#[test]
+fn json_parses_back_with_the_graphs_nodes_and_edges() {
+    for file in machine_files("machines") {
+        let m = compile_text(&file.display().to_string(), &std::fs::read_to_string(&file).unwrap());
+        let doc: serde_json::Value = serde_json::from_str(&export_cli(&file, "json")).unwrap();
+        assert_eq!(doc["format"], 1);
+        assert_eq!(doc["machine"], m.name());
+        assert_eq!(doc["nodes"].as_array().unwrap().len(), m.node_count(), "{}", file.display());
+        assert_eq!(doc["edges"].as_array().unwrap().len(), m.edge_count(), "{}", file.display());
+        let starts = doc["nodes"].as_array().unwrap().iter().filter(|n| n["start"] == true).count();
+        assert_eq!(starts, 1);
+        assert!(doc["nodes"].as_array().unwrap().iter().any(|n| n["end"] == true));
+    }
+}
+
+/// Names and prompts that need escaping in every format: a Mermaid keyword and arrow letters as
+/// node names, `-` in a name, quotes, `#`, brackets, `<`, `&`, backticks and a backslash in text.
+const AWKWARD: &str = r#"
+name = "awkward"
+start = "o1"
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+max_digits = 1
+tries = 1
+
+[nodes.o1]
+kind = "menu"
+prompt = "Say \"hi\" #1 <b> & `x` [a]{{b}}(c)|d|; end \\n"
+branches = { 1 = "end", 2 = "x-ray" }
+invalid = "end"
+no_input = "end"
+
+[nodes.x-ray]
+kind = "say"
+text = "x"
+next = "end"
+
+[nodes.end]
+kind = "hangup"
+"#;
+
+#[test]
+fn mermaid_itself_parses_every_chart_with_each_node_and_edge() {
+    // A folder whose node_modules hold `mermaid` and `jsdom` (.ci/run installs them).
+    let required = std::env::var("PHONETREE_REQUIRE_MERMAID").is_ok_and(|v| v == "1");
+    let dir = std::env::var("PHONETREE_MERMAID_DIR").ok().filter(|d| {
+        std::path::Path::new(d).join("node_modules/mermaid").is_dir()
+            && tool("node", "--version", "PHONETREE_REQUIRE_MERMAID")
+    });
+    let Some(dir) = dir else {
+        assert!(
+            !required,
+            "PHONETREE_REQUIRE_MERMAID=1 but PHONETREE_MERMAID_DIR holds no node_modules/mermaid"
+        );
+        println!("skipped: mermaid: PHONETREE_MERMAID_DIR names no folder with node_modules/mermaid");
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let mut machines = bundled_machines();
+    machines.push(compile_text("awkward.toml", AWKWARD));
+    let mut charts = Vec::new();
+    for m in &machines {
+        let file = t.path().join(format!("{}.mmd", m.name()));
+        std::fs::write(&file, export::mermaid(m)).unwrap();
+        charts.push(file.display().to_string());
+    }
+    let script = repo().join("tests/data/mermaid/parse.mjs");
+    let out = Command::new("node").arg(&script).args(&charts).env("MERMAID_DIR", &dir).output().unwrap();
+    assert!(out.status.success(), "mermaid refused a chart: {}", String::from_utf8_lossy(&out.stderr));
+    let parsed: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(parsed.len(), machines.len());
+    for (m, chart) in machines.iter().zip(&parsed) {
+        let mut ids: Vec<String> = m.graph().node_weights().map(|n| export::mermaid_id(&n.name)).collect();
+        ids.sort();
+        let mut seen: Vec<String> =
+            chart["nodes"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+        seen.sort();
+        assert_eq!(seen, ids, "{}", m.name());
+        let mut edges: Vec<(String, String, String)> = m
+            .graph()
+            .edge_indices()
+            .map(|e| {
+                let (a, b) = m.graph().edge_endpoints(e).unwrap();
+                let name = |id: phonetree::machine::NodeId| export::mermaid_id(&m.graph()[id].name);
+                (name(a), name(b), m.graph()[e].to_string())
+            })
+            .collect();
+        edges.sort();
+        let mut drawn: Vec<(String, String, String)> = chart["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (e[0].as_str().unwrap().into(), e[1].as_str().unwrap().into(), e[2].as_str().unwrap().into())
+            })
+            .collect();
+        drawn.sort();
+        assert_eq!(drawn, edges, "{}", m.name());
+    }
+}
+
+#[test]
+fn graphviz_draws_awkward_names_and_prompts() {
+    if !tool("dot", "-V", "PHONETREE_REQUIRE_GRAPHVIZ") {
+        return;
+    }
+    let m = compile_text("awkward.toml", AWKWARD);
+    let (ok, svg, err) = pipe("dot", &["-Tsvg"], export::dot(&m).as_bytes());
+    assert!(ok, "{err}");
+    // Graphviz writes `-` in titles as `&#45;`.
+    for title in ["o1", "x&#45;ray", "end", "o1&#45;&gt;x&#45;ray"] {
+        assert!(svg.contains(&format!("<title>{title}</title>")), "{title}: {svg}");
+    }
+    // The prompt as written in the file (braces doubled), XML-escaped by Graphviz; the backslash
+    // before `n` stays a backslash, not a line break.
+    assert!(
+        svg.contains("menu: Say &quot;hi&quot; #1 &lt;b&gt; &amp; `x` [a]{{b}}(c)|d|; end \\n</text>"),
+        "{svg}"
+    );
+}
+
+#[test]
+fn mermaid_of_every_bundled_machine_declares_each_node_once() {
+    for file in machine_files("machines") {
+        let m = compile_text(&file.display().to_string(), &std::fs::read_to_string(&file).unwrap());
+        let chart = export_cli(&file, "mermaid");
+        assert!(chart.starts_with("flowchart TD\n"));
+        for node in m.graph().node_weights() {
+            let id = export::mermaid_id(&node.name);
+            let declared = chart
+                .lines()
+                .filter(|l| {
+                    l.trim_start().starts_with(&format!("{id}["))
+                        || l.trim_start().starts_with(&format!("{id}(["))
+                })
+                .count();
+            assert_eq!(declared, 1, "{id} in {}", file.display());
+        }
+    }
+}
+
+#[test]
+fn export_of_a_machine_that_does_not_compile_prints_its_diagnostics() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("broken.toml");
+    std::fs::write(&file, "name = \"broken\"\nstart = \"nowhere\"\n\n[nodes.a]\nkind = \"hangup\"\n")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["export", &file.display().to_string(), "--format", "dot"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("start node `nowhere` does not exist"), "{err}");
+    assert!(err.contains("does not compile"), "{err}");
+}
