@@ -87,32 +87,10 @@ fn vxml_of_every_bundled_machine_is_well_formed() {
     if !tool("xmllint", "--version", "PHONETREE_REQUIRE_XMLLINT") {
         return;
     }
-    for file in machine_files("machines").into_iter().filter(|f| vxml_exports(f)) {
+    for file in machine_files("machines") {
         let (ok, _, err) = pipe("xmllint", &["--noout", "-"], export_cli(&file, "vxml").as_bytes());
         assert!(ok, "xmllint refused the VoiceXML of {}: {err}", file.display());
     }
-}
-
-/// Whether the VoiceXML export takes the machine in `file`: not yet one with route or set nodes.
-fn vxml_exports(file: &std::path::Path) -> bool {
-    let m = compile_text(&file.display().to_string(), &std::fs::read_to_string(file).unwrap());
-    export::vxml(&m).is_ok()
-}
-
-/// A machine with route or set nodes is refused by name, with exit 1, not exported wrongly.
-#[test]
-fn vxml_refuses_a_machine_with_route_and_set_nodes_by_name() {
-    let file = common::repo().join("machines/bank_balance.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
-        .args(["export", &file.display().to_string(), "--format", "vxml"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("has no VoiceXML export yet") && err.contains("node `"), "{err}");
-    // The other formats take it.
-    assert!(export_cli(&file, "dot").contains("bank_balance"));
 }
 
 #[test]
@@ -156,25 +134,46 @@ fn fetched(m: &Machine, form: &str, token: &str) -> Option<serde_json::Value> {
     }
 }
 
+/// The platform's local time of the call at `at_ms` in the machine's timezone (none without one),
+/// as `route::local_time` reads it.
+fn clock(m: &Machine, at_ms: u64) -> Option<vxml::Clock> {
+    let local = phonetree::machine::route::local_time(m.timezone()?, at_ms)?;
+    let yesterday = local.date().yesterday().ok()?;
+    let weekday = |d: jiff::civil::Date| d.weekday().to_monday_zero_offset() as u8;
+    Some(vxml::Clock {
+        weekday: weekday(local.date()),
+        minutes: local.hour() as u16 * 60 + local.minute() as u16,
+        date: local.date().to_string(),
+        yesterday_weekday: weekday(yesterday),
+        yesterday_date: yesterday.to_string(),
+    })
+}
+
 /// Plays `tokens` on `m` through `simulate` and through the VoiceXML interpreter and asserts
-/// both say the same.
-fn play_alike(m: &Machine, doc: &vxml::Element, tokens: &[String]) {
+/// both say the same. A path of a machine with route rules may begin with its clock
+/// (`--at=TIME`) and caller (`--from=NUMBER`), as `explore` writes them.
+fn play_alike(m: &Machine, doc: &vxml::Element, path: &[String]) {
+    let option = |name: &str| path.iter().find_map(|t| t.strip_prefix(name));
+    let caller = option("--from=").unwrap_or(CALLER);
+    let at_ms = option("--at=").map(|at| simulate::parse_at(at).unwrap());
+    let tokens: Vec<String> = path.iter().filter(|t| !t.starts_with("--")).cloned().collect();
     let number = m.numbers().first().cloned().unwrap_or_else(|| "+15550000000".into());
     let session = vxml::Session {
-        caller: CALLER.into(),
+        caller: caller.into(),
         number: number.clone(),
         session_id: "simulated-session".into(),
         call_id: "simulated-call".into(),
+        clock: at_ms.and_then(|at| clock(m, at)),
     };
     let inputs: Vec<simulate::Input> =
         tokens.iter().map(|t| simulate::parse_input_or_answer(t).unwrap()).collect();
     let mut unanswered = |r: &phonetree::engine::Request| Err(simulate::needs_answer(r));
-    let parties = simulate::Parties { from: CALLER, to: &number, outbound: false };
-    let (_, flows) = simulate::run(m, parties, &inputs, None, &mut unanswered)
-        .unwrap_or_else(|e| panic!("{}: simulate {tokens:?}: {e}", m.name()));
-    let voice = vxml::play(doc, &session, tokens, &mut |form, token, _url| fetched(m, form, token))
-        .unwrap_or_else(|e| panic!("{}: vxml {tokens:?}: {e}", m.name()));
-    assert_eq!(voice, heard(&flows), "{}: the VoiceXML differs from simulate on {tokens:?}", m.name());
+    let parties = simulate::Parties { from: caller, to: &number, outbound: false };
+    let (_, flows) = simulate::run(m, parties, &inputs, at_ms, &mut unanswered)
+        .unwrap_or_else(|e| panic!("{}: simulate {path:?}: {e}", m.name()));
+    let voice = vxml::play(doc, &session, &tokens, &mut |form, token, _url| fetched(m, form, token))
+        .unwrap_or_else(|e| panic!("{}: vxml {path:?}: {e}", m.name()));
+    assert_eq!(voice, heard(&flows), "{}: the VoiceXML differs from simulate on {path:?}", m.name());
 }
 
 fn document(m: &Machine) -> vxml::Element {
@@ -197,7 +196,9 @@ fn play_every_path(m: &Machine) -> usize {
 
 #[test]
 fn vxml_plays_what_simulate_says_on_every_explored_path_of_every_bundled_machine() {
-    for m in bundled_machines().into_iter().filter(|m| export::vxml(m).is_ok()) {
+    let machines = bundled_machines();
+    assert!(machines.iter().any(|m| m.name() == "bank_balance"));
+    for m in machines {
         let played = play_every_path(&m);
         println!("{}: {played} paths played alike", m.name());
         assert!(played > 1, "{}: {played} path(s)", m.name());
@@ -272,9 +273,16 @@ fn vxml_plays_what_simulate_says_on_the_script_machines_and_the_other_node_kinds
         .iter()
         .map(|f| compile_text(&f.display().to_string(), &std::fs::read_to_string(f).unwrap()))
         .collect();
+    // The route machines `check` proves (unbounded_counter is there for its violation).
+    for file in ["business_hours.toml", "pin_check.toml"] {
+        let f = repo().join("tests/data/routes").join(file);
+        machines.push(compile_text(file, &std::fs::read_to_string(f).unwrap()));
+    }
     machines.push(compile_text("features.toml", FEATURES));
-    machines.retain(|m| export::vxml(m).is_ok());
-    assert!(machines.len() >= 2, "{}", machines.len());
+    let names: Vec<&str> = machines.iter().map(|m| m.name()).collect();
+    for name in ["extension", "greeting", "business_hours", "pin_check", "features"] {
+        assert!(names.contains(&name), "{name} missing in {names:?}");
+    }
     for m in &machines {
         let played = play_every_path(m);
         println!("{}: {played} paths played alike", m.name());
@@ -293,8 +301,7 @@ fn vxml_plays_what_simulate_says_on_the_script_machines_and_the_other_node_kinds
         ),
     ];
     for (name, paths) in more {
-        // extension routes on the stored number: not exported as VoiceXML yet.
-        let Some(m) = machines.iter().find(|m| m.name() == *name) else { continue };
+        let m = machines.iter().find(|m| m.name() == *name).unwrap();
         let doc = document(m);
         for tokens in paths.iter() {
             let tokens: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
@@ -313,6 +320,7 @@ fn the_interpreter_catches_a_document_that_says_something_else() {
         number: "+6568888888".into(),
         session_id: "s".into(),
         call_id: "c".into(),
+        clock: None,
     };
     let inputs = ["3".to_string()];
     let voice = vxml::play(&doc, &session, &inputs, &mut |_, _, _| None).unwrap();

@@ -12,13 +12,31 @@
 //! `no_input`; an input's pattern an ECMAScript `RegExp` test in `<filled>`; a transfer a bridged
 //! `<transfer>` whose `<filled>` follows `after` or disconnects; hangup `<disconnect/>`; a script a
 //! `<data>` fetch of its URL (a JSON answer, read as an object), `<assign>`s of its stored fields
-//! and an `<if>` on its response key, `error.badfetch` caught to its failure branch. Not in the
-//! subset: voices and speeds, 8x8's own re-tries and success/failure messages, caller ID on
+//! and an `<if>` on its response key, `error.badfetch` caught to its failure branch; a stored
+//! value is kept as text, cut to its `max_chars` after the last whole word; a set node a `<block>`
+//! of `<assign>`s (values rendered before any is stored; counters read as integers, unset or not
+//! an integer as 0, held within ±`COUNTER_MAX`); a route node a `<block>` whose `<if>`/`<elseif>`
+//! test its rules in order (each rule's conditions ANDed) and whose `<else>` follows `else`. Not
+//! in the subset: voices and speeds, 8x8's own re-tries and success/failure messages, caller ID on
 //! transfers, request headers and caching; a POST sends its body fields as `namelist` variables.
+//!
+//! Assumed of the platform: VoiceXML has no clock in a time zone, so a route on time reads the
+//! call's local time in the machine's `timezone` from platform variables, as it reads
+//! `session.phonetree.session_id`: `session.phonetree.local.weekday` (0 Monday to 6 Sunday),
+//! `.minutes` (since local midnight) and `.date` (`YYYY-MM-DD`), and
+//! `session.phonetree.yesterday.weekday` and `.date` for the part of a window after midnight,
+//! which belongs to the day the window started. Where ECMAScript differs from the engine: `matches`
+//! runs as an ECMAScript `RegExp` (the engine's is Rust's `regex`; they agree on classes, groups,
+//! repeats and alternation, not on Unicode classes or `\d` beyond ASCII); lengths (`max_chars`,
+//! `prefix`, the 32 characters a set value keeps) count UTF-16 units, not characters; an integer
+//! beyond 2^53 loses precision; a stored value that is a JSON object or array is kept as text
+//! (the engine treats it as missing).
 
 use std::fmt::Write;
 
 use super::mermaid_id;
+use crate::engine::KEYPRESS_CHARS_MAX;
+use crate::machine::route::{COUNTER_MAX, Route as RouteNode, Rule, SetVars, VarTest};
 use crate::machine::template::{Part, spoken};
 use crate::machine::{Edge, Machine, Menu, NodeId, NodeKind, Script, Template};
 
@@ -229,15 +247,22 @@ fn ask(m: &Machine, id: NodeId, s: &Script) -> String {
     let path = |p: &[String]| xml(&format!("{ANSWER}.{}", p.join(".")));
     // A stored key the answer lacks takes its default, or leaves the variable unset; it never
     // changes the branch (the engine's `script::route`).
+    // A value is kept as text, cut to its `max_chars` after the last whole word that fits
+    // (`script::cut`): the first `max_chars + 1` characters without their last (partial) word and
+    // the space before it, or the first `max_chars` where that leaves nothing or no space was cut.
     for st in &s.store {
         let missing = st.default.as_deref().map_or_else(|| "undefined".to_string(), js_string);
+        let (n, var) = (st.max_chars, xml(&st.var));
+        let cut = format!(
+            "<if cond=\"{var}.length &gt; {n}\"><var name=\"{CUT}\" expr=\"{}\"/><if cond=\"{CUT}.length == 0 || {CUT}.length &gt; {n}\"><assign name=\"{var}\" expr=\"{var}.substring(0, {n})\"/><else/><assign name=\"{var}\" expr=\"{CUT}\"/></if></if>",
+            xml(&format!(r"{var}.substring(0, {}).replace(/\s+\S*$/, '')", n.saturating_add(1)))
+        );
         let _ = write!(
             out,
-            "<if cond=\"{} == undefined\"><assign name=\"{var}\" expr=\"{}\"/><else/><assign name=\"{var}\" expr=\"{}\"/></if>",
+            "<if cond=\"{} == undefined\"><assign name=\"{var}\" expr=\"{}\"/><else/><assign name=\"{var}\" expr=\"'' + {}\"/>{cut}</if>",
             path(&st.path),
             xml(&missing),
             path(&st.path),
-            var = xml(&st.var),
         );
     }
     let default =
@@ -250,7 +275,7 @@ fn ask(m: &Machine, id: NodeId, s: &Script) -> String {
                 if let Some(v) = branch_value(&edge) {
                     let _ = write!(
                         out,
-                        "<elseif cond=\"{} == {}\"/>{}",
+                        "<elseif cond=\"'' + {} == {}\"/>{}",
                         path(p),
                         xml(&js_string(v)),
                         goto(m, id, &edge)
@@ -263,15 +288,165 @@ fn ask(m: &Machine, id: NodeId, s: &Script) -> String {
     out
 }
 
+/// The call's local time in the machine's `timezone`, which the platform hands the document (see
+/// the module's head): `weekday` (0 Monday to 6 Sunday), `minutes` since local midnight, `date`
+/// (`YYYY-MM-DD`).
+const LOCAL: &str = "session.phonetree.local";
+/// The same for the day before (its `weekday` and `date`): the part of a window after midnight
+/// belongs to the day the window started (`route::Rule::time_holds`).
+const YESTERDAY: &str = "session.phonetree.yesterday";
+/// An integer's text as `route::integer` reads it: trimmed, an optional sign, digits.
+const INTEGER: &str = r"/^\s*[+-]?[0-9]+\s*$/";
+/// The variable a stored value's cut is built in.
+const CUT: &str = "pt$cut";
+
+/// Conditions ANDed (`true` when there are none).
+fn all(parts: Vec<String>) -> String {
+    if parts.is_empty() { "true".into() } else { parts.join(" && ") }
+}
+
+/// Alternatives ORed, in parentheses.
+fn any(parts: Vec<String>) -> String {
+    format!("({})", parts.join(" || "))
+}
+
+/// A regular expression as an ECMAScript literal (`/` escaped). Rust's `regex` and ECMAScript
+/// agree on the patterns machines use (classes, groups, repeats, alternation); the module's head
+/// says where they differ.
+fn js_regex(re: &str) -> String {
+    let mut out = String::from("/");
+    let mut escaped = false;
+    for c in re.chars() {
+        if c == '/' && !escaped {
+            out.push('\\');
+        }
+        escaped = c == '\\' && !escaped;
+        out.push(c);
+    }
+    out.push('/');
+    out
+}
+
+/// A rule's conditions on `day` (`LOCAL` or `YESTERDAY`): its days and dates.
+fn day_holds(rule: &Rule, day: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    if let Some(days) = rule.days {
+        let weekdays = (0..7u8).filter(|d| days.0 & (1 << d) != 0);
+        parts.push(any(weekdays.map(|d| format!("{day}.weekday == {d}")).collect()));
+    }
+    if let Some(dates) = &rule.dates {
+        parts.push(any(dates.iter().map(|d| format!("{day}.date == '{d}'")).collect()));
+    }
+    parts
+}
+
+/// A rule's time conditions (`route::Rule::time_holds`): the window's minutes, and the days and
+/// dates of the day it started.
+fn time_holds(rule: &Rule) -> Vec<String> {
+    let minutes = format!("{LOCAL}.minutes");
+    match rule.hours {
+        None => day_holds(rule, LOCAL),
+        Some(h) if !h.crosses_midnight() => {
+            let mut parts = vec![format!("{minutes} >= {}", h.from), format!("{minutes} < {}", h.to)];
+            parts.extend(day_holds(rule, LOCAL));
+            parts
+        }
+        Some(h) => {
+            let mut before = vec![format!("{minutes} >= {}", h.from)];
+            before.extend(day_holds(rule, LOCAL));
+            let mut after = vec![format!("{minutes} < {}", h.to)];
+            after.extend(day_holds(rule, YESTERDAY));
+            vec![any(vec![all(before), all(after)])]
+        }
+    }
+}
+
+/// A test on variable `v` (`route::VarTest::holds`): an unset variable (`undefined`) holds none
+/// but the numeric ones, where it counts as 0; those take integers only.
+fn var_holds(v: &str, test: &VarTest) -> String {
+    let number = |op: &str, n: i64, unset: bool| {
+        let number = format!("{INTEGER}.test({v}) && Number({v}) {op} {n}");
+        if unset { format!("({v} == undefined || {number})") } else { format!("({number})") }
+    };
+    match test {
+        VarTest::Equals(e) => format!("{v} == {}", js_string(e)),
+        VarTest::OneOf(set) => any(set.iter().map(|e| format!("{v} == {}", js_string(e))).collect()),
+        VarTest::Matches(re) => format!("({v} != undefined && {}.test({v}))", js_regex(re.as_str())),
+        VarTest::Prefix(p) => {
+            format!(
+                "({v} != undefined && {v}.substring(0, {}) == {})",
+                p.encode_utf16().count(),
+                js_string(p)
+            )
+        }
+        VarTest::AtLeast(n) => number(">=", *n, 0 >= *n),
+        VarTest::AtMost(n) => number("<=", *n, 0 <= *n),
+    }
+}
+
+/// A route's `<block>`: its rules in order, each one's conditions ANDed, then `else`.
+fn route(m: &Machine, id: NodeId, r: &RouteNode) -> String {
+    let mut out = String::from("<block>");
+    for (i, rule) in r.rules.iter().enumerate() {
+        let mut parts = time_holds(rule);
+        if let Some((v, tests)) = &rule.var {
+            parts.extend(tests.iter().map(|t| var_holds(v, t)));
+        }
+        let cond = xml(&all(parts));
+        let to = goto(m, id, &Edge::Rule(i, rule.label.clone()));
+        let _ = if i == 0 {
+            write!(out, "<if cond=\"{cond}\">{to}")
+        } else {
+            write!(out, "<elseif cond=\"{cond}\"/>{to}")
+        };
+    }
+    let otherwise = goto(m, id, &Edge::Else);
+    if r.rules.is_empty() {
+        out.push_str(&otherwise);
+    } else {
+        let _ = write!(out, "<else/>{otherwise}</if>");
+    }
+    out.push_str("</block>");
+    out
+}
+
+/// A set node's `<block>` (the engine's `assign`): every value rendered before any is stored, each
+/// kept to `KEYPRESS_CHARS_MAX`; then each counter read as an integer (unset or not an integer:
+/// 0), added to and held within `COUNTER_MAX`, stored as text.
+fn set(m: &Machine, id: NodeId, set: &SetVars) -> String {
+    let name = &m.graph()[id].name;
+    let mut out = String::from("<block>");
+    for (i, (_, t)) in set.values.iter().enumerate() {
+        let value = format!("({}).substring(0, {KEYPRESS_CHARS_MAX})", expr(t, name, false));
+        let _ = write!(out, "<var name=\"pt$value{i}\" expr=\"{}\"/>", xml(&value));
+    }
+    for (i, (var, _)) in set.values.iter().enumerate() {
+        let _ = write!(out, "<assign name=\"{}\" expr=\"pt$value{i}\"/>", xml(var));
+    }
+    for (var, n) in &set.add {
+        let v = xml(var);
+        let _ = write!(
+            out,
+            "<if cond=\"{}\"><assign name=\"{v}\" expr=\"Number({v}) + {n}\"/><else/><assign name=\"{v}\" expr=\"{n}\"/></if>",
+            xml(&format!("{INTEGER}.test({var})"))
+        );
+        let _ = write!(
+            out,
+            "<if cond=\"{v} &gt; {COUNTER_MAX}\"><assign name=\"{v}\" expr=\"{COUNTER_MAX}\"/><elseif cond=\"{v} &lt; -{COUNTER_MAX}\"/><assign name=\"{v}\" expr=\"-{COUNTER_MAX}\"/></if><assign name=\"{v}\" expr=\"'' + {v}\"/>"
+        );
+    }
+    let _ = write!(out, "{}</block>", goto(m, id, &Edge::Next));
+    out
+}
+
 /// One node's form.
 fn form(m: &Machine, id: NodeId) -> Result<String, Unsupported> {
     let node = &m.graph()[id];
     let name = node.name.as_str();
     let next = goto(m, id, &Edge::Next);
     let body = match &node.kind {
-        NodeKind::Route(_) | NodeKind::Set(_) => {
-            return Err(Unsupported { node: name.to_string(), kind: node.kind.name() });
-        }
+        NodeKind::Route(r) => route(m, id, r),
+        NodeKind::Set(s) => set(m, id, s),
         NodeKind::Say(say) => format!("<block>{}{next}</block>", prompt(&say.text, name)),
         NodeKind::Play(play) => format!(
             "<block><prompt><audio expr=\"{}\"/></prompt>{next}</block>",
@@ -428,6 +603,93 @@ mod tests {
         );
         let url = Template::parse("http://h/o/{order}?n={node}").unwrap();
         assert_eq!(expr(&url, "n1", true), "'http://h/o/' + encodeURIComponent(order) + '?n=' + 'n1'");
+    }
+
+    /// The form of node `name` in `doc`.
+    fn form_of<'d>(doc: &'d str, name: &str) -> &'d str {
+        let at = doc.find(&format!("<form id=\"n_{name}\">")).unwrap_or_else(|| panic!("{name}: {doc}"));
+        let end = doc[at..].find("</form>").unwrap();
+        &doc[at..at + end]
+    }
+
+    #[test]
+    fn routes_become_rules_in_order_and_sets_assignments() {
+        let text = r#"
+name = "forms"
+start = "hours"
+timezone = "Asia/Singapore"
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+max_digits = 1
+
+[nodes.hours]
+kind = "route"
+rules = [
+  { dates = ["2026-12-25"], next = "count" },
+  { days = "fri", hours = "22:00-06:00", next = "bye" },
+  { days = "mon-fri", hours = "09:00-18:00", var = "caller", prefix = "+65", next = "bye" },
+]
+else = "bye"
+
+[nodes.count]
+kind = "set"
+values = { a = "{caller}", b = "x{node}" }
+add = { n = -2 }
+next = "tests"
+
+[nodes.tests]
+kind = "route"
+rules = [
+  { var = "n", at_least = -3, at_most = 5, next = "bye" },
+  { var = "a", one_of = ["1", "2"], matches = "[0-9/]+", next = "bye" },
+]
+else = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+        let m = crate::machine::compile(&crate::machine::Source::new("forms.toml", text))
+            .machine
+            .expect("the machine compiles");
+        let doc = vxml(&m).unwrap();
+        let l = LOCAL;
+        let y = YESTERDAY;
+        assert_eq!(
+            form_of(&doc, "hours"),
+            format!(
+                "<form id=\"n_hours\"><var name=\"pt$tries\" expr=\"0\"/><block>\
+                 <if cond=\"({l}.date == '2026-12-25')\"><goto next=\"#n_count\"/>\
+                 <elseif cond=\"({l}.minutes &gt;= 1320 &amp;&amp; ({l}.weekday == 4) || {l}.minutes &lt; 360 &amp;&amp; ({y}.weekday == 4))\"/><goto next=\"#n_bye\"/>\
+                 <elseif cond=\"{l}.minutes &gt;= 540 &amp;&amp; {l}.minutes &lt; 1080 &amp;&amp; ({l}.weekday == 0 || {l}.weekday == 1 || {l}.weekday == 2 || {l}.weekday == 3 || {l}.weekday == 4) &amp;&amp; (caller != undefined &amp;&amp; caller.substring(0, 3) == &apos;+65&apos;)\"/><goto next=\"#n_bye\"/>\
+                 <else/><goto next=\"#n_bye\"/></if></block>"
+            )
+            .replace("'2026-12-25'", "&apos;2026-12-25&apos;")
+        );
+        let int = r"/^\s*[+-]?[0-9]+\s*$/";
+        assert_eq!(
+            form_of(&doc, "count"),
+            format!(
+                "<form id=\"n_count\"><var name=\"pt$tries\" expr=\"0\"/><block>\
+                 <var name=\"pt$value0\" expr=\"(caller).substring(0, 32)\"/><var name=\"pt$value1\" expr=\"(&apos;x&apos; + &apos;count&apos;).substring(0, 32)\"/>\
+                 <assign name=\"a\" expr=\"pt$value0\"/><assign name=\"b\" expr=\"pt$value1\"/>\
+                 <if cond=\"{int}.test(n)\"><assign name=\"n\" expr=\"Number(n) + -2\"/><else/><assign name=\"n\" expr=\"-2\"/></if>\
+                 <if cond=\"n &gt; 999999999\"><assign name=\"n\" expr=\"999999999\"/><elseif cond=\"n &lt; -999999999\"/><assign name=\"n\" expr=\"-999999999\"/></if>\
+                 <assign name=\"n\" expr=\"'' + n\"/><goto next=\"#n_tests\"/></block>"
+            )
+        );
+        // Unset counts as 0 for a numeric test that 0 passes; `matches` is anchored, `/` escaped.
+        let tests = form_of(&doc, "tests");
+        assert!(
+            tests.contains(&xml(&format!(
+                "(n == undefined || {int}.test(n) &amp;&amp; Number(n) >= -3) &amp;&amp; (n == undefined || {int}.test(n) &amp;&amp; Number(n) <= 5)"
+            ).replace("&amp;&amp;", "&&"))),
+            "{tests}"
+        );
+        assert!(
+            tests.contains(&xml(r"(a == '1' || a == '2') && (a != undefined && /^(?:[0-9\/]+)$/.test(a))")),
+            "{tests}"
+        );
     }
 
     #[test]

@@ -6,8 +6,13 @@
 //! form interpretation of one form item per form (`<block>`, `<field>` with a DTMF grammar,
 //! `<transfer>`), the executable content the export uses (`prompt`, `value`, `say-as`, `audio`,
 //! `var`, `assign`, `if`/`elseif`/`else`, `goto`, `clear`, `reprompt`, `data`, `exit`,
-//! `disconnect`, `catch`), and the ECMAScript expressions it writes (string and number literals,
-//! variables and dotted paths, `+`, `==`, `!=`, `<`, `encodeURIComponent`, a `RegExp` test).
+//! `disconnect`, `catch`), and the ECMAScript expressions it writes: string, number and regular
+//! expression literals (no flags), `undefined`, `true`, `false`, variables and properties (a JSON
+//! answer's keys, a string's `length`), `+`, `==`, `!=`, `<`, `<=`, `>`, `>=`, `&&`, `||`, `!`,
+//! unary `-`, parentheses, `encodeURIComponent`, `Number`, a `RegExp`'s `test` and a string's
+//! `substring` and `replace`, each with ECMAScript's semantics (`ToNumber`, `ToBoolean`, loose
+//! `==`, UTF-16 lengths). The platform's variables: the session's numbers and ids, and, when the
+//! test gives a clock, the call's local time (`session.phonetree.local.*`, `.yesterday.*`).
 
 use std::collections::HashMap;
 
@@ -150,14 +155,32 @@ pub struct Session {
     pub number: String,
     pub session_id: String,
     pub call_id: String,
+    /// The call's local time in the machine's timezone, for its route rules on time.
+    pub clock: Option<Clock>,
+}
+
+/// The local time the platform hands a document (`session.phonetree.local.*` and
+/// `session.phonetree.yesterday.*`).
+pub struct Clock {
+    /// 0 Monday to 6 Sunday.
+    pub weekday: u8,
+    /// Since local midnight.
+    pub minutes: u16,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub yesterday_weekday: u8,
+    pub yesterday_date: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Value {
     Undefined,
+    Bool(bool),
     Str(String),
     Num(f64),
     Json(serde_json::Value),
+    /// A regular expression literal's body.
+    Regex(String),
 }
 
 impl Value {
@@ -168,6 +191,42 @@ impl Value {
             Value::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", *n as i64),
             Value::Num(n) => n.to_string(),
             Value::Json(v) => v.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Regex(re) => format!("/{re}/"),
+        }
+    }
+
+    /// ECMAScript's `ToBoolean`.
+    fn truthy(&self) -> bool {
+        match self {
+            Value::Undefined => false,
+            Value::Bool(b) => *b,
+            Value::Num(n) => *n != 0.0 && !n.is_nan(),
+            Value::Str(s) => !s.is_empty(),
+            Value::Json(_) | Value::Regex(_) => true,
+        }
+    }
+
+    /// ECMAScript's `ToNumber` (`Number(v)`): a string is trimmed, empty is 0, a decimal literal
+    /// its number, anything else `NaN`.
+    fn number(&self) -> f64 {
+        match self {
+            Value::Num(n) => *n,
+            Value::Bool(b) => f64::from(u8::from(*b)),
+            Value::Str(s) => {
+                let t = s.trim();
+                let decimal = t.trim_start_matches(['+', '-']);
+                if t.is_empty() {
+                    0.0
+                } else if decimal.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+                    && decimal.chars().all(|c| c.is_ascii_digit() || ".eE+-".contains(c))
+                {
+                    t.parse().unwrap_or(f64::NAN)
+                } else {
+                    f64::NAN
+                }
+            }
+            Value::Undefined | Value::Json(_) | Value::Regex(_) => f64::NAN,
         }
     }
 
@@ -176,7 +235,7 @@ impl Value {
             serde_json::Value::Null => Value::Undefined,
             serde_json::Value::String(s) => Value::Str(s.clone()),
             serde_json::Value::Number(n) => n.as_f64().map_or(Value::Undefined, Value::Num),
-            serde_json::Value::Bool(b) => Value::Str(b.to_string()),
+            serde_json::Value::Bool(b) => Value::Bool(*b),
             other => Value::Json(other.clone()),
         }
     }
@@ -186,8 +245,12 @@ impl Value {
         match (self, other) {
             (Value::Undefined, Value::Undefined) => true,
             (Value::Undefined, _) | (_, Value::Undefined) => false,
-            (Value::Num(a), Value::Num(b)) => a == b,
-            (a, b) => a.text() == b.text(),
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Json(_) | Value::Regex(_), _) | (_, Value::Json(_) | Value::Regex(_)) => {
+                self.text() == other.text()
+            }
+            // A number or boolean on either side compares as numbers.
+            (a, b) => a.number() == b.number(),
         }
     }
 }
@@ -235,6 +298,17 @@ pub fn play(
         ("session.phonetree.call_id", &session.call_id),
     ] {
         globals.insert(k.to_string(), Value::Str(v.clone()));
+    }
+    if let Some(c) = &session.clock {
+        for (k, v) in [
+            ("local.weekday", Value::Num(f64::from(c.weekday))),
+            ("local.minutes", Value::Num(f64::from(c.minutes))),
+            ("local.date", Value::Str(c.date.clone())),
+            ("yesterday.weekday", Value::Num(f64::from(c.yesterday_weekday))),
+            ("yesterday.date", Value::Str(c.yesterday_date.clone())),
+        ] {
+            globals.insert(format!("session.phonetree.{k}"), v);
+        }
     }
     let mut p = Player {
         doc,
@@ -508,90 +582,118 @@ impl Player<'_, '_> {
         Ok(out)
     }
 
-    fn lookup(&self, path: &str) -> Value {
-        if let Some(v) = self.locals.get(path).or_else(|| self.globals.get(path)) {
-            return v.clone();
-        }
-        if path == "undefined" {
-            return Value::Undefined;
-        }
-        let mut parts = path.split('.');
-        let head = parts.next().unwrap_or_default();
-        let Some(mut at) = self.locals.get(head).or_else(|| self.globals.get(head)).cloned() else {
-            return Value::Undefined;
-        };
-        for part in parts {
-            at = match at {
-                Value::Json(serde_json::Value::Object(map)) => {
-                    map.get(part).map_or(Value::Undefined, Value::from_json)
-                }
-                _ => Value::Undefined,
-            };
-        }
-        at
+    /// A variable: a local, a global, or a platform one (`session.*`, read by its dotted name).
+    fn variable(&self, name: &str) -> Option<Value> {
+        self.locals.get(name).or_else(|| self.globals.get(name)).cloned()
     }
 
     fn cond(&mut self, cond: &str) -> Result<bool, String> {
-        // `/^(?:RE)$/.test(name)`: the RegExp test the export writes for an input's pattern.
-        if let Some(rest) = cond.strip_prefix("/^(?:")
-            && let Some((re, name)) = rest.rsplit_once(")$/.test(")
-        {
-            let re = regex::Regex::new(&format!("^(?:{re})$")).map_err(|e| e.to_string())?;
-            let value = self.lookup(name.strip_suffix(')').ok_or("unclosed test(")?);
-            return Ok(value != Value::Undefined && re.is_match(&value.text()));
-        }
-        let tokens = lex(cond)?;
-        let at = tokens
-            .iter()
-            .position(|t| matches!(t, Token::Op(op) if ["==", "!=", "<"].contains(&op.as_str())))
-            .ok_or_else(|| format!("no comparison in `{cond}`"))?;
-        let (left, right) = (self.sum(&tokens[..at])?, self.sum(&tokens[at + 1..])?);
-        Ok(match &tokens[at] {
-            Token::Op(op) if op == "==" => left.loose_eq(&right),
-            Token::Op(op) if op == "!=" => !left.loose_eq(&right),
-            _ => match (left, right) {
-                (Value::Num(a), Value::Num(b)) => a < b,
-                (a, b) => return Err(format!("`<` on {a:?} and {b:?}")),
-            },
-        })
+        Ok(self.eval(cond)?.truthy())
     }
 
     fn eval(&mut self, expr: &str) -> Result<Value, String> {
         let tokens = lex(expr)?;
-        self.sum(&tokens)
+        let mut parser = Parser { tokens: &tokens, at: 0 };
+        let tree = parser.or()?;
+        if parser.at != tokens.len() {
+            return Err(format!("unexpected {:?} in `{expr}`", tokens[parser.at]));
+        }
+        self.value(&tree)
     }
 
-    /// Terms joined by `+`: numbers add, anything else concatenates.
-    fn sum(&self, tokens: &[Token]) -> Result<Value, String> {
-        let mut total: Option<Value> = None;
-        let mut rest = tokens;
-        loop {
-            let (term, after) = self.term(rest)?;
-            total = Some(match (total, term) {
-                (None, t) => t,
-                (Some(Value::Num(a)), Value::Num(b)) => Value::Num(a + b),
-                (Some(a), b) => Value::Str(a.text() + &b.text()),
-            });
-            match after.split_first() {
-                None => return total.ok_or_else(|| "empty expression".into()),
-                Some((Token::Op(op), next)) if op == "+" => rest = next,
-                Some((t, _)) => return Err(format!("unexpected {t:?}")),
+    fn value(&self, e: &Expr) -> Result<Value, String> {
+        Ok(match e {
+            Expr::Lit(v) => v.clone(),
+            Expr::Var(name) => self.variable(name).ok_or_else(|| format!("`{name}` is not declared"))?,
+            Expr::Prop(base, prop) => {
+                if let Some(v) = dotted(e).and_then(|path| self.variable(&path)) {
+                    return Ok(v);
+                }
+                match self.value(base)? {
+                    Value::Json(serde_json::Value::Object(map)) => {
+                        map.get(prop).map_or(Value::Undefined, Value::from_json)
+                    }
+                    Value::Str(s) if prop == "length" => Value::Num(s.encode_utf16().count() as f64),
+                    // ECMAScript throws a TypeError here; the export tests `undefined` first.
+                    Value::Undefined => return Err(format!("property `{prop}` of undefined")),
+                    _ => Value::Undefined,
+                }
             }
-        }
+            Expr::Call(f, args) => {
+                let args = args.iter().map(|a| self.value(a)).collect::<Result<Vec<_>, _>>()?;
+                match (f.as_str(), args.as_slice()) {
+                    ("encodeURIComponent", [a]) => Value::Str(encode_uri_component(&a.text())),
+                    ("Number", [a]) => Value::Num(a.number()),
+                    _ => return Err(format!("`{f}` with {} arguments is not in the subset", args.len())),
+                }
+            }
+            Expr::Method(base, method, args) => {
+                let base = self.value(base)?;
+                let args = args.iter().map(|a| self.value(a)).collect::<Result<Vec<_>, _>>()?;
+                match (&base, method.as_str(), args.as_slice()) {
+                    (Value::Regex(re), "test", [a]) => Value::Bool(regex(re)?.is_match(&a.text())),
+                    (Value::Str(s), "substring", [a, b]) => {
+                        let units: Vec<u16> = s.encode_utf16().collect();
+                        let at = |v: &Value| {
+                            let n = v.number();
+                            if n.is_nan() { 0 } else { n.clamp(0.0, units.len() as f64) as usize }
+                        };
+                        let (a, b) = (at(a), at(b));
+                        Value::Str(String::from_utf16_lossy(&units[a.min(b)..a.max(b)]))
+                    }
+                    (Value::Str(s), "replace", [Value::Regex(re), with]) => {
+                        Value::Str(regex(re)?.replacen(s, 1, regex::NoExpand(&with.text())).into_owned())
+                    }
+                    _ => return Err(format!("`.{method}` on {base:?} is not in the subset")),
+                }
+            }
+            Expr::Not(a) => Value::Bool(!self.value(a)?.truthy()),
+            Expr::Neg(a) => Value::Num(-self.value(a)?.number()),
+            Expr::Bin(a, op, b) => {
+                let left = self.value(a)?;
+                match op.as_str() {
+                    "&&" if !left.truthy() => return Ok(left),
+                    "||" if left.truthy() => return Ok(left),
+                    "&&" | "||" => return self.value(b),
+                    _ => {}
+                }
+                let right = self.value(b)?;
+                match op.as_str() {
+                    "+" => match (left, right) {
+                        (Value::Num(a), Value::Num(b)) => Value::Num(a + b),
+                        (a, b) => Value::Str(a.text() + &b.text()),
+                    },
+                    "==" => Value::Bool(left.loose_eq(&right)),
+                    "!=" => Value::Bool(!left.loose_eq(&right)),
+                    op => {
+                        let order = match (&left, &right) {
+                            (Value::Str(a), Value::Str(b)) => Some(a.cmp(b)),
+                            (a, b) => a.number().partial_cmp(&b.number()),
+                        };
+                        Value::Bool(order.is_some_and(|o| match op {
+                            "<" => o.is_lt(),
+                            "<=" => o.is_le(),
+                            ">" => o.is_gt(),
+                            _ => o.is_ge(),
+                        }))
+                    }
+                }
+            }
+        })
     }
+}
 
-    fn term<'t>(&self, tokens: &'t [Token]) -> Result<(Value, &'t [Token]), String> {
-        match tokens {
-            [Token::Str(s), rest @ ..] => Ok((Value::Str(s.clone()), rest)),
-            [Token::Num(n), rest @ ..] => Ok((Value::Num(*n), rest)),
-            [Token::Name(f), Token::Open, Token::Name(arg), Token::Close, rest @ ..]
-                if f == "encodeURIComponent" =>
-            {
-                Ok((Value::Str(encode_uri_component(&self.lookup(arg).text())), rest))
-            }
-            [Token::Name(name), rest @ ..] => Ok((self.lookup(name), rest)),
-            other => Err(format!("no term at {other:?}")),
-        }
+/// A regular expression literal's body as a Rust regex (`\/` is `/`).
+fn regex(body: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(&body.replace("\\/", "/")).map_err(|e| e.to_string())
+}
+
+/// `a.b.c` for a variable and its properties.
+fn dotted(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Var(name) => Some(name.clone()),
+        Expr::Prop(base, prop) => Some(format!("{}.{prop}", dotted(base)?)),
+        _ => None,
     }
 }
 
@@ -608,26 +710,163 @@ fn encode_uri_component(s: &str) -> String {
     out
 }
 
+/// An expression of the subset.
+#[derive(Debug, Clone)]
+enum Expr {
+    Lit(Value),
+    Var(String),
+    Prop(Box<Expr>, String),
+    /// A function of the subset: `encodeURIComponent`, `Number`.
+    Call(String, Vec<Expr>),
+    /// A method of the subset: a regular expression's `test`, a string's `substring` and `replace`.
+    Method(Box<Expr>, String, Vec<Expr>),
+    Not(Box<Expr>),
+    Neg(Box<Expr>),
+    Bin(Box<Expr>, String, Box<Expr>),
+}
+
+/// Precedence climbing over the subset: `||` < `&&` < comparison < `+` < unary `!`/`-` <
+/// property, call.
+struct Parser<'t> {
+    tokens: &'t [Token],
+    at: usize,
+}
+
+impl Parser<'_> {
+    fn next(&mut self) -> Option<Token> {
+        let t = self.tokens.get(self.at).cloned();
+        self.at += 1;
+        t
+    }
+
+    fn eat(&mut self, want: &Token) -> bool {
+        let found = self.tokens.get(self.at) == Some(want);
+        if found {
+            self.at += 1;
+        }
+        found
+    }
+
+    fn op(&mut self, ops: &[&str]) -> Option<String> {
+        match self.tokens.get(self.at) {
+            Some(Token::Op(op)) if ops.contains(&op.as_str()) => {
+                self.at += 1;
+                Some(op.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn binary(
+        &mut self,
+        ops: &[&str],
+        once: bool,
+        operand: fn(&mut Self) -> Result<Expr, String>,
+    ) -> Result<Expr, String> {
+        let mut left = operand(self)?;
+        while let Some(op) = self.op(ops) {
+            left = Expr::Bin(Box::new(left), op, Box::new(operand(self)?));
+            if once {
+                break;
+            }
+        }
+        Ok(left)
+    }
+
+    fn or(&mut self) -> Result<Expr, String> {
+        self.binary(&["||"], false, Self::and)
+    }
+
+    fn and(&mut self) -> Result<Expr, String> {
+        self.binary(&["&&"], false, Self::compare)
+    }
+
+    fn compare(&mut self) -> Result<Expr, String> {
+        self.binary(&["==", "!=", "<", "<=", ">", ">="], true, Self::sum)
+    }
+
+    fn sum(&mut self) -> Result<Expr, String> {
+        self.binary(&["+"], false, Self::unary)
+    }
+
+    fn unary(&mut self) -> Result<Expr, String> {
+        if self.op(&["!"]).is_some() {
+            return Ok(Expr::Not(Box::new(self.unary()?)));
+        }
+        if self.op(&["-"]).is_some() {
+            return Ok(Expr::Neg(Box::new(self.unary()?)));
+        }
+        self.postfix()
+    }
+
+    fn args(&mut self) -> Result<Vec<Expr>, String> {
+        let mut args = Vec::new();
+        if self.eat(&Token::Close) {
+            return Ok(args);
+        }
+        loop {
+            args.push(self.or()?);
+            if self.eat(&Token::Close) {
+                return Ok(args);
+            }
+            if !self.eat(&Token::Comma) {
+                return Err("`,` or `)` expected".into());
+            }
+        }
+    }
+
+    fn postfix(&mut self) -> Result<Expr, String> {
+        let mut e = match self.next() {
+            Some(Token::Str(s)) => Expr::Lit(Value::Str(s)),
+            Some(Token::Num(n)) => Expr::Lit(Value::Num(n)),
+            Some(Token::Regex(re)) => Expr::Lit(Value::Regex(re)),
+            Some(Token::Open) => {
+                let e = self.or()?;
+                if !self.eat(&Token::Close) {
+                    return Err("`)` expected".into());
+                }
+                e
+            }
+            Some(Token::Name(n)) if n == "undefined" => Expr::Lit(Value::Undefined),
+            Some(Token::Name(n)) if n == "true" || n == "false" => Expr::Lit(Value::Bool(n == "true")),
+            Some(Token::Name(n)) if self.eat(&Token::Open) => Expr::Call(n, self.args()?),
+            Some(Token::Name(n)) => Expr::Var(n),
+            other => return Err(format!("no term at {other:?}")),
+        };
+        while self.eat(&Token::Dot) {
+            let Some(Token::Name(name)) = self.next() else { return Err("a name after `.` expected".into()) };
+            e = if self.eat(&Token::Open) {
+                Expr::Method(Box::new(e), name, self.args()?)
+            } else {
+                Expr::Prop(Box::new(e), name)
+            };
+        }
+        Ok(e)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
     Str(String),
     Num(f64),
     Name(String),
+    /// A regular expression literal's body (without flags: the subset has none).
+    Regex(String),
     Op(String),
     Open,
     Close,
+    Dot,
+    Comma,
 }
 
 fn lex(s: &str) -> Result<Vec<Token>, String> {
     let mut out = Vec::new();
     let mut chars = s.chars().peekable();
     while let Some(&c) = chars.peek() {
+        chars.next();
         match c {
-            ' ' => {
-                chars.next();
-            }
+            ' ' => {}
             '\'' => {
-                chars.next();
                 let mut lit = String::new();
                 loop {
                     match chars.next().ok_or_else(|| format!("unclosed string in `{s}`"))? {
@@ -642,32 +881,61 @@ fn lex(s: &str) -> Result<Vec<Token>, String> {
                 }
                 out.push(Token::Str(lit));
             }
+            // The subset has no division: `/` starts a regular expression literal.
+            '/' => {
+                let (mut body, mut class) = (String::new(), false);
+                loop {
+                    let c = chars.next().ok_or_else(|| format!("unclosed regular expression in `{s}`"))?;
+                    match c {
+                        '/' if !class => break,
+                        '\\' => {
+                            body.push(c);
+                            body.push(chars.next().ok_or("dangling \\")?);
+                            continue;
+                        }
+                        '[' => class = true,
+                        ']' => class = false,
+                        _ => {}
+                    }
+                    body.push(c);
+                }
+                if chars.peek().is_some_and(|c| c.is_ascii_alphabetic()) {
+                    return Err(format!("regular expression flags are not in the subset (`{s}`)"));
+                }
+                out.push(Token::Regex(body));
+            }
             '0'..='9' => {
-                let mut n = String::new();
+                let mut n = c.to_string();
                 while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit() || **d == '.') {
                     n.push(d);
                     chars.next();
                 }
                 out.push(Token::Num(n.parse().map_err(|_| format!("bad number {n}"))?));
             }
-            '(' | ')' => {
-                chars.next();
-                out.push(if c == '(' { Token::Open } else { Token::Close });
-            }
-            '+' | '<' => {
-                chars.next();
-                out.push(Token::Op(c.to_string()));
-            }
-            '=' | '!' => {
-                chars.next();
-                if chars.next() != Some('=') {
-                    return Err(format!("`{c}` without `=` in `{s}`"));
+            '(' => out.push(Token::Open),
+            ')' => out.push(Token::Close),
+            '.' => out.push(Token::Dot),
+            ',' => out.push(Token::Comma),
+            '+' | '-' => out.push(Token::Op(c.to_string())),
+            '<' | '>' | '=' | '!' => {
+                let mut op = c.to_string();
+                if chars.next_if_eq(&'=').is_some() {
+                    op.push('=');
                 }
-                out.push(Token::Op(format!("{c}=")));
+                if op == "=" {
+                    return Err(format!("assignment is not in the subset (`{s}`)"));
+                }
+                out.push(Token::Op(op));
+            }
+            '&' | '|' => {
+                if chars.next() != Some(c) {
+                    return Err(format!("`{c}` without `{c}` in `{s}`"));
+                }
+                out.push(Token::Op(format!("{c}{c}")));
             }
             c if c.is_ascii_alphabetic() || c == '_' || c == '$' => {
-                let mut name = String::new();
-                while let Some(&d) = chars.peek().filter(|d| d.is_ascii_alphanumeric() || "_$.".contains(**d))
+                let mut name = c.to_string();
+                while let Some(&d) = chars.peek().filter(|d| d.is_ascii_alphanumeric() || "_$".contains(**d))
                 {
                     name.push(d);
                     chars.next();
