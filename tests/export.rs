@@ -495,3 +495,91 @@ fn export_of_a_machine_that_does_not_compile_prints_its_diagnostics() {
     assert!(err.contains("start node `nowhere` does not exist"), "{err}");
     assert!(err.contains("does not compile"), "{err}");
 }
+
+/// A stored value longer than its `max_chars`, numeric tests on values that are not plain
+/// integers or unset: answers `explore` never gives (its stored values are `1`).
+const CUTS: &str = r#"
+name = "cuts"
+start = "lookup"
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[nodes.lookup]
+kind = "script"
+url = "https://api.example.com/note"
+store = { note = { path = "note", max_chars = 10, default = "none" }, n = "n" }
+default = "note"
+failure = "bye"
+
+[nodes.note]
+kind = "say"
+text = "Note: {note}."
+next = "size"
+
+[nodes.size]
+kind = "route"
+rules = [{ var = "n", at_least = 4, next = "big" }, { var = "n", at_most = 0, next = "small" }]
+else = "bye"
+
+[nodes.big]
+kind = "say"
+text = "Big."
+next = "bye"
+
+[nodes.small]
+kind = "say"
+text = "Small or unset."
+next = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
+#[test]
+fn vxml_cuts_stored_values_and_tests_numbers_as_the_engine_does() {
+    let m = compile_text("cuts.toml", CUTS);
+    let doc = document(&m);
+    let notes = [
+        serde_json::json!("short"),
+        serde_json::json!("hello wonderful world"),
+        serde_json::json!("abcdefghijklmnop"),
+        serde_json::json!("hello worl d"),
+        serde_json::json!("a bcdefghijklm"),
+        serde_json::json!(1234567890.5),
+    ];
+    let counts = [
+        serde_json::json!(" 3 "),
+        serde_json::json!("+3"),
+        serde_json::json!("-6"),
+        serde_json::json!("3.0"),
+        serde_json::json!("abc"),
+        serde_json::json!(4),
+        serde_json::json!("-0"),
+        serde_json::Value::Null,
+    ];
+    let session = |number: &str| vxml::Session {
+        caller: CALLER.into(),
+        number: number.into(),
+        session_id: "s".into(),
+        call_id: "c".into(),
+        clock: None,
+    };
+    for note in &notes {
+        for n in &counts {
+            let answer = serde_json::json!({ "note": note, "n": n });
+            let body = serde_json::to_vec(&answer).unwrap();
+            let parties = simulate::Parties { from: CALLER, to: "+15550000000", outbound: false };
+            let (_, flows) = simulate::run(&m, parties, &[], None, &mut |_| {
+                Ok(Answer::Http { status: 200, body: body.clone() })
+            })
+            .unwrap();
+            let voice =
+                vxml::play(&doc, &session("+15550000000"), &["@answer".to_string()], &mut |_, _, _| {
+                    Some(answer.clone())
+                })
+                .unwrap();
+            assert_eq!(voice, heard(&flows), "{answer}");
+        }
+    }
+}
