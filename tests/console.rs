@@ -197,6 +197,14 @@ async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
     )
     .await;
     assert_eq!(row, "+65•••••567", "the caller is masked by default");
+    // "Show numbers" shows it in full; unticked, it is masked again.
+    let toggle = c.find(Locator::Css("#show-numbers")).await.unwrap();
+    toggle.click().await.unwrap();
+    let shown = "const c = document.querySelector('#live tr[data-session=\"s-console\"] .caller'); \
+                 return c && c.textContent === '+6591234567';";
+    until(&c, "the caller's number in full", shown).await;
+    toggle.click().await.unwrap();
+    until(&c, "the caller masked again", &shown.replace("=== '+6591234567'", "=== '+65•••••567'")).await;
     let at_node = until(
         &c,
         "the live call on the graph's node",
@@ -239,18 +247,10 @@ async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
     // Screenshots for the README: a desktop and a phone width.
     std::fs::write(screenshot_path("console-1280x800.png"), c.screenshot().await.unwrap()).unwrap();
     let abc = c.find(Locator::Css(".machine[data-machine=\"abc_restaurant\"]")).await.unwrap();
-    let dims = c
-        .execute(
-            "arguments[0].scrollIntoView(); const r = arguments[0].getBoundingClientRect(); \
-             const s = arguments[0].querySelector('svg').getBoundingClientRect(); \
-             return [r.width, r.height, s.width, s.height, window.innerHeight];",
-            vec![serde_json::to_value(&abc).unwrap()],
-        )
-        .await
-        .unwrap();
-    println!("abc_restaurant section: {dims}");
+    c.execute("arguments[0].scrollIntoView()", vec![serde_json::to_value(&abc).unwrap()]).await.unwrap();
     std::fs::write(screenshot_path("console-graph.png"), abc.screenshot().await.unwrap()).unwrap();
     c.set_window_size(390, 844).await.unwrap();
+    c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
     let wide = c.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap();
     assert!(wide.as_u64().is_some_and(|w| w <= 400), "the page scrolls sideways at phone width: {wide}");
     std::fs::write(screenshot_path("console-390.png"), c.screenshot().await.unwrap()).unwrap();

@@ -137,7 +137,9 @@ pub(super) fn machine_mermaid(name: String, app: Arc<App>) -> warp::reply::Respo
 
 /// `GET /admin/console?numbers=masked|shown`: what the page shows, in one poll: every current
 /// machine (version, proof, each node's funnel and live calls), the last reload, and at most
-/// `LIVE_MAX` live calls with the caller's number masked unless `numbers=shown`.
+/// `LIVE_MAX` live calls with the caller's number masked unless `numbers=shown`. Live calls are
+/// found as `GET /calls?outcome=inProgress` finds them, reading at most `history::LIST_SCAN_MAX`
+/// sessions a poll; `more` says the read stopped before the end of the store.
 pub(super) async fn overview(app: Arc<App>, query: HashMap<String, String>) -> warp::reply::Response {
     let shown = match query.get("numbers").map(String::as_str) {
         None | Some("masked") => false,
