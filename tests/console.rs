@@ -1,8 +1,8 @@
 //! The web console in a real headless Chromium, driven over WebDriver (chromedriver, fantoccini)
 //! against a real `phonetree serve`: it asks for the admin token, draws every bundled machine's
 //! Mermaid export (every node and edge, no parse error), follows a call placed through the webhook
-//! to its node within a few seconds, shows its transcript, and logs no error. It also saves the
-//! README's screenshots under `tests/data/console/`.
+//! to its node within a few seconds, shows its transcript, and logs no error. It also takes the
+//! README's screenshots (`PHONETREE_UPDATE_SCREENSHOTS=1` writes them to `tests/data/console/`).
 //!
 //! Without Chromium and chromedriver the browser test prints one "skipped" line; with
 //! `PHONETREE_REQUIRE_BROWSER=1` (set by `.ci/run`) it fails instead.
@@ -127,8 +127,15 @@ fn all_machines(tmp: &std::path::Path) -> PathBuf {
     dir
 }
 
+/// Where a screenshot goes: the README's (`tests/data/console/`) with
+/// `PHONETREE_UPDATE_SCREENSHOTS=1`, else the test's scratch folder (a test run leaves the
+/// repository as it was).
 fn screenshot_path(name: &str) -> PathBuf {
-    let dir = repo().join("tests/data/console");
+    let dir = if std::env::var("PHONETREE_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        repo().join("tests/data/console")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console")
+    };
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
