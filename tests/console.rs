@@ -250,6 +250,20 @@ async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
     )
     .await;
     assert_eq!(funnel, "key_1 1");
+    // And the graph's edge main_menu -key 1-> reservations says it was taken once.
+    let taken = until(
+        &c,
+        "the edge taken",
+        &format!(
+            "const l = [...document.querySelectorAll('.graph[data-machine=\"abc_restaurant\"] g.label[data-taken]')] \
+               .find(l => l.dataset.id.startsWith('L_{from}_{to}_')); \
+             return l && l.dataset.taken === '1' ? l.textContent : null;",
+            from = mermaid_id("main_menu"),
+            to = mermaid_id("reservations"),
+        ),
+    )
+    .await;
+    assert!(taken.as_str().is_some_and(|t| t.contains("key 1") && t.contains("× 1")), "{taken}");
 
     // Screenshots for the README: a desktop and a phone width.
     std::fs::write(screenshot_path("console-1280x800.png"), c.screenshot().await.unwrap()).unwrap();

@@ -15,7 +15,7 @@ use super::routes::{error, reload_json};
 use crate::export::{mermaid, mermaid_id};
 use crate::machine::{Machine, Version};
 use crate::node::history::{self, Filter};
-use crate::node::{App, now_ms};
+use crate::node::{App, metrics, now_ms};
 use crate::proof::history::Call;
 
 /// The Mermaid bundle's file name: its version is in it, so a new one is a new path.
@@ -219,7 +219,18 @@ fn machine_json(
         .map(|id| {
             let name = &g[id].name;
             let f = funnels.get(name).cloned().unwrap_or_default();
+            // In the export's order, so the page finds each one's drawn edge.
+            let edges: Vec<Value> = m
+                .edges(id)
+                .iter()
+                .map(|(edge, to)| {
+                    let exit = metrics::exit(edge);
+                    let taken = f.exits.get(&exit).copied().unwrap_or(0);
+                    json!({"exit": exit, "to": mermaid_id(&g[*to].name), "taken": taken})
+                })
+                .collect();
             json!({
+                "edges": edges,
                 "name": name,
                 "id": mermaid_id(name),
                 "kind": g[id].kind.name(),

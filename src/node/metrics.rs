@@ -133,8 +133,8 @@ fn labels(app: &App, machine: &Machine, id: NodeId) -> (String, String) {
     (machine.name().to_string(), node)
 }
 
-/// The `exit` label of an edge.
-fn exit(edge: &Edge) -> String {
+/// The `exit` label of an edge (as the metrics and the console's funnels name it).
+pub fn exit(edge: &Edge) -> String {
     match edge {
         Edge::Key(k) => format!("key_{k}"),
         Edge::Response(v) => format!("response_{v}"),

@@ -161,6 +161,7 @@ async function renderMachines(machines) {
       await draw(m, d);
     }
     decorate(m, d);
+    decorateEdges(m, d);
     funnelTable(m, d);
   }
 }
@@ -270,6 +271,39 @@ function decorate(m, d) {
       bt.textContent = label;
       badge.append(r, bt);
       g.append(badge);
+    }
+  }
+}
+
+// Each drawn edge's label gets the times its exit was taken. Mermaid ids an edge
+// `L_<from>_<to>_<n>`, numbered in the order the export declares them.
+function decorateEdges(m, d) {
+  const labels = [...d.graph.querySelectorAll("g.edgeLabel g.label[data-id]")];
+  for (const n of m.nodes) {
+    const byTarget = new Map();
+    for (const e of n.edges) {
+      if (!byTarget.has(e.to)) byTarget.set(e.to, []);
+      byTarget.get(e.to).push(e);
+    }
+    for (const [to, edges] of byTarget) {
+      const pattern = new RegExp(`^L_${n.id}_${to}_(\\d+)$`);
+      const drawn = labels.map((l) => [l, pattern.exec(l.dataset.id)]).filter(([, hit]) => hit)
+        .sort((a, b) => Number(a[1][1]) - Number(b[1][1])).map(([l]) => l);
+      edges.forEach((e, i) => {
+        const label = drawn[i];
+        if (!label) return;
+        label.dataset.taken = String(e.taken);
+        label.querySelectorAll(":scope > .taken").forEach((x) => x.remove());
+        let box;
+        try { box = label.getBBox(); } catch (_) { return; }
+        const t = document.createElementNS(SVG, "text");
+        t.setAttribute("class", "taken");
+        t.setAttribute("x", String(box.x + box.width / 2));
+        t.setAttribute("y", String(box.y + box.height + 11));
+        t.setAttribute("text-anchor", "middle");
+        t.textContent = `× ${e.taken}`;
+        label.append(t);
+      });
     }
   }
 }
