@@ -85,6 +85,8 @@ impl Drop for Driver {
 async fn headless(driver: &Driver, chromium: &std::path::Path) -> Client {
     let caps = json!({
         "browserName": "chrome",
+        // The browser's own console (failed loads, CSP reports, errors), read back at the end.
+        "goog:loggingPrefs": {"browser": "ALL"},
         "goog:chromeOptions": {
             "binary": chromium,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -278,6 +280,24 @@ async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
 
     let errors = c.execute("return window.phonetreeErrors", vec![]).await.unwrap();
     assert_eq!(errors, json!([]), "the page logged errors");
+    // Chromium's own log too: a failed load or a CSP block shows there even if no script saw it.
+    let session = c.session_id().await.unwrap().unwrap();
+    let log: Value = reqwest::Client::new()
+        .post(format!("{}/session/{session}/se/log", driver.url))
+        .json(&json!({"type": "browser"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let severe: Vec<&Value> = log["value"]
+        .as_array()
+        .expect("chromedriver's browser log")
+        .iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .collect();
+    assert!(severe.is_empty(), "Chromium logged errors: {severe:?}");
     c.close().await.unwrap();
 }
 

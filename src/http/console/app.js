@@ -20,7 +20,8 @@ const POLL_MS = 1500;
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  // Null until the token is given (possibly empty: a listener without one).
+  token: sessionStorage.getItem(TOKEN_KEY),
   // Machine name -> { version, svg drawn for it, its section's elements }.
   drawn: new Map(),
   renders: 0,
@@ -86,7 +87,9 @@ async function poll() {
     $("status").textContent = `Updated ${new Date(data.now).toLocaleTimeString()}: ${data.machines.length} machine(s), ${data.live.calls.length} live call(s).`;
   } catch (e) {
     if (e instanceof Unauthorized) {
-      showLogin(state.token ? "That token was refused." : "");
+      showLogin(state.token ? "That token was refused." : "This admin listener needs its token.");
+      sessionStorage.removeItem(TOKEN_KEY);
+      state.token = null;
       return;
     }
     $("status").textContent = `Cannot reach the node (${e.message}); retrying.`;
@@ -369,9 +372,10 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("forget").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
-    state.token = "";
+    state.token = null;
     showLogin("");
   });
   $("show-numbers").addEventListener("change", poll);
-  poll();
+  // Without a token the data is not asked for (it would be refused): the form comes first.
+  if (state.token === null) showLogin(""); else poll();
 });
