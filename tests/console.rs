@@ -278,6 +278,21 @@ async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
     assert!(wide.as_u64().is_some_and(|w| w <= 400), "the page scrolls sideways at phone width: {wide}");
     std::fs::write(screenshot_path("console-390.png"), c.screenshot().await.unwrap()).unwrap();
 
+    // A reload that fails shows why, with its diagnostics, without a page reload.
+    c.set_window_size(1280, 800).await.unwrap();
+    std::fs::write(n.machines.join("broken.toml"), "name = \"broken\"\nstart = \"nowhere\"\n").unwrap();
+    let r =
+        reqwest::Client::new().post(n.admin_url("/admin/reload")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let diagnostics = until(
+        &c,
+        "the failed reload's diagnostics",
+        "const d = [...document.querySelectorAll('#reload .diagnostics li')].map(l => l.textContent); \
+         return d.length ? d : null;",
+    )
+    .await;
+    assert!(diagnostics.to_string().contains("broken.toml"), "{diagnostics}");
+
     let errors = c.execute("return window.phonetreeErrors", vec![]).await.unwrap();
     assert_eq!(errors, json!([]), "the page logged errors");
     // Chromium's own log too: a failed load or a CSP block shows there even if no script saw it.
