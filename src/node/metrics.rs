@@ -1,6 +1,7 @@
 //! The node's metrics: what webhooks, steps, script requests and sweeps report, recorded through
-//! the `metrics` facade (and each node's funnel, into `App::funnels` for the console). The HTTP layer installs the Prometheus recorder and serves `/metrics`;
-//! without a recorder every call here does nothing.
+//! the `metrics` facade (and each node's funnel, into `App::funnels` for the console). The HTTP
+//! layer installs the Prometheus recorder and serves `/metrics`; without a recorder every call here
+//! does nothing (the funnels still count).
 //!
 //! Labels come only from bounded sets: endpoint and outcome names written here, machine and node
 //! names of loaded machines (others read `other`), branch keys and values a machine declares, and
