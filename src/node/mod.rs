@@ -4,13 +4,14 @@
 //! `sweep` the TTL and retention sweeps, `outbound` the calls phonetree places (`guard` the ones it
 //! refuses), `registry` the
 //! machine versions calls run on, `catalog` the machine files, `reload` replacing them while
-//! serving, `fetch` the HTTP requests of script
+//! serving, `funnel` each node's figures for the console, `fetch` the HTTP requests of script
 //! nodes, `throttle` the rate limits of log lines outsiders can repeat. Nothing here decides where
 //! a call goes (the engine does), and nothing here knows how a store keeps its records.
 
 pub mod calls;
 pub mod catalog;
 pub mod fetch;
+pub mod funnel;
 pub mod guard;
 pub mod history;
 pub mod metrics;
@@ -114,6 +115,8 @@ pub struct App {
     pub scripts: fetch::Scripts,
     /// Reloads of the machines folder: their counts and the last one's result.
     reloads: reload::Reloads,
+    /// Each node's funnel since the node started (for the console).
+    pub funnels: funnel::Funnels,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +184,7 @@ impl App {
             refused_ids: AtomicU64::new(0),
             refusal_log: Throttle::new(),
             reloads: reload::Reloads::default(),
+            funnels: funnel::Funnels::default(),
         })
     }
 
