@@ -186,13 +186,18 @@ fn step_inner(
                 Some(NodeKind::Input(input)) => input.accept(d).map(|v| (input.variable.clone(), v)),
                 _ => None,
             };
-            match (accepted, m.target(st.node, &Edge::Next)) {
-                (Some((var, value)), Some(to)) => {
-                    st.vars.insert(var, value.chars().take(KEYPRESS_CHARS_MAX).collect());
-                    edges.push((st.node, Edge::Next, to));
-                    Some(enter(m, &mut st, to, &mut edges, walk)?)
+            let keys = normalise_keys(d);
+            if let Some(reply) = machine_key(m, &mut st, &keys, &mut edges, walk) {
+                Some(reply?)
+            } else {
+                match (accepted, m.target(st.node, &Edge::Next)) {
+                    (Some((var, value)), Some(to)) => {
+                        st.vars.insert(var, value.chars().take(KEYPRESS_CHARS_MAX).collect());
+                        edges.push((st.node, Edge::Next, to));
+                        Some(enter(m, &mut st, to, &mut edges, walk)?)
+                    }
+                    _ => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, walk)?),
                 }
-                _ => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, walk)?),
             }
         }
         (Phase::AwaitingInput, Event::Digits(d))
@@ -210,7 +215,10 @@ fn step_inner(
                     edges.push((st.node, Edge::Key(keys), to));
                     Some(enter(m, &mut st, to, &mut edges, walk)?)
                 }
-                None => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, walk)?),
+                None => match machine_key(m, &mut st, &keys, &mut edges, walk) {
+                    Some(reply) => Some(reply?),
+                    None => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, walk)?),
+                },
             }
         }
         (Phase::AwaitingInput, Event::NoInput) => {
@@ -275,7 +283,9 @@ fn entered_nodes(
     start: NodeId,
 ) -> Vec<NodeId> {
     let started = (*before == Phase::New && *event == Event::CallStarted).then_some(start);
-    started.into_iter().chain(edges.iter().map(|e| e.2)).collect()
+    // A repeated prompt (`repeat`, or `back` with nowhere to go back to) enters nothing.
+    let repeats = |e: &&(NodeId, Edge, NodeId)| matches!(e.1, Edge::Repeat(_) | Edge::Back(_)) && e.0 == e.2;
+    started.into_iter().chain(edges.iter().filter(|e| !repeats(e)).map(|e| e.2)).collect()
 }
 
 /// The reply that waits at the call's current node, as it was sent (same id): for a repeated start.
@@ -305,6 +315,49 @@ fn transferred(m: &Machine, st: &CallState) -> Result<Outcome, StepError> {
         _ => String::new(),
     };
     Ok(Outcome::Transferred { destination })
+}
+
+/// A machine-wide key (`[keys]`) pressed at a menu or input, when `keys` is one of the node's:
+/// the reply. `repeat` says the current prompt again with tries unchanged; `back` enters the
+/// previous waiting node on the call's path, forgetting the path after it (so `back` twice goes
+/// back two menus), and at the first menu (or once the path no longer holds one) repeats.
+fn machine_key(
+    m: &Machine,
+    st: &mut CallState,
+    keys: &str,
+    edges: &mut Vec<(NodeId, Edge, NodeId)>,
+    walk: &mut Walk<'_>,
+) -> Option<Result<Callflow, StepError>> {
+    let key = keys.to_string();
+    if let Some(to) = m.target(st.node, &Edge::Key(key.clone())) {
+        edges.push((st.node, Edge::Key(key), to));
+        return Some(enter(m, st, to, edges, walk));
+    }
+    let back = m.target(st.node, &Edge::Back(key.clone())).is_some();
+    if !back && m.target(st.node, &Edge::Repeat(key.clone())).is_none() {
+        return None;
+    }
+    let previous = st
+        .path
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|&(_, &id)| id != st.node && m.node(id).is_some_and(|n| n.kind.capture().is_some()))
+        .map(|(i, &id)| (i, id))
+        .filter(|_| back);
+    match previous {
+        Some((i, to)) => {
+            st.path.truncate(i);
+            edges.push((st.node, Edge::Back(key), to));
+            Some(enter(m, st, to, edges, walk))
+        }
+        None => {
+            let edge = if back { Edge::Back(key) } else { Edge::Repeat(key) };
+            edges.push((st.node, edge, st.node));
+            st.seq = st.seq.wrapping_add(1);
+            Some(current_reply(m, st))
+        }
+    }
 }
 
 /// A failed try at the current menu: prompt again while tries are left, else follow `edge`.

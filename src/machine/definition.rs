@@ -33,6 +33,10 @@ pub struct Definition {
     /// Named constants usable in any template as `{name}` (phone numbers, URLs, ...).
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// The `[keys]` table: machine-wide keys (`"*" = "repeat"`), each leading to `repeat`, `back`,
+    /// `start` or a node, at every menu and input that does not turn them off (`global_keys`).
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
     /// Machine-wide defaults; every node may override each of them. Read apart, leniently.
     #[serde(skip)]
     pub defaults: Defaults,
@@ -105,6 +109,8 @@ pub struct NodeDef {
     pub invalid: Option<String>,
     /// Where the call goes when nothing was pressed and no try is left (default: `invalid`).
     pub no_input: Option<String>,
+    /// `false` turns the machine-wide `[keys]` off at this menu or input (a PIN input).
+    pub global_keys: Option<bool>,
 
     // input
     /// The call variable the keys are stored in, for later templates (`{order}`, `{say:$order}`).

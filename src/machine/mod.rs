@@ -79,6 +79,12 @@ pub enum Edge {
     Default,
     /// A script got no usable answer: timeout, transport error, non-2xx, not JSON, a key missing.
     Failure,
+    /// A machine-wide key (`[keys]`) that says the current prompt again, tries unchanged: a loop on
+    /// its node.
+    Repeat(String),
+    /// A machine-wide key that goes back to the previous waiting node on the call's path (known only
+    /// during the call: in the graph a loop on its node; the engine records the node it went to).
+    Back(String),
 }
 
 impl fmt::Display for Edge {
@@ -92,6 +98,8 @@ impl fmt::Display for Edge {
             Edge::Response(v) => write!(f, "response {v}"),
             Edge::Default => f.write_str("default"),
             Edge::Failure => f.write_str("failure"),
+            Edge::Repeat(k) => write!(f, "key {k} (repeat)"),
+            Edge::Back(k) => write!(f, "key {k} (back)"),
         }
     }
 }

@@ -144,6 +144,8 @@ fn exit(edge: &Edge) -> String {
         Edge::AfterTransfer => "after_transfer".into(),
         Edge::Default => "default".into(),
         Edge::Failure => "failure".into(),
+        Edge::Repeat(k) => format!("repeat_{k}"),
+        Edge::Back(k) => format!("back_{k}"),
     }
 }
 

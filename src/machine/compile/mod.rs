@@ -4,7 +4,7 @@
 //! Passes, one module each: `shape` (the file's tables read leniently into a `Definition`),
 //! `fields` (which fields a node kind takes), `nodes` (menu, input, say, play, transfer, hangup),
 //! `scripts` (the Script widget), `numbers` (every integer within its field's bounds), `edges`
-//! (targets and keys), `chains` (each node's 8x8 action and every callflow a webhook can be answered
+//! (targets and keys), `keys` (machine-wide keys), `chains` (each node's 8x8 action and every callflow a webhook can be answered
 //! with) and `flow` (reachability, definite assignment of call variables, `{play:$var}`). A node
 //! that does not parse or compile stays in the graph as a placeholder with its targets, so that the
 //! graph passes still check every other node.
@@ -14,6 +14,7 @@ mod chains;
 mod edges;
 mod fields;
 mod flow;
+mod keys;
 mod nodes;
 mod numbers;
 mod scripts;
@@ -238,6 +239,8 @@ impl Compiler<'_> {
         for (i, (name, n)) in self.def.nodes.iter().enumerate() {
             self.edges((NodeId::new(i), name, n), &by_name, &mut graph);
         }
+        let keys = self.machine_keys(&by_name, start);
+        self.key_edges(&keys, &mut graph);
         let fallback = self.fallback();
         let def = self.def;
         let mut machine = Machine {
