@@ -292,11 +292,29 @@ fn entered_nodes(
 pub fn current_reply(m: &Machine, st: &CallState) -> Result<Callflow, StepError> {
     let node =
         m.node(st.node).ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
-    let action = match node.kind.capture() {
-        Some(c) if st.tries > 0 => render_capture(m, st, &c.capture, Some(&c.reprompt))?,
-        _ => render(m, st, st.node)?,
+    let actions = match node.kind.capture() {
+        Some(c) if st.tries > 0 => {
+            let mut actions = lead(m, st, &c.relead)?;
+            let mut action = render_capture(m, st, &c.capture, Some(&c.reprompt))?;
+            if let (Action::SayAndCapture(a), Some((voice, speed))) = (&mut action, &c.revoice) {
+                (a.voice_profile, a.speed) = (voice.clone(), *speed);
+            }
+            actions.push(action);
+            actions
+        }
+        Some(c) => {
+            let mut actions = lead(m, st, &c.lead)?;
+            actions.push(render(m, st, st.node)?);
+            actions
+        }
+        None => vec![render(m, st, st.node)?],
     };
-    Ok(Callflow { client_action_id: Some(client_action_id(m, st).to_string()), actions: vec![action] })
+    Ok(Callflow { client_action_id: Some(client_action_id(m, st).to_string()), actions })
+}
+
+/// The `say`s of a multi-part prompt's parts before the capture.
+fn lead(m: &Machine, st: &CallState, parts: &[Say<Template>]) -> Result<Vec<Action>, StepError> {
+    parts.iter().map(|say| render_say(m, st, say).map(Action::Say)).collect()
 }
 
 /// The id of the reply the call is waiting on.
@@ -472,6 +490,10 @@ fn enter(
                     }
                 }
                 Some(NodeKind::Say(say)) => actions.extend(say_actions(m, st, say)?),
+                Some(kind) if kind.capture().is_some() => {
+                    actions.extend(lead(m, st, kind.capture().map_or(&[][..], |c| &c.lead))?);
+                    actions.push(render(m, st, id)?);
+                }
                 _ => actions.push(render(m, st, id)?),
             }
             walk.actors.extend(std::iter::repeat_n(id, actions.len() - before));

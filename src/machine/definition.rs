@@ -99,9 +99,9 @@ pub struct NodeDef {
     pub broken: bool,
 
     // menu
-    pub prompt: Option<String>,
+    pub prompt: Option<Prompt>,
     /// Played instead of `prompt` when the caller gets another try.
-    pub reprompt: Option<String>,
+    pub reprompt: Option<Prompt>,
     pub tries: Option<i64>,
     /// Keys the caller may press, each mapped to the node it leads to.
     pub branches: Option<BTreeMap<String, String>>,
@@ -173,6 +173,40 @@ pub struct NodeDef {
     pub no_of_tries: Option<i64>,
     pub success_message: Option<String>,
     pub failure_message: Option<String>,
+}
+
+/// A prompt: one text, or parts said one after the other, each in its own voice.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged, expecting = "a text, or a list of parts: texts or `{ text, voice_profile, speed }` tables")]
+pub enum Prompt {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+/// One part of a prompt: a text in the node's voice, or a text with its own voice or speed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged, expecting = "a text, or a `{ text, voice_profile, speed }` table")]
+pub enum Part {
+    Text(String),
+    Voiced(VoicedPart),
+}
+
+/// A part with its own voice settings; what it leaves out it takes from the node (or `[defaults]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoicedPart {
+    pub text: String,
+    pub voice_profile: Option<String>,
+    pub speed: Option<f64>,
+}
+
+impl Part {
+    pub fn text(&self) -> &str {
+        match self {
+            Part::Text(t) => t,
+            Part::Voiced(v) => &v.text,
+        }
+    }
 }
 
 /// A set of `NodeDef` fields, by their index in serde's field list (`FieldSet::NAMES`).

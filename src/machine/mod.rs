@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod hosts;
 pub mod source;
 pub mod template;
+pub mod voices;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,11 +20,12 @@ use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-use crate::callflow::{Callflow, MakeCall, PlayFile, Say, SayAndCapture};
-pub use compile::{Compiled, compile};
+use crate::callflow::{Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed};
+pub use compile::{Compiled, Options, compile, compile_with};
 pub use diagnostic::{Diagnostic, Severity};
 pub use source::{Format, Source};
 pub use template::Template;
+pub use voices::Voices;
 
 /// A node's index in its machine's graph; stable for one version of a machine.
 pub type NodeId = NodeIndex<u32>;
@@ -159,6 +161,13 @@ pub struct Menu {
     pub reprompt: Template,
     /// phonetree's attempts at this menu, at least 1.
     pub tries: u8,
+    /// The parts of a multi-part prompt before its last (which is the capture's prompt): `say`
+    /// actions sent before the capture, in the same reply, each in its own voice.
+    pub lead: Vec<Say<Template>>,
+    /// The re-prompt's parts before its last.
+    pub relead: Vec<Say<Template>>,
+    /// The voice profile and speed of the re-prompt's last part, when they differ from the capture's.
+    pub revoice: Option<(String, Option<Speed>)>,
 }
 
 /// A node that calls an HTTP API and routes on its answer (the IVR builders' "Script widget").

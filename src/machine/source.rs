@@ -203,8 +203,19 @@ fn index_toml(table: &toml::de::DeTable<'_>, path: &mut Vec<String>, index: &mut
     for (key, value) in table.iter() {
         path.push(key.get_ref().to_string());
         index.insert(path, key.span().start, value.span().start);
-        if let toml::de::DeValue::Table(inner) = value.get_ref() {
-            index_toml(inner, path, index);
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => index_toml(inner, path, index),
+            // The keys of tables in an array (a prompt's parts), under the element's index.
+            toml::de::DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let toml::de::DeValue::Table(inner) = item.get_ref() {
+                        path.push(i.to_string());
+                        index_toml(inner, path, index);
+                        path.pop();
+                    }
+                }
+            }
+            _ => {}
         }
         path.pop();
     }

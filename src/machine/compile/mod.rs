@@ -33,6 +33,7 @@ use super::hosts::{self, ALLOW_HOSTS_MAX, AllowedHost};
 use super::source::SyntaxError;
 use super::source::{self, Source, SpanIndex};
 use super::template;
+use super::voices::Voices;
 use super::{Edge, Machine, Node, NodeId, NodeKind, Version};
 use crate::callflow::{self, ACTION_ID_NAMES_CHARS_MAX, Action, Callflow, Say, Use};
 use shape::{Point, Shaped};
@@ -67,8 +68,26 @@ pub fn locate_node(source: &Source, node: &str) -> Option<Position> {
     source::index(source).key(&["nodes", node]).map(|o| Position::of_offset(&source.text, o))
 }
 
-/// Compiles one machine source.
+/// What the compiler is given besides the source.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    /// The voice profiles a `voice_profile` is checked against (a warning for any other).
+    pub voices: &'a Voices,
+}
+
+impl Default for Options<'static> {
+    fn default() -> Self {
+        Options { voices: Voices::bundled() }
+    }
+}
+
+/// Compiles one machine source, with the bundled voices.
 pub fn compile(source: &Source) -> Compiled {
+    compile_with(source, Options::default())
+}
+
+/// Compiles one machine source.
+pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
     let (def, shaped) = match shape::read(source) {
         Ok(read) => read,
         Err(e) => return Compiled { machine: None, diagnostics: vec![syntax_diagnostic(source, &e)] },
@@ -81,6 +100,7 @@ pub fn compile(source: &Source) -> Compiled {
         diags: Vec::new(),
         declared,
         allow_hosts: Vec::new(),
+        voices: options.voices,
     };
     for problem in shaped {
         c.shape_problem(problem);
@@ -141,6 +161,8 @@ struct Compiler<'a> {
     declared: BTreeSet<String>,
     /// The machine's `allow_hosts` (those that are valid).
     allow_hosts: Vec<AllowedHost>,
+    /// The voice profiles known to exist.
+    voices: &'a Voices,
 }
 
 /// The nodes that did not compile, by `NodeId` index: placeholders in the graph.
