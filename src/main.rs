@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{call, calls, check, migrate, replay, serve, simulate, store, webhooks};
+use cli::{call, calls, check, migrate, replay, serve, simulate, store, voices, webhooks};
 
 #[derive(Parser)]
 #[command(name = "phonetree", version, about = "IVR state machines for the 8x8 Voice Callflows API")]
@@ -50,6 +50,8 @@ enum Command {
     /// Point the 8x8 sub-account's VCA and VSS webhooks at a node (`register`), `list` or `delete` them.
     #[command(subcommand)]
     Webhooks(webhooks::Command),
+    /// Fetch the sub-account's voice profiles from 8x8 into a voices file that `check` and `serve` read.
+    Voices(voices::Args),
 }
 
 /// A command's failure.
@@ -63,6 +65,7 @@ enum Failure {
     Migrate(migrate::Error),
     Store(store::Error),
     Webhooks(webhooks::Error),
+    Voices(voices::Error),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             store::run(command).map_err(Failure::Store)
         }
         Command::Webhooks(command) => webhooks::run(command).map_err(Failure::Webhooks),
+        Command::Voices(args) => voices::run(args).map_err(Failure::Voices),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,6 +121,7 @@ fn exit(failure: Failure) -> ExitCode {
         Failure::Store(e @ store::Error::SameStore(_)) => (2, Some(e.to_string())),
         Failure::Store(e) => (1, Some(e.to_string())),
         Failure::Webhooks(e) => (1, Some(e.to_string())),
+        Failure::Voices(e) => (1, Some(e.to_string())),
     };
     if let Some(message) = message {
         eprintln!("phonetree: {message}");
