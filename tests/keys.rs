@@ -70,6 +70,15 @@ fn star_repeats_and_nine_goes_back_at_every_level() {
         assert_eq!(edges, [Edge::Back("9".into())]);
         state = s;
     }
+    // `8` starts over from the third level; `9` then goes back to where the caller was, as the
+    // path says (`start` is a jump like any key, not a reset of the path).
+    let (deep, _, _) = press(&m, &press(&m, &state, "1").0, "1");
+    assert_eq!(node_name(&m, &deep), "orders");
+    let (s, flow, edges) = press(&m, &deep, "8");
+    assert_eq!((prompt(&flow), node_name(&m, &s).as_str()), (MAIN.to_string(), "main"));
+    assert_eq!(edges, [Edge::Key("8".into())]);
+    let (back, flow, _) = press(&m, &s, "9");
+    assert_eq!((prompt(&flow), node_name(&m, &back).as_str()), (ORDERS.to_string(), "orders"));
     // Back after a say node lands on the menu before it, and `0` reaches the agent from anywhere.
     let (s, flow, _) = press(&m, &state, "2");
     assert_eq!(prompt(&flow), "For billing press 1.");
