@@ -108,6 +108,9 @@ async fn voices_fetches_the_list_that_check_then_reads() {
         "{report}"
     );
     assert!(after.status.success(), "warnings only: {report}");
+    // `simulate` reads it too (its diagnostics are on stderr).
+    let simulated = phonetree(dir.path(), &["simulate", "voice_unknown.toml", "1"]);
+    assert!(text(&simulated.stderr).contains("did you mean `es-ES-HelenaRUS`? (known voices: voices.txt)"));
     // en-GB-Emma is bundled but not in this account's list: `--voices` names the file to use.
     assert!(
         report.contains("unknown voice profile `en-GB-Emmma`\n  = hint: no voice in voices.txt is near it"),
