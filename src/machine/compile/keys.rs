@@ -113,6 +113,18 @@ impl Compiler<'_> {
                     );
                     continue;
                 }
+                let longer =
+                    n.branches.iter().flatten().map(|(b, _)| b).find(|b| b.starts_with(key.as_str()));
+                if let Some(long) = longer {
+                    let on_hash = n.complete_on_hash.or(def.defaults.complete_on_hash) != Some(false);
+                    let finish = if on_hash { "press # or wait" } else { "wait" };
+                    self.report(
+                        Severity::Warning,
+                        At::Node(name, &format!("branches.{long}")),
+                        format!("machine-wide key `{key}` is the start of key `{long}`: callers who mean `{key}` must {finish} for the digit timeout"),
+                        Some("give the machine's keys and the menu's keys the same length".into()),
+                    );
+                }
                 if let Some(why) = length_problem(key, self.digit_bounds(n), what) {
                     self.report(
                         Severity::Warning,
