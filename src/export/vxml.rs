@@ -181,7 +181,9 @@ fn branch_value(edge: &Edge) -> Option<&str> {
         | Edge::Default
         | Edge::Failure
         | Edge::Rule(..)
-        | Edge::Else => None,
+        | Edge::Else
+        | Edge::Repeat(_)
+        | Edge::Back(_) => None,
     }
 }
 
@@ -265,12 +267,18 @@ fn ask(m: &Machine, id: NodeId, s: &Script) -> String {
 
 /// One node's form.
 fn form(m: &Machine, id: NodeId) -> Result<String, Unsupported> {
+    if let Some(unsupported) = unsupported(m, id) {
+        return Err(unsupported);
+    }
     let node = &m.graph()[id];
     let name = node.name.as_str();
     let next = goto(m, id, &Edge::Next);
     let body = match &node.kind {
         NodeKind::Route(_) | NodeKind::Set(_) => {
-            return Err(Unsupported { node: name.to_string(), kind: node.kind.name() });
+            return Err(Unsupported {
+                node: name.to_string(),
+                what: format!("a `{}` node", node.kind.name()),
+            });
         }
         NodeKind::Say(say) => format!("<block>{}{next}</block>", prompt(&say.text, name)),
         NodeKind::Play(play) => format!(
@@ -344,10 +352,23 @@ fn form(m: &Machine, id: NodeId) -> Result<String, Unsupported> {
 
 /// A node the VoiceXML export cannot express yet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("node `{node}`: a `{kind}` node has no VoiceXML export yet (dot, mermaid and json export it)")]
+#[error("node `{node}`: {what} has no VoiceXML export yet (dot, mermaid and json export it)")]
 pub struct Unsupported {
     pub node: String,
-    pub kind: &'static str,
+    pub what: String,
+}
+
+/// What of `id` the export cannot say yet (beyond its kind): machine-wide keys, prompt parts.
+fn unsupported(m: &Machine, id: NodeId) -> Option<Unsupported> {
+    let node = &m.graph()[id];
+    let what = if m.edges(id).iter().any(|(e, _)| matches!(e, Edge::Repeat(_) | Edge::Back(_))) {
+        "a machine-wide key (`[keys]`)"
+    } else if node.kind.capture().is_some_and(|c| !c.lead.is_empty() || !c.relead.is_empty()) {
+        "a prompt of several parts"
+    } else {
+        return None;
+    };
+    Some(Unsupported { node: node.name.clone(), what: what.into() })
 }
 
 /// The call variables every form may read: the built-ins, then each input's and script's.

@@ -50,6 +50,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub machines: PathBuf,
+    /// A voices file (`phonetree voices`) machines' voice profiles are checked against; `None`:
+    /// the bundled list.
+    pub voices: Option<PathBuf>,
     /// Where calls are kept: `sled:FOLDER` or `postgres://...` (see `store::open`).
     pub store: String,
     pub listen: SocketAddr,
@@ -77,6 +80,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             machines: PathBuf::from("machines"),
+            voices: None,
             store: "sled:./data".to_string(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             default_machine: None,
@@ -248,7 +252,7 @@ async fn action_key(config: &Config, store: &dyn Store) -> Result<ActionKey, Ser
 
 /// Loads and proves every machine of `config.machines`; any error refuses them all.
 fn load_machines(config: &Config) -> Result<Catalog, ServeError> {
-    let catalog = Catalog::load(std::slice::from_ref(&config.machines));
+    let catalog = Catalog::load_with(std::slice::from_ref(&config.machines), config.voices.as_deref());
     for d in &catalog.diagnostics {
         eprintln!("{d}");
     }
