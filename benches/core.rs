@@ -1,6 +1,8 @@
 //! criterion benches of the pure core and the store's encoding: compile (a bundled machine and
 //! generated 1,000- and 10,000-node machines), one `step`, a whole seed call, state encode/decode
-//! (rmp-serde, as stored) and reply serialisation (8x8 JSON).
+//! (rmp-serde, as stored) and reply serialisation (8x8 JSON); and for `bank_balance` (routes on the
+//! clock in a time zone, counters, machine keys): its compile, its first step (a route on the clock)
+//! and its whole proof.
 
 use std::hint::black_box;
 
@@ -10,8 +12,13 @@ use phonetree::machine::{self, Machine, Source};
 use phonetree::webhook::wire;
 
 fn bundled_source() -> Source {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/machines/abc_restaurant.toml");
-    Source::new(path, std::fs::read_to_string(path).unwrap())
+    bundled("abc_restaurant")
+}
+
+fn bundled(name: &str) -> Source {
+    let path = format!("{}/machines/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    Source::new(path, text)
 }
 
 /// A menu tree of `n` nodes: menus of three branches, leaves that hang up.
@@ -97,6 +104,23 @@ fn benches(c: &mut Criterion) {
     let reply = engine::current_reply(&m, &started).unwrap();
     c.bench_function("reply serialisation (8x8 JSON)", |b| {
         b.iter(|| wire::encode(black_box(&reply)).unwrap())
+    });
+
+    let bank = bundled("bank_balance");
+    c.bench_function("compile bank_balance", |b| b.iter(|| compiled(black_box(&bank))));
+    let bank = compiled(&bank);
+    // Monday 2026-11-23 10:00 in Singapore: the hours route, then the bilingual language menu.
+    let monday_10 = 1_795_399_200_000;
+    let fresh = call(&bank);
+    let open = engine::step(&bank, &fresh, &Event::CallStarted, monday_10).unwrap();
+    assert_eq!(bank.node(open.state.node).unwrap().name, "language");
+    c.bench_function("step (bank_balance start: a route on the clock)", |b| {
+        b.iter(|| engine::step(&bank, black_box(&fresh), &Event::CallStarted, black_box(monday_10)).unwrap())
+    });
+    let proof = phonetree::proof::explore::explore(&bank);
+    assert!(proof.proven(), "{:?}", proof.violations);
+    c.bench_function("prove bank_balance (every state, clock class and path)", |b| {
+        b.iter(|| phonetree::proof::explore::explore(black_box(&bank)))
     });
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{call, calls, check, export, migrate, replay, schema, serve, simulate, store, webhooks};
+use cli::{call, calls, check, export, migrate, replay, schema, serve, simulate, store, voices, webhooks};
 
 #[derive(Parser)]
 #[command(name = "phonetree", version, about = "IVR state machines for the 8x8 Voice Callflows API")]
@@ -54,6 +54,8 @@ enum Command {
     Webhooks(webhooks::Command),
     /// Print the JSON Schema (draft 2020-12) of machine files, for editors.
     Schema,
+    /// Fetch the sub-account's voice profiles from 8x8 into a voices file that `check` and `serve` read.
+    Voices(voices::Args),
 }
 
 /// A command's failure.
@@ -69,6 +71,7 @@ enum Failure {
     Store(store::Error),
     Webhooks(webhooks::Error),
     Schema(schema::Error),
+    Voices(voices::Error),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         }
         Command::Webhooks(command) => webhooks::run(command).map_err(Failure::Webhooks),
         Command::Schema => schema::run().map_err(Failure::Schema),
+        Command::Voices(args) => voices::run(args).map_err(Failure::Voices),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,6 +131,7 @@ fn exit(failure: Failure) -> ExitCode {
         Failure::Store(e) => (1, Some(e.to_string())),
         Failure::Webhooks(e) => (1, Some(e.to_string())),
         Failure::Schema(e) => (1, Some(e.to_string())),
+        Failure::Voices(e) => (1, Some(e.to_string())),
     };
     if let Some(message) = message {
         eprintln!("phonetree: {message}");

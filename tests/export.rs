@@ -93,6 +93,23 @@ fn vxml_of_every_bundled_machine_is_well_formed() {
     }
 }
 
+/// A machine with a `back` key is refused by name, with exit 1, not exported wrongly: going back
+/// needs the call's path, which a document does not keep.
+#[test]
+fn vxml_refuses_a_machine_with_a_back_key_by_name() {
+    let file = common::repo().join("tests/data/keys/nested.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["export", &file.display().to_string(), "--format", "vxml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node `main`: a machine-wide `back` key"), "{err}");
+    // The other formats take it.
+    assert!(export_cli(&file, "dot").contains("nested"));
+}
+
 #[test]
 fn xmllint_refuses_a_document_that_is_not_well_formed() {
     if !tool("xmllint", "--version", "PHONETREE_REQUIRE_XMLLINT") {
@@ -206,7 +223,8 @@ fn vxml_plays_what_simulate_says_on_every_explored_path_of_every_bundled_machine
 }
 
 /// What the bundled machines leave out: a play node, a bridged transfer, an input
-/// without a pattern, a menu of two-key branches, `{node}` and `{keypress}` in prompts.
+/// without a pattern, a menu of two-key branches, `{node}` and `{keypress}` in prompts,
+/// machine-wide keys at an input, a re-prompt of several parts.
 const FEATURES: &str = r#"
 name = "features"
 start = "welcome"
@@ -220,6 +238,10 @@ voice_profile = "en-GB-Emma"
 max_digits = 2
 tries = 2
 
+[keys]
+"*" = "repeat"
+"0" = "bye"
+
 [nodes.welcome]
 kind = "say"
 text = "Hello {caller}, this is {node}."
@@ -232,8 +254,8 @@ next = "menu"
 
 [nodes.menu]
 kind = "menu"
-prompt = "Press 1 for an agent, 22 for your account, or nothing to leave."
-reprompt = "You pressed {keypress}. Once more: press 1 for an agent."
+prompt = ["Welcome to the menu.", "Press 1 for an agent, 22 for your account, or nothing to leave."]
+reprompt = ["You pressed {keypress}.", "Once more: press 1 for an agent."]
 branches = { 1 = "agent", 22 = "account" }
 invalid = "sorry"
 no_input = "bye"
@@ -279,8 +301,12 @@ fn vxml_plays_what_simulate_says_on_the_script_machines_and_the_other_node_kinds
         machines.push(compile_text(file, &std::fs::read_to_string(f).unwrap()));
     }
     machines.push(compile_text("features.toml", FEATURES));
+    machines.push(compile_text(
+        "bilingual.toml",
+        &std::fs::read_to_string(repo().join("tests/data/keys/bilingual.toml")).unwrap(),
+    ));
     let names: Vec<&str> = machines.iter().map(|m| m.name()).collect();
-    for name in ["extension", "greeting", "business_hours", "pin_check", "features"] {
+    for name in ["extension", "greeting", "business_hours", "pin_check", "features", "bilingual"] {
         assert!(names.contains(&name), "{name} missing in {names:?}");
     }
     for m in &machines {
@@ -297,7 +323,16 @@ fn vxml_plays_what_simulate_says_on_the_script_machines_and_the_other_node_kinds
         ),
         (
             "features",
-            &[&["5", "-"], &["5", "1", "-"], &["22", "1", "1", "1"], &["22", "98765#", "12#"], &["-", "-"]],
+            &[
+                &["5", "-"],
+                &["5", "1", "-"],
+                &["22", "1", "1", "1"],
+                &["22", "98765#", "12#"],
+                &["-", "-"],
+                &["5", "*", "*", "22", "*", "0"],
+                &["22", "*#", "1234#"],
+                &["*"],
+            ],
         ),
     ];
     for (name, paths) in more {

@@ -14,6 +14,10 @@ pub struct Args {
     /// Print the report as one JSON document.
     #[arg(long)]
     json: bool,
+    /// The voice profiles `voice_profile`s are checked against, one a line (`phonetree voices`
+    /// writes it). Default: `voices.txt` when there is one, else the voices bundled with phonetree.
+    #[arg(long, env = "PHONETREE_VOICES")]
+    voices: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +28,7 @@ pub enum Error {
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
-    let catalog = Catalog::load(&args.paths);
+    let catalog = Catalog::load_with(&args.paths, super::voices_file(args.voices.clone()).as_deref());
     let errors = catalog.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = catalog.diagnostics.len() - errors;
     let reports = || catalog.reports.iter().map(|(_, r)| r);

@@ -12,6 +12,7 @@ pub mod schema;
 pub mod serve;
 pub mod simulate;
 pub mod store;
+pub mod voices;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -24,7 +25,16 @@ use phonetree::node::guard::{CallPolicy, RATE_OVERALL_DEFAULT, RATE_PER_DESTINAT
 use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
 
-/// How phonetree reaches 8x8's API (`serve`, `call`, `webhooks`).
+/// The voices file `phonetree voices` writes, and `check` and `serve` read when there is one.
+const VOICES_FILE: &str = "voices.txt";
+
+/// The voices file voice profiles are checked against: `--voices`, else `voices.txt` in the
+/// current folder when there is one (else the bundled list: `None`).
+fn voices_file(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| Some(PathBuf::from(VOICES_FILE)).filter(|f| f.is_file()))
+}
+
+/// How phonetree reaches 8x8's API (`serve`, `call`, `webhooks`, `voices`).
 #[derive(clap::Args)]
 struct ApiArgs {
     /// 8x8 Voice API base URL.
@@ -55,6 +65,10 @@ struct NodeArgs {
     /// Folder of machine files.
     #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
     machines: PathBuf,
+    /// The voice profiles machines are checked against, one a line (`phonetree voices` writes
+    /// it). Default: `voices.txt` when there is one, else the voices bundled with phonetree.
+    #[arg(long, env = "PHONETREE_VOICES")]
+    voices: Option<PathBuf>,
     /// Folder of the embedded store (`--store sled:DIR` says the same).
     #[arg(long, env = "PHONETREE_DATA", default_value = "./data")]
     data: PathBuf,
@@ -104,6 +118,7 @@ impl NodeArgs {
         let action_key = Secret::from_either(self.action_key.as_deref(), self.action_key_file.as_deref())?;
         Ok(Config {
             machines: self.machines,
+            voices: voices_file(self.voices),
             store: self.store.unwrap_or_else(|| format!("sled:{}", self.data.display())),
             listen,
             default_machine: self.default_machine,

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use phonetree::callflow::Callflow;
 use phonetree::engine::{Answer, Event, Request};
-use phonetree::machine::{self, Machine, Source};
-use phonetree::node::fetch;
+use phonetree::machine::{self, Machine, Source, Voices};
+use phonetree::node::{catalog, fetch};
 use phonetree::proof::explore;
 use phonetree::proof::simulate::{self, Canned, Simulation, Turn};
 use phonetree::webhook::wire;
@@ -52,6 +52,10 @@ pub struct Args {
     /// on time. Without it the clock starts at 1970-01-01T00:00:00Z and a second passes per input.
     #[arg(long)]
     at: Option<String>,
+    /// The voice profiles `voice_profile`s are checked against, one a line (`phonetree voices`
+    /// writes it). Default: `voices.txt` when there is one, else the voices bundled with phonetree.
+    #[arg(long, env = "PHONETREE_VOICES")]
+    voices: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,8 @@ pub enum Error {
     DoesNotCompile(PathBuf),
     #[error("{}: {why}", file.display())]
     Answers { file: PathBuf, why: String },
+    #[error("{}: {why}", file.display())]
+    Voices { file: PathBuf, why: String },
     #[error(transparent)]
     Runtime(#[from] NoRuntime),
     /// An input that is not one, an engine error, or a script request nothing answers.
@@ -75,7 +81,7 @@ pub enum Error {
 pub fn run(args: Args) -> Result<(), Error> {
     let at_ms = args.at.as_deref().map(simulate::parse_at).transpose().map_err(Error::Play)?;
     let mut scripts = Scripts::new(args.answers.as_deref(), args.live)?;
-    let m = load(&args.machine, &args.machines)?;
+    let m = load(&args.machine, &args.machines, super::voices_file(args.voices.clone()).as_deref())?;
     let number = m.numbers().first().cloned().unwrap_or_else(|| "+15550000000".into());
     let (from, to) = if args.outbound {
         (args.from.unwrap_or(number), args.to.unwrap_or_else(|| PERSON.into()))
@@ -203,10 +209,16 @@ impl Scripts {
 
 /// Compiles the machine once and proves it as `check` does, its diagnostics on stderr; a machine
 /// that compiles but fails its proof still plays, so that a counterexample can be replayed.
-pub(super) fn load(name: &str, machines: &Path) -> Result<Machine, Error> {
+pub(super) fn load(name: &str, machines: &Path, voices: Option<&Path>) -> Result<Machine, Error> {
     let path = find(name, machines)?;
     let source = Source::new(path.display().to_string(), read(&path)?);
-    let compiled = machine::compile(&source);
+    let voices = match voices {
+        Some(file) => {
+            catalog::read_voices(file).map_err(|why| Error::Voices { file: file.to_path_buf(), why })?
+        }
+        None => Voices::bundled().clone(),
+    };
+    let compiled = machine::compile_with(&source, machine::Options { voices: &voices });
     for d in &compiled.diagnostics {
         eprintln!("{d}");
     }

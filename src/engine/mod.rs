@@ -209,13 +209,18 @@ fn step_inner(
                 Some(NodeKind::Input(input)) => input.accept(d).map(|v| (input.variable.clone(), v)),
                 _ => None,
             };
-            match (accepted, m.target(st.node, &Edge::Next)) {
-                (Some((var, value)), Some(to)) => {
-                    st.vars.insert(var, value.chars().take(KEYPRESS_CHARS_MAX).collect());
-                    edges.push((st.node, Edge::Next, to));
-                    Some(enter(m, &mut st, to, &mut edges, walk)?)
+            let keys = normalise_keys(d);
+            if let Some(reply) = machine_key(m, &mut st, &keys, &mut edges, walk) {
+                Some(reply?)
+            } else {
+                match (accepted, m.target(st.node, &Edge::Next)) {
+                    (Some((var, value)), Some(to)) => {
+                        st.vars.insert(var, value.chars().take(KEYPRESS_CHARS_MAX).collect());
+                        edges.push((st.node, Edge::Next, to));
+                        Some(enter(m, &mut st, to, &mut edges, walk)?)
+                    }
+                    _ => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, walk)?),
                 }
-                _ => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, walk)?),
             }
         }
         (Phase::AwaitingInput, Event::Digits(d))
@@ -233,7 +238,10 @@ fn step_inner(
                     edges.push((st.node, Edge::Key(keys), to));
                     Some(enter(m, &mut st, to, &mut edges, walk)?)
                 }
-                None => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, walk)?),
+                None => match machine_key(m, &mut st, &keys, &mut edges, walk) {
+                    Some(reply) => Some(reply?),
+                    None => Some(retry_or(m, &mut st, Edge::Invalid, &mut edges, walk)?),
+                },
             }
         }
         (Phase::AwaitingInput, Event::NoInput) => {
@@ -293,18 +301,38 @@ fn entered_nodes(
     start: NodeId,
 ) -> Vec<NodeId> {
     let started = (*before == Phase::New && *event == Event::CallStarted).then_some(start);
-    started.into_iter().chain(edges.iter().map(|e| e.2)).collect()
+    // A repeated prompt (`repeat`, or `back` with nowhere to go back to) enters nothing.
+    let repeats = |e: &&(NodeId, Edge, NodeId)| matches!(e.1, Edge::Repeat(_) | Edge::Back(_)) && e.0 == e.2;
+    started.into_iter().chain(edges.iter().filter(|e| !repeats(e)).map(|e| e.2)).collect()
 }
 
 /// The reply that waits at the call's current node, as it was sent (same id): for a repeated start.
 pub fn current_reply(m: &Machine, st: &CallState) -> Result<Callflow, StepError> {
     let node =
         m.node(st.node).ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
-    let action = match node.kind.capture() {
-        Some(c) if st.tries > 0 => render_capture(m, st, &c.capture, Some(&c.reprompt))?,
-        _ => render(m, st, st.node)?,
+    let actions = match node.kind.capture() {
+        Some(c) if st.tries > 0 => {
+            let mut actions = lead(m, st, &c.relead)?;
+            let mut action = render_capture(m, st, &c.capture, Some(&c.reprompt))?;
+            if let (Action::SayAndCapture(a), Some((voice, speed))) = (&mut action, &c.revoice) {
+                (a.voice_profile, a.speed) = (voice.clone(), *speed);
+            }
+            actions.push(action);
+            actions
+        }
+        Some(c) => {
+            let mut actions = lead(m, st, &c.lead)?;
+            actions.push(render(m, st, st.node)?);
+            actions
+        }
+        None => vec![render(m, st, st.node)?],
     };
-    Ok(Callflow { client_action_id: Some(client_action_id(m, st).to_string()), actions: vec![action] })
+    Ok(Callflow { client_action_id: Some(client_action_id(m, st).to_string()), actions })
+}
+
+/// The `say`s of a multi-part prompt's parts before the capture.
+fn lead(m: &Machine, st: &CallState, parts: &[Say<Template>]) -> Result<Vec<Action>, StepError> {
+    parts.iter().map(|say| render_say(m, st, say).map(Action::Say)).collect()
 }
 
 /// The id of the reply the call is waiting on.
@@ -323,6 +351,49 @@ fn transferred(m: &Machine, st: &CallState, status: Option<String>) -> Result<Ou
         _ => String::new(),
     };
     Ok(Outcome::Transferred { destination, status })
+}
+
+/// A machine-wide key (`[keys]`) pressed at a menu or input, when `keys` is one of the node's:
+/// the reply. `repeat` says the current prompt again with tries unchanged; `back` enters the
+/// previous waiting node on the call's path, forgetting the path after it (so `back` twice goes
+/// back two menus), and at the first menu (or once the path no longer holds one) repeats.
+fn machine_key(
+    m: &Machine,
+    st: &mut CallState,
+    keys: &str,
+    edges: &mut Vec<(NodeId, Edge, NodeId)>,
+    walk: &mut Walk<'_>,
+) -> Option<Result<Callflow, StepError>> {
+    let key = keys.to_string();
+    if let Some(to) = m.target(st.node, &Edge::Key(key.clone())) {
+        edges.push((st.node, Edge::Key(key), to));
+        return Some(enter(m, st, to, edges, walk));
+    }
+    let back = m.target(st.node, &Edge::Back(key.clone())).is_some();
+    if !back && m.target(st.node, &Edge::Repeat(key.clone())).is_none() {
+        return None;
+    }
+    let previous = st
+        .path
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|&(_, &id)| id != st.node && m.node(id).is_some_and(|n| n.kind.capture().is_some()))
+        .map(|(i, &id)| (i, id))
+        .filter(|_| back);
+    match previous {
+        Some((i, to)) => {
+            st.path.truncate(i);
+            edges.push((st.node, Edge::Back(key), to));
+            Some(enter(m, st, to, edges, walk))
+        }
+        None => {
+            let edge = if back { Edge::Back(key) } else { Edge::Repeat(key) };
+            edges.push((st.node, edge, st.node));
+            st.seq = st.seq.wrapping_add(1);
+            Some(current_reply(m, st))
+        }
+    }
 }
 
 /// A failed try at the current menu: prompt again while tries are left, else follow `edge`.
@@ -488,6 +559,10 @@ fn enter(
                 Some(NodeKind::Say(say)) => actions.extend(say_actions(m, st, say)?),
                 Some(NodeKind::Set(set)) => assign(m, st, set)?,
                 Some(NodeKind::Route(_)) => {}
+                Some(kind) if kind.capture().is_some() => {
+                    actions.extend(lead(m, st, kind.capture().map_or(&[][..], |c| &c.lead))?);
+                    actions.push(render(m, st, id)?);
+                }
                 _ => actions.push(render(m, st, id)?),
             }
             walk.actors.extend(std::iter::repeat_n(id, actions.len() - before));

@@ -16,9 +16,14 @@
 //! value is kept as text, cut to its `max_chars` after the last whole word; a set node a `<block>`
 //! of `<assign>`s (values rendered before any is stored; counters read as integers, unset or not
 //! an integer as 0, held within ±`COUNTER_MAX`); a route node a `<block>` whose `<if>`/`<elseif>`
-//! test its rules in order (each rule's conditions ANDed) and whose `<else>` follows `else`. Not
-//! in the subset: voices and speeds, 8x8's own re-tries and success/failure messages, caller ID on
-//! transfers, request headers and caching; a POST sends its body fields as `namelist` variables.
+//! test its rules in order (each rule's conditions ANDed) and whose `<else>` follows `else`; a
+//! multi-part prompt's leading parts `<prompt>`s queued before the capture's, on every prompt and
+//! re-prompt; a machine-wide key (`[keys]`) at a menu or input an item of its grammar, tested
+//! first in `<filled>`: a key to a node its `<goto>`, `repeat` the field cleared (prompted again,
+//! the try not counted). A `back` key is refused (`Unsupported`): it goes to the previous waiting
+//! node of the call's path, which the document would have to keep itself. Not in the subset:
+//! voices and speeds, 8x8's own re-tries and success/failure messages, caller ID on transfers,
+//! request headers and caching; a POST sends its body fields as `namelist` variables.
 //!
 //! Assumed of the platform: VoiceXML has no clock in a time zone, so a route on time reads the
 //! call's local time in the machine's `timezone` from platform variables, as it reads
@@ -169,12 +174,15 @@ fn field(m: &Machine, id: NodeId, menu: &Menu, grammar: &str, filled: &str) -> S
         out,
         "<grammar mode=\"dtmf\" version=\"1.0\" root=\"keys\" xmlns=\"http://www.w3.org/2001/06/grammar\"><rule id=\"keys\" scope=\"public\">{grammar}</rule></grammar>"
     );
-    let _ = write!(
-        out,
-        "<prompt cond=\"{TRIES} == 0\">{}</prompt><prompt cond=\"{TRIES} != 0\">{}</prompt>",
-        prompt_content(&c.prompt_message, name, false),
-        prompt_content(&menu.reprompt, name, false)
-    );
+    // A multi-part prompt's leading parts are `<prompt>`s queued before the capture's, on every
+    // prompt and re-prompt (the engine's `current_reply`).
+    let first = format!("{TRIES} == 0");
+    let again = format!("{TRIES} != 0");
+    let parts = menu.lead.iter().map(|say| (&first, &say.text)).chain([(&first, &c.prompt_message)]);
+    let reparts = menu.relead.iter().map(|say| (&again, &say.text)).chain([(&again, &menu.reprompt)]);
+    for (cond, text) in parts.chain(reparts) {
+        let _ = write!(out, "<prompt cond=\"{cond}\">{}</prompt>", prompt_content(text, name, false));
+    }
     let keypress = "<assign name=\"keypress\" expr=\"application.lastresult$.utterance\"/>";
     let _ = write!(
         out,
@@ -182,6 +190,43 @@ fn field(m: &Machine, id: NodeId, menu: &Menu, grammar: &str, filled: &str) -> S
         retry(m, id, menu, &Edge::Invalid, "<reprompt/>"),
         retry(m, id, menu, &Edge::NoInput, "<reprompt/>")
     );
+    out
+}
+
+/// What the keys of a menu's branches and the machine-wide keys (`[keys]`) of a menu or input do
+/// in `<filled>`: a key that leads somewhere its `<goto>`; `repeat` clears the field, so its
+/// prompts (leading parts too) play again with the try count unchanged. (`back` is refused by
+/// `unsupported`.)
+fn key_actions(m: &Machine, id: NodeId) -> Vec<(String, String)> {
+    m.edges(id)
+        .iter()
+        .filter_map(|(e, _)| match e {
+            Edge::Key(k) => Some((k.clone(), goto(m, id, e))),
+            Edge::Repeat(k) => Some((k.clone(), format!("<clear namelist=\"{KEYS}\"/>"))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An `<if>` on the keys of `actions`, `otherwise` in its `<else>` (or `otherwise` alone when
+/// there are none).
+fn on_keys(actions: &[(String, String)], otherwise: &str) -> String {
+    if actions.is_empty() {
+        return otherwise.to_string();
+    }
+    let mut out = String::new();
+    for (i, (k, action)) in actions.iter().enumerate() {
+        let cond = xml(&format!("{KEYS} == {}", js_string(k)));
+        let _ = if i == 0 {
+            write!(out, "<if cond=\"{cond}\">{action}")
+        } else {
+            write!(out, "<elseif cond=\"{cond}\"/>{action}")
+        };
+    }
+    if !otherwise.is_empty() {
+        let _ = write!(out, "<else/>{otherwise}");
+    }
+    out.push_str("</if>");
     out
 }
 
@@ -199,7 +244,9 @@ fn branch_value(edge: &Edge) -> Option<&str> {
         | Edge::Default
         | Edge::Failure
         | Edge::Rule(..)
-        | Edge::Else => None,
+        | Edge::Else
+        | Edge::Repeat(_)
+        | Edge::Back(_) => None,
     }
 }
 
@@ -441,6 +488,9 @@ fn set(m: &Machine, id: NodeId, set: &SetVars) -> String {
 
 /// One node's form.
 fn form(m: &Machine, id: NodeId) -> Result<String, Unsupported> {
+    if let Some(unsupported) = unsupported(m, id) {
+        return Err(unsupported);
+    }
     let node = &m.graph()[id];
     let name = node.name.as_str();
     let next = goto(m, id, &Edge::Next);
@@ -454,22 +504,10 @@ fn form(m: &Machine, id: NodeId) -> Result<String, Unsupported> {
         ),
         NodeKind::Hangup => "<block><disconnect/></block>".into(),
         NodeKind::Menu(menu) => {
-            let keys: Vec<String> =
-                m.edges(id).iter().filter_map(|(e, _)| branch_value(e)).map(str::to_string).collect();
+            let actions = key_actions(m, id);
             let grammar =
-                format!("<one-of>{}</one-of>", keys.iter().map(|k| keys_item(k)).collect::<String>());
-            let mut filled = String::new();
-            for (i, k) in keys.iter().enumerate() {
-                let cond = xml(&format!("{KEYS} == {}", js_string(k)));
-                let tag = if i == 0 { "if" } else { "elseif" };
-                let close = if i == 0 { "" } else { "/" };
-                let _ =
-                    write!(filled, "<{tag} cond=\"{cond}\"{close}>{}", goto(m, id, &Edge::Key(k.clone())));
-            }
-            if !keys.is_empty() {
-                filled.push_str("</if>");
-            }
-            field(m, id, menu, &grammar, &filled)
+                format!("<one-of>{}</one-of>", actions.iter().map(|(k, _)| keys_item(k)).collect::<String>());
+            field(m, id, menu, &grammar, &on_keys(&actions, ""))
         }
         NodeKind::Input(input) => {
             let c = &input.prompt.capture;
@@ -480,11 +518,18 @@ fn form(m: &Machine, id: NodeId) -> Result<String, Unsupported> {
                 None => accept,
                 Some(p) => format!(
                     "<if cond=\"{}\">{accept}<else/>{}</if>",
-                    xml(&format!("/^(?:{})$/.test({KEYS})", p.as_str())),
+                    xml(&format!("{}.test({KEYS})", js_regex(&format!("^(?:{})$", p.as_str())))),
                     retry(m, id, &input.prompt, &Edge::Invalid, &format!("<clear namelist=\"{KEYS}\"/>"))
                 ),
             };
-            field(m, id, &input.prompt, &keypad("0123456789*", min, max), &filled)
+            // The machine-wide keys come first, as in the engine; the grammar takes them too.
+            let actions = key_actions(m, id);
+            let mut grammar = keypad("0123456789*", min, max);
+            if !actions.is_empty() {
+                let keys: String = actions.iter().map(|(k, _)| keys_item(k)).collect();
+                grammar = format!("<one-of>{grammar}{keys}</one-of>");
+            }
+            field(m, id, &input.prompt, &grammar, &on_keys(&actions, &filled))
         }
         NodeKind::Script(s) => {
             let catch = format!("<catch event=\"error.badfetch\">{}</catch>", goto(m, id, &Edge::Failure));
@@ -519,10 +564,20 @@ fn form(m: &Machine, id: NodeId) -> Result<String, Unsupported> {
 
 /// A node the VoiceXML export cannot express yet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("node `{node}`: a `{kind}` node has no VoiceXML export yet (dot, mermaid and json export it)")]
+#[error("node `{node}`: {what} has no VoiceXML export yet (dot, mermaid and json export it)")]
 pub struct Unsupported {
     pub node: String,
-    pub kind: &'static str,
+    pub what: String,
+}
+
+/// What of `id` the export cannot say: a machine-wide `back` key, which goes to the previous
+/// waiting node of the call's path (a document would have to keep the path itself).
+fn unsupported(m: &Machine, id: NodeId) -> Option<Unsupported> {
+    let back = m.edges(id).iter().any(|(e, _)| matches!(e, Edge::Back(_)));
+    back.then(|| Unsupported {
+        node: m.graph()[id].name.clone(),
+        what: "a machine-wide `back` key (`[keys]`)".into(),
+    })
 }
 
 /// The call variables every form may read: the built-ins, then each input's and script's.

@@ -52,7 +52,8 @@ pub(crate) enum Gate {
     /// `in_flight` permits' worth at once; health checks always (a load balancer's probes come from
     /// its own addresses).
     Public { allow: AllowList, in_flight: Arc<Semaphore> },
-    /// Every request carries the admin token (if one is configured).
+    /// Every request carries the admin token (if one is configured), but the console's page and
+    /// assets (`console::is_public`), which carry no data.
     Admin { auth: AdminAuth },
 }
 
@@ -225,6 +226,9 @@ impl Gate {
                 response
             }
             Gate::Public { .. } => handler(req).await,
+            Gate::Admin { .. } if super::console::is_public(req.method(), req.uri().path()) => {
+                handler(req).await
+            }
             Gate::Admin { auth } => match auth.check(req.headers()) {
                 Ok(()) => handler(req).await,
                 Err(denied) => {

@@ -1,10 +1,11 @@
 //! The HTTP shell: two listeners over the node (the public one for 8x8's webhooks and health, the
-//! admin one for operator routes), their limits against slow and greedy clients, who may use each,
+//! admin one for operator routes and the web console), their limits against slow and greedy clients, who may use each,
 //! every error a JSON body, and `run`.
 
 pub mod allow;
 pub mod auth;
 mod conn;
+pub mod console;
 pub mod health;
 pub mod limits;
 mod metrics;

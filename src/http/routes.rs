@@ -12,6 +12,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::auth::{Denied, WebhookAuth};
+use super::console;
 use super::health::Health;
 use crate::node::guard::Refused;
 use crate::node::reload::{Outcome, Reload, Trigger};
@@ -41,6 +42,10 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("/metrics", "GET"),
     ("/admin/reload", "POST"),
     ("/admin/machines", "GET"),
+    ("/", "GET"),
+    ("/console/{asset}", "GET"),
+    ("/admin/console", "GET"),
+    ("/admin/machines/{name}/mermaid", "GET"),
 ];
 
 /// A webhook without valid credentials (answered 401, nothing stored).
@@ -124,9 +129,21 @@ pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error
         .and(with_app.clone())
         .and(warp::query::<HashMap<String, String>>())
         .then(list_calls);
-    let show = warp::path!("calls" / String).and(warp::get()).and(with_app).then(show_call);
-    // Admin routes to come (the console): `.or()` them here, and list them in `ADMIN_ROUTES` and
-    // the OpenAPI document.
+    let show = warp::path!("calls" / String).and(warp::get()).and(with_app.clone()).then(show_call);
+    // The console: its page and assets pass the listener's token check (`console::is_public`).
+    let console_page = warp::path::end().and(warp::get()).map(console::page);
+    let console_asset = warp::path!("console" / String).and(warp::get()).map(console::asset);
+    let console_data = warp::path!("admin" / "console")
+        .and(warp::get())
+        .and(with_app.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .then(console::overview);
+    let machine_mermaid = warp::path!("admin" / "machines" / String / "mermaid")
+        .and(warp::get())
+        .and(with_app)
+        .map(console::machine_mermaid);
+    // Admin routes to come: `.or()` them here, and list them in `ADMIN_ROUTES` and the OpenAPI
+    // document.
     calls
         .or(list)
         .or(show)
@@ -134,6 +151,10 @@ pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error
         .or(machines)
         .or(metrics)
         .or(openapi())
+        .or(console_page)
+        .or(console_asset)
+        .or(console_data)
+        .or(machine_mermaid)
         .or(other_method(ADMIN_ROUTES))
         .recover(rejection)
 }
@@ -384,7 +405,7 @@ async fn reload(app: Arc<App>) -> warp::reply::Response {
     json_reply(status, &reload_json(&done))
 }
 
-fn reload_json(done: &Reload) -> serde_json::Value {
+pub(super) fn reload_json(done: &Reload) -> serde_json::Value {
     let trigger = match done.trigger {
         Trigger::Signal => "signal",
         Trigger::Admin => "admin",

@@ -39,6 +39,10 @@ pub struct Definition {
     /// Named constants usable in any template as `{name}` (phone numbers, URLs, ...).
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// The `[keys]` table: machine-wide keys (`"*" = "repeat"`), each leading to `repeat`, `back`,
+    /// `start` or a node, at every menu and input that does not turn them off (`global_keys`).
+    #[serde(default)]
+    pub keys: BTreeMap<String, String>,
     /// Machine-wide defaults; every node may override each of them. Read apart, leniently.
     #[serde(skip)]
     pub defaults: Defaults,
@@ -116,10 +120,11 @@ pub struct NodeDef {
     pub broken: bool,
 
     // menu
-    /// What the caller hears before pressing keys (a template: `{caller}`, `{say:$order}`, ...).
-    pub prompt: Option<String>,
+    /// What the caller hears before pressing keys: a template (`{caller}`, `{say:$order}`, ...), or a
+    /// list of parts said one after the other, each in its own voice.
+    pub prompt: Option<Prompt>,
     /// Played instead of `prompt` when the caller gets another try.
-    pub reprompt: Option<String>,
+    pub reprompt: Option<Prompt>,
     /// phonetree's attempts at the node before it takes `invalid` / `no_input`.
     pub tries: Option<i64>,
     /// Keys the caller may press, each mapped to the node it leads to.
@@ -128,6 +133,8 @@ pub struct NodeDef {
     pub invalid: Option<String>,
     /// Where the call goes when nothing was pressed and no try is left (default: `invalid`).
     pub no_input: Option<String>,
+    /// `false` turns the machine-wide `[keys]` off at this menu or input (a PIN input).
+    pub global_keys: Option<bool>,
 
     // input
     /// The call variable the keys are stored in, for later templates (`{order}`, `{say:$order}`).
@@ -316,6 +323,43 @@ impl<'de> Deserialize<'de> for StoreDef {
             }
         }
         d.deserialize_any(Visit)
+    }
+}
+
+/// A prompt: one text, or parts said one after the other, each in its own voice.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "a text, or a list of parts: texts or `{ text, voice_profile, speed }` tables")]
+pub enum Prompt {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+/// One part of a prompt: a text in the node's voice, or a text with its own voice or speed.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "a text, or a `{ text, voice_profile, speed }` table")]
+pub enum Part {
+    Text(String),
+    Voiced(VoicedPart),
+}
+
+/// A part with its own voice settings; what it leaves out it takes from the node (or `[defaults]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoicedPart {
+    /// What this part says (a template).
+    pub text: String,
+    /// 8x8 `voiceProfile` of this part (default: the node's).
+    pub voice_profile: Option<String>,
+    /// 8x8 `speed` of this part (default: the node's).
+    pub speed: Option<f64>,
+}
+
+impl Part {
+    pub fn text(&self) -> &str {
+        match self {
+            Part::Text(t) => t,
+            Part::Voiced(v) => &v.text,
+        }
     }
 }
 

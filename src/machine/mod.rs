@@ -13,6 +13,7 @@ pub mod route;
 pub mod schema;
 pub mod source;
 pub mod template;
+pub mod voices;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,11 +22,12 @@ use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-use crate::callflow::{Callflow, MakeCall, PlayFile, Say, SayAndCapture};
-pub use compile::{Compiled, compile};
+use crate::callflow::{Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed};
+pub use compile::{Compiled, Options, compile, compile_with};
 pub use diagnostic::{Diagnostic, Severity};
 pub use source::{Format, Source};
 pub use template::Template;
+pub use voices::Voices;
 
 /// A node's index in its machine's graph; stable for one version of a machine.
 pub type NodeId = NodeIndex<u32>;
@@ -84,6 +86,12 @@ pub enum Edge {
     Rule(usize, String),
     /// No rule of a route fired.
     Else,
+    /// A machine-wide key (`[keys]`) that says the current prompt again, tries unchanged: a loop on
+    /// its node.
+    Repeat(String),
+    /// A machine-wide key that goes back to the previous waiting node on the call's path (known only
+    /// during the call: in the graph a loop on its node; the engine records the node it went to).
+    Back(String),
 }
 
 impl fmt::Display for Edge {
@@ -98,6 +106,8 @@ impl fmt::Display for Edge {
             Edge::Failure => f.write_str("failure"),
             Edge::Rule(i, label) => write!(f, "rule {} ({label})", i.saturating_add(1)),
             Edge::Else => f.write_str("else"),
+            Edge::Repeat(k) => write!(f, "key {k} (repeat)"),
+            Edge::Back(k) => write!(f, "key {k} (back)"),
         }
     }
 }
@@ -161,6 +171,13 @@ pub struct Menu {
     pub reprompt: Template,
     /// phonetree's attempts at this menu, at least 1.
     pub tries: u8,
+    /// The parts of a multi-part prompt before its last (which is the capture's prompt): `say`
+    /// actions sent before the capture, in the same reply, each in its own voice.
+    pub lead: Vec<Say<Template>>,
+    /// The re-prompt's parts before its last.
+    pub relead: Vec<Say<Template>>,
+    /// The voice profile and speed of the re-prompt's last part, when they differ from the capture's.
+    pub revoice: Option<(String, Option<Speed>)>,
 }
 
 /// A node that calls an HTTP API and routes on its answer (the IVR builders' "Script widget").

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::machine::{self, Diagnostic, Machine, Severity, Source};
+use crate::machine::{self, Diagnostic, Machine, Severity, Source, Voices};
 use crate::proof::explore::{self, Report};
 
 /// Most machine files one catalog loads: a node serving thousands of menus wants a database.
@@ -25,12 +25,33 @@ pub struct Catalog {
     pub files: Vec<PathBuf>,
     /// The proof of every machine that compiled, with the file it came from.
     pub reports: Vec<(String, Report)>,
+    /// The voice profiles machines are checked against (`None`: the bundled list).
+    voices: Option<Voices>,
+}
+
+/// A voices file (one voice profile name a line), or why it is not one.
+pub fn read_voices(file: &Path) -> Result<Voices, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read the voices file: {e}"))?;
+    Voices::parse(&text, &file.display().to_string()).map_err(|e| e.to_string())
 }
 
 impl Catalog {
     /// Loads every `.toml` and `.json` file among `paths` (files, or folders read one level deep).
     pub fn load(paths: &[PathBuf]) -> Catalog {
+        Catalog::load_with(paths, None)
+    }
+
+    /// `load`, checking voice profiles against the voices file `voices` (one name a line, as
+    /// `phonetree voices` writes it) instead of the bundled list; a file that cannot be read as
+    /// one is an error.
+    pub fn load_with(paths: &[PathBuf], voices: Option<&Path>) -> Catalog {
         let mut catalog = Catalog::default();
+        if let Some(file) = voices {
+            match read_voices(file) {
+                Ok(v) => catalog.voices = Some(v),
+                Err(why) => catalog.diagnostics.push(file_error(file, why)),
+            }
+        }
         let mut files = Vec::new();
         for path in paths {
             match list(path) {
@@ -57,7 +78,8 @@ impl Catalog {
 
     /// Compiles one source into the catalog; names and numbers must be unique across machines.
     pub fn add(&mut self, source: Source) {
-        let compiled = machine::compile(&source);
+        let voices = self.voices.as_ref().unwrap_or(Voices::bundled());
+        let compiled = machine::compile_with(&source, machine::Options { voices });
         self.diagnostics.extend(compiled.diagnostics);
         let Some(m) = compiled.machine else { return };
         let report = explore::explore(&m);

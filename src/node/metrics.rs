@@ -1,6 +1,7 @@
 //! The node's metrics: what webhooks, steps, script requests and sweeps report, recorded through
-//! the `metrics` facade. The HTTP layer installs the Prometheus recorder and serves `/metrics`;
-//! without a recorder every call here does nothing.
+//! the `metrics` facade (and each node's funnel, into `App::funnels` for the console). The HTTP
+//! layer installs the Prometheus recorder and serves `/metrics`; without a recorder every call here
+//! does nothing (the funnels still count).
 //!
 //! Labels come only from bounded sets: endpoint and outcome names written here, machine and node
 //! names of loaded machines (others read `other`), branch keys and values a machine declares, and
@@ -143,8 +144,8 @@ fn labels(app: &App, machine: &Machine, id: NodeId) -> (String, String) {
     (machine.name().to_string(), node)
 }
 
-/// The `exit` label of an edge.
-fn exit(edge: &Edge) -> String {
+/// The `exit` label of an edge (as the metrics and the console's funnels name it).
+pub fn exit(edge: &Edge) -> String {
     match edge {
         Edge::Key(k) => format!("key_{k}"),
         Edge::Response(v) => format!("response_{v}"),
@@ -155,6 +156,8 @@ fn exit(edge: &Edge) -> String {
         Edge::Failure => "failure".into(),
         Edge::Rule(i, _) => format!("rule_{}", i.saturating_add(1)),
         Edge::Else => "else".into(),
+        Edge::Repeat(k) => format!("repeat_{k}"),
+        Edge::Back(k) => format!("back_{k}"),
     }
 }
 
@@ -163,11 +166,14 @@ fn exit(edge: &Edge) -> String {
 pub(super) fn step(app: &App, machine: &Machine, before: &CallState, event: &Event, step: &engine::Step) {
     for &id in &step.entered {
         let (m, n) = labels(app, machine, id);
+        app.funnels.entered(&m, &n);
         counter!(NODE_ENTRIES, "machine" => m, "node" => n).increment(1);
     }
     for (from, edge, _) in &step.edges {
         let (m, n) = labels(app, machine, *from);
-        counter!(NODE_EXITS, "machine" => m, "node" => n, "exit" => exit(edge)).increment(1);
+        let exit = exit(edge);
+        app.funnels.exited(&m, &n, &exit);
+        counter!(NODE_EXITS, "machine" => m, "node" => n, "exit" => exit).increment(1);
     }
     if step.edges.is_empty() && step.state.node == before.node && step.state.tries > before.tries {
         let reason = if matches!(event, Event::NoInput) { "no_input" } else { "invalid" };
@@ -200,6 +206,7 @@ pub(super) fn ended(app: &App, machine: &Machine, before: &CallState, after: &Ca
         Some(Outcome::CallerLeft { .. }) => "caller_hung_up",
     };
     let (m, n) = labels(app, machine, after.node);
+    app.funnels.ended(&m, &n, how);
     counter!(CALLS_ENDED, "machine" => m, "node" => n, "how" => how).increment(1);
 }
 

@@ -4,13 +4,14 @@
 //! `sweep` the TTL and retention sweeps, `outbound` the calls phonetree places (`guard` the ones it
 //! refuses), `registry` the
 //! machine versions calls run on, `catalog` the machine files, `reload` replacing them while
-//! serving, `fetch` the HTTP requests of script
+//! serving, `funnel` each node's figures for the console, `fetch` the HTTP requests of script
 //! nodes, `throttle` the rate limits of log lines outsiders can repeat. Nothing here decides where
 //! a call goes (the engine does), and nothing here knows how a store keeps its records.
 
 pub mod calls;
 pub mod catalog;
 pub mod fetch;
+pub mod funnel;
 pub mod guard;
 pub mod history;
 pub mod metrics;
@@ -49,6 +50,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub machines: PathBuf,
+    /// A voices file (`phonetree voices`) machines' voice profiles are checked against; `None`:
+    /// the bundled list.
+    pub voices: Option<PathBuf>,
     /// Where calls are kept: `sled:FOLDER` or `postgres://...` (see `store::open`).
     pub store: String,
     pub listen: SocketAddr,
@@ -76,6 +80,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             machines: PathBuf::from("machines"),
+            voices: None,
             store: "sled:./data".to_string(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             default_machine: None,
@@ -114,6 +119,8 @@ pub struct App {
     pub scripts: fetch::Scripts,
     /// Reloads of the machines folder: their counts and the last one's result.
     reloads: reload::Reloads,
+    /// Each node's funnel since the node started (for the console).
+    pub funnels: funnel::Funnels,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +188,7 @@ impl App {
             refused_ids: AtomicU64::new(0),
             refusal_log: Throttle::new(),
             reloads: reload::Reloads::default(),
+            funnels: funnel::Funnels::default(),
         })
     }
 
@@ -244,7 +252,7 @@ async fn action_key(config: &Config, store: &dyn Store) -> Result<ActionKey, Ser
 
 /// Loads and proves every machine of `config.machines`; any error refuses them all.
 fn load_machines(config: &Config) -> Result<Catalog, ServeError> {
-    let catalog = Catalog::load(std::slice::from_ref(&config.machines));
+    let catalog = Catalog::load_with(std::slice::from_ref(&config.machines), config.voices.as_deref());
     for d in &catalog.diagnostics {
         eprintln!("{d}");
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use crate::engine::Direction;
 use crate::machine::{self, Machine, Source, Version};
 use crate::node::catalog::Catalog;
+use crate::proof::explore::Report;
 use crate::store::{Store, StoreError, StoredMachine};
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +178,12 @@ impl MachineSet {
 
     pub fn is_empty(&self) -> bool {
         self.catalog.is_empty()
+    }
+
+    /// The proof of the current machine `m` (as `check` reports it).
+    pub fn report(&self, m: &Machine) -> Option<&Report> {
+        let version = m.version().short();
+        self.catalog.reports.iter().map(|(_, r)| r).find(|r| r.machine == m.name() && r.version == version)
     }
 
     /// When `version` became current, in ms since the epoch.

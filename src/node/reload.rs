@@ -72,8 +72,11 @@ impl App {
     /// stays. Logged, counted and kept for `last_reload`.
     pub async fn reload(&self, trigger: Trigger) -> Reload {
         let _one = self.reloads.one_at_a_time.lock().await;
-        let folder = self.config.machines.clone();
-        let loaded = tokio::task::spawn_blocking(move || Catalog::load(std::slice::from_ref(&folder))).await;
+        let (folder, voices) = (self.config.machines.clone(), self.config.voices.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            Catalog::load_with(std::slice::from_ref(&folder), voices.as_deref())
+        })
+        .await;
         let outcome = match loaded {
             Ok(catalog) => self.replace(catalog).await,
             Err(e) => {

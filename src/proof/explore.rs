@@ -587,11 +587,9 @@ fn inputs(m: &Machine, s: &CallState, routed: &Routed) -> Vec<Event> {
                 }
                 _ => {}
             }
-            for (edge, _) in m.edges(s.node) {
-                if let Edge::Key(k) = edge {
-                    events.push(Event::Digits(k.clone()));
-                    events.push(Event::Digits(format!("{k}#")));
-                }
+            for k in keys_of(m, s.node) {
+                events.push(Event::Digits(k.clone()));
+                events.push(Event::Digits(format!("{k}#")));
             }
             events.push(Event::Digits(invalid_key(m, s.node)));
             events.push(Event::Digits(JUNK.into()));
@@ -622,17 +620,26 @@ fn route_values(m: &Machine, var: &str) -> Vec<String> {
     values
 }
 
+/// The keys `node` takes as a whole entry: its branches and the machine-wide keys it keeps.
+fn keys_of(m: &Machine, node: NodeId) -> Vec<String> {
+    m.edges(node)
+        .into_iter()
+        .filter_map(|(e, _)| match e {
+            Edge::Key(k) | Edge::Repeat(k) | Edge::Back(k) => Some(k),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A key a caller can type at `node` that no branch takes (`#` alone when every key is taken).
 fn invalid_key(m: &Machine, node: NodeId) -> String {
     if let Some(NodeKind::Input(input)) = m.node(node).map(|n| &n.kind) {
+        let keys = keys_of(m, node);
         let candidates = ["*", "0", "1", "00", "#"];
-        return candidates.iter().find(|c| input.accept(c).is_none()).unwrap_or(&"#").to_string();
+        let invalid = |c: &&&str| input.accept(c).is_none() && !keys.iter().any(|k| k == **c);
+        return candidates.iter().find(invalid).unwrap_or(&"#").to_string();
     }
-    let keys: HashSet<String> = m
-        .edges(node)
-        .into_iter()
-        .filter_map(|(e, _)| if let Edge::Key(k) = e { Some(k) } else { None })
-        .collect();
+    let keys: HashSet<String> = keys_of(m, node).into_iter().collect();
     let (min, max) = match m.node(node).map(|n| &n.kind) {
         Some(NodeKind::Menu(menu)) => {
             (menu.capture.min_digits.unwrap_or(1), menu.capture.max_digits.unwrap_or(1))

@@ -195,7 +195,12 @@ impl<'m> Simulation<'m> {
             let id = step.actors.get(i).copied().unwrap_or(step.state.node);
             self.machine.node(id).map_or_else(String::new, |n| format!("[{}] ", n.name))
         };
-        flow.actions.iter().enumerate().map(|(i, a)| format!("{}{}", label(i), describe(a))).collect()
+        let name = |id: NodeId| self.machine.node(id).map_or("", |n| n.name.as_str());
+        // Machine-wide keys move the call without a branch of its node: say which one it took.
+        let keys = step.edges.iter().filter(|(_, e, _)| matches!(e, Edge::Repeat(_) | Edge::Back(_)));
+        let keys = keys.map(|(from, e, to)| format!("[{}] {e} to `{}`", name(*from), name(*to)));
+        keys.chain(flow.actions.iter().enumerate().map(|(i, a)| format!("{}{}", label(i), describe(a))))
+            .collect()
     }
 
     /// How the call stands: how it ended, or where it waits.

@@ -26,14 +26,28 @@ pub struct Webhook {
     pub http_auth_header_available: Option<bool>,
 }
 
+/// A failed request to one of 8x8's sub-account APIs (`api`: the Webhooks API, the speech-profiles
+/// API).
 #[derive(Debug, thiserror::Error)]
 pub enum WebhooksApiError {
     #[error("the 8x8 API is not configured: set {0}")]
     NotConfigured(&'static str),
-    #[error("cannot reach 8x8's Webhooks API at {url}: {message}")]
-    Transport { url: String, message: String },
-    #[error("8x8's Webhooks API refused {what}: HTTP {status}: {answer}")]
-    Refused { what: String, status: u16, answer: String },
+    #[error("cannot reach 8x8's {api} at {url}: {message}")]
+    Transport { api: &'static str, url: String, message: String },
+    #[error("8x8's {api} refused {what}: HTTP {status}: {answer}")]
+    Refused { api: &'static str, what: String, status: u16, answer: String },
+}
+
+/// The name of the Webhooks API in errors.
+const WEBHOOKS_API: &str = "Webhooks API";
+
+/// One request to a sub-account API: which API (for errors), the method, the path below
+/// `/api/v1/subaccounts/{sub}/`, and what it asks for (for errors).
+pub(super) struct Ask<'a> {
+    pub api: &'static str,
+    pub method: reqwest::Method,
+    pub path: String,
+    pub what: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -44,8 +58,15 @@ struct Listed {
 
 /// The sub-account's webhooks.
 pub async fn list(http: &reqwest::Client, api: &ApiConfig) -> Result<Vec<Webhook>, WebhooksApiError> {
-    let body = request(http, api, reqwest::Method::GET, "", None, "the list of webhooks", None).await?;
+    let ask = Ask {
+        api: WEBHOOKS_API,
+        method: reqwest::Method::GET,
+        path: "webhooks".into(),
+        what: "the list of webhooks",
+    };
+    let body = request(http, api, ask, None, None).await?;
     let listed: Listed = serde_json::from_slice(&body).map_err(|e| WebhooksApiError::Refused {
+        api: WEBHOOKS_API,
         what: "the list of webhooks".into(),
         status: 200,
         answer: format!("not the documented JSON ({e})"),
@@ -65,36 +86,45 @@ pub async fn create(
     let body =
         serde_json::json!({"type": kind, "url": url, "httpAuthHeader": secret.expose(), "enabled": true});
     let what = format!("the {kind} webhook");
-    request(http, api, reqwest::Method::POST, "", Some(&body), &what, Some(secret)).await.map(drop)
+    let ask = Ask { api: WEBHOOKS_API, method: reqwest::Method::POST, path: "webhooks".into(), what: &what };
+    request(http, api, ask, Some(&body), Some(secret)).await.map(drop)
 }
 
 /// Deletes the `kind` webhook.
 pub async fn delete(http: &reqwest::Client, api: &ApiConfig, kind: &str) -> Result<(), WebhooksApiError> {
     let what = format!("deleting the {kind} webhook");
-    request(http, api, reqwest::Method::DELETE, &format!("/{kind}"), None, &what, None).await.map(drop)
+    let ask = Ask {
+        api: WEBHOOKS_API,
+        method: reqwest::Method::DELETE,
+        path: format!("webhooks/{kind}"),
+        what: &what,
+    };
+    request(http, api, ask, None, None).await.map(drop)
 }
 
-/// One request to `{base}/api/v1/subaccounts/{sub}/webhooks{suffix}` with the API key; the body
-/// of a 2xx answer whose `statusCode`, if any, is 0. Errors show 8x8's answer with `redact` (the
-/// webhook secret) cut out, should 8x8 ever echo it.
-async fn request(
+/// One request to `{base}/api/v1/subaccounts/{sub}/{path}` with the API key; the body of a 2xx
+/// answer whose `statusCode`, if any, is 0. Errors show 8x8's answer with `redact` (the webhook
+/// secret) cut out, should 8x8 ever echo it.
+pub(super) async fn request(
     http: &reqwest::Client,
     api: &ApiConfig,
-    method: reqwest::Method,
-    suffix: &str,
+    ask: Ask<'_>,
     body: Option<&Value>,
-    what: &str,
     redact: Option<&Secret>,
 ) -> Result<Vec<u8>, WebhooksApiError> {
     let sub =
         api.sub_account.as_deref().ok_or(WebhooksApiError::NotConfigured("PHONETREE_8X8_SUBACCOUNT"))?;
     let key = api.api_key.as_ref().ok_or(WebhooksApiError::NotConfigured("PHONETREE_8X8_API_KEY"))?;
-    let url = format!("{}/api/v1/subaccounts/{sub}/webhooks{suffix}", api.base_url.trim_end_matches('/'));
-    let mut builder = http.request(method, &url).bearer_auth(key.expose()).timeout(API_TIMEOUT);
+    let url = format!("{}/api/v1/subaccounts/{sub}/{}", api.base_url.trim_end_matches('/'), ask.path);
+    let mut builder = http.request(ask.method, &url).bearer_auth(key.expose()).timeout(API_TIMEOUT);
     if let Some(body) = body {
         builder = builder.json(body);
     }
-    let failed = |e: reqwest::Error| WebhooksApiError::Transport { url: url.clone(), message: e.to_string() };
+    let failed = |e: reqwest::Error| WebhooksApiError::Transport {
+        api: ask.api,
+        url: url.clone(),
+        message: e.to_string(),
+    };
     let response = builder.send().await.map_err(failed)?;
     let status = response.status().as_u16();
     let answer = response.bytes().await.map_err(failed)?.to_vec();
@@ -110,5 +140,5 @@ async fn request(
     if let Some(secret) = redact.filter(|s| !s.is_empty()) {
         text = text.replace(secret.expose(), "***");
     }
-    Err(WebhooksApiError::Refused { what: what.to_string(), status, answer: text })
+    Err(WebhooksApiError::Refused { api: ask.api, what: ask.what.to_string(), status, answer: text })
 }

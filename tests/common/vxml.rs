@@ -384,16 +384,21 @@ impl Player<'_, '_> {
         let grammar = field.child("grammar").ok_or("<field> without <grammar>")?;
         let rule = grammar.child("rule").ok_or("<grammar> without <rule>")?;
         loop {
+            // The prompts queued before the field collects: the last is said while keys are
+            // captured, the ones before it are said first.
+            let mut shown = Vec::new();
             for prompt in field.elements().filter(|e| e.name == "prompt") {
-                let shown = match prompt.attr("cond") {
+                let queued = match prompt.attr("cond") {
                     Some(c) => self.cond(c)?,
                     None => true,
                 };
-                if shown {
-                    let text = self.text(&prompt.children)?;
-                    self.heard.push(Heard::Ask(text));
+                if queued {
+                    shown.push(self.text(&prompt.children)?);
                 }
             }
+            let ask = shown.pop().ok_or("a <field> without a prompt")?;
+            self.heard.extend(shown.into_iter().map(Heard::Say));
+            self.heard.push(Heard::Ask(ask));
             let handler = match self.inputs.next() {
                 None => return Ok(Flow::Stop),
                 Some(t) if t.starts_with('@') => return Err(format!("`{t}` answers no fetch")),
@@ -948,18 +953,30 @@ fn lex(s: &str) -> Result<Vec<Token>, String> {
     Ok(out)
 }
 
-/// Whether a DTMF grammar rule takes `keys`: one of its items (keys separated by spaces), or
-/// between m and n keys of an `<item repeat="m-n">`'s `<one-of>`.
+/// Whether a DTMF grammar rule takes `keys`.
 fn matches(rule: &Element, keys: &str) -> Result<bool, String> {
+    takes(rule.elements().next().ok_or("empty <rule>")?, keys)
+}
+
+/// Whether a grammar element takes `keys`: one of a `<one-of>`'s items, an item's keys (separated
+/// by spaces), or between m and n keys of an `<item repeat="m-n">`'s `<one-of>`.
+fn takes(top: &Element, keys: &str) -> Result<bool, String> {
     let item_keys = |item: &Element| -> String {
         item.children
             .iter()
             .filter_map(|c| if let Xml::Text(t) = c { Some(t.replace(' ', "")) } else { None })
             .collect()
     };
-    let top = rule.elements().next().ok_or("empty <rule>")?;
     match top.name.as_str() {
-        "one-of" => Ok(top.elements().any(|item| item_keys(item) == keys)),
+        "one-of" => {
+            for item in top.elements() {
+                if takes(item, keys)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        "item" if top.attr("repeat").is_none() => Ok(item_keys(top) == keys),
         "item" => {
             let repeat = top.attr("repeat").ok_or("<item> without repeat")?;
             let (min, max) = repeat.split_once('-').ok_or("repeat is not m-n")?;

@@ -18,8 +18,24 @@ impl Compiler<'_> {
         }
     }
 
+    /// `check_action` for a part of a multi-part prompt at `field` (`prompt.1`): what 8x8 would
+    /// reject is reported at the part.
+    pub(super) fn check_part(&mut self, name: &str, field: &str, say: &Say<Template>) {
+        let flow = Callflow { client_action_id: None, actions: vec![sample(ActionOf::Say(say))] };
+        for v in callflow::validate(&flow, Use::WebhookReply) {
+            let at = match v.param {
+                "speed" | "voiceProfile" | "repetition" => format!("{field}.{}", field_of_param(v.param)),
+                _ => field.to_string(),
+            };
+            self.violation_at(name, &at, &v);
+        }
+    }
+
     fn violation(&mut self, name: &str, v: &Violation) {
-        let field = field_of_param(v.param);
+        self.violation_at(name, field_of_param(v.param), v);
+    }
+
+    fn violation_at(&mut self, name: &str, field: &str, v: &Violation) {
         self.error(
             At::Node(name, field),
             format!("{} (8x8 would answer status {})", v.message, v.status_code),
@@ -108,8 +124,19 @@ impl Compiler<'_> {
             ClientActionId { machine: m.name.clone(), node: name.clone(), seq: 1, version: version.into() };
         let mut flow = Callflow {
             client_action_id: Some(action_id.to_string()),
-            actions: nodes.iter().filter_map(|&n| action_of(m, n)).map(sample).collect(),
+            actions: nodes.iter().flat_map(|&n| actions_of(m, n)).map(sample).collect(),
         };
+        // A prompt's parts are actions too: the chain's nodes fit, its actions may not.
+        if flow.actions.len() > CHAIN_ACTIONS_MAX {
+            self.error(
+                At::NodeKey(name),
+                format!(
+                    "entering this node sends {} actions in one callflow (with the parts of its prompts); the limit is {CHAIN_ACTIONS_MAX}",
+                    flow.actions.len()
+                ),
+                Some("join prompt parts of one voice, or split the chain with a menu".into()),
+            );
+        }
         // Each action's own parameters were checked with its node; here, the callflow's shape.
         for v in callflow::validate(&flow, Use::WebhookReply).iter().filter(|v| v.param == "action") {
             self.violation(name, v);
@@ -185,7 +212,7 @@ fn replies(m: &Machine, nodes: Vec<NodeId>, failed: &[bool]) -> Result<Vec<Vec<N
             }
             let mut longer = nodes.clone();
             longer.extend(more);
-            let actions = longer.iter().filter(|&&n| action_of(m, n).is_some()).count();
+            let actions: usize = longer.iter().map(|&n| actions_of(m, n).len()).sum();
             if actions > CHAIN_ACTIONS_MAX {
                 return Err(ChainError::TooLong(actions));
             }
@@ -193,6 +220,12 @@ fn replies(m: &Machine, nodes: Vec<NodeId>, failed: &[bool]) -> Result<Vec<Vec<N
         }
     }
     Ok(done)
+}
+
+/// A node's actions: the parts of a multi-part prompt before its capture, then `action_of`.
+fn actions_of(m: &Machine, id: NodeId) -> Vec<ActionOf<'_>> {
+    let lead = m.graph[id].kind.capture().map_or(&[][..], |c| c.lead.as_slice());
+    lead.iter().map(ActionOf::Say).chain(action_of(m, id)).collect()
 }
 
 /// A template with each call variable replaced by a plausible value, for checking 8x8's rules.

@@ -164,39 +164,54 @@ impl Compiler<'_> {
 
     /// Checks that a branch key can be typed at this menu.
     fn check_key(&mut self, name: &str, key: &str, n: &NodeDef) -> bool {
+        let problem = keypad_problem(key).or_else(|| {
+            length_problem(key, self.digit_bounds(n), "menu")
+                .map(|m| (m, "change the key or the menu's `min_digits` / `max_digits`"))
+        });
+        match problem {
+            Some((message, hint)) => {
+                self.error(At::Node(name, &Field::Branch(key).path()), message, Some(hint.into()));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// The digits a capturing node takes, as its fields (or `[defaults]`) say: (min, max).
+    pub(super) fn digit_bounds(&self, n: &NodeDef) -> (i64, i64) {
         let d = &self.def.defaults;
-        if key.contains('#') {
-            self.error(
-                At::Node(name, &Field::Branch(key).path()),
-                format!("key `{key}` contains `#`, the key that completes input"),
-                Some("8x8 ends capture on `#`; use digits and `*` only".into()),
-            );
-            return false;
-        }
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_digit() || c == '*') {
-            self.error(
-                At::Node(name, &Field::Branch(key).path()),
-                format!("key `{key}` cannot be typed on a phone keypad"),
-                Some("keys are digits 0-9 and `*`".into()),
-            );
-            return false;
-        }
-        let len = key.len() as i64;
         let min = n.min_digits.or(d.min_digits).unwrap_or(1);
         let max = n.max_digits.or(d.max_digits).unwrap_or(i64::from(callflow::DIGITS_MAX));
-        // min above max is reported on its own; every key would fail it.
-        if (len < min || len > max) && min <= max {
-            self.error(
-                At::Node(name, &Field::Branch(key).path()),
-                format!(
-                    "key `{key}` has {len} digit{} but the menu captures {}",
-                    if len == 1 { "" } else { "s" },
-                    if min == max { format!("exactly {min}") } else { format!("{min} to {max}") }
-                ),
-                Some("change the key or the menu's `min_digits` / `max_digits`".into()),
-            );
-            return false;
-        }
-        true
+        (min, max)
     }
+}
+
+/// Why `key` cannot be typed on a keypad as a whole entry: (message, hint).
+pub(super) fn keypad_problem(key: &str) -> Option<(String, &'static str)> {
+    if key.contains('#') {
+        return Some((
+            format!("key `{key}` contains `#`, the key that completes input"),
+            "8x8 ends capture on `#`; use digits and `*` only",
+        ));
+    }
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_digit() || c == '*') {
+        return Some((
+            format!("key `{key}` cannot be typed on a phone keypad"),
+            "keys are digits 0-9 and `*`",
+        ));
+    }
+    None
+}
+
+/// Why `key` cannot be captured by a node (`what`) taking `min` to `max` digits (min above max is
+/// reported on its own: every key would fail it).
+pub(super) fn length_problem(key: &str, (min, max): (i64, i64), what: &str) -> Option<String> {
+    let len = key.len() as i64;
+    ((len < min || len > max) && min <= max).then(|| {
+        format!(
+            "key `{key}` has {len} digit{} but the {what} captures {}",
+            if len == 1 { "" } else { "s" },
+            if min == max { format!("exactly {min}") } else { format!("{min} to {max}") }
+        )
+    })
 }

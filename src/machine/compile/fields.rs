@@ -30,12 +30,17 @@ const CAPTURE_FIELDS: &[&str] = &[
 pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     (
         Kind::Menu,
-        &[&["prompt", "reprompt", "tries", "branches", "invalid", "no_input"], SPEECH_FIELDS, CAPTURE_FIELDS],
+        &[
+            &["prompt", "reprompt", "tries", "branches", "invalid", "no_input", "global_keys"],
+            SPEECH_FIELDS,
+            CAPTURE_FIELDS,
+        ],
     ),
     (
         Kind::Input,
         &[
             &["prompt", "reprompt", "tries", "variable", "pattern", "example", "next", "invalid", "no_input"],
+            &["global_keys"],
             SPEECH_FIELDS,
             CAPTURE_FIELDS,
         ],

@@ -154,6 +154,8 @@ impl Compiler<'_> {
 fn templates_of(kind: &NodeKind) -> Vec<(&'static str, &Template)> {
     fn capture(m: &Menu) -> Vec<(&'static str, &Template)> {
         let mut t = vec![("prompt", &m.capture.prompt_message), ("reprompt", &m.reprompt)];
+        t.extend(m.lead.iter().map(|s| ("prompt", &s.text)));
+        t.extend(m.relead.iter().map(|s| ("reprompt", &s.text)));
         t.extend(m.capture.success_message.iter().map(|s| ("success_message", s)));
         t.extend(m.capture.failure_message.iter().map(|s| ("failure_message", s)));
         t

@@ -4,7 +4,7 @@
 //! Passes, one module each: `shape` (the file's tables read leniently into a `Definition`),
 //! `fields` (which fields a node kind takes), `nodes` (menu, input, say, play, transfer, hangup),
 //! `scripts` (the Script widget), `numbers` (every integer within its field's bounds), `edges`
-//! (targets and keys), `chains` (each node's 8x8 action and every callflow a webhook can be answered
+//! (targets and keys), `keys` (machine-wide keys), `chains` (each node's 8x8 action and every callflow a webhook can be answered
 //! with) and `flow` (reachability, definite assignment of call variables, `{play:$var}`). A node
 //! that does not parse or compile stays in the graph as a placeholder with its targets, so that the
 //! graph passes still check every other node.
@@ -14,6 +14,7 @@ mod chains;
 mod edges;
 mod fields;
 mod flow;
+mod keys;
 mod nodes;
 mod numbers;
 mod routes;
@@ -35,6 +36,7 @@ use super::hosts::{self, ALLOW_HOSTS_MAX, AllowedHost};
 use super::source::SyntaxError;
 use super::source::{self, Source, SpanIndex};
 use super::template;
+use super::voices::Voices;
 use super::{Edge, Machine, Node, NodeId, NodeKind, Version};
 use crate::callflow::{self, ACTION_ID_NAMES_CHARS_MAX, Action, Callflow, Say, Use};
 use shape::{Point, Shaped};
@@ -69,8 +71,26 @@ pub fn locate_node(source: &Source, node: &str) -> Option<Position> {
     source::index(source).key(&["nodes", node]).map(|o| Position::of_offset(&source.text, o))
 }
 
-/// Compiles one machine source.
+/// What the compiler is given besides the source.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    /// The voice profiles a `voice_profile` is checked against (a warning for any other).
+    pub voices: &'a Voices,
+}
+
+impl Default for Options<'static> {
+    fn default() -> Self {
+        Options { voices: Voices::bundled() }
+    }
+}
+
+/// Compiles one machine source, with the bundled voices.
 pub fn compile(source: &Source) -> Compiled {
+    compile_with(source, Options::default())
+}
+
+/// Compiles one machine source.
+pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
     let (def, shaped) = match shape::read(source) {
         Ok(read) => read,
         Err(e) => return Compiled { machine: None, diagnostics: vec![syntax_diagnostic(source, &e)] },
@@ -84,6 +104,7 @@ pub fn compile(source: &Source) -> Compiled {
         declared,
         allow_hosts: Vec::new(),
         timezone: None,
+        voices: options.voices,
     };
     for problem in shaped {
         c.shape_problem(problem);
@@ -150,6 +171,8 @@ struct Compiler<'a> {
     allow_hosts: Vec<AllowedHost>,
     /// The machine's `timezone`, when it names one that exists.
     timezone: Option<jiff::tz::TimeZone>,
+    /// The voice profiles known to exist.
+    voices: &'a Voices,
 }
 
 /// The nodes that did not compile, by `NodeId` index: placeholders in the graph.
@@ -248,6 +271,8 @@ impl Compiler<'_> {
         for (i, (name, n)) in self.def.nodes.iter().enumerate() {
             self.edges((NodeId::new(i), name, n), &by_name, &mut graph);
         }
+        let keys = self.machine_keys(&by_name, start);
+        self.key_edges(&keys, &mut graph);
         let fallback = self.fallback();
         let def = self.def;
         let mut machine = Machine {

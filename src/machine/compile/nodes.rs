@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::super::definition::{Kind, NodeDef};
+use super::super::definition::{Kind, NodeDef, Part, Prompt, VoicedPart};
 use super::super::template::{self, Template};
 use super::super::{Input, Menu, NodeKind};
 use super::chains::ActionOf;
@@ -11,6 +11,21 @@ use super::fields::kind_name;
 use super::{At, Compiler};
 use crate::callflow::{MakeCall, PlayFile, Say, SayAndCapture, Speed};
 use crate::machine::diagnostic::{Severity, closest};
+
+/// Most parts of one prompt: each is an action of the reply, which holds `CHAIN_ACTIONS_MAX`; a
+/// prompt in more voices than this is several menus.
+pub(super) const PROMPT_PARTS_MAX: usize = 8;
+
+/// A prompt's parts: those before the last, and the last (`None` when the prompt is broken).
+fn split_last(parts: Option<Vec<Say<Template>>>) -> (Vec<Say<Template>>, Option<Say<Template>>) {
+    match parts {
+        Some(mut parts) => {
+            let last = parts.pop();
+            (parts, last)
+        }
+        None => (Vec::new(), None),
+    }
+}
 
 /// Most phonetree tries at one menu: three is usual, nine is already unkind.
 pub(super) const TRIES_MAX: u8 = 9;
@@ -170,18 +185,18 @@ impl Compiler<'_> {
     }
 
     /// A field the node's kind requires: reported when absent.
-    pub(super) fn required<'d>(
+    pub(super) fn required<'d, T>(
         &mut self,
         name: &str,
         n: &NodeDef,
         field: &str,
-        value: &'d Option<String>,
-    ) -> Option<&'d str> {
+        value: &'d Option<T>,
+    ) -> Option<&'d T> {
         if value.is_none() {
             let kind = n.kind.map_or("", kind_name);
             self.error(At::NodeKey(name), format!("a `{kind}` node needs `{field}`"), None);
         }
-        value.as_deref()
+        value.as_ref()
     }
 
     /// Parses a template field and inlines settings; unknown variables are errors.
@@ -227,20 +242,98 @@ impl Compiler<'_> {
         self.error(At::Node(name, field), format!("unknown variable `{{{var}}}`"), Some(hint));
     }
 
-    /// A capturing prompt (menu or input): the prompt, re-prompt, capture settings and tries.
+    /// A capturing prompt (menu or input): the prompt, re-prompt, capture settings and tries. The
+    /// last part of a prompt is the capture's `promptMessage`, in that part's voice; the parts
+    /// before it are `say` actions sent before the capture.
     pub(super) fn prompt(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Menu> {
         let prompt = self.required(name, n, "prompt", &n.prompt);
-        let prompt = self.template(name, "prompt", prompt?, settings);
+        let prompt = self.parts(name, n, "prompt", prompt?, settings);
         let reprompt = match &n.reprompt {
-            Some(r) => self.template(name, "reprompt", r, settings),
+            Some(r) => self.parts(name, n, "reprompt", r, settings),
             None => prompt.clone(),
         };
-        let capture = self.capture(name, n, prompt, settings)?;
+        let (mut lead, last) = split_last(prompt);
+        let (relead, relast) = split_last(reprompt);
+        let mut capture = self.capture(name, n, last.as_ref().map(|l| l.text.clone()), settings)?;
+        if let Some(last) = &last {
+            (capture.voice_profile, capture.speed) = (last.voice_profile.clone(), last.speed);
+        }
         let d = &self.def.defaults;
         let tries = self.bounded(name, "tries", n.tries.or(d.tries), 1);
         let tries = tries.and_then(|t| u8::try_from(t).ok()).unwrap_or(1);
         self.check_action(name, ActionOf::Capture(&capture));
-        Some(Menu { capture, reprompt: reprompt?, tries })
+        let relast = relast?;
+        let revoice = (relast.voice_profile.clone(), relast.speed);
+        let revoice = (revoice != (capture.voice_profile.clone(), capture.speed)).then_some(revoice);
+        lead.shrink_to_fit();
+        Some(Menu { capture, reprompt: relast.text, tries, lead, relead, revoice })
+    }
+
+    /// A prompt's parts as `say`s: each part's text, its voice and speed or the node's (or
+    /// `[defaults]`'), said once. `None` when a part is broken (reported).
+    fn parts(
+        &mut self,
+        name: &str,
+        n: &NodeDef,
+        field: &str,
+        prompt: &Prompt,
+        settings: &Settings,
+    ) -> Option<Vec<Say<Template>>> {
+        let (voice, repetition, speed) = self.speech(name, n);
+        let parts: Vec<(String, &str, Option<&VoicedPart>)> = match prompt {
+            Prompt::Text(text) => {
+                return Some(vec![Say {
+                    text: self.template(name, field, text, settings)?,
+                    voice_profile: voice?,
+                    repetition,
+                    speed,
+                }]);
+            }
+            Prompt::Parts(parts) => parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| match p {
+                    Part::Text(t) => (format!("{field}.{i}"), t.as_str(), None),
+                    Part::Voiced(v) => (format!("{field}.{i}"), v.text.as_str(), Some(v)),
+                })
+                .collect(),
+        };
+        if parts.is_empty() || parts.len() > PROMPT_PARTS_MAX {
+            self.error(
+                At::Node(name, field),
+                format!("a prompt of {} parts; a prompt has 1 to {PROMPT_PARTS_MAX}", parts.len()),
+                Some("each part is a `say` in the same reply: join parts of one voice into one text".into()),
+            );
+            return None;
+        }
+        let mut says = Vec::with_capacity(parts.len());
+        let mut ok = true;
+        let count = parts.len();
+        for (i, (at, text, voiced)) in parts.into_iter().enumerate() {
+            let text = self.template(name, &at, text, settings);
+            let part_voice = voiced.and_then(|v| v.voice_profile.clone());
+            if let Some(v) = &part_voice {
+                self.check_voice(At::Node(name, &format!("{at}.voice_profile")), v);
+            }
+            let part_speed = match voiced.and_then(|v| v.speed) {
+                Some(s) => self.speed_at(name, &format!("{at}.speed"), s).map(Some),
+                None => Some(speed),
+            };
+            match (text, part_voice.or(voice.clone()), part_speed) {
+                (Some(text), Some(voice_profile), Some(speed)) => {
+                    // Only the capture repeats (8x8's `repetition`); the parts before it are said once.
+                    let last = i + 1 == count;
+                    let say = Say { text, voice_profile, repetition: repetition.filter(|_| last), speed };
+                    // The prompt's last part is checked as the capture's prompt.
+                    if !(last && field == "prompt") {
+                        self.check_part(name, &at, &say);
+                    }
+                    says.push(say);
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(says)
     }
 
     /// The `sayAndCapture` of a prompt: the node's capture settings, else `[defaults]`.
@@ -305,21 +398,46 @@ impl Compiler<'_> {
                 ),
             );
         }
+        if let Some(v) = &voice {
+            self.check_voice(At::Node(name, "voice_profile"), v);
+        }
+        let d = &self.def.defaults;
         let repetition = self.int(name, "repetition", n.repetition.or(d.repetition));
         let speed = n.speed.or(d.speed).and_then(|s| self.speed(name, s));
         (voice, repetition, speed)
     }
 
+    /// A voice profile 8x8 may not have: a warning naming the nearest known one (8x8 answers a
+    /// callflow in an unknown voice with an error, which the caller hears as silence).
+    pub(super) fn check_voice(&mut self, at: At<'_>, voice: &str) {
+        if self.voices.contains(voice) {
+            return;
+        }
+        let hint = match self.voices.closest(voice) {
+            Some(near) => format!("did you mean `{near}`? (known voices: {})", self.voices.origin()),
+            None => format!(
+                "no voice in {} is near it; `phonetree voices` fetches 8x8's list for your account",
+                self.voices.origin()
+            ),
+        };
+        self.report(Severity::Warning, at, format!("unknown voice profile `{voice}`"), Some(hint));
+    }
+
     /// The speed in hundredths, as 8x8 takes it (any f64 from the file, NaN and infinities too).
     fn speed(&mut self, name: &str, s: f64) -> Option<Speed> {
+        self.speed_at(name, "speed", s)
+    }
+
+    /// `speed`, for the speed in `field` (a prompt part's).
+    fn speed_at(&mut self, name: &str, field: &str, s: f64) -> Option<Speed> {
         let hundredths = (s * 100.0).round();
         if (hundredths - s * 100.0).abs() > 1e-6 {
             let hint = Some(SPEED_HINT.into());
-            self.error(At::Node(name, "speed"), format!("speed {s} has more than two decimals"), hint);
+            self.error(At::Node(name, field), format!("speed {s} has more than two decimals"), hint);
             None
         } else if !(0.0..=f64::from(u16::MAX)).contains(&hundredths) {
             let hint = Some(SPEED_HINT.into());
-            self.error(At::Node(name, "speed"), format!("speed {s} is outside 0.5..2.0"), hint);
+            self.error(At::Node(name, field), format!("speed {s} is outside 0.5..2.0"), hint);
             None
         } else {
             Some(Speed(hundredths as u16))

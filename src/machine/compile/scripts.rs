@@ -1,7 +1,7 @@
 //! Script nodes (the IVR builders' "Script widget"): the spoken prompt or keypress capture, the
 //! HTTP request, how the answer routes and what it stores.
 
-use super::super::definition::NodeDef;
+use super::super::definition::{NodeDef, Prompt};
 use super::super::template::{self, Template};
 use super::super::{Menu, RequestTemplate, Script, Stored};
 use super::chains::ActionOf;
@@ -305,7 +305,18 @@ impl Compiler<'_> {
                 self.error(At::Node(name, field), format!("`{field}` needs `allow_keypress = true`"), None);
             }
         }
-        let Some(p) = &n.prompt else { return Some(None) };
+        let p = match &n.prompt {
+            None => return Some(None),
+            Some(Prompt::Text(p)) => p,
+            Some(Prompt::Parts(_)) => {
+                self.error(
+                    At::Node(name, "prompt"),
+                    "a script's spoken prompt is one text, not a list of parts".into(),
+                    Some("say the other parts in a `say` node before the script".into()),
+                );
+                return None;
+            }
+        };
         let text = self.template(name, "prompt", p, settings)?;
         let speech = self.speech(name, n);
         let say = Say { text, voice_profile: speech.0?, repetition: speech.1, speed: speech.2 };

@@ -15,6 +15,15 @@ globalThis.document = dom.window.document;
 const { default: mermaid } = await import(pathToFileURL(require.resolve('mermaid')).href);
 mermaid.initialize({ startOnLoad: false });
 
+// A label as Mermaid draws it: its parser keeps `#name;` entities as placeholders (`ﬂ°name¶ß`),
+// turned back into HTML entities when drawn, which the page then decodes.
+function decode(text) {
+  const html = text.replace(/ﬂ°°/g, '&#').replace(/ﬂ°/g, '&').replace(/¶ß/g, ';');
+  const area = document.createElement('textarea');
+  area.innerHTML = html;
+  return area.value;
+}
+
 for (const file of process.argv.slice(2)) {
   const text = fs.readFileSync(file, 'utf8');
   try {
@@ -25,6 +34,6 @@ for (const file of process.argv.slice(2)) {
   }
   const db = (await mermaid.mermaidAPI.getDiagramFromText(text)).db;
   const nodes = [...db.getVertices().keys()];
-  const edges = db.getEdges().map((e) => [e.start, e.end, e.text]);
+  const edges = db.getEdges().map((e) => [e.start, e.end, decode(e.text)]);
   console.log(JSON.stringify({ file, nodes, edges }));
 }
