@@ -32,8 +32,6 @@ pub enum Error {
     /// The machine did not load or compile (its diagnostics are printed).
     #[error(transparent)]
     Load(#[from] simulate::Error),
-    #[error("cannot export as VoiceXML: {0}")]
-    Vxml(#[from] export::Unsupported),
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
@@ -41,7 +39,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let text = match args.format {
         Format::Dot => export::dot(&m),
         Format::Mermaid => export::mermaid(&m),
-        Format::Vxml => export::vxml(&m)?,
+        Format::Vxml => export::vxml(&m),
         Format::Json => format!("{:#}\n", export::json(&m)),
     };
     print!("{text}");

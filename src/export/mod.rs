@@ -12,7 +12,7 @@ mod vxml;
 pub use dot::dot;
 pub use json::json;
 pub use mermaid::{mermaid, mermaid_id};
-pub use vxml::{Unsupported, vxml};
+pub use vxml::vxml;
 
 use crate::machine::{Machine, NodeId, NodeKind};
 

@@ -20,10 +20,11 @@
 //! multi-part prompt's leading parts `<prompt>`s queued before the capture's, on every prompt and
 //! re-prompt; a machine-wide key (`[keys]`) at a menu or input an item of its grammar, tested
 //! first in `<filled>`: a key to a node its `<goto>`, `repeat` the field cleared (prompted again,
-//! the try not counted). A `back` key is refused (`Unsupported`): it goes to the previous waiting
-//! node of the call's path, which the document would have to keep itself. Not in the subset:
-//! voices and speeds, 8x8's own re-tries and success/failure messages, caller ID on transfers,
-//! request headers and caching; a POST sends its body fields as `namelist` variables.
+//! the try not counted), `back` the previous waiting node of the call's path, which the document
+//! keeps in a variable when the machine has a `back` key (the prompt again where there is none).
+//! Not in the subset: voices and speeds, 8x8's own re-tries and success/failure messages, caller
+//! ID on transfers, request headers and caching; a POST sends its body fields as `namelist`
+//! variables.
 //!
 //! Assumed of the platform: VoiceXML has no clock in a time zone, so a route on time reads the
 //! call's local time in the machine's `timezone` from platform variables, as it reads
@@ -203,9 +204,28 @@ fn key_actions(m: &Machine, id: NodeId) -> Vec<(String, String)> {
         .filter_map(|(e, _)| match e {
             Edge::Key(k) => Some((k.clone(), goto(m, id, e))),
             Edge::Repeat(k) => Some((k.clone(), format!("<clear namelist=\"{KEYS}\"/>"))),
+            Edge::Back(k) => Some((k.clone(), back(m, id))),
             _ => None,
         })
         .collect()
+}
+
+/// What a `back` key does (the engine's `machine_key`): the path without this node's own last
+/// entries; empty, the prompt again (as `repeat`); else the path loses its last node, entered
+/// again (which puts it back on the path).
+fn back(m: &Machine, id: NodeId) -> String {
+    let here = form_id(m, id);
+    format!(
+        "<var name=\"{BACK}\" expr=\"{}\"/><if cond=\"{BACK} == &apos;&apos;\"><clear namelist=\"{KEYS}\"/><else/><assign name=\"{PATH}\" expr=\"{}\"/><goto expr=\"{}\"/></if>",
+        xml(&format!("{PATH}.replace(/( {here})+$/, '')")),
+        xml(&format!(r"{BACK}.replace(/ \S+$/, '')")),
+        xml(&format!("'#' + {BACK}.replace(/^.* /, '')")),
+    )
+}
+
+/// Whether a machine has `back` keys (and so its document keeps the call's path).
+fn goes_back(m: &Machine) -> bool {
+    m.graph().edge_weights().any(|e| matches!(e, Edge::Back(_)))
 }
 
 /// An `<if>` on the keys of `actions`, `otherwise` in its `<else>` (or `otherwise` alone when
@@ -344,6 +364,11 @@ const LOCAL: &str = "session.phonetree.local";
 const YESTERDAY: &str = "session.phonetree.yesterday";
 /// An integer's text as `route::integer` reads it: trimmed, an optional sign, digits.
 const INTEGER: &str = r"/^\s*[+-]?[0-9]+\s*$/";
+/// The document variable holding the call's path for `back` keys: the form ids of the waiting
+/// nodes entered, each after a space.
+const PATH: &str = "pt$path";
+/// The variable a `back` key works out where it goes in.
+const BACK: &str = "pt$back";
 /// The variable a stored value's cut is built in.
 const CUT: &str = "pt$cut";
 
@@ -487,10 +512,7 @@ fn set(m: &Machine, id: NodeId, set: &SetVars) -> String {
 }
 
 /// One node's form.
-fn form(m: &Machine, id: NodeId) -> Result<String, Unsupported> {
-    if let Some(unsupported) = unsupported(m, id) {
-        return Err(unsupported);
-    }
+fn form(m: &Machine, id: NodeId) -> String {
     let node = &m.graph()[id];
     let name = node.name.as_str();
     let next = goto(m, id, &Edge::Next);
@@ -559,25 +581,16 @@ fn form(m: &Machine, id: NodeId) -> Result<String, Unsupported> {
             )
         }
     };
-    Ok(format!("  <form id=\"{}\"><var name=\"{TRIES}\" expr=\"0\"/>{body}</form>\n", form_id(m, id)))
-}
-
-/// A node the VoiceXML export cannot express yet.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("node `{node}`: {what} has no VoiceXML export yet (dot, mermaid and json export it)")]
-pub struct Unsupported {
-    pub node: String,
-    pub what: String,
-}
-
-/// What of `id` the export cannot say: a machine-wide `back` key, which goes to the previous
-/// waiting node of the call's path (a document would have to keep the path itself).
-fn unsupported(m: &Machine, id: NodeId) -> Option<Unsupported> {
-    let back = m.edges(id).iter().any(|(e, _)| matches!(e, Edge::Back(_)));
-    back.then(|| Unsupported {
-        node: m.graph()[id].name.clone(),
-        what: "a machine-wide `back` key (`[keys]`)".into(),
-    })
+    // A waiting node goes on the path a `back` key reads.
+    let entered = if node.kind.capture().is_some() && goes_back(m) {
+        format!(
+            "<block><assign name=\"{PATH}\" expr=\"{}\"/></block>",
+            xml(&format!("{PATH} + ' {}'", form_id(m, id)))
+        )
+    } else {
+        String::new()
+    };
+    format!("  <form id=\"{}\"><var name=\"{TRIES}\" expr=\"0\"/>{entered}{body}</form>\n", form_id(m, id))
 }
 
 /// The call variables every form may read: the built-ins, then each input's and script's.
@@ -591,6 +604,9 @@ fn variables(m: &Machine) -> String {
         ("keypress", "''"),
     ] {
         let _ = writeln!(out, "  <var name=\"{name}\" expr=\"{}\"/>", xml(expr));
+    }
+    if goes_back(m) {
+        let _ = writeln!(out, "  <var name=\"{PATH}\" expr=\"&apos;&apos;\"/>");
     }
     let mut seen: Vec<&str> = Vec::new();
     for node in m.graph().node_weights() {
@@ -622,7 +638,7 @@ fn variables(m: &Machine) -> String {
 
 /// The VoiceXML document: the call variables, then the start node's form (where a VoiceXML
 /// interpreter begins), then every other node's in graph order.
-pub fn vxml(m: &Machine) -> Result<String, Unsupported> {
+pub fn vxml(m: &Machine) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
@@ -631,12 +647,12 @@ pub fn vxml(m: &Machine) -> Result<String, Unsupported> {
         m.version().hex()
     );
     out.push_str(&variables(m));
-    out.push_str(&form(m, m.start())?);
+    out.push_str(&form(m, m.start()));
     for id in m.graph().node_indices().filter(|&id| id != m.start()) {
-        out.push_str(&form(m, id)?);
+        out.push_str(&form(m, id));
     }
     out.push_str("</vxml>\n");
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -707,7 +723,7 @@ kind = "hangup"
         let m = crate::machine::compile(&crate::machine::Source::new("forms.toml", text))
             .machine
             .expect("the machine compiles");
-        let doc = vxml(&m).unwrap();
+        let doc = vxml(&m);
         let l = LOCAL;
         let y = YESTERDAY;
         assert_eq!(
@@ -750,7 +766,7 @@ kind = "hangup"
     #[test]
     fn the_start_form_comes_first_and_every_node_has_one() {
         let m = crate::export::tests::abc();
-        let doc = vxml(&m).unwrap();
+        let doc = vxml(&m);
         let first = doc.find("<form id=").unwrap();
         assert!(doc[first..].starts_with("<form id=\"n_main__menu\">"), "{doc}");
         assert_eq!(doc.matches("<form id=").count(), m.node_count());

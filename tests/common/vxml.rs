@@ -3,9 +3,9 @@
 //! hears, so a test can compare it with `simulate`'s transcript of the same inputs.
 //!
 //! Its parts: a small XML reader (elements, attributes, text, comments, the five entities), the
-//! form interpretation of one form item per form (`<block>`, `<field>` with a DTMF grammar,
+//! form interpretation of a form's items in order (`<block>`, `<field>` with a DTMF grammar,
 //! `<transfer>`), the executable content the export uses (`prompt`, `value`, `say-as`, `audio`,
-//! `var`, `assign`, `if`/`elseif`/`else`, `goto`, `clear`, `reprompt`, `data`, `exit`,
+//! `var`, `assign`, `if`/`elseif`/`else`, `goto` (`next` or `expr`), `clear`, `reprompt`, `data`, `exit`,
 //! `disconnect`, `catch`), and the ECMAScript expressions it writes: string, number and regular
 //! expression literals (no flags), `undefined`, `true`, `false`, variables and properties (a JSON
 //! answer's keys, a string's `length`), `+`, `==`, `!=`, `<`, `<=`, `>`, `>=`, `&&`, `||`, `!`,
@@ -436,7 +436,11 @@ impl Player<'_, '_> {
                     self.prompt(&el.children)?;
                     Flow::Continue
                 }
-                "goto" => Flow::Goto(el.attr("next").ok_or("<goto> without next")?.to_string()),
+                "goto" => Flow::Goto(match (el.attr("next"), el.attr("expr")) {
+                    (Some(next), _) => next.to_string(),
+                    (None, Some(e)) => self.eval(e)?.text(),
+                    _ => return Err("<goto> without next".into()),
+                }),
                 "exit" => Flow::Stop,
                 "disconnect" => {
                     self.heard.push(Heard::Hangup);
