@@ -225,6 +225,13 @@ fn a_counter_no_route_bounds_stops_the_exploration_and_says_so() {
         "no trap is judged on a cut exploration"
     );
     assert!(r.states <= phonetree::proof::explore::STATES_MAX + 64);
+    // The counterexample is the first time round the loop that grows the counter, not the path
+    // to the 50,000th state.
+    let unbounded =
+        r.violations.iter().find(|v| v.kind == phonetree::proof::explore::Kind::Unbounded).unwrap();
+    assert_eq!(unbounded.node, "menu");
+    assert_eq!(unbounded.inputs, ["1"]);
+    assert!(unbounded.message.contains("comes back here with `n` changed"), "{}", unbounded.message);
 }
 
 #[test]

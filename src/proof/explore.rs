@@ -382,12 +382,16 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
         }
         if visited.len() >= STATES_MAX {
             truncated = true;
-            let node = m.node(state.node).map_or_else(String::new, |n| n.name.clone());
+            let (loop_at, changed) = pumping(&visited, at, &routed, &may_miss);
+            let node = m.node(visited[loop_at].state.node).map_or_else(String::new, |n| n.name.clone());
             r.violations.push(violation(
                 Kind::Unbounded,
                 &node,
-                format!("more than {STATES_MAX} call states: a variable a route tests takes unboundedly many values"),
-                &inputs_to(&visited, at),
+                format!(
+                    "more than {STATES_MAX} call states: the call comes back here with {changed} changed, \
+                     so a variable a route tests takes unboundedly many values"
+                ),
+                &inputs_to(&visited, loop_at),
             ));
             break;
         }
@@ -783,6 +787,37 @@ fn inputs_to(visited: &[Visited], mut at: usize) -> Vec<String> {
     }
     steps.reverse();
     steps.concat()
+}
+
+/// The shortest evidence of an unbounded exploration: on the path to `at`, the first state that
+/// repeats an earlier one in all but the values routes test (a loop that changes them each time
+/// round), and those variables named (`\`n\``). `at` itself, and every variable, when no state
+/// repeats (a path that never loops, only long).
+fn pumping(visited: &[Visited], at: usize, routed: &Routed, may_miss: &[String]) -> (usize, String) {
+    let mut path = vec![at];
+    while let Some((parent, _)) = &visited[*path.last().unwrap_or(&at)].parent {
+        path.push(*parent);
+    }
+    path.reverse();
+    let mut seen: HashMap<Key, usize> = HashMap::new();
+    for &i in &path {
+        let mut k = key(&visited[i].state, routed, may_miss);
+        let values = std::mem::take(&mut k.4);
+        if let Some(&first) = seen.get(&k) {
+            let before = key(&visited[first].state, routed, may_miss).4;
+            let changed: Vec<String> = routed
+                .vars
+                .iter()
+                .zip(before.iter().zip(&values))
+                .filter(|(_, (a, b))| a != b)
+                .map(|((name, _), _)| format!("`{name}`"))
+                .collect();
+            return (i, changed.join(", "));
+        }
+        seen.insert(k, i);
+    }
+    let all: Vec<String> = routed.vars.iter().map(|(name, _)| format!("`{name}`")).collect();
+    (at, all.join(", "))
 }
 
 /// States from which no caller input leads to an end: the call could go on forever.
