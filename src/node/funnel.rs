@@ -29,7 +29,8 @@ pub struct NodeFunnel {
     pub exits: BTreeMap<String, u64>,
     /// Calls that ended at the node, by how (`hangup`, `transfer`, `caller_hung_up`, `expired`).
     pub ended: BTreeMap<String, u64>,
-    /// Calls that ended at the node without the node ending them (caller hung up, expired).
+    /// Calls that ended at the node without the node ending them (caller hung up, expired): the
+    /// `DROPS` of `ended`, summed when read.
     pub dropped: u64,
 }
 
@@ -59,18 +60,18 @@ impl Funnels {
     }
 
     pub(super) fn ended(&self, machine: &str, node: &str, how: &str) {
-        self.with(machine, node, |n| {
-            bump(&mut n.ended, how);
-            if DROPS.contains(&how) {
-                n.dropped = n.dropped.saturating_add(1);
-            }
-        });
+        self.with(machine, node, |n| bump(&mut n.ended, how));
     }
 
     /// The funnel of every node of `machine` counted so far, by node name.
     pub fn of(&self, machine: &str) -> BTreeMap<String, NodeFunnel> {
         let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        nodes.iter().filter(|((m, _), _)| m == machine).map(|((_, n), f)| (n.clone(), f.clone())).collect()
+        let read = |f: &NodeFunnel| {
+            let dropped =
+                DROPS.iter().filter_map(|how| f.ended.get(*how)).fold(0u64, |a, b| a.saturating_add(*b));
+            NodeFunnel { dropped, ..f.clone() }
+        };
+        nodes.iter().filter(|((m, _), _)| m == machine).map(|((_, n), f)| (n.clone(), read(f))).collect()
     }
 }
 
