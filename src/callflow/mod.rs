@@ -33,8 +33,13 @@ pub const NO_OF_TRIES_MAX: u8 = 10;
 pub const TIMEOUT_MS_MAX: u32 = 600_000;
 /// Longest session or event id accepted: 8x8's are UUIDs (36 characters).
 pub const ID_BYTES_MAX: usize = 128;
-/// phonetree's bound on a phone number's digits (E.164 allows 15; a few more for national prefixes).
-pub const NUMBER_DIGITS_MAX: usize = 20;
+/// ITU-T E.164: a phone number has at most 15 digits, country code included.
+pub const E164_DIGITS_MAX: usize = 15;
+/// The fewest digits of a number phonetree dials or answers on: shorter ones are short codes
+/// (emergency and carrier services), never a callee or a virtual number.
+pub const E164_DIGITS_MIN: usize = 8;
+/// The longest phone number as text: `+` and 15 digits (what `check` counts a `{caller}` as).
+pub const NUMBER_CHARS_MAX: usize = E164_DIGITS_MAX + 1;
 
 /// Speech speed in hundredths (100 = 1.0); integral so that states and actions compare exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -310,14 +315,21 @@ pub fn check_file_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A phone number as 8x8 takes it: an optional `+`, then digits only (E.164 or national form).
+/// A phone number as 8x8 takes it: E.164 — 8 to 15 digits, country code first (never 0) — after
+/// a `+` that 8x8's own tutorials sometimes leave out (`6561115777`).
 pub fn check_number(number: &str) -> Result<(), String> {
     let digits = number.strip_prefix('+').unwrap_or(number);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("`{number}` is not a phone number (expected digits, optionally after +)"));
     }
-    if digits.len() > NUMBER_DIGITS_MAX {
-        return Err(format!("`{number}` has more than {NUMBER_DIGITS_MAX} digits"));
+    if !(E164_DIGITS_MIN..=E164_DIGITS_MAX).contains(&digits.len()) {
+        return Err(format!(
+            "`{number}` has {} digits; an E.164 number has {E164_DIGITS_MIN} to {E164_DIGITS_MAX}",
+            digits.len()
+        ));
+    }
+    if digits.starts_with('0') {
+        return Err(format!("`{number}` starts with 0: an E.164 number starts with its country code"));
     }
     Ok(())
 }
@@ -407,5 +419,9 @@ mod tests {
         assert!(check_number("6561115777").is_ok());
         assert!(check_number("+65 6888").is_err());
         assert!(check_number("+").is_err());
+        assert!(check_number("+123456789012345").is_ok());
+        assert!(check_number("+1234567890123456").is_err(), "16 digits");
+        assert!(check_number("+6568888").is_err(), "7 digits: a short code");
+        assert!(check_number("065688888888").is_err(), "a national trunk prefix");
     }
 }

@@ -23,8 +23,9 @@ pub use state::{CallInfo, CallState, Direction, Outcome, Phase};
 /// Most nodes kept in a call's path (most recent last): enough to explain how a call got somewhere,
 /// small enough to keep a stored call under 256 bytes.
 pub const PATH_LEN_MAX: usize = 16;
-/// Longest keypress kept from one capture: 8x8 captures at most 25 digits plus `#`.
-pub const KEYPRESS_CHARS_MAX: usize = 32;
+/// Longest keypress kept from one capture (and value of a set node): 8x8 captures at most 25
+/// digits plus `#`. The compiler bounds templates with it (`template::VALUE_CHARS_MAX`).
+pub const KEYPRESS_CHARS_MAX: usize = crate::machine::template::VALUE_CHARS_MAX;
 /// Most HTTP requests one step makes: 8x8 waits for the reply while they run, so a chain of
 /// scripts longer than this is a machine that keeps the caller in silence.
 pub const SCRIPTS_PER_STEP_MAX: usize = 4;
@@ -255,16 +256,15 @@ fn step_inner(
             Some(Callflow::hangup())
         }
     };
-    if let Some(r) = &reply
-        && let Some(v) = callflow::validate(r, Use::WebhookReply).first()
-    {
-        let node = m.node(st.node).map_or_else(String::new, |n| n.name.clone());
-        return Err(StepError::RejectedReply { node, violation: v.clone() });
-    }
-    let entered = entered_nodes(&s.phase, event, &edges, m.start);
     let mut actors = std::mem::take(&mut walk.actors);
     let actions = reply.as_ref().map_or(0, |r| r.actions.len());
     actors.resize(actions, st.node);
+    if let Some(r) = &reply
+        && let Some(v) = callflow::validate(r, Use::WebhookReply).first()
+    {
+        return Err(rejected(m, actors.get(v.action).copied().unwrap_or(st.node), v));
+    }
+    let entered = entered_nodes(&s.phase, event, &edges, m.start);
     let script_failures = std::mem::take(&mut walk.failures);
     let cuts = std::mem::take(&mut walk.cuts);
     let requests = std::mem::take(&mut walk.requests);
@@ -284,13 +284,16 @@ pub fn start_outbound(m: &Machine, call: CallInfo, now_ms: u64) -> Result<Step, 
         flow.actions.insert(0, Action::MakeCall(dial));
         step.actors.insert(0, m.start);
         if let Some(v) = callflow::validate(flow, Use::OutboundRequest).first() {
-            return Err(StepError::RejectedReply {
-                node: m.node(m.start).map_or_else(String::new, |n| n.name.clone()),
-                violation: v.clone(),
-            });
+            return Err(rejected(m, step.actors.get(v.action).copied().unwrap_or(m.start), v));
         }
     }
     Ok(step)
+}
+
+/// A reply 8x8 would refuse, named by the node whose action breaks the rule.
+fn rejected(m: &Machine, actor: NodeId, v: &Violation) -> StepError {
+    let node = m.node(actor).map_or_else(String::new, |n| n.name.clone());
+    StepError::RejectedReply { node, violation: v.clone() }
 }
 
 /// The nodes a step entered: the start when the call started, then every edge target.
@@ -697,4 +700,46 @@ fn render_text(m: &Machine, st: &CallState, t: &Template) -> Result<String, Step
     let node_name = m.node(st.node).map_or("", |n| n.name.as_str());
     t.render(|var| st.var(var).or((var == "node").then_some(node_name)))
         .map_err(|var| StepError::UnresolvedVariable { node: node_name.to_string(), var })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reply 8x8 would refuse names the node whose action breaks the rule, not the node the
+    /// call waits at: here the `greet` say, with a caller id no E.164 number is as long as.
+    #[test]
+    fn a_rejected_reply_names_the_node_whose_action_breaks_the_rule() {
+        let text = r#"
+name = "greeting"
+start = "greet"
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+[nodes.greet]
+kind = "say"
+text = "Hello {caller}."
+next = "menu"
+[nodes.menu]
+kind = "menu"
+prompt = "Press 1."
+branches = { 1 = "bye" }
+invalid = "bye"
+[nodes.bye]
+kind = "hangup"
+"#;
+        let m = crate::machine::compile(&crate::machine::Source::new("g.toml", text)).machine.unwrap();
+        let call = CallInfo {
+            session_id: "s".into(),
+            direction: Direction::Inbound,
+            source: "1".repeat(crate::callflow::TEXT_CHARS_MAX),
+            destination: "+6568880001".into(),
+            call_id: None,
+        };
+        match step(&m, &CallState::new(&m, call, 0), &Event::CallStarted, 0) {
+            Err(StepError::RejectedReply { node, violation }) => {
+                assert_eq!((node.as_str(), violation.action, violation.param), ("greet", 0, "text"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

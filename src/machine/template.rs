@@ -10,6 +10,10 @@ use std::fmt;
 /// Longest variable name accepted; names are identifiers, not prose.
 pub const VAR_NAME_CHARS_MAX: usize = 64;
 
+/// Longest value the engine keeps of the keys pressed, an input's keys or a set node's value: 8x8
+/// captures at most 25 digits plus `#`. (A script's stored values have their own `max_chars`.)
+pub const VALUE_CHARS_MAX: usize = 32;
+
 /// Variables every call has, set by the engine.
 pub const BUILTINS: &[(&str, &str)] = &[
     ("caller", "the person on the phone: who called in, or who phonetree called"),
@@ -180,6 +184,11 @@ impl Template {
             }
         }
         Ok(out)
+    }
+
+    /// The pieces of text around `{play:$name}` files, each a template: what `segments` says.
+    pub fn between_plays(&self) -> Vec<Template> {
+        self.parts.split(|p| matches!(p, Part::Play(_))).map(|p| Template { parts: p.to_vec() }).collect()
     }
 
     /// The variables `{play:$name}` plays.

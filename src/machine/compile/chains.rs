@@ -2,7 +2,7 @@
 //! webhook can be answered with — the chain of nodes entered without input from each node, and the
 //! opening request of an outbound call.
 
-use super::super::template::Template;
+use super::super::template::{Part, Template};
 use super::super::{CHAIN_ACTIONS_MAX, ChainError, Machine, NodeId, NodeKind, Script, chain_until};
 use super::{At, Compiler};
 use crate::callflow::{
@@ -229,9 +229,34 @@ fn actions_of(m: &Machine, id: NodeId) -> Vec<ActionOf<'_>> {
 }
 
 /// A template with each call variable replaced by a plausible value, for checking 8x8's rules.
-fn sample_text(t: &Template) -> String {
+pub(super) fn sample_text(t: &Template) -> String {
     t.render(|v| Some(if matches!(v, "caller" | "called" | "virtual_number") { "+15550000000" } else { "0" }))
         .unwrap_or_default()
+}
+
+/// A phone number's template with its variables filled by digits, as few as make the shortest
+/// E.164 number: what is checked is the written part (digits, a `+`, a country code); how long
+/// the filled number can be is `lengths`' check.
+fn sample_number(t: &Template) -> String {
+    let written: usize = t
+        .parts()
+        .iter()
+        .map(|p| if let Part::Lit(s) = p { s.bytes().filter(u8::is_ascii_digit).count() } else { 0 })
+        .sum();
+    let mut fill = callflow::E164_DIGITS_MIN.saturating_sub(written).max(1);
+    let mut out = String::new();
+    for (i, part) in t.parts().iter().enumerate() {
+        match part {
+            Part::Lit(s) => out.push_str(s),
+            Part::Var(v) | Part::Say(v) | Part::Play(v)
+                if i == 0 && matches!(v.as_str(), "caller" | "virtual_number") =>
+            {
+                out.push_str("+15550000000");
+            }
+            _ => out.push_str(&"5".repeat(std::mem::replace(&mut fill, 1))),
+        }
+    }
+    out
 }
 
 /// The action as 8x8 would get it, with sample values for call variables.
@@ -262,8 +287,8 @@ fn sample(action: ActionOf<'_>) -> Action {
             Action::PlayFile(PlayFile { file_url: sample_text(&p.file_url), repetition: p.repetition })
         }
         ActionOf::Call(m) => Action::MakeCall(MakeCall {
-            source: sample_text(&m.source),
-            destination: sample_text(&m.destination),
+            source: sample_number(&m.source),
+            destination: sample_number(&m.destination),
             call_recording: m.call_recording,
         }),
         ActionOf::Hangup => Action::Hangup,
@@ -285,7 +310,7 @@ fn hint_of(v: &Violation) -> Option<&'static str> {
         (-1010, _) => "at most 2 transfers in one callflow: put a menu between them",
         (-1012, _) => "a hangup ends the call: nothing can follow it in a callflow",
         (-1016, _) => "remove control characters from the text",
-        (-1017, _) => "write phone numbers as digits, optionally after +",
+        (-1017, _) => "write phone numbers in E.164: `+`, the country code, then the number (`+6568888888`)",
         (_, "text" | "promptMessage" | "successMessage" | "failureMessage") => {
             "8x8 says texts of 1 to 3000 characters"
         }

@@ -15,6 +15,7 @@ mod edges;
 mod fields;
 mod flow;
 mod keys;
+mod lengths;
 mod nodes;
 mod numbers;
 mod routes;
@@ -273,7 +274,7 @@ impl Compiler<'_> {
         }
         let keys = self.machine_keys(&by_name, start);
         self.key_edges(&keys, &mut graph);
-        let fallback = self.fallback();
+        let fallback = self.fallback(&graph, start);
         let def = self.def;
         let mut machine = Machine {
             name: def.name.clone(),
@@ -289,6 +290,7 @@ impl Compiler<'_> {
         };
         self.check_play(&mut machine);
         self.check_chains(&machine, &failed, start.is_some());
+        self.check_lengths(&machine, &failed);
         if start.is_some() {
             self.check_reachability(&machine);
             self.check_assigned(&machine, &failed);
@@ -302,7 +304,8 @@ impl Compiler<'_> {
         self.check_name(At::Machine("name"), &def.name, "machine");
         for (i, number) in def.numbers.iter().enumerate() {
             if let Err(why) = callflow::check_number(number) {
-                self.error(At::Machine(&format!("numbers.{i}")), why, None);
+                let hint = Some("write the number in E.164: `+`, the country code, then the number".into());
+                self.error(At::Machine(&format!("numbers.{i}")), why, hint);
             }
         }
         self.allow_hosts();
@@ -442,18 +445,39 @@ impl Compiler<'_> {
         ok
     }
 
-    fn fallback(&mut self) -> Callflow {
+    /// The apology said when phonetree fails, in the machine's voice: `[defaults]`' voice and speed,
+    /// else the voice the start node (or the first node that speaks) uses.
+    fn fallback(&mut self, graph: &DiGraph<Node, Edge, u32>, start: Option<NodeId>) -> Callflow {
         let text = self.def.fallback.clone().unwrap_or_else(|| DEFAULT_FALLBACK.to_string());
-        let say = Say {
-            text,
-            voice_profile: self.def.defaults.voice_profile.clone().unwrap_or_else(|| FALLBACK_VOICE.into()),
-            repetition: None,
-            speed: None,
+        let d = &self.def.defaults;
+        let speed = |s: f64| {
+            let hundredths = (s * 100.0).round();
+            let ok = (f64::from(callflow::SPEED_HUNDREDTHS_MIN)..=f64::from(callflow::SPEED_HUNDREDTHS_MAX))
+                .contains(&hundredths);
+            ok.then_some(callflow::Speed(hundredths as u16))
         };
+        let spoken = start.into_iter().chain(graph.node_indices()).find_map(|id| voice_of(&graph[id].kind));
+        let (voice_profile, speed) = match (&d.voice_profile, spoken) {
+            (Some(v), _) => (v.clone(), d.speed.and_then(speed)),
+            (None, Some((v, s))) => (v.to_string(), s),
+            (None, None) => (FALLBACK_VOICE.to_string(), None),
+        };
+        let say = Say { text, voice_profile, repetition: None, speed };
         let flow = Callflow { client_action_id: None, actions: vec![Action::Say(say), Action::Hangup] };
         for v in callflow::validate(&flow, Use::WebhookReply) {
             self.error(At::Machine("fallback"), v.message, None);
         }
         flow
+    }
+}
+
+/// The voice and speed a node speaks in, if it speaks.
+fn voice_of(kind: &NodeKind) -> Option<(&str, Option<callflow::Speed>)> {
+    match kind {
+        NodeKind::Say(s) => Some((&s.voice_profile, s.speed)),
+        NodeKind::Script(super::Script { say: Some(s), capture: None, .. }) => {
+            Some((&s.voice_profile, s.speed))
+        }
+        k => k.capture().map(|c| (c.capture.voice_profile.as_str(), c.capture.speed)),
     }
 }
