@@ -214,8 +214,9 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     tokio::spawn(warp::serve(api).incoming(listener).run());
     let dir = machines_dir(t.path());
     let order_file = dir.join("order_status.toml");
-    let order_text =
-        std::fs::read_to_string(&order_file).unwrap().replace("http://127.0.0.1:8090", &api_base);
+    let order_text = std::fs::read_to_string(&order_file)
+        .unwrap()
+        .replace("127.0.0.1:8090", api_base.trim_start_matches("http://"));
     std::fs::write(&order_file, &order_text).unwrap();
     // The node takes the key the store keeps; a restarted node finds the same one there.
     let key = store_action_key(&t.path().join("data")).await;

@@ -35,7 +35,11 @@ async fn api() -> String {
 fn machines(t: &Path, api: &str) -> PathBuf {
     let dir = machines_dir(t);
     let text = std::fs::read_to_string(repo().join("machines/order_status.toml")).unwrap();
-    std::fs::write(dir.join("order_status.toml"), text.replace("http://127.0.0.1:8090", api)).unwrap();
+    std::fs::write(
+        dir.join("order_status.toml"),
+        text.replace("127.0.0.1:8090", api.trim_start_matches("http://")),
+    )
+    .unwrap();
     dir
 }
 

@@ -256,8 +256,9 @@ async fn webhooks_over_the_in_flight_cap_get_503_with_retry_after_not_a_hang() {
     let t = tempfile::tempdir().unwrap();
     let dir = machines_dir(t.path());
     let text = std::fs::read_to_string(repo().join("machines/order_status.toml")).unwrap();
-    let text =
-        text.replace("http://127.0.0.1:8090", &api.base).replace("timeout_ms = 2000", "timeout_ms = 5000");
+    let text = text
+        .replace("127.0.0.1:8090", api.base.trim_start_matches("http://"))
+        .replace("timeout_ms = 2000", "timeout_ms = 5000");
     std::fs::write(dir.join("order_status.toml"), text).unwrap();
     let n = Node::start_with(&t.path().join("data"), &dir, &[("PHONETREE_MAX_IN_FLIGHT", "2")]);
     let client = client_within(HANG);

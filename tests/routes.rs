@@ -101,7 +101,11 @@ fn node(t: &tempfile::TempDir, bank: &Bank) -> Node {
     let dir = t.path().join("machines");
     std::fs::create_dir_all(&dir).unwrap();
     let text = std::fs::read_to_string(repo().join("tests/data/routes/pin_check.toml")).unwrap();
-    std::fs::write(dir.join("pin_check.toml"), text.replace("http://127.0.0.1:8091", &bank.base)).unwrap();
+    std::fs::write(
+        dir.join("pin_check.toml"),
+        text.replace("127.0.0.1:8091", bank.base.trim_start_matches("http://")),
+    )
+    .unwrap();
     Node::start(&t.path().join("data"), &dir)
 }
 

@@ -81,7 +81,11 @@ impl Api {
 fn node(t: &tempfile::TempDir, api: &Api) -> Node {
     let dir = machines_dir(t.path());
     let text = std::fs::read_to_string(repo().join("machines/order_status.toml")).unwrap();
-    std::fs::write(dir.join("order_status.toml"), text.replace("http://127.0.0.1:8090", &api.base)).unwrap();
+    std::fs::write(
+        dir.join("order_status.toml"),
+        text.replace("127.0.0.1:8090", api.base.trim_start_matches("http://")),
+    )
+    .unwrap();
     Node::start(&t.path().join("data"), &dir)
 }
 
@@ -250,14 +254,14 @@ const BALANCE: &str = r#"
 name = "balance"
 start = "lookup"
 numbers = ["+6568880077"]
-allow_hosts = ["127.0.0.1"]
+allow_hosts = ["127.0.0.1:PORT"]
 
 [defaults]
 voice_profile = "en-US-BenjaminRUS"
 
 [nodes.lookup]
 kind = "script"
-url = "API/balance?caller={caller}"
+url = "http://127.0.0.1:PORT/balance?caller={caller}"
 response_key = "ok"
 branches = { true = "good", false = "bad" }
 failure = "down"
@@ -301,7 +305,11 @@ async fn a_stored_key_missing_from_the_answer_never_reroutes_and_a_long_value_is
     tokio::spawn(warp::serve(route).incoming(listener).run());
     let t = tempfile::tempdir().unwrap();
     let dir = machines_dir(t.path());
-    std::fs::write(dir.join("balance.toml"), BALANCE.replace("API", &base)).unwrap();
+    std::fs::write(
+        dir.join("balance.toml"),
+        BALANCE.replace("127.0.0.1:PORT", base.trim_start_matches("http://")),
+    )
+    .unwrap();
     let n = Node::start(&t.path().join("data"), &dir);
     let url = n.url("/webhooks/vca");
     let start = |session: &'static str, caller: &'static str| {
@@ -428,11 +436,7 @@ async fn a_retried_webhook_reuses_the_answer_journaled_before_a_crash() {
     let dir = machines_dir(t.path());
     // An API nobody listens on: asking it would take the failure branch.
     let text = std::fs::read_to_string(repo().join("machines/order_status.toml")).unwrap();
-    std::fs::write(
-        dir.join("order_status.toml"),
-        text.replace("http://127.0.0.1:8090", "http://127.0.0.1:9"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("order_status.toml"), text.replace("127.0.0.1:8090", "127.0.0.1:9")).unwrap();
     let app = App::open(Config {
         machines: dir,
         store: format!("sled:{}", t.path().join("data").display()),
@@ -476,7 +480,7 @@ async fn simulate_live_calls_the_real_api() {
     let t = tempfile::tempdir().unwrap();
     let file = t.path().join("order_status.toml");
     let text = std::fs::read_to_string(repo().join("machines/order_status.toml")).unwrap();
-    std::fs::write(&file, text.replace("http://127.0.0.1:8090", &api.base)).unwrap();
+    std::fs::write(&file, text.replace("127.0.0.1:8090", api.base.trim_start_matches("http://"))).unwrap();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
             .args(["simulate", "--live", file.to_str().unwrap(), "111111#"])

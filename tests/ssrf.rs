@@ -1,8 +1,11 @@
-//! What script nodes may reach (SSRF), for real: `phonetree check` refusing URLs to cloud
-//! metadata, private addresses and hosts taken from variables; a real `phonetree serve` refusing a
-//! listed name that resolves to loopback (and serving it once `--script-allow` lists it), a
-//! redirect off the listed hosts, an over-size answer (announced or streamed); and the per-webhook
-//! deadline cutting four chained slow scripts short. Loopback HTTP servers stand in for the APIs.
+//! What script nodes may reach (SSRF, the host rule), for real: `phonetree check` refusing URLs to
+//! cloud metadata, private addresses and hosts taken from variables; `check` and a real
+//! `phonetree serve` agreeing — a loopback `HOST:PORT` listed exactly is proven and served without
+//! flags, what `check` refuses `serve` refuses, and `--script-allow` widens both alike; `serve`
+//! refusing a listed name that resolves to loopback (and serving it once `--script-allow` vouches
+//! for it), a redirect off the listed hosts, an over-size answer (announced or streamed); and the
+//! per-webhook deadline cutting four chained slow scripts short. Loopback HTTP servers stand in
+//! for the APIs.
 
 mod common;
 
@@ -163,11 +166,121 @@ fn check_refuses_metadata_private_and_variable_hosts() {
     }
 }
 
+/// `phonetree check` on the folder holding `text`, with `env` (e.g. `PHONETREE_SCRIPT_ALLOW`).
+fn check_with(text: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("m.toml"), text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .arg("check")
+        .arg(t.path())
+        .env_remove("PHONETREE_SCRIPT_ALLOW")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// `phonetree serve` of `text` alone, expected to refuse to start: its exit status and stderr
+/// (killed, and a failure, if it is still running after 60 s).
+fn serve_refuses(text: &str, env: &[(&str, &str)]) -> String {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("machines");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("m.toml"), text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data"])
+        .arg(t.path().join("data"))
+        .arg("--machines")
+        .arg(&dir)
+        .env_remove("PHONETREE_SCRIPT_ALLOW")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("serve started a machine check refuses");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    err
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_listed_name_resolving_to_loopback_is_refused_unless_the_node_allows_it() {
+async fn a_listed_loopback_host_port_is_proven_and_served_without_flags() {
     let api = Api::start(None).await;
-    let entry = format!("localhost:{}", api.port);
+    for (i, entry) in
+        [format!("127.0.0.1:{}", api.port), format!("localhost:{}", api.port)].iter().enumerate()
+    {
+        let text = machine("listed", &format!("[\"{entry}\"]"), &[format!("http://{entry}/ok")]);
+        let (ok, out) = check_with(&text, &[]);
+        assert!(ok, "{entry}: {out}");
+        let t = tempfile::tempdir().unwrap();
+        let n = node(&t, &text, &[]);
+        assert_eq!(call(&n, &format!("s-listed-{i}")).await, ["Served."], "{entry}: {}", n.log());
+        assert_eq!(api.seen().len(), i + 1, "{entry}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_check_refuses_serve_refuses_and_the_same_flag_widens_both() {
+    let api = Api::start(None).await;
+    let entry = format!("127.0.0.1:{}", api.port);
+    for (allow, message) in [
+        // Not listed: a loopback address is called only at a host:port listed exactly.
+        ("[]".to_string(), "is a loopback address"),
+        // Listed without its port: a redirect could reach any port of it.
+        ("[\"127.0.0.1\"]".to_string(), "is called only at a port listed with it"),
+    ] {
+        let text = machine("unlisted", &allow, &[format!("http://{entry}/ok")]);
+        let (ok, out) = check_with(&text, &[]);
+        assert!(!ok && out.contains(message), "{allow}: {out}");
+        let err = serve_refuses(&text, &[]);
+        assert!(err.contains(message), "{allow}: {err}");
+    }
+    // The node's --script-allow widens the rule for `check` and `serve` alike.
+    let text = machine("flagged", "[]", &[format!("http://{entry}/ok")]);
+    let (ok, out) = check_with(&text, &[("PHONETREE_SCRIPT_ALLOW", &entry)]);
+    assert!(ok, "{out}");
+    let t = tempfile::tempdir().unwrap();
+    let n = node(&t, &text, &[("PHONETREE_SCRIPT_ALLOW", &entry)]);
+    assert_eq!(call(&n, "s-flagged").await, ["Served."], "{}", n.log());
+    assert_eq!(api.seen(), ["/ok"]);
+}
+
+/// This machine's name, when DNS (here `/etc/hosts`) resolves it to 127.0.0.1: a name, not an
+/// address, that leads to loopback.
+async fn a_name_for_loopback() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?.trim().to_ascii_lowercase();
+    let found: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await.ok()?.collect();
+    let loopback = !found.is_empty() && found.iter().all(|a| a.ip() == std::net::Ipv4Addr::LOCALHOST);
+    (loopback && !name.is_empty() && name != "localhost").then_some(name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listed_name_resolving_to_loopback_is_refused_unless_the_node_vouches_for_it() {
+    let Some(name) = a_name_for_loopback().await else {
+        use std::io::Write;
+        let _ =
+            writeln!(std::io::stderr(), "skipped: this machine's name does not resolve to 127.0.0.1 only");
+        return;
+    };
+    let api = Api::start(None).await;
+    let entry = format!("{name}:{}", api.port);
     let text = machine("named", &format!("[\"{entry}\"]"), &[format!("http://{entry}/ok")]);
+    // `check` cannot see DNS: the machine is valid, and the node checks every address it resolves.
+    let (ok, out) = check_with(&text, &[]);
+    assert!(ok, "{out}");
 
     let t = tempfile::tempdir().unwrap();
     let n = node(&t, &text, &[]);
@@ -178,19 +291,20 @@ async fn a_listed_name_resolving_to_loopback_is_refused_unless_the_node_allows_i
     assert_eq!(ready(&n).await["scripts_refused"], 1);
     drop(n);
 
-    // The operator lists the name: its loopback address is called.
+    // The operator vouches for the name at that port: its loopback address is called.
     let t = tempfile::tempdir().unwrap();
     let n = node(&t, &text, &[("PHONETREE_SCRIPT_ALLOW", &entry)]);
     assert_eq!(call(&n, "s-allowed").await, ["Served."]);
     assert_eq!(api.seen(), ["/ok"]);
 
-    // The same name on another port than the node lists is refused.
-    let other = format!("localhost:{}", api.port.wrapping_add(1).max(1));
-    let text = machine("port", &format!("[\"{other}\"]"), &[format!("http://{other}/ok")]);
-    let t = tempfile::tempdir().unwrap();
-    let n = node(&t, &text, &[("PHONETREE_SCRIPT_ALLOW", &entry)]);
-    assert_eq!(call(&n, "s-port").await, ["Failed."]);
-    assert!(n.log().contains("on other ports only"), "{}", n.log());
+    // Vouched for on another port only: `check` and `serve` with that flag refuse it alike.
+    let other = format!("{name}:{}", api.port.wrapping_add(1).max(1));
+    let text = machine("port", &format!("[\"{name}\"]"), &[format!("http://{other}/ok")]);
+    let flag = [("PHONETREE_SCRIPT_ALLOW", entry.as_str())];
+    let (ok, out) = check_with(&text, &flag);
+    assert!(!ok && out.contains("on other ports only"), "{out}");
+    let err = serve_refuses(&text, &flag);
+    assert!(err.contains("on other ports only"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,7 +361,7 @@ async fn streamer() -> (u16, Arc<Mutex<usize>>) {
 async fn an_over_size_answer_is_refused() {
     let api = Api::start(None).await;
     let (stream_port, streamed) = streamer().await;
-    let allow = "[\"127.0.0.1\"]".to_string();
+    let allow = format!("[\"127.0.0.1:{}\", \"127.0.0.1:{stream_port}\"]", api.port);
     let urls = [format!("{}/big", api.base()), format!("http://127.0.0.1:{stream_port}/stream")];
     let t = tempfile::tempdir().unwrap();
     let n = node(&t, &machine("big", &allow, &urls), &[]);
@@ -265,7 +379,7 @@ async fn chained_slow_scripts_are_cut_short_by_the_webhook_deadline() {
     let api = Api::start(None).await;
     let urls: Vec<String> = (1..=4).map(|i| format!("{}/slow/{i}", api.base())).collect();
     let t = tempfile::tempdir().unwrap();
-    let n = node(&t, &machine("slow", "[\"127.0.0.1\"]", &urls), &[]);
+    let n = node(&t, &machine("slow", &format!("[\"127.0.0.1:{}\"]", api.port), &urls), &[]);
     // Each script may wait 5 s, four of them 20 s: the webhook's deadline answers first, with
     // every failure branch taken and only the first script's request sent.
     assert_eq!(call(&n, "s-slow").await, ["Failed."]);
@@ -280,8 +394,10 @@ async fn chained_slow_scripts_are_cut_short_by_the_webhook_deadline() {
 }
 
 #[test]
-fn the_node_refuses_to_allow_the_metadata_service_or_a_url_as_a_host() {
-    for entry in ["169.254.169.254", "[fd00:ec2::254]:80", "http://api.example.com"] {
+fn the_node_refuses_to_allow_the_metadata_service_a_url_or_a_loopback_address_without_port() {
+    for entry in
+        ["169.254.169.254", "[fd00:ec2::254]:80", "http://api.example.com", "127.0.0.1", "169.254.1.1:80"]
+    {
         let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
             .args(["serve", "--listen", "127.0.0.1:0", "--script-allow", entry])
             .output()

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use phonetree::machine::hosts::AllowedHost;
 use phonetree::node::catalog::Catalog;
 use phonetree::proof::explore::{self, Report};
 
@@ -18,6 +19,11 @@ pub struct Args {
     /// writes it). Default: `voices.txt` when there is one, else the voices bundled with phonetree.
     #[arg(long, env = "PHONETREE_VOICES")]
     voices: Option<PathBuf>,
+    /// The `--script-allow` of the node that will serve the machines: script URLs are checked by
+    /// the host rule with it, as that node checks them. Without it, `check` proves what a node
+    /// without `--script-allow` does.
+    #[arg(long, env = "PHONETREE_SCRIPT_ALLOW", value_delimiter = ',', value_parser = super::script_host)]
+    script_allow: Vec<AllowedHost>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +34,8 @@ pub enum Error {
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
-    let catalog = Catalog::load_with(&args.paths, super::voices_file(args.voices.clone()).as_deref());
+    let voices = super::voices_file(args.voices.clone());
+    let catalog = Catalog::load_with(&args.paths, voices.as_deref(), &args.script_allow);
     let errors = catalog.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = catalog.diagnostics.len() - errors;
     let reports = || catalog.reports.iter().map(|(_, r)| r);

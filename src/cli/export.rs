@@ -35,7 +35,7 @@ pub enum Error {
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
-    let m = simulate::load(&args.machine, &args.machines, super::voices_file(None).as_deref())?;
+    let m = simulate::load(&args.machine, &args.machines, super::voices_file(None).as_deref(), &[])?;
     let text = match args.format {
         Format::Dot => export::dot(&m),
         Format::Mermaid => export::mermaid(&m),

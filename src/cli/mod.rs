@@ -100,9 +100,10 @@ struct NodeArgs {
     /// A file whose first line is the action key.
     #[arg(long, env = "PHONETREE_ACTION_KEY_FILE", conflicts_with = "action_key")]
     action_key_file: Option<PathBuf>,
-    /// Hosts every machine's scripts may call, `HOST` or `HOST:PORT`, comma-separated: trusted at
-    /// any address (loopback, private) but cloud metadata. With a list here or in a machine's
-    /// `allow_hosts`, scripts call only the hosts listed.
+    /// Hosts every machine's scripts may call, `HOST` or `HOST:PORT`, comma-separated (the host
+    /// rule, README "Script hosts"): a loopback or private address, or a name resolving to one, at
+    /// a `HOST:PORT` listed here. With a list here or in a machine's `allow_hosts`, scripts call
+    /// only the hosts listed. Give `check` the same list to prove what this node does.
     #[arg(long, env = "PHONETREE_SCRIPT_ALLOW", value_delimiter = ',', value_parser = script_host)]
     script_allow: Vec<AllowedHost>,
 }
@@ -137,14 +138,12 @@ impl NodeArgs {
     }
 }
 
-/// A `--script-allow` entry: `HOST` or `HOST:PORT`, never a cloud metadata address.
-fn script_host(entry: &str) -> Result<AllowedHost, String> {
+/// A `--script-allow` entry: `HOST` or `HOST:PORT`, as the host rule can use it (`hosts`).
+pub(crate) fn script_host(entry: &str) -> Result<AllowedHost, String> {
     let host = AllowedHost::parse(entry)?;
-    match host.ip().and_then(hosts::refused_range) {
-        Some(range) if !range.may_be_listed() => {
-            Err(format!("`{host}` is {range}, which scripts never call"))
-        }
-        _ => Ok(host),
+    match hosts::entry_problem(&host) {
+        Some(problem) => Err(format!("{} ({})", problem.message(&host), problem.hint(&host))),
+        None => Ok(host),
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use phonetree::callflow::Callflow;
 use phonetree::engine::{Answer, Event, Request};
+use phonetree::machine::hosts::AllowedHost;
 use phonetree::machine::{self, Machine, Source, Voices};
 use phonetree::node::{catalog, fetch};
 use phonetree::proof::explore;
@@ -56,6 +57,10 @@ pub struct Args {
     /// writes it). Default: `voices.txt` when there is one, else the voices bundled with phonetree.
     #[arg(long, env = "PHONETREE_VOICES")]
     voices: Option<PathBuf>,
+    /// As `serve --script-allow`: the machine is checked and, with `--live`, its scripts call
+    /// their APIs by the host rule with these hosts too, as that node's would.
+    #[arg(long, env = "PHONETREE_SCRIPT_ALLOW", value_delimiter = ',', value_parser = super::script_host)]
+    script_allow: Vec<AllowedHost>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +85,9 @@ pub enum Error {
 
 pub fn run(args: Args) -> Result<(), Error> {
     let at_ms = args.at.as_deref().map(simulate::parse_at).transpose().map_err(Error::Play)?;
-    let mut scripts = Scripts::new(args.answers.as_deref(), args.live)?;
-    let m = load(&args.machine, &args.machines, super::voices_file(args.voices.clone()).as_deref())?;
+    let mut scripts = Scripts::new(args.answers.as_deref(), args.live, &args.script_allow)?;
+    let voices = super::voices_file(args.voices.clone());
+    let m = load(&args.machine, &args.machines, voices.as_deref(), &args.script_allow)?;
     let number = m.numbers().first().cloned().unwrap_or_else(|| "+15550000000".into());
     let (from, to) = if args.outbound {
         (args.from.unwrap_or(number), args.to.unwrap_or_else(|| PERSON.into()))
@@ -177,19 +183,19 @@ impl Out {
 /// Where script requests go when the inputs give no `@` answer: `--answers`, then `--live`.
 struct Scripts {
     canned: Canned,
-    /// `--live`: the node's script client, with the machine's `allow_hosts` and no `--script-allow`.
+    /// `--live`: the node's script client, with the machine's `allow_hosts` and `--script-allow`.
     live: Option<(tokio::runtime::Runtime, fetch::Scripts)>,
 }
 
 impl Scripts {
-    fn new(file: Option<&Path>, live: bool) -> Result<Scripts, Error> {
+    fn new(file: Option<&Path>, live: bool, script_allow: &[AllowedHost]) -> Result<Scripts, Error> {
         let canned = match file {
             Some(file) => {
                 Canned::parse(&read(file)?).map_err(|why| Error::Answers { file: file.to_path_buf(), why })?
             }
             None => Canned::default(),
         };
-        let live = if live { Some((runtime()?, fetch::Scripts::new(&[]))) } else { None };
+        let live = if live { Some((runtime()?, fetch::Scripts::new(script_allow))) } else { None };
         Ok(Scripts { canned, live })
     }
 
@@ -209,7 +215,12 @@ impl Scripts {
 
 /// Compiles the machine once and proves it as `check` does, its diagnostics on stderr; a machine
 /// that compiles but fails its proof still plays, so that a counterexample can be replayed.
-pub(super) fn load(name: &str, machines: &Path, voices: Option<&Path>) -> Result<Machine, Error> {
+pub(super) fn load(
+    name: &str,
+    machines: &Path,
+    voices: Option<&Path>,
+    script_allow: &[AllowedHost],
+) -> Result<Machine, Error> {
     let path = find(name, machines)?;
     let source = Source::new(path.display().to_string(), read(&path)?);
     let voices = match voices {
@@ -218,7 +229,7 @@ pub(super) fn load(name: &str, machines: &Path, voices: Option<&Path>) -> Result
         }
         None => Voices::bundled().clone(),
     };
-    let compiled = machine::compile_with(&source, machine::Options { voices: &voices });
+    let compiled = machine::compile_with(&source, machine::Options { voices: &voices, script_allow });
     for d in &compiled.diagnostics {
         eprintln!("{d}");
     }

@@ -113,4 +113,25 @@ mod tests {
         assert_eq!(label(r#"say "hi" #1 <b> & `x`"#), "say #quot;hi#quot; #35;1 #lt;b#gt; #amp; #96;x#96;");
         assert_eq!(label("[a]{b}(c)|d|"), "[a]{b}(c)|d|");
     }
+
+    #[test]
+    fn a_route_says_its_kind_once() {
+        let text = r#"
+name = "hours"
+start = "open"
+timezone = "Asia/Singapore"
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+[nodes.open]
+kind = "route"
+rules = [{ days = "mon-fri", hours = "09:00-18:00", next = "bye" }]
+else = "bye"
+[nodes.bye]
+kind = "hangup"
+"#;
+        let m = crate::machine::compile(&crate::machine::Source::new("h.toml", text)).machine.unwrap();
+        let chart = mermaid(&m);
+        assert!(chart.contains("open<br/>route: mon-fri 09:00-18:00"), "{chart}");
+        assert!(!chart.contains("route: route:"), "{chart}");
+    }
 }

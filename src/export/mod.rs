@@ -35,7 +35,7 @@ fn summary(kind: &NodeKind) -> String {
         }
         NodeKind::Route(route) => {
             let rules: Vec<&str> = route.rules.iter().map(|r| r.label.as_str()).collect();
-            format!("route: {}", rules.join("; "))
+            rules.join("; ")
         }
         NodeKind::Set(set) => {
             let values = set.values.iter().map(|(var, t)| format!("{var} = {t}"));

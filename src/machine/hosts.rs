@@ -1,8 +1,16 @@
-//! Which hosts a script may call: `allow_hosts` entries (`HOST` or `HOST:PORT`) and the address
-//! ranges no script reaches unless a host is listed (loopback, private, link-local, ...), shared by
-//! the compiler (literal URLs) and the node (every address DNS gives, every redirect).
+//! The one host rule: where a script request may go, applied alike by the compiler (`check`, to
+//! the URLs a machine writes), `simulate --live` and the node (`serve`: the URL, every address DNS
+//! gives, every redirect hop). Pure: no DNS here; the node passes in what its resolver found.
 //!
-//! Pure: no DNS here. A name is only compared as text; the node checks the addresses it resolves to.
+//! The rule, for a request to `HOST:PORT` at address `A`:
+//! 1. When the machine's `allow_hosts` or the node's `--script-allow` lists anything, `HOST:PORT`
+//!    must be listed in one of them (an entry without a port lists every port).
+//! 2. A public `A` needs nothing more. Cloud metadata, link-local, unspecified, multicast and
+//!    broadcast addresses are never called.
+//! 3. Any other `A` (loopback, private, carrier-grade NAT, documentation, reserved) is called
+//!    only when an entry names `HOST` with exactly `PORT`: an entry of either list when `HOST` is
+//!    that address itself (`127.0.0.1:8090`) or `localhost`; an entry of `--script-allow` when a
+//!    DNS name resolves to it (the operator vouches for the node's DNS, a machine file cannot).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -61,6 +69,11 @@ impl AllowedHost {
         &self.host
     }
 
+    /// The port it lists, when it lists one.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
     /// The address, when the entry is an IP address.
     pub fn ip(&self) -> Option<IpAddr> {
         self.host.parse().ok()
@@ -107,9 +120,88 @@ pub enum Range {
 }
 
 impl Range {
-    /// Whether a listed host may still be called at an address of this range.
+    /// Whether a host listed exactly may be called at an address of this range: never cloud
+    /// metadata and its link-local neighbours, nor addresses no API listens on.
     pub fn may_be_listed(self) -> bool {
-        self != Range::Metadata
+        !matches!(
+            self,
+            Range::Metadata | Range::LinkLocal | Range::Unspecified | Range::Multicast | Range::Broadcast
+        )
+    }
+}
+
+/// The two lists a request is checked against: the machine's `allow_hosts` and the node's
+/// `--script-allow` (empty for `check` without the flag).
+#[derive(Debug, Clone, Copy)]
+pub struct Lists<'a> {
+    pub machine: &'a [AllowedHost],
+    pub node: &'a [AllowedHost],
+}
+
+/// Why the host rule refuses a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Rule 1: the lists name other hosts (or this host on other ports).
+    NotListed,
+    /// Rule 2: an address scripts never call.
+    Never(Range),
+    /// Rule 3: a non-public address no entry names exactly; `by_dns`: reached through a DNS name,
+    /// which only `--script-allow` can vouch for.
+    Unlisted { range: Range, addr: IpAddr, by_dns: bool },
+    /// Rule 3, before DNS: `--script-allow` vouches for this name's private addresses on other
+    /// ports only.
+    OtherPorts,
+}
+
+impl Lists<'_> {
+    /// Rule 1 and, when the host is an address (or `localhost`), rules 2 and 3: for a URL's `host`
+    /// (as `host_text` gives it) and `port`, before any DNS.
+    pub fn check_url(&self, host: &str, port: u16) -> Result<(), Refusal> {
+        if let Some(range) = host.parse().ok().and_then(refused_range).filter(|r| !r.may_be_listed()) {
+            return Err(Refusal::Never(range));
+        }
+        let listed = |l: &[AllowedHost]| l.iter().any(|h| h.allows(host, port));
+        let lists = !self.machine.is_empty() || !self.node.is_empty();
+        if lists && !listed(self.machine) && !listed(self.node) {
+            return Err(Refusal::NotListed);
+        }
+        match host.parse::<IpAddr>() {
+            Ok(ip) => self.check_address(host, Some(port), ip),
+            Err(_) if is_loopback_name(host) => {
+                self.check_address(host, Some(port), IpAddr::from([127, 0, 0, 1]))
+            }
+            // A name is checked again at each address DNS gives (`check_resolved`), which knows no
+            // port: a name whose private addresses the node vouches for is called on those ports.
+            Err(_) => match self.node.iter().any(|h| h.names(host) && h.port.is_some()) {
+                true if !self.node.iter().any(|h| h.names(host) && h.port == Some(port)) => {
+                    Err(Refusal::OtherPorts)
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    /// Rules 2 and 3 for an address DNS gave for `host` (whose port `check_url` checked).
+    pub fn check_resolved(&self, host: &str, addr: IpAddr) -> Result<(), Refusal> {
+        self.check_address(host, None, addr)
+    }
+
+    fn check_address(&self, host: &str, port: Option<u16>, addr: IpAddr) -> Result<(), Refusal> {
+        let Some(range) = refused_range(addr) else { return Ok(()) };
+        if !range.may_be_listed() {
+            return Err(Refusal::Never(range));
+        }
+        let exact = |l: &[AllowedHost]| {
+            l.iter().any(|h| h.names(host) && h.port.is_some() && port.is_none_or(|p| h.port == Some(p)))
+        };
+        // The address is the host's own: the URL names it, or names `localhost`.
+        let own = host.parse::<IpAddr>().is_ok_and(|ip| ip == addr)
+            || (is_loopback_name(host) && range == Range::Loopback);
+        if exact(self.node) || (own && exact(self.machine)) {
+            Ok(())
+        } else {
+            Err(Refusal::Unlisted { range, addr, by_dns: !own })
+        }
     }
 }
 
@@ -127,6 +219,55 @@ impl fmt::Display for Range {
             Range::Documentation => "a documentation address",
             Range::Reserved => "a reserved address",
         })
+    }
+}
+
+/// Why an `allow_hosts` or `--script-allow` entry can never be used as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryProblem {
+    /// An address the host rule never calls.
+    Never(Range),
+    /// A non-public address (or `localhost`) without a port: rule 3 calls it at a listed port only.
+    NoPort(Range),
+}
+
+/// The problem of an entry, if it has one.
+pub fn entry_problem(h: &AllowedHost) -> Option<EntryProblem> {
+    let range =
+        h.ip().and_then(refused_range).or_else(|| is_loopback_name(&h.host).then_some(Range::Loopback))?;
+    if !range.may_be_listed() {
+        Some(EntryProblem::Never(range))
+    } else if h.port.is_none() {
+        Some(EntryProblem::NoPort(range))
+    } else {
+        None
+    }
+}
+
+impl EntryProblem {
+    pub fn message(&self, h: &AllowedHost) -> String {
+        match self {
+            EntryProblem::Never(range) => format!("`{h}` is {range}: scripts never call it"),
+            EntryProblem::NoPort(range) => {
+                format!("`{h}` is {range}: it is called only at a port listed with it")
+            }
+        }
+    }
+
+    pub fn hint(&self, h: &AllowedHost) -> String {
+        match self {
+            EntryProblem::Never(Range::Metadata) => {
+                "instance metadata holds the node's cloud credentials; call your API's own address".into()
+            }
+            EntryProblem::Never(_) => "no API listens there; call your API's own address".into(),
+            EntryProblem::NoPort(_) => {
+                let h = match h.ip() {
+                    Some(IpAddr::V6(ip)) => format!("[{ip}]"),
+                    _ => h.host.clone(),
+                };
+                format!("write `{h}:PORT` with the port your API listens on, e.g. `{h}:8090`")
+            }
+        }
     }
 }
 
@@ -260,5 +401,56 @@ mod tests {
         for bad in ["", "http://x.com", "x.com/path", "user@x.com", "x.com:99999", "[::1"] {
             assert!(AllowedHost::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    fn lists(machine: &[&str], node: &[&str]) -> (Vec<AllowedHost>, Vec<AllowedHost>) {
+        let parse = |l: &[&str]| l.iter().map(|h| AllowedHost::parse(h).unwrap()).collect::<Vec<_>>();
+        (parse(machine), parse(node))
+    }
+
+    #[test]
+    fn the_host_rule() {
+        let (m, n) = lists(&[], &[]);
+        let open = Lists { machine: &m, node: &n };
+        assert_eq!(open.check_url("api.example.com", 443), Ok(()));
+        assert_eq!(open.check_url("93.184.216.34", 80), Ok(()));
+        let loopback =
+            Refusal::Unlisted { range: Range::Loopback, addr: [127, 0, 0, 1].into(), by_dns: false };
+        assert_eq!(open.check_url("127.0.0.1", 8090), Err(loopback.clone()));
+        assert_eq!(open.check_url("localhost", 8090), Err(loopback.clone()));
+        assert_eq!(open.check_url("169.254.169.254", 80), Err(Refusal::Never(Range::Metadata)));
+        assert_eq!(open.check_url("169.254.1.1", 80), Err(Refusal::Never(Range::LinkLocal)));
+
+        // The machine lists a loopback address or `localhost` with its port: that port only.
+        let (m, n) = lists(&["127.0.0.1:8090", "localhost:8091", "10.0.0.7", "api.example.com:443"], &[]);
+        let listed = Lists { machine: &m, node: &n };
+        assert_eq!(listed.check_url("127.0.0.1", 8090), Ok(()));
+        assert_eq!(listed.check_url("localhost", 8091), Ok(()));
+        assert_eq!(listed.check_resolved("localhost", "::1".parse().unwrap()), Ok(()));
+        assert_eq!(listed.check_url("127.0.0.1", 8091), Err(Refusal::NotListed));
+        // Listed without a port, a private address is still refused: a redirect could pick any.
+        assert!(matches!(listed.check_url("10.0.0.7", 80), Err(Refusal::Unlisted { by_dns: false, .. })));
+        // A name the machine lists resolves to public addresses only.
+        let private = "10.1.2.3".parse().unwrap();
+        assert!(matches!(
+            listed.check_resolved("api.example.com", private),
+            Err(Refusal::Unlisted { by_dns: true, .. })
+        ));
+        assert_eq!(listed.check_resolved("api.example.com", "93.184.216.34".parse().unwrap()), Ok(()));
+
+        // The node vouches for a name's private addresses, on the port it lists.
+        let (m, n) = lists(&[], &["internal.corp:8443", "127.0.0.1:9000"]);
+        let node = Lists { machine: &m, node: &n };
+        assert_eq!(node.check_url("internal.corp", 8443), Ok(()));
+        assert_eq!(node.check_resolved("internal.corp", private), Ok(()));
+        assert_eq!(node.check_url("127.0.0.1", 9000), Ok(()));
+        assert_eq!(node.check_url("internal.corp", 443), Err(Refusal::NotListed));
+        let (m, n) = lists(&["internal.corp"], &["internal.corp:8443"]);
+        let both = Lists { machine: &m, node: &n };
+        assert_eq!(both.check_url("internal.corp", 443), Err(Refusal::OtherPorts));
+        // Never the metadata service, whoever lists it.
+        let (m, n) = lists(&["169.254.169.254:80"], &["169.254.169.254:80"]);
+        let never = Lists { machine: &m, node: &n };
+        assert_eq!(never.check_url("169.254.169.254", 80), Err(Refusal::Never(Range::Metadata)));
     }
 }

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::machine::{self, Diagnostic, Machine, Severity, Source, Voices};
+use crate::machine::hosts::AllowedHost;
+use crate::machine::{self, Compiled, Diagnostic, Machine, Severity, Source, Voices};
 use crate::proof::explore::{self, Report};
 
 /// Most machine files one catalog loads: a node serving thousands of menus wants a database.
@@ -27,6 +28,8 @@ pub struct Catalog {
     pub reports: Vec<(String, Report)>,
     /// The voice profiles machines are checked against (`None`: the bundled list).
     voices: Option<Voices>,
+    /// The node's `--script-allow`, which script URLs are checked with (the host rule).
+    script_allow: Vec<AllowedHost>,
 }
 
 /// A voices file (one voice profile name a line), or why it is not one.
@@ -38,14 +41,14 @@ pub fn read_voices(file: &Path) -> Result<Voices, String> {
 impl Catalog {
     /// Loads every `.toml` and `.json` file among `paths` (files, or folders read one level deep).
     pub fn load(paths: &[PathBuf]) -> Catalog {
-        Catalog::load_with(paths, None)
+        Catalog::load_with(paths, None, &[])
     }
 
     /// `load`, checking voice profiles against the voices file `voices` (one name a line, as
-    /// `phonetree voices` writes it) instead of the bundled list; a file that cannot be read as
-    /// one is an error.
-    pub fn load_with(paths: &[PathBuf], voices: Option<&Path>) -> Catalog {
-        let mut catalog = Catalog::default();
+    /// `phonetree voices` writes it) instead of the bundled list (a file that cannot be read as
+    /// one is an error), and script URLs with the node's `script_allow` (`--script-allow`).
+    pub fn load_with(paths: &[PathBuf], voices: Option<&Path>, script_allow: &[AllowedHost]) -> Catalog {
+        let mut catalog = Catalog { script_allow: script_allow.to_vec(), ..Catalog::default() };
         if let Some(file) = voices {
             match read_voices(file) {
                 Ok(v) => catalog.voices = Some(v),
@@ -76,10 +79,15 @@ impl Catalog {
         catalog
     }
 
+    /// Compiles `source` as this catalog compiles its machines (its voices and `--script-allow`).
+    pub fn compile(&self, source: &Source) -> Compiled {
+        let voices = self.voices.as_ref().unwrap_or(Voices::bundled());
+        machine::compile_with(source, machine::Options { voices, script_allow: &self.script_allow })
+    }
+
     /// Compiles one source into the catalog; names and numbers must be unique across machines.
     pub fn add(&mut self, source: Source) {
-        let voices = self.voices.as_ref().unwrap_or(Voices::bundled());
-        let compiled = machine::compile_with(&source, machine::Options { voices });
+        let compiled = self.compile(&source);
         self.diagnostics.extend(compiled.diagnostics);
         let Some(m) = compiled.machine else { return };
         let report = explore::explore(&m);

@@ -2,15 +2,12 @@
 //! keeps them off the node's own network (SSRF): every failure, refusals included, is an
 //! `Answer::Failed` the script routes on.
 //!
-//! What a request may reach:
-//! - the host (and port) must be listed, by the machine's `allow_hosts` or the node's
-//!   `--script-allow`, when either lists anything; with neither, any host;
-//! - every address is checked after DNS resolution, by the client's own resolver, so the
-//!   connection goes to the address that was checked (DNS rebinding gains nothing): loopback,
-//!   private, link-local, CGNAT, multicast, documentation and reserved addresses are refused
-//!   unless the node lists the host name (`--script-allow`), or the URL's host is that IP address
-//!   and the machine or the node lists it; cloud metadata addresses are refused always;
-//! - every redirect hop is checked the same way;
+//! What a request may reach is the host rule (`machine::hosts`, README "Script hosts"), the one
+//! `check` applies to the machine's URLs, with the machine's `allow_hosts` and the node's
+//! `--script-allow`:
+//! - the URL, before the request and at every redirect hop (`Policy::check`);
+//! - every address DNS gives, by the client's own resolver, so the connection goes to the address
+//!   that was checked (DNS rebinding gains nothing);
 //! - the answer is read up to `ANSWER_BYTES_MAX`, and no further.
 
 use std::collections::HashMap;
@@ -23,7 +20,7 @@ use tracing::warn;
 
 use crate::engine::script::{ANSWER_BYTES_MAX, Method};
 use crate::engine::{Answer, Request};
-use crate::machine::hosts::{self, AllowedHost, Range};
+use crate::machine::hosts::{self, AllowedHost, Lists, Range, Refusal};
 use crate::machine::{Machine, Version};
 
 /// Most redirects a script request follows: an API that moved answers after one or two.
@@ -43,13 +40,13 @@ pub enum Refused {
         "host `{0}` is in neither the machine's allow_hosts nor the node's --script-allow; list it in one of them"
     )]
     NotListed(String),
-    #[error("`{host}` is {range}; list it in --script-allow (or the IP address in allow_hosts) to call it")]
+    #[error("`{host}` is {range}; list `{host}` with its port in allow_hosts (or --script-allow) to call it")]
     Address { host: String, range: Range },
     #[error("`{host}` is {range}, which scripts never call")]
     Never { host: String, range: Range },
     #[error("--script-allow lists `{0}` on other ports only")]
     Port(String),
-    #[error("`{host}` resolves to {addr}, {range}; list the host in --script-allow to call it")]
+    #[error("`{host}` resolves to {addr}, {range}; list `{host}:PORT` in --script-allow to call it")]
     Resolved { host: String, addr: IpAddr, range: Range },
     #[error("redirect to `{host}` refused: {why}")]
     Redirect { host: String, why: Box<Refused> },
@@ -67,6 +64,10 @@ struct Policy {
 }
 
 impl Policy {
+    fn lists(&self) -> Lists<'_> {
+        Lists { machine: &self.machine, node: &self.node }
+    }
+
     /// Whether a request (or a redirect) to `url` may be sent; the addresses of a host name are
     /// checked by `Resolver` when it is resolved.
     fn check(&self, url: &url::Url) -> Result<(), Refused> {
@@ -76,49 +77,36 @@ impl Policy {
         let host = url.host().ok_or(Refused::NoHost)?;
         let text = hosts::host_text(&host);
         let port = url.port_or_known_default().unwrap_or(80);
-        let by_machine = self.machine.iter().any(|h| h.allows(&text, port));
-        let by_node = self.node.iter().any(|h| h.allows(&text, port));
-        let lists = !self.machine.is_empty() || !self.node.is_empty();
-        if lists && !by_machine && !by_node {
-            return Err(Refused::NotListed(shown_host(url)));
-        }
-        let ip = match host {
-            url::Host::Ipv4(ip) => IpAddr::V4(ip),
-            url::Host::Ipv6(ip) => IpAddr::V6(ip),
-            url::Host::Domain(_) => {
-                // The resolver trusts a name the node lists on any port: the port is checked here.
-                if !by_node && self.node.iter().any(|h| h.names(&text)) {
-                    return Err(Refused::Port(shown_host(url)));
-                }
-                return Ok(());
-            }
-        };
-        match hosts::refused_range(ip) {
-            Some(range) if !range.may_be_listed() => Err(Refused::Never { host: text, range }),
-            Some(range) if !by_machine && !by_node => Err(Refused::Address { host: text, range }),
-            _ => Ok(()),
-        }
+        self.lists().check_url(&text, port).map_err(|refusal| match refusal {
+            Refusal::NotListed => Refused::NotListed(shown_host(url)),
+            Refusal::OtherPorts => Refused::Port(shown_host(url)),
+            Refusal::Never(range) => Refused::Never { host: text, range },
+            Refusal::Unlisted { range, .. } => Refused::Address { host: text, range },
+        })
     }
 }
 
-/// The client's DNS resolver: only public addresses, but for the names the node lists (any
-/// address but cloud metadata). The connection is made to the addresses it returns.
+/// The client's DNS resolver: every address it returns passes the host rule (`check_resolved`).
+/// The connection is made to the addresses it returns.
 struct Resolver {
-    trusted: Arc<[AllowedHost]>,
+    policy: Policy,
 }
 
 impl reqwest::dns::Resolve for Resolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
-        let trusted = self.trusted.iter().any(|h| h.names(&host));
+        let policy = self.policy.clone();
         Box::pin(async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut usable = Vec::with_capacity(found.len());
             let mut refused = None;
             for addr in found {
-                match hosts::refused_range(addr.ip()) {
-                    Some(range) if !trusted || !range.may_be_listed() => refused = Some((addr.ip(), range)),
-                    _ => usable.push(addr),
+                match policy.lists().check_resolved(&host, addr.ip()) {
+                    Ok(()) => usable.push(addr),
+                    Err(Refusal::Never(range) | Refusal::Unlisted { range, .. }) => {
+                        refused = Some((addr.ip(), range))
+                    }
+                    Err(Refusal::NotListed | Refusal::OtherPorts) => {}
                 }
             }
             match (usable.is_empty(), refused) {
@@ -194,7 +182,7 @@ impl Scripts {
         let client = reqwest::Client::builder()
             // A proxy would resolve names itself, past the resolver's checks.
             .no_proxy()
-            .dns_resolver(Arc::new(Resolver { trusted: self.node_allow.clone() }))
+            .dns_resolver(Arc::new(Resolver { policy: self.policy(machine) }))
             .redirect(redirects)
             .build()
             .map_err(|e| format!("cannot build the script client: {}", e.without_url()))?;
@@ -356,9 +344,12 @@ mod tests {
         assert!(check(&listed, "http://127.0.0.1:8091/x").unwrap_err().contains("neither"));
         assert!(check(&listed, "http://169.254.169.254/x").unwrap_err().contains("never"));
 
-        let node = policy(&["localhost:9000"], &["localhost:8090", "10.0.0.7"]);
+        let node = policy(&["localhost:9000"], &["localhost:8090", "10.0.0.7", "api.internal:8443"]);
         assert!(check(&node, "http://localhost:8090/x").is_ok());
-        assert!(check(&node, "http://10.0.0.7:1234/x").is_ok());
-        assert!(check(&node, "http://localhost:9000/x").unwrap_err().contains("other ports only"));
+        assert!(check(&node, "http://localhost:9000/x").is_ok(), "the machine lists localhost:9000 exactly");
+        // Listed without a port, a private address is not called: a redirect could pick any port.
+        assert!(check(&node, "http://10.0.0.7:1234/x").unwrap_err().contains("with its port"));
+        let both = policy(&["api.internal"], &["api.internal:8443"]);
+        assert!(check(&both, "https://api.internal/x").unwrap_err().contains("other ports only"));
     }
 }

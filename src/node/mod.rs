@@ -252,7 +252,11 @@ async fn action_key(config: &Config, store: &dyn Store) -> Result<ActionKey, Ser
 
 /// Loads and proves every machine of `config.machines`; any error refuses them all.
 fn load_machines(config: &Config) -> Result<Catalog, ServeError> {
-    let catalog = Catalog::load_with(std::slice::from_ref(&config.machines), config.voices.as_deref());
+    let catalog = Catalog::load_with(
+        std::slice::from_ref(&config.machines),
+        config.voices.as_deref(),
+        &config.script_allow,
+    );
     for d in &catalog.diagnostics {
         eprintln!("{d}");
     }

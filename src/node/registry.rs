@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::engine::Direction;
-use crate::machine::{self, Machine, Source, Version};
+use crate::machine::{Machine, Source, Version};
 use crate::node::catalog::Catalog;
 use crate::proof::explore::Report;
 use crate::store::{Store, StoreError, StoredMachine};
@@ -124,7 +124,8 @@ impl Registry {
         version: Version,
         record: StoredMachine,
     ) -> Result<Arc<Machine>, RegistryError> {
-        let compiled = machine::compile(&Source::new(record.file, record.text));
+        // As the current machines compile: with the node's voices and `--script-allow`.
+        let compiled = self.snapshot().catalog.compile(&Source::new(record.file, record.text));
         let first = compiled.errors().next().map(|d| d.to_string()).unwrap_or_default();
         let m = compiled.machine.map(Arc::new).ok_or_else(|| RegistryError::Broken {
             name: name.to_string(),

@@ -73,8 +73,9 @@ impl App {
     pub async fn reload(&self, trigger: Trigger) -> Reload {
         let _one = self.reloads.one_at_a_time.lock().await;
         let (folder, voices) = (self.config.machines.clone(), self.config.voices.clone());
+        let allow = self.config.script_allow.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            Catalog::load_with(std::slice::from_ref(&folder), voices.as_deref())
+            Catalog::load_with(std::slice::from_ref(&folder), voices.as_deref(), &allow)
         })
         .await;
         let outcome = match loaded {

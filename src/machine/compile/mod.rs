@@ -77,11 +77,14 @@ pub fn locate_node(source: &Source, node: &str) -> Option<Position> {
 pub struct Options<'a> {
     /// The voice profiles a `voice_profile` is checked against (a warning for any other).
     pub voices: &'a Voices,
+    /// The node's `--script-allow`: script URLs are checked by the host rule (`hosts`) with it
+    /// and the machine's `allow_hosts`, as the node that runs them checks them.
+    pub script_allow: &'a [AllowedHost],
 }
 
 impl Default for Options<'static> {
     fn default() -> Self {
-        Options { voices: Voices::bundled() }
+        Options { voices: Voices::bundled(), script_allow: &[] }
     }
 }
 
@@ -106,6 +109,7 @@ pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
         allow_hosts: Vec::new(),
         timezone: None,
         voices: options.voices,
+        script_allow: options.script_allow,
     };
     for problem in shaped {
         c.shape_problem(problem);
@@ -174,6 +178,8 @@ struct Compiler<'a> {
     timezone: Option<jiff::tz::TimeZone>,
     /// The voice profiles known to exist.
     voices: &'a Voices,
+    /// The node's `--script-allow` (see `Options`).
+    script_allow: &'a [AllowedHost],
 }
 
 /// The nodes that did not compile, by `NodeId` index: placeholders in the graph.
@@ -313,7 +319,8 @@ impl Compiler<'_> {
         self.settings()
     }
 
-    /// `allow_hosts`: each `HOST` or `HOST:PORT`, none a cloud metadata address.
+    /// `allow_hosts`: each `HOST` or `HOST:PORT`; an address the host rule never calls is an
+    /// error, and so is a non-public address (or `localhost`) without the port it is called on.
     fn allow_hosts(&mut self) {
         let def = self.def;
         if def.allow_hosts.len() > ALLOW_HOSTS_MAX {
@@ -332,13 +339,11 @@ impl Compiler<'_> {
                     why,
                     Some("write `\"api.example.com\"` or `\"127.0.0.1:8090\"`".into()),
                 ),
-                Ok(host) => match host.ip().and_then(hosts::refused_range) {
-                    Some(range) if !range.may_be_listed() => self.error(
-                        At::Machine(&at),
-                        format!("`{host}` is {range}: scripts never call it"),
-                        Some("instance metadata holds the node's cloud credentials".into()),
-                    ),
-                    _ => self.allow_hosts.push(host),
+                Ok(host) => match hosts::entry_problem(&host) {
+                    Some(problem) => {
+                        self.error(At::Machine(&at), problem.message(&host), Some(problem.hint(&host)))
+                    }
+                    None => self.allow_hosts.push(host),
                 },
             }
         }

@@ -86,9 +86,9 @@ impl Compiler<'_> {
     }
 
     /// A script url's scheme and host (and port) are written in the machine, so that no caller's
-    /// keys can pick what the node calls: `http` or `https`, a host that is not a loopback, private
-    /// or other special address unless `allow_hosts` lists it, never a cloud metadata address, and
-    /// one of `allow_hosts` when the machine lists any.
+    /// keys can pick what the node calls: `http` or `https`, and a host and port the host rule
+    /// (`hosts::Lists`) lets scripts call, with the machine's `allow_hosts` and the node's
+    /// `--script-allow` (`Options`).
     fn url_host(&mut self, name: &str, url: &Template) {
         let at = At::Node(name, "url");
         let head = match url.parts().first() {
@@ -121,18 +121,16 @@ impl Compiler<'_> {
         };
         let text = hosts::host_text(&host);
         let port = parsed.port_or_known_default().unwrap_or(80);
-        let listed = self.allow_hosts.iter().any(|h| h.allows(&text, port));
-        let range = match host {
-            url::Host::Ipv4(ip) => hosts::refused_range(ip.into()),
-            url::Host::Ipv6(ip) => hosts::refused_range(ip.into()),
-            url::Host::Domain(d) => hosts::is_loopback_name(d).then_some(hosts::Range::Loopback),
-        };
         let entry = match host {
             url::Host::Ipv6(_) => format!("[{text}]:{port}"),
             _ => format!("{text}:{port}"),
         };
-        match range {
-            Some(range) if !range.may_be_listed() => self.error(
+        let lists = hosts::Lists { machine: &self.allow_hosts, node: self.script_allow };
+        // Where the node's `--script-allow` would widen it, the hint says so.
+        let flag = format!("or run the node (and `check`) with `--script-allow {entry}`");
+        match lists.check_url(&text, port) {
+            Ok(()) => {}
+            Err(hosts::Refusal::Never(range)) => self.error(
                 at,
                 format!("`{text}` is {range}: scripts never call it"),
                 Some(
@@ -140,22 +138,41 @@ impl Compiler<'_> {
                         .into(),
                 ),
             ),
-            Some(range) if !listed => self.error(
+            // `allow_hosts` lists it without its port: reported there already.
+            Err(hosts::Refusal::Unlisted { .. })
+                if self
+                    .def
+                    .allow_hosts
+                    .iter()
+                    .filter_map(|e| hosts::AllowedHost::parse(e).ok())
+                    .any(|h| h.names(&text)) => {}
+            Err(hosts::Refusal::Unlisted { range, .. }) => self.error(
                 at,
-                format!("`{text}` is {range}: scripts call it only when `allow_hosts` lists it"),
+                format!("`{text}` is {range}: scripts call it only at a host:port listed exactly"),
+                Some(format!("add `\"{entry}\"` to `allow_hosts` at the top of the machine, {flag}")),
+            ),
+            Err(hosts::Refusal::OtherPorts) => self.error(
+                at,
+                format!("the node's `--script-allow` vouches for `{text}` on other ports only"),
                 Some(format!(
-                    "add `allow_hosts = [\"{entry}\"]` at the top of the machine if it must be called"
+                    "call it at a port `--script-allow` lists, or add `{entry}` to `--script-allow`"
                 )),
             ),
-            _ if !self.allow_hosts.is_empty() && !listed => {
-                let names = self.allow_hosts.iter().map(|h| h.host());
+            Err(hosts::Refusal::NotListed) => {
+                let names = self.allow_hosts.iter().chain(self.script_allow).map(|h| h.host());
                 let hint = closest(&text, names).map_or_else(
-                    || format!("add `\"{entry}\"` to `allow_hosts`"),
-                    |c| format!("did you mean `{c}`? else add `\"{entry}\"` to `allow_hosts`"),
+                    || format!("add `\"{entry}\"` to `allow_hosts`, {flag}"),
+                    |c| format!("did you mean `{c}`? else add `\"{entry}\"` to `allow_hosts`, {flag}"),
                 );
-                self.error(at, format!("`{entry}` is not in the machine's `allow_hosts`"), Some(hint));
+                let message = if self.script_allow.is_empty() {
+                    format!("`{entry}` is not in the machine's `allow_hosts`")
+                } else {
+                    format!(
+                        "`{entry}` is in neither the machine's `allow_hosts` nor the node's `--script-allow`"
+                    )
+                };
+                self.error(at, message, Some(hint));
             }
-            _ => {}
         }
     }
 
