@@ -258,6 +258,41 @@ async fn what_check_refuses_serve_refuses_and_the_same_flag_widens_both() {
     assert_eq!(api.seen(), ["/ok"]);
 }
 
+/// `phonetree simulate --live` of `text` with `args` (`--script-allow ...`): its transcript, or why
+/// it failed.
+fn simulate_live(text: &str, args: &[&str]) -> (bool, String) {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("m.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["simulate", "--live"])
+        .args(args)
+        .arg(&file)
+        .arg("-")
+        .env_remove("PHONETREE_SCRIPT_ALLOW")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulate_live_applies_the_same_rule_and_takes_the_same_flag() {
+    let api = Api::start(None).await;
+    let entry = format!("localhost:{}", api.port);
+    // Listed exactly, `localhost` is called as `check` and `serve` call it.
+    let listed = machine("listed", &format!("[\"{entry}\"]"), &[format!("http://{entry}/ok")]);
+    let (ok, out) = simulate_live(&listed, &[]);
+    assert!(ok && out.contains("Served."), "{out}");
+    // Not listed: refused as `check` refuses it, and the hint's flag is one `simulate` has.
+    let unlisted = machine("unlisted", "[]", &[format!("http://{entry}/ok")]);
+    let (ok, out) = simulate_live(&unlisted, &[]);
+    assert!(!ok && out.contains("is a loopback address") && out.contains("--script-allow"), "{out}");
+    let (ok, out) = simulate_live(&unlisted, &["--script-allow", &entry]);
+    assert!(ok && out.contains("Served."), "{out}");
+    assert_eq!(api.seen(), ["/ok", "/ok"]);
+}
+
 /// This machine's name, when DNS (here `/etc/hosts`) resolves it to 127.0.0.1: a name, not an
 /// address, that leads to loopback.
 async fn a_name_for_loopback() -> Option<String> {

@@ -381,3 +381,37 @@ fn chain_until(m: &Machine, id: NodeId, stop: impl Fn(NodeId) -> bool) -> Result
     }
     Ok(nodes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fallback_say(text: &str) -> Say {
+        let m = compile(&Source::new("f.toml", text)).machine.unwrap();
+        match m.fallback().actions.first() {
+            Some(crate::callflow::Action::Say(say)) => say.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_fallback_speaks_in_the_machine_s_voice() {
+        let body =
+            "[nodes.hi]\nkind = \"say\"\ntext = \"Hola.\"\nnext = \"bye\"\n[nodes.bye]\nkind = \"hangup\"\n";
+        let defaults = format!(
+            "name = \"f\"\nstart = \"hi\"\n[defaults]\nvoice_profile = \"es-ES-HelenaRUS\"\nspeed = 0.9\n{body}"
+        );
+        let say = fallback_say(&defaults);
+        assert_eq!((say.voice_profile.as_str(), say.speed), ("es-ES-HelenaRUS", Some(Speed(90))));
+        // No `[defaults]` voice: the one the start node speaks in.
+        let node = format!(
+            "name = \"f\"\nstart = \"hi\"\n{}",
+            body.replace(
+                "text = \"Hola.\"",
+                "text = \"Hola.\"\nvoice_profile = \"es-ES-HelenaRUS\"\nspeed = 1.1"
+            )
+        );
+        let say = fallback_say(&node);
+        assert_eq!((say.voice_profile.as_str(), say.speed), ("es-ES-HelenaRUS", Some(Speed(110))));
+    }
+}

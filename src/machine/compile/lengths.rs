@@ -181,9 +181,11 @@ impl Compiler<'_> {
         let stored: Vec<&str> = used.iter().filter_map(|(_, b)| b.stored_by.as_deref()).collect();
         let stored = stored.join(" or ");
         let hint = match (rule, stored.is_empty()) {
-            (Rule::Number, _) => {
-                "build the number from a setting or `{caller}`, or keep what fills it short".to_string()
-            }
+            (Rule::Number, _) => format!(
+                "lower the `max_digits` or `max_chars` of what sets {} by {} characters, or shorten the written part",
+                used.iter().map(|(v, _)| format!("`{v}`")).collect::<Vec<_>>().join(", "),
+                chars - limit
+            ),
             (Rule::Text, false) => {
                 format!("lower {}, or shorten the text by {} characters", stored, chars - limit)
             }
