@@ -309,7 +309,7 @@ impl Compiler<'_> {
         let def = self.def;
         self.check_name(At::Machine("name"), &def.name, "machine");
         for (i, number) in def.numbers.iter().enumerate() {
-            if let Err(why) = callflow::check_number(number) {
+            if let Err(why) = callflow::check_e164(number) {
                 let hint = Some("write the number in E.164: `+`, the country code, then the number".into());
                 self.error(At::Machine(&format!("numbers.{i}")), why, hint);
             }

@@ -181,6 +181,18 @@ impl Compiler<'_> {
         let source = self.template(name, "source", source, settings);
         let call = MakeCall { source: source?, destination: destination?, call_recording: n.call_recording };
         self.check_action(name, ActionOf::Call(&call));
+        // A number written in the machine is held to E.164 in full (8x8's rule on every reply, which
+        // the engine checks, is only its length and digits).
+        for (field, t) in [("destination", &call.destination), ("source", &call.source)] {
+            if let Some(number) = t.as_literal()
+                && crate::callflow::check_number(number).is_ok()
+                && let Err(why) = crate::callflow::check_e164(number)
+            {
+                let hint =
+                    "write phone numbers in E.164: `+`, the country code, then the number (`+6568888888`)";
+                self.error(At::Node(name, field), why, Some(hint.into()));
+            }
+        }
         Some(call)
     }
 
