@@ -8,6 +8,7 @@
 pub mod script;
 mod state;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::callflow::{
@@ -99,6 +100,8 @@ pub enum StepError {
     NoAction { node: String },
     #[error("node `{node}`: 8x8 would reject the reply: {violation}")]
     RejectedReply { node: String, violation: Violation },
+    #[error(transparent)]
+    Variable(#[from] VariableError),
     /// The step reached a script node and needs the answer to this request (see `step_with`).
     #[error("node `{}`: needs the answer to {} {}", .0.node, .0.method, .0.url)]
     NeedsAnswer(Box<Request>),
@@ -271,14 +274,82 @@ fn step_inner(
     Ok(Step { state: st, reply, entered, edges, actors, script_failures, cuts, requests })
 }
 
-/// Starts an outbound call from `call.source` (a virtual number) to `call.destination`: the
-/// state, and the callflow for 8x8's Send Callflow API — `makeCall`, then the start node's chain.
-/// 8x8 takes `clientActionId` only in webhook replies, so the opening callflow carries none; the
-/// first webhook of the call (without one) is the callee's answer to the start node.
-pub fn start_outbound(m: &Machine, call: CallInfo, now_ms: u64) -> Result<Step, StepError> {
+/// Most variables a placed call gives (`POST /calls`, `phonetree call --var`): each must be one
+/// of the machine's `variables`, of which there are at most as many.
+pub const OUTBOUND_VARIABLES_MAX: usize = crate::machine::VARIABLES_MAX;
+/// Longest value a placed call gives a variable: the bound of every call variable.
+pub const OUTBOUND_VARIABLE_CHARS_MAX: usize = crate::machine::VARIABLE_CHARS_MAX;
+const _: () = assert!(OUTBOUND_VARIABLE_CHARS_MAX == KEYPRESS_CHARS_MAX);
+
+/// A variable a placed call may not give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VariableError {
+    #[error("{count} variables; a call takes at most {OUTBOUND_VARIABLES_MAX}")]
+    TooMany { count: usize },
+    #[error("machine `{machine}` reads no variable `{name}` it lets a call give ({})", known_names(.known))]
+    Unknown { machine: String, name: String, known: Vec<String> },
+    #[error(
+        "variable `{name}` has {chars} characters; a call variable keeps at most {OUTBOUND_VARIABLE_CHARS_MAX}"
+    )]
+    TooLong { name: String, chars: usize },
+}
+
+fn known_names(known: &[String]) -> String {
+    if known.is_empty() {
+        "it declares none: list the names in its `variables` table, with a default each".into()
+    } else {
+        format!("it takes {}; a new one goes in its `variables` table", known.join(", "))
+    }
+}
+
+/// Checks the variables a placed call gives: at most `OUTBOUND_VARIABLES_MAX`, each one of the
+/// machine's `variables`, each value within `OUTBOUND_VARIABLE_CHARS_MAX`. The first problem.
+pub fn check_variables<'a>(
+    m: &Machine,
+    given: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), VariableError> {
+    let given: Vec<(&str, &str)> = given.into_iter().collect();
+    if given.len() > OUTBOUND_VARIABLES_MAX {
+        return Err(VariableError::TooMany { count: given.len() });
+    }
+    for (name, value) in given {
+        if !m.variables().contains_key(name) {
+            return Err(VariableError::Unknown {
+                machine: m.name.clone(),
+                name: name.to_string(),
+                known: m.variables().keys().cloned().collect(),
+            });
+        }
+        let chars = value.chars().count();
+        if chars > OUTBOUND_VARIABLE_CHARS_MAX {
+            return Err(VariableError::TooLong { name: name.to_string(), chars });
+        }
+    }
+    Ok(())
+}
+
+/// Starts an outbound call from `call.source` (a virtual number) to `call.destination`, with the
+/// machine's `variables` set to `vars` (checked by `check_variables`, else `StepError::Variable`):
+/// the step whose reply is the callflow for 8x8's Send Callflow API — `makeCall`, then the start
+/// node's chain. Like `step_with`, it runs the script nodes the chain passes with `answers`, in
+/// order, or stops with the request it needs next. 8x8 takes `clientActionId` only in webhook
+/// replies, so the opening callflow carries none; the first webhook of the call (without one) is
+/// the callee's answer to the node the opening waits at.
+pub fn start_outbound(
+    m: &Machine,
+    call: CallInfo,
+    vars: &BTreeMap<String, String>,
+    now_ms: u64,
+    answers: &[Answer],
+) -> Result<Stepped, StepError> {
+    check_variables(m, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let dial =
         MakeCall { source: call.source.clone(), destination: call.destination.clone(), call_recording: None };
-    let mut step = step(m, &CallState::new(m, call, now_ms), &Event::CallStarted, now_ms)?;
+    let state = placed_state(m, call, vars, now_ms);
+    let mut step = match step_with(m, &state, &Event::CallStarted, now_ms, answers)? {
+        Stepped::Done(step) => step,
+        needs @ Stepped::Needs(_) => return Ok(needs),
+    };
     if let Some(flow) = &mut step.reply {
         flow.client_action_id = None;
         flow.actions.insert(0, Action::MakeCall(dial));
@@ -290,7 +361,15 @@ pub fn start_outbound(m: &Machine, call: CallInfo, now_ms: u64) -> Result<Step, 
             });
         }
     }
-    Ok(step)
+    Ok(Stepped::Done(step))
+}
+
+/// The state a placed call starts in: at the start node, `vars` set over the machine's defaults
+/// (the opening's, before its step).
+fn placed_state(m: &Machine, call: CallInfo, vars: &BTreeMap<String, String>, now_ms: u64) -> CallState {
+    let mut state = CallState::new(m, call, now_ms);
+    state.vars.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    state
 }
 
 /// The nodes a step entered: the start when the call started, then every edge target.

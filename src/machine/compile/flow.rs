@@ -60,12 +60,13 @@ impl Compiler<'_> {
 
 /// The sets of variables certainly set on entering each node, to a fixed point: an `input` sets
 /// its variable on its `next` edge only, a script its stored variables on the edges of an answer,
-/// a set its values and counters on its `next`. (An answer without a stored key leaves its
+/// a set its values and counters on its `next`; the machine's `variables` are set from the start. (An answer without a stored key leaves its
 /// variable unset, unless it has a `default`: that is `explore`'s "stored key missing" answer
 /// class, reported with the answers that reach it.)
 /// A node that did not compile is taken to set every variable: nothing after it is blamed on it.
 fn set_on_entry(m: &Machine, failed: &[bool], declared: &BTreeSet<String>) -> SetOnEntry {
-    let mut set_on_entry: SetOnEntry = HashMap::from([(m.start, BTreeSet::new())]);
+    // A call starts with the machine's `variables` set.
+    let mut set_on_entry: SetOnEntry = HashMap::from([(m.start, m.variables.keys().cloned().collect())]);
     let mut queue = VecDeque::from([m.start]);
     while let Some(id) = queue.pop_front() {
         let here = set_on_entry[&id].clone();
