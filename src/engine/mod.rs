@@ -116,6 +116,16 @@ pub enum Stepped {
     Needs(Request),
 }
 
+impl Stepped {
+    /// The step, when it ran to its end; a request it stopped at is the error `NeedsAnswer`.
+    pub fn done(self) -> Result<Step, StepError> {
+        match self {
+            Stepped::Done(step) => Ok(*step),
+            Stepped::Needs(request) => Err(StepError::NeedsAnswer(Box::new(request))),
+        }
+    }
+}
+
 /// What a step carries along its walk: the answers it was given and how many it used, and the
 /// node each action of the reply comes from.
 struct Walk<'a> {
@@ -134,10 +144,7 @@ struct Walk<'a> {
 /// Applies one event to a call whose machine has no script on the way (a request it would need
 /// is the error `NeedsAnswer`).
 pub fn step(m: &Machine, s: &CallState, event: &Event, now_ms: u64) -> Result<Step, StepError> {
-    match step_with(m, s, event, now_ms, &[])? {
-        Stepped::Done(step) => Ok(*step),
-        Stepped::Needs(request) => Err(StepError::NeedsAnswer(Box::new(request))),
-    }
+    step_with(m, s, event, now_ms, &[])?.done()
 }
 
 /// Applies one event to a call, with the answers to the requests of the script nodes it passes,

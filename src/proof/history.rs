@@ -394,7 +394,7 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
         destination: call.destination.clone(),
         call_id: None,
     };
-    let mut state = CallState::new(m, info, call.started_ms);
+    let mut state = CallState::new(m, info.clone(), call.started_ms);
     // A call placed (outbound) began with the start node's prompts sent through 8x8's API, not
     // in answer to a webhook: its first entry answers them.
     if call.entries.first().is_some_and(|e| e.event != Happened::CallStarted) {
@@ -427,8 +427,16 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
             replayed,
         };
         let mut answers: Vec<Answer> = recorded.requests.iter().map(Asked::answer).collect();
+        // The opening of a call placed (its first entry since the opening's scripts are recorded)
+        // is the Send Callflow request: `makeCall`, then the start node's chain.
+        let placed = i == 0 && info.direction == Direction::Outbound && event == Event::CallStarted;
         let step = loop {
-            match engine::step_with(m, &state, &event, recorded.at_ms, &answers) {
+            let stepped = if placed {
+                engine::start_outbound(m, info.clone(), &state.vars, recorded.at_ms, &answers)
+            } else {
+                engine::step_with(m, &state, &event, recorded.at_ms, &answers)
+            };
+            match stepped {
                 Ok(Stepped::Done(step)) => break *step,
                 Ok(Stepped::Needs(_)) if answers.len() <= SCRIPTS_PER_STEP_MAX => {
                     answers.push(Answer::Failed { reason: "not in the recording".into() });
