@@ -659,3 +659,72 @@ async fn simulate_outbound_with_vars_plays_the_opening_the_node_sends() {
     assert_eq!(code, 1);
     assert!(stderr.contains("`colour`"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_placed_call_never_answered_is_recorded_as_unanswered_with_its_status() {
+    let api = StandIn::start(200, created("8x8-unanswered")).await;
+    let t = tempfile::tempdir().unwrap();
+    let n = api.node(&t, api.env());
+    let r = post(&n.admin_url("/calls"), json!({"machine": "tech_support", "to": "+6512345678"}).to_string())
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    // No webhook ever comes: 8x8's summary says nobody answered.
+    let s = post(&n.url("/webhooks/vss"), vss("8x8-unanswered", "NO_ANSWER")).await;
+    assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+
+    let shown: Value =
+        reqwest::get(n.admin_url("/calls/8x8-unanswered")).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (&shown["outcome"], &shown["unansweredStatus"]),
+        (&json!("unanswered"), &json!("NO_ANSWER")),
+        "{shown}"
+    );
+    let listed: Value =
+        reqwest::get(n.admin_url("/calls?outcome=unanswered")).await.unwrap().json().await.unwrap();
+    assert_eq!(listed["calls"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["calls"][0]["session"], "8x8-unanswered", "{listed}");
+    // Counted as its own ending, not as a caller who hung up.
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    let samples = metrics::parse(&text);
+    assert_eq!(
+        metrics::values(
+            &samples,
+            "phonetree_calls_ended_total",
+            &[("machine", "tech_support")],
+            &["node", "how"]
+        ),
+        metrics::expected(&[(&["menu", "unanswered"], 1.0)]),
+        "{text}"
+    );
+
+    // A placed call answered (a webhook came) and then left is still the caller's leaving.
+    let api2 = StandIn::start(200, created("8x8-answered")).await;
+    let t2 = tempfile::tempdir().unwrap();
+    let n2 = api2.node(&t2, api2.env());
+    let r =
+        post(&n2.admin_url("/calls"), json!({"machine": "tech_support", "to": "+6512345678"}).to_string())
+            .await;
+    assert_eq!(r.status, 201);
+    let mut v = Vca::abc("8x8-answered", "e1", None, None);
+    (v.source, v.destination) = ("6561115777", "+6512345678");
+    assert_eq!(post(&n2.url("/webhooks/vca"), v.body()).await.how, "applied");
+    post(&n2.url("/webhooks/vss"), vss("8x8-answered", "COMPLETED")).await;
+    let shown: Value = reqwest::get(n2.admin_url("/calls/8x8-answered")).await.unwrap().json().await.unwrap();
+    assert_eq!(shown["outcome"], "callerLeft", "{shown}");
+
+    // `phonetree calls show` says it too.
+    drop(n);
+    let (code, stdout, stderr) = phonetree(
+        vec![
+            "calls".into(),
+            "show".into(),
+            "8x8-unanswered".into(),
+            "--data".into(),
+            t.path().join("data").to_str().unwrap().into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("outcome: unanswered (NO_ANSWER)"), "{stdout}");
+}

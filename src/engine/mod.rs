@@ -194,6 +194,7 @@ fn step_inner(
             if st.phase != Phase::Ended {
                 st.outcome = Some(match &st.phase {
                     Phase::Bridged => transferred(m, &st, Some(status.clone()))?,
+                    _ if never_answered(&st, status) => Outcome::Unanswered { status: status.clone() },
                     _ => Outcome::CallerLeft { status: status.clone() },
                 });
                 st.phase = Phase::Ended;
@@ -378,6 +379,19 @@ fn placed_state(m: &Machine, call: CallInfo, vars: &BTreeMap<String, String>, no
     state.vars.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
     state
 }
+
+/// Whether a call ending with 8x8's summary `status` is one phonetree placed that the callee never
+/// answered: it still waits at its opening's prompt (the first reply that waits, `seq` 1: any
+/// webhook would have moved it on or counted a retry), and 8x8 does not report it `COMPLETED`.
+fn never_answered(st: &CallState, status: &str) -> bool {
+    st.call.direction == Direction::Outbound
+        && st.phase == Phase::AwaitingInput
+        && st.seq == 1
+        && status != SUMMARY_COMPLETED
+}
+
+/// 8x8's session status of a call that was answered and ended normally.
+const SUMMARY_COMPLETED: &str = "COMPLETED";
 
 /// The nodes a step entered: the start when the call started, then every edge target.
 fn entered_nodes(

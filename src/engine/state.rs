@@ -68,6 +68,9 @@ pub enum Outcome {
     Transferred { destination: String, status: Option<String> },
     /// The session ended (8x8's summary) while phonetree was still waiting on the caller.
     CallerLeft { status: String },
+    /// A call phonetree placed ended (8x8's summary, `status` not `COMPLETED`: `NO_ANSWER`,
+    /// `BUSY`, `FAILED`, ...) before any webhook came: the callee never answered.
+    Unanswered { status: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

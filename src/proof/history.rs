@@ -231,11 +231,14 @@ pub struct Call {
     pub destination: String,
     pub started_ms: u64,
     pub updated_ms: u64,
-    /// `inProgress`, `hungUp`, `transferred` or `callerLeft`.
+    /// `inProgress`, `hungUp`, `transferred`, `callerLeft` or `unanswered`.
     pub outcome: String,
     /// A transfer's end as its session summary reports it (`COMPLETED`, `BUSY`, `NO_ANSWER`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer_status: Option<String>,
+    /// A placed call never answered: its session summary's status (`NO_ANSWER`, `BUSY`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unanswered_status: Option<String>,
     /// The node the call is (or ended) at.
     pub node: String,
     /// (Absent from a listed call.)
@@ -250,13 +253,14 @@ pub struct Call {
 }
 
 /// The outcome names `Call::outcome` uses (and `GET /calls?outcome=` filters on).
-pub const OUTCOMES: &[&str] = &["inProgress", "hungUp", "transferred", "callerLeft"];
+pub const OUTCOMES: &[&str] = &["inProgress", "hungUp", "transferred", "callerLeft", "unanswered"];
 
 /// The name of a call's outcome.
 pub fn outcome(state: &CallState) -> &'static str {
     match (&state.phase, &state.outcome) {
         (Phase::Ended, Some(Outcome::Transferred { .. })) => "transferred",
         (Phase::Ended, Some(Outcome::CallerLeft { .. })) => "callerLeft",
+        (Phase::Ended, Some(Outcome::Unanswered { .. })) => "unanswered",
         (Phase::Ended, _) => "hungUp",
         _ => "inProgress",
     }
@@ -280,6 +284,10 @@ impl Call {
             outcome: outcome(state).into(),
             transfer_status: match &state.outcome {
                 Some(Outcome::Transferred { status, .. }) => status.clone(),
+                _ => None,
+            },
+            unanswered_status: match &state.outcome {
+                Some(Outcome::Unanswered { status }) => Some(status.clone()),
                 _ => None,
             },
             node: node.into(),
@@ -333,7 +341,8 @@ impl Call {
             }
             None => "summary: none yet".into(),
         };
-        let transfer = self.transfer_status.as_ref().map_or_else(String::new, |s| format!(" ({s})"));
+        let status = self.transfer_status.as_ref().or(self.unanswered_status.as_ref());
+        let transfer = status.map_or_else(String::new, |s| format!(" ({s})"));
         out.push(format!("outcome: {}{transfer} at `{}`; {ended}", self.outcome, self.node));
         out
     }

@@ -183,6 +183,9 @@ impl<'m> Simulation<'m> {
             (Phase::Ended, Some(Outcome::CallerLeft { status })) => {
                 format!("call ended: the caller left ({status})")
             }
+            (Phase::Ended, Some(Outcome::Unanswered { status })) => {
+                format!("call ended: never answered ({status})")
+            }
             (Phase::Ended, None) => "call ended".into(),
             (Phase::Bridged, _) => format!("call transferred at node `{node}`: the caller is bridged"),
             (Phase::AwaitingInput, _) => format!("no more input: the call waits at menu `{node}`"),
