@@ -728,3 +728,29 @@ async fn a_placed_call_never_answered_is_recorded_as_unanswered_with_its_status(
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("outcome: unanswered (NO_ANSWER)"), "{stdout}");
 }
+
+#[test]
+fn check_proves_the_reminder_and_refuses_variables_it_could_not_keep() {
+    use phonetree::machine::{Source, compile};
+    let source = Source::new("reminder.toml", REMINDER);
+    let compiled = compile(&source);
+    let m = compiled.machine.unwrap_or_else(|| panic!("{:?}", compiled.diagnostics));
+    let report = phonetree::proof::explore::explore(&m);
+    assert!(report.proven(), "{:?}", report.violations);
+    assert_eq!(m.variables().get("amount").map(String::as_str), Some("0"));
+
+    // A built-in's name, a default over the per-variable bound, and a variable read that no
+    // node and no `variables` entry sets: every one in the same run, with its position.
+    let bad = REMINDER.replace(
+        r#"variables = { account = "none", amount = "0" }"#,
+        &format!(r#"variables = {{ caller = "x", amount = "{}" }}"#, "9".repeat(33)),
+    );
+    let compiled = compile(&Source::new("bad.toml", bad));
+    assert!(compiled.machine.is_none());
+    let text: Vec<String> = compiled.diagnostics.iter().map(ToString::to_string).collect();
+    let has = |what: &str| text.iter().any(|d| d.contains(what));
+    assert!(has("`caller` cannot name a call variable"), "{text:#?}");
+    assert!(has("the default of `amount` has 33 characters"), "{text:#?}");
+    assert!(has("account"), "{text:#?}");
+    assert!(text.iter().all(|d| d.starts_with("bad.toml:")), "{text:#?}");
+}
