@@ -541,9 +541,14 @@ async fn an_opening_whose_api_fails_takes_the_failure_edge() {
     let api = StandIn::start(200, created("8x8-reminder-2")).await;
     let billing = Billing::start().await;
     let t = tempfile::tempdir().unwrap();
-    billing.machine(&machines_dir(t.path()));
+    // Without `variables`: the script before the first prompt alone (before, a 500 `internal`).
+    let path = billing.machine(&machines_dir(t.path()));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text =
+        text.replace(r#"variables = { account = "none", amount = "0" }"#, "").replace("{account}", "broken");
+    std::fs::write(&path, text.replace("{amount}", "0")).unwrap();
     let n = api.node(&t, api.env());
-    let call = json!({"machine": "reminder", "to": "+6598888888", "variables": {"account": "broken"}});
+    let call = json!({"machine": "reminder", "to": "+6598888888"});
     let r = post(&n.admin_url("/calls"), call.to_string()).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(billing.count("broken"), 1);
