@@ -294,7 +294,7 @@ const _: () = assert!(OUTBOUND_VARIABLE_CHARS_MAX == KEYPRESS_CHARS_MAX);
 pub enum VariableError {
     #[error("{count} variables; a call takes at most {OUTBOUND_VARIABLES_MAX}")]
     TooMany { count: usize },
-    #[error("machine `{machine}` reads no variable `{name}` it lets a call give ({})", known_names(.known))]
+    #[error("machine `{machine}` takes no variable `{name}` ({})", known_names(.known))]
     Unknown { machine: String, name: String, known: Vec<String> },
     #[error(
         "variable `{name}` has {chars} characters; a call variable keeps at most {OUTBOUND_VARIABLE_CHARS_MAX}"
@@ -304,9 +304,12 @@ pub enum VariableError {
 
 fn known_names(known: &[String]) -> String {
     if known.is_empty() {
-        "it declares none: list the names in its `variables` table, with a default each".into()
+        "it lists none: a placed call may give only the names its `variables` table lists, each with a default".into()
     } else {
-        format!("it takes {}; a new one goes in its `variables` table", known.join(", "))
+        format!(
+            "it takes {}: a placed call may give only the names its `variables` table lists",
+            known.join(", ")
+        )
     }
 }
 
