@@ -744,6 +744,15 @@ fn check_proves_the_reminder_and_refuses_variables_it_could_not_keep() {
     assert!(report.proven(), "{:?}", report.violations);
     assert_eq!(m.variables().get("amount").map(String::as_str), Some("0"));
 
+    assert!(compiled.diagnostics.is_empty(), "{:?}", compiled.diagnostics);
+    // A variable nothing reads is a warning: a call giving it would change nothing.
+    let unread = REMINDER.replace(r#"amount = "0" }"#, r#"amount = "0", colour = "red" }"#);
+    let compiled = compile(&Source::new("unread.toml", unread));
+    assert!(compiled.machine.is_some());
+    let text: Vec<String> = compiled.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 1, "{text:#?}");
+    assert!(text[0].contains("warning: field `variables.colour`: no node reads variable `colour`"), "{text:#?}");
+
     // A built-in's name, a default over the per-variable bound, and a variable read that no
     // node and no `variables` entry sets: every one in the same run, with its position.
     let bad = REMINDER.replace(

@@ -7,6 +7,7 @@ use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
 use super::super::definition::Kind;
+use super::super::diagnostic::Severity;
 use super::super::template::Template;
 use super::super::{Edge, Machine, Menu, NodeId, NodeKind};
 use super::{At, Compiler};
@@ -54,6 +55,36 @@ impl Compiler<'_> {
                     );
                 }
             }
+        }
+    }
+}
+
+impl Compiler<'_> {
+    /// Every one of the machine's `variables` is read somewhere (a template, a route rule, a
+    /// counter): a placed call could give one nothing reads, and its caller would think it used.
+    pub(super) fn check_variables_read(&mut self, m: &Machine) {
+        if m.variables.is_empty() {
+            return;
+        }
+        let mut read = BTreeSet::new();
+        for id in m.graph.node_indices() {
+            let kind = &m.graph[id].kind;
+            read.extend(templates_of(kind).into_iter().flat_map(|(_, t)| t.vars()).map(str::to_string));
+            match kind {
+                NodeKind::Route(route) => {
+                    read.extend(route.rules.iter().filter_map(|r| r.var.as_ref()).map(|(v, _)| v.clone()));
+                }
+                NodeKind::Set(set) => read.extend(set.add.iter().map(|(v, _)| v.clone())),
+                _ => {}
+            }
+        }
+        for name in m.variables.keys().filter(|v| !read.contains(*v)) {
+            self.report(
+                Severity::Warning,
+                At::Machine(&format!("variables.{name}")),
+                format!("no node reads variable `{name}`: a placed call that gives it changes nothing"),
+                Some(format!("use `{{{name}}}` in a template or a route rule, or remove it")),
+            );
         }
     }
 }

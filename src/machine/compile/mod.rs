@@ -294,6 +294,7 @@ impl Compiler<'_> {
             self.check_reachability(&machine);
             self.check_assigned(&machine, &failed);
         }
+        self.check_variables_read(&machine);
         Some(machine)
     }
 
