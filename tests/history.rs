@@ -376,7 +376,12 @@ fn an_outbound_call_replays_from_the_start_node_it_was_placed_at() {
     use phonetree::engine;
     use phonetree::proof::history::{self, Call, Entry};
     let m = bundled("abc_restaurant");
-    let mut state = engine::start_outbound(&m, outbound("+6568888888", "+6598888888"), 0).unwrap().state;
+    let mut state =
+        engine::start_outbound(&m, outbound("+6568888888", "+6598888888"), &Default::default(), 0, &[])
+            .unwrap()
+            .done()
+            .unwrap()
+            .state;
     let mut entries = Vec::new();
     for (i, input) in ["1", "-", "2"].iter().enumerate() {
         let e = event(input);

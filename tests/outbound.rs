@@ -358,3 +358,413 @@ async fn the_overall_rate_limit_holds_across_destinations() {
     assert_eq!((status, code.as_str(), retry.is_some()), (429, "rate_limited", true));
     assert_eq!(api.received().len(), 2);
 }
+
+/// A payment reminder: its opening asks the billing API for the callee's name (a script before
+/// the first prompt), then says it with the amount the call was placed with (`variables`).
+const REMINDER: &str = r#"
+name = "reminder"
+start = "lookup"
+numbers = ["+6568880009"]
+allow_hosts = ["127.0.0.1"]
+variables = { account = "none", amount = "0" }
+
+[settings]
+api = "http://127.0.0.1:8090"
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[nodes.lookup]
+kind = "script"
+url = "{api}/accounts/{account}"
+timeout_ms = 2000
+response_key = "status"
+branches = { open = "remind" }
+default = "remind"
+failure = "sorry"
+store = { name = { path = "name", default = "customer" } }
+
+[nodes.remind]
+kind = "menu"
+prompt = "Hello {name}. You owe {amount} dollars. To pay now, press 1."
+branches = { 1 = "thanks" }
+invalid = "bye"
+
+[nodes.thanks]
+kind = "say"
+text = "Thank you, {name}."
+next = "bye"
+
+[nodes.sorry]
+kind = "say"
+text = "Sorry, we cannot reach your account right now. Goodbye."
+next = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
+/// The billing API on loopback: `GET /accounts/ID`; `A-17` is Ada's open account, `broken`
+/// answers 500. Counts the requests per account.
+struct Billing {
+    base: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Billing {
+    async fn start() -> Billing {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let route = warp::path!("accounts" / String).map(move |account: String| {
+            log.lock().unwrap().push(account.clone());
+            let (status, body) = match account.as_str() {
+                "A-17" => (200, json!({"status": "open", "name": "Ada"})),
+                _ => (500, json!({})),
+            };
+            warp::reply::with_status(
+                warp::reply::json(&body),
+                warp::http::StatusCode::from_u16(status).unwrap(),
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        Billing { base, seen }
+    }
+
+    fn count(&self, account: &str) -> usize {
+        self.seen.lock().unwrap().iter().filter(|a| *a == account).count()
+    }
+
+    /// The reminder machine, calling this API, written into `dir`; its path.
+    fn machine(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("reminder.toml");
+        std::fs::write(&path, REMINDER.replace("http://127.0.0.1:8090", &self.base)).unwrap();
+        path
+    }
+}
+
+/// The (action, text) of each action of a callflow as 8x8 gets it.
+fn actions(flow: &Value) -> Vec<(String, String)> {
+    flow["callflow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let p = &a["params"];
+            let text =
+                ["destination", "text", "promptMessage"].iter().find_map(|k| p[*k].as_str()).unwrap_or("");
+            (a["action"].as_str().unwrap().to_string(), text.to_string())
+        })
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(a, t)| (a.to_string(), t.to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_opening_runs_its_script_before_the_call_is_placed_and_says_the_calls_variables() {
+    let api = StandIn::start(200, created("8x8-reminder-1")).await;
+    let billing = Billing::start().await;
+    let t = tempfile::tempdir().unwrap();
+    billing.machine(&machines_dir(t.path()));
+    let n = api.node(&t, api.env());
+
+    let call = json!({"machine": "reminder", "to": "+6598888888",
+                      "variables": {"account": "A-17", "amount": "42.50"}});
+    let r = post(&n.admin_url("/calls"), call.to_string()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(billing.count("A-17"), 1, "the opening's script asks the API once");
+    // The callee's first prompt: the name from the API's answer, the amount from the call.
+    let sent = api.received();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        actions(&sent[0].body),
+        pairs(&[
+            ("makeCall", "+6598888888"),
+            ("sayAndCapture", "Hello Ada. You owe 42.50 dollars. To pay now, press 1."),
+        ])
+    );
+    assert!(
+        phonetree::callflow::validate(
+            &phonetree::webhook::wire::decode(sent[0].body.to_string().as_bytes()).unwrap(),
+            phonetree::callflow::Use::OutboundRequest
+        )
+        .is_empty()
+    );
+
+    // The callee presses 1: the call goes on with the stored answer; the API is not asked again.
+    let mut v = Vca::abc("8x8-reminder-1", "e1", Some("1"), None);
+    (v.source, v.destination) = ("+6568880009", "+6598888888");
+    let a = post(&n.url("/webhooks/vca"), v.body()).await;
+    assert_eq!(a.how, "applied");
+    assert_eq!(actions(&a.json()), pairs(&[("say", "Thank you, Ada."), ("hangup", "")]));
+    assert_eq!(billing.count("A-17"), 1);
+
+    // The opening's request and answer are in the call's history, as an inbound step's are.
+    let shown: Value =
+        reqwest::get(n.admin_url("/calls/8x8-reminder-1")).await.unwrap().json().await.unwrap();
+    let opening = &shown["entries"][0];
+    assert_eq!(opening["event"]["type"], "callStarted", "{shown}");
+    let asked = &opening["requests"][0];
+    assert_eq!((asked["node"].as_str(), asked["status"].as_u64()), (Some("lookup"), Some(200)), "{shown}");
+    assert!(asked["url"].as_str().unwrap().ends_with("/accounts/A-17"), "{shown}");
+
+    // The CLI through the running server gives the same variables.
+    let (code, stdout, stderr) = phonetree(
+        [
+            "call",
+            "--machine",
+            "reminder",
+            "--to",
+            "+6598888887",
+            "--var",
+            "account=A-17",
+            "--var",
+            "amount=7",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--server".to_string(), n.admin_url("")])
+        .collect(),
+        vec![],
+    )
+    .await;
+    assert_eq!((code, stdout.as_str()), (0, "8x8-reminder-1\n"), "{stderr}");
+    let sent = api.received();
+    assert_eq!(actions(&sent[1].body)[1].1, "Hello Ada. You owe 7 dollars. To pay now, press 1.");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_opening_whose_api_fails_takes_the_failure_edge() {
+    let api = StandIn::start(200, created("8x8-reminder-2")).await;
+    let billing = Billing::start().await;
+    let t = tempfile::tempdir().unwrap();
+    // Without `variables`: the script before the first prompt alone (before, a 500 `internal`).
+    let path = billing.machine(&machines_dir(t.path()));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text =
+        text.replace(r#"variables = { account = "none", amount = "0" }"#, "").replace("{account}", "broken");
+    std::fs::write(&path, text.replace("{amount}", "0")).unwrap();
+    let n = api.node(&t, api.env());
+    let call = json!({"machine": "reminder", "to": "+6598888888"});
+    let r = post(&n.admin_url("/calls"), call.to_string()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(billing.count("broken"), 1);
+    assert_eq!(
+        actions(&api.received()[0].body),
+        pairs(&[
+            ("makeCall", "+6598888888"),
+            ("say", "Sorry, we cannot reach your account right now. Goodbye."),
+            ("hangup", ""),
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_variables_are_refused_with_a_400_naming_them_and_nothing_is_asked() {
+    let api = StandIn::start(200, created("never")).await;
+    let billing = Billing::start().await;
+    let t = tempfile::tempdir().unwrap();
+    billing.machine(&machines_dir(t.path()));
+    let n = api.node(&t, api.env());
+    let call = |vars: Value| json!({"machine": "reminder", "to": "+6598888888", "variables": vars});
+    let many: serde_json::Map<String, Value> = (0..40).map(|i| (format!("v{i}"), json!("x"))).collect();
+    let cases = [
+        (json!({"colour": "red"}), "colour"),
+        (json!({"amount": 42}), "amount"),
+        (json!({"amount": "x".repeat(33)}), "amount"),
+        (Value::Object(many), "40 variables"),
+    ];
+    for (vars, named) in cases {
+        let (status, code, message, _) = refusal(&n, call(vars.clone())).await;
+        assert_eq!((status, code.as_str()), (400, "invalid_variables"), "{vars}: {message}");
+        assert!(message.contains(named), "{vars}: {message}");
+    }
+    // The unknown name's hint lists the names the machine takes.
+    let (_, _, message, _) = refusal(&n, call(json!({"colour": "red"}))).await;
+    assert!(message.contains("account, amount"), "{message}");
+    assert_eq!(api.received().len(), 0, "a refused call reached 8x8");
+    assert_eq!(billing.seen.lock().unwrap().len(), 0, "a refused call ran its script");
+
+    // `phonetree call --var` is refused alike.
+    let mut args = call_args(&t, "reminder", "+6598888888");
+    args.extend(["--var".to_string(), "colour=red".to_string()]);
+    let t2 = tempfile::tempdir().unwrap();
+    args[6] = t2.path().join("data").to_str().unwrap().to_string();
+    let (code, _, stderr) = phonetree(args, api.env()).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`colour`"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn simulate_outbound_with_vars_plays_the_opening_the_node_sends() {
+    let billing = Billing::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let machine = billing.machine(t.path());
+    let answers = t.path().join("answers.json");
+    std::fs::write(
+        &answers,
+        json!({"lookup": [{"status": 200, "body": {"status": "open", "name": "Ada"}}]}).to_string(),
+    )
+    .unwrap();
+    let args = |extra: &[&str]| -> Vec<String> {
+        [
+            "simulate",
+            machine.to_str().unwrap(),
+            "--outbound",
+            "--to",
+            "+6598888888",
+            "--var",
+            "account=A-17",
+            "--var",
+            "amount=42.50",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (code, stdout, stderr) =
+        phonetree(args(&["--answers", answers.to_str().unwrap(), "1"]), vec![]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("[lookup] asks GET "), "{stdout}");
+    assert!(stdout.contains("makeCall: dials +6598888888 (caller ID +6568880009)"), "{stdout}");
+    assert!(
+        stdout.contains("[remind] hears: \"Hello Ada. You owe 42.50 dollars. To pay now, press 1.\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[thanks] hears: \"Thank you, Ada.\""), "{stdout}");
+
+    // --json: the Send Callflow request, as the node sends it.
+    let (code, stdout, stderr) =
+        phonetree(args(&["--answers", answers.to_str().unwrap(), "--json", "1"]), vec![]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let first: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        actions(&first),
+        pairs(&[
+            ("makeCall", "+6598888888"),
+            ("sayAndCapture", "Hello Ada. You owe 42.50 dollars. To pay now, press 1."),
+        ])
+    );
+
+    // An `@` answer before the keys answers the opening's script; `@!` takes the failure edge.
+    let (code, stdout, stderr) = phonetree(args(&["@!"]), vec![]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("[sorry] hears: \"Sorry, we cannot reach your account right now. Goodbye.\""),
+        "{stdout}"
+    );
+
+    // A name the machine does not take.
+    let (code, _, stderr) =
+        phonetree(args(&["--var", "colour=red", "--answers", answers.to_str().unwrap()]), vec![]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`colour`"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_placed_call_never_answered_is_recorded_as_unanswered_with_its_status() {
+    let api = StandIn::start(200, created("8x8-unanswered")).await;
+    let t = tempfile::tempdir().unwrap();
+    let n = api.node(&t, api.env());
+    let r = post(&n.admin_url("/calls"), json!({"machine": "tech_support", "to": "+6512345678"}).to_string())
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    // No webhook ever comes: 8x8's summary says nobody answered.
+    let s = post(&n.url("/webhooks/vss"), vss("8x8-unanswered", "NO_ANSWER")).await;
+    assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+
+    let shown: Value =
+        reqwest::get(n.admin_url("/calls/8x8-unanswered")).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (&shown["outcome"], &shown["unansweredStatus"]),
+        (&json!("unanswered"), &json!("NO_ANSWER")),
+        "{shown}"
+    );
+    let listed: Value =
+        reqwest::get(n.admin_url("/calls?outcome=unanswered")).await.unwrap().json().await.unwrap();
+    assert_eq!(listed["calls"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["calls"][0]["session"], "8x8-unanswered", "{listed}");
+    // Counted as its own ending, not as a caller who hung up.
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    let samples = metrics::parse(&text);
+    assert_eq!(
+        metrics::values(
+            &samples,
+            "phonetree_calls_ended_total",
+            &[("machine", "tech_support")],
+            &["node", "how"]
+        ),
+        metrics::expected(&[(&["menu", "unanswered"], 1.0)]),
+        "{text}"
+    );
+
+    // A placed call answered (a webhook came) and then left is still the caller's leaving.
+    let api2 = StandIn::start(200, created("8x8-answered")).await;
+    let t2 = tempfile::tempdir().unwrap();
+    let n2 = api2.node(&t2, api2.env());
+    let r =
+        post(&n2.admin_url("/calls"), json!({"machine": "tech_support", "to": "+6512345678"}).to_string())
+            .await;
+    assert_eq!(r.status, 201);
+    let mut v = Vca::abc("8x8-answered", "e1", None, None);
+    (v.source, v.destination) = ("6561115777", "+6512345678");
+    assert_eq!(post(&n2.url("/webhooks/vca"), v.body()).await.how, "applied");
+    post(&n2.url("/webhooks/vss"), vss("8x8-answered", "COMPLETED")).await;
+    let shown: Value = reqwest::get(n2.admin_url("/calls/8x8-answered")).await.unwrap().json().await.unwrap();
+    assert_eq!(shown["outcome"], "callerLeft", "{shown}");
+
+    // `phonetree calls show` says it too.
+    drop(n);
+    let (code, stdout, stderr) = phonetree(
+        vec![
+            "calls".into(),
+            "show".into(),
+            "8x8-unanswered".into(),
+            "--data".into(),
+            t.path().join("data").to_str().unwrap().into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("outcome: unanswered (NO_ANSWER)"), "{stdout}");
+}
+
+#[test]
+fn check_proves_the_reminder_and_refuses_variables_it_could_not_keep() {
+    use phonetree::machine::{Source, compile};
+    let source = Source::new("reminder.toml", REMINDER);
+    let compiled = compile(&source);
+    let m = compiled.machine.unwrap_or_else(|| panic!("{:?}", compiled.diagnostics));
+    let report = phonetree::proof::explore::explore(&m);
+    assert!(report.proven(), "{:?}", report.violations);
+    assert_eq!(m.variables().get("amount").map(String::as_str), Some("0"));
+
+    assert!(compiled.diagnostics.is_empty(), "{:?}", compiled.diagnostics);
+    // A variable nothing reads is a warning: a call giving it would change nothing.
+    let unread = REMINDER.replace(r#"amount = "0" }"#, r#"amount = "0", colour = "red" }"#);
+    let compiled = compile(&Source::new("unread.toml", unread));
+    assert!(compiled.machine.is_some());
+    let text: Vec<String> = compiled.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 1, "{text:#?}");
+    assert!(text[0].contains("warning: field `variables.colour`: no node reads variable `colour`"), "{text:#?}");
+
+    // A built-in's name, a default over the per-variable bound, and a variable read that no
+    // node and no `variables` entry sets: every one in the same run, with its position.
+    let bad = REMINDER.replace(
+        r#"variables = { account = "none", amount = "0" }"#,
+        &format!(r#"variables = {{ caller = "x", amount = "{}" }}"#, "9".repeat(33)),
+    );
+    let compiled = compile(&Source::new("bad.toml", bad));
+    assert!(compiled.machine.is_none());
+    let text: Vec<String> = compiled.diagnostics.iter().map(ToString::to_string).collect();
+    let has = |what: &str| text.iter().any(|d| d.contains(what));
+    assert!(has("`caller` cannot name a call variable"), "{text:#?}");
+    assert!(has("the default of `amount` has 33 characters"), "{text:#?}");
+    assert!(has("account"), "{text:#?}");
+    assert!(text.iter().all(|d| d.starts_with("bad.toml:")), "{text:#?}");
+}

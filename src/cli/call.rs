@@ -2,6 +2,7 @@
 //! node's admin listener, `POST /calls` (`--server`, `--admin-token`); prints the session id 8x8
 //! gives it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub struct Args {
     /// The caller ID, one of the machine's numbers (default: its first).
     #[arg(long)]
     from: Option<String>,
+    /// A call variable, one of the machine's `variables` (repeat for each).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
     /// A running node to place the call through.
     #[command(flatten)]
     server: ServerArgs,
@@ -56,36 +60,58 @@ pub enum Error {
     Refused { message: String },
 }
 
+/// A `--var NAME=VALUE`.
+pub(super) fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not NAME=VALUE (e.g. --var amount=42.50)")),
+    }
+}
+
+/// The `--var`s as one map; a name given twice is an error.
+pub(super) fn vars_map(vars: Vec<(String, String)>) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for (name, value) in vars {
+        if map.insert(name.clone(), value).is_some() {
+            return Err(format!("--var {name} is given twice"));
+        }
+    }
+    Ok(map)
+}
+
 pub fn run(args: Args) -> Result<(), Error> {
-    let Args { machine, to, from, server, node } = args;
+    let Args { machine, to, from, vars, server, node } = args;
+    let vars = vars_map(vars).map_err(|message| Error::Refused { message })?;
     let config = node.config(SocketAddr::from(([127, 0, 0, 1], 0)), Duration::ZERO, Duration::ZERO)?;
     let rt = runtime()?;
+    let call = Call { machine: &machine, to: &to, from: from.as_deref(), vars: &vars };
     let session = match server.server()? {
-        Some((server, token)) => {
-            rt.block_on(through_server(&server, token.as_ref(), &machine, &to, from.as_deref()))?
-        }
-        None => place(&rt, config, &machine, &to, from.as_deref())?,
+        Some((server, token)) => rt.block_on(through_server(&server, token.as_ref(), call))?,
+        None => place(&rt, config, call)?,
     };
     println!("{session}");
     Ok(())
 }
 
+/// The call to place.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    machine: &'a str,
+    to: &'a str,
+    from: Option<&'a str>,
+    vars: &'a BTreeMap<String, String>,
+}
+
 /// The node's entry points as `call` uses them: open the app (and its store), place the call.
-fn place(rt: &Runtime, config: Config, machine: &str, to: &str, from: Option<&str>) -> Result<String, Error> {
+fn place(rt: &Runtime, config: Config, call: Call<'_>) -> Result<String, Error> {
     let store = node::store_name(&config.store);
     let app = rt.block_on(App::open(config)).map_err(|source| Error::Open { source, store })?;
-    Ok(rt.block_on(node::place_call(&app, machine, to, from))?)
+    Ok(rt.block_on(node::place_call(&app, call.machine, call.to, call.from, call.vars))?)
 }
 
 /// Asks a running node's admin listener to place the call: `POST {server}/calls`, with the admin
 /// token if there is one.
-async fn through_server(
-    server: &str,
-    token: Option<&Secret>,
-    machine: &str,
-    to: &str,
-    from: Option<&str>,
-) -> Result<String, Error> {
+async fn through_server(server: &str, token: Option<&Secret>, call: Call<'_>) -> Result<String, Error> {
     let url = format!("{}/calls", server.trim_end_matches('/'));
     let failed = |source: reqwest::Error| {
         if source.is_timeout() {
@@ -99,7 +125,9 @@ async fn through_server(
         request = request.bearer_auth(token.expose());
     }
     let response = request
-        .json(&serde_json::json!({"machine": machine, "to": to, "from": from}))
+        .json(&serde_json::json!({
+            "machine": call.machine, "to": call.to, "from": call.from, "variables": call.vars,
+        }))
         .send()
         .await
         .map_err(failed)?;

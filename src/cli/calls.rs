@@ -46,7 +46,7 @@ pub struct ListArgs {
     /// Only calls started at or after this time (ms since the Unix epoch).
     #[arg(long)]
     since: Option<u64>,
-    /// Only calls with this outcome: inProgress, hungUp, transferred, callerLeft.
+    /// Only calls with this outcome: inProgress, hungUp, transferred, callerLeft, unanswered.
     #[arg(long)]
     outcome: Option<String>,
     /// At most this many calls (1 to 100).
@@ -113,7 +113,8 @@ pub fn run(command: Command) -> Result<(), Error> {
             let source = rt.block_on(open(from))?;
             let (calls, next) = rt.block_on(list(&source, &filter))?;
             for c in &calls {
-                let transfer = c.transfer_status.as_ref().map_or_else(String::new, |s| format!(" ({s})"));
+                let status = c.transfer_status.as_ref().or(c.unanswered_status.as_ref());
+                let transfer = status.map_or_else(String::new, |s| format!(" ({s})"));
                 writeln!(
                     out,
                     "{}  {}  {}  {}{transfer}  at `{}`  started {}",

@@ -39,6 +39,10 @@ pub struct Args {
     /// first prompt), then play the callee's inputs.
     #[arg(long)]
     outbound: bool,
+    /// With --outbound: a call variable the placed call gives, one of the machine's `variables`
+    /// (repeat for each), as `phonetree call --var` gives it.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = super::call::parse_var, requires = "outbound")]
+    vars: Vec<(String, String)>,
     /// Where machine names are looked up.
     #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
     machines: PathBuf,
@@ -94,7 +98,8 @@ pub fn run(args: Args) -> Result<(), Error> {
     } else {
         (args.from.unwrap_or_else(|| PERSON.into()), args.to.unwrap_or(number))
     };
-    let parties = simulate::Parties { from: &from, to: &to, outbound: args.outbound };
+    let vars = super::call::vars_map(args.vars).map_err(Error::Play)?;
+    let parties = simulate::Parties { from: &from, to: &to, outbound: args.outbound, vars: &vars };
     let mut answer = |r: &Request| scripts.answer(&m, r);
     let mut out = Out { json: args.json, stdout: io::stdout().lock() };
     if args.inputs.is_empty() {
@@ -122,7 +127,8 @@ fn from_stdin(
 ) -> Result<(), Error> {
     let interactive = io::stdin().is_terminal();
     let mut sim = if parties.outbound {
-        let (sim, opening) = Simulation::outbound(m, parties.from, parties.to, at_ms).map_err(Error::Play)?;
+        let (sim, opening) = Simulation::outbound(m, (parties.from, parties.to), parties.vars, at_ms, answer)
+            .map_err(Error::Play)?;
         out.turn(opening);
         sim
     } else {

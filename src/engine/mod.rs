@@ -8,6 +8,7 @@
 pub mod script;
 mod state;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::callflow::{
@@ -100,6 +101,8 @@ pub enum StepError {
     NoAction { node: String },
     #[error("node `{node}`: 8x8 would reject the reply: {violation}")]
     RejectedReply { node: String, violation: Violation },
+    #[error(transparent)]
+    Variable(#[from] VariableError),
     /// The step reached a script node and needs the answer to this request (see `step_with`).
     #[error("node `{}`: needs the answer to {} {}", .0.node, .0.method, .0.url)]
     NeedsAnswer(Box<Request>),
@@ -112,6 +115,16 @@ pub enum Stepped {
     /// Perform the request, then call `step_with` again with the same arguments and the answer
     /// appended to `answers`: the step replays to the same point and goes on.
     Needs(Request),
+}
+
+impl Stepped {
+    /// The step, when it ran to its end; a request it stopped at is the error `NeedsAnswer`.
+    pub fn done(self) -> Result<Step, StepError> {
+        match self {
+            Stepped::Done(step) => Ok(*step),
+            Stepped::Needs(request) => Err(StepError::NeedsAnswer(Box::new(request))),
+        }
+    }
 }
 
 /// What a step carries along its walk: the answers it was given and how many it used, and the
@@ -132,10 +145,7 @@ struct Walk<'a> {
 /// Applies one event to a call whose machine has no script on the way (a request it would need
 /// is the error `NeedsAnswer`).
 pub fn step(m: &Machine, s: &CallState, event: &Event, now_ms: u64) -> Result<Step, StepError> {
-    match step_with(m, s, event, now_ms, &[])? {
-        Stepped::Done(step) => Ok(*step),
-        Stepped::Needs(request) => Err(StepError::NeedsAnswer(Box::new(request))),
-    }
+    step_with(m, s, event, now_ms, &[])?.done()
 }
 
 /// Applies one event to a call, with the answers to the requests of the script nodes it passes,
@@ -185,6 +195,7 @@ fn step_inner(
             if st.phase != Phase::Ended {
                 st.outcome = Some(match &st.phase {
                     Phase::Bridged => transferred(m, &st, Some(status.clone()))?,
+                    _ if never_answered(&st, status) => Outcome::Unanswered { status: status.clone() },
                     _ => Outcome::CallerLeft { status: status.clone() },
                 });
                 st.phase = Phase::Ended;
@@ -271,14 +282,85 @@ fn step_inner(
     Ok(Step { state: st, reply, entered, edges, actors, script_failures, cuts, requests })
 }
 
-/// Starts an outbound call from `call.source` (a virtual number) to `call.destination`: the
-/// state, and the callflow for 8x8's Send Callflow API — `makeCall`, then the start node's chain.
-/// 8x8 takes `clientActionId` only in webhook replies, so the opening callflow carries none; the
-/// first webhook of the call (without one) is the callee's answer to the start node.
-pub fn start_outbound(m: &Machine, call: CallInfo, now_ms: u64) -> Result<Step, StepError> {
+/// Most variables a placed call gives (`POST /calls`, `phonetree call --var`): each must be one
+/// of the machine's `variables`, of which there are at most as many.
+pub const OUTBOUND_VARIABLES_MAX: usize = crate::machine::VARIABLES_MAX;
+/// Longest value a placed call gives a variable: the bound of every call variable.
+pub const OUTBOUND_VARIABLE_CHARS_MAX: usize = crate::machine::VARIABLE_CHARS_MAX;
+const _: () = assert!(OUTBOUND_VARIABLE_CHARS_MAX == KEYPRESS_CHARS_MAX);
+
+/// A variable a placed call may not give.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VariableError {
+    #[error("{count} variables; a call takes at most {OUTBOUND_VARIABLES_MAX}")]
+    TooMany { count: usize },
+    #[error("machine `{machine}` takes no variable `{name}` ({})", known_names(.known))]
+    Unknown { machine: String, name: String, known: Vec<String> },
+    #[error(
+        "variable `{name}` has {chars} characters; a call variable keeps at most {OUTBOUND_VARIABLE_CHARS_MAX}"
+    )]
+    TooLong { name: String, chars: usize },
+}
+
+fn known_names(known: &[String]) -> String {
+    if known.is_empty() {
+        "it lists none: a placed call may give only the names its `variables` table lists, each with a default".into()
+    } else {
+        format!(
+            "it takes {}: a placed call may give only the names its `variables` table lists",
+            known.join(", ")
+        )
+    }
+}
+
+/// Checks the variables a placed call gives: at most `OUTBOUND_VARIABLES_MAX`, each one of the
+/// machine's `variables`, each value within `OUTBOUND_VARIABLE_CHARS_MAX`. The first problem.
+pub fn check_variables<'a>(
+    m: &Machine,
+    given: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), VariableError> {
+    let given: Vec<(&str, &str)> = given.into_iter().collect();
+    if given.len() > OUTBOUND_VARIABLES_MAX {
+        return Err(VariableError::TooMany { count: given.len() });
+    }
+    for (name, value) in given {
+        if !m.variables().contains_key(name) {
+            return Err(VariableError::Unknown {
+                machine: m.name.clone(),
+                name: name.to_string(),
+                known: m.variables().keys().cloned().collect(),
+            });
+        }
+        let chars = value.chars().count();
+        if chars > OUTBOUND_VARIABLE_CHARS_MAX {
+            return Err(VariableError::TooLong { name: name.to_string(), chars });
+        }
+    }
+    Ok(())
+}
+
+/// Starts an outbound call from `call.source` (a virtual number) to `call.destination`, with the
+/// machine's `variables` set to `vars` (checked by `check_variables`, else `StepError::Variable`):
+/// the step whose reply is the callflow for 8x8's Send Callflow API — `makeCall`, then the start
+/// node's chain. Like `step_with`, it runs the script nodes the chain passes with `answers`, in
+/// order, or stops with the request it needs next. 8x8 takes `clientActionId` only in webhook
+/// replies, so the opening callflow carries none; the first webhook of the call (without one) is
+/// the callee's answer to the node the opening waits at.
+pub fn start_outbound(
+    m: &Machine,
+    call: CallInfo,
+    vars: &BTreeMap<String, String>,
+    now_ms: u64,
+    answers: &[Answer],
+) -> Result<Stepped, StepError> {
+    check_variables(m, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let dial =
         MakeCall { source: call.source.clone(), destination: call.destination.clone(), call_recording: None };
-    let mut step = step(m, &CallState::new(m, call, now_ms), &Event::CallStarted, now_ms)?;
+    let state = placed_state(m, call, vars, now_ms);
+    let mut step = match step_with(m, &state, &Event::CallStarted, now_ms, answers)? {
+        Stepped::Done(step) => step,
+        needs @ Stepped::Needs(_) => return Ok(needs),
+    };
     if let Some(flow) = &mut step.reply {
         flow.client_action_id = None;
         flow.actions.insert(0, Action::MakeCall(dial));
@@ -287,7 +369,7 @@ pub fn start_outbound(m: &Machine, call: CallInfo, now_ms: u64) -> Result<Step, 
             return Err(rejected(m, step.actors.get(v.action).copied().unwrap_or(m.start), v));
         }
     }
-    Ok(step)
+    Ok(Stepped::Done(step))
 }
 
 /// A reply 8x8 would refuse, named by the node whose action breaks the rule.
@@ -295,6 +377,27 @@ fn rejected(m: &Machine, actor: NodeId, v: &Violation) -> StepError {
     let node = m.node(actor).map_or_else(String::new, |n| n.name.clone());
     StepError::RejectedReply { node, violation: v.clone() }
 }
+
+/// The state a placed call starts in: at the start node, `vars` set over the machine's defaults
+/// (the opening's, before its step).
+fn placed_state(m: &Machine, call: CallInfo, vars: &BTreeMap<String, String>, now_ms: u64) -> CallState {
+    let mut state = CallState::new(m, call, now_ms);
+    state.vars.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    state
+}
+
+/// Whether a call ending with 8x8's summary `status` is one phonetree placed that the callee never
+/// answered: it still waits at its opening's prompt (the first reply that waits, `seq` 1: any
+/// webhook would have moved it on or counted a retry), and 8x8 does not report it `COMPLETED`.
+fn never_answered(st: &CallState, status: &str) -> bool {
+    st.call.direction == Direction::Outbound
+        && st.phase == Phase::AwaitingInput
+        && st.seq == 1
+        && status != SUMMARY_COMPLETED
+}
+
+/// 8x8's session status of a call that was answered and ended normally.
+const SUMMARY_COMPLETED: &str = "COMPLETED";
 
 /// The nodes a step entered: the start when the call started, then every edge target.
 fn entered_nodes(

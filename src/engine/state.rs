@@ -68,6 +68,9 @@ pub enum Outcome {
     Transferred { destination: String, status: Option<String> },
     /// The session ended (8x8's summary) while phonetree was still waiting on the caller.
     CallerLeft { status: String },
+    /// A call phonetree placed ended (8x8's summary, `status` not `COMPLETED`: `NO_ANSWER`,
+    /// `BUSY`, `FAILED`, ...) before any webhook came: the callee never answered.
+    Unanswered { status: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +90,8 @@ pub struct CallState {
     pub path: Vec<NodeId>,
     /// The keys the caller pressed last.
     pub keypress: Option<String>,
-    /// Call variables set by `input` nodes (name → the keys accepted, at most
+    /// Call variables: the machine's `variables` (their defaults, or the values a placed call
+    /// gives, at most `VARIABLE_CHARS_MAX` each), those set by `input` nodes (name → the keys accepted, at most
     /// `KEYPRESS_CHARS_MAX` each) and by scripts' `store` (at most their `max_chars`, itself at
     /// most `STORED_CHARS_MAX` of `compile/scripts.rs`); a machine declares its names, so their number is bounded.
     pub vars: BTreeMap<String, String>,
@@ -110,7 +114,8 @@ impl CallState {
             seq: 0,
             path: Vec::new(),
             keypress: None,
-            vars: BTreeMap::new(),
+            // Every call starts with the machine's `variables` at their defaults.
+            vars: m.variables().clone(),
             outcome: None,
             closed: false,
             started_ms: now_ms,

@@ -1,7 +1,7 @@
 //! The routes: the public listener's (webhooks, health) and the admin listener's (outbound calls,
 //! and every operator route to come) as warp filters; every error a JSON body.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use warp::{Filter, Rejection, Reply};
 use super::auth::{Denied, WebhookAuth};
 use super::console;
 use super::health::Health;
+use crate::engine;
 use crate::node::guard::Refused;
 use crate::node::reload::{Outcome, Reload, Trigger};
 use crate::node::{self, App, PlaceError, calls, history, metrics};
@@ -352,6 +353,26 @@ struct PlaceCall {
     machine: String,
     to: String,
     from: Option<String>,
+    /// The call's variables: names of the machine's `variables`, string values.
+    #[serde(default)]
+    variables: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The call's variables as strings: a value of another JSON type is refused, naming it (count,
+/// names and lengths are the engine's `check_variables`).
+fn variables(given: serde_json::Map<String, serde_json::Value>) -> Result<BTreeMap<String, String>, String> {
+    if given.len() > engine::OUTBOUND_VARIABLES_MAX {
+        return Err(engine::VariableError::TooMany { count: given.len() }.to_string());
+    }
+    given
+        .into_iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(v) => Ok((name, v)),
+            other => Err(format!(
+                "variable `{name}` is {other}, not a string: give every value as a JSON string (`\"{name}\": \"42\"`)"
+            )),
+        })
+        .collect()
 }
 
 async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Response {
@@ -361,11 +382,15 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
             return error(
                 StatusCode::BAD_REQUEST,
                 "malformed_json",
-                &format!("expected {{\"machine\", \"to\", \"from\"?}}: {e}"),
+                &format!("expected {{\"machine\", \"to\", \"from\"?, \"variables\"?}}: {e}"),
             );
         }
     };
-    match node::place_call(&app, &req.machine, &req.to, req.from.as_deref()).await {
+    let vars = match variables(req.variables) {
+        Ok(vars) => vars,
+        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_variables", &why),
+    };
+    match node::place_call(&app, &req.machine, &req.to, req.from.as_deref(), &vars).await {
         Ok(session) => {
             json_reply(StatusCode::CREATED, &json!({"sessionId": session, "machine": req.machine}))
         }
@@ -374,6 +399,7 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
             let (status, code) = match &e {
                 OutboundError::UnknownMachine(_) => (StatusCode::NOT_FOUND, "unknown_machine"),
                 OutboundError::NoCallerId => (StatusCode::BAD_REQUEST, "no_caller_id"),
+                OutboundError::Variable(_) => (StatusCode::BAD_REQUEST, "invalid_variables"),
                 OutboundError::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
                 OutboundError::NotCreated { .. } => (StatusCode::BAD_GATEWAY, "not_created"),
                 OutboundError::Http { .. } | OutboundError::Transport(_) => {

@@ -39,6 +39,10 @@ pub struct Definition {
     /// Named constants usable in any template as `{name}` (phone numbers, URLs, ...).
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// Call variables every call starts with, name → default value: a call phonetree places
+    /// (`POST /calls`, `phonetree call --var`) may give each its own value.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
     /// The `[keys]` table: machine-wide keys (`"*" = "repeat"`), each leading to `repeat`, `back`,
     /// `start` or a node, at every menu and input that does not turn them off (`global_keys`).
     #[serde(default)]

@@ -15,7 +15,7 @@ pub mod source;
 pub mod template;
 pub mod voices;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use petgraph::Direction;
@@ -250,6 +250,15 @@ impl Input {
     }
 }
 
+/// Longest value of one of a machine's `variables` (its default, or the value a placed call gives
+/// it): the bound every call variable a key or a `set` writes keeps (`engine::KEYPRESS_CHARS_MAX`),
+/// so a stored call stays small.
+pub const VARIABLE_CHARS_MAX: usize = 32;
+/// Most `variables` one machine declares: with `VARIABLE_CHARS_MAX`, what a placed call may add
+/// to a stored call is bounded (1 KiB of values), and 32 inputs to one call is already a form no
+/// caller would sit through.
+pub const VARIABLES_MAX: usize = 32;
+
 /// A compiled machine: immutable, shared by every call on it.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -265,6 +274,8 @@ pub struct Machine {
     pub(crate) allow_hosts: Vec<hosts::AllowedHost>,
     /// The zone route rules read the clock in (`timezone`), when the machine names one.
     pub(crate) timezone: Option<jiff::tz::TimeZone>,
+    /// The call variables every call starts with (`variables`), each with its default value.
+    pub(crate) variables: BTreeMap<String, String>,
 }
 
 impl Machine {
@@ -292,6 +303,12 @@ impl Machine {
     /// What the caller hears when phonetree cannot go on with the call: an apology, then hangup.
     pub fn fallback(&self) -> &Callflow {
         &self.fallback
+    }
+
+    /// The call variables every call starts with (`variables`), by name, with their defaults: the
+    /// only names a call phonetree places may give values to.
+    pub fn variables(&self) -> &BTreeMap<String, String> {
+        &self.variables
     }
 
     /// The hosts its scripts may call (`allow_hosts`); empty when the machine lists none.

@@ -279,19 +279,7 @@ async fn run_step(
     loop {
         let request = match engine::step_with(machine, state, event, now, &answers)? {
             Stepped::Done(step) => {
-                for (node, why) in &step.script_failures {
-                    warn!(%node, reason = %why, "script took its failure branch");
-                }
-                for c in &step.cuts {
-                    warn!(
-                        machine = %machine.name(),
-                        node = %c.node,
-                        variable = %c.var,
-                        chars = c.chars,
-                        kept = c.kept,
-                        "stored value cut to its max_chars"
-                    );
-                }
+                log_scripts(machine, &step);
                 return Ok((*step, answers));
             }
             Stepped::Needs(request) => request,
@@ -305,35 +293,62 @@ async fn run_step(
                 continue;
             }
         }
-        let answer = match app.store.cached(&request, now).await? {
-            Some(cached) => {
-                info!(node = %request.node, url = %fetch::shown(&request.url), "script answered from the cache");
-                metrics::script(app, machine, &request.node, "cache_hit", None);
-                cached
-            }
-            None => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let answer = if left < SCRIPT_BUDGET_MIN {
-                    metrics::script(app, machine, &request.node, "out_of_time", None);
-                    app.scripts.spent(&request, SCRIPTS_DEADLINE)
-                } else {
-                    let timeout = Duration::from_millis(u64::from(request.timeout_ms)).min(left);
-                    let sent = Instant::now();
-                    let answer = app.scripts.perform(machine, &request, timeout).await;
-                    let result = fetch::result(&answer);
-                    metrics::script(app, machine, &request.node, result, Some(sent.elapsed()));
-                    answer
-                };
-                // Only answers the script can use are cached; failures are asked again.
-                if matches!(&answer, Answer::Http { status, .. } if (200..300).contains(status)) {
-                    app.store.put_cached(&request, &answer, now).await?;
-                }
-                answer
-            }
-        };
+        let answer = perform(app, machine, &request, now, deadline).await?;
         answers.push(answer);
         app.store.put_answers(&ca.session_id, &ca.event_id, &answers).await?;
     }
+}
+
+/// Logs what a step's scripts did that the caller may notice: failure branches, cut values.
+pub(super) fn log_scripts(machine: &Machine, step: &engine::Step) {
+    for (node, why) in &step.script_failures {
+        warn!(%node, reason = %why, "script took its failure branch");
+    }
+    for c in &step.cuts {
+        warn!(
+            machine = %machine.name(),
+            node = %c.node,
+            variable = %c.var,
+            chars = c.chars,
+            kept = c.kept,
+            "stored value cut to its max_chars"
+        );
+    }
+}
+
+/// The answer to one script request of a step: from the cache when the script caches and an
+/// identical request was answered within its `cache_minutes`, else from the API within what is
+/// left of `deadline` (none left: the failure answer at once, without a request); a 2xx answer
+/// of a caching script is cached.
+pub(super) async fn perform(
+    app: &App,
+    machine: &Machine,
+    request: &engine::Request,
+    now: u64,
+    deadline: Instant,
+) -> Result<Answer, Fault> {
+    if let Some(cached) = app.store.cached(request, now).await? {
+        info!(node = %request.node, url = %fetch::shown(&request.url), "script answered from the cache");
+        metrics::script(app, machine, &request.node, "cache_hit", None);
+        return Ok(cached);
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    let answer = if left < SCRIPT_BUDGET_MIN {
+        metrics::script(app, machine, &request.node, "out_of_time", None);
+        app.scripts.spent(request, SCRIPTS_DEADLINE)
+    } else {
+        let timeout = Duration::from_millis(u64::from(request.timeout_ms)).min(left);
+        let sent = Instant::now();
+        let answer = app.scripts.perform(machine, request, timeout).await;
+        let result = fetch::result(&answer);
+        metrics::script(app, machine, &request.node, result, Some(sent.elapsed()));
+        answer
+    };
+    // Only answers the script can use are cached; failures are asked again.
+    if matches!(&answer, Answer::Http { status, .. } if (200..300).contains(status)) {
+        app.store.put_cached(request, &answer, now).await?;
+    }
+    Ok(answer)
 }
 
 async fn plan(

@@ -33,7 +33,7 @@ const NODE_EXITS: &str = "phonetree_node_exits_total";
 /// Prompts repeated at a node because of a failed try (`reason`: `invalid`, `no_input`).
 const NODE_RETRIES: &str = "phonetree_node_retries_total";
 /// Calls that ended at a node, by `machine`, `node` and `how` (`hangup`, `transfer`,
-/// `caller_hung_up`, `expired`).
+/// `caller_hung_up`, `expired`, `unanswered`).
 const CALLS_ENDED: &str = "phonetree_calls_ended_total";
 /// Transfers that ended, by `machine`, `node` and `status` (the session summary's, one of
 /// `callflow::summary::SESSION_STATUSES` or `EXPIRED`, else `other`).
@@ -204,6 +204,7 @@ pub(super) fn ended(app: &App, machine: &Machine, before: &CallState, after: &Ca
         Some(Outcome::Transferred { .. }) => "transfer",
         Some(Outcome::CallerLeft { .. }) if expired => "expired",
         Some(Outcome::CallerLeft { .. }) => "caller_hung_up",
+        Some(Outcome::Unanswered { .. }) => "unanswered",
     };
     let (m, n) = labels(app, machine, after.node);
     app.funnels.ended(&m, &n, how);

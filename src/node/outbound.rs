@@ -1,12 +1,16 @@
 //! Calls phonetree places: the machine's opening callflow sent through 8x8's Send Callflow API,
 //! and the new session stored under the id 8x8 gives it, once the guard lets the call through.
 
+use std::collections::BTreeMap;
+
+use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::calls::{COMMIT_ATTEMPTS_MAX, Fault};
+use super::calls::{self, COMMIT_ATTEMPTS_MAX, Fault, SCRIPTS_DEADLINE};
 use super::guard::{self, Refused};
 use super::{App, now_ms};
-use crate::engine::{self, CallInfo, CallState, Direction};
+use crate::engine::{self, CallInfo, CallState, Direction, Event, Stepped};
+use crate::proof::history;
 use crate::store::{Commit, Committed};
 use crate::webhook::outbound::{self, OutboundError};
 use crate::webhook::wire;
@@ -22,18 +26,23 @@ pub enum PlaceError {
 }
 
 /// Places an outbound call: checks it against the guard (numbers, allow-list, barred ranges,
-/// caller ID, rate limits), sends the machine's opening callflow to 8x8 and stores the new
-/// session (at the start node, waiting for the callee's answer) under the id 8x8 returns.
+/// caller ID, rate limits) and its `vars` against the machine's `variables`, runs the script
+/// nodes the opening passes (as a webhook's, within `SCRIPTS_DEADLINE`), sends the machine's
+/// opening callflow to 8x8 and stores the new session (waiting for the callee's answer, the
+/// opening in its history) under the id 8x8 returns.
 pub async fn place_call(
     app: &App,
     machine: &str,
     to: &str,
     from: Option<&str>,
+    vars: &BTreeMap<String, String>,
 ) -> Result<String, PlaceError> {
     guard::check_destination(&app.config.calls, to)?;
     let m =
         app.registry.current(machine).ok_or_else(|| OutboundError::UnknownMachine(machine.to_string()))?;
     let from = guard::caller_id(machine, m.numbers(), from)?.ok_or(OutboundError::NoCallerId)?;
+    engine::check_variables(&m, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(OutboundError::Variable)?;
     // The rate limit last: a call refused for another reason takes no token.
     app.limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).admit(to, now_ms())?;
     let call = CallInfo {
@@ -43,29 +52,65 @@ pub async fn place_call(
         destination: to.to_string(),
         call_id: None,
     };
-    let mut step = engine::start_outbound(&m, call, now_ms()).map_err(OutboundError::Engine)?;
-    let flow = step.reply.take().ok_or(OutboundError::NothingToSend)?;
+    let now = now_ms();
+    let before = CallState::new(&m, call.clone(), now);
+    let (step, answers) = opening(app, &m, call, vars, now).await?;
+    let flow = step.reply.clone().ok_or(OutboundError::NothingToSend)?;
     let body = wire::encode(&flow).map_err(OutboundError::Encode)?;
     let session = outbound::send_callflow(&app.http, &app.config.api, &body).await?;
     let mut state = step.state.clone();
     state.call.session_id = session.clone();
-    store_new(app, &session, &state).await.map_err(|e| OutboundError::Store(e.to_string()))?;
+    let entry = history::Entry::of(&m, &before, &Event::CallStarted, &step, &answers);
+    store_new(app, &session, &state, &entry).await.map_err(|e| OutboundError::Store(e.to_string()))?;
     super::metrics::step(app, &m, &step.state, &engine::Event::CallStarted, &step);
     info!(machine, session = %session, "outbound call created");
     Ok(session)
 }
 
+/// The opening step of a placed call, with the answers of the script nodes it passes: each
+/// request made as a webhook's would be (`calls::perform`: cache, metrics, the failure answer once
+/// `SCRIPTS_DEADLINE` is spent), so a failed request takes the script's `failure` edge.
+async fn opening(
+    app: &App,
+    m: &crate::machine::Machine,
+    call: CallInfo,
+    vars: &BTreeMap<String, String>,
+    now: u64,
+) -> Result<(engine::Step, Vec<engine::Answer>), OutboundError> {
+    let deadline = Instant::now().checked_add(SCRIPTS_DEADLINE).unwrap_or_else(Instant::now);
+    let mut answers = Vec::new();
+    loop {
+        match engine::start_outbound(m, call.clone(), vars, now, &answers)? {
+            Stepped::Done(step) => {
+                calls::log_scripts(m, &step);
+                return Ok((*step, answers));
+            }
+            Stepped::Needs(request) => {
+                let answer = calls::perform(app, m, &request, now, deadline)
+                    .await
+                    .map_err(|e| OutboundError::Store(e.to_string()))?;
+                answers.push(answer);
+            }
+        }
+    }
+}
+
 /// Stores the state of a call 8x8 just created. 8x8 gives every call a new session id, so a
 /// session stored under it already is a leftover (say, a stand-in API that reuses ids): the new
 /// call replaces it.
-async fn store_new(app: &App, session: &str, state: &CallState) -> Result<(), Fault> {
+async fn store_new(app: &App, session: &str, state: &CallState, entry: &history::Entry) -> Result<(), Fault> {
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let old = app.store.load(session, None).await?.session;
         if old.is_some() {
             warn!(session, "8x8 reused a stored session id; the new call replaces it");
         }
-        let commit =
-            Commit { session, expected: old.as_ref().map(|l| &l.rev), state, reply: None, entry: None };
+        let commit = Commit {
+            session,
+            expected: old.as_ref().map(|l| &l.rev),
+            state,
+            reply: None,
+            entry: Some(entry),
+        };
         if app.store.commit(commit).await? == Committed::Done {
             return Ok(());
         }

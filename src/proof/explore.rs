@@ -22,7 +22,7 @@
 //!
 //! Every violation comes with the inputs that reach it, replayable with `phonetree simulate`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 
@@ -323,8 +323,8 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
         call_id: Some("explore-call".into()),
     };
     let start_name = m.node(m.start()).map_or_else(String::new, |n| n.name.clone());
-    match engine::start_outbound(m, call(Direction::Outbound), 0) {
-        Ok(step) => {
+    match engine::start_outbound(m, call(Direction::Outbound), &BTreeMap::new(), 0, &[]) {
+        Ok(engine::Stepped::Done(step)) => {
             for v in step.reply.iter().flat_map(|f| callflow::validate(f, Use::OutboundRequest)) {
                 r.violations.push(violation(
                     Kind::InvalidReply,
@@ -334,9 +334,9 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                 ));
             }
         }
-        // A script before the first prompt needs its API to place an outbound call: not an error
-        // of the machine (inbound calls run it), and `phonetree call` says so.
-        Err(engine::StepError::NeedsAnswer(_)) => {}
+        // A script before the first prompt: the node runs it before it places the call, and what
+        // each answer leads to is explored as the inbound call's start.
+        Ok(engine::Stepped::Needs(_)) => {}
         Err(e) => {
             r.violations.push(violation(Kind::Engine, &start_name, format!("outbound opening: {e}"), &[]))
         }

@@ -231,11 +231,14 @@ pub struct Call {
     pub destination: String,
     pub started_ms: u64,
     pub updated_ms: u64,
-    /// `inProgress`, `hungUp`, `transferred` or `callerLeft`.
+    /// `inProgress`, `hungUp`, `transferred`, `callerLeft` or `unanswered`.
     pub outcome: String,
     /// A transfer's end as its session summary reports it (`COMPLETED`, `BUSY`, `NO_ANSWER`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer_status: Option<String>,
+    /// A placed call never answered: its session summary's status (`NO_ANSWER`, `BUSY`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unanswered_status: Option<String>,
     /// The node the call is (or ended) at.
     pub node: String,
     /// (Absent from a listed call.)
@@ -250,13 +253,14 @@ pub struct Call {
 }
 
 /// The outcome names `Call::outcome` uses (and `GET /calls?outcome=` filters on).
-pub const OUTCOMES: &[&str] = &["inProgress", "hungUp", "transferred", "callerLeft"];
+pub const OUTCOMES: &[&str] = &["inProgress", "hungUp", "transferred", "callerLeft", "unanswered"];
 
 /// The name of a call's outcome.
 pub fn outcome(state: &CallState) -> &'static str {
     match (&state.phase, &state.outcome) {
         (Phase::Ended, Some(Outcome::Transferred { .. })) => "transferred",
         (Phase::Ended, Some(Outcome::CallerLeft { .. })) => "callerLeft",
+        (Phase::Ended, Some(Outcome::Unanswered { .. })) => "unanswered",
         (Phase::Ended, _) => "hungUp",
         _ => "inProgress",
     }
@@ -280,6 +284,10 @@ impl Call {
             outcome: outcome(state).into(),
             transfer_status: match &state.outcome {
                 Some(Outcome::Transferred { status, .. }) => status.clone(),
+                _ => None,
+            },
+            unanswered_status: match &state.outcome {
+                Some(Outcome::Unanswered { status }) => Some(status.clone()),
                 _ => None,
             },
             node: node.into(),
@@ -333,7 +341,8 @@ impl Call {
             }
             None => "summary: none yet".into(),
         };
-        let transfer = self.transfer_status.as_ref().map_or_else(String::new, |s| format!(" ({s})"));
+        let status = self.transfer_status.as_ref().or(self.unanswered_status.as_ref());
+        let transfer = status.map_or_else(String::new, |s| format!(" ({s})"));
         out.push(format!("outcome: {}{transfer} at `{}`; {ended}", self.outcome, self.node));
         out
     }
@@ -394,7 +403,7 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
         destination: call.destination.clone(),
         call_id: None,
     };
-    let mut state = CallState::new(m, info, call.started_ms);
+    let mut state = CallState::new(m, info.clone(), call.started_ms);
     // A call placed (outbound) began with the start node's prompts sent through 8x8's API, not
     // in answer to a webhook: its first entry answers them.
     if call.entries.first().is_some_and(|e| e.event != Happened::CallStarted) {
@@ -427,8 +436,16 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
             replayed,
         };
         let mut answers: Vec<Answer> = recorded.requests.iter().map(Asked::answer).collect();
+        // The opening of a call placed (its first entry since the opening's scripts are recorded)
+        // is the Send Callflow request: `makeCall`, then the start node's chain.
+        let placed = i == 0 && info.direction == Direction::Outbound && event == Event::CallStarted;
         let step = loop {
-            match engine::step_with(m, &state, &event, recorded.at_ms, &answers) {
+            let stepped = if placed {
+                engine::start_outbound(m, info.clone(), &state.vars, recorded.at_ms, &answers)
+            } else {
+                engine::step_with(m, &state, &event, recorded.at_ms, &answers)
+            };
+            match stepped {
                 Ok(Stepped::Done(step)) => break *step,
                 Ok(Stepped::Needs(_)) if answers.len() <= SCRIPTS_PER_STEP_MAX => {
                     answers.push(Answer::Failed { reason: "not in the recording".into() });

@@ -90,14 +90,16 @@ impl<'m> Simulation<'m> {
         self
     }
 
-    /// A new outbound call from the machine's `number` to `callee`, and its opening: the callflow
-    /// for 8x8's Send Callflow API (`makeCall`, then the start node's chain), made by
-    /// `engine::start_outbound` as the node's `place_call` makes it.
+    /// A new outbound call from the machine's `number` to `callee`, with `vars` set, and its
+    /// opening: the callflow for 8x8's Send Callflow API (`makeCall`, then the start node's
+    /// chain), made by `engine::start_outbound` as the node's `place_call` makes it, asking
+    /// `answer` for each script request before the first prompt.
     pub fn outbound(
         machine: &'m Machine,
-        number: &str,
-        callee: &str,
+        (number, callee): (&str, &str),
+        vars: &BTreeMap<String, String>,
         at_ms: Option<u64>,
+        answer: &mut Answerer<'_>,
     ) -> Result<(Simulation<'m>, Turn), String> {
         let call = CallInfo {
             session_id: "simulated-session".into(),
@@ -106,24 +108,17 @@ impl<'m> Simulation<'m> {
             destination: callee.into(),
             call_id: None,
         };
-        let step = engine::start_outbound(machine, call, at_ms.unwrap_or(0)).map_err(|e| match e {
-            engine::StepError::NeedsAnswer(r) => format!(
-                "node `{}` asks {} {} before the first prompt: an outbound call's opening cannot wait for an API answer (the node does not place it either)",
-                r.node, r.method, r.url
-            ),
-            e => e.to_string(),
-        })?;
+        let now = at_ms.unwrap_or(0);
+        let (step, notes) =
+            drive(|answers| engine::start_outbound(machine, call.clone(), vars, now, answers), answer)?;
         let sim = Simulation { machine, state: step.state.clone(), clock_ms: 0, at_ms };
-        let mut lines = Vec::new();
+        // The scripts run before the call is placed.
+        let mut lines = notes;
+        lines.push(format!("makeCall: dials {callee} (caller ID {number})"));
         let actions = step.reply.as_ref().map_or(&[][..], |f| f.actions.as_slice());
-        for (i, action) in actions.iter().enumerate() {
+        for (i, action) in actions.iter().enumerate().skip(1) {
             let node = step.actors.get(i).and_then(|&id| machine.node(id)).map_or("", |n| n.name.as_str());
-            lines.push(match action {
-                Action::MakeCall(dial) if i == 0 => {
-                    format!("makeCall: dials {} (caller ID {})", dial.destination, dial.source)
-                }
-                a => format!("[{node}] {}", describe(a)),
-            });
+            lines.push(format!("[{node}] {}", describe(action)));
         }
         Ok((sim, Turn { lines, reply: step.reply }))
     }
@@ -140,37 +135,10 @@ impl<'m> Simulation<'m> {
         answer: &mut Answerer<'_>,
     ) -> Result<(Step, Vec<String>), String> {
         self.clock_ms = self.at_ms.unwrap_or(self.clock_ms + 1000);
-        let mut answers = Vec::new();
-        let mut notes = Vec::new();
-        loop {
-            match engine::step_with(self.machine, &self.state, event, self.clock_ms, &answers)
-                .map_err(|e| e.to_string())?
-            {
-                Stepped::Done(step) => {
-                    notes.extend(
-                        step.script_failures
-                            .iter()
-                            .map(|(node, why)| format!("[{node}] failure branch: {why}")),
-                    );
-                    notes.extend(step.cuts.iter().map(|c| {
-                        format!("[{}] `{}` cut from {} to {} characters", c.node, c.var, c.chars, c.kept)
-                    }));
-                    self.state = step.state.clone();
-                    return Ok((*step, notes));
-                }
-                Stepped::Needs(request) => {
-                    let got = answer(&request)?;
-                    notes.push(format!(
-                        "[{}] asks {} {} -> {}",
-                        request.node,
-                        request.method,
-                        request.url,
-                        describe_answer(&got)
-                    ));
-                    answers.push(got);
-                }
-            }
-        }
+        let (machine, state, now) = (self.machine, &self.state, self.clock_ms);
+        let (step, notes) = drive(|answers| engine::step_with(machine, state, event, now, answers), answer)?;
+        self.state = step.state.clone();
+        Ok((step, notes))
     }
 
     /// Applies an event as `apply_with` does and describes it: what the caller hears, after a line
@@ -215,10 +183,47 @@ impl<'m> Simulation<'m> {
             (Phase::Ended, Some(Outcome::CallerLeft { status })) => {
                 format!("call ended: the caller left ({status})")
             }
+            (Phase::Ended, Some(Outcome::Unanswered { status })) => {
+                format!("call ended: never answered ({status})")
+            }
             (Phase::Ended, None) => "call ended".into(),
             (Phase::Bridged, _) => format!("call transferred at node `{node}`: the caller is bridged"),
             (Phase::AwaitingInput, _) => format!("no more input: the call waits at menu `{node}`"),
             (Phase::New, _) => "the call has not started".into(),
+        }
+    }
+}
+
+/// Runs a step to its end, asking `answer` for each request it stops at; also returns a line per
+/// request and its answer, failure branch and cut value.
+fn drive(
+    mut step: impl FnMut(&[Answer]) -> Result<Stepped, engine::StepError>,
+    answer: &mut Answerer<'_>,
+) -> Result<(Step, Vec<String>), String> {
+    let mut answers = Vec::new();
+    let mut notes = Vec::new();
+    loop {
+        match step(&answers).map_err(|e| e.to_string())? {
+            Stepped::Done(step) => {
+                notes.extend(
+                    step.script_failures.iter().map(|(node, why)| format!("[{node}] failure branch: {why}")),
+                );
+                notes.extend(step.cuts.iter().map(|c| {
+                    format!("[{}] `{}` cut from {} to {} characters", c.node, c.var, c.chars, c.kept)
+                }));
+                return Ok((*step, notes));
+            }
+            Stepped::Needs(request) => {
+                let got = answer(&request)?;
+                notes.push(format!(
+                    "[{}] asks {} {} -> {}",
+                    request.node,
+                    request.method,
+                    request.url,
+                    describe_answer(&got)
+                ));
+                answers.push(got);
+            }
         }
     }
 }
@@ -277,6 +282,8 @@ pub struct Parties<'a> {
     pub to: &'a str,
     /// phonetree places the call (the opening is the Send Callflow request).
     pub outbound: bool,
+    /// The variables a placed call gives (`--var NAME=VALUE`).
+    pub vars: &'a BTreeMap<String, String>,
 }
 
 /// A whole call at once: the transcript lines and the callflows, or the first error. `@` inputs
@@ -290,33 +297,39 @@ pub fn run(
 ) -> Result<(Vec<String>, Vec<Callflow>), String> {
     let (from, to) = (parties.from, parties.to);
     let mut inputs = inputs.iter().take(INPUTS_MAX).peekable();
-    let (mut sim, mut lines, mut flows, mut event) = if parties.outbound {
-        let (sim, opening) = Simulation::outbound(machine, from, to, at_ms)?;
-        let head = format!(
-            "outbound call from {} (version {}) on {from} to {to}",
-            machine.name(),
-            machine.version()
-        );
-        let mut lines = vec![head];
-        lines.extend(opening.lines);
-        (sim, lines, opening.reply.into_iter().collect(), None)
-    } else {
-        let head = format!("call to {} (version {}) from {from} on {to}", machine.name(), machine.version());
-        let mut sim = Simulation::new(machine, from, to);
-        if let Some(at) = at_ms {
-            sim = sim.at(at);
-        }
-        (sim, vec![head], Vec::new(), Some(Event::CallStarted))
-    };
+    let (mut sim, mut lines, mut flows, mut event) =
+        if parties.outbound {
+            // The `@` answers before the first keys answer the scripts before the first prompt.
+            let mut queued = leading_answers(&mut inputs);
+            let (sim, opening) =
+                Simulation::outbound(machine, (from, to), parties.vars, at_ms, &mut |r| match queued
+                    .pop_front()
+                {
+                    Some(token) => token_answer(machine, r, &token),
+                    None => fallback(r),
+                })?;
+            let head = format!(
+                "outbound call from {} (version {}) on {from} to {to}",
+                machine.name(),
+                machine.version()
+            );
+            let mut lines = vec![head];
+            lines.extend(opening.lines);
+            (sim, lines, opening.reply.into_iter().collect(), None)
+        } else {
+            let head =
+                format!("call to {} (version {}) from {from} on {to}", machine.name(), machine.version());
+            let mut sim = Simulation::new(machine, from, to);
+            if let Some(at) = at_ms {
+                sim = sim.at(at);
+            }
+            (sim, vec![head], Vec::new(), Some(Event::CallStarted))
+        };
     let mut ignored = 0;
     loop {
         if let Some(e) = event.take() {
             // The `@` answers that follow the keys answer the scripts this step reaches.
-            let mut queued: VecDeque<String> = VecDeque::new();
-            while let Some(Input::Answer(token)) = inputs.peek() {
-                queued.push_back(token.clone());
-                inputs.next();
-            }
+            let mut queued = leading_answers(&mut inputs);
             let turn = sim.play(&e, &mut |r: &Request| match queued.pop_front() {
                 Some(token) => token_answer(machine, r, &token),
                 None => fallback(r),
@@ -346,6 +359,18 @@ pub fn run(
         lines.push(format!("note: {ignored} input(s) after the end of the call were not used"));
     }
     Ok((lines, flows))
+}
+
+/// The `@` answers at the head of `inputs`, taken from it.
+fn leading_answers<'a>(
+    inputs: &mut std::iter::Peekable<impl Iterator<Item = &'a Input>>,
+) -> VecDeque<String> {
+    let mut queued = VecDeque::new();
+    while let Some(Input::Answer(token)) = inputs.peek() {
+        queued.push_back(token.clone());
+        inputs.next();
+    }
+    queued
 }
 
 /// The answer an `@` token stands for at the script that asks.

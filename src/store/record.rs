@@ -19,8 +19,10 @@ use crate::proof::history::{Asked, ENTRIES_MAX, Entry, Happened, Said};
 /// session's latest replies into its record (format 2 kept every reply in a tree of its own, which
 /// the sled store migrates on open). Records of formats `FORMAT_OLDEST..=FORMAT` are read (what an
 /// older format lacks has a default), any other is refused, not guessed at. Format 4 keeps a
-/// transfer's session summary status with its outcome.
-pub const FORMAT: u8 = 4;
+/// transfer's session summary status with its outcome. Format 5 adds the outcome of a placed call
+/// never answered (`OutcomeRecord::Unanswered`; before, such a call was recorded as the caller's
+/// leaving).
+pub const FORMAT: u8 = 5;
 pub const FORMAT_OLDEST: u8 = 1;
 /// Replies a session record keeps with their bytes: a duplicate delivery is a retry of a webhook
 /// 8x8 got no answer to, so it is the latest one (or, reordered, the one before).
@@ -279,6 +281,9 @@ pub enum OutcomeRecord {
     TransferredWith(String, String),
     #[serde(rename = "l")]
     CallerLeft(String),
+    /// A placed call never answered, with its summary's status (format 5).
+    #[serde(rename = "u")]
+    Unanswered(String),
 }
 
 impl SessionRecord {
@@ -312,6 +317,7 @@ impl SessionRecord {
                     OutcomeRecord::TransferredWith(destination.clone(), status.clone())
                 }
                 Outcome::CallerLeft { status } => OutcomeRecord::CallerLeft(status.clone()),
+                Outcome::Unanswered { status } => OutcomeRecord::Unanswered(status.clone()),
             }),
             c: s.closed,
             t0: s.started_ms,
@@ -410,6 +416,7 @@ impl SessionRecord {
                     Outcome::Transferred { destination: d.clone(), status: Some(s.clone()) }
                 }
                 OutcomeRecord::CallerLeft(s) => Outcome::CallerLeft { status: s.clone() },
+                OutcomeRecord::Unanswered(s) => Outcome::Unanswered { status: s.clone() },
             }),
             closed: self.c,
             started_ms: self.t0,
@@ -777,10 +784,30 @@ mod tests {
         let record = SessionRecord::from_state(&busy);
         assert_eq!(
             (record.v, &record.o),
-            (4, &Some(OutcomeRecord::TransferredWith("+6531589338".into(), "BUSY".into())))
+            (FORMAT, &Some(OutcomeRecord::TransferredWith("+6531589338".into(), "BUSY".into())))
         );
         let raw = encode("session", &record).unwrap();
         assert_eq!(decode_session("s-4", &raw).unwrap().outcome, Some(transferred(Some("BUSY"))));
+    }
+
+    /// A placed call left unanswered is stored as such (format 5); a format 4 record of one (the
+    /// caller's leaving, as format 4 knew it) still loads as it was.
+    #[test]
+    fn an_unanswered_call_is_format_5_and_a_format_4_caller_left_still_decodes() {
+        let mut old = SessionRecord::from_state(&state());
+        (old.v, old.ph, old.o) = (4, 3, Some(OutcomeRecord::CallerLeft("NO_ANSWER".into())));
+        let raw = encode("session", &old).unwrap();
+        let left = decode_session("s-4", &raw).unwrap();
+        assert_eq!(left.outcome, Some(Outcome::CallerLeft { status: "NO_ANSWER".into() }));
+        let mut unanswered = left;
+        unanswered.outcome = Some(Outcome::Unanswered { status: "BUSY".into() });
+        let record = SessionRecord::from_state(&unanswered);
+        assert_eq!((record.v, &record.o), (5, &Some(OutcomeRecord::Unanswered("BUSY".into()))));
+        let raw = encode("session", &record).unwrap();
+        assert_eq!(
+            decode_session("s-5", &raw).unwrap().outcome,
+            Some(Outcome::Unanswered { status: "BUSY".into() })
+        );
     }
 
     /// Regression (fuzz `stored_state`): a record with an unknown field holding 1,000 nested

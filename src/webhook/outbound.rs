@@ -29,6 +29,9 @@ pub enum OutboundError {
     NotConfigured(&'static str),
     #[error("engine: {0}")]
     Engine(#[from] crate::engine::StepError),
+    /// A variable the call may not give (`POST /calls` answers 400).
+    #[error("{0}")]
+    Variable(#[from] crate::engine::VariableError),
     #[error("the start node sends nothing to open the call with")]
     NothingToSend,
     #[error(transparent)]

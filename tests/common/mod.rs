@@ -100,7 +100,7 @@ pub fn event(input: &str) -> Event {
 /// Plays an outbound call: the opening callflow, then one reply per input. Returns every callflow
 /// and the final state.
 pub fn play_outbound(m: &Machine, call: CallInfo, inputs: &[&str]) -> (Vec<Callflow>, CallState) {
-    let first = engine::start_outbound(m, call, 0).unwrap();
+    let first = engine::start_outbound(m, call, &Default::default(), 0, &[]).unwrap().done().unwrap();
     let mut flows = vec![first.reply.unwrap()];
     let mut state = first.state;
     for (i, input) in inputs.iter().enumerate() {

@@ -7,6 +7,7 @@ use petgraph::Direction;
 use petgraph::visit::EdgeRef;
 
 use super::super::definition::Kind;
+use super::super::diagnostic::Severity;
 use super::super::template::Template;
 use super::super::{Edge, Machine, Menu, NodeId, NodeKind};
 use super::{At, Compiler};
@@ -58,14 +59,45 @@ impl Compiler<'_> {
     }
 }
 
+impl Compiler<'_> {
+    /// Every one of the machine's `variables` is read somewhere (a template, a route rule, a
+    /// counter): a placed call could give one nothing reads, and its caller would think it used.
+    pub(super) fn check_variables_read(&mut self, m: &Machine) {
+        if m.variables.is_empty() {
+            return;
+        }
+        let mut read = BTreeSet::new();
+        for id in m.graph.node_indices() {
+            let kind = &m.graph[id].kind;
+            read.extend(templates_of(kind).into_iter().flat_map(|(_, t)| t.vars()).map(str::to_string));
+            match kind {
+                NodeKind::Route(route) => {
+                    read.extend(route.rules.iter().filter_map(|r| r.var.as_ref()).map(|(v, _)| v.clone()));
+                }
+                NodeKind::Set(set) => read.extend(set.add.iter().map(|(v, _)| v.clone())),
+                _ => {}
+            }
+        }
+        for name in m.variables.keys().filter(|v| !read.contains(*v)) {
+            self.report(
+                Severity::Warning,
+                At::Machine(&format!("variables.{name}")),
+                format!("no node reads variable `{name}`: a placed call that gives it changes nothing"),
+                Some(format!("use `{{{name}}}` in a template or a route rule, or remove it")),
+            );
+        }
+    }
+}
+
 /// The sets of variables certainly set on entering each node, to a fixed point: an `input` sets
 /// its variable on its `next` edge only, a script its stored variables on the edges of an answer,
-/// a set its values and counters on its `next`. (An answer without a stored key leaves its
+/// a set its values and counters on its `next`; the machine's `variables` are set from the start. (An answer without a stored key leaves its
 /// variable unset, unless it has a `default`: that is `explore`'s "stored key missing" answer
 /// class, reported with the answers that reach it.)
 /// A node that did not compile is taken to set every variable: nothing after it is blamed on it.
 fn set_on_entry(m: &Machine, failed: &[bool], declared: &BTreeSet<String>) -> SetOnEntry {
-    let mut set_on_entry: SetOnEntry = HashMap::from([(m.start, BTreeSet::new())]);
+    // A call starts with the machine's `variables` set.
+    let mut set_on_entry: SetOnEntry = HashMap::from([(m.start, m.variables.keys().cloned().collect())]);
     let mut queue = VecDeque::from([m.start]);
     while let Some(id) = queue.pop_front() {
         let here = set_on_entry[&id].clone();

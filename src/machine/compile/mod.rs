@@ -38,7 +38,7 @@ use super::source::SyntaxError;
 use super::source::{self, Source, SpanIndex};
 use super::template;
 use super::voices::Voices;
-use super::{Edge, Machine, Node, NodeId, NodeKind, Version};
+use super::{Edge, Machine, Node, NodeId, NodeKind, VARIABLE_CHARS_MAX, VARIABLES_MAX, Version};
 use crate::callflow::{self, ACTION_ID_NAMES_CHARS_MAX, Action, Callflow, Say, Use};
 use shape::{Point, Shaped};
 
@@ -145,9 +145,9 @@ fn syntax_diagnostic(source: &Source, e: &SyntaxError) -> Diagnostic {
 }
 
 /// The call variables the machine's nodes set: an input's `variable`, a script's `store`, a set's
-/// `values` and `add` (all, for a node whose kind is not known).
+/// `values` and `add` (all, for a node whose kind is not known), and the machine's `variables`.
 fn declared(def: &Definition) -> BTreeSet<String> {
-    let mut declared = BTreeSet::new();
+    let mut declared: BTreeSet<String> = def.variables.keys().cloned().collect();
     for (_, n) in &def.nodes {
         if matches!(n.kind, Some(Kind::Input) | None) {
             declared.extend(n.variable.iter().cloned());
@@ -293,6 +293,7 @@ impl Compiler<'_> {
             fallback,
             allow_hosts: self.allow_hosts.clone(),
             timezone: self.timezone.clone(),
+            variables: self.variables(&settings),
         };
         self.check_play(&mut machine);
         self.check_chains(&machine, &failed, start.is_some());
@@ -301,6 +302,7 @@ impl Compiler<'_> {
             self.check_reachability(&machine);
             self.check_assigned(&machine, &failed);
         }
+        self.check_variables_read(&machine);
         Some(machine)
     }
 
@@ -445,6 +447,43 @@ impl Compiler<'_> {
                 );
             } else {
                 ok.insert(name.clone(), value.clone());
+            }
+        }
+        ok
+    }
+
+    /// `variables`: call variables every call starts with, each a name of its own with a default
+    /// within the per-variable bound; at most `VARIABLES_MAX`. Returns those that are valid.
+    fn variables(&mut self, settings: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let def = self.def;
+        if def.variables.len() > VARIABLES_MAX {
+            self.error(
+                At::Machine("variables"),
+                format!("{} variables; the limit is {VARIABLES_MAX}", def.variables.len()),
+                Some("keep the values a placed call needs; look the rest up with a script".into()),
+            );
+            return BTreeMap::new();
+        }
+        let mut ok = BTreeMap::new();
+        for (name, default) in &def.variables {
+            let at = format!("variables.{name}");
+            if !self.is_own_var_name(name, settings) {
+                self.error(
+                    At::Machine(&at),
+                    format!("`{name}` cannot name a call variable: it is not a name, or a setting or built-in has it"),
+                    Some("use letters, digits and `_`, starting with a letter, and a name of its own".into()),
+                );
+            } else if default.chars().count() > VARIABLE_CHARS_MAX {
+                self.error(
+                    At::Machine(&at),
+                    format!(
+                        "the default of `{name}` has {} characters; a call variable keeps at most {VARIABLE_CHARS_MAX}",
+                        default.chars().count()
+                    ),
+                    Some("shorten it".into()),
+                );
+            } else {
+                ok.insert(name.clone(), default.clone());
             }
         }
         ok
