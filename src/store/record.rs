@@ -485,6 +485,48 @@ pub fn encode_action_key(key: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
     encode("action key", &ActionKeyRecord { v: FORMAT, key: Blob(key.to_vec()) })
 }
 
+/// The format of claims (`ClaimRecord`), versioned on their own.
+pub const CLAIM_FORMAT: u8 = 1;
+
+/// A claim on one script request of one webhook (session, event id, rank of the request in the
+/// webhook's step), written durably before the request is made, so that it is made at most once
+/// whichever delivery of the event, on whichever node, gets there first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    pub v: u8,
+    /// The store opening that made it (`SledStore`/`PgStore` draw one at random when they open).
+    pub o: u64,
+    /// When the claimant stops waiting for the answer (ms since the epoch): past it, no answer
+    /// will come from it.
+    pub u: u64,
+}
+
+impl ClaimRecord {
+    pub fn new(owner: u64, until_ms: u64) -> ClaimRecord {
+        ClaimRecord { v: CLAIM_FORMAT, o: owner, u: until_ms }
+    }
+}
+
+/// Decodes a stored claim, refusing a format this phonetree does not read.
+pub fn decode_claim(name: &str, raw: &[u8]) -> Result<ClaimRecord, StoreError> {
+    let r: ClaimRecord = decode("claim", name, raw)?;
+    if r.v != CLAIM_FORMAT {
+        return Err(StoreError::Decode {
+            what: "claim",
+            key: name.to_string(),
+            detail: format!("claim format {} (this phonetree reads {CLAIM_FORMAT})", r.v),
+        });
+    }
+    Ok(r)
+}
+
+/// A random 64-bit number: the id of one opening of a store, which its claims carry (std's
+/// randomly keyed hasher, fresh keys per call).
+pub fn opening_id() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
 /// The answers the script requests of one webhook got, in order: journaled before they are
 /// applied, so a retried webhook reuses them instead of asking the API again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
