@@ -430,14 +430,18 @@ async fn run_step(
                 metrics::script(app, machine, &request.node, "cache_hit", None);
                 cached
             }
-            None => match ask(app, ca, machine, &request, answers.len(), deadline).await? {
-                Asked::Answer(answer) => answer,
-                Asked::Journaled(journaled) => {
-                    answers = journaled;
-                    continue;
+            None => {
+                match ask(app, (&ca.session_id, &ca.event_id), machine, &request, answers.len(), deadline)
+                    .await?
+                {
+                    Asked::Answer(answer) => answer,
+                    Asked::Journaled(journaled) => {
+                        answers = journaled;
+                        continue;
+                    }
+                    Asked::Replied => return Ok(Ran::Replied),
                 }
-                Asked::Replied => return Ok(Ran::Replied),
-            },
+            }
         };
         answers.push(answer);
         app.store.put_answers(&ca.session_id, &ca.event_id, &answers).await?;
@@ -461,7 +465,7 @@ enum Asked {
 /// and is never made twice.
 async fn ask(
     app: &App,
-    ca: &CallAction,
+    (session, event_id): (&str, &str),
     machine: &Machine,
     request: &engine::Request,
     rank: usize,
@@ -476,7 +480,7 @@ async fn ask(
     let now = super::now_ms();
     let until = now.saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
     let rank32 = u32::try_from(rank).unwrap_or(u32::MAX);
-    let claimed = app.store.claim(&ca.session_id, &ca.event_id, rank32, until, now).await?;
+    let claimed = app.store.claim(session, event_id, rank32, until, now).await?;
     let lapsed = match claimed {
         Claim::Won => {
             let sent = Instant::now();
@@ -491,7 +495,7 @@ async fn ask(
         }
         Claim::Held { until_ms } => {
             info!(node = %request.node, "another delivery of this webhook is making the script's request: waiting for its answer");
-            match await_claimed(app, ca, rank, until_ms, deadline).await? {
+            match await_claimed(app, (session, event_id), rank, until_ms, deadline).await? {
                 Waited::Answers(journaled) => {
                     metrics::script(app, machine, &request.node, "claimed", None);
                     return Ok(Asked::Journaled(journaled));
@@ -502,7 +506,7 @@ async fn ask(
         }
         Claim::Lapsed => {
             // Its claimant may have journaled the answer since this webhook read the journal.
-            let journaled = app.store.answers(&ca.session_id, &ca.event_id).await?;
+            let journaled = app.store.answers(session, event_id).await?;
             if journaled.len() > rank {
                 metrics::script(app, machine, &request.node, "claimed", None);
                 return Ok(Asked::Journaled(journaled));
@@ -520,17 +524,17 @@ async fn ask(
 /// claim's time or this webhook's `deadline`.
 async fn await_claimed(
     app: &App,
-    ca: &CallAction,
+    (session, event_id): (&str, &str),
     rank: usize,
     until_ms: u64,
     deadline: Instant,
 ) -> Result<Waited, Fault> {
     loop {
-        let journaled = app.store.answers(&ca.session_id, &ca.event_id).await?;
+        let journaled = app.store.answers(session, event_id).await?;
         if journaled.len() > rank {
             return Ok(Waited::Answers(journaled));
         }
-        if app.store.load(&ca.session_id, Some(&ca.event_id)).await?.replied.is_some() {
+        if app.store.load(session, Some(event_id)).await?.replied.is_some() {
             return Ok(Waited::Replied);
         }
         if super::now_ms() >= until_ms || Instant::now().checked_add(CLAIM_POLL).is_none_or(|t| t >= deadline)
