@@ -585,6 +585,8 @@ async fn populate(store: &dyn Store) -> (Vec<(Version, StoredMachine)>, Vec<Stri
         [Answer::Http { status: 200, body: b"{}".to_vec() }, Answer::Failed { reason: "timeout".into() }];
     store.put_answers("s-live", "e3", &answers).await.unwrap();
     store.put_answers("s-live", "e4", &answers[1..]).await.unwrap();
+    // e5's request was claimed and never answered (its node stopped mid-request).
+    assert_eq!(store.claim("s-live", "e5", 0, u64::MAX, 1).await.unwrap(), Claim::Won);
 
     let mut on_older = waiting("s-older");
     on_older.version =
@@ -685,6 +687,9 @@ async fn a_copy_into_any_backend_answers_as_the_source_did() {
                 );
             }
             assert_eq!(to.transcript("s-live").await.unwrap().len(), LIVE_EVENTS, "{name}");
+            // A request claimed in the source is not made again in the target.
+            assert_eq!(to.claim("s-live", "e5", 0, u64::MAX, 1).await.unwrap(), Claim::Lapsed, "{name}");
+            assert_eq!(to.claim("s-live", "e5", 1, u64::MAX, 1).await.unwrap(), Claim::Won, "{name}");
             // What the duplicates of s-live get: the latest replies' bytes; older events are known.
             let last = LIVE_EVENTS - 1;
             let replied = to.load("s-live", Some(&format!("e{last}"))).await.unwrap().replied;

@@ -207,6 +207,10 @@ pub struct Exported {
     pub journal: Vec<JournalEntry>,
     /// The script answers journaled per webhook, by event id.
     pub answers: Vec<(String, Vec<Answer>)>,
+    /// The script requests claimed (`Store::claim`), by event id and rank, in that order: imported
+    /// as lapsed (whoever claimed them is gone), so a request in flight when its node stopped is
+    /// not made again after a copy.
+    pub claims: Vec<(String, u32)>,
     pub summary: Option<StoredSummary>,
     /// The call's transcript, oldest first.
     pub transcript: Vec<Entry>,

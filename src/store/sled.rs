@@ -216,6 +216,14 @@ impl SledStore {
             let event_id = String::from_utf8_lossy(&key[head.len()..]).into_owned();
             answers.push((event_id.clone(), self.decode_answers(id, &event_id, &raw)?));
         }
+        let mut claims = Vec::new();
+        for key in self.claims.scan_prefix(&head).keys() {
+            let key = key?;
+            // session NUL event NUL rank (4 bytes, big-endian).
+            let Some((event, rank)) = key[head.len()..].split_last_chunk::<4>() else { continue };
+            let event = event.strip_suffix(&[0]).unwrap_or(event);
+            claims.push((String::from_utf8_lossy(event).into_owned(), u32::from_be_bytes(*rank)));
+        }
         let summary = match self.summaries.get(id)? {
             Some(raw) => Some(decode_summary(id, &raw)?),
             None => None,
@@ -226,6 +234,7 @@ impl SledStore {
             state,
             journal: record.journal_entries(),
             answers,
+            claims,
             summary,
             transcript,
         })
@@ -249,7 +258,12 @@ impl SledStore {
             Some(s) => Some(encode("summary", &SummaryRecord::from_summary(&s.summary, s.received_ms))?),
             None => None,
         };
-        let written = (&self.sessions, &self.answers, &self.summaries).transaction(|(st, at, mt)| {
+        // Claimed by no opening, with no time left: lapsed.
+        let lapsed = encode("claim", &ClaimRecord::new(0, 0))?;
+        let claims: Vec<Vec<u8>> =
+            e.claims.iter().map(|(event_id, rank)| claim_key(&e.session, event_id, *rank)).collect();
+        let trees = (&self.sessions, &self.answers, &self.summaries, &self.claims);
+        let written = trees.transaction(|(st, at, mt, ct)| {
             if st.get(e.session.as_bytes())?.is_some() {
                 return Err(ConflictableTransactionError::Abort(()));
             }
@@ -259,6 +273,9 @@ impl SledStore {
             }
             if let Some(summary) = &summary {
                 mt.insert(e.session.as_bytes(), summary.as_slice())?;
+            }
+            for key in &claims {
+                ct.insert(key.as_slice(), lapsed.as_slice())?;
             }
             Ok(())
         });
@@ -406,9 +423,7 @@ impl Store for SledStore {
         now_ms: u64,
     ) -> StoreFuture<'a, Claim> {
         Box::pin(async move {
-            let mut key = event_key(session, event_id);
-            key.push(0);
-            key.extend_from_slice(&rank.to_be_bytes());
+            let key = claim_key(session, event_id, rank);
             let mine = encode("claim", &ClaimRecord::new(self.opening, until_ms))?;
             match self.claims.compare_and_swap(&key, None as Option<&[u8]>, Some(mine))? {
                 Ok(()) => {
@@ -695,6 +710,14 @@ fn prefix(session: &str) -> Vec<u8> {
 fn event_key(session: &str, event_id: &str) -> Vec<u8> {
     let mut key = prefix(session);
     key.extend_from_slice(event_id.as_bytes());
+    key
+}
+
+/// The `claims` key of script request `rank` of one event.
+fn claim_key(session: &str, event_id: &str, rank: u32) -> Vec<u8> {
+    let mut key = event_key(session, event_id);
+    key.push(0);
+    key.extend_from_slice(&rank.to_be_bytes());
     key
 }
 

@@ -381,6 +381,22 @@ impl PgStore {
         }
         let st = tx
             .prepare_cached(
+                "SELECT session, event_id, rank FROM phonetree_claims \
+                 WHERE ($1::TEXT IS NULL OR session > $1) AND session <= $2 ORDER BY session, event_id, rank",
+            )
+            .await
+            .map_err(fail())?;
+        for row in tx.query(&st, &[&after, &last]).await.map_err(fail())? {
+            let (id, event_id): (String, String) =
+                (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+            let rank: i32 = row.try_get(2).map_err(fail())?;
+            let Some(i) = index(&id) else { continue };
+            if let (_, Ok(e)) = &mut sessions[i] {
+                e.claims.push((event_id, u32::try_from(rank).unwrap_or(0)));
+            }
+        }
+        let st = tx
+            .prepare_cached(
                 "SELECT session, record FROM phonetree_transcripts \
                  WHERE ($1::TEXT IS NULL OR session > $1) AND session <= $2 ORDER BY session, n",
             )
@@ -468,6 +484,19 @@ impl PgStore {
             .map_err(fail())?;
         for (event_id, raw) in &answers {
             tx.execute(&st, &[&e.session, event_id, raw]).await.map_err(fail())?;
+        }
+        // Claimed by no opening, with no time left: lapsed.
+        let lapsed = encode("claim", &ClaimRecord::new(0, 0))?;
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO phonetree_claims (session, event_id, rank, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (session, event_id, rank) DO NOTHING",
+            )
+            .await
+            .map_err(fail())?;
+        for (event_id, rank) in &e.claims {
+            let rank = i32::try_from(*rank).unwrap_or(i32::MAX);
+            tx.execute(&st, &[&e.session, event_id, &rank, &lapsed]).await.map_err(fail())?;
         }
         let st = tx
             .prepare_cached(
@@ -1036,6 +1065,7 @@ fn exported_row(id: &str, row: &tokio_postgres::Row) -> Result<Exported, StoreEr
             .map(JournalEntry::ForgottenHash)
             .collect(),
         answers: Vec::new(),
+        claims: Vec::new(),
         summary: summary.map(|raw| decode_summary(id, &raw)).transpose()?,
         transcript: Vec::new(),
     })
