@@ -749,6 +749,16 @@ mod tests {
         assert_eq!(unpack_hashes(&pack_hashes(&back.jo)), back.jo);
     }
 
+    /// A claim carries its own format version; one of another format is refused, not guessed at.
+    #[test]
+    fn a_claim_record_round_trips_and_an_unknown_format_is_refused() {
+        let raw = encode("claim", &ClaimRecord::new(7, 9)).unwrap();
+        assert_eq!(decode_claim("s/e/0", &raw).unwrap(), ClaimRecord { v: CLAIM_FORMAT, o: 7, u: 9 });
+        let future = encode("claim", &ClaimRecord { v: CLAIM_FORMAT + 1, o: 7, u: 9 }).unwrap();
+        let e = decode_claim("s/e/0", &future).unwrap_err().to_string();
+        assert!(e.contains("claim format 2") && e.contains("s/e/0"), "{e}");
+    }
+
     /// A session stored by a phonetree of format 1 (no call variables) still loads.
     #[test]
     fn a_format_1_session_record_still_decodes() {
