@@ -48,9 +48,11 @@ async fn call(n: &Node, session: &str, to: &str, inputs: &[&str]) {
     call_ending(n, session, to, inputs, "COMPLETED").await;
 }
 
-/// One inbound call as `call`, whose summary says `status`.
+/// One inbound call as `call`, whose summary says `status`. An input after the call hung up is
+/// answered with a hangup and applies nothing (`stale`).
 async fn call_ending(n: &Node, session: &str, to: &str, inputs: &[&str], status: &str) {
     let mut id: Option<String> = None;
+    let mut over = false;
     for (i, input) in std::iter::once(&"").chain(inputs).enumerate() {
         let event = format!("{session}-e{i}");
         let v = Vca {
@@ -65,8 +67,11 @@ async fn call_ending(n: &Node, session: &str, to: &str, inputs: &[&str], status:
             event_data: false,
         };
         let a = post(&n.url("/webhooks/vca"), v.body()).await;
-        assert_eq!(a.how, "applied", "{session} {input}: {}", n.log());
+        let want = if over { "stale" } else { "applied" };
+        assert_eq!(a.how, want, "{session} {input}: {}", n.log());
         id = a.client_action_id();
+        over =
+            a.json()["callflow"].as_array().and_then(|c| c.last()).is_some_and(|l| l["action"] == "hangup");
     }
     let a = post(&n.url("/webhooks/vss"), vss(session, status)).await;
     assert_eq!(a.status, 200);

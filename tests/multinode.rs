@@ -3,7 +3,8 @@
 //! - calls whose webhooks go round-robin over three nodes answer as the pure engine says, and end
 //!   where it says;
 //! - one eventId delivered to two nodes at once is applied once, both get the same bytes; two
-//!   different answers to one prompt on different nodes never both apply;
+//!   different answers to one prompt on different nodes never both apply; delivered to two nodes
+//!   while its script waits for the API, its request reaches the API once;
 //! - a node killed with SIGKILL mid-call loses no acknowledged transition: the calls finish on the
 //!   other nodes, every acknowledged eventId is answered again;
 //! - a node restarted on a new machine version: calls finish on the version they started on,
@@ -368,6 +369,119 @@ async fn one_event_delivered_to_two_nodes_at_once_is_applied_once() {
     // Each event moved its call one step: the stored state is the engine's after each once.
     c.assert_stored(&finals).await;
     assert!(pairs.load(Ordering::Relaxed) >= CALLS * 2, "only {pairs:?} twin deliveries");
+}
+
+/// A line whose first webhook says a hold prompt and runs a script against `HeldApi`.
+const HOLD: &str = r#"
+name = "hold"
+start = "lookup"
+numbers = ["+6568880079"]
+allow_hosts = ["127.0.0.1"]
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[nodes.lookup]
+kind = "script"
+prompt = "One moment while we look that up."
+url = "API/hold?caller={caller}"
+timeout_ms = 5000
+response_key = "ok"
+branches = { true = "good" }
+default = "down"
+failure = "down"
+
+[nodes.good]
+kind = "say"
+text = "All done."
+next = "bye"
+
+[nodes.down]
+kind = "say"
+text = "The system is down."
+next = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
+/// The business API of `HOLD`: `GET /hold` counts the request, then answers `{"ok": true}` once
+/// released (a permit per answer).
+struct HeldApi {
+    base: String,
+    asked: Arc<AtomicUsize>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl HeldApi {
+    async fn start() -> HeldApi {
+        use warp::Filter;
+        let (asked, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Semaphore::new(0)));
+        let (count, gate) = (asked.clone(), release.clone());
+        let route = warp::path!("hold").then(move || {
+            let (count, gate) = (count.clone(), gate.clone());
+            async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.unwrap().forget();
+                warp::reply::json(&serde_json::json!({"ok": true}))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        HeldApi { base, asked, release }
+    }
+
+    fn asked(&self) -> usize {
+        self.asked.load(Ordering::SeqCst)
+    }
+}
+
+/// One event delivered to two nodes while its script waits for the API: the request reaches the
+/// API once (the first node claimed it in the database before making it; the second waits for
+/// its answer), and both nodes answer the same bytes. Before, each node made the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_on_two_nodes_while_its_script_runs_makes_one_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(url) = postgres_url_for(tmp.path()).await else { return };
+    let api = HeldApi::start().await;
+    let nodes: Vec<Node> = (0..2)
+        .map(|k| {
+            let dir = tmp.path().join(format!("n{k}"));
+            let machines = machines_dir(&dir);
+            std::fs::write(machines.join("hold.toml"), HOLD.replace("API", &api.base)).unwrap();
+            on_store(&dir.join("node"), &machines, &url)
+        })
+        .collect();
+    let body = Vca {
+        session: "held-twins",
+        event: "e1",
+        dtmf: None,
+        client_action_id: None,
+        status: "CALL_RECEIVED",
+        direction: "INBOUND",
+        source: CALLER,
+        destination: "+6568880079",
+        event_data: false,
+    }
+    .body();
+    let client = client_within(REQUEST_TIMEOUT);
+    let send = |k: usize| {
+        let (client, url, body) = (client.clone(), nodes[k].url("/webhooks/vca"), body.clone());
+        tokio::spawn(async move { try_post(&client, &url, body).await.unwrap() })
+    };
+    let first = send(0);
+    wait_until("the first node's request", || api.asked() == 1).await;
+    let second = send(1);
+    // The second node waits on the first's claim (or, wrongly, makes the request itself).
+    let waiting = "another delivery of this webhook is making the script's request";
+    wait_until("the second node", || nodes[1].log().contains(waiting) || api.asked() == 2).await;
+    api.release.add_permits(2);
+    let (x, y) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!(api.asked(), 1, "the request was made once, across the nodes");
+    assert_eq!(text(&x.body), text(&y.body), "two answers to one event");
+    assert_eq!((x.how.as_str(), y.how.as_str()), ("applied", "duplicate"));
+    assert!(text(&x.body).contains("All done."), "{}", text(&x.body));
 }
 
 /// Two different answers to one prompt, on two nodes at once (with a duplicate of one on a third):

@@ -751,7 +751,10 @@ fn check_proves_the_reminder_and_refuses_variables_it_could_not_keep() {
     assert!(compiled.machine.is_some());
     let text: Vec<String> = compiled.diagnostics.iter().map(ToString::to_string).collect();
     assert_eq!(text.len(), 1, "{text:#?}");
-    assert!(text[0].contains("warning: field `variables.colour`: no node reads variable `colour`"), "{text:#?}");
+    assert!(
+        text[0].contains("warning: field `variables.colour`: no node reads variable `colour`"),
+        "{text:#?}"
+    );
 
     // A built-in's name, a default over the per-variable bound, and a variable read that no
     // node and no `variables` entry sets: every one in the same run, with its position.

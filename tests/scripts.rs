@@ -1,17 +1,19 @@
 //! Script nodes for real: `machines/order_status.toml` through the real `phonetree serve` against
 //! a loopback HTTP server standing in for the shop's API — answers for every branch, a slow answer
-//! (the timeout branch), errors, broken bodies, the cache, duplicate deliveries, and a crash while
-//! the API is answering.
+//! (the timeout branch), errors, broken bodies, the cache, duplicate deliveries (one after the
+//! other, and two at once while the API holds its answer: one request), a crash while the API is
+//! answering (never asked again), and what a caller hears of a script's hold prompt, and when.
 
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::Semaphore;
 use warp::Filter;
 
 /// Per order number, the (caller, Accept header) of each request.
@@ -22,14 +24,14 @@ struct Api {
     base: String,
     /// Requests per order number, with the caller and Accept header each carried.
     seen: Seen,
-    /// Order `888888` waits for this before answering.
-    release: Arc<Notify>,
+    /// Order `888888` takes a permit of this before answering (`add_permits` releases it).
+    release: Arc<Semaphore>,
 }
 
 impl Api {
     async fn start() -> Api {
         let seen: Seen = Arc::default();
-        let release = Arc::new(Notify::new());
+        let release = Arc::new(Semaphore::new(0));
         let (log, gate) = (seen.clone(), release.clone());
         let route = warp::path!("orders" / String)
             .and(warp::query::<HashMap<String, String>>())
@@ -59,7 +61,7 @@ impl Api {
                         }
                         "777777" => ok(serde_json::json!({"data": {"code": 1}})),
                         "888888" => {
-                            gate.notified().await;
+                            gate.acquire().await.unwrap().forget();
                             ok(serde_json::json!({"data": {"code": 2, "eta": "-"}}))
                         }
                         _ => ok(serde_json::json!({"data": {"code": 9, "eta": "-"}})),
@@ -386,8 +388,172 @@ async fn a_duplicate_delivery_replays_the_reply_without_asking_the_api_again() {
     assert_eq!(api.count("333333"), 1);
 }
 
+/// Waits until `done` holds, at most `WAIT_MAX`; panics with `what` otherwise.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    const WAIT_MAX: Duration = Duration::from_secs(20);
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < WAIT_MAX, "waited {WAIT_MAX:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The node's log line of a duplicate that waits for the first delivery's reply.
+const WAITING_HERE: &str = "a duplicate of a webhook being answered: waiting for its reply";
+
+/// A line whose script is answered by `hold`'s API, which holds every answer until released: the
+/// call's first webhook says the hold prompt and runs the script.
+const HOLD: &str = r#"
+name = "hold"
+start = "lookup"
+numbers = ["+6568880079"]
+allow_hosts = ["127.0.0.1"]
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[nodes.lookup]
+kind = "script"
+prompt = "One moment while we look that up."
+url = "API/hold?caller={caller}"
+timeout_ms = 5000
+response_key = "ok"
+branches = { true = "good" }
+default = "down"
+failure = "down"
+
+[nodes.good]
+kind = "say"
+text = "All done."
+next = "bye"
+
+[nodes.down]
+kind = "say"
+text = "The system is down."
+next = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
+/// `hold`'s API: `GET /hold` counts the request, then answers `{"ok": true}` once released.
+struct HeldApi {
+    base: String,
+    asked: Arc<AtomicUsize>,
+    /// Each answer takes a permit (`add_permits` releases them).
+    release: Arc<Semaphore>,
+}
+
+impl HeldApi {
+    async fn start() -> HeldApi {
+        let (asked, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
+        let (count, gate) = (asked.clone(), release.clone());
+        let route = warp::path!("hold").then(move || {
+            let (count, gate) = (count.clone(), gate.clone());
+            async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.unwrap().forget();
+                warp::reply::json(&serde_json::json!({"ok": true}))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        HeldApi { base, asked, release }
+    }
+
+    fn asked(&self) -> usize {
+        self.asked.load(Ordering::SeqCst)
+    }
+}
+
+/// A node whose `hold` machine calls `api`.
+fn hold_node(t: &tempfile::TempDir, api: &HeldApi) -> Node {
+    let dir = machines_dir(t.path());
+    std::fs::write(dir.join("hold.toml"), HOLD.replace("API", &api.base)).unwrap();
+    Node::start(&t.path().join("data"), &dir)
+}
+
+/// The CALL_RECEIVED of a call to the `hold` line.
+fn hold_call(session: &str) -> String {
+    Vca {
+        session,
+        event: "e1",
+        dtmf: None,
+        client_action_id: None,
+        status: "CALL_RECEIVED",
+        direction: "INBOUND",
+        source: "+6591178965",
+        destination: "+6568880079",
+        event_data: false,
+    }
+    .body()
+}
+
+/// Two deliveries of one event while its script waits for the API: one request reaches the API,
+/// and both deliveries get the same bytes (before, each delivery made the request: the replies
+/// were identical, the effect happened twice).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_crash_while_the_api_answers_repeats_the_request_on_the_retried_webhook() {
+async fn two_deliveries_of_one_event_while_its_script_runs_make_one_request_and_answer_alike() {
+    let api = HeldApi::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let n = hold_node(&t, &api);
+    let body = hold_call("s-twins");
+    let url = n.url("/webhooks/vca");
+    let first = tokio::spawn(post_owned(url.clone(), body.clone()));
+    wait_until("the first delivery's request", || api.asked() == 1).await;
+    let second = tokio::spawn(post_owned(url, body));
+    // The second waits for the first here (or, wrongly, makes a request of its own).
+    wait_until("the second delivery", || n.log().contains(WAITING_HERE) || api.asked() == 2).await;
+    api.release.add_permits(2);
+    let (a, b) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!(api.asked(), 1, "the request was made once");
+    assert_eq!(String::from_utf8_lossy(&a.body), String::from_utf8_lossy(&b.body));
+    assert_eq!((a.how.as_str(), b.how.as_str()), ("applied", "duplicate"));
+    assert_eq!(
+        said(&a),
+        (vec!["One moment while we look that up.".into(), "All done.".into()], "hangup".into())
+    );
+}
+
+/// What a caller hears of a script's hold prompt, and when: 8x8 plays a reply only once it has
+/// it, so the prompt is said in the same reply as the script's result, after the API answered;
+/// nothing reaches 8x8 while the API holds its answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hold_prompt_is_said_with_the_result_after_the_api_answered() {
+    let api = HeldApi::start().await;
+    let t = tempfile::tempdir().unwrap();
+    let n = hold_node(&t, &api);
+    let reply = tokio::spawn(post_owned(n.url("/webhooks/vca"), hold_call("s-hold")));
+    wait_until("the script's request", || api.asked() == 1).await;
+    assert!(!reply.is_finished(), "nothing was answered while the API held its answer");
+    api.release.add_permits(1);
+    let a = reply.await.unwrap();
+    let v = a.json();
+    let actions: Vec<(&str, &str)> = v["callflow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["action"].as_str().unwrap(), x["params"]["text"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        actions,
+        [("say", "One moment while we look that up."), ("say", "All done."), ("hangup", "")],
+        "the hold prompt, then the result, in one reply"
+    );
+}
+
+/// `post` with owned arguments, for a spawned task.
+async fn post_owned(url: String, body: String) -> Answer {
+    post(&url, body).await
+}
+
+/// A node killed while the API holds its answer, restarted, and the webhook delivered again: the
+/// request is not made again (it may have reached the API: an opt-out, a payment), the script
+/// takes its failure branch, and that reply is replayed byte for byte to a later duplicate.
+/// (Before, the retried webhook asked the API a second time; this test asserted it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_while_the_api_answers_is_never_asked_again_and_takes_the_failure_branch() {
     let api = Api::start().await;
     let t = tempfile::tempdir().unwrap();
     let mut n = node(&t, &api);
@@ -399,33 +565,27 @@ async fn a_crash_while_the_api_answers_repeats_the_request_on_the_retried_webhoo
         let body = body.clone();
         async move { reqwest::Client::new().post(url).body(body).send().await.is_err() }
     });
-    for _ in 0..100 {
-        if api.count("888888") == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(api.count("888888"), 1);
+    wait_until("the request", || api.count("888888") == 1).await;
     n.kill();
     assert!(in_flight.await.unwrap(), "the first delivery got no reply");
-    api.release.notify_one(); // the held answer goes nowhere: its connection died with the node
+    // The held answer goes nowhere: its connection died with the node. A second request would
+    // be answered at once.
+    api.release.add_permits(2);
     n.restart();
-    // 8x8 delivers the webhook again: the node asks again, and the call goes on.
-    let retry = tokio::spawn({
-        let url = n.url("/webhooks/vca");
-        async move { post(&url, body).await }
-    });
-    for _ in 0..100 {
-        if api.count("888888") == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    api.release.notify_one();
-    let a = retry.await.unwrap();
+    // 8x8 delivers the webhook again: no request, the failure branch.
+    let a = post(&n.url("/webhooks/vca"), body.clone()).await;
     assert_eq!(a.how, "applied");
-    assert_eq!(said(&a).0[1], "Your order 8 8 8 8 8 8 has been delivered.");
-    assert_eq!(api.count("888888"), 2, "the request was repeated once");
+    let (texts, last) = said(&a);
+    assert_eq!(
+        (texts.last().map(String::as_str), last.as_str()),
+        (Some("Our order system is not answering right now. Let me connect you to an agent."), "makeCall")
+    );
+    assert_eq!(api.count("888888"), 1, "the request was not made again");
+    assert!(n.log().contains("the script's request was claimed and not answered"), "{}", n.log());
+    // Again: the same bytes, still one request.
+    let again = post(&n.url("/webhooks/vca"), body).await;
+    assert_eq!((again.how.as_str(), again.body == a.body), ("duplicate", true));
+    assert_eq!(api.count("888888"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -142,6 +142,15 @@ fn inbound<'a>(session: &'a str, event: &'a str, to: &'a str, dtmf: &'a str, id:
     }
 }
 
+/// An inbound abc_restaurant call `session`, received and answered `1`: the id it then waits on
+/// (at the reservations menu).
+async fn at_reservations(vca: &str, session: &str) -> String {
+    let mut received = inbound(session, "e0", ABC, "", None);
+    (received.status, received.dtmf) = ("CALL_RECEIVED", None);
+    let main = post(vca, received.body()).await.client_action_id().unwrap();
+    post(vca, inbound(session, "e1", ABC, "1", Some(&main)).body()).await.client_action_id().unwrap()
+}
+
 /// Stops `n`, deletes `sessions` from its store (the store lost them), and starts it again.
 async fn lose(n: &mut Node, sessions: &[&str]) {
     assert!(n.terminate().success());
@@ -171,14 +180,13 @@ async fn forged_tampered_and_foreign_ids_start_the_call_over_and_genuine_ones_re
     // Genuine ids at the reservations menu, one per session.
     let mut genuine = Vec::new();
     for s in ["s-a", "s-b", "s-c", "s-d", "s-e"] {
-        let a = post(&vca, inbound(s, "e1", ABC, "1", None).body()).await;
-        let id = a.client_action_id().unwrap();
+        let id = at_reservations(&vca, s).await;
         assert!(id.starts_with("pt.abc_restaurant.reservations."), "{id}");
         genuine.push(id);
     }
     let version = phonetree::callflow::ClientActionId::parse(&genuine[0]).unwrap().version;
     let mac = genuine[0].rsplit('.').next().unwrap().to_string();
-    // What a call with no id gets when the caller presses 2 (main_menu's answer).
+    // What an inbound call with no id and no state gets (its start: main_menu).
     let fresh = split(&post(&vca, inbound("s-control", "e1", ABC, "2", None).body()).await);
     // What the reservations menu answers to 2.
     let resumed_want = comparable(golden("seeds/advanced/reschedule_table.json"));
@@ -337,8 +345,7 @@ async fn with_stored_state_a_tampered_id_is_treated_as_none() {
     ];
     for (i, tamper) in tampers.into_iter().enumerate() {
         let s = format!("s-stored-{i}");
-        let a = post(&vca, inbound(&s, "e1", ABC, "1", None).body()).await;
-        let id = a.client_action_id().unwrap();
+        let id = at_reservations(&vca, &s).await;
         let bad = tamper(&id);
         assert_ne!(bad, id);
         let b = post(&vca, inbound(&s, "e2", ABC, "2", Some(&bad)).body()).await;

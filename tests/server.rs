@@ -534,3 +534,94 @@ async fn a_repeated_fault_is_logged_a_few_times_not_once_per_webhook() {
         "{lines} fault lines for 60 webhooks"
     );
 }
+
+/// A webhook of the simple seed's inbound line (tech_support), for `session`.
+fn simple<'a>(session: &'a str, event: &'a str, status: &'a str, dtmf: Option<&'a str>) -> Vca<'a> {
+    let mut v = Vca::abc(session, event, dtmf, None);
+    (v.status, v.direction, v.source, v.destination) = (status, "INBOUND", "+6512345678", "6561115777");
+    v
+}
+
+/// A webhook after the call hung up applies nothing: it is answered with a hangup and labelled
+/// `stale` (header, metrics), not `applied`, and the call's transcript does not grow.
+#[tokio::test]
+async fn a_webhook_after_the_hangup_is_stale() {
+    let t = tmp();
+    let n = node(&t);
+    let a = post(&vca_url(&n), simple("s-over", "e0", "CALL_RECEIVED", None).body()).await;
+    let id = a.client_action_id().unwrap();
+    let mut one = simple("s-over", "e1", "DTMF_RECEIVED", Some("1"));
+    one.client_action_id = Some(&id);
+    let hung = post(&vca_url(&n), one.body()).await;
+    assert_eq!((hung.how.as_str(), hung.json()), ("applied", json!({"callflow": [{"action": "hangup"}]})));
+    let mut late = simple("s-over", "e2", "DTMF_RECEIVED", Some("2"));
+    late.client_action_id = Some(&id);
+    let late = post(&vca_url(&n), late.body()).await;
+    assert_eq!((late.how.as_str(), late.json()), ("stale", json!({"callflow": [{"action": "hangup"}]})));
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    assert_eq!(
+        metrics::values(
+            &metrics::parse(&text),
+            "phonetree_webhooks_total",
+            &[("endpoint", "vca")],
+            &["outcome"]
+        ),
+        metrics::expected(&[(&["applied"], 2.0), (&["stale"], 1.0)]),
+        "{text}"
+    );
+    let mut n = n;
+    assert!(n.terminate().success());
+    let store = phonetree::store::SledStore::open(&n.data).unwrap();
+    assert_eq!(store.transcript("s-over").await.unwrap().len(), 2, "the late webhook left no entry");
+}
+
+/// An inbound call whose first webhook the node sees is not CALL_RECEIVED (it was lost, or the
+/// call's state is gone) and carries no id: the call starts, and the caller hears the start
+/// node's prompt, not "Sorry, we did not understand" for a prompt never played.
+#[tokio::test]
+async fn an_inbound_call_first_seen_without_call_received_starts_at_the_start_node() {
+    let t = tmp();
+    let n = node(&t);
+    let received = post(&vca_url(&n), simple("s-new", "e0", "CALL_RECEIVED", None).body()).await;
+    for (session, dtmf) in [("s-nothing", None), ("s-keys", Some("2"))] {
+        let a = post(&vca_url(&n), simple(session, "e1", "DTMF_RECEIVED", dtmf).body()).await;
+        assert_eq!(a.how, "applied", "{session}");
+        assert_eq!(comparable(a.json()), comparable(received.json()), "{session}: the start node's prompt");
+        // The call goes on from there.
+        let id = a.client_action_id().unwrap();
+        let mut next = simple(session, "e2", "DTMF_RECEIVED", Some("1"));
+        next.client_action_id = Some(&id);
+        assert_eq!(post(&vca_url(&n), next.body()).await.json(), json!({"callflow": [{"action": "hangup"}]}));
+    }
+}
+
+/// `dtmf: ""` is no input, in both places 8x8 puts the keys (`payload.dtmf`,
+/// `payload.eventData.dtmf`): the retry is counted as `no_input`, never as an invalid key.
+#[tokio::test]
+async fn an_empty_dtmf_is_no_input_in_both_shapes() {
+    let t = tmp();
+    let n = node(&t);
+    for (i, event_data) in [false, true].into_iter().enumerate() {
+        let session = format!("s-empty-{i}");
+        let a = post(&vca_url(&n), simple(&session, "e0", "CALL_RECEIVED", None).body()).await;
+        let id = a.client_action_id().unwrap();
+        let mut empty = simple(&session, "e1", "DTMF_RECEIVED", Some(""));
+        (empty.client_action_id, empty.event_data) = (Some(id.as_str()), event_data);
+        let b = post(&vca_url(&n), empty.body()).await;
+        assert_eq!(b.how, "applied");
+        assert!(
+            b.body != a.body && String::from_utf8_lossy(&b.body).contains("Sorry, we did not understand")
+        );
+    }
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    assert_eq!(
+        metrics::values(
+            &metrics::parse(&text),
+            "phonetree_node_retries_total",
+            &[("machine", "tech_support"), ("node", "menu")],
+            &["reason"]
+        ),
+        metrics::expected(&[(&["no_input"], 2.0)]),
+        "{text}"
+    );
+}

@@ -12,8 +12,8 @@ use phonetree::engine::{Answer, CallState, Event, Request};
 use phonetree::machine::Version;
 use phonetree::proof::history::{Asked, ENTRIES_MAX, Entry, Happened, Said};
 use phonetree::store::{
-    Commit, Committed, CopyError, Exported, Journaled, KeyCopied, REPLIES_KEPT, Revision, SCAN_PAGE_MAX,
-    Store, StoredMachine, StoredSummary,
+    Claim, Commit, Committed, CopyError, Exported, Journaled, KeyCopied, REPLIES_KEPT, Revision,
+    SCAN_PAGE_MAX, Store, StoredMachine, StoredSummary,
 };
 
 /// A call waiting at abc_restaurant's main menu, under `session`.
@@ -278,6 +278,74 @@ async fn script_answers_are_journaled_per_webhook() {
     .await;
 }
 
+/// A script request is claimed once, durably: the first claim wins; any other finds it held (until
+/// the claimant's time) or lapsed (past it; on sled also when an earlier opening of the folder made
+/// it, as a process that stopped mid-request did); another rank, event or session is another
+/// claim; removing the session takes its claims.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_request_is_claimed_once_and_durably() {
+    each(|b, store, dir| async move {
+        assert_eq!(store.claim("s1", "e1", 0, 5_000, 1_000).await.unwrap(), Claim::Won, "{}", b.name);
+        let held = Claim::Held { until_ms: 5_000 };
+        assert_eq!(store.claim("s1", "e1", 0, 9_000, 2_000).await.unwrap(), held, "{}", b.name);
+        assert_eq!(store.claim("s1", "e1", 0, 9_000, 5_000).await.unwrap(), Claim::Lapsed, "{}", b.name);
+        for (session, event, rank) in [("s1", "e1", 1), ("s1", "e2", 0), ("s10", "e1", 0), ("s", "1e1", 0)] {
+            let got = store.claim(session, event, rank, 5_000, 1_000).await.unwrap();
+            assert_eq!(got, Claim::Won, "{}: {session}/{event}/{rank}", b.name);
+        }
+        // Deliveries racing for one request: one wins.
+        let racing = futures_join_all((0..8).map(|_| {
+            let store = store.clone();
+            async move { store.claim("s2", "e1", 0, 5_000, 1_000).await.unwrap() }
+        }))
+        .await;
+        assert_eq!(racing.iter().filter(|c| **c == Claim::Won).count(), 1, "{}: {racing:?}", b.name);
+        drop(store);
+        let store = (b.open)(dir.path()).await;
+        let after = store.claim("s1", "e1", 0, 9_000, 2_000).await.unwrap();
+        // Reopened: a sled folder's claims were made by a process that is gone; a database's may
+        // be another node's, in flight, until their time.
+        let want = if b.name == "sled" { Claim::Lapsed } else { held };
+        assert_eq!(after, want, "{}: the claim outlives the store's opening", b.name);
+        store.remove_session("s1").await.unwrap();
+        assert_eq!(store.claim("s1", "e1", 0, 5_000, 1_000).await.unwrap(), Claim::Won, "{}", b.name);
+        assert_ne!(store.claim("s10", "e1", 0, 5_000, 1_000).await.unwrap(), Claim::Won, "{}", b.name);
+    })
+    .await;
+}
+
+/// A database a phonetree of schema 3 left (sessions, replies, answers, no claims) is migrated by
+/// this one when it opens: its sessions load as before, and script requests are claimed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_3_database_is_migrated_and_claims_script_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(url) = common::backends::postgres_url_for(dir.path()).await else { return };
+    let client = common::backends::connect(&url).await.unwrap();
+    let mut older = String::from(
+        "CREATE TABLE phonetree_schema (id INT PRIMARY KEY, version INT NOT NULL);
+         INSERT INTO phonetree_schema (id, version) VALUES (1, 3);",
+    );
+    for step in &phonetree::store::MIGRATIONS[..3] {
+        older.push_str(step);
+    }
+    client.batch_execute(&older).await.unwrap();
+    let state = waiting("s1");
+    let raw = phonetree::store::encode_session(&state).unwrap();
+    client
+        .execute(
+            "INSERT INTO phonetree_sessions (id, rev, replies, state, updated_ms, closed) VALUES ('s1', 7, 0, $1, 1, false)",
+            &[&raw],
+        )
+        .await
+        .unwrap();
+    assert_eq!(phonetree::store::migrate(&url).await.unwrap(), phonetree::store::SCHEMA_VERSION);
+    const { assert!(phonetree::store::SCHEMA_VERSION > 3) };
+    let store = phonetree::store::open(&url, phonetree::store::Durability::Fsync).await.unwrap();
+    assert_eq!(store.load("s1", None).await.unwrap().session.unwrap().state, state);
+    assert_eq!(store.claim("s1", "e1", 0, 5_000, 1_000).await.unwrap(), Claim::Won);
+    assert_eq!(store.claim("s1", "e1", 0, 5_000, 1_000).await.unwrap(), Claim::Held { until_ms: 5_000 });
+}
+
 #[tokio::test]
 async fn cached_answers_last_their_minutes_then_expire() {
     each(|b, store, _| async move {
@@ -517,6 +585,8 @@ async fn populate(store: &dyn Store) -> (Vec<(Version, StoredMachine)>, Vec<Stri
         [Answer::Http { status: 200, body: b"{}".to_vec() }, Answer::Failed { reason: "timeout".into() }];
     store.put_answers("s-live", "e3", &answers).await.unwrap();
     store.put_answers("s-live", "e4", &answers[1..]).await.unwrap();
+    // e5's request was claimed and never answered (its node stopped mid-request).
+    assert_eq!(store.claim("s-live", "e5", 0, u64::MAX, 1).await.unwrap(), Claim::Won);
 
     let mut on_older = waiting("s-older");
     on_older.version =
@@ -617,6 +687,9 @@ async fn a_copy_into_any_backend_answers_as_the_source_did() {
                 );
             }
             assert_eq!(to.transcript("s-live").await.unwrap().len(), LIVE_EVENTS, "{name}");
+            // A request claimed in the source is not made again in the target.
+            assert_eq!(to.claim("s-live", "e5", 0, u64::MAX, 1).await.unwrap(), Claim::Lapsed, "{name}");
+            assert_eq!(to.claim("s-live", "e5", 1, u64::MAX, 1).await.unwrap(), Claim::Won, "{name}");
             // What the duplicates of s-live get: the latest replies' bytes; older events are known.
             let last = LIVE_EVENTS - 1;
             let replied = to.load("s-live", Some(&format!("e{last}"))).await.unwrap().replied;

@@ -2,8 +2,14 @@
 //! reply, retried a bounded number of times when another request changed the session.
 //!
 //! Decisions made here, not in the engine, because they need the store: duplicate deliveries
-//! (answered from the reply journal), stale webhooks (answered with the current prompt, not
+//! (answered from the reply journal, or, while the first is still being answered on this node,
+//! with the bytes it answers once it has), stale webhooks (answered with the current prompt, not
 //! applied), calls with no stored state (started, or resumed from their `clientActionId`).
+//!
+//! A script request is an effect made at most once per event: it is claimed in the store
+//! (`Store::claim`) before it is made. A delivery that finds the claim another's waits for that
+//! one's journaled answer (or reply); one that finds it lapsed (its claimant stopped
+//! mid-request, or gave up) takes the script's failure branch without a request.
 //!
 //! `clientActionId`s: the engine issues them unsigned; every reply leaves through `encode_reply`,
 //! which signs its id with the node's key for the session it answers (`callflow::sign`). An
@@ -14,9 +20,11 @@
 //! names, and only on the machine bound to the call's number unless it was issued on an outbound
 //! call.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use tracing::{debug, error, info, warn};
@@ -29,7 +37,7 @@ use crate::machine::{Machine, NodeKind};
 use crate::node::registry::{MachineSet, RegistryError};
 use crate::node::throttle::{Throttle, Verdict};
 use crate::proof::history;
-use crate::store::{Commit, Committed, Journaled, Loaded, StoreError};
+use crate::store::{Claim, Commit, Committed, Journaled, Loaded, StoreError};
 use crate::webhook::inbound::CallAction;
 use crate::webhook::wire::{self, EncodeError};
 
@@ -50,6 +58,15 @@ const _: () = assert!(SCRIPT_TIMEOUT_MAX_MS as u128 <= SCRIPTS_DEADLINE.as_milli
 /// Least time left worth a request (the shortest `timeout_ms` a script may set): with less, the
 /// script takes its failure branch at once.
 const SCRIPT_BUDGET_MIN: Duration = Duration::from_millis(100);
+
+/// Events this node answers at once whose duplicates wait here for their first delivery's bytes:
+/// more than the webhooks a node answers at once (the HTTP layer's in-flight cap, 256 unless
+/// `--max-in-flight` says otherwise). Past it a duplicate goes on to the store without waiting
+/// here, where the claim on each script request still keeps its requests to one.
+pub const IN_FLIGHT_EVENTS_MAX: usize = 4096;
+/// How often a delivery whose script request another delivery (on another node) claimed looks
+/// for that one's answer in the store: a few looks within a script's shortest `timeout_ms`.
+const CLAIM_POLL: Duration = Duration::from_millis(25);
 
 /// The reply when even the fallback cannot be encoded (it always can: it is plain text): hang up
 /// rather than answer 200 with an empty body.
@@ -84,9 +101,65 @@ pub enum Answered {
     Applied,
     /// The event was answered before: the same bytes again.
     Duplicate,
-    /// The webhook answers an older prompt, or repeats an event older than the reply journal:
-    /// the current prompt again, nothing applied.
+    /// The webhook answers an older prompt, repeats an event older than the reply journal, or
+    /// comes after the call ended: the current prompt again (a hangup for an ended call), nothing
+    /// applied.
     Stale,
+}
+
+/// A reply as it is published to the duplicates waiting for it.
+type Published = Option<(Arc<[u8]>, Answered)>;
+
+/// The events being answered on this node, each with where its reply is published: a second
+/// delivery of one waits for the first's bytes instead of answering it again (and asking its
+/// scripts again). Bounded by `IN_FLIGHT_EVENTS_MAX`.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashMap<(String, String), watch::Receiver<Published>>>);
+
+/// A delivery's place in `InFlight`.
+enum Place<'a> {
+    /// The first delivery of its event here: it answers, then publishes its reply.
+    First(Slot<'a>),
+    /// Another delivery of the event is being answered here: wait for its reply.
+    Behind(watch::Receiver<Published>),
+    /// The registry is full: answer without it.
+    Unlisted,
+}
+
+/// The first delivery's entry; dropped (the reply published or not), it leaves the registry, and
+/// those waiting on an unpublished one answer by themselves.
+struct Slot<'a> {
+    set: &'a InFlight,
+    key: (String, String),
+    tx: watch::Sender<Published>,
+}
+
+impl InFlight {
+    fn enter(&self, session: &str, event_id: &str) -> Place<'_> {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (session.to_string(), event_id.to_string());
+        if let Some(rx) = map.get(&key) {
+            return Place::Behind(rx.clone());
+        }
+        if map.len() >= IN_FLIGHT_EVENTS_MAX {
+            return Place::Unlisted;
+        }
+        let (tx, rx) = watch::channel(None);
+        map.insert(key.clone(), rx);
+        Place::First(Slot { set: self, key, tx })
+    }
+}
+
+impl Slot<'_> {
+    fn publish(&self, body: &[u8], how: Answered) {
+        self.tx.send_replace(Some((Arc::from(body), how)));
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.set.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.key);
+    }
 }
 
 /// What to do with a webhook, decided from the stored session.
@@ -104,10 +177,30 @@ enum Plan {
 
 /// Answers a CALL_ACTION webhook. Never fails: internal faults answer with the fallback callflow.
 pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answered>) {
+    let deadline = Instant::now().checked_add(SCRIPTS_DEADLINE).unwrap_or_else(Instant::now);
+    let place = app.in_flight.enter(&ca.session_id, &ca.event_id);
+    if let Place::Behind(first) = &place {
+        let mut first = first.clone();
+        debug!("a duplicate of a webhook being answered: waiting for its reply");
+        // The first delivery's bytes, once it has answered (within this webhook's deadline);
+        // else (it failed, or is too slow) this one is answered as any other.
+        let waited = tokio::time::timeout_at(deadline, first.wait_for(Option::is_some)).await;
+        if let Ok(Ok(published)) = waited
+            && let Some((body, how)) = published.as_ref()
+        {
+            let how = if *how == Answered::Applied { Answered::Duplicate } else { *how };
+            return (body.to_vec(), Some(how));
+        }
+    }
     // One set of machines for the whole webhook, whatever reload happens meanwhile.
     let current = app.registry.snapshot();
-    match apply(app, &current, ca).await {
-        Ok((body, how)) => (body, Some(how)),
+    match apply(app, &current, ca, deadline).await {
+        Ok((body, how)) => {
+            if let Place::First(slot) = &place {
+                slot.publish(&body, how);
+            }
+            (body, Some(how))
+        }
         Err(fault) => {
             let failed = matches!(&fault, Fault::Store(e) if app.note_store_error(e));
             if failed {
@@ -124,8 +217,12 @@ pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answere
     }
 }
 
-async fn apply(app: &App, current: &MachineSet, ca: &CallAction) -> Result<(Vec<u8>, Answered), Fault> {
-    let deadline = Instant::now().checked_add(SCRIPTS_DEADLINE).unwrap_or_else(Instant::now);
+async fn apply(
+    app: &App,
+    current: &MachineSet,
+    ca: &CallAction,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Answered), Fault> {
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let lookup = app.store.load(&ca.session_id, Some(&ca.event_id)).await?;
         let loaded = lookup.session;
@@ -145,7 +242,10 @@ async fn apply(app: &App, current: &MachineSet, ca: &CallAction) -> Result<(Vec<
                 Plan::Answer(body, how) => return Ok((body, how)),
             },
         };
-        let (step, answers) = run_step(app, ca, (&machine, &state, &event), now, deadline).await?;
+        let (step, answers) = match run_step(app, ca, (&machine, &state, &event), now, deadline).await? {
+            Ran::Stepped(step, answers) => (step, answers),
+            Ran::Replied => continue,
+        };
         let reply = step.reply.clone().unwrap_or_else(Callflow::hangup);
         let body = encode_reply(app, reply, &ca.session_id, &step.state)?;
         let entry = history::Entry::of(&machine, &state, &event, &step, &answers);
@@ -260,19 +360,38 @@ async fn resumable(
     Ok(Some((machine, id)))
 }
 
+/// How `run_step` ended.
+enum Ran {
+    /// The step, with the script answers it used.
+    Stepped(Box<engine::Step>, Vec<Answer>),
+    /// Another delivery of the event committed its reply meanwhile: load again, and replay it.
+    Replied,
+}
+
+/// What a delivery waiting on another's claim found.
+enum Waited {
+    /// The answers journaled for the event, the one claimed among them.
+    Answers(Vec<Answer>),
+    /// The event's reply, committed.
+    Replied,
+    /// Neither, within the claim's time or this webhook's deadline.
+    Nothing,
+}
+
 /// Steps the engine, performing the requests of the script nodes it reaches. Each answer is
 /// journaled (durably) before the engine applies it, so a retried webhook, after a crash or a
 /// lost reply, reuses the answers its first delivery got instead of asking the API again. An
 /// answer comes from the cache when the script caches and an identical request was answered
 /// within its `cache_minutes`. The requests share the webhook's `deadline` (`SCRIPTS_DEADLINE`):
 /// each waits at most what is left of it, and once it is spent the scripts fail without a request.
+/// A request is claimed in the store before it is made (`ask`), so it is made at most once.
 async fn run_step(
     app: &App,
     ca: &CallAction,
     (machine, state, event): (&Machine, &CallState, &Event),
     now: u64,
     deadline: Instant,
-) -> Result<(engine::Step, Vec<Answer>), Fault> {
+) -> Result<Ran, Fault> {
     let mut answers = Vec::new();
     // The journal is read at the first request only: most steps reach no script.
     let mut journal_read = false;
@@ -280,7 +399,7 @@ async fn run_step(
         let request = match engine::step_with(machine, state, event, now, &answers)? {
             Stepped::Done(step) => {
                 log_scripts(machine, &step);
-                return Ok((*step, answers));
+                return Ok(Ran::Stepped(step, answers));
             }
             Stepped::Needs(request) => request,
         };
@@ -293,7 +412,21 @@ async fn run_step(
                 continue;
             }
         }
-        let answer = perform(app, machine, &request, now, deadline).await?;
+        let answer = match cached(app, machine, &request, now).await? {
+            Some(cached) => cached,
+            None => {
+                match ask(app, (&ca.session_id, &ca.event_id), machine, &request, answers.len(), deadline)
+                    .await?
+                {
+                    Asked::Answer(answer) => answer,
+                    Asked::Journaled(journaled) => {
+                        answers = journaled;
+                        continue;
+                    }
+                    Asked::Replied => return Ok(Ran::Replied),
+                }
+            }
+        };
         answers.push(answer);
         app.store.put_answers(&ca.session_id, &ca.event_id, &answers).await?;
     }
@@ -316,10 +449,9 @@ pub(super) fn log_scripts(machine: &Machine, step: &engine::Step) {
     }
 }
 
-/// The answer to one script request of a step: from the cache when the script caches and an
-/// identical request was answered within its `cache_minutes`, else from the API within what is
-/// left of `deadline` (none left: the failure answer at once, without a request); a 2xx answer
-/// of a caching script is cached.
+/// The answer to one script request outside a webhook (an outbound opening, which has no event to
+/// claim): from the cache when the script caches and an identical request was answered within its
+/// `cache_minutes`, else from the API within what is left of `deadline`.
 pub(super) async fn perform(
     app: &App,
     machine: &Machine,
@@ -327,28 +459,148 @@ pub(super) async fn perform(
     now: u64,
     deadline: Instant,
 ) -> Result<Answer, Fault> {
-    if let Some(cached) = app.store.cached(request, now).await? {
-        info!(node = %request.node, url = %fetch::shown(&request.url), "script answered from the cache");
-        metrics::script(app, machine, &request.node, "cache_hit", None);
+    if let Some(cached) = cached(app, machine, request, now).await? {
         return Ok(cached);
     }
+    match budget(app, machine, request, deadline) {
+        Ok(timeout) => request_once(app, machine, request, timeout, now).await,
+        Err(spent) => Ok(spent),
+    }
+}
+
+/// The cached answer to `request`, when its script caches and an identical request was answered
+/// within its `cache_minutes`.
+async fn cached(
+    app: &App,
+    machine: &Machine,
+    request: &engine::Request,
+    now: u64,
+) -> Result<Option<Answer>, Fault> {
+    let cached = app.store.cached(request, now).await?;
+    if cached.is_some() {
+        info!(node = %request.node, url = %fetch::shown(&request.url), "script answered from the cache");
+        metrics::script(app, machine, &request.node, "cache_hit", None);
+    }
+    Ok(cached)
+}
+
+/// How long `request` may take: its `timeout_ms` within what is left of `deadline`; with less
+/// than `SCRIPT_BUDGET_MIN` left, the failure answer to take at once, without a request.
+fn budget(
+    app: &App,
+    machine: &Machine,
+    request: &engine::Request,
+    deadline: Instant,
+) -> Result<Duration, Answer> {
     let left = deadline.saturating_duration_since(Instant::now());
-    let answer = if left < SCRIPT_BUDGET_MIN {
+    if left < SCRIPT_BUDGET_MIN {
         metrics::script(app, machine, &request.node, "out_of_time", None);
-        app.scripts.spent(request, SCRIPTS_DEADLINE)
-    } else {
-        let timeout = Duration::from_millis(u64::from(request.timeout_ms)).min(left);
-        let sent = Instant::now();
-        let answer = app.scripts.perform(machine, request, timeout).await;
-        let result = fetch::result(&answer);
-        metrics::script(app, machine, &request.node, result, Some(sent.elapsed()));
-        answer
-    };
-    // Only answers the script can use are cached; failures are asked again.
+        return Err(app.scripts.spent(request, SCRIPTS_DEADLINE));
+    }
+    Ok(Duration::from_millis(u64::from(request.timeout_ms)).min(left))
+}
+
+/// Makes `request` within `timeout`; a 2xx answer of a caching script is cached (failures are
+/// asked again).
+async fn request_once(
+    app: &App,
+    machine: &Machine,
+    request: &engine::Request,
+    timeout: Duration,
+    now: u64,
+) -> Result<Answer, Fault> {
+    let sent = Instant::now();
+    let answer = app.scripts.perform(machine, request, timeout).await;
+    metrics::script(app, machine, &request.node, fetch::result(&answer), Some(sent.elapsed()));
     if matches!(&answer, Answer::Http { status, .. } if (200..300).contains(status)) {
         app.store.put_cached(request, &answer, now).await?;
     }
     Ok(answer)
+}
+
+/// What became of a script request `ask` was given.
+enum Asked {
+    /// Its answer (the API's, or a failure the script routes on), to journal.
+    Answer(Answer),
+    /// Another delivery of the event journaled the answers so far, this one among them.
+    Journaled(Vec<Answer>),
+    /// Another delivery of the event committed its reply.
+    Replied,
+}
+
+/// Script request number `rank` of the webhook: claimed in the store, then made (and cached when
+/// it may be); or, when another delivery of the event holds the claim, that one's answer (or
+/// reply) awaited; or, when the claim lapsed with no answer journaled (its claimant stopped
+/// mid-request, or gave up), a failure without a request: the request may have reached the API,
+/// and is never made twice.
+async fn ask(
+    app: &App,
+    (session, event_id): (&str, &str),
+    machine: &Machine,
+    request: &engine::Request,
+    rank: usize,
+    deadline: Instant,
+) -> Result<Asked, Fault> {
+    let timeout = match budget(app, machine, request, deadline) {
+        Ok(timeout) => timeout,
+        Err(spent) => return Ok(Asked::Answer(spent)),
+    };
+    let now = super::now_ms();
+    let until = now.saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+    let rank32 = u32::try_from(rank).unwrap_or(u32::MAX);
+    let claimed = app.store.claim(session, event_id, rank32, until, now).await?;
+    let lapsed = match claimed {
+        Claim::Won => return Ok(Asked::Answer(request_once(app, machine, request, timeout, now).await?)),
+        Claim::Held { until_ms } => {
+            info!(node = %request.node, "another delivery of this webhook is making the script's request: waiting for its answer");
+            match await_claimed(app, (session, event_id), rank, until_ms, deadline).await? {
+                Waited::Answers(journaled) => {
+                    metrics::script(app, machine, &request.node, "claimed", None);
+                    return Ok(Asked::Journaled(journaled));
+                }
+                Waited::Replied => return Ok(Asked::Replied),
+                Waited::Nothing => "the delivery that made the request gave no answer in time",
+            }
+        }
+        Claim::Lapsed => {
+            // Its claimant may have journaled the answer since this webhook read the journal.
+            let journaled = app.store.answers(session, event_id).await?;
+            if journaled.len() > rank {
+                metrics::script(app, machine, &request.node, "claimed", None);
+                return Ok(Asked::Journaled(journaled));
+            }
+            "an earlier delivery of this webhook made the request and stopped before its answer"
+        }
+    };
+    warn!(node = %request.node, reason = lapsed, "the script's request was claimed and not answered: not made again");
+    metrics::script(app, machine, &request.node, "lapsed", None);
+    Ok(Asked::Answer(Answer::Failed { reason: format!("{lapsed}; not made again") }))
+}
+
+/// Waits for the answer to script request `rank` of the webhook that another delivery claimed
+/// (until `until_ms`), or for the event's reply, looking every `CLAIM_POLL`, at most until the
+/// claim's time or this webhook's `deadline`.
+async fn await_claimed(
+    app: &App,
+    (session, event_id): (&str, &str),
+    rank: usize,
+    until_ms: u64,
+    deadline: Instant,
+) -> Result<Waited, Fault> {
+    loop {
+        let journaled = app.store.answers(session, event_id).await?;
+        if journaled.len() > rank {
+            return Ok(Waited::Answers(journaled));
+        }
+        if app.store.load(session, Some(event_id)).await?.replied.is_some() {
+            return Ok(Waited::Replied);
+        }
+        if super::now_ms() >= until_ms || Instant::now().checked_add(CLAIM_POLL).is_none_or(|t| t >= deadline)
+        {
+            return Ok(Waited::Nothing);
+        }
+        tokio::time::sleep(CLAIM_POLL).await;
+    }
 }
 
 async fn plan(
@@ -370,6 +622,12 @@ async fn plan(
             && id.seq != st.seq
         {
             warn!(got = %ca.client_action_id.as_deref().unwrap_or(""), want_seq = st.seq, "stale webhook: repeating the current prompt");
+            return Ok(Plan::Answer(repeat_current(app, &ca.session_id, Some(st)).await?, Answered::Stale));
+        }
+        // The call is over for phonetree: whatever 8x8 asks now, the answer is to hang up, and
+        // nothing is applied.
+        if st.phase == Phase::Ended {
+            debug!("a webhook after the call ended: hanging up, nothing applied");
             return Ok(Plan::Answer(repeat_current(app, &ca.session_id, Some(st)).await?, Answered::Stale));
         }
         let machine = app.registry.version(app.store.as_ref(), &st.machine, st.version).await?;
@@ -401,7 +659,11 @@ async fn plan(
         .bind(ca.direction, &ca.source, &ca.destination)
         .ok_or_else(|| Fault::NoMachine { from: ca.source.clone(), to: ca.destination.clone() })?;
     let fresh = CallState::new(&machine, call, now);
-    if ca.is_call_received() {
+    // A call received starts at the start node; so does an inbound call whose first webhook this
+    // node sees is another (its CALL_RECEIVED lost, or its state gone): with no id to say which
+    // prompt it answers, the caller hears the start node's prompt, not an answer to a prompt
+    // never played.
+    if ca.is_call_received() || ca.direction == Some(Direction::Inbound) {
         return Ok(Plan::Apply { machine, state: Box::new(fresh), event: Event::CallStarted, opened: None });
     }
     // The first webhook of a call placed elsewhere (8x8's Send Callflow played the start node):
@@ -494,4 +756,30 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
         metrics::commit_retried();
     }
     Err(Fault::Contention)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second delivery of an event being answered waits for the first's bytes; the first's
+    /// entry leaves the registry when it is done, published or not, and the registry is bounded.
+    #[tokio::test]
+    async fn duplicates_in_flight_wait_for_the_first_reply() {
+        let set = InFlight::default();
+        let Place::First(first) = set.enter("s", "e1") else { panic!("the first delivery") };
+        let Place::Behind(mut twin) = set.enter("s", "e1") else { panic!("a duplicate") };
+        assert!(matches!(set.enter("s", "e2"), Place::First(_)), "another event");
+        first.publish(b"reply", Answered::Applied);
+        let got = twin.wait_for(Option::is_some).await.unwrap().clone();
+        assert_eq!(got.map(|(b, how)| (b.to_vec(), how)), Some((b"reply".to_vec(), Answered::Applied)));
+        drop(first);
+        let Place::First(again) = set.enter("s", "e1") else { panic!("the entry left with its delivery") };
+        let Place::Behind(mut orphan) = set.enter("s", "e1") else { panic!("a duplicate") };
+        drop(again);
+        assert!(orphan.wait_for(Option::is_some).await.is_err(), "nothing published: answer by itself");
+        let slots: Vec<_> = (0..IN_FLIGHT_EVENTS_MAX).map(|i| set.enter("s", &format!("x{i}"))).collect();
+        assert!(slots.iter().all(|p| matches!(p, Place::First(_))));
+        assert!(matches!(set.enter("s", "one more"), Place::Unlisted), "bounded");
+    }
 }

@@ -121,6 +121,8 @@ pub struct App {
     reloads: reload::Reloads,
     /// Each node's funnel since the node started (for the console).
     pub funnels: funnel::Funnels,
+    /// The webhooks being answered, whose duplicates wait for their bytes.
+    in_flight: calls::InFlight,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +191,7 @@ impl App {
             refusal_log: Throttle::new(),
             reloads: reload::Reloads::default(),
             funnels: funnel::Funnels::default(),
+            in_flight: calls::InFlight::default(),
         })
     }
 

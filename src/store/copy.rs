@@ -3,8 +3,9 @@
 //!
 //! What is copied: the key `clientActionId`s are signed with (so the copied calls can still be
 //! resumed from the ids 8x8 echoes), every machine version (first, so every copied call finds the version it runs
-//! on), every session with its state, reply journal, script answers and summary (each written at
-//! once by `Store::import`), and the summaries of sessions the source no longer has. The script
+//! on), every session with its state, reply journal, script answers, claims on script requests
+//! (lapsed in the target: their claimants are gone) and summary (each written at once by
+//! `Store::import`), and the summaries of sessions the source no longer has. The script
 //! cache is not copied: it is only a cache. Memory stays bounded however large the store: the
 //! sessions are read and written in pages of `COPY_PAGE`.
 //!

@@ -11,6 +11,11 @@
 //!   bytes), so a duplicate delivery is answered with the same bytes; an older event is known as
 //!   `Journaled::Forgotten` (sled: for `EVENT_IDS_KEPT` more events; postgres: until the session
 //!   is removed), never applied again;
+//! - a script request of one event is claimed (`claim`) durably before it is made, and a claim is
+//!   won once: a request is made at most once per store, whichever delivery of the event, on
+//!   whichever node, comes first; a claim left by a delivery that cannot answer any more is
+//!   `Claim::Lapsed` (sled: made by an earlier opening of the folder, whose process stopped;
+//!   either: past the time its claimant waits);
 //! - every record carries a format version; a record of an unknown format is an error, not a guess;
 //! - a session `export`ed from one backend and `import`ed into another answers `load` there as it
 //!   did here (`copy` moves a whole store so, for `phonetree store copy`).
@@ -119,6 +124,19 @@ pub struct Lookup {
     pub replied: Option<Journaled>,
 }
 
+/// What `claim` found for one script request of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This delivery made the claim: it alone makes the request.
+    Won,
+    /// Another delivery made it and may still be waiting for the API, until `until_ms`: its
+    /// answer is journaled (`put_answers`) when it comes.
+    Held { until_ms: u64 },
+    /// Another delivery made it and will answer no more (its process stopped mid-request, or its
+    /// time is past): the request may have reached the API, so it is never made again.
+    Lapsed,
+}
+
 /// A state to write, with the reply to the event that led to it (none for writes that answer no
 /// webhook: an outbound call placed, a summary, an expiry).
 #[derive(Debug, Clone, Copy)]
@@ -189,6 +207,10 @@ pub struct Exported {
     pub journal: Vec<JournalEntry>,
     /// The script answers journaled per webhook, by event id.
     pub answers: Vec<(String, Vec<Answer>)>,
+    /// The script requests claimed (`Store::claim`), by event id and rank, in that order: imported
+    /// as lapsed (whoever claimed them is gone), so a request in flight when its node stopped is
+    /// not made again after a copy.
+    pub claims: Vec<(String, u32)>,
     pub summary: Option<StoredSummary>,
     /// The call's transcript, oldest first.
     pub transcript: Vec<Entry>,
@@ -226,6 +248,17 @@ pub trait Store: Send + Sync {
         event_id: &'a str,
         answers: &'a [Answer],
     ) -> StoreFuture<'a, ()>;
+    /// Claims script request `rank` of one event for this delivery, before the request is made;
+    /// `until_ms`: when this delivery stops waiting for its answer. `Won` is durable on return,
+    /// and is given to one delivery only; any other gets `Held` or `Lapsed` (judged at `now_ms`).
+    fn claim<'a>(
+        &'a self,
+        session: &'a str,
+        event_id: &'a str,
+        rank: u32,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Claim>;
     /// A cached answer to `request` still valid at `now_ms`.
     fn cached<'a>(&'a self, request: &'a Request, now_ms: u64) -> StoreFuture<'a, Option<Answer>>;
     /// Caches `answer` for the request's `cache_minutes` (nothing when it has none).
@@ -250,7 +283,8 @@ pub trait Store: Send + Sync {
     fn scan<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, Page>;
     /// The transcript of a session, oldest first (empty for a session the store does not have).
     fn transcript<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Vec<Entry>>;
-    /// Deletes a session with everything kept for it (journal, answers, summary, transcript).
+    /// Deletes a session with everything kept for it (journal, answers, claims, summary,
+    /// transcript).
     fn remove_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, ()>;
     /// Deletes the cached answers past their time; returns how many. (The cache holds one entry
     /// per distinct request within its `cache_minutes`, so a walk of it is short.)

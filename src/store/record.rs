@@ -492,6 +492,48 @@ pub fn encode_action_key(key: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
     encode("action key", &ActionKeyRecord { v: FORMAT, key: Blob(key.to_vec()) })
 }
 
+/// The format of claims (`ClaimRecord`), versioned on their own.
+pub const CLAIM_FORMAT: u8 = 1;
+
+/// A claim on one script request of one webhook (session, event id, rank of the request in the
+/// webhook's step), written durably before the request is made, so that it is made at most once
+/// whichever delivery of the event, on whichever node, gets there first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    pub v: u8,
+    /// The store opening that made it (`SledStore`/`PgStore` draw one at random when they open).
+    pub o: u64,
+    /// When the claimant stops waiting for the answer (ms since the epoch): past it, no answer
+    /// will come from it.
+    pub u: u64,
+}
+
+impl ClaimRecord {
+    pub fn new(owner: u64, until_ms: u64) -> ClaimRecord {
+        ClaimRecord { v: CLAIM_FORMAT, o: owner, u: until_ms }
+    }
+}
+
+/// Decodes a stored claim, refusing a format this phonetree does not read.
+pub fn decode_claim(name: &str, raw: &[u8]) -> Result<ClaimRecord, StoreError> {
+    let r: ClaimRecord = decode("claim", name, raw)?;
+    if r.v != CLAIM_FORMAT {
+        return Err(StoreError::Decode {
+            what: "claim",
+            key: name.to_string(),
+            detail: format!("claim format {} (this phonetree reads {CLAIM_FORMAT})", r.v),
+        });
+    }
+    Ok(r)
+}
+
+/// A random 64-bit number: the id of one opening of a store, which its claims carry (std's
+/// randomly keyed hasher, fresh keys per call).
+pub fn opening_id() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
 /// The answers the script requests of one webhook got, in order: journaled before they are
 /// applied, so a retried webhook reuses them instead of asking the API again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -712,6 +754,16 @@ mod tests {
         assert_eq!(back.replied("e16"), Some(Journaled::Forgotten));
         assert_eq!(back.replied("e15"), None, "older than the record remembers");
         assert_eq!(unpack_hashes(&pack_hashes(&back.jo)), back.jo);
+    }
+
+    /// A claim carries its own format version; one of another format is refused, not guessed at.
+    #[test]
+    fn a_claim_record_round_trips_and_an_unknown_format_is_refused() {
+        let raw = encode("claim", &ClaimRecord::new(7, 9)).unwrap();
+        assert_eq!(decode_claim("s/e/0", &raw).unwrap(), ClaimRecord { v: CLAIM_FORMAT, o: 7, u: 9 });
+        let future = encode("claim", &ClaimRecord { v: CLAIM_FORMAT + 1, o: 7, u: 9 }).unwrap();
+        let e = decode_claim("s/e/0", &future).unwrap_err().to_string();
+        assert!(e.contains("claim format 2") && e.contains("s/e/0"), "{e}");
     }
 
     /// A session stored by a phonetree of format 1 (no call variables) still loads.

@@ -3,7 +3,8 @@
 //! Trees: `sessions` (session id → `SessionRecord`: the state and its reply journal, written with
 //! one `compare_and_swap` per webhook), `summaries` (session id → `SummaryRecord`), `machines`
 //! (version → `MachineRecord`), `answers` (session id, NUL, event id → the script answers of one
-//! webhook), `cache` (request hash → `CacheRecord`) and `meta` (the readiness probe, and the
+//! webhook), `claims` (session id, NUL, event id, NUL, rank → the `ClaimRecord` of one script
+//! request), `cache` (request hash → `CacheRecord`) and `meta` (the readiness probe, and the
 //! `ActionKeyRecord` every `clientActionId` is signed with). A write is
 //! durable once the fsync thread has flushed after it: every request waiting meanwhile shares
 //! that one fsync (group commit), and sled's own periodic flusher is off.
@@ -20,12 +21,12 @@ use tracing::info;
 use crate::proof::history::Entry;
 
 use super::record::{
-    AnswerRecord, AnswersRecord, CacheRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
-    SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_record, encode,
-    encode_action_key,
+    AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
+    SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_record, encode,
+    encode_action_key, opening_id,
 };
 use super::{
-    Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Store,
+    Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Store,
     StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
 };
 use crate::callflow::SessionSummary;
@@ -59,8 +60,12 @@ pub struct SledStore {
     summaries: sled::Tree,
     machines: sled::Tree,
     answers: sled::Tree,
+    claims: sled::Tree,
     cache: sled::Tree,
     meta: sled::Tree,
+    /// This opening of the folder, in the claims it makes: sled lets one process open a folder at
+    /// a time, so a claim another opening made was left by a process that stopped.
+    opening: u64,
     /// Live sessions: counted once at open, then kept by the writes that add and remove them
     /// (sled's `len` walks the whole tree).
     live: AtomicU64,
@@ -103,6 +108,8 @@ impl SledStore {
             summaries: db.open_tree("summaries")?,
             machines: db.open_tree("machines")?,
             answers: db.open_tree("answers")?,
+            claims: db.open_tree("claims")?,
+            opening: opening_id(),
             cache: db.open_tree("cache")?,
             meta: db.open_tree("meta")?,
             db,
@@ -209,6 +216,14 @@ impl SledStore {
             let event_id = String::from_utf8_lossy(&key[head.len()..]).into_owned();
             answers.push((event_id.clone(), self.decode_answers(id, &event_id, &raw)?));
         }
+        let mut claims = Vec::new();
+        for key in self.claims.scan_prefix(&head).keys() {
+            let key = key?;
+            // session NUL event NUL rank (4 bytes, big-endian).
+            let Some((event, rank)) = key[head.len()..].split_last_chunk::<4>() else { continue };
+            let event = event.strip_suffix(&[0]).unwrap_or(event);
+            claims.push((String::from_utf8_lossy(event).into_owned(), u32::from_be_bytes(*rank)));
+        }
         let summary = match self.summaries.get(id)? {
             Some(raw) => Some(decode_summary(id, &raw)?),
             None => None,
@@ -219,6 +234,7 @@ impl SledStore {
             state,
             journal: record.journal_entries(),
             answers,
+            claims,
             summary,
             transcript,
         })
@@ -242,7 +258,12 @@ impl SledStore {
             Some(s) => Some(encode("summary", &SummaryRecord::from_summary(&s.summary, s.received_ms))?),
             None => None,
         };
-        let written = (&self.sessions, &self.answers, &self.summaries).transaction(|(st, at, mt)| {
+        // Claimed by no opening, with no time left: lapsed.
+        let lapsed = encode("claim", &ClaimRecord::new(0, 0))?;
+        let claims: Vec<Vec<u8>> =
+            e.claims.iter().map(|(event_id, rank)| claim_key(&e.session, event_id, *rank)).collect();
+        let trees = (&self.sessions, &self.answers, &self.summaries, &self.claims);
+        let written = trees.transaction(|(st, at, mt, ct)| {
             if st.get(e.session.as_bytes())?.is_some() {
                 return Err(ConflictableTransactionError::Abort(()));
             }
@@ -252,6 +273,9 @@ impl SledStore {
             }
             if let Some(summary) = &summary {
                 mt.insert(e.session.as_bytes(), summary.as_slice())?;
+            }
+            for key in &claims {
+                ct.insert(key.as_slice(), lapsed.as_slice())?;
             }
             Ok(())
         });
@@ -312,6 +336,9 @@ impl SledStore {
     fn remove(&self, session: &str) -> Result<(), StoreError> {
         for key in self.answers.scan_prefix(prefix(session)).keys() {
             self.answers.remove(key?)?;
+        }
+        for key in self.claims.scan_prefix(prefix(session)).keys() {
+            self.claims.remove(key?)?;
         }
         self.summaries.remove(session)?;
         if self.sessions.remove(session)?.is_some() {
@@ -384,6 +411,36 @@ impl Store for SledStore {
                 AnswersRecord { v: FORMAT, answers: answers.iter().map(AnswerRecord::from_answer).collect() };
             self.answers.insert(event_key(session, event_id), encode("answers", &record)?)?;
             self.durable().await
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        session: &'a str,
+        event_id: &'a str,
+        rank: u32,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Claim> {
+        Box::pin(async move {
+            let key = claim_key(session, event_id, rank);
+            let mine = encode("claim", &ClaimRecord::new(self.opening, until_ms))?;
+            match self.claims.compare_and_swap(&key, None as Option<&[u8]>, Some(mine))? {
+                Ok(()) => {
+                    self.durable().await?;
+                    Ok(Claim::Won)
+                }
+                Err(found) => {
+                    let name = format!("{session}/{event_id}/{rank}");
+                    let raw = found.current.unwrap_or_default();
+                    let held = decode_claim(&name, &raw)?;
+                    Ok(if held.o == self.opening && held.u > now_ms {
+                        Claim::Held { until_ms: held.u }
+                    } else {
+                        Claim::Lapsed
+                    })
+                }
+            }
         })
     }
 
@@ -653,6 +710,14 @@ fn prefix(session: &str) -> Vec<u8> {
 fn event_key(session: &str, event_id: &str) -> Vec<u8> {
     let mut key = prefix(session);
     key.extend_from_slice(event_id.as_bytes());
+    key
+}
+
+/// The `claims` key of script request `rank` of one event.
+fn claim_key(session: &str, event_id: &str, rank: u32) -> Vec<u8> {
+    let mut key = event_key(session, event_id);
+    key.push(0);
+    key.extend_from_slice(&rank.to_be_bytes());
     key
 }
 

@@ -4,7 +4,8 @@
 //! Tables (see `schema`): `phonetree_sessions` (session id → revision, reply count, the versioned
 //! MessagePack session record with an empty journal, and the hashes of older events a session
 //! copied from sled knows by hash only), `phonetree_replies` (every reply given,
-//! keyed by session and event id), `phonetree_answers`, `phonetree_cache`, `phonetree_summaries`,
+//! keyed by session and event id), `phonetree_answers`, `phonetree_claims` (a row per script
+//! request claimed, whose key lets one delivery make it), `phonetree_cache`, `phonetree_summaries`,
 //! `phonetree_machines` (the same records as sled's) and `phonetree_meta` (the readiness probe, and
 //! under `action_key` the `ActionKeyRecord` every `clientActionId` is signed with).
 //!
@@ -28,13 +29,14 @@ use deadpool_postgres::{Client, Pool};
 use tokio_postgres::error::SqlState;
 
 use super::record::{
-    AnswerRecord, AnswersRecord, CacheRecord, EntryRecord, FORMAT, MachineRecord, REPLIES_KEPT,
-    SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_entry, decode_session, encode,
-    encode_action_key, encode_session, event_hash, pack_hashes, unpack_hashes,
+    AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, EntryRecord, FORMAT, MachineRecord, REPLIES_KEPT,
+    SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_entry,
+    decode_session, encode, encode_action_key, encode_session, event_hash, opening_id, pack_hashes,
+    unpack_hashes,
 };
 use super::{
-    Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled, Loaded, Lookup, Page,
-    Revision, SCAN_PAGE_MAX, Store, StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
+    Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled, Loaded, Lookup,
+    Page, Revision, SCAN_PAGE_MAX, Store, StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
@@ -63,6 +65,8 @@ pub struct PgStore {
     pool: Pool,
     count: Arc<Count>,
     url: PgUrl,
+    /// This opening of the store, in the claims it makes.
+    opening: u64,
 }
 
 /// The session count: `base + own`, where `own` moves with this node's creations and removals
@@ -115,7 +119,7 @@ impl PgStore {
         });
         count.recount(&pool).await?;
         tracing::info!(url = %url, sessions = count.estimate(), "postgres store open");
-        Ok(PgStore { pool, count, url: url.clone() })
+        Ok(PgStore { pool, count, url: url.clone(), opening: opening_id() })
     }
 
     /// The URL this store was opened with, its password redacted.
@@ -377,6 +381,22 @@ impl PgStore {
         }
         let st = tx
             .prepare_cached(
+                "SELECT session, event_id, rank FROM phonetree_claims \
+                 WHERE ($1::TEXT IS NULL OR session > $1) AND session <= $2 ORDER BY session, event_id, rank",
+            )
+            .await
+            .map_err(fail())?;
+        for row in tx.query(&st, &[&after, &last]).await.map_err(fail())? {
+            let (id, event_id): (String, String) =
+                (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+            let rank: i32 = row.try_get(2).map_err(fail())?;
+            let Some(i) = index(&id) else { continue };
+            if let (_, Ok(e)) = &mut sessions[i] {
+                e.claims.push((event_id, u32::try_from(rank).unwrap_or(0)));
+            }
+        }
+        let st = tx
+            .prepare_cached(
                 "SELECT session, record FROM phonetree_transcripts \
                  WHERE ($1::TEXT IS NULL OR session > $1) AND session <= $2 ORDER BY session, n",
             )
@@ -465,6 +485,19 @@ impl PgStore {
         for (event_id, raw) in &answers {
             tx.execute(&st, &[&e.session, event_id, raw]).await.map_err(fail())?;
         }
+        // Claimed by no opening, with no time left: lapsed.
+        let lapsed = encode("claim", &ClaimRecord::new(0, 0))?;
+        let st = tx
+            .prepare_cached(
+                "INSERT INTO phonetree_claims (session, event_id, rank, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (session, event_id, rank) DO NOTHING",
+            )
+            .await
+            .map_err(fail())?;
+        for (event_id, rank) in &e.claims {
+            let rank = i32::try_from(*rank).unwrap_or(i32::MAX);
+            tx.execute(&st, &[&e.session, event_id, &rank, &lapsed]).await.map_err(fail())?;
+        }
         let st = tx
             .prepare_cached(
                 "INSERT INTO phonetree_transcripts (session, n, record) VALUES ($1, $2, $3) \
@@ -547,6 +580,7 @@ impl PgStore {
         for sql in [
             "DELETE FROM phonetree_replies WHERE session = $1",
             "DELETE FROM phonetree_answers WHERE session = $1",
+            "DELETE FROM phonetree_claims WHERE session = $1",
             "DELETE FROM phonetree_summaries WHERE session = $1",
             "DELETE FROM phonetree_transcripts WHERE session = $1",
         ] {
@@ -697,6 +731,47 @@ impl Store for PgStore {
             )
             .await?;
             Ok(())
+        })
+    }
+
+    fn claim<'a>(
+        &'a self,
+        session: &'a str,
+        event_id: &'a str,
+        rank: u32,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> StoreFuture<'a, Claim> {
+        timed("claim a script request", async move {
+            let name = format!("{session}/{event_id}/{rank}");
+            let doing = || format!("claim the script request `{name}`");
+            let rank = i32::try_from(rank).unwrap_or(i32::MAX);
+            let mine = encode("claim", &ClaimRecord::new(self.opening, until_ms))?;
+            // Committed before it returns: the claim is durable before the request is made.
+            let won = self
+                .write(
+                    doing,
+                    "INSERT INTO phonetree_claims (session, event_id, rank, record) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (session, event_id, rank) DO NOTHING",
+                    &[&session, &event_id, &rank, &mine],
+                )
+                .await?;
+            if won == 1 {
+                return Ok(Claim::Won);
+            }
+            let row = self
+                .one(
+                    doing,
+                    "SELECT record FROM phonetree_claims WHERE session = $1 AND event_id = $2 AND rank = $3",
+                    &[&session, &event_id, &rank],
+                )
+                .await?;
+            // Gone meanwhile (its session was removed): the request may have been made.
+            let Some(row) = row else { return Ok(Claim::Lapsed) };
+            let raw: Vec<u8> = row.try_get(0).map_err(failed(doing()))?;
+            let held = decode_claim(&name, &raw)?;
+            // Another node's claim cannot be told from a stopped one's before its time is past.
+            Ok(if held.u > now_ms { Claim::Held { until_ms: held.u } } else { Claim::Lapsed })
         })
     }
 
@@ -990,6 +1065,7 @@ fn exported_row(id: &str, row: &tokio_postgres::Row) -> Result<Exported, StoreEr
             .map(JournalEntry::ForgottenHash)
             .collect(),
         answers: Vec::new(),
+        claims: Vec::new(),
         summary: summary.map(|raw| decode_summary(id, &raw)).transpose()?,
         transcript: Vec::new(),
     })

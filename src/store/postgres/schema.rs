@@ -83,6 +83,20 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (session, n)
     );
     ",
+    // 4: claims on script requests.
+    "
+    -- One row per script request of one webhook (session, event id, rank of the request in the
+    -- webhook's step), inserted and committed before the request is made: the key lets one
+    -- delivery of the event, on one node, make the request. `record` is a versioned
+    -- `record::ClaimRecord` (the opening that claimed it, and until when it waits).
+    CREATE TABLE IF NOT EXISTS phonetree_claims (
+        session TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        rank INT NOT NULL,
+        record BYTEA NOT NULL,
+        PRIMARY KEY (session, event_id, rank)
+    );
+    ",
 ];
 
 /// The schema version this phonetree writes and reads.
