@@ -81,7 +81,12 @@ impl Catalog {
         let voices = self.voices.as_ref().unwrap_or(Voices::bundled());
         let compiled = machine::compile_with(&source, machine::Options { voices });
         self.diagnostics.extend(compiled.diagnostics);
-        let Some(m) = compiled.machine else { return };
+        let Some(m) = compiled.machine else {
+            // A loop with no exit is reported with the other errors, not once they are fixed.
+            let traps = compiled.partial.as_ref().map(explore::traps_of).unwrap_or_default();
+            self.diagnostics.extend(traps.iter().map(|v| v.diagnostic(&source)));
+            return;
+        };
         let report = explore::explore(&m);
         let proven = report.proven();
         self.diagnostics.extend(report.violations.iter().map(|v| v.diagnostic(&source)));

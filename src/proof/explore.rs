@@ -291,6 +291,9 @@ struct Visited {
     clock: Option<String>,
     /// Caller transitions (no summaries): inputs → state, one per distinct target.
     next: Vec<(Vec<String>, usize)>,
+    /// Some input makes the engine fail here: the node answers with the fallback and hangs up, an
+    /// end (reported as its own violation), so no trap.
+    fails: bool,
 }
 
 /// Explores `m` completely. Pure: no I/O, a fixed clock.
@@ -361,7 +364,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
             if let std::collections::hash_map::Entry::Vacant(e) = index.entry(key(&state, &routed, &may_miss))
             {
                 e.insert(visited.len());
-                visited.push(Visited { state, parent: None, clock, next: Vec::new() });
+                visited.push(Visited { state, parent: None, clock, next: Vec::new(), fails: false });
             }
         }
     }
@@ -398,6 +401,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
         for event in inputs(m, &state, &routed) {
             for (answered, result) in steps(m, &state, &event) {
                 r.transitions += 1;
+                visited[at].fails |= result.is_err();
                 let mut tokens = token(&event);
                 tokens.extend(answered);
                 let path = || {
@@ -439,6 +443,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                         parent: Some((at, tokens.clone())),
                         clock: None,
                         next: vec![],
+                        fails: false,
                     });
                     queue.push_back(visited.len() - 1);
                     visited.len() - 1
@@ -487,6 +492,13 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
         paths(m, &visited, root, &mut r, path);
     }
     r
+}
+
+/// The traps of a machine that did not compile, explored as far as it did (each node that did not
+/// compile a `hangup`, a missing target an engine failure: ends, so no trap is blamed on them):
+/// so that a loop with no exit is reported in the same run as the other errors.
+pub fn traps_of(m: &Machine) -> Vec<Violation> {
+    explore(m).violations.into_iter().filter(|v| v.kind == Kind::Trap).collect()
 }
 
 fn violation(kind: Kind, node: &str, message: String, inputs: &[String]) -> Violation {
@@ -828,7 +840,7 @@ fn traps(m: &Machine, visited: &[Visited], r: &mut Report) {
             incoming[*to].push(i);
         }
     }
-    let mut can_end: Vec<bool> = visited.iter().map(|v| v.state.phase == Phase::Ended).collect();
+    let mut can_end: Vec<bool> = visited.iter().map(|v| v.state.phase == Phase::Ended || v.fails).collect();
     let mut queue: VecDeque<usize> = (0..visited.len()).filter(|&i| can_end[i]).collect();
     while let Some(i) = queue.pop_front() {
         for &p in &incoming[i] {
