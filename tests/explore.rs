@@ -107,3 +107,32 @@ fn exploration_is_deterministic() {
         (b.states, b.transitions, b.paths, b.longest.clone())
     );
 }
+
+/// A route on the caller (two starts: two callers) before `levels` levels of menus, each of
+/// whose two keys leads to its own menu of the next level: the simple paths double per level.
+fn wide_machine(levels: usize) -> String {
+    let mut text = String::from(
+        "name = \"wide\"\nstart = \"who\"\n[defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\nmin_digits = 1\nmax_digits = 1\ndigit_timeout_ms = 5000\noverall_timeout_ms = 10000\n[nodes.bye]\nkind = \"hangup\"\n[nodes.who]\nkind = \"route\"\nrules = [{ var = \"caller\", prefix = \"+65\", next = \"a0\" }]\nelse = \"b0\"\n",
+    );
+    for i in 0..levels {
+        let next = |side: &str| if i + 1 == levels { "bye".to_string() } else { format!("{side}{}", i + 1) };
+        for side in ["a", "b"] {
+            text.push_str(&format!(
+                "[nodes.{side}{i}]\nkind = \"menu\"\nprompt = \"Level {i}.\"\nbranches = {{ 1 = \"{}\", 2 = \"{}\" }}\ninvalid = \"bye\"\n",
+                next("a"),
+                next("b")
+            ));
+        }
+    }
+    text
+}
+
+#[test]
+fn the_path_count_keeps_its_bound_over_every_start() {
+    let m = common::compile_text("wide.toml", &wide_machine(20));
+    let r = explore::explore(&m);
+    assert!(r.proven(), "{:#?}", r.violations);
+    assert!(!r.paths_complete);
+    // "at least N paths" says no more than the bound: a second start counts nothing past it.
+    assert_eq!(r.paths, explore::PATHS_MAX);
+}

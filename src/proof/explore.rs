@@ -867,6 +867,11 @@ fn traps(m: &Machine, visited: &[Visited], r: &mut Report) {
 /// Counts the simple paths from a start and finds the longest (depth first, without recursion);
 /// hands each one's inputs to `path`.
 fn paths(m: &Machine, visited: &[Visited], root: usize, r: &mut Report, path: &mut dyn FnMut(&[String])) {
+    // The bound is per machine, over all its starts: a start after it counts nothing.
+    if r.paths >= PATHS_MAX {
+        r.paths_complete = false;
+        return;
+    }
     let mut on_path = vec![false; visited.len()];
     // (state, next successor to try); the inputs of the path so far in `inputs`.
     let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
