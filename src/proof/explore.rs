@@ -189,8 +189,87 @@ fn sample_values(t: &VarTest) -> Vec<String> {
         VarTest::OneOf(set) => set.clone(),
         VarTest::Prefix(p) => vec![format!("{p}1234567")],
         VarTest::AtLeast(n) | VarTest::AtMost(n) => vec![n.to_string()],
-        VarTest::Matches(_) => vec![],
+        VarTest::Matches(re) => regex_example(re).into_iter().collect(),
     }
+}
+
+/// Most characters of a regex example, and most nesting followed: a route's pattern is short.
+const EXAMPLE_CHARS_MAX: usize = 64;
+const EXAMPLE_DEPTH_MAX: usize = 32;
+
+/// A short text the regex matches: each repetition at its minimum, each class's first character,
+/// each alternation's first branch (`None` if that does not match, e.g. with look-arounds).
+fn regex_example(re: &regex::Regex) -> Option<String> {
+    fn walk(hir: &regex_syntax::hir::Hir, out: &mut String, depth: usize) -> Option<()> {
+        use regex_syntax::hir::{Class, HirKind};
+        if depth > EXAMPLE_DEPTH_MAX || out.len() > EXAMPLE_CHARS_MAX {
+            return None;
+        }
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => {}
+            HirKind::Literal(lit) => out.push_str(std::str::from_utf8(&lit.0).ok()?),
+            HirKind::Class(Class::Unicode(c)) => out.push(c.ranges().first()?.start()),
+            HirKind::Class(Class::Bytes(c)) => out.push(char::from(c.ranges().first()?.start())),
+            HirKind::Repetition(r) => {
+                for _ in 0..r.min {
+                    walk(&r.sub, out, depth + 1)?;
+                }
+            }
+            HirKind::Capture(c) => walk(&c.sub, out, depth + 1)?,
+            HirKind::Concat(parts) => {
+                for part in parts {
+                    walk(part, out, depth + 1)?;
+                }
+            }
+            HirKind::Alternation(branches) => walk(branches.first()?, out, depth + 1)?,
+        }
+        Some(())
+    }
+    let hir = regex_syntax::Parser::new().parse(re.as_str()).ok()?;
+    let mut out = String::new();
+    walk(&hir, &mut out, 0)?;
+    re.is_match(&out).then_some(out)
+}
+
+/// Most values a stored variable is explored with: each multiplies the states after its script.
+pub const STORED_SAMPLES_MAX: usize = 32;
+
+/// The values a script answer gives a stored variable that route rules test, besides the `1` of
+/// every answer class: each value a test names or that makes it hold, the neighbours of the
+/// numeric thresholds (so that either side of each is tried), and a value no test names; `None`
+/// (the key missing) when the variable has no `default`. At most `STORED_SAMPLES_MAX`.
+fn stored_samples(m: &Machine, var: &str, has_default: bool) -> Vec<Option<String>> {
+    let mut values: Vec<String> = route_tests(m, var)
+        .flat_map(|t| {
+            let mut v = sample_values(t);
+            match t {
+                VarTest::AtLeast(n) => v.extend(n.checked_sub(1).map(|n| n.to_string())),
+                VarTest::AtMost(n) => v.extend(n.checked_add(1).map(|n| n.to_string())),
+                _ => {}
+            }
+            v
+        })
+        .collect();
+    values.push(OTHER_VALUE.into());
+    values.retain(|v| v != STORED_VALUE);
+    values.sort();
+    values.dedup();
+    let mut samples: Vec<Option<String>> = values.into_iter().map(Some).collect();
+    if !has_default {
+        samples.insert(0, None);
+    }
+    samples.truncate(STORED_SAMPLES_MAX);
+    samples
+}
+
+/// The tests route rules make of variable `var`.
+fn route_tests<'m>(m: &'m Machine, var: &'m str) -> impl Iterator<Item = &'m VarTest> + 'm {
+    m.graph()
+        .node_weights()
+        .filter_map(|n| if let NodeKind::Route(r) = &n.kind { Some(r) } else { None })
+        .flat_map(|r| r.rules.iter())
+        .filter_map(move |r| r.var.as_ref().filter(|(v, _)| v == var))
+        .flat_map(|(_, tests)| tests.iter())
 }
 
 /// The cap of a variable only positive `add`s write and only integer tests read: its largest
@@ -623,14 +702,7 @@ fn inputs(m: &Machine, s: &CallState, routed: &Routed) -> Vec<Event> {
 
 /// The values route rules test variable `var` for.
 fn route_values(m: &Machine, var: &str) -> Vec<String> {
-    let mut values: Vec<String> = m
-        .graph()
-        .node_weights()
-        .filter_map(|n| if let NodeKind::Route(r) = &n.kind { Some(r) } else { None })
-        .flat_map(|r| r.rules.iter())
-        .filter_map(|r| r.var.as_ref().filter(|(v, _)| v == var))
-        .flat_map(|(_, tests)| tests.iter().flat_map(sample_values))
-        .collect();
+    let mut values: Vec<String> = route_tests(m, var).flat_map(sample_values).collect();
     values.sort();
     values.dedup();
     values
@@ -714,61 +786,168 @@ fn steps(
 
 /// A value no branch names, for the `default` class.
 const OTHER_VALUE: &str = "phonetree-other";
+/// The value every stored field gets in an answer class (unless the token gives it another).
+const STORED_VALUE: &str = "1";
+
+/// A stored variable's value in an answer: `Some` text, or `None` (the key missing).
+type Given = (String, Option<String>);
+
+/// Most answer classes one script branch gets for the stored values routes test: all their
+/// combinations up to this many (so that rules on two variables in a row are both reached), else
+/// one variable at a time.
+pub const STORED_COMBINATIONS_MAX: usize = 256;
 
 /// One answer per way a script can go: each branch value (`@VALUE`), another value or any success
 /// (`@*`), and no answer (`@!`, a timeout). A script with a stored key that has no `default` also
 /// gets each of those values in an answer without its stored keys (`@?VALUE`, `@?*`): the stored
-/// key missing, which leaves the variable unset.
+/// key missing, which leaves the variable unset. The stored variables a route reads after a
+/// branch (before anything writes them again) are also given their `stored_samples`, in every
+/// combination (`@VALUE&code=A&amount=100`; `&amount` alone: its key missing), so that every rule
+/// on them and every `else` are reached where an answer can give them.
 fn answer_classes(m: &Machine, node: &str) -> Vec<(String, Answer)> {
     let Some(id) = m.node_id(node) else { return Vec::new() };
     let Some(NodeKind::Script(script)) = m.node(id).map(|n| &n.kind) else { return Vec::new() };
     let may_miss = script.store.iter().any(|s| s.default.is_none());
+    let values: Vec<(String, NodeId)> = m
+        .edges(id)
+        .into_iter()
+        .filter_map(|(edge, to)| match edge {
+            Edge::Response(v) => Some((v, to)),
+            Edge::Default => Some((OTHER_VALUE.to_string(), to)),
+            _ => None,
+        })
+        .collect();
     let mut classes = Vec::new();
     for missing in [false, true].into_iter().filter(|&m| !m || may_miss) {
-        let mark = if missing { "?" } else { "" };
-        for (edge, _) in m.edges(id) {
-            match edge {
-                Edge::Response(v) => {
-                    classes.push((format!("@{mark}{v}"), synthetic_answer(script, Some(&v), missing)))
-                }
-                Edge::Default => {
-                    classes.push((format!("@{mark}*"), synthetic_answer(script, Some(OTHER_VALUE), missing)))
-                }
-                _ => {}
-            }
+        for (value, _) in &values {
+            let answer = synthetic_answer(script, Some(value), missing, &[]);
+            classes.push((token_of(value, missing, &[]), answer));
+        }
+    }
+    for (value, to) in &values {
+        for given in stored_combinations(m, script, *to) {
+            let answer = synthetic_answer(script, Some(value), false, &given);
+            classes.push((token_of(value, false, &given), answer));
         }
     }
     classes.push(("@!".into(), Answer::Failed { reason: "timeout (explored)".into() }));
     classes
 }
 
+/// The stored values to answer with on a branch to `to`: each combination of the samples of the
+/// variables a route reads from there (each also at `1`, the base class, but not all at once).
+fn stored_combinations(m: &Machine, script: &Script, to: NodeId) -> Vec<Vec<Given>> {
+    let vars: Vec<(&str, Vec<Option<String>>)> = script
+        .store
+        .iter()
+        .filter(|s| read_before_written(m, to, &s.var))
+        .map(|s| {
+            let mut samples = stored_samples(m, &s.var, s.default.is_some());
+            // The key missing from an answer that stores nothing else is `@?VALUE` already.
+            if script.store.len() == 1 {
+                samples.retain(Option::is_some);
+            }
+            (s.var.as_str(), samples)
+        })
+        .collect();
+    let product = vars.iter().try_fold(1usize, |n, (_, samples)| n.checked_mul(samples.len() + 1));
+    let mut out: Vec<Vec<Given>> = Vec::new();
+    if product.is_some_and(|n| n <= STORED_COMBINATIONS_MAX) {
+        out.push(Vec::new());
+        for (var, samples) in &vars {
+            let mut next = Vec::with_capacity(out.len() * (samples.len() + 1));
+            for given in &out {
+                next.push(given.clone());
+                for sample in samples {
+                    let mut g = given.clone();
+                    g.push((var.to_string(), sample.clone()));
+                    next.push(g);
+                }
+            }
+            out = next;
+        }
+        out.retain(|g| !g.is_empty());
+    } else {
+        for (var, samples) in &vars {
+            out.extend(samples.iter().map(|sample| vec![(var.to_string(), sample.clone())]));
+        }
+    }
+    out
+}
+
+/// The replay token of an answer class (see `answer_for_token`).
+fn token_of(value: &str, missing: bool, given: &[Given]) -> String {
+    let mark = if missing { "?" } else { "" };
+    let value = if value == OTHER_VALUE { "*" } else { value };
+    if given.is_empty() && !value.contains('&') {
+        return format!("@{mark}{value}");
+    }
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let mut token = format!("@{mark}{}", encode(value));
+    if given.is_empty() {
+        token.push('&');
+    }
+    for (var, text) in given {
+        token.push('&');
+        token.push_str(&encode(var));
+        if let Some(text) = text {
+            token.push('=');
+            token.push_str(&encode(text));
+        }
+    }
+    token
+}
+
 /// The answer a replay token stands for at `script`: `@VALUE` (the response key is VALUE),
 /// `@*` (a value no branch names), `@!` (no answer); `@?VALUE` and `@?*` are the same answers
 /// without the stored keys. Stored fields get the value `1` (a URL for the ones `{play:$name}`
-/// plays).
+/// plays), but for those the token gives after an `&`: `@VALUE&NAME=TEXT` gives stored variable
+/// NAME the value TEXT, `@VALUE&NAME` leaves its key out of the answer (`@ok&code=A&amount`).
+/// Once a token holds an `&`, VALUE, NAME and TEXT are form-encoded (`%26` for `&`, `+` for a
+/// space).
 pub fn answer_for_token(script: &Script, token: &str) -> Option<Answer> {
     let token = token.strip_prefix('@')?;
     let (missing, token) = match token.strip_prefix('?') {
         Some(rest) if !rest.is_empty() => (true, rest),
         _ => (false, token),
     };
-    match token {
-        "!" if !missing => Some(Answer::Failed { reason: "timeout (simulated)".into() }),
-        "*" => Some(synthetic_answer(script, Some(OTHER_VALUE), missing)),
-        value => Some(synthetic_answer(script, Some(value), missing)),
+    let decode = |s: &str| -> String {
+        url::form_urlencoded::parse(s.as_bytes()).next().map(|(k, _)| k.into_owned()).unwrap_or_default()
+    };
+    let (value, given) = match token.split_once('&') {
+        None => (token.to_string(), Vec::new()),
+        Some((value, pairs)) => {
+            let mut given = Vec::new();
+            for pair in pairs.split('&').filter(|p| !p.is_empty()) {
+                let (var, text) = match pair.split_once('=') {
+                    Some((var, text)) => (decode(var), Some(decode(text))),
+                    None => (decode(pair), None),
+                };
+                if !script.store.iter().any(|s| s.var == var) {
+                    return None;
+                }
+                given.push((var, text));
+            }
+            (decode(value), given)
+        }
+    };
+    match value.as_str() {
+        "!" if !missing && given.is_empty() => Some(Answer::Failed { reason: "timeout (simulated)".into() }),
+        "*" => Some(synthetic_answer(script, Some(OTHER_VALUE), missing, &given)),
+        value => Some(synthetic_answer(script, Some(value), missing, &given)),
     }
 }
 
 /// A 200 answer whose JSON has the response key set to `value` and every stored field set (none
-/// when `missing`).
-fn synthetic_answer(script: &Script, value: Option<&str>, missing: bool) -> Answer {
+/// when `missing`); `given` sets stored variables' fields to their texts, or leaves them out.
+fn synthetic_answer(script: &Script, value: Option<&str>, missing: bool, given: &[Given]) -> Answer {
     fn set(root: &mut serde_json::Value, path: &[String], value: serde_json::Value) {
         let mut at = root;
         for (i, part) in path.iter().enumerate() {
             if !at.is_object() {
                 *at = serde_json::json!({});
             }
-            let map = at.as_object_mut().expect("made an object above");
+            let Some(map) = at.as_object_mut() else { return };
             if i + 1 == path.len() {
                 map.insert(part.clone(), value);
                 return;
@@ -778,14 +957,53 @@ fn synthetic_answer(script: &Script, value: Option<&str>, missing: bool) -> Answ
     }
     let mut body = serde_json::json!({});
     for stored in script.store.iter().filter(|_| !missing) {
-        // A played value must be a URL; any other stored value is a short text.
-        let value = if script.played.contains(&stored.var) { "https://example.com/explore.mp3" } else { "1" };
+        let value = match given.iter().find(|(var, _)| *var == stored.var) {
+            Some((_, None)) => continue,
+            Some((_, Some(text))) => text.as_str(),
+            // A played value must be a URL; any other stored value is a short text.
+            None if script.played.contains(&stored.var) => "https://example.com/explore.mp3",
+            None => STORED_VALUE,
+        };
         set(&mut body, &stored.path, serde_json::json!(value));
     }
     if let (Some(path), Some(v)) = (&script.response_key, value) {
         set(&mut body, path, serde_json::json!(v));
     }
     Answer::Http { status: 200, body: serde_json::to_vec(&body).unwrap_or_default() }
+}
+
+/// Whether some route testing `var` is reached from `from` without passing a node that writes
+/// `var` again (an input, a script that stores it, a set).
+fn read_before_written(m: &Machine, from: NodeId, var: &str) -> bool {
+    let writes = |kind: &NodeKind| match kind {
+        NodeKind::Input(i) => i.variable == var,
+        NodeKind::Script(s) => s.store.iter().any(|s| s.var == var),
+        NodeKind::Set(set) => {
+            set.values.iter().any(|(v, _)| v == var) || set.add.iter().any(|(v, _)| v == var)
+        }
+        _ => false,
+    };
+    let tests = |kind: &NodeKind| match kind {
+        NodeKind::Route(r) => r.rules.iter().any(|r| r.var.as_ref().is_some_and(|(v, _)| v == var)),
+        _ => false,
+    };
+    let mut seen = HashSet::from([from]);
+    let mut queue = VecDeque::from([from]);
+    while let Some(id) = queue.pop_front() {
+        let Some(node) = m.node(id) else { continue };
+        if tests(&node.kind) {
+            return true;
+        }
+        if writes(&node.kind) {
+            continue;
+        }
+        for (_, to) in m.edges(id) {
+            if seen.insert(to) {
+                queue.push_back(to);
+            }
+        }
+    }
+    false
 }
 
 fn inputs_to(visited: &[Visited], mut at: usize) -> Vec<String> {
