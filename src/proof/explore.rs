@@ -94,6 +94,24 @@ pub struct Violation {
     pub message: String,
     /// What the caller presses, from the start of the call (`-`: nothing).
     pub inputs: Vec<String>,
+    /// How `inputs` replay.
+    pub replay: Replay,
+}
+
+/// How a violation is seen happening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replay {
+    /// `phonetree simulate FILE INPUTS` plays an inbound call to it (for an edge no input takes:
+    /// to the node it leaves).
+    Inbound,
+    /// `phonetree simulate FILE --outbound` plays the outbound opening.
+    Outbound,
+    /// The machine has other errors, which `simulate` refuses: the inputs replay once they are
+    /// fixed.
+    AfterFixes,
+    /// No input reaches it: there is nothing to play.
+    Nothing,
 }
 
 impl Report {
@@ -103,7 +121,8 @@ impl Report {
 }
 
 /// The command that plays `inputs` on `machine` (a file, or a name in `machines/`), quoted for a
-/// POSIX shell where it must be (`*` would glob, a leading `#` would start a comment).
+/// POSIX shell where it must be (`*` would glob, a leading `#` would start a comment); with no
+/// keys, stdin is empty (the call's start alone).
 pub fn replay(machine: &str, inputs: &[String]) -> String {
     let quote = |word: &str| {
         if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./+".contains(c)) {
@@ -116,6 +135,10 @@ pub fn replay(machine: &str, inputs: &[String]) -> String {
     for i in inputs {
         cmd.push(' ');
         cmd.push_str(&quote(i));
+    }
+    // Without keys `simulate` reads them from stdin: none, the call's start alone.
+    if inputs.iter().all(|i| i.starts_with("--")) {
+        cmd.push_str(" < /dev/null");
     }
     cmd
 }
@@ -208,8 +231,19 @@ fn regex_example(re: &regex::Regex) -> Option<String> {
         match hir.kind() {
             HirKind::Empty | HirKind::Look(_) => {}
             HirKind::Literal(lit) => out.push_str(std::str::from_utf8(&lit.0).ok()?),
-            HirKind::Class(Class::Unicode(c)) => out.push(c.ranges().first()?.start()),
-            HirKind::Class(Class::Bytes(c)) => out.push(char::from(c.ranges().first()?.start())),
+            // A character a caller's data would hold: a digit, a letter, else the class's first.
+            HirKind::Class(Class::Unicode(c)) => {
+                let has = |ch: char| c.ranges().iter().any(|r| r.start() <= ch && ch <= r.end());
+                let first = c.ranges().first()?.start();
+                out.push(
+                    ['1', '0', 'a', 'A', '+', '-', '.'].into_iter().find(|&ch| has(ch)).unwrap_or(first),
+                );
+            }
+            HirKind::Class(Class::Bytes(c)) => {
+                let has = |b: u8| c.ranges().iter().any(|r| r.start() <= b && b <= r.end());
+                let first = c.ranges().first()?.start();
+                out.push(char::from([b'1', b'0', b'a', b'A'].into_iter().find(|&b| has(b)).unwrap_or(first)));
+            }
             HirKind::Repetition(r) => {
                 for _ in 0..r.min {
                     walk(&r.sub, out, depth + 1)?;
@@ -408,19 +442,15 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     match engine::start_outbound(m, call(Direction::Outbound), 0) {
         Ok(step) => {
             for v in step.reply.iter().flat_map(|f| callflow::validate(f, Use::OutboundRequest)) {
-                r.violations.push(violation(
-                    Kind::InvalidReply,
-                    &start_name,
-                    format!("outbound opening: {v}"),
-                    &[],
-                ));
+                let message = format!("outbound opening: {v}");
+                r.violations.push(outbound_violation(Kind::InvalidReply, &start_name, message));
             }
         }
         // A script before the first prompt needs its API to place an outbound call: not an error
         // of the machine (inbound calls run it), and `phonetree call` says so.
         Err(engine::StepError::NeedsAnswer(_)) => {}
         Err(e) => {
-            r.violations.push(violation(Kind::Engine, &start_name, format!("outbound opening: {e}"), &[]))
+            r.violations.push(outbound_violation(Kind::Engine, &start_name, format!("outbound opening: {e}")))
         }
     }
     // Every reachable control state, breadth first from the call's start, so each one's parent
@@ -450,7 +480,8 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     let roots = visited.len();
     // Stopped at `STATES_MAX`: the states past the frontier are unknown, so traps are not judged.
     let mut truncated = false;
-    let mut entered: HashSet<NodeId> = HashSet::new();
+    // Each node entered, with the inputs of the first call that entered it.
+    let mut entered: HashMap<NodeId, Vec<String>> = HashMap::new();
     let mut covered: HashSet<(NodeId, Edge)> = HashSet::new();
     let mut queue: VecDeque<usize> = (0..roots).collect();
     // One report per node for a failing engine, and one for broken invariants.
@@ -513,7 +544,11 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                     }
                     continue;
                 }
-                entered.extend(step.entered.iter().copied());
+                for id in &step.entered {
+                    if !entered.contains_key(id) {
+                        entered.insert(*id, path());
+                    }
+                }
                 covered.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
                 let k = key(&step.state, &routed, &may_miss);
                 let to = *index.entry(k).or_insert_with(|| {
@@ -538,21 +573,25 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     r.edges_covered = covered.len();
 
     for id in m.graph().node_indices() {
-        if !entered.contains(&id) {
+        if !entered.contains_key(&id) {
             let name = &m.graph()[id].name;
-            r.violations.push(violation(Kind::Unreachable, name, "no input reaches this node".into(), &[]));
+            let mut v = violation(Kind::Unreachable, name, "no input reaches this node".into(), &[]);
+            v.replay = Replay::Nothing;
+            r.violations.push(v);
         }
     }
     for e in m.graph().edge_indices() {
         let Some((from, _)) = m.graph().edge_endpoints(e) else { continue };
         let label = &m.graph()[e];
-        if !covered.contains(&(from, label.clone())) && entered.contains(&from) {
+        let Some(reached) = entered.get(&from) else { continue };
+        if !covered.contains(&(from, label.clone())) {
             let name = &m.graph()[from].name;
             let why = match label {
                 Edge::Rule(..) | Edge::Else => {
                     " (explored: clocks around every window and date of the routes, the values the rules \
-                     name for an input or the caller, the values `set` and `add` give; a script's \
-                     stored value is explored as `1` only)"
+                     name for an input or the caller, the values `set` and `add` give, and for a \
+                     script's stored value the values its rules name, their neighbours, another value \
+                     and the key missing)"
                 }
                 _ => "",
             };
@@ -560,7 +599,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                 Kind::UncoveredEdge,
                 name,
                 format!("no input takes the `{label}` edge{why}"),
-                &[],
+                reached,
             ));
         }
     }
@@ -577,17 +616,40 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
 /// compile a `hangup`, a missing target an engine failure: ends, so no trap is blamed on them):
 /// so that a loop with no exit is reported in the same run as the other errors.
 pub fn traps_of(m: &Machine) -> Vec<Violation> {
-    explore(m).violations.into_iter().filter(|v| v.kind == Kind::Trap).collect()
+    let traps = explore(m).violations.into_iter().filter(|v| v.kind == Kind::Trap);
+    traps.map(|v| Violation { replay: Replay::AfterFixes, ..v }).collect()
 }
 
 fn violation(kind: Kind, node: &str, message: String, inputs: &[String]) -> Violation {
-    Violation { kind, node: node.to_string(), message, inputs: inputs.to_vec() }
+    Violation { kind, node: node.to_string(), message, inputs: inputs.to_vec(), replay: Replay::Inbound }
+}
+
+fn outbound_violation(kind: Kind, node: &str, message: String) -> Violation {
+    Violation { replay: Replay::Outbound, ..violation(kind, node, message, &[]) }
 }
 
 impl Violation {
     /// The violation as a diagnostic at its node in `source`, with the inputs that replay it.
     pub fn diagnostic(&self, source: &Source) -> Diagnostic {
-        let replay = format!("a caller gets there with `{}`", replay(&source.file, &self.inputs));
+        let file = &source.file;
+        let replay = match self.replay {
+            Replay::Inbound if self.kind == Kind::UncoveredEdge => {
+                Some(format!("a caller reaches the node with `{}`", replay(file, &self.inputs)))
+            }
+            Replay::Inbound => Some(format!("a caller gets there with `{}`", replay(file, &self.inputs))),
+            Replay::Outbound => {
+                let outbound = ["--outbound".to_string()];
+                Some(format!("the opening plays with `{}`", replay(file, &outbound)))
+            }
+            Replay::AfterFixes if self.inputs.iter().all(|i| i.starts_with("--")) => {
+                Some("a caller gets there as the call starts".into())
+            }
+            Replay::AfterFixes => Some(format!(
+                "a caller gets there with the inputs `{}` (`phonetree simulate` plays them once the errors above are fixed)",
+                self.inputs.join(" ")
+            )),
+            Replay::Nothing => None,
+        };
         let fix = match self.kind {
             Kind::Trap => {
                 Some("give one of its branches (or `invalid`) a way to a `hangup` or `transfer` node")
@@ -601,6 +663,7 @@ impl Violation {
             Kind::UnsetVariable => Some(
                 "give its `store` entry a `default` (`NAME = { path = \"...\", default = \"...\" }`), or do not say it where an answer may lack it",
             ),
+            Kind::Unreachable => Some("link to it from a node a caller reaches, or remove it"),
             _ => None,
         };
         Diagnostic {
@@ -610,10 +673,10 @@ impl Violation {
             node: (!self.node.is_empty()).then(|| self.node.clone()),
             field: None,
             message: self.message.clone(),
-            hint: Some(match fix {
-                Some(fix) => format!("{fix}; {replay}"),
-                None => replay,
-            }),
+            hint: match (fix, replay) {
+                (Some(fix), Some(replay)) => Some(format!("{fix}; {replay}")),
+                (fix, replay) => replay.or(fix.map(str::to_string)),
+            },
         }
     }
 }
