@@ -136,3 +136,29 @@ fn the_path_count_keeps_its_bound_over_every_start() {
     // "at least N paths" says no more than the bound: a second start counts nothing past it.
     assert_eq!(r.paths, explore::PATHS_MAX);
 }
+
+/// Routes on stored values, defensive ones included (an `else` an answer without the key or with
+/// a bad value takes): each rule and `else` is taken by an answer `explore` samples from the rules,
+/// and each path, `@VALUE&NAME=TEXT` tokens and all, replays through the simulator to its end.
+#[test]
+fn defensive_routes_on_stored_values_are_covered_and_their_paths_replay() {
+    let path = common::repo().join("tests/data/diagnostics/defensive_routes.toml");
+    let m = common::compile_text("defensive_routes.toml", &std::fs::read_to_string(path).unwrap());
+    let mut paths = Vec::new();
+    let r = explore::explore_paths(&m, &mut |p| paths.push(p.to_vec()));
+    assert!(r.proven(), "{:#?}", r.violations);
+    assert_eq!((r.edges_covered, r.edges), (15, 15));
+    for p in &paths {
+        assert!(replay(&m, p).ended(), "{p:?}");
+    }
+    // The answers that reach `big` and `none` give the values the rules test.
+    let tokens: Vec<&str> = paths.iter().flatten().map(String::as_str).collect();
+    assert!(tokens.contains(&"@ok&amount=100&code=A"), "{tokens:?}");
+    assert!(tokens.contains(&"@ok&amount=0&code=111"), "{tokens:?}");
+}
+
+#[test]
+fn the_bank_balance_figures_with_sampled_stored_values() {
+    let r = explore::explore(&common::bundled("bank_balance"));
+    assert_eq!((r.states, r.transitions, r.paths), (239, 1157, 1863));
+}
