@@ -1,8 +1,9 @@
 //! Machine source text → a syntax tree (TOML or JSON), plus an index from field paths to positions.
 //!
 //! TOML is the authoring format and JSON the generated one; both give a tree that the compiler's
-//! shape pass reads into the same `Definition`. A syntax error stops a file; the span index lets the
-//! compiler point every other diagnostic at the line and column of the field it is about.
+//! shape pass reads into the same `Definition`. The TOML parser recovers from each syntax error (all
+//! are reported, and the rest of the file is checked); serde_json stops at its first. The span index
+//! lets the compiler point every other diagnostic at the line and column of the field it is about.
 
 use std::collections::HashMap;
 

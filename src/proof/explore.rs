@@ -16,7 +16,8 @@
 //! starts at each clock class — instants around every window edge and named date of the routes, one
 //! per distinct set of time rules that hold (at most `CLOCKS_MAX`), fixed for the whole call — and
 //! from each caller a rule on `caller` names; inputs also try each value a rule tests an input's
-//! variable for. A counter only positive `add`s write and only integer tests read is capped one
+//! variable for, and script answers each value of a stored variable a rule tests (see
+//! `stored_samples`), so that defensive rules on an API's answer are covered. A counter only positive `add`s write and only integer tests read is capped one
 //! above its largest threshold (every test agrees beyond it); past `STATES_MAX` states `explore`
 //! stops and reports it.
 //!
