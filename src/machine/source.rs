@@ -15,6 +15,9 @@ use super::diagnostic::Position;
 
 /// Largest machine file accepted: a generated 10,000-node machine is about 2 MiB of TOML.
 pub const SOURCE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Most syntax errors listed for one file: past a few hundred, the file is not TOML at all, and each
+/// one costs a walk of the keys read.
+const SYNTAX_ERRORS_MAX: usize = 256;
 /// Deepest nesting the JSON span scanner follows (a machine file is at most 4 levels deep).
 const JSON_DEPTH_MAX: usize = 64;
 
@@ -154,10 +157,25 @@ pub(super) fn toml_tree(text: &str) -> Result<(Spanned<DeValue<'_>>, Vec<Recover
     let (table, errors) = toml::de::DeTable::parse_recoverable(text);
     let span = table.span();
     let mut root = Spanned::new(span, DeValue::Table(table.into_inner()));
-    let mut recovered = Vec::with_capacity(errors.len());
-    for e in errors {
-        let offset = e.span().map_or(0, |s| s.start).min(text.len());
-        let mut message = toml_message(e.message());
+    let mut errors: Vec<(usize, String)> = errors
+        .iter()
+        .map(|e| {
+            let mut offset = e.span().map_or(0, |s| s.start).min(text.len());
+            while !text.is_char_boundary(offset) {
+                offset -= 1;
+            }
+            (offset, toml_message(e.message()))
+        })
+        .collect();
+    errors.sort();
+    let more = errors.len().saturating_sub(SYNTAX_ERRORS_MAX);
+    errors.truncate(SYNTAX_ERRORS_MAX);
+    let mut all = Vec::new();
+    if let DeValue::Table(t) = root.get_ref() {
+        entries(text, t, &mut Vec::new(), &mut all);
+    }
+    let mut recovered = Vec::with_capacity(errors.len() + 1);
+    for (offset, mut message) in errors {
         // The parser asks for a quoted string where the value is missing altogether.
         if text[offset..].lines().next().is_none_or(|rest| rest.trim().is_empty())
             && message.contains("must be quoted")
@@ -165,8 +183,15 @@ pub(super) fn toml_tree(text: &str) -> Result<(Spanned<DeValue<'_>>, Vec<Recover
             message = "a value is missing".into();
         }
         let duplicate = message == "duplicate key";
-        let (path, dropped) = error_path(text, &mut root, offset, duplicate);
+        let (path, dropped) = error_path(text, &all, offset, duplicate);
+        if dropped {
+            drop_entry(&mut root, &path);
+        }
         recovered.push(Recovered { offset, message, path, dropped, duplicate });
+    }
+    if let Some(last) = recovered.last().filter(|_| more > 0) {
+        let message = format!("{more} more syntax errors after this one are not listed");
+        recovered.push(Recovered { message, dropped: false, duplicate: false, ..last.clone() });
     }
     recovered.sort_by_key(|r| r.offset);
     Ok((root, recovered))
@@ -194,22 +219,13 @@ fn entries(text: &str, table: &toml::de::DeTable<'_>, path: &mut Vec<String>, ou
     }
 }
 
-/// The path an error at `offset` is in (see `Recovered::path`), and whether its entry was dropped
-/// from `root`.
-fn error_path(
-    text: &str,
-    root: &mut Spanned<DeValue<'_>>,
-    offset: usize,
-    duplicate: bool,
-) -> (Vec<String>, bool) {
+/// The path an error at `offset` is in (see `Recovered::path`), among the keys `all`, and whether
+/// its entry is to be dropped from the tree.
+fn error_path(text: &str, all: &[Entry], offset: usize, duplicate: bool) -> (Vec<String>, bool) {
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next().unwrap_or("");
     if line.trim_start().starts_with('[') && !duplicate {
         return (header_path(line), false);
-    }
-    let mut all = Vec::new();
-    if let DeValue::Table(t) = root.get_ref() {
-        entries(text, t, &mut Vec::new(), &mut all);
     }
     // The table the line is in: the last header before it.
     let table = all
@@ -229,11 +245,7 @@ fn error_path(
         return (path, false);
     }
     match innermost {
-        Some(e) => {
-            let path = e.path.clone();
-            drop_entry(root, &path);
-            (path, true)
-        }
+        Some(e) => (e.path.clone(), true),
         None => (table, false),
     }
 }
@@ -483,6 +495,30 @@ mod tests {
         let index = index(&Source::new("m.json", json));
         let at = index.value(&["nodes", "a", "kind"]).unwrap();
         assert_eq!(Position::of_offset(json, at), Position { line: 2, col: 26 });
+    }
+
+    #[test]
+    fn toml_errors_name_their_key_and_stop_at_their_bound() {
+        let text = "name = \"m\"\n[nodes.a]\nkind = \"say\"\nkind = \"menu\"\ntext = oops\n";
+        let (tree, errors) = toml_tree(text).unwrap();
+        let paths: Vec<(&[String], bool)> = errors.iter().map(|e| (e.path.as_slice(), e.duplicate)).collect();
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            paths,
+            [(&path(&["nodes", "a", "kind"])[..], true), (&path(&["nodes", "a", "text"])[..], false)]
+        );
+        // The value the parser could not read is dropped; the duplicate keeps its first value.
+        let node = tree.get_ref().as_table().unwrap().get("nodes").unwrap().get_ref().as_table().unwrap();
+        let a = node.get("a").unwrap().get_ref().as_table().unwrap();
+        assert!(a.get("text").is_none());
+        assert_eq!(a.get("kind").unwrap().get_ref().as_str(), Some("say"));
+
+        let junk = "x\n".repeat(SYNTAX_ERRORS_MAX + 10);
+        let (_, errors) = toml_tree(&junk).unwrap();
+        assert_eq!(errors.len(), SYNTAX_ERRORS_MAX + 1);
+        assert!(
+            errors[SYNTAX_ERRORS_MAX].message.ends_with("more syntax errors after this one are not listed")
+        );
     }
 
     #[test]
