@@ -393,3 +393,44 @@ async fn store_copy_moves_live_calls_to_a_store_whose_node_goes_on_with_them() {
         assert!(!stderr.contains("s3cret"), "{stderr}");
     }
 }
+
+/// Every command a failing proof prints in its hints, run as printed (in a POSIX shell, in the
+/// folder `check` ran in): it plays the call to the node the diagnostic names. A violation no input
+/// reaches prints no command at all, never an empty one.
+#[test]
+fn every_hint_command_replays_the_call_to_its_node() {
+    let dir = common::repo().join("tests/data/diagnostics");
+    let cases =
+        ["trap.toml", "script_unset_stored.toml", "stored_rule_never_taken.toml", "trap_and_errors.toml"];
+    let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["check", "--json"])
+        .args(cases)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut replayed = 0;
+    for d in report["diagnostics"].as_array().unwrap() {
+        let (Some(node), Some(hint)) = (d["node"].as_str(), d["hint"].as_str()) else { continue };
+        let command = hint.split('`').find(|s| s.starts_with("phonetree simulate "));
+        // Where no input reaches, or other errors stop `simulate`, the hint holds no command.
+        if d["message"] == "no input reaches this node" || hint.contains("once the errors above are fixed") {
+            assert_eq!(command, None, "{d}");
+        }
+        let Some(command) = command else { continue };
+        // The call's start alone reads no keys: stdin is empty, never a terminal to wait on.
+        let words: Vec<&str> = command.split(' ').collect();
+        assert!(words.len() > 3, "an empty replay command: {d}");
+        let shell = command.replacen("phonetree", env!("CARGO_BIN_EXE_phonetree"), 1);
+        let played = Command::new("sh").args(["-c", &shell]).current_dir(&dir).output().unwrap();
+        let text = format!("{}{}", stdout(&played), String::from_utf8_lossy(&played.stderr));
+        assert!(
+            text.contains(&format!("[{node}]")) || text.contains(&format!("`{node}`")),
+            "{command}: {text}"
+        );
+        replayed += 1;
+    }
+    // The trap, the unset variable, and the rule no answer takes (at its route).
+    assert_eq!(replayed, 3, "{report:#}");
+}

@@ -235,3 +235,23 @@ proptest! {
         }
     }
 }
+
+/// A duplicate key no longer hides the rest of the file: with nine other mistakes, all ten are
+/// reported in one run, each at its line and column, with its node, its field and a hint.
+#[test]
+fn a_duplicate_key_and_nine_other_mistakes_are_all_reported() {
+    let file = common::repo().join("tests/data/diagnostics/duplicate_key_and_nine_more.toml");
+    let compiled = machine::compile(&Source::new("m.toml", std::fs::read_to_string(file).unwrap()));
+    let errors: Vec<_> = compiled.errors().collect();
+    assert_eq!(errors.len(), 10, "{errors:#?}");
+    for e in &errors {
+        assert!(e.position.is_some() && e.node.is_some() && e.hint.is_some(), "{e}");
+    }
+    let fields = errors.iter().filter(|e| e.field.is_some()).count();
+    // The unreachable node is about the node itself.
+    assert_eq!(fields, 9, "{errors:#?}");
+    assert_eq!(
+        errors[0].to_string().lines().next().unwrap(),
+        "m.toml:17:27: error: node `menu`, field `branches.1`: duplicate key"
+    );
+}

@@ -107,3 +107,58 @@ fn exploration_is_deterministic() {
         (b.states, b.transitions, b.paths, b.longest.clone())
     );
 }
+
+/// A route on the caller (two starts: two callers) before `levels` levels of menus, each of
+/// whose two keys leads to its own menu of the next level: the simple paths double per level.
+fn wide_machine(levels: usize) -> String {
+    let mut text = String::from(
+        "name = \"wide\"\nstart = \"who\"\n[defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\nmin_digits = 1\nmax_digits = 1\ndigit_timeout_ms = 5000\noverall_timeout_ms = 10000\n[nodes.bye]\nkind = \"hangup\"\n[nodes.who]\nkind = \"route\"\nrules = [{ var = \"caller\", prefix = \"+65\", next = \"a0\" }]\nelse = \"b0\"\n",
+    );
+    for i in 0..levels {
+        let next = |side: &str| if i + 1 == levels { "bye".to_string() } else { format!("{side}{}", i + 1) };
+        for side in ["a", "b"] {
+            text.push_str(&format!(
+                "[nodes.{side}{i}]\nkind = \"menu\"\nprompt = \"Level {i}.\"\nbranches = {{ 1 = \"{}\", 2 = \"{}\" }}\ninvalid = \"bye\"\n",
+                next("a"),
+                next("b")
+            ));
+        }
+    }
+    text
+}
+
+#[test]
+fn the_path_count_keeps_its_bound_over_every_start() {
+    let m = common::compile_text("wide.toml", &wide_machine(20));
+    let r = explore::explore(&m);
+    assert!(r.proven(), "{:#?}", r.violations);
+    assert!(!r.paths_complete);
+    // "at least N paths" says no more than the bound: a second start counts nothing past it.
+    assert_eq!(r.paths, explore::PATHS_MAX);
+}
+
+/// Routes on stored values, defensive ones included (an `else` an answer without the key or with
+/// a bad value takes): each rule and `else` is taken by an answer `explore` samples from the rules,
+/// and each path, `@VALUE&NAME=TEXT` tokens and all, replays through the simulator to its end.
+#[test]
+fn defensive_routes_on_stored_values_are_covered_and_their_paths_replay() {
+    let path = common::repo().join("tests/data/diagnostics/defensive_routes.toml");
+    let m = common::compile_text("defensive_routes.toml", &std::fs::read_to_string(path).unwrap());
+    let mut paths = Vec::new();
+    let r = explore::explore_paths(&m, &mut |p| paths.push(p.to_vec()));
+    assert!(r.proven(), "{:#?}", r.violations);
+    assert_eq!((r.edges_covered, r.edges), (15, 15));
+    for p in &paths {
+        assert!(replay(&m, p).ended(), "{p:?}");
+    }
+    // The answers that reach `big` and `none` give the values the rules test.
+    let tokens: Vec<&str> = paths.iter().flatten().map(String::as_str).collect();
+    assert!(tokens.contains(&"@ok&amount=100&code=A"), "{tokens:?}");
+    assert!(tokens.contains(&"@ok&amount=0&code=111"), "{tokens:?}");
+}
+
+#[test]
+fn the_bank_balance_figures_with_sampled_stored_values() {
+    let r = explore::explore(&common::bundled("bank_balance"));
+    assert_eq!((r.states, r.transitions, r.paths), (239, 1157, 1863));
+}

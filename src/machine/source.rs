@@ -1,8 +1,9 @@
 //! Machine source text → a syntax tree (TOML or JSON), plus an index from field paths to positions.
 //!
 //! TOML is the authoring format and JSON the generated one; both give a tree that the compiler's
-//! shape pass reads into the same `Definition`. A syntax error stops a file; the span index lets the
-//! compiler point every other diagnostic at the line and column of the field it is about.
+//! shape pass reads into the same `Definition`. The TOML parser recovers from each syntax error (all
+//! are reported, and the rest of the file is checked); serde_json stops at its first. The span index
+//! lets the compiler point every other diagnostic at the line and column of the field it is about.
 
 use std::collections::HashMap;
 
@@ -14,6 +15,9 @@ use super::diagnostic::Position;
 
 /// Largest machine file accepted: a generated 10,000-node machine is about 2 MiB of TOML.
 pub const SOURCE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Most syntax errors listed for one file: past a few hundred, the file is not TOML at all, and each
+/// one costs a walk of the keys read.
+const SYNTAX_ERRORS_MAX: usize = 256;
 /// Deepest nesting the JSON span scanner follows (a machine file is at most 4 levels deep).
 const JSON_DEPTH_MAX: usize = 64;
 
@@ -129,15 +133,147 @@ fn within_limit(text: &str) -> Result<(), SyntaxError> {
     if text.len() > SOURCE_BYTES_MAX { Err(SyntaxError::TooLarge(text.len())) } else { Ok(()) }
 }
 
-/// A TOML machine file's syntax tree, with the byte span of every key and value.
-pub(super) fn toml_tree(text: &str) -> Result<Spanned<DeValue<'_>>, SyntaxError> {
+/// A syntax error the TOML parser recovered from: it kept what it could read of the file, so one
+/// mistake does not hide the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Recovered {
+    /// Where the parser points (for a duplicate key: its second occurrence).
+    pub offset: usize,
+    pub message: String,
+    /// The key the error is in (`["nodes", "menu", "prompt"]`); for a duplicate key, that key; for
+    /// an error in no key (a line that is not `key = value`, a broken `[table]` header), its table.
+    pub path: Vec<String>,
+    /// The entry at `path` was dropped from the tree: what the parser made of it is a guess.
+    pub dropped: bool,
+    /// A key given twice: the tree keeps the first value, which is as good as any other.
+    pub duplicate: bool,
+}
+
+/// A TOML machine file's syntax tree, with the byte span of every key and value, and every syntax
+/// error in it. The parser recovers from each error; a value it could not read is dropped from the
+/// tree (its node is then not compiled, see `Recovered`), a duplicate key keeps its first value.
+pub(super) fn toml_tree(text: &str) -> Result<(Spanned<DeValue<'_>>, Vec<Recovered>), SyntaxError> {
     within_limit(text)?;
-    let table = toml::de::DeTable::parse(text).map_err(|e| SyntaxError::Syntax {
-        offset: e.span().map(|s| s.start),
-        message: toml_message(e.message()),
-    })?;
+    let (table, errors) = toml::de::DeTable::parse_recoverable(text);
     let span = table.span();
-    Ok(Spanned::new(span, DeValue::Table(table.into_inner())))
+    let mut root = Spanned::new(span, DeValue::Table(table.into_inner()));
+    let mut errors: Vec<(usize, String)> = errors
+        .iter()
+        .map(|e| {
+            let mut offset = e.span().map_or(0, |s| s.start).min(text.len());
+            while !text.is_char_boundary(offset) {
+                offset -= 1;
+            }
+            (offset, toml_message(e.message()))
+        })
+        .collect();
+    errors.sort();
+    let more = errors.len().saturating_sub(SYNTAX_ERRORS_MAX);
+    errors.truncate(SYNTAX_ERRORS_MAX);
+    let mut all = Vec::new();
+    if let DeValue::Table(t) = root.get_ref() {
+        entries(text, t, &mut Vec::new(), &mut all);
+    }
+    let mut recovered = Vec::with_capacity(errors.len() + 1);
+    for (offset, mut message) in errors {
+        // The parser asks for a quoted string where the value is missing altogether.
+        if text[offset..].lines().next().is_none_or(|rest| rest.trim().is_empty())
+            && message.contains("must be quoted")
+        {
+            message = "a value is missing".into();
+        }
+        let duplicate = message == "duplicate key";
+        let (path, dropped) = error_path(text, &all, offset, duplicate);
+        if dropped {
+            drop_entry(&mut root, &path);
+        }
+        recovered.push(Recovered { offset, message, path, dropped, duplicate });
+    }
+    if let Some(last) = recovered.last().filter(|_| more > 0) {
+        let message = format!("{more} more syntax errors after this one are not listed");
+        recovered.push(Recovered { message, dropped: false, duplicate: false, ..last.clone() });
+    }
+    recovered.sort_by_key(|r| r.offset);
+    Ok((root, recovered))
+}
+
+/// One key of a TOML tree: its path, the byte range of its key and value, and whether its value
+/// is a `[table]` whose span is its header line.
+struct Entry {
+    path: Vec<String>,
+    range: std::ops::Range<usize>,
+    header: bool,
+}
+
+fn entries(text: &str, table: &toml::de::DeTable<'_>, path: &mut Vec<String>, out: &mut Vec<Entry>) {
+    for (key, value) in table.iter() {
+        path.push(key.get_ref().to_string());
+        let (k, v) = (key.span(), value.span());
+        let header =
+            matches!(value.get_ref(), DeValue::Table(_)) && text.as_bytes().get(v.start) == Some(&b'[');
+        out.push(Entry { path: path.clone(), range: k.start.min(v.start)..k.end.max(v.end), header });
+        if let DeValue::Table(inner) = value.get_ref() {
+            entries(text, inner, path, out);
+        }
+        path.pop();
+    }
+}
+
+/// The path an error at `offset` is in (see `Recovered::path`), among the keys `all`, and whether
+/// its entry is to be dropped from the tree.
+fn error_path(text: &str, all: &[Entry], offset: usize, duplicate: bool) -> (Vec<String>, bool) {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    if line.trim_start().starts_with('[') && !duplicate {
+        return (header_path(line), false);
+    }
+    // The table the line is in: the last header before it.
+    let table = all
+        .iter()
+        .filter(|e| e.header && e.range.start <= offset)
+        .max_by_key(|e| e.range.start)
+        .map(|e| e.path.clone())
+        .unwrap_or_default();
+    let innermost = all
+        .iter()
+        .filter(|e| !e.header && (e.range.contains(&offset) || e.range.end == offset))
+        .max_by_key(|e| e.path.len());
+    if duplicate {
+        let mut path = innermost.map_or(table, |e| e.path.clone());
+        let key = text.get(offset..).and_then(|t| t.split(['=', ' ', '\t', ']', '\n']).next()).unwrap_or("");
+        path.push(key.trim_matches(['"', '\'']).to_string());
+        return (path, false);
+    }
+    match innermost {
+        Some(e) => (e.path.clone(), true),
+        None => (table, false),
+    }
+}
+
+/// `[nodes.menu]` → `["nodes", "menu"]` (a node's table), `[defaults]` → `["defaults"]`.
+fn header_path(line: &str) -> Vec<String> {
+    let inside = line.trim().trim_start_matches('[');
+    let inside = inside.split(']').next().unwrap_or(inside);
+    let parts: Vec<String> = inside
+        .split('.')
+        .map(|p| p.trim().trim_matches(['"', '\'']).to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let depth = if parts.first().is_some_and(|p| p == "nodes") { 2 } else { 1 };
+    parts.into_iter().take(depth).collect()
+}
+
+fn drop_entry(root: &mut Spanned<DeValue<'_>>, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut at = root;
+    for part in parents {
+        let DeValue::Table(t) = at.get_mut() else { return };
+        let Some(next) = t.get_mut(part.as_str()) else { return };
+        at = next;
+    }
+    if let DeValue::Table(t) = at.get_mut() {
+        t.remove(last.as_str());
+    }
 }
 
 /// A JSON machine file's value tree.
@@ -154,27 +290,32 @@ pub(super) fn json_tree(text: &str) -> Result<serde_json::Value, SyntaxError> {
     })
 }
 
-/// The first key a JSON text repeats in one object (serde_json keeps the last of the two, but a
-/// machine file must not say two things): its path and the offset of its second occurrence.
-pub(super) fn json_duplicate(text: &str) -> Option<(Vec<String>, usize)> {
+/// Every key a JSON text repeats in one object (serde_json keeps the last of the two, but a
+/// machine file must not say two things): its path and the offset of its repeat.
+pub(super) fn json_duplicates(text: &str) -> Vec<(Vec<String>, usize)> {
     let mut index = SpanIndex::default();
-    let mut scanner = JsonScanner { text: text.as_bytes(), at: 0, index: &mut index, duplicate: None };
+    let mut scanner = JsonScanner { text: text.as_bytes(), at: 0, index: &mut index, duplicates: Vec::new() };
     let _ = scanner.value(&mut Vec::new(), 0);
-    scanner.duplicate
+    scanner.duplicates
 }
 
 /// The positions of every key and value of a source (empty where it does not parse).
 pub(super) fn index(source: &Source) -> SpanIndex {
     let mut index = SpanIndex::default();
     match source.format {
+        // Every key the parser read, also those `toml_tree` drops, so that what is said of them can
+        // be told apart from the syntax error itself.
         Format::Toml => {
-            if let Ok(table) = toml::de::DeTable::parse(&source.text) {
-                index_toml(table.get_ref(), &mut Vec::new(), &mut index);
-            }
+            let (table, _) = toml::de::DeTable::parse_recoverable(&source.text);
+            index_toml(table.get_ref(), &mut Vec::new(), &mut index);
         }
         Format::Json => {
-            let mut scanner =
-                JsonScanner { text: source.text.as_bytes(), at: 0, index: &mut index, duplicate: None };
+            let mut scanner = JsonScanner {
+                text: source.text.as_bytes(),
+                at: 0,
+                index: &mut index,
+                duplicates: Vec::new(),
+            };
             let _ = scanner.value(&mut Vec::new(), 0);
         }
     }
@@ -233,8 +374,8 @@ struct JsonScanner<'a> {
     text: &'a [u8],
     at: usize,
     index: &'a mut SpanIndex,
-    /// The first key found twice in one object, and its second position.
-    duplicate: Option<(Vec<String>, usize)>,
+    /// Each key found again in one object, and the position of its repeat.
+    duplicates: Vec<(Vec<String>, usize)>,
 }
 
 impl JsonScanner<'_> {
@@ -280,10 +421,10 @@ impl JsonScanner<'_> {
                     self.skip_ws();
                     self.at += 1; // the colon
                     self.skip_ws();
-                    if !keys.insert(key.clone()) && self.duplicate.is_none() {
+                    if !keys.insert(key.clone()) {
                         let mut at = path.clone();
                         at.push(key.clone());
-                        self.duplicate = Some((at, key_at));
+                        self.duplicates.push((at, key_at));
                     }
                     path.push(key);
                     self.index.insert(path, key_at, self.at);
@@ -357,14 +498,38 @@ mod tests {
     }
 
     #[test]
+    fn toml_errors_name_their_key_and_stop_at_their_bound() {
+        let text = "name = \"m\"\n[nodes.a]\nkind = \"say\"\nkind = \"menu\"\ntext = oops\n";
+        let (tree, errors) = toml_tree(text).unwrap();
+        let paths: Vec<(&[String], bool)> = errors.iter().map(|e| (e.path.as_slice(), e.duplicate)).collect();
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            paths,
+            [(&path(&["nodes", "a", "kind"])[..], true), (&path(&["nodes", "a", "text"])[..], false)]
+        );
+        // The value the parser could not read is dropped; the duplicate keeps its first value.
+        let node = tree.get_ref().as_table().unwrap().get("nodes").unwrap().get_ref().as_table().unwrap();
+        let a = node.get("a").unwrap().get_ref().as_table().unwrap();
+        assert!(a.get("text").is_none());
+        assert_eq!(a.get("kind").unwrap().get_ref().as_str(), Some("say"));
+
+        let junk = "x\n".repeat(SYNTAX_ERRORS_MAX + 10);
+        let (_, errors) = toml_tree(&junk).unwrap();
+        assert_eq!(errors.len(), SYNTAX_ERRORS_MAX + 1);
+        assert!(
+            errors[SYNTAX_ERRORS_MAX].message.ends_with("more syntax errors after this one are not listed")
+        );
+    }
+
+    #[test]
     fn syntax_errors_carry_positions() {
         let text = "name = \"m\"\nstart = \n";
-        let err = toml_tree(text).unwrap_err();
-        assert_eq!(err.offset().map(|o| Position::of_offset(text, o).line), Some(2));
+        let (_, errors) = toml_tree(text).unwrap();
+        assert_eq!(errors.iter().map(|e| Position::of_offset(text, e.offset).line).collect::<Vec<_>>(), [2]);
         let text = "{\"name\": \"m\",\n \"start\": }";
         let err = json_tree(text).unwrap_err();
         assert_eq!(err.offset().map(|o| Position::of_offset(text, o).line), Some(2));
         assert_eq!(err.to_string(), "expected value");
-        assert_eq!(json_duplicate("{\"a\": 1, \"a\": 2}"), Some((vec!["a".to_string()], 9)));
+        assert_eq!(json_duplicates("{\"a\": 1, \"a\": 2}"), [(vec!["a".to_string()], 9)]);
     }
 }

@@ -89,7 +89,12 @@ impl Catalog {
     pub fn add(&mut self, source: Source) {
         let compiled = self.compile(&source);
         self.diagnostics.extend(compiled.diagnostics);
-        let Some(m) = compiled.machine else { return };
+        let Some(m) = compiled.machine else {
+            // A loop with no exit is reported with the other errors, not once they are fixed.
+            let traps = compiled.partial.as_ref().map(explore::traps_of).unwrap_or_default();
+            self.diagnostics.extend(traps.iter().map(|v| v.diagnostic(&source)));
+            return;
+        };
         let report = explore::explore(&m);
         let proven = report.proven();
         self.diagnostics.extend(report.violations.iter().map(|v| v.diagnostic(&source)));

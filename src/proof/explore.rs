@@ -16,7 +16,8 @@
 //! starts at each clock class — instants around every window edge and named date of the routes, one
 //! per distinct set of time rules that hold (at most `CLOCKS_MAX`), fixed for the whole call — and
 //! from each caller a rule on `caller` names; inputs also try each value a rule tests an input's
-//! variable for. A counter only positive `add`s write and only integer tests read is capped one
+//! variable for, and script answers each value of a stored variable a rule tests (see
+//! `stored_samples`), so that defensive rules on an API's answer are covered. A counter only positive `add`s write and only integer tests read is capped one
 //! above its largest threshold (every test agrees beyond it); past `STATES_MAX` states `explore`
 //! stops and reports it.
 //!
@@ -94,6 +95,24 @@ pub struct Violation {
     pub message: String,
     /// What the caller presses, from the start of the call (`-`: nothing).
     pub inputs: Vec<String>,
+    /// How `inputs` replay.
+    pub replay: Replay,
+}
+
+/// How a violation is seen happening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replay {
+    /// `phonetree simulate FILE INPUTS` plays an inbound call to it (for an edge no input takes:
+    /// to the node it leaves).
+    Inbound,
+    /// `phonetree simulate FILE --outbound` plays the outbound opening.
+    Outbound,
+    /// The machine has other errors, which `simulate` refuses: the inputs replay once they are
+    /// fixed.
+    AfterFixes,
+    /// No input reaches it: there is nothing to play.
+    Nothing,
 }
 
 impl Report {
@@ -103,7 +122,8 @@ impl Report {
 }
 
 /// The command that plays `inputs` on `machine` (a file, or a name in `machines/`), quoted for a
-/// POSIX shell where it must be (`*` would glob, a leading `#` would start a comment).
+/// POSIX shell where it must be (`*` would glob, a leading `#` would start a comment); with no
+/// keys, stdin is empty (the call's start alone).
 pub fn replay(machine: &str, inputs: &[String]) -> String {
     let quote = |word: &str| {
         if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./+".contains(c)) {
@@ -116,6 +136,10 @@ pub fn replay(machine: &str, inputs: &[String]) -> String {
     for i in inputs {
         cmd.push(' ');
         cmd.push_str(&quote(i));
+    }
+    // Without keys `simulate` reads them from stdin: none, the call's start alone.
+    if inputs.iter().all(|i| i.starts_with("--")) {
+        cmd.push_str(" < /dev/null");
     }
     cmd
 }
@@ -189,8 +213,98 @@ fn sample_values(t: &VarTest) -> Vec<String> {
         VarTest::OneOf(set) => set.clone(),
         VarTest::Prefix(p) => vec![format!("{p}1234567")],
         VarTest::AtLeast(n) | VarTest::AtMost(n) => vec![n.to_string()],
-        VarTest::Matches(_) => vec![],
+        VarTest::Matches(re) => regex_example(re).into_iter().collect(),
     }
+}
+
+/// Most characters of a regex example, and most nesting followed: a route's pattern is short.
+const EXAMPLE_CHARS_MAX: usize = 64;
+const EXAMPLE_DEPTH_MAX: usize = 32;
+
+/// A short text the regex matches: each repetition at its minimum, each class's first character,
+/// each alternation's first branch (`None` if that does not match, e.g. with look-arounds).
+fn regex_example(re: &regex::Regex) -> Option<String> {
+    fn walk(hir: &regex_syntax::hir::Hir, out: &mut String, depth: usize) -> Option<()> {
+        use regex_syntax::hir::{Class, HirKind};
+        if depth > EXAMPLE_DEPTH_MAX || out.len() > EXAMPLE_CHARS_MAX {
+            return None;
+        }
+        match hir.kind() {
+            HirKind::Empty | HirKind::Look(_) => {}
+            HirKind::Literal(lit) => out.push_str(std::str::from_utf8(&lit.0).ok()?),
+            // A character a caller's data would hold: a digit, a letter, else the class's first.
+            HirKind::Class(Class::Unicode(c)) => {
+                let has = |ch: char| c.ranges().iter().any(|r| r.start() <= ch && ch <= r.end());
+                let first = c.ranges().first()?.start();
+                out.push(
+                    ['1', '0', 'a', 'A', '+', '-', '.'].into_iter().find(|&ch| has(ch)).unwrap_or(first),
+                );
+            }
+            HirKind::Class(Class::Bytes(c)) => {
+                let has = |b: u8| c.ranges().iter().any(|r| r.start() <= b && b <= r.end());
+                let first = c.ranges().first()?.start();
+                out.push(char::from([b'1', b'0', b'a', b'A'].into_iter().find(|&b| has(b)).unwrap_or(first)));
+            }
+            HirKind::Repetition(r) => {
+                for _ in 0..r.min {
+                    walk(&r.sub, out, depth + 1)?;
+                }
+            }
+            HirKind::Capture(c) => walk(&c.sub, out, depth + 1)?,
+            HirKind::Concat(parts) => {
+                for part in parts {
+                    walk(part, out, depth + 1)?;
+                }
+            }
+            HirKind::Alternation(branches) => walk(branches.first()?, out, depth + 1)?,
+        }
+        Some(())
+    }
+    let hir = regex_syntax::Parser::new().parse(re.as_str()).ok()?;
+    let mut out = String::new();
+    walk(&hir, &mut out, 0)?;
+    re.is_match(&out).then_some(out)
+}
+
+/// Most values a stored variable is explored with: each multiplies the states after its script.
+pub const STORED_SAMPLES_MAX: usize = 32;
+
+/// The values a script answer gives a stored variable that route rules test, besides the `1` of
+/// every answer class: each value a test names or that makes it hold, the neighbours of the
+/// numeric thresholds (so that either side of each is tried), and a value no test names; `None`
+/// (the key missing) when the variable has no `default`. At most `STORED_SAMPLES_MAX`.
+fn stored_samples(m: &Machine, var: &str, has_default: bool) -> Vec<Option<String>> {
+    let mut values: Vec<String> = route_tests(m, var)
+        .flat_map(|t| {
+            let mut v = sample_values(t);
+            match t {
+                VarTest::AtLeast(n) => v.extend(n.checked_sub(1).map(|n| n.to_string())),
+                VarTest::AtMost(n) => v.extend(n.checked_add(1).map(|n| n.to_string())),
+                _ => {}
+            }
+            v
+        })
+        .collect();
+    values.push(OTHER_VALUE.into());
+    values.retain(|v| v != STORED_VALUE);
+    values.sort();
+    values.dedup();
+    let mut samples: Vec<Option<String>> = values.into_iter().map(Some).collect();
+    if !has_default {
+        samples.insert(0, None);
+    }
+    samples.truncate(STORED_SAMPLES_MAX);
+    samples
+}
+
+/// The tests route rules make of variable `var`.
+fn route_tests<'m>(m: &'m Machine, var: &'m str) -> impl Iterator<Item = &'m VarTest> + 'm {
+    m.graph()
+        .node_weights()
+        .filter_map(|n| if let NodeKind::Route(r) = &n.kind { Some(r) } else { None })
+        .flat_map(|r| r.rules.iter())
+        .filter_map(move |r| r.var.as_ref().filter(|(v, _)| v == var))
+        .flat_map(|(_, tests)| tests.iter())
 }
 
 /// The cap of a variable only positive `add`s write and only integer tests read: its largest
@@ -291,6 +405,9 @@ struct Visited {
     clock: Option<String>,
     /// Caller transitions (no summaries): inputs → state, one per distinct target.
     next: Vec<(Vec<String>, usize)>,
+    /// Some input makes the engine fail here: the node answers with the fallback and hangs up, an
+    /// end (reported as its own violation), so no trap.
+    fails: bool,
 }
 
 /// Explores `m` completely. Pure: no I/O, a fixed clock.
@@ -326,19 +443,15 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     match engine::start_outbound(m, call(Direction::Outbound), &BTreeMap::new(), 0, &[]) {
         Ok(engine::Stepped::Done(step)) => {
             for v in step.reply.iter().flat_map(|f| callflow::validate(f, Use::OutboundRequest)) {
-                r.violations.push(violation(
-                    Kind::InvalidReply,
-                    &start_name,
-                    format!("outbound opening: {v}"),
-                    &[],
-                ));
+                let message = format!("outbound opening: {v}");
+                r.violations.push(outbound_violation(Kind::InvalidReply, &start_name, message));
             }
         }
         // A script before the first prompt: the node runs it before it places the call, and what
         // each answer leads to is explored as the inbound call's start.
         Ok(engine::Stepped::Needs(_)) => {}
         Err(e) => {
-            r.violations.push(violation(Kind::Engine, &start_name, format!("outbound opening: {e}"), &[]))
+            r.violations.push(outbound_violation(Kind::Engine, &start_name, format!("outbound opening: {e}")))
         }
     }
     // Every reachable control state, breadth first from the call's start, so each one's parent
@@ -361,14 +474,15 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
             if let std::collections::hash_map::Entry::Vacant(e) = index.entry(key(&state, &routed, &may_miss))
             {
                 e.insert(visited.len());
-                visited.push(Visited { state, parent: None, clock, next: Vec::new() });
+                visited.push(Visited { state, parent: None, clock, next: Vec::new(), fails: false });
             }
         }
     }
     let roots = visited.len();
     // Stopped at `STATES_MAX`: the states past the frontier are unknown, so traps are not judged.
     let mut truncated = false;
-    let mut entered: HashSet<NodeId> = HashSet::new();
+    // Each node entered, with the inputs of the first call that entered it.
+    let mut entered: HashMap<NodeId, Vec<String>> = HashMap::new();
     let mut covered: HashSet<(NodeId, Edge)> = HashSet::new();
     let mut queue: VecDeque<usize> = (0..roots).collect();
     // One report per node for a failing engine, and one for broken invariants.
@@ -398,6 +512,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
         for event in inputs(m, &state, &routed) {
             for (answered, result) in steps(m, &state, &event) {
                 r.transitions += 1;
+                visited[at].fails |= result.is_err();
                 let mut tokens = token(&event);
                 tokens.extend(answered);
                 let path = || {
@@ -430,7 +545,11 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                     }
                     continue;
                 }
-                entered.extend(step.entered.iter().copied());
+                for id in &step.entered {
+                    if !entered.contains_key(id) {
+                        entered.insert(*id, path());
+                    }
+                }
                 covered.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
                 let k = key(&step.state, &routed, &may_miss);
                 let to = *index.entry(k).or_insert_with(|| {
@@ -439,6 +558,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                         parent: Some((at, tokens.clone())),
                         clock: None,
                         next: vec![],
+                        fails: false,
                     });
                     queue.push_back(visited.len() - 1);
                     visited.len() - 1
@@ -454,21 +574,25 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     r.edges_covered = covered.len();
 
     for id in m.graph().node_indices() {
-        if !entered.contains(&id) {
+        if !entered.contains_key(&id) {
             let name = &m.graph()[id].name;
-            r.violations.push(violation(Kind::Unreachable, name, "no input reaches this node".into(), &[]));
+            let mut v = violation(Kind::Unreachable, name, "no input reaches this node".into(), &[]);
+            v.replay = Replay::Nothing;
+            r.violations.push(v);
         }
     }
     for e in m.graph().edge_indices() {
         let Some((from, _)) = m.graph().edge_endpoints(e) else { continue };
         let label = &m.graph()[e];
-        if !covered.contains(&(from, label.clone())) && entered.contains(&from) {
+        let Some(reached) = entered.get(&from) else { continue };
+        if !covered.contains(&(from, label.clone())) {
             let name = &m.graph()[from].name;
             let why = match label {
                 Edge::Rule(..) | Edge::Else => {
                     " (explored: clocks around every window and date of the routes, the values the rules \
-                     name for an input or the caller, the values `set` and `add` give; a script's \
-                     stored value is explored as `1` only)"
+                     name for an input or the caller, the values `set` and `add` give, and for a \
+                     script's stored value the values its rules name, their neighbours, another value \
+                     and the key missing)"
                 }
                 _ => "",
             };
@@ -476,7 +600,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                 Kind::UncoveredEdge,
                 name,
                 format!("no input takes the `{label}` edge{why}"),
-                &[],
+                reached,
             ));
         }
     }
@@ -489,14 +613,44 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     r
 }
 
+/// The traps of a machine that did not compile, explored as far as it did (each node that did not
+/// compile a `hangup`, a missing target an engine failure: ends, so no trap is blamed on them):
+/// so that a loop with no exit is reported in the same run as the other errors.
+pub fn traps_of(m: &Machine) -> Vec<Violation> {
+    let traps = explore(m).violations.into_iter().filter(|v| v.kind == Kind::Trap);
+    traps.map(|v| Violation { replay: Replay::AfterFixes, ..v }).collect()
+}
+
 fn violation(kind: Kind, node: &str, message: String, inputs: &[String]) -> Violation {
-    Violation { kind, node: node.to_string(), message, inputs: inputs.to_vec() }
+    Violation { kind, node: node.to_string(), message, inputs: inputs.to_vec(), replay: Replay::Inbound }
+}
+
+fn outbound_violation(kind: Kind, node: &str, message: String) -> Violation {
+    Violation { replay: Replay::Outbound, ..violation(kind, node, message, &[]) }
 }
 
 impl Violation {
     /// The violation as a diagnostic at its node in `source`, with the inputs that replay it.
     pub fn diagnostic(&self, source: &Source) -> Diagnostic {
-        let replay = format!("a caller gets there with `{}`", replay(&source.file, &self.inputs));
+        let file = &source.file;
+        let replay = match self.replay {
+            Replay::Inbound if self.kind == Kind::UncoveredEdge => {
+                Some(format!("a caller reaches the node with `{}`", replay(file, &self.inputs)))
+            }
+            Replay::Inbound => Some(format!("a caller gets there with `{}`", replay(file, &self.inputs))),
+            Replay::Outbound => {
+                let outbound = ["--outbound".to_string()];
+                Some(format!("the opening plays with `{}`", replay(file, &outbound)))
+            }
+            Replay::AfterFixes if self.inputs.iter().all(|i| i.starts_with("--")) => {
+                Some("a caller gets there as the call starts".into())
+            }
+            Replay::AfterFixes => Some(format!(
+                "a caller gets there with the inputs `{}` (`phonetree simulate` plays them once the errors above are fixed)",
+                self.inputs.join(" ")
+            )),
+            Replay::Nothing => None,
+        };
         let fix = match self.kind {
             Kind::Trap => {
                 Some("give one of its branches (or `invalid`) a way to a `hangup` or `transfer` node")
@@ -510,6 +664,7 @@ impl Violation {
             Kind::UnsetVariable => Some(
                 "give its `store` entry a `default` (`NAME = { path = \"...\", default = \"...\" }`), or do not say it where an answer may lack it",
             ),
+            Kind::Unreachable => Some("link to it from a node a caller reaches, or remove it"),
             _ => None,
         };
         Diagnostic {
@@ -519,10 +674,10 @@ impl Violation {
             node: (!self.node.is_empty()).then(|| self.node.clone()),
             field: None,
             message: self.message.clone(),
-            hint: Some(match fix {
-                Some(fix) => format!("{fix}; {replay}"),
-                None => replay,
-            }),
+            hint: match (fix, replay) {
+                (Some(fix), Some(replay)) => Some(format!("{fix}; {replay}")),
+                (fix, replay) => replay.or(fix.map(str::to_string)),
+            },
         }
     }
 }
@@ -611,14 +766,7 @@ fn inputs(m: &Machine, s: &CallState, routed: &Routed) -> Vec<Event> {
 
 /// The values route rules test variable `var` for.
 fn route_values(m: &Machine, var: &str) -> Vec<String> {
-    let mut values: Vec<String> = m
-        .graph()
-        .node_weights()
-        .filter_map(|n| if let NodeKind::Route(r) = &n.kind { Some(r) } else { None })
-        .flat_map(|r| r.rules.iter())
-        .filter_map(|r| r.var.as_ref().filter(|(v, _)| v == var))
-        .flat_map(|(_, tests)| tests.iter().flat_map(sample_values))
-        .collect();
+    let mut values: Vec<String> = route_tests(m, var).flat_map(sample_values).collect();
     values.sort();
     values.dedup();
     values
@@ -702,61 +850,168 @@ fn steps(
 
 /// A value no branch names, for the `default` class.
 const OTHER_VALUE: &str = "phonetree-other";
+/// The value every stored field gets in an answer class (unless the token gives it another).
+const STORED_VALUE: &str = "1";
+
+/// A stored variable's value in an answer: `Some` text, or `None` (the key missing).
+type Given = (String, Option<String>);
+
+/// Most answer classes one script branch gets for the stored values routes test: all their
+/// combinations up to this many (so that rules on two variables in a row are both reached), else
+/// one variable at a time.
+pub const STORED_COMBINATIONS_MAX: usize = 256;
 
 /// One answer per way a script can go: each branch value (`@VALUE`), another value or any success
 /// (`@*`), and no answer (`@!`, a timeout). A script with a stored key that has no `default` also
 /// gets each of those values in an answer without its stored keys (`@?VALUE`, `@?*`): the stored
-/// key missing, which leaves the variable unset.
+/// key missing, which leaves the variable unset. The stored variables a route reads after a
+/// branch (before anything writes them again) are also given their `stored_samples`, in every
+/// combination (`@VALUE&code=A&amount=100`; `&amount` alone: its key missing), so that every rule
+/// on them and every `else` are reached where an answer can give them.
 fn answer_classes(m: &Machine, node: &str) -> Vec<(String, Answer)> {
     let Some(id) = m.node_id(node) else { return Vec::new() };
     let Some(NodeKind::Script(script)) = m.node(id).map(|n| &n.kind) else { return Vec::new() };
     let may_miss = script.store.iter().any(|s| s.default.is_none());
+    let values: Vec<(String, NodeId)> = m
+        .edges(id)
+        .into_iter()
+        .filter_map(|(edge, to)| match edge {
+            Edge::Response(v) => Some((v, to)),
+            Edge::Default => Some((OTHER_VALUE.to_string(), to)),
+            _ => None,
+        })
+        .collect();
     let mut classes = Vec::new();
     for missing in [false, true].into_iter().filter(|&m| !m || may_miss) {
-        let mark = if missing { "?" } else { "" };
-        for (edge, _) in m.edges(id) {
-            match edge {
-                Edge::Response(v) => {
-                    classes.push((format!("@{mark}{v}"), synthetic_answer(script, Some(&v), missing)))
-                }
-                Edge::Default => {
-                    classes.push((format!("@{mark}*"), synthetic_answer(script, Some(OTHER_VALUE), missing)))
-                }
-                _ => {}
-            }
+        for (value, _) in &values {
+            let answer = synthetic_answer(script, Some(value), missing, &[]);
+            classes.push((token_of(value, missing, &[]), answer));
+        }
+    }
+    for (value, to) in &values {
+        for given in stored_combinations(m, script, *to) {
+            let answer = synthetic_answer(script, Some(value), false, &given);
+            classes.push((token_of(value, false, &given), answer));
         }
     }
     classes.push(("@!".into(), Answer::Failed { reason: "timeout (explored)".into() }));
     classes
 }
 
+/// The stored values to answer with on a branch to `to`: each combination of the samples of the
+/// variables a route reads from there (each also at `1`, the base class, but not all at once).
+fn stored_combinations(m: &Machine, script: &Script, to: NodeId) -> Vec<Vec<Given>> {
+    let vars: Vec<(&str, Vec<Option<String>>)> = script
+        .store
+        .iter()
+        .filter(|s| read_before_written(m, to, &s.var))
+        .map(|s| {
+            let mut samples = stored_samples(m, &s.var, s.default.is_some());
+            // The key missing from an answer that stores nothing else is `@?VALUE` already.
+            if script.store.len() == 1 {
+                samples.retain(Option::is_some);
+            }
+            (s.var.as_str(), samples)
+        })
+        .collect();
+    let product = vars.iter().try_fold(1usize, |n, (_, samples)| n.checked_mul(samples.len() + 1));
+    let mut out: Vec<Vec<Given>> = Vec::new();
+    if product.is_some_and(|n| n <= STORED_COMBINATIONS_MAX) {
+        out.push(Vec::new());
+        for (var, samples) in &vars {
+            let mut next = Vec::with_capacity(out.len() * (samples.len() + 1));
+            for given in &out {
+                next.push(given.clone());
+                for sample in samples {
+                    let mut g = given.clone();
+                    g.push((var.to_string(), sample.clone()));
+                    next.push(g);
+                }
+            }
+            out = next;
+        }
+        out.retain(|g| !g.is_empty());
+    } else {
+        for (var, samples) in &vars {
+            out.extend(samples.iter().map(|sample| vec![(var.to_string(), sample.clone())]));
+        }
+    }
+    out
+}
+
+/// The replay token of an answer class (see `answer_for_token`).
+fn token_of(value: &str, missing: bool, given: &[Given]) -> String {
+    let mark = if missing { "?" } else { "" };
+    let value = if value == OTHER_VALUE { "*" } else { value };
+    if given.is_empty() && !value.contains('&') {
+        return format!("@{mark}{value}");
+    }
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let mut token = format!("@{mark}{}", encode(value));
+    if given.is_empty() {
+        token.push('&');
+    }
+    for (var, text) in given {
+        token.push('&');
+        token.push_str(&encode(var));
+        if let Some(text) = text {
+            token.push('=');
+            token.push_str(&encode(text));
+        }
+    }
+    token
+}
+
 /// The answer a replay token stands for at `script`: `@VALUE` (the response key is VALUE),
 /// `@*` (a value no branch names), `@!` (no answer); `@?VALUE` and `@?*` are the same answers
 /// without the stored keys. Stored fields get the value `1` (a URL for the ones `{play:$name}`
-/// plays).
+/// plays), but for those the token gives after an `&`: `@VALUE&NAME=TEXT` gives stored variable
+/// NAME the value TEXT, `@VALUE&NAME` leaves its key out of the answer (`@ok&code=A&amount`).
+/// Once a token holds an `&`, VALUE, NAME and TEXT are form-encoded (`%26` for `&`, `+` for a
+/// space).
 pub fn answer_for_token(script: &Script, token: &str) -> Option<Answer> {
     let token = token.strip_prefix('@')?;
     let (missing, token) = match token.strip_prefix('?') {
         Some(rest) if !rest.is_empty() => (true, rest),
         _ => (false, token),
     };
-    match token {
-        "!" if !missing => Some(Answer::Failed { reason: "timeout (simulated)".into() }),
-        "*" => Some(synthetic_answer(script, Some(OTHER_VALUE), missing)),
-        value => Some(synthetic_answer(script, Some(value), missing)),
+    let decode = |s: &str| -> String {
+        url::form_urlencoded::parse(s.as_bytes()).next().map(|(k, _)| k.into_owned()).unwrap_or_default()
+    };
+    let (value, given) = match token.split_once('&') {
+        None => (token.to_string(), Vec::new()),
+        Some((value, pairs)) => {
+            let mut given = Vec::new();
+            for pair in pairs.split('&').filter(|p| !p.is_empty()) {
+                let (var, text) = match pair.split_once('=') {
+                    Some((var, text)) => (decode(var), Some(decode(text))),
+                    None => (decode(pair), None),
+                };
+                if !script.store.iter().any(|s| s.var == var) {
+                    return None;
+                }
+                given.push((var, text));
+            }
+            (decode(value), given)
+        }
+    };
+    match value.as_str() {
+        "!" if !missing && given.is_empty() => Some(Answer::Failed { reason: "timeout (simulated)".into() }),
+        "*" => Some(synthetic_answer(script, Some(OTHER_VALUE), missing, &given)),
+        value => Some(synthetic_answer(script, Some(value), missing, &given)),
     }
 }
 
 /// A 200 answer whose JSON has the response key set to `value` and every stored field set (none
-/// when `missing`).
-fn synthetic_answer(script: &Script, value: Option<&str>, missing: bool) -> Answer {
+/// when `missing`); `given` sets stored variables' fields to their texts, or leaves them out.
+fn synthetic_answer(script: &Script, value: Option<&str>, missing: bool, given: &[Given]) -> Answer {
     fn set(root: &mut serde_json::Value, path: &[String], value: serde_json::Value) {
         let mut at = root;
         for (i, part) in path.iter().enumerate() {
             if !at.is_object() {
                 *at = serde_json::json!({});
             }
-            let map = at.as_object_mut().expect("made an object above");
+            let Some(map) = at.as_object_mut() else { return };
             if i + 1 == path.len() {
                 map.insert(part.clone(), value);
                 return;
@@ -766,14 +1021,53 @@ fn synthetic_answer(script: &Script, value: Option<&str>, missing: bool) -> Answ
     }
     let mut body = serde_json::json!({});
     for stored in script.store.iter().filter(|_| !missing) {
-        // A played value must be a URL; any other stored value is a short text.
-        let value = if script.played.contains(&stored.var) { "https://example.com/explore.mp3" } else { "1" };
+        let value = match given.iter().find(|(var, _)| *var == stored.var) {
+            Some((_, None)) => continue,
+            Some((_, Some(text))) => text.as_str(),
+            // A played value must be a URL; any other stored value is a short text.
+            None if script.played.contains(&stored.var) => "https://example.com/explore.mp3",
+            None => STORED_VALUE,
+        };
         set(&mut body, &stored.path, serde_json::json!(value));
     }
     if let (Some(path), Some(v)) = (&script.response_key, value) {
         set(&mut body, path, serde_json::json!(v));
     }
     Answer::Http { status: 200, body: serde_json::to_vec(&body).unwrap_or_default() }
+}
+
+/// Whether some route testing `var` is reached from `from` without passing a node that writes
+/// `var` again (an input, a script that stores it, a set).
+fn read_before_written(m: &Machine, from: NodeId, var: &str) -> bool {
+    let writes = |kind: &NodeKind| match kind {
+        NodeKind::Input(i) => i.variable == var,
+        NodeKind::Script(s) => s.store.iter().any(|s| s.var == var),
+        NodeKind::Set(set) => {
+            set.values.iter().any(|(v, _)| v == var) || set.add.iter().any(|(v, _)| v == var)
+        }
+        _ => false,
+    };
+    let tests = |kind: &NodeKind| match kind {
+        NodeKind::Route(r) => r.rules.iter().any(|r| r.var.as_ref().is_some_and(|(v, _)| v == var)),
+        _ => false,
+    };
+    let mut seen = HashSet::from([from]);
+    let mut queue = VecDeque::from([from]);
+    while let Some(id) = queue.pop_front() {
+        let Some(node) = m.node(id) else { continue };
+        if tests(&node.kind) {
+            return true;
+        }
+        if writes(&node.kind) {
+            continue;
+        }
+        for (_, to) in m.edges(id) {
+            if seen.insert(to) {
+                queue.push_back(to);
+            }
+        }
+    }
+    false
 }
 
 fn inputs_to(visited: &[Visited], mut at: usize) -> Vec<String> {
@@ -828,7 +1122,7 @@ fn traps(m: &Machine, visited: &[Visited], r: &mut Report) {
             incoming[*to].push(i);
         }
     }
-    let mut can_end: Vec<bool> = visited.iter().map(|v| v.state.phase == Phase::Ended).collect();
+    let mut can_end: Vec<bool> = visited.iter().map(|v| v.state.phase == Phase::Ended || v.fails).collect();
     let mut queue: VecDeque<usize> = (0..visited.len()).filter(|&i| can_end[i]).collect();
     while let Some(i) = queue.pop_front() {
         for &p in &incoming[i] {
@@ -855,6 +1149,11 @@ fn traps(m: &Machine, visited: &[Visited], r: &mut Report) {
 /// Counts the simple paths from a start and finds the longest (depth first, without recursion);
 /// hands each one's inputs to `path`.
 fn paths(m: &Machine, visited: &[Visited], root: usize, r: &mut Report, path: &mut dyn FnMut(&[String])) {
+    // The bound is per machine, over all its starts: a start after it counts nothing.
+    if r.paths >= PATHS_MAX {
+        r.paths_complete = false;
+        return;
+    }
     let mut on_path = vec![false; visited.len()];
     // (state, next successor to try); the inputs of the path so far in `inputs`.
     let mut stack: Vec<(usize, usize)> = vec![(root, 0)];

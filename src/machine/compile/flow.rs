@@ -17,11 +17,17 @@ type SetOnEntry = HashMap<NodeId, BTreeSet<String>>;
 
 impl Compiler<'_> {
     /// Every node is reachable from the start. (Whether every call can end is proven by
-    /// `explore`, which walks the engine itself and gives a counterexample.)
+    /// `explore`, which walks the engine itself and gives a counterexample.) A node a syntax error
+    /// left unread may have named any node: once one is reached, every node counts as reached.
     pub(super) fn check_reachability(&mut self, m: &Machine) {
         let reachable = bfs(m, m.start);
+        let unread: Vec<bool> =
+            m.graph.node_indices().map(|id| self.unread.nodes.contains(&m.graph[id].name)).collect();
+        if m.graph.node_indices().any(|id| reachable[id.index()] && unread[id.index()]) {
+            return;
+        }
         for id in m.graph.node_indices() {
-            if !reachable[id.index()] {
+            if !reachable[id.index()] && !unread[id.index()] {
                 let name = m.graph[id].name.clone();
                 self.error(
                     At::NodeKey(&name),

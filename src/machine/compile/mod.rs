@@ -57,6 +57,10 @@ const FALLBACK_VOICE: &str = "en-US-BenjaminRUS";
 #[derive(Debug)]
 pub struct Compiled {
     pub machine: Option<Machine>,
+    /// With errors: the machine as far as it compiled, each node that did not as a `hangup` with
+    /// its targets, for the proofs that still hold on it (`explore`'s traps), so that they are
+    /// reported in the same run. `None` without a start node.
+    pub partial: Option<Machine>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -97,9 +101,16 @@ pub fn compile(source: &Source) -> Compiled {
 pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
     let (def, shaped) = match shape::read(source) {
         Ok(read) => read,
-        Err(e) => return Compiled { machine: None, diagnostics: vec![syntax_diagnostic(source, &e)] },
+        Err(e) => {
+            return Compiled {
+                machine: None,
+                partial: None,
+                diagnostics: vec![syntax_diagnostic(source, &e)],
+            };
+        }
     };
     let declared = declared(&def);
+    let unread = Unread::of(&shaped);
     let mut c = Compiler {
         source,
         index: OnceCell::new(),
@@ -110,6 +121,7 @@ pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
         timezone: None,
         voices: options.voices,
         script_allow: options.script_allow,
+        unread,
     };
     for problem in shaped {
         c.shape_problem(problem);
@@ -120,8 +132,51 @@ pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
         .sort_by(|a, b| (a.position, a.severity, &a.message).cmp(&(b.position, b.severity, &b.message)));
     // A bad default is inherited by many nodes but reported once, at `[defaults]`.
     diagnostics.dedup();
-    let machine = machine.filter(|_| !diagnostics.iter().any(Diagnostic::is_error));
-    Compiled { machine, diagnostics }
+    let has_start = def.nodes.iter().any(|(name, _)| *name == def.start);
+    let (machine, partial) = match machine {
+        Some(m) if diagnostics.iter().any(Diagnostic::is_error) => (None, Some(m).filter(|_| has_start)),
+        m => (m, None),
+    };
+    Compiled { machine, partial, diagnostics }
+}
+
+/// What a TOML syntax error left unread: nodes whose table holds one (placeholders, which may link
+/// anywhere), and the dotted paths of values dropped from the tree (nothing else is said of them).
+#[derive(Debug, Default)]
+struct Unread {
+    nodes: BTreeSet<String>,
+    dropped: Vec<String>,
+}
+
+impl Unread {
+    fn of(shaped: &[Shaped]) -> Unread {
+        let mut unread = Unread::default();
+        for s in shaped {
+            if let shape::ShapeError::Syntax { dropped, .. } = s.error {
+                if let ["nodes", name, ..] = s.path.iter().map(String::as_str).collect::<Vec<_>>().as_slice()
+                {
+                    unread.nodes.insert(name.to_string());
+                }
+                if dropped {
+                    unread.dropped.push(s.path.join("."));
+                }
+            }
+        }
+        unread
+    }
+
+    /// Whether a diagnostic at `node` and `field` is about a value that was dropped.
+    fn covers(&self, node: Option<&str>, field: Option<&str>) -> bool {
+        let path = match (node, field) {
+            (Some(n), Some(f)) => format!("nodes.{n}.{f}"),
+            (Some(n), None) => format!("nodes.{n}"),
+            (None, Some(f)) => f.to_string(),
+            (None, None) => return false,
+        };
+        self.dropped
+            .iter()
+            .any(|d| path == *d || path.strip_prefix(d.as_str()).is_some_and(|r| r.starts_with('.')))
+    }
 }
 
 /// The one diagnostic of a file that is not a machine file at all.
@@ -180,6 +235,8 @@ struct Compiler<'a> {
     voices: &'a Voices,
     /// The node's `--script-allow` (see `Options`).
     script_allow: &'a [AllowedHost],
+    /// What syntax errors left unread.
+    unread: Unread,
 }
 
 /// The nodes that did not compile, by `NodeId` index: placeholders in the graph.
@@ -204,6 +261,20 @@ impl Compiler<'_> {
     }
 
     fn push(
+        &mut self,
+        severity: Severity,
+        (node, field, offset): (Option<String>, Option<String>, Option<usize>),
+        message: String,
+        hint: Option<String>,
+    ) {
+        // A value the parser could not read: its syntax error says all there is to say.
+        if self.unread.covers(node.as_deref(), field.as_deref()) {
+            return;
+        }
+        self.record(severity, (node, field, offset), message, hint);
+    }
+
+    fn record(
         &mut self,
         severity: Severity,
         (node, field, offset): (Option<String>, Option<String>, Option<usize>),
@@ -235,7 +306,13 @@ impl Compiler<'_> {
             }
             _ => (None, (!path.is_empty()).then(|| path.join("."))),
         };
-        self.push(Severity::Error, (node, field, offset), problem.error.to_string(), problem.hint);
+        let at = (node, field, offset);
+        match problem.error {
+            shape::ShapeError::Syntax { .. } => {
+                self.record(Severity::Error, at, problem.error.to_string(), problem.hint)
+            }
+            _ => self.push(Severity::Error, at, problem.error.to_string(), problem.hint),
+        }
     }
 
     /// The node, field and byte offset a diagnostic at `at` shows.

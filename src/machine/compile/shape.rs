@@ -33,6 +33,9 @@ pub(super) enum ShapeError {
     NotATable,
     #[error("duplicate key")]
     DuplicateKey,
+    /// A TOML syntax error the parser recovered from; `dropped`: the value it is in was dropped.
+    #[error("{message}")]
+    Syntax { message: String, dropped: bool },
     /// serde's own words on a value it could not read (`invalid type: string "x", expected i64`).
     #[error("{0}")]
     Value(String),
@@ -63,18 +66,54 @@ pub(super) struct Shaped {
 pub(super) fn read(source: &Source) -> Result<(Definition, Vec<Shaped>), SyntaxError> {
     match source.format {
         Format::Toml => {
-            let root = source::toml_tree(&source.text)?;
-            Reader::new(&source.text, |t| source::toml_tree(t).ok()).read(root)
+            let (root, recovered) = source::toml_tree(&source.text)?;
+            let mut reader = Reader::new(&source.text, |t| source::toml_tree(t).ok().map(|(root, _)| root));
+            for r in recovered {
+                reader.syntax(r);
+            }
+            reader.read(root)
         }
+        // serde_json stops at the first syntax error: nothing after it can be read.
         Format::Json => {
             let root = source::json_tree(&source.text)?;
             let mut reader = Reader::new(&source.text, |t| source::json_tree(t).ok());
-            if let Some((path, offset)) = source::json_duplicate(&source.text) {
+            for (path, offset) in source::json_duplicates(&source.text) {
                 let hint = Some("each key may appear once per object".into());
                 reader.problem(&path, Point::Offset(offset), ShapeError::DuplicateKey, hint);
             }
             reader.read(root)
         }
+    }
+}
+
+/// How to write the value serde expected (`invalid type: string "x", expected i64`).
+fn type_hint(message: &str) -> Option<String> {
+    let expected = message.rsplit("expected ").next().filter(|_| message.contains("expected "))?;
+    let hint = match expected.trim() {
+        e if e.starts_with(['i', 'u']) && e[1..].chars().all(|c| c.is_ascii_digit()) => {
+            "write a whole number, without quotes"
+        }
+        "f32" | "f64" => "write a number, without quotes",
+        "a boolean" => "write `true` or `false`, without quotes",
+        "a string" => "write text in double quotes",
+        "a sequence" => "write a list: `[..., ...]`",
+        "a map" => "write a table: `{ key = value }`",
+        _ => return None,
+    };
+    Some(hint.into())
+}
+
+/// How to fix a TOML syntax error, from the parser's message.
+fn syntax_hint(message: &str) -> String {
+    let expected = message.split("expected `").nth(1).and_then(|e| e.split('`').next());
+    if message == "a value is missing" {
+        "give the key a value: `key = value`".into()
+    } else if message.contains("must be quoted") {
+        "quote text: `field = \"text\"`".into()
+    } else if let Some(token) = expected {
+        format!("add the missing `{token}`")
+    } else {
+        "write one `key = value` a line, text in double quotes, each node as `[nodes.NAME]`".into()
     }
 }
 
@@ -183,11 +222,41 @@ struct Reader<'t, V> {
     parse: fn(&'t str) -> Option<V>,
     again: OnceCell<Option<V>>,
     problems: Vec<Shaped>,
+    /// Nodes whose table holds a syntax error: not compiled (a placeholder in the graph).
+    unreadable: Vec<String>,
+    /// Machine-level fields whose value was dropped for a syntax error: not missing.
+    dropped: Vec<String>,
 }
 
 impl<'t, V: Tree> Reader<'t, V> {
     fn new(text: &'t str, parse: fn(&'t str) -> Option<V>) -> Self {
-        Reader { text, parse, again: OnceCell::new(), problems: Vec::new() }
+        Reader {
+            text,
+            parse,
+            again: OnceCell::new(),
+            problems: Vec::new(),
+            unreadable: Vec::new(),
+            dropped: Vec::new(),
+        }
+    }
+
+    /// A syntax error the TOML parser recovered from, with a hint; the node it is in is not compiled
+    /// (but for a duplicate key, whose first value is kept).
+    fn syntax(&mut self, r: source::Recovered) {
+        if r.duplicate {
+            let hint =
+                Some("each key may appear once per table: remove one (the first is the one checked)".into());
+            self.problem(&r.path, Point::Offset(r.offset), ShapeError::DuplicateKey, hint);
+            return;
+        }
+        match r.path.as_slice() {
+            [nodes, name, ..] if nodes == "nodes" => self.unreadable.push(name.clone()),
+            [field] if r.dropped => self.dropped.push(field.clone()),
+            _ => {}
+        }
+        let hint = Some(syntax_hint(&r.message));
+        let error = ShapeError::Syntax { message: r.message, dropped: r.dropped };
+        self.problems.push(Shaped { path: r.path, point: Point::Offset(r.offset), error, hint });
     }
 
     fn problem<S: AsRef<str>>(&mut self, path: &[S], point: Point, error: ShapeError, hint: Option<String>) {
@@ -205,7 +274,7 @@ impl<'t, V: Tree> Reader<'t, V> {
         self.unknown_keys(&root, &[], &known);
         let (mut def, _) = self.lenient::<Definition>(root, &[]);
         for (present, field) in [(has_name, "name"), (has_start, "start")] {
-            if !present {
+            if !present && !self.dropped.iter().any(|d| d == field) {
                 let hint = format!("add `{field} = \"...\"` at the top of the file");
                 self.problem(&[field], Point::Key, ShapeError::Missing(field), Some(hint));
             }
@@ -216,6 +285,13 @@ impl<'t, V: Tree> Reader<'t, V> {
         }
         if let Some(nodes) = nodes {
             def.nodes = self.nodes(nodes);
+        }
+        // A `[nodes.NAME]` header the parser could not read: the node is there, unread, so that
+        // what names it is not an unknown target.
+        for name in &self.unreadable {
+            if let Err(at) = def.nodes.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+                def.nodes.insert(at, (name.clone(), NodeDef { broken: true, ..NodeDef::default() }));
+            }
         }
         Ok((def, self.problems))
     }
@@ -285,7 +361,8 @@ impl<'t, V: Tree> Reader<'t, V> {
         let (mut node, clean) = self.lenient::<NodeDef>(value, &path);
         node.kind = kind;
         node.fields = fields;
-        node.broken = !clean || kind.is_none() || !unknown.is_empty();
+        node.broken =
+            !clean || kind.is_none() || !unknown.is_empty() || self.unreadable.iter().any(|n| n == name);
         node
     }
 
@@ -347,7 +424,8 @@ impl<'t, V: Tree> Reader<'t, V> {
         for (key, (message, offset)) in bad {
             let at: Vec<&str> = path.iter().copied().chain(key.as_deref()).collect();
             let point = offset.map_or(Point::Value, Point::Offset);
-            self.problem(&at, point, ShapeError::Value(message), None);
+            let hint = type_hint(&message);
+            self.problem(&at, point, ShapeError::Value(message), hint);
         }
         rest
     }
