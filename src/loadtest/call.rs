@@ -412,7 +412,9 @@ fn said(a: &Action) -> (&'static str, String) {
 }
 
 /// Plays call `index` along `path`; the edges its matching replies took go to the stats.
-pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str) {
+/// `early`: the summary may come before the last webhook (not on a call of the edge cover, whose
+/// last step must be taken as planned).
+pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allowed: bool) {
     let m = &sh.machines[path.machine];
     let session = format!("lt-{:x}-{:x}-{index}", sh.seed, sh.run);
     let caller = path.caller_for(sh.run.wrapping_mul(7919).wrapping_add(index));
@@ -437,7 +439,7 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str) {
         edges: HashSet::new(),
     };
     let mut rng = Rng::new(sh.seed, index);
-    let early = path.turns.len() > 1 && rng.percent(sh.early_summary_pct);
+    let early = early_allowed && path.turns.len() > 1 && rng.percent(sh.early_summary_pct);
     // The acknowledged webhooks (body, reply), for deliveries again later.
     let mut acked: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
     let result: Result<(), Stop> = async {

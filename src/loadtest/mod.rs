@@ -377,15 +377,15 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
                     return;
                 }
                 let (cover, all, numbers) = &*paths;
-                let path = match usize::try_from(i).ok().and_then(|i| cover.get(i)) {
-                    Some(p) => p,
+                let (path, covering) = match usize::try_from(i).ok().and_then(|i| cover.get(i)) {
+                    Some(p) => (p, true),
                     None if all.is_empty() => return,
                     None => {
                         let k = plan::Rng::new(seed, i ^ 0x5eed).below(all.len() as u64);
-                        &all[usize::try_from(k).unwrap_or(0)]
+                        (&all[usize::try_from(k).unwrap_or(0)], false)
                     }
                 };
-                call::run(&shared, i, path, &numbers[path.machine]).await;
+                call::run(&shared, i, path, &numbers[path.machine], !covering).await;
             }
         });
     }

