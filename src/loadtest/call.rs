@@ -443,9 +443,11 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
     // The acknowledged webhooks (body, reply), for deliveries again later.
     let mut acked: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
     let result: Result<(), Stop> = async {
+        let mut summarised = false;
         for (k, turn) in path.turns.iter().enumerate() {
             if early && k + 1 == path.turns.len() {
                 call.summary().await?;
+                summarised = true;
             }
             if k > 0 && rng.percent(sh.stale_pct) {
                 call.stale(k).await?;
@@ -466,7 +468,7 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
                 redeliver(&mut call, &acked[acked.len() - 2]).await?;
             }
         }
-        if !early {
+        if !summarised {
             call.summary().await?;
         }
         Ok(())

@@ -324,15 +324,10 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
     let n = plan.machines.len();
     let numbers: Vec<String> = plan.machines.iter().map(|l| l.number.clone()).collect();
     let files: Vec<PathBuf> = plan.machines.iter().map(|l| l.file.clone()).collect();
-    let meta: Vec<(String, usize, BTreeMap<String, String>, usize)> = plan
+    let meta: Vec<(String, usize, usize)> = plan
         .machines
         .iter()
-        .map(|l| {
-            let name = |id: NodeId| l.machine.node(id).map_or_else(String::new, |n| n.name.clone());
-            let all: BTreeMap<String, String> =
-                l.edges.iter().map(|(f, e)| (format!("{}: {e}", name(*f)), String::new())).collect();
-            (l.machine.name().to_string(), l.edges.len(), all, l.reachable.len())
-        })
+        .map(|l| (l.machine.name().to_string(), l.edges.len(), l.reachable.len()))
         .collect();
     let edge_names: Vec<Vec<((NodeId, Edge), String)>> = plan
         .machines
@@ -399,7 +394,7 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         .iter()
         .zip(&edge_names)
         .zip(&stats.edges)
-        .map(|(((machine, edges, _, reachable), names), taken)| Coverage {
+        .map(|(((machine, edges, reachable), names), taken)| Coverage {
             machine: machine.clone(),
             edges: *edges,
             taken: taken.len(),
@@ -433,6 +428,6 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         mismatches: stats.mismatches,
         first_mismatch: stats.first.take(),
         coverage,
-        replay: replay.map(|(file, call)| (file, call)),
+        replay,
     })
 }
