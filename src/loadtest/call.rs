@@ -228,7 +228,14 @@ impl Call<'_> {
             Event::CallStarted => emit::call_received(&self.delivery(&event_id, None)),
             Event::Digits(d) => {
                 keys = d.clone();
-                let dtmf = if rng.percent(50) { Dtmf::EventData(&keys) } else { Dtmf::Payload(&keys) };
+                // Each shape 8x8 sends: `eventData.dtmf`, `payload.dtmf`, and a number when the
+                // keys read as one.
+                let dtmf = match (rng.below(3), Dtmf::number(&keys)) {
+                    (0, _) => Dtmf::EventData(&keys),
+                    (1, _) => Dtmf::Payload(&keys),
+                    (_, Some(number)) => number,
+                    (_, None) => Dtmf::EventData(&keys),
+                };
                 emit::call_action(&self.delivery(&event_id, self.ids.last().map(String::as_str)), dtmf)
             }
             _ => {

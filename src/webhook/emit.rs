@@ -13,8 +13,19 @@ pub enum Dtmf<'a> {
     EventData(&'a str),
     /// `payload.dtmf` as a string (the IVR guides).
     Payload(&'a str),
+    /// `payload.eventData.dtmf` as a JSON number (keys that are all digits, without a leading
+    /// zero, read as a number: the node reads it back as text).
+    Number(u64),
     /// `eventData.dtmf: null`: the prompt ended with nothing pressed.
     Null,
+}
+
+impl<'a> Dtmf<'a> {
+    /// The number shape of `keys`, when they read the same back as a number.
+    pub fn number(keys: &str) -> Option<Dtmf<'a>> {
+        let n: u64 = keys.parse().ok()?;
+        (n.to_string() == keys).then_some(Dtmf::Number(n))
+    }
 }
 
 /// One webhook of a call, as 8x8 sends it.
@@ -81,6 +92,9 @@ pub fn call_action(d: &Delivery<'_>, dtmf: Dtmf<'_>) -> Vec<u8> {
         Dtmf::Payload(keys) => {
             p.insert("dtmf".into(), json!(keys));
         }
+        Dtmf::Number(n) => {
+            p.insert("eventData".into(), json!({ "dtmf": n }));
+        }
         Dtmf::Null => {
             p.insert("eventData".into(), json!({ "dtmf": null }));
         }
@@ -139,6 +153,7 @@ mod tests {
         for (dtmf, want) in [
             (Dtmf::EventData("12#"), Event::Digits("12#".into())),
             (Dtmf::Payload("*"), Event::Digits("*".into())),
+            (Dtmf::number("123456").unwrap(), Event::Digits("123456".into())),
             (Dtmf::Null, Event::NoInput),
         ] {
             let ca = inbound::call_action(&call_action(&d, dtmf)).unwrap();
@@ -146,6 +161,8 @@ mod tests {
             assert_eq!(ca.client_action_id.as_deref(), Some("pt.m.n.1.abc.mac"));
             assert_eq!((ca.session_id.as_str(), ca.event_id.as_str()), ("s1", "e1"));
         }
+        assert_eq!(Dtmf::number("012"), None);
+        assert_eq!(Dtmf::number("1#"), None);
         let s = inbound::session_summary(&session_summary(&d, "COMPLETED")).unwrap();
         assert_eq!((s.session_id.as_str(), s.status.as_str(), s.legs.len()), ("s1", "COMPLETED", 1));
     }
