@@ -38,6 +38,10 @@ fn machines(dir: &Path) -> PathBuf {
 
 /// A `phonetree serve` child on `port`, its store in `dir/data`; waits until it listens.
 fn serve(dir: &Path, machines: &Path, port: u16) -> Child {
+    serve_with(dir, machines, port, &[])
+}
+
+fn serve_with(dir: &Path, machines: &Path, port: u16, extra: &[&str]) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log")).unwrap();
     let mut child = Command::new(bin())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin-listen", "127.0.0.1:0"])
@@ -45,6 +49,7 @@ fn serve(dir: &Path, machines: &Path, port: u16) -> Child {
         .arg(dir.join("data"))
         .arg("--machines")
         .arg(machines)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

@@ -44,6 +44,10 @@ pub struct Args {
     /// A file whose first line is the nodes' webhook secret (sent in `authorization`).
     #[arg(long)]
     webhook_secret_file: Option<PathBuf>,
+    /// A file whose first line is the nodes' action key (`serve --action-key-file`): every
+    /// reply's clientActionId MAC is verified too (without it, its form only).
+    #[arg(long)]
+    action_key_file: Option<PathBuf>,
     /// Write the report as JSON here too.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -74,6 +78,7 @@ pub enum Error {
 
 pub fn run(args: Args) -> Result<(), Error> {
     let webhook_secret = Secret::from_either(None, args.webhook_secret_file.as_deref())?;
+    let action_key = Secret::from_either(None, args.action_key_file.as_deref())?;
     let cfg = Config {
         targets: args.target,
         machines: args.machines,
@@ -86,6 +91,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         stub_latency_ms: args.stub_latency_ms,
         stub_failure_pct: args.stub_failure_pct,
         webhook_secret,
+        action_key,
         allow_remote: args.allow_remote,
     };
     let report = super::runtime()?.block_on(loadtest::run(cfg, args.mismatch_file.clone()))?;

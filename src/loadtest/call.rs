@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::plan::{Path, Rng, script_of};
 use super::stub::Stub;
 use super::{Kind, Mismatch, Stats, now_ms};
-use crate::callflow::{self, Action, Callflow, ClientActionId, Use};
+use crate::callflow::{self, Action, ActionKey, Callflow, ClientActionId, Issued, Use};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Step, Stepped};
 use crate::machine::{Edge, Machine, NodeId};
 use crate::proof::history::{self, Entry, Said};
@@ -36,6 +36,8 @@ pub struct Shared {
     /// The nodes' base URLs (`http://127.0.0.1:8080`), without a trailing `/`.
     pub targets: Vec<String>,
     pub secret: Option<Secret>,
+    /// The nodes' action key, when given: every reply's MAC is checked too.
+    pub action_key: Option<ActionKey>,
     pub stub: std::sync::Arc<Stub>,
     pub machines: Vec<Machine>,
     pub seed: u64,
@@ -209,6 +211,11 @@ impl Call<'_> {
         Stop
     }
 
+    /// The action key and session a reply's MAC is checked against, when the run has the key.
+    fn mac(&self) -> Option<(&ActionKey, &str)> {
+        self.sh.action_key.as_ref().map(|k| (k, self.session.as_str()))
+    }
+
     fn node_name(&self) -> String {
         self.m.node(self.state.node).map_or_else(String::new, |n| n.name.clone())
     }
@@ -262,9 +269,9 @@ impl Call<'_> {
         };
         // The route decision of a call on a clock edge: the node's clock may be past it.
         let expected = match expected {
-            Ok((step, answers)) if check(&step, &got).is_err() => {
+            Ok((step, answers)) if check(&step, &got, self.mac()).is_err() => {
                 match self.oracle(event, tokens, now_ms()) {
-                    Ok(later) if check(&later.0, &got).is_ok() => Ok(later),
+                    Ok(later) if check(&later.0, &got, self.mac()).is_ok() => Ok(later),
                     _ => Ok((step, answers)),
                 }
             }
@@ -274,7 +281,7 @@ impl Call<'_> {
             Ok(x) => x,
             Err(why) => return Err(self.mismatch(&label, None, why, &got.body)),
         };
-        if let Err(why) = check(&step, &got) {
+        if let Err(why) = check(&step, &got, self.mac()) {
             return Err(self.mismatch(&label, Some((event, &step, &answers)), why, &got.body));
         }
         if let Some(second) = second {
@@ -374,7 +381,7 @@ impl Call<'_> {
 
 /// Whether the node's reply is the oracle's: 8x8's rules hold, the id is the engine's with a MAC
 /// added, and the bytes are the engine's reply signed with that id.
-fn check(step: &Step, got: &Got) -> Result<(), String> {
+fn check(step: &Step, got: &Got, signer: Option<(&ActionKey, &str)>) -> Result<(), String> {
     let want = step.reply.clone().unwrap_or_else(Callflow::hangup);
     if got.status != 200 {
         return Err(format!("status 200, not {}", got.status));
@@ -395,6 +402,14 @@ fn check(step: &Step, got: &Got) -> Result<(), String> {
             });
             if !is_mac {
                 return Err(format!("clientActionId `{unsigned}` and a MAC, not `{signed}`"));
+            }
+            if let Some((key, session)) = signer
+                && ClientActionId::verify(signed, key, session)
+                    != Ok((ClientActionId::parse(signed).ok_or("an id")?, Issued::Answered))
+            {
+                return Err(format!(
+                    "clientActionId `{signed}` signed with the action key for session {session}"
+                ));
             }
         }
         (want, got) => return Err(format!("clientActionId {want:?}, not {got:?}")),

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::callflow::ActionKey;
 use crate::machine::{Edge, NodeId};
 use crate::proof::history;
 use crate::secret::Secret;
@@ -56,6 +57,8 @@ pub struct Config {
     pub stub_latency_ms: u64,
     pub stub_failure_pct: u8,
     pub webhook_secret: Option<Secret>,
+    /// The nodes' `--action-key`: with it, every reply's clientActionId MAC is verified.
+    pub action_key: Option<Secret>,
     pub allow_remote: bool,
 }
 
@@ -80,6 +83,8 @@ pub enum Error {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Stub(#[from] StubError),
+    #[error("the action key is {0} characters; the nodes take at least {min}", min = crate::callflow::ACTION_KEY_CHARS_MIN)]
+    ActionKey(usize),
     #[error("cannot make the HTTP client: {0}")]
     Client(String),
 }
@@ -291,6 +296,10 @@ async fn wait_ready(client: &reqwest::Client, target: &str) -> Result<(), Error>
 /// Runs the load test `cfg` describes; `replay_file` is where the first mismatching call goes.
 pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
     bounds(&cfg)?;
+    let action_key = match &cfg.action_key {
+        Some(secret) => Some(ActionKey::from_secret(secret).map_err(|e| Error::ActionKey(e.0))?),
+        None => None,
+    };
     let targets = check_targets(&cfg)?;
     let dir = cfg.machines.clone();
     let started_ms = now_ms();
@@ -348,6 +357,7 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         client,
         targets,
         secret: cfg.webhook_secret,
+        action_key,
         stub: stub.clone(),
         machines,
         seed: cfg.seed,
