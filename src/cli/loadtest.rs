@@ -125,8 +125,8 @@ fn print(r: &Report) {
     println!("stale answers given the current prompt: {} of {}", r.stale_answered, r.stale);
     println!("retried deliveries: {}", r.retries);
     println!(
-        "script requests: {} ({} the engine would not make)",
-        r.script_requests, r.script_requests_unexpected
+        "script requests: {} ({} the engine would not make, {} repeated for one event)",
+        r.script_requests, r.script_requests_unexpected, r.script_requests_repeated
     );
     for c in &r.coverage {
         println!(

@@ -309,6 +309,9 @@ impl Call<'_> {
         entry.at_ms = now;
         self.entries.push(entry);
         self.edges.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
+        for request in &step.requests {
+            self.sh.stub.expect(request);
+        }
         if let Some(id) = signed {
             self.ids.push(id);
         }

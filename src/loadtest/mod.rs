@@ -225,6 +225,9 @@ pub struct Report {
     pub retries: u64,
     pub script_requests: u64,
     pub script_requests_unexpected: u64,
+    /// Requests made more often than the applied webhooks that needed them (a duplicate in
+    /// flight asking again, a retry after a crash): not a mismatch of replies, an effect repeated.
+    pub script_requests_repeated: u64,
     pub mismatches: u64,
     pub first_mismatch: Option<Mismatch>,
     pub coverage: Vec<Coverage>,
@@ -435,6 +438,7 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         retries: stats.retries,
         script_requests: stub.requests.load(Ordering::Relaxed),
         script_requests_unexpected: stub.unexpected.load(Ordering::Relaxed),
+        script_requests_repeated: stub.repeated(),
         mismatches: stats.mismatches,
         first_mismatch: stats.first.take(),
         coverage,

@@ -34,6 +34,10 @@ struct Canned {
     status: u16,
     body: Vec<u8>,
     latency: Duration,
+    /// Webhooks the oracle applied whose step made this request.
+    expected: u64,
+    /// Times the request reached the stub.
+    asked: u64,
 }
 
 /// The stub's answers and counters, shared by its servers and the oracle.
@@ -112,12 +116,33 @@ impl Stub {
         };
         let max_ms = u64::try_from(self.latency_max.as_millis()).unwrap_or(u64::MAX);
         let latency = Duration::from_millis((h >> 8) % max_ms.saturating_add(1));
-        answers.insert(key, Canned { status, body: body.clone(), latency });
+        answers.insert(key, Canned { status, body: body.clone(), latency, expected: 0, asked: 0 });
         Ok(Answer::Http { status, body })
     }
 
-    fn canned(&self, key: &Key) -> Option<Canned> {
-        self.answers.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    /// The answer to a request the stub received, counted.
+    fn asked(&self, key: &Key) -> Option<Canned> {
+        let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        let c = answers.get_mut(key)?;
+        c.asked = c.asked.saturating_add(1);
+        Some(c.clone())
+    }
+
+    /// A webhook the oracle applied made `request`: the node may ask it once more (fewer when
+    /// its script cache answers).
+    pub fn expect(&self, request: &Request) {
+        let Some(key) = key_of(request) else { return };
+        if let Some(c) = self.answers.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key) {
+            c.expected = c.expected.saturating_add(1);
+        }
+    }
+
+    /// Requests the node made more often than the webhooks that needed them: a script's effect
+    /// repeated (duplicates of an event in flight, or a retry after a crash before its answer was
+    /// journaled).
+    pub fn repeated(&self) -> u64 {
+        let answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        answers.values().map(|c| c.asked.saturating_sub(c.expected)).sum()
     }
 }
 
@@ -173,7 +198,7 @@ pub async fn serve(stub: Arc<Stub>, hosts: &[String]) -> Result<Vec<tokio::task:
                                 .body(body)
                                 .unwrap_or_default()
                         };
-                        match stub.canned(&key) {
+                        match stub.asked(&key) {
                             Some(c) => {
                                 tokio::time::sleep(c.latency).await;
                                 reply(c.status, c.body)
