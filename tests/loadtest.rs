@@ -229,3 +229,19 @@ fn a_node_killed_with_sigkill_and_restarted_under_load_loses_no_acknowledged_rep
     assert_eq!(r["duplicates"], r["duplicates_identical"], "{stdout}");
     assert!(kills >= 3 && r["retries"].as_u64().unwrap() > 0, "{kills} kills; {stdout}");
 }
+
+#[test]
+fn a_target_off_loopback_is_refused_before_any_webhook_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = machines(tmp.path());
+    for target in ["http://192.0.2.1:8080", "http://example.com", "http://127.0.0.1:1,http://10.0.0.1:80"] {
+        let out = loadtest(target, &machines, tmp.path(), &["--calls", "1"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{target}: {stderr}");
+        assert!(
+            stderr.contains("not on loopback") && stderr.contains("--allow-remote"),
+            "{target}: {stderr}"
+        );
+        assert!(!tmp.path().join("report.json").exists());
+    }
+}

@@ -236,12 +236,12 @@ pub struct Report {
 }
 
 fn check_targets(cfg: &Config) -> Result<Vec<String>, Error> {
-    if cfg.targets.is_empty() || cfg.targets.len() > TARGETS_MAX {
-        return Err(Error::TooMany {
-            what: "the number of targets",
-            got: cfg.targets.len() as u64,
-            max: TARGETS_MAX as u64,
-        });
+    let count = cfg.targets.len() as u64;
+    if count == 0 {
+        return Err(Error::TooFew { what: "the number of targets", got: 0, min: 1 });
+    }
+    if count > TARGETS_MAX as u64 {
+        return Err(Error::TooMany { what: "the number of targets", got: count, max: TARGETS_MAX as u64 });
     }
     let mut out = Vec::new();
     for t in &cfg.targets {
