@@ -525,3 +525,60 @@ async fn redeliver(call: &mut Call<'_>, acked: &(Vec<u8>, Vec<u8>, String)) -> R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Source;
+
+    fn menu() -> (Machine, CallState) {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("machines/tech_support.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let m = crate::machine::compile(&Source::new("tech_support.toml", text)).machine.unwrap();
+        let info = CallInfo {
+            session_id: "s1".into(),
+            direction: Direction::Inbound,
+            source: "+15550000001".into(),
+            destination: "+15550000002".into(),
+            call_id: None,
+        };
+        let state = CallState::new(&m, info, 0);
+        (m, state)
+    }
+
+    fn got(flow: &Callflow) -> Got {
+        Got { status: 200, how: Some("applied".into()), body: wire::encode(flow).unwrap() }
+    }
+
+    #[test]
+    fn a_reply_is_the_engines_signed_and_nothing_else() {
+        let (m, state) = menu();
+        let step = engine::step(&m, &state, &Event::CallStarted, 0).unwrap();
+        let key = ActionKey::new([7; 32]);
+        let mut signed = step.reply.clone().unwrap();
+        callflow::sign(&mut signed, &key, "s1", Issued::Answered);
+        assert_eq!(check(&step, &got(&signed), Some((&key, "s1"))), Ok(()));
+        assert_eq!(check(&step, &got(&signed), None), Ok(()));
+        // Another key, another session, or who placed the call: the MAC is not the nodes'.
+        assert!(check(&step, &got(&signed), Some((&ActionKey::new([8; 32]), "s1"))).is_err());
+        assert!(check(&step, &got(&signed), Some((&key, "s2"))).is_err());
+        let mut placed = step.reply.clone().unwrap();
+        callflow::sign(&mut placed, &key, "s1", Issued::Placed);
+        assert!(check(&step, &got(&placed), Some((&key, "s1"))).is_err());
+        // No MAC, another seq, another text, the fallback, another status.
+        let unsigned = step.reply.clone().unwrap();
+        assert!(check(&step, &got(&unsigned), None).is_err());
+        let mut seq = signed.clone();
+        seq.client_action_id = seq.client_action_id.map(|id| id.replacen(".1.", ".2.", 1));
+        assert!(check(&step, &got(&seq), None).is_err());
+        let mut text = signed.clone();
+        if let Some(Action::SayAndCapture(c)) = text.actions.first_mut() {
+            c.prompt_message = c.prompt_message.replace("Dear customer", "Dear caller");
+        }
+        assert!(check(&step, &got(&text), None).unwrap_err().contains("Dear customer"));
+        let fallback = Got { how: Some("fallback".into()), ..got(&signed) };
+        assert!(check(&step, &fallback, None).is_err());
+        let status = Got { status: 500, ..got(&signed) };
+        assert!(check(&step, &status, None).is_err());
+    }
+}
