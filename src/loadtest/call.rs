@@ -465,7 +465,7 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
     };
     let mut rng = Rng::new(sh.seed, index);
     let early = early_allowed && path.turns.len() > 1 && rng.percent(sh.early_summary_pct);
-    // The acknowledged webhooks (body, reply), for deliveries again later.
+    // The acknowledged webhooks (body, reply, label), for deliveries again later.
     let mut acked: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
     let result: Result<(), Stop> = async {
         let mut summarised = false;
@@ -492,6 +492,12 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
             if REPLIES_KEPT >= 2 && acked.len() >= 2 && rng.percent(sh.duplicates_pct) {
                 redeliver(&mut call, &acked[acked.len() - 2]).await?;
             }
+        }
+        // The call's last webhook, again (no later one pushed it out of the journal).
+        if let Some(last) = acked.last()
+            && rng.percent(sh.duplicates_pct)
+        {
+            redeliver(&mut call, last).await?;
         }
         if !summarised {
             call.summary().await?;
