@@ -21,6 +21,8 @@
 //!   the machine registry and catalog, script fetches.
 //! - `http`: the two listeners (public: webhooks and health; admin: operator routes) served on
 //!   hyper with their limits, warp routes over the node, every error a JSON body, and `run`.
+//! - `loadtest`: a client of running nodes beside the CLI (8x8's webhooks out, each reply
+//!   checked against the engine); nothing else uses it.
 //!
 //! The CLI (`src/main.rs`) sits on top of all of them.
 //!
@@ -33,6 +35,7 @@ pub mod callflow;
 pub mod engine;
 pub mod export;
 pub mod http;
+pub mod loadtest;
 pub mod machine;
 pub mod node;
 pub mod proof;

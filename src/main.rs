@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{call, calls, check, export, migrate, replay, schema, serve, simulate, store, voices, webhooks};
+use cli::{
+    call, calls, check, export, loadtest, migrate, replay, schema, serve, simulate, store, voices, webhooks,
+};
 
 #[derive(Parser)]
 #[command(name = "phonetree", version, about = "IVR state machines for the 8x8 Voice Callflows API")]
@@ -52,6 +54,8 @@ enum Command {
     /// Point the 8x8 sub-account's VCA and VSS webhooks at a node (`register`), `list` or `delete` them.
     #[command(subcommand)]
     Webhooks(webhooks::Command),
+    /// Play 8x8 against running nodes: calls over every edge, each reply checked against the engine.
+    Loadtest(loadtest::Args),
     /// Print the JSON Schema (draft 2020-12) of machine files, for editors.
     Schema,
     /// Fetch the sub-account's voice profiles from 8x8 into a voices file that `check` and `serve` read.
@@ -72,6 +76,7 @@ enum Failure {
     Webhooks(webhooks::Error),
     Schema(schema::Error),
     Voices(voices::Error),
+    Loadtest(loadtest::Error),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
             store::run(command).map_err(Failure::Store)
         }
         Command::Webhooks(command) => webhooks::run(command).map_err(Failure::Webhooks),
+        Command::Loadtest(args) => loadtest::run(args).map_err(Failure::Loadtest),
         Command::Schema => schema::run().map_err(Failure::Schema),
         Command::Voices(args) => voices::run(args).map_err(Failure::Voices),
     };
@@ -132,6 +138,7 @@ fn exit(failure: Failure) -> ExitCode {
         Failure::Webhooks(e) => (1, Some(e.to_string())),
         Failure::Schema(e) => (1, Some(e.to_string())),
         Failure::Voices(e) => (1, Some(e.to_string())),
+        Failure::Loadtest(e) => (1, Some(e.to_string())),
     };
     if let Some(message) = message {
         eprintln!("phonetree: {message}");

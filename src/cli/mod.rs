@@ -6,6 +6,7 @@ pub mod call;
 pub mod calls;
 pub mod check;
 pub mod export;
+pub mod loadtest;
 pub mod migrate;
 pub mod replay;
 pub mod schema;

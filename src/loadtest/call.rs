@@ -1,0 +1,590 @@
+//! One call of a load test: 8x8's webhooks for a planned path sent to the nodes, each reply
+//! checked against the oracle (the pure engine, given the call's history and the stub's answers)
+//! and 8x8's callflow rules; duplicates, stale answers and early summaries on the way.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::plan::{Path, Rng, script_of};
+use super::stub::Stub;
+use super::{Kind, Mismatch, Stats, now_ms};
+use crate::callflow::{self, Action, ActionKey, Callflow, ClientActionId, Issued, Use};
+use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Step, Stepped};
+use crate::machine::{Edge, Machine, NodeId};
+use crate::proof::history::{self, Entry, Said};
+use crate::secret::Secret;
+use crate::store::REPLIES_KEPT;
+use crate::webhook::emit::{self, Delivery, Dtmf};
+use crate::webhook::wire;
+
+/// How long one webhook is retried when its connection fails or the node is overloaded (503), as
+/// 8x8 retries: long enough for a killed node to restart.
+pub const RETRY_DEADLINE: Duration = Duration::from_secs(30);
+/// Pause between retries of a webhook (doubling up to `RETRY_PAUSE_MAX`).
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(20);
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(500);
+/// Characters of a clientActionId's MAC (12 bytes in base64url): what the oracle cannot sign.
+const MAC_CHARS: usize = 16;
+/// The status 8x8's summaries of the load test's calls carry.
+const SUMMARY_STATUS: &str = "COMPLETED";
+
+/// What every call of a run shares.
+pub struct Shared {
+    pub client: reqwest::Client,
+    /// The nodes' base URLs (`http://127.0.0.1:8080`), without a trailing `/`.
+    pub targets: Vec<String>,
+    pub secret: Option<Secret>,
+    /// The nodes' action key, when given: every reply's MAC is checked too.
+    pub action_key: Option<ActionKey>,
+    pub stub: std::sync::Arc<Stub>,
+    pub machines: Vec<Machine>,
+    pub seed: u64,
+    /// This run's id (its start, in ms): in every session id, and it shifts the callers' numbers,
+    /// so that no request meets an answer a node cached in an earlier run.
+    pub run: u64,
+    pub duplicates_pct: u8,
+    pub stale_pct: u8,
+    pub early_summary_pct: u8,
+    pub next_target: AtomicUsize,
+    pub stats: Mutex<Stats>,
+}
+
+/// A node's answer.
+struct Got {
+    status: u16,
+    how: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Shared {
+    fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Posts `body` to `route` of the next node, retried (on another node, after a pause) while
+    /// the connection fails or the node answers 503, within `RETRY_DEADLINE`.
+    async fn deliver(&self, route: &str, body: &[u8], kind: Kind) -> Result<Got, String> {
+        let started = Instant::now();
+        let mut pause = RETRY_PAUSE_MIN;
+        loop {
+            let k = self.next_target.fetch_add(1, Ordering::Relaxed) % self.targets.len().max(1);
+            let url = format!("{}{route}", self.targets[k]);
+            let mut req =
+                self.client.post(&url).header("content-type", "application/json").body(body.to_vec());
+            if let Some(s) = &self.secret {
+                req = req.header("authorization", s.expose());
+            }
+            let sent = Instant::now();
+            let outcome = match req.send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let how = r
+                        .headers()
+                        .get("x-phonetree-answer")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    match r.bytes().await {
+                        Ok(b) if status != 503 => Ok(Got { status, how, body: b.to_vec() }),
+                        Ok(_) => Err(format!("{url}: 503")),
+                        Err(e) => Err(format!("{url}: {e}")),
+                    }
+                }
+                Err(e) => Err(format!("{url}: {e}")),
+            };
+            match outcome {
+                Ok(got) => {
+                    self.stats().latency(kind, sent.elapsed());
+                    return Ok(got);
+                }
+                Err(why) if started.elapsed() >= RETRY_DEADLINE => {
+                    return Err(format!("no answer within {} s: {why}", RETRY_DEADLINE.as_secs()));
+                }
+                Err(_) => {
+                    self.stats().retries += 1;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_PAUSE_MAX);
+                }
+            }
+        }
+    }
+}
+
+/// The oracle's view of one call.
+struct Call<'a> {
+    sh: &'a Shared,
+    m: &'a Machine,
+    machine: usize,
+    session: String,
+    call_id: String,
+    caller: String,
+    number: String,
+    state: CallState,
+    /// The transcript as the oracle played it (the replay file of a mismatch).
+    entries: Vec<Entry>,
+    /// The signed ids of the replies that waited, latest last.
+    ids: Vec<String>,
+    edges: HashSet<(NodeId, Edge)>,
+}
+
+/// Why a call stopped early: a mismatch (recorded) or a node that never answered.
+struct Stop;
+
+impl Call<'_> {
+    fn delivery<'d>(&'d self, event_id: &'d str, id: Option<&'d str>) -> Delivery<'d> {
+        Delivery {
+            event_id,
+            session_id: &self.session,
+            call_id: &self.call_id,
+            direction: Direction::Inbound,
+            source: &self.caller,
+            destination: &self.number,
+            client_action_id: id,
+        }
+    }
+
+    /// The engine's step for `event` at `now`, each request answered by the stub (its answer
+    /// fixed now, before the node asks).
+    fn oracle(&self, event: &Event, tokens: &[String], now: u64) -> Result<(Step, Vec<Answer>), String> {
+        let mut answers = Vec::new();
+        loop {
+            match engine::step_with(self.m, &self.state, event, now, &answers)
+                .map_err(|e| format!("engine: {e}"))?
+            {
+                Stepped::Done(step) => return Ok((*step, answers)),
+                Stepped::Needs(request) => {
+                    if answers.len() > engine::SCRIPTS_PER_STEP_MAX {
+                        return Err(format!("engine: too many requests at `{}`", request.node));
+                    }
+                    let script = script_of(self.m, &request.node).ok_or("engine: a request of no script")?;
+                    let token = tokens.get(answers.len()).map(String::as_str);
+                    answers.push(self.sh.stub.answer(&request, script, token).map_err(|e| e.to_string())?);
+                }
+            }
+        }
+    }
+
+    /// Records a mismatch (and the call as the node played it, for `phonetree replay`).
+    fn mismatch(
+        &mut self,
+        webhook: &str,
+        event: Option<(&Event, &Step, &[Answer])>,
+        expected: String,
+        got: &[u8],
+    ) -> Stop {
+        let mut entries = self.entries.clone();
+        if let Some((event, step, answers)) = event {
+            let mut entry = Entry::of(self.m, &self.state, event, step, answers);
+            if let Ok(flow) = wire::decode(got) {
+                let node_of = |i: usize| entry.said.get(i).map(|s| s.node.clone());
+                entry.said = flow
+                    .actions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        let (action, text) = said(a);
+                        Said {
+                            node: node_of(i).unwrap_or_else(|| entry.entered.clone()),
+                            action: action.into(),
+                            text,
+                        }
+                    })
+                    .collect();
+                if let Some(id) = flow.client_action_id.as_deref().and_then(ClientActionId::parse) {
+                    entry.entered = id.node;
+                }
+            }
+            entries.push(entry);
+        }
+        let call = history::Call::of(&self.state, &self.node_name(), entries, None);
+        let got = String::from_utf8_lossy(got).into_owned();
+        self.sh.stats().mismatch(Mismatch {
+            session: self.session.clone(),
+            machine: self.m.name().to_string(),
+            machine_index: self.machine,
+            webhook: webhook.to_string(),
+            expected,
+            got,
+            call,
+        });
+        Stop
+    }
+
+    /// The action key and session a reply's MAC is checked against, when the run has the key.
+    fn mac(&self) -> Option<(&ActionKey, &str)> {
+        self.sh.action_key.as_ref().map(|k| (k, self.session.as_str()))
+    }
+
+    fn node_name(&self) -> String {
+        self.m.node(self.state.node).map_or_else(String::new, |n| n.name.clone())
+    }
+
+    /// Sends one caller event (and its duplicates), checks the reply and moves the oracle on.
+    /// Answers the body sent and the reply acknowledged.
+    async fn event(
+        &mut self,
+        k: usize,
+        event: &Event,
+        tokens: &[String],
+        rng: &mut Rng,
+    ) -> Result<(Vec<u8>, Vec<u8>), Stop> {
+        let event_id = format!("{}-e{k}", self.session);
+        let keys;
+        let body = match event {
+            Event::CallStarted => emit::call_received(&self.delivery(&event_id, None)),
+            Event::Digits(d) => {
+                keys = d.clone();
+                // Each shape 8x8 sends: `eventData.dtmf`, `payload.dtmf`, and a number when the
+                // keys read as one.
+                let dtmf = match (rng.below(3), Dtmf::number(&keys)) {
+                    (0, _) => Dtmf::EventData(&keys),
+                    (1, _) => Dtmf::Payload(&keys),
+                    (_, Some(number)) => number,
+                    (_, None) => Dtmf::EventData(&keys),
+                };
+                emit::call_action(&self.delivery(&event_id, self.ids.last().map(String::as_str)), dtmf)
+            }
+            _ => {
+                emit::call_action(&self.delivery(&event_id, self.ids.last().map(String::as_str)), Dtmf::Null)
+            }
+        };
+        let kind = if *event == Event::CallStarted { Kind::CallReceived } else { Kind::CallAction };
+        let now0 = now_ms();
+        let expected = self.oracle(event, tokens, now0);
+        let twice = rng.percent(self.sh.duplicates_pct);
+        let (first, second) = if twice {
+            let (a, b) = tokio::join!(
+                self.sh.deliver("/webhooks/vca", &body, kind),
+                self.sh.deliver("/webhooks/vca", &body, Kind::Duplicate)
+            );
+            (a, Some(b))
+        } else {
+            (self.sh.deliver("/webhooks/vca", &body, kind).await, None)
+        };
+        let label = format!("{event} (eventId {event_id})");
+        let got = match first {
+            Ok(g) => g,
+            Err(why) => return Err(self.mismatch(&label, None, "a reply".into(), why.as_bytes())),
+        };
+        // The route decision of a call on a clock edge: the node's clock may be past it.
+        let expected = match expected {
+            Ok((step, answers)) if check(&step, &got, self.mac()).is_err() => {
+                match self.oracle(event, tokens, now_ms()) {
+                    Ok(later) if check(&later.0, &got, self.mac()).is_ok() => Ok(later),
+                    _ => Ok((step, answers)),
+                }
+            }
+            other => other,
+        };
+        let (step, answers) = match expected {
+            Ok(x) => x,
+            Err(why) => return Err(self.mismatch(&label, None, why, &got.body)),
+        };
+        if let Err(why) = check(&step, &got, self.mac()) {
+            return Err(self.mismatch(&label, Some((event, &step, &answers)), why, &got.body));
+        }
+        if let Some(second) = second {
+            let same = matches!(&second, Ok(g) if g.status == got.status && g.body == got.body);
+            self.sh.stats().duplicate(same);
+            if !same {
+                let other = second.map_or_else(|e| e.into_bytes(), |g| g.body);
+                return Err(self.mismatch(
+                    &format!("{label}, delivered twice at once"),
+                    Some((event, &step, &answers)),
+                    "the same bytes twice".into(),
+                    &other,
+                ));
+            }
+        }
+        let signed = wire::decode(&got.body).ok().and_then(|f| f.client_action_id);
+        self.apply(event, step, &answers, now0, signed);
+        Ok((body, got.body))
+    }
+
+    /// Moves the oracle on by `step`; `signed` is the node's id for its reply (`check` saw it is
+    /// the engine's, signed).
+    fn apply(&mut self, event: &Event, step: Step, answers: &[Answer], now: u64, signed: Option<String>) {
+        let mut entry = Entry::of(self.m, &self.state, event, &step, answers);
+        entry.at_ms = now;
+        self.entries.push(entry);
+        self.edges.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
+        for request in &step.requests {
+            self.sh.stub.expect(request);
+        }
+        if let Some(id) = signed {
+            self.ids.push(id);
+        }
+        self.state = step.state;
+    }
+
+    /// A webhook answering an older prompt (its id from two prompts ago): the node repeats the
+    /// current prompt, signed as before, and applies nothing.
+    async fn stale(&mut self, k: usize) -> Result<(), Stop> {
+        let (Some(old), Some(current)) = (self.ids.iter().rev().nth(1).cloned(), self.ids.last().cloned())
+        else {
+            return Ok(());
+        };
+        let waiting = matches!(self.state.phase, Phase::AwaitingInput | Phase::Bridged) && !self.state.closed;
+        if !waiting {
+            return Ok(());
+        }
+        let event_id = format!("{}-stale{k}", self.session);
+        let body = emit::call_action(&self.delivery(&event_id, Some(&old)), Dtmf::Payload("1"));
+        let label = format!("stale answer (eventId {event_id})");
+        let got = match self.sh.deliver("/webhooks/vca", &body, Kind::Stale).await {
+            Ok(g) => g,
+            Err(why) => return Err(self.mismatch(&label, None, "a reply".into(), why.as_bytes())),
+        };
+        let expected = engine::current_reply(self.m, &self.state).map(|mut flow| {
+            flow.client_action_id = Some(current.clone());
+            wire::encode(&flow).unwrap_or_default()
+        });
+        let ok = matches!(&expected, Ok(bytes) if *bytes == got.body) && got.how.as_deref() == Some("stale");
+        self.sh.stats().stale(ok);
+        if !ok {
+            let want = expected
+                .map_or_else(|e| format!("engine: {e}"), |b| String::from_utf8_lossy(&b).into_owned());
+            return Err(self.mismatch(
+                &label,
+                None,
+                format!("the current prompt again, labelled stale: {want}"),
+                &got.body,
+            ));
+        }
+        Ok(())
+    }
+
+    /// 8x8's summary: recorded, and the oracle's call closed.
+    async fn summary(&mut self) -> Result<(), Stop> {
+        let body = emit::session_summary(&self.delivery("", None), SUMMARY_STATUS);
+        let got = match self.sh.deliver("/webhooks/vss", &body, Kind::Summary).await {
+            Ok(g) => g,
+            Err(why) => return Err(self.mismatch("session summary", None, "a reply".into(), why.as_bytes())),
+        };
+        let recorded = serde_json::from_slice::<serde_json::Value>(&got.body)
+            .is_ok_and(|v| v.get("status").and_then(|s| s.as_str()) == Some("recorded"));
+        if got.status != 200 || !recorded {
+            return Err(self.mismatch(
+                "session summary",
+                None,
+                "200 {\"status\":\"recorded\"}".into(),
+                &got.body,
+            ));
+        }
+        let event = Event::SessionEnded { status: SUMMARY_STATUS.into() };
+        let now = now_ms();
+        match engine::step(self.m, &self.state, &event, now) {
+            Ok(step) => self.apply(&event, step, &[], now, None),
+            Err(e) => return Err(self.mismatch("session summary", None, format!("engine: {e}"), &got.body)),
+        }
+        Ok(())
+    }
+}
+
+/// Whether the node's reply is the oracle's: 8x8's rules hold, the id is the engine's with a MAC
+/// added, and the bytes are the engine's reply signed with that id.
+fn check(step: &Step, got: &Got, signer: Option<(&ActionKey, &str)>) -> Result<(), String> {
+    let want = step.reply.clone().unwrap_or_else(Callflow::hangup);
+    if got.status != 200 {
+        return Err(format!("status 200, not {}", got.status));
+    }
+    if got.how.as_deref() == Some("fallback") {
+        return Err("a reply, not the fallback".into());
+    }
+    let flow = wire::decode(&got.body).map_err(|e| format!("a callflow ({e})"))?;
+    if let Some(v) = callflow::validate(&flow, Use::WebhookReply).first() {
+        return Err(format!("a reply 8x8 accepts, not one it refuses: {v}"));
+    }
+    match (&want.client_action_id, &flow.client_action_id) {
+        (None, None) => {}
+        (Some(unsigned), Some(signed)) => {
+            let mac = signed.strip_prefix(unsigned.as_str()).and_then(|rest| rest.strip_prefix('.'));
+            let is_mac = mac.is_some_and(|m| {
+                m.len() == MAC_CHARS && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+            if !is_mac {
+                return Err(format!("clientActionId `{unsigned}` and a MAC, not `{signed}`"));
+            }
+            if let Some((key, session)) = signer
+                && ClientActionId::verify(signed, key, session)
+                    != Ok((ClientActionId::parse(signed).ok_or("an id")?, Issued::Answered))
+            {
+                return Err(format!(
+                    "clientActionId `{signed}` signed with the action key for session {session}"
+                ));
+            }
+        }
+        (want, got) => return Err(format!("clientActionId {want:?}, not {got:?}")),
+    }
+    let mut signed = want;
+    signed.client_action_id = flow.client_action_id;
+    let bytes = wire::encode(&signed).map_err(|e| e.to_string())?;
+    if bytes != got.body {
+        return Err(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    Ok(())
+}
+
+fn said(a: &Action) -> (&'static str, String) {
+    match a {
+        Action::Say(s) => ("say", s.text.clone()),
+        Action::SayAndCapture(c) => ("sayAndCapture", c.prompt_message.clone()),
+        Action::PlayFile(p) => ("playFile", p.file_url.clone()),
+        Action::MakeCall(c) => ("makeCall", c.destination.clone()),
+        Action::Hangup => ("hangup", String::new()),
+    }
+}
+
+/// Plays call `index` along `path`; the edges its matching replies took go to the stats.
+/// `early`: the summary may come before the last webhook (not on a call of the edge cover, whose
+/// last step must be taken as planned).
+pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allowed: bool) {
+    let m = &sh.machines[path.machine];
+    let session = format!("lt-{:x}-{:x}-{index}", sh.seed, sh.run);
+    let caller = path.caller_for(sh.run.wrapping_mul(7919).wrapping_add(index));
+    let info = CallInfo {
+        session_id: session.clone(),
+        direction: Direction::Inbound,
+        source: caller.clone(),
+        destination: number.to_string(),
+        call_id: Some(format!("{session}-leg")),
+    };
+    let mut call = Call {
+        sh,
+        m,
+        machine: path.machine,
+        call_id: format!("{session}-leg"),
+        session,
+        caller,
+        number: number.to_string(),
+        state: CallState::new(m, info, now_ms()),
+        entries: Vec::new(),
+        ids: Vec::new(),
+        edges: HashSet::new(),
+    };
+    let mut rng = Rng::new(sh.seed, index);
+    let early = early_allowed && path.turns.len() > 1 && rng.percent(sh.early_summary_pct);
+    // The acknowledged webhooks (body, reply, label), for deliveries again later.
+    let mut acked: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
+    let result: Result<(), Stop> = async {
+        let mut summarised = false;
+        for (k, turn) in path.turns.iter().enumerate() {
+            if early && k + 1 == path.turns.len() {
+                call.summary().await?;
+                summarised = true;
+            }
+            if k > 0 && rng.percent(sh.stale_pct) {
+                call.stale(k).await?;
+            }
+            if call.state.phase == Phase::Ended
+                && !call.state.closed
+                && k > 0
+                && turn.event != Event::CallStarted
+            {
+                // A hung-up call gets no more webhooks from 8x8 but its summary.
+                break;
+            }
+            let (body, reply) = call.event(k, &turn.event, &turn.answers, &mut rng).await?;
+            acked.push((body, reply, format!("{} (eventId {}-e{k})", turn.event, call.session)));
+            // The delivery before this one, again: the node keeps its last `REPLIES_KEPT` replies
+            // (this one and the one before).
+            if REPLIES_KEPT >= 2 && acked.len() >= 2 && rng.percent(sh.duplicates_pct) {
+                redeliver(&mut call, &acked[acked.len() - 2]).await?;
+            }
+        }
+        // The call's last webhook, again (no later one pushed it out of the journal).
+        if let Some(last) = acked.last()
+            && rng.percent(sh.duplicates_pct)
+        {
+            redeliver(&mut call, last).await?;
+        }
+        if !summarised {
+            call.summary().await?;
+        }
+        Ok(())
+    }
+    .await;
+    let done = result.is_ok();
+    let mut stats = sh.stats();
+    stats.calls += 1;
+    if done {
+        stats.edges[path.machine].extend(call.edges);
+    }
+}
+
+/// Delivers an acknowledged webhook again, later (after the next one): the same bytes must come
+/// back.
+async fn redeliver(call: &mut Call<'_>, acked: &(Vec<u8>, Vec<u8>, String)) -> Result<(), Stop> {
+    let (body, reply, label) = acked;
+    let got = call.sh.deliver("/webhooks/vca", body, Kind::Duplicate).await;
+    let same = matches!(&got, Ok(g) if g.body == *reply);
+    call.sh.stats().duplicate(same);
+    if !same {
+        let other = got.map_or_else(|e| e.into_bytes(), |g| g.body);
+        return Err(call.mismatch(
+            &format!("{label}, delivered again later"),
+            None,
+            String::from_utf8_lossy(reply).into_owned(),
+            &other,
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Source;
+
+    fn menu() -> (Machine, CallState) {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("machines/tech_support.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let m = crate::machine::compile(&Source::new("tech_support.toml", text)).machine.unwrap();
+        let info = CallInfo {
+            session_id: "s1".into(),
+            direction: Direction::Inbound,
+            source: "+15550000001".into(),
+            destination: "+15550000002".into(),
+            call_id: None,
+        };
+        let state = CallState::new(&m, info, 0);
+        (m, state)
+    }
+
+    fn got(flow: &Callflow) -> Got {
+        Got { status: 200, how: Some("applied".into()), body: wire::encode(flow).unwrap() }
+    }
+
+    #[test]
+    fn a_reply_is_the_engines_signed_and_nothing_else() {
+        let (m, state) = menu();
+        let step = engine::step(&m, &state, &Event::CallStarted, 0).unwrap();
+        let key = ActionKey::new([7; 32]);
+        let mut signed = step.reply.clone().unwrap();
+        callflow::sign(&mut signed, &key, "s1", Issued::Answered);
+        assert_eq!(check(&step, &got(&signed), Some((&key, "s1"))), Ok(()));
+        assert_eq!(check(&step, &got(&signed), None), Ok(()));
+        // Another key, another session, or who placed the call: the MAC is not the nodes'.
+        assert!(check(&step, &got(&signed), Some((&ActionKey::new([8; 32]), "s1"))).is_err());
+        assert!(check(&step, &got(&signed), Some((&key, "s2"))).is_err());
+        let mut placed = step.reply.clone().unwrap();
+        callflow::sign(&mut placed, &key, "s1", Issued::Placed);
+        assert!(check(&step, &got(&placed), Some((&key, "s1"))).is_err());
+        // No MAC, another seq, another text, the fallback, another status.
+        let unsigned = step.reply.clone().unwrap();
+        assert!(check(&step, &got(&unsigned), None).is_err());
+        let mut seq = signed.clone();
+        seq.client_action_id = seq.client_action_id.map(|id| id.replacen(".1.", ".2.", 1));
+        assert!(check(&step, &got(&seq), None).is_err());
+        let mut text = signed.clone();
+        if let Some(Action::SayAndCapture(c)) = text.actions.first_mut() {
+            c.prompt_message = c.prompt_message.replace("Dear customer", "Dear caller");
+        }
+        assert!(check(&step, &got(&text), None).unwrap_err().contains("Dear customer"));
+        let fallback = Got { how: Some("fallback".into()), ..got(&signed) };
+        assert!(check(&step, &fallback, None).is_err());
+        let status = Got { status: 500, ..got(&signed) };
+        assert!(check(&step, &status, None).is_err());
+    }
+}

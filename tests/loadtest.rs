@@ -1,0 +1,248 @@
+//! `phonetree loadtest` against real `phonetree serve` children on sled: the bundled machines
+//! played over every edge the node's clock allows with 0 mismatches and duplicates answered
+//! identically; a node serving an edited machine caught, with a replay file `phonetree replay`
+//! reproduces; and a node killed with SIGKILL and restarted while the load runs.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_phonetree")
+}
+
+/// A free loopback port (bound, then let go).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The bundled machines in `dir/machines`, their scripts' APIs on free ports (the load test's stub
+/// listens where the scripts call).
+fn machines(dir: &Path) -> PathBuf {
+    let out = dir.join("machines");
+    std::fs::create_dir_all(&out).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
+    for entry in std::fs::read_dir(repo).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .replace("http://127.0.0.1:8090", &format!("http://127.0.0.1:{}", free_port()))
+            .replace("http://127.0.0.1:8091", &format!("http://127.0.0.1:{}", free_port()));
+        std::fs::write(out.join(path.file_name().unwrap()), text).unwrap();
+    }
+    out
+}
+
+/// A `phonetree serve` child on `port`, its store in `dir/data`; waits until it listens.
+fn serve(dir: &Path, machines: &Path, port: u16) -> Child {
+    serve_with(dir, machines, port, &[])
+}
+
+fn serve_with(dir: &Path, machines: &Path, port: u16, extra: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log")).unwrap();
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin-listen", "127.0.0.1:0"])
+        .arg("--data")
+        .arg(dir.join("data"))
+        .arg("--machines")
+        .arg(machines)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on"), "the node did not start: {line:?}");
+    // The node prints more (its admin listener); a closed pipe would fail its next line.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    child
+}
+
+fn loadtest(target: &str, machines: &Path, dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(["loadtest", "--target", target, "--machines"])
+        .arg(machines)
+        .arg("--report")
+        .arg(dir.join("report.json"))
+        .arg("--mismatch-file")
+        .arg(dir.join("mismatch.json"))
+        .args(extra);
+    cmd
+}
+
+fn report(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+/// Every machine took every edge its explored paths take at the node's clock, and every edge of
+/// a machine without routes on time.
+fn assert_covered(r: &Value, machines: &Path) {
+    for c in r["coverage"].as_array().unwrap() {
+        let name = c["machine"].as_str().unwrap();
+        assert_eq!(c["taken"], c["reachable_now"], "{name}: not taken {}", c["not_taken"]);
+        let text = std::fs::read_to_string(machines.join(format!("{name}.toml"))).unwrap();
+        if !text.contains("timezone") {
+            assert_eq!(c["taken"], c["edges"], "{name}: not taken {}", c["not_taken"]);
+        }
+    }
+}
+
+#[test]
+fn a_small_loadtest_over_the_bundled_machines_on_sled_has_no_mismatch_and_takes_every_edge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = machines(tmp.path());
+    let port = free_port();
+    let mut node = serve(tmp.path(), &machines, port);
+    let out = loadtest(
+        &format!("http://127.0.0.1:{port}"),
+        &machines,
+        tmp.path(),
+        &[
+            "--calls",
+            "150",
+            "--concurrency",
+            "4",
+            "--duplicates",
+            "30",
+            "--stale",
+            "20",
+            "--early-summaries",
+            "20",
+        ],
+    )
+    .output()
+    .unwrap();
+    let _ = node.kill();
+    let _ = node.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let r = report(tmp.path());
+    assert_eq!(r["mismatches"], 0, "{stdout}");
+    assert_eq!(r["calls"], 150);
+    assert!(r["webhooks"].as_u64().unwrap() > 450, "{stdout}");
+    assert!(r["duplicates"].as_u64().unwrap() > 20, "{stdout}");
+    assert_eq!(r["duplicates"], r["duplicates_identical"], "{stdout}");
+    assert!(r["stale"].as_u64().unwrap() > 3, "{stdout}");
+    assert_eq!(r["stale"], r["stale_answered"], "{stdout}");
+    assert!(r["script_requests"].as_u64().unwrap() > 0, "{stdout}");
+    assert_eq!(r["script_requests_unexpected"], 0);
+    assert_covered(&r, &machines);
+    for kind in ["call_received", "call_action", "duplicate", "stale", "session_summary"] {
+        assert!(r["latency"][kind]["p99_ms"].as_f64().is_some(), "{kind}: {stdout}");
+    }
+    assert!(stdout.contains("mismatches: 0"), "{stdout}");
+}
+
+#[test]
+fn a_node_answering_otherwise_than_the_machine_is_caught_and_the_replay_file_reproduces_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = machines(tmp.path());
+    // The node serves tech_support with another prompt; the load test's oracle reads the original.
+    let served = tmp.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let original = std::fs::read_to_string(machines.join("tech_support.toml")).unwrap();
+    let edited = original.replace("Dear customer,", "Dear caller,");
+    assert_ne!(edited, original);
+    std::fs::write(served.join("tech_support.toml"), &edited).unwrap();
+    let only = tmp.path().join("oracle");
+    std::fs::create_dir_all(&only).unwrap();
+    std::fs::write(only.join("tech_support.toml"), &original).unwrap();
+    let port = free_port();
+    let mut node = serve(tmp.path(), &served, port);
+    let out =
+        loadtest(&format!("http://127.0.0.1:{port}"), &only, tmp.path(), &["--calls", "5"]).output().unwrap();
+    let _ = node.kill();
+    let _ = node.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(!stdout.contains("mismatches: 0"), "{stdout}");
+    let r = report(tmp.path());
+    assert!(r["mismatches"].as_u64().unwrap() >= 1);
+    assert!(r["first_mismatch"]["got"].as_str().unwrap().contains("Dear caller,"), "{}", r["first_mismatch"]);
+    let replayed = Command::new(bin())
+        .arg("replay")
+        .arg(tmp.path().join("mismatch.json"))
+        .arg("--machine")
+        .arg(only.join("tech_support.toml"))
+        .arg("--expect-same")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&replayed.stdout);
+    assert_eq!(replayed.status.code(), Some(1), "{said}");
+    assert!(said.contains("Dear caller,") && !said.contains(": same"), "{said}");
+    // Played through the machine the node served, the call is the same: the file is the node's.
+    let same = Command::new(bin())
+        .arg("replay")
+        .arg(tmp.path().join("mismatch.json"))
+        .arg("--machine")
+        .arg(served.join("tech_support.toml"))
+        .arg("--expect-same")
+        .output()
+        .unwrap();
+    assert!(same.status.success(), "{}", String::from_utf8_lossy(&same.stdout));
+}
+
+#[test]
+fn a_node_killed_with_sigkill_and_restarted_under_load_loses_no_acknowledged_reply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = machines(tmp.path());
+    let port = free_port();
+    let mut node = serve(tmp.path(), &machines, port);
+    let mut load = loadtest(
+        &format!("http://127.0.0.1:{port}"),
+        &machines,
+        tmp.path(),
+        &["--calls", "600", "--concurrency", "4", "--duplicates", "100", "--stub-latency-ms", "20"],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut kills = 0;
+    let status = loop {
+        if let Some(status) = load.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the load test did not end within 120 s");
+        if kills < 3 {
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = node.kill();
+            let _ = node.wait();
+            kills += 1;
+            node = serve(tmp.path(), &machines, port);
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let _ = node.kill();
+    let _ = node.wait();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut load.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "{stdout}");
+    let r = report(tmp.path());
+    assert_eq!(r["mismatches"], 0, "{stdout}");
+    assert_eq!(r["duplicates"], r["duplicates_identical"], "{stdout}");
+    // Killed at least twice while the load ran (it runs for seconds), and webhooks were retried.
+    assert!(kills >= 2 && r["retries"].as_u64().unwrap() > 0, "{kills} kills; {stdout}");
+}
+
+#[test]
+fn a_target_off_loopback_is_refused_before_any_webhook_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = machines(tmp.path());
+    for target in ["http://192.0.2.1:8080", "http://example.com", "http://127.0.0.1:1,http://10.0.0.1:80"] {
+        let out = loadtest(target, &machines, tmp.path(), &["--calls", "1"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{target}: {stderr}");
+        assert!(
+            stderr.contains("not on loopback") && stderr.contains("--allow-remote"),
+            "{target}: {stderr}"
+        );
+        assert!(!tmp.path().join("report.json").exists());
+    }
+}
