@@ -28,9 +28,10 @@ fn machines(dir: &Path) -> PathBuf {
     for entry in std::fs::read_dir(repo).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
+        // The URL and the machine's `allow_hosts` name the same `host:port`.
         let text = text
-            .replace("http://127.0.0.1:8090", &format!("http://127.0.0.1:{}", free_port()))
-            .replace("http://127.0.0.1:8091", &format!("http://127.0.0.1:{}", free_port()));
+            .replace("127.0.0.1:8090", &format!("127.0.0.1:{}", free_port()))
+            .replace("127.0.0.1:8091", &format!("127.0.0.1:{}", free_port()));
         std::fs::write(out.join(path.file_name().unwrap()), text).unwrap();
     }
     out

@@ -376,7 +376,7 @@ const HOLD: &str = r#"
 name = "hold"
 start = "lookup"
 numbers = ["+6568880079"]
-allow_hosts = ["127.0.0.1"]
+allow_hosts = ["API_HOST"]
 
 [defaults]
 voice_profile = "en-US-BenjaminRUS"
@@ -449,7 +449,11 @@ async fn one_event_on_two_nodes_while_its_script_runs_makes_one_request() {
         .map(|k| {
             let dir = tmp.path().join(format!("n{k}"));
             let machines = machines_dir(&dir);
-            std::fs::write(machines.join("hold.toml"), HOLD.replace("API", &api.base)).unwrap();
+            std::fs::write(
+                machines.join("hold.toml"),
+                HOLD.replace("API_HOST", api.base.trim_start_matches("http://")).replace("API", &api.base),
+            )
+            .unwrap();
             on_store(&dir.join("node"), &machines, &url)
         })
         .collect();

@@ -365,7 +365,7 @@ const REMINDER: &str = r#"
 name = "reminder"
 start = "lookup"
 numbers = ["+6568880009"]
-allow_hosts = ["127.0.0.1"]
+allow_hosts = ["127.0.0.1:8090"]
 variables = { account = "none", amount = "0" }
 
 [settings]
@@ -439,7 +439,8 @@ impl Billing {
     /// The reminder machine, calling this API, written into `dir`; its path.
     fn machine(&self, dir: &std::path::Path) -> std::path::PathBuf {
         let path = dir.join("reminder.toml");
-        std::fs::write(&path, REMINDER.replace("http://127.0.0.1:8090", &self.base)).unwrap();
+        std::fs::write(&path, REMINDER.replace("127.0.0.1:8090", self.base.trim_start_matches("http://")))
+            .unwrap();
         path
     }
 }

@@ -407,7 +407,7 @@ const HOLD: &str = r#"
 name = "hold"
 start = "lookup"
 numbers = ["+6568880079"]
-allow_hosts = ["127.0.0.1"]
+allow_hosts = ["API_HOST"]
 
 [defaults]
 voice_profile = "en-US-BenjaminRUS"
@@ -470,7 +470,11 @@ impl HeldApi {
 /// A node whose `hold` machine calls `api`.
 fn hold_node(t: &tempfile::TempDir, api: &HeldApi) -> Node {
     let dir = machines_dir(t.path());
-    std::fs::write(dir.join("hold.toml"), HOLD.replace("API", &api.base)).unwrap();
+    std::fs::write(
+        dir.join("hold.toml"),
+        HOLD.replace("API_HOST", api.base.trim_start_matches("http://")).replace("API", &api.base),
+    )
+    .unwrap();
     Node::start(&t.path().join("data"), &dir)
 }
 
