@@ -28,6 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::backends::postgres_url_for;
+use common::held::HeldApi;
 use common::proxy::{Proxy, upstream_of, url_via};
 use common::*;
 use phonetree::callflow::Callflow;
@@ -371,72 +372,6 @@ async fn one_event_delivered_to_two_nodes_at_once_is_applied_once() {
     assert!(pairs.load(Ordering::Relaxed) >= CALLS * 2, "only {pairs:?} twin deliveries");
 }
 
-/// A line whose first webhook says a hold prompt and runs a script against `HeldApi`.
-const HOLD: &str = r#"
-name = "hold"
-start = "lookup"
-numbers = ["+6568880079"]
-allow_hosts = ["API_HOST"]
-
-[defaults]
-voice_profile = "en-US-BenjaminRUS"
-
-[nodes.lookup]
-kind = "script"
-prompt = "One moment while we look that up."
-url = "API/hold?caller={caller}"
-timeout_ms = 5000
-response_key = "ok"
-branches = { true = "good" }
-default = "down"
-failure = "down"
-
-[nodes.good]
-kind = "say"
-text = "All done."
-next = "bye"
-
-[nodes.down]
-kind = "say"
-text = "The system is down."
-next = "bye"
-
-[nodes.bye]
-kind = "hangup"
-"#;
-
-/// The business API of `HOLD`: `GET /hold` counts the request, then answers `{"ok": true}` once
-/// released (a permit per answer).
-struct HeldApi {
-    base: String,
-    asked: Arc<AtomicUsize>,
-    release: Arc<tokio::sync::Semaphore>,
-}
-
-impl HeldApi {
-    async fn start() -> HeldApi {
-        use warp::Filter;
-        let (asked, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(tokio::sync::Semaphore::new(0)));
-        let (count, gate) = (asked.clone(), release.clone());
-        let route = warp::path!("hold").then(move || {
-            let (count, gate) = (count.clone(), gate.clone());
-            async move {
-                count.fetch_add(1, Ordering::SeqCst);
-                gate.acquire().await.unwrap().forget();
-                warp::reply::json(&serde_json::json!({"ok": true}))
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(warp::serve(route).incoming(listener).run());
-        HeldApi { base, asked, release }
-    }
-
-    fn asked(&self) -> usize {
-        self.asked.load(Ordering::SeqCst)
-    }
-}
-
 /// One event delivered to two nodes while its script waits for the API: the request reaches the
 /// API once (the first node claimed it in the database before making it; the second waits for
 /// its answer), and both nodes answer the same bytes. Before, each node made the request.
@@ -449,11 +384,7 @@ async fn one_event_on_two_nodes_while_its_script_runs_makes_one_request() {
         .map(|k| {
             let dir = tmp.path().join(format!("n{k}"));
             let machines = machines_dir(&dir);
-            std::fs::write(
-                machines.join("hold.toml"),
-                HOLD.replace("API_HOST", api.base.trim_start_matches("http://")).replace("API", &api.base),
-            )
-            .unwrap();
+            std::fs::write(machines.join("hold.toml"), api.machine()).unwrap();
             on_store(&dir.join("node"), &machines, &url)
         })
         .collect();

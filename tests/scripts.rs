@@ -7,10 +7,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::held::HeldApi;
 use common::*;
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -401,80 +401,10 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 /// The node's log line of a duplicate that waits for the first delivery's reply.
 const WAITING_HERE: &str = "a duplicate of a webhook being answered: waiting for its reply";
 
-/// A line whose script is answered by `hold`'s API, which holds every answer until released: the
-/// call's first webhook says the hold prompt and runs the script.
-const HOLD: &str = r#"
-name = "hold"
-start = "lookup"
-numbers = ["+6568880079"]
-allow_hosts = ["API_HOST"]
-
-[defaults]
-voice_profile = "en-US-BenjaminRUS"
-
-[nodes.lookup]
-kind = "script"
-prompt = "One moment while we look that up."
-url = "API/hold?caller={caller}"
-timeout_ms = 5000
-response_key = "ok"
-branches = { true = "good" }
-default = "down"
-failure = "down"
-
-[nodes.good]
-kind = "say"
-text = "All done."
-next = "bye"
-
-[nodes.down]
-kind = "say"
-text = "The system is down."
-next = "bye"
-
-[nodes.bye]
-kind = "hangup"
-"#;
-
-/// `hold`'s API: `GET /hold` counts the request, then answers `{"ok": true}` once released.
-struct HeldApi {
-    base: String,
-    asked: Arc<AtomicUsize>,
-    /// Each answer takes a permit (`add_permits` releases them).
-    release: Arc<Semaphore>,
-}
-
-impl HeldApi {
-    async fn start() -> HeldApi {
-        let (asked, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(Semaphore::new(0)));
-        let (count, gate) = (asked.clone(), release.clone());
-        let route = warp::path!("hold").then(move || {
-            let (count, gate) = (count.clone(), gate.clone());
-            async move {
-                count.fetch_add(1, Ordering::SeqCst);
-                gate.acquire().await.unwrap().forget();
-                warp::reply::json(&serde_json::json!({"ok": true}))
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(warp::serve(route).incoming(listener).run());
-        HeldApi { base, asked, release }
-    }
-
-    fn asked(&self) -> usize {
-        self.asked.load(Ordering::SeqCst)
-    }
-}
-
 /// A node whose `hold` machine calls `api`.
 fn hold_node(t: &tempfile::TempDir, api: &HeldApi) -> Node {
     let dir = machines_dir(t.path());
-    std::fs::write(
-        dir.join("hold.toml"),
-        HOLD.replace("API_HOST", api.base.trim_start_matches("http://")).replace("API", &api.base),
-    )
-    .unwrap();
+    std::fs::write(dir.join("hold.toml"), api.machine()).unwrap();
     Node::start(&t.path().join("data"), &dir)
 }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod backends;
+pub mod held;
 pub mod metrics;
 pub mod proxy;
 pub mod vxml;
