@@ -955,7 +955,9 @@ fn answer(m: &Machine, g: &Generated, r: &Request, token: &str) -> Result<Answer
     let mut json: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     for stored in &script.store {
         let pointer = format!("/{}", stored.path.join("/"));
+        // A value `{play:$var}` plays stays the URL explore gives it.
         if Some(&stored.path) != script.response_key.as_ref()
+            && !script.played.contains(&stored.var)
             && let Some(sample) = g.samples.get(&stored.var)
             && let Some(at) = json.pointer_mut(&pointer).filter(|v| v.is_string())
         {
