@@ -5,7 +5,8 @@
 //! - every machine `check` accepts plays every path `check` explores through the real node (one
 //!   child process per test, machines swapped in with `POST /admin/reload`, scripts answered by a
 //!   loopback API as the path's answer class says), with replies equal to `simulate`'s for that
-//!   path and never the fallback;
+//!   path and never the fallback, and each webhook delivered again answered with the same bytes
+//!   and no second script request;
 //! - every machine made invalid (a dangling edge, a missing branch, an overlong prompt, ...) is
 //!   refused by `check`, and by the node's reload with the same diagnostics.
 //!
@@ -1075,7 +1076,7 @@ async fn play(
                 event_data: false,
             }
             .body();
-            let a = try_post(&s.client, &s.url, body).await?;
+            let a = try_post(&s.client, &s.url, body.clone()).await?;
             let text = String::from_utf8_lossy(&a.body).to_string();
             if a.status != 200 || a.how != "applied" || text.contains(FALLBACK) {
                 return Err(format!(
@@ -1102,6 +1103,18 @@ async fn play(
             );
             if !violations.is_empty() {
                 return Err(format!("webhook {i}: 8x8 would refuse {got}: {violations:?}"));
+            }
+            // Delivered again (8x8 retries): the same bytes, and no script asked again (the API
+            // counts an unplanned request).
+            let again = try_post(&s.client, &s.url, body).await?;
+            if (again.status, again.how.as_str(), &again.body) != (200, "duplicate", &a.body) {
+                return Err(format!(
+                    "webhook {i} delivered again: {} {:?} {}
+  first: {got}",
+                    again.status,
+                    again.how,
+                    String::from_utf8_lossy(&again.body)
+                ));
             }
             id = got["clientActionId"].as_str().map(str::to_string);
         }
