@@ -425,8 +425,26 @@ impl<'d> Gen<'d> {
         child.waits.push(self.name(i));
         child.requests = 0;
         let k = 1 + self.roll(3);
+        let mut keys: Vec<String> = (1..=k).map(|key| key.to_string()).collect();
+        // A two-key branch (no one-key branch starts it), and 8x8's capture fields.
+        if self.chance(4) {
+            self.set(i, "max_digits", "2".into());
+            keys.push(format!("4{}", 5 + self.roll(4)));
+            if self.chance(2) {
+                self.set(i, "complete_on_hash", "false".into());
+            }
+        }
+        if self.chance(4) {
+            self.set(i, "digit_timeout_ms", "3000".into());
+            self.set(i, "overall_timeout_ms", "8000".into());
+        }
+        if self.chance(5) {
+            self.set(i, "no_of_tries", "2".into());
+            self.set(i, "success_message", q("Thank you."));
+            self.set(i, "failure_message", q("Sorry, once more."));
+        }
         let mut branches = Vec::new();
-        for key in 1..=k {
+        for key in keys {
             let to = self.build(&child);
             branches.push(format!("{key} = {}", q(&to)));
         }
