@@ -8,7 +8,8 @@
 //!   path and never the fallback, and each webhook delivered again answered with the same bytes
 //!   and no second script request;
 //! - every machine made invalid (a dangling edge, a missing branch, an overlong prompt, ...) is
-//!   refused by `check`, and by the node's reload with the same diagnostics.
+//!   refused by `check`, by the node's reload with the same diagnostics, and by a fresh `serve`,
+//!   which exits saying them.
 //!
 //! The node reads the real clock: a path explored at another clock class than now's (a machine
 //! with time rules) is played through `simulate` only, and counted apart.
@@ -1282,6 +1283,13 @@ impl Harness {
             .unwrap_or_default();
         prop_assert_eq!(said, diagnostics, "the reload says otherwise than `check` ({})", what);
         prop_assert_eq!(self.machines(), before, "a refused reload changed the running machines");
+        // A fresh node on the file does not start, and says the same.
+        let (code, stderr) = fresh_serve(self.file.parent().unwrap());
+        prop_assert!(code != Some(0), "`serve` started on a machine with {what} ({code:?})\n{stderr}");
+        for d in catalog.diagnostics.iter().filter(|d| d.is_error()) {
+            let first = d.to_string().lines().next().unwrap_or_default().to_string();
+            prop_assert!(stderr.contains(&first), "`serve` did not say {first:?}:\n{stderr}");
+        }
         Ok(())
     }
 
@@ -1291,6 +1299,38 @@ impl Harness {
             r.json::<Value>().await.unwrap()["machines"].clone()
         })
     }
+}
+
+/// How long a `serve` that should refuse its machines may take to exit.
+const REFUSAL_WAIT: Duration = Duration::from_secs(30);
+
+/// Starts `phonetree serve` on `machines` with a store of its own and waits for it to exit: its
+/// exit code (`None`: it was still running at `REFUSAL_WAIT`, and is killed) and its stderr.
+fn fresh_serve(machines: &std::path::Path) -> (Option<i32>, String) {
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("serve.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data"])
+        .arg(data.path().join("data"))
+        .arg("--machines")
+        .arg(machines)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + REFUSAL_WAIT;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (code, std::fs::read_to_string(&log).unwrap_or_default())
 }
 
 fn config() -> Config {
