@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use common::*;
 use phonetree::callflow::{ActionKey, Callflow};
-use phonetree::engine::{Answer, Event, Request};
+use phonetree::engine::{Answer, Event, Request, SCRIPTS_PER_STEP_MAX};
 use phonetree::machine::{Machine, NodeKind};
 use phonetree::node::catalog::Catalog;
 use phonetree::proof::explore;
@@ -44,8 +44,6 @@ const NODES_MAX: usize = 10;
 /// Most nodes on a path from the start before it is closed with an end: keeps chains well
 /// within 8x8's 16 actions and explored paths few.
 const DEPTH_MAX: usize = 5;
-/// Script requests one webhook may make (the engine's bound): a chain of scripts is cut there.
-const REQUESTS_PER_STEP: usize = 4;
 /// Counter loops (set → route → back to an earlier prompt) per machine: each multiplies paths.
 const LOOPS_MAX: usize = 1;
 /// A generated script's `timeout_ms`: generous, so that a loaded machine never turns a planned
@@ -373,9 +371,9 @@ impl<'d> Gen<'d> {
             3 | 4 => self.menu(ctx),
             5 => self.input(ctx),
             // postmortem: a chain of 5 scripts without a prompt between them is refused by
-            // `check` (more than `REQUESTS_PER_STEP` requests in one step): the seed in
+            // `check` (more than `SCRIPTS_PER_STEP_MAX` requests in one step): the seed in
             // tests/generated.proptest-regressions made one.
-            6 | 7 if ctx.requests < REQUESTS_PER_STEP => self.script(ctx),
+            6 | 7 if ctx.requests < SCRIPTS_PER_STEP_MAX => self.script(ctx),
             6 | 7 => self.say(ctx),
             8 => self.route(ctx),
             9 => self.set_node(ctx),
