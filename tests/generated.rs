@@ -1229,11 +1229,14 @@ impl Harness {
         prop_assert_eq!(status, 200, "{}\n{}", answer, text);
         prop_assert_eq!(&answer["machines"][0]["version"], &Value::from(m.version().hex()), "{}", answer);
 
+        // Rare (tries, `back`, `start` and a counter loop together): another machine instead.
+        // postmortem: the second seed in tests/generated.proptest-regressions has over a million
+        // paths, which `check` accepts ("at least"); the count is read before the paths are.
+        let counted = catalog.reports.iter().map(|(_, r)| r.paths).sum::<u64>();
+        prop_assume!(counted <= PATHS_MAX, "{} paths", counted);
         let mut paths = Vec::new();
         let report = explore::explore_paths(&m, &mut |p| paths.push(p.to_vec()));
         prop_assert!(report.proven() && report.paths_complete, "{:?}", report.violations);
-        // Rare (tries, `back` and a counter loop together): another machine instead.
-        prop_assume!(report.paths <= PATHS_MAX, "{} paths", report.paths);
         prop_assert_eq!(paths.len() as u64, report.paths);
 
         let case = self.cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
