@@ -25,12 +25,14 @@ fn machines(dir: &Path) -> PathBuf {
     let out = dir.join("machines");
     std::fs::create_dir_all(&out).unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
+    let ports = [free_port(), free_port()];
     for entry in std::fs::read_dir(repo).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
+        // The URLs and `allow_hosts` alike (one host rule: `127.0.0.1:PORT` exactly).
         let text = text
-            .replace("http://127.0.0.1:8090", &format!("http://127.0.0.1:{}", free_port()))
-            .replace("http://127.0.0.1:8091", &format!("http://127.0.0.1:{}", free_port()));
+            .replace("127.0.0.1:8090", &format!("127.0.0.1:{}", ports[0]))
+            .replace("127.0.0.1:8091", &format!("127.0.0.1:{}", ports[1]));
         std::fs::write(out.join(path.file_name().unwrap()), text).unwrap();
     }
     out
@@ -131,6 +133,7 @@ fn a_small_loadtest_over_the_bundled_machines_on_sled_has_no_mismatch_and_takes_
     assert_eq!(r["stale"], r["stale_answered"], "{stdout}");
     assert!(r["script_requests"].as_u64().unwrap() > 0, "{stdout}");
     assert_eq!(r["script_requests_unexpected"], 0);
+    assert_eq!(r["script_requests_repeated"], 0, "{stdout}");
     assert_covered(&r, &machines);
     for kind in ["call_received", "call_action", "duplicate", "stale", "session_summary"] {
         assert!(r["latency"][kind]["p99_ms"].as_f64().is_some(), "{kind}: {stdout}");
@@ -187,6 +190,40 @@ fn a_node_answering_otherwise_than_the_machine_is_caught_and_the_replay_file_rep
     assert!(same.status.success(), "{}", String::from_utf8_lossy(&same.stdout));
 }
 
+/// Kills `node` with SIGKILL `kills` times, `every` apart, restarting it with `restart`, while
+/// `load` runs; then waits for `load` (within 120 s) and kills the node. Answers its status, the
+/// kills and its stdout.
+fn kill_while(
+    load: &mut Child,
+    kills: usize,
+    every: Duration,
+    node: &mut Child,
+    restart: impl Fn() -> Child,
+) -> (std::process::ExitStatus, usize, String) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut killed = 0;
+    let status = loop {
+        if let Some(status) = load.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the load test did not end within 120 s");
+        if killed < kills {
+            std::thread::sleep(every);
+            let _ = node.kill();
+            let _ = node.wait();
+            killed += 1;
+            *node = restart();
+        } else {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let _ = node.kill();
+    let _ = node.wait();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut load.stdout.take().unwrap(), &mut stdout).unwrap();
+    (status, killed, stdout)
+}
+
 #[test]
 fn a_node_killed_with_sigkill_and_restarted_under_load_loses_no_acknowledged_reply() {
     let tmp = tempfile::tempdir().unwrap();
@@ -202,30 +239,13 @@ fn a_node_killed_with_sigkill_and_restarted_under_load_loses_no_acknowledged_rep
     .stdout(Stdio::piped())
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut kills = 0;
-    let status = loop {
-        if let Some(status) = load.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the load test did not end within 120 s");
-        if kills < 3 {
-            std::thread::sleep(Duration::from_millis(500));
-            let _ = node.kill();
-            let _ = node.wait();
-            kills += 1;
-            node = serve(tmp.path(), &machines, port);
-        } else {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let _ = node.kill();
-    let _ = node.wait();
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut load.stdout.take().unwrap(), &mut stdout).unwrap();
+    let (status, kills, stdout) = kill_while(&mut load, 3, Duration::from_millis(500), &mut node, || {
+        serve(tmp.path(), &machines, port)
+    });
     assert!(status.success(), "{stdout}");
     let r = report(tmp.path());
     assert_eq!(r["mismatches"], 0, "{stdout}");
+    assert_eq!(r["script_requests_repeated"], 0, "{stdout}");
     assert_eq!(r["duplicates"], r["duplicates_identical"], "{stdout}");
     // Killed at least twice while the load ran (it runs for seconds), and webhooks were retried.
     assert!(kills >= 2 && r["retries"].as_u64().unwrap() > 0, "{kills} kills; {stdout}");
@@ -245,4 +265,112 @@ fn a_target_off_loopback_is_refused_before_any_webhook_unless_allowed() {
         );
         assert!(!tmp.path().join("report.json").exists());
     }
+}
+
+/// A machine whose first webhook makes a script request (`PORT` is where its API listens).
+const LOOKUP_FIRST: &str = r#"name = "lookup_first"
+description = "A script before the first prompt"
+start = "lookup"
+numbers = ["+6568880009"]
+allow_hosts = ["127.0.0.1:PORT"]
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[nodes.lookup]
+kind = "script"
+url = "http://127.0.0.1:PORT/ping?caller={caller}"
+timeout_ms = 2000
+response_key = "status"
+branches = { ok = "done" }
+default = "done"
+failure = "sorry"
+
+[nodes.done]
+kind = "say"
+text = "Thank you for calling."
+next = "bye"
+
+[nodes.sorry]
+kind = "say"
+text = "Sorry, we cannot look you up right now."
+next = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
+#[test]
+fn a_script_request_made_twice_for_one_event_fails_the_run() {
+    // Two nodes on two stores: each claims the event's request in its own store, so a webhook
+    // delivered to both at once makes the request twice. The replies agree; the effect does not.
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = tmp.path().join("machines");
+    std::fs::create_dir_all(&machines).unwrap();
+    std::fs::write(
+        machines.join("lookup_first.toml"),
+        LOOKUP_FIRST.replace("PORT", &free_port().to_string()),
+    )
+    .unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut node_a = serve(&a, &machines, port_a);
+    let mut node_b = serve(&b, &machines, port_b);
+    let targets = format!("http://127.0.0.1:{port_a},http://127.0.0.1:{port_b}");
+    let out = loadtest(
+        &targets,
+        &machines,
+        tmp.path(),
+        &["--calls", "6", "--concurrency", "1", "--duplicates", "100"],
+    )
+    .output()
+    .unwrap();
+    for node in [&mut node_a, &mut node_b] {
+        let _ = node.kill();
+        let _ = node.wait();
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let r = report(tmp.path());
+    assert_eq!(r["mismatches"], 0, "{stdout}");
+    assert!(r["script_requests_repeated"].as_u64().unwrap() >= 1, "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("repeated for one event"), "{stderr}");
+}
+
+#[test]
+fn a_node_killed_while_a_script_request_is_in_flight_takes_its_failure_branch_without_asking_again() {
+    // Every call's first webhook waits on the stub API (up to 1 s): a kill lands mid-request.
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = tmp.path().join("machines");
+    std::fs::create_dir_all(&machines).unwrap();
+    std::fs::write(
+        machines.join("lookup_first.toml"),
+        LOOKUP_FIRST.replace("PORT", &free_port().to_string()),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut node = serve(tmp.path(), &machines, port);
+    let mut load = loadtest(
+        &format!("http://127.0.0.1:{port}"),
+        &machines,
+        tmp.path(),
+        &["--calls", "60", "--concurrency", "4", "--duplicates", "50", "--stub-latency-ms", "1000"],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let (status, kills, stdout) = kill_while(&mut load, 4, Duration::from_millis(700), &mut node, || {
+        serve(tmp.path(), &machines, port)
+    });
+    assert!(status.success(), "{stdout}");
+    let r = report(tmp.path());
+    assert_eq!(r["mismatches"], 0, "{stdout}");
+    assert_eq!(r["script_requests_repeated"], 0, "{stdout}");
+    assert_eq!(r["duplicates"], r["duplicates_identical"], "{stdout}");
+    // A kill cut a request, whose retry the node answered with the failure branch (the oracle
+    // accepted it as that, and the stub saw the request once).
+    assert!(kills == 4 && r["script_requests_cut"].as_u64().unwrap() >= 1, "{kills} kills; {stdout}");
 }

@@ -74,6 +74,10 @@ pub enum Error {
     Mismatches { mismatches: u64, file: PathBuf, machine: PathBuf },
     #[error("{0} script request(s) the engine would not make reached the stub API")]
     UnexpectedRequests(u64),
+    #[error(
+        "{0} script request(s) reached the stub API more often than the webhooks that made them: an effect repeated for one event (the node claims each request before making it; are the targets on one store?)"
+    )]
+    RepeatedRequests(u64),
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
@@ -107,6 +111,9 @@ pub fn run(args: Args) -> Result<(), Error> {
     if report.script_requests_unexpected > 0 {
         return Err(Error::UnexpectedRequests(report.script_requests_unexpected));
     }
+    if report.script_requests_repeated > 0 {
+        return Err(Error::RepeatedRequests(report.script_requests_repeated));
+    }
     Ok(())
 }
 
@@ -125,8 +132,8 @@ fn print(r: &Report) {
     println!("stale answers given the current prompt: {} of {}", r.stale_answered, r.stale);
     println!("retried deliveries: {}", r.retries);
     println!(
-        "script requests: {} ({} the engine would not make, {} repeated for one event)",
-        r.script_requests, r.script_requests_unexpected, r.script_requests_repeated
+        "script requests: {} ({} the engine would not make, {} repeated for one event, {} cut by a kill and not made again)",
+        r.script_requests, r.script_requests_unexpected, r.script_requests_repeated, r.script_requests_cut
     );
     for c in &r.coverage {
         println!(

@@ -29,6 +29,9 @@ const RETRY_PAUSE_MAX: Duration = Duration::from_millis(500);
 const MAC_CHARS: usize = 16;
 /// The status 8x8's summaries of the load test's calls carry.
 const SUMMARY_STATUS: &str = "COMPLETED";
+/// Why the oracle's script request failed when a kill cut it (the node's reason is for its log:
+/// the reply does not carry it).
+const CUT_REASON: &str = "the node was killed while the request was in flight";
 
 /// What every call of a run shares.
 pub struct Shared {
@@ -56,6 +59,9 @@ struct Got {
     status: u16,
     how: Option<String>,
     body: Vec<u8>,
+    /// An earlier attempt was sent and lost its connection before the answer: the node may have
+    /// stopped (been killed) while it handled the webhook.
+    cut: bool,
 }
 
 impl Shared {
@@ -68,6 +74,7 @@ impl Shared {
     async fn deliver(&self, route: &str, body: &[u8], kind: Kind) -> Result<Got, String> {
         let started = Instant::now();
         let mut pause = RETRY_PAUSE_MIN;
+        let mut cut = false;
         loop {
             let k = self.next_target.fetch_add(1, Ordering::Relaxed) % self.targets.len().max(1);
             let url = format!("{}{route}", self.targets[k]);
@@ -86,12 +93,19 @@ impl Shared {
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
                     match r.bytes().await {
-                        Ok(b) if status != 503 => Ok(Got { status, how, body: b.to_vec() }),
+                        Ok(b) if status != 503 => Ok(Got { status, how, body: b.to_vec(), cut }),
                         Ok(_) => Err(format!("{url}: 503")),
-                        Err(e) => Err(format!("{url}: {e}")),
+                        Err(e) => {
+                            cut = true;
+                            Err(format!("{url}: {e}"))
+                        }
                     }
                 }
-                Err(e) => Err(format!("{url}: {e}")),
+                Err(e) => {
+                    // Refused: the node was down before the webhook reached it; else cut.
+                    cut |= !e.is_connect();
+                    Err(format!("{url}: {e}"))
+                }
             };
             match outcome {
                 Ok(got) => {
@@ -144,10 +158,16 @@ impl Call<'_> {
         }
     }
 
-    /// The engine's step for `event` at `now`, each request answered by the stub (its answer
-    /// fixed now, before the node asks).
-    fn oracle(&self, event: &Event, tokens: &[String], now: u64) -> Result<(Step, Vec<Answer>), String> {
-        let mut answers = Vec::new();
+    /// The engine's step for `event` at `now`, the requests after the `given` answers answered
+    /// by the stub (its answer fixed now, before the node asks).
+    fn oracle(
+        &self,
+        event: &Event,
+        tokens: &[String],
+        now: u64,
+        given: Vec<Answer>,
+    ) -> Result<(Step, Vec<Answer>), String> {
+        let mut answers = given;
         loop {
             match engine::step_with(self.m, &self.state, event, now, &answers)
                 .map_err(|e| format!("engine: {e}"))?
@@ -251,7 +271,25 @@ impl Call<'_> {
         };
         let kind = if *event == Event::CallStarted { Kind::CallReceived } else { Kind::CallAction };
         let now0 = now_ms();
-        let expected = self.oracle(event, tokens, now0);
+        let expected = self.oracle(event, tokens, now0, Vec::new());
+        // A node killed while the step's request `r` is in flight answers the retry with that
+        // script's failure branch and never makes the request again (the earlier answers come
+        // from its journal): each such step, fixed now too, for a delivery that was cut.
+        let cut_steps: Vec<(engine::Request, Result<(Step, Vec<Answer>), String>)> = match &expected {
+            Ok((step, answers)) => step
+                .requests
+                .iter()
+                .enumerate()
+                .map(|(r, request)| {
+                    let mut given = answers[..r.min(answers.len())].to_vec();
+                    given.push(Answer::Failed { reason: CUT_REASON.into() });
+                    (request.clone(), self.oracle(event, tokens, now0, given))
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        // A webhook after the call ended (the summary came first) is not applied: answered stale.
+        let after_end = self.state.phase == Phase::Ended;
         let twice = rng.percent(self.sh.duplicates_pct);
         let (first, second) = if twice {
             let (a, b) = tokio::join!(
@@ -270,9 +308,32 @@ impl Call<'_> {
         // The route decision of a call on a clock edge: the node's clock may be past it.
         let expected = match expected {
             Ok((step, answers)) if check(&step, &got, self.mac()).is_err() => {
-                match self.oracle(event, tokens, now_ms()) {
+                match self.oracle(event, tokens, now_ms(), Vec::new()) {
                     Ok(later) if check(&later.0, &got, self.mac()).is_ok() => Ok(later),
                     _ => Ok((step, answers)),
+                }
+            }
+            other => other,
+        };
+        // The failure branch of a request the node was killed in: only for a delivery that was
+        // cut, and only for a request that reached the stub API and no applied webhook explains.
+        let expected = match expected {
+            Ok((step, answers)) if got.cut && check(&step, &got, self.mac()).is_err() => {
+                let cut = cut_steps.into_iter().find_map(|(request, alt)| match alt {
+                    Ok(alt)
+                        if self.sh.stub.asked_unexplained(&request)
+                            && check(&alt.0, &got, self.mac()).is_ok() =>
+                    {
+                        Some(alt)
+                    }
+                    _ => None,
+                });
+                match cut {
+                    Some(alt) => {
+                        self.sh.stats().cut_requests += 1;
+                        Ok(alt)
+                    }
+                    None => Ok((step, answers)),
                 }
             }
             other => other,
@@ -283,6 +344,14 @@ impl Call<'_> {
         };
         if let Err(why) = check(&step, &got, self.mac()) {
             return Err(self.mismatch(&label, Some((event, &step, &answers)), why, &got.body));
+        }
+        if after_end && got.how.as_deref() != Some("stale") {
+            return Err(self.mismatch(
+                &label,
+                Some((event, &step, &answers)),
+                format!("a webhook after the call ended labelled stale, not {:?}", got.how),
+                &got.body,
+            ));
         }
         if let Some(second) = second {
             let same = matches!(&second, Ok(g) if g.status == got.status && g.body == got.body);
@@ -553,7 +622,7 @@ mod tests {
     }
 
     fn got(flow: &Callflow) -> Got {
-        Got { status: 200, how: Some("applied".into()), body: wire::encode(flow).unwrap() }
+        Got { status: 200, how: Some("applied".into()), body: wire::encode(flow).unwrap(), cut: false }
     }
 
     #[test]

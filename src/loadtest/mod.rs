@@ -138,6 +138,8 @@ pub struct Stats {
     duplicates_identical: u64,
     stale: u64,
     stale_answered: u64,
+    /// Replies that took a script's failure branch because a kill cut its request.
+    pub cut_requests: u64,
     mismatches: u64,
     first: Option<Mismatch>,
     /// The edges each machine's calls took (calls without a mismatch).
@@ -226,8 +228,13 @@ pub struct Report {
     pub script_requests: u64,
     pub script_requests_unexpected: u64,
     /// Requests made more often than the applied webhooks that needed them (a duplicate in
-    /// flight asking again, a retry after a crash): not a mismatch of replies, an effect repeated.
+    /// flight asking again, a retry after a crash): an effect repeated, which the node's
+    /// at-most-once claim forbids (the run fails on any).
     pub script_requests_repeated: u64,
+    /// Webhooks whose script request a kill cut: the node answered its retry with the script's
+    /// failure branch, the request not made again (the oracle accepts that only for a delivery
+    /// that lost its connection, and a request that reached the stub unexplained).
+    pub script_requests_cut: u64,
     pub mismatches: u64,
     pub first_mismatch: Option<Mismatch>,
     pub coverage: Vec<Coverage>,
@@ -439,6 +446,7 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         script_requests: stub.requests.load(Ordering::Relaxed),
         script_requests_unexpected: stub.unexpected.load(Ordering::Relaxed),
         script_requests_repeated: stub.repeated(),
+        script_requests_cut: stats.cut_requests,
         mismatches: stats.mismatches,
         first_mismatch: stats.first.take(),
         coverage,

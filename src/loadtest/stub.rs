@@ -137,6 +137,13 @@ impl Stub {
         }
     }
 
+    /// Whether `request` reached the stub more often than the applied webhooks that made it: a
+    /// request in flight (or answered) that no reply has explained yet.
+    pub fn asked_unexplained(&self, request: &Request) -> bool {
+        let Some(key) = key_of(request) else { return false };
+        self.answers.lock().unwrap_or_else(|p| p.into_inner()).get(&key).is_some_and(|c| c.asked > c.expected)
+    }
+
     /// Requests the node made more often than the webhooks that needed them: a script's effect
     /// repeated (duplicates of an event in flight, or a retry after a crash before its answer was
     /// journaled).
