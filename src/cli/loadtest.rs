@@ -57,6 +57,15 @@ pub struct Args {
     /// Allow targets that are not on loopback.
     #[arg(long)]
     allow_remote: bool,
+    /// The admin listeners of every target (`http://127.0.0.1:9090`), each node started with
+    /// `serve --clock-control` (tests and staging only): the calls of each clock class the
+    /// explorer found run in a phase of their own, every node's clock (and the oracle's) moved to
+    /// the class's instant, so routes on time take every edge.
+    #[arg(long, value_delimiter = ',')]
+    clock_control: Vec<String>,
+    /// A file whose first line is the targets' admin token (`serve --admin-token-file`).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +92,7 @@ pub enum Error {
 pub fn run(args: Args) -> Result<(), Error> {
     let webhook_secret = Secret::from_either(None, args.webhook_secret_file.as_deref())?;
     let action_key = Secret::from_either(None, args.action_key_file.as_deref())?;
+    let admin_token = Secret::from_either(None, args.admin_token_file.as_deref())?;
     let cfg = Config {
         targets: args.target,
         machines: args.machines,
@@ -97,6 +107,8 @@ pub fn run(args: Args) -> Result<(), Error> {
         webhook_secret,
         action_key,
         allow_remote: args.allow_remote,
+        clock_control: args.clock_control,
+        admin_token,
     };
     let report = super::runtime()?.block_on(loadtest::run(cfg, args.mismatch_file.clone()))?;
     print(&report);
@@ -137,7 +149,7 @@ fn print(r: &Report) {
     );
     for c in &r.coverage {
         println!(
-            "coverage {}: {}/{} edges ({} reachable at the node's clock)",
+            "coverage {}: {}/{} edges ({} reachable at the clocks played)",
             c.machine, c.taken, c.edges, c.reachable_now
         );
         for e in &c.not_taken {

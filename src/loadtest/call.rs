@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::plan::{Path, Rng, script_of};
@@ -52,6 +52,8 @@ pub struct Shared {
     pub early_summary_pct: u8,
     pub next_target: AtomicUsize,
     pub stats: Mutex<Stats>,
+    /// What the run added to the nodes' clocks (`--clock-control`), added to the oracle's too.
+    pub offset_ms: AtomicI64,
 }
 
 /// A node's answer.
@@ -65,6 +67,11 @@ struct Got {
 }
 
 impl Shared {
+    /// The clock the nodes read: the real one plus the run's offset.
+    pub fn now(&self) -> u64 {
+        now_ms().saturating_add_signed(self.offset_ms.load(Ordering::Relaxed))
+    }
+
     fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -142,6 +149,9 @@ struct Call<'a> {
     edges: HashSet<(NodeId, Edge)>,
 }
 
+/// The oracle's step for a webhook and the answers it met, or why there is none.
+type Expected = Result<(Step, Vec<Answer>), String>;
+
 /// Why a call stopped early: a mismatch (recorded) or a node that never answered.
 struct Stop;
 
@@ -160,13 +170,7 @@ impl Call<'_> {
 
     /// The engine's step for `event` at `now`, the requests after the `given` answers answered
     /// by the stub (its answer fixed now, before the node asks).
-    fn oracle(
-        &self,
-        event: &Event,
-        tokens: &[String],
-        now: u64,
-        given: Vec<Answer>,
-    ) -> Result<(Step, Vec<Answer>), String> {
+    fn oracle(&self, event: &Event, tokens: &[String], now: u64, given: Vec<Answer>) -> Expected {
         let mut answers = given;
         loop {
             match engine::step_with(self.m, &self.state, event, now, &answers)
@@ -270,12 +274,12 @@ impl Call<'_> {
             }
         };
         let kind = if *event == Event::CallStarted { Kind::CallReceived } else { Kind::CallAction };
-        let now0 = now_ms();
+        let now0 = self.sh.now();
         let expected = self.oracle(event, tokens, now0, Vec::new());
         // A node killed while the step's request `r` is in flight answers the retry with that
         // script's failure branch and never makes the request again (the earlier answers come
         // from its journal): each such step, fixed now too, for a delivery that was cut.
-        let cut_steps: Vec<(engine::Request, Result<(Step, Vec<Answer>), String>)> = match &expected {
+        let cut_steps: Vec<(engine::Request, Expected)> = match &expected {
             Ok((step, answers)) => step
                 .requests
                 .iter()
@@ -308,7 +312,7 @@ impl Call<'_> {
         // The route decision of a call on a clock edge: the node's clock may be past it.
         let expected = match expected {
             Ok((step, answers)) if check(&step, &got, self.mac()).is_err() => {
-                match self.oracle(event, tokens, now_ms(), Vec::new()) {
+                match self.oracle(event, tokens, self.sh.now(), Vec::new()) {
                     Ok(later) if check(&later.0, &got, self.mac()).is_ok() => Ok(later),
                     _ => Ok((step, answers)),
                 }
@@ -442,7 +446,7 @@ impl Call<'_> {
             ));
         }
         let event = Event::SessionEnded { status: SUMMARY_STATUS.into() };
-        let now = now_ms();
+        let now = self.sh.now();
         match engine::step(self.m, &self.state, &event, now) {
             Ok(step) => self.apply(&event, step, &[], now, None),
             Err(e) => return Err(self.mismatch("session summary", None, format!("engine: {e}"), &got.body)),
@@ -527,7 +531,7 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
         session,
         caller,
         number: number.to_string(),
-        state: CallState::new(m, info, now_ms()),
+        state: CallState::new(m, info, sh.now()),
         entries: Vec::new(),
         ids: Vec::new(),
         edges: HashSet::new(),

@@ -10,7 +10,7 @@ mod stub;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,6 +60,11 @@ pub struct Config {
     /// The nodes' `--action-key`: with it, every reply's clientActionId MAC is verified.
     pub action_key: Option<Secret>,
     pub allow_remote: bool,
+    /// The admin listeners of every target (`serve --clock-control`): the run moves their clocks
+    /// to each clock class the explorer found, one phase per class. Empty: the real clock.
+    pub clock_control: Vec<String>,
+    /// The targets' admin token (`serve --admin-token-file`), for the clock control.
+    pub admin_token: Option<Secret>,
 }
 
 /// A run that cannot start.
@@ -87,6 +92,10 @@ pub enum Error {
     ActionKey(usize),
     #[error("cannot make the HTTP client: {0}")]
     Client(String),
+    #[error(
+        "cannot move the clock of {admin}: {why} (is the node started with `serve --clock-control`, and the admin token given?)"
+    )]
+    Clock { admin: String, why: String },
 }
 
 /// The kinds of webhook a run times.
@@ -205,7 +214,8 @@ pub struct Coverage {
     pub machine: String,
     pub edges: usize,
     pub taken: usize,
-    /// Edges the explored paths take at the run's clock (route rules on time read the node's).
+    /// Edges the explored paths take at the clocks the run plays: the real one, or with
+    /// `--clock-control` every clock class (route rules on time read the node's clock).
     pub reachable_now: usize,
     /// The edges not taken, as `node: label`.
     pub not_taken: Vec<String>,
@@ -242,16 +252,13 @@ pub struct Report {
     pub replay: Option<(PathBuf, history::Call)>,
 }
 
-fn check_targets(cfg: &Config) -> Result<Vec<String>, Error> {
-    let count = cfg.targets.len() as u64;
-    if count == 0 {
-        return Err(Error::TooFew { what: "the number of targets", got: 0, min: 1 });
-    }
+fn check_targets(cfg: &Config, targets: &[String]) -> Result<Vec<String>, Error> {
+    let count = targets.len() as u64;
     if count > TARGETS_MAX as u64 {
         return Err(Error::TooMany { what: "the number of targets", got: count, max: TARGETS_MAX as u64 });
     }
     let mut out = Vec::new();
-    for t in &cfg.targets {
+    for t in targets {
         let url = url::Url::parse(t).map_err(|_| Error::BadTarget(t.clone()))?;
         let host = url.host().ok_or_else(|| Error::BadTarget(t.clone()))?;
         if url.scheme() != "http" && url.scheme() != "https" {
@@ -290,6 +297,37 @@ fn bounds(cfg: &Config) -> Result<(), Error> {
     Ok(())
 }
 
+/// The offset that makes a clock reading `now` read `at`, within what a node takes.
+fn clock_offset(at: u64, now: u64) -> i64 {
+    let offset = i128::from(at) - i128::from(now);
+    let max = i128::from(crate::node::CLOCK_OFFSET_MAX_MS);
+    i64::try_from(offset.clamp(-max, max)).unwrap_or(0)
+}
+
+/// Moves every node's clock by `offset_ms` (`POST /admin/clock`, `serve --clock-control`).
+async fn set_clocks(
+    client: &reqwest::Client,
+    admins: &[String],
+    token: Option<&Secret>,
+    offset_ms: i64,
+) -> Result<(), Error> {
+    for admin in admins {
+        let mut req =
+            client.post(format!("{admin}/admin/clock")).json(&serde_json::json!({ "offset_ms": offset_ms }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t.expose());
+        }
+        let fail = |why: String| Error::Clock { admin: admin.clone(), why };
+        let r = req.send().await.map_err(|e| fail(e.to_string()))?;
+        if !r.status().is_success() {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            return Err(fail(format!("{status}: {body}")));
+        }
+    }
+    Ok(())
+}
+
 async fn wait_ready(client: &reqwest::Client, target: &str) -> Result<(), Error> {
     let started = Instant::now();
     while started.elapsed() < READY_WAIT {
@@ -310,12 +348,18 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         Some(secret) => Some(ActionKey::from_secret(secret).map_err(|e| Error::ActionKey(e.0))?),
         None => None,
     };
-    let targets = check_targets(&cfg)?;
+    if cfg.targets.is_empty() {
+        return Err(Error::TooFew { what: "the number of targets", got: 0, min: 1 });
+    }
+    let targets = check_targets(&cfg, &cfg.targets)?;
+    let admins = check_targets(&cfg, &cfg.clock_control)?;
+    let clocked = !admins.is_empty();
     let dir = cfg.machines.clone();
     let started_ms = now_ms();
-    let plan = tokio::task::spawn_blocking(move || plan::load(&dir).map(|m| plan::plan(m, started_ms)))
-        .await
-        .map_err(|e| Error::Client(e.to_string()))??;
+    let plan =
+        tokio::task::spawn_blocking(move || plan::load(&dir).map(|m| plan::plan(m, started_ms, clocked)))
+            .await
+            .map_err(|e| Error::Client(e.to_string()))??;
     let timeout_min = plan.machines.iter().filter_map(|l| l.timeout_ms_min).min();
     if let Some(timeout) = timeout_min
         && cfg.stub_latency_ms.saturating_add(LATENCY_MARGIN_MS) > u64::from(timeout)
@@ -377,34 +421,47 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         early_summary_pct: cfg.early_summary_pct,
         next_target: AtomicUsize::new(0),
         stats: Mutex::new(Stats { edges: vec![HashSet::new(); n], ..Stats::default() }),
+        offset_ms: AtomicI64::new(0),
     });
-    let paths = Arc::new((cover, all, numbers));
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..cfg.concurrency.min(usize::try_from(cfg.calls).unwrap_or(usize::MAX)) {
-        let (shared, paths, next) = (shared.clone(), paths.clone(), next.clone());
-        let (calls, seed) = (cfg.calls, cfg.seed);
-        workers.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= calls {
-                    return;
-                }
-                let (cover, all, numbers) = &*paths;
-                let (path, covering) = match usize::try_from(i).ok().and_then(|i| cover.get(i)) {
-                    Some(p) => (p, true),
-                    None if all.is_empty() => return,
-                    None => {
-                        let k = plan::Rng::new(seed, i ^ 0x5eed).below(all.len() as u64);
-                        (&all[usize::try_from(k).unwrap_or(0)], false)
-                    }
-                };
-                call::run(&shared, i, path, &numbers[path.machine], !covering).await;
+    // Each call's path: the cover first, then paths the seed draws; grouped by clock class.
+    let mut phases: BTreeMap<Option<u64>, Vec<(u64, plan::Path, bool)>> = BTreeMap::new();
+    for i in 0..cfg.calls {
+        let (path, covering) = match usize::try_from(i).ok().and_then(|i| cover.get(i)) {
+            Some(p) => (p, true),
+            None if all.is_empty() => break,
+            None => {
+                let k = plan::Rng::new(cfg.seed, i ^ 0x5eed).below(all.len() as u64);
+                (&all[usize::try_from(k).unwrap_or(0)], false)
             }
-        });
+        };
+        phases.entry(path.at).or_default().push((i, path.clone(), covering));
     }
-    while workers.join_next().await.is_some() {}
+    let numbers = Arc::new(numbers);
+    let started = Instant::now();
+    for (at, calls) in phases {
+        // Every node's clock, and the oracle's, reads the class's instant as the phase starts.
+        let offset = at.map_or(0, |at| clock_offset(at, now_ms()));
+        if clocked {
+            set_clocks(&shared.client, &admins, cfg.admin_token.as_ref(), offset).await?;
+        }
+        shared.offset_ms.store(offset, Ordering::Relaxed);
+        let calls = Arc::new(calls);
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..cfg.concurrency.min(calls.len()) {
+            let (shared, calls, next, numbers) =
+                (shared.clone(), calls.clone(), next.clone(), numbers.clone());
+            workers.spawn(async move {
+                while let Some((i, path, covering)) = calls.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    call::run(&shared, *i, path, &numbers[path.machine], !covering).await;
+                }
+            });
+        }
+        while workers.join_next().await.is_some() {}
+    }
+    if clocked {
+        set_clocks(&shared.client, &admins, cfg.admin_token.as_ref(), 0).await?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     for s in servers {
         s.abort();
