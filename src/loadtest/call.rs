@@ -279,15 +279,12 @@ impl Call<'_> {
         // A node killed while the step's request `r` is in flight answers the retry with that
         // script's failure branch and never makes the request again (the earlier answers come
         // from its journal): each such step, fixed now too, for a delivery that was cut.
-        let cut_steps: Vec<(engine::Request, Expected)> = match &expected {
-            Ok((step, answers)) => step
-                .requests
-                .iter()
-                .enumerate()
-                .map(|(r, request)| {
+        let cut_steps: Vec<Expected> = match &expected {
+            Ok((step, answers)) => (0..step.requests.len())
+                .map(|r| {
                     let mut given = answers[..r.min(answers.len())].to_vec();
                     given.push(Answer::Failed { reason: CUT_REASON.into() });
-                    (request.clone(), self.oracle(event, tokens, now0, given))
+                    self.oracle(event, tokens, now0, given)
                 })
                 .collect(),
             Err(_) => Vec::new(),
@@ -319,17 +316,13 @@ impl Call<'_> {
             }
             other => other,
         };
-        // The failure branch of a request the node was killed in: only for a delivery that was
-        // cut, and only for a request that reached the stub API and no applied webhook explains.
+        // The failure branch of a request the node was killed in (claimed, maybe made, never
+        // answered): only when a delivery of this event lost its connection to the node.
+        let cut = got.cut || matches!(&second, Some(Ok(g)) if g.cut);
         let expected = match expected {
-            Ok((step, answers)) if got.cut && check(&step, &got, self.mac()).is_err() => {
-                let cut = cut_steps.into_iter().find_map(|(request, alt)| match alt {
-                    Ok(alt)
-                        if self.sh.stub.asked_unexplained(&request)
-                            && check(&alt.0, &got, self.mac()).is_ok() =>
-                    {
-                        Some(alt)
-                    }
+            Ok((step, answers)) if cut && check(&step, &got, self.mac()).is_err() => {
+                let cut = cut_steps.into_iter().find_map(|alt| match alt {
+                    Ok(alt) if check(&alt.0, &got, self.mac()).is_ok() => Some(alt),
                     _ => None,
                 });
                 match cut {

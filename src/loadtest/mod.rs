@@ -242,8 +242,8 @@ pub struct Report {
     /// at-most-once claim forbids (the run fails on any).
     pub script_requests_repeated: u64,
     /// Webhooks whose script request a kill cut: the node answered its retry with the script's
-    /// failure branch, the request not made again (the oracle accepts that only for a delivery
-    /// that lost its connection, and a request that reached the stub unexplained).
+    /// failure branch, the request not made again (the oracle accepts that only when a delivery of
+    /// that webhook lost its connection to the node).
     pub script_requests_cut: u64,
     pub mismatches: u64,
     pub first_mismatch: Option<Mismatch>,

@@ -3,9 +3,10 @@
 //! offline at the start of the run to learn the edges each takes; a greedy cover of every edge
 //! first, then paths drawn from the seed.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
 
+use super::stub::{Key, key_of};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
 use crate::machine::{self, Edge, Machine, NodeId, NodeKind, Source};
 use crate::proof::{explore, simulate};
@@ -206,6 +207,9 @@ fn play(m: &Machine, number: &str, caller: &str, turns: &[Turn], now_ms: u64) ->
         states: Vec::new(),
         first_script: None,
     };
+    // The stub answers a request as it first did (within a call too: a PIN tried again is the
+    // same request): the offline play gives it the same answer, so it takes the edges the call will.
+    let mut memo: HashMap<Key, Answer> = HashMap::new();
     for turn in turns {
         if state.phase == Phase::Ended {
             return None;
@@ -230,10 +234,12 @@ fn play(m: &Machine, number: &str, caller: &str, turns: &[Turn], now_ms: u64) ->
                     }
                     out.timeout_ms_min =
                         Some(out.timeout_ms_min.map_or(request.timeout_ms, |t| t.min(request.timeout_ms)));
-                    answers.push(
-                        explore::answer_for_token(script, token)
-                            .unwrap_or(Answer::Failed { reason: "none".into() }),
-                    );
+                    let answer = explore::answer_for_token(script, token)
+                        .unwrap_or(Answer::Failed { reason: "none".into() });
+                    answers.push(match key_of(&request) {
+                        Some(key) => memo.entry(key).or_insert(answer).clone(),
+                        None => answer,
+                    });
                 }
             }
         };

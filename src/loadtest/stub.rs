@@ -26,7 +26,7 @@ pub const ANSWERS_MAX: usize = 1_000_000;
 const FAILURE_BODY: &[u8] = br#"{"error":"stub failure"}"#;
 
 /// A request as the stub sees it: method, path and query, body.
-type Key = (String, String, Vec<u8>);
+pub(super) type Key = (String, String, Vec<u8>);
 
 /// One fixed answer and how long the stub waits before giving it.
 #[derive(Clone)]
@@ -62,7 +62,8 @@ pub enum StubError {
     Full,
 }
 
-fn key_of(request: &Request) -> Option<Key> {
+/// What the stub tells requests apart by (`None`: not a URL).
+pub(super) fn key_of(request: &Request) -> Option<Key> {
     let url = url::Url::parse(&request.url).ok()?;
     let mut target = url.path().to_string();
     if let Some(q) = url.query() {
@@ -135,13 +136,6 @@ impl Stub {
         if let Some(c) = self.answers.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&key) {
             c.expected = c.expected.saturating_add(1);
         }
-    }
-
-    /// Whether `request` reached the stub more often than the applied webhooks that made it: a
-    /// request in flight (or answered) that no reply has explained yet.
-    pub fn asked_unexplained(&self, request: &Request) -> bool {
-        let Some(key) = key_of(request) else { return false };
-        self.answers.lock().unwrap_or_else(|p| p.into_inner()).get(&key).is_some_and(|c| c.asked > c.expected)
     }
 
     /// Requests the node made more often than the webhooks that needed them: a script's effect
