@@ -6,8 +6,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
 
-use super::stub::{Key, key_of};
-use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
+use crate::engine::script::Method;
+use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Request, Stepped};
 use crate::machine::{self, Edge, Machine, NodeId, NodeKind, Source};
 use crate::proof::{explore, simulate};
 
@@ -411,6 +411,25 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64, clocked: bool) -> Pl
         }
     }
     Plan { machines: loaded, cover, all }
+}
+
+/// A request as the stub sees it: method, path and query, body.
+pub(super) type Key = (String, String, Vec<u8>);
+
+/// What the stub API tells requests apart by (`None`: not a URL).
+pub(super) fn key_of(request: &Request) -> Option<Key> {
+    let url = url::Url::parse(&request.url).ok()?;
+    let mut target = url.path().to_string();
+    if let Some(q) = url.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let method = match request.method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+    };
+    let body = request.body.as_ref().map(|(_, b)| b.clone()).unwrap_or_default();
+    Some((method.to_string(), target, body))
 }
 
 #[cfg(test)]
