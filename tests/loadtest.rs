@@ -434,3 +434,70 @@ fn a_node_moves_its_clock_only_with_clock_control_and_the_admin_token() {
     let moved = v["now_ms"].as_u64().unwrap();
     assert!(moved > now + 3_500_000 && moved < now + 3_700_000, "{moved} vs {now}");
 }
+
+/// `serve` flags that let a node place calls through the load test's stand-in Send Callflow API on
+/// `api_port`, to the callees it uses (`+1555...`), as fast as the run goes.
+fn placing(api_port: u16) -> Vec<String> {
+    [
+        "--api-base-url",
+        &format!("http://127.0.0.1:{api_port}"),
+        "--api-subaccount",
+        "acct_loadtest",
+        "--api-key",
+        "loadtest-api-key",
+        "--call-allow-prefix",
+        "+1555",
+        "--call-rate-per-destination",
+        "10000",
+        "--call-rate-overall",
+        "10000",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[test]
+fn outbound_calls_placed_through_post_calls_open_as_the_engine_says_and_play_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = machines(tmp.path());
+    let (port, api_port) = (free_port(), free_port());
+    let flags = placing(api_port);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (mut node, admin) = serve_with(tmp.path(), &machines, port, &flags);
+    let api = format!("127.0.0.1:{api_port}");
+    let outbound = ["--outbound", "60", "--admin", &admin, "--callflow-api-listen", &api];
+    let mut args = vec!["--calls", "120", "--concurrency", "4", "--duplicates", "20", "--stale", "20"];
+    args.extend(outbound);
+    let out = loadtest(&format!("http://127.0.0.1:{port}"), &machines, tmp.path(), &args).output().unwrap();
+    let _ = node.kill();
+    let _ = node.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let r = report(tmp.path());
+    assert_eq!(r["mismatches"], 0, "{stdout}");
+    assert!(r["outbound"].as_u64().unwrap() >= 30, "{stdout}");
+    assert_eq!(r["duplicates"], r["duplicates_identical"], "{stdout}");
+
+    // A node whose abc_restaurant opens otherwise: caught at the callflow 8x8 would receive.
+    let served = tmp.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let original = std::fs::read_to_string(machines.join("abc_restaurant.toml")).unwrap();
+    let only = tmp.path().join("oracle");
+    std::fs::create_dir_all(&only).unwrap();
+    std::fs::write(only.join("abc_restaurant.toml"), &original).unwrap();
+    std::fs::write(served.join("abc_restaurant.toml"), original.replace("Welcome to ABC", "Hello from ABC"))
+        .unwrap();
+    let other = tmp.path().join("edited");
+    std::fs::create_dir_all(&other).unwrap();
+    let port = free_port();
+    let (mut node, admin) = serve_with(&other, &served, port, &flags);
+    let outbound = ["--outbound", "100", "--admin", &admin, "--callflow-api-listen", &api, "--calls", "3"];
+    let out = loadtest(&format!("http://127.0.0.1:{port}"), &only, tmp.path(), &outbound).output().unwrap();
+    let _ = node.kill();
+    let _ = node.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let r = report(tmp.path());
+    assert!(r["first_mismatch"]["webhook"].as_str().unwrap().contains("outbound opening"), "{stdout}");
+    assert!(r["first_mismatch"]["got"].as_str().unwrap().contains("Hello from ABC"), "{stdout}");
+}

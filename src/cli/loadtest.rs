@@ -66,6 +66,18 @@ pub struct Args {
     /// A file whose first line is the targets' admin token (`serve --admin-token-file`).
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Percent of the calls to machines with numbers placed outbound through `POST /calls` on
+    /// --admin (callees `+1555...`: start the nodes with `--call-allow-prefix +1555` and rates that
+    /// allow the run), their opening checked at the stand-in Send Callflow API.
+    #[arg(long, default_value_t = 0)]
+    outbound: u8,
+    /// The targets' admin listeners (`http://127.0.0.1:9090`, comma-separated) outbound calls are
+    /// placed through, in turn.
+    #[arg(long, value_delimiter = ',')]
+    admin: Vec<String>,
+    /// Where the stand-in Send Callflow API listens (loopback; the nodes' `--api-base-url`).
+    #[arg(long)]
+    callflow_api_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +121,9 @@ pub fn run(args: Args) -> Result<(), Error> {
         allow_remote: args.allow_remote,
         clock_control: args.clock_control,
         admin_token,
+        outbound_pct: args.outbound,
+        admins: args.admin,
+        callflow_api: args.callflow_api_listen,
     };
     let report = super::runtime()?.block_on(loadtest::run(cfg, args.mismatch_file.clone()))?;
     print(&report);
@@ -143,6 +158,7 @@ fn print(r: &Report) {
     println!("duplicates answered identically: {} of {}", r.duplicates_identical, r.duplicates);
     println!("stale answers given the current prompt: {} of {}", r.stale_answered, r.stale);
     println!("retried deliveries: {}", r.retries);
+    println!("outbound calls placed (opening checked): {}", r.outbound);
     println!(
         "script requests: {} ({} the engine would not make, {} repeated for one event, {} cut by a kill and not made again)",
         r.script_requests, r.script_requests_unexpected, r.script_requests_repeated, r.script_requests_cut

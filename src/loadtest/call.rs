@@ -54,6 +54,13 @@ pub struct Shared {
     pub stats: Mutex<Stats>,
     /// What the run added to the nodes' clocks (`--clock-control`), added to the oracle's too.
     pub offset_ms: AtomicI64,
+    /// The admin listeners outbound calls are placed through, in turn.
+    pub admins: Vec<String>,
+    pub admin_token: Option<Secret>,
+    /// Percent of the calls to machines with numbers placed outbound.
+    pub outbound_pct: u8,
+    /// The stand-in Send Callflow API, when the run places calls.
+    pub callflow: Option<std::sync::Arc<super::api::Api>>,
 }
 
 /// A node's answer.
@@ -157,15 +164,113 @@ struct Stop;
 
 impl Call<'_> {
     fn delivery<'d>(&'d self, event_id: &'d str, id: Option<&'d str>) -> Delivery<'d> {
+        // A placed call: 8x8's webhooks come from the machine's number to the callee.
+        let (source, destination) = match self.state.call.direction {
+            Direction::Inbound => (&self.caller, &self.number),
+            Direction::Outbound => (&self.number, &self.caller),
+        };
         Delivery {
             event_id,
             session_id: &self.session,
             call_id: &self.call_id,
-            direction: Direction::Inbound,
-            source: &self.caller,
-            destination: &self.number,
+            direction: self.state.call.direction,
+            source,
+            destination,
             client_action_id: id,
         }
+    }
+
+    /// Places the call through a node's `POST /calls` (the callee: the call's caller number) and
+    /// checks the callflow the stand-in Send Callflow API received against the engine's opening
+    /// (`engine::start_outbound`, its scripts answered by the stub); the oracle then holds the
+    /// placed call, whose first webhook answers the opening's prompt.
+    async fn place(&mut self, tokens: &[String]) -> Result<(), Stop> {
+        let Some(api) = self.sh.callflow.clone() else { return Ok(()) };
+        let label = "the outbound opening (POST /calls)";
+        let info = CallInfo {
+            session_id: String::new(),
+            direction: Direction::Outbound,
+            source: self.number.clone(),
+            destination: self.caller.clone(),
+            call_id: None,
+        };
+        let now = self.sh.now();
+        let vars: std::collections::BTreeMap<String, String> = self.m.variables().clone();
+        let mut answers = Vec::new();
+        let step = loop {
+            match engine::start_outbound(self.m, info.clone(), &vars, now, &answers) {
+                Ok(Stepped::Done(step)) => break *step,
+                Ok(Stepped::Needs(request)) if answers.len() < engine::SCRIPTS_PER_STEP_MAX => {
+                    let Some(script) = script_of(self.m, &request.node) else {
+                        return Err(self.mismatch(label, None, "engine: a request of no script".into(), b""));
+                    };
+                    match self.sh.stub.answer(&request, script, tokens.get(answers.len()).map(String::as_str))
+                    {
+                        Ok(a) => answers.push(a),
+                        Err(e) => return Err(self.mismatch(label, None, e.to_string(), b"")),
+                    }
+                }
+                Ok(Stepped::Needs(request)) => {
+                    return Err(self.mismatch(
+                        label,
+                        None,
+                        format!("engine: too many requests at `{}`", request.node),
+                        b"",
+                    ));
+                }
+                Err(e) => return Err(self.mismatch(label, None, format!("engine: {e}"), b"")),
+            }
+        };
+        let want = step.reply.as_ref().and_then(|f| wire::encode(f).ok()).unwrap_or_default();
+        let k = self.sh.next_target.fetch_add(1, Ordering::Relaxed) % self.sh.admins.len().max(1);
+        let Some(admin) = self.sh.admins.get(k) else { return Ok(()) };
+        let mut body = serde_json::json!({"machine": self.m.name(), "to": self.caller, "from": self.number});
+        if !vars.is_empty() {
+            body["variables"] = serde_json::json!(vars);
+        }
+        let mut req = self.sh.client.post(format!("{admin}/calls")).json(&body);
+        if let Some(t) = &self.sh.admin_token {
+            req = req.bearer_auth(t.expose());
+        }
+        let placed = match req.send().await {
+            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                return Err(self.mismatch(
+                    label,
+                    None,
+                    "201 and a session".into(),
+                    format!("{status}: {text}").as_bytes(),
+                ));
+            }
+            Err(e) => {
+                return Err(self.mismatch(label, None, "201 and a session".into(), e.to_string().as_bytes()));
+            }
+        };
+        let Some(session) = placed.as_ref().and_then(|v| v["sessionId"].as_str()).map(str::to_string) else {
+            return Err(self.mismatch(label, None, "a sessionId".into(), b""));
+        };
+        let sent = api.take(&session).unwrap_or_default();
+        if sent != want {
+            return Err(self.mismatch(label, None, String::from_utf8_lossy(&want).into_owned(), &sent));
+        }
+        self.session = session.clone();
+        self.call_id = format!("{session}-leg");
+        let mut before = CallState::new(self.m, info, now);
+        before.call.session_id.clone_from(&session);
+        let mut entry = Entry::of(self.m, &before, &Event::CallStarted, &step, &answers);
+        entry.at_ms = now;
+        self.entries.push(entry);
+        self.edges.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
+        for request in &step.requests {
+            self.sh.stub.expect(request);
+        }
+        self.state = step.state;
+        self.state.call.session_id = session;
+        self.state.call.call_id = Some(self.call_id.clone());
+        self.sh.stats().outbound += 1;
+        Ok(())
     }
 
     /// The engine's step for `event` at `now`, the requests after the `given` answers answered
@@ -531,6 +636,13 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
     };
     let mut rng = Rng::new(sh.seed, index);
     let early = early_allowed && path.turns.len() > 1 && rng.percent(sh.early_summary_pct);
+    // Placed outbound: the machine has a number to call from, and the seed draws it.
+    // (The callee is the call's own number: not a path whose caller a route rule names. A number
+    // not in E.164, as tech_support's tutorial placeholder, is no caller ID `POST /calls` takes.)
+    let placed = sh.callflow.is_some()
+        && m.numbers().first().is_some_and(|n| n.starts_with('+'))
+        && path.caller.is_none()
+        && rng.percent(sh.outbound_pct);
     // The acknowledged webhooks (body, reply, label), for deliveries again later.
     let mut acked: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
     let result: Result<(), Stop> = async {
@@ -550,6 +662,10 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
             {
                 // A hung-up call gets no more webhooks from 8x8 but its summary.
                 break;
+            }
+            if placed && k == 0 {
+                call.place(&turn.answers).await?;
+                continue;
             }
             let (body, reply) = call.event(k, &turn.event, &turn.answers, &mut rng).await?;
             acked.push((body, reply, format!("{} (eventId {}-e{k})", turn.event, call.session)));

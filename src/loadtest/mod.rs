@@ -4,6 +4,7 @@
 //! callflow rules; scripts are answered by a stub API of the run's own (`stub`). A client of the
 //! node: it sits at the top, beside the CLI, and nothing below uses it.
 
+mod api;
 mod call;
 mod plan;
 mod stub;
@@ -63,8 +64,15 @@ pub struct Config {
     /// The admin listeners of every target (`serve --clock-control`): the run moves their clocks
     /// to each clock class the explorer found, one phase per class. Empty: the real clock.
     pub clock_control: Vec<String>,
-    /// The targets' admin token (`serve --admin-token-file`), for the clock control.
+    /// The targets' admin token (`serve --admin-token-file`), for the clock control and
+    /// `POST /calls`.
     pub admin_token: Option<Secret>,
+    /// Percent of the calls to machines with numbers placed outbound (`POST /calls` on `admins`).
+    pub outbound_pct: u8,
+    /// The targets' admin listeners outbound calls are placed through (in turn).
+    pub admins: Vec<String>,
+    /// Where the stand-in Send Callflow API listens (the nodes' `--api-base-url`).
+    pub callflow_api: Option<std::net::SocketAddr>,
 }
 
 /// A run that cannot start.
@@ -92,6 +100,8 @@ pub enum Error {
     ActionKey(usize),
     #[error("cannot make the HTTP client: {0}")]
     Client(String),
+    #[error("--outbound needs --admin (the targets' admin listeners) and --callflow-api-listen")]
+    OutboundUnset,
     #[error(
         "cannot move the clock of {admin}: {why} (is the node started with `serve --clock-control`, and the admin token given?)"
     )]
@@ -147,6 +157,7 @@ pub struct Stats {
     duplicates_identical: u64,
     stale: u64,
     stale_answered: u64,
+    pub outbound: u64,
     /// Replies that took a script's failure branch because a kill cut its request.
     pub cut_requests: u64,
     mismatches: u64,
@@ -234,6 +245,8 @@ pub struct Report {
     pub duplicates_identical: u64,
     pub stale: u64,
     pub stale_answered: u64,
+    /// Calls placed through `POST /calls` (their opening checked, then played as the callee).
+    pub outbound: u64,
     pub retries: u64,
     pub script_requests: u64,
     pub script_requests_unexpected: u64,
@@ -288,6 +301,7 @@ fn bounds(cfg: &Config) -> Result<(), Error> {
         ("--stale", cfg.stale_pct),
         ("--early-summaries", cfg.early_summary_pct),
         ("--stub-failure-pct", cfg.stub_failure_pct),
+        ("--outbound", cfg.outbound_pct),
     ] {
         over(what, u64::from(pct), 100)?;
     }
@@ -354,6 +368,10 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
     let targets = check_targets(&cfg, &cfg.targets)?;
     let admins = check_targets(&cfg, &cfg.clock_control)?;
     let clocked = !admins.is_empty();
+    let placers = check_targets(&cfg, &cfg.admins)?;
+    if cfg.outbound_pct > 0 && (placers.is_empty() || cfg.callflow_api.is_none()) {
+        return Err(Error::OutboundUnset);
+    }
     let dir = cfg.machines.clone();
     let started_ms = now_ms();
     let plan =
@@ -375,7 +393,15 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         .collect();
     let stub =
         Arc::new(stub::Stub::new(cfg.seed, cfg.stub_failure_pct, Duration::from_millis(cfg.stub_latency_ms)));
-    let servers = stub::serve(stub.clone(), &hosts).await?;
+    let mut servers = stub::serve(stub.clone(), &hosts).await?;
+    let callflow = match cfg.callflow_api.filter(|_| cfg.outbound_pct > 0) {
+        Some(addr) => {
+            let (api, task) = api::serve(addr, started_ms).await?;
+            servers.push(task);
+            Some(api)
+        }
+        None => None,
+    };
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(CONCURRENCY_MAX)
@@ -422,6 +448,10 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         next_target: AtomicUsize::new(0),
         stats: Mutex::new(Stats { edges: vec![HashSet::new(); n], ..Stats::default() }),
         offset_ms: AtomicI64::new(0),
+        admins: placers,
+        admin_token: cfg.admin_token.clone(),
+        outbound_pct: cfg.outbound_pct,
+        callflow,
     });
     // Each call's path: the cover first, then paths the seed draws; grouped by clock class.
     let mut phases: BTreeMap<Option<u64>, Vec<(u64, plan::Path, bool)>> = BTreeMap::new();
@@ -499,6 +529,7 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         duplicates_identical: stats.duplicates_identical,
         stale: stats.stale,
         stale_answered: stats.stale_answered,
+        outbound: stats.outbound,
         retries: stats.retries,
         script_requests: stub.requests.load(Ordering::Relaxed),
         script_requests_unexpected: stub.unexpected.load(Ordering::Relaxed),
