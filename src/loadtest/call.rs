@@ -340,9 +340,14 @@ impl Call<'_> {
         Stop
     }
 
-    /// The action key and session a reply's MAC is checked against, when the run has the key.
-    fn mac(&self) -> Option<(&ActionKey, &str)> {
-        self.sh.action_key.as_ref().map(|k| (k, self.session.as_str()))
+    /// The action key, session and who started the call (a call the node placed is signed as
+    /// such) a reply's MAC is checked against, when the run has the key.
+    fn mac(&self) -> Option<Signer<'_>> {
+        let issued = match self.state.call.direction {
+            Direction::Inbound => Issued::Answered,
+            Direction::Outbound => Issued::Placed,
+        };
+        self.sh.action_key.as_ref().map(|k| (k, self.session.as_str(), issued))
     }
 
     fn node_name(&self) -> String {
@@ -555,7 +560,10 @@ impl Call<'_> {
 
 /// Whether the node's reply is the oracle's: 8x8's rules hold, the id is the engine's with a MAC
 /// added, and the bytes are the engine's reply signed with that id.
-fn check(step: &Step, got: &Got, signer: Option<(&ActionKey, &str)>) -> Result<(), String> {
+/// What a reply's MAC is checked against: the nodes' key, the session, who started the call.
+type Signer<'a> = (&'a ActionKey, &'a str, Issued);
+
+fn check(step: &Step, got: &Got, signer: Option<Signer<'_>>) -> Result<(), String> {
     let want = step.reply.clone().unwrap_or_else(Callflow::hangup);
     if got.status != 200 {
         return Err(format!("status 200, not {}", got.status));
@@ -577,9 +585,9 @@ fn check(step: &Step, got: &Got, signer: Option<(&ActionKey, &str)>) -> Result<(
             if !is_mac {
                 return Err(format!("clientActionId `{unsigned}` and a MAC, not `{signed}`"));
             }
-            if let Some((key, session)) = signer
+            if let Some((key, session, issued)) = signer
                 && ClientActionId::verify(signed, key, session)
-                    != Ok((ClientActionId::parse(signed).ok_or("an id")?, Issued::Answered))
+                    != Ok((ClientActionId::parse(signed).ok_or("an id")?, issued))
             {
                 return Err(format!(
                     "clientActionId `{signed}` signed with the action key for session {session}"
@@ -639,7 +647,10 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
     // Placed outbound: the machine has a number to call from, and the seed draws it.
     // (The callee is the call's own number: not a path whose caller a route rule names. A number
     // not in E.164, as tech_support's tutorial placeholder, is no caller ID `POST /calls` takes.)
+    // On the real clock only: the node's call rate limiter reads the moved clock too, and a clock
+    // moved back stalls it.
     let placed = sh.callflow.is_some()
+        && path.at.is_none()
         && m.numbers().first().is_some_and(|n| n.starts_with('+'))
         && path.caller.is_none()
         && rng.percent(sh.outbound_pct);
@@ -745,14 +756,17 @@ mod tests {
         let key = ActionKey::new([7; 32]);
         let mut signed = step.reply.clone().unwrap();
         callflow::sign(&mut signed, &key, "s1", Issued::Answered);
-        assert_eq!(check(&step, &got(&signed), Some((&key, "s1"))), Ok(()));
+        assert_eq!(check(&step, &got(&signed), Some((&key, "s1", Issued::Answered))), Ok(()));
         assert_eq!(check(&step, &got(&signed), None), Ok(()));
         // Another key, another session, or who placed the call: the MAC is not the nodes'.
-        assert!(check(&step, &got(&signed), Some((&ActionKey::new([8; 32]), "s1"))).is_err());
-        assert!(check(&step, &got(&signed), Some((&key, "s2"))).is_err());
+        assert!(
+            check(&step, &got(&signed), Some((&ActionKey::new([8; 32]), "s1", Issued::Answered))).is_err()
+        );
+        assert!(check(&step, &got(&signed), Some((&key, "s2", Issued::Answered))).is_err());
         let mut placed = step.reply.clone().unwrap();
         callflow::sign(&mut placed, &key, "s1", Issued::Placed);
-        assert!(check(&step, &got(&placed), Some((&key, "s1"))).is_err());
+        assert!(check(&step, &got(&placed), Some((&key, "s1", Issued::Answered))).is_err());
+        assert_eq!(check(&step, &got(&placed), Some((&key, "s1", Issued::Placed))), Ok(()));
         // No MAC, another seq, another text, the fallback, another status.
         let unsigned = step.reply.clone().unwrap();
         assert!(check(&step, &got(&unsigned), None).is_err());
