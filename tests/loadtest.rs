@@ -119,6 +119,8 @@ fn a_small_loadtest_over_the_bundled_machines_on_sled_has_no_mismatch_and_takes_
             "20",
             "--early-summaries",
             "20",
+            "--lost-starts",
+            "20",
             "--clock-control",
             &admin,
             "--admin-token-file",
@@ -139,6 +141,7 @@ fn a_small_loadtest_over_the_bundled_machines_on_sled_has_no_mismatch_and_takes_
     assert_eq!(r["duplicates"], r["duplicates_identical"], "{stdout}");
     assert!(r["stale"].as_u64().unwrap() > 3, "{stdout}");
     assert_eq!(r["stale"], r["stale_answered"], "{stdout}");
+    assert!(r["lost_starts"].as_u64().unwrap() > 5, "{stdout}");
     assert!(r["script_requests"].as_u64().unwrap() > 0, "{stdout}");
     assert_eq!(r["script_requests_unexpected"], 0);
     assert_eq!(r["script_requests_repeated"], 0, "{stdout}");

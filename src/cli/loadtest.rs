@@ -71,6 +71,10 @@ pub struct Args {
     /// allow the run), their opening checked at the stand-in Send Callflow API.
     #[arg(long, default_value_t = 0)]
     outbound: u8,
+    /// Percent of the inbound calls whose CALL_RECEIVED is lost: their first webhook is a
+    /// CALL_ACTION with no clientActionId, which must get the start node's prompt.
+    #[arg(long, default_value_t = 5)]
+    lost_starts: u8,
     /// The targets' admin listeners (`http://127.0.0.1:9090`, comma-separated) outbound calls are
     /// placed through, in turn.
     #[arg(long, value_delimiter = ',')]
@@ -122,6 +126,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         clock_control: args.clock_control,
         admin_token,
         outbound_pct: args.outbound,
+        lost_start_pct: args.lost_starts,
         admins: args.admin,
         callflow_api: args.callflow_api_listen,
     };
@@ -159,6 +164,7 @@ fn print(r: &Report) {
     println!("stale answers given the current prompt: {} of {}", r.stale_answered, r.stale);
     println!("retried deliveries: {}", r.retries);
     println!("outbound calls placed (opening checked): {}", r.outbound);
+    println!("calls whose CALL_RECEIVED was lost (started by their first CALL_ACTION): {}", r.lost_starts);
     println!(
         "script requests: {} ({} the engine would not make, {} repeated for one event, {} cut by a kill and not made again)",
         r.script_requests, r.script_requests_unexpected, r.script_requests_repeated, r.script_requests_cut

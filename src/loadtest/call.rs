@@ -59,6 +59,8 @@ pub struct Shared {
     pub admin_token: Option<Secret>,
     /// Percent of the calls to machines with numbers placed outbound.
     pub outbound_pct: u8,
+    /// Percent of the inbound calls whose CALL_RECEIVED is lost (the first webhook another).
+    pub lost_start_pct: u8,
     /// The stand-in Send Callflow API, when the run places calls.
     pub callflow: Option<std::sync::Arc<super::api::Api>>,
 }
@@ -154,6 +156,8 @@ struct Call<'a> {
     /// The signed ids of the replies that waited, latest last.
     ids: Vec<String>,
     edges: HashSet<(NodeId, Edge)>,
+    /// The call's first webhook is a CALL_ACTION (8x8's CALL_RECEIVED lost).
+    lost_start: bool,
 }
 
 /// The oracle's step for a webhook and the answers it met, or why there is none.
@@ -366,6 +370,12 @@ impl Call<'_> {
         let event_id = format!("{}-e{k}", self.session);
         let keys;
         let body = match event {
+            // A call whose CALL_RECEIVED was lost: its first webhook is a CALL_ACTION with no id,
+            // which starts the call at the start node as CALL_RECEIVED would.
+            Event::CallStarted if self.lost_start => {
+                self.sh.stats().lost_starts += 1;
+                emit::call_action(&self.delivery(&event_id, None), Dtmf::Payload("1"))
+            }
             Event::CallStarted => emit::call_received(&self.delivery(&event_id, None)),
             Event::Digits(d) => {
                 keys = d.clone();
@@ -641,6 +651,7 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
         entries: Vec::new(),
         ids: Vec::new(),
         edges: HashSet::new(),
+        lost_start: false,
     };
     let mut rng = Rng::new(sh.seed, index);
     let early = early_allowed && path.turns.len() > 1 && rng.percent(sh.early_summary_pct);
@@ -654,6 +665,7 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
         && m.numbers().first().is_some_and(|n| n.starts_with('+'))
         && path.caller.is_none()
         && rng.percent(sh.outbound_pct);
+    call.lost_start = !placed && rng.percent(sh.lost_start_pct);
     // The acknowledged webhooks (body, reply, label), for deliveries again later.
     let mut acked: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
     let result: Result<(), Stop> = async {

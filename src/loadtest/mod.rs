@@ -69,6 +69,9 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Percent of the calls to machines with numbers placed outbound (`POST /calls` on `admins`).
     pub outbound_pct: u8,
+    /// Percent of the inbound calls whose CALL_RECEIVED is lost: their first webhook is a
+    /// CALL_ACTION with no id, which must start the call at the start node.
+    pub lost_start_pct: u8,
     /// The targets' admin listeners outbound calls are placed through (in turn).
     pub admins: Vec<String>,
     /// Where the stand-in Send Callflow API listens (the nodes' `--api-base-url`).
@@ -158,6 +161,7 @@ pub struct Stats {
     stale: u64,
     stale_answered: u64,
     pub outbound: u64,
+    pub lost_starts: u64,
     /// Replies that took a script's failure branch because a kill cut its request.
     pub cut_requests: u64,
     mismatches: u64,
@@ -247,6 +251,8 @@ pub struct Report {
     pub stale_answered: u64,
     /// Calls placed through `POST /calls` (their opening checked, then played as the callee).
     pub outbound: u64,
+    /// Inbound calls whose first webhook was a CALL_ACTION (their CALL_RECEIVED lost).
+    pub lost_starts: u64,
     pub retries: u64,
     pub script_requests: u64,
     pub script_requests_unexpected: u64,
@@ -302,6 +308,7 @@ fn bounds(cfg: &Config) -> Result<(), Error> {
         ("--early-summaries", cfg.early_summary_pct),
         ("--stub-failure-pct", cfg.stub_failure_pct),
         ("--outbound", cfg.outbound_pct),
+        ("--lost-starts", cfg.lost_start_pct),
     ] {
         over(what, u64::from(pct), 100)?;
     }
@@ -451,6 +458,7 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         admins: placers,
         admin_token: cfg.admin_token.clone(),
         outbound_pct: cfg.outbound_pct,
+        lost_start_pct: cfg.lost_start_pct,
         callflow,
     });
     // Each call's path: the cover first, then paths the seed draws; grouped by clock class.
@@ -530,6 +538,7 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         stale: stats.stale,
         stale_answered: stats.stale_answered,
         outbound: stats.outbound,
+        lost_starts: stats.lost_starts,
         retries: stats.retries,
         script_requests: stub.requests.load(Ordering::Relaxed),
         script_requests_unexpected: stub.unexpected.load(Ordering::Relaxed),
