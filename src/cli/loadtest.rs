@@ -57,6 +57,31 @@ pub struct Args {
     /// Allow targets that are not on loopback.
     #[arg(long)]
     allow_remote: bool,
+    /// The admin listeners of every target (`http://127.0.0.1:9090`), each node started with
+    /// `serve --clock-control` (tests and staging only): the calls of each clock class the
+    /// explorer found run in a phase of their own, every node's clock (and the oracle's) moved to
+    /// the class's instant, so routes on time take every edge.
+    #[arg(long, value_delimiter = ',')]
+    clock_control: Vec<String>,
+    /// A file whose first line is the targets' admin token (`serve --admin-token-file`).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Percent of the calls to machines with numbers placed outbound through `POST /calls` on
+    /// --admin (callees `+1555...`: start the nodes with `--call-allow-prefix +1555` and rates that
+    /// allow the run), their opening checked at the stand-in Send Callflow API.
+    #[arg(long, default_value_t = 0)]
+    outbound: u8,
+    /// Percent of the inbound calls whose CALL_RECEIVED is lost: their first webhook is a
+    /// CALL_ACTION with no clientActionId, which must get the start node's prompt.
+    #[arg(long, default_value_t = 5)]
+    lost_starts: u8,
+    /// The targets' admin listeners (`http://127.0.0.1:9090`, comma-separated) outbound calls are
+    /// placed through, in turn.
+    #[arg(long, value_delimiter = ',')]
+    admin: Vec<String>,
+    /// Where the stand-in Send Callflow API listens (loopback; the nodes' `--api-base-url`).
+    #[arg(long)]
+    callflow_api_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,11 +99,16 @@ pub enum Error {
     Mismatches { mismatches: u64, file: PathBuf, machine: PathBuf },
     #[error("{0} script request(s) the engine would not make reached the stub API")]
     UnexpectedRequests(u64),
+    #[error(
+        "{0} script request(s) reached the stub API more often than the webhooks that made them: an effect repeated for one event (the node claims each request before making it; are the targets on one store?)"
+    )]
+    RepeatedRequests(u64),
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
     let webhook_secret = Secret::from_either(None, args.webhook_secret_file.as_deref())?;
     let action_key = Secret::from_either(None, args.action_key_file.as_deref())?;
+    let admin_token = Secret::from_either(None, args.admin_token_file.as_deref())?;
     let cfg = Config {
         targets: args.target,
         machines: args.machines,
@@ -93,6 +123,12 @@ pub fn run(args: Args) -> Result<(), Error> {
         webhook_secret,
         action_key,
         allow_remote: args.allow_remote,
+        clock_control: args.clock_control,
+        admin_token,
+        outbound_pct: args.outbound,
+        lost_start_pct: args.lost_starts,
+        admins: args.admin,
+        callflow_api: args.callflow_api_listen,
     };
     let report = super::runtime()?.block_on(loadtest::run(cfg, args.mismatch_file.clone()))?;
     print(&report);
@@ -106,6 +142,9 @@ pub fn run(args: Args) -> Result<(), Error> {
     }
     if report.script_requests_unexpected > 0 {
         return Err(Error::UnexpectedRequests(report.script_requests_unexpected));
+    }
+    if report.script_requests_repeated > 0 {
+        return Err(Error::RepeatedRequests(report.script_requests_repeated));
     }
     Ok(())
 }
@@ -124,13 +163,15 @@ fn print(r: &Report) {
     println!("duplicates answered identically: {} of {}", r.duplicates_identical, r.duplicates);
     println!("stale answers given the current prompt: {} of {}", r.stale_answered, r.stale);
     println!("retried deliveries: {}", r.retries);
+    println!("outbound calls placed (opening checked): {}", r.outbound);
+    println!("calls whose CALL_RECEIVED was lost (started by their first CALL_ACTION): {}", r.lost_starts);
     println!(
-        "script requests: {} ({} the engine would not make, {} repeated for one event)",
-        r.script_requests, r.script_requests_unexpected, r.script_requests_repeated
+        "script requests: {} ({} the engine would not make, {} repeated for one event, {} cut by a kill and not made again)",
+        r.script_requests, r.script_requests_unexpected, r.script_requests_repeated, r.script_requests_cut
     );
     for c in &r.coverage {
         println!(
-            "coverage {}: {}/{} edges ({} reachable at the node's clock)",
+            "coverage {}: {}/{} edges ({} reachable at the clocks played)",
             c.machine, c.taken, c.edges, c.reachable_now
         );
         for e in &c.not_taken {

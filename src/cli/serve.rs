@@ -88,6 +88,10 @@ pub struct Args {
     /// stay unchanged for a second), as SIGHUP and `POST /admin/reload` do.
     #[arg(long, env = "PHONETREE_WATCH")]
     watch: bool,
+    /// Lets `POST /admin/clock` (behind the admin token) move this node's clock, which every
+    /// route on time reads: for `phonetree loadtest` and staging only, never production.
+    #[arg(long)]
+    clock_control: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +165,12 @@ pub fn run(args: Args) -> Result<(), Error> {
     let ttl = Duration::from_secs(args.session_ttl_secs);
     let mut config = args.node.config(args.listen, ttl, Duration::from_secs(args.retention_secs))?;
     config.unsafe_no_fsync = args.unsafe_no_fsync;
+    if args.clock_control {
+        phonetree::node::enable_clock_control();
+        tracing::warn!(
+            "CLOCK CONTROL ON: POST /admin/clock moves this node's clock, and with it every route on time; tests and staging only"
+        );
+    }
     let settings = Settings { webhook_auth: auth, admin_auth, allow, limits };
     serve(config, args.admin_listen, settings, args.watch)
 }

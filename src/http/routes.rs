@@ -47,6 +47,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("/console/{asset}", "GET"),
     ("/admin/console", "GET"),
     ("/admin/machines/{name}/mermaid", "GET"),
+    ("/admin/clock", "POST"),
 ];
 
 /// A webhook without valid credentials (answered 401, nothing stored).
@@ -143,6 +144,11 @@ pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error
         .and(warp::get())
         .and(with_app)
         .map(console::machine_mermaid);
+    let clock = warp::path!("admin" / "clock")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(BODY_BYTES_MAX))
+        .and(warp::body::bytes())
+        .map(set_clock);
     // Admin routes to come: `.or()` them here, and list them in `ADMIN_ROUTES` and the OpenAPI
     // document.
     calls
@@ -156,6 +162,7 @@ pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error
         .or(console_asset)
         .or(console_data)
         .or(machine_mermaid)
+        .or(clock)
         .or(other_method(ADMIN_ROUTES))
         .recover(rejection)
 }
@@ -454,6 +461,36 @@ pub(super) fn reload_json(done: &Reload) -> serde_json::Value {
             "reason": reason,
             "diagnostics": diagnostics,
         }),
+    }
+}
+
+/// `POST /admin/clock` (`{"offset_ms": N}`): moves the node's clock by N ms from the real one,
+/// when `serve --clock-control` is on (404 `clock_control_off` otherwise); answers the clock as
+/// it now reads.
+fn set_clock(body: warp::hyper::body::Bytes) -> warp::reply::Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SetClock {
+        offset_ms: i64,
+    }
+    let set: SetClock = match serde_json::from_slice(&body) {
+        Ok(set) => set,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                &format!("expected {{\"offset_ms\": N}}: {e}"),
+            );
+        }
+    };
+    match crate::node::set_clock_offset(set.offset_ms) {
+        Ok(now_ms) => json_reply(StatusCode::OK, &json!({"offset_ms": set.offset_ms, "now_ms": now_ms})),
+        Err(e @ crate::node::ClockError::Off) => {
+            error(StatusCode::NOT_FOUND, "clock_control_off", &e.to_string())
+        }
+        Err(e @ crate::node::ClockError::TooFar(_)) => {
+            error(StatusCode::BAD_REQUEST, "invalid_offset", &e.to_string())
+        }
     }
 }
 

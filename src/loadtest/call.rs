@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::plan::{Path, Rng, script_of};
@@ -29,6 +29,9 @@ const RETRY_PAUSE_MAX: Duration = Duration::from_millis(500);
 const MAC_CHARS: usize = 16;
 /// The status 8x8's summaries of the load test's calls carry.
 const SUMMARY_STATUS: &str = "COMPLETED";
+/// Why the oracle's script request failed when a kill cut it (the node's reason is for its log:
+/// the reply does not carry it).
+const CUT_REASON: &str = "the node was killed while the request was in flight";
 
 /// What every call of a run shares.
 pub struct Shared {
@@ -49,6 +52,17 @@ pub struct Shared {
     pub early_summary_pct: u8,
     pub next_target: AtomicUsize,
     pub stats: Mutex<Stats>,
+    /// What the run added to the nodes' clocks (`--clock-control`), added to the oracle's too.
+    pub offset_ms: AtomicI64,
+    /// The admin listeners outbound calls are placed through, in turn.
+    pub admins: Vec<String>,
+    pub admin_token: Option<Secret>,
+    /// Percent of the calls to machines with numbers placed outbound.
+    pub outbound_pct: u8,
+    /// Percent of the inbound calls whose CALL_RECEIVED is lost (the first webhook another).
+    pub lost_start_pct: u8,
+    /// The stand-in Send Callflow API, when the run places calls.
+    pub callflow: Option<std::sync::Arc<super::api::Api>>,
 }
 
 /// A node's answer.
@@ -56,9 +70,17 @@ struct Got {
     status: u16,
     how: Option<String>,
     body: Vec<u8>,
+    /// An earlier attempt was sent and lost its connection before the answer: the node may have
+    /// stopped (been killed) while it handled the webhook.
+    cut: bool,
 }
 
 impl Shared {
+    /// The clock the nodes read: the real one plus the run's offset.
+    pub fn now(&self) -> u64 {
+        now_ms().saturating_add_signed(self.offset_ms.load(Ordering::Relaxed))
+    }
+
     fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
         self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -68,6 +90,7 @@ impl Shared {
     async fn deliver(&self, route: &str, body: &[u8], kind: Kind) -> Result<Got, String> {
         let started = Instant::now();
         let mut pause = RETRY_PAUSE_MIN;
+        let mut cut = false;
         loop {
             let k = self.next_target.fetch_add(1, Ordering::Relaxed) % self.targets.len().max(1);
             let url = format!("{}{route}", self.targets[k]);
@@ -86,12 +109,19 @@ impl Shared {
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_string);
                     match r.bytes().await {
-                        Ok(b) if status != 503 => Ok(Got { status, how, body: b.to_vec() }),
+                        Ok(b) if status != 503 => Ok(Got { status, how, body: b.to_vec(), cut }),
                         Ok(_) => Err(format!("{url}: 503")),
-                        Err(e) => Err(format!("{url}: {e}")),
+                        Err(e) => {
+                            cut = true;
+                            Err(format!("{url}: {e}"))
+                        }
                     }
                 }
-                Err(e) => Err(format!("{url}: {e}")),
+                Err(e) => {
+                    // Refused: the node was down before the webhook reached it; else cut.
+                    cut |= !e.is_connect();
+                    Err(format!("{url}: {e}"))
+                }
             };
             match outcome {
                 Ok(got) => {
@@ -126,28 +156,131 @@ struct Call<'a> {
     /// The signed ids of the replies that waited, latest last.
     ids: Vec<String>,
     edges: HashSet<(NodeId, Edge)>,
+    /// The call's first webhook is a CALL_ACTION (8x8's CALL_RECEIVED lost).
+    lost_start: bool,
 }
+
+/// The oracle's step for a webhook and the answers it met, or why there is none.
+type Expected = Result<(Step, Vec<Answer>), String>;
 
 /// Why a call stopped early: a mismatch (recorded) or a node that never answered.
 struct Stop;
 
 impl Call<'_> {
     fn delivery<'d>(&'d self, event_id: &'d str, id: Option<&'d str>) -> Delivery<'d> {
+        // A placed call: 8x8's webhooks come from the machine's number to the callee.
+        let (source, destination) = match self.state.call.direction {
+            Direction::Inbound => (&self.caller, &self.number),
+            Direction::Outbound => (&self.number, &self.caller),
+        };
         Delivery {
             event_id,
             session_id: &self.session,
             call_id: &self.call_id,
-            direction: Direction::Inbound,
-            source: &self.caller,
-            destination: &self.number,
+            direction: self.state.call.direction,
+            source,
+            destination,
             client_action_id: id,
         }
     }
 
-    /// The engine's step for `event` at `now`, each request answered by the stub (its answer
-    /// fixed now, before the node asks).
-    fn oracle(&self, event: &Event, tokens: &[String], now: u64) -> Result<(Step, Vec<Answer>), String> {
+    /// Places the call through a node's `POST /calls` (the callee: the call's caller number) and
+    /// checks the callflow the stand-in Send Callflow API received against the engine's opening
+    /// (`engine::start_outbound`, its scripts answered by the stub); the oracle then holds the
+    /// placed call, whose first webhook answers the opening's prompt.
+    async fn place(&mut self, tokens: &[String]) -> Result<(), Stop> {
+        let Some(api) = self.sh.callflow.clone() else { return Ok(()) };
+        let label = "the outbound opening (POST /calls)";
+        let info = CallInfo {
+            session_id: String::new(),
+            direction: Direction::Outbound,
+            source: self.number.clone(),
+            destination: self.caller.clone(),
+            call_id: None,
+        };
+        let now = self.sh.now();
+        let vars: std::collections::BTreeMap<String, String> = self.m.variables().clone();
         let mut answers = Vec::new();
+        let step = loop {
+            match engine::start_outbound(self.m, info.clone(), &vars, now, &answers) {
+                Ok(Stepped::Done(step)) => break *step,
+                Ok(Stepped::Needs(request)) if answers.len() < engine::SCRIPTS_PER_STEP_MAX => {
+                    let Some(script) = script_of(self.m, &request.node) else {
+                        return Err(self.mismatch(label, None, "engine: a request of no script".into(), b""));
+                    };
+                    match self.sh.stub.answer(&request, script, tokens.get(answers.len()).map(String::as_str))
+                    {
+                        Ok(a) => answers.push(a),
+                        Err(e) => return Err(self.mismatch(label, None, e.to_string(), b"")),
+                    }
+                }
+                Ok(Stepped::Needs(request)) => {
+                    return Err(self.mismatch(
+                        label,
+                        None,
+                        format!("engine: too many requests at `{}`", request.node),
+                        b"",
+                    ));
+                }
+                Err(e) => return Err(self.mismatch(label, None, format!("engine: {e}"), b"")),
+            }
+        };
+        let want = step.reply.as_ref().and_then(|f| wire::encode(f).ok()).unwrap_or_default();
+        let k = self.sh.next_target.fetch_add(1, Ordering::Relaxed) % self.sh.admins.len().max(1);
+        let Some(admin) = self.sh.admins.get(k) else { return Ok(()) };
+        let mut body = serde_json::json!({"machine": self.m.name(), "to": self.caller, "from": self.number});
+        if !vars.is_empty() {
+            body["variables"] = serde_json::json!(vars);
+        }
+        let mut req = self.sh.client.post(format!("{admin}/calls")).json(&body);
+        if let Some(t) = &self.sh.admin_token {
+            req = req.bearer_auth(t.expose());
+        }
+        let placed = match req.send().await {
+            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok(),
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                return Err(self.mismatch(
+                    label,
+                    None,
+                    "201 and a session".into(),
+                    format!("{status}: {text}").as_bytes(),
+                ));
+            }
+            Err(e) => {
+                return Err(self.mismatch(label, None, "201 and a session".into(), e.to_string().as_bytes()));
+            }
+        };
+        let Some(session) = placed.as_ref().and_then(|v| v["sessionId"].as_str()).map(str::to_string) else {
+            return Err(self.mismatch(label, None, "a sessionId".into(), b""));
+        };
+        let sent = api.take(&session).unwrap_or_default();
+        if sent != want {
+            return Err(self.mismatch(label, None, String::from_utf8_lossy(&want).into_owned(), &sent));
+        }
+        self.session = session.clone();
+        self.call_id = format!("{session}-leg");
+        let mut before = CallState::new(self.m, info, now);
+        before.call.session_id.clone_from(&session);
+        let mut entry = Entry::of(self.m, &before, &Event::CallStarted, &step, &answers);
+        entry.at_ms = now;
+        self.entries.push(entry);
+        self.edges.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
+        for request in &step.requests {
+            self.sh.stub.expect(request);
+        }
+        self.state = step.state;
+        self.state.call.session_id = session;
+        self.state.call.call_id = Some(self.call_id.clone());
+        self.sh.stats().outbound += 1;
+        Ok(())
+    }
+
+    /// The engine's step for `event` at `now`, the requests after the `given` answers answered
+    /// by the stub (its answer fixed now, before the node asks).
+    fn oracle(&self, event: &Event, tokens: &[String], now: u64, given: Vec<Answer>) -> Expected {
+        let mut answers = given;
         loop {
             match engine::step_with(self.m, &self.state, event, now, &answers)
                 .map_err(|e| format!("engine: {e}"))?
@@ -211,9 +344,14 @@ impl Call<'_> {
         Stop
     }
 
-    /// The action key and session a reply's MAC is checked against, when the run has the key.
-    fn mac(&self) -> Option<(&ActionKey, &str)> {
-        self.sh.action_key.as_ref().map(|k| (k, self.session.as_str()))
+    /// The action key, session and who started the call (a call the node placed is signed as
+    /// such) a reply's MAC is checked against, when the run has the key.
+    fn mac(&self) -> Option<Signer<'_>> {
+        let issued = match self.state.call.direction {
+            Direction::Inbound => Issued::Answered,
+            Direction::Outbound => Issued::Placed,
+        };
+        self.sh.action_key.as_ref().map(|k| (k, self.session.as_str(), issued))
     }
 
     fn node_name(&self) -> String {
@@ -232,6 +370,12 @@ impl Call<'_> {
         let event_id = format!("{}-e{k}", self.session);
         let keys;
         let body = match event {
+            // A call whose CALL_RECEIVED was lost: its first webhook is a CALL_ACTION with no id,
+            // which starts the call at the start node as CALL_RECEIVED would.
+            Event::CallStarted if self.lost_start => {
+                self.sh.stats().lost_starts += 1;
+                emit::call_action(&self.delivery(&event_id, None), Dtmf::Payload("1"))
+            }
             Event::CallStarted => emit::call_received(&self.delivery(&event_id, None)),
             Event::Digits(d) => {
                 keys = d.clone();
@@ -250,8 +394,23 @@ impl Call<'_> {
             }
         };
         let kind = if *event == Event::CallStarted { Kind::CallReceived } else { Kind::CallAction };
-        let now0 = now_ms();
-        let expected = self.oracle(event, tokens, now0);
+        let now0 = self.sh.now();
+        let expected = self.oracle(event, tokens, now0, Vec::new());
+        // A node killed while the step's request `r` is in flight answers the retry with that
+        // script's failure branch and never makes the request again (the earlier answers come
+        // from its journal): each such step, fixed now too, for a delivery that was cut.
+        let cut_steps: Vec<Expected> = match &expected {
+            Ok((step, answers)) => (0..step.requests.len())
+                .map(|r| {
+                    let mut given = answers[..r.min(answers.len())].to_vec();
+                    given.push(Answer::Failed { reason: CUT_REASON.into() });
+                    self.oracle(event, tokens, now0, given)
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        // A webhook after the call ended (the summary came first) is not applied: answered stale.
+        let after_end = self.state.phase == Phase::Ended;
         let twice = rng.percent(self.sh.duplicates_pct);
         let (first, second) = if twice {
             let (a, b) = tokio::join!(
@@ -270,9 +429,28 @@ impl Call<'_> {
         // The route decision of a call on a clock edge: the node's clock may be past it.
         let expected = match expected {
             Ok((step, answers)) if check(&step, &got, self.mac()).is_err() => {
-                match self.oracle(event, tokens, now_ms()) {
+                match self.oracle(event, tokens, self.sh.now(), Vec::new()) {
                     Ok(later) if check(&later.0, &got, self.mac()).is_ok() => Ok(later),
                     _ => Ok((step, answers)),
+                }
+            }
+            other => other,
+        };
+        // The failure branch of a request the node was killed in (claimed, maybe made, never
+        // answered): only when a delivery of this event lost its connection to the node.
+        let cut = got.cut || matches!(&second, Some(Ok(g)) if g.cut);
+        let expected = match expected {
+            Ok((step, answers)) if cut && check(&step, &got, self.mac()).is_err() => {
+                let cut = cut_steps.into_iter().find_map(|alt| match alt {
+                    Ok(alt) if check(&alt.0, &got, self.mac()).is_ok() => Some(alt),
+                    _ => None,
+                });
+                match cut {
+                    Some(alt) => {
+                        self.sh.stats().cut_requests += 1;
+                        Ok(alt)
+                    }
+                    None => Ok((step, answers)),
                 }
             }
             other => other,
@@ -283,6 +461,14 @@ impl Call<'_> {
         };
         if let Err(why) = check(&step, &got, self.mac()) {
             return Err(self.mismatch(&label, Some((event, &step, &answers)), why, &got.body));
+        }
+        if after_end && got.how.as_deref() != Some("stale") {
+            return Err(self.mismatch(
+                &label,
+                Some((event, &step, &answers)),
+                format!("a webhook after the call ended labelled stale, not {:?}", got.how),
+                &got.body,
+            ));
         }
         if let Some(second) = second {
             let same = matches!(&second, Ok(g) if g.status == got.status && g.body == got.body);
@@ -373,7 +559,7 @@ impl Call<'_> {
             ));
         }
         let event = Event::SessionEnded { status: SUMMARY_STATUS.into() };
-        let now = now_ms();
+        let now = self.sh.now();
         match engine::step(self.m, &self.state, &event, now) {
             Ok(step) => self.apply(&event, step, &[], now, None),
             Err(e) => return Err(self.mismatch("session summary", None, format!("engine: {e}"), &got.body)),
@@ -384,7 +570,10 @@ impl Call<'_> {
 
 /// Whether the node's reply is the oracle's: 8x8's rules hold, the id is the engine's with a MAC
 /// added, and the bytes are the engine's reply signed with that id.
-fn check(step: &Step, got: &Got, signer: Option<(&ActionKey, &str)>) -> Result<(), String> {
+/// What a reply's MAC is checked against: the nodes' key, the session, who started the call.
+type Signer<'a> = (&'a ActionKey, &'a str, Issued);
+
+fn check(step: &Step, got: &Got, signer: Option<Signer<'_>>) -> Result<(), String> {
     let want = step.reply.clone().unwrap_or_else(Callflow::hangup);
     if got.status != 200 {
         return Err(format!("status 200, not {}", got.status));
@@ -406,9 +595,9 @@ fn check(step: &Step, got: &Got, signer: Option<(&ActionKey, &str)>) -> Result<(
             if !is_mac {
                 return Err(format!("clientActionId `{unsigned}` and a MAC, not `{signed}`"));
             }
-            if let Some((key, session)) = signer
+            if let Some((key, session, issued)) = signer
                 && ClientActionId::verify(signed, key, session)
-                    != Ok((ClientActionId::parse(signed).ok_or("an id")?, Issued::Answered))
+                    != Ok((ClientActionId::parse(signed).ok_or("an id")?, issued))
             {
                 return Err(format!(
                     "clientActionId `{signed}` signed with the action key for session {session}"
@@ -458,13 +647,25 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
         session,
         caller,
         number: number.to_string(),
-        state: CallState::new(m, info, now_ms()),
+        state: CallState::new(m, info, sh.now()),
         entries: Vec::new(),
         ids: Vec::new(),
         edges: HashSet::new(),
+        lost_start: false,
     };
     let mut rng = Rng::new(sh.seed, index);
     let early = early_allowed && path.turns.len() > 1 && rng.percent(sh.early_summary_pct);
+    // Placed outbound: the machine has a number to call from, and the seed draws it.
+    // (The callee is the call's own number: not a path whose caller a route rule names. A number
+    // not in E.164, as tech_support's tutorial placeholder, is no caller ID `POST /calls` takes.)
+    // On the real clock only: the node's call rate limiter reads the moved clock too, and a clock
+    // moved back stalls it.
+    let placed = sh.callflow.is_some()
+        && path.at.is_none()
+        && m.numbers().first().is_some_and(|n| n.starts_with('+'))
+        && path.caller.is_none()
+        && rng.percent(sh.outbound_pct);
+    call.lost_start = !placed && rng.percent(sh.lost_start_pct);
     // The acknowledged webhooks (body, reply, label), for deliveries again later.
     let mut acked: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
     let result: Result<(), Stop> = async {
@@ -484,6 +685,10 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
             {
                 // A hung-up call gets no more webhooks from 8x8 but its summary.
                 break;
+            }
+            if placed && k == 0 {
+                call.place(&turn.answers).await?;
+                continue;
             }
             let (body, reply) = call.event(k, &turn.event, &turn.answers, &mut rng).await?;
             acked.push((body, reply, format!("{} (eventId {}-e{k})", turn.event, call.session)));
@@ -553,7 +758,7 @@ mod tests {
     }
 
     fn got(flow: &Callflow) -> Got {
-        Got { status: 200, how: Some("applied".into()), body: wire::encode(flow).unwrap() }
+        Got { status: 200, how: Some("applied".into()), body: wire::encode(flow).unwrap(), cut: false }
     }
 
     #[test]
@@ -563,14 +768,17 @@ mod tests {
         let key = ActionKey::new([7; 32]);
         let mut signed = step.reply.clone().unwrap();
         callflow::sign(&mut signed, &key, "s1", Issued::Answered);
-        assert_eq!(check(&step, &got(&signed), Some((&key, "s1"))), Ok(()));
+        assert_eq!(check(&step, &got(&signed), Some((&key, "s1", Issued::Answered))), Ok(()));
         assert_eq!(check(&step, &got(&signed), None), Ok(()));
         // Another key, another session, or who placed the call: the MAC is not the nodes'.
-        assert!(check(&step, &got(&signed), Some((&ActionKey::new([8; 32]), "s1"))).is_err());
-        assert!(check(&step, &got(&signed), Some((&key, "s2"))).is_err());
+        assert!(
+            check(&step, &got(&signed), Some((&ActionKey::new([8; 32]), "s1", Issued::Answered))).is_err()
+        );
+        assert!(check(&step, &got(&signed), Some((&key, "s2", Issued::Answered))).is_err());
         let mut placed = step.reply.clone().unwrap();
         callflow::sign(&mut placed, &key, "s1", Issued::Placed);
-        assert!(check(&step, &got(&placed), Some((&key, "s1"))).is_err());
+        assert!(check(&step, &got(&placed), Some((&key, "s1", Issued::Answered))).is_err());
+        assert_eq!(check(&step, &got(&placed), Some((&key, "s1", Issued::Placed))), Ok(()));
         // No MAC, another seq, another text, the fallback, another status.
         let unsigned = step.reply.clone().unwrap();
         assert!(check(&step, &got(&unsigned), None).is_err());

@@ -4,13 +4,14 @@
 //! callflow rules; scripts are answered by a stub API of the run's own (`stub`). A client of the
 //! node: it sits at the top, beside the CLI, and nothing below uses it.
 
+mod api;
 mod call;
 mod plan;
 mod stub;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,6 +61,21 @@ pub struct Config {
     /// The nodes' `--action-key`: with it, every reply's clientActionId MAC is verified.
     pub action_key: Option<Secret>,
     pub allow_remote: bool,
+    /// The admin listeners of every target (`serve --clock-control`): the run moves their clocks
+    /// to each clock class the explorer found, one phase per class. Empty: the real clock.
+    pub clock_control: Vec<String>,
+    /// The targets' admin token (`serve --admin-token-file`), for the clock control and
+    /// `POST /calls`.
+    pub admin_token: Option<Secret>,
+    /// Percent of the calls to machines with numbers placed outbound (`POST /calls` on `admins`).
+    pub outbound_pct: u8,
+    /// Percent of the inbound calls whose CALL_RECEIVED is lost: their first webhook is a
+    /// CALL_ACTION with no id, which must start the call at the start node.
+    pub lost_start_pct: u8,
+    /// The targets' admin listeners outbound calls are placed through (in turn).
+    pub admins: Vec<String>,
+    /// Where the stand-in Send Callflow API listens (the nodes' `--api-base-url`).
+    pub callflow_api: Option<std::net::SocketAddr>,
 }
 
 /// A run that cannot start.
@@ -87,6 +103,12 @@ pub enum Error {
     ActionKey(usize),
     #[error("cannot make the HTTP client: {0}")]
     Client(String),
+    #[error("--outbound needs --admin (the targets' admin listeners) and --callflow-api-listen")]
+    OutboundUnset,
+    #[error(
+        "cannot move the clock of {admin}: {why} (is the node started with `serve --clock-control`, and the admin token given?)"
+    )]
+    Clock { admin: String, why: String },
 }
 
 /// The kinds of webhook a run times.
@@ -138,6 +160,10 @@ pub struct Stats {
     duplicates_identical: u64,
     stale: u64,
     stale_answered: u64,
+    pub outbound: u64,
+    pub lost_starts: u64,
+    /// Replies that took a script's failure branch because a kill cut its request.
+    pub cut_requests: u64,
     mismatches: u64,
     first: Option<Mismatch>,
     /// The edges each machine's calls took (calls without a mismatch).
@@ -203,7 +229,8 @@ pub struct Coverage {
     pub machine: String,
     pub edges: usize,
     pub taken: usize,
-    /// Edges the explored paths take at the run's clock (route rules on time read the node's).
+    /// Edges the explored paths take at the clocks the run plays: the real one, or with
+    /// `--clock-control` every clock class (route rules on time read the node's clock).
     pub reachable_now: usize,
     /// The edges not taken, as `node: label`.
     pub not_taken: Vec<String>,
@@ -222,12 +249,21 @@ pub struct Report {
     pub duplicates_identical: u64,
     pub stale: u64,
     pub stale_answered: u64,
+    /// Calls placed through `POST /calls` (their opening checked, then played as the callee).
+    pub outbound: u64,
+    /// Inbound calls whose first webhook was a CALL_ACTION (their CALL_RECEIVED lost).
+    pub lost_starts: u64,
     pub retries: u64,
     pub script_requests: u64,
     pub script_requests_unexpected: u64,
     /// Requests made more often than the applied webhooks that needed them (a duplicate in
-    /// flight asking again, a retry after a crash): not a mismatch of replies, an effect repeated.
+    /// flight asking again, a retry after a crash): an effect repeated, which the node's
+    /// at-most-once claim forbids (the run fails on any).
     pub script_requests_repeated: u64,
+    /// Webhooks whose script request a kill cut: the node answered its retry with the script's
+    /// failure branch, the request not made again (the oracle accepts that only when a delivery of
+    /// that webhook lost its connection to the node).
+    pub script_requests_cut: u64,
     pub mismatches: u64,
     pub first_mismatch: Option<Mismatch>,
     pub coverage: Vec<Coverage>,
@@ -235,16 +271,13 @@ pub struct Report {
     pub replay: Option<(PathBuf, history::Call)>,
 }
 
-fn check_targets(cfg: &Config) -> Result<Vec<String>, Error> {
-    let count = cfg.targets.len() as u64;
-    if count == 0 {
-        return Err(Error::TooFew { what: "the number of targets", got: 0, min: 1 });
-    }
+fn check_targets(cfg: &Config, targets: &[String]) -> Result<Vec<String>, Error> {
+    let count = targets.len() as u64;
     if count > TARGETS_MAX as u64 {
         return Err(Error::TooMany { what: "the number of targets", got: count, max: TARGETS_MAX as u64 });
     }
     let mut out = Vec::new();
-    for t in &cfg.targets {
+    for t in targets {
         let url = url::Url::parse(t).map_err(|_| Error::BadTarget(t.clone()))?;
         let host = url.host().ok_or_else(|| Error::BadTarget(t.clone()))?;
         if url.scheme() != "http" && url.scheme() != "https" {
@@ -274,11 +307,44 @@ fn bounds(cfg: &Config) -> Result<(), Error> {
         ("--stale", cfg.stale_pct),
         ("--early-summaries", cfg.early_summary_pct),
         ("--stub-failure-pct", cfg.stub_failure_pct),
+        ("--outbound", cfg.outbound_pct),
+        ("--lost-starts", cfg.lost_start_pct),
     ] {
         over(what, u64::from(pct), 100)?;
     }
     if cfg.concurrency == 0 {
         return Err(Error::TooFew { what: "--concurrency", got: 0, min: 1 });
+    }
+    Ok(())
+}
+
+/// The offset that makes a clock reading `now` read `at`, within what a node takes.
+fn clock_offset(at: u64, now: u64) -> i64 {
+    let offset = i128::from(at) - i128::from(now);
+    let max = i128::from(crate::node::CLOCK_OFFSET_MAX_MS);
+    i64::try_from(offset.clamp(-max, max)).unwrap_or(0)
+}
+
+/// Moves every node's clock by `offset_ms` (`POST /admin/clock`, `serve --clock-control`).
+async fn set_clocks(
+    client: &reqwest::Client,
+    admins: &[String],
+    token: Option<&Secret>,
+    offset_ms: i64,
+) -> Result<(), Error> {
+    for admin in admins {
+        let mut req =
+            client.post(format!("{admin}/admin/clock")).json(&serde_json::json!({ "offset_ms": offset_ms }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t.expose());
+        }
+        let fail = |why: String| Error::Clock { admin: admin.clone(), why };
+        let r = req.send().await.map_err(|e| fail(e.to_string()))?;
+        if !r.status().is_success() {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            return Err(fail(format!("{status}: {body}")));
+        }
     }
     Ok(())
 }
@@ -303,12 +369,22 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         Some(secret) => Some(ActionKey::from_secret(secret).map_err(|e| Error::ActionKey(e.0))?),
         None => None,
     };
-    let targets = check_targets(&cfg)?;
+    if cfg.targets.is_empty() {
+        return Err(Error::TooFew { what: "the number of targets", got: 0, min: 1 });
+    }
+    let targets = check_targets(&cfg, &cfg.targets)?;
+    let admins = check_targets(&cfg, &cfg.clock_control)?;
+    let clocked = !admins.is_empty();
+    let placers = check_targets(&cfg, &cfg.admins)?;
+    if cfg.outbound_pct > 0 && (placers.is_empty() || cfg.callflow_api.is_none()) {
+        return Err(Error::OutboundUnset);
+    }
     let dir = cfg.machines.clone();
     let started_ms = now_ms();
-    let plan = tokio::task::spawn_blocking(move || plan::load(&dir).map(|m| plan::plan(m, started_ms)))
-        .await
-        .map_err(|e| Error::Client(e.to_string()))??;
+    let plan =
+        tokio::task::spawn_blocking(move || plan::load(&dir).map(|m| plan::plan(m, started_ms, clocked)))
+            .await
+            .map_err(|e| Error::Client(e.to_string()))??;
     let timeout_min = plan.machines.iter().filter_map(|l| l.timeout_ms_min).min();
     if let Some(timeout) = timeout_min
         && cfg.stub_latency_ms.saturating_add(LATENCY_MARGIN_MS) > u64::from(timeout)
@@ -324,7 +400,15 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         .collect();
     let stub =
         Arc::new(stub::Stub::new(cfg.seed, cfg.stub_failure_pct, Duration::from_millis(cfg.stub_latency_ms)));
-    let servers = stub::serve(stub.clone(), &hosts).await?;
+    let mut servers = stub::serve(stub.clone(), &hosts).await?;
+    let callflow = match cfg.callflow_api.filter(|_| cfg.outbound_pct > 0) {
+        Some(addr) => {
+            let (api, task) = api::serve(addr, started_ms).await?;
+            servers.push(task);
+            Some(api)
+        }
+        None => None,
+    };
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(CONCURRENCY_MAX)
@@ -370,34 +454,52 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         early_summary_pct: cfg.early_summary_pct,
         next_target: AtomicUsize::new(0),
         stats: Mutex::new(Stats { edges: vec![HashSet::new(); n], ..Stats::default() }),
+        offset_ms: AtomicI64::new(0),
+        admins: placers,
+        admin_token: cfg.admin_token.clone(),
+        outbound_pct: cfg.outbound_pct,
+        lost_start_pct: cfg.lost_start_pct,
+        callflow,
     });
-    let paths = Arc::new((cover, all, numbers));
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..cfg.concurrency.min(usize::try_from(cfg.calls).unwrap_or(usize::MAX)) {
-        let (shared, paths, next) = (shared.clone(), paths.clone(), next.clone());
-        let (calls, seed) = (cfg.calls, cfg.seed);
-        workers.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= calls {
-                    return;
-                }
-                let (cover, all, numbers) = &*paths;
-                let (path, covering) = match usize::try_from(i).ok().and_then(|i| cover.get(i)) {
-                    Some(p) => (p, true),
-                    None if all.is_empty() => return,
-                    None => {
-                        let k = plan::Rng::new(seed, i ^ 0x5eed).below(all.len() as u64);
-                        (&all[usize::try_from(k).unwrap_or(0)], false)
-                    }
-                };
-                call::run(&shared, i, path, &numbers[path.machine], !covering).await;
+    // Each call's path: the cover first, then paths the seed draws; grouped by clock class.
+    let mut phases: BTreeMap<Option<u64>, Vec<(u64, plan::Path, bool)>> = BTreeMap::new();
+    for i in 0..cfg.calls {
+        let (path, covering) = match usize::try_from(i).ok().and_then(|i| cover.get(i)) {
+            Some(p) => (p, true),
+            None if all.is_empty() => break,
+            None => {
+                let k = plan::Rng::new(cfg.seed, i ^ 0x5eed).below(all.len() as u64);
+                (&all[usize::try_from(k).unwrap_or(0)], false)
             }
-        });
+        };
+        phases.entry(path.at).or_default().push((i, path.clone(), covering));
     }
-    while workers.join_next().await.is_some() {}
+    let numbers = Arc::new(numbers);
+    let started = Instant::now();
+    for (at, calls) in phases {
+        // Every node's clock, and the oracle's, reads the class's instant as the phase starts.
+        let offset = at.map_or(0, |at| clock_offset(at, now_ms()));
+        if clocked {
+            set_clocks(&shared.client, &admins, cfg.admin_token.as_ref(), offset).await?;
+        }
+        shared.offset_ms.store(offset, Ordering::Relaxed);
+        let calls = Arc::new(calls);
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..cfg.concurrency.min(calls.len()) {
+            let (shared, calls, next, numbers) =
+                (shared.clone(), calls.clone(), next.clone(), numbers.clone());
+            workers.spawn(async move {
+                while let Some((i, path, covering)) = calls.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    call::run(&shared, *i, path, &numbers[path.machine], !covering).await;
+                }
+            });
+        }
+        while workers.join_next().await.is_some() {}
+    }
+    if clocked {
+        set_clocks(&shared.client, &admins, cfg.admin_token.as_ref(), 0).await?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     for s in servers {
         s.abort();
@@ -435,10 +537,13 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         duplicates_identical: stats.duplicates_identical,
         stale: stats.stale,
         stale_answered: stats.stale_answered,
+        outbound: stats.outbound,
+        lost_starts: stats.lost_starts,
         retries: stats.retries,
         script_requests: stub.requests.load(Ordering::Relaxed),
         script_requests_unexpected: stub.unexpected.load(Ordering::Relaxed),
         script_requests_repeated: stub.repeated(),
+        script_requests_cut: stats.cut_requests,
         mismatches: stats.mismatches,
         first_mismatch: stats.first.take(),
         coverage,

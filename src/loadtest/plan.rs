@@ -3,12 +3,13 @@
 //! offline at the start of the run to learn the edges each takes; a greedy cover of every edge
 //! first, then paths drawn from the seed.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
 
-use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
+use crate::engine::script::Method;
+use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Request, Stepped};
 use crate::machine::{self, Edge, Machine, NodeId, NodeKind, Source};
-use crate::proof::explore;
+use crate::proof::{explore, simulate};
 
 /// Most explored paths kept per machine: enough to cover every edge of machines far larger than
 /// the bundled ones; the rest of a larger machine's paths are not needed for a cover.
@@ -76,6 +77,9 @@ pub struct Turn {
 pub struct Path {
     pub machine: usize,
     pub caller: Option<String>,
+    /// The clock class the explorer played it at (`--at=`, ms since the epoch), when the run moves
+    /// the nodes' clocks (`--clock-control`); `None`: the real clock.
+    pub at: Option<u64>,
     pub turns: Vec<Turn>,
 }
 
@@ -149,14 +153,17 @@ pub fn load(dir: &FsPath) -> Result<Vec<(PathBuf, Machine)>, PlanError> {
     Ok(out)
 }
 
-/// Reads explored paths into turns: `--from=N` names the caller, `--at=...` is dropped (the node
-/// runs on its own clock), `-` is no input, `@...` answers the step before, anything else keys.
-fn turns(tokens: &[String]) -> (Option<String>, Vec<Turn>) {
+/// Reads explored paths into turns: `--from=N` names the caller, `--at=TIME` the clock class,
+/// `-` is no input, `@...` answers the step before, anything else keys.
+fn turns(tokens: &[String]) -> (Option<String>, Option<u64>, Vec<Turn>) {
     let mut caller = None;
+    let mut at = None;
     let mut turns = vec![Turn { event: Event::CallStarted, answers: Vec::new() }];
     for t in tokens {
         if let Some(from) = t.strip_prefix("--from=") {
             caller = Some(from.to_string());
+        } else if let Some(time) = t.strip_prefix("--at=") {
+            at = simulate::parse_at(time).ok();
         } else if t.starts_with("--") {
         } else if t.starts_with('@') {
             if let Some(last) = turns.last_mut() {
@@ -168,7 +175,7 @@ fn turns(tokens: &[String]) -> (Option<String>, Vec<Turn>) {
             turns.push(Turn { event: Event::Digits(t.clone()), answers: Vec::new() });
         }
     }
-    (caller, turns)
+    (caller, at, turns)
 }
 
 /// What a planned path does when played offline at `now_ms`: the edges it takes, its requests'
@@ -200,6 +207,9 @@ fn play(m: &Machine, number: &str, caller: &str, turns: &[Turn], now_ms: u64) ->
         states: Vec::new(),
         first_script: None,
     };
+    // The stub answers a request as it first did (within a call too: a PIN tried again is the
+    // same request): the offline play gives it the same answer, so it takes the edges the call will.
+    let mut memo: HashMap<Key, Answer> = HashMap::new();
     for turn in turns {
         if state.phase == Phase::Ended {
             return None;
@@ -224,10 +234,12 @@ fn play(m: &Machine, number: &str, caller: &str, turns: &[Turn], now_ms: u64) ->
                     }
                     out.timeout_ms_min =
                         Some(out.timeout_ms_min.map_or(request.timeout_ms, |t| t.min(request.timeout_ms)));
-                    answers.push(
-                        explore::answer_for_token(script, token)
-                            .unwrap_or(Answer::Failed { reason: "none".into() }),
-                    );
+                    let answer = explore::answer_for_token(script, token)
+                        .unwrap_or(Answer::Failed { reason: "none".into() });
+                    answers.push(match key_of(&request) {
+                        Some(key) => memo.entry(key).or_insert(answer).clone(),
+                        None => answer,
+                    });
                 }
             }
         };
@@ -300,8 +312,9 @@ fn alternatives(m: &Machine, node: NodeId) -> Vec<Event> {
 }
 
 /// The plan of a run over `machines` at the run's clock `now_ms`: paths that cover every edge the
-/// explored paths reach, machine after machine in turn, then every path kept.
-pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64) -> Plan {
+/// explored paths reach, machine after machine in turn, then every path kept. `clocked`: the run
+/// moves the nodes' clocks, so each path plays at its clock class (else all at `now_ms`).
+pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64, clocked: bool) -> Plan {
     let mut loaded = Vec::new();
     let mut covers: Vec<Vec<Path>> = Vec::new();
     let mut all = Vec::new();
@@ -324,8 +337,8 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64) -> Plan {
         let (mut hosts, mut timeout_ms_min) = (BTreeSet::new(), None::<u32>);
         let mut candidates: Vec<Path> = Vec::new();
         for tokens in &kept {
-            let (caller, turns) = turns(tokens);
-            candidates.push(Path { machine: index, caller, turns });
+            let (caller, at, turns) = turns(tokens);
+            candidates.push(Path { machine: index, caller, at: at.filter(|_| clocked), turns });
         }
         let explored = candidates.len();
         let mut expanded: HashSet<String> = HashSet::new();
@@ -334,7 +347,8 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64) -> Plan {
             let path = candidates[i].clone();
             i += 1;
             let caller = path.caller_for(0);
-            let Some(played) = play(&m, &number, &caller, &path.turns, now_ms) else { continue };
+            let at = path.at.unwrap_or(now_ms);
+            let Some(played) = play(&m, &number, &caller, &path.turns, at) else { continue };
             hosts.extend(played.hosts.iter().cloned());
             if let Some(t) = played.timeout_ms_min {
                 timeout_ms_min = Some(timeout_ms_min.map_or(t, |m| m.min(t)));
@@ -360,8 +374,10 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64) -> Plan {
             if i <= explored {
                 all.push(path.clone());
                 for (k, state) in played.states.iter().enumerate().skip(1) {
-                    let key =
-                        format!("{:?}", (state.node, &state.phase, state.tries, &state.vars, state.closed));
+                    let key = format!(
+                        "{:?}",
+                        (state.node, &state.phase, state.tries, &state.vars, state.closed, path.at)
+                    );
                     if state.phase != Phase::AwaitingInput
                         || expanded.len() >= EXPANSIONS_MAX
                         || !expanded.insert(key)
@@ -372,6 +388,7 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64) -> Plan {
                         let mut other = Path {
                             machine: index,
                             caller: path.caller.clone(),
+                            at: path.at,
                             turns: path.turns[..k].to_vec(),
                         };
                         other.turns.push(Turn { event, answers: Vec::new() });
@@ -396,6 +413,25 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64) -> Plan {
     Plan { machines: loaded, cover, all }
 }
 
+/// A request as the stub sees it: method, path and query, body.
+pub(super) type Key = (String, String, Vec<u8>);
+
+/// What the stub API tells requests apart by (`None`: not a URL).
+pub(super) fn key_of(request: &Request) -> Option<Key> {
+    let url = url::Url::parse(&request.url).ok()?;
+    let mut target = url.path().to_string();
+    if let Some(q) = url.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let method = match request.method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+    };
+    let body = request.body.as_ref().map(|(_, b)| b.clone()).unwrap_or_default();
+    Some((method.to_string(), target, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,7 +440,7 @@ mod tests {
     fn the_plan_covers_every_edge_of_the_bundled_machines_the_clock_lets_it() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
         // 2026-01-05 (a Monday) 10:00 in Singapore: bank_balance is open.
-        let p = plan(load(&dir).unwrap(), 1_767_578_400_000);
+        let p = plan(load(&dir).unwrap(), 1_767_578_400_000, false);
         for l in &p.machines {
             if l.machine.timezone().is_none() {
                 assert_eq!(l.reachable.len(), l.edges.len(), "{}", l.machine.name());
@@ -416,5 +452,19 @@ mod tests {
         let covered: usize = p.machines.iter().map(|l| l.edges.len()).sum();
         assert!(p.cover.len() < covered, "{} paths for {covered} edges", p.cover.len());
         assert!(p.machines.iter().all(|l| l.hosts.iter().all(|h| h.starts_with("127.0.0.1:"))));
+        assert!(p.cover.iter().all(|c| c.at.is_none()));
+    }
+
+    #[test]
+    fn with_the_clock_moved_to_each_class_the_plan_covers_every_edge_of_every_bundled_machine() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
+        let p = plan(load(&dir).unwrap(), 1_767_578_400_000, true);
+        for l in &p.machines {
+            assert_eq!(l.reachable.len(), l.edges.len(), "{}", l.machine.name());
+        }
+        let bank = p.machines.iter().position(|l| l.machine.name() == "bank_balance").unwrap();
+        let classes: BTreeSet<Option<u64>> =
+            p.cover.iter().filter(|c| c.machine == bank).map(|c| c.at).collect();
+        assert!(classes.len() >= 3 && classes.iter().all(Option::is_some), "{classes:?}");
     }
 }

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use warp::Filter;
 
-use super::plan::hash;
-use crate::engine::script::Method;
+use super::plan::{Key, hash, key_of};
 use crate::engine::{Answer, Request};
 use crate::machine::Script;
 use crate::proof::explore;
@@ -24,9 +23,6 @@ const BODY_BYTES_MAX: u64 = 64 * 1024;
 pub const ANSWERS_MAX: usize = 1_000_000;
 /// The body of a failure the stub answers with (status 503).
 const FAILURE_BODY: &[u8] = br#"{"error":"stub failure"}"#;
-
-/// A request as the stub sees it: method, path and query, body.
-type Key = (String, String, Vec<u8>);
 
 /// One fixed answer and how long the stub waits before giving it.
 #[derive(Clone)]
@@ -60,21 +56,6 @@ pub enum StubError {
     Bind { addr: String, source: std::io::Error },
     #[error("more than {ANSWERS_MAX} distinct script requests in one run")]
     Full,
-}
-
-fn key_of(request: &Request) -> Option<Key> {
-    let url = url::Url::parse(&request.url).ok()?;
-    let mut target = url.path().to_string();
-    if let Some(q) = url.query() {
-        target.push('?');
-        target.push_str(q);
-    }
-    let method = match request.method {
-        Method::Get => "GET",
-        Method::Post => "POST",
-    };
-    let body = request.body.as_ref().map(|(_, b)| b.clone()).unwrap_or_default();
-    Some((method.to_string(), target, body))
 }
 
 impl Stub {

@@ -23,7 +23,7 @@ pub mod throttle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -290,11 +290,50 @@ pub fn store_name(url: &str) -> String {
     StoreUrl::parse(url).map_or_else(|_| "(an unreadable store URL)".to_string(), |u| u.to_string())
 }
 
-/// Milliseconds since the epoch: the `now` every step of the node is given.
+/// Milliseconds since the epoch: the `now` every step of the node is given (plus the clock
+/// offset, which is 0 unless `serve --clock-control` let an operator set it).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
+    let real = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    real.saturating_add_signed(CLOCK_OFFSET_MS.load(Ordering::Relaxed))
+}
+
+/// Whether the clock offset may be set (`serve --clock-control`, tests and staging only).
+static CLOCK_CONTROL: AtomicBool = AtomicBool::new(false);
+/// Added to the real clock in `now_ms` (0 unless clock control is on).
+static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+/// The largest clock offset either way: 100 years, past any route a machine can write, and far
+/// from overflowing the milliseconds since the epoch.
+pub const CLOCK_OFFSET_MAX_MS: i64 = 100 * 366 * 24 * 3600 * 1000;
+
+/// Lets `set_clock_offset` move this process's clock (`serve --clock-control`): every call's
+/// routes on time then read the moved clock. For load tests and staging, never production.
+pub fn enable_clock_control() {
+    CLOCK_CONTROL.store(true, Ordering::Relaxed);
+}
+
+/// Why the clock offset was not set.
+#[derive(Debug, thiserror::Error)]
+pub enum ClockError {
+    #[error("clock control is off: start the node with `serve --clock-control` (tests and staging only)")]
+    Off,
+    #[error("clock offset {0} ms is beyond {CLOCK_OFFSET_MAX_MS} ms either way")]
+    TooFar(i64),
+}
+
+/// Sets the offset `now_ms` adds to the real clock, when clock control is on; answers the clock
+/// as it now reads.
+pub fn set_clock_offset(offset_ms: i64) -> Result<u64, ClockError> {
+    if !CLOCK_CONTROL.load(Ordering::Relaxed) {
+        return Err(ClockError::Off);
+    }
+    if offset_ms.checked_abs().is_none_or(|a| a > CLOCK_OFFSET_MAX_MS) {
+        return Err(ClockError::TooFar(offset_ms));
+    }
+    CLOCK_OFFSET_MS.store(offset_ms, Ordering::Relaxed);
+    warn!(offset_ms, "the node's clock was moved (clock control)");
+    Ok(now_ms())
 }
 
 /// The apology phonetree gives when it cannot tell which machine a call is on.
