@@ -658,8 +658,7 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
     // Placed outbound: the machine has a number to call from, and the seed draws it.
     // (The callee is the call's own number: not a path whose caller a route rule names. A number
     // not in E.164, as tech_support's tutorial placeholder, is no caller ID `POST /calls` takes.)
-    // On the real clock only: the node's call rate limiter reads the moved clock too, and a clock
-    // moved back stalls it.
+    // On the real clock only: a path at a clock class is played inbound.
     let placed = sh.callflow.is_some()
         && path.at.is_none()
         && m.numbers().first().is_some_and(|n| n.starts_with('+'))

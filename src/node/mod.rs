@@ -299,6 +299,15 @@ pub fn now_ms() -> u64 {
     real.saturating_add_signed(CLOCK_OFFSET_MS.load(Ordering::Relaxed))
 }
 
+/// Milliseconds since the process started, on the monotonic clock: for what measures time between
+/// two moments of this process (the call rate limits), which neither the clock offset nor a wall
+/// clock stepped back may move.
+pub fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Whether the clock offset may be set (`serve --clock-control`, tests and staging only).
 static CLOCK_CONTROL: AtomicBool = AtomicBool::new(false);
 /// Added to the real clock in `now_ms` (0 unless clock control is on).

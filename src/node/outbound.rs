@@ -44,7 +44,7 @@ pub async fn place_call(
     engine::check_variables(&m, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(OutboundError::Variable)?;
     // The rate limit last: a call refused for another reason takes no token.
-    app.limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).admit(to, now_ms())?;
+    app.limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).admit(to, super::monotonic_ms())?;
     let call = CallInfo {
         session_id: String::new(),
         direction: Direction::Outbound,
