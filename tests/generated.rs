@@ -648,7 +648,12 @@ impl<'d> Gen<'d> {
         let k = 1 + self.roll(2);
         let mut branches = Vec::new();
         for v in &values[..k] {
-            let to = self.build(&ok);
+            // Often a route on what the answer stored, at once (the explorer samples its values).
+            let to = if !ok.stored.is_empty() && self.stored_routes < STORED_ROUTES_MAX && self.chance(2) {
+                self.stored_route(&ok)
+            } else {
+                self.build(&ok)
+            };
             branches.push(format!("{v} = {}", q(&to)));
         }
         self.set(i, "branches", format!("{{ {} }}", branches.join(", ")));
@@ -732,7 +737,9 @@ impl<'d> Gen<'d> {
         self.stored_routes += 1;
         let i = self.new_node("route");
         let var = ctx.stored[self.roll(ctx.stored.len())].clone();
-        let child = ctx.deeper();
+        // Past this route the value is one its rule holds for: no later route tests it again.
+        let mut child = ctx.deeper();
+        child.stored.retain(|s| *s != var);
         let first = self.roll(STORED_RULES.len());
         let mut rules = Vec::new();
         for k in 0..1 + self.roll(3) {
@@ -1537,22 +1544,27 @@ fn config() -> Config {
 fn every_machine_check_accepts_plays_every_explored_path_on_the_node_as_simulate_says() {
     let h = Harness::start();
     let mut runner = TestRunner::new(config());
-    let tally = Arc::new(Mutex::new((0usize, 0usize, 0usize)));
+    let tally = Arc::new(Mutex::new((0usize, 0usize, 0usize, [0usize; 4])));
     let counted = tally.clone();
     let result = runner.run(&dice(), |dice| {
         let g = generate(&dice);
         let (live, engine_only) = h.valid(&g)?;
         let mut t = counted.lock().unwrap();
-        *t = (t.0 + 1, t.1 + live, t.2 + engine_only);
+        *t = (t.0 + 1, t.1 + live, t.2 + engine_only, t.3);
+        for (n, has) in t.3.iter_mut().zip(features(&g)) {
+            *n += usize::from(has);
+        }
         Ok(())
     });
     if let Err(e) = result {
         panic!("{e}\nthe node's last warnings and errors:\n{}", tail(&h.node.log()));
     }
-    let (machines, live, engine_only) = *tally.lock().unwrap();
+    let (machines, live, engine_only, [stored, long, localhost, variables]) = *tally.lock().unwrap();
     eprintln!(
         "{machines} generated machine(s): {live} explored path(s) played through the node as simulate says; \
-         {engine_only} at a clock class other than now's through simulate only"
+         {engine_only} at a clock class other than now's through simulate only; {stored} with routes on \
+         stored values, {long} with texts near 8x8's limit, {localhost} calling `localhost:PORT`, \
+         {variables} with `variables`"
     );
     assert!(live > 0);
 }
@@ -1569,6 +1581,19 @@ fn every_machine_check_refuses_the_node_refuses_too() {
     if let Err(e) = result {
         panic!("{e}\nthe node's last warnings and errors:\n{}", tail(&h.node.log()));
     }
+}
+
+/// Which of the generator's rarer parts a machine has: routes on stored values, a text near
+/// 8x8's limit, scripts calling `localhost:PORT`, the machine's `variables`.
+fn features(g: &Generated) -> [bool; 4] {
+    let field =
+        |f: &dyn Fn(&str, &str) -> bool| g.nodes.iter().any(|n| n.fields.iter().any(|(k, v)| f(k, v)));
+    [
+        field(&|k, v| k == "rules" && v.contains("var = \"s")),
+        field(&|_, v| v.len() > TEXT_CHARS_MAX - 2 * LONG_SLACK - 512),
+        g.localhost && g.has_scripts,
+        !g.variables.is_empty(),
+    ]
 }
 
 /// The last warnings and errors of a node's log (it logs at debug).
