@@ -146,6 +146,8 @@ struct Generated {
     localhost: bool,
     /// Stored values a long text says: raising their `max_chars` crosses 8x8's limit once filled.
     raisable: Vec<Raisable>,
+    /// Stored values with a default and `max_chars` (script node, variable, `max_chars`).
+    capped: Vec<(usize, String, usize)>,
     /// A number `numbers` lists besides `NUMBER` (a mutation: one that is not E.164).
     extra_number: Option<String>,
 }
@@ -284,6 +286,7 @@ struct Gen<'d> {
     /// Routes on stored values so far (each multiplies the paths by the values it tests).
     stored_routes: usize,
     raisable: Vec<Raisable>,
+    capped: Vec<(usize, String, usize)>,
 }
 
 impl<'d> Gen<'d> {
@@ -623,6 +626,9 @@ impl<'d> Gen<'d> {
             if let Some(d) = &default {
                 entry.push(format!("default = {}", q(d)));
                 let bound = max_chars.unwrap_or(64);
+                if let Some(m) = max_chars {
+                    self.capped.push((i, var.clone(), m));
+                }
                 ok.vars.push(Var {
                     name: var.clone(),
                     kind: VarKind::Text,
@@ -884,6 +890,7 @@ fn generate(dice: &[u16]) -> Generated {
         samples: HashMap::new(),
         stored_routes: 0,
         raisable: Vec::new(),
+        capped: Vec::new(),
     };
     let tries = g.chance(2).then(|| 1 + g.roll(2) as u16);
     let localhost = g.chance(2);
@@ -932,6 +939,7 @@ fn generate(dice: &[u16]) -> Generated {
         variables,
         localhost,
         raisable: g.raisable,
+        capped: g.capped,
         extra_number: None,
     }
 }
@@ -1047,6 +1055,25 @@ fn mutate(g: &mut Generated, m: Mutation, pick: usize) -> String {
             "start = \"no_such_start\"".into()
         }
         Mutation::FilledOverLimit => {
+            if pick % 4 != 0 && g.raisable.is_empty() {
+                // No long text says a capped value: make one of a text that says it, at its
+                // `max_chars` exactly 3000 characters filled (fewer as written).
+                for (script, var, max_chars) in g.capped.clone() {
+                    let needle = format!("{{{var}}}");
+                    let at = g.nodes.iter().position(|n| {
+                        n.fields.iter().any(|(f, v)| {
+                            (f == "text" || f == "prompt") && v.starts_with('"') && v.contains(&needle)
+                        })
+                    });
+                    if let (Some(at), true) = (at, max_chars > needle.len()) {
+                        let n = &mut g.nodes[at];
+                        let field = if n.has("text") { "text" } else { "prompt" };
+                        n.set(field, q(&format!("{} {needle}", "x".repeat(TEXT_CHARS_MAX - 1 - max_chars))));
+                        g.raisable.push(Raisable { script, var, max_chars, over: max_chars + 1 });
+                        break;
+                    }
+                }
+            }
             if pick % 4 != 0 && !g.raisable.is_empty() {
                 let r = g.raisable[pick / 4 % g.raisable.len()].clone();
                 let n = &mut g.nodes[r.script];
