@@ -1055,7 +1055,7 @@ fn mutate(g: &mut Generated, m: Mutation, pick: usize) -> String {
             "start = \"no_such_start\"".into()
         }
         Mutation::FilledOverLimit => {
-            if pick % 4 != 0 && g.raisable.is_empty() {
+            if !pick.is_multiple_of(4) && g.raisable.is_empty() {
                 // No long text says a capped value: make one of a text that says it, at its
                 // `max_chars` exactly 3000 characters filled (fewer as written).
                 for (script, var, max_chars) in g.capped.clone() {
@@ -1074,7 +1074,7 @@ fn mutate(g: &mut Generated, m: Mutation, pick: usize) -> String {
                     }
                 }
             }
-            if pick % 4 != 0 && !g.raisable.is_empty() {
+            if !pick.is_multiple_of(4) && !g.raisable.is_empty() {
                 let r = g.raisable[pick / 4 % g.raisable.len()].clone();
                 let n = &mut g.nodes[r.script];
                 if let Some((_, store)) = n.fields.iter_mut().find(|(f, _)| f == "store")
@@ -1103,7 +1103,7 @@ fn mutate(g: &mut Generated, m: Mutation, pick: usize) -> String {
         Mutation::NotE164 => {
             let c = candidates(g, &|n| n.kind == "transfer");
             let bad = ["12345", "+0123456789", "+1555abc0000", "+1234567890123456"][pick / 2 % 4];
-            if pick % 2 == 0 || c.is_empty() {
+            if pick.is_multiple_of(2) || c.is_empty() {
                 g.extra_number = Some(bad.to_string());
                 return format!("numbers lists {bad:?}");
             }
