@@ -1,15 +1,18 @@
 //! Generated machines: proptest builds random valid machine files (TOML) with every node kind —
-//! menus, inputs, scripts, routes on the clock and on variables, sets and counters, machine-wide
-//! keys, multi-part prompts, stored values with `max_chars`, transfers, say/play/hangup — and
-//! holds `check`, `simulate` and a real `phonetree serve` to one answer:
+//! menus, inputs, scripts (calling the loopback API as `127.0.0.1:PORT` or `localhost:PORT`),
+//! routes on the clock, the caller, inputs, counters and stored values (every rule kind, `else`
+//! for a missing key), sets, machine-wide keys, the machine's `variables`, multi-part prompts,
+//! stored values with `max_chars`, texts within `LONG_SLACK` of 8x8's limit once filled,
+//! transfers, say/play/hangup — and holds `check`, `simulate` and a real `phonetree serve` to one
+//! answer:
 //! - every machine `check` accepts plays every path `check` explores through the real node (one
 //!   child process per test, machines swapped in with `POST /admin/reload`, scripts answered by a
 //!   loopback API as the path's answer class says), with replies equal to `simulate`'s for that
-//!   path and never the fallback, and each webhook delivered again answered with the same bytes
-//!   and no second script request;
-//! - every machine made invalid (a dangling edge, a missing branch, an overlong prompt, ...) is
-//!   refused by `check`, by the node's reload with the same diagnostics, and by a fresh `serve`,
-//!   which exits saying them.
+//!   path and never the fallback (no input sent as `dtmf: null` and as `dtmf: ""`), and each
+//!   webhook delivered again answered with the same bytes and no second script request;
+//! - every machine made invalid (a dangling edge, a missing branch, an overlong prompt, a prompt
+//!   over the limit only once filled, a number not E.164, ...) is refused by `check`, by the
+//!   node's reload with the same diagnostics, and by a fresh `serve`, which exits saying them.
 //!
 //! The node reads the real clock: a path explored at another clock class than now's (a machine
 //! with time rules) is played through `simulate` only, and counted apart.
