@@ -1216,7 +1216,14 @@ fn answer(m: &Machine, g: &Generated, r: &Request, token: &str) -> Result<Answer
     let mut json: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
     let given: Vec<&str> =
         token.split('&').skip(1).map(|pair| pair.split_once('=').map_or(pair, |(var, _)| var)).collect();
-    for stored in script.store.iter().filter(|s| !given.contains(&s.var.as_str())) {
+    // postmortem: a value a route tests keeps the explorer's text even when the token does not
+    // name it (`@1`: "1", which `at_most = 5` takes), else the path goes elsewhere than explored
+    // (the fifth seed in tests/generated.proptest-regressions).
+    let routed = |var: &str| {
+        let needle = format!("var = {}", q(var));
+        g.nodes.iter().any(|n| n.fields.iter().any(|(f, v)| f == "rules" && v.contains(&needle)))
+    };
+    for stored in script.store.iter().filter(|s| !given.contains(&s.var.as_str()) && !routed(&s.var)) {
         let pointer = format!("/{}", stored.path.join("/"));
         // A value `{play:$var}` plays stays the URL explore gives it.
         if Some(&stored.path) != script.response_key.as_ref()
