@@ -45,9 +45,15 @@ fn serve(dir: &Path, machines: &Path, port: u16) -> Child {
 
 /// `serve` with `extra` flags; answers the child and its admin listener's URL.
 fn serve_with(dir: &Path, machines: &Path, port: u16, extra: &[&str]) -> (Child, String) {
+    serve_on(dir, machines, port, 0, extra)
+}
+
+/// `serve_with`, its admin listener on `admin_port` (0: any free port).
+fn serve_on(dir: &Path, machines: &Path, port: u16, admin_port: u16, extra: &[&str]) -> (Child, String) {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("node.log")).unwrap();
     let mut child = Command::new(bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--admin-listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
         .arg("--data")
         .arg(dir.join("data"))
         .arg("--machines")
@@ -260,6 +266,61 @@ fn a_node_killed_with_sigkill_and_restarted_under_load_loses_no_acknowledged_rep
     assert_eq!(r["duplicates"], r["duplicates_identical"], "{stdout}");
     // Killed at least twice while the load ran (it runs for seconds), and webhooks were retried.
     assert!(kills >= 2 && r["retries"].as_u64().unwrap() > 0, "{kills} kills; {stdout}");
+}
+
+#[test]
+fn a_node_with_clock_control_killed_with_sigkill_and_restarted_keeps_its_clock_and_every_edge_is_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let machines = machines(tmp.path());
+    let (port, admin_port) = (free_port(), free_port());
+    let token = tmp.path().join("admin.token");
+    std::fs::write(&token, "loadtest-admin-token-0123456789\n").unwrap();
+    let token = token.to_str().unwrap();
+    let flags = ["--clock-control", "--admin-token-file", token];
+    let (mut node, admin) = serve_on(tmp.path(), &machines, port, admin_port, &flags);
+    let mut load = loadtest(
+        &format!("http://127.0.0.1:{port}"),
+        &machines,
+        tmp.path(),
+        &[
+            "--calls",
+            "400",
+            "--concurrency",
+            "4",
+            "--duplicates",
+            "100",
+            "--stub-latency-ms",
+            "20",
+            "--clock-control",
+            &admin,
+            "--admin-token-file",
+            token,
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Killed every 400 ms until the load ends; each kill notes the offset the node had kept.
+    let clock = tmp.path().join("data").join("phonetree-clock-offset");
+    let moved = std::cell::Cell::new(0);
+    let (status, kills, stdout) =
+        kill_while(&mut load, usize::MAX, Duration::from_millis(400), &mut node, || {
+            let kept = std::fs::read_to_string(&clock).unwrap_or_default();
+            if kept.lines().nth(1).is_some_and(|n| n.trim() != "0") {
+                moved.set(moved.get() + 1);
+            }
+            serve_on(tmp.path(), &machines, port, admin_port, &flags).0
+        });
+    assert!(status.success(), "{stdout}");
+    let r = report(tmp.path());
+    assert_eq!(r["mismatches"], 0, "{stdout}");
+    assert_eq!(r["script_requests_repeated"], 0, "{stdout}");
+    assert_eq!(r["duplicates"], r["duplicates_identical"], "{stdout}");
+    // Every edge, routes on time included: each restart read back the phase's clock.
+    assert_covered(&r);
+    // The kills happened, some of them while the clock was moved, and webhooks were retried.
+    assert!(kills >= 3 && moved.get() >= 1, "{kills} kills, {} with the clock moved; {stdout}", moved.get());
+    assert!(r["retries"].as_u64().unwrap() > 0, "{stdout}");
 }
 
 #[test]

@@ -130,6 +130,8 @@ pub enum Error {
     Zero(&'static str),
     #[error("cannot catch SIGHUP (which reloads the machines): {0}")]
     Signal(std::io::Error),
+    #[error("--clock-control: {0}")]
+    Clock(#[from] phonetree::node::ClockError),
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
@@ -166,9 +168,23 @@ pub fn run(args: Args) -> Result<(), Error> {
     let mut config = args.node.config(args.listen, ttl, Duration::from_secs(args.retention_secs))?;
     config.unsafe_no_fsync = args.unsafe_no_fsync;
     if args.clock_control {
-        phonetree::node::enable_clock_control();
+        match phonetree::node::enable_clock_control(&config.store)? {
+            Some((file, offset_ms)) => tracing::warn!(
+                offset_ms,
+                file = %file.display(),
+                "CLOCK CONTROL ON: POST /admin/clock moves this node's clock, and with it every route on time; \
+                 the offset is kept in this file and read back when the node starts with --clock-control \
+                 (without it the file is ignored and the clock is real); tests and staging only"
+            ),
+            None => tracing::warn!(
+                "CLOCK CONTROL ON: POST /admin/clock moves this node's clock, and with it every route on time; \
+                 on this store the offset is not kept across a restart; tests and staging only"
+            ),
+        }
+    } else if let Some(file) = phonetree::node::clock_file_of(&config.store) {
         tracing::warn!(
-            "CLOCK CONTROL ON: POST /admin/clock moves this node's clock, and with it every route on time; tests and staging only"
+            file = %file.display(),
+            "a clock offset is kept in this file, but clock control is off: it is ignored and the clock is real"
         );
     }
     let settings = Settings { webhook_auth: auth, admin_auth, allow, limits };

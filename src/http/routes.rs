@@ -491,6 +491,9 @@ fn set_clock(body: warp::hyper::body::Bytes) -> warp::reply::Response {
         Err(e @ crate::node::ClockError::TooFar(_)) => {
             error(StatusCode::BAD_REQUEST, "invalid_offset", &e.to_string())
         }
+        Err(e @ (crate::node::ClockError::Save { .. } | crate::node::ClockError::Read { .. })) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "clock_not_saved", &e.to_string())
+        }
     }
 }
 

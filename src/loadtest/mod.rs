@@ -41,6 +41,11 @@ const LATENCY_MARGIN_MS: u64 = 300;
 const SAMPLES_MAX: usize = 1_000_000;
 /// How long the run waits for each node's `/healthz` before its first call.
 const READY_WAIT: Duration = Duration::from_secs(20);
+/// How long a node that cannot take a clock offset (killed, restarting) is asked again: a restart
+/// of a node on sled takes well under this, and a node down for longer fails the run.
+const CLOCK_RETRY_WAIT: Duration = Duration::from_secs(30);
+/// The pause between two attempts to set a node's clock offset.
+const CLOCK_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// One HTTP exchange with a node: its scripts' deadline (5 s) and then some.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -325,7 +330,10 @@ fn clock_offset(at: u64, now: u64) -> i64 {
     i64::try_from(offset.clamp(-max, max)).unwrap_or(0)
 }
 
-/// Moves every node's clock by `offset_ms` (`POST /admin/clock`, `serve --clock-control`).
+/// Moves every node's clock by `offset_ms` (`POST /admin/clock`, `serve --clock-control`). A node
+/// that cannot be reached or answers 5xx (killed, restarting) is asked again until
+/// `CLOCK_RETRY_WAIT` has passed: a node on sled keeps the offset it acknowledged across a
+/// restart, so once every node answered, the phase's clock is in force on each, also after a kill.
 async fn set_clocks(
     client: &reqwest::Client,
     admins: &[String],
@@ -333,17 +341,29 @@ async fn set_clocks(
     offset_ms: i64,
 ) -> Result<(), Error> {
     for admin in admins {
-        let mut req =
-            client.post(format!("{admin}/admin/clock")).json(&serde_json::json!({ "offset_ms": offset_ms }));
-        if let Some(t) = token {
-            req = req.bearer_auth(t.expose());
-        }
         let fail = |why: String| Error::Clock { admin: admin.clone(), why };
-        let r = req.send().await.map_err(|e| fail(e.to_string()))?;
-        if !r.status().is_success() {
-            let status = r.status();
-            let body = r.text().await.unwrap_or_default();
-            return Err(fail(format!("{status}: {body}")));
+        let started = Instant::now();
+        loop {
+            let mut req = client
+                .post(format!("{admin}/admin/clock"))
+                .json(&serde_json::json!({ "offset_ms": offset_ms }));
+            if let Some(t) = token {
+                req = req.bearer_auth(t.expose());
+            }
+            let why = match req.send().await {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) if !r.status().is_server_error() => {
+                    let status = r.status();
+                    let body = r.text().await.unwrap_or_default();
+                    return Err(fail(format!("{status}: {body}")));
+                }
+                Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) => e.to_string(),
+            };
+            if started.elapsed() >= CLOCK_RETRY_WAIT {
+                return Err(fail(format!("{why} (still, after {} s)", CLOCK_RETRY_WAIT.as_secs())));
+            }
+            tokio::time::sleep(CLOCK_RETRY_PAUSE).await;
         }
     }
     Ok(())

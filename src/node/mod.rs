@@ -22,7 +22,7 @@ pub mod sweep;
 pub mod throttle;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -312,14 +312,94 @@ pub fn monotonic_ms() -> u64 {
 static CLOCK_CONTROL: AtomicBool = AtomicBool::new(false);
 /// Added to the real clock in `now_ms` (0 unless clock control is on).
 static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+/// Where the clock offset is kept across restarts (a sled store's folder; none on PostgreSQL).
+static CLOCK_FILE: OnceLock<PathBuf> = OnceLock::new();
+/// Held while the offset is saved and applied: two `POST /admin/clock` never interleave, so the
+/// file and the clock in force agree.
+static CLOCK_SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// The largest clock offset either way: 100 years, past any route a machine can write, and far
 /// from overflowing the milliseconds since the epoch.
 pub const CLOCK_OFFSET_MAX_MS: i64 = 100 * 366 * 24 * 3600 * 1000;
+/// The file, in a sled store's folder, that keeps the clock offset of a node with clock control.
+pub const CLOCK_FILE_NAME: &str = "phonetree-clock-offset";
+/// The clock file's first line: its format and version.
+const CLOCK_FILE_HEADER: &str = "phonetree clock offset v1";
+/// The largest clock file read: the header and one number fit many times over; anything longer
+/// is not a file this node wrote.
+const CLOCK_FILE_MAX_BYTES: u64 = 256;
 
 /// Lets `set_clock_offset` move this process's clock (`serve --clock-control`): every call's
 /// routes on time then read the moved clock. For load tests and staging, never production.
-pub fn enable_clock_control() {
+/// On a sled store (`store` is the node's store URL) the offset is kept in the store's folder
+/// (`CLOCK_FILE_NAME`): the one a previous run set is read here, before the node listens, so a
+/// restarted node's clock reads as it did. Answers the file and the offset read from it.
+pub fn enable_clock_control(store: &str) -> Result<Option<(PathBuf, i64)>, ClockError> {
+    let mut kept = None;
+    if let Ok(StoreUrl::Sled(dir)) = StoreUrl::parse(store) {
+        let file = dir.join(CLOCK_FILE_NAME);
+        let offset = read_clock_file(&file)?;
+        CLOCK_OFFSET_MS.store(offset, Ordering::Relaxed);
+        kept = Some((file.clone(), offset));
+        // Set once per process: `serve` enables clock control once.
+        let _ = CLOCK_FILE.set(file);
+    }
     CLOCK_CONTROL.store(true, Ordering::Relaxed);
+    Ok(kept)
+}
+
+/// The clock file kept in a sled store's folder `store`, if there is one (`serve` warns that a
+/// node without clock control ignores it).
+pub fn clock_file_of(store: &str) -> Option<PathBuf> {
+    match StoreUrl::parse(store) {
+        Ok(StoreUrl::Sled(dir)) => Some(dir.join(CLOCK_FILE_NAME)).filter(|f| f.exists()),
+        _ => None,
+    }
+}
+
+/// The offset a clock file keeps (0 when there is no file), validated: the header, one number,
+/// within `CLOCK_OFFSET_MAX_MS`.
+fn read_clock_file(file: &Path) -> Result<i64, ClockError> {
+    let bad = |why: String| ClockError::Read { file: file.to_path_buf(), why };
+    let f = match std::fs::File::open(file) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(f, CLOCK_FILE_MAX_BYTES + 1), &mut text)
+        .map_err(|e| bad(e.to_string()))?;
+    if text.len() as u64 > CLOCK_FILE_MAX_BYTES {
+        return Err(bad(format!("longer than {CLOCK_FILE_MAX_BYTES} bytes")));
+    }
+    let mut lines = text.lines();
+    if lines.next() != Some(CLOCK_FILE_HEADER) {
+        return Err(bad(format!("its first line is not `{CLOCK_FILE_HEADER}`")));
+    }
+    let offset: i64 = match (lines.next(), lines.next()) {
+        (Some(n), None) => n.trim().parse().map_err(|e| bad(format!("line 2: {e}")))?,
+        _ => return Err(bad("expected two lines: the header and the offset in ms".into())),
+    };
+    if offset.checked_abs().is_none_or(|a| a > CLOCK_OFFSET_MAX_MS) {
+        return Err(ClockError::TooFar(offset));
+    }
+    Ok(offset)
+}
+
+/// Writes `offset` to the clock file durably: a temporary file beside it, fsynced, renamed over
+/// it, and the folder fsynced, so a kill at any moment leaves the old offset or the new one.
+fn write_clock_file(file: &Path, offset: i64) -> Result<(), ClockError> {
+    use std::io::Write;
+    let bad = |e: std::io::Error| ClockError::Save { file: file.to_path_buf(), why: e.to_string() };
+    let tmp = file.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(bad)?;
+    f.write_all(format!("{CLOCK_FILE_HEADER}\n{offset}\n").as_bytes()).map_err(bad)?;
+    f.sync_all().map_err(bad)?;
+    drop(f);
+    std::fs::rename(&tmp, file).map_err(bad)?;
+    if let Some(dir) = file.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(bad)?;
+    }
+    Ok(())
 }
 
 /// Why the clock offset was not set.
@@ -329,16 +409,28 @@ pub enum ClockError {
     Off,
     #[error("clock offset {0} ms is beyond {CLOCK_OFFSET_MAX_MS} ms either way")]
     TooFar(i64),
+    #[error(
+        "cannot read the clock offset from {}: {why}; delete the file to start at the real clock",
+        file.display()
+    )]
+    Read { file: PathBuf, why: String },
+    #[error("cannot save the clock offset to {}: {why}; the clock was not moved", file.display())]
+    Save { file: PathBuf, why: String },
 }
 
-/// Sets the offset `now_ms` adds to the real clock, when clock control is on; answers the clock
-/// as it now reads.
+/// Sets the offset `now_ms` adds to the real clock, when clock control is on; on a sled store
+/// the offset is saved durably first (a restarted node reads it back). Answers the clock as it
+/// now reads.
 pub fn set_clock_offset(offset_ms: i64) -> Result<u64, ClockError> {
     if !CLOCK_CONTROL.load(Ordering::Relaxed) {
         return Err(ClockError::Off);
     }
     if offset_ms.checked_abs().is_none_or(|a| a > CLOCK_OFFSET_MAX_MS) {
         return Err(ClockError::TooFar(offset_ms));
+    }
+    let _saving = CLOCK_SAVING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(file) = CLOCK_FILE.get() {
+        write_clock_file(file, offset_ms)?;
     }
     CLOCK_OFFSET_MS.store(offset_ms, Ordering::Relaxed);
     warn!(offset_ms, "the node's clock was moved (clock control)");
