@@ -380,7 +380,7 @@ fn read_clock_file(file: &Path) -> Result<i64, ClockError> {
         _ => return Err(bad("expected two lines: the header and the offset in ms".into())),
     };
     if offset.checked_abs().is_none_or(|a| a > CLOCK_OFFSET_MAX_MS) {
-        return Err(ClockError::TooFar(offset));
+        return Err(bad(format!("offset {offset} ms is beyond {CLOCK_OFFSET_MAX_MS} ms either way")));
     }
     Ok(offset)
 }
@@ -450,5 +450,32 @@ pub fn default_fallback() -> Callflow {
             }),
             Action::Hangup,
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_file_keeps_an_offset_and_refuses_what_it_did_not_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(CLOCK_FILE_NAME);
+        assert_eq!(read_clock_file(&file).unwrap(), 0, "no file: the real clock");
+        write_clock_file(&file, -86_400_000).unwrap();
+        assert_eq!(read_clock_file(&file).unwrap(), -86_400_000);
+        assert!(!file.with_extension("tmp").exists());
+        let far = CLOCK_OFFSET_MAX_MS + 1;
+        for (text, why) in [
+            ("3600000\n".to_string(), "first line"),
+            (format!("{CLOCK_FILE_HEADER}\nsoon\n"), "line 2"),
+            (format!("{CLOCK_FILE_HEADER}\n1\n2\n"), "two lines"),
+            (format!("{CLOCK_FILE_HEADER}\n{}\n", "1".repeat(300)), "longer than"),
+            (format!("{CLOCK_FILE_HEADER}\n{far}\n"), "beyond"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = read_clock_file(&file).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
     }
 }
