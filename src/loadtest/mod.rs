@@ -203,6 +203,11 @@ impl Stats {
 }
 
 /// Milliseconds since the Unix epoch: the clock the oracle steps the engine at.
+/// Rounds of the cover played again for machines with reachable edges no call took (calls that a
+/// node killed mid-request or a failing stub answer sent elsewhere): a few rounds take them back
+/// without letting a machine whose edge cannot be taken at the node's clock loop.
+const COVER_AGAIN_MAX: usize = 3;
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -457,6 +462,7 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
                 .collect()
         })
         .collect();
+    let reachable: Vec<HashSet<(NodeId, Edge)>> = plan.machines.iter().map(|l| l.reachable.clone()).collect();
     let cover = plan.cover;
     let all = plan.all;
     let machines = plan.machines.into_iter().map(|l| l.machine).collect();
@@ -496,26 +502,47 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
     }
     let numbers = Arc::new(numbers);
     let started = Instant::now();
-    for (at, calls) in phases {
-        // Every node's clock, and the oracle's, reads the class's instant as the phase starts.
-        let offset = at.map_or(0, |at| clock_offset(at, now_ms()));
-        if clocked {
-            set_clocks(&shared.client, &admins, cfg.admin_token.as_ref(), offset).await?;
+    // Cover calls played so far (a run shorter than the cover plays only its first paths).
+    let played = cover.len().min(usize::try_from(cfg.calls).unwrap_or(usize::MAX));
+    let mut next_index = cfg.calls;
+    for round in 0..=COVER_AGAIN_MAX {
+        for (at, calls) in std::mem::take(&mut phases) {
+            // Every node's clock, and the oracle's, reads the class's instant as the phase starts.
+            let offset = at.map_or(0, |at| clock_offset(at, now_ms()));
+            if clocked {
+                set_clocks(&shared.client, &admins, cfg.admin_token.as_ref(), offset).await?;
+            }
+            shared.offset_ms.store(offset, Ordering::Relaxed);
+            let calls = Arc::new(calls);
+            let next = Arc::new(AtomicUsize::new(0));
+            let mut workers = tokio::task::JoinSet::new();
+            for _ in 0..cfg.concurrency.min(calls.len()) {
+                let (shared, calls, next, numbers) =
+                    (shared.clone(), calls.clone(), next.clone(), numbers.clone());
+                workers.spawn(async move {
+                    while let Some((i, path, covering)) = calls.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        call::run(&shared, *i, path, &numbers[path.machine], !covering).await;
+                    }
+                });
+            }
+            while workers.join_next().await.is_some() {}
         }
-        shared.offset_ms.store(offset, Ordering::Relaxed);
-        let calls = Arc::new(calls);
-        let next = Arc::new(AtomicUsize::new(0));
-        let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..cfg.concurrency.min(calls.len()) {
-            let (shared, calls, next, numbers) =
-                (shared.clone(), calls.clone(), next.clone(), numbers.clone());
-            workers.spawn(async move {
-                while let Some((i, path, covering)) = calls.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    call::run(&shared, *i, path, &numbers[path.machine], !covering).await;
-                }
-            });
+        // A call that a kill (its script's failure branch) or a stub failure turned off its planned
+        // path leaves edges untaken: the cover's paths of each machine with an edge reachable at the
+        // run's clock but not yet taken are played again, at most `COVER_AGAIN_MAX` more times.
+        if round == COVER_AGAIN_MAX {
+            break;
         }
-        while workers.join_next().await.is_some() {}
+        let taken = shared.stats.lock().unwrap_or_else(|p| p.into_inner()).edges.clone();
+        for path in &cover[..played] {
+            if reachable[path.machine].iter().any(|e| !taken[path.machine].contains(e)) {
+                phases.entry(path.at).or_default().push((next_index, path.clone(), true));
+                next_index = next_index.saturating_add(1);
+            }
+        }
+        if phases.is_empty() {
+            break;
+        }
     }
     if clocked {
         set_clocks(&shared.client, &admins, cfg.admin_token.as_ref(), 0).await?;
