@@ -406,6 +406,12 @@ async fn place_call(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::repl
             let (status, code) = match &e {
                 OutboundError::UnknownMachine(_) => (StatusCode::NOT_FOUND, "unknown_machine"),
                 OutboundError::NoCallerId => (StatusCode::BAD_REQUEST, "no_caller_id"),
+                // A name the machine's `variables` table does not list is valid JSON the machine
+                // refuses, like the guard's allow-lists (403); a value or count over its bound
+                // breaks the documented schema (400).
+                OutboundError::Variable(engine::VariableError::Unknown { .. }) => {
+                    (StatusCode::FORBIDDEN, "variable_not_allowed")
+                }
                 OutboundError::Variable(_) => (StatusCode::BAD_REQUEST, "invalid_variables"),
                 OutboundError::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_configured"),
                 OutboundError::NotCreated { .. } => (StatusCode::BAD_GATEWAY, "not_created"),
