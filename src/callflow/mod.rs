@@ -6,6 +6,7 @@
 //! `webhook::wire`; nothing here knows JSON.
 
 mod action_id;
+pub mod barred;
 mod summary;
 
 use std::fmt;
