@@ -129,7 +129,8 @@ impl Node {
             .map_err(|e| format!("cannot copy {MACHINE}: {e}"))?;
         cmd.arg("serve").arg("--machines").arg(&machines);
         match store {
-            Some(url) => cmd.arg("--store").arg(url),
+            // `--data` too: where a node on PostgreSQL keeps its admin token.
+            Some(url) => cmd.arg("--store").arg(url).arg("--data").arg(dir.path().join("data")),
             None => cmd.arg("--data").arg(dir.path().join("data")),
         };
         cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));

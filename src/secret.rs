@@ -23,6 +23,48 @@ impl Secret {
         Ok(Secret::new(line))
     }
 
+    /// The token kept in `file`, made (`GENERATED_BYTES` random bytes, hex) and written there with
+    /// mode 0600 when there is no such file; `true` when it was made now. Refused when the file is
+    /// empty, or (on Unix) readable by others than its owner.
+    pub fn kept_in(file: &Path) -> Result<(Secret, bool), KeptSecretError> {
+        let failed = |why: String| KeptSecretError::Io { file: file.to_path_buf(), why };
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        }
+        let mut bytes = [0u8; GENERATED_BYTES];
+        getrandom::fill(&mut bytes).map_err(|e| failed(format!("no randomness: {e}")))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(file) {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(format!("{token}\n").as_bytes())
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| failed(e.to_string()))?;
+                return Ok((Secret(token), true));
+            }
+            // Made before (or by another node starting on the same folder): read it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(failed(e.to_string())),
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(file).map_err(|e| failed(e.to_string()))?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(KeptSecretError::Readable { file: file.to_path_buf(), mode: mode & 0o777 });
+            }
+        }
+        let secret = Secret::from_file(file).map_err(|e| failed(e.source.to_string()))?;
+        if secret.is_empty() {
+            return Err(KeptSecretError::Empty(file.to_path_buf()));
+        }
+        Ok((secret, false))
+    }
+
     /// The secret of a pair of options, text or file (the file's first line wins); `None` when
     /// neither is given.
     pub fn from_either(text: Option<&str>, file: Option<&Path>) -> Result<Option<Secret>, SecretFileError> {
@@ -65,6 +107,20 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Random bytes in a token `Secret::kept_in` makes (64 hex digits).
+pub const GENERATED_BYTES: usize = 32;
+
+/// A kept token (`Secret::kept_in`) that cannot be made or used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeptSecretError {
+    #[error("cannot keep a token in {}: {why}", file.display())]
+    Io { file: std::path::PathBuf, why: String },
+    #[error("the token file {} is empty: delete it to have a new token made, or write one (at least 16 characters)", .0.display())]
+    Empty(std::path::PathBuf),
+    #[error("the token file {} can be read by others (mode {mode:o}): `chmod 600 {}`", file.display(), file.display())]
+    Readable { file: std::path::PathBuf, mode: u32 },
+}
+
 /// A secret file that cannot be read.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read the secret file {file}: {source}")]
@@ -97,5 +153,31 @@ mod tests {
         );
         let missing = Secret::from_file(&dir.path().join("nope")).unwrap_err();
         assert!(missing.to_string().contains("nope"), "{missing}");
+    }
+
+    #[test]
+    fn a_kept_token_is_made_once_private_and_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sub").join("token");
+        let (made, fresh) = Secret::kept_in(&f).unwrap();
+        assert!(fresh);
+        assert_eq!(made.len(), 2 * GENERATED_BYTES);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let (again, fresh) = Secret::kept_in(&f).unwrap();
+        assert_eq!((again, fresh), (made, false), "the same token on the next start");
+        std::fs::write(&f, "\n").unwrap();
+        assert_eq!(Secret::kept_in(&f).unwrap_err(), KeptSecretError::Empty(f.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(&f, "a-token-others-can-read-0123456789\n").unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = Secret::kept_in(&f).unwrap_err();
+            assert!(e.to_string().contains("can be read by others (mode 644)"), "{e}");
+        }
     }
 }

@@ -281,8 +281,13 @@ async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
     // A reload that fails shows why, with its diagnostics, without a page reload.
     c.set_window_size(1280, 800).await.unwrap();
     std::fs::write(n.machines.join("broken.toml"), "name = \"broken\"\nstart = \"nowhere\"\n").unwrap();
-    let r =
-        reqwest::Client::new().post(n.admin_url("/admin/reload")).bearer_auth(TOKEN).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
     let diagnostics = until(
         &c,

@@ -1453,7 +1453,14 @@ impl Harness {
     /// `POST /admin/reload`: the status and the answer.
     fn reload(&self) -> (u16, Value) {
         self.rt.block_on(async {
-            let r = self.shared.client.post(self.node.admin_url("/admin/reload")).send().await.unwrap();
+            let r = self
+                .shared
+                .client
+                .post(self.node.admin_url("/admin/reload"))
+                .header("content-type", "application/json")
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.json().await.unwrap())
         })
     }

@@ -59,6 +59,8 @@ fn serve_on(dir: &Path, machines: &Path, port: u16, admin_port: u16, extra: &[&s
         .arg("--machines")
         .arg(machines)
         .args(extra)
+        // Tests that are not about the admin token run without one.
+        .args((!extra.contains(&"--admin-token-file")).then_some("--admin-no-token"))
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -454,8 +456,10 @@ fn a_node_moves_its_clock_only_with_clock_control_and_the_admin_token() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let post = |admin: &str, token: Option<&str>| {
         rt.block_on(async {
-            let mut req =
-                reqwest::Client::new().post(format!("{admin}/admin/clock")).body(r#"{"offset_ms": 3600000}"#);
+            let mut req = reqwest::Client::new()
+                .post(format!("{admin}/admin/clock"))
+                .header("content-type", "application/json")
+                .body(r#"{"offset_ms": 3600000}"#);
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }

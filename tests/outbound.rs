@@ -269,7 +269,13 @@ async fn post_calls_reports_not_created_as_a_bad_gateway_with_8x8s_status() {
 
 /// POSTs a call; (status, error code, error message, Retry-After).
 async fn refusal(n: &Node, body: Value) -> (u16, String, String, Option<String>) {
-    let r = reqwest::Client::new().post(n.admin_url("/calls")).body(body.to_string()).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(n.admin_url("/calls"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
     assert_eq!(r.headers()["content-type"], "application/json");

@@ -201,7 +201,12 @@ async fn a_broken_file_keeps_the_running_machines_and_says_where() {
     let broken =
         text.replace(OLD_MENU, NEW_MENU).replace("name = \"abc_restaurant\"", "name = \"abc_restaurant");
     std::fs::write(abc_file(&n), broken).unwrap();
-    let r = reqwest::Client::new().post(n.admin_url("/admin/reload")).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer["result"], "failed", "{answer}");
@@ -236,7 +241,12 @@ async fn a_new_version_is_stored_before_calls_use_it() {
     let mut n = Node::start(&t.path().join("data"), &machines_dir(t.path()));
     let original = std::fs::read_to_string(abc_file(&n)).unwrap();
     reword_abc(&n);
-    let r = reqwest::Client::new().post(n.admin_url("/admin/reload")).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let answer: Value = r.json().await.unwrap();
     assert_eq!((answer["result"].as_str(), answer["trigger"].as_str()), (Some("loaded"), Some("admin")));
@@ -265,7 +275,12 @@ async fn a_removed_machine_finishes_its_calls_and_new_ones_fall_back() {
     let a = post(&n.url("/webhooks/vca"), Vca::abc("s-gone", "e1", Some("1"), None).body()).await;
     let id = a.client_action_id().unwrap();
     std::fs::remove_file(abc_file(&n)).unwrap();
-    let r = reqwest::Client::new().post(n.admin_url("/admin/reload")).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let m = machines(&n).await;
     assert!(m["machines"].as_array().unwrap().iter().all(|m| m["name"] != "abc_restaurant"), "{m}");
@@ -288,7 +303,12 @@ async fn a_reload_without_the_default_machine_is_refused() {
         &[("PHONETREE_DEFAULT_MACHINE", "abc_restaurant")],
     );
     std::fs::remove_file(abc_file(&n)).unwrap();
-    let r = reqwest::Client::new().post(n.admin_url("/admin/reload")).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
     let answer: Value = r.json().await.unwrap();
     assert_eq!(answer["reason"], "--default-machine `abc_restaurant` is not among the machines loaded");
@@ -311,10 +331,16 @@ async fn reloading_needs_the_admin_token_when_there_is_one() {
         &[("PHONETREE_ADMIN_TOKEN", ADMIN_TOKEN)],
     );
     let client = reqwest::Client::new();
-    let r = client.post(n.admin_url("/admin/reload")).send().await.unwrap();
+    let r = client
+        .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = client
         .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
         .bearer_auth("not-the-token-0123456789")
         .send()
         .await
@@ -322,7 +348,13 @@ async fn reloading_needs_the_admin_token_when_there_is_one() {
     assert_eq!(r.status(), 401);
     let r = client.get(n.admin_url("/admin/machines")).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = client.post(n.admin_url("/admin/reload")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let r = client
+        .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let m: Value = client
         .get(n.admin_url("/admin/machines"))
@@ -405,10 +437,20 @@ async fn metrics_show_the_versions_loaded_and_the_reloads() {
     assert_eq!(loaded(&metrics::parse(&text)), metrics::expected(&[(&[old.as_str()], 1.0)]));
 
     reword_abc(&n);
-    let r = reqwest::Client::new().post(n.admin_url("/admin/reload")).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     std::fs::write(abc_file(&n), "name = \"abc_restaurant\"\nstart = ").unwrap();
-    let r = reqwest::Client::new().post(n.admin_url("/admin/reload")).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
     let new = short(abc_version(&machines(&n).await));
     assert_ne!(new, old);

@@ -377,6 +377,9 @@ const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 /// POSTs `body` to `url` with `headers`; the status and the JSON body (`Null` if not JSON).
 async fn send(url: &str, headers: &[(&str, &str)], body: String) -> (u16, serde_json::Value) {
     let mut request = reqwest::Client::new().post(url).body(body);
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+        request = request.header("content-type", "application/json");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -461,10 +464,10 @@ fn serve_refuses_a_public_admin_listener_without_a_token_and_a_bad_network() {
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let (code, err) = serve(&["--admin-listen", "0.0.0.0:0"]);
+    let (code, err) = serve(&["--admin-listen", "0.0.0.0:0", "--admin-no-token"]);
     assert_eq!(code, Some(1));
     assert!(
-        err.contains("no admin token, and the admin listener 0.0.0.0:0 is not a loopback address"),
+        err.contains("--admin-no-token, and the admin listener 0.0.0.0:0 is not a loopback address"),
         "{err}"
     );
     let (code, err) = serve(&["--admin-listen", "127.0.0.1:0", "--allow-from", "10.0.0.0/33"]);
@@ -491,8 +494,9 @@ async fn the_allow_list_refuses_other_sources_and_forwarding_is_believed_only_fr
         ("no forwarding: the proxy itself", vec![], 403),
         ("an 8x8 address", vec![("x-forwarded-for", "18.140.80.2")], 200),
         ("8x8 spoofed left of the real client", vec![("x-forwarded-for", "18.140.80.2, 203.0.113.9")], 403),
-        ("an 8x8 address in Forwarded", vec![("forwarded", "for=52.74.232.241;proto=https")], 200),
-        ("an unreadable Forwarded", vec![("forwarded", "for=unknown")], 403),
+        // Only X-Forwarded-For (the default --forwarded-header) is read: a client's Forwarded is not.
+        ("an 8x8 address in Forwarded", vec![("forwarded", "for=52.74.232.241;proto=https")], 403),
+        ("an unreadable X-Forwarded-For", vec![("x-forwarded-for", "unknown")], 403),
     ] {
         let (status, body) = send(&url, &headers, vca(&format!("s-allow-{}", what.len()))).await;
         assert_eq!(status, want, "{what}: {body}");
@@ -502,7 +506,27 @@ async fn the_allow_list_refuses_other_sources_and_forwarding_is_believed_only_fr
     }
     assert_eq!(reqwest::get(proxied.url("/healthz")).await.unwrap().status(), 200, "health stays open");
     assert_eq!(reqwest::get(proxied.url("/readyz")).await.unwrap().status(), 200, "readiness stays open");
-    assert_eq!(sessions(&proxied).await, 2, "refused webhooks store nothing");
+    assert_eq!(sessions(&proxied).await, 1, "refused webhooks store nothing");
+
+    // With --forwarded-header forwarded, Forwarded is read and X-Forwarded-For is not.
+    let rfc = Node::start_with(
+        &t.path().join("rfc7239"),
+        &machines,
+        &[
+            ("PHONETREE_ALLOW_FROM", "8x8"),
+            ("PHONETREE_TRUSTED_PROXY", "127.0.0.1"),
+            ("PHONETREE_FORWARDED_HEADER", "forwarded"),
+        ],
+    );
+    let url = rfc.url("/webhooks/vca");
+    for (what, headers, want) in [
+        ("an 8x8 address in Forwarded", vec![("forwarded", "for=52.74.232.241;proto=https")], 200),
+        ("an unreadable Forwarded", vec![("forwarded", "for=unknown")], 403),
+        ("an 8x8 address in X-Forwarded-For", vec![("x-forwarded-for", "18.140.80.2")], 403),
+    ] {
+        let (status, body) = send(&url, &headers, vca(&format!("s-rfc-{}", what.len()))).await;
+        assert_eq!(status, want, "{what}: {body}");
+    }
 
     // Without --trusted-proxy the same header from the same peer is not believed.
     let direct = Node::start_with(&t.path().join("direct"), &machines, &[("PHONETREE_ALLOW_FROM", "8x8")]);
@@ -529,4 +553,25 @@ async fn no_spelling_of_a_webhook_path_slips_past_the_allow_list() {
         );
     }
     assert_eq!(sessions(&n).await, 0);
+}
+
+#[tokio::test]
+async fn an_ipv4_mapped_allow_from_entry_matches_its_ipv4_peer() {
+    let t = tempfile::tempdir().unwrap();
+    let n = Node::start_with(
+        &t.path().join("data"),
+        &machines_dir(t.path()),
+        &[("PHONETREE_ALLOW_FROM", "::ffff:127.0.0.1")],
+    );
+    let (status, body) =
+        send(&n.url("/webhooks/vca"), &[], Vca::abc("s-mapped", "e1", Some("1"), None).body()).await;
+    assert_eq!(status, 200, "{body}");
+    let other = Node::start_with(
+        &t.path().join("other"),
+        &machines_dir(&t.path().join("m2")),
+        &[("PHONETREE_ALLOW_FROM", "::ffff:127.0.0.2")],
+    );
+    let (status, _) =
+        send(&other.url("/webhooks/vca"), &[], Vca::abc("s-mapped-2", "e1", Some("1"), None).body()).await;
+    assert_eq!(status, 403);
 }

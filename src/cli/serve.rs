@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use std::path::PathBuf;
 
-use phonetree::http::allow::{AllowError, AllowList};
+use phonetree::http::allow::{AllowError, AllowList, ForwardedHeader};
 use phonetree::http::auth::{self, AdminAuth, AuthConfigError, WebhookAuth};
 use phonetree::http::limits::{self, Limits};
 use phonetree::http::{Settings, StoreFailed};
 use phonetree::node::reload::{Fingerprint, Trigger};
 use phonetree::node::{App, Config, ServeError};
-use phonetree::secret::{Secret, SecretFileError};
+use phonetree::secret::{KeptSecretError, Secret, SecretFileError};
+use phonetree::store::StoreUrl;
 
 use super::{NoRuntime, NodeArgs, runtime};
 
@@ -51,25 +52,40 @@ pub struct Args {
     #[arg(long)]
     allow_unauthenticated: bool,
     /// Address of the admin listener (`POST /calls` and every operator route); port 0 picks a free
-    /// port (printed on stdout as `admin listening on ADDR`). Other than loopback, it requires
-    /// --admin-token or --admin-token-file.
+    /// port (printed on stdout as `admin listening on ADDR`).
     #[arg(long, env = "PHONETREE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     admin_listen: SocketAddr,
     /// The token admin requests must carry (`Authorization: Bearer TOKEN`), at least 16 bytes.
-    /// Prefer --admin-token-file: a flag shows in `ps`.
+    /// Prefer --admin-token-file: a flag shows in `ps`. Default: a token made once and kept in
+    /// `phonetree-admin-token` (mode 0600) in the sled store's folder (with a PostgreSQL store, in
+    /// --data), its path printed at start.
     #[arg(long, env = "PHONETREE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// A file whose first line is the admin token.
+    /// A file whose first line is the admin token (an empty file is an error).
     #[arg(long, env = "PHONETREE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     admin_token_file: Option<PathBuf>,
+    /// No admin token: anyone who reaches the admin listener may place calls. Only with a
+    /// loopback --admin-listen, and logged as a warning at start.
+    #[arg(long, env = "PHONETREE_ADMIN_NO_TOKEN", value_parser = clap::builder::FalseyValueParser::new())]
+    admin_no_token: bool,
+    /// Further names the admin listener is reached by (`HOST`, or `HOST:PORT` for that port only),
+    /// e.g. behind a proxy; a request whose `Host` is neither one of these nor the listener's
+    /// address (or `localhost` on loopback) is refused 421, against DNS rebinding.
+    #[arg(long, env = "PHONETREE_ADMIN_HOST", value_delimiter = ',')]
+    admin_host: Vec<String>,
     /// Accept webhooks (every public request but /healthz and /readyz) only from these sources:
     /// addresses, CIDRs, or `8x8` (8x8's published webhook addresses); others get 403.
     #[arg(long, env = "PHONETREE_ALLOW_FROM", value_delimiter = ',', num_args = 1..)]
     allow_from: Vec<String>,
-    /// Proxies (addresses, CIDRs) whose `Forwarded` / `X-Forwarded-For` names the client for
-    /// --allow-from; from anyone else these headers are ignored.
+    /// Proxies (addresses, CIDRs) whose --forwarded-header names the client for --allow-from;
+    /// from anyone else it is ignored.
     #[arg(long, env = "PHONETREE_TRUSTED_PROXY", value_delimiter = ',', num_args = 1..)]
     trusted_proxy: Vec<String>,
+    /// The one header a --trusted-proxy names the client in, `x-forwarded-for` or `forwarded`
+    /// (RFC 7239): the one the proxy writes. The other is ignored (a proxy passes it on from the
+    /// client as sent); the right-most address that is not a trusted proxy is the client.
+    #[arg(long, env = "PHONETREE_FORWARDED_HEADER", default_value = "x-forwarded-for")]
+    forwarded_header: ForwardedHeader,
     /// Most open connections on the public listener (the admin listener keeps at most 64); over it
     /// a new connection is answered 503 and closed. Keep it, with --max-in-flight, well below the
     /// process's open-file limit (`ulimit -n`): serve warns at start when it is not.
@@ -117,13 +133,27 @@ pub enum Error {
          give --webhook-secret (or --webhook-secret-file), or --allow-unauthenticated behind a proxy that checks"
     )]
     Unauthenticated(SocketAddr),
-    #[error("admin token: {0}")]
+    #[error("{0}")]
     AdminAuth(AuthConfigError),
     #[error(
-        "no admin token, and the admin listener {0} is not a loopback address: anyone who reaches it could \
-         place calls billed to you; give --admin-token-file (or --admin-token), or --admin-listen 127.0.0.1:9090"
+        "--admin-no-token, and the admin listener {0} is not a loopback address: anyone who reaches it could \
+         place calls billed to you; leave --admin-no-token out (a token is made and kept for you), or use \
+         --admin-listen 127.0.0.1:9090"
     )]
     AdminUnauthenticated(SocketAddr),
+    #[error("--admin-no-token with an admin token: give one or the other")]
+    AdminTokenAndNoToken,
+    #[error(
+        "the admin token file {} is empty: write a token in it (at least 16 characters, e.g. \
+         `openssl rand -hex 32`), or leave --admin-token-file out for a generated one", .0.display()
+    )]
+    AdminTokenFileEmpty(PathBuf),
+    #[error(
+        "--admin-token is empty: give a token of at least 16 characters, or leave it out for a generated one"
+    )]
+    AdminTokenEmpty,
+    #[error("admin token: {0}")]
+    AdminTokenKept(#[from] KeptSecretError),
     #[error(transparent)]
     Allow(#[from] AllowError),
     #[error("--{0} must be at least 1")]
@@ -144,12 +174,8 @@ pub fn run(args: Args) -> Result<(), Error> {
             "NO WEBHOOK SECRET: every request to /webhooks/* is trusted; set --webhook-secret before 8x8 can reach this node"
         );
     }
-    let admin_token = Secret::from_either(args.admin_token.as_deref(), args.admin_token_file.as_deref())?;
-    let admin_auth = AdminAuth::new(admin_token).map_err(Error::AdminAuth)?;
-    if admin_auth.is_open() && !args.admin_listen.ip().is_loopback() {
-        return Err(Error::AdminUnauthenticated(args.admin_listen));
-    }
-    let allow = AllowList::new(&args.allow_from, &args.trusted_proxy)?;
+    let (admin_auth, admin_token_file) = admin_auth(&args)?;
+    let allow = AllowList::new(&args.allow_from, &args.trusted_proxy)?.reading(args.forwarded_header);
     let secs = |value: u64, flag: &'static str| match value {
         0 => Err(Error::Zero(flag)),
         n => Ok(Duration::from_secs(n)),
@@ -188,7 +214,62 @@ pub fn run(args: Args) -> Result<(), Error> {
         );
     }
     let settings = Settings { webhook_auth: auth, admin_auth, allow, limits };
-    serve(config, args.admin_listen, settings, args.watch)
+    serve(config, args.admin_listen, settings, args.watch, admin_token_file)
+}
+
+/// The name of the file a generated admin token is kept in.
+pub const ADMIN_TOKEN_FILE_NAME: &str = "phonetree-admin-token";
+
+/// Where the admin token is kept when none is given: beside the store, in the sled store's folder
+/// (`--store sled:DIR` or `--data`), or in `--data` for a PostgreSQL store.
+fn kept_token_file(node: &super::NodeArgs) -> PathBuf {
+    let dir = match node.store.as_deref().map(StoreUrl::parse) {
+        Some(Ok(StoreUrl::Sled(dir))) => dir,
+        _ => node.data.clone(),
+    };
+    dir.join(ADMIN_TOKEN_FILE_NAME)
+}
+
+/// Who may use the admin listener: the token given (`--admin-token`, `--admin-token-file`; empty
+/// is an error), none (`--admin-no-token`, loopback only), or the one kept beside the store, made
+/// on the first start. Also the file the token is in, to print.
+fn admin_auth(args: &Args) -> Result<(AdminAuth, Option<PathBuf>), Error> {
+    let given = args.admin_token.is_some() || args.admin_token_file.is_some();
+    let (token, file) = if args.admin_no_token {
+        if given {
+            return Err(Error::AdminTokenAndNoToken);
+        }
+        if !args.admin_listen.ip().is_loopback() {
+            return Err(Error::AdminUnauthenticated(args.admin_listen));
+        }
+        tracing::warn!(
+            admin = %args.admin_listen,
+            "NO ADMIN TOKEN (--admin-no-token): every program on this machine that reaches the admin \
+             listener may place calls and read call history; tests and development only"
+        );
+        (None, None)
+    } else if let Some(file) = &args.admin_token_file {
+        let token = Secret::from_file(file)?;
+        if token.is_empty() {
+            return Err(Error::AdminTokenFileEmpty(file.clone()));
+        }
+        (Some(token), Some(file.clone()))
+    } else if let Some(text) = &args.admin_token {
+        let token = Secret::new(text);
+        if token.is_empty() {
+            return Err(Error::AdminTokenEmpty);
+        }
+        (Some(token), None)
+    } else {
+        let file = kept_token_file(&args.node);
+        let (token, made) = Secret::kept_in(&file)?;
+        if made {
+            tracing::info!(file = %file.display(), "admin token made and kept in this file (mode 0600)");
+        }
+        (Some(token), Some(file))
+    };
+    let auth = AdminAuth::new(token).map_err(Error::AdminAuth)?.with_hosts(&args.admin_host);
+    Ok((auth, file))
 }
 
 /// The secrets from `--webhook-secret` and every `--webhook-secret-file` (one per line).
@@ -201,7 +282,13 @@ fn webhook_auth(args: &Args) -> Result<WebhookAuth, Error> {
 }
 
 /// The node's entry points as the server uses them: open the app, bind, serve until a signal.
-fn serve(config: Config, admin_listen: SocketAddr, settings: Settings, watch: bool) -> Result<(), Error> {
+fn serve(
+    config: Config,
+    admin_listen: SocketAddr,
+    settings: Settings,
+    watch: bool,
+    admin_token_file: Option<PathBuf>,
+) -> Result<(), Error> {
     let listen = config.listen;
     runtime()?.block_on(async move {
         // Taken before the machines are read: an edit made while they load is reloaded.
@@ -219,8 +306,10 @@ fn serve(config: Config, admin_listen: SocketAddr, settings: Settings, watch: bo
         let (listener, admin) = (bind(listen).await?, bind(admin_listen).await?);
         let addr = listener.local_addr().map_err(Error::Address)?;
         let admin_addr = admin.local_addr().map_err(Error::Address)?;
-        // One write, so a reader that stops after the first line has both in its buffer already.
-        print!("listening on {addr}\nadmin listening on {admin_addr}\n");
+        // One write, so a reader that stops after the first line has all in its buffer already.
+        // The token's file, never the token.
+        let token = admin_token_file.map(|f| format!("admin token in {}\n", f.display())).unwrap_or_default();
+        print!("listening on {addr}\nadmin listening on {admin_addr}\n{token}");
         let _ = std::io::stdout().flush();
         phonetree::http::run(listener, admin, app, settings, shutdown_signal()).await?;
         Ok(())

@@ -37,6 +37,11 @@ pub enum AuthConfigError {
     Header(String),
     #[error("a webhook secret is {0} bytes; use at least {SECRET_BYTES_MIN} (e.g. `openssl rand -hex 32`)")]
     TooShort(usize),
+    #[error(
+        "the admin token is {0} bytes; use at least {SECRET_BYTES_MIN} (e.g. `openssl rand -hex 32`), or \
+         leave --admin-token and --admin-token-file out for a generated one"
+    )]
+    AdminTooShort(usize),
 }
 
 /// Why a webhook was refused (the client is told only that it was).
@@ -144,11 +149,18 @@ impl WebhookAuth {
     }
 }
 
-/// Who may use the admin listener: with a token, requests carrying `Authorization: Bearer TOKEN`;
-/// without one, everyone who reaches it (`serve` allows that on loopback only).
+/// Who may use the admin listener, and from where: with a token, requests carrying
+/// `Authorization: Bearer TOKEN` (without one, everyone who reaches it: `serve` allows that on
+/// loopback only, with `--admin-no-token`); and, token or not, nothing a web page in an operator's
+/// browser can be made to send: a `Host` that is not the listener's (DNS rebinding), an `Origin`
+/// other than the listener's own (another site's page), a POST that is not JSON (a form).
 #[derive(Debug, Clone, Default)]
 pub struct AdminAuth {
     token: Option<Secret>,
+    /// `--admin-host`: further names the listener is reached by (`HOST` or `HOST:PORT`), lowercase.
+    hosts: Vec<String>,
+    /// The address the listener is bound to (set once it is bound).
+    listener: Option<std::net::SocketAddr>,
 }
 
 /// Why an admin request was refused (the client is told only that it was).
@@ -158,15 +170,49 @@ pub enum AdminDenied {
     Missing,
     #[error("the admin token does not match")]
     Wrong,
+    #[error(
+        "the Host header does not name this admin listener: use its address (or localhost), or start the \
+         node with --admin-host NAME for a name it is reached by"
+    )]
+    Host,
+    #[error("the request comes from a page of another origin: the admin listener answers only its own pages")]
+    Origin,
+    #[error("a POST to the admin listener must be JSON: send `Content-Type: application/json`")]
+    NotJson,
+}
+
+impl AdminDenied {
+    /// The status and error code the refusal is answered with.
+    pub fn answer(self) -> (warp::http::StatusCode, &'static str) {
+        use warp::http::StatusCode;
+        match self {
+            AdminDenied::Missing | AdminDenied::Wrong => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminDenied::Host => (StatusCode::MISDIRECTED_REQUEST, "wrong_host"),
+            AdminDenied::Origin => (StatusCode::FORBIDDEN, "cross_origin"),
+            AdminDenied::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        }
+    }
 }
 
 impl AdminAuth {
-    /// `token` (an empty one counts as none), at least `SECRET_BYTES_MIN` bytes.
+    /// `token`, at least `SECRET_BYTES_MIN` bytes; `None` (or an empty one): no token.
     pub fn new(token: Option<Secret>) -> Result<AdminAuth, AuthConfigError> {
         match token.filter(|t| !t.is_empty()) {
-            Some(t) if t.len() < SECRET_BYTES_MIN => Err(AuthConfigError::TooShort(t.len())),
-            token => Ok(AdminAuth { token }),
+            Some(t) if t.len() < SECRET_BYTES_MIN => Err(AuthConfigError::AdminTooShort(t.len())),
+            token => Ok(AdminAuth { token, hosts: Vec::new(), listener: None }),
         }
+    }
+
+    /// The same, also answering requests whose `Host` is one of `hosts` (`--admin-host`:
+    /// `HOST` matches on any port, `HOST:PORT` on that port).
+    pub fn with_hosts(self, hosts: &[String]) -> AdminAuth {
+        let hosts = hosts.iter().map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
+        AdminAuth { hosts, ..self }
+    }
+
+    /// The same, for the listener bound to `addr`.
+    pub fn bound_to(self, addr: std::net::SocketAddr) -> AdminAuth {
+        AdminAuth { listener: Some(addr), ..self }
     }
 
     /// True when no token is configured.
@@ -182,6 +228,63 @@ impl AdminAuth {
         match bool::from(token.expose().as_bytes().ct_eq(value)) {
             true => Ok(()),
             false => Err(AdminDenied::Wrong),
+        }
+    }
+
+    /// Checks what a browser could be tricked into sending, before anything else (the console's
+    /// page included): the `Host` names this listener (against DNS rebinding), and an `Origin`
+    /// (when sent) is the origin of that host (against another site's page).
+    pub fn check_source(&self, headers: &HeaderMap) -> Result<(), AdminDenied> {
+        let host = headers
+            .get(warp::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| self.host_allowed(h))
+            .ok_or(AdminDenied::Host)?;
+        if let Some(origin) = headers.get(warp::http::header::ORIGIN) {
+            let origin = origin.to_str().map_err(|_| AdminDenied::Origin)?.trim().to_ascii_lowercase();
+            let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+            if authority != Some(host.as_str()) {
+                return Err(AdminDenied::Origin);
+            }
+        }
+        Ok(())
+    }
+
+    /// A POST (or PUT, PATCH) must say its body is JSON: a form, or a `text/plain` fetch, cannot
+    /// without a CORS preflight, which this listener never answers.
+    pub fn check_json(&self, method: &warp::http::Method, headers: &HeaderMap) -> Result<(), AdminDenied> {
+        use warp::http::Method;
+        if ![Method::POST, Method::PUT, Method::PATCH].contains(method) {
+            return Ok(());
+        }
+        let json = headers
+            .get(warp::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+        json.then_some(()).ok_or(AdminDenied::NotJson)
+    }
+
+    /// Whether `host` (a lowercase `Host` value) names this listener: its IP address (any IP
+    /// address when it is bound to every interface; a name is what DNS rebinding needs),
+    /// `localhost` when it is on loopback, or an `--admin-host`. The port is not compared: an SSH
+    /// tunnel or a proxy in front changes it, and no rebinding can choose it.
+    fn host_allowed(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            Some(rest) => rest.split_once(']').map_or(rest, |(ip, _)| ip),
+            None => {
+                host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host, |(h, _)| h)
+            }
+        };
+        if self.hosts.iter().any(|h| h == host || h == name) {
+            return true;
+        }
+        let Some(listener) = self.listener else { return false };
+        let bound = listener.ip().to_canonical();
+        match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => bound.is_unspecified() || ip.to_canonical() == bound,
+            Err(_) => name == "localhost" && (bound.is_loopback() || bound.is_unspecified()),
         }
     }
 }
@@ -269,8 +372,79 @@ mod tests {
         assert_eq!(a.check(&headers("Bearer another-secret-for-rotation")), Err(AdminDenied::Wrong));
         assert_eq!(a.check(&HeaderMap::new()), Err(AdminDenied::Missing));
         assert_eq!(AdminAuth::new(None).unwrap().check(&HeaderMap::new()), Ok(()));
-        assert!(AdminAuth::new(Some(Secret::new("short"))).is_err());
         assert!(!format!("{a:?}").contains(SECRET));
+    }
+
+    #[test]
+    fn a_short_admin_token_is_called_an_admin_token() {
+        let e = AdminAuth::new(Some(Secret::new("short"))).unwrap_err();
+        assert_eq!(e, AuthConfigError::AdminTooShort(5));
+        assert!(e.to_string().starts_with("the admin token is 5 bytes; use at least 16"), "{e}");
+        assert!(!e.to_string().contains("webhook"), "{e}");
+    }
+
+    fn request(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_browser_cannot_be_made_to_reach_the_admin_listener() {
+        use warp::http::Method;
+        let a = AdminAuth::new(None).unwrap().bound_to("127.0.0.1:9090".parse().unwrap());
+        let get = |h: &[(&str, &str)]| {
+            let h = request(h);
+            a.check_source(&h).and_then(|()| a.check_json(&Method::GET, &h))
+        };
+        let post = |h: &[(&str, &str)]| {
+            let h = request(h);
+            a.check_source(&h).and_then(|()| a.check_json(&Method::POST, &h))
+        };
+        assert_eq!(get(&[("host", "127.0.0.1:9090")]), Ok(()));
+        assert_eq!(get(&[("host", "127.0.0.1:9999")]), Ok(()), "an SSH tunnel's local port");
+        assert_eq!(get(&[("host", "localhost:9090")]), Ok(()));
+        assert_eq!(get(&[("host", "attacker.example")]), Err(AdminDenied::Host));
+        assert_eq!(get(&[("host", "attacker.example:9090")]), Err(AdminDenied::Host));
+        assert_eq!(get(&[("host", "127.0.0.2:9090")]), Err(AdminDenied::Host));
+        assert_eq!(get(&[]), Err(AdminDenied::Host));
+        assert_eq!(get(&[("host", "127.0.0.1:9090"), ("origin", "http://127.0.0.1:9090")]), Ok(()));
+        assert_eq!(
+            get(&[("host", "127.0.0.1:9090"), ("origin", "http://127.0.0.1:8000")]),
+            Err(AdminDenied::Origin)
+        );
+        assert_eq!(get(&[("host", "127.0.0.1:9090"), ("origin", "null")]), Err(AdminDenied::Origin));
+        let json = ("content-type", "application/json; charset=utf-8");
+        assert_eq!(post(&[("host", "127.0.0.1:9090"), json]), Ok(()));
+        for other in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+            assert_eq!(
+                post(&[("host", "127.0.0.1:9090"), ("content-type", other)]),
+                Err(AdminDenied::NotJson),
+                "{other}"
+            );
+        }
+        assert_eq!(post(&[("host", "127.0.0.1:9090")]), Err(AdminDenied::NotJson));
+        assert_eq!(AdminDenied::NotJson.answer().0.as_u16(), 415);
+        assert_eq!(AdminDenied::Host.answer().0.as_u16(), 421);
+        assert_eq!(AdminDenied::Origin.answer().0.as_u16(), 403);
+
+        let named = AdminAuth::new(None)
+            .unwrap()
+            .with_hosts(&["Admin.Example".into(), "ops.example:8443".into()])
+            .bound_to("10.0.0.5:9090".parse().unwrap());
+        let host = |h: &str| named.check_source(&request(&[("host", h)]));
+        assert_eq!(host("admin.example:9090"), Ok(()));
+        assert_eq!(host("ops.example:8443"), Ok(()));
+        assert_eq!(host("ops.example:9090"), Err(AdminDenied::Host));
+        assert_eq!(host("localhost:9090"), Err(AdminDenied::Host), "not on loopback");
+        assert_eq!(host("10.0.0.5:9090"), Ok(()));
+        let any = AdminAuth::new(None).unwrap().bound_to("[::]:9090".parse().unwrap());
+        let host = |h: &str| any.check_source(&request(&[("host", h)]));
+        assert_eq!(host("[2001:db8::1]:9090"), Ok(()));
+        assert_eq!(host("192.0.2.1:9090"), Ok(()));
+        assert_eq!(host("rebound.example:9090"), Err(AdminDenied::Host));
     }
 
     #[test]

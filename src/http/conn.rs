@@ -52,8 +52,9 @@ pub(crate) enum Gate {
     /// `in_flight` permits' worth at once; health checks always (a load balancer's probes come from
     /// its own addresses).
     Public { allow: AllowList, in_flight: Arc<Semaphore> },
-    /// Every request carries the admin token (if one is configured), but the console's page and
-    /// assets (`console::is_public`), which carry no data.
+    /// Every request names this listener in `Host`, comes from no other origin, is JSON when it
+    /// is not a GET, and carries the admin token (if one is configured), but the console's page
+    /// and assets (`console::is_public`), which carry no data, need no token.
     Admin { auth: AdminAuth },
 }
 
@@ -226,16 +227,21 @@ impl Gate {
                 response
             }
             Gate::Public { .. } => handler(req).await,
-            Gate::Admin { .. } if super::console::is_public(req.method(), req.uri().path()) => {
-                handler(req).await
-            }
-            Gate::Admin { auth } => match auth.check(req.headers()) {
-                Ok(()) => handler(req).await,
-                Err(denied) => {
-                    debug!(%peer, reason = %denied, "admin request refused");
-                    error(StatusCode::UNAUTHORIZED, "unauthorized", &denied.to_string())
+            Gate::Admin { auth } => {
+                let public = super::console::is_public(req.method(), req.uri().path());
+                let checked = auth
+                    .check_source(req.headers())
+                    .and_then(|()| if public { Ok(()) } else { auth.check(req.headers()) })
+                    .and_then(|()| auth.check_json(req.method(), req.headers()));
+                match checked {
+                    Ok(()) => handler(req).await,
+                    Err(denied) => {
+                        debug!(%peer, reason = %denied, "admin request refused");
+                        let (status, code) = denied.answer();
+                        error(status, code, &denied.to_string())
+                    }
                 }
-            },
+            }
         }
     }
 }

@@ -99,7 +99,12 @@ pub async fn run(
             conn::serve(
                 admin,
                 admin_routes,
-                Arc::new(Gate::Admin { auth: admin_auth }),
+                Arc::new(Gate::Admin {
+                    auth: match admin_addr {
+                        Some(bound) => admin_auth.bound_to(bound),
+                        None => admin_auth,
+                    }
+                }),
                 admin_limits,
                 stop_rx
             ),

@@ -181,6 +181,14 @@ impl Node {
             .arg("--machines")
             .arg(&machines)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // No admin token unless the test gives one or says otherwise (PHONETREE_ADMIN_NO_TOKEN=0
+            // for the one made and kept in the data dir, see `admin_token_file`).
+            .envs(
+                ["PHONETREE_ADMIN_TOKEN", "PHONETREE_ADMIN_TOKEN_FILE", "PHONETREE_ADMIN_NO_TOKEN"]
+                    .iter()
+                    .all(|k| env.iter().all(|(e, _)| e != k))
+                    .then_some(("PHONETREE_ADMIN_NO_TOKEN", "1")),
+            )
             .env("PHONETREE_LOG", "debug")
             .stdout(std::process::Stdio::piped())
             .stderr(log_file)
@@ -200,6 +208,12 @@ impl Node {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Where a node on a sled store keeps the admin token it made (started with
+    /// `PHONETREE_ADMIN_NO_TOKEN=0` and no token of the test's).
+    pub fn admin_token_file(&self) -> PathBuf {
+        self.data.join("phonetree-admin-token")
     }
 
     /// A URL on the admin listener.
@@ -282,8 +296,15 @@ impl Answer {
     }
 }
 
+/// POSTs `body` as JSON (what 8x8 sends, and what the admin listener requires).
 pub async fn post(url: &str, body: impl Into<Vec<u8>>) -> Answer {
-    let r = reqwest::Client::new().post(url).body(body.into()).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.into())
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     let how =
         r.headers().get("x-phonetree-answer").map(|h| h.to_str().unwrap().to_string()).unwrap_or_default();
