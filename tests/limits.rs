@@ -125,11 +125,22 @@ async fn slow_and_idle_connections_are_closed_after_the_header_read_timeout() {
 async fn connections_over_the_cap_get_503_and_webhooks_go_on_after() {
     let t = tempfile::tempdir().unwrap();
     let n = node_with(&t, &[("PHONETREE_MAX_CONNECTIONS", "4")]);
+    // Four kept-alive connections that each carried a webhook (promoted: an idle unauthenticated
+    // one would be evicted to make room).
     let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(TcpStream::connect(&n.addr).await.unwrap());
+    for i in 0..4 {
+        let mut s = TcpStream::connect(&n.addr).await.unwrap();
+        let vca = Vca::abc(&format!("s-held-{i}"), "e1", Some("1"), None).body();
+        let request = format!(
+            "POST /webhooks/vca HTTP/1.1\r\nHost: phonetree\r\nContent-Length: {}\r\n\r\n{vca}",
+            vca.len()
+        );
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 8192];
+        let got = tokio::time::timeout(HANG, s.read(&mut buf)).await.expect("answered").unwrap();
+        assert!(buf[..got].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..got]));
+        held.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, body) = raw(&n.addr, b"GET /healthz HTTP/1.1\r\nHost: phonetree\r\n\r\n").await;
     assert_eq!((status, error_code(&body).as_str()), (503, "too_many_connections"));
     drop(held);

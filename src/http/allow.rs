@@ -130,6 +130,19 @@ impl AllowList {
             || client.map(|ip| ip.to_canonical()).is_some_and(|ip| self.allow.iter().any(|n| n.contains(&ip)))
     }
 
+    /// Whether a connection from `peer` is served at all: every peer when the list is open, else
+    /// an allowed one or a trusted proxy (whose requests are then judged one by one); others are
+    /// refused at accept, before they hold a connection slot.
+    pub(crate) fn admits_peer(&self, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.is_open() || self.permits(Some(peer)) || self.trusts(peer)
+    }
+
+    /// Whether `peer` is a `--trusted-proxy` (it carries many clients' connections).
+    pub(crate) fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.trusts(peer.to_canonical())
+    }
+
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.trusted.iter().any(|n| n.contains(&ip))

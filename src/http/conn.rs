@@ -1,8 +1,9 @@
-//! Serving one listener on hyper directly (warp's server sets no limits): the connection cap, the
-//! header read timeout (which also ends idle kept-alive connections), header size limits, the body
-//! read deadline, the gate in front of the routes (allow-list and in-flight cap on the public
-//! listener, the token on the admin one), JSON bodies on hyper's own rejections, and graceful
-//! shutdown.
+//! Serving one listener on hyper directly (warp's server sets no limits): the allow-list at accept,
+//! the connection cap and the unauthenticated connections' budget (`budget`), the header read
+//! timeout (which also ends idle kept-alive connections), header size limits, the body read
+//! deadline, the gate in front of the routes (allow-list per request and the in-flight cap on the
+//! public listener, the token on the admin one), JSON bodies on hyper's own rejections and 4xx
+//! answers to an HTTP/2 preface and `CONNECT`, and graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -20,16 +21,17 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, warn};
-use warp::http::{HeaderValue, Request, StatusCode};
+use warp::http::{HeaderValue, Method, Request, StatusCode};
 use warp::hyper::body::Bytes;
 
 use super::allow::AllowList;
 use super::auth::AdminAuth;
+use super::budget::{Budget, Conn, Registered};
 use super::limits::{
-    ACCEPT_BACKOFF, HEADER_BYTES_MAX, HEADERS_MAX, Limits, READ_BUFFER_BYTES, REFUSE_LINGER, REFUSING_MAX,
-    RETRY_AFTER_SECS, RateLimited,
+    ACCEPT_BACKOFF, EVICT_WAIT, FORBIDDING_MAX, HEADER_BYTES_MAX, HEADERS_MAX, Limits, READ_BUFFER_BYTES,
+    REFUSE_LINGER, REFUSING_MAX, RETRY_AFTER_SECS, RateLimited,
 };
 use super::routes::error;
 use crate::node::{self, metrics};
@@ -45,12 +47,17 @@ static OVER_CAP: RateLimited = RateLimited::new();
 static ACCEPT_FAILED: RateLimited = RateLimited::new();
 static REFUSED_SOURCE: RateLimited = RateLimited::new();
 static BUSY: RateLimited = RateLimited::new();
+static OVER_BUDGET: RateLimited = RateLimited::new();
+
+/// How an HTTP/2 connection opens (RFC 9113, 3.4): this listener speaks HTTP/1.1 only.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2";
 
 /// What a listener checks before its routes.
 pub(crate) enum Gate {
-    /// Requests other than the health checks (webhooks) only from allowed sources, and at most
-    /// `in_flight` permits' worth at once; health checks always (a load balancer's probes come from
-    /// its own addresses).
+    /// Connections only from allowed sources and trusted proxies (others are refused at accept);
+    /// requests other than the health checks (webhooks) only from allowed clients (a trusted
+    /// proxy's are judged by its forwarding headers), and at most `in_flight` permits' worth
+    /// answered at once, each taken once its body is read and its credentials checked.
     Public { allow: AllowList, in_flight: Arc<Semaphore> },
     /// Every request names this listener in `Host`, comes from no other origin, is JSON when it
     /// is not a GET, and carries the admin token (if one is configured), but the console's page
@@ -81,6 +88,13 @@ pub(crate) async fn serve(
         .writev(false);
     let builder = Arc::new(builder);
     let refusing = Arc::new(Semaphore::new(REFUSING_MAX));
+    let forbidding = Arc::new(Semaphore::new(FORBIDDING_MAX));
+    let budget = match &*gate {
+        Gate::Public { .. } => {
+            Some(Arc::new(Budget::new(limits.max_connections, limits.header_read_timeout)))
+        }
+        Gate::Admin { .. } => None,
+    };
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -97,32 +111,88 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            if let Some(skipped) = OVER_CAP.allow(node::now_ms()) {
-                warn!(max = limits.max_connections, skipped, "connection refused: too many open connections");
+        let source = peer.ip().to_canonical();
+        if let Gate::Public { allow, .. } = &*gate
+            && !allow.admits_peer(source)
+        {
+            // Refused before it holds a slot: a 403 in one write, and closed.
+            if let Some(skipped) = REFUSED_SOURCE.allow(node::now_ms()) {
+                debug!(%peer, skipped, "connection refused: source not in --allow-from nor --trusted-proxy");
             }
-            match refusing.clone().try_acquire_owned() {
+            match forbidding.clone().try_acquire_owned() {
                 Ok(refuser) => {
-                    tokio::spawn(refuse(stream, refuser));
+                    tokio::spawn(refuse(stream, forbidden_response(), refuser));
                 }
-                // Too many being refused already: closed at once.
                 Err(_) => drop(stream),
             }
             continue;
+        }
+        // A connection of the public listener starts unauthenticated, in the budget.
+        let tracked = match (&budget, &*gate) {
+            (Some(budget), Gate::Public { allow, .. }) => {
+                match budget.admit(source, !allow.is_trusted_proxy(source)) {
+                    Ok(tracked) => tracked,
+                    Err(_) => {
+                        if let Some(skipped) = OVER_BUDGET.allow(node::now_ms()) {
+                            warn!(
+                                %source,
+                                skipped,
+                                "connection refused: too many unauthenticated connections, none idle"
+                            );
+                        }
+                        over_cap(stream, &refusing);
+                        continue;
+                    }
+                }
+            }
+            _ => Conn::unbudgeted(source),
+        };
+        let registered = Registered(tracked.clone());
+        let permit = match open.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Every slot taken: the oldest idle unauthenticated connection, if any, makes room.
+                let freed = match &budget {
+                    Some(budget) if budget.evict_oldest_idle(&tracked) => {
+                        tokio::time::timeout(EVICT_WAIT, open.clone().acquire_owned())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                    }
+                    _ => None,
+                };
+                match freed {
+                    Some(permit) => permit,
+                    None => {
+                        drop(registered);
+                        if let Some(skipped) = OVER_CAP.allow(node::now_ms()) {
+                            warn!(
+                                max = limits.max_connections,
+                                skipped, "connection refused: too many open connections"
+                            );
+                        }
+                        over_cap(stream, &refusing);
+                        continue;
+                    }
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Rewrite { inner: stream, out: Vec::new(), at: 0 });
-        let active = Arc::new(AtomicUsize::new(0));
         let service = {
-            let (gate, handler, active) = (gate.clone(), handler.clone(), active.clone());
+            let (gate, handler, tracked) = (gate.clone(), handler.clone(), tracked.clone());
             let body_timeout = limits.body_read_timeout;
             hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (gate, handler) = (gate.clone(), handler.clone());
-                let busy = Busy::new(active.clone());
+                let busy = tracked.busy();
+                let tracked = tracked.clone();
                 async move {
+                    if req.method() == Method::CONNECT {
+                        drop(busy);
+                        return Ok::<_, Infallible>(connect_refused());
+                    }
                     let late = Arc::new(AtomicBool::new(false));
                     let req = req.map(|body| Timed::new(body, body_timeout, late.clone()));
-                    let mut response = gate.pass(peer, req, handler).await;
+                    let mut response = gate.pass(peer, req, handler, tracked).await;
                     if late.load(Ordering::Acquire) {
                         // However the routes reported the failed read, the client was too slow.
                         response = error(
@@ -137,16 +207,40 @@ pub(crate) async fn serve(
             })
         };
         let (builder, mut stop) = (builder.clone(), stop.clone());
+        let header_read_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
+            let _registered = registered;
+            // The first bytes, to answer an HTTP/2 preface (hyper would close without a word);
+            // bounded like a head (and ended like any idle connection).
+            let mut first = [0u8; H2_PREFACE.len()];
+            let peeked = tokio::select! {
+                peeked = tokio::time::timeout(header_read_timeout, stream.peek(&mut first)) => peeked,
+                _ = stop.wait_for(|stop| *stop) => return,
+                () = tracked.dismissed() => return,
+            };
+            match peeked {
+                Ok(Ok(n)) if n > 0 => {
+                    if first.get(..n).is_some_and(|head| head.starts_with(H2_PREFACE)) {
+                        refuse(stream, http2_response(), permit).await;
+                        return;
+                    }
+                }
+                // Closed, failed or silent past the header read timeout.
+                _ => return,
+            }
+            let io = TokioIo::new(Rewrite { inner: stream, out: Vec::new(), at: 0 });
             let mut conn = std::pin::pin!(builder.serve_connection(io, service));
             let ended = tokio::select! {
                 ended = conn.as_mut() => Some(ended),
                 _ = stop.wait_for(|stop| *stop) => None,
+                // Evicted, or unauthenticated and idle too long.
+                () = tracked.dismissed() => None,
             };
             let ended = match ended {
                 Some(ended) => ended,
-                // Stopping, and no request is being answered (idle, or a head still coming): close now.
-                None if active.load(Ordering::Acquire) == 0 => Ok(()),
+                // Stopping (or dismissed), and no request is being answered (idle, or a head still
+                // coming): close now.
+                None if tracked.active() == 0 => Ok(()),
                 None => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
@@ -158,30 +252,68 @@ pub(crate) async fn serve(
             }
             drop(permit);
         });
+        // The new connection's task runs (and reads its first request) before the next accept:
+        // under a flood, accepting far ahead of reading would let later arrivals evict a new
+        // connection whose webhook is already waiting in its socket.
+        tokio::task::yield_now().await;
     }
     drop(listener);
     // Every connection's permit back: all have ended (the caller bounds this wait).
     let _ = open.acquire_many(cap).await;
 }
 
-/// Counts a request as being answered on its connection while it lives.
-struct Busy(Arc<AtomicUsize>);
+/// What the webhook routes get from the connection (a request extension): its place in the
+/// unauthenticated budget, and the in-flight cap.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    conn: Arc<Conn>,
+    in_flight: Arc<Semaphore>,
+}
 
-impl Busy {
-    fn new(active: Arc<AtomicUsize>) -> Busy {
-        active.fetch_add(1, Ordering::AcqRel);
-        Busy(active)
+impl Admission {
+    /// The request's credentials passed: its connection leaves the unauthenticated budget.
+    pub(crate) fn promote(&self) {
+        self.conn.promote();
+    }
+
+    /// An in-flight permit for a webhook whose body is read and whose credentials passed, held
+    /// while it is answered; `Err` over the cap (counted for `endpoint`): answer `Overloaded::answer`.
+    pub(crate) fn enter(&self, endpoint: &'static str) -> Result<OwnedSemaphorePermit, Overloaded> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            metrics::webhook_answered(endpoint, "overloaded");
+            if let Some(skipped) = BUSY.allow(node::now_ms()) {
+                warn!(skipped, "webhook answered 503: too many in flight");
+            }
+            Overloaded
+        })
     }
 }
 
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+/// More webhooks in flight than the cap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Overloaded;
+
+impl Overloaded {
+    /// 503 `overloaded` with `Retry-After`.
+    pub(crate) fn answer(self) -> warp::reply::Response {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many webhooks are being answered; send it again shortly",
+        );
+        r.headers_mut().insert("retry-after", HeaderValue::from(RETRY_AFTER_SECS));
+        r
     }
 }
 
 impl Gate {
-    async fn pass(&self, peer: SocketAddr, req: Routed, handler: Handler) -> warp::reply::Response {
+    async fn pass(
+        &self,
+        peer: SocketAddr,
+        mut req: Routed,
+        handler: Handler,
+        conn: Arc<Conn>,
+    ) -> warp::reply::Response {
         match self {
             // Everything but the health checks, so no spelling of a webhook's path slips past.
             Gate::Public { allow, in_flight } if !matches!(req.uri().path(), "/healthz" | "/readyz") => {
@@ -204,21 +336,8 @@ impl Gate {
                         "webhooks are accepted only from the addresses of --allow-from",
                     );
                 }
-                let Ok(_permit) = in_flight.try_acquire() else {
-                    if let Some(endpoint) = endpoint {
-                        metrics::webhook_answered(endpoint, "overloaded");
-                    }
-                    if let Some(skipped) = BUSY.allow(node::now_ms()) {
-                        warn!(skipped, "webhook answered 503: too many in flight");
-                    }
-                    let mut r = error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "overloaded",
-                        "too many webhooks are being answered; send it again shortly",
-                    );
-                    r.headers_mut().insert("retry-after", HeaderValue::from(RETRY_AFTER_SECS));
-                    return r;
-                };
+                // The routes take the in-flight permit once the body is read and authenticated.
+                req.extensions_mut().insert(Admission { conn, in_flight: in_flight.clone() });
                 let started = std::time::Instant::now();
                 let response = handler(req).await;
                 if let Some(endpoint) = endpoint {
@@ -254,28 +373,81 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-/// Answers a connection over the cap 503 and closes it: the answer in one non-blocking write, then
-/// the write side shut and the request read (and dropped) for at most `REFUSE_LINGER`, so the
-/// close does not reset the connection before the client has read the answer.
-async fn refuse(mut stream: TcpStream, _refuser: tokio::sync::OwnedSemaphorePermit) {
-    let _ = stream.try_write(&over_cap_response());
-    let _ = stream.shutdown().await;
-    let drain = async {
-        let mut sink = [0u8; 1024];
+/// Answers a connection over the cap 503 and closes it, or closes it at once when too many are
+/// being refused already.
+fn over_cap(stream: TcpStream, refusing: &Arc<Semaphore>) {
+    match refusing.clone().try_acquire_owned() {
+        Ok(refuser) => {
+            tokio::spawn(refuse(stream, over_cap_response(), refuser));
+        }
+        Err(_) => drop(stream),
+    }
+}
+
+/// Answers a connection `answer` and closes it: once the request's first bytes are in (an answer
+/// before the request confuses HTTP clients), the answer in one non-blocking write, then the write
+/// side shut and the request read (and dropped), all within `REFUSE_LINGER`, so the close does not
+/// reset the connection before the client has read the answer. `_held` (a slot) is given back
+/// when it is closed.
+async fn refuse(mut stream: TcpStream, answer: Vec<u8>, _held: OwnedSemaphorePermit) {
+    let mut sink = [0u8; 1024];
+    let answered = async {
+        if !matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {
+            return;
+        }
+        let _ = stream.try_write(&answer);
+        let _ = stream.shutdown().await;
         while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     };
-    let _ = tokio::time::timeout(REFUSE_LINGER, drain).await;
+    let _ = tokio::time::timeout(REFUSE_LINGER, answered).await;
 }
 
 fn over_cap_response() -> Vec<u8> {
-    let body = serde_json::json!({"error": {
-        "code": "too_many_connections",
-        "message": "the node has too many open connections; try again shortly",
-    }})
-    .to_string();
+    closing_answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("retry-after: {RETRY_AFTER_SECS}\r\n"),
+        "too_many_connections",
+        "the node has too many open connections; try again shortly",
+    )
+}
+
+fn forbidden_response() -> Vec<u8> {
+    closing_answer(
+        StatusCode::FORBIDDEN,
+        "",
+        "forbidden_source",
+        "connections are accepted only from the addresses of --allow-from and --trusted-proxy",
+    )
+}
+
+fn http2_response() -> Vec<u8> {
+    closing_answer(
+        StatusCode::BAD_REQUEST,
+        "",
+        "http2_not_supported",
+        "this listener speaks HTTP/1.1 only (8x8 sends webhooks over HTTP/1.1): connect without HTTP/2 prior knowledge",
+    )
+}
+
+/// `CONNECT` (a proxy's method) is answered 405, and the connection closed.
+fn connect_refused() -> warp::reply::Response {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "CONNECT is not served: this node is not a proxy",
+    );
+    r.headers_mut().insert(warp::http::header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// A whole HTTP/1.1 answer with a JSON error body, closing the connection; `extra` is more
+/// header lines, each ending in CRLF.
+fn closing_answer(status: StatusCode, extra: &str, code: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
     format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: {RETRY_AFTER_SECS}\r\n\
-         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\n{extra}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
         body.len()
     )
     .into_bytes()

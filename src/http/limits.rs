@@ -23,6 +23,26 @@ pub const REFUSE_LINGER: Duration = Duration::from_secs(1);
 /// Connections over the cap being answered 503 at once; beyond it they are closed without an
 /// answer (each holds a descriptor for up to `REFUSE_LINGER`).
 pub const REFUSING_MAX: usize = 32;
+/// The share of `--max-connections` that connections without an authenticated webhook may hold
+/// (1/N of them): health probes and the first request of a new 8x8 connection need few; the other
+/// three quarters stay for connections that carried an authenticated webhook, so clients without
+/// the secret cannot take the slots 8x8 needs.
+pub const UNAUTHENTICATED_SHARE_DIVISOR: usize = 4;
+/// Unauthenticated connections one source address may hold (a `--trusted-proxy` is counted only
+/// overall: it carries many clients): a load balancer probes over one or two; more than this from
+/// one address is a flood, whose oldest idle connection makes room for the next.
+pub const UNAUTHENTICATED_PER_SOURCE_MAX: usize = 64;
+/// How long an unauthenticated connection may sit idle (nothing being answered) before it is
+/// closed: health probes and 8x8's first request come at once on a new connection; a connection
+/// kept open without the secret only holds a slot. Promoted connections keep the header read
+/// timeout as their keep-alive.
+pub const UNAUTHENTICATED_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection that found every slot taken waits for the idle unauthenticated one it
+/// evicted to close (a few scheduler turns); past it, it is answered 503.
+pub const EVICT_WAIT: Duration = Duration::from_millis(200);
+/// Connections from a source outside `--allow-from` being answered 403 at once; beyond it they are
+/// closed without an answer (each holds a descriptor for up to `REFUSE_LINGER`).
+pub const FORBIDDING_MAX: usize = 32;
 /// Open connections on the admin listener: a few operators and scrapers.
 pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 /// Descriptors the process needs besides connections: the store's files or database pool, the
@@ -75,6 +95,7 @@ impl Limits {
             .saturating_add(ADMIN_MAX_CONNECTIONS)
             .saturating_add(self.max_in_flight)
             .saturating_add(REFUSING_MAX)
+            .saturating_add(FORBIDDING_MAX)
             .saturating_add(DESCRIPTORS_SPARE)
     }
 }

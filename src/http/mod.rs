@@ -4,6 +4,7 @@
 
 pub mod allow;
 pub mod auth;
+mod budget;
 mod conn;
 pub mod console;
 pub mod health;

@@ -12,6 +12,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::auth::{Denied, WebhookAuth};
+use super::conn::Admission;
 use super::console;
 use super::health::Health;
 use crate::engine;
@@ -56,8 +57,8 @@ struct Unauthorized(Denied);
 
 impl warp::reject::Reject for Unauthorized {}
 
-/// Passes a request whose credentials `auth` accepts; rejects it with `Unauthorized` otherwise
-/// (counted for `endpoint`).
+/// Passes a request whose credentials `auth` accepts (promoting its connection out of the
+/// unauthenticated budget); rejects it with `Unauthorized` otherwise (counted for `endpoint`).
 fn authorized(
     auth: Arc<WebhookAuth>,
     endpoint: &'static str,
@@ -65,12 +66,18 @@ fn authorized(
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::header::headers_cloned()
         .and(query)
-        .and_then(move |headers: warp::http::HeaderMap, query: String| {
+        .and(warp::ext::optional::<Admission>())
+        .and_then(move |headers: warp::http::HeaderMap, query: String, admission: Option<Admission>| {
             let auth = auth.clone();
             async move {
                 let now_secs = node::now_ms() / 1000;
                 match auth.check(&headers, Some(query.as_str()), now_secs) {
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        if let Some(admission) = admission {
+                            admission.promote();
+                        }
+                        Ok(())
+                    }
                     Err(denied) => {
                         metrics::webhook_answered(endpoint, "unauthorized");
                         Err(warp::reject::custom(Unauthorized(denied)))
@@ -104,9 +111,19 @@ pub(crate) fn public(
     };
     let webhook =
         |name| warp::path("webhooks").and(warp::path(name)).and(warp::path::end()).and(warp::post());
-    let vca =
-        webhook("vca").and(authorized(auth.clone(), "vca")).and(with_app.clone()).and(body("vca")).then(vca);
-    let vss = webhook("vss").and(authorized(auth, "vss")).and(with_app.clone()).and(body("vss")).then(vss);
+    let admission = warp::ext::optional::<Admission>();
+    let vca = webhook("vca")
+        .and(authorized(auth.clone(), "vca"))
+        .and(with_app.clone())
+        .and(body("vca"))
+        .and(admission)
+        .then(|app, body, admission| in_flight("vca", admission, vca(app, body)));
+    let vss = webhook("vss")
+        .and(authorized(auth, "vss"))
+        .and(with_app.clone())
+        .and(body("vss"))
+        .and(admission)
+        .then(|app, body, admission| in_flight("vss", admission, vss(app, body)));
     let healthz = warp::path!("healthz").and(warp::get()).and(with_app.clone()).map(healthz);
     let readyz =
         warp::path!("readyz").and(warp::get()).and(with_app).map(move |app: Arc<App>| readyz(&app, &health));
@@ -292,6 +309,21 @@ fn raw_json(status: StatusCode, body: Vec<u8>) -> warp::reply::Response {
 
 pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
     json_reply(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+/// Answers a webhook of `endpoint` with `answer`, holding an in-flight permit taken now (its
+/// body is read and its credentials passed, so slow or unauthenticated clients hold none); over
+/// the cap, 503 at once.
+async fn in_flight(
+    endpoint: &'static str,
+    admission: Option<Admission>,
+    answer: impl Future<Output = warp::reply::Response>,
+) -> warp::reply::Response {
+    let _permit = match admission.map(|a| a.enter(endpoint)).transpose() {
+        Ok(permit) => permit,
+        Err(over) => return over.answer(),
+    };
+    answer.await
 }
 
 async fn vca(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Response {
