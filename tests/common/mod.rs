@@ -180,8 +180,9 @@ impl Node {
             .arg(&data)
             .arg("--machines")
             .arg(&machines)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // Debug unless a test asks for another level.
             .env("PHONETREE_LOG", "debug")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(std::process::Stdio::piped())
             .stderr(log_file)
             .spawn()
