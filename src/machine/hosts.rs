@@ -6,7 +6,8 @@
 //! 1. When the machine's `allow_hosts` or the node's `--script-allow` lists anything, `HOST:PORT`
 //!    must be listed in one of them (an entry without a port lists every port).
 //! 2. A public `A` needs nothing more. Cloud metadata, link-local, unspecified, multicast and
-//!    broadcast addresses are never called.
+//!    broadcast addresses are never called. An IPv6 address that carries a request to an IPv4
+//!    host (mapped, NAT64, RFC 8215, SIIT, IPv4-compatible, 6to4, Teredo) is ranged as that host.
 //! 3. Any other `A` (loopback, private, carrier-grade NAT, documentation, reserved) is called
 //!    only when an entry names `HOST` with exactly `PORT`: an entry of either list when `HOST` is
 //!    that address itself (`127.0.0.1:8090`) or `localhost`; an entry of `--script-allow` when a
