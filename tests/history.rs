@@ -397,3 +397,74 @@ fn an_outbound_call_replays_from_the_start_node_it_was_placed_at() {
     let call = Call::of(&state, "", entries, None);
     assert_eq!(history::replay(&m, &call), None);
 }
+
+/// Every text a webhook brings into a call's state and transcript is bounded: a 60 KB `source` or
+/// `dtmf` is refused (400 `field_too_long`, nothing stored), keys within the webhook's bound are
+/// kept at `KEYS_CHARS_MAX` in the transcript, and the session's record in the real sled store
+/// stays a few KiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_source_or_dtmf_is_not_stored_whole() {
+    use phonetree::proof::history::KEYS_CHARS_MAX;
+    let api = api().await;
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let mut n = Node::start_with(&data, &machines(t.path(), &api), &[("PHONETREE_ADMIN_TOKEN", TOKEN)]);
+    let huge = "9".repeat(60_000);
+    let webhook = |session: &'static str,
+                   event: &'static str,
+                   source: String,
+                   dtmf: Option<String>,
+                   id: Option<String>| {
+        let v = Vca {
+            session,
+            event,
+            dtmf: dtmf.as_deref(),
+            client_action_id: id.as_deref(),
+            status: if dtmf.is_some() { "DTMF_RECEIVED" } else { "CALL_RECEIVED" },
+            direction: "INBOUND",
+            source: &source,
+            destination: "+6568880002",
+            event_data: false,
+        };
+        v.body()
+    };
+    let a = post(&n.url("/webhooks/vca"), webhook("s-huge-source", "e1", huge.clone(), None, None)).await;
+    assert_eq!((a.status, a.json()["error"]["code"].as_str()), (400, Some("field_too_long")), "{}", a.json());
+
+    let a =
+        post(&n.url("/webhooks/vca"), webhook("s-huge-keys", "e1", "+6591178965".into(), None, None)).await;
+    assert_eq!(a.how, "applied");
+    let id = a.client_action_id();
+    let big = post(
+        &n.url("/webhooks/vca"),
+        webhook("s-huge-keys", "e2", "+6591178965".into(), Some(huge), id.clone()),
+    )
+    .await;
+    assert_eq!((big.status, big.json()["error"]["code"].as_str()), (400, Some("field_too_long")));
+    let long = "1".repeat(200);
+    let a = post(&n.url("/webhooks/vca"), webhook("s-huge-keys", "e3", "+6591178965".into(), Some(long), id))
+        .await;
+    assert_eq!(a.how, "applied");
+
+    let client = reqwest::Client::new();
+    let r = client.get(n.admin_url("/calls/s-huge-source")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 404, "nothing stored for a refused webhook");
+    let v: Value = client
+        .get(n.admin_url("/calls/s-huge-keys"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{v}");
+    assert_eq!(entries[1]["event"]["keys"], "1".repeat(KEYS_CHARS_MAX));
+
+    // The record as the store keeps it.
+    assert!(n.terminate().success());
+    let db = sled::open(&data).unwrap();
+    let record = db.open_tree("sessions").unwrap().get("s-huge-keys").unwrap().unwrap();
+    assert!(record.len() < 8 * 1024, "the session's record is {} bytes", record.len());
+}

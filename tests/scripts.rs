@@ -619,3 +619,106 @@ async fn failed_tries_at_an_input_are_counted_as_retries_then_as_the_exit_taken(
         "{text}"
     );
 }
+
+/// A path segment filled from a variable is never `.` or `..`: a caller whose number is `..` does
+/// not turn `/orders/{caller}/status` into `/status` (the request is refused, the call takes the
+/// failure branch); a value with dots among other characters is sent as it is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dot_segment_from_a_variable_never_climbs_the_url_path() {
+    let paths: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = paths.clone();
+    let route = warp::path::full().map(move |p: warp::path::FullPath| {
+        log.lock().unwrap().push(p.as_str().to_string());
+        warp::http::Response::builder().status(200).body(r#"{"ok":true}"#.to_string()).unwrap()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap().to_string();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    let number = "+6568880077";
+    let text = format!(
+        "name = \"dots\"\nstart = \"lookup\"\nnumbers = [\"{number}\"]\nallow_hosts = [\"{api}\"]\n\n\
+         [defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\n\n\
+         [nodes.lookup]\nkind = \"script\"\nurl = \"http://{api}/orders/{{caller}}/status\"\ntimeout_ms = 5000\n\
+         failure = \"failed\"\ndefault = \"served\"\n\n\
+         [nodes.served]\nkind = \"say\"\ntext = \"Served.\"\nnext = \"bye\"\n\n\
+         [nodes.failed]\nkind = \"say\"\ntext = \"Failed.\"\nnext = \"bye\"\n\n\
+         [nodes.bye]\nkind = \"hangup\"\n"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("machines");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("dots.toml"), text).unwrap();
+    let n = Node::start(&t.path().join("data"), &dir);
+    let mut heard = Vec::new();
+    for (i, caller) in ["..", ".", "a.b", "..."].into_iter().enumerate() {
+        let (session, event) = (format!("s-dots-{i}"), format!("s-dots-{i}-e1"));
+        let v = Vca {
+            session: &session,
+            event: &event,
+            dtmf: None,
+            client_action_id: None,
+            status: "CALL_RECEIVED",
+            direction: "INBOUND",
+            source: caller,
+            destination: number,
+            event_data: false,
+        };
+        heard.push(said(&post(&n.url("/webhooks/vca"), v.body()).await).0);
+    }
+    let paths = paths.lock().unwrap().clone();
+    assert!(!paths.iter().any(|p| p == "/status" || p == "/orders/status"), "the path climbed: {paths:?}");
+    assert_eq!(paths, ["/orders/a.b/status", "/orders/%2E%2E%2E/status"]);
+    assert_eq!(heard, [vec!["Failed."], vec!["Failed."], vec!["Served."], vec!["Served."]]);
+    assert!(n.log().contains("would leave the url's path"), "{}", n.log());
+}
+
+/// At the default log level, a flood of webhooks whose scripts are refused logs no line per
+/// webhook at info, and a bounded number of warnings (each kind at most `LINES_PER_WINDOW` per
+/// window, the rest counted in `suppressed`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_refused_scripts_logs_a_bounded_number_of_lines() {
+    let number = "+6568880078";
+    let text = format!(
+        "name = \"flood\"\nstart = \"lookup\"\nnumbers = [\"{number}\"]\nallow_hosts = [\"127.0.0.1:9\"]\n\n\
+         [defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\n\n\
+         [nodes.lookup]\nkind = \"script\"\nurl = \"http://127.0.0.1:9/orders/{{caller}}/status\"\ntimeout_ms = 5000\n\
+         failure = \"failed\"\ndefault = \"failed\"\n\n\
+         [nodes.failed]\nkind = \"say\"\ntext = \"Failed.\"\nnext = \"bye\"\n\n\
+         [nodes.bye]\nkind = \"hangup\"\n"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("machines");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("flood.toml"), text).unwrap();
+    let n = Node::start_with(&t.path().join("data"), &dir, &[("PHONETREE_LOG", "info")]);
+    const WEBHOOKS: usize = 60;
+    for i in 0..WEBHOOKS {
+        let (session, event) = (format!("s-flood-{i}"), format!("s-flood-{i}-e1"));
+        let v = Vca {
+            session: &session,
+            event: &event,
+            dtmf: None,
+            client_action_id: None,
+            status: "CALL_RECEIVED",
+            direction: "INBOUND",
+            source: "..",
+            destination: number,
+            event_data: false,
+        };
+        let a = post(&n.url("/webhooks/vca"), v.body()).await;
+        assert_eq!(said(&a).0, ["Failed."]);
+    }
+    let log = n.log();
+    let lines = |level: &str| log.lines().filter(|l| l.contains(level)).count();
+    // Two kinds of warning (the refusal, the failure branch), ten lines each at most per window;
+    // the window is 10 s, so a slow run may open a second one.
+    let warns = lines(" WARN ");
+    assert!(
+        warns >= 2 && warns <= 4 * phonetree::node::throttle::LINES_PER_WINDOW as usize,
+        "{warns} WARN lines:\n{log}"
+    );
+    assert!(log.contains("suppressed="), "the count left out is logged:\n{log}");
+    // A handful at start (serving, the store), none per webhook.
+    let infos = lines(" INFO ");
+    assert!(infos < 10, "{infos} INFO lines for {WEBHOOKS} webhooks:\n{log}");
+}

@@ -145,6 +145,21 @@ fn check_refuses_metadata_private_and_variable_hosts() {
         ("unlisted", "[\"api.example.com\"]", "https://other.example.com/x", "is not in the machine's"),
         // Listing does not open the metadata service.
         ("listed_metadata", "[\"169.254.169.254\"]", "http://169.254.169.254/x", "scripts never call it"),
+        // Azure's WireServer, and the IPv6 forms that reach it or the metadata service through a
+        // translator or tunnel: SIIT, IPv4-compatible, RFC 8215 (/96 and /48), 6to4, Teredo.
+        ("wireserver", "[]", "http://168.63.129.16/machine", "is a cloud metadata address"),
+        ("siit", "[]", "http://[::ffff:0:a9fe:a9fe]/latest", "is a cloud metadata address"),
+        ("compatible", "[]", "http://[::a83f:8110]/machine", "is a cloud metadata address"),
+        ("rfc8215", "[]", "http://[64:ff9b:1::a9fe:a9fe]/latest", "is a cloud metadata address"),
+        ("rfc8215_48", "[]", "http://[64:ff9b:1:a83f:81:1000::]/machine", "is a cloud metadata address"),
+        ("nat64", "[]", "http://[64:ff9b::a83f:8110]/machine", "is a cloud metadata address"),
+        ("sixtofour", "[]", "http://[2002:a9fe:a9fe::1]/latest", "is a cloud metadata address"),
+        (
+            "teredo",
+            "[]",
+            "http://[2001:0:4136:e378:8000:63bf:5601:5601]/latest",
+            "is a cloud metadata address",
+        ),
     ];
     for (name, allow, url, message) in cases {
         let t = tempfile::tempdir().unwrap();
@@ -440,4 +455,69 @@ fn the_node_refuses_to_allow_the_metadata_service_a_url_or_a_loopback_address_wi
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("--script-allow"), "{entry}: {err}");
     }
+}
+
+/// A 307 from a listed API to the node's own admin listener is never followed, even when the
+/// machine lists that exact `HOST:PORT`: the script takes its failure branch and the admin route
+/// (`POST /admin/reload`) never runs. A request straight to the listener is refused alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_the_nodes_own_listener_is_refused_even_when_listed() {
+    let t = tempfile::tempdir().unwrap();
+    // Started on a plain machine first, to learn the admin port the machine then lists.
+    let mut n = node(&t, &machine("own", "[]", &["https://api.example.com/x".to_string()]), &[]);
+    let admin = n.admin.clone();
+    let to = Arc::new(Mutex::new(String::new()));
+    let (target, hits) = (to.clone(), Arc::new(Mutex::new(0usize)));
+    let seen = hits.clone();
+    let route = warp::any().map(move || {
+        *seen.lock().unwrap() += 1;
+        warp::http::Response::builder()
+            .status(307)
+            .header("location", target.lock().unwrap().clone())
+            .body(String::new())
+            .unwrap()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap().to_string();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    *to.lock().unwrap() = format!("http://{admin}/admin/reload");
+    let post_script = |url: &str| {
+        format!(
+            "name = \"own\"\nstart = \"s0\"\nnumbers = [\"{NUMBER}\"]\nallow_hosts = [\"{api}\", \"{admin}\"]\n\n\
+             [defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\n\n\
+             [nodes.s0]\nkind = \"script\"\nurl = \"{url}\"\nbody = \"a=1\"\ntimeout_ms = 5000\n\
+             failure = \"failed\"\ndefault = \"served\"\n\n\
+             [nodes.served]\nkind = \"say\"\ntext = \"Served.\"\nnext = \"bye\"\n\n\
+             [nodes.failed]\nkind = \"say\"\ntext = \"Failed.\"\nnext = \"bye\"\n\n\
+             [nodes.bye]\nkind = \"hangup\"\n"
+        )
+    };
+    let reloads = |v: &serde_json::Value| v["reloads"].clone();
+    for (i, url) in [format!("http://{api}/hop"), format!("http://{admin}/admin/reload")].iter().enumerate() {
+        std::fs::write(n.machines.join("m.toml"), post_script(url)).unwrap();
+        let reloaded = client_within(Duration::from_secs(30))
+            .post(n.admin_url("/admin/reload"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert!(reloaded.status().is_success(), "{:?}", reloaded.text().await);
+        let get_machines = || async {
+            client_within(Duration::from_secs(30))
+                .get(n.admin_url("/admin/machines"))
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        };
+        let before = reloads(&get_machines().await);
+        assert_eq!(call(&n, &format!("s-own-{i}")).await, ["Failed."], "{url}");
+        assert_eq!(reloads(&get_machines().await), before, "{url}: the admin listener ran a reload");
+    }
+    assert_eq!(*hits.lock().unwrap(), 1, "the API was asked once, by the first call");
+    assert!(n.log().contains("own listener"), "{}", n.log());
+    n.kill();
 }

@@ -134,11 +134,14 @@ pub enum Encoding {
     Plain,
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
+/// Percent-encodes everything but RFC 3986's unreserved characters; a value of dots alone (`.`,
+/// `..`) has its dots encoded too, so that it reads as data, never as a step up the URL's path
+/// (the node refuses a request whose path has such a segment: `node::fetch`).
 pub fn encode(value: &str) -> String {
+    let dots = !value.is_empty() && value.bytes().all(|b| b == b'.');
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+        if (b.is_ascii_alphanumeric() || b"-._~".contains(&b)) && !(dots && b == b'.') {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));

@@ -69,6 +69,8 @@ pub async fn run(
     let addr = public.local_addr().ok();
     let admin_addr = admin.local_addr().ok();
     info!(?addr, ?admin_addr, machines = app.registry.len(), "phonetree serving");
+    // Scripts (and their redirects) never call the node itself.
+    app.scripts.serving_on(&[addr, admin_addr].into_iter().flatten().collect::<Vec<_>>());
     // Installed before the first request, so that every webhook is counted.
     let _ = metrics::handle();
     let upkeep = tokio::spawn(metrics::upkeep_forever());

@@ -6,7 +6,8 @@
 //! 1. When the machine's `allow_hosts` or the node's `--script-allow` lists anything, `HOST:PORT`
 //!    must be listed in one of them (an entry without a port lists every port).
 //! 2. A public `A` needs nothing more. Cloud metadata, link-local, unspecified, multicast and
-//!    broadcast addresses are never called.
+//!    broadcast addresses are never called. An IPv6 address that carries a request to an IPv4
+//!    host (mapped, NAT64, RFC 8215, SIIT, IPv4-compatible, 6to4, Teredo) is ranged as that host.
 //! 3. Any other `A` (loopback, private, carrier-grade NAT, documentation, reserved) is called
 //!    only when an entry names `HOST` with exactly `PORT`: an entry of either list when `HOST` is
 //!    that address itself (`127.0.0.1:8090`) or `localhost`; an entry of `--script-allow` when a
@@ -272,9 +273,14 @@ impl EntryProblem {
 }
 
 /// Cloud metadata services (AWS, GCP, Azure, OCI: 169.254.169.254; AWS ECS: 169.254.170.2;
-/// Alibaba: 100.100.100.200).
-const METADATA_V4: [Ipv4Addr; 3] =
-    [Ipv4Addr::new(169, 254, 169, 254), Ipv4Addr::new(169, 254, 170, 2), Ipv4Addr::new(100, 100, 100, 200)];
+/// Alibaba: 100.100.100.200) and Azure's WireServer (168.63.129.16, a public address that hands a
+/// VM its configuration and certificates).
+const METADATA_V4: [Ipv4Addr; 4] = [
+    Ipv4Addr::new(169, 254, 169, 254),
+    Ipv4Addr::new(169, 254, 170, 2),
+    Ipv4Addr::new(100, 100, 100, 200),
+    Ipv4Addr::new(168, 63, 129, 16),
+];
 /// AWS's IPv6 metadata service, fd00:ec2::254.
 const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
 
@@ -314,16 +320,61 @@ fn range_v4(ip: Ipv4Addr) -> Option<Range> {
     Some(range)
 }
 
+/// The IPv4 address in two 16-bit segments.
+fn v4_of(hi: u16, lo: u16) -> Ipv4Addr {
+    let [a, b] = hi.to_be_bytes();
+    let [c, d] = lo.to_be_bytes();
+    Ipv4Addr::new(a, b, c, d)
+}
+
+/// The IPv4 addresses an IPv6 address carries to an IPv4 host through a translator or a tunnel
+/// (the host a request to it may end up at), with whether the form itself is one no public API
+/// uses (so that it is refused even when the IPv4 address inside is public).
+fn embedded_v4(ip: Ipv6Addr) -> Option<(Vec<Ipv4Addr>, bool)> {
+    let s = ip.segments();
+    match s {
+        // IPv4-mapped (::ffff:a.b.c.d): the IPv4 host itself.
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some((vec![v4_of(hi, lo)], false)),
+        // NAT64's well-known prefix (RFC 6052, 64:ff9b::/96).
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some((vec![v4_of(hi, lo)], false)),
+        // SIIT's IPv4-translated (RFC 2765, ::ffff:0:a.b.c.d) and the deprecated IPv4-compatible
+        // (::a.b.c.d, but not :: and ::1, ranged below).
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some((vec![v4_of(hi, lo)], true)),
+        [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 || lo > 1 => Some((vec![v4_of(hi, lo)], true)),
+        // RFC 8215's local-use NAT64 prefix 64:ff9b:1::/48: the operator picks where in it the
+        // IPv4 address sits (RFC 6052's /48, /56, /64 or /96 layouts), so every layout counts.
+        [0x64, 0xff9b, 1, ..] => {
+            // Each layout: the octets of the IPv4 address, and where the zero suffix starts (bits
+            // 64 to 71, octet 8, are zero in every layout).
+            const LAYOUTS: [([usize; 4], usize); 4] =
+                [([6, 7, 9, 10], 11), ([7, 9, 10, 11], 12), ([9, 10, 11, 12], 13), ([12, 13, 14, 15], 16)];
+            let b = ip.octets();
+            let hosts = LAYOUTS
+                .iter()
+                .filter(|(_, suffix)| b[8] == 0 && b[*suffix..].iter().all(|&o| o == 0))
+                .map(|(o, _)| Ipv4Addr::new(b[o[0]], b[o[1]], b[o[2]], b[o[3]]))
+                .collect();
+            Some((hosts, true))
+        }
+        // 6to4 (RFC 3056, 2002:a.b.c.d::/48, deprecated by RFC 7526).
+        [0x2002, hi, lo, ..] => Some((vec![v4_of(hi, lo)], true)),
+        // Teredo (RFC 4380, 2001:0::/32): the server's address, and the client's, inverted.
+        [0x2001, 0, server_hi, server_lo, _, _, client_hi, client_lo] => {
+            Some((vec![v4_of(server_hi, server_lo), v4_of(!client_hi, !client_lo)], true))
+        }
+        _ => None,
+    }
+}
+
 fn range_v6(ip: Ipv6Addr) -> Option<Range> {
     let s = ip.segments();
-    // IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::a.b.c.d) reach the IPv4 address they embed.
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return range_v4(v4);
-    }
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [a, b] = s[6].to_be_bytes();
-        let [c, d] = s[7].to_be_bytes();
-        return range_v4(Ipv4Addr::new(a, b, c, d));
+    // An address that reaches an IPv4 host is ranged as the worst host it may reach: metadata
+    // first, then any other refused range; a translation or tunnel form no public API uses is
+    // reserved even when the host inside is public.
+    if let Some((hosts, odd)) = embedded_v4(ip) {
+        let ranges: Vec<Range> = hosts.into_iter().filter_map(range_v4).collect();
+        let worst = ranges.iter().find(|r| !r.may_be_listed()).or_else(|| ranges.first()).copied();
+        return worst.or(odd.then_some(Range::Reserved));
     }
     let range = if ip == METADATA_V6 {
         Range::Metadata
@@ -339,9 +390,6 @@ fn range_v6(ip: Ipv6Addr) -> Option<Range> {
         Range::Multicast
     } else if s[0] == 0x2001 && s[1] == 0x0db8 {
         Range::Documentation
-    } else if s[..6] == [0, 0, 0, 0, 0, 0] {
-        // IPv4-compatible (deprecated): never a public API.
-        Range::Reserved
     } else {
         return None;
     };
@@ -382,9 +430,74 @@ mod tests {
         assert_eq!(range("203.0.113.9"), Some(Range::Documentation));
         assert_eq!(range("2001:db8::1"), Some(Range::Documentation));
         assert_eq!(range("64:ff9b::7f00:1"), Some(Range::Loopback));
+        assert_eq!(range("168.63.129.16"), Some(Range::Metadata), "Azure's WireServer");
         assert_eq!(range("93.184.216.34"), None);
         assert_eq!(range("2606:4700::1111"), None);
         assert_eq!(range("172.32.0.1"), None);
+    }
+
+    /// Every IPv6 form that carries a request to an IPv4 host ranges as that host (metadata and
+    /// WireServer never called); the translation and tunnel forms no public API uses are reserved
+    /// even around a public address.
+    #[test]
+    fn ipv6_forms_of_ipv4_hosts() {
+        let metadata = [
+            // IPv4-mapped, NAT64 (64:ff9b::/96), SIIT IPv4-translated, IPv4-compatible.
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "::ffff:0:169.254.169.254",
+            "::ffff:0:a9fe:a9fe",
+            "::169.254.169.254",
+            "::ffff:168.63.129.16",
+            "64:ff9b::168.63.129.16",
+            "::ffff:0:168.63.129.16",
+            "::168.63.129.16",
+            // RFC 8215's local-use prefix, each RFC 6052 layout (/48, /56, /64, /96).
+            "64:ff9b:1:a9fe:a9:fe00::",
+            "64:ff9b:1:a9:fe:a9fe::",
+            "64:ff9b:1:0:a9:fea9:fe00:0",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1::a83f:8110",
+            "64:ff9b:1:a83f:81:1000::",
+            // 6to4 and Teredo (the client's address is stored inverted).
+            "2002:a9fe:a9fe::1",
+            "2002:a83f:8110::",
+            "2001:0:a9fe:a9fe::",
+            "2001:0:4136:e378:8000:63bf:5601:5601",
+            "2001:0:4136:e378:8000:63bf:57c0:7eef",
+            // AWS's own IPv6 form.
+            "fd00:ec2::254",
+        ];
+        for ip in metadata {
+            assert_eq!(range(ip), Some(Range::Metadata), "{ip}");
+            let (m, n) = lists(&[&format!("[{ip}]:80")], &[&format!("[{ip}]:80")]);
+            let listed = Lists { machine: &m, node: &n };
+            assert_eq!(
+                listed.check_url(&ip.parse::<Ipv6Addr>().unwrap().to_string(), 80),
+                Err(Refusal::Never(Range::Metadata)),
+                "{ip}"
+            );
+        }
+        let loopback =
+            ["::ffff:0:127.0.0.1", "::127.0.0.1", "64:ff9b:1::7f00:1", "2002:7f00:1::", "::ffff:127.0.0.1"];
+        for ip in loopback {
+            assert_eq!(range(ip), Some(Range::Loopback), "{ip}");
+        }
+        assert_eq!(range("::ffff:0:10.0.0.1"), Some(Range::Private));
+        assert_eq!(range("2002:c0a8:101::"), Some(Range::Private));
+        assert_eq!(range("::0.0.255.255"), Some(Range::Reserved));
+        // Around a public address: the well-known NAT64 prefix is how an IPv6-only node reaches
+        // public APIs; the other forms are refused (listed exactly, they may be called).
+        assert_eq!(range("64:ff9b::5db8:d822"), None);
+        for ip in [
+            "::ffff:0:93.184.216.34",
+            "::93.184.216.34",
+            "64:ff9b:1::5db8:d822",
+            "2002:5db8:d822::1",
+            "2001:0:4136:e378:8000:63bf:a247:27dd",
+        ] {
+            assert_eq!(range(ip), Some(Range::Reserved), "{ip}");
+        }
     }
 
     #[test]

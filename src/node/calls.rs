@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error};
 
 use super::{App, fetch, metrics};
 use crate::callflow::{self, Callflow, ClientActionId, Issued, SessionSummary};
@@ -35,7 +35,7 @@ use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, 
 use crate::machine::compile::SCRIPT_TIMEOUT_MAX_MS;
 use crate::machine::{Machine, NodeKind};
 use crate::node::registry::{MachineSet, RegistryError};
-use crate::node::throttle::{Throttle, Verdict};
+use crate::node::throttle::{Throttle, Verdict, warn_limited};
 use crate::proof::history;
 use crate::store::{Claim, Commit, Committed, Journaled, Loaded, StoreError};
 use crate::webhook::inbound::CallAction;
@@ -234,7 +234,7 @@ async fn apply(
             }
             Some(Journaled::Forgotten) => {
                 let st = loaded.as_ref().map(|l| &l.state);
-                warn!("a very late duplicate: repeating the current prompt");
+                warn_limited!("a very late duplicate: repeating the current prompt");
                 return Ok((repeat_current(app, &ca.session_id, st).await?, Answered::Stale));
             }
             None => match plan(app, current, ca, loaded.as_ref(), now).await? {
@@ -282,7 +282,8 @@ fn log_transition(machine: &Machine, before: &CallState, event: &Event, step: &e
     span.record("node", name(before.node));
     span.record("event", tracing::field::display(event));
     span.record("transition", format!("{} -> {}", name(before.node), name(step.state.node)));
-    info!(
+    // At debug: a line per webhook would be the log's bulk (the span carries the same fields).
+    debug!(
         machine = machine.name(),
         event = %event,
         from = name(before.node),
@@ -407,7 +408,7 @@ async fn run_step(
             journal_read = true;
             let journaled = app.store.answers(&ca.session_id, &ca.event_id).await?;
             if !journaled.is_empty() {
-                info!(answers = journaled.len(), "reusing the script answers journaled for this webhook");
+                debug!(answers = journaled.len(), "reusing the script answers journaled for this webhook");
                 answers = journaled;
                 continue;
             }
@@ -435,10 +436,10 @@ async fn run_step(
 /// Logs what a step's scripts did that the caller may notice: failure branches, cut values.
 pub(super) fn log_scripts(machine: &Machine, step: &engine::Step) {
     for (node, why) in &step.script_failures {
-        warn!(%node, reason = %why, "script took its failure branch");
+        warn_limited!(%node, reason = %why, "script took its failure branch");
     }
     for c in &step.cuts {
-        warn!(
+        warn_limited!(
             machine = %machine.name(),
             node = %c.node,
             variable = %c.var,
@@ -478,7 +479,7 @@ async fn cached(
 ) -> Result<Option<Answer>, Fault> {
     let cached = app.store.cached(request, now).await?;
     if cached.is_some() {
-        info!(node = %request.node, url = %fetch::shown(&request.url), "script answered from the cache");
+        debug!(node = %request.node, url = %fetch::shown(&request.url), "script answered from the cache");
         metrics::script(app, machine, &request.node, "cache_hit", None);
     }
     Ok(cached)
@@ -552,7 +553,7 @@ async fn ask(
     let lapsed = match claimed {
         Claim::Won => return Ok(Asked::Answer(request_once(app, machine, request, timeout, now).await?)),
         Claim::Held { until_ms } => {
-            info!(node = %request.node, "another delivery of this webhook is making the script's request: waiting for its answer");
+            debug!(node = %request.node, "another delivery of this webhook is making the script's request: waiting for its answer");
             match await_claimed(app, (session, event_id), rank, until_ms, deadline).await? {
                 Waited::Answers(journaled) => {
                     metrics::script(app, machine, &request.node, "claimed", None);
@@ -572,7 +573,7 @@ async fn ask(
             "an earlier delivery of this webhook made the request and stopped before its answer"
         }
     };
-    warn!(node = %request.node, reason = lapsed, "the script's request was claimed and not answered: not made again");
+    warn_limited!(node = %request.node, reason = lapsed, "the script's request was claimed and not answered: not made again");
     metrics::script(app, machine, &request.node, "lapsed", None);
     Ok(Asked::Answer(Answer::Failed { reason: format!("{lapsed}; not made again") }))
 }
@@ -621,7 +622,7 @@ async fn plan(
             && id.machine == st.machine
             && id.seq != st.seq
         {
-            warn!(got = %ca.client_action_id.as_deref().unwrap_or(""), want_seq = st.seq, "stale webhook: repeating the current prompt");
+            warn_limited!(got = %ca.client_action_id.as_deref().unwrap_or(""), want_seq = st.seq, "stale webhook: repeating the current prompt");
             return Ok(Plan::Answer(repeat_current(app, &ca.session_id, Some(st)).await?, Answered::Stale));
         }
         // The call is over for phonetree: whatever 8x8 asks now, the answer is to hang up, and
@@ -693,7 +694,7 @@ fn resume(
         Some(NodeKind::Transfer(_)) => Phase::Bridged,
         _ => Phase::Ended,
     };
-    warn!(machine = machine.name(), node = %id.node, "no stored state: resuming from the clientActionId");
+    warn_limited!(machine = machine.name(), node = %id.node, "no stored state: resuming from the clientActionId");
     Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event(), opened: None })
 }
 
@@ -731,7 +732,7 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
     let event = Event::SessionEnded { status: s.status.clone() };
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let Some(loaded) = app.store.load(&s.session_id, None).await?.session else {
-            info!(status = %s.status, "summary for a session phonetree never saw; stored");
+            debug!(status = %s.status, "summary for a session phonetree never saw; stored");
             return Ok(());
         };
         if loaded.state.closed {
@@ -749,7 +750,7 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
             entry: Some(&entry),
         };
         if app.store.commit(commit).await? == Committed::Done {
-            info!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");
+            debug!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");
             metrics::ended(app, &machine, &loaded.state, &step.state, false);
             return Ok(());
         }

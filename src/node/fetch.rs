@@ -8,15 +8,17 @@
 //! - the URL, before the request and at every redirect hop (`Policy::check`);
 //! - every address DNS gives, by the client's own resolver, so the connection goes to the address
 //!   that was checked (DNS rebinding gains nothing);
-//! - the answer is read up to `ANSWER_BYTES_MAX`, and no further.
+//! - the answer is read up to `ANSWER_BYTES_MAX`, and no further;
+//! - never the node's own listeners (`Scripts::serving_on`), whatever the lists say: a redirect
+//!   must not turn a script into a request to the admin listener;
+//! - never a path segment `.` or `..` filled from a variable (the engine encodes it `%2E%2E`,
+//!   which URL parsers and servers still read as a step up the path).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-
-use tracing::warn;
 
 use crate::engine::script::{ANSWER_BYTES_MAX, Method};
 use crate::engine::{Answer, Request};
@@ -54,6 +56,10 @@ pub enum Refused {
     Redirects,
     #[error("answer over {ANSWER_BYTES_MAX} bytes")]
     TooLarge,
+    #[error("`{0}` is this node's own listener, which scripts never call")]
+    OwnListener(String),
+    #[error("a path segment filled from a variable is `.` or `..`, which would leave the url's path")]
+    DotSegment,
 }
 
 /// What one machine's scripts may reach: its `allow_hosts` and the node's `--script-allow`.
@@ -61,6 +67,8 @@ pub enum Refused {
 struct Policy {
     machine: Arc<[AllowedHost]>,
     node: Arc<[AllowedHost]>,
+    /// The node's own listeners (public and admin).
+    own: Arc<RwLock<Vec<SocketAddr>>>,
 }
 
 impl Policy {
@@ -77,11 +85,35 @@ impl Policy {
         let host = url.host().ok_or(Refused::NoHost)?;
         let text = hosts::host_text(&host);
         let port = url.port_or_known_default().unwrap_or(80);
+        if self.is_own(&text, port) {
+            return Err(Refused::OwnListener(shown_host(url)));
+        }
         self.lists().check_url(&text, port).map_err(|refusal| match refusal {
             Refusal::NotListed => Refused::NotListed(shown_host(url)),
             Refusal::OtherPorts => Refused::Port(shown_host(url)),
             Refusal::Never(range) => Refused::Never { host: text, range },
             Refusal::Unlisted { range, .. } => Refused::Address { host: text, range },
+        })
+    }
+}
+
+impl Policy {
+    /// Whether `host` (as `host_text` gives it) on `port` may be one of the node's own listeners:
+    /// the listener's port at its address, at a loopback address or name, or (a listener on every
+    /// address) at any address that is not public.
+    fn is_own(&self, host: &str, port: u16) -> bool {
+        let own = self.own.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ip = match host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)),
+            Ok(v4) => Some(v4),
+            Err(_) => hosts::is_loopback_name(host).then_some(IpAddr::from([127, 0, 0, 1])),
+        };
+        let Some(ip) = ip else { return false };
+        own.iter().filter(|a| a.port() == port).any(|a| {
+            let listener = a.ip();
+            ip == listener
+                || (listener.is_loopback() && ip.is_loopback())
+                || (listener.is_unspecified() && hosts::refused_range(ip).is_some())
         })
     }
 }
@@ -121,6 +153,8 @@ impl reqwest::dns::Resolve for Resolver {
 /// the machine's `allow_hosts`), and a count of refused requests.
 pub struct Scripts {
     node_allow: Arc<[AllowedHost]>,
+    /// The node's own listeners, which no request goes to (`serving_on`).
+    own: Arc<RwLock<Vec<SocketAddr>>>,
     clients: Mutex<HashMap<Version, reqwest::Client>>,
     refused: AtomicU64,
     out_of_time: AtomicU64,
@@ -131,10 +165,19 @@ impl Scripts {
     pub fn new(node_allow: &[AllowedHost]) -> Scripts {
         Scripts {
             node_allow: node_allow.into(),
+            own: Arc::default(),
             clients: Mutex::default(),
             refused: AtomicU64::new(0),
             out_of_time: AtomicU64::new(0),
         }
+    }
+
+    /// The node listens at `addrs` (its public and admin listeners): no script request, and no
+    /// redirect of one, goes there, whatever `allow_hosts` or `--script-allow` list.
+    pub fn serving_on(&self, addrs: &[SocketAddr]) {
+        let mut own = self.own.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        own.clear();
+        own.extend_from_slice(addrs);
     }
 
     /// Requests refused since the node started (a host not listed, a refused address or
@@ -153,12 +196,12 @@ impl Scripts {
     /// failure (logged and counted).
     pub fn spent(&self, request: &Request, deadline: Duration) -> Answer {
         let total = self.out_of_time.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        warn!(node = %request.node, out_of_time_total = total, "the webhook's script deadline is spent: no request");
+        super::throttle::warn_limited!(node = %request.node, out_of_time_total = total, "the webhook's script deadline is spent: no request");
         Answer::Failed { reason: format!("the webhook's {} s for scripts are spent", deadline.as_secs()) }
     }
 
     fn policy(&self, machine: &Machine) -> Policy {
-        Policy { machine: machine.allow_hosts().into(), node: self.node_allow.clone() }
+        Policy { machine: machine.allow_hosts().into(), node: self.node_allow.clone(), own: self.own.clone() }
     }
 
     fn client(&self, machine: &Machine) -> Result<reqwest::Client, String> {
@@ -199,9 +242,12 @@ impl Scripts {
     pub async fn perform(&self, machine: &Machine, request: &Request, timeout: Duration) -> Answer {
         let refuse = |why: Refused| {
             let total = self.refused.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-            warn!(node = %request.node, url = %shown(&request.url), reason = %why, refused_total = total, "script request refused");
+            super::throttle::warn_limited!(node = %request.node, url = %shown(&request.url), reason = %why, refused_total = total, "script request refused");
             Answer::Failed { reason: format!("{REFUSED_PREFIX}{why}") }
         };
+        if dot_segment(&request.url) {
+            return refuse(Refused::DotSegment);
+        }
         let url = match url::Url::parse(&request.url) {
             Ok(u) => u,
             Err(e) => return Answer::Failed { reason: format!("not a url: {e}") },
@@ -248,6 +294,19 @@ impl Scripts {
             Err(_) => Answer::Failed { reason: format!("{TIMEOUT_PREFIX}{} ms", timeout.as_millis()) },
         }
     }
+}
+
+/// Whether the path of `url` (as the engine wrote it, before any parsing) has a segment `.` or
+/// `..` written with a percent-encoded dot (`%2E`, `.%2e`, ...): only a variable's value is written
+/// so, and URL parsers (WHATWG, the `url` crate) and servers read it as a step up the path.
+fn dot_segment(url: &str) -> bool {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let Some((_, path)) = after_scheme.split_once('/') else { return false };
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        lower.contains("%2e") && matches!(lower.replace("%2e", ".").as_str(), "." | "..")
+    })
 }
 
 /// The refusal behind a client error (the resolver's or the redirect policy's), if any.
@@ -320,7 +379,7 @@ mod tests {
 
     fn policy(machine: &[&str], node: &[&str]) -> Policy {
         let parse = |l: &[&str]| l.iter().map(|h| AllowedHost::parse(h).unwrap()).collect::<Vec<_>>();
-        Policy { machine: parse(machine).into(), node: parse(node).into() }
+        Policy { machine: parse(machine).into(), node: parse(node).into(), own: Arc::default() }
     }
 
     fn check(p: &Policy, url: &str) -> Result<(), String> {
@@ -351,5 +410,39 @@ mod tests {
         assert!(check(&node, "http://10.0.0.7:1234/x").unwrap_err().contains("with its port"));
         let both = policy(&["api.internal"], &["api.internal:8443"]);
         assert!(check(&both, "https://api.internal/x").unwrap_err().contains("other ports only"));
+    }
+
+    #[test]
+    fn never_the_nodes_own_listeners() {
+        let p =
+            policy(&["127.0.0.1:9090", "localhost:9090", "[::1]:9090", "127.0.0.1:8090"], &["10.0.0.7:8080"]);
+        *p.own.write().unwrap() = vec!["127.0.0.1:9090".parse().unwrap(), "0.0.0.0:8080".parse().unwrap()];
+        for url in [
+            "http://127.0.0.1:9090/admin/reload",
+            "http://localhost:9090/x",
+            "http://[::1]:9090/x",
+            "http://10.0.0.7:8080/x",
+        ] {
+            assert!(check(&p, url).unwrap_err().contains("own listener"), "{url}");
+        }
+        assert!(check(&p, "http://127.0.0.1:8090/x").is_ok(), "another port, listed exactly");
+    }
+
+    #[test]
+    fn dot_segments_from_variables() {
+        for url in
+            ["http://h/orders/%2E%2E/status", "http://h/a/%2e/b", "http://h/a/.%2E", "http://h/%2E%2E?x=1"]
+        {
+            assert!(dot_segment(url), "{url}");
+        }
+        for url in [
+            "http://h/a/../b",
+            "http://h/a/%2E%2E%2E/b",
+            "http://h/a/x%2E%2E/b",
+            "http://h/a?x=%2E%2E",
+            "http://h",
+        ] {
+            assert!(!dot_segment(url), "{url}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::calls::{self, COMMIT_ATTEMPTS_MAX, Fault, SCRIPTS_DEADLINE};
 use super::guard::{self, Refused};
@@ -102,7 +102,10 @@ async fn store_new(app: &App, session: &str, state: &CallState, entry: &history:
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let old = app.store.load(session, None).await?.session;
         if old.is_some() {
-            warn!(session, "8x8 reused a stored session id; the new call replaces it");
+            super::throttle::warn_limited!(
+                session,
+                "8x8 reused a stored session id; the new call replaces it"
+            );
         }
         let commit = Commit {
             session,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::calls::Fault;
+use super::throttle::warn_limited;
 use super::{App, now_ms};
 use crate::engine::{self, Event};
 use crate::store::{Commit, Committed, Loaded};
@@ -61,7 +62,7 @@ pub async fn sweep(app: &App, now: u64) -> Result<Swept, Fault> {
             let loaded = match loaded {
                 Ok(l) => l,
                 Err(e) => {
-                    warn!(session = %id, error = %e, "unreadable session left as it is");
+                    warn_limited!(session = %id, error = %e, "unreadable session left as it is");
                     continue;
                 }
             };
@@ -74,7 +75,7 @@ pub async fn sweep(app: &App, now: u64) -> Result<Swept, Fault> {
                 Ok(())
             };
             if let Err(e) = done {
-                warn!(session = %id, error = %e, "session not swept");
+                warn_limited!(session = %id, error = %e, "session not swept");
             }
         }
         match page.next {
@@ -103,7 +104,7 @@ async fn sweep_lone_summaries(app: &App, now: u64, retention: u64) -> Result<usi
                 // `remove_session` deletes whatever is kept under the id: here, the summary alone.
                 match app.store.remove_session(&s.summary.session_id).await {
                     Ok(()) => deleted += 1,
-                    Err(e) => warn!(session = %s.summary.session_id, error = %e, "summary not swept"),
+                    Err(e) => warn_limited!(session = %s.summary.session_id, error = %e, "summary not swept"),
                 }
             }
         }
@@ -128,7 +129,7 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
     let stored = app.store.commit(commit).await? == Committed::Done;
     if stored {
         super::metrics::ended(app, &machine, &loaded.state, &step.state, true);
-        info!(session = %id, "no summary within the TTL: session closed");
+        debug!(session = %id, "no summary within the TTL: session closed");
     }
     Ok(stored)
 }

@@ -57,6 +57,20 @@ impl Default for Throttle {
     }
 }
 
+/// `tracing::warn!` for a line a request can cause, throttled per call site (its own
+/// `Throttle`): past the window's budget the line goes out at debug, and the next one logged at
+/// warn carries `suppressed`, the count left out.
+macro_rules! warn_limited {
+    ($($arg:tt)+) => {{
+        static LOG: $crate::node::throttle::Throttle = $crate::node::throttle::Throttle::new();
+        match LOG.check($crate::node::now_ms()) {
+            $crate::node::throttle::Verdict::Log { suppressed } => ::tracing::warn!(suppressed, $($arg)+),
+            $crate::node::throttle::Verdict::Drop => ::tracing::debug!($($arg)+),
+        }
+    }};
+}
+pub(crate) use warn_limited;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,12 @@ pub const ENTRIES_MAX: usize = 64;
 pub const ENTRY_BYTES_MAX: usize = 4096;
 /// Longest text kept of one prompt.
 pub const TEXT_CHARS_MAX: usize = 400;
+/// Most keys kept of one input: more than any capture takes (8x8's `maxDigits` is at most
+/// `callflow::DIGITS_MAX`, 25), so keys cut here are refused by the same rule as the whole input
+/// and a replay takes the same course.
+pub const KEYS_CHARS_MAX: usize = 64;
+/// Longest name kept of a node, and of a summary's status, in an entry.
+pub const NAME_CHARS_MAX: usize = 64;
 /// Most bytes of a script answer's body kept (enough for the small JSON answers scripts route on).
 pub const BODY_BYTES_MAX: usize = 768;
 /// Most calls one replay reads.
@@ -36,12 +42,15 @@ pub enum Happened {
 }
 
 impl Happened {
+    /// The event as history keeps it: keys cut at `KEYS_CHARS_MAX`, a status at `NAME_CHARS_MAX`.
     pub fn of(event: &Event) -> Happened {
         match event {
             Event::CallStarted => Happened::CallStarted,
-            Event::Digits(keys) => Happened::Keys { keys: keys.clone() },
+            Event::Digits(keys) => Happened::Keys { keys: cut_chars(keys, KEYS_CHARS_MAX) },
             Event::NoInput => Happened::NoInput,
-            Event::SessionEnded { status } => Happened::SessionEnded { status: status.clone() },
+            Event::SessionEnded { status } => {
+                Happened::SessionEnded { status: cut_chars(status, NAME_CHARS_MAX) }
+            }
         }
     }
 
@@ -197,9 +206,16 @@ impl Entry {
             } else if let Some(s) = self.said.iter_mut().rev().find(|s| !s.text.is_empty()) {
                 s.text.clear();
             } else {
-                self.requests.iter_mut().for_each(|a| a.url.clear());
-                self.left = cut_chars(&self.left, 64);
-                self.entered = cut_chars(&self.entered, 64);
+                for a in &mut self.requests {
+                    a.url.clear();
+                    a.node = cut_chars(&a.node, NAME_CHARS_MAX);
+                    a.failure = a.failure.as_ref().map(|f| cut_chars(f, NAME_CHARS_MAX));
+                }
+                for s in &mut self.said {
+                    s.node = cut_chars(&s.node, NAME_CHARS_MAX);
+                }
+                self.left = cut_chars(&self.left, NAME_CHARS_MAX);
+                self.entered = cut_chars(&self.entered, NAME_CHARS_MAX);
                 break;
             }
         }

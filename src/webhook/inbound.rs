@@ -16,8 +16,9 @@ use crate::engine::{Direction, Event};
 /// Most legs a session summary may list: a call has its caller's leg and at most a few
 /// transfers; more is not a summary 8x8 sends, and would grow the store.
 pub const LEGS_MAX: usize = 16;
-/// Longest text field of a session summary kept (statuses, numbers, times, ids, error messages
-/// are far shorter), so a stored summary stays small.
+/// Longest text field of a session summary or a CALL_ACTION kept (statuses, numbers, keys,
+/// times, ids, error messages are far shorter), so a stored summary, call state and transcript
+/// stay small.
 pub const SUMMARY_TEXT_BYTES_MAX: usize = 256;
 
 /// A webhook that cannot be used, with the JSON error code and message the client gets (4xx).
@@ -193,7 +194,7 @@ pub fn call_action(body: &[u8]) -> Result<CallAction, BadWebhook> {
         }
     }
     let event_data_dtmf = match p.get("eventData") {
-        Some(Value::Object(data)) => text(data, "dtmf")?,
+        Some(Value::Object(data)) => short(data, "dtmf", "eventData.dtmf")?,
         None | Some(Value::Null) => None,
         Some(_) => return Err(bad("invalid_field", "`payload.eventData` must be an object")),
     };
@@ -205,13 +206,14 @@ pub fn call_action(body: &[u8]) -> Result<CallAction, BadWebhook> {
     Ok(CallAction {
         event_id: id(&p, "eventId")?,
         session_id: id(&p, "sessionId")?,
-        call_id: text(&p, "callId")?,
-        call_status,
+        call_id: short(&p, "callId", "callId")?,
+        call_status: call_status.map(|s| bounded(s, "callStatus")).transpose()?,
         direction,
-        source: text(&p, "source")?.unwrap_or_default(),
-        destination: text(&p, "destination")?.unwrap_or_default(),
-        dtmf: event_data_dtmf.or(text(&p, "dtmf")?),
-        client_action_id: text(&p, "clientActionId")?,
+        // Kept in the call's state and history: bounded like every text 8x8 sends.
+        source: short(&p, "source", "source")?.unwrap_or_default(),
+        destination: short(&p, "destination", "destination")?.unwrap_or_default(),
+        dtmf: event_data_dtmf.or(short(&p, "dtmf", "dtmf")?),
+        client_action_id: short(&p, "clientActionId", "clientActionId")?,
     })
 }
 

@@ -180,6 +180,8 @@ impl Node {
             .arg(&data)
             .arg("--machines")
             .arg(&machines)
+            // Debug unless a test asks for another level.
+            .env("PHONETREE_LOG", "debug")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             // No admin token unless the test gives one or says otherwise (PHONETREE_ADMIN_NO_TOKEN=0
             // for the one made and kept in the data dir, see `admin_token_file`).
@@ -189,7 +191,6 @@ impl Node {
                     .all(|k| env.iter().all(|(e, _)| e != k))
                     .then_some(("PHONETREE_ADMIN_NO_TOKEN", "1")),
             )
-            .env("PHONETREE_LOG", "debug")
             .stdout(std::process::Stdio::piped())
             .stderr(log_file)
             .spawn()
