@@ -62,8 +62,9 @@ pub struct Args {
     /// A file whose first line is the admin token.
     #[arg(long, env = "PHONETREE_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     admin_token_file: Option<PathBuf>,
-    /// Accept webhooks (every public request but /healthz and /readyz) only from these sources:
-    /// addresses, CIDRs, or `8x8` (8x8's published webhook addresses); others get 403.
+    /// Accept public connections only from these sources and --trusted-proxy: addresses, CIDRs,
+    /// or `8x8` (8x8's published webhook addresses); others get 403 at accept, /healthz and
+    /// /readyz included (probe through the proxy, or list the load balancer's addresses).
     #[arg(long, env = "PHONETREE_ALLOW_FROM", value_delimiter = ',', num_args = 1..)]
     allow_from: Vec<String>,
     /// Proxies (addresses, CIDRs) whose `Forwarded` / `X-Forwarded-For` names the client for

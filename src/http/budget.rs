@@ -237,7 +237,12 @@ impl Conn {
             if self.active() == 0 && idle_ms >= limit_ms {
                 return;
             }
-            let wait = Duration::from_millis(limit_ms.saturating_sub(idle_ms).max(1));
+            // While a request is answered, look again a whole idle time later (its end restarts
+            // the idle time).
+            let wait = match self.active() {
+                0 => Duration::from_millis(limit_ms.saturating_sub(idle_ms).max(1)),
+                _ => budget.idle,
+            };
             tokio::select! {
                 () = self.dismissed.notified() => {}
                 () = tokio::time::sleep(wait) => {}
