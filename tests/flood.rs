@@ -327,3 +327,39 @@ async fn an_http2_preface_and_connect_get_a_4xx_json_answer() {
     let answers = webhooks(&n, "after", 1, 1, Duration::ZERO).await;
     assert_eq!(answers[0].0, 200);
 }
+
+/// A kept-alive POST of `session`'s webhook on `s`, with the secret: the status.
+async fn webhook_on(s: &mut TcpStream, session: &str) -> Option<u16> {
+    let vca = Vca::abc(session, "e1", Some("1"), None).body();
+    let request = format!(
+        "POST /webhooks/vca HTTP/1.1\r\nHost: phonetree\r\nAuthorization: {SECRET}\r\nContent-Length: {}\r\n\r\n{vca}",
+        vca.len()
+    );
+    s.write_all(request.as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = tokio::time::timeout(HANG, s.read(&mut buf)).await.expect("answered").ok()?;
+    String::from_utf8_lossy(&buf[..n]).get(9..12)?.parse().ok()
+}
+
+#[tokio::test]
+async fn an_idle_unauthenticated_connection_is_closed_before_an_authenticated_one() {
+    let t = tempfile::tempdir().unwrap();
+    let n = guarded_node(&t);
+    let addr: SocketAddr = n.addr.parse().unwrap();
+    // 8x8's connection first, then a health probe's: both kept alive.
+    let mut authenticated = connect_from(ip(ALLOWED), addr).await.unwrap();
+    assert_eq!(webhook_on(&mut authenticated, "s-kept-1").await, Some(200));
+    let mut probe = connect_from(ip(ALLOWED), addr).await.unwrap();
+    probe.write_all(b"GET /healthz HTTP/1.1\r\nHost: phonetree\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let got = probe.read(&mut buf).await.unwrap();
+    assert!(buf[..got].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..got]));
+    // The probe's connection is closed first (its short idle limit), the webhook's stays open.
+    let closed = tokio::time::timeout(HANG, probe.read(&mut buf)).await.expect("the idle probe is closed");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert_eq!(
+        webhook_on(&mut authenticated, "s-kept-2").await,
+        Some(200),
+        "the promoted connection is still open"
+    );
+}

@@ -73,8 +73,9 @@ pub struct Args {
     /// address (or `localhost` on loopback) is refused 421, against DNS rebinding.
     #[arg(long, env = "PHONETREE_ADMIN_HOST", value_delimiter = ',')]
     admin_host: Vec<String>,
-    /// Accept webhooks (every public request but /healthz and /readyz) only from these sources:
-    /// addresses, CIDRs, or `8x8` (8x8's published webhook addresses); others get 403.
+    /// Accept public connections only from these sources and --trusted-proxy: addresses, CIDRs,
+    /// or `8x8` (8x8's published webhook addresses); others get 403 at accept, /healthz and
+    /// /readyz included (probe through the proxy, or list the load balancer's addresses).
     #[arg(long, env = "PHONETREE_ALLOW_FROM", value_delimiter = ',', num_args = 1..)]
     allow_from: Vec<String>,
     /// Proxies (addresses, CIDRs) whose --forwarded-header names the client for --allow-from;

@@ -11,12 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tracing::warn;
 
 use super::limits::{
-    UNAUTHENTICATED_IDLE_TIMEOUT, UNAUTHENTICATED_PER_SOURCE_MAX, UNAUTHENTICATED_SHARE_DIVISOR,
+    RateLimited, UNAUTHENTICATED_IDLE_TIMEOUT, UNAUTHENTICATED_PER_SOURCE_MAX, UNAUTHENTICATED_SHARE_DIVISOR,
 };
+use crate::node::{self, metrics};
+
+static BUSY: RateLimited = RateLimited::new();
 
 /// The unauthenticated connections of one listener.
 pub(crate) struct Budget {
@@ -233,12 +237,52 @@ impl Conn {
             if self.active() == 0 && idle_ms >= limit_ms {
                 return;
             }
-            let wait = Duration::from_millis(limit_ms.saturating_sub(idle_ms).max(1));
+            // While a request is answered, look again a whole idle time later (its end restarts
+            // the idle time).
+            let wait = match self.active() {
+                0 => Duration::from_millis(limit_ms.saturating_sub(idle_ms).max(1)),
+                _ => budget.idle,
+            };
             tokio::select! {
                 () = self.dismissed.notified() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+/// What the webhook routes get from the connection (a request extension): its place in the
+/// unauthenticated budget, and the in-flight cap.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    conn: Arc<Conn>,
+    in_flight: Arc<Semaphore>,
+}
+
+/// More webhooks in flight than the cap (answered 503 `overloaded`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Overloaded;
+
+impl Admission {
+    pub(crate) fn new(conn: Arc<Conn>, in_flight: Arc<Semaphore>) -> Admission {
+        Admission { conn, in_flight }
+    }
+
+    /// The request's credentials passed: its connection leaves the unauthenticated budget.
+    pub(crate) fn promote(&self) {
+        self.conn.promote();
+    }
+
+    /// An in-flight permit for a webhook whose body is read and whose credentials passed, held
+    /// while it is answered; `Err` over the cap (counted for `endpoint`).
+    pub(crate) fn enter(&self, endpoint: &'static str) -> Result<OwnedSemaphorePermit, Overloaded> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            metrics::webhook_answered(endpoint, "overloaded");
+            if let Some(skipped) = BUSY.allow(node::now_ms()) {
+                warn!(skipped, "webhook answered 503: too many in flight");
+            }
+            Overloaded
+        })
     }
 }
 

@@ -28,7 +28,7 @@ use warp::hyper::body::Bytes;
 
 use super::allow::AllowList;
 use super::auth::AdminAuth;
-use super::budget::{Budget, Conn, Registered};
+use super::budget::{Admission, Budget, Conn, Registered};
 use super::limits::{
     ACCEPT_BACKOFF, EVICT_WAIT, FORBIDDING_MAX, HEADER_BYTES_MAX, HEADERS_MAX, Limits, READ_BUFFER_BYTES,
     REFUSE_LINGER, REFUSING_MAX, RETRY_AFTER_SECS, RateLimited,
@@ -46,7 +46,6 @@ pub(crate) type Handler =
 static OVER_CAP: RateLimited = RateLimited::new();
 static ACCEPT_FAILED: RateLimited = RateLimited::new();
 static REFUSED_SOURCE: RateLimited = RateLimited::new();
-static BUSY: RateLimited = RateLimited::new();
 static OVER_BUDGET: RateLimited = RateLimited::new();
 
 /// How an HTTP/2 connection opens (RFC 9113, 3.4): this listener speaks HTTP/1.1 only.
@@ -262,50 +261,6 @@ pub(crate) async fn serve(
     let _ = open.acquire_many(cap).await;
 }
 
-/// What the webhook routes get from the connection (a request extension): its place in the
-/// unauthenticated budget, and the in-flight cap.
-#[derive(Clone)]
-pub(crate) struct Admission {
-    conn: Arc<Conn>,
-    in_flight: Arc<Semaphore>,
-}
-
-impl Admission {
-    /// The request's credentials passed: its connection leaves the unauthenticated budget.
-    pub(crate) fn promote(&self) {
-        self.conn.promote();
-    }
-
-    /// An in-flight permit for a webhook whose body is read and whose credentials passed, held
-    /// while it is answered; `Err` over the cap (counted for `endpoint`): answer `Overloaded::answer`.
-    pub(crate) fn enter(&self, endpoint: &'static str) -> Result<OwnedSemaphorePermit, Overloaded> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| {
-            metrics::webhook_answered(endpoint, "overloaded");
-            if let Some(skipped) = BUSY.allow(node::now_ms()) {
-                warn!(skipped, "webhook answered 503: too many in flight");
-            }
-            Overloaded
-        })
-    }
-}
-
-/// More webhooks in flight than the cap.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Overloaded;
-
-impl Overloaded {
-    /// 503 `overloaded` with `Retry-After`.
-    pub(crate) fn answer(self) -> warp::reply::Response {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "too many webhooks are being answered; send it again shortly",
-        );
-        r.headers_mut().insert("retry-after", HeaderValue::from(RETRY_AFTER_SECS));
-        r
-    }
-}
-
 impl Gate {
     async fn pass(
         &self,
@@ -337,7 +292,7 @@ impl Gate {
                     );
                 }
                 // The routes take the in-flight permit once the body is read and authenticated.
-                req.extensions_mut().insert(Admission { conn, in_flight: in_flight.clone() });
+                req.extensions_mut().insert(Admission::new(conn, in_flight.clone()));
                 let started = std::time::Instant::now();
                 let response = handler(req).await;
                 if let Some(endpoint) = endpoint {

@@ -12,9 +12,10 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::auth::{Denied, WebhookAuth};
-use super::conn::Admission;
+use super::budget::{Admission, Overloaded};
 use super::console;
 use super::health::Health;
+use super::limits::RETRY_AFTER_SECS;
 use crate::engine;
 use crate::node::guard::Refused;
 use crate::node::reload::{Outcome, Reload, Trigger};
@@ -321,7 +322,15 @@ async fn in_flight(
 ) -> warp::reply::Response {
     let _permit = match admission.map(|a| a.enter(endpoint)).transpose() {
         Ok(permit) => permit,
-        Err(over) => return over.answer(),
+        Err(Overloaded) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many webhooks are being answered; send it again shortly",
+            );
+            r.headers_mut().insert(warp::http::header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+            return r;
+        }
     };
     answer.await
 }
