@@ -13,7 +13,7 @@ use phonetree::http::allow::{AllowError, AllowList};
 use phonetree::http::auth::{self, AdminAuth, AuthConfigError, WebhookAuth};
 use phonetree::http::limits::{self, Limits};
 use phonetree::http::{Settings, StoreFailed};
-use phonetree::node::reload::{Fingerprint, Trigger};
+use phonetree::node::reload::{Fingerprint, SecretsReader, Trigger};
 use phonetree::node::{App, Config, ServeError};
 use phonetree::secret::{Secret, SecretFileError};
 
@@ -136,6 +136,7 @@ pub enum Error {
 
 pub fn run(args: Args) -> Result<(), Error> {
     let auth = webhook_auth(&args)?;
+    let reread = secrets_reader(&args, &auth);
     if auth.is_open() {
         if !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
             return Err(Error::Unauthenticated(args.listen));
@@ -188,25 +189,61 @@ pub fn run(args: Args) -> Result<(), Error> {
         );
     }
     let settings = Settings { webhook_auth: auth, admin_auth, allow, limits };
-    serve(config, args.admin_listen, settings, args.watch)
+    serve(config, args.admin_listen, settings, args.watch, reread)
 }
 
 /// The secrets from `--webhook-secret` and every `--webhook-secret-file` (one per line).
 fn webhook_auth(args: &Args) -> Result<WebhookAuth, Error> {
-    let mut secrets: Vec<Secret> = args.webhook_secret.iter().map(|s| Secret::new(s)).collect();
-    for file in &args.webhook_secret_file {
+    read_webhook_auth(&args.webhook_auth_header, args.webhook_secret.as_deref(), &args.webhook_secret_file)
+}
+
+fn read_webhook_auth(header: &str, text: Option<&str>, files: &[PathBuf]) -> Result<WebhookAuth, Error> {
+    let mut secrets: Vec<Secret> = text.iter().map(|s| Secret::new(s)).collect();
+    for file in files {
         secrets.extend(Secret::lines_of(file)?);
     }
-    Ok(WebhookAuth::new(&args.webhook_auth_header, secrets)?)
+    Ok(WebhookAuth::new(header, secrets)?)
+}
+
+/// What a reload (SIGHUP, `POST /admin/reload`, `--watch`) re-reads besides the machines: the
+/// `--webhook-secret-file`s, checked as at start, put in place for `running` once the reload is
+/// done. `None` without secret files.
+fn secrets_reader(args: &Args, running: &WebhookAuth) -> Option<SecretsReader> {
+    if args.webhook_secret_file.is_empty() {
+        return None;
+    }
+    let (header, text) = (args.webhook_auth_header.clone(), args.webhook_secret.clone());
+    let (files, running) = (args.webhook_secret_file.clone(), running.clone());
+    Some(Box::new(move || {
+        let fresh = read_webhook_auth(&header, text.as_deref(), &files).map_err(|e| e.to_string())?;
+        if fresh.is_open() && !running.is_open() {
+            return Err(Error::Auth(AuthConfigError::NoneLeft).to_string());
+        }
+        let running = running.clone();
+        Ok(Box::new(move || {
+            if let Err(e) = running.replace(&fresh) {
+                tracing::error!(error = %e, "webhook secrets not replaced");
+            }
+        }))
+    }))
 }
 
 /// The node's entry points as the server uses them: open the app, bind, serve until a signal.
-fn serve(config: Config, admin_listen: SocketAddr, settings: Settings, watch: bool) -> Result<(), Error> {
+fn serve(
+    config: Config,
+    admin_listen: SocketAddr,
+    settings: Settings,
+    watch: bool,
+    reread: Option<SecretsReader>,
+) -> Result<(), Error> {
     let listen = config.listen;
     runtime()?.block_on(async move {
         // Taken before the machines are read: an edit made while they load is reloaded.
         let seen = watch.then(|| Fingerprint::of(&config.machines));
         let app = Arc::new(App::open(config).await?);
+        if let Some(reread) = reread {
+            app.reread_secrets_with(reread);
+        }
         // Caught before the node says it listens: from then on SIGHUP never ends it.
         reload_on_hangup(app.clone())?;
         if let Some(seen) = seen {
@@ -235,7 +272,7 @@ fn reload_on_hangup(app: Arc<App>) -> Result<(), Error> {
         let mut hangup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the machines");
+                tracing::info!("SIGHUP: reloading the machines and the secret files");
                 app.reload(Trigger::Signal).await;
             }
         });
