@@ -19,6 +19,14 @@ use phonetree::secret::{Secret, SecretFileError};
 
 use super::{NoRuntime, NodeArgs, runtime};
 
+/// Tries to open the store while its disk is full before `serve` gives up (exit 74): with
+/// `START_RETRY_DELAY` between them a start on a full disk lasts 10 s, so a supervisor restarting
+/// the node (systemd by default gives up after 5 starts within 10 s) keeps at it until space is
+/// freed, instead of giving up within a second.
+const START_ATTEMPTS: u32 = 6;
+/// The wait between two tries to open the store on a full disk.
+const START_RETRY_DELAY: Duration = Duration::from_secs(2);
+
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -132,6 +140,11 @@ pub enum Error {
     Signal(std::io::Error),
     #[error("--clock-control: {0}")]
     Clock(#[from] phonetree::node::ClockError),
+    #[error(
+        "cannot open the store {store}: its disk is full ({source}), tried {START_ATTEMPTS} times \
+         {START_RETRY_DELAY:?} apart; free space (old logs, the store's other files), then start again"
+    )]
+    DiskFull { store: String, source: phonetree::store::StoreError },
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
@@ -240,7 +253,7 @@ fn serve(
     runtime()?.block_on(async move {
         // Taken before the machines are read: an edit made while they load is reloaded.
         let seen = watch.then(|| Fingerprint::of(&config.machines));
-        let app = Arc::new(App::open(config).await?);
+        let app = Arc::new(open_app(config).await?);
         if let Some(reread) = reread {
             app.reread_secrets_with(reread);
         }
@@ -262,6 +275,32 @@ fn serve(
         phonetree::http::run(listener, admin, app, settings, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// The node over its store; on a full disk, tried again `START_ATTEMPTS` times, `START_RETRY_DELAY`
+/// apart, each try logged.
+async fn open_app(config: Config) -> Result<App, Error> {
+    let mut attempt = 1;
+    loop {
+        match App::open(config.clone()).await {
+            Err(ServeError::Store { store, source }) if source.is_disk_full() => {
+                if attempt >= START_ATTEMPTS {
+                    return Err(Error::DiskFull { store, source });
+                }
+                tracing::warn!(
+                    %store,
+                    error = %source,
+                    attempt,
+                    attempts = START_ATTEMPTS,
+                    retry_in = ?START_RETRY_DELAY,
+                    "the store's disk is full: free space; trying to open it again"
+                );
+                tokio::time::sleep(START_RETRY_DELAY).await;
+                attempt += 1;
+            }
+            opened => return Ok(opened?),
+        }
+    }
 }
 
 /// Reloads the machines on every SIGHUP (whose default action would end the process mid-call).
