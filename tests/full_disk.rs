@@ -249,9 +249,11 @@ async fn a_start_on_a_full_disk_tries_again_then_exits_74_and_serves_once_space_
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("{line:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    let body = Vca::abc("s-before", "e2", Some("1"), Some(&id)).body();
     let next =
-        post(&format!("http://{addr}/webhooks/vca"), Vca::abc("s-before", "e2", Some("1"), Some(&id)).body())
-            .await;
+        try_post(&client_within(Duration::from_secs(30)), &format!("http://{addr}/webhooks/vca"), body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
     assert_eq!(next.how, "applied", "{}", String::from_utf8_lossy(&next.body));
     let _ = child.kill();
     let _ = child.wait();
