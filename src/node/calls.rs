@@ -316,14 +316,14 @@ fn encode_reply(app: &App, mut flow: Callflow, session: &str, state: &CallState)
 
 /// The longest a `clientActionId` is honoured, whatever the TTL and retention: a day (the default
 /// retention). An id answers a prompt of a live call; no prompt waits that long.
-pub const ACTION_ID_LIFETIME_MAX: Duration = Duration::from_secs(24 * 3600);
+const ACTION_ID_LIFETIME_MAX: Duration = Duration::from_secs(24 * 3600);
 
 /// How long an id the node signs now is honoured: the session TTL or the retention, whichever is
 /// shorter, at most `ACTION_ID_LIFETIME_MAX`. A session gets a webhook within the TTL or is
 /// closed; a closed one is deleted after the retention, which starts after the id was issued: so
 /// once retention has deleted a session, no id issued on it resumes anything (a captured one
 /// would otherwise resume the deleted call past its PIN), and a live call never needs an older id.
-pub fn action_id_lifetime(session_ttl: Duration, retention: Duration) -> Duration {
+fn action_id_lifetime(session_ttl: Duration, retention: Duration) -> Duration {
     session_ttl.min(retention).min(ACTION_ID_LIFETIME_MAX)
 }
 
