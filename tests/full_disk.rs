@@ -138,3 +138,123 @@ async fn a_full_disk_stops_the_node_and_a_restart_after_freeing_it_resumes_every
     let fresh = post(&vca, Vca::abc("s-after", "e1", Some("1"), None).body()).await;
     assert_eq!(fresh.how, "applied");
 }
+
+/// Tries `serve` makes to open its store on a full disk (`START_ATTEMPTS` of src/cli/serve.rs).
+const START_ATTEMPTS: usize = 6;
+/// What `serve` logs before each new try.
+const RETRYING: &str = "the store's disk is full: free space; trying to open it again";
+
+/// Sends new calls until the node's store fails on the full disk, then waits for it to stop
+/// (exit 74).
+async fn until_the_store_fails(n: &mut Node) {
+    let vca = n.url("/webhooks/vca");
+    let client = client_within(Duration::from_secs(30));
+    for i in 0..WEBHOOKS_MAX {
+        let body = Vca::abc(&format!("s-fill-{i}"), "e1", Some("1"), None).body();
+        match try_post(&client, &vca, body).await {
+            Ok(r) if r.how == "fallback" => break,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let started = Instant::now();
+    let code = loop {
+        if let Some(status) = n.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(started.elapsed() < STOP_WAIT_MAX, "the node did not stop after its store failed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(74), "{}", n.log());
+}
+
+/// `phonetree serve` on `data`, its stdout piped, its log in `log`.
+fn serve(data: &Path, machines: &Path, log: &Path) -> std::process::Child {
+    let log = std::fs::File::create(log).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg("--machines")
+        .arg(machines)
+        .env("PHONETREE_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `log` holds `line` (the node logs it), or the node exits; bounded.
+async fn logged(child: &mut std::process::Child, log: &Path, line: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(line) || child.try_wait().unwrap().is_some() {
+            return text;
+        }
+        assert!(started.elapsed() < STOP_WAIT_MAX, "`{line}` not logged:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A start on a disk still full (the store failed on it, the node stopped with 74, the supervisor
+/// starts it again): the node does not give up at once, which would make systemd's start limit
+/// give up on it, but tries again `START_ATTEMPTS` times, a few seconds apart, each logged, then
+/// exits 74; and once space is freed while it tries, it opens the store and serves.
+#[tokio::test]
+async fn a_start_on_a_full_disk_tries_again_then_exits_74_and_serves_once_space_is_freed() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let Some(_tmpfs) = Tmpfs::mount(&data) else { return };
+    let machines = machines_dir(t.path());
+    let mut n = Node::start(&data, &machines);
+    let before = post(&n.url("/webhooks/vca"), Vca::abc("s-before", "e1", Some("1"), None).body()).await;
+    assert_eq!(before.how, "applied");
+    let id = before.client_action_id().unwrap();
+    let filler = data.join("filler");
+    fill(&filler);
+    until_the_store_fails(&mut n).await;
+
+    // Started again on the full disk: it tries, logs each try, then exits 74.
+    let log = t.path().join("full.log");
+    let mut child = serve(&data, &machines, &log);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < STOP_WAIT_MAX, "the node neither started nor stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = writeln!(std::io::stderr(), "a start on a full disk gave up after {:?}", started.elapsed());
+    assert_eq!(status.code(), Some(74), "EX_IOERR, as when the store fails while serving:\n{text}");
+    assert_eq!(text.matches(RETRYING).count(), START_ATTEMPTS - 1, "each try logged:\n{text}");
+    assert!(text.contains("its disk is full") && text.contains("free space"), "{text}");
+
+    // Started again, and space freed while it tries: it opens the store and serves.
+    let log = t.path().join("freed.log");
+    let mut child = serve(&data, &machines, &log);
+    let text = logged(&mut child, &log, RETRYING).await;
+    assert!(text.contains(RETRYING), "{text}");
+    std::fs::remove_file(&filler).unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    let body = Vca::abc("s-before", "e2", Some("1"), Some(&id)).body();
+    let next =
+        try_post(&client_within(Duration::from_secs(30)), &format!("http://{addr}/webhooks/vca"), body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    assert_eq!(next.how, "applied", "{}", String::from_utf8_lossy(&next.body));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -261,6 +261,28 @@ async fn retention_deletes_a_calls_history_with_its_session() {
     assert_eq!(listed["calls"], serde_json::json!([]));
 }
 
+/// `GET /calls/{session}` percent-decodes the session id: a client encodes the `{`, `/` or `%`
+/// an 8x8 session id may hold, and the call is found under its own id.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_percent_encoded_session_id_finds_its_call() {
+    let t = tempfile::tempdir().unwrap();
+    let n = Node::start(&t.path().join("data"), &machines_dir(t.path()));
+    let session = "s{1}/x%y";
+    let first = post(&n.url("/webhooks/vca"), Vca::abc(session, "e1", Some("1"), None).body()).await;
+    assert_eq!(first.how, "applied");
+    let client = reqwest::Client::new();
+    let r = client.get(n.admin_url("/calls/s%7B1%7D%2Fx%25y")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the encoded id finds the call");
+    let shown: Value = r.json().await.unwrap();
+    assert_eq!(shown["session"], session, "{shown}");
+    // Encoded the way reqwest does (`{` and `}` only), and a lone `%` byte that is not UTF-8.
+    let r = client.get(n.admin_url("/calls/s{1}%2Fx%25y")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client.get(n.admin_url("/calls/s%FF")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unknown_session");
+}
+
 /// The recorded calls under `tests/data/calls/`.
 fn recorded() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("tests/data/calls"))

@@ -414,7 +414,10 @@ impl Harness {
 
     async fn send(&mut self, session: &str, body: Vec<u8>) -> Result<(), TestCaseError> {
         let ca = inbound::call_action(&body).unwrap();
-        let (got, how) = calls::call_action(self.app(), &ca).await;
+        let (raw, how) = calls::call_action(self.app(), &ca).await;
+        // The id's expiry and MAC depend on when it was signed: compared without them (and kept
+        // as signed, to be echoed later).
+        let got = common::unexpired(&raw);
         // The models that answer as the node did stay; the first is reported when none does.
         let mut kept = Vec::new();
         let mut missed = None;
@@ -433,7 +436,7 @@ impl Harness {
         }
         self.model = kept.remove(0);
         self.others = kept;
-        self.record(session, body, &got);
+        self.record(session, body, &raw);
         Ok(())
     }
 
@@ -477,6 +480,10 @@ impl Harness {
                 let app = self.app();
                 let (got_a, got_b) =
                     tokio::join!(calls::call_action(app, &ca_a), calls::call_action(app, &ca_b));
+                // Compared without the ids' expiry and MAC, recorded as signed (see `send`).
+                let (raw_a, raw_b) = (got_a.0.clone(), got_b.0.clone());
+                let got_a = (common::unexpired(&got_a.0), got_a.1);
+                let got_b = (common::unexpired(&got_b.0), got_b.1);
                 // Either order may have won; a model must explain the answers in one of them. When
                 // both orders do, both models are kept: the journal's order is not known yet.
                 let mut explained: Vec<Model> = Vec::new();
@@ -509,8 +516,8 @@ impl Harness {
                 prop_assert!(applied >= 1 || ended, "one of two concurrent webhooks applies");
                 self.model = model;
                 self.others = explained.collect();
-                self.record(&session, body_a, &got_a.0);
-                self.record(&session, body_b, &got_b.0);
+                self.record(&session, body_a, &raw_a);
+                self.record(&session, body_b, &raw_b);
             }
             Op::Summary(s) => {
                 let session = format!("s{s}");

@@ -463,3 +463,70 @@ async fn metrics_show_the_versions_loaded_and_the_reloads() {
         metrics::expected(&[(&["loaded"], 1.0), (&["failed"], 1.0)])
     );
 }
+
+const OLD_SECRET: &str = "the-old-webhook-secret-0123456789";
+const NEW_SECRET: &str = "the-new-webhook-secret-9876543210";
+
+/// The status of a webhook carrying `secret` (a new call each time).
+async fn webhook_with(n: &Node, secret: &str, session: &str) -> u16 {
+    let body = Vca::abc(session, "e1", Some("1"), None).body();
+    let r = reqwest::Client::new()
+        .post(n.url("/webhooks/vca"))
+        .header("authorization", secret)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
+}
+
+/// A webhook secret rotated without a restart: the secret file rewritten, then SIGHUP: the old
+/// secret is refused and the new one accepted. A file a reload cannot use (too short a secret, no
+/// secret, gone) refuses the reload with why, and the running secret stays.
+#[tokio::test]
+async fn sighup_and_reload_reread_the_webhook_secret_files() {
+    let t = tmp();
+    let file = t.path().join("webhook.secret");
+    std::fs::write(&file, format!("{OLD_SECRET}\n")).unwrap();
+    let n = Node::start_with(
+        &t.path().join("data"),
+        &machines_dir(t.path()),
+        &[("PHONETREE_WEBHOOK_SECRET_FILES", file.to_str().unwrap())],
+    );
+    assert_eq!(webhook_with(&n, OLD_SECRET, "s-1").await, 200);
+    assert_eq!(webhook_with(&n, NEW_SECRET, "s-2").await, 401);
+
+    std::fs::write(&file, format!("{NEW_SECRET}\n")).unwrap();
+    hangup(&n);
+    let m = after_reloads(&n, "loaded", 1).await;
+    assert_eq!(m["lastReload"]["trigger"], "signal", "{m}");
+    assert_eq!(webhook_with(&n, OLD_SECRET, "s-3").await, 401, "the old secret is refused after SIGHUP");
+    assert_eq!(webhook_with(&n, NEW_SECRET, "s-4").await, 200, "the new secret is accepted after SIGHUP");
+
+    let client = reqwest::Client::new();
+    for (what, content, says) in [
+        ("a short secret", Some("short\n"), "5 bytes"),
+        ("no secret", Some("\n\n"), "hold no secret"),
+        ("no file", None, "cannot read the secret file"),
+    ] {
+        match content {
+            Some(text) => std::fs::write(&file, text).unwrap(),
+            None => std::fs::remove_file(&file).unwrap(),
+        }
+        let r = client.post(n.admin_url("/admin/reload")).send().await.unwrap();
+        assert_eq!(r.status(), 422, "{what}");
+        let body: Value = r.json().await.unwrap();
+        let reason = body["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(says) && reason.contains("secrets stay"), "{what}: {body}");
+        assert_eq!(webhook_with(&n, NEW_SECRET, "s-5").await, 200, "{what}: the running secret stays");
+        assert_eq!(webhook_with(&n, OLD_SECRET, "s-6").await, 401, "{what}");
+    }
+    // A reload by the admin route reads the file again too.
+    std::fs::write(&file, format!("{OLD_SECRET}\n")).unwrap();
+    let r = client.post(n.admin_url("/admin/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(webhook_with(&n, OLD_SECRET, "s-7").await, 200);
+    assert_eq!(webhook_with(&n, NEW_SECRET, "s-8").await, 401);
+    let log = n.log();
+    assert!(!log.contains(OLD_SECRET) && !log.contains(NEW_SECRET), "no secret in the log");
+}

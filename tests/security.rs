@@ -232,6 +232,41 @@ async fn forged_tampered_and_foreign_ids_start_the_call_over_and_genuine_ones_re
     assert!(n.log().contains("resuming from the clientActionId"));
 }
 
+/// A deep id captured on a call, replayed once the call ended and retention deleted its session:
+/// the id has expired with it (ids live no longer than the retention), so the replay starts a
+/// call at the start node instead of resuming the deleted call at the node the id names.
+#[tokio::test]
+async fn a_captured_id_replayed_after_retention_deleted_its_session_resumes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let n = Node::start_with(
+        &t.path().join("data"),
+        &machines_dir(t.path()),
+        &[("PHONETREE_RETENTION_SECS", "1")],
+    );
+    let vca = n.url("/webhooks/vca");
+    let deep = at_reservations(&vca, "s-gone").await;
+    assert!(deep.starts_with("pt.abc_restaurant.reservations."), "{deep}");
+    let fresh = split(&post(&vca, inbound("s-control", "e1", ABC, "2", None).body()).await);
+    // The call ends (8x8's summary); the sweep deletes it once the retention has passed.
+    assert_eq!(post(&n.url("/webhooks/vss"), vss("s-gone", "COMPLETED")).await.status, 200);
+    let client = reqwest::Client::new();
+    let mut status = 0;
+    for _ in 0..300 {
+        status = client.get(n.admin_url("/calls/s-gone")).send().await.unwrap().status().as_u16();
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 404, "retention deleted the session\n{}", n.log());
+
+    let a = post(&vca, inbound("s-gone", "e9", ABC, "2", Some(&deep)).body()).await;
+    assert_eq!(a.how, "applied");
+    assert_eq!(split(&a).0, fresh.0, "the replayed id starts the call at main_menu");
+    assert!(!split(&a).1.contains(".reservations."), "{}", split(&a).1);
+    assert!(n.log().contains("clientActionId has expired"), "{}", n.log());
+}
+
 /// An id issued on a call to callback_request's number, echoed on a webhook to abc_restaurant's
 /// number (the session's state lost): abc_restaurant answers, from its start; callback_request
 /// does not run there. On its own number, the same kind of id resumes.
@@ -286,7 +321,7 @@ async fn ids_resume_only_on_the_exact_version_and_outbound_ids_keep_their_machin
     let id = |session: &str, version: String, issued| {
         let id =
             ClientActionId { machine: "abc_restaurant".into(), node: "reservations".into(), seq: 2, version };
-        id.signed(&key, session, issued)
+        id.signed(&key, session, issued, id_expiry())
     };
     let fresh = split(&post(&vca, inbound("s-control", "e1", ABC, "2", None).body()).await);
     let resumed_want = comparable(golden("seeds/advanced/reschedule_table.json"));

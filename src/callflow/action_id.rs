@@ -4,9 +4,14 @@
 //! The engine stays pure and keyless: it issues the unsigned id (`pt.MACHINE.NODE.SEQ.VERSION`).
 //! The node signs every reply it sends with `sign` (the key passed in as data) just before the
 //! reply is encoded, and checks an echoed id with `verify` before it lets the id decide anything.
-//! A signed id is `pt.MACHINE.NODE.SEQ.VERSION.MAC`: the MAC is HMAC-SHA256 over what the id says
-//! and the session it was issued on, truncated to `ACTION_MAC_BYTES` and written in base64url,
-//! so an id is valid on its own session only, and nobody without the key can make one.
+//! A signed id is `pt.MACHINE.NODE.SEQ.VERSION.EXPIRES.MAC`: `EXPIRES` is when the id stops
+//! being honoured (seconds since the epoch, decimal), and the MAC is HMAC-SHA256 over what the id
+//! says, its expiry and the session it was issued on, truncated to `ACTION_MAC_BYTES` and written
+//! in base64url, so an id is valid on its own session only, until its expiry, and nobody without
+//! the key can make one or move its expiry. The node picks the expiry (see
+//! `node::calls::ACTION_ID_LIFETIME_MAX`); `verify` is given the time, so this module reads no
+//! clock. An id signed before ids carried an expiry (`pt.MACHINE.NODE.SEQ.VERSION.MAC`) is
+//! refused like a forged one: its MAC was made under another domain and covers no expiry.
 
 use std::fmt;
 
@@ -28,14 +33,18 @@ const ACTION_MAC_CHARS: usize = ACTION_MAC_BYTES.div_ceil(3) * 4 - (3 - ACTION_M
 const VERSION_CHARS: usize = 12;
 /// Digits of the longest `seq` (a `u32`).
 const SEQ_DIGITS_MAX: usize = 10;
+/// Digits of the latest expiry an id may carry (seconds since the epoch: 10 digits last until the
+/// year 2286).
+const EXPIRES_DIGITS_MAX: usize = 10;
 /// Longest machine name plus node name: what a signed id leaves for the names within
-/// `ID_BYTES_MAX` (`pt.` and five dots, the longest seq, the version, the MAC).
+/// `ID_BYTES_MAX` (`pt.` and five dots, the longest seq, the version, the expiry, the MAC).
 pub const ACTION_ID_NAMES_CHARS_MAX: usize =
-    ID_BYTES_MAX - "pt.".len() - 4 - SEQ_DIGITS_MAX - VERSION_CHARS - ACTION_MAC_CHARS;
+    ID_BYTES_MAX - "pt.".len() - 5 - SEQ_DIGITS_MAX - VERSION_CHARS - EXPIRES_DIGITS_MAX - ACTION_MAC_CHARS;
 /// Shortest `--action-key` accepted: anything shorter can be guessed.
 pub const ACTION_KEY_CHARS_MIN: usize = 16;
 /// What the MAC input starts with, so that no other HMAC phonetree computes is ever a valid one.
-const MAC_DOMAIN: &[u8] = b"phonetree clientActionId v1";
+/// (v2: the MAC covers the expiry; no v1 MAC, made without one, is ever a valid v2 MAC.)
+const MAC_DOMAIN: &[u8] = b"phonetree clientActionId v2";
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -70,10 +79,11 @@ impl ActionKey {
         Ok(ActionKey(sha2::Sha256::digest(secret.expose().as_bytes()).into()))
     }
 
-    fn mac(&self, session: &str, issued: Issued, unsigned: &str) -> [u8; ACTION_MAC_BYTES] {
+    fn mac(&self, session: &str, issued: Issued, unsigned: &str, expires: &str) -> [u8; ACTION_MAC_BYTES] {
         // HMAC takes keys of any length; a 32-byte key is always accepted.
         let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("hmac takes any key length");
-        for part in [MAC_DOMAIN, session.as_bytes(), &[issued as u8], unsigned.as_bytes()] {
+        for part in [MAC_DOMAIN, session.as_bytes(), &[issued as u8], unsigned.as_bytes(), expires.as_bytes()]
+        {
             mac.update(part);
             mac.update(&[0]);
         }
@@ -118,6 +128,10 @@ pub enum Refused {
     Unsigned,
     #[error("clientActionId's MAC does not match (tampered, forged, another session, or another key)")]
     BadMac,
+    #[error("clientActionId carries no expiry (signed before ids expired, or forged)")]
+    NoExpiry,
+    #[error("clientActionId has expired (its call's session is closed or deleted by now)")]
+    Expired,
 }
 
 impl ClientActionId {
@@ -126,15 +140,16 @@ impl ClientActionId {
         Self::split(s).map(|(id, _)| id)
     }
 
-    /// The id and its MAC part (`None` for an unsigned id).
-    fn split(s: &str) -> Option<(ClientActionId, Option<&str>)> {
+    /// The id and what follows it: nothing (an unsigned id), a MAC alone (an id signed before
+    /// ids expired), or an expiry and a MAC.
+    fn split(s: &str) -> Option<(ClientActionId, Vec<&str>)> {
         let mut parts = s.split('.');
         if parts.next()? != "pt" {
             return None;
         }
         let (machine, node, seq, version) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let mac = parts.next();
-        if parts.next().is_some() || machine.is_empty() || node.is_empty() {
+        let rest: Vec<&str> = parts.collect();
+        if rest.len() > 2 || machine.is_empty() || node.is_empty() {
             return None;
         }
         let id = ClientActionId {
@@ -143,43 +158,68 @@ impl ClientActionId {
             seq: seq.parse().ok()?,
             version: version.to_string(),
         };
-        Some((id, mac))
+        Some((id, rest))
     }
 
-    /// The signed id for a reply on `session`.
-    pub fn signed(&self, key: &ActionKey, session: &str, issued: Issued) -> String {
+    /// The signed id for a reply on `session`, honoured until `expires_secs` (seconds since the
+    /// epoch).
+    pub fn signed(&self, key: &ActionKey, session: &str, issued: Issued, expires_secs: u64) -> String {
         let unsigned = self.to_string();
-        let mac = URL_SAFE_NO_PAD.encode(key.mac(session, issued, &unsigned));
-        format!("{unsigned}.{mac}")
+        let expires = expires_secs.to_string();
+        let mac = URL_SAFE_NO_PAD.encode(key.mac(session, issued, &unsigned, &expires));
+        format!("{unsigned}.{expires}.{mac}")
     }
 
-    /// The id `s` says, if its MAC is `key`'s for `session`, and who picked its machine.
-    pub fn verify(s: &str, key: &ActionKey, session: &str) -> Result<(ClientActionId, Issued), Refused> {
+    /// The id `s` says, if its MAC is `key`'s for `session` and it has not expired at `now_secs`
+    /// (seconds since the epoch: an id expires at its `EXPIRES` second, so one signed at second
+    /// `t` to live `n` seconds is refused once `n` whole seconds have passed), and who picked its
+    /// machine.
+    pub fn verify(
+        s: &str,
+        key: &ActionKey,
+        session: &str,
+        now_secs: u64,
+    ) -> Result<(ClientActionId, Issued), Refused> {
         if s.len() > ID_BYTES_MAX {
             return Err(Refused::Malformed);
         }
-        let (id, mac) = Self::split(s).ok_or(Refused::Malformed)?;
-        let mac = mac.ok_or(Refused::Unsigned)?;
+        let (id, rest) = Self::split(s).ok_or(Refused::Malformed)?;
+        let (expires, mac) = match rest.as_slice() {
+            [] => return Err(Refused::Unsigned),
+            [_] => return Err(Refused::NoExpiry),
+            [expires, mac] => (*expires, *mac),
+            _ => return Err(Refused::Malformed),
+        };
         let got = URL_SAFE_NO_PAD.decode(mac).map_err(|_| Refused::BadMac)?;
-        // The id as phonetree would have written it: a seq of `007` is not the seq `7` signed.
+        // The id as phonetree would have written it: a seq of `007` is not the seq `7` signed,
+        // nor an expiry of `+17` or `017` the expiry `17`.
         let unsigned = id.to_string();
-        if got.len() != ACTION_MAC_BYTES || !s.starts_with(&unsigned) {
+        let expires_secs: u64 = expires.parse().map_err(|_| Refused::BadMac)?;
+        if got.len() != ACTION_MAC_BYTES
+            || !s.starts_with(&format!("{unsigned}.{expires_secs}."))
+            || expires.len() > EXPIRES_DIGITS_MAX
+        {
             return Err(Refused::BadMac);
         }
         for issued in [Issued::Answered, Issued::Placed] {
-            if bool::from(key.mac(session, issued, &unsigned).ct_eq(&got)) {
-                return Ok((id, issued));
+            if bool::from(key.mac(session, issued, &unsigned, expires).ct_eq(&got)) {
+                // Checked once the MAC is known to be the key's: an expiry nobody signed is a
+                // forgery, not an expired id.
+                return match now_secs < expires_secs {
+                    true => Ok((id, issued)),
+                    false => Err(Refused::Expired),
+                };
             }
         }
         Err(Refused::BadMac)
     }
 }
 
-/// Signs the id a reply carries (the engine's unsigned one) for `session`; a reply without one is
-/// left as it is.
-pub fn sign(flow: &mut Callflow, key: &ActionKey, session: &str, issued: Issued) {
+/// Signs the id a reply carries (the engine's unsigned one) for `session`, honoured until
+/// `expires_secs`; a reply without one is left as it is.
+pub fn sign(flow: &mut Callflow, key: &ActionKey, session: &str, issued: Issued, expires_secs: u64) {
     if let Some(id) = flow.client_action_id.as_deref().and_then(ClientActionId::parse) {
-        flow.client_action_id = Some(id.signed(key, session, issued));
+        flow.client_action_id = Some(id.signed(key, session, issued, expires_secs));
     }
 }
 
@@ -197,6 +237,10 @@ mod tests {
         ActionKey::new([b; 32])
     }
 
+    /// When the ids of these tests expire, and a time before.
+    const EXPIRES: u64 = 1_800_003_600;
+    const NOW: u64 = 1_800_000_000;
+
     fn id() -> ClientActionId {
         ClientActionId {
             machine: "bank".into(),
@@ -208,22 +252,41 @@ mod tests {
 
     #[test]
     fn a_signed_id_verifies_on_its_session_with_its_key_only() {
-        let s = id().signed(&key(1), "s-1", Issued::Answered);
-        assert!(s.starts_with("pt.bank.account.3.0123456789ab."), "{s}");
-        assert_eq!(s.len(), "pt.bank.account.3.0123456789ab.".len() + ACTION_MAC_CHARS);
-        assert_eq!(ClientActionId::verify(&s, &key(1), "s-1"), Ok((id(), Issued::Answered)));
+        let s = id().signed(&key(1), "s-1", Issued::Answered, EXPIRES);
+        assert!(s.starts_with("pt.bank.account.3.0123456789ab.1800003600."), "{s}");
+        assert_eq!(s.len(), "pt.bank.account.3.0123456789ab.1800003600.".len() + ACTION_MAC_CHARS);
+        assert_eq!(ClientActionId::verify(&s, &key(1), "s-1", NOW), Ok((id(), Issued::Answered)));
         assert_eq!(ClientActionId::parse(&s), Some(id()));
-        assert_eq!(ClientActionId::verify(&s, &key(2), "s-1"), Err(Refused::BadMac));
-        assert_eq!(ClientActionId::verify(&s, &key(1), "s-2"), Err(Refused::BadMac));
-        let placed = id().signed(&key(1), "s-1", Issued::Placed);
+        assert_eq!(ClientActionId::verify(&s, &key(2), "s-1", NOW), Err(Refused::BadMac));
+        assert_eq!(ClientActionId::verify(&s, &key(1), "s-2", NOW), Err(Refused::BadMac));
+        let placed = id().signed(&key(1), "s-1", Issued::Placed, EXPIRES);
         assert_ne!(placed, s);
-        assert_eq!(ClientActionId::verify(&placed, &key(1), "s-1"), Ok((id(), Issued::Placed)));
+        assert_eq!(ClientActionId::verify(&placed, &key(1), "s-1", NOW), Ok((id(), Issued::Placed)));
+    }
+
+    #[test]
+    fn an_id_is_honoured_until_its_expiry_which_its_mac_covers() {
+        let k = key(4);
+        let s = id().signed(&k, "s", Issued::Answered, EXPIRES);
+        assert_eq!(ClientActionId::verify(&s, &k, "s", EXPIRES - 1), Ok((id(), Issued::Answered)));
+        assert_eq!(ClientActionId::verify(&s, &k, "s", EXPIRES), Err(Refused::Expired));
+        assert_eq!(ClientActionId::verify(&s, &k, "s", u64::MAX), Err(Refused::Expired));
+        // A captured id whose expiry is moved later (or written another way) is a forgery.
+        for moved in ["1800007200", "9999999999", "01800003600", "+1800003600", "18446744073709551615"] {
+            let forged = s.replace(".1800003600.", &format!(".{moved}."));
+            assert_eq!(ClientActionId::verify(&forged, &k, "s", NOW), Err(Refused::BadMac), "{forged}");
+        }
+        // An id signed before ids expired (`...VERSION.MAC`, no expiry): refused like a forged one.
+        let mac = s.rsplit('.').next().unwrap();
+        let old = format!("pt.bank.account.3.0123456789ab.{mac}");
+        assert_eq!(ClientActionId::verify(&old, &k, "s", NOW), Err(Refused::NoExpiry));
+        assert_eq!(ClientActionId::parse(&old), Some(id()));
     }
 
     #[test]
     fn tampered_unsigned_and_foreign_ids_are_refused() {
         let k = key(7);
-        let s = id().signed(&k, "s", Issued::Answered);
+        let s = id().signed(&k, "s", Issued::Answered, EXPIRES);
         let mac = s.rsplit('.').next().unwrap();
         for forged in [
             s.replace(".3.", ".4."),
@@ -232,19 +295,22 @@ mod tests {
             s.replace("bank", "shop"),
             s.replace("0123456789ab", "0123456789ac"),
             format!(
-                "pt.bank.account.3.0123456789ab.{}",
+                "pt.bank.account.3.0123456789ab.1800003600.{}",
                 mac.replace(&mac[..1], if &mac[..1] == "A" { "B" } else { "A" })
             ),
             format!("{s}A"),
             s[..s.len() - 1].to_string(),
-            format!("pt.bank.account.3.0123456789ab.{}", "A".repeat(ACTION_MAC_CHARS)),
+            format!("pt.bank.account.3.0123456789ab.1800003600.{}", "A".repeat(ACTION_MAC_CHARS)),
         ] {
-            assert_eq!(ClientActionId::verify(&forged, &k, "s"), Err(Refused::BadMac), "{forged}");
+            assert_eq!(ClientActionId::verify(&forged, &k, "s", NOW), Err(Refused::BadMac), "{forged}");
         }
-        assert_eq!(ClientActionId::verify(&id().to_string(), &k, "s"), Err(Refused::Unsigned));
-        assert_eq!(ClientActionId::verify("pt.bank", &k, "s"), Err(Refused::Malformed));
-        assert_eq!(ClientActionId::verify(&"x".repeat(ID_BYTES_MAX + 1), &k, "s"), Err(Refused::Malformed));
-        assert_eq!(ClientActionId::verify(&format!("{s}.x"), &k, "s"), Err(Refused::Malformed));
+        assert_eq!(ClientActionId::verify(&id().to_string(), &k, "s", NOW), Err(Refused::Unsigned));
+        assert_eq!(ClientActionId::verify("pt.bank", &k, "s", NOW), Err(Refused::Malformed));
+        assert_eq!(
+            ClientActionId::verify(&"x".repeat(ID_BYTES_MAX + 1), &k, "s", NOW),
+            Err(Refused::Malformed)
+        );
+        assert_eq!(ClientActionId::verify(&format!("{s}.x"), &k, "s", NOW), Err(Refused::Malformed));
     }
 
     #[test]
@@ -255,7 +321,7 @@ mod tests {
             seq: u32::MAX,
             version: "0".repeat(VERSION_CHARS),
         };
-        assert_eq!(long.signed(&key(0), "s", Issued::Answered).len(), ID_BYTES_MAX);
+        assert_eq!(long.signed(&key(0), "s", Issued::Answered, 9_999_999_999).len(), ID_BYTES_MAX);
     }
 
     #[test]
@@ -269,11 +335,11 @@ mod tests {
     #[test]
     fn signing_a_reply_replaces_its_id() {
         let mut flow = Callflow { client_action_id: Some(id().to_string()), actions: vec![] };
-        sign(&mut flow, &key(3), "s", Issued::Answered);
+        sign(&mut flow, &key(3), "s", Issued::Answered, EXPIRES);
         let signed = flow.client_action_id.clone().unwrap();
-        assert_eq!(ClientActionId::verify(&signed, &key(3), "s"), Ok((id(), Issued::Answered)));
+        assert_eq!(ClientActionId::verify(&signed, &key(3), "s", NOW), Ok((id(), Issued::Answered)));
         let mut none = Callflow::hangup();
-        sign(&mut none, &key(3), "s", Issued::Answered);
+        sign(&mut none, &key(3), "s", Issued::Answered, EXPIRES);
         assert_eq!(none.client_action_id, None);
     }
 }

@@ -13,12 +13,20 @@ use phonetree::http::allow::{AllowError, AllowList, ForwardedHeader};
 use phonetree::http::auth::{self, AdminAuth, AuthConfigError, WebhookAuth};
 use phonetree::http::limits::{self, Limits};
 use phonetree::http::{Settings, StoreFailed};
-use phonetree::node::reload::{Fingerprint, Trigger};
+use phonetree::node::reload::{Fingerprint, SecretsReader, Trigger};
 use phonetree::node::{App, Config, ServeError};
 use phonetree::secret::{KeptSecretError, Secret, SecretFileError};
 use phonetree::store::StoreUrl;
 
 use super::{NoRuntime, NodeArgs, runtime};
+
+/// Tries to open the store while its disk is full before `serve` gives up (exit 74): with
+/// `START_RETRY_DELAY` between them a start on a full disk lasts 10 s, so a supervisor restarting
+/// the node (systemd by default gives up after 5 starts within 10 s) keeps at it until space is
+/// freed, instead of giving up within a second.
+const START_ATTEMPTS: u32 = 6;
+/// The wait between two tries to open the store on a full disk.
+const START_RETRY_DELAY: Duration = Duration::from_secs(2);
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -163,10 +171,16 @@ pub enum Error {
     Signal(std::io::Error),
     #[error("--clock-control: {0}")]
     Clock(#[from] phonetree::node::ClockError),
+    #[error(
+        "cannot open the store {store}: its disk is full ({source}), tried {START_ATTEMPTS} times \
+         {START_RETRY_DELAY:?} apart; free space (old logs, the store's other files), then start again"
+    )]
+    DiskFull { store: String, source: phonetree::store::StoreError },
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
     let auth = webhook_auth(&args)?;
+    let reread = secrets_reader(&args, &auth);
     if auth.is_open() {
         if !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
             return Err(Error::Unauthenticated(args.listen));
@@ -215,7 +229,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         );
     }
     let settings = Settings { webhook_auth: auth, admin_auth, allow, limits };
-    serve(config, args.admin_listen, settings, args.watch, admin_token_file)
+    serve(config, args.admin_listen, settings, args.watch, reread, admin_token_file)
 }
 
 /// The name of the file a generated admin token is kept in.
@@ -275,11 +289,38 @@ fn admin_auth(args: &Args) -> Result<(AdminAuth, Option<PathBuf>), Error> {
 
 /// The secrets from `--webhook-secret` and every `--webhook-secret-file` (one per line).
 fn webhook_auth(args: &Args) -> Result<WebhookAuth, Error> {
-    let mut secrets: Vec<Secret> = args.webhook_secret.iter().map(|s| Secret::new(s)).collect();
-    for file in &args.webhook_secret_file {
+    read_webhook_auth(&args.webhook_auth_header, args.webhook_secret.as_deref(), &args.webhook_secret_file)
+}
+
+fn read_webhook_auth(header: &str, text: Option<&str>, files: &[PathBuf]) -> Result<WebhookAuth, Error> {
+    let mut secrets: Vec<Secret> = text.iter().map(|s| Secret::new(s)).collect();
+    for file in files {
         secrets.extend(Secret::lines_of(file)?);
     }
-    Ok(WebhookAuth::new(&args.webhook_auth_header, secrets)?)
+    Ok(WebhookAuth::new(header, secrets)?)
+}
+
+/// What a reload (SIGHUP, `POST /admin/reload`, `--watch`) re-reads besides the machines: the
+/// `--webhook-secret-file`s, checked as at start, put in place for `running` once the reload is
+/// done. `None` without secret files.
+fn secrets_reader(args: &Args, running: &WebhookAuth) -> Option<SecretsReader> {
+    if args.webhook_secret_file.is_empty() {
+        return None;
+    }
+    let (header, text) = (args.webhook_auth_header.clone(), args.webhook_secret.clone());
+    let (files, running) = (args.webhook_secret_file.clone(), running.clone());
+    Some(Box::new(move || {
+        let fresh = read_webhook_auth(&header, text.as_deref(), &files).map_err(|e| e.to_string())?;
+        if fresh.is_open() && !running.is_open() {
+            return Err(Error::Auth(AuthConfigError::NoneLeft).to_string());
+        }
+        let running = running.clone();
+        Ok(Box::new(move || {
+            if let Err(e) = running.replace(&fresh) {
+                tracing::error!(error = %e, "webhook secrets not replaced");
+            }
+        }))
+    }))
 }
 
 /// The node's entry points as the server uses them: open the app, bind, serve until a signal.
@@ -288,13 +329,17 @@ fn serve(
     admin_listen: SocketAddr,
     settings: Settings,
     watch: bool,
+    reread: Option<SecretsReader>,
     admin_token_file: Option<PathBuf>,
 ) -> Result<(), Error> {
     let listen = config.listen;
     runtime()?.block_on(async move {
         // Taken before the machines are read: an edit made while they load is reloaded.
         let seen = watch.then(|| Fingerprint::of(&config.machines));
-        let app = Arc::new(App::open(config).await?);
+        let app = Arc::new(open_app(config).await?);
+        if let Some(reread) = reread {
+            app.reread_secrets_with(reread);
+        }
         // Caught before the node says it listens: from then on SIGHUP never ends it.
         reload_on_hangup(app.clone())?;
         if let Some(seen) = seen {
@@ -317,6 +362,32 @@ fn serve(
     })
 }
 
+/// The node over its store; on a full disk, tried again `START_ATTEMPTS` times, `START_RETRY_DELAY`
+/// apart, each try logged.
+async fn open_app(config: Config) -> Result<App, Error> {
+    let mut attempt = 1;
+    loop {
+        match App::open(config.clone()).await {
+            Err(ServeError::Store { store, source }) if source.is_disk_full() => {
+                if attempt >= START_ATTEMPTS {
+                    return Err(Error::DiskFull { store, source });
+                }
+                tracing::warn!(
+                    %store,
+                    error = %source,
+                    attempt,
+                    attempts = START_ATTEMPTS,
+                    retry_in = ?START_RETRY_DELAY,
+                    "the store's disk is full: free space; trying to open it again"
+                );
+                tokio::time::sleep(START_RETRY_DELAY).await;
+                attempt += 1;
+            }
+            opened => return Ok(opened?),
+        }
+    }
+}
+
 /// Reloads the machines on every SIGHUP (whose default action would end the process mid-call).
 fn reload_on_hangup(app: Arc<App>) -> Result<(), Error> {
     #[cfg(unix)]
@@ -325,7 +396,7 @@ fn reload_on_hangup(app: Arc<App>) -> Result<(), Error> {
         let mut hangup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
-                tracing::info!("SIGHUP: reloading the machines");
+                tracing::info!("SIGHUP: reloading the machines and the secret files");
                 app.reload(Trigger::Signal).await;
             }
         });

@@ -2,6 +2,8 @@
 //! Webhooks API) or as an HS256 JWT in the URL's `token` query parameter (as the Kore.ai seed
 //! protects its webhook URL). Secrets are compared in constant time and never shown.
 
+use std::sync::{Arc, RwLock};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{KeyInit, Mac};
@@ -18,17 +20,22 @@ pub const DEFAULT_HEADER: &str = "authorization";
 pub const JWT_LEEWAY_SECS: u64 = 30;
 /// Longest JWT read: a token that routes a webhook carries a few claims.
 pub const JWT_BYTES_MAX: usize = 4096;
+/// Longest a JWT may live: its `exp` at most this far past its `iat` and past now (plus
+/// `JWT_LEEWAY_SECS`). A webhook URL's token is minted for one configuration and rotated with the
+/// secret; one that never expires (`exp` 2^64-1) would outlive every rotation if it leaked.
+pub const JWT_LIFETIME_MAX_SECS: u64 = 3600;
 /// Shortest secret accepted: anything shorter can be guessed.
 pub const SECRET_BYTES_MIN: usize = 16;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// The secrets webhooks must carry one of (several, so one can be rotated without downtime); none:
-/// every webhook is accepted.
+/// every webhook is accepted. Clones share the secrets: `replace` (a reload re-reading the secret
+/// files) changes them for every clone at once.
 #[derive(Debug, Clone)]
 pub struct WebhookAuth {
     header: HeaderName,
-    secrets: Vec<Secret>,
+    secrets: Arc<RwLock<Arc<[Secret]>>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,6 +49,11 @@ pub enum AuthConfigError {
          leave --admin-token and --admin-token-file out for a generated one"
     )]
     AdminTooShort(usize),
+    #[error(
+        "the webhook secret files now hold no secret, which would let every webhook in; the running \
+         secrets stay (put at least one secret back, then reload)"
+    )]
+    NoneLeft,
 }
 
 /// Why a webhook was refused (the client is told only that it was).
@@ -55,6 +67,8 @@ pub enum Denied {
     BadToken,
     #[error("the token has expired, or is not valid yet")]
     Expired,
+    #[error("the token lives longer than {JWT_LIFETIME_MAX_SECS} s (`exp` too far past `iat` or now)")]
+    TooLong,
 }
 
 impl Default for WebhookAuth {
@@ -67,7 +81,11 @@ impl Default for WebhookAuth {
 impl WebhookAuth {
     /// Accepts every webhook.
     pub fn open() -> WebhookAuth {
-        WebhookAuth { header: HeaderName::from_static(DEFAULT_HEADER), secrets: Vec::new() }
+        WebhookAuth::with(HeaderName::from_static(DEFAULT_HEADER), Vec::new())
+    }
+
+    fn with(header: HeaderName, secrets: Vec<Secret>) -> WebhookAuth {
+        WebhookAuth { header, secrets: Arc::new(RwLock::new(secrets.into())) }
     }
 
     pub fn new(header: &str, secrets: Vec<Secret>) -> Result<WebhookAuth, AuthConfigError> {
@@ -78,23 +96,41 @@ impl WebhookAuth {
             .filter(|s| !s.is_empty())
             .map(|s| if s.len() < SECRET_BYTES_MIN { Err(AuthConfigError::TooShort(s.len())) } else { Ok(s) })
             .collect::<Result<_, _>>()?;
-        Ok(WebhookAuth { header, secrets })
+        Ok(WebhookAuth::with(header, secrets))
+    }
+
+    /// The secrets now (a reload may replace them while a request is checked: it checks these).
+    fn secrets(&self) -> Arc<[Secret]> {
+        self.secrets.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// True when no secret is configured.
     pub fn is_open(&self) -> bool {
-        self.secrets.is_empty()
+        self.secrets().is_empty()
+    }
+
+    /// Puts `fresh`'s secrets in place of these, for every clone (a reload re-read the secret
+    /// files). A node that checks secrets never stops: `fresh` without any is refused, and the
+    /// running secrets stay.
+    pub fn replace(&self, fresh: &WebhookAuth) -> Result<(), AuthConfigError> {
+        let secrets = fresh.secrets();
+        if secrets.is_empty() && !self.is_open() {
+            return Err(AuthConfigError::NoneLeft);
+        }
+        *self.secrets.write().unwrap_or_else(|e| e.into_inner()) = secrets;
+        Ok(())
     }
 
     /// Checks one request's credentials at `now_secs` (seconds since the epoch).
     pub fn check(&self, headers: &HeaderMap, query: Option<&str>, now_secs: u64) -> Result<(), Denied> {
-        if self.is_open() {
+        let secrets = self.secrets();
+        if secrets.is_empty() {
             return Ok(());
         }
         if let Some(value) = headers.get(&self.header) {
             let value = value.as_bytes();
             let value = value.strip_prefix(b"Bearer ").unwrap_or(value);
-            return match self.secrets.iter().any(|s| bool::from(s.expose().as_bytes().ct_eq(value))) {
+            return match secrets.iter().any(|s| bool::from(s.expose().as_bytes().ct_eq(value))) {
                 true => Ok(()),
                 false => Err(Denied::Wrong),
             };
@@ -104,48 +140,88 @@ impl WebhookAuth {
             .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
             .find_map(|(k, v)| (k == "token").then(|| v.into_owned()));
         match token {
-            Some(token) => self.check_jwt(&token, now_secs),
+            Some(token) => check_jwt(&secrets, &token, now_secs),
             None => Err(Denied::Missing(DEFAULT_HEADER)),
         }
     }
+}
 
-    /// An HS256 JWT signed with one of the secrets, within its `exp` (required) and `nbf`.
-    fn check_jwt(&self, token: &str, now_secs: u64) -> Result<(), Denied> {
-        if token.len() > JWT_BYTES_MAX {
-            return Err(Denied::BadToken);
+/// An HS256 JWT signed with one of `secrets`, within its `exp` (required) and `nbf`, living at
+/// most `JWT_LIFETIME_MAX_SECS`, with no key twice in its header or claims.
+fn check_jwt(secrets: &[Secret], token: &str, now_secs: u64) -> Result<(), Denied> {
+    if token.len() > JWT_BYTES_MAX {
+        return Err(Denied::BadToken);
+    }
+    let mut parts = token.split('.');
+    let (Some(head), Some(body), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Denied::BadToken);
+    };
+    let json = |part: &str| {
+        let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| Denied::BadToken)?;
+        serde_json::from_slice::<UniqueKeys>(&bytes).map(|o| o.0).map_err(|_| Denied::BadToken)
+    };
+    if json(head)?.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+        return Err(Denied::BadToken);
+    }
+    let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| Denied::BadToken)?;
+    let signed = &token[..head.len() + 1 + body.len()];
+    let valid = secrets.iter().any(|s| {
+        HmacSha256::new_from_slice(s.expose().as_bytes())
+            .map(|mut mac| {
+                mac.update(signed.as_bytes());
+                mac.verify_slice(&sig).is_ok()
+            })
+            .unwrap_or(false)
+    });
+    if !valid {
+        return Err(Denied::BadToken);
+    }
+    let claims = json(body)?;
+    let exp = claims.get("exp").and_then(serde_json::Value::as_u64).ok_or(Denied::BadToken)?;
+    let nbf = claims.get("nbf").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let fresh =
+        now_secs <= exp.saturating_add(JWT_LEEWAY_SECS) && now_secs.saturating_add(JWT_LEEWAY_SECS) >= nbf;
+    if !fresh {
+        return Err(Denied::Expired);
+    }
+    let longest = JWT_LIFETIME_MAX_SECS.saturating_add(JWT_LEEWAY_SECS);
+    let from_now = exp.saturating_sub(now_secs);
+    let from_issue = match claims.get("iat") {
+        None => 0,
+        Some(iat) => exp.saturating_sub(iat.as_u64().ok_or(Denied::BadToken)?),
+    };
+    match from_now > longest || from_issue > JWT_LIFETIME_MAX_SECS {
+        true => Err(Denied::TooLong),
+        false => Ok(()),
+    }
+}
+
+/// A JWT part: a JSON object whose keys are all different. `serde_json::Value` keeps the last of
+/// two equal keys, so `{"alg":"none","alg":"HS256"}` would read as HS256 here and as `none` to a
+/// parser that keeps the first: such a token is refused, not guessed at.
+struct UniqueKeys(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueKeys, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object without duplicate keys")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    if out.insert(key.clone(), value).is_some() {
+                        return Err(serde::de::Error::custom(format_args!("duplicate key `{key}`")));
+                    }
+                }
+                Ok(UniqueKeys(out))
+            }
         }
-        let mut parts = token.split('.');
-        let (Some(head), Some(body), Some(sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Denied::BadToken);
-        };
-        let json = |part: &str| {
-            let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| Denied::BadToken)?;
-            serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|_| Denied::BadToken)
-        };
-        if json(head)?.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
-            return Err(Denied::BadToken);
-        }
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| Denied::BadToken)?;
-        let signed = &token[..head.len() + 1 + body.len()];
-        let valid = self.secrets.iter().any(|s| {
-            HmacSha256::new_from_slice(s.expose().as_bytes())
-                .map(|mut mac| {
-                    mac.update(signed.as_bytes());
-                    mac.verify_slice(&sig).is_ok()
-                })
-                .unwrap_or(false)
-        });
-        if !valid {
-            return Err(Denied::BadToken);
-        }
-        let claims = json(body)?;
-        let exp = claims.get("exp").and_then(serde_json::Value::as_u64).ok_or(Denied::BadToken)?;
-        let nbf = claims.get("nbf").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        let fresh = now_secs <= exp.saturating_add(JWT_LEEWAY_SECS)
-            && now_secs.saturating_add(JWT_LEEWAY_SECS) >= nbf;
-        fresh.then_some(()).ok_or(Denied::Expired)
+        d.deserialize_map(Visitor)
     }
 }
 
@@ -362,6 +438,58 @@ mod tests {
         );
         assert_eq!(a.check(&HeaderMap::new(), Some(&format!("token={none}")), now), Err(Denied::BadToken));
         assert_eq!(a.check(&HeaderMap::new(), Some("token=not.a.jwt"), now), Err(Denied::BadToken));
+    }
+
+    /// A JWT of raw header and claims texts, signed with `secret`.
+    fn sign_raw(secret: &str, head: &str, claims: &str) -> String {
+        let signed = format!("{}.{}", URL_SAFE_NO_PAD.encode(head), URL_SAFE_NO_PAD.encode(claims));
+        let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(signed.as_bytes());
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn a_jwt_living_longer_than_the_maximum_is_refused() {
+        let a = auth();
+        let now = 1_800_000_000u64;
+        let check = |claims: serde_json::Value| {
+            a.check(&HeaderMap::new(), Some(&format!("token={}", sign_jwt(SECRET, &claims))), now)
+        };
+        assert_eq!(check(serde_json::json!({"exp": u64::MAX})), Err(Denied::TooLong));
+        assert_eq!(check(serde_json::json!({"exp": now + 2 * JWT_LIFETIME_MAX_SECS})), Err(Denied::TooLong));
+        assert_eq!(check(serde_json::json!({"exp": now + JWT_LIFETIME_MAX_SECS})), Ok(()));
+        assert_eq!(
+            check(serde_json::json!({"exp": now + JWT_LIFETIME_MAX_SECS + JWT_LEEWAY_SECS + 1})),
+            Err(Denied::TooLong)
+        );
+        // Issued long ago, expiring soon: `exp - iat` is over the maximum.
+        let old = now - 2 * JWT_LIFETIME_MAX_SECS;
+        assert_eq!(check(serde_json::json!({"exp": now + 60, "iat": old})), Err(Denied::TooLong));
+        assert_eq!(check(serde_json::json!({"exp": now + 60, "iat": now})), Ok(()));
+        assert_eq!(check(serde_json::json!({"exp": now + 60, "iat": "yesterday"})), Err(Denied::BadToken));
+    }
+
+    #[test]
+    fn a_jwt_with_a_key_twice_is_refused() {
+        let a = auth();
+        let now = 1_800_000_000u64;
+        let exp = now + 60;
+        let check = |head: &str, claims: &str| {
+            a.check(&HeaderMap::new(), Some(&format!("token={}", sign_raw(SECRET, head, claims))), now)
+        };
+        let claims = format!(r#"{{"exp":{exp}}}"#);
+        assert_eq!(check(r#"{"alg":"HS256","typ":"JWT"}"#, &claims), Ok(()));
+        assert_eq!(check(r#"{"alg":"none","alg":"HS256"}"#, &claims), Err(Denied::BadToken));
+        assert_eq!(check(r#"{"alg":"HS256","typ":"JWT","typ":"JWT"}"#, &claims), Err(Denied::BadToken));
+        assert_eq!(
+            check(r#"{"alg":"HS256"}"#, &format!(r#"{{"exp":{exp},"exp":{}}}"#, u64::MAX)),
+            Err(Denied::BadToken)
+        );
+        assert_eq!(
+            check(r#"{"alg":"HS256"}"#, &format!(r#"{{"exp":{exp},"nbf":0,"nbf":0}}"#)),
+            Err(Denied::BadToken)
+        );
+        assert_eq!(check(r#"["alg","HS256"]"#, &claims), Err(Denied::BadToken));
     }
 
     #[test]

@@ -233,8 +233,11 @@ async fn list_calls(app: Arc<App>, query: HashMap<String, String>) -> warp::repl
     }
 }
 
-/// `GET /calls/{session}`: one call with its transcript and summary.
+/// `GET /calls/{session}`: one call with its transcript and summary. The path segment is
+/// percent-decoded (a client encodes `{`, `}`, `/` and more of an 8x8 session id); bytes that are
+/// not UTF-8 decode to U+FFFD, which no stored session id holds.
 async fn show_call(session: String, app: Arc<App>) -> warp::reply::Response {
+    let session = percent_encoding::percent_decode_str(&session).decode_utf8_lossy().into_owned();
     match history::show(&app, &session).await {
         Ok(Some(call)) => match serde_json::to_vec(&call) {
             Ok(body) => raw_json(StatusCode::OK, body),

@@ -505,7 +505,7 @@ impl Call<'_> {
     }
 
     /// A webhook answering an older prompt (its id from two prompts ago): the node repeats the
-    /// current prompt, signed as before, and applies nothing.
+    /// current prompt, signed again, and applies nothing.
     async fn stale(&mut self, k: usize) -> Result<(), Stop> {
         let (Some(old), Some(current)) = (self.ids.iter().rev().nth(1).cloned(), self.ids.last().cloned())
         else {
@@ -522,8 +522,17 @@ impl Call<'_> {
             Ok(g) => g,
             Err(why) => return Err(self.mismatch(&label, None, "a reply".into(), why.as_bytes())),
         };
+        // Signed again, the current prompt's id carries a later expiry (so another MAC): the
+        // node's is taken when it says the same and, with the key known, is the key's.
+        let again = wire::decode(&got.body).ok().and_then(|f| f.client_action_id);
+        let resigned = again.filter(|g| {
+            ClientActionId::parse(g).is_some_and(|id| Some(&id) == ClientActionId::parse(&current).as_ref())
+                && self.mac().is_none_or(|(key, session, issued)| {
+                    ClientActionId::verify(g, key, session, 0).is_ok_and(|(_, how)| how == issued)
+                })
+        });
         let expected = engine::current_reply(self.m, &self.state).map(|mut flow| {
-            flow.client_action_id = Some(current.clone());
+            flow.client_action_id = Some(resigned.unwrap_or_else(|| current.clone()));
             wire::encode(&flow).unwrap_or_default()
         });
         let ok = matches!(&expected, Ok(bytes) if *bytes == got.body) && got.how.as_deref() == Some("stale");
@@ -588,15 +597,20 @@ fn check(step: &Step, got: &Got, signer: Option<Signer<'_>>) -> Result<(), Strin
     match (&want.client_action_id, &flow.client_action_id) {
         (None, None) => {}
         (Some(unsigned), Some(signed)) => {
-            let mac = signed.strip_prefix(unsigned.as_str()).and_then(|rest| rest.strip_prefix('.'));
-            let is_mac = mac.is_some_and(|m| {
-                m.len() == MAC_CHARS && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            let rest = signed.strip_prefix(unsigned.as_str()).and_then(|rest| rest.strip_prefix('.'));
+            let expires_mac = rest.and_then(|r| r.split_once('.'));
+            let is_mac = expires_mac.is_some_and(|(e, m)| {
+                !e.is_empty()
+                    && e.bytes().all(|b| b.is_ascii_digit())
+                    && m.len() == MAC_CHARS
+                    && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             });
             if !is_mac {
-                return Err(format!("clientActionId `{unsigned}` and a MAC, not `{signed}`"));
+                return Err(format!("clientActionId `{unsigned}`, an expiry and a MAC, not `{signed}`"));
             }
+            // The MAC only: when an id expires is the node's to say (at time 0 none has).
             if let Some((key, session, issued)) = signer
-                && ClientActionId::verify(signed, key, session)
+                && ClientActionId::verify(signed, key, session, 0)
                     != Ok((ClientActionId::parse(signed).ok_or("an id")?, issued))
             {
                 return Err(format!(
@@ -766,7 +780,7 @@ mod tests {
         let step = engine::step(&m, &state, &Event::CallStarted, 0).unwrap();
         let key = ActionKey::new([7; 32]);
         let mut signed = step.reply.clone().unwrap();
-        callflow::sign(&mut signed, &key, "s1", Issued::Answered);
+        callflow::sign(&mut signed, &key, "s1", Issued::Answered, 1_800_000_000);
         assert_eq!(check(&step, &got(&signed), Some((&key, "s1", Issued::Answered))), Ok(()));
         assert_eq!(check(&step, &got(&signed), None), Ok(()));
         // Another key, another session, or who placed the call: the MAC is not the nodes'.
@@ -775,7 +789,7 @@ mod tests {
         );
         assert!(check(&step, &got(&signed), Some((&key, "s2", Issued::Answered))).is_err());
         let mut placed = step.reply.clone().unwrap();
-        callflow::sign(&mut placed, &key, "s1", Issued::Placed);
+        callflow::sign(&mut placed, &key, "s1", Issued::Placed, 1_800_000_000);
         assert!(check(&step, &got(&placed), Some((&key, "s1", Issued::Answered))).is_err());
         assert_eq!(check(&step, &got(&placed), Some((&key, "s1", Issued::Placed))), Ok(()));
         // No MAC, another seq, another text, the fallback, another status.

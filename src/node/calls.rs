@@ -309,15 +309,30 @@ async fn repeat_current(app: &App, session: &str, state: Option<&CallState>) -> 
 /// that it resumes whatever the number's machine is.
 fn encode_reply(app: &App, mut flow: Callflow, session: &str, state: &CallState) -> Result<Vec<u8>, Fault> {
     let issued = if state.call.direction == Direction::Outbound { Issued::Placed } else { Issued::Answered };
-    callflow::sign(&mut flow, &app.action_key, session, issued);
+    let lifetime = action_id_lifetime(app.config.session_ttl, app.config.retention).as_secs();
+    let expires = (super::now_ms() / 1000).saturating_add(lifetime);
+    callflow::sign(&mut flow, &app.action_key, session, issued, expires);
     Ok(wire::encode(&flow)?)
+}
+
+/// The longest a `clientActionId` is honoured, whatever the TTL and retention: a day (the default
+/// retention). An id answers a prompt of a live call; no prompt waits that long.
+const ACTION_ID_LIFETIME_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// How long an id the node signs now is honoured: the session TTL or the retention, whichever is
+/// shorter, at most `ACTION_ID_LIFETIME_MAX`. A session gets a webhook within the TTL or is
+/// closed; a closed one is deleted after the retention, which starts after the id was issued: so
+/// once retention has deleted a session, no id issued on it resumes anything (a captured one
+/// would otherwise resume the deleted call past its PIN), and a live call never needs an older id.
+fn action_id_lifetime(session_ttl: Duration, retention: Duration) -> Duration {
+    session_ttl.min(retention).min(ACTION_ID_LIFETIME_MAX)
 }
 
 /// The echoed id, if it is one this node signed for the webhook's session; any other is refused
 /// (counted, logged) and treated as none.
 fn verified(app: &App, ca: &CallAction) -> Option<(ClientActionId, Issued)> {
     let raw = ca.client_action_id.as_deref()?;
-    match ClientActionId::verify(raw, &app.action_key, &ca.session_id) {
+    match ClientActionId::verify(raw, &app.action_key, &ca.session_id, super::now_ms() / 1000) {
         Ok(id) => Some(id),
         Err(why) => {
             app.refuse_id(raw, &why);

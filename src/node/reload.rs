@@ -1,10 +1,13 @@
 //! Reloading the machines folder while serving (SIGHUP, `POST /admin/reload`, `--watch`): every
 //! machine is compiled and proven first; the new set replaces the running one only if all pass.
+//! The same reload re-reads the secret files the node was started with (through the reader
+//! `serve` gives, `reread_secrets_with`): a secret is rotated without a restart, and a file that
+//! cannot be read, or holds no usable secret, refuses the whole reload.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use tracing::{error, info, warn};
@@ -57,10 +60,18 @@ pub struct ReloadCounts {
     pub failed: u64,
 }
 
+/// Re-reads the secret files a node was started with and checks what they hold: how to put the
+/// new secrets in place (run only once the reload is otherwise done), or why they cannot be (the
+/// file and the problem, never a secret).
+pub type SecretsReader = Box<dyn Fn() -> Result<SecretsSwap, String> + Send + Sync>;
+/// Puts secrets read by a `SecretsReader` in place.
+pub type SecretsSwap = Box<dyn FnOnce() + Send>;
+
 /// The reload state of a node: one reload at a time, counters, the last result.
 #[derive(Default)]
 pub(super) struct Reloads {
     one_at_a_time: tokio::sync::Mutex<()>,
+    secrets: OnceLock<SecretsReader>,
     loaded: AtomicU64,
     failed: AtomicU64,
     last: Mutex<Option<Reload>>,
@@ -72,17 +83,19 @@ impl App {
     /// stays. Logged, counted and kept for `last_reload`.
     pub async fn reload(&self, trigger: Trigger) -> Reload {
         let _one = self.reloads.one_at_a_time.lock().await;
-        let (folder, voices) = (self.config.machines.clone(), self.config.voices.clone());
-        let allow = self.config.script_allow.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            Catalog::load_with(std::slice::from_ref(&folder), voices.as_deref(), &allow)
-        })
-        .await;
-        let outcome = match loaded {
-            Ok(catalog) => self.replace(catalog).await,
-            Err(e) => {
-                Outcome::Failed { reason: format!("the reload task failed: {e}"), diagnostics: Vec::new() }
+        let outcome = match self.reloads.secrets.get().map(|read| read()).transpose() {
+            Ok(swap) => {
+                let outcome = self.reload_machines().await;
+                if let (Outcome::Loaded { .. }, Some(swap)) = (&outcome, swap) {
+                    swap();
+                    info!(trigger = trigger.name(), "secret files re-read: the new secrets are in use");
+                }
+                outcome
             }
+            Err(why) => Outcome::Failed {
+                reason: format!("{why}; the running machines and secrets stay"),
+                diagnostics: Vec::new(),
+            },
         };
         let reload = Reload { at_ms: now_ms(), trigger, outcome };
         let how = trigger.name();
@@ -103,6 +116,28 @@ impl App {
         }
         *self.reloads.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(reload.clone());
         reload
+    }
+
+    /// Re-reads the secret files with `read` on every reload from now on (`serve` sets it once).
+    pub fn reread_secrets_with(&self, read: SecretsReader) {
+        if self.reloads.secrets.set(read).is_err() {
+            warn!("the secret files' reader was set already: the first one stays");
+        }
+    }
+
+    async fn reload_machines(&self) -> Outcome {
+        let (folder, voices) = (self.config.machines.clone(), self.config.voices.clone());
+        let allow = self.config.script_allow.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            Catalog::load_with(std::slice::from_ref(&folder), voices.as_deref(), &allow)
+        })
+        .await;
+        match loaded {
+            Ok(catalog) => self.replace(catalog).await,
+            Err(e) => {
+                Outcome::Failed { reason: format!("the reload task failed: {e}"), diagnostics: Vec::new() }
+            }
+        }
     }
 
     async fn replace(&self, catalog: Catalog) -> Outcome {

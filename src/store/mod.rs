@@ -95,6 +95,24 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// True when the store's disk is full (ENOSPC, or a quota reached): waiting for space to be
+    /// freed may help, unlike most other errors of opening a store.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sled(::sled::Error::Io(e)) => {
+                matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+                    || e.raw_os_error() == Some(ENOSPC)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Linux's "no space left on device", for an I/O error whose kind the standard library does not
+/// name.
+const ENOSPC: i32 = 28;
+
 /// Where a session was when it was loaded; `commit` applies only if it is still there. Opaque:
 /// each backend decides what it holds (sled: the record's bytes; postgres: the row's revision
 /// number).

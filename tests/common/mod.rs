@@ -31,16 +31,51 @@ pub async fn store_action_key(data: &std::path::Path) -> phonetree::callflow::Ac
     phonetree::callflow::ActionKey::new(key)
 }
 
-/// A reply of the engine as a node signing with `key` sends it on `session` (an inbound call).
+/// When the ids the tests sign expire: an hour from now, as a node with the default TTL would
+/// sign them (within its six hours).
+pub fn id_expiry() -> u64 {
+    phonetree::node::now_ms() / 1000 + 3600
+}
+
+/// A reply of the engine as a node signing with `key` sends it on `session` (an inbound call),
+/// its id's expiry and MAC as `unexpired` writes them: compare it with `unexpired` replies.
 pub fn signed(key: &phonetree::callflow::ActionKey, session: &str, mut flow: Callflow) -> Callflow {
-    phonetree::callflow::sign(&mut flow, key, session, phonetree::callflow::Issued::Answered);
+    phonetree::callflow::sign(&mut flow, key, session, phonetree::callflow::Issued::Answered, id_expiry());
+    flow.client_action_id = flow.client_action_id.map(|id| unexpired_id(&id));
     flow
 }
 
-/// The id a node signing with `key` puts on the reply `state` waits on (an inbound call).
+/// The id a node signing with `key` puts on the reply `state` waits on (an inbound call), valid
+/// for an hour.
 pub fn signed_id(key: &phonetree::callflow::ActionKey, m: &Machine, state: &CallState) -> String {
     let session = &state.call.session_id;
-    engine::client_action_id(m, state).signed(key, session, phonetree::callflow::Issued::Answered)
+    engine::client_action_id(m, state).signed(
+        key,
+        session,
+        phonetree::callflow::Issued::Answered,
+        id_expiry(),
+    )
+}
+
+/// A signed id with its expiry and MAC (which depend on when it was signed) replaced by fixed
+/// text; any other text as it is.
+pub fn unexpired_id(id: &str) -> String {
+    let parts: Vec<&str> = id.split('.').collect();
+    match parts.len() {
+        7 => format!("{}.EXPIRES.MAC", parts[..5].join(".")),
+        _ => id.to_string(),
+    }
+}
+
+/// A reply's bytes with its `clientActionId` as `unexpired_id` writes it: what two answers of the
+/// same prompt signed at different times have in common (the bytes otherwise as they are).
+pub fn unexpired(body: &[u8]) -> Vec<u8> {
+    const KEY: &str = "\"clientActionId\":\"";
+    let text = String::from_utf8_lossy(body);
+    let Some(start) = text.find(KEY).map(|i| i + KEY.len()) else { return body.to_vec() };
+    let Some(len) = text[start..].find('"') else { return body.to_vec() };
+    let id = unexpired_id(&text[start..start + len]);
+    format!("{}{id}{}", &text[..start], &text[start + len..]).into_bytes()
 }
 
 pub fn repo() -> PathBuf {
