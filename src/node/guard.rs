@@ -1,16 +1,16 @@
-//! The outbound guard: which calls phonetree may place, checked before 8x8 is asked. Numbers are
-//! E.164, destinations are in the operator's allow-list and never in an emergency or premium
-//! range, the caller ID is one of the machine's own numbers, and calls are rate-limited per
-//! destination and overall. Pure functions over a `CallPolicy`, and one `Limiter` the node keeps.
+//! The outbound guard: every number phonetree dials, checked before 8x8 is asked. Calls placed
+//! (`POST /calls`) and transfers whose destination a template fills (caller input, a stored or API
+//! value) pass the same check: E.164, in the operator's `--call-allow-prefix`, never in an
+//! emergency or premium range, and rate-limited per destination and overall. A transfer to a
+//! literal destination is checked once, when its machine loads (E.164, not barred): the operator
+//! wrote the number, so it counts as allowed and is not rate-limited (an agent line takes many
+//! callers a minute). The caller ID of a placed call is one of the machine's own numbers. Pure
+//! functions over a `CallPolicy`, and one `Limiter` the node keeps.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// The fewest digits after `+` phonetree calls: shorter numbers are short codes (emergency
-/// services, carrier services), never a callee.
-pub const E164_DIGITS_MIN: usize = 8;
-/// ITU-T E.164: a number has at most 15 digits, country code included.
-pub const E164_DIGITS_MAX: usize = 15;
+use crate::callflow::E164_DIGITS_MAX;
 
 /// Calls per destination per minute unless `--call-rate-per-destination` says otherwise: an IVR
 /// calls a callee back once, not in a loop (the attacker's probe placed 100 calls in 0.58 s).
@@ -140,12 +140,50 @@ pub enum Refused {
     RateLimited { scope: &'static str, retry_after: Duration },
 }
 
-/// Whether `number` is E.164 as phonetree calls it: `+`, then 8 to 15 digits, the first not 0.
-pub fn is_e164(number: &str) -> bool {
-    let Some(digits) = number.strip_prefix('+') else { return false };
-    (E164_DIGITS_MIN..=E164_DIGITS_MAX).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+impl Refused {
+    /// The metric label and log word of a refusal: never the number (it may be the caller's).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refused::NotE164(_) => "not_e164",
+            Refused::NothingAllowed => "nothing_allowed",
+            Refused::NotAllowed(_) => "not_allowed",
+            Refused::Barred { .. } => "barred",
+            Refused::ForeignCallerId { .. } => "foreign_caller_id",
+            Refused::RateLimited { .. } => "rate_limited",
+        }
+    }
+}
+
+/// A number as logs may show it: `+` and its length, no digit (a dialled number may be what the
+/// caller keyed).
+pub fn masked(number: &str) -> String {
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    format!("+{}", "*".repeat(digits.min(E164_DIGITS_MAX)))
+}
+
+/// Whether `number` is E.164 as phonetree dials it: `+`, then what `callflow::check_e164` accepts
+/// (8 to 15 digits, the first not 0): the one check of every number phonetree dials.
+fn is_e164(number: &str) -> bool {
+    number.starts_with('+') && crate::callflow::check_e164(number).is_ok()
+}
+
+/// Why `to` (E.164) is in a range phonetree never calls, if it is: the one place the guard asks.
+fn barred_reason(to: &str) -> Option<&'static str> {
+    BARRED_PREFIXES.iter().find(|(prefix, _)| to.starts_with(prefix)).map(|(_, why)| *why)
+}
+
+/// Checks a transfer's literal destination, once, when its machine loads: E.164 and not barred.
+/// The operator wrote it, so `--call-allow-prefix` need not list it and no rate applies.
+/// Machine files may leave out the `+` (8x8's tutorials do): the number is read as if it had one.
+pub fn check_static(to: &str) -> Result<(), Refused> {
+    if crate::callflow::check_e164(to).is_err() {
+        return Err(Refused::NotE164("destination"));
+    }
+    let e164 = format!("+{}", to.strip_prefix('+').unwrap_or(to));
+    match barred_reason(&e164) {
+        Some(why) => Err(Refused::Barred { to: e164, why }),
+        None => Ok(()),
+    }
 }
 
 /// Checks a destination: E.164, not barred, in an allowed prefix.
@@ -153,7 +191,7 @@ pub fn check_destination(policy: &CallPolicy, to: &str) -> Result<(), Refused> {
     if !is_e164(to) {
         return Err(Refused::NotE164("to"));
     }
-    if let Some((_, why)) = BARRED_PREFIXES.iter().find(|(prefix, _)| to.starts_with(prefix)) {
+    if let Some(why) = barred_reason(to) {
         return Err(Refused::Barred { to: to.to_string(), why });
     }
     if policy.allow_prefixes.is_empty() {

@@ -124,7 +124,7 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
         app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
     let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: EXPIRED.into() }, now)?;
     let commit =
-        Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None, entry: None };
+        Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None, entries: &[] };
     let stored = app.store.commit(commit).await? == Committed::Done;
     if stored {
         super::metrics::ended(app, &machine, &loaded.state, &step.state, true);

@@ -30,9 +30,15 @@ pub const REPLAY_CALLS_MAX: usize = 10_000;
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Happened {
     CallStarted,
-    Keys { keys: String },
+    Keys {
+        keys: String,
+    },
     NoInput,
-    SessionEnded { status: String },
+    SessionEnded {
+        status: String,
+    },
+    /// The outbound guard refused the number a templated transfer was filled with.
+    DialRefused,
 }
 
 impl Happened {
@@ -42,6 +48,7 @@ impl Happened {
             Event::Digits(keys) => Happened::Keys { keys: keys.clone() },
             Event::NoInput => Happened::NoInput,
             Event::SessionEnded { status } => Happened::SessionEnded { status: status.clone() },
+            Event::DialRefused => Happened::DialRefused,
         }
     }
 
@@ -51,6 +58,7 @@ impl Happened {
             Happened::Keys { keys } => Event::Digits(keys.clone()),
             Happened::NoInput => Event::NoInput,
             Happened::SessionEnded { status } => Event::SessionEnded { status: status.clone() },
+            Happened::DialRefused => Event::DialRefused,
         }
     }
 }
@@ -354,6 +362,7 @@ fn describe(h: &Happened) -> String {
         Happened::Keys { keys } => format!("keys {keys}"),
         Happened::NoInput => "no input".into(),
         Happened::SessionEnded { status } => format!("session ended ({status})"),
+        Happened::DialRefused => "dial refused by the outbound guard".into(),
     }
 }
 

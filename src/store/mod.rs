@@ -147,9 +147,10 @@ pub struct Commit<'a> {
     pub state: &'a CallState,
     /// (event id, reply bytes).
     pub reply: Option<(&'a str, &'a [u8])>,
-    /// The transcript entry of the event applied, appended in the same write (dropped once the
-    /// session's transcript holds `history::ENTRIES_MAX`).
-    pub entry: Option<&'a Entry>,
+    /// The transcript entries of the events applied (one, or two when the outbound guard refused
+    /// the transfer the event reached), appended in the same write (dropped once the session's
+    /// transcript holds `history::ENTRIES_MAX`).
+    pub entries: &'a [Entry],
 }
 
 /// How a commit ended; `Changed` is an expected outcome, not an error: reload and decide again.

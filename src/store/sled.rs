@@ -156,7 +156,7 @@ impl SledStore {
             }
             record.journal(event_id, body);
         }
-        if let Some(entry) = c.entry {
+        for entry in c.entries {
             record.append(entry);
         }
         let new = encode("session", &record)?;

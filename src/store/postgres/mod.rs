@@ -233,7 +233,7 @@ impl PgStore {
                 Err(e) => return Err(fail()(e)),
             }
         }
-        if let Some(entry) = c.entry {
+        for entry in c.entries {
             let raw = encode("transcript", &EntryRecord::from_entry(entry))?;
             // Numbered after the latest; none once the transcript holds `ENTRIES_MAX`.
             let st = tx
