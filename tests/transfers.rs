@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::backends;
 use common::*;
 
 /// The probe's numbers: a North American premium-rate number, a global satellite (+881) number,
@@ -192,4 +193,52 @@ fn a_literal_destination_in_a_barred_range_refuses_to_load() {
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_ne!(out.status.code(), Some(0), "{all}");
     assert!(all.contains("node `ring`") && all.contains("phonetree never calls it"), "{all}");
+}
+
+/// The node's env: `+65` allowed, the default rates (one call a minute to one number).
+const ALLOW_65: (&str, &str) = ("PHONETREE_CALL_ALLOW_PREFIX", "+65");
+
+/// A templated transfer to one number, twice within the minute: the second is over the
+/// per-destination rate, and takes `failure`.
+async fn bridged(n: &Node, session: &str) -> bool {
+    let reply = call(n, session, &format!("{ALLOWED}#")).await;
+    let dialled = dials(&reply);
+    assert!(dialled.is_empty() || dialled == [format!("+{ALLOWED}")], "{reply}");
+    !dialled.is_empty()
+}
+
+#[tokio::test]
+async fn the_rate_of_a_templated_destination_survives_a_restart() {
+    let t = tempfile::tempdir().unwrap();
+    let mut n = Node::start_with(&t.path().join("data"), &machines_with_dial_out(t.path()), &[ALLOW_65]);
+    assert!(bridged(&n, "s-rate-1").await, "the first call in the minute");
+    assert!(!bridged(&n, "s-rate-2").await, "the second call to the number in the minute");
+    n.kill();
+    n.restart();
+    assert!(!bridged(&n, "s-rate-3").await, "a restart does not refill the bucket");
+    let (_, _, text) = metrics::scrape(&n, None).await;
+    let refused = metrics::values(
+        &metrics::parse(&text),
+        "phonetree_dials_refused_total",
+        &[("machine", "dial_out"), ("node", "ring")],
+        &["reason"],
+    );
+    assert_eq!(refused, metrics::expected(&[(&["rate_limited"], 1.0)]), "{text}");
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_postgres_share_the_rate() {
+    let t = tempfile::tempdir().unwrap();
+    let Some(url) = backends::postgres_url_for(t.path()).await else { return };
+    let machines = machines_with_dial_out(t.path());
+    let store = ("PHONETREE_STORE", url.as_str());
+    let a = Node::start_with(&t.path().join("a"), &machines, &[store, ALLOW_65]);
+    let b = Node::start_with(&t.path().join("b"), &machines, &[store, ALLOW_65]);
+    assert!(bridged(&a, "s-pg-1").await, "the first call in the minute, on node a");
+    assert!(!bridged(&b, "s-pg-2").await, "node b shares node a's bucket");
+    // The bucket is one row, with its record's format.
+    let client = backends::connect(&url).await.unwrap();
+    let rows = client.query("SELECT key FROM phonetree_rates ORDER BY key", &[]).await.unwrap();
+    let keys: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(keys, ["overall".to_string(), format!("to:+{ALLOWED}")]);
 }

@@ -44,7 +44,7 @@ pub async fn place_call(
     engine::check_variables(&m, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(OutboundError::Variable)?;
     // The rate limit last: a call refused for another reason takes no token.
-    admit(app, to)?;
+    admit(app, to).await.map_err(|e| OutboundError::Store(e.to_string()))??;
     let call = CallInfo {
         session_id: String::new(),
         direction: Direction::Outbound,
@@ -58,9 +58,7 @@ pub async fn place_call(
     // An opening that runs into a transfer with a templated destination dials it too.
     if let Some(dialled) = engine::templated_dial(&m, &step) {
         let node = m.node(step.state.node).map_or("", |n| n.name.as_str());
-        if let Err(refused) = dial(app, &m, node, dialled) {
-            return Err(refused.into());
-        }
+        dial(app, &m, node, dialled).await.map_err(|e| OutboundError::Store(e.to_string()))??;
     }
     let flow = step.reply.clone().ok_or(OutboundError::NothingToSend)?;
     let body = wire::encode(&flow).map_err(OutboundError::Encode)?;
@@ -74,16 +72,25 @@ pub async fn place_call(
     Ok(session)
 }
 
-/// Takes a token for a call to `to` from the rate limits (per destination and overall).
-fn admit(app: &App, to: &str) -> Result<(), Refused> {
-    app.limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).admit(to, super::monotonic_ms())
+/// Takes a token for a call to `to` from the rate limits (per destination and overall), kept in
+/// the store: shared by its nodes, surviving restarts.
+async fn admit(app: &App, to: &str) -> Result<Result<(), Refused>, crate::store::StoreError> {
+    app.limiter.admit(app.store.as_ref(), to, now_ms()).await
 }
 
 /// The guard's word on a number a transfer at `node` was filled with: the checks of a placed call
 /// (E.164, `--call-allow-prefix`, barred ranges, then the rate limits). A refusal is logged with
 /// the number masked (it may be what the caller keyed) and counted.
-fn dial(app: &App, m: &crate::machine::Machine, node: &str, to: &str) -> Result<(), Refused> {
-    let checked = guard::check_destination(&app.config.calls, to).and_then(|()| admit(app, to));
+async fn dial(
+    app: &App,
+    m: &crate::machine::Machine,
+    node: &str,
+    to: &str,
+) -> Result<Result<(), Refused>, crate::store::StoreError> {
+    let checked = match guard::check_destination(&app.config.calls, to) {
+        Ok(()) => admit(app, to).await?,
+        Err(refused) => Err(refused),
+    };
     if let Err(refused) = &checked {
         warn!(
             machine = m.name(),
@@ -94,7 +101,7 @@ fn dial(app: &App, m: &crate::machine::Machine, node: &str, to: &str) -> Result<
         );
         super::metrics::dial_refused(app, m, node, refused.reason());
     }
-    checked
+    Ok(checked)
 }
 
 /// When `step` ends at a transfer whose templated destination the guard refuses (see `dial`): the
@@ -114,7 +121,7 @@ pub(super) async fn refused_dials(
         let last = steps.last().map_or(step, |(s, _)| s);
         let Some(to) = engine::templated_dial(m, last) else { return Ok(steps) };
         let node = m.node(last.state.node).map_or("", |n| n.name.as_str());
-        if dial(app, m, node, to).is_ok() {
+        if dial(app, m, node, to).await?.is_ok() {
             return Ok(steps);
         }
         if steps.len() >= engine::DIALS_REFUSED_PER_STEP_MAX {

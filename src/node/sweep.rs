@@ -89,6 +89,12 @@ pub async fn sweep(app: &App, now: u64) -> Result<Swept, Fault> {
         Ok(n) => debug!(expired = n, "script answers dropped from the cache"),
         Err(e) => warn!(error = %e, "cache not swept"),
     }
+    // A full rate bucket is the same as none: its record goes, so the records stay bounded.
+    match app.store.expire_rates(now).await {
+        Ok(0) => {}
+        Ok(n) => debug!(expired = n, "full rate buckets dropped"),
+        Err(e) => warn!(error = %e, "rate records not swept"),
+    }
     Ok(swept)
 }
 

@@ -497,6 +497,36 @@ pub fn encode_action_key(key: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
     encode("action key", &ActionKeyRecord { v: FORMAT, key: Blob(key.to_vec()) })
 }
 
+/// The format of rate records (`RateRecord`), versioned on their own.
+pub const RATE_FORMAT: u8 = 1;
+
+/// One token bucket of the outbound guard's rate limits (`store::Bucket`), kept so that every node
+/// of a store shares it and a restart does not refill it: the bucket's theoretical arrival time
+/// (GCRA). A record whose time has passed is a full bucket, the same as none: the sweep deletes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateRecord {
+    pub v: u8,
+    /// When the bucket is full again (ms since the epoch).
+    pub t: u64,
+}
+
+pub fn encode_rate(tat_ms: u64) -> Result<Vec<u8>, StoreError> {
+    encode("rate", &RateRecord { v: RATE_FORMAT, t: tat_ms })
+}
+
+/// The time of a stored rate record, refusing a format this phonetree does not read.
+pub fn decode_rate(key: &str, raw: &[u8]) -> Result<u64, StoreError> {
+    let r: RateRecord = decode("rate", key, raw)?;
+    if r.v != RATE_FORMAT {
+        return Err(StoreError::Decode {
+            what: "rate",
+            key: key.to_string(),
+            detail: format!("rate format {} (this phonetree reads {RATE_FORMAT})", r.v),
+        });
+    }
+    Ok(r.t)
+}
+
 /// The format of claims (`ClaimRecord`), versioned on their own.
 pub const CLAIM_FORMAT: u8 = 1;
 
