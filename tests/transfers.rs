@@ -14,6 +14,8 @@ use common::*;
 /// The probe's numbers: a North American premium-rate number, a global satellite (+881) number,
 /// and Germany's 112 in international form; none in `+65`.
 const PROBE: [&str; 3] = ["19005550100", "881000000000", "4911200000"];
+/// The admin listener's token.
+const TOKEN: &str = "transfers-admin-token-0123456789";
 /// A Singapore number `--call-allow-prefix +65` allows: the control, bridged.
 const ALLOWED: &str = "6598765432";
 
@@ -84,7 +86,7 @@ async fn a_node_never_bridges_the_probes_numbers_and_takes_failure() {
     let n = Node::start_with(
         &t.path().join("data"),
         &machines_with_dial_out(t.path()),
-        &[("PHONETREE_CALL_ALLOW_PREFIX", "+65")],
+        &[("PHONETREE_CALL_ALLOW_PREFIX", "+65"), ("PHONETREE_ADMIN_TOKEN", TOKEN)],
     );
     for (i, number) in PROBE.iter().enumerate() {
         let reply = call(&n, &format!("s-probe-{i}"), &format!("{number}#")).await;
@@ -98,7 +100,7 @@ async fn a_node_never_bridges_the_probes_numbers_and_takes_failure() {
     assert_eq!(dials(&reply), vec![format!("+{ALLOWED}")], "{reply}");
 
     // Counted, by reason, at the transfer node.
-    let (_, _, text) = metrics::scrape(&n, None).await;
+    let (_, _, text) = metrics::scrape(&n, Some(TOKEN)).await;
     let refused = metrics::values(
         &metrics::parse(&text),
         "phonetree_dials_refused_total",
@@ -107,6 +109,16 @@ async fn a_node_never_bridges_the_probes_numbers_and_takes_failure() {
     );
     assert_eq!(refused.values().sum::<f64>(), 3.0, "{refused:?}\n{text}");
     assert_eq!(refused.get(&vec!["barred".to_string()]), Some(&2.0), "{refused:?}");
+    // The transcript: the keys reached the transfer, then the guard's refusal took `failure`.
+    let r =
+        reqwest::Client::new().get(n.admin_url("/calls/s-probe-0")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    let events: Vec<&str> =
+        v["entries"].as_array().unwrap().iter().map(|e| e["event"]["type"].as_str().unwrap()).collect();
+    assert_eq!(events, ["callStarted", "keys", "dialRefused"], "{v}");
+    let refused = &v["entries"][2];
+    assert_eq!((refused["left"].as_str(), refused["entered"].as_str()), (Some("ring"), Some("bye")), "{v}");
     // Logged, the number masked: the refusal's lines hold none of the keyed digits.
     let log = n.log();
     let lines: Vec<&str> = log.lines().filter(|l| l.contains("outbound guard refused")).collect();
