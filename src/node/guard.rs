@@ -140,7 +140,7 @@ pub enum Refused {
 
 impl Refused {
     /// The metric label and log word of a refusal: never the number (it may be the caller's).
-    pub fn reason(&self) -> &'static str {
+    pub(super) fn reason(&self) -> &'static str {
         match self {
             Refused::NotE164(_) => "not_e164",
             Refused::NothingAllowed => "nothing_allowed",
@@ -154,7 +154,7 @@ impl Refused {
 
 /// A number as logs may show it: `+` and its length, no digit (a dialled number may be what the
 /// caller keyed).
-pub fn masked(number: &str) -> String {
+pub(super) fn masked(number: &str) -> String {
     let digits = number.chars().filter(char::is_ascii_digit).count();
     format!("+{}", "*".repeat(digits.min(E164_DIGITS_MAX)))
 }
@@ -173,7 +173,7 @@ fn barred_reason(to: &str) -> Option<&'static str> {
 /// Checks a transfer's literal destination, once, when its machine loads: E.164 and not barred.
 /// The operator wrote it, so `--call-allow-prefix` need not list it and no rate applies.
 /// Machine files may leave out the `+` (8x8's tutorials do): the number is read as if it had one.
-pub fn check_static(to: &str) -> Result<(), Refused> {
+pub(super) fn check_static(to: &str) -> Result<(), Refused> {
     if crate::callflow::check_e164(to).is_err() {
         return Err(Refused::NotE164("destination"));
     }
