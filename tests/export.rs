@@ -168,7 +168,13 @@ fn play_alike(m: &Machine, doc: &vxml::Element, path: &[String]) {
     let inputs: Vec<simulate::Input> =
         tokens.iter().map(|t| simulate::parse_input_or_answer(t).unwrap()).collect();
     let mut unanswered = |r: &phonetree::engine::Request| Err(simulate::needs_answer(r));
-    let parties = simulate::Parties { from: caller, to: &number, outbound: false, vars: &Default::default() };
+    let parties = simulate::Parties {
+        from: caller,
+        to: &number,
+        outbound: false,
+        vars: &Default::default(),
+        guard: None,
+    };
     let (_, flows) = simulate::run(m, parties, &inputs, at_ms, &mut unanswered)
         .unwrap_or_else(|e| panic!("{}: simulate {path:?}: {e}", m.name()));
     let voice = vxml::play(doc, &session, &tokens, &mut |form, token, _url| fetched(m, form, token))
@@ -354,7 +360,13 @@ fn the_interpreter_catches_a_document_that_says_something_else() {
     let voice = vxml::play(&doc, &session, &inputs, &mut |_, _, _| None).unwrap();
     let simulated = simulate::run(
         &m,
-        simulate::Parties { from: CALLER, to: "+6568888888", outbound: false, vars: &Default::default() },
+        simulate::Parties {
+            from: CALLER,
+            to: "+6568888888",
+            outbound: false,
+            vars: &Default::default(),
+            guard: None,
+        },
         &[simulate::parse_input_or_answer("3").unwrap()],
         None,
         &mut |r| Err(simulate::needs_answer(r)),
@@ -602,6 +614,7 @@ fn vxml_cuts_stored_values_and_tests_numbers_as_the_engine_does() {
                 to: "+15550000000",
                 outbound: false,
                 vars: &Default::default(),
+                guard: None,
             };
             let (_, flows) = simulate::run(&m, parties, &[], None, &mut |_| {
                 Ok(Answer::Http { status: 200, body: body.clone() })

@@ -446,7 +446,7 @@ async fn a_store_fault_answers_with_the_machine_fallback() {
             expected: Some(&loaded.rev),
             state: &state,
             reply: None,
-            entry: None,
+            entries: &[],
         };
         assert_eq!(store.commit(commit).await.unwrap(), Committed::Done);
     }

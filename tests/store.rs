@@ -36,7 +36,7 @@ fn commit<'a>(
     state: &'a CallState,
     reply: Option<(&'a str, &'a [u8])>,
 ) -> Commit<'a> {
-    Commit { session, expected, state, reply, entry: None }
+    Commit { session, expected, state, reply, entries: &[] }
 }
 
 /// A transcript entry numbered `i`.
@@ -233,12 +233,17 @@ async fn each_commit_appends_its_transcript_entry_bounded_durable_and_removed_wi
         let entries: Vec<Entry> = (0..ENTRIES_MAX as u64 + 3).map(entry).collect();
         for (i, e) in entries.iter().enumerate() {
             let event = format!("e{i}");
-            let c = Commit { entry: Some(e), ..commit("s1", rev.as_ref(), &state, Some((&event, b"r"))) };
+            let c = Commit {
+                entries: std::slice::from_ref(e),
+                ..commit("s1", rev.as_ref(), &state, Some((&event, b"r")))
+            };
             assert_eq!(store.commit(c).await.unwrap(), Committed::Done, "{}", b.name);
             if i == 1 {
                 // A commit that does not apply leaves no entry.
-                let stale =
-                    Commit { entry: Some(e), ..commit("s1", rev.as_ref(), &state, Some(("x", b"x"))) };
+                let stale = Commit {
+                    entries: std::slice::from_ref(e),
+                    ..commit("s1", rev.as_ref(), &state, Some(("x", b"x")))
+                };
                 assert_eq!(store.commit(stale).await.unwrap(), Committed::Changed);
             }
             rev = store.load("s1", None).await.unwrap().session.map(|l| l.rev);
@@ -573,7 +578,7 @@ async fn populate(store: &dyn Store) -> (Vec<(Version, StoredMachine)>, Vec<Stri
         let (event, body) = (format!("e{i}"), format!("reply {i}"));
         let e = entry(i as u64);
         let c = Commit {
-            entry: Some(&e),
+            entries: std::slice::from_ref(&e),
             ..commit("s-live", rev.as_ref(), &state, Some((&event, body.as_bytes())))
         };
         let done = store.commit(c).await;

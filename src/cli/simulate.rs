@@ -9,6 +9,7 @@ use phonetree::callflow::Callflow;
 use phonetree::engine::{Answer, Event, Request};
 use phonetree::machine::hosts::AllowedHost;
 use phonetree::machine::{self, Machine, Source, Voices};
+use phonetree::node::guard::{self, CallPolicy};
 use phonetree::node::{catalog, fetch};
 use phonetree::proof::explore;
 use phonetree::proof::simulate::{self, Canned, Simulation, Turn};
@@ -65,6 +66,12 @@ pub struct Args {
     /// their APIs by the host rule with these hosts too, as that node's would.
     #[arg(long, env = "PHONETREE_SCRIPT_ALLOW", value_delimiter = ',', value_parser = super::script_host)]
     script_allow: Vec<AllowedHost>,
+    /// As `serve --call-allow-prefix`: a transfer whose destination a template fills dials only a
+    /// number the outbound guard lets through (E.164, in these prefixes, not barred), else takes
+    /// its `failure`, as the node does (rate limits are not simulated). None: every such number is
+    /// refused, as on a node started without it.
+    #[arg(long, env = "PHONETREE_CALL_ALLOW_PREFIX", value_delimiter = ',')]
+    call_allow_prefix: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +106,12 @@ pub fn run(args: Args) -> Result<(), Error> {
         (args.from.unwrap_or_else(|| PERSON.into()), args.to.unwrap_or(number))
     };
     let vars = super::call::vars_map(args.vars).map_err(Error::Play)?;
-    let parties = simulate::Parties { from: &from, to: &to, outbound: args.outbound, vars: &vars };
+    let policy = CallPolicy { allow_prefixes: args.call_allow_prefix, ..CallPolicy::default() }
+        .checked()
+        .map_err(|e| Error::Play(e.to_string()))?;
+    let dial = |to: &str| guard::check_destination(&policy, to).map_err(|refused| refused.to_string());
+    let parties =
+        simulate::Parties { from: &from, to: &to, outbound: args.outbound, vars: &vars, guard: Some(&dial) };
     let mut answer = |r: &Request| scripts.answer(&m, r);
     let mut out = Out { json: args.json, stdout: io::stdout().lock() };
     if args.inputs.is_empty() {
@@ -130,11 +142,17 @@ fn from_stdin(
         let (sim, opening) = Simulation::outbound(m, (parties.from, parties.to), parties.vars, at_ms, answer)
             .map_err(Error::Play)?;
         out.turn(opening);
-        sim
+        match parties.guard {
+            Some(guard) => sim.guarded(guard),
+            None => sim,
+        }
     } else {
         let mut sim = Simulation::new(m, parties.from, parties.to);
         if let Some(at) = at_ms {
             sim = sim.at(at);
+        }
+        if let Some(guard) = parties.guard {
+            sim = sim.guarded(guard);
         }
         out.turn(sim.play(&Event::CallStarted, answer).map_err(Error::Play)?);
         sim

@@ -30,6 +30,10 @@ pub const KEYPRESS_CHARS_MAX: usize = crate::machine::template::VALUE_CHARS_MAX;
 /// Most HTTP requests one step makes: 8x8 waits for the reply while they run, so a chain of
 /// scripts longer than this is a machine that keeps the caller in silence.
 pub const SCRIPTS_PER_STEP_MAX: usize = 4;
+/// Most dials the outbound guard may refuse in a row for one webhook (a transfer's `failure` that
+/// leads to another templated transfer, itself refused, ...): past it the step is an error, not a
+/// loop.
+pub const DIALS_REFUSED_PER_STEP_MAX: usize = 4;
 /// Most route nodes one step passes: the compiler rejects route/set loops without a waiting node,
 /// so this only bounds a step on a machine that was never compiled (and keeps it from spinning).
 pub const ROUTES_PER_STEP_MAX: usize = 64;
@@ -45,6 +49,10 @@ pub enum Event {
     NoInput,
     /// 8x8's session summary arrived: the call is over, whatever state it was in.
     SessionEnded { status: String },
+    /// The outbound guard refused the number a transfer with a templated destination was filled
+    /// with (the node asks it after the step that reached the transfer; nothing was dialled): the
+    /// call takes the transfer's `failure` edge.
+    DialRefused,
 }
 
 impl fmt::Display for Event {
@@ -54,6 +62,7 @@ impl fmt::Display for Event {
             Event::Digits(d) => write!(f, "digits {d}"),
             Event::NoInput => f.write_str("no input"),
             Event::SessionEnded { status } => write!(f, "session ended ({status})"),
+            Event::DialRefused => f.write_str("dial refused"),
         }
     }
 }
@@ -95,6 +104,12 @@ pub enum StepError {
     NoBranch { node: String, edge: Edge },
     #[error("node `{node}`: more than {SCRIPTS_PER_STEP_MAX} requests in one step")]
     TooManyRequests { node: String },
+    #[error("node `{node}`: a refused dial arrived, but the call is not at a transfer being dialled")]
+    NotDialling { node: String },
+    #[error(
+        "node `{node}`: the outbound guard refused {DIALS_REFUSED_PER_STEP_MAX} transfers in a row; give the last `failure` a prompt or a hangup"
+    )]
+    TooManyRefusedDials { node: String },
     #[error("node `{node}`: not a script node")]
     NotAScript { node: String },
     #[error("node `{node}`: the node has no action to send")]
@@ -259,6 +274,23 @@ fn step_inner(
         (Phase::AwaitingInput, Event::NoInput) => {
             Some(retry_or(m, &mut st, Edge::NoInput, &mut edges, walk)?)
         }
+        // The guard refused the number the transfer was filled with: nothing was dialled, the call
+        // takes the transfer's `failure` edge.
+        (Phase::Bridged, Event::DialRefused)
+            if matches!(m.node(st.node).map(|n| &n.kind), Some(NodeKind::Transfer(_))) =>
+        {
+            let to = m.target(st.node, &Edge::Failure).ok_or_else(|| StepError::NoBranch {
+                node: m.node(st.node).map_or_else(String::new, |n| n.name.clone()),
+                edge: Edge::Failure,
+            })?;
+            edges.push((st.node, Edge::Failure, to));
+            Some(enter(m, &mut st, to, &mut edges, walk)?)
+        }
+        (_, Event::DialRefused) => {
+            return Err(StepError::NotDialling {
+                node: m.node(st.node).map_or_else(String::new, |n| n.name.clone()),
+            });
+        }
         // 8x8 documents no webhook after a bridge (the session ends with its summary); one that
         // comes anyway ends the call, whose summary then gives the transfer's status.
         (Phase::Bridged, Event::Digits(_) | Event::NoInput) => {
@@ -370,6 +402,26 @@ pub fn start_outbound(
         }
     }
     Ok(Stepped::Done(step))
+}
+
+/// The number a step is about to dial that the outbound guard must pass before its reply is sent:
+/// the destination of the transfer the step entered and ends at, when the machine fills it from a
+/// template (caller input, a stored or API value). A literal destination is checked once, when the
+/// machine is loaded. When the guard refuses it, the driver steps `Event::DialRefused` from the
+/// step's state instead of sending the reply.
+pub fn templated_dial<'s>(m: &Machine, step: &'s Step) -> Option<&'s str> {
+    let node = step.state.node;
+    if step.state.phase != Phase::Bridged || step.entered.last() != Some(&node) {
+        return None;
+    }
+    let Some(NodeKind::Transfer(t)) = m.node(node).map(|n| &n.kind) else { return None };
+    if t.destination.as_literal().is_some() {
+        return None;
+    }
+    match step.reply.as_ref()?.actions.last()? {
+        Action::MakeCall(call) => Some(call.destination.as_str()),
+        _ => None,
+    }
 }
 
 /// A reply 8x8 would refuse, named by the node whose action breaks the rule.

@@ -246,15 +246,23 @@ async fn apply(
             Ran::Stepped(step, answers) => (step, answers),
             Ran::Replied => continue,
         };
-        let reply = step.reply.clone().unwrap_or_else(Callflow::hangup);
-        let body = encode_reply(app, reply, &ca.session_id, &step.state)?;
-        let entry = history::Entry::of(&machine, &state, &event, &step, &answers);
+        let mut entries = vec![history::Entry::of(&machine, &state, &event, &step, &answers)];
+        // A transfer to a number the outbound guard refuses is never sent: its `failure` is.
+        let refused = super::outbound::refused_dials(app, &machine, &step, now).await?;
+        let mut before = &step.state;
+        for (next, answers) in &refused {
+            entries.push(history::Entry::of(&machine, before, &Event::DialRefused, next, answers));
+            before = &next.state;
+        }
+        let last = refused.last().map_or(&*step, |(next, _)| next);
+        let reply = last.reply.clone().unwrap_or_else(Callflow::hangup);
+        let body = encode_reply(app, reply, &ca.session_id, &last.state)?;
         let commit = Commit {
             session: &ca.session_id,
             expected: loaded.as_ref().map(|l| &l.rev),
-            state: &step.state,
+            state: &last.state,
             reply: Some((&ca.event_id, &body)),
-            entry: Some(&entry),
+            entries: &entries,
         };
         match app.store.commit(commit).await? {
             Committed::Done => {
@@ -263,6 +271,12 @@ async fn apply(
                     metrics::step(app, &machine, &opened.state, &Event::CallStarted, opened);
                 }
                 metrics::step(app, &machine, &state, &event, &step);
+                let mut before = &step.state;
+                for (next, _) in &refused {
+                    log_transition(&machine, before, &Event::DialRefused, next);
+                    metrics::step(app, &machine, before, &Event::DialRefused, next);
+                    before = &next.state;
+                }
                 return Ok((body, Answered::Applied));
             }
             Committed::Changed => {
@@ -762,7 +776,7 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
             expected: Some(&loaded.rev),
             state: &step.state,
             reply: None,
-            entry: Some(&entry),
+            entries: std::slice::from_ref(&entry),
         };
         if app.store.commit(commit).await? == Committed::Done {
             debug!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");

@@ -102,6 +102,23 @@ impl Catalog {
         if !proven {
             return;
         }
+        // A literal transfer destination passes the outbound guard once, here: E.164, not barred.
+        for id in m.graph.node_indices() {
+            let node = &m.graph[id];
+            let crate::machine::NodeKind::Transfer(t) = &node.kind else { continue };
+            let Some(to) = t.destination.as_literal() else { continue };
+            if let Err(refused) = super::guard::check_static(to) {
+                self.diagnostics.push(file_error(
+                    Path::new(&source.file),
+                    format!(
+                        "machine `{}` node `{}`: the transfer's destination is refused: {refused}; write another number",
+                        m.name(),
+                        node.name
+                    ),
+                ));
+                return;
+            }
+        }
         if self.machines.contains_key(m.name()) {
             self.diagnostics.push(file_error(
                 Path::new(&source.file),

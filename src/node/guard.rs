@@ -1,16 +1,17 @@
-//! The outbound guard: which calls phonetree may place, checked before 8x8 is asked. Numbers are
-//! E.164, destinations are in the operator's allow-list and never in an emergency or premium
-//! range, the caller ID is one of the machine's own numbers, and calls are rate-limited per
-//! destination and overall. Pure functions over a `CallPolicy`, and one `Limiter` the node keeps.
+//! The outbound guard: every number phonetree dials, checked before 8x8 is asked. Calls placed
+//! (`POST /calls`) and transfers whose destination a template fills (caller input, a stored or API
+//! value) pass the same check: E.164, in the operator's `--call-allow-prefix`, never in an
+//! emergency or premium range, and rate-limited per destination and overall. A transfer to a
+//! literal destination is checked once, when its machine loads (E.164, not barred): the operator
+//! wrote the number, so it counts as allowed and is not rate-limited (an agent line takes many
+//! callers a minute). The caller ID of a placed call is one of the machine's own numbers. Pure
+//! functions over a `CallPolicy`, and one `Limiter` the node keeps.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-/// The fewest digits after `+` phonetree calls: shorter numbers are short codes (emergency
-/// services, carrier services), never a callee.
-pub const E164_DIGITS_MIN: usize = 8;
-/// ITU-T E.164: a number has at most 15 digits, country code included.
-pub const E164_DIGITS_MAX: usize = 15;
+use crate::store::{Bucket, Store, StoreError};
+
+use crate::callflow::E164_DIGITS_MAX;
 
 /// Calls per destination per minute unless `--call-rate-per-destination` says otherwise: an IVR
 /// calls a callee back once, not in a loop (the attacker's probe placed 100 calls in 0.58 s).
@@ -23,9 +24,6 @@ pub const RATE_OVERALL_DEFAULT: u32 = 10;
 pub const RATE_MAX: u32 = 10_000;
 /// The window the rates are per.
 pub const RATE_PERIOD: Duration = Duration::from_secs(60);
-/// Destinations whose limit is remembered at once before the ones already refilled are dropped:
-/// bounds the memory an attacker can make the node spend with fresh numbers.
-pub const DESTINATIONS_TRACKED_MAX: usize = 10_000;
 
 /// Which calls the node may place and how fast: from `--call-allow-prefix`,
 /// `--call-rate-per-destination` and `--call-rate-overall`.
@@ -102,12 +100,50 @@ pub enum Refused {
     RateLimited { scope: &'static str, retry_after: Duration },
 }
 
-/// Whether `number` is E.164 as phonetree calls it: `+`, then 8 to 15 digits, the first not 0.
-pub fn is_e164(number: &str) -> bool {
-    let Some(digits) = number.strip_prefix('+') else { return false };
-    (E164_DIGITS_MIN..=E164_DIGITS_MAX).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+impl Refused {
+    /// The metric label and log word of a refusal: never the number (it may be the caller's).
+    pub(super) fn reason(&self) -> &'static str {
+        match self {
+            Refused::NotE164(_) => "not_e164",
+            Refused::NothingAllowed => "nothing_allowed",
+            Refused::NotAllowed(_) => "not_allowed",
+            Refused::Barred { .. } => "barred",
+            Refused::ForeignCallerId { .. } => "foreign_caller_id",
+            Refused::RateLimited { .. } => "rate_limited",
+        }
+    }
+}
+
+/// A number as logs may show it: `+` and its length, no digit (a dialled number may be what the
+/// caller keyed).
+pub(super) fn masked(number: &str) -> String {
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    format!("+{}", "*".repeat(digits.min(E164_DIGITS_MAX)))
+}
+
+/// Whether `number` is E.164 as phonetree dials it: `+`, then what `callflow::check_e164` accepts
+/// (8 to 15 digits, the first not 0): the one check of every number phonetree dials.
+fn is_e164(number: &str) -> bool {
+    number.starts_with('+') && crate::callflow::check_e164(number).is_ok()
+}
+
+/// Why `to` (E.164) is in a range phonetree never calls, if it is: the one place the guard asks.
+fn barred_reason(to: &str) -> Option<&'static str> {
+    crate::callflow::barred::barred(to)
+}
+
+/// Checks a transfer's literal destination, once, when its machine loads: E.164 and not barred.
+/// The operator wrote it, so `--call-allow-prefix` need not list it and no rate applies.
+/// Machine files may leave out the `+` (8x8's tutorials do): the number is read as if it had one.
+pub(super) fn check_static(to: &str) -> Result<(), Refused> {
+    if crate::callflow::check_e164(to).is_err() {
+        return Err(Refused::NotE164("destination"));
+    }
+    let e164 = format!("+{}", to.strip_prefix('+').unwrap_or(to));
+    match barred_reason(&e164) {
+        Some(why) => Err(Refused::Barred { to: e164, why }),
+        None => Ok(()),
+    }
 }
 
 /// Checks a destination: E.164, not barred, in an allowed prefix.
@@ -115,7 +151,7 @@ pub fn check_destination(policy: &CallPolicy, to: &str) -> Result<(), Refused> {
     if !is_e164(to) {
         return Err(Refused::NotE164("to"));
     }
-    if let Some(why) = crate::callflow::barred::barred(to) {
+    if let Some(why) = barred_reason(to) {
         return Err(Refused::Barred { to: to.to_string(), why });
     }
     if policy.allow_prefixes.is_empty() {
@@ -144,14 +180,14 @@ pub fn caller_id(machine: &str, numbers: &[String], from: Option<&str>) -> Resul
         .ok_or_else(|| Refused::ForeignCallerId { from: from.to_string(), machine: machine.to_string() })
 }
 
-/// A token bucket kept as its "theoretical arrival time" (GCRA): the bucket is full once `now`
-/// reaches `tat`; each call moves `tat` one interval later; a call is refused while `tat` is more
-/// than `burst - 1` intervals ahead of `now`.
+/// A rate as a token bucket kept as its "theoretical arrival time" (GCRA, `store::Bucket`): the
+/// bucket is full once the time is past; each call moves it one interval later; a call is refused
+/// while it is more than `burst - 1` intervals ahead of now.
 #[derive(Debug, Clone, Copy)]
 struct Rate {
     /// Milliseconds one token takes to come back.
     interval_ms: u64,
-    /// How far ahead of `now` the bucket may run before it is empty: `(burst - 1)` intervals.
+    /// How far ahead of now the bucket may run before it is empty: `(burst - 1)` intervals.
     tolerance_ms: u64,
 }
 
@@ -164,55 +200,46 @@ impl Rate {
         Rate { interval_ms, tolerance_ms: interval_ms.saturating_mul(per_period.saturating_sub(1)) }
     }
 
-    /// `Ok(new tat)` if a call at `now` fits, else how long until one does.
-    fn admit(self, tat: u64, now: u64) -> Result<u64, Duration> {
-        let tat = tat.max(now);
-        let ahead = tat.saturating_sub(now);
-        if ahead > self.tolerance_ms {
-            return Err(Duration::from_millis(ahead.saturating_sub(self.tolerance_ms)));
-        }
-        Ok(tat.saturating_add(self.interval_ms))
+    fn bucket(self, key: &str) -> Bucket<'_> {
+        Bucket { key, interval_ms: self.interval_ms, tolerance_ms: self.tolerance_ms }
     }
 }
 
-/// The rate limits of the node's calls: one bucket overall, one per destination.
+/// The store key of the overall bucket.
+const OVERALL_KEY: &str = "overall";
+
+/// The rate limits of the calls and templated transfers the nodes of a store place: one bucket
+/// overall, one per destination, kept in the store (`Store::take_tokens`), so that every node of a
+/// PostgreSQL store shares them and a restart does not refill them. A bucket's record lasts at
+/// most `RATE_PERIOD` past its last call (the sweep deletes full buckets), and a record is written
+/// only for a call the overall rate lets through: the records stay bounded.
 #[derive(Debug)]
 pub struct Limiter {
     overall: Rate,
     per_destination: Rate,
-    overall_tat: u64,
-    destinations: HashMap<String, u64>,
 }
 
 impl Limiter {
     pub fn new(policy: &CallPolicy) -> Limiter {
-        Limiter {
-            overall: Rate::new(policy.overall),
-            per_destination: Rate::new(policy.per_destination),
-            overall_tat: 0,
-            destinations: HashMap::new(),
-        }
+        Limiter { overall: Rate::new(policy.overall), per_destination: Rate::new(policy.per_destination) }
     }
 
-    /// Takes a token from both buckets for a call to `to` at `now_ms`, or from neither and says
-    /// how long to wait (rounded up to whole seconds, at least one).
-    pub fn admit(&mut self, to: &str, now_ms: u64) -> Result<(), Refused> {
-        let refused = |scope, wait: Duration| {
-            let secs = wait.as_millis().div_ceil(1000).max(1);
-            let retry_after = Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX));
-            Refused::RateLimited { scope, retry_after }
-        };
-        let dest_tat = self.destinations.get(to).copied().unwrap_or(0);
-        let dest_next =
-            self.per_destination.admit(dest_tat, now_ms).map_err(|w| refused("to this destination", w))?;
-        let overall_next = self.overall.admit(self.overall_tat, now_ms).map_err(|w| refused("overall", w))?;
-        if self.destinations.len() >= DESTINATIONS_TRACKED_MAX && !self.destinations.contains_key(to) {
-            // A full bucket is the same as none: drop those.
-            self.destinations.retain(|_, tat| *tat > now_ms);
-        }
-        self.overall_tat = overall_next;
-        self.destinations.insert(to.to_string(), dest_next);
-        Ok(())
+    /// Takes a token from both buckets for a call to `to` at `now_ms` (the wall clock every node
+    /// shares), or from neither and says how long to wait (rounded up to whole seconds, at least
+    /// one). The store's error when it cannot tell.
+    pub async fn admit(
+        &self,
+        store: &dyn Store,
+        to: &str,
+        now_ms: u64,
+    ) -> Result<Result<(), Refused>, StoreError> {
+        let destination = format!("to:{to}");
+        let buckets = [self.per_destination.bucket(&destination), self.overall.bucket(OVERALL_KEY)];
+        Ok(store.take_tokens(&buckets, now_ms).await?.map_err(|(i, wait)| {
+            let scope = if i == 0 { "to this destination" } else { "overall" };
+            let secs = wait.div_ceil(1000).max(1);
+            Refused::RateLimited { scope, retry_after: Duration::from_secs(secs) }
+        }))
     }
 }
 
@@ -314,38 +341,43 @@ mod tests {
         assert_eq!(caller_id("m", &[], None), Ok(None));
     }
 
-    #[test]
-    fn one_call_per_destination_per_minute_and_the_overall_rate() {
-        let mut l = Limiter::new(&CallPolicy { overall: 3, ..CallPolicy::default() });
+    /// The rates as the store keeps them: shared by two openings of one store (a restart), and
+    /// the records of full buckets swept.
+    #[tokio::test]
+    async fn one_call_per_destination_per_minute_and_the_overall_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Limiter::new(&CallPolicy { overall: 3, ..CallPolicy::default() });
         let t0 = 1_000_000;
-        assert_eq!(l.admit("+6511111111", t0), Ok(()));
-        let Err(Refused::RateLimited { scope, retry_after }) = l.admit("+6511111111", t0 + 1_000) else {
+        {
+            let store = crate::store::SledStore::open(dir.path()).unwrap();
+            assert_eq!(l.admit(&store, "+6511111111", t0).await.unwrap(), Ok(()));
+        }
+        // Another opening of the store (a restart): the bucket is still empty.
+        let store = crate::store::SledStore::open(dir.path()).unwrap();
+        let Err(Refused::RateLimited { scope, retry_after }) =
+            l.admit(&store, "+6511111111", t0 + 1_000).await.unwrap()
+        else {
             panic!("a second call to the same number within the minute")
         };
         assert_eq!((scope, retry_after), ("to this destination", Duration::from_secs(59)));
-        assert_eq!(l.admit("+6522222222", t0), Ok(()));
-        assert_eq!(l.admit("+6533333333", t0), Ok(()));
+        assert_eq!(l.admit(&store, "+6522222222", t0).await.unwrap(), Ok(()));
+        assert_eq!(l.admit(&store, "+6533333333", t0).await.unwrap(), Ok(()));
         // The overall bucket (3 a minute) is empty; a refused call takes no token.
-        let Err(Refused::RateLimited { scope, retry_after }) = l.admit("+6544444444", t0) else {
+        let Err(Refused::RateLimited { scope, retry_after }) =
+            l.admit(&store, "+6544444444", t0).await.unwrap()
+        else {
             panic!("a fourth call in the same instant")
         };
         assert_eq!((scope, retry_after), ("overall", Duration::from_secs(20)));
-        assert_eq!(l.admit("+6544444444", t0 + 20_000), Ok(()));
-        assert_eq!(l.admit("+6511111111", t0 + 60_000), Ok(()));
-    }
-
-    #[test]
-    fn destinations_tracked_stay_bounded() {
-        let mut l = Limiter::new(&CallPolicy {
-            overall: RATE_MAX,
-            per_destination: RATE_MAX,
-            ..CallPolicy::default()
-        });
-        let mut now = 0u64;
-        for i in 0..(DESTINATIONS_TRACKED_MAX + 10) {
-            now += 60_000;
-            l.admit(&format!("+65{i:08}"), now).unwrap();
-        }
-        assert!(l.destinations.len() <= DESTINATIONS_TRACKED_MAX);
+        assert_eq!(l.admit(&store, "+6544444444", t0 + 20_000).await.unwrap(), Ok(()));
+        assert_eq!(l.admit(&store, "+6511111111", t0 + 60_000).await.unwrap(), Ok(()));
+        // Every bucket is full again a period after its last call: nothing is left to keep.
+        assert_eq!(
+            store.expire_rates(t0 + 60_000).await.unwrap(),
+            2,
+            "the two destinations called at t0 only"
+        );
+        assert_eq!(store.expire_rates(t0 + 200_000).await.unwrap(), 3);
+        assert_eq!(store.expire_rates(t0 + 200_000).await.unwrap(), 0);
     }
 }

@@ -55,6 +55,10 @@ const REFUSED_IDS: &str = "phonetree_client_action_ids_refused_total";
 const RELOADS: &str = "phonetree_reloads_total";
 /// Script requests refused by the host and address policy (`Scripts::refused`).
 const SCRIPTS_REFUSED: &str = "phonetree_scripts_refused_total";
+/// Transfers whose templated destination the outbound guard refused (the call took `failure`), by
+/// `machine`, `node` and `reason` (`not_e164`, `nothing_allowed`, `not_allowed`, `barred`,
+/// `rate_limited`).
+const DIALS_REFUSED: &str = "phonetree_dials_refused_total";
 /// Scripts that failed without a request, the webhook's time being spent (`Scripts::out_of_time`).
 const SCRIPTS_OUT_OF_TIME: &str = "phonetree_scripts_out_of_time_total";
 
@@ -104,6 +108,11 @@ pub fn describe() {
     describe_counter!(ERRORS_8X8, Unit::Count, "Session summaries carrying an 8x8 error code.");
     describe_counter!(REFUSED_IDS, Unit::Count, "clientActionIds refused (tampered, forged, foreign).");
     describe_counter!(SCRIPTS_REFUSED, Unit::Count, "Script requests refused by the host policy.");
+    describe_counter!(
+        DIALS_REFUSED,
+        Unit::Count,
+        "Transfers to a templated destination the outbound guard refused, by reason."
+    );
     describe_counter!(
         SCRIPTS_OUT_OF_TIME,
         Unit::Count,
@@ -225,6 +234,16 @@ pub(super) fn script(app: &App, machine: &Machine, node: &str, result: &'static 
         histogram!(SCRIPT_SECONDS, "machine" => m.clone(), "node" => n.clone()).record(took.as_secs_f64());
     }
     counter!(SCRIPT_REQUESTS, "machine" => m, "node" => n, "result" => result).increment(1);
+}
+
+/// Counts a transfer whose templated destination the outbound guard refused.
+pub(super) fn dial_refused(app: &App, machine: &Machine, node: &str, reason: &'static str) {
+    let (m, n) = match app.registry.current(machine.name()) {
+        Some(loaded) if loaded.node_id(node).is_some() => (machine.name().to_string(), node.to_string()),
+        Some(_) => (machine.name().to_string(), OTHER.to_string()),
+        None => (OTHER.to_string(), OTHER.to_string()),
+    };
+    counter!(DIALS_REFUSED, "machine" => m, "node" => n, "reason" => reason).increment(1);
 }
 
 /// Counts an 8x8 error code of a session summary.

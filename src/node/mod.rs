@@ -114,7 +114,7 @@ pub struct App {
     /// Warnings about refused ids: anyone who reaches the port can send them.
     refusal_log: Throttle,
     /// The rate limits of outbound calls (`config.calls`).
-    pub limiter: std::sync::Mutex<Limiter>,
+    pub limiter: Limiter,
     /// For script nodes: only the hosts and addresses they may reach.
     pub scripts: fetch::Scripts,
     /// Reloads of the machines folder: their counts and the last one's result.
@@ -171,7 +171,7 @@ impl App {
         store: Arc<dyn Store>,
     ) -> Result<App, ServeError> {
         config.calls = config.calls.checked()?;
-        let limiter = std::sync::Mutex::new(Limiter::new(&config.calls));
+        let limiter = Limiter::new(&config.calls);
         let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref(), now_ms())
             .await
             .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;

@@ -44,7 +44,7 @@ pub async fn place_call(
     engine::check_variables(&m, vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .map_err(OutboundError::Variable)?;
     // The rate limit last: a call refused for another reason takes no token.
-    app.limiter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).admit(to, super::monotonic_ms())?;
+    admit(app, to).await.map_err(|e| OutboundError::Store(e.to_string()))??;
     let call = CallInfo {
         session_id: String::new(),
         direction: Direction::Outbound,
@@ -55,6 +55,11 @@ pub async fn place_call(
     let now = now_ms();
     let before = CallState::new(&m, call.clone(), now);
     let (step, answers) = opening(app, &m, call, vars, now).await?;
+    // An opening that runs into a transfer with a templated destination dials it too.
+    if let Some(dialled) = engine::templated_dial(&m, &step) {
+        let node = m.node(step.state.node).map_or("", |n| n.name.as_str());
+        dial(app, &m, node, dialled).await.map_err(|e| OutboundError::Store(e.to_string()))??;
+    }
     let flow = step.reply.clone().ok_or(OutboundError::NothingToSend)?;
     let body = wire::encode(&flow).map_err(OutboundError::Encode)?;
     let session = outbound::send_callflow(&app.http, &app.config.api, &body).await?;
@@ -65,6 +70,75 @@ pub async fn place_call(
     super::metrics::step(app, &m, &step.state, &engine::Event::CallStarted, &step);
     info!(machine, session = %session, "outbound call created");
     Ok(session)
+}
+
+/// Takes a token for a call to `to` from the rate limits (per destination and overall), kept in
+/// the store: shared by its nodes, surviving restarts.
+async fn admit(app: &App, to: &str) -> Result<Result<(), Refused>, crate::store::StoreError> {
+    app.limiter.admit(app.store.as_ref(), to, now_ms()).await
+}
+
+/// The guard's word on a number a transfer at `node` was filled with: the checks of a placed call
+/// (E.164, `--call-allow-prefix`, barred ranges, then the rate limits). A refusal is logged with
+/// the number masked (it may be what the caller keyed) and counted.
+async fn dial(
+    app: &App,
+    m: &crate::machine::Machine,
+    node: &str,
+    to: &str,
+) -> Result<Result<(), Refused>, crate::store::StoreError> {
+    let checked = match guard::check_destination(&app.config.calls, to) {
+        Ok(()) => admit(app, to).await?,
+        Err(refused) => Err(refused),
+    };
+    if let Err(refused) = &checked {
+        warn!(
+            machine = m.name(),
+            node,
+            to = %guard::masked(to),
+            reason = refused.reason(),
+            "the outbound guard refused a transfer's destination; the call takes `failure`"
+        );
+        super::metrics::dial_refused(app, m, node, refused.reason());
+    }
+    Ok(checked)
+}
+
+/// When `step` ends at a transfer whose templated destination the guard refuses (see `dial`): the
+/// steps that follow it, the engine told `Event::DialRefused` (the transfer's `failure` edge)
+/// each time, with the answers of the script nodes each passes (asked as an outbound opening's,
+/// within `SCRIPTS_DEADLINE`), until one ends anywhere but at a refused transfer. Empty: the step
+/// dials nothing templated, or the guard lets it through.
+pub(super) async fn refused_dials(
+    app: &App,
+    m: &crate::machine::Machine,
+    step: &engine::Step,
+    now: u64,
+) -> Result<Vec<(engine::Step, Vec<engine::Answer>)>, Fault> {
+    let deadline = Instant::now().checked_add(SCRIPTS_DEADLINE).unwrap_or_else(Instant::now);
+    let mut steps: Vec<(engine::Step, Vec<engine::Answer>)> = Vec::new();
+    loop {
+        let last = steps.last().map_or(step, |(s, _)| s);
+        let Some(to) = engine::templated_dial(m, last) else { return Ok(steps) };
+        let node = m.node(last.state.node).map_or("", |n| n.name.as_str());
+        if dial(app, m, node, to).await?.is_ok() {
+            return Ok(steps);
+        }
+        if steps.len() >= engine::DIALS_REFUSED_PER_STEP_MAX {
+            return Err(engine::StepError::TooManyRefusedDials { node: node.to_string() }.into());
+        }
+        let mut answers = Vec::new();
+        let next = loop {
+            match engine::step_with(m, &last.state, &Event::DialRefused, now, &answers)? {
+                Stepped::Done(next) => break *next,
+                Stepped::Needs(request) => {
+                    answers.push(calls::perform(app, m, &request, now, deadline).await?);
+                }
+            }
+        };
+        calls::log_scripts(m, &next);
+        steps.push((next, answers));
+    }
 }
 
 /// The opening step of a placed call, with the answers of the script nodes it passes: each
@@ -112,7 +186,7 @@ async fn store_new(app: &App, session: &str, state: &CallState, entry: &history:
             expected: old.as_ref().map(|l| &l.rev),
             state,
             reply: None,
-            entry: Some(entry),
+            entries: std::slice::from_ref(entry),
         };
         if app.store.commit(commit).await? == Committed::Done {
             return Ok(());

@@ -90,6 +90,12 @@ pub async fn sweep(app: &App, now: u64) -> Result<Swept, Fault> {
         Ok(n) => debug!(expired = n, "script answers dropped from the cache"),
         Err(e) => warn!(error = %e, "cache not swept"),
     }
+    // A full rate bucket is the same as none: its record goes, so the records stay bounded.
+    match app.store.expire_rates(now).await {
+        Ok(0) => {}
+        Ok(n) => debug!(expired = n, "full rate buckets dropped"),
+        Err(e) => warn!(error = %e, "rate records not swept"),
+    }
     Ok(swept)
 }
 
@@ -125,7 +131,7 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
         app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
     let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: EXPIRED.into() }, now)?;
     let commit =
-        Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None, entry: None };
+        Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None, entries: &[] };
     let stored = app.store.commit(commit).await? == Committed::Done;
     if stored {
         super::metrics::ended(app, &machine, &loaded.state, &step.state, true);

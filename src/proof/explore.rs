@@ -757,7 +757,17 @@ fn inputs(m: &Machine, s: &CallState, routed: &Routed) -> Vec<Event> {
             events.push(summary);
             events
         }
-        Phase::Bridged => vec![Event::NoInput, Event::Digits("1".into()), summary],
+        // A templated destination is checked by the outbound guard: both classes, allowed (the
+        // call stays bridged) and refused (the transfer's `failure`).
+        Phase::Bridged => {
+            let mut events = vec![Event::NoInput, Event::Digits("1".into()), summary];
+            if let Some(NodeKind::Transfer(t)) = m.node(s.node).map(|n| &n.kind)
+                && t.destination.as_literal().is_none()
+            {
+                events.push(Event::DialRefused);
+            }
+            events
+        }
         // The call is over for phonetree: any further webhook is answered with a hangup.
         Phase::Ended => vec![Event::NoInput, summary],
         Phase::New => vec![Event::CallStarted],
@@ -815,7 +825,8 @@ fn token(e: &Event) -> Vec<String> {
     match e {
         Event::Digits(d) => vec![d.clone()],
         Event::NoInput => vec!["-".into()],
-        Event::CallStarted => vec![],
+        // The guard's refusal is not an input: `simulate --call-allow-prefix` decides it.
+        Event::CallStarted | Event::DialRefused => vec![],
         Event::SessionEnded { .. } => vec!["(summary)".into()],
     }
 }

@@ -36,9 +36,15 @@ pub const REPLAY_CALLS_MAX: usize = 10_000;
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Happened {
     CallStarted,
-    Keys { keys: String },
+    Keys {
+        keys: String,
+    },
     NoInput,
-    SessionEnded { status: String },
+    SessionEnded {
+        status: String,
+    },
+    /// The outbound guard refused the number a templated transfer was filled with.
+    DialRefused,
 }
 
 impl Happened {
@@ -51,6 +57,7 @@ impl Happened {
             Event::SessionEnded { status } => {
                 Happened::SessionEnded { status: cut_chars(status, NAME_CHARS_MAX) }
             }
+            Event::DialRefused => Happened::DialRefused,
         }
     }
 
@@ -60,6 +67,7 @@ impl Happened {
             Happened::Keys { keys } => Event::Digits(keys.clone()),
             Happened::NoInput => Event::NoInput,
             Happened::SessionEnded { status } => Event::SessionEnded { status: status.clone() },
+            Happened::DialRefused => Event::DialRefused,
         }
     }
 }
@@ -370,6 +378,7 @@ fn describe(h: &Happened) -> String {
         Happened::Keys { keys } => format!("keys {keys}"),
         Happened::NoInput => "no input".into(),
         Happened::SessionEnded { status } => format!("session ended ({status})"),
+        Happened::DialRefused => "dial refused by the outbound guard".into(),
     }
 }
 

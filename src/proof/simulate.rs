@@ -26,6 +26,10 @@ pub enum Input {
 /// Answers a script's request when the inputs give no `@` answer (canned answers, the live API).
 pub type Answerer<'a> = dyn FnMut(&Request) -> Result<Answer, String> + 'a;
 
+/// The outbound guard's word on the number a transfer with a templated destination is filled
+/// with: `Err(why)` refuses it, and the call takes the transfer's `failure` as on the node.
+pub type Guard<'a> = dyn Fn(&str) -> Result<(), String> + 'a;
+
 /// Parses a simulate input: keys, `-` for nothing, or an `@` answer for the next script.
 pub fn parse_input_or_answer(s: &str) -> Result<Input, String> {
     let s = s.trim();
@@ -67,6 +71,8 @@ pub struct Simulation<'m> {
     /// The fixed clock of `--at`; without it, the clock starts at the Unix epoch and one
     /// simulated second passes per event.
     at_ms: Option<u64>,
+    /// The outbound guard templated transfers pass (`guarded`); none: every number is dialled.
+    guard: Option<&'m Guard<'m>>,
 }
 
 impl<'m> Simulation<'m> {
@@ -79,7 +85,14 @@ impl<'m> Simulation<'m> {
             destination: number.into(),
             call_id: Some("simulated-call".into()),
         };
-        Simulation { machine, state: CallState::new(machine, call, 0), clock_ms: 0, at_ms: None }
+        Simulation { machine, state: CallState::new(machine, call, 0), clock_ms: 0, at_ms: None, guard: None }
+    }
+
+    /// The same call with transfers to templated destinations asking `guard` first, as the node
+    /// asks its outbound guard.
+    pub fn guarded(mut self, guard: &'m Guard<'m>) -> Simulation<'m> {
+        self.guard = Some(guard);
+        self
     }
 
     /// The same call with its clock fixed at `at_ms` for every step (`simulate --at`).
@@ -111,7 +124,7 @@ impl<'m> Simulation<'m> {
         let now = at_ms.unwrap_or(0);
         let (step, notes) =
             drive(|answers| engine::start_outbound(machine, call.clone(), vars, now, answers), answer)?;
-        let sim = Simulation { machine, state: step.state.clone(), clock_ms: 0, at_ms };
+        let sim = Simulation { machine, state: step.state.clone(), clock_ms: 0, at_ms, guard: None };
         // The scripts run before the call is placed.
         let mut lines = notes;
         lines.push(format!("makeCall: dials {callee} (caller ID {number})"));
@@ -136,7 +149,30 @@ impl<'m> Simulation<'m> {
     ) -> Result<(Step, Vec<String>), String> {
         self.clock_ms = self.at_ms.unwrap_or(self.clock_ms + 1000);
         let (machine, state, now) = (self.machine, &self.state, self.clock_ms);
-        let (step, notes) = drive(|answers| engine::step_with(machine, state, event, now, answers), answer)?;
+        let (mut step, mut notes) =
+            drive(|answers| engine::step_with(machine, state, event, now, answers), answer)?;
+        // A number the guard refuses is never dialled: the call takes the transfer's `failure`
+        // (as many times in a row as the node allows).
+        let mut refused = 0;
+        while let (Some(guard), Some(to)) = (self.guard, engine::templated_dial(machine, &step))
+            && let Err(why) = guard(to)
+        {
+            let node = machine.node(step.state.node).map_or("", |n| n.name.as_str());
+            if refused >= engine::DIALS_REFUSED_PER_STEP_MAX {
+                return Err(engine::StepError::TooManyRefusedDials { node: node.to_string() }.to_string());
+            }
+            refused += 1;
+            notes.push(format!(
+                "[{node}] the outbound guard refuses {to}: {why}; the transfer takes `failure`"
+            ));
+            let state = &step.state;
+            let (next, more) = drive(
+                |answers| engine::step_with(machine, state, &Event::DialRefused, now, answers),
+                answer,
+            )?;
+            notes.extend(more);
+            step = next;
+        }
         self.state = step.state.clone();
         Ok((step, notes))
     }
@@ -274,7 +310,7 @@ pub fn parse_at(text: &str) -> Result<u64, String> {
 }
 
 /// Who calls whom in a simulated call.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Parties<'a> {
     /// Inbound: the caller. Outbound: the machine's number (the caller ID).
     pub from: &'a str,
@@ -284,6 +320,8 @@ pub struct Parties<'a> {
     pub outbound: bool,
     /// The variables a placed call gives (`--var NAME=VALUE`).
     pub vars: &'a BTreeMap<String, String>,
+    /// The outbound guard transfers to templated destinations ask (see `Simulation::guarded`).
+    pub guard: Option<&'a Guard<'a>>,
 }
 
 /// A whole call at once: the transcript lines and the callflows, or the first error. `@` inputs
@@ -315,6 +353,10 @@ pub fn run(
             );
             let mut lines = vec![head];
             lines.extend(opening.lines);
+            let sim = match parties.guard {
+                Some(guard) => sim.guarded(guard),
+                None => sim,
+            };
             (sim, lines, opening.reply.into_iter().collect(), None)
         } else {
             let head =
@@ -322,6 +364,9 @@ pub fn run(
             let mut sim = Simulation::new(machine, from, to);
             if let Some(at) = at_ms {
                 sim = sim.at(at);
+            }
+            if let Some(guard) = parties.guard {
+                sim = sim.guarded(guard);
             }
             (sim, vec![head], Vec::new(), Some(Event::CallStarted))
         };

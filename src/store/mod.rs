@@ -165,9 +165,37 @@ pub struct Commit<'a> {
     pub state: &'a CallState,
     /// (event id, reply bytes).
     pub reply: Option<(&'a str, &'a [u8])>,
-    /// The transcript entry of the event applied, appended in the same write (dropped once the
-    /// session's transcript holds `history::ENTRIES_MAX`).
-    pub entry: Option<&'a Entry>,
+    /// The transcript entries of the events applied (one, or two when the outbound guard refused
+    /// the transfer the event reached), appended in the same write (dropped once the session's
+    /// transcript holds `history::ENTRIES_MAX`).
+    pub entries: &'a [Entry],
+}
+
+/// One token bucket of the outbound guard's rate limits, kept in the store (shared by the nodes of
+/// a store, surviving restarts) as its theoretical arrival time (GCRA): full once the time is
+/// past; each token moves it `interval_ms` later; empty while it is more than `tolerance_ms`
+/// ahead of now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket<'a> {
+    /// What the bucket limits (`overall`, `to:+6598888888`).
+    pub key: &'a str,
+    /// Milliseconds one token takes to come back.
+    pub interval_ms: u64,
+    /// How far ahead of now the bucket may run: `(burst - 1)` intervals.
+    pub tolerance_ms: u64,
+}
+
+impl Bucket<'_> {
+    /// The bucket's new time when a token is taken at `now_ms` from a bucket at `tat_ms`, or how
+    /// many milliseconds until one is there.
+    pub fn take(&self, tat_ms: u64, now_ms: u64) -> Result<u64, u64> {
+        let tat = tat_ms.max(now_ms);
+        let ahead = tat.saturating_sub(now_ms);
+        if ahead > self.tolerance_ms {
+            return Err(ahead.saturating_sub(self.tolerance_ms));
+        }
+        Ok(tat.saturating_add(self.interval_ms))
+    }
 }
 
 /// How a commit ended; `Changed` is an expected outcome, not an error: reload and decide again.
@@ -325,6 +353,18 @@ pub trait Store: Send + Sync {
     /// else `fresh` (a random key the caller made), kept now, durably. Atomic: nodes starting at
     /// once all get the key the first of them kept. `fresh: None` only reads (`None`: no key yet).
     fn action_key(&self, fresh: Option<[u8; 32]>) -> StoreFuture<'_, Option<[u8; 32]>>;
+
+    /// Takes a token from every one of `buckets` at `now_ms`, or from none: `Ok(Ok(()))` taken
+    /// (durable on return), `Ok(Err((i, wait_ms)))` bucket `i` is empty for `wait_ms` more.
+    /// Atomic across the nodes of the store.
+    fn take_tokens<'a>(
+        &'a self,
+        buckets: &'a [Bucket<'a>],
+        now_ms: u64,
+    ) -> StoreFuture<'a, Result<(), (usize, u64)>>;
+    /// Deletes the rate records of buckets full again at `now_ms` (the same as none); returns how
+    /// many.
+    fn expire_rates(&self, now_ms: u64) -> StoreFuture<'_, usize>;
 
     /// How many sessions are stored (for readiness and logs; may be approximate).
     fn session_count(&self) -> StoreFuture<'_, u64>;

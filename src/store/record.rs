@@ -147,8 +147,9 @@ pub struct SessionRecord {
     pub tr: Vec<EntryRecord>,
 }
 
-/// The format of transcript entries (`EntryRecord`), versioned on their own.
-pub const ENTRY_FORMAT: u8 = 1;
+/// The format of transcript entries (`EntryRecord`), versioned on their own. Format 2 adds event
+/// 4, a dial the outbound guard refused; entries of formats 1 and 2 are read.
+pub const ENTRY_FORMAT: u8 = 2;
 
 /// One transcript entry (`history::Entry`) as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,7 +157,8 @@ pub struct EntryRecord {
     pub v: u8,
     /// When (ms since the epoch).
     pub t: u64,
-    /// Event: 0 call started, 1 keys, 2 no input, 3 session ended; `x` its keys or status.
+    /// Event: 0 call started, 1 keys, 2 no input, 3 session ended, 4 dial refused (format 2);
+    /// `x` its keys or status.
     pub e: u8,
     pub x: String,
     /// Node left, node entered.
@@ -178,9 +180,11 @@ impl EntryRecord {
             Happened::Keys { keys } => (1, keys.clone()),
             Happened::NoInput => (2, String::new()),
             Happened::SessionEnded { status } => (3, status.clone()),
+            Happened::DialRefused => (4, String::new()),
         };
         EntryRecord {
-            v: ENTRY_FORMAT,
+            // Format 1 unless the entry needs 2: an older phonetree still reads the others.
+            v: if code == 4 { ENTRY_FORMAT } else { 1 },
             t: e.at_ms,
             e: code,
             x,
@@ -201,7 +205,7 @@ impl EntryRecord {
     pub fn to_entry(&self, session: &str) -> Result<Entry, StoreError> {
         let refuse =
             |detail: String| StoreError::Decode { what: "transcript", key: session.to_string(), detail };
-        if self.v != ENTRY_FORMAT {
+        if !(1..=ENTRY_FORMAT).contains(&self.v) {
             return Err(refuse(format!("entry format {} (this phonetree reads {ENTRY_FORMAT})", self.v)));
         }
         let event = match self.e {
@@ -209,6 +213,7 @@ impl EntryRecord {
             1 => Happened::Keys { keys: self.x.clone() },
             2 => Happened::NoInput,
             3 => Happened::SessionEnded { status: self.x.clone() },
+            4 if self.v >= 2 => Happened::DialRefused,
             other => return Err(refuse(format!("unknown event {other}"))),
         };
         Ok(Entry {
@@ -490,6 +495,36 @@ pub fn decode_action_key(raw: &[u8]) -> Result<[u8; 32], StoreError> {
 
 pub fn encode_action_key(key: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
     encode("action key", &ActionKeyRecord { v: FORMAT, key: Blob(key.to_vec()) })
+}
+
+/// The format of rate records (`RateRecord`), versioned on their own.
+pub const RATE_FORMAT: u8 = 1;
+
+/// One token bucket of the outbound guard's rate limits (`store::Bucket`), kept so that every node
+/// of a store shares it and a restart does not refill it: the bucket's theoretical arrival time
+/// (GCRA). A record whose time has passed is a full bucket, the same as none: the sweep deletes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateRecord {
+    pub v: u8,
+    /// When the bucket is full again (ms since the epoch).
+    pub t: u64,
+}
+
+pub fn encode_rate(tat_ms: u64) -> Result<Vec<u8>, StoreError> {
+    encode("rate", &RateRecord { v: RATE_FORMAT, t: tat_ms })
+}
+
+/// The time of a stored rate record, refusing a format this phonetree does not read.
+pub fn decode_rate(key: &str, raw: &[u8]) -> Result<u64, StoreError> {
+    let r: RateRecord = decode("rate", key, raw)?;
+    if r.v != RATE_FORMAT {
+        return Err(StoreError::Decode {
+            what: "rate",
+            key: key.to_string(),
+            detail: format!("rate format {} (this phonetree reads {RATE_FORMAT})", r.v),
+        });
+    }
+    Ok(r.t)
 }
 
 /// The format of claims (`ClaimRecord`), versioned on their own.

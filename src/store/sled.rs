@@ -22,12 +22,12 @@ use crate::proof::history::Entry;
 
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
-    SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_record, encode,
-    encode_action_key, opening_id,
+    SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_rate,
+    decode_record, encode, encode_action_key, encode_rate, opening_id,
 };
 use super::{
-    Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Store,
-    StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
+    Bucket, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX,
+    Store, StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
@@ -63,6 +63,8 @@ pub struct SledStore {
     claims: sled::Tree,
     cache: sled::Tree,
     meta: sled::Tree,
+    /// The outbound guard's rate buckets (`RateRecord`s by bucket key).
+    rates: sled::Tree,
     /// This opening of the folder, in the claims it makes: sled lets one process open a folder at
     /// a time, so a claim another opening made was left by a process that stopped.
     opening: u64,
@@ -112,6 +114,7 @@ impl SledStore {
             opening: opening_id(),
             cache: db.open_tree("cache")?,
             meta: db.open_tree("meta")?,
+            rates: db.open_tree("rates")?,
             db,
             flushes,
             flusher,
@@ -156,7 +159,7 @@ impl SledStore {
             }
             record.journal(event_id, body);
         }
-        if let Some(entry) = c.entry {
+        for entry in c.entries {
             record.append(entry);
         }
         let new = encode("session", &record)?;
@@ -361,6 +364,48 @@ impl SledStore {
         Ok(None)
     }
 
+    /// Takes a token from every bucket or none, in one sled transaction.
+    fn take(&self, buckets: &[Bucket<'_>], now_ms: u64) -> Result<Result<(), (usize, u64)>, StoreError> {
+        use ::sled::transaction::{ConflictableTransactionError, TransactionError};
+        let taken = self.rates.transaction(|tx| {
+            let mut times = Vec::with_capacity(buckets.len());
+            for (i, b) in buckets.iter().enumerate() {
+                let tat = match tx.get(b.key)? {
+                    Some(raw) => decode_rate(b.key, &raw).map_err(ConflictableTransactionError::Abort)?,
+                    None => 0,
+                };
+                match b.take(tat, now_ms) {
+                    Ok(next) => times.push(next),
+                    Err(wait) => return Ok(Err((i, wait))),
+                }
+            }
+            for (b, next) in buckets.iter().zip(times) {
+                tx.insert(b.key, encode_rate(next).map_err(ConflictableTransactionError::Abort)?)?;
+            }
+            Ok(Ok(()))
+        });
+        match taken {
+            Ok(taken) => Ok(taken),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the rate records of full buckets.
+    fn expire_rate_records(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for item in self.rates.iter() {
+            let (key, raw) = item?;
+            let name = String::from_utf8_lossy(&key).into_owned();
+            // A record this phonetree cannot read limits nothing it knows of: dropped too.
+            if decode_rate(&name, &raw).map_or(true, |tat| tat <= now_ms) {
+                self.rates.remove(key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn expire(&self, now_ms: u64) -> Result<usize, StoreError> {
         let mut removed = 0;
         for item in self.cache.iter() {
@@ -528,6 +573,24 @@ impl Store for SledStore {
 
     fn expire_cache(&self, now_ms: u64) -> StoreFuture<'_, usize> {
         Box::pin(async move { self.expire(now_ms) })
+    }
+
+    fn take_tokens<'a>(
+        &'a self,
+        buckets: &'a [Bucket<'a>],
+        now_ms: u64,
+    ) -> StoreFuture<'a, Result<(), (usize, u64)>> {
+        Box::pin(async move {
+            let taken = self.take(buckets, now_ms)?;
+            if taken.is_ok() {
+                self.durable().await?;
+            }
+            Ok(taken)
+        })
+    }
+
+    fn expire_rates(&self, now_ms: u64) -> StoreFuture<'_, usize> {
+        Box::pin(async move { self.expire_rate_records(now_ms) })
     }
 
     fn export<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, ExportPage> {

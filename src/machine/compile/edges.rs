@@ -108,7 +108,7 @@ impl Compiler<'_> {
                 "`after` is never taken: 8x8 sends no webhook when a bridged call ends, only the session summary".into(),
                 Some("remove `after`: the call ends when the bridge ends; the summary's status (COMPLETED, BUSY, NO_ANSWER, ...) is stored with the call and counted per transfer node".into()),
             ),
-            Some(Kind::Transfer) => {}
+            Some(Kind::Transfer) => push("failure", Edge::Failure, n.failure.as_ref()),
             Some(Kind::Hangup) => {}
             // A node of no known kind: whatever it names, so that no node it leads to looks
             // unreachable.

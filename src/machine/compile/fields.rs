@@ -56,7 +56,7 @@ pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     ),
     (Kind::Say, &[&["text", "next"], SPEECH_FIELDS]),
     (Kind::Play, &[&["file_url", "repetition", "next"]]),
-    (Kind::Transfer, &[&["destination", "source", "call_recording", "after"]]),
+    (Kind::Transfer, &[&["destination", "source", "call_recording", "after", "failure"]]),
     (Kind::Hangup, &[]),
     (Kind::Route, &[&["rules", "else"]]),
     (Kind::Set, &[&["values", "add", "next"]]),

@@ -193,7 +193,49 @@ impl Compiler<'_> {
                 self.error(At::Node(name, field), why, Some(hint.into()));
             }
         }
+        self.check_dialled(name, n, &call.destination);
         Some(call)
+    }
+
+    /// A destination a template fills is checked by the outbound guard when the call reaches the
+    /// transfer (a literal one when the machine loads): the transfer needs the `failure` the call
+    /// takes when the guard refuses the number, and a literal one has none to take. A destination
+    /// the caller keys (an `input`'s variable, `keypress`) is warned about: the caller picks the
+    /// number phonetree dials, within `--call-allow-prefix`.
+    fn check_dialled(&mut self, name: &str, n: &NodeDef, destination: &Template) {
+        match (destination.as_literal().is_some(), n.failure.is_some()) {
+            (false, false) => self.error(
+                At::Node(name, "destination"),
+                "a transfer whose `destination` is a template needs `failure`: the outbound guard checks the number when the call gets here, and a number it refuses (not E.164, outside --call-allow-prefix, barred, over its rate) is not dialled".into(),
+                Some("add `failure = \"NODE\"` naming the node the caller goes to instead (say why, offer another way)".into()),
+            ),
+            (true, true) => self.error(
+                At::Node(name, "failure"),
+                "`failure` is never taken: a literal `destination` is checked once, when the machine loads".into(),
+                Some("remove `failure`, or fill the destination from a template".into()),
+            ),
+            _ => {}
+        }
+        let keyed: Vec<String> = destination
+            .vars()
+            .filter(|v| {
+                *v == "keypress"
+                    || self
+                        .def
+                        .nodes
+                        .iter()
+                        .any(|(_, d)| d.kind == Some(Kind::Input) && d.variable.as_deref() == Some(*v))
+            })
+            .map(str::to_string)
+            .collect();
+        for var in keyed {
+            self.report(
+                Severity::Warning,
+                At::Node(name, "destination"),
+                format!("the caller keys `{{{var}}}`, the number this transfer dials: any number --call-allow-prefix allows, on your 8x8 account"),
+                Some("prefer a `route` or `menu` choosing among literal numbers; else keep --call-allow-prefix narrow and the call rates low".into()),
+            );
+        }
     }
 
     /// A field the node's kind requires: reported when absent.

@@ -31,12 +31,13 @@ use tokio_postgres::error::SqlState;
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, EntryRecord, FORMAT, MachineRecord, REPLIES_KEPT,
     SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_entry,
-    decode_session, encode, encode_action_key, encode_session, event_hash, opening_id, pack_hashes,
-    unpack_hashes,
+    decode_rate, decode_session, encode, encode_action_key, encode_rate, encode_session, event_hash,
+    opening_id, pack_hashes, unpack_hashes,
 };
 use super::{
-    Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled, Loaded, Lookup,
-    Page, Revision, SCAN_PAGE_MAX, Store, StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
+    Bucket, Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled, Loaded,
+    Lookup, Page, Revision, SCAN_PAGE_MAX, Store, StoreError, StoreFuture, StoredMachine, StoredSummary,
+    SummaryPage,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
@@ -233,7 +234,7 @@ impl PgStore {
                 Err(e) => return Err(fail()(e)),
             }
         }
-        if let Some(entry) = c.entry {
+        for entry in c.entries {
             let raw = encode("transcript", &EntryRecord::from_entry(entry))?;
             // Numbered after the latest; none once the transcript holds `ENTRIES_MAX`.
             let st = tx
@@ -654,6 +655,74 @@ impl PgStore {
         }
     }
 
+    /// Takes a token from every bucket or none, in one transaction whose row locks make it atomic
+    /// across the nodes of the database.
+    async fn take(
+        &self,
+        buckets: &[Bucket<'_>],
+        now_ms: u64,
+    ) -> Result<Result<(), (usize, u64)>, StoreError> {
+        let mut client = self.client().await?;
+        let fail = || failed("take rate tokens".into());
+        let tx = client.transaction().await.map_err(fail())?;
+        // Rows locked in key order: two nodes taking the same buckets never wait on each other in
+        // a cycle.
+        let mut order: Vec<usize> = (0..buckets.len()).collect();
+        order.sort_by_key(|&i| buckets[i].key);
+        let full = encode_rate(0)?;
+        let mut times = vec![0u64; buckets.len()];
+        for &i in &order {
+            let b = &buckets[i];
+            tx.execute(
+                "INSERT INTO phonetree_rates (key, tat_ms, record) VALUES ($1, 0, $2) ON CONFLICT (key) DO NOTHING",
+                &[&b.key, &full],
+            )
+            .await
+            .map_err(fail())?;
+            let row = tx
+                .query_one("SELECT record FROM phonetree_rates WHERE key = $1 FOR UPDATE", &[&b.key])
+                .await
+                .map_err(fail())?;
+            let raw: Vec<u8> = row.try_get(0).map_err(fail())?;
+            match b.take(decode_rate(b.key, &raw)?, now_ms) {
+                Ok(next) => times[i] = next,
+                // Dropping `tx` rolls back: no bucket gave a token.
+                Err(wait) => return Ok(Err((i, wait))),
+            }
+        }
+        for &i in &order {
+            tx.execute(
+                "UPDATE phonetree_rates SET tat_ms = $2, record = $3 WHERE key = $1",
+                &[&buckets[i].key, &ms(times[i]), &encode_rate(times[i])?],
+            )
+            .await
+            .map_err(fail())?;
+        }
+        tx.commit().await.map_err(fail())?;
+        Ok(Ok(()))
+    }
+
+    /// Deletes the rate records of full buckets, a batch at a time.
+    async fn expire_rate_records(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let fail = || failed("expire rate records".into());
+        let st = client
+            .prepare_cached(
+                "DELETE FROM phonetree_rates WHERE key IN \
+                 (SELECT key FROM phonetree_rates WHERE tat_ms <= $1 LIMIT $2)",
+            )
+            .await
+            .map_err(fail())?;
+        let mut removed = 0;
+        loop {
+            let n = client.execute(&st, &[&ms(now_ms), &CACHE_EXPIRE_BATCH]).await.map_err(fail())?;
+            removed += n as usize;
+            if n < CACHE_EXPIRE_BATCH as u64 {
+                return Ok(removed);
+            }
+        }
+    }
+
     /// Runs one prepared statement that returns at most one row.
     async fn one(
         &self,
@@ -914,6 +983,18 @@ impl Store for PgStore {
 
     fn expire_cache(&self, now_ms: u64) -> StoreFuture<'_, usize> {
         timed("expire the script cache", self.expire(now_ms))
+    }
+
+    fn take_tokens<'a>(
+        &'a self,
+        buckets: &'a [Bucket<'a>],
+        now_ms: u64,
+    ) -> StoreFuture<'a, Result<(), (usize, u64)>> {
+        timed("take rate tokens", self.take(buckets, now_ms))
+    }
+
+    fn expire_rates(&self, now_ms: u64) -> StoreFuture<'_, usize> {
+        timed("expire rate records", self.expire_rate_records(now_ms))
     }
 
     fn export<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, ExportPage> {

@@ -97,6 +97,18 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (session, event_id, rank)
     );
     ",
+    // 5: the outbound guard's rate limits.
+    "
+    -- One row per token bucket (`store::Bucket`: `overall`, `to:+6598888888`), shared by every
+    -- node: `record` is a versioned `record::RateRecord` (when the bucket is full again), `tat_ms`
+    -- the same time, for the sweep that deletes full buckets.
+    CREATE TABLE IF NOT EXISTS phonetree_rates (
+        key TEXT PRIMARY KEY,
+        tat_ms BIGINT NOT NULL,
+        record BYTEA NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS phonetree_rates_tat ON phonetree_rates (tat_ms);
+    ",
 ];
 
 /// The schema version this phonetree writes and reads.
