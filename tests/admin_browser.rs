@@ -270,24 +270,42 @@ async fn a_rebound_host_a_foreign_origin_and_a_post_that_is_not_json_are_refused
     assert_eq!(placed.load(Ordering::SeqCst), 1);
 }
 
-/// `phonetree serve` with `args` on the machines of `t` that must exit: its code and stderr.
+/// A child process killed when dropped (a failed assertion leaves no node behind).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `phonetree serve` with `args` on the machines of `t` that must exit: its code and stderr (a
+/// node that serves instead fails the test after `PATIENCE`).
 fn serve_exits(t: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phonetree"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--machines"])
-        .arg(machines_dir(&t.join("exits")))
-        .args(args)
-        .env_remove("PHONETREE_ADMIN_TOKEN")
-        .env_remove("PHONETREE_ADMIN_TOKEN_FILE")
-        .env_remove("PHONETREE_ADMIN_NO_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = String::new();
-    // stderr closes when the process exits (a node that serves keeps it open: the test then
-    // fails on the timeout of the runner rather than passing).
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    (child.wait().unwrap().code(), err)
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--machines"])
+            .arg(machines_dir(&t.join("exits")))
+            .args(args)
+            .env_remove("PHONETREE_ADMIN_TOKEN")
+            .env_remove("PHONETREE_ADMIN_TOKEN_FILE")
+            .env_remove("PHONETREE_ADMIN_NO_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut err = String::new();
+        let _ = stderr.read_to_string(&mut err);
+        let _ = tx.send(err);
+    });
+    // stderr closes when the process exits.
+    let err = rx.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("serve {args:?} did not exit: it serves"));
+    (child.0.wait().unwrap().code(), err)
 }
 
 #[test]
@@ -327,26 +345,32 @@ async fn by_default_a_token_is_made_once_beside_the_store_and_only_its_path_is_p
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");
     let machines = machines_dir(t.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phonetree"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--machines"])
-        .arg(&machines)
-        .arg("--data")
-        .arg(&data)
-        .env_remove("PHONETREE_ADMIN_TOKEN")
-        .env_remove("PHONETREE_ADMIN_TOKEN_FILE")
-        .env_remove("PHONETREE_ADMIN_NO_TOKEN")
-        .env("PHONETREE_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(t.path().join("node.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    for _ in 0..3 {
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--machines"])
+            .arg(&machines)
+            .arg("--data")
+            .arg(&data)
+            .env_remove("PHONETREE_ADMIN_TOKEN")
+            .env_remove("PHONETREE_ADMIN_TOKEN_FILE")
+            .env_remove("PHONETREE_ADMIN_NO_TOKEN")
+            .env("PHONETREE_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(t.path().join("node.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        lines.push(line.trim().to_string());
-    }
+        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let _ = tx.send(std::mem::take(&mut line).trim().to_string());
+        }
+    });
+    let lines: Vec<String> = (0..3)
+        .map(|i| rx.recv_timeout(PATIENCE).unwrap_or_else(|_| panic!("serve printed {i} line(s), not 3")))
+        .collect();
     let file = data.join("phonetree-admin-token");
     assert_eq!(lines[2], format!("admin token in {}", file.display()), "{lines:?}");
     let admin = lines[1].strip_prefix("admin listening on ").unwrap().to_string();
@@ -370,8 +394,7 @@ async fn by_default_a_token_is_made_once_beside_the_store_and_only_its_path_is_p
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let log = std::fs::read_to_string(t.path().join("node.log")).unwrap();
     assert!(!log.contains(&token) && !lines.iter().any(|l| l.contains(&token)), "never the token");
 

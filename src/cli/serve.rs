@@ -355,8 +355,11 @@ fn serve(
         // One write, so a reader that stops after the first line has all in its buffer already.
         // The token's file, never the token.
         let token = admin_token_file.map(|f| format!("admin token in {}\n", f.display())).unwrap_or_default();
-        print!("listening on {addr}\nadmin listening on {admin_addr}\n{token}");
-        let _ = std::io::stdout().flush();
+        // Formatted first: `print!` would write each piece as it goes, and a reader gone after
+        // the second line would fail the third.
+        let lines = format!("listening on {addr}\nadmin listening on {admin_addr}\n{token}");
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(lines.as_bytes()).and_then(|()| out.flush());
         phonetree::http::run(listener, admin, app, settings, shutdown_signal()).await?;
         Ok(())
     })
