@@ -123,7 +123,7 @@ pub(super) fn masked(number: &str) -> String {
 
 /// Whether `number` is E.164 as phonetree dials it: `+`, then what `callflow::check_e164` accepts
 /// (8 to 15 digits, the first not 0): the one check of every number phonetree dials.
-fn is_e164(number: &str) -> bool {
+pub fn is_e164(number: &str) -> bool {
     number.starts_with('+') && crate::callflow::check_e164(number).is_ok()
 }
 

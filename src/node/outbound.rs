@@ -8,6 +8,7 @@ use tracing::info;
 
 use super::calls::{self, COMMIT_ATTEMPTS_MAX, Fault, SCRIPTS_DEADLINE};
 use super::guard::{self, Refused};
+use super::throttle::warn_limited;
 use super::{App, now_ms};
 use crate::engine::{self, CallInfo, CallState, Direction, Event, Stepped};
 use crate::proof::history;
@@ -92,7 +93,7 @@ async fn dial(
         Err(refused) => Err(refused),
     };
     if let Err(refused) = &checked {
-        warn!(
+        warn_limited!(
             machine = m.name(),
             node,
             to = %guard::masked(to),
