@@ -126,7 +126,9 @@ fn exit(failure: Failure) -> ExitCode {
         // EX_IOERR: the store failed while serving; a restart reopens it.
         Failure::Serve(e @ serve::Error::StoreFailed(_)) => (74, Some(e.to_string())),
         // EX_IOERR: the store's disk stayed full through every try to open it.
-        Failure::Serve(e @ serve::Error::DiskFull { .. }) => (74, Some(e.to_string())),
+        Failure::Serve(e @ (serve::Error::DiskFull { .. } | serve::Error::TokenDiskFull(_))) => {
+            (74, Some(e.to_string()))
+        }
         Failure::Serve(e) => (1, Some(e.to_string())),
         Failure::Call(e) => (1, Some(e.to_string())),
         Failure::Calls(e) => (1, Some(e.to_string())),

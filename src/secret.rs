@@ -27,38 +27,54 @@ impl Secret {
     /// mode 0600 when there is no such file; `true` when it was made now. Refused when the file is
     /// empty, or (on Unix) readable by others than its owner.
     pub fn kept_in(file: &Path) -> Result<(Secret, bool), KeptSecretError> {
-        let failed = |why: String| KeptSecretError::Io { file: file.to_path_buf(), why };
+        let failed = |e: &std::io::Error| KeptSecretError::Io {
+            file: file.to_path_buf(),
+            why: e.to_string(),
+            kind: e.kind(),
+        };
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
         }
         let mut bytes = [0u8; GENERATED_BYTES];
-        getrandom::fill(&mut bytes).map_err(|e| failed(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut bytes).map_err(|e| KeptSecretError::Io {
+            file: file.to_path_buf(),
+            why: format!("no randomness: {e}"),
+            kind: std::io::ErrorKind::Other,
+        })?;
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(file) {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(format!("{token}\n").as_bytes())
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| failed(e.to_string()))?;
-                return Ok((Secret(token), true));
-            }
+        // Written whole to a file of its own first, then linked in place: a full disk or a crash
+        // mid-write never leaves an empty or cut token file behind (which the next start would
+        // refuse), and a token made meanwhile by another start is kept (the link fails).
+        let mut draft = file.as_os_str().to_owned();
+        draft.push(format!(".{}.new", std::process::id()));
+        let draft = std::path::PathBuf::from(draft);
+        let written = (|| {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&draft)?;
+            use std::io::Write;
+            f.write_all(format!("{token}\n").as_bytes())?;
+            f.sync_all()?;
+            std::fs::hard_link(&draft, file)
+        })();
+        let _ = std::fs::remove_file(&draft);
+        match written {
+            Ok(()) => return Ok((Secret(token), true)),
             // Made before (or by another node starting on the same folder): read it.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(failed(e.to_string())),
+            Err(e) => return Err(failed(&e)),
         }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(file).map_err(|e| failed(e.to_string()))?.permissions().mode();
+            let mode = std::fs::metadata(file).map_err(|e| failed(&e))?.permissions().mode();
             if mode & 0o077 != 0 {
                 return Err(KeptSecretError::Readable { file: file.to_path_buf(), mode: mode & 0o777 });
             }
         }
-        let secret = Secret::from_file(file).map_err(|e| failed(e.source.to_string()))?;
+        let secret = Secret::from_file(file).map_err(|e| failed(&e.source))?;
         if secret.is_empty() {
             return Err(KeptSecretError::Empty(file.to_path_buf()));
         }
@@ -114,11 +130,25 @@ pub const GENERATED_BYTES: usize = 32;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeptSecretError {
     #[error("cannot keep a token in {}: {why}", file.display())]
-    Io { file: std::path::PathBuf, why: String },
+    Io { file: std::path::PathBuf, why: String, kind: std::io::ErrorKind },
     #[error("the token file {} is empty: delete it to have a new token made, or write one (at least 16 characters)", .0.display())]
     Empty(std::path::PathBuf),
     #[error("the token file {} can be read by others (mode {mode:o}): `chmod 600 {}`", file.display(), file.display())]
     Readable { file: std::path::PathBuf, mode: u32 },
+}
+
+impl KeptSecretError {
+    /// Whether the token could not be written for lack of space (a start on a full disk tries
+    /// again, as it does for the store).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            KeptSecretError::Io {
+                kind: std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded,
+                ..
+            }
+        )
+    }
 }
 
 /// A secret file that cannot be read.

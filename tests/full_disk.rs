@@ -170,6 +170,11 @@ async fn until_the_store_fails(n: &mut Node) {
 
 /// `phonetree serve` on `data`, its stdout piped, its log in `log`.
 fn serve(data: &Path, machines: &Path, log: &Path) -> std::process::Child {
+    serve_with(data, machines, log, &[("PHONETREE_ADMIN_NO_TOKEN", "1")])
+}
+
+/// `serve` as above with `env` (no admin token unless `env` says otherwise).
+fn serve_with(data: &Path, machines: &Path, log: &Path, env: &[(&str, &str)]) -> std::process::Child {
     let log = std::fs::File::create(log).unwrap();
     std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data"])
@@ -177,6 +182,7 @@ fn serve(data: &Path, machines: &Path, log: &Path) -> std::process::Child {
         .arg("--machines")
         .arg(machines)
         .env("PHONETREE_LOG", "debug")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(log)
         .spawn()
@@ -255,6 +261,63 @@ async fn a_start_on_a_full_disk_tries_again_then_exits_74_and_serves_once_space_
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
     assert_eq!(next.how, "applied", "{}", String::from_utf8_lossy(&next.body));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A first start on a full disk cannot keep the admin token it would make: it tries again like
+/// the store (each try logged), exits 74, and leaves no empty or cut token file behind (which the
+/// next start would refuse); once space is freed it makes the token and serves.
+#[tokio::test]
+async fn a_first_start_on_a_full_disk_cannot_keep_its_admin_token_tries_again_and_leaves_no_cut_file() {
+    const KEEPING: &str = "the admin token's disk is full: free space; trying to keep it again";
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let Some(_tmpfs) = Tmpfs::mount(&data) else { return };
+    let machines = machines_dir(t.path());
+    let filler = data.join("filler");
+    fill(&filler);
+    let log = t.path().join("token.log");
+    let mut child = serve_with(&data, &machines, &log, &[]);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < STOP_WAIT_MAX, "the node neither started nor stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(74), "{text}");
+    assert_eq!(text.matches(KEEPING).count(), START_ATTEMPTS - 1, "each try logged:\n{text}");
+    let kept: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("phonetree-admin-token"))
+        .collect();
+    assert!(kept.is_empty(), "no token file, whole or cut, on the full disk: {kept:?}");
+
+    // Space freed while it tries: the token is made whole and the node serves.
+    let log = t.path().join("freed.log");
+    let mut child = serve_with(&data, &machines, &log, &[]);
+    let text = logged(&mut child, &log, KEEPING).await;
+    assert!(text.contains(KEEPING), "{text}");
+    std::fs::remove_file(&filler).unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    assert!(
+        line.starts_with("listening on "),
+        "{line:?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let token = std::fs::read_to_string(data.join("phonetree-admin-token")).unwrap();
+    assert_eq!(token.trim().len(), 64, "a whole token");
     let _ = child.kill();
     let _ = child.wait();
 }

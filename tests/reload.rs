@@ -513,7 +513,12 @@ async fn sighup_and_reload_reread_the_webhook_secret_files() {
             Some(text) => std::fs::write(&file, text).unwrap(),
             None => std::fs::remove_file(&file).unwrap(),
         }
-        let r = client.post(n.admin_url("/admin/reload")).send().await.unwrap();
+        let r = client
+            .post(n.admin_url("/admin/reload"))
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 422, "{what}");
         let body: Value = r.json().await.unwrap();
         let reason = body["reason"].as_str().unwrap_or_default();
@@ -523,7 +528,12 @@ async fn sighup_and_reload_reread_the_webhook_secret_files() {
     }
     // A reload by the admin route reads the file again too.
     std::fs::write(&file, format!("{OLD_SECRET}\n")).unwrap();
-    let r = client.post(n.admin_url("/admin/reload")).send().await.unwrap();
+    let r = client
+        .post(n.admin_url("/admin/reload"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(webhook_with(&n, OLD_SECRET, "s-7").await, 200);
     assert_eq!(webhook_with(&n, NEW_SECRET, "s-8").await, 401);

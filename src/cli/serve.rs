@@ -176,6 +176,11 @@ pub enum Error {
          {START_RETRY_DELAY:?} apart; free space (old logs, the store's other files), then start again"
     )]
     DiskFull { store: String, source: phonetree::store::StoreError },
+    #[error(
+        "admin token: {0}; the disk is full, tried {START_ATTEMPTS} times {START_RETRY_DELAY:?} apart: \
+         free space, then start again"
+    )]
+    TokenDiskFull(KeptSecretError),
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
@@ -277,7 +282,7 @@ fn admin_auth(args: &Args) -> Result<(AdminAuth, Option<PathBuf>), Error> {
         (Some(token), None)
     } else {
         let file = kept_token_file(&args.node);
-        let (token, made) = Secret::kept_in(&file)?;
+        let (token, made) = kept_token(&file)?;
         if made {
             tracing::info!(file = %file.display(), "admin token made and kept in this file (mode 0600)");
         }
@@ -285,6 +290,31 @@ fn admin_auth(args: &Args) -> Result<(AdminAuth, Option<PathBuf>), Error> {
     };
     let auth = AdminAuth::new(token).map_err(Error::AdminAuth)?.with_hosts(&args.admin_host);
     Ok((auth, file))
+}
+
+/// The admin token kept in `file` (see `Secret::kept_in`); on a full disk, tried again like the
+/// store (`START_ATTEMPTS`, `START_RETRY_DELAY` apart, each try logged), then the same exit 74.
+fn kept_token(file: &std::path::Path) -> Result<(Secret, bool), Error> {
+    let mut attempt = 1;
+    loop {
+        match Secret::kept_in(file) {
+            Err(e) if e.is_disk_full() => {
+                if attempt >= START_ATTEMPTS {
+                    return Err(Error::TokenDiskFull(e));
+                }
+                tracing::warn!(
+                    error = %e,
+                    attempt,
+                    attempts = START_ATTEMPTS,
+                    retry_in = ?START_RETRY_DELAY,
+                    "the admin token's disk is full: free space; trying to keep it again"
+                );
+                std::thread::sleep(START_RETRY_DELAY);
+                attempt += 1;
+            }
+            kept => return Ok(kept?),
+        }
+    }
 }
 
 /// The secrets from `--webhook-secret` and every `--webhook-secret-file` (one per line).

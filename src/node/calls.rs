@@ -248,7 +248,7 @@ async fn apply(
         };
         let mut entries = vec![history::Entry::of(&machine, &state, &event, &step, &answers)];
         // A transfer to a number the outbound guard refuses is never sent: its `failure` is.
-        let refused = super::outbound::refused_dials(app, &machine, &step, now).await?;
+        let refused = refused_dials(app, &machine, &step, now).await?;
         let mut before = &step.state;
         for (next, answers) in &refused {
             entries.push(history::Entry::of(&machine, before, &Event::DialRefused, next, answers));
@@ -811,5 +811,42 @@ mod tests {
         let slots: Vec<_> = (0..IN_FLIGHT_EVENTS_MAX).map(|i| set.enter("s", &format!("x{i}"))).collect();
         assert!(slots.iter().all(|p| matches!(p, Place::First(_))));
         assert!(matches!(set.enter("s", "one more"), Place::Unlisted), "bounded");
+    }
+}
+
+/// When `step` ends at a transfer whose templated destination the guard refuses (see `dial`): the
+/// steps that follow it, the engine told `Event::DialRefused` (the transfer's `failure` edge)
+/// each time, with the answers of the script nodes each passes (asked as an outbound opening's,
+/// within `SCRIPTS_DEADLINE`), until one ends anywhere but at a refused transfer. Empty: the step
+/// dials nothing templated, or the guard lets it through.
+pub(super) async fn refused_dials(
+    app: &App,
+    m: &crate::machine::Machine,
+    step: &engine::Step,
+    now: u64,
+) -> Result<Vec<(engine::Step, Vec<engine::Answer>)>, Fault> {
+    let deadline = Instant::now().checked_add(SCRIPTS_DEADLINE).unwrap_or_else(Instant::now);
+    let mut steps: Vec<(engine::Step, Vec<engine::Answer>)> = Vec::new();
+    loop {
+        let last = steps.last().map_or(step, |(s, _)| s);
+        let Some(to) = engine::templated_dial(m, last) else { return Ok(steps) };
+        let node = m.node(last.state.node).map_or("", |n| n.name.as_str());
+        if super::dial::dial(app, m, node, to).await?.is_ok() {
+            return Ok(steps);
+        }
+        if steps.len() >= engine::DIALS_REFUSED_PER_STEP_MAX {
+            return Err(engine::StepError::TooManyRefusedDials { node: node.to_string() }.into());
+        }
+        let mut answers = Vec::new();
+        let next = loop {
+            match engine::step_with(m, &last.state, &Event::DialRefused, now, &answers)? {
+                Stepped::Done(next) => break *next,
+                Stepped::Needs(request) => {
+                    answers.push(perform(app, m, &request, now, deadline).await?);
+                }
+            }
+        };
+        log_scripts(m, &next);
+        steps.push((next, answers));
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod calls;
 pub mod catalog;
+mod dial;
 pub mod fetch;
 pub mod funnel;
 pub mod guard;

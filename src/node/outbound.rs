@@ -7,8 +7,8 @@ use tokio::time::Instant;
 use tracing::info;
 
 use super::calls::{self, COMMIT_ATTEMPTS_MAX, Fault, SCRIPTS_DEADLINE};
+use super::dial::{admit, dial};
 use super::guard::{self, Refused};
-use super::throttle::warn_limited;
 use super::{App, now_ms};
 use crate::engine::{self, CallInfo, CallState, Direction, Event, Stepped};
 use crate::proof::history;
@@ -71,75 +71,6 @@ pub async fn place_call(
     super::metrics::step(app, &m, &step.state, &engine::Event::CallStarted, &step);
     info!(machine, session = %session, "outbound call created");
     Ok(session)
-}
-
-/// Takes a token for a call to `to` from the rate limits (per destination and overall), kept in
-/// the store: shared by its nodes, surviving restarts.
-async fn admit(app: &App, to: &str) -> Result<Result<(), Refused>, crate::store::StoreError> {
-    app.limiter.admit(app.store.as_ref(), to, now_ms()).await
-}
-
-/// The guard's word on a number a transfer at `node` was filled with: the checks of a placed call
-/// (E.164, `--call-allow-prefix`, barred ranges, then the rate limits). A refusal is logged with
-/// the number masked (it may be what the caller keyed) and counted.
-async fn dial(
-    app: &App,
-    m: &crate::machine::Machine,
-    node: &str,
-    to: &str,
-) -> Result<Result<(), Refused>, crate::store::StoreError> {
-    let checked = match guard::check_destination(&app.config.calls, to) {
-        Ok(()) => admit(app, to).await?,
-        Err(refused) => Err(refused),
-    };
-    if let Err(refused) = &checked {
-        warn_limited!(
-            machine = m.name(),
-            node,
-            to = %guard::masked(to),
-            reason = refused.reason(),
-            "the outbound guard refused a transfer's destination; the call takes `failure`"
-        );
-        super::metrics::dial_refused(app, m, node, refused.reason());
-    }
-    Ok(checked)
-}
-
-/// When `step` ends at a transfer whose templated destination the guard refuses (see `dial`): the
-/// steps that follow it, the engine told `Event::DialRefused` (the transfer's `failure` edge)
-/// each time, with the answers of the script nodes each passes (asked as an outbound opening's,
-/// within `SCRIPTS_DEADLINE`), until one ends anywhere but at a refused transfer. Empty: the step
-/// dials nothing templated, or the guard lets it through.
-pub(super) async fn refused_dials(
-    app: &App,
-    m: &crate::machine::Machine,
-    step: &engine::Step,
-    now: u64,
-) -> Result<Vec<(engine::Step, Vec<engine::Answer>)>, Fault> {
-    let deadline = Instant::now().checked_add(SCRIPTS_DEADLINE).unwrap_or_else(Instant::now);
-    let mut steps: Vec<(engine::Step, Vec<engine::Answer>)> = Vec::new();
-    loop {
-        let last = steps.last().map_or(step, |(s, _)| s);
-        let Some(to) = engine::templated_dial(m, last) else { return Ok(steps) };
-        let node = m.node(last.state.node).map_or("", |n| n.name.as_str());
-        if dial(app, m, node, to).await?.is_ok() {
-            return Ok(steps);
-        }
-        if steps.len() >= engine::DIALS_REFUSED_PER_STEP_MAX {
-            return Err(engine::StepError::TooManyRefusedDials { node: node.to_string() }.into());
-        }
-        let mut answers = Vec::new();
-        let next = loop {
-            match engine::step_with(m, &last.state, &Event::DialRefused, now, &answers)? {
-                Stepped::Done(next) => break *next,
-                Stepped::Needs(request) => {
-                    answers.push(calls::perform(app, m, &request, now, deadline).await?);
-                }
-            }
-        };
-        calls::log_scripts(m, &next);
-        steps.push((next, answers));
-    }
 }
 
 /// The opening step of a placed call, with the answers of the script nodes it passes: each
