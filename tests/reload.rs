@@ -540,3 +540,67 @@ async fn sighup_and_reload_reread_the_webhook_secret_files() {
     let log = n.log();
     assert!(!log.contains(OLD_SECRET) && !log.contains(NEW_SECRET), "no secret in the log");
 }
+
+/// The admin token rotated without a restart: its file rewritten, then SIGHUP: the old token is
+/// refused and the new one accepted on every admin route. A file a reload cannot use (empty, too
+/// short a token, gone) refuses the reload with why, and the running token stays.
+#[tokio::test]
+async fn sighup_and_reload_reread_the_admin_token_file() {
+    const OLD_TOKEN: &str = "old-admin-token-0123456789abcdef";
+    const NEW_TOKEN: &str = "new-admin-token-0123456789abcdef";
+    let t = tmp();
+    let file = t.path().join("admin.token");
+    std::fs::write(&file, format!("{OLD_TOKEN}\n")).unwrap();
+    let n = Node::start_with(
+        &t.path().join("data"),
+        &machines_dir(t.path()),
+        &[("PHONETREE_ADMIN_TOKEN_FILE", file.to_str().unwrap())],
+    );
+    let client = reqwest::Client::new();
+    let status = |token: &'static str| {
+        let client = client.clone();
+        let url = n.admin_url("/admin/machines");
+        async move { client.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(OLD_TOKEN).await, 200);
+    assert_eq!(status(NEW_TOKEN).await, 401);
+
+    std::fs::write(&file, format!("{NEW_TOKEN}\n")).unwrap();
+    hangup(&n);
+    let mut swapped = false;
+    for _ in 0..1500 {
+        if status(NEW_TOKEN).await == 200 {
+            swapped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(swapped, "the new token is accepted after SIGHUP:\n{}", n.log());
+    assert_eq!(status(OLD_TOKEN).await, 401, "the old token is refused after SIGHUP");
+
+    for (what, content, says) in [
+        ("an empty file", Some("\n\n"), "is empty"),
+        ("a short token", Some("short\n"), "5 bytes"),
+        ("no file", None, "cannot read the secret file"),
+    ] {
+        match content {
+            Some(text) => std::fs::write(&file, text).unwrap(),
+            None => std::fs::remove_file(&file).unwrap(),
+        }
+        let r = client
+            .post(n.admin_url("/admin/reload"))
+            .bearer_auth(NEW_TOKEN)
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{what}");
+        let body: Value = r.json().await.unwrap();
+        let reason = body["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(says) && reason.contains("stay"), "{what}: {body}");
+        assert_eq!(status(NEW_TOKEN).await, 200, "{what}: the running token stays");
+        assert_eq!(status(OLD_TOKEN).await, 401, "{what}");
+    }
+    let log = n.log();
+    assert!(!log.contains(OLD_TOKEN) && !log.contains(NEW_TOKEN), "no token in the log");
+}

@@ -185,7 +185,7 @@ pub enum Error {
 
 pub fn run(args: Args) -> Result<(), Error> {
     let auth = webhook_auth(&args)?;
-    let reread = secrets_reader(&args, &auth);
+    let webhook_reader = webhook_secrets_reader(&args, &auth);
     if auth.is_open() {
         if !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
             return Err(Error::Unauthenticated(args.listen));
@@ -195,6 +195,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         );
     }
     let (admin_auth, admin_token_file) = admin_auth(&args)?;
+    let reread = secrets_reader(webhook_reader, admin_token_reader(&admin_auth, admin_token_file.as_deref()));
     let allow = AllowList::new(&args.allow_from, &args.trusted_proxy)?.reading(args.forwarded_header);
     let secs = |value: u64, flag: &'static str| match value {
         0 => Err(Error::Zero(flag)),
@@ -330,10 +331,8 @@ fn read_webhook_auth(header: &str, text: Option<&str>, files: &[PathBuf]) -> Res
     Ok(WebhookAuth::new(header, secrets)?)
 }
 
-/// What a reload (SIGHUP, `POST /admin/reload`, `--watch`) re-reads besides the machines: the
-/// `--webhook-secret-file`s, checked as at start, put in place for `running` once the reload is
-/// done. `None` without secret files.
-fn secrets_reader(args: &Args, running: &WebhookAuth) -> Option<SecretsReader> {
+/// Re-reads the webhook secret files (`--webhook-secret-file`) at a reload, if any.
+fn webhook_secrets_reader(args: &Args, running: &WebhookAuth) -> Option<SecretsReader> {
     if args.webhook_secret_file.is_empty() {
         return None;
     }
@@ -351,6 +350,41 @@ fn secrets_reader(args: &Args, running: &WebhookAuth) -> Option<SecretsReader> {
             }
         }))
     }))
+}
+
+/// Re-reads the admin token's file (`--admin-token-file`, or the one kept beside the store) at a
+/// reload: an empty or short token refuses the reload, and the running token stays.
+fn admin_token_reader(running: &AdminAuth, file: Option<&std::path::Path>) -> Option<SecretsReader> {
+    let (running, file) = (running.clone(), file?.to_path_buf());
+    Some(Box::new(move || {
+        let token = Secret::from_file(&file).map_err(|e| e.to_string())?;
+        if token.is_empty() {
+            return Err(Error::AdminTokenFileEmpty(file.clone()).to_string());
+        }
+        let fresh = AdminAuth::new(Some(token)).map_err(|e| format!("{e}; the running token stays"))?;
+        let running = running.clone();
+        Ok(Box::new(move || {
+            if let Err(e) = running.replace(&fresh) {
+                tracing::error!(error = %e, "admin token not replaced");
+            }
+        }))
+    }))
+}
+
+/// Both readers as one: every file is read and checked before anything is put in place, so a
+/// reload that fails on one file changes no secret.
+fn secrets_reader(webhook: Option<SecretsReader>, admin: Option<SecretsReader>) -> Option<SecretsReader> {
+    match (webhook, admin) {
+        (None, None) => None,
+        (Some(one), None) | (None, Some(one)) => Some(one),
+        (Some(webhook), Some(admin)) => Some(Box::new(move || {
+            let (webhook, admin) = (webhook()?, admin()?);
+            Ok(Box::new(move || {
+                webhook();
+                admin();
+            }))
+        })),
+    }
 }
 
 /// The node's entry points as the server uses them: open the app, bind, serve until a signal.

@@ -54,6 +54,8 @@ pub enum AuthConfigError {
          secrets stay (put at least one secret back, then reload)"
     )]
     NoneLeft,
+    #[error("the admin token file now holds no token; the running token stays (write one back, then reload)")]
+    NoAdminTokenLeft,
 }
 
 /// Why a webhook was refused (the client is told only that it was).
@@ -232,7 +234,8 @@ impl<'de> serde::Deserialize<'de> for UniqueKeys {
 /// other than the listener's own (another site's page), a POST that is not JSON (a form).
 #[derive(Debug, Clone, Default)]
 pub struct AdminAuth {
-    token: Option<Secret>,
+    /// Shared by every clone: a reload that re-read the token file puts the new one here.
+    token: Arc<RwLock<Option<Secret>>>,
     /// `--admin-host`: further names the listener is reached by (`HOST` or `HOST:PORT`), lowercase.
     hosts: Vec<String>,
     /// The address the listener is bound to (set once it is bound).
@@ -275,8 +278,22 @@ impl AdminAuth {
     pub fn new(token: Option<Secret>) -> Result<AdminAuth, AuthConfigError> {
         match token.filter(|t| !t.is_empty()) {
             Some(t) if t.len() < SECRET_BYTES_MIN => Err(AuthConfigError::AdminTooShort(t.len())),
-            token => Ok(AdminAuth { token, hosts: Vec::new(), listener: None }),
+            token => Ok(AdminAuth { token: Arc::new(RwLock::new(token)), hosts: Vec::new(), listener: None }),
         }
+    }
+
+    /// The token now (a reload may replace it while a request is checked: it checks this one).
+    fn token(&self) -> Option<Secret> {
+        self.token.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `fresh`'s token in place of this one, for every clone (a reload re-read the token
+    /// file). A listener with a token keeps one: `fresh` without any is refused, and the running
+    /// token stays.
+    pub fn replace(&self, fresh: &AdminAuth) -> Result<(), AuthConfigError> {
+        let Some(token) = fresh.token() else { return Err(AuthConfigError::NoAdminTokenLeft) };
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = Some(token);
+        Ok(())
     }
 
     /// The same, also answering requests whose `Host` is one of `hosts` (`--admin-host`:
@@ -293,12 +310,12 @@ impl AdminAuth {
 
     /// True when no token is configured.
     pub fn is_open(&self) -> bool {
-        self.token.is_none()
+        self.token().is_none()
     }
 
     /// Checks one admin request's `Authorization` header.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), AdminDenied> {
-        let Some(token) = &self.token else { return Ok(()) };
+        let Some(token) = self.token() else { return Ok(()) };
         let value = headers.get("authorization").ok_or(AdminDenied::Missing)?.as_bytes();
         let value = value.strip_prefix(b"Bearer ").ok_or(AdminDenied::Missing)?;
         match bool::from(token.expose().as_bytes().ct_eq(value)) {

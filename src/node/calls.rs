@@ -788,32 +788,6 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
     Err(Fault::Contention)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A second delivery of an event being answered waits for the first's bytes; the first's
-    /// entry leaves the registry when it is done, published or not, and the registry is bounded.
-    #[tokio::test]
-    async fn duplicates_in_flight_wait_for_the_first_reply() {
-        let set = InFlight::default();
-        let Place::First(first) = set.enter("s", "e1") else { panic!("the first delivery") };
-        let Place::Behind(mut twin) = set.enter("s", "e1") else { panic!("a duplicate") };
-        assert!(matches!(set.enter("s", "e2"), Place::First(_)), "another event");
-        first.publish(b"reply", Answered::Applied);
-        let got = twin.wait_for(Option::is_some).await.unwrap().clone();
-        assert_eq!(got.map(|(b, how)| (b.to_vec(), how)), Some((b"reply".to_vec(), Answered::Applied)));
-        drop(first);
-        let Place::First(again) = set.enter("s", "e1") else { panic!("the entry left with its delivery") };
-        let Place::Behind(mut orphan) = set.enter("s", "e1") else { panic!("a duplicate") };
-        drop(again);
-        assert!(orphan.wait_for(Option::is_some).await.is_err(), "nothing published: answer by itself");
-        let slots: Vec<_> = (0..IN_FLIGHT_EVENTS_MAX).map(|i| set.enter("s", &format!("x{i}"))).collect();
-        assert!(slots.iter().all(|p| matches!(p, Place::First(_))));
-        assert!(matches!(set.enter("s", "one more"), Place::Unlisted), "bounded");
-    }
-}
-
 /// When `step` ends at a transfer whose templated destination the guard refuses (see `dial`): the
 /// steps that follow it, the engine told `Event::DialRefused` (the transfer's `failure` edge)
 /// each time, with the answers of the script nodes each passes (asked as an outbound opening's,
@@ -848,5 +822,31 @@ pub(super) async fn refused_dials(
         };
         log_scripts(m, &next);
         steps.push((next, answers));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second delivery of an event being answered waits for the first's bytes; the first's
+    /// entry leaves the registry when it is done, published or not, and the registry is bounded.
+    #[tokio::test]
+    async fn duplicates_in_flight_wait_for_the_first_reply() {
+        let set = InFlight::default();
+        let Place::First(first) = set.enter("s", "e1") else { panic!("the first delivery") };
+        let Place::Behind(mut twin) = set.enter("s", "e1") else { panic!("a duplicate") };
+        assert!(matches!(set.enter("s", "e2"), Place::First(_)), "another event");
+        first.publish(b"reply", Answered::Applied);
+        let got = twin.wait_for(Option::is_some).await.unwrap().clone();
+        assert_eq!(got.map(|(b, how)| (b.to_vec(), how)), Some((b"reply".to_vec(), Answered::Applied)));
+        drop(first);
+        let Place::First(again) = set.enter("s", "e1") else { panic!("the entry left with its delivery") };
+        let Place::Behind(mut orphan) = set.enter("s", "e1") else { panic!("a duplicate") };
+        drop(again);
+        assert!(orphan.wait_for(Option::is_some).await.is_err(), "nothing published: answer by itself");
+        let slots: Vec<_> = (0..IN_FLIGHT_EVENTS_MAX).map(|i| set.enter("s", &format!("x{i}"))).collect();
+        assert!(slots.iter().all(|p| matches!(p, Place::First(_))));
+        assert!(matches!(set.enter("s", "one more"), Place::Unlisted), "bounded");
     }
 }
