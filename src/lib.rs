@@ -30,6 +30,93 @@
 //! machine file → `machine::compile` → `Machine` → `proof::explore` (proof);
 //! webhook → `webhook::inbound` → `engine::Event` → `store.load` → `engine::step` →
 //! `store.commit` (state and reply, durable) → `webhook::wire` JSON → 200.
+//!
+//! # A webhook's path, in detail
+//! ```text
+//! 8x8 ─► http::conn (allow-list at accept: 403; connection cap and unauthenticated budget: 503;
+//!                   header/body timeouts; allow-list per request through a trusted proxy)
+//!   ─► http::routes (webhook secret or JWT: 401; body read; in-flight cap: 503)
+//!   ─► webhook::inbound (parse, 4xx on bad input)
+//!   ─► node::calls:  the same event being answered on this node? ─► wait, its bytes (duplicate)
+//!                    one snapshot of the loaded machines (a reload swaps them between webhooks)
+//!                    store.load(session, eventId): the state, and the journal's answer for eventId
+//!                    journal has the reply? ─► the stored bytes (duplicate)
+//!                    journal knows an older eventId? ─► the current prompt, nothing applied (stale)
+//!                    clientActionId without a valid MAC for this session? ─► treated as none
+//!                    stale clientActionId? ─► the current prompt, nothing applied
+//!                    the call ended? ─► a hangup, nothing applied (stale)
+//!                    no session? ─► new call bound by number, or resumed from a signed clientActionId
+//!   ─► engine::step(machine, state, event, now) ─► (state', callflow)       pure
+//!                    (script requests: claimed in the store, performed by node::fetch within the
+//!                    webhook's deadline, answers journaled durably, then stepped again)
+//!   ─► node::calls:  sign the reply's clientActionId; webhook::wire (callflow ─► JSON bytes);
+//!                    the call's transcript entry (pure)
+//!   ─► store.commit: state', the reply and the transcript entry in one write, only if the session
+//!                    is still at the revision loaded (else reload and decide again); durable on return
+//!   ─► node::metrics, 200 with the bytes
+//! ```
+//!
+//! # The store
+//! The `Store` trait (`store/mod.rs`) is the node's whole view of storage: `load`, `commit`
+//! (compare-and-swap on an opaque revision, durable on return), script `answers`, `claim`s and the
+//! `cached` answers, `summary`, `machine` by version and by short hash, paged `scan`, a call's
+//! `transcript`, `export`/`import` (for `store copy`), the `action_key`, the call rates'
+//! `take_tokens`, `remove_session`, `expire_cache`, `expire_rates`, `session_count`, `probe`,
+//! `flush`. One conformance suite
+//! (`tests/store.rs`) and the node's model test (`tests/properties.rs`) run against every backend
+//! listed in `tests/common/backends.rs`.
+//!
+//! The sled backend keeps one record per session: the state, a journal of its latest replies
+//! (`REPLIES_KEPT` = 2 with their bytes, and the 64-bit hashes of up to `EVENT_IDS_KEPT` = 32
+//! older event ids) and the call's transcript, written with one `compare_and_swap` per webhook. A
+//! write is durable once the store's fsync thread has flushed after it: every request waiting
+//! meanwhile shares that one fsync (group commit), and sled's own periodic flusher is off. Script
+//! answers, claims, the script cache, summaries and machine sources are trees of their own. The
+//! PostgreSQL backend writes the same in one transaction per webhook.
+//!
+//! # Invariants
+//! - The engine does no I/O and reads no clock: time is a parameter, so every step is replayable.
+//! - No layer imports one below it in the list above; only `store` names sled, PostgreSQL or
+//!   MessagePack, only `webhook` 8x8's JSON.
+//! - A machine with any error does not load; every callflow a machine can send passed 8x8's rules
+//!   at compile time, and every reply is checked again before it leaves the engine.
+//! - A machine's version is the SHA-256 of its source text; a call's state names the version it
+//!   runs on.
+//! - A reply leaves only after the state it implies is durable. A state and its reply are one
+//!   write, so a crash keeps both or neither; the retried webhook then finds the reply (and gets
+//!   the same bytes) or finds the old state (and is applied once).
+//! - Two webhooks of one session never both apply: the commit is a compare-and-swap on the
+//!   revision loaded; the loser reloads (at most `COMMIT_ATTEMPTS_MAX` times). An event is never
+//!   applied twice: a duplicate of one of the latest `REPLIES_KEPT` events gets the same bytes, an
+//!   older one (known by its hash) the current prompt.
+//! - Every stored record carries its format version; a record of an unknown version is an error
+//!   naming it, never a guess. Format 2 added call variables; format 3 moved the reply journal
+//!   into the session record; format 4 keeps a transfer's summary status with its outcome; format
+//!   5 records a placed call never answered as `unanswered`. Older records still load (a format 2
+//!   store is migrated when a newer phonetree first opens it). Transcript entries and rate records
+//!   have formats of their own.
+//! - The clock is an input: route rules read the `now` each step is given, in the machine's time
+//!   zone, from the time zone database compiled into the binary, so a replayed or simulated call
+//!   takes the same rules on any host.
+//! - A script's request is an effect: `engine::step_with` stops and returns the request, the node
+//!   claims it in the store (durably), performs it, journals the answer under (session, eventId),
+//!   durably, then steps again with the answer. A retried webhook reuses the journaled answers; if
+//!   the node died after its claim and before an answer was journaled, the retried webhook does
+//!   not ask again: the script takes its failure branch. At most `SCRIPTS_PER_STEP_MAX` (4)
+//!   requests per webhook, each within its `timeout_ms` (at most 5 s), all within the webhook's
+//!   `SCRIPTS_DEADLINE` (5 s).
+//! - The caller never hears silence: a store or engine fault answers with the machine's
+//!   `fallback` (default: an apology, then hangup), logged at error (rate-limited).
+//! - Sweeps walk the store in pages of `SWEEP_PAGE` (256) sessions and yield between pages.
+//!   Nothing an outsider can post is kept longer than the retention: summaries of calls never seen
+//!   are swept too.
+//! - Anything reachable from the network is authenticated or deliberately public: the public
+//!   listener serves webhooks and `/healthz` and `/readyz`; everything an operator does is on the
+//!   admin listener, behind its token. Every clientActionId phonetree issues is signed. Script
+//!   requests reach only allowed hosts at allowed addresses.
+//! - Every limit is a named constant with a doc comment giving its reason (`CHAIN_ACTIONS_MAX`,
+//!   `PATH_LEN_MAX`, `NODES_MAX`, `BODY_BYTES_MAX`, `COMMIT_ATTEMPTS_MAX`, `REPLIES_KEPT`,
+//!   `SHUTDOWN_GRACE`, ...).
 
 pub mod callflow;
 pub mod engine;
