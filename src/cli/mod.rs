@@ -102,9 +102,10 @@ struct NodeArgs {
     #[arg(long, env = "PHONETREE_ACTION_KEY_FILE", conflicts_with = "action_key")]
     action_key_file: Option<PathBuf>,
     /// Hosts every machine's scripts may call, `HOST` or `HOST:PORT`, comma-separated (the host
-    /// rule, README "Script hosts"): a loopback or private address, or a name resolving to one, at
-    /// a `HOST:PORT` listed here. With a list here or in a machine's `allow_hosts`, scripts call
-    /// only the hosts listed. Give `check` the same list to prove what this node does.
+    /// rule, machines/README.md "Which hosts a script may call"): a loopback or private address, or
+    /// a name resolving to one, at a `HOST:PORT` listed here. With a list here or in a machine's
+    /// `allow_hosts`, scripts call only the hosts listed. Give `check` the same list to prove what
+    /// this node does.
     #[arg(long, env = "PHONETREE_SCRIPT_ALLOW", value_delimiter = ',', value_parser = script_host)]
     script_allow: Vec<AllowedHost>,
 }

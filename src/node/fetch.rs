@@ -2,9 +2,9 @@
 //! keeps them off the node's own network (SSRF): every failure, refusals included, is an
 //! `Answer::Failed` the script routes on.
 //!
-//! What a request may reach is the host rule (`machine::hosts`, README "Script hosts"), the one
-//! `check` applies to the machine's URLs, with the machine's `allow_hosts` and the node's
-//! `--script-allow`:
+//! What a request may reach is the host rule (`machine::hosts`; machines/README.md, "Which hosts a
+//! script may call"), the one `check` applies to the machine's URLs, with the machine's
+//! `allow_hosts` and the node's `--script-allow`:
 //! - the URL, before the request and at every redirect hop (`Policy::check`);
 //! - every address DNS gives, by the client's own resolver, so the connection goes to the address
 //!   that was checked (DNS rebinding gains nothing);
