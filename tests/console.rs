@@ -4,7 +4,7 @@
 //! to its node within a few seconds, shows its transcript, and logs no error. It also takes the
 //! README's screenshots (`PHONETREE_UPDATE_SCREENSHOTS=1` writes them to `tests/data/console/`).
 //!
-//! Without Chromium and chromedriver the browser test prints one "skipped" line; with
+//! Without Chromium and chromedriver the browser test writes one "skipped" line to stderr; with
 //! `PHONETREE_REQUIRE_BROWSER=1` (set by `.ci/run`) it fails instead.
 
 mod common;
@@ -22,29 +22,6 @@ const TOKEN: &str = "console-test-admin-token-0123456789";
 /// How long the page may take to show something before the test fails: generous, the machine may
 /// be busy building; no timing is asserted.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The first of `names` found on the PATH.
-fn which(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|name| std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()))
-}
-
-/// Chromium and chromedriver, or why the browser test cannot run (a failure when
-/// `PHONETREE_REQUIRE_BROWSER=1`).
-fn browser() -> Option<(PathBuf, PathBuf)> {
-    let found = (which(&["chromium", "chromium-browser", "google-chrome"]), which(&["chromedriver"]));
-    match found {
-        (Some(chromium), Some(driver)) => Some((chromium, driver)),
-        _ => {
-            let why = "chromium and chromedriver are not both on the PATH (apt-get install chromium chromium-driver)";
-            if std::env::var("PHONETREE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-                panic!("PHONETREE_REQUIRE_BROWSER=1 but {why}");
-            }
-            println!("skipped: {why}");
-            None
-        }
-    }
-}
 
 /// A chromedriver child process on a free loopback port.
 struct Driver {
@@ -144,7 +121,7 @@ fn screenshot_path(name: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
-    let Some((chromium, chromedriver)) = browser() else { return };
+    let Some((chromium, chromedriver)) = common::needs::needs_browser() else { return };
     let t = tempfile::tempdir().unwrap();
     let n = Node::start_with(
         &t.path().join("data"),
