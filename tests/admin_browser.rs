@@ -11,7 +11,7 @@
 mod common;
 
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,26 +24,6 @@ use warp::Filter;
 
 /// How long the page may take before the test fails (no timing is asserted).
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn which(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|name| std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()))
-}
-
-/// Chromium and chromedriver, or one "skipped" line (a failure with `PHONETREE_REQUIRE_BROWSER=1`).
-fn browser() -> Option<(PathBuf, PathBuf)> {
-    match (which(&["chromium", "chromium-browser", "google-chrome"]), which(&["chromedriver"])) {
-        (Some(chromium), Some(driver)) => Some((chromium, driver)),
-        _ => {
-            let why = "chromium and chromedriver are not both on the PATH (apt-get install chromium chromium-driver)";
-            if std::env::var("PHONETREE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-                panic!("PHONETREE_REQUIRE_BROWSER=1 but {why}");
-            }
-            let _ = writeln!(std::io::stderr(), "skipped: {why}");
-            None
-        }
-    }
-}
 
 /// A chromedriver child process on a free loopback port.
 struct Driver {
@@ -157,7 +137,7 @@ fn raw(addr: &str, head: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_page_of_another_origin_places_no_call_through_the_admin_listener_in_chromium() {
-    let Some((chromium, chromedriver)) = browser() else { return };
+    let Some((chromium, chromedriver)) = common::needs::needs_browser() else { return };
     let t = tempfile::tempdir().unwrap();
     let (api, placed) = stand_in_8x8().await;
     // No token (loopback, as the probe found it): only the Origin and content-type checks stand

@@ -4,7 +4,7 @@
 //! to its node within a few seconds, shows its transcript, and logs no error. It also takes the
 //! README's screenshots (`PHONETREE_UPDATE_SCREENSHOTS=1` writes them to `tests/data/console/`).
 //!
-//! Without Chromium and chromedriver the browser test prints one "skipped" line; with
+//! Without Chromium and chromedriver the browser test writes one "skipped" line to stderr; with
 //! `PHONETREE_REQUIRE_BROWSER=1` (set by `.ci/run`) it fails instead.
 
 mod common;
@@ -22,29 +22,6 @@ const TOKEN: &str = "console-test-admin-token-0123456789";
 /// How long the page may take to show something before the test fails: generous, the machine may
 /// be busy building; no timing is asserted.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The first of `names` found on the PATH.
-fn which(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|name| std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file()))
-}
-
-/// Chromium and chromedriver, or why the browser test cannot run (a failure when
-/// `PHONETREE_REQUIRE_BROWSER=1`).
-fn browser() -> Option<(PathBuf, PathBuf)> {
-    let found = (which(&["chromium", "chromium-browser", "google-chrome"]), which(&["chromedriver"]));
-    match found {
-        (Some(chromium), Some(driver)) => Some((chromium, driver)),
-        _ => {
-            let why = "chromium and chromedriver are not both on the PATH (apt-get install chromium chromium-driver)";
-            if std::env::var("PHONETREE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-                panic!("PHONETREE_REQUIRE_BROWSER=1 but {why}");
-            }
-            println!("skipped: {why}");
-            None
-        }
-    }
-}
 
 /// A chromedriver child process on a free loopback port.
 struct Driver {
@@ -119,6 +96,38 @@ async fn until(c: &Client, what: &str, script: &str) -> Value {
     }
 }
 
+/// The console's header while it asks for the token.
+const NEEDS_TOKEN: &str = "The console needs the admin token.";
+
+/// Records in `window.headerWhileOpen` the header's text at every change of the page while the
+/// console is shown.
+const WATCH_HEADER: &str = "window.headerWhileOpen = []; \
+    const note = () => { if (!document.getElementById('console').hidden) \
+      window.headerWhileOpen.push(document.getElementById('status').textContent); }; \
+    new MutationObserver(note).observe(document.body, \
+      {subtree: true, childList: true, attributes: true, characterData: true});";
+
+/// Chromium's own log holds no error (a failed load, a refused request, a CSP block).
+async fn assert_no_severe_log(driver: &Driver, c: &Client) {
+    let session = c.session_id().await.unwrap().unwrap();
+    let log: Value = reqwest::Client::new()
+        .post(format!("{}/session/{session}/se/log", driver.url))
+        .json(&json!({"type": "browser"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let severe: Vec<&Value> = log["value"]
+        .as_array()
+        .expect("chromedriver's browser log")
+        .iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .collect();
+    assert!(severe.is_empty(), "Chromium logged errors: {severe:?}");
+}
+
 /// A folder holding every bundled machine.
 fn all_machines(tmp: &std::path::Path) -> PathBuf {
     let dir = tmp.join("machines");
@@ -144,7 +153,7 @@ fn screenshot_path(name: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
-    let Some((chromium, chromedriver)) = browser() else { return };
+    let Some((chromium, chromedriver)) = common::needs::needs_browser() else { return };
     let t = tempfile::tempdir().unwrap();
     let n = Node::start_with(
         &t.path().join("data"),
@@ -157,6 +166,11 @@ async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
     // The page loads without the token and asks for it; the data needs it.
     c.goto(&n.admin_url("/")).await.unwrap();
     until(&c, "the token form", "return !document.getElementById('login').hidden").await;
+    let asking = c.execute("return document.getElementById('status').textContent", vec![]).await.unwrap();
+    assert_eq!(asking, NEEDS_TOKEN, "the header while the form is up");
+    // Every header text seen while the console is shown (a MutationObserver's callback runs at
+    // each microtask checkpoint, so the header between opening and the first full render is seen).
+    c.execute(WATCH_HEADER, vec![]).await.unwrap();
     c.find(Locator::Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
     c.find(Locator::Css("#login-form button[type=submit]")).await.unwrap().click().await.unwrap();
 
@@ -183,6 +197,11 @@ async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
     let failed =
         c.execute("return document.querySelectorAll('.graph .failed').length", vec![]).await.unwrap();
     assert_eq!(failed, 0, "a graph failed to draw");
+    // Once open, the header never asked for the token again.
+    let seen = c.execute("return window.headerWhileOpen", vec![]).await.unwrap();
+    let seen: Vec<String> = serde_json::from_value(seen).unwrap();
+    assert!(!seen.is_empty(), "no header seen while the console was open");
+    assert!(!seen.iter().any(|s| s.contains(NEEDS_TOKEN)), "the open console's header: {seen:?}");
 
     // A call placed through the webhook: an inbound call to abc_restaurant's number, then key 1.
     let caller = "+6591234567";
@@ -301,24 +320,67 @@ async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
     let errors = c.execute("return window.phonetreeErrors", vec![]).await.unwrap();
     assert_eq!(errors, json!([]), "the page logged errors");
     // Chromium's own log too: a failed load or a CSP block shows there even if no script saw it.
-    let session = c.session_id().await.unwrap().unwrap();
-    let log: Value = reqwest::Client::new()
-        .post(format!("{}/session/{session}/se/log", driver.url))
-        .json(&json!({"type": "browser"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    assert_no_severe_log(&driver, &c).await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_admin_token_the_console_opens_without_the_form_in_chromium() {
+    let Some((chromium, chromedriver)) = common::needs::needs_browser() else { return };
+    let t = tempfile::tempdir().unwrap();
+    // `Node::start`: `--admin-no-token` on loopback.
+    let n = Node::start(&t.path().join("data"), &machines_dir(t.path()));
+    let driver = Driver::start(&chromedriver).await;
+    let c = headless(&driver, &chromium).await;
+    c.goto(&n.admin_url("/")).await.unwrap();
+    until(&c, "the console without the form", "return !document.getElementById('console').hidden").await;
+    let shown = c
+        .execute(
+            "return {login: !document.getElementById('login').hidden, \
+                     forget: !document.getElementById('forget').hidden, \
+                     status: document.getElementById('status').textContent};",
+            vec![],
+        )
         .await
         .unwrap();
-    let severe: Vec<&Value> = log["value"]
-        .as_array()
-        .expect("chromedriver's browser log")
-        .iter()
-        .filter(|e| e["level"] == "SEVERE")
-        .collect();
-    assert!(severe.is_empty(), "Chromium logged errors: {severe:?}");
+    assert_eq!((&shown["login"], &shown["forget"]), (&json!(false), &json!(false)), "{shown}");
+    assert!(!shown["status"].as_str().unwrap().contains(NEEDS_TOKEN), "{shown}");
+    until(
+        &c,
+        "the abc_restaurant graph",
+        "return document.querySelector('.graph[data-machine=\"abc_restaurant\"] svg')",
+    )
+    .await;
+    let errors = c.execute("return window.phonetreeErrors", vec![]).await.unwrap();
+    assert_eq!(errors, json!([]), "the page logged errors");
+    assert_no_severe_log(&driver, &c).await;
     c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_token_says_whether_the_listener_needs_one_and_keeps_the_origin_check() {
+    let t = tempfile::tempdir().unwrap();
+    let with = Node::start_with(
+        &t.path().join("with"),
+        &machines_dir(t.path()),
+        &[("PHONETREE_ADMIN_TOKEN", TOKEN)],
+    );
+    let without = Node::start(&t.path().join("without"), &machines_dir(t.path()));
+    let client = reqwest::Client::new();
+    for (n, required) in [(&with, true), (&without, false)] {
+        let r = client.get(n.admin_url("/console/token")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({ "required": required }));
+        // Another site's page is refused, as on every admin route.
+        let r = client
+            .get(n.admin_url("/console/token"))
+            .header("origin", "http://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

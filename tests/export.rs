@@ -8,6 +8,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use common::needs::{Need, absent, needs_tool};
 use common::vxml::{self, Heard};
 use common::*;
 use phonetree::callflow::{Action, Callflow};
@@ -17,18 +18,6 @@ use phonetree::machine::{Machine, NodeKind};
 use phonetree::proof::{explore, simulate};
 
 const CALLER: &str = "+15550000001";
-
-/// Whether `tool` runs; when it does not, one "skipped" line, or a failure when `require` is set
-/// to 1.
-fn tool(tool: &str, version_flag: &str, require: &str) -> bool {
-    let found = Command::new(tool).arg(version_flag).output().is_ok_and(|o| o.status.success());
-    if !found {
-        let required = std::env::var(require).is_ok_and(|v| v == "1");
-        assert!(!required, "{require}=1 but {tool} is not on PATH");
-        println!("skipped: {tool}: not installed");
-    }
-    found
-}
 
 /// Runs `program args` with `input` on stdin: (success, stdout, stderr).
 fn pipe(program: &str, args: &[&str], input: &[u8]) -> (bool, String, String) {
@@ -60,7 +49,7 @@ fn export_cli(file: &std::path::Path, format: &str) -> String {
 
 #[test]
 fn dot_of_every_bundled_machine_renders_with_graphviz_and_shows_every_node() {
-    if !tool("dot", "-V", "PHONETREE_REQUIRE_GRAPHVIZ") {
+    if !needs_tool(Need::Graphviz, "dot", "-V") {
         return;
     }
     for file in machine_files("machines") {
@@ -84,7 +73,7 @@ fn dot_of_every_bundled_machine_renders_with_graphviz_and_shows_every_node() {
 
 #[test]
 fn vxml_of_every_bundled_machine_is_well_formed() {
-    if !tool("xmllint", "--version", "PHONETREE_REQUIRE_XMLLINT") {
+    if !needs_tool(Need::Xmllint, "xmllint", "--version") {
         return;
     }
     for file in machine_files("machines") {
@@ -95,7 +84,7 @@ fn vxml_of_every_bundled_machine_is_well_formed() {
 
 #[test]
 fn xmllint_refuses_a_document_that_is_not_well_formed() {
-    if !tool("xmllint", "--version", "PHONETREE_REQUIRE_XMLLINT") {
+    if !needs_tool(Need::Xmllint, "xmllint", "--version") {
         return;
     }
     // The check above can fail: an unescaped `&` (what a prompt would give without escaping).
@@ -421,19 +410,17 @@ kind = "hangup"
 #[test]
 fn mermaid_itself_parses_every_chart_with_each_node_and_edge() {
     // A folder whose node_modules hold `mermaid` and `jsdom` (.ci/run installs them).
-    let required = std::env::var("PHONETREE_REQUIRE_MERMAID").is_ok_and(|v| v == "1");
-    let dir = std::env::var("PHONETREE_MERMAID_DIR").ok().filter(|d| {
-        std::path::Path::new(d).join("node_modules/mermaid").is_dir()
-            && tool("node", "--version", "PHONETREE_REQUIRE_MERMAID")
-    });
-    let Some(dir) = dir else {
-        assert!(
-            !required,
-            "PHONETREE_REQUIRE_MERMAID=1 but PHONETREE_MERMAID_DIR holds no node_modules/mermaid"
-        );
-        println!("skipped: mermaid: PHONETREE_MERMAID_DIR names no folder with node_modules/mermaid");
+    let Some(dir) = std::env::var("PHONETREE_MERMAID_DIR").ok() else {
+        absent(Need::Mermaid, "PHONETREE_MERMAID_DIR is not set");
         return;
     };
+    if !std::path::Path::new(&dir).join("node_modules/mermaid").is_dir() {
+        absent(Need::Mermaid, &format!("{dir}/node_modules/mermaid is not a folder"));
+        return;
+    }
+    if !needs_tool(Need::Mermaid, "node", "--version") {
+        return;
+    }
     let t = tempfile::tempdir().unwrap();
     let mut machines = bundled_machines();
     machines.push(compile_text("awkward.toml", AWKWARD));
@@ -481,7 +468,7 @@ fn mermaid_itself_parses_every_chart_with_each_node_and_edge() {
 
 #[test]
 fn graphviz_draws_awkward_names_and_prompts() {
-    if !tool("dot", "-V", "PHONETREE_REQUIRE_GRAPHVIZ") {
+    if !needs_tool(Need::Graphviz, "dot", "-V") {
         return;
     }
     let m = compile_text("awkward.toml", AWKWARD);

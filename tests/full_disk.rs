@@ -37,10 +37,7 @@ impl Tmpfs {
             Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
             Err(e) => e.to_string(),
         };
-        if std::env::var("PHONETREE_REQUIRE_TMPFS").as_deref() == Ok("1") {
-            panic!("full disk: cannot mount a tmpfs: {why} (PHONETREE_REQUIRE_TMPFS=1)");
-        }
-        let _ = writeln!(std::io::stderr(), "skipped: full disk: cannot mount a tmpfs (needs root): {why}");
+        common::needs::absent(common::needs::Need::Tmpfs, &format!("cannot mount a tmpfs: {why}"));
         None
     }
 }

@@ -138,6 +138,27 @@ async fn a_finished_call_shows_exports_replays_and_survives_a_restart() {
     assert!(out.contains("summary: COMPLETED"), "{out}");
     let listed = phonetree(&[&["calls", "list", "--machine", "order_status"][..], &from].concat());
     assert!(text(&listed).contains("s-order  order_status"), "{}", text(&listed));
+    // Its start as a person reads it: RFC 3339 in UTC to the second, the same instant the admin
+    // JSON gives in milliseconds.
+    let line = text(&listed).lines().find(|l| l.starts_with("s-order ")).unwrap_or_default().to_string();
+    let started = line.rsplit("started ").next().unwrap_or_default();
+    assert!(started.ends_with('Z') && !started.contains('.'), "{line}");
+    let parsed: jiff::Timestamp = started.parse().unwrap_or_else(|e| panic!("{e}: {line}"));
+    let listed_json: serde_json::Value = reqwest::Client::new()
+        .get(n.admin_url("/calls"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ms = listed_json["calls"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["session"] == "s-order"))
+        .and_then(|c| c["startedMs"].as_i64())
+        .unwrap_or_else(|| panic!("no start time in {listed_json}"));
+    assert_eq!(parsed.as_second(), ms.div_euclid(1000), "{line}");
     let refused = phonetree(&["calls", "show", "s-order", "--server", &server]);
     assert!(!refused.status.success() && text(&refused).contains("token"), "{}", text(&refused));
 

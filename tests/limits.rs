@@ -53,6 +53,16 @@ fn error_code(body: &[u8]) -> String {
 /// Opens a connection that sends the start of a request head, then one more byte every `every`
 /// until the server closes it; resolves to how long it stayed open.
 async fn slow_client(addr: String, every: Duration) -> Duration {
+    slow_client_reporting(addr, every, None).await
+}
+
+/// [`slow_client`] that says on `trickling` once its head and a first trickled byte were written
+/// (or drops the sender unused when the server closes it first).
+async fn slow_client_reporting(
+    addr: String,
+    every: Duration,
+    mut trickling: Option<tokio::sync::mpsc::Sender<()>>,
+) -> Duration {
     let start = Instant::now();
     let mut s = TcpStream::connect(&addr).await.unwrap();
     s.write_all(b"POST /webhooks/vca HTTP/1.1\r\nHost: phonetree\r\nX-Slow: ").await.unwrap();
@@ -67,9 +77,54 @@ async fn slow_client(addr: String, every: Duration) -> Duration {
                 if s.write_all(b"a").await.is_err() {
                     return start.elapsed();
                 }
+                if let Some(tx) = trickling.take() {
+                    let _ = tx.send(()).await;
+                }
             }
         }
     }
+}
+
+/// `count` slow clients on `addr`, and once each has trickled its first byte (or was closed
+/// first) and the node's listener has no connection left waiting to be accepted: the event the
+/// tests wait on instead of a sleep.
+async fn slow_clients(addr: &str, count: usize, every: Duration) -> Vec<tokio::task::JoinHandle<Duration>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(count);
+    let slow: Vec<_> = (0..count)
+        .map(|_| tokio::spawn(slow_client_reporting(addr.to_string(), every, Some(tx.clone()))))
+        .collect();
+    drop(tx);
+    let mut trickling = 0;
+    while tokio::time::timeout(HANG, rx.recv()).await.expect("the slow clients connect").is_some() {
+        trickling += 1;
+    }
+    println!("{trickling} of {count} slow clients open and trickling");
+    // The listener's accept queue (`/proc/net/tcp`'s rx_queue of a LISTEN socket) is empty: the node
+    // itself holds every connection the kernel took for it.
+    let port = addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).expect("a port");
+    let start = Instant::now();
+    while let Some(queued) = accept_queue(port) {
+        if queued == 0 {
+            break;
+        }
+        assert!(start.elapsed() < HANG, "{queued} connections still wait to be accepted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    slow
+}
+
+/// How many connections wait in the accept queue of the loopback listener on `port` (Linux's
+/// `/proc/net/tcp`), or `None` where that cannot be read.
+fn accept_queue(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!(":{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // local_address, rem_address, st (0A = LISTEN), tx_queue:rx_queue
+        (f.get(1)?.ends_with(&local) && *f.get(3)? == "0A")
+            .then(|| u64::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok())
+            .flatten()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,10 +132,8 @@ async fn five_hundred_slow_connections_do_not_stop_a_webhook() {
     const SLOW: usize = 500;
     let t = tempfile::tempdir().unwrap();
     let n = node_with(&t, &[]);
-    let slow: Vec<_> =
-        (0..SLOW).map(|_| tokio::spawn(slow_client(n.addr.clone(), Duration::from_millis(500)))).collect();
     // Every slow connection is open and trickling before the webhook is sent.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let slow = slow_clients(&n.addr, SLOW, Duration::from_millis(500)).await;
     let client = client_within(HANG);
     let start = Instant::now();
     let a = try_post(&client, &n.url("/webhooks/vca"), Vca::abc("s-busy", "e1", Some("1"), None).body())
@@ -341,9 +394,7 @@ async fn readyz_reads_a_cached_probe_and_never_the_store_itself() {
 async fn sigterm_ends_the_node_in_bounded_time_beside_slow_connections() {
     let t = tempfile::tempdir().unwrap();
     let mut n = node_with(&t, &[]);
-    let slow: Vec<_> =
-        (0..50).map(|_| tokio::spawn(slow_client(n.addr.clone(), Duration::from_millis(200)))).collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let slow = slow_clients(&n.addr, 50, Duration::from_millis(200)).await;
     let start = Instant::now();
     let status = tokio::time::timeout(HANG, tokio::task::spawn_blocking(move || (n.terminate(), n)))
         .await

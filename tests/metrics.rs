@@ -167,12 +167,7 @@ async fn metrics_need_the_admin_token_when_one_is_set() {
 
 #[tokio::test]
 async fn promtool_accepts_the_exposition() {
-    let required = std::env::var("PHONETREE_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
-    let found =
-        std::process::Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(!required, "PHONETREE_REQUIRE_PROMTOOL=1 but promtool is not on PATH");
-        println!("skipped: promtool: not installed");
+    if !common::needs::needs_tool(common::needs::Need::Promtool, "promtool", "--version") {
         return;
     }
     let t = tempfile::tempdir().unwrap();

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,21 +21,6 @@ use common::*;
 /// The attacker's address, and the allowed source's (8x8's, in production).
 const ATTACKER: &str = "127.0.0.2";
 const ALLOWED: &str = "127.0.0.3";
-
-/// Debian's nginx, or one "skipped" line (a failure with `PHONETREE_REQUIRE_NGINX=1`).
-fn nginx() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("nginx")).find(|p| p.is_file()));
-    let found = on_path.or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()));
-    if found.is_none() {
-        let why = "nginx is not installed (apt-get install nginx)";
-        if std::env::var("PHONETREE_REQUIRE_NGINX").is_ok_and(|v| v == "1") {
-            panic!("PHONETREE_REQUIRE_NGINX=1 but {why}");
-        }
-        let _ = writeln!(std::io::stderr(), "skipped: {why}");
-    }
-    found
-}
 
 /// An nginx in the foreground on `port`, its prefix (config, pid, logs, temp files) in `dir`.
 struct Nginx {
@@ -128,7 +112,7 @@ async fn webhook(url: &str, from: &str, headers: &[(&str, &str)], session: &str)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_nginx_spoofed_forwarding_headers_do_not_pass_the_allow_list() {
-    let Some(bin) = nginx() else { return };
+    let Some(bin) = common::needs::needs_nginx() else { return };
     let t = tempfile::tempdir().unwrap();
     let machines = machines_dir(t.path());
     let allow = [("PHONETREE_ALLOW_FROM", ALLOWED), ("PHONETREE_TRUSTED_PROXY", "127.0.0.1")];

@@ -118,7 +118,12 @@ pub fn run(command: Command) -> Result<(), Error> {
                 writeln!(
                     out,
                     "{}  {}  {}  {}{transfer}  at `{}`  started {}",
-                    c.session, c.machine, c.source, c.outcome, c.node, c.started_ms
+                    c.session,
+                    c.machine,
+                    c.source,
+                    c.outcome,
+                    c.node,
+                    rfc3339(c.started_ms)
                 )?;
             }
             if let Some(next) = next {
@@ -140,6 +145,15 @@ pub fn run(command: Command) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// `ms` since the Unix epoch as RFC 3339 in UTC to the second (`2026-12-07T01:02:03Z`): what a
+/// person reads; a time past jiff's range (only a corrupt record has one) stays in milliseconds.
+fn rfc3339(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| format!("{ms} ms"), |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 async fn open(from: FromArgs) -> Result<Source, Error> {
@@ -233,5 +247,17 @@ async fn get(url: &str, token: Option<&Secret>) -> Result<Option<serde_json::Val
             let body: String = String::from_utf8_lossy(&body).chars().take(200).collect();
             Err(Error::Refused(format!("{url} answered HTTP {status}: {}", body.trim())))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn times_are_rfc_3339_in_utc_to_the_second() {
+        assert_eq!(rfc3339(1_796_605_323_456), "2026-12-07T01:02:03Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(u64::MAX), format!("{} ms", u64::MAX));
     }
 }

@@ -97,6 +97,15 @@ pub(super) fn page() -> warp::reply::Response {
     secured(r)
 }
 
+/// `GET /console/token`: whether the admin listener needs its token (`--admin-no-token` says
+/// not), so the page opens without the token form where none is needed. Public like the page: a
+/// yes or no is all it tells.
+pub(super) fn token(open: bool) -> warp::reply::Response {
+    let mut r = warp::reply::json(&json!({ "required": !open })).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    secured(r)
+}
+
 /// `GET /console/{asset}`: an asset of the page.
 pub(super) fn asset(name: String) -> warp::reply::Response {
     let Some(a) = ASSETS.iter().find(|a| a.name == name) else {

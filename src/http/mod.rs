@@ -95,7 +95,7 @@ pub async fn run(
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight.min(Semaphore::MAX_PERMITS))),
     });
     let public_routes = handler!(routes::public(app.clone(), Arc::new(webhook_auth), health));
-    let admin_routes = handler!(routes::admin(app.clone()));
+    let admin_routes = handler!(routes::admin(app.clone(), admin_auth.clone()));
     let servers = tokio::spawn(async move {
         tokio::join!(
             conn::serve(public, public_routes, public_gate, limits, stop_rx.clone()),

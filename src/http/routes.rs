@@ -11,7 +11,7 @@ use tracing::{Instrument, debug, info_span};
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::auth::{Denied, WebhookAuth};
+use super::auth::{AdminAuth, Denied, WebhookAuth};
 use super::budget::{Admission, Overloaded};
 use super::console;
 use super::health::Health;
@@ -46,6 +46,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("/admin/reload", "POST"),
     ("/admin/machines", "GET"),
     ("/", "GET"),
+    ("/console/token", "GET"),
     ("/console/{asset}", "GET"),
     ("/admin/console", "GET"),
     ("/admin/machines/{name}/mermaid", "GET"),
@@ -134,7 +135,10 @@ pub(crate) fn public(
 /// The admin listener's routes, with every rejection turned into a JSON error (the listener
 /// checks the admin token before these). Every operator route goes here, never on the public
 /// listener: `POST /calls` places calls billed to the operator.
-pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+pub(crate) fn admin(
+    app: Arc<App>,
+    auth: AdminAuth,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_app = warp::any().map(move || app.clone());
     let body = warp::body::content_length_limit(BODY_BYTES_MAX).and(warp::body::bytes());
     let calls = warp::path!("calls").and(warp::post()).and(with_app.clone()).and(body).then(place_call);
@@ -152,6 +156,8 @@ pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error
     let show = warp::path!("calls" / String).and(warp::get()).and(with_app.clone()).then(show_call);
     // The console: its page and assets pass the listener's token check (`console::is_public`).
     let console_page = warp::path::end().and(warp::get()).map(console::page);
+    let console_token =
+        warp::path!("console" / "token").and(warp::get()).map(move || console::token(auth.is_open()));
     let console_asset = warp::path!("console" / String).and(warp::get()).map(console::asset);
     let console_data = warp::path!("admin" / "console")
         .and(warp::get())
@@ -177,6 +183,7 @@ pub(crate) fn admin(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error
         .or(metrics)
         .or(openapi())
         .or(console_page)
+        .or(console_token)
         .or(console_asset)
         .or(console_data)
         .or(machine_mermaid)
@@ -266,8 +273,13 @@ fn other_method(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path::full().and(warp::method()).and_then(
         move |path: warp::path::FullPath, method: warp::http::Method| async move {
-            let methods: Vec<&str> =
-                routes.iter().filter(|(p, _)| matches_route(p, path.as_str())).map(|(_, m)| *m).collect();
+            // Each method once: `/console/token` is also `/console/{asset}`.
+            let mut methods: Vec<&str> = Vec::new();
+            for (_, m) in routes.iter().filter(|(p, _)| matches_route(p, path.as_str())) {
+                if !methods.contains(m) {
+                    methods.push(m);
+                }
+            }
             if methods.is_empty() || methods.contains(&method.as_str()) {
                 // The route's own filter rejected the request for another reason: that one is answered.
                 return Err(warp::reject::not_found());

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 pub mod backends;
 pub mod held;
 pub mod metrics;
+pub mod needs;
 pub mod proxy;
 pub mod vxml;
 

@@ -60,6 +60,7 @@ function showLogin(message) {
   $("login").hidden = false;
   $("forget").hidden = true;
   $("login-error").textContent = message || "";
+  $("status").dataset.open = "no";
   $("status").textContent = "The console needs the admin token.";
   $("token").focus();
 }
@@ -81,6 +82,11 @@ async function poll() {
     $("login").hidden = true;
     $("console").hidden = false;
     $("forget").hidden = !state.token;
+    // Open: the header no longer asks for the token, even while the machines are being drawn.
+    if ($("status").dataset.open !== "yes") {
+      $("status").dataset.open = "yes";
+      $("status").textContent = state.token ? "Open with the admin token; loading…" : "Open (this admin listener needs no token); loading…";
+    }
     renderLive(data.live);
     renderReload(data.lastReload, data.reloads);
     await renderMachines(data.machines);
@@ -376,6 +382,11 @@ document.addEventListener("DOMContentLoaded", () => {
     showLogin("");
   });
   $("show-numbers").addEventListener("change", poll);
-  // Without a token the data is not asked for (it would be refused): the form comes first.
-  if (state.token === null) showLogin(""); else poll();
+  // Without a token the data is not asked for (it would be refused): the form comes first, unless
+  // the listener says it needs none (`--admin-no-token`).
+  if (state.token !== null) { poll(); return; }
+  fetch("/console/token", { cache: "no-store", credentials: "omit" })
+    .then((r) => (r.ok ? r.json() : { required: true }))
+    .then((t) => { if (t.required === false) { state.token = ""; poll(); } else showLogin(""); })
+    .catch(() => showLogin(""));
 });
