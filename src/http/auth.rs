@@ -344,15 +344,23 @@ impl AdminAuth {
         Ok(())
     }
 
-    /// A POST (or PUT, PATCH) must say its body is JSON: a form, or a `text/plain` fetch, cannot
-    /// without a CORS preflight, which this listener never answers.
+    /// A POST must say its body is JSON: a form, or a `text/plain` fetch, cannot without a CORS
+    /// preflight, which this listener never answers. A POST with no body and no content type
+    /// (`POST /admin/reload` as curl sends it) carries nothing to type; a browser sending one
+    /// cross-origin sends its `Origin`, which `check_source` refuses. Other methods reach the
+    /// routes, which answer 405 where they take none.
     pub fn check_json(&self, method: &warp::http::Method, headers: &HeaderMap) -> Result<(), AdminDenied> {
-        use warp::http::Method;
-        if ![Method::POST, Method::PUT, Method::PATCH].contains(method) {
+        use warp::http::{Method, header};
+        if method != Method::POST {
             return Ok(());
         }
-        let json = headers
-            .get(warp::http::header::CONTENT_TYPE)
+        let content_type = headers.get(header::CONTENT_TYPE);
+        let bodyless = !headers.contains_key(header::TRANSFER_ENCODING)
+            && headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0");
+        if content_type.is_none() && bodyless {
+            return Ok(());
+        }
+        let json = content_type
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
