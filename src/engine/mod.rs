@@ -7,6 +7,7 @@
 
 pub mod script;
 mod state;
+pub mod transcript;
 
 use std::collections::BTreeMap;
 use std::fmt;
