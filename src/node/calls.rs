@@ -33,8 +33,8 @@ use super::{App, fetch, metrics};
 use crate::callflow::{self, Callflow, ClientActionId, Issued, SessionSummary};
 use crate::engine::transcript;
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
+use crate::machine::Machine;
 use crate::machine::compile::SCRIPT_TIMEOUT_MAX_MS;
-use crate::machine::{Machine, NodeKind};
 use crate::node::registry::{MachineSet, RegistryError};
 use crate::node::throttle::{Throttle, Verdict, warn_limited};
 use crate::store::{Claim, Commit, Committed, Journaled, Loaded, StoreError};
@@ -714,15 +714,7 @@ fn resume(
     let node = machine
         .node_id(&id.node)
         .ok_or_else(|| Fault::UnknownNode { machine: id.machine.clone(), node: id.node.clone() })?;
-    let mut state = CallState::new(&machine, call, now);
-    state.node = node;
-    state.seq = id.seq;
-    state.path.push(node);
-    state.phase = match machine.node(node).map(|n| &n.kind) {
-        Some(kind) if kind.capture().is_some() => Phase::AwaitingInput,
-        Some(NodeKind::Transfer(_)) => Phase::Bridged,
-        _ => Phase::Ended,
-    };
+    let state = CallState::resumed(&machine, call, node, id.seq, now);
     warn_limited!(machine = machine.name(), node = %id.node, "no stored state: resuming from the clientActionId");
     Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event(), opened: None })
 }
