@@ -422,7 +422,8 @@ async fn the_bundled_calls_record_as_checked_in() {
 #[test]
 fn an_outbound_call_replays_from_the_start_node_it_was_placed_at() {
     use phonetree::engine;
-    use phonetree::proof::history::{self, Call, Entry};
+    use phonetree::engine::transcript::{Call, Entry};
+    use phonetree::proof::history;
     let m = bundled("abc_restaurant");
     let mut state =
         engine::start_outbound(&m, outbound("+6568888888", "+6598888888"), &Default::default(), 0, &[])
@@ -447,7 +448,7 @@ fn an_outbound_call_replays_from_the_start_node_it_was_placed_at() {
 /// stays a few KiB.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_huge_source_or_dtmf_is_not_stored_whole() {
-    use phonetree::proof::history::KEYS_CHARS_MAX;
+    use phonetree::engine::transcript::KEYS_CHARS_MAX;
     let api = api().await;
     let t = tempfile::tempdir().unwrap();
     let data = t.path().join("data");

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use common::backends::{Backend, backends};
 use phonetree::callflow::{Leg, SessionSummary};
 use phonetree::engine::script::Method;
+use phonetree::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said};
 use phonetree::engine::{Answer, CallState, Event, Request};
 use phonetree::machine::Version;
-use phonetree::proof::history::{Asked, ENTRIES_MAX, Entry, Happened, Said};
 use phonetree::store::{
     Claim, Commit, Committed, CopyError, Exported, Journaled, KeyCopied, REPLIES_KEPT, Revision,
     SCAN_PAGE_MAX, Store, StoredMachine, StoredSummary,

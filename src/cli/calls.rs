@@ -5,9 +5,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use phonetree::engine::transcript::Call;
 use phonetree::node::history::{self, Filter};
 use phonetree::node::{self, App, ServeError};
-use phonetree::proof::history::Call;
 use phonetree::secret::{Secret, SecretFileError};
 
 use super::{NoRuntime, NodeArgs, ServerArgs, runtime};

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use phonetree::engine::transcript::Call;
 use phonetree::machine::{self, Machine, Source};
-use phonetree::proof::history::{self, Call, REPLAY_CALLS_MAX};
+use phonetree::proof::history::{self, REPLAY_CALLS_MAX};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -7,6 +7,7 @@
 
 pub mod script;
 mod state;
+pub mod transcript;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -895,6 +896,44 @@ kind = "hangup"
                 assert_eq!((node.as_str(), violation.action, violation.param), ("greet", 0, "text"));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A call resumed from a `clientActionId` waits where the node's kind has a call wait: keys at
+    /// a menu, bridged at a transfer, ended at a hangup; the node is its path, the id's seq its seq.
+    #[test]
+    fn a_resumed_call_waits_as_its_node_has_it_wait() {
+        let text = r#"
+name = "resume"
+start = "menu"
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+[nodes.menu]
+kind = "menu"
+prompt = "Press 1."
+branches = { 1 = "agent", 2 = "bye" }
+invalid = "bye"
+[nodes.agent]
+kind = "transfer"
+destination = "+6568880002"
+[nodes.bye]
+kind = "hangup"
+"#;
+        let m = crate::machine::compile(&crate::machine::Source::new("r.toml", text)).machine.unwrap();
+        let call = CallInfo {
+            session_id: "s".into(),
+            direction: Direction::Inbound,
+            source: "+6568880001".into(),
+            destination: "+6568880003".into(),
+            call_id: None,
+        };
+        for (name, phase) in
+            [("menu", Phase::AwaitingInput), ("agent", Phase::Bridged), ("bye", Phase::Ended)]
+        {
+            let node = m.node_id(name).unwrap();
+            let st = CallState::resumed(&m, call.clone(), node, 7, 5);
+            assert_eq!((st.node, st.phase, st.seq, &st.path[..]), (node, phase, 7, &[node][..]), "{name}");
+            assert_eq!((st.started_ms, st.machine.as_str()), (5, "resume"));
         }
     }
 }

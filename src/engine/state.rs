@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::machine::{Machine, NodeId, Version};
+use crate::machine::{Machine, NodeId, NodeKind, Version};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -121,6 +121,22 @@ impl CallState {
             started_ms: now_ms,
             updated_ms: now_ms,
         }
+    }
+
+    /// A call with no stored state, resumed at `node` (named by the `clientActionId` 8x8 echoes,
+    /// issued at `seq`): it waits there as the node's kind has a call wait: for keys at a capture
+    /// node, bridged at a transfer, else ended (nothing more to say).
+    pub fn resumed(m: &Machine, call: CallInfo, node: NodeId, seq: u32, now_ms: u64) -> CallState {
+        let mut state = CallState::new(m, call, now_ms);
+        state.node = node;
+        state.seq = seq;
+        state.path.push(node);
+        state.phase = match m.node(node).map(|n| &n.kind) {
+            Some(kind) if kind.capture().is_some() => Phase::AwaitingInput,
+            Some(NodeKind::Transfer(_)) => Phase::Bridged,
+            _ => Phase::Ended,
+        };
+        state
     }
 
     pub fn ended(&self) -> bool {

@@ -41,9 +41,8 @@
 use std::fmt::Write;
 
 use super::mermaid_id;
-use crate::engine::KEYPRESS_CHARS_MAX;
 use crate::machine::route::{COUNTER_MAX, Route as RouteNode, Rule, SetVars, VarTest};
-use crate::machine::template::{Part, spoken};
+use crate::machine::template::{Part, VALUE_CHARS_MAX, spoken};
 use crate::machine::{Edge, Machine, Menu, NodeId, NodeKind, Script, Template};
 
 /// Most keys one DTMF capture takes (8x8 captures at most 25 digits and a `#`): the upper bound of
@@ -483,13 +482,13 @@ fn route(m: &Machine, id: NodeId, r: &RouteNode) -> String {
 }
 
 /// A set node's `<block>` (the engine's `assign`): every value rendered before any is stored, each
-/// kept to `KEYPRESS_CHARS_MAX`; then each counter read as an integer (unset or not an integer:
+/// kept to `VALUE_CHARS_MAX` (the engine's `KEYPRESS_CHARS_MAX`); then each counter read as an integer (unset or not an integer:
 /// 0), added to and held within `COUNTER_MAX`, stored as text.
 fn set(m: &Machine, id: NodeId, set: &SetVars) -> String {
     let name = &m.graph()[id].name;
     let mut out = String::from("<block>");
     for (i, (_, t)) in set.values.iter().enumerate() {
-        let value = format!("({}).substring(0, {KEYPRESS_CHARS_MAX})", expr(t, name, false));
+        let value = format!("({}).substring(0, {VALUE_CHARS_MAX})", expr(t, name, false));
         let _ = write!(out, "<var name=\"pt$value{i}\" expr=\"{}\"/>", xml(&value));
     }
     for (i, (var, _)) in set.values.iter().enumerate() {

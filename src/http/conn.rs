@@ -33,7 +33,7 @@ use super::limits::{
     ACCEPT_BACKOFF, EVICT_WAIT, FORBIDDING_MAX, HEADER_BYTES_MAX, HEADERS_MAX, Limits, READ_BUFFER_BYTES,
     REFUSE_LINGER, REFUSING_MAX, RETRY_AFTER_SECS, RateLimited,
 };
-use super::routes::error;
+use super::reply::error;
 use crate::node::{self, metrics};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

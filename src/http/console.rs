@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use warp::Reply;
 use warp::http::{HeaderValue, Method, StatusCode, header};
 
-use super::routes::{error, reload_json};
+use super::reply::{error, reload_json};
+use crate::engine::transcript::Call;
 use crate::export::{mermaid, mermaid_id};
 use crate::machine::{Machine, Version};
 use crate::node::history::{self, Filter};
 use crate::node::{App, metrics, now_ms};
-use crate::proof::history::Call;
 
 /// The Mermaid bundle's file name: its version is in it, so a new one is a new path.
 pub const MERMAID: &str = "mermaid-12.3.0.min.js";

@@ -68,7 +68,7 @@ pub(crate) async fn upkeep_forever() {
 /// `GET /metrics`: the text exposition of every metric, the gauges read from `app` refreshed.
 pub(crate) fn render(app: &Arc<App>) -> warp::reply::Response {
     let Some(handle) = handle() else {
-        return super::routes::error(
+        return super::reply::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "metrics_unavailable",
             "another metrics recorder is installed in this process",

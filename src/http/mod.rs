@@ -10,6 +10,7 @@ pub mod console;
 pub mod health;
 pub mod limits;
 mod metrics;
+mod reply;
 pub mod routes;
 
 use std::sync::Arc;

@@ -16,9 +16,10 @@ use super::budget::{Admission, Overloaded};
 use super::console;
 use super::health::Health;
 use super::limits::RETRY_AFTER_SECS;
+use super::reply::{error, json_reply, raw_json, reload_json};
 use crate::engine;
 use crate::node::guard::Refused;
-use crate::node::reload::{Outcome, Reload, Trigger};
+use crate::node::reload::{Outcome, Trigger};
 use crate::node::{self, App, PlaceError, calls, history, metrics};
 use crate::webhook::inbound;
 use crate::webhook::outbound::OutboundError;
@@ -310,23 +311,6 @@ fn matches_route(pattern: &str, path: &str) -> bool {
     }
 }
 
-fn json_reply(status: StatusCode, value: &serde_json::Value) -> warp::reply::Response {
-    // A `Value`'s `Display` is its JSON and cannot fail.
-    raw_json(status, value.to_string().into_bytes())
-}
-
-fn raw_json(status: StatusCode, body: Vec<u8>) -> warp::reply::Response {
-    let mut r = warp::http::Response::new(warp::hyper::body::Bytes::from(body)).into_response();
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(warp::http::header::CONTENT_TYPE, warp::http::HeaderValue::from_static("application/json"));
-    r
-}
-
-pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> warp::reply::Response {
-    json_reply(status, &json!({"error": {"code": code, "message": message}}))
-}
-
 /// Answers a webhook of `endpoint` with `answer`, holding an in-flight permit taken now (its
 /// body is read and its credentials passed, so slow or unauthenticated clients hold none); over
 /// the cap, 503 at once.
@@ -498,32 +482,6 @@ async fn reload(app: Arc<App>) -> warp::reply::Response {
         Outcome::Failed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
     };
     json_reply(status, &reload_json(&done))
-}
-
-pub(super) fn reload_json(done: &Reload) -> serde_json::Value {
-    let trigger = match done.trigger {
-        Trigger::Signal => "signal",
-        Trigger::Admin => "admin",
-        Trigger::Watch => "watch",
-    };
-    match &done.outcome {
-        Outcome::Loaded { machines } => json!({
-            "result": "loaded",
-            "trigger": trigger,
-            "at": done.at_ms,
-            "machines": machines
-                .iter()
-                .map(|(name, version)| json!({"name": name, "version": version}))
-                .collect::<Vec<_>>(),
-        }),
-        Outcome::Failed { reason, diagnostics } => json!({
-            "result": "failed",
-            "trigger": trigger,
-            "at": done.at_ms,
-            "reason": reason,
-            "diagnostics": diagnostics,
-        }),
-    }
 }
 
 /// `POST /admin/clock` (`{"offset_ms": N}`): moves the node's clock by N ms from the real one,

@@ -11,9 +11,9 @@ use super::plan::{Path, Rng, script_of};
 use super::stub::Stub;
 use super::{Kind, Mismatch, Stats, now_ms};
 use crate::callflow::{self, Action, ActionKey, Callflow, ClientActionId, Issued, Use};
+use crate::engine::transcript::{self, Entry, Said};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Step, Stepped};
 use crate::machine::{Edge, Machine, NodeId};
-use crate::proof::history::{self, Entry, Said};
 use crate::secret::Secret;
 use crate::store::REPLIES_KEPT;
 use crate::webhook::emit::{self, Delivery, Dtmf};
@@ -330,7 +330,7 @@ impl Call<'_> {
             }
             entries.push(entry);
         }
-        let call = history::Call::of(&self.state, &self.node_name(), entries, None);
+        let call = transcript::Call::of(&self.state, &self.node_name(), entries, None);
         let got = String::from_utf8_lossy(got).into_owned();
         self.sh.stats().mismatch(Mismatch {
             session: self.session.clone(),

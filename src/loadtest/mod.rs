@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::callflow::ActionKey;
+use crate::engine::transcript;
 use crate::machine::{Edge, NodeId};
-use crate::proof::history;
 use crate::secret::Secret;
 
 pub use call::RETRY_DEADLINE;
@@ -151,7 +151,7 @@ pub struct Mismatch {
     pub got: String,
     /// The call as far as it went, its last entry what the node answered (`phonetree replay`).
     #[serde(skip)]
-    pub call: history::Call,
+    pub call: transcript::Call,
 }
 
 /// What the calls counted.
@@ -278,7 +278,7 @@ pub struct Report {
     pub first_mismatch: Option<Mismatch>,
     pub coverage: Vec<Coverage>,
     #[serde(skip)]
-    pub replay: Option<(PathBuf, history::Call)>,
+    pub replay: Option<(PathBuf, transcript::Call)>,
 }
 
 fn check_targets(cfg: &Config, targets: &[String]) -> Result<Vec<String>, Error> {

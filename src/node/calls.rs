@@ -31,12 +31,12 @@ use tracing::{debug, error};
 
 use super::{App, fetch, metrics};
 use crate::callflow::{self, Callflow, ClientActionId, Issued, SessionSummary};
+use crate::engine::transcript;
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, StepError, Stepped};
+use crate::machine::Machine;
 use crate::machine::compile::SCRIPT_TIMEOUT_MAX_MS;
-use crate::machine::{Machine, NodeKind};
 use crate::node::registry::{MachineSet, RegistryError};
 use crate::node::throttle::{Throttle, Verdict, warn_limited};
-use crate::proof::history;
 use crate::store::{Claim, Commit, Committed, Journaled, Loaded, StoreError};
 use crate::webhook::inbound::CallAction;
 use crate::webhook::wire::{self, EncodeError};
@@ -246,12 +246,12 @@ async fn apply(
             Ran::Stepped(step, answers) => (step, answers),
             Ran::Replied => continue,
         };
-        let mut entries = vec![history::Entry::of(&machine, &state, &event, &step, &answers)];
+        let mut entries = vec![transcript::Entry::of(&machine, &state, &event, &step, &answers)];
         // A transfer to a number the outbound guard refuses is never sent: its `failure` is.
         let refused = refused_dials(app, &machine, &step, now).await?;
         let mut before = &step.state;
         for (next, answers) in &refused {
-            entries.push(history::Entry::of(&machine, before, &Event::DialRefused, next, answers));
+            entries.push(transcript::Entry::of(&machine, before, &Event::DialRefused, next, answers));
             before = &next.state;
         }
         let last = refused.last().map_or(&*step, |(next, _)| next);
@@ -714,15 +714,7 @@ fn resume(
     let node = machine
         .node_id(&id.node)
         .ok_or_else(|| Fault::UnknownNode { machine: id.machine.clone(), node: id.node.clone() })?;
-    let mut state = CallState::new(&machine, call, now);
-    state.node = node;
-    state.seq = id.seq;
-    state.path.push(node);
-    state.phase = match machine.node(node).map(|n| &n.kind) {
-        Some(kind) if kind.capture().is_some() => Phase::AwaitingInput,
-        Some(NodeKind::Transfer(_)) => Phase::Bridged,
-        _ => Phase::Ended,
-    };
+    let state = CallState::resumed(&machine, call, node, id.seq, now);
     warn_limited!(machine = machine.name(), node = %id.node, "no stored state: resuming from the clientActionId");
     Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event(), opened: None })
 }
@@ -770,7 +762,7 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
         let machine =
             app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
         let step = engine::step(&machine, &loaded.state, &event, super::now_ms())?;
-        let entry = history::Entry::of(&machine, &loaded.state, &event, &step, &[]);
+        let entry = transcript::Entry::of(&machine, &loaded.state, &event, &step, &[]);
         let commit = Commit {
             session: &s.session_id,
             expected: Some(&loaded.rev),

@@ -5,7 +5,7 @@ use super::App;
 use super::calls::Fault;
 use crate::callflow::SessionSummary;
 use crate::engine::CallState;
-use crate::proof::history::{Call, Ended, OUTCOMES};
+use crate::engine::transcript::{Call, Ended, OUTCOMES};
 use crate::store::SCAN_PAGE_MAX;
 
 /// Most calls one list answers.
@@ -53,7 +53,7 @@ impl Filter {
     fn keeps(&self, state: &CallState) -> bool {
         self.machine.as_ref().is_none_or(|m| *m == state.machine)
             && self.since_ms.is_none_or(|t| state.started_ms >= t)
-            && self.outcome.as_ref().is_none_or(|o| o == crate::proof::history::outcome(state))
+            && self.outcome.as_ref().is_none_or(|o| o == crate::engine::transcript::outcome(state))
     }
 }
 
@@ -104,7 +104,7 @@ pub async fn show(app: &App, session: &str) -> Result<Option<Call>, Fault> {
 async fn call(
     app: &App,
     state: &CallState,
-    entries: Vec<crate::proof::history::Entry>,
+    entries: Vec<crate::engine::transcript::Entry>,
     summary: Option<Ended>,
 ) -> Call {
     let node = match app.registry.version(app.store.as_ref(), &state.machine, state.version).await {

@@ -12,11 +12,13 @@ use std::time::Duration;
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 
 use super::App;
-use super::sweep::EXPIRED;
 use crate::callflow::SESSION_STATUSES;
 use crate::engine::{self, CallState, Event, Outcome};
 use crate::machine::{Edge, Machine, NodeId};
 use crate::store;
+
+/// The status a silent session is closed with, as if its summary said it.
+pub(super) const EXPIRED: &str = "EXPIRED";
 
 /// Webhooks answered, by `endpoint` (`vca`, `vss`), `outcome` and, for rejected ones, `reason`.
 const WEBHOOKS: &str = "phonetree_webhooks_total";

@@ -10,8 +10,8 @@ use super::calls::{self, COMMIT_ATTEMPTS_MAX, Fault, SCRIPTS_DEADLINE};
 use super::dial::{admit, dial};
 use super::guard::{self, Refused};
 use super::{App, now_ms};
+use crate::engine::transcript;
 use crate::engine::{self, CallInfo, CallState, Direction, Event, Stepped};
-use crate::proof::history;
 use crate::store::{Commit, Committed};
 use crate::webhook::outbound::{self, OutboundError};
 use crate::webhook::wire;
@@ -66,7 +66,7 @@ pub async fn place_call(
     let session = outbound::send_callflow(&app.http, &app.config.api, &body).await?;
     let mut state = step.state.clone();
     state.call.session_id = session.clone();
-    let entry = history::Entry::of(&m, &before, &Event::CallStarted, &step, &answers);
+    let entry = transcript::Entry::of(&m, &before, &Event::CallStarted, &step, &answers);
     store_new(app, &session, &state, &entry).await.map_err(|e| OutboundError::Store(e.to_string()))?;
     super::metrics::step(app, &m, &step.state, &engine::Event::CallStarted, &step);
     info!(machine, session = %session, "outbound call created");
@@ -104,7 +104,12 @@ async fn opening(
 /// Stores the state of a call 8x8 just created. 8x8 gives every call a new session id, so a
 /// session stored under it already is a leftover (say, a stand-in API that reuses ids): the new
 /// call replaces it.
-async fn store_new(app: &App, session: &str, state: &CallState, entry: &history::Entry) -> Result<(), Fault> {
+async fn store_new(
+    app: &App,
+    session: &str,
+    state: &CallState,
+    entry: &transcript::Entry,
+) -> Result<(), Fault> {
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let old = app.store.load(session, None).await?.session;
         if old.is_some() {

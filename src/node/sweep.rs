@@ -9,6 +9,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::calls::Fault;
+use super::metrics::EXPIRED;
 use super::throttle::warn_limited;
 use super::{App, now_ms};
 use crate::engine::{self, Event};
@@ -121,9 +122,6 @@ async fn sweep_lone_summaries(app: &App, now: u64, retention: u64) -> Result<usi
         tokio::task::yield_now().await;
     }
 }
-
-/// The status a silent session is closed with, as if its summary said it.
-pub(super) const EXPIRED: &str = "EXPIRED";
 
 /// Closes one silent session (as if its summary said `EXPIRED`); false when it changed meanwhile.
 async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, Fault> {

@@ -33,9 +33,9 @@ use std::sync::Arc;
 use metrics::{Unit, describe_histogram};
 
 use crate::callflow::SessionSummary;
+use crate::engine::transcript::Entry;
 use crate::engine::{Answer, CallState, Request};
 use crate::machine::Version;
-use crate::proof::history::Entry;
 
 pub use self::copy::{COPY_PAGE, Copied, CopyError, IMPORTS_IN_FLIGHT, KeyCopied, copy};
 pub use self::postgres::{
@@ -167,7 +167,7 @@ pub struct Commit<'a> {
     pub reply: Option<(&'a str, &'a [u8])>,
     /// The transcript entries of the events applied (one, or two when the outbound guard refused
     /// the transfer the event reached), appended in the same write (dropped once the session's
-    /// transcript holds `history::ENTRIES_MAX`).
+    /// transcript holds `transcript::ENTRIES_MAX`).
     pub entries: &'a [Entry],
 }
 

@@ -11,9 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::StoreError;
 use crate::callflow::{Leg, SessionSummary};
+use crate::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said};
 use crate::engine::{Answer, CallInfo, CallState, Direction, Outcome, Phase, Request};
 use crate::machine::{NodeId, Version};
-use crate::proof::history::{Asked, ENTRIES_MAX, Entry, Happened, Said};
 
 /// The format records are written in. Format 2 added call variables to sessions; format 3 moved a
 /// session's latest replies into its record (format 2 kept every reply in a tree of its own, which
@@ -140,7 +140,7 @@ pub struct SessionRecord {
     /// Hashes of older event ids, oldest first, at most `EVENT_IDS_KEPT` (format 3).
     #[serde(default)]
     pub jo: Vec<u64>,
-    /// The call's transcript, oldest first, at most `history::ENTRIES_MAX` entries (sled keeps
+    /// The call's transcript, oldest first, at most `transcript::ENTRIES_MAX` entries (sled keeps
     /// it here, so that a webhook stays one write; postgres keeps it in a table of its own). A
     /// record written before history has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -151,7 +151,7 @@ pub struct SessionRecord {
 /// 4, a dial the outbound guard refused; entries of formats 1 and 2 are read.
 pub const ENTRY_FORMAT: u8 = 2;
 
-/// One transcript entry (`history::Entry`) as stored.
+/// One transcript entry (`transcript::Entry`) as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EntryRecord {
     pub v: u8,
@@ -959,7 +959,7 @@ mod tests {
     /// texts at most, whatever the call does.
     #[test]
     fn a_session_record_with_a_full_transcript_stays_bounded() {
-        use crate::proof::history::{ENTRY_BYTES_MAX, TEXT_CHARS_MAX};
+        use crate::engine::transcript::{ENTRY_BYTES_MAX, TEXT_CHARS_MAX};
         let bare = encode_session(&state()).unwrap().len();
         let typical = Entry {
             at_ms: 1_795_658_652_321,

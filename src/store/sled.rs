@@ -18,7 +18,7 @@ use metrics::histogram;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
-use crate::proof::history::Entry;
+use crate::engine::transcript::Entry;
 
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,

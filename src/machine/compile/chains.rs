@@ -9,6 +9,9 @@ use crate::callflow::{
     self, Action, Callflow, ClientActionId, MakeCall, PlayFile, Say, SayAndCapture, Use, Violation,
 };
 
+/// How to choose a speed: 8x8's words for its range and steps.
+pub(super) const SPEED_HINT: &str = "8x8 speaks at 0.5 to 2.0 times the normal speed, in steps of 0.01";
+
 impl Compiler<'_> {
     /// Runs 8x8's rules on a node's action, with sample values for call variables.
     pub(super) fn check_action(&mut self, name: &str, action: ActionOf<'_>) {
@@ -314,7 +317,7 @@ fn hint_of(v: &Violation) -> Option<&'static str> {
         (_, "text" | "promptMessage" | "successMessage" | "failureMessage") => {
             "8x8 says texts of 1 to 3000 characters"
         }
-        (_, "speed") => super::nodes::SPEED_HINT,
+        (_, "speed") => SPEED_HINT,
         (_, "repetition") => "8x8 says a prompt 1 to 3 times",
         (_, "minDigits" | "maxDigits") => "8x8 captures 1 to 25 digits, `min_digits` at most `max_digits`",
         (_, "digitTimeout" | "overallTimeout") => "8x8 waits 1 to 600000 ms (10 minutes)",

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::super::definition::{Kind, NodeDef, Part, Prompt, VoicedPart};
 use super::super::template::{self, Template};
 use super::super::{Input, Menu, NodeKind};
-use super::chains::ActionOf;
+use super::chains::{ActionOf, SPEED_HINT};
 use super::fields::kind_name;
 use super::{At, Compiler};
 use crate::callflow::{MakeCall, PlayFile, Say, SayAndCapture, Speed};
@@ -29,9 +29,6 @@ fn split_last(parts: Option<Vec<Say<Template>>>) -> (Vec<Say<Template>>, Option<
 
 /// Most phonetree tries at one menu: three is usual, nine is already unkind.
 pub(super) const TRIES_MAX: u8 = 9;
-
-/// How to choose a speed: 8x8's words for its range and steps.
-pub(super) const SPEED_HINT: &str = "8x8 speaks at 0.5 to 2.0 times the normal speed, in steps of 0.01";
 
 /// The settings every template may use, by name.
 pub(super) type Settings = BTreeMap<String, String>;

@@ -40,9 +40,9 @@ use super::{
     SummaryPage,
 };
 use crate::callflow::SessionSummary;
+use crate::engine::transcript::{ENTRIES_MAX, Entry};
 use crate::engine::{Answer, Request};
 use crate::machine::Version;
-use crate::proof::history::{ENTRIES_MAX, Entry};
 
 pub use connect::{APPLICATION_NAME, CONNECT_TIMEOUT, POOL_SIZE_MAX, POOL_WAIT_MAX, PgUrl, redact};
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};

@@ -75,7 +75,7 @@ pub const MIGRATIONS: &[&str] = &[
     // 3: call history.
     "
     -- Each session's transcript (`record::EntryRecord`, versioned), numbered from 1, at most
-    -- `history::ENTRIES_MAX` per session; written in the transaction that commits the event.
+    -- `transcript::ENTRIES_MAX` per session; written in the transaction that commits the event.
     CREATE TABLE IF NOT EXISTS phonetree_transcripts (
         session TEXT NOT NULL,
         n BIGINT NOT NULL,
