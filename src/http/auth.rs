@@ -578,7 +578,19 @@ mod tests {
                 "{other}"
             );
         }
-        assert_eq!(post(&[("host", "127.0.0.1:9090")]), Err(AdminDenied::NotJson));
+        // A body without a content type is not JSON; no body and no content type carries nothing.
+        assert_eq!(post(&[("host", "127.0.0.1:9090"), ("content-length", "5")]), Err(AdminDenied::NotJson));
+        assert_eq!(
+            post(&[("host", "127.0.0.1:9090"), ("transfer-encoding", "chunked")]),
+            Err(AdminDenied::NotJson)
+        );
+        assert_eq!(post(&[("host", "127.0.0.1:9090")]), Ok(()));
+        assert_eq!(post(&[("host", "127.0.0.1:9090"), ("content-length", "0")]), Ok(()));
+        // ...but a browser sending it from another origin says so.
+        assert_eq!(
+            post(&[("host", "127.0.0.1:9090"), ("origin", "http://attacker.example")]),
+            Err(AdminDenied::Origin)
+        );
         assert_eq!(AdminDenied::NotJson.answer().0.as_u16(), 415);
         assert_eq!(AdminDenied::Host.answer().0.as_u16(), 421);
         assert_eq!(AdminDenied::Origin.answer().0.as_u16(), 403);
