@@ -198,7 +198,8 @@ pub fn call_action(body: &[u8]) -> Result<CallAction, BadWebhook> {
         None | Some(Value::Null) => None,
         Some(_) => return Err(bad("invalid_field", "`payload.eventData` must be an object")),
     };
-    let direction = match text(&p, "callDirection")?.as_deref() {
+    // Bounded like every text 8x8 sends, though only two values mean anything.
+    let direction = match short(&p, "callDirection", "callDirection")?.as_deref() {
         Some("INBOUND") => Some(Direction::Inbound),
         Some("OUTBOUND") => Some(Direction::Outbound),
         _ => None,
@@ -294,5 +295,18 @@ mod tests {
         assert_eq!((ca.session_id.as_str(), ca.dtmf.as_deref()), ("s", Some("3")));
         assert_eq!(call_action(b"[1,").unwrap_err().code, "malformed_json");
         assert_eq!(call_action(b"[1]").unwrap_err().code, "malformed_json");
+    }
+
+    /// Every text field of a CALL_ACTION is bounded, as the OpenAPI document's `Text` says
+    /// (schemathesis sent a 257-byte `callDirection`, answered 200 before).
+    #[test]
+    fn every_text_field_is_bounded() {
+        for key in ["source", "destination", "dtmf", "callId", "callStatus", "callDirection"] {
+            let long = "0".repeat(SUMMARY_TEXT_BYTES_MAX + 1);
+            let body = format!(
+                r#"{{"eventType":"CALL_ACTION","payload":{{"sessionId":"s","eventId":"e","{key}":"{long}"}}}}"#
+            );
+            assert_eq!(call_action(body.as_bytes()).unwrap_err().code, "field_too_long", "{key}");
+        }
     }
 }
