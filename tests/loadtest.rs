@@ -454,12 +454,12 @@ fn a_node_moves_its_clock_only_with_clock_control_and_the_admin_token() {
     let tmp = tempfile::tempdir().unwrap();
     let machines = machines(tmp.path());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let post = |admin: &str, token: Option<&str>| {
+    let post_body = |admin: &str, token: Option<&str>, body: &'static str| {
         rt.block_on(async {
             let mut req = reqwest::Client::new()
                 .post(format!("{admin}/admin/clock"))
                 .header("content-type", "application/json")
-                .body(r#"{"offset_ms": 3600000}"#);
+                .body(body);
             if let Some(t) = token {
                 req = req.bearer_auth(t);
             }
@@ -467,6 +467,7 @@ fn a_node_moves_its_clock_only_with_clock_control_and_the_admin_token() {
             (r.status().as_u16(), r.text().await.unwrap())
         })
     };
+    let post = |admin: &str, token: Option<&str>| post_body(admin, token, r#"{"offset_ms": 3600000}"#);
     // Off by default: 404 `clock_control_off`, and the load test says how to turn it on.
     let (mut plain, admin) = serve_with(tmp.path(), &machines, free_port(), &[]);
     let (status, body) = post(&admin, None);
@@ -492,7 +493,13 @@ fn a_node_moves_its_clock_only_with_clock_control_and_the_admin_token() {
     );
     let (status, _) = post(&admin, None);
     assert_eq!(status, 401);
-    let (status, body) = post(&admin, Some("loadtest-admin-token-0123456789"));
+    // A fraction is refused; a whole number written with a zero fraction is an integer (JSON
+    // Schema's `integer`, which the OpenAPI document says).
+    let (status, body) = post_body(&admin, Some("loadtest-admin-token-0123456789"), r#"{"offset_ms": 1.5}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid_offset"), "{body}");
+    let (status, body) =
+        post_body(&admin, Some("loadtest-admin-token-0123456789"), r#"{"offset_ms": 3600000.0}"#);
     let _ = node.kill();
     let _ = node.wait();
     assert_eq!(status, 200, "{body}");

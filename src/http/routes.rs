@@ -491,10 +491,25 @@ fn set_clock(body: warp::hyper::body::Bytes) -> warp::reply::Response {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct SetClock {
-        offset_ms: i64,
+        offset_ms: serde_json::Number,
     }
-    let set: SetClock = match serde_json::from_slice(&body) {
-        Ok(set) => set,
+    // A JSON integer may be written with a zero fraction (`0.0`), as JSON Schema's `integer`
+    // allows; a float is taken only when whole and within the bound (no lossy cast).
+    let whole = |n: &serde_json::Number| {
+        n.as_i64().or_else(|| {
+            let limit = crate::node::CLOCK_OFFSET_MAX_MS as f64;
+            n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= limit).map(|f| f as i64)
+        })
+    };
+    let set = match serde_json::from_slice::<SetClock>(&body) {
+        Ok(set) => match whole(&set.offset_ms) {
+            Some(offset_ms) => offset_ms,
+            None => {
+                let why =
+                    format!("`offset_ms` {} is not a whole number of ms within the bound", set.offset_ms);
+                return error(StatusCode::BAD_REQUEST, "invalid_offset", &why);
+            }
+        },
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -503,8 +518,8 @@ fn set_clock(body: warp::hyper::body::Bytes) -> warp::reply::Response {
             );
         }
     };
-    match crate::node::set_clock_offset(set.offset_ms) {
-        Ok(now_ms) => json_reply(StatusCode::OK, &json!({"offset_ms": set.offset_ms, "now_ms": now_ms})),
+    match crate::node::set_clock_offset(set) {
+        Ok(now_ms) => json_reply(StatusCode::OK, &json!({"offset_ms": set, "now_ms": now_ms})),
         Err(e @ crate::node::ClockError::Off) => {
             error(StatusCode::NOT_FOUND, "clock_control_off", &e.to_string())
         }
