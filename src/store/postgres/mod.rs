@@ -636,23 +636,9 @@ impl PgStore {
     }
 
     async fn expire(&self, now_ms: u64) -> Result<usize, StoreError> {
-        let client = self.client().await?;
-        let fail = || failed("expire the script cache".into());
-        let st = client
-            .prepare_cached(
-                "DELETE FROM phonetree_cache WHERE key IN \
-                 (SELECT key FROM phonetree_cache WHERE until_ms <= $1 LIMIT $2)",
-            )
-            .await
-            .map_err(fail())?;
-        let mut removed = 0;
-        loop {
-            let n = client.execute(&st, &[&ms(now_ms), &CACHE_EXPIRE_BATCH]).await.map_err(fail())?;
-            removed += n as usize;
-            if n < CACHE_EXPIRE_BATCH as u64 {
-                return Ok(removed);
-            }
-        }
+        let sql = "DELETE FROM phonetree_cache WHERE key IN \
+                   (SELECT key FROM phonetree_cache WHERE until_ms <= $1 LIMIT $2)";
+        self.delete_in_batches("expire the script cache", sql, now_ms).await
     }
 
     /// Takes a token from every bucket or none, in one transaction whose row locks make it atomic
@@ -704,15 +690,17 @@ impl PgStore {
 
     /// Deletes the rate records of full buckets, a batch at a time.
     async fn expire_rate_records(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let sql = "DELETE FROM phonetree_rates WHERE key IN \
+                   (SELECT key FROM phonetree_rates WHERE tat_ms <= $1 LIMIT $2)";
+        self.delete_in_batches("expire rate records", sql, now_ms).await
+    }
+
+    /// Runs `sql` (a DELETE of at most `$2` rows expired at `$1`) until a batch deletes fewer than
+    /// `CACHE_EXPIRE_BATCH`: short transactions, so a large backlog never holds locks for long.
+    async fn delete_in_batches(&self, what: &str, sql: &str, now_ms: u64) -> Result<usize, StoreError> {
         let client = self.client().await?;
-        let fail = || failed("expire rate records".into());
-        let st = client
-            .prepare_cached(
-                "DELETE FROM phonetree_rates WHERE key IN \
-                 (SELECT key FROM phonetree_rates WHERE tat_ms <= $1 LIMIT $2)",
-            )
-            .await
-            .map_err(fail())?;
+        let fail = || failed(what.into());
+        let st = client.prepare_cached(sql).await.map_err(fail())?;
         let mut removed = 0;
         loop {
             let n = client.execute(&st, &[&ms(now_ms), &CACHE_EXPIRE_BATCH]).await.map_err(fail())?;
