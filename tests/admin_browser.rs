@@ -17,62 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::browser::{Driver, headless};
 use common::*;
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::Client;
 use serde_json::{Value, json};
 use warp::Filter;
 
 /// How long the page may take before the test fails (no timing is asserted).
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A chromedriver child process on a free loopback port.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    async fn start(driver: &Path) -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let d = Driver { child, url: format!("http://127.0.0.1:{port}") };
-        let client = client_within(Duration::from_secs(2));
-        for _ in 0..300 {
-            if let Ok(r) = client.get(format!("{}/status", d.url)).send().await
-                && r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true)
-            {
-                return d;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not get ready on port {port}");
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn headless(driver: &Driver, chromium: &Path) -> Client {
-    let caps = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        },
-    });
-    let caps = caps.as_object().unwrap().clone();
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("a Chromium session")
-}
 
 /// Runs `script` until it returns something other than null or false (at most `PATIENCE`).
 async fn until(c: &Client, what: &str, script: &str) -> Value {
@@ -162,7 +114,7 @@ document.getElementById("f").submit();
     );
     let origin = attacker_page(page).await;
     let driver = Driver::start(&chromedriver).await;
-    let c = headless(&driver, &chromium).await;
+    let c = headless(&driver, &chromium, &[], false).await;
     c.goto(&origin).await.unwrap();
     let fetched = until(&c, "the fetch's end", "return window.fetchDone").await;
     until(&c, "the form's answer", "return window.formDone").await;

@@ -10,11 +10,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::browser::{Driver, headless};
 use common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use phonetree::export::mermaid_id;
 use serde_json::{Value, json};
 
@@ -22,58 +22,6 @@ const TOKEN: &str = "console-test-admin-token-0123456789";
 /// How long the page may take to show something before the test fails: generous, the machine may
 /// be busy building; no timing is asserted.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A chromedriver child process on a free loopback port.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    async fn start(driver: &std::path::Path) -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let d = Driver { child, url: format!("http://127.0.0.1:{port}") };
-        let client = client_within(Duration::from_secs(2));
-        for _ in 0..300 {
-            if let Ok(r) = client.get(format!("{}/status", d.url)).send().await
-                && r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true)
-            {
-                return d;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("chromedriver did not get ready on port {port}");
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn headless(driver: &Driver, chromium: &std::path::Path) -> Client {
-    let caps = json!({
-        "browserName": "chrome",
-        // The browser's own console (failed loads, CSP reports, errors), read back at the end.
-        "goog:loggingPrefs": {"browser": "ALL"},
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,800", "--lang=en-US"],
-        },
-    });
-    let caps = caps.as_object().unwrap().clone();
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.expect("a Chromium session")
-}
 
 /// Runs `script` until it returns something other than null or false; panics with `what` and the
 /// page's errors after `PATIENCE`.
@@ -161,7 +109,7 @@ async fn the_console_draws_every_machine_and_follows_a_live_call_in_chromium() {
         &[("PHONETREE_ADMIN_TOKEN", TOKEN)],
     );
     let driver = Driver::start(&chromedriver).await;
-    let c = headless(&driver, &chromium).await;
+    let c = headless(&driver, &chromium, &["--window-size=1280,800", "--lang=en-US"], true).await;
 
     // The page loads without the token and asks for it; the data needs it.
     c.goto(&n.admin_url("/")).await.unwrap();
@@ -331,7 +279,7 @@ async fn without_an_admin_token_the_console_opens_without_the_form_in_chromium()
     // `Node::start`: `--admin-no-token` on loopback.
     let n = Node::start(&t.path().join("data"), &machines_dir(t.path()));
     let driver = Driver::start(&chromedriver).await;
-    let c = headless(&driver, &chromium).await;
+    let c = headless(&driver, &chromium, &["--window-size=1280,800", "--lang=en-US"], true).await;
     c.goto(&n.admin_url("/")).await.unwrap();
     until(&c, "the console without the form", "return !document.getElementById('console').hidden").await;
     let shown = c

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod backends;
+pub mod browser;
 pub mod held;
 pub mod metrics;
 pub mod needs;
