@@ -186,6 +186,30 @@ fn serve_with(data: &Path, machines: &Path, log: &Path, env: &[(&str, &str)]) ->
         .unwrap()
 }
 
+/// How `child` (a `serve` expected to give up) exited; bounded by `STOP_WAIT_MAX`.
+async fn exited(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < STOP_WAIT_MAX, "the node neither started nor stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The first line `child` prints on stdout (`listening on ADDR` once it serves).
+async fn first_line(child: &mut std::process::Child) -> String {
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap()
+}
+
 /// Waits until `log` holds `line` (the node logs it), or the node exits; bounded.
 async fn logged(child: &mut std::process::Child, log: &Path, line: &str) -> String {
     let started = Instant::now();
@@ -221,13 +245,7 @@ async fn a_start_on_a_full_disk_tries_again_then_exits_74_and_serves_once_space_
     let log = t.path().join("full.log");
     let mut child = serve(&data, &machines, &log);
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < STOP_WAIT_MAX, "the node neither started nor stopped");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = exited(&mut child).await;
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = writeln!(std::io::stderr(), "a start on a full disk gave up after {:?}", started.elapsed());
     assert_eq!(status.code(), Some(74), "EX_IOERR, as when the store fails while serving:\n{text}");
@@ -240,14 +258,7 @@ async fn a_start_on_a_full_disk_tries_again_then_exits_74_and_serves_once_space_
     let text = logged(&mut child, &log, RETRYING).await;
     assert!(text.contains(RETRYING), "{text}");
     std::fs::remove_file(&filler).unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
+    let line = first_line(&mut child).await;
     let addr = line
         .trim()
         .strip_prefix("listening on ")
@@ -276,14 +287,7 @@ async fn a_first_start_on_a_full_disk_cannot_keep_its_admin_token_tries_again_an
     fill(&filler);
     let log = t.path().join("token.log");
     let mut child = serve_with(&data, &machines, &log, &[]);
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < STOP_WAIT_MAX, "the node neither started nor stopped");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = exited(&mut child).await;
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(74), "{text}");
     assert_eq!(text.matches(KEEPING).count(), START_ATTEMPTS - 1, "each try logged:\n{text}");
@@ -300,14 +304,7 @@ async fn a_first_start_on_a_full_disk_cannot_keep_its_admin_token_tries_again_an
     let text = logged(&mut child, &log, KEEPING).await;
     assert!(text.contains(KEEPING), "{text}");
     std::fs::remove_file(&filler).unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
+    let line = first_line(&mut child).await;
     assert!(
         line.starts_with("listening on "),
         "{line:?}\n{}",
