@@ -19,7 +19,7 @@ pub const LEGS_MAX: usize = 16;
 /// Longest text field of a session summary or a CALL_ACTION kept (statuses, numbers, keys,
 /// times, ids, error messages are far shorter), so a stored summary, call state and transcript
 /// stay small.
-pub const SUMMARY_TEXT_BYTES_MAX: usize = 256;
+pub const TEXT_BYTES_MAX: usize = 256;
 
 /// A webhook that cannot be used, with the JSON error code and message the client gets (4xx).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -265,16 +265,16 @@ pub fn session_summary(body: &[u8]) -> Result<SessionSummary, BadWebhook> {
     })
 }
 
-/// A summary's text field, at most `SUMMARY_TEXT_BYTES_MAX` bytes; `path` names it in the error.
+/// A summary's text field, at most `TEXT_BYTES_MAX` bytes; `path` names it in the error.
 fn short(p: &serde_json::Map<String, Value>, key: &str, path: &str) -> Result<Option<String>, BadWebhook> {
     text(p, key)?.map(|v| bounded(v, path)).transpose()
 }
 
 fn bounded(v: String, path: &str) -> Result<String, BadWebhook> {
-    if v.len() > SUMMARY_TEXT_BYTES_MAX {
+    if v.len() > TEXT_BYTES_MAX {
         return Err(bad(
             "field_too_long",
-            format!("`payload.{path}` is {} bytes; at most {SUMMARY_TEXT_BYTES_MAX} are kept", v.len()),
+            format!("`payload.{path}` is {} bytes; at most {TEXT_BYTES_MAX} are kept", v.len()),
         ));
     }
     Ok(v)
@@ -302,7 +302,7 @@ mod tests {
     #[test]
     fn every_text_field_is_bounded() {
         for key in ["source", "destination", "dtmf", "callId", "callStatus", "callDirection"] {
-            let long = "0".repeat(SUMMARY_TEXT_BYTES_MAX + 1);
+            let long = "0".repeat(TEXT_BYTES_MAX + 1);
             let body = format!(
                 r#"{{"eventType":"CALL_ACTION","payload":{{"sessionId":"s","eventId":"e","{key}":"{long}"}}}}"#
             );
