@@ -107,9 +107,9 @@ fn heard(flows: &[Callflow]) -> Vec<Heard> {
         .collect()
 }
 
-/// The answer an `@` token stands for at the script whose form is `form`, as JSON (`None`: a
-/// fetch that fails: no answer, not 2xx, not JSON).
-fn fetched(m: &Machine, form: &str, token: &str) -> Option<serde_json::Value> {
+/// The body of the answer an `@` token stands for at the script whose form is `form` (`None`: a
+/// fetch that fails: no answer, not 2xx; a body that is not JSON fails in the player).
+fn fetched(m: &Machine, form: &str, token: &str) -> Option<String> {
     let script =
         m.graph().node_weights().find(|n| export::mermaid_id(&n.name) == form).and_then(|n| {
             match &n.kind {
@@ -118,7 +118,7 @@ fn fetched(m: &Machine, form: &str, token: &str) -> Option<serde_json::Value> {
             }
         })?;
     match explore::answer_for_token(script, token)? {
-        Answer::Http { status: 200..=299, body } => serde_json::from_slice(&body).ok(),
+        Answer::Http { status: 200..=299, body } => String::from_utf8(body).ok(),
         _ => None,
     }
 }
@@ -141,7 +141,7 @@ fn clock(m: &Machine, at_ms: u64) -> Option<vxml::Clock> {
 /// Plays `tokens` on `m` through `simulate` and through the VoiceXML interpreter and asserts
 /// both say the same. A path of a machine with route rules may begin with its clock
 /// (`--at=TIME`) and caller (`--from=NUMBER`), as `explore` writes them.
-fn play_alike(m: &Machine, doc: &vxml::Element, path: &[String]) {
+fn play_alike(js: &mut vxml::Ecma, m: &Machine, doc: &vxml::Element, path: &[String]) {
     let option = |name: &str| path.iter().find_map(|t| t.strip_prefix(name));
     let caller = option("--from=").unwrap_or(CALLER);
     let at_ms = option("--at=").map(|at| simulate::parse_at(at).unwrap());
@@ -166,7 +166,7 @@ fn play_alike(m: &Machine, doc: &vxml::Element, path: &[String]) {
     };
     let (_, flows) = simulate::run(m, parties, &inputs, at_ms, &mut unanswered)
         .unwrap_or_else(|e| panic!("{}: simulate {path:?}: {e}", m.name()));
-    let voice = vxml::play(doc, &session, &tokens, &mut |form, token, _url| fetched(m, form, token))
+    let voice = vxml::play(js, doc, &session, &tokens, &mut |form, token, _url| fetched(m, form, token))
         .unwrap_or_else(|e| panic!("{}: vxml {path:?}: {e}", m.name()));
     assert_eq!(voice, heard(&flows), "{}: the VoiceXML differs from simulate on {path:?}", m.name());
 }
@@ -177,11 +177,11 @@ fn document(m: &Machine) -> vxml::Element {
 }
 
 /// Plays every path `explore` counts on `m` alike; returns how many there were.
-fn play_every_path(m: &Machine) -> usize {
+fn play_every_path(js: &mut vxml::Ecma, m: &Machine) -> usize {
     let doc = document(m);
     let mut played = 0;
     let report = explore::explore_paths(m, &mut |tokens| {
-        play_alike(m, &doc, tokens);
+        play_alike(js, m, &doc, tokens);
         played += 1;
     });
     assert!(report.proven() && report.paths_complete, "{}: {:?}", m.name(), report.violations);
@@ -191,10 +191,11 @@ fn play_every_path(m: &Machine) -> usize {
 
 #[test]
 fn vxml_plays_what_simulate_says_on_every_explored_path_of_every_bundled_machine() {
+    let Some(mut js) = vxml::Ecma::start() else { return };
     let machines = bundled_machines();
     assert!(machines.iter().any(|m| m.name() == "bank_balance"));
     for m in machines {
-        let played = play_every_path(&m);
+        let played = play_every_path(&mut js, &m);
         println!("{}: {played} paths played alike", m.name());
         assert!(played > 1, "{}: {played} path(s)", m.name());
     }
@@ -269,6 +270,7 @@ kind = "hangup"
 
 #[test]
 fn vxml_plays_what_simulate_says_on_the_script_machines_and_the_other_node_kinds() {
+    let Some(mut js) = vxml::Ecma::start() else { return };
     let mut machines: Vec<Machine> = machine_files("tests/data/scripts")
         .iter()
         .map(|f| compile_text(&f.display().to_string(), &std::fs::read_to_string(f).unwrap()))
@@ -288,7 +290,7 @@ fn vxml_plays_what_simulate_says_on_the_script_machines_and_the_other_node_kinds
         assert!(names.contains(&name), "{name} missing in {names:?}");
     }
     for m in &machines {
-        let played = play_every_path(m);
+        let played = play_every_path(&mut js, m);
         println!("{}: {played} paths played alike", m.name());
     }
     // Paths explore merges (two answers that end the call alike are one path to it): each
@@ -328,13 +330,14 @@ fn vxml_plays_what_simulate_says_on_the_script_machines_and_the_other_node_kinds
         let doc = document(m);
         for tokens in paths.iter() {
             let tokens: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
-            play_alike(m, &doc, &tokens);
+            play_alike(&mut js, m, &doc, &tokens);
         }
     }
 }
 
 #[test]
 fn the_interpreter_catches_a_document_that_says_something_else() {
+    let Some(mut js) = vxml::Ecma::start() else { return };
     let m = bundled("abc_restaurant");
     let doc = export::vxml(&m).replace("Our restaurant hours", "Our hours");
     let doc = vxml::parse(&doc).unwrap();
@@ -346,7 +349,7 @@ fn the_interpreter_catches_a_document_that_says_something_else() {
         clock: None,
     };
     let inputs = ["3".to_string()];
-    let voice = vxml::play(&doc, &session, &inputs, &mut |_, _, _| None).unwrap();
+    let voice = vxml::play(&mut js, &doc, &session, &inputs, &mut |_, _, _| None).unwrap();
     let simulated = simulate::run(
         &m,
         simulate::Parties {
@@ -565,6 +568,7 @@ kind = "hangup"
 
 #[test]
 fn vxml_cuts_stored_values_and_tests_numbers_as_the_engine_does() {
+    let Some(mut js) = vxml::Ecma::start() else { return };
     let m = compile_text("cuts.toml", CUTS);
     let doc = document(&m);
     let notes = [
@@ -607,11 +611,14 @@ fn vxml_cuts_stored_values_and_tests_numbers_as_the_engine_does() {
                 Ok(Answer::Http { status: 200, body: body.clone() })
             })
             .unwrap();
-            let voice =
-                vxml::play(&doc, &session("+15550000000"), &["@answer".to_string()], &mut |_, _, _| {
-                    Some(answer.clone())
-                })
-                .unwrap();
+            let voice = vxml::play(
+                &mut js,
+                &doc,
+                &session("+15550000000"),
+                &["@answer".to_string()],
+                &mut |_, _, _| Some(answer.to_string()),
+            )
+            .unwrap();
             assert_eq!(voice, heard(&flows), "{answer}");
         }
     }

@@ -18,6 +18,8 @@ pub enum Need {
     Graphviz,
     /// libxml2's `xmllint`.
     Xmllint,
+    /// Node.js (the VoiceXML export's ECMAScript).
+    Node,
     /// Node.js with `mermaid` and `jsdom` in `PHONETREE_MERMAID_DIR/node_modules`.
     Mermaid,
     /// Prometheus's `promtool`.
@@ -37,6 +39,7 @@ impl Need {
             Need::Browser => "chromium and chromedriver",
             Need::Graphviz => "graphviz dot",
             Need::Xmllint => "xmllint",
+            Need::Node => "node.js",
             Need::Mermaid => "node.js with mermaid",
             Need::Promtool => "promtool",
             Need::Postgres => "postgresql",
@@ -51,6 +54,7 @@ impl Need {
             Need::Browser => "apt-get install chromium chromium-driver",
             Need::Graphviz => "apt-get install graphviz",
             Need::Xmllint => "apt-get install libxml2-utils",
+            Need::Node => "apt-get install nodejs",
             Need::Mermaid => {
                 "apt-get install nodejs npm; npm install mermaid jsdom in a folder named by PHONETREE_MERMAID_DIR"
             }
@@ -69,6 +73,7 @@ impl Need {
             Need::Browser => "PHONETREE_REQUIRE_BROWSER",
             Need::Graphviz => "PHONETREE_REQUIRE_GRAPHVIZ",
             Need::Xmllint => "PHONETREE_REQUIRE_XMLLINT",
+            Need::Node => "PHONETREE_REQUIRE_NODE",
             Need::Mermaid => "PHONETREE_REQUIRE_MERMAID",
             Need::Promtool => "PHONETREE_REQUIRE_PROMTOOL",
             Need::Postgres => "PHONETREE_REQUIRE_POSTGRES",

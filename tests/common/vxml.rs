@@ -1,23 +1,36 @@
-//! A VoiceXML interpreter for the subset `phonetree export --format vxml` emits (see
-//! `src/export/vxml.rs`): it plays a document against a caller's inputs and writes what the caller
-//! hears, so a test can compare it with `simulate`'s transcript of the same inputs.
+//! A VoiceXML player for what `phonetree export --format vxml` emits (see `src/export/vxml.rs`):
+//! it plays a document against a caller's inputs and writes what the caller hears, so a test can
+//! compare it with `simulate`'s transcript of the same inputs.
 //!
-//! Its parts: a small XML reader (elements, attributes, text, comments, the five entities), the
-//! form interpretation of a form's items in order (`<block>`, `<field>` with a DTMF grammar,
-//! `<transfer>`), the executable content the export uses (`prompt`, `value`, `say-as`, `audio`,
-//! `var`, `assign`, `if`/`elseif`/`else`, `goto` (`next` or `expr`), `clear`, `reprompt`, `data`, `exit`,
-//! `disconnect`, `catch`), and the ECMAScript expressions it writes: string, number and regular
-//! expression literals (no flags), `undefined`, `true`, `false`, variables and properties (a JSON
-//! answer's keys, a string's `length`), `+`, `==`, `!=`, `<`, `<=`, `>`, `>=`, `&&`, `||`, `!`,
-//! unary `-`, parentheses, `encodeURIComponent`, `Number`, a `RegExp`'s `test` and a string's
-//! `substring` and `replace`, each with ECMAScript's semantics (`ToNumber`, `ToBoolean`, loose
-//! `==`, UTF-16 lengths). The platform's variables: the session's numbers and ids, and, when the
+//! What checks what: the XML is read by a real parser (`roxmltree`: well-formedness, entities,
+//! namespaces; every element must be VoiceXML's or, inside `<grammar>`, SRGS's); every ECMAScript
+//! expression (`expr`, `cond`, `srcexpr`, `destexpr`, `<var>`, `<assign>`, `<clear>`, `<value>`,
+//! `<audio expr>`, `goto expr`) runs in Node.js itself ([`Ecma`], `tests/data/vxml/scopes.cjs`),
+//! where VoiceXML's scopes (session, application, document, dialog, anonymous) are real objects
+//! and a `<data>` answer is parsed by `JSON.parse`. Only what no real engine here provides is
+//! written in this file: the form interpretation algorithm (form items in order, a `<field>`'s
+//! prompts, input and `<filled>`/`<nomatch>`/`<noinput>`, a bridged `<transfer>`, `<catch>` of
+//! `error.badfetch`, the executable content's control flow: `if`/`elseif`/`else`, `goto`, `exit`,
+//! `disconnect`, `reprompt`, `data`) and the DTMF grammars the export writes (`<one-of>`, `<item>`,
+//! `<item repeat="m-n">`). The platform's variables: the session's numbers and ids, and, when the
 //! test gives a clock, the call's local time (`session.phonetree.local.*`, `.yesterday.*`).
 
-use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use super::needs::{Need, needs_tool};
 
 /// Most forms one call enters: far beyond any explored path, it stops a document that loops.
 const FORMS_MAX: usize = 10_000;
+/// Most form items one form visit selects: far beyond any form the export writes (a field is
+/// selected again after each re-prompt), it stops a form that loops.
+const SELECTIONS_MAX: usize = 10_000;
+/// The VoiceXML namespace.
+const VXML_NS: &str = "http://www.w3.org/2001/vxml";
+/// The SRGS grammar namespace.
+const SRGS_NS: &str = "http://www.w3.org/2001/06/grammar";
 
 #[derive(Debug, Clone)]
 pub struct Element {
@@ -46,92 +59,130 @@ impl Element {
     }
 }
 
-fn unescape(text: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        let end = rest[at..].find(';').ok_or_else(|| format!("unterminated entity in {text:?}"))?;
-        out.push(match &rest[at + 1..at + end] {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            other => return Err(format!("unknown entity &{other};")),
-        });
-        rest = &rest[at + end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// Reads a document: its root element.
+/// Reads a document with `roxmltree`: its root element, every element checked to be in
+/// VoiceXML's namespace (SRGS's inside a `<grammar>`), comments and processing instructions left
+/// out.
 pub fn parse(doc: &str) -> Result<Element, String> {
-    let mut stack: Vec<Element> = vec![Element { name: String::new(), attrs: vec![], children: vec![] }];
-    let mut rest = doc;
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix("<?") {
-            rest = &after[after.find("?>").ok_or("unclosed <?")? + 2..];
-        } else if let Some(after) = rest.strip_prefix("<!--") {
-            rest = &after[after.find("-->").ok_or("unclosed comment")? + 3..];
-        } else if let Some(after) = rest.strip_prefix("</") {
-            let end = after.find('>').ok_or("unclosed end tag")?;
-            let name = after[..end].trim();
-            let done = stack.pop().ok_or("end tag without start")?;
-            if done.name != name {
-                return Err(format!("</{name}> closes <{}>", done.name));
-            }
-            stack.last_mut().ok_or("end tag closes the document")?.children.push(Xml::Element(done));
-            rest = &after[end + 1..];
-        } else if let Some(after) = rest.strip_prefix('<') {
-            let (tag, empty, next) = tag(after)?;
-            rest = next;
-            if empty {
-                stack.last_mut().ok_or("no parent")?.children.push(Xml::Element(tag));
-            } else {
-                stack.push(tag);
-            }
-        } else {
-            let end = rest.find('<').unwrap_or(rest.len());
-            let text = unescape(&rest[..end])?;
-            stack.last_mut().ok_or("no parent")?.children.push(Xml::Text(text));
-            rest = &rest[end..];
+    let parsed = roxmltree::Document::parse(doc).map_err(|e| format!("not well-formed XML: {e}"))?;
+    element(parsed.root_element(), VXML_NS)
+}
+
+/// `node` as an [`Element`]; `ns` is the namespace it must be in.
+fn element(node: roxmltree::Node<'_, '_>, ns: &str) -> Result<Element, String> {
+    let name = node.tag_name().name().to_string();
+    let ns = if name == "grammar" { SRGS_NS } else { ns };
+    if node.tag_name().namespace() != Some(ns) {
+        return Err(format!("<{name}> is in namespace {:?}, not {ns}", node.tag_name().namespace()));
+    }
+    let attrs = node
+        .attributes()
+        .filter(|a| a.namespace().is_none())
+        .map(|a| (a.name().to_string(), a.value().to_string()))
+        .collect();
+    let mut children = Vec::new();
+    for child in node.children() {
+        if child.is_element() {
+            children.push(Xml::Element(element(child, ns)?));
+        } else if let Some(text) = child.text().filter(|_| child.is_text()) {
+            children.push(Xml::Text(text.to_string()));
         }
     }
-    let mut top = stack.pop().ok_or("no document")?;
-    if !stack.is_empty() {
-        return Err(format!("<{}> is not closed", top.name));
+    Ok(Element { name, attrs, children })
+}
+
+/// Node.js evaluating a document's ECMAScript (`tests/data/vxml/scopes.cjs`): one long-lived
+/// child per test, one JSON line per request and per answer, the scopes held as real objects.
+pub struct Ecma {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Ecma {
+    /// Starts `node` with the scopes script, or `None` after one `skipped:` line where there is
+    /// no Node.js (a failure under `PHONETREE_REQUIRE_NODE=1`).
+    pub fn start() -> Option<Ecma> {
+        if !needs_tool(Need::Node, "node", "--version") {
+            return None;
+        }
+        let script = super::repo().join("tests/data/vxml/scopes.cjs");
+        let mut child = Command::new("node")
+            .arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("node {}: {e}", script.display()));
+        let stdin = child.stdin.take().expect("node's stdin is piped");
+        let stdout = BufReader::new(child.stdout.take().expect("node's stdout is piped"));
+        Some(Ecma { child, stdin, stdout })
     }
-    top.children.retain(|c| matches!(c, Xml::Element(_)));
-    match top.children.pop() {
-        Some(Xml::Element(root)) if top.children.is_empty() => Ok(root),
-        _ => Err("not one root element".into()),
+
+    /// One request and its answer's value (`{"ok": v}`), or the engine's error (`{"error": m}`).
+    fn ask(&mut self, request: Value) -> Result<Value, String> {
+        let mut line = request.to_string();
+        line.push('\n');
+        self.stdin.write_all(line.as_bytes()).map_err(|e| format!("node's stdin: {e}"))?;
+        let mut answer = String::new();
+        match self.stdout.read_line(&mut answer) {
+            Ok(0) => return Err(format!("node exited before answering {request}")),
+            Ok(_) => {}
+            Err(e) => return Err(format!("node's stdout: {e}")),
+        }
+        let mut answer: Value =
+            serde_json::from_str(&answer).map_err(|e| format!("node answered {answer:?}: {e}"))?;
+        if let Some(error) = answer.get("error") {
+            return Err(format!("ECMAScript: {} in {request}", error.as_str().unwrap_or_default()));
+        }
+        answer.get_mut("ok").map(Value::take).ok_or_else(|| format!("node answered {answer}"))
+    }
+
+    /// An expression's value as a string (ECMAScript's `String(v)`).
+    fn string(&mut self, expr: &str) -> Result<String, String> {
+        match self.ask(json!({ "op": "string", "expr": expr }))? {
+            Value::String(s) => Ok(s),
+            other => Err(format!("`{expr}` gave {other}, not a string")),
+        }
+    }
+
+    /// A condition (ECMAScript's `ToBoolean`).
+    fn cond(&mut self, expr: &str) -> Result<bool, String> {
+        self.ask(json!({ "op": "cond", "expr": expr }))?
+            .as_bool()
+            .ok_or_else(|| format!("`{expr}`: not a boolean"))
+    }
+
+    /// Whether `name` holds a value other than `undefined`.
+    fn defined(&mut self, name: &str) -> Result<bool, String> {
+        self.ask(json!({ "op": "defined", "name": name }))?
+            .as_bool()
+            .ok_or_else(|| format!("{name}: not a boolean"))
+    }
+
+    /// `<var name [expr]>` in `scope`.
+    fn var(&mut self, scope: &str, name: &str, expr: Option<&str>) -> Result<(), String> {
+        let mut request = json!({ "op": "var", "scope": scope, "name": name });
+        if let Some(e) = expr {
+            request["expr"] = json!(e);
+        }
+        self.ask(request).map(drop)
+    }
+
+    /// The platform puts a JSON value in a variable of `scope`.
+    fn put(&mut self, scope: &str, name: &str, value: Value) -> Result<(), String> {
+        self.ask(json!({ "op": "put", "scope": scope, "name": name, "value": value })).map(drop)
+    }
+
+    /// A request that answers `true`.
+    fn op(&mut self, request: Value) -> Result<(), String> {
+        self.ask(request).map(drop)
     }
 }
 
-/// A start tag after its `<`: the element, whether it is empty (`/>`), and the text after it.
-fn tag(s: &str) -> Result<(Element, bool, &str), String> {
-    let name_end = s.find(|c: char| c.is_whitespace() || c == '>' || c == '/').ok_or("unclosed tag")?;
-    let mut el = Element { name: s[..name_end].to_string(), attrs: vec![], children: vec![] };
-    let mut rest = s[name_end..].trim_start();
-    loop {
-        if let Some(after) = rest.strip_prefix("/>") {
-            return Ok((el, true, after));
-        }
-        if let Some(after) = rest.strip_prefix('>') {
-            return Ok((el, false, after));
-        }
-        let eq = rest.find('=').ok_or_else(|| format!("attribute without value in <{}>", el.name))?;
-        let key = rest[..eq].trim().to_string();
-        let after = rest[eq + 1..].trim_start();
-        let quote = after.chars().next().ok_or("attribute without value")?;
-        if quote != '"' && quote != '\'' {
-            return Err(format!("unquoted attribute {key}"));
-        }
-        let end = after[1..].find(quote).ok_or("unclosed attribute")?;
-        el.attrs.push((key, unescape(&after[1..1 + end])?));
-        rest = after[end + 2..].trim_start();
+impl Drop for Ecma {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -172,86 +223,18 @@ pub struct Clock {
     pub yesterday_date: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Value {
-    Undefined,
-    Bool(bool),
-    Str(String),
-    Num(f64),
-    Json(serde_json::Value),
-    /// A regular expression literal's body.
-    Regex(String),
-}
-
-impl Value {
-    fn text(&self) -> String {
-        match self {
-            Value::Undefined => "undefined".into(),
-            Value::Str(s) => s.clone(),
-            Value::Num(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", *n as i64),
-            Value::Num(n) => n.to_string(),
-            Value::Json(v) => v.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Regex(re) => format!("/{re}/"),
+impl Session {
+    /// The session scope's variables.
+    fn variables(&self) -> Value {
+        let mut phonetree = json!({ "session_id": self.session_id, "call_id": self.call_id });
+        if let Some(c) = &self.clock {
+            phonetree["local"] = json!({ "weekday": c.weekday, "minutes": c.minutes, "date": c.date });
+            phonetree["yesterday"] = json!({ "weekday": c.yesterday_weekday, "date": c.yesterday_date });
         }
-    }
-
-    /// ECMAScript's `ToBoolean`.
-    fn truthy(&self) -> bool {
-        match self {
-            Value::Undefined => false,
-            Value::Bool(b) => *b,
-            Value::Num(n) => *n != 0.0 && !n.is_nan(),
-            Value::Str(s) => !s.is_empty(),
-            Value::Json(_) | Value::Regex(_) => true,
-        }
-    }
-
-    /// ECMAScript's `ToNumber` (`Number(v)`): a string is trimmed, empty is 0, a decimal literal
-    /// its number, anything else `NaN`.
-    fn number(&self) -> f64 {
-        match self {
-            Value::Num(n) => *n,
-            Value::Bool(b) => f64::from(u8::from(*b)),
-            Value::Str(s) => {
-                let t = s.trim();
-                let decimal = t.trim_start_matches(['+', '-']);
-                if t.is_empty() {
-                    0.0
-                } else if decimal.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-                    && decimal.chars().all(|c| c.is_ascii_digit() || ".eE+-".contains(c))
-                {
-                    t.parse().unwrap_or(f64::NAN)
-                } else {
-                    f64::NAN
-                }
-            }
-            Value::Undefined | Value::Json(_) | Value::Regex(_) => f64::NAN,
-        }
-    }
-
-    fn from_json(v: &serde_json::Value) -> Value {
-        match v {
-            serde_json::Value::Null => Value::Undefined,
-            serde_json::Value::String(s) => Value::Str(s.clone()),
-            serde_json::Value::Number(n) => n.as_f64().map_or(Value::Undefined, Value::Num),
-            serde_json::Value::Bool(b) => Value::Bool(*b),
-            other => Value::Json(other.clone()),
-        }
-    }
-
-    /// ECMAScript's loose `==` on the values the export compares.
-    fn loose_eq(&self, other: &Value) -> bool {
-        match (self, other) {
-            (Value::Undefined, Value::Undefined) => true,
-            (Value::Undefined, _) | (_, Value::Undefined) => false,
-            (Value::Str(a), Value::Str(b)) => a == b,
-            (Value::Json(_) | Value::Regex(_), _) | (_, Value::Json(_) | Value::Regex(_)) => {
-                self.text() == other.text()
-            }
-            // A number or boolean on either side compares as numbers.
-            (a, b) => a.number() == b.number(),
-        }
+        json!({
+            "connection": { "remote": { "uri": self.caller }, "local": { "uri": self.number } },
+            "phonetree": phonetree,
+        })
     }
 }
 
@@ -260,28 +243,30 @@ impl Value {
 enum Flow {
     Continue,
     Goto(String),
-    Reprompt,
+    /// Back to the form interpretation algorithm's selection of the next item: `<reprompt/>`
+    /// (which plays an unfilled field's prompts again), or a `<catch>` that went nowhere.
+    Select,
     /// `<exit/>`, `<disconnect/>` or the end of the inputs: the call is over (or waits).
     Stop,
 }
 
-/// Answers a `<data>` fetch: (form id, the `@` token of the inputs, URL) → the JSON answer, or
-/// `None` for a failed fetch (`error.badfetch`).
-pub type Fetch<'a> = dyn FnMut(&str, &str, &str) -> Option<serde_json::Value> + 'a;
+/// Answers a `<data>` fetch: (form id, the `@` token of the inputs, URL) → the answer's body, or
+/// `None` for a failed fetch (no answer, not 2xx): `error.badfetch`, as is a body that is not JSON.
+pub type Fetch<'a> = dyn FnMut(&str, &str, &str) -> Option<String> + 'a;
 
 struct Player<'d, 'f> {
-    doc: &'d Element,
+    js: &'d mut Ecma,
     inputs: std::slice::Iter<'d, String>,
     fetch: &'d mut Fetch<'f>,
-    globals: HashMap<String, Value>,
-    locals: HashMap<String, Value>,
     form: String,
     heard: Vec<Heard>,
 }
 
-/// Plays `doc` with `inputs` (keys, `-` for no input, `@...` answering the next `<data>`):
-/// everything the caller hears, until the document ends or waits for an input there is not.
+/// Plays `doc` with `inputs` (keys, `-` for no input, `@...` answering the next `<data>`), its
+/// ECMAScript in `js`: everything the caller hears, until the document ends or waits for an input
+/// there is not.
 pub fn play(
+    js: &mut Ecma,
     doc: &Element,
     session: &Session,
     inputs: &[String],
@@ -290,41 +275,10 @@ pub fn play(
     if doc.name != "vxml" || doc.attr("version") != Some("2.1") {
         return Err("not a VoiceXML 2.1 document".into());
     }
-    let mut globals = HashMap::new();
-    for (k, v) in [
-        ("session.connection.remote.uri", &session.caller),
-        ("session.connection.local.uri", &session.number),
-        ("session.phonetree.session_id", &session.session_id),
-        ("session.phonetree.call_id", &session.call_id),
-    ] {
-        globals.insert(k.to_string(), Value::Str(v.clone()));
-    }
-    if let Some(c) = &session.clock {
-        for (k, v) in [
-            ("local.weekday", Value::Num(f64::from(c.weekday))),
-            ("local.minutes", Value::Num(f64::from(c.minutes))),
-            ("local.date", Value::Str(c.date.clone())),
-            ("yesterday.weekday", Value::Num(f64::from(c.yesterday_weekday))),
-            ("yesterday.date", Value::Str(c.yesterday_date.clone())),
-        ] {
-            globals.insert(format!("session.phonetree.{k}"), v);
-        }
-    }
-    let mut p = Player {
-        doc,
-        inputs: inputs.iter(),
-        fetch,
-        globals,
-        locals: HashMap::new(),
-        form: String::new(),
-        heard: vec![],
-    };
+    js.op(json!({ "op": "session", "variables": session.variables() }))?;
+    let mut p = Player { js, inputs: inputs.iter(), fetch, form: String::new(), heard: vec![] };
     for var in doc.elements().filter(|e| e.name == "var") {
-        let value = match var.attr("expr") {
-            Some(e) => p.eval(e)?,
-            None => Value::Undefined,
-        };
-        p.globals.insert(var.attr("name").ok_or("<var> without name")?.to_string(), value);
+        p.js.var("document", var.attr("name").ok_or("<var> without name")?, var.attr("expr"))?;
     }
     let mut form = doc.child("form").ok_or("no <form>")?;
     for _ in 0..FORMS_MAX {
@@ -343,89 +297,129 @@ pub fn play(
 }
 
 impl Player<'_, '_> {
+    /// A form's visit: its variables and item variables initialised in a new dialog scope, then
+    /// the form interpretation algorithm's loop: select the first item not yet done (a `<block>`
+    /// not executed, a `<field>` or `<transfer>` whose variable is `undefined`), collect it and
+    /// run its handlers, until one leaves the form or none is left (the document ends).
     fn run_form(&mut self, form: &Element) -> Result<Flow, String> {
-        self.locals.clear();
+        self.js.op(json!({ "op": "form" }))?;
         self.form = form.attr("id").unwrap_or_default().to_string();
         for item in form.elements() {
-            let flow = match item.name.as_str() {
-                "var" => self.exec(std::slice::from_ref(&Xml::Element(item.clone())), form)?,
-                "catch" => Flow::Continue,
-                "block" => self.exec(&item.children, form)?,
-                "field" => self.field(item, form)?,
-                "transfer" => {
-                    let dest = match (item.attr("dest"), item.attr("destexpr")) {
-                        (Some(d), _) => d.to_string(),
-                        (None, Some(e)) => self.eval(e)?.text(),
-                        _ => return Err("<transfer> without dest".into()),
-                    };
-                    self.heard.push(Heard::Transfer(dest.strip_prefix("tel:").unwrap_or(&dest).to_string()));
-                    // The bridged leg ends with the next webhook, whatever it carries.
-                    match self.inputs.next() {
-                        None => Flow::Stop,
-                        Some(t) if t.starts_with('@') => return Err(format!("`{t}` answers no fetch")),
-                        Some(_) => self.exec(
-                            &item.child("filled").ok_or("<transfer> without <filled>")?.children,
-                            form,
-                        )?,
-                    }
+            match item.name.as_str() {
+                "var" => self.js.var(
+                    "dialog",
+                    item.attr("name").ok_or("<var> without name")?,
+                    item.attr("expr"),
+                )?,
+                "field" | "transfer" => {
+                    let name = item.attr("name").ok_or_else(|| format!("<{}> without name", item.name))?;
+                    self.js.var("dialog", name, None)?;
                 }
+                "block" | "catch" => {}
                 other => return Err(format!("<{other}> is not in the subset")),
-            };
-            if flow != Flow::Continue {
-                return Ok(flow);
             }
         }
-        // Falling off the end of a form ends the document.
-        Ok(Flow::Stop)
+        let items: Vec<&Element> =
+            form.elements().filter(|e| matches!(e.name.as_str(), "block" | "field" | "transfer")).collect();
+        let mut executed = vec![false; items.len()];
+        for _ in 0..SELECTIONS_MAX {
+            let mut selected = None;
+            for (i, item) in items.iter().enumerate() {
+                let done = match item.name.as_str() {
+                    "block" => executed[i],
+                    _ => self.js.defined(item.attr("name").unwrap_or_default())?,
+                };
+                if !done {
+                    selected = Some(i);
+                    break;
+                }
+            }
+            // No item left: falling off the end of a form ends the document.
+            let Some(i) = selected else { return Ok(Flow::Stop) };
+            let item = items[i];
+            let flow = match item.name.as_str() {
+                "block" => {
+                    executed[i] = true;
+                    self.handler(&item.children, form)?
+                }
+                "field" => self.field(item, form)?,
+                _ => self.transfer(item, form)?,
+            };
+            match flow {
+                Flow::Continue | Flow::Select => {}
+                other => return Ok(other),
+            }
+        }
+        Err(format!("more than {SELECTIONS_MAX} items selected in form {}", self.form))
     }
 
+    /// A bridged `<transfer>`: the call bridged to its destination; the bridged leg ends with the
+    /// next webhook, whatever it carries, which fills its variable and runs its `<filled>`.
+    fn transfer(&mut self, item: &Element, form: &Element) -> Result<Flow, String> {
+        let dest = match (item.attr("dest"), item.attr("destexpr")) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(e)) => self.js.string(e)?,
+            _ => return Err("<transfer> without dest".into()),
+        };
+        self.heard.push(Heard::Transfer(dest.strip_prefix("tel:").unwrap_or(&dest).to_string()));
+        match self.inputs.next() {
+            None => Ok(Flow::Stop),
+            Some(t) if t.starts_with('@') => Err(format!("`{t}` answers no fetch")),
+            Some(_) => {
+                let name = item.attr("name").unwrap_or_default();
+                self.js.put("dialog", name, json!("far_end_disconnect"))?;
+                let filled = item.child("filled").ok_or("<transfer> without <filled>")?;
+                self.handler(&filled.children, form)
+            }
+        }
+    }
+
+    /// A `<field>` selected: its prompts queued (each `cond` tested), one input collected, and the
+    /// handler it throws run: `<filled>` (its variable set first), `<nomatch>` or `<noinput>`.
     fn field(&mut self, field: &Element, form: &Element) -> Result<Flow, String> {
         let name = field.attr("name").ok_or("<field> without name")?.to_string();
         let grammar = field.child("grammar").ok_or("<field> without <grammar>")?;
         let rule = grammar.child("rule").ok_or("<grammar> without <rule>")?;
-        loop {
-            // The prompts queued before the field collects: the last is said while keys are
-            // captured, the ones before it are said first.
-            let mut shown = Vec::new();
-            for prompt in field.elements().filter(|e| e.name == "prompt") {
-                let queued = match prompt.attr("cond") {
-                    Some(c) => self.cond(c)?,
-                    None => true,
-                };
-                if queued {
-                    shown.push(self.text(&prompt.children)?);
-                }
-            }
-            let ask = shown.pop().ok_or("a <field> without a prompt")?;
-            self.heard.extend(shown.into_iter().map(Heard::Say));
-            self.heard.push(Heard::Ask(ask));
-            let handler = match self.inputs.next() {
-                None => return Ok(Flow::Stop),
-                Some(t) if t.starts_with('@') => return Err(format!("`{t}` answers no fetch")),
-                Some(t) if t == "-" => "noinput",
-                Some(keys) => {
-                    // 8x8 reports the keys with the completing `#`; the utterance is without it.
-                    let keys = keys.trim().trim_end_matches('#').to_string();
-                    let utterance = "application.lastresult$.utterance".to_string();
-                    self.globals.insert(utterance, Value::Str(keys.clone()));
-                    if matches(rule, &keys)? {
-                        self.locals.insert(name.clone(), Value::Str(keys));
-                        "filled"
-                    } else {
-                        "nomatch"
-                    }
-                }
+        // The prompts queued before the field collects: the last is said while keys are
+        // captured, the ones before it are said first.
+        let mut shown = Vec::new();
+        for prompt in field.elements().filter(|e| e.name == "prompt") {
+            let queued = match prompt.attr("cond") {
+                Some(c) => self.js.cond(c)?,
+                None => true,
             };
-            let body = field.child(handler).ok_or_else(|| format!("<field> without <{handler}>"))?;
-            match self.exec(&body.children, form)? {
-                Flow::Continue | Flow::Reprompt => {
-                    if self.locals.get(&name).is_some_and(|v| *v != Value::Undefined) {
-                        return Ok(Flow::Continue);
-                    }
-                }
-                other => return Ok(other),
+            if queued {
+                shown.push(self.text(&prompt.children)?);
             }
         }
+        let ask = shown.pop().ok_or("a <field> without a prompt")?;
+        self.heard.extend(shown.into_iter().map(Heard::Say));
+        self.heard.push(Heard::Ask(ask));
+        let handler = match self.inputs.next() {
+            None => return Ok(Flow::Stop),
+            Some(t) if t.starts_with('@') => return Err(format!("`{t}` answers no fetch")),
+            Some(t) if t == "-" => "noinput",
+            Some(keys) => {
+                // 8x8 reports the keys with the completing `#`; the utterance is without it.
+                let keys = keys.trim().trim_end_matches('#').to_string();
+                self.js.put("application", "lastresult$", json!({ "utterance": keys }))?;
+                if matches(rule, &keys)? {
+                    self.js.put("dialog", &name, json!(keys))?;
+                    "filled"
+                } else {
+                    "nomatch"
+                }
+            }
+        };
+        let body = field.child(handler).ok_or_else(|| format!("<field> without <{handler}>"))?;
+        self.handler(&body.children, form)
+    }
+
+    /// A `<block>`, `<filled>` or `<catch>` (`<nomatch>`, `<noinput>`): its executable content in a
+    /// new anonymous scope.
+    fn handler(&mut self, content: &[Xml], form: &Element) -> Result<Flow, String> {
+        self.js.op(json!({ "op": "anonymous" }))?;
+        self.exec(content, form)
     }
 
     /// Runs executable content.
@@ -438,7 +432,7 @@ impl Player<'_, '_> {
                 }
                 "goto" => Flow::Goto(match (el.attr("next"), el.attr("expr")) {
                     (Some(next), _) => next.to_string(),
-                    (None, Some(e)) => self.eval(e)?.text(),
+                    (None, Some(e)) => self.js.string(e)?,
                     _ => return Err("<goto> without next".into()),
                 }),
                 "exit" => Flow::Stop,
@@ -446,30 +440,24 @@ impl Player<'_, '_> {
                     self.heard.push(Heard::Hangup);
                     Flow::Stop
                 }
-                "reprompt" => Flow::Reprompt,
+                "reprompt" => Flow::Select,
                 "var" => {
-                    let value = match el.attr("expr") {
-                        Some(e) => self.eval(e)?,
-                        None => Value::Undefined,
-                    };
-                    self.locals.insert(el.attr("name").ok_or("<var> without name")?.to_string(), value);
+                    self.js.var(
+                        "anonymous",
+                        el.attr("name").ok_or("<var> without name")?,
+                        el.attr("expr"),
+                    )?;
                     Flow::Continue
                 }
                 "assign" => {
-                    let value = self.eval(el.attr("expr").ok_or("<assign> without expr")?)?;
                     let name = el.attr("name").ok_or("<assign> without name")?;
-                    if self.locals.contains_key(name) {
-                        self.locals.insert(name.to_string(), value);
-                    } else if self.globals.contains_key(name) {
-                        self.globals.insert(name.to_string(), value);
-                    } else {
-                        return Err(format!("<assign> to undeclared {name}"));
-                    }
+                    let expr = el.attr("expr").ok_or("<assign> without expr")?;
+                    self.js.op(json!({ "op": "assign", "name": name, "expr": expr }))?;
                     Flow::Continue
                 }
                 "clear" => {
                     for name in el.attr("namelist").unwrap_or_default().split_whitespace() {
-                        self.locals.insert(name.to_string(), Value::Undefined);
+                        self.js.op(json!({ "op": "clear", "name": name }))?;
                     }
                     Flow::Continue
                 }
@@ -490,7 +478,7 @@ impl Player<'_, '_> {
                     let mut flow = Flow::Continue;
                     for (cond, body) in branches {
                         let taken = match cond {
-                            Some(c) => self.cond(&c)?,
+                            Some(c) => self.js.cond(&c)?,
                             None => true,
                         };
                         if taken {
@@ -500,36 +488,7 @@ impl Player<'_, '_> {
                     }
                     flow
                 }
-                "data" => {
-                    let url = match (el.attr("src"), el.attr("srcexpr")) {
-                        (Some(s), _) => s.to_string(),
-                        (None, Some(e)) => self.eval(e)?.text(),
-                        _ => return Err("<data> without src".into()),
-                    };
-                    let token = match self.inputs.next() {
-                        Some(t) if t.starts_with('@') => t.clone(),
-                        other => {
-                            return Err(format!(
-                                "<data> at {} needs an `@` answer, got {other:?}",
-                                self.form
-                            ));
-                        }
-                    };
-                    match (self.fetch)(&self.form, &token, &url) {
-                        Some(json) => {
-                            let name = el.attr("name").ok_or("<data> without name")?;
-                            self.locals.insert(name.to_string(), Value::Json(json));
-                            Flow::Continue
-                        }
-                        None => {
-                            let catch = form
-                                .elements()
-                                .find(|c| c.name == "catch" && c.attr("event") == Some("error.badfetch"))
-                                .ok_or("error.badfetch is not caught")?;
-                            self.exec(&catch.children, form)?
-                        }
-                    }
-                }
+                "data" => self.data(el, form)?,
                 other => return Err(format!("<{other}> is not in the subset")),
             };
             if flow != Flow::Continue {
@@ -537,6 +496,37 @@ impl Player<'_, '_> {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// `<data>`: the fetch answered by the next `@` input; its body parsed as JSON by the engine
+    /// into the anonymous scope, or `error.badfetch` thrown to the form's `<catch>`.
+    fn data(&mut self, el: &Element, form: &Element) -> Result<Flow, String> {
+        let url = match (el.attr("src"), el.attr("srcexpr")) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(e)) => self.js.string(e)?,
+            _ => return Err("<data> without src".into()),
+        };
+        let token = match self.inputs.next() {
+            Some(t) if t.starts_with('@') => t.clone(),
+            other => return Err(format!("<data> at {} needs an `@` answer, got {other:?}", self.form)),
+        };
+        let name = el.attr("name").ok_or("<data> without name")?;
+        let parsed = match (self.fetch)(&self.form, &token, &url) {
+            Some(body) => self.js.ask(json!({ "op": "data", "name": name, "body": body }))? == json!(true),
+            None => false,
+        };
+        if parsed {
+            return Ok(Flow::Continue);
+        }
+        let catch = form
+            .elements()
+            .find(|c| c.name == "catch" && c.attr("event") == Some("error.badfetch"))
+            .ok_or("error.badfetch is not caught")?;
+        // The event ends the content that threw it; after its handler the algorithm selects again.
+        match self.handler(&catch.children, form)? {
+            Flow::Continue => Ok(Flow::Select),
+            other => Ok(other),
+        }
     }
 
     /// A `<prompt>` outside a field: one `Say` for its text, or with `<audio>`s in it, the text
@@ -558,7 +548,7 @@ impl Player<'_, '_> {
                     text.clear();
                     let src = match (e.attr("src"), e.attr("expr")) {
                         (Some(s), _) => s.to_string(),
-                        (None, Some(x)) => self.eval(x)?.text(),
+                        (None, Some(x)) => self.js.string(x)?,
                         _ => return Err("<audio> without src".into()),
                     };
                     self.heard.push(Heard::Play(src));
@@ -579,7 +569,7 @@ impl Player<'_, '_> {
             match c {
                 Xml::Text(t) => out.push_str(t),
                 Xml::Element(e) if e.name == "value" => {
-                    out.push_str(&self.eval(e.attr("expr").ok_or("<value> without expr")?)?.text())
+                    out.push_str(&self.js.string(e.attr("expr").ok_or("<value> without expr")?)?)
                 }
                 Xml::Element(e) if e.name == "say-as" && e.attr("interpret-as") == Some("digits") => {
                     let inner = self.text(&e.children)?;
@@ -590,371 +580,6 @@ impl Player<'_, '_> {
         }
         Ok(out)
     }
-
-    /// A variable: a local, a global, or a platform one (`session.*`, read by its dotted name).
-    fn variable(&self, name: &str) -> Option<Value> {
-        self.locals.get(name).or_else(|| self.globals.get(name)).cloned()
-    }
-
-    fn cond(&mut self, cond: &str) -> Result<bool, String> {
-        Ok(self.eval(cond)?.truthy())
-    }
-
-    fn eval(&mut self, expr: &str) -> Result<Value, String> {
-        let tokens = lex(expr)?;
-        let mut parser = Parser { tokens: &tokens, at: 0 };
-        let tree = parser.or()?;
-        if parser.at != tokens.len() {
-            return Err(format!("unexpected {:?} in `{expr}`", tokens[parser.at]));
-        }
-        self.value(&tree)
-    }
-
-    fn value(&self, e: &Expr) -> Result<Value, String> {
-        Ok(match e {
-            Expr::Lit(v) => v.clone(),
-            Expr::Var(name) => self.variable(name).ok_or_else(|| format!("`{name}` is not declared"))?,
-            Expr::Prop(base, prop) => {
-                if let Some(v) = dotted(e).and_then(|path| self.variable(&path)) {
-                    return Ok(v);
-                }
-                match self.value(base)? {
-                    Value::Json(serde_json::Value::Object(map)) => {
-                        map.get(prop).map_or(Value::Undefined, Value::from_json)
-                    }
-                    Value::Str(s) if prop == "length" => Value::Num(s.encode_utf16().count() as f64),
-                    // ECMAScript throws a TypeError here; the export tests `undefined` first.
-                    Value::Undefined => return Err(format!("property `{prop}` of undefined")),
-                    _ => Value::Undefined,
-                }
-            }
-            Expr::Call(f, args) => {
-                let args = args.iter().map(|a| self.value(a)).collect::<Result<Vec<_>, _>>()?;
-                match (f.as_str(), args.as_slice()) {
-                    ("encodeURIComponent", [a]) => Value::Str(encode_uri_component(&a.text())),
-                    ("Number", [a]) => Value::Num(a.number()),
-                    _ => return Err(format!("`{f}` with {} arguments is not in the subset", args.len())),
-                }
-            }
-            Expr::Method(base, method, args) => {
-                let base = self.value(base)?;
-                let args = args.iter().map(|a| self.value(a)).collect::<Result<Vec<_>, _>>()?;
-                match (&base, method.as_str(), args.as_slice()) {
-                    (Value::Regex(re), "test", [a]) => Value::Bool(regex(re)?.is_match(&a.text())),
-                    (Value::Str(s), "substring", [a, b]) => {
-                        let units: Vec<u16> = s.encode_utf16().collect();
-                        let at = |v: &Value| {
-                            let n = v.number();
-                            if n.is_nan() { 0 } else { n.clamp(0.0, units.len() as f64) as usize }
-                        };
-                        let (a, b) = (at(a), at(b));
-                        Value::Str(String::from_utf16_lossy(&units[a.min(b)..a.max(b)]))
-                    }
-                    (Value::Str(s), "replace", [Value::Regex(re), with]) => {
-                        Value::Str(regex(re)?.replacen(s, 1, regex::NoExpand(&with.text())).into_owned())
-                    }
-                    _ => return Err(format!("`.{method}` on {base:?} is not in the subset")),
-                }
-            }
-            Expr::Not(a) => Value::Bool(!self.value(a)?.truthy()),
-            Expr::Neg(a) => Value::Num(-self.value(a)?.number()),
-            Expr::Bin(a, op, b) => {
-                let left = self.value(a)?;
-                match op.as_str() {
-                    "&&" if !left.truthy() => return Ok(left),
-                    "||" if left.truthy() => return Ok(left),
-                    "&&" | "||" => return self.value(b),
-                    _ => {}
-                }
-                let right = self.value(b)?;
-                match op.as_str() {
-                    "+" => match (left, right) {
-                        (Value::Num(a), Value::Num(b)) => Value::Num(a + b),
-                        (a, b) => Value::Str(a.text() + &b.text()),
-                    },
-                    "==" => Value::Bool(left.loose_eq(&right)),
-                    "!=" => Value::Bool(!left.loose_eq(&right)),
-                    op => {
-                        let order = match (&left, &right) {
-                            (Value::Str(a), Value::Str(b)) => Some(a.cmp(b)),
-                            (a, b) => a.number().partial_cmp(&b.number()),
-                        };
-                        Value::Bool(order.is_some_and(|o| match op {
-                            "<" => o.is_lt(),
-                            "<=" => o.is_le(),
-                            ">" => o.is_gt(),
-                            _ => o.is_ge(),
-                        }))
-                    }
-                }
-            }
-        })
-    }
-}
-
-/// A regular expression literal's body as a Rust regex (`\/` is `/`).
-fn regex(body: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(&body.replace("\\/", "/")).map_err(|e| e.to_string())
-}
-
-/// `a.b.c` for a variable and its properties.
-fn dotted(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Var(name) => Some(name.clone()),
-        Expr::Prop(base, prop) => Some(format!("{}.{prop}", dotted(base)?)),
-        _ => None,
-    }
-}
-
-/// ECMAScript's `encodeURIComponent`.
-fn encode_uri_component(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// An expression of the subset.
-#[derive(Debug, Clone)]
-enum Expr {
-    Lit(Value),
-    Var(String),
-    Prop(Box<Expr>, String),
-    /// A function of the subset: `encodeURIComponent`, `Number`.
-    Call(String, Vec<Expr>),
-    /// A method of the subset: a regular expression's `test`, a string's `substring` and `replace`.
-    Method(Box<Expr>, String, Vec<Expr>),
-    Not(Box<Expr>),
-    Neg(Box<Expr>),
-    Bin(Box<Expr>, String, Box<Expr>),
-}
-
-/// Precedence climbing over the subset: `||` < `&&` < comparison < `+` < unary `!`/`-` <
-/// property, call.
-struct Parser<'t> {
-    tokens: &'t [Token],
-    at: usize,
-}
-
-impl Parser<'_> {
-    fn next(&mut self) -> Option<Token> {
-        let t = self.tokens.get(self.at).cloned();
-        self.at += 1;
-        t
-    }
-
-    fn eat(&mut self, want: &Token) -> bool {
-        let found = self.tokens.get(self.at) == Some(want);
-        if found {
-            self.at += 1;
-        }
-        found
-    }
-
-    fn op(&mut self, ops: &[&str]) -> Option<String> {
-        match self.tokens.get(self.at) {
-            Some(Token::Op(op)) if ops.contains(&op.as_str()) => {
-                self.at += 1;
-                Some(op.clone())
-            }
-            _ => None,
-        }
-    }
-
-    fn binary(
-        &mut self,
-        ops: &[&str],
-        once: bool,
-        operand: fn(&mut Self) -> Result<Expr, String>,
-    ) -> Result<Expr, String> {
-        let mut left = operand(self)?;
-        while let Some(op) = self.op(ops) {
-            left = Expr::Bin(Box::new(left), op, Box::new(operand(self)?));
-            if once {
-                break;
-            }
-        }
-        Ok(left)
-    }
-
-    fn or(&mut self) -> Result<Expr, String> {
-        self.binary(&["||"], false, Self::and)
-    }
-
-    fn and(&mut self) -> Result<Expr, String> {
-        self.binary(&["&&"], false, Self::compare)
-    }
-
-    fn compare(&mut self) -> Result<Expr, String> {
-        self.binary(&["==", "!=", "<", "<=", ">", ">="], true, Self::sum)
-    }
-
-    fn sum(&mut self) -> Result<Expr, String> {
-        self.binary(&["+"], false, Self::unary)
-    }
-
-    fn unary(&mut self) -> Result<Expr, String> {
-        if self.op(&["!"]).is_some() {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
-        }
-        if self.op(&["-"]).is_some() {
-            return Ok(Expr::Neg(Box::new(self.unary()?)));
-        }
-        self.postfix()
-    }
-
-    fn args(&mut self) -> Result<Vec<Expr>, String> {
-        let mut args = Vec::new();
-        if self.eat(&Token::Close) {
-            return Ok(args);
-        }
-        loop {
-            args.push(self.or()?);
-            if self.eat(&Token::Close) {
-                return Ok(args);
-            }
-            if !self.eat(&Token::Comma) {
-                return Err("`,` or `)` expected".into());
-            }
-        }
-    }
-
-    fn postfix(&mut self) -> Result<Expr, String> {
-        let mut e = match self.next() {
-            Some(Token::Str(s)) => Expr::Lit(Value::Str(s)),
-            Some(Token::Num(n)) => Expr::Lit(Value::Num(n)),
-            Some(Token::Regex(re)) => Expr::Lit(Value::Regex(re)),
-            Some(Token::Open) => {
-                let e = self.or()?;
-                if !self.eat(&Token::Close) {
-                    return Err("`)` expected".into());
-                }
-                e
-            }
-            Some(Token::Name(n)) if n == "undefined" => Expr::Lit(Value::Undefined),
-            Some(Token::Name(n)) if n == "true" || n == "false" => Expr::Lit(Value::Bool(n == "true")),
-            Some(Token::Name(n)) if self.eat(&Token::Open) => Expr::Call(n, self.args()?),
-            Some(Token::Name(n)) => Expr::Var(n),
-            other => return Err(format!("no term at {other:?}")),
-        };
-        while self.eat(&Token::Dot) {
-            let Some(Token::Name(name)) = self.next() else { return Err("a name after `.` expected".into()) };
-            e = if self.eat(&Token::Open) {
-                Expr::Method(Box::new(e), name, self.args()?)
-            } else {
-                Expr::Prop(Box::new(e), name)
-            };
-        }
-        Ok(e)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Token {
-    Str(String),
-    Num(f64),
-    Name(String),
-    /// A regular expression literal's body (without flags: the subset has none).
-    Regex(String),
-    Op(String),
-    Open,
-    Close,
-    Dot,
-    Comma,
-}
-
-fn lex(s: &str) -> Result<Vec<Token>, String> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        chars.next();
-        match c {
-            ' ' => {}
-            '\'' => {
-                let mut lit = String::new();
-                loop {
-                    match chars.next().ok_or_else(|| format!("unclosed string in `{s}`"))? {
-                        '\'' => break,
-                        '\\' => lit.push(match chars.next().ok_or("dangling \\")? {
-                            'n' => '\n',
-                            'r' => '\r',
-                            c => c,
-                        }),
-                        c => lit.push(c),
-                    }
-                }
-                out.push(Token::Str(lit));
-            }
-            // The subset has no division: `/` starts a regular expression literal.
-            '/' => {
-                let (mut body, mut class) = (String::new(), false);
-                loop {
-                    let c = chars.next().ok_or_else(|| format!("unclosed regular expression in `{s}`"))?;
-                    match c {
-                        '/' if !class => break,
-                        '\\' => {
-                            body.push(c);
-                            body.push(chars.next().ok_or("dangling \\")?);
-                            continue;
-                        }
-                        '[' => class = true,
-                        ']' => class = false,
-                        _ => {}
-                    }
-                    body.push(c);
-                }
-                if chars.peek().is_some_and(|c| c.is_ascii_alphabetic()) {
-                    return Err(format!("regular expression flags are not in the subset (`{s}`)"));
-                }
-                out.push(Token::Regex(body));
-            }
-            '0'..='9' => {
-                let mut n = c.to_string();
-                while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit() || **d == '.') {
-                    n.push(d);
-                    chars.next();
-                }
-                out.push(Token::Num(n.parse().map_err(|_| format!("bad number {n}"))?));
-            }
-            '(' => out.push(Token::Open),
-            ')' => out.push(Token::Close),
-            '.' => out.push(Token::Dot),
-            ',' => out.push(Token::Comma),
-            '+' | '-' => out.push(Token::Op(c.to_string())),
-            '<' | '>' | '=' | '!' => {
-                let mut op = c.to_string();
-                if chars.next_if_eq(&'=').is_some() {
-                    op.push('=');
-                }
-                if op == "=" {
-                    return Err(format!("assignment is not in the subset (`{s}`)"));
-                }
-                out.push(Token::Op(op));
-            }
-            '&' | '|' => {
-                if chars.next() != Some(c) {
-                    return Err(format!("`{c}` without `{c}` in `{s}`"));
-                }
-                out.push(Token::Op(format!("{c}{c}")));
-            }
-            c if c.is_ascii_alphabetic() || c == '_' || c == '$' => {
-                let mut name = c.to_string();
-                while let Some(&d) = chars.peek().filter(|d| d.is_ascii_alphanumeric() || "_$".contains(**d))
-                {
-                    name.push(d);
-                    chars.next();
-                }
-                out.push(Token::Name(name));
-            }
-            c => return Err(format!("`{c}` is not in the expression subset (`{s}`)")),
-        }
-    }
-    Ok(out)
 }
 
 /// Whether a DTMF grammar rule takes `keys`.
