@@ -1,7 +1,8 @@
 //! `phonetree export`, each format checked by a real consumer: DOT rendered by Graphviz's `dot`,
-//! VoiceXML checked by `xmllint` and played by the test interpreter of the exported subset
-//! (`common/vxml.rs`) on every path `check` explores, with the transcript `simulate` gives for the
-//! same inputs; JSON parsed back and compared with the graph.
+//! VoiceXML checked by `xmllint` and played (`common/vxml.rs`: read by `roxmltree`, its ECMAScript
+//! run by Node.js, its forms by the test's own form interpretation algorithm) on every path `check`
+//! explores, with the transcript `simulate` gives for the same inputs; JSON parsed back and
+//! compared with the graph.
 
 mod common;
 
@@ -622,4 +623,113 @@ fn vxml_cuts_stored_values_and_tests_numbers_as_the_engine_does() {
             assert_eq!(voice, heard(&flows), "{answer}");
         }
     }
+}
+
+/// Answer paths ECMAScript's dot notation reads otherwise: an array index, a key with `-`, a key
+/// an object inherits (`constructor`); and values the engine treats as missing (an object, an
+/// array, null) or fails on (a response key that is an object).
+const PATHS: &str = r#"
+name = "paths"
+start = "lookup"
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[nodes.lookup]
+kind = "script"
+url = "https://api.example.com/order"
+response_key = "data.code"
+branches = { ok = "found" }
+store = { first = { path = "items.0", default = "no first" }, dash = { path = "order-id", default = "no dash" }, note = { path = "note", default = "no note" }, ctor = { path = "constructor", default = "no ctor" } }
+default = "found"
+failure = "failed"
+
+[nodes.found]
+kind = "say"
+text = "First {first}, dash {dash}, note {note}, ctor {ctor}."
+next = "bye"
+
+[nodes.failed]
+kind = "say"
+text = "Failed."
+next = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
+#[test]
+fn vxml_reads_answer_paths_and_values_as_the_engine_does() {
+    let Some(mut js) = vxml::Ecma::start() else { return };
+    let m = compile_text("paths.toml", PATHS);
+    let doc = document(&m);
+    let answers = [
+        serde_json::json!({ "data": { "code": "ok" }, "items": ["a", "b"], "order-id": "x1", "note": "n" }),
+        serde_json::json!({ "data": { "code": "other" }, "items": { "0": "zero" }, "note": { "a": 1 } }),
+        serde_json::json!({ "data": { "code": "ok" }, "items": [], "note": [1, 2] }),
+        serde_json::json!({ "data": { "code": "ok" }, "items": "ab", "note": null, "constructor": 7 }),
+        serde_json::json!({ "data": { "code": "ok" }, "items": [true], "note": false }),
+        serde_json::json!({ "data": { "code": { "ok": 1 } } }),
+        serde_json::json!({ "data": ["ok"] }),
+        serde_json::json!({ "data": { "code": true }, "order-id": 12.5 }),
+    ];
+    for answer in &answers {
+        let body = serde_json::to_vec(answer).unwrap();
+        let parties = simulate::Parties {
+            from: CALLER,
+            to: "+15550000000",
+            outbound: false,
+            vars: &Default::default(),
+            guard: None,
+        };
+        let (_, flows) = simulate::run(&m, parties, &[], None, &mut |_| {
+            Ok(Answer::Http { status: 200, body: body.clone() })
+        })
+        .unwrap();
+        let session = vxml::Session {
+            caller: CALLER.into(),
+            number: "+15550000000".into(),
+            session_id: "s".into(),
+            call_id: "c".into(),
+            clock: None,
+        };
+        let voice = vxml::play(&mut js, &doc, &session, &["@answer".to_string()], &mut |_, _, _| {
+            Some(answer.to_string())
+        })
+        .unwrap_or_else(|e| panic!("{answer}: {e}"));
+        assert_eq!(voice, heard(&flows), "{answer}");
+    }
+}
+
+#[test]
+fn the_documents_ecmascript_runs_in_node_and_its_errors_fail_the_play() {
+    let Some(mut js) = vxml::Ecma::start() else { return };
+    let m = compile_text("features.toml", FEATURES);
+    let text = export::vxml(&m);
+    let value = "<value expr=\"caller\"/>";
+    assert!(text.contains(value), "{text}");
+    let session = vxml::Session {
+        caller: CALLER.into(),
+        number: "+6500000000".into(),
+        session_id: "s".into(),
+        call_id: "c".into(),
+        clock: None,
+    };
+    let mut play = |doc: &str| {
+        let doc = vxml::parse(doc).unwrap();
+        vxml::play(&mut js, &doc, &session, &[], &mut |_, _, _| None)
+    };
+    // Methods no subset of ours had: the answer is Node's.
+    let masked = text.replace(value, "<value expr=\"caller.slice(-4).padStart(8, &apos;*&apos;)\"/>");
+    let heard = play(&masked).unwrap();
+    assert_eq!(heard.first(), Some(&Heard::Say("Hello ****0001, this is welcome.".into())));
+    // An expression that is not ECMAScript, and a variable no scope declares, fail the play.
+    let error = play(&text.replace(value, "<value expr=\"caller +\"/>")).unwrap_err();
+    assert!(error.contains("SyntaxError"), "{error}");
+    let error = play(&text.replace(value, "<value expr=\"callr\"/>")).unwrap_err();
+    assert!(error.contains("ReferenceError: callr is not defined"), "{error}");
+    // A document that is not well-formed, or in another namespace, is not played.
+    assert!(vxml::parse(&text.replace("</vxml>", "")).is_err());
+    let error = vxml::parse(&text.replace("http://www.w3.org/2001/vxml", "urn:other")).unwrap_err();
+    assert!(error.contains("namespace"), "{error}");
 }

@@ -12,8 +12,10 @@
 //! `no_input`; an input's pattern an ECMAScript `RegExp` test in `<filled>`; a transfer a bridged
 //! `<transfer>` whose `<filled>` follows `after` or disconnects; hangup `<disconnect/>`; a script a
 //! `<data>` fetch of its URL (a JSON answer, read as an object), `<assign>`s of its stored fields
-//! and an `<if>` on its response key, `error.badfetch` caught to its failure branch; a stored
-//! value is kept as text, cut to its `max_chars` after the last whole word; a set node a `<block>`
+//! and an `<if>` on its response key (each path read by a document function, `pt$scalar`, as the
+//! engine reads it: own keys, array indexes, a string, number or boolean, else missing; an answer
+//! without its response key fails before anything is stored), `error.badfetch` caught to its
+//! failure branch; a stored value is kept as text, cut to its `max_chars` after the last whole word; a set node a `<block>`
 //! of `<assign>`s (values rendered before any is stored; counters read as integers, unset or not
 //! an integer as 0, held within ±`COUNTER_MAX`); a route node a `<block>` whose `<if>`/`<elseif>`
 //! test its rules in order (each rule's conditions ANDed) and whose `<else>` follows `else`; a
@@ -35,8 +37,9 @@
 //! runs as an ECMAScript `RegExp` (the engine's is Rust's `regex`; they agree on classes, groups,
 //! repeats and alternation, not on Unicode classes or `\d` beyond ASCII); lengths (`max_chars`,
 //! `prefix`, the 32 characters a set value keeps) count UTF-16 units, not characters; an integer
-//! beyond 2^53 loses precision; a stored value that is a JSON object or array is kept as text
-//! (the engine treats it as missing).
+//! beyond 2^53 loses precision, and a number's text is ECMAScript's (`100.0` reads `100`, `1e21`
+//! `1e+21`) where the engine's is serde_json's; a 2xx answer that is not JSON fails the `<data>`
+//! even at a script that stores nothing and has no response key (the engine takes `default`).
 
 use std::fmt::Write;
 
@@ -310,9 +313,19 @@ fn ask(m: &Machine, id: NodeId, s: &Script) -> String {
             );
         }
     }
-    let path = |p: &[String]| xml(&format!("{ANSWER}.{}", p.join(".")));
+    // A path of the answer as the engine's `script::scalar` reads it: the text of a string,
+    // number or boolean there, else `undefined` (a missing key, an object, an array, null).
+    let path = |p: &[String]| {
+        let names: Vec<String> = p.iter().map(|name| js_string(name)).collect();
+        xml(&format!("{SCALAR}({ANSWER}, [{}])", names.join(", ")))
+    };
+    let failure_on_missing_key =
+        s.response_key.as_ref().map(|p| format!("<if cond=\"{} == undefined\">{failure}</if>", path(p)));
+    // An answer without the response key fails before anything is stored (the engine's
+    // `script::route`).
+    out.push_str(failure_on_missing_key.as_deref().unwrap_or_default());
     // A stored key the answer lacks takes its default, or leaves the variable unset; it never
-    // changes the branch (the engine's `script::route`).
+    // changes the branch.
     // A value is kept as text, cut to its `max_chars` after the last whole word that fits
     // (`script::cut`): the first `max_chars + 1` characters without their last (partial) word and
     // the space before it, or the first `max_chars` where that leaves nothing or no space was cut.
@@ -325,10 +338,9 @@ fn ask(m: &Machine, id: NodeId, s: &Script) -> String {
         );
         let _ = write!(
             out,
-            "<if cond=\"{} == undefined\"><assign name=\"{var}\" expr=\"{}\"/><else/><assign name=\"{var}\" expr=\"'' + {}\"/>{cut}</if>",
+            "<assign name=\"{var}\" expr=\"{}\"/><if cond=\"{var} == undefined\"><assign name=\"{var}\" expr=\"{}\"/><else/>{cut}</if>",
             path(&st.path),
             xml(&missing),
-            path(&st.path),
         );
     }
     let default =
@@ -336,23 +348,32 @@ fn ask(m: &Machine, id: NodeId, s: &Script) -> String {
     match &s.response_key {
         None => out.push_str(&default),
         Some(p) => {
-            let _ = write!(out, "<if cond=\"{} == undefined\">{failure}", path(p));
+            let mut first = true;
             for (edge, _) in m.edges(id) {
                 if let Some(v) = branch_value(&edge) {
-                    let _ = write!(
-                        out,
-                        "<elseif cond=\"'' + {} == {}\"/>{}",
-                        path(p),
-                        xml(&js_string(v)),
-                        goto(m, id, &edge)
-                    );
+                    let cond = format!("{} == {}", path(p), xml(&js_string(v)));
+                    let _ = if first {
+                        write!(out, "<if cond=\"{cond}\">{}", goto(m, id, &edge))
+                    } else {
+                        write!(out, "<elseif cond=\"{cond}\"/>{}", goto(m, id, &edge))
+                    };
+                    first = false;
                 }
             }
-            let _ = write!(out, "<else/>{default}</if>");
+            if first {
+                out.push_str(&default);
+            } else {
+                let _ = write!(out, "<else/>{default}</if>");
+            }
         }
     }
     out
 }
+
+/// The document function reading a path of a script's answer as the engine's `script::scalar`
+/// does: an object's own key, an array's index (a `usize` as Rust reads one: an optional `+`,
+/// digits), and at the end a string, number or boolean as text; anything else `undefined`.
+const SCALAR_FUNCTION: &str = "function (v, path) { for (var i = 0; i < path.length; i++) { var k = path[i]; if (Array.isArray(v)) { if (!/^[+]?[0-9]+$/.test(k)) { return undefined; } k = Number(k); } else if (v === null || typeof v != 'object' || !Object.prototype.hasOwnProperty.call(v, k)) { return undefined; } v = v[k]; } return typeof v == 'string' || typeof v == 'number' || typeof v == 'boolean' ? '' + v : undefined; }";
 
 /// The call's local time in the machine's `timezone`, which the platform hands the document (see
 /// the module's head): `weekday` (0 Monday to 6 Sunday), `minutes` since local midnight, `date`
@@ -370,6 +391,8 @@ const PATH: &str = "pt$path";
 const BACK: &str = "pt$back";
 /// The variable a stored value's cut is built in.
 const CUT: &str = "pt$cut";
+/// The document variable holding [`SCALAR_FUNCTION`].
+const SCALAR: &str = "pt$scalar";
 
 /// Conditions ANDed (`true` when there are none).
 fn all(parts: Vec<String>) -> String {
@@ -606,6 +629,9 @@ fn variables(m: &Machine) -> String {
     }
     if goes_back(m) {
         let _ = writeln!(out, "  <var name=\"{PATH}\" expr=\"&apos;&apos;\"/>");
+    }
+    if m.graph().node_weights().any(|n| matches!(n.kind, NodeKind::Script(_))) {
+        let _ = writeln!(out, "  <var name=\"{SCALAR}\" expr=\"{}\"/>", xml(SCALAR_FUNCTION));
     }
     let mut seen: Vec<&str> = Vec::new();
     for node in m.graph().node_weights() {
