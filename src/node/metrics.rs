@@ -169,6 +169,7 @@ pub fn exit(edge: &Edge) -> String {
         Edge::Else => "else".into(),
         Edge::Repeat(k) => format!("repeat_{k}"),
         Edge::Back(k) => format!("back_{k}"),
+        Edge::Variant(v) => format!("variant_{v}"),
     }
 }
 

@@ -60,6 +60,7 @@ pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     (Kind::Hangup, &[]),
     (Kind::Route, &[&["rules", "else"]]),
     (Kind::Set, &[&["values", "add", "next"]]),
+    (Kind::Split, &[&["weights", "next", "sticky_by", "salt", "force"]]),
 ];
 
 /// The names serde reads for `T`: a struct's fields or an enum's variants, in declaration order
