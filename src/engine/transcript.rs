@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Answer, CallState, Direction, Event, Outcome, Phase, Step};
 use crate::callflow::Action;
-use crate::machine::Machine;
+use crate::machine::{Edge, Machine};
 
 /// Most entries a call's transcript keeps (the first ones: what a replay needs is the start).
 /// A caller walking a menu makes a webhook every few seconds; 64 covers minutes of menus.
@@ -126,6 +126,17 @@ pub struct Entry {
     /// The script requests made on the way, in order.
     #[serde(default)]
     pub requests: Vec<Asked>,
+    /// The splits passed on the way and the variant each gave, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+}
+
+/// A split passed, and the variant it gave the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Variant {
+    pub node: String,
+    pub variant: String,
 }
 
 impl Entry {
@@ -171,6 +182,14 @@ impl Entry {
                 }
             })
             .collect();
+        let variants = step
+            .edges
+            .iter()
+            .filter_map(|(from, edge, _)| match edge {
+                Edge::Variant(v) => Some(Variant { node: name(*from), variant: v.clone() }),
+                _ => None,
+            })
+            .collect();
         let left = if before.phase == Phase::New { String::new() } else { name(before.node) };
         let mut entry = Entry {
             at_ms: step.state.updated_ms,
@@ -179,6 +198,7 @@ impl Entry {
             entered: name(step.state.node),
             said,
             requests,
+            variants,
         };
         entry.bound();
         entry
@@ -187,6 +207,7 @@ impl Entry {
     /// Bytes the entry's texts take.
     pub fn text_bytes(&self) -> usize {
         let said: usize = self.said.iter().map(|s| s.node.len() + s.action.len() + s.text.len()).sum();
+        let variants: usize = self.variants.iter().map(|v| v.node.len() + v.variant.len()).sum();
         let asked: usize = self
             .requests
             .iter()
@@ -196,7 +217,7 @@ impl Entry {
             Happened::Keys { keys: s } | Happened::SessionEnded { status: s } => s.len(),
             _ => 0,
         };
-        said + asked + event + self.left.len() + self.entered.len()
+        said + asked + event + variants + self.left.len() + self.entered.len()
     }
 
     /// Keeps the entry within `ENTRY_BYTES_MAX`: answer bodies go first, then the texts.
@@ -331,6 +352,9 @@ impl Call {
                 describe(&e.event),
                 e.entered
             ));
+            for v in &e.variants {
+                out.push(format!("    [{}] split: variant {}", v.node, v.variant));
+            }
             for a in &e.requests {
                 let answer = match (a.status, &a.failure) {
                     (Some(status), _) => format!("HTTP {status} {}{}", a.body, if a.cut { "…" } else { "" }),
@@ -437,6 +461,7 @@ mod tests {
             entered: "b".into(),
             said: vec![said; 16],
             requests: vec![asked; SCRIPTS_PER_STEP_MAX],
+            variants: Vec::new(),
         };
         e.bound();
         assert!(e.text_bytes() <= ENTRY_BYTES_MAX, "{}", e.text_bytes());

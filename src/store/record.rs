@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::StoreError;
 use crate::callflow::{Leg, SessionSummary};
-use crate::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said};
+use crate::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said, Variant};
 use crate::engine::{Answer, CallInfo, CallState, Direction, Outcome, Phase, Request};
 use crate::machine::{NodeId, Version};
 
@@ -148,8 +148,9 @@ pub struct SessionRecord {
 }
 
 /// The format of transcript entries (`EntryRecord`), versioned on their own. Format 2 adds event
-/// 4, a dial the outbound guard refused; entries of formats 1 and 2 are read.
-pub const ENTRY_FORMAT: u8 = 2;
+/// 4, a dial the outbound guard refused; format 3 the variants of the splits passed (`p`);
+/// entries of formats 1 to 3 are read.
+pub const ENTRY_FORMAT: u8 = 3;
 
 /// One transcript entry (`transcript::Entry`) as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +169,9 @@ pub struct EntryRecord {
     pub s: Vec<(String, String, String)>,
     /// Script requests: (node, method, URL, status, failure, body, cut).
     pub r: Vec<AskedRecord>,
+    /// The splits passed: (node, variant) (format 3; empty before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub p: Vec<(String, String)>,
 }
 
 /// A script request in a transcript entry: (node, method, URL, status, failure, body, cut).
@@ -183,8 +187,14 @@ impl EntryRecord {
             Happened::DialRefused => (4, String::new()),
         };
         EntryRecord {
-            // Format 1 unless the entry needs 2: an older phonetree still reads the others.
-            v: if code == 4 { ENTRY_FORMAT } else { 1 },
+            // The oldest format the entry fits in: an older phonetree still reads the others.
+            v: if !e.variants.is_empty() {
+                ENTRY_FORMAT
+            } else if code == 4 {
+                2
+            } else {
+                1
+            },
             t: e.at_ms,
             e: code,
             x,
@@ -198,6 +208,7 @@ impl EntryRecord {
                     (node, method, url, a.status, a.failure.clone(), a.body.clone(), a.cut)
                 })
                 .collect(),
+            p: e.variants.iter().map(|v| (v.node.clone(), v.variant.clone())).collect(),
         }
     }
 
@@ -242,6 +253,11 @@ impl EntryRecord {
                     body: body.clone(),
                     cut: *cut,
                 })
+                .collect(),
+            variants: self
+                .p
+                .iter()
+                .map(|(node, variant)| Variant { node: node.clone(), variant: variant.clone() })
                 .collect(),
         })
     }
