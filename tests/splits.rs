@@ -124,6 +124,11 @@ fn check_covers_every_variant_and_its_commands_replay_them() {
     assert_eq!(report["longest"][0], format!("--from={FORCED}"));
     assert_eq!(simulated_greeting(GREETING, &[&format!("--from={FORCED}"), "1"]), "hello_a");
     assert_eq!(simulated_greeting(GREETING, &["1"]), "hello_b");
+    let played = stdout(&phonetree(&["simulate", GREETING, &format!("--from={FORCED}"), "1"]));
+    assert!(
+        played.contains("[greeting] variant a -> hello_a") && played.contains("[offer] variant a -> offer_a"),
+        "{played}"
+    );
 
     // Sticky by session, a variant no weight and no force reaches: its edge is uncovered.
     let t = tempfile::tempdir().unwrap();

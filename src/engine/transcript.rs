@@ -22,6 +22,9 @@ pub const TEXT_CHARS_MAX: usize = 400;
 pub const KEYS_CHARS_MAX: usize = 64;
 /// Longest name kept of a node, and of a summary's status, in an entry.
 pub const NAME_CHARS_MAX: usize = 64;
+/// Most split variants kept in one entry: a step passes few splits, and with node names at
+/// `NAME_CHARS_MAX` and variants at `machine::split::VARIANT_CHARS_MAX` these take 1.5 KiB at most.
+pub const VARIANTS_KEPT_MAX: usize = 16;
 /// Most bytes of a script answer's body kept (enough for the small JSON answers scripts route on).
 pub const BODY_BYTES_MAX: usize = 768;
 
@@ -189,6 +192,7 @@ impl Entry {
                 Edge::Variant(v) => Some(Variant { node: name(*from), variant: v.clone() }),
                 _ => None,
             })
+            .take(VARIANTS_KEPT_MAX)
             .collect();
         let left = if before.phase == Phase::New { String::new() } else { name(before.node) };
         let mut entry = Entry {
@@ -236,6 +240,9 @@ impl Entry {
                 }
                 for s in &mut self.said {
                     s.node = cut_chars(&s.node, NAME_CHARS_MAX);
+                }
+                for v in &mut self.variants {
+                    v.node = cut_chars(&v.node, NAME_CHARS_MAX);
                 }
                 self.left = cut_chars(&self.left, NAME_CHARS_MAX);
                 self.entered = cut_chars(&self.entered, NAME_CHARS_MAX);

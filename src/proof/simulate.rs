@@ -192,7 +192,7 @@ impl<'m> Simulation<'m> {
         lines.extend(
             step.edges
                 .iter()
-                .filter(|(_, e, _)| matches!(e, Edge::Rule(..) | Edge::Else))
+                .filter(|(_, e, _)| matches!(e, Edge::Rule(..) | Edge::Else | Edge::Variant(_)))
                 .map(|(from, edge, to)| format!("[{}] {edge} -> {}", name(*from), name(*to))),
         );
         lines.extend(self.describe(&step));

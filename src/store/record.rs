@@ -971,6 +971,27 @@ mod tests {
         assert_eq!(decode_record("s", &raw).unwrap(), r);
     }
 
+    /// An entry that names split variants is written as format 3 and reads back whole; one
+    /// without stays format 1, which an older phonetree reads.
+    #[test]
+    fn split_variants_are_entry_format_3() {
+        let mut e = Entry {
+            at_ms: 1,
+            event: Happened::CallStarted,
+            left: String::new(),
+            entered: "menu".into(),
+            said: vec![],
+            requests: vec![],
+            variants: vec![],
+        };
+        assert_eq!(EntryRecord::from_entry(&e).v, 1);
+        e.variants = vec![Variant { node: "greeting".into(), variant: "a".into() }];
+        let r = EntryRecord::from_entry(&e);
+        assert_eq!(r.v, 3);
+        let raw = encode("transcript", &r).unwrap();
+        assert_eq!(decode_entry("s", &raw).unwrap(), e);
+    }
+
     /// A transcript keeps a session record bounded: `ENTRIES_MAX` entries of `ENTRY_BYTES_MAX`
     /// texts at most, whatever the call does.
     #[test]
@@ -988,6 +1009,7 @@ mod tests {
                 text: "Your order 1 1 1 1 1 1 is on its way and will arrive on Friday.".into(),
             }],
             requests: vec![],
+            variants: vec![],
         };
         let mut r = SessionRecord::from_state(&state());
         r.append(&typical);
