@@ -33,7 +33,7 @@ pub struct Args {
     /// The caller's number (with --outbound: the caller ID, default the machine's first number).
     #[arg(long)]
     from: Option<String>,
-    /// The call's session id (default `simulated-session`): a split with `sticky_by = "session"`
+    /// An inbound call's session id (default `simulated-session`): a split with `sticky_by = "session"`
     /// picks its variant from it (`check` prints it in the commands it gives).
     #[arg(long)]
     session: Option<String>,

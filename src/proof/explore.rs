@@ -21,6 +21,10 @@
 //! above its largest threshold (every test agrees beyond it); past `STATES_MAX` states `explore`
 //! stops and reports it.
 //!
+//! Split nodes give a call a variant from its caller (or session id), fixed for the call: a call
+//! also starts from a caller (or session id) for each combination of variants the machine's splits
+//! give (`split_classes`), and those variants are part of its states' key.
+//!
 //! Every violation comes with the inputs that reach it, replayable with `phonetree simulate`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

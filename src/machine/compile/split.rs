@@ -149,11 +149,14 @@ impl Compiler<'_> {
                 Some(i) => force.push((e164(caller), i)),
                 None if weights.is_some() => {
                     let near = closest(variant, variants.iter().map(|(v, _)| v.as_str()));
-                    self.error(
-                        At::Node(name, &field),
-                        format!("caller `{caller}` is forced to variant `{variant}`, which `weights` does not name"),
-                        Some(near.map_or_else(|| "force a variant `weights` names".into(), |c| format!("did you mean `{c}`?"))),
+                    let message = format!(
+                        "caller `{caller}` is forced to variant `{variant}`, which `weights` does not name"
                     );
+                    let hint = near.map_or_else(
+                        || "force a variant `weights` names".to_string(),
+                        |c| format!("did you mean `{c}`?"),
+                    );
+                    self.error(At::Node(name, &field), message, Some(hint));
                     ok = false;
                 }
                 None => {}
