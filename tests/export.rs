@@ -164,6 +164,7 @@ fn play_alike(js: &mut vxml::Ecma, m: &Machine, doc: &vxml::Element, path: &[Str
         outbound: false,
         vars: &Default::default(),
         guard: None,
+        session: None,
     };
     let (_, flows) = simulate::run(m, parties, &inputs, at_ms, &mut unanswered)
         .unwrap_or_else(|e| panic!("{}: simulate {path:?}: {e}", m.name()));
@@ -359,6 +360,7 @@ fn the_interpreter_catches_a_document_that_says_something_else() {
             outbound: false,
             vars: &Default::default(),
             guard: None,
+            session: None,
         },
         &[simulate::parse_input_or_answer("3").unwrap()],
         None,
@@ -607,6 +609,7 @@ fn vxml_cuts_stored_values_and_tests_numbers_as_the_engine_does() {
                 outbound: false,
                 vars: &Default::default(),
                 guard: None,
+                session: None,
             };
             let (_, flows) = simulate::run(&m, parties, &[], None, &mut |_| {
                 Ok(Answer::Http { status: 200, body: body.clone() })

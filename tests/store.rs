@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::backends::{Backend, backends};
 use phonetree::callflow::{Leg, SessionSummary};
 use phonetree::engine::script::Method;
-use phonetree::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said};
+use phonetree::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said, Variant};
 use phonetree::engine::{Answer, CallState, Event, Request};
 use phonetree::machine::Version;
 use phonetree::store::{
@@ -56,6 +56,12 @@ fn entry(i: u64) -> Entry {
             body: "{\"status\":\"shipped\"}".into(),
             cut: false,
         }],
+        // Every other entry names a split's variant (entry format 3): both formats round-trip.
+        variants: if i % 2 == 1 {
+            vec![Variant { node: "greeting".into(), variant: format!("v{i}") }]
+        } else {
+            vec![]
+        },
     }
 }
 

@@ -33,6 +33,10 @@ pub struct Args {
     /// The caller's number (with --outbound: the caller ID, default the machine's first number).
     #[arg(long)]
     from: Option<String>,
+    /// An inbound call's session id (default `simulated-session`): a split with `sticky_by = "session"`
+    /// picks its variant from it (`check` prints it in the commands it gives).
+    #[arg(long)]
+    session: Option<String>,
     /// The number called (default: the machine's first number; with --outbound: the callee).
     #[arg(long)]
     to: Option<String>,
@@ -110,8 +114,14 @@ pub fn run(args: Args) -> Result<(), Error> {
         .checked()
         .map_err(|e| Error::Play(e.to_string()))?;
     let dial = |to: &str| guard::check_destination(&policy, to).map_err(|refused| refused.to_string());
-    let parties =
-        simulate::Parties { from: &from, to: &to, outbound: args.outbound, vars: &vars, guard: Some(&dial) };
+    let parties = simulate::Parties {
+        from: &from,
+        to: &to,
+        outbound: args.outbound,
+        vars: &vars,
+        guard: Some(&dial),
+        session: args.session.as_deref(),
+    };
     let mut answer = |r: &Request| scripts.answer(&m, r);
     let mut out = Out { json: args.json, stdout: io::stdout().lock() };
     if args.inputs.is_empty() {
@@ -148,6 +158,9 @@ fn from_stdin(
         }
     } else {
         let mut sim = Simulation::new(m, parties.from, parties.to);
+        if let Some(session) = parties.session {
+            sim = sim.session(session);
+        }
         if let Some(at) = at_ms {
             sim = sim.at(at);
         }

@@ -6,6 +6,7 @@
 //! and carry replies out; anything the engine needs from the world arrives as an event.
 
 pub mod script;
+mod split;
 mod state;
 pub mod transcript;
 
@@ -154,7 +155,7 @@ struct Walk<'a> {
     requests: Vec<Request>,
     /// The step's clock: route rules on time read it.
     now_ms: u64,
-    /// Route nodes passed so far.
+    /// Route and split nodes passed so far.
     routes: usize,
 }
 
@@ -717,7 +718,7 @@ fn enter(
                 }
                 Some(NodeKind::Say(say)) => actions.extend(say_actions(m, st, say)?),
                 Some(NodeKind::Set(set)) => assign(m, st, set)?,
-                Some(NodeKind::Route(_)) => {}
+                Some(NodeKind::Route(_) | NodeKind::Split(_)) => {}
                 Some(kind) if kind.capture().is_some() => {
                     actions.extend(lead(m, st, kind.capture().map_or(&[][..], |c| &c.lead))?);
                     actions.push(render(m, st, id)?);
@@ -735,6 +736,7 @@ fn enter(
         match m.node(st.node).map(|n| &n.kind) {
             Some(NodeKind::Script(Script { capture: None, .. })) => to = ask(m, st, edges, walk)?,
             Some(NodeKind::Route(route)) => to = decide(m, st, route, edges, walk)?,
+            Some(NodeKind::Split(split)) => to = split::pick(m, st, split, edges, &mut walk.routes)?,
             _ => break,
         }
     }
@@ -778,7 +780,8 @@ fn render(m: &Machine, st: &CallState, id: NodeId) -> Result<Action, StepError> 
         | NodeKind::Menu(_)
         | NodeKind::Input(_)
         | NodeKind::Route(_)
-        | NodeKind::Set(_) => {
+        | NodeKind::Set(_)
+        | NodeKind::Split(_) => {
             return Err(StepError::NoAction { node: node.name.clone() });
         }
         NodeKind::Play(p) => Action::PlayFile(PlayFile {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Answer, CallState, Direction, Event, Outcome, Phase, Step};
 use crate::callflow::Action;
-use crate::machine::Machine;
+use crate::machine::{Edge, Machine};
 
 /// Most entries a call's transcript keeps (the first ones: what a replay needs is the start).
 /// A caller walking a menu makes a webhook every few seconds; 64 covers minutes of menus.
@@ -22,6 +22,9 @@ pub const TEXT_CHARS_MAX: usize = 400;
 pub const KEYS_CHARS_MAX: usize = 64;
 /// Longest name kept of a node, and of a summary's status, in an entry.
 pub const NAME_CHARS_MAX: usize = 64;
+/// Most split variants kept in one entry: a step passes few splits, and with node names at
+/// `NAME_CHARS_MAX` and variants at `machine::split::VARIANT_CHARS_MAX` these take 1.5 KiB at most.
+pub const VARIANTS_KEPT_MAX: usize = 16;
 /// Most bytes of a script answer's body kept (enough for the small JSON answers scripts route on).
 pub const BODY_BYTES_MAX: usize = 768;
 
@@ -126,6 +129,17 @@ pub struct Entry {
     /// The script requests made on the way, in order.
     #[serde(default)]
     pub requests: Vec<Asked>,
+    /// The splits passed on the way and the variant each gave, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+}
+
+/// A split passed, and the variant it gave the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Variant {
+    pub node: String,
+    pub variant: String,
 }
 
 impl Entry {
@@ -171,6 +185,15 @@ impl Entry {
                 }
             })
             .collect();
+        let variants = step
+            .edges
+            .iter()
+            .filter_map(|(from, edge, _)| match edge {
+                Edge::Variant(v) => Some(Variant { node: name(*from), variant: v.clone() }),
+                _ => None,
+            })
+            .take(VARIANTS_KEPT_MAX)
+            .collect();
         let left = if before.phase == Phase::New { String::new() } else { name(before.node) };
         let mut entry = Entry {
             at_ms: step.state.updated_ms,
@@ -179,6 +202,7 @@ impl Entry {
             entered: name(step.state.node),
             said,
             requests,
+            variants,
         };
         entry.bound();
         entry
@@ -187,6 +211,7 @@ impl Entry {
     /// Bytes the entry's texts take.
     pub fn text_bytes(&self) -> usize {
         let said: usize = self.said.iter().map(|s| s.node.len() + s.action.len() + s.text.len()).sum();
+        let variants: usize = self.variants.iter().map(|v| v.node.len() + v.variant.len()).sum();
         let asked: usize = self
             .requests
             .iter()
@@ -196,7 +221,7 @@ impl Entry {
             Happened::Keys { keys: s } | Happened::SessionEnded { status: s } => s.len(),
             _ => 0,
         };
-        said + asked + event + self.left.len() + self.entered.len()
+        said + asked + event + variants + self.left.len() + self.entered.len()
     }
 
     /// Keeps the entry within `ENTRY_BYTES_MAX`: answer bodies go first, then the texts.
@@ -215,6 +240,9 @@ impl Entry {
                 }
                 for s in &mut self.said {
                     s.node = cut_chars(&s.node, NAME_CHARS_MAX);
+                }
+                for v in &mut self.variants {
+                    v.node = cut_chars(&v.node, NAME_CHARS_MAX);
                 }
                 self.left = cut_chars(&self.left, NAME_CHARS_MAX);
                 self.entered = cut_chars(&self.entered, NAME_CHARS_MAX);
@@ -331,6 +359,9 @@ impl Call {
                 describe(&e.event),
                 e.entered
             ));
+            for v in &e.variants {
+                out.push(format!("    [{}] split: variant {}", v.node, v.variant));
+            }
             for a in &e.requests {
                 let answer = match (a.status, &a.failure) {
                     (Some(status), _) => format!("HTTP {status} {}{}", a.body, if a.cut { "…" } else { "" }),
@@ -437,6 +468,7 @@ mod tests {
             entered: "b".into(),
             said: vec![said; 16],
             requests: vec![asked; SCRIPTS_PER_STEP_MAX],
+            variants: Vec::new(),
         };
         e.bound();
         assert!(e.text_bytes() <= ENTRY_BYTES_MAX, "{}", e.text_bytes());

@@ -42,6 +42,10 @@ fn summary(kind: &NodeKind) -> String {
             let adds = set.add.iter().map(|(var, n)| format!("{var} + {n}"));
             values.chain(adds).collect::<Vec<_>>().join(", ")
         }
+        NodeKind::Split(split) => {
+            let weights: Vec<String> = split.variants.iter().map(|(v, w)| format!("{v} {w}")).collect();
+            weights.join(" / ")
+        }
         NodeKind::Hangup => String::new(),
     };
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -45,6 +45,7 @@ use std::fmt::Write;
 
 use super::mermaid_id;
 use crate::machine::route::{COUNTER_MAX, Route as RouteNode, Rule, SetVars, VarTest};
+use crate::machine::split::Split;
 use crate::machine::template::{Part, VALUE_CHARS_MAX, spoken};
 use crate::machine::{Edge, Machine, Menu, NodeId, NodeKind, Script, Template};
 
@@ -268,7 +269,8 @@ fn branch_value(edge: &Edge) -> Option<&str> {
         | Edge::Rule(..)
         | Edge::Else
         | Edge::Repeat(_)
-        | Edge::Back(_) => None,
+        | Edge::Back(_)
+        | Edge::Variant(_) => None,
     }
 }
 
@@ -504,6 +506,24 @@ fn route(m: &Machine, id: NodeId, r: &RouteNode) -> String {
     out
 }
 
+/// A split's `<block>`: VoiceXML has no SHA-256, so the platform gives each split's variant (the
+/// documented hash of its salt and the caller) as `session.phonetree.splits['NODE']`.
+fn split(m: &Machine, id: NodeId, s: &Split) -> String {
+    let name = &m.graph()[id].name;
+    let mut out = String::from("<block>");
+    for (i, (variant, _)) in s.variants.iter().enumerate() {
+        let cond = xml(&format!("session.phonetree.splits[{}] == {}", js_string(name), js_string(variant)));
+        let to = goto(m, id, &Edge::Variant(variant.clone()));
+        let _ = if i == 0 {
+            write!(out, "<if cond=\"{cond}\">{to}")
+        } else {
+            write!(out, "<elseif cond=\"{cond}\"/>{to}")
+        };
+    }
+    out.push_str("<else/><disconnect/></if></block>");
+    out
+}
+
 /// A set node's `<block>` (the engine's `assign`): every value rendered before any is stored, each
 /// kept to `VALUE_CHARS_MAX` (the engine's `KEYPRESS_CHARS_MAX`); then each counter read as an integer (unset or not an integer:
 /// 0), added to and held within `COUNTER_MAX`, stored as text.
@@ -541,6 +561,7 @@ fn form(m: &Machine, id: NodeId) -> String {
     let body = match &node.kind {
         NodeKind::Route(r) => route(m, id, r),
         NodeKind::Set(s) => set(m, id, s),
+        NodeKind::Split(s) => split(m, id, s),
         NodeKind::Say(say) => format!("<block>{}{next}</block>", prompt(&say.text, name)),
         NodeKind::Play(play) => format!(
             "<block><prompt><audio expr=\"{}\"/></prompt>{next}</block>",
@@ -647,6 +668,7 @@ fn variables(m: &Machine) -> String {
             | NodeKind::Play(_)
             | NodeKind::Transfer(_)
             | NodeKind::Route(_)
+            | NodeKind::Split(_)
             | NodeKind::Hangup => {
                 vec![]
             }

@@ -107,6 +107,9 @@ pub enum Kind {
     Route,
     /// No action: sets call variables (`values`) and counters (`add`), then `next`.
     Set,
+    /// No action: a sticky A/B split, the variant a fixed hash of `salt` and the caller (or the
+    /// session) picks by `weights`, then that variant's node in `next`.
+    Split,
 }
 
 /// One `[nodes.NAME]` table.
@@ -181,8 +184,8 @@ pub struct NodeDef {
     pub text: Option<String>,
     /// The audio a play node plays: an http(s) URL (a template).
     pub file_url: Option<String>,
-    /// The node the call goes to next.
-    pub next: Option<String>,
+    /// The node the call goes to next; a split's: variant → node (`{ a = "greet_a" }`).
+    pub next: Option<Next>,
 
     // transfer
     /// The number the caller is bridged to.
@@ -206,6 +209,16 @@ pub struct NodeDef {
     pub values: Option<BTreeMap<String, String>>,
     /// Integer counters, each added to (`{ pin_attempts = 1 }`; an unset counter counts as 0).
     pub add: Option<BTreeMap<String, i64>>,
+
+    // split
+    /// A split's variants and their whole-number weights (`{ a = 20, b = 80 }`).
+    pub weights: Option<BTreeMap<String, i64>>,
+    /// What keeps a split's variant: `caller` (the default: one caller, one variant) or `session`.
+    pub sticky_by: Option<String>,
+    /// Hashed before the caller: another salt deals the callers out afresh.
+    pub salt: Option<String>,
+    /// Callers (E.164) given a variant whatever the hash says (`{ "+6591234567" = "b" }`).
+    pub force: Option<BTreeMap<String, String>>,
 
     // speech and capture overrides (see `Defaults`)
     /// 8x8 `voiceProfile`: the text-to-speech voice (`en-US-BenjaminRUS`).
@@ -259,6 +272,24 @@ pub struct RuleDef {
     pub at_most: Option<i64>,
     /// The node the call goes to when every condition of the rule holds.
     pub next: Option<String>,
+}
+
+/// A node's `next`: one node, or for a `split`, one node per variant.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "a node name, or for a split a table of variant = node name")]
+pub enum Next {
+    Node(String),
+    Variants(BTreeMap<String, String>),
+}
+
+impl Next {
+    /// The one node it names; `None` for a table of variants.
+    pub fn node(&self) -> Option<&String> {
+        match self {
+            Next::Node(n) => Some(n),
+            Next::Variants(_) => None,
+        }
+    }
 }
 
 /// One stored call variable of a script: a dotted path, or a table with the path and its settings.

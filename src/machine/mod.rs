@@ -12,6 +12,7 @@ pub mod hosts;
 pub mod route;
 pub mod schema;
 pub mod source;
+pub mod split;
 pub mod template;
 pub mod voices;
 
@@ -92,6 +93,8 @@ pub enum Edge {
     /// A machine-wide key that goes back to the previous waiting node on the call's path (known only
     /// during the call: in the graph a loop on its node; the engine records the node it went to).
     Back(String),
+    /// A split picked this variant.
+    Variant(String),
 }
 
 impl fmt::Display for Edge {
@@ -108,6 +111,7 @@ impl fmt::Display for Edge {
             Edge::Else => f.write_str("else"),
             Edge::Repeat(k) => write!(f, "key {k} (repeat)"),
             Edge::Back(k) => write!(f, "key {k} (back)"),
+            Edge::Variant(v) => write!(f, "variant {v}"),
         }
     }
 }
@@ -129,6 +133,7 @@ pub enum NodeKind {
     Hangup,
     Route(route::Route),
     Set(route::SetVars),
+    Split(split::Split),
 }
 
 impl NodeKind {
@@ -143,6 +148,7 @@ impl NodeKind {
             NodeKind::Hangup => "hangup",
             NodeKind::Route(_) => "route",
             NodeKind::Set(_) => "set",
+            NodeKind::Split(_) => "split",
         }
     }
 

@@ -30,7 +30,7 @@ const COMMIT_RETRIES: &str = "phonetree_commit_retries_total";
 const NODE_ENTRIES: &str = "phonetree_node_entries_total";
 /// Exits taken from a node, by `machine`, `node` and `exit` (`key_<keys>`, `invalid` and
 /// `no_input` once the tries are used up, `next`, `response_<value>`,
-/// `default`, `failure`).
+/// `default`, `failure`, `variant_<variant>`).
 const NODE_EXITS: &str = "phonetree_node_exits_total";
 /// Prompts repeated at a node because of a failed try (`reason`: `invalid`, `no_input`).
 const NODE_RETRIES: &str = "phonetree_node_retries_total";
@@ -61,6 +61,9 @@ const SCRIPTS_REFUSED: &str = "phonetree_scripts_refused_total";
 /// `machine`, `node` and `reason` (`not_e164`, `nothing_allowed`, `not_allowed`, `barred`,
 /// `rate_limited`).
 const DIALS_REFUSED: &str = "phonetree_dials_refused_total";
+/// Calls a split sent on, by `machine`, `node` and `variant` (the variants the split declares;
+/// `other` with a node not loaded).
+const SPLITS: &str = "phonetree_split_total";
 /// Scripts that failed without a request, the webhook's time being spent (`Scripts::out_of_time`).
 const SCRIPTS_OUT_OF_TIME: &str = "phonetree_scripts_out_of_time_total";
 
@@ -96,6 +99,7 @@ pub fn describe() {
         "Machine reloads (SIGHUP, POST /admin/reload, --watch), by result."
     );
     describe_counter!(NODE_EXITS, Unit::Count, "Exits taken from a node.");
+    describe_counter!(SPLITS, Unit::Count, "Calls a split sent on, by the variant it gave them.");
     describe_counter!(NODE_RETRIES, Unit::Count, "Prompts repeated at a node after a failed try.");
     describe_counter!(CALLS_ENDED, Unit::Count, "Calls that ended at a node, and how.");
     describe_counter!(
@@ -169,6 +173,7 @@ pub fn exit(edge: &Edge) -> String {
         Edge::Else => "else".into(),
         Edge::Repeat(k) => format!("repeat_{k}"),
         Edge::Back(k) => format!("back_{k}"),
+        Edge::Variant(v) => format!("variant_{v}"),
     }
 }
 
@@ -184,6 +189,10 @@ pub(super) fn step(app: &App, machine: &Machine, before: &CallState, event: &Eve
         let (m, n) = labels(app, machine, *from);
         let exit = exit(edge);
         app.funnels.exited(&m, &n, &exit);
+        if let Edge::Variant(v) = edge {
+            let variant = if n == OTHER { OTHER.to_string() } else { v.clone() };
+            counter!(SPLITS, "machine" => m.clone(), "node" => n.clone(), "variant" => variant).increment(1);
+        }
         counter!(NODE_EXITS, "machine" => m, "node" => n, "exit" => exit).increment(1);
     }
     if step.edges.is_empty() && step.state.node == before.node && step.state.tries > before.tries {

@@ -21,6 +21,10 @@
 //! above its largest threshold (every test agrees beyond it); past `STATES_MAX` states `explore`
 //! stops and reports it.
 //!
+//! Split nodes give a call a variant from its caller (or session id), fixed for the call: a call
+//! also starts from a caller (or session id) for each combination of variants the machine's splits
+//! give (`split_classes`), and those variants are part of its states' key.
+//!
 //! Every violation comes with the inputs that reach it, replayable with `phonetree simulate`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -30,6 +34,7 @@ use serde::Serialize;
 use crate::callflow::{self, Use};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
 use crate::machine::route::{self, VarTest};
+use crate::machine::split::{Split, StickyBy};
 use crate::machine::{Diagnostic, Edge, Machine, NodeId, NodeKind, Script, Severity, Source};
 
 /// Most answers a caller may give on one path (without repeating a state) before the call ends.
@@ -156,7 +161,12 @@ fn key(s: &CallState, routed: &Routed, may_miss: &[String]) -> Key {
         Phase::Bridged => 2,
         Phase::Ended => 3,
     };
-    let values = routed.vars.iter().map(|(name, cap)| routed_value(s.var(name), *cap)).collect();
+    let mut values: Vec<Option<String>> =
+        routed.vars.iter().map(|(name, cap)| routed_value(s.var(name), *cap)).collect();
+    // The variant each split gives this call: fixed for the call, a class of its own.
+    values.extend(
+        routed.splits.iter().map(|sp| Some(sp.pick(s.call.caller(), &s.call.session_id).to_string())),
+    );
     let set = may_miss.iter().map(|v| s.vars.contains_key(v)).collect();
     (s.node, phase, if s.closed { u8::MAX } else { s.tries }, s.started_ms, values, set)
 }
@@ -183,6 +193,55 @@ struct Routed {
     /// (now in ms, its RFC 3339 text) for each clock class; one class at 0 without time rules.
     clocks: Vec<(u64, Option<String>)>,
     callers: Vec<String>,
+    /// The session ids to start from: `SESSION` alone, or one per class of the session-sticky
+    /// splits.
+    sessions: Vec<String>,
+    /// The machine's splits: the variants a call gets are part of its state's key.
+    splits: Vec<Split>,
+}
+
+/// The session id of an explored call when no split reads it.
+const SESSION: &str = "explore";
+/// The caller of an explored inbound call when no rule or split asks for another.
+const CALLER: &str = "+15550000001";
+/// Most callers (`+6580000000` upward) and session ids (`explore-0` upward) tried to find a
+/// caller for each class of a machine's splits: with weights of 1 in 10 000 or more, 10 000 tries
+/// find every variant of one split.
+const SPLIT_SEARCH_MAX: u64 = 10_000;
+/// Most split classes (combinations of the variants the splits give) a call is explored from.
+pub const SPLIT_CLASSES_MAX: usize = 64;
+
+/// A caller (or a session id) for each class of the splits sticky by `by` not `first`'s:
+/// forced callers first, then `+6580000000` (or `explore-0`) upward.
+fn split_classes(splits: &[Split], by: StickyBy, first: &str) -> Vec<String> {
+    let sticky: Vec<&Split> = splits.iter().filter(|s| s.sticky_by == by).collect();
+    if sticky.is_empty() {
+        return Vec::new();
+    }
+    let class = |key: &str| -> Vec<usize> {
+        let (caller, session) = if by == StickyBy::Caller { (key, SESSION) } else { (CALLER, key) };
+        sticky.iter().map(|s| s.pick(caller, session)).collect()
+    };
+    let forced = sticky.iter().flat_map(|s| s.force.iter().map(|(c, _)| c.clone()));
+    let forced: Vec<String> = if by == StickyBy::Caller { forced.collect() } else { Vec::new() };
+    let searched = (0..SPLIT_SEARCH_MAX).map(|i| match by {
+        StickyBy::Caller => format!("+658{:07}", i),
+        StickyBy::Session => format!("{SESSION}-{i}"),
+    });
+    let mut seen: HashSet<Vec<usize>> = HashSet::new();
+    let mut out = Vec::new();
+    if by == StickyBy::Caller {
+        seen.insert(class(first));
+    }
+    for key in forced.into_iter().chain(searched) {
+        if seen.len() >= SPLIT_CLASSES_MAX {
+            break;
+        }
+        if seen.insert(class(&key)) {
+            out.push(key);
+        }
+    }
+    out
 }
 
 fn routed(m: &Machine) -> Routed {
@@ -193,7 +252,7 @@ fn routed(m: &Machine) -> Routed {
         .collect();
     let rules = || routes.iter().flat_map(|r| r.rules.iter());
     let mut vars: Vec<(String, Option<i64>)> = Vec::new();
-    let mut callers = vec!["+15550000001".to_string()];
+    let mut callers = vec![CALLER.to_string()];
     for (name, tests) in rules().filter_map(|r| r.var.as_ref()) {
         if name == "caller" {
             callers.extend(tests.iter().flat_map(sample_values));
@@ -202,8 +261,18 @@ fn routed(m: &Machine) -> Routed {
             vars.push((name.clone(), counter_cap(m, name, rules().filter_map(|r| r.var.as_ref()))));
         }
     }
+    let splits: Vec<Split> = m
+        .graph()
+        .node_weights()
+        .filter_map(|n| if let NodeKind::Split(s) = &n.kind { Some(s.clone()) } else { None })
+        .collect();
+    callers.extend(split_classes(&splits, StickyBy::Caller, CALLER));
     callers.dedup();
-    Routed { vars, clocks: clocks(m, &routes), callers }
+    let mut sessions = split_classes(&splits, StickyBy::Session, SESSION);
+    if sessions.is_empty() {
+        sessions.push(SESSION.to_string());
+    }
+    Routed { vars, clocks: clocks(m, &routes), callers, sessions, splits }
 }
 
 /// Values that make a test hold (for inputs and callers to try).
@@ -433,10 +502,10 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     };
     let number = m.numbers().first().cloned().unwrap_or_else(|| "+15550000000".into());
     let call = |direction| CallInfo {
-        session_id: "explore".into(),
+        session_id: SESSION.into(),
         direction,
-        source: if direction == Direction::Inbound { "+15550000001".into() } else { number.clone() },
-        destination: if direction == Direction::Inbound { number.clone() } else { "+15550000001".into() },
+        source: if direction == Direction::Inbound { CALLER.into() } else { number.clone() },
+        destination: if direction == Direction::Inbound { number.clone() } else { CALLER.into() },
         call_id: Some("explore-call".into()),
     };
     let start_name = m.node(m.start()).map_or_else(String::new, |n| n.name.clone());
@@ -463,18 +532,26 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     let mut index: HashMap<Key, usize> = HashMap::new();
     for (now, text) in &routed.clocks {
         for caller in &routed.callers {
-            let mut info = call(Direction::Inbound);
-            info.source = caller.clone();
-            let state = CallState::new(m, info, *now);
-            let mut clock = text.as_ref().map(|t| format!("--at={t}"));
-            if caller != "+15550000001" {
-                let from = format!("--from={caller}");
-                clock = Some(clock.map_or(from.clone(), |c| format!("{c} {from}")));
-            }
-            if let std::collections::hash_map::Entry::Vacant(e) = index.entry(key(&state, &routed, &may_miss))
-            {
-                e.insert(visited.len());
-                visited.push(Visited { state, parent: None, clock, next: Vec::new(), fails: false });
+            for session in &routed.sessions {
+                let mut info = call(Direction::Inbound);
+                info.source = caller.clone();
+                info.session_id = session.clone();
+                let state = CallState::new(m, info, *now);
+                let mut clock = text.as_ref().map(|t| format!("--at={t}"));
+                if caller != CALLER {
+                    let from = format!("--from={caller}");
+                    clock = Some(clock.map_or(from.clone(), |c| format!("{c} {from}")));
+                }
+                if session != SESSION {
+                    let from = format!("--session={session}");
+                    clock = Some(clock.map_or(from.clone(), |c| format!("{c} {from}")));
+                }
+                if let std::collections::hash_map::Entry::Vacant(e) =
+                    index.entry(key(&state, &routed, &may_miss))
+                {
+                    e.insert(visited.len());
+                    visited.push(Visited { state, parent: None, clock, next: Vec::new(), fails: false });
+                }
             }
         }
     }

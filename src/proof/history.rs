@@ -117,7 +117,7 @@ fn recorded_event(call: &Call, i: usize) -> Happened {
 }
 
 /// What differs first between two entries of one event: the requests made, what was said, the
-/// node entered.
+/// variants the splits gave, the node entered.
 fn first_difference(recorded: &Entry, replayed: &Entry) -> Option<(String, String)> {
     let req = |a: &Asked| format!("{} {} (node `{}`)", a.method, a.url, a.node);
     for k in 0..recorded.requests.len().max(replayed.requests.len()) {
@@ -143,6 +143,14 @@ fn first_difference(recorded: &Entry, replayed: &Entry) -> Option<(String, Strin
             s.map_or_else(|| "nothing more said".into(), |s| format!("[{}] {}", s.node, said_line(s)))
         };
         return Some((show(recorded.said.get(k)), show(replayed.said.get(k))));
+    }
+    if recorded.variants != replayed.variants {
+        let show = |e: &Entry| {
+            let v: Vec<String> =
+                e.variants.iter().map(|v| format!("[{}] variant {}", v.node, v.variant)).collect();
+            if v.is_empty() { "no split".to_string() } else { v.join(", ") }
+        };
+        return Some((show(recorded), show(replayed)));
     }
     if recorded.entered != replayed.entered {
         return Some((format!("entered `{}`", recorded.entered), format!("entered `{}`", replayed.entered)));

@@ -95,6 +95,13 @@ impl<'m> Simulation<'m> {
         self
     }
 
+    /// The same call with session id `session` (`simulate --session`), which a split sticky by
+    /// session reads.
+    pub fn session(mut self, session: &str) -> Simulation<'m> {
+        self.state.call.session_id = session.to_string();
+        self
+    }
+
     /// The same call with its clock fixed at `at_ms` for every step (`simulate --at`).
     pub fn at(mut self, at_ms: u64) -> Simulation<'m> {
         self.state.started_ms = at_ms;
@@ -185,7 +192,7 @@ impl<'m> Simulation<'m> {
         lines.extend(
             step.edges
                 .iter()
-                .filter(|(_, e, _)| matches!(e, Edge::Rule(..) | Edge::Else))
+                .filter(|(_, e, _)| matches!(e, Edge::Rule(..) | Edge::Else | Edge::Variant(_)))
                 .map(|(from, edge, to)| format!("[{}] {edge} -> {}", name(*from), name(*to))),
         );
         lines.extend(self.describe(&step));
@@ -322,6 +329,9 @@ pub struct Parties<'a> {
     pub vars: &'a BTreeMap<String, String>,
     /// The outbound guard transfers to templated destinations ask (see `Simulation::guarded`).
     pub guard: Option<&'a Guard<'a>>,
+    /// Inbound: the call's session id (`--session`; default `simulated-session`), which a split
+    /// sticky by session reads.
+    pub session: Option<&'a str>,
 }
 
 /// A whole call at once: the transcript lines and the callflows, or the first error. `@` inputs
@@ -362,6 +372,9 @@ pub fn run(
             let head =
                 format!("call to {} (version {}) from {from} on {to}", machine.name(), machine.version());
             let mut sim = Simulation::new(machine, from, to);
+            if let Some(session) = parties.session {
+                sim = sim.session(session);
+            }
             if let Some(at) = at_ms {
                 sim = sim.at(at);
             }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::StoreError;
 use crate::callflow::{Leg, SessionSummary};
-use crate::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said};
+use crate::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said, Variant};
 use crate::engine::{Answer, CallInfo, CallState, Direction, Outcome, Phase, Request};
 use crate::machine::{NodeId, Version};
 
@@ -148,8 +148,9 @@ pub struct SessionRecord {
 }
 
 /// The format of transcript entries (`EntryRecord`), versioned on their own. Format 2 adds event
-/// 4, a dial the outbound guard refused; entries of formats 1 and 2 are read.
-pub const ENTRY_FORMAT: u8 = 2;
+/// 4, a dial the outbound guard refused; format 3 the variants of the splits passed (`p`);
+/// entries of formats 1 to 3 are read.
+pub const ENTRY_FORMAT: u8 = 3;
 
 /// One transcript entry (`transcript::Entry`) as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +169,9 @@ pub struct EntryRecord {
     pub s: Vec<(String, String, String)>,
     /// Script requests: (node, method, URL, status, failure, body, cut).
     pub r: Vec<AskedRecord>,
+    /// The splits passed: (node, variant) (format 3; empty before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub p: Vec<(String, String)>,
 }
 
 /// A script request in a transcript entry: (node, method, URL, status, failure, body, cut).
@@ -183,8 +187,14 @@ impl EntryRecord {
             Happened::DialRefused => (4, String::new()),
         };
         EntryRecord {
-            // Format 1 unless the entry needs 2: an older phonetree still reads the others.
-            v: if code == 4 { ENTRY_FORMAT } else { 1 },
+            // The oldest format the entry fits in: an older phonetree still reads the others.
+            v: if !e.variants.is_empty() {
+                ENTRY_FORMAT
+            } else if code == 4 {
+                2
+            } else {
+                1
+            },
             t: e.at_ms,
             e: code,
             x,
@@ -198,6 +208,7 @@ impl EntryRecord {
                     (node, method, url, a.status, a.failure.clone(), a.body.clone(), a.cut)
                 })
                 .collect(),
+            p: e.variants.iter().map(|v| (v.node.clone(), v.variant.clone())).collect(),
         }
     }
 
@@ -242,6 +253,11 @@ impl EntryRecord {
                     body: body.clone(),
                     cut: *cut,
                 })
+                .collect(),
+            variants: self
+                .p
+                .iter()
+                .map(|(node, variant)| Variant { node: node.clone(), variant: variant.clone() })
                 .collect(),
         })
     }
@@ -955,6 +971,27 @@ mod tests {
         assert_eq!(decode_record("s", &raw).unwrap(), r);
     }
 
+    /// An entry that names split variants is written as format 3 and reads back whole; one
+    /// without stays format 1, which an older phonetree reads.
+    #[test]
+    fn split_variants_are_entry_format_3() {
+        let mut e = Entry {
+            at_ms: 1,
+            event: Happened::CallStarted,
+            left: String::new(),
+            entered: "menu".into(),
+            said: vec![],
+            requests: vec![],
+            variants: vec![],
+        };
+        assert_eq!(EntryRecord::from_entry(&e).v, 1);
+        e.variants = vec![Variant { node: "greeting".into(), variant: "a".into() }];
+        let r = EntryRecord::from_entry(&e);
+        assert_eq!(r.v, 3);
+        let raw = encode("transcript", &r).unwrap();
+        assert_eq!(decode_entry("s", &raw).unwrap(), e);
+    }
+
     /// A transcript keeps a session record bounded: `ENTRIES_MAX` entries of `ENTRY_BYTES_MAX`
     /// texts at most, whatever the call does.
     #[test]
@@ -972,6 +1009,7 @@ mod tests {
                 text: "Your order 1 1 1 1 1 1 is on its way and will arrive on Friday.".into(),
             }],
             requests: vec![],
+            variants: vec![],
         };
         let mut r = SessionRecord::from_state(&state());
         r.append(&typical);

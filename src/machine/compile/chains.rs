@@ -183,7 +183,7 @@ fn action_of(m: &Machine, id: NodeId) -> Option<ActionOf<'_>> {
             (None, None) => return None,
         },
         NodeKind::Hangup => ActionOf::Hangup,
-        NodeKind::Route(_) | NodeKind::Set(_) => return None,
+        NodeKind::Route(_) | NodeKind::Set(_) | NodeKind::Split(_) => return None,
     })
 }
 
@@ -199,9 +199,9 @@ fn replies(m: &Machine, nodes: Vec<NodeId>, failed: &[bool]) -> Result<Vec<Vec<N
     let mut pending = vec![nodes];
     while let Some(nodes) = pending.pop() {
         let last = nodes.last().copied();
-        let Some(last) =
-            last.filter(|l| !failed[l.index()] && matches!(m.graph[*l].kind, NodeKind::Route(_)))
-        else {
+        let Some(last) = last.filter(|l| {
+            !failed[l.index()] && matches!(m.graph[*l].kind, NodeKind::Route(_) | NodeKind::Split(_))
+        }) else {
             done.push(nodes);
             if done.len() > REPLIES_MAX {
                 break;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use petgraph::graph::DiGraph;
 
-use super::super::definition::{Kind, NodeDef};
+use super::super::definition::{Kind, Next, NodeDef};
 use super::super::{Edge, Node, NodeId};
 use super::{At, Compiler};
 use crate::callflow;
@@ -25,6 +25,8 @@ enum Field<'d> {
     Branch(&'d str),
     /// `rules.N.next`
     Rule(usize),
+    /// `next.VARIANT` (a split's)
+    Variant(&'d str),
 }
 
 impl Field<'_> {
@@ -33,6 +35,7 @@ impl Field<'_> {
             Field::Named(f) => f.to_string(),
             Field::Branch(key) => format!("branches.{key}"),
             Field::Rule(i) => format!("rules.{i}.next"),
+            Field::Variant(v) => format!("next.{v}"),
         }
     }
 }
@@ -82,6 +85,9 @@ impl Compiler<'_> {
                 r.next.as_ref().map(|t| (Field::Rule(i), Edge::Rule(i, super::routes::rule_label(r)), t))
             }));
         }
+        if let (Some(Kind::Split) | None, Some(Next::Variants(next))) = (n.kind, &n.next) {
+            targets.extend(next.iter().map(|(v, t)| (Field::Variant(v), Edge::Variant(v.clone()), t)));
+        }
         let mut push = |field: &'static str, edge: Edge, target: Option<&'d String>| {
             if let Some(t) = target {
                 targets.push((Field::Named(field), edge, t));
@@ -91,7 +97,7 @@ impl Compiler<'_> {
         let keypress = n.allow_keypress == Some(true);
         match n.kind {
             Some(Kind::Menu | Kind::Input) => {
-                push("next", Edge::Next, n.next.as_ref().filter(|_| n.kind == Some(Kind::Input)));
+                push("next", Edge::Next, n.next.as_ref().and_then(Next::node).filter(|_| n.kind == Some(Kind::Input)));
                 push("invalid", Edge::Invalid, n.invalid.as_ref());
                 push(no_input_field, Edge::NoInput, n.no_input.as_ref().or(n.invalid.as_ref()));
             }
@@ -100,7 +106,7 @@ impl Compiler<'_> {
                 push("failure", Edge::Failure, n.failure.as_ref());
                 push("no_input", Edge::NoInput, n.no_input.as_ref().filter(|_| keypress));
             }
-            Some(Kind::Say | Kind::Play | Kind::Set) => push("next", Edge::Next, n.next.as_ref()),
+            Some(Kind::Say | Kind::Play | Kind::Set) => push("next", Edge::Next, n.next.as_ref().and_then(Next::node)),
             Some(Kind::Route) => push("else", Edge::Else, n.otherwise.as_ref()),
             // 8x8's docs show a bridge ending the session (its summary), never a webhook after it.
             Some(Kind::Transfer) if n.after.is_some() => self.error(
@@ -109,11 +115,11 @@ impl Compiler<'_> {
                 Some("remove `after`: the call ends when the bridge ends; the summary's status (COMPLETED, BUSY, NO_ANSWER, ...) is stored with the call and counted per transfer node".into()),
             ),
             Some(Kind::Transfer) => push("failure", Edge::Failure, n.failure.as_ref()),
-            Some(Kind::Hangup) => {}
+            Some(Kind::Hangup | Kind::Split) => {}
             // A node of no known kind: whatever it names, so that no node it leads to looks
             // unreachable.
             None => {
-                push("next", Edge::Next, n.next.as_ref());
+                push("next", Edge::Next, n.next.as_ref().and_then(Next::node));
                 push("invalid", Edge::Invalid, n.invalid.as_ref());
                 push("no_input", Edge::NoInput, n.no_input.as_ref());
                 push("default", Edge::Default, n.default.as_ref());

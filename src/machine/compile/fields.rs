@@ -60,6 +60,7 @@ pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     (Kind::Hangup, &[]),
     (Kind::Route, &[&["rules", "else"]]),
     (Kind::Set, &[&["values", "add", "next"]]),
+    (Kind::Split, &[&["weights", "next", "sticky_by", "salt", "force"]]),
 ];
 
 /// The names serde reads for `T`: a struct's fields or an enum's variants, in declaration order
@@ -238,7 +239,7 @@ mod tests {
     fn names_come_from_serde() {
         assert_eq!(
             kind_names(),
-            ["menu", "input", "script", "say", "play", "transfer", "hangup", "route", "set"]
+            ["menu", "input", "script", "say", "play", "transfer", "hangup", "route", "set", "split"]
         );
         assert!(machine_fields().contains(&"start") && !machine_fields().contains(&"nodes"));
         assert!(default_fields().contains(&"tries"));

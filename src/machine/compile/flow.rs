@@ -213,7 +213,7 @@ fn templates_of(kind: &NodeKind) -> Vec<(&'static str, &Template)> {
             t
         }
         NodeKind::Set(set) => set.values.iter().map(|(_, t)| ("values", t)).collect(),
-        NodeKind::Hangup | NodeKind::Route(_) => vec![],
+        NodeKind::Hangup | NodeKind::Route(_) | NodeKind::Split(_) => vec![],
     }
 }
 

@@ -20,6 +20,7 @@ mod nodes;
 mod numbers;
 mod routes;
 mod scripts;
+mod split;
 
 pub(crate) use fields::kinds_and_fields;
 pub(crate) use numbers::integer_bounds;

@@ -50,6 +50,7 @@ pub(super) fn anchored_regex(p: &str) -> Result<regex::Regex, String> {
 
 impl Compiler<'_> {
     pub(super) fn node_kind(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<NodeKind> {
+        self.next_shape(name, n);
         match n.kind? {
             Kind::Menu => self.menu(name, n, settings).map(NodeKind::Menu),
             Kind::Input => self.input(name, n, settings).map(NodeKind::Input),
@@ -60,6 +61,7 @@ impl Compiler<'_> {
             Kind::Hangup => Some(NodeKind::Hangup),
             Kind::Route => self.route(name, n).map(NodeKind::Route),
             Kind::Set => self.set(name, n, settings).map(NodeKind::Set),
+            Kind::Split => self.split(name, n).map(NodeKind::Split),
         }
     }
 
