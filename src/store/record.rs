@@ -148,8 +148,9 @@ pub struct SessionRecord {
 }
 
 /// The format of transcript entries (`EntryRecord`), versioned on their own. Format 2 adds event
-/// 4, a dial the outbound guard refused; entries of formats 1 and 2 are read.
-pub const ENTRY_FORMAT: u8 = 2;
+/// 4, a dial the outbound guard refused; format 3 event 5, keys at a sensitive input (masked);
+/// entries of formats 1 to 3 are read.
+pub const ENTRY_FORMAT: u8 = 3;
 
 /// One transcript entry (`transcript::Entry`) as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,8 +158,8 @@ pub struct EntryRecord {
     pub v: u8,
     /// When (ms since the epoch).
     pub t: u64,
-    /// Event: 0 call started, 1 keys, 2 no input, 3 session ended, 4 dial refused (format 2);
-    /// `x` its keys or status.
+    /// Event: 0 call started, 1 keys, 2 no input, 3 session ended, 4 dial refused (format 2),
+    /// 5 masked keys (format 3); `x` its keys or status.
     pub e: u8,
     pub x: String,
     /// Node left, node entered.
@@ -181,10 +182,15 @@ impl EntryRecord {
             Happened::NoInput => (2, String::new()),
             Happened::SessionEnded { status } => (3, status.clone()),
             Happened::DialRefused => (4, String::new()),
+            Happened::Masked => (5, String::new()),
         };
         EntryRecord {
-            // Format 1 unless the entry needs 2: an older phonetree still reads the others.
-            v: if code == 4 { ENTRY_FORMAT } else { 1 },
+            // Format 1 unless the entry needs a later one: an older phonetree still reads the others.
+            v: match code {
+                4 => 2,
+                5 => 3,
+                _ => 1,
+            },
             t: e.at_ms,
             e: code,
             x,
@@ -214,6 +220,7 @@ impl EntryRecord {
             2 => Happened::NoInput,
             3 => Happened::SessionEnded { status: self.x.clone() },
             4 if self.v >= 2 => Happened::DialRefused,
+            5 if self.v >= 3 => Happened::Masked,
             other => return Err(refuse(format!("unknown event {other}"))),
         };
         Ok(Entry {
