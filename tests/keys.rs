@@ -179,3 +179,28 @@ async fn star_and_nine_through_the_server() {
     }
     assert_eq!(seen, [SALES, ORDERS, ORDERS, SALES, MAIN, MAIN]);
 }
+
+#[test]
+fn global_keys_as_a_list_keeps_those_keys_and_gives_the_others_to_the_input() {
+    let path = common::repo().join("tests/data/keys/some_keys.toml");
+    let m = common::compile_text("some_keys.toml", &std::fs::read_to_string(path).unwrap());
+    let (state, first) = call(&m);
+    assert_eq!(node_name(&m, &state), "account");
+    // `*` is kept: the prompt again, no try spent.
+    let (s, flow, edges) = press(&m, &state, "*");
+    assert_eq!((node_name(&m, &s).as_str(), s.tries, edges), ("account", 0, vec![Edge::Repeat("*".into())]));
+    assert_eq!(prompt(&flow), prompt(&first));
+    // `0` and `9` are not: they are the account number's keys.
+    for keys in ["0", "9", "90"] {
+        let (s, _, edges) = press(&m, &state, &format!("{keys}#"));
+        assert_eq!((node_name(&m, &s).as_str(), &edges), ("menu", &vec![Edge::Next]), "{keys}");
+        assert_eq!(s.vars["account"], keys);
+    }
+    // At the menu every machine key still works: `0` reaches the agent.
+    let at_menu = press(&m, &state, "12#").0;
+    let (s, _, edges) = press(&m, &at_menu, "0");
+    assert_eq!((node_name(&m, &s).as_str(), edges), ("agent", vec![Edge::Key("0".into())]));
+    let r = explore::explore(&m);
+    assert!(r.proven(), "{:?}", r.violations);
+    assert_eq!(r.edges_covered, r.edges);
+}

@@ -56,7 +56,7 @@ fn entry(i: u64) -> Entry {
             body: "{\"status\":\"shipped\"}".into(),
             cut: false,
         }],
-        // Every other entry names a split's variant (entry format 3): both formats round-trip.
+        // Every other entry names a split's variant (entry format 4): both formats round-trip.
         variants: if i % 2 == 1 {
             vec![Variant { node: "greeting".into(), variant: format!("v{i}") }]
         } else {

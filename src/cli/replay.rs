@@ -40,11 +40,17 @@ pub fn run(args: &Args) -> Result<(), Error> {
         let text = read(path)?;
         let call: Call =
             serde_json::from_str(&text).map_err(|source| Error::NotACall { path: path.clone(), source })?;
+        let masked = history::masked(&call);
+        let masked = if masked.is_empty() {
+            String::new()
+        } else {
+            format!(" (masked keys, played as the input's example: {})", masked.join(", "))
+        };
         match history::replay(&m, &call) {
-            None => println!("{} (session {}): same", path.display(), call.session),
+            None => println!("{} (session {}): same{masked}", path.display(), call.session),
             Some(d) => {
                 differ += 1;
-                println!("{} (session {}): {d}", path.display(), call.session);
+                println!("{} (session {}): {d}{masked}", path.display(), call.session);
             }
         }
     }

@@ -6,6 +6,7 @@
 //! and carry replies out; anything the engine needs from the world arrives as an event.
 
 pub mod script;
+pub mod sensitive;
 mod split;
 mod state;
 pub mod transcript;
@@ -233,7 +234,9 @@ fn step_inner(
         (Phase::AwaitingInput, Event::Digits(d))
             if matches!(m.node(st.node).map(|n| &n.kind), Some(NodeKind::Input(_))) =>
         {
-            st.keypress = Some(normalise_keys(d).chars().take(KEYPRESS_CHARS_MAX).collect());
+            // A sensitive input's keys are not kept as `{keypress}` either.
+            st.keypress = Some(normalise_keys(d).chars().take(KEYPRESS_CHARS_MAX).collect())
+                .filter(|_| !sensitive::masks(m, s, event));
             let accepted = match m.node(st.node).map(|n| &n.kind) {
                 Some(NodeKind::Input(input)) => input.accept(d).map(|v| (input.variable.clone(), v)),
                 _ => None,
@@ -301,6 +304,7 @@ fn step_inner(
             Some(Callflow::hangup())
         }
     };
+    sensitive::forget(m, &mut st);
     let mut actors = std::mem::take(&mut walk.actors);
     let actions = reply.as_ref().map_or(0, |r| r.actions.len());
     actors.resize(actions, st.node);

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Answer, CallState, Direction, Event, Outcome, Phase, Step};
+use super::{Answer, CallState, Direction, Event, Outcome, Phase, Step, sensitive};
 use crate::callflow::Action;
 use crate::machine::{Edge, Machine};
 
@@ -42,6 +42,8 @@ pub enum Happened {
     },
     /// The outbound guard refused the number a templated transfer was filled with.
     DialRefused,
+    /// Keys at a sensitive input: never recorded (`engine::sensitive`).
+    Masked,
 }
 
 impl Happened {
@@ -65,6 +67,8 @@ impl Happened {
             Happened::NoInput => Event::NoInput,
             Happened::SessionEnded { status } => Event::SessionEnded { status: status.clone() },
             Happened::DialRefused => Event::DialRefused,
+            // The keys are not known: a replay plays `sensitive::stand_in` instead.
+            Happened::Masked => Event::Digits(String::new()),
         }
     }
 }
@@ -173,7 +177,8 @@ impl Entry {
                     Answer::Http { status, body } => (Some(*status), None, body.as_slice()),
                     Answer::Failed { reason } => (None, Some(cut_chars(reason, TEXT_CHARS_MAX)), &[][..]),
                 };
-                let (body, cut) = cut_bytes(body, BODY_BYTES_MAX);
+                let masked = sensitive::masked_body(m, &r.node, body);
+                let (body, cut) = cut_bytes(masked.as_deref().unwrap_or(body), BODY_BYTES_MAX);
                 Asked {
                     node: r.node.clone(),
                     method: r.method.to_string(),
@@ -197,7 +202,7 @@ impl Entry {
         let left = if before.phase == Phase::New { String::new() } else { name(before.node) };
         let mut entry = Entry {
             at_ms: step.state.updated_ms,
-            event: Happened::of(event),
+            event: if sensitive::masks(m, before, event) { Happened::Masked } else { Happened::of(event) },
             left,
             entered: name(step.state.node),
             said,
@@ -404,6 +409,7 @@ pub(crate) fn describe(h: &Happened) -> String {
         Happened::NoInput => "no input".into(),
         Happened::SessionEnded { status } => format!("session ended ({status})"),
         Happened::DialRefused => "dial refused by the outbound guard".into(),
+        Happened::Masked => format!("keys {} (sensitive input)", sensitive::MASK),
     }
 }
 

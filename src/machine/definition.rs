@@ -112,6 +112,24 @@ pub enum Kind {
     Split,
 }
 
+/// `global_keys`: every machine-wide key (`true`, the default), none (`false`), or those listed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "`true`, `false` or a list of the machine's keys (`[\"*\"]`)")]
+pub enum GlobalKeys {
+    All(bool),
+    Only(Vec<String>),
+}
+
+impl GlobalKeys {
+    /// Whether the machine-wide `key` applies at a node with this setting.
+    pub fn keeps(&self, key: &str) -> bool {
+        match self {
+            GlobalKeys::All(all) => *all,
+            GlobalKeys::Only(keys) => keys.iter().any(|k| k == key),
+        }
+    }
+}
+
 /// One `[nodes.NAME]` table.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 pub struct NodeDef {
@@ -140,8 +158,9 @@ pub struct NodeDef {
     pub invalid: Option<String>,
     /// Where the call goes when nothing was pressed and no try is left (default: `invalid`).
     pub no_input: Option<String>,
-    /// `false` turns the machine-wide `[keys]` off at this menu or input (a PIN input).
-    pub global_keys: Option<bool>,
+    /// `false` turns the machine-wide `[keys]` off at this menu or input (a PIN input); a list
+    /// keeps only those keys (`["*"]`: `*` still repeats, `9` is the caller's key).
+    pub global_keys: Option<GlobalKeys>,
 
     // input
     /// The call variable the keys are stored in, for later templates (`{order}`, `{say:$order}`).
@@ -150,6 +169,9 @@ pub struct NodeDef {
     pub pattern: Option<String>,
     /// An input the node accepts: documents the format, and `check` plays it.
     pub example: Option<String>,
+    /// The keys are a secret (a PIN, a card number): sent only in a script's POST body, never
+    /// spoken or recorded, forgotten at the end of the webhook that took them.
+    pub sensitive: Option<bool>,
 
     // script
     /// The API to call (a template: `{caller}`, `{keypress}`, call variables).
@@ -300,6 +322,8 @@ pub struct StoreDef {
     pub default: Option<String>,
     /// Most characters kept of the value (default 64, at most 512: `compile/scripts.rs`).
     pub max_chars: Option<i64>,
+    /// The value is a secret: handled as a sensitive input's keys (`compile/sensitive.rs`).
+    pub sensitive: Option<bool>,
 }
 
 /// A stored variable is a dotted path, or a table of the path and its settings.
@@ -318,7 +342,8 @@ impl JsonSchema for StoreDef {
                     "properties": {
                         "path": { "type": "string", "description": "The dotted path in the JSON answer." },
                         "default": { "type": "string", "description": "The value when the answer has no such key (absent: the variable is left unset)." },
-                        "max_chars": { "type": "integer", "minimum": 1, "description": "Most characters kept of the value (default 64); a longer one is cut after the last whole word." }
+                        "max_chars": { "type": "integer", "minimum": 1, "description": "Most characters kept of the value (default 64); a longer one is cut after the last whole word." },
+                        "sensitive": { "type": "boolean", "description": "The value is a secret: sent only in a script's POST body, never spoken or recorded, forgotten at the end of the webhook that stored it." }
                     },
                     "required": ["path"],
                     "additionalProperties": false
@@ -334,7 +359,7 @@ impl<'de> Deserialize<'de> for StoreDef {
         impl<'de> serde::de::Visitor<'de> for Visit {
             type Value = StoreDef;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a key path (\"data.eta\") or a table { path, default, max_chars }")
+                f.write_str("a key path (\"data.eta\") or a table { path, default, max_chars, sensitive }")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StoreDef, E> {
                 Ok(StoreDef { path: Some(v.to_string()), ..StoreDef::default() })
@@ -346,10 +371,11 @@ impl<'de> Deserialize<'de> for StoreDef {
                         "path" => out.path = Some(map.next_value()?),
                         "default" => out.default = Some(map.next_value()?),
                         "max_chars" => out.max_chars = Some(map.next_value()?),
+                        "sensitive" => out.sensitive = Some(map.next_value()?),
                         other => {
                             return Err(serde::de::Error::unknown_field(
                                 other,
-                                &["path", "default", "max_chars"],
+                                &["path", "default", "max_chars", "sensitive"],
                             ));
                         }
                     }

@@ -16,7 +16,7 @@ pub mod split;
 pub mod template;
 pub mod voices;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use petgraph::Direction;
@@ -282,6 +282,9 @@ pub struct Machine {
     pub(crate) timezone: Option<jiff::tz::TimeZone>,
     /// The call variables every call starts with (`variables`), each with its default value.
     pub(crate) variables: BTreeMap<String, String>,
+    /// The sensitive call variables (`sensitive = true` on an input or a stored value): the
+    /// engine forgets them at the end of every step (`compile/sensitive.rs` has the rules).
+    pub(crate) sensitive: BTreeSet<String>,
 }
 
 impl Machine {
@@ -315,6 +318,11 @@ impl Machine {
     /// only names a call phonetree places may give values to.
     pub fn variables(&self) -> &BTreeMap<String, String> {
         &self.variables
+    }
+
+    /// The sensitive call variables, by name.
+    pub fn sensitive(&self) -> &BTreeSet<String> {
+        &self.sensitive
     }
 
     /// The hosts its scripts may call (`allow_hosts`); empty when the machine lists none.

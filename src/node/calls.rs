@@ -294,7 +294,8 @@ fn log_transition(machine: &Machine, before: &CallState, event: &Event, step: &e
     let span = tracing::Span::current();
     span.record("machine", machine.name());
     span.record("node", name(before.node));
-    span.record("event", tracing::field::display(event));
+    let event = engine::sensitive::shown(machine, before, event);
+    span.record("event", tracing::field::display(&event));
     span.record("transition", format!("{} -> {}", name(before.node), name(step.state.node)));
     // At debug: a line per webhook would be the log's bulk (the span carries the same fields).
     debug!(

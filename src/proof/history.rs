@@ -67,7 +67,12 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
         }
     }
     for (i, recorded) in call.entries.iter().enumerate() {
-        let event = recorded.event.event();
+        let event = match &recorded.event {
+            Happened::Masked => {
+                engine::sensitive::stand_in(m, &state).unwrap_or_else(|| recorded.event.event())
+            }
+            happened => happened.event(),
+        };
         let node = if state.phase == Phase::New {
             String::new()
         } else {
@@ -110,6 +115,15 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
         state = step.state;
     }
     None
+}
+
+/// The entries whose keys were masked (a sensitive input), each as `entry N at `node``: a replay
+/// plays the input's `example` for them.
+pub fn masked(call: &Call) -> Vec<String> {
+    (call.entries.iter().enumerate())
+        .filter(|(_, e)| e.event == Happened::Masked)
+        .map(|(i, e)| format!("entry {} at `{}`", i + 1, e.left))
+        .collect()
 }
 
 fn recorded_event(call: &Call, i: usize) -> Happened {

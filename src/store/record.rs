@@ -148,9 +148,9 @@ pub struct SessionRecord {
 }
 
 /// The format of transcript entries (`EntryRecord`), versioned on their own. Format 2 adds event
-/// 4, a dial the outbound guard refused; format 3 the variants of the splits passed (`p`);
-/// entries of formats 1 to 3 are read.
-pub const ENTRY_FORMAT: u8 = 3;
+/// 4, a dial the outbound guard refused; format 3 event 5, keys at a sensitive input (masked);
+/// format 4 the variants of the splits passed (`p`); entries of formats 1 to 4 are read.
+pub const ENTRY_FORMAT: u8 = 4;
 
 /// One transcript entry (`transcript::Entry`) as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,8 +158,8 @@ pub struct EntryRecord {
     pub v: u8,
     /// When (ms since the epoch).
     pub t: u64,
-    /// Event: 0 call started, 1 keys, 2 no input, 3 session ended, 4 dial refused (format 2);
-    /// `x` its keys or status.
+    /// Event: 0 call started, 1 keys, 2 no input, 3 session ended, 4 dial refused (format 2),
+    /// 5 masked keys (format 3); `x` its keys or status.
     pub e: u8,
     pub x: String,
     /// Node left, node entered.
@@ -169,7 +169,7 @@ pub struct EntryRecord {
     pub s: Vec<(String, String, String)>,
     /// Script requests: (node, method, URL, status, failure, body, cut).
     pub r: Vec<AskedRecord>,
-    /// The splits passed: (node, variant) (format 3; empty before).
+    /// The splits passed: (node, variant) (format 4; empty before).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub p: Vec<(String, String)>,
 }
@@ -185,15 +185,18 @@ impl EntryRecord {
             Happened::NoInput => (2, String::new()),
             Happened::SessionEnded { status } => (3, status.clone()),
             Happened::DialRefused => (4, String::new()),
+            Happened::Masked => (5, String::new()),
         };
         EntryRecord {
             // The oldest format the entry fits in: an older phonetree still reads the others.
             v: if !e.variants.is_empty() {
                 ENTRY_FORMAT
-            } else if code == 4 {
-                2
             } else {
-                1
+                match code {
+                    4 => 2,
+                    5 => 3,
+                    _ => 1,
+                }
             },
             t: e.at_ms,
             e: code,
@@ -225,6 +228,7 @@ impl EntryRecord {
             2 => Happened::NoInput,
             3 => Happened::SessionEnded { status: self.x.clone() },
             4 if self.v >= 2 => Happened::DialRefused,
+            5 if self.v >= 3 => Happened::Masked,
             other => return Err(refuse(format!("unknown event {other}"))),
         };
         Ok(Entry {
@@ -971,10 +975,10 @@ mod tests {
         assert_eq!(decode_record("s", &raw).unwrap(), r);
     }
 
-    /// An entry that names split variants is written as format 3 and reads back whole; one
+    /// An entry that names split variants is written as format 4 and reads back whole; one
     /// without stays format 1, which an older phonetree reads.
     #[test]
-    fn split_variants_are_entry_format_3() {
+    fn split_variants_are_entry_format_4() {
         let mut e = Entry {
             at_ms: 1,
             event: Happened::CallStarted,
@@ -987,7 +991,7 @@ mod tests {
         assert_eq!(EntryRecord::from_entry(&e).v, 1);
         e.variants = vec![Variant { node: "greeting".into(), variant: "a".into() }];
         let r = EntryRecord::from_entry(&e);
-        assert_eq!(r.v, 3);
+        assert_eq!(r.v, 4);
         let raw = encode("transcript", &r).unwrap();
         assert_eq!(decode_entry("s", &raw).unwrap(), e);
     }

@@ -338,7 +338,10 @@ async function openTranscript(session, focus = true) {
     const entries = call.entries.map((e) => {
       const what = e.event.type === "keys" ? `pressed ${e.event.keys}`
         : e.event.type === "callStarted" ? "call started"
-          : e.event.type === "noInput" ? "no input" : `session ended (${e.event.status})`;
+          : e.event.type === "noInput" ? "no input"
+            : e.event.type === "masked" ? "pressed [masked] (sensitive input)"
+              : e.event.type === "dialRefused" ? "dial refused by the outbound guard"
+                : `session ended (${e.event.status})`;
       const moved = e.left && e.left !== e.entered ? ` — ${e.left} → ${e.entered}` : ` — at ${e.entered}`;
       const said = el("ul", { class: "said" }, ...e.said.map((s) =>
         el("li", { class: "heard", text: `${s.node}: ${s.action}${s.text ? ` “${s.text}”` : ""}` })));

@@ -41,6 +41,7 @@ pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
         &[
             &["prompt", "reprompt", "tries", "variable", "pattern", "example", "next", "invalid", "no_input"],
             &["global_keys"],
+            &["sensitive"],
             SPEECH_FIELDS,
             CAPTURE_FIELDS,
         ],

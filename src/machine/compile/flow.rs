@@ -189,7 +189,7 @@ impl Compiler<'_> {
 }
 
 /// The templates a node renders, by field.
-fn templates_of(kind: &NodeKind) -> Vec<(&'static str, &Template)> {
+pub(super) fn templates_of(kind: &NodeKind) -> Vec<(&'static str, &Template)> {
     fn capture(m: &Menu) -> Vec<(&'static str, &Template)> {
         let mut t = vec![("prompt", &m.capture.prompt_message), ("reprompt", &m.reprompt)];
         t.extend(m.lead.iter().map(|s| ("prompt", &s.text)));

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use petgraph::graph::DiGraph;
 
-use super::super::definition::Kind;
+use super::super::definition::{GlobalKeys, Kind};
 use super::super::{Edge, Node, NodeId};
 use super::edges::{keypad_problem, length_problem};
 use super::{At, Compiler};
@@ -18,6 +18,30 @@ const KEYS_MAX: usize = 24;
 
 /// The targets a machine-wide key may name besides a node, as written in `[keys]`.
 const SPECIAL: &[&str] = &["repeat", "back", "start"];
+
+impl Compiler<'_> {
+    /// Each key a node's `global_keys` lists is one of the machine's `[keys]`.
+    fn check_global_keys(&mut self) {
+        let def = self.def;
+        for (name, n) in &def.nodes {
+            let Some(GlobalKeys::Only(listed)) = &n.global_keys else { continue };
+            for (i, key) in listed.iter().enumerate() {
+                if !def.keys.contains_key(key) {
+                    let known: Vec<&str> = def.keys.keys().map(String::as_str).collect();
+                    let hint = match known.as_slice() {
+                        [] => "the machine has no `[keys]` table: remove `global_keys`".to_string(),
+                        _ => format!("list some of {}", super::fields::quoted(&known)),
+                    };
+                    self.error(
+                        At::Node(name, &format!("global_keys.{i}")),
+                        format!("`{key}` is not a machine-wide key"),
+                        Some(hint),
+                    );
+                }
+            }
+        }
+    }
+}
 
 /// Where a machine-wide key leads.
 #[derive(Debug, Clone, Copy)]
@@ -86,21 +110,20 @@ impl Compiler<'_> {
     /// Adds the machine-wide keys to every menu and input that keeps them: a node's own branch
     /// for a key wins (a warning), and a key the node cannot capture is left out (a warning).
     pub(super) fn key_edges(&mut self, keys: &[(String, KeyTarget)], graph: &mut DiGraph<Node, Edge, u32>) {
+        let def = self.def;
+        self.check_global_keys();
         if keys.is_empty() {
             return;
         }
-        let def = self.def;
         for (i, (name, n)) in def.nodes.iter().enumerate() {
             let what = match n.kind {
                 Some(Kind::Menu) => "menu",
                 Some(Kind::Input) => "input",
                 _ => continue,
             };
-            if n.global_keys == Some(false) {
-                continue;
-            }
             let from = NodeId::new(i);
-            for (key, target) in keys {
+            let kept = keys.iter().filter(|(key, _)| n.global_keys.as_ref().is_none_or(|g| g.keeps(key)));
+            for (key, target) in kept {
                 if let Some(own) = n.branches.as_ref().and_then(|b| b.get(key)) {
                     self.report(
                         Severity::Warning,

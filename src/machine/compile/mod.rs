@@ -20,6 +20,7 @@ mod nodes;
 mod numbers;
 mod routes;
 mod scripts;
+mod sensitive;
 mod split;
 
 pub(crate) use fields::kinds_and_fields;
@@ -372,7 +373,9 @@ impl Compiler<'_> {
             allow_hosts: self.allow_hosts.clone(),
             timezone: self.timezone.clone(),
             variables: self.variables(&settings),
+            sensitive: BTreeSet::new(),
         };
+        self.check_sensitive(&mut machine, &failed, start.is_some());
         self.check_play(&mut machine);
         self.check_chains(&machine, &failed, start.is_some());
         self.check_lengths(&machine, &failed);
