@@ -47,6 +47,15 @@ pub struct Definition {
     /// `start` or a node, at every menu and input that does not turn them off (`global_keys`).
     #[serde(default)]
     pub keys: BTreeMap<String, String>,
+    /// A module's call variables it reads, each given by the using node's `with` (modules only).
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// A module's call variables it sets, on every path to every exit (modules only).
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// A module's exits, each mapped to a node by the using node's `exits` (modules only).
+    #[serde(default)]
+    pub exits: Vec<String>,
     /// Machine-wide defaults; every node may override each of them. Read apart, leniently.
     #[serde(skip)]
     pub defaults: Defaults,
@@ -107,6 +116,10 @@ pub enum Kind {
     Route,
     /// No action: sets call variables (`values`) and counters (`add`), then `next`.
     Set,
+    /// A module (`machines/modules/NAME.toml`) inlined here, its exits mapped to this file's nodes.
+    Module,
+    /// In a module: leaves it by its exit `exit`, to the node the using node maps it to.
+    Exit,
 }
 
 /// One `[nodes.NAME]` table.
@@ -206,6 +219,18 @@ pub struct NodeDef {
     pub values: Option<BTreeMap<String, String>>,
     /// Integer counters, each added to (`{ pin_attempts = 1 }`; an unset counter counts as 0).
     pub add: Option<BTreeMap<String, i64>>,
+
+    // module
+    /// The module a `module` node uses (its `name`).
+    pub module: Option<String>,
+    /// The module's `inputs`, each given a template (`{ account = "{acct}" }`).
+    pub with: Option<BTreeMap<String, String>>,
+    /// Each of the module's exits → the node the call goes to when the module leaves by it.
+    pub exits: Option<BTreeMap<String, String>>,
+
+    // exit
+    /// Which of its module's `exits` an `exit` node leaves by.
+    pub exit: Option<String>,
 
     // speech and capture overrides (see `Defaults`)
     /// 8x8 `voiceProfile`: the text-to-speech voice (`en-US-BenjaminRUS`).

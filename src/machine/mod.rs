@@ -23,7 +23,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use crate::callflow::{Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed};
-pub use compile::{Compiled, Options, compile, compile_with};
+pub use compile::{Compiled, MODULE_DEPTH_MAX, MODULES_MAX, Modules, Options, compile, compile_with};
 pub use diagnostic::{Diagnostic, Severity};
 pub use source::{Format, Source};
 pub use template::Template;
@@ -276,6 +276,25 @@ pub struct Machine {
     pub(crate) timezone: Option<jiff::tz::TimeZone>,
     /// The call variables every call starts with (`variables`), each with its default value.
     pub(crate) variables: BTreeMap<String, String>,
+    /// The `module` nodes inlined into it, with the module each uses.
+    pub(crate) modules: Vec<ModuleUse>,
+}
+
+/// A `module` node, inlined: its module's nodes are named `NAMESPACE/NODE` in the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleUse {
+    /// The module's `name`.
+    pub module: String,
+    /// The using node's name (within a module: prefixed by its own use's namespace).
+    pub namespace: String,
+}
+
+impl ModuleUse {
+    /// The module's own name of a machine node that is this use's (`verify_pin/ask` → `ask`), not
+    /// a nested module's.
+    pub fn local<'n>(&self, node: &'n str) -> Option<&'n str> {
+        node.strip_prefix(self.namespace.as_str())?.strip_prefix('/').filter(|rest| !rest.contains('/'))
+    }
 }
 
 impl Machine {
@@ -347,6 +366,11 @@ impl Machine {
             .collect();
         edges.sort();
         edges
+    }
+
+    /// The `module` nodes inlined into this machine, outermost first.
+    pub fn modules(&self) -> &[ModuleUse] {
+        &self.modules
     }
 
     pub fn node_count(&self) -> usize {

@@ -127,9 +127,9 @@ impl App {
 
     async fn reload_machines(&self) -> Outcome {
         let (folder, voices) = (self.config.machines.clone(), self.config.voices.clone());
-        let allow = self.config.script_allow.clone();
+        let (allow, modules) = (self.config.script_allow.clone(), self.config.modules.clone());
         let loaded = tokio::task::spawn_blocking(move || {
-            Catalog::load_with(std::slice::from_ref(&folder), voices.as_deref(), &allow)
+            Catalog::load_with(std::slice::from_ref(&folder), voices.as_deref(), &allow, modules.as_deref())
         })
         .await;
         match loaded {

@@ -60,6 +60,8 @@ pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     (Kind::Hangup, &[]),
     (Kind::Route, &[&["rules", "else"]]),
     (Kind::Set, &[&["values", "add", "next"]]),
+    (Kind::Module, &[&["module", "with", "exits"]]),
+    (Kind::Exit, &[&["exit"]]),
 ];
 
 /// The names serde reads for `T`: a struct's fields or an enum's variants, in declaration order
