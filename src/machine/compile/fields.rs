@@ -240,7 +240,10 @@ mod tests {
     fn names_come_from_serde() {
         assert_eq!(
             kind_names(),
-            ["menu", "input", "script", "say", "play", "transfer", "hangup", "route", "set"]
+            [
+                "menu", "input", "script", "say", "play", "transfer", "hangup", "route", "set", "module",
+                "exit"
+            ]
         );
         assert!(machine_fields().contains(&"start") && !machine_fields().contains(&"nodes"));
         assert!(default_fields().contains(&"tries"));
