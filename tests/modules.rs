@@ -241,3 +241,31 @@ async fn a_call_started_before_a_module_edit_and_a_sighup_finishes_on_the_old_ve
     let n = Node::start_on(&t.path().join("data"), &machines, &url);
     a_call_finishes_on_its_version_across_a_module_edit(&n, &machines).await;
 }
+
+#[tokio::test]
+async fn after_a_restart_a_call_on_a_version_whose_module_changed_gets_the_fallback_not_the_new_module() {
+    let t = tempfile::tempdir().unwrap();
+    let machines = greeter_dir(t.path());
+    let mut n = Node::start(&t.path().join("data"), &machines);
+    let a = post(&n.url("/webhooks/vca"), inbound_call("s-old", "e1", None, None).body()).await;
+    assert!(said(&a).contains("Menu one: press 1."), "{}", said(&a));
+    let id = a.client_action_id().unwrap();
+    assert!(n.terminate().success());
+    // The store keeps greeter's own text: recompiled, it uses today's module, another version.
+    std::fs::write(machines.join("modules/menu.toml"), menu_module("two")).unwrap();
+    n.restart();
+    let b = post(&n.url("/webhooks/vca"), inbound_call("s-old", "e2", Some("1"), Some(&id)).body()).await;
+    assert_eq!((b.status, b.how.as_str()), (200, "fallback"), "{}", said(&b));
+    assert!(!said(&b).contains("Thanks two."), "{}", said(&b));
+    assert!(n.log().contains("a module it uses has changed since"), "{}", n.log());
+}
+
+#[test]
+fn watch_sees_a_module_edit() {
+    use phonetree::node::reload::Fingerprint;
+    let t = tempfile::tempdir().unwrap();
+    let machines = greeter_dir(t.path());
+    let before = Fingerprint::of(&machines);
+    std::fs::write(machines.join("modules/menu.toml"), menu_module("three")).unwrap();
+    assert_ne!(Fingerprint::of(&machines), before);
+}

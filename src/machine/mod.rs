@@ -2,8 +2,9 @@
 //! immutable `Machine` every call runs on — a petgraph graph whose nodes are IVR nodes and whose
 //! edges are the labelled transitions between them.
 //!
-//! A `Machine` is identified by its name and its version, the SHA-256 of its source text, so two
-//! calls that started on different revisions of a file can each be resumed on their own.
+//! A `Machine` is identified by its name and its version, the SHA-256 of its source text (and of
+//! the modules it uses, `compile::Modules`), so two calls that started on different revisions of
+//! a file can each be resumed on their own.
 
 pub mod compile;
 pub mod definition;
@@ -32,7 +33,7 @@ pub use voices::Voices;
 /// A node's index in its machine's graph; stable for one version of a machine.
 pub type NodeId = NodeIndex<u32>;
 
-/// The content hash of a machine's source text.
+/// The content hash of a machine's source text (with its modules' texts, when it uses any).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Version(pub [u8; 32]);
 

@@ -212,16 +212,19 @@ impl App {
 }
 
 /// What `--watch` compares: the name, length and modification time of every entry of the
-/// machines folder (or of the file itself).
+/// machines folder and of its `modules/` folder (or of the file itself).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fingerprint(BTreeMap<String, (u64, Option<SystemTime>)>);
 
 impl Fingerprint {
     pub fn of(folder: &Path) -> Fingerprint {
-        let entries: Vec<std::path::PathBuf> = match std::fs::read_dir(folder) {
+        let mut entries: Vec<std::path::PathBuf> = match std::fs::read_dir(folder) {
             Ok(dir) => dir.filter_map(|e| e.ok().map(|e| e.path())).collect(),
             Err(_) => vec![folder.to_path_buf()],
         };
+        if let Ok(modules) = std::fs::read_dir(folder.join("modules")) {
+            entries.extend(modules.filter_map(|e| e.ok().map(|e| e.path())));
+        }
         Fingerprint(
             entries
                 .into_iter()
