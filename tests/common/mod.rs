@@ -84,6 +84,15 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Copies the bundled modules (`machines/modules/`) into `machines/modules/`, for the bundled
+/// machines copied into `machines` that use them.
+pub fn copy_bundled_modules(machines: &std::path::Path) {
+    std::fs::create_dir_all(machines.join("modules")).unwrap();
+    for f in machine_files("machines/modules") {
+        std::fs::copy(&f, machines.join("modules").join(f.file_name().unwrap())).unwrap();
+    }
+}
+
 /// The machine files (`.toml`, `.json`) in `dir` under the repository, sorted.
 pub fn machine_files(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
