@@ -42,8 +42,14 @@ fn generated(n: usize) -> Source {
     Source::new("big.toml", text)
 }
 
+/// With the bundled modules (`machines/modules/`, read once), as `phonetree serve machines` compiles.
 fn compiled(source: &Source) -> Machine {
-    let c = machine::compile(source);
+    static MODULES: std::sync::OnceLock<machine::Modules> = std::sync::OnceLock::new();
+    let modules = MODULES.get_or_init(|| {
+        let dir = std::path::PathBuf::from(format!("{}/machines/modules", env!("CARGO_MANIFEST_DIR")));
+        phonetree::node::catalog::read_modules(&[dir]).0
+    });
+    let c = machine::compile_with(source, machine::Options { modules, ..Default::default() });
     c.machine.unwrap_or_else(|| panic!("{:?}", c.diagnostics.first()))
 }
 

@@ -83,6 +83,7 @@ fn all_machines(tmp: &std::path::Path) -> PathBuf {
     for f in machine_files("machines") {
         std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
     }
+    copy_bundled_modules(&dir);
     dir
 }
 

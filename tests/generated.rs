@@ -1449,7 +1449,7 @@ impl Harness {
 
     /// `check` on the file as the CLI runs it: the catalog's diagnostics, and its proof.
     fn check(&self) -> Catalog {
-        Catalog::load_with(std::slice::from_ref(&self.file), None, &[])
+        Catalog::load_with(std::slice::from_ref(&self.file), None, &[], None)
     }
 
     /// `POST /admin/reload`: the status and the answer.

@@ -26,14 +26,23 @@ fn machines(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&out).unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
     let ports = [free_port(), free_port()];
-    for entry in std::fs::read_dir(repo).unwrap() {
+    for entry in std::fs::read_dir(&repo).unwrap() {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         // The URLs and `allow_hosts` alike (one host rule: `127.0.0.1:PORT` exactly).
         let text = text
             .replace("127.0.0.1:8090", &format!("127.0.0.1:{}", ports[0]))
             .replace("127.0.0.1:8091", &format!("127.0.0.1:{}", ports[1]));
         std::fs::write(out.join(path.file_name().unwrap()), text).unwrap();
+    }
+    // The modules take their hosts from the machines' settings: copied as they are.
+    std::fs::create_dir_all(out.join("modules")).unwrap();
+    for entry in std::fs::read_dir(repo.join("modules")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, out.join("modules").join(path.file_name().unwrap())).unwrap();
     }
     out
 }

@@ -17,6 +17,10 @@ pub struct Args {
     /// Where machine names are looked up.
     #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
     machines: PathBuf,
+    /// Folder of the modules machines use (`module` nodes). Default: `modules/` beside the machine
+    /// file.
+    #[arg(long, env = "PHONETREE_MODULES")]
+    modules: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -35,7 +39,13 @@ pub enum Error {
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
-    let m = simulate::load(&args.machine, &args.machines, super::voices_file(None).as_deref(), &[])?;
+    let m = simulate::load(
+        &args.machine,
+        &args.machines,
+        args.modules.as_deref(),
+        super::voices_file(None).as_deref(),
+        &[],
+    )?;
     let text = match args.format {
         Format::Dot => export::dot(&m),
         Format::Mermaid => export::mermaid(&m),

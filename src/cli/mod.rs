@@ -66,6 +66,10 @@ struct NodeArgs {
     /// Folder of machine files.
     #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
     machines: PathBuf,
+    /// Folder of the modules machines use (`module` nodes). Default: `modules/` in the machines
+    /// folder, when there is one.
+    #[arg(long, env = "PHONETREE_MODULES")]
+    modules: Option<PathBuf>,
     /// The voice profiles machines are checked against, one a line (`phonetree voices` writes
     /// it). Default: `voices.txt` when there is one, else the voices bundled with phonetree.
     #[arg(long, env = "PHONETREE_VOICES")]
@@ -121,6 +125,7 @@ impl NodeArgs {
         let action_key = Secret::from_either(self.action_key.as_deref(), self.action_key_file.as_deref())?;
         Ok(Config {
             machines: self.machines,
+            modules: self.modules,
             voices: voices_file(self.voices),
             store: self.store.unwrap_or_else(|| format!("sled:{}", self.data.display())),
             listen,

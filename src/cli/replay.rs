@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use phonetree::engine::transcript::Call;
 use phonetree::machine::{self, Machine, Source};
+use phonetree::node::catalog;
 use phonetree::proof::history::{self, REPLAY_CALLS_MAX};
 
 #[derive(clap::Args)]
@@ -15,6 +16,10 @@ pub struct Args {
     /// The machine file to play them through.
     #[arg(long)]
     machine: PathBuf,
+    /// Folder of the modules machines use (`module` nodes). Default: `modules/` beside the machine
+    /// file.
+    #[arg(long, env = "PHONETREE_MODULES")]
+    modules: Option<PathBuf>,
     /// Exit 1 when any call differs.
     #[arg(long)]
     expect_same: bool,
@@ -34,7 +39,7 @@ pub enum Error {
 }
 
 pub fn run(args: &Args) -> Result<(), Error> {
-    let m = load(&args.machine)?;
+    let m = load(&args.machine, args.modules.as_deref())?;
     let mut differ = 0;
     for path in &args.calls {
         let text = read(path)?;
@@ -64,10 +69,12 @@ fn read(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })
 }
 
-fn load(path: &Path) -> Result<Machine, Error> {
+fn load(path: &Path, modules: Option<&Path>) -> Result<Machine, Error> {
     let source = Source::new(path.display().to_string(), read(path)?);
-    let compiled = machine::compile(&source);
-    for d in &compiled.diagnostics {
+    let (modules, problems) = catalog::read_modules(&catalog::modules_dirs(&[path.to_path_buf()], modules));
+    let compiled =
+        machine::compile_with(&source, machine::Options { modules: &modules, ..Default::default() });
+    for d in problems.iter().chain(&compiled.diagnostics) {
         eprintln!("{d}");
     }
     compiled.machine.ok_or_else(|| Error::DoesNotCompile(path.into()))

@@ -51,6 +51,10 @@ pub struct Args {
     /// Where machine names are looked up.
     #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
     machines: PathBuf,
+    /// Folder of the modules machines use (`module` nodes). Default: `modules/` beside the machine
+    /// file.
+    #[arg(long, env = "PHONETREE_MODULES")]
+    modules: Option<PathBuf>,
     /// Canned API answers for script nodes: a JSON file `{"NODE": [{"status": 200, "body": ...},
     /// {"failed": "timeout"}, ...]}`, used in order (the last one again when they run out).
     #[arg(long)]
@@ -102,7 +106,8 @@ pub fn run(args: Args) -> Result<(), Error> {
     let at_ms = args.at.as_deref().map(simulate::parse_at).transpose().map_err(Error::Play)?;
     let mut scripts = Scripts::new(args.answers.as_deref(), args.live, &args.script_allow)?;
     let voices = super::voices_file(args.voices.clone());
-    let m = load(&args.machine, &args.machines, voices.as_deref(), &args.script_allow)?;
+    let m =
+        load(&args.machine, &args.machines, args.modules.as_deref(), voices.as_deref(), &args.script_allow)?;
     let number = m.numbers().first().cloned().unwrap_or_else(|| "+15550000000".into());
     let (from, to) = if args.outbound {
         (args.from.unwrap_or(number), args.to.unwrap_or_else(|| PERSON.into()))
@@ -255,6 +260,7 @@ impl Scripts {
 pub(super) fn load(
     name: &str,
     machines: &Path,
+    modules: Option<&Path>,
     voices: Option<&Path>,
     script_allow: &[AllowedHost],
 ) -> Result<Machine, Error> {
@@ -266,8 +272,11 @@ pub(super) fn load(
         }
         None => Voices::bundled().clone(),
     };
-    let compiled = machine::compile_with(&source, machine::Options { voices: &voices, script_allow });
-    for d in &compiled.diagnostics {
+    let (modules, problems) =
+        catalog::read_modules(&catalog::modules_dirs(std::slice::from_ref(&path), modules));
+    let options = machine::Options { voices: &voices, script_allow, modules: &modules };
+    let compiled = machine::compile_with(&source, options);
+    for d in problems.iter().chain(&compiled.diagnostics) {
         eprintln!("{d}");
     }
     let m = compiled.machine.ok_or(Error::DoesNotCompile(path))?;

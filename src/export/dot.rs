@@ -48,6 +48,15 @@ pub fn dot(m: &Machine) -> String {
         }
         let _ = writeln!(out, "  {} [{attrs}];", quoted(&node.name));
     }
+    // Each module use: a cluster of the nodes it inlined (a nested use's nodes are in its own).
+    for (i, u) in m.modules().iter().enumerate() {
+        let label = format!("module {} ({})", u.module, u.namespace);
+        let _ = writeln!(out, "  subgraph \"cluster_{i}\" {{\n    label={};", quoted(&label));
+        for id in g.node_indices().filter(|&id| u.local(&g[id].name).is_some()) {
+            let _ = writeln!(out, "    {};", quoted(&g[id].name));
+        }
+        out.push_str("  }\n");
+    }
     for id in g.node_indices() {
         for (edge, to) in m.edges(id) {
             let (from, to) = (quoted(&g[id].name), quoted(&g[to].name));
@@ -76,5 +85,17 @@ mod tests {
         assert!(d.contains("  \"main_menu\" -> \"hours\" [label=\"key 3\"];\n"), "{d}");
         assert!(d.contains("\"goodbye\" [label=\"goodbye\\nhangup\", peripheries=2];"), "{d}");
         assert_eq!(d.matches(" -> ").count(), m.edge_count());
+        assert!(!d.contains("subgraph"), "{d}");
+    }
+
+    #[test]
+    fn a_module_use_is_a_cluster_of_its_nodes() {
+        let d = dot(&crate::export::tests::with_module());
+        assert!(
+            d.contains(
+                "  subgraph \"cluster_0\" {\n    label=\"module hello (greet)\";\n    \"greet/hi\";\n  }\n"
+            ),
+            "{d}"
+        );
     }
 }

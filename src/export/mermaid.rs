@@ -62,6 +62,15 @@ pub fn mermaid(m: &Machine) -> String {
         };
         let _ = writeln!(out, "  {}{open}\"{body}\"{close}", mermaid_id(&node.name));
     }
+    // Each module use: a subgraph of the nodes it inlined (a nested use's nodes are in its own).
+    for (i, u) in m.modules().iter().enumerate() {
+        let _ =
+            writeln!(out, "  subgraph module_{i}[\"module {} ({})\"]", label(&u.module), label(&u.namespace));
+        for id in g.node_indices().filter(|&id| u.local(&g[id].name).is_some()) {
+            let _ = writeln!(out, "    {}", mermaid_id(&g[id].name));
+        }
+        out.push_str("  end\n");
+    }
     for id in g.node_indices() {
         for (edge, to) in m.edges(id) {
             let _ = writeln!(
@@ -88,6 +97,15 @@ pub fn mermaid(m: &Machine) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_use_is_a_subgraph_of_its_nodes() {
+        let f = mermaid(&crate::export::tests::with_module());
+        assert!(
+            f.contains("  subgraph module_0[\"module hello (greet)\"]\n    n_greet_2Fhi\n  end\n"),
+            "{f}"
+        );
+    }
 
     #[test]
     fn ids_keep_letters_and_escape_the_rest() {

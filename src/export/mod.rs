@@ -73,6 +73,18 @@ mod tests {
         compile(&Source::new("abc_restaurant.toml", text)).machine.expect("the bundled machine compiles")
     }
 
+    /// A machine whose node `greet` uses the module `hello` (one say node, `greet/hi`).
+    pub(super) fn with_module() -> Machine {
+        let module = "name = \"hello\"\nstart = \"hi\"\nexits = [\"done\"]\n[nodes.hi]\nkind = \"say\"\n\
+                      text = \"Hello.\"\nnext = \"out\"\n[nodes.out]\nkind = \"exit\"\nexit = \"done\"\n";
+        let (modules, _) = crate::machine::Modules::of(vec![Source::new("hello.toml", module)]);
+        let text = "name = \"m\"\nstart = \"greet\"\n[defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\n\
+                    [nodes.greet]\nkind = \"module\"\nmodule = \"hello\"\nexits = { done = \"bye\" }\n\
+                    [nodes.bye]\nkind = \"hangup\"\n";
+        let options = crate::machine::Options { modules: &modules, ..Default::default() };
+        crate::machine::compile_with(&Source::new("m.toml", text), options).machine.expect("it compiles")
+    }
+
     #[test]
     fn summaries_are_bounded_and_marked_when_cut() {
         let m = abc();

@@ -9,6 +9,7 @@ use std::path::{Path as FsPath, PathBuf};
 use crate::engine::script::Method;
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Request, Stepped};
 use crate::machine::{self, Edge, Machine, NodeId, NodeKind, Source};
+use crate::node::catalog;
 use crate::proof::{explore, simulate};
 
 /// Most explored paths kept per machine: enough to cover every edge of machines far larger than
@@ -126,7 +127,8 @@ pub enum PlanError {
     TooManyMachines(PathBuf),
 }
 
-/// Reads and compiles every machine file in `dir`.
+/// Reads and compiles every machine file in `dir`, with the modules in `dir/modules` (as a node
+/// serving `dir` without `--modules` does).
 pub fn load(dir: &FsPath) -> Result<Vec<(PathBuf, Machine)>, PlanError> {
     let read = |path: &FsPath| {
         std::fs::read_dir(path).map_err(|source| PlanError::Read { path: path.into(), source })
@@ -142,11 +144,13 @@ pub fn load(dir: &FsPath) -> Result<Vec<(PathBuf, Machine)>, PlanError> {
     if files.len() > MACHINES_MAX {
         return Err(PlanError::TooManyMachines(dir.into()));
     }
+    let (modules, _) = catalog::read_modules(&catalog::modules_dirs(&[dir.into()], None));
+    let options = machine::Options { modules: &modules, ..Default::default() };
     let mut out = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
             .map_err(|source| PlanError::Read { path: file.clone(), source })?;
-        let compiled = machine::compile(&Source::new(file.display().to_string(), text));
+        let compiled = machine::compile_with(&Source::new(file.display().to_string(), text), options);
         let m = compiled.machine.ok_or_else(|| PlanError::DoesNotCompile(file.clone()))?;
         out.push((file, m));
     }

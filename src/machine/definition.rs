@@ -47,6 +47,15 @@ pub struct Definition {
     /// `start` or a node, at every menu and input that does not turn them off (`global_keys`).
     #[serde(default)]
     pub keys: BTreeMap<String, String>,
+    /// A module's call variables it reads, each given by the using node's `with` (modules only).
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// A module's call variables it sets, on every path to every exit (modules only).
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// A module's exits, each mapped to a node by the using node's `exits` (modules only).
+    #[serde(default)]
+    pub exits: Vec<String>,
     /// Machine-wide defaults; every node may override each of them. Read apart, leniently.
     #[serde(skip)]
     pub defaults: Defaults,
@@ -110,6 +119,10 @@ pub enum Kind {
     /// No action: a sticky A/B split, the variant a fixed hash of `salt` and the caller (or the
     /// session) picks by `weights`, then that variant's node in `next`.
     Split,
+    /// A module (`machines/modules/NAME.toml`) inlined here, its exits mapped to this file's nodes.
+    Module,
+    /// In a module: leaves it by its exit `exit`, to the node the using node maps it to.
+    Exit,
 }
 
 /// `global_keys`: every machine-wide key (`true`, the default), none (`false`), or those listed.
@@ -241,6 +254,18 @@ pub struct NodeDef {
     pub salt: Option<String>,
     /// Callers (E.164) given a variant whatever the hash says (`{ "+6591234567" = "b" }`).
     pub force: Option<BTreeMap<String, String>>,
+
+    // module
+    /// The module a `module` node uses (its `name`).
+    pub module: Option<String>,
+    /// The module's `inputs`, each given a template (`{ account = "{acct}" }`).
+    pub with: Option<BTreeMap<String, String>>,
+    /// Each of the module's exits → the node the call goes to when the module leaves by it.
+    pub exits: Option<BTreeMap<String, String>>,
+
+    // exit
+    /// Which of its module's `exits` an `exit` node leaves by.
+    pub exit: Option<String>,
 
     // speech and capture overrides (see `Defaults`)
     /// 8x8 `voiceProfile`: the text-to-speech voice (`en-US-BenjaminRUS`).

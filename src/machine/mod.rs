@@ -2,8 +2,9 @@
 //! immutable `Machine` every call runs on — a petgraph graph whose nodes are IVR nodes and whose
 //! edges are the labelled transitions between them.
 //!
-//! A `Machine` is identified by its name and its version, the SHA-256 of its source text, so two
-//! calls that started on different revisions of a file can each be resumed on their own.
+//! A `Machine` is identified by its name and its version, the SHA-256 of its source text (and of
+//! the modules it uses, `compile::Modules`), so two calls that started on different revisions of
+//! a file can each be resumed on their own.
 
 pub mod compile;
 pub mod definition;
@@ -24,7 +25,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
 use crate::callflow::{Callflow, MakeCall, PlayFile, Say, SayAndCapture, Speed};
-pub use compile::{Compiled, Options, compile, compile_with};
+pub use compile::{Compiled, MODULE_DEPTH_MAX, MODULES_MAX, Modules, Options, compile, compile_with};
 pub use diagnostic::{Diagnostic, Severity};
 pub use source::{Format, Source};
 pub use template::Template;
@@ -33,7 +34,7 @@ pub use voices::Voices;
 /// A node's index in its machine's graph; stable for one version of a machine.
 pub type NodeId = NodeIndex<u32>;
 
-/// The content hash of a machine's source text.
+/// The content hash of a machine's source text (with its modules' texts, when it uses any).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Version(pub [u8; 32]);
 
@@ -285,6 +286,25 @@ pub struct Machine {
     /// The sensitive call variables (`sensitive = true` on an input or a stored value): the
     /// engine forgets them at the end of every step (`compile/sensitive.rs` has the rules).
     pub(crate) sensitive: BTreeSet<String>,
+    /// The `module` nodes inlined into it, with the module each uses.
+    pub(crate) modules: Vec<ModuleUse>,
+}
+
+/// A `module` node, inlined: its module's nodes are named `NAMESPACE/NODE` in the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleUse {
+    /// The module's `name`.
+    pub module: String,
+    /// The using node's name (within a module: prefixed by its own use's namespace).
+    pub namespace: String,
+}
+
+impl ModuleUse {
+    /// The module's own name of a machine node that is this use's (`verify_pin/ask` → `ask`), not
+    /// a nested module's.
+    pub fn local<'n>(&self, node: &'n str) -> Option<&'n str> {
+        node.strip_prefix(self.namespace.as_str())?.strip_prefix('/').filter(|rest| !rest.contains('/'))
+    }
 }
 
 impl Machine {
@@ -361,6 +381,11 @@ impl Machine {
             .collect();
         edges.sort();
         edges
+    }
+
+    /// The `module` nodes inlined into this machine, outermost first.
+    pub fn modules(&self) -> &[ModuleUse] {
+        &self.modules
     }
 
     pub fn node_count(&self) -> usize {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::machine::hosts::AllowedHost;
-use crate::machine::{self, Compiled, Diagnostic, Machine, Severity, Source, Voices};
+use crate::machine::{self, Compiled, Diagnostic, Machine, Modules, Severity, Source, Voices};
 use crate::proof::explore::{self, Report};
 
 /// Most machine files one catalog loads: a node serving thousands of menus wants a database.
@@ -30,6 +30,8 @@ pub struct Catalog {
     voices: Option<Voices>,
     /// The node's `--script-allow`, which script URLs are checked with (the host rule).
     script_allow: Vec<AllowedHost>,
+    /// The modules `module` nodes may use (`--modules`, else each machines folder's `modules/`).
+    modules: Modules,
 }
 
 /// A voices file (one voice profile name a line), or why it is not one.
@@ -41,14 +43,24 @@ pub fn read_voices(file: &Path) -> Result<Voices, String> {
 impl Catalog {
     /// Loads every `.toml` and `.json` file among `paths` (files, or folders read one level deep).
     pub fn load(paths: &[PathBuf]) -> Catalog {
-        Catalog::load_with(paths, None, &[])
+        Catalog::load_with(paths, None, &[], None)
     }
 
     /// `load`, checking voice profiles against the voices file `voices` (one name a line, as
     /// `phonetree voices` writes it) instead of the bundled list (a file that cannot be read as
-    /// one is an error), and script URLs with the node's `script_allow` (`--script-allow`).
-    pub fn load_with(paths: &[PathBuf], voices: Option<&Path>, script_allow: &[AllowedHost]) -> Catalog {
+    /// one is an error), and script URLs with the node's `script_allow` (`--script-allow`); the
+    /// modules machines use are read from `modules` (`--modules`), else from `modules/` beside
+    /// the machines (see `modules_dirs`).
+    pub fn load_with(
+        paths: &[PathBuf],
+        voices: Option<&Path>,
+        script_allow: &[AllowedHost],
+        modules: Option<&Path>,
+    ) -> Catalog {
         let mut catalog = Catalog { script_allow: script_allow.to_vec(), ..Catalog::default() };
+        let (found, problems) = read_modules(&modules_dirs(paths, modules));
+        catalog.modules = found;
+        catalog.diagnostics.extend(problems);
         if let Some(file) = voices {
             match read_voices(file) {
                 Ok(v) => catalog.voices = Some(v),
@@ -82,7 +94,13 @@ impl Catalog {
     /// Compiles `source` as this catalog compiles its machines (its voices and `--script-allow`).
     pub fn compile(&self, source: &Source) -> Compiled {
         let voices = self.voices.as_ref().unwrap_or(Voices::bundled());
-        machine::compile_with(source, machine::Options { voices, script_allow: &self.script_allow })
+        let options = machine::Options { voices, script_allow: &self.script_allow, modules: &self.modules };
+        machine::compile_with(source, options)
+    }
+
+    /// The modules the catalog's machines may use.
+    pub fn modules(&self) -> &Modules {
+        &self.modules
     }
 
     /// Compiles one source into the catalog; names and numbers must be unique across machines.
@@ -170,6 +188,50 @@ impl Catalog {
     pub fn is_empty(&self) -> bool {
         self.machines.is_empty()
     }
+}
+
+/// The folders modules are read from: `explicit` (`--modules DIR`), else `modules/` in each
+/// machines folder (beside each machine file) that has one.
+pub fn modules_dirs(paths: &[PathBuf], explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(dir) = explicit {
+        return vec![dir.to_path_buf()];
+    }
+    let beside = |p: &PathBuf| {
+        if p.is_dir() { p.join("modules") } else { p.parent().unwrap_or(Path::new(".")).join("modules") }
+    };
+    let mut dirs: Vec<PathBuf> = paths.iter().map(beside).filter(|d| d.is_dir()).collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs
+}
+
+/// Every `.toml` and `.json` module file in `dirs`, by its `name`; a folder or file that cannot be
+/// read, and two modules of one name, are diagnostics.
+pub fn read_modules(dirs: &[PathBuf]) -> (Modules, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let mut sources = Vec::new();
+    for dir in dirs {
+        let files = match list(dir) {
+            Ok(files) => files,
+            Err(e) => {
+                diagnostics.push(file_error(dir, format!("cannot read the modules folder: {e}")));
+                continue;
+            }
+        };
+        if sources.len() + files.len() > machine::MODULES_MAX {
+            diagnostics.push(file_error(dir, format!("more than {} module files", machine::MODULES_MAX)));
+            break;
+        }
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => sources.push(Source::new(file.display().to_string(), text)),
+                Err(e) => diagnostics.push(file_error(&file, format!("cannot read: {e}"))),
+            }
+        }
+    }
+    let (modules, problems) = Modules::of(sources);
+    diagnostics.extend(problems);
+    (modules, diagnostics)
 }
 
 /// A number without its leading `+`.

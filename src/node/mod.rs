@@ -51,6 +51,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub machines: PathBuf,
+    /// The modules folder (`--modules`); `None`: `modules/` in the machines folder, if any.
+    pub modules: Option<PathBuf>,
     /// A voices file (`phonetree voices`) machines' voice profiles are checked against; `None`:
     /// the bundled list.
     pub voices: Option<PathBuf>,
@@ -81,6 +83,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             machines: PathBuf::from("machines"),
+            modules: None,
             voices: None,
             store: "sled:./data".to_string(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -260,6 +263,7 @@ fn load_machines(config: &Config) -> Result<Catalog, ServeError> {
         std::slice::from_ref(&config.machines),
         config.voices.as_deref(),
         &config.script_allow,
+        config.modules.as_deref(),
     );
     for d in &catalog.diagnostics {
         eprintln!("{d}");

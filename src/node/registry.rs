@@ -132,6 +132,15 @@ impl Registry {
             version: version.short(),
             first,
         })?;
+        // The store keeps a machine's own text, not its modules': compiled with today's modules, a
+        // machine that uses one edited since is another version, never run in that one's place.
+        if m.version() != version {
+            return Err(RegistryError::Broken {
+                name: name.to_string(),
+                version: version.short(),
+                first: format!("a module it uses has changed since (it compiles to version {})", m.version()),
+            });
+        }
         self.versions.write().unwrap_or_else(|e| e.into_inner()).insert(version, m.clone());
         Ok(m)
     }

@@ -127,9 +127,9 @@ impl App {
 
     async fn reload_machines(&self) -> Outcome {
         let (folder, voices) = (self.config.machines.clone(), self.config.voices.clone());
-        let allow = self.config.script_allow.clone();
+        let (allow, modules) = (self.config.script_allow.clone(), self.config.modules.clone());
         let loaded = tokio::task::spawn_blocking(move || {
-            Catalog::load_with(std::slice::from_ref(&folder), voices.as_deref(), &allow)
+            Catalog::load_with(std::slice::from_ref(&folder), voices.as_deref(), &allow, modules.as_deref())
         })
         .await;
         match loaded {
@@ -212,16 +212,19 @@ impl App {
 }
 
 /// What `--watch` compares: the name, length and modification time of every entry of the
-/// machines folder (or of the file itself).
+/// machines folder and of its `modules/` folder (or of the file itself).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fingerprint(BTreeMap<String, (u64, Option<SystemTime>)>);
 
 impl Fingerprint {
     pub fn of(folder: &Path) -> Fingerprint {
-        let entries: Vec<std::path::PathBuf> = match std::fs::read_dir(folder) {
+        let mut entries: Vec<std::path::PathBuf> = match std::fs::read_dir(folder) {
             Ok(dir) => dir.filter_map(|e| e.ok().map(|e| e.path())).collect(),
             Err(_) => vec![folder.to_path_buf()],
         };
+        if let Ok(modules) = std::fs::read_dir(folder.join("modules")) {
+            entries.extend(modules.filter_map(|e| e.ok().map(|e| e.path())));
+        }
         Fingerprint(
             entries
                 .into_iter()

@@ -55,6 +55,10 @@ pub struct Report {
     pub nodes: usize,
     pub edges: usize,
     pub edges_covered: usize,
+    /// The edges some input takes: the node they leave, and their label (`check` counts a module's
+    /// coverage across the machines that use it from these).
+    #[serde(skip)]
+    pub covered: Vec<(String, String)>,
     /// Reachable control states (node, phase, tries).
     pub states: usize,
     /// Steps run: every input class at every state.
@@ -493,6 +497,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
         nodes: m.node_count(),
         edges: m.edge_count(),
         edges_covered: 0,
+        covered: Vec::new(),
         states: 0,
         transitions: 0,
         paths: 0,
@@ -649,6 +654,8 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     }
     r.states = visited.len();
     r.edges_covered = covered.len();
+    r.covered = covered.iter().map(|(from, e)| (m.graph()[*from].name.clone(), e.to_string())).collect();
+    r.covered.sort();
 
     for id in m.graph().node_indices() {
         if !entered.contains_key(&id) {

@@ -84,6 +84,15 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Copies the bundled modules (`machines/modules/`) into `machines/modules/`, for the bundled
+/// machines copied into `machines` that use them.
+pub fn copy_bundled_modules(machines: &std::path::Path) {
+    std::fs::create_dir_all(machines.join("modules")).unwrap();
+    for f in machine_files("machines/modules") {
+        std::fs::copy(&f, machines.join("modules").join(f.file_name().unwrap())).unwrap();
+    }
+}
+
 /// The machine files (`.toml`, `.json`) in `dir` under the repository, sorted.
 pub fn machine_files(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
@@ -110,8 +119,19 @@ pub fn bundled(name: &str) -> Machine {
     compile_text(&path.display().to_string(), &text)
 }
 
+/// The bundled modules (`machines/modules/`), which every machine compiled here may use.
+pub fn bundled_modules() -> &'static machine::Modules {
+    static MODULES: std::sync::OnceLock<machine::Modules> = std::sync::OnceLock::new();
+    MODULES.get_or_init(|| {
+        let (modules, problems) = phonetree::node::catalog::read_modules(&[repo().join("machines/modules")]);
+        assert!(problems.is_empty(), "{problems:?}");
+        modules
+    })
+}
+
 pub fn compile_text(file: &str, text: &str) -> Machine {
-    let compiled = machine::compile(&Source::new(file, text));
+    let options = machine::Options { modules: bundled_modules(), ..Default::default() };
+    let compiled = machine::compile_with(&Source::new(file, text), options);
     let errors: Vec<String> = compiled.errors().map(|d| d.to_string()).collect();
     compiled.machine.unwrap_or_else(|| panic!("{file} does not compile:\n{}", errors.join("\n")))
 }

@@ -115,7 +115,13 @@ impl Compiler<'_> {
                 Some("remove `after`: the call ends when the bridge ends; the summary's status (COMPLETED, BUSY, NO_ANSWER, ...) is stored with the call and counted per transfer node".into()),
             ),
             Some(Kind::Transfer) => push("failure", Edge::Failure, n.failure.as_ref()),
-            Some(Kind::Hangup | Kind::Split) => {}
+            Some(Kind::Hangup | Kind::Split | Kind::Exit) => {}
+            // A module that did not inline: where its exits lead stays reachable.
+            Some(Kind::Module) => {
+                for t in n.exits.iter().flatten().map(|(_, t)| t) {
+                    targets.push((Field::Named("exits"), Edge::Next, t));
+                }
+            }
             // A node of no known kind: whatever it names, so that no node it leads to looks
             // unreachable.
             None => {

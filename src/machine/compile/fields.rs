@@ -62,6 +62,8 @@ pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     (Kind::Route, &[&["rules", "else"]]),
     (Kind::Set, &[&["values", "add", "next"]]),
     (Kind::Split, &[&["weights", "next", "sticky_by", "salt", "force"]]),
+    (Kind::Module, &[&["module", "with", "exits"]]),
+    (Kind::Exit, &[&["exit"]]),
 ];
 
 /// The names serde reads for `T`: a struct's fields or an enum's variants, in declaration order
@@ -240,7 +242,10 @@ mod tests {
     fn names_come_from_serde() {
         assert_eq!(
             kind_names(),
-            ["menu", "input", "script", "say", "play", "transfer", "hangup", "route", "set", "split"]
+            [
+                "menu", "input", "script", "say", "play", "transfer", "hangup", "route", "set", "split",
+                "module", "exit"
+            ]
         );
         assert!(machine_fields().contains(&"start") && !machine_fields().contains(&"nodes"));
         assert!(default_fields().contains(&"tries"));

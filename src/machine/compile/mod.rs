@@ -16,6 +16,7 @@ mod fields;
 mod flow;
 mod keys;
 mod lengths;
+mod modules;
 mod nodes;
 mod numbers;
 mod routes;
@@ -24,6 +25,7 @@ mod sensitive;
 mod split;
 
 pub(crate) use fields::kinds_and_fields;
+pub use modules::{MODULE_DEPTH_MAX, MODULES_MAX, Modules};
 pub(crate) use numbers::integer_bounds;
 pub use scripts::SCRIPT_TIMEOUT_MAX_MS;
 mod shape;
@@ -86,11 +88,13 @@ pub struct Options<'a> {
     /// The node's `--script-allow`: script URLs are checked by the host rule (`hosts`) with it
     /// and the machine's `allow_hosts`, as the node that runs them checks them.
     pub script_allow: &'a [AllowedHost],
+    /// The modules `module` nodes may use (`--modules`).
+    pub modules: &'a Modules,
 }
 
 impl Default for Options<'static> {
     fn default() -> Self {
-        Options { voices: Voices::bundled(), script_allow: &[] }
+        Options { voices: Voices::bundled(), script_allow: &[], modules: &modules::NO_MODULES }
     }
 }
 
@@ -101,7 +105,7 @@ pub fn compile(source: &Source) -> Compiled {
 
 /// Compiles one machine source.
 pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
-    let (def, shaped) = match shape::read(source) {
+    let (mut def, shaped) = match shape::read(source) {
         Ok(read) => read,
         Err(e) => {
             return Compiled {
@@ -111,6 +115,7 @@ pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
             };
         }
     };
+    let inlined = modules::inline(&mut def, source, options.modules);
     let declared = declared(&def);
     let unread = Unread::of(&shaped);
     let mut c = Compiler {
@@ -124,7 +129,13 @@ pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
         voices: options.voices,
         script_allow: options.script_allow,
         unread,
+        version: inlined.version(source),
+        origins: inlined.origins,
+        module_sources: inlined.sources,
+        module_uses: inlined.uses,
+        module_index: OnceCell::new(),
     };
+    c.diags.extend(inlined.diagnostics);
     for problem in shaped {
         c.shape_problem(problem);
     }
@@ -239,6 +250,14 @@ struct Compiler<'a> {
     script_allow: &'a [AllowedHost],
     /// What syntax errors left unread.
     unread: Unread,
+    /// The machine's version: its text's and its modules' (`modules::Inlined::version`).
+    version: Version,
+    /// Each node inlined from a module: the module's source (in `module_sources`) and its name there.
+    origins: HashMap<String, (usize, String)>,
+    module_sources: Vec<Source>,
+    module_uses: Vec<super::ModuleUse>,
+    /// The modules' positions, found when a diagnostic in one needs them.
+    module_index: OnceCell<Vec<SpanIndex>>,
 }
 
 /// The nodes that did not compile, by `NodeId` index: placeholders in the graph.
@@ -283,10 +302,15 @@ impl Compiler<'_> {
         message: String,
         hint: Option<String>,
     ) {
+        // A node inlined from a module: the problem is the module file's, at its own name there.
+        let (source, node) = match node.as_ref().and_then(|n| self.origins.get(n)) {
+            Some((i, local)) => (&self.module_sources[*i], Some(local.clone())),
+            None => (self.source, node),
+        };
         self.diags.push(Diagnostic {
             severity,
-            file: self.source.file.clone(),
-            position: offset.map(|o| Position::of_offset(&self.source.text, o)),
+            file: source.file.clone(),
+            position: offset.map(|o| Position::of_offset(&source.text, o)),
             node,
             field,
             message,
@@ -319,6 +343,9 @@ impl Compiler<'_> {
 
     /// The node, field and byte offset a diagnostic at `at` shows.
     fn locate(&self, at: At<'_>) -> (Option<String>, Option<String>, Option<usize>) {
+        if let Some(found) = self.locate_in_module(at) {
+            return found;
+        }
         match at {
             At::Machine(field) => {
                 let path: Vec<&str> = field.split('.').collect();
@@ -338,6 +365,29 @@ impl Compiler<'_> {
             }
             At::NodeKey(node) => (Some(node.to_string()), None, self.index().key(&["nodes", node])),
         }
+    }
+
+    /// `locate` for a node inlined from a module: in the module's file (a field it inherits from
+    /// the machine's `[defaults]`: there).
+    fn locate_in_module(&self, at: At<'_>) -> Option<(Option<String>, Option<String>, Option<usize>)> {
+        let (node, field) = match at {
+            At::Node(node, field) => (node, Some(field)),
+            At::NodeKey(node) => (node, None),
+            At::Machine(_) => return None,
+        };
+        let (i, local) = self.origins.get(node)?;
+        let index =
+            &self.module_index.get_or_init(|| self.module_sources.iter().map(source::index).collect())[*i];
+        let mut path = vec!["nodes", local.as_str()];
+        path.extend(field.iter().flat_map(|f| f.split('.')));
+        let offset = match (index.get(&path), field) {
+            (Some((_, v)), Some(_)) => Some(v),
+            (_, Some(f)) if index.get(&path).is_none() && self.index().get(&["defaults", f]).is_some() => {
+                return None;
+            }
+            _ => index.key(&path),
+        };
+        Some((Some(node.to_string()), field.map(str::to_string), offset))
     }
 
     fn error(&mut self, at: At<'_>, message: String, hint: Option<String>) {
@@ -363,7 +413,7 @@ impl Compiler<'_> {
         let def = self.def;
         let mut machine = Machine {
             name: def.name.clone(),
-            version: Version::of_text(&self.source.text),
+            version: self.version,
             description: def.description.clone(),
             numbers: def.numbers.clone(),
             graph,
@@ -374,6 +424,7 @@ impl Compiler<'_> {
             timezone: self.timezone.clone(),
             variables: self.variables(&settings),
             sensitive: BTreeSet::new(),
+            modules: self.module_uses.clone(),
         };
         self.check_sensitive(&mut machine, &failed, start.is_some());
         self.check_play(&mut machine);
@@ -457,7 +508,12 @@ impl Compiler<'_> {
         let mut by_name = HashMap::with_capacity(def.nodes.len());
         let mut failed = Vec::with_capacity(def.nodes.len());
         for (name, node) in &def.nodes {
-            self.check_name(At::NodeKey(name), name, "node");
+            // A node inlined from a module is named `USE/NODE`: each part is a name.
+            let parts: Vec<&str> =
+                if self.origins.contains_key(name) { name.split('/').collect() } else { vec![name] };
+            for part in parts {
+                self.check_name(At::NodeKey(name), part, "node");
+            }
             // Both names travel in every signed `clientActionId`, which 8x8 bounds.
             if def.name.len() + name.len() > ACTION_ID_NAMES_CHARS_MAX {
                 self.error(

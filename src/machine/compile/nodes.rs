@@ -62,6 +62,16 @@ impl Compiler<'_> {
             Kind::Route => self.route(name, n).map(NodeKind::Route),
             Kind::Set => self.set(name, n, settings).map(NodeKind::Set),
             Kind::Split => self.split(name, n).map(NodeKind::Split),
+            // Not inlined: why is reported already (`modules`).
+            Kind::Module => None,
+            Kind::Exit => {
+                self.error(
+                    At::NodeKey(name),
+                    "an `exit` node belongs in a module".into(),
+                    Some("end the machine's call with a `hangup` or `transfer` node".into()),
+                );
+                None
+            }
         }
     }
 

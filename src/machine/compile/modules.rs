@@ -1,0 +1,536 @@
+//! Modules: files shaped like a machine without numbers (`machines/modules/NAME.toml`), with
+//! `inputs`, `outputs` and `exits`, used by `module` nodes. A module is compiled by inlining its
+//! nodes under the using node's name (`verify_pin/ask`), its `exit` nodes replaced by the nodes the
+//! using node maps them to, so that the engine, the store and the explorer see one plain machine.
+//!
+//! This pass runs on the `Definition`, before every other: a module cycle, a deeper nesting than
+//! `MODULE_DEPTH_MAX`, an unmapped exit, a missing input and an output not set on some path to an
+//! exit are reported here, each at its own file's line and column.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use super::super::definition::{Definition, FieldSet, Kind, NodeDef};
+use super::super::diagnostic::{Diagnostic, Position, Severity, closest};
+use super::super::source::{self, Source};
+use super::super::{ModuleUse, Version};
+use super::fields::field_index;
+use super::shape::{self, Point};
+
+/// Deepest nesting of modules in modules: a module used by a module used by a machine is depth 2.
+/// Past a few levels a caller's path is no longer something an author can follow, and the bound
+/// keeps the inlined machine's size (and its names, which travel in every clientActionId) small.
+pub const MODULE_DEPTH_MAX: usize = 4;
+/// Most module files one folder holds: as `catalog::FILES_MAX` bounds machine files.
+pub const MODULES_MAX: usize = 1_000;
+
+/// The modules machines may use, by their `name`: the sources, read by the caller (the compiler
+/// never touches the disk).
+#[derive(Debug, Clone, Default)]
+pub struct Modules {
+    by_name: BTreeMap<String, Source>,
+}
+
+/// No modules: what a machine compiled without a modules folder sees.
+pub static NO_MODULES: Modules = Modules { by_name: BTreeMap::new() };
+
+impl Modules {
+    /// The modules of `sources`, keyed by their `name`; a file that names none, or a name that two
+    /// files give, is a diagnostic (and the file is left out).
+    pub fn of(sources: Vec<Source>) -> (Modules, Vec<Diagnostic>) {
+        let mut modules = Modules::default();
+        let mut diags = Vec::new();
+        for source in sources {
+            let name = shape::read(&source).ok().map(|(def, _)| def.name).unwrap_or_default();
+            let at = |message: String, hint: &str| Diagnostic {
+                severity: Severity::Error,
+                file: source.file.clone(),
+                position: Some(Position { line: 1, col: 1 }),
+                node: None,
+                field: Some("name".into()),
+                message,
+                hint: Some(hint.into()),
+            };
+            if name.is_empty() {
+                diags.push(at("a module needs `name`".into(), "add `name = \"...\"` at the top of the file"));
+            } else if let Some(other) = modules.by_name.get(&name) {
+                let message = format!("module `{name}` is already read from {}", other.file);
+                diags.push(at(message, "give each module file a name of its own"));
+            } else {
+                modules.by_name.insert(name, source);
+            }
+        }
+        (modules, diags)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Source> {
+        self.by_name.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// What inlining did to a machine's definition.
+#[derive(Debug, Default)]
+pub(super) struct Inlined {
+    pub diagnostics: Vec<Diagnostic>,
+    /// Inlined node name → the module source it came from (an index in `sources`) and its name there.
+    pub origins: HashMap<String, (usize, String)>,
+    /// The modules used, each once, in the order first used.
+    pub sources: Vec<Source>,
+    /// Every `module` node inlined, with the module it uses.
+    pub uses: Vec<ModuleUse>,
+}
+
+impl Inlined {
+    /// The machine's version: its own text's hash without modules; with them, the hash of its text
+    /// and every module it uses (by name), so that editing a module gives it a new version.
+    pub fn version(&self, source: &Source) -> Version {
+        if self.sources.is_empty() {
+            return Version::of_text(&source.text);
+        }
+        let mut sorted: Vec<&Source> = self.sources.iter().collect();
+        sorted.sort_by(|a, b| a.file.cmp(&b.file));
+        let mut all = source.text.clone();
+        for s in sorted {
+            all.push_str("\0module\0");
+            all.push_str(&s.text);
+        }
+        Version::of_text(&all)
+    }
+}
+
+/// Inlines every `module` node of `def` (the machine read from `source`), recursively.
+pub(super) fn inline(def: &mut Definition, source: &Source, modules: &Modules) -> Inlined {
+    let mut out = Inlined::default();
+    for (field, set) in [("inputs", &def.inputs), ("outputs", &def.outputs), ("exits", &def.exits)] {
+        if !set.is_empty() {
+            let hint = "a machine is used by calls, not by `module` nodes: move it to a module file";
+            let d = diagnostic(source, &[field], Point::Key, format!("only a module has `{field}`"), hint);
+            out.diagnostics.push(d);
+        }
+    }
+    let mut inliner = Inliner { modules, out, checked: BTreeSet::new() };
+    let expanded = inliner.expand(def, source, &mut Vec::new());
+    inliner.out.origins = expanded.origins;
+    inliner.out.uses = expanded.uses;
+    inliner.out
+}
+
+struct Inliner<'a> {
+    modules: &'a Modules,
+    out: Inlined,
+    /// The modules whose own file was checked (reported once, however often used).
+    checked: BTreeSet<String>,
+}
+
+impl Inliner<'_> {
+    /// Replaces each `module` node of `def` (read from `file`) by the module's nodes. Returns the
+    /// origins of the nodes now in `def` that came from modules and the module uses, both by their
+    /// names in `def`. `stack`: the modules being inlined, outermost first.
+    fn expand(&mut self, def: &mut Definition, file: &Source, stack: &mut Vec<String>) -> Expanded {
+        let mut expanded = Expanded::default();
+        let calls: Vec<String> =
+            def.nodes.iter().filter(|(_, n)| n.kind == Some(Kind::Module)).map(|(c, _)| c.clone()).collect();
+        if calls.is_empty() {
+            return expanded;
+        }
+        let mut renames: HashMap<String, String> = HashMap::new();
+        let mut added: Vec<(String, NodeDef)> = Vec::new();
+        for call in calls {
+            let Some(at) = def.nodes.iter().position(|(c, _)| *c == call) else { continue };
+            let node = def.nodes[at].1.clone();
+            let Some(module) = self.module_of(file, &call, &node, stack) else {
+                // Reported: the node stays, not compiled.
+                def.nodes[at].1.broken = true;
+                continue;
+            };
+            let Module { index, def: mut mdef, inner } = module;
+            self.check_use(file, &call, &node, &mdef);
+            let exit_of: HashMap<String, String> = mdef
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.kind == Some(Kind::Exit))
+                .map(|(e, n)| (e.clone(), n.exit.clone().unwrap_or_default()))
+                .collect();
+            let mapped = node.exits.clone().unwrap_or_default();
+            let target = |t: &str| match exit_of.get(t).and_then(|e| mapped.get(e)) {
+                Some(outside) => outside.clone(),
+                None => format!("{call}/{t}"),
+            };
+            for (local, mut n) in std::mem::take(&mut mdef.nodes) {
+                if n.kind == Some(Kind::Exit) {
+                    continue;
+                }
+                map_targets(&mut n, &target);
+                let inlined = format!("{call}/{local}");
+                let origin = inner.origins.get(&local).cloned().unwrap_or((index, local));
+                expanded.origins.insert(inlined.clone(), origin);
+                added.push((inlined, n));
+            }
+            expanded.uses.push(ModuleUse { module: mdef.name.clone(), namespace: call.clone() });
+            expanded.uses.extend(
+                inner
+                    .uses
+                    .into_iter()
+                    .map(|u| ModuleUse { module: u.module, namespace: format!("{call}/{}", u.namespace) }),
+            );
+            let entry = format!("{call}/{}", mdef.start);
+            let with = node.with.clone().unwrap_or_default();
+            if with.is_empty() {
+                def.nodes.remove(at);
+                renames.insert(call, entry);
+            } else {
+                // The using node sets the module's inputs, then enters it.
+                let mut fields = FieldSet::default();
+                for f in ["values", "next"].iter().filter_map(|f| field_index(f)) {
+                    fields.insert(f);
+                }
+                def.nodes[at].1 = NodeDef {
+                    kind: Some(Kind::Set),
+                    fields,
+                    values: Some(with),
+                    next: Some(entry),
+                    ..NodeDef::default()
+                };
+            }
+        }
+        def.nodes.extend(added);
+        if !renames.is_empty() {
+            let rename = |t: &str| renames.get(t).cloned().unwrap_or_else(|| t.to_string());
+            for (_, n) in &mut def.nodes {
+                map_targets(n, &rename);
+            }
+            def.start = rename(&def.start);
+            for t in def.keys.values_mut() {
+                *t = rename(t);
+            }
+        }
+        def.nodes.sort_by(|a, b| a.0.cmp(&b.0));
+        expanded
+    }
+
+    /// The module a `module` node uses, read, checked and itself expanded; `None` (reported) when
+    /// there is none to inline.
+    fn module_of(
+        &mut self,
+        file: &Source,
+        call: &str,
+        node: &NodeDef,
+        stack: &mut Vec<String>,
+    ) -> Option<Module> {
+        let modules = self.modules;
+        let Some(name) = node.module.as_deref() else {
+            let hint = "add `module = \"NAME\"`: a module file's `name`";
+            self.error(file, &["nodes", call], Point::Key, "a `module` node needs `module`".into(), hint);
+            return None;
+        };
+        let here = ["nodes", call, "module"];
+        let Some(msource) = modules.get(name) else {
+            let hint = match closest(name, modules.names()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None if modules.is_empty() => {
+                    "no modules are loaded: put the module in the machines folder's `modules/` or name its folder with `--modules`".into()
+                }
+                None => format!("the modules loaded are {}", modules.names().collect::<Vec<_>>().join(", ")),
+            };
+            self.error(file, &here, Point::Value, format!("unknown module `{name}`"), &hint);
+            return None;
+        };
+        if let Some(first) = stack.iter().position(|m| m == name) {
+            let cycle: Vec<&str> = stack[first..].iter().map(String::as_str).chain([name]).collect();
+            let message = format!("module cycle {}", cycle.join(" -> "));
+            let hint = "a module cannot use itself, directly or through another: break the cycle";
+            self.error(file, &here, Point::Value, message, hint);
+            return None;
+        }
+        if stack.len() >= MODULE_DEPTH_MAX {
+            let message = format!(
+                "module `{name}` is nested {} deep; the limit is {MODULE_DEPTH_MAX}",
+                stack.len() + 1
+            );
+            self.error(file, &here, Point::Value, message, "inline a level of modules into its user");
+            return None;
+        }
+        let msource = msource.clone();
+        let index = match self.out.sources.iter().position(|s| s.file == msource.file) {
+            Some(i) => i,
+            None => {
+                self.out.sources.push(msource.clone());
+                self.out.sources.len() - 1
+            }
+        };
+        let first_use = self.checked.insert(name.to_string());
+        let (mut mdef, shaped) = match shape::read(&msource) {
+            Ok(read) => read,
+            Err(e) => {
+                if first_use {
+                    let position = e.offset().map(|o| Position::of_offset(&msource.text, o));
+                    self.out.diagnostics.push(Diagnostic {
+                        severity: Severity::Error,
+                        file: msource.file.clone(),
+                        position,
+                        node: None,
+                        field: None,
+                        message: e.to_string(),
+                        hint: None,
+                    });
+                }
+                return None;
+            }
+        };
+        if first_use {
+            for problem in shaped {
+                let path: Vec<&str> = problem.path.iter().map(String::as_str).collect();
+                let hint = problem.hint.as_deref().unwrap_or("");
+                self.error(&msource, &path, problem.point, problem.error.to_string(), hint);
+            }
+            self.check_module(&msource, &mdef);
+        }
+        stack.push(name.to_string());
+        let inner = self.expand(&mut mdef, &msource, stack);
+        stack.pop();
+        if first_use {
+            for (exit, output, path) in unset_outputs(&mdef) {
+                let message = format!("output `{output}` is not set on every path to exit `{exit}`");
+                let hint = format!(
+                    "on the path {} it is never set: set it there (a `set` node) or drop it from `outputs`; \
+                     replay it with `phonetree simulate MACHINE` along that path, MACHINE one that uses `{name}`",
+                    path.join(" -> ")
+                );
+                let exit_node = path.last().map(String::as_str).unwrap_or("");
+                self.error(&msource, &["nodes", exit_node], Point::Key, message, &hint);
+            }
+        }
+        Some(Module { index, def: mdef, inner })
+    }
+
+    /// What a module file must be: a name, a start, exits that its `exit` nodes use, no machine
+    /// fields.
+    fn check_module(&mut self, file: &Source, def: &Definition) {
+        let machine_only = [
+            ("numbers", def.numbers.is_empty()),
+            ("fallback", def.fallback.is_none()),
+            ("allow_hosts", def.allow_hosts.is_empty()),
+            ("timezone", def.timezone.is_none()),
+            ("settings", def.settings.is_empty()),
+            ("variables", def.variables.is_empty()),
+            ("keys", def.keys.is_empty()),
+        ];
+        for (field, absent) in machine_only {
+            if !absent {
+                let hint = "a module uses the settings, keys, hosts and zone of the machine that uses it: move it there";
+                self.error(file, &[field], Point::Key, format!("a module has no `{field}`"), hint);
+            }
+        }
+        if def.exits.is_empty() {
+            let hint = "list the ways out: `exits = [\"ok\", \"failed\"]`";
+            self.error(file, &["exits"], Point::Key, "a module needs `exits`".into(), hint);
+        }
+        for (name, n) in &def.nodes {
+            match (n.kind, n.exit.as_deref()) {
+                (Some(Kind::Exit), None) => {
+                    let hint = format!("add `exit = \"...\"`, one of {}", def.exits.join(", "));
+                    self.error(
+                        file,
+                        &["nodes", name],
+                        Point::Key,
+                        "an `exit` node needs `exit`".into(),
+                        &hint,
+                    );
+                }
+                (Some(Kind::Exit), Some(e)) if !def.exits.iter().any(|x| x == e) => {
+                    let hint = format!("the module's `exits` are {}", def.exits.join(", "));
+                    let message = format!("`{e}` is not one of the module's `exits`");
+                    self.error(file, &["nodes", name, "exit"], Point::Value, message, &hint);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// What a `module` node must give its module: every input and nothing else in `with`, every
+    /// exit and nothing else in `exits`.
+    fn check_use(&mut self, file: &Source, call: &str, node: &NodeDef, module: &Definition) {
+        let name = &module.name;
+        let with = node.with.clone().unwrap_or_default();
+        for input in &module.inputs {
+            if !with.contains_key(input) {
+                let message = format!("module `{name}` reads input `{input}`, which `with` does not give");
+                let hint = format!("add `with = {{ {input} = \"...\" }}`");
+                self.error(file, &["nodes", call, "with"], Point::Key, message, &hint);
+            }
+        }
+        for given in with.keys().filter(|g| !module.inputs.contains(g)) {
+            let message = format!("`{given}` is not an input of module `{name}`");
+            let hint = format!("its inputs are: {}", module.inputs.join(", "));
+            self.error(file, &["nodes", call, "with", given], Point::Key, message, &hint);
+        }
+        let exits = node.exits.clone().unwrap_or_default();
+        for exit in &module.exits {
+            if !exits.contains_key(exit) {
+                let message = format!("exit `{exit}` of module `{name}` is not mapped");
+                let hint = format!("add `exits = {{ {exit} = \"NODE\" }}`: every exit leads somewhere");
+                self.error(file, &["nodes", call, "exits"], Point::Key, message, &hint);
+            }
+        }
+        for given in exits.keys().filter(|g| !module.exits.contains(g)) {
+            let message = format!("`{given}` is not an exit of module `{name}`");
+            let hint = format!("its exits are: {}", module.exits.join(", "));
+            self.error(file, &["nodes", call, "exits", given], Point::Key, message, &hint);
+        }
+    }
+
+    fn error(&mut self, file: &Source, path: &[&str], point: Point, message: String, hint: &str) {
+        self.out.diagnostics.push(diagnostic(file, path, point, message, hint));
+    }
+}
+
+/// A module as inlined: its index in `Inlined::sources`, its definition (its own modules already
+/// inlined), and what inlining them gave.
+struct Module {
+    index: usize,
+    def: Definition,
+    inner: Expanded,
+}
+
+#[derive(Debug, Default)]
+struct Expanded {
+    origins: HashMap<String, (usize, String)>,
+    uses: Vec<ModuleUse>,
+}
+
+/// An error at `path` in `file`.
+fn diagnostic(file: &Source, path: &[&str], point: Point, message: String, hint: &str) -> Diagnostic {
+    let index = source::index(file);
+    let offset = match point {
+        Point::Offset(o) => Some(o),
+        Point::Key => index.key(path),
+        Point::Value => index.value(path),
+    };
+    let (node, field) = match path {
+        ["nodes", node, rest @ ..] => (Some(node.to_string()), (!rest.is_empty()).then(|| rest.join("."))),
+        _ => (None, (!path.is_empty()).then(|| path.join("."))),
+    };
+    Diagnostic {
+        severity: Severity::Error,
+        file: file.file.clone(),
+        position: offset.map(|o| Position::of_offset(&file.text, o)),
+        node,
+        field,
+        message,
+        hint: (!hint.is_empty()).then(|| hint.to_string()),
+    }
+}
+
+/// Every node a node names, rewritten by `f`.
+fn map_targets(n: &mut NodeDef, f: &dyn Fn(&str) -> String) {
+    for t in [&mut n.next, &mut n.invalid, &mut n.no_input, &mut n.default, &mut n.failure, &mut n.otherwise]
+        .into_iter()
+        .flatten()
+    {
+        *t = f(t);
+    }
+    for t in n.branches.iter_mut().flatten().map(|(_, t)| t) {
+        *t = f(t);
+    }
+    for t in n.exits.iter_mut().flatten().map(|(_, t)| t) {
+        *t = f(t);
+    }
+    for rule in n.rules.iter_mut().flatten() {
+        if let Some(t) = &mut rule.next {
+            *t = f(t);
+        }
+    }
+}
+
+/// The outputs of a module (its own modules inlined) that some path from its start to an exit
+/// leaves unset: the exit, the output and such a path (node names, the exit last). The variables
+/// an edge sets are those `flow` counts: an input's on `next`, a script's stored ones on an
+/// answer, a set's on `next`. A module with a node that did not parse is not judged.
+fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
+    if def.outputs.is_empty() || def.nodes.iter().any(|(_, n)| n.broken || n.kind.is_none()) {
+        return Vec::new();
+    }
+    // node → (target, variables the edge sets)
+    let mut edges: HashMap<&str, Vec<(String, Vec<String>)>> = HashMap::new();
+    for (name, n) in &def.nodes {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        let mut push = |t: Option<&String>, sets: Vec<String>| {
+            if let Some(t) = t {
+                out.push((t.clone(), sets));
+            }
+        };
+        match n.kind {
+            Some(Kind::Input) => {
+                push(n.next.as_ref(), n.variable.iter().cloned().collect());
+                push(n.invalid.as_ref(), Vec::new());
+                push(n.no_input.as_ref(), Vec::new());
+            }
+            Some(Kind::Script) => {
+                let stored: Vec<String> = n.store.iter().flat_map(|s| s.keys()).cloned().collect();
+                for t in n.branches.iter().flatten().map(|(_, t)| t) {
+                    push(Some(t), stored.clone());
+                }
+                push(n.default.as_ref(), stored);
+                push(n.failure.as_ref(), Vec::new());
+                push(n.no_input.as_ref(), Vec::new());
+            }
+            Some(Kind::Set) => {
+                let set = n.values.iter().flat_map(|v| v.keys()).chain(n.add.iter().flat_map(|a| a.keys()));
+                push(n.next.as_ref(), set.cloned().collect());
+            }
+            _ => {
+                for t in [&n.next, &n.invalid, &n.no_input, &n.failure, &n.otherwise] {
+                    push(t.as_ref(), Vec::new());
+                }
+                for t in n.branches.iter().flatten().map(|(_, t)| t) {
+                    push(Some(t), Vec::new());
+                }
+                for rule in n.rules.iter().flatten() {
+                    push(rule.next.as_ref(), Vec::new());
+                }
+            }
+        }
+        edges.insert(name.as_str(), out);
+    }
+    let exits: BTreeMap<&str, &str> = def
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.kind == Some(Kind::Exit))
+        .map(|(e, n)| (e.as_str(), n.exit.as_deref().unwrap_or("")))
+        .collect();
+    let mut problems = Vec::new();
+    for output in def.outputs.iter().filter(|o| !def.inputs.contains(o)) {
+        // A breadth-first walk on the edges that do not set `output`: any exit it reaches is
+        // reached on a path that leaves it unset.
+        let mut before: HashMap<&str, &str> = HashMap::new();
+        let mut queue = VecDeque::from([def.start.as_str()]);
+        let mut seen: BTreeSet<&str> = BTreeSet::from([def.start.as_str()]);
+        while let Some(at) = queue.pop_front() {
+            if let Some(exit) = exits.get(at) {
+                let mut path = vec![at.to_string()];
+                let mut here = at;
+                while let Some(prev) = before.get(here) {
+                    path.push(prev.to_string());
+                    here = prev;
+                }
+                path.reverse();
+                problems.push((exit.to_string(), output.clone(), path));
+                continue;
+            }
+            for (t, sets) in edges.get(at).into_iter().flatten() {
+                if !sets.contains(output) && seen.insert(t.as_str()) {
+                    before.insert(t.as_str(), at);
+                    queue.push_back(t.as_str());
+                }
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,271 @@
+//! Modules (`kind = "module"`): the bundled `verify_pin` proven through the two machines that use
+//! it, with its coverage; a module cycle and an unset output as pinned diagnostics in the module's
+//! own file; a machine's version covering its modules; and a live node on sled and PostgreSQL
+//! finishing a call started before a module edit and a SIGHUP on the old version.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use phonetree::machine::{self, Modules, Source};
+use phonetree::node::catalog::Catalog;
+use serde_json::Value;
+
+fn phonetree(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn said(a: &Answer) -> String {
+    String::from_utf8_lossy(&a.body).into_owned()
+}
+
+fn check(paths: &[&str]) -> Catalog {
+    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    Catalog::load_with(&paths, None, &[], None)
+}
+
+fn shown(catalog: &Catalog) -> Vec<String> {
+    catalog.diagnostics.iter().map(|d| d.to_string()).collect()
+}
+
+#[test]
+fn check_proves_both_machines_through_verify_pin_and_prints_its_coverage() {
+    let out = phonetree(&["check", "machines/"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("machines/bank_balance.toml: proven `bank_balance`"), "{text}");
+    assert!(text.contains("machines/card_services.toml: proven `card_services`"), "{text}");
+    // `machines/modules/` holds modules, not machines: six machine files, no more.
+    assert!(text.contains("checked 6 file(s): 6 machine(s) valid and proven"), "{text}");
+    assert!(text.contains("module verify_pin: 11/11 edges covered (via 2 machines)\n"), "{text}");
+
+    let out = phonetree(&["check", "machines/", "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        v["modules"],
+        serde_json::json!([{"module": "verify_pin", "edges": 11, "edges_covered": 11, "machines": 2}])
+    );
+}
+
+#[test]
+fn bank_balance_keeps_its_proof_figures_with_its_pin_loop_in_the_module() {
+    let m = bundled("bank_balance");
+    let r = phonetree::proof::explore::explore(&m);
+    assert_eq!((r.states, r.transitions, r.paths), (239, 1157, 1863));
+    // Inlined under the using node's name; its exits are gone, mapped to bank_balance's nodes.
+    for node in ["verify_pin/ask", "verify_pin/check", "verify_pin/count", "verify_pin/attempts"] {
+        assert!(m.node_id(node).is_some(), "{node}");
+    }
+    assert!(m.node_id("verify_pin/passed").is_none() && m.node_id("verify_pin").is_none());
+    let ask = m.node_id("verify_pin/ask").unwrap();
+    assert_eq!(m.target(ask, &machine::Edge::Invalid), m.node_id("agent_intro"));
+}
+
+#[test]
+fn a_module_cycle_is_an_error_in_the_module_that_closes_it() {
+    let c = check(&["tests/data/modules/cycle/cyclic.toml"]);
+    assert_eq!(
+        shown(&c),
+        [
+            "tests/data/modules/cycle/modules/b.toml:7:10: error: node `inner`, field `module`: module cycle a -> b -> a\n  \
+             = hint: a module cannot use itself, directly or through another: break the cycle"
+        ]
+    );
+    assert!(c.is_empty());
+}
+
+#[test]
+fn an_output_left_unset_on_a_path_to_an_exit_names_the_exit_and_the_path() {
+    let c = check(&["tests/data/modules/unset/orders.toml"]);
+    let shown = shown(&c);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(
+        shown[0].starts_with(
+            "tests/data/modules/unset/modules/collect.toml:20:8: error: node `give_up`: output `order` is not set on every path to exit `gave_up`\n"
+        ),
+        "{shown:?}"
+    );
+    assert!(shown[0].contains("on the path ask -> give_up it is never set"), "{shown:?}");
+    assert!(shown[0].contains("replay it with `phonetree simulate MACHINE`"), "{shown:?}");
+    assert!(c.is_empty());
+}
+
+fn modules_of(files: &[(&str, &str)]) -> Modules {
+    let (m, problems) = Modules::of(files.iter().map(|(f, t)| Source::new(*f, *t)).collect());
+    assert!(problems.is_empty(), "{problems:?}");
+    m
+}
+
+const USER: &str = "name = \"user\"\nstart = \"m\"\n[defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\n\
+    [nodes.m]\nkind = \"module\"\nmodule = \"hello\"\nexits = { done = \"bye\" }\n[nodes.bye]\nkind = \"hangup\"\n";
+
+fn hello(text: &str) -> String {
+    format!(
+        "name = \"hello\"\nstart = \"hi\"\nexits = [\"done\"]\n[nodes.hi]\nkind = \"say\"\ntext = \"{text}\"\n\
+         next = \"out\"\n[nodes.out]\nkind = \"exit\"\nexit = \"done\"\n"
+    )
+}
+
+#[test]
+fn a_machine_s_version_covers_its_modules() {
+    let compile = |modules: &Modules| {
+        let options = machine::Options { modules, ..Default::default() };
+        let c = machine::compile_with(&Source::new("user.toml", USER), options);
+        c.machine.unwrap_or_else(|| panic!("{:?}", c.diagnostics))
+    };
+    let (one, two) = (hello("Hello."), hello("Hello again."));
+    let a = compile(&modules_of(&[("hello.toml", &one)]));
+    let b = compile(&modules_of(&[("hello.toml", &two)]));
+    assert_ne!(a.version(), b.version());
+    assert_eq!(a.version(), compile(&modules_of(&[("hello.toml", &one)])).version());
+    // A module no node uses is no part of a machine: its version is its text's, as before.
+    let plain = "name = \"p\"\nstart = \"bye\"\n[nodes.bye]\nkind = \"hangup\"\n";
+    let options = machine::Options { modules: &modules_of(&[("hello.toml", &one)]), ..Default::default() };
+    let p = machine::compile_with(&Source::new("p.toml", plain), options).machine.unwrap();
+    assert_eq!(p.version(), machine::Version::of_text(plain));
+}
+
+#[test]
+fn an_unknown_module_and_an_unmapped_exit_are_errors_at_the_using_node() {
+    let modules = modules_of(&[("hello.toml", &hello("Hi."))]);
+    let options = machine::Options { modules: &modules, ..Default::default() };
+    let unknown = USER.replace("module = \"hello\"", "module = \"helo\"");
+    let c = machine::compile_with(&Source::new("user.toml", unknown), options);
+    let shown: Vec<String> = c.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert!(shown.iter().any(|d| d.starts_with("user.toml:7:10: error: node `m`, field `module`: unknown module `helo`\n  = hint: did you mean `hello`?")), "{shown:?}");
+    let unmapped = USER.replace("exits = { done = \"bye\" }", "exits = { finished = \"bye\" }");
+    let c = machine::compile_with(&Source::new("user.toml", unmapped), options);
+    let shown: Vec<String> = c.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert!(
+        shown.iter().any(|d| d.contains(
+            "user.toml:8:1: error: node `m`, field `exits`: exit `done` of module `hello` is not mapped"
+        )),
+        "{shown:?}"
+    );
+    assert!(shown.iter().any(|d| d.contains("`finished` is not an exit of module `hello`")), "{shown:?}");
+    assert!(c.machine.is_none());
+}
+
+// --- A live node: a module edited under a running call ---
+
+const GREETER: &str = "# A machine whose menu is the module `menu`.\nname = \"greeter\"\nstart = \"m\"\n\
+    numbers = [\"+6568889991\"]\n[defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\nmin_digits = 1\n\
+    max_digits = 1\n[nodes.m]\nkind = \"module\"\nmodule = \"menu\"\nexits = { done = \"bye\" }\n\
+    [nodes.bye]\nkind = \"hangup\"\n";
+
+fn menu_module(version: &str) -> String {
+    format!(
+        "name = \"menu\"\nstart = \"ask\"\nexits = [\"done\"]\n[nodes.ask]\nkind = \"menu\"\n\
+         prompt = \"Menu {version}: press 1.\"\nbranches = {{ 1 = \"thanks\" }}\ninvalid = \"thanks\"\n\
+         [nodes.thanks]\nkind = \"say\"\ntext = \"Thanks {version}.\"\nnext = \"out\"\n\
+         [nodes.out]\nkind = \"exit\"\nexit = \"done\"\n"
+    )
+}
+
+fn greeter_dir(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("machines");
+    std::fs::create_dir_all(dir.join("modules")).unwrap();
+    std::fs::write(dir.join("greeter.toml"), GREETER).unwrap();
+    std::fs::write(dir.join("modules/menu.toml"), menu_module("one")).unwrap();
+    dir
+}
+
+fn inbound_call<'a>(session: &'a str, event: &'a str, dtmf: Option<&'a str>, id: Option<&'a str>) -> Vca<'a> {
+    Vca {
+        direction: "INBOUND",
+        source: "+6591234567",
+        destination: "+6568889991",
+        ..Vca::abc(session, event, dtmf, id)
+    }
+}
+
+async fn greeter_version(n: &Node) -> String {
+    let m: Value = reqwest::get(n.admin_url("/admin/machines")).await.unwrap().json().await.unwrap();
+    let g = m["machines"].as_array().unwrap().iter().find(|m| m["name"] == "greeter").cloned();
+    g.unwrap_or_else(|| panic!("{m}"))["version"].as_str().unwrap().to_string()
+}
+
+/// The call's second answer comes from the version it started on, a new call gets the new one.
+async fn a_call_finishes_on_its_version_across_a_module_edit(n: &Node, machines: &Path) {
+    let a = post(&n.url("/webhooks/vca"), inbound_call("s-mod", "e1", None, None).body()).await;
+    assert_eq!(a.status, 200, "{}", n.log());
+    assert!(said(&a).contains("Menu one: press 1."), "{}", said(&a));
+    let id = a.client_action_id().unwrap();
+    let before = greeter_version(n).await;
+
+    std::fs::write(machines.join("modules/menu.toml"), menu_module("two")).unwrap();
+    let hup = std::process::Command::new("kill").args(["-HUP", &n.child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    let mut after = before.clone();
+    for _ in 0..1500 {
+        after = greeter_version(n).await;
+        if after != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_ne!(after, before, "the module edit gave greeter no new version: {}", n.log());
+
+    let b = post(&n.url("/webhooks/vca"), inbound_call("s-mod", "e2", Some("1"), Some(&id)).body()).await;
+    assert_eq!((b.status, b.how.as_str()), (200, "applied"), "{}", said(&b));
+    assert!(said(&b).contains("Thanks one."), "the call moved to the new module: {}", said(&b));
+    let c = post(&n.url("/webhooks/vca"), inbound_call("s-new", "e1", None, None).body()).await;
+    assert!(said(&c).contains("Menu two: press 1."), "{}", said(&c));
+}
+
+#[tokio::test]
+async fn a_call_started_before_a_module_edit_and_a_sighup_finishes_on_the_old_version_on_sled() {
+    let t = tempfile::tempdir().unwrap();
+    let machines = greeter_dir(t.path());
+    let n = Node::start(&t.path().join("data"), &machines);
+    a_call_finishes_on_its_version_across_a_module_edit(&n, &machines).await;
+}
+
+#[tokio::test]
+async fn a_call_started_before_a_module_edit_and_a_sighup_finishes_on_the_old_version_on_postgres() {
+    let t = tempfile::tempdir().unwrap();
+    let pg = t.path().join("pg");
+    std::fs::create_dir_all(&pg).unwrap();
+    let Some(url) = common::backends::postgres_url_for(&pg).await else { return };
+    let machines = greeter_dir(t.path());
+    let n = Node::start_on(&t.path().join("data"), &machines, &url);
+    a_call_finishes_on_its_version_across_a_module_edit(&n, &machines).await;
+}
+
+#[tokio::test]
+async fn after_a_restart_a_call_on_a_version_whose_module_changed_gets_the_fallback_not_the_new_module() {
+    let t = tempfile::tempdir().unwrap();
+    let machines = greeter_dir(t.path());
+    let mut n = Node::start(&t.path().join("data"), &machines);
+    let a = post(&n.url("/webhooks/vca"), inbound_call("s-old", "e1", None, None).body()).await;
+    assert!(said(&a).contains("Menu one: press 1."), "{}", said(&a));
+    let id = a.client_action_id().unwrap();
+    assert!(n.terminate().success());
+    // The store keeps greeter's own text: recompiled, it uses today's module, another version.
+    std::fs::write(machines.join("modules/menu.toml"), menu_module("two")).unwrap();
+    n.restart();
+    let b = post(&n.url("/webhooks/vca"), inbound_call("s-old", "e2", Some("1"), Some(&id)).body()).await;
+    assert_eq!((b.status, b.how.as_str()), (200, "fallback"), "{}", said(&b));
+    assert!(!said(&b).contains("Thanks two."), "{}", said(&b));
+    assert!(n.log().contains("a module it uses has changed since"), "{}", n.log());
+}
+
+#[test]
+fn watch_sees_a_module_edit() {
+    use phonetree::node::reload::Fingerprint;
+    let t = tempfile::tempdir().unwrap();
+    let machines = greeter_dir(t.path());
+    let before = Fingerprint::of(&machines);
+    std::fs::write(machines.join("modules/menu.toml"), menu_module("three")).unwrap();
+    assert_ne!(Fingerprint::of(&machines), before);
+}
