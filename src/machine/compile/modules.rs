@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use super::super::definition::{Definition, FieldSet, Kind, NodeDef};
+use super::super::definition::{Definition, FieldSet, Kind, Next, NodeDef};
 use super::super::diagnostic::{Diagnostic, Position, Severity, closest};
 use super::super::source::{self, Source};
 use super::super::{ModuleUse, Version};
@@ -195,7 +195,7 @@ impl Inliner<'_> {
                     kind: Some(Kind::Set),
                     fields,
                     values: Some(with),
-                    next: Some(entry),
+                    next: Some(Next::Node(entry)),
                     ..NodeDef::default()
                 };
             }
@@ -430,10 +430,12 @@ fn diagnostic(file: &Source, path: &[&str], point: Point, message: String, hint:
 
 /// Every node a node names, rewritten by `f`.
 fn map_targets(n: &mut NodeDef, f: &dyn Fn(&str) -> String) {
-    for t in [&mut n.next, &mut n.invalid, &mut n.no_input, &mut n.default, &mut n.failure, &mut n.otherwise]
-        .into_iter()
-        .flatten()
-    {
+    match &mut n.next {
+        Some(Next::Node(t)) => *t = f(t),
+        Some(Next::Variants(variants)) => variants.values_mut().for_each(|t| *t = f(t)),
+        None => {}
+    }
+    for t in [&mut n.invalid, &mut n.no_input, &mut n.default, &mut n.failure, &mut n.otherwise].into_iter().flatten() {
         *t = f(t);
     }
     for t in n.branches.iter_mut().flatten().map(|(_, t)| t) {
@@ -468,7 +470,7 @@ fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
         };
         match n.kind {
             Some(Kind::Input) => {
-                push(n.next.as_ref(), n.variable.iter().cloned().collect());
+                push(n.next.as_ref().and_then(Next::node), n.variable.iter().cloned().collect());
                 push(n.invalid.as_ref(), Vec::new());
                 push(n.no_input.as_ref(), Vec::new());
             }
@@ -483,10 +485,15 @@ fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
             }
             Some(Kind::Set) => {
                 let set = n.values.iter().flat_map(|v| v.keys()).chain(n.add.iter().flat_map(|a| a.keys()));
-                push(n.next.as_ref(), set.cloned().collect());
+                push(n.next.as_ref().and_then(Next::node), set.cloned().collect());
             }
             _ => {
-                for t in [&n.next, &n.invalid, &n.no_input, &n.failure, &n.otherwise] {
+                match &n.next {
+                    Some(Next::Node(t)) => push(Some(t), Vec::new()),
+                    Some(Next::Variants(variants)) => variants.values().for_each(|t| push(Some(t), Vec::new())),
+                    None => {}
+                }
+                for t in [&n.invalid, &n.no_input, &n.failure, &n.otherwise] {
                     push(t.as_ref(), Vec::new());
                 }
                 for t in n.branches.iter().flatten().map(|(_, t)| t) {
