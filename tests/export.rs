@@ -3,7 +3,7 @@
 //! (`common/vxml.rs`) on every path `check` explores, with the transcript `simulate` gives for the
 //! same inputs; JSON parsed back and compared with the graph.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
