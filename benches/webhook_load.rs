@@ -146,6 +146,7 @@ fn run(conns: usize, secs: u64, prefilled: usize, durable: bool) {
     let started = Instant::now();
     let mut rss_samples = Vec::new();
     let latencies: Vec<u32> = rt.block_on(async {
+        phonetree::node::install_tls_provider(); // reqwest has no crypto provider of its own
         let client = reqwest::Client::builder().pool_max_idle_per_host(conns).build().unwrap();
         let workers: Vec<_> = (0..conns)
             .map(|_| {

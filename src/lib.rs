@@ -5,7 +5,8 @@
 //! files use each other in a circle. `tests/layers.rs` enforces it (its `LAYERS` table ranks them:
 //! `engine` and `export` are peers, so are `proof`, `store` and `webhook`, and `http` and
 //! `loadtest`), and checks that `callflow`, `machine`, `engine`, `proof` and `export` name no I/O
-//! crate, file, socket or clock.
+//! crate, file, socket or clock, that only `store` names sled, PostgreSQL's crates or MessagePack,
+//! and that only `webhook` and `callflow` spell 8x8's JSON keys.
 //! - `secret`: a leaf beside them all: secrets that never show in logs, `Debug` or errors.
 //! - `callflow`: the bottom layer, 8x8's model — callflow actions and 8x8's rules and limits for
 //!   them, the `clientActionId` phonetree puts on every reply, the session summary. No JSON.

@@ -80,6 +80,8 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    // Before any command builds an HTTP client (`call`, `calls`, `webhooks`, `voices`, ...).
+    phonetree::node::install_tls_provider();
     let cli = Cli::parse();
     let init_tracing = || init_tracing(cli.log_format);
     let result = match cli.command {

@@ -3,7 +3,7 @@
 //! next to them stay callable, every entry names its source; and `phonetree call`, allowed every
 //! prefix, refuses the probe numbers before anything reaches a stand-in for 8x8.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

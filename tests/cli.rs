@@ -1,6 +1,6 @@
 //! The `phonetree` binary as a user runs it: exit codes, diagnostics and transcripts.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -7,7 +7,7 @@
 //! Without Chromium and chromedriver the browser test writes one "skipped" line to stderr; with
 //! `PHONETREE_REQUIRE_BROWSER=1` (set by `.ci/run`) it fails instead.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

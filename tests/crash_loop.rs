@@ -17,7 +17,7 @@
 //! Bounded: `KILLS` kills, `CALLERS` concurrent callers. The seed is printed; set
 //! `PHONETREE_CRASH_SEED` to replay one.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

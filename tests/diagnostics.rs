@@ -1,7 +1,7 @@
 //! Every compiler rule, pinned: `tests/data/diagnostics/NAME.{toml,json}` is a broken machine and
 //! `NAME.txt` the exact output of `phonetree check NAME.toml` run in that folder.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The pure engine's behaviour beyond the seeds: tries, transfers and what follows them, summaries,
 //! repeated starts, replies after the end, and state it refuses.
 
-mod common;
+use crate::common;
 
 use common::*;
 use phonetree::engine::{self, CallState, Event, Outcome, Phase, StepError};

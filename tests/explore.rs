@@ -1,7 +1,7 @@
 //! `explore`, the offline proof behind `phonetree check`: every bundled machine is proven with full
 //! edge coverage, and machines with a trap or a path too long are rejected with inputs that replay.
 
-mod common;
+use crate::common;
 
 use phonetree::proof::explore::{self, DEPTH_MAX};
 use phonetree::proof::simulate;

@@ -4,7 +4,7 @@
 //! explores, with the transcript `simulate` gives for the same inputs; JSON parsed back and
 //! compared with the graph.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -684,6 +684,7 @@ fn vxml_reads_answer_paths_and_values_as_the_engine_does() {
             outbound: false,
             vars: &Default::default(),
             guard: None,
+            session: None,
         };
         let (_, flows) = simulate::run(&m, parties, &[], None, &mut |_| {
             Ok(Answer::Http { status: 200, body: body.clone() })

@@ -7,7 +7,7 @@
 //!
 //! Timeouts here are hang detectors only; latencies are printed (stderr), never asserted.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

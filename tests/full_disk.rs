@@ -6,7 +6,7 @@
 //! one `skipped: full disk: ...` line; `PHONETREE_REQUIRE_TMPFS=1` (set by `.ci/run`) makes that a
 //! failure.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -18,7 +18,7 @@
 //! with time rules) is played through `simulate` only, and counted apart.
 //! `PROPTEST_CASES` sets the number of machines (default `CASES`).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 //! records them afresh on every run and compares, and with `PHONETREE_RECORD_CALLS=1` writes them
 //! there again (after a deliberate change of a bundled machine).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

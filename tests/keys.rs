@@ -1,7 +1,7 @@
 //! Machine-wide keys (`[keys]`): `*` repeats and `9` goes back at every menu of a nested machine,
 //! offline through the engine and through the real server; `global_keys = false` turns them off.
 
-mod common;
+use crate::common;
 
 use common::{Node, Vca, post};
 use phonetree::callflow::{Action, Callflow};

@@ -1,5 +1,7 @@
 //! The crate's layers, enforced: reads every file of `src/` and fails when a module uses a higher
-//! layer, when files use each other in a circle, or when a pure layer names I/O or a clock.
+//! layer, when files use each other in a circle, when a pure layer names I/O or a clock, when a
+//! file outside `src/store/` names sled, PostgreSQL's crates or MessagePack (`STORE_ONLY`), or
+//! when a file outside `src/webhook/` and `src/callflow/` spells 8x8's JSON keys (`WIRE_KEYS`).
 //!
 //! What counts as a use: every path in a `use` item (trees expanded: `use crate::{a::X, b}` is
 //! `crate::a::X` and `crate::b`) and every path in code (`crate::x::f()`, `super::y::Z`,
@@ -83,6 +85,55 @@ const PURE_ALLOWED: &[&str] = &[
     "std::net::AddrParseError",
 ];
 
+/// Crates only the store names: the brief's "only `store` knows sled, PostgreSQL and
+/// MessagePack". Checked on every file outside `src/store/`, the binary's included.
+const STORE_ONLY: &[&str] =
+    &["sled", "tokio_postgres", "tokio_postgres_rustls", "postgres", "deadpool_postgres", "rmp_serde", "rmp"];
+
+/// The layers that spell 8x8's JSON: the webhook layer and 8x8's model beside it.
+const WIRE_HOMES: &[&str] = &["webhook", "callflow"];
+
+/// Keys of 8x8's JSON (callflows, webhooks, the Send Callflow API's answers) that no other layer
+/// writes or reads by hand: a string literal that is one of them used as a key (`"k":` as in
+/// `json!` or a JSON text, `v["k"]`, `.get("k")`), or a literal holding `"k"` (JSON written out),
+/// breaks the brief's "only `webhook` knows 8x8's JSON". Names that phonetree's own API shares
+/// (`sessionId`, `statusCode`, ...) and the machine compiler's mapping of 8x8's action fields to
+/// the machine file's names (match arms, not JSON) are left out.
+const WIRE_KEYS: &[&str] = &[
+    "callflow",
+    "clientActionId",
+    "eventId",
+    "eventType",
+    "callStatus",
+    "sessionStatus",
+    "callFlowRequestId",
+    "promptMessage",
+    "noOfTries",
+    "completeOnHash",
+    "digitTimeout",
+    "overallTimeout",
+    "successMessage",
+    "failureMessage",
+    "voiceProfile",
+    "fileUrl",
+    "subAccount",
+];
+
+/// Files outside `WIRE_HOMES` that spell a wire key today, each with the key and why.
+const WIRE_EXCEPTIONS: &[(&str, &str, &str)] = &[
+    ("src/loadtest/api.rs", "sessionStatus", "a stand-in for 8x8's Send Callflow API answers as 8x8 does"),
+    (
+        "src/loadtest/api.rs",
+        "callFlowRequestId",
+        "a stand-in for 8x8's Send Callflow API answers as 8x8 does",
+    ),
+    (
+        "src/node/calls.rs",
+        "callflow",
+        "LAST_RESORT, the hangup written out for when encoding fails: to move to webhook",
+    ),
+];
+
 /// One broken rule, at a file and line.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Violation {
@@ -144,6 +195,19 @@ fn rank(layer: &str) -> Option<u32> {
 /// The text with comments, string and char literals blanked (newlines kept, so offsets and
 /// lines stay true).
 fn blank_comments_and_strings(text: &str) -> String {
+    scan(text).0
+}
+
+/// A string literal: the char that starts it (its `"`, or the `r` of a raw string: kept when
+/// the literal is blanked) and the char range of its body.
+struct Literal {
+    at: usize,
+    body: (usize, usize),
+}
+
+/// The text blanked as `blank_comments_and_strings` says, and every string literal in it.
+fn scan(text: &str) -> (String, Vec<Literal>) {
+    let mut literals = Vec::new();
     let b: Vec<char> = text.chars().collect();
     let mut out: Vec<char> = b.clone();
     let blank = |out: &mut Vec<char>, from: usize, to: usize| {
@@ -192,6 +256,7 @@ fn blank_comments_and_strings(text: &str) -> String {
             let end =
                 rest.find(&close).map(|k| body + rest[..k].chars().count() + close.len()).unwrap_or(b.len());
             blank(&mut out, i + 1, end);
+            literals.push(Literal { at: i, body: (body, end.saturating_sub(close.len()).max(body)) });
             i = end;
         } else if c == '"' {
             let mut j = i + 1;
@@ -199,6 +264,7 @@ fn blank_comments_and_strings(text: &str) -> String {
                 j += if b[j] == '\\' { 2 } else { 1 };
             }
             blank(&mut out, i + 1, j);
+            literals.push(Literal { at: i, body: (i + 1, j.min(b.len())) });
             i = j + 1;
         } else if c == '\'' {
             if next == Some('\\') {
@@ -215,7 +281,7 @@ fn blank_comments_and_strings(text: &str) -> String {
             i += 1;
         }
     }
-    out.into_iter().collect()
+    (out.into_iter().collect(), literals)
 }
 
 /// The index just past the brace that closes the one at `open`.
@@ -401,7 +467,7 @@ fn external(path: &str) -> Option<&str> {
     (!matches!(head, "crate" | "self" | "super" | "phonetree" | "Self")).then_some(path)
 }
 
-/// Checks the files against the three rules; every violation, sorted.
+/// Checks the files against the five rules; every violation, sorted.
 fn check(files: &[File]) -> Vec<Violation> {
     let mut out = BTreeSet::new();
     // edges[a][b] = the first line of `a` that uses `b`.
@@ -454,6 +520,43 @@ fn check(files: &[File]) -> Vec<Violation> {
             }
         }
     }
+    for file in files {
+        let layer = layer_of(file);
+        let who = layer.unwrap_or("the library root");
+        if layer != Some("store") {
+            for (line, _, path) in paths_of(file) {
+                let Some(ext) = external(&path) else { continue };
+                let head = ext.split("::").next().unwrap_or(ext);
+                if STORE_ONLY.contains(&head) {
+                    out.insert(Violation {
+                        file: file.path.clone(),
+                        line,
+                        rule: "store",
+                        detail: format!(
+                            "`{who}` names `{ext}` ({head}): only the store knows sled, PostgreSQL and \
+                             MessagePack; go through `store::Store` or move the code into `src/store/`"
+                        ),
+                    });
+                }
+            }
+        }
+        if !layer.is_some_and(|l| WIRE_HOMES.contains(&l)) {
+            for (line, key) in wire_keys(file) {
+                if WIRE_EXCEPTIONS.iter().any(|(f, k, _)| *f == file.path && *k == key) {
+                    continue;
+                }
+                out.insert(Violation {
+                    file: file.path.clone(),
+                    line,
+                    rule: "wire",
+                    detail: format!(
+                        "`{who}` spells 8x8's JSON key `{key}`: only the webhook layer knows 8x8's JSON; \
+                         use `webhook`'s types and functions (or list the file in WIRE_EXCEPTIONS, saying why)"
+                    ),
+                });
+            }
+        }
+    }
     for cycle in cycles(&edges) {
         let mut shown = Vec::new();
         for (k, &a) in cycle.iter().enumerate() {
@@ -469,6 +572,36 @@ fn check(files: &[File]) -> Vec<Violation> {
         });
     }
     out.into_iter().collect()
+}
+
+/// The 8x8 wire keys (`WIRE_KEYS`) a file spells in shipped code, with their lines.
+fn wire_keys(file: &File) -> Vec<(usize, &'static str)> {
+    let (blanked, literals) = scan(file.text);
+    let shipped: Vec<char> = blank_test_items(&blanked).chars().collect();
+    let b: Vec<char> = file.text.chars().collect();
+    let mut out = Vec::new();
+    for lit in literals {
+        if shipped.get(lit.at).is_none_or(|c| c.is_whitespace()) {
+            continue; // under #[cfg(test)]
+        }
+        let (from, to) = (lit.body.0.min(b.len()), lit.body.1.min(b.len()));
+        let body: String = b[from..to].iter().collect();
+        let after: String = b[to..].iter().skip(1).take(8).collect();
+        let after = after.trim_start();
+        let before: String = b[..lit.at].iter().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+        let before = before.trim_end();
+        for &key in WIRE_KEYS {
+            let as_key = body == key
+                && ((after.starts_with(':') && !after.starts_with("::"))
+                    || (before.ends_with('[') && after.starts_with(']'))
+                    || before.ends_with(".get("));
+            let written = body.contains(&format!("\"{key}\"")) || body.contains(&format!("\\\"{key}\\\""));
+            if as_key || written {
+                out.push((1 + b[..lit.at].iter().filter(|&&c| c == '\n').count(), key));
+            }
+        }
+    }
+    out
 }
 
 /// One circle through each strongly connected group of files (Tarjan, then a shortest way back).
@@ -617,6 +750,16 @@ fn the_checker_catches_what_it_forbids() {
              fn f() {\n    let t = std::time::Instant::now();\n    tokio::spawn(async {});\n}\n\
              use std::net::IpAddr;\n#[cfg(test)]\nmod tests {\n    use std::fs;\n}\n",
         ),
+        (
+            "http/mod.rs",
+            "//! http\nfn f() {\n    let db = sled::open(\"x\");\n    \
+             let v = json!({\"clientActionId\": 1, \"note\": \"clientActionId\"});\n    \
+             let k = &v[\"eventId\"];\n}\nconst R: &[u8] = br#\"{\"callflow\":[]}\"#;\n\
+             #[cfg(test)]\nmod tests {\n    fn t() { let _ = json!({\"eventId\": 1}); }\n}\n",
+        ),
+        ("webhook/mod.rs", "//! webhook\nfn f() { let v = json!({\"clientActionId\": 1}); }\n"),
+        ("store/c.rs", "//! c\nfn f() { let _ = (sled::open(\"x\"), rmp_serde::to_vec(&1)); }\n"),
+        ("main.rs", "//! bin\nfn main() { let _ = rmp_serde::to_vec(&1); }\n"),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -626,6 +769,11 @@ fn the_checker_catches_what_it_forbids() {
     let expect = [
         "src/engine/mod.rs:5: purity rule: pure layer `engine` names `std::time::Instant::now` (std::time::Instant)",
         "src/engine/mod.rs:6: purity rule: pure layer `engine` names `tokio::spawn` (tokio)",
+        "src/http/mod.rs:3: store rule: `http` names `sled::open` (sled): only the store knows",
+        "src/http/mod.rs:4: wire rule: `http` spells 8x8's JSON key `clientActionId`",
+        "src/http/mod.rs:5: wire rule: `http` spells 8x8's JSON key `eventId`",
+        "src/http/mod.rs:7: wire rule: `http` spells 8x8's JSON key `callflow`",
+        "src/main.rs:2: store rule: `cli` names `rmp_serde::to_vec` (rmp_serde)",
         "src/store/a.rs:2: cycle rule: files use each other in a circle: src/store/a.rs:2 uses src/store/b.rs, \
          src/store/b.rs:4 uses src/store/a.rs",
         "src/store/mod.rs:4: cycle rule: files use each other in a circle: src/store/mod.rs:4 uses src/node/mod.rs, \

@@ -6,7 +6,7 @@
 //!
 //! Timeouts here are hang detectors only: a node that hangs fails the test instead of stalling it.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! did (per node entries, exits and ends; webhook outcomes); the admin token; `promtool check
 //! metrics` on the scrape.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,7 @@
 //! own file; a machine's version covering its modules; and a live node on sled and PostgreSQL
 //! finishing a call started before a module edit and a SIGHUP on the old version.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

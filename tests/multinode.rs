@@ -20,7 +20,7 @@
 //! `PHONETREE_REQUIRE_POSTGRES=1`). Keys are random: the seed is printed,
 //! `PHONETREE_MULTINODE_SEED` replays one.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

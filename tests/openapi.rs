@@ -2,7 +2,7 @@
 //! exactly the routes the server serves (with their methods), every `$ref` resolves, and the
 //! server serves it at `GET /openapi.json`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! Outbound calls for real: `phonetree call` (direct and through a server) and `POST /calls` against
 //! a stand-in for 8x8's Send Callflow API on loopback that records every request it receives.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -2,7 +2,7 @@
 //! starting together migrate its schema once, and a schema newer than this phonetree is refused.
 //! Skipped, with one line on stderr, where no PostgreSQL is reachable (see `common::backends`).
 
-mod common;
+use crate::common;
 
 use common::backends::{connect, postgres_url_for};
 use phonetree::store::{Durability, SCHEMA_VERSION, StoreError};

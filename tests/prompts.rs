@@ -2,7 +2,7 @@
 //! Spanish part as the capture's prompt — on the first prompt, every re-prompt, a repeat, and the
 //! replies to stale and duplicate webhooks, through the real server.
 
-mod common;
+use crate::common;
 
 use common::{Node, Vca, post};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 //!   (`common::backends`), and to an in-memory model driven by the pure engine; they must agree
 //!   after every operation.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

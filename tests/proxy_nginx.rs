@@ -9,7 +9,7 @@
 //! Without nginx the test writes one "skipped" line to stderr; with `PHONETREE_REQUIRE_NGINX=1`
 //! (set by `.ci/run`) it fails instead.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

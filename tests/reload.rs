@@ -2,7 +2,7 @@
 //! swap with no failed webhook and no call moved mid-call, broken files keep the running set, the
 //! admin token guards the route; and `--log-format json`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 //! `phonetree serve` against a loopback API that checks PINs — an agent after exactly three wrong
 //! PINs, counted by a `set` node's `add` and decided by a `route` on the counter.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Command, Output};

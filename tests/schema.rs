@@ -2,7 +2,7 @@
 //! 2020-12): every bundled machine validates, a typo is refused with the schema's own message,
 //! and the schema agrees with the compiler on every machine file of the tests.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

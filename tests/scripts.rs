@@ -4,7 +4,7 @@
 //! other, and two at once while the API holds its answer: one request), a crash while the API is
 //! answering (never asked again), and what a caller hears of a script's hold prompt, and when.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! valid credentials gets (401, nothing stored), what the header and the JWT forms let through,
 //! secret rotation, and that no secret reaches the log.
 
-mod common;
+use crate::common;
 
 use common::*;
 use phonetree::http::auth::sign_jwt;

@@ -1,7 +1,7 @@
 //! The seeds' tutorials as acceptance tests: every table row of 8x8's Advanced IVR (abc_restaurant)
 //! and Simple IVR (tech_support) answers with the tutorial's JSON, field by field.
 
-mod common;
+use crate::common;
 
 use common::*;
 use phonetree::callflow::Callflow;

@@ -4,7 +4,7 @@
 //! the raw bytes of the sled folder or a `pg_dump` of the PostgreSQL schema. The API's sensitive
 //! stored answer is masked wherever the call is shown. `replay` says which keys were masked.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! its own sled data dir, driven over HTTP through the seeds' calls, restarts, kills, duplicates,
 //! concurrent deliveries, summaries, bad input and the outbound `call` command.
 
-mod common;
+use crate::common;
 
 use common::*;
 use phonetree::store::{Commit, Committed, Store};

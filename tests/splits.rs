@@ -4,7 +4,7 @@
 //! `--session`), and a real node's history, `calls show`, `/metrics` and console funnel agreeing
 //! per variant.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! per-webhook deadline cutting four chained slow scripts short. Loopback HTTP servers stand in
 //! for the APIs.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! The store conformance suite: every promise of the `Store` trait, run against every backend in
 //! `common::backends` (a new backend is added there and must pass all of these unchanged).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! node (a `phonetree serve` child on loopback), in `simulate` and in `check`, with the probe's
 //! numbers. A refused number takes the transfer's `failure`, is logged masked and counted.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

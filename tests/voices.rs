@@ -2,7 +2,7 @@
 //! (the response shape of `voice_v1_api.json`), writing the voices file that `check` then reads;
 //! an unknown voice is a warning naming the nearest one.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -434,6 +434,7 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         }
         None => None,
     };
+    crate::node::install_tls_provider();
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(CONCURRENCY_MAX)

@@ -222,6 +222,7 @@ impl Scripts {
                 }
             }
         });
+        super::install_tls_provider();
         let client = reqwest::Client::builder()
             // A proxy would resolve names itself, past the resolver's checks.
             .no_proxy()

@@ -179,6 +179,7 @@ impl App {
         let registry = Registry::new(catalog, config.default_machine.clone(), store.as_ref(), now_ms())
             .await
             .map_err(|source| ServeError::Store { store: store_name(&config.store), source })?;
+        install_tls_provider();
         let scripts = fetch::Scripts::new(&config.script_allow);
         let action_key = action_key(&config, store.as_ref()).await?;
         Ok(App {
@@ -288,6 +289,15 @@ fn check_catalog(catalog: &Catalog, config: &Config) -> Result<(), ServeError> {
         return Err(ServeError::UnknownDefault(d.clone()));
     }
     Ok(())
+}
+
+/// Makes ring rustls's crypto provider for the process: the HTTP client (reqwest, built without a
+/// provider of its own) takes it from there and cannot build a client before it is in. Called
+/// before every client the crate builds (the node's, the scripts', the load test's; the binary's
+/// `main` for the CLI's); the PostgreSQL store names ring itself. A second call keeps the first.
+pub fn install_tls_provider() {
+    // An Err is a provider installed already: an earlier call of this function.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A store URL as it may be shown: without its password.

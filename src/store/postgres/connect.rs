@@ -131,13 +131,13 @@ impl fmt::Debug for PgUrl {
 }
 
 /// rustls with the platform's verifier (the OS trust store, so an operator adds a private CA the
-/// way they add it for everything else; the same verifier the HTTP client uses) and aws-lc-rs,
-/// the crypto provider already built in for the HTTP client.
+/// way they add it for everything else; the same verifier the HTTP client uses) and ring, the
+/// crypto provider the HTTP client uses too (`node::install_tls_provider`).
 fn tls() -> Result<MakeRustlsConnect, StoreError> {
     use rustls_platform_verifier::BuilderVerifierExt;
     let failed =
         |e: rustls::Error| StoreError::Postgres { doing: "set up TLS".into(), detail: e.to_string() };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(failed)?
