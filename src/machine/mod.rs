@@ -9,6 +9,7 @@ pub mod compile;
 pub mod definition;
 pub mod diagnostic;
 pub mod hosts;
+pub mod policy;
 pub mod route;
 pub mod schema;
 pub mod source;
@@ -276,6 +277,8 @@ pub struct Machine {
     pub(crate) timezone: Option<jiff::tz::TimeZone>,
     /// The call variables every call starts with (`variables`), each with its default value.
     pub(crate) variables: BTreeMap<String, String>,
+    /// The policies `check` proves it by: its own `[[policies]]`, then its folder's.
+    pub(crate) policies: Vec<policy::Policy>,
 }
 
 impl Machine {
@@ -319,6 +322,16 @@ impl Machine {
     /// The zone route rules read the clock in, when the machine names one.
     pub fn timezone(&self) -> Option<&jiff::tz::TimeZone> {
         self.timezone.as_ref()
+    }
+
+    /// The policies `check` proves it by (`policy`).
+    pub fn policies(&self) -> &[policy::Policy] {
+        &self.policies
+    }
+
+    /// Adds the policies of the machine's folder (`policies.toml`) to its own.
+    pub fn add_policies(&mut self, extra: &[policy::Policy]) {
+        self.policies.extend(extra.iter().cloned());
     }
 
     pub fn graph(&self) -> &DiGraph<Node, Edge, u32> {

@@ -18,6 +18,7 @@ mod keys;
 mod lengths;
 mod nodes;
 mod numbers;
+mod policies;
 mod routes;
 mod scripts;
 
@@ -371,7 +372,9 @@ impl Compiler<'_> {
             allow_hosts: self.allow_hosts.clone(),
             timezone: self.timezone.clone(),
             variables: self.variables(&settings),
+            policies: Vec::new(),
         };
+        self.check_policies(&mut machine);
         self.check_play(&mut machine);
         self.check_chains(&machine, &failed, start.is_some());
         self.check_lengths(&machine, &failed);
