@@ -629,7 +629,10 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
             roots,
             inputs: &inputs,
         };
-        r.violations.extend(policy::check(m, &states, &walks));
+        r.violations.extend(policy::check(m, &states, &walks).into_iter().map(|b| Violation {
+            policy: Some(b.origin),
+            ..violation(Kind::Policy, &b.node, b.message, &b.inputs)
+        }));
     }
     for root in 0..roots {
         paths(m, &visited, root, &mut r, path);

@@ -18,9 +18,18 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-use super::explore::{Kind, Replay, Violation};
-use crate::machine::policy::{After, Policy, Rule, Target, names_edge};
+use crate::machine::policy::{After, Origin, Policy, Rule, Target, names_edge};
 use crate::machine::{Edge, Machine, NodeId, NodeKind};
+
+/// A policy that does not hold: where it was written, the node where it breaks, what happens
+/// there, and the inputs that replay it from the call's start (`explore` makes it a violation).
+#[derive(Debug, Clone)]
+pub(super) struct Broken {
+    pub origin: Origin,
+    pub node: String,
+    pub message: String,
+    pub inputs: Vec<String>,
+}
 
 /// What a transition passes, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -66,7 +75,7 @@ pub(super) fn marks(started: Option<NodeId>, edges: &[(NodeId, Edge, NodeId)]) -
 }
 
 /// Every policy of `m` checked on its explored states and transitions.
-pub(super) fn check(m: &Machine, states: &States<'_>, walks: &[Walk]) -> Vec<Violation> {
+pub(super) fn check(m: &Machine, states: &States<'_>, walks: &[Walk]) -> Vec<Broken> {
     let mut out: Vec<Vec<usize>> = vec![Vec::new(); states.node.len()];
     for (i, w) in walks.iter().enumerate() {
         out[w.from].push(i);
@@ -141,7 +150,7 @@ fn safety(
     states: &States<'_>,
     walks: &[Walk],
     out: &[Vec<usize>],
-) -> Option<Violation> {
+) -> Option<Broken> {
     // (state, automaton) → its index in `seen`; each with the product state and walk it came by.
     let mut index: HashMap<(usize, u32), usize> = HashMap::new();
     let mut seen: Vec<Product> = Vec::new();
@@ -213,7 +222,7 @@ fn reach(
     walks: &[Walk],
     node: &str,
     within: u32,
-) -> Vec<Violation> {
+) -> Vec<Broken> {
     let n = states.node.len();
     let mut incoming: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut dist: Vec<u32> = vec![u32::MAX; n];
@@ -261,15 +270,13 @@ fn reach(
     violations
 }
 
-fn violation(m: &Machine, p: &Policy, node: NodeId, message: String, inputs: Vec<String>) -> Violation {
+fn violation(m: &Machine, p: &Policy, node: NodeId, message: String, inputs: Vec<String>) -> Broken {
     let name = m.node(node).map_or_else(String::new, |n| n.name.clone());
     let whose = if p.own { String::new() } else { format!(" in machine `{}`", m.name()) };
-    Violation {
-        kind: Kind::Policy,
+    Broken {
+        origin: p.origin.clone(),
         node: name,
         message: format!("policy {} ({}) is broken{whose}: {message}", p.index.saturating_add(1), p.rule),
         inputs,
-        replay: Replay::Inbound,
-        policy: Some(p.origin.clone()),
     }
 }
