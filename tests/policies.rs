@@ -195,3 +195,29 @@ async fn a_reload_that_brings_in_a_broken_policy_is_refused_and_the_running_mach
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     assert!(n.terminate().success());
 }
+
+/// `reach` counts what the caller can do whatever the scripts answer: at bank_balance's PIN input
+/// (machine keys off) an API failure would lead to the agent after one answer, but the caller
+/// cannot choose it; two wrong entries (the input's two tries) always do.
+#[test]
+fn reach_counts_the_caller_s_answers_whatever_the_scripts_answer() {
+    let t = tempfile::tempdir().unwrap();
+    let bank = std::fs::read_to_string(repo().join("machines/bank_balance.toml")).unwrap();
+    let check = |within: u32| {
+        let policy = format!("[[policies]]\nreach = \"agent\"\nwithin_answers = {within}\n\n[settings]");
+        std::fs::write(t.path().join("bank.toml"), bank.replacen("[settings]", &policy, 1)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .args(["check", "bank.toml"])
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        (out.status.code(), stdout(&out))
+    };
+    let (code, text) = check(1);
+    assert_eq!(code, Some(1), "{text}");
+    assert_eq!(text.matches("error:").count(), 1, "{text}");
+    assert!(text.contains("node `ask_pin`: policy 1 (`agent` within 1 answer) is broken: from here `agent` takes 2 answers at the fewest"), "{text}");
+    assert_eq!(replay_in(&text), "phonetree simulate bank.toml '--at=2026-01-05T09:00:00+08:00' 1");
+    let (code, text) = check(2);
+    assert_eq!(code, Some(0), "{text}");
+}

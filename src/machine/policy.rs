@@ -87,6 +87,7 @@ impl std::fmt::Display for Rule {
                 Some(edge) => write!(f, "never {what} after `{}:{edge}`", after.node),
                 None => write!(f, "never {what} after `{}`", after.node),
             },
+            Rule::MaxAnswers(1) => f.write_str("at most 1 answer"),
             Rule::MaxAnswers(n) => write!(f, "at most {n} answers"),
         }
     }

@@ -497,7 +497,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     let mut unset: HashSet<(String, String)> = HashSet::new();
     // Every caller transition with what it passes, once, when the machine states policies.
     let mut walks: Vec<policy::Walk> = Vec::new();
-    let mut walked: HashSet<(usize, usize, Vec<policy::Mark>)> = HashSet::new();
+    let mut walked: HashSet<(usize, usize, Vec<policy::Mark>, Vec<String>)> = HashSet::new();
     while let Some(at) = queue.pop_front() {
         let state = visited[at].state.clone();
         if state.closed {
@@ -576,7 +576,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                 if !is_summary && !m.policies().is_empty() {
                     let started = (state.phase == Phase::New).then(|| m.start());
                     let marks = policy::marks(started, &step.edges);
-                    if walked.insert((at, to, marks.clone())) {
+                    if walked.insert((at, to, marks.clone(), tokens.clone())) {
                         walks.push(policy::Walk { from: at, to, tokens: tokens.clone(), marks });
                     }
                 }

@@ -10,10 +10,12 @@
 //! - `max_answers = N`: the answers so far, 0 to N; bad: a waiting state after N answers (the
 //!   call asks for answer N + 1).
 //!
-//! `reach`/`within_answers` says something of every waiting state: the fewest answers from each
-//! to the node is a shortest-path distance over the state graph read backwards (Dijkstra: a
-//! transition from a waiting state costs one answer, the call's start, a transfer's refusal
-//! none), and each waiting node with a state beyond the bound is a violation, replayed to it.
+//! `reach`/`within_answers` says something of every waiting state: the fewest answers with which
+//! the caller gets to the node whatever the scripts answer (the caller picks the keys, not the
+//! API's answer: an input counts by its worst answer class) — a shortest-path distance over the
+//! state graph read backwards (Knuth's generalisation of Dijkstra to such min-max distances: a
+//! transition from a waiting state costs one answer, the call's start none) — and each waiting
+//! node with a state beyond the bound is a violation, replayed to it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -224,6 +226,25 @@ fn reach(
     within: u32,
 ) -> Vec<Broken> {
     let n = states.node.len();
+    // One group per state and caller input: its outcomes, one per script answer class (at a
+    // state that does not wait, every transition is one group: nothing there is the caller's).
+    let mut group_of: HashMap<(usize, Vec<&str>), usize> = HashMap::new();
+    // (state it leaves, outcomes not known yet, the largest known outcome)
+    let mut groups: Vec<(usize, usize, u32)> = Vec::new();
+    let mut outcome_group = Vec::with_capacity(walks.len());
+    for w in walks {
+        let caller: Vec<&str> = if states.waiting[w.from] {
+            w.tokens.iter().map(String::as_str).filter(|t| !t.starts_with('@')).collect()
+        } else {
+            Vec::new()
+        };
+        let g = *group_of.entry((w.from, caller)).or_insert_with(|| {
+            groups.push((w.from, 0, 0));
+            groups.len() - 1
+        });
+        groups[g].1 += 1;
+        outcome_group.push(g);
+    }
     let mut incoming: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut dist: Vec<u32> = vec![u32::MAX; n];
     let mut heap = BinaryHeap::new();
@@ -233,26 +254,35 @@ fn reach(
             heap.push(Reverse((0, i)));
         }
     }
+    // An outcome is known once the state it reaches is settled, or at once when it enters the
+    // node; a group once all its outcomes are: its worst outcome is what that input guarantees.
+    let known = |w: usize, value: u32, groups: &mut Vec<(usize, usize, u32)>, heap: &mut BinaryHeap<_>| {
+        let g = &mut groups[outcome_group[w]];
+        g.1 -= 1;
+        g.2 = g.2.max(value);
+        if g.1 == 0 {
+            heap.push(Reverse((g.2, g.0)));
+        }
+    };
     for (i, w) in walks.iter().enumerate() {
-        incoming[w.to].push(i);
         let cost = u32::from(states.waiting[w.from]);
         let enters = w.marks.iter().any(|mark| matches!(mark, Mark::Enter(id) if is_named(m, node, *id)));
-        if enters && cost < dist[w.from] {
-            dist[w.from] = cost;
-            heap.push(Reverse((cost, w.from)));
+        if enters {
+            known(i, cost, &mut groups, &mut heap);
+        } else {
+            incoming[w.to].push(i);
         }
     }
+    let mut settled = vec![false; n];
     while let Some(Reverse((d, at))) = heap.pop() {
-        if d > dist[at] {
+        if settled[at] {
             continue;
         }
+        settled[at] = true;
+        dist[at] = d;
         for &w in &incoming[at] {
-            let from = walks[w].from;
-            let cost = d.saturating_add(u32::from(states.waiting[from]));
-            if cost < dist[from] {
-                dist[from] = cost;
-                heap.push(Reverse((cost, from)));
-            }
+            let cost = d.saturating_add(u32::from(states.waiting[walks[w].from]));
+            known(w, cost, &mut groups, &mut heap);
         }
     }
     let mut reported = std::collections::HashSet::new();
