@@ -29,6 +29,7 @@ mod modules;
 mod multinode;
 mod openapi;
 mod outbound;
+mod policies;
 mod postgres;
 mod prompts;
 mod properties;

@@ -89,7 +89,7 @@ fn a_typo_is_refused_with_the_schemas_message() {
 #[test]
 fn the_schema_agrees_with_the_compiler_on_shape() {
     let validator = validator();
-    let dirs = ["tests/data/diagnostics", "tests/data/scripts", "machines"];
+    let dirs = ["tests/data/diagnostics", "tests/data/scripts", "tests/data/policies", "machines"];
     let (mut accepted, mut refused) = (0, 0);
     for file in dirs.iter().flat_map(|d| files_in(&common::repo().join(d))) {
         let text = std::fs::read_to_string(&file).unwrap();

@@ -279,7 +279,13 @@ pub(super) fn load(
     for d in problems.iter().chain(&compiled.diagnostics) {
         eprintln!("{d}");
     }
-    let m = compiled.machine.ok_or(Error::DoesNotCompile(path))?;
+    let mut m = compiled.machine.ok_or(Error::DoesNotCompile(path.clone()))?;
+    // The folder's policies, as `check` and `serve` prove the machine by them.
+    let (policies, problems) = catalog::policies_beside(&path);
+    for d in &problems {
+        eprintln!("{d}");
+    }
+    m.add_policies(&policies);
     let report = explore::explore(&m);
     for v in &report.violations {
         eprintln!("{}", v.diagnostic(&source));

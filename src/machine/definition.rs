@@ -56,6 +56,10 @@ pub struct Definition {
     /// A module's exits, each mapped to a node by the using node's `exits` (modules only).
     #[serde(default)]
     pub exits: Vec<String>,
+    /// The `[[policies]]` array: rules `check` proves over every path of the machine (see
+    /// `machine::policy`); `policies.toml` beside the machine adds the folder's own.
+    #[serde(default)]
+    pub policies: Vec<PolicyDef>,
     /// Machine-wide defaults; every node may override each of them. Read apart, leniently.
     #[serde(skip)]
     pub defaults: Defaults,
@@ -470,4 +474,26 @@ impl FieldSet {
     pub fn indexes(self) -> impl Iterator<Item = usize> {
         (0..64).filter(move |&i| self.has(i))
     }
+}
+
+/// One `[[policies]]` entry (in a machine, or in `policies.toml`): exactly one of its pairs,
+/// `before` with `on_every_path_to`, `reach` with `within_answers`, `never` with `after`, or
+/// `max_answers` alone.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDef {
+    /// A node every path to `on_every_path_to` passes first (a consent notice).
+    pub before: Option<String>,
+    /// `recorded_transfer` (every transfer with `call_recording = true`), `transfer`, or a node.
+    pub on_every_path_to: Option<String>,
+    /// A node the caller can reach from every waiting node within `within_answers` answers.
+    pub reach: Option<String>,
+    /// Most answers (machine keys count) from any waiting node to `reach`.
+    pub within_answers: Option<i64>,
+    /// `transfer`, `recorded_transfer` or a node the call never enters once `after` was passed.
+    pub never: Option<String>,
+    /// A node (`closed`), or a node's edge (`hours:else`, `menu:2`, `check:failure`).
+    pub after: Option<String>,
+    /// Most answers a caller gives in one call, on every path, loops included.
+    pub max_answers: Option<i64>,
 }

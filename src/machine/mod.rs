@@ -10,6 +10,7 @@ pub mod compile;
 pub mod definition;
 pub mod diagnostic;
 pub mod hosts;
+pub mod policy;
 pub mod route;
 pub mod schema;
 pub mod source;
@@ -288,6 +289,8 @@ pub struct Machine {
     pub(crate) sensitive: BTreeSet<String>,
     /// The `module` nodes inlined into it, with the module each uses.
     pub(crate) modules: Vec<ModuleUse>,
+    /// The policies `check` proves it by: its own `[[policies]]`, then its folder's.
+    pub(crate) policies: Vec<policy::Policy>,
 }
 
 /// A `module` node, inlined: its module's nodes are named `NAMESPACE/NODE` in the machine.
@@ -353,6 +356,16 @@ impl Machine {
     /// The zone route rules read the clock in, when the machine names one.
     pub fn timezone(&self) -> Option<&jiff::tz::TimeZone> {
         self.timezone.as_ref()
+    }
+
+    /// The policies `check` proves it by (`policy`).
+    pub fn policies(&self) -> &[policy::Policy] {
+        &self.policies
+    }
+
+    /// Adds the policies of the machine's folder (`policies.toml`) to its own.
+    pub fn add_policies(&mut self, extra: &[policy::Policy]) {
+        self.policies.extend(extra.iter().cloned());
     }
 
     pub fn graph(&self) -> &DiGraph<Node, Edge, u32> {

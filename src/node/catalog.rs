@@ -2,12 +2,15 @@
 //! by virtual number. A machine with any error or violated proof is not kept.
 //!
 //! This is the one place that reads machine files; the compiler itself never touches the disk.
+//! A folder's `policies.toml` is not a machine: its policies are added to those of every machine
+//! file beside it before the proof (`policies_beside`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::machine::hosts::AllowedHost;
+use crate::machine::policy::{self, POLICIES_FILE, Policy};
 use crate::machine::{self, Compiled, Diagnostic, Machine, Modules, Severity, Source, Voices};
 use crate::proof::explore::{self, Report};
 
@@ -32,6 +35,8 @@ pub struct Catalog {
     script_allow: Vec<AllowedHost>,
     /// The modules `module` nodes may use (`--modules`, else each machines folder's `modules/`).
     modules: Modules,
+    /// The policies of each folder's `policies.toml` read so far (empty without one).
+    policies: HashMap<PathBuf, Vec<Policy>>,
 }
 
 /// A voices file (one voice profile name a line), or why it is not one.
@@ -70,7 +75,7 @@ impl Catalog {
         let mut files = Vec::new();
         for path in paths {
             match list(path) {
-                Ok(found) => files.extend(found),
+                Ok(found) => files.extend(found.into_iter().filter(|f| !is_policies_file(f))),
                 Err(e) => catalog.diagnostics.push(file_error(path, format!("cannot read: {e}"))),
             }
         }
@@ -107,12 +112,19 @@ impl Catalog {
     pub fn add(&mut self, source: Source) {
         let compiled = self.compile(&source);
         self.diagnostics.extend(compiled.diagnostics);
-        let Some(m) = compiled.machine else {
+        let folder = Path::new(&source.file).parent().map(Path::to_path_buf).unwrap_or_default();
+        if !self.policies.contains_key(&folder) {
+            let (policies, diagnostics) = policies_beside(Path::new(&source.file));
+            self.diagnostics.extend(diagnostics);
+            self.policies.insert(folder.clone(), policies);
+        }
+        let Some(mut m) = compiled.machine else {
             // A loop with no exit is reported with the other errors, not once they are fixed.
             let traps = compiled.partial.as_ref().map(explore::traps_of).unwrap_or_default();
             self.diagnostics.extend(traps.iter().map(|v| v.diagnostic(&source)));
             return;
         };
+        m.add_policies(self.policies.get(&folder).map_or(&[], Vec::as_slice));
         let report = explore::explore(&m);
         let proven = report.proven();
         self.diagnostics.extend(report.violations.iter().map(|v| v.diagnostic(&source)));
@@ -232,6 +244,24 @@ pub fn read_modules(dirs: &[PathBuf]) -> (Modules, Vec<Diagnostic>) {
     let (modules, problems) = Modules::of(sources);
     diagnostics.extend(problems);
     (modules, diagnostics)
+}
+
+/// The policies of the `policies.toml` in the folder of machine file `file` (none without one), and
+/// the problems of that file.
+pub fn policies_beside(file: &Path) -> (Vec<Policy>, Vec<Diagnostic>) {
+    let path = file.parent().unwrap_or(Path::new("")).join(POLICIES_FILE);
+    if !path.is_file() {
+        return (Vec::new(), Vec::new());
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(text) => policy::read_file(&Source::new(path.display().to_string(), text)),
+        Err(e) => (Vec::new(), vec![file_error(&path, format!("cannot read: {e}"))]),
+    }
+}
+
+/// A folder's policies file, which is never loaded as a machine.
+fn is_policies_file(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == POLICIES_FILE)
 }
 
 /// A number without its leading `+`.

@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 
+use super::policy;
 use crate::callflow::{self, Use};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
 use crate::machine::route::{self, VarTest};
@@ -94,6 +95,8 @@ pub enum Kind {
     Unbounded,
     /// A node uses a call variable that a script's answer without the stored key left unset.
     UnsetVariable,
+    /// A policy (`[[policies]]`, `policies.toml`) does not hold on some path.
+    Policy,
 }
 
 /// A property that does not hold, and how to see it happen.
@@ -106,6 +109,9 @@ pub struct Violation {
     pub inputs: Vec<String>,
     /// How `inputs` replay.
     pub replay: Replay,
+    /// For a broken policy: where it was written, which is where the diagnostic points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::machine::policy::Origin>,
 }
 
 /// How a violation is seen happening.
@@ -571,6 +577,9 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     let (mut failed, mut broken): (HashSet<NodeId>, HashSet<NodeId>) = Default::default();
     // One report per node and variable it cannot render.
     let mut unset: HashSet<(String, String)> = HashSet::new();
+    // Every caller transition with what it passes, once, when the machine states policies.
+    let mut walks: Vec<policy::Walk> = Vec::new();
+    let mut walked: HashSet<(usize, usize, Vec<policy::Mark>, Vec<String>)> = HashSet::new();
     while let Some(at) = queue.pop_front() {
         let state = visited[at].state.clone();
         if state.closed {
@@ -646,6 +655,13 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                     visited.len() - 1
                 });
                 let is_summary = matches!(event, Event::SessionEnded { .. });
+                if !is_summary && !m.policies().is_empty() {
+                    let started = (state.phase == Phase::New).then(|| m.start());
+                    let marks = policy::marks(started, &step.edges);
+                    if walked.insert((at, to, marks.clone(), tokens.clone())) {
+                        walks.push(policy::Walk { from: at, to, tokens: tokens.clone(), marks });
+                    }
+                }
                 if !is_summary && !visited[at].next.iter().any(|(_, t)| *t == to) {
                     visited[at].next.push((tokens, to));
                 }
@@ -690,6 +706,17 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     }
     if !truncated {
         traps(m, &visited, &mut r);
+        let inputs = |i: usize| inputs_to(&visited, i);
+        let states = policy::States {
+            node: visited.iter().map(|v| v.state.node).collect(),
+            waiting: visited.iter().map(|v| v.state.phase == Phase::AwaitingInput).collect(),
+            roots,
+            inputs: &inputs,
+        };
+        r.violations.extend(policy::check(m, &states, &walks).into_iter().map(|b| Violation {
+            policy: Some(b.origin),
+            ..violation(Kind::Policy, &b.node, b.message, &b.inputs)
+        }));
     }
     for root in 0..roots {
         paths(m, &visited, root, &mut r, path);
@@ -706,7 +733,14 @@ pub fn traps_of(m: &Machine) -> Vec<Violation> {
 }
 
 fn violation(kind: Kind, node: &str, message: String, inputs: &[String]) -> Violation {
-    Violation { kind, node: node.to_string(), message, inputs: inputs.to_vec(), replay: Replay::Inbound }
+    Violation {
+        kind,
+        node: node.to_string(),
+        message,
+        inputs: inputs.to_vec(),
+        replay: Replay::Inbound,
+        policy: None,
+    }
 }
 
 fn outbound_violation(kind: Kind, node: &str, message: String) -> Violation {
@@ -749,12 +783,18 @@ impl Violation {
                 "give its `store` entry a `default` (`NAME = { path = \"...\", default = \"...\" }`), or do not say it where an answer may lack it",
             ),
             Kind::Unreachable => Some("link to it from a node a caller reaches, or remove it"),
+            Kind::Policy => Some("change the machine so the policy holds on every path, or the policy"),
             _ => None,
+        };
+        // A broken policy points at the policy, in the machine or in its folder's policies file.
+        let (file, position) = match &self.policy {
+            Some(origin) => (origin.file.clone(), origin.position),
+            None => (source.file.clone(), crate::machine::compile::locate_node(source, &self.node)),
         };
         Diagnostic {
             severity: Severity::Error,
-            file: source.file.clone(),
-            position: crate::machine::compile::locate_node(source, &self.node),
+            file,
+            position,
             node: (!self.node.is_empty()).then(|| self.node.clone()),
             field: None,
             message: self.message.clone(),

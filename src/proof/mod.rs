@@ -1,6 +1,8 @@
 //! The offline proof of a machine: `explore` walks every state and input class through the engine,
-//! `simulate` plays one call and writes its transcript; both speak the same replay tokens.
+//! `simulate` plays one call and writes its transcript; both speak the same replay tokens;
+//! `policy` proves a machine's policies on the states and transitions `explore` found.
 
 pub mod explore;
 pub mod history;
+mod policy;
 pub mod simulate;

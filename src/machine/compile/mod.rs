@@ -19,6 +19,7 @@ mod lengths;
 mod modules;
 mod nodes;
 mod numbers;
+mod policies;
 mod routes;
 mod scripts;
 mod sensitive;
@@ -425,8 +426,10 @@ impl Compiler<'_> {
             variables: self.variables(&settings),
             sensitive: BTreeSet::new(),
             modules: self.module_uses.clone(),
+            policies: Vec::new(),
         };
         self.check_sensitive(&mut machine, &failed, start.is_some());
+        self.check_policies(&mut machine);
         self.check_play(&mut machine);
         self.check_chains(&machine, &failed, start.is_some());
         self.check_lengths(&machine, &failed);

@@ -435,7 +435,10 @@ fn map_targets(n: &mut NodeDef, f: &dyn Fn(&str) -> String) {
         Some(Next::Variants(variants)) => variants.values_mut().for_each(|t| *t = f(t)),
         None => {}
     }
-    for t in [&mut n.invalid, &mut n.no_input, &mut n.default, &mut n.failure, &mut n.otherwise].into_iter().flatten() {
+    for t in [&mut n.invalid, &mut n.no_input, &mut n.default, &mut n.failure, &mut n.otherwise]
+        .into_iter()
+        .flatten()
+    {
         *t = f(t);
     }
     for t in n.branches.iter_mut().flatten().map(|(_, t)| t) {
@@ -490,7 +493,9 @@ fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
             _ => {
                 match &n.next {
                     Some(Next::Node(t)) => push(Some(t), Vec::new()),
-                    Some(Next::Variants(variants)) => variants.values().for_each(|t| push(Some(t), Vec::new())),
+                    Some(Next::Variants(variants)) => {
+                        variants.values().for_each(|t| push(Some(t), Vec::new()))
+                    }
                     None => {}
                 }
                 for t in [&n.invalid, &n.no_input, &n.failure, &n.otherwise] {
