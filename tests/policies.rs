@@ -197,11 +197,12 @@ async fn a_reload_that_brings_in_a_broken_policy_is_refused_and_the_running_mach
 }
 
 /// `reach` counts what the caller can do whatever the scripts answer: at bank_balance's PIN input
-/// (machine keys off) an API failure would lead to the agent after one answer, but the caller
+/// (`verify_pin/ask`, in its module; machine keys off) an API failure would lead to the agent after one answer, but the caller
 /// cannot choose it; two wrong entries (the input's two tries) always do.
 #[test]
 fn reach_counts_the_caller_s_answers_whatever_the_scripts_answer() {
     let t = tempfile::tempdir().unwrap();
+    common::copy_bundled_modules(t.path());
     let bank = std::fs::read_to_string(repo().join("machines/bank_balance.toml")).unwrap();
     let check = |within: u32| {
         let policy = format!("[[policies]]\nreach = \"agent\"\nwithin_answers = {within}\n\n[settings]");
@@ -216,7 +217,7 @@ fn reach_counts_the_caller_s_answers_whatever_the_scripts_answer() {
     let (code, text) = check(1);
     assert_eq!(code, Some(1), "{text}");
     assert_eq!(text.matches("error:").count(), 1, "{text}");
-    assert!(text.contains("node `ask_pin`: policy 1 (`agent` within 1 answer) is broken: from here `agent` takes 2 answers at the fewest"), "{text}");
+    assert!(text.contains("node `verify_pin/ask`: policy 1 (`agent` within 1 answer) is broken: from here `agent` takes 2 answers at the fewest"), "{text}");
     assert_eq!(replay_in(&text), "phonetree simulate bank.toml '--at=2026-01-05T09:00:00+08:00' 1");
     let (code, text) = check(2);
     assert_eq!(code, Some(0), "{text}");
