@@ -11,6 +11,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -141,16 +142,25 @@ impl SledStore {
             key: session.to_string(),
             detail,
         })?;
-        Ok(Lookup { session: Some(Loaded { state, rev: Revision(raw.to_vec()) }), replied })
+        let rev = Revision(raw.to_vec(), Some(Arc::new(record)));
+        Ok(Lookup { session: Some(Loaded { state, rev }), replied })
     }
 
     /// The compare-and-swap of one commit; the caller waits for durability.
     fn swap(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
         let mut record = SessionRecord::from_state(c.state);
-        if let Some(Revision(old)) = c.expected {
-            // The journal goes on from the record as loaded (the swap fails if it changed since).
-            let old = decode_record(c.session, old)?;
-            (record.j, record.jo, record.tr) = (old.j, old.jo, old.tr);
+        if let Some(Revision(raw, decoded)) = c.expected {
+            // The journal goes on from the record as loaded (the swap fails if it changed since),
+            // decoded again only when the load did not keep it.
+            match decoded {
+                Some(old) => {
+                    (record.j, record.jo, record.tr) = (old.j.clone(), old.jo.clone(), old.tr.clone())
+                }
+                None => {
+                    let old = decode_record(c.session, raw)?;
+                    (record.j, record.jo, record.tr) = (old.j, old.jo, old.tr);
+                }
+            }
         }
         if let Some((event_id, body)) = c.reply {
             if record.replied(event_id).is_some() {
@@ -183,7 +193,7 @@ impl SledStore {
             let id = String::from_utf8_lossy(&key).into_owned();
             let loaded = decode_record(&id, &raw).and_then(|r| {
                 r.to_state(&id)
-                    .map(|state| Loaded { state, rev: Revision(raw.to_vec()) })
+                    .map(|state| Loaded { state, rev: Revision(raw.to_vec(), Some(Arc::new(r))) })
                     .map_err(|detail| StoreError::Decode { what: "session", key: id.clone(), detail })
             });
             sessions.push((id, loaded));
