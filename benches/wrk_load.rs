@@ -8,8 +8,8 @@
 //!   summary), one connection per wrk thread (the script follows its thread's one call).
 //!
 //! With `PHONETREE_BASELINE_BIN` set, the same four runs against that binary too, for the ratio
-//! this ÷ baseline. In the same rounds, when they are there: the minimal warp + sled service
-//! (`examples/minimal.rs`, the example `minimal`: the ceiling of the stack, durable and no-fsync)
+//! this ÷ baseline. In the same rounds: the minimal warp + sled service
+//! (`wrk/minimal.rs`, run as a child of this bench: the ceiling of the stack, durable and no-fsync)
 //! and the stateless Flask baseline (`benches/flask_baseline.py` under `gunicorn -w 2`, when
 //! python3 imports flask and gunicorn), for this ÷ Flask and this ÷ minimal. Then GET /healthz with both wrk shapes: the ceiling of wrk and the HTTP stack
 //! on this machine. Prints one markdown table and writes it to `target/wrk_load.md`.
@@ -36,6 +36,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "wrk/minimal.rs"]
+mod minimal;
+
+/// The argument on which this bench's binary serves the minimal service instead of benching.
+const SERVE_MINIMAL: &str = "--serve-minimal";
+
 /// The one machine every workload calls: the node loads it alone, so a baseline that predates
 /// a newer machine field (say `allow_hosts`) loads the same machine as the binary under test.
 const MACHINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/machines/abc_restaurant.toml");
@@ -45,8 +51,6 @@ const BENCHES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches");
 /// gunicorn's workers for the Flask baseline: one per core of the project's 2-core machine, as
 /// issue 22 measured it.
 const FLASK_WORKERS: &str = "2";
-/// The minimal service as `cargo build --release --example minimal` builds it.
-const MINIMAL_BIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/examples/minimal");
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on.
 const CLOCK_TICKS: f64 = 100.0;
 /// A request slower than this counts as a wrk timeout (wrk's default, 2 s, would hide stalls).
@@ -106,8 +110,8 @@ impl Workload {
 enum Server {
     /// A `phonetree` binary (`serve`).
     Phonetree(PathBuf),
-    /// The minimal warp + sled service (`examples/minimal.rs`, built as the example `minimal`):
-    /// the ceiling of the stack.
+    /// The minimal warp + sled service (`wrk/minimal.rs`), served by this bench's own binary
+    /// (`--serve-minimal`): the ceiling of the stack.
     Minimal(PathBuf),
     /// The stateless Flask baseline (`benches/flask_baseline.py`) under `gunicorn -w 2`: it
     /// stores nothing, so it has no no-fsync run.
@@ -141,7 +145,7 @@ impl Node {
             Server::Minimal(bin) => {
                 let dir = scratch()?;
                 let mut cmd = Command::new(bin);
-                cmd.arg("--data").arg(dir.path().join("data"));
+                cmd.arg(SERVE_MINIMAL).arg("--data").arg(dir.path().join("data"));
                 if !durable {
                     cmd.arg("--unsafe-no-fsync");
                 }
@@ -558,6 +562,11 @@ fn binary(var: &str, default: Option<&str>) -> Result<Option<PathBuf>, String> {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == SERVE_MINIMAL) {
+        minimal::serve(args);
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing: run only under bench.
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -617,13 +626,8 @@ fn bench(wrk: &str) -> Result<(), String> {
     if let Some(b) = &baseline {
         servers.push(("baseline", Server::Phonetree(b.clone())));
     }
-    let minimal = binary("PHONETREE_MINIMAL_BIN", Path::new(MINIMAL_BIN).is_file().then_some(MINIMAL_BIN))?;
-    match &minimal {
-        Some(m) => servers.push(("minimal", Server::Minimal(m.clone()))),
-        None => println!(
-            "skipped: the minimal service (build it with `cargo build --release --example minimal`, or set PHONETREE_MINIMAL_BIN)"
-        ),
-    }
+    let itself = std::env::current_exe().map_err(|e| format!("cannot find this bench's binary: {e}"))?;
+    servers.push(("minimal", Server::Minimal(itself)));
     let flask = Command::new("python3")
         .args(["-c", "import flask, gunicorn"])
         .output()
@@ -641,7 +645,7 @@ fn bench(wrk: &str) -> Result<(), String> {
         let mut pairs = rounds(&servers, workload, &s)?.into_iter();
         let mine = pairs.next().ok_or("no runs")?;
         let theirs = if baseline.is_some() { pairs.next() } else { None };
-        let ceiling = if minimal.is_some() { pairs.next() } else { None };
+        let ceiling = pairs.next();
         let stateless = pairs.next().map(|p| p.durable);
         against.push((workload, mine.clone(), ceiling, stateless));
         rows.push((workload, mine, theirs));
@@ -691,7 +695,7 @@ fn bench(wrk: &str) -> Result<(), String> {
         }
     }
     if against.iter().any(|(_, _, c, f)| c.is_some() || f.is_some()) {
-        md.push_str("\nAgainst the stateless baseline (Flask, `gunicorn -w 2`, `benches/flask_baseline.py`) and the stack's ceiling (`minimal`: warp + one sled record per session, `examples/minimal.rs`), durable, same rounds:\n\n");
+        md.push_str("\nAgainst the stateless baseline (Flask, `gunicorn -w 2`, `benches/flask_baseline.py`) and the stack's ceiling (`minimal`: warp + one sled record per session, `benches/wrk/minimal.rs`), durable, same rounds:\n\n");
         md.push_str("| workload | Flask req/s | this req/s | this ÷ Flask | this p99 | minimal req/s | minimal p99 | minimal ÷ Flask | this ÷ minimal | this ÷ no-fsync | µs CPU/req: this / minimal / Flask | errors |\n");
         md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
         for (workload, mine, ceiling, stateless) in &against {

@@ -7,8 +7,9 @@
 //! the reply leaves after the flush that made its write durable. A duplicate event id answers
 //! the same prompt again; a SESSION_SUMMARY is stored as it came (one insert, durable). No machine, no engine, no transcript, no journal, no metrics.
 //!
-//! Run by `wrk_load` when built (`cargo build --release --example minimal`):
-//! `minimal --data DIR --listen ADDR [--unsafe-no-fsync]`, `GET /readyz` answers 200 once open.
+//! A module of `wrk_load`, which runs it as a child of itself:
+//! `wrk_load --serve-minimal --data DIR --listen ADDR [--unsafe-no-fsync]`; `GET /readyz` answers
+//! 200 once open.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,12 +125,12 @@ fn reply(result: Result<&'static str, String>) -> warp::reply::Response {
     }
 }
 
+/// Serves until killed (`args`: the process's arguments).
 #[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().collect();
+pub async fn serve(args: Vec<String>) {
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let (Some(data), Some(listen)) = (arg("--data"), arg("--listen")) else {
-        eprintln!("usage: minimal --data DIR --listen ADDR [--unsafe-no-fsync]");
+        eprintln!("usage: wrk_load --serve-minimal --data DIR --listen ADDR [--unsafe-no-fsync]");
         std::process::exit(2);
     };
     let durable = !args.iter().any(|a| a == "--unsafe-no-fsync");
