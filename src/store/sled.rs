@@ -24,7 +24,7 @@ use crate::engine::transcript::Entry;
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
     SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_rate,
-    decode_record, encode, encode_action_key, encode_rate, opening_id,
+    decode_record, encode, encode_action_key, encode_rate, encode_record, opening_id,
 };
 use super::{
     Bucket, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX,
@@ -172,7 +172,7 @@ impl SledStore {
         for entry in c.entries {
             record.append(entry);
         }
-        let new = encode("session", &record)?;
+        let new = encode_record(&record)?;
         let expected = c.expected.map(|r| r.0.as_slice());
         match self.sessions.compare_and_swap(c.session, expected, Some(new))? {
             Ok(()) => {
@@ -260,7 +260,7 @@ impl SledStore {
         let mut record = SessionRecord::from_state(&e.state);
         record.restore_journal(&e.journal);
         e.transcript.iter().for_each(|entry| record.append(entry));
-        let raw = encode("session", &record)?;
+        let raw = encode_record(&record)?;
         let mut answers = Vec::with_capacity(e.answers.len());
         for (event_id, given) in &e.answers {
             let r =
@@ -748,7 +748,7 @@ fn migrate_replies(db: &sled::Db, sessions: &sled::Tree, dir: &Path) -> Result<(
             record.journal(event, body);
         }
         record.v = FORMAT;
-        sessions.insert(key, encode("session", &record)?)?;
+        sessions.insert(key, encode_record(&record)?)?;
         migrated += 1;
     }
     db.flush()?;
