@@ -8,7 +8,10 @@
 //!   summary), one connection per wrk thread (the script follows its thread's one call).
 //!
 //! With `PHONETREE_BASELINE_BIN` set, the same four runs against that binary too, for the ratio
-//! this ÷ baseline. Then GET /healthz with both wrk shapes: the ceiling of wrk and the HTTP stack
+//! this ÷ baseline. In the same rounds: the minimal warp + sled service
+//! (`wrk/minimal.rs`, run as a child of this bench: the ceiling of the stack, durable and no-fsync)
+//! and the stateless Flask baseline (`benches/flask_baseline.py` under `gunicorn -w 2`, when
+//! python3 imports flask and gunicorn), for this ÷ Flask and this ÷ minimal. Then GET /healthz with both wrk shapes: the ceiling of wrk and the HTTP stack
 //! on this machine. Prints one markdown table and writes it to `target/wrk_load.md`.
 //!
 //! Uses only the binary (no library API). Settings (environment): `PHONETREE_BIN` (default: the
@@ -33,10 +36,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "wrk/minimal.rs"]
+mod minimal;
+
+/// The argument on which this bench's binary serves the minimal service instead of benching.
+const SERVE_MINIMAL: &str = "--serve-minimal";
+
 /// The one machine every workload calls: the node loads it alone, so a baseline that predates
 /// a newer machine field (say `allow_hosts`) loads the same machine as the binary under test.
 const MACHINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/machines/abc_restaurant.toml");
 const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk");
+/// Where `flask_baseline.py` is (gunicorn's `--chdir`).
+const BENCHES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches");
+/// gunicorn's workers for the Flask baseline: one per core of the project's 2-core machine, as
+/// issue 22 measured it.
+const FLASK_WORKERS: &str = "2";
 /// `sysconf(_SC_CLK_TCK)`: 100 on every Linux this runs on.
 const CLOCK_TICKS: f64 = 100.0;
 /// A request slower than this counts as a wrk timeout (wrk's default, 2 s, would hide stalls).
@@ -92,12 +106,27 @@ impl Workload {
     }
 }
 
-/// A `phonetree serve` child on a free loopback port with its own data dir; killed, and the dir
-/// deleted, on drop.
+/// What answers a run's webhooks.
+enum Server {
+    /// A `phonetree` binary (`serve`).
+    Phonetree(PathBuf),
+    /// The minimal warp + sled service (`wrk/minimal.rs`), served by this bench's own binary
+    /// (`--serve-minimal`): the ceiling of the stack.
+    Minimal(PathBuf),
+    /// The stateless Flask baseline (`benches/flask_baseline.py`) under `gunicorn -w 2`: it
+    /// stores nothing, so it has no no-fsync run.
+    Flask,
+}
+
+/// A server child (`phonetree serve`, the minimal service or gunicorn) on a free loopback port
+/// with its own data dir; stopped, and the dir deleted, on drop.
 struct Node {
     child: Child,
     port: u16,
     log: PathBuf,
+    /// gunicorn: stopped with SIGTERM (its master then stops its workers; SIGKILL would orphan
+    /// them).
+    graceful: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -110,18 +139,62 @@ fn takes_flag(bin: &Path, flag: &str) -> bool {
 }
 
 impl Node {
-    fn start(bin: &Path, durable: bool) -> Result<Node, String> {
-        Node::start_on(bin, durable, None)
+    fn start(server: &Server, durable: bool) -> Result<Node, String> {
+        match server {
+            Server::Phonetree(bin) => Node::start_on(bin, durable, None),
+            Server::Minimal(bin) => {
+                let dir = scratch()?;
+                let mut cmd = Command::new(bin);
+                cmd.arg(SERVE_MINIMAL).arg("--data").arg(dir.path().join("data"));
+                if !durable {
+                    cmd.arg("--unsafe-no-fsync");
+                }
+                Node::spawn(cmd, "--listen", dir, false)
+            }
+            Server::Flask => {
+                let mut cmd = Command::new("gunicorn");
+                cmd.args(["-w", FLASK_WORKERS, "--chdir", BENCHES, "flask_baseline:app"]);
+                Node::spawn(cmd, "-b", scratch()?, true)
+            }
+        }
+    }
+
+    /// Starts `cmd` with `listen` and a free loopback address, waits for `GET /readyz` 200.
+    fn spawn(mut cmd: Command, listen: &str, dir: tempfile::TempDir, graceful: bool) -> Result<Node, String> {
+        let port = free_port()?;
+        let log = dir.path().join("serve.log");
+        let name = cmd.get_program().to_string_lossy().into_owned();
+        cmd.arg(listen).arg(format!("127.0.0.1:{port}"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let mut node = Node { child, port, log, graceful, _dir: dir };
+        node.wait_ready(&name)?;
+        Ok(node)
+    }
+
+    fn wait_ready(&mut self, name: &str) -> Result<(), String> {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if http_status(self.port, "/readyz") == Some(200) {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("{name} exited ({status}) before ready:\n{}", self.log_text()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{name} not ready within {READY_WITHIN:?}:\n{}", self.log_text()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A node on `store` (a `--store` URL) instead of a data dir of its own.
     fn start_on(bin: &Path, durable: bool, store: Option<&str>) -> Result<Node, String> {
-        let dir = tempfile::Builder::new().prefix("phonetree-wrk-").tempdir().map_err(|e| e.to_string())?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
-        let log = dir.path().join("serve.log");
+        let dir = scratch()?;
         let mut cmd = Command::new(bin);
         let machines = dir.path().join("machines");
         std::fs::create_dir_all(&machines)
@@ -133,7 +206,6 @@ impl Node {
             Some(url) => cmd.arg("--store").arg(url).arg("--data").arg(dir.path().join("data")),
             None => cmd.arg("--data").arg(dir.path().join("data")),
         };
-        cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
         // A baseline from before the admin listener does not know the flag (nor bind 9090).
         if takes_flag(bin, "--admin-listen") {
             cmd.arg("--admin-listen").arg("127.0.0.1:0");
@@ -141,36 +213,8 @@ impl Node {
         if !durable {
             cmd.arg("--unsafe-no-fsync");
         }
-        let child = cmd
-            .env_remove("PHONETREE_UNSAFE_NO_FSYNC")
-            .env("PHONETREE_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let mut node = Node { child, port, log, _dir: dir };
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            if http_status(port, "/readyz") == Some(200) {
-                return Ok(node);
-            }
-            if let Ok(Some(status)) = node.child.try_wait() {
-                return Err(format!(
-                    "{} serve exited ({status}) before ready:\n{}",
-                    bin.display(),
-                    node.log_text()
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{} serve not ready within {READY_WITHIN:?}:\n{}",
-                    bin.display(),
-                    node.log_text()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        cmd.env_remove("PHONETREE_UNSAFE_NO_FSYNC").env("PHONETREE_LOG", "warn");
+        Node::spawn(cmd, "--listen", dir, false)
     }
 
     fn log_text(&self) -> String {
@@ -185,9 +229,32 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if self.graceful {
+            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        } else {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
+}
+
+/// A fresh data dir under TMPDIR, deleted on drop.
+fn scratch() -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new().prefix("phonetree-wrk-").tempdir().map_err(|e| e.to_string())
+}
+
+fn free_port() -> Result<u16, String> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port())
+}
+
+/// The CPU seconds (user + system) of process `pid` and of its children alive now (gunicorn's
+/// workers).
+fn tree_cpu_secs(pid: &str) -> f64 {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    cpu_secs(pid).0 + children.split_whitespace().map(|c| cpu_secs(c).0).sum::<f64>()
 }
 
 /// The status of a GET on loopback, None when there is no answer.
@@ -223,6 +290,7 @@ fn machine_busy_secs() -> f64 {
 }
 
 /// One wrk run against one node.
+#[derive(Clone)]
 struct Run {
     rps: f64,
     p50_ms: f64,
@@ -252,7 +320,7 @@ fn run_wrk_on(nodes: &[&Node], workload: Workload, s: &Settings) -> Result<Run, 
     let conns = (s.conns / n).max(1);
     let shape = Settings { conns, threads: (s.threads / n).max(1), ..*s };
     let pids: Vec<String> = nodes.iter().map(|node| node.child.id().to_string()).collect();
-    let server_cpu_now = || pids.iter().map(|p| cpu_secs(p).0).sum::<f64>();
+    let server_cpu_now = || pids.iter().map(|p| tree_cpu_secs(p)).sum::<f64>();
     let (server_before, wrk_before, busy_before) =
         (server_cpu_now(), cpu_secs("self").1, machine_busy_secs());
     let children = nodes
@@ -323,15 +391,25 @@ fn run_wrk_on(nodes: &[&Node], workload: Workload, s: &Settings) -> Result<Run, 
 }
 
 /// Starts a node, loads it, prints the run's line.
-fn measure(bin: &Path, label: &str, workload: Workload, durable: bool, s: &Settings) -> Result<Run, String> {
-    let node = Node::start(bin, durable)?;
+fn measure(
+    server: &Server,
+    label: &str,
+    workload: Workload,
+    durable: bool,
+    s: &Settings,
+) -> Result<Run, String> {
+    let node = Node::start(server, durable)?;
     let run = run_wrk(&node, workload, s)?;
     drop(node);
     println!(
         "{:<12} {:<8} {:<8} wrk -t{} -c{}: {:>7} req/s  p50 {:.2} ms  p99 {:.2} ms  max {:.1} ms  {} errors  CPU over {:.1} s: node {:.1} s, wrk {:.1} s, others {:.1} s{}",
         workload.name(),
         label,
-        if durable { "durable" } else { "no-fsync" },
+        match server {
+            Server::Flask => "no store",
+            _ if durable => "durable",
+            _ => "no-fsync",
+        },
         workload.threads(s),
         s.conns,
         thousands(run.rps),
@@ -352,6 +430,12 @@ fn measure(bin: &Path, label: &str, workload: Workload, durable: bool, s: &Setti
     Ok(run)
 }
 
+/// The server's CPU per answered request, in microseconds: comparable between servers even on a
+/// loaded machine, where req/s are not.
+fn cpu_per_request(r: &Run) -> f64 {
+    r.server_cpu * 1e6 / (r.rps * r.secs).max(1.0)
+}
+
 fn thousands(x: f64) -> String {
     let digits = format!("{:.0}", x.max(0.0));
     let mut out = String::new();
@@ -365,18 +449,33 @@ fn thousands(x: f64) -> String {
 }
 
 /// `durable` and `no-fsync` runs of one binary on one workload (medians over the rounds).
+#[derive(Clone)]
 struct Pair {
     durable: Run,
     no_fsync: Run,
 }
 
-fn pair(bin: &Path, label: &str, workload: Workload, s: &Settings) -> Result<Pair, String> {
-    let (mut durable, mut no_fsync) = (Vec::new(), Vec::new());
+/// Every server's runs of one workload, alternating: each round runs every server once (durable,
+/// then no-fsync but for Flask) before the next round starts. The medians, in `servers`' order
+/// (Flask's pair has its one run twice).
+fn rounds(servers: &[(&str, Server)], workload: Workload, s: &Settings) -> Result<Vec<Pair>, String> {
+    let mut runs: Vec<(Vec<Run>, Vec<Run>)> = servers.iter().map(|_| (Vec::new(), Vec::new())).collect();
     for _ in 0..s.rounds {
-        durable.push(measure(bin, label, workload, true, s)?);
-        no_fsync.push(measure(bin, label, workload, false, s)?);
+        for ((label, server), (durable, no_fsync)) in servers.iter().zip(&mut runs) {
+            durable.push(measure(server, label, workload, true, s)?);
+            if !matches!(server, Server::Flask) {
+                no_fsync.push(measure(server, label, workload, false, s)?);
+            }
+        }
     }
-    Ok(Pair { durable: median(durable), no_fsync: median(no_fsync) })
+    Ok(runs
+        .into_iter()
+        .map(|(durable, no_fsync)| {
+            let durable = median(durable);
+            let no_fsync = if no_fsync.is_empty() { durable.clone() } else { median(no_fsync) };
+            Pair { durable, no_fsync }
+        })
+        .collect())
 }
 
 /// The run of median req/s, with the errors of all the runs and the largest share of others' CPU.
@@ -463,6 +562,11 @@ fn binary(var: &str, default: Option<&str>) -> Result<Option<PathBuf>, String> {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == SERVE_MINIMAL) {
+        minimal::serve(args);
+        return;
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing: run only under bench.
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -518,13 +622,32 @@ fn bench(wrk: &str) -> Result<(), String> {
     }
     print!("{head}");
 
+    let mut servers = vec![("this", Server::Phonetree(this.clone()))];
+    if let Some(b) = &baseline {
+        servers.push(("baseline", Server::Phonetree(b.clone())));
+    }
+    let itself = std::env::current_exe().map_err(|e| format!("cannot find this bench's binary: {e}"))?;
+    servers.push(("minimal", Server::Minimal(itself)));
+    let flask = Command::new("python3")
+        .args(["-c", "import flask, gunicorn"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if flask {
+        servers.push(("flask", Server::Flask));
+    } else {
+        println!(
+            "skipped: the Flask baseline needs python3 with flask and gunicorn (pip install flask gunicorn)"
+        );
+    }
     let mut rows = Vec::new();
+    let mut against = Vec::new();
     for workload in [Workload::NewCall, Workload::WholeCall] {
-        let mine = pair(&this, "this", workload, &s)?;
-        let theirs = match &baseline {
-            Some(b) => Some(pair(b, "baseline", workload, &s)?),
-            None => None,
-        };
+        let mut pairs = rounds(&servers, workload, &s)?.into_iter();
+        let mine = pairs.next().ok_or("no runs")?;
+        let theirs = if baseline.is_some() { pairs.next() } else { None };
+        let ceiling = pairs.next();
+        let stateless = pairs.next().map(|p| p.durable);
+        against.push((workload, mine.clone(), ceiling, stateless));
         rows.push((workload, mine, theirs));
     }
     let postgres = match std::env::var("PHONETREE_WRK_POSTGRES") {
@@ -540,7 +663,8 @@ fn bench(wrk: &str) -> Result<(), String> {
         shapes.dedup();
         for threads in shapes {
             let shape = Settings { threads, ..s };
-            ceiling.push((threads, measure(&this, "this", Workload::Healthz, true, &shape)?));
+            let server = Server::Phonetree(this.clone());
+            ceiling.push((threads, measure(&server, "this", Workload::Healthz, true, &shape)?));
         }
     }
 
@@ -568,6 +692,35 @@ fn bench(wrk: &str) -> Result<(), String> {
         row("this", mine, &vs);
         if let Some(t) = theirs {
             row("baseline", t, "1.00");
+        }
+    }
+    if against.iter().any(|(_, _, c, f)| c.is_some() || f.is_some()) {
+        md.push_str("\nAgainst the stateless baseline (Flask, `gunicorn -w 2`, `benches/flask_baseline.py`) and the stack's ceiling (`minimal`: warp + one sled record per session, `benches/wrk/minimal.rs`), durable, same rounds:\n\n");
+        md.push_str("| workload | Flask req/s | this req/s | this ÷ Flask | this p99 | minimal req/s | minimal p99 | minimal ÷ Flask | this ÷ minimal | this ÷ no-fsync | µs CPU/req: this / minimal / Flask | errors |\n");
+        md.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        for (workload, mine, ceiling, stateless) in &against {
+            let d = &mine.durable;
+            let opt = |r: Option<&Run>, f: &dyn Fn(&Run) -> String| r.map_or("—".to_string(), f);
+            let c = ceiling.as_ref().map(|p| &p.durable);
+            let f = stateless.as_ref();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.1} ms | {} | {} | {} | {} | {:.2} | {:.0} / {} / {} | {} |",
+                workload.name(),
+                opt(f, &|f| thousands(f.rps)),
+                thousands(d.rps),
+                opt(f, &|f| format!("{:.2}×", d.rps / f.rps)),
+                d.p99_ms,
+                opt(c, &|c| thousands(c.rps)),
+                opt(c, &|c| format!("{:.1} ms", c.p99_ms)),
+                c.zip(f).map_or("—".to_string(), |(c, f)| format!("{:.2}×", c.rps / f.rps)),
+                opt(c, &|c| format!("{:.2}", d.rps / c.rps)),
+                d.rps / mine.no_fsync.rps,
+                cpu_per_request(d),
+                opt(c, &|c| format!("{:.0}", cpu_per_request(c))),
+                opt(f, &|f| format!("{:.0}", cpu_per_request(f))),
+                d.errors + c.map_or(0, |c| c.errors) + f.map_or(0, |f| f.errors),
+            );
         }
     }
     if !postgres.is_empty() {

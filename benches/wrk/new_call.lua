@@ -1,7 +1,8 @@
 -- New-call workload: every request is 8x8's CALL_ACTION for a brand-new session whose caller
 -- pressed 1, with no CALL_RECEIVED before it. phonetree binds the call to abc_restaurant by the
--- destination number and takes the webhook as the answer to the start node (main_menu), so every
--- answer is the reservations menu. Each request creates one stored session.
+-- destination number and, the call being inbound with no clientActionId to say which prompt the
+-- key answers, starts it: every answer is the welcome prompt (main_menu). Each request creates
+-- one stored session.
 --
 -- Works with any number of connections per thread: requests do not depend on each other.
 
@@ -21,5 +22,5 @@ function request()
 end
 
 function response(status, headers, body)
-  count(status, has(body, "Press 1 to make a new reservation"))
+  count(status, has(body, "Welcome to ABC Restaurant"))
 end

@@ -114,10 +114,19 @@ impl StoreError {
 const ENOSPC: i32 = 28;
 
 /// Where a session was when it was loaded; `commit` applies only if it is still there. Opaque:
-/// each backend decides what it holds (sled: the record's bytes; postgres: the row's revision
-/// number).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision(Vec<u8>);
+/// each backend decides what it holds (sled: the record's bytes, and the record as decoded from
+/// them, so that a commit need not decode them again; postgres: the row's revision number).
+/// Revisions are equal when their bytes are.
+#[derive(Debug, Clone)]
+pub struct Revision(Vec<u8>, Option<Arc<record::SessionRecord>>);
+
+impl PartialEq for Revision {
+    fn eq(&self, other: &Revision) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Revision {}
 
 /// A session as loaded: its state and its revision.
 #[derive(Debug, Clone)]

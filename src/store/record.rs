@@ -21,8 +21,10 @@ use crate::machine::{NodeId, Version};
 /// older format lacks has a default), any other is refused, not guessed at. Format 4 keeps a
 /// transfer's session summary status with its outcome. Format 5 adds the outcome of a placed call
 /// never answered (`OutcomeRecord::Unanswered`; before, such a call was recorded as the caller's
-/// leaving).
-pub const FORMAT: u8 = 5;
+/// leaving). Format 6 writes a session record as MessagePack arrays (its fields in order, without
+/// their names: about 100 bytes less per whole call, and sled's cost grows with a record's bytes);
+/// session records of formats 1 to 5 are maps, read as before, and every other record is a map.
+pub const FORMAT: u8 = 6;
 pub const FORMAT_OLDEST: u8 = 1;
 /// Replies a session record keeps with their bytes: a duplicate delivery is a retry of a webhook
 /// 8x8 got no answer to, so it is the latest one (or, reordered, the one before).
@@ -765,10 +767,16 @@ pub fn decode_record(session: &str, raw: &[u8]) -> Result<SessionRecord, StoreEr
     Ok(record)
 }
 
+/// Encodes a session record as format 6 writes it: MessagePack arrays, no field names (decoding
+/// reads arrays and the maps of formats 1 to 5 alike).
+pub fn encode_record(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
+    rmp_serde::to_vec(record).map_err(|e| StoreError::Encode { what: "session", detail: e.to_string() })
+}
+
 /// Encodes engine state as a stored session record with an empty journal (MessagePack, with its
 /// format version): the state part of what every live call stores.
 pub fn encode_session(state: &CallState) -> Result<Vec<u8>, StoreError> {
-    encode("session", &SessionRecord::from_state(state))
+    encode_record(&SessionRecord::from_state(state))
 }
 
 /// Decodes a stored session record (of any format this phonetree reads) into engine state.
@@ -822,6 +830,21 @@ mod tests {
     }
 
     /// A session stored by a phonetree of format 1 (no call variables) still loads.
+    /// Format 6 writes arrays, smaller than format 5's maps, and both decode to the same record.
+    #[test]
+    fn a_format_6_record_is_an_array_and_a_format_5_map_still_decodes() {
+        let mut r = SessionRecord::from_state(&state());
+        r.journal("e1", b"{\"callflow\":[]}");
+        let array = encode_record(&r).unwrap();
+        // MessagePack's array 16 and map 16 (over 15 fields).
+        assert_eq!(array[0], 0xdc, "an array");
+        assert_eq!(decode_record("s", &array).unwrap(), r);
+        let map = encode("session", &SessionRecord { v: 5, ..r.clone() }).unwrap();
+        assert_eq!(map[0], 0xde, "a map");
+        assert!(array.len() + 40 < map.len(), "{} vs {}", array.len(), map.len());
+        assert_eq!(decode_record("s", &map).unwrap(), SessionRecord { v: 5, ..r });
+    }
+
     #[test]
     fn a_format_1_session_record_still_decodes() {
         #[derive(serde::Serialize)]
@@ -900,7 +923,7 @@ mod tests {
     /// A placed call left unanswered is stored as such (format 5); a format 4 record of one (the
     /// caller's leaving, as format 4 knew it) still loads as it was.
     #[test]
-    fn an_unanswered_call_is_format_5_and_a_format_4_caller_left_still_decodes() {
+    fn an_unanswered_call_is_format_5_or_later_and_a_format_4_caller_left_still_decodes() {
         let mut old = SessionRecord::from_state(&state());
         (old.v, old.ph, old.o) = (4, 3, Some(OutcomeRecord::CallerLeft("NO_ANSWER".into())));
         let raw = encode("session", &old).unwrap();
@@ -909,7 +932,7 @@ mod tests {
         let mut unanswered = left;
         unanswered.outcome = Some(Outcome::Unanswered { status: "BUSY".into() });
         let record = SessionRecord::from_state(&unanswered);
-        assert_eq!((record.v, &record.o), (5, &Some(OutcomeRecord::Unanswered("BUSY".into()))));
+        assert_eq!((record.v, &record.o), (FORMAT, &Some(OutcomeRecord::Unanswered("BUSY".into()))));
         let raw = encode("session", &record).unwrap();
         assert_eq!(
             decode_session("s-5", &raw).unwrap().outcome,

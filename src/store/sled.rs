@@ -11,6 +11,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,7 @@ use crate::engine::transcript::Entry;
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
     SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_rate,
-    decode_record, encode, encode_action_key, encode_rate, opening_id,
+    decode_record, encode, encode_action_key, encode_rate, encode_record, opening_id,
 };
 use super::{
     Bucket, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX,
@@ -141,16 +142,25 @@ impl SledStore {
             key: session.to_string(),
             detail,
         })?;
-        Ok(Lookup { session: Some(Loaded { state, rev: Revision(raw.to_vec()) }), replied })
+        let rev = Revision(raw.to_vec(), Some(Arc::new(record)));
+        Ok(Lookup { session: Some(Loaded { state, rev }), replied })
     }
 
     /// The compare-and-swap of one commit; the caller waits for durability.
     fn swap(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
         let mut record = SessionRecord::from_state(c.state);
-        if let Some(Revision(old)) = c.expected {
-            // The journal goes on from the record as loaded (the swap fails if it changed since).
-            let old = decode_record(c.session, old)?;
-            (record.j, record.jo, record.tr) = (old.j, old.jo, old.tr);
+        if let Some(Revision(raw, decoded)) = c.expected {
+            // The journal goes on from the record as loaded (the swap fails if it changed since),
+            // decoded again only when the load did not keep it.
+            match decoded {
+                Some(old) => {
+                    (record.j, record.jo, record.tr) = (old.j.clone(), old.jo.clone(), old.tr.clone())
+                }
+                None => {
+                    let old = decode_record(c.session, raw)?;
+                    (record.j, record.jo, record.tr) = (old.j, old.jo, old.tr);
+                }
+            }
         }
         if let Some((event_id, body)) = c.reply {
             if record.replied(event_id).is_some() {
@@ -162,7 +172,7 @@ impl SledStore {
         for entry in c.entries {
             record.append(entry);
         }
-        let new = encode("session", &record)?;
+        let new = encode_record(&record)?;
         let expected = c.expected.map(|r| r.0.as_slice());
         match self.sessions.compare_and_swap(c.session, expected, Some(new))? {
             Ok(()) => {
@@ -183,7 +193,7 @@ impl SledStore {
             let id = String::from_utf8_lossy(&key).into_owned();
             let loaded = decode_record(&id, &raw).and_then(|r| {
                 r.to_state(&id)
-                    .map(|state| Loaded { state, rev: Revision(raw.to_vec()) })
+                    .map(|state| Loaded { state, rev: Revision(raw.to_vec(), Some(Arc::new(r))) })
                     .map_err(|detail| StoreError::Decode { what: "session", key: id.clone(), detail })
             });
             sessions.push((id, loaded));
@@ -250,7 +260,7 @@ impl SledStore {
         let mut record = SessionRecord::from_state(&e.state);
         record.restore_journal(&e.journal);
         e.transcript.iter().for_each(|entry| record.append(entry));
-        let raw = encode("session", &record)?;
+        let raw = encode_record(&record)?;
         let mut answers = Vec::with_capacity(e.answers.len());
         for (event_id, given) in &e.answers {
             let r =
@@ -738,7 +748,7 @@ fn migrate_replies(db: &sled::Db, sessions: &sled::Tree, dir: &Path) -> Result<(
             record.journal(event, body);
         }
         record.v = FORMAT;
-        sessions.insert(key, encode("session", &record)?)?;
+        sessions.insert(key, encode_record(&record)?)?;
         migrated += 1;
     }
     db.flush()?;

@@ -66,13 +66,6 @@ impl CallAction {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Envelope {
-    event_type: Option<String>,
-    payload: Option<Value>,
-}
-
 /// A JSON value read with every object's keys checked for duplicates: JSON leaves their meaning
 /// open (serde_json keeps the last), and two `dtmf`s must not be read two ways.
 struct Strict(Value);
@@ -138,18 +131,249 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
+/// The payload fields phonetree reads (CALL_ACTION's and SESSION_SUMMARY's); any other key is
+/// checked for repeats and skipped, not kept.
+const PAYLOAD_KEYS: [&str; 17] = [
+    "eventId",
+    "sessionId",
+    "callId",
+    "callStatus",
+    "callDirection",
+    "source",
+    "destination",
+    "dtmf",
+    "clientActionId",
+    "eventData",
+    "sessionStatus",
+    "lastAction",
+    "callCount",
+    "startTime",
+    "endTime",
+    "details",
+    "errorDetails",
+];
+
+/// A JSON key, borrowed from the body when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Fails on a key already seen in the same object.
+fn once<'de, E: de::Error>(seen: &mut Vec<Key<'de>>, key: Key<'de>) -> Result<(), E> {
+    if seen.iter().any(|k| k.0 == key.0) {
+        return Err(E::custom(format_args!("duplicate key `{}`", key.0)));
+    }
+    seen.push(key);
+    Ok(())
+}
+
+/// A JSON value checked for repeated keys at any depth, and dropped.
+struct Skipped;
+
+impl<'de> Deserialize<'de> for Skipped {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Skipped, D::Error> {
+        d.deserialize_any(SkippedVisitor)
+    }
+}
+
+struct SkippedVisitor;
+
+impl<'de> Visitor<'de> for SkippedVisitor {
+    type Value = Skipped;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_unit<E>(self) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_none<E>(self) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Skipped, D::Error> {
+        Skipped::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
+        while let Some(Skipped) = seq.next_element()? {}
+        Ok(Skipped)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skipped, A::Error> {
+        let mut seen = Vec::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            once(&mut seen, key)?;
+            let Skipped = map.next_value()?;
+        }
+        Ok(Skipped)
+    }
+}
+
+/// A webhook body read in one pass: `eventType` and, when `payload` is an object, its fields
+/// phonetree reads (`PAYLOAD_KEYS`); every key of the body checked for repeats at any depth.
+enum Body {
+    Object {
+        event_type: Option<Value>,
+        payload: Option<Payload>,
+    },
+    /// Valid JSON, but not an object.
+    Other,
+}
+
+enum Payload {
+    Object(serde_json::Map<String, Value>),
+    /// Valid JSON, but not an object (nor null).
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Body {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Body, D::Error> {
+        d.deserialize_any(BodyVisitor)
+    }
+}
+
+struct BodyVisitor;
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = Body;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Body, E> {
+        Ok(Body::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Body, E> {
+        Ok(Body::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Body, E> {
+        Ok(Body::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Body, E> {
+        Ok(Body::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Body, E> {
+        Ok(Body::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Body, E> {
+        Ok(Body::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Body, A::Error> {
+        SkippedVisitor.visit_seq(seq).map(|Skipped| Body::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body, A::Error> {
+        let (mut event_type, mut payload, mut seen) = (None, None, Vec::new());
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match key.0.as_ref() {
+                "eventType" => event_type = Some(map.next_value::<Strict>()?.0),
+                "payload" => payload = map.next_value::<Option<Payload>>()?,
+                _ => {
+                    let Skipped = map.next_value()?;
+                }
+            }
+            once(&mut seen, key)?;
+        }
+        Ok(Body::Object { event_type, payload })
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
+        d.deserialize_any(PayloadVisitor)
+    }
+}
+
+struct PayloadVisitor;
+
+impl<'de> Visitor<'de> for PayloadVisitor {
+    type Value = Payload;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Payload, E> {
+        Ok(Payload::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Payload, E> {
+        Ok(Payload::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Payload, E> {
+        Ok(Payload::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Payload, E> {
+        Ok(Payload::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Payload, E> {
+        Ok(Payload::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Payload, A::Error> {
+        SkippedVisitor.visit_seq(seq).map(|Skipped| Payload::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
+        let (mut fields, mut seen) = (serde_json::Map::new(), Vec::new());
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            if PAYLOAD_KEYS.contains(&key.0.as_ref()) {
+                let Strict(value) = map.next_value()?;
+                fields.insert(key.0.to_string(), value);
+            } else {
+                let Skipped = map.next_value()?;
+            }
+            once(&mut seen, key)?;
+        }
+        Ok(Payload::Object(fields))
+    }
+}
+
+/// The body's `eventType` and the payload fields phonetree reads, in one pass over the bytes.
 fn envelope(body: &[u8]) -> Result<(String, serde_json::Map<String, Value>), BadWebhook> {
-    let Strict(value) = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        // Every value is accepted but a repeated key, the one data error `Strict` raises.
+    let parsed: Body = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        // Every value is accepted but a repeated key, the one data error these visitors raise.
         serde_json::error::Category::Data => bad("duplicate_key", format!("the body repeats a key: {e}")),
         _ => bad("malformed_json", format!("the body is not valid JSON: {e}")),
     })?;
-    let env: Envelope = serde_json::from_value(value)
-        .map_err(|e| bad("malformed_json", format!("the body is not a webhook: {e}")))?;
-    let event_type = env.event_type.ok_or_else(|| bad("missing_field", "missing `eventType`"))?;
-    match env.payload {
-        Some(Value::Object(map)) => Ok((event_type, map)),
-        Some(_) => Err(bad("invalid_field", "`payload` must be an object")),
+    let Body::Object { event_type, payload } = parsed else {
+        return Err(bad("malformed_json", "the body is not a webhook: it is not a JSON object"));
+    };
+    let event_type = match event_type {
+        Some(Value::String(t)) => t,
+        None | Some(Value::Null) => return Err(bad("missing_field", "missing `eventType`")),
+        Some(_) => {
+            return Err(bad("malformed_json", "the body is not a webhook: `eventType` must be a string"));
+        }
+    };
+    match payload {
+        Some(Payload::Object(map)) => Ok((event_type, map)),
+        Some(Payload::Other) => Err(bad("invalid_field", "`payload` must be an object")),
         None => Err(bad("missing_field", "missing `payload`")),
     }
 }
@@ -295,6 +519,24 @@ mod tests {
         assert_eq!((ca.session_id.as_str(), ca.dtmf.as_deref()), ("s", Some("3")));
         assert_eq!(call_action(b"[1,").unwrap_err().code, "malformed_json");
         assert_eq!(call_action(b"[1]").unwrap_err().code, "malformed_json");
+        // Keys the node does not read are skipped, not kept, but still checked, at any depth.
+        let cases: [(&[u8], &str); 6] = [
+            (br#"{"namespace":"VOICE","namespace":"VOICE","eventType":"CALL_ACTION","payload":{}}"#, "duplicate_key"),
+            (br#"{"eventType":"CALL_ACTION","payload":{"sessionId":"s","eventId":"e","callType":1,"callType":2}}"#, "duplicate_key"),
+            (br#"{"eventType":"CALL_ACTION","payload":[{"a":1,"a":2}]}"#, "duplicate_key"),
+            (br#"[{"a":1},{"a":{"b":1,"b":2}}]"#, "duplicate_key"),
+            (br#"{"eventType":"CALL_ACTION","payload":[1]}"#, "invalid_field"),
+            (br#"{"eventType":7,"payload":{"sessionId":"s","eventId":"e"}}"#, "malformed_json"),
+        ];
+        for (body, code) in cases {
+            assert_eq!(call_action(body).unwrap_err().code, code, "{}", String::from_utf8_lossy(body));
+        }
+        let null_payload = br#"{"eventType":"CALL_ACTION","payload":null}"#;
+        assert_eq!(call_action(null_payload).unwrap_err().code, "missing_field");
+        let unread =
+            br#"{"namespace":"VOICE","eventType":"CALL_ACTION","payload":{"sessionId":"s","eventId":"e",
+            "subAccountId":{"deep":[{"x":null}]},"callType":"PSTN","dtmf":"1"}}"#;
+        assert_eq!(call_action(unread).unwrap().dtmf.as_deref(), Some("1"));
     }
 
     /// Every text field of a CALL_ACTION is bounded, as the OpenAPI document's `Text` says

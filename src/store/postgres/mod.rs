@@ -1147,7 +1147,7 @@ fn decode_summary(session: &str, raw: &[u8]) -> Result<StoredSummary, StoreError
 }
 
 fn revision(rev: i64) -> Revision {
-    Revision(rev.to_be_bytes().to_vec())
+    Revision(rev.to_be_bytes().to_vec(), None)
 }
 
 fn rev_number(session: &str, rev: &Revision) -> Result<i64, StoreError> {
