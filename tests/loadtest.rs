@@ -218,14 +218,15 @@ fn a_node_answering_otherwise_than_the_machine_is_caught_and_the_replay_file_rep
     assert!(same.status.success(), "{}", String::from_utf8_lossy(&same.stdout));
 }
 
-/// Kills `node` with SIGKILL `kills` times, `every` apart, restarting it with `restart`, while
-/// `load` runs; then waits for `load` (within 120 s) and kills the node. Answers its status, the
-/// kills and its stdout.
+/// Kills `node` with SIGKILL `kills` times, `every` apart and only once `busy` says the node has
+/// traffic, restarting it with `restart`, while `load` runs; then waits for `load` (within 120 s)
+/// and kills the node. Answers its status, the kills and its stdout.
 fn kill_while(
     load: &mut Child,
     kills: usize,
     every: Duration,
     node: &mut Child,
+    busy: &dyn Fn() -> bool,
     restart: impl Fn() -> Child,
 ) -> (std::process::ExitStatus, usize, String) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -237,6 +238,9 @@ fn kill_while(
         assert!(Instant::now() < deadline, "the load test did not end within 120 s");
         if killed < kills {
             std::thread::sleep(every);
+            if !busy() {
+                continue;
+            }
             let _ = node.kill();
             let _ = node.wait();
             killed += 1;
@@ -252,12 +256,30 @@ fn kill_while(
     (status, killed, stdout)
 }
 
+/// The webhooks the node at `admin` (its admin listener's URL) has answered since it started, by
+/// its `/metrics`; 0 while it cannot be reached.
+fn webhooks_answered(admin: &str) -> u64 {
+    use std::io::{Read, Write};
+    let Some(addr) = admin.strip_prefix("http://").map(|a| a.trim_end_matches('/')) else { return 0 };
+    let Ok(mut socket) = std::net::TcpStream::connect(addr) else { return 0 };
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    if socket.write_all(request.as_bytes()).is_err() || socket.read_to_string(&mut answer).is_err() {
+        return 0;
+    }
+    answer
+        .lines()
+        .filter(|l| l.starts_with("phonetree_webhooks_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 #[test]
 fn a_node_killed_with_sigkill_and_restarted_under_load_loses_no_acknowledged_reply() {
     let tmp = tempfile::tempdir().unwrap();
     let machines = machines(tmp.path());
-    let port = free_port();
-    let mut node = serve(tmp.path(), &machines, port);
+    let (port, admin_port) = (free_port(), free_port());
+    let (mut node, admin) = serve_on(tmp.path(), &machines, port, admin_port, &[]);
     let mut load = loadtest(
         &format!("http://127.0.0.1:{port}"),
         &machines,
@@ -267,9 +289,13 @@ fn a_node_killed_with_sigkill_and_restarted_under_load_loses_no_acknowledged_rep
     .stdout(Stdio::piped())
     .spawn()
     .unwrap();
-    let (status, kills, stdout) = kill_while(&mut load, 3, Duration::from_millis(500), &mut node, || {
-        serve(tmp.path(), &machines, port)
-    });
+    // Each kill waits until the node (re)started has answered a webhook: on a loaded machine the
+    // load test may still be proving its machines when the first 500 ms are up.
+    let busy = || webhooks_answered(&admin) > 0;
+    let (status, kills, stdout) =
+        kill_while(&mut load, 3, Duration::from_millis(500), &mut node, &busy, || {
+            serve_on(tmp.path(), &machines, port, admin_port, &[]).0
+        });
     assert!(status.success(), "{stdout}");
     let r = report(tmp.path());
     assert_eq!(r["mismatches"], 0, "{stdout}");
@@ -315,7 +341,7 @@ fn a_node_with_clock_control_killed_with_sigkill_and_restarted_keeps_its_clock_a
     let clock = tmp.path().join("data").join("phonetree-clock-offset");
     let moved = std::cell::Cell::new(0);
     let (status, kills, stdout) =
-        kill_while(&mut load, usize::MAX, Duration::from_millis(400), &mut node, || {
+        kill_while(&mut load, usize::MAX, Duration::from_millis(400), &mut node, &|| true, || {
             let kept = std::fs::read_to_string(&clock).unwrap_or_default();
             if kept.lines().nth(1).is_some_and(|n| n.trim() != "0") {
                 moved.set(moved.get() + 1);
@@ -445,9 +471,10 @@ fn a_node_killed_while_a_script_request_is_in_flight_takes_its_failure_branch_wi
     .stdout(Stdio::piped())
     .spawn()
     .unwrap();
-    let (status, kills, stdout) = kill_while(&mut load, 4, Duration::from_millis(700), &mut node, || {
-        serve(tmp.path(), &machines, port)
-    });
+    let (status, kills, stdout) =
+        kill_while(&mut load, 4, Duration::from_millis(700), &mut node, &|| true, || {
+            serve(tmp.path(), &machines, port)
+        });
     assert!(status.success(), "{stdout}");
     let r = report(tmp.path());
     assert_eq!(r["mismatches"], 0, "{stdout}");
