@@ -93,6 +93,24 @@ fn xmllint_refuses_a_document_that_is_not_well_formed() {
     assert!(!ok);
 }
 
+/// `simulate`'s callflows for a call from `CALLER` to `m` with no keys, every script answering 200
+/// with `answer`.
+fn simulated_answering(m: &Machine, answer: &serde_json::Value) -> Vec<Callflow> {
+    let body = serde_json::to_vec(answer).unwrap();
+    let parties = simulate::Parties {
+        from: CALLER,
+        to: "+15550000000",
+        outbound: false,
+        vars: &Default::default(),
+        guard: None,
+        session: None,
+    };
+    let (_, flows) =
+        simulate::run(m, parties, &[], None, &mut |_| Ok(Answer::Http { status: 200, body: body.clone() }))
+            .unwrap();
+    flows
+}
+
 /// What the caller hears from simulate's callflows, as the interpreter writes it.
 fn heard(flows: &[Callflow]) -> Vec<Heard> {
     flows
@@ -602,19 +620,7 @@ fn vxml_cuts_stored_values_and_tests_numbers_as_the_engine_does() {
     for note in &notes {
         for n in &counts {
             let answer = serde_json::json!({ "note": note, "n": n });
-            let body = serde_json::to_vec(&answer).unwrap();
-            let parties = simulate::Parties {
-                from: CALLER,
-                to: "+15550000000",
-                outbound: false,
-                vars: &Default::default(),
-                guard: None,
-                session: None,
-            };
-            let (_, flows) = simulate::run(&m, parties, &[], None, &mut |_| {
-                Ok(Answer::Http { status: 200, body: body.clone() })
-            })
-            .unwrap();
+            let flows = simulated_answering(&m, &answer);
             let voice = vxml::play(
                 &mut js,
                 &doc,
@@ -677,19 +683,7 @@ fn vxml_reads_answer_paths_and_values_as_the_engine_does() {
         serde_json::json!({ "data": { "code": true }, "order-id": 12.5 }),
     ];
     for answer in &answers {
-        let body = serde_json::to_vec(answer).unwrap();
-        let parties = simulate::Parties {
-            from: CALLER,
-            to: "+15550000000",
-            outbound: false,
-            vars: &Default::default(),
-            guard: None,
-            session: None,
-        };
-        let (_, flows) = simulate::run(&m, parties, &[], None, &mut |_| {
-            Ok(Answer::Http { status: 200, body: body.clone() })
-        })
-        .unwrap();
+        let flows = simulated_answering(&m, answer);
         let session = vxml::Session {
             caller: CALLER.into(),
             number: "+15550000000".into(),
