@@ -93,6 +93,22 @@ pub fn copy_bundled_modules(machines: &std::path::Path) {
     }
 }
 
+/// `phonetree serve` on `machines` with its store in `data`, which must refuse to start: its
+/// stderr, once its exit status (1) and the refusal line are checked.
+pub fn serve_refused(machines: &std::path::Path, data: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--machines"])
+        .arg(machines)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("the server does not start with an invalid machine"), "{err}");
+    err
+}
+
 /// The machine files (`.toml`, `.json`) in `dir` under the repository, sorted.
 pub fn machine_files(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
