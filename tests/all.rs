@@ -36,6 +36,7 @@ mod properties;
 mod proxy_nginx;
 mod reload;
 mod routes;
+mod scenarios;
 mod schema;
 mod scripts;
 mod security;

@@ -13,6 +13,7 @@ pub mod schema;
 pub mod serve;
 pub mod simulate;
 pub mod store;
+pub mod test;
 pub mod voices;
 pub mod webhooks;
 

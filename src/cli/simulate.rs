@@ -17,10 +17,6 @@ use phonetree::webhook::wire;
 
 use super::{NoRuntime, runtime};
 
-/// The person's number when none is given: the caller of an inbound call, the callee of an
-/// outbound one.
-const PERSON: &str = "+15550000001";
-
 #[derive(clap::Args)]
 pub struct Args {
     /// A machine file, or the name of a machine in --machines.
@@ -108,11 +104,11 @@ pub fn run(args: Args) -> Result<(), Error> {
     let voices = super::voices_file(args.voices.clone());
     let m =
         load(&args.machine, &args.machines, args.modules.as_deref(), voices.as_deref(), &args.script_allow)?;
-    let number = m.numbers().first().cloned().unwrap_or_else(|| "+15550000000".into());
+    let number = m.numbers().first().cloned().unwrap_or_else(|| simulate::NUMBER.into());
     let (from, to) = if args.outbound {
-        (args.from.unwrap_or(number), args.to.unwrap_or_else(|| PERSON.into()))
+        (args.from.unwrap_or(number), args.to.unwrap_or_else(|| simulate::PERSON.into()))
     } else {
-        (args.from.unwrap_or_else(|| PERSON.into()), args.to.unwrap_or(number))
+        (args.from.unwrap_or_else(|| simulate::PERSON.into()), args.to.unwrap_or(number))
     };
     let vars = super::call::vars_map(args.vars).map_err(Error::Play)?;
     let policy = CallPolicy { allow_prefixes: args.call_allow_prefix, ..CallPolicy::default() }

@@ -213,6 +213,27 @@ impl Entry {
         entry
     }
 
+    /// The entry as `calls show` prints it (without its time): the event and the nodes, then a
+    /// line per split, request and thing said.
+    pub fn lines(&self) -> Vec<String> {
+        let from = if self.left.is_empty() { String::new() } else { format!(" at `{}`", self.left) };
+        let mut out = vec![format!("{}{from} -> `{}`", describe(&self.event), self.entered)];
+        for v in &self.variants {
+            out.push(format!("    [{}] split: variant {}", v.node, v.variant));
+        }
+        for a in &self.requests {
+            let answer = match (a.status, &a.failure) {
+                (Some(status), _) => format!("HTTP {status} {}{}", a.body, if a.cut { "…" } else { "" }),
+                (None, why) => format!("no answer ({})", why.as_deref().unwrap_or("")),
+            };
+            out.push(format!("    [{}] asks {} {} -> {answer}", a.node, a.method, a.url));
+        }
+        for s in &self.said {
+            out.push(format!("    [{}] {}", s.node, said_line(s)));
+        }
+        out
+    }
+
     /// Bytes the entry's texts take.
     pub fn text_bytes(&self) -> usize {
         let said: usize = self.said.iter().map(|s| s.node.len() + s.action.len() + s.text.len()).sum();
@@ -356,27 +377,10 @@ impl Call {
         ];
         for e in &self.entries {
             let at = e.at_ms.saturating_sub(self.started_ms);
-            let from = if e.left.is_empty() { String::new() } else { format!(" at `{}`", e.left) };
-            out.push(format!(
-                "+{}.{:03}s {}{from} -> `{}`",
-                at / 1000,
-                at % 1000,
-                describe(&e.event),
-                e.entered
-            ));
-            for v in &e.variants {
-                out.push(format!("    [{}] split: variant {}", v.node, v.variant));
-            }
-            for a in &e.requests {
-                let answer = match (a.status, &a.failure) {
-                    (Some(status), _) => format!("HTTP {status} {}{}", a.body, if a.cut { "…" } else { "" }),
-                    (None, why) => format!("no answer ({})", why.as_deref().unwrap_or("")),
-                };
-                out.push(format!("    [{}] asks {} {} -> {answer}", a.node, a.method, a.url));
-            }
-            for s in &e.said {
-                out.push(format!("    [{}] {}", s.node, said_line(s)));
-            }
+            let mut lines = e.lines().into_iter();
+            let head = lines.next().unwrap_or_default();
+            out.push(format!("+{}.{:03}s {head}", at / 1000, at % 1000));
+            out.extend(lines);
         }
         if self.cut {
             out.push(format!("(entries past the first {ENTRIES_MAX} were not kept)"));

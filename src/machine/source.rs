@@ -323,7 +323,7 @@ pub(super) fn index(source: &Source) -> SpanIndex {
 }
 
 /// toml's messages end in a newline and sometimes start upper case; ours are one lowercase line.
-pub(super) fn toml_message(message: &str) -> String {
+pub fn toml_message(message: &str) -> String {
     lowercase_first(message.trim().lines().next().unwrap_or("invalid TOML"))
 }
 

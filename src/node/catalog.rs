@@ -3,7 +3,8 @@
 //!
 //! This is the one place that reads machine files; the compiler itself never touches the disk.
 //! A folder's `policies.toml` is not a machine: its policies are added to those of every machine
-//! file beside it before the proof (`policies_beside`).
+//! file beside it before the proof (`policies_beside`). Nor is a scenario file (`*.calls.toml`,
+//! `phonetree test`) beside the machines.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use crate::machine::hosts::AllowedHost;
 use crate::machine::policy::{self, POLICIES_FILE, Policy};
 use crate::machine::{self, Compiled, Diagnostic, Machine, Modules, Severity, Source, Voices};
 use crate::proof::explore::{self, Report};
+use crate::proof::scenario;
 
 /// Most machine files one catalog loads: a node serving thousands of menus wants a database.
 pub const FILES_MAX: usize = 10_000;
@@ -75,7 +77,9 @@ impl Catalog {
         let mut files = Vec::new();
         for path in paths {
             match list(path) {
-                Ok(found) => files.extend(found.into_iter().filter(|f| !is_policies_file(f))),
+                Ok(found) => {
+                    files.extend(found.into_iter().filter(|f| !is_policies_file(f) && !is_scenario_file(f)));
+                }
                 Err(e) => catalog.diagnostics.push(file_error(path, format!("cannot read: {e}"))),
             }
         }
@@ -262,6 +266,11 @@ pub fn policies_beside(file: &Path) -> (Vec<Policy>, Vec<Diagnostic>) {
 /// A folder's policies file, which is never loaded as a machine.
 fn is_policies_file(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n == POLICIES_FILE)
+}
+
+/// A scenario file (`phonetree test`), which is never loaded as a machine.
+fn is_scenario_file(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(scenario::FILE_SUFFIX))
 }
 
 /// A number without its leading `+`.

@@ -41,6 +41,32 @@ impl std::fmt::Display for Difference {
 /// Plays a recorded call's inputs (events, script answers, times) through `m`; `None` when every
 /// entry comes out the same.
 pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
+    replay_into(m, call, &mut Vec::new())
+}
+
+/// A replay told as two transcripts (`Entry::lines`), the recorded one and the replayed one, each
+/// up to and with the entry where they part (the whole call when they do not).
+#[derive(Debug, Clone)]
+pub struct Told {
+    pub recorded: Vec<String>,
+    pub replayed: Vec<String>,
+    pub difference: Option<Difference>,
+}
+
+/// `replay`, with both transcripts told for a diff (`phonetree test` on an exported call).
+pub fn replay_told(m: &Machine, call: &Call) -> Told {
+    let mut replayed = Vec::new();
+    let difference = replay_into(m, call, &mut replayed);
+    let kept = difference.as_ref().map_or(call.entries.len(), |d| d.entry + 1);
+    Told {
+        recorded: call.entries.iter().take(kept).flat_map(Entry::lines).collect(),
+        replayed: replayed.iter().flat_map(Entry::lines).collect(),
+        difference,
+    }
+}
+
+/// `replay`, pushing each replayed entry onto `replayed` (the one that differs too).
+fn replay_into(m: &Machine, call: &Call, replayed: &mut Vec<Entry>) -> Option<Difference> {
     let info = CallInfo {
         session_id: call.session.clone(),
         direction: if call.direction == "outbound" { Direction::Outbound } else { Direction::Inbound },
@@ -109,7 +135,9 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
             }
         };
         let got = Entry::of(m, &state, &event, &step, &answers);
-        if let Some((was, is)) = first_difference(recorded, &got) {
+        let differs_here = first_difference(recorded, &got);
+        replayed.push(got);
+        if let Some((was, is)) = differs_here {
             return Some(differs(was, is));
         }
         state = step.state;

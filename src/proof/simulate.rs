@@ -14,6 +14,11 @@ use crate::machine::{Edge, Machine, NodeId, NodeKind};
 
 /// Most inputs one simulation takes: far beyond any path a caller would press through.
 pub const INPUTS_MAX: usize = 10_000;
+/// The person's number when none is given: the caller of an inbound call, the callee of an
+/// outbound one.
+pub const PERSON: &str = "+15550000001";
+/// The machine's number when it declares none.
+pub const NUMBER: &str = "+15550000000";
 
 /// One input of a simulated call: what the caller does, or how the next script's API answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,6 +454,11 @@ pub struct Canned {
 }
 
 impl Canned {
+    /// Each node's answers, in order.
+    pub fn of(answers: BTreeMap<String, Vec<Answer>>) -> Canned {
+        Canned { by_node: answers.into_iter().map(|(node, list)| (node, (list, 0))).collect() }
+    }
+
     /// Parses `{"NODE": [{"status": 200, "body": {...}}, {"failed": "timeout"}, ...]}`.
     pub fn parse(text: &str) -> Result<Canned, String> {
         let nodes: BTreeMap<String, Vec<serde_json::Value>> =
