@@ -10,7 +10,7 @@ use crate::engine::script::Method;
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Request, Stepped};
 use crate::machine::{self, Edge, Machine, NodeId, NodeKind, Source};
 use crate::node::catalog;
-use crate::proof::{explore, simulate};
+use crate::proof::{explore, scenario, simulate};
 
 /// Most explored paths kept per machine: enough to cover every edge of machines far larger than
 /// the bundled ones; the rest of a larger machine's paths are not needed for a cover.
@@ -136,6 +136,8 @@ pub fn load(dir: &FsPath) -> Result<Vec<(PathBuf, Machine)>, PlanError> {
     let mut files: Vec<PathBuf> = read(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml" || x == "json"))
+        // A scenario file (`phonetree test`) beside the machines is not one.
+        .filter(|p| !p.to_str().is_some_and(|n| n.ends_with(scenario::FILE_SUFFIX)))
         .collect();
     files.sort();
     if files.is_empty() {

@@ -585,19 +585,9 @@ pub fn play(s: &Scenario, m: &Machine, guard: Option<&Guard<'_>>) -> Result<Play
     let mut canned = Canned::of(s.answers.clone());
     let mut answer = |r: &crate::engine::Request| canned.next(&r.node).ok_or_else(|| needs_answer(r));
     let (lines, flows) = simulate::run(m, parties, &s.inputs, s.at_ms, &mut answer)?;
-    let ends =
-        lines.last().map(|l| l.strip_prefix("call ended: ").unwrap_or(l).to_string()).unwrap_or_default();
-    // The status is followed by a note when inputs were left over.
-    let ends = if ends.starts_with("note: ") {
-        lines
-            .iter()
-            .rev()
-            .nth(1)
-            .map(|l| l.strip_prefix("call ended: ").unwrap_or(l).to_string())
-            .unwrap_or_default()
-    } else {
-        ends
-    };
+    // The status is the last line but a note on inputs left over.
+    let status = lines.iter().rev().find(|l| !l.starts_with("note: "));
+    let ends = status.map(|l| l.strip_prefix("call ended: ").unwrap_or(l).to_string()).unwrap_or_default();
     Ok(Played { transcript: lines.into_iter().skip(1).collect(), heard: heard(&flows), ends })
 }
 
