@@ -77,7 +77,7 @@ fn a_wrong_expectation_fails_with_a_readable_diff() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "phonetree: 1 of 2 scenario(s) failed, 0 could not be run\n"
+        "phonetree: 1 of 2 test(s) failed, 0 could not be run\n"
     );
 }
 

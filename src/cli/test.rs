@@ -59,7 +59,7 @@ pub enum Error {
     #[error("{}: cannot update the transcripts: {why}", path.display())]
     Update { path: PathBuf, why: String },
     /// The lines on stdout say which and why.
-    #[error("{failed} of {all} scenario(s) failed, {errors} could not be run")]
+    #[error("{failed} of {all} test(s) failed, {errors} could not be run")]
     Failed { failed: usize, errors: usize, all: usize },
 }
 
@@ -76,8 +76,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
         } else {
             scenario_file(file, args.update, &mut machines, &mut problems)?
         };
-        let _ = stdout.flush();
-        for d in problems[printed..].iter() {
+        for d in &problems[printed..] {
             let _ = writeln!(stdout, "{d}");
         }
         printed = problems.len();
