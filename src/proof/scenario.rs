@@ -23,16 +23,16 @@ use crate::machine::{Diagnostic, Machine, Severity, Source};
 /// How a scenario file's name ends: `check` and `serve` never read such a file as a machine.
 pub const FILE_SUFFIX: &str = ".calls.toml";
 /// Largest scenario file read: thousands of scenarios with their transcripts.
-pub const FILE_BYTES_MAX: usize = 4 * 1024 * 1024;
+const FILE_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Most scenarios one file holds.
-pub const SCENARIOS_PER_FILE_MAX: usize = 1000;
+const SCENARIOS_PER_FILE_MAX: usize = 1000;
 /// Most `hears` expectations of one scenario: far more than any call's prompts.
-pub const HEARS_MAX: usize = 1000;
+const HEARS_MAX: usize = 1000;
 /// Largest compiled `regex` expectation (the regex crate's size limit): a pattern for one line
 /// of speech is far smaller.
-pub const REGEX_BYTES_MAX: usize = 1024 * 1024;
+const REGEX_BYTES_MAX: usize = 1024 * 1024;
 /// Lines of context around each change in a unified diff, as `diff -u` gives.
-pub const DIFF_CONTEXT: usize = 3;
+const DIFF_CONTEXT: usize = 3;
 /// Most cells of the line table a diff fills (lines expected × lines played, once the common
 /// head and tail are left out): past it the differing middle is shown whole, removed then added.
 const DIFF_CELLS_MAX: usize = 4_000_000;
