@@ -1,7 +1,9 @@
 //! The offline proof of a machine: `explore` walks every state and input class through the engine,
 //! `simulate` plays one call and writes its transcript; both speak the same replay tokens;
-//! `policy` proves a machine's policies on the states and transitions `explore` found.
+//! `policy` proves a machine's policies on the states and transitions `explore` found; `doctor`
+//! lists what a machine depends on outside itself and judges what `phonetree doctor` found there.
 
+pub mod doctor;
 pub mod explore;
 pub mod history;
 mod policy;
