@@ -17,7 +17,9 @@
 //!   transcript (`engine::transcript`) the store keeps. No I/O, no clock.
 //! - `proof`: the offline proof of a machine (`explore`: every state and input class through the
 //!   engine), offline calls (`simulate`), sharing one replay-token syntax, and the replay of a
-//!   recorded transcript through another machine version (`proof::history`).
+//!   recorded transcript through another machine version (`proof::history`); what a machine
+//!   depends on outside itself and the verdicts of `phonetree doctor` on it (`proof::doctor`:
+//!   the CLI asks the network, this judges).
 //! - `export`: a compiled machine's graph as Graphviz DOT, Mermaid, VoiceXML 2.1 and JSON; reads
 //!   only `machine` (pure text out).
 //! - `store`: the `Store` trait the node keeps calls in, and its backends (`sled`, `postgres`);

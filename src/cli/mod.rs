@@ -36,7 +36,7 @@ fn voices_file(flag: Option<PathBuf>) -> Option<PathBuf> {
     flag.or_else(|| Some(PathBuf::from(VOICES_FILE)).filter(|f| f.is_file()))
 }
 
-/// How phonetree reaches 8x8's API (`serve`, `call`, `webhooks`, `voices`).
+/// How phonetree reaches 8x8's API (`serve`, `call`, `webhooks`, `voices`, `doctor`).
 #[derive(clap::Args)]
 struct ApiArgs {
     /// 8x8 Voice API base URL.
