@@ -20,7 +20,8 @@ type Seen = Arc<Mutex<Vec<(String, String, Option<String>)>>>;
 
 /// The audio server: `jingle.mp3` and `closing.mp3` (2048 bytes of mp3), `gone.mp3` (404),
 /// `notice.wav` (6 MB of wav; HEAD refused with 405, a ranged GET answered 206 with one byte, a
-/// GET of the whole file answered 500 so the test sees it), `hold.mp3` (an HTML page).
+/// GET of the whole file answered 500 so the test sees it), `hold.mp3` (an HTML page),
+/// `relocated.mp3` (a redirect to `jingle.mp3`), `loop.mp3` (a redirect to itself).
 async fn audio_server() -> (String, Seen) {
     let seen: Seen = Arc::default();
     let shared = seen.clone();
@@ -52,6 +53,12 @@ async fn audio_server() -> (String, Seen) {
                 "/hold.mp3" => {
                     let page = b"<html>please log in</html>".to_vec();
                     reply(200, "text/html; charset=utf-8", page.len(), if head { Vec::new() } else { page })
+                }
+                "/relocated.mp3" | "/loop.mp3" => {
+                    let to = if path.as_str() == "/loop.mp3" { "/loop.mp3?v=3" } else { "/jingle.mp3?v=3" };
+                    let mut r = reply(if head { 301 } else { 302 }, "text/plain", 0, Vec::new());
+                    r.headers_mut().insert("location", to.parse().unwrap());
+                    r
                 }
                 _ => reply(404, "text/plain", 0, Vec::new()),
             }
@@ -200,6 +207,9 @@ async fn doctor_flags_each_broken_dependency_with_its_node() {
     let page = one(&report, "audio", &url("hold.mp3?v=3"), "fail", &["hold"]);
     assert!(page.starts_with("served as `text/html; charset=utf-8`, not mp3 or wav"), "{page}");
     one(&report, "audio", &url("closing.mp3"), "ok", &["closing"]);
+    one(&report, "audio", &url("relocated.mp3?v=3"), "ok", &["relocated"]);
+    let looping = one(&report, "audio", &url("loop.mp3?v=3"), "fail", &["looping"]);
+    assert!(looping.starts_with("no answer: more than 5 redirects"), "{looping}");
     // Its URL carries no version; the versioned ones are only warned of their loopback host.
     let unversioned = found(&report, "audio_url", &url("closing.mp3"));
     assert!(
@@ -227,7 +237,7 @@ async fn doctor_flags_each_broken_dependency_with_its_node() {
     let emma = one(&report, "voice", "en-GB-Emma", "fail", &["menu"]);
     assert!(emma.starts_with("not in the speech profiles of sub-account acct_d"), "{emma}");
     one(&report, "voice", "en-US-BenjaminRUS", "ok", &["bye", "menu", "fallback"]);
-    assert_eq!(report["fail"], 6, "{report:#}");
+    assert_eq!(report["fail"], 7, "{report:#}");
 
     // Every GET asked for one byte: no file was downloaded whole.
     let requests = seen.lock().unwrap().clone();
@@ -239,9 +249,15 @@ async fn doctor_flags_each_broken_dependency_with_its_node() {
         requests.contains(&("GET".into(), "/notice.wav".into(), Some("bytes=0-0".into()))),
         "{requests:?}"
     );
-    // Each URL was asked once with a HEAD.
-    let heads = requests.iter().filter(|(m, _, _)| m == "HEAD").count();
-    assert_eq!(heads, 5, "{requests:?}");
+    // Each URL was asked once with a HEAD (the loop: the first and 5 redirects).
+    let heads = |path: &str| requests.iter().filter(|(m, p, _)| m == "HEAD" && p == path).count();
+    let once = ["/jingle.mp3", "/gone.mp3", "/notice.wav", "/hold.mp3", "/closing.mp3", "/relocated.mp3"];
+    assert_eq!(
+        once.map(heads),
+        [2, 1, 1, 1, 1, 1],
+        "jingle.mp3 also as relocated.mp3's target: {requests:?}"
+    );
+    assert_eq!(heads("/loop.mp3"), 6, "{requests:?}");
     drop(listening);
 }
 
