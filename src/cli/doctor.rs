@@ -8,7 +8,7 @@
 //! network, within bounds, and prints.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use phonetree::machine::Voices;
 use phonetree::machine::hosts::{AllowedHost, Lists};
 use phonetree::node::catalog::{Catalog, read_voices};
 use phonetree::proof::doctor::{
-    self, AudioAnswer, Check, Dependency, Finding, HostAnswer, Level, ListedWebhook, Need,
+    self, Answers, AudioAnswer, Check, Dependency, Finding, HostAnswer, Level, ListedWebhook, Need,
 };
 use phonetree::secret::SecretFileError;
 use phonetree::webhook::outbound::ApiConfig;
@@ -131,37 +131,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         skipped.push("no API flags: the sub-account's webhooks and speech profiles at 8x8");
     }
 
-    for dep in &deps {
-        match &dep.need {
-            Need::Audio(url) => {
-                for (level, message) in doctor::audio_url(url) {
-                    findings.push(dep.finding(Check::AudioUrl, level, url, message));
-                }
-                if let Some(answer) = asked.audio.get(url) {
-                    let (level, message) = doctor::judge_audio(answer);
-                    findings.push(dep.finding(Check::Audio, level, url, message));
-                }
-            }
-            Need::AudioFromCall(template) => {
-                let message = "a call fills in this URL: doctor cannot check the files it names".to_string();
-                findings.push(dep.finding(Check::AudioUrl, Level::Warn, template, message));
-            }
-            Need::Voice(voice) => {
-                let (level, message) = doctor::judge_voice(voice, &voices.0, voices.1);
-                findings.push(dep.finding(Check::Voice, level, voice, message));
-            }
-            Need::ScriptHost { host, port } => {
-                if let Some(answer) = asked.hosts.get(&(dep.machine.clone(), host.clone(), *port)) {
-                    let (level, message) = doctor::judge_host(host, *port, answer);
-                    let subject = match host.parse::<IpAddr>() {
-                        Ok(IpAddr::V6(_)) => format!("[{host}]:{port}"),
-                        _ => format!("{host}:{port}"),
-                    };
-                    findings.push(dep.finding(Check::ScriptHost, level, &subject, message));
-                }
-            }
-        }
-    }
+    findings.extend(doctor::judge(&deps, &asked.answers, &voices.0, voices.1));
     findings.extend(asked.account);
     if let Some(webhooks) = asked.webhooks {
         let base = args.url.as_deref();
@@ -215,10 +185,8 @@ fn broken(d: &phonetree::machine::Diagnostic) -> Finding {
 /// What the network answered.
 #[derive(Default)]
 struct Asked {
-    /// Each audio URL's answer.
-    audio: HashMap<String, Result<AudioAnswer, String>>,
-    /// Each (machine, host, port)'s: the host rule is the machine's.
-    hosts: HashMap<(String, String, u16), HostAnswer>,
+    /// The audio files' and script hosts' answers.
+    answers: Answers,
     /// The sub-account's speech profiles.
     voices: Option<Voices>,
     /// The sub-account's webhooks.
@@ -288,19 +256,19 @@ async fn ask(
             }
         });
     }
-    let mut asked = Asked::default();
+    let mut asked = Asked { answers: Answers { asked: true, ..Answers::default() }, ..Asked::default() };
     if let Some(api) = api {
         ask_account(&http, api, &mut asked).await;
     }
     while let Some(done) = running.join_next().await {
         match done {
             Ok(Answer::Audio(url, answer)) => {
-                asked.audio.insert(url, answer);
+                asked.answers.audio.insert(url, answer);
             }
             Ok(Answer::Host(key, answer)) => {
-                asked.hosts.insert(key, answer);
+                asked.answers.hosts.insert(key, answer);
             }
-            // A probe that panicked has no answer; its dependency is reported unchecked.
+            // A probe that panicked has no answer: `doctor::judge` fails its check.
             Err(_) => {}
         }
     }

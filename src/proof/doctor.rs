@@ -5,7 +5,7 @@
 //! found when it asked (an audio file's answer, a script host's, 8x8's webhooks). No I/O: the
 //! shell asks, this judges.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
@@ -280,6 +280,62 @@ fn unreachable_from_8x8(url: &url::Url) -> Option<hosts::Range> {
         url::Host::Ipv6(ip) => hosts::refused_range(IpAddr::V6(ip)),
         url::Host::Domain(d) => hosts::is_loopback_name(d).then_some(hosts::Range::Loopback),
     }
+}
+
+/// What the network answered doctor (nothing, `--offline`).
+#[derive(Debug, Clone, Default)]
+pub struct Answers {
+    /// Whether the network was asked: an answer missing then is a check that did not finish.
+    pub asked: bool,
+    /// Each audio URL's answer.
+    pub audio: HashMap<String, Result<AudioAnswer, String>>,
+    /// Each (machine, host, port)'s: the host rule is the machine's.
+    pub hosts: HashMap<(String, String, u16), HostAnswer>,
+}
+
+/// The verdicts on `deps`: each audio URL's shape (and with `answers`, its answer), each voice
+/// against `voices` (`account`: the account's list, see `judge_voice`), each script host's answer.
+pub fn judge(deps: &[Dependency], answers: &Answers, voices: &Voices, account: bool) -> Vec<Finding> {
+    let unfinished = || (Level::Fail, "doctor's request did not finish".to_string());
+    let mut findings = Vec::new();
+    for dep in deps {
+        match &dep.need {
+            Need::Audio(url) => {
+                for (level, message) in audio_url(url) {
+                    findings.push(dep.finding(Check::AudioUrl, level, url, message));
+                }
+                let verdict = match answers.audio.get(url) {
+                    Some(answer) => Some(judge_audio(answer)),
+                    None => answers.asked.then(unfinished),
+                };
+                if let Some((level, message)) = verdict {
+                    findings.push(dep.finding(Check::Audio, level, url, message));
+                }
+            }
+            Need::AudioFromCall(template) => {
+                let message = "a call fills in this URL: doctor cannot check the files it names".to_string();
+                findings.push(dep.finding(Check::AudioUrl, Level::Warn, template, message));
+            }
+            Need::Voice(voice) => {
+                let (level, message) = judge_voice(voice, voices, account);
+                findings.push(dep.finding(Check::Voice, level, voice, message));
+            }
+            Need::ScriptHost { host, port } => {
+                let verdict = match answers.hosts.get(&(dep.machine.clone(), host.clone(), *port)) {
+                    Some(answer) => Some(judge_host(host, *port, answer)),
+                    None => answers.asked.then(unfinished),
+                };
+                let subject = match host.parse::<IpAddr>() {
+                    Ok(IpAddr::V6(_)) => format!("[{host}]:{port}"),
+                    _ => format!("{host}:{port}"),
+                };
+                if let Some((level, message)) = verdict {
+                    findings.push(dep.finding(Check::ScriptHost, level, &subject, message));
+                }
+            }
+        }
+    }
+    findings
 }
 
 /// What an audio file's server answered doctor's HEAD (or, when the HEAD was refused, its GET of
@@ -650,5 +706,22 @@ kind = "hangup"
         );
         assert!(deps.contains(&(Need::Voice("en-GB-Emma".into()), nodes(&["ask"]))), "{deps:?}");
         assert!(deps.contains(&(Need::Voice("en-US-BenjaminRUS".into()), nodes(&["fallback"]))), "{deps:?}");
+
+        // Offline: the URL's shape and the voices; asked, a host that got no answer fails.
+        let deps = dependencies(&m);
+        let brief = |answers: &Answers| {
+            let found = judge(&deps, answers, Voices::bundled(), false);
+            found.iter().map(|f| (f.check, f.level)).collect::<Vec<_>>()
+        };
+        let offline = [(Check::AudioUrl, Level::Warn), (Check::Voice, Level::Ok), (Check::Voice, Level::Ok)];
+        assert_eq!(brief(&Answers::default()), offline);
+        let mut answers = Answers { asked: true, ..Answers::default() };
+        let file = AudioAnswer { status: 200, content_type: Some("audio/mpeg".into()), bytes: Some(9) };
+        answers.audio.insert("https://cdn.example/hello.mp3".into(), Ok(file));
+        let asked = brief(&answers);
+        assert!(
+            asked.contains(&(Check::Audio, Level::Ok)) && asked.contains(&(Check::ScriptHost, Level::Fail)),
+            "{asked:?}"
+        );
     }
 }
