@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cli::{
-    call, calls, check, export, loadtest, migrate, replay, schema, serve, simulate, store, test, voices,
-    webhooks,
+    call, calls, check, doctor, export, loadtest, migrate, replay, schema, serve, simulate, store, test,
+    voices, webhooks,
 };
 
 #[derive(Parser)]
@@ -63,6 +63,9 @@ enum Command {
     Schema,
     /// Fetch the sub-account's voice profiles from 8x8 into a voices file that `check` and `serve` read.
     Voices(voices::Args),
+    /// Check what the machines depend on before they go live: audio files, script hosts, and with
+    /// the API flags the 8x8 sub-account's webhooks and voices. Exit 1 on any failed check.
+    Doctor(doctor::Args),
 }
 
 /// A command's failure.
@@ -81,6 +84,7 @@ enum Failure {
     Schema(schema::Error),
     Voices(voices::Error),
     Loadtest(loadtest::Error),
+    Doctor(doctor::Error),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
         Command::Loadtest(args) => loadtest::run(args).map_err(Failure::Loadtest),
         Command::Schema => schema::run().map_err(Failure::Schema),
         Command::Voices(args) => voices::run(args).map_err(Failure::Voices),
+        Command::Doctor(args) => doctor::run(args).map_err(Failure::Doctor),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,6 +157,9 @@ fn exit(failure: Failure) -> ExitCode {
         Failure::Schema(e) => (1, Some(e.to_string())),
         Failure::Voices(e) => (1, Some(e.to_string())),
         Failure::Loadtest(e) => (1, Some(e.to_string())),
+        // The report on stdout lists every failed check.
+        Failure::Doctor(doctor::Error::Failed { .. }) => (1, None),
+        Failure::Doctor(e) => (1, Some(e.to_string())),
     };
     if let Some(message) = message {
         eprintln!("phonetree: {message}");

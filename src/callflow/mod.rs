@@ -41,6 +41,14 @@ pub const E164_DIGITS_MAX: usize = 15;
 pub const E164_DIGITS_MIN: usize = 8;
 /// The longest phone number as text: `+` and 15 digits (what `check` counts a `{caller}` as).
 pub const NUMBER_CHARS_MAX: usize = E164_DIGITS_MAX + 1;
+/// 8x8's playFile: "API only accepts file that is smaller than 5MB". Read as 5 000 000 bytes, the
+/// stricter of 5 MB and 5 MiB, so a file `phonetree doctor` passes is never one 8x8 refuses.
+pub const FILE_BYTES_MAX: u64 = 5_000_000;
+/// 8x8's playFile: the file types it plays, by the URL's path (".wav and mp3").
+pub const FILE_EXTENSIONS: &[&str] = &[".wav", ".mp3"];
+/// 8x8's playFile: "Downloaded voice files are cached for 1 hour": a file changed behind the same
+/// URL is not heard for up to this long (what `phonetree doctor` warns of).
+pub const FILE_CACHE_MINUTES: u32 = 60;
 
 /// Speech speed in hundredths (100 = 1.0); integral so that states and actions compare exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,6 +5,7 @@
 pub mod call;
 pub mod calls;
 pub mod check;
+pub mod doctor;
 pub mod export;
 pub mod loadtest;
 pub mod migrate;
@@ -36,7 +37,7 @@ fn voices_file(flag: Option<PathBuf>) -> Option<PathBuf> {
     flag.or_else(|| Some(PathBuf::from(VOICES_FILE)).filter(|f| f.is_file()))
 }
 
-/// How phonetree reaches 8x8's API (`serve`, `call`, `webhooks`, `voices`).
+/// How phonetree reaches 8x8's API (`serve`, `call`, `webhooks`, `voices`, `doctor`).
 #[derive(clap::Args)]
 struct ApiArgs {
     /// 8x8 Voice API base URL.

@@ -11,7 +11,7 @@ use phonetree::webhook::webhooks_api::{self, CALL_ACTION, SESSION_SUMMARY, Webho
 use super::{ApiArgs, NoRuntime, runtime};
 
 /// phonetree's webhooks and the node path each is sent to.
-const OURS: [(&str, &str); 2] = [(CALL_ACTION, "webhooks/vca"), (SESSION_SUMMARY, "webhooks/vss")];
+pub(super) const OURS: [(&str, &str); 2] = [(CALL_ACTION, "webhooks/vca"), (SESSION_SUMMARY, "webhooks/vss")];
 
 #[derive(clap::Subcommand)]
 pub enum Command {

@@ -1,8 +1,10 @@
 //! The offline proof of a machine: `explore` walks every state and input class through the engine,
 //! `simulate` plays one call and writes its transcript; both speak the same replay tokens;
 //! `policy` proves a machine's policies on the states and transitions `explore` found; `scenario`
-//! reads scenario files and judges the calls `simulate` plays from them.
+//! reads scenario files and judges the calls `simulate` plays from them; `doctor` lists what a
+//! machine depends on outside itself and judges what `phonetree doctor` found there.
 
+pub mod doctor;
 pub mod explore;
 pub mod history;
 mod policy;
