@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cli::{
-    call, calls, check, export, loadtest, migrate, replay, schema, serve, simulate, store, voices, webhooks,
+    call, calls, check, diff, export, loadtest, migrate, replay, schema, serve, simulate, store, voices,
+    webhooks,
 };
 
 #[derive(Parser)]
@@ -46,6 +47,8 @@ enum Command {
     Calls(calls::Command),
     /// Play recorded calls (`calls export`) through a machine file offline: "same", or where they differ.
     Replay(replay::Args),
+    /// Compare two versions of a machine: structure, what callers hear on each path, recorded calls touched.
+    Diff(diff::Args),
     /// Bring a store (`--store`) up to this phonetree's schema, then exit.
     Migrate(migrate::Args),
     /// Work on a whole store: `copy` moves every call to another store (sled to PostgreSQL).
@@ -71,6 +74,7 @@ enum Failure {
     Call(call::Error),
     Calls(calls::Error),
     Replay(replay::Error),
+    Diff(diff::Error),
     Migrate(migrate::Error),
     Store(store::Error),
     Webhooks(webhooks::Error),
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         }
         Command::Calls(command) => calls::run(command).map_err(Failure::Calls),
         Command::Replay(args) => replay::run(&args).map_err(Failure::Replay),
+        Command::Diff(args) => diff::run(&args).map_err(Failure::Diff),
         Command::Migrate(args) => {
             init_tracing();
             migrate::run(&args).map_err(Failure::Migrate)
@@ -137,6 +142,9 @@ fn exit(failure: Failure) -> ExitCode {
         // The lines on stdout say which calls differ and where.
         Failure::Replay(e @ replay::Error::Differs { .. }) => (1, Some(e.to_string())),
         Failure::Replay(e) => (1, Some(e.to_string())),
+        // The diff on stdout says what differs.
+        Failure::Diff(diff::Error::Differs | diff::Error::EndsDiffer) => (1, None),
+        Failure::Diff(e) => (1, Some(e.to_string())),
         Failure::Migrate(e) => (1, Some(e.to_string())),
         // Like clap's usage errors: the command as given cannot work.
         Failure::Store(e @ store::Error::SameStore(_)) => (2, Some(e.to_string())),

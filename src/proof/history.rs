@@ -41,6 +41,22 @@ impl std::fmt::Display for Difference {
 /// Plays a recorded call's inputs (events, script answers, times) through `m`; `None` when every
 /// entry comes out the same.
 pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
+    replay_through(m, call).difference
+}
+
+/// A recorded call played through a machine to its last entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Where it first parts from the recording (`replay`'s answer).
+    pub difference: Option<Difference>,
+    /// How the replayed call stands after the last entry (`transcript::outcome`): `None` when the
+    /// engine failed on the way.
+    pub outcome: Option<&'static str>,
+}
+
+/// `replay`, going on past the first difference to see how the call ends on `m`.
+pub fn replay_through(m: &Machine, call: &Call) -> Replayed {
+    let failed = |difference: Difference| Replayed { difference: Some(difference), outcome: None };
     let info = CallInfo {
         session_id: call.session.clone(),
         direction: if call.direction == "outbound" { Direction::Outbound } else { Direction::Inbound },
@@ -56,7 +72,7 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
             Ok(step) => state = step.state,
             Err(e) => {
                 let event = call.entries.first().map_or(Happened::NoInput, |e| e.event.clone());
-                return Some(Difference {
+                return failed(Difference {
                     entry: 0,
                     event: describe(&event),
                     node: String::new(),
@@ -66,6 +82,7 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
             }
         }
     }
+    let mut first = None;
     for (i, recorded) in call.entries.iter().enumerate() {
         let event = match &recorded.event {
             Happened::Masked => {
@@ -101,20 +118,24 @@ pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
                     answers.push(Answer::Failed { reason: "not in the recording".into() });
                 }
                 Ok(Stepped::Needs(r)) => {
-                    return Some(differs("a step".into(), format!("too many requests at `{}`", r.node)));
+                    let here = differs("a step".into(), format!("too many requests at `{}`", r.node));
+                    return failed(first.unwrap_or(here));
                 }
                 Err(e) => {
-                    return Some(differs(format!("entered `{}`", recorded.entered), format!("error: {e}")));
+                    let here = differs(format!("entered `{}`", recorded.entered), format!("error: {e}"));
+                    return failed(first.unwrap_or(here));
                 }
             }
         };
         let got = Entry::of(m, &state, &event, &step, &answers);
-        if let Some((was, is)) = first_difference(recorded, &got) {
-            return Some(differs(was, is));
+        if first.is_none()
+            && let Some((was, is)) = first_difference(recorded, &got)
+        {
+            first = Some(differs(was, is));
         }
         state = step.state;
     }
-    None
+    Replayed { difference: first, outcome: Some(crate::engine::transcript::outcome(&state)) }
 }
 
 /// The entries whose keys were masked (a sensitive input), each as `entry N at `node``: a replay

@@ -1,7 +1,10 @@
 //! The offline proof of a machine: `explore` walks every state and input class through the engine,
 //! `simulate` plays one call and writes its transcript; both speak the same replay tokens;
-//! `policy` proves a machine's policies on the states and transitions `explore` found.
+//! `policy` proves a machine's policies on the states and transitions `explore` found; `diff`
+//! compares two versions of a machine by structure, by behaviour (through both) and by the recorded
+//! calls `history` replays.
 
+pub mod diff;
 pub mod explore;
 pub mod history;
 mod policy;
