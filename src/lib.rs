@@ -16,8 +16,9 @@
 //!   (also a call resumed from a `clientActionId`), script requests as effects, and the call
 //!   transcript (`engine::transcript`) the store keeps. No I/O, no clock.
 //! - `proof`: the offline proof of a machine (`explore`: every state and input class through the
-//!   engine), offline calls (`simulate`), sharing one replay-token syntax, and the replay of a
-//!   recorded transcript through another machine version (`proof::history`).
+//!   engine), offline calls (`simulate`), sharing one replay-token syntax, the replay of a
+//!   recorded transcript through another machine version (`proof::history`), and the comparison
+//!   of two versions by structure, behaviour and recorded calls (`proof::diff`).
 //! - `export`: a compiled machine's graph as Graphviz DOT, Mermaid, VoiceXML 2.1 and JSON; reads
 //!   only `machine` (pure text out).
 //! - `store`: the `Store` trait the node keeps calls in, and its backends (`sled`, `postgres`);

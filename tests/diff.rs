@@ -1,7 +1,7 @@
 //! `phonetree diff` as a user runs it on the pairs of `tests/data/diff/` (each NEW beside its
 //! pinned text output, `NEW.txt`): a prompt edit, a retargeted branch, a rename, a reformatted
-//! file and a moved hours window; the JSON against its schema; the impact on the recorded calls
-//! of `tests/data/calls/` against what `phonetree replay --expect-same` says of them.
+//! file, a new key and a moved hours window; the JSON against its schema; the impact on the
+//! recorded calls of `tests/data/calls/` against what `phonetree replay --expect-same` says.
 
 use crate::common;
 
@@ -57,6 +57,11 @@ fn reformatting_and_reordering_is_an_empty_diff() {
 }
 
 #[test]
+fn a_new_key_is_a_new_path() {
+    assert_eq!(pinned("base.toml", "new_key.toml", &["--exit-code", "ends"]), 0);
+}
+
+#[test]
 fn a_moved_hours_window_lists_only_the_clock_class_that_crosses_it() {
     assert_eq!(pinned("hours_old.toml", "hours_new.toml", &["--exit-code", "ends"]), 1);
 }
@@ -103,6 +108,7 @@ fn the_json_output_follows_its_schema() {
         ("base.toml", "rename.toml"),
         ("base.toml", "shuffle.toml"),
         ("hours_old.toml", "hours_new.toml"),
+        ("base.toml", "new_key.toml"),
     ] {
         let out = phonetree_in(
             &data(),

@@ -355,7 +355,13 @@ fn node_changes(
             out.push(change(Subject::Prompt, How::Changed, Some(to), format!("`{label}`: prompt changed")));
         }
         if unheard(&was) != unheard(&now) {
-            let text = format!("`{label}`: settings changed");
+            let (a, b) = (fields(&was), fields(&now));
+            let named: Vec<&str> = a.iter().zip(&b).filter(|(x, y)| x.1 != y.1).map(|(x, _)| x.0).collect();
+            let text = if named.is_empty() || a.len() != b.len() {
+                format!("`{label}`: settings changed")
+            } else {
+                format!("`{label}`: settings changed: {}", named.join(", "))
+            };
             out.push(change(Subject::Settings, How::Changed, Some(to), text));
         }
     }
@@ -405,6 +411,70 @@ fn heard(kind: &NodeKind) -> Vec<String> {
             t
         }
         _ => Vec::new(),
+    }
+}
+
+/// A node's fields besides what it says, each named as in a machine file, as compiled.
+fn fields(kind: &NodeKind) -> Vec<(&'static str, String)> {
+    let menu = |m: &Menu| {
+        let c = &m.capture;
+        vec![
+            ("voice_profile", format!("{:?} {:?}", c.voice_profile, m.revoice)),
+            ("speed", format!("{:?}", c.speed)),
+            ("repetition", format!("{:?}", c.repetition)),
+            ("min_digits", format!("{:?}", c.min_digits)),
+            ("max_digits", format!("{:?}", c.max_digits)),
+            ("digit_timeout_ms", format!("{:?}", c.digit_timeout_ms)),
+            ("overall_timeout_ms", format!("{:?}", c.overall_timeout_ms)),
+            ("complete_on_hash", format!("{:?}", c.complete_on_hash)),
+            ("no_of_tries", format!("{:?}", c.no_of_tries)),
+            ("tries", m.tries.to_string()),
+        ]
+    };
+    let say = |s: &crate::callflow::Say<Template>| {
+        vec![
+            ("voice_profile", s.voice_profile.clone()),
+            ("speed", format!("{:?}", s.speed)),
+            ("repetition", format!("{:?}", s.repetition)),
+        ]
+    };
+    match kind {
+        NodeKind::Menu(m) => menu(m),
+        NodeKind::Input(i) => {
+            let mut f = menu(&i.prompt);
+            f.push(("variable", i.variable.clone()));
+            f.push(("pattern", format!("{:?}", i.pattern.as_ref().map(|p| p.as_str()))));
+            f.push(("example", i.example.clone()));
+            f
+        }
+        NodeKind::Say(s) => say(s),
+        NodeKind::Play(p) => vec![("repetition", format!("{:?}", p.repetition))],
+        NodeKind::Transfer(t) => vec![
+            ("source", t.source.to_string()),
+            ("destination", t.destination.to_string()),
+            ("call_recording", format!("{:?}", t.call_recording)),
+        ],
+        NodeKind::Script(s) => {
+            let mut f = s.say.as_ref().map(say).unwrap_or_default();
+            f.extend(s.capture.as_ref().map(menu).unwrap_or_default());
+            f.push(("url", s.request.url.to_string()));
+            f.push(("request", format!("{:?}", s.request)));
+            f.push(("response_key", format!("{:?}", s.response_key)));
+            f.push(("store", format!("{:?}", s.store)));
+            f.push(("cache_minutes", format!("{:?}", s.cache_minutes)));
+            f
+        }
+        NodeKind::Route(r) => vec![("rules", format!("{:?}", r.rules))],
+        NodeKind::Set(set) => {
+            vec![("values", format!("{:?}", set.values)), ("add", format!("{:?}", set.add))]
+        }
+        NodeKind::Split(sp) => vec![
+            ("weights", format!("{:?}", sp.variants)),
+            ("sticky_by", format!("{:?}", sp.sticky_by)),
+            ("salt", sp.salt.clone()),
+            ("force", format!("{:?}", sp.force)),
+        ],
+        NodeKind::Hangup => Vec::new(),
     }
 }
 
@@ -672,6 +742,15 @@ fn shown(inputs: &[String]) -> String {
     if inputs.is_empty() { "(the call's start)".into() } else { format!("`{}`", inputs.join(" ")) }
 }
 
+/// ` (new path)` or ` (path gone)` after a listed command.
+fn marked(p: &PathChange) -> &'static str {
+    match p.path {
+        Kind::Kept => "",
+        Kind::New => " (new path)",
+        Kind::Gone => " (path gone)",
+    }
+}
+
 fn path_line(p: &PathChange) -> String {
     let new = match p.path {
         Kind::Kept => "",
@@ -730,7 +809,7 @@ pub fn text(diff: &Diff) -> String {
         for (head, paths) in by_prompt(diff) {
             out.push_str(&format!("  {head} {}:\n", plural(paths.len(), "path")));
             for p in paths.iter().take(PROMPT_PATHS_LISTED_MAX) {
-                out.push_str(&format!("    {}\n", p.simulate));
+                out.push_str(&format!("    {}{}\n", p.simulate, marked(p)));
             }
             if paths.len() > PROMPT_PATHS_LISTED_MAX {
                 out.push_str(&format!("    ... and {} more\n", paths.len() - PROMPT_PATHS_LISTED_MAX));
@@ -794,7 +873,7 @@ pub fn markdown(diff: &Diff) -> String {
         for (head, paths) in by_prompt(diff) {
             out.push_str(&format!("- {head} {}:\n", plural(paths.len(), "path")));
             for p in paths.iter().take(PROMPT_PATHS_LISTED_MAX) {
-                out.push_str(&format!("  - `{}`\n", p.simulate));
+                out.push_str(&format!("  - `{}`{}\n", p.simulate, marked(p)));
             }
             if paths.len() > PROMPT_PATHS_LISTED_MAX {
                 out.push_str(&format!("  - ... and {} more\n", paths.len() - PROMPT_PATHS_LISTED_MAX));
