@@ -265,6 +265,40 @@ fn a_retarget_ends_a_recorded_call_differently() {
 }
 
 #[test]
+fn a_changed_setting_is_named_with_the_node_it_moves_and_the_paths_it_ends_elsewhere() {
+    let t = tempfile::tempdir().unwrap();
+    let old = common::repo().join("machines/abc_restaurant.toml");
+    let text = std::fs::read_to_string(&old).unwrap();
+    let moved = text.replace("representative = \"+6531589338\"", "representative = \"+6531589339\"");
+    assert_ne!(moved, text);
+    std::fs::write(t.path().join("abc_restaurant.toml"), moved).unwrap();
+    let out = phonetree_in(t.path(), &["diff", old.to_str().unwrap(), "abc_restaurant.toml"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let structure: Vec<&str> =
+        text.lines().skip_while(|l| *l != "structure:").take_while(|l| *l != "behaviour:").collect();
+    assert_eq!(
+        structure,
+        [
+            "structure:",
+            "  setting `representative` changed: was +6531589338, now +6531589339",
+            "  `post_call`: settings changed: destination"
+        ]
+    );
+    // Each path to the representative (key 2 then 1 from either main menu), and nothing else.
+    let ends: Vec<&str> =
+        text.lines().skip_while(|l| *l != "behaviour:").filter(|l| l.contains(": was ")).collect();
+    assert_eq!(
+        ends,
+        [
+            "  `1 3 2 1 -`: was transfer to +6531589338, now transfer to +6531589339",
+            "  `2 1 -`: was transfer to +6531589338, now transfer to +6531589339"
+        ],
+        "{text}"
+    );
+}
+
+#[test]
 fn a_machine_that_does_not_compile_is_named() {
     let t = tempfile::tempdir().unwrap();
     let broken = t.path().join("broken.toml");

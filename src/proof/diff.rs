@@ -1,7 +1,7 @@
 //! `phonetree diff`: what changes between two versions of a machine, by meaning.
 //!
 //! - **Structure**: the compiled machines compared (so formatting, key order and comments never
-//!   show): machine fields, modules, nodes added and removed (a removed and an added node with
+//!   show): machine fields, `[settings]`, modules, nodes added and removed (a removed and an added node with
 //!   the same behaviour and the same edges are one node renamed), and for each node kept its
 //!   kind, what it says (`prompt`), its other fields (`settings`: voices, digits, timeouts,
 //!   tries, URLs, rules) and each edge's target.
@@ -70,6 +70,8 @@ pub enum Subject {
     /// hosts, sensitive variables, policies.
     Machine,
     Module,
+    /// One of the machine's `[settings]`.
+    Setting,
     Node,
     Edge,
     /// What a node says or plays.
@@ -205,10 +207,11 @@ fn change(subject: Subject, how: How, node: Option<&str>, text: String) -> Chang
     Change { subject, how, node: node.map(str::to_string), text }
 }
 
-/// The structural changes, machine fields first, then modules, then nodes by name.
+/// The structural changes, machine fields first, then settings, modules, then nodes by name.
 pub fn structure(old: &Machine, new: &Machine) -> Vec<Change> {
     let mut out = Vec::new();
     machine_fields(old, new, &mut out);
+    settings(old, new, &mut out);
     modules(old, new, &mut out);
     let (renames, removed, added) = renames(old, new);
     for name in &removed {
@@ -270,6 +273,30 @@ fn machine_fields(old: &Machine, new: &Machine, out: &mut Vec<Change>) {
             };
             out.push(change(Subject::Machine, How::Changed, None, text));
         }
+    }
+}
+
+fn settings(old: &Machine, new: &Machine, out: &mut Vec<Change>) {
+    let (was, now) = (old.settings(), new.settings());
+    for (name, value) in was {
+        match now.get(name) {
+            None => out.push(change(
+                Subject::Setting,
+                How::Removed,
+                None,
+                format!("setting `{name}` removed (was {value})"),
+            )),
+            Some(v) if v != value => out.push(change(
+                Subject::Setting,
+                How::Changed,
+                None,
+                format!("setting `{name}` changed: was {value}, now {v}"),
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, value) in now.iter().filter(|(n, _)| !was.contains_key(*n)) {
+        out.push(change(Subject::Setting, How::Added, None, format!("setting `{name}` added ({value})")));
     }
 }
 
