@@ -66,23 +66,80 @@ fn a_moved_hours_window_lists_only_the_clock_class_that_crosses_it() {
     assert_eq!(pinned("hours_old.toml", "hours_new.toml", &["--exit-code", "ends"]), 1);
 }
 
+/// Where `phonetree simulate`'s transcript says the call ended, as `diff` says it.
+fn end_of(transcript: &str) -> String {
+    let status = transcript.lines().rev().find(|l| !l.starts_with("note: ")).unwrap();
+    let dialled = transcript
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("transfer: bridged to "))
+        .map(|(_, to)| to.split(" (caller ID").next().unwrap().to_string());
+    if status == "call ended: hangup" {
+        "hangup".into()
+    } else if let Some(to) = status.strip_prefix("call ended: transferred to ") {
+        format!("transfer to {to}")
+    } else if status.starts_with("call transferred at node") {
+        format!("transfer to {}", dialled.unwrap())
+    } else if status.starts_with("no more input") {
+        "waits for input".into()
+    } else {
+        status.to_string()
+    }
+}
+
+/// Runs `diff OLD NEW EXTRA --format json` in `dir`, then each listed path's `simulate` on NEW:
+/// it ends where the diff says; returns the diff.
+fn replays_as_said(dir: &Path, old: &str, new: &str, extra: &[&str]) -> Value {
+    let out = phonetree_in(
+        dir,
+        &[&["diff", old, new, "--format", "json", "--exit-code", "never"][..], extra].concat(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in v["behaviour"].as_array().unwrap() {
+        let inputs: Vec<&str> = p["inputs"].as_array().unwrap().iter().map(|i| i.as_str().unwrap()).collect();
+        let flags: Vec<String> = extra.chunks(2).map(|f| format!("{}={}", f[0], f[1])).collect();
+        let mut args = vec!["simulate", new];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend(&inputs);
+        let played = phonetree_in(dir, &args);
+        assert!(played.status.success(), "{}", String::from_utf8_lossy(&played.stderr));
+        assert_eq!(end_of(&stdout(&played)), p["now"].as_str().unwrap(), "{p}:\n{}", stdout(&played));
+        if !p["simulate"].as_str().unwrap().contains('\'') {
+            assert_eq!(p["simulate"], format!("phonetree {}", args.join(" ")));
+        }
+    }
+    v
+}
+
 #[test]
 fn every_simulate_command_plays_what_the_diff_says_on_new() {
-    let out = phonetree_in(&data(), &["diff", "base.toml", "retarget.toml", "--format", "json"]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let paths = v["behaviour"].as_array().unwrap();
-    assert!(!paths.is_empty());
-    for p in paths {
-        let inputs: Vec<&str> = p["inputs"].as_array().unwrap().iter().map(|i| i.as_str().unwrap()).collect();
-        let mut args = vec!["simulate", "retarget.toml"];
-        args.extend(&inputs);
-        assert_eq!(p["simulate"], format!("phonetree {}", args.join(" ")));
-        let played = phonetree_in(&data(), &args);
-        assert!(played.status.success(), "{}", String::from_utf8_lossy(&played.stderr));
-        let last = stdout(&played).lines().rev().find(|l| !l.starts_with("note: ")).unwrap().to_string();
-        assert_eq!(last, "call ended: hangup", "{p}: NEW's end is `{}`", p["now"]);
-        assert_eq!(p["now"], "hangup");
+    for (old, new) in [
+        ("base.toml", "retarget.toml"),
+        ("base.toml", "prompt_edit.toml"),
+        ("base.toml", "new_key.toml"),
+        ("hours_old.toml", "hours_new.toml"),
+    ] {
+        let v = replays_as_said(&data(), old, new, &[]);
+        assert!(!v["behaviour"].as_array().unwrap().is_empty(), "{new}");
     }
+    // A transfer to a keyed number plays behind the same outbound guard as `simulate`'s: without
+    // `--call-allow-prefix` every such number is refused, and the caller hears `refused`.
+    let t = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::repo().join("tests/data/transfers/dial_out.toml")).unwrap();
+    std::fs::write(t.path().join("old.toml"), &text).unwrap();
+    let edited =
+        text.replace("Sorry, we cannot connect you to that number.", "Sorry, that number cannot be called.");
+    assert_ne!(edited, text);
+    std::fs::write(t.path().join("new.toml"), edited).unwrap();
+    let v = replays_as_said(t.path(), "old.toml", "new.toml", &[]);
+    let paths = v["behaviour"].as_array().unwrap();
+    assert_eq!(paths.len(), 1, "{v:#}");
+    assert_eq!((&paths[0]["how"], &paths[0]["node"]), (&"heard".into(), &"refused".into()));
+    // Allowed, the example number is dialled: nothing a caller hears changes.
+    let v = replays_as_said(t.path(), "old.toml", "new.toml", &["--call-allow-prefix", "+65"]);
+    assert_eq!(v["behaviour"], serde_json::json!([]), "{v:#}");
+    assert_eq!(v["structure"][0]["text"], "`refused`: prompt changed");
 }
 
 fn schema() -> jsonschema::Validator {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use phonetree::engine::transcript::Call;
 use phonetree::machine::{self, Machine, Source};
 use phonetree::node::catalog;
+use phonetree::node::guard::{self, CallPolicy};
 use phonetree::proof::diff::{self, Diff};
 use phonetree::proof::history::REPLAY_CALLS_MAX;
 
@@ -27,6 +28,11 @@ pub struct Args {
     /// When to exit 1: when anything differs, only when some path ends differently, or never.
     #[arg(long, value_enum, default_value_t = ExitCode::Any)]
     exit_code: ExitCode,
+    /// As `simulate --call-allow-prefix` (and `serve`'s): a transfer to a templated destination
+    /// dials only a number the outbound guard lets through, else takes its `failure`. None: every
+    /// such number is refused, as on a node started without it.
+    #[arg(long, env = "PHONETREE_CALL_ALLOW_PREFIX", value_delimiter = ',')]
+    call_allow_prefix: Vec<String>,
     /// A folder of recorded calls (`phonetree calls export`, `*.json`): each call of the machine
     /// is replayed through NEW, and the diff says how many go or end differently.
     #[arg(long)]
@@ -56,6 +62,8 @@ pub enum Error {
     DoesNotCompile(PathBuf),
     #[error("{}: not a recorded call (`phonetree calls export` writes them): {source}", path.display())]
     NotACall { path: PathBuf, source: serde_json::Error },
+    #[error("--call-allow-prefix: {0}")]
+    Policy(String),
     #[error("{}: more than {REPLAY_CALLS_MAX} recorded calls; give a folder with fewer", .0.display())]
     TooManyCalls(PathBuf),
     /// The diff on stdout says what.
@@ -69,7 +77,17 @@ pub fn run(args: &Args) -> Result<(), Error> {
     let old = load(&args.old, args.modules.as_deref())?;
     let new = load(&args.new, args.modules.as_deref())?;
     let files = (args.old.display().to_string(), args.new.display().to_string());
-    let mut d: Diff = diff::diff(&old, &new, (&files.0, &files.1));
+    let policy = CallPolicy { allow_prefixes: args.call_allow_prefix.clone(), ..CallPolicy::default() }
+        .checked()
+        .map_err(|e| Error::Policy(e.to_string()))?;
+    let dial = |to: &str| guard::check_destination(&policy, to).map_err(|refused| refused.to_string());
+    let flags: Vec<String> = if args.call_allow_prefix.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!("--call-allow-prefix={}", args.call_allow_prefix.join(","))]
+    };
+    let playing = diff::Playing { guard: &dial, flags: &flags };
+    let mut d: Diff = diff::diff(&old, &new, (&files.0, &files.1), playing);
     if let Some(dir) = &args.calls {
         d.impact = Some(diff::impact(&old, &new, &calls(dir)?));
     }

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::explore;
 use super::history;
-use super::simulate::{self, Parties};
+use super::simulate::{self, Guard, Parties};
 use crate::callflow::Action;
 use crate::engine::transcript::Call;
 use crate::machine::{Machine, Menu, NodeKind, Template};
@@ -181,15 +181,25 @@ impl Diff {
     }
 }
 
+/// How the paths are played: as `simulate` plays them with these flags.
+#[derive(Clone, Copy)]
+pub struct Playing<'a> {
+    /// The outbound guard a transfer to a templated destination asks (`simulate`'s, from its
+    /// `--call-allow-prefix`: without one every such number is refused, as on a node without it).
+    pub guard: &'a Guard<'a>,
+    /// The `simulate` flags that give the same guard, put in each command printed.
+    pub flags: &'a [String],
+}
+
 /// Compares OLD and NEW, both compiled; `files` are how the command line named them (the
 /// `simulate` commands name NEW's).
-pub fn diff(old: &Machine, new: &Machine, files: (&str, &str)) -> Diff {
+pub fn diff(old: &Machine, new: &Machine, files: (&str, &str), playing: Playing<'_>) -> Diff {
     let side = |m: &Machine, file: &str| Side {
         file: file.to_string(),
         machine: m.name().to_string(),
         version: m.version().short(),
     };
-    let (behaviour, paths, paths_complete) = behaviour(old, new, files.1);
+    let (behaviour, paths, paths_complete) = behaviour(old, new, files.1, playing);
     Diff {
         old: side(old, files.0),
         new: side(new, files.1),
@@ -554,7 +564,12 @@ struct Played {
 
 /// Every path either explorer counts, played on both: the paths that differ, how many were
 /// played, and whether that was all of them.
-fn behaviour(old: &Machine, new: &Machine, new_file: &str) -> (Vec<PathChange>, usize, bool) {
+fn behaviour(
+    old: &Machine,
+    new: &Machine,
+    new_file: &str,
+    playing: Playing<'_>,
+) -> (Vec<PathChange>, usize, bool) {
     // Each path, with which explorers found it: NEW's order first, then the paths only OLD has.
     let mut order: Vec<Vec<String>> = Vec::new();
     let mut found: HashMap<Vec<String>, (bool, bool)> = HashMap::new();
@@ -593,7 +608,7 @@ fn behaviour(old: &Machine, new: &Machine, new_file: &str) -> (Vec<PathChange>, 
     };
     let mut out = Vec::new();
     for path in &order {
-        let (was, now) = (play(old, path), play(new, path));
+        let (was, now) = (play(old, path, playing.guard), play(new, path, playing.guard));
         let k = keys(path);
         let kind = match found.get(path) {
             Some((false, true)) if unrelated(&k, 0) => Kind::New,
@@ -624,7 +639,7 @@ fn behaviour(old: &Machine, new: &Machine, new_file: &str) -> (Vec<PathChange>, 
             now: now.end,
             node,
             was_node,
-            simulate: explore::replay(new_file, path),
+            simulate: explore::replay(new_file, &[playing.flags, path].concat()),
         });
     }
     // A path that goes on from another listed one and changes as it does says nothing more
@@ -644,8 +659,8 @@ fn behaviour(old: &Machine, new: &Machine, new_file: &str) -> (Vec<PathChange>, 
     (out, order.len(), complete)
 }
 
-/// Plays an explored path's inputs on `m` as `simulate` does (no guard: every number dialled).
-fn play(m: &Machine, path: &[String]) -> Played {
+/// Plays an explored path's inputs on `m` as `simulate` does.
+fn play(m: &Machine, path: &[String], guard: &Guard<'_>) -> Played {
     let mut at = None;
     let mut from = CALLER.to_string();
     let mut session = None;
@@ -671,7 +686,7 @@ fn play(m: &Machine, path: &[String]) -> Played {
         to: &to,
         outbound: false,
         vars: &vars,
-        guard: None,
+        guard: Some(guard),
         session: session.as_deref(),
     };
     let mut fallback = |r: &crate::engine::Request| Err(simulate::needs_answer(r));
