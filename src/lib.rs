@@ -18,9 +18,10 @@
 //! - `proof`: the offline proof of a machine (`explore`: every state and input class through the
 //!   engine), offline calls (`simulate`), sharing one replay-token syntax, the replay of a
 //!   recorded transcript through another machine version (`proof::history`), scenario files
-//!   with golden transcripts (`proof::scenario`, `phonetree test`), and what a machine depends
-//!   on outside itself with the verdicts of `phonetree doctor` on it (`proof::doctor`: the CLI
-//!   asks the network, this judges).
+//!   with golden transcripts (`proof::scenario`, `phonetree test`), the comparison of two
+//!   versions by structure, behaviour and recorded calls (`proof::diff`), and what a machine
+//!   depends on outside itself with the verdicts of `phonetree doctor` on it (`proof::doctor`:
+//!   the CLI asks the network, this judges).
 //! - `export`: a compiled machine's graph as Graphviz DOT, Mermaid, VoiceXML 2.1 and JSON; reads
 //!   only `machine` (pure text out).
 //! - `store`: the `Store` trait the node keeps calls in, and its backends (`sled`, `postgres`);

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cli::{
-    call, calls, check, doctor, export, loadtest, migrate, replay, schema, serve, simulate, store, test,
-    voices, webhooks,
+    call, calls, check, diff, doctor, export, loadtest, migrate, replay, schema, serve, simulate, store,
+    test, voices, webhooks,
 };
 
 #[derive(Parser)]
@@ -49,6 +49,8 @@ enum Command {
     Replay(replay::Args),
     /// Run scenario files (`*.calls.toml`) and recorded calls: golden transcripts, what must be heard.
     Test(test::Args),
+    /// Compare two versions of a machine: structure, what callers hear on each path, recorded calls touched.
+    Diff(diff::Args),
     /// Bring a store (`--store`) up to this phonetree's schema, then exit.
     Migrate(migrate::Args),
     /// Work on a whole store: `copy` moves every call to another store (sled to PostgreSQL).
@@ -78,6 +80,7 @@ enum Failure {
     Calls(calls::Error),
     Replay(replay::Error),
     Test(test::Error),
+    Diff(diff::Error),
     Migrate(migrate::Error),
     Store(store::Error),
     Webhooks(webhooks::Error),
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Calls(command) => calls::run(command).map_err(Failure::Calls),
         Command::Replay(args) => replay::run(&args).map_err(Failure::Replay),
         Command::Test(args) => test::run(&args).map_err(Failure::Test),
+        Command::Diff(args) => diff::run(&args).map_err(Failure::Diff),
         Command::Migrate(args) => {
             init_tracing();
             migrate::run(&args).map_err(Failure::Migrate)
@@ -149,6 +153,9 @@ fn exit(failure: Failure) -> ExitCode {
         Failure::Replay(e) => (1, Some(e.to_string())),
         // The lines on stdout say which scenarios failed, with their diffs.
         Failure::Test(e) => (1, Some(e.to_string())),
+        // The diff on stdout says what differs.
+        Failure::Diff(diff::Error::Differs | diff::Error::EndsDiffer) => (1, None),
+        Failure::Diff(e) => (1, Some(e.to_string())),
         Failure::Migrate(e) => (1, Some(e.to_string())),
         // Like clap's usage errors: the command as given cannot work.
         Failure::Store(e @ store::Error::SameStore(_)) => (2, Some(e.to_string())),

@@ -12,6 +12,7 @@ mod cli;
 mod console;
 mod crash_loop;
 mod diagnostics;
+mod diff;
 mod doctor;
 mod engine;
 mod explore;

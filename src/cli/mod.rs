@@ -5,6 +5,7 @@
 pub mod call;
 pub mod calls;
 pub mod check;
+pub mod diff;
 pub mod doctor;
 pub mod export;
 pub mod loadtest;

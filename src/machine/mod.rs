@@ -284,6 +284,9 @@ pub struct Machine {
     pub(crate) timezone: Option<jiff::tz::TimeZone>,
     /// The call variables every call starts with (`variables`), each with its default value.
     pub(crate) variables: BTreeMap<String, String>,
+    /// Its `[settings]` (the valid ones), already filled into the nodes' templates: kept so that
+    /// `diff` can name a changed setting.
+    pub(crate) settings: BTreeMap<String, String>,
     /// The sensitive call variables (`sensitive = true` on an input or a stored value): the
     /// engine forgets them at the end of every step (`compile/sensitive.rs` has the rules).
     pub(crate) sensitive: BTreeSet<String>,
@@ -339,6 +342,11 @@ impl Machine {
 
     /// The call variables every call starts with (`variables`), by name, with their defaults: the
     /// only names a call phonetree places may give values to.
+    /// The machine's `[settings]`, by name.
+    pub fn settings(&self) -> &BTreeMap<String, String> {
+        &self.settings
+    }
+
     pub fn variables(&self) -> &BTreeMap<String, String> {
         &self.variables
     }

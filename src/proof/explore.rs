@@ -484,6 +484,8 @@ struct Visited {
     clock: Option<String>,
     /// Caller transitions (no summaries): inputs → state, one per distinct target.
     next: Vec<(Vec<String>, usize)>,
+    /// With `explore_heard_paths`: caller transitions, one per distinct target and reply.
+    heard: Vec<(Vec<String>, usize)>,
     /// Some input makes the engine fail here: the node answers with the fallback and hangs up, an
     /// end (reported as its own violation), so no trap.
     fails: bool,
@@ -497,6 +499,18 @@ pub fn explore(m: &Machine) -> Report {
 /// `explore`, handing the inputs of each simple path it counts to `path`, so another player of
 /// the machine (the VoiceXML export's test interpreter) can replay every one.
 pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
+    explore_with(m, path, false)
+}
+
+/// `explore_paths` over the paths a caller can tell apart: where two inputs lead to the same
+/// state, `explore_paths` follows one, this follows each that makes the caller hear something
+/// else on the way (`1` to a message and `2` to another, both hanging up), so that `diff` can
+/// compare what each one hears. Its report counts those paths.
+pub fn explore_heard_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
+    explore_with(m, path, true)
+}
+
+fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) -> Report {
     let mut r = Report {
         machine: m.name().to_string(),
         version: m.version().short(),
@@ -561,7 +575,14 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                     index.entry(key(&state, &routed, &may_miss))
                 {
                     e.insert(visited.len());
-                    visited.push(Visited { state, parent: None, clock, next: Vec::new(), fails: false });
+                    visited.push(Visited {
+                        state,
+                        parent: None,
+                        clock,
+                        next: Vec::new(),
+                        heard: Vec::new(),
+                        fails: false,
+                    });
                 }
             }
         }
@@ -580,6 +601,8 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
     // Every caller transition with what it passes, once, when the machine states policies.
     let mut walks: Vec<policy::Walk> = Vec::new();
     let mut walked: HashSet<(usize, usize, Vec<policy::Mark>, Vec<String>)> = HashSet::new();
+    // With `by_heard`: each (state, next state, what the reply says) followed once.
+    let mut heard_seen: HashSet<(usize, usize, Option<String>)> = HashSet::new();
     while let Some(at) = queue.pop_front() {
         let state = visited[at].state.clone();
         if state.closed {
@@ -649,6 +672,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                         parent: Some((at, tokens.clone())),
                         clock: None,
                         next: vec![],
+                        heard: vec![],
                         fails: false,
                     });
                     queue.push_back(visited.len() - 1);
@@ -660,6 +684,12 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
                     let marks = policy::marks(started, &step.edges);
                     if walked.insert((at, to, marks.clone(), tokens.clone())) {
                         walks.push(policy::Walk { from: at, to, tokens: tokens.clone(), marks });
+                    }
+                }
+                if by_heard && !is_summary {
+                    let reply = step.reply.as_ref().map(|f| format!("{:?}", f.actions));
+                    if heard_seen.insert((at, to, reply)) {
+                        visited[at].heard.push((tokens.clone(), to));
                     }
                 }
                 if !is_summary && !visited[at].next.iter().any(|(_, t)| *t == to) {
@@ -719,7 +749,7 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
         }));
     }
     for root in 0..roots {
-        paths(m, &visited, root, &mut r, path);
+        paths(m, &visited, root, &mut r, path, by_heard);
     }
     r
 }
@@ -1282,8 +1312,15 @@ fn traps(m: &Machine, visited: &[Visited], r: &mut Report) {
 }
 
 /// Counts the simple paths from a start and finds the longest (depth first, without recursion);
-/// hands each one's inputs to `path`.
-fn paths(m: &Machine, visited: &[Visited], root: usize, r: &mut Report, path: &mut dyn FnMut(&[String])) {
+/// hands each one's inputs to `path`. `by_heard`: over the transitions a caller tells apart.
+fn paths(
+    m: &Machine,
+    visited: &[Visited],
+    root: usize,
+    r: &mut Report,
+    path: &mut dyn FnMut(&[String]),
+    by_heard: bool,
+) {
     // The bound is per machine, over all its starts: a start after it counts nothing.
     if r.paths >= PATHS_MAX {
         r.paths_complete = false;
@@ -1299,7 +1336,7 @@ fn paths(m: &Machine, visited: &[Visited], root: usize, r: &mut Report, path: &m
     on_path[root] = true;
     let mut too_long = false;
     while let Some(&mut (at, ref mut next)) = stack.last_mut() {
-        let successors = &visited[at].next;
+        let successors = if by_heard { &visited[at].heard } else { &visited[at].next };
         let open = successors.iter().skip(*next).position(|(_, to)| !on_path[*to]);
         let is_leaf = *next == 0 && successors.iter().all(|(_, to)| on_path[*to]);
         if is_leaf {

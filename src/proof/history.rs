@@ -41,6 +41,21 @@ impl std::fmt::Display for Difference {
 /// Plays a recorded call's inputs (events, script answers, times) through `m`; `None` when every
 /// entry comes out the same.
 pub fn replay(m: &Machine, call: &Call) -> Option<Difference> {
+    replay_through(m, call).difference
+}
+
+/// A recorded call played through a machine to its last entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Where it first parts from the recording (`replay`'s answer).
+    pub difference: Option<Difference>,
+    /// How the replayed call stands after the last entry (`transcript::outcome`): `None` when the
+    /// engine failed on the way.
+    pub outcome: Option<&'static str>,
+}
+
+/// `replay`, going on past the first difference to see how the call ends on `m`.
+pub fn replay_through(m: &Machine, call: &Call) -> Replayed {
     replay_into(m, call, &mut Vec::new())
 }
 
@@ -56,7 +71,7 @@ pub struct Told {
 /// `replay`, with both transcripts told for a diff (`phonetree test` on an exported call).
 pub fn replay_told(m: &Machine, call: &Call) -> Told {
     let mut replayed = Vec::new();
-    let difference = replay_into(m, call, &mut replayed);
+    let difference = replay_into(m, call, &mut replayed).difference;
     let kept = difference.as_ref().map_or(call.entries.len(), |d| d.entry + 1);
     Told {
         recorded: call.entries.iter().take(kept).flat_map(Entry::lines).collect(),
@@ -65,8 +80,10 @@ pub fn replay_told(m: &Machine, call: &Call) -> Told {
     }
 }
 
-/// `replay`, pushing each replayed entry onto `replayed` (the one that differs too).
-fn replay_into(m: &Machine, call: &Call, replayed: &mut Vec<Entry>) -> Option<Difference> {
+/// `replay_through`, pushing each replayed entry onto `replayed` up to and with the first that
+/// differs.
+fn replay_into(m: &Machine, call: &Call, replayed: &mut Vec<Entry>) -> Replayed {
+    let failed = |difference: Difference| Replayed { difference: Some(difference), outcome: None };
     let info = CallInfo {
         session_id: call.session.clone(),
         direction: if call.direction == "outbound" { Direction::Outbound } else { Direction::Inbound },
@@ -82,7 +99,7 @@ fn replay_into(m: &Machine, call: &Call, replayed: &mut Vec<Entry>) -> Option<Di
             Ok(step) => state = step.state,
             Err(e) => {
                 let event = call.entries.first().map_or(Happened::NoInput, |e| e.event.clone());
-                return Some(Difference {
+                return failed(Difference {
                     entry: 0,
                     event: describe(&event),
                     node: String::new(),
@@ -92,6 +109,7 @@ fn replay_into(m: &Machine, call: &Call, replayed: &mut Vec<Entry>) -> Option<Di
             }
         }
     }
+    let mut first = None;
     for (i, recorded) in call.entries.iter().enumerate() {
         let event = match &recorded.event {
             Happened::Masked => {
@@ -127,22 +145,26 @@ fn replay_into(m: &Machine, call: &Call, replayed: &mut Vec<Entry>) -> Option<Di
                     answers.push(Answer::Failed { reason: "not in the recording".into() });
                 }
                 Ok(Stepped::Needs(r)) => {
-                    return Some(differs("a step".into(), format!("too many requests at `{}`", r.node)));
+                    let here = differs("a step".into(), format!("too many requests at `{}`", r.node));
+                    return failed(first.unwrap_or(here));
                 }
                 Err(e) => {
-                    return Some(differs(format!("entered `{}`", recorded.entered), format!("error: {e}")));
+                    let here = differs(format!("entered `{}`", recorded.entered), format!("error: {e}"));
+                    return failed(first.unwrap_or(here));
                 }
             }
         };
         let got = Entry::of(m, &state, &event, &step, &answers);
-        let differs_here = first_difference(recorded, &got);
-        replayed.push(got);
-        if let Some((was, is)) = differs_here {
-            return Some(differs(was, is));
+        if first.is_none() {
+            let differs_here = first_difference(recorded, &got);
+            replayed.push(got);
+            if let Some((was, is)) = differs_here {
+                first = Some(differs(was, is));
+            }
         }
         state = step.state;
     }
-    None
+    Replayed { difference: first, outcome: Some(crate::engine::transcript::outcome(&state)) }
 }
 
 /// The entries whose keys were masked (a sensitive input), each as `entry N at `node``: a replay

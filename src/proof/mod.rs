@@ -2,8 +2,11 @@
 //! `simulate` plays one call and writes its transcript; both speak the same replay tokens;
 //! `policy` proves a machine's policies on the states and transitions `explore` found; `scenario`
 //! reads scenario files and judges the calls `simulate` plays from them; `doctor` lists what a
-//! machine depends on outside itself and judges what `phonetree doctor` found there.
+//! machine depends on outside itself and judges what `phonetree doctor` found there; `diff`
+//! compares two versions of a machine by structure, by behaviour (through both) and by the
+//! recorded calls `history` replays.
 
+pub mod diff;
 pub mod doctor;
 pub mod explore;
 pub mod history;

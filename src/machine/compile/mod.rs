@@ -424,6 +424,7 @@ impl Compiler<'_> {
             allow_hosts: self.allow_hosts.clone(),
             timezone: self.timezone.clone(),
             variables: self.variables(&settings),
+            settings: settings.clone(),
             sensitive: BTreeSet::new(),
             modules: self.module_uses.clone(),
             policies: Vec::new(),
