@@ -271,6 +271,11 @@ fn routed(m: &Machine) -> Routed {
             vars.push((name.clone(), counter_cap(m, name, rules().filter_map(|r| r.var.as_ref()))));
         }
     }
+    // The call's language picks the texts every reply says: each language is a class of its own,
+    // so that every reply is proven in every language the call can be in.
+    if let Some(language) = m.language_variable().filter(|l| !vars.iter().any(|(v, _)| v == l)) {
+        vars.push((language.to_string(), None));
+    }
     let splits: Vec<Split> = m
         .graph()
         .node_weights()
@@ -520,18 +525,29 @@ pub fn explore_paths(m: &Machine, path: &mut dyn FnMut(&[String])) -> Report {
         call_id: Some("explore-call".into()),
     };
     let start_name = m.node(m.start()).map_or_else(String::new, |n| n.name.clone());
-    match engine::start_outbound(m, call(Direction::Outbound), &BTreeMap::new(), 0, &[]) {
-        Ok(engine::Stepped::Done(step)) => {
-            for v in step.reply.iter().flat_map(|f| callflow::validate(f, Use::OutboundRequest)) {
-                let message = format!("outbound opening: {v}");
-                r.violations.push(outbound_violation(Kind::InvalidReply, &start_name, message));
+    // The opening of a placed call, and when a placed call may give the call's language (one of
+    // the machine's `variables`), its opening in each language.
+    let mut placed = vec![BTreeMap::new()];
+    if let Some(language) = m.language_variable().filter(|l| m.variables().contains_key(*l)) {
+        placed = m.languages().iter().map(|l| BTreeMap::from([(language.to_string(), l.clone())])).collect();
+    }
+    for vars in &placed {
+        let lang = vars.values().next().map_or_else(String::new, |l| format!(" (in `{l}`)"));
+        match engine::start_outbound(m, call(Direction::Outbound), vars, 0, &[]) {
+            Ok(engine::Stepped::Done(step)) => {
+                for v in step.reply.iter().flat_map(|f| callflow::validate(f, Use::OutboundRequest)) {
+                    let message = format!("outbound opening{lang}: {v}");
+                    r.violations.push(outbound_violation(Kind::InvalidReply, &start_name, message));
+                }
             }
-        }
-        // A script before the first prompt: the node runs it before it places the call, and what
-        // each answer leads to is explored as the inbound call's start.
-        Ok(engine::Stepped::Needs(_)) => {}
-        Err(e) => {
-            r.violations.push(outbound_violation(Kind::Engine, &start_name, format!("outbound opening: {e}")))
+            // A script before the first prompt: the node runs it before it places the call, and
+            // what each answer leads to is explored as the inbound call's start.
+            Ok(engine::Stepped::Needs(_)) => {}
+            Err(e) => r.violations.push(outbound_violation(
+                Kind::Engine,
+                &start_name,
+                format!("outbound opening{lang}: {e}"),
+            )),
         }
     }
     // Every reachable control state, breadth first from the call's start, so each one's parent

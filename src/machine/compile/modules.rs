@@ -321,6 +321,8 @@ impl Inliner<'_> {
             ("settings", def.settings.is_empty()),
             ("variables", def.variables.is_empty()),
             ("keys", def.keys.is_empty()),
+            ("language_variable", def.language_variable.is_none()),
+            ("voices", def.voices.is_empty()),
         ];
         for (field, absent) in machine_only {
             if !absent {
