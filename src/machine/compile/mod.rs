@@ -5,7 +5,9 @@
 //! `fields` (which fields a node kind takes), `nodes` (menu, input, say, play, transfer, hangup),
 //! `scripts` (the Script widget), `numbers` (every integer within its field's bounds), `edges`
 //! (targets and keys), `keys` (machine-wide keys), `chains` (each node's 8x8 action and every callflow a webhook can be answered
-//! with) and `flow` (reachability, definite assignment of call variables, `{play:$var}`). A node
+//! with) and `flow` (reachability, definite assignment of call variables, `{play:$var}`), and
+//! `languages` (every spoken text in every language; a machine with languages runs the passes
+//! once per language, its nodes' texts and voice in it). A node
 //! that does not parse or compile stays in the graph as a placeholder with its targets, so that the
 //! graph passes still check every other node.
 //! A machine with any error is not built: a machine 8x8 would reject never loads.
