@@ -510,6 +510,33 @@ mod tests {
         }
     }
 
+    /// A machine with languages: the call's language variable picks the texts and the voice (the
+    /// first language when unset or another value), the fallback included.
+    #[test]
+    fn a_call_speaks_the_language_its_variable_names() {
+        let text = "name = \"f\"\nstart = \"hi\"\nlanguages = [\"en\", \"es\"]\nlanguage_variable = \"lang\"\n\
+            voices = { en = \"en-US-BenjaminRUS\", es = \"es-ES-HelenaRUS\" }\n\
+            fallback = { en = \"Sorry.\", es = \"Lo siento.\" }\n\
+            [nodes.hi]\nkind = \"say\"\ntext = { en = \"Hi.\", es = \"Hola.\" }\nnext = \"bye\"\n\
+            [nodes.bye]\nkind = \"hangup\"\n";
+        let m = compile(&Source::new("f.toml", text)).machine.unwrap();
+        let lang = |v: Option<&'static str>| m.language_of(move |name| if name == "lang" { v } else { None });
+        assert_eq!((lang(None), lang(Some("en")), lang(Some("es")), lang(Some("fr"))), (0, 0, 1, 0));
+        let hi = m.node_id("hi").unwrap();
+        let said = |i: usize| match m.spoken(hi, i) {
+            Some(NodeKind::Say(s)) => (s.text.as_literal().unwrap().to_string(), s.voice_profile.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(said(0), ("Hi.".to_string(), "en-US-BenjaminRUS".to_string()));
+        assert_eq!(said(1), ("Hola.".to_string(), "es-ES-HelenaRUS".to_string()));
+        let fallback = |i: usize| match m.fallback_in(i).actions.first() {
+            Some(crate::callflow::Action::Say(say)) => (say.text.clone(), say.voice_profile.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fallback(0), ("Sorry.".to_string(), "en-US-BenjaminRUS".to_string()));
+        assert_eq!(fallback(1), ("Lo siento.".to_string(), "es-ES-HelenaRUS".to_string()));
+    }
+
     #[test]
     fn the_fallback_speaks_in_the_machine_s_voice() {
         let body =

@@ -21,6 +21,10 @@
 //! above its largest threshold (every test agrees beyond it); past `STATES_MAX` states `explore`
 //! stops and reports it.
 //!
+//! A machine with languages speaks each reply in the call's language (`language_variable`): that
+//! variable is part of the state's key like a routed one, so every reply is played and validated
+//! in each language a call can be in at that state.
+//!
 //! Split nodes give a call a variant from its caller (or session id), fixed for the call: a call
 //! also starts from a caller (or session id) for each combination of variants the machine's splits
 //! give (`split_classes`), and those variants are part of its states' key.
