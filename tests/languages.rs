@@ -52,6 +52,7 @@ fn a_machine_missing_one_spanish_prompt_fails_check_naming_the_node_and_es() {
 fn bilingual(node: &str) -> String {
     format!(
         "name = \"m\"\nstart = \"hi\"\nlanguages = [\"en\", \"es\"]\nlanguage_variable = \"lang\"\n\
+         variables = {{ lang = \"en\" }}\n\
          voices = {{ en = \"en-US-BenjaminRUS\", es = \"es-ES-HelenaRUS\" }}\n\
          fallback = {{ en = \"Sorry.\", es = \"Lo siento.\" }}\n\
          [nodes.hi]\nkind = \"say\"\n{node}\nnext = \"bye\"\n[nodes.bye]\nkind = \"hangup\"\n"
@@ -65,7 +66,7 @@ fn every_spoken_text_is_in_every_language_with_a_voice() {
     let shown = diagnostics(&bilingual("text = \"Hi.\""));
     assert_eq!(shown.len(), 1, "{shown:?}");
     assert!(
-        shown[0].starts_with("m.toml:9:8: error: node `hi`, field `text`: `text` is one text, but the machine speaks `en` and `es`"),
+        shown[0].starts_with("m.toml:10:8: error: node `hi`, field `text`: `text` is one text, but the machine speaks `en` and `es`"),
         "{shown:?}"
     );
     // A language the machine does not speak (a typo).
@@ -73,7 +74,7 @@ fn every_spoken_text_is_in_every_language_with_a_voice() {
     assert_eq!(shown.len(), 1, "{shown:?}");
     assert!(
         shown[0].starts_with(
-            "m.toml:9:41: error: node `hi`, field `text.sp`: `sp` is not one of the machine's languages"
+            "m.toml:10:41: error: node `hi`, field `text.sp`: `sp` is not one of the machine's languages"
         ),
         "{shown:?}"
     );
@@ -81,11 +82,11 @@ fn every_spoken_text_is_in_every_language_with_a_voice() {
     let text = bilingual("text = { en = \"Hi.\", es = \"Hola.\" }").replace(", es = \"es-ES-HelenaRUS\"", "");
     let shown = diagnostics(&text);
     assert!(
-        shown[0].starts_with("m.toml:5:10: error: field `voices`: language `es` has no voice"),
+        shown[0].starts_with("m.toml:6:10: error: field `voices`: language `es` has no voice"),
         "{shown:?}"
     );
     // ... so that the node has none to speak Spanish in.
-    assert!(shown[1].starts_with("m.toml:7:8: error: node `hi`: no voice profile"), "{shown:?}");
+    assert!(shown[1].starts_with("m.toml:8:8: error: node `hi`: no voice profile"), "{shown:?}");
     assert_eq!(shown.len(), 2, "{shown:?}");
     // A voice 8x8 may not have: a warning, as for any voice profile.
     let text =
@@ -113,6 +114,15 @@ fn every_spoken_text_is_in_every_language_with_a_voice() {
         "{:?}",
         diagnostics(&text)
     );
+    // A language variable nothing sets: a warning, every caller hears the first language.
+    let shown = diagnostics(
+        &bilingual("text = { en = \"Hi.\", es = \"Hola.\" }").replace("variables = { lang = \"en\" }\n", ""),
+    );
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(
+        shown[0].starts_with("m.toml:4:21: warning: field `language_variable`: no node sets `lang` and it is not one of `variables`: every caller hears `en`"),
+        "{shown:?}"
+    );
     // A table by language in a machine that names no languages.
     let plain = "name = \"m\"\nstart = \"hi\"\n[defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\n\
                  [nodes.hi]\nkind = \"say\"\ntext = { en = \"Hi.\" }\nnext = \"bye\"\n[nodes.bye]\nkind = \"hangup\"\n";
@@ -130,7 +140,7 @@ fn each_language_s_text_is_held_to_8x8_s_limits_at_its_own_line_and_column() {
     let shown = diagnostics(&bilingual(&format!("text = {{ en = \"Hi.\", es = \"{long}\" }}")));
     let errors: Vec<&String> = shown.iter().filter(|d| d.contains("error:")).collect();
     assert_eq!(errors.len(), 1, "{shown:?}");
-    assert!(errors[0].starts_with("m.toml:9:27: error: node `hi`, field `text.es`: "), "{shown:?}");
+    assert!(errors[0].starts_with("m.toml:10:27: error: node `hi`, field `text.es`: "), "{shown:?}");
 }
 
 #[test]
@@ -328,4 +338,53 @@ kind = "hangup"
         r.violations.iter().filter(|v| v.kind == phonetree::proof::explore::Kind::UnsetVariable).collect();
     assert_eq!(unset.len(), 1, "{:#?}", r.violations);
     assert_eq!(unset[0].inputs[..2], ["1", "1"], "{:?}", unset[0].inputs);
+}
+
+/// A module's texts are said in the using machine's languages: one it lacks is an error in the
+/// module's own file, naming its node and the language; languages beyond the machine's are those
+/// the module lists, each a language name.
+#[test]
+fn a_module_s_texts_need_every_language_of_the_machine_that_uses_it() {
+    use phonetree::machine::{Modules, Options, compile_with};
+    let module = |text: &str| {
+        format!(
+            "name = \"hello\"\nstart = \"hi\"\nexits = [\"done\"]\nlanguages = [\"en\", \"es\", \"fr\"]\n\
+             [nodes.hi]\nkind = \"say\"\ntext = {text}\nnext = \"out\"\n[nodes.out]\nkind = \"exit\"\nexit = \"done\"\n"
+        )
+    };
+    let machine = bilingual("module = \"hello\"\nexits = { done = \"bye\" }")
+        .replace("kind = \"say\"", "kind = \"module\"")
+        .replace("\nnext = \"bye\"\n[nodes.bye]", "\n[nodes.bye]");
+    let shown = |module_text: &str| -> Vec<String> {
+        let (modules, problems) = Modules::of(vec![Source::new("modules/hello.toml", module_text)]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let options = Options { modules: &modules, ..Default::default() };
+        let compiled = compile_with(&Source::new("m.toml", &machine), options);
+        compiled.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect()
+    };
+    // Every language of the machine, and `fr` the module lists: fine.
+    let complete = module("{ en = \"Hello.\", es = \"Hola.\", fr = \"Bonjour.\" }");
+    assert_eq!(shown(&complete), Vec::<String>::new());
+    // Spanish missing: in the module's file, at its node.
+    let errors = shown(&module("{ en = \"Hello.\", fr = \"Bonjour.\" }"));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("modules/hello.toml:7:8: error: node `hi`, field `text`: no `es` text")),
+        "{errors:?}"
+    );
+    // A language neither the machine nor the module lists.
+    let errors = shown(&module("{ en = \"Hello.\", es = \"Hola.\", de = \"Hallo.\" }"));
+    assert!(
+        errors.iter().any(|e| e.contains("field `text.de`: `de` is not one of the machine's languages")),
+        "{errors:?}"
+    );
+    // A module's `languages` are language names.
+    let errors = shown(&complete.replace("\"fr\"]", "\"French\"]"));
+    assert!(
+        errors.iter().any(|e| e.contains(
+            "modules/hello.toml:4:26: error: field `languages.2`: `French` is not a language name"
+        )),
+        "{errors:?}"
+    );
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::super::definition::{Definition, NodeDef, SPOKEN_FIELDS, Spoken};
+use super::super::diagnostic::Severity;
 use super::nodes::Settings;
 use super::{At, Compiler};
 
@@ -158,6 +159,13 @@ impl Compiler<'_> {
                 At::Machine("language_variable"),
                 format!("`{v}` cannot name a call variable: it is not a name, or a setting or built-in has it"),
                 Some("use letters, digits and `_`, starting with a letter, and a name of its own".into()),
+            ),
+            // Nothing gives it a value: every call is in the first language.
+            Some(v) if languages.len() > 1 && !self.declared.contains(v) => self.report(
+                Severity::Warning,
+                At::Machine("language_variable"),
+                format!("no node sets `{v}` and it is not one of `variables`: every caller hears `{}`", languages[0]),
+                Some(format!("set it with a `set` node (`values = {{ {v} = \"{}\" }}`), or list it in `variables`", languages[1])),
             ),
             _ => {}
         }

@@ -330,6 +330,20 @@ impl Inliner<'_> {
                 self.error(file, &[field], Point::Key, format!("a module has no `{field}`"), hint);
             }
         }
+        // The languages its tables may hold beyond a using machine's: names, as a machine's are.
+        for (i, l) in def.languages.iter().enumerate() {
+            if !super::languages::is_language(l) {
+                let at = i.to_string();
+                let hint = "write a short BCP 47 tag: `en`, `es`, `pt-BR`";
+                self.error(
+                    file,
+                    &["languages", &at],
+                    Point::Value,
+                    format!("`{l}` is not a language name"),
+                    hint,
+                );
+            }
+        }
         if def.exits.is_empty() {
             let hint = "list the ways out: `exits = [\"ok\", \"failed\"]`";
             self.error(file, &["exits"], Point::Key, "a module needs `exits`".into(), hint);
