@@ -92,6 +92,9 @@
 //!   MessagePack, only `webhook` 8x8's JSON.
 //! - A machine with any error does not load; every callflow a machine can send passed 8x8's rules
 //!   at compile time, and every reply is checked again before it leaves the engine.
+//! - A machine with `languages` is compiled once per language (the same graph; each node's texts
+//!   and voice in that language), and the explorer holds the call's language in its states: every
+//!   text exists, and every reply is proven, in each language.
 //! - A machine's version is the SHA-256 of its source text; a call's state names the version it
 //!   runs on.
 //! - A reply leaves only after the state it implies is durable. A state and its reply are one

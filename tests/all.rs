@@ -23,6 +23,7 @@ mod fuzz_corpus;
 mod generated;
 mod history;
 mod keys;
+mod languages;
 mod layers;
 mod limits;
 mod loadtest;

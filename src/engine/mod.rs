@@ -472,9 +472,9 @@ fn entered_nodes(
 
 /// The reply that waits at the call's current node, as it was sent (same id): for a repeated start.
 pub fn current_reply(m: &Machine, st: &CallState) -> Result<Callflow, StepError> {
-    let node =
-        m.node(st.node).ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
-    let actions = match node.kind.capture() {
+    let kind = spoken(m, st, st.node)
+        .ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
+    let actions = match kind.capture() {
         Some(c) if st.tries > 0 => {
             let mut actions = lead(m, st, &c.relead)?;
             let mut action = render_capture(m, st, &c.capture, Some(&c.reprompt))?;
@@ -713,7 +713,7 @@ fn enter(
                 st.path.remove(0);
             }
             let before = actions.len();
-            match m.node(id).map(|n| &n.kind) {
+            match spoken(m, st, id) {
                 // A script that asks nothing says its prompt (if any) and is answered below.
                 Some(NodeKind::Script(Script { capture: None, say, .. })) => {
                     if let Some(say) = say {
@@ -770,12 +770,18 @@ fn normalise_keys(d: &str) -> String {
     d.trim().trim_end_matches('#').to_string()
 }
 
+/// Node `id` as the call hears it: its texts and voices in the call's language.
+fn spoken<'m>(m: &'m Machine, st: &CallState, id: NodeId) -> Option<&'m NodeKind> {
+    m.spoken(id, m.language_of(|v| st.var(v)))
+}
+
 fn render(m: &Machine, st: &CallState, id: NodeId) -> Result<Action, StepError> {
     let node = m.node(id).ok_or_else(|| StepError::UnknownNode(id.index() as u32, m.name.clone()))?;
-    if let Some(c) = node.kind.capture() {
+    let kind = spoken(m, st, id).unwrap_or(&node.kind);
+    if let Some(c) = kind.capture() {
         return render_capture(m, st, &c.capture, None);
     }
-    Ok(match &node.kind {
+    Ok(match kind {
         NodeKind::Say(s) => Action::Say(render_say(m, st, s)?),
         NodeKind::Script(Script { say: Some(s), .. }) => Action::Say(render_say(m, st, s)?),
         // Capturing nodes were rendered above; a script that asks nothing and says nothing has

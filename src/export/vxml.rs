@@ -150,6 +150,47 @@ fn prompt(t: &Template, node: &str) -> String {
     format!("<prompt>{}</prompt>", prompt_content(t, node, true))
 }
 
+/// Node `id` in each of the machine's languages, with the ECMAScript condition under which a call
+/// speaks it (the language variable names it; the first language otherwise, as in the engine):
+/// the node alone, with no condition, for a machine of one language.
+fn in_languages(m: &Machine, id: NodeId) -> Vec<(Option<String>, &NodeKind)> {
+    let Some(var) = m.language_variable() else { return vec![(None, &m.graph()[id].kind)] };
+    let is = |l: &str| format!("{var} == {}", js_string(l));
+    let others: Vec<String> = m.languages().iter().skip(1).map(|l| is(l)).collect();
+    (0..m.languages().len())
+        .filter_map(|i| {
+            let cond = if i == 0 { format!("!({})", others.join(" || ")) } else { others[i - 1].clone() };
+            m.spoken(id, i).map(|kind| (Some(cond), kind))
+        })
+        .collect()
+}
+
+/// Block content said in the call's language: each language's `say(kind)` under its condition.
+fn by_language(spoken: &[(Option<String>, &NodeKind)], say: impl Fn(&NodeKind) -> String) -> String {
+    match spoken {
+        [(None, kind)] => say(kind),
+        [(_, first), rest @ ..] => {
+            let mut out = String::new();
+            for (i, (cond, kind)) in rest.iter().enumerate() {
+                let tag = if i == 0 { "if" } else { "elseif" };
+                let close = if i == 0 { ">" } else { "/>" };
+                let _ = write!(
+                    out,
+                    "<{tag} cond=\"{}\"{close}{}",
+                    xml(cond.as_deref().unwrap_or("true")),
+                    say(kind)
+                );
+            }
+            if rest.is_empty() {
+                return say(first);
+            }
+            let _ = write!(out, "<else/>{}</if>", say(first));
+            out
+        }
+        [] => String::new(),
+    }
+}
+
 /// What a failed try does (in `<nomatch>`, `<noinput>`, or `<filled>` for an input the pattern
 /// refuses): count it, prompt again while tries are left, else follow `edge`.
 fn retry(m: &Machine, id: NodeId, menu: &Menu, edge: &Edge, reprompt: &str) -> String {
@@ -164,6 +205,9 @@ fn retry(m: &Machine, id: NodeId, menu: &Menu, edge: &Edge, reprompt: &str) -> S
 /// `filled` (what accepted keys do).
 fn field(m: &Machine, id: NodeId, menu: &Menu, grammar: &str, filled: &str) -> String {
     let name = &m.graph()[id].name;
+    // The prompts in each language (the capture settings are the same in all).
+    let spoken: Vec<(Option<String>, &Menu)> =
+        in_languages(m, id).into_iter().map(|(cond, kind)| (cond, kind.capture().unwrap_or(menu))).collect();
     let c = &menu.capture;
     let mut out = format!("<field name=\"{KEYS}\">");
     if let Some(ms) = c.digit_timeout_ms {
@@ -180,12 +224,19 @@ fn field(m: &Machine, id: NodeId, menu: &Menu, grammar: &str, filled: &str) -> S
     );
     // A multi-part prompt's leading parts are `<prompt>`s queued before the capture's, on every
     // prompt and re-prompt (the engine's `current_reply`).
-    let first = format!("{TRIES} == 0");
-    let again = format!("{TRIES} != 0");
-    let parts = menu.lead.iter().map(|say| (&first, &say.text)).chain([(&first, &c.prompt_message)]);
-    let reparts = menu.relead.iter().map(|say| (&again, &say.text)).chain([(&again, &menu.reprompt)]);
-    for (cond, text) in parts.chain(reparts) {
-        let _ = write!(out, "<prompt cond=\"{cond}\">{}</prompt>", prompt_content(text, name, false));
+    for (language, menu) in &spoken {
+        let when = |tries: &str| match language {
+            Some(l) => xml(&format!("{tries} && {l}")),
+            None => tries.to_string(),
+        };
+        let first = when(&format!("{TRIES} == 0"));
+        let again = when(&format!("{TRIES} != 0"));
+        let c = &menu.capture;
+        let parts = menu.lead.iter().map(|say| (&first, &say.text)).chain([(&first, &c.prompt_message)]);
+        let reparts = menu.relead.iter().map(|say| (&again, &say.text)).chain([(&again, &menu.reprompt)]);
+        for (cond, text) in parts.chain(reparts) {
+            let _ = write!(out, "<prompt cond=\"{cond}\">{}</prompt>", prompt_content(text, name, false));
+        }
     }
     let keypress = "<assign name=\"keypress\" expr=\"application.lastresult$.utterance\"/>";
     let _ = write!(
@@ -562,7 +613,13 @@ fn form(m: &Machine, id: NodeId) -> String {
         NodeKind::Route(r) => route(m, id, r),
         NodeKind::Set(s) => set(m, id, s),
         NodeKind::Split(s) => split(m, id, s),
-        NodeKind::Say(say) => format!("<block>{}{next}</block>", prompt(&say.text, name)),
+        NodeKind::Say(_) => {
+            let say = by_language(&in_languages(m, id), |kind| match kind {
+                NodeKind::Say(say) => prompt(&say.text, name),
+                _ => String::new(),
+            });
+            format!("<block>{say}{next}</block>")
+        }
         NodeKind::Play(play) => format!(
             "<block><prompt><audio expr=\"{}\"/></prompt>{next}</block>",
             xml(&expr(&play.file_url, name, false))
@@ -604,7 +661,10 @@ fn form(m: &Machine, id: NodeId) -> String {
                     field(m, id, menu, &keypad("0123456789*#", 0, KEYS_MAX), &ask(m, id, s))
                 ),
                 None => {
-                    let say = s.say.as_ref().map(|say| prompt(&say.text, name)).unwrap_or_default();
+                    let say = by_language(&in_languages(m, id), |kind| match kind {
+                        NodeKind::Script(Script { say: Some(say), .. }) => prompt(&say.text, name),
+                        _ => String::new(),
+                    });
                     format!("{catch}<block>{say}{}</block>", ask(m, id, s))
                 }
             }

@@ -26,8 +26,21 @@ pub struct Definition {
     #[serde(default)]
     pub numbers: Vec<String>,
     /// What the caller hears when phonetree itself fails (store fault, broken state); then hangup.
+    /// In a machine with `languages`, a table by language.
     #[serde(default)]
-    pub fallback: Option<String>,
+    pub fallback: Option<Spoken<String>>,
+    /// The languages the machine speaks (`["en", "es"]`), the first the one a call starts in:
+    /// every spoken text is then a table by language (`prompt = { en = "...", es = "..." }`),
+    /// which `check` proves complete. In a module: the languages its tables hold.
+    #[serde(default)]
+    pub languages: Vec<String>,
+    /// The call variable holding the call's language (one of `languages`; unset or any other
+    /// value: the first). Required with two languages or more.
+    #[serde(default)]
+    pub language_variable: Option<String>,
+    /// Each language's voice profile, used by every node that names none (`{ en = "...", ... }`).
+    #[serde(default)]
+    pub voices: BTreeMap<String, String>,
     /// The hosts script nodes may call, `HOST` or `HOST:PORT` (see `hosts`): when set, a script URL
     /// to any other host is an error; a loopback or private IP address needs listing here.
     #[serde(default)]
@@ -91,9 +104,9 @@ pub struct Defaults {
     /// 8x8 `noOfTries`: 8x8's own attempts at a capture.
     pub no_of_tries: Option<i64>,
     /// 8x8 `successMessage`: said after a capture 8x8 accepts.
-    pub success_message: Option<String>,
+    pub success_message: Option<Spoken<String>>,
     /// 8x8 `failureMessage`: said when a capture 8x8 rejects is retried.
-    pub failure_message: Option<String>,
+    pub failure_message: Option<Spoken<String>>,
     /// phonetree's own attempts at a menu before it takes the invalid / no-input branch.
     pub tries: Option<i64>,
 }
@@ -164,9 +177,9 @@ pub struct NodeDef {
     // menu
     /// What the caller hears before pressing keys: a template (`{caller}`, `{say:$order}`, ...), or a
     /// list of parts said one after the other, each in its own voice.
-    pub prompt: Option<Prompt>,
+    pub prompt: Option<Spoken<Prompt>>,
     /// Played instead of `prompt` when the caller gets another try.
-    pub reprompt: Option<Prompt>,
+    pub reprompt: Option<Spoken<Prompt>>,
     /// phonetree's attempts at the node before it takes `invalid` / `no_input`.
     pub tries: Option<i64>,
     /// Keys the caller may press, each mapped to the node it leads to.
@@ -220,7 +233,7 @@ pub struct NodeDef {
 
     // say / play
     /// What a say node says (a template).
-    pub text: Option<String>,
+    pub text: Option<Spoken<String>>,
     /// The audio a play node plays: an http(s) URL (a template).
     pub file_url: Option<String>,
     /// The node the call goes to next; a split's: variant → node (`{ a = "greet_a" }`).
@@ -291,9 +304,9 @@ pub struct NodeDef {
     /// 8x8 `noOfTries`: 8x8's own attempts at a capture.
     pub no_of_tries: Option<i64>,
     /// 8x8 `successMessage`: said after a capture 8x8 accepts.
-    pub success_message: Option<String>,
+    pub success_message: Option<Spoken<String>>,
     /// 8x8 `failureMessage`: said when a capture 8x8 rejects is retried.
-    pub failure_message: Option<String>,
+    pub failure_message: Option<Spoken<String>>,
 }
 
 /// One rule of a `route` node: its conditions (all must hold) and the node it leads to. A rule's
@@ -413,6 +426,42 @@ impl<'de> Deserialize<'de> for StoreDef {
             }
         }
         d.deserialize_any(Visit)
+    }
+}
+
+/// A spoken field: one text, or in a machine with `languages` a table of the text in each
+/// (`{ en = "...", es = "..." }`).
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "a text (for a prompt, or a list of parts: texts or `{ text, voice_profile, speed }` tables), or a table of those by language (`{ en = ..., es = ... }`)"
+)]
+pub enum Spoken<T> {
+    One(T),
+    Languages(BTreeMap<String, T>),
+}
+
+/// The fields that may be tables by language (`Spoken`), in nodes and in `[defaults]`.
+pub const SPOKEN_FIELDS: [&str; 5] = ["prompt", "reprompt", "text", "success_message", "failure_message"];
+
+impl<T> Spoken<T> {
+    /// The text in `language`: the one text, or the table's entry (`None` when it has none).
+    pub fn get(&self, language: Option<&str>) -> Option<&T> {
+        match (self, language) {
+            (Spoken::One(t), _) => Some(t),
+            (Spoken::Languages(by), Some(l)) => by.get(l),
+            (Spoken::Languages(_), None) => None,
+        }
+    }
+
+    /// The text in `language`, else (a missing translation, reported by the compiler) the first
+    /// the table has: what the compiler compiles, so that one missing text is one diagnostic.
+    /// `None` only for an empty table.
+    pub fn pick(&self, language: Option<&str>) -> Option<&T> {
+        match self {
+            Spoken::One(t) => Some(t),
+            Spoken::Languages(by) => self.get(language).or_else(|| by.values().next()),
+        }
     }
 }
 

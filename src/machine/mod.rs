@@ -294,6 +294,21 @@ pub struct Machine {
     pub(crate) modules: Vec<ModuleUse>,
     /// The policies `check` proves it by: its own `[[policies]]`, then its folder's.
     pub(crate) policies: Vec<policy::Policy>,
+    /// The languages it speaks (`languages`), the first the one a call starts in; empty for a
+    /// machine that names none.
+    pub(crate) languages: Vec<String>,
+    /// The call variable that picks the language (`language_variable`).
+    pub(crate) language_variable: Option<String>,
+    /// For each language after the first: every node as it speaks in that language (by `NodeId`
+    /// index: the same graph, other texts and voices), and the fallback in it.
+    pub(crate) translations: Vec<Translation>,
+}
+
+/// A multilingual machine's nodes and fallback in one of its languages after the first.
+#[derive(Debug, Clone)]
+pub(crate) struct Translation {
+    pub(crate) kinds: Vec<NodeKind>,
+    pub(crate) fallback: Callflow,
 }
 
 /// A `module` node, inlined: its module's nodes are named `NAMESPACE/NODE` in the machine.
@@ -338,6 +353,38 @@ impl Machine {
     /// What the caller hears when phonetree cannot go on with the call: an apology, then hangup.
     pub fn fallback(&self) -> &Callflow {
         &self.fallback
+    }
+
+    /// The languages the machine speaks, the first the one a call starts in (empty: it names none).
+    pub fn languages(&self) -> &[String] {
+        &self.languages
+    }
+
+    /// The call variable that picks a call's language, when the machine speaks two or more.
+    pub fn language_variable(&self) -> Option<&str> {
+        self.language_variable.as_deref().filter(|_| self.languages.len() > 1)
+    }
+
+    /// The index in `languages` of the language a call whose variables `var` reads speaks: the
+    /// language variable's value when it is one of the languages, else the first (0).
+    pub fn language_of<'v>(&self, var: impl Fn(&str) -> Option<&'v str>) -> usize {
+        let Some(name) = self.language_variable() else { return 0 };
+        var(name).and_then(|v| self.languages.iter().position(|l| l == v)).unwrap_or(0)
+    }
+
+    /// Node `id` as it speaks in language `language` (an index in `languages`): its texts and
+    /// voices in that language; the same node for the first language or one the machine lacks.
+    pub fn spoken(&self, id: NodeId, language: usize) -> Option<&NodeKind> {
+        let translated = language.checked_sub(1).and_then(|i| self.translations.get(i));
+        match translated {
+            Some(t) => t.kinds.get(id.index()),
+            None => self.node(id).map(|n| &n.kind),
+        }
+    }
+
+    /// The fallback in language `language` (an index in `languages`; the first for any other).
+    pub fn fallback_in(&self, language: usize) -> &Callflow {
+        language.checked_sub(1).and_then(|i| self.translations.get(i)).map_or(&self.fallback, |t| &t.fallback)
     }
 
     /// The call variables every call starts with (`variables`), by name, with their defaults: the
@@ -469,6 +516,33 @@ mod tests {
             Some(crate::callflow::Action::Say(say)) => say.clone(),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A machine with languages: the call's language variable picks the texts and the voice (the
+    /// first language when unset or another value), the fallback included.
+    #[test]
+    fn a_call_speaks_the_language_its_variable_names() {
+        let text = "name = \"f\"\nstart = \"hi\"\nlanguages = [\"en\", \"es\"]\nlanguage_variable = \"lang\"\n\
+            voices = { en = \"en-US-BenjaminRUS\", es = \"es-ES-HelenaRUS\" }\n\
+            fallback = { en = \"Sorry.\", es = \"Lo siento.\" }\n\
+            [nodes.hi]\nkind = \"say\"\ntext = { en = \"Hi.\", es = \"Hola.\" }\nnext = \"bye\"\n\
+            [nodes.bye]\nkind = \"hangup\"\n";
+        let m = compile(&Source::new("f.toml", text)).machine.unwrap();
+        let lang = |v: Option<&'static str>| m.language_of(move |name| if name == "lang" { v } else { None });
+        assert_eq!((lang(None), lang(Some("en")), lang(Some("es")), lang(Some("fr"))), (0, 0, 1, 0));
+        let hi = m.node_id("hi").unwrap();
+        let said = |i: usize| match m.spoken(hi, i) {
+            Some(NodeKind::Say(s)) => (s.text.as_literal().unwrap().to_string(), s.voice_profile.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(said(0), ("Hi.".to_string(), "en-US-BenjaminRUS".to_string()));
+        assert_eq!(said(1), ("Hola.".to_string(), "es-ES-HelenaRUS".to_string()));
+        let fallback = |i: usize| match m.fallback_in(i).actions.first() {
+            Some(crate::callflow::Action::Say(say)) => (say.text.clone(), say.voice_profile.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fallback(0), ("Sorry.".to_string(), "en-US-BenjaminRUS".to_string()));
+        assert_eq!(fallback(1), ("Lo siento.".to_string(), "es-ES-HelenaRUS".to_string()));
     }
 
     #[test]

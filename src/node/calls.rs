@@ -722,18 +722,22 @@ fn resume(
 
 /// The fallback of the machine version the call is (or would be) on, else phonetree's default.
 async fn fallback_for(app: &App, current: &MachineSet, ca: &CallAction, ask_store: bool) -> Callflow {
-    let stored = if ask_store {
+    let (stored, vars) = if ask_store {
         // The version the call is pinned to: a reload may have changed or removed its machine.
         match app.store.load(&ca.session_id, None).await.ok().and_then(|l| l.session) {
-            Some(l) => app.registry.version(app.store.as_ref(), &l.state.machine, l.state.version).await.ok(),
-            None => None,
+            Some(l) => (
+                app.registry.version(app.store.as_ref(), &l.state.machine, l.state.version).await.ok(),
+                l.state.vars,
+            ),
+            None => (None, Default::default()),
         }
     } else {
-        None
+        (None, Default::default())
     };
+    // In the call's language when its state says it (else the machine's first).
     stored
         .or_else(|| current.bind(ca.direction, &ca.source, &ca.destination))
-        .map(|m| m.fallback().clone())
+        .map(|m| m.fallback_in(m.language_of(|v| vars.get(v).map(String::as_str))).clone())
         .unwrap_or_else(super::default_fallback)
 }
 

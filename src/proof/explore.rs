@@ -21,6 +21,10 @@
 //! above its largest threshold (every test agrees beyond it); past `STATES_MAX` states `explore`
 //! stops and reports it.
 //!
+//! A machine with languages speaks each reply in the call's language (`language_variable`): that
+//! variable is part of the state's key like a routed one, so every reply is played and validated
+//! in each language a call can be in at that state.
+//!
 //! Split nodes give a call a variant from its caller (or session id), fixed for the call: a call
 //! also starts from a caller (or session id) for each combination of variants the machine's splits
 //! give (`split_classes`), and those variants are part of its states' key.
@@ -270,6 +274,11 @@ fn routed(m: &Machine) -> Routed {
         if !vars.iter().any(|(v, _)| v == name) {
             vars.push((name.clone(), counter_cap(m, name, rules().filter_map(|r| r.var.as_ref()))));
         }
+    }
+    // The call's language picks the texts every reply says: each language is a class of its own,
+    // so that every reply is proven in every language the call can be in.
+    if let Some(language) = m.language_variable().filter(|l| !vars.iter().any(|(v, _)| v == l)) {
+        vars.push((language.to_string(), None));
     }
     let splits: Vec<Split> = m
         .graph()
@@ -534,18 +543,29 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
         call_id: Some("explore-call".into()),
     };
     let start_name = m.node(m.start()).map_or_else(String::new, |n| n.name.clone());
-    match engine::start_outbound(m, call(Direction::Outbound), &BTreeMap::new(), 0, &[]) {
-        Ok(engine::Stepped::Done(step)) => {
-            for v in step.reply.iter().flat_map(|f| callflow::validate(f, Use::OutboundRequest)) {
-                let message = format!("outbound opening: {v}");
-                r.violations.push(outbound_violation(Kind::InvalidReply, &start_name, message));
+    // The opening of a placed call, and when a placed call may give the call's language (one of
+    // the machine's `variables`), its opening in each language.
+    let mut placed = vec![BTreeMap::new()];
+    if let Some(language) = m.language_variable().filter(|l| m.variables().contains_key(*l)) {
+        placed = m.languages().iter().map(|l| BTreeMap::from([(language.to_string(), l.clone())])).collect();
+    }
+    for vars in &placed {
+        let lang = vars.values().next().map_or_else(String::new, |l| format!(" (in `{l}`)"));
+        match engine::start_outbound(m, call(Direction::Outbound), vars, 0, &[]) {
+            Ok(engine::Stepped::Done(step)) => {
+                for v in step.reply.iter().flat_map(|f| callflow::validate(f, Use::OutboundRequest)) {
+                    let message = format!("outbound opening{lang}: {v}");
+                    r.violations.push(outbound_violation(Kind::InvalidReply, &start_name, message));
+                }
             }
-        }
-        // A script before the first prompt: the node runs it before it places the call, and what
-        // each answer leads to is explored as the inbound call's start.
-        Ok(engine::Stepped::Needs(_)) => {}
-        Err(e) => {
-            r.violations.push(outbound_violation(Kind::Engine, &start_name, format!("outbound opening: {e}")))
+            // A script before the first prompt: the node runs it before it places the call, and
+            // what each answer leads to is explored as the inbound call's start.
+            Ok(engine::Stepped::Needs(_)) => {}
+            Err(e) => r.violations.push(outbound_violation(
+                Kind::Engine,
+                &start_name,
+                format!("outbound opening{lang}: {e}"),
+            )),
         }
     }
     // Every reachable control state, breadth first from the call's start, so each one's parent

@@ -73,6 +73,8 @@ impl Compiler<'_> {
             return;
         }
         let mut read = BTreeSet::new();
+        // The language variable picks every text a call hears.
+        read.extend(m.language_variable().map(str::to_string));
         for id in m.graph.node_indices() {
             let kind = &m.graph[id].kind;
             read.extend(templates_of(kind).into_iter().flat_map(|(_, t)| t.vars()).map(str::to_string));

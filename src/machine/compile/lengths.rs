@@ -147,7 +147,7 @@ impl Compiler<'_> {
                 _ => {}
             }
             if let Some(menu) = node.kind.capture() {
-                prompt_fields(menu, n, &mut fields);
+                prompt_fields(menu, n, self.language.as_deref(), &mut fields);
             }
             for (field, t, rule) in fields {
                 self.check_length(name, &field, t, rule, &bounds);
@@ -199,7 +199,12 @@ impl Compiler<'_> {
 
 /// The fields of a capturing prompt, named as the machine file writes them: `prompt` (or its parts,
 /// `prompt.0` ...), `reprompt` when the node has its own, and the success and failure messages.
-fn prompt_fields<'m>(menu: &'m Menu, n: &NodeDef, fields: &mut Vec<(String, &'m Template, Rule)>) {
+fn prompt_fields<'m>(
+    menu: &'m Menu,
+    n: &NodeDef,
+    language: Option<&str>,
+    fields: &mut Vec<(String, &'m Template, Rule)>,
+) {
     let mut parts = |field: &str,
                      given: Option<&Prompt>,
                      lead: &'m [crate::callflow::Say<Template>],
@@ -214,9 +219,14 @@ fn prompt_fields<'m>(menu: &'m Menu, n: &NodeDef, fields: &mut Vec<(String, &'m 
             _ => fields.push((field.to_string(), last, Rule::Text)),
         }
     };
-    parts("prompt", n.prompt.as_ref(), &menu.lead, &menu.capture.prompt_message);
+    parts(
+        "prompt",
+        n.prompt.as_ref().and_then(|p| p.pick(language)),
+        &menu.lead,
+        &menu.capture.prompt_message,
+    );
     if n.reprompt.is_some() {
-        parts("reprompt", n.reprompt.as_ref(), &menu.relead, &menu.reprompt);
+        parts("reprompt", n.reprompt.as_ref().and_then(|p| p.pick(language)), &menu.relead, &menu.reprompt);
     }
     let c = &menu.capture;
     for (field, t) in [("success_message", &c.success_message), ("failure_message", &c.failure_message)] {

@@ -5,7 +5,9 @@
 //! `fields` (which fields a node kind takes), `nodes` (menu, input, say, play, transfer, hangup),
 //! `scripts` (the Script widget), `numbers` (every integer within its field's bounds), `edges`
 //! (targets and keys), `keys` (machine-wide keys), `chains` (each node's 8x8 action and every callflow a webhook can be answered
-//! with) and `flow` (reachability, definite assignment of call variables, `{play:$var}`). A node
+//! with) and `flow` (reachability, definite assignment of call variables, `{play:$var}`), and
+//! `languages` (every spoken text in every language; a machine with languages runs the passes
+//! once per language, its nodes' texts and voice in it). A node
 //! that does not parse or compile stays in the graph as a placeholder with its targets, so that the
 //! graph passes still check every other node.
 //! A machine with any error is not built: a machine 8x8 would reject never loads.
@@ -15,6 +17,7 @@ mod edges;
 mod fields;
 mod flow;
 mod keys;
+mod languages;
 mod lengths;
 mod modules;
 mod nodes;
@@ -26,6 +29,7 @@ mod sensitive;
 mod split;
 
 pub(crate) use fields::kinds_and_fields;
+pub use languages::LANGUAGES_MAX;
 pub use modules::{MODULE_DEPTH_MAX, MODULES_MAX, Modules};
 pub(crate) use numbers::integer_bounds;
 pub use scripts::SCRIPT_TIMEOUT_MAX_MS;
@@ -36,14 +40,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use petgraph::graph::DiGraph;
 
-use super::definition::{Definition, Kind};
+use super::definition::{Definition, Kind, SPOKEN_FIELDS};
 use super::diagnostic::{Diagnostic, Position, Severity, closest};
 use super::hosts::{self, ALLOW_HOSTS_MAX, AllowedHost};
 use super::source::SyntaxError;
 use super::source::{self, Source, SpanIndex};
 use super::template;
 use super::voices::Voices;
-use super::{Edge, Machine, Node, NodeId, NodeKind, VARIABLE_CHARS_MAX, VARIABLES_MAX, Version};
+use super::{Edge, Machine, Node, NodeId, NodeKind, Translation, VARIABLE_CHARS_MAX, VARIABLES_MAX, Version};
 use crate::callflow::{self, ACTION_ID_NAMES_CHARS_MAX, Action, Callflow, Say, Use};
 use shape::{Point, Shaped};
 
@@ -119,33 +123,58 @@ pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
     let inlined = modules::inline(&mut def, source, options.modules);
     let declared = declared(&def);
     let unread = Unread::of(&shaped);
-    let mut c = Compiler {
-        source,
-        index: OnceCell::new(),
-        def: &def,
-        diags: Vec::new(),
-        declared,
-        allow_hosts: Vec::new(),
-        timezone: None,
-        voices: options.voices,
-        script_allow: options.script_allow,
-        unread,
-        version: inlined.version(source),
-        origins: inlined.origins,
-        module_sources: inlined.sources,
-        module_uses: inlined.uses,
-        module_index: OnceCell::new(),
-    };
-    c.diags.extend(inlined.diagnostics);
-    for problem in shaped {
-        c.shape_problem(problem);
+    let version = inlined.version(source);
+    // A machine with languages is compiled once per language, each time with that language's
+    // texts and voice: every rule is checked on every language's texts.
+    let languages = languages::valid(&def);
+    let compilers = if languages.is_empty() { vec![None] } else { languages.iter().map(Some).collect() };
+    let mut diagnostics = inlined.diagnostics.clone();
+    let mut compiled: Vec<Option<Machine>> = Vec::with_capacity(compilers.len());
+    for (i, language) in compilers.into_iter().enumerate() {
+        let mut c = Compiler {
+            source,
+            index: OnceCell::new(),
+            def: &def,
+            diags: Vec::new(),
+            declared: declared.clone(),
+            allow_hosts: Vec::new(),
+            timezone: None,
+            voices: options.voices,
+            script_allow: options.script_allow,
+            unread: unread.clone(),
+            version,
+            origins: inlined.origins.clone(),
+            module_sources: inlined.sources.clone(),
+            module_uses: inlined.uses.clone(),
+            module_index: OnceCell::new(),
+            language: language.cloned(),
+            language_voice: language.and_then(|l| def.voices.get(l).cloned()),
+            languages: languages.clone(),
+        };
+        if i == 0 {
+            for problem in shaped.iter().cloned() {
+                c.shape_problem(problem);
+            }
+        }
+        compiled.push(c.run());
+        diagnostics.extend(c.diags);
     }
-    let machine = c.run();
-    let mut diagnostics = c.diags;
     diagnostics
         .sort_by(|a, b| (a.position, a.severity, &a.message).cmp(&(b.position, b.severity, &b.message)));
-    // A bad default is inherited by many nodes but reported once, at `[defaults]`.
-    diagnostics.dedup();
+    // A bad default is inherited by many nodes but reported once, at `[defaults]`; a problem of
+    // every language's compile, once.
+    dedup(&mut diagnostics);
+    let mut compiled = compiled.into_iter();
+    let machine = compiled.next().flatten().map(|mut m| {
+        m.translations = compiled
+            .flatten()
+            .map(|t| Translation {
+                kinds: t.graph.node_weights().map(|n| n.kind.clone()).collect(),
+                fallback: t.fallback,
+            })
+            .collect();
+        m
+    });
     let has_start = def.nodes.iter().any(|(name, _)| *name == def.start);
     let (machine, partial) = match machine {
         Some(m) if diagnostics.iter().any(Diagnostic::is_error) => (None, Some(m).filter(|_| has_start)),
@@ -154,9 +183,22 @@ pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
     Compiled { machine, partial, diagnostics }
 }
 
+/// Removes the repeats of a diagnostic from `sorted` (sorted by position, severity and message).
+fn dedup(sorted: &mut Vec<Diagnostic>) {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(sorted.len());
+    for d in sorted.drain(..) {
+        let same =
+            |o: &&Diagnostic| (o.position, o.severity, &o.message) == (d.position, d.severity, &d.message);
+        if !out.iter().rev().take_while(same).any(|o| *o == d) {
+            out.push(d);
+        }
+    }
+    *sorted = out;
+}
+
 /// What a TOML syntax error left unread: nodes whose table holds one (placeholders, which may link
 /// anywhere), and the dotted paths of values dropped from the tree (nothing else is said of them).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Unread {
     nodes: BTreeSet<String>,
     dropped: Vec<String>,
@@ -259,6 +301,12 @@ struct Compiler<'a> {
     module_uses: Vec<super::ModuleUse>,
     /// The modules' positions, found when a diagnostic in one needs them.
     module_index: OnceCell<Vec<SpanIndex>>,
+    /// The language this compile reads the spoken texts in (`None`: a machine without languages).
+    language: Option<String>,
+    /// That language's voice (`voices`), which every node that names none speaks in.
+    language_voice: Option<String>,
+    /// The machine's languages (`languages::valid`).
+    languages: Vec<String>,
 }
 
 /// The nodes that did not compile, by `NodeId` index: placeholders in the graph.
@@ -344,6 +392,24 @@ impl Compiler<'_> {
 
     /// The node, field and byte offset a diagnostic at `at` shows.
     fn locate(&self, at: At<'_>) -> (Option<String>, Option<String>, Option<usize>) {
+        // A spoken field of a table by language: this compile's language's entry in it.
+        if let (Some(language), At::Node(node, field)) = (&self.language, at) {
+            let (head, rest) = field.split_once('.').map_or((field, None), |(h, r)| (h, Some(r)));
+            if SPOKEN_FIELDS.contains(&head) {
+                let field = match rest {
+                    Some(rest) => format!("{head}.{language}.{rest}"),
+                    None => format!("{head}.{language}"),
+                };
+                let found = self.locate_plain(At::Node(node, &field));
+                if found.1.as_deref() == Some(field.as_str()) && found.2.is_some() {
+                    return found;
+                }
+            }
+        }
+        self.locate_plain(at)
+    }
+
+    fn locate_plain(&self, at: At<'_>) -> (Option<String>, Option<String>, Option<usize>) {
         if let Some(found) = self.locate_in_module(at) {
             return found;
         }
@@ -399,6 +465,9 @@ impl Compiler<'_> {
     /// with their targets, so that the graph passes check every other node in the same run.
     fn run(&mut self) -> Option<Machine> {
         let settings = self.machine_fields();
+        if self.language.as_ref() == self.languages.first() {
+            self.check_languages(&settings);
+        }
         if !self.node_count_ok() {
             return None;
         }
@@ -428,6 +497,9 @@ impl Compiler<'_> {
             sensitive: BTreeSet::new(),
             modules: self.module_uses.clone(),
             policies: Vec::new(),
+            languages: self.languages.clone(),
+            language_variable: def.language_variable.clone().filter(|_| !self.languages.is_empty()),
+            translations: Vec::new(),
         };
         self.check_sensitive(&mut machine, &failed, start.is_some());
         self.check_policies(&mut machine);
@@ -633,7 +705,8 @@ impl Compiler<'_> {
     /// The apology said when phonetree fails, in the machine's voice: `[defaults]`' voice and speed,
     /// else the voice the start node (or the first node that speaks) uses.
     fn fallback(&mut self, graph: &DiGraph<Node, Edge, u32>, start: Option<NodeId>) -> Callflow {
-        let text = self.def.fallback.clone().unwrap_or_else(|| DEFAULT_FALLBACK.to_string());
+        let text = self.def.fallback.as_ref().and_then(|f| f.pick(self.language.as_deref()).cloned());
+        let text = text.unwrap_or_else(|| DEFAULT_FALLBACK.to_string());
         let d = &self.def.defaults;
         let speed = |s: f64| {
             let hundredths = (s * 100.0).round();
@@ -642,7 +715,8 @@ impl Compiler<'_> {
             ok.then_some(callflow::Speed(hundredths as u16))
         };
         let spoken = start.into_iter().chain(graph.node_indices()).find_map(|id| voice_of(&graph[id].kind));
-        let (voice_profile, speed) = match (&d.voice_profile, spoken) {
+        let (voice_profile, speed) = match (self.language_voice.as_ref().or(d.voice_profile.as_ref()), spoken)
+        {
             (Some(v), _) => (v.clone(), d.speed.and_then(speed)),
             (None, Some((v, s))) => (v.to_string(), s),
             (None, None) => (FALLBACK_VOICE.to_string(), None),

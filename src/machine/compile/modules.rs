@@ -321,11 +321,27 @@ impl Inliner<'_> {
             ("settings", def.settings.is_empty()),
             ("variables", def.variables.is_empty()),
             ("keys", def.keys.is_empty()),
+            ("language_variable", def.language_variable.is_none()),
+            ("voices", def.voices.is_empty()),
         ];
         for (field, absent) in machine_only {
             if !absent {
                 let hint = "a module uses the settings, keys, hosts and zone of the machine that uses it: move it there";
                 self.error(file, &[field], Point::Key, format!("a module has no `{field}`"), hint);
+            }
+        }
+        // The languages its tables may hold beyond a using machine's: names, as a machine's are.
+        for (i, l) in def.languages.iter().enumerate() {
+            if !super::languages::is_language(l) {
+                let at = i.to_string();
+                let hint = "write a short BCP 47 tag: `en`, `es`, `pt-BR`";
+                self.error(
+                    file,
+                    &["languages", &at],
+                    Point::Value,
+                    format!("`{l}` is not a language name"),
+                    hint,
+                );
             }
         }
         if def.exits.is_empty() {

@@ -153,7 +153,7 @@ impl Compiler<'_> {
 
     fn say(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Say<Template>> {
         self.required(name, n, "next", &n.next);
-        let text = self.required(name, n, "text", &n.text);
+        let text = self.required(name, n, "text", &n.text).and_then(|t| t.pick(self.language.as_deref()));
         let text = self.template(name, "text", text?, settings);
         let speech = self.speech(name, n);
         let say = Say { text: text?, voice_profile: speech.0?, repetition: speech.1, speed: speech.2 };
@@ -309,9 +309,10 @@ impl Compiler<'_> {
     /// last part of a prompt is the capture's `promptMessage`, in that part's voice; the parts
     /// before it are `say` actions sent before the capture.
     pub(super) fn prompt(&mut self, name: &str, n: &NodeDef, settings: &Settings) -> Option<Menu> {
-        let prompt = self.required(name, n, "prompt", &n.prompt);
+        let language = self.language.clone();
+        let prompt = self.required(name, n, "prompt", &n.prompt).and_then(|p| p.pick(language.as_deref()));
         let prompt = self.parts(name, n, "prompt", prompt?, settings);
-        let reprompt = match &n.reprompt {
+        let reprompt = match n.reprompt.as_ref().and_then(|r| r.pick(language.as_deref())) {
             Some(r) => self.parts(name, n, "reprompt", r, settings),
             None => prompt.clone(),
         };
@@ -408,8 +409,11 @@ impl Compiler<'_> {
         settings: &Settings,
     ) -> Option<SayAndCapture<Template>> {
         let d = &self.def.defaults;
-        let success = n.success_message.as_ref().or(d.success_message.as_ref());
-        let failure = n.failure_message.as_ref().or(d.failure_message.as_ref());
+        let language = self.language.as_deref();
+        let success =
+            n.success_message.as_ref().or(d.success_message.as_ref()).and_then(|t| t.pick(language));
+        let failure =
+            n.failure_message.as_ref().or(d.failure_message.as_ref()).and_then(|t| t.pick(language));
         let success = self.opt_template(name, "success_message", success, settings);
         let failure = self.opt_template(name, "failure_message", failure, settings);
         let speech = self.speech(name, n);
@@ -450,7 +454,9 @@ impl Compiler<'_> {
     /// The voice profile (required, from the node or `[defaults]`), repetition and speed.
     pub(super) fn speech(&mut self, name: &str, n: &NodeDef) -> (Option<String>, Option<u8>, Option<Speed>) {
         let d = &self.def.defaults;
-        let voice = n.voice_profile.as_ref().or(d.voice_profile.as_ref()).cloned();
+        // The node's own voice, else its language's (`voices`), else `[defaults]`'.
+        let voice =
+            n.voice_profile.as_ref().or(self.language_voice.as_ref()).or(d.voice_profile.as_ref()).cloned();
         if voice.is_none() {
             self.error(
                 At::NodeKey(name),
@@ -461,7 +467,9 @@ impl Compiler<'_> {
                 ),
             );
         }
-        if let Some(v) = &voice {
+        // A language's voice is checked once, at `voices`.
+        let from_language = n.voice_profile.is_none() && self.language_voice.is_some();
+        if let Some(v) = voice.as_ref().filter(|_| !from_language) {
             self.check_voice(At::Node(name, "voice_profile"), v);
         }
         let d = &self.def.defaults;

@@ -322,7 +322,7 @@ impl Compiler<'_> {
                 self.error(At::Node(name, field), format!("`{field}` needs `allow_keypress = true`"), None);
             }
         }
-        let p = match &n.prompt {
+        let p = match n.prompt.as_ref().and_then(|p| p.pick(self.language.as_deref())) {
             None => return Some(None),
             Some(Prompt::Text(p)) => p,
             Some(Prompt::Parts(_)) => {
