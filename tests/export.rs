@@ -301,12 +301,17 @@ fn vxml_plays_what_simulate_says_on_the_script_machines_and_the_other_node_kinds
         machines.push(compile_text(file, &std::fs::read_to_string(f).unwrap()));
     }
     machines.push(compile_text("features.toml", FEATURES));
+    // A counter that adds what the caller keys, and its `not_number`.
+    let tally = repo().join("tests/data/counters/tally.toml");
+    machines.push(compile_text("tally.toml", &std::fs::read_to_string(tally).unwrap()));
     for file in ["bilingual.toml", "nested.toml"] {
         let f = repo().join("tests/data/keys").join(file);
         machines.push(compile_text(file, &std::fs::read_to_string(f).unwrap()));
     }
     let names: Vec<&str> = machines.iter().map(|m| m.name()).collect();
-    for name in ["extension", "greeting", "business_hours", "pin_check", "features", "bilingual", "nested"] {
+    for name in
+        ["extension", "greeting", "business_hours", "pin_check", "features", "bilingual", "nested", "tally"]
+    {
         assert!(names.contains(&name), "{name} missing in {names:?}");
     }
     for m in &machines {

@@ -246,8 +246,12 @@ pub struct NodeDef {
     // set
     /// Call variables set to templates (`{ lang = "es" }`).
     pub values: Option<BTreeMap<String, String>>,
-    /// Integer counters, each added to (`{ pin_attempts = 1 }`; an unset counter counts as 0).
-    pub add: Option<BTreeMap<String, i64>>,
+    /// Integer counters, each added to: a whole number (`{ pin_attempts = 1 }`; an unset counter
+    /// counts as 0), or a call variable's value (`{ total = "{amount}" }`), checked to be a number.
+    pub add: Option<BTreeMap<String, AddDef>>,
+    /// Where the call goes when a variable `add` reads is not a number (needed unless the
+    /// compiler proves it always is one; the node then sets nothing).
+    pub not_number: Option<String>,
 
     // split
     /// A split's variants and their whole-number weights (`{ a = 20, b = 80 }`).
@@ -323,6 +327,16 @@ pub struct RuleDef {
     pub at_most: Option<i64>,
     /// The node the call goes to when every condition of the rule holds.
     pub next: Option<String>,
+}
+
+/// What a `set` node's `add` adds to a counter.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "a whole number, or `\"{name}\"`: the value of a call variable")]
+pub enum AddDef {
+    /// A whole number.
+    Constant(i64),
+    /// `"{name}"`: an input's keys, a script's stored value or another counter.
+    Variable(String),
 }
 
 /// A node's `next`: one node, or for a `split`, one node per variant.

@@ -435,9 +435,10 @@ fn map_targets(n: &mut NodeDef, f: &dyn Fn(&str) -> String) {
         Some(Next::Variants(variants)) => variants.values_mut().for_each(|t| *t = f(t)),
         None => {}
     }
-    for t in [&mut n.invalid, &mut n.no_input, &mut n.default, &mut n.failure, &mut n.otherwise]
-        .into_iter()
-        .flatten()
+    for t in
+        [&mut n.invalid, &mut n.no_input, &mut n.default, &mut n.failure, &mut n.otherwise, &mut n.not_number]
+            .into_iter()
+            .flatten()
     {
         *t = f(t);
     }
@@ -489,6 +490,7 @@ fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
             Some(Kind::Set) => {
                 let set = n.values.iter().flat_map(|v| v.keys()).chain(n.add.iter().flat_map(|a| a.keys()));
                 push(n.next.as_ref().and_then(Next::node), set.cloned().collect());
+                push(n.not_number.as_ref(), Vec::new());
             }
             _ => {
                 match &n.next {
