@@ -103,6 +103,12 @@ impl Catalog {
         machine::compile_with(source, options)
     }
 
+    /// `compile`, with `modules` in place of the catalog's (a stored version's own).
+    pub fn compile_with_modules(&self, source: &Source, modules: &Modules) -> Compiled {
+        let voices = self.voices.as_ref().unwrap_or(Voices::bundled());
+        machine::compile_with(source, machine::Options { voices, script_allow: &self.script_allow, modules })
+    }
+
     /// The modules the catalog's machines may use.
     pub fn modules(&self) -> &Modules {
         &self.modules
