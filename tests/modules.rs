@@ -100,6 +100,33 @@ fn an_output_left_unset_on_a_path_to_an_exit_names_the_exit_and_the_path() {
     assert!(c.is_empty());
 }
 
+#[test]
+fn a_shared_module_s_error_is_told_once_and_an_unused_module_is_still_checked() {
+    let c = check(&["tests/data/modules/shared"]);
+    let shown = shown(&c);
+    let typo: Vec<&String> = shown.iter().filter(|d| d.contains("unknown field `promt`")).collect();
+    assert_eq!(typo.len(), 1, "{shown:?}");
+    assert!(typo[0].starts_with("tests/data/modules/shared/modules/shared.toml:9:1: error:"), "{shown:?}");
+    // `lonely` is used by nothing: a warning saying so, and its own problem as a warning.
+    assert!(
+        shown.iter().any(|d| d.starts_with(
+            "tests/data/modules/shared/modules/lonely.toml: warning: module `lonely` is used by no machine"
+        )),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|d| d.starts_with("tests/data/modules/shared/modules/lonely.toml:12:8: warning: node `out`: output `x` is not set on every path to exit `done`")),
+        "{shown:?}"
+    );
+    assert_eq!(c.diagnostics.iter().filter(|d| d.is_error()).count(), 1, "{shown:?}");
+    // The bundled module is used: no such warning for the bundled machines.
+    assert!(!shown_of(&["machines/"]).iter().any(|d| d.contains("used by no machine")));
+}
+
+fn shown_of(paths: &[&str]) -> Vec<String> {
+    shown(&check(paths))
+}
+
 fn modules_of(files: &[(&str, &str)]) -> Modules {
     let (m, problems) = Modules::of(files.iter().map(|(f, t)| Source::new(*f, *t)).collect());
     assert!(problems.is_empty(), "{problems:?}");

@@ -70,6 +70,22 @@ impl Modules {
         self.by_name.keys().map(String::as_str)
     }
 
+    /// Whether `file` is one of these modules' files.
+    pub fn has_file(&self, file: &str) -> bool {
+        self.by_name.values().any(|s| s.file == file)
+    }
+
+    /// What a machine using module `name` would be told of the module's own file — its shape, its
+    /// fields and exits, an output left unset, the modules it uses in turn — for a module no
+    /// machine uses (its nodes are compiled only inlined, with a machine's defaults).
+    pub fn check_alone(&self, name: &str) -> Vec<Diagnostic> {
+        let Some(source) = self.get(name) else { return Vec::new() };
+        let mut inliner = Inliner { modules: self, out: Inlined::default(), checked: BTreeSet::new() };
+        let node = NodeDef { kind: Some(Kind::Module), module: Some(name.to_string()), ..NodeDef::default() };
+        let _ = inliner.module_of(&source.clone(), name, &node, &mut Vec::new());
+        inliner.out.diagnostics
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
