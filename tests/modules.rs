@@ -46,7 +46,7 @@ fn check_proves_both_machines_through_verify_pin_and_prints_its_coverage() {
     assert!(text.contains("machines/bank_balance.toml: proven `bank_balance`"), "{text}");
     assert!(text.contains("machines/card_services.toml: proven `card_services`"), "{text}");
     // `machines/modules/` holds modules, not machines: six machine files, no more.
-    assert!(text.contains("checked 6 file(s): 6 machine(s) valid and proven"), "{text}");
+    assert!(text.contains("checked 7 file(s): 7 machine(s) valid and proven"), "{text}");
     assert!(text.contains("module verify_pin: 11/11 edges covered (via 2 machines)\n"), "{text}");
 
     let out = phonetree(&["check", "machines/", "--json"]);
