@@ -123,6 +123,33 @@ fn a_shared_module_s_error_is_told_once_and_an_unused_module_is_still_checked() 
     assert!(!shown_of(&["machines/"]).iter().any(|d| d.contains("used by no machine")));
 }
 
+#[test]
+fn verify_pin_s_output_is_proven_per_exit_and_a_wrong_one_is_an_error() {
+    // The bundled module declares `outputs = { ok = ["balance"] }`: set on every path to `ok`.
+    let text = std::fs::read_to_string(repo().join("machines/modules/verify_pin.toml")).unwrap();
+    assert!(text.contains("outputs = { ok = [\"balance\"] }"), "{text}");
+    assert!(!shown_of(&["machines/"]).iter().any(|d| d.contains("output")));
+    // `pin_attempts` is not set on a right first PIN; `nope` is no exit.
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("modules")).unwrap();
+    std::fs::copy(repo().join("machines/bank_balance.toml"), t.path().join("bank_balance.toml")).unwrap();
+    let wrong = text
+        .replace("outputs = { ok = [\"balance\"] }", "outputs = { ok = [\"pin_attempts\"], nope = [\"x\"] }");
+    std::fs::write(t.path().join("modules/verify_pin.toml"), wrong).unwrap();
+    let shown = shown_of(&[t.path().to_str().unwrap()]);
+    assert!(
+        shown.iter().any(|d| d
+            .contains("error: node `passed`: output `pin_attempts` is not set on every path to exit `ok`")
+            && d.contains("on the path ask -> check -> passed it is never set")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|d| d.contains("`outputs` names `nope`, not one of the module's `exits`")),
+        "{shown:?}"
+    );
+    assert_eq!(shown.iter().filter(|d| d.contains(": error: ")).count(), 2, "{shown:?}");
+}
+
 fn shown_of(paths: &[&str]) -> Vec<String> {
     shown(&check(paths))
 }

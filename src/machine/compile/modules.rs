@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use super::super::definition::{Definition, FieldSet, Kind, Next, NodeDef};
+use super::super::definition::{Definition, FieldSet, Kind, Next, NodeDef, Outputs};
 use super::super::diagnostic::{Diagnostic, Position, Severity, closest};
 use super::super::source::{self, Source};
 use super::super::{ModuleUse, Version};
@@ -124,8 +124,13 @@ impl Inlined {
 /// Inlines every `module` node of `def` (the machine read from `source`), recursively.
 pub(super) fn inline(def: &mut Definition, source: &Source, modules: &Modules) -> Inlined {
     let mut out = Inlined::default();
-    for (field, set) in [("inputs", &def.inputs), ("outputs", &def.outputs), ("exits", &def.exits)] {
-        if !set.is_empty() {
+    let given = [
+        ("inputs", def.inputs.is_empty()),
+        ("outputs", def.outputs.is_empty()),
+        ("exits", def.exits.is_empty()),
+    ];
+    for (field, empty) in given {
+        if !empty {
             let hint = "a machine is used by calls, not by `module` nodes: move it to a module file";
             let d = diagnostic(source, &[field], Point::Key, format!("only a module has `{field}`"), hint);
             out.diagnostics.push(d);
@@ -348,6 +353,13 @@ impl Inliner<'_> {
             let hint = "list the ways out: `exits = [\"ok\", \"failed\"]`";
             self.error(file, &["exits"], Point::Key, "a module needs `exits`".into(), hint);
         }
+        if let Outputs::ByExit(by) = &def.outputs {
+            for exit in by.keys().filter(|e| !def.exits.contains(e)) {
+                let hint = format!("the module's `exits` are {}", def.exits.join(", "));
+                let message = format!("`outputs` names `{exit}`, not one of the module's `exits`");
+                self.error(file, &["outputs", exit], Point::Key, message, &hint);
+            }
+        }
         for (name, n) in &def.nodes {
             match (n.kind, n.exit.as_deref()) {
                 (Some(Kind::Exit), None) => {
@@ -536,7 +548,7 @@ fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
         .map(|(e, n)| (e.as_str(), n.exit.as_deref().unwrap_or("")))
         .collect();
     let mut problems = Vec::new();
-    for output in def.outputs.iter().filter(|o| !def.inputs.contains(o)) {
+    for output in def.outputs.names().into_iter().filter(|o| !def.inputs.contains(o)) {
         // A breadth-first walk on the edges that do not set `output`: any exit it reaches is
         // reached on a path that leaves it unset.
         let mut before: HashMap<&str, &str> = HashMap::new();
@@ -544,6 +556,9 @@ fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
         let mut seen: BTreeSet<&str> = BTreeSet::from([def.start.as_str()]);
         while let Some(at) = queue.pop_front() {
             if let Some(exit) = exits.get(at) {
+                if !def.outputs.required(exit, output) {
+                    continue;
+                }
                 let mut path = vec![at.to_string()];
                 let mut here = at;
                 while let Some(prev) = before.get(here) {
