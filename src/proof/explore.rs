@@ -212,6 +212,9 @@ struct Routed {
     sessions: Vec<String>,
     /// The machine's splits: the variants a call gets are part of its state's key.
     splits: Vec<Split>,
+    /// The variables counters add that are not proven numbers: an input setting one is also
+    /// answered with keys that are not a number.
+    unproven: Vec<String>,
 }
 
 /// The session id of an explored call when no split reads it.
@@ -277,11 +280,13 @@ fn routed(m: &Machine) -> Routed {
     }
     // What a counter adds from a variable other than a counter: its value decides the counter's,
     // and whether the set node takes `not_number`.
-    for name in added_vars(m).into_iter().map(|(name, _)| name) {
-        if !vars.iter().any(|(v, _)| *v == name) && !is_counter(m, &name) {
-            vars.push((name, None));
+    let added = added_vars(m);
+    for name in added.iter().map(|(name, _)| name) {
+        if !vars.iter().any(|(v, _)| v == name) && !is_counter(m, name) {
+            vars.push((name.clone(), None));
         }
     }
+    let unproven = added.into_iter().filter(|(_, proven)| !proven).map(|(name, _)| name).collect();
     let splits: Vec<Split> = m
         .graph()
         .node_weights()
@@ -293,7 +298,7 @@ fn routed(m: &Machine) -> Routed {
     if sessions.is_empty() {
         sessions.push(SESSION.to_string());
     }
-    Routed { vars, clocks: clocks(m, &routes), callers, sessions, splits }
+    Routed { vars, clocks: clocks(m, &routes), callers, sessions, splits, unproven }
 }
 
 /// The variables set nodes add to counters, each with whether it is proven always a number.
@@ -902,7 +907,7 @@ fn inputs(m: &Machine, s: &CallState, routed: &Routed) -> Vec<Event> {
                     events.push(Event::Digits(input.example.clone()));
                     events.push(Event::Digits(format!("{}#", input.example)));
                     // Keys that are not a number, where a counter adds the variable unproven.
-                    if added_vars(m).iter().any(|(v, proven)| *v == input.variable && !proven) {
+                    if routed.unproven.contains(&input.variable) {
                         events.extend(not_a_number(input).map(Event::Digits));
                     }
                     // Each value a route rule tests this variable for, that the input accepts.
