@@ -90,7 +90,30 @@ enum Failure {
     Doctor(doctor::Error),
 }
 
+/// The exit code of a command whose stdout was closed before it finished writing: a pipe writer's
+/// on SIGPIPE (128 + 13), as `phonetree check machines/ | head -1` expects of any command.
+const EXIT_CLOSED_STDOUT: i32 = 141;
+
+/// A command whose stdout is closed early stops quietly, exit `EXIT_CLOSED_STDOUT`: Rust ignores
+/// SIGPIPE (so `serve` lives through closed sockets), and `println!` then panics on the closed
+/// pipe; this hook turns that panic, and only it, into the quiet exit, for every command.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("Broken pipe")) {
+            std::process::exit(EXIT_CLOSED_STDOUT);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     // Before any command builds an HTTP client (`call`, `calls`, `webhooks`, `voices`, ...).
     phonetree::node::install_tls_provider();
     let cli = Cli::parse();

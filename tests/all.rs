@@ -10,6 +10,7 @@ mod admin_browser;
 mod barred;
 mod cli;
 mod console;
+mod counters;
 mod crash_loop;
 mod diagnostics;
 mod diff;

@@ -434,3 +434,25 @@ fn every_hint_command_replays_the_call_to_its_node() {
     // The trap, the unset variable, and the rule no answer takes (at its route).
     assert_eq!(replayed, 3, "{report:#}");
 }
+
+/// `phonetree check machines/ | head -1`: a command whose stdout is closed before it writes stops
+/// quietly with a pipe writer's exit code (141), never a panic on stderr.
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    for args in [&["check", "machines/"][..], &["export", "machines/bank_balance.toml", "--format", "vxml"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .args(args)
+            .current_dir(common::repo())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command has written anything (it proves first).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}

@@ -172,6 +172,7 @@ fn play_alike(js: &mut vxml::Ecma, m: &Machine, doc: &vxml::Element, path: &[Str
         session_id: "simulated-session".into(),
         call_id: "simulated-call".into(),
         clock: at_ms.and_then(|at| clock(m, at)),
+        splits: splits_of(m, caller, "simulated-session"),
     };
     let inputs: Vec<simulate::Input> =
         tokens.iter().map(|t| simulate::parse_input_or_answer(t).unwrap()).collect();
@@ -189,6 +190,20 @@ fn play_alike(js: &mut vxml::Ecma, m: &Machine, doc: &vxml::Element, path: &[Str
     let voice = vxml::play(js, doc, &session, &tokens, &mut |form, token, _url| fetched(m, form, token))
         .unwrap_or_else(|e| panic!("{}: vxml {path:?}: {e}", m.name()));
     assert_eq!(voice, heard(&flows), "{}: the VoiceXML differs from simulate on {path:?}", m.name());
+}
+
+/// Each split node's variant for a call from `caller` on `session`: what the platform hands the
+/// document, computed by the documented hash.
+fn splits_of(m: &Machine, caller: &str, session: &str) -> Vec<(String, String)> {
+    m.graph()
+        .node_weights()
+        .filter_map(|n| match &n.kind {
+            phonetree::machine::NodeKind::Split(s) => {
+                Some((n.name.clone(), s.variants[s.pick(caller, session)].0.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn document(m: &Machine) -> vxml::Element {
@@ -301,12 +316,17 @@ fn vxml_plays_what_simulate_says_on_the_script_machines_and_the_other_node_kinds
         machines.push(compile_text(file, &std::fs::read_to_string(f).unwrap()));
     }
     machines.push(compile_text("features.toml", FEATURES));
+    // A counter that adds what the caller keys, and its `not_number`.
+    let tally = repo().join("tests/data/counters/tally.toml");
+    machines.push(compile_text("tally.toml", &std::fs::read_to_string(tally).unwrap()));
     for file in ["bilingual.toml", "nested.toml"] {
         let f = repo().join("tests/data/keys").join(file);
         machines.push(compile_text(file, &std::fs::read_to_string(f).unwrap()));
     }
     let names: Vec<&str> = machines.iter().map(|m| m.name()).collect();
-    for name in ["extension", "greeting", "business_hours", "pin_check", "features", "bilingual", "nested"] {
+    for name in
+        ["extension", "greeting", "business_hours", "pin_check", "features", "bilingual", "nested", "tally"]
+    {
         assert!(names.contains(&name), "{name} missing in {names:?}");
     }
     for m in &machines {
@@ -367,6 +387,7 @@ fn the_interpreter_catches_a_document_that_says_something_else() {
         session_id: "s".into(),
         call_id: "c".into(),
         clock: None,
+        splits: Vec::new(),
     };
     let inputs = ["3".to_string()];
     let voice = vxml::play(&mut js, &doc, &session, &inputs, &mut |_, _, _| None).unwrap();
@@ -616,6 +637,7 @@ fn vxml_cuts_stored_values_and_tests_numbers_as_the_engine_does() {
         session_id: "s".into(),
         call_id: "c".into(),
         clock: None,
+        splits: Vec::new(),
     };
     for note in &notes {
         for n in &counts {
@@ -690,6 +712,7 @@ fn vxml_reads_answer_paths_and_values_as_the_engine_does() {
             session_id: "s".into(),
             call_id: "c".into(),
             clock: None,
+            splits: Vec::new(),
         };
         let voice = vxml::play(&mut js, &doc, &session, &["@answer".to_string()], &mut |_, _, _| {
             Some(answer.to_string())
@@ -712,6 +735,7 @@ fn the_documents_ecmascript_runs_in_node_and_its_errors_fail_the_play() {
         session_id: "s".into(),
         call_id: "c".into(),
         clock: None,
+        splits: Vec::new(),
     };
     let mut play = |doc: &str| {
         let doc = vxml::parse(doc).unwrap();

@@ -46,7 +46,7 @@ fn check_proves_both_machines_through_verify_pin_and_prints_its_coverage() {
     assert!(text.contains("machines/bank_balance.toml: proven `bank_balance`"), "{text}");
     assert!(text.contains("machines/card_services.toml: proven `card_services`"), "{text}");
     // `machines/modules/` holds modules, not machines: six machine files, no more.
-    assert!(text.contains("checked 6 file(s): 6 machine(s) valid and proven"), "{text}");
+    assert!(text.contains("checked 7 file(s): 7 machine(s) valid and proven"), "{text}");
     assert!(text.contains("module verify_pin: 11/11 edges covered (via 2 machines)\n"), "{text}");
 
     let out = phonetree(&["check", "machines/", "--json"]);
@@ -98,6 +98,60 @@ fn an_output_left_unset_on_a_path_to_an_exit_names_the_exit_and_the_path() {
     assert!(shown[0].contains("on the path ask -> give_up it is never set"), "{shown:?}");
     assert!(shown[0].contains("replay it with `phonetree simulate MACHINE`"), "{shown:?}");
     assert!(c.is_empty());
+}
+
+#[test]
+fn a_shared_module_s_error_is_told_once_and_an_unused_module_is_still_checked() {
+    let c = check(&["tests/data/modules/shared"]);
+    let shown = shown(&c);
+    let typo: Vec<&String> = shown.iter().filter(|d| d.contains("unknown field `promt`")).collect();
+    assert_eq!(typo.len(), 1, "{shown:?}");
+    assert!(typo[0].starts_with("tests/data/modules/shared/modules/shared.toml:9:1: error:"), "{shown:?}");
+    // `lonely` is used by nothing: a warning saying so, and its own problem as a warning.
+    assert!(
+        shown.iter().any(|d| d.starts_with(
+            "tests/data/modules/shared/modules/lonely.toml: warning: module `lonely` is used by no machine"
+        )),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|d| d.starts_with("tests/data/modules/shared/modules/lonely.toml:12:8: warning: node `out`: output `x` is not set on every path to exit `done`")),
+        "{shown:?}"
+    );
+    assert_eq!(c.diagnostics.iter().filter(|d| d.is_error()).count(), 1, "{shown:?}");
+    // The bundled module is used: no such warning for the bundled machines.
+    assert!(!shown_of(&["machines/"]).iter().any(|d| d.contains("used by no machine")));
+}
+
+#[test]
+fn verify_pin_s_output_is_proven_per_exit_and_a_wrong_one_is_an_error() {
+    // The bundled module declares `outputs = { ok = ["balance"] }`: set on every path to `ok`.
+    let text = std::fs::read_to_string(repo().join("machines/modules/verify_pin.toml")).unwrap();
+    assert!(text.contains("outputs = { ok = [\"balance\"] }"), "{text}");
+    assert!(!shown_of(&["machines/"]).iter().any(|d| d.contains("output")));
+    // `pin_attempts` is not set on a right first PIN; `nope` is no exit.
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("modules")).unwrap();
+    std::fs::copy(repo().join("machines/bank_balance.toml"), t.path().join("bank_balance.toml")).unwrap();
+    let wrong = text
+        .replace("outputs = { ok = [\"balance\"] }", "outputs = { ok = [\"pin_attempts\"], nope = [\"x\"] }");
+    std::fs::write(t.path().join("modules/verify_pin.toml"), wrong).unwrap();
+    let shown = shown_of(&[t.path().to_str().unwrap()]);
+    assert!(
+        shown.iter().any(|d| d
+            .contains("error: node `passed`: output `pin_attempts` is not set on every path to exit `ok`")
+            && d.contains("on the path ask -> check -> passed it is never set")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|d| d.contains("`outputs` names `nope`, not one of the module's `exits`")),
+        "{shown:?}"
+    );
+    assert_eq!(shown.iter().filter(|d| d.contains(": error: ")).count(), 2, "{shown:?}");
+}
+
+fn shown_of(paths: &[&str]) -> Vec<String> {
+    shown(&check(paths))
 }
 
 fn modules_of(files: &[(&str, &str)]) -> Modules {
@@ -242,22 +296,40 @@ async fn a_call_started_before_a_module_edit_and_a_sighup_finishes_on_the_old_ve
     a_call_finishes_on_its_version_across_a_module_edit(&n, &machines).await;
 }
 
-#[tokio::test]
-async fn after_a_restart_a_call_on_a_version_whose_module_changed_gets_the_fallback_not_the_new_module() {
-    let t = tempfile::tempdir().unwrap();
-    let machines = greeter_dir(t.path());
-    let mut n = Node::start(&t.path().join("data"), &machines);
+/// A call started, the node stopped, the module edited, the node started again: the store kept
+/// the module's text with the call's version (record format 7), so the call finishes on it; a new
+/// call gets the new module.
+async fn a_call_finishes_on_its_version_after_a_module_edit_and_a_restart(n: &mut Node, machines: &Path) {
     let a = post(&n.url("/webhooks/vca"), inbound_call("s-old", "e1", None, None).body()).await;
     assert!(said(&a).contains("Menu one: press 1."), "{}", said(&a));
     let id = a.client_action_id().unwrap();
     assert!(n.terminate().success());
-    // The store keeps greeter's own text: recompiled, it uses today's module, another version.
     std::fs::write(machines.join("modules/menu.toml"), menu_module("two")).unwrap();
     n.restart();
     let b = post(&n.url("/webhooks/vca"), inbound_call("s-old", "e2", Some("1"), Some(&id)).body()).await;
-    assert_eq!((b.status, b.how.as_str()), (200, "fallback"), "{}", said(&b));
-    assert!(!said(&b).contains("Thanks two."), "{}", said(&b));
-    assert!(n.log().contains("a module it uses has changed since"), "{}", n.log());
+    assert_eq!((b.status, b.how.as_str()), (200, "applied"), "{}\n{}", said(&b), n.log());
+    assert!(said(&b).contains("Thanks one."), "the call moved to the new module: {}", said(&b));
+    let c = post(&n.url("/webhooks/vca"), inbound_call("s-new", "e1", None, None).body()).await;
+    assert!(said(&c).contains("Menu two: press 1."), "{}", said(&c));
+}
+
+#[tokio::test]
+async fn after_a_restart_a_call_on_a_version_whose_module_changed_finishes_on_it_on_sled() {
+    let t = tempfile::tempdir().unwrap();
+    let machines = greeter_dir(t.path());
+    let mut n = Node::start(&t.path().join("data"), &machines);
+    a_call_finishes_on_its_version_after_a_module_edit_and_a_restart(&mut n, &machines).await;
+}
+
+#[tokio::test]
+async fn after_a_restart_a_call_on_a_version_whose_module_changed_finishes_on_it_on_postgres() {
+    let t = tempfile::tempdir().unwrap();
+    let pg = t.path().join("pg");
+    std::fs::create_dir_all(&pg).unwrap();
+    let Some(url) = common::backends::postgres_url_for(&pg).await else { return };
+    let machines = greeter_dir(t.path());
+    let mut n = Node::start_on(&t.path().join("data"), &machines, &url);
+    a_call_finishes_on_its_version_after_a_module_edit_and_a_restart(&mut n, &machines).await;
 }
 
 #[test]

@@ -422,7 +422,12 @@ async fn summaries_and_machines_round_trip() {
 
         let text = std::fs::read_to_string(common::repo().join("machines/abc_restaurant.toml")).unwrap();
         let version = Version::of_text(&text);
-        let m = StoredMachine { name: "abc_restaurant".into(), file: "abc_restaurant.toml".into(), text };
+        let m = StoredMachine {
+            name: "abc_restaurant".into(),
+            file: "abc_restaurant.toml".into(),
+            text,
+            modules: Vec::new(),
+        };
         store.put_machine(version, &m).await.unwrap();
         store.put_machine(version, &m).await.unwrap();
         assert_eq!(store.machine(version).await.unwrap(), Some(m.clone()), "{}", b.name);
@@ -572,7 +577,12 @@ async fn populate(store: &dyn Store) -> (Vec<(Version, StoredMachine)>, Vec<Stri
     let older = format!("{text}\n# an earlier edit\n");
     let mut machines = Vec::new();
     for text in [text, older] {
-        let m = StoredMachine { name: "abc_restaurant".into(), file: "abc_restaurant.toml".into(), text };
+        let m = StoredMachine {
+            name: "abc_restaurant".into(),
+            file: "abc_restaurant.toml".into(),
+            text,
+            modules: Vec::new(),
+        };
         store.put_machine(Version::of_text(&m.text), &m).await.unwrap();
         machines.push((Version::of_text(&m.text), m));
     }

@@ -667,9 +667,21 @@ fn decide(
 }
 
 /// A set node: its values rendered against the call as it enters, then its counters added to
-/// (unset or not an integer counts as 0; the sum stops at `COUNTER_MAX`). Every value is kept
-/// within `KEYPRESS_CHARS_MAX`, the bound of every call variable.
-fn assign(m: &Machine, st: &mut CallState, set: &SetVars) -> Result<(), StepError> {
+/// (a counter unset or not an integer counts as 0; the sum stops at `COUNTER_MAX`). Every value is
+/// kept within `KEYPRESS_CHARS_MAX`, the bound of every call variable. `false`, and nothing set,
+/// when a variable an `add` reads is not a number (`route::number`): the node's `not_number`.
+fn assign(m: &Machine, st: &mut CallState, set: &SetVars) -> Result<bool, StepError> {
+    let mut added = Vec::with_capacity(set.add.len());
+    for (var, addend) in &set.add {
+        let n = match addend {
+            route::Addend::Constant(n) => *n,
+            route::Addend::Var { name, .. } => match route::number(st.var(name)) {
+                Some(n) => n,
+                None => return Ok(false),
+            },
+        };
+        added.push((var, n));
+    }
     let rendered: Vec<(String, String)> = set
         .values
         .iter()
@@ -678,12 +690,33 @@ fn assign(m: &Machine, st: &mut CallState, set: &SetVars) -> Result<(), StepErro
     for (var, value) in rendered {
         st.vars.insert(var, value.chars().take(KEYPRESS_CHARS_MAX).collect());
     }
-    for (var, n) in &set.add {
+    for (var, n) in added {
         let now = route::integer(st.var(var)).unwrap_or(0);
-        let sum = now.checked_add(*n).unwrap_or(if *n > 0 { COUNTER_MAX } else { -COUNTER_MAX });
+        let sum = now.checked_add(n).unwrap_or(if n > 0 { COUNTER_MAX } else { -COUNTER_MAX });
         st.vars.insert(var.clone(), sum.clamp(-COUNTER_MAX, COUNTER_MAX).to_string());
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Where a set node that checks its `add`s for numbers goes: `next`, or `not_number` when
+/// `assign` found a value that is not one.
+fn counted(
+    m: &Machine,
+    st: &CallState,
+    numbers: bool,
+    edges: &mut Vec<(NodeId, Edge, NodeId)>,
+    walk: &mut Walk<'_>,
+) -> Result<NodeId, StepError> {
+    let name = || m.node(st.node).map_or_else(String::new, |n| n.name.clone());
+    walk.routes += 1;
+    if walk.routes > ROUTES_PER_STEP_MAX {
+        return Err(StepError::Chain { node: name(), source: ChainError::RouteLoop });
+    }
+    let edge = if numbers { Edge::Next } else { Edge::NotNumber };
+    let to =
+        m.target(st.node, &edge).ok_or_else(|| StepError::NoBranch { node: name(), edge: edge.clone() })?;
+    edges.push((st.node, edge, to));
+    Ok(to)
 }
 
 /// Enters `to` and every node after it that needs no input, through script nodes (each answered
@@ -697,6 +730,8 @@ fn enter(
 ) -> Result<Callflow, StepError> {
     let mut actions = Vec::new();
     let mut to = to;
+    // Whether the last set node entered found every variable its `add`s read a number.
+    let mut numbers = true;
     loop {
         let nodes = chain(m, to).map_err(|source| StepError::Chain {
             node: m.node(to).map_or_else(String::new, |n| n.name.clone()),
@@ -721,7 +756,14 @@ fn enter(
                     }
                 }
                 Some(NodeKind::Say(say)) => actions.extend(say_actions(m, st, say)?),
-                Some(NodeKind::Set(set)) => assign(m, st, set)?,
+                Some(NodeKind::Set(set)) => {
+                    numbers = assign(m, st, set)?;
+                    // Only a set node that ends its chain (it has `not_number`) may find none.
+                    if !numbers && i + 1 < nodes.len() {
+                        let node = m.node(id).map_or_else(String::new, |n| n.name.clone());
+                        return Err(StepError::NoBranch { node, edge: Edge::NotNumber });
+                    }
+                }
                 Some(NodeKind::Route(_) | NodeKind::Split(_)) => {}
                 Some(kind) if kind.capture().is_some() => {
                     actions.extend(lead(m, st, kind.capture().map_or(&[][..], |c| &c.lead))?);
@@ -741,6 +783,7 @@ fn enter(
             Some(NodeKind::Script(Script { capture: None, .. })) => to = ask(m, st, edges, walk)?,
             Some(NodeKind::Route(route)) => to = decide(m, st, route, edges, walk)?,
             Some(NodeKind::Split(split)) => to = split::pick(m, st, split, edges, &mut walk.routes)?,
+            Some(NodeKind::Set(_)) => to = counted(m, st, numbers, edges, walk)?,
             _ => break,
         }
     }

@@ -44,7 +44,7 @@
 use std::fmt::Write;
 
 use super::mermaid_id;
-use crate::machine::route::{COUNTER_MAX, Route as RouteNode, Rule, SetVars, VarTest};
+use crate::machine::route::{Addend, COUNTER_MAX, Route as RouteNode, Rule, SetVars, VarTest};
 use crate::machine::split::Split;
 use crate::machine::template::{Part, VALUE_CHARS_MAX, spoken};
 use crate::machine::{Edge, Machine, Menu, NodeId, NodeKind, Script, Template};
@@ -319,6 +319,7 @@ fn branch_value(edge: &Edge) -> Option<&str> {
         | Edge::Failure
         | Edge::Rule(..)
         | Edge::Else
+        | Edge::NotNumber
         | Edge::Repeat(_)
         | Edge::Back(_)
         | Edge::Variant(_) => None,
@@ -575,12 +576,27 @@ fn split(m: &Machine, id: NodeId, s: &Split) -> String {
     out
 }
 
-/// A set node's `<block>` (the engine's `assign`): every value rendered before any is stored, each
+/// A set node's `<block>` (the engine's `assign`): each variable an `add` reads checked to be a
+/// number first (else its `not_number`, nothing set); every value rendered before any is stored, each
 /// kept to `VALUE_CHARS_MAX` (the engine's `KEYPRESS_CHARS_MAX`); then each counter read as an integer (unset or not an integer:
 /// 0), added to and held within `COUNTER_MAX`, stored as text.
 fn set(m: &Machine, id: NodeId, set: &SetVars) -> String {
     let name = &m.graph()[id].name;
     let mut out = String::from("<block>");
+    // What each `add` of a variable adds, read before anything is set; not a number (an integer
+    // within ±COUNTER_MAX): `not_number`, having set nothing.
+    for (i, (_, addend)) in set.add.iter().enumerate() {
+        if let Some(var) = addend.var() {
+            let number = format!("!({INTEGER}.test({var}) && Math.abs(pt$add{i}) <= {COUNTER_MAX})");
+            let _ = write!(
+                out,
+                "<var name=\"pt$add{i}\" expr=\"{}\"/><if cond=\"{}\">{}</if>",
+                xml(&format!("Number({var})")),
+                xml(&number),
+                goto(m, id, &Edge::NotNumber)
+            );
+        }
+    }
     for (i, (_, t)) in set.values.iter().enumerate() {
         let value = format!("({}).substring(0, {VALUE_CHARS_MAX})", expr(t, name, false));
         let _ = write!(out, "<var name=\"pt$value{i}\" expr=\"{}\"/>", xml(&value));
@@ -588,7 +604,11 @@ fn set(m: &Machine, id: NodeId, set: &SetVars) -> String {
     for (i, (var, _)) in set.values.iter().enumerate() {
         let _ = write!(out, "<assign name=\"{}\" expr=\"pt$value{i}\"/>", xml(var));
     }
-    for (var, n) in &set.add {
+    for (i, (var, addend)) in set.add.iter().enumerate() {
+        let n = match addend {
+            Addend::Constant(n) => n.to_string(),
+            Addend::Var { .. } => format!("pt$add{i}"),
+        };
         let v = xml(var);
         let _ = write!(
             out,

@@ -63,9 +63,10 @@ pub struct Definition {
     /// A module's call variables it reads, each given by the using node's `with` (modules only).
     #[serde(default)]
     pub inputs: Vec<String>,
-    /// A module's call variables it sets, on every path to every exit (modules only).
+    /// A module's call variables it sets: a list, set on every path to every exit; or a table
+    /// of exit → list, each set on every path to that exit (`{ ok = ["balance"] }`) (modules only).
     #[serde(default)]
-    pub outputs: Vec<String>,
+    pub outputs: Outputs,
     /// A module's exits, each mapped to a node by the using node's `exits` (modules only).
     #[serde(default)]
     pub exits: Vec<String>,
@@ -259,8 +260,12 @@ pub struct NodeDef {
     // set
     /// Call variables set to templates (`{ lang = "es" }`).
     pub values: Option<BTreeMap<String, String>>,
-    /// Integer counters, each added to (`{ pin_attempts = 1 }`; an unset counter counts as 0).
-    pub add: Option<BTreeMap<String, i64>>,
+    /// Integer counters, each added to: a whole number (`{ pin_attempts = 1 }`; an unset counter
+    /// counts as 0), or a call variable's value (`{ total = "{amount}" }`), checked to be a number.
+    pub add: Option<BTreeMap<String, AddDef>>,
+    /// Where the call goes when a variable `add` reads is not a number (needed unless the
+    /// compiler proves it always is one; the node then sets nothing).
+    pub not_number: Option<String>,
 
     // split
     /// A split's variants and their whole-number weights (`{ a = 20, b = 80 }`).
@@ -336,6 +341,60 @@ pub struct RuleDef {
     pub at_most: Option<i64>,
     /// The node the call goes to when every condition of the rule holds.
     pub next: Option<String>,
+}
+
+/// A module's `outputs`: for every exit, or per exit.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "a list of call variables, or a table of exit = list of call variables")]
+pub enum Outputs {
+    /// Set on every path to every exit.
+    All(Vec<String>),
+    /// Each exit's: set on every path to that exit.
+    ByExit(BTreeMap<String, Vec<String>>),
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs::All(Vec::new())
+    }
+}
+
+impl Outputs {
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Outputs::All(all) => all.is_empty(),
+            Outputs::ByExit(by) => by.values().all(Vec::is_empty),
+        }
+    }
+
+    /// Every variable named, each once.
+    pub fn names(&self) -> Vec<&String> {
+        let mut names: Vec<&String> = match self {
+            Outputs::All(all) => all.iter().collect(),
+            Outputs::ByExit(by) => by.values().flatten().collect(),
+        };
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Whether `output` must be set on every path to `exit`.
+    pub fn required(&self, exit: &str, output: &str) -> bool {
+        match self {
+            Outputs::All(all) => all.iter().any(|o| o == output),
+            Outputs::ByExit(by) => by.get(exit).is_some_and(|o| o.iter().any(|o| o == output)),
+        }
+    }
+}
+
+/// What a `set` node's `add` adds to a counter.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "a whole number, or `\"{name}\"`: the value of a call variable")]
+pub enum AddDef {
+    /// A whole number.
+    Constant(i64),
+    /// `"{name}"`: an input's keys, a script's stored value or another counter.
+    Variable(String),
 }
 
 /// A node's `next`: one node, or for a `split`, one node per variant.

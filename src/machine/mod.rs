@@ -97,6 +97,8 @@ pub enum Edge {
     Back(String),
     /// A split picked this variant.
     Variant(String),
+    /// A set node's `add` read a variable whose value is not a number: the node set nothing.
+    NotNumber,
 }
 
 impl fmt::Display for Edge {
@@ -111,6 +113,7 @@ impl fmt::Display for Edge {
             Edge::Failure => f.write_str("failure"),
             Edge::Rule(i, label) => write!(f, "rule {} ({label})", i.saturating_add(1)),
             Edge::Else => f.write_str("else"),
+            Edge::NotNumber => f.write_str("not_number"),
             Edge::Repeat(k) => write!(f, "key {k} (repeat)"),
             Edge::Back(k) => write!(f, "key {k} (back)"),
             Edge::Variant(v) => write!(f, "variant {v}"),
@@ -492,7 +495,10 @@ pub fn chain(m: &Machine, id: NodeId) -> Result<Vec<NodeId>, ChainError> {
 fn chain_until(m: &Machine, id: NodeId, stop: impl Fn(NodeId) -> bool) -> Result<Vec<NodeId>, ChainError> {
     let mut nodes = vec![id];
     let mut at = id;
-    let goes_on = |at: NodeId| m.node(at).is_some_and(|n| !n.kind.waits()) && !stop(at);
+    // A set node that checks its `add`s for numbers decides between `next` and `not_number`.
+    let goes_on = |at: NodeId| {
+        m.node(at).is_some_and(|n| !n.kind.waits()) && !stop(at) && m.target(at, &Edge::NotNumber).is_none()
+    };
     while let Some(next) = Some(at).filter(|&at| goes_on(at)).and_then(|at| m.target(at, &Edge::Next)) {
         if nodes.contains(&next) {
             return Err(ChainError::Loop);

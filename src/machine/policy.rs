@@ -281,12 +281,13 @@ pub(crate) fn names(rule: &Rule) -> Vec<(&'static str, &str)> {
 }
 
 /// Whether `edge` is the one `text` names after a node's `:` in `after`: `else`, `default`,
-/// `failure`, `invalid`, `no_input`, `next`, `rule N` (1-based, as `check` prints it), or a
+/// `failure`, `invalid`, `no_input`, `next`, `not_number`, `rule N` (1-based, as `check` prints it), or a
 /// branch key or script answer value (`2`, `ok`), or a split's variant (`a`).
 pub fn names_edge(edge: &super::Edge, text: &str) -> bool {
     use super::Edge;
     match edge {
         Edge::Else => text == "else",
+        Edge::NotNumber => text == "not_number",
         Edge::Default => text == "default",
         Edge::Failure => text == "failure",
         Edge::Invalid => text == "invalid",

@@ -70,7 +70,55 @@ pub enum VarTest {
 #[derive(Debug, Clone)]
 pub struct SetVars {
     pub values: Vec<(String, Template)>,
-    pub add: Vec<(String, i64)>,
+    pub add: Vec<(String, Addend)>,
+}
+
+/// What a counter adds: a whole number, or the value of a call variable, which must be a number
+/// (`number`) when the call passes the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addend {
+    Constant(i64),
+    /// `name`'s value. `numeric`: the compiler proved it always a number (a counter, or an input
+    /// of at most 9 digit keys), so the node has no `not_number` edge; `digits`: always a number
+    /// of digit keys, so never below 0.
+    Var {
+        name: String,
+        numeric: bool,
+        digits: bool,
+    },
+}
+
+impl Addend {
+    /// Whether it never lowers a counter (a counter only such `add`s write never shrinks).
+    pub fn never_lowers(&self) -> bool {
+        match self {
+            Addend::Constant(n) => *n > 0,
+            Addend::Var { digits, .. } => *digits,
+        }
+    }
+
+    /// The variable it reads.
+    pub fn var(&self) -> Option<&str> {
+        match self {
+            Addend::Var { name, .. } => Some(name),
+            Addend::Constant(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Addend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addend::Constant(n) => write!(f, "{n}"),
+            Addend::Var { name, .. } => write!(f, "{{{name}}}"),
+        }
+    }
+}
+
+/// A call variable's value as `add` reads it: an integer (as `integer` reads one) within
+/// ±`COUNTER_MAX`; `None` for anything else, an unset variable included.
+pub fn number(value: Option<&str>) -> Option<i64> {
+    value.and_then(|v| integer(Some(v))).filter(|n| (-COUNTER_MAX..=COUNTER_MAX).contains(n))
 }
 
 impl Days {

@@ -6,7 +6,7 @@
 //! file beside it before the proof (`policies_beside`). Nor is a scenario file (`*.calls.toml`,
 //! `phonetree test`) beside the machines.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,6 +37,8 @@ pub struct Catalog {
     script_allow: Vec<AllowedHost>,
     /// The modules `module` nodes may use (`--modules`, else each machines folder's `modules/`).
     modules: Modules,
+    /// The modules some machine read so far uses (compiled, or partly with errors).
+    used_modules: BTreeSet<String>,
     /// The policies of each folder's `policies.toml` read so far (empty without one).
     policies: HashMap<PathBuf, Vec<Policy>>,
 }
@@ -97,7 +99,35 @@ impl Catalog {
             }
             catalog.files.push(file);
         }
+        catalog.check_unused_modules();
         catalog
+    }
+
+    /// A module no machine uses is still checked on its own: a warning that nothing uses it, and
+    /// what a machine using it would be told of its file, as warnings (nothing runs it).
+    fn check_unused_modules(&mut self) {
+        let unused: Vec<String> =
+            self.modules.names().filter(|n| !self.used_modules.contains(*n)).map(str::to_string).collect();
+        for name in unused {
+            let Some(source) = self.modules.get(&name) else { continue };
+            self.diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                file: source.file.clone(),
+                position: None,
+                node: None,
+                field: None,
+                message: format!("module `{name}` is used by no machine: checked on its own"),
+                hint: Some(format!(
+                    "use it from a machine (`kind = \"module\"`, `module = \"{name}\"`), or remove the file"
+                )),
+            });
+            for mut d in self.modules.check_alone(&name) {
+                d.severity = Severity::Warning;
+                if !self.diagnostics.contains(&d) {
+                    self.diagnostics.push(d);
+                }
+            }
+        }
     }
 
     /// Compiles `source` as this catalog compiles its machines (its voices and `--script-allow`).
@@ -105,6 +135,12 @@ impl Catalog {
         let voices = self.voices.as_ref().unwrap_or(Voices::bundled());
         let options = machine::Options { voices, script_allow: &self.script_allow, modules: &self.modules };
         machine::compile_with(source, options)
+    }
+
+    /// `compile`, with `modules` in place of the catalog's (a stored version's own).
+    pub fn compile_with_modules(&self, source: &Source, modules: &Modules) -> Compiled {
+        let voices = self.voices.as_ref().unwrap_or(Voices::bundled());
+        machine::compile_with(source, machine::Options { voices, script_allow: &self.script_allow, modules })
     }
 
     /// The modules the catalog's machines may use.
@@ -115,7 +151,15 @@ impl Catalog {
     /// Compiles one source into the catalog; names and numbers must be unique across machines.
     pub fn add(&mut self, source: Source) {
         let compiled = self.compile(&source);
-        self.diagnostics.extend(compiled.diagnostics);
+        if let Some(m) = compiled.machine.as_ref().or(compiled.partial.as_ref()) {
+            self.used_modules.extend(m.modules().iter().map(|u| u.module.clone()));
+        }
+        // A module's own problems are told once, however many machines use it.
+        for d in compiled.diagnostics {
+            if !(self.modules.has_file(&d.file) && self.diagnostics.contains(&d)) {
+                self.diagnostics.push(d);
+            }
+        }
         let folder = Path::new(&source.file).parent().map(Path::to_path_buf).unwrap_or_default();
         if !self.policies.contains_key(&folder) {
             let (policies, diagnostics) = policies_beside(Path::new(&source.file));

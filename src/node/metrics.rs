@@ -171,6 +171,7 @@ pub fn exit(edge: &Edge) -> String {
         Edge::Failure => "failure".into(),
         Edge::Rule(i, _) => format!("rule_{}", i.saturating_add(1)),
         Edge::Else => "else".into(),
+        Edge::NotNumber => "not_number".into(),
         Edge::Repeat(k) => format!("repeat_{k}"),
         Edge::Back(k) => format!("back_{k}"),
         Edge::Variant(v) => format!("variant_{v}"),

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::engine::Direction;
-use crate::machine::{Machine, Source, Version};
+use crate::machine::{Machine, Modules, Source, Version};
 use crate::node::catalog::Catalog;
 use crate::proof::explore::Report;
-use crate::store::{Store, StoreError, StoredMachine};
+use crate::store::{Store, StoreError, StoredMachine, StoredModule};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -124,16 +124,24 @@ impl Registry {
         version: Version,
         record: StoredMachine,
     ) -> Result<Arc<Machine>, RegistryError> {
-        // As the current machines compile: with the node's voices and `--script-allow`.
-        let compiled = self.snapshot().catalog.compile(&Source::new(record.file, record.text));
+        // As the current machines compile: with the node's voices and `--script-allow`, and the
+        // modules kept with it (a record of format 6 or older has none: today's).
+        let source = Source::new(record.file, record.text);
+        let compiled = if record.modules.is_empty() {
+            self.snapshot().catalog.compile(&source)
+        } else {
+            let kept = record.modules.into_iter().map(|m| Source::new(m.file, m.text)).collect();
+            let (modules, _) = Modules::of(kept);
+            self.snapshot().catalog.compile_with_modules(&source, &modules)
+        };
         let first = compiled.errors().next().map(|d| d.to_string()).unwrap_or_default();
         let m = compiled.machine.map(Arc::new).ok_or_else(|| RegistryError::Broken {
             name: name.to_string(),
             version: version.short(),
             first,
         })?;
-        // The store keeps a machine's own text, not its modules': compiled with today's modules, a
-        // machine that uses one edited since is another version, never run in that one's place.
+        // A record without its modules compiled with today's: a machine that uses one edited since
+        // is another version, never run in that one's place.
         if m.version() != version {
             return Err(RegistryError::Broken {
                 name: name.to_string(),
@@ -227,10 +235,19 @@ impl MachineSet {
 async fn keep_sources(catalog: &Catalog, store: &dyn Store) -> Result<(), StoreError> {
     for m in catalog.machines() {
         if let Some(source) = catalog.source(m.name()) {
+            let mut names: Vec<&str> = m.modules().iter().map(|u| u.module.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            let modules = names
+                .into_iter()
+                .filter_map(|name| catalog.modules().get(name))
+                .map(|s| StoredModule { file: s.file.clone(), text: s.text.clone() })
+                .collect();
             let stored = StoredMachine {
                 name: m.name().to_string(),
                 file: source.file.clone(),
                 text: source.text.clone(),
+                modules,
             };
             store.put_machine(m.version(), &stored).await?;
         }

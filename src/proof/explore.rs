@@ -25,6 +25,10 @@
 //! variable is part of the state's key like a routed one, so every reply is played and validated
 //! in each language a call can be in at that state.
 //!
+//! A set node that adds a variable to a counter decides between `next` and `not_number`: the
+//! variable's value is part of the key, an input it comes from is also answered with keys that
+//! are not a number, and a script that stores it with a value that is not one (and its key missing).
+//!
 //! Split nodes give a call a variant from its caller (or session id), fixed for the call: a call
 //! also starts from a caller (or session id) for each combination of variants the machine's splits
 //! give (`split_classes`), and those variants are part of its states' key.
@@ -212,6 +216,9 @@ struct Routed {
     sessions: Vec<String>,
     /// The machine's splits: the variants a call gets are part of its state's key.
     splits: Vec<Split>,
+    /// The variables counters add that are not proven numbers: an input setting one is also
+    /// answered with keys that are not a number.
+    unproven: Vec<String>,
 }
 
 /// The session id of an explored call when no split reads it.
@@ -280,6 +287,15 @@ fn routed(m: &Machine) -> Routed {
     if let Some(language) = m.language_variable().filter(|l| !vars.iter().any(|(v, _)| v == l)) {
         vars.push((language.to_string(), None));
     }
+    // What a counter adds from a variable other than a counter: its value decides the counter's,
+    // and whether the set node takes `not_number`.
+    let added = added_vars(m);
+    for name in added.iter().map(|(name, _)| name) {
+        if !vars.iter().any(|(v, _)| v == name) && !is_counter(m, name) {
+            vars.push((name.clone(), None));
+        }
+    }
+    let unproven = added.into_iter().filter(|(_, proven)| !proven).map(|(name, _)| name).collect();
     let splits: Vec<Split> = m
         .graph()
         .node_weights()
@@ -291,7 +307,42 @@ fn routed(m: &Machine) -> Routed {
     if sessions.is_empty() {
         sessions.push(SESSION.to_string());
     }
-    Routed { vars, clocks: clocks(m, &routes), callers, sessions, splits }
+    Routed { vars, clocks: clocks(m, &routes), callers, sessions, splits, unproven }
+}
+
+/// The variables set nodes add to counters, each with whether it is proven always a number.
+fn added_vars(m: &Machine) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for n in m.graph().node_weights() {
+        let NodeKind::Set(set) = &n.kind else { continue };
+        for (_, addend) in &set.add {
+            if let route::Addend::Var { name, numeric, .. } = addend {
+                match out.iter_mut().find(|(v, _)| v == name) {
+                    Some((_, proven)) => *proven &= *numeric,
+                    None => out.push((name.clone(), *numeric)),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `var` is a counter: some `add` writes it.
+fn is_counter(m: &Machine, var: &str) -> bool {
+    m.graph()
+        .node_weights()
+        .any(|n| matches!(&n.kind, NodeKind::Set(s) if s.add.iter().any(|(v, _)| v == var)))
+}
+
+/// Keys an input accepts that are not a number (`route::number`), for an input whose variable a
+/// counter adds without proof: `*` among them, or more digits than a counter holds.
+fn not_a_number(input: &crate::machine::Input) -> Option<String> {
+    let max = usize::from(input.prompt.capture.max_digits.unwrap_or(1));
+    let candidates =
+        [format!("{}*", input.example), format!("*{}", input.example), "*".repeat(max), "9".repeat(max)];
+    candidates
+        .into_iter()
+        .find(|k| route::number(input.accept(k).as_deref()).is_none() && input.accept(k).is_some())
 }
 
 /// Values that make a test hold (for inputs and callers to try).
@@ -408,7 +459,7 @@ fn counter_cap<'r>(
     });
     let counted = adds.any(|s| s.add.iter().any(|(v, _)| v == name));
     let growing = m.graph().node_weights().all(|n| match &n.kind {
-        NodeKind::Set(set) => set.add.iter().all(|(v, k)| v != name || *k > 0),
+        NodeKind::Set(set) => set.add.iter().all(|(v, a)| v != name || a.never_lowers()),
         _ => true,
     });
     if !counted || !growing {
@@ -905,6 +956,10 @@ fn inputs(m: &Machine, s: &CallState, routed: &Routed) -> Vec<Event> {
                 Some(NodeKind::Input(input)) => {
                     events.push(Event::Digits(input.example.clone()));
                     events.push(Event::Digits(format!("{}#", input.example)));
+                    // Keys that are not a number, where a counter adds the variable unproven.
+                    if routed.unproven.contains(&input.variable) {
+                        events.extend(not_a_number(input).map(Event::Digits));
+                    }
                     // Each value a route rule tests this variable for, that the input accepts.
                     if routed.vars.iter().any(|(v, _)| *v == input.variable) {
                         for value in route_values(m, &input.variable) {
@@ -1221,8 +1276,8 @@ fn synthetic_answer(script: &Script, value: Option<&str>, missing: bool, given: 
     Answer::Http { status: 200, body: serde_json::to_vec(&body).unwrap_or_default() }
 }
 
-/// Whether some route testing `var` is reached from `from` without passing a node that writes
-/// `var` again (an input, a script that stores it, a set).
+/// Whether some route testing `var` (or a set node adding it to a counter) is reached from `from`
+/// without passing a node that writes `var` again (an input, a script that stores it, a set).
 fn read_before_written(m: &Machine, from: NodeId, var: &str) -> bool {
     let writes = |kind: &NodeKind| match kind {
         NodeKind::Input(i) => i.variable == var,
@@ -1234,6 +1289,8 @@ fn read_before_written(m: &Machine, from: NodeId, var: &str) -> bool {
     };
     let tests = |kind: &NodeKind| match kind {
         NodeKind::Route(r) => r.rules.iter().any(|r| r.var.as_ref().is_some_and(|(v, _)| v == var)),
+        // A counter adding it: whether it is a number picks `next` or `not_number`.
+        NodeKind::Set(set) => set.add.iter().any(|(_, a)| a.var() == Some(var)),
         _ => false,
     };
     let mut seen = HashSet::from([from]);

@@ -223,6 +223,17 @@ pub struct StoredMachine {
     pub name: String,
     pub file: String,
     pub text: String,
+    /// The modules it was compiled with, each module file once: a version that uses modules
+    /// compiles again from these, whatever the modules folder holds by then. Empty in a record of
+    /// format 6 or older (kept before modules were).
+    pub modules: Vec<StoredModule>,
+}
+
+/// A module file's source, kept with each machine version that uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredModule {
+    pub file: String,
+    pub text: String,
 }
 
 /// A session summary as stored, with when it arrived.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::StoreError;
+use super::{StoreError, StoredMachine, StoredModule};
 use crate::callflow::{Leg, SessionSummary};
 use crate::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said, Variant};
 use crate::engine::{Answer, CallInfo, CallState, Direction, Outcome, Phase, Request};
@@ -24,7 +24,10 @@ use crate::machine::{NodeId, Version};
 /// leaving). Format 6 writes a session record as MessagePack arrays (its fields in order, without
 /// their names: about 100 bytes less per whole call, and sled's cost grows with a record's bytes);
 /// session records of formats 1 to 5 are maps, read as before, and every other record is a map.
-pub const FORMAT: u8 = 6;
+/// Format 7 keeps with a machine the modules it was compiled with (`MachineRecord::modules`), so a
+/// call on a version that uses modules finishes on it after a restart; a machine record of an older
+/// format has none, and compiles with the modules of the day (run only if that gives its version).
+pub const FORMAT: u8 = 7;
 pub const FORMAT_OLDEST: u8 = 1;
 /// Replies a session record keeps with their bytes: a duplicate delivery is a retry of a webhook
 /// 8x8 got no answer to, so it is the latest one (or, reordered, the one before).
@@ -488,13 +491,49 @@ pub struct LegRecord {
     pub duration_s: Option<u64>,
 }
 
-/// A machine's source text, stored under its version so a call can finish on the version it began.
+/// A machine's source text, stored under its version so a call can finish on the version it began,
+/// with the modules it was compiled with (format 7; none in older records).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineRecord {
     pub v: u8,
     pub name: String,
     pub file: String,
     pub text: String,
+    #[serde(default)]
+    pub modules: Vec<ModuleRecord>,
+}
+
+/// A module file's source in a `MachineRecord`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    pub file: String,
+    pub text: String,
+}
+
+impl MachineRecord {
+    /// The record of `m`, in this phonetree's format.
+    pub fn of(m: &StoredMachine) -> MachineRecord {
+        MachineRecord {
+            v: FORMAT,
+            name: m.name.clone(),
+            file: m.file.clone(),
+            text: m.text.clone(),
+            modules: m
+                .modules
+                .iter()
+                .map(|s| ModuleRecord { file: s.file.clone(), text: s.text.clone() })
+                .collect(),
+        }
+    }
+
+    pub fn into_stored(self) -> StoredMachine {
+        StoredMachine {
+            name: self.name,
+            file: self.file,
+            text: self.text,
+            modules: self.modules.into_iter().map(|m| StoredModule { file: m.file, text: m.text }).collect(),
+        }
+    }
 }
 
 /// The key every node of a store signs `clientActionId`s with, made once by the first node.
@@ -791,6 +830,33 @@ pub fn decode_session(session: &str, raw: &[u8]) -> Result<CallState, StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A machine record of format 6 (no `modules`) is still read, with none; format 7 keeps them.
+    #[test]
+    fn a_machine_record_of_format_6_reads_without_modules() {
+        #[derive(Serialize)]
+        struct Format6 {
+            v: u8,
+            name: String,
+            file: String,
+            text: String,
+        }
+        let old = Format6 { v: 6, name: "m".into(), file: "m.toml".into(), text: "name = \"m\"".into() };
+        let raw = encode("machine", &old).unwrap();
+        let read: MachineRecord = decode("machine", "m", &raw).unwrap();
+        check_format("machine", "m", read.v).unwrap();
+        assert_eq!((read.v, read.text.as_str(), read.modules.len()), (6, "name = \"m\"", 0));
+        let stored = StoredMachine {
+            name: "m".into(),
+            file: "m.toml".into(),
+            text: "t".into(),
+            modules: vec![StoredModule { file: "modules/a.toml".into(), text: "name = \"a\"".into() }],
+        };
+        let raw = encode("machine", &MachineRecord::of(&stored)).unwrap();
+        let read: MachineRecord = decode("machine", "m", &raw).unwrap();
+        assert_eq!(read.v, FORMAT);
+        assert_eq!(read.into_stored(), stored);
+    }
 
     /// An exported journal restores to the same journal, and a longer one to this record's
     /// bounds: the latest replies with their bytes, the older events by hash.

@@ -314,7 +314,7 @@ impl SledStore {
                 })?;
             let m: MachineRecord = decode("machine", &version.short(), &raw)?;
             check_format("machine", &version.short(), m.v)?;
-            all.push((version, StoredMachine { name: m.name, file: m.file, text: m.text }));
+            all.push((version, m.into_stored()));
         }
         Ok(all)
     }
@@ -368,7 +368,7 @@ impl SledStore {
             let m: MachineRecord = decode("machine", short, &raw)?;
             check_format("machine", short, m.v)?;
             if m.name == name {
-                return Ok(Some((version, StoredMachine { name: m.name, file: m.file, text: m.text })));
+                return Ok(Some((version, m.into_stored())));
             }
         }
         Ok(None)
@@ -538,12 +538,7 @@ impl Store for SledStore {
 
     fn put_machine<'a>(&'a self, version: Version, machine: &'a StoredMachine) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let record = MachineRecord {
-                v: FORMAT,
-                name: machine.name.clone(),
-                file: machine.file.clone(),
-                text: machine.text.clone(),
-            };
+            let record = MachineRecord::of(machine);
             self.machines.insert(version.0, encode("machine", &record)?)?;
             self.durable().await
         })
@@ -554,7 +549,7 @@ impl Store for SledStore {
             let Some(raw) = self.machines.get(version.0)? else { return Ok(None) };
             let m: MachineRecord = decode("machine", &version.short(), &raw)?;
             check_format("machine", &version.short(), m.v)?;
-            Ok(Some(StoredMachine { name: m.name, file: m.file, text: m.text }))
+            Ok(Some(m.into_stored()))
         })
     }
 

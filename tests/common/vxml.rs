@@ -208,6 +208,9 @@ pub struct Session {
     pub call_id: String,
     /// The call's local time in the machine's timezone, for its route rules on time.
     pub clock: Option<Clock>,
+    /// Each split node's variant for this call (`session.phonetree.splits['NODE']`), as the
+    /// platform computes the documented hash.
+    pub splits: Vec<(String, String)>,
 }
 
 /// The local time the platform hands a document (`session.phonetree.local.*` and
@@ -231,6 +234,9 @@ impl Session {
             phonetree["local"] = json!({ "weekday": c.weekday, "minutes": c.minutes, "date": c.date });
             phonetree["yesterday"] = json!({ "weekday": c.yesterday_weekday, "date": c.yesterday_date });
         }
+        let splits: serde_json::Map<String, Value> =
+            self.splits.iter().map(|(node, variant)| (node.clone(), json!(variant))).collect();
+        phonetree["splits"] = Value::Object(splits);
         json!({
             "connection": { "remote": { "uri": self.caller }, "local": { "uri": self.number } },
             "phonetree": phonetree,

@@ -200,7 +200,9 @@ fn replies(m: &Machine, nodes: Vec<NodeId>, failed: &[bool]) -> Result<Vec<Vec<N
     while let Some(nodes) = pending.pop() {
         let last = nodes.last().copied();
         let Some(last) = last.filter(|l| {
-            !failed[l.index()] && matches!(m.graph[*l].kind, NodeKind::Route(_) | NodeKind::Split(_))
+            !failed[l.index()]
+                && (matches!(m.graph[*l].kind, NodeKind::Route(_) | NodeKind::Split(_))
+                    || m.target(*l, &crate::machine::Edge::NotNumber).is_some())
         }) else {
             done.push(nodes);
             if done.len() > REPLIES_MAX {

@@ -106,7 +106,11 @@ impl Compiler<'_> {
                 push("failure", Edge::Failure, n.failure.as_ref());
                 push("no_input", Edge::NoInput, n.no_input.as_ref().filter(|_| keypress));
             }
-            Some(Kind::Say | Kind::Play | Kind::Set) => push("next", Edge::Next, n.next.as_ref().and_then(Next::node)),
+            Some(Kind::Say | Kind::Play) => push("next", Edge::Next, n.next.as_ref().and_then(Next::node)),
+            Some(Kind::Set) => {
+                push("next", Edge::Next, n.next.as_ref().and_then(Next::node));
+                push("not_number", Edge::NotNumber, n.not_number.as_ref());
+            }
             Some(Kind::Route) => push("else", Edge::Else, n.otherwise.as_ref()),
             // 8x8's docs show a bridge ending the session (its summary), never a webhook after it.
             Some(Kind::Transfer) if n.after.is_some() => self.error(
@@ -131,6 +135,7 @@ impl Compiler<'_> {
                 push("default", Edge::Default, n.default.as_ref());
                 push("failure", Edge::Failure, n.failure.as_ref());
                 push("else", Edge::Else, n.otherwise.as_ref());
+                push("not_number", Edge::NotNumber, n.not_number.as_ref());
             }
         }
         targets

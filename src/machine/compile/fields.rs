@@ -60,7 +60,7 @@ pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     (Kind::Transfer, &[&["destination", "source", "call_recording", "after", "failure"]]),
     (Kind::Hangup, &[]),
     (Kind::Route, &[&["rules", "else"]]),
-    (Kind::Set, &[&["values", "add", "next"]]),
+    (Kind::Set, &[&["values", "add", "next", "not_number"]]),
     (Kind::Split, &[&["weights", "next", "sticky_by", "salt", "force"]]),
     (Kind::Module, &[&["module", "with", "exits"]]),
     (Kind::Exit, &[&["exit"]]),

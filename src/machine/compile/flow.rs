@@ -47,6 +47,22 @@ impl Compiler<'_> {
         for id in m.graph.node_indices() {
             let Some(set) = set_on_entry.get(&id) else { continue };
             let name = m.graph[id].name.clone();
+            // What `add` reads must be set too: it is not a number when unset.
+            let added = match &m.graph[id].kind {
+                NodeKind::Set(set) => set.add.iter().filter_map(|(c, a)| Some((c, a.var()?))).collect(),
+                _ => Vec::new(),
+            };
+            for (counter, var) in added {
+                if self.declared.contains(var) && !set.contains(var) {
+                    self.error(
+                        At::Node(&name, &format!("add.{counter}")),
+                        format!(
+                            "call variable `{var}` may be unset here: not every way to this node sets it"
+                        ),
+                        Some("reach this node only after the node that sets it, or add a number".into()),
+                    );
+                }
+            }
             for (field, t) in templates_of(&m.graph[id].kind) {
                 let unset: Vec<String> = t
                     .vars()
@@ -82,7 +98,10 @@ impl Compiler<'_> {
                 NodeKind::Route(route) => {
                     read.extend(route.rules.iter().filter_map(|r| r.var.as_ref()).map(|(v, _)| v.clone()));
                 }
-                NodeKind::Set(set) => read.extend(set.add.iter().map(|(v, _)| v.clone())),
+                NodeKind::Set(set) => {
+                    read.extend(set.add.iter().map(|(v, _)| v.clone()));
+                    read.extend(set.add.iter().filter_map(|(_, a)| a.var()).map(str::to_string));
+                }
                 _ => {}
             }
         }

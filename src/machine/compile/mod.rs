@@ -13,6 +13,7 @@
 //! A machine with any error is not built: a machine 8x8 would reject never loads.
 
 mod chains;
+mod counters;
 mod edges;
 mod fields;
 mod flow;
@@ -502,6 +503,7 @@ impl Compiler<'_> {
             translations: Vec::new(),
         };
         self.check_sensitive(&mut machine, &failed, start.is_some());
+        self.check_counted(&mut machine, &failed);
         self.check_policies(&mut machine);
         self.check_play(&mut machine);
         self.check_chains(&machine, &failed, start.is_some());

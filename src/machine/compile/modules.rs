@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use super::super::definition::{Definition, FieldSet, Kind, Next, NodeDef};
+use super::super::definition::{Definition, FieldSet, Kind, Next, NodeDef, Outputs};
 use super::super::diagnostic::{Diagnostic, Position, Severity, closest};
 use super::super::source::{self, Source};
 use super::super::{ModuleUse, Version};
@@ -70,6 +70,22 @@ impl Modules {
         self.by_name.keys().map(String::as_str)
     }
 
+    /// Whether `file` is one of these modules' files.
+    pub fn has_file(&self, file: &str) -> bool {
+        self.by_name.values().any(|s| s.file == file)
+    }
+
+    /// What a machine using module `name` would be told of the module's own file — its shape, its
+    /// fields and exits, an output left unset, the modules it uses in turn — for a module no
+    /// machine uses (its nodes are compiled only inlined, with a machine's defaults).
+    pub fn check_alone(&self, name: &str) -> Vec<Diagnostic> {
+        let Some(source) = self.get(name) else { return Vec::new() };
+        let mut inliner = Inliner { modules: self, out: Inlined::default(), checked: BTreeSet::new() };
+        let node = NodeDef { kind: Some(Kind::Module), module: Some(name.to_string()), ..NodeDef::default() };
+        let _ = inliner.module_of(&source.clone(), name, &node, &mut Vec::new());
+        inliner.out.diagnostics
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
@@ -108,8 +124,13 @@ impl Inlined {
 /// Inlines every `module` node of `def` (the machine read from `source`), recursively.
 pub(super) fn inline(def: &mut Definition, source: &Source, modules: &Modules) -> Inlined {
     let mut out = Inlined::default();
-    for (field, set) in [("inputs", &def.inputs), ("outputs", &def.outputs), ("exits", &def.exits)] {
-        if !set.is_empty() {
+    let given = [
+        ("inputs", def.inputs.is_empty()),
+        ("outputs", def.outputs.is_empty()),
+        ("exits", def.exits.is_empty()),
+    ];
+    for (field, empty) in given {
+        if !empty {
             let hint = "a machine is used by calls, not by `module` nodes: move it to a module file";
             let d = diagnostic(source, &[field], Point::Key, format!("only a module has `{field}`"), hint);
             out.diagnostics.push(d);
@@ -348,6 +369,13 @@ impl Inliner<'_> {
             let hint = "list the ways out: `exits = [\"ok\", \"failed\"]`";
             self.error(file, &["exits"], Point::Key, "a module needs `exits`".into(), hint);
         }
+        if let Outputs::ByExit(by) = &def.outputs {
+            for exit in by.keys().filter(|e| !def.exits.contains(e)) {
+                let hint = format!("the module's `exits` are {}", def.exits.join(", "));
+                let message = format!("`outputs` names `{exit}`, not one of the module's `exits`");
+                self.error(file, &["outputs", exit], Point::Key, message, &hint);
+            }
+        }
         for (name, n) in &def.nodes {
             match (n.kind, n.exit.as_deref()) {
                 (Some(Kind::Exit), None) => {
@@ -451,9 +479,10 @@ fn map_targets(n: &mut NodeDef, f: &dyn Fn(&str) -> String) {
         Some(Next::Variants(variants)) => variants.values_mut().for_each(|t| *t = f(t)),
         None => {}
     }
-    for t in [&mut n.invalid, &mut n.no_input, &mut n.default, &mut n.failure, &mut n.otherwise]
-        .into_iter()
-        .flatten()
+    for t in
+        [&mut n.invalid, &mut n.no_input, &mut n.default, &mut n.failure, &mut n.otherwise, &mut n.not_number]
+            .into_iter()
+            .flatten()
     {
         *t = f(t);
     }
@@ -505,6 +534,7 @@ fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
             Some(Kind::Set) => {
                 let set = n.values.iter().flat_map(|v| v.keys()).chain(n.add.iter().flat_map(|a| a.keys()));
                 push(n.next.as_ref().and_then(Next::node), set.cloned().collect());
+                push(n.not_number.as_ref(), Vec::new());
             }
             _ => {
                 match &n.next {
@@ -534,7 +564,7 @@ fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
         .map(|(e, n)| (e.as_str(), n.exit.as_deref().unwrap_or("")))
         .collect();
     let mut problems = Vec::new();
-    for output in def.outputs.iter().filter(|o| !def.inputs.contains(o)) {
+    for output in def.outputs.names().into_iter().filter(|o| !def.inputs.contains(o)) {
         // A breadth-first walk on the edges that do not set `output`: any exit it reaches is
         // reached on a path that leaves it unset.
         let mut before: HashMap<&str, &str> = HashMap::new();
@@ -542,6 +572,9 @@ fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
         let mut seen: BTreeSet<&str> = BTreeSet::from([def.start.as_str()]);
         while let Some(at) = queue.pop_front() {
             if let Some(exit) = exits.get(at) {
+                if !def.outputs.required(exit, output) {
+                    continue;
+                }
                 let mut path = vec![at.to_string()];
                 let mut here = at;
                 while let Some(prev) = before.get(here) {

@@ -5,10 +5,10 @@
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
-use super::super::definition::{Kind, NodeDef, RuleDef};
+use super::super::definition::{AddDef, Kind, NodeDef, RuleDef};
 use super::super::diagnostic::closest;
 use super::super::route::{
-    self, COUNTER_MAX, Days, Hours, RULE_VALUES_MAX, RULES_MAX, Route, Rule, SetVars, VarTest,
+    self, Addend, COUNTER_MAX, Days, Hours, RULE_VALUES_MAX, RULES_MAX, Route, Rule, SetVars, VarTest,
 };
 use super::super::template;
 use super::nodes::{Settings, anchored_regex};
@@ -305,19 +305,25 @@ impl Compiler<'_> {
                 None => ok = false,
             }
         }
-        for (var, n) in &add {
+        for (var, addend) in &add {
             let field = format!("add.{var}");
             ok &= self.own_var(name, &field, var, settings);
-            if !(-COUNTER_MAX..=COUNTER_MAX).contains(n) || *n == 0 {
-                self.error(
-                    At::Node(name, &field),
-                    format!(
-                        "`add` of {n} to `{var}`: a counter adds 1 to {COUNTER_MAX} or -1 to -{COUNTER_MAX}"
-                    ),
-                    None,
-                );
-                ok = false;
-            }
+            let addend = match addend {
+                AddDef::Constant(n) if (-COUNTER_MAX..=COUNTER_MAX).contains(n) && *n != 0 => {
+                    Some(Addend::Constant(*n))
+                }
+                AddDef::Constant(n) => {
+                    self.error(
+                        At::Node(name, &field),
+                        format!(
+                            "`add` of {n} to `{var}`: a counter adds 1 to {COUNTER_MAX} or -1 to -{COUNTER_MAX}"
+                        ),
+                        None,
+                    );
+                    None
+                }
+                AddDef::Variable(text) => self.addend(name, &field, var, text, settings),
+            };
             if let Some(writer) = self.text_writer(var) {
                 self.error(
                     At::Node(name, &field),
@@ -326,9 +332,43 @@ impl Compiler<'_> {
                 );
                 ok = false;
             }
-            set.add.push((var.clone(), *n));
+            match addend {
+                Some(addend) => set.add.push((var.clone(), addend)),
+                None => ok = false,
+            }
         }
         ok.then_some(set)
+    }
+
+    /// `add = { total = "{amount}" }`: one call variable some node sets, in braces. Whether its
+    /// value is always a number is `check_counted`'s (it needs the compiled inputs).
+    fn addend(
+        &mut self,
+        name: &str,
+        field: &str,
+        var: &str,
+        text: &str,
+        settings: &Settings,
+    ) -> Option<Addend> {
+        let Some(read) =
+            text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).filter(|t| template::is_var_name(t))
+        else {
+            self.error(
+                At::Node(name, field),
+                format!(
+                    "`add` of `{text}` to `{var}`: a counter adds a whole number or one call variable's value"
+                ),
+                Some(format!(
+                    "write a number (`{var} = 1`) or one variable in braces (`{var} = \"{{amount}}\"`)"
+                )),
+            );
+            return None;
+        };
+        if !self.declared.contains(read) {
+            self.unknown_variable(name, field, read, settings);
+            return None;
+        }
+        Some(Addend::Var { name: read.to_string(), numeric: false, digits: false })
     }
 
     fn own_var(&mut self, name: &str, field: &str, var: &str, settings: &Settings) -> bool {

@@ -544,7 +544,7 @@ impl PgStore {
             let raw: Vec<u8> = row.try_get(1).map_err(fail())?;
             let m: MachineRecord = decode("machine", &version.short(), &raw)?;
             check_format("machine", &version.short(), m.v)?;
-            all.push((version, StoredMachine { name: m.name, file: m.file, text: m.text }));
+            all.push((version, m.into_stored()));
         }
         Ok(all)
     }
@@ -630,7 +630,7 @@ impl PgStore {
             let raw: Vec<u8> = row.try_get(1).map_err(fail())?;
             let m: MachineRecord = decode("machine", short, &raw)?;
             check_format("machine", short, m.v)?;
-            return Ok(Some((version, StoredMachine { name: m.name, file: m.file, text: m.text })));
+            return Ok(Some((version, m.into_stored())));
         }
         Ok(None)
     }
@@ -898,12 +898,7 @@ impl Store for PgStore {
 
     fn put_machine<'a>(&'a self, version: Version, machine: &'a StoredMachine) -> StoreFuture<'a, ()> {
         timed("keep a machine", async move {
-            let record = MachineRecord {
-                v: FORMAT,
-                name: machine.name.clone(),
-                file: machine.file.clone(),
-                text: machine.text.clone(),
-            };
+            let record = MachineRecord::of(machine);
             let raw = encode("machine", &record)?;
             // A version is the hash of its text: a row once written never changes.
             self.write(
@@ -931,7 +926,7 @@ impl Store for PgStore {
             let raw: Vec<u8> = row.try_get(0).map_err(failed(doing()))?;
             let m: MachineRecord = decode("machine", &version.short(), &raw)?;
             check_format("machine", &version.short(), m.v)?;
-            Ok(Some(StoredMachine { name: m.name, file: m.file, text: m.text }))
+            Ok(Some(m.into_stored()))
         })
     }
 
