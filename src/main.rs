@@ -3,6 +3,12 @@
 
 mod cli;
 
+/// mimalloc, not the system's malloc: a webhook allocates and frees a few hundred small blocks
+/// (the parsed body, the state, the reply, sled's leaf copies), and glibc's malloc and free were
+/// a fifth of a durable webhook's instructions (benches/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

@@ -432,7 +432,10 @@ fn without_query(url: &str) -> String {
 }
 
 fn cut_chars(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
+    // The byte where character `max` starts; the whole text (one copy, not a char at a time) when
+    // it is shorter.
+    let end = s.char_indices().nth(max).map_or(s.len(), |(i, _)| i);
+    s[..end].to_string()
 }
 
 fn cut_bytes(body: &[u8], max: usize) -> (String, bool) {

@@ -368,6 +368,21 @@ impl Answer {
     pub fn client_action_id(&self) -> Option<String> {
         self.callflow().client_action_id
     }
+
+    /// The reply as JSON with its `clientActionId` cut to what it names (`pt.MACHINE.NODE.SEQ.
+    /// VERSION`): the expiry and MAC after it change with the second the reply is signed in, so
+    /// a prompt given again (stale, lost race) is compared with this, a duplicate by its bytes.
+    pub fn unsigned(&self) -> Value {
+        let mut v = self.json();
+        if let Some(id) = v.get_mut("clientActionId")
+            && let Some(s) = id.as_str()
+        {
+            let parts: Vec<&str> = s.split('.').collect();
+            assert_eq!(parts.len(), 7, "a signed clientActionId has 7 parts: {s}");
+            *id = Value::String(parts[..5].join("."));
+        }
+        v
+    }
 }
 
 /// POSTs `body` as JSON (what 8x8 sends, and what the admin listener requires).
