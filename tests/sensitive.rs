@@ -196,6 +196,7 @@ async fn a_card_number_leaves_no_trace_in_the_logs_history_console_metrics_or_th
     assert!(files.iter().any(|(_, b)| holds(b, "s-card")), "the call is in the sled folder");
     for (path, bytes) in &files {
         assert!(!holds(bytes, CARD), "{path} holds the card number");
+        assert!(!holds(bytes, AUTH), "{path} holds the sensitive stored value");
     }
     // The stopped node's store, read by the command line.
     let show = phonetree(&["calls", "show", "s-card", "--data", data.to_str().unwrap()]);
@@ -230,4 +231,5 @@ async fn a_card_number_leaves_no_trace_in_a_postgres_dump() {
     let seen = |s: &str| holds(&dump.stdout, s) || holds(&dump.stdout, &hex(s));
     assert!(seen("s-card-pg") && seen("[masked]"), "the call and its masked entry are in the dump");
     assert!(!seen(CARD), "the dump holds the card number");
+    assert!(!seen(AUTH), "the dump holds the sensitive stored value (its script answers)");
 }

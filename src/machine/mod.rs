@@ -417,6 +417,15 @@ impl Machine {
         &self.sensitive
     }
 
+    /// Whether the answers of script node `name` may hold a sensitive value (one it stores is
+    /// sensitive): the node never writes them to its store.
+    pub fn answers_are_sensitive(&self, name: &str) -> bool {
+        match self.node_id(name).and_then(|id| self.node(id)).map(|n| &n.kind) {
+            Some(NodeKind::Script(s)) => s.store.iter().any(|st| self.sensitive.contains(&st.var)),
+            _ => false,
+        }
+    }
+
     /// The hosts its scripts may call (`allow_hosts`); empty when the machine lists none.
     pub fn allow_hosts(&self) -> &[hosts::AllowedHost] {
         &self.allow_hosts

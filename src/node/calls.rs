@@ -424,6 +424,7 @@ async fn run_step(
     let mut answers = Vec::new();
     // The journal is read at the first request only: most steps reach no script.
     let mut journal_read = false;
+    let mut in_memory_only = false;
     loop {
         let request = match engine::step_with(machine, state, event, now, &answers)? {
             Stepped::Done(step) => {
@@ -456,8 +457,16 @@ async fn run_step(
                 }
             }
         };
+        // An answer that may hold a sensitive stored value is kept in memory only: after a crash
+        // before the commit its request is not made again (its claim stays), and the retry takes
+        // the script's failure branch, as after a crash during the request.
+        // Once one is, the later answers of the webhook are not journaled either (the journal
+        // holds the webhook's answers so far, all of them).
+        in_memory_only |= machine.answers_are_sensitive(&request.node);
         answers.push(answer);
-        app.store.put_answers(&ca.session_id, &ca.event_id, &answers).await?;
+        if !in_memory_only {
+            app.store.put_answers(&ca.session_id, &ca.event_id, &answers).await?;
+        }
     }
 }
 

@@ -76,6 +76,19 @@ impl Compiler<'_> {
         {
             problems.extend(self.sensitive_request(m, s, var));
         }
+        if let NodeKind::Script(s) = &node.kind
+            && s.cache_minutes.is_some()
+            && let Some(stored) = s.store.iter().find(|st| m.sensitive.contains(&st.var))
+        {
+            problems.push((
+                "cache_minutes",
+                format!(
+                    "the answer holds sensitive `{}`, and a cached answer is kept in the store",
+                    stored.var
+                ),
+                "remove `cache_minutes` from this script".to_string(),
+            ));
+        }
         problems.dedup_by(|a, b| a.1 == b.1);
         for (field, message, hint) in problems {
             self.error(At::Node(&name, field), message, Some(hint));
