@@ -25,7 +25,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log lines (on stderr) as text, or as one JSON object per line with the fields of the
-    /// spans they are in (`session`, `machine`, ...).
+    /// spans they are in (`session`, `event_id`).
     #[arg(long, global = true, env = "PHONETREE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
@@ -139,7 +139,7 @@ fn main() -> ExitCode {
         Command::Calls(command) => calls::run(command).map_err(Failure::Calls),
         Command::Replay(args) => replay::run(&args).map_err(Failure::Replay),
         Command::Test(args) => test::run(&args).map_err(Failure::Test),
-        Command::Diff(args) => diff::run(&args).map_err(Failure::Diff),
+        Command::Diff(args) => diff::run(args).map_err(Failure::Diff),
         Command::Migrate(args) => {
             init_tracing();
             migrate::run(&args).map_err(Failure::Migrate)

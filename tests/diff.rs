@@ -368,3 +368,89 @@ fn a_machine_that_does_not_compile_is_named() {
         "{err}"
     );
 }
+
+/// A CALL_ACTION of an inbound call to the shop (`tests/data/diff/base.toml`'s number).
+fn shop_webhook(session: &str, event: &str, dtmf: Option<&str>, id: Option<&str>) -> String {
+    let status = if dtmf.is_some() { "DTMF_RECEIVED" } else { "CALL_RECEIVED" };
+    common::Vca {
+        session,
+        event,
+        dtmf,
+        client_action_id: id,
+        status,
+        direction: "INBOUND",
+        source: "+6591234567",
+        destination: "+6568880100",
+        event_data: false,
+    }
+    .body()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_a_node_stores_and_the_calls_it_recorded_diff_against_a_file() {
+    let t = tempfile::tempdir().unwrap();
+    let machines = t.path().join("machines");
+    std::fs::create_dir_all(&machines).unwrap();
+    std::fs::copy(data().join("base.toml"), machines.join("shop.toml")).unwrap();
+    const TOKEN: &str = "diff-test-admin-token-0123456789";
+    let n = common::Node::start_with(&t.path().join("data"), &machines, &[("PHONETREE_ADMIN_TOKEN", TOKEN)]);
+    let vca = n.url("/webhooks/vca");
+    // Two calls on the node: one asks for an agent (key 2), one tracks an order (1, then 1).
+    for (session, keys) in [("s-agent", &["2"][..]), ("s-track", &["1", "1"][..])] {
+        let mut r = common::post(&vca, shop_webhook(session, "e0", None, None)).await;
+        for (i, key) in keys.iter().enumerate() {
+            let id = r.client_action_id();
+            r = common::post(&vca, shop_webhook(session, &format!("e{}", i + 1), Some(key), id.as_deref()))
+                .await;
+            assert_eq!(r.status, 200);
+        }
+    }
+    let loaded: Value = reqwest::Client::new()
+        .get(n.admin_url("/admin/machines"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let short = loaded["machines"][0]["version"].as_str().unwrap()[..12].to_string();
+    let server = n.admin_url("");
+    let from = ["--server", server.as_str(), "--admin-token", TOKEN];
+
+    // The stored version against retarget.toml: what the two files' diff says, OLD named by the node.
+    let by_server = phonetree_in(
+        &data(),
+        &[&["diff", "retarget.toml", "--version", &short, "--since", "1d", "--format", "json"][..], &from]
+            .concat(),
+    );
+    assert_eq!(by_server.status.code(), Some(1), "{}", String::from_utf8_lossy(&by_server.stderr));
+    let by_files = phonetree_in(&data(), &["diff", "base.toml", "retarget.toml", "--format", "json"]);
+    let (mut served, files): (Value, Value) = (
+        serde_json::from_slice(&by_server.stdout).unwrap(),
+        serde_json::from_slice(&by_files.stdout).unwrap(),
+    );
+    assert_eq!(served["old"]["file"], format!("shop@{short} ({server})"));
+    assert_eq!(served["old"]["version"], files["old"]["version"]);
+    for key in ["structure", "behaviour", "paths"] {
+        assert_eq!(served[key], files[key], "{key}");
+    }
+    assert_valid(&schema(), &served);
+    // The node's two calls replayed through NEW: the agent call goes elsewhere now.
+    let impact = served["impact"].take();
+    assert_eq!(impact["calls"], 2, "{impact}");
+    assert_eq!(impact["differ"], 1, "{impact}");
+    assert_eq!(impact["end_differently"], 1, "{impact}");
+    assert_eq!(impact["listed"][0]["session"], "s-agent", "{impact}");
+
+    // A version the node never stored, and NEW alone without a version.
+    let unknown =
+        phonetree_in(&data(), &[&["diff", "retarget.toml", "--version", "0123456789ab"][..], &from].concat());
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("no version `0123456789ab` of machine `shop` is stored")
+    );
+    let alone = phonetree_in(&data(), &["diff", "retarget.toml"]);
+    assert!(String::from_utf8_lossy(&alone.stderr).contains("give OLD and NEW, or NEW alone with --server"));
+}

@@ -92,7 +92,7 @@ pub enum Error {
 }
 
 /// Where calls come from.
-enum Source {
+pub(super) enum Source {
     Server { url: String, token: Option<Secret> },
     Store(Box<App>),
 }
@@ -167,7 +167,7 @@ async fn open(from: FromArgs) -> Result<Source, Error> {
     Ok(Source::Store(Box::new(app)))
 }
 
-async fn list(source: &Source, filter: &Filter) -> Result<(Vec<Call>, Option<String>), Error> {
+pub(super) async fn list(source: &Source, filter: &Filter) -> Result<(Vec<Call>, Option<String>), Error> {
     match source {
         Source::Store(app) => {
             let listed = history::list(app, filter).await?;
@@ -201,7 +201,7 @@ async fn list(source: &Source, filter: &Filter) -> Result<(Vec<Call>, Option<Str
     }
 }
 
-async fn show(source: &Source, session: &str) -> Result<Call, Error> {
+pub(super) async fn show(source: &Source, session: &str) -> Result<Call, Error> {
     let call = match source {
         Source::Store(app) => history::show(app, session).await?,
         Source::Server { url, token } => {
@@ -225,7 +225,7 @@ async fn show(source: &Source, session: &str) -> Result<Call, Error> {
 }
 
 /// `GET url` as JSON; `None` on a 404.
-async fn get(url: &str, token: Option<&Secret>) -> Result<Option<serde_json::Value>, Error> {
+pub(super) async fn get(url: &str, token: Option<&Secret>) -> Result<Option<serde_json::Value>, Error> {
     let failed = |e: reqwest::Error| Error::Unreachable { url: url.to_string(), detail: e.to_string() };
     let mut request = reqwest::Client::new().get(url).timeout(SERVER_TIMEOUT);
     if let Some(token) = token {

@@ -1,22 +1,42 @@
-//! `phonetree diff OLD NEW`: reads and compiles two machine files (and, with `--calls`, the
-//! recorded calls of a folder), prints `proof::diff`'s comparison as text, JSON or Markdown, and
-//! fails as `--exit-code` says.
+//! `phonetree diff OLD NEW`: reads and compiles two machine files, or a version a node has stored
+//! (`--server --version`) and a file, and with `--calls` the recorded calls of a folder (or with
+//! `--server --since` the calls the node recorded); prints `proof::diff`'s comparison as text,
+//! JSON or Markdown, and fails as `--exit-code` says.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use phonetree::engine::transcript::Call;
 use phonetree::machine::{self, Machine, Source};
 use phonetree::node::catalog;
 use phonetree::node::guard::{self, CallPolicy};
+use phonetree::node::history::{Filter, LIST_LIMIT_MAX};
 use phonetree::proof::diff::{self, Diff};
 use phonetree::proof::history::REPLAY_CALLS_MAX;
+use phonetree::secret::{Secret, SecretFileError};
+
+use super::calls::{self as history_client, Source as CallsSource};
+use super::{NoRuntime, ServerArgs, runtime};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The machine file as it is (or was).
-    old: PathBuf,
-    /// The machine file as it will be.
-    new: PathBuf,
+    /// OLD NEW: the machine file as it is (or was), then as it will be. With `--server` and
+    /// `--version`: NEW alone, OLD being that version as the node stores it.
+    #[arg(num_args = 1..=2, required = true, value_name = "OLD NEW")]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    server: ServerArgs,
+    /// With --server: the stored version to compare NEW with (its 12 hex digits, as `check` and
+    /// `/admin/machines` show it), of the machine `--machine` names.
+    #[arg(long, requires = "server")]
+    version: Option<String>,
+    /// With --server: the machine whose version and calls are read. Default: NEW's name.
+    #[arg(long, requires = "server")]
+    machine: Option<String>,
+    /// With --server: replay the calls the node recorded on the machine in this last while
+    /// (`7d`, `12h`, `30m`; at most 10,000 calls) through NEW, as `--calls` does.
+    #[arg(long, requires = "server", conflicts_with = "calls", value_parser = parse_since)]
+    since: Option<Duration>,
     /// Folder of the modules the machines use (`module` nodes). Default: `modules/` beside each
     /// machine file.
     #[arg(long, env = "PHONETREE_MODULES")]
@@ -55,6 +75,16 @@ enum ExitCode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("give OLD and NEW, or NEW alone with --server URL --version V")]
+    Files,
+    #[error(transparent)]
+    Runtime(#[from] NoRuntime),
+    #[error(transparent)]
+    Secret(#[from] SecretFileError),
+    #[error("{0}")]
+    Server(#[from] history_client::Error),
+    #[error("{what}: the node answered an unexpected machine version: {detail}")]
+    Unexpected { what: String, detail: String },
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     /// Its diagnostics are on stderr already.
@@ -73,10 +103,21 @@ pub enum Error {
     EndsDiffer,
 }
 
-pub fn run(args: &Args) -> Result<(), Error> {
-    let old = load(&args.old, args.modules.as_deref())?;
-    let new = load(&args.new, args.modules.as_deref())?;
-    let files = (args.old.display().to_string(), args.new.display().to_string());
+pub fn run(args: Args) -> Result<(), Error> {
+    let server = args.server.server()?;
+    let (old, new, files) = match (&args.files[..], &server, &args.version) {
+        ([old, new], _, None) => {
+            let files = (old.display().to_string(), new.display().to_string());
+            (load(old, args.modules.as_deref())?, load(new, args.modules.as_deref())?, files)
+        }
+        ([new_file], Some((url, token)), Some(version)) => {
+            let new = load(new_file, args.modules.as_deref())?;
+            let name = args.machine.clone().unwrap_or_else(|| new.name().to_string());
+            let (old, shown) = runtime()?.block_on(stored(url, token.as_ref(), &name, version))?;
+            (old, new, (shown, new_file.display().to_string()))
+        }
+        _ => return Err(Error::Files),
+    };
     let policy = CallPolicy { allow_prefixes: args.call_allow_prefix.clone(), ..CallPolicy::default() }
         .checked()
         .map_err(|e| Error::Policy(e.to_string()))?;
@@ -91,6 +132,11 @@ pub fn run(args: &Args) -> Result<(), Error> {
     if let Some(dir) = &args.calls {
         d.impact = Some(diff::impact(&old, &new, &calls(dir)?));
     }
+    if let (Some(since), Some((url, token))) = (args.since, server) {
+        let source = CallsSource::Server { url, token };
+        let recorded = runtime()?.block_on(recorded(&source, old.name(), since))?;
+        d.impact = Some(diff::impact(&old, &new, &recorded));
+    }
     match args.format {
         Format::Text => print!("{}", diff::text(&d)),
         Format::Markdown => print!("{}", diff::markdown(&d)),
@@ -100,6 +146,95 @@ pub fn run(args: &Args) -> Result<(), Error> {
         ExitCode::Any if !d.is_empty() => Err(Error::Differs),
         ExitCode::Ends if d.ends_differ() => Err(Error::EndsDiffer),
         _ => Ok(()),
+    }
+}
+
+/// A version the node at `url` stores, compiled with the modules kept with it (today's, beside the
+/// working folder, for a version stored before modules were kept), and how the diff names it.
+async fn stored(
+    url: &str,
+    token: Option<&Secret>,
+    name: &str,
+    version: &str,
+) -> Result<(Machine, String), Error> {
+    let mut target = url::Url::parse(&format!("{url}/admin/machines/"))
+        .map_err(|e| history_client::Error::Unreachable { url: url.to_string(), detail: e.to_string() })?;
+    target
+        .path_segments_mut()
+        .map_err(|()| history_client::Error::Refused(format!("{url} cannot be a base")))?
+        .pop_if_empty()
+        .extend([name, "versions", version]);
+    let v = history_client::get(target.as_str(), token)
+        .await?
+        .ok_or_else(|| history_client::Error::Refused(format!("{target}: 404")))?;
+    let unexpected =
+        |detail: &str| Error::Unexpected { what: target.to_string(), detail: detail.to_string() };
+    let text =
+        |v: &serde_json::Value, key: &str| v[key].as_str().map(String::from).ok_or_else(|| unexpected(key));
+    let shown = format!("{name}@{} ({url})", text(&v, "version")?.chars().take(12).collect::<String>());
+    let source = Source::new(shown.clone(), text(&v, "text")?);
+    let kept = v["modules"].as_array().ok_or_else(|| unexpected("modules"))?;
+    let kept: Vec<Source> = kept
+        .iter()
+        .map(|m| Ok(Source::new(text(m, "file")?, text(m, "text")?)))
+        .collect::<Result<_, Error>>()?;
+    let (modules, problems) = if kept.is_empty() {
+        catalog::read_modules(&catalog::modules_dirs(&[PathBuf::from(".")], None))
+    } else {
+        machine::Modules::of(kept)
+    };
+    let compiled =
+        machine::compile_with(&source, machine::Options { modules: &modules, ..Default::default() });
+    for d in problems.iter().chain(&compiled.diagnostics) {
+        eprintln!("{d}");
+    }
+    let m = compiled.machine.ok_or_else(|| Error::DoesNotCompile(PathBuf::from(&shown)))?;
+    Ok((m, shown))
+}
+
+/// The calls the node recorded on machine `name` since `since` ago, in its listing order, at most
+/// `REPLAY_CALLS_MAX`, each named by its session.
+async fn recorded(source: &CallsSource, name: &str, since: Duration) -> Result<Vec<(String, Call)>, Error> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since_ms = u64::try_from(now.saturating_sub(since).as_millis()).unwrap_or(u64::MAX);
+    let mut filter = Filter {
+        machine: Some(name.to_string()),
+        since_ms: Some(since_ms),
+        limit: LIST_LIMIT_MAX,
+        ..Filter::default()
+    };
+    let mut sessions = Vec::new();
+    loop {
+        let (page, next) = history_client::list(source, &filter).await?;
+        sessions.extend(page.into_iter().map(|c| c.session));
+        match next {
+            Some(after) if sessions.len() < REPLAY_CALLS_MAX => filter.after = Some(after),
+            _ => break,
+        }
+    }
+    sessions.truncate(REPLAY_CALLS_MAX);
+    let mut calls = Vec::with_capacity(sessions.len());
+    for session in sessions {
+        let call = history_client::show(source, &session).await?;
+        calls.push((format!("call {session}"), call));
+    }
+    Ok(calls)
+}
+
+/// `7d`, `12h`, `30m`: a while back from now (at most a year: retention keeps far less).
+fn parse_since(s: &str) -> Result<Duration, String> {
+    const SINCE_DAYS_MAX: u64 = 366;
+    let (number, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a while: write `7d`, `12h` or `30m`"))?;
+    let secs = match unit {
+        "d" => n.checked_mul(86_400),
+        "h" => n.checked_mul(3_600),
+        "m" => n.checked_mul(60),
+        _ => return Err(format!("`{s}` is not a while: write `7d`, `12h` or `30m`")),
+    };
+    match secs {
+        Some(secs) if secs <= SINCE_DAYS_MAX * 86_400 => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("`{s}` is more than {SINCE_DAYS_MAX} days")),
     }
 }
 

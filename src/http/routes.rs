@@ -51,6 +51,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("/console/{asset}", "GET"),
     ("/admin/console", "GET"),
     ("/admin/machines/{name}/mermaid", "GET"),
+    ("/admin/machines/{name}/versions/{version}", "GET"),
     ("/admin/clock", "POST"),
 ];
 
@@ -165,6 +166,10 @@ pub(crate) fn admin(
         .and(with_app.clone())
         .and(warp::query::<HashMap<String, String>>())
         .then(console::overview);
+    let machine_version = warp::path!("admin" / "machines" / String / "versions" / String)
+        .and(warp::get())
+        .and(with_app.clone())
+        .then(machine_version);
     let machine_mermaid = warp::path!("admin" / "machines" / String / "mermaid")
         .and(warp::get())
         .and(with_app)
@@ -188,6 +193,7 @@ pub(crate) fn admin(
         .or(console_asset)
         .or(console_data)
         .or(machine_mermaid)
+        .or(machine_version)
         .or(clock)
         .or(other_method(ADMIN_ROUTES))
         .recover(rejection)
@@ -549,6 +555,44 @@ fn machines(app: Arc<App>) -> warp::reply::Response {
             "reloads": {"loaded": counts.loaded, "failed": counts.failed},
         }),
     )
+}
+
+/// `GET /admin/machines/{name}/versions/{version}`: the source of a version the store keeps (its
+/// file's text and its modules' texts), found by its first 12 hex digits or more.
+async fn machine_version(name: String, version: String, app: Arc<App>) -> warp::reply::Response {
+    let hex = version.to_ascii_lowercase();
+    if !(12..=64).contains(&hex.len()) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_version",
+            "a version is 12 to 64 hex digits (its short form is what `check` and /admin/machines show)",
+        );
+    }
+    match app.store.machine_by_short(&name, &hex[..12]).await {
+        Ok(Some((v, stored))) if v.hex().starts_with(&hex) => json_reply(
+            StatusCode::OK,
+            &json!({
+                "name": stored.name,
+                "version": v.hex(),
+                "file": stored.file,
+                "text": stored.text,
+                "modules": stored.modules.iter().map(|m| json!({"file": m.file, "text": m.text})).collect::<Vec<_>>(),
+            }),
+        ),
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_version",
+            &format!("no version `{version}` of machine `{name}` is stored"),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a stored machine version");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the store could not be read; ask again",
+            )
+        }
+    }
 }
 
 /// Alive, unless the store failed for good (the node is then stopping, for its supervisor to
