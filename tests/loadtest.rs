@@ -256,13 +256,14 @@ fn kill_while(
     (status, killed, stdout)
 }
 
-/// The webhooks the node at `admin` (its admin listener's URL) has answered since it started, by
-/// its `/metrics`; 0 while it cannot be reached.
-fn webhooks_answered(admin: &str) -> u64 {
+/// The webhooks the node at `admin` (its admin listener's URL, with its admin `token` if it has
+/// one) has answered since it started, by its `/metrics`; 0 while it cannot be reached.
+fn webhooks_answered(admin: &str, token: Option<&str>) -> u64 {
     use std::io::{Read, Write};
     let Some(addr) = admin.strip_prefix("http://").map(|a| a.trim_end_matches('/')) else { return 0 };
     let Ok(mut socket) = std::net::TcpStream::connect(addr) else { return 0 };
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     let mut answer = String::new();
     if socket.write_all(request.as_bytes()).is_err() || socket.read_to_string(&mut answer).is_err() {
         return 0;
@@ -291,7 +292,7 @@ fn a_node_killed_with_sigkill_and_restarted_under_load_loses_no_acknowledged_rep
     .unwrap();
     // Each kill waits until the node (re)started has answered a webhook: on a loaded machine the
     // load test may still be proving its machines when the first 500 ms are up.
-    let busy = || webhooks_answered(&admin) > 0;
+    let busy = || webhooks_answered(&admin, None) > 0;
     let (status, kills, stdout) =
         kill_while(&mut load, 3, Duration::from_millis(500), &mut node, &busy, || {
             serve_on(tmp.path(), &machines, port, admin_port, &[]).0
@@ -337,11 +338,15 @@ fn a_node_with_clock_control_killed_with_sigkill_and_restarted_keeps_its_clock_a
     .stdout(Stdio::piped())
     .spawn()
     .unwrap();
-    // Killed every 400 ms until the load ends; each kill notes the offset the node had kept.
+    // Killed every 400 ms until the load ends, each time once the node (re)started has answered a
+    // webhook (on a loaded machine a restart, proving the machines, may take longer than 400 ms,
+    // and kills before it answers would only starve the load); each kill notes the offset the node
+    // had kept.
     let clock = tmp.path().join("data").join("phonetree-clock-offset");
     let moved = std::cell::Cell::new(0);
+    let busy = || webhooks_answered(&admin, Some("loadtest-admin-token-0123456789")) > 0;
     let (status, kills, stdout) =
-        kill_while(&mut load, usize::MAX, Duration::from_millis(400), &mut node, &|| true, || {
+        kill_while(&mut load, usize::MAX, Duration::from_millis(400), &mut node, &busy, || {
             let kept = std::fs::read_to_string(&clock).unwrap_or_default();
             if kept.lines().nth(1).is_some_and(|n| n.trim() != "0") {
                 moved.set(moved.get() + 1);
