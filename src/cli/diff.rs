@@ -267,14 +267,8 @@ fn read(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.into(), source })
 }
 
-/// Compiles a machine file with its modules, its diagnostics on stderr.
 fn load(path: &Path, modules: Option<&Path>) -> Result<Machine, Error> {
-    let source = Source::new(path.display().to_string(), read(path)?);
-    let (modules, problems) = catalog::read_modules(&catalog::modules_dirs(&[path.to_path_buf()], modules));
-    let compiled =
-        machine::compile_with(&source, machine::Options { modules: &modules, ..Default::default() });
-    for d in problems.iter().chain(&compiled.diagnostics) {
-        eprintln!("{d}");
-    }
-    compiled.machine.ok_or_else(|| Error::DoesNotCompile(path.into()))
+    super::compile_file(path, modules)
+        .map_err(|source| Error::Read { path: path.into(), source })?
+        .ok_or_else(|| Error::DoesNotCompile(path.into()))
 }

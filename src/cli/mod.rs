@@ -20,11 +20,12 @@ pub mod voices;
 pub mod webhooks;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use phonetree::machine::hosts::{self, AllowedHost};
 use phonetree::node::Config;
+use phonetree::node::catalog;
 use phonetree::node::guard::{CallPolicy, RATE_OVERALL_DEFAULT, RATE_PER_DESTINATION_DEFAULT};
 use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::{ApiConfig, DEFAULT_BASE_URL};
@@ -36,6 +37,21 @@ const VOICES_FILE: &str = "voices.txt";
 /// current folder when there is one (else the bundled list: `None`).
 fn voices_file(flag: Option<PathBuf>) -> Option<PathBuf> {
     flag.or_else(|| Some(PathBuf::from(VOICES_FILE)).filter(|f| f.is_file()))
+}
+
+/// Compiles a machine file with its modules (`--modules`, else `modules/` beside it), its
+/// diagnostics on stderr; `None` when it does not compile (`diff`, `replay`).
+fn compile_file(path: &Path, modules: Option<&Path>) -> std::io::Result<Option<phonetree::machine::Machine>> {
+    let source = phonetree::machine::Source::new(path.display().to_string(), std::fs::read_to_string(path)?);
+    let (modules, problems) = catalog::read_modules(&catalog::modules_dirs(&[path.to_path_buf()], modules));
+    let compiled = phonetree::machine::compile_with(
+        &source,
+        phonetree::machine::Options { modules: &modules, ..Default::default() },
+    );
+    for d in problems.iter().chain(&compiled.diagnostics) {
+        eprintln!("{d}");
+    }
+    Ok(compiled.machine)
 }
 
 /// How phonetree reaches 8x8's API (`serve`, `call`, `webhooks`, `voices`, `doctor`).

@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use phonetree::engine::transcript::Call;
-use phonetree::machine::{self, Machine, Source};
-use phonetree::node::catalog;
+use phonetree::machine::Machine;
 use phonetree::proof::history::{self, REPLAY_CALLS_MAX};
 
 #[derive(clap::Args)]
@@ -70,12 +69,7 @@ fn read(path: &Path) -> Result<String, Error> {
 }
 
 fn load(path: &Path, modules: Option<&Path>) -> Result<Machine, Error> {
-    let source = Source::new(path.display().to_string(), read(path)?);
-    let (modules, problems) = catalog::read_modules(&catalog::modules_dirs(&[path.to_path_buf()], modules));
-    let compiled =
-        machine::compile_with(&source, machine::Options { modules: &modules, ..Default::default() });
-    for d in problems.iter().chain(&compiled.diagnostics) {
-        eprintln!("{d}");
-    }
-    compiled.machine.ok_or_else(|| Error::DoesNotCompile(path.into()))
+    super::compile_file(path, modules)
+        .map_err(|source| Error::Read { path: path.into(), source })?
+        .ok_or_else(|| Error::DoesNotCompile(path.into()))
 }
