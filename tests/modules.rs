@@ -118,6 +118,11 @@ fn an_output_left_unset_on_the_way_to_an_exit_is_a_proof_error_whose_command_rep
     assert_eq!(out.status.code(), Some(1), "{text}");
     let pinned = std::fs::read_to_string(repo().join("tests/data/modules/unset/check.txt")).unwrap();
     assert_eq!(text, pinned);
+    // machines/README.md shows this diagnostic as it is.
+    let readme = std::fs::read_to_string(repo().join("machines/README.md")).unwrap();
+    for line in pinned.lines().take(2) {
+        assert!(readme.contains(line.trim_start()), "machines/README.md lacks {line}");
+    }
     let replay = replay_in(&text);
     assert_eq!(replay, "phonetree simulate tests/data/modules/unset/orders.toml '*'");
     let played = run_replay(&replay, &repo());
@@ -142,6 +147,54 @@ fn an_output_left_unset_on_the_way_to_an_exit_is_a_proof_error_whose_command_rep
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("proven `orders`"), "{text}");
+}
+
+const INNER: &str = "name = \"inner\"\nstart = \"fill\"\nexits = [\"done\"]\noutputs = [\"x\"]\n\
+    [nodes.fill]\nkind = \"set\"\nvalues = { x = \"1\" }\nnext = \"out\"\n[nodes.out]\nkind = \"exit\"\nexit = \"done\"\n";
+
+/// `outer` promises `x`, which only the module it uses, `inner`, sets (with a set node).
+fn outer(branches: &str) -> String {
+    format!(
+        "name = \"outer\"\nstart = \"ask\"\nexits = [\"done\"]\noutputs = [\"x\"]\n[nodes.ask]\nkind = \"menu\"\n\
+         prompt = \"Press 1.\"\nbranches = {branches}\ninvalid = \"use\"\n[nodes.use]\nkind = \"module\"\n\
+         module = \"inner\"\nexits = {{ done = \"out\" }}\n[nodes.out]\nkind = \"exit\"\nexit = \"done\"\n"
+    )
+}
+
+const NESTING: &str = "name = \"nesting\"\nstart = \"m\"\n[defaults]\nvoice_profile = \"en-US-BenjaminRUS\"\n\
+    min_digits = 1\nmax_digits = 1\n[nodes.m]\nkind = \"module\"\nmodule = \"outer\"\nexits = { done = \"bye\" }\n\
+    [nodes.bye]\nkind = \"hangup\"\n";
+
+/// A set node and a module nested in the module set an output as the engine does; a branch that
+/// bypasses them leaves by the exit without it, and that call (`2`) is the counterexample, at the
+/// outer module's `outputs`, while the inner module's promise still holds.
+#[test]
+fn an_output_set_by_a_set_node_in_a_nested_module_is_proven_and_a_way_around_it_is_not() {
+    let prove = |branches: &str| {
+        let modules = modules_of(&[("inner.toml", INNER), ("outer.toml", &outer(branches))]);
+        let options = machine::Options { modules: &modules, ..Default::default() };
+        let c = machine::compile_with(&Source::new("nesting.toml", NESTING), options);
+        let m = c.machine.unwrap_or_else(|| panic!("{:?}", c.diagnostics));
+        assert_eq!(m.outputs().len(), 2, "one duty per use: m (outer) and m/use (inner)");
+        phonetree::proof::explore::explore(&m)
+    };
+    let r = prove("{ 1 = \"use\" }");
+    assert!(r.proven(), "{:?}", r.violations);
+    let r = prove("{ 1 = \"use\", 2 = \"out\" }");
+    let shown: Vec<String> = r
+        .violations
+        .iter()
+        .map(|v| v.diagnostic(&Source::new("nesting.toml", NESTING)).to_string())
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "outer.toml:4:12: error: node `out`: output `x` of module `outer` is not set on every path to exit `done`: \
+          in machine `nesting`, a call leaves module node `m` by `done` (the `key 2` edge of `m/ask`) without it\n  \
+          = hint: set it on every path to that exit (a `set` node) or drop it from the module's `outputs`; \
+          a caller gets there with `phonetree simulate nesting.toml 2`"
+        ]
+    );
 }
 
 #[test]
