@@ -176,16 +176,15 @@ fn an_output_set_by_a_set_node_in_a_nested_module_is_proven_and_a_way_around_it_
         let c = machine::compile_with(&Source::new("nesting.toml", NESTING), options);
         let m = c.machine.unwrap_or_else(|| panic!("{:?}", c.diagnostics));
         assert_eq!(m.outputs().len(), 2, "one duty per use: m (outer) and m/use (inner)");
-        phonetree::proof::explore::explore(&m)
+        let r = phonetree::proof::explore::explore(&m);
+        let source = Source::new("nesting.toml", NESTING);
+        let shown: Vec<String> =
+            r.violations.iter().map(|v| v.diagnostic(&source, &m, &modules).to_string()).collect();
+        (r, shown)
     };
-    let r = prove("{ 1 = \"use\" }");
+    let (r, _) = prove("{ 1 = \"use\" }");
     assert!(r.proven(), "{:?}", r.violations);
-    let r = prove("{ 1 = \"use\", 2 = \"out\" }");
-    let shown: Vec<String> = r
-        .violations
-        .iter()
-        .map(|v| v.diagnostic(&Source::new("nesting.toml", NESTING)).to_string())
-        .collect();
+    let (_, shown) = prove("{ 1 = \"use\", 2 = \"out\" }");
     assert_eq!(
         shown,
         [
@@ -194,6 +193,35 @@ fn an_output_set_by_a_set_node_in_a_nested_module_is_proven_and_a_way_around_it_
           = hint: set it on every path to that exit (a `set` node) or drop it from the module's `outputs`; \
           a caller gets there with `phonetree simulate nesting.toml 2`"
         ]
+    );
+}
+
+/// What the proof finds at a node inlined from a module (here a trap) is told at that node's
+/// line and column in the module's file, naming the machine and the module node; the command
+/// replays the machine.
+#[test]
+fn a_proof_error_at_a_module_s_node_is_at_its_line_in_the_module_s_file() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("modules")).unwrap();
+    let stuck = "name = \"stuck\"\nstart = \"ask\"\nexits = [\"done\"]\n\n[nodes.ask]\nkind = \"menu\"\n\
+        prompt = \"Press 1 to leave, 2 to stay.\"\nbranches = { 1 = \"out\", 2 = \"again\" }\ninvalid = \"out\"\n\n\
+        [nodes.again]\nkind = \"menu\"\nprompt = \"Press 1.\"\nbranches = { 1 = \"again\" }\ninvalid = \"again\"\n\n\
+        [nodes.out]\nkind = \"exit\"\nexit = \"done\"\n";
+    std::fs::write(t.path().join("modules/stuck.toml"), stuck).unwrap();
+    let user = NESTING
+        .replace("name = \"nesting\"", "name = \"user\"")
+        .replace("module = \"outer\"", "module = \"stuck\"");
+    std::fs::write(t.path().join("user.toml"), user).unwrap();
+    let dir = t.path().display().to_string();
+    let shown = shown_of(&[&dir]);
+    assert_eq!(
+        shown,
+        [format!(
+            "{dir}/modules/stuck.toml:11:8: error: node `again`: trap: from here no input leads to a hangup or \
+             transfer; the call can never end (in machine `user`, module node `m`)\n  = hint: give one of its \
+             branches (or `invalid`) a way to a `hangup` or `transfer` node; a caller gets there with \
+             `phonetree simulate {dir}/user.toml 2`"
+        )]
     );
 }
 

@@ -44,7 +44,7 @@ use crate::callflow::{self, Use};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
 use crate::machine::route::{self, VarTest};
 use crate::machine::split::{Split, StickyBy};
-use crate::machine::{Diagnostic, Edge, Machine, NodeId, NodeKind, Script, Severity, Source};
+use crate::machine::{Diagnostic, Edge, Machine, Modules, NodeId, NodeKind, Script, Severity, Source};
 
 /// Most answers a caller may give on one path (without repeating a state) before the call ends.
 /// A menu tree deeper than this is a design error: no caller listens through 64 prompts.
@@ -860,8 +860,10 @@ fn outbound_violation(kind: Kind, node: &str, message: String) -> Violation {
 }
 
 impl Violation {
-    /// The violation as a diagnostic at its node in `source`, with the inputs that replay it.
-    pub fn diagnostic(&self, source: &Source) -> Diagnostic {
+    /// The violation as a diagnostic at its node in `source` (machine `m`'s), with the inputs
+    /// that replay it; at a node inlined from a module, at the node in the module's file (one of
+    /// `modules`), naming the machine and the module node.
+    pub fn diagnostic(&self, source: &Source, m: &Machine, modules: &Modules) -> Diagnostic {
         let file = &source.file;
         let replay = match self.replay {
             Replay::Inbound if self.kind == Kind::UncoveredEdge => {
@@ -903,17 +905,26 @@ impl Violation {
         };
         // A broken policy points at the policy, in the machine or in its folder's policies file;
         // an unset output at the module's `outputs`.
-        let (file, position) = match &self.origin {
-            Some(origin) => (origin.file.clone(), origin.position),
-            None => (source.file.clone(), crate::machine::compile::locate_node(source, &self.node)),
+        let inlined =
+            m.modules().iter().find_map(|u| Some((u, u.local(&self.node)?, modules.get(&u.module)?)));
+        let mut node = self.node.clone();
+        let mut message = self.message.clone();
+        let (file, position) = match (&self.origin, inlined) {
+            (Some(origin), _) => (origin.file.clone(), origin.position),
+            (None, Some((used, local, module))) => {
+                message.push_str(&format!(" (in machine `{}`, module node `{}`)", m.name(), used.namespace));
+                node = local.to_string();
+                (module.file.clone(), crate::machine::compile::locate_node(module, local))
+            }
+            (None, None) => (source.file.clone(), crate::machine::compile::locate_node(source, &self.node)),
         };
         Diagnostic {
             severity: Severity::Error,
             file,
             position,
-            node: (!self.node.is_empty()).then(|| self.node.clone()),
+            node: (!node.is_empty()).then_some(node),
             field: None,
-            message: self.message.clone(),
+            message,
             hint: match (fix, replay) {
                 (Some(fix), Some(replay)) => Some(format!("{fix}; {replay}")),
                 (fix, replay) => replay.or(fix.map(str::to_string)),
