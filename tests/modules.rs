@@ -176,6 +176,11 @@ fn an_output_set_by_a_set_node_in_a_nested_module_is_proven_and_a_way_around_it_
         let c = machine::compile_with(&Source::new("nesting.toml", NESTING), options);
         let m = c.machine.unwrap_or_else(|| panic!("{:?}", c.diagnostics));
         assert_eq!(m.outputs().len(), 2, "one duty per use: m (outer) and m/use (inner)");
+        // The inner module's way out is the outer's too: both uses leave by it.
+        for duty in m.outputs() {
+            let from: Vec<&str> = duty.exits.iter().map(|e| m.node(e.from).unwrap().name.as_str()).collect();
+            assert!(from.contains(&"m/use/fill"), "{}: {from:?}", duty.namespace);
+        }
         let r = phonetree::proof::explore::explore(&m);
         let source = Source::new("nesting.toml", NESTING);
         let shown: Vec<String> =
