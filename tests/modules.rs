@@ -134,6 +134,17 @@ fn an_output_left_unset_on_the_way_to_an_exit_is_a_proof_error_whose_command_rep
     assert!(err.contains("collect.toml:3:12: error: node `give_up`: output `order`"), "{err}");
     assert!(err.contains("fails its proof"), "{err}");
 
+    // `--json`: its kind, the inputs, and where it points.
+    let out = phonetree(&["check", "tests/data/modules/unset/orders.toml", "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let violation = &v["machines"][0]["violations"][0];
+    assert_eq!(violation["kind"], "unset_output", "{v}");
+    assert_eq!(violation["inputs"], serde_json::json!(["*"]), "{v}");
+    assert_eq!(
+        violation["origin"],
+        serde_json::json!({"file": "tests/data/modules/unset/modules/collect.toml", "position": {"line": 3, "col": 12}})
+    );
+
     // Promised on `got` alone, it is proven: an accepted order leaves by `got` with it.
     let t = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(t.path().join("modules")).unwrap();
