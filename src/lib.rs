@@ -16,7 +16,8 @@
 //!   (also a call resumed from a `clientActionId`), script requests as effects, and the call
 //!   transcript (`engine::transcript`) the store keeps. No I/O, no clock.
 //! - `proof`: the offline proof of a machine (`explore`: every state and input class through the
-//!   engine), offline calls (`simulate`), sharing one replay-token syntax, the replay of a
+//!   engine; on its states and transitions, the policies (`proof::policy`) and the outputs its
+//!   modules promise (`proof::outputs`)), offline calls (`simulate`), sharing one replay-token syntax, the replay of a
 //!   recorded transcript through another machine version (`proof::history`), scenario files
 //!   with golden transcripts (`proof::scenario`, `phonetree test`), the comparison of two
 //!   versions by structure, behaviour and recorded calls (`proof::diff`), and what a machine

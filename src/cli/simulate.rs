@@ -284,7 +284,7 @@ pub(super) fn load(
     m.add_policies(&policies);
     let report = explore::explore(&m);
     for v in &report.violations {
-        eprintln!("{}", v.diagnostic(&source));
+        eprintln!("{}", v.diagnostic(&source, &m, &modules));
     }
     if !report.proven() {
         eprintln!("note: {} fails its proof (above); playing it anyway", source.file);

@@ -89,6 +89,20 @@ pub struct Step {
     pub requests: Vec<Request>,
     /// The edges the step followed, in order (coverage and logs).
     pub edges: Vec<(NodeId, Edge, NodeId)>,
+    /// Each call variable the step set or unset, in order, with how many of `edges` it followed
+    /// before (the explorer proves a module's outputs set on the way to its exits with them).
+    pub assigned: Vec<Assigned>,
+}
+
+/// A call variable a step set (an input's keys, a script's stored value, a set node) or unset (a
+/// script's answer without the stored key, a sensitive variable forgotten at the step's end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    /// How many of the step's `edges` it followed before.
+    pub after_edges: usize,
+    pub var: String,
+    /// Set (true) or unset.
+    pub set: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -158,6 +172,14 @@ struct Walk<'a> {
     now_ms: u64,
     /// Route and split nodes passed so far.
     routes: usize,
+    /// The variables set and unset so far (`Step::assigned`).
+    assigned: Vec<Assigned>,
+}
+
+impl Walk<'_> {
+    fn assign(&mut self, after_edges: usize, var: &str, set: bool) {
+        self.assigned.push(Assigned { after_edges, var: var.to_string(), set });
+    }
 }
 
 /// Applies one event to a call whose machine has no script on the way (a request it would need
@@ -184,6 +206,7 @@ pub fn step_with(
         requests: Vec::new(),
         now_ms,
         routes: 0,
+        assigned: Vec::new(),
     };
     match step_inner(m, s, event, now_ms, &mut walk) {
         Ok(step) => Ok(Stepped::Done(Box::new(step))),
@@ -247,6 +270,7 @@ fn step_inner(
             } else {
                 match (accepted, m.target(st.node, &Edge::Next)) {
                     (Some((var, value)), Some(to)) => {
+                        walk.assign(edges.len(), &var, true);
                         st.vars.insert(var, value.chars().take(KEYPRESS_CHARS_MAX).collect());
                         edges.push((st.node, Edge::Next, to));
                         Some(enter(m, &mut st, to, &mut edges, walk)?)
@@ -304,6 +328,9 @@ fn step_inner(
             Some(Callflow::hangup())
         }
     };
+    for var in m.sensitive().iter().filter(|v| st.vars.contains_key(*v)) {
+        walk.assign(edges.len(), var, false);
+    }
     sensitive::forget(m, &mut st);
     let mut actors = std::mem::take(&mut walk.actors);
     let actions = reply.as_ref().map_or(0, |r| r.actions.len());
@@ -317,7 +344,8 @@ fn step_inner(
     let script_failures = std::mem::take(&mut walk.failures);
     let cuts = std::mem::take(&mut walk.cuts);
     let requests = std::mem::take(&mut walk.requests);
-    Ok(Step { state: st, reply, entered, edges, actors, script_failures, cuts, requests })
+    let assigned = std::mem::take(&mut walk.assigned);
+    Ok(Step { state: st, reply, entered, edges, actors, script_failures, cuts, requests, assigned })
 }
 
 /// Most variables a placed call gives (`POST /calls`, `phonetree call --var`): each must be one
@@ -624,10 +652,12 @@ fn ask(
     }
     walk.cuts.extend(routed.cuts);
     for (var, value) in routed.vars {
+        walk.assign(edges.len(), &var, true);
         st.vars.insert(var, value);
     }
     // An answer without the key: no value from an earlier answer is spoken as this one's.
     for var in routed.unset {
+        walk.assign(edges.len(), &var, false);
         st.vars.remove(&var);
     }
     let (edge, to) = match m.target(st.node, &routed.edge) {
@@ -758,6 +788,12 @@ fn enter(
                 Some(NodeKind::Say(say)) => actions.extend(say_actions(m, st, say)?),
                 Some(NodeKind::Set(set)) => {
                     numbers = assign(m, st, set)?;
+                    if numbers {
+                        let vars = set.values.iter().map(|(v, _)| v).chain(set.add.iter().map(|(v, _)| v));
+                        for var in vars {
+                            walk.assign(edges.len(), var, true);
+                        }
+                    }
                     // Only a set node that ends its chain (it has `not_number`) may find none.
                     if !numbers && i + 1 < nodes.len() {
                         let node = m.node(id).map_or_else(String::new, |n| n.name.clone());

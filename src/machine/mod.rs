@@ -308,6 +308,8 @@ pub struct Machine {
     pub(crate) modules: Vec<ModuleUse>,
     /// The policies `check` proves it by: its own `[[policies]]`, then its folder's.
     pub(crate) policies: Vec<policy::Policy>,
+    /// What its modules' `outputs` promise, per use: proven with the machine (`proof::outputs`).
+    pub(crate) outputs: Vec<OutputDuty>,
     /// The languages it speaks (`languages`), the first the one a call starts in; empty for a
     /// machine that names none.
     pub(crate) languages: Vec<String>,
@@ -332,6 +334,39 @@ pub struct ModuleUse {
     pub module: String,
     /// The using node's name (within a module: prefixed by its own use's namespace).
     pub namespace: String,
+}
+
+/// An output a module promises on some of its exits (`outputs`), for one use of it: `check`
+/// proves it set on every path from the use's entry to each of those exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputDuty {
+    /// The module's `name`, and the use's namespace (its using node's name).
+    pub module: String,
+    pub namespace: String,
+    /// The call variable promised.
+    pub output: String,
+    /// The exits it is promised on, each with where `outputs` says so (the module's file).
+    pub required: Vec<(String, policy::Origin)>,
+    /// Every edge that leaves the use by one of its exits (whether the output is promised there
+    /// or not).
+    pub exits: Vec<ExitEdge>,
+}
+
+/// An edge of a machine that leaves a module's use by one of the module's exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitEdge {
+    pub from: NodeId,
+    pub edge: Edge,
+    /// The module's exit, and the name of its `exit` node in the module.
+    pub exit: String,
+    pub exit_node: String,
+}
+
+impl OutputDuty {
+    /// Whether machine node `name` is inside the use (its module's nodes, nested ones included).
+    pub fn contains(&self, name: &str) -> bool {
+        name.strip_prefix(self.namespace.as_str()).is_some_and(|rest| rest.starts_with('/'))
+    }
 }
 
 impl ModuleUse {
@@ -477,6 +512,11 @@ impl Machine {
     /// The `module` nodes inlined into this machine, outermost first.
     pub fn modules(&self) -> &[ModuleUse] {
         &self.modules
+    }
+
+    /// What its modules' `outputs` promise, per use.
+    pub fn outputs(&self) -> &[OutputDuty] {
+        &self.outputs
     }
 
     pub fn node_count(&self) -> usize {

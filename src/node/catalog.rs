@@ -168,14 +168,16 @@ impl Catalog {
         }
         let Some(mut m) = compiled.machine else {
             // A loop with no exit is reported with the other errors, not once they are fixed.
-            let traps = compiled.partial.as_ref().map(explore::traps_of).unwrap_or_default();
-            self.diagnostics.extend(traps.iter().map(|v| v.diagnostic(&source)));
+            if let Some(partial) = &compiled.partial {
+                let traps = explore::traps_of(partial);
+                self.diagnostics.extend(traps.iter().map(|v| v.diagnostic(&source, partial, &self.modules)));
+            }
             return;
         };
         m.add_policies(self.policies.get(&folder).map_or(&[], Vec::as_slice));
         let report = explore::explore(&m);
         let proven = report.proven();
-        self.diagnostics.extend(report.violations.iter().map(|v| v.diagnostic(&source)));
+        self.diagnostics.extend(report.violations.iter().map(|v| v.diagnostic(&source, &m, &self.modules)));
         self.reports.push((source.file.clone(), report));
         if !proven {
             return;

@@ -39,12 +39,12 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 
-use super::policy;
+use super::{outputs, policy};
 use crate::callflow::{self, Use};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
 use crate::machine::route::{self, VarTest};
 use crate::machine::split::{Split, StickyBy};
-use crate::machine::{Diagnostic, Edge, Machine, NodeId, NodeKind, Script, Severity, Source};
+use crate::machine::{Diagnostic, Edge, Machine, Modules, NodeId, NodeKind, Script, Severity, Source};
 
 /// Most answers a caller may give on one path (without repeating a state) before the call ends.
 /// A menu tree deeper than this is a design error: no caller listens through 64 prompts.
@@ -105,6 +105,8 @@ pub enum Kind {
     UnsetVariable,
     /// A policy (`[[policies]]`, `policies.toml`) does not hold on some path.
     Policy,
+    /// A call leaves a module by an exit without an output the module's `outputs` promise there.
+    UnsetOutput,
 }
 
 /// A property that does not hold, and how to see it happen.
@@ -117,9 +119,10 @@ pub struct Violation {
     pub inputs: Vec<String>,
     /// How `inputs` replay.
     pub replay: Replay,
-    /// For a broken policy: where it was written, which is where the diagnostic points.
+    /// Where what it breaks was written, which is where the diagnostic points: a policy, or a
+    /// module's `outputs` entry (its node is then the module's `exit` node).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy: Option<crate::machine::policy::Origin>,
+    pub origin: Option<crate::machine::policy::Origin>,
 }
 
 /// How a violation is seen happening.
@@ -672,6 +675,9 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
     // Every caller transition with what it passes, once, when the machine states policies.
     let mut walks: Vec<policy::Walk> = Vec::new();
     let mut walked: HashSet<(usize, usize, Vec<policy::Mark>, Vec<String>)> = HashSet::new();
+    // The variables module uses promise, whose setting the walks carry.
+    let watched = outputs::watched(m);
+    let walking = !m.policies().is_empty() || !watched.is_empty();
     // With `by_heard`: each (state, next state, what the reply says) followed once.
     let mut heard_seen: HashSet<(usize, usize, Option<String>)> = HashSet::new();
     while let Some(at) = queue.pop_front() {
@@ -750,9 +756,9 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
                     visited.len() - 1
                 });
                 let is_summary = matches!(event, Event::SessionEnded { .. });
-                if !is_summary && !m.policies().is_empty() {
+                if !is_summary && walking {
                     let started = (state.phase == Phase::New).then(|| m.start());
-                    let marks = policy::marks(started, &step.edges);
+                    let marks = policy::marks(started, &step.edges, &step.assigned, &watched);
                     if walked.insert((at, to, marks.clone(), tokens.clone())) {
                         walks.push(policy::Walk { from: at, to, tokens: tokens.clone(), marks });
                     }
@@ -814,9 +820,14 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
             roots,
             inputs: &inputs,
         };
-        r.violations.extend(policy::check(m, &states, &walks).into_iter().map(|b| Violation {
-            policy: Some(b.origin),
+        let out = policy::outgoing(visited.len(), &walks);
+        r.violations.extend(policy::check(m, &states, &walks, &out).into_iter().map(|b| Violation {
+            origin: Some(b.origin),
             ..violation(Kind::Policy, &b.node, b.message, &b.inputs)
+        }));
+        r.violations.extend(outputs::check(m, &states, &walks, &out).into_iter().map(|u| Violation {
+            origin: Some(u.origin),
+            ..violation(Kind::UnsetOutput, &u.exit_node, u.message, &u.inputs)
         }));
     }
     for root in 0..roots {
@@ -840,7 +851,7 @@ fn violation(kind: Kind, node: &str, message: String, inputs: &[String]) -> Viol
         message,
         inputs: inputs.to_vec(),
         replay: Replay::Inbound,
-        policy: None,
+        origin: None,
     }
 }
 
@@ -849,8 +860,10 @@ fn outbound_violation(kind: Kind, node: &str, message: String) -> Violation {
 }
 
 impl Violation {
-    /// The violation as a diagnostic at its node in `source`, with the inputs that replay it.
-    pub fn diagnostic(&self, source: &Source) -> Diagnostic {
+    /// The violation as a diagnostic at its node in `source` (machine `m`'s), with the inputs
+    /// that replay it; at a node inlined from a module, at the node in the module's file (one of
+    /// `modules`), naming the machine and the module node.
+    pub fn diagnostic(&self, source: &Source, m: &Machine, modules: &Modules) -> Diagnostic {
         let file = &source.file;
         let replay = match self.replay {
             Replay::Inbound if self.kind == Kind::UncoveredEdge => {
@@ -885,20 +898,33 @@ impl Violation {
             ),
             Kind::Unreachable => Some("link to it from a node a caller reaches, or remove it"),
             Kind::Policy => Some("change the machine so the policy holds on every path, or the policy"),
+            Kind::UnsetOutput => Some(
+                "set it on every path to that exit (a `set` node) or drop it from the module's `outputs`",
+            ),
             _ => None,
         };
-        // A broken policy points at the policy, in the machine or in its folder's policies file.
-        let (file, position) = match &self.policy {
-            Some(origin) => (origin.file.clone(), origin.position),
-            None => (source.file.clone(), crate::machine::compile::locate_node(source, &self.node)),
+        // A broken policy points at the policy, in the machine or in its folder's policies file;
+        // an unset output at the module's `outputs`.
+        let inlined =
+            m.modules().iter().find_map(|u| Some((u, u.local(&self.node)?, modules.get(&u.module)?)));
+        let mut node = self.node.clone();
+        let mut message = self.message.clone();
+        let (file, position) = match (&self.origin, inlined) {
+            (Some(origin), _) => (origin.file.clone(), origin.position),
+            (None, Some((used, local, module))) => {
+                message.push_str(&format!(" (in machine `{}`, module node `{}`)", m.name(), used.namespace));
+                node = local.to_string();
+                (module.file.clone(), crate::machine::compile::locate_node(module, local))
+            }
+            (None, None) => (source.file.clone(), crate::machine::compile::locate_node(source, &self.node)),
         };
         Diagnostic {
             severity: Severity::Error,
             file,
             position,
-            node: (!self.node.is_empty()).then(|| self.node.clone()),
+            node: (!node.is_empty()).then_some(node),
             field: None,
-            message: self.message.clone(),
+            message,
             hint: match (fix, replay) {
                 (Some(fix), Some(replay)) => Some(format!("{fix}; {replay}")),
                 (fix, replay) => replay.or(fix.map(str::to_string)),

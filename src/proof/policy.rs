@@ -20,6 +20,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
+use crate::engine::Assigned;
 use crate::machine::policy::{After, Origin, Policy, Rule, Target, names_edge};
 use crate::machine::{Edge, Machine, NodeId, NodeKind};
 
@@ -38,6 +39,9 @@ pub(super) struct Broken {
 pub(super) enum Mark {
     Enter(NodeId),
     Take(NodeId, Edge),
+    /// A call variable a module promises (`outputs`) set, or unset.
+    Set(String),
+    Unset(String),
 }
 
 /// One caller transition between two explored call states.
@@ -63,30 +67,49 @@ pub(super) struct States<'a> {
 }
 
 /// The marks of one step: the start (when the call started), then each edge and the node it enters
-/// (a repeated prompt enters nothing).
-pub(super) fn marks(started: Option<NodeId>, edges: &[(NodeId, Edge, NodeId)]) -> Vec<Mark> {
+/// (a repeated prompt enters nothing), with each variable of `watched` set or unset where the step
+/// did it (`engine::Step::assigned`).
+pub(super) fn marks(
+    started: Option<NodeId>,
+    edges: &[(NodeId, Edge, NodeId)],
+    assigned: &[Assigned],
+    watched: &[&str],
+) -> Vec<Mark> {
     let mut marks: Vec<Mark> = started.into_iter().map(Mark::Enter).collect();
-    for (from, edge, to) in edges {
+    let mut assigned = assigned.iter().filter(|a| watched.contains(&a.var.as_str())).peekable();
+    let mut changes = |before: usize, marks: &mut Vec<Mark>| {
+        while let Some(a) = assigned.next_if(|a| a.after_edges <= before) {
+            marks.push(if a.set { Mark::Set(a.var.clone()) } else { Mark::Unset(a.var.clone()) });
+        }
+    };
+    for (i, (from, edge, to)) in edges.iter().enumerate() {
+        changes(i, &mut marks);
         marks.push(Mark::Take(*from, edge.clone()));
         let repeats = matches!(edge, Edge::Repeat(_) | Edge::Back(_)) && from == to;
         if !repeats {
             marks.push(Mark::Enter(*to));
         }
     }
+    changes(usize::MAX, &mut marks);
     marks
 }
 
-/// Every policy of `m` checked on its explored states and transitions.
-pub(super) fn check(m: &Machine, states: &States<'_>, walks: &[Walk]) -> Vec<Broken> {
-    let mut out: Vec<Vec<usize>> = vec![Vec::new(); states.node.len()];
+/// The walks leaving each state, by index in `walks`.
+pub(super) fn outgoing(states: usize, walks: &[Walk]) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = vec![Vec::new(); states];
     for (i, w) in walks.iter().enumerate() {
         out[w.from].push(i);
     }
+    out
+}
+
+/// Every policy of `m` checked on its explored states and transitions (`out`: `outgoing`).
+pub(super) fn check(m: &Machine, states: &States<'_>, walks: &[Walk], out: &[Vec<usize>]) -> Vec<Broken> {
     let mut violations = Vec::new();
     for p in m.policies() {
         match &p.rule {
             Rule::Reach { node, within } => violations.extend(reach(m, p, states, walks, node, *within)),
-            _ => violations.extend(safety(m, p, states, walks, &out)),
+            _ => violations.extend(safety(m, p, states, walks, out)),
         }
     }
     violations
@@ -144,15 +167,17 @@ fn advance(m: &Machine, rule: &Rule, mut at: u32, answered: bool, marks: &[Mark]
 /// A product state, (call state, automaton state), with the product state and walk it came by.
 type Product = ((usize, u32), Option<(usize, usize)>);
 
-/// A breadth-first search of the product of the call states with the policy's automaton, up to
-/// the first bad state (the shortest counterexample).
-fn safety(
-    m: &Machine,
-    p: &Policy,
+/// A breadth-first search of the product of the call states with an automaton (from state 0 at
+/// each call start) up to the first bad state, so the shortest counterexample: `bad_at` judges a
+/// product state, `advance` runs the automaton over a transition's marks (`Err`: bad on the way).
+/// The bad thing found, and the inputs that replay a call to it.
+pub(super) fn first_bad<B>(
     states: &States<'_>,
     walks: &[Walk],
     out: &[Vec<usize>],
-) -> Option<Broken> {
+    bad_at: impl Fn(usize, u32) -> Option<B>,
+    advance: impl Fn(u32, bool, &[Mark]) -> Result<u32, B>,
+) -> Option<(B, Vec<String>)> {
     // (state, automaton) → its index in `seen`; each with the product state and walk it came by.
     let mut index: HashMap<(usize, u32), usize> = HashMap::new();
     let mut seen: Vec<Product> = Vec::new();
@@ -174,33 +199,16 @@ fn safety(
     };
     while let Some(at) = queue.pop_front() {
         let ((state, mon), _) = seen[at];
-        if let Rule::MaxAnswers(n) = p.rule
-            && mon >= n
-            && states.waiting[state]
-        {
-            let message = format!("a caller is asked for answer {} here", n.saturating_add(1));
-            return Some(violation(m, p, states.node[state], message, inputs_to(&seen, at)));
+        if let Some(bad) = bad_at(state, mon) {
+            return Some((bad, inputs_to(&seen, at)));
         }
         for &w in &out[state] {
             let walk = &walks[w];
-            match advance(m, &p.rule, mon, states.waiting[state], &walk.marks) {
-                Err(node) => {
+            match advance(mon, states.waiting[state], &walk.marks) {
+                Err(bad) => {
                     let mut inputs = inputs_to(&seen, at);
                     inputs.extend(walk.tokens.iter().cloned());
-                    let name = m.node(node).map_or("", |n| n.name.as_str());
-                    let message = match &p.rule {
-                        Rule::Before { first, .. } => {
-                            format!("a call enters `{name}` without passing `{first}` first")
-                        }
-                        Rule::Never { after, .. } => {
-                            let after = after.edge.as_ref().map_or(format!("`{}`", after.node), |e| {
-                                format!("`{}`'s `{e}` edge", after.node)
-                            });
-                            format!("a call enters `{name}` after {after}")
-                        }
-                        _ => format!("a call enters `{name}`"),
-                    };
-                    return Some(violation(m, p, node, message, inputs));
+                    return Some((bad, inputs));
                 }
                 Ok(next) => {
                     if let std::collections::hash_map::Entry::Vacant(e) = index.entry((walk.to, next)) {
@@ -213,6 +221,43 @@ fn safety(
         }
     }
     None
+}
+
+/// The first state where a safety policy breaks (the shortest counterexample).
+fn safety(
+    m: &Machine,
+    p: &Policy,
+    states: &States<'_>,
+    walks: &[Walk],
+    out: &[Vec<usize>],
+) -> Option<Broken> {
+    let bad_at = |state: usize, mon: u32| match p.rule {
+        Rule::MaxAnswers(n) if mon >= n && states.waiting[state] => {
+            Some((states.node[state], format!("a caller is asked for answer {} here", n.saturating_add(1))))
+        }
+        _ => None,
+    };
+    let advance = |mon: u32, waiting: bool, marks: &[Mark]| {
+        advance(m, &p.rule, mon, waiting, marks).map_err(|node| {
+            let name = m.node(node).map_or("", |n| n.name.as_str());
+            let message = match &p.rule {
+                Rule::Before { first, .. } => {
+                    format!("a call enters `{name}` without passing `{first}` first")
+                }
+                Rule::Never { after, .. } => {
+                    let after = after
+                        .edge
+                        .as_ref()
+                        .map_or(format!("`{}`", after.node), |e| format!("`{}`'s `{e}` edge", after.node));
+                    format!("a call enters `{name}` after {after}")
+                }
+                _ => format!("a call enters `{name}`"),
+            };
+            (node, message)
+        })
+    };
+    let ((node, message), inputs) = first_bad(states, walks, out, bad_at, advance)?;
+    Some(violation(m, p, node, message, inputs))
 }
 
 /// The waiting nodes from which `node` takes more than `within` answers, each once (at its state

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use petgraph::graph::DiGraph;
 
 use super::super::definition::{Kind, Next, NodeDef};
-use super::super::{Edge, Node, NodeId};
+use super::super::{Edge, ExitEdge, Node, NodeId};
 use super::{At, Compiler};
 use crate::callflow;
 use crate::machine::diagnostic::{Severity, closest};
@@ -52,6 +52,20 @@ impl Compiler<'_> {
         for (field, edge, target) in self.targets(name, n) {
             match by_name.get(target.as_str()) {
                 Some(&to) => {
+                    // An edge that leaves a module's use by one of its exits.
+                    if !self.exit_fields.is_empty()
+                        && let Some(fields) = self.exit_fields.get(&(name.to_string(), field.path()))
+                    {
+                        for f in fields {
+                            let exit = ExitEdge {
+                                from,
+                                edge: edge.clone(),
+                                exit: f.exit.clone(),
+                                exit_node: f.exit_node.clone(),
+                            };
+                            self.exit_edges.push((f.namespace.clone(), exit));
+                        }
+                    }
                     graph.add_edge(from, to, edge);
                 }
                 None => {

@@ -130,6 +130,10 @@ pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
     let languages = languages::valid(&def);
     let compilers = if languages.is_empty() { vec![None] } else { languages.iter().map(Some).collect() };
     let mut diagnostics = inlined.diagnostics.clone();
+    let mut exit_fields: HashMap<(String, String), Vec<modules::ExitField>> = HashMap::new();
+    for f in &inlined.exit_fields {
+        exit_fields.entry((f.node.clone(), f.field.clone())).or_default().push(f.clone());
+    }
     let mut compiled: Vec<Option<Machine>> = Vec::with_capacity(compilers.len());
     for (i, language) in compilers.into_iter().enumerate() {
         let mut c = Compiler {
@@ -148,6 +152,9 @@ pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
             module_sources: inlined.sources.clone(),
             module_uses: inlined.uses.clone(),
             module_index: OnceCell::new(),
+            duties: inlined.duties.clone(),
+            exit_fields: exit_fields.clone(),
+            exit_edges: Vec::new(),
             language: language.cloned(),
             language_voice: language.and_then(|l| def.voices.get(l).cloned()),
             languages: languages.clone(),
@@ -302,6 +309,12 @@ struct Compiler<'a> {
     module_uses: Vec<super::ModuleUse>,
     /// The modules' positions, found when a diagnostic in one needs them.
     module_index: OnceCell<Vec<SpanIndex>>,
+    /// What each use's `outputs` promise (`modules::Inlined::duties`), and the fields of inlined
+    /// nodes that leave a use by an exit, by (node, field path).
+    duties: Vec<super::OutputDuty>,
+    exit_fields: HashMap<(String, String), Vec<modules::ExitField>>,
+    /// The edges `edges` found leaving a use by an exit, with the use's namespace.
+    exit_edges: Vec<(String, super::ExitEdge)>,
     /// The language this compile reads the spoken texts in (`None`: a machine without languages).
     language: Option<String>,
     /// That language's voice (`voices`), which every node that names none speaks in.
@@ -498,6 +511,7 @@ impl Compiler<'_> {
             sensitive: BTreeSet::new(),
             modules: self.module_uses.clone(),
             policies: Vec::new(),
+            outputs: self.output_duties(),
             languages: self.languages.clone(),
             language_variable: def.language_variable.clone().filter(|_| !self.languages.is_empty()),
             translations: Vec::new(),
@@ -514,6 +528,16 @@ impl Compiler<'_> {
         }
         self.check_variables_read(&machine);
         Some(machine)
+    }
+
+    /// The uses' output duties, each with the edges that leave its use by an exit.
+    fn output_duties(&self) -> Vec<super::OutputDuty> {
+        let mut duties = self.duties.clone();
+        for d in &mut duties {
+            d.exits =
+                self.exit_edges.iter().filter(|(ns, _)| *ns == d.namespace).map(|(_, e)| e.clone()).collect();
+        }
+        duties
     }
 
     /// The machine's name and numbers, and its settings (those that are valid).

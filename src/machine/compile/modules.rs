@@ -4,15 +4,20 @@
 //! using node maps them to, so that the engine, the store and the explorer see one plain machine.
 //!
 //! This pass runs on the `Definition`, before every other: a module cycle, a deeper nesting than
-//! `MODULE_DEPTH_MAX`, an unmapped exit, a missing input and an output not set on some path to an
-//! exit are reported here, each at its own file's line and column.
+//! `MODULE_DEPTH_MAX`, an unmapped exit and a missing input are reported here, each at its own
+//! file's line and column. What a module's `outputs` promise is a duty per use (`OutputDuty`),
+//! with the edges that leave the use by each exit (`ExitField`, resolved once the graph is built),
+//! which the explorer proves with the machine (`proof::outputs`), so a broken promise comes with
+//! the call that shows it. A module no machine uses is judged on its own graph instead
+//! (`check_alone`, `unset_outputs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use super::super::definition::{Definition, FieldSet, Kind, Next, NodeDef, Outputs};
 use super::super::diagnostic::{Diagnostic, Position, Severity, closest};
+use super::super::policy::Origin;
 use super::super::source::{self, Source};
-use super::super::{ModuleUse, Version};
+use super::super::{ModuleUse, OutputDuty, Version};
 use super::fields::field_index;
 use super::shape::{self, Point};
 
@@ -82,7 +87,22 @@ impl Modules {
         let Some(source) = self.get(name) else { return Vec::new() };
         let mut inliner = Inliner { modules: self, out: Inlined::default(), checked: BTreeSet::new() };
         let node = NodeDef { kind: Some(Kind::Module), module: Some(name.to_string()), ..NodeDef::default() };
-        let _ = inliner.module_of(&source.clone(), name, &node, &mut Vec::new());
+        let Some(module) = inliner.module_of(&source.clone(), name, &node, &mut Vec::new()) else {
+            return inliner.out.diagnostics;
+        };
+        // No machine's calls prove its outputs: its own graph does, along every path regardless
+        // of what the answers decide.
+        for (exit, output, path) in unset_outputs(&module.def) {
+            let message = format!("output `{output}` is not set on every path to exit `{exit}`");
+            let hint = format!(
+                "on the path {} it is never set: set it there (a `set` node) or drop it from `outputs`",
+                path.join(" -> ")
+            );
+            let mut d = diagnostic(source, &["outputs"], Point::Key, message, &hint);
+            d.position = output_position(source, &module.def.outputs, &exit, &output).or(d.position);
+            (d.node, d.field) = (path.last().cloned(), None);
+            inliner.out.diagnostics.push(d);
+        }
         inliner.out.diagnostics
     }
 
@@ -101,6 +121,23 @@ pub(super) struct Inlined {
     pub sources: Vec<Source>,
     /// Every `module` node inlined, with the module it uses.
     pub uses: Vec<ModuleUse>,
+    /// What each use's `outputs` promise; their `exits` are found once the graph is built, from
+    /// `exit_fields`.
+    pub duties: Vec<OutputDuty>,
+    /// The fields of inlined nodes that named an `exit` node of their module.
+    pub exit_fields: Vec<ExitField>,
+}
+
+/// A field of an inlined node (`verify_pin/check`, `branches.ok`) that named an `exit` node of
+/// its module: the edge it becomes leaves the use `namespace` by `exit`.
+#[derive(Debug, Clone)]
+pub(super) struct ExitField {
+    pub node: String,
+    /// The field's path as the compiler names it (`next`, `branches.1`, `rules.0.next`).
+    pub field: String,
+    pub namespace: String,
+    pub exit: String,
+    pub exit_node: String,
 }
 
 impl Inlined {
@@ -140,6 +177,8 @@ pub(super) fn inline(def: &mut Definition, source: &Source, modules: &Modules) -
     let expanded = inliner.expand(def, source, &mut Vec::new());
     inliner.out.origins = expanded.origins;
     inliner.out.uses = expanded.uses;
+    inliner.out.duties = expanded.duties;
+    inliner.out.exit_fields = expanded.exit_fields;
     inliner.out
 }
 
@@ -180,16 +219,26 @@ impl Inliner<'_> {
                 .map(|(e, n)| (e.clone(), n.exit.clone().unwrap_or_default()))
                 .collect();
             let mapped = node.exits.clone().unwrap_or_default();
-            let target = |t: &str| match exit_of.get(t).and_then(|e| mapped.get(e)) {
-                Some(outside) => outside.clone(),
-                None => format!("{call}/{t}"),
-            };
+            let msource = self.out.sources[index].clone();
+            expanded.duties.extend(duties(&msource, &mdef, &call));
             for (local, mut n) in std::mem::take(&mut mdef.nodes) {
                 if n.kind == Some(Kind::Exit) {
                     continue;
                 }
-                map_targets(&mut n, &target);
                 let inlined = format!("{call}/{local}");
+                map_targets(&mut n, &mut |field, t| match exit_of.get(t) {
+                    Some(exit) => {
+                        expanded.exit_fields.push(ExitField {
+                            node: inlined.clone(),
+                            field: field.to_string(),
+                            namespace: call.clone(),
+                            exit: exit.clone(),
+                            exit_node: t.to_string(),
+                        });
+                        mapped.get(exit).cloned().unwrap_or_else(|| format!("{call}/{t}"))
+                    }
+                    None => format!("{call}/{t}"),
+                });
                 let origin = inner.origins.get(&local).cloned().unwrap_or((index, local));
                 expanded.origins.insert(inlined.clone(), origin);
                 added.push((inlined, n));
@@ -201,6 +250,17 @@ impl Inliner<'_> {
                     .into_iter()
                     .map(|u| ModuleUse { module: u.module, namespace: format!("{call}/{}", u.namespace) }),
             );
+            expanded.duties.extend(
+                inner
+                    .duties
+                    .into_iter()
+                    .map(|d| OutputDuty { namespace: format!("{call}/{}", d.namespace), ..d }),
+            );
+            expanded.exit_fields.extend(inner.exit_fields.into_iter().map(|f| ExitField {
+                node: format!("{call}/{}", f.node),
+                namespace: format!("{call}/{}", f.namespace),
+                ..f
+            }));
             let entry = format!("{call}/{}", mdef.start);
             let with = node.with.clone().unwrap_or_default();
             if with.is_empty() {
@@ -225,7 +285,7 @@ impl Inliner<'_> {
         if !renames.is_empty() {
             let rename = |t: &str| renames.get(t).cloned().unwrap_or_else(|| t.to_string());
             for (_, n) in &mut def.nodes {
-                map_targets(n, &rename);
+                map_targets(n, &mut |_, t| rename(t));
             }
             def.start = rename(&def.start);
             for t in def.keys.values_mut() {
@@ -316,18 +376,6 @@ impl Inliner<'_> {
         stack.push(name.to_string());
         let inner = self.expand(&mut mdef, &msource, stack);
         stack.pop();
-        if first_use {
-            for (exit, output, path) in unset_outputs(&mdef) {
-                let message = format!("output `{output}` is not set on every path to exit `{exit}`");
-                let hint = format!(
-                    "on the path {} it is never set: set it there (a `set` node) or drop it from `outputs`; \
-                     replay it with `phonetree simulate MACHINE` along that path, MACHINE one that uses `{name}`",
-                    path.join(" -> ")
-                );
-                let exit_node = path.last().map(String::as_str).unwrap_or("");
-                self.error(&msource, &["nodes", exit_node], Point::Key, message, &hint);
-            }
-        }
         Some(Module { index, def: mdef, inner })
     }
 
@@ -447,6 +495,8 @@ struct Module {
 struct Expanded {
     origins: HashMap<String, (usize, String)>,
     uses: Vec<ModuleUse>,
+    duties: Vec<OutputDuty>,
+    exit_fields: Vec<ExitField>,
 }
 
 /// An error at `path` in `file`.
@@ -472,37 +522,93 @@ fn diagnostic(file: &Source, path: &[&str], point: Point, message: String, hint:
     }
 }
 
-/// Every node a node names, rewritten by `f`.
-fn map_targets(n: &mut NodeDef, f: &dyn Fn(&str) -> String) {
+/// Every node a node names, rewritten by `f`, which is given the field's path as the compiler
+/// names it (`next`, `branches.1`, `rules.0.next`, `next.a`, `else`) and the target.
+fn map_targets(n: &mut NodeDef, f: &mut dyn FnMut(&str, &str) -> String) {
     match &mut n.next {
-        Some(Next::Node(t)) => *t = f(t),
-        Some(Next::Variants(variants)) => variants.values_mut().for_each(|t| *t = f(t)),
+        Some(Next::Node(t)) => *t = f("next", t),
+        Some(Next::Variants(variants)) => {
+            for (v, t) in variants.iter_mut() {
+                *t = f(&format!("next.{v}"), t);
+            }
+        }
         None => {}
     }
-    for t in
-        [&mut n.invalid, &mut n.no_input, &mut n.default, &mut n.failure, &mut n.otherwise, &mut n.not_number]
-            .into_iter()
-            .flatten()
-    {
-        *t = f(t);
+    let named = [
+        ("invalid", &mut n.invalid),
+        ("no_input", &mut n.no_input),
+        ("default", &mut n.default),
+        ("failure", &mut n.failure),
+        ("else", &mut n.otherwise),
+        ("not_number", &mut n.not_number),
+    ];
+    for (field, target) in named {
+        if let Some(t) = target {
+            *t = f(field, t);
+        }
     }
-    for t in n.branches.iter_mut().flatten().map(|(_, t)| t) {
-        *t = f(t);
+    for (key, t) in n.branches.iter_mut().flatten() {
+        *t = f(&format!("branches.{key}"), t);
     }
     for t in n.exits.iter_mut().flatten().map(|(_, t)| t) {
-        *t = f(t);
+        *t = f("exits", t);
     }
-    for rule in n.rules.iter_mut().flatten() {
+    for (i, rule) in n.rules.iter_mut().flatten().enumerate() {
         if let Some(t) = &mut rule.next {
-            *t = f(t);
+            *t = f(&format!("rules.{i}.next"), t);
         }
     }
 }
 
+/// Where `outputs` (in `file`) promises `output` on `exit`: its entry in the list.
+fn output_position(file: &Source, outputs: &Outputs, exit: &str, output: &str) -> Option<Position> {
+    let at = |list: &[String]| list.iter().position(|o| o == output).map(|i| i.to_string());
+    let path: Vec<String> = match outputs {
+        Outputs::All(all) => ["outputs".to_string()].into_iter().chain(at(all)).collect(),
+        Outputs::ByExit(by) => ["outputs".to_string(), exit.to_string()]
+            .into_iter()
+            .chain(by.get(exit).and_then(|l| at(l)))
+            .collect(),
+    };
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    source::index(file).value(&path).map(|o| Position::of_offset(&file.text, o))
+}
+
+/// What module `def` (read from `file`) promises by its `outputs`, for its use `call`: one duty
+/// per output that is not also an input, with the exits it is promised on and where. Their
+/// edges are found once the graph is built.
+fn duties(file: &Source, def: &Definition, call: &str) -> Vec<OutputDuty> {
+    if def.outputs.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for output in def.outputs.names().into_iter().filter(|o| !def.inputs.contains(o)) {
+        let required = def
+            .exits
+            .iter()
+            .filter(|exit| def.outputs.required(exit, output))
+            .map(|exit| {
+                let position = output_position(file, &def.outputs, exit, output);
+                (exit.clone(), Origin { file: file.file.clone(), position })
+            })
+            .collect();
+        out.push(OutputDuty {
+            module: def.name.clone(),
+            namespace: call.to_string(),
+            output: output.clone(),
+            required,
+            exits: Vec::new(),
+        });
+    }
+    out
+}
+
 /// The outputs of a module (its own modules inlined) that some path from its start to an exit
-/// leaves unset: the exit, the output and such a path (node names, the exit last). The variables
-/// an edge sets are those `flow` counts: an input's on `next`, a script's stored ones on an
-/// answer, a set's on `next`. A module with a node that did not parse is not judged.
+/// leaves unset: the exit, the output and such a path (node names, the exit last), for a module
+/// no machine uses. The variables an edge sets are those `flow` counts: an input's on `next`, a
+/// script's stored ones on an answer, a set's on `next` (what its answers decide is not known
+/// here: an answer without a stored key is counted as setting it; the explorer knows better for
+/// a used module). A module with a node that did not parse is not judged.
 fn unset_outputs(def: &Definition) -> Vec<(String, String, Vec<String>)> {
     if def.outputs.is_empty() || def.nodes.iter().any(|(_, n)| n.broken || n.kind.is_none()) {
         return Vec::new();
