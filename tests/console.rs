@@ -386,15 +386,7 @@ async fn the_page_is_public_but_its_data_needs_the_token() {
     assert_eq!(r.status(), 404);
     let r = client.get(n.admin_url("/admin/console?numbers=all")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    let overview: Value = client
-        .get(n.admin_url("/admin/console"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let overview: Value = common::get_json(&n.admin_url("/admin/console"), Some(TOKEN)).await;
     let abc =
         overview["machines"].as_array().unwrap().iter().find(|m| m["name"] == "abc_restaurant").unwrap();
     assert_eq!(abc["proof"]["edgesCovered"], abc["proof"]["edges"]);

@@ -405,15 +405,7 @@ async fn a_version_a_node_stores_and_the_calls_it_recorded_diff_against_a_file()
             assert_eq!(r.status, 200);
         }
     }
-    let loaded: Value = reqwest::Client::new()
-        .get(n.admin_url("/admin/machines"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let loaded: Value = common::get_json(&n.admin_url("/admin/machines"), Some(TOKEN)).await;
     let short = loaded["machines"][0]["version"].as_str().unwrap()[..12].to_string();
     let server = n.admin_url("");
     let from = ["--server", server.as_str(), "--admin-token", TOKEN];

@@ -144,15 +144,7 @@ async fn a_finished_call_shows_exports_replays_and_survives_a_restart() {
     let started = line.rsplit("started ").next().unwrap_or_default();
     assert!(started.ends_with('Z') && !started.contains('.'), "{line}");
     let parsed: jiff::Timestamp = started.parse().unwrap_or_else(|e| panic!("{e}: {line}"));
-    let listed_json: serde_json::Value = reqwest::Client::new()
-        .get(n.admin_url("/calls"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed_json: serde_json::Value = common::get_json(&n.admin_url("/calls"), Some(TOKEN)).await;
     let ms = listed_json["calls"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["session"] == "s-order"))
@@ -493,15 +485,7 @@ async fn a_huge_source_or_dtmf_is_not_stored_whole() {
     let client = reqwest::Client::new();
     let r = client.get(n.admin_url("/calls/s-huge-source")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(r.status(), 404, "nothing stored for a refused webhook");
-    let v: Value = client
-        .get(n.admin_url("/calls/s-huge-keys"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = common::get_json(&n.admin_url("/calls/s-huge-keys"), Some(TOKEN)).await;
     let entries = v["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 2, "{v}");
     assert_eq!(entries[1]["event"]["keys"], "1".repeat(KEYS_CHARS_MAX));

@@ -356,15 +356,7 @@ async fn reloading_needs_the_admin_token_when_there_is_one() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let m: Value = client
-        .get(n.admin_url("/admin/machines"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let m: Value = common::get_json(&n.admin_url("/admin/machines"), Some(ADMIN_TOKEN)).await;
     assert_eq!(m["reloads"], serde_json::json!({"loaded": 1, "failed": 0}));
 }
 

@@ -232,14 +232,7 @@ async fn a_node_records_the_variant_in_history_metrics_and_the_funnel() {
     for (i, caller) in callers.iter().enumerate() {
         let want = &variants(&m, caller, "x", &[])[0].1;
         for session in [format!("s-{i}"), format!("r-{i}")] {
-            let v: Value = client
-                .get(n.admin_url(&format!("/calls/{session}")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v: Value = common::get_json(&n.admin_url(&format!("/calls/{session}")), None).await;
             let recorded: Vec<(String, String)> = v["entries"]
                 .as_array()
                 .unwrap()

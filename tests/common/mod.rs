@@ -385,6 +385,17 @@ impl Answer {
     }
 }
 
+/// `GET url` as JSON, with the admin `token` as a Bearer when there is one (a 200 is required).
+pub async fn get_json(url: &str, token: Option<&str>) -> Value {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(r.status(), 200, "GET {url}");
+    r.json().await.unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
 /// POSTs `body` as JSON (what 8x8 sends, and what the admin listener requires).
 pub async fn post(url: &str, body: impl Into<Vec<u8>>) -> Answer {
     let r = reqwest::Client::new()
