@@ -62,6 +62,26 @@ fn ends(m: &Machine, id: NodeId) -> bool {
     m.edges(id).is_empty()
 }
 
+/// Text as XML character data or attribute content: markup escaped, and the characters XML 1.0
+/// cannot hold at all (control characters but tab, newline and carriage return) as `?` (the
+/// VoiceXML export, and `phonetree test`'s JUnit report).
+pub(crate) fn xml_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' | '\t' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,20 +60,9 @@ const KEYS: &str = "pt$keys";
 /// The variable a script's answer is fetched into.
 const ANSWER: &str = "pt$answer";
 
-/// XML text or attribute content.
+/// XML text or attribute content (a machine's texts in a VoiceXML document).
 fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
+    super::xml_text(text)
 }
 
 /// An ECMAScript string literal.

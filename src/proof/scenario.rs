@@ -16,6 +16,7 @@ use toml::de::{DeTable, DeValue};
 use super::simulate::{self, Canned, Guard, Input, Parties};
 use crate::callflow::{Action, Callflow};
 use crate::engine::Answer;
+use crate::export::xml_text;
 use crate::machine::diagnostic::{Position, closest};
 use crate::machine::source::toml_message;
 use crate::machine::{Diagnostic, Machine, Severity, Source};
@@ -893,25 +894,6 @@ pub fn junit(suites: &[Suite]) -> String {
 /// attribute's own would be read as spaces).
 fn xml(text: &str) -> String {
     xml_text(text).replace('\n', "&#10;").replace('\t', "&#9;")
-}
-
-/// Text as XML character data: markup escaped, and the characters XML 1.0 cannot hold at all
-/// (control characters but tab, newline and carriage return) as `?`.
-fn xml_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' | '\t' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
