@@ -177,6 +177,16 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// Counts a decision the step makes without the caller (a route, a split, a set node's number
+    /// check): past `ROUTES_PER_STEP_MAX` the machine loops (at node `name()`).
+    fn decided(&mut self, name: impl FnOnce() -> String) -> Result<(), StepError> {
+        self.routes += 1;
+        if self.routes > ROUTES_PER_STEP_MAX {
+            return Err(StepError::Chain { node: name(), source: ChainError::RouteLoop });
+        }
+        Ok(())
+    }
+
     fn assign(&mut self, after_edges: usize, var: &str, set: bool) {
         self.assigned.push(Assigned { after_edges, var: var.to_string(), set });
     }
@@ -682,10 +692,7 @@ fn decide(
     walk: &mut Walk<'_>,
 ) -> Result<NodeId, StepError> {
     let name = || m.node(st.node).map_or_else(String::new, |n| n.name.clone());
-    walk.routes += 1;
-    if walk.routes > ROUTES_PER_STEP_MAX {
-        return Err(StepError::Chain { node: name(), source: ChainError::RouteLoop });
-    }
+    walk.decided(name)?;
     let edge = match route.pick(m.timezone(), walk.now_ms, |v| st.var(v)) {
         Some(i) => Edge::Rule(i, route.rules[i].label.clone()),
         None => Edge::Else,
@@ -738,10 +745,7 @@ fn counted(
     walk: &mut Walk<'_>,
 ) -> Result<NodeId, StepError> {
     let name = || m.node(st.node).map_or_else(String::new, |n| n.name.clone());
-    walk.routes += 1;
-    if walk.routes > ROUTES_PER_STEP_MAX {
-        return Err(StepError::Chain { node: name(), source: ChainError::RouteLoop });
-    }
+    walk.decided(name)?;
     let edge = if numbers { Edge::Next } else { Edge::NotNumber };
     let to =
         m.target(st.node, &edge).ok_or_else(|| StepError::NoBranch { node: name(), edge: edge.clone() })?;
