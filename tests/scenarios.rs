@@ -172,6 +172,37 @@ fn the_junit_report_validates_against_the_schema() {
     let file = case("tests/data/scenarios/malformed.calls.toml", "(file)");
     let error = file.children().find(|n| n.has_tag_name("error")).unwrap();
     assert_eq!(error.attribute("message"), Some("9 problem(s) in the file"));
+
+    // A real reader of JUnit reports (Python's junitparser, as CI tools read them) finds the same.
+    let Some(python) = common::needs::needs_junitparser() else { return };
+    let read = r#"
+import sys, junitparser
+xml = junitparser.JUnitXml.fromfile(sys.argv[1])
+for suite in xml:
+    for case in suite:
+        kinds = [type(r).__name__ + ":" + (r.message or "") for r in case.result]
+        print(suite.name + "|" + case.name + "|" + ",".join(kinds))
+"#;
+    let out = Command::new(python).arg("-c").arg(read).arg(&report).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(lines.lines().count(), 8, "{lines}");
+    let result = |suite: &str, name: &str| {
+        lines
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{suite}|{name}|")))
+            .unwrap_or_else(|| panic!("junitparser found no case {suite}: {name} in\n{lines}"))
+            .to_string()
+    };
+    assert_eq!(
+        result("tests/data/scenarios/wrong.calls.toml", "hears the hours"),
+        "Failure:the transcript differs (- expected, + played)"
+    );
+    assert_eq!(result("machines/tests/tech_support.calls.toml", "the issue is resolved"), "");
+    assert_eq!(
+        result("tests/data/scenarios/malformed.calls.toml", "(file)"),
+        "Error:9 problem(s) in the file"
+    );
 }
 
 /// `calls export`'s JSON is a scenario: the recorded calls of `tests/data/calls/` pass against

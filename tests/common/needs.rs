@@ -30,6 +30,8 @@ pub enum Need {
     Tmpfs,
     /// nginx.
     Nginx,
+    /// Python with `junitparser` (a real reader of JUnit reports).
+    Junitparser,
 }
 
 impl Need {
@@ -45,6 +47,7 @@ impl Need {
             Need::Postgres => "postgresql",
             Need::Tmpfs => "a tmpfs mount",
             Need::Nginx => "nginx",
+            Need::Junitparser => "python3 with junitparser",
         }
     }
 
@@ -64,6 +67,7 @@ impl Need {
             }
             Need::Tmpfs => "run the tests as root, or in a container allowed to mount",
             Need::Nginx => "apt-get install nginx",
+            Need::Junitparser => "apt-get install python3-junitparser, or pip install junitparser",
         }
     }
 
@@ -79,6 +83,7 @@ impl Need {
             Need::Postgres => "PHONETREE_REQUIRE_POSTGRES",
             Need::Tmpfs => "PHONETREE_REQUIRE_TMPFS",
             Need::Nginx => "PHONETREE_REQUIRE_NGINX",
+            Need::Junitparser => "PHONETREE_REQUIRE_JUNITPARSER",
         }
     }
 }
@@ -135,6 +140,19 @@ pub fn needs_nginx() -> Option<PathBuf> {
     let found = which(&["nginx"]).or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()));
     if found.is_none() {
         absent(Need::Nginx, "nginx is neither on the PATH nor /usr/sbin/nginx");
+    }
+    found
+}
+
+/// A Python that imports `junitparser` (the one on the PATH, else Debian's), or [`absent`].
+pub fn needs_junitparser() -> Option<PathBuf> {
+    let imports = |python: &PathBuf| {
+        Command::new(python).args(["-c", "import junitparser"]).output().is_ok_and(|o| o.status.success())
+    };
+    let found =
+        [which(&["python3"]), Some(PathBuf::from("/usr/bin/python3"))].into_iter().flatten().find(imports);
+    if found.is_none() {
+        absent(Need::Junitparser, "no python3 on the PATH or /usr/bin/python3 imports junitparser");
     }
     found
 }
