@@ -10,13 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common;
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_phonetree")
-}
-
-/// A free loopback port (bound, then let go).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The bundled machines in `dir/machines`, their scripts' APIs on free ports (the load test's stub
@@ -25,7 +22,7 @@ fn machines(dir: &Path) -> PathBuf {
     let out = dir.join("machines");
     std::fs::create_dir_all(&out).unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
-    let ports = [free_port(), free_port()];
+    let ports = [common::free_port(), common::free_port()];
     for entry in std::fs::read_dir(&repo).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
@@ -115,7 +112,7 @@ fn assert_covered(r: &Value) {
 fn a_small_loadtest_over_the_bundled_machines_on_sled_has_no_mismatch_and_takes_every_edge() {
     let tmp = tempfile::tempdir().unwrap();
     let machines = machines(tmp.path());
-    let port = free_port();
+    let port = common::free_port();
     let token = tmp.path().join("admin.token");
     std::fs::write(&token, "loadtest-admin-token-0123456789\n").unwrap();
     let token = token.to_str().unwrap();
@@ -183,7 +180,7 @@ fn a_node_answering_otherwise_than_the_machine_is_caught_and_the_replay_file_rep
     let only = tmp.path().join("oracle");
     std::fs::create_dir_all(&only).unwrap();
     std::fs::write(only.join("tech_support.toml"), &original).unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut node = serve(tmp.path(), &served, port);
     let out =
         loadtest(&format!("http://127.0.0.1:{port}"), &only, tmp.path(), &["--calls", "5"]).output().unwrap();
@@ -279,7 +276,7 @@ fn webhooks_answered(admin: &str, token: Option<&str>) -> u64 {
 fn a_node_killed_with_sigkill_and_restarted_under_load_loses_no_acknowledged_reply() {
     let tmp = tempfile::tempdir().unwrap();
     let machines = machines(tmp.path());
-    let (port, admin_port) = (free_port(), free_port());
+    let (port, admin_port) = (common::free_port(), common::free_port());
     let (mut node, admin) = serve_on(tmp.path(), &machines, port, admin_port, &[]);
     let mut load = loadtest(
         &format!("http://127.0.0.1:{port}"),
@@ -310,7 +307,7 @@ fn a_node_killed_with_sigkill_and_restarted_under_load_loses_no_acknowledged_rep
 fn a_node_with_clock_control_killed_with_sigkill_and_restarted_keeps_its_clock_and_every_edge_is_taken() {
     let tmp = tempfile::tempdir().unwrap();
     let machines = machines(tmp.path());
-    let (port, admin_port) = (free_port(), free_port());
+    let (port, admin_port) = (common::free_port(), common::free_port());
     let token = tmp.path().join("admin.token");
     std::fs::write(&token, "loadtest-admin-token-0123456789\n").unwrap();
     let token = token.to_str().unwrap();
@@ -423,13 +420,13 @@ fn a_script_request_made_twice_for_one_event_fails_the_run() {
     std::fs::create_dir_all(&machines).unwrap();
     std::fs::write(
         machines.join("lookup_first.toml"),
-        LOOKUP_FIRST.replace("PORT", &free_port().to_string()),
+        LOOKUP_FIRST.replace("PORT", &common::free_port().to_string()),
     )
     .unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
-    let (port_a, port_b) = (free_port(), free_port());
+    let (port_a, port_b) = (common::free_port(), common::free_port());
     let mut node_a = serve(&a, &machines, port_a);
     let mut node_b = serve(&b, &machines, port_b);
     let targets = format!("http://127.0.0.1:{port_a},http://127.0.0.1:{port_b}");
@@ -462,10 +459,10 @@ fn a_node_killed_while_a_script_request_is_in_flight_takes_its_failure_branch_wi
     std::fs::create_dir_all(&machines).unwrap();
     std::fs::write(
         machines.join("lookup_first.toml"),
-        LOOKUP_FIRST.replace("PORT", &free_port().to_string()),
+        LOOKUP_FIRST.replace("PORT", &common::free_port().to_string()),
     )
     .unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut node = serve(tmp.path(), &machines, port);
     let mut load = loadtest(
         &format!("http://127.0.0.1:{port}"),
@@ -510,7 +507,7 @@ fn a_node_moves_its_clock_only_with_clock_control_and_the_admin_token() {
     };
     let post = |admin: &str, token: Option<&str>| post_body(admin, token, r#"{"offset_ms": 3600000}"#);
     // Off by default: 404 `clock_control_off`, and the load test says how to turn it on.
-    let (mut plain, admin) = serve_with(tmp.path(), &machines, free_port(), &[]);
+    let (mut plain, admin) = serve_with(tmp.path(), &machines, common::free_port(), &[]);
     let (status, body) = post(&admin, None);
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("clock_control_off") && body.contains("--clock-control"), "{body}");
@@ -529,7 +526,7 @@ fn a_node_moves_its_clock_only_with_clock_control_and_the_admin_token() {
     let (mut node, admin) = serve_with(
         &other,
         &machines,
-        free_port(),
+        common::free_port(),
         &["--clock-control", "--admin-token-file", token.to_str().unwrap()],
     );
     let (status, _) = post(&admin, None);
@@ -576,7 +573,7 @@ fn placing(api_port: u16) -> Vec<String> {
 fn outbound_calls_placed_through_post_calls_open_as_the_engine_says_and_play_on() {
     let tmp = tempfile::tempdir().unwrap();
     let machines = machines(tmp.path());
-    let (port, api_port) = (free_port(), free_port());
+    let (port, api_port) = (common::free_port(), common::free_port());
     let flags = placing(api_port);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (mut node, admin) = serve_with(tmp.path(), &machines, port, &flags);
@@ -605,7 +602,7 @@ fn outbound_calls_placed_through_post_calls_open_as_the_engine_says_and_play_on(
         .unwrap();
     let other = tmp.path().join("edited");
     std::fs::create_dir_all(&other).unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let (mut node, admin) = serve_with(&other, &served, port, &flags);
     let outbound = ["--outbound", "100", "--admin", &admin, "--callflow-api-listen", &api, "--calls", "3"];
     let out = loadtest(&format!("http://127.0.0.1:{port}"), &only, tmp.path(), &outbound).output().unwrap();

@@ -93,10 +93,6 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// POSTs a webhook to `url` from the loopback address `from` with `headers`: the status.
 async fn webhook(url: &str, from: &str, headers: &[(&str, &str)], session: &str) -> u16 {
     let client = reqwest::Client::builder().local_address(from.parse::<IpAddr>().unwrap()).build().unwrap();
@@ -119,7 +115,7 @@ async fn behind_nginx_spoofed_forwarding_headers_do_not_pass_the_allow_list() {
 
     // The README's layout: nginx appends the peer to X-Forwarded-For; the node reads only that.
     let xff_node = Node::start_with(&t.path().join("xff"), &machines, &allow);
-    let xff_port = free_port();
+    let xff_port = common::free_port();
     let _xff = Nginx::start(
         &bin,
         &t.path().join("nginx-xff"),
@@ -151,7 +147,7 @@ async fn behind_nginx_spoofed_forwarding_headers_do_not_pass_the_allow_list() {
     let mut fwd_env = allow.to_vec();
     fwd_env.push(("PHONETREE_FORWARDED_HEADER", "forwarded"));
     let fwd_node = Node::start_with(&t.path().join("fwd"), &machines, &fwd_env);
-    let fwd_port = free_port();
+    let fwd_port = common::free_port();
     let _fwd = Nginx::start(
         &bin,
         &t.path().join("nginx-fwd"),

@@ -385,6 +385,27 @@ impl Answer {
     }
 }
 
+/// Ports `free_port` picks from: below Linux's ephemeral range (32768-60999), so that no client
+/// connection of a concurrent test is given the port between the pick and the child's listen.
+const FREE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port free now, for a child process to listen on later (a fixed `--listen`, a
+/// script host written into a machine). Picked at random outside the ephemeral range: a port the
+/// kernel hands out for `:0` may be given to another test's outgoing connection before the child
+/// binds it.
+pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let span = u64::from(FREE_PORTS.end - FREE_PORTS.start);
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = FREE_PORTS.start + u16::try_from(h.finish() % span).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// `GET url` as JSON, with the admin `token` as a Bearer when there is one (a 200 is required).
 pub async fn get_json(url: &str, token: Option<&str>) -> Value {
     let mut request = reqwest::Client::new().get(url);
