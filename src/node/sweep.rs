@@ -91,6 +91,12 @@ pub async fn sweep(app: &App, now: u64) -> Result<Swept, Fault> {
         Ok(n) => debug!(expired = n, "script answers dropped from the cache"),
         Err(e) => warn!(error = %e, "cache not swept"),
     }
+    // An interrupted call is kept no longer than a closed one.
+    match app.store.expire_unfinished(now.saturating_sub(retention)).await {
+        Ok(0) => {}
+        Ok(n) => debug!(expired = n, "interrupted calls past the retention dropped"),
+        Err(e) => warn!(error = %e, "interrupted calls not swept"),
+    }
     // A full rate bucket is the same as none: its record goes, so the records stay bounded.
     match app.store.expire_rates(now).await {
         Ok(0) => {}
@@ -133,6 +139,7 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
     let stored = app.store.commit(commit).await? == Committed::Done;
     if stored {
         super::metrics::ended(app, &machine, &loaded.state, &step.state, true);
+        super::resume::stepped(app, &machine, (&loaded.state, &step.state), now).await?;
         debug!(session = %id, "no summary within the TTL: session closed");
     }
     Ok(stored)

@@ -588,6 +588,76 @@ pub fn decode_rate(key: &str, raw: &[u8]) -> Result<u64, StoreError> {
     Ok(r.t)
 }
 
+/// The format of interrupted-call records (`UnfinishedRecord`), versioned on their own.
+pub const UNFINISHED_FORMAT: u8 = 1;
+
+/// A caller's interrupted call on a machine (`store::Unfinished`), kept under `unfinished_key`
+/// (a hash: the caller's number is not stored in it) for the resume offer of their next call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnfinishedRecord {
+    pub v: u8,
+    /// Machine name and version.
+    pub m: String,
+    pub h: Hash,
+    /// The node the call waited at (by name).
+    pub n: String,
+    /// Its call variables then (no sensitive one).
+    pub vs: BTreeMap<String, String>,
+    /// The interrupted call's session id.
+    pub s: String,
+    /// When it ended (ms since the epoch).
+    pub t: u64,
+}
+
+impl UnfinishedRecord {
+    pub fn of(u: &super::Unfinished) -> UnfinishedRecord {
+        UnfinishedRecord {
+            v: UNFINISHED_FORMAT,
+            m: u.machine.clone(),
+            h: Hash(u.version.0),
+            n: u.node.clone(),
+            vs: u.vars.clone(),
+            s: u.session.clone(),
+            t: u.ended_ms,
+        }
+    }
+}
+
+pub fn encode_unfinished(u: &super::Unfinished) -> Result<Vec<u8>, StoreError> {
+    encode("interrupted call", &UnfinishedRecord::of(u))
+}
+
+/// Decodes an interrupted-call record, refusing a format this phonetree does not read.
+pub fn decode_unfinished(key: &str, raw: &[u8]) -> Result<super::Unfinished, StoreError> {
+    let r: UnfinishedRecord = decode("interrupted call", key, raw)?;
+    if r.v != UNFINISHED_FORMAT {
+        return Err(StoreError::Decode {
+            what: "interrupted call",
+            key: key.to_string(),
+            detail: format!("interrupted call format {} (this phonetree reads {UNFINISHED_FORMAT})", r.v),
+        });
+    }
+    Ok(super::Unfinished {
+        machine: r.m,
+        version: Version(r.h.0),
+        node: r.n,
+        vars: r.vs,
+        session: r.s,
+        ended_ms: r.t,
+    })
+}
+
+/// The key of a caller's interrupted call on a machine: the SHA-256 of the machine's name and the
+/// caller's number, so that the record names no caller.
+pub fn unfinished_key(machine: &str, caller: &str) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(machine.as_bytes());
+    h.update([0]);
+    h.update(caller.as_bytes());
+    h.finalize().into()
+}
+
 /// The format of claims (`ClaimRecord`), versioned on their own.
 pub const CLAIM_FORMAT: u8 = 1;
 

@@ -1,0 +1,196 @@
+//! Resuming an interrupted call (`[resume]`), through the real node on sled and on PostgreSQL: a
+//! caller who hangs up at a submenu and calls again within the window hears the offer, presses 1
+//! and hears that submenu with their variables; after a call that ended normally, or after the
+//! window (the node's clock moved with `--clock-control`), the call starts at `start`. Plus the
+//! engine's offer, on its own.
+
+use crate::common;
+
+use common::*;
+use phonetree::engine::{self, CallState, Event, Phase, Unfinished};
+
+const CALLER: &str = "+6591234567";
+const NUMBER: &str = "+6568880099";
+const OFFER: &str = "Welcome back. Press 1 to continue where you left off, 2 to start again.";
+
+fn machines(tmp: &std::path::Path) -> std::path::PathBuf {
+    let dir = tmp.join("machines");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(repo().join("tests/data/resume/resume_demo.toml"), dir.join("resume_demo.toml")).unwrap();
+    dir
+}
+
+/// One call's webhooks, in order.
+struct Call<'n> {
+    node: &'n Node,
+    session: String,
+    events: usize,
+    id: Option<String>,
+}
+
+impl<'n> Call<'n> {
+    /// CALL_RECEIVED: what the call opens with.
+    async fn start(node: &'n Node, session: &str) -> (Call<'n>, String) {
+        let mut call = Call { node, session: session.to_string(), events: 0, id: None };
+        let said = call.send("CALL_RECEIVED", None).await;
+        (call, said)
+    }
+
+    /// The caller presses `keys`: what the reply says.
+    async fn press(&mut self, keys: &str) -> String {
+        self.send("DTMF_RECEIVED", Some(keys)).await
+    }
+
+    async fn send(&mut self, status: &str, dtmf: Option<&str>) -> String {
+        self.events += 1;
+        let event = format!("e{}", self.events);
+        let id = self.id.clone();
+        let v = Vca {
+            session: &self.session,
+            event: &event,
+            dtmf,
+            client_action_id: id.as_deref(),
+            status,
+            direction: "INBOUND",
+            source: CALLER,
+            destination: NUMBER,
+            event_data: false,
+        };
+        let a = post(&self.node.url("/webhooks/vca"), v.body()).await;
+        self.id = a.client_action_id();
+        let flow = a.json();
+        // What the caller hears: every text the reply says, in order.
+        let said = flow["callflow"].as_array().into_iter().flatten().filter_map(|action| {
+            let params = &action["params"];
+            params["promptMessage"].as_str().or(params["text"].as_str()).map(str::to_string)
+        });
+        said.collect::<Vec<_>>().join(" ")
+    }
+
+    /// 8x8's session summary: the caller hung up (or the call ended).
+    async fn hang_up(self) {
+        let s = post(&self.node.url("/webhooks/vss"), vss(&self.session, "COMPLETED")).await;
+        assert_eq!(s.status, 200);
+    }
+}
+
+/// Walks a call to the billing submenu and hangs up there.
+async fn hang_up_at_billing(node: &Node, session: &str) {
+    let (mut call, said) = Call::start(node, session).await;
+    assert_eq!(said, "Enter your four digit account number.");
+    assert_eq!(call.press("1234").await, "Account 1234. Press 1 for billing, 2 to hang up.");
+    assert_eq!(call.press("1").await, "Billing for account 1234. Press 1 to pay, 2 to go back.");
+    call.hang_up().await;
+}
+
+async fn resumed_count(node: &Node) -> String {
+    let text = reqwest::get(node.admin_url("/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("phonetree_resumed_total") && l.contains("node=\"billing\""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The whole story on one node (whatever its store).
+async fn story(node: &Node) {
+    // Interrupted at the billing submenu, then back: the offer, and 1 goes on there, with the
+    // account number entered in the first call.
+    hang_up_at_billing(node, "s-1").await;
+    let (mut call, said) = Call::start(node, "s-2").await;
+    assert_eq!(said, OFFER);
+    assert_eq!(call.press("1").await, "Billing for account 1234. Press 1 to pay, 2 to go back.");
+    assert!(resumed_count(node).await.ends_with(" 1"), "{}", resumed_count(node).await);
+    // This call ends normally: the next one starts at `start`, with no offer.
+    assert_eq!(call.press("1").await, "Payment made. Goodbye.");
+    call.hang_up().await;
+    let (call, said) = Call::start(node, "s-3").await;
+    assert_eq!(said, "Enter your four digit account number.");
+    call.hang_up().await;
+    // Hung up at the account prompt of that call: kept, offered, and 2 starts again.
+    let (mut call, said) = Call::start(node, "s-4").await;
+    assert_eq!(said, OFFER);
+    assert_eq!(call.press("2").await, "Enter your four digit account number.");
+    assert_eq!(call.press("5555").await, "Account 5555. Press 1 for billing, 2 to hang up.");
+    // 2 hangs up: a call that ended normally forgets the interrupted one.
+    assert_eq!(call.press("2").await, "");
+    call.hang_up().await;
+    // Past the window: interrupted again, then the clock moves 11 minutes on.
+    hang_up_at_billing(node, "s-5").await;
+    let moved = post(&node.admin_url("/admin/clock"), r#"{"offset_ms": 660000}"#).await;
+    assert_eq!(moved.status, 200, "{}", String::from_utf8_lossy(&moved.body));
+    let (call, said) = Call::start(node, "s-6").await;
+    assert_eq!(said, "Enter your four digit account number.");
+    call.hang_up().await;
+    assert!(resumed_count(node).await.ends_with(" 1"), "one resumption in all");
+}
+
+#[tokio::test]
+async fn a_caller_goes_on_where_they_hung_up_on_sled() {
+    let t = tempfile::tempdir().unwrap();
+    let node =
+        Node::start_with(&t.path().join("data"), &machines(t.path()), &[("PHONETREE_CLOCK_CONTROL", "true")]);
+    story(&node).await;
+}
+
+#[tokio::test]
+async fn a_caller_goes_on_where_they_hung_up_on_postgres() {
+    let t = tempfile::tempdir().unwrap();
+    let Some(url) = common::backends::postgres_url_for(t.path()).await else { return };
+    let node = Node::start_with(
+        &t.path().join("node"),
+        &machines(t.path()),
+        &[("PHONETREE_STORE", url.as_str()), ("PHONETREE_CLOCK_CONTROL", "true")],
+    );
+    story(&node).await;
+    // The interrupted call is kept in the database every node shares, under a hash, not the
+    // caller's number.
+    let client = common::backends::connect(&url).await.unwrap();
+    let rows = client.query("SELECT key, record FROM phonetree_unfinished", &[]).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let record: Vec<u8> = rows[0].get(1);
+    assert!(!String::from_utf8_lossy(&record).contains(CALLER), "the record names no caller");
+}
+
+/// The engine on its own: the offer waits at the start (seq 0); 1 with the interrupted call goes
+/// on at its node with its variables (never a sensitive one); anything else, or 1 without one,
+/// starts at `start`.
+#[test]
+fn the_offer_goes_on_or_starts_again() {
+    let m = compile_text(
+        "resume_demo.toml",
+        &std::fs::read_to_string(repo().join("tests/data/resume/resume_demo.toml")).unwrap(),
+    );
+    let fresh = CallState::new(&m, inbound(CALLER, NUMBER), 0);
+    let offered = engine::offer(&m, &fresh, 0).unwrap();
+    assert!(offered.state.offering());
+    let billing = m.node_id("billing").unwrap();
+    let saved = Unfinished { node: billing, vars: [("account".to_string(), "9876".to_string())].into() };
+    let go_on = engine::step_resuming(&m, &offered.state, &Event::Digits("1".into()), 1, &[], Some(&saved))
+        .unwrap()
+        .done()
+        .unwrap();
+    assert_eq!(
+        (go_on.state.node, &go_on.state.phase, go_on.resumed),
+        (billing, &Phase::AwaitingInput, Some(billing))
+    );
+    assert_eq!(go_on.state.var("account"), Some("9876"));
+    assert!(!go_on.state.offering());
+    let start = m.node_id("account").unwrap();
+    for (keys, saved) in [("2", Some(&saved)), ("1", None)] {
+        let again = engine::step_resuming(&m, &offered.state, &Event::Digits(keys.into()), 1, &[], saved)
+            .unwrap()
+            .done()
+            .unwrap();
+        assert_eq!(
+            (again.state.node, again.resumed, &again.entered[..]),
+            (start, None, &[start][..]),
+            "{keys}"
+        );
+    }
+    // A start repeated at the offer says the offer again; a machine without `[resume]` offers none.
+    let repeated = engine::step(&m, &offered.state, &Event::CallStarted, 1).unwrap();
+    assert_eq!(repeated.reply, offered.reply);
+    let plain = bundled("tech_support");
+    let fresh = CallState::new(&plain, inbound(CALLER, "6561115777"), 0);
+    assert!(matches!(engine::offer(&plain, &fresh, 0), Err(engine::StepError::NotOffered { .. })));
+}
