@@ -194,3 +194,116 @@ fn the_offer_goes_on_or_starts_again() {
     let fresh = CallState::new(&plain, inbound(CALLER, "6561115777"), 0);
     assert!(matches!(engine::offer(&plain, &fresh, 0), Err(engine::StepError::NotOffered { .. })));
 }
+
+fn demo_text() -> String {
+    std::fs::read_to_string(repo().join("tests/data/resume/resume_demo.toml")).unwrap()
+}
+
+/// `check` explores the offer: its two answers count as edges, both covered; its `1` is played at
+/// every waiting state. A machine whose calls never wait for keys has an offer nobody can take.
+#[test]
+fn check_explores_the_offer_and_counts_its_edges() {
+    use phonetree::proof::explore;
+    let m = compile_text("resume_demo.toml", &demo_text());
+    let r = explore::explore(&m);
+    assert!(r.proven(), "{:?}", r.violations);
+    assert_eq!((r.edges, r.edges_covered), (m.edge_count() + 2, m.edge_count() + 2));
+    for label in explore::RESUME_EDGES {
+        assert!(r.covered.contains(&(explore::RESUME_NODE.to_string(), label.to_string())), "{label}");
+    }
+    let plain = compile_text("plain.toml", &demo_text().replace("[resume]\nwithin_minutes = 10\nprompt = \"Welcome back. Press 1 to continue where you left off, 2 to start again.\"\n", ""));
+    assert_eq!(explore::explore(&plain).edges, m.edge_count(), "no offer, no offer edges");
+    let never_waits = r#"
+name = "never_waits"
+start = "hello"
+[resume]
+within_minutes = 5
+prompt = "Press 1 to go on."
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+[nodes.hello]
+kind = "say"
+text = "Hello."
+next = "bye"
+[nodes.bye]
+kind = "hangup"
+"#;
+    let r = explore::explore(&compile_text("never_waits.toml", never_waits));
+    let uncovered: Vec<_> = r.violations.iter().filter(|v| v.kind == explore::Kind::UncoveredEdge).collect();
+    assert_eq!(uncovered.len(), 2, "{:?}", r.violations);
+    for (v, label) in uncovered.iter().zip(explore::RESUME_EDGES) {
+        assert!(v.node == explore::RESUME_NODE && v.message.contains(label), "{v:?}");
+    }
+}
+
+/// A bad `[resume]` is a diagnostic at its line: a window out of bounds, a prompt missing a
+/// language of a machine that speaks two. Every problem in one run.
+#[test]
+fn a_bad_resume_table_is_a_diagnostic_at_its_line() {
+    use phonetree::machine::{self, Source};
+    let text = demo_text().replace("within_minutes = 10", "within_minutes = 0");
+    let compiled = machine::compile(&Source::new("r.toml", &text));
+    let errors: Vec<String> = compiled.errors().map(|d| d.to_string()).collect();
+    assert!(compiled.machine.is_none());
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("r.toml:8:") && e.contains("within_minutes") && e.contains("1 to 1440")),
+        "{errors:?}"
+    );
+    let bilingual = r#"
+name = "two"
+start = "menu"
+languages = ["en", "es"]
+language_variable = "lang"
+voices = { en = "en-US-BenjaminRUS", es = "es-ES-HelenaRUS" }
+[resume]
+within_minutes = 2000
+prompt = { en = "Press 1 to go on." }
+[nodes.menu]
+kind = "menu"
+prompt = { en = "Press 1.", es = "Pulse 1." }
+branches = { 1 = "bye" }
+invalid = "bye"
+[nodes.bye]
+kind = "hangup"
+"#;
+    let compiled = machine::compile(&Source::new("two.toml", bilingual));
+    let errors: Vec<String> = compiled.errors().map(|d| d.to_string()).collect();
+    assert!(errors.iter().any(|e| e.contains("two.toml:9:") && e.contains("no `es` text")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("two.toml:8:") && e.contains("2000")), "{errors:?}");
+}
+
+/// `simulate --resume-from NODE` plays the offer: 1 goes on at NODE with the `--var`s given,
+/// anything else starts at `start`; a node that does not wait for keys is refused.
+#[test]
+fn simulate_plays_the_offer() {
+    let file = repo().join("tests/data/resume/resume_demo.toml");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+            .arg("simulate")
+            .arg(&file)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = run(&["--resume-from", "billing", "--var", "account=4321", "1"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(OFFER)
+            && out.contains("goes on at `billing`")
+            && out.contains("Billing for account 4321."),
+        "{out}"
+    );
+    let (code, out) = run(&["--resume-from", "billing", "2"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Enter your four digit account number.") && !out.contains("goes on"), "{out}");
+    let (code, out) = run(&["--resume-from", "paid", "1"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("`paid` is not a node of `resume_demo` that waits for keys"), "{out}");
+}

@@ -688,6 +688,7 @@ fn play(m: &Machine, path: &[String], guard: &Guard<'_>) -> Played {
         vars: &vars,
         guard: Some(guard),
         session: session.as_deref(),
+        resume_from: None,
     };
     let mut fallback = |r: &crate::engine::Request| Err(simulate::needs_answer(r));
     match simulate::run(m, parties, &inputs, at, &mut fallback) {
