@@ -130,6 +130,30 @@ async fn a_caller_goes_on_where_they_hung_up_on_sled() {
     let node =
         Node::start_with(&t.path().join("data"), &machines(t.path()), &[("PHONETREE_CLOCK_CONTROL", "true")]);
     story(&node).await;
+    // History records the offer and where the call went on, and the call replays the same.
+    let server = node.admin_url("");
+    let phonetree = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree")).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), out.stdout, text)
+    };
+    let (ok, _, shown) = phonetree(&["calls", "show", "s-2", "--server", &server]);
+    assert!(ok, "{shown}");
+    assert!(shown.contains("[resume] the caller is offered to go on"), "{shown}");
+    assert!(shown.contains("[resume] the call goes on at `billing`"), "{shown}");
+    let (ok, exported, text) = phonetree(&["calls", "export", "s-2", "--server", &server]);
+    assert!(ok, "{text}");
+    let file = t.path().join("s-2.json");
+    std::fs::write(&file, exported).unwrap();
+    let machine = repo().join("tests/data/resume/resume_demo.toml");
+    let (ok, _, replayed) = phonetree(&[
+        "replay",
+        file.to_str().unwrap(),
+        "--machine",
+        machine.to_str().unwrap(),
+        "--expect-same",
+    ]);
+    assert!(ok && replayed.contains("(session s-2): same"), "{replayed}");
 }
 
 #[tokio::test]

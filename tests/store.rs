@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::backends::{Backend, backends};
 use phonetree::callflow::{Leg, SessionSummary};
 use phonetree::engine::script::Method;
-use phonetree::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said, Variant};
+use phonetree::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Resumption, Said, Variant};
 use phonetree::engine::{Answer, CallState, Event, Request};
 use phonetree::machine::Version;
 use phonetree::store::{
@@ -62,6 +62,9 @@ fn entry(i: u64) -> Entry {
         } else {
             vec![]
         },
+        // Every third entry went on after a resume offer (entry format 5), with or without a
+        // variant before it.
+        resume: (i % 3 == 2).then(|| Resumption::WentOn { vars: [("account".into(), i.to_string())].into() }),
     }
 }
 
