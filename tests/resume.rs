@@ -8,6 +8,7 @@ use crate::common;
 
 use common::*;
 use phonetree::engine::{self, CallState, Event, Phase, Unfinished};
+use serde_json::Value;
 
 const CALLER: &str = "+6591234567";
 const NUMBER: &str = "+6568880099";
@@ -330,4 +331,40 @@ fn simulate_plays_the_offer() {
     let (code, out) = run(&["--resume-from", "paid", "1"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("`paid` is not a node of `resume_demo` that waits for keys"), "{out}");
+}
+
+/// A call the TTL closes at a waiting node (8x8's summary never came) is an interrupted call too:
+/// its caller is offered to go on there.
+#[tokio::test]
+async fn a_call_closed_by_the_ttl_is_offered_too() {
+    let t = tempfile::tempdir().unwrap();
+    let node = Node::start_with(
+        &t.path().join("data"),
+        &machines(t.path()),
+        &[
+            ("PHONETREE_SESSION_TTL_SECS", "2"),
+            ("PHONETREE_ADMIN_TOKEN", "resume-test-admin-token-0123456789"),
+        ],
+    );
+    let (mut call, _) = Call::start(&node, "s-silent").await;
+    call.press("1234").await;
+    assert_eq!(call.press("1").await, "Billing for account 1234. Press 1 to pay, 2 to go back.");
+    // No summary: the sweep closes the call past its TTL.
+    let client = reqwest::Client::new();
+    let mut outcome = Value::Null;
+    for _ in 0..100 {
+        let r =
+            client.get(node.admin_url("/calls/s-silent")).bearer_auth("resume-test-admin-token-0123456789");
+        outcome = r.send().await.unwrap().json::<Value>().await.unwrap()["outcome"].clone();
+        if outcome == "callerLeft" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(outcome, "callerLeft");
+    // The interrupted call is kept once the sweep's commit is (a moment after it).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (mut again, said) = Call::start(&node, "s-back").await;
+    assert_eq!(said, OFFER);
+    assert_eq!(again.press("1").await, "Billing for account 1234. Press 1 to pay, 2 to go back.");
 }
