@@ -166,6 +166,17 @@ async fn a_caller_goes_on_where_they_hung_up_on_postgres() {
         &machines(t.path()),
         &[("PHONETREE_STORE", url.as_str()), ("PHONETREE_CLOCK_CONTROL", "true")],
     );
+    // Every node of the database sees it: interrupted on one node, offered on another (whose
+    // call then ends normally: the story below starts with no record).
+    let other =
+        Node::start_with(&t.path().join("other"), &machines(t.path()), &[("PHONETREE_STORE", url.as_str())]);
+    hang_up_at_billing(&node, "s-0").await;
+    let (mut call, said) = Call::start(&other, "s-0b").await;
+    assert_eq!(said, OFFER);
+    assert_eq!(call.press("1").await, "Billing for account 1234. Press 1 to pay, 2 to go back.");
+    assert_eq!(call.press("1").await, "Payment made. Goodbye.");
+    call.hang_up().await;
+    drop(other);
     story(&node).await;
     // The interrupted call is kept in the database every node shares, under a hash, not the
     // caller's number.
