@@ -379,3 +379,20 @@ async fn a_call_closed_by_the_ttl_is_offered_too() {
     assert_eq!(said, OFFER);
     assert_eq!(again.press("1").await, "Billing for account 1234. Press 1 to pay, 2 to go back.");
 }
+
+/// Resume on a machine with sensitive variables (a PIN) is a warning: a call resumed after the
+/// check skips it.
+#[test]
+fn resume_past_a_sensitive_input_is_a_warning() {
+    use phonetree::machine::{self, Severity, Source};
+    let text = std::fs::read_to_string(repo().join("tests/data/sensitive/card_payment.toml")).unwrap()
+        + "\n[resume]\nwithin_minutes = 10\nprompt = \"Press 1 to go on.\"\n";
+    let compiled = machine::compile(&Source::new("card_payment.toml", &text));
+    assert!(compiled.machine.is_some(), "a warning, not an error");
+    let warned: Vec<String> = (compiled.diagnostics.iter())
+        .filter(|d| d.severity == Severity::Warning && d.message.contains("[resume]"))
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", compiled.diagnostics);
+    assert!(warned[0].contains("skip the nodes that set sensitive `auth`, `card`"), "{warned:?}");
+}

@@ -508,6 +508,7 @@ impl Compiler<'_> {
             resume,
         };
         self.check_sensitive(&mut machine, &failed, start.is_some());
+        self.check_resume_skips(&machine);
         self.check_counted(&mut machine, &failed);
         self.check_policies(&mut machine);
         self.check_play(&mut machine);

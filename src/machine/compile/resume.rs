@@ -4,6 +4,7 @@
 use super::{At, Compiler};
 use crate::callflow::{self, Action, Callflow, SayAndCapture, Use};
 use crate::machine::Resume;
+use crate::machine::diagnostic::Severity;
 
 /// Longest resume window: a day. Past it a caller no longer remembers where they were, and the
 /// store keeps an interrupted call's record no longer than its retention anyway.
@@ -77,5 +78,24 @@ impl Compiler<'_> {
         }
         let within_ms = u64::try_from(def.within_minutes).ok()?.checked_mul(60_000)?;
         ok.then_some(Resume { within_ms, prompt })
+    }
+
+    /// A machine that offers to resume and sets a sensitive variable (a PIN, an API's token): going
+    /// on at a node after its check skips it, for the caller or anyone who spoofs their number. A warning: the
+    /// author decides whether the nodes after it rely on it.
+    pub(super) fn check_resume_skips(&mut self, m: &crate::machine::Machine) {
+        if self.def.resume.is_none() || m.sensitive.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = m.sensitive.iter().map(String::as_str).collect();
+        self.report(
+            Severity::Warning,
+            At::Machine("resume"),
+            format!(
+                "`[resume]` lets a resumed call skip the nodes that set sensitive `{}` (a PIN and its check)",
+                names.join("`, `")
+            ),
+            Some("offer resume only where the nodes after a check do not rely on it having just happened, or remove `[resume]`".into()),
+        );
     }
 }
