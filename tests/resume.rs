@@ -396,3 +396,20 @@ fn resume_past_a_sensitive_input_is_a_warning() {
     assert_eq!(warned.len(), 1, "{:?}", compiled.diagnostics);
     assert!(warned[0].contains("skip the nodes that set sensitive `auth`, `card`"), "{warned:?}");
 }
+
+/// `phonetree diff` names a changed (or removed) `[resume]`: never "no change" for an edit that
+/// changes which callers hear the offer.
+#[test]
+fn diff_names_a_changed_resume_table() {
+    let t = tempfile::tempdir().unwrap();
+    let old = repo().join("tests/data/resume/resume_demo.toml");
+    let longer = t.path().join("longer.toml");
+    std::fs::write(&longer, demo_text().replace("within_minutes = 10", "within_minutes = 20")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["diff", old.to_str().unwrap(), longer.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("`resume` changed"), "{text}");
+}
