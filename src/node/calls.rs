@@ -804,7 +804,11 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
         }
         let machine =
             app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
-        let step = engine::step(&machine, &loaded.state, &event, super::now_ms())?;
+        let now = super::now_ms();
+        let step = engine::step(&machine, &loaded.state, &event, now)?;
+        // The caller's interrupted call is durable before the summary is answered, and before the
+        // call is closed: a retried summary finds the call open, and keeps it again.
+        super::resume::stepped(app, &machine, (&loaded.state, &step.state), now).await?;
         let entry = transcript::Entry::of(&machine, &loaded.state, &event, &step, &[]);
         let commit = Commit {
             session: &s.session_id,
@@ -816,7 +820,6 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
         if app.store.commit(commit).await? == Committed::Done {
             debug!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");
             metrics::ended(app, &machine, &loaded.state, &step.state, false);
-            super::resume::stepped(app, &machine, (&loaded.state, &step.state), super::now_ms()).await?;
             return Ok(());
         }
         metrics::commit_retried();

@@ -41,9 +41,11 @@ pub(super) async fn pending(
     Ok(node.map(|node| engine::Unfinished { node, vars: kept.vars }))
 }
 
-/// After a durable step from `before` to `after` of `session`: when it ended the call, keeps the
-/// call as its caller's interrupted one (it ended waiting for keys) or forgets the caller's
-/// (it ended any other way); once a resume offer is answered, forgets it. Durable on return.
+/// For a step from `before` to `after`: when it ends the call, keeps the call as its caller's
+/// interrupted one (it ends waiting for keys) or forgets the caller's (it ends any other way);
+/// once a resume offer is answered, forgets it. Durable on return. A summary or the sweep calls
+/// it before it closes the call (so a retry finds the call open and keeps it again); a webhook
+/// after its commit (an offer answered is forgotten only once the answer is durable).
 pub(super) async fn stepped(
     app: &App,
     machine: &Machine,

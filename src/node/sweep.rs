@@ -134,12 +134,13 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
     let machine =
         app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
     let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: EXPIRED.into() }, now)?;
+    // Kept before the call is closed: a sweep that fails here finds the call open next time.
+    super::resume::stepped(app, &machine, (&loaded.state, &step.state), now).await?;
     let commit =
         Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None, entries: &[] };
     let stored = app.store.commit(commit).await? == Committed::Done;
     if stored {
         super::metrics::ended(app, &machine, &loaded.state, &step.state, true);
-        super::resume::stepped(app, &machine, (&loaded.state, &step.state), now).await?;
         debug!(session = %id, "no summary within the TTL: session closed");
     }
     Ok(stored)
