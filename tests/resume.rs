@@ -185,6 +185,18 @@ async fn a_caller_goes_on_where_they_hung_up_on_postgres() {
     assert_eq!(rows.len(), 1);
     let record: Vec<u8> = rows[0].get(1);
     assert!(!String::from_utf8_lossy(&record).contains(CALLER), "the record names no caller");
+    // A record this phonetree cannot read (a newer format, say) offers nothing: the call starts
+    // at `start`, not with the fallback.
+    let future = phonetree::store::encode_session(&CallState::new(
+        &compile_text("resume_demo.toml", &demo_text()),
+        inbound(CALLER, NUMBER),
+        0,
+    ))
+    .unwrap();
+    client.execute("UPDATE phonetree_unfinished SET record = $1", &[&future]).await.unwrap();
+    let (call, said) = Call::start(&node, "s-9").await;
+    assert_eq!(said, "Enter your four digit account number.");
+    call.hang_up().await;
 }
 
 /// The engine on its own: the offer waits at the start (seq 0); 1 with the interrupted call goes

@@ -12,6 +12,7 @@
 use tracing::debug;
 
 use super::App;
+use super::throttle::warn_limited;
 use crate::engine::{self, CallState, Outcome, Phase};
 use crate::machine::Machine;
 use crate::store::{StoreError, Unfinished};
@@ -25,7 +26,17 @@ pub(super) async fn pending(
     now: u64,
 ) -> Result<Option<engine::Unfinished>, StoreError> {
     let Some(resume) = machine.resume() else { return Ok(None) };
-    let Some(kept) = app.store.unfinished(machine.name(), caller).await? else { return Ok(None) };
+    let kept = match app.store.unfinished(machine.name(), caller).await {
+        Ok(Some(kept)) => kept,
+        Ok(None) => return Ok(None),
+        // A record this phonetree cannot read (a newer format) offers nothing: the call starts
+        // at `start`, and the next interruption replaces it.
+        Err(e @ StoreError::Decode { .. }) => {
+            warn_limited!(machine = machine.name(), error = %e, "an interrupted call not offered: unreadable");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     // An end a little ahead of this node's clock (nodes' clocks differ slightly) is just now.
     let within = now.saturating_sub(kept.ended_ms) <= resume.within_ms;
     if !within || kept.version != machine.version() {
