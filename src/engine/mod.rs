@@ -250,7 +250,6 @@ fn step_inner(
     // The answer to a resume offer enters the start (again) or the interrupted call's node.
     let mut entered_first = None;
     let reply = match (&s.phase, event) {
-        (Phase::AwaitingInput, Event::CallStarted) if s.offering() => Some(offer_reply(m, &st)?),
         (Phase::AwaitingInput, Event::Digits(_) | Event::NoInput) if s.offering() => {
             let keys = match event {
                 Event::Digits(d) => normalise_keys(d),
@@ -602,6 +601,9 @@ fn entered_nodes(
 
 /// The reply that waits at the call's current node, as it was sent (same id): for a repeated start.
 pub fn current_reply(m: &Machine, st: &CallState) -> Result<Callflow, StepError> {
+    if st.offering() {
+        return offer_reply(m, st);
+    }
     let kind = spoken(m, st, st.node)
         .ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
     let actions = match kind.capture() {
