@@ -74,7 +74,9 @@
 //! (compare-and-swap on an opaque revision, durable on return), script `answers`, `claim`s and the
 //! `cached` answers, `summary`, `machine` by version and by short hash, paged `scan`, a call's
 //! `transcript`, `export`/`import` (for `store copy`), the `action_key`, the call rates'
-//! `take_tokens`, `remove_session`, `expire_cache`, `expire_rates`, `session_count`, `probe`,
+//! `take_tokens`, `remove_session`, `expire_cache`, `expire_rates`, callers' interrupted calls
+//! (`unfinished`, `put_unfinished`, `remove_unfinished`, `expire_unfinished`: a machine's
+//! `[resume]`, which the node reads and hands the engine as data), `session_count`, `probe`,
 //! `flush`. One conformance suite
 //! (`tests/store.rs`) and the node's model test (`tests/properties.rs`) run against every backend
 //! listed in `tests/common/backends.rs`.

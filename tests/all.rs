@@ -39,6 +39,7 @@ mod prompts;
 mod properties;
 mod proxy_nginx;
 mod reload;
+mod resume;
 mod routes;
 mod scenarios;
 mod schema;

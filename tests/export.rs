@@ -104,6 +104,7 @@ fn simulated_answering(m: &Machine, answer: &serde_json::Value) -> Vec<Callflow>
         vars: &Default::default(),
         guard: None,
         session: None,
+        resume_from: None,
     };
     let (_, flows) =
         simulate::run(m, parties, &[], None, &mut |_| Ok(Answer::Http { status: 200, body: body.clone() }))
@@ -184,6 +185,7 @@ fn play_alike(js: &mut vxml::Ecma, m: &Machine, doc: &vxml::Element, path: &[Str
         vars: &Default::default(),
         guard: None,
         session: None,
+        resume_from: None,
     };
     let (_, flows) = simulate::run(m, parties, &inputs, at_ms, &mut unanswered)
         .unwrap_or_else(|e| panic!("{}: simulate {path:?}: {e}", m.name()));
@@ -400,6 +402,7 @@ fn the_interpreter_catches_a_document_that_says_something_else() {
             vars: &Default::default(),
             guard: None,
             session: None,
+            resume_from: None,
         },
         &[simulate::parse_input_or_answer("3").unwrap()],
         None,

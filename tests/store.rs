@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::backends::{Backend, backends};
 use phonetree::callflow::{Leg, SessionSummary};
 use phonetree::engine::script::Method;
-use phonetree::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said, Variant};
+use phonetree::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Resumption, Said, Variant};
 use phonetree::engine::{Answer, CallState, Event, Request};
 use phonetree::machine::Version;
 use phonetree::store::{
@@ -62,6 +62,9 @@ fn entry(i: u64) -> Entry {
         } else {
             vec![]
         },
+        // Every third entry went on after a resume offer (entry format 5), with or without a
+        // variant before it.
+        resume: (i % 3 == 2).then(|| Resumption::WentOn { vars: [("account".into(), i.to_string())].into() }),
     }
 }
 
@@ -737,4 +740,38 @@ async fn a_copy_into_any_backend_answers_as_the_source_did() {
             assert!(matches!(refused, Err(CopyError::TargetNotEmpty(3))), "{name}: {refused:?}");
         }
     }
+}
+
+/// Interrupted calls (a machine's `[resume]`): one per caller and machine, the latest; read back
+/// after the store is opened again (as by another node, or after a restart); removed one by one and
+/// by age.
+#[tokio::test]
+async fn interrupted_calls_are_kept_per_caller_and_machine_and_expire_by_age() {
+    use phonetree::store::Unfinished;
+    each(|b, store, dir| async move {
+        let kept = |machine: &str, node: &str, ended_ms: u64| Unfinished {
+            machine: machine.into(),
+            version: phonetree::machine::Version::of_text(machine),
+            node: node.into(),
+            vars: [("account".to_string(), "1234".to_string())].into(),
+            session: format!("s-{node}"),
+            ended_ms,
+        };
+        assert_eq!(store.unfinished("m", "+6591234567").await.unwrap(), None, "{}", b.name);
+        store.put_unfinished("+6591234567", &kept("m", "main", 10)).await.unwrap();
+        store.put_unfinished("+6591234567", &kept("m", "billing", 20)).await.unwrap();
+        store.put_unfinished("+6599999999", &kept("m", "main", 30)).await.unwrap();
+        store.put_unfinished("+6591234567", &kept("other", "main", 40)).await.unwrap();
+        drop(store);
+        let store = (b.open)(dir.path()).await;
+        let got = store.unfinished("m", "+6591234567").await.unwrap();
+        assert_eq!(got, Some(kept("m", "billing", 20)), "{}: the latest, per caller and machine", b.name);
+        store.remove_unfinished("m", "+6591234567").await.unwrap();
+        assert_eq!(store.unfinished("m", "+6591234567").await.unwrap(), None, "{}", b.name);
+        store.remove_unfinished("m", "+6591234567").await.unwrap();
+        assert_eq!(store.expire_unfinished(35).await.unwrap(), 1, "{}: the one that ended at 30", b.name);
+        assert_eq!(store.unfinished("m", "+6599999999").await.unwrap(), None, "{}", b.name);
+        assert_eq!(store.unfinished("other", "+6591234567").await.unwrap(), Some(kept("other", "main", 40)));
+    })
+    .await;
 }

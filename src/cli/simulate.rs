@@ -33,6 +33,11 @@ pub struct Args {
     /// picks its variant from it (`check` prints it in the commands it gives).
     #[arg(long)]
     session: Option<String>,
+    /// The call opens with the machine's resume offer (`[resume]`), as for a caller whose
+    /// interrupted call stopped at NODE (a menu or input) with the machine's variables: `1` goes on
+    /// there, anything else starts at `start`.
+    #[arg(long, value_name = "NODE", conflicts_with = "outbound")]
+    resume_from: Option<String>,
     /// The number called (default: the machine's first number; with --outbound: the callee).
     #[arg(long)]
     to: Option<String>,
@@ -41,8 +46,9 @@ pub struct Args {
     #[arg(long)]
     outbound: bool,
     /// With --outbound: a call variable the placed call gives, one of the machine's `variables`
-    /// (repeat for each), as `phonetree call --var` gives it.
-    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = super::call::parse_var, requires = "outbound")]
+    /// (repeat for each), as `phonetree call --var` gives it. With --resume-from: a variable the
+    /// interrupted call had set (any the machine sets).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = super::call::parse_var)]
     vars: Vec<(String, String)>,
     /// Where machine names are looked up.
     #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]
@@ -110,6 +116,9 @@ pub fn run(args: Args) -> Result<(), Error> {
     } else {
         (args.from.unwrap_or_else(|| simulate::PERSON.into()), args.to.unwrap_or(number))
     };
+    if !args.vars.is_empty() && !args.outbound && args.resume_from.is_none() {
+        return Err(Error::Play("--var gives a variable to a placed call (--outbound) or to the interrupted call --resume-from goes on with".into()));
+    }
     let vars = super::call::vars_map(args.vars).map_err(Error::Play)?;
     let policy = CallPolicy { allow_prefixes: args.call_allow_prefix, ..CallPolicy::default() }
         .checked()
@@ -122,6 +131,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         vars: &vars,
         guard: Some(&dial),
         session: args.session.as_deref(),
+        resume_from: args.resume_from.as_deref(),
     };
     let mut answer = |r: &Request| scripts.answer(&m, r);
     let mut out = Out { json: args.json, stdout: io::stdout().lock() };
@@ -167,6 +177,9 @@ fn from_stdin(
         }
         if let Some(guard) = parties.guard {
             sim = sim.guarded(guard);
+        }
+        if let Some(node) = parties.resume_from {
+            sim = sim.resuming_from(node, parties.vars).map_err(Error::Play)?;
         }
         out.turn(sim.play(&Event::CallStarted, answer).map_err(Error::Play)?);
         sim

@@ -92,6 +92,9 @@ pub struct Step {
     /// Each call variable the step set or unset, in order, with how many of `edges` it followed
     /// before (the explorer proves a module's outputs set on the way to its exits with them).
     pub assigned: Vec<Assigned>,
+    /// The step answered a resume offer with `1`: the call went on at this node of the caller's
+    /// interrupted call (history and metrics).
+    pub resumed: Option<NodeId>,
 }
 
 /// A call variable a step set (an input's keys, a script's stored value, a set node) or unset (a
@@ -104,6 +107,18 @@ pub struct Assigned {
     /// Set (true) or unset.
     pub set: bool,
 }
+
+/// Where a caller's interrupted call on a machine stopped, as the node found it in the store: the
+/// waiting node and the call variables then (never sensitive ones). Data the node passes in; the
+/// engine reads no store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    pub node: NodeId,
+    pub vars: BTreeMap<String, String>,
+}
+
+/// The key that takes a resume offer: any other (or none) starts the call at `start`.
+pub const RESUME_KEY: &str = "1";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StepError {
@@ -127,6 +142,10 @@ pub enum StepError {
         "node `{node}`: the outbound guard refused {DIALS_REFUSED_PER_STEP_MAX} transfers in a row; give the last `failure` a prompt or a hangup"
     )]
     TooManyRefusedDials { node: String },
+    #[error(
+        "node `{node}`: no resume offer to make (the machine has no `[resume]`, or the call has started)"
+    )]
+    NotOffered { node: String },
     #[error("node `{node}`: not a script node")]
     NotAScript { node: String },
     #[error("node `{node}`: the node has no action to send")]
@@ -174,6 +193,10 @@ struct Walk<'a> {
     routes: usize,
     /// The variables set and unset so far (`Step::assigned`).
     assigned: Vec<Assigned>,
+    /// Where the caller's interrupted call stopped, for a step that answers a resume offer.
+    unfinished: Option<&'a Unfinished>,
+    /// The node a resume offer's answer went on at.
+    resumed: Option<NodeId>,
 }
 
 impl Walk<'_> {
@@ -207,7 +230,23 @@ pub fn step_with(
     now_ms: u64,
     answers: &[Answer],
 ) -> Result<Stepped, StepError> {
+    step_resuming(m, s, event, now_ms, answers, None)
+}
+
+/// `step_with`, for a call that may be at a resume offer (`offer`): `unfinished` is where the
+/// caller's interrupted call stopped (as the store keeps it), which the key `1` goes on at. Without
+/// it, or with a node that does not wait for keys, any answer to the offer starts at `start`.
+pub fn step_resuming(
+    m: &Machine,
+    s: &CallState,
+    event: &Event,
+    now_ms: u64,
+    answers: &[Answer],
+    unfinished: Option<&Unfinished>,
+) -> Result<Stepped, StepError> {
     let mut walk = Walk {
+        unfinished,
+        resumed: None,
         given: answers,
         used: 0,
         actors: Vec::new(),
@@ -241,7 +280,30 @@ fn step_inner(
     let mut st = s.clone();
     st.updated_ms = now_ms;
     let mut edges = Vec::new();
+    // The answer to a resume offer enters the start (again) or the interrupted call's node.
+    let mut entered_first = None;
     let reply = match (&s.phase, event) {
+        (Phase::AwaitingInput, Event::Digits(_) | Event::NoInput) if s.offering() => {
+            let keys = match event {
+                Event::Digits(d) => normalise_keys(d),
+                _ => String::new(),
+            };
+            st.keypress = Some(keys.chars().take(KEYPRESS_CHARS_MAX).collect());
+            let waits = |u: &&Unfinished| m.node(u.node).is_some_and(|n| n.kind.capture().is_some());
+            match walk.unfinished.filter(waits).filter(|_| keys == RESUME_KEY) {
+                Some(u) => {
+                    go_on(m, &mut st, u);
+                    walk.resumed = Some(u.node);
+                    entered_first = Some(u.node);
+                    Some(current_reply(m, &st)?)
+                }
+                None => {
+                    st.keypress = None;
+                    entered_first = Some(m.start);
+                    Some(enter(m, &mut st, m.start, &mut edges, walk)?)
+                }
+            }
+        }
         (_, Event::SessionEnded { status }) => {
             if st.phase != Phase::Ended {
                 st.outcome = Some(match &st.phase {
@@ -350,12 +412,80 @@ fn step_inner(
     {
         return Err(rejected(m, actors.get(v.action).copied().unwrap_or(st.node), v));
     }
-    let entered = entered_nodes(&s.phase, event, &edges, m.start);
+    let mut entered = entered_nodes(&s.phase, event, &edges, m.start);
+    entered.splice(0..0, entered_first);
     let script_failures = std::mem::take(&mut walk.failures);
     let cuts = std::mem::take(&mut walk.cuts);
     let requests = std::mem::take(&mut walk.requests);
     let assigned = std::mem::take(&mut walk.assigned);
-    Ok(Step { state: st, reply, entered, edges, actors, script_failures, cuts, requests, assigned })
+    let resumed = walk.resumed;
+    Ok(Step { state: st, reply, entered, edges, actors, script_failures, cuts, requests, assigned, resumed })
+}
+
+/// Opens a new call with the machine's resume offer instead of its start: the caller's last call
+/// on it was interrupted within the window (the node decides that from the store). The call waits
+/// at the offer (`CallState::offering`); `step_resuming` answers it. An error for a call already
+/// started, or a machine without `[resume]`.
+pub fn offer(m: &Machine, s: &CallState, now_ms: u64) -> Result<Step, StepError> {
+    if s.phase != Phase::New {
+        return Err(StepError::NotOffered {
+            node: m.node(s.node).map_or_else(String::new, |n| n.name.clone()),
+        });
+    }
+    let mut st = s.clone();
+    st.updated_ms = now_ms;
+    st.node = m.start;
+    st.phase = Phase::AwaitingInput;
+    st.seq = OFFER_SEQ;
+    let reply = offer_reply(m, &st)?;
+    if let Some(v) = callflow::validate(&reply, Use::WebhookReply).first() {
+        return Err(rejected(m, m.start, v));
+    }
+    let actors = vec![m.start; reply.actions.len()];
+    Ok(Step {
+        state: st,
+        reply: Some(reply),
+        entered: Vec::new(),
+        actors,
+        script_failures: Vec::new(),
+        cuts: Vec::new(),
+        requests: Vec::new(),
+        edges: Vec::new(),
+        assigned: Vec::new(),
+        resumed: None,
+    })
+}
+
+/// The `seq` of a call waiting at a resume offer: every other reply that waits has a `seq` of 1 or
+/// more (`enter` counts from the call's start, at 0).
+pub(crate) const OFFER_SEQ: u32 = 0;
+
+/// The resume offer, in the call's language.
+fn offer_reply(m: &Machine, st: &CallState) -> Result<Callflow, StepError> {
+    let prompt = m.resume_prompt_in(m.language_of(|v| st.var(v))).ok_or_else(|| StepError::NotOffered {
+        node: m.node(st.node).map_or_else(String::new, |n| n.name.clone()),
+    })?;
+    Ok(Callflow {
+        client_action_id: Some(client_action_id(m, st).to_string()),
+        actions: vec![Action::SayAndCapture(prompt.clone())],
+    })
+}
+
+/// The call goes on where the caller's interrupted call stopped: that node, waiting for keys (its
+/// prompt from the top), the machine's variables with the saved values over them (a sensitive one
+/// is never restored).
+fn go_on(m: &Machine, st: &mut CallState, u: &Unfinished) {
+    st.vars = m.variables().clone();
+    let kept = u.vars.iter().filter(|(k, _)| !m.sensitive().contains(*k));
+    st.vars.extend(kept.map(|(k, v)| (k.clone(), v.chars().take(KEYPRESS_CHARS_MAX).collect())));
+    st.node = u.node;
+    st.tries = 0;
+    st.path.push(u.node);
+    if st.path.len() > PATH_LEN_MAX {
+        st.path.remove(0);
+    }
+    st.phase = Phase::AwaitingInput;
+    st.seq = st.seq.wrapping_add(1);
 }
 
 /// Most variables a placed call gives (`POST /calls`, `phonetree call --var`): each must be one
@@ -510,6 +640,9 @@ fn entered_nodes(
 
 /// The reply that waits at the call's current node, as it was sent (same id): for a repeated start.
 pub fn current_reply(m: &Machine, st: &CallState) -> Result<Callflow, StepError> {
+    if st.offering() {
+        return offer_reply(m, st);
+    }
     let kind = spoken(m, st, st.node)
         .ok_or_else(|| StepError::UnknownNode(st.node.index() as u32, m.name.clone()))?;
     let actions = match kind.capture() {

@@ -139,6 +139,11 @@ impl CallState {
         state
     }
 
+    /// The call waits at its machine's resume offer (`engine::offer`): the only wait with `seq` 0.
+    pub fn offering(&self) -> bool {
+        self.phase == Phase::AwaitingInput && self.seq == super::OFFER_SEQ
+    }
+
     pub fn ended(&self) -> bool {
         self.phase == Phase::Ended
     }

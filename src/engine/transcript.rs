@@ -136,6 +136,21 @@ pub struct Entry {
     /// The splits passed on the way and the variant each gave, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variants: Vec<Variant>,
+    /// The machine's resume offer in this entry: its reply was the offer, or the call went on
+    /// where the caller's interrupted call stopped (`entered`), with the variables restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resumption>,
+}
+
+/// What an entry did with the machine's resume offer (`[resume]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Resumption {
+    /// The call opened with the offer.
+    Offered,
+    /// The offer's `1`: the call went on with these variables (never a sensitive one), which a
+    /// replay restores.
+    WentOn { vars: std::collections::BTreeMap<String, String> },
 }
 
 /// A split passed, and the variant it gave the call.
@@ -200,7 +215,13 @@ impl Entry {
             .take(VARIANTS_KEPT_MAX)
             .collect();
         let left = if before.phase == Phase::New { String::new() } else { name(before.node) };
+        let resume = match step.resumed {
+            Some(_) => Some(Resumption::WentOn { vars: step.state.vars.clone() }),
+            None if step.state.offering() && step.reply.is_some() => Some(Resumption::Offered),
+            None => None,
+        };
         let mut entry = Entry {
+            resume,
             at_ms: step.state.updated_ms,
             event: if sensitive::masks(m, before, event) { Happened::Masked } else { Happened::of(event) },
             left,
@@ -218,6 +239,16 @@ impl Entry {
     pub fn lines(&self) -> Vec<String> {
         let from = if self.left.is_empty() { String::new() } else { format!(" at `{}`", self.left) };
         let mut out = vec![format!("{}{from} -> `{}`", describe(&self.event), self.entered)];
+        match &self.resume {
+            Some(Resumption::Offered) => out.push("    [resume] the caller is offered to go on".into()),
+            Some(Resumption::WentOn { .. }) => {
+                out.push(format!(
+                    "    [resume] the call goes on at `{}`, where it was interrupted",
+                    self.entered
+                ));
+            }
+            None => {}
+        }
         for v in &self.variants {
             out.push(format!("    [{}] split: variant {}", v.node, v.variant));
         }
@@ -247,7 +278,11 @@ impl Entry {
             Happened::Keys { keys: s } | Happened::SessionEnded { status: s } => s.len(),
             _ => 0,
         };
-        said + asked + event + variants + self.left.len() + self.entered.len()
+        let restored: usize = match &self.resume {
+            Some(Resumption::WentOn { vars }) => vars.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            _ => 0,
+        };
+        said + asked + event + variants + restored + self.left.len() + self.entered.len()
     }
 
     /// Keeps the entry within `ENTRY_BYTES_MAX`: answer bodies go first, then the texts.
@@ -258,6 +293,11 @@ impl Entry {
                 a.cut = true;
             } else if let Some(s) = self.said.iter_mut().rev().find(|s| !s.text.is_empty()) {
                 s.text.clear();
+            } else if let Some(Resumption::WentOn { vars }) = &mut self.resume
+                && !vars.is_empty()
+            {
+                // A replay of the entry then goes on without them (and says where it differs).
+                vars.clear();
             } else {
                 for a in &mut self.requests {
                     a.url.clear();
@@ -482,6 +522,7 @@ mod tests {
             said: vec![said; 16],
             requests: vec![asked; SCRIPTS_PER_STEP_MAX],
             variants: Vec::new(),
+            resume: None,
         };
         e.bound();
         assert!(e.text_bytes() <= ENTRY_BYTES_MAX, "{}", e.text_bytes());

@@ -74,6 +74,10 @@ pub struct Definition {
     /// `machine::policy`); `policies.toml` beside the machine adds the folder's own.
     #[serde(default)]
     pub policies: Vec<PolicyDef>,
+    /// The `[resume]` table: a caller whose last call on this machine ended at a waiting node is
+    /// offered to go on from there when calling again within `within_minutes`.
+    #[serde(default)]
+    pub resume: Option<ResumeDef>,
     /// Machine-wide defaults; every node may override each of them. Read apart, leniently.
     #[serde(skip)]
     pub defaults: Defaults,
@@ -81,6 +85,17 @@ pub struct Definition {
     /// read one by one, each leniently (see `compile::shape`).
     #[serde(skip)]
     pub nodes: Vec<(String, NodeDef)>,
+}
+
+/// The `[resume]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+pub struct ResumeDef {
+    /// How long after an interrupted call the offer is made, in minutes (1 to
+    /// `compile::RESUME_WITHIN_MINUTES_MAX`).
+    pub within_minutes: i64,
+    /// The offer, said with a one-key capture: `1` goes on where the call stopped, any other key
+    /// (or none) starts at `start`. In a machine with `languages`, a table by language.
+    pub prompt: Spoken<String>,
 }
 
 /// The `[defaults]` table: the speech and capture settings every node inherits.

@@ -318,6 +318,16 @@ pub struct Machine {
     /// For each language after the first: every node as it speaks in that language (by `NodeId`
     /// index: the same graph, other texts and voices), and the fallback in it.
     pub(crate) translations: Vec<Translation>,
+    /// Its `[resume]` table, compiled (in the first language).
+    pub(crate) resume: Option<Resume>,
+}
+
+/// A machine's `[resume]` table: how long after an interrupted call its caller is offered to go
+/// on, and the offer (a one-key capture: `1` goes on, anything else starts at `start`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub within_ms: u64,
+    pub prompt: SayAndCapture,
 }
 
 /// A multilingual machine's nodes and fallback in one of its languages after the first.
@@ -325,6 +335,8 @@ pub struct Machine {
 pub(crate) struct Translation {
     pub(crate) kinds: Vec<NodeKind>,
     pub(crate) fallback: Callflow,
+    /// The resume offer in that language.
+    pub(crate) resume: Option<SayAndCapture>,
 }
 
 /// A `module` node, inlined: its module's nodes are named `NAMESPACE/NODE` in the machine.
@@ -434,6 +446,17 @@ impl Machine {
     /// The fallback in language `language` (an index in `languages`; the first for any other).
     pub fn fallback_in(&self, language: usize) -> &Callflow {
         language.checked_sub(1).and_then(|i| self.translations.get(i)).map_or(&self.fallback, |t| &t.fallback)
+    }
+
+    /// The `[resume]` table, when the machine has one.
+    pub fn resume(&self) -> Option<&Resume> {
+        self.resume.as_ref()
+    }
+
+    /// The resume offer in language `language` (an index in `languages`; the first for any other).
+    pub fn resume_prompt_in(&self, language: usize) -> Option<&SayAndCapture> {
+        let translated = language.checked_sub(1).and_then(|i| self.translations.get(i));
+        translated.map_or_else(|| self.resume.as_ref().map(|r| &r.prompt), |t| t.resume.as_ref())
     }
 
     /// The call variables every call starts with (`variables`), by name, with their defaults: the

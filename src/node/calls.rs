@@ -166,11 +166,13 @@ impl Drop for Slot<'_> {
 enum Plan {
     /// `opened`: the step that started a call placed elsewhere, whose first webhook this is (for
     /// metrics: the nodes it entered).
+    /// `unfinished`: where the caller's interrupted call stopped, for a call at a resume offer.
     Apply {
         machine: Arc<Machine>,
         state: Box<CallState>,
         event: Event,
         opened: Option<Box<engine::Step>>,
+        unfinished: Option<Box<engine::Unfinished>>,
     },
     Answer(Vec<u8>, Answered),
 }
@@ -227,7 +229,7 @@ async fn apply(
         let lookup = app.store.load(&ca.session_id, Some(&ca.event_id)).await?;
         let loaded = lookup.session;
         let now = super::now_ms();
-        let (machine, state, event, opened) = match lookup.replied {
+        let (machine, state, event, opened, unfinished) = match lookup.replied {
             Some(Journaled::Reply(body)) => {
                 debug!("duplicate delivery: replaying the reply given before");
                 return Ok((body, Answered::Duplicate));
@@ -238,11 +240,14 @@ async fn apply(
                 return Ok((repeat_current(app, &ca.session_id, st).await?, Answered::Stale));
             }
             None => match plan(app, current, ca, loaded.as_ref(), now).await? {
-                Plan::Apply { machine, state, event, opened } => (machine, state, event, opened),
+                Plan::Apply { machine, state, event, opened, unfinished } => {
+                    (machine, state, event, opened, unfinished)
+                }
                 Plan::Answer(body, how) => return Ok((body, how)),
             },
         };
-        let (step, answers) = match run_step(app, ca, (&machine, &state, &event), now, deadline).await? {
+        let ran = run_step(app, ca, (&machine, &state, &event), unfinished.as_deref(), now, deadline).await?;
+        let (step, answers) = match ran {
             Ran::Stepped(step, answers) => (step, answers),
             Ran::Replied => continue,
         };
@@ -277,6 +282,10 @@ async fn apply(
                     metrics::step(app, &machine, before, &Event::DialRefused, next);
                     before = &next.state;
                 }
+                if let Some(node) = step.resumed {
+                    metrics::resumed(app, &machine, node);
+                }
+                super::resume::stepped(app, &machine, (&state, &last.state), now).await?;
                 return Ok((body, Answered::Applied));
             }
             Committed::Changed => {
@@ -418,6 +427,7 @@ async fn run_step(
     app: &App,
     ca: &CallAction,
     (machine, state, event): (&Machine, &CallState, &Event),
+    unfinished: Option<&engine::Unfinished>,
     now: u64,
     deadline: Instant,
 ) -> Result<Ran, Fault> {
@@ -426,7 +436,7 @@ async fn run_step(
     let mut journal_read = false;
     let mut in_memory_only = false;
     loop {
-        let request = match engine::step_with(machine, state, event, now, &answers)? {
+        let request = match engine::step_resuming(machine, state, event, now, &answers, unfinished)? {
             Stepped::Done(step) => {
                 log_scripts(machine, &step);
                 return Ok(Ran::Stepped(step, answers));
@@ -674,7 +684,13 @@ async fn plan(
         if state.call.call_id.is_none() {
             state.call.call_id.clone_from(&ca.call_id);
         }
-        return Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event(), opened: None });
+        // The answer to a resume offer: where the interrupted call stopped, if it still can go on.
+        let unfinished = match st.offering() {
+            true => super::resume::pending(app, &machine, st.call.caller(), now).await?.map(Box::new),
+            false => None,
+        };
+        let state = Box::new(state);
+        return Ok(Plan::Apply { machine, state, event: ca.event(), opened: None, unfinished });
     }
     let call = CallInfo {
         session_id: ca.session_id.clone(),
@@ -702,13 +718,35 @@ async fn plan(
     // prompt it answers, the caller hears the start node's prompt, not an answer to a prompt
     // never played.
     if ca.is_call_received() || ca.direction == Some(Direction::Inbound) {
-        return Ok(Plan::Apply { machine, state: Box::new(fresh), event: Event::CallStarted, opened: None });
+        // A caller whose last call on the machine was interrupted within its `[resume]` window
+        // hears the offer first (the call waits at it; a start at it says it again).
+        if ca.is_call_received()
+            && super::resume::pending(app, &machine, fresh.call.caller(), now).await?.is_some()
+        {
+            let offered = engine::offer(&machine, &fresh, now)?;
+            let state = Box::new(offered.state);
+            return Ok(Plan::Apply {
+                machine,
+                state,
+                event: Event::CallStarted,
+                opened: None,
+                unfinished: None,
+            });
+        }
+        let state = Box::new(fresh);
+        return Ok(Plan::Apply { machine, state, event: Event::CallStarted, opened: None, unfinished: None });
     }
     // The first webhook of a call placed elsewhere (8x8's Send Callflow played the start node):
     // it is the answer to the start node.
     let opened = engine::step(&machine, &fresh, &Event::CallStarted, now)?;
     let started = Box::new(opened.state.clone());
-    Ok(Plan::Apply { machine, state: started, event: ca.event(), opened: Some(Box::new(opened)) })
+    Ok(Plan::Apply {
+        machine,
+        state: started,
+        event: ca.event(),
+        opened: Some(Box::new(opened)),
+        unfinished: None,
+    })
 }
 
 /// A call with no stored state, at the node its `clientActionId` names.
@@ -724,7 +762,7 @@ fn resume(
         .ok_or_else(|| Fault::UnknownNode { machine: id.machine.clone(), node: id.node.clone() })?;
     let state = CallState::resumed(&machine, call, node, id.seq, now);
     warn_limited!(machine = machine.name(), node = %id.node, "no stored state: resuming from the clientActionId");
-    Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event(), opened: None })
+    Ok(Plan::Apply { machine, state: Box::new(state), event: ca.event(), opened: None, unfinished: None })
 }
 
 /// The fallback of the machine version the call is (or would be) on, else phonetree's default.
@@ -773,7 +811,11 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
         }
         let machine =
             app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
-        let step = engine::step(&machine, &loaded.state, &event, super::now_ms())?;
+        let now = super::now_ms();
+        let step = engine::step(&machine, &loaded.state, &event, now)?;
+        // The caller's interrupted call is durable before the summary is answered, and before the
+        // call is closed: a retried summary finds the call open, and keeps it again.
+        super::resume::stepped(app, &machine, (&loaded.state, &step.state), now).await?;
         let entry = transcript::Entry::of(&machine, &loaded.state, &event, &step, &[]);
         let commit = Commit {
             session: &s.session_id,

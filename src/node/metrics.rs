@@ -64,6 +64,9 @@ const DIALS_REFUSED: &str = "phonetree_dials_refused_total";
 /// Calls a split sent on, by `machine`, `node` and `variant` (the variants the split declares;
 /// `other` with a node not loaded).
 const SPLITS: &str = "phonetree_split_total";
+/// Calls that went on where the caller's interrupted call stopped (a resume offer taken), by
+/// `machine` and `node`.
+const RESUMED: &str = "phonetree_resumed_total";
 /// Scripts that failed without a request, the webhook's time being spent (`Scripts::out_of_time`).
 const SCRIPTS_OUT_OF_TIME: &str = "phonetree_scripts_out_of_time_total";
 
@@ -113,6 +116,11 @@ pub fn describe() {
     describe_gauge!(MACHINE_LOADED, "1 for each machine version loaded.");
     describe_counter!(ERRORS_8X8, Unit::Count, "Session summaries carrying an 8x8 error code.");
     describe_counter!(REFUSED_IDS, Unit::Count, "clientActionIds refused (tampered, forged, foreign).");
+    describe_counter!(
+        RESUMED,
+        Unit::Count,
+        "Calls that went on where the caller's interrupted call stopped."
+    );
     describe_counter!(SCRIPTS_REFUSED, Unit::Count, "Script requests refused by the host policy.");
     describe_counter!(
         DIALS_REFUSED,
@@ -256,6 +264,12 @@ pub(super) fn dial_refused(app: &App, machine: &Machine, node: &str, reason: &'s
         None => (OTHER.to_string(), OTHER.to_string()),
     };
     counter!(DIALS_REFUSED, "machine" => m, "node" => n, "reason" => reason).increment(1);
+}
+
+/// Counts a call that went on at node `id`, where the caller's interrupted call stopped.
+pub(super) fn resumed(app: &App, machine: &Machine, id: NodeId) {
+    let (m, n) = labels(app, machine, id);
+    counter!(RESUMED, "machine" => m, "node" => n).increment(1);
 }
 
 /// Counts an 8x8 error code of a session summary.

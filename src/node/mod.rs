@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod registry;
 pub mod reload;
+mod resume;
 pub mod sweep;
 pub mod throttle;
 

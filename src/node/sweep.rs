@@ -91,6 +91,12 @@ pub async fn sweep(app: &App, now: u64) -> Result<Swept, Fault> {
         Ok(n) => debug!(expired = n, "script answers dropped from the cache"),
         Err(e) => warn!(error = %e, "cache not swept"),
     }
+    // An interrupted call is kept no longer than a closed one.
+    match app.store.expire_unfinished(now.saturating_sub(retention)).await {
+        Ok(0) => {}
+        Ok(n) => debug!(expired = n, "interrupted calls past the retention dropped"),
+        Err(e) => warn!(error = %e, "interrupted calls not swept"),
+    }
     // A full rate bucket is the same as none: its record goes, so the records stay bounded.
     match app.store.expire_rates(now).await {
         Ok(0) => {}
@@ -128,6 +134,8 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
     let machine =
         app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
     let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: EXPIRED.into() }, now)?;
+    // Kept before the call is closed: a sweep that fails here finds the call open next time.
+    super::resume::stepped(app, &machine, (&loaded.state, &step.state), now).await?;
     let commit =
         Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None, entries: &[] };
     let stored = app.store.commit(commit).await? == Committed::Done;

@@ -67,7 +67,7 @@ pub struct Side {
 #[serde(rename_all = "snake_case")]
 pub enum Subject {
     /// A machine-wide field: name, description, numbers, start, timezone, variables, fallback,
-    /// hosts, sensitive variables, policies.
+    /// hosts, sensitive variables, policies, `[resume]`.
     Machine,
     Module,
     /// One of the machine's `[settings]`.
@@ -262,7 +262,7 @@ fn kind_of(m: &Machine, name: &str) -> &'static str {
 
 fn machine_fields(old: &Machine, new: &Machine, out: &mut Vec<Change>) {
     let start = |m: &Machine| m.node(m.start()).map_or_else(String::new, |n| n.name.clone());
-    let fields: [(&str, String, String); 10] = [
+    let fields: [(&str, String, String); 11] = [
         ("name", old.name().to_string(), new.name().to_string()),
         ("description", format!("{:?}", old.description()), format!("{:?}", new.description())),
         ("numbers", format!("{:?}", old.numbers()), format!("{:?}", new.numbers())),
@@ -273,6 +273,7 @@ fn machine_fields(old: &Machine, new: &Machine, out: &mut Vec<Change>) {
         ("allow_hosts", format!("{:?}", old.allow_hosts()), format!("{:?}", new.allow_hosts())),
         ("sensitive", format!("{:?}", old.sensitive()), format!("{:?}", new.sensitive())),
         ("policies", format!("{:?}", old.policies()), format!("{:?}", new.policies())),
+        ("resume", format!("{:?}", old.resume()), format!("{:?}", new.resume())),
     ];
     for (field, was, now) in fields {
         if was != now {
@@ -688,6 +689,7 @@ fn play(m: &Machine, path: &[String], guard: &Guard<'_>) -> Played {
         vars: &vars,
         guard: Some(guard),
         session: session.as_deref(),
+        resume_from: None,
     };
     let mut fallback = |r: &crate::engine::Request| Err(simulate::needs_answer(r));
     match simulate::run(m, parties, &inputs, at, &mut fallback) {

@@ -178,6 +178,8 @@ type Key = (NodeId, u8, u8, u64, Vec<Option<String>>, Vec<bool>);
 fn key(s: &CallState, routed: &Routed, may_miss: &[String]) -> Key {
     let phase = match s.phase {
         Phase::New => 0,
+        // Waiting at the resume offer, at the start node: not the start node's own prompt.
+        Phase::AwaitingInput if s.offering() => 4,
         Phase::AwaitingInput => 1,
         Phase::Bridged => 2,
         Phase::Ended => 3,
@@ -661,6 +663,45 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
             }
         }
     }
+    // With `[resume]`: each start again, opening with the offer instead (replayed with
+    // `--resume-from` a node that waits for keys: the paths from it take the offer's other answers).
+    let resume_from = m.graph().node_indices().find(|&id| m.graph()[id].kind.capture().is_some());
+    if let (Some(_), Some(from)) = (m.resume(), resume_from) {
+        let flag = format!("--resume-from={}", m.graph()[from].name);
+        for root in 0..visited.len() {
+            let offered = match engine::offer(m, &visited[root].state, visited[root].state.started_ms) {
+                Ok(step) => step,
+                Err(e) => {
+                    r.violations.push(violation(
+                        Kind::Engine,
+                        &start_name,
+                        format!("resume offer: {e}"),
+                        &[],
+                    ));
+                    break;
+                }
+            };
+            for v in offered.reply.iter().flat_map(|f| callflow::validate(f, Use::WebhookReply)) {
+                let message = format!("resume offer: 8x8 would reject the reply: {v}");
+                r.violations.push(violation(Kind::InvalidReply, &start_name, message, &[]));
+            }
+            let clock = Some(visited[root].clock.as_ref().map_or(flag.clone(), |c| format!("{c} {flag}")));
+            if let std::collections::hash_map::Entry::Vacant(e) =
+                index.entry(key(&offered.state, &routed, &may_miss))
+            {
+                e.insert(visited.len());
+                let state = offered.state;
+                visited.push(Visited {
+                    state,
+                    parent: None,
+                    clock,
+                    next: Vec::new(),
+                    heard: Vec::new(),
+                    fails: false,
+                });
+            }
+        }
+    }
     let roots = visited.len();
     // Stopped at `STATES_MAX`: the states past the frontier are unknown, so traps are not judged.
     let mut truncated = false;
@@ -778,6 +819,9 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
     r.states = visited.len();
     r.edges_covered = covered.len();
     r.covered = covered.iter().map(|(from, e)| (m.graph()[*from].name.clone(), e.to_string())).collect();
+    if m.resume().is_some() && !truncated {
+        resumptions(m, &visited, (&index, &routed, &may_miss), &mut r);
+    }
     r.covered.sort();
 
     for id in m.graph().node_indices() {
@@ -834,6 +878,87 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
         paths(m, &visited, root, &mut r, path, by_heard);
     }
     r
+}
+
+/// The two answers of a machine's resume offer, as `check` counts them with the machine's edges:
+/// `1` going on where an interrupted call stopped, and any other answer starting again.
+pub const RESUME_EDGES: [&str; 2] = ["go on", "start again"];
+/// The name the offer's answers are listed under in coverage (no node has brackets in its name).
+pub const RESUME_NODE: &str = "[resume]";
+
+/// The resume offer's answers (a machine with `[resume]`): its `1` is played from the offer of
+/// each start at every waiting state a call can be interrupted at (that call's variables kept, but
+/// the sensitive ones), and must give a valid reply and go on to a state explored; its other
+/// answers were explored with the rest. Both count as edges in coverage.
+fn resumptions(
+    m: &Machine,
+    visited: &[Visited],
+    (index, routed, may_miss): (&HashMap<Key, usize>, &Routed, &[String]),
+    r: &mut Report,
+) {
+    r.edges += RESUME_EDGES.len();
+    let offers: Vec<usize> = (0..visited.len()).filter(|&i| visited[i].state.offering()).collect();
+    let started_again =
+        offers.iter().any(|&o| visited[o].next.iter().any(|(_, to)| !visited[*to].state.offering()));
+    let mut went_on = false;
+    let mut failed: HashSet<NodeId> = HashSet::new();
+    for (i, v) in visited.iter().enumerate() {
+        let s = &v.state;
+        let waits = m.node(s.node).is_some_and(|n| n.kind.capture().is_some());
+        if s.closed || s.phase != Phase::AwaitingInput || s.offering() || !waits {
+            continue;
+        }
+        let same_call = |o: &&usize| {
+            let offer = &visited[**o].state;
+            (offer.started_ms, offer.call.caller(), &offer.call.session_id)
+                == (s.started_ms, s.call.caller(), &s.call.session_id)
+        };
+        let Some(&o) = offers.iter().find(same_call) else { continue };
+        let vars = s.vars.iter().filter(|(k, _)| !m.sensitive().contains(*k));
+        let saved =
+            engine::Unfinished { node: s.node, vars: vars.map(|(k, v)| (k.clone(), v.clone())).collect() };
+        let offer = &visited[o].state;
+        let event = Event::Digits(engine::RESUME_KEY.into());
+        r.transitions += 1;
+        let node = m.node(s.node).map_or_else(String::new, |n| n.name.clone());
+        let stepped = engine::step_resuming(m, offer, &event, offer.started_ms, &[], Some(&saved))
+            .and_then(engine::Stepped::done);
+        let problem = match &stepped {
+            Err(e) => Some((Kind::Engine, format!("resuming here: {e}"))),
+            Ok(step) => broken_invariant(m, offer, &event, step)
+                .map(|(kind, why)| (kind, format!("resuming here: {why}")))
+                .or_else(|| {
+                    (!index.contains_key(&key(&step.state, routed, may_miss)))
+                        .then(|| (Kind::Engine, "resuming here reaches a state no call reaches".to_string()))
+                }),
+        };
+        match problem {
+            Some((kind, message)) => {
+                if failed.insert(s.node) {
+                    r.violations.push(violation(kind, &node, message, &inputs_to(visited, i)));
+                }
+            }
+            None => went_on = true,
+        }
+    }
+    for (label, taken) in RESUME_EDGES.iter().zip([went_on, started_again]) {
+        if taken {
+            r.edges_covered += 1;
+            r.covered.push((RESUME_NODE.to_string(), label.to_string()));
+        } else {
+            let mut v = violation(
+                Kind::UncoveredEdge,
+                RESUME_NODE,
+                format!(
+                    "no call takes the resume offer's `{label}`: the offer is made to a caller interrupted at a \
+                     node that waits for keys (a menu, an input, a script that asks), and no call waits at one"
+                ),
+                &[],
+            );
+            v.replay = Replay::Nothing;
+            r.violations.push(v);
+        }
+    }
 }
 
 /// The traps of a machine that did not compile, explored as far as it did (each node that did not
@@ -976,6 +1101,9 @@ fn broken_invariant(
 fn inputs(m: &Machine, s: &CallState, routed: &Routed) -> Vec<Event> {
     let summary = Event::SessionEnded { status: "COMPLETED".into() };
     match s.phase {
+        // The offer's `2` (any key but `1`, or none) starts at `start`; its `1` goes on at a
+        // waiting state of an interrupted call, explored apart (`resumptions`).
+        Phase::AwaitingInput if s.offering() => vec![Event::Digits("2".into()), Event::NoInput, summary],
         Phase::AwaitingInput => {
             let mut events: Vec<Event> = Vec::new();
             match m.node(s.node).map(|n| &n.kind) {

@@ -3,7 +3,7 @@
 //!
 //! Pure: the command line reads exported calls.
 
-use crate::engine::transcript::{Asked, Call, Entry, Happened, Said, describe, said_line};
+use crate::engine::transcript::{Asked, Call, Entry, Happened, Resumption, Said, describe, said_line};
 use crate::engine::{
     self, Answer, CallInfo, CallState, Direction, Event, Phase, SCRIPTS_PER_STEP_MAX, Stepped,
 };
@@ -109,8 +109,34 @@ fn replay_into(m: &Machine, call: &Call, replayed: &mut Vec<Entry>) -> Replayed 
             }
         }
     }
+    // A call that opened with the resume offer (`[resume]`) waits at it from its start.
+    if call
+        .entries
+        .first()
+        .is_some_and(|e| e.event == Happened::CallStarted && e.resume == Some(Resumption::Offered))
+    {
+        match engine::offer(m, &state, call.started_ms) {
+            Ok(step) => state = step.state,
+            Err(e) => {
+                return failed(Difference {
+                    entry: 0,
+                    event: describe(&Happened::CallStarted),
+                    node: String::new(),
+                    recorded: "the resume offer".into(),
+                    replayed: format!("error: {e}"),
+                });
+            }
+        }
+    }
     let mut first = None;
     for (i, recorded) in call.entries.iter().enumerate() {
+        // The offer's `1` went on where the interrupted call stopped, with the variables recorded.
+        let unfinished = match (&recorded.resume, m.node_id(&recorded.entered)) {
+            (Some(Resumption::WentOn { vars }), Some(node)) => {
+                Some(engine::Unfinished { node, vars: vars.clone() })
+            }
+            _ => None,
+        };
         let event = match &recorded.event {
             Happened::Masked => {
                 engine::sensitive::stand_in(m, &state).unwrap_or_else(|| recorded.event.event())
@@ -137,7 +163,7 @@ fn replay_into(m: &Machine, call: &Call, replayed: &mut Vec<Entry>) -> Replayed 
             let stepped = if placed {
                 engine::start_outbound(m, info.clone(), &state.vars, recorded.at_ms, &answers)
             } else {
-                engine::step_with(m, &state, &event, recorded.at_ms, &answers)
+                engine::step_resuming(m, &state, &event, recorded.at_ms, &answers, unfinished.as_ref())
             };
             match stepped {
                 Ok(Stepped::Done(step)) => break *step,

@@ -582,6 +582,7 @@ pub fn play(s: &Scenario, m: &Machine, guard: Option<&Guard<'_>>) -> Result<Play
         vars: &s.vars,
         guard,
         session: s.session.as_deref(),
+        resume_from: None,
     };
     let mut canned = Canned::of(s.answers.clone());
     let mut answer = |r: &crate::engine::Request| canned.next(&r.node).ok_or_else(|| needs_answer(r));

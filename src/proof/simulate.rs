@@ -78,6 +78,9 @@ pub struct Simulation<'m> {
     at_ms: Option<u64>,
     /// The outbound guard templated transfers pass (`guarded`); none: every number is dialled.
     guard: Option<&'m Guard<'m>>,
+    /// Where the caller's interrupted call stopped, for a call that opens with the resume offer
+    /// (`resuming_from`).
+    unfinished: Option<engine::Unfinished>,
 }
 
 impl<'m> Simulation<'m> {
@@ -90,7 +93,14 @@ impl<'m> Simulation<'m> {
             destination: number.into(),
             call_id: Some("simulated-call".into()),
         };
-        Simulation { machine, state: CallState::new(machine, call, 0), clock_ms: 0, at_ms: None, guard: None }
+        Simulation {
+            machine,
+            state: CallState::new(machine, call, 0),
+            clock_ms: 0,
+            at_ms: None,
+            guard: None,
+            unfinished: None,
+        }
     }
 
     /// The same call with transfers to templated destinations asking `guard` first, as the node
@@ -136,7 +146,14 @@ impl<'m> Simulation<'m> {
         let now = at_ms.unwrap_or(0);
         let (step, notes) =
             drive(|answers| engine::start_outbound(machine, call.clone(), vars, now, answers), answer)?;
-        let sim = Simulation { machine, state: step.state.clone(), clock_ms: 0, at_ms, guard: None };
+        let sim = Simulation {
+            machine,
+            state: step.state.clone(),
+            clock_ms: 0,
+            at_ms,
+            guard: None,
+            unfinished: None,
+        };
         // The scripts run before the call is placed.
         let mut lines = notes;
         lines.push(format!("makeCall: dials {callee} (caller ID {number})"));
@@ -146,6 +163,31 @@ impl<'m> Simulation<'m> {
             lines.push(format!("[{node}] {}", describe(action)));
         }
         Ok((sim, Turn { lines, reply: step.reply }))
+    }
+
+    /// The same call opening with the machine's resume offer (`simulate --resume-from NODE`), as
+    /// for a caller whose interrupted call stopped at `node` (a node that waits for keys) with the
+    /// machine's variables at their defaults and `vars` over them: `1` goes on there, anything else
+    /// starts at `start`.
+    pub fn resuming_from(
+        mut self,
+        node: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<Simulation<'m>, String> {
+        let m = self.machine;
+        if m.resume().is_none() {
+            return Err(format!("machine `{}` has no `[resume]` table: it offers no resume", m.name()));
+        }
+        let id = m
+            .node_id(node)
+            .filter(|&id| m.node(id).is_some_and(|n| n.kind.capture().is_some()))
+            .ok_or_else(|| format!("`{node}` is not a node of `{}` that waits for keys (a menu, an input, a script that asks)", m.name()))?;
+        let offered = engine::offer(m, &self.state, self.state.started_ms).map_err(|e| e.to_string())?;
+        self.state = offered.state;
+        let mut saved = m.variables().clone();
+        saved.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.unfinished = Some(engine::Unfinished { node: id, vars: saved });
+        Ok(self)
     }
 
     pub fn state(&self) -> &CallState {
@@ -161,8 +203,13 @@ impl<'m> Simulation<'m> {
     ) -> Result<(Step, Vec<String>), String> {
         self.clock_ms = self.at_ms.unwrap_or(self.clock_ms + 1000);
         let (machine, state, now) = (self.machine, &self.state, self.clock_ms);
+        let unfinished = self.unfinished.as_ref();
         let (mut step, mut notes) =
-            drive(|answers| engine::step_with(machine, state, event, now, answers), answer)?;
+            drive(|answers| engine::step_resuming(machine, state, event, now, answers, unfinished), answer)?;
+        if let Some(node) = step.resumed {
+            let name = machine.node(node).map_or("", |n| n.name.as_str());
+            notes.push(format!("[resume] the call goes on at `{name}`, where the interrupted call stopped"));
+        }
         // A number the guard refuses is never dialled: the call takes the transfer's `failure`
         // (as many times in a row as the node allows).
         let mut refused = 0;
@@ -330,13 +377,17 @@ pub struct Parties<'a> {
     pub to: &'a str,
     /// phonetree places the call (the opening is the Send Callflow request).
     pub outbound: bool,
-    /// The variables a placed call gives (`--var NAME=VALUE`).
+    /// The variables a placed call gives (`--var NAME=VALUE`); with `resume_from`, those the
+    /// interrupted call had set.
     pub vars: &'a BTreeMap<String, String>,
     /// The outbound guard transfers to templated destinations ask (see `Simulation::guarded`).
     pub guard: Option<&'a Guard<'a>>,
     /// Inbound: the call's session id (`--session`; default `simulated-session`), which a split
     /// sticky by session reads.
     pub session: Option<&'a str>,
+    /// Inbound: the call opens with the resume offer, as for a caller interrupted at this node
+    /// (`--resume-from`).
+    pub resume_from: Option<&'a str>,
 }
 
 /// A whole call at once: the transcript lines and the callflows, or the first error. `@` inputs
@@ -385,6 +436,9 @@ pub fn run(
             }
             if let Some(guard) = parties.guard {
                 sim = sim.guarded(guard);
+            }
+            if let Some(node) = parties.resume_from {
+                sim = sim.resuming_from(node, parties.vars)?;
             }
             (sim, vec![head], Vec::new(), Some(Event::CallStarted))
         };

@@ -236,6 +236,22 @@ pub struct StoredModule {
     pub text: String,
 }
 
+/// A caller's interrupted call on a machine, kept (one per caller and machine, the latest) for the
+/// resume offer of their next call: where it waited, with its call variables then (never sensitive
+/// ones). Stored under a hash of the machine's name and the caller's number, never the number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    pub machine: String,
+    pub version: Version,
+    /// The node it waited at.
+    pub node: String,
+    pub vars: std::collections::BTreeMap<String, String>,
+    /// The interrupted call's session id.
+    pub session: String,
+    /// When it ended (ms since the epoch): the resume window counts from it, the retention too.
+    pub ended_ms: u64,
+}
+
 /// A session summary as stored, with when it arrived.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSummary {
@@ -385,6 +401,15 @@ pub trait Store: Send + Sync {
     /// Deletes the rate records of buckets full again at `now_ms` (the same as none); returns how
     /// many.
     fn expire_rates(&self, now_ms: u64) -> StoreFuture<'_, usize>;
+
+    /// The interrupted call of `caller` on `machine` kept by `put_unfinished`, if any.
+    fn unfinished<'a>(&'a self, machine: &'a str, caller: &'a str) -> StoreFuture<'a, Option<Unfinished>>;
+    /// Keeps `call` as `caller`'s interrupted call on its machine, replacing any; durable on return.
+    fn put_unfinished<'a>(&'a self, caller: &'a str, call: &'a Unfinished) -> StoreFuture<'a, ()>;
+    /// Forgets `caller`'s interrupted call on `machine` (none kept is no error); durable on return.
+    fn remove_unfinished<'a>(&'a self, machine: &'a str, caller: &'a str) -> StoreFuture<'a, ()>;
+    /// Deletes the interrupted calls that ended before `before_ms`; returns how many.
+    fn expire_unfinished(&self, before_ms: u64) -> StoreFuture<'_, usize>;
 
     /// How many sessions are stored (for readiness and logs; may be approximate).
     fn session_count(&self) -> StoreFuture<'_, u64>;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{StoreError, StoredMachine, StoredModule};
 use crate::callflow::{Leg, SessionSummary};
-use crate::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Said, Variant};
+use crate::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Resumption, Said, Variant};
 use crate::engine::{Answer, CallInfo, CallState, Direction, Outcome, Phase, Request};
 use crate::machine::{NodeId, Version};
 
@@ -154,8 +154,44 @@ pub struct SessionRecord {
 
 /// The format of transcript entries (`EntryRecord`), versioned on their own. Format 2 adds event
 /// 4, a dial the outbound guard refused; format 3 event 5, keys at a sensitive input (masked);
-/// format 4 the variants of the splits passed (`p`); entries of formats 1 to 4 are read.
-pub const ENTRY_FORMAT: u8 = 4;
+/// format 4 the variants of the splits passed (`p`); format 5 the resume offer (`o`); entries of
+/// formats 1 to 5 are read. Each entry is written in the oldest format it fits in.
+pub const ENTRY_FORMAT: u8 = 5;
+
+/// The splits of an entry (`EntryRecord::p`), written as their list; `keep`: written even when
+/// empty, because a field after it is written (inside a session record an entry is an array,
+/// its fields by position).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Splits {
+    pub list: Vec<(String, String)>,
+    pub keep: bool,
+}
+
+impl Splits {
+    fn skipped(&self) -> bool {
+        self.list.is_empty() && !self.keep
+    }
+}
+
+impl Serialize for Splits {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.list.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Splits {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Written while empty: it was kept for a field after it, and is kept again when the
+        // entry is written again (a session record rewrites its transcript at every commit).
+        let list: Vec<(String, String)> = Vec::deserialize(d)?;
+        let keep = list.is_empty();
+        Ok(Splits { list, keep })
+    }
+}
+
+/// An entry's resume offer (format 5): 1, the reply was the offer; 2, the call went on with
+/// these variables restored.
+pub type ResumeRecord = (u8, BTreeMap<String, String>);
 
 /// One transcript entry (`transcript::Entry`) as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,8 +211,11 @@ pub struct EntryRecord {
     /// Script requests: (node, method, URL, status, failure, body, cut).
     pub r: Vec<AskedRecord>,
     /// The splits passed: (node, variant) (format 4; empty before).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub p: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Splits::skipped")]
+    pub p: Splits,
+    /// The resume offer (format 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub o: Option<ResumeRecord>,
 }
 
 /// A script request in a transcript entry: (node, method, URL, status, failure, body, cut).
@@ -194,8 +233,10 @@ impl EntryRecord {
         };
         EntryRecord {
             // The oldest format the entry fits in: an older phonetree still reads the others.
-            v: if !e.variants.is_empty() {
+            v: if e.resume.is_some() {
                 ENTRY_FORMAT
+            } else if !e.variants.is_empty() {
+                4
             } else {
                 match code {
                     4 => 2,
@@ -216,7 +257,14 @@ impl EntryRecord {
                     (node, method, url, a.status, a.failure.clone(), a.body.clone(), a.cut)
                 })
                 .collect(),
-            p: e.variants.iter().map(|v| (v.node.clone(), v.variant.clone())).collect(),
+            p: Splits {
+                list: e.variants.iter().map(|v| (v.node.clone(), v.variant.clone())).collect(),
+                keep: e.resume.is_some(),
+            },
+            o: e.resume.as_ref().map(|r| match r {
+                Resumption::Offered => (1, BTreeMap::new()),
+                Resumption::WentOn { vars } => (2, vars.clone()),
+            }),
         }
     }
 
@@ -263,8 +311,15 @@ impl EntryRecord {
                     cut: *cut,
                 })
                 .collect(),
+            resume: match &self.o {
+                None => None,
+                Some((1, _)) if self.v >= 5 => Some(Resumption::Offered),
+                Some((2, vars)) if self.v >= 5 => Some(Resumption::WentOn { vars: vars.clone() }),
+                Some((other, _)) => return Err(refuse(format!("unknown resume offer {other}"))),
+            },
             variants: self
                 .p
+                .list
                 .iter()
                 .map(|(node, variant)| Variant { node: node.clone(), variant: variant.clone() })
                 .collect(),
@@ -586,6 +641,76 @@ pub fn decode_rate(key: &str, raw: &[u8]) -> Result<u64, StoreError> {
         });
     }
     Ok(r.t)
+}
+
+/// The format of interrupted-call records (`UnfinishedRecord`), versioned on their own.
+pub const UNFINISHED_FORMAT: u8 = 1;
+
+/// A caller's interrupted call on a machine (`store::Unfinished`), kept under `unfinished_key`
+/// (a hash: the caller's number is not stored in it) for the resume offer of their next call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnfinishedRecord {
+    pub v: u8,
+    /// Machine name and version.
+    pub m: String,
+    pub h: Hash,
+    /// The node the call waited at (by name).
+    pub n: String,
+    /// Its call variables then (no sensitive one).
+    pub vs: BTreeMap<String, String>,
+    /// The interrupted call's session id.
+    pub s: String,
+    /// When it ended (ms since the epoch).
+    pub t: u64,
+}
+
+impl UnfinishedRecord {
+    pub fn of(u: &super::Unfinished) -> UnfinishedRecord {
+        UnfinishedRecord {
+            v: UNFINISHED_FORMAT,
+            m: u.machine.clone(),
+            h: Hash(u.version.0),
+            n: u.node.clone(),
+            vs: u.vars.clone(),
+            s: u.session.clone(),
+            t: u.ended_ms,
+        }
+    }
+}
+
+pub fn encode_unfinished(u: &super::Unfinished) -> Result<Vec<u8>, StoreError> {
+    encode("interrupted call", &UnfinishedRecord::of(u))
+}
+
+/// Decodes an interrupted-call record, refusing a format this phonetree does not read.
+pub fn decode_unfinished(key: &str, raw: &[u8]) -> Result<super::Unfinished, StoreError> {
+    let r: UnfinishedRecord = decode("interrupted call", key, raw)?;
+    if r.v != UNFINISHED_FORMAT {
+        return Err(StoreError::Decode {
+            what: "interrupted call",
+            key: key.to_string(),
+            detail: format!("interrupted call format {} (this phonetree reads {UNFINISHED_FORMAT})", r.v),
+        });
+    }
+    Ok(super::Unfinished {
+        machine: r.m,
+        version: Version(r.h.0),
+        node: r.n,
+        vars: r.vs,
+        session: r.s,
+        ended_ms: r.t,
+    })
+}
+
+/// The key of a caller's interrupted call on a machine: the SHA-256 of the machine's name and the
+/// caller's number, so that the record names no caller.
+pub fn unfinished_key(machine: &str, caller: &str) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(machine.as_bytes());
+    h.update([0]);
+    h.update(caller.as_bytes());
+    h.finalize().into()
 }
 
 /// The format of claims (`ClaimRecord`), versioned on their own.
@@ -1076,6 +1201,7 @@ mod tests {
             said: vec![],
             requests: vec![],
             variants: vec![],
+            resume: None,
         };
         assert_eq!(EntryRecord::from_entry(&e).v, 1);
         e.variants = vec![Variant { node: "greeting".into(), variant: "a".into() }];
@@ -1083,6 +1209,43 @@ mod tests {
         assert_eq!(r.v, 4);
         let raw = encode("transcript", &r).unwrap();
         assert_eq!(decode_entry("s", &raw).unwrap(), e);
+    }
+
+    /// An entry with the resume offer is format 5, and reads back whole inside a session record
+    /// (an array, its fields by position) with or without split variants before it.
+    #[test]
+    fn resume_offers_are_entry_format_5_and_read_back_in_a_session_record() {
+        let offered = Entry {
+            at_ms: 1,
+            event: Happened::CallStarted,
+            left: String::new(),
+            entered: "menu".into(),
+            said: vec![],
+            requests: vec![],
+            variants: vec![],
+            resume: Some(Resumption::Offered),
+        };
+        let went_on = Entry {
+            event: Happened::Keys { keys: "1".into() },
+            resume: Some(Resumption::WentOn { vars: [("account".into(), "1234".into())].into() }),
+            variants: vec![Variant { node: "greeting".into(), variant: "a".into() }],
+            ..offered.clone()
+        };
+        let plain = Entry { resume: None, ..offered.clone() };
+        assert_eq!(EntryRecord::from_entry(&offered).v, ENTRY_FORMAT);
+        assert_eq!(EntryRecord::from_entry(&plain).v, 1);
+        let mut r = SessionRecord::from_state(&state());
+        for e in [&offered, &went_on, &plain] {
+            r.append(e);
+        }
+        // Written, read and written again (as every commit rewrites a session record), and read.
+        let raw = encode_record(&r).unwrap();
+        let again = encode_record(&decode_record("s", &raw).unwrap()).unwrap();
+        assert_eq!(raw, again);
+        assert_eq!(
+            decode_record("s", &again).unwrap().transcript("s").unwrap(),
+            vec![offered, went_on, plain]
+        );
     }
 
     /// A transcript keeps a session record bounded: `ENTRIES_MAX` entries of `ENTRY_BYTES_MAX`
@@ -1103,6 +1266,7 @@ mod tests {
             }],
             requests: vec![],
             variants: vec![],
+            resume: None,
         };
         let mut r = SessionRecord::from_state(&state());
         r.append(&typical);

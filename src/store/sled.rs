@@ -24,11 +24,12 @@ use crate::engine::transcript::Entry;
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
     SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_rate,
-    decode_record, encode, encode_action_key, encode_rate, encode_record, opening_id,
+    decode_record, decode_unfinished, encode, encode_action_key, encode_rate, encode_record,
+    encode_unfinished, opening_id, unfinished_key,
 };
 use super::{
     Bucket, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX,
-    Store, StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
+    Store, StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage, Unfinished,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
@@ -66,6 +67,8 @@ pub struct SledStore {
     meta: sled::Tree,
     /// The outbound guard's rate buckets (`RateRecord`s by bucket key).
     rates: sled::Tree,
+    /// Callers' interrupted calls (`UnfinishedRecord`s by `unfinished_key`).
+    unfinished: sled::Tree,
     /// This opening of the folder, in the claims it makes: sled lets one process open a folder at
     /// a time, so a claim another opening made was left by a process that stopped.
     opening: u64,
@@ -116,6 +119,7 @@ impl SledStore {
             cache: db.open_tree("cache")?,
             meta: db.open_tree("meta")?,
             rates: db.open_tree("rates")?,
+            unfinished: db.open_tree("unfinished")?,
             db,
             flushes,
             flusher,
@@ -631,6 +635,45 @@ impl Store for SledStore {
                 }
             }
             self.meta.get(ACTION_KEY)?.map(|raw| decode_action_key(&raw)).transpose()
+        })
+    }
+
+    fn unfinished<'a>(&'a self, machine: &'a str, caller: &'a str) -> StoreFuture<'a, Option<Unfinished>> {
+        Box::pin(async move {
+            let key = unfinished_key(machine, caller);
+            let Some(raw) = self.unfinished.get(key)? else { return Ok(None) };
+            decode_unfinished(machine, &raw).map(Some)
+        })
+    }
+
+    fn put_unfinished<'a>(&'a self, caller: &'a str, call: &'a Unfinished) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.unfinished.insert(unfinished_key(&call.machine, caller), encode_unfinished(call)?)?;
+            self.durable().await
+        })
+    }
+
+    fn remove_unfinished<'a>(&'a self, machine: &'a str, caller: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            if self.unfinished.remove(unfinished_key(machine, caller))?.is_some() {
+                self.durable().await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn expire_unfinished(&self, before_ms: u64) -> StoreFuture<'_, usize> {
+        Box::pin(async move {
+            let mut removed = 0;
+            for item in self.unfinished.iter() {
+                let (key, raw) = item?;
+                // A record this phonetree cannot read offers nothing: dropped too.
+                if decode_unfinished("?", &raw).map_or(true, |u| u.ended_ms < before_ms) {
+                    self.unfinished.remove(key)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
         })
     }
 

@@ -24,6 +24,7 @@ mod modules;
 mod nodes;
 mod numbers;
 mod policies;
+mod resume;
 mod routes;
 mod scripts;
 mod sensitive;
@@ -33,6 +34,7 @@ pub(crate) use fields::kinds_and_fields;
 pub use languages::LANGUAGES_MAX;
 pub use modules::{MODULE_DEPTH_MAX, MODULES_MAX, Modules};
 pub(crate) use numbers::integer_bounds;
+pub use resume::RESUME_WITHIN_MINUTES_MAX;
 pub use scripts::SCRIPT_TIMEOUT_MAX_MS;
 mod shape;
 
@@ -179,6 +181,7 @@ pub fn compile_with(source: &Source, options: Options<'_>) -> Compiled {
             .map(|t| Translation {
                 kinds: t.graph.node_weights().map(|n| n.kind.clone()).collect(),
                 fallback: t.fallback,
+                resume: t.resume.map(|r| r.prompt),
             })
             .collect();
         m
@@ -494,6 +497,7 @@ impl Compiler<'_> {
         let keys = self.machine_keys(&by_name, start);
         self.key_edges(&keys, &mut graph);
         let fallback = self.fallback(&graph, start);
+        let resume = self.resume(&fallback);
         let def = self.def;
         let mut machine = Machine {
             name: def.name.clone(),
@@ -515,8 +519,10 @@ impl Compiler<'_> {
             languages: self.languages.clone(),
             language_variable: def.language_variable.clone().filter(|_| !self.languages.is_empty()),
             translations: Vec::new(),
+            resume,
         };
         self.check_sensitive(&mut machine, &failed, start.is_some());
+        self.check_resume_skips(&machine);
         self.check_counted(&mut machine, &failed);
         self.check_policies(&mut machine);
         self.check_play(&mut machine);

@@ -31,13 +31,13 @@ use tokio_postgres::error::SqlState;
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, EntryRecord, FORMAT, MachineRecord, REPLIES_KEPT,
     SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_entry,
-    decode_rate, decode_session, encode, encode_action_key, encode_rate, encode_session, event_hash,
-    opening_id, pack_hashes, unpack_hashes,
+    decode_rate, decode_session, decode_unfinished, encode, encode_action_key, encode_rate, encode_session,
+    encode_unfinished, event_hash, opening_id, pack_hashes, unfinished_key, unpack_hashes,
 };
 use super::{
     Bucket, Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled, Loaded,
     Lookup, Page, Revision, SCAN_PAGE_MAX, Store, StoreError, StoreFuture, StoredMachine, StoredSummary,
-    SummaryPage,
+    SummaryPage, Unfinished,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::transcript::{ENTRIES_MAX, Entry};
@@ -994,6 +994,54 @@ impl Store for PgStore {
 
     fn lone_summaries<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, SummaryPage> {
         Box::pin(self.lone(after, limit))
+    }
+
+    fn unfinished<'a>(&'a self, machine: &'a str, caller: &'a str) -> StoreFuture<'a, Option<Unfinished>> {
+        timed("read an interrupted call", async move {
+            let key = unfinished_key(machine, caller);
+            let doing = || "read an interrupted call".to_string();
+            let row = self
+                .one(doing, "SELECT record FROM phonetree_unfinished WHERE key = $1", &[&key.as_slice()])
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let raw: Vec<u8> = row.try_get(0).map_err(failed(doing()))?;
+            decode_unfinished(machine, &raw).map(Some)
+        })
+    }
+
+    fn put_unfinished<'a>(&'a self, caller: &'a str, call: &'a Unfinished) -> StoreFuture<'a, ()> {
+        timed("keep an interrupted call", async move {
+            let key = unfinished_key(&call.machine, caller);
+            self.write(
+                || "keep an interrupted call".to_string(),
+                "INSERT INTO phonetree_unfinished (key, ended_ms, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET ended_ms = EXCLUDED.ended_ms, record = EXCLUDED.record",
+                &[&key.as_slice(), &ms(call.ended_ms), &encode_unfinished(call)?],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn remove_unfinished<'a>(&'a self, machine: &'a str, caller: &'a str) -> StoreFuture<'a, ()> {
+        timed("forget an interrupted call", async move {
+            let key = unfinished_key(machine, caller);
+            self.write(
+                || "forget an interrupted call".to_string(),
+                "DELETE FROM phonetree_unfinished WHERE key = $1",
+                &[&key.as_slice()],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn expire_unfinished(&self, before_ms: u64) -> StoreFuture<'_, usize> {
+        timed("expire interrupted calls", async move {
+            let sql = "DELETE FROM phonetree_unfinished WHERE key IN \
+                       (SELECT key FROM phonetree_unfinished WHERE ended_ms < $1 LIMIT $2)";
+            self.delete_in_batches("expire interrupted calls", sql, before_ms).await
+        })
     }
 
     fn session_count(&self) -> StoreFuture<'_, u64> {

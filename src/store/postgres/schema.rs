@@ -109,6 +109,18 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS phonetree_rates_tat ON phonetree_rates (tat_ms);
     ",
+    // 6: callers' interrupted calls, for the resume offer.
+    "
+    -- One row per caller and machine (`store::Unfinished`): `key` is the SHA-256 of the machine's
+    -- name and the caller's number (`record::unfinished_key`), `record` a versioned
+    -- `record::UnfinishedRecord`, `ended_ms` when the call ended, for the retention sweep.
+    CREATE TABLE IF NOT EXISTS phonetree_unfinished (
+        key BYTEA PRIMARY KEY,
+        ended_ms BIGINT NOT NULL,
+        record BYTEA NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS phonetree_unfinished_ended ON phonetree_unfinished (ended_ms);
+    ",
 ];
 
 /// The schema version this phonetree writes and reads.
