@@ -115,7 +115,7 @@ pub struct Args {
     watch: bool,
     /// Lets `POST /admin/clock` (behind the admin token) move this node's clock, which every
     /// route on time reads: for `phonetree loadtest` and staging only, never production.
-    #[arg(long)]
+    #[arg(long, env = "PHONETREE_CLOCK_CONTROL")]
     clock_control: bool,
 }
 

@@ -38,6 +38,18 @@ pub async fn place_call(
     from: Option<&str>,
     vars: &BTreeMap<String, String>,
 ) -> Result<String, PlaceError> {
+    place_call_until(app, machine, to, from, vars, None).await
+}
+
+/// `place_call`, asking 8x8 to give up placing it at `valid_until_ms` (`validUntil`), if given.
+pub async fn place_call_until(
+    app: &App,
+    machine: &str,
+    to: &str,
+    from: Option<&str>,
+    vars: &BTreeMap<String, String>,
+    valid_until_ms: Option<u64>,
+) -> Result<String, PlaceError> {
     guard::check_destination(&app.config.calls, to)?;
     let m =
         app.registry.current(machine).ok_or_else(|| OutboundError::UnknownMachine(machine.to_string()))?;
@@ -63,7 +75,7 @@ pub async fn place_call(
     }
     let flow = step.reply.clone().ok_or(OutboundError::NothingToSend)?;
     let body = wire::encode(&flow).map_err(OutboundError::Encode)?;
-    let session = outbound::send_callflow(&app.http, &app.config.api, &body).await?;
+    let session = outbound::send_callflow(&app.http, &app.config.api, &body, valid_until_ms).await?;
     let mut state = step.state.clone();
     state.call.session_id = session.clone();
     let entry = transcript::Entry::of(&m, &before, &Event::CallStarted, &step, &answers);
@@ -124,6 +136,7 @@ async fn store_new(
             state,
             reply: None,
             entries: std::slice::from_ref(entry),
+            schedule: None,
         };
         if app.store.commit(commit).await? == Committed::Done {
             return Ok(());

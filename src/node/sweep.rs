@@ -128,8 +128,14 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
     let machine =
         app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
     let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: EXPIRED.into() }, now)?;
-    let commit =
-        Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None, entries: &[] };
+    let commit = Commit {
+        session: id,
+        expected: Some(&loaded.rev),
+        state: &step.state,
+        reply: None,
+        entries: &[],
+        schedule: None,
+    };
     let stored = app.store.commit(commit).await? == Committed::Done;
     if stored {
         super::metrics::ended(app, &machine, &loaded.state, &step.state, true);

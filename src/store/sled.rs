@@ -24,11 +24,13 @@ use crate::engine::transcript::Entry;
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
     SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_rate,
-    decode_record, encode, encode_action_key, encode_rate, encode_record, opening_id,
+    decode_record, decode_scheduled, encode, encode_action_key, encode_rate, encode_record, encode_scheduled,
+    opening_id,
 };
 use super::{
-    Bucket, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX,
-    Store, StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
+    Bucket, Cancelled, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision,
+    SCAN_PAGE_MAX, Scheduled, ScheduledState, Store, StoreError, StoreFuture, StoredMachine, StoredSummary,
+    SummaryPage,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
@@ -66,6 +68,10 @@ pub struct SledStore {
     meta: sled::Tree,
     /// The outbound guard's rate buckets (`RateRecord`s by bucket key).
     rates: sled::Tree,
+    /// Scheduled callbacks (`ScheduledRecord`s by id).
+    scheduled: sled::Tree,
+    /// The session a callback's latest attempt placed → the callback's id.
+    scheduled_sessions: sled::Tree,
     /// This opening of the folder, in the claims it makes: sled lets one process open a folder at
     /// a time, so a claim another opening made was left by a process that stopped.
     opening: u64,
@@ -116,6 +122,8 @@ impl SledStore {
             cache: db.open_tree("cache")?,
             meta: db.open_tree("meta")?,
             rates: db.open_tree("rates")?,
+            scheduled: db.open_tree("scheduled")?,
+            scheduled_sessions: db.open_tree("scheduled_sessions")?,
             db,
             flushes,
             flusher,
@@ -174,6 +182,9 @@ impl SledStore {
         }
         let new = encode_record(&record)?;
         let expected = c.expected.map(|r| r.0.as_slice());
+        if let Some(call) = c.schedule {
+            return self.swap_scheduling(c.session, expected, new, call);
+        }
         match self.sessions.compare_and_swap(c.session, expected, Some(new))? {
             Ok(()) => {
                 if expected.is_none() {
@@ -182,6 +193,96 @@ impl SledStore {
                 Ok(Committed::Done)
             }
             Err(_) => Ok(Committed::Changed),
+        }
+    }
+
+    /// The session's compare-and-swap and a scheduled call's write, in one transaction.
+    fn swap_scheduling(
+        &self,
+        session: &str,
+        expected: Option<&[u8]>,
+        new: Vec<u8>,
+        call: &Scheduled,
+    ) -> Result<Committed, StoreError> {
+        use sled::Transactional;
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let raw = encode_scheduled(call)?;
+        let written = (&self.sessions, &self.scheduled).transaction(|(st, sc)| {
+            if st.get(session)?.as_deref() != expected {
+                return Err(ConflictableTransactionError::Abort(()));
+            }
+            st.insert(session, new.as_slice())?;
+            sc.insert(call.id.as_bytes(), raw.as_slice())?;
+            Ok(())
+        });
+        match written {
+            Ok(()) => {
+                if expected.is_none() {
+                    self.live.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Committed::Done)
+            }
+            Err(TransactionError::Abort(())) => Ok(Committed::Changed),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    fn all_scheduled(&self) -> Result<Vec<Scheduled>, StoreError> {
+        let mut calls = Vec::new();
+        for item in self.scheduled.iter() {
+            let (key, raw) = item?;
+            calls.push(decode_scheduled(&String::from_utf8_lossy(&key), &raw)?);
+        }
+        calls.sort_by(|a, b| (a.due_ms, &a.id).cmp(&(b.due_ms, &b.id)));
+        Ok(calls)
+    }
+
+    /// One process opens a folder: a compare-and-swap of the record claims it.
+    fn claim_due(&self, now_ms: u64) -> Result<Option<Scheduled>, StoreError> {
+        for item in self.scheduled.iter() {
+            let (key, raw) = item?;
+            let mut call = decode_scheduled(&String::from_utf8_lossy(&key), &raw)?;
+            if call.state != ScheduledState::Pending || call.due_ms > now_ms {
+                continue;
+            }
+            call.state = ScheduledState::Sending;
+            call.updated_ms = now_ms;
+            let claimed = encode_scheduled(&call)?;
+            if self.scheduled.compare_and_swap(&key, Some(raw), Some(claimed))?.is_ok() {
+                return Ok(Some(call));
+            }
+        }
+        Ok(None)
+    }
+
+    fn put_one_scheduled(&self, call: &Scheduled) -> Result<(), StoreError> {
+        if let Some(session) = &call.session {
+            self.scheduled_sessions.insert(session.as_bytes(), call.id.as_bytes())?;
+        }
+        self.scheduled.insert(call.id.as_bytes(), encode_scheduled(call)?)?;
+        Ok(())
+    }
+
+    fn by_session(&self, session: &str) -> Result<Option<Scheduled>, StoreError> {
+        let Some(id) = self.scheduled_sessions.get(session)? else { return Ok(None) };
+        let Some(raw) = self.scheduled.get(&id)? else { return Ok(None) };
+        let call = decode_scheduled(&String::from_utf8_lossy(&id), &raw)?;
+        Ok((call.session.as_deref() == Some(session)).then_some(call))
+    }
+
+    fn cancel(&self, id: &str, now_ms: u64) -> Result<Cancelled, StoreError> {
+        loop {
+            let Some(raw) = self.scheduled.get(id)? else { return Ok(Cancelled::Unknown) };
+            let mut call = decode_scheduled(id, &raw)?;
+            if call.state != ScheduledState::Pending {
+                return Ok(Cancelled::NotPending(call));
+            }
+            call.state = ScheduledState::Cancelled;
+            call.updated_ms = now_ms;
+            let new = encode_scheduled(&call)?;
+            if self.scheduled.compare_and_swap(id, Some(raw), Some(new))?.is_ok() {
+                return Ok(Cancelled::Done(call));
+            }
         }
     }
 
@@ -614,6 +715,41 @@ impl Store for SledStore {
 
     fn machines(&self) -> StoreFuture<'_, Vec<(Version, StoredMachine)>> {
         Box::pin(async move { self.every_machine() })
+    }
+
+    fn scheduled(&self) -> StoreFuture<'_, Vec<Scheduled>> {
+        Box::pin(async move { self.all_scheduled() })
+    }
+
+    fn claim_scheduled(&self, now_ms: u64) -> StoreFuture<'_, Option<Scheduled>> {
+        Box::pin(async move {
+            let claimed = self.claim_due(now_ms)?;
+            if claimed.is_some() {
+                self.durable().await?;
+            }
+            Ok(claimed)
+        })
+    }
+
+    fn put_scheduled<'a>(&'a self, call: &'a Scheduled) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.put_one_scheduled(call)?;
+            self.durable().await
+        })
+    }
+
+    fn scheduled_by_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Option<Scheduled>> {
+        Box::pin(async move { self.by_session(session) })
+    }
+
+    fn cancel_scheduled<'a>(&'a self, id: &'a str, now_ms: u64) -> StoreFuture<'a, Cancelled> {
+        Box::pin(async move {
+            let done = self.cancel(id, now_ms)?;
+            if matches!(done, Cancelled::Done(_)) {
+                self.durable().await?;
+            }
+            Ok(done)
+        })
     }
 
     fn lone_summaries<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, SummaryPage> {

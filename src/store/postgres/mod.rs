@@ -31,13 +31,13 @@ use tokio_postgres::error::SqlState;
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, EntryRecord, FORMAT, MachineRecord, REPLIES_KEPT,
     SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_entry,
-    decode_rate, decode_session, encode, encode_action_key, encode_rate, encode_session, event_hash,
-    opening_id, pack_hashes, unpack_hashes,
+    decode_rate, decode_scheduled, decode_session, encode, encode_action_key, encode_rate, encode_scheduled,
+    encode_session, event_hash, opening_id, pack_hashes, unpack_hashes,
 };
 use super::{
-    Bucket, Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled, Loaded,
-    Lookup, Page, Revision, SCAN_PAGE_MAX, Store, StoreError, StoreFuture, StoredMachine, StoredSummary,
-    SummaryPage,
+    Bucket, Cancelled, Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled,
+    Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Scheduled, ScheduledState, Store, StoreError, StoreFuture,
+    StoredMachine, StoredSummary, SummaryPage,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::transcript::{ENTRIES_MAX, Entry};
@@ -251,6 +251,13 @@ impl PgStore {
                 Err(e) => return Err(fail()(e)),
             }
         }
+        if let Some(call) = c.schedule {
+            match upsert_scheduled(&tx, call).await {
+                Ok(_) => {}
+                Err(e) if lost(&e) => return Ok(Committed::Changed),
+                Err(e) => return Err(fail()(e)),
+            }
+        }
         match tx.commit().await {
             Ok(()) => {}
             Err(e) if lost(&e) => return Ok(Committed::Changed),
@@ -260,6 +267,81 @@ impl PgStore {
             self.count.own.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Committed::Done)
+    }
+
+    async fn all_scheduled(&self) -> Result<Vec<Scheduled>, StoreError> {
+        let client = self.client().await?;
+        let fail = || failed("list the scheduled calls".into());
+        let rows = client
+            .query("SELECT id, record FROM phonetree_scheduled ORDER BY due_ms, id", &[])
+            .await
+            .map_err(fail())?;
+        let mut calls = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (id, raw): (String, Vec<u8>) =
+                (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+            calls.push(decode_scheduled(&id, &raw)?);
+        }
+        Ok(calls)
+    }
+
+    /// The due call first in line that no other node holds (`SKIP LOCKED`), marked `sending` in
+    /// the same transaction: two nodes never claim one call.
+    async fn claim_due(&self, now_ms: u64) -> Result<Option<Scheduled>, StoreError> {
+        let mut client = self.client().await?;
+        let fail = || failed("claim a scheduled call".into());
+        let tx = client.transaction().await.map_err(fail())?;
+        let row = tx
+            .query_opt(
+                "SELECT id, record FROM phonetree_scheduled WHERE state = 'pending' AND due_ms <= $1 \
+                 ORDER BY due_ms LIMIT 1 FOR UPDATE SKIP LOCKED",
+                &[&ms(now_ms)],
+            )
+            .await
+            .map_err(fail())?;
+        let Some(row) = row else { return Ok(None) };
+        let (id, raw): (String, Vec<u8>) = (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+        let mut call = decode_scheduled(&id, &raw)?;
+        call.state = ScheduledState::Sending;
+        call.updated_ms = now_ms;
+        upsert_scheduled(&tx, &call).await.map_err(fail())?;
+        tx.commit().await.map_err(fail())?;
+        Ok(Some(call))
+    }
+
+    async fn by_session(&self, session: &str) -> Result<Option<Scheduled>, StoreError> {
+        let row = self
+            .one(
+                || format!("read the scheduled call of session `{session}`"),
+                "SELECT id, record FROM phonetree_scheduled WHERE session = $1",
+                &[&session],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let fail = || failed("read a scheduled call".into());
+        let (id, raw): (String, Vec<u8>) = (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+        decode_scheduled(&id, &raw).map(Some)
+    }
+
+    async fn cancel(&self, id: &str, now_ms: u64) -> Result<Cancelled, StoreError> {
+        let mut client = self.client().await?;
+        let fail = || failed(format!("cancel scheduled call `{id}`"));
+        let tx = client.transaction().await.map_err(fail())?;
+        let row = tx
+            .query_opt("SELECT record FROM phonetree_scheduled WHERE id = $1 FOR UPDATE", &[&id])
+            .await
+            .map_err(fail())?;
+        let Some(row) = row else { return Ok(Cancelled::Unknown) };
+        let raw: Vec<u8> = row.try_get(0).map_err(fail())?;
+        let mut call = decode_scheduled(id, &raw)?;
+        if call.state != ScheduledState::Pending {
+            return Ok(Cancelled::NotPending(call));
+        }
+        call.state = ScheduledState::Cancelled;
+        call.updated_ms = now_ms;
+        upsert_scheduled(&tx, &call).await.map_err(fail())?;
+        tx.commit().await.map_err(fail())?;
+        Ok(Cancelled::Done(call))
     }
 
     async fn page(&self, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
@@ -736,6 +818,23 @@ impl PgStore {
     }
 }
 
+/// Writes a scheduled call by its id, in `tx`.
+async fn upsert_scheduled(
+    tx: &deadpool_postgres::Transaction<'_>,
+    call: &Scheduled,
+) -> Result<u64, tokio_postgres::Error> {
+    // Encoding a record of plain strings and numbers does not fail; if it did, an empty record
+    // would be refused on reading, never misread.
+    let raw = encode_scheduled(call).unwrap_or_default();
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO phonetree_scheduled (id, state, due_ms, session, record) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET state = $2, due_ms = $3, session = $4, record = $5",
+        )
+        .await?;
+    tx.execute(&st, &[&call.id, &call.state.as_str(), &ms(call.due_ms), &call.session, &raw]).await
+}
+
 impl Store for PgStore {
     fn load<'a>(&'a self, session: &'a str, event_id: Option<&'a str>) -> StoreFuture<'a, Lookup> {
         timed("load a session", self.lookup(session, event_id))
@@ -990,6 +1089,32 @@ impl Store for PgStore {
 
     fn machines(&self) -> StoreFuture<'_, Vec<(Version, StoredMachine)>> {
         Box::pin(self.every_machine())
+    }
+
+    fn scheduled(&self) -> StoreFuture<'_, Vec<Scheduled>> {
+        timed("list the scheduled calls", self.all_scheduled())
+    }
+
+    fn claim_scheduled(&self, now_ms: u64) -> StoreFuture<'_, Option<Scheduled>> {
+        timed("claim a scheduled call", self.claim_due(now_ms))
+    }
+
+    fn put_scheduled<'a>(&'a self, call: &'a Scheduled) -> StoreFuture<'a, ()> {
+        timed("write a scheduled call", async move {
+            let mut client = self.client().await?;
+            let fail = || failed(format!("write scheduled call `{}`", call.id));
+            let tx = client.transaction().await.map_err(fail())?;
+            upsert_scheduled(&tx, call).await.map_err(fail())?;
+            tx.commit().await.map_err(fail())
+        })
+    }
+
+    fn scheduled_by_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Option<Scheduled>> {
+        timed("read a scheduled call", self.by_session(session))
+    }
+
+    fn cancel_scheduled<'a>(&'a self, id: &'a str, now_ms: u64) -> StoreFuture<'a, Cancelled> {
+        timed("cancel a scheduled call", self.cancel(id, now_ms))
     }
 
     fn lone_summaries<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, SummaryPage> {

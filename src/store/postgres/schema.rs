@@ -109,6 +109,19 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS phonetree_rates_tat ON phonetree_rates (tat_ms);
     ",
+    // Callbacks scheduled by unanswered transfers (`record::ScheduledRecord`); `state` and
+    // `due_ms` are the record's, kept as columns for the claim (`FOR UPDATE SKIP LOCKED`).
+    "
+    CREATE TABLE IF NOT EXISTS phonetree_scheduled (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        due_ms BIGINT NOT NULL,
+        session TEXT,
+        record BYTEA NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS phonetree_scheduled_due ON phonetree_scheduled (state, due_ms);
+    CREATE INDEX IF NOT EXISTS phonetree_scheduled_session ON phonetree_scheduled (session);
+    ",
 ];
 
 /// The schema version this phonetree writes and reads.
