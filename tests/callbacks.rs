@@ -378,3 +378,55 @@ async fn an_attempt_the_rate_limit_refuses_waits_for_its_token_and_is_sent_once(
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert_calls_back(&sent[1], &scheduled(&n).await[0]);
 }
+
+#[test]
+fn check_reports_every_bad_on_unanswered_at_its_line_in_one_run() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = machines(t.path());
+    std::fs::write(
+        dir.join("bad.toml"),
+        r#"name = "bad"
+start = "agent"
+numbers = ["+6568880109"]
+
+[nodes.agent]
+kind = "transfer"
+destination = "+6531589338"
+on_unanswered = { after_minutes = 20000, attempts = 0, machine = "call_back", window = "weekdays 9-5" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("lost.toml"),
+        r#"name = "lost"
+start = "agent"
+numbers = ["+6568880108"]
+timezone = "Asia/Singapore"
+
+[nodes.agent]
+kind = "transfer"
+destination = "+6531589338"
+on_unanswered = { machine = "cal_back", window = "mon-fri 09:00-18:00" }
+"#,
+    )
+    .unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_phonetree")).arg("check").arg(&dir).output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap() + &String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for expected in [
+        "bad.toml:8:17: error: node `agent`, field `on_unanswered`: `after_minutes` must be 0 to 10080",
+        "bad.toml:8:17: error: node `agent`, field `on_unanswered`: `attempts` must be 1 to 5",
+        "bad.toml:8:17: error: node `agent`, field `on_unanswered`: `window` `weekdays 9-5` is not days and hours",
+        "lost.toml:9:30: error: node `agent`, field `on_unanswered.machine`: `on_unanswered` names machine `cal_back`, which is not loaded with this one",
+        "did you mean `call_back`?",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // The three test machines load as they are.
+    std::fs::remove_file(dir.join("bad.toml")).unwrap();
+    std::fs::remove_file(dir.join("lost.toml")).unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_phonetree")).arg("check").arg(&dir).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -126,13 +126,15 @@ impl Catalog {
                     node: Some(node.to_string()),
                     field: Some("on_unanswered.machine".into()),
                     message: format!(
-                        "node `{node}`: `on_unanswered` names machine `{}`, which is not loaded with this one",
+                        "`on_unanswered` names machine `{}`, which is not loaded with this one",
                         cb.machine
                     ),
-                    hint: Some(crate::machine::diagnostic::closest(&cb.machine, names.iter().copied()).map_or_else(
-                        || "name a machine of the same folder (its `name`)".to_string(),
-                        |c| format!("did you mean `{c}`?"),
-                    )),
+                    hint: Some(
+                        crate::machine::diagnostic::closest(&cb.machine, names.iter().copied()).map_or_else(
+                            || "name a machine of the same folder (its `name`)".to_string(),
+                            |c| format!("did you mean `{c}`?"),
+                        ),
+                    ),
                 });
             }
         }

@@ -91,6 +91,12 @@ pub async fn sweep(app: &App, now: u64) -> Result<Swept, Fault> {
         Ok(n) => debug!(expired = n, "script answers dropped from the cache"),
         Err(e) => warn!(error = %e, "cache not swept"),
     }
+    // A callback finished (or sent and never summarised) goes with the retention, as a call.
+    match app.store.expire_scheduled(now.saturating_sub(retention)).await {
+        Ok(0) => {}
+        Ok(n) => debug!(expired = n, "finished scheduled callbacks dropped"),
+        Err(e) => warn!(error = %e, "scheduled callbacks not swept"),
+    }
     // A full rate bucket is the same as none: its record goes, so the records stay bounded.
     match app.store.expire_rates(now).await {
         Ok(0) => {}

@@ -183,9 +183,9 @@ pub struct Commit<'a> {
     pub schedule: Option<&'a Scheduled>,
 }
 
-/// Most scheduled calls a store keeps that are not finished (pending or being sent): a node
-/// past it schedules no more until some are placed (each unanswered transfer schedules one).
-pub const SCHEDULED_MAX: usize = 10_000;
+/// Most scheduled calls one `scheduled` lists (the first by due time): the sweep deletes the
+/// finished ones past the retention, and the pending ones are due within a week or so.
+pub const SCHEDULED_LIST_MAX: usize = 1000;
 
 /// Where a scheduled call is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -473,9 +473,11 @@ pub trait Store: Send + Sync {
     /// many.
     fn expire_rates(&self, now_ms: u64) -> StoreFuture<'_, usize>;
 
-    /// Every scheduled call kept, by due time (at most `SCHEDULED_MAX` pending ones, and the
-    /// finished ones the retention has not deleted).
+    /// The scheduled calls kept, by due time (the first `SCHEDULED_LIST_MAX`).
     fn scheduled(&self) -> StoreFuture<'_, Vec<Scheduled>>;
+    /// Deletes the scheduled calls not pending whose last change is before `before_ms` (finished,
+    /// cancelled, or sent or being sent with no summary since); returns how many.
+    fn expire_scheduled(&self, before_ms: u64) -> StoreFuture<'_, usize>;
     /// Claims the pending call due first at `now_ms`, if one is: marks it `Sending` durably and
     /// returns it. Atomic across the nodes of a store: each call is claimed once.
     fn claim_scheduled(&self, now_ms: u64) -> StoreFuture<'_, Option<Scheduled>>;

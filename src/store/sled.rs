@@ -29,8 +29,8 @@ use super::record::{
 };
 use super::{
     Bucket, Cancelled, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision,
-    SCAN_PAGE_MAX, Scheduled, ScheduledState, Store, StoreError, StoreFuture, StoredMachine, StoredSummary,
-    SummaryPage,
+    SCAN_PAGE_MAX, SCHEDULED_LIST_MAX, Scheduled, ScheduledState, Store, StoreError, StoreFuture,
+    StoredMachine, StoredSummary, SummaryPage,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
@@ -234,7 +234,25 @@ impl SledStore {
             calls.push(decode_scheduled(&String::from_utf8_lossy(&key), &raw)?);
         }
         calls.sort_by(|a, b| (a.due_ms, &a.id).cmp(&(b.due_ms, &b.id)));
+        calls.truncate(SCHEDULED_LIST_MAX);
         Ok(calls)
+    }
+
+    fn expire_scheduled_records(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for item in self.scheduled.iter() {
+            let (key, raw) = item?;
+            // A record this phonetree cannot read is left for one that can.
+            let Ok(call) = decode_scheduled(&String::from_utf8_lossy(&key), &raw) else { continue };
+            if call.state != ScheduledState::Pending && call.updated_ms < before_ms {
+                if let Some(session) = &call.session {
+                    self.scheduled_sessions.remove(session.as_bytes())?;
+                }
+                self.scheduled.remove(key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// One process opens a folder: a compare-and-swap of the record claims it.
@@ -719,6 +737,10 @@ impl Store for SledStore {
 
     fn scheduled(&self) -> StoreFuture<'_, Vec<Scheduled>> {
         Box::pin(async move { self.all_scheduled() })
+    }
+
+    fn expire_scheduled(&self, before_ms: u64) -> StoreFuture<'_, usize> {
+        Box::pin(async move { self.expire_scheduled_records(before_ms) })
     }
 
     fn claim_scheduled(&self, now_ms: u64) -> StoreFuture<'_, Option<Scheduled>> {

@@ -36,8 +36,8 @@ use super::record::{
 };
 use super::{
     Bucket, Cancelled, Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled,
-    Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, Scheduled, ScheduledState, Store, StoreError, StoreFuture,
-    StoredMachine, StoredSummary, SummaryPage,
+    Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, SCHEDULED_LIST_MAX, Scheduled, ScheduledState, Store,
+    StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::transcript::{ENTRIES_MAX, Entry};
@@ -273,7 +273,10 @@ impl PgStore {
         let client = self.client().await?;
         let fail = || failed("list the scheduled calls".into());
         let rows = client
-            .query("SELECT id, record FROM phonetree_scheduled ORDER BY due_ms, id", &[])
+            .query(
+                "SELECT id, record FROM phonetree_scheduled ORDER BY due_ms, id LIMIT $1",
+                &[&(SCHEDULED_LIST_MAX as i64)],
+            )
             .await
             .map_err(fail())?;
         let mut calls = Vec::with_capacity(rows.len());
@@ -828,11 +831,14 @@ async fn upsert_scheduled(
     let raw = encode_scheduled(call).unwrap_or_default();
     let st = tx
         .prepare_cached(
-            "INSERT INTO phonetree_scheduled (id, state, due_ms, session, record) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET state = $2, due_ms = $3, session = $4, record = $5",
+            "INSERT INTO phonetree_scheduled (id, state, due_ms, session, updated_ms, record) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET state = $2, due_ms = $3, session = $4, updated_ms = $5, record = $6",
         )
         .await?;
-    tx.execute(&st, &[&call.id, &call.state.as_str(), &ms(call.due_ms), &call.session, &raw]).await
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&call.id, &call.state.as_str(), &ms(call.due_ms), &call.session, &ms(call.updated_ms), &raw];
+    tx.execute(&st, &params).await
 }
 
 impl Store for PgStore {
@@ -1093,6 +1099,14 @@ impl Store for PgStore {
 
     fn scheduled(&self) -> StoreFuture<'_, Vec<Scheduled>> {
         timed("list the scheduled calls", self.all_scheduled())
+    }
+
+    fn expire_scheduled(&self, before_ms: u64) -> StoreFuture<'_, usize> {
+        timed("expire scheduled calls", async move {
+            let sql = "DELETE FROM phonetree_scheduled WHERE id IN (SELECT id FROM phonetree_scheduled \
+                       WHERE state <> 'pending' AND updated_ms < $1 LIMIT $2)";
+            self.delete_in_batches("expire scheduled calls", sql, before_ms).await
+        })
     }
 
     fn claim_scheduled(&self, now_ms: u64) -> StoreFuture<'_, Option<Scheduled>> {

@@ -117,6 +117,7 @@ pub const MIGRATIONS: &[&str] = &[
         state TEXT NOT NULL,
         due_ms BIGINT NOT NULL,
         session TEXT,
+        updated_ms BIGINT NOT NULL,
         record BYTEA NOT NULL
     );
     CREATE INDEX IF NOT EXISTS phonetree_scheduled_due ON phonetree_scheduled (state, due_ms);
