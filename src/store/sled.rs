@@ -4,8 +4,10 @@
 //! one `compare_and_swap` per webhook), `summaries` (session id → `SummaryRecord`), `machines`
 //! (version → `MachineRecord`), `answers` (session id, NUL, event id → the script answers of one
 //! webhook), `claims` (session id, NUL, event id, NUL, rank → the `ClaimRecord` of one script
-//! request), `cache` (request hash → `CacheRecord`) and `meta` (the readiness probe, and the
-//! `ActionKeyRecord` every `clientActionId` is signed with). A write is
+//! request), `cache` (request hash → `CacheRecord`), `scheduled` (callback id →
+//! `ScheduledRecord`), `scheduled_sessions` (the session of a callback's latest attempt → its id)
+//! and `meta` (the readiness probe, and the `ActionKeyRecord` every `clientActionId` is signed
+//! with). A write is
 //! durable once the fsync thread has flushed after it: every request waiting meanwhile shares
 //! that one fsync (group commit), and sled's own periodic flusher is off.
 

@@ -109,8 +109,9 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS phonetree_rates_tat ON phonetree_rates (tat_ms);
     ",
-    // Callbacks scheduled by unanswered transfers (`record::ScheduledRecord`); `state` and
-    // `due_ms` are the record's, kept as columns for the claim (`FOR UPDATE SKIP LOCKED`).
+    // 6: callbacks scheduled by unanswered transfers (`record::ScheduledRecord`); `state`,
+    // `due_ms`, `session` and `updated_ms` are the record's, kept as columns for the claim
+    // (`FOR UPDATE SKIP LOCKED`), the summary's lookup and the retention.
     "
     CREATE TABLE IF NOT EXISTS phonetree_scheduled (
         id TEXT PRIMARY KEY,
