@@ -430,3 +430,21 @@ on_unanswered = { machine = "cal_back", window = "mon-fri 09:00-18:00" }
         std::process::Command::new(env!("CARGO_BIN_EXE_phonetree")).arg("check").arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn diff_names_a_changed_callback() {
+    let t = tempfile::tempdir().unwrap();
+    let old = repo().join("tests/data/callbacks/sales_hours.toml");
+    let text = std::fs::read_to_string(&old).unwrap().replace("mon-fri 09:00-18:00", "mon-sat 09:00-20:00");
+    let new = t.path().join("sales_hours.toml");
+    std::fs::write(&new, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(["diff", "--exit-code", "ends"])
+        .args([&old, &new])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("`agent`: settings changed: on_unanswered"), "{text}");
+    // What callers hear and where calls end is the same: exit 0 with `--exit-code ends`.
+    assert_eq!(out.status.code(), Some(0), "{text}");
+}
