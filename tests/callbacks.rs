@@ -410,6 +410,18 @@ on_unanswered = { machine = "cal_back", window = "mon-fri 09:00-18:00" }
 "#,
     )
     .unwrap();
+    // A callback machine with no number to call from.
+    std::fs::write(
+        dir.join("silent.toml"),
+        "name = \"silent\"\nstart = \"bye\"\n\n[nodes.bye]\nkind = \"hangup\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("asks.toml"),
+        "name = \"asks\"\nstart = \"agent\"\nnumbers = [\"+6568880107\"]\n\n[nodes.agent]\nkind = \"transfer\"\n\
+         destination = \"+6531589338\"\non_unanswered = { machine = \"silent\" }\n",
+    )
+    .unwrap();
     let out =
         std::process::Command::new(env!("CARGO_BIN_EXE_phonetree")).arg("check").arg(&dir).output().unwrap();
     let err = String::from_utf8(out.stderr).unwrap() + &String::from_utf8(out.stdout).unwrap();
@@ -420,12 +432,15 @@ on_unanswered = { machine = "cal_back", window = "mon-fri 09:00-18:00" }
         "bad.toml:8:17: error: node `agent`, field `on_unanswered`: `window` `weekdays 9-5` is not days and hours",
         "lost.toml:9:30: error: node `agent`, field `on_unanswered.machine`: `on_unanswered` names machine `cal_back`, which is not loaded with this one",
         "did you mean `call_back`?",
+        "asks.toml:8:30: error: node `agent`, field `on_unanswered.machine`: `on_unanswered` names machine `silent`, which has no `numbers` to call from",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
     // The three test machines load as they are.
     std::fs::remove_file(dir.join("bad.toml")).unwrap();
-    std::fs::remove_file(dir.join("lost.toml")).unwrap();
+    for file in ["lost.toml", "silent.toml", "asks.toml"] {
+        std::fs::remove_file(dir.join(file)).unwrap();
+    }
     let out =
         std::process::Command::new(env!("CARGO_BIN_EXE_phonetree")).arg("check").arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));

@@ -109,7 +109,8 @@ impl Catalog {
         let mut missing = Vec::new();
         for (m, source) in self.machines.values() {
             for (node, cb) in m.callbacks() {
-                if self.machines.contains_key(&cb.machine) {
+                let callee = self.machines.get(&cb.machine);
+                if callee.is_some_and(|(c, _)| !c.numbers().is_empty()) {
                     continue;
                 }
                 // The machine's name as written after the node's `on_unanswered`.
@@ -125,16 +126,27 @@ impl Catalog {
                     position,
                     node: Some(node.to_string()),
                     field: Some("on_unanswered.machine".into()),
-                    message: format!(
-                        "`on_unanswered` names machine `{}`, which is not loaded with this one",
-                        cb.machine
-                    ),
-                    hint: Some(
-                        crate::machine::diagnostic::closest(&cb.machine, names.iter().copied()).map_or_else(
-                            || "name a machine of the same folder (its `name`)".to_string(),
-                            |c| format!("did you mean `{c}`?"),
+                    message: match callee {
+                        Some(_) => format!(
+                            "`on_unanswered` names machine `{}`, which has no `numbers` to call from",
+                            cb.machine
                         ),
-                    ),
+                        None => format!(
+                            "`on_unanswered` names machine `{}`, which is not loaded with this one",
+                            cb.machine
+                        ),
+                    },
+                    hint: Some(match callee {
+                        Some(_) => {
+                            "give it `numbers = [\"+65...\"]`: its first number is the callback's caller ID"
+                                .to_string()
+                        }
+                        None => crate::machine::diagnostic::closest(&cb.machine, names.iter().copied())
+                            .map_or_else(
+                                || "name a machine of the same folder (its `name`)".to_string(),
+                                |c| format!("did you mean `{c}`?"),
+                            ),
+                    }),
                 });
             }
         }
