@@ -181,6 +181,7 @@ impl PgStore {
 
     async fn swap(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
         let state = encode_session(c.state)?;
+        let scheduled = c.schedule.map(|call| encode_scheduled(call).map(|raw| (call, raw))).transpose()?;
         let updated_ms = ms(c.state.updated_ms);
         let replied = i64::from(c.reply.is_some());
         let mut client = self.client().await?;
@@ -251,8 +252,8 @@ impl PgStore {
                 Err(e) => return Err(fail()(e)),
             }
         }
-        if let Some(call) = c.schedule {
-            match upsert_scheduled(&tx, call).await {
+        if let Some((call, raw)) = scheduled {
+            match upsert_scheduled(&tx, call, &raw).await {
                 Ok(_) => {}
                 Err(e) if lost(&e) => return Ok(Committed::Changed),
                 Err(e) => return Err(fail()(e)),
@@ -307,7 +308,7 @@ impl PgStore {
         let mut call = decode_scheduled(&id, &raw)?;
         call.state = ScheduledState::Sending;
         call.updated_ms = now_ms;
-        upsert_scheduled(&tx, &call).await.map_err(fail())?;
+        upsert_scheduled(&tx, &call, &encode_scheduled(&call)?).await.map_err(fail())?;
         tx.commit().await.map_err(fail())?;
         Ok(Some(call))
     }
@@ -342,7 +343,7 @@ impl PgStore {
         }
         call.state = ScheduledState::Cancelled;
         call.updated_ms = now_ms;
-        upsert_scheduled(&tx, &call).await.map_err(fail())?;
+        upsert_scheduled(&tx, &call, &encode_scheduled(&call)?).await.map_err(fail())?;
         tx.commit().await.map_err(fail())?;
         Ok(Cancelled::Done(call))
     }
@@ -821,14 +822,12 @@ impl PgStore {
     }
 }
 
-/// Writes a scheduled call by its id, in `tx`.
+/// Writes a scheduled call by its id, in `tx`; `raw` is its record (`encode_scheduled`).
 async fn upsert_scheduled(
     tx: &deadpool_postgres::Transaction<'_>,
     call: &Scheduled,
+    raw: &[u8],
 ) -> Result<u64, tokio_postgres::Error> {
-    // Encoding a record of plain strings and numbers does not fail; if it did, an empty record
-    // would be refused on reading, never misread.
-    let raw = encode_scheduled(call).unwrap_or_default();
     let st = tx
         .prepare_cached(
             "INSERT INTO phonetree_scheduled (id, state, due_ms, session, updated_ms, record) \
@@ -1118,7 +1117,7 @@ impl Store for PgStore {
             let mut client = self.client().await?;
             let fail = || failed(format!("write scheduled call `{}`", call.id));
             let tx = client.transaction().await.map_err(fail())?;
-            upsert_scheduled(&tx, call).await.map_err(fail())?;
+            upsert_scheduled(&tx, call, &encode_scheduled(call)?).await.map_err(fail())?;
             tx.commit().await.map_err(fail())
         })
     }
