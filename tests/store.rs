@@ -777,6 +777,12 @@ async fn a_callback_is_written_with_its_commit_only_and_survives_reopening() {
         let store = (b.open)(dir.path()).await;
         assert_eq!(store.scheduled().await.unwrap(), vec![cb.clone()], "{}", b.name);
         assert_eq!(store.load("s1", None).await.unwrap().session.unwrap().state, s1);
+        // Written with the new session of the call placed for it: found by that session.
+        let sent = Scheduled { state: ScheduledState::Sent, session: Some("api-9".into()), ..cb.clone() };
+        let placed = waiting("api-9");
+        let c = Commit { schedule: Some(&sent), ..commit("api-9", None, &placed, None) };
+        assert_eq!(store.commit(c).await.unwrap(), Committed::Done);
+        assert_eq!(store.scheduled_by_session("api-9").await.unwrap(), Some(sent), "{}", b.name);
     })
     .await;
 }

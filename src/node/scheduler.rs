@@ -6,7 +6,6 @@
 //! claim never sends it again, nor does any other (at most once; it stays `sending`, listed).
 //! An attempt the rate limit refuses (nothing sent) is put back for when its bucket has a token.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,20 +47,11 @@ pub async fn place_due(app: &App) -> Result<usize, StoreError> {
             call.state = ScheduledState::Done;
             call.note = Some("expired before it could be placed".into());
         } else {
-            let placed = super::outbound::place_call_until(
-                app,
-                &call.machine,
-                &call.to,
-                None,
-                &BTreeMap::new(),
-                Some(call.valid_until_ms),
-            )
-            .await;
-            match placed {
+            match super::outbound::place_callback(app, &call).await {
+                // Written `sent` with the new session, in its commit.
                 Ok(session) => {
                     info!(id = call.id, attempt = call.attempt, session, "callback placed");
-                    call.state = ScheduledState::Sent;
-                    call.session = Some(session);
+                    continue;
                 }
                 // Refused before anything was sent: the same attempt, once the bucket has a token.
                 Err(PlaceError::Refused(Refused::RateLimited { retry_after, .. }))

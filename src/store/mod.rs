@@ -179,7 +179,8 @@ pub struct Commit<'a> {
     /// transcript holds `transcript::ENTRIES_MAX`).
     pub entries: &'a [Entry],
     /// A scheduled call written (added, or replaced by its id) in the same durable write: the
-    /// callback a summary's unanswered transfer asks for, or the next attempt of one.
+    /// callback a summary's unanswered transfer asks for, the next attempt of one, or (with the
+    /// new session of the call placed for it) one just sent, found by that session from then on.
     pub schedule: Option<&'a Scheduled>,
 }
 

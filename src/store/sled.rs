@@ -209,12 +209,16 @@ impl SledStore {
         use sled::Transactional;
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         let raw = encode_scheduled(call)?;
-        let written = (&self.sessions, &self.scheduled).transaction(|(st, sc)| {
+        let trees = (&self.sessions, &self.scheduled, &self.scheduled_sessions);
+        let written = trees.transaction(|(st, sc, by_session)| {
             if st.get(session)?.as_deref() != expected {
                 return Err(ConflictableTransactionError::Abort(()));
             }
             st.insert(session, new.as_slice())?;
             sc.insert(call.id.as_bytes(), raw.as_slice())?;
+            if let Some(placed) = &call.session {
+                by_session.insert(placed.as_bytes(), call.id.as_bytes())?;
+            }
             Ok(())
         });
         match written {
