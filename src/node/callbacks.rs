@@ -13,7 +13,7 @@ use crate::store::{Scheduled, ScheduledState, StoreError};
 
 /// The callback a summary asks for, or the next step of the callback this call was: `before` is
 /// the call as loaded, `after` as the summary leaves it, `machine` the version it ran on.
-pub async fn after_summary(
+pub(super) async fn after_summary(
     app: &App,
     machine: &Machine,
     before: &CallState,

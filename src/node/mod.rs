@@ -8,7 +8,7 @@
 //! nodes, `throttle` the rate limits of log lines outsiders can repeat. Nothing here decides where
 //! a call goes (the engine does), and nothing here knows how a store keeps its records.
 
-pub mod callbacks;
+mod callbacks;
 pub mod calls;
 pub mod catalog;
 mod dial;

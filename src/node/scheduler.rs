@@ -37,7 +37,7 @@ pub async fn schedule_forever(app: Arc<App>) {
 
 /// Claims and places the callbacks due now (at most `PLACED_PER_TICK_MAX`); returns how many
 /// were claimed.
-pub async fn place_due(app: &App) -> Result<usize, StoreError> {
+async fn place_due(app: &App) -> Result<usize, StoreError> {
     let mut claimed = 0;
     while claimed < PLACED_PER_TICK_MAX {
         let now = now_ms();
