@@ -67,7 +67,14 @@ fn prefill(data: &std::path::Path, n: usize) -> usize {
         };
         let st = engine::step(&m, &CallState::new(&m, info, now), &Event::CallStarted, now).unwrap().state;
         if n > 0 {
-            let commit = Commit { session: &session, expected: None, state: &st, reply: None, entries: &[] };
+            let commit = Commit {
+                session: &session,
+                expected: None,
+                state: &st,
+                reply: None,
+                entries: &[],
+                schedule: None,
+            };
             assert_eq!(rt.block_on(store.commit(commit)).unwrap(), Committed::Done);
         }
         record = phonetree::store::encode_session(&st).unwrap().len();

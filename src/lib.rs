@@ -31,7 +31,8 @@
 //! - `webhook`: 8x8's JSON in and out (VCA/VSS bodies, callflow replies, the Send Callflow API);
 //!   the only module that knows 8x8's JSON.
 //! - `node`: the durable webhook node — the persistence loop of a webhook, sweeps, outbound calls,
-//!   the machine registry and catalog, script fetches.
+//!   the callbacks of unanswered transfers and their scheduler, the machine registry and catalog,
+//!   script fetches.
 //! - `http`: the two listeners (public: webhooks and health; admin: operator routes) served on
 //!   hyper with their limits, warp routes over the node, every error a JSON body, and `run`.
 //! - `loadtest`: a client of running nodes beside the CLI (8x8's webhooks out, each reply

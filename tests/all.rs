@@ -8,6 +8,7 @@ mod common;
 
 mod admin_browser;
 mod barred;
+mod callbacks;
 mod cli;
 mod console;
 mod counters;

@@ -447,6 +447,7 @@ async fn a_store_fault_answers_with_the_machine_fallback() {
             state: &state,
             reply: None,
             entries: &[],
+            schedule: None,
         };
         assert_eq!(store.commit(commit).await.unwrap(), Committed::Done);
     }

@@ -12,8 +12,8 @@ use phonetree::engine::transcript::{Asked, ENTRIES_MAX, Entry, Happened, Resumpt
 use phonetree::engine::{Answer, CallState, Event, Request};
 use phonetree::machine::Version;
 use phonetree::store::{
-    Claim, Commit, Committed, CopyError, Exported, Journaled, KeyCopied, REPLIES_KEPT, Revision,
-    SCAN_PAGE_MAX, Store, StoredMachine, StoredSummary,
+    Cancelled, Claim, Commit, Committed, CopyError, Exported, Journaled, KeyCopied, REPLIES_KEPT, Revision,
+    SCAN_PAGE_MAX, Scheduled, ScheduledState, Store, StoredMachine, StoredSummary,
 };
 
 /// A call waiting at abc_restaurant's main menu, under `session`.
@@ -36,7 +36,7 @@ fn commit<'a>(
     state: &'a CallState,
     reply: Option<(&'a str, &'a [u8])>,
 ) -> Commit<'a> {
-    Commit { session, expected, state, reply, entries: &[] }
+    Commit { session, expected, state, reply, entries: &[], schedule: None }
 }
 
 /// A transcript entry numbered `i`.
@@ -772,6 +772,113 @@ async fn interrupted_calls_are_kept_per_caller_and_machine_and_expire_by_age() {
         assert_eq!(store.expire_unfinished(35).await.unwrap(), 1, "{}: the one that ended at 30", b.name);
         assert_eq!(store.unfinished("m", "+6599999999").await.unwrap(), None, "{}", b.name);
         assert_eq!(store.unfinished("other", "+6591234567").await.unwrap(), Some(kept("other", "main", 40)));
+    })
+    .await;
+}
+
+/// A pending callback `id`, due at `due_ms`.
+fn callback(id: &str, due_ms: u64) -> Scheduled {
+    Scheduled {
+        id: id.into(),
+        origin: id.trim_start_matches("cb-").into(),
+        machine: "call_back".into(),
+        to: "+6591234567".into(),
+        due_ms,
+        valid_until_ms: due_ms + 3_600_000,
+        attempt: 1,
+        attempts: 3,
+        from_machine: "sales".into(),
+        from_version: Version([7; 32]),
+        node: "agent".into(),
+        state: ScheduledState::Pending,
+        session: None,
+        note: Some("NO_ANSWER".into()),
+        updated_ms: 5,
+    }
+}
+
+#[tokio::test]
+async fn a_callback_is_written_with_its_commit_only_and_survives_reopening() {
+    each(|b, store, dir| async move {
+        let s0 = waiting("s1");
+        assert_eq!(store.commit(commit("s1", None, &s0, None)).await.unwrap(), Committed::Done);
+        let rev = store.load("s1", None).await.unwrap().session.unwrap().rev;
+        let s1 = pressed(&s0);
+        let cb = callback("cb-s1", 100);
+        let with = |rev| Commit { schedule: Some(&cb), ..commit("s1", rev, &s1, None) };
+        // A commit that does not apply writes no callback either.
+        assert_eq!(store.commit(with(None)).await.unwrap(), Committed::Changed, "{}", b.name);
+        assert!(store.scheduled().await.unwrap().is_empty(), "{}", b.name);
+        assert_eq!(store.commit(with(Some(&rev))).await.unwrap(), Committed::Done);
+        drop(store);
+        let store = (b.open)(dir.path()).await;
+        assert_eq!(store.scheduled().await.unwrap(), vec![cb.clone()], "{}", b.name);
+        assert_eq!(store.load("s1", None).await.unwrap().session.unwrap().state, s1);
+        // Written with the new session of the call placed for it: found by that session.
+        let sent = Scheduled { state: ScheduledState::Sent, session: Some("api-9".into()), ..cb.clone() };
+        let placed = waiting("api-9");
+        let c = Commit { schedule: Some(&sent), ..commit("api-9", None, &placed, None) };
+        assert_eq!(store.commit(c).await.unwrap(), Committed::Done);
+        assert_eq!(store.scheduled_by_session("api-9").await.unwrap(), Some(sent), "{}", b.name);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_due_callback_is_claimed_once_however_many_ask_at_once() {
+    each(|b, store, _| async move {
+        store.put_scheduled(&callback("cb-late", 500)).await.unwrap();
+        store.put_scheduled(&callback("cb-early", 100)).await.unwrap();
+        // Nothing is due before its time.
+        assert_eq!(store.claim_scheduled(99).await.unwrap(), None, "{}", b.name);
+        let claims = futures_join_all((0..8).map(|_| {
+            let store = store.clone();
+            async move { store.claim_scheduled(200).await.unwrap() }
+        }))
+        .await;
+        let won: Vec<&Scheduled> = claims.iter().flatten().collect();
+        assert_eq!(won.len(), 1, "{}: {claims:?}", b.name);
+        assert_eq!((won[0].id.as_str(), won[0].state), ("cb-early", ScheduledState::Sending));
+        // Claimed is kept: never claimed again, listed as being sent; the later one in its turn.
+        assert_eq!(store.claim_scheduled(200).await.unwrap(), None);
+        let claimed = store.claim_scheduled(600).await.unwrap().unwrap();
+        assert_eq!(claimed.id, "cb-late");
+        let states: Vec<ScheduledState> = store.scheduled().await.unwrap().iter().map(|c| c.state).collect();
+        assert_eq!(states, [ScheduledState::Sending, ScheduledState::Sending], "{}", b.name);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn callbacks_are_found_by_their_session_cancelled_while_pending_and_expired_when_finished() {
+    each(|b, store, _| async move {
+        let mut sent = callback("cb-a", 100);
+        (sent.state, sent.session) = (ScheduledState::Sent, Some("api-1".into()));
+        store.put_scheduled(&sent).await.unwrap();
+        store.put_scheduled(&callback("cb-b", 200)).await.unwrap();
+        assert_eq!(store.scheduled_by_session("api-1").await.unwrap(), Some(sent.clone()), "{}", b.name);
+        assert_eq!(store.scheduled_by_session("api-2").await.unwrap(), None);
+        assert!(
+            matches!(store.cancel_scheduled("cb-a", 9).await.unwrap(), Cancelled::NotPending(c) if c == sent)
+        );
+        assert_eq!(store.cancel_scheduled("cb-x", 9).await.unwrap(), Cancelled::Unknown);
+        let Cancelled::Done(c) = store.cancel_scheduled("cb-b", 9).await.unwrap() else {
+            panic!("{}", b.name)
+        };
+        assert_eq!((c.state, c.updated_ms), (ScheduledState::Cancelled, 9));
+        assert_eq!(
+            store.claim_scheduled(1_000).await.unwrap(),
+            None,
+            "a cancelled callback is never claimed"
+        );
+        // Finished before the time given: deleted; a pending one stays whatever its age.
+        store.put_scheduled(&callback("cb-c", 300)).await.unwrap();
+        assert_eq!(store.expire_scheduled(9).await.unwrap(), 1, "{}", b.name);
+        let left: Vec<String> = store.scheduled().await.unwrap().into_iter().map(|c| c.id).collect();
+        assert_eq!(left, ["cb-b", "cb-c"]);
+        assert_eq!(store.expire_scheduled(10).await.unwrap(), 1);
+        let left: Vec<String> = store.scheduled().await.unwrap().into_iter().map(|c| c.id).collect();
+        assert_eq!(left, ["cb-c"]);
     })
     .await;
 }

@@ -1,5 +1,6 @@
-//! `phonetree calls list|show|export`: reads the call history of a running node through its admin
-//! listener (`--server`, `GET /calls`, `GET /calls/{session}`), or of a stopped node's store.
+//! `phonetree calls list|show|export|cancel`: reads the call history of a running node through its
+//! admin listener (`--server`, `GET /calls`, `GET /calls/{session}`), or of a stopped node's store;
+//! `list --scheduled` and `cancel ID` the callbacks of unanswered transfers.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -30,6 +31,12 @@ pub enum Command {
         #[command(flatten)]
         from: FromArgs,
     },
+    /// Cancel a pending scheduled callback (its id, as `calls list --scheduled` prints it).
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        from: FromArgs,
+    },
     /// Write a call as JSON (for `phonetree replay`): `phonetree calls export SESSION > call.json`.
     Export {
         session: String,
@@ -40,6 +47,9 @@ pub enum Command {
 
 #[derive(clap::Args)]
 pub struct ListArgs {
+    /// List the scheduled callbacks (transfers' `on_unanswered`) instead of calls.
+    #[arg(long)]
+    scheduled: bool,
     /// Only calls on this machine.
     #[arg(long)]
     machine: Option<String>,
@@ -101,6 +111,17 @@ pub fn run(command: Command) -> Result<(), Error> {
     let rt = runtime()?;
     let mut out = std::io::stdout().lock();
     match command {
+        Command::List { filter, from } if filter.scheduled => {
+            let source = rt.block_on(open(from))?;
+            for c in rt.block_on(scheduled(&source))? {
+                writeln!(out, "{}", c.line())?;
+            }
+        }
+        Command::Cancel { id, from } => {
+            let source = rt.block_on(open(from))?;
+            let c = rt.block_on(cancel(&source, &id))?;
+            writeln!(out, "{}", c.line())?;
+        }
         Command::List { filter, from } => {
             let filter = Filter {
                 machine: filter.machine,
@@ -201,6 +222,102 @@ pub(super) async fn list(source: &Source, filter: &Filter) -> Result<(Vec<Call>,
     }
 }
 
+/// A scheduled callback as `calls list --scheduled` prints it.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScheduledLine {
+    id: String,
+    state: String,
+    machine: String,
+    to: String,
+    due_ms: u64,
+    valid_until_ms: u64,
+    attempt: u8,
+    attempts: u8,
+    session: Option<String>,
+    note: Option<String>,
+}
+
+impl ScheduledLine {
+    fn of(c: &phonetree::store::Scheduled) -> ScheduledLine {
+        ScheduledLine {
+            id: c.id.clone(),
+            state: c.state.as_str().to_string(),
+            machine: c.machine.clone(),
+            to: c.to.clone(),
+            due_ms: c.due_ms,
+            valid_until_ms: c.valid_until_ms,
+            attempt: c.attempt,
+            attempts: c.attempts,
+            session: c.session.clone(),
+            note: c.note.clone(),
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{}  {}  {}  {}  due {}  valid until {}  attempt {}/{}{}{}",
+            self.id,
+            self.state,
+            self.machine,
+            self.to,
+            rfc3339(self.due_ms),
+            rfc3339(self.valid_until_ms),
+            self.attempt,
+            self.attempts,
+            self.session.as_ref().map_or_else(String::new, |s| format!("  session {s}")),
+            self.note.as_ref().map_or_else(String::new, |n| format!("  ({n})")),
+        )
+    }
+}
+
+async fn scheduled(source: &Source) -> Result<Vec<ScheduledLine>, Error> {
+    match source {
+        Source::Store(app) => {
+            let calls = app.store.scheduled().await.map_err(node::calls::Fault::Store)?;
+            Ok(calls.iter().map(ScheduledLine::of).collect())
+        }
+        Source::Server { url, token } => {
+            let target = format!("{url}/calls?scheduled=true");
+            let v = get(&target, token.as_ref())
+                .await?
+                .ok_or_else(|| Error::Refused(format!("{target}: 404")))?;
+            serde_json::from_value(v["scheduled"].clone())
+                .map_err(|e| Error::Refused(format!("{target} answered an unexpected list: {e}")))
+        }
+    }
+}
+
+async fn cancel(source: &Source, id: &str) -> Result<ScheduledLine, Error> {
+    use phonetree::store::Cancelled;
+    match source {
+        Source::Store(app) => match app.store.cancel_scheduled(id, node::now_ms()).await {
+            Ok(Cancelled::Done(c)) => Ok(ScheduledLine::of(&c)),
+            Ok(Cancelled::NotPending(c)) => Err(Error::Refused(format!(
+                "scheduled call `{id}` is {}, not pending: only a pending call can be cancelled",
+                c.state.as_str()
+            ))),
+            Ok(Cancelled::Unknown) => Err(Error::Refused(format!("no scheduled call `{id}` is stored"))),
+            Err(e) => Err(node::calls::Fault::Store(e).into()),
+        },
+        Source::Server { url, token } => {
+            let mut target = url::Url::parse(&format!("{url}/calls/scheduled/"))
+                .map_err(|e| Error::Unreachable { url: url.clone(), detail: e.to_string() })?;
+            target
+                .path_segments_mut()
+                .map_err(|()| Error::Refused(format!("{url} cannot be a base")))?
+                .pop_if_empty()
+                .push(id)
+                .push("cancel");
+            let v = send(reqwest::Method::POST, target.as_str(), token.as_ref())
+                .await?
+                .ok_or_else(|| Error::Refused(format!("no scheduled call `{id}` is stored")))?;
+            serde_json::from_value(v)
+                .map_err(|e| Error::Refused(format!("{target} answered unexpectedly: {e}")))
+        }
+    }
+}
+
 pub(super) async fn show(source: &Source, session: &str) -> Result<Call, Error> {
     let call = match source {
         Source::Store(app) => history::show(app, session).await?,
@@ -226,8 +343,17 @@ pub(super) async fn show(source: &Source, session: &str) -> Result<Call, Error> 
 
 /// `GET url` as JSON; `None` on a 404.
 pub(super) async fn get(url: &str, token: Option<&Secret>) -> Result<Option<serde_json::Value>, Error> {
+    send(reqwest::Method::GET, url, token).await
+}
+
+/// `METHOD url` as JSON; `None` on a 404 for an unknown session or scheduled call.
+async fn send(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&Secret>,
+) -> Result<Option<serde_json::Value>, Error> {
     let failed = |e: reqwest::Error| Error::Unreachable { url: url.to_string(), detail: e.to_string() };
-    let mut request = reqwest::Client::new().get(url).timeout(SERVER_TIMEOUT);
+    let mut request = reqwest::Client::new().request(method, url).timeout(SERVER_TIMEOUT);
     if let Some(token) = token {
         request = request.bearer_auth(token.expose());
     }
@@ -238,7 +364,9 @@ pub(super) async fn get(url: &str, token: Option<&Secret>) -> Result<Option<serd
     if status.is_success() {
         return Ok(Some(v));
     }
-    if status == reqwest::StatusCode::NOT_FOUND && v["error"]["code"] == "unknown_session" {
+    if status == reqwest::StatusCode::NOT_FOUND
+        && (v["error"]["code"] == "unknown_session" || v["error"]["code"] == "unknown_scheduled_call")
+    {
         return Ok(None);
     }
     match v["error"]["message"].as_str() {

@@ -78,6 +78,7 @@ pub async fn run(
     let health = Health::start(&app).await;
     let prober = tokio::spawn(health.clone().refresh_forever(app.clone()));
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
+    let scheduler = tokio::spawn(crate::node::scheduler::schedule_forever(app.clone()));
     let Settings { webhook_auth, admin_auth, allow, limits } = settings;
     if let Some(open_files) = limits::open_files_limit()
         && open_files < limits.descriptors_needed()
@@ -125,6 +126,7 @@ pub async fn run(
     }
     prober.abort();
     sweeper.abort();
+    scheduler.abort();
     upkeep.abort();
     if let Some(why) = failed {
         return Err(StoreFailed(why));

@@ -42,6 +42,7 @@ pub const ADMIN_ROUTES: &[(&str, &str)] = &[
     ("/calls", "POST"),
     ("/calls", "GET"),
     ("/calls/{session}", "GET"),
+    ("/calls/scheduled/{id}/cancel", "POST"),
     ("/openapi.json", "GET"),
     ("/metrics", "GET"),
     ("/admin/reload", "POST"),
@@ -156,6 +157,10 @@ pub(crate) fn admin(
         .and(warp::query::<HashMap<String, String>>())
         .then(list_calls);
     let show = warp::path!("calls" / String).and(warp::get()).and(with_app.clone()).then(show_call);
+    let cancel = warp::path!("calls" / "scheduled" / String / "cancel")
+        .and(warp::post())
+        .and(with_app.clone())
+        .then(cancel_scheduled);
     // The console: its page and assets pass the listener's token check (`console::is_public`).
     let console_page = warp::path::end().and(warp::get()).map(console::page);
     let console_token =
@@ -184,6 +189,7 @@ pub(crate) fn admin(
     calls
         .or(list)
         .or(show)
+        .or(cancel)
         .or(reload)
         .or(machines)
         .or(metrics)
@@ -202,6 +208,11 @@ pub(crate) fn admin(
 /// `GET /calls?machine=&since=&outcome=&limit=&after=`: a page of calls, without transcripts.
 async fn list_calls(app: Arc<App>, query: HashMap<String, String>) -> warp::reply::Response {
     let bad = |message: String| error(StatusCode::BAD_REQUEST, "invalid_query", &message);
+    match query.get("scheduled").map(String::as_str) {
+        None | Some("false") => {}
+        Some("true") => return list_scheduled(&app).await,
+        Some(other) => return bad(format!("`scheduled` must be `true` or `false`, not `{other}`")),
+    }
     let number = |name: &str| -> Result<Option<u64>, String> {
         query
             .get(name)
@@ -244,6 +255,63 @@ async fn list_calls(app: Arc<App>, query: HashMap<String, String>) -> warp::repl
             json_reply(StatusCode::OK, &json!({"calls": calls, "next": listed.next}))
         }
         Err(fault) => store_unavailable(&fault),
+    }
+}
+
+/// `GET /calls?scheduled=true`: every scheduled callback the store keeps, by due time.
+async fn list_scheduled(app: &App) -> warp::reply::Response {
+    match app.store.scheduled().await {
+        Ok(calls) => {
+            let calls: Vec<serde_json::Value> = calls.iter().map(scheduled_json).collect();
+            json_reply(StatusCode::OK, &json!({ "scheduled": calls }))
+        }
+        Err(e) => store_unavailable(&calls::Fault::Store(e)),
+    }
+}
+
+/// A scheduled callback as the admin API shows it.
+fn scheduled_json(c: &crate::store::Scheduled) -> serde_json::Value {
+    json!({
+        "id": c.id,
+        "origin": c.origin,
+        "machine": c.machine,
+        "to": c.to,
+        "dueMs": c.due_ms,
+        "validUntilMs": c.valid_until_ms,
+        "attempt": c.attempt,
+        "attempts": c.attempts,
+        "transfer": { "machine": c.from_machine, "node": c.node },
+        "state": c.state.as_str(),
+        "session": c.session,
+        "note": c.note,
+        "updatedMs": c.updated_ms,
+    })
+}
+
+/// `POST /calls/scheduled/{id}/cancel`: cancels a pending callback (409 `not_pending` once it is
+/// being sent, sent or finished; 404 `unknown_scheduled_call`).
+async fn cancel_scheduled(id: String, app: Arc<App>) -> warp::reply::Response {
+    use crate::store::Cancelled;
+    let id = percent_encoding::percent_decode_str(&id).decode_utf8_lossy().into_owned();
+    match app.store.cancel_scheduled(&id, crate::node::now_ms()).await {
+        Ok(Cancelled::Done(c)) => {
+            tracing::info!(id, "scheduled callback cancelled");
+            json_reply(StatusCode::OK, &scheduled_json(&c))
+        }
+        Ok(Cancelled::NotPending(c)) => error(
+            StatusCode::CONFLICT,
+            "not_pending",
+            &format!(
+                "scheduled call `{id}` is {}, not pending: only a pending call can be cancelled",
+                c.state.as_str()
+            ),
+        ),
+        Ok(Cancelled::Unknown) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_scheduled_call",
+            &format!("no scheduled call `{id}` is stored"),
+        ),
+        Err(e) => store_unavailable(&calls::Fault::Store(e)),
     }
 }
 

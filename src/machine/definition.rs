@@ -264,6 +264,8 @@ pub struct NodeDef {
     pub call_recording: Option<bool>,
     /// Refused (a diagnostic): 8x8 sends no webhook after a bridge, so the call ends with it.
     pub after: Option<String>,
+    /// A callback to the caller when the bridged leg is busy, unanswered or failed.
+    pub on_unanswered: Option<OnUnansweredDef>,
 
     // route
     /// Ordered rules: the first whose conditions all hold gives the next node.
@@ -327,6 +329,21 @@ pub struct NodeDef {
     pub success_message: Option<Spoken<String>>,
     /// 8x8 `failureMessage`: said when a capture 8x8 rejects is retried.
     pub failure_message: Option<Spoken<String>>,
+}
+
+/// A transfer's `on_unanswered`: `{ after_minutes = 10, attempts = 3, machine = "callback",
+/// window = "mon-fri 09:00-18:00" }`. Closed: a misspelt field would otherwise be ignored.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnUnansweredDef {
+    /// Minutes after the summary before the callback (0 to a week; default 10).
+    pub after_minutes: Option<i64>,
+    /// Callbacks placed at most, the first included (1 to 5; default 1).
+    pub attempts: Option<i64>,
+    /// The machine the callback runs.
+    pub machine: Option<String>,
+    /// When callbacks may ring, in the machine's `timezone`: `mon-fri 09:00-18:00`.
+    pub window: Option<String>,
 }
 
 /// One rule of a `route` node: its conditions (all must hold) and the node it leads to. A rule's

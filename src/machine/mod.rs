@@ -6,6 +6,7 @@
 //! the modules it uses, `compile::Modules`), so two calls that started on different revisions of
 //! a file can each be resumed on their own.
 
+pub mod callback;
 pub mod compile;
 pub mod definition;
 pub mod diagnostic;
@@ -320,6 +321,8 @@ pub struct Machine {
     pub(crate) translations: Vec<Translation>,
     /// Its `[resume]` table, compiled (in the first language).
     pub(crate) resume: Option<Resume>,
+    /// Each transfer's `on_unanswered`, by the transfer's node.
+    pub(crate) callbacks: HashMap<NodeId, callback::OnUnanswered>,
 }
 
 /// A machine's `[resume]` table: how long after an interrupted call its caller is offered to go
@@ -506,6 +509,16 @@ impl Machine {
 
     pub fn graph(&self) -> &DiGraph<Node, Edge, u32> {
         &self.graph
+    }
+
+    /// The callback a transfer at `id` schedules when the bridged leg is not answered.
+    pub fn on_unanswered(&self, id: NodeId) -> Option<&callback::OnUnanswered> {
+        self.callbacks.get(&id)
+    }
+
+    /// Every transfer's callback: (transfer node, callback).
+    pub fn callbacks(&self) -> impl Iterator<Item = (&str, &callback::OnUnanswered)> {
+        self.callbacks.iter().filter_map(|(id, cb)| Some((self.node(*id)?.name.as_str(), cb)))
     }
 
     pub fn node(&self, id: NodeId) -> Option<&Node> {

@@ -268,6 +268,7 @@ async fn apply(
             state: &last.state,
             reply: Some((&ca.event_id, &body)),
             entries: &entries,
+            schedule: None,
         };
         match app.store.commit(commit).await? {
             Committed::Done => {
@@ -817,12 +818,16 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
         // call is closed: a retried summary finds the call open, and keeps it again.
         super::resume::stepped(app, &machine, (&loaded.state, &step.state), now).await?;
         let entry = transcript::Entry::of(&machine, &loaded.state, &event, &step, &[]);
+        let schedule =
+            super::callbacks::after_summary(app, &machine, &loaded.state, &step.state, super::now_ms())
+                .await?;
         let commit = Commit {
             session: &s.session_id,
             expected: Some(&loaded.rev),
             state: &step.state,
             reply: None,
             entries: std::slice::from_ref(&entry),
+            schedule: schedule.as_ref(),
         };
         if app.store.commit(commit).await? == Committed::Done {
             debug!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");

@@ -100,7 +100,57 @@ impl Catalog {
             catalog.files.push(file);
         }
         catalog.check_unused_modules();
+        catalog.check_callbacks();
         catalog
+    }
+
+    /// Every transfer's `on_unanswered` names a machine loaded with it (the callback runs it).
+    fn check_callbacks(&mut self) {
+        let mut missing = Vec::new();
+        for (m, source) in self.machines.values() {
+            for (node, cb) in m.callbacks() {
+                let callee = self.machines.get(&cb.machine);
+                if callee.is_some_and(|(c, _)| !c.numbers().is_empty()) {
+                    continue;
+                }
+                // The machine's name as written after the node's `on_unanswered`.
+                let quoted = format!("\"{}\"", cb.machine);
+                let after = source.text.find("on_unanswered").unwrap_or(0);
+                let position = source.text[after..]
+                    .find(&quoted)
+                    .map(|at| crate::machine::diagnostic::Position::of_offset(&source.text, after + at + 1));
+                let names: Vec<&str> = self.machines.keys().map(String::as_str).collect();
+                missing.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: source.file.clone(),
+                    position,
+                    node: Some(node.to_string()),
+                    field: Some("on_unanswered.machine".into()),
+                    message: match callee {
+                        Some(_) => format!(
+                            "`on_unanswered` names machine `{}`, which has no `numbers` to call from",
+                            cb.machine
+                        ),
+                        None => format!(
+                            "`on_unanswered` names machine `{}`, which is not loaded with this one",
+                            cb.machine
+                        ),
+                    },
+                    hint: Some(match callee {
+                        Some(_) => {
+                            "give it `numbers = [\"+65...\"]`: its first number is the callback's caller ID"
+                                .to_string()
+                        }
+                        None => crate::machine::diagnostic::closest(&cb.machine, names.iter().copied())
+                            .map_or_else(
+                                || "name a machine of the same folder (its `name`)".to_string(),
+                                |c| format!("did you mean `{c}`?"),
+                            ),
+                    }),
+                });
+            }
+        }
+        self.diagnostics.extend(missing);
     }
 
     /// A module no machine uses is still checked on its own: a warning that nothing uses it, and

@@ -2,12 +2,13 @@
 //!
 //! A thin shell around the engine and the store: `calls` holds the persistence loop of a webhook,
 //! `sweep` the TTL and retention sweeps, `outbound` the calls phonetree places (`guard` the ones it
-//! refuses), `registry` the
+//! refuses, `callbacks` the callbacks of unanswered transfers, `scheduler` placing them), `registry` the
 //! machine versions calls run on, `catalog` the machine files, `reload` replacing them while
 //! serving, `funnel` each node's figures for the console, `fetch` the HTTP requests of script
 //! nodes, `throttle` the rate limits of log lines outsiders can repeat. Nothing here decides where
 //! a call goes (the engine does), and nothing here knows how a store keeps its records.
 
+mod callbacks;
 pub mod calls;
 pub mod catalog;
 mod dial;
@@ -20,6 +21,7 @@ pub mod outbound;
 pub mod registry;
 pub mod reload;
 mod resume;
+pub mod scheduler;
 pub mod sweep;
 pub mod throttle;
 

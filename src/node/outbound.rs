@@ -12,7 +12,7 @@ use super::guard::{self, Refused};
 use super::{App, now_ms};
 use crate::engine::transcript;
 use crate::engine::{self, CallInfo, CallState, Direction, Event, Stepped};
-use crate::store::{Commit, Committed};
+use crate::store::{Commit, Committed, Scheduled, ScheduledState};
 use crate::webhook::outbound::{self, OutboundError};
 use crate::webhook::wire;
 
@@ -37,6 +37,25 @@ pub async fn place_call(
     to: &str,
     from: Option<&str>,
     vars: &BTreeMap<String, String>,
+) -> Result<String, PlaceError> {
+    place(app, machine, to, from, vars, None).await
+}
+
+/// Places a scheduled callback (`scheduler`): `place_call` with no `from` nor variables, asking
+/// 8x8 to give up placing it at its `valid_until_ms` (`validUntil`), the callback written `sent`
+/// (with the new session) in the same durable write as the new session, so that the call's
+/// summary always finds it.
+pub async fn place_callback(app: &App, callback: &Scheduled) -> Result<String, PlaceError> {
+    place(app, &callback.machine, &callback.to, None, &BTreeMap::new(), Some(callback)).await
+}
+
+async fn place(
+    app: &App,
+    machine: &str,
+    to: &str,
+    from: Option<&str>,
+    vars: &BTreeMap<String, String>,
+    callback: Option<&Scheduled>,
 ) -> Result<String, PlaceError> {
     guard::check_destination(&app.config.calls, to)?;
     let m =
@@ -63,11 +82,20 @@ pub async fn place_call(
     }
     let flow = step.reply.clone().ok_or(OutboundError::NothingToSend)?;
     let body = wire::encode(&flow).map_err(OutboundError::Encode)?;
-    let session = outbound::send_callflow(&app.http, &app.config.api, &body).await?;
+    let valid_until_ms = callback.map(|c| c.valid_until_ms);
+    let session = outbound::send_callflow(&app.http, &app.config.api, &body, valid_until_ms).await?;
     let mut state = step.state.clone();
     state.call.session_id = session.clone();
     let entry = transcript::Entry::of(&m, &before, &Event::CallStarted, &step, &answers);
-    store_new(app, &session, &state, &entry).await.map_err(|e| OutboundError::Store(e.to_string()))?;
+    let sent = callback.map(|c| Scheduled {
+        state: ScheduledState::Sent,
+        session: Some(session.clone()),
+        updated_ms: now_ms(),
+        ..c.clone()
+    });
+    store_new(app, &session, &state, &entry, sent.as_ref())
+        .await
+        .map_err(|e| OutboundError::Store(e.to_string()))?;
     super::metrics::step(app, &m, &step.state, &engine::Event::CallStarted, &step);
     info!(machine, session = %session, "outbound call created");
     Ok(session)
@@ -109,6 +137,7 @@ async fn store_new(
     session: &str,
     state: &CallState,
     entry: &transcript::Entry,
+    schedule: Option<&Scheduled>,
 ) -> Result<(), Fault> {
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let old = app.store.load(session, None).await?.session;
@@ -124,6 +153,7 @@ async fn store_new(
             state,
             reply: None,
             entries: std::slice::from_ref(entry),
+            schedule,
         };
         if app.store.commit(commit).await? == Committed::Done {
             return Ok(());

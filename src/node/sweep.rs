@@ -97,6 +97,12 @@ pub async fn sweep(app: &App, now: u64) -> Result<Swept, Fault> {
         Ok(n) => debug!(expired = n, "interrupted calls past the retention dropped"),
         Err(e) => warn!(error = %e, "interrupted calls not swept"),
     }
+    // A callback finished (or sent and never summarised) goes with the retention, as a call.
+    match app.store.expire_scheduled(now.saturating_sub(retention)).await {
+        Ok(0) => {}
+        Ok(n) => debug!(expired = n, "finished scheduled callbacks dropped"),
+        Err(e) => warn!(error = %e, "scheduled callbacks not swept"),
+    }
     // A full rate bucket is the same as none: its record goes, so the records stay bounded.
     match app.store.expire_rates(now).await {
         Ok(0) => {}
@@ -136,8 +142,14 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
     let step = engine::step(&machine, &loaded.state, &Event::SessionEnded { status: EXPIRED.into() }, now)?;
     // Kept before the call is closed: a sweep that fails here finds the call open next time.
     super::resume::stepped(app, &machine, (&loaded.state, &step.state), now).await?;
-    let commit =
-        Commit { session: id, expected: Some(&loaded.rev), state: &step.state, reply: None, entries: &[] };
+    let commit = Commit {
+        session: id,
+        expected: Some(&loaded.rev),
+        state: &step.state,
+        reply: None,
+        entries: &[],
+        schedule: None,
+    };
     let stored = app.store.commit(commit).await? == Committed::Done;
     if stored {
         super::metrics::ended(app, &machine, &loaded.state, &step.state, true);

@@ -392,9 +392,16 @@ fn node_changes(
         if heard(&was) != heard(&now) {
             out.push(change(Subject::Prompt, How::Changed, Some(to), format!("`{label}`: prompt changed")));
         }
-        if unheard(&was) != unheard(&now) {
+        // A transfer's callback is the machine's, by node, not the node kind's.
+        let callback = |m: &Machine, name: &str| m.node_id(name).and_then(|id| m.on_unanswered(id)).cloned();
+        let callback_changed = callback(old, from) != callback(new, to);
+        if unheard(&was) != unheard(&now) || callback_changed {
             let (a, b) = (fields(&was), fields(&now));
-            let named: Vec<&str> = a.iter().zip(&b).filter(|(x, y)| x.1 != y.1).map(|(x, _)| x.0).collect();
+            let mut named: Vec<&str> =
+                a.iter().zip(&b).filter(|(x, y)| x.1 != y.1).map(|(x, _)| x.0).collect();
+            if callback_changed {
+                named.push("on_unanswered");
+            }
             let text = if named.is_empty() || a.len() != b.len() {
                 format!("`{label}`: settings changed")
             } else {

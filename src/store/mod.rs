@@ -178,6 +178,94 @@ pub struct Commit<'a> {
     /// the transfer the event reached), appended in the same write (dropped once the session's
     /// transcript holds `transcript::ENTRIES_MAX`).
     pub entries: &'a [Entry],
+    /// A scheduled call written (added, or replaced by its id) in the same durable write: the
+    /// callback a summary's unanswered transfer asks for, the next attempt of one, or (with the
+    /// new session of the call placed for it) one just sent, found by that session from then on.
+    pub schedule: Option<&'a Scheduled>,
+}
+
+/// Most scheduled calls one `scheduled` lists (the first by due time): the sweep deletes the
+/// finished ones past the retention, and the pending ones are due within a week or so.
+pub const SCHEDULED_LIST_MAX: usize = 1000;
+
+/// Where a scheduled call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduledState {
+    /// Waiting for its time.
+    Pending,
+    /// Claimed by a node, which is sending it: never claimed again, even if that node stopped
+    /// before or after sending it (a call is placed at most once).
+    Sending,
+    /// Placed (`session` is 8x8's id of the call): waiting for its summary.
+    Sent,
+    /// Answered, or its attempts ran out, or it could not be placed (`note` says why).
+    Done,
+    /// Cancelled by an operator before it was sent.
+    Cancelled,
+}
+
+impl ScheduledState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduledState::Pending => "pending",
+            ScheduledState::Sending => "sending",
+            ScheduledState::Sent => "sent",
+            ScheduledState::Done => "done",
+            ScheduledState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ScheduledState> {
+        [
+            ScheduledState::Pending,
+            ScheduledState::Sending,
+            ScheduledState::Sent,
+            ScheduledState::Done,
+            ScheduledState::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A callback to a caller whose transfer was not answered (a transfer's `on_unanswered`), one
+/// record through all its attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    /// `cb-` and the session whose transfer was not answered: one callback per call.
+    pub id: String,
+    pub origin: String,
+    /// The machine the callback runs.
+    pub machine: String,
+    /// The caller, called back.
+    pub to: String,
+    /// When it may be placed (ms since the epoch).
+    pub due_ms: u64,
+    /// When 8x8 stops trying to place it (`validUntil`).
+    pub valid_until_ms: u64,
+    /// The attempt it is (1 for the first callback).
+    pub attempt: u8,
+    pub attempts: u8,
+    /// The machine version and transfer node whose `on_unanswered` it follows (for the next
+    /// attempt's time).
+    pub from_machine: String,
+    pub from_version: Version,
+    pub node: String,
+    pub state: ScheduledState,
+    /// The session of the call placed for the latest attempt.
+    pub session: Option<String>,
+    /// Why it is done, or what the last attempt gave.
+    pub note: Option<String>,
+    pub updated_ms: u64,
+}
+
+/// What `cancel_scheduled` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    Done(Scheduled),
+    /// It is not pending (sent, being sent, done, cancelled): left as it is.
+    NotPending(Scheduled),
+    Unknown,
 }
 
 /// One token bucket of the outbound guard's rate limits, kept in the store (shared by the nodes of
@@ -410,6 +498,20 @@ pub trait Store: Send + Sync {
     fn remove_unfinished<'a>(&'a self, machine: &'a str, caller: &'a str) -> StoreFuture<'a, ()>;
     /// Deletes the interrupted calls that ended before `before_ms`; returns how many.
     fn expire_unfinished(&self, before_ms: u64) -> StoreFuture<'_, usize>;
+    /// The scheduled calls kept, by due time (the first `SCHEDULED_LIST_MAX`).
+    fn scheduled(&self) -> StoreFuture<'_, Vec<Scheduled>>;
+    /// Deletes the scheduled calls not pending whose last change is before `before_ms` (finished,
+    /// cancelled, or sent or being sent with no summary since); returns how many.
+    fn expire_scheduled(&self, before_ms: u64) -> StoreFuture<'_, usize>;
+    /// Claims the pending call due first at `now_ms`, if one is: marks it `Sending` durably and
+    /// returns it. Atomic across the nodes of a store: each call is claimed once.
+    fn claim_scheduled(&self, now_ms: u64) -> StoreFuture<'_, Option<Scheduled>>;
+    /// Writes a scheduled call (by id); durable on return.
+    fn put_scheduled<'a>(&'a self, call: &'a Scheduled) -> StoreFuture<'a, ()>;
+    /// The scheduled call whose latest attempt placed `session`.
+    fn scheduled_by_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Option<Scheduled>>;
+    /// Cancels a pending scheduled call; durable on return.
+    fn cancel_scheduled<'a>(&'a self, id: &'a str, now_ms: u64) -> StoreFuture<'a, Cancelled>;
 
     /// How many sessions are stored (for readiness and logs; may be approximate).
     fn session_count(&self) -> StoreFuture<'_, u64>;

@@ -678,6 +678,54 @@ impl UnfinishedRecord {
     }
 }
 
+/// The format of scheduled-call records (`ScheduledRecord`), versioned on their own.
+pub const SCHEDULED_FORMAT: u8 = 1;
+
+/// A callback the node will place (`store::Scheduled`), with where it is in its life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledRecord {
+    pub v: u8,
+    pub id: String,
+    pub origin: String,
+    pub machine: String,
+    pub to: String,
+    pub due: u64,
+    pub until: u64,
+    pub attempt: u8,
+    pub attempts: u8,
+    pub from_machine: String,
+    pub from_version: Blob,
+    pub node: String,
+    /// `pending`, `sending`, `sent`, `done`, `cancelled`.
+    pub state: String,
+    pub session: Option<String>,
+    pub note: Option<String>,
+    pub updated: u64,
+}
+
+impl ScheduledRecord {
+    pub fn of(s: &super::Scheduled) -> ScheduledRecord {
+        ScheduledRecord {
+            v: SCHEDULED_FORMAT,
+            id: s.id.clone(),
+            origin: s.origin.clone(),
+            machine: s.machine.clone(),
+            to: s.to.clone(),
+            due: s.due_ms,
+            until: s.valid_until_ms,
+            attempt: s.attempt,
+            attempts: s.attempts,
+            from_machine: s.from_machine.clone(),
+            from_version: Blob(s.from_version.0.to_vec()),
+            node: s.node.clone(),
+            state: s.state.as_str().to_string(),
+            session: s.session.clone(),
+            note: s.note.clone(),
+            updated: s.updated_ms,
+        }
+    }
+}
+
 pub fn encode_unfinished(u: &super::Unfinished) -> Result<Vec<u8>, StoreError> {
     encode("interrupted call", &UnfinishedRecord::of(u))
 }
@@ -711,6 +759,40 @@ pub fn unfinished_key(machine: &str, caller: &str) -> [u8; 32] {
     h.update([0]);
     h.update(caller.as_bytes());
     h.finalize().into()
+}
+
+pub fn encode_scheduled(s: &super::Scheduled) -> Result<Vec<u8>, StoreError> {
+    encode("scheduled call", &ScheduledRecord::of(s))
+}
+
+/// A stored scheduled call, refusing a format or a state this phonetree does not read.
+pub fn decode_scheduled(key: &str, raw: &[u8]) -> Result<super::Scheduled, StoreError> {
+    let r: ScheduledRecord = decode("scheduled call", key, raw)?;
+    let refuse = |detail: String| StoreError::Decode { what: "scheduled call", key: key.to_string(), detail };
+    if r.v != SCHEDULED_FORMAT {
+        return Err(refuse(format!("scheduled format {} (this phonetree reads {SCHEDULED_FORMAT})", r.v)));
+    }
+    let state = super::ScheduledState::parse(&r.state)
+        .ok_or_else(|| refuse(format!("unknown state `{}`", r.state)))?;
+    let version: [u8; 32] =
+        r.from_version.0.as_slice().try_into().map_err(|_| refuse("a machine version is 32 bytes".into()))?;
+    Ok(super::Scheduled {
+        id: r.id,
+        origin: r.origin,
+        machine: r.machine,
+        to: r.to,
+        due_ms: r.due,
+        valid_until_ms: r.until,
+        attempt: r.attempt,
+        attempts: r.attempts,
+        from_machine: r.from_machine,
+        from_version: Version(version),
+        node: r.node,
+        state,
+        session: r.session,
+        note: r.note,
+        updated_ms: r.updated,
+    })
 }
 
 /// The format of claims (`ClaimRecord`), versioned on their own.

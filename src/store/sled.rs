@@ -4,8 +4,10 @@
 //! one `compare_and_swap` per webhook), `summaries` (session id → `SummaryRecord`), `machines`
 //! (version → `MachineRecord`), `answers` (session id, NUL, event id → the script answers of one
 //! webhook), `claims` (session id, NUL, event id, NUL, rank → the `ClaimRecord` of one script
-//! request), `cache` (request hash → `CacheRecord`) and `meta` (the readiness probe, and the
-//! `ActionKeyRecord` every `clientActionId` is signed with). A write is
+//! request), `cache` (request hash → `CacheRecord`), `scheduled` (callback id →
+//! `ScheduledRecord`), `scheduled_sessions` (the session of a callback's latest attempt → its id)
+//! and `meta` (the readiness probe, and the `ActionKeyRecord` every `clientActionId` is signed
+//! with). A write is
 //! durable once the fsync thread has flushed after it: every request waiting meanwhile shares
 //! that one fsync (group commit), and sled's own periodic flusher is off.
 
@@ -24,12 +26,13 @@ use crate::engine::transcript::Entry;
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, FORMAT, MachineRecord, ReplyRecord, SessionRecord,
     SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_rate,
-    decode_record, decode_unfinished, encode, encode_action_key, encode_rate, encode_record,
-    encode_unfinished, opening_id, unfinished_key,
+    decode_record, decode_scheduled, decode_unfinished, encode, encode_action_key, encode_rate,
+    encode_record, encode_scheduled, encode_unfinished, opening_id, unfinished_key,
 };
 use super::{
-    Bucket, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX,
-    Store, StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage, Unfinished,
+    Bucket, Cancelled, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision,
+    SCAN_PAGE_MAX, SCHEDULED_LIST_MAX, Scheduled, ScheduledState, Store, StoreError, StoreFuture,
+    StoredMachine, StoredSummary, SummaryPage, Unfinished,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::{Answer, Request};
@@ -69,6 +72,10 @@ pub struct SledStore {
     rates: sled::Tree,
     /// Callers' interrupted calls (`UnfinishedRecord`s by `unfinished_key`).
     unfinished: sled::Tree,
+    /// Scheduled callbacks (`ScheduledRecord`s by id).
+    scheduled: sled::Tree,
+    /// The session a callback's latest attempt placed → the callback's id.
+    scheduled_sessions: sled::Tree,
     /// This opening of the folder, in the claims it makes: sled lets one process open a folder at
     /// a time, so a claim another opening made was left by a process that stopped.
     opening: u64,
@@ -120,6 +127,8 @@ impl SledStore {
             meta: db.open_tree("meta")?,
             rates: db.open_tree("rates")?,
             unfinished: db.open_tree("unfinished")?,
+            scheduled: db.open_tree("scheduled")?,
+            scheduled_sessions: db.open_tree("scheduled_sessions")?,
             db,
             flushes,
             flusher,
@@ -178,6 +187,9 @@ impl SledStore {
         }
         let new = encode_record(&record)?;
         let expected = c.expected.map(|r| r.0.as_slice());
+        if let Some(call) = c.schedule {
+            return self.swap_scheduling(c.session, expected, new, call);
+        }
         match self.sessions.compare_and_swap(c.session, expected, Some(new))? {
             Ok(()) => {
                 if expected.is_none() {
@@ -186,6 +198,118 @@ impl SledStore {
                 Ok(Committed::Done)
             }
             Err(_) => Ok(Committed::Changed),
+        }
+    }
+
+    /// The session's compare-and-swap and a scheduled call's write, in one transaction.
+    fn swap_scheduling(
+        &self,
+        session: &str,
+        expected: Option<&[u8]>,
+        new: Vec<u8>,
+        call: &Scheduled,
+    ) -> Result<Committed, StoreError> {
+        use sled::Transactional;
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let raw = encode_scheduled(call)?;
+        let trees = (&self.sessions, &self.scheduled, &self.scheduled_sessions);
+        let written = trees.transaction(|(st, sc, by_session)| {
+            if st.get(session)?.as_deref() != expected {
+                return Err(ConflictableTransactionError::Abort(()));
+            }
+            st.insert(session, new.as_slice())?;
+            sc.insert(call.id.as_bytes(), raw.as_slice())?;
+            if let Some(placed) = &call.session {
+                by_session.insert(placed.as_bytes(), call.id.as_bytes())?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => {
+                if expected.is_none() {
+                    self.live.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Committed::Done)
+            }
+            Err(TransactionError::Abort(())) => Ok(Committed::Changed),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    fn all_scheduled(&self) -> Result<Vec<Scheduled>, StoreError> {
+        let mut calls = Vec::new();
+        for item in self.scheduled.iter() {
+            let (key, raw) = item?;
+            calls.push(decode_scheduled(&String::from_utf8_lossy(&key), &raw)?);
+        }
+        calls.sort_by(|a, b| (a.due_ms, &a.id).cmp(&(b.due_ms, &b.id)));
+        calls.truncate(SCHEDULED_LIST_MAX);
+        Ok(calls)
+    }
+
+    fn expire_scheduled_records(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for item in self.scheduled.iter() {
+            let (key, raw) = item?;
+            // A record this phonetree cannot read is left for one that can.
+            let Ok(call) = decode_scheduled(&String::from_utf8_lossy(&key), &raw) else { continue };
+            if call.state != ScheduledState::Pending && call.updated_ms < before_ms {
+                if let Some(session) = &call.session {
+                    self.scheduled_sessions.remove(session.as_bytes())?;
+                }
+                self.scheduled.remove(key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// One process opens a folder: a compare-and-swap of the record claims it.
+    fn claim_due(&self, now_ms: u64) -> Result<Option<Scheduled>, StoreError> {
+        for item in self.scheduled.iter() {
+            let (key, raw) = item?;
+            let mut call = decode_scheduled(&String::from_utf8_lossy(&key), &raw)?;
+            if call.state != ScheduledState::Pending || call.due_ms > now_ms {
+                continue;
+            }
+            call.state = ScheduledState::Sending;
+            call.updated_ms = now_ms;
+            let claimed = encode_scheduled(&call)?;
+            if self.scheduled.compare_and_swap(&key, Some(raw), Some(claimed))?.is_ok() {
+                return Ok(Some(call));
+            }
+        }
+        Ok(None)
+    }
+
+    fn put_one_scheduled(&self, call: &Scheduled) -> Result<(), StoreError> {
+        if let Some(session) = &call.session {
+            self.scheduled_sessions.insert(session.as_bytes(), call.id.as_bytes())?;
+        }
+        self.scheduled.insert(call.id.as_bytes(), encode_scheduled(call)?)?;
+        Ok(())
+    }
+
+    fn by_session(&self, session: &str) -> Result<Option<Scheduled>, StoreError> {
+        let Some(id) = self.scheduled_sessions.get(session)? else { return Ok(None) };
+        let Some(raw) = self.scheduled.get(&id)? else { return Ok(None) };
+        let call = decode_scheduled(&String::from_utf8_lossy(&id), &raw)?;
+        Ok((call.session.as_deref() == Some(session)).then_some(call))
+    }
+
+    fn cancel(&self, id: &str, now_ms: u64) -> Result<Cancelled, StoreError> {
+        loop {
+            let Some(raw) = self.scheduled.get(id)? else { return Ok(Cancelled::Unknown) };
+            let mut call = decode_scheduled(id, &raw)?;
+            if call.state != ScheduledState::Pending {
+                return Ok(Cancelled::NotPending(call));
+            }
+            call.state = ScheduledState::Cancelled;
+            call.updated_ms = now_ms;
+            let new = encode_scheduled(&call)?;
+            if self.scheduled.compare_and_swap(id, Some(raw), Some(new))?.is_ok() {
+                return Ok(Cancelled::Done(call));
+            }
         }
     }
 
@@ -618,6 +742,45 @@ impl Store for SledStore {
 
     fn machines(&self) -> StoreFuture<'_, Vec<(Version, StoredMachine)>> {
         Box::pin(async move { self.every_machine() })
+    }
+
+    fn scheduled(&self) -> StoreFuture<'_, Vec<Scheduled>> {
+        Box::pin(async move { self.all_scheduled() })
+    }
+
+    fn expire_scheduled(&self, before_ms: u64) -> StoreFuture<'_, usize> {
+        Box::pin(async move { self.expire_scheduled_records(before_ms) })
+    }
+
+    fn claim_scheduled(&self, now_ms: u64) -> StoreFuture<'_, Option<Scheduled>> {
+        Box::pin(async move {
+            let claimed = self.claim_due(now_ms)?;
+            if claimed.is_some() {
+                self.durable().await?;
+            }
+            Ok(claimed)
+        })
+    }
+
+    fn put_scheduled<'a>(&'a self, call: &'a Scheduled) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.put_one_scheduled(call)?;
+            self.durable().await
+        })
+    }
+
+    fn scheduled_by_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Option<Scheduled>> {
+        Box::pin(async move { self.by_session(session) })
+    }
+
+    fn cancel_scheduled<'a>(&'a self, id: &'a str, now_ms: u64) -> StoreFuture<'a, Cancelled> {
+        Box::pin(async move {
+            let done = self.cancel(id, now_ms)?;
+            if matches!(done, Cancelled::Done(_)) {
+                self.durable().await?;
+            }
+            Ok(done)
+        })
     }
 
     fn lone_summaries<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, SummaryPage> {

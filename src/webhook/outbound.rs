@@ -55,12 +55,37 @@ struct Created {
     status_message: Option<String>,
 }
 
-/// POSTs `callflow` (8x8 JSON) to `{base}/api/v1/subaccounts/{sub}/callflows`; returns the session id.
+/// `callflow` (8x8 JSON: `{"callflow": [...]}`) with its `validUntil` set to `until_ms`
+/// (`YYYY-MM-DDTHH:MM:SS.SSSZ`, UTC, as 8x8 writes it).
+pub fn with_valid_until(callflow: &[u8], until_ms: u64) -> Result<Vec<u8>, OutboundError> {
+    let mut body: serde_json::Value = serde_json::from_slice(callflow)
+        .map_err(|e| OutboundError::Transport(format!("the callflow is not JSON: {e}")))?;
+    let at = i64::try_from(until_ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .ok_or_else(|| OutboundError::Transport(format!("validUntil {until_ms} ms is out of range")))?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert("validUntil".into(), at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string().into());
+    }
+    serde_json::to_vec(&body).map_err(|e| OutboundError::Transport(e.to_string()))
+}
+
+/// POSTs `callflow` (8x8 JSON) to `{base}/api/v1/subaccounts/{sub}/callflows`, with a
+/// `validUntil` when `valid_until_ms` is given; returns the session id.
 pub async fn send_callflow(
     http: &reqwest::Client,
     api: &ApiConfig,
     callflow: &[u8],
+    valid_until_ms: Option<u64>,
 ) -> Result<String, OutboundError> {
+    let owned;
+    let callflow = match valid_until_ms {
+        Some(until) => {
+            owned = with_valid_until(callflow, until)?;
+            owned.as_slice()
+        }
+        None => callflow,
+    };
     let sub = api.sub_account.as_deref().ok_or(OutboundError::NotConfigured("PHONETREE_8X8_SUBACCOUNT"))?;
     let key = api.api_key.as_ref().ok_or(OutboundError::NotConfigured("PHONETREE_8X8_API_KEY"))?.expose();
     let url = format!("{}/api/v1/subaccounts/{sub}/callflows", api.base_url.trim_end_matches('/'));
@@ -88,5 +113,16 @@ pub async fn send_callflow(
             status,
             body: String::from_utf8_lossy(&body).chars().take(200).collect(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn valid_until_is_written_as_8x8_writes_it() {
+        let body = super::with_valid_until(br#"{"callflow":[]}"#, 1_719_813_023_550).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["validUntil"], "2024-07-01T05:50:23.550Z");
+        assert_eq!(v["callflow"], serde_json::json!([]));
     }
 }

@@ -57,7 +57,7 @@ pub(super) const FIELDS_BY_KIND: &[(Kind, &[&[&str]])] = &[
     ),
     (Kind::Say, &[&["text", "next"], SPEECH_FIELDS]),
     (Kind::Play, &[&["file_url", "repetition", "next"]]),
-    (Kind::Transfer, &[&["destination", "source", "call_recording", "after", "failure"]]),
+    (Kind::Transfer, &[&["destination", "source", "call_recording", "after", "failure", "on_unanswered"]]),
     (Kind::Hangup, &[]),
     (Kind::Route, &[&["rules", "else"]]),
     (Kind::Set, &[&["values", "add", "next", "not_number"]]),

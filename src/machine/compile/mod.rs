@@ -12,6 +12,7 @@
 //! graph passes still check every other node.
 //! A machine with any error is not built: a machine 8x8 would reject never loads.
 
+mod callbacks;
 mod chains;
 mod counters;
 mod edges;
@@ -520,7 +521,9 @@ impl Compiler<'_> {
             language_variable: def.language_variable.clone().filter(|_| !self.languages.is_empty()),
             translations: Vec::new(),
             resume,
+            callbacks: HashMap::new(),
         };
+        machine.callbacks = self.callbacks(&machine.by_name);
         self.check_sensitive(&mut machine, &failed, start.is_some());
         self.check_resume_skips(&machine);
         self.check_counted(&mut machine, &failed);

@@ -31,13 +31,14 @@ use tokio_postgres::error::SqlState;
 use super::record::{
     AnswerRecord, AnswersRecord, CacheRecord, ClaimRecord, EntryRecord, FORMAT, MachineRecord, REPLIES_KEPT,
     SummaryRecord, cache_key, check_format, decode, decode_action_key, decode_claim, decode_entry,
-    decode_rate, decode_session, decode_unfinished, encode, encode_action_key, encode_rate, encode_session,
-    encode_unfinished, event_hash, opening_id, pack_hashes, unfinished_key, unpack_hashes,
+    decode_rate, decode_scheduled, decode_session, decode_unfinished, encode, encode_action_key, encode_rate,
+    encode_scheduled, encode_session, encode_unfinished, event_hash, opening_id, pack_hashes, unfinished_key,
+    unpack_hashes,
 };
 use super::{
-    Bucket, Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled, Loaded,
-    Lookup, Page, Revision, SCAN_PAGE_MAX, Store, StoreError, StoreFuture, StoredMachine, StoredSummary,
-    SummaryPage, Unfinished,
+    Bucket, Cancelled, Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled,
+    Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, SCHEDULED_LIST_MAX, Scheduled, ScheduledState, Store,
+    StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage, Unfinished,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::transcript::{ENTRIES_MAX, Entry};
@@ -181,6 +182,7 @@ impl PgStore {
 
     async fn swap(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
         let state = encode_session(c.state)?;
+        let scheduled = c.schedule.map(|call| encode_scheduled(call).map(|raw| (call, raw))).transpose()?;
         let updated_ms = ms(c.state.updated_ms);
         let replied = i64::from(c.reply.is_some());
         let mut client = self.client().await?;
@@ -251,6 +253,13 @@ impl PgStore {
                 Err(e) => return Err(fail()(e)),
             }
         }
+        if let Some((call, raw)) = scheduled {
+            match upsert_scheduled(&tx, call, &raw).await {
+                Ok(_) => {}
+                Err(e) if lost(&e) => return Ok(Committed::Changed),
+                Err(e) => return Err(fail()(e)),
+            }
+        }
         match tx.commit().await {
             Ok(()) => {}
             Err(e) if lost(&e) => return Ok(Committed::Changed),
@@ -260,6 +269,84 @@ impl PgStore {
             self.count.own.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Committed::Done)
+    }
+
+    async fn all_scheduled(&self) -> Result<Vec<Scheduled>, StoreError> {
+        let client = self.client().await?;
+        let fail = || failed("list the scheduled calls".into());
+        let rows = client
+            .query(
+                "SELECT id, record FROM phonetree_scheduled ORDER BY due_ms, id LIMIT $1",
+                &[&(SCHEDULED_LIST_MAX as i64)],
+            )
+            .await
+            .map_err(fail())?;
+        let mut calls = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (id, raw): (String, Vec<u8>) =
+                (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+            calls.push(decode_scheduled(&id, &raw)?);
+        }
+        Ok(calls)
+    }
+
+    /// The due call first in line that no other node holds (`SKIP LOCKED`), marked `sending` in
+    /// the same transaction: two nodes never claim one call.
+    async fn claim_due(&self, now_ms: u64) -> Result<Option<Scheduled>, StoreError> {
+        let mut client = self.client().await?;
+        let fail = || failed("claim a scheduled call".into());
+        let tx = client.transaction().await.map_err(fail())?;
+        let row = tx
+            .query_opt(
+                "SELECT id, record FROM phonetree_scheduled WHERE state = 'pending' AND due_ms <= $1 \
+                 ORDER BY due_ms LIMIT 1 FOR UPDATE SKIP LOCKED",
+                &[&ms(now_ms)],
+            )
+            .await
+            .map_err(fail())?;
+        let Some(row) = row else { return Ok(None) };
+        let (id, raw): (String, Vec<u8>) = (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+        let mut call = decode_scheduled(&id, &raw)?;
+        call.state = ScheduledState::Sending;
+        call.updated_ms = now_ms;
+        upsert_scheduled(&tx, &call, &encode_scheduled(&call)?).await.map_err(fail())?;
+        tx.commit().await.map_err(fail())?;
+        Ok(Some(call))
+    }
+
+    async fn by_session(&self, session: &str) -> Result<Option<Scheduled>, StoreError> {
+        let row = self
+            .one(
+                || format!("read the scheduled call of session `{session}`"),
+                "SELECT id, record FROM phonetree_scheduled WHERE session = $1",
+                &[&session],
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let fail = || failed("read a scheduled call".into());
+        let (id, raw): (String, Vec<u8>) = (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+        decode_scheduled(&id, &raw).map(Some)
+    }
+
+    async fn cancel(&self, id: &str, now_ms: u64) -> Result<Cancelled, StoreError> {
+        let mut client = self.client().await?;
+        let fail = || failed(format!("cancel scheduled call `{id}`"));
+        let tx = client.transaction().await.map_err(fail())?;
+        let row = tx
+            .query_opt("SELECT record FROM phonetree_scheduled WHERE id = $1 FOR UPDATE", &[&id])
+            .await
+            .map_err(fail())?;
+        let Some(row) = row else { return Ok(Cancelled::Unknown) };
+        let raw: Vec<u8> = row.try_get(0).map_err(fail())?;
+        let mut call = decode_scheduled(id, &raw)?;
+        if call.state != ScheduledState::Pending {
+            return Ok(Cancelled::NotPending(call));
+        }
+        call.state = ScheduledState::Cancelled;
+        call.updated_ms = now_ms;
+        upsert_scheduled(&tx, &call, &encode_scheduled(&call)?).await.map_err(fail())?;
+        tx.commit().await.map_err(fail())?;
+        Ok(Cancelled::Done(call))
     }
 
     async fn page(&self, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
@@ -736,6 +823,24 @@ impl PgStore {
     }
 }
 
+/// Writes a scheduled call by its id, in `tx`; `raw` is its record (`encode_scheduled`).
+async fn upsert_scheduled(
+    tx: &deadpool_postgres::Transaction<'_>,
+    call: &Scheduled,
+    raw: &[u8],
+) -> Result<u64, tokio_postgres::Error> {
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO phonetree_scheduled (id, state, due_ms, session, updated_ms, record) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET state = $2, due_ms = $3, session = $4, updated_ms = $5, record = $6",
+        )
+        .await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&call.id, &call.state.as_str(), &ms(call.due_ms), &call.session, &ms(call.updated_ms), &raw];
+    tx.execute(&st, &params).await
+}
+
 impl Store for PgStore {
     fn load<'a>(&'a self, session: &'a str, event_id: Option<&'a str>) -> StoreFuture<'a, Lookup> {
         timed("load a session", self.lookup(session, event_id))
@@ -990,6 +1095,40 @@ impl Store for PgStore {
 
     fn machines(&self) -> StoreFuture<'_, Vec<(Version, StoredMachine)>> {
         Box::pin(self.every_machine())
+    }
+
+    fn scheduled(&self) -> StoreFuture<'_, Vec<Scheduled>> {
+        timed("list the scheduled calls", self.all_scheduled())
+    }
+
+    fn expire_scheduled(&self, before_ms: u64) -> StoreFuture<'_, usize> {
+        timed("expire scheduled calls", async move {
+            let sql = "DELETE FROM phonetree_scheduled WHERE id IN (SELECT id FROM phonetree_scheduled \
+                       WHERE state <> 'pending' AND updated_ms < $1 LIMIT $2)";
+            self.delete_in_batches("expire scheduled calls", sql, before_ms).await
+        })
+    }
+
+    fn claim_scheduled(&self, now_ms: u64) -> StoreFuture<'_, Option<Scheduled>> {
+        timed("claim a scheduled call", self.claim_due(now_ms))
+    }
+
+    fn put_scheduled<'a>(&'a self, call: &'a Scheduled) -> StoreFuture<'a, ()> {
+        timed("write a scheduled call", async move {
+            let mut client = self.client().await?;
+            let fail = || failed(format!("write scheduled call `{}`", call.id));
+            let tx = client.transaction().await.map_err(fail())?;
+            upsert_scheduled(&tx, call, &encode_scheduled(call)?).await.map_err(fail())?;
+            tx.commit().await.map_err(fail())
+        })
+    }
+
+    fn scheduled_by_session<'a>(&'a self, session: &'a str) -> StoreFuture<'a, Option<Scheduled>> {
+        timed("read a scheduled call", self.by_session(session))
+    }
+
+    fn cancel_scheduled<'a>(&'a self, id: &'a str, now_ms: u64) -> StoreFuture<'a, Cancelled> {
+        timed("cancel a scheduled call", self.cancel(id, now_ms))
     }
 
     fn lone_summaries<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, SummaryPage> {

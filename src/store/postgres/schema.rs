@@ -121,6 +121,21 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX IF NOT EXISTS phonetree_unfinished_ended ON phonetree_unfinished (ended_ms);
     ",
+    // 7: callbacks scheduled by unanswered transfers (`record::ScheduledRecord`); `state`,
+    // `due_ms`, `session` and `updated_ms` are the record's, kept as columns for the claim
+    // (`FOR UPDATE SKIP LOCKED`), the summary's lookup and the retention.
+    "
+    CREATE TABLE IF NOT EXISTS phonetree_scheduled (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        due_ms BIGINT NOT NULL,
+        session TEXT,
+        updated_ms BIGINT NOT NULL,
+        record BYTEA NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS phonetree_scheduled_due ON phonetree_scheduled (state, due_ms);
+    CREATE INDEX IF NOT EXISTS phonetree_scheduled_session ON phonetree_scheduled (session);
+    ",
 ];
 
 /// The schema version this phonetree writes and reads.
