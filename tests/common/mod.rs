@@ -377,12 +377,18 @@ impl Answer {
         if let Some(id) = v.get_mut("clientActionId")
             && let Some(s) = id.as_str()
         {
-            let parts: Vec<&str> = s.split('.').collect();
-            assert_eq!(parts.len(), 7, "a signed clientActionId has 7 parts: {s}");
-            *id = Value::String(parts[..5].join("."));
+            *id = Value::String(unsigned_id(s));
         }
         v
     }
+}
+
+/// A signed `clientActionId` cut to what it names (`pt.MACHINE.NODE.SEQ.VERSION`), without the
+/// expiry and MAC that change with the second it is signed in.
+pub fn unsigned_id(id: &str) -> String {
+    let parts: Vec<&str> = id.split('.').collect();
+    assert_eq!(parts.len(), 7, "a signed clientActionId has 7 parts: {id}");
+    parts[..5].join(".")
 }
 
 /// Ports `free_port` picks from: below Linux's ephemeral range (32768-60999), so that no client
