@@ -98,7 +98,7 @@ enum Failure {
 
 /// The exit code of a command whose stdout was closed before it finished writing: a pipe writer's
 /// on SIGPIPE (128 + 13), as `phonetree check machines/ | head -1` expects of any command.
-const EXIT_CLOSED_STDOUT: i32 = 141;
+const EXIT_CLOSED_STDOUT: u8 = 141;
 
 /// A command whose stdout is closed early stops quietly, exit `EXIT_CLOSED_STDOUT`: Rust ignores
 /// SIGPIPE (so `serve` lives through closed sockets), and `println!` then panics on the closed
@@ -112,7 +112,7 @@ fn quiet_on_closed_stdout() {
             .map(String::as_str)
             .or_else(|| payload.downcast_ref::<&str>().copied());
         if message.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("Broken pipe")) {
-            std::process::exit(EXIT_CLOSED_STDOUT);
+            std::process::exit(i32::from(EXIT_CLOSED_STDOUT));
         }
         default(info);
     }));
@@ -166,6 +166,9 @@ fn exit(failure: Failure) -> ExitCode {
     let (code, message) = match failure {
         // The report on stdout already lists every problem.
         Failure::Check(check::Error::Invalid { .. }) => (1, None),
+        Failure::Simulate(simulate::Error::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            (EXIT_CLOSED_STDOUT, None)
+        }
         Failure::Simulate(e) => (1, Some(e.to_string())),
         Failure::Export(e) => (1, Some(e.to_string())),
         // EX_IOERR: the store failed while serving; a restart reopens it.

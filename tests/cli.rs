@@ -439,7 +439,11 @@ fn every_hint_command_replays_the_call_to_its_node() {
 /// quietly with a pipe writer's exit code (141), never a panic on stderr.
 #[test]
 fn a_closed_stdout_ends_every_command_quietly() {
-    for args in [&["check", "machines/"][..], &["export", "machines/bank_balance.toml", "--format", "vxml"]] {
+    for args in [
+        &["check", "machines/"][..],
+        &["export", "machines/bank_balance.toml", "--format", "vxml"],
+        &["simulate", "machines/abc_restaurant.toml", "1", "1"],
+    ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_phonetree"))
             .args(args)
             .current_dir(common::repo())

@@ -102,6 +102,9 @@ pub enum Error {
     /// An input that is not one, an engine error, or a script request nothing answers.
     #[error("{0}")]
     Play(String),
+    /// Stdout could not be written (closed early: `main` exits as a pipe writer does).
+    #[error("cannot write the transcript: {0}")]
+    Write(#[from] io::Error),
 }
 
 pub fn run(args: Args) -> Result<(), Error> {
@@ -145,7 +148,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::Play)?;
     let (lines, flows) = simulate::run(&m, parties, &inputs, at_ms, &mut answer).map_err(Error::Play)?;
-    out.emit(&lines, &flows);
+    out.emit(&lines, &flows)?;
     Ok(())
 }
 
@@ -162,7 +165,7 @@ fn from_stdin(
     let mut sim = if parties.outbound {
         let (sim, opening) = Simulation::outbound(m, (parties.from, parties.to), parties.vars, at_ms, answer)
             .map_err(Error::Play)?;
-        out.turn(opening);
+        out.turn(opening)?;
         match parties.guard {
             Some(guard) => sim.guarded(guard),
             None => sim,
@@ -181,7 +184,7 @@ fn from_stdin(
         if let Some(node) = parties.resume_from {
             sim = sim.resuming_from(node, parties.vars).map_err(Error::Play)?;
         }
-        out.turn(sim.play(&Event::CallStarted, answer).map_err(Error::Play)?);
+        out.turn(sim.play(&Event::CallStarted, answer).map_err(Error::Play)?)?;
         sim
     };
     let mut lines = io::stdin().lock().lines();
@@ -198,10 +201,10 @@ fn from_stdin(
             }
             Err(why) => return Err(Error::Play(why)),
         };
-        out.turn(sim.play(&event, answer).map_err(Error::Play)?);
+        out.turn(sim.play(&event, answer).map_err(Error::Play)?)?;
     }
     if !out.json {
-        out.emit(&[sim.status()], &[]);
+        out.emit(&[sim.status()], &[])?;
     }
     Ok(())
 }
@@ -213,21 +216,22 @@ struct Out {
 }
 
 impl Out {
-    fn emit(&mut self, lines: &[String], flows: &[Callflow]) {
+    fn emit(&mut self, lines: &[String], flows: &[Callflow]) -> io::Result<()> {
         if self.json {
             for f in flows {
-                let _ = self.stdout.write_all(&wire::encode(f).unwrap_or_default());
-                let _ = self.stdout.write_all(b"\n");
+                self.stdout.write_all(&wire::encode(f).unwrap_or_default())?;
+                self.stdout.write_all(b"\n")?;
             }
         } else {
             for l in lines {
-                let _ = writeln!(self.stdout, "{l}");
+                writeln!(self.stdout, "{l}")?;
             }
         }
+        Ok(())
     }
 
-    fn turn(&mut self, turn: Turn) {
-        self.emit(&turn.lines, turn.reply.as_slice());
+    fn turn(&mut self, turn: Turn) -> io::Result<()> {
+        self.emit(&turn.lines, turn.reply.as_slice())
     }
 }
 
