@@ -409,6 +409,26 @@ fn resume_past_a_sensitive_input_is_a_warning() {
     assert!(warned[0].contains("skip the nodes that set sensitive `auth`, `card`"), "{warned:?}");
 }
 
+/// Policies are not proven across the offer's `1` (a resumed call goes on past whatever a policy
+/// counts on before the node it left): with `[resume]`, `check` proves none and says why, at the
+/// policy; without `[resume]` the same policy proves.
+#[test]
+fn a_policy_on_a_machine_with_resume_is_not_proven() {
+    use phonetree::proof::explore;
+    let policy = "\n[[policies]]\nbefore = \"main\"\non_every_path_to = \"billing\"\n";
+    let with = compile_text("resume_demo.toml", &(demo_text() + policy));
+    let r = explore::explore(&with);
+    let broken: Vec<_> = r.violations.iter().filter(|v| v.kind == explore::Kind::Policy).collect();
+    assert_eq!(broken.len(), 1, "{:?}", r.violations);
+    assert!(broken[0].message.contains("not proven for a machine with `[resume]`"), "{:?}", broken[0]);
+    let without = demo_text().replace(
+        "[resume]\nwithin_minutes = 10\nprompt = \"Welcome back. Press 1 to continue where you left off, 2 to start again.\"\n",
+        "",
+    );
+    let r = explore::explore(&compile_text("plain.toml", &(without + policy)));
+    assert!(r.proven(), "{:?}", r.violations);
+}
+
 /// `phonetree diff` names a changed (or removed) `[resume]`: never "no change" for an edit that
 /// changes which callers hear the offer.
 #[test]
