@@ -175,6 +175,28 @@ pub fn replay(machine: &str, inputs: &[String]) -> String {
 /// variables an answer may leave unset (`may_miss`) are set.
 type Key = (NodeId, u8, u8, u64, Vec<Option<String>>, Vec<bool>);
 
+/// Adds a call's opening state as a root of the exploration (no parent; `clock`: the flags that
+/// replay it), unless an equal state is one already.
+fn add_root(
+    index: &mut HashMap<Key, usize>,
+    visited: &mut Vec<Visited>,
+    k: Key,
+    state: CallState,
+    clock: Option<String>,
+) {
+    if let std::collections::hash_map::Entry::Vacant(e) = index.entry(k) {
+        e.insert(visited.len());
+        visited.push(Visited {
+            state,
+            parent: None,
+            clock,
+            next: Vec::new(),
+            heard: Vec::new(),
+            fails: false,
+        });
+    }
+}
+
 fn key(s: &CallState, routed: &Routed, may_miss: &[String]) -> Key {
     let phase = match s.phase {
         Phase::New => 0,
@@ -647,19 +669,8 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
                     let from = format!("--session={session}");
                     clock = Some(clock.map_or(from.clone(), |c| format!("{c} {from}")));
                 }
-                if let std::collections::hash_map::Entry::Vacant(e) =
-                    index.entry(key(&state, &routed, &may_miss))
-                {
-                    e.insert(visited.len());
-                    visited.push(Visited {
-                        state,
-                        parent: None,
-                        clock,
-                        next: Vec::new(),
-                        heard: Vec::new(),
-                        fails: false,
-                    });
-                }
+                let k = key(&state, &routed, &may_miss);
+                add_root(&mut index, &mut visited, k, state, clock);
             }
         }
     }
@@ -686,20 +697,8 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
                 r.violations.push(violation(Kind::InvalidReply, &start_name, message, &[]));
             }
             let clock = Some(visited[root].clock.as_ref().map_or(flag.clone(), |c| format!("{c} {flag}")));
-            if let std::collections::hash_map::Entry::Vacant(e) =
-                index.entry(key(&offered.state, &routed, &may_miss))
-            {
-                e.insert(visited.len());
-                let state = offered.state;
-                visited.push(Visited {
-                    state,
-                    parent: None,
-                    clock,
-                    next: Vec::new(),
-                    heard: Vec::new(),
-                    fails: false,
-                });
-            }
+            let k = key(&offered.state, &routed, &may_miss);
+            add_root(&mut index, &mut visited, k, offered.state, clock);
         }
     }
     let roots = visited.len();
