@@ -113,7 +113,12 @@ pub fn run(args: Args) -> Result<(), Error> {
         ([new_file], Some((url, token)), Some(version)) => {
             let new = load(new_file, args.modules.as_deref())?;
             let name = args.machine.clone().unwrap_or_else(|| new.name().to_string());
-            let (old, shown) = runtime()?.block_on(stored(url, token.as_ref(), &name, version))?;
+            let (old, shown) = runtime()?.block_on(stored(
+                url,
+                token.as_ref(),
+                (&name, version),
+                (new_file, args.modules.as_deref()),
+            ))?;
             (old, new, (shown, new_file.display().to_string()))
         }
         _ => return Err(Error::Files),
@@ -149,13 +154,14 @@ pub fn run(args: Args) -> Result<(), Error> {
     }
 }
 
-/// A version the node at `url` stores, compiled with the modules kept with it (today's, beside the
-/// working folder, for a version stored before modules were kept), and how the diff names it.
+/// A version the node at `url` stores, compiled with the modules kept with it (for a version
+/// stored before modules were kept: `today`'s, NEW's file and `--modules`, as NEW compiles), and
+/// how the diff names it.
 async fn stored(
     url: &str,
     token: Option<&Secret>,
-    name: &str,
-    version: &str,
+    (name, version): (&str, &str),
+    today: (&Path, Option<&Path>),
 ) -> Result<(Machine, String), Error> {
     let mut target = url::Url::parse(&format!("{url}/admin/machines/"))
         .map_err(|e| history_client::Error::Unreachable { url: url.to_string(), detail: e.to_string() })?;
@@ -179,7 +185,7 @@ async fn stored(
         .map(|m| Ok(Source::new(text(m, "file")?, text(m, "text")?)))
         .collect::<Result<_, Error>>()?;
     let (modules, problems) = if kept.is_empty() {
-        catalog::read_modules(&catalog::modules_dirs(&[PathBuf::from(".")], None))
+        catalog::read_modules(&catalog::modules_dirs(&[today.0.to_path_buf()], today.1))
     } else {
         machine::Modules::of(kept)
     };
