@@ -128,6 +128,9 @@ async fn summary(n: &Node, session: &str, status: &str) {
 }
 
 async fn scheduled(n: &Node) -> Vec<Value> {
+    // A mistyped filter beside `scheduled=true` is refused, not silently ignored.
+    let r = reqwest::get(n.admin_url("/calls?scheduled=true&outcome=nonsense")).await.unwrap();
+    assert_eq!(r.status(), 400);
     let r = reqwest::get(n.admin_url("/calls?scheduled=true")).await.unwrap();
     assert_eq!(r.status(), 200);
     r.json::<Value>().await.unwrap()["scheduled"].as_array().unwrap().clone()

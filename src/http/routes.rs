@@ -208,11 +208,11 @@ pub(crate) fn admin(
 /// `GET /calls?machine=&since=&outcome=&limit=&after=`: a page of calls, without transcripts.
 async fn list_calls(app: Arc<App>, query: HashMap<String, String>) -> warp::reply::Response {
     let bad = |message: String| error(StatusCode::BAD_REQUEST, "invalid_query", &message);
-    match query.get("scheduled").map(String::as_str) {
-        None | Some("false") => {}
-        Some("true") => return list_scheduled(&app).await,
+    let scheduled = match query.get("scheduled").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
         Some(other) => return bad(format!("`scheduled` must be `true` or `false`, not `{other}`")),
-    }
+    };
     let number = |name: &str| -> Result<Option<u64>, String> {
         query
             .get(name)
@@ -236,6 +236,11 @@ async fn list_calls(app: Arc<App>, query: HashMap<String, String>) -> warp::repl
     };
     if let Err(e) = filter.check() {
         return bad(e.to_string());
+    }
+    // The call filters are checked even when `scheduled=true` lists callbacks instead, so a
+    // mistyped parameter is refused rather than silently ignored.
+    if scheduled {
+        return list_scheduled(&app).await;
     }
     match history::list(&app, &filter).await {
         Ok(listed) => {
