@@ -207,6 +207,21 @@ async fn no_answer_calls_back_once_per_attempt_until_the_attempts_run_out() {
     summary(&n, "in-1", "NO_ANSWER").await;
     assert_eq!(api.wait_for(2).await.len(), 2);
     assert_eq!(scheduled(&n).await.len(), 1);
+    let counted = callback_counts(&n).await;
+    let expected = [("placed", 2), ("rescheduled", 1), ("scheduled", 1), ("unanswered", 1)];
+    assert_eq!(counted, expected.map(|(e, k)| (e.to_string(), k)).into(), "phonetree_callbacks_total");
+}
+
+/// `phonetree_callbacks_total` of `n`, by event (over every machine label).
+async fn callback_counts(n: &Node) -> std::collections::BTreeMap<String, u64> {
+    let text = reqwest::get(n.admin_url("/metrics")).await.unwrap().text().await.unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("phonetree_callbacks_total{")) {
+        let event = line.split("event=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+        let value: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        *counts.entry(event.to_string()).or_insert(0) += value;
+    }
+    counts
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -312,6 +327,8 @@ async fn a_cancelled_callback_is_never_sent_and_the_cli_lists_and_cancels() {
     let r = reqwest::Client::new().post(n.admin_url("/calls/scheduled/cb-in-b/cancel")).send().await.unwrap();
     assert_eq!(r.status(), 409);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_pending");
+    let counted = callback_counts(&n).await;
+    assert_eq!((counted.get("cancelled"), counted.get("placed")), (Some(&1), Some(&1)), "{counted:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -362,6 +362,7 @@ async fn store_copy_moves_live_calls_to_a_store_whose_node_goes_on_with_them() {
         assert!(text.contains("machine versions: 4\n"), "{text}");
         assert!(text.contains("sessions: 2 (replies kept: 3, older events known: 0"), "{text}");
         assert!(text.contains("summaries: 1)\nsummaries of sessions not stored: 1\n"), "{text}");
+        assert!(text.contains("interrupted calls (resume): 0\nscheduled callbacks: 0\n"), "{text}");
         assert!(text.contains("action key: copied\n"), "{text}");
         assert!(!format!("{text}{stderr}").contains("s3cret"), "{text}{stderr}");
 

@@ -635,6 +635,25 @@ async fn populate(store: &dyn Store) -> (Vec<(Version, StoredMachine)>, Vec<Stri
     store.put_summary(&summary_of("s-ended", "COMPLETED"), 10).await.unwrap();
     store.put_summary(&summary_of("s-lone", "FAILED"), 11).await.unwrap();
 
+    // Two callers' interrupted calls, and callbacks in three of their states.
+    for (caller, node) in [("+6591234567", "main"), ("+6599999999", "billing")] {
+        let call = phonetree::store::Unfinished {
+            machine: "abc_restaurant".into(),
+            version: machines[0].0,
+            node: node.into(),
+            vars: [("party".to_string(), "4".to_string())].into(),
+            session: format!("s-{node}"),
+            ended_ms: 12,
+        };
+        store.put_unfinished(caller, &call).await.unwrap();
+    }
+    let sent =
+        Scheduled { state: ScheduledState::Sent, session: Some("s-cb".into()), ..callback("cb-b", 30) };
+    let sending = Scheduled { state: ScheduledState::Sending, ..callback("cb-c", 20) };
+    for call in [callback("cb-a", 40), sent, sending] {
+        store.put_scheduled(&call).await.unwrap();
+    }
+
     let events = (0..LIVE_EVENTS).map(|i| format!("e{i}")).chain(["o1", "x1", "e-new"].map(String::from));
     (machines, events.collect())
 }
@@ -675,7 +694,42 @@ async fn a_copy_into_any_backend_answers_as_the_source_did() {
                 (2, 3, 2, 1, 1),
                 "{name}"
             );
+            assert_eq!((copied.unfinished, copied.scheduled), (2, 3), "{name}");
             assert_eq!(copied.action_key, KeyCopied::Copied, "{name}");
+            // Interrupted calls move by their key, which names no caller: each caller finds theirs.
+            for caller in ["+6591234567", "+6599999999", "+6500000000"] {
+                let (a, b) = (
+                    from.unfinished("abc_restaurant", caller).await.unwrap(),
+                    to.unfinished("abc_restaurant", caller).await.unwrap(),
+                );
+                assert_eq!(a, b, "{name}: {caller}'s interrupted call");
+            }
+            assert_eq!(from.scheduled().await.unwrap(), to.scheduled().await.unwrap(), "{name}");
+            let found = to.scheduled_by_session("s-cb").await.unwrap().map(|c| c.id);
+            assert_eq!(found, Some("cb-b".to_string()), "{name}: a sent callback's summary finds it");
+            // A callback being sent when the source stopped is never claimed (so sent) again.
+            assert_eq!(to.claim_scheduled(u64::MAX).await.unwrap().map(|c| c.id), Some("cb-a".into()));
+            assert_eq!(to.claim_scheduled(u64::MAX).await.unwrap(), None, "{name}");
+            // Pages of one give what one page gives.
+            let (mut keys, mut after) = (Vec::new(), None);
+            while let Some((k, _)) = from.unfinished_page(after, 1).await.unwrap().pop() {
+                keys.push(k);
+                after = Some(k);
+            }
+            let all: Vec<_> = from
+                .unfinished_page(None, SCAN_PAGE_MAX)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert_eq!((keys.len(), keys), (2, all), "{name}");
+            let (mut paged, mut after) = (Vec::new(), None::<String>);
+            while let Some(c) = from.scheduled_page(after.as_deref(), 1).await.unwrap().pop() {
+                paged.push(c.id.clone());
+                after = Some(c.id);
+            }
+            assert_eq!(paged, ["cb-a", "cb-b", "cb-c"], "{name}: by id");
             assert_eq!(to.action_key(Some([8; 32])).await.unwrap(), key, "{name}: ids still resume there");
 
             let mut got = to.machines().await.unwrap();

@@ -14,8 +14,9 @@ pub enum Command {
     /// Copy every call from one store into another (sled to PostgreSQL), for stopped nodes.
     ///
     /// Copies the machine versions, the sessions with their reply journals and script answers,
-    /// and the summaries, so that a node on the target answers each call, and each duplicate
-    /// delivery, as the source's node would have. Stop every node on either store first: a
+    /// the summaries, callers' interrupted calls (`[resume]`) and scheduled callbacks, so that a
+    /// node on the target answers each call, and each duplicate delivery, as the source's node
+    /// would have. Stop every node on either store first: a
     /// running node locks its sled folder, nodes on a database must be stopped by hand. The
     /// target must hold no sessions; both stores are brought up to this phonetree's format. The
     /// script cache is not copied.
@@ -104,7 +105,17 @@ fn report(from: &StoreUrl, to: &StoreUrl, c: &Copied) -> String {
          sessions: {} (replies kept: {}, older events known: {}, webhooks with script answers: {}, \
          summaries: {})\n\
          summaries of sessions not stored: {}\n\
+         interrupted calls (resume): {}\n\
+         scheduled callbacks: {}\n\
          action key: {key}\n",
-        c.machines, c.sessions, c.replies, c.forgotten, c.answers, c.summaries, c.lone_summaries
+        c.machines,
+        c.sessions,
+        c.replies,
+        c.forgotten,
+        c.answers,
+        c.summaries,
+        c.lone_summaries,
+        c.unfinished,
+        c.scheduled
     )
 }

@@ -301,6 +301,7 @@ async fn cancel_scheduled(id: String, app: Arc<App>) -> warp::reply::Response {
     match app.store.cancel_scheduled(&id, crate::node::now_ms()).await {
         Ok(Cancelled::Done(c)) => {
             tracing::info!(id, "scheduled callback cancelled");
+            crate::node::metrics::callback(&app, &c.machine, "cancelled");
             json_reply(StatusCode::OK, &scheduled_json(&c))
         }
         Ok(Cancelled::NotPending(c)) => error(

@@ -12,14 +12,16 @@ use crate::machine::callback::UNANSWERED_STATUSES;
 use crate::store::{Scheduled, ScheduledState, StoreError};
 
 /// The callback a summary asks for, or the next step of the callback this call was: `before` is
-/// the call as loaded, `after` as the summary leaves it, `machine` the version it ran on.
+/// the call as loaded, `after` as the summary leaves it, `machine` the version it ran on. With it,
+/// what happened to it, as `phonetree_callbacks_total` counts it once the summary's commit is
+/// durable (`scheduled`, `rescheduled`, `answered`, `unanswered`: its attempts ran out).
 pub(super) async fn after_summary(
     app: &App,
     machine: &Machine,
     before: &CallState,
     after: &CallState,
     now: u64,
-) -> Result<Option<Scheduled>, StoreError> {
+) -> Result<Option<(Scheduled, &'static str)>, StoreError> {
     let session = before.call.session_id.as_str();
     if let Some(Outcome::Transferred { status: Some(status), .. }) = &after.outcome
         && UNANSWERED_STATUSES.contains(&status.as_str())
@@ -32,7 +34,7 @@ pub(super) async fn after_summary(
         };
         let node = machine.node(before.node).map_or_else(String::new, |n| n.name.clone());
         info!(session, machine = machine.name(), node, status, due_ms = due, "callback scheduled");
-        return Ok(Some(Scheduled {
+        let call = Scheduled {
             id: format!("cb-{session}"),
             origin: session.to_string(),
             machine: cb.machine.clone(),
@@ -48,7 +50,8 @@ pub(super) async fn after_summary(
             session: None,
             note: Some(status.clone()),
             updated_ms: now,
-        }));
+        };
+        return Ok(Some((call, "scheduled")));
     }
     if before.call.direction != Direction::Outbound {
         return Ok(None);
@@ -58,7 +61,7 @@ pub(super) async fn after_summary(
         return Ok(None);
     }
     call.updated_ms = now;
-    match &after.outcome {
+    let event = match &after.outcome {
         Some(Outcome::Unanswered { status }) if call.attempt < call.attempts => {
             let from =
                 app.registry.version(app.store.as_ref(), &call.from_machine, call.from_version).await.ok();
@@ -78,11 +81,13 @@ pub(super) async fn after_summary(
                         due_ms = due,
                         "callback not answered: rescheduled"
                     );
+                    "rescheduled"
                 }
                 None => {
                     call.state = ScheduledState::Done;
                     call.note =
                         Some(format!("not answered ({status}); its transfer's `on_unanswered` is gone"));
+                    "unanswered"
                 }
             }
         }
@@ -90,11 +95,13 @@ pub(super) async fn after_summary(
             call.state = ScheduledState::Done;
             call.note = Some(format!("not answered ({status}) after {} attempts", call.attempts));
             info!(id = call.id, "callback not answered: its attempts ran out");
+            "unanswered"
         }
         _ => {
             call.state = ScheduledState::Done;
             call.note = Some("answered".into());
+            "answered"
         }
-    }
-    Ok(Some(call))
+    };
+    Ok(Some((call, event)))
 }

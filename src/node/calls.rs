@@ -827,11 +827,14 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
             state: &step.state,
             reply: None,
             entries: std::slice::from_ref(&entry),
-            schedule: schedule.as_ref(),
+            schedule: schedule.as_ref().map(|(call, _)| call),
         };
         if app.store.commit(commit).await? == Committed::Done {
             debug!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");
             metrics::ended(app, &machine, &loaded.state, &step.state, false);
+            if let Some((call, event)) = &schedule {
+                metrics::callback(app, &call.machine, event);
+            }
             return Ok(());
         }
         metrics::commit_retried();

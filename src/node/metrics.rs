@@ -67,6 +67,12 @@ const SPLITS: &str = "phonetree_split_total";
 /// Calls that went on where the caller's interrupted call stopped (a resume offer taken), by
 /// `machine` and `node`.
 const RESUMED: &str = "phonetree_resumed_total";
+/// Callbacks of transfers' `on_unanswered`, by `machine` (the callback's) and `event`: `scheduled`
+/// (a summary said the transfer was not answered), `placed`, `rescheduled` (an attempt not
+/// answered, another due), `answered`, `unanswered` (its attempts ran out), `rate_limited` (put
+/// back for a token), `expired` (its window closed before it could be placed), `not_placed` (8x8 or
+/// the outbound guard refused it), `cancelled` (by an operator).
+const CALLBACKS: &str = "phonetree_callbacks_total";
 /// Scripts that failed without a request, the webhook's time being spent (`Scripts::out_of_time`).
 const SCRIPTS_OUT_OF_TIME: &str = "phonetree_scripts_out_of_time_total";
 
@@ -121,6 +127,7 @@ pub fn describe() {
         Unit::Count,
         "Calls that went on where the caller's interrupted call stopped."
     );
+    describe_counter!(CALLBACKS, Unit::Count, "Callbacks of unanswered transfers, by what happened to them.");
     describe_counter!(SCRIPTS_REFUSED, Unit::Count, "Script requests refused by the host policy.");
     describe_counter!(
         DIALS_REFUSED,
@@ -270,6 +277,12 @@ pub(super) fn dial_refused(app: &App, machine: &Machine, node: &str, reason: &'s
 pub(super) fn resumed(app: &App, machine: &Machine, id: NodeId) {
     let (m, n) = labels(app, machine, id);
     counter!(RESUMED, "machine" => m, "node" => n).increment(1);
+}
+
+/// Counts what happened to a callback of machine `machine` (`event`: one of `CALLBACKS`' names).
+pub fn callback(app: &App, machine: &str, event: &'static str) {
+    let m = if app.registry.current(machine).is_some() { machine.to_string() } else { OTHER.to_string() };
+    counter!(CALLBACKS, "machine" => m, "event" => event).increment(1);
 }
 
 /// Counts an 8x8 error code of a session summary.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::guard::Refused;
-use super::{App, PlaceError, now_ms};
+use super::{App, PlaceError, metrics, now_ms};
 use crate::store::{ScheduledState, StoreError};
 
 /// How often a node looks for due callbacks: a callback rings within a second of its time, and
@@ -43,14 +43,16 @@ async fn place_due(app: &App) -> Result<usize, StoreError> {
         let now = now_ms();
         let Some(mut call) = app.store.claim_scheduled(now).await? else { break };
         claimed += 1;
-        if now >= call.valid_until_ms {
+        let event = if now >= call.valid_until_ms {
             call.state = ScheduledState::Done;
             call.note = Some("expired before it could be placed".into());
+            "expired"
         } else {
             match super::outbound::place_callback(app, &call).await {
                 // Written `sent` with the new session, in its commit.
                 Ok(session) => {
                     info!(id = call.id, attempt = call.attempt, session, "callback placed");
+                    metrics::callback(app, &call.machine, "placed");
                     continue;
                 }
                 // Refused before anything was sent: the same attempt, once the bucket has a token.
@@ -65,16 +67,19 @@ async fn place_due(app: &App) -> Result<usize, StoreError> {
                         retry_after_s = retry_after.as_secs(),
                         "callback rate-limited: put back"
                     );
+                    "rate_limited"
                 }
                 Err(e) => {
                     warn!(id = call.id, error = %e, "callback not placed");
                     call.state = ScheduledState::Done;
                     call.note = Some(format!("not placed: {e}"));
+                    "not_placed"
                 }
             }
-        }
+        };
         call.updated_ms = now_ms();
         app.store.put_scheduled(&call).await?;
+        metrics::callback(app, &call.machine, event);
     }
     Ok(claimed)
 }

@@ -5,8 +5,10 @@
 //! resumed from the ids 8x8 echoes), every machine version (first, so every copied call finds the version it runs
 //! on), every session with its state, reply journal, script answers, claims on script requests
 //! (lapsed in the target: their claimants are gone) and summary (each written at once by
-//! `Store::import`), and the summaries of sessions the source no longer has. The script
-//! cache is not copied: it is only a cache. Memory stays bounded however large the store: the
+//! `Store::import`), the summaries of sessions the source no longer has, callers' interrupted
+//! calls (`[resume]`, moved by their key: the copy never learns whose they are) and the scheduled
+//! callbacks in whatever state they are (a callback being sent stays so: it is never sent twice).
+//! The script cache is not copied: it is only a cache. Memory stays bounded however large the store: the
 //! sessions are read and written in pages of `COPY_PAGE`.
 //!
 //! Meant for stopped nodes: a session written to the source during the copy may or may not be
@@ -41,6 +43,10 @@ pub struct Copied {
     pub summaries: usize,
     /// Summaries of sessions the source no longer has.
     pub lone_summaries: usize,
+    /// Callers' interrupted calls, kept for the resume offer.
+    pub unfinished: usize,
+    /// Scheduled callbacks, whatever their state.
+    pub scheduled: usize,
     pub action_key: KeyCopied,
 }
 
@@ -135,6 +141,32 @@ pub async fn copy(from: &dyn Store, to: &Arc<dyn Store>) -> Result<Copied, CopyE
         match page.next {
             Some(next) => after = Some(next),
             None => break,
+        }
+    }
+
+    let mut after = None;
+    loop {
+        let page = from.unfinished_page(after, COPY_PAGE).await.map_err(CopyError::Source)?;
+        for (key, call) in &page {
+            to.put_unfinished_at(*key, call).await.map_err(CopyError::Target)?;
+            copied.unfinished += 1;
+        }
+        match page.last() {
+            Some((key, _)) if page.len() == COPY_PAGE => after = Some(*key),
+            _ => break,
+        }
+    }
+
+    let mut after: Option<String> = None;
+    loop {
+        let page = from.scheduled_page(after.as_deref(), COPY_PAGE).await.map_err(CopyError::Source)?;
+        for call in &page {
+            to.put_scheduled(call).await.map_err(CopyError::Target)?;
+            copied.scheduled += 1;
+        }
+        match page.last() {
+            Some(call) if page.len() == COPY_PAGE => after = Some(call.id.clone()),
+            _ => break,
         }
     }
     to.flush().await.map_err(CopyError::Target)?;

@@ -324,6 +324,23 @@ pub struct StoredModule {
     pub text: String,
 }
 
+/// The key a caller's interrupted call on a machine is kept under: the SHA-256 of the machine's
+/// name and the caller's number, so that the store names no caller (and `store copy` moves the
+/// record without ever knowing whose it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallerKey(pub [u8; 32]);
+
+impl CallerKey {
+    pub fn of(machine: &str, caller: &str) -> CallerKey {
+        CallerKey(record::unfinished_key(machine, caller))
+    }
+
+    /// The key in hex, as errors name a record.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// A caller's interrupted call on a machine, kept (one per caller and machine, the latest) for the
 /// resume offer of their next call: where it waited, with its call variables then (never sensitive
 /// ones). Stored under a hash of the machine's name and the caller's number, never the number.
@@ -493,13 +510,28 @@ pub trait Store: Send + Sync {
     /// The interrupted call of `caller` on `machine` kept by `put_unfinished`, if any.
     fn unfinished<'a>(&'a self, machine: &'a str, caller: &'a str) -> StoreFuture<'a, Option<Unfinished>>;
     /// Keeps `call` as `caller`'s interrupted call on its machine, replacing any; durable on return.
-    fn put_unfinished<'a>(&'a self, caller: &'a str, call: &'a Unfinished) -> StoreFuture<'a, ()>;
+    fn put_unfinished<'a>(&'a self, caller: &'a str, call: &'a Unfinished) -> StoreFuture<'a, ()> {
+        self.put_unfinished_at(CallerKey::of(&call.machine, caller), call)
+    }
+    /// Keeps `call` under `key`, replacing any; durable on return (`store copy`, which has the
+    /// key and never the caller).
+    fn put_unfinished_at<'a>(&'a self, key: CallerKey, call: &'a Unfinished) -> StoreFuture<'a, ()>;
+    /// At most `limit` (≤ `SCAN_PAGE_MAX`) interrupted calls whose keys come after `after`, in key
+    /// order (`store copy`).
+    fn unfinished_page(
+        &self,
+        after: Option<CallerKey>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<(CallerKey, Unfinished)>>;
     /// Forgets `caller`'s interrupted call on `machine` (none kept is no error); durable on return.
     fn remove_unfinished<'a>(&'a self, machine: &'a str, caller: &'a str) -> StoreFuture<'a, ()>;
     /// Deletes the interrupted calls that ended before `before_ms`; returns how many.
     fn expire_unfinished(&self, before_ms: u64) -> StoreFuture<'_, usize>;
     /// The scheduled calls kept, by due time (the first `SCHEDULED_LIST_MAX`).
     fn scheduled(&self) -> StoreFuture<'_, Vec<Scheduled>>;
+    /// At most `limit` (≤ `SCAN_PAGE_MAX`) scheduled calls whose ids come after `after`, in id
+    /// order, whatever their state (`store copy`).
+    fn scheduled_page<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, Vec<Scheduled>>;
     /// Deletes the scheduled calls not pending whose last change is before `before_ms` (finished,
     /// cancelled, or sent or being sent with no summary since); returns how many.
     fn expire_scheduled(&self, before_ms: u64) -> StoreFuture<'_, usize>;

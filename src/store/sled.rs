@@ -30,8 +30,8 @@ use super::record::{
     encode_record, encode_scheduled, encode_unfinished, opening_id, unfinished_key,
 };
 use super::{
-    Bucket, Cancelled, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page, Revision,
-    SCAN_PAGE_MAX, SCHEDULED_LIST_MAX, Scheduled, ScheduledState, Store, StoreError, StoreFuture,
+    Bucket, CallerKey, Cancelled, Claim, Commit, Committed, ExportPage, Exported, Loaded, Lookup, Page,
+    Revision, SCAN_PAGE_MAX, SCHEDULED_LIST_MAX, Scheduled, ScheduledState, Store, StoreError, StoreFuture,
     StoredMachine, StoredSummary, SummaryPage, Unfinished,
 };
 use crate::callflow::SessionSummary;
@@ -762,6 +762,21 @@ impl Store for SledStore {
         })
     }
 
+    fn scheduled_page<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, Vec<Scheduled>> {
+        Box::pin(async move {
+            let mut page = Vec::new();
+            for item in self
+                .scheduled
+                .range((after_bound(after), Bound::Unbounded))
+                .take(limit.clamp(1, SCAN_PAGE_MAX))
+            {
+                let (key, raw) = item?;
+                page.push(decode_scheduled(&String::from_utf8_lossy(&key), &raw)?);
+            }
+            Ok(page)
+        })
+    }
+
     fn put_scheduled<'a>(&'a self, call: &'a Scheduled) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.put_one_scheduled(call)?;
@@ -809,10 +824,31 @@ impl Store for SledStore {
         })
     }
 
-    fn put_unfinished<'a>(&'a self, caller: &'a str, call: &'a Unfinished) -> StoreFuture<'a, ()> {
+    fn put_unfinished_at<'a>(&'a self, key: CallerKey, call: &'a Unfinished) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            self.unfinished.insert(unfinished_key(&call.machine, caller), encode_unfinished(call)?)?;
+            self.unfinished.insert(key.0, encode_unfinished(call)?)?;
             self.durable().await
+        })
+    }
+
+    fn unfinished_page(
+        &self,
+        after: Option<CallerKey>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<(CallerKey, Unfinished)>> {
+        Box::pin(async move {
+            let from = after.map_or(Bound::Unbounded, |k| Bound::Excluded(sled::IVec::from(&k.0[..])));
+            let mut page = Vec::new();
+            for item in self.unfinished.range((from, Bound::Unbounded)).take(limit.clamp(1, SCAN_PAGE_MAX)) {
+                let (key, raw) = item?;
+                let key = CallerKey(<[u8; 32]>::try_from(key.as_ref()).map_err(|_| StoreError::Decode {
+                    what: "interrupted call",
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    detail: format!("a key of {} bytes, not 32", key.len()),
+                })?);
+                page.push((key, decode_unfinished(&key.hex(), &raw)?));
+            }
+            Ok(page)
         })
     }
 

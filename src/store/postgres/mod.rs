@@ -36,9 +36,9 @@ use super::record::{
     unpack_hashes,
 };
 use super::{
-    Bucket, Cancelled, Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry, Journaled,
-    Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, SCHEDULED_LIST_MAX, Scheduled, ScheduledState, Store,
-    StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage, Unfinished,
+    Bucket, CallerKey, Cancelled, Claim, Commit, Committed, Durability, ExportPage, Exported, JournalEntry,
+    Journaled, Loaded, Lookup, Page, Revision, SCAN_PAGE_MAX, SCHEDULED_LIST_MAX, Scheduled, ScheduledState,
+    Store, StoreError, StoreFuture, StoredMachine, StoredSummary, SummaryPage, Unfinished,
 };
 use crate::callflow::SessionSummary;
 use crate::engine::transcript::{ENTRIES_MAX, Entry};
@@ -1113,6 +1113,28 @@ impl Store for PgStore {
         timed("claim a scheduled call", self.claim_due(now_ms))
     }
 
+    fn scheduled_page<'a>(&'a self, after: Option<&'a str>, limit: usize) -> StoreFuture<'a, Vec<Scheduled>> {
+        timed("list the scheduled calls", async move {
+            let client = self.client().await?;
+            let fail = || failed("list the scheduled calls".into());
+            let limit = limit.clamp(1, SCAN_PAGE_MAX) as i64;
+            let rows = client
+                .query(
+                    "SELECT id, record FROM phonetree_scheduled WHERE id > $1 ORDER BY id LIMIT $2",
+                    &[&after.unwrap_or(""), &limit],
+                )
+                .await
+                .map_err(fail())?;
+            let mut page = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (id, raw): (String, Vec<u8>) =
+                    (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+                page.push(decode_scheduled(&id, &raw)?);
+            }
+            Ok(page)
+        })
+    }
+
     fn put_scheduled<'a>(&'a self, call: &'a Scheduled) -> StoreFuture<'a, ()> {
         timed("write a scheduled call", async move {
             let mut client = self.client().await?;
@@ -1148,17 +1170,49 @@ impl Store for PgStore {
         })
     }
 
-    fn put_unfinished<'a>(&'a self, caller: &'a str, call: &'a Unfinished) -> StoreFuture<'a, ()> {
+    fn put_unfinished_at<'a>(&'a self, key: CallerKey, call: &'a Unfinished) -> StoreFuture<'a, ()> {
         timed("keep an interrupted call", async move {
-            let key = unfinished_key(&call.machine, caller);
             self.write(
                 || "keep an interrupted call".to_string(),
                 "INSERT INTO phonetree_unfinished (key, ended_ms, record) VALUES ($1, $2, $3) \
                  ON CONFLICT (key) DO UPDATE SET ended_ms = EXCLUDED.ended_ms, record = EXCLUDED.record",
-                &[&key.as_slice(), &ms(call.ended_ms), &encode_unfinished(call)?],
+                &[&key.0.as_slice(), &ms(call.ended_ms), &encode_unfinished(call)?],
             )
             .await
             .map(drop)
+        })
+    }
+
+    fn unfinished_page(
+        &self,
+        after: Option<CallerKey>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<(CallerKey, Unfinished)>> {
+        timed("list interrupted calls", async move {
+            let client = self.client().await?;
+            let fail = || failed("list interrupted calls".into());
+            let after: &[u8] = after.as_ref().map_or(&[], |k| &k.0[..]);
+            let limit = limit.clamp(1, SCAN_PAGE_MAX) as i64;
+            let rows = client
+                .query(
+                    "SELECT key, record FROM phonetree_unfinished WHERE key > $1 ORDER BY key LIMIT $2",
+                    &[&after, &limit],
+                )
+                .await
+                .map_err(fail())?;
+            let mut page = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (key, raw): (Vec<u8>, Vec<u8>) =
+                    (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
+                let key =
+                    CallerKey(<[u8; 32]>::try_from(key.as_slice()).map_err(|_| StoreError::Decode {
+                        what: "interrupted call",
+                        key: String::from_utf8_lossy(&key).into_owned(),
+                        detail: format!("a key of {} bytes, not 32", key.len()),
+                    })?);
+                page.push((key, decode_unfinished(&key.hex(), &raw)?));
+            }
+            Ok(page)
         })
     }
 
