@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{ends, summary};
+use super::{ends, summary_lines};
 use crate::machine::Machine;
 
 /// Text for inside a DOT quoted string: backslashes and quotes escaped (so no Graphviz escape
@@ -32,14 +32,18 @@ pub fn dot(m: &Machine) -> String {
     let mut out = format!("digraph {} {{\n  node [shape=box];\n", quoted(m.name()));
     for id in g.node_indices() {
         let node = &g[id];
-        let text = summary(&node.kind);
-        let what = if text.is_empty() {
-            node.kind.name().to_string()
-        } else {
-            format!("{}: {text}", node.kind.name())
-        };
-        // Name and what the node does on two lines (Graphviz's `\n`).
-        let mut attrs = format!("label=\"{}\\n{}\"", escape(&node.name), escape(&what));
+        // Name, then `kind: what it does`, or the kind and what it says in each language, a line
+        // each (Graphviz's `\n`).
+        let mut lines = vec![escape(&node.name)];
+        match summary_lines(m, id).as_slice() {
+            [] => lines.push(escape(node.kind.name())),
+            [one] => lines.push(escape(&format!("{}: {one}", node.kind.name()))),
+            several => {
+                lines.push(escape(node.kind.name()));
+                lines.extend(several.iter().map(|l| escape(l)));
+            }
+        }
+        let mut attrs = format!("label=\"{}\"", lines.join("\\n"));
         if id == m.start() {
             attrs.push_str(", style=bold, xlabel=\"start\"");
         }

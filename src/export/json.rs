@@ -2,29 +2,39 @@
 
 use serde_json::{Value, json};
 
-use super::{ends, mermaid_id, summary};
+use super::{ends, mermaid_id, summaries, summary};
 use crate::machine::Machine;
 
 /// The document's layout version: a consumer checks it before reading the rest.
 const FORMAT: u32 = 1;
 
-/// `{"format", "machine", "version", "description", "start", "nodes": [{"name", "kind",
-/// "summary", "mermaid_id", "start", "end"}], "edges": [{"from", "to", "label"}]}`: nodes in graph
-/// order, each node's edges in `Machine::edges` order, labels as `Edge` displays them.
+/// `{"format", "machine", "version", "description", "languages", "start", "nodes": [{"name",
+/// "kind", "summary", "summaries", "mermaid_id", "start", "end"}], "edges": [{"from", "to",
+/// "label"}]}`: nodes in graph order, each node's edges in `Machine::edges` order, labels as `Edge`
+/// displays them. `summary` is in the first language; `summaries` (only on a machine of several
+/// languages) in each, by language.
 pub fn json(m: &Machine) -> Value {
     let g = m.graph();
     let nodes: Vec<Value> = g
         .node_indices()
         .map(|id| {
             let node = &g[id];
-            json!({
+            let mut doc = json!({
                 "name": node.name,
                 "kind": node.kind.name(),
                 "summary": summary(&node.kind),
                 "mermaid_id": mermaid_id(&node.name),
                 "start": id == m.start(),
                 "end": ends(m, id),
-            })
+            });
+            if m.languages().len() > 1 {
+                let each: serde_json::Map<String, Value> = summaries(m, id)
+                    .into_iter()
+                    .filter_map(|(l, text)| Some((l?.to_string(), Value::String(text))))
+                    .collect();
+                doc["summaries"] = Value::Object(each);
+            }
+            doc
         })
         .collect();
     let edges: Vec<Value> = g
@@ -40,6 +50,7 @@ pub fn json(m: &Machine) -> Value {
         "machine": m.name(),
         "version": m.version().hex(),
         "description": m.description(),
+        "languages": m.languages(),
         "start": g[m.start()].name,
         "nodes": nodes,
         "edges": edges,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{ends, summary};
+use super::{ends, summary_lines};
 use crate::machine::Machine;
 
 /// The Mermaid id of the node named `name`: `n_` then the name with letters and digits kept, `_`
@@ -50,10 +50,16 @@ pub fn mermaid(m: &Machine) -> String {
     let g = m.graph();
     for id in g.node_indices() {
         let node = &g[id];
-        let text = summary(&node.kind);
+        // `kind: what it says`, or the kind, then what it says in each language a line each.
         let mut body = format!("{}<br/>{}", label(&node.name), node.kind.name());
-        if !text.is_empty() {
-            let _ = write!(body, ": {}", label(&text));
+        match summary_lines(m, id).as_slice() {
+            [] => {}
+            [one] => {
+                let _ = write!(body, ": {}", label(one));
+            }
+            several => several.iter().for_each(|line| {
+                let _ = write!(body, "<br/>{}", label(line));
+            }),
         }
         let (open, close) = match (id == m.start(), ends(m, id)) {
             (true, _) => ("([", "])"),

@@ -57,6 +57,31 @@ fn summary(kind: &NodeKind) -> String {
     cut
 }
 
+/// What node `id` says or does in each of the machine's languages (`summary`): one unnamed summary
+/// for a machine of one language; for several, each language's name with its summary, in the
+/// machine's order, the same text once per language that says it.
+fn summaries(m: &Machine, id: NodeId) -> Vec<(Option<&str>, String)> {
+    let languages = m.languages();
+    if languages.len() < 2 {
+        return m.node(id).map(|n| vec![(None, summary(&n.kind))]).unwrap_or_default();
+    }
+    let spoken = languages.iter().enumerate().filter_map(|(i, l)| m.spoken(id, i).map(|k| (l, k)));
+    spoken.map(|(l, kind)| (Some(l.as_str()), summary(kind))).collect()
+}
+
+/// The summaries of `summaries` on one line each, `en: …` where the machine has several languages
+/// and they differ (one line, unnamed, where every language reads the same: a transfer's number);
+/// none where the node says nothing (a hangup).
+fn summary_lines(m: &Machine, id: NodeId) -> Vec<String> {
+    let mut all = summaries(m, id);
+    if all.windows(2).all(|w| w[0].1 == w[1].1) {
+        all.truncate(1);
+        all.iter_mut().for_each(|(language, _)| *language = None);
+    }
+    let lines = all.into_iter().filter(|(_, text)| !text.is_empty());
+    lines.map(|(language, text)| language.map_or(text.clone(), |l| format!("{l}: {text}"))).collect()
+}
+
 /// The nodes where a call ends: no edge leaves them.
 fn ends(m: &Machine, id: NodeId) -> bool {
     m.edges(id).is_empty()
@@ -115,6 +140,40 @@ mod tests {
         let hours = &m.node(m.node_id("kept").unwrap()).unwrap().kind;
         assert_eq!(summary(hours), "Keeping your current reservation, thank you.");
         assert_eq!(summary(&NodeKind::Hangup), "");
+    }
+
+    #[test]
+    fn every_language_of_a_node_is_shown_once_where_they_differ() {
+        let text = include_str!("../../machines/bank_balance.toml");
+        let modules = include_str!("../../machines/modules/verify_pin.toml");
+        let (modules, _) = crate::machine::Modules::of(vec![Source::new("verify_pin.toml", modules)]);
+        let options = crate::machine::Options { modules: &modules, ..Default::default() };
+        let m = crate::machine::compile_with(&Source::new("bank_balance.toml", text), options)
+            .machine
+            .expect("the bundled machine compiles");
+        assert_eq!(m.languages(), ["en", "es"]);
+        let chart = mermaid(&m);
+        assert!(
+            chart.contains("n_agent__intro[\"agent_intro<br/>say<br/>en: Let me connect you to an agent.<br/>es: Le comunico con un agente.\"]"),
+            "{chart}"
+        );
+        // The same text in both: once, unnamed.
+        assert!(chart.contains("n_agent[[\"agent<br/>transfer: to +6531589338\"]]"), "{chart}");
+        let graph = dot(&m);
+        assert!(
+            graph.contains("label=\"agent_intro\\nsay\\nen: Let me connect you to an agent.\\nes: Le comunico con un agente.\""),
+            "{graph}"
+        );
+        let doc = json(&m);
+        assert_eq!(doc["languages"], serde_json::json!(["en", "es"]));
+        let nodes = doc["nodes"].as_array().unwrap();
+        let intro = nodes.iter().find(|n| n["name"] == "agent_intro").unwrap();
+        assert_eq!(intro["summary"], "Let me connect you to an agent.");
+        assert_eq!(intro["summaries"]["es"], "Le comunico con un agente.");
+        // A machine of one language: no `summaries`, and its labels name no language.
+        let abc = json(&abc());
+        assert_eq!(abc["languages"], serde_json::json!([]));
+        assert!(abc["nodes"].as_array().unwrap().iter().all(|n| n.get("summaries").is_none()));
     }
 
     #[test]
