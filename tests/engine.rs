@@ -90,6 +90,20 @@ fn a_failed_try_reprompts_then_takes_the_branch() {
     assert_eq!(s2.state.outcome, Some(Outcome::HungUp));
 }
 
+/// A caller who presses only `#` (the key that completes an entry) entered nothing: no input, as
+/// an empty `dtmf`, on the simulator and the node alike.
+#[test]
+fn only_the_completing_hash_is_no_input() {
+    let (m, st) = started();
+    for keys in ["#", "##", " # "] {
+        let step = engine::step(&m, &st, &Event::Digits(keys.into()), 1).unwrap();
+        let none = engine::step(&m, &st, &Event::NoInput, 1).unwrap();
+        assert_eq!(step.edges, none.edges, "{keys:?}");
+        assert_eq!((step.state.tries, &step.state.phase), (1, &Phase::AwaitingInput), "{keys:?}: a try");
+        assert_eq!(json(step.reply.as_ref().unwrap()), json(none.reply.as_ref().unwrap()), "{keys:?}");
+    }
+}
+
 #[test]
 fn a_valid_key_resets_tries() {
     let (m, st) = started();

@@ -588,16 +588,19 @@ async fn an_inbound_call_first_seen_without_call_received_starts_at_the_start_no
 }
 
 /// `dtmf: ""` is no input, in both places 8x8 puts the keys (`payload.dtmf`,
-/// `payload.eventData.dtmf`): the retry is counted as `no_input`, never as an invalid key.
+/// `payload.eventData.dtmf`), and so is `dtmf: "#"` (only the key that completes an entry): the
+/// retry is counted as `no_input`, never as an invalid key.
 #[tokio::test]
 async fn an_empty_dtmf_is_no_input_in_both_shapes() {
     let t = tmp();
     let n = node(&t);
-    for (i, event_data) in [false, true].into_iter().enumerate() {
+    for (i, (event_data, keys)) in
+        [(false, ""), (true, ""), (false, "#"), (true, "#")].into_iter().enumerate()
+    {
         let session = format!("s-empty-{i}");
         let a = post(&vca_url(&n), simple(&session, "e0", "CALL_RECEIVED", None).body()).await;
         let id = a.client_action_id().unwrap();
-        let mut empty = simple(&session, "e1", "DTMF_RECEIVED", Some(""));
+        let mut empty = simple(&session, "e1", "DTMF_RECEIVED", Some(keys));
         (empty.client_action_id, empty.event_data) = (Some(id.as_str()), event_data);
         let b = post(&vca_url(&n), empty.body()).await;
         assert_eq!(b.how, "applied");
@@ -613,7 +616,7 @@ async fn an_empty_dtmf_is_no_input_in_both_shapes() {
             &[("machine", "tech_support"), ("node", "menu")],
             &["reason"]
         ),
-        metrics::expected(&[(&["no_input"], 2.0)]),
+        metrics::expected(&[(&["no_input"], 4.0)]),
         "{text}"
     );
 }

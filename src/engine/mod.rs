@@ -58,6 +58,15 @@ pub enum Event {
     DialRefused,
 }
 
+impl Event {
+    /// The event of keys as 8x8 reports them: no input where nothing is left once white space and
+    /// the completing `#` are cut (a caller who pressed only `#` entered nothing, and no node
+    /// accepts an empty entry), else the keys. `step` reads `Digits` the same way.
+    pub fn keys(d: &str) -> Event {
+        if normalise_keys(d).is_empty() { Event::NoInput } else { Event::Digits(d.trim().to_string()) }
+    }
+}
+
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -277,6 +286,12 @@ fn step_inner(
     if m.node(s.node).is_none() {
         return Err(StepError::UnknownNode(s.node.index() as u32, m.name.clone()));
     }
+    // Keys that are nothing once the completing `#` is cut (a caller who pressed only `#`)
+    // answer nothing: no input, as 8x8's empty `dtmf` (no node accepts an empty entry).
+    let event = match event {
+        Event::Digits(d) if normalise_keys(d).is_empty() => &Event::NoInput,
+        other => other,
+    };
     let mut st = s.clone();
     st.updated_ms = now_ms;
     let mut edges = Vec::new();

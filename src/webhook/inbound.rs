@@ -59,10 +59,7 @@ impl CallAction {
         if self.is_call_received() {
             return Event::CallStarted;
         }
-        match &self.dtmf {
-            Some(d) if !d.trim().is_empty() => Event::Digits(d.trim().to_string()),
-            _ => Event::NoInput,
-        }
+        self.dtmf.as_deref().map_or(Event::NoInput, Event::keys)
     }
 }
 
