@@ -28,6 +28,8 @@ pub(super) struct Unset {
     pub exit_node: String,
     pub message: String,
     pub inputs: Vec<String>,
+    /// Across a resumed call: the interrupted call's inputs (`policy::Calls`).
+    pub interrupted: Option<Vec<String>>,
 }
 
 /// The variables the machine's uses promise, which the explorer's marks follow.
@@ -79,7 +81,7 @@ fn first_unset(
         }
         Ok(at)
     };
-    let (exit, inputs) = policy::first_bad(states, walks, out, |_, _| None, advance)?;
+    let (exit, calls) = policy::first_bad(states, walks, out, |_, _| None, advance)?;
     let origin = d.required.iter().find(|(e, _)| *e == exit.exit).map(|(_, o)| o.clone())?;
     let from = m.node(exit.from).map_or("", |n| n.name.as_str());
     Some(Unset {
@@ -96,6 +98,7 @@ fn first_unset(
             exit.exit,
             exit.edge,
         ),
-        inputs,
+        inputs: calls.inputs,
+        interrupted: calls.interrupted,
     })
 }
