@@ -33,7 +33,8 @@
 //! also starts from a caller (or session id) for each combination of variants the machine's splits
 //! give (`split_classes`), and those variants are part of its states' key.
 //!
-//! Every violation comes with the inputs that reach it, replayable with `phonetree simulate`.
+//! Every violation comes with the inputs that reach it, replayable with `phonetree simulate` (a
+//! policy broken across a resumed call: two calls, `Replay::Resumed`).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 

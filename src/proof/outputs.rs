@@ -7,7 +7,9 @@
 //! set or unset on the way is read from the step (`engine::Step::assigned`: an input's keys, a
 //! script's stored value or its key missing, a set node, a sensitive value forgotten at the end of
 //! a step), and an exit is an edge the compiler found leaving the use by one of the module's
-//! exits (`machine::ExitEdge`).
+//! exits (`machine::ExitEdge`). With `[resume]` the walks include the offer's `1` (`policy`): the
+//! call that goes on enters its node and has the outputs the interrupted call kept set (restored
+//! with its variables), so an output set before the interruption counts at the exit.
 
 use super::policy::{self, Mark, States, Walk};
 use crate::machine::policy::Origin;
