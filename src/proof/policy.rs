@@ -15,7 +15,8 @@
 //! call goes on, entering that node, so a notice heard in the interrupted call does not count), and
 //! the two calls as one (a crossing walk from the interrupted call's waiting state to the same
 //! place: the automaton goes on with the state it had, the offer's answer one answer more; at most
-//! one crossing a counterexample, replayed as two calls).
+//! one crossing a counterexample, replayed as two calls: a caller who hangs up and calls back
+//! without end would break every `max_answers`).
 //!
 //! `reach`/`within_answers` says something of every waiting state: the fewest answers with which
 //! the caller gets to the node whatever the scripts answer (the caller picks the keys, not the
