@@ -409,24 +409,243 @@ fn resume_past_a_sensitive_input_is_a_warning() {
     assert!(warned[0].contains("skip the nodes that set sensitive `auth`, `card`"), "{warned:?}");
 }
 
-/// Policies are not proven across the offer's `1` (a resumed call goes on past whatever a policy
-/// counts on before the node it left): with `[resume]`, `check` proves none and says why, at the
-/// policy; without `[resume]` the same policy proves.
+/// `phonetree ARGS` in the repository: (exit code, stdout, stderr).
+fn phonetree_in_repo(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phonetree"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// The `phonetree simulate ...` commands of a check's hints, in order.
+fn replays_in(text: &str) -> Vec<String> {
+    text.split('`').filter(|s| s.starts_with("phonetree simulate ")).map(str::to_string).collect()
+}
+
+/// Runs a replay command as printed (quoted for a POSIX shell) with this build's binary, in the
+/// repository: (exit code, transcript).
+fn run_replay(command: &str) -> (Option<i32>, String) {
+    let bin = format!("'{}'", env!("CARGO_BIN_EXE_phonetree"));
+    let command = command.replacen("phonetree", &bin, 1);
+    let out = std::process::Command::new("sh").arg("-c").arg(&command).current_dir(repo()).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The `[resume]` table of the policy machines in `tests/data/resume/`.
+const POLICY_RESUME: &str = "[resume]\nwithin_minutes = 10\nprompt = \"Welcome back. Press 1 to go on where you left off, 2 to start again.\"\n";
+
+/// The resumed call on its own: a recording notice said before the menu does not count for a
+/// caller who goes on at the menu in a new call. `check` fails at the policy, and its command,
+/// run for real, takes the offer's 1 and reaches the recorded transfer without the notice.
 #[test]
-fn a_policy_on_a_machine_with_resume_is_not_proven() {
-    use phonetree::proof::explore;
-    let policy = "\n[[policies]]\nbefore = \"main\"\non_every_path_to = \"billing\"\n";
-    let with = compile_text("resume_demo.toml", &(demo_text() + policy));
-    let r = explore::explore(&with);
-    let broken: Vec<_> = r.violations.iter().filter(|v| v.kind == explore::Kind::Policy).collect();
-    assert_eq!(broken.len(), 1, "{:?}", r.violations);
-    assert!(broken[0].message.contains("not proven for a machine with `[resume]`"), "{:?}", broken[0]);
-    let without = demo_text().replace(
-        "[resume]\nwithin_minutes = 10\nprompt = \"Welcome back. Press 1 to continue where you left off, 2 to start again.\"\n",
-        "",
+fn a_notice_heard_before_the_interruption_does_not_count_in_the_resumed_call() {
+    let file = "tests/data/resume/policy_notice.toml";
+    let (code, out, _) = phonetree_in_repo(&["check", file]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("{file}:15:1: error: node `agent`: policy 1 (`notice` before every recorded_transfer) is broken: a call enters `agent` without passing `notice` first")),
+        "{out}"
     );
-    let r = explore::explore(&compile_text("plain.toml", &(without + policy)));
+    let replays = replays_in(&out);
+    assert_eq!(replays, [format!("phonetree simulate {file} '--resume-from=menu' 1 1")], "{out}");
+    let (code, transcript) = run_replay(&replays[0]);
+    assert_eq!(code, Some(0), "{transcript}");
+    assert!(transcript.contains("[resume] the call goes on at `menu`"), "{transcript}");
+    assert!(!transcript.contains("This call is recorded."), "{transcript}");
+    assert_eq!(
+        transcript.lines().last(),
+        Some("call transferred at node `agent`: the caller is bridged"),
+        "{transcript}"
+    );
+}
+
+/// The two calls as one: `menu` is entered once a call (`*` says it again without entering it),
+/// so in one call it is never entered after `menu:*`; a caller who presses `*`, hangs up and goes
+/// on at `menu` enters it again. `check` gives both calls, and both, run for real, get there.
+#[test]
+fn a_never_policy_broken_only_across_two_calls_replays_as_two_calls() {
+    let file = "tests/data/resume/policy_again.toml";
+    let (code, out, _) = phonetree_in_repo(&["check", file]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "policy 1 (never `menu` after `menu:*`) is broken: a call enters `menu` after `menu`'s `*` edge"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("a caller gets there in two calls: `"), "{out}");
+    let replays = replays_in(&out);
+    assert_eq!(
+        replays,
+        [
+            format!("phonetree simulate {file} '*'"),
+            format!("phonetree simulate {file} '--resume-from=menu' 1")
+        ],
+        "{out}"
+    );
+    let (code, first) = run_replay(&replays[0]);
+    assert_eq!(code, Some(0), "{first}");
+    assert!(first.contains("[menu] key * (repeat) to `menu`"), "{first}");
+    assert_eq!(first.lines().last(), Some("no more input: the call waits at menu `menu`"), "{first}");
+    let (code, second) = run_replay(&replays[1]);
+    assert_eq!(code, Some(0), "{second}");
+    assert!(second.contains("[resume] the call goes on at `menu`"), "{second}");
+    assert_eq!(second.lines().last(), Some("no more input: the call waits at menu `menu`"), "{second}");
+    // `check --json` says it is two calls.
+    let (_, json, _) = phonetree_in_repo(&["check", "--json", file]);
+    let report: Value = serde_json::from_str(&json).unwrap();
+    let v = &report["machines"][0]["violations"][0];
+    assert_eq!(
+        (v["replay"].as_str(), &v["interrupted"]),
+        (Some("resumed"), &serde_json::json!(["*"])),
+        "{v}"
+    );
+    assert_eq!(v["inputs"], serde_json::json!(["--resume-from=menu", "1"]), "{v}");
+    // Without `[resume]` there is no second call: the policy holds.
+    let text = std::fs::read_to_string(repo().join(file)).unwrap();
+    let plain = text.replace(POLICY_RESUME, "");
+    assert_ne!(plain, text);
+    let r = phonetree::proof::explore::explore(&compile_text("plain.toml", &plain));
     assert!(r.proven(), "{:?}", r.violations);
+}
+
+/// Policies that hold across the offer are proven: the notice said on the way to the transfer in
+/// whichever call gets there, `never` and `reach` with the offer's answer; a module's output set
+/// in the interrupted call is kept in the restored variables of the call that goes on inside the
+/// module (no unset output at its exit).
+#[test]
+fn policies_and_outputs_that_hold_across_the_offer_are_proven() {
+    let file = "tests/data/resume/policy_notice_fixed.toml";
+    let (code, out, _) = phonetree_in_repo(&["check", file]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("{file}: proven `policy_notice_fixed`")), "{out}");
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("modules")).unwrap();
+    std::fs::write(t.path().join("modules/pick.toml"), PICK).unwrap();
+    let machine = t.path().join("order.toml");
+    std::fs::write(&machine, ORDER).unwrap();
+    let (code, out, _) = phonetree_in_repo(&["check", machine.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("proven `order`") && out.contains("module pick: 8/8 edges covered"), "{out}");
+    // Interrupted at `pick/confirm` with the choice keyed, the call goes on with it.
+    let (code, transcript, _) = phonetree_in_repo(&[
+        "simulate",
+        machine.to_str().unwrap(),
+        "--resume-from=pick/confirm",
+        "--var=choice=12",
+        "1",
+        "1",
+    ]);
+    assert_eq!(code, Some(0), "{transcript}");
+    assert!(transcript.contains("Thank you for choosing 12."), "{transcript}");
+}
+
+/// A module promising `choice` and a machine with `[resume]` that uses it.
+const PICK: &str = r#"
+name = "pick"
+start = "ask"
+outputs = ["choice"]
+exits = ["done"]
+
+[nodes.ask]
+kind = "input"
+prompt = "Key in your two digit choice."
+variable = "choice"
+min_digits = 2
+max_digits = 2
+example = "12"
+next = "confirm"
+invalid = "ask_again"
+
+[nodes.ask_again]
+kind = "set"
+values = { choice = "00" }
+next = "confirm"
+
+[nodes.confirm]
+kind = "menu"
+prompt = "You chose {choice}. Press 1 to confirm, 2 to change it."
+branches = { 1 = "done", 2 = "ask" }
+invalid = "done"
+
+[nodes.done]
+kind = "exit"
+exit = "done"
+"#;
+const ORDER: &str = r#"
+name = "order"
+start = "pick"
+numbers = ["+6568880113"]
+
+[resume]
+within_minutes = 10
+prompt = "Welcome back. Press 1 to go on where you left off, 2 to start again."
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[nodes.pick]
+kind = "module"
+module = "pick"
+exits = { done = "thanks" }
+
+[nodes.thanks]
+kind = "say"
+text = "Thank you for choosing {choice}."
+next = "bye"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
+/// The offer's answer is an answer: `reach agent within_answers = 1` holds for a call without
+/// the offer (the menu's 1) but not at the offer, where the agent is two answers away whichever
+/// the caller presses; `max_answers` counts it in the resumed call, and across the two calls.
+#[test]
+fn the_offer_s_answer_counts_for_within_answers_and_max_answers() {
+    use phonetree::proof::explore::{self, Kind, Replay};
+    let fixed = std::fs::read_to_string(repo().join("tests/data/resume/policy_notice_fixed.toml")).unwrap();
+    let policies = |with: &str| {
+        let text = fixed.replace("within_answers = 2", with);
+        let r = explore::explore(&compile_text("f.toml", &text));
+        r.violations.into_iter().filter(|v| v.kind == Kind::Policy).collect::<Vec<_>>()
+    };
+    let broken = policies("within_answers = 1");
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert_eq!(broken[0].node, "menu");
+    assert!(
+        broken[0].message.ends_with("at the resume offer `agent` takes 2 answers at the fewest"),
+        "{broken:?}"
+    );
+    assert_eq!(
+        (broken[0].inputs.as_slice(), broken[0].replay),
+        (&["--resume-from=menu".to_string()][..], Replay::Inbound)
+    );
+    let without = fixed.replace(POLICY_RESUME, "");
+    assert_ne!(without, fixed);
+    let r = explore::explore(&compile_text(
+        "plain.toml",
+        &without.replace("within_answers = 2", "within_answers = 1"),
+    ));
+    assert!(r.proven(), "{:?}", r.violations);
+    // At most one answer: the resumed call asks for a second at the menu.
+    let broken = policies("within_answers = 2\n\n[[policies]]\nmax_answers = 1");
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(broken[0].message.ends_with("a caller is asked for answer 2 here"), "{broken:?}");
+    assert_eq!((broken[0].replay, &broken[0].interrupted), (Replay::Inbound, &None), "{broken:?}");
+    // At most two: a call that started again (answer 1) is interrupted at the menu, and the call
+    // that goes on there (answer 2) asks for a third.
+    let broken = policies("within_answers = 2\n\n[[policies]]\nmax_answers = 2");
+    assert_eq!(broken.len(), 1, "{broken:?}");
+    assert!(broken[0].message.ends_with("a caller is asked for answer 3 here"), "{broken:?}");
+    let first = vec!["--resume-from=menu".to_string(), "2".to_string()];
+    assert_eq!((broken[0].replay, &broken[0].interrupted), (Replay::Resumed, &Some(first)), "{broken:?}");
+    assert_eq!(broken[0].inputs, ["--resume-from=menu", "1"]);
+    assert!(policies("within_answers = 2\n\n[[policies]]\nmax_answers = 3").is_empty());
 }
 
 /// `phonetree diff` names a changed (or removed) `[resume]`: never "no change" for an edit that

@@ -33,7 +33,8 @@
 //! also starts from a caller (or session id) for each combination of variants the machine's splits
 //! give (`split_classes`), and those variants are part of its states' key.
 //!
-//! Every violation comes with the inputs that reach it, replayable with `phonetree simulate`.
+//! Every violation comes with the inputs that reach it, replayable with `phonetree simulate` (a
+//! policy broken across a resumed call: two calls, `Replay::Resumed`).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -119,6 +120,10 @@ pub struct Violation {
     pub inputs: Vec<String>,
     /// How `inputs` replay.
     pub replay: Replay,
+    /// With `Replay::Resumed`: what the caller pressed in the interrupted call before, from its
+    /// start (they hang up at its last prompt, and `inputs` take the resume offer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Vec<String>>,
     /// Where what it breaks was written, which is where the diagnostic points: a policy, or a
     /// module's `outputs` entry (its node is then the module's `exit` node).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,6 +139,10 @@ pub enum Replay {
     Inbound,
     /// `phonetree simulate FILE --outbound` plays the outbound opening.
     Outbound,
+    /// Two calls (`[resume]`): `phonetree simulate FILE INTERRUPTED` plays the first, which the
+    /// caller leaves at its last prompt, then `phonetree simulate FILE INPUTS` the call that takes
+    /// the resume offer's `1` and goes on there.
+    Resumed,
     /// The machine has other errors, which `simulate` refuses: the inputs replay once they are
     /// fixed.
     AfterFixes,
@@ -797,10 +806,21 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
                 });
                 let is_summary = matches!(event, Event::SessionEnded { .. });
                 if !is_summary && walking {
-                    let started = (state.phase == Phase::New).then(|| m.start());
+                    // A call's start enters `start`; the offer's answer (starting again) too.
+                    let started = if state.offering() {
+                        step.entered.first().copied()
+                    } else {
+                        (state.phase == Phase::New).then(|| m.start())
+                    };
                     let marks = policy::marks(started, &step.edges, &step.assigned, &watched);
                     if walked.insert((at, to, marks.clone(), tokens.clone())) {
-                        walks.push(policy::Walk { from: at, to, tokens: tokens.clone(), marks });
+                        walks.push(policy::Walk {
+                            from: at,
+                            to,
+                            tokens: tokens.clone(),
+                            marks,
+                            crossing: None,
+                        });
                     }
                 }
                 if by_heard && !is_summary {
@@ -819,7 +839,18 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
     r.edges_covered = covered.len();
     r.covered = covered.iter().map(|(from, e)| (m.graph()[*from].name.clone(), e.to_string())).collect();
     if m.resume().is_some() && !truncated {
-        resumptions(m, &visited, (&index, &routed, &may_miss), &mut r);
+        let crossings = resumptions(m, &visited, (&index, &routed, &may_miss), &watched, &mut r);
+        if walking {
+            // The resumed call on its own: from the offer root it opens with, to where it goes on.
+            for c in &crossings {
+                let offer = c.crossing.unwrap_or(c.from);
+                if walked.insert((offer, c.to, c.marks.clone(), c.tokens.clone())) {
+                    walks.push(policy::Walk { from: offer, crossing: None, ..c.clone() });
+                }
+            }
+            // The two calls as one: from where the interrupted call waits.
+            walks.extend(crossings);
+        }
     }
     r.covered.sort();
 
@@ -861,15 +892,20 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
             node: visited.iter().map(|v| v.state.node).collect(),
             waiting: visited.iter().map(|v| v.state.phase == Phase::AwaitingInput).collect(),
             roots,
+            offering: visited.iter().map(|v| v.state.offering()).collect(),
             inputs: &inputs,
         };
         let out = policy::outgoing(visited.len(), &walks);
         r.violations.extend(policy::check(m, &states, &walks, &out).into_iter().map(|b| Violation {
             origin: Some(b.origin),
+            replay: if b.interrupted.is_some() { Replay::Resumed } else { Replay::Inbound },
+            interrupted: b.interrupted,
             ..violation(Kind::Policy, &b.node, b.message, &b.inputs)
         }));
         r.violations.extend(outputs::check(m, &states, &walks, &out).into_iter().map(|u| Violation {
             origin: Some(u.origin),
+            replay: if u.interrupted.is_some() { Replay::Resumed } else { Replay::Inbound },
+            interrupted: u.interrupted,
             ..violation(Kind::UnsetOutput, &u.exit_node, u.message, &u.inputs)
         }));
     }
@@ -888,13 +924,19 @@ pub const RESUME_NODE: &str = "[resume]";
 /// The resume offer's answers (a machine with `[resume]`): its `1` is played from the offer of
 /// each start at every waiting state a call can be interrupted at (that call's variables kept, but
 /// the sensitive ones), and must give a valid reply and go on to a state explored; its other
-/// answers were explored with the rest. Both count as edges in coverage.
+/// answers were explored with the rest. Both count as edges in coverage. Returns each `1` that
+/// goes on as a crossing walk (`policy::Walk::crossing`), from the interrupted state: its tokens
+/// replay the resumed call (`--resume-from=NODE`, a `--var` for each variable the interrupted call
+/// kept other than the machine's, then `1`), its marks enter the node and set or unset each
+/// `watched` variable as the restored call has it.
 fn resumptions(
     m: &Machine,
     visited: &[Visited],
     (index, routed, may_miss): (&HashMap<Key, usize>, &Routed, &[String]),
+    watched: &[&str],
     r: &mut Report,
-) {
+) -> Vec<policy::Walk> {
+    let mut crossings = Vec::new();
     r.edges += RESUME_EDGES.len();
     let offers: Vec<usize> = (0..visited.len()).filter(|&i| visited[i].state.offering()).collect();
     let started_again =
@@ -923,21 +965,34 @@ fn resumptions(
         let stepped = engine::step_resuming(m, offer, &event, offer.started_ms, &[], Some(&saved))
             .and_then(engine::Stepped::done);
         let problem = match &stepped {
-            Err(e) => Some((Kind::Engine, format!("resuming here: {e}"))),
-            Ok(step) => broken_invariant(m, offer, &event, step)
-                .map(|(kind, why)| (kind, format!("resuming here: {why}")))
-                .or_else(|| {
-                    (!index.contains_key(&key(&step.state, routed, may_miss)))
-                        .then(|| (Kind::Engine, "resuming here reaches a state no call reaches".to_string()))
-                }),
+            Err(e) => Err((Kind::Engine, format!("resuming here: {e}"))),
+            Ok(step) => match broken_invariant(m, offer, &event, step) {
+                Some((kind, why)) => Err((kind, format!("resuming here: {why}"))),
+                None => index
+                    .get(&key(&step.state, routed, may_miss))
+                    .map(|&to| (to, &step.state))
+                    .ok_or((Kind::Engine, "resuming here reaches a state no call reaches".to_string())),
+            },
         };
         match problem {
-            Some((kind, message)) => {
+            Err((kind, message)) => {
                 if failed.insert(s.node) {
                     r.violations.push(violation(kind, &node, message, &inputs_to(visited, i)));
                 }
             }
-            None => went_on = true,
+            Ok((to, resumed)) => {
+                went_on = true;
+                let mut tokens = vec![format!("--resume-from={node}")];
+                let given = saved.vars.iter().filter(|(k, v)| m.variables().get(*k) != Some(*v));
+                tokens.extend(given.map(|(k, v)| format!("--var={k}={v}")));
+                tokens.push(engine::RESUME_KEY.into());
+                let mut marks = vec![policy::Mark::Enter(s.node)];
+                marks.extend(watched.iter().map(|w| match resumed.vars.contains_key(*w) {
+                    true => policy::Mark::Set(w.to_string()),
+                    false => policy::Mark::Unset(w.to_string()),
+                }));
+                crossings.push(policy::Walk { from: i, to, tokens, marks, crossing: Some(o) });
+            }
         }
     }
     for (label, taken) in RESUME_EDGES.iter().zip([went_on, started_again]) {
@@ -958,6 +1013,7 @@ fn resumptions(
             r.violations.push(v);
         }
     }
+    crossings
 }
 
 /// The traps of a machine that did not compile, explored as far as it did (each node that did not
@@ -976,6 +1032,7 @@ fn violation(kind: Kind, node: &str, message: String, inputs: &[String]) -> Viol
         inputs: inputs.to_vec(),
         replay: Replay::Inbound,
         origin: None,
+        interrupted: None,
     }
 }
 
@@ -994,6 +1051,12 @@ impl Violation {
                 Some(format!("a caller reaches the node with `{}`", replay(file, &self.inputs)))
             }
             Replay::Inbound => Some(format!("a caller gets there with `{}`", replay(file, &self.inputs))),
+            Replay::Resumed => Some(format!(
+                "a caller gets there in two calls: `{}`, hanging up at its last prompt, then within the \
+                 resume window `{}`",
+                replay(file, self.interrupted.as_deref().unwrap_or_default()),
+                replay(file, &self.inputs)
+            )),
             Replay::Outbound => {
                 let outbound = ["--outbound".to_string()];
                 Some(format!("the opening plays with `{}`", replay(file, &outbound)))

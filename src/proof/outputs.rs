@@ -7,7 +7,9 @@
 //! set or unset on the way is read from the step (`engine::Step::assigned`: an input's keys, a
 //! script's stored value or its key missing, a set node, a sensitive value forgotten at the end of
 //! a step), and an exit is an edge the compiler found leaving the use by one of the module's
-//! exits (`machine::ExitEdge`).
+//! exits (`machine::ExitEdge`). With `[resume]` the walks include the offer's `1` (`policy`): the
+//! call that goes on enters its node and has the outputs the interrupted call kept set (restored
+//! with its variables), so an output set before the interruption counts at the exit.
 
 use super::policy::{self, Mark, States, Walk};
 use crate::machine::policy::Origin;
@@ -28,6 +30,8 @@ pub(super) struct Unset {
     pub exit_node: String,
     pub message: String,
     pub inputs: Vec<String>,
+    /// Across a resumed call: the interrupted call's inputs (`policy::Calls`).
+    pub interrupted: Option<Vec<String>>,
 }
 
 /// The variables the machine's uses promise, which the explorer's marks follow.
@@ -79,7 +83,7 @@ fn first_unset(
         }
         Ok(at)
     };
-    let (exit, inputs) = policy::first_bad(states, walks, out, |_, _| None, advance)?;
+    let (exit, calls) = policy::first_bad(states, walks, out, |_, _| None, advance)?;
     let origin = d.required.iter().find(|(e, _)| *e == exit.exit).map(|(_, o)| o.clone())?;
     let from = m.node(exit.from).map_or("", |n| n.name.as_str());
     Some(Unset {
@@ -96,6 +100,7 @@ fn first_unset(
             exit.exit,
             exit.edge,
         ),
-        inputs,
+        inputs: calls.inputs,
+        interrupted: calls.interrupted,
     })
 }

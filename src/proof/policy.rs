@@ -10,6 +10,14 @@
 //! - `max_answers = N`: the answers so far, 0 to N; bad: a waiting state after N answers (the
 //!   call asks for answer N + 1).
 //!
+//! A machine with `[resume]` is proven across its offer both ways, a violation under either being
+//! one: the resumed call on its own (the offer's `1` is a walk from each offer root to where the
+//! call goes on, entering that node, so a notice heard in the interrupted call does not count), and
+//! the two calls as one (a crossing walk from the interrupted call's waiting state to the same
+//! place: the automaton goes on with the state it had, the offer's answer one answer more; at most
+//! one crossing a counterexample, replayed as two calls: a caller who hangs up and calls back
+//! without end would break every `max_answers`).
+//!
 //! `reach`/`within_answers` says something of every waiting state: the fewest answers with which
 //! the caller gets to the node whatever the scripts answer (the caller picks the keys, not the
 //! API's answer: an input counts by its worst answer class) — a shortest-path distance over the
@@ -32,6 +40,17 @@ pub(super) struct Broken {
     pub node: String,
     pub message: String,
     pub inputs: Vec<String>,
+    /// Across a resumed call: the inputs of the interrupted call before it (the caller hangs up
+    /// at its last prompt; `inputs` then go on from there).
+    pub interrupted: Option<Vec<String>>,
+}
+
+/// The inputs that replay a counterexample: one call, or an interrupted call and the call that
+/// goes on from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Calls {
+    pub interrupted: Option<Vec<String>>,
+    pub inputs: Vec<String>,
 }
 
 /// What a transition passes, in order.
@@ -52,6 +71,10 @@ pub(super) struct Walk {
     /// What the caller presses (and the scripts answer), as `simulate` takes it.
     pub tokens: Vec<String>,
     pub marks: Vec<Mark>,
+    /// A crossing (`[resume]`): `from` is where an interrupted call waits and `to` where the call
+    /// that takes the offer's `1` goes on; that call opens at this offer root (its flags, then
+    /// `tokens`). Not a transition of one call: only `first_bad` follows it, once a path.
+    pub crossing: Option<usize>,
 }
 
 /// The explored call states, as the policies need them.
@@ -62,6 +85,8 @@ pub(super) struct States<'a> {
     pub waiting: Vec<bool>,
     /// The states a call starts in are `0..roots`.
     pub roots: usize,
+    /// Whether each state waits at the resume offer.
+    pub offering: Vec<bool>,
     /// The inputs that reach a state from the call's start (its clock and caller flags included).
     pub inputs: &'a dyn Fn(usize) -> Vec<String>,
 }
@@ -106,23 +131,6 @@ pub(super) fn outgoing(states: usize, walks: &[Walk]) -> Vec<Vec<usize>> {
 /// Every policy of `m` checked on its explored states and transitions (`out`: `outgoing`).
 pub(super) fn check(m: &Machine, states: &States<'_>, walks: &[Walk], out: &[Vec<usize>]) -> Vec<Broken> {
     let mut violations = Vec::new();
-    if m.resume().is_some() {
-        // A resumed call goes on at the node its caller left, skipping whatever the policy
-        // counts on before it; the explorer does not prove policies across that jump yet, so
-        // it proves none rather than some that a resumed call could break.
-        for p in m.policies() {
-            violations.push(violation(
-                m,
-                p,
-                m.start,
-                "it is not proven for a machine with `[resume]`: a resumed call goes on at the node its \
-                 caller left (remove `[resume]`, or the policy)"
-                    .into(),
-                Vec::new(),
-            ));
-        }
-        return violations;
-    }
     for p in m.policies() {
         match &p.rule {
             Rule::Reach { node, within } => violations.extend(reach(m, p, states, walks, node, *within)),
@@ -181,63 +189,87 @@ fn advance(m: &Machine, rule: &Rule, mut at: u32, answered: bool, marks: &[Mark]
     Ok(at)
 }
 
-/// A product state, (call state, automaton state), with the product state and walk it came by.
-type Product = ((usize, u32), Option<(usize, usize)>);
+/// A product state, (call state, automaton state, whether a crossing was taken), with the
+/// product state and walk it came by.
+type Product = ((usize, u32, bool), Option<(usize, usize)>);
 
 /// A breadth-first search of the product of the call states with an automaton (from state 0 at
 /// each call start) up to the first bad state, so the shortest counterexample: `bad_at` judges a
 /// product state, `advance` runs the automaton over a transition's marks (`Err`: bad on the way).
-/// The bad thing found, and the inputs that replay a call to it.
+/// A crossing walk is followed at most once a path. The bad thing found, and the calls that
+/// replay it.
 pub(super) fn first_bad<B>(
     states: &States<'_>,
     walks: &[Walk],
     out: &[Vec<usize>],
     bad_at: impl Fn(usize, u32) -> Option<B>,
     advance: impl Fn(u32, bool, &[Mark]) -> Result<u32, B>,
-) -> Option<(B, Vec<String>)> {
-    // (state, automaton) → its index in `seen`; each with the product state and walk it came by.
-    let mut index: HashMap<(usize, u32), usize> = HashMap::new();
+) -> Option<(B, Calls)> {
+    // (state, automaton, crossed) → its index in `seen`; each with the product state and walk it
+    // came by.
+    let mut index: HashMap<(usize, u32, bool), usize> = HashMap::new();
     let mut seen: Vec<Product> = Vec::new();
     let mut queue = VecDeque::new();
     for root in 0..states.roots {
-        index.insert((root, 0), seen.len());
+        index.insert((root, 0, false), seen.len());
         queue.push_back(seen.len());
-        seen.push(((root, 0), None));
+        seen.push(((root, 0, false), None));
     }
-    let inputs_to = |seen: &[Product], mut at: usize| {
-        let mut steps = Vec::new();
+    let calls_to = |seen: &[Product], mut at: usize, last: Option<usize>| {
+        let mut path: Vec<usize> = last.into_iter().collect();
         while let Some((parent, walk)) = seen[at].1 {
-            steps.push(walks[walk].tokens.clone());
+            path.push(walk);
             at = parent;
         }
-        steps.push((states.inputs)(seen[at].0.0));
-        steps.reverse();
-        steps.concat()
+        path.reverse();
+        calls(states, walks, seen[at].0.0, &path)
     };
     while let Some(at) = queue.pop_front() {
-        let ((state, mon), _) = seen[at];
+        let ((state, mon, crossed), _) = seen[at];
         if let Some(bad) = bad_at(state, mon) {
-            return Some((bad, inputs_to(&seen, at)));
+            return Some((bad, calls_to(&seen, at, None)));
         }
         for &w in &out[state] {
             let walk = &walks[w];
+            if crossed && walk.crossing.is_some() {
+                continue;
+            }
             match advance(mon, states.waiting[state], &walk.marks) {
-                Err(bad) => {
-                    let mut inputs = inputs_to(&seen, at);
-                    inputs.extend(walk.tokens.iter().cloned());
-                    return Some((bad, inputs));
-                }
+                Err(bad) => return Some((bad, calls_to(&seen, at, Some(w)))),
                 Ok(next) => {
-                    if let std::collections::hash_map::Entry::Vacant(e) = index.entry((walk.to, next)) {
+                    let key = (walk.to, next, crossed || walk.crossing.is_some());
+                    if let std::collections::hash_map::Entry::Vacant(e) = index.entry(key) {
                         e.insert(seen.len());
                         queue.push_back(seen.len());
-                        seen.push(((walk.to, next), Some((at, w))));
+                        seen.push((key, Some((at, w))));
                     }
                 }
             }
         }
     }
     None
+}
+
+/// The calls that replay the walks `path` from `root`: its inputs, and at a crossing a second
+/// call from the crossing's offer root.
+fn calls(states: &States<'_>, walks: &[Walk], root: usize, path: &[usize]) -> Calls {
+    let mut interrupted = None;
+    let mut inputs = (states.inputs)(root);
+    for &w in path {
+        if let Some(offer) = walks[w].crossing {
+            interrupted = Some(std::mem::replace(&mut inputs, (states.inputs)(offer)));
+        }
+        inputs.extend(walks[w].tokens.iter().cloned());
+    }
+    Calls { interrupted: interrupted.map(going_on), inputs: going_on(inputs) }
+}
+
+/// The inputs of a call with the last `--resume-from` flag alone: a walk from an offer root goes
+/// on at its own node, not at the one the root's flags name.
+fn going_on(inputs: Vec<String>) -> Vec<String> {
+    let flag = |i: &String| i.starts_with("--resume-from=");
+    let Some(last) = inputs.iter().rposition(flag) else { return inputs };
+    inputs.into_iter().enumerate().filter(|(i, input)| *i == last || !flag(input)).map(|(_, i)| i).collect()
 }
 
 /// The first state where a safety policy breaks (the shortest counterexample).
@@ -273,8 +305,10 @@ fn safety(
             (node, message)
         })
     };
-    let ((node, message), inputs) = first_bad(states, walks, out, bad_at, advance)?;
-    Some(violation(m, p, node, message, inputs))
+    let ((node, message), calls) = first_bad(states, walks, out, bad_at, advance)?;
+    let mut broken = violation(m, p, node, message, calls.inputs);
+    broken.interrupted = calls.interrupted;
+    Some(broken)
 }
 
 /// The waiting nodes from which `node` takes more than `within` answers, each once (at its state
@@ -288,15 +322,23 @@ fn reach(
     within: u32,
 ) -> Vec<Broken> {
     let n = states.node.len();
+    // A crossing is two calls, not answers in one: `reach` is said of each call on its own.
+    let walks: Vec<&Walk> = walks.iter().filter(|w| w.crossing.is_none()).collect();
     // One group per state and caller input: its outcomes, one per script answer class (at a
     // state that does not wait, every transition is one group: nothing there is the caller's).
     let mut group_of: HashMap<(usize, Vec<&str>), usize> = HashMap::new();
     // (state it leaves, outcomes not known yet, the largest known outcome)
     let mut groups: Vec<(usize, usize, u32)> = Vec::new();
     let mut outcome_group = Vec::with_capacity(walks.len());
-    for w in walks {
+    for w in &walks {
+        // The offer's `1` goes on where the interrupted call stopped, which the caller does not
+        // pick in this call: its walks (flags, then `1`) are one input, counted by the worst.
         let caller: Vec<&str> = if states.waiting[w.from] {
-            w.tokens.iter().map(String::as_str).filter(|t| !t.starts_with('@')).collect()
+            w.tokens
+                .iter()
+                .map(String::as_str)
+                .filter(|t| !t.starts_with('@') && !t.starts_with("--"))
+                .collect()
         } else {
             Vec::new()
         };
@@ -353,9 +395,10 @@ fn reach(
         if !states.waiting[i] || d <= within || !reported.insert(states.node[i]) {
             continue;
         }
+        let here = if states.offering[i] { "at the resume offer" } else { "from here" };
         let message = match d {
-            u32::MAX => format!("from here no answers reach `{node}`"),
-            d => format!("from here `{node}` takes {d} answers at the fewest"),
+            u32::MAX => format!("{here} no answers reach `{node}`"),
+            d => format!("{here} `{node}` takes {d} answers at the fewest"),
         };
         violations.push(violation(m, p, states.node[i], message, (states.inputs)(i)));
     }
@@ -370,5 +413,6 @@ fn violation(m: &Machine, p: &Policy, node: NodeId, message: String, inputs: Vec
         node: name,
         message: format!("policy {} ({}) is broken{whose}: {message}", p.index.saturating_add(1), p.rule),
         inputs,
+        interrupted: None,
     }
 }
