@@ -335,6 +335,15 @@ impl CallerKey {
         CallerKey(record::unfinished_key(machine, caller))
     }
 
+    /// A key as a backend stored it: 32 bytes, else an error naming the record.
+    fn stored(raw: &[u8]) -> Result<CallerKey, StoreError> {
+        <[u8; 32]>::try_from(raw).map(CallerKey).map_err(|_| StoreError::Decode {
+            what: "interrupted call",
+            key: String::from_utf8_lossy(raw).into_owned(),
+            detail: format!("a key of {} bytes, not 32", raw.len()),
+        })
+    }
+
     /// The key in hex, as errors name a record.
     pub fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

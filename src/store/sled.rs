@@ -841,11 +841,7 @@ impl Store for SledStore {
             let mut page = Vec::new();
             for item in self.unfinished.range((from, Bound::Unbounded)).take(limit.clamp(1, SCAN_PAGE_MAX)) {
                 let (key, raw) = item?;
-                let key = CallerKey(<[u8; 32]>::try_from(key.as_ref()).map_err(|_| StoreError::Decode {
-                    what: "interrupted call",
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    detail: format!("a key of {} bytes, not 32", key.len()),
-                })?);
+                let key = CallerKey::stored(&key)?;
                 page.push((key, decode_unfinished(&key.hex(), &raw)?));
             }
             Ok(page)

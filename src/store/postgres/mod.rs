@@ -1204,12 +1204,7 @@ impl Store for PgStore {
             for row in rows {
                 let (key, raw): (Vec<u8>, Vec<u8>) =
                     (row.try_get(0).map_err(fail())?, row.try_get(1).map_err(fail())?);
-                let key =
-                    CallerKey(<[u8; 32]>::try_from(key.as_slice()).map_err(|_| StoreError::Decode {
-                        what: "interrupted call",
-                        key: String::from_utf8_lossy(&key).into_owned(),
-                        detail: format!("a key of {} bytes, not 32", key.len()),
-                    })?);
+                let key = CallerKey::stored(&key)?;
                 page.push((key, decode_unfinished(&key.hex(), &raw)?));
             }
             Ok(page)
