@@ -68,10 +68,6 @@ pub const IN_FLIGHT_EVENTS_MAX: usize = 4096;
 /// for that one's answer in the store: a few looks within a script's shortest `timeout_ms`.
 const CLAIM_POLL: Duration = Duration::from_millis(25);
 
-/// The reply when even the fallback cannot be encoded (it always can: it is plain text): hang up
-/// rather than answer 200 with an empty body.
-const LAST_RESORT: &[u8] = br#"{"callflow":[{"action":"hangup"}]}"#;
-
 /// Fault lines: a caller (or anyone who reaches the port) can repeat a fault with every webhook.
 static FAULT_LOG: Throttle = Throttle::new();
 
@@ -214,7 +210,7 @@ pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answere
             // A store that just failed is not asked again which machine the call is on.
             let ask_store = !matches!(fault, Fault::Store(_));
             let fallback = fallback_for(app, &current, ca, ask_store).await;
-            (wire::encode(&fallback).unwrap_or_else(|_| LAST_RESORT.to_vec()), None)
+            (wire::encode_or_hang_up(&fallback), None)
         }
     }
 }

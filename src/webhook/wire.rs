@@ -132,6 +132,16 @@ pub fn encode(flow: &Callflow) -> Result<Vec<u8>, EncodeError> {
     Ok(serde_json::to_vec(&envelope(flow))?)
 }
 
+/// The reply when even a fallback cannot be encoded (it always can: it is plain text): hang up
+/// rather than answer 200 with an empty body.
+const LAST_RESORT: &[u8] = br#"{"callflow":[{"action":"hangup"}]}"#;
+
+/// The callflow as the JSON body 8x8 expects, or, should it not encode, a hangup: for the
+/// fallback a fault answers with, which must answer something.
+pub fn encode_or_hang_up(flow: &Callflow) -> Vec<u8> {
+    encode(flow).unwrap_or_else(|_| LAST_RESORT.to_vec())
+}
+
 /// The callflow as a JSON value (tests and `simulate --json`).
 pub fn to_value(flow: &Callflow) -> Result<serde_json::Value, EncodeError> {
     Ok(serde_json::to_value(envelope(flow))?)
@@ -251,6 +261,14 @@ pub fn decode(body: &[u8]) -> Result<Callflow, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_resort_is_the_hangup_encoded() {
+        let hangup = encode(&Callflow::hangup()).unwrap();
+        let last: serde_json::Value = serde_json::from_slice(LAST_RESORT).unwrap();
+        assert_eq!(last, serde_json::from_slice::<serde_json::Value>(&hangup).unwrap());
+        assert_eq!(encode_or_hang_up(&Callflow::hangup()), hangup);
+    }
 
     #[test]
     fn encode_then_decode_is_identity_for_the_seed_replies() {
