@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use super::{App, fetch, metrics};
 use crate::callflow::{self, Callflow, ClientActionId, Issued, SessionSummary};
@@ -82,8 +82,13 @@ pub enum Fault {
     Engine(#[from] StepError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    #[error("no machine answers this call (source {from}, destination {to}) and there is no default machine")]
-    NoMachine { from: String, to: String },
+    /// Not a fault of the node's: a call to a number (an outbound call from a caller ID) that no
+    /// loaded machine lists. The caller's number is not named: logs carry no caller.
+    #[error(
+        "no machine answers calls {direction} {number} and there is no default machine (add the number to a \
+         machine's `numbers`, or serve with `--default-machine`)"
+    )]
+    NoMachine { direction: &'static str, number: String },
     #[error("clientActionId names node `{node}`, which machine `{machine}` does not have")]
     UnknownNode { machine: String, node: String },
     #[error("session kept changing under {COMMIT_ATTEMPTS_MAX} attempts")]
@@ -205,7 +210,11 @@ pub async fn call_action(app: &App, ca: &CallAction) -> (Vec<u8>, Option<Answere
                 // Logged once, when the store failed; the node is stopping.
                 debug!(error = %fault, "the store has failed; the caller hears the fallback");
             } else if let Verdict::Log { suppressed } = FAULT_LOG.check(super::now_ms()) {
-                error!(error = %fault, suppressed, "internal fault; the caller hears the fallback");
+                if matches!(fault, Fault::NoMachine { .. }) {
+                    warn!(error = %fault, suppressed, "the caller hears the fallback");
+                } else {
+                    error!(error = %fault, suppressed, "internal fault; the caller hears the fallback");
+                }
             }
             // A store that just failed is not asked again which machine the call is on.
             let ask_store = !matches!(fault, Fault::Store(_));
@@ -706,9 +715,11 @@ async fn plan(
     {
         return resume(machine, call, &id, ca, now);
     }
-    let machine = current
-        .bind(ca.direction, &ca.source, &ca.destination)
-        .ok_or_else(|| Fault::NoMachine { from: ca.source.clone(), to: ca.destination.clone() })?;
+    let machine =
+        current.bind(ca.direction, &ca.source, &ca.destination).ok_or_else(|| match call.direction {
+            Direction::Inbound => Fault::NoMachine { direction: "to", number: ca.destination.clone() },
+            Direction::Outbound => Fault::NoMachine { direction: "from", number: ca.source.clone() },
+        })?;
     let fresh = CallState::new(&machine, call, now);
     // A call received starts at the start node; so does an inbound call whose first webhook this
     // node sees is another (its CALL_RECEIVED lost, or its state gone): with no id to say which
