@@ -494,6 +494,26 @@ mod tests {
     }
 
     #[test]
+    fn the_cover_hangs_up_once_at_each_node_that_waits_for_keys_of_a_machine_with_resume() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
+        let now = 1_767_578_400_000;
+        let p = plan(load(&dir).unwrap(), now, false);
+        let mut at = BTreeSet::new();
+        for path in p.cover.iter().filter(|c| c.again) {
+            let l = &p.machines[path.machine];
+            assert_eq!(l.machine.name(), "clinic_appointments", "only a machine with [resume]");
+            let played = play(&l.machine, &l.number, &path.caller_for(0), &path.turns, now).unwrap();
+            let last = played.states.last().unwrap();
+            assert_eq!(last.phase, Phase::AwaitingInput);
+            assert!(path.turns.len() >= 2, "after an answer at least");
+            assert!(at.insert(l.machine.node(last.node).unwrap().name.clone()), "once per node");
+        }
+        let want: BTreeSet<String> =
+            ["main", "book", "ask_day", "confirm_day", "change"].map(String::from).into_iter().collect();
+        assert_eq!(at, want);
+    }
+
+    #[test]
     fn with_the_clock_moved_to_each_class_the_plan_covers_every_edge_of_every_bundled_machine() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
         let p = plan(load(&dir).unwrap(), 1_767_578_400_000, true);
