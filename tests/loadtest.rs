@@ -614,3 +614,58 @@ fn outbound_calls_placed_through_post_calls_open_as_the_engine_says_and_play_on(
     assert!(r["first_mismatch"]["webhook"].as_str().unwrap().contains("outbound opening"), "{stdout}");
     assert!(r["first_mismatch"]["got"].as_str().unwrap().contains("Hello from ABC"), "{stdout}");
 }
+
+#[test]
+fn callers_who_hang_up_at_a_menu_call_again_and_hear_the_resume_offer_and_unanswered_transfers_schedule_callbacks()
+ {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = machines(tmp.path());
+    // The clinic and its callback machine alone: every call is one of theirs.
+    let clinic = tmp.path().join("clinic");
+    std::fs::create_dir_all(&clinic).unwrap();
+    for name in ["clinic_appointments.toml", "clinic_callback.toml"] {
+        std::fs::copy(all.join(name), clinic.join(name)).unwrap();
+    }
+    let port = common::free_port();
+    let (mut node, admin) = serve_with(tmp.path(), &clinic, port, &[]);
+    let out = loadtest(
+        &format!("http://127.0.0.1:{port}"),
+        &clinic,
+        tmp.path(),
+        &[
+            "--calls",
+            "120",
+            "--concurrency",
+            "4",
+            "--duplicates",
+            "20",
+            "--stale",
+            "20",
+            "--resume",
+            "100",
+            "--unanswered",
+            "100",
+            "--admin",
+            &admin,
+        ],
+    )
+    .output()
+    .unwrap();
+    let _ = node.kill();
+    let _ = node.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let r = report(tmp.path());
+    assert_eq!(r["mismatches"], 0, "{stdout}");
+    assert_covered(&r);
+    // Each caller who called again was offered to go on (the node's offer is the engine's, byte
+    // for byte), and both answers were taken.
+    let again = r["called_again"].as_u64().unwrap();
+    assert!(again >= 10, "{stdout}");
+    assert_eq!(r["resume_offers"].as_u64().unwrap(), again, "{stdout}");
+    assert!(r["resumed"].as_u64().unwrap() > 0, "{stdout}");
+    assert!(r["started_again"].as_u64().unwrap() > 0, "{stdout}");
+    assert_eq!(r["resumed"].as_u64().unwrap() + r["started_again"].as_u64().unwrap(), again, "{stdout}");
+    // Every front-desk call was summarised NO_ANSWER and its callback found as the machine says.
+    assert!(r["callbacks_checked"].as_u64().unwrap() >= 5, "{stdout}");
+}

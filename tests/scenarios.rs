@@ -48,6 +48,8 @@ fn the_bundled_scenarios_pass() {
         "order_status",
         "bank_balance",
         "card_services",
+        "clinic_appointments",
+        "clinic_callback",
     ] {
         assert!(
             text.contains(&format!("ok    machines/tests/{m}.calls.toml: ")),
@@ -267,4 +269,46 @@ fn a_scenario_file_beside_its_machine_is_no_machine() {
         .matches("[[scenario]]")
         .count();
     assert!(stdout(&out).ends_with(&format!("{scenarios} passed, 0 failed, 0 errors\n")), "{}", stdout(&out));
+}
+
+/// `resume_from` plays a call that opens with the machine's resume offer, as `simulate
+/// --resume-from` does: `1` goes on at the node with the `vars` given, `2` starts again; with
+/// `outbound` it is refused, naming the field.
+#[test]
+fn resume_from_opens_with_the_offer_and_is_refused_with_outbound() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("resume.calls.toml");
+    let scenario = |extra: &str, inputs: &str, ends: &str| {
+        format!(
+            "[[scenario]]\nname = \"x\"\nmachine = \"clinic_appointments\"\n{extra}\ninputs = {inputs}\nends = {ends}\n"
+        )
+    };
+    let machines = common::repo().join("machines");
+    let machines = machines.to_str().unwrap();
+    let run = |text: String| {
+        std::fs::write(&file, text).unwrap();
+        phonetree(&["test", file.to_str().unwrap(), "--machines", machines])
+    };
+    // Goes on at the day's confirmation with the day kept, then books it.
+    let on = run(scenario(
+        "resume_from = \"confirm_day\"\nvars = { day = \"27\" }\nhears = [{ contains = \"day 27 of the month\" }]",
+        "[\"1\", \"1\"]",
+        "\"hangup\"",
+    ));
+    assert_eq!(on.status.code(), Some(0), "{}", stdout(&on));
+    // The same keys with the day never kept: the offer's `2` starts again at the main menu.
+    let again = run(scenario(
+        "resume_from = \"confirm_day\"\nhears = [{ contains = \"Welcome to Riverside Clinic.\" }]",
+        "[\"2\", \"3\"]",
+        "\"hangup\"",
+    ));
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+    // Without the offer, `1` books at the main menu: the day's confirmation is never heard.
+    let plain =
+        run(scenario("hears = [{ contains = \"day 27 of the month\" }]", "[\"1\", \"1\"]", "\"hangup\""));
+    assert_eq!(plain.status.code(), Some(1), "{}", stdout(&plain));
+    let outbound = run(scenario("resume_from = \"change\"\noutbound = true", "[\"1\"]", "\"hangup\""));
+    let text = stdout(&outbound) + &String::from_utf8_lossy(&outbound.stderr);
+    assert_ne!(outbound.status.code(), Some(0), "{text}");
+    assert!(text.contains("`resume_from` with `outbound = true`"), "{text}");
 }

@@ -75,6 +75,16 @@ pub struct Args {
     /// CALL_ACTION with no clientActionId, which must get the start node's prompt.
     #[arg(long, default_value_t = 5)]
     lost_starts: u8,
+    /// Percent of the calls to a machine with `[resume]` that ended waiting for keys (hung up at
+    /// a menu) whose caller calls again at once: the node must make the resume offer, and its
+    /// answer (1, 2 or none, drawn) go on or start again as the engine does.
+    #[arg(long, default_value_t = 50)]
+    resume: u8,
+    /// Percent of the calls that end bridged at a transfer with `on_unanswered` whose summary says
+    /// NO_ANSWER (the others COMPLETED): with --admin, the callback the node schedules is checked
+    /// in `GET /calls?scheduled=true` (its caller, machine, attempts and due time).
+    #[arg(long, default_value_t = 50)]
+    unanswered: u8,
     /// The targets' admin listeners (`http://127.0.0.1:9090`, comma-separated) outbound calls are
     /// placed through, in turn.
     #[arg(long, value_delimiter = ',')]
@@ -127,6 +137,8 @@ pub fn run(args: Args) -> Result<(), Error> {
         admin_token,
         outbound_pct: args.outbound,
         lost_start_pct: args.lost_starts,
+        resume_pct: args.resume,
+        unanswered_pct: args.unanswered,
         admins: args.admin,
         callflow_api: args.callflow_api_listen,
     };
@@ -165,6 +177,11 @@ fn print(r: &Report) {
     println!("retried deliveries: {}", r.retries);
     println!("outbound calls placed (opening checked): {}", r.outbound);
     println!("calls whose CALL_RECEIVED was lost (started by their first CALL_ACTION): {}", r.lost_starts);
+    println!(
+        "callers who hung up at a menu and called again: {} (offered to go on: {}, went on: {}, started again: {})",
+        r.called_again, r.resume_offers, r.resumed, r.started_again
+    );
+    println!("unanswered transfers (NO_ANSWER) whose callback was checked: {}", r.callbacks_checked);
     println!(
         "script requests: {} ({} the engine would not make, {} repeated for one event, {} cut by a kill and not made again)",
         r.script_requests, r.script_requests_unexpected, r.script_requests_repeated, r.script_requests_cut

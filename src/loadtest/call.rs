@@ -7,12 +7,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::plan::{Path, Rng, script_of};
+use super::plan::{Path, Rng, Turn, script_of};
 use super::stub::Stub;
 use super::{Kind, Mismatch, Stats, now_ms};
 use crate::callflow::{self, Action, ActionKey, Callflow, ClientActionId, Issued, Use};
 use crate::engine::transcript::{self, Entry, Said};
-use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Step, Stepped};
+use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Outcome, Phase, Step, Stepped};
 use crate::machine::{Edge, Machine, NodeId};
 use crate::secret::Secret;
 use crate::store::REPLIES_KEPT;
@@ -29,6 +29,9 @@ const RETRY_PAUSE_MAX: Duration = Duration::from_millis(500);
 const MAC_CHARS: usize = 16;
 /// The status 8x8's summaries of the load test's calls carry.
 const SUMMARY_STATUS: &str = "COMPLETED";
+/// The status of a transfer's summary whose bridged leg the run says was not answered (the node
+/// schedules the transfer's `on_unanswered` callback).
+const UNANSWERED_STATUS: &str = "NO_ANSWER";
 /// Why the oracle's script request failed when a kill cut it (the node's reason is for its log:
 /// the reply does not carry it).
 const CUT_REASON: &str = "the node was killed while the request was in flight";
@@ -61,6 +64,10 @@ pub struct Shared {
     pub outbound_pct: u8,
     /// Percent of the inbound calls whose CALL_RECEIVED is lost (the first webhook another).
     pub lost_start_pct: u8,
+    /// Percent of the calls interrupted at a menu of a machine with `[resume]` called again.
+    pub resume_pct: u8,
+    /// Percent of the transfers with `on_unanswered` whose summary says NO_ANSWER.
+    pub unanswered_pct: u8,
     /// The stand-in Send Callflow API, when the run places calls.
     pub callflow: Option<std::sync::Arc<super::api::Api>>,
 }
@@ -158,6 +165,23 @@ struct Call<'a> {
     edges: HashSet<(NodeId, Edge)>,
     /// The call's first webhook is a CALL_ACTION (8x8's CALL_RECEIVED lost).
     lost_start: bool,
+    /// The call's CALL_RECEIVED must get the machine's resume offer (its caller's last call was
+    /// interrupted within the window).
+    offered: bool,
+    /// Where the caller's interrupted call stopped, which the offer's `1` goes on at.
+    unfinished: Option<engine::Unfinished>,
+    /// The caller's interrupted call as the node keeps it once this call is over (a machine with
+    /// `[resume]`), as `node::resume` keeps it: set when the call ends waiting for keys, gone when
+    /// it ends otherwise or the offer is answered.
+    kept: Option<Kept>,
+}
+
+/// A caller's interrupted call, as the node keeps it for a resume offer, and when it ended (the
+/// oracle's clock).
+#[derive(Clone)]
+struct Kept {
+    unfinished: engine::Unfinished,
+    ended_ms: u64,
 }
 
 /// The oracle's step for a webhook and the answers it met, or why there is none.
@@ -166,7 +190,7 @@ type Expected = Result<(Step, Vec<Answer>), String>;
 /// Why a call stopped early: a mismatch (recorded) or a node that never answered.
 struct Stop;
 
-impl Call<'_> {
+impl<'a> Call<'a> {
     fn delivery<'d>(&'d self, event_id: &'d str, id: Option<&'d str>) -> Delivery<'d> {
         // A placed call: 8x8's webhooks come from the machine's number to the callee.
         let (source, destination) = match self.state.call.direction {
@@ -280,9 +304,15 @@ impl Call<'_> {
     /// The engine's step for `event` at `now`, the requests after the `given` answers answered
     /// by the stub (its answer fixed now, before the node asks).
     fn oracle(&self, event: &Event, tokens: &[String], now: u64, given: Vec<Answer>) -> Expected {
+        // A caller interrupted within the window hears the resume offer instead of the start.
+        if self.offered && *event == Event::CallStarted && self.state.phase == Phase::New {
+            let step = engine::offer(self.m, &self.state, now).map_err(|e| format!("engine: {e}"))?;
+            return Ok((step, given));
+        }
+        let unfinished = self.unfinished.as_ref().filter(|_| self.state.offering());
         let mut answers = given;
         loop {
-            match engine::step_with(self.m, &self.state, event, now, &answers)
+            match engine::step_resuming(self.m, &self.state, event, now, &answers, unfinished)
                 .map_err(|e| format!("engine: {e}"))?
             {
                 Stepped::Done(step) => return Ok((*step, answers)),
@@ -352,6 +382,41 @@ impl Call<'_> {
             Direction::Outbound => Issued::Placed,
         };
         self.sh.action_key.as_ref().map(|k| (k, self.session.as_str(), issued))
+    }
+
+    /// The same caller calling the machine again, at once: a new session whose CALL_RECEIVED gets
+    /// the resume offer when this call was kept as interrupted within the window.
+    fn again(&self) -> Call<'a> {
+        let session = format!("{}-again", self.session);
+        let call_id = format!("{session}-leg");
+        let info = CallInfo {
+            session_id: session.clone(),
+            direction: Direction::Inbound,
+            source: self.caller.clone(),
+            destination: self.number.clone(),
+            call_id: Some(call_id.clone()),
+        };
+        let now = self.sh.now();
+        let within =
+            |k: &&Kept| self.m.resume().is_some_and(|r| now.saturating_sub(k.ended_ms) <= r.within_ms);
+        let offer = self.kept.as_ref().filter(within);
+        Call {
+            sh: self.sh,
+            m: self.m,
+            machine: self.machine,
+            session,
+            call_id,
+            caller: self.caller.clone(),
+            number: self.number.clone(),
+            state: CallState::new(self.m, info, now),
+            entries: Vec::new(),
+            ids: Vec::new(),
+            edges: HashSet::new(),
+            lost_start: false,
+            offered: offer.is_some(),
+            unfinished: offer.map(|k| k.unfinished.clone()),
+            kept: self.kept.clone(),
+        }
     }
 
     fn node_name(&self) -> String {
@@ -491,6 +556,19 @@ impl Call<'_> {
     /// Moves the oracle on by `step`; `signed` is the node's id for its reply (`check` saw it is
     /// the engine's, signed).
     fn apply(&mut self, event: &Event, step: Step, answers: &[Answer], now: u64, signed: Option<String>) {
+        let (was_offering, offering) = (self.state.offering(), step.state.offering());
+        if !was_offering && offering {
+            self.sh.stats().resume_offers += 1;
+        }
+        if was_offering && !offering {
+            // The offer answered: the node forgets the interrupted call.
+            self.kept = None;
+            let mut stats = self.sh.stats();
+            match step.resumed {
+                Some(_) => stats.resumed += 1,
+                None => stats.started_again += 1,
+            }
+        }
         let mut entry = Entry::of(self.m, &self.state, event, &step, answers);
         entry.at_ms = now;
         self.entries.push(entry);
@@ -550,9 +628,19 @@ impl Call<'_> {
         Ok(())
     }
 
-    /// 8x8's summary: recorded, and the oracle's call closed.
-    async fn summary(&mut self) -> Result<(), Stop> {
-        let body = emit::session_summary(&self.delivery("", None), SUMMARY_STATUS);
+    /// 8x8's summary: recorded, and the oracle's call closed. `unanswered`: a call bridged at a
+    /// transfer with `on_unanswered` is summarised NO_ANSWER, and (with the admin listeners) the
+    /// callback the node schedules is checked.
+    async fn summary(&mut self, unanswered: bool) -> Result<(), Stop> {
+        let callback = self
+            .m
+            .on_unanswered(self.state.node)
+            .filter(|_| unanswered && self.state.phase == Phase::Bridged && !self.sh.admins.is_empty())
+            .filter(|_| self.state.call.direction == Direction::Inbound)
+            .cloned();
+        let status = if callback.is_some() { UNANSWERED_STATUS } else { SUMMARY_STATUS };
+        let sent_ms = self.sh.now();
+        let body = emit::session_summary(&self.delivery("", None), status);
         let got = match self.sh.deliver("/webhooks/vss", &body, Kind::Summary).await {
             Ok(g) => g,
             Err(why) => return Err(self.mismatch("session summary", None, "a reply".into(), why.as_bytes())),
@@ -567,12 +655,103 @@ impl Call<'_> {
                 &got.body,
             ));
         }
-        let event = Event::SessionEnded { status: SUMMARY_STATUS.into() };
+        let event = Event::SessionEnded { status: status.into() };
         let now = self.sh.now();
         match engine::step(self.m, &self.state, &event, now) {
-            Ok(step) => self.apply(&event, step, &[], now, None),
+            Ok(step) => {
+                self.keep(&step.state, now);
+                self.apply(&event, step, &[], now, None);
+            }
             Err(e) => return Err(self.mismatch("session summary", None, format!("engine: {e}"), &got.body)),
         }
+        if let Some(cb) = callback {
+            self.scheduled(&cb, (sent_ms, now)).await?;
+        }
+        Ok(())
+    }
+
+    /// What the node keeps of the call for a resume offer once the summary ends it at `after`
+    /// (as `node::resume::stepped`): where it waited for keys when the caller left, else nothing;
+    /// a call that ends at the offer itself leaves the interrupted one kept.
+    fn keep(&mut self, after: &CallState, now: u64) {
+        let before = &self.state;
+        if self.m.resume().is_none()
+            || before.outcome.is_some()
+            || after.outcome.is_none()
+            || before.offering()
+        {
+            return;
+        }
+        let waits = self.m.node(before.node).is_some_and(|n| n.kind.capture().is_some());
+        self.kept = (matches!(after.outcome, Some(Outcome::CallerLeft { .. }))
+            && before.phase == Phase::AwaitingInput
+            && waits)
+            .then(|| {
+                let vars = before.vars.iter().filter(|(k, _)| !self.m.sensitive().contains(*k));
+                let vars = vars.map(|(k, v)| (k.clone(), v.clone())).collect();
+                Kept { unfinished: engine::Unfinished { node: before.node, vars }, ended_ms: now }
+            });
+    }
+
+    /// The callback a NO_ANSWER summary (sent at `sent_ms`, recorded by `now`) scheduled, as the
+    /// admin API lists it: for this caller, running `cb`'s machine, `cb`'s attempts, due at the
+    /// transfer's window's next opening after `after_minutes` (between those two instants).
+    async fn scheduled(
+        &mut self,
+        cb: &crate::machine::callback::OnUnanswered,
+        (sent_ms, now): (u64, u64),
+    ) -> Result<(), Stop> {
+        let label = "GET /calls?scheduled=true after a NO_ANSWER summary";
+        let k = self.sh.next_target.fetch_add(1, Ordering::Relaxed) % self.sh.admins.len().max(1);
+        let Some(admin) = self.sh.admins.get(k) else { return Ok(()) };
+        let mut req = self.sh.client.get(format!("{admin}/calls?scheduled=true"));
+        if let Some(t) = &self.sh.admin_token {
+            req = req.bearer_auth(t.expose());
+        }
+        let listed = match req.send().await {
+            Ok(r) if r.status().is_success() => {
+                r.json::<serde_json::Value>().await.map_err(|e| e.to_string())
+            }
+            Ok(r) => Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default())),
+            Err(e) => Err(e.to_string()),
+        };
+        let listed = match listed {
+            Ok(v) => v["scheduled"].as_array().cloned().unwrap_or_default(),
+            Err(why) => {
+                return Err(self.mismatch(label, None, "200 and the callbacks".into(), why.as_bytes()));
+            }
+        };
+        let id = format!("cb-{}", self.session);
+        let Some(found) = listed.iter().find(|c| c["id"] == id.as_str()) else {
+            // A full page may have left it out.
+            if listed.len() >= crate::store::SCHEDULED_LIST_MAX {
+                return Ok(());
+            }
+            return Err(self.mismatch(label, None, format!("callback `{id}` listed"), b"not listed"));
+        };
+        let tz = self.m.timezone();
+        let due = |at: u64| cb.due(tz, at).map(|(d, _)| d);
+        let due_ok = match (due(sent_ms), due(now), found["dueMs"].as_u64()) {
+            (Some(lo), Some(hi), Some(d)) => lo <= d && d <= hi,
+            _ => false,
+        };
+        let ok = found["to"] == self.caller.as_str()
+            && found["machine"] == cb.machine.as_str()
+            && found["attempts"].as_u64() == Some(u64::from(cb.attempts))
+            && found["transfer"]["machine"] == self.m.name()
+            && due_ok;
+        if !ok {
+            let want = format!(
+                "callback `{id}` to {} running `{}`, {} attempt(s), due between {:?} and {:?}",
+                self.caller,
+                cb.machine,
+                cb.attempts,
+                due(sent_ms),
+                due(now)
+            );
+            return Err(self.mismatch(label, None, want, found.to_string().as_bytes()));
+        }
+        self.sh.stats().callbacks_checked += 1;
         Ok(())
     }
 }
@@ -666,6 +845,9 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
         ids: Vec::new(),
         edges: HashSet::new(),
         lost_start: false,
+        offered: false,
+        unfinished: None,
+        kept: None,
     };
     let mut rng = Rng::new(sh.seed, index);
     let early = early_allowed && path.turns.len() > 1 && rng.percent(sh.early_summary_pct);
@@ -674,61 +856,99 @@ pub async fn run(sh: &Shared, index: u64, path: &Path, number: &str, early_allow
     // not in E.164, as tech_support's tutorial placeholder, is no caller ID `POST /calls` takes.)
     // On the real clock only: a path at a clock class is played inbound.
     let placed = sh.callflow.is_some()
+        && !path.again
         && path.at.is_none()
         && m.numbers().first().is_some_and(|n| n.starts_with('+'))
         && path.caller.is_none()
         && rng.percent(sh.outbound_pct);
     call.lost_start = !placed && rng.percent(sh.lost_start_pct);
-    // The acknowledged webhooks (body, reply, label), for deliveries again later.
-    let mut acked: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
-    let result: Result<(), Stop> = async {
-        let mut summarised = false;
-        for (k, turn) in path.turns.iter().enumerate() {
-            if early && k + 1 == path.turns.len() {
-                call.summary().await?;
-                summarised = true;
-            }
-            if k > 0 && rng.percent(sh.stale_pct) {
-                call.stale(k).await?;
-            }
-            if call.state.phase == Phase::Ended
-                && !call.state.closed
-                && k > 0
-                && turn.event != Event::CallStarted
-            {
-                // A hung-up call gets no more webhooks from 8x8 but its summary.
-                break;
-            }
-            if placed && k == 0 {
-                call.place(&turn.answers).await?;
-                continue;
-            }
-            let (body, reply) = call.event(k, &turn.event, &turn.answers, &mut rng).await?;
-            acked.push((body, reply, format!("{} (eventId {}-e{k})", turn.event, call.session)));
-            // The delivery before this one, again: the node keeps its last `REPLIES_KEPT` replies
-            // (this one and the one before).
-            if REPLIES_KEPT >= 2 && acked.len() >= 2 && rng.percent(sh.duplicates_pct) {
-                redeliver(&mut call, &acked[acked.len() - 2]).await?;
-            }
-        }
-        // The call's last webhook, again (no later one pushed it out of the journal).
-        if let Some(last) = acked.last()
-            && rng.percent(sh.duplicates_pct)
-        {
-            redeliver(&mut call, last).await?;
-        }
-        if !summarised {
-            call.summary().await?;
-        }
-        Ok(())
+    // On a machine with `[resume]`, a drawn caller (not of the edge cover) hangs up after a few
+    // answers, mid-menu more often than not, and calls again at once: the node must offer to go
+    // on, and the offer's answer (drawn) go on or start again as the engine does. So does a drawn
+    // share of the callers whose path itself ends waiting for keys.
+    let hang_up = early_allowed
+        && !placed
+        && m.resume().is_some()
+        && path.turns.len() > 2
+        && rng.percent(sh.resume_pct);
+    let turns = match hang_up {
+        true => &path.turns[..2 + usize::try_from(rng.below(path.turns.len() as u64 - 2)).unwrap_or(0)],
+        false => &path.turns[..],
+    };
+    let result = play(&mut call, turns, &mut rng, early, placed).await;
+    let mut done = result.is_ok();
+    let mut edges = std::mem::take(&mut call.edges);
+    if done && !placed && call.kept.is_some() && (path.again || hang_up || rng.percent(sh.resume_pct)) {
+        sh.stats().called_again += 1;
+        let mut again = call.again();
+        let answer = match rng.below(4) {
+            0 | 1 => Event::Digits(engine::RESUME_KEY.into()),
+            2 => Event::Digits("2".into()),
+            _ => Event::NoInput,
+        };
+        let turns = [
+            Turn { event: Event::CallStarted, answers: Vec::new() },
+            Turn { event: answer, answers: Vec::new() },
+        ];
+        done = play(&mut again, &turns, &mut rng, false, false).await.is_ok();
+        edges.extend(again.edges);
     }
-    .await;
-    let done = result.is_ok();
     let mut stats = sh.stats();
     stats.calls += 1;
     if done {
-        stats.edges[path.machine].extend(call.edges);
+        stats.edges[path.machine].extend(edges);
     }
+}
+
+/// Plays `turns` as 8x8 would for `call` (stale answers, duplicates, its summary; `early`: before
+/// the last webhook; `placed`: its start placed through `POST /calls`), each reply checked.
+async fn play(
+    call: &mut Call<'_>,
+    turns: &[Turn],
+    rng: &mut Rng,
+    early: bool,
+    placed: bool,
+) -> Result<(), Stop> {
+    let sh = call.sh;
+    // The acknowledged webhooks (body, reply, label), for deliveries again later.
+    let mut acked: Vec<(Vec<u8>, Vec<u8>, String)> = Vec::new();
+    let mut summarised = false;
+    for (k, turn) in turns.iter().enumerate() {
+        if early && k + 1 == turns.len() {
+            call.summary(false).await?;
+            summarised = true;
+        }
+        if k > 0 && rng.percent(sh.stale_pct) {
+            call.stale(k).await?;
+        }
+        if call.state.phase == Phase::Ended && !call.state.closed && k > 0 && turn.event != Event::CallStarted
+        {
+            // A hung-up call gets no more webhooks from 8x8 but its summary.
+            break;
+        }
+        if placed && k == 0 {
+            call.place(&turn.answers).await?;
+            continue;
+        }
+        let (body, reply) = call.event(k, &turn.event, &turn.answers, rng).await?;
+        acked.push((body, reply, format!("{} (eventId {}-e{k})", turn.event, call.session)));
+        // The delivery before this one, again: the node keeps its last `REPLIES_KEPT` replies
+        // (this one and the one before).
+        if REPLIES_KEPT >= 2 && acked.len() >= 2 && rng.percent(sh.duplicates_pct) {
+            redeliver(call, &acked[acked.len() - 2]).await?;
+        }
+    }
+    // The call's last webhook, again (no later one pushed it out of the journal).
+    if let Some(last) = acked.last()
+        && rng.percent(sh.duplicates_pct)
+    {
+        redeliver(call, last).await?;
+    }
+    if !summarised {
+        let unanswered = rng.percent(sh.unanswered_pct);
+        call.summary(unanswered).await?;
+    }
+    Ok(())
 }
 
 /// Delivers an acknowledged webhook again, later (after the next one): the same bytes must come

@@ -77,6 +77,12 @@ pub struct Config {
     /// Percent of the inbound calls whose CALL_RECEIVED is lost: their first webhook is a
     /// CALL_ACTION with no id, which must start the call at the start node.
     pub lost_start_pct: u8,
+    /// Percent of the calls to a machine with `[resume]` that ended waiting for keys whose caller
+    /// calls again at once (the node must make the resume offer).
+    pub resume_pct: u8,
+    /// Percent of the calls ending bridged at a transfer with `on_unanswered` whose summary says
+    /// NO_ANSWER; with `admins`, the callback scheduled is checked.
+    pub unanswered_pct: u8,
     /// The targets' admin listeners outbound calls are placed through (in turn).
     pub admins: Vec<String>,
     /// Where the stand-in Send Callflow API listens (the nodes' `--api-base-url`).
@@ -167,6 +173,14 @@ pub struct Stats {
     stale_answered: u64,
     pub outbound: u64,
     pub lost_starts: u64,
+    /// Callers who hung up at a menu of a machine with `[resume]` and called again.
+    pub called_again: u64,
+    /// Resume offers made (each checked), and their answers: gone on, started again.
+    pub resume_offers: u64,
+    pub resumed: u64,
+    pub started_again: u64,
+    /// NO_ANSWER summaries whose scheduled callback was found as the oracle expects.
+    pub callbacks_checked: u64,
     /// Replies that took a script's failure branch because a kill cut its request.
     pub cut_requests: u64,
     mismatches: u64,
@@ -263,6 +277,15 @@ pub struct Report {
     pub outbound: u64,
     /// Inbound calls whose first webhook was a CALL_ACTION (their CALL_RECEIVED lost).
     pub lost_starts: u64,
+    /// Callers who hung up at a menu of a machine with `[resume]` and called again at once.
+    pub called_again: u64,
+    /// Resume offers the nodes made as the oracle expected, and how they were answered.
+    pub resume_offers: u64,
+    pub resumed: u64,
+    pub started_again: u64,
+    /// Transfers whose summary said NO_ANSWER and whose callback `GET /calls?scheduled=true`
+    /// listed as the oracle expects.
+    pub callbacks_checked: u64,
     pub retries: u64,
     pub script_requests: u64,
     pub script_requests_unexpected: u64,
@@ -319,6 +342,8 @@ fn bounds(cfg: &Config) -> Result<(), Error> {
         ("--stub-failure-pct", cfg.stub_failure_pct),
         ("--outbound", cfg.outbound_pct),
         ("--lost-starts", cfg.lost_start_pct),
+        ("--resume", cfg.resume_pct),
+        ("--unanswered", cfg.unanswered_pct),
     ] {
         over(what, u64::from(pct), 100)?;
     }
@@ -486,6 +511,8 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         admin_token: cfg.admin_token.clone(),
         outbound_pct: cfg.outbound_pct,
         lost_start_pct: cfg.lost_start_pct,
+        resume_pct: cfg.resume_pct,
+        unanswered_pct: cfg.unanswered_pct,
         callflow,
     });
     // Each call's path: the cover first, then paths the seed draws; grouped by clock class.
@@ -587,6 +614,11 @@ pub async fn run(cfg: Config, replay_file: PathBuf) -> Result<Report, Error> {
         stale_answered: stats.stale_answered,
         outbound: stats.outbound,
         lost_starts: stats.lost_starts,
+        called_again: stats.called_again,
+        resume_offers: stats.resume_offers,
+        resumed: stats.resumed,
+        started_again: stats.started_again,
+        callbacks_checked: stats.callbacks_checked,
         retries: stats.retries,
         script_requests: stub.requests.load(Ordering::Relaxed),
         script_requests_unexpected: stub.unexpected.load(Ordering::Relaxed),

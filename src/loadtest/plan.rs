@@ -82,6 +82,9 @@ pub struct Path {
     /// the nodes' clocks (`--clock-control`); `None`: the real clock.
     pub at: Option<u64>,
     pub turns: Vec<Turn>,
+    /// The caller hangs up where the turns leave the call (waiting at a menu of a machine with
+    /// `[resume]`) and calls again at once: the new call must open with the resume offer.
+    pub again: bool,
 }
 
 impl Path {
@@ -257,6 +260,9 @@ fn play(m: &Machine, number: &str, caller: &str, turns: &[Turn], now_ms: u64) ->
     Some(out)
 }
 
+/// Most nodes of one machine at which a planned caller hangs up to call again (one call each).
+const INTERRUPTED_MAX: usize = 256;
+
 /// Most call states whose every answer is tried on top of the explored paths.
 const EXPANSIONS_MAX: usize = 20_000;
 
@@ -343,11 +349,18 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64, clocked: bool) -> Pl
         let (mut hosts, mut timeout_ms_min) = (BTreeSet::new(), None::<u32>);
         let mut candidates: Vec<Path> = Vec::new();
         for tokens in &kept {
+            // A path from the resume offer (`--resume-from`) answers the offer first: a call
+            // played again by its caller (`call::run`) makes the offer, not a path.
+            if tokens.iter().any(|t| t.starts_with("--resume-from=")) {
+                continue;
+            }
             let (caller, at, turns) = turns(tokens);
-            candidates.push(Path { machine: index, caller, at: at.filter(|_| clocked), turns });
+            candidates.push(Path { machine: index, caller, at: at.filter(|_| clocked), turns, again: false });
         }
         let explored = candidates.len();
         let mut expanded: HashSet<String> = HashSet::new();
+        // The nodes a planned caller hangs up at to call again, and those calls.
+        let (mut interrupted, mut hang_ups): (HashSet<NodeId>, Vec<Path>) = Default::default();
         let mut i = 0;
         while i < candidates.len() {
             let path = candidates[i].clone();
@@ -376,6 +389,23 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64, clocked: bool) -> Pl
                 reachable.extend(played.edges.iter().cloned());
                 cover.push(path.clone());
             }
+            // With `[resume]`: a caller who hangs up at each node that waits for keys, after an
+            // answer at least (a submenu, an input), and calls again.
+            if i <= explored && m.resume().is_some() {
+                for (k, state) in played.states.iter().enumerate().skip(2) {
+                    let waits = m.node(state.node).is_some_and(|n| n.kind.capture().is_some());
+                    if state.phase == Phase::AwaitingInput
+                        && waits
+                        && !state.closed
+                        && !state.offering()
+                        && interrupted.len() < INTERRUPTED_MAX
+                        && interrupted.insert(state.node)
+                    {
+                        let turns = path.turns[..k].to_vec();
+                        hang_ups.push(Path { turns, again: true, ..path.clone() });
+                    }
+                }
+            }
             // Every other answer at each waiting state the explored paths pass.
             if i <= explored {
                 all.push(path.clone());
@@ -396,6 +426,7 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64, clocked: bool) -> Pl
                             caller: path.caller.clone(),
                             at: path.at,
                             turns: path.turns[..k].to_vec(),
+                            again: false,
                         };
                         other.turns.push(Turn { event, answers: Vec::new() });
                         candidates.push(other);
@@ -403,6 +434,7 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64, clocked: bool) -> Pl
                 }
             }
         }
+        cover.extend(hang_ups);
         covers.push(cover);
         loaded.push(Loaded { machine: m, file, number, edges, reachable, timeout_ms_min, hosts });
     }
@@ -459,6 +491,26 @@ mod tests {
         assert!(p.cover.len() < covered, "{} paths for {covered} edges", p.cover.len());
         assert!(p.machines.iter().all(|l| l.hosts.iter().all(|h| h.starts_with("127.0.0.1:"))));
         assert!(p.cover.iter().all(|c| c.at.is_none()));
+    }
+
+    #[test]
+    fn the_cover_hangs_up_once_at_each_node_that_waits_for_keys_of_a_machine_with_resume() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("machines");
+        let now = 1_767_578_400_000;
+        let p = plan(load(&dir).unwrap(), now, false);
+        let mut at = BTreeSet::new();
+        for path in p.cover.iter().filter(|c| c.again) {
+            let l = &p.machines[path.machine];
+            assert_eq!(l.machine.name(), "clinic_appointments", "only a machine with [resume]");
+            let played = play(&l.machine, &l.number, &path.caller_for(0), &path.turns, now).unwrap();
+            let last = played.states.last().unwrap();
+            assert_eq!(last.phase, Phase::AwaitingInput);
+            assert!(path.turns.len() >= 2, "after an answer at least");
+            assert!(at.insert(l.machine.node(last.node).unwrap().name.clone()), "once per node");
+        }
+        let want: BTreeSet<String> =
+            ["main", "book", "ask_day", "confirm_day", "change"].map(String::from).into_iter().collect();
+        assert_eq!(at, want);
     }
 
     #[test]

@@ -49,6 +49,7 @@ const SCENARIO_FIELDS: &[&str] = &[
     "session",
     "at",
     "outbound",
+    "resume_from",
     "vars",
     "call_allow_prefix",
     "inputs",
@@ -107,6 +108,9 @@ pub struct Scenario {
     /// The call's fixed clock (`simulate --at`), ms since the Unix epoch.
     pub at_ms: Option<u64>,
     pub outbound: bool,
+    /// As `simulate --resume-from`: the call opens with the machine's resume offer, as for a
+    /// caller interrupted at this node (with `vars`).
+    pub resume_from: Option<String>,
     pub vars: BTreeMap<String, String>,
     /// As `simulate --call-allow-prefix`: the outbound guard's prefixes.
     pub call_allow_prefix: Vec<String>,
@@ -288,6 +292,7 @@ impl Parser<'_> {
             session: None,
             at_ms: None,
             outbound: false,
+            resume_from: None,
             vars: BTreeMap::new(),
             call_allow_prefix: Vec::new(),
             inputs: Vec::new(),
@@ -316,6 +321,7 @@ impl Parser<'_> {
                     Some(b) => s.outbound = b,
                     None => self.bad(value, &field, "`outbound` must be true or false".into(), None),
                 },
+                "resume_from" => s.resume_from = self.string(value, &field),
                 "vars" => {
                     vars_at = Some(value);
                     s.vars = self.strings_table(value, &field);
@@ -350,9 +356,23 @@ impl Parser<'_> {
             let hint = "add `hears`, `ends` or a `transcript` (`phonetree test --update` writes it)";
             self.bad(item, &at, format!("scenario {} expects nothing", i + 1), Some(hint));
         }
-        if let Some(v) = vars_at.filter(|_| !s.outbound) {
-            let hint = "set `outbound = true`: only a call phonetree places has variables";
-            self.bad(v, &format!("{at}.vars"), "`vars` without `outbound = true`".into(), Some(hint));
+        if s.outbound && s.resume_from.is_some() {
+            let hint = "a resume offer opens a call the caller makes: drop `outbound` or `resume_from`";
+            self.bad(
+                item,
+                &format!("{at}.resume_from"),
+                "`resume_from` with `outbound = true`".into(),
+                Some(hint),
+            );
+        }
+        if let Some(v) = vars_at.filter(|_| !s.outbound && s.resume_from.is_none()) {
+            let hint = "set `outbound = true` (a call phonetree places) or `resume_from` (the interrupted call's variables)";
+            self.bad(
+                v,
+                &format!("{at}.vars"),
+                "`vars` without `outbound = true` or `resume_from`".into(),
+                Some(hint),
+            );
         }
         Some(s)
     }
@@ -582,7 +602,7 @@ pub fn play(s: &Scenario, m: &Machine, guard: Option<&Guard<'_>>) -> Result<Play
         vars: &s.vars,
         guard,
         session: s.session.as_deref(),
-        resume_from: None,
+        resume_from: s.resume_from.as_deref(),
     };
     let mut canned = Canned::of(s.answers.clone());
     let mut answer = |r: &crate::engine::Request| canned.next(&r.node).ok_or_else(|| needs_answer(r));
