@@ -7,13 +7,11 @@
 
 use crate::common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::callflows::{self, SendCallflow};
 use common::*;
 use serde_json::{Value, json};
-use warp::Filter;
 
 /// The caller, called back.
 const CALLER: &str = "+6591234567";
@@ -23,69 +21,47 @@ const SALES: &str = "+6568880100";
 const SALES_HOURS: &str = "+6568880102";
 /// `call_back`'s number: the callbacks' caller ID.
 const CALL_BACK: &str = "+6568880101";
-/// How long a test waits for something a node does within a scheduler tick or two.
-const WAIT_MAX: Duration = Duration::from_secs(20);
-
-/// A stand-in for 8x8's Send Callflow API: every request kept, each answered CREATED with a new
+/// The stand-in for 8x8's Send Callflow API: every request kept, each answered CREATED with a new
 /// session id (`api-1`, `api-2`, ...).
-struct Api {
-    base: String,
-    received: Arc<Mutex<Vec<Value>>>,
-}
+struct Api(SendCallflow);
 
 impl Api {
     async fn start() -> Api {
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let log = received.clone();
-        let count = Arc::new(AtomicUsize::new(0));
-        let route = warp::post().and(warp::path::full()).and(warp::body::bytes()).map(
-            move |path: warp::path::FullPath, body: warp::hyper::body::Bytes| {
-                assert_eq!(path.as_str(), "/api/v1/subaccounts/acct_x/callflows");
-                log.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-                warp::reply::json(&json!({"sessionId": format!("api-{n}"), "sessionStatus": "CREATED",
-                    "callFlowRequestId": "89b545a5", "statusCode": 1, "statusMessage": "Created"}))
-            },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(warp::serve(route).incoming(listener).run());
-        Api { base, received }
+        Api(SendCallflow::creating("api-").await)
     }
 
+    /// The bodies received, each checked to be a Send Callflow request.
     fn received(&self) -> Vec<Value> {
-        self.received.lock().unwrap().clone()
+        bodies(self.0.received())
     }
 
     fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("PHONETREE_8X8_BASE_URL", self.base.clone()),
-            ("PHONETREE_8X8_SUBACCOUNT", "acct_x".into()),
-            ("PHONETREE_8X8_API_KEY", "key-123".into()),
-            ("PHONETREE_CALL_ALLOW_PREFIX", "+65".into()),
-            ("PHONETREE_CLOCK_CONTROL", "true".into()),
+        let mut env = self.0.env();
+        env.extend([
+            ("PHONETREE_CLOCK_CONTROL", "true".to_string()),
             // Attempts to one caller within a minute (`rate_limited_attempts_wait_for_their_token`
             // keeps the default).
             ("PHONETREE_CALL_RATE_PER_DESTINATION", "10".into()),
-        ]
+        ]);
+        env
     }
 
-    /// Waits until the stand-in has received `n` requests (panics past `WAIT_MAX`), then a little
-    /// longer, so that a request too many would be seen.
+    /// Waits until the stand-in has received `n` requests, then three scheduler ticks (a second
+    /// sending of any would be there by then): the bodies received.
     async fn wait_for(&self, n: usize) -> Vec<Value> {
-        let start = Instant::now();
-        while self.received().len() < n {
-            assert!(
-                start.elapsed() < WAIT_MAX,
-                "{} request(s) received, waited for {n}",
-                self.received().len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // Three scheduler ticks: a second sending of any would be here by now.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        self.received()
+        bodies(self.0.wait_for(n, Duration::from_secs(3)).await)
     }
+}
+
+fn bodies(received: Vec<callflows::Received>) -> Vec<Value> {
+    let path = format!("/api/v1/subaccounts/{}/callflows", callflows::SUBACCOUNT);
+    received
+        .into_iter()
+        .map(|r| {
+            assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", path.as_str()));
+            r.body
+        })
+        .collect()
 }
 
 /// A folder with the three test machines.

@@ -5,95 +5,25 @@ use crate::common;
 
 use std::sync::{Arc, Mutex};
 
+use common::callflows::{SendCallflow as StandIn, created};
 use common::*;
 use serde_json::{Value, json};
 use warp::Filter;
 
-/// One request the stand-in received.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    path: String,
-    authorization: String,
-    content_type: String,
-    body: Value,
+/// `api.env()` with `PHONETREE_CALL_ALLOW_PREFIX` set to `prefixes` (empty: left out).
+fn env_allowing(api: &StandIn, prefixes: &str) -> Vec<(&'static str, String)> {
+    let mut env = api.env();
+    env.retain(|(k, _)| *k != "PHONETREE_CALL_ALLOW_PREFIX");
+    if !prefixes.is_empty() {
+        env.push(("PHONETREE_CALL_ALLOW_PREFIX", prefixes.into()));
+    }
+    env
 }
 
-/// A stand-in for `POST {base}/api/v1/subaccounts/{sub}/callflows`: answers every request with
-/// `status` and `answer`, and keeps what it was sent.
-struct StandIn {
-    base: String,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-impl StandIn {
-    async fn start(status: u16, answer: Value) -> StandIn {
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let log = received.clone();
-        let route = warp::any()
-            .and(warp::method())
-            .and(warp::path::full())
-            .and(warp::header::optional::<String>("authorization"))
-            .and(warp::header::optional::<String>("content-type"))
-            .and(warp::body::bytes())
-            .map(
-                move |method: warp::http::Method,
-                      path: warp::path::FullPath,
-                      auth: Option<String>,
-                      ctype: Option<String>,
-                      body: warp::hyper::body::Bytes| {
-                    log.lock().unwrap().push(Received {
-                        method: method.to_string(),
-                        path: path.as_str().to_string(),
-                        authorization: auth.unwrap_or_default(),
-                        content_type: ctype.unwrap_or_default(),
-                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                    });
-                    warp::reply::with_status(
-                        warp::reply::json(&answer),
-                        warp::http::StatusCode::from_u16(status).unwrap(),
-                    )
-                },
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(warp::serve(route).incoming(listener).run());
-        StandIn { base, received }
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("PHONETREE_8X8_BASE_URL", self.base.clone()),
-            ("PHONETREE_8X8_SUBACCOUNT", "acct_x".into()),
-            ("PHONETREE_8X8_API_KEY", "key-123".into()),
-            ("PHONETREE_CALL_ALLOW_PREFIX", "+65".into()),
-        ]
-    }
-
-    /// `env()` with `PHONETREE_CALL_ALLOW_PREFIX` set to `prefixes` (empty: left out).
-    fn env_allowing(&self, prefixes: &str) -> Vec<(&'static str, String)> {
-        let mut env = self.env();
-        env.retain(|(k, _)| *k != "PHONETREE_CALL_ALLOW_PREFIX");
-        if !prefixes.is_empty() {
-            env.push(("PHONETREE_CALL_ALLOW_PREFIX", prefixes.into()));
-        }
-        env
-    }
-
-    /// A node over `t`'s bundled machines that reaches this stand-in, with `env` added.
-    fn node(&self, t: &tempfile::TempDir, env: Vec<(&'static str, String)>) -> Node {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Node::start_with(&t.path().join("data"), &machines_dir(t.path()), &env)
-    }
-}
-
-fn created(session: &str) -> Value {
-    json!({"sessionId": session, "sessionStatus": "CREATED",
-           "callFlowRequestId": "89b545a5-0676-11ee-8100-d500c0d203fc", "statusCode": 1, "statusMessage": "Created"})
+/// A node over `t`'s bundled machines with `env` (one reaching the stand-in: `api.env()`).
+fn node_with(t: &tempfile::TempDir, env: Vec<(&'static str, String)>) -> Node {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Node::start_with(&t.path().join("data"), &machines_dir(t.path()), &env)
 }
 
 /// 8x8's documented rejection (simple-ivr.md).
@@ -137,7 +67,7 @@ fn call_args(t: &tempfile::TempDir, machine: &str, to: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn call_sends_the_seed_request_and_the_callee_answer_continues_the_call() {
-    let api = StandIn::start(200, created("8x8-session-1")).await;
+    let api = StandIn::answering(200, created("8x8-session-1")).await;
     let t = tempfile::tempdir().unwrap();
     let (code, stdout, stderr) = phonetree(call_args(&t, "abc_restaurant", "+6598888888"), api.env()).await;
     assert_eq!((code, stdout.as_str()), (0, "8x8-session-1\n"), "{stderr}");
@@ -160,7 +90,7 @@ async fn call_sends_the_seed_request_and_the_callee_answer_continues_the_call() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn not_created_is_reported_with_8x8s_code_and_nothing_is_stored() {
-    let api = StandIn::start(400, not_created()).await;
+    let api = StandIn::answering(400, not_created()).await;
     let t = tempfile::tempdir().unwrap();
     let (code, stdout, stderr) = phonetree(call_args(&t, "tech_support", "+6591178965"), api.env()).await;
     assert_eq!((code, stdout.as_str()), (1, ""));
@@ -184,7 +114,7 @@ async fn call_without_api_settings_names_the_missing_setting() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn post_calls_places_the_call_through_the_server() {
-    let api = StandIn::start(200, created("8x8-session-2")).await;
+    let api = StandIn::answering(200, created("8x8-session-2")).await;
     let t = tempfile::tempdir().unwrap();
     let env: Vec<(&str, String)> = api.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -252,7 +182,7 @@ async fn post_calls_places_the_call_through_the_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn post_calls_reports_not_created_as_a_bad_gateway_with_8x8s_status() {
-    let api = StandIn::start(400, not_created()).await;
+    let api = StandIn::answering(400, not_created()).await;
     let t = tempfile::tempdir().unwrap();
     let env: Vec<(&str, String)> = api.env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -286,9 +216,9 @@ async fn refusal(n: &Node, body: Value) -> (u16, String, String, Option<String>)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_destination_is_allowed_until_prefixes_are_configured() {
-    let api = StandIn::start(200, created("never")).await;
+    let api = StandIn::answering(200, created("never")).await;
     let t = tempfile::tempdir().unwrap();
-    let n = api.node(&t, api.env_allowing(""));
+    let n = node_with(&t, env_allowing(&api, ""));
     let (status, code, message, _) =
         refusal(&n, json!({"machine": "abc_restaurant", "to": "+6598888888"})).await;
     assert_eq!((status, code.as_str()), (403, "destination_not_allowed"));
@@ -297,7 +227,7 @@ async fn no_destination_is_allowed_until_prefixes_are_configured() {
     // `phonetree call` runs the same guard.
     let t2 = tempfile::tempdir().unwrap();
     let (code, stdout, stderr) =
-        phonetree(call_args(&t2, "abc_restaurant", "+6598888888"), api.env_allowing("")).await;
+        phonetree(call_args(&t2, "abc_restaurant", "+6598888888"), env_allowing(&api, "")).await;
     assert_eq!((code, stdout.as_str()), (1, ""));
     assert!(stderr.contains("--call-allow-prefix"), "{stderr}");
     assert_eq!(api.received().len(), 0, "a refused call reached 8x8");
@@ -305,9 +235,9 @@ async fn no_destination_is_allowed_until_prefixes_are_configured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_calls_never_reach_8x8() {
-    let api = StandIn::start(200, created("8x8-session-3")).await;
+    let api = StandIn::answering(200, created("8x8-session-3")).await;
     let t = tempfile::tempdir().unwrap();
-    let n = api.node(&t, api.env_allowing("+"));
+    let n = node_with(&t, env_allowing(&api, "+"));
     let call = |to: &str| json!({"machine": "abc_restaurant", "to": to});
 
     // Not E.164: 400 naming the field, never a 500.
@@ -349,11 +279,11 @@ async fn refused_calls_never_reach_8x8() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_overall_rate_limit_holds_across_destinations() {
-    let api = StandIn::start(200, created("8x8-session-4")).await;
+    let api = StandIn::answering(200, created("8x8-session-4")).await;
     let t = tempfile::tempdir().unwrap();
     let mut env = api.env();
     env.push(("PHONETREE_CALL_RATE_OVERALL", "2".into()));
-    let n = api.node(&t, env);
+    let n = node_with(&t, env);
     for to in ["+6590000001", "+6590000002"] {
         let r =
             post(&n.admin_url("/calls"), json!({"machine": "abc_restaurant", "to": to}).to_string()).await;
@@ -472,11 +402,11 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_opening_runs_its_script_before_the_call_is_placed_and_says_the_calls_variables() {
-    let api = StandIn::start(200, created("8x8-reminder-1")).await;
+    let api = StandIn::answering(200, created("8x8-reminder-1")).await;
     let billing = Billing::start().await;
     let t = tempfile::tempdir().unwrap();
     billing.machine(&machines_dir(t.path()));
-    let n = api.node(&t, api.env());
+    let n = node_with(&t, api.env());
 
     let call = json!({"machine": "reminder", "to": "+6598888888",
                       "variables": {"account": "A-17", "amount": "42.50"}});
@@ -545,7 +475,7 @@ async fn an_opening_runs_its_script_before_the_call_is_placed_and_says_the_calls
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_opening_whose_api_fails_takes_the_failure_edge() {
-    let api = StandIn::start(200, created("8x8-reminder-2")).await;
+    let api = StandIn::answering(200, created("8x8-reminder-2")).await;
     let billing = Billing::start().await;
     let t = tempfile::tempdir().unwrap();
     // Without `variables`: the script before the first prompt alone (before, a 500 `internal`).
@@ -554,7 +484,7 @@ async fn an_opening_whose_api_fails_takes_the_failure_edge() {
     let text =
         text.replace(r#"variables = { account = "none", amount = "0" }"#, "").replace("{account}", "broken");
     std::fs::write(&path, text.replace("{amount}", "0")).unwrap();
-    let n = api.node(&t, api.env());
+    let n = node_with(&t, api.env());
     let call = json!({"machine": "reminder", "to": "+6598888888"});
     let r = post(&n.admin_url("/calls"), call.to_string()).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
@@ -571,11 +501,11 @@ async fn an_opening_whose_api_fails_takes_the_failure_edge() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_variables_are_refused_naming_them_and_nothing_is_asked() {
-    let api = StandIn::start(200, created("never")).await;
+    let api = StandIn::answering(200, created("never")).await;
     let billing = Billing::start().await;
     let t = tempfile::tempdir().unwrap();
     billing.machine(&machines_dir(t.path()));
-    let n = api.node(&t, api.env());
+    let n = node_with(&t, api.env());
     let call = |vars: Value| json!({"machine": "reminder", "to": "+6598888888", "variables": vars});
     let many: serde_json::Map<String, Value> = (0..40).map(|i| (format!("v{i}"), json!("x"))).collect();
     // A name the machine does not list is refused by the machine (403); values and counts the
@@ -676,9 +606,9 @@ async fn simulate_outbound_with_vars_plays_the_opening_the_node_sends() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_placed_call_never_answered_is_recorded_as_unanswered_with_its_status() {
-    let api = StandIn::start(200, created("8x8-unanswered")).await;
+    let api = StandIn::answering(200, created("8x8-unanswered")).await;
     let t = tempfile::tempdir().unwrap();
-    let n = api.node(&t, api.env());
+    let n = node_with(&t, api.env());
     let r = post(&n.admin_url("/calls"), json!({"machine": "tech_support", "to": "+6512345678"}).to_string())
         .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
@@ -712,9 +642,9 @@ async fn a_placed_call_never_answered_is_recorded_as_unanswered_with_its_status(
     );
 
     // A placed call answered (a webhook came) and then left is still the caller's leaving.
-    let api2 = StandIn::start(200, created("8x8-answered")).await;
+    let api2 = StandIn::answering(200, created("8x8-answered")).await;
     let t2 = tempfile::tempdir().unwrap();
-    let n2 = api2.node(&t2, api2.env());
+    let n2 = node_with(&t2, api2.env());
     let r =
         post(&n2.admin_url("/calls"), json!({"machine": "tech_support", "to": "+6512345678"}).to_string())
             .await;

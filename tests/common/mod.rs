@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub mod backends;
 pub mod browser;
+pub mod callflows;
 pub mod held;
 pub mod metrics;
 pub mod needs;
