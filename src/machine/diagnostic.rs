@@ -76,13 +76,14 @@ impl fmt::Display for Diagnostic {
 }
 
 /// The candidate nearest to a misspelt `word`, for "did you mean" hints: within one edit per three
-/// characters, counting a swap of two neighbours (`txet`) as one edit.
+/// characters, counting a swap of two neighbours (`txet`) as one edit, and never one that shares
+/// nothing with it (`c` for `a`: every one-letter name is one edit from every other).
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
         .map(|c| (strsim::osa_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
+        .filter(|(d, c)| *d <= limit && *d < word.chars().count().max(c.chars().count()))
         .min()
         .map(|(_, c)| c)
 }
@@ -105,5 +106,8 @@ mod tests {
         assert_eq!(closest("reservatons", names), Some("reservations"));
         assert_eq!(closest("zzz", names), None);
         assert_eq!(closest("txet", ["text", "next"]), Some("text"));
+        assert_eq!(closest("c", ["a", "b"]), None);
+        assert_eq!(closest("b", ["a", "b2"]), Some("b2"));
+        assert_eq!(closest("x1", ["x2"]), Some("x2"));
     }
 }
