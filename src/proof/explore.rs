@@ -33,8 +33,14 @@
 //! also starts from a caller (or session id) for each combination of variants the machine's splits
 //! give (`split_classes`), and those variants are part of its states' key.
 //!
+//! With `[resume]` a call also starts at the resume offer (each root again), and at every waiting
+//! state a call can be interrupted at, the offer's `1` is played from the offer root of every clock
+//! class and session class of that call's caller: the caller calls back at another time, in a new
+//! session, and the routes after the node read the new clock. Where it goes on (the interrupted
+//! call's node and variables, the new call's clock and session) is explored like any state.
+//!
 //! Every violation comes with the inputs that reach it, replayable with `phonetree simulate` (a
-//! policy broken across a resumed call: two calls, `Replay::Resumed`).
+//! policy broken across a resumed call: two calls, `Replay::Resumed`, each at its own clock).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -1200,7 +1206,7 @@ fn inputs(m: &Machine, s: &CallState, routed: &Routed) -> Vec<Event> {
     let summary = Event::SessionEnded { status: "COMPLETED".into() };
     match s.phase {
         // The offer's `2` (any key but `1`, or none) starts at `start`; its `1` goes on at a
-        // waiting state of an interrupted call, explored apart (`resumptions`).
+        // waiting state of an interrupted call, explored apart (`explore_with`, from every offer root).
         Phase::AwaitingInput if s.offering() => vec![Event::Digits("2".into()), Event::NoInput, summary],
         Phase::AwaitingInput => {
             let mut events: Vec<Event> = Vec::new();
