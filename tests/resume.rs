@@ -748,3 +748,40 @@ fn a_machine_fine_at_every_clock_class_it_resumes_at_proves() {
     assert!(transcript.contains("[desk] else -> closed"), "{transcript}");
     assert!(transcript.contains("The nurse line is closed. Goodbye."), "{transcript}");
 }
+
+/// The call back is a new session: `check` pairs an interrupted call with the offer root of every
+/// session class of the same caller. In `session_again` two splits sticky by session (one salt)
+/// give a call one variant; a caller who heard plan `a`, hangs up at `menu` and goes on in a
+/// session that draws `b` hears plan `b`'s terms (policy 1), both calls replaying with their own
+/// `--session`, and both, run for real, get there. Sticky by caller, the caller keeps their
+/// variant across the calls, and the machine proves.
+#[test]
+fn a_caller_who_calls_back_in_another_session_class_is_explored_there() {
+    let file = "tests/data/resume/session_again.toml";
+    let (code, out, _) = phonetree_in_repo(&["check", file]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "policy 1 (never `terms_b` after `offer_a`) is broken: a call enters `terms_b` after `offer_a`"
+        ),
+        "{out}"
+    );
+    let replays = replays_in(&out);
+    assert_eq!(replays.len(), 2, "{out}");
+    let (code, first) = run_replay(&replays[0]);
+    assert_eq!(code, Some(0), "{first}");
+    assert!(replays[0].contains("'--session="), "{}", replays[0]);
+    assert!(first.contains("[offer] variant a -> offer_a"), "{first}");
+    assert_eq!(first.lines().last(), Some("no more input: the call waits at menu `menu`"), "{first}");
+    let (code, second) = run_replay(&replays[1]);
+    assert_eq!(code, Some(0), "{second}");
+    assert!(replays[1].contains("'--resume-from=menu' '--var=plan=a' 1 1"), "{}", replays[1]);
+    assert!(second.contains("[resume] the call goes on at `menu`"), "{second}");
+    assert!(second.contains("[terms] variant b -> terms_b"), "{second}");
+    assert!(second.contains("Plan b costs twenty dollars a month."), "{second}");
+    let text = std::fs::read_to_string(repo().join(file)).unwrap();
+    let by_caller = text.replace("sticky_by = \"session\"", "sticky_by = \"caller\"");
+    assert_ne!(by_caller, text);
+    let r = phonetree::proof::explore::explore(&compile_text("by_caller.toml", &by_caller));
+    assert!(r.proven(), "{:?}", r.violations);
+}
