@@ -731,6 +731,11 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
     let (mut failed, mut broken): (HashSet<NodeId>, HashSet<NodeId>) = Default::default();
     // One report per node where resuming fails.
     let mut resume_failed: HashSet<NodeId> = HashSet::new();
+    // Each interrupted call resumed (caller, node, kept variables), with what each offer root's `1`
+    // led to (offer root, state, the walk's marks).
+    type Resumed =
+        HashMap<(String, NodeId, BTreeMap<String, String>), Vec<(usize, usize, Vec<policy::Mark>)>>;
+    let mut resumed: Resumed = HashMap::new();
     // One report per node and variable it cannot render.
     let mut unset: HashSet<(String, String)> = HashSet::new();
     // Every caller transition with what it passes, once, when the machine states policies.
@@ -862,6 +867,22 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
         let given = saved.vars.iter().filter(|(k, v)| m.variables().get(*k) != Some(*v));
         tokens.extend(given.map(|(k, v)| format!("--var={k}={v}")));
         tokens.push(engine::RESUME_KEY.into());
+        // The same interrupted call (caller, node, kept variables) seen at another state (another
+        // clock, session or tries): it resumes alike, so only its crossings are new.
+        let once = (state.call.caller().to_string(), saved.node, saved.vars.clone());
+        if let Some(done) = resumed.get(&once) {
+            if walking {
+                walks.extend(done.iter().map(|(o, to, marks)| policy::Walk {
+                    from: at,
+                    to: *to,
+                    tokens: tokens.clone(),
+                    marks: marks.clone(),
+                    crossing: Some(*o),
+                }));
+            }
+            continue;
+        }
+        let mut done = Vec::new();
         let event = Event::Digits(engine::RESUME_KEY.into());
         // The same caller (whose caller-sticky variants are theirs), in a new session (whose
         // session-sticky variants are drawn again): each offer root of that caller.
@@ -930,7 +951,14 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
                     });
                 }
                 // The two calls as one: from where the interrupted call waits.
-                walks.push(policy::Walk { from: at, to, tokens: tokens.clone(), marks, crossing: Some(o) });
+                walks.push(policy::Walk {
+                    from: at,
+                    to,
+                    tokens: tokens.clone(),
+                    marks: marks.clone(),
+                    crossing: Some(o),
+                });
+                done.push((o, to, marks));
             }
             if by_heard {
                 let reply = step.reply.as_ref().map(|f| format!("{:?}", f.actions));
@@ -942,6 +970,7 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
                 visited[o].next.push((tokens.clone(), to));
             }
         }
+        resumed.insert(once, done);
     }
     r.states = visited.len();
     r.edges_covered = covered.len();
