@@ -580,7 +580,9 @@ fn may_miss(m: &Machine) -> Vec<String> {
 
 struct Visited {
     state: CallState,
-    /// The state it was first reached from, and the inputs (keys, then any script answers).
+    /// The state it was first reached from, and the inputs (keys, then any script answers); for a
+    /// call that went on at the resume offer, the offer root and `--resume-from=NODE`, its
+    /// `--var`s and `1` (`inputs_to` keeps the last `--resume-from`).
     parent: Option<(usize, Vec<String>)>,
     /// A start state's clock, as `simulate` takes it (`--at=TIME`), for a machine with time rules.
     clock: Option<String>,
@@ -885,7 +887,8 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
         let mut done = Vec::new();
         let event = Event::Digits(engine::RESUME_KEY.into());
         // The same caller (whose caller-sticky variants are theirs), in a new session (whose
-        // session-sticky variants are drawn again): each offer root of that caller.
+        // session-sticky variants are drawn again): each offer root of that caller. (At most that
+        // many states past `STATES_MAX`: the next state taken from the queue stops there.)
         let callers_offers =
             offers.iter().filter(|&&o| visited[o].state.call.caller() == state.call.caller());
         for &o in callers_offers.collect::<Vec<_>>() {
