@@ -664,3 +664,124 @@ fn diff_names_a_changed_resume_table() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("`resume` changed"), "{text}");
 }
+
+/// A caller calls back at another time than they were interrupted at: `check` explores the
+/// offer's `1` from the offer root of every clock class. In `clock_again` an out-of-hours caller
+/// reaches `confirm` unidentified; one who hangs up there and calls back in hours goes on at
+/// `confirm` and is bridged to the nurse unidentified (policy 1). At one clock class per pair of
+/// calls every call proves; across two, `check` fails with both calls, each replaying at its own
+/// clock, and both, run for real, get there.
+#[test]
+fn a_caller_who_calls_back_at_another_clock_class_is_explored_there() {
+    let file = "tests/data/resume/clock_again.toml";
+    let (code, out, _) = phonetree_in_repo(&["check", file]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{file}:17:1: error: node `nurse`: policy 1 (never `nurse` after `anonymous`) is broken: a call enters `nurse` after `anonymous`"
+        )),
+        "{out}"
+    );
+    let replays = replays_in(&out);
+    assert_eq!(
+        replays,
+        [
+            format!("phonetree simulate {file} '--at=2026-01-05T00:00:00+08:00' < /dev/null"),
+            format!(
+                "phonetree simulate {file} '--at=2026-01-05T09:00:00+08:00' '--resume-from=confirm' '--var=patient=unknown' 1 1"
+            ),
+        ],
+        "{out}"
+    );
+    let (code, first) = run_replay(&replays[0]);
+    assert_eq!(code, Some(0), "{first}");
+    assert!(first.contains("[hours] else -> anonymous"), "{first}");
+    assert_eq!(first.lines().last(), Some("no more input: the call waits at menu `confirm`"), "{first}");
+    let (code, second) = run_replay(&replays[1]);
+    assert_eq!(code, Some(0), "{second}");
+    assert!(second.contains("[resume] the call goes on at `confirm`"), "{second}");
+    assert!(second.contains("[desk] rule 1 (mon-fri 09:00-18:00) -> nurse"), "{second}");
+    assert_eq!(
+        second.lines().last(),
+        Some("call transferred at node `nurse`: the caller is bridged"),
+        "{second}"
+    );
+    let (_, json, _) = phonetree_in_repo(&["check", "--json", file]);
+    let report: Value = serde_json::from_str(&json).unwrap();
+    let violations = report["machines"][0]["violations"].as_array().unwrap();
+    assert_eq!(violations.len(), 1, "{json}");
+    let v = &violations[0];
+    assert_eq!(v["replay"], "resumed", "{v}");
+    assert_eq!(v["interrupted"], serde_json::json!(["--at=2026-01-05T00:00:00+08:00"]), "{v}");
+}
+
+/// The fixed machine (`desk` bridges only an identified caller) proves, and the resumed call at
+/// the other clock class is explored like any call: among the counted paths, the in-hours call
+/// that goes on at `confirm` with the out-of-hours call's `patient`, which replays for real to the
+/// closed line; paths through the offer's `1` replay with their own offer root's clock.
+#[test]
+fn a_machine_fine_at_every_clock_class_it_resumes_at_proves() {
+    use phonetree::proof::explore;
+    let file = "tests/data/resume/clock_again_fixed.toml";
+    let (code, out, _) = phonetree_in_repo(&["check", file]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("{file}: proven `clock_again_fixed`")), "{out}");
+    let m = compile_text("clock_again_fixed.toml", &std::fs::read_to_string(repo().join(file)).unwrap());
+    let mut paths: Vec<Vec<String>> = Vec::new();
+    let r = explore::explore_paths(&m, &mut |p| paths.push(p.to_vec()));
+    assert!(r.proven() && r.paths_complete, "{:?}", r.violations);
+    assert_eq!(r.paths, paths.len() as u64);
+    let across: Vec<String> =
+        ["--at=2026-01-05T09:00:00+08:00", "--resume-from=confirm", "--var=patient=unknown", "1", "1"]
+            .map(str::to_string)
+            .to_vec();
+    let path = paths.iter().find(|p| p.starts_with(&across)).unwrap_or_else(|| panic!("{paths:#?}"));
+    // One `--resume-from` a path, and one clock.
+    for p in &paths {
+        assert!(p.iter().filter(|t| t.starts_with("--resume-from=")).count() <= 1, "{p:?}");
+        assert!(p.iter().filter(|t| t.starts_with("--at=")).count() == 1, "{p:?}");
+    }
+    let command = explore::replay(file, path);
+    let (code, transcript) = run_replay(&command);
+    assert_eq!(code, Some(0), "{command}: {transcript}");
+    assert!(transcript.contains("[resume] the call goes on at `confirm`"), "{transcript}");
+    assert!(transcript.contains("[desk] else -> closed"), "{transcript}");
+    assert!(transcript.contains("The nurse line is closed. Goodbye."), "{transcript}");
+}
+
+/// The call back is a new session: `check` pairs an interrupted call with the offer root of every
+/// session class of the same caller. In `session_again` two splits sticky by session (one salt)
+/// give a call one variant; a caller who heard plan `a`, hangs up at `menu` and goes on in a
+/// session that draws `b` hears plan `b`'s terms (policy 1), both calls replaying with their own
+/// `--session`, and both, run for real, get there. Sticky by caller, the caller keeps their
+/// variant across the calls, and the machine proves.
+#[test]
+fn a_caller_who_calls_back_in_another_session_class_is_explored_there() {
+    let file = "tests/data/resume/session_again.toml";
+    let (code, out, _) = phonetree_in_repo(&["check", file]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "policy 1 (never `terms_b` after `offer_a`) is broken: a call enters `terms_b` after `offer_a`"
+        ),
+        "{out}"
+    );
+    let replays = replays_in(&out);
+    assert_eq!(replays.len(), 2, "{out}");
+    let (code, first) = run_replay(&replays[0]);
+    assert_eq!(code, Some(0), "{first}");
+    assert!(replays[0].contains("'--session="), "{}", replays[0]);
+    assert!(first.contains("[offer] variant a -> offer_a"), "{first}");
+    assert_eq!(first.lines().last(), Some("no more input: the call waits at menu `menu`"), "{first}");
+    let (code, second) = run_replay(&replays[1]);
+    assert_eq!(code, Some(0), "{second}");
+    assert!(replays[1].contains("'--resume-from=menu' '--var=plan=a' 1 1"), "{}", replays[1]);
+    assert!(second.contains("[resume] the call goes on at `menu`"), "{second}");
+    assert!(second.contains("[terms] variant b -> terms_b"), "{second}");
+    assert!(second.contains("Plan b costs twenty dollars a month."), "{second}");
+    let text = std::fs::read_to_string(repo().join(file)).unwrap();
+    let by_caller = text.replace("sticky_by = \"session\"", "sticky_by = \"caller\"");
+    assert_ne!(by_caller, text);
+    let r = phonetree::proof::explore::explore(&compile_text("by_caller.toml", &by_caller));
+    assert!(r.proven(), "{:?}", r.violations);
+}

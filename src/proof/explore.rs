@@ -33,8 +33,14 @@
 //! also starts from a caller (or session id) for each combination of variants the machine's splits
 //! give (`split_classes`), and those variants are part of its states' key.
 //!
+//! With `[resume]` a call also starts at the resume offer (each root again), and at every waiting
+//! state a call can be interrupted at, the offer's `1` is played from the offer root of every clock
+//! class and session class of that call's caller: the caller calls back at another time, in a new
+//! session, and the routes after the node read the new clock. Where it goes on (the interrupted
+//! call's node and variables, the new call's clock and session) is explored like any state.
+//!
 //! Every violation comes with the inputs that reach it, replayable with `phonetree simulate` (a
-//! policy broken across a resumed call: two calls, `Replay::Resumed`).
+//! policy broken across a resumed call: two calls, `Replay::Resumed`, each at its own clock).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -574,7 +580,9 @@ fn may_miss(m: &Machine) -> Vec<String> {
 
 struct Visited {
     state: CallState,
-    /// The state it was first reached from, and the inputs (keys, then any script answers).
+    /// The state it was first reached from, and the inputs (keys, then any script answers); for a
+    /// call that went on at the resume offer, the offer root and `--resume-from=NODE`, its
+    /// `--var`s and `1` (`inputs_to` keeps the last `--resume-from`).
     parent: Option<(usize, Vec<String>)>,
     /// A start state's clock, as `simulate` takes it (`--at=TIME`), for a machine with time rules.
     clock: Option<String>,
@@ -711,6 +719,10 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
         }
     }
     let roots = visited.len();
+    // The offer roots: a caller interrupted at a waiting state calls back at each of them.
+    let offers: Vec<usize> = (0..roots).filter(|&o| visited[o].state.offering()).collect();
+    // The offer's two answers taken: `1` going on somewhere, another answer starting again.
+    let (mut went_on, mut started_again) = (false, false);
     // Stopped at `STATES_MAX`: the states past the frontier are unknown, so traps are not judged.
     let mut truncated = false;
     // Each node entered, with the inputs of the first call that entered it.
@@ -719,6 +731,13 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
     let mut queue: VecDeque<usize> = (0..roots).collect();
     // One report per node for a failing engine, and one for broken invariants.
     let (mut failed, mut broken): (HashSet<NodeId>, HashSet<NodeId>) = Default::default();
+    // One report per node where resuming fails.
+    let mut resume_failed: HashSet<NodeId> = HashSet::new();
+    // Each interrupted call resumed (caller, node, kept variables), with what each offer root's `1`
+    // led to (offer root, state, the walk's marks).
+    type Resumed =
+        HashMap<(String, NodeId, BTreeMap<String, String>), Vec<(usize, usize, Vec<policy::Mark>)>>;
+    let mut resumed: Resumed = HashMap::new();
     // One report per node and variable it cannot render.
     let mut unset: HashSet<(String, String)> = HashSet::new();
     // Every caller transition with what it passes, once, when the machine states policies.
@@ -805,6 +824,7 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
                     visited.len() - 1
                 });
                 let is_summary = matches!(event, Event::SessionEnded { .. });
+                started_again |= state.offering() && !is_summary && !step.state.offering();
                 if !is_summary && walking {
                     // A call's start enters `start`; the offer's answer (starting again) too.
                     let started = if state.offering() {
@@ -834,23 +854,132 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
                 }
             }
         }
+        // With `[resume]`: the caller interrupted here calls back, at any clock class.
+        if m.resume().is_none() || !resumable(m, &state) {
+            continue;
+        }
+        let node = m.node(state.node).map_or_else(String::new, |n| n.name.clone());
+        let vars = state.vars.iter().filter(|(k, _)| !m.sensitive().contains(*k));
+        let saved = engine::Unfinished {
+            node: state.node,
+            vars: vars.map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        // Replayed as `simulate` takes it: the offer root's flags, then these.
+        let mut tokens = vec![format!("--resume-from={node}")];
+        let given = saved.vars.iter().filter(|(k, v)| m.variables().get(*k) != Some(*v));
+        tokens.extend(given.map(|(k, v)| format!("--var={k}={v}")));
+        tokens.push(engine::RESUME_KEY.into());
+        // The same interrupted call (caller, node, kept variables) seen at another state (another
+        // clock, session or tries): it resumes alike, so only its crossings are new.
+        let once = (state.call.caller().to_string(), saved.node, saved.vars.clone());
+        if let Some(done) = resumed.get(&once) {
+            if walking {
+                walks.extend(done.iter().map(|(o, to, marks)| policy::Walk {
+                    from: at,
+                    to: *to,
+                    tokens: tokens.clone(),
+                    marks: marks.clone(),
+                    crossing: Some(*o),
+                }));
+            }
+            continue;
+        }
+        let mut done = Vec::new();
+        let event = Event::Digits(engine::RESUME_KEY.into());
+        // The same caller (whose caller-sticky variants are theirs), in a new session (whose
+        // session-sticky variants are drawn again): each offer root of that caller. (At most that
+        // many states past `STATES_MAX`: the next state taken from the queue stops there.)
+        let callers_offers =
+            offers.iter().filter(|&&o| visited[o].state.call.caller() == state.call.caller());
+        for &o in callers_offers.collect::<Vec<_>>() {
+            let offer = visited[o].state.clone();
+            r.transitions += 1;
+            let resumed_inputs = || policy::going_on([inputs_to(&visited, o), tokens.clone()].concat());
+            let stepped = engine::step_resuming(m, &offer, &event, offer.started_ms, &[], Some(&saved))
+                .and_then(engine::Stepped::done);
+            let problem = match &stepped {
+                Err(e) => Some((Kind::Engine, format!("resuming here: {e}"))),
+                Ok(step) => broken_invariant(m, &offer, &event, step)
+                    .map(|(kind, why)| (kind, format!("resuming here: {why}"))),
+            };
+            let step = match (stepped, problem) {
+                (Ok(step), None) => step,
+                (_, problem) => {
+                    let (kind, message) = problem.unwrap_or((Kind::Engine, "resuming here failed".into()));
+                    if resume_failed.insert(state.node) {
+                        r.violations.push(Violation {
+                            replay: Replay::Resumed,
+                            interrupted: Some(inputs_to(&visited, at)),
+                            ..violation(kind, &node, message, &resumed_inputs())
+                        });
+                    }
+                    continue;
+                }
+            };
+            went_on = true;
+            for id in &step.entered {
+                if !entered.contains_key(id) {
+                    entered.insert(*id, resumed_inputs());
+                }
+            }
+            covered.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
+            let k = key(&step.state, &routed, &may_miss);
+            let to = *index.entry(k).or_insert_with(|| {
+                visited.push(Visited {
+                    state: step.state.clone(),
+                    parent: Some((o, tokens.clone())),
+                    clock: None,
+                    next: vec![],
+                    heard: vec![],
+                    fails: false,
+                });
+                queue.push_back(visited.len() - 1);
+                visited.len() - 1
+            });
+            if walking {
+                // The call goes on at the node (entering it) with the restored variables.
+                let mut marks = vec![policy::Mark::Enter(state.node)];
+                marks.extend(watched.iter().map(|w| match step.state.vars.contains_key(*w) {
+                    true => policy::Mark::Set(w.to_string()),
+                    false => policy::Mark::Unset(w.to_string()),
+                }));
+                // The resumed call on its own, from the offer root it opens with.
+                if walked.insert((o, to, marks.clone(), tokens.clone())) {
+                    walks.push(policy::Walk {
+                        from: o,
+                        to,
+                        tokens: tokens.clone(),
+                        marks: marks.clone(),
+                        crossing: None,
+                    });
+                }
+                // The two calls as one: from where the interrupted call waits.
+                walks.push(policy::Walk {
+                    from: at,
+                    to,
+                    tokens: tokens.clone(),
+                    marks: marks.clone(),
+                    crossing: Some(o),
+                });
+                done.push((o, to, marks));
+            }
+            if by_heard {
+                let reply = step.reply.as_ref().map(|f| format!("{:?}", f.actions));
+                if heard_seen.insert((o, to, reply)) {
+                    visited[o].heard.push((tokens.clone(), to));
+                }
+            }
+            if !visited[o].next.iter().any(|(_, t)| *t == to) {
+                visited[o].next.push((tokens.clone(), to));
+            }
+        }
+        resumed.insert(once, done);
     }
     r.states = visited.len();
     r.edges_covered = covered.len();
     r.covered = covered.iter().map(|(from, e)| (m.graph()[*from].name.clone(), e.to_string())).collect();
     if m.resume().is_some() && !truncated {
-        let crossings = resumptions(m, &visited, (&index, &routed, &may_miss), &watched, &mut r);
-        if walking {
-            // The resumed call on its own: from the offer root it opens with, to where it goes on.
-            for c in &crossings {
-                let offer = c.crossing.unwrap_or(c.from);
-                if walked.insert((offer, c.to, c.marks.clone(), c.tokens.clone())) {
-                    walks.push(policy::Walk { from: offer, crossing: None, ..c.clone() });
-                }
-            }
-            // The two calls as one: from where the interrupted call waits.
-            walks.extend(crossings);
-        }
+        resume_coverage(went_on, started_again, &mut r);
     }
     r.covered.sort();
 
@@ -921,80 +1050,26 @@ pub const RESUME_EDGES: [&str; 2] = ["go on", "start again"];
 /// The name the offer's answers are listed under in coverage (no node has brackets in its name).
 pub const RESUME_NODE: &str = "[resume]";
 
-/// The resume offer's answers (a machine with `[resume]`): its `1` is played from the offer of
-/// each start at every waiting state a call can be interrupted at (that call's variables kept, but
-/// the sensitive ones), and must give a valid reply and go on to a state explored; its other
-/// answers were explored with the rest. Both count as edges in coverage. Returns each `1` that
-/// goes on as a crossing walk (`policy::Walk::crossing`), from the interrupted state: its tokens
-/// replay the resumed call (`--resume-from=NODE`, a `--var` for each variable the interrupted call
-/// kept other than the machine's, then `1`), its marks enter the node and set or unset each
-/// `watched` variable as the restored call has it.
-fn resumptions(
-    m: &Machine,
-    visited: &[Visited],
-    (index, routed, may_miss): (&HashMap<Key, usize>, &Routed, &[String]),
-    watched: &[&str],
-    r: &mut Report,
-) -> Vec<policy::Walk> {
-    let mut crossings = Vec::new();
+/// Whether a caller can be interrupted at `s` and offered to go on there: a state that waits for
+/// keys at a node that captures them (not the offer itself, not a closed call).
+fn resumable(m: &Machine, s: &CallState) -> bool {
+    let waits = m.node(s.node).is_some_and(|n| n.kind.capture().is_some());
+    !s.closed && s.phase == Phase::AwaitingInput && !s.offering() && waits
+}
+
+/// The resume offer's answers as edges in coverage (a machine with `[resume]`): its `1` going on
+/// where an interrupted call stopped, and any other answer starting again; each not taken is an
+/// uncovered edge. Both are explored with the rest: the other answers as the offer roots' inputs,
+/// and the `1` in `explore_with`, from the offer root of every clock class and session class of
+/// the interrupted call's caller (a caller calls back at another time, in a new session), at
+/// every waiting state a call can be interrupted at, with that call's variables but the sensitive
+/// ones. Where the call goes on is a state like any other (its successors explored, counted,
+/// judged by traps and policies), replayed with the offer root's flags, `--resume-from=NODE`, a
+/// `--var` for each variable the interrupted call kept other than the machine's, then `1`; policies
+/// see it both as the resumed call on its own and as the two calls as one (a crossing walk,
+/// `policy::Walk::crossing`, from the interrupted state).
+fn resume_coverage(went_on: bool, started_again: bool, r: &mut Report) {
     r.edges += RESUME_EDGES.len();
-    let offers: Vec<usize> = (0..visited.len()).filter(|&i| visited[i].state.offering()).collect();
-    let started_again =
-        offers.iter().any(|&o| visited[o].next.iter().any(|(_, to)| !visited[*to].state.offering()));
-    let mut went_on = false;
-    let mut failed: HashSet<NodeId> = HashSet::new();
-    for (i, v) in visited.iter().enumerate() {
-        let s = &v.state;
-        let waits = m.node(s.node).is_some_and(|n| n.kind.capture().is_some());
-        if s.closed || s.phase != Phase::AwaitingInput || s.offering() || !waits {
-            continue;
-        }
-        let same_call = |o: &&usize| {
-            let offer = &visited[**o].state;
-            (offer.started_ms, offer.call.caller(), &offer.call.session_id)
-                == (s.started_ms, s.call.caller(), &s.call.session_id)
-        };
-        let Some(&o) = offers.iter().find(same_call) else { continue };
-        let vars = s.vars.iter().filter(|(k, _)| !m.sensitive().contains(*k));
-        let saved =
-            engine::Unfinished { node: s.node, vars: vars.map(|(k, v)| (k.clone(), v.clone())).collect() };
-        let offer = &visited[o].state;
-        let event = Event::Digits(engine::RESUME_KEY.into());
-        r.transitions += 1;
-        let node = m.node(s.node).map_or_else(String::new, |n| n.name.clone());
-        let stepped = engine::step_resuming(m, offer, &event, offer.started_ms, &[], Some(&saved))
-            .and_then(engine::Stepped::done);
-        let problem = match &stepped {
-            Err(e) => Err((Kind::Engine, format!("resuming here: {e}"))),
-            Ok(step) => match broken_invariant(m, offer, &event, step) {
-                Some((kind, why)) => Err((kind, format!("resuming here: {why}"))),
-                None => index
-                    .get(&key(&step.state, routed, may_miss))
-                    .map(|&to| (to, &step.state))
-                    .ok_or((Kind::Engine, "resuming here reaches a state no call reaches".to_string())),
-            },
-        };
-        match problem {
-            Err((kind, message)) => {
-                if failed.insert(s.node) {
-                    r.violations.push(violation(kind, &node, message, &inputs_to(visited, i)));
-                }
-            }
-            Ok((to, resumed)) => {
-                went_on = true;
-                let mut tokens = vec![format!("--resume-from={node}")];
-                let given = saved.vars.iter().filter(|(k, v)| m.variables().get(*k) != Some(*v));
-                tokens.extend(given.map(|(k, v)| format!("--var={k}={v}")));
-                tokens.push(engine::RESUME_KEY.into());
-                let mut marks = vec![policy::Mark::Enter(s.node)];
-                marks.extend(watched.iter().map(|w| match resumed.vars.contains_key(*w) {
-                    true => policy::Mark::Set(w.to_string()),
-                    false => policy::Mark::Unset(w.to_string()),
-                }));
-                crossings.push(policy::Walk { from: i, to, tokens, marks, crossing: Some(o) });
-            }
-        }
-    }
     for (label, taken) in RESUME_EDGES.iter().zip([went_on, started_again]) {
         if taken {
             r.edges_covered += 1;
@@ -1013,7 +1088,6 @@ fn resumptions(
             r.violations.push(v);
         }
     }
-    crossings
 }
 
 /// The traps of a machine that did not compile, explored as far as it did (each node that did not
@@ -1164,7 +1238,7 @@ fn inputs(m: &Machine, s: &CallState, routed: &Routed) -> Vec<Event> {
     let summary = Event::SessionEnded { status: "COMPLETED".into() };
     match s.phase {
         // The offer's `2` (any key but `1`, or none) starts at `start`; its `1` goes on at a
-        // waiting state of an interrupted call, explored apart (`resumptions`).
+        // waiting state of an interrupted call, explored apart (`explore_with`, from every offer root).
         Phase::AwaitingInput if s.offering() => vec![Event::Digits("2".into()), Event::NoInput, summary],
         Phase::AwaitingInput => {
             let mut events: Vec<Event> = Vec::new();
@@ -1538,7 +1612,8 @@ fn inputs_to(visited: &[Visited], mut at: usize) -> Vec<String> {
         steps.push(clock.split(' ').map(str::to_string).collect());
     }
     steps.reverse();
-    steps.concat()
+    // A call that goes on from the offer goes on at the node its last `--resume-from` names.
+    policy::going_on(steps.concat())
 }
 
 /// The shortest evidence of an unbounded exploration: on the path to `at`, the first state that
@@ -1624,6 +1699,7 @@ fn paths(
     let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
     // A start's clock and caller, as `simulate` takes them.
     let mut inputs: Vec<String> = inputs_to(visited, root);
+    let resumes = visited[root].state.offering();
     // How many tokens each step on the path added (answers to scripts ride with their keys).
     let mut lengths: Vec<usize> = Vec::new();
     on_path[root] = true;
@@ -1633,10 +1709,18 @@ fn paths(
         let open = successors.iter().skip(*next).position(|(_, to)| !on_path[*to]);
         let is_leaf = *next == 0 && successors.iter().all(|(_, to)| on_path[*to]);
         if is_leaf {
-            path(&inputs);
+            // A path through the offer's `1` goes on at the node that answer names.
+            let resumed;
+            let whole: &[String] = if resumes {
+                resumed = policy::going_on(inputs.clone());
+                &resumed
+            } else {
+                &inputs
+            };
+            path(whole);
             r.paths += 1;
-            if inputs.len() > r.longest.len() {
-                r.longest = inputs.clone();
+            if whole.len() > r.longest.len() {
+                r.longest = whole.to_vec();
             }
             if r.paths >= PATHS_MAX {
                 r.paths_complete = false;
@@ -1662,7 +1746,7 @@ fn paths(
                         Kind::TooLong,
                         node,
                         format!("a caller can answer {DEPTH_MAX} prompts without the call ending"),
-                        &inputs,
+                        &policy::going_on(inputs.clone()),
                     ));
                 }
                 on_path[at] = false;

@@ -266,7 +266,7 @@ fn calls(states: &States<'_>, walks: &[Walk], root: usize, path: &[usize]) -> Ca
 
 /// The inputs of a call with the last `--resume-from` flag alone: a walk from an offer root goes
 /// on at its own node, not at the one the root's flags name.
-fn going_on(inputs: Vec<String>) -> Vec<String> {
+pub(super) fn going_on(inputs: Vec<String>) -> Vec<String> {
     let flag = |i: &String| i.starts_with("--resume-from=");
     let Some(last) = inputs.iter().rposition(flag) else { return inputs };
     inputs.into_iter().enumerate().filter(|(i, input)| *i == last || !flag(input)).map(|(_, i)| i).collect()
