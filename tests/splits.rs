@@ -208,9 +208,22 @@ fn check_crosses_split_variants_with_the_callers_route_classes() {
     assert!(played.contains("[trial] variant b -> hello_b"), "{played}");
     assert!(played.contains("[agent] transfer: bridged"), "{played}");
 
-    // A correct machine proves: the same without the broken policy, its four combinations explored.
+    // The same with a regex on the caller: its example `+441` and numbers it is the start of.
     let t = tempfile::tempdir().unwrap();
     let source = std::fs::read_to_string(repo().join(SPLIT_THEN_ROUTE)).unwrap();
+    let regex = source.replace("prefix = \"+44\"", "matches = \"^[+]44[0-9]+$\"");
+    assert_ne!(regex, source);
+    let file = t.path().join("regex.toml");
+    std::fs::write(&file, &regex).unwrap();
+    let out = phonetree(&["check", file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(text.contains("error: node `agent`: policy 1"), "{text}");
+    let command = text.split('`').find(|s| s.starts_with("phonetree simulate ")).expect("a replay command");
+    let from = command.split(' ').find(|w| w.contains("--from=+44")).expect("a UK caller").trim_matches('\'');
+    let played = stdout(&phonetree(&["simulate", file.to_str().unwrap(), from]));
+    assert!(played.contains("variant b -> hello_b") && played.contains("transfer: bridged"), "{played}");
+
+    // A correct machine proves: the same without the broken policy, its four combinations explored.
     let correct = source.replace("after = \"trial:b\"", "after = \"bye\"");
     assert_ne!(correct, source);
     let file = t.path().join("correct.toml");

@@ -326,8 +326,8 @@ fn route_class(on_caller: &[&route::Rule], caller: &str) -> Vec<bool> {
 /// The callers to explore: `reps` (one or more per route class on `caller`), then, for each
 /// route class, a caller of that class for each class of the caller-sticky splits (`named`) it
 /// lacks: forced callers and the representatives first, then `+6580000000` upward, then the
-/// first representative with its last `PERTURBED_DIGITS` digits varied (`SPLIT_SEARCH_MAX` tries
-/// each), at most `SPLIT_CLASSES_MAX` split classes per route class. So every (route class, split
+/// first representative with its last `PERTURBED_DIGITS` digits varied (or that many appended to a
+/// shorter one; `SPLIT_SEARCH_MAX` tries each), at most `SPLIT_CLASSES_MAX` split classes per route class. So every (route class, split
 /// class) combination a caller has is explored, as far as the search finds one; a split class
 /// some caller has but none of a route class the search tried is an `Unexplored` violation,
 /// unless a rule holding for that class names its callers (`=`, `one_of`: all of them were tried).
@@ -366,14 +366,13 @@ fn caller_split_classes(
     }
     let mut callers = reps.clone();
     for (rc, rep, seen) in &mut classes {
+        // Its last digits varied; a shorter number (a regex's example, `+44`) gets digits appended.
         let digits = rep.bytes().rev().take_while(u8::is_ascii_digit).count();
-        let perturbed = (digits >= PERTURBED_DIGITS).then(|| {
-            let stem = &rep[..rep.len() - PERTURBED_DIGITS];
-            (0..SPLIT_SEARCH_MAX).map(move |i| format!("{stem}{i:0width$}", width = PERTURBED_DIGITS))
-        });
+        let stem =
+            if digits >= PERTURBED_DIGITS { &rep[..rep.len() - PERTURBED_DIGITS] } else { rep.as_str() };
+        let perturbed = (0..SPLIT_SEARCH_MAX).map(|i| format!("{stem}{i:0width$}", width = PERTURBED_DIGITS));
         let searched = (0..SPLIT_SEARCH_MAX).map(|i| format!("+658{i:07}"));
-        let candidates =
-            forced.iter().chain(&reps).cloned().chain(searched).chain(perturbed.into_iter().flatten());
+        let candidates = forced.iter().chain(&reps).cloned().chain(searched).chain(perturbed);
         for c in candidates {
             if seen.len() >= possible {
                 break;
