@@ -235,6 +235,68 @@ fn check_crosses_split_variants_with_the_callers_route_classes() {
     assert_eq!(v["machines"][0]["paths"], 4, "{v}");
 }
 
+/// The route first, then the split (`ROUTE_THEN_SPLIT`): before issue 23's fix the UK callers
+/// explored were `+441234567` alone, with `a`, so `check` failed wrongly (`hello_b` unreachable,
+/// `trial`'s `b` edge uncovered) and missed the broken policy. Now it finds a UK caller given `b`.
+#[test]
+fn a_route_on_the_caller_before_a_split_is_crossed_too() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("route_then_split.toml");
+    let path = file.to_str().unwrap();
+    std::fs::write(&file, ROUTE_THEN_SPLIT).unwrap();
+    let out = phonetree(&["check", path]);
+    let text = stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("error: node `agent`: policy 1 (never transfer after `trial:b`)"), "{text}");
+    assert!(!text.contains("no input"), "{text}");
+    let command = text.split('`').find(|s| s.starts_with("phonetree simulate ")).expect("a replay command");
+    let from = command.split(' ').find(|w| w.contains("--from=+44")).expect("a UK caller").trim_matches('\'');
+    let played = stdout(&phonetree(&["simulate", path, from]));
+    assert!(played.contains("variant b -> hello_b") && played.contains("transfer: bridged"), "{played}");
+    // Without the policy it proves, every edge covered.
+    std::fs::write(&file, ROUTE_THEN_SPLIT.replace("after = \"trial:b\"", "after = \"bye\"")).unwrap();
+    let out = phonetree(&["check", path]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("5/5 edges covered"), "{}", stdout(&out));
+}
+
+const ROUTE_THEN_SPLIT: &str = r#"
+name = "route_then_split"
+description = "UK callers first, then a greeting split"
+start = "who"
+numbers = ["+6568880002"]
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[[policies]]
+never = "transfer"
+after = "trial:b"
+
+[nodes.who]
+kind = "route"
+rules = [{ var = "caller", prefix = "+44", next = "trial" }]
+else = "bye"
+
+[nodes.trial]
+kind = "split"
+weights = { a = 50, b = 50 }
+next = { a = "agent", b = "hello_b" }
+salt = "uk-2026"
+
+[nodes.hello_b]
+kind = "say"
+text = "Welcome to ABC."
+next = "agent"
+
+[nodes.agent]
+kind = "transfer"
+destination = "+6531589338"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
 /// A split class some caller has but no caller of a route class the search tried gets: `check`
 /// says it did not explore it, at the split, unless the route's rule names its callers (all
 /// tried); a forced caller of that class makes it explored.
