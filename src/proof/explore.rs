@@ -326,11 +326,12 @@ fn route_class(on_caller: &[&route::Rule], caller: &str) -> Vec<bool> {
 /// The callers to explore: `reps` (one or more per route class on `caller`), then, for each
 /// route class, a caller of that class for each class of the caller-sticky splits (`named`) it
 /// lacks: forced callers and the representatives first, then `+6580000000` upward, then the
-/// first representative with its last `PERTURBED_DIGITS` digits varied (or that many appended to a
-/// shorter one; `SPLIT_SEARCH_MAX` tries each), at most `SPLIT_CLASSES_MAX` split classes per route class. So every (route class, split
-/// class) combination a caller has is explored, as far as the search finds one; a split class
-/// some caller has but none of a route class the search tried is an `Unexplored` violation,
-/// unless a rule holding for that class names its callers (`=`, `one_of`: all of them were tried).
+/// first representative with its last `PERTURBED_DIGITS` digits varied (or that many appended to
+/// a shorter one; `SPLIT_SEARCH_MAX` tries each), at most `SPLIT_CLASSES_MAX` split classes per
+/// route class. So every (route class, split class) combination a caller has is explored, as far
+/// as the search finds one; a split class some caller has but none of a route class the search
+/// tried is an `Unexplored` violation (at the first split whose variant no caller of the class
+/// got), unless a rule holding for that class names its callers (`equals`, `one_of`: all tried).
 fn caller_split_classes(
     named: &[(&str, &Split)],
     on_caller: &[&route::Rule],
@@ -424,7 +425,8 @@ fn caller_split_classes(
             missing.len(),
             2 * SPLIT_SEARCH_MAX,
         );
-        let mut v = violation(Kind::Unexplored, sticky[0].0, message, &[]);
+        let at = (0..sticky.len()).find(|&j| seen.iter().all(|sc| sc.get(j) != first.get(j))).unwrap_or(0);
+        let mut v = violation(Kind::Unexplored, sticky[at].0, message, &[]);
         v.replay = Replay::Nothing;
         unexplored.push(v);
     }
