@@ -1,7 +1,7 @@
 //! Sticky A/B splits (`kind = "split"`, `tests/data/splits/greeting.toml`): the documented hash
 //! pinned over ten thousand callers, one caller on one variant at two splits and after a restart,
 //! `force` winning, `check` covering every variant with commands that replay it (`--from`,
-//! `--session`), and a real node's history, `calls show`, `/metrics` and console funnel agreeing
+//! `--session`) and every variant with every route class on `caller` (`split_then_route.toml`), and a real node's history, `calls show`, `/metrics` and console funnel agreeing
 //! per variant.
 
 use crate::common;
@@ -173,6 +173,172 @@ fn check_covers_every_variant_and_its_commands_replay_them() {
     assert!(!out.status.success());
     let text = stdout(&out) + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("variant a"), "{text}");
+}
+
+const SPLIT_THEN_ROUTE: &str = "tests/data/splits/split_then_route.toml";
+
+/// A split, then a route on the caller (`split_then_route.toml`): the route's rule names
+/// `+441234567`, whose variant is `a`, and the policy breaks only for a UK caller given `b`.
+/// Before issue 23's fix `check` explored each route class with its representative's variants
+/// only, and passed:
+///
+/// ```text
+/// $ phonetree check tests/data/splits/split_then_route.toml
+/// tests/data/splits/split_then_route.toml: proven `split_then_route` (25ceb518602b): 10 states, 12 transitions, ...
+/// ```
+///
+/// Now it searches UK callers for `b` too, fails naming the node, and its command plays that call.
+#[test]
+fn check_crosses_split_variants_with_the_callers_route_classes() {
+    let m = compile_text(SPLIT_THEN_ROUTE, &std::fs::read_to_string(repo().join(SPLIT_THEN_ROUTE)).unwrap());
+    assert_eq!(variants(&m, "+441234567", "s", &[]), [("trial".to_string(), "a".to_string())]);
+    let out = phonetree(&["check", SPLIT_THEN_ROUTE]);
+    let text = stdout(&out) + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("error: node `agent`: policy 1 (never transfer after `trial:b`) is broken"),
+        "{text}"
+    );
+    // The replay: a UK caller, given `b`, bridged.
+    let command = text.split('`').find(|s| s.starts_with("phonetree simulate ")).expect("a replay command");
+    let from = command.split(' ').find(|w| w.contains("--from=")).expect("a caller").trim_matches('\'');
+    let caller = from.trim_start_matches("--from=");
+    assert!(caller.starts_with("+44") && caller.len() == "+441234567".len(), "{command}");
+    let played = stdout(&phonetree(&["simulate", SPLIT_THEN_ROUTE, from]));
+    assert!(played.contains("[trial] variant b -> hello_b"), "{played}");
+    assert!(played.contains("[agent] transfer: bridged"), "{played}");
+
+    // The same with a regex on the caller: its example `+441` and numbers it is the start of.
+    let t = tempfile::tempdir().unwrap();
+    let source = std::fs::read_to_string(repo().join(SPLIT_THEN_ROUTE)).unwrap();
+    let regex = source.replace("prefix = \"+44\"", "matches = \"^[+]44[0-9]+$\"");
+    assert_ne!(regex, source);
+    let file = t.path().join("regex.toml");
+    std::fs::write(&file, &regex).unwrap();
+    let out = phonetree(&["check", file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(text.contains("error: node `agent`: policy 1"), "{text}");
+    let command = text.split('`').find(|s| s.starts_with("phonetree simulate ")).expect("a replay command");
+    let from = command.split(' ').find(|w| w.contains("--from=+44")).expect("a UK caller").trim_matches('\'');
+    let played = stdout(&phonetree(&["simulate", file.to_str().unwrap(), from]));
+    assert!(played.contains("variant b -> hello_b") && played.contains("transfer: bridged"), "{played}");
+
+    // A correct machine proves: the same without the broken policy, its four combinations explored.
+    let correct = source.replace("after = \"trial:b\"", "after = \"bye\"");
+    assert_ne!(correct, source);
+    let file = t.path().join("correct.toml");
+    std::fs::write(&file, &correct).unwrap();
+    let out = phonetree(&["check", "--json", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Four callers (UK or not, `a` or `b`), each to the bridge or the hangup: 4 paths.
+    assert_eq!(v["machines"][0]["paths"], 4, "{v}");
+}
+
+/// The route first, then the split (`ROUTE_THEN_SPLIT`): before issue 23's fix the UK callers
+/// explored were `+441234567` alone, with `a`, so `check` failed wrongly (`hello_b` unreachable,
+/// `trial`'s `b` edge uncovered) and missed the broken policy. Now it finds a UK caller given `b`.
+#[test]
+fn a_route_on_the_caller_before_a_split_is_crossed_too() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("route_then_split.toml");
+    let path = file.to_str().unwrap();
+    std::fs::write(&file, ROUTE_THEN_SPLIT).unwrap();
+    let out = phonetree(&["check", path]);
+    let text = stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("error: node `agent`: policy 1 (never transfer after `trial:b`)"), "{text}");
+    assert!(!text.contains("no input"), "{text}");
+    let command = text.split('`').find(|s| s.starts_with("phonetree simulate ")).expect("a replay command");
+    let from = command.split(' ').find(|w| w.contains("--from=+44")).expect("a UK caller").trim_matches('\'');
+    let played = stdout(&phonetree(&["simulate", path, from]));
+    assert!(played.contains("variant b -> hello_b") && played.contains("transfer: bridged"), "{played}");
+    // Without the policy it proves, every edge covered.
+    std::fs::write(&file, ROUTE_THEN_SPLIT.replace("after = \"trial:b\"", "after = \"bye\"")).unwrap();
+    let out = phonetree(&["check", path]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("5/5 edges covered"), "{}", stdout(&out));
+}
+
+const ROUTE_THEN_SPLIT: &str = r#"
+name = "route_then_split"
+description = "UK callers first, then a greeting split"
+start = "who"
+numbers = ["+6568880002"]
+
+[defaults]
+voice_profile = "en-US-BenjaminRUS"
+
+[[policies]]
+never = "transfer"
+after = "trial:b"
+
+[nodes.who]
+kind = "route"
+rules = [{ var = "caller", prefix = "+44", next = "trial" }]
+else = "bye"
+
+[nodes.trial]
+kind = "split"
+weights = { a = 50, b = 50 }
+next = { a = "agent", b = "hello_b" }
+salt = "uk-2026"
+
+[nodes.hello_b]
+kind = "say"
+text = "Welcome to ABC."
+next = "agent"
+
+[nodes.agent]
+kind = "transfer"
+destination = "+6531589338"
+
+[nodes.bye]
+kind = "hangup"
+"#;
+
+/// A split class some caller has but no caller of a route class the search tried gets: `check`
+/// says it did not explore it, at the split, unless the route's rule names its callers (all
+/// tried); a forced caller of that class makes it explored.
+#[test]
+fn a_combination_the_search_cannot_find_is_unexplored() {
+    let source = std::fs::read_to_string(repo().join(SPLIT_THEN_ROUTE)).unwrap();
+    // `a` only for a forced caller outside the UK: no UK caller gets it.
+    let rare = source
+        .replace(
+            "weights = { a = 50, b = 50 }",
+            "weights = { a = 0, b = 100 }\nforce = { \"+6591234567\" = \"a\" }",
+        )
+        .replace("after = \"trial:b\"", "after = \"bye\"");
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("rare.toml");
+    let path = file.to_str().unwrap();
+    std::fs::write(&file, &rare).unwrap();
+    let out = phonetree(&["check", "--json", path]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let violations = v["machines"][0]["violations"].as_array().unwrap();
+    assert_eq!(violations.len(), 1, "{v}");
+    assert_eq!(
+        (violations[0]["kind"].as_str(), violations[0]["node"].as_str()),
+        (Some("unexplored"), Some("trial"))
+    );
+    let message = violations[0]["message"].as_str().unwrap();
+    assert!(message.contains("`+441234567`") && message.contains("variant `a` at `trial`"), "{message}");
+
+    // A UK caller forced to `a`: explored, proven.
+    let forced = rare.replace(
+        "force = { \"+6591234567\" = \"a\" }",
+        "force = { \"+6591234567\" = \"a\", \"+447700900000\" = \"a\" }",
+    );
+    std::fs::write(&file, &forced).unwrap();
+    let out = phonetree(&["check", path]);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    // A rule naming its one caller: the search tried it, nothing is missing.
+    let named = rare.replace("prefix = \"+44\"", "equals = \"+441234567\"");
+    std::fs::write(&file, &named).unwrap();
+    let out = phonetree(&["check", path]);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
 }
 
 /// One inbound call from `caller`: `CALL_RECEIVED`, the inputs, 8x8's summary. Returns the first

@@ -31,7 +31,10 @@
 //!
 //! Split nodes give a call a variant from its caller (or session id), fixed for the call: a call
 //! also starts from a caller (or session id) for each combination of variants the machine's splits
-//! give (`split_classes`), and those variants are part of its states' key.
+//! give, and those variants are part of its states' key. A caller's variants and the way route
+//! rules on `caller` take are both fixed by its number, so callers are searched per route class
+//! (`caller_split_classes`): every combination of route class and variants some caller has is
+//! explored, or reported `Unexplored`.
 //!
 //! With `[resume]` a call also starts at the resume offer (each root again), and at every waiting
 //! state a call can be interrupted at, the offer's `1` is played from the offer root of every clock
@@ -114,6 +117,9 @@ pub enum Kind {
     Policy,
     /// A call leaves a module by an exit without an output the module's `outputs` promise there.
     UnsetOutput,
+    /// Callers whose route rules on `caller` all answer alike may get a combination of split
+    /// variants no caller searched gives: their calls were not explored.
+    Unexplored,
 }
 
 /// A property that does not hold, and how to see it happen.
@@ -258,6 +264,9 @@ struct Routed {
     sessions: Vec<String>,
     /// The machine's splits: the variants a call gets are part of its state's key.
     splits: Vec<Split>,
+    /// Combinations of a route class on `caller` and caller-sticky variants that real callers may
+    /// have but the search found no caller for (`caller_split_classes`).
+    unexplored: Vec<Violation>,
     /// The variables counters add that are not proven numbers: an input setting one is also
     /// answered with keys that are not a number.
     unproven: Vec<String>,
@@ -271,11 +280,14 @@ const CALLER: &str = "+15550000001";
 /// caller for each class of a machine's splits: with weights of 1 in 10 000 or more, 10 000 tries
 /// find every variant of one split.
 const SPLIT_SEARCH_MAX: u64 = 10_000;
-/// Most split classes (combinations of the variants the splits give) a call is explored from.
+/// Most split classes (combinations of the variants the splits give) a call is explored from; for
+/// splits sticky by caller, per route class on `caller` (those classes are bounded by the rules
+/// a machine may hold, and every class multiplies the states: `STATES_MAX` bounds the product).
 pub const SPLIT_CLASSES_MAX: usize = 64;
 
 /// A caller (or a session id) for each class of the splits sticky by `by` not `first`'s:
-/// forced callers first, then `+6580000000` (or `explore-0`) upward.
+/// forced callers first, then `+6580000000` (or `explore-0`) upward. `routed` uses it for
+/// sessions; callers are searched per route class (`caller_split_classes`).
 fn split_classes(splits: &[Split], by: StickyBy, first: &str) -> Vec<String> {
     let sticky: Vec<&Split> = splits.iter().filter(|s| s.sticky_by == by).collect();
     if sticky.is_empty() {
@@ -305,6 +317,126 @@ fn split_classes(splits: &[Split], by: StickyBy, first: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Trailing digits of a route class's representative the search for its split classes varies:
+/// 10^4 numbers, `SPLIT_SEARCH_MAX`.
+const PERTURBED_DIGITS: usize = 4;
+
+/// The answers of the route rules on `caller` for a call from `caller`, evaluated by the rules'
+/// own code: callers with equal answers take the same way through every route.
+fn route_class(on_caller: &[&route::Rule], caller: &str) -> Vec<bool> {
+    on_caller.iter().map(|r| r.vars_hold(|name| (name == "caller").then_some(caller))).collect()
+}
+
+/// The callers to explore: `reps` (one or more per route class on `caller`), then, for each
+/// route class, a caller of that class for each class of the caller-sticky splits (`named`) it
+/// lacks: forced callers and the representatives first, then `+6580000000` upward, then the
+/// first representative with its last `PERTURBED_DIGITS` digits varied (or that many appended to
+/// a shorter one; `SPLIT_SEARCH_MAX` tries each), at most `SPLIT_CLASSES_MAX` split classes per
+/// route class. So every (route class, split class) combination a caller has is explored, as far
+/// as the search finds one; a split class some caller has but none of a route class the search
+/// tried is an `Unexplored` violation (at the first split whose variant no caller of the class
+/// got), unless a rule holding for that class names its callers (`equals`, `one_of`: all tried).
+fn caller_split_classes(
+    named: &[(&str, &Split)],
+    on_caller: &[&route::Rule],
+    reps: Vec<String>,
+) -> (Vec<String>, Vec<Violation>) {
+    let sticky: Vec<&(&str, &Split)> =
+        named.iter().filter(|(_, s)| s.sticky_by == StickyBy::Caller).collect();
+    if sticky.is_empty() {
+        return (reps, Vec::new());
+    }
+    let split_class = |c: &str| -> Vec<usize> { sticky.iter().map(|(_, s)| s.pick(c, SESSION)).collect() };
+    // Every class the splits can give at most: the product of their variant counts.
+    let possible = sticky
+        .iter()
+        .try_fold(1usize, |n, (_, s)| n.checked_mul(s.variants.len()))
+        .unwrap_or(usize::MAX)
+        .min(SPLIT_CLASSES_MAX);
+    let forced: Vec<String> =
+        sticky.iter().flat_map(|(_, s)| s.force.iter().map(|(c, _)| c.clone())).collect();
+    // Each route class in order of its first representative, with the split classes seen.
+    let mut classes: Vec<(Vec<bool>, String, Vec<Vec<usize>>)> = Vec::new();
+    for rep in &reps {
+        let rc = route_class(on_caller, rep);
+        let sc = split_class(rep);
+        match classes.iter_mut().find(|(c, _, _)| *c == rc) {
+            Some((_, _, seen)) => {
+                if !seen.contains(&sc) {
+                    seen.push(sc);
+                }
+            }
+            None => classes.push((rc, rep.clone(), vec![sc])),
+        }
+    }
+    let mut callers = reps.clone();
+    for (rc, rep, seen) in &mut classes {
+        // Its last digits varied; a shorter number (a regex's example, `+44`) gets digits appended.
+        let digits = rep.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let stem =
+            if digits >= PERTURBED_DIGITS { &rep[..rep.len() - PERTURBED_DIGITS] } else { rep.as_str() };
+        let perturbed = (0..SPLIT_SEARCH_MAX).map(|i| format!("{stem}{i:0width$}", width = PERTURBED_DIGITS));
+        let searched = (0..SPLIT_SEARCH_MAX).map(|i| format!("+658{i:07}"));
+        let candidates = forced.iter().chain(&reps).cloned().chain(searched).chain(perturbed);
+        for c in candidates {
+            if seen.len() >= possible {
+                break;
+            }
+            if route_class(on_caller, &c) != *rc {
+                continue;
+            }
+            let sc = split_class(&c);
+            if !seen.contains(&sc) {
+                seen.push(sc);
+                if !callers.contains(&c) {
+                    callers.push(c);
+                }
+            }
+        }
+    }
+    // The split classes some caller has; a route class without one of them was not explored there.
+    let mut all: Vec<&Vec<usize>> = Vec::new();
+    for sc in classes.iter().flat_map(|(_, _, seen)| seen) {
+        if !all.contains(&sc) {
+            all.push(sc);
+        }
+    }
+    let mut unexplored = Vec::new();
+    for (rc, rep, seen) in &classes {
+        // A rule that holds only for callers it names: every one of them was tried.
+        let named_callers = on_caller.iter().zip(rc).any(|(r, holds)| {
+            *holds
+                && r.var.as_ref().is_some_and(|(_, tests)| {
+                    tests.iter().any(|t| matches!(t, VarTest::Equals(_) | VarTest::OneOf(_)))
+                })
+        });
+        let missing: Vec<&&Vec<usize>> = all.iter().filter(|sc| !seen.contains(sc)).collect();
+        let Some(first) = missing.first() else { continue };
+        if named_callers {
+            continue;
+        }
+        let variants: Vec<String> = sticky
+            .iter()
+            .zip(first.iter())
+            .map(|((node, s), &v)| {
+                format!("`{}` at `{node}`", s.variants.get(v).map_or("?", |(n, _)| n.as_str()))
+            })
+            .collect();
+        let message = format!(
+            "callers whose route rules on `caller` answer like `{rep}`'s may get variant {} ({} such \
+             combination(s) in all), but none of the {} callers searched does: their calls were not explored",
+            variants.join(", "),
+            missing.len(),
+            2 * SPLIT_SEARCH_MAX,
+        );
+        let at = (0..sticky.len()).find(|&j| seen.iter().all(|sc| sc.get(j) != first.get(j))).unwrap_or(0);
+        let mut v = violation(Kind::Unexplored, sticky[at].0, message, &[]);
+        v.replay = Replay::Nothing;
+        unexplored.push(v);
+    }
+    (callers, unexplored)
 }
 
 fn routed(m: &Machine) -> Routed {
@@ -338,18 +470,26 @@ fn routed(m: &Machine) -> Routed {
         }
     }
     let unproven = added.into_iter().filter(|(_, proven)| !proven).map(|(name, _)| name).collect();
-    let splits: Vec<Split> = m
+    let named: Vec<(&str, &Split)> = m
         .graph()
         .node_weights()
-        .filter_map(|n| if let NodeKind::Split(s) = &n.kind { Some(s.clone()) } else { None })
+        .filter_map(|n| if let NodeKind::Split(s) = &n.kind { Some((n.name.as_str(), s)) } else { None })
         .collect();
-    callers.extend(split_classes(&splits, StickyBy::Caller, CALLER));
-    callers.dedup();
+    let splits: Vec<Split> = named.iter().map(|(_, s)| (*s).clone()).collect();
+    let mut unique = Vec::new();
+    for c in callers {
+        if !unique.contains(&c) {
+            unique.push(c);
+        }
+    }
+    let on_caller: Vec<&route::Rule> =
+        rules().filter(|r| r.var.as_ref().is_some_and(|(name, _)| name == "caller")).collect();
+    let (callers, unexplored) = caller_split_classes(&named, &on_caller, unique);
     let mut sessions = split_classes(&splits, StickyBy::Session, SESSION);
     if sessions.is_empty() {
         sessions.push(SESSION.to_string());
     }
-    Routed { vars, clocks: clocks(m, &routes), callers, sessions, splits, unproven }
+    Routed { vars, clocks: clocks(m, &routes), callers, sessions, splits, unproven, unexplored }
 }
 
 /// The variables set nodes add to counters, each with whether it is proven always a number.
@@ -667,6 +807,7 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
     // path is a shortest one.
     // One start per clock class and caller the route rules tell apart.
     let routed = routed(m);
+    r.violations.extend(routed.unexplored.iter().cloned());
     let may_miss = may_miss(m);
     let mut visited = Vec::new();
     let mut index: HashMap<Key, usize> = HashMap::new();
@@ -1161,6 +1302,9 @@ impl Violation {
             Kind::Policy => Some("change the machine so the policy holds on every path, or the policy"),
             Kind::UnsetOutput => Some(
                 "set it on every path to that exit (a `set` node) or drop it from the module's `outputs`",
+            ),
+            Kind::Unexplored => Some(
+                "list such a caller in the split's `force` with that variant, so that `check` explores it",
             ),
             _ => None,
         };
