@@ -21,7 +21,8 @@ type Seen = Arc<Mutex<Vec<(String, String, Option<String>)>>>;
 /// The audio server: `jingle.mp3` and `closing.mp3` (2048 bytes of mp3), `gone.mp3` (404),
 /// `notice.wav` (6 MB of wav; HEAD refused with 405, a ranged GET answered 206 with one byte, a
 /// GET of the whole file answered 500 so the test sees it), `hold.mp3` (an HTML page),
-/// `relocated.mp3` (a redirect to `jingle.mp3`), `loop.mp3` (a redirect to itself).
+/// `relocated.mp3` (a redirect to `jingle.mp3`), `loop.mp3` (a redirect to itself),
+/// `metadata.mp3` (a redirect to the cloud metadata address).
 async fn audio_server() -> (String, Seen) {
     let seen: Seen = Arc::default();
     let shared = seen.clone();
@@ -53,6 +54,14 @@ async fn audio_server() -> (String, Seen) {
                 "/hold.mp3" => {
                     let page = b"<html>please log in</html>".to_vec();
                     reply(200, "text/html; charset=utf-8", page.len(), if head { Vec::new() } else { page })
+                }
+                "/metadata.mp3" => {
+                    let mut r = reply(302, "text/plain", 0, Vec::new());
+                    r.headers_mut().insert(
+                        "location",
+                        "http://169.254.169.254/latest/meta-data/iam.mp3?v=1".parse().unwrap(),
+                    );
+                    r
                 }
                 "/relocated.mp3" | "/loop.mp3" => {
                     let to = if path.as_str() == "/loop.mp3" { "/loop.mp3?v=3" } else { "/jingle.mp3?v=3" };
@@ -292,6 +301,32 @@ async fn a_machine_in_order_passes_and_offline_asks_nothing() {
     one(&report, "audio_url", &jingle, "warn", &["jingle"]);
     assert!(seen.lock().unwrap().is_empty());
     drop(listening);
+}
+
+/// Cloud metadata and link-local addresses are never asked, named in a URL or redirected to: each
+/// such file fails its check saying so, and only the stand-in's redirect was asked.
+#[tokio::test]
+async fn doctor_never_asks_cloud_metadata_even_through_a_redirect() {
+    let (audio, seen) = audio_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    machine(dir.path(), "metadata.toml", &[("audio.invalid", &audio)]);
+    let (code, report) = doctor(dir.path(), &[]).await;
+    assert_eq!(code, Some(1), "{report:#}");
+    let direct =
+        one(&report, "audio", "http://169.254.169.254/latest/meta-data/iam.mp3?v=1", "fail", &["direct"]);
+    assert!(direct.contains("doctor never asks it"), "{direct}");
+    let redirected =
+        one(&report, "audio", &format!("http://{audio}/metadata.mp3?v=1"), "fail", &["redirected"]);
+    assert!(
+        redirected.contains("redirected to http://169.254.169.254/latest/meta-data/iam.mp3?v=1")
+            && redirected.contains("doctor never asks it"),
+        "{redirected}"
+    );
+    // Only the stand-in was asked (a HEAD, then a GET of one byte), never where it redirects.
+    let asked: Vec<(String, String)> =
+        seen.lock().unwrap().iter().map(|(m, p, _)| (m.clone(), p.clone())).collect();
+    let metadata = |m: &str| (m.to_string(), "/metadata.mp3".to_string());
+    assert_eq!(asked, [metadata("HEAD"), metadata("GET")]);
 }
 
 #[tokio::test]

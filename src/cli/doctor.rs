@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use phonetree::machine::Voices;
-use phonetree::machine::hosts::{AllowedHost, Lists};
+use phonetree::machine::hosts::{self, AllowedHost, Lists, Range};
 use phonetree::node::catalog::{Catalog, read_voices};
 use phonetree::proof::doctor::{
     self, Answers, AudioAnswer, Check, Dependency, Finding, HostAnswer, Level, ListedWebhook, Need,
@@ -214,10 +214,23 @@ async fn ask(
     script_allow: Vec<AllowedHost>,
     api: Option<&ApiConfig>,
 ) -> Asked {
+    // Never cloud metadata or link-local addresses, literal, resolved or redirected to: a machine
+    // file (a pull request's, in CI) must not make doctor ask them.
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > REDIRECTS_MAX {
+            attempt.error(format!("more than {REDIRECTS_MAX} redirects"))
+        } else if let Some(range) = never_asked(attempt.url()) {
+            let url = attempt.url().to_string();
+            attempt.error(format!("redirected to {url}, whose host is {range}: doctor never asks it"))
+        } else {
+            attempt.follow()
+        }
+    });
     let http = reqwest::Client::builder()
         .timeout(PROBE_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::limited(REDIRECTS_MAX))
+        .redirect(redirects)
+        .dns_resolver(Arc::new(NeverAsked))
         .build()
         .unwrap_or_default();
     let mut probes: Vec<Probe> = Vec::new();
@@ -311,10 +324,46 @@ async fn ask_account(http: &reqwest::Client, api: &ApiConfig, asked: &mut Asked)
     }
 }
 
+/// The range of `url`'s host when it is an address doctor never asks (cloud metadata, link-local,
+/// and addresses nothing listens on): `Range::may_be_listed`, the rule the node's scripts keep.
+fn never_asked(url: &reqwest::Url) -> Option<Range> {
+    let ip = match url.host()? {
+        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
+        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
+        url::Host::Domain(_) => return None,
+    };
+    hosts::refused_range(ip).filter(|r| !r.may_be_listed())
+}
+
+/// The probes' DNS resolver: a name's addresses but those doctor never asks (`never_asked`); a
+/// name with only those fails to resolve, saying why.
+struct NeverAsked;
+
+impl reqwest::dns::Resolve for NeverAsked {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let never = |a: &SocketAddr| hosts::refused_range(a.ip()).filter(|r| !r.may_be_listed());
+            let refused = found.iter().find_map(|a| never(a).map(|r| (a.ip(), r)));
+            let usable: Vec<SocketAddr> = found.iter().filter(|a| never(a).is_none()).copied().collect();
+            match (usable.is_empty(), refused) {
+                (true, Some((ip, range))) => {
+                    Err(format!("{host} resolves to {ip}, which is {range}: doctor never asks it").into())
+                }
+                _ => Ok(Box::new(usable.into_iter()) as reqwest::dns::Addrs),
+            }
+        })
+    }
+}
+
 /// An audio file's answer to a HEAD, else (a server that refuses HEADs) to a GET of its first
 /// byte. The GET's body is never read: a server that ignores the range sends its headers, and the
-/// connection is closed with the answer.
+/// connection is closed with the answer. Never asked of cloud metadata or link-local addresses.
 async fn probe_audio(http: &reqwest::Client, url: &str) -> Result<AudioAnswer, String> {
+    if let Some(range) = reqwest::Url::parse(url).ok().as_ref().and_then(never_asked) {
+        return Err(format!("the host is {range}: doctor never asks it"));
+    }
     match http.head(url).send().await {
         Ok(r) if r.status().is_success() => return Ok(answer_of(&r)),
         // Nothing listens, or nothing answered in time: a GET would only wait as long again.

@@ -285,35 +285,22 @@ const SPLIT_SEARCH_MAX: u64 = 10_000;
 /// a machine may hold, and every class multiplies the states: `STATES_MAX` bounds the product).
 pub const SPLIT_CLASSES_MAX: usize = 64;
 
-/// A caller (or a session id) for each class of the splits sticky by `by` not `first`'s:
-/// forced callers first, then `+6580000000` (or `explore-0`) upward. `routed` uses it for
-/// sessions; callers are searched per route class (`caller_split_classes`).
-fn split_classes(splits: &[Split], by: StickyBy, first: &str) -> Vec<String> {
-    let sticky: Vec<&Split> = splits.iter().filter(|s| s.sticky_by == by).collect();
+/// A session id for each class of the splits sticky by session: `explore-0` upward (callers are
+/// searched per route class, `caller_split_classes`).
+fn session_split_classes(splits: &[Split]) -> Vec<String> {
+    let sticky: Vec<&Split> = splits.iter().filter(|s| s.sticky_by == StickyBy::Session).collect();
     if sticky.is_empty() {
         return Vec::new();
     }
-    let class = |key: &str| -> Vec<usize> {
-        let (caller, session) = if by == StickyBy::Caller { (key, SESSION) } else { (CALLER, key) };
-        sticky.iter().map(|s| s.pick(caller, session)).collect()
-    };
-    let forced = sticky.iter().flat_map(|s| s.force.iter().map(|(c, _)| c.clone()));
-    let forced: Vec<String> = if by == StickyBy::Caller { forced.collect() } else { Vec::new() };
-    let searched = (0..SPLIT_SEARCH_MAX).map(|i| match by {
-        StickyBy::Caller => format!("+658{:07}", i),
-        StickyBy::Session => format!("{SESSION}-{i}"),
-    });
+    let class = |session: &str| -> Vec<usize> { sticky.iter().map(|s| s.pick(CALLER, session)).collect() };
     let mut seen: HashSet<Vec<usize>> = HashSet::new();
     let mut out = Vec::new();
-    if by == StickyBy::Caller {
-        seen.insert(class(first));
-    }
-    for key in forced.into_iter().chain(searched) {
+    for session in (0..SPLIT_SEARCH_MAX).map(|i| format!("{SESSION}-{i}")) {
         if seen.len() >= SPLIT_CLASSES_MAX {
             break;
         }
-        if seen.insert(class(&key)) {
-            out.push(key);
+        if seen.insert(class(&session)) {
+            out.push(session);
         }
     }
     out
@@ -485,7 +472,7 @@ fn routed(m: &Machine) -> Routed {
     let on_caller: Vec<&route::Rule> =
         rules().filter(|r| r.var.as_ref().is_some_and(|(name, _)| name == "caller")).collect();
     let (callers, unexplored) = caller_split_classes(&named, &on_caller, unique);
-    let mut sessions = split_classes(&splits, StickyBy::Session, SESSION);
+    let mut sessions = session_split_classes(&splits);
     if sessions.is_empty() {
         sessions.push(SESSION.to_string());
     }

@@ -405,6 +405,9 @@ impl Player<'_, '_> {
             None => return Ok(Flow::Stop),
             Some(t) if t.starts_with('@') => return Err(format!("`{t}` answers no fetch")),
             Some(t) if t == "-" => "noinput",
+            // Only the completing `#` (the field's termchar) with nothing before it: no input, as
+            // phonetree's engine reads it.
+            Some(t) if t.trim().trim_end_matches('#').is_empty() => "noinput",
             Some(keys) => {
                 // 8x8 reports the keys with the completing `#`; the utterance is without it.
                 let keys = keys.trim().trim_end_matches('#').to_string();
