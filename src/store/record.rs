@@ -418,7 +418,9 @@ impl SessionRecord {
         if let Some(r) = self.j.iter().find(|r| r.e == event_id) {
             return Some(super::Journaled::Reply(r.b.0.clone()));
         }
-        self.jo.contains(&event_hash(event_id)).then_some(super::Journaled::Forgotten)
+        // No hash to compute while no event has left the journal (a call's first webhooks).
+        (!self.jo.is_empty() && self.jo.contains(&event_hash(event_id)))
+            .then_some(super::Journaled::Forgotten)
     }
 
     /// Adds the reply to `event_id`, keeping the journal within its bounds.
