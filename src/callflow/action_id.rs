@@ -60,14 +60,25 @@ pub struct ClientActionId {
     pub version: String,
 }
 
-/// The key ids are signed with: 32 bytes, never shown.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ActionKey([u8; 32]);
+/// The key ids are signed with: 32 bytes, never shown, kept with the HMAC state keyed with them
+/// (the key's two blocks hashed once, not at every id signed or checked).
+#[derive(Clone)]
+pub struct ActionKey([u8; 32], HmacSha256);
+
+impl PartialEq for ActionKey {
+    fn eq(&self, other: &ActionKey) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for ActionKey {}
 
 impl ActionKey {
     /// A key of 32 random bytes (generated once per store and kept there).
     pub fn new(bytes: [u8; 32]) -> ActionKey {
-        ActionKey(bytes)
+        // HMAC takes keys of any length; a 32-byte key is always accepted.
+        let keyed = <HmacSha256 as KeyInit>::new_from_slice(&bytes).expect("hmac takes any key length");
+        ActionKey(bytes, keyed)
     }
 
     /// The key an operator gave (`--action-key`): the SHA-256 of its text, so any text of at least
@@ -76,12 +87,11 @@ impl ActionKey {
         if secret.len() < ACTION_KEY_CHARS_MIN {
             return Err(ActionKeyTooShort(secret.len()));
         }
-        Ok(ActionKey(sha2::Sha256::digest(secret.expose().as_bytes()).into()))
+        Ok(ActionKey::new(sha2::Sha256::digest(secret.expose().as_bytes()).into()))
     }
 
     fn mac(&self, session: &str, issued: Issued, unsigned: &str, expires: &str) -> [u8; ACTION_MAC_BYTES] {
-        // HMAC takes keys of any length; a 32-byte key is always accepted.
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("hmac takes any key length");
+        let mut mac = self.1.clone();
         for part in [MAC_DOMAIN, session.as_bytes(), &[issued as u8], unsigned.as_bytes(), expires.as_bytes()]
         {
             mac.update(part);

@@ -472,6 +472,10 @@ fn without_query(url: &str) -> String {
 }
 
 fn cut_chars(s: &str, max: usize) -> String {
+    // A text of at most `max` bytes has at most `max` characters: whole, without counting them.
+    if s.len() <= max {
+        return s.to_string();
+    }
     // The byte where character `max` starts; the whole text (one copy, not a char at a time) when
     // it is shorter.
     let end = s.char_indices().nth(max).map_or(s.len(), |(i, _)| i);

@@ -50,6 +50,7 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
                 return None;
             }
             metrics::describe();
+            metrics::register_fixed();
             Some(handle)
         })
         .as_ref()

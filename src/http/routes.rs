@@ -427,7 +427,9 @@ async fn vca(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Resp
     // nodes and the transition are the fields of the debug line `transition` (filling them into
     // the span too cost a formatted string per webhook that no line at `info` ever showed).
     let span = info_span!("vca", session = %ca.session_id, event_id = %ca.event_id);
-    let (reply, answered) = calls::call_action(&app, &ca).instrument(span).await;
+    // Boxed: the answer's future is large (the whole load, step, commit), and every layer
+    // around this one (warp's filters, hyper's service) would move it by value otherwise.
+    let (reply, answered) = Box::pin(calls::call_action(&app, &ca).instrument(span)).await;
     let mut r = raw_json(StatusCode::OK, reply);
     let how = match answered {
         Some(calls::Answered::Applied) => "applied",
@@ -450,7 +452,7 @@ async fn vss(app: Arc<App>, body: warp::hyper::body::Bytes) -> warp::reply::Resp
         }
     };
     let span = info_span!("vss", session = %summary.session_id, status = %summary.status);
-    match calls::session_summary(&app, &summary).instrument(span).await {
+    match Box::pin(calls::session_summary(&app, &summary).instrument(span)).await {
         Ok(()) => {
             metrics::webhook_answered("vss", "recorded");
             json_reply(StatusCode::OK, &json!({"status": "recorded"}))

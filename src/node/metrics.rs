@@ -142,8 +142,42 @@ pub fn describe() {
     store::describe_metrics();
 }
 
+/// The webhook series every answered webhook updates, as `(endpoint, outcome)`: their handles are
+/// kept from their first use (`register_fixed`) instead of a label lookup per webhook.
+const FIXED_ANSWERS: [(&str, &str); 5] =
+    [("vca", "applied"), ("vca", "duplicate"), ("vca", "stale"), ("vca", "fallback"), ("vss", "recorded")];
+/// The endpoints whose latency histogram's handle is kept the same way.
+const FIXED_ENDPOINTS: [&str; 2] = ["vca", "vss"];
+
+/// Handles of `FIXED_ANSWERS` and `FIXED_ENDPOINTS`, in their order, each registered at its first
+/// use (a series appears in `/metrics` once it counts something, as any other does).
+struct Fixed {
+    answered: [std::sync::OnceLock<metrics::Counter>; FIXED_ANSWERS.len()],
+    latency: [std::sync::OnceLock<metrics::Histogram>; FIXED_ENDPOINTS.len()],
+}
+
+/// Set once the recorder is installed (a handle taken before would count nowhere for good).
+static FIXED: std::sync::OnceLock<Fixed> = std::sync::OnceLock::new();
+
+/// Keeps the handles of the series every webhook updates from their first use on: call once the
+/// process's recorder is installed (the HTTP layer does, when it installs it). Until then the
+/// series are looked up per webhook, as with any other recorder.
+pub fn register_fixed() {
+    FIXED.get_or_init(|| Fixed {
+        answered: std::array::from_fn(|_| std::sync::OnceLock::new()),
+        latency: std::array::from_fn(|_| std::sync::OnceLock::new()),
+    });
+}
+
 /// Counts a webhook answered with `outcome` (a name of this module's lists).
 pub fn webhook_answered(endpoint: &'static str, outcome: &'static str) {
+    if let Some(fixed) = FIXED.get()
+        && let Some(i) = FIXED_ANSWERS.iter().position(|&(e, o)| e == endpoint && o == outcome)
+        && let Some(handle) = fixed.answered.get(i)
+    {
+        handle.get_or_init(|| counter!(WEBHOOKS, "endpoint" => endpoint, "outcome" => outcome)).increment(1);
+        return;
+    }
     counter!(WEBHOOKS, "endpoint" => endpoint, "outcome" => outcome).increment(1);
 }
 
@@ -154,6 +188,13 @@ pub fn webhook_rejected(endpoint: &'static str, reason: &'static str) {
 
 /// Records how long a webhook took.
 pub fn webhook_latency(endpoint: &'static str, took: Duration) {
+    if let Some(fixed) = FIXED.get()
+        && let Some(i) = FIXED_ENDPOINTS.iter().position(|&e| e == endpoint)
+        && let Some(handle) = fixed.latency.get(i)
+    {
+        handle.get_or_init(|| histogram!(WEBHOOK_SECONDS, "endpoint" => endpoint)).record(took.as_secs_f64());
+        return;
+    }
     histogram!(WEBHOOK_SECONDS, "endpoint" => endpoint).record(took.as_secs_f64());
 }
 

@@ -3,6 +3,7 @@
 //! a number or a string, null or absent; unknown fields), strict where a call could go wrong
 //! (no session id, no event id, the wrong event type).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
@@ -128,30 +129,8 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
-/// The payload fields phonetree reads (CALL_ACTION's and SESSION_SUMMARY's); any other key is
-/// checked for repeats and skipped, not kept.
-const PAYLOAD_KEYS: [&str; 17] = [
-    "eventId",
-    "sessionId",
-    "callId",
-    "callStatus",
-    "callDirection",
-    "source",
-    "destination",
-    "dtmf",
-    "clientActionId",
-    "eventData",
-    "sessionStatus",
-    "lastAction",
-    "callCount",
-    "startTime",
-    "endTime",
-    "details",
-    "errorDetails",
-];
-
 /// A JSON key, borrowed from the body when it has no escapes.
-struct Key<'de>(std::borrow::Cow<'de, str>);
+struct Key<'de>(Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
@@ -162,10 +141,10 @@ impl<'de> Deserialize<'de> for Key<'de> {
                 f.write_str("a key")
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(v)))
+                Ok(Key(Cow::Borrowed(v)))
             }
             fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+                Ok(Key(Cow::Owned(v.to_string())))
             }
         }
         d.deserialize_str(KeyVisitor)
@@ -236,25 +215,178 @@ impl<'de> Visitor<'de> for SkippedVisitor {
     }
 }
 
+/// A scalar field phonetree reads (an id, a text, a count), kept as the body has it, a string
+/// borrowed from the body when it has no escapes; what no such field can be (a bool, an array, an
+/// object) is checked for repeated keys and kept as `Other`, for the error to say so.
+enum Field<'de> {
+    Null,
+    Str(Cow<'de, str>),
+    Num(serde_json::Number),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field<'de>, D::Error> {
+        d.deserialize_any(FieldVisitor)
+    }
+}
+
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Field<'de>, E> {
+        Ok(Field::Num(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Field<'de>, E> {
+        Ok(Field::Num(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Field<'de>, E> {
+        // What `serde_json::Value` makes of it: a number, or null when it is not finite.
+        Ok(serde_json::Number::from_f64(v).map_or(Field::Null, Field::Num))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Null)
+    }
+    fn visit_none<E>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Field<'de>, D::Error> {
+        Field::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
+        SkippedVisitor.visit_seq(seq).map(|Skipped| Field::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
+        SkippedVisitor.visit_map(map).map(|Skipped| Field::Other)
+    }
+}
+
+/// `payload.eventData`: of an object only its `dtmf` is read (the other keys are checked for
+/// repeats and skipped).
+enum EventData<'de> {
+    Null,
+    Object(Option<Field<'de>>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for EventData<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<EventData<'de>, D::Error> {
+        d.deserialize_any(EventDataVisitor)
+    }
+}
+
+struct EventDataVisitor;
+
+impl<'de> Visitor<'de> for EventDataVisitor {
+    type Value = EventData<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<EventData<'de>, E> {
+        Ok(EventData::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<EventData<'de>, E> {
+        Ok(EventData::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<EventData<'de>, E> {
+        Ok(EventData::Other)
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<EventData<'de>, E> {
+        // A number that is not finite is null to `serde_json::Value`.
+        Ok(if v.is_finite() { EventData::Other } else { EventData::Null })
+    }
+    fn visit_str<E>(self, _: &str) -> Result<EventData<'de>, E> {
+        Ok(EventData::Other)
+    }
+    fn visit_unit<E>(self) -> Result<EventData<'de>, E> {
+        Ok(EventData::Null)
+    }
+    fn visit_none<E>(self) -> Result<EventData<'de>, E> {
+        Ok(EventData::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<EventData<'de>, D::Error> {
+        EventData::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<EventData<'de>, A::Error> {
+        SkippedVisitor.visit_seq(seq).map(|Skipped| EventData::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EventData<'de>, A::Error> {
+        let (mut dtmf, mut seen) = (None, Vec::new());
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let is_dtmf = key.0 == "dtmf";
+            // Checked before the value, where a `serde_json::Value` of it would fail.
+            once(&mut seen, key)?;
+            if is_dtmf {
+                dtmf = Some(map.next_value::<Field<'de>>()?);
+            } else {
+                let Skipped = map.next_value()?;
+            }
+        }
+        Ok(EventData::Object(dtmf))
+    }
+}
+
+/// The payload fields phonetree reads (CALL_ACTION's and SESSION_SUMMARY's), each `None` when
+/// absent; any other key is checked for repeats and skipped, not kept. A summary's `details` and
+/// `errorDetails` (one webhook a call) are kept as JSON values.
+#[derive(Default)]
+struct Fields<'de> {
+    event_id: Option<Field<'de>>,
+    session_id: Option<Field<'de>>,
+    call_id: Option<Field<'de>>,
+    call_status: Option<Field<'de>>,
+    call_direction: Option<Field<'de>>,
+    source: Option<Field<'de>>,
+    destination: Option<Field<'de>>,
+    dtmf: Option<Field<'de>>,
+    client_action_id: Option<Field<'de>>,
+    event_data: Option<EventData<'de>>,
+    session_status: Option<Field<'de>>,
+    last_action: Option<Field<'de>>,
+    call_count: Option<Field<'de>>,
+    start_time: Option<Field<'de>>,
+    end_time: Option<Field<'de>>,
+    details: Option<Value>,
+    error_details: Option<Value>,
+}
+
 /// A webhook body read in one pass: `eventType` and, when `payload` is an object, its fields
-/// phonetree reads (`PAYLOAD_KEYS`); every key of the body checked for repeats at any depth.
-enum Body {
+/// phonetree reads (`Fields`); every key of the body checked for repeats at any depth.
+enum Body<'de> {
     Object {
-        event_type: Option<Value>,
-        payload: Option<Payload>,
+        event_type: Option<Field<'de>>,
+        payload: Option<Payload<'de>>,
     },
     /// Valid JSON, but not an object.
     Other,
 }
 
-enum Payload {
-    Object(serde_json::Map<String, Value>),
+enum Payload<'de> {
+    Object(Box<Fields<'de>>),
     /// Valid JSON, but not an object (nor null).
     Other,
 }
 
-impl<'de> Deserialize<'de> for Body {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Body, D::Error> {
+impl<'de> Deserialize<'de> for Body<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Body<'de>, D::Error> {
         d.deserialize_any(BodyVisitor)
     }
 }
@@ -262,38 +394,38 @@ impl<'de> Deserialize<'de> for Body {
 struct BodyVisitor;
 
 impl<'de> Visitor<'de> for BodyVisitor {
-    type Value = Body;
+    type Value = Body<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Body, E> {
+    fn visit_bool<E>(self, _: bool) -> Result<Body<'de>, E> {
         Ok(Body::Other)
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Body, E> {
+    fn visit_i64<E>(self, _: i64) -> Result<Body<'de>, E> {
         Ok(Body::Other)
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Body, E> {
+    fn visit_u64<E>(self, _: u64) -> Result<Body<'de>, E> {
         Ok(Body::Other)
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Body, E> {
+    fn visit_f64<E>(self, _: f64) -> Result<Body<'de>, E> {
         Ok(Body::Other)
     }
-    fn visit_str<E>(self, _: &str) -> Result<Body, E> {
+    fn visit_str<E>(self, _: &str) -> Result<Body<'de>, E> {
         Ok(Body::Other)
     }
-    fn visit_unit<E>(self) -> Result<Body, E> {
+    fn visit_unit<E>(self) -> Result<Body<'de>, E> {
         Ok(Body::Other)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Body, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Body<'de>, A::Error> {
         SkippedVisitor.visit_seq(seq).map(|Skipped| Body::Other)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body<'de>, A::Error> {
         let (mut event_type, mut payload, mut seen) = (None, None, Vec::new());
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match key.0.as_ref() {
-                "eventType" => event_type = Some(map.next_value::<Strict>()?.0),
-                "payload" => payload = map.next_value::<Option<Payload>>()?,
+                "eventType" => event_type = Some(map.next_value::<Field<'de>>()?),
+                "payload" => payload = map.next_value::<Option<Payload<'de>>>()?,
                 _ => {
                     let Skipped = map.next_value()?;
                 }
@@ -304,8 +436,8 @@ impl<'de> Visitor<'de> for BodyVisitor {
     }
 }
 
-impl<'de> Deserialize<'de> for Payload {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
+impl<'de> Deserialize<'de> for Payload<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Payload<'de>, D::Error> {
         d.deserialize_any(PayloadVisitor)
     }
 }
@@ -313,47 +445,80 @@ impl<'de> Deserialize<'de> for Payload {
 struct PayloadVisitor;
 
 impl<'de> Visitor<'de> for PayloadVisitor {
-    type Value = Payload;
+    type Value = Payload<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Payload, E> {
+    fn visit_bool<E>(self, _: bool) -> Result<Payload<'de>, E> {
         Ok(Payload::Other)
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Payload, E> {
+    fn visit_i64<E>(self, _: i64) -> Result<Payload<'de>, E> {
         Ok(Payload::Other)
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Payload, E> {
+    fn visit_u64<E>(self, _: u64) -> Result<Payload<'de>, E> {
         Ok(Payload::Other)
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Payload, E> {
+    fn visit_f64<E>(self, _: f64) -> Result<Payload<'de>, E> {
         Ok(Payload::Other)
     }
-    fn visit_str<E>(self, _: &str) -> Result<Payload, E> {
+    fn visit_str<E>(self, _: &str) -> Result<Payload<'de>, E> {
         Ok(Payload::Other)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Payload, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Payload<'de>, A::Error> {
         SkippedVisitor.visit_seq(seq).map(|Skipped| Payload::Other)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
-        let (mut fields, mut seen) = (serde_json::Map::new(), Vec::new());
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload<'de>, A::Error> {
+        // A field read twice is a repeated key; `seen` holds only the keys not read.
+        let (mut f, mut seen) = (Box::<Fields<'de>>::default(), Vec::new());
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            if PAYLOAD_KEYS.contains(&key.0.as_ref()) {
-                let Strict(value) = map.next_value()?;
-                fields.insert(key.0.to_string(), value);
-            } else {
-                let Skipped = map.next_value()?;
+            let repeated = match key.0.as_ref() {
+                "eventData" => f.event_data.replace(map.next_value()?).is_some(),
+                "details" => f.details.replace(map.next_value::<Strict>()?.0).is_some(),
+                "errorDetails" => f.error_details.replace(map.next_value::<Strict>()?.0).is_some(),
+                name => {
+                    let slot = match name {
+                        "eventId" => &mut f.event_id,
+                        "sessionId" => &mut f.session_id,
+                        "callId" => &mut f.call_id,
+                        "callStatus" => &mut f.call_status,
+                        "callDirection" => &mut f.call_direction,
+                        "source" => &mut f.source,
+                        "destination" => &mut f.destination,
+                        "dtmf" => &mut f.dtmf,
+                        "clientActionId" => &mut f.client_action_id,
+                        "sessionStatus" => &mut f.session_status,
+                        "lastAction" => &mut f.last_action,
+                        "callCount" => &mut f.call_count,
+                        "startTime" => &mut f.start_time,
+                        "endTime" => &mut f.end_time,
+                        _ => {
+                            let Skipped = map.next_value()?;
+                            once(&mut seen, key)?;
+                            continue;
+                        }
+                    };
+                    slot.replace(map.next_value()?).is_some()
+                }
+            };
+            // After the value, as for a key not read.
+            if repeated {
+                return Err(de::Error::custom(format_args!("duplicate key `{}`", key.0)));
             }
-            once(&mut seen, key)?;
         }
-        Ok(Payload::Object(fields))
+        Ok(Payload::Object(f))
     }
 }
 
 /// The body's `eventType` and the payload fields phonetree reads, in one pass over the bytes.
-fn envelope(body: &[u8]) -> Result<(String, serde_json::Map<String, Value>), BadWebhook> {
-    let parsed: Body = serde_json::from_slice(body).map_err(|e| match e.classify() {
+fn envelope(body: &[u8]) -> Result<(Cow<'_, str>, Box<Fields<'_>>), BadWebhook> {
+    // UTF-8 checked once for the whole body, not string by string; a body that is not UTF-8 is
+    // read as bytes, for serde_json to say where.
+    let parsed: Result<Body<'_>, _> = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    let parsed = parsed.map_err(|e| match e.classify() {
         // Every value is accepted but a repeated key, the one data error these visitors raise.
         serde_json::error::Category::Data => bad("duplicate_key", format!("the body repeats a key: {e}")),
         _ => bad("malformed_json", format!("the body is not valid JSON: {e}")),
@@ -362,21 +527,31 @@ fn envelope(body: &[u8]) -> Result<(String, serde_json::Map<String, Value>), Bad
         return Err(bad("malformed_json", "the body is not a webhook: it is not a JSON object"));
     };
     let event_type = match event_type {
-        Some(Value::String(t)) => t,
-        None | Some(Value::Null) => return Err(bad("missing_field", "missing `eventType`")),
+        Some(Field::Str(t)) => t,
+        None | Some(Field::Null) => return Err(bad("missing_field", "missing `eventType`")),
         Some(_) => {
             return Err(bad("malformed_json", "the body is not a webhook: `eventType` must be a string"));
         }
     };
     match payload {
-        Some(Payload::Object(map)) => Ok((event_type, map)),
+        Some(Payload::Object(fields)) => Ok((event_type, fields)),
         Some(Payload::Other) => Err(bad("invalid_field", "`payload` must be an object")),
         None => Err(bad("missing_field", "missing `payload`")),
     }
 }
 
 /// A text field: a string (or a number, written as text); `None` when absent or null.
-fn text(p: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>, BadWebhook> {
+fn text(f: Option<Field<'_>>, key: &str) -> Result<Option<String>, BadWebhook> {
+    match f {
+        None | Some(Field::Null) => Ok(None),
+        Some(Field::Str(s)) => Ok(Some(s.into_owned())),
+        Some(Field::Num(n)) => Ok(Some(n.to_string())),
+        Some(Field::Other) => Err(bad("invalid_field", format!("`payload.{key}` must be a string"))),
+    }
+}
+
+/// `text` of a key of a JSON object (a summary's leg or error details).
+fn value_text(p: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>, BadWebhook> {
     match p.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -385,8 +560,8 @@ fn text(p: &serde_json::Map<String, Value>, key: &str) -> Result<Option<String>,
     }
 }
 
-fn id(p: &serde_json::Map<String, Value>, key: &str) -> Result<String, BadWebhook> {
-    let v = text(p, key)?.ok_or_else(|| bad("missing_field", format!("missing `payload.{key}`")))?;
+fn id(f: Option<Field<'_>>, key: &str) -> Result<String, BadWebhook> {
+    let v = text(f, key)?.ok_or_else(|| bad("missing_field", format!("missing `payload.{key}`")))?;
     // 8x8's ids are UUIDs; printable ASCII is what the node's OpenAPI document promises.
     if v.is_empty() || v.len() > ID_BYTES_MAX || !v.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad(
@@ -400,9 +575,9 @@ fn id(p: &serde_json::Map<String, Value>, key: &str) -> Result<String, BadWebhoo
 /// Parses a VCA body. `CALL_ACTION` is the documented event; an inbound `CALL_STATUS` with
 /// `callStatus: CALL_RECEIVED` (as in 8x8's Simple IVR guide) starts a call too.
 pub fn call_action(body: &[u8]) -> Result<CallAction, BadWebhook> {
-    let (event_type, p) = envelope(body)?;
-    let call_status = text(&p, "callStatus")?;
-    match event_type.as_str() {
+    let (event_type, mut p) = envelope(body)?;
+    let call_status = text(p.call_status.take(), "callStatus")?;
+    match event_type.as_ref() {
         "CALL_ACTION" => {}
         "CALL_STATUS" if call_status.as_deref() == Some("CALL_RECEIVED") => {}
         other => {
@@ -414,34 +589,34 @@ pub fn call_action(body: &[u8]) -> Result<CallAction, BadWebhook> {
             ));
         }
     }
-    let event_data_dtmf = match p.get("eventData") {
-        Some(Value::Object(data)) => short(data, "dtmf", "eventData.dtmf")?,
-        None | Some(Value::Null) => None,
-        Some(_) => return Err(bad("invalid_field", "`payload.eventData` must be an object")),
+    let event_data_dtmf = match p.event_data.take() {
+        Some(EventData::Object(dtmf)) => short(dtmf, "dtmf", "eventData.dtmf")?,
+        None | Some(EventData::Null) => None,
+        Some(EventData::Other) => return Err(bad("invalid_field", "`payload.eventData` must be an object")),
     };
     // Bounded like every text 8x8 sends, though only two values mean anything.
-    let direction = match short(&p, "callDirection", "callDirection")?.as_deref() {
+    let direction = match short(p.call_direction.take(), "callDirection", "callDirection")?.as_deref() {
         Some("INBOUND") => Some(Direction::Inbound),
         Some("OUTBOUND") => Some(Direction::Outbound),
         _ => None,
     };
     Ok(CallAction {
-        event_id: id(&p, "eventId")?,
-        session_id: id(&p, "sessionId")?,
-        call_id: short(&p, "callId", "callId")?,
+        event_id: id(p.event_id.take(), "eventId")?,
+        session_id: id(p.session_id.take(), "sessionId")?,
+        call_id: short(p.call_id.take(), "callId", "callId")?,
         call_status: call_status.map(|s| bounded(s, "callStatus")).transpose()?,
         direction,
         // Kept in the call's state and history: bounded like every text 8x8 sends.
-        source: short(&p, "source", "source")?.unwrap_or_default(),
-        destination: short(&p, "destination", "destination")?.unwrap_or_default(),
-        dtmf: event_data_dtmf.or(short(&p, "dtmf", "dtmf")?),
-        client_action_id: short(&p, "clientActionId", "clientActionId")?,
+        source: short(p.source.take(), "source", "source")?.unwrap_or_default(),
+        destination: short(p.destination.take(), "destination", "destination")?.unwrap_or_default(),
+        dtmf: event_data_dtmf.or(short(p.dtmf.take(), "dtmf", "dtmf")?),
+        client_action_id: short(p.client_action_id.take(), "clientActionId", "clientActionId")?,
     })
 }
 
 /// Parses a VSS body.
 pub fn session_summary(body: &[u8]) -> Result<SessionSummary, BadWebhook> {
-    let (event_type, p) = envelope(body)?;
+    let (event_type, mut p) = envelope(body)?;
     if event_type != "SESSION_SUMMARY" {
         return Err(bad(
             "wrong_event_type",
@@ -451,7 +626,7 @@ pub fn session_summary(body: &[u8]) -> Result<SessionSummary, BadWebhook> {
         ));
     }
     let mut legs = Vec::new();
-    if let Some(Value::Object(details)) = p.get("details") {
+    if let Some(Value::Object(details)) = &p.details {
         if details.len() > LEGS_MAX {
             return Err(bad(
                 "too_many_legs",
@@ -460,7 +635,7 @@ pub fn session_summary(body: &[u8]) -> Result<SessionSummary, BadWebhook> {
         }
         for (name, leg) in details {
             let Value::Object(leg) = leg else { continue };
-            let field = |key: &str| short(leg, key, &format!("details.{name}.{key}"));
+            let field = |key: &str| value_short(leg, key, &format!("details.{name}.{key}"));
             legs.push(Leg {
                 name: bounded(name.clone(), "details")?,
                 call_id: field("callId")?,
@@ -472,23 +647,40 @@ pub fn session_summary(body: &[u8]) -> Result<SessionSummary, BadWebhook> {
             });
         }
     }
-    let error = p.get("errorDetails").and_then(Value::as_object);
+    let error = p.error_details.as_ref().and_then(Value::as_object);
+    let call_count = match &p.call_count {
+        Some(Field::Num(n)) => n.as_u64().and_then(|c| u32::try_from(c).ok()),
+        _ => None,
+    };
     Ok(SessionSummary {
-        session_id: id(&p, "sessionId")?,
-        status: short(&p, "sessionStatus", "sessionStatus")?.unwrap_or_else(|| "UNKNOWN".into()),
-        last_action: short(&p, "lastAction", "lastAction")?,
-        call_count: p.get("callCount").and_then(Value::as_u64).and_then(|c| u32::try_from(c).ok()),
-        start_time: short(&p, "startTime", "startTime")?,
-        end_time: short(&p, "endTime", "endTime")?,
+        session_id: id(p.session_id.take(), "sessionId")?,
+        status: short(p.session_status.take(), "sessionStatus", "sessionStatus")?
+            .unwrap_or_else(|| "UNKNOWN".into()),
+        last_action: short(p.last_action.take(), "lastAction", "lastAction")?,
+        call_count,
+        start_time: short(p.start_time.take(), "startTime", "startTime")?,
+        end_time: short(p.end_time.take(), "endTime", "endTime")?,
         legs,
         error_code: error.and_then(|e| e.get("errorCode")).and_then(Value::as_i64),
-        error_message: error.map(|e| short(e, "errorMsg", "errorDetails.errorMsg")).transpose()?.flatten(),
+        error_message: error
+            .map(|e| value_short(e, "errorMsg", "errorDetails.errorMsg"))
+            .transpose()?
+            .flatten(),
     })
 }
 
-/// A summary's text field, at most `TEXT_BYTES_MAX` bytes; `path` names it in the error.
-fn short(p: &serde_json::Map<String, Value>, key: &str, path: &str) -> Result<Option<String>, BadWebhook> {
-    text(p, key)?.map(|v| bounded(v, path)).transpose()
+/// A text field, at most `TEXT_BYTES_MAX` bytes; `path` names it in the error.
+fn short(f: Option<Field<'_>>, key: &str, path: &str) -> Result<Option<String>, BadWebhook> {
+    text(f, key)?.map(|v| bounded(v, path)).transpose()
+}
+
+/// `short` of a key of a JSON object.
+fn value_short(
+    p: &serde_json::Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Option<String>, BadWebhook> {
+    value_text(p, key)?.map(|v| bounded(v, path)).transpose()
 }
 
 fn bounded(v: String, path: &str) -> Result<String, BadWebhook> {
@@ -534,6 +726,45 @@ mod tests {
             br#"{"namespace":"VOICE","eventType":"CALL_ACTION","payload":{"sessionId":"s","eventId":"e",
             "subAccountId":{"deep":[{"x":null}]},"callType":"PSTN","dtmf":"1"}}"#;
         assert_eq!(call_action(unread).unwrap().dtmf.as_deref(), Some("1"));
+    }
+
+    /// The typed read keeps what the JSON values gave: numbers as their text, escapes decoded,
+    /// `eventData`'s kinds, a repeated field named after its value, a body that is not UTF-8.
+    #[test]
+    fn fields_read_as_the_json_values_read_them() {
+        let ca = |payload: &str| {
+            call_action(format!(r#"{{"eventType":"CALL_ACTION","payload":{payload}}}"#).as_bytes())
+        };
+        let dtmf = |v: &str| ca(&format!(r#"{{"sessionId":"s","eventId":"e","dtmf":{v}}}"#)).map(|c| c.dtmf);
+        assert_eq!(dtmf("12").unwrap().as_deref(), Some("12"));
+        assert_eq!(dtmf("-3").unwrap().as_deref(), Some("-3"));
+        assert_eq!(dtmf("1.5").unwrap().as_deref(), Some("1.5"));
+        assert_eq!(dtmf(r#""\u0031\n""#).unwrap().as_deref(), Some("1\n"));
+        assert_eq!(dtmf("null").unwrap(), None);
+        for v in ["true", "[1]", "{}"] {
+            assert_eq!(dtmf(v).unwrap_err().message, "`payload.dtmf` must be a string", "{v}");
+        }
+        let data = |v: &str| ca(&format!(r#"{{"sessionId":"s","eventId":"e","dtmf":"1","eventData":{v}}}"#));
+        assert_eq!(data(r#"{"x":[1],"dtmf":2}"#).unwrap().dtmf.as_deref(), Some("2"));
+        assert_eq!(data("null").unwrap().dtmf.as_deref(), Some("1"));
+        assert_eq!(data("{}").unwrap().dtmf.as_deref(), Some("1"));
+        assert_eq!(data("5").unwrap_err().message, "`payload.eventData` must be an object");
+        assert_eq!(data(r#"{"dtmf":1,"dtmf":2}"#).unwrap_err().code, "duplicate_key");
+        // An escaped key is the same key; a repeat is named where its value ends.
+        let e = ca(r#"{"sessionId":"s","eventId":"e","ev\u0065ntId":"f"}"#).unwrap_err();
+        assert_eq!(e.message, "the body repeats a key: duplicate key `eventId` at line 1 column 87");
+        let e = call_action(b"{\"eventType\":\"CALL_ACTION\",\"payload\":{\"dtmf\":\"\xff\"}}").unwrap_err();
+        assert_eq!(e.message, "the body is not valid JSON: invalid unicode code point at line 1 column 47");
+        let summary = |count: &str| {
+            let body = format!(
+                r#"{{"eventType":"SESSION_SUMMARY","payload":{{"sessionId":"s","callCount":{count}}}}}"#
+            );
+            session_summary(body.as_bytes()).unwrap().call_count
+        };
+        assert_eq!(
+            (summary("3"), summary("3.0"), summary(r#""3""#), summary("-1")),
+            (Some(3), None, None, None)
+        );
     }
 
     /// Every text field of a CALL_ACTION is bounded, as the OpenAPI document's `Text` says

@@ -129,7 +129,9 @@ pub struct EncodeError(#[from] serde_json::Error);
 
 /// The callflow as the JSON body 8x8 expects.
 pub fn encode(flow: &Callflow) -> Result<Vec<u8>, EncodeError> {
-    Ok(serde_json::to_vec(&envelope(flow))?)
+    let mut body = Vec::with_capacity(REPLY_BYTES_RESERVED);
+    serde_json::to_writer(&mut body, &envelope(flow))?;
+    Ok(body)
 }
 
 /// The reply when even a fallback cannot be encoded (it always can: it is plain text): hang up
@@ -141,6 +143,10 @@ const LAST_RESORT: &[u8] = br#"{"callflow":[{"action":"hangup"}]}"#;
 pub fn encode_or_hang_up(flow: &Callflow) -> Vec<u8> {
     encode(flow).unwrap_or_else(|_| LAST_RESORT.to_vec())
 }
+
+/// Bytes reserved for a reply: the bundled machines' prompts are about 400 bytes with their
+/// `clientActionId`, so most replies are written without growing their buffer (it grows past this).
+const REPLY_BYTES_RESERVED: usize = 512;
 
 /// The callflow as a JSON value (tests and `simulate --json`).
 pub fn to_value(flow: &Callflow) -> Result<serde_json::Value, EncodeError> {
