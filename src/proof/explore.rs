@@ -218,6 +218,28 @@ fn add_root(
     }
 }
 
+/// The index of the state a step reached from state `from` by `tokens`: a state seen before, or a
+/// new one, queued for exploring.
+fn reach(
+    (index, visited, queue): (&mut HashMap<Key, usize>, &mut Vec<Visited>, &mut VecDeque<usize>),
+    k: Key,
+    state: &CallState,
+    (from, tokens): (usize, &[String]),
+) -> usize {
+    *index.entry(k).or_insert_with(|| {
+        visited.push(Visited {
+            state: state.clone(),
+            parent: Some((from, tokens.to_vec())),
+            clock: None,
+            next: vec![],
+            heard: vec![],
+            fails: false,
+        });
+        queue.push_back(visited.len() - 1);
+        visited.len() - 1
+    })
+}
+
 fn key(s: &CallState, routed: &Routed, may_miss: &[String]) -> Key {
     let phase = match s.phase {
         Phase::New => 0,
@@ -939,18 +961,7 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
                 }
                 covered.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
                 let k = key(&step.state, &routed, &may_miss);
-                let to = *index.entry(k).or_insert_with(|| {
-                    visited.push(Visited {
-                        state: step.state.clone(),
-                        parent: Some((at, tokens.clone())),
-                        clock: None,
-                        next: vec![],
-                        heard: vec![],
-                        fails: false,
-                    });
-                    queue.push_back(visited.len() - 1);
-                    visited.len() - 1
-                });
+                let to = reach((&mut index, &mut visited, &mut queue), k, &step.state, (at, &tokens));
                 let is_summary = matches!(event, Event::SessionEnded { .. });
                 started_again |= state.offering() && !is_summary && !step.state.offering();
                 if !is_summary && walking {
@@ -1052,18 +1063,7 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
             }
             covered.extend(step.edges.iter().map(|(f, e, _)| (*f, e.clone())));
             let k = key(&step.state, &routed, &may_miss);
-            let to = *index.entry(k).or_insert_with(|| {
-                visited.push(Visited {
-                    state: step.state.clone(),
-                    parent: Some((o, tokens.clone())),
-                    clock: None,
-                    next: vec![],
-                    heard: vec![],
-                    fails: false,
-                });
-                queue.push_back(visited.len() - 1);
-                visited.len() - 1
-            });
+            let to = reach((&mut index, &mut visited, &mut queue), k, &step.state, (o, &tokens));
             if walking {
                 // The call goes on at the node (entering it) with the restored variables.
                 let mut marks = vec![policy::Mark::Enter(state.node)];
