@@ -327,12 +327,7 @@ async fn ask_account(http: &reqwest::Client, api: &ApiConfig, asked: &mut Asked)
 /// The range of `url`'s host when it is an address doctor never asks (cloud metadata, link-local,
 /// and addresses nothing listens on): `Range::may_be_listed`, the rule the node's scripts keep.
 fn never_asked(url: &reqwest::Url) -> Option<Range> {
-    let ip = match url.host()? {
-        url::Host::Ipv4(ip) => std::net::IpAddr::V4(ip),
-        url::Host::Ipv6(ip) => std::net::IpAddr::V6(ip),
-        url::Host::Domain(_) => return None,
-    };
-    hosts::refused_range(ip).filter(|r| !r.may_be_listed())
+    doctor::unreachable_from_8x8(url).filter(|r| !r.may_be_listed())
 }
 
 /// The probes' DNS resolver: a name's addresses but those doctor never asks (`never_asked`); a

@@ -273,8 +273,9 @@ fn version_of(url: &url::Url) -> Option<String> {
     None
 }
 
-/// The range of a URL's host when it is an address (or `localhost`) 8x8's servers cannot reach.
-fn unreachable_from_8x8(url: &url::Url) -> Option<hosts::Range> {
+/// The range of a URL's host when it is an address (or `localhost`) 8x8's servers cannot reach
+/// (doctor itself never asks those of them no host may be listed at: `Range::may_be_listed`).
+pub fn unreachable_from_8x8(url: &url::Url) -> Option<hosts::Range> {
     match url.host()? {
         url::Host::Ipv4(ip) => hosts::refused_range(IpAddr::V4(ip)),
         url::Host::Ipv6(ip) => hosts::refused_range(IpAddr::V6(ip)),
