@@ -74,6 +74,7 @@ fn prefill(data: &std::path::Path, n: usize) -> usize {
                 reply: None,
                 entries: &[],
                 schedule: None,
+                summary: None,
             };
             assert_eq!(rt.block_on(store.commit(commit)).unwrap(), Committed::Done);
         }

@@ -448,6 +448,7 @@ async fn a_store_fault_answers_with_the_machine_fallback() {
             reply: None,
             entries: &[],
             schedule: None,
+            summary: None,
         };
         assert_eq!(store.commit(commit).await.unwrap(), Committed::Done);
     }

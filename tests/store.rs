@@ -36,7 +36,7 @@ fn commit<'a>(
     state: &'a CallState,
     reply: Option<(&'a str, &'a [u8])>,
 ) -> Commit<'a> {
-    Commit { session, expected, state, reply, entries: &[], schedule: None }
+    Commit { session, expected, state, reply, entries: &[], schedule: None, summary: None }
 }
 
 /// A transcript entry numbered `i`.
@@ -388,6 +388,34 @@ async fn cached_answers_last_their_minutes_then_expire() {
         assert_eq!(store.cached(&uncached, 1_000).await.unwrap(), None, "no cache_minutes, no cache");
         assert_eq!(store.expire_cache(1_000 + 120_000).await.unwrap(), 1, "{}", b.name);
         assert_eq!(store.expire_cache(1_000 + 120_000).await.unwrap(), 0);
+    })
+    .await;
+}
+
+/// The summary that ends a call is kept by the commit that closes it, in the same durable
+/// write: read back after reopening; a commit that loses its swap leaves the session as it was.
+#[tokio::test]
+async fn a_commit_keeps_the_summary_it_carries_durably() {
+    each(|b, store, dir| async move {
+        let open = waiting("s1");
+        assert_eq!(store.commit(commit("s1", None, &open, None)).await.unwrap(), Committed::Done);
+        let loaded = store.load("s1", None).await.unwrap().session.unwrap();
+        let mut closed = pressed(&open);
+        closed.closed = true;
+        let summary = summary_of("s1", "COMPLETED");
+        let stale = Commit { summary: Some((&summary, 41)), ..commit("s1", None, &closed, None) };
+        assert_eq!(store.commit(stale).await.unwrap(), Committed::Changed, "{}", b.name);
+        let with = Commit { summary: Some((&summary, 42)), ..commit("s1", Some(&loaded.rev), &closed, None) };
+        assert_eq!(store.commit(with).await.unwrap(), Committed::Done, "{}", b.name);
+        drop(store);
+        let store = (b.open)(dir.path()).await;
+        assert_eq!(
+            store.summary("s1").await.unwrap(),
+            Some(StoredSummary { received_ms: 42, summary }),
+            "{}",
+            b.name
+        );
+        assert!(store.load("s1", None).await.unwrap().session.unwrap().state.closed, "{}", b.name);
     })
     .await;
 }

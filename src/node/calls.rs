@@ -274,6 +274,7 @@ async fn apply(
             reply: Some((&ca.event_id, &body)),
             entries: &entries,
             schedule: None,
+            summary: None,
         };
         match app.store.commit(commit).await? {
             Committed::Done => {
@@ -804,18 +805,38 @@ pub async fn session_summary(app: &App, s: &SessionSummary) -> Result<(), Fault>
 }
 
 async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
-    app.store.put_summary(s, super::now_ms()).await?;
     if let Some(code) = s.error_code {
         metrics::error_8x8(code);
     }
+    let received_ms = super::now_ms();
+    match close_session(app, s, received_ms).await {
+        Ok(Kept::WithTheClose) => Ok(()),
+        Ok(Kept::NotYet) => Ok(app.store.put_summary(s, received_ms).await?),
+        // The summary is kept even when the session cannot be closed (8x8 sends it again).
+        Err(fault) => {
+            app.store.put_summary(s, received_ms).await?;
+            Err(fault)
+        }
+    }
+}
+
+/// Whether `close_session` kept the summary in the commit that closed the session.
+enum Kept {
+    WithTheClose,
+    /// No open session to close: the summary is still to be kept.
+    NotYet,
+}
+
+/// Closes the session a summary ends, keeping the summary in the same durable write.
+async fn close_session(app: &App, s: &SessionSummary, received_ms: u64) -> Result<Kept, Fault> {
     let event = Event::SessionEnded { status: s.status.clone() };
     for _ in 0..COMMIT_ATTEMPTS_MAX {
         let Some(loaded) = app.store.load(&s.session_id, None).await?.session else {
             debug!(status = %s.status, "summary for a session phonetree never saw; stored");
-            return Ok(());
+            return Ok(Kept::NotYet);
         };
         if loaded.state.closed {
-            return Ok(());
+            return Ok(Kept::NotYet);
         }
         let machine =
             app.registry.version(app.store.as_ref(), &loaded.state.machine, loaded.state.version).await?;
@@ -835,6 +856,7 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
             reply: None,
             entries: std::slice::from_ref(&entry),
             schedule: schedule.as_ref().map(|(call, _)| call),
+            summary: Some((s, received_ms)),
         };
         if app.store.commit(commit).await? == Committed::Done {
             debug!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");
@@ -842,7 +864,7 @@ async fn record_summary(app: &App, s: &SessionSummary) -> Result<(), Fault> {
             if let Some((call, event)) = &schedule {
                 metrics::callback(app, &call.machine, event);
             }
-            return Ok(());
+            return Ok(Kept::WithTheClose);
         }
         metrics::commit_retried();
     }

@@ -154,6 +154,7 @@ async fn store_new(
             reply: None,
             entries: std::slice::from_ref(entry),
             schedule,
+            summary: None,
         };
         if app.store.commit(commit).await? == Committed::Done {
             return Ok(());

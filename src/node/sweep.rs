@@ -149,6 +149,7 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
         reply: None,
         entries: &[],
         schedule: None,
+        summary: None,
     };
     let stored = app.store.commit(commit).await? == Committed::Done;
     if stored {

@@ -182,6 +182,9 @@ pub struct Commit<'a> {
     /// callback a summary's unanswered transfer asks for, the next attempt of one, or (with the
     /// new session of the call placed for it) one just sent, found by that session from then on.
     pub schedule: Option<&'a Scheduled>,
+    /// The session summary that ends the call (with when it was received), kept by the same
+    /// commit and made durable with it: a summary costs one durable write, not two.
+    pub summary: Option<(&'a SessionSummary, u64)>,
 }
 
 /// Most scheduled calls one `scheduled` lists (the first by due time): the sweep deletes the

@@ -27,7 +27,9 @@ use crate::machine::{NodeId, Version};
 /// Format 7 keeps with a machine the modules it was compiled with (`MachineRecord::modules`), so a
 /// call on a version that uses modules finishes on it after a restart; a machine record of an older
 /// format has none, and compiles with the modules of the day (run only if that gives its version).
-pub const FORMAT: u8 = 7;
+/// Format 8 writes a session record's transcript as one `bin` of its encoded entries
+/// (`Transcript`), which a webhook appends to without decoding the entries before it.
+pub const FORMAT: u8 = 8;
 pub const FORMAT_OLDEST: u8 = 1;
 /// Replies a session record keeps with their bytes: a duplicate delivery is a retry of a webhook
 /// 8x8 got no answer to, so it is the latest one (or, reordered, the one before).
@@ -148,8 +150,90 @@ pub struct SessionRecord {
     /// The call's transcript, oldest first, at most `transcript::ENTRIES_MAX` entries (sled keeps
     /// it here, so that a webhook stays one write; postgres keeps it in a table of its own). A
     /// record written before history has none.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tr: Vec<EntryRecord>,
+    #[serde(default, skip_serializing_if = "Transcript::is_empty")]
+    pub tr: Transcript,
+}
+
+/// A session record's transcript as its encoded entries: a MessagePack array of `EntryRecord`s
+/// (arrays, their fields by position), written as one `bin` (format 8). A webhook appends one
+/// entry to its bytes and never decodes the others; only reading the transcript does. Formats 1
+/// to 7 wrote the array itself, read here into the same bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transcript {
+    /// Empty, or an array header and that many encoded entries.
+    raw: Vec<u8>,
+}
+
+impl Transcript {
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// How many entries it holds, and the bytes of its array header.
+    fn header(&self) -> Result<(usize, usize), String> {
+        if self.raw.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut rest = self.raw.as_slice();
+        let n = rmp::decode::read_array_len(&mut rest).map_err(|e| format!("transcript: {e}"))?;
+        Ok((n as usize, self.raw.len() - rest.len()))
+    }
+
+    /// Appends `entry`, unless the transcript holds `ENTRIES_MAX` already.
+    fn push(&mut self, entry: &EntryRecord) -> Result<(), String> {
+        let (n, head) = self.header()?;
+        if n >= ENTRIES_MAX {
+            return Ok(());
+        }
+        let mut header = Vec::with_capacity(3);
+        rmp::encode::write_array_len(&mut header, (n + 1) as u32).map_err(|e| e.to_string())?;
+        self.raw.splice(..head, header);
+        rmp_serde::encode::write(&mut self.raw, entry).map_err(|e| e.to_string())
+    }
+
+    /// The entries, oldest first.
+    fn entries(&self) -> Result<Vec<EntryRecord>, String> {
+        if self.raw.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut de = rmp_serde::Deserializer::from_read_ref(&self.raw);
+        de.set_max_depth(RECORD_DEPTH_MAX);
+        Vec::<EntryRecord>::deserialize(&mut de).map_err(|e| e.to_string())
+    }
+}
+
+impl Serialize for Transcript {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.raw)
+    }
+}
+
+impl<'de> Deserialize<'de> for Transcript {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Transcript;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a transcript: bytes, or an array of entries")
+            }
+            // Format 8: the encoded entries, kept as they are.
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Transcript, E> {
+                Ok(Transcript { raw: v.to_vec() })
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Transcript, E> {
+                Ok(Transcript { raw: v })
+            }
+            // Formats 1 to 7: the array of entries (maps, or arrays), encoded again as format 8's.
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Transcript, A::Error> {
+                let mut t = Transcript::default();
+                while let Some(entry) = seq.next_element::<EntryRecord>()? {
+                    t.push(&entry).map_err(serde::de::Error::custom)?;
+                }
+                Ok(t)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The format of transcript entries (`EntryRecord`), versioned on their own. Format 2 adds event
@@ -335,15 +419,18 @@ pub fn decode_entry(session: &str, raw: &[u8]) -> Result<Entry, StoreError> {
 
 impl SessionRecord {
     /// Appends a transcript entry, unless the transcript holds `ENTRIES_MAX` already.
-    pub fn append(&mut self, entry: &Entry) {
-        if self.tr.len() < ENTRIES_MAX {
-            self.tr.push(EntryRecord::from_entry(entry));
-        }
+    pub fn append(&mut self, session: &str, entry: &Entry) -> Result<(), StoreError> {
+        self.tr.push(&EntryRecord::from_entry(entry)).map_err(|detail| StoreError::Decode {
+            what: "transcript",
+            key: session.to_string(),
+            detail,
+        })
     }
 
     /// The transcript.
     pub fn transcript(&self, session: &str) -> Result<Vec<Entry>, StoreError> {
-        self.tr.iter().map(|r| r.to_entry(session)).collect()
+        let refuse = |detail| StoreError::Decode { what: "transcript", key: session.to_string(), detail };
+        self.tr.entries().map_err(refuse)?.iter().map(|r| r.to_entry(session)).collect()
     }
 }
 
@@ -409,7 +496,7 @@ impl SessionRecord {
             t1: s.updated_ms,
             j: Vec::new(),
             jo: Vec::new(),
-            tr: Vec::new(),
+            tr: Transcript::default(),
         }
     }
 
@@ -1255,7 +1342,7 @@ mod tests {
             t1: 0,
             j: Vec::new(),
             jo: Vec::new(),
-            tr: Vec::new(),
+            tr: Transcript::default(),
         };
         old.to_state("s").unwrap()
     }
@@ -1327,7 +1414,7 @@ mod tests {
         assert_eq!(EntryRecord::from_entry(&plain).v, 1);
         let mut r = SessionRecord::from_state(&state());
         for e in [&offered, &went_on, &plain] {
-            r.append(e);
+            r.append("s", e).unwrap();
         }
         // Written, read and written again (as every commit rewrites a session record), and read.
         let raw = encode_record(&r).unwrap();
@@ -1337,6 +1424,50 @@ mod tests {
             decode_record("s", &again).unwrap().transcript("s").unwrap(),
             vec![offered, went_on, plain]
         );
+    }
+
+    /// Format 8 keeps a session record's transcript as the bytes of its entries; a format 7
+    /// record (the same array, written in place) reads the same, goes on from there and is
+    /// written again as format 8, without decoding the entries to append one.
+    #[test]
+    fn a_format_7_transcript_reads_the_same_and_is_written_as_bytes() {
+        let entry = |i: u64| Entry {
+            at_ms: i,
+            event: Happened::Keys { keys: i.to_string() },
+            left: "menu".into(),
+            entered: format!("n{i}"),
+            said: vec![Said { node: format!("n{i}"), action: "say".into(), text: "Hello.".into() }],
+            requests: vec![],
+            variants: vec![],
+            resume: None,
+        };
+        let mut r = SessionRecord::from_state(&state());
+        for i in 0..20 {
+            r.append("s", &entry(i)).unwrap();
+        }
+        let raw8 = encode_record(&r).unwrap();
+        // Format 7: the entries' array where format 8 has a `bin` holding it, and `v` 7.
+        let entries = &r.tr.raw;
+        let mut raw7 = raw8[..raw8.len() - entries.len()].to_vec();
+        let len = u16::try_from(entries.len()).unwrap().to_be_bytes();
+        assert_eq!(raw7.split_off(raw7.len() - 3), [0xc5, len[0], len[1]], "a bin 16 header");
+        raw7.extend_from_slice(entries);
+        assert_eq!((raw7[0], raw7[3]), (0xdc, FORMAT));
+        raw7[3] = 7;
+        let mut old = decode_record("s", &raw7).unwrap();
+        assert_eq!(old.v, 7);
+        assert_eq!(old.transcript("s").unwrap(), (0..20).map(entry).collect::<Vec<_>>());
+        assert_eq!(old.tr, r.tr, "the same bytes");
+        old.append("s", &entry(20)).unwrap();
+        r.append("s", &entry(20)).unwrap();
+        assert_eq!(old.tr, r.tr);
+        let again = decode_record("s", &encode_record(&SessionRecord { v: FORMAT, ..old }).unwrap()).unwrap();
+        assert_eq!(again.transcript("s").unwrap(), (0..21).map(entry).collect::<Vec<_>>());
+        // Garbage where the entries should be is a decode error when read or appended to.
+        let mut broken = again.clone();
+        broken.tr.raw = vec![0xc1];
+        assert!(broken.transcript("s").is_err());
+        assert!(broken.append("s", &entry(0)).is_err());
     }
 
     /// A transcript keeps a session record bounded: `ENTRIES_MAX` entries of `ENTRY_BYTES_MAX`
@@ -1360,16 +1491,16 @@ mod tests {
             resume: None,
         };
         let mut r = SessionRecord::from_state(&state());
-        r.append(&typical);
+        r.append("s", &typical).unwrap();
         let one = encode("session", &r).unwrap().len() - bare;
         let mut worst = typical.clone();
         worst.said =
             vec![Said { node: "n".repeat(64), action: "say".into(), text: "x".repeat(TEXT_CHARS_MAX) }; 16];
         worst.bound();
         for _ in 0..ENTRIES_MAX + 10 {
-            r.append(&worst);
+            r.append("s", &worst).unwrap();
         }
-        assert_eq!(r.tr.len(), ENTRIES_MAX);
+        assert_eq!(r.transcript("s").unwrap().len(), ENTRIES_MAX);
         let full = encode("session", &r).unwrap().len();
         eprintln!(
             "session record: {bare} B bare, +{one} B per typical entry, {full} B with a full transcript"

@@ -159,6 +159,13 @@ impl SledStore {
         Ok(Lookup { session: Some(Loaded { state, rev }), replied })
     }
 
+    /// Writes a summary; durable once `durable` returns after it.
+    fn put_summary_now(&self, summary: &SessionSummary, received_ms: u64) -> Result<(), StoreError> {
+        let record = SummaryRecord::from_summary(summary, received_ms);
+        self.summaries.insert(summary.session_id.as_bytes(), encode("summary", &record)?)?;
+        Ok(())
+    }
+
     /// The compare-and-swap of one commit; the caller waits for durability.
     fn swap(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
         let mut record = SessionRecord::from_state(c.state);
@@ -183,10 +190,14 @@ impl SledStore {
             record.journal(event_id, body);
         }
         for entry in c.entries {
-            record.append(entry);
+            record.append(c.session, entry)?;
         }
         let new = encode_record(&record)?;
         let expected = c.expected.map(|r| r.0.as_slice());
+        // Before the swap and covered by its fsync; kept again (the same bytes) if it must retry.
+        if let Some((summary, received_ms)) = c.summary {
+            self.put_summary_now(summary, received_ms)?;
+        }
         if let Some(call) = c.schedule {
             return self.swap_scheduling(c.session, expected, new, call);
         }
@@ -387,7 +398,9 @@ impl SledStore {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         let mut record = SessionRecord::from_state(&e.state);
         record.restore_journal(&e.journal);
-        e.transcript.iter().for_each(|entry| record.append(entry));
+        for entry in &e.transcript {
+            record.append(&e.session, entry)?;
+        }
         let raw = encode_record(&record)?;
         let mut answers = Vec::with_capacity(e.answers.len());
         for (event_id, given) in &e.answers {
@@ -651,8 +664,7 @@ impl Store for SledStore {
 
     fn put_summary<'a>(&'a self, summary: &'a SessionSummary, received_ms: u64) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let record = SummaryRecord::from_summary(summary, received_ms);
-            self.summaries.insert(summary.session_id.as_bytes(), encode("summary", &record)?)?;
+            self.put_summary_now(summary, received_ms)?;
             self.durable().await
         })
     }

@@ -183,6 +183,12 @@ impl PgStore {
     async fn swap(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
         let state = encode_session(c.state)?;
         let scheduled = c.schedule.map(|call| encode_scheduled(call).map(|raw| (call, raw))).transpose()?;
+        let summary = c
+            .summary
+            .map(|(s, received_ms)| {
+                encode("summary", &SummaryRecord::from_summary(s, received_ms)).map(|raw| (s, raw))
+            })
+            .transpose()?;
         let updated_ms = ms(c.state.updated_ms);
         let replied = i64::from(c.reply.is_some());
         let mut client = self.client().await?;
@@ -248,6 +254,14 @@ impl PgStore {
                 .await
                 .map_err(fail())?;
             match tx.execute(&st, &[&c.session, &raw, &(ENTRIES_MAX as i64)]).await {
+                Ok(_) => {}
+                Err(e) if lost(&e) => return Ok(Committed::Changed),
+                Err(e) => return Err(fail()(e)),
+            }
+        }
+        if let Some((summary, raw)) = summary {
+            let st = tx.prepare_cached(PUT_SUMMARY).await.map_err(fail())?;
+            match tx.execute(&st, &[&summary.session_id, &raw]).await {
                 Ok(_) => {}
                 Err(e) if lost(&e) => return Ok(Committed::Changed),
                 Err(e) => return Err(fail()(e)),
@@ -841,6 +855,10 @@ async fn upsert_scheduled(
     tx.execute(&st, &params).await
 }
 
+/// Keeps a session's summary, replacing one kept before (8x8 may deliver it again).
+const PUT_SUMMARY: &str = "INSERT INTO phonetree_summaries (session, record) VALUES ($1, $2) \
+                           ON CONFLICT (session) DO UPDATE SET record = EXCLUDED.record";
+
 impl Store for PgStore {
     fn load<'a>(&'a self, session: &'a str, event_id: Option<&'a str>) -> StoreFuture<'a, Lookup> {
         timed("load a session", self.lookup(session, event_id))
@@ -980,8 +998,7 @@ impl Store for PgStore {
             let raw = encode("summary", &SummaryRecord::from_summary(summary, received_ms))?;
             self.write(
                 || format!("keep the summary of session `{}`", summary.session_id),
-                "INSERT INTO phonetree_summaries (session, record) VALUES ($1, $2) \
-                 ON CONFLICT (session) DO UPDATE SET record = EXCLUDED.record",
+                PUT_SUMMARY,
                 &[&summary.session_id, &raw],
             )
             .await?;
