@@ -77,8 +77,9 @@
 //! `transcript`, `export`/`import` (for `store copy`), the `action_key`, the call rates'
 //! `take_tokens`, `remove_session`, `expire_cache`, `expire_rates`, callers' interrupted calls
 //! (`unfinished`, `put_unfinished`, `remove_unfinished`, `expire_unfinished`: a machine's
-//! `[resume]`, which the node reads and hands the engine as data), `session_count`, `probe`,
-//! `flush`. One conformance suite
+//! `[resume]`, which the node reads and hands the engine as data), the callbacks of unanswered
+//! transfers (`put_scheduled`, `claim_scheduled`, `scheduled`, `cancel_scheduled`,
+//! `expire_scheduled`), `session_count`, `probe`, `flush`. One conformance suite
 //! (`tests/store.rs`) and the node's model test (`tests/properties.rs`) run against every backend
 //! listed in `tests/common/backends.rs`.
 //!
@@ -87,7 +88,8 @@
 //! older event ids) and the call's transcript, written with one `compare_and_swap` per webhook. A
 //! write is durable once the store's fsync thread has flushed after it: every request waiting
 //! meanwhile shares that one fsync (group commit), and sled's own periodic flusher is off. Script
-//! answers, claims, the script cache, summaries and machine sources are trees of their own. The
+//! answers, claims, the script cache, summaries, machine sources, call rates, callers' interrupted
+//! calls and scheduled callbacks are trees of their own. The
 //! PostgreSQL backend writes the same in one transaction per webhook.
 //!
 //! # Invariants
@@ -111,9 +113,10 @@
 //! - Every stored record carries its format version; a record of an unknown version is an error
 //!   naming it, never a guess. Format 2 added call variables; format 3 moved the reply journal
 //!   into the session record; format 4 keeps a transfer's summary status with its outcome; format
-//!   5 records a placed call never answered as `unanswered`. Older records still load (a format 2
-//!   store is migrated when a newer phonetree first opens it). Transcript entries and rate records
-//!   have formats of their own.
+//!   5 records a placed call never answered as `unanswered`; format 6 writes session records as
+//!   MessagePack arrays; format 7 keeps a machine's module texts with it. Older records still
+//!   load (a format 2 store is migrated when a newer phonetree first opens it). Transcript
+//!   entries, rate records, interrupted calls and scheduled callbacks have formats of their own.
 //! - The clock is an input: route rules read the `now` each step is given, in the machine's time
 //!   zone, from the time zone database compiled into the binary, so a replayed or simulated call
 //!   takes the same rules on any host.

@@ -370,7 +370,7 @@ fn course(call: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// A call on each bundled machine through a real node, recorded afresh: each goes the course its
+/// A call on each of four bundled machines through a real node, recorded afresh: each goes the course its
 /// checked-in recording in `tests/data/calls/` went (which the replay suite plays against
 /// `machines/`). With `PHONETREE_RECORD_CALLS=1` the recordings are written there instead.
 #[tokio::test(flavor = "multi_thread")]

@@ -29,8 +29,8 @@ const COMMIT_RETRIES: &str = "phonetree_commit_retries_total";
 /// Times calls entered a node, by `machine` and `node`.
 const NODE_ENTRIES: &str = "phonetree_node_entries_total";
 /// Exits taken from a node, by `machine`, `node` and `exit` (`key_<keys>`, `invalid` and
-/// `no_input` once the tries are used up, `next`, `response_<value>`,
-/// `default`, `failure`, `variant_<variant>`).
+/// `no_input` once the tries are used up, `next`, `response_<value>`, `default`, `failure`,
+/// `rule_<n>`, `else`, `not_number`, `repeat_<key>`, `back_<key>`, `variant_<variant>`: `exit`).
 const NODE_EXITS: &str = "phonetree_node_exits_total";
 /// Prompts repeated at a node because of a failed try (`reason`: `invalid`, `no_input`).
 const NODE_RETRIES: &str = "phonetree_node_retries_total";
@@ -41,7 +41,7 @@ const CALLS_ENDED: &str = "phonetree_calls_ended_total";
 /// `callflow::summary::SESSION_STATUSES` or `EXPIRED`, else `other`).
 const TRANSFER_OUTCOMES: &str = "phonetree_transfer_outcomes_total";
 /// Script requests by `machine`, `node` and `result` (`ok`, `bad_body`, `error_status`,
-/// `timeout`, `error`, `refused`, `out_of_time`, `cache_hit`).
+/// `timeout`, `error`, `refused`, `out_of_time`, `cache_hit`, `claimed`, `lapsed`).
 const SCRIPT_REQUESTS: &str = "phonetree_script_requests_total";
 /// Time of script requests sent (not cache hits), by `machine` and `node`.
 const SCRIPT_SECONDS: &str = "phonetree_script_request_duration_seconds";
