@@ -114,7 +114,9 @@
 //!   naming it, never a guess. Format 2 added call variables; format 3 moved the reply journal
 //!   into the session record; format 4 keeps a transfer's summary status with its outcome; format
 //!   5 records a placed call never answered as `unanswered`; format 6 writes session records as
-//!   MessagePack arrays; format 7 keeps a machine's module texts with it. Older records still
+//!   MessagePack arrays; format 7 keeps a machine's module texts with it; format 8 keeps a sled
+//!   session record's transcript as the bytes of its entries, appended to without decoding the
+//!   entries before (`store::record::Transcript`). Older records still
 //!   load (a format 2 store is migrated when a newer phonetree first opens it). Transcript
 //!   entries, rate records, interrupted calls and scheduled callbacks have formats of their own.
 //! - The clock is an input: route rules read the `now` each step is given, in the machine's time
