@@ -169,9 +169,9 @@ fn turns(tokens: &[String]) -> (Option<String>, Option<u64>, Vec<Turn>) {
     let mut at = None;
     let mut turns = vec![Turn { event: Event::CallStarted, answers: Vec::new() }];
     for t in tokens {
-        if let Some(from) = t.strip_prefix("--from=") {
+        if let Some(from) = t.strip_prefix(simulate::FROM_FLAG) {
             caller = Some(from.to_string());
-        } else if let Some(time) = t.strip_prefix("--at=") {
+        } else if let Some(time) = t.strip_prefix(simulate::AT_FLAG) {
             at = simulate::parse_at(time).ok();
         } else if t.starts_with("--") {
         } else if t.starts_with('@') {
@@ -351,7 +351,7 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64, clocked: bool) -> Pl
         for tokens in &kept {
             // A path from the resume offer (`--resume-from`) answers the offer first: a call
             // played again by its caller (`call::run`) makes the offer, not a path.
-            if tokens.iter().any(|t| t.starts_with("--resume-from=")) {
+            if tokens.iter().any(|t| t.starts_with(simulate::RESUME_FROM_FLAG)) {
                 continue;
             }
             let (caller, at, turns) = turns(tokens);
