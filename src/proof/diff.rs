@@ -23,6 +23,7 @@ use serde::Serialize;
 use super::explore;
 use super::history;
 use super::simulate::{self, Guard};
+use super::tokens;
 use crate::callflow::Action;
 use crate::engine::transcript::Call;
 use crate::machine::{Machine, Menu, NodeKind, Template};
@@ -596,7 +597,7 @@ fn behaviour(
     // The keys and answers of each version's paths (clock, caller and session aside; a resumed
     // call's `--resume-from=` and `--var=`s kept: where it goes on is part of the path), and every
     // start of them.
-    let aside = [simulate::AT_FLAG, simulate::FROM_FLAG, simulate::SESSION_FLAG];
+    let aside = [tokens::AT_FLAG, tokens::FROM_FLAG, tokens::SESSION_FLAG];
     let keys = |p: &[String]| -> Vec<String> {
         p.iter().filter(|t| !aside.iter().any(|f| t.starts_with(f))).cloned().collect()
     };

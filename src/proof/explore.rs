@@ -49,7 +49,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 
-use super::simulate::{AT_FLAG, FROM_FLAG, RESUME_FROM_FLAG, SESSION_FLAG, VAR_FLAG};
+use super::tokens::{AT_FLAG, FROM_FLAG, RESUME_FROM_FLAG, SESSION_FLAG, VAR_FLAG};
 use super::{outputs, policy};
 use crate::callflow::{self, Use};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};

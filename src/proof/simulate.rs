@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use super::tokens::{AT_FLAG, FROM_FLAG, RESUME_FROM_FLAG, SESSION_FLAG, VAR_FLAG};
 use crate::callflow::{Action, Callflow};
 use crate::engine::{
     self, Answer, CallInfo, CallState, Direction, Event, Outcome, Phase, Request, Step, Stepped,
@@ -367,15 +368,6 @@ pub fn parse_at(text: &str) -> Result<u64, String> {
         .map_err(|e| format!("`{text}` is not an RFC 3339 time ({e}); e.g. 2026-11-23T10:00:00+08:00"))?;
     u64::try_from(at.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
 }
-
-/// The flags an explored path starts with, as `simulate` takes them on its command line: the
-/// call's clock class, caller, session, the node an interrupted call stopped at (the call opens
-/// with the resume offer) and each variable it kept. `explore` writes them; `parse_path` reads them.
-pub const AT_FLAG: &str = "--at=";
-pub const FROM_FLAG: &str = "--from=";
-pub const SESSION_FLAG: &str = "--session=";
-pub const RESUME_FROM_FLAG: &str = "--resume-from=";
-pub const VAR_FLAG: &str = "--var=";
 
 /// An explored path's tokens (`explore`'s, which `check` and `diff` print as `simulate`
 /// commands) read as `simulate` reads that command line: its flags, then the inputs.
