@@ -1,13 +1,16 @@
 //! `phonetree diff` as a user runs it on the pairs of `tests/data/diff/` (each NEW beside its
 //! pinned text output, `NEW.txt`): a prompt edit, a retargeted branch, a rename, a reformatted
-//! file, a new key and a moved hours window; the JSON against its schema; the impact on the
-//! recorded calls of `tests/data/calls/` against what `phonetree replay --expect-same` says.
+//! file, a new key and a moved hours window; the clinic machine's resume offer (`clinic*.toml`):
+//! the paths through it played as `simulate --resume-from` plays them; the JSON against its
+//! schema; the impact on the recorded calls of `tests/data/calls/` against what
+//! `phonetree replay --expect-same` says.
 
 use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use phonetree::proof::explore;
 use serde_json::Value;
 
 fn data() -> PathBuf {
@@ -142,6 +145,125 @@ fn every_simulate_command_plays_what_the_diff_says_on_new() {
     assert_eq!(v["structure"][0]["text"], "`refused`: prompt changed");
 }
 
+/// Every path NEW's explorer plays (`explore_heard_paths`, as `diff` plays them: calls that open
+/// with the resume offer too), each run for real as `phonetree simulate NEW PATH...` in
+/// `tests/data/diff/`: the path and its transcript.
+fn every_path_on(new: &str) -> Vec<(Vec<String>, String)> {
+    let text = std::fs::read_to_string(data().join(new)).unwrap();
+    let m = common::compile_text(new, &text);
+    let mut paths = Vec::new();
+    explore::explore_heard_paths(&m, &mut |p| paths.push(p.to_vec()));
+    paths
+        .into_iter()
+        .map(|p| {
+            let args: Vec<&str> = ["simulate", new].into_iter().chain(p.iter().map(String::as_str)).collect();
+            let played = phonetree_in(&data(), &args);
+            assert!(played.status.success(), "{p:?}: {}", String::from_utf8_lossy(&played.stderr));
+            (p, stdout(&played))
+        })
+        .collect()
+}
+
+/// `diff OLD NEW --format json`'s paths, each with its path change, which must be `how`, and the
+/// path's `simulate` command, which ends where the diff says (`transcripts`: every path played).
+fn listed_as_played(
+    old: &str,
+    new: &str,
+    how: &str,
+    transcripts: &[(Vec<String>, String)],
+) -> Vec<Vec<String>> {
+    let out = phonetree_in(&data(), &["diff", old, new, "--format", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["paths"].as_u64().unwrap() as usize, transcripts.len(), "{v:#}");
+    let mut listed = Vec::new();
+    for p in v["behaviour"].as_array().unwrap() {
+        let inputs: Vec<String> =
+            p["inputs"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_string()).collect();
+        assert_eq!(p["how"], how, "{p}");
+        assert_eq!(p["simulate"], explore::replay(new, &inputs), "{p}");
+        let (_, transcript) = transcripts.iter().find(|(path, _)| *path == inputs).expect("an explored path");
+        assert_eq!(end_of(transcript), p["now"].as_str().unwrap(), "{p}:\n{transcript}");
+        listed.push(inputs);
+    }
+    listed
+}
+
+#[test]
+fn the_clinic_machine_against_itself_is_an_empty_diff_with_its_resumed_calls_played() {
+    assert_eq!(pinned("clinic.toml", "clinic.toml", &[]), 0);
+    let bundled = common::repo().join("machines/clinic_appointments.toml");
+    let bundled = bundled.to_str().unwrap();
+    let out = phonetree_in(&data(), &["diff", bundled, bundled, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&v["structure"], &v["behaviour"]), (&serde_json::json!([]), &serde_json::json!([])));
+    // The paths played are the explorer's, the resume offer's among them.
+    let text = std::fs::read_to_string(bundled).unwrap();
+    let mut paths = Vec::new();
+    explore::explore_heard_paths(&common::compile_text(bundled, &text), &mut |p| paths.push(p.to_vec()));
+    assert_eq!(v["paths"].as_u64().unwrap() as usize, paths.len());
+    assert!(paths.iter().any(|p| p.iter().any(|t| t.starts_with("--var="))), "{paths:?}");
+}
+
+#[test]
+fn a_reworded_resume_offer_is_prompt_changed_on_exactly_the_calls_that_open_with_it() {
+    assert_eq!(pinned("clinic.toml", "clinic_offer.toml", &["--exit-code", "ends"]), 0);
+    let played = every_path_on("clinic_offer.toml");
+    let listed = listed_as_played("clinic.toml", "clinic_offer.toml", "heard", &played);
+    let offer = "[main] hears: \"Welcome back to Riverside Clinic. Press 1 to go on where you left off, or 2 to start over.\"";
+    let hear_it: Vec<&Vec<String>> =
+        played.iter().filter(|(_, t)| t.contains(offer)).map(|(p, _)| p).collect();
+    assert_eq!(listed.iter().collect::<Vec<_>>(), hear_it);
+    // Both answers: going on where the call stopped, with what it kept, and starting again.
+    for path in ["--resume-from=confirm_day --var=day=14 1 1", "--resume-from=ask_day 2 3"] {
+        let path: Vec<String> = path.split(' ').map(str::to_string).collect();
+        assert!(listed.contains(&path), "{path:?} in {listed:?}");
+    }
+    let out = phonetree_in(&data(), &["diff", "clinic.toml", "clinic_offer.toml", "--format", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["behaviour"].as_array().unwrap().iter().all(|p| p["node"] == "[resume]"), "{v:#}");
+}
+
+#[test]
+fn a_reworded_prompt_after_the_resume_offer_is_prompt_changed_on_exactly_the_paths_that_hear_it() {
+    assert_eq!(pinned("clinic.toml", "clinic_booked.toml", &["--exit-code", "ends"]), 0);
+    let played = every_path_on("clinic_booked.toml");
+    let listed = listed_as_played("clinic.toml", "clinic_booked.toml", "heard", &played);
+    let booked = "[booked] hears: \"Thank you. You are booked for day ";
+    let hear_it: Vec<&Vec<String>> =
+        played.iter().filter(|(_, t)| t.contains(booked)).map(|(p, _)| p).collect();
+    assert_eq!(listed.iter().collect::<Vec<_>>(), hear_it);
+    // In a first call, and in one that goes on at the day's confirmation with the day it kept.
+    for path in ["1 1 14 1", "--resume-from=confirm_day --var=day=14 1 1"] {
+        let path: Vec<String> = path.split(' ').map(str::to_string).collect();
+        assert!(listed.contains(&path), "{path:?} in {listed:?}");
+    }
+}
+
+#[test]
+fn a_retarget_reached_through_the_resume_offer_lists_the_resumed_paths_that_end_differently() {
+    assert_eq!(pinned("clinic.toml", "clinic_retarget.toml", &["--exit-code", "ends"]), 1);
+    let v = replays_as_said(&data(), "clinic.toml", "clinic_retarget.toml", &[]);
+    let ends: Vec<String> = v["behaviour"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(
+                (&p["how"], &p["was"], &p["now"]),
+                (&"ends".into(), &"transfer to +6531589340".into(), &"hangup".into()),
+                "{p}"
+            );
+            p["inputs"].as_array().unwrap().iter().map(|i| i.as_str().unwrap()).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
+    // A caller interrupted at the change menu goes on there and presses 1; one interrupted at
+    // the booking menu goes back to the main menu first.
+    for path in ["2 1", "--resume-from=change 1 1", "--resume-from=book 1 9 2 1"] {
+        assert!(ends.iter().any(|e| e == path), "{path} in {ends:?}");
+    }
+}
+
 fn schema() -> jsonschema::Validator {
     let text = std::fs::read_to_string(common::repo().join("src/proof/diff.schema.json")).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
@@ -166,6 +288,8 @@ fn the_json_output_follows_its_schema() {
         ("base.toml", "shuffle.toml"),
         ("hours_old.toml", "hours_new.toml"),
         ("base.toml", "new_key.toml"),
+        ("clinic.toml", "clinic_offer.toml"),
+        ("clinic.toml", "clinic_retarget.toml"),
     ] {
         let out = phonetree_in(
             &data(),

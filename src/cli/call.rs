@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use phonetree::node::{self, App, Config, PlaceError, ServeError};
+use phonetree::proof::simulate;
 use phonetree::secret::{Secret, SecretFileError};
 use phonetree::webhook::outbound::API_TIMEOUT;
 use tokio::runtime::Runtime;
@@ -28,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     from: Option<String>,
     /// A call variable, one of the machine's `variables` (repeat for each).
-    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = simulate::parse_var)]
     vars: Vec<(String, String)>,
     /// A running node to place the call through.
     #[command(flatten)]
@@ -58,14 +59,6 @@ pub enum Error {
     /// The server's `{"error": {"message"}}`, or what it answered instead.
     #[error("{message}")]
     Refused { message: String },
-}
-
-/// A `--var NAME=VALUE`.
-pub(super) fn parse_var(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
-        _ => Err(format!("`{text}` is not NAME=VALUE (e.g. --var amount=42.50)")),
-    }
 }
 
 /// The `--var`s as one map; a name given twice is an error.

@@ -48,7 +48,7 @@ pub struct Args {
     /// With --outbound: a call variable the placed call gives, one of the machine's `variables`
     /// (repeat for each), as `phonetree call --var` gives it. With --resume-from: a variable the
     /// interrupted call had set (any the machine sets).
-    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = super::call::parse_var)]
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = simulate::parse_var)]
     vars: Vec<(String, String)>,
     /// Where machine names are looked up.
     #[arg(long, env = "PHONETREE_MACHINES", default_value = "machines")]

@@ -162,29 +162,21 @@ pub fn load(dir: &FsPath) -> Result<Vec<(PathBuf, Machine)>, PlanError> {
     Ok(out)
 }
 
-/// Reads explored paths into turns: `--from=N` names the caller, `--at=TIME` the clock class,
-/// `-` is no input, `@...` answers the step before, anything else keys.
-fn turns(tokens: &[String]) -> (Option<String>, Option<u64>, Vec<Turn>) {
-    let mut caller = None;
-    let mut at = None;
+/// An explored path's turns (read by `simulate::parse_path`, as `simulate` reads them): the
+/// call's start, then one per keypress or no input, each with the `@` answers after it.
+fn turns(path: &simulate::PathCall) -> Vec<Turn> {
     let mut turns = vec![Turn { event: Event::CallStarted, answers: Vec::new() }];
-    for t in tokens {
-        if let Some(from) = t.strip_prefix("--from=") {
-            caller = Some(from.to_string());
-        } else if let Some(time) = t.strip_prefix("--at=") {
-            at = simulate::parse_at(time).ok();
-        } else if t.starts_with("--") {
-        } else if t.starts_with('@') {
-            if let Some(last) = turns.last_mut() {
-                last.answers.push(t.clone());
+    for input in &path.inputs {
+        match input {
+            simulate::Input::Answer(a) => {
+                if let Some(last) = turns.last_mut() {
+                    last.answers.push(a.clone());
+                }
             }
-        } else if t == "-" {
-            turns.push(Turn { event: Event::NoInput, answers: Vec::new() });
-        } else {
-            turns.push(Turn { event: Event::Digits(t.clone()), answers: Vec::new() });
+            simulate::Input::Event(e) => turns.push(Turn { event: e.clone(), answers: Vec::new() }),
         }
     }
-    (caller, at, turns)
+    turns
 }
 
 /// What a planned path does when played offline at `now_ms`: the edges it takes, its requests'
@@ -350,12 +342,14 @@ pub fn plan(machines: Vec<(PathBuf, Machine)>, now_ms: u64, clocked: bool) -> Pl
         let mut candidates: Vec<Path> = Vec::new();
         for tokens in &kept {
             // A path from the resume offer (`--resume-from`) answers the offer first: a call
-            // played again by its caller (`call::run`) makes the offer, not a path.
-            if tokens.iter().any(|t| t.starts_with("--resume-from=")) {
+            // played again by its caller (`call::run`) makes the offer, not a path. (A path's
+            // `--session=` is not played: a planned call has its own session id.)
+            let Ok(path) = simulate::parse_path(tokens) else { continue };
+            if path.resume_from.is_some() {
                 continue;
             }
-            let (caller, at, turns) = turns(tokens);
-            candidates.push(Path { machine: index, caller, at: at.filter(|_| clocked), turns, again: false });
+            let (caller, at, turns) = (path.from.clone(), path.at_ms.filter(|_| clocked), turns(&path));
+            candidates.push(Path { machine: index, caller, at, turns, again: false });
         }
         let explored = candidates.len();
         let mut expanded: HashSet<String> = HashSet::new();

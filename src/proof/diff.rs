@@ -22,7 +22,8 @@ use serde::Serialize;
 
 use super::explore;
 use super::history;
-use super::simulate::{self, Guard, Parties};
+use super::simulate::{self, Guard};
+use super::tokens;
 use crate::callflow::Action;
 use crate::engine::transcript::Call;
 use crate::machine::{Machine, Menu, NodeKind, Template};
@@ -34,10 +35,6 @@ pub const PATHS_MAX: usize = 100_000;
 pub const CALLS_LISTED_MAX: usize = 5;
 /// Most paths listed under one node whose prompt changed (all are counted).
 pub const PROMPT_PATHS_LISTED_MAX: usize = 20;
-
-/// The caller and the number of a played path when the path names none (as `simulate`'s).
-const CALLER: &str = "+15550000001";
-const NUMBER: &str = "+15550000000";
 
 /// Everything that differs between OLD and NEW.
 #[derive(Debug, Clone, Serialize)]
@@ -117,11 +114,13 @@ pub enum PathHow {
 pub struct PathChange {
     pub how: PathHow,
     /// The `simulate` inputs: a clock class (`--at=`), a caller (`--from=`) or session
-    /// (`--session=`) first, then the keys and script answers.
+    /// (`--session=`) first; for a call opening with the resume offer, the node the interrupted
+    /// call stopped at (`--resume-from=`) and the variables it kept (`--var=`); then the keys and
+    /// script answers.
     pub inputs: Vec<String>,
     /// `new`: only NEW's explorer finds it, and no path of OLD's starts as it does or is where it
-    /// starts (clock, caller and session aside): `3 *` once key 3 is new. `gone`: likewise the
-    /// other way. `kept` otherwise.
+    /// starts (clock, caller and session aside, not a resumed call's `--resume-from=` and
+    /// `--var=`s): `3 *` once key 3 is new. `gone`: likewise the other way. `kept` otherwise.
     pub path: Kind,
     /// Where OLD's call ends, and NEW's: `hangup`, `transfer to NUMBER`, `waits for input`, ...
     pub was: String,
@@ -595,9 +594,13 @@ fn behaviour(
         complete &= report.paths_complete;
     }
     complete &= found.len() <= PATHS_MAX;
-    // The keys and answers of each version's paths (clock, caller and session aside), and every
+    // The keys and answers of each version's paths (clock, caller and session aside; a resumed
+    // call's `--resume-from=` and `--var=`s kept: where it goes on is part of the path), and every
     // start of them.
-    let keys = |p: &[String]| -> Vec<String> { p.iter().filter(|t| !t.starts_with("--")).cloned().collect() };
+    let aside = [tokens::AT_FLAG, tokens::FROM_FLAG, tokens::SESSION_FLAG];
+    let keys = |p: &[String]| -> Vec<String> {
+        p.iter().filter(|t| !aside.iter().any(|f| t.starts_with(f))).cloned().collect()
+    };
     let mut whole: [Inputs; 2] = Default::default();
     let mut starts: [Inputs; 2] = Default::default();
     for (p, (in_old, in_new)) in &found {
@@ -667,42 +670,23 @@ fn behaviour(
     (out, order.len(), complete)
 }
 
-/// Plays an explored path's inputs on `m` as `simulate` does.
+/// Plays an explored path on `m` as `simulate` plays its tokens (`simulate::parse_path`: a
+/// resumed call's `--resume-from=` and `--var=`s too).
 fn play(m: &Machine, path: &[String], guard: &Guard<'_>) -> Played {
-    let mut at = None;
-    let mut from = CALLER.to_string();
-    let mut session = None;
-    let mut inputs = Vec::new();
-    for token in path {
-        if let Some(t) = token.strip_prefix("--at=") {
-            at = simulate::parse_at(t).ok();
-        } else if let Some(c) = token.strip_prefix("--from=") {
-            from = c.to_string();
-        } else if let Some(s) = token.strip_prefix("--session=") {
-            session = Some(s.to_string());
-        } else {
-            match simulate::parse_input_or_answer(token) {
-                Ok(input) => inputs.push(input),
-                Err(why) => return Played { heard: Vec::new(), end: format!("error: {why}") },
-            }
-        }
-    }
-    let to = m.numbers().first().cloned().unwrap_or_else(|| NUMBER.into());
-    let vars = BTreeMap::new();
-    let parties = Parties {
-        from: &from,
-        to: &to,
-        outbound: false,
-        vars: &vars,
-        guard: Some(guard),
-        session: session.as_deref(),
-        resume_from: None,
-    };
     let mut fallback = |r: &crate::engine::Request| Err(simulate::needs_answer(r));
-    match simulate::run(m, parties, &inputs, at, &mut fallback) {
-        Ok((lines, flows)) => {
+    let played = simulate::parse_path(path)
+        .and_then(|p| Ok((simulate::run_path(m, &p, Some(guard), &mut fallback)?, p.resume_from.is_some())));
+    match played {
+        Ok(((lines, flows), resumed)) => {
             let actions: Vec<&Action> = flows.iter().flat_map(|f| f.actions.iter()).collect();
-            Played { heard: label(&lines, &actions), end: end_of(&lines, &actions) }
+            let mut heard = label(&lines, &actions);
+            // A resumed call's first reply is the offer, said at the start node but the
+            // `[resume]` table's.
+            if resumed {
+                let offer = flows.first().map_or(0, |f| f.actions.len());
+                heard.iter_mut().take(offer).for_each(|h| h.0 = explore::RESUME_NODE.to_string());
+            }
+            Played { heard, end: end_of(&lines, &actions) }
         }
         Err(why) => Played { heard: Vec::new(), end: format!("error: {why}") },
     }
@@ -820,7 +804,9 @@ fn by_prompt(diff: &Diff) -> Vec<(String, Vec<&PathChange>)> {
     let mut groups: Vec<(String, Vec<&PathChange>)> = Vec::new();
     for p in diff.behaviour.iter().filter(|p| p.how == PathHow::Heard) {
         let (now, was) = (p.node.clone().unwrap_or_default(), p.was_node.clone().unwrap_or_default());
-        let head = if now == was {
+        let head = if now == was && now == explore::RESUME_NODE {
+            "the resume offer's prompt changed on".to_string()
+        } else if now == was {
             format!("`{now}`'s prompt changed on")
         } else {
             format!("hears `{now}` where it heard `{was}` on")

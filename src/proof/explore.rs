@@ -49,6 +49,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 
+use super::tokens::{AT_FLAG, FROM_FLAG, RESUME_FROM_FLAG, SESSION_FLAG, VAR_FLAG};
 use super::{outputs, policy};
 use crate::callflow::{self, Use};
 use crate::engine::{self, Answer, CallInfo, CallState, Direction, Event, Phase, Stepped};
@@ -827,13 +828,13 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
                 info.source = caller.clone();
                 info.session_id = session.clone();
                 let state = CallState::new(m, info, *now);
-                let mut clock = text.as_ref().map(|t| format!("--at={t}"));
+                let mut clock = text.as_ref().map(|t| format!("{AT_FLAG}{t}"));
                 if caller != CALLER {
-                    let from = format!("--from={caller}");
+                    let from = format!("{FROM_FLAG}{caller}");
                     clock = Some(clock.map_or(from.clone(), |c| format!("{c} {from}")));
                 }
                 if session != SESSION {
-                    let from = format!("--session={session}");
+                    let from = format!("{SESSION_FLAG}{session}");
                     clock = Some(clock.map_or(from.clone(), |c| format!("{c} {from}")));
                 }
                 let k = key(&state, &routed, &may_miss);
@@ -845,7 +846,7 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
     // `--resume-from` a node that waits for keys: the paths from it take the offer's other answers).
     let resume_from = m.graph().node_indices().find(|&id| m.graph()[id].kind.capture().is_some());
     if let (Some(_), Some(from)) = (m.resume(), resume_from) {
-        let flag = format!("--resume-from={}", m.graph()[from].name);
+        let flag = format!("{RESUME_FROM_FLAG}{}", m.graph()[from].name);
         for root in 0..visited.len() {
             let offered = match engine::offer(m, &visited[root].state, visited[root].state.started_ms) {
                 Ok(step) => step,
@@ -1004,9 +1005,9 @@ fn explore_with(m: &Machine, path: &mut dyn FnMut(&[String]), by_heard: bool) ->
             vars: vars.map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
         // Replayed as `simulate` takes it: the offer root's flags, then these.
-        let mut tokens = vec![format!("--resume-from={node}")];
+        let mut tokens = vec![format!("{RESUME_FROM_FLAG}{node}")];
         let given = saved.vars.iter().filter(|(k, v)| m.variables().get(*k) != Some(*v));
-        tokens.extend(given.map(|(k, v)| format!("--var={k}={v}")));
+        tokens.extend(given.map(|(k, v)| format!("{VAR_FLAG}{k}={v}")));
         tokens.push(engine::RESUME_KEY.into());
         // The same interrupted call (caller, node, kept variables) seen at another state (another
         // clock, session or tries): it resumes alike, so only its crossings are new.

@@ -1,5 +1,6 @@
 //! The offline proof of a machine: `explore` walks every state and input class through the engine,
-//! `simulate` plays one call and writes its transcript; both speak the same replay tokens;
+//! `simulate` plays one call and writes its transcript; both speak the same replay tokens (`tokens`:
+//! a path's flags);
 //! `policy` proves a machine's policies on the states and transitions `explore` found, and
 //! `outputs` the outputs its modules promise; `scenario`
 //! reads scenario files and judges the calls `simulate` plays from them; `doctor` lists what a
@@ -15,3 +16,4 @@ mod outputs;
 mod policy;
 pub mod scenario;
 pub mod simulate;
+mod tokens;

@@ -267,7 +267,7 @@ fn calls(states: &States<'_>, walks: &[Walk], root: usize, path: &[usize]) -> Ca
 /// The inputs of a call with the last `--resume-from` flag alone: a walk from an offer root goes
 /// on at its own node, not at the one the root's flags name.
 pub(super) fn going_on(inputs: Vec<String>) -> Vec<String> {
-    let flag = |i: &String| i.starts_with("--resume-from=");
+    let flag = |i: &String| i.starts_with(super::tokens::RESUME_FROM_FLAG);
     let Some(last) = inputs.iter().rposition(flag) else { return inputs };
     inputs.into_iter().enumerate().filter(|(i, input)| *i == last || !flag(input)).map(|(_, i)| i).collect()
 }

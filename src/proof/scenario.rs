@@ -449,9 +449,13 @@ impl Parser<'_> {
         for (i, item) in items.iter().enumerate() {
             let field = format!("{field}.{i}");
             let Some(text) = self.string(item, &field) else { continue };
+            // A path's flags, as `check` and `diff` print them, are the scenario's own fields.
+            let hint = text.starts_with("--").then_some(
+                "`simulate`'s flags are fields of the scenario: `at`, `from`, `session`, `resume_from`, `vars`",
+            );
             match simulate::parse_input_or_answer(&text) {
                 Ok(input) => inputs.push(input),
-                Err(why) => self.bad(item, &field, why, None),
+                Err(why) => self.bad(item, &field, why, hint),
             }
         }
         inputs

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use super::tokens::{AT_FLAG, FROM_FLAG, RESUME_FROM_FLAG, SESSION_FLAG, VAR_FLAG};
 use crate::callflow::{Action, Callflow};
 use crate::engine::{
     self, Answer, CallInfo, CallState, Direction, Event, Outcome, Phase, Request, Step, Stepped,
@@ -368,6 +369,88 @@ pub fn parse_at(text: &str) -> Result<u64, String> {
     u64::try_from(at.as_millisecond()).map_err(|_| format!("`{text}` is before 1970"))
 }
 
+/// An explored path's tokens (`explore`'s, which `check` and `diff` print as `simulate`
+/// commands) read as `simulate` reads that command line: its flags, then the inputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathCall {
+    pub at_ms: Option<u64>,
+    pub from: Option<String>,
+    pub session: Option<String>,
+    pub resume_from: Option<String>,
+    /// The interrupted call's variables (`--var=NAME=VALUE`), only with `resume_from`.
+    pub vars: BTreeMap<String, String>,
+    pub inputs: Vec<Input>,
+}
+
+/// `NAME=VALUE` (`--var`'s value, of `simulate` and `call`).
+pub fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not NAME=VALUE (e.g. --var amount=42.50)")),
+    }
+}
+
+/// Reads a path's tokens as `simulate` reads its arguments: a flag given twice, a flag
+/// `simulate` does not take from a path, a `--var` without `--resume-from` and an input that is
+/// not one are errors, as there.
+pub fn parse_path(tokens: &[String]) -> Result<PathCall, String> {
+    let mut call = PathCall::default();
+    let once = |slot: &mut Option<String>, flag: &str, value: &str| match slot {
+        Some(_) => Err(format!("`{}` is given twice", flag.trim_end_matches('='))),
+        None => {
+            *slot = Some(value.to_string());
+            Ok(())
+        }
+    };
+    let mut at = None;
+    for token in tokens {
+        if let Some(t) = token.strip_prefix(AT_FLAG) {
+            once(&mut at, AT_FLAG, t)?;
+        } else if let Some(c) = token.strip_prefix(FROM_FLAG) {
+            once(&mut call.from, FROM_FLAG, c)?;
+        } else if let Some(s) = token.strip_prefix(SESSION_FLAG) {
+            once(&mut call.session, SESSION_FLAG, s)?;
+        } else if let Some(n) = token.strip_prefix(RESUME_FROM_FLAG) {
+            once(&mut call.resume_from, RESUME_FROM_FLAG, n)?;
+        } else if let Some(v) = token.strip_prefix(VAR_FLAG) {
+            let (name, value) = parse_var(v)?;
+            if call.vars.insert(name.clone(), value).is_some() {
+                return Err(format!("--var {name} is given twice"));
+            }
+        } else if token.starts_with("--") {
+            return Err(format!("`{token}` is not a flag a path gives `simulate`"));
+        } else {
+            call.inputs.push(parse_input_or_answer(token)?);
+        }
+    }
+    if !call.vars.is_empty() && call.resume_from.is_none() {
+        return Err("--var gives a variable to the interrupted call --resume-from goes on with".into());
+    }
+    call.at_ms = at.as_deref().map(parse_at).transpose()?;
+    Ok(call)
+}
+
+/// Plays a path (`parse_path`) on an inbound call to `m`'s first number, as `phonetree simulate
+/// FILE TOKENS...` does: the transcript lines and the callflows, or the first error.
+pub fn run_path(
+    m: &Machine,
+    path: &PathCall,
+    guard: Option<&Guard<'_>>,
+    fallback: &mut Answerer<'_>,
+) -> Result<(Vec<String>, Vec<Callflow>), String> {
+    let to = m.numbers().first().cloned().unwrap_or_else(|| NUMBER.into());
+    let parties = Parties {
+        from: path.from.as_deref().unwrap_or(PERSON),
+        to: &to,
+        outbound: false,
+        vars: &path.vars,
+        guard,
+        session: path.session.as_deref(),
+        resume_from: path.resume_from.as_deref(),
+    };
+    run(m, parties, &path.inputs, path.at_ms, fallback)
+}
+
 /// Who calls whom in a simulated call.
 #[derive(Clone, Copy)]
 pub struct Parties<'a> {
@@ -579,5 +662,43 @@ mod tests {
             canned_answer(&serde_json::json!({"status": 204, "body": "raw"})).unwrap(),
             Answer::Http { status: 204, body: b"raw".to_vec() }
         );
+    }
+
+    fn tokens(words: &str) -> Vec<String> {
+        words.split(' ').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_resumed_path_reads_as_simulate_reads_its_flags() {
+        let p = parse_path(&tokens(
+            "--at=2026-11-23T10:00:00+08:00 --from=+6591234567 --session=s-2 --resume-from=confirm_day --var=day=14 --var=note=a=b 1 2 @200 -",
+        ))
+        .unwrap();
+        assert_eq!(p.at_ms, Some(parse_at("2026-11-23T10:00:00+08:00").unwrap()));
+        assert_eq!((p.from.as_deref(), p.session.as_deref()), (Some("+6591234567"), Some("s-2")));
+        assert_eq!(p.resume_from.as_deref(), Some("confirm_day"));
+        let vars: Vec<(&str, &str)> = p.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(vars, [("day", "14"), ("note", "a=b")]);
+        let keys = |k: &str| Input::Event(Event::Digits(k.into()));
+        assert_eq!(
+            p.inputs,
+            [keys("1"), keys("2"), Input::Answer("@200".into()), Input::Event(Event::NoInput)]
+        );
+        assert_eq!(parse_path(&[]).unwrap(), PathCall::default());
+    }
+
+    #[test]
+    fn a_path_simulate_would_refuse_is_an_error() {
+        let err = |words: &str| parse_path(&tokens(words)).unwrap_err();
+        assert_eq!(err("--resume-from=a --resume-from=b 1"), "`--resume-from` is given twice");
+        assert_eq!(err("--resume-from=a --var=x=1 --var=x=2 1"), "--var x is given twice");
+        assert_eq!(
+            err("--var=x=1 1"),
+            "--var gives a variable to the interrupted call --resume-from goes on with"
+        );
+        assert_eq!(err("--resume-from=a --var=x 1"), "`x` is not NAME=VALUE (e.g. --var amount=42.50)");
+        assert_eq!(err("--outbound 1"), "`--outbound` is not a flag a path gives `simulate`");
+        assert!(err("--at=noon").starts_with("`noon` is not an RFC 3339 time"));
+        assert!(err("1 x").starts_with("`x` is not a keypress"));
     }
 }
