@@ -152,8 +152,13 @@ impl InFlight {
 }
 
 impl Slot<'_> {
+    /// Publishes the reply to the duplicates waiting for it; with none (the registry's receiver
+    /// is the only one) there is nothing to copy. A duplicate that enters after this check finds
+    /// nothing published when the slot drops, and answers from the store's journal instead.
     fn publish(&self, body: &[u8], how: Answered) {
-        self.tx.send_replace(Some((Arc::from(body), how)));
+        if self.tx.receiver_count() > 1 {
+            self.tx.send_replace(Some((Arc::from(body), how)));
+        }
     }
 }
 
