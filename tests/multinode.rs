@@ -432,10 +432,10 @@ async fn one_event_on_two_nodes_while_its_script_runs_makes_one_request() {
 /// 2000 ms`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_event_on_two_nodes_behind_a_slow_transaction_is_answered_not_failed() {
-    /// How long the session stays held once both nodes wait for it: past the store's bound, within
-    /// the webhook's own deadline.
-    const HOLD: Duration = OPERATION_TIMEOUT.saturating_add(Duration::from_secs(1));
-    const _: () = assert!(HOLD.as_millis() + 1000 < SCRIPTS_DEADLINE.as_millis());
+    /// How long the session stays held once both nodes wait for it: past the store's bound, and
+    /// 2 s short of the webhook's own deadline (room for a loaded machine's way to the commit).
+    const HOLD: Duration = OPERATION_TIMEOUT.saturating_add(Duration::from_millis(500));
+    const _: () = assert!(HOLD.as_millis() + 2000 <= SCRIPTS_DEADLINE.as_millis());
     let Some(c) = Cluster::start(2).await else { return };
     let m = Arc::new(bundled("abc_restaurant"));
     let urls = c.vca_urls();
