@@ -4,7 +4,9 @@
 //!   where it says;
 //! - one eventId delivered to two nodes at once is applied once, both get the same bytes; two
 //!   different answers to one prompt on different nodes never both apply; delivered to two nodes
-//!   while its script waits for the API, its request reaches the API once;
+//!   while its script waits for the API, its request reaches the API once; delivered to two
+//!   nodes while a slow transaction holds the call's row past a store operation's bound, both
+//!   answer the engine's bytes once it is free, not the fallback;
 //! - a node killed with SIGKILL mid-call loses no acknowledged transition: the calls finish on the
 //!   other nodes, every acknowledged eventId is answered again;
 //! - a node restarted on a new machine version: calls finish on the version they started on,
@@ -27,14 +29,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::backends::postgres_url_for;
+use common::backends::{self, postgres_url_for};
 use common::held::HeldApi;
 use common::proxy::{Proxy, upstream_of, url_via};
 use common::*;
 use phonetree::callflow::Callflow;
 use phonetree::engine::{self, CallInfo, CallState, Direction, Event, Phase};
 use phonetree::machine::Machine;
-use phonetree::store::{Durability, REPLIES_KEPT};
+use phonetree::node::calls::SCRIPTS_DEADLINE;
+use phonetree::store::{Durability, OPERATION_TIMEOUT, REPLIES_KEPT};
 use phonetree::webhook::wire;
 use tokio::task::JoinSet;
 
@@ -418,6 +421,87 @@ async fn one_event_on_two_nodes_while_its_script_runs_makes_one_request() {
     assert_eq!(text(&x.body), text(&y.body), "two answers to one event");
     assert_eq!((x.how.as_str(), y.how.as_str()), ("applied", "duplicate"));
     assert!(text(&x.body).contains("All done."), "{}", text(&x.body));
+}
+
+/// One event delivered to two nodes at once while a slow transaction holds its session's row
+/// longer than a store operation's own bound (`OPERATION_TIMEOUT`): as a starved node's first
+/// delivery does between its update and its commit, here the test's own transaction. Once the row
+/// is free, both nodes answer the engine's bytes, one applied and one duplicate. Before, each
+/// node's commit gave up after 2 s and both callers heard the fallback (what `.ci/loadtest` (b)
+/// showed under CPU starvation: `cannot commit a session: no answer from the database within
+/// 2000 ms`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_on_two_nodes_behind_a_slow_transaction_is_answered_not_failed() {
+    /// How long the session stays held once both nodes wait for it: past the store's bound, and
+    /// 2 s short of the webhook's own deadline (room for a loaded machine's way to the commit).
+    const HOLD: Duration = OPERATION_TIMEOUT.saturating_add(Duration::from_millis(500));
+    const _: () = assert!(HOLD.as_millis() + 2000 <= SCRIPTS_DEADLINE.as_millis());
+    let Some(c) = Cluster::start(2).await else { return };
+    let m = Arc::new(bundled("abc_restaurant"));
+    let urls = c.vca_urls();
+    let client = client_within(REQUEST_TIMEOUT);
+    let mut caller = Caller::new(m, "held-row".into(), Rng::new(seed(), 300));
+    step_on(&client, &urls[0], &mut caller, &Event::CallStarted).await;
+    let w = caller.webhook(&Event::Digits("1".into()));
+    // The slow transaction: the session's row locked, as an update holds it until its commit.
+    let mut holder = backends::connect(&c.url).await.unwrap();
+    let held = holder.transaction().await.unwrap();
+    let pid: i32 = held.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let rows = held
+        .execute("SELECT 1 FROM phonetree_sessions WHERE id = $1 FOR UPDATE", &[&caller.session])
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the session is stored");
+    let send = |k: usize| {
+        let (client, url, body) = (client.clone(), urls[k].clone(), w.body.clone());
+        tokio::spawn(async move { try_post(&client, &url, body).await.unwrap() })
+    };
+    let (first, second) = (send(0), send(1));
+    let mut both = Box::pin(async move { (first.await.unwrap(), second.await.unwrap()) });
+    // Both nodes' commits wait behind the holder (directly, or behind each other).
+    let watcher = backends::connect(&c.url).await.unwrap();
+    let waiting = "WITH RECURSIVE w(pid) AS (SELECT $1::int UNION \
+                   SELECT a.pid FROM pg_stat_activity a, w WHERE w.pid = ANY(pg_blocking_pids(a.pid))) \
+                   SELECT count(*)::int - 1 FROM w";
+    let start = Instant::now();
+    loop {
+        let n: i32 = watcher.query_one(waiting, &[&pid]).await.unwrap().get(0);
+        if n >= 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT_MAX,
+            "waited {WAIT_MAX:?} for both nodes to wait on the session ({n})"
+        );
+        tokio::select! {
+            early = &mut both => panic!(
+                "answered before both waited on the session: {} {} / {} {}",
+                early.0.how, text(&early.0.body), early.1.how, text(&early.1.body)
+            ),
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+    // The slow transaction takes HOLD: no answer may leave meanwhile (before, the fallback did).
+    if let Ok((x, y)) = tokio::time::timeout(HOLD, &mut both).await {
+        panic!(
+            "answered while another transaction held the session: {} {} / {} {}",
+            x.how,
+            text(&x.body),
+            y.how,
+            text(&y.body)
+        );
+    }
+    held.rollback().await.unwrap();
+    let (x, y) = both.await;
+    let what = format!("{} at both nodes", caller.session);
+    assert_eq!((x.status, y.status), (200, 200), "{what}");
+    assert_eq!(text(&x.body), text(&w.want), "{what}: not the engine's answer (the fallback?)");
+    assert_eq!(text(&y.body), text(&w.want), "{what}: not the engine's answer (the fallback?)");
+    let mut hows = [x.how.as_str(), y.how.as_str()];
+    hows.sort();
+    assert_eq!(hows, ["applied", "duplicate"], "{what}");
+    caller.advance(w);
+    c.assert_stored(&[(caller.session.clone(), caller.state.clone())]).await;
 }
 
 /// Two different answers to one prompt, on two nodes at once (with a duplicate of one on a third):

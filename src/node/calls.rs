@@ -46,7 +46,8 @@ use crate::webhook::wire::{self, EncodeError};
 pub const COMMIT_ATTEMPTS_MAX: usize = 8;
 
 /// How long the script requests of one webhook may take together; past it the remaining scripts
-/// take their failure branch without a request. 8x8's reference documents name no timeout for a
+/// take their failure branch without a request. Its commit, too, may wait for the database until
+/// then (at least the store's own bound, `store::OPERATION_TIMEOUT` on PostgreSQL). 8x8's reference documents name no timeout for a
 /// webhook's reply (`SHUTDOWN_GRACE` assumes it waits a few seconds), and webhook
 /// senders commonly give up after 5 to 10 s, while the caller hears silence: 5 s stays under the
 /// shortest common limit, and leaves half of `SHUTDOWN_GRACE` (10 s) for a webhook in flight at
@@ -281,7 +282,11 @@ async fn apply(
             schedule: None,
             summary: None,
         };
-        match app.store.commit(commit).await? {
+        // The commit may wait on the session's row while another delivery of the event (on a
+        // slow node) commits: it waits what is left of the webhook's deadline, not less than the
+        // store's own bound, so a duplicate hears the first delivery's bytes, not the fallback.
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match app.store.commit_within(commit, wait).await? {
             Committed::Done => {
                 log_transition(&machine, &state, &event, &step);
                 if let Some(opened) = &opened {

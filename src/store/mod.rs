@@ -29,6 +29,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use metrics::{Unit, describe_histogram};
 
@@ -437,6 +438,14 @@ pub trait Store: Send + Sync {
     /// Writes a state (and a reply) if the session is still at `expected` and the reply's event
     /// has none yet (else `Changed`: reload, and find the reply); durable on `Done`.
     fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed>;
+    /// `commit`, waiting up to `wait` for the database where the store bounds its waits (a free
+    /// connection, the session's row while another request holds it, the commit itself), never
+    /// less than its own bound: a webhook gives what is left of its deadline, so that a duplicate
+    /// waiting on a slow first delivery's transaction is not failed sooner than the webhook must.
+    fn commit_within<'a>(&'a self, commit: Commit<'a>, wait: Duration) -> StoreFuture<'a, Committed> {
+        let _ = wait;
+        self.commit(commit)
+    }
 
     /// The script answers journaled for one webhook, in order (empty when none were).
     fn answers<'a>(&'a self, session: &'a str, event_id: &'a str) -> StoreFuture<'a, Vec<Answer>>;

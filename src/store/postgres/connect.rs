@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -208,13 +208,19 @@ pub fn detail(e: &tokio_postgres::Error) -> String {
     s
 }
 
-/// A pool's failure to hand out a connection, for an error message.
-pub fn pool_detail(e: &PoolError) -> String {
+/// A pool's failure to hand out a connection within `wait`, for an error message.
+pub fn pool_detail(e: &PoolError, wait: Duration) -> String {
     match e {
-        PoolError::Timeout(_) => format!(
-            "no connection within {} ms (all {POOL_SIZE_MAX} busy, or the database is slow to accept one)",
-            POOL_WAIT_MAX.as_millis()
-        ),
+        // Which wait ran out: for a free connection, or for a new one to open.
+        PoolError::Timeout(TimeoutType::Wait) => {
+            format!("no free connection within {} ms (all {POOL_SIZE_MAX} busy)", wait.as_millis())
+        }
+        PoolError::Timeout(TimeoutType::Create) => {
+            format!("a new connection did not open within {} ms", CONNECT_TIMEOUT.as_millis())
+        }
+        PoolError::Timeout(TimeoutType::Recycle) => {
+            format!("an idle connection was not checked within {} ms", POOL_WAIT_MAX.as_millis())
+        }
         PoolError::Backend(e) => detail(e),
         other => other.to_string(),
     }

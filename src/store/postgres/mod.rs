@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Client, Pool};
+use deadpool_postgres::{Client, Pool, Timeouts};
 use tokio_postgres::error::SqlState;
 
 use super::record::{
@@ -133,6 +133,15 @@ impl PgStore {
         client(&self.pool).await
     }
 
+    /// A connection, waiting up to `wait` for a free one (the pool's own bound is `POOL_WAIT_MAX`).
+    async fn client_within(&self, wait: Duration) -> Result<Client, StoreError> {
+        let timeouts = Timeouts { wait: Some(wait), ..self.pool.timeouts() };
+        self.pool.timeout_get(&timeouts).await.map_err(|e| StoreError::Postgres {
+            doing: "get a connection".into(),
+            detail: connect::pool_detail(&e, wait),
+        })
+    }
+
     async fn lookup(&self, session: &str, event_id: Option<&str>) -> Result<Lookup, StoreError> {
         let client = self.client().await?;
         let fail = || failed(format!("load session `{session}`"));
@@ -180,7 +189,8 @@ impl PgStore {
         Ok(Lookup { session: Some(loaded), replied })
     }
 
-    async fn swap(&self, c: &Commit<'_>) -> Result<Committed, StoreError> {
+    /// The commit, waiting up to `wait` for a connection.
+    async fn swap(&self, c: &Commit<'_>, wait: Duration) -> Result<Committed, StoreError> {
         let state = encode_session(c.state)?;
         let scheduled = c.schedule.map(|call| encode_scheduled(call).map(|raw| (call, raw))).transpose()?;
         let summary = c
@@ -191,7 +201,7 @@ impl PgStore {
             .transpose()?;
         let updated_ms = ms(c.state.updated_ms);
         let replied = i64::from(c.reply.is_some());
-        let mut client = self.client().await?;
+        let mut client = self.client_within(wait).await?;
         let fail = || failed(format!("commit session `{}`", c.session));
         let tx = client.transaction().await.map_err(fail())?;
         let row = match c.expected {
@@ -865,9 +875,17 @@ impl Store for PgStore {
     }
 
     fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed> {
-        timed("commit a session", async move {
+        self.commit_within(commit, OPERATION_TIMEOUT)
+    }
+
+    /// Waits up to `wait` (at least `OPERATION_TIMEOUT`), the wait for a connection included: a
+    /// commit may wait on the session's row while another delivery's transaction holds it, and on
+    /// a starved node that transaction's round trips can take seconds.
+    fn commit_within<'a>(&'a self, commit: Commit<'a>, wait: Duration) -> StoreFuture<'a, Committed> {
+        let wait = wait.max(OPERATION_TIMEOUT);
+        timed_within("commit a session", wait, async move {
             let started = std::time::Instant::now();
-            let done = self.swap(&commit).await;
+            let done = self.swap(&commit, wait).await;
             metrics::histogram!(super::COMMIT_SECONDS, "store" => "postgres")
                 .record(started.elapsed().as_secs_f64());
             done
@@ -1328,7 +1346,7 @@ pub async fn migrate(url: &PgUrl) -> Result<u32, StoreError> {
 async fn client(pool: &Pool) -> Result<Client, StoreError> {
     pool.get().await.map_err(|e| StoreError::Postgres {
         doing: "get a connection".into(),
-        detail: connect::pool_detail(&e),
+        detail: connect::pool_detail(&e, POOL_WAIT_MAX),
     })
 }
 
@@ -1350,11 +1368,20 @@ fn timed<'a, T: 'a>(
     doing: &'static str,
     op: impl Future<Output = Result<T, StoreError>> + Send + 'a,
 ) -> StoreFuture<'a, T> {
+    timed_within(doing, OPERATION_TIMEOUT, op)
+}
+
+/// One operation of the store, failed once it has waited `bound` for the database.
+fn timed_within<'a, T: 'a>(
+    doing: &'static str,
+    bound: Duration,
+    op: impl Future<Output = Result<T, StoreError>> + Send + 'a,
+) -> StoreFuture<'a, T> {
     Box::pin(async move {
-        tokio::time::timeout(OPERATION_TIMEOUT, op).await.unwrap_or_else(|_| {
+        tokio::time::timeout(bound, op).await.unwrap_or_else(|_| {
             Err(StoreError::Postgres {
                 doing: doing.into(),
-                detail: format!("no answer from the database within {} ms", OPERATION_TIMEOUT.as_millis()),
+                detail: format!("no answer from the database within {} ms", bound.as_millis()),
             })
         })
     })

@@ -154,10 +154,10 @@ pub async fn migrate(pool: &Pool) -> Result<u32, StoreError> {
         let doing = doing.to_string();
         move |e: tokio_postgres::Error| StoreError::Postgres { doing, detail: detail(&e) }
     };
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Postgres { doing: "connect".into(), detail: pool_detail(&e) })?;
+    let mut client = pool.get().await.map_err(|e| StoreError::Postgres {
+        doing: "connect".into(),
+        detail: pool_detail(&e, super::POOL_WAIT_MAX),
+    })?;
     let mut tries = 0;
     loop {
         tries += 1;
