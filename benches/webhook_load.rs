@@ -75,6 +75,7 @@ fn prefill(data: &std::path::Path, n: usize) -> usize {
                 entries: &[],
                 schedule: None,
                 summary: None,
+                wait: None,
             };
             assert_eq!(rt.block_on(store.commit(commit)).unwrap(), Committed::Done);
         }

@@ -449,6 +449,7 @@ async fn a_store_fault_answers_with_the_machine_fallback() {
             entries: &[],
             schedule: None,
             summary: None,
+            wait: None,
         };
         assert_eq!(store.commit(commit).await.unwrap(), Committed::Done);
     }

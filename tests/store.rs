@@ -36,7 +36,7 @@ fn commit<'a>(
     state: &'a CallState,
     reply: Option<(&'a str, &'a [u8])>,
 ) -> Commit<'a> {
-    Commit { session, expected, state, reply, entries: &[], schedule: None, summary: None }
+    Commit { session, expected, state, reply, entries: &[], schedule: None, summary: None, wait: None }
 }
 
 /// A transcript entry numbered `i`.

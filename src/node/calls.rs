@@ -281,12 +281,13 @@ async fn apply(
             entries: &entries,
             schedule: None,
             summary: None,
+            // The commit may wait on the session's row while another delivery of the event (on a
+            // slow node) commits: it waits what is left of the webhook's deadline, not less than
+            // the store's own bound, so a duplicate hears the first delivery's bytes, not the
+            // fallback.
+            wait: Some(deadline.saturating_duration_since(Instant::now())),
         };
-        // The commit may wait on the session's row while another delivery of the event (on a
-        // slow node) commits: it waits what is left of the webhook's deadline, not less than the
-        // store's own bound, so a duplicate hears the first delivery's bytes, not the fallback.
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match app.store.commit_within(commit, wait).await? {
+        match app.store.commit(commit).await? {
             Committed::Done => {
                 log_transition(&machine, &state, &event, &step);
                 if let Some(opened) = &opened {
@@ -867,6 +868,7 @@ async fn close_session(app: &App, s: &SessionSummary, received_ms: u64) -> Resul
             entries: std::slice::from_ref(&entry),
             schedule: schedule.as_ref().map(|(call, _)| call),
             summary: Some((s, received_ms)),
+            wait: None,
         };
         if app.store.commit(commit).await? == Committed::Done {
             debug!(machine = machine.name(), status = %s.status, outcome = ?step.state.outcome, "session closed");

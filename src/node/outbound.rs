@@ -155,6 +155,7 @@ async fn store_new(
             entries: std::slice::from_ref(entry),
             schedule,
             summary: None,
+            wait: None,
         };
         if app.store.commit(commit).await? == Committed::Done {
             return Ok(());

@@ -150,6 +150,7 @@ async fn expire(app: &App, id: &str, loaded: &Loaded, now: u64) -> Result<bool, 
         entries: &[],
         schedule: None,
         summary: None,
+        wait: None,
     };
     let stored = app.store.commit(commit).await? == Committed::Done;
     if stored {

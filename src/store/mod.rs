@@ -186,6 +186,12 @@ pub struct Commit<'a> {
     /// The session summary that ends the call (with when it was received), kept by the same
     /// commit and made durable with it: a summary costs one durable write, not two.
     pub summary: Option<(&'a SessionSummary, u64)>,
+    /// How long the commit may wait for the database where the store bounds its waits (a free
+    /// connection, the session's row while another request holds it, the commit itself), never
+    /// less than the store's own bound (`None`: that bound). A webhook gives what is left of its
+    /// deadline, so that a duplicate waiting on a slow first delivery's transaction is not failed
+    /// sooner than the webhook must be. sled does not wait on the database.
+    pub wait: Option<Duration>,
 }
 
 /// Most scheduled calls one `scheduled` lists (the first by due time): the sweep deletes the
@@ -438,14 +444,6 @@ pub trait Store: Send + Sync {
     /// Writes a state (and a reply) if the session is still at `expected` and the reply's event
     /// has none yet (else `Changed`: reload, and find the reply); durable on `Done`.
     fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed>;
-    /// `commit`, waiting up to `wait` for the database where the store bounds its waits (a free
-    /// connection, the session's row while another request holds it, the commit itself), never
-    /// less than its own bound: a webhook gives what is left of its deadline, so that a duplicate
-    /// waiting on a slow first delivery's transaction is not failed sooner than the webhook must.
-    fn commit_within<'a>(&'a self, commit: Commit<'a>, wait: Duration) -> StoreFuture<'a, Committed> {
-        let _ = wait;
-        self.commit(commit)
-    }
 
     /// The script answers journaled for one webhook, in order (empty when none were).
     fn answers<'a>(&'a self, session: &'a str, event_id: &'a str) -> StoreFuture<'a, Vec<Answer>>;

@@ -874,15 +874,11 @@ impl Store for PgStore {
         timed("load a session", self.lookup(session, event_id))
     }
 
+    /// Waits up to the commit's `wait` (at least `OPERATION_TIMEOUT`), the wait for a connection
+    /// included: a commit may wait on the session's row while another delivery's transaction
+    /// holds it, and on a starved node that transaction's round trips can take seconds.
     fn commit<'a>(&'a self, commit: Commit<'a>) -> StoreFuture<'a, Committed> {
-        self.commit_within(commit, OPERATION_TIMEOUT)
-    }
-
-    /// Waits up to `wait` (at least `OPERATION_TIMEOUT`), the wait for a connection included: a
-    /// commit may wait on the session's row while another delivery's transaction holds it, and on
-    /// a starved node that transaction's round trips can take seconds.
-    fn commit_within<'a>(&'a self, commit: Commit<'a>, wait: Duration) -> StoreFuture<'a, Committed> {
-        let wait = wait.max(OPERATION_TIMEOUT);
+        let wait = commit.wait.unwrap_or(OPERATION_TIMEOUT).max(OPERATION_TIMEOUT);
         timed_within("commit a session", wait, async move {
             let started = std::time::Instant::now();
             let done = self.swap(&commit, wait).await;
