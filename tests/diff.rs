@@ -205,20 +205,28 @@ fn the_clinic_machine_against_itself_is_an_empty_diff_with_its_resumed_calls_pla
     assert!(paths.iter().any(|p| p.iter().any(|t| t.starts_with("--var="))), "{paths:?}");
 }
 
-#[test]
-fn a_reworded_resume_offer_is_prompt_changed_on_exactly_the_calls_that_open_with_it() {
-    assert_eq!(pinned("clinic.toml", "clinic_offer.toml", &["--exit-code", "ends"]), 0);
-    let played = every_path_on("clinic_offer.toml");
-    let listed = listed_as_played("clinic.toml", "clinic_offer.toml", "heard", &played);
-    let offer = "[main] hears: \"Welcome back to Riverside Clinic. Press 1 to go on where you left off, or 2 to start over.\"";
+/// `clinic.toml` against `new` (its output pinned, exit 0 with `--exit-code ends`): the paths
+/// listed as `prompt changed` are exactly those whose real `simulate` transcript through NEW hears
+/// `words`, `among` them.
+fn prompt_changed_on_exactly_the_paths_that_hear(new: &str, words: &str, among: &[&str]) {
+    assert_eq!(pinned("clinic.toml", new, &["--exit-code", "ends"]), 0);
+    let played = every_path_on(new);
+    let listed = listed_as_played("clinic.toml", new, "heard", &played);
     let hear_it: Vec<&Vec<String>> =
-        played.iter().filter(|(_, t)| t.contains(offer)).map(|(p, _)| p).collect();
+        played.iter().filter(|(_, t)| t.contains(words)).map(|(p, _)| p).collect();
     assert_eq!(listed.iter().collect::<Vec<_>>(), hear_it);
-    // Both answers: going on where the call stopped, with what it kept, and starting again.
-    for path in ["--resume-from=confirm_day --var=day=14 1 1", "--resume-from=ask_day 2 3"] {
+    for path in among {
         let path: Vec<String> = path.split(' ').map(str::to_string).collect();
         assert!(listed.contains(&path), "{path:?} in {listed:?}");
     }
+}
+
+#[test]
+fn a_reworded_resume_offer_is_prompt_changed_on_exactly_the_calls_that_open_with_it() {
+    let offer = "[main] hears: \"Welcome back to Riverside Clinic. Press 1 to go on where you left off, or 2 to start over.\"";
+    // Both answers: going on where the call stopped, with what it kept, and starting again.
+    let among = ["--resume-from=confirm_day --var=day=14 1 1", "--resume-from=ask_day 2 3"];
+    prompt_changed_on_exactly_the_paths_that_hear("clinic_offer.toml", offer, &among);
     let out = phonetree_in(&data(), &["diff", "clinic.toml", "clinic_offer.toml", "--format", "json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["behaviour"].as_array().unwrap().iter().all(|p| p["node"] == "[resume]"), "{v:#}");
@@ -226,18 +234,10 @@ fn a_reworded_resume_offer_is_prompt_changed_on_exactly_the_calls_that_open_with
 
 #[test]
 fn a_reworded_prompt_after_the_resume_offer_is_prompt_changed_on_exactly_the_paths_that_hear_it() {
-    assert_eq!(pinned("clinic.toml", "clinic_booked.toml", &["--exit-code", "ends"]), 0);
-    let played = every_path_on("clinic_booked.toml");
-    let listed = listed_as_played("clinic.toml", "clinic_booked.toml", "heard", &played);
     let booked = "[booked] hears: \"Thank you. You are booked for day ";
-    let hear_it: Vec<&Vec<String>> =
-        played.iter().filter(|(_, t)| t.contains(booked)).map(|(p, _)| p).collect();
-    assert_eq!(listed.iter().collect::<Vec<_>>(), hear_it);
     // In a first call, and in one that goes on at the day's confirmation with the day it kept.
-    for path in ["1 1 14 1", "--resume-from=confirm_day --var=day=14 1 1"] {
-        let path: Vec<String> = path.split(' ').map(str::to_string).collect();
-        assert!(listed.contains(&path), "{path:?} in {listed:?}");
-    }
+    let among = ["1 1 14 1", "--resume-from=confirm_day --var=day=14 1 1"];
+    prompt_changed_on_exactly_the_paths_that_hear("clinic_booked.toml", booked, &among);
 }
 
 #[test]
