@@ -192,6 +192,17 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&unexpired(bytes)).into_owned()
 }
 
+/// Asserts two deliveries of one event (`x`, `y`) were both answered with the engine's bytes (not
+/// the fallback), one applying it and the other a duplicate.
+fn assert_answered_once(x: &Answer, y: &Answer, w: &Webhook, what: &str) {
+    assert_eq!((x.status, y.status), (200, 200), "{what}");
+    assert_eq!(text(&x.body), text(&w.want), "{what}: not the engine's answer (the fallback?)");
+    assert_eq!(text(&y.body), text(&w.want), "{what}: not the engine's answer (the fallback?)");
+    let mut hows = [x.how.as_str(), y.how.as_str()];
+    hows.sort();
+    assert_eq!(hows, ["applied", "duplicate"], "{what}");
+}
+
 /// Asserts a webhook's answer is the engine's, applied.
 fn assert_applied(a: &Answer, w: &Webhook, what: &str) {
     assert_eq!((a.status, a.how.as_str()), (200, "applied"), "{what}: {}", text(&a.body));
@@ -357,13 +368,7 @@ async fn one_event_delivered_to_two_nodes_at_once_is_applied_once() {
                     try_post(&client, two, w.body.clone())
                 );
                 let (x, y) = (x.unwrap(), y.unwrap());
-                let what = format!("{} at {one} and {two}", caller.session);
-                assert_eq!((x.status, y.status), (200, 200), "{what}");
-                assert_eq!(text(&x.body), text(&y.body), "{what}: two answers to one event");
-                assert_eq!(text(&x.body), text(&w.want), "{what}: not the engine's answer");
-                let mut hows = [x.how.as_str(), y.how.as_str()];
-                hows.sort();
-                assert_eq!(hows, ["applied", "duplicate"], "{what}");
+                assert_answered_once(&x, &y, &w, &format!("{} at {one} and {two}", caller.session));
                 pairs.fetch_add(1, Ordering::Relaxed);
                 caller.advance(w);
             }
@@ -493,13 +498,7 @@ async fn one_event_on_two_nodes_behind_a_slow_transaction_is_answered_not_failed
     }
     held.rollback().await.unwrap();
     let (x, y) = both.await;
-    let what = format!("{} at both nodes", caller.session);
-    assert_eq!((x.status, y.status), (200, 200), "{what}");
-    assert_eq!(text(&x.body), text(&w.want), "{what}: not the engine's answer (the fallback?)");
-    assert_eq!(text(&y.body), text(&w.want), "{what}: not the engine's answer (the fallback?)");
-    let mut hows = [x.how.as_str(), y.how.as_str()];
-    hows.sort();
-    assert_eq!(hows, ["applied", "duplicate"], "{what}");
+    assert_answered_once(&x, &y, &w, &format!("{} at both nodes", caller.session));
     caller.advance(w);
     c.assert_stored(&[(caller.session.clone(), caller.state.clone())]).await;
 }
